@@ -1,0 +1,331 @@
+"""Numba CPU kernels; each mirrors the function of the same name in ``fastrnn.reference``.
+
+Layout: rows are time steps, so every per-step vector is a contiguous row. Biases and the
+hidden state are 1-D here (``bh (H,)``, ``by (V,)``, ``h (H,)``): the public API passes views of
+the caller's ``(H,1)`` columns. ``params``, ``grads`` and ``mems`` are tuples in the order
+``(Wxh, Whh, Why, bh, by)``. Outputs and workspaces are allocated by the caller; nothing is
+allocated inside a time loop.
+
+Only the recurrence itself (``Whh h`` forward, ``Whh^T draw`` backward) runs step by step; the
+output layer, its gradient and the weight gradients are products over the whole chunk, done
+after (or before) the time loop where the weights are read once per block of steps.
+"""
+
+import math
+
+import numpy as np
+from numba import njit
+
+from . import vmath
+from .options import NJIT
+from .scalar import ADAGRAD_EPS, CLIP, adagrad_memory, adagrad_weight, clip, tanh_backward
+
+
+# --------------------------------------------------------------------------------------------
+# Dense building blocks (hand-written: fixed small sizes, no BLAS dependency)
+
+@njit(**NJIT)
+def matvec(W, x, out):
+    """out[i] = sum_j W[i, j] x[j]  (W: (n, k), x: (k,), out: (n,)), four rows per pass."""
+    n, k = W.shape
+    zero = out.dtype.type(0)
+    i = 0
+    while i + 4 <= n:
+        s0 = s1 = s2 = s3 = zero
+        for j in range(k):
+            xj = x[j]
+            s0 += W[i, j] * xj
+            s1 += W[i + 1, j] * xj
+            s2 += W[i + 2, j] * xj
+            s3 += W[i + 3, j] * xj
+        out[i], out[i + 1], out[i + 2], out[i + 3] = s0, s1, s2, s3
+        i += 4
+    while i < n:
+        s = zero
+        for j in range(k):
+            s += W[i, j] * x[j]
+        out[i] = s
+        i += 1
+
+
+@njit(**NJIT)
+def vecmat(x, W, out):
+    """out[j] = sum_i x[i] W[i, j]  (x: (n,), W: (n, k), out: (k,)), four rows per pass."""
+    n, k = W.shape
+    out[:] = 0
+    i = 0
+    while i + 4 <= n:
+        x0, x1, x2, x3 = x[i], x[i + 1], x[i + 2], x[i + 3]
+        for j in range(k):
+            out[j] += x0 * W[i, j] + x1 * W[i + 1, j] + x2 * W[i + 2, j] + x3 * W[i + 3, j]
+        i += 4
+    while i < n:
+        xi = x[i]
+        for j in range(k):
+            out[j] += xi * W[i, j]
+        i += 1
+
+
+@njit(**NJIT)
+def matmul_nt(A, B, C):
+    """C = A B^T  (A: (m, k), B: (n, k), C: (m, n)): four rows of A share each pass over B."""
+    m, k = A.shape
+    n = B.shape[0]
+    zero = C.dtype.type(0)
+    t = 0
+    while t + 4 <= m:
+        for v in range(n):
+            s0 = s1 = s2 = s3 = zero
+            for j in range(k):
+                b = B[v, j]
+                s0 += A[t, j] * b
+                s1 += A[t + 1, j] * b
+                s2 += A[t + 2, j] * b
+                s3 += A[t + 3, j] * b
+            C[t, v], C[t + 1, v], C[t + 2, v], C[t + 3, v] = s0, s1, s2, s3
+        t += 4
+    while t < m:
+        matvec(B, A[t], C[t])
+        t += 1
+
+
+@njit(**NJIT)
+def _op(A, i, v, transposed):
+    return A[v, i] if transposed else A[i, v]
+
+
+@njit(**NJIT)
+def matmul_acc(A, B, C, a_transposed):
+    """C += op(A) B with op(A) = A^T if a_transposed else A  (B: (n, k), C: (m, k)).
+
+    Two rows of C take four rows of B per pass, so each loaded row of B feeds eight
+    multiply-adds and each row of C is read and written once per four rows of B.
+    """
+    m, k = C.shape
+    n = B.shape[0]
+    tr = a_transposed
+    i = 0
+    while i + 2 <= m:
+        v = 0
+        while v + 4 <= n:
+            a00, a01, a02, a03 = _op(A, i, v, tr), _op(A, i, v + 1, tr), _op(A, i, v + 2, tr), _op(A, i, v + 3, tr)
+            a10, a11, a12, a13 = (_op(A, i + 1, v, tr), _op(A, i + 1, v + 1, tr),
+                                  _op(A, i + 1, v + 2, tr), _op(A, i + 1, v + 3, tr))
+            for j in range(k):
+                b0, b1, b2, b3 = B[v, j], B[v + 1, j], B[v + 2, j], B[v + 3, j]
+                C[i, j] += a00 * b0 + a01 * b1 + a02 * b2 + a03 * b3
+                C[i + 1, j] += a10 * b0 + a11 * b1 + a12 * b2 + a13 * b3
+            v += 4
+        while v < n:
+            a0, a1 = _op(A, i, v, tr), _op(A, i + 1, v, tr)
+            for j in range(k):
+                C[i, j] += a0 * B[v, j]
+                C[i + 1, j] += a1 * B[v, j]
+            v += 1
+        i += 2
+    if i < m:
+        for v in range(n):
+            a0 = _op(A, i, v, tr)
+            for j in range(k):
+                C[i, j] += a0 * B[v, j]
+
+
+@njit(**NJIT)
+def tanh_inplace(a):
+    for i in range(a.shape[0]):
+        a[i] = vmath.tanh(a[i])
+
+
+@njit(**NJIT)
+def softmax_inplace(y):
+    """y <- softmax(y), max subtracted first."""
+    ymax = y[0]
+    for v in range(1, y.shape[0]):
+        ymax = max(ymax, y[v])
+    s = 0.0
+    for v in range(y.shape[0]):
+        e = vmath.exp(y[v] - ymax)
+        y[v] = e
+        s += e
+    inv = 1.0 / s
+    for v in range(y.shape[0]):
+        y[v] *= inv
+
+
+@njit(**NJIT)
+def clip_inplace(a, bound):
+    flat = a.reshape(a.size)
+    for i in range(flat.shape[0]):
+        flat[i] = clip(flat[i], bound)
+
+
+# --------------------------------------------------------------------------------------------
+# The model
+
+@njit(**NJIT)
+def step(ix, h_prev, params, h_out):
+    """One recurrence step: h_out = tanh(Wxh[:, ix] + Whh h_prev + bh)."""
+    Wxh, Whh, _, bh, _ = params
+    matvec(Whh, h_prev, h_out)
+    for i in range(h_out.shape[0]):
+        h_out[i] += Wxh[i, ix] + bh[i]
+    tanh_inplace(h_out)
+
+
+@njit(**NJIT)
+def forward(inputs, targets, hprev, params, hs, ps):
+    """reference.forward: fills hs (T+1, H) and ps (T, V); returns the summed loss."""
+    Why, by = params[2], params[4]
+    T = inputs.shape[0]
+    hs[0] = hprev
+    for t in range(T):
+        step(inputs[t], hs[t], params, hs[t + 1])
+    matmul_nt(hs[1:T + 1], Why, ps[:T])
+    loss = 0.0
+    for t in range(T):
+        for v in range(ps.shape[1]):
+            ps[t, v] += by[v]
+        softmax_inplace(ps[t])
+        loss -= math.log(ps[t, targets[t]])
+    return loss
+
+
+@njit(**NJIT)
+def backward(inputs, targets, hs, ps, params, grads, work):
+    """reference.backward (clipped): overwrites grads from the activations of ``forward``.
+
+    work = (dys (T, V), dhs (T, H), dh_next (H,)).
+    """
+    _, Whh, Why, _, _ = params
+    dWxh, dWhh, dWhy, dbh, dby = grads
+    dys, dhs, dh_next = work
+    T, H = inputs.shape[0], Whh.shape[0]
+    one = hs.dtype.type(1)
+
+    # Output layer, all steps at once: dy = p - onehot(target); dWhy = dy^T h; dby = sum dy.
+    dys[:T] = ps[:T]
+    for t in range(T):
+        dys[t, targets[t]] -= one
+    dWhy[:] = 0
+    matmul_acc(dys[:T], hs[1:T + 1], dWhy, True)
+    dby[:] = 0
+    for t in range(T):
+        for v in range(dby.shape[0]):
+            dby[v] += dys[t, v]
+    # dh from the output of every step: dhs[t] = Why^T dy[t].
+    dhs[:T] = 0
+    matmul_acc(dys[:T], Why, dhs[:T], False)
+
+    # The recurrence, backwards: dhs[t] becomes draw[t].
+    dh_next[:] = 0
+    for t in range(T - 1, -1, -1):
+        for i in range(H):
+            dhs[t, i] = tanh_backward(hs[t + 1, i], dhs[t, i] + dh_next[i], one)
+        if t > 0:
+            vecmat(dhs[t], Whh, dh_next)
+
+    # Input-side gradients, all steps at once.
+    dWhh[:] = 0
+    matmul_acc(dhs[:T], hs[:T], dWhh, True)
+    dbh[:] = 0
+    dWxh[:] = 0
+    for t in range(T):
+        ix = inputs[t]
+        for i in range(H):
+            dbh[i] += dhs[t, i]
+            dWxh[i, ix] += dhs[t, i]
+
+    bound = hs.dtype.type(CLIP)
+    clip_inplace(dWxh, bound)
+    clip_inplace(dWhh, bound)
+    clip_inplace(dWhy, bound)
+    clip_inplace(dbh, bound)
+    clip_inplace(dby, bound)
+
+
+@njit(**NJIT)
+def adagrad_update(w, g, m, lr):
+    """reference.adagrad for one flat array, in place."""
+    lr_ = w.dtype.type(lr)
+    eps = w.dtype.type(ADAGRAD_EPS)
+    for i in range(w.shape[0]):
+        mi = adagrad_memory(m[i], g[i])
+        m[i] = mi
+        w[i] = adagrad_weight(w[i], g[i], mi, lr_, eps)
+
+
+@njit(**NJIT)
+def adagrad(params, grads, mems, lr):
+    """reference.adagrad over the five parameters, in place."""
+    adagrad_update(params[0].reshape(params[0].size), grads[0].reshape(grads[0].size),
+                   mems[0].reshape(mems[0].size), lr)
+    adagrad_update(params[1].reshape(params[1].size), grads[1].reshape(grads[1].size),
+                   mems[1].reshape(mems[1].size), lr)
+    adagrad_update(params[2].reshape(params[2].size), grads[2].reshape(grads[2].size),
+                   mems[2].reshape(mems[2].size), lr)
+    adagrad_update(params[3], grads[3], mems[3], lr)
+    adagrad_update(params[4], grads[4], mems[4], lr)
+
+
+@njit(**NJIT)
+def choose(p, u, cdf):
+    """reference.choose: first index whose float64 cumulative probability exceeds u * total."""
+    c = 0.0
+    for v in range(p.shape[0]):
+        c += p[v]
+        cdf[v] = c
+    threshold = u * cdf[p.shape[0] - 1]
+    for v in range(p.shape[0]):
+        if cdf[v] > threshold:
+            return v
+    return p.shape[0] - 1
+
+
+@njit(**NJIT)
+def sample(h, seed_ix, uniforms, params, temperature, greedy, ixes, work):
+    """reference.sample: writes len(uniforms) indices to ixes; h (H,) is advanced in place.
+
+    work = (h_next (H,), p (V,), cdf (V,) float64).
+    """
+    Why, by = params[2], params[4]
+    h_next, p, cdf = work
+    tau = p.dtype.type(temperature)
+    ix = seed_ix
+    for n in range(uniforms.shape[0]):
+        step(ix, h, params, h_next)
+        h[:] = h_next
+        matvec(Why, h, p)
+        for v in range(p.shape[0]):
+            p[v] += by[v]
+        if greedy:
+            ix = np.argmax(p)
+        else:
+            if tau != 1:
+                for v in range(p.shape[0]):
+                    p[v] /= tau
+            softmax_inplace(p)
+            ix = choose(p, uniforms[n], cdf)
+        ixes[n] = ix
+
+
+@njit(**NJIT)
+def train(data, position, h, params, grads, mems, lr, seq_length, losses, work):
+    """reference.train for len(losses) chunks of ``data``; h (H,) is carried in place.
+
+    work = (hs (T+1, H), ps (T, V), dys (T, V), dhs (T, H), dh_next (H,)).
+    Returns the position after the last chunk.
+    """
+    hs, ps, dys, dhs, dh_next = work
+    T = seq_length
+    for n in range(losses.shape[0]):
+        if position + T + 1 >= data.shape[0]:
+            position = 0
+            h[:] = 0
+        inputs = data[position:position + T]
+        targets = data[position + 1:position + T + 1]
+        losses[n] = forward(inputs, targets, h, params, hs, ps)
+        backward(inputs, targets, hs, ps, params, grads, (dys, dhs, dh_next))
+        adagrad(params, grads, mems, lr)
+        h[:] = hs[T]
+        position += T
+    return position

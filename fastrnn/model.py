@@ -1,0 +1,141 @@
+"""CharRNN: the min-char-rnn model as an object that owns its arrays.
+
+    model = CharRNN(vocab_size=65, hidden_size=100)
+    losses = model.train(data, n_steps=1000)      # 1000 chunks in one kernel call
+    ids = model.sample(200, seed_ix=0, rng=np.random.default_rng(0))
+
+``model.params`` are min-char-rnn's arrays (``Wxh (H,V)``, ``Whh (H,H)``, ``Why (V,H)``,
+``bh (H,1)``, ``by (V,1)``); ``model.mems`` their Adagrad memory; ``model.h`` the hidden state
+(H,1) and ``model.position`` the next chunk's start in the training data, both carried from
+call to call exactly as min-char-rnn's loop carries them.
+"""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from . import validate
+from .backends import get_backend, sample_workspace, workspace
+from .params import init_params, kernel_view, zeros_like
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that defines the model and its training (min-char-rnn's defaults)."""
+
+    vocab_size: int
+    hidden_size: int = 100
+    seq_length: int = 25
+    learning_rate: float = 0.1
+    dtype: str = "float64"
+    seed: int = 0
+
+    def __post_init__(self):
+        if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, (int, np.integer)) \
+                or self.vocab_size < 2:
+            raise ValueError(f"vocab_size must be an integer >= 2, got {self.vocab_size!r}")
+        validate.positive("hidden_size", self.hidden_size, int)
+        validate.positive("seq_length", self.seq_length, int)
+        validate.positive("learning_rate", self.learning_rate)
+        if str(self.dtype) not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        object.__setattr__(self, "dtype", str(self.dtype))
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def data_dtype(vocab_size):
+    """The smallest unsigned integer type that holds every character id."""
+    return np.uint8 if vocab_size <= 256 else np.uint16 if vocab_size <= 65536 else np.uint32
+
+
+class CharRNN:
+    """A vanilla character RNN trained with truncated BPTT and Adagrad, as min-char-rnn."""
+
+    def __init__(self, vocab_size, hidden_size=100, seq_length=25, learning_rate=0.1,
+                 dtype="float64", seed=0, backend="numba"):
+        self.config = Config(vocab_size, hidden_size, seq_length, learning_rate, str(np.dtype(dtype)), seed)
+        self.backend = backend
+        c = self.config
+        self.params = init_params(c.hidden_size, c.vocab_size, c.seed, c.dtype)
+        self.mems = zeros_like(self.params)
+        self.h = np.zeros((c.hidden_size, 1), c.dtype)
+        self.position = 0
+        self._grads = zeros_like(self.params)
+        self._work = workspace(c.seq_length, c.hidden_size, c.vocab_size, np.dtype(c.dtype))
+        self._data = None  # (the caller's array, the validated copy)
+
+    @property
+    def backend(self):
+        return self._kernels.name
+
+    @backend.setter
+    def backend(self, name):
+        self._kernels = get_backend(name)
+
+    def _prepared(self, data):
+        """data as a validated array of ids, cached for the same array object."""
+        if self._data is not None and self._data[0] is data:
+            return self._data[1]
+        c = self.config
+        if isinstance(data, np.ndarray) and data.dtype.kind in "iu" and data.ndim == 1:
+            arr = data
+        else:
+            arr = np.asarray(data)
+            if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+                raise ValueError("data must be a one-dimensional sequence of integer character ids")
+        if arr.size < c.seq_length + 1:
+            raise ValueError(f"data has {arr.size} characters; training with seq_length="
+                             f"{c.seq_length} needs at least {c.seq_length + 1}")
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi >= c.vocab_size:
+            raise ValueError(f"data holds id {lo if lo < 0 else hi}, outside the vocabulary "
+                             f"[0, {c.vocab_size})")
+        ready = np.ascontiguousarray(arr, dtype=data_dtype(c.vocab_size))
+        self._data = (data, ready)
+        return ready
+
+    def train(self, data, n_steps=1):
+        """Train on ``n_steps`` consecutive chunks of ``data`` (integer ids); return their losses.
+
+        Each chunk is ``seq_length`` inputs and the targets one character later; the loss of a
+        chunk is summed over its characters. Parameters, Adagrad memory, ``h`` and ``position``
+        advance in place; a chunk that would pass the end of the data starts again at 0 with
+        ``h`` reset, as in min-char-rnn.
+        """
+        ready = self._prepared(data)
+        n_steps = validate.positive("n_steps", n_steps, int)
+        c = self.config
+        losses = np.empty(n_steps, np.float64)
+        h = self.h.reshape(-1)
+        self.position = int(self._kernels.train(
+            ready, self.position, h, kernel_view(self.params), kernel_view(self._grads),
+            kernel_view(self.mems), c.learning_rate, c.seq_length, losses, self._work))
+        return losses
+
+    def sample(self, n, seed_ix, rng=None, temperature=1.0, greedy=False, h=None):
+        """n ids generated after ``seed_ix``, from ``h`` (default: the training state, unchanged).
+
+        Returns (ids, h_after) so that generation can continue where it stopped.
+        """
+        c = self.config
+        if isinstance(seed_ix, bool) or not isinstance(seed_ix, (int, np.integer)) \
+                or not 0 <= seed_ix < c.vocab_size:
+            raise ValueError(f"seed_ix must be a character id in [0, {c.vocab_size}), got {seed_ix!r}")
+        n = int(n)
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        temperature = validate.positive("temperature", temperature)
+        rng = np.random.default_rng() if rng is None else rng
+        h = (self.h if h is None else validate.hidden("h", h, c.hidden_size, np.dtype(c.dtype)))
+        h = h.reshape(-1).copy()
+        ixes = np.empty(n, np.int64)
+        self._kernels.sample(h, int(seed_ix), rng.random(n), kernel_view(self.params), temperature,
+                             bool(greedy), ixes, sample_workspace(c.hidden_size, c.vocab_size, h.dtype))
+        return ixes.tolist(), h.reshape(-1, 1)
+
+    def reset_state(self):
+        """Start the next chunk at position 0 with a zero hidden state."""
+        self.h[:] = 0
+        self.position = 0

@@ -1,0 +1,118 @@
+"""The NumPy oracle: min-char-rnn written to be read.
+
+Every fast kernel in fastrnn is tested equal to the functions here. They keep the dtype of the
+arrays they are given (float64 is the reference precision) and use min-char-rnn's shapes:
+``Wxh (H,V)``, ``Whh (H,H)``, ``Why (V,H)``, ``bh (H,1)``, ``by (V,1)``, hidden state ``h (H,1)``.
+
+The forward pass returns the activations in the layout the kernels use: ``hs (T+1, H)`` with
+``hs[0] = hprev`` and ``ps (T, V)``, one row per time step.
+"""
+
+import numpy as np
+
+CLIP = 5.0
+ADAGRAD_EPS = 1e-8
+
+
+def forward(inputs, targets, hprev, Wxh, Whh, Why, bh, by):
+    """Run the recurrence over one chunk; return (loss, hs (T+1,H), ps (T,V))."""
+    T, H, V = len(inputs), Whh.shape[0], Why.shape[0]
+    hs = np.zeros((T + 1, H), dtype=Whh.dtype)
+    ps = np.zeros((T, V), dtype=Whh.dtype)
+    hs[0] = hprev[:, 0]
+    loss = 0.0
+    for t in range(T):
+        h = np.tanh(Wxh[:, inputs[t]] + Whh @ hs[t] + bh[:, 0])  # h: (H,)
+        y = Why @ h + by[:, 0]                                     # y: (V,)
+        e = np.exp(y - y.max())
+        ps[t] = e / e.sum()
+        hs[t + 1] = h
+        loss -= float(np.log(ps[t, targets[t]]))
+    return loss, hs, ps
+
+
+def backward(inputs, targets, hs, ps, Wxh, Whh, Why, clip=CLIP):
+    """Backpropagate through the chunk; return (dWxh, dWhh, dWhy, dbh, dby), clipped to [-clip, clip].
+
+    ``clip=None`` returns the exact, unclipped gradient (used by the gradient check).
+    """
+    dWxh, dWhh, dWhy = np.zeros_like(Wxh), np.zeros_like(Whh), np.zeros_like(Why)
+    dbh = np.zeros((Whh.shape[0], 1), dtype=Whh.dtype)
+    dby = np.zeros((Why.shape[0], 1), dtype=Why.dtype)
+    dh_next = np.zeros(Whh.shape[0], dtype=Whh.dtype)                # (H,)
+    for t in reversed(range(len(inputs))):
+        dy = ps[t].copy()
+        dy[targets[t]] -= 1                                          # dy = p - onehot(target)
+        dWhy += np.outer(dy, hs[t + 1])
+        dby[:, 0] += dy
+        dh = Why.T @ dy + dh_next
+        draw = (1 - hs[t + 1] * hs[t + 1]) * dh                      # through tanh
+        dbh[:, 0] += draw
+        dWxh[:, inputs[t]] += draw
+        dWhh += np.outer(draw, hs[t])
+        dh_next = Whh.T @ draw
+    grads = (dWxh, dWhh, dWhy, dbh, dby)
+    if clip is not None:
+        for g in grads:
+            np.clip(g, -clip, clip, out=g)
+    return grads
+
+
+def loss_fun(inputs, targets, hprev, Wxh, Whh, Why, bh, by):
+    """min-char-rnn's ``lossFun``: (loss, dWxh, dWhh, dWhy, dbh, dby, h_last (H,1))."""
+    loss, hs, ps = forward(inputs, targets, hprev, Wxh, Whh, Why, bh, by)
+    grads = backward(inputs, targets, hs, ps, Wxh, Whh, Why)
+    return (loss, *grads, hs[-1].reshape(-1, 1).copy())
+
+
+def adagrad(params, grads, mems, learning_rate):
+    """Adagrad, in place: ``m += g*g; w += -lr * g / sqrt(m + 1e-8)``."""
+    for w, g, m in zip(params, grads, mems):
+        m += g * g
+        w += -learning_rate * g / np.sqrt(m + ADAGRAD_EPS)
+
+
+def choose(p, u):
+    """Index drawn from probabilities p by the uniform u in [0, 1), as ``np.random.choice`` does."""
+    cdf = np.cumsum(p, dtype=np.float64)
+    return min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(p) - 1)
+
+
+def sample(h, seed_ix, uniforms, Wxh, Whh, Why, bh, by, temperature=1.0, greedy=False):
+    """Generate ``len(uniforms)`` indices after ``seed_ix``; return (ixes, h_last (H,1)).
+
+    Step t feeds the previous character, draws from ``softmax(y / temperature)`` with
+    ``uniforms[t]`` (or takes the argmax when ``greedy``).
+    """
+    h = h[:, 0].copy()
+    ix, ixes = seed_ix, []
+    for u in uniforms:
+        h = np.tanh(Wxh[:, ix] + Whh @ h + bh[:, 0])
+        y = Why @ h + by[:, 0]
+        if greedy:
+            ix = int(np.argmax(y))
+        else:
+            z = y / temperature
+            e = np.exp(z - z.max())
+            ix = choose(e / e.sum(), u)
+        ixes.append(ix)
+    return ixes, h.reshape(-1, 1)
+
+
+def train(data, position, h, params, mems, learning_rate, seq_length, n_steps):
+    """min-char-rnn's training loop for ``n_steps`` chunks; return (losses, position, h).
+
+    Parameters and Adagrad memory are updated in place. Like min-char-rnn, a chunk that would
+    run past the end of ``data`` sends the position back to 0 and resets the hidden state.
+    """
+    losses = []
+    for _ in range(n_steps):
+        if position + seq_length + 1 >= len(data):
+            position, h = 0, np.zeros_like(h)
+        inputs = data[position:position + seq_length]
+        targets = data[position + 1:position + seq_length + 1]
+        loss, *grads, h = loss_fun(inputs, targets, h, *params)
+        adagrad(params, grads, mems, learning_rate)
+        losses.append(loss)
+        position += seq_length
+    return losses, position, h

@@ -1,0 +1,98 @@
+"""Checks at the public boundary, so a kernel never sees bad input.
+
+Each failure is a ``ValueError`` with one line naming the argument, what it is and what was
+expected.
+"""
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+PARAM_NAMES = ("Wxh", "Whh", "Why", "bh", "by")
+
+
+def float_array(name, a, dtype=None):
+    """a must be a C-contiguous float32/float64 ndarray (of ``dtype`` when given)."""
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{name} must be a NumPy array, got {type(a).__name__}")
+    if a.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"{name} has dtype {a.dtype}; fastrnn supports float32 and float64")
+    if dtype is not None and a.dtype != dtype:
+        raise ValueError(f"{name} has dtype {a.dtype} but the parameters are {dtype}: "
+                         f"use one dtype for every array")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} is not C-contiguous: pass np.ascontiguousarray({name})")
+    return a
+
+
+def shape(name, a, expected):
+    if a.shape != expected:
+        raise ValueError(f"{name} has shape {a.shape}, expected {expected}")
+
+
+def params(Wxh, Whh, Why, bh, by):
+    """Check the five parameters; return (H, V, dtype)."""
+    Wxh = float_array("Wxh", Wxh)
+    dtype = Wxh.dtype
+    for name, a in zip(PARAM_NAMES[1:], (Whh, Why, bh, by)):
+        float_array(name, a, dtype)
+    if Wxh.ndim != 2:
+        raise ValueError(f"Wxh has shape {Wxh.shape}, expected (hidden_size, vocab_size)")
+    H, V = Wxh.shape
+    if H < 1 or V < 2:
+        raise ValueError(f"Wxh has shape {Wxh.shape}: need hidden_size >= 1 and vocab_size >= 2")
+    shape("Whh", Whh, (H, H))
+    shape("Why", Why, (V, H))
+    column("bh", bh, H)
+    column("by", by, V)
+    return H, V, dtype
+
+
+def column(name, a, n):
+    """a is a column of n values: shape (n, 1) as min-char-rnn uses, or (n,)."""
+    if a.shape not in ((n, 1), (n,)):
+        raise ValueError(f"{name} has shape {a.shape}, expected ({n}, 1)")
+
+
+def hidden(name, h, H, dtype):
+    float_array(name, h, dtype)
+    column(name, h, H)
+    return h
+
+
+def indices(name, x, V):
+    """x (list or integer array) as a 1-D intp array of ids in [0, V)."""
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind not in "iu":
+            raise ValueError(f"{name} must hold integer character ids, got dtype {x.dtype}")
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must be a list or array of integer ids ({exc})") from None
+        if arr.size and arr.dtype.kind not in "iu":
+            raise ValueError(f"{name} must hold integer character ids, got {arr.dtype} values")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty: need at least one character id")
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi >= V:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"{name} holds id {bad}, outside the vocabulary [0, {V})")
+    return arr.astype(np.intp, copy=False)
+
+
+def positive(name, value, kind=float):
+    """value must be a finite number > 0 (an int when kind is int)."""
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        return int(value)
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
+    if not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return v

@@ -1,0 +1,27 @@
+import pathlib
+
+import numpy as np
+import pytest
+
+SHARED_TEXT = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+
+
+@pytest.fixture(scope="session")
+def text():
+    """Real English text: tinyshakespeare from ../shared when present, else a generated stand-in."""
+    if SHARED_TEXT.exists():
+        return SHARED_TEXT.read_text(encoding="utf-8")[:200_000]
+    rng = np.random.default_rng(0)
+    words = ["the", "king", "and", "queen", "shall", "speak", "of", "love", "death", "my", "lord",
+             "thou", "art", "what", "is", "this", "night", "to", "be", "or", "not"]
+    return " ".join(rng.choice(words, 40_000)).capitalize() + ".\n"
+
+
+def random_model(rng, H, V, dtype, scale=0.1):
+    """Random parameters in min-char-rnn's shapes (non-zero biases, so every term is tested)."""
+    shapes = ((H, V), (H, H), (V, H), (H, 1), (V, 1))
+    return tuple((rng.standard_normal(s) * scale).astype(dtype) for s in shapes)
+
+
+def random_chunk(rng, T, V):
+    return rng.integers(0, V, T), rng.integers(0, V, T)

@@ -1,0 +1,160 @@
+"""The min-char-rnn drop-in API: same results as the oracle, clear errors for bad arguments."""
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import reference
+from conftest import random_chunk, random_model
+from tolerances import assert_close
+
+NAMES = ("loss", "dWxh", "dWhh", "dWhy", "dbh", "dby", "h")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_lossfun_matches_reference(backend, dtype):
+    rng = np.random.default_rng(0)
+    params = random_model(rng, 50, 20, dtype)
+    inputs, targets = random_chunk(rng, 25, 20)
+    hprev = (rng.standard_normal((50, 1)) * 0.3).astype(dtype)
+    out = fastrnn.lossFun(list(inputs), targets, hprev, *params, backend=backend)
+    expected = reference.loss_fun(inputs, targets, hprev.astype(np.float64),
+                                  *(p.astype(np.float64) for p in params))
+    for name, a, e in zip(NAMES, out, expected):
+        if name != "loss":
+            assert a.dtype == dtype and a.shape == e.shape, name
+        assert_close(a, e, dtype, name)
+
+
+def test_lossfun_returns_fresh_arrays_each_call():
+    rng = np.random.default_rng(1)
+    params = random_model(rng, 8, 5, np.float64)
+    first = fastrnn.lossFun([1, 2], [2, 3], np.zeros((8, 1)), *params)
+    kept = [a.copy() for a in first[1:]]
+    fastrnn.lossFun([4, 0, 1], [0, 1, 2], np.ones((8, 1)), *params)
+    for a, b in zip(first[1:], kept):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_adagrad_in_place_matches_reference(backend):
+    rng = np.random.default_rng(2)
+    params = [p for p in random_model(rng, 10, 6, np.float64)]
+    grads = [rng.standard_normal(p.shape) for p in params]
+    mems = [rng.random(p.shape) for p in params]
+    exp_p, exp_m = [p.copy() for p in params], [m.copy() for m in mems]
+    reference.adagrad(exp_p, grads, exp_m, 0.1)
+    fastrnn.adagrad(params, grads, mems, 0.1, backend=backend)
+    for a, e in zip(params + mems, exp_p + exp_m):
+        assert_close(a, e, np.float64, "adagrad")
+
+
+def test_min_char_rnn_loop_is_the_same_with_either_backend(text):
+    """min-char-rnn's main loop, unchanged except for the two calls."""
+    chars = sorted(set(text))
+    ix = {c: i for i, c in enumerate(chars)}
+    V, H, T, lr = len(chars), 16, 25, 0.1  # (larger H at lr=0.1 is chaotic: see test_kernels)
+    runs = {}
+    for backend in ("numpy", "numba"):
+        Wxh, Whh, Why, bh, by = fastrnn.init_params(H, V, seed=3)
+        mWxh, mWhh, mWhy = np.zeros_like(Wxh), np.zeros_like(Whh), np.zeros_like(Why)
+        mbh, mby = np.zeros_like(bh), np.zeros_like(by)
+        p, hprev, losses = 0, np.zeros((H, 1)), []
+        for n in range(40):
+            if p + T + 1 >= len(text) or n == 0:
+                hprev, p = np.zeros((H, 1)), 0
+            inputs = [ix[ch] for ch in text[p:p + T]]
+            targets = [ix[ch] for ch in text[p + 1:p + T + 1]]
+            loss, dWxh, dWhh, dWhy, dbh, dby, hprev = fastrnn.lossFun(
+                inputs, targets, hprev, Wxh, Whh, Why, bh, by, backend=backend)
+            fastrnn.adagrad([Wxh, Whh, Why, bh, by], [dWxh, dWhh, dWhy, dbh, dby],
+                            [mWxh, mWhh, mWhy, mbh, mby], lr, backend=backend)
+            losses.append(loss)
+            p += T
+        runs[backend] = (losses, Whh)
+    assert_close(runs["numba"][0], runs["numpy"][0], np.float64, "losses")
+    assert_close(runs["numba"][1], runs["numpy"][1], np.float64, "Whh")
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_sample_is_reproducible_and_the_same_on_every_backend(backend):
+    rng = np.random.default_rng(4)
+    params = random_model(rng, 40, 12, np.float64, scale=0.05)
+    h = rng.standard_normal((40, 1)) * 0.1
+    h_before = h.copy()
+    ours = fastrnn.sample(h, 3, 200, *params, rng=np.random.default_rng(9), backend=backend)
+    again = fastrnn.sample(h, 3, 200, *params, rng=np.random.default_rng(9), backend=backend)
+    expected, _ = reference.sample(h, 3, np.random.default_rng(9).random(200), *params)
+    assert ours == again == expected
+    np.testing.assert_array_equal(h, h_before)
+    assert fastrnn.sample(h, 3, 0, *params) == []
+
+
+def good_args():
+    rng = np.random.default_rng(5)
+    params = list(random_model(rng, 6, 4, np.float64))
+    return [[0, 1, 2], [1, 2, 3], np.zeros((6, 1))] + params
+
+
+# (argument index, bad value, words the message must contain)
+BAD_LOSSFUN_ARGS = [
+    (3, np.zeros((6, 5)), "Wxh has shape"),                      # not used: see below
+    (4, np.zeros((5, 6)), "Whh has shape (5, 6), expected (6, 6)"),
+    (5, np.zeros((4, 7)), "Why has shape (4, 7), expected (4, 6)"),
+    (6, np.zeros((7, 1)), "bh has shape (7, 1), expected (6, 1)"),
+    (7, np.zeros((4, 2)), "by has shape (4, 2), expected (4, 1)"),
+    (2, np.zeros((5, 1)), "hprev has shape (5, 1), expected (6, 1)"),
+    (4, np.zeros((6, 6), np.float32), "Whh has dtype float32 but the parameters are float64"),
+    (2, np.zeros((6, 1), np.float32), "hprev has dtype float32"),
+    (3, np.zeros((6, 4), np.int64), "Wxh has dtype int64"),
+    (4, np.zeros((6, 12))[:, ::2], "Whh is not C-contiguous"),
+    (5, [[0.0] * 6] * 4, "Why must be a NumPy array"),
+    (0, [0, 4, 1], "inputs holds id 4, outside the vocabulary [0, 4)"),
+    (1, [0, -1, 1], "targets holds id -1"),
+    (0, [], "inputs is empty"),
+    (0, [0.5, 1, 2], "inputs must hold integer character ids"),
+    (0, np.array([[0, 1, 2]]), "inputs must be one-dimensional"),
+    (1, [1, 2], "inputs has 3 ids but targets has 2"),
+]
+
+
+@pytest.mark.parametrize("index,value,message", BAD_LOSSFUN_ARGS[1:])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_lossfun_rejects_bad_arguments_clearly(backend, index, value, message):
+    args = good_args()
+    args[index] = value
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        fastrnn.lossFun(*args, backend=backend)
+
+
+def test_unknown_backend_is_named():
+    with pytest.raises(ValueError, match="unknown backend 'fortran'"):
+        fastrnn.lossFun(*good_args(), backend="fortran")
+
+
+def test_adagrad_rejects_bad_arguments_clearly():
+    w, g, m = np.zeros((3, 2)), np.zeros((3, 2)), np.zeros((3, 2))
+    with pytest.raises(ValueError, match="learning_rate must be a positive number"):
+        fastrnn.adagrad([w], [g], [m], 0.0)
+    with pytest.raises(ValueError, match=r"params\[0\] has shape \(3, 2\) but its gradient has \(2, 3\)"):
+        fastrnn.adagrad([w], [np.zeros((2, 3))], [m], 0.1)
+    with pytest.raises(ValueError, match="as many gradients and memories"):
+        fastrnn.adagrad([w, w], [g], [m], 0.1)
+    with pytest.raises(ValueError, match=r"mems\[0\] has dtype float32"):
+        fastrnn.adagrad([w], [g], [m.astype(np.float32)], 0.1)
+    w.flags.writeable = False
+    with pytest.raises(ValueError, match=r"params\[0\] is read-only"):
+        fastrnn.adagrad([w], [g], [m], 0.1)
+
+
+def test_sample_rejects_bad_arguments_clearly():
+    _, _, h, *params = good_args()
+    with pytest.raises(ValueError, match=r"seed_ix must be a character id in \[0, 4\)"):
+        fastrnn.sample(h, 4, 5, *params)
+    with pytest.raises(ValueError, match="n must be a non-negative integer"):
+        fastrnn.sample(h, 0, -1, *params)
+    with pytest.raises(ValueError, match="temperature must be a positive number"):
+        fastrnn.sample(h, 0, 5, *params, temperature=0)
+    with pytest.raises(ValueError, match="rng must be a numpy.random.Generator"):
+        fastrnn.sample(h, 0, 5, *params, rng=42)

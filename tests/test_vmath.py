@@ -1,0 +1,56 @@
+"""The CPU kernels' own exp, tanh and 1/sqrt against NumPy's."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from fastrnn.kernels import vmath
+from fastrnn.kernels.options import NJIT
+
+
+@njit(**dict(NJIT, cache=False))  # numba's cache would not see changes to vmath
+def _map(f_id, x, out):
+    for i in range(x.shape[0]):
+        if f_id == 0:
+            out[i] = vmath.exp(x[i])
+        elif f_id == 1:
+            out[i] = vmath.tanh(x[i])
+        else:
+            out[i] = vmath.rsqrt(x[i])
+
+
+def apply(f_id, x):
+    out = np.empty(len(x), np.float64)
+    _map(f_id, np.asarray(x, np.float64), out)
+    return out
+
+
+def test_exp_is_accurate_to_a_few_ulp():
+    near = np.concatenate([np.linspace(-30, 30, 20001), np.random.default_rng(0).uniform(-1, 1, 5000)])
+    np.testing.assert_allclose(apply(0, near), np.exp(near), rtol=4e-15)
+    far = np.linspace(-700, 700, 20001)  # see vmath's docstring: fast-math range reduction
+    np.testing.assert_allclose(apply(0, far), np.exp(far), rtol=3e-14)
+
+
+def test_tanh_is_accurate_near_zero_and_saturates():
+    x = np.concatenate([np.linspace(-20, 20, 40001), np.logspace(-300, 0, 3001),
+                        -np.logspace(-300, 0, 3001), [0.0, 0.25, -0.25, 0.2499999999999]])
+    np.testing.assert_allclose(apply(1, x), np.tanh(x), rtol=1e-15, atol=0)
+
+
+def test_rsqrt_is_accurate_over_adagrads_range():
+    x = np.logspace(-8, 30, 5000)
+    np.testing.assert_allclose(apply(2, x), 1 / np.sqrt(x), rtol=1e-15)
+
+
+@pytest.mark.parametrize("f_id,x,expected", [
+    (0, np.nan, np.nan), (0, -np.inf, 0.0), (0, -1000.0, 0.0), (0, 0.0, 1.0),
+    (1, np.nan, np.nan), (1, np.inf, 1.0), (1, -np.inf, -1.0), (1, 0.0, 0.0), (1, -0.0, -0.0),
+    (2, np.nan, np.nan), (2, np.inf, 0.0),
+])
+def test_special_values(f_id, x, expected):
+    got = apply(f_id, [x])[0]
+    if np.isnan(expected):
+        assert np.isnan(got)
+    else:
+        assert got == pytest.approx(expected, abs=1e-300)
