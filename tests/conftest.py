@@ -15,13 +15,3 @@ def text():
     words = ["the", "king", "and", "queen", "shall", "speak", "of", "love", "death", "my", "lord",
              "thou", "art", "what", "is", "this", "night", "to", "be", "or", "not"]
     return " ".join(rng.choice(words, 40_000)).capitalize() + ".\n"
-
-
-def random_model(rng, H, V, dtype, scale=0.1):
-    """Random parameters in min-char-rnn's shapes (non-zero biases, so every term is tested)."""
-    shapes = ((H, V), (H, H), (V, H), (H, 1), (V, 1))
-    return tuple((rng.standard_normal(s) * scale).astype(dtype) for s in shapes)
-
-
-def random_chunk(rng, T, V):
-    return rng.integers(0, V, T), rng.integers(0, V, T)

@@ -5,8 +5,7 @@ import pytest
 
 import fastrnn
 from fastrnn import reference
-from conftest import random_chunk, random_model
-from tolerances import assert_close
+from tests.helpers import assert_close, random_chunk, random_model
 
 NAMES = ("loss", "dWxh", "dWhh", "dWhy", "dbh", "dby", "h")
 

@@ -6,8 +6,7 @@ import pytest
 from fastrnn import reference
 from fastrnn.backends import get_backend, sample_workspace, workspace
 from fastrnn.params import init_params, kernel_view
-from conftest import random_chunk, random_model
-from tolerances import assert_close
+from tests.helpers import assert_close, random_chunk, random_model
 
 BACKENDS = ["numba", "numpy"]
 DTYPES = [np.float64, np.float32]
@@ -213,6 +212,7 @@ def test_nan_anywhere_gives_a_nan_loss(backend, which):
     assert np.isnan(loss)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_infinite_logit_gives_a_non_finite_loss(backend):
     params, inputs, targets, hprev = problem(20, 9, 10, np.float64)

@@ -5,7 +5,7 @@ import pytest
 
 from fastrnn import CharRNN, Vocab, reference
 from fastrnn.params import init_params
-from tolerances import assert_close
+from tests.helpers import assert_close
 
 
 @pytest.fixture

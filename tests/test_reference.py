@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fastrnn import reference
-from conftest import random_chunk, random_model
+from tests.helpers import random_chunk, random_model
 
 
 def total_loss(inputs, targets, hprev, params):
