@@ -295,12 +295,8 @@ def clip_adagrad_update(w, g, m, lr):
 @njit(**NJIT)
 def adagrad(params, grads, mems, lr):
     """reference.adagrad over the five parameters, in place."""
-    adagrad_update(params[0].reshape(params[0].size), grads[0].reshape(grads[0].size),
-                   mems[0].reshape(mems[0].size), lr)
-    adagrad_update(params[1].reshape(params[1].size), grads[1].reshape(grads[1].size),
-                   mems[1].reshape(mems[1].size), lr)
-    adagrad_update(params[2].reshape(params[2].size), grads[2].reshape(grads[2].size),
-                   mems[2].reshape(mems[2].size), lr)
+    for w, g, m in zip(params[:3], grads[:3], mems[:3]):  # the three weight matrices
+        adagrad_update(w.reshape(w.size), g.reshape(g.size), m.reshape(m.size), lr)
     adagrad_update(params[3], grads[3], mems[3], lr)
     adagrad_update(params[4], grads[4], mems[4], lr)
 

@@ -6,10 +6,8 @@
 
 from numba.extending import register_jitable
 
+from ..reference import ADAGRAD_EPS, CLIP  # noqa: F401  (the constants live with the oracle)
 from .vmath import rsqrt
-
-CLIP = 5.0
-ADAGRAD_EPS = 1e-8
 
 
 @register_jitable
