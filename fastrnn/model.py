@@ -55,7 +55,9 @@ class CharRNN:
 
     def __init__(self, vocab_size, hidden_size=100, seq_length=25, learning_rate=0.1,
                  dtype="float64", seed=0, backend="numba"):
-        self.config = Config(vocab_size, hidden_size, seq_length, learning_rate, str(np.dtype(dtype)), seed)
+        if isinstance(dtype, (type, np.dtype)):  # np.float32 or np.dtype("float32") -> "float32"
+            dtype = np.dtype(dtype).name
+        self.config = Config(vocab_size, hidden_size, seq_length, learning_rate, dtype, seed)
         self.backend = backend
         c = self.config
         self.params = init_params(c.hidden_size, c.vocab_size, c.seed, c.dtype)

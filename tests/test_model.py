@@ -48,6 +48,11 @@ def test_sampling_is_the_same_text_on_both_backends(corpus):
     assert texts["numba"] == texts["numpy"]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.dtype("float32"), "float32"])
+def test_dtype_may_be_given_as_type_dtype_or_name(dtype):
+    assert CharRNN(5, hidden_size=3, dtype=dtype).params[1].dtype == np.float32
+
+
 def test_sample_continues_from_the_returned_state():
     model = CharRNN(7, hidden_size=10, seed=2)
     rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
@@ -63,6 +68,7 @@ def test_sample_continues_from_the_returned_state():
     (dict(vocab_size=5, seq_length=-3), "seq_length must be a positive integer"),
     (dict(vocab_size=5, learning_rate=-0.1), "learning_rate must be a positive number"),
     (dict(vocab_size=5, dtype="float16"), "dtype must be 'float32' or 'float64'"),
+    (dict(vocab_size=5, dtype="double precision"), "dtype must be 'float32' or 'float64'"),
     (dict(vocab_size=5, backend="tpu"), "unknown backend 'tpu'"),
 ])
 def test_bad_configuration_is_named(kwargs, message):
