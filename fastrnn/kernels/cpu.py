@@ -268,37 +268,32 @@ def gradients(inputs, targets, hs, ps, params, grads, work):
 
 
 @njit(**NJIT)
-def adagrad_update(w, g, m, lr):
-    """reference.adagrad for one flat array, in place."""
-    lr_ = w.dtype.type(lr)
-    eps = w.dtype.type(ADAGRAD_EPS)
-    for i in range(w.shape[0]):
-        mi = adagrad_memory(m[i], g[i])
-        m[i] = mi
-        w[i] = adagrad_weight(w[i], g[i], mi, lr_, eps)
+def adagrad_update(w, g, m, lr, clip_first=False):
+    """reference.adagrad for one flat array, in place.
 
-
-@njit(**NJIT)
-def clip_adagrad_update(w, g, m, lr):
-    """Clip g to [-5, 5] in place, then ``adagrad_update``: one pass instead of two."""
+    ``clip_first`` clips g to [-5, 5] in place in the same pass (the training kernel's fused
+    clip + update); the drop-in ``adagrad`` leaves the caller's gradients alone.
+    """
     lr_ = w.dtype.type(lr)
     eps = w.dtype.type(ADAGRAD_EPS)
     bound = w.dtype.type(CLIP)
     for i in range(w.shape[0]):
-        gi = clip(g[i], bound)
-        g[i] = gi
+        gi = g[i]
+        if clip_first:
+            gi = clip(gi, bound)
+            g[i] = gi
         mi = adagrad_memory(m[i], gi)
         m[i] = mi
         w[i] = adagrad_weight(w[i], gi, mi, lr_, eps)
 
 
 @njit(**NJIT)
-def adagrad(params, grads, mems, lr):
-    """reference.adagrad over the five parameters, in place."""
+def adagrad(params, grads, mems, lr, clip_first=False):
+    """reference.adagrad over the five parameters, in place (see ``adagrad_update``)."""
     for w, g, m in zip(params[:3], grads[:3], mems[:3]):  # the three weight matrices
-        adagrad_update(w.reshape(w.size), g.reshape(g.size), m.reshape(m.size), lr)
-    adagrad_update(params[3], grads[3], mems[3], lr)
-    adagrad_update(params[4], grads[4], mems[4], lr)
+        adagrad_update(w.reshape(w.size), g.reshape(g.size), m.reshape(m.size), lr, clip_first)
+    adagrad_update(params[3], grads[3], mems[3], lr, clip_first)
+    adagrad_update(params[4], grads[4], mems[4], lr, clip_first)
 
 
 @njit(**NJIT)
@@ -359,10 +354,7 @@ def train(data, position, h, params, grads, mems, lr, seq_length, losses, work):
         targets = data[position + 1:position + T + 1]
         losses[n] = forward(inputs, targets, h, params, hs, ps)
         gradients(inputs, targets, hs, ps, params, grads, (dys, dhs, dh_next))
-        for w, g, m in zip(params[:3], grads[:3], mems[:3]):  # the three weight matrices
-            clip_adagrad_update(w.reshape(w.size), g.reshape(g.size), m.reshape(m.size), lr)
-        clip_adagrad_update(params[3], grads[3], mems[3], lr)
-        clip_adagrad_update(params[4], grads[4], mems[4], lr)
+        adagrad(params, grads, mems, lr, True)  # clip and update in one pass
         h[:] = hs[T]
         position += T
     return position
