@@ -10,13 +10,13 @@ Drop-in functions for min-char-rnn-style code (same shapes, same results)::
 and a model object, ``fastrnn.CharRNN``, that trains many chunks per kernel call.
 """
 
+__version__ = "0.1.0"
+
 from .backends import BACKENDS, get_backend
 from .dropin import adagrad, lossFun, sample
 from .model import CharRNN, Config
 from .params import init_params
 from .vocab import Vocab
-
-__version__ = "0.1.0"
 
 __all__ = ["BACKENDS", "CharRNN", "Config", "Vocab", "adagrad", "get_backend", "init_params",
            "lossFun", "sample", "__version__"]

@@ -10,6 +10,7 @@ are rows, biases and hidden state are 1-D, ``params``/``grads``/``mems`` are tup
     adagrad(params, grads, mems, lr)                                # all five, in place
     sample(h, seed_ix, uniforms, params, temperature, greedy, ixes, work)   # (h_next, p, cdf)
     train(data, position, h, params, grads, mems, lr, seq_length, losses, work) -> position
+    evaluate(data, h, params, work) -> loss                         # work: (hs, ps), L steps
 
 Backends are imported only when asked for, so the package works where one is missing.
 """
@@ -68,17 +69,23 @@ def _np_train(data, position, h, params, grads, mems, lr, seq_length, losses, wo
     return position
 
 
+def _np_evaluate(data, h, params, work):
+    loss, h_last = reference.evaluate(data, h.reshape(-1, 1), *_columns(params), chunk=len(work[1]))
+    h[:] = h_last[:, 0]
+    return loss
+
+
 def _numpy_backend():
     return SimpleNamespace(name="numpy", forward=_np_forward, backward=_np_backward,
                            adagrad_update=_np_adagrad_update, adagrad=_np_adagrad,
-                           sample=_np_sample, train=_np_train)
+                           sample=_np_sample, train=_np_train, evaluate=_np_evaluate)
 
 
 def _numba_backend():
     from .kernels import cpu
     return SimpleNamespace(name="numba", forward=cpu.forward, backward=cpu.backward,
                            adagrad_update=cpu.adagrad_update, adagrad=cpu.adagrad,
-                           sample=cpu.sample, train=cpu.train)
+                           sample=cpu.sample, train=cpu.train, evaluate=cpu.evaluate)
 
 
 @functools.cache
@@ -98,6 +105,11 @@ def workspace(T, H, V, dtype):
     """Buffers for forward + backward over a chunk of T steps: (hs, ps, dys, dhs, dh_next)."""
     return (np.empty((T + 1, H), dtype), np.empty((T, V), dtype), np.empty((T, V), dtype),
             np.empty((T, H), dtype), np.empty(H, dtype))
+
+
+def evaluate_workspace(L, H, V, dtype):
+    """Buffers for ``evaluate`` reading L steps at a time: (hs (L+1, H), ps (L, V))."""
+    return np.empty((L + 1, H), dtype), np.empty((L, V), dtype)
 
 
 def sample_workspace(H, V, dtype):

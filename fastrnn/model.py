@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import validate
-from .backends import get_backend, sample_workspace, workspace
+from .backends import evaluate_workspace, get_backend, sample_workspace, workspace
 from .params import init_params, kernel_view, zeros_like
+from .vocab import id_dtype
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,6 @@ class Config:
 
     def to_dict(self):
         return asdict(self)
-
-
-def data_dtype(vocab_size):
-    """The smallest unsigned integer type that holds every character id."""
-    return np.uint8 if vocab_size <= 256 else np.uint16 if vocab_size <= 65536 else np.uint32
 
 
 class CharRNN:
@@ -81,22 +77,26 @@ class CharRNN:
         if self._data is not None and self._data[0] is data:
             return self._data[1]
         c = self.config
+        ready = self._checked_ids(data, c.seq_length + 1, f"training with seq_length={c.seq_length}")
+        self._data = (data, ready)
+        return ready
+
+    def _checked_ids(self, data, min_length, purpose="this"):
+        """data as a contiguous array of valid ids of at least min_length; ValueError otherwise."""
+        c = self.config
         if isinstance(data, np.ndarray) and data.dtype.kind in "iu" and data.ndim == 1:
             arr = data
         else:
             arr = np.asarray(data)
             if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
                 raise ValueError("data must be a one-dimensional sequence of integer character ids")
-        if arr.size < c.seq_length + 1:
-            raise ValueError(f"data has {arr.size} characters; training with seq_length="
-                             f"{c.seq_length} needs at least {c.seq_length + 1}")
+        if arr.size < min_length:
+            raise ValueError(f"data has {arr.size} characters; {purpose} needs at least {min_length}")
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi >= c.vocab_size:
             raise ValueError(f"data holds id {lo if lo < 0 else hi}, outside the vocabulary "
                              f"[0, {c.vocab_size})")
-        ready = np.ascontiguousarray(arr, dtype=data_dtype(c.vocab_size))
-        self._data = (data, ready)
-        return ready
+        return np.ascontiguousarray(arr, dtype=id_dtype(c.vocab_size))
 
     def train(self, data, n_steps=1):
         """Train on ``n_steps`` consecutive chunks of ``data`` (integer ids); return their losses.
@@ -115,6 +115,23 @@ class CharRNN:
             ready, self.position, h, kernel_view(self.params), kernel_view(self._grads),
             kernel_view(self.mems), c.learning_rate, c.seq_length, losses, self._work))
         return losses
+
+    def evaluate(self, data, h=None):
+        """Summed loss (nats) of predicting ``data[1:]`` from ``data[:-1]``, without training.
+
+        The hidden state starts at ``h`` (default zeros) and runs through the whole sequence.
+        Returns (loss, h_after) where ``h_after`` is the state after reading ``data[:-1]``:
+        ``loss / (len(data) - 1)`` is the mean per character, and priming a sample on a text is
+        ``evaluate(text)`` then ``sample(..., seed_ix=text[-1], h=h_after)``.
+        """
+        c = self.config
+        ready = self._checked_ids(data, 1)
+        h = np.zeros(c.hidden_size, c.dtype) if h is None else \
+            validate.hidden("h", h, c.hidden_size, np.dtype(c.dtype)).reshape(-1).copy()
+        L = min(256, max(1, len(ready) - 1))
+        loss = self._kernels.evaluate(ready, h, kernel_view(self.params),
+                                      evaluate_workspace(L, c.hidden_size, c.vocab_size, h.dtype))
+        return float(loss), h.reshape(-1, 1)
 
     def sample(self, n, seed_ix, rng=None, temperature=1.0, greedy=False, h=None):
         """n ids generated after ``seed_ix``, from ``h`` (default: the training state, unchanged).

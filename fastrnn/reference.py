@@ -65,6 +65,23 @@ def loss_fun(inputs, targets, hprev, Wxh, Whh, Why, bh, by):
     return (loss, *grads, hs[-1].reshape(-1, 1).copy())
 
 
+def evaluate(data, hprev, Wxh, Whh, Why, bh, by, chunk=100):
+    """Summed loss of predicting ``data[1:]`` from ``data[:-1]``; return (loss, h_last (H,1)).
+
+    No training: the hidden state runs through the whole sequence from ``hprev`` (``chunk`` only
+    bounds the memory used). ``h_last`` is the state after reading ``data[:-1]``, so priming a
+    sample on a text is ``evaluate(text)`` followed by sampling from its last character.
+    """
+    loss, h = 0.0, hprev
+    for start in range(0, len(data) - 1, chunk):
+        targets = data[start + 1:start + chunk + 1]
+        inputs = data[start:start + len(targets)]
+        chunk_loss, hs, _ = forward(inputs, targets, h, Wxh, Whh, Why, bh, by)
+        loss += chunk_loss
+        h = hs[-1].reshape(-1, 1)
+    return loss, h.copy()
+
+
 def adagrad(params, grads, mems, learning_rate):
     """Adagrad, in place: ``m += g*g; w += -lr * g / sqrt(m + 1e-8)``."""
     for w, g, m in zip(params, grads, mems):

@@ -1,6 +1,41 @@
-"""Vocab: the sorted characters of a text <-> integer ids."""
+"""Vocab: the sorted characters of a text <-> integer ids.
+
+Texts are handled a block of characters at a time as arrays of code points, so building the
+vocabulary of a 100 MB corpus and encoding it never holds more than the text and its ids.
+"""
 
 import numpy as np
+
+_BLOCK = 1 << 20  # characters per block
+
+
+def id_dtype(vocab_size):
+    """The smallest unsigned integer type that holds every character id."""
+    return np.dtype(np.uint8 if vocab_size <= 256 else np.uint16 if vocab_size <= 65536 else np.uint32)
+
+
+def _code_points(text):
+    """Yield (start, code points of text[start:start+block]) for consecutive blocks."""
+    for start in range(0, len(text), _BLOCK):
+        block = text[start:start + _BLOCK]
+        if block.isascii():
+            yield start, np.frombuffer(block.encode("ascii"), np.uint8)
+        else:
+            yield start, np.frombuffer(block.encode("utf-32-le", "surrogatepass"), np.uint32)
+
+
+def describe(chars, limit=10):
+    """'a', 'b', 'c' and 4 more"""
+    shown = ", ".join(repr(c) for c in chars[:limit])
+    return shown + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
+
+
+class UnknownCharacters(ValueError):
+    """A text holds characters outside the vocabulary (``.chars``, sorted)."""
+
+    def __init__(self, chars):
+        self.chars = chars
+        super().__init__(f"characters not in the vocabulary: {describe(chars)}")
 
 
 class Vocab:
@@ -8,16 +43,24 @@ class Vocab:
 
     def __init__(self, chars):
         chars = list(chars)
+        if not all(isinstance(c, str) and len(c) == 1 for c in chars):
+            raise ValueError("vocabulary entries must be single characters")
         if len(set(chars)) != len(chars):
             raise ValueError("vocabulary characters must be distinct")
         if len(chars) < 2:
             raise ValueError(f"a vocabulary needs at least 2 distinct characters, got {len(chars)}")
         self.chars = chars
         self.index = {ch: i for i, ch in enumerate(chars)}
+        codes = np.array([ord(c) for c in chars], np.int64)
+        self._order = np.argsort(codes, kind="stable")  # ids in code-point order
+        self._sorted_codes = codes[self._order]
 
     @classmethod
     def from_text(cls, text):
-        return cls(sorted(set(text)))
+        codes = np.zeros(0, np.int64)
+        for _, cps in _code_points(text):
+            codes = np.union1d(codes, np.unique(cps))
+        return cls([chr(c) for c in codes])
 
     def __len__(self):
         return len(self.chars)
@@ -25,26 +68,27 @@ class Vocab:
     def __eq__(self, other):
         return isinstance(other, Vocab) and self.chars == other.chars
 
+    def __str__(self):
+        return "".join(self.chars)
+
     def unknown(self, text):
         """The characters of ``text`` that are not in the vocabulary, sorted."""
         return sorted(set(text) - self.index.keys())
 
     def encode(self, text, dtype=None):
-        """text -> ids (the smallest unsigned dtype that fits); ValueError naming unknown characters."""
-        missing = self.unknown(text)
-        if missing:
-            shown = ", ".join(repr(c) for c in missing[:10])
-            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-            raise ValueError(f"characters not in the vocabulary: {shown}{more}")
-        if dtype is None:
-            dtype = np.uint8 if len(self) <= 256 else np.uint16 if len(self) <= 65536 else np.uint32
-        if len(self) <= 256 and text.isascii():
-            # Fast path for the common case: a byte lookup table.
-            table = np.zeros(128, dtype)
-            for ch, i in self.index.items():
-                table[ord(ch)] = i
-            return table[np.frombuffer(text.encode("ascii"), np.uint8)]
-        return np.fromiter((self.index[c] for c in text), dtype, count=len(text))
+        """text -> ids (default: the smallest unsigned dtype that fits).
+
+        Raises UnknownCharacters (a ValueError) naming the characters not in the vocabulary.
+        """
+        out = np.empty(len(text), id_dtype(len(self)) if dtype is None else dtype)
+        last = len(self._sorted_codes) - 1
+        for start, cps in _code_points(text):
+            pos = np.minimum(np.searchsorted(self._sorted_codes, cps), last)
+            bad = self._sorted_codes[pos] != cps
+            if bad.any():
+                raise UnknownCharacters([chr(c) for c in np.unique(cps[bad])])
+            out[start:start + len(cps)] = self._order[pos]
+        return out
 
     def decode(self, ids):
         return "".join(self.chars[i] for i in ids)

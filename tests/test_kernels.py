@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fastrnn import reference
-from fastrnn.backends import get_backend, sample_workspace, workspace
+from fastrnn.backends import evaluate_workspace, get_backend, sample_workspace, workspace
 from fastrnn.params import init_params, kernel_view
 from tests.helpers import assert_close, random_chunk, random_model
 
@@ -219,3 +219,21 @@ def test_infinite_logit_gives_a_non_finite_loss(backend):
     params[4][2, 0] = np.inf
     loss, _, _ = run_forward(get_backend(backend), params, inputs, targets, hprev)
     assert not np.isfinite(loss)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("H,V,n,L", [(1, 2, 2, 1), (7, 5, 50, 8), (37, 11, 300, 64),
+                                     (100, 65, 1001, 256), (16, 300, 120, 256)])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_evaluate_matches_reference(backend, H, V, n, L, dtype):
+    rng = np.random.default_rng([H, V, n])
+    params = random_model(rng, H, V, dtype, min(0.3, 0.5 / np.sqrt(H)))  # contractive: errors stay ulps
+    data = rng.integers(0, V, n).astype(np.uint16 if V > 256 else np.uint8)
+    hprev = (rng.standard_normal((H, 1)) * 0.5).astype(dtype)
+    loss_ref, h_ref = reference.evaluate(data, *as64((hprev,) + params))
+    h = hprev.reshape(-1).copy()
+    hs, ps = evaluate_workspace(L, H, V, dtype)
+    hs[:], ps[:] = np.nan, np.nan
+    loss = get_backend(backend).evaluate(data, h, kernel_view(params), (hs, ps))
+    assert_close(loss, loss_ref, dtype, "loss")
+    assert_close(h, h_ref[:, 0], dtype, "h")

@@ -130,3 +130,17 @@ def test_low_temperature_tends_to_greedy_and_high_to_uniform():
     hot, _ = reference.sample(h0, 0, u, *params, temperature=1e3)
     counts = np.bincount(hot, minlength=V)
     assert counts.min() > 30  # near-uniform over 5 characters (expected 60 each)
+
+
+def test_evaluate_is_the_loss_of_one_long_forward_pass():
+    rng = np.random.default_rng(5)
+    params = random_model(rng, 12, 7, np.float64, 0.4)
+    data = rng.integers(0, 7, 230)
+    hprev = rng.standard_normal((12, 1)) * 0.3
+    whole, hs, _ = reference.forward(data[:-1], data[1:], hprev, *params)
+    for chunk in (1, 7, 100, 229, 500):
+        loss, h = reference.evaluate(data, hprev, *params, chunk=chunk)
+        np.testing.assert_allclose(loss, whole, rtol=1e-12, err_msg=f"chunk={chunk}")
+        np.testing.assert_allclose(h[:, 0], hs[-1], rtol=1e-12, err_msg=f"chunk={chunk}")
+    loss, h = reference.evaluate(data[:1], hprev, *params)
+    assert loss == 0.0 and np.array_equal(h, hprev)  # one character: nothing to predict

@@ -211,6 +211,23 @@ def forward(inputs, targets, hprev, params, hs, ps):
 
 
 @njit(**NJIT)
+def evaluate(data, h, params, work):
+    """reference.evaluate: the summed loss of predicting data[1:]; h (H,) is carried in place.
+
+    work = (hs (L+1, H), ps (L, V)): the sequence is read L steps at a time.
+    """
+    hs, ps = work
+    L = ps.shape[0]
+    n = data.shape[0] - 1
+    loss = 0.0
+    for start in range(0, n, L):
+        m = min(L, n - start)
+        loss += forward(data[start:start + m], data[start + 1:start + m + 1], h, params, hs, ps)
+        h[:] = hs[m]
+    return loss
+
+
+@njit(**NJIT)
 def backward(inputs, targets, hs, ps, params, grads, work):
     """reference.backward (clipped): overwrites grads from the activations of ``forward``.
 

@@ -1,0 +1,150 @@
+"""One versioned checkpoint file: everything needed to resume training exactly or to sample.
+
+The file is a NumPy ``.npz`` archive (no pickles). Arrays: the parameters ``Wxh Whh Why bh by``,
+their Adagrad memory ``mWxh ... mby``, the hidden state ``h`` and the per-iteration loss history
+``losses``; a JSON document ``meta`` holds the format name and version, the model config, the
+vocabulary, the data position, the iteration count, the sampling RNG state and the metrics.
+
+Writes are atomic: the archive goes to a temporary file in the same directory, is flushed to disk
+and then renamed over the target, so a reader (or a crash at any moment) sees either the old
+file or the new one, never a partial one.
+"""
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .model import CharRNN, Config
+from .vocab import Vocab
+
+FORMAT = "fastrnn-checkpoint"
+VERSION = 1
+NAMES = ("Wxh", "Whh", "Why", "bh", "by")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or used; the message names the file and the reason."""
+
+
+@dataclass
+class Checkpoint:
+    """A model's complete state plus the training run's bookkeeping (``run``: a JSON dict)."""
+
+    config: Config
+    vocab: Vocab
+    params: list
+    mems: list
+    h: np.ndarray           # (H, 1)
+    position: int
+    losses: np.ndarray      # float64, one per iteration so far
+    run: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, model, vocab, losses, run):
+        return cls(model.config, vocab, list(model.params), list(model.mems), model.h, model.position,
+                   np.asarray(losses, np.float64), run)
+
+    def to_model(self, backend="numba", dtype=None):
+        """A CharRNN holding this state (cast to ``dtype`` if given), on ``backend``."""
+        c = self.config
+        dtype = c.dtype if dtype is None else dtype
+        model = CharRNN(c.vocab_size, c.hidden_size, c.seq_length, c.learning_rate, dtype,
+                        c.seed, backend)
+        for dst, src in zip([*model.params, *model.mems], [*self.params, *self.mems]):
+            dst[...] = src
+        model.h[...] = self.h
+        model.position = self.position
+        return model
+
+
+def save(path, ckpt):
+    """Write ``ckpt`` to ``path`` atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    meta = {"format": FORMAT, "version": VERSION, "fastrnn": __version__,
+            "config": ckpt.config.to_dict(), "vocab": ckpt.vocab.chars,
+            "position": int(ckpt.position), "run": ckpt.run}
+    arrays = {name: a for name, a in zip(NAMES, ckpt.params)}
+    arrays.update({"m" + name: a for name, a in zip(NAMES, ckpt.mems)})
+    arrays.update(h=ckpt.h, losses=ckpt.losses, meta=np.array(json.dumps(meta)))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory):
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load(path):
+    """Read a checkpoint; CheckpointError (one line, naming the file) if it is unusable."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}  # reads (and CRC-checks) every array
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a directory, not a checkpoint") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path} is not a readable fastrnn checkpoint "
+                              f"(corrupt or truncated: {e})") from None
+    try:
+        meta = json.loads(str(arrays["meta"]))
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(f"{path} is not a fastrnn checkpoint")
+        if meta.get("version", 0) > VERSION:
+            raise CheckpointError(
+                f"{path} was written by a newer fastrnn ({meta.get('fastrnn', '?')}, checkpoint "
+                f"format {meta['version']}); this fastrnn {__version__} reads format {VERSION} "
+                f"or older: upgrade fastrnn to use it")
+        config = Config(**meta["config"])
+        vocab = Vocab(meta["vocab"])
+        ckpt = Checkpoint(config, vocab, [arrays[n] for n in NAMES],
+                          [arrays["m" + n] for n in NAMES], arrays["h"], int(meta["position"]),
+                          arrays["losses"], meta.get("run", {}))
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path} is not a usable fastrnn checkpoint "
+                              f"(missing or malformed {e})") from None
+    _check_shapes(path, ckpt)
+    return ckpt
+
+
+def _check_shapes(path, ckpt):
+    c = ckpt.config
+    H, V = c.hidden_size, c.vocab_size
+    expected = [(H, V), (H, H), (V, H), (H, 1), (V, 1)] * 2 + [(H, 1)]
+    for name, a, shape in zip([*NAMES, *("m" + n for n in NAMES), "h"],
+                              ckpt.params + ckpt.mems + [ckpt.h], expected):
+        if a.shape != shape or a.dtype != np.dtype(c.dtype):
+            raise CheckpointError(f"{path} is corrupt: {name} is {a.dtype}{a.shape}, the config "
+                                  f"says {c.dtype}{shape}")
+    if len(ckpt.vocab) != V:
+        raise CheckpointError(f"{path} is corrupt: {len(ckpt.vocab)} vocabulary characters for "
+                              f"vocab_size {V}")
+    if ckpt.losses.ndim != 1 or ckpt.losses.dtype != np.float64:
+        raise CheckpointError(f"{path} is corrupt: losses is {ckpt.losses.dtype}{ckpt.losses.shape}")

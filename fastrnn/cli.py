@@ -1,0 +1,67 @@
+"""What the command lines share: one-line errors with exit code 2, and argument types."""
+
+import argparse
+import math
+import sys
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for; printed as one line, exit code 2."""
+
+
+class Failure(Exception):
+    """The work itself failed (for example a checkpoint could not be written); exit code 1."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr (exit 2), not usage plus a line."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see --help)")
+
+
+def run(main, prog, argv):
+    """Call main(argv) -> exit code; a UsageError or Failure becomes ``prog: error: message``
+    on stderr and exit code 2 or 1."""
+    try:
+        return main(argv)
+    except UsageError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except Failure as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def warn(prog, message):
+    print(f"{prog}: warning: {message}", file=sys.stderr)
+
+
+def _number(kind, text, ok, what):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{text} is not {what}")
+    return value
+
+
+def positive_int(text):
+    return _number(int, text, lambda v: v > 0, "a positive integer")
+
+
+def non_negative_int(text):
+    return _number(int, text, lambda v: v >= 0, "an integer >= 0")
+
+
+def positive_float(text):
+    return _number(float, text, lambda v: math.isfinite(v) and v > 0, "a positive number")
+
+
+def fraction(text):
+    return _number(float, text, lambda v: 0 <= v < 1, "in [0, 1)")

@@ -1,0 +1,87 @@
+"""A training text: read from disk, its vocabulary, encoded ids, and the train/validation split.
+
+    corpus = load("input.txt", val_fraction=0.1)
+    corpus.vocab, corpus.train, corpus.val    # Vocab, ids (uint8 when V <= 256), ids
+
+The whole file is decoded once and encoded a block at a time into the smallest integer type
+that holds its ids, so a 100 MB ASCII corpus needs about 300 MB at its peak and 100 MB after.
+"""
+
+import codecs
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .vocab import UnknownCharacters, Vocab, describe
+
+DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "data" / "tragedies.txt"
+
+
+class CorpusError(ValueError):
+    """The text cannot be used for training; the message names the file and the problem."""
+
+
+@dataclass
+class Corpus:
+    path: Path
+    vocab: Vocab
+    train: np.ndarray   # ids of the text before the held-out tail
+    val: np.ndarray     # ids of the held-out tail (may be empty)
+    sha256: str         # of the file's bytes, to tell a resumed run whether its text changed
+
+    @property
+    def n_chars(self):
+        return len(self.train) + len(self.val)
+
+
+def read_text(path, encoding="utf-8"):
+    """The file's text and the sha256 of its bytes; CorpusError for anything that stops us."""
+    path = Path(path)
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise CorpusError(f"unknown encoding {encoding!r}") from None
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CorpusError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise CorpusError(f"{path} is a directory, not a text file") from None
+    except OSError as e:
+        raise CorpusError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if not raw:
+        raise CorpusError(f"{path} is empty")
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise CorpusError(
+            f"{path}: byte 0x{raw[e.start]:02x} at offset {e.start} is not valid {encoding}; "
+            f"pass the file's encoding with --encoding (for example --encoding latin-1)") from None
+    return text, hashlib.sha256(raw).hexdigest()
+
+
+def load(path, val_fraction=0.1, encoding="utf-8", vocab=None):
+    """Read ``path`` and hold out its last ``val_fraction`` of characters for validation.
+
+    ``vocab``: encode with this vocabulary (a resumed run) instead of the text's own; characters
+    outside it raise CorpusError naming them.
+    """
+    if not 0 <= val_fraction < 1:
+        raise CorpusError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    text, digest = read_text(path, encoding)
+    if vocab is None:
+        try:
+            vocab = Vocab.from_text(text)
+        except ValueError:
+            raise CorpusError(f"{path} holds only one distinct character ({text[0]!r}); "
+                              "a language model needs at least 2") from None
+    try:
+        ids = vocab.encode(text)
+    except UnknownCharacters as e:
+        raise CorpusError(f"{path} has characters that the checkpoint's vocabulary lacks: "
+                          f"{describe(e.chars)}") from None
+    del text
+    n_val = int(len(ids) * val_fraction)
+    return Corpus(Path(path), vocab, ids[:len(ids) - n_val], ids[len(ids) - n_val:], digest)

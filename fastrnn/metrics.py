@@ -1,0 +1,61 @@
+"""The training run's record: evaluations as JSON lines, and a loss-curve picture.
+
+Each evaluation is one line of ``metrics.jsonl``::
+
+    {"iteration": 5000, "chars": 125000, "train_loss": 1.93, "train_bpc": 2.78,
+     "val_loss": 1.98, "val_bpc": 2.86, "train_seconds": 0.8, "chars_per_s": 160000.0}
+
+losses in nats per character (``train_loss`` is min-char-rnn's smoothed chunk loss divided by
+``seq_length``), ``*_bpc`` the same in bits per character; ``train_seconds`` is the time spent
+in training kernel calls (not evaluation or compilation) and ``chars_per_s`` the rate in it.
+"""
+
+import json
+import math
+import os
+from pathlib import Path
+
+
+def bits(nats):
+    return None if nats is None else nats / math.log(2)
+
+
+def rewrite(path, records):
+    """Replace the log with ``records`` (a resumed run starts from its checkpoint's history)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    os.replace(tmp, path)
+
+
+def append(path, record):
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def plot(path, records):
+    """Training and validation loss against iteration as a PNG; False if matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    path = Path(path)
+    it = [r["iteration"] for r in records]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(it, [r["train_loss"] for r in records], label="training (smoothed)")
+    val = [(r["iteration"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
+    if val:
+        ax.plot(*zip(*val), marker="o", label="validation")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss (nats per character)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return True

@@ -1,0 +1,385 @@
+"""python -m fastrnn.train: train a character RNN on a text file, with progress, evaluation,
+checkpoints and exact resume.
+
+    python -m fastrnn.train                                   # the bundled corpus, min-char-rnn's settings
+    python -m fastrnn.train --data input.txt --iterations 200000 --out runs/mine
+    python -m fastrnn.train --resume runs/mine/checkpoint.npz --iterations 400000
+
+Writes ``checkpoint.npz`` (latest state), ``best.npz`` (lowest validation loss), ``metrics.jsonl``
+and, when matplotlib is installed, ``loss.png`` into ``--out``. Exit codes: 0 done, 1 training
+failed (diverged, disk error), 2 bad input, 130 interrupted (after saving a checkpoint).
+"""
+
+import math
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import checkpoint, cli, corpus as corpus_mod, metrics
+from .backends import BACKENDS
+from .checkpoint import Checkpoint, CheckpointError
+from .model import CharRNN
+
+PROG = "fastrnn.train"
+MODEL_DEFAULTS = {"hidden_size": 100, "seq_length": 25, "learning_rate": 0.1, "dtype": "float64",
+                  "seed": 0}
+DATA_DEFAULTS = {"val_fraction": 0.1, "encoding": "utf-8"}
+CHECKPOINT, BEST, METRICS, PLOT = "checkpoint.npz", "best.npz", "metrics.jsonl", "loss.png"
+
+
+def build_parser():
+    p = cli.Parser(prog="python -m fastrnn.train",
+                   description="Train min-char-rnn's character RNN (truncated BPTT, Adagrad) on a "
+                               "text file. Defaults are min-char-rnn's settings.")
+    d = p.add_argument_group("data")
+    d.add_argument("--data", metavar="PATH",
+                   help="UTF-8 text to train on (default: the bundled corpus data/tragedies.txt; "
+                        "with --resume: the checkpoint's)")
+    d.add_argument("--encoding", help="the text's encoding (default utf-8)")
+    d.add_argument("--val-fraction", type=cli.fraction, metavar="F",
+                   help="fraction of the text held out from its end for validation, in [0, 1) "
+                        "(default 0.1)")
+    m = p.add_argument_group("model (fixed by the checkpoint when resuming)")
+    m.add_argument("--hidden-size", type=cli.positive_int, metavar="H", help="hidden units (default 100)")
+    m.add_argument("--seq-length", type=cli.positive_int, metavar="T",
+                   help="characters per truncated-BPTT chunk (default 25)")
+    m.add_argument("--learning-rate", type=cli.positive_float, metavar="LR",
+                   help="Adagrad learning rate (default 0.1)")
+    m.add_argument("--dtype", choices=("float64", "float32"), help="floating-point type (default float64)")
+    m.add_argument("--seed", type=cli.non_negative_int, help="seeds initialisation and samples (default 0)")
+    r = p.add_argument_group("run")
+    r.add_argument("--iterations", type=cli.positive_int, default=50_000, metavar="N",
+                   help="train until this many chunks in total, counted from the start of training "
+                        "(a resumed run continues up to it; default 50000)")
+    r.add_argument("--time-budget", type=cli.positive_float, metavar="SECONDS",
+                   help="also stop (and save) after this many seconds of this run")
+    r.add_argument("--backend", choices=BACKENDS, default="numba",
+                   help="kernels to train with (default numba; numpy is the slow reference)")
+    r.add_argument("--eval-every", type=cli.non_negative_int, default=5000, metavar="N",
+                   help="validation loss over the whole held-out text every N iterations "
+                        "(0: only at the end; default 5000)")
+    r.add_argument("--sample-every", type=cli.non_negative_int, default=5000, metavar="N",
+                   help="print a generated sample every N iterations (0: never; default 5000)")
+    r.add_argument("--sample-length", type=cli.positive_int, default=200, metavar="N",
+                   help="characters per sample (default 200)")
+    r.add_argument("--checkpoint-every", type=cli.non_negative_int, default=5000, metavar="N",
+                   help="write the checkpoint every N iterations (0: only at the end; default 5000); "
+                        "it is also written at the end and on Ctrl-C")
+    r.add_argument("--out", metavar="DIR",
+                   help="directory for checkpoints and metrics (default ./out; with --resume: "
+                        "the checkpoint's directory)")
+    r.add_argument("--resume", metavar="CHECKPOINT", help="continue training from this checkpoint")
+    r.add_argument("--overwrite", action="store_true",
+                   help="start a new run even if --out already holds a checkpoint")
+    r.add_argument("--quiet", action="store_true", help="no progress bar, samples or messages")
+    return p
+
+
+def main(argv=None):
+    return cli.run(_main, PROG, argv)
+
+
+def _main(argv):
+    args = build_parser().parse_args(argv)
+    ckpt = _load_resume(args.resume) if args.resume else None
+    config, data = _settings(args, ckpt)
+    out = _output_dir(args, ckpt)
+    corpus = _load_corpus(data, config, ckpt)
+    try:
+        model = ckpt.to_model(args.backend) if ckpt else CharRNN(vocab_size=len(corpus.vocab),
+                                                                 backend=args.backend, **config)
+    except ValueError as e:
+        raise cli.UsageError(str(e)) from None
+    run = ckpt.run if ckpt else {}
+    if ckpt and run.get("backend", args.backend) != args.backend:
+        _say(args, f"note: the checkpoint was trained with --backend {run['backend']}; results "
+                   f"continue bit for bit only on the same backend and dtype")
+    trainer = Trainer(model, corpus, data, args, out, ckpt)
+    return trainer.run()
+
+
+def _load_resume(path):
+    try:
+        return checkpoint.load(path)
+    except CheckpointError as e:
+        raise cli.UsageError(f"cannot resume: {e}") from None
+
+
+def _settings(args, ckpt):
+    """(model config kwargs, data settings) from the arguments, the checkpoint and the defaults."""
+    given = {k: getattr(args, k) for k in MODEL_DEFAULTS if getattr(args, k) is not None}
+    if ckpt is None:
+        config = {**MODEL_DEFAULTS, **given}
+        data = {**DATA_DEFAULTS, "path": args.data or str(corpus_mod.DEFAULT_CORPUS)}
+    else:
+        config = {k: v for k, v in ckpt.config.to_dict().items() if k in MODEL_DEFAULTS}
+        clash = [f"--{k.replace('_', '-')} {v} (the checkpoint has {config[k]})"
+                 for k, v in given.items() if v != config[k]]
+        if clash:
+            raise cli.UsageError(f"cannot resume with a different model: {'; '.join(clash)}")
+        data = {**DATA_DEFAULTS, **ckpt.run.get("data", {})}
+        if args.val_fraction is not None and args.val_fraction != data["val_fraction"]:
+            raise cli.UsageError(f"cannot resume with --val-fraction {args.val_fraction}: the "
+                                 f"checkpoint held out {data['val_fraction']} of its text")
+        if args.data:
+            data["path"] = args.data
+    if args.val_fraction is not None:
+        data["val_fraction"] = args.val_fraction
+    if args.encoding:
+        data["encoding"] = args.encoding
+    return config, data
+
+
+def _output_dir(args, ckpt):
+    out = Path(args.out) if args.out else Path(args.resume).parent if ckpt else Path("out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{id(out)}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise cli.UsageError(f"cannot write to output directory {out}: {e.strerror or e}") from None
+    if ckpt is None and (out / CHECKPOINT).exists() and not args.overwrite:
+        raise cli.UsageError(f"{out / CHECKPOINT} already exists: continue it with --resume "
+                             f"{out / CHECKPOINT}, or pass --overwrite or another --out")
+    return out
+
+
+def _load_corpus(data, config, ckpt):
+    path = Path(data["path"])
+    if ckpt is None and path == corpus_mod.DEFAULT_CORPUS and not path.exists():
+        raise cli.UsageError(f"the bundled corpus {path} is missing (it ships in the source "
+                             f"tree's data/ directory); pass --data PATH")
+    try:
+        corpus = corpus_mod.load(path, data["val_fraction"], data["encoding"],
+                                 ckpt.vocab if ckpt else None)
+    except corpus_mod.CorpusError as e:
+        raise cli.UsageError(str(e)) from None
+    T = config["seq_length"]
+    if len(corpus.train) < T + 1:
+        held = f" after holding out {data['val_fraction']:g} for validation" if len(corpus.val) else ""
+        raise cli.UsageError(
+            f"{path} has {len(corpus.train)} characters to train on{held}; --seq-length {T} needs "
+            f"at least {T + 1}: use a longer text or a smaller --seq-length")
+    if ckpt and corpus.sha256 != ckpt.run.get("data", {}).get("sha256"):
+        cli.warn(PROG, f"{path} is not the text this checkpoint was trained on; training "
+                       f"continues on it with the checkpoint's vocabulary")
+    if len(corpus.val) == 1:
+        cli.warn(PROG, f"the validation split of {path} is 1 character: no validation loss")
+    return corpus
+
+
+def _say(args, message):
+    if not args.quiet:
+        tqdm.write(message)
+
+
+class Trainer:
+    """The training loop: kernel calls in blocks, with evaluation, samples and checkpoints between."""
+
+    def __init__(self, model, corpus, data, args, out, ckpt):
+        self.model, self.corpus, self.args, self.out = model, corpus, args, out
+        c = model.config
+        run = ckpt.run if ckpt else {}
+        self.data = {**data, "path": str(Path(data["path"]).resolve()), "sha256": corpus.sha256,
+                     "chars": corpus.n_chars}
+        self.iteration = run.get("iteration", 0)
+        self.history = np.empty(max(args.iterations, self.iteration), np.float64)
+        if ckpt:
+            self.history[:self.iteration] = ckpt.losses[:self.iteration]
+        self.smooth = run.get("smooth_loss", -math.log(1.0 / c.vocab_size) * c.seq_length)
+        self.rng = np.random.default_rng([c.seed, 1])  # samples; independent of the initialisation
+        if "rng" in run:
+            self.rng.bit_generator.state = run["rng"]
+        self.records = list(run.get("metrics", []))
+        self.best = run.get("best_val_loss")
+        self.seconds = run.get("train_seconds", 0.0)   # time in training kernels...
+        self.timed_chars = run.get("timed_chars", 0)   # ...and the characters trained in it
+        self.stop_reason = None
+        self.saved = None  # iteration of the latest checkpoint this run wrote
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self):
+        args, c = self.args, self.model.config
+        target = args.iterations
+        if self.iteration >= target:
+            _say(args, f"the checkpoint is already at iteration {self.iteration} (--iterations "
+                       f"{target}): nothing to train")
+            return 0
+        metrics.rewrite(self.out / METRICS, self.records)
+        _say(args, f"training on {self.data['path']}: {len(self.corpus.train):,} characters "
+                   f"(+{len(self.corpus.val):,} held out), vocabulary {len(self.corpus.vocab)}, "
+                   f"H={c.hidden_size} T={c.seq_length} lr={c.learning_rate} {c.dtype} "
+                   f"on {self.model.backend}")
+        bar, block, start = None, 1, time.perf_counter()
+        with _StopRequests(args) as stop:
+            while self.iteration < target:
+                if stop.requested:
+                    self.stop_reason = "interrupted"
+                    break
+                if args.time_budget and time.perf_counter() - start >= args.time_budget:
+                    self.stop_reason = "time budget"
+                    break
+                n = min([block, target - self.iteration] +
+                        [e - self.iteration % e for e in
+                         (args.eval_every, args.sample_every, args.checkpoint_every) if e])
+                t0 = time.perf_counter()
+                losses = self.model.train(self.corpus.train, n)
+                dt = time.perf_counter() - t0
+                if not (np.isfinite(losses).all() and self._params_finite()):
+                    if bar is not None:
+                        bar.close()
+                    return self._diverged(losses)
+                self._record(losses, dt if bar is not None else None)
+                if bar is None:  # the first call compiled (or loaded) the kernels: not timed
+                    bar = tqdm(total=target, initial=self.iteration, disable=args.quiet, unit="it",
+                               dynamic_ncols=True, file=sys.stderr, smoothing=0.05)
+                else:
+                    block = max(1, min(100_000, int(n * 0.2 / max(dt, 1e-6))))  # ~0.2 s a call
+                    bar.update(n)
+                    bar.set_postfix_str(f"loss {self.smooth:.3f}, "
+                                        f"{n * c.seq_length / max(dt, 1e-9):,.0f} chars/s",
+                                        refresh=False)
+                if args.eval_every and self.iteration % args.eval_every == 0:
+                    self._evaluate()
+                if args.sample_every and self.iteration % args.sample_every == 0:
+                    self._sample()
+                if args.checkpoint_every and self.iteration % args.checkpoint_every == 0:
+                    self._save(CHECKPOINT)
+            if bar is not None:
+                bar.close()
+            if self.stop_reason != "interrupted" and (
+                    not self.records or self.records[-1]["iteration"] != self.iteration):
+                self._evaluate()
+            self._save(CHECKPOINT)
+        return self._finish()
+
+    def _record(self, losses, seconds):
+        """Append a block's losses; ``seconds`` is its time (None: untimed, e.g. compilation)."""
+        n = len(losses)
+        self.history[self.iteration:self.iteration + n] = losses
+        smooth = self.smooth
+        for loss in losses.tolist():
+            smooth = smooth * 0.999 + loss * 0.001  # min-char-rnn's smoothed loss
+        self.smooth = smooth
+        self.iteration += n
+        if seconds is not None:
+            self.seconds += seconds
+            self.timed_chars += n * self.model.config.seq_length
+
+    def _params_finite(self):
+        return all(np.isfinite(p).all() for p in self.model.params)
+
+    # -- what happens between blocks -----------------------------------------------------------
+
+    def _evaluate(self):
+        c = self.model.config
+        val = self.corpus.val
+        val_loss = self.model.evaluate(val)[0] / (len(val) - 1) if len(val) >= 2 else None
+        record = {"iteration": self.iteration, "chars": self.iteration * c.seq_length,
+                  "train_loss": self.smooth / c.seq_length,
+                  "train_bpc": metrics.bits(self.smooth / c.seq_length),
+                  "val_loss": val_loss, "val_bpc": metrics.bits(val_loss),
+                  "train_seconds": round(self.seconds, 3),
+                  "chars_per_s": round(self.timed_chars / self.seconds, 1) if self.seconds else None}
+        self.records.append(record)
+        metrics.append(self.out / METRICS, record)
+        metrics.plot(self.out / PLOT, self.records)  # skipped without matplotlib
+        line = f"iteration {self.iteration}: train loss {record['train_loss']:.4f} nats/char"
+        if val_loss is not None:
+            line += f", validation {val_loss:.4f} nats/char = {record['val_bpc']:.4f} bits/char"
+            if self.best is None or val_loss < self.best:
+                self.best = val_loss
+                self._save(BEST)
+        _say(self.args, line)
+
+    def _sample(self):
+        train = self.corpus.train
+        seed_ix = int(train[min(self.model.position, len(train) - 1)])
+        ids, _ = self.model.sample(self.args.sample_length, seed_ix, rng=self.rng)
+        _say(self.args, f"----- sample at iteration {self.iteration}\n"
+                        f"{self.corpus.vocab.decode(ids)}\n-----")
+
+    def _state(self):
+        return {"iteration": self.iteration, "smooth_loss": self.smooth,
+                "rng": self.rng.bit_generator.state, "metrics": self.records,
+                "best_val_loss": self.best, "train_seconds": self.seconds,
+                "timed_chars": self.timed_chars,
+                "backend": self.model.backend, "data": self.data}
+
+    def _save(self, name):
+        ckpt = Checkpoint.of(self.model, self.corpus.vocab, self.history[:self.iteration], self._state())
+        try:
+            checkpoint.save(self.out / name, ckpt)
+        except OSError as e:
+            raise cli.Failure(f"could not write {self.out / name}: {e.strerror or e}") from None
+        if name == CHECKPOINT:
+            self.saved = self.iteration
+
+    # -- endings --------------------------------------------------------------------------------
+
+    def _diverged(self, losses):
+        bad = int(np.argmin(np.isfinite(losses))) if not np.isfinite(losses).all() else len(losses)
+        at = self.iteration + bad + 1
+        kept = (f"the last good checkpoint is {self.out / CHECKPOINT} (iteration {self.saved})"
+                if self.saved is not None else "no checkpoint was written before it")
+        print(f"{PROG}: error: training diverged at iteration {at} (loss "
+              f"{losses[min(bad, len(losses) - 1)]}); {kept}; try a smaller --learning-rate",
+              file=sys.stderr)
+        return cli.EXIT_FAILED
+
+    def _finish(self):
+        where = self.out / CHECKPOINT
+        if self.stop_reason == "interrupted":
+            print(f"{PROG}: interrupted at iteration {self.iteration}; saved {where}; continue "
+                  f"with: python -m fastrnn.train --resume {where}", file=sys.stderr)
+            return cli.EXIT_INTERRUPTED
+        last = self.records[-1] if self.records else {}
+        summary = f"done: iteration {self.iteration}"
+        if self.stop_reason:
+            summary = f"stopped by the {self.stop_reason}: iteration {self.iteration}"
+        if last.get("val_loss") is not None:
+            summary += (f", validation {last['val_loss']:.4f} nats/char = "
+                        f"{last['val_bpc']:.4f} bits/char")
+        _say(self.args, f"{summary}; checkpoint {where}")
+        return 0
+
+
+class _StopRequests:
+    """Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after the current block and save;
+    a second one stops at once (the latest checkpoint on disk is still whole)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, args):
+        self.args = args
+        self.requested = False
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self.previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        _say(self.args, "stopping: saving a checkpoint after this block (press Ctrl-C again to "
+                        "quit without saving)")
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,377 @@
+"""python -m fastrnn.train / fastrnn.sample: end to end, exact resume, and every bad input."""
+
+import io
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastrnn import checkpoint, reference, train
+from fastrnn.sample import main as sample_main
+from fastrnn.corpus import DEFAULT_CORPUS, load
+
+ROOT = Path(__file__).resolve().parents[1]
+SENTENCE = ("Hope is the thing with feathers that perches in the soul. And sings the tune without "
+            "the words and never stops at all. ")
+SMALL = ["--hidden-size", "24", "--seq-length", "10", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def corpus_file(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("corpus") / "input.txt"
+    path.write_text(text[:20_000], encoding="utf-8")
+    return str(path)
+
+
+def run_sample(argv):
+    out = io.StringIO()
+    return sample_main(argv, out=out), out.getvalue()
+
+
+def same_state(a, b):
+    """Two checkpoints hold bit-identical training state."""
+    for name, x, y in zip(checkpoint.NAMES * 2 + ("h",), [*a.params, *a.mems, a.h], [*b.params, *b.mems, b.h]):
+        assert x.dtype == y.dtype and np.array_equal(x, y), name
+    assert a.position == b.position
+    assert np.array_equal(a.losses, b.losses), "loss history"
+    for key in ("iteration", "smooth_loss", "rng"):
+        assert a.run[key] == b.run[key], key
+
+
+# -- training end to end -----------------------------------------------------------------------
+
+def test_train_reports_progress_evaluates_samples_and_saves(tmp_path, corpus_file, capsys):
+    out = tmp_path / "run"
+    rc = train.main(["--data", corpus_file, "--hidden-size", "24", "--seq-length", "10",
+                     "--iterations", "120", "--eval-every", "50", "--sample-every", "100",
+                     "--sample-length", "30", "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr()
+    assert "iteration 50: train loss" in printed.out and "bits/char" in printed.out
+    assert "----- sample at iteration 100" in printed.out
+    assert "done: iteration 120" in printed.out
+    assert "120/120" in printed.err  # the progress bar
+
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [50, 100, 120]
+    ckpt = checkpoint.load(out / "checkpoint.npz")
+    assert ckpt.run["iteration"] == 120 and len(ckpt.losses) == 120 and ckpt.run["metrics"] == records
+    # The validation loss is the oracle's loss over the whole held-out tail, per character.
+    val = load(corpus_file, 0.1).val
+    loss, _ = reference.evaluate(val, np.zeros((24, 1)), *ckpt.params, chunk=1000)
+    assert math.isclose(records[-1]["val_loss"], loss / (len(val) - 1), rel_tol=1e-9)
+    assert math.isclose(records[-1]["val_bpc"], records[-1]["val_loss"] / math.log(2))
+    assert math.isclose(records[-1]["train_loss"], ckpt.run["smooth_loss"] / 10)
+    best = checkpoint.load(out / "best.npz")
+    assert best.run["best_val_loss"] == min(r["val_loss"] for r in records)
+    assert best.run["iteration"] == min(records, key=lambda r: r["val_loss"])["iteration"]
+
+
+def test_loss_curve_picture_when_matplotlib_is_installed(tmp_path, corpus_file):
+    pytest.importorskip("matplotlib")
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "20", "--eval-every", "10",
+                       "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_default_corpus_is_the_bundled_one(tmp_path):
+    assert train.main(["--iterations", "2", "--out", str(tmp_path), "--quiet"]) == 0
+    ckpt = checkpoint.load(tmp_path / "checkpoint.npz")
+    assert ckpt.run["data"]["path"] == str(DEFAULT_CORPUS)
+    assert len(ckpt.vocab) == 73 and ckpt.config.hidden_size == 100  # min-char-rnn's defaults
+    assert (ckpt.config.seq_length, ckpt.config.learning_rate) == (25, 0.1)
+
+
+@pytest.mark.parametrize("backend, dtype, hidden, n, k", [
+    ("numba", "float64", "32", 400, 137), ("numba", "float32", "32", 400, 250),
+    ("numpy", "float64", "8", 60, 23)])
+def test_resume_continues_bit_for_bit(tmp_path, corpus_file, backend, dtype, hidden, n, k):
+    common = ["--data", corpus_file, "--hidden-size", hidden, "--seq-length", "10", "--dtype", dtype,
+              "--backend", backend, "--eval-every", "40", "--sample-every", "30",
+              "--sample-length", "20", "--checkpoint-every", "0", "--quiet"]
+    assert train.main(common + ["--iterations", str(n), "--out", str(tmp_path / "one")]) == 0
+    assert train.main(common + ["--iterations", str(k), "--out", str(tmp_path / "two")]) == 0
+    resumed = tmp_path / "two" / "checkpoint.npz"
+    assert checkpoint.load(resumed).run["iteration"] == k
+    assert train.main(["--resume", str(resumed), "--iterations", str(n), "--backend", backend,
+                       "--sample-every", "30", "--sample-length", "20", "--quiet"]) == 0
+    same_state(checkpoint.load(tmp_path / "one" / "checkpoint.npz"), checkpoint.load(resumed))
+
+
+def test_resume_past_the_target_has_nothing_to_do(tmp_path, corpus_file, capsys):
+    assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "10", "--out", str(tmp_path)]) == 0
+    before = (tmp_path / "checkpoint.npz").read_bytes()
+    assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations", "5"]) == 0
+    assert "nothing to train" in capsys.readouterr().out
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before
+
+
+def test_time_budget_stops_and_saves(tmp_path, corpus_file, capsys):
+    rc = train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "100000000",
+                     "--time-budget", "0.5", "--eval-every", "0", "--sample-every", "0", "--out", str(tmp_path)])
+    assert rc == 0 and "stopped by the time budget" in capsys.readouterr().out
+    assert 0 < checkpoint.load(tmp_path / "checkpoint.npz").run["iteration"] < 100_000_000
+
+
+def test_divergence_stops_with_the_last_good_checkpoint_kept(tmp_path, corpus_file, capsys):
+    rc = train.main(["--data", corpus_file, "--hidden-size", "16", "--dtype", "float32",
+                     "--learning-rate", "1e30", "--iterations", "500", "--checkpoint-every", "1",
+                     "--out", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "training diverged at iteration" in err and "smaller --learning-rate" in err
+    ckpt = checkpoint.load(tmp_path / "checkpoint.npz")
+    assert f"(iteration {ckpt.run['iteration']})" in err
+    assert all(np.isfinite(a).all() for a in ckpt.params) and np.isfinite(ckpt.losses).all()
+
+
+# -- Ctrl-C and kill -9 ------------------------------------------------------------------------
+
+def _start(args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "fastrnn.train", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+
+
+def test_ctrl_c_saves_and_the_resumed_run_equals_an_uninterrupted_one(tmp_path, corpus_file):
+    common = ["--data", corpus_file, "--hidden-size", "32", "--seq-length", "10", "--eval-every", "0",
+              "--sample-every", "0", "--quiet"]
+    proc = _start(common + ["--iterations", "10000000", "--checkpoint-every", "200",
+                            "--out", str(tmp_path / "a")], tmp_path)
+    _wait_for(tmp_path / "a" / "checkpoint.npz", proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted at iteration" in err and "--resume" in err
+    k = checkpoint.load(tmp_path / "a" / "checkpoint.npz").run["iteration"]
+    assert k >= 200
+    target = str(k + 150)
+    assert train.main(["--resume", str(tmp_path / "a" / "checkpoint.npz"), "--iterations", target,
+                       "--quiet"]) == 0
+    assert train.main(common + ["--iterations", target, "--out", str(tmp_path / "b")]) == 0
+    same_state(checkpoint.load(tmp_path / "a" / "checkpoint.npz"),
+               checkpoint.load(tmp_path / "b" / "checkpoint.npz"))
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.13, 0.37])
+def test_kill_at_any_moment_leaves_a_whole_checkpoint(tmp_path, corpus_file, delay):
+    proc = _start(["--data", corpus_file, "--hidden-size", "64", "--iterations", "10000000",
+                   "--checkpoint-every", "1", "--eval-every", "0", "--sample-every", "0",
+                   "--out", str(tmp_path), "--quiet"], tmp_path)
+    _wait_for(tmp_path / "checkpoint.npz", proc)
+    time.sleep(delay)
+    proc.kill()
+    proc.wait()
+    ckpt = checkpoint.load(tmp_path / "checkpoint.npz")  # raises if partial
+    assert ckpt.run["iteration"] >= 1 and len(ckpt.losses) == ckpt.run["iteration"]
+
+
+# -- memorisation (the issue's acceptance check) -------------------------------------------------
+
+def test_memorises_a_repeated_sentence(tmp_path):
+    path = tmp_path / "hope.txt"
+    path.write_text(SENTENCE * 100)
+    assert train.main(["--data", str(path), "--hidden-size", "64", "--seq-length", "25",
+                       "--learning-rate", "0.1", "--iterations", "5000", "--val-fraction", "0",
+                       "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    ckpt = checkpoint.load(tmp_path / "run" / "checkpoint.npz")
+    assert ckpt.losses[-100:].mean() < 0.5
+    rc, text = run_sample([str(tmp_path / "run" / "checkpoint.npz"), "--prime", "H", "--greedy",
+                           "--length", str(len(SENTENCE) - 1)])
+    assert rc == 0 and text == SENTENCE + "\n"
+
+
+# -- sampling ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, corpus_file):
+    out = tmp_path_factory.mktemp("trained")
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "300", "--out", str(out)]) == 0
+    return str(out / "checkpoint.npz")
+
+
+def test_sample_same_seed_same_text_on_every_backend(trained):
+    texts = {b: run_sample([trained, "--length", "300", "--seed", "7", "--backend", b, "--prime", "The"])
+             for b in ("numba", "numpy")}
+    assert texts["numba"] == texts["numpy"]
+    rc, text = texts["numba"]
+    assert rc == 0 and text.startswith("The") and len(text) == 3 + 300 + 1
+    assert run_sample([trained, "--length", "300", "--seed", "8", "--prime", "The"])[1] != text
+    assert run_sample([trained, "--length", "300", "--seed", "7", "--prime", "The"])[1] == text
+
+
+def test_sample_in_another_dtype_and_greedy(trained):
+    rc, text = run_sample([trained, "--length", "200", "--seed", "1", "--dtype", "float32"])
+    assert rc == 0 and len(text) == 1 + 200 + 1  # the default prime is a newline
+    greedy = [run_sample([trained, "--length", "100", "--greedy", "--seed", str(s)])[1] for s in (1, 2)]
+    assert greedy[0] == greedy[1]
+
+
+def test_prime_warms_the_hidden_state(trained):
+    # Greedy continuations of two primes with the same last character differ only through h.
+    a = run_sample([trained, "--length", "60", "--greedy", "--prime", "What, ho! "])[1]
+    b = run_sample([trained, "--length", "60", "--greedy", "--prime", " "])[1]
+    assert a[len("What, ho! "):] != b[1:]
+
+
+# -- bad input: one line on stderr, exit code 2 ------------------------------------------------
+
+def assert_usage_error(rc, capsys, *fragments):
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(("fastrnn.train: error: ", "fastrnn.sample: error: ")), err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+@pytest.mark.parametrize("content, fragments", [
+    (None, ["no such file"]),
+    (b"", ["is empty"]),
+    (b"short text", ["has 10 characters to train on", "needs at least 26"]),
+    (b"caf\xe9 au lait, " * 10, ["byte 0xe9 at offset 3 is not valid utf-8", "--encoding"]),
+    (b"zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", ["only one distinct character"]),
+])
+def test_bad_data_files(tmp_path, capsys, content, fragments):
+    path = tmp_path / "data.txt"
+    if content is not None:
+        path.write_bytes(content)
+    rc = train.main(["--data", str(path), "--out", str(tmp_path / "out"), "--val-fraction", "0"])
+    assert_usage_error(rc, capsys, str(path), *fragments)
+
+
+def test_encoding_option(tmp_path, capsys):
+    path = tmp_path / "latin.txt"
+    path.write_bytes("caf\xe9 au lait, ".encode("latin-1") * 10)
+    args = ["--data", str(path), "--iterations", "3", "--seq-length", "5", "--out", str(tmp_path)]
+    assert train.main(args + ["--encoding", "latin-1", "--quiet"]) == 0
+    assert "é" in checkpoint.load(tmp_path / "checkpoint.npz").vocab.chars
+    assert_usage_error(train.main(args + ["--encoding", "klingon", "--overwrite"]), capsys,
+                       "unknown encoding 'klingon'")
+    assert_usage_error(train.main(["--data", str(tmp_path)]), capsys, "is a directory")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--hidden-size", "0"], "--hidden-size: 0 is not a positive integer"),
+    (["--hidden-size", "-3"], "--hidden-size: -3 is not a positive integer"),
+    (["--hidden-size", "many"], "'many' is not an integer"),
+    (["--seq-length", "0"], "--seq-length: 0 is not a positive integer"),
+    (["--learning-rate", "0"], "--learning-rate: 0 is not a positive number"),
+    (["--learning-rate", "-0.1"], "--learning-rate: -0.1 is not a positive number"),
+    (["--learning-rate", "nan"], "--learning-rate: nan is not a positive number"),
+    (["--val-fraction", "1"], "--val-fraction: 1 is not in [0, 1)"),
+    (["--val-fraction", "-0.2"], "--val-fraction: -0.2 is not in [0, 1)"),
+    (["--iterations", "0"], "--iterations: 0 is not a positive integer"),
+    (["--sample-length", "0"], "--sample-length: 0 is not a positive integer"),
+    (["--time-budget", "-1"], "--time-budget: -1 is not a positive number"),
+    (["--dtype", "float16"], "invalid choice: 'float16'"),
+    (["--backend", "tpu"], "invalid choice: 'tpu'"),
+    (["--backend", "cuda"], "backend 'cuda' is not available yet"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_nonsense_hyperparameters(tmp_path, corpus_file, capsys, args, fragment):
+    rc = train.main(["--data", corpus_file, "--out", str(tmp_path), *args])
+    assert_usage_error(rc, capsys, fragment)
+
+
+def test_output_directory_problems(tmp_path, corpus_file, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    rc = train.main(["--data", corpus_file, "--out", str(a_file / "sub")])
+    assert_usage_error(rc, capsys, f"cannot write to output directory {a_file / 'sub'}")
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "3", "--out", str(tmp_path)]) == 0
+    rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "3", "--out", str(tmp_path)])
+    assert_usage_error(rc, capsys, "checkpoint.npz already exists", "--resume", "--overwrite")
+
+
+@pytest.fixture
+def saved_run(tmp_path, corpus_file):
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "20", "--out", str(tmp_path)]) == 0
+    return tmp_path / "checkpoint.npz"
+
+
+def _newer(path):
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(arrays["meta"]))
+    meta["version"] = checkpoint.VERSION + 1
+    arrays["meta"] = np.array(json.dumps(meta))
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda p: p.unlink(), "no such checkpoint"),
+    (lambda p: p.write_bytes(b"\x00" * 100), "corrupt or truncated"),
+    (lambda p: p.write_bytes(p.read_bytes()[:1000]), "corrupt or truncated"),
+    (_newer, "written by a newer fastrnn"),
+])
+def test_resume_from_an_unusable_checkpoint(saved_run, capsys, damage, fragment):
+    damage(saved_run)
+    rc = train.main(["--resume", str(saved_run), "--iterations", "40"])
+    assert_usage_error(rc, capsys, "cannot resume", str(saved_run), fragment)
+    rc, _ = run_sample([str(saved_run)])
+    assert_usage_error(rc, capsys, str(saved_run), fragment)
+
+
+def test_resume_with_other_text_or_model_is_refused_and_changes_nothing(saved_run, tmp_path, capsys):
+    before = saved_run.read_bytes()
+    other = tmp_path / "other.txt"
+    other.write_text("Ünter the ~ king\n" * 5)
+    rc = train.main(["--resume", str(saved_run), "--data", str(other), "--iterations", "40"])
+    assert_usage_error(rc, capsys, str(other), "characters that the checkpoint's vocabulary lacks: '~', 'Ü'")
+    rc = train.main(["--resume", str(saved_run), "--hidden-size", "50", "--iterations", "40"])
+    assert_usage_error(rc, capsys, "different model", "--hidden-size 50 (the checkpoint has 24)")
+    rc = train.main(["--resume", str(saved_run), "--val-fraction", "0.2", "--iterations", "40"])
+    assert_usage_error(rc, capsys, "--val-fraction 0.2", "held out 0.1")
+    assert saved_run.read_bytes() == before
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--temperature", "0"], "--temperature: 0 is not a positive number"),
+    (["--temperature", "-1"], "--temperature: -1 is not a positive number"),
+    (["--length", "-5"], "--length: -5 is not an integer >= 0"),
+    (["--prime", "the ë ☃"], "--prime has characters the model never saw: 'ë', '☃'"),
+    (["--prime", ""], "--prime is empty"),
+    (["--dtype", "int8"], "invalid choice: 'int8'"),
+])
+def test_bad_sample_options(trained, capsys, args, fragment):
+    rc, text = run_sample([trained, *args])
+    assert_usage_error(rc, capsys, fragment)
+    assert text == ""
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit) as e:
+        train.main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--data", "--hidden-size", "--seq-length", "--learning-rate", "--iterations",
+                   "--time-budget", "--backend", "--dtype", "--seed", "--val-fraction", "--eval-every",
+                   "--sample-every", "--sample-length", "--out", "--resume", "--quiet", "--encoding"):
+        assert option in text
+
+
+def test_the_command_module_does_not_hide_the_drop_in_function():
+    import fastrnn
+    import fastrnn.sample  # noqa: F401  (sets the package attribute to the module)
+    from fastrnn.dropin import sample as dropin_sample
+    rng_params = np.random.default_rng(0)
+    params = [rng_params.standard_normal(s) * 0.1 for s in ((8, 5), (8, 8), (5, 8), (8, 1), (5, 1))]
+    h = np.zeros((8, 1))
+    got = fastrnn.sample(h, 1, 20, *params, rng=np.random.default_rng(3))
+    assert got == dropin_sample(h, 1, 20, *params, rng=np.random.default_rng(3))

@@ -1,0 +1,78 @@
+"""Reading a corpus: vocabulary, compact ids, the validation split, and each way a file is bad."""
+
+import numpy as np
+import pytest
+
+from fastrnn import Vocab
+from fastrnn.corpus import CorpusError, load
+from fastrnn.vocab import id_dtype
+
+
+def write(tmp_path, content, name="text.txt"):
+    path = tmp_path / name
+    (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+    return path
+
+
+def test_split_holds_out_the_end_and_ids_round_trip(tmp_path):
+    text = "the quick brown fox jumps over the lazy dog\n" * 30
+    corpus = load(write(tmp_path, text), val_fraction=0.1)
+    n_val = int(len(text) * 0.1)
+    assert corpus.n_chars == len(text) and len(corpus.val) == n_val
+    assert corpus.vocab.chars == sorted(set(text))
+    assert corpus.train.dtype == np.uint8
+    assert corpus.vocab.decode(corpus.train) + corpus.vocab.decode(corpus.val) == text
+    assert corpus.vocab.decode(corpus.val) == text[-n_val:]
+    assert len(load(write(tmp_path, text), val_fraction=0).val) == 0
+
+
+def test_unicode_text_and_large_vocabularies(tmp_path):
+    text = "".join(chr(c) for c in range(0x400, 0x400 + 300)) + "日本語 ünïcødé 🙂\n"
+    corpus = load(write(tmp_path, text * 3), val_fraction=0)
+    assert len(corpus.vocab) > 256 and corpus.train.dtype == np.uint16
+    assert corpus.vocab.decode(corpus.train) == text * 3
+    assert id_dtype(70000) == np.uint32
+
+
+def test_encoding_in_blocks_matches_a_plain_lookup(monkeypatch):
+    import fastrnn.vocab as vocab_mod
+    monkeypatch.setattr(vocab_mod, "_BLOCK", 7)  # many blocks, mixed ASCII / non-ASCII
+    text = "abc déf ghi\njkl ñop 🙂 qrs tuv wxyz" * 5
+    vocab = Vocab.from_text(text)
+    assert vocab.chars == sorted(set(text))
+    assert vocab.encode(text).tolist() == [vocab.index[c] for c in text]
+    shuffled = Vocab(list("zyxa"))  # a vocabulary not in code-point order
+    assert shuffled.encode("axyz").tolist() == [3, 2, 1, 0]
+    with pytest.raises(ValueError, match=r"not in the vocabulary: 'Q', 'é'"):
+        shuffled.encode("azQé")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "is empty"),
+    (b"aaaa", "only one distinct character"),
+    (b"good text \xff\xfe more", r"byte 0xff at offset 10 is not valid utf-8; .*--encoding"),
+])
+def test_bad_files_are_named(tmp_path, content, message):
+    path = write(tmp_path, content)
+    with pytest.raises(CorpusError, match=message) as e:
+        load(path)
+    assert str(path) in str(e.value)
+
+
+def test_other_encodings_and_missing_files(tmp_path):
+    path = write(tmp_path, "café crème".encode("latin-1"))
+    assert load(path, val_fraction=0, encoding="latin-1").vocab.decode(
+        load(path, val_fraction=0, encoding="latin-1").train) == "café crème"
+    with pytest.raises(CorpusError, match="unknown encoding 'klingon'"):
+        load(path, encoding="klingon")
+    with pytest.raises(CorpusError, match="no such file"):
+        load(tmp_path / "nope.txt")
+    with pytest.raises(CorpusError, match="is a directory"):
+        load(tmp_path)
+    with pytest.raises(CorpusError, match=r"val_fraction must be in \[0, 1\)"):
+        load(path, val_fraction=1.0)
+
+
+def test_a_given_vocabulary_names_the_characters_it_lacks(tmp_path):
+    with pytest.raises(CorpusError, match="the checkpoint's vocabulary lacks: 'z'"):
+        load(write(tmp_path, "abcz"), vocab=Vocab("abc"))
