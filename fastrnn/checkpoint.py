@@ -84,6 +84,27 @@ def save(path, ckpt):
     _fsync_dir(path.parent)
 
 
+def remove_stale_temporaries(directory):
+    """Delete temporary files left by writers that were killed mid-write (their pid is gone)."""
+    for tmp in Path(directory).glob(".*.tmp"):
+        try:
+            pid = int(tmp.name.rsplit(".", 2)[-2])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
 def _fsync_dir(directory):
     """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
     try:

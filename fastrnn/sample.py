@@ -2,8 +2,8 @@
 
     python -m fastrnn.sample out/checkpoint.npz --length 500 --prime "ROMEO:" --seed 1
 
-The prime text (default: a newline) is printed first; the model reads it to warm its hidden
-state and continues from its last character. The same seed gives the same text on every
+The prime text (default: a newline) is printed first; starting from a zero hidden state (as
+char-rnn's sampler does), the model reads it and continues from its last character. The same seed gives the same text on every
 backend, and a checkpoint trained with any backend or dtype samples on any other.
 """
 
@@ -66,7 +66,7 @@ def _main(argv, out):
         raise cli.UsageError(str(e)) from None
     rng = np.random.default_rng(args.seed)
     ids = vocab.encode(prime)
-    _, h = model.evaluate(ids)  # h after reading all of the prime but its last character
+    _, h = model.evaluate(ids)  # from zeros, the state after reading the prime but its last char
     seed_ix, left = int(ids[-1]), args.length
     try:
         out.write(prime)

@@ -105,9 +105,14 @@ def _main(argv):
 
 def _load_resume(path):
     try:
-        return checkpoint.load(path)
+        ckpt = checkpoint.load(path)
     except CheckpointError as e:
         raise cli.UsageError(f"cannot resume: {e}") from None
+    iteration = ckpt.run.get("iteration")
+    if not isinstance(iteration, int) or iteration != len(ckpt.losses):
+        raise cli.UsageError(f"cannot resume: {path} was not written by fastrnn.train (or is "
+                             f"corrupt): its iteration count does not match its loss history")
+    return ckpt
 
 
 def _settings(args, ckpt):
@@ -144,6 +149,7 @@ def _output_dir(args, ckpt):
         probe.unlink()
     except OSError as e:
         raise cli.UsageError(f"cannot write to output directory {out}: {e.strerror or e}") from None
+    checkpoint.remove_stale_temporaries(out)
     if ckpt is None and (out / CHECKPOINT).exists() and not args.overwrite:
         raise cli.UsageError(f"{out / CHECKPOINT} already exists: continue it with --resume "
                              f"{out / CHECKPOINT}, or pass --overwrite or another --out")
@@ -281,7 +287,11 @@ class Trainer:
     def _evaluate(self):
         c = self.model.config
         val = self.corpus.val
-        val_loss = self.model.evaluate(val)[0] / (len(val) - 1) if len(val) >= 2 else None
+        val_loss = None
+        if len(val) >= 2:
+            # From (a copy of) the training state, not zeros: early in training a vanilla RNN's
+            # state can have several attractors, and zeros may lead to one training never visits.
+            val_loss = self.model.evaluate(val, h=self.model.h)[0] / (len(val) - 1)
         record = {"iteration": self.iteration, "chars": self.iteration * c.seq_length,
                   "train_loss": self.smooth / c.seq_length,
                   "train_bpc": metrics.bits(self.smooth / c.seq_length),

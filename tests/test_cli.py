@@ -65,7 +65,7 @@ def test_train_reports_progress_evaluates_samples_and_saves(tmp_path, corpus_fil
     assert ckpt.run["iteration"] == 120 and len(ckpt.losses) == 120 and ckpt.run["metrics"] == records
     # The validation loss is the oracle's loss over the whole held-out tail, per character.
     val = load(corpus_file, 0.1).val
-    loss, _ = reference.evaluate(val, np.zeros((24, 1)), *ckpt.params, chunk=1000)
+    loss, _ = reference.evaluate(val, ckpt.h, *ckpt.params, chunk=1000)  # from the training state
     assert math.isclose(records[-1]["val_loss"], loss / (len(val) - 1), rel_tol=1e-9)
     assert math.isclose(records[-1]["val_bpc"], records[-1]["val_loss"] / math.log(2))
     assert math.isclose(records[-1]["train_loss"], ckpt.run["smooth_loss"] / 10)
@@ -178,6 +178,11 @@ def test_kill_at_any_moment_leaves_a_whole_checkpoint(tmp_path, corpus_file, del
     proc.wait()
     ckpt = checkpoint.load(tmp_path / "checkpoint.npz")  # raises if partial
     assert ckpt.run["iteration"] >= 1 and len(ckpt.losses) == ckpt.run["iteration"]
+    # The next run clears what the killed writer left half-written, and continues.
+    (tmp_path / f".checkpoint.npz.{proc.pid}.tmp").write_bytes(b"PK half")
+    assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations",
+                       str(ckpt.run["iteration"] + 3), "--quiet"]) == 0
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 # -- memorisation (the acceptance check) -------------------------------------------------
