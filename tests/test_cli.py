@@ -380,3 +380,20 @@ def test_the_command_module_does_not_hide_the_drop_in_function():
     h = np.zeros((8, 1))
     got = fastrnn.sample(h, 1, 20, *params, rng=np.random.default_rng(3))
     assert got == dropin_sample(h, 1, 20, *params, rng=np.random.default_rng(3))
+
+
+def test_kernels_compiled_now_and_loaded_from_the_cache_give_the_same_bits(tmp_path, corpus_file):
+    # The first process compiles every kernel into an empty cache; the second loads them.
+    # Training, validation and sampling must agree to the bit, or a resumed run would drift.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    outputs = []
+    for name in ("compiled", "cached"):
+        args = [sys.executable, "-m", "fastrnn.train", "--data", corpus_file, "--hidden-size", "16",
+                "--seq-length", "10", "--iterations", "300", "--eval-every", "100", "--sample-every",
+                "150", "--sample-length", "80", "--out", str(tmp_path / name)]
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout.replace(str(tmp_path / name), "OUT"))
+    assert outputs[0] == outputs[1]
+    same_state(checkpoint.load(tmp_path / "compiled" / "checkpoint.npz"),
+               checkpoint.load(tmp_path / "cached" / "checkpoint.npz"))

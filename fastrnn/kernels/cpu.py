@@ -17,14 +17,14 @@ import numpy as np
 from numba import njit
 
 from . import vmath
-from .options import NJIT
+from .options import INLINE, NJIT
 from .scalar import ADAGRAD_EPS, CLIP, adagrad_memory, adagrad_weight, clip, tanh_backward
 
 
 # --------------------------------------------------------------------------------------------
 # Dense building blocks (hand-written: fixed small sizes, no BLAS dependency)
 
-@njit(**NJIT)
+@njit(**INLINE)
 def matvec(W, x, out):
     """out[i] = sum_j W[i, j] x[j]  (W: (n, k), x: (k,), out: (n,)), four rows per pass."""
     n, k = W.shape
@@ -48,7 +48,7 @@ def matvec(W, x, out):
         i += 1
 
 
-@njit(**NJIT)
+@njit(**INLINE)
 def vecmat(x, W, out):
     """out[j] = sum_i x[i] W[i, j]  (x: (n,), W: (n, k), out: (k,)), four rows per pass."""
     n, k = W.shape
@@ -66,7 +66,7 @@ def vecmat(x, W, out):
         i += 1
 
 
-@njit(**NJIT)
+@njit(**INLINE)
 def matmul_nt(A, B, C):
     """C = A B^T  (A: (m, k), B: (n, k), C: (m, n)): four rows of A share each pass over B."""
     m, k = A.shape
@@ -89,12 +89,12 @@ def matmul_nt(A, B, C):
         t += 1
 
 
-@njit(**NJIT)
+@njit(**INLINE)
 def _op(A, i, v, transposed):
     return A[v, i] if transposed else A[i, v]
 
 
-@njit(**NJIT)
+@njit(**INLINE)
 def matmul_acc(A, B, C, a_transposed):
     """C += op(A) B with op(A) = A^T if a_transposed else A  (B: (n, k), C: (m, k)).
 
@@ -131,7 +131,7 @@ def matmul_acc(A, B, C, a_transposed):
         i += 2
 
 
-@njit(**NJIT)
+@njit(**INLINE)
 def _tile_2x8(C, i0, i1, B, v, a0, a1):
     for j in range(C.shape[1]):
         b0, b1, b2, b3 = B[v, j], B[v + 1, j], B[v + 2, j], B[v + 3, j]
@@ -142,7 +142,7 @@ def _tile_2x8(C, i0, i1, B, v, a0, a1):
                      + a1[4] * b4 + a1[5] * b5 + a1[6] * b6 + a1[7] * b7)
 
 
-@njit(**NJIT)
+@njit(**INLINE)
 def _tile_1x8(C, i0, B, v, a0):
     for j in range(C.shape[1]):
         C[i0, j] += (a0[0] * B[v, j] + a0[1] * B[v + 1, j] + a0[2] * B[v + 2, j] + a0[3] * B[v + 3, j]
@@ -150,13 +150,13 @@ def _tile_1x8(C, i0, B, v, a0):
                      + a0[7] * B[v + 7, j])
 
 
-@njit(**NJIT)
+@njit(**INLINE)
 def tanh_inplace(a):
     for i in range(a.shape[0]):
         a[i] = vmath.tanh(a[i])
 
 
-@njit(**NJIT)
+@njit(**INLINE)
 def softmax_inplace(y):
     """y <- softmax(y), max subtracted first."""
     ymax = y[0]
@@ -172,7 +172,7 @@ def softmax_inplace(y):
         y[v] *= inv
 
 
-@njit(**NJIT)
+@njit(**INLINE)
 def clip_inplace(a, bound):
     flat = a.reshape(a.size)
     for i in range(flat.shape[0]):
@@ -182,7 +182,7 @@ def clip_inplace(a, bound):
 # --------------------------------------------------------------------------------------------
 # The model
 
-@njit(**NJIT)
+@njit(**INLINE)
 def step(ix, h_prev, params, h_out):
     """One recurrence step: h_out = tanh(Wxh[:, ix] + Whh h_prev + bh)."""
     Wxh, Whh, _, bh, _ = params
@@ -192,7 +192,7 @@ def step(ix, h_prev, params, h_out):
     tanh_inplace(h_out)
 
 
-@njit(**NJIT)
+@njit(**INLINE)
 def forward(inputs, targets, hprev, params, hs, ps):
     """reference.forward: fills hs (T+1, H) and ps (T, V); returns the summed loss."""
     Why, by = params[2], params[4]
@@ -210,7 +210,7 @@ def forward(inputs, targets, hprev, params, hs, ps):
     return loss
 
 
-@njit(**NJIT)
+@njit(**INLINE)
 def evaluate(data, h, params, work):
     """reference.evaluate: the summed loss of predicting data[1:]; h (H,) is carried in place.
 
@@ -227,7 +227,7 @@ def evaluate(data, h, params, work):
     return loss
 
 
-@njit(**NJIT)
+@njit(**INLINE)
 def backward(inputs, targets, hs, ps, params, grads, work):
     """reference.backward (clipped): overwrites grads from the activations of ``forward``.
 
@@ -241,7 +241,7 @@ def backward(inputs, targets, hs, ps, params, grads, work):
     clip_inplace(grads[4], bound)
 
 
-@njit(**NJIT)
+@njit(**INLINE)
 def gradients(inputs, targets, hs, ps, params, grads, work):
     """``backward`` before clipping."""
     _, Whh, Why, _, _ = params
@@ -284,7 +284,7 @@ def gradients(inputs, targets, hs, ps, params, grads, work):
             dWxh[i, ix] += dhs[t, i]
 
 
-@njit(**NJIT)
+@njit(**INLINE)
 def adagrad_update(w, g, m, lr, clip_first=False):
     """reference.adagrad for one flat array, in place.
 
@@ -304,7 +304,7 @@ def adagrad_update(w, g, m, lr, clip_first=False):
         w[i] = adagrad_weight(w[i], gi, mi, lr_, eps)
 
 
-@njit(**NJIT)
+@njit(**INLINE)
 def adagrad(params, grads, mems, lr, clip_first=False):
     """reference.adagrad over the five parameters, in place (see ``adagrad_update``)."""
     for w, g, m in zip(params[:3], grads[:3], mems[:3]):  # the three weight matrices
@@ -313,7 +313,7 @@ def adagrad(params, grads, mems, lr, clip_first=False):
     adagrad_update(params[4], grads[4], mems[4], lr, clip_first)
 
 
-@njit(**NJIT)
+@njit(**INLINE)
 def choose(p, u, cdf):
     """reference.choose: first index whose float64 cumulative probability exceeds u * total."""
     c = 0.0
@@ -327,7 +327,7 @@ def choose(p, u, cdf):
     return p.shape[0] - 1
 
 
-@njit(**NJIT)
+@njit(**INLINE)
 def sample(h, seed_ix, uniforms, params, temperature, greedy, ixes, work):
     """reference.sample: writes len(uniforms) indices to ixes; h (H,) is advanced in place.
 
@@ -354,7 +354,7 @@ def sample(h, seed_ix, uniforms, params, temperature, greedy, ixes, work):
         ixes[n] = ix
 
 
-@njit(**NJIT)
+@njit(**INLINE)
 def train(data, position, h, params, grads, mems, lr, seq_length, losses, work):
     """reference.train for len(losses) chunks of ``data``; h (H,) is carried in place.
 
