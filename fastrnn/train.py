@@ -195,8 +195,9 @@ class Trainer:
         self.data = {**data, "path": str(Path(data["path"]).resolve()), "sha256": corpus.sha256,
                      "chars": corpus.n_chars}
         self.iteration = run.get("iteration", 0)
-        self.history = np.empty(max(args.iterations, self.iteration), np.float64)
+        self.history = np.empty(max(1024, min(args.iterations, self.iteration + 1_000_000)))
         if ckpt:
+            self._reserve(self.iteration)
             self.history[:self.iteration] = ckpt.losses[:self.iteration]
         self.smooth = run.get("smooth_loss", -math.log(1.0 / c.vocab_size) * c.seq_length)
         self.rng = np.random.default_rng([c.seed, 1])  # samples; independent of the initialisation
@@ -269,6 +270,7 @@ class Trainer:
     def _record(self, losses, seconds):
         """Append a block's losses; ``seconds`` is its time (None: untimed, e.g. compilation)."""
         n = len(losses)
+        self._reserve(self.iteration + n)
         self.history[self.iteration:self.iteration + n] = losses
         smooth = self.smooth
         for loss in losses.tolist():
@@ -278,6 +280,13 @@ class Trainer:
         if seconds is not None:
             self.seconds += seconds
             self.timed_chars += n * self.model.config.seq_length
+
+    def _reserve(self, size):
+        """Grow the loss history (one float64 per iteration) to hold ``size`` entries."""
+        if size > len(self.history):
+            grown = np.empty(max(size, 2 * len(self.history)))
+            grown[:self.iteration] = self.history[:self.iteration]
+            self.history = grown
 
     def _params_finite(self):
         return all(np.isfinite(p).all() for p in self.model.params)
