@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 
 from . import vmath
-from .options import INLINE, NJIT
+from .options import INLINE
 from .scalar import ADAGRAD_EPS, CLIP, adagrad_memory, adagrad_weight, clip, tanh_backward
 
 
