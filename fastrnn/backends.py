@@ -88,6 +88,20 @@ def _numba_backend():
                            sample=cpu.sample, train=cpu.train, evaluate=cpu.evaluate)
 
 
+def _cuda_backend():
+    try:
+        from . import cuda_backend as cb
+    except ImportError as e:
+        raise ValueError(f"backend 'cuda' needs numba-cuda ({e}): pip install -e \".[cuda]\"") from None
+    ok, why = cb.available()
+    if not ok:
+        raise ValueError(f"backend 'cuda' is not usable here: {why} (NUMBA_ENABLE_CUDASIM=1 runs "
+                         f"it in Numba's slow CUDA simulator)")
+    return SimpleNamespace(name="cuda", forward=cb.forward, backward=cb.backward,
+                           adagrad_update=cb.adagrad_update, adagrad=cb.adagrad,
+                           sample=cb.sample, train=cb.train, evaluate=cb.evaluate)
+
+
 @functools.cache
 def get_backend(name):
     """The kernel set called ``name``; a clear ValueError for an unknown or unavailable one."""
@@ -96,9 +110,8 @@ def get_backend(name):
     if name == "numpy":
         return _numpy_backend()
     if name == "cuda":
-        raise ValueError("backend 'cuda' is not available yet in this version of fastrnn "
-                         "(use 'numba' or 'numpy')")
-    raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS[:2])}")
+        return _cuda_backend()
+    raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
 
 
 def workspace(T, H, V, dtype):

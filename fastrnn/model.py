@@ -50,7 +50,9 @@ class CharRNN:
     """A vanilla character RNN trained with truncated BPTT and Adagrad, as min-char-rnn."""
 
     def __init__(self, vocab_size, hidden_size=100, seq_length=25, learning_rate=0.1,
-                 dtype="float64", seed=0, backend="numba"):
+                 dtype=None, seed=0, backend="numba"):
+        if dtype is None:  # float32 is the GPU's natural type; float64 the CPU reference's
+            dtype = "float32" if backend == "cuda" else "float64"
         if isinstance(dtype, (type, np.dtype)):  # np.float32 or np.dtype("float32") -> "float32"
             dtype = np.dtype(dtype).name
         self.config = Config(vocab_size, hidden_size, seq_length, learning_rate, dtype, seed)

@@ -50,7 +50,8 @@ def build_parser():
                    help="characters per truncated-BPTT chunk (default 25)")
     m.add_argument("--learning-rate", type=cli.positive_float, metavar="LR",
                    help="Adagrad learning rate (default 0.1)")
-    m.add_argument("--dtype", choices=("float64", "float32"), help="floating-point type (default float64)")
+    m.add_argument("--dtype", choices=("float64", "float32"),
+                   help="floating-point type (default float64; float32 with --backend cuda)")
     m.add_argument("--seed", type=cli.non_negative_int, help="seeds initialisation and samples (default 0)")
     r = p.add_argument_group("run")
     r.add_argument("--iterations", type=cli.positive_int, default=50_000, metavar="N",
@@ -59,7 +60,8 @@ def build_parser():
     r.add_argument("--time-budget", type=cli.positive_float, metavar="SECONDS",
                    help="also stop (and save) after this many seconds of this run")
     r.add_argument("--backend", choices=BACKENDS, default="numba",
-                   help="kernels to train with (default numba; numpy is the slow reference)")
+                   help="kernels to train with (default numba; numpy is the slow reference; cuda "
+                        "needs an NVIDIA GPU and numba-cuda)")
     r.add_argument("--eval-every", type=cli.non_negative_int, default=5000, metavar="N",
                    help="validation loss over the whole held-out text every N iterations "
                         "(0: only at the end; default 5000)")
@@ -120,6 +122,8 @@ def _settings(args, ckpt):
     given = {k: getattr(args, k) for k in MODEL_DEFAULTS if getattr(args, k) is not None}
     if ckpt is None:
         config = {**MODEL_DEFAULTS, **given}
+        if args.backend == "cuda" and args.dtype is None:
+            config["dtype"] = "float32"
         data = {**DATA_DEFAULTS, "path": args.data or str(corpus_mod.DEFAULT_CORPUS)}
     else:
         config = {k: v for k, v in ckpt.config.to_dict().items() if k in MODEL_DEFAULTS}

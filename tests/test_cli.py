@@ -285,12 +285,19 @@ def test_encoding_option(tmp_path, capsys):
     (["--time-budget", "-1"], "--time-budget: -1 is not a positive number"),
     (["--dtype", "float16"], "invalid choice: 'float16'"),
     (["--backend", "tpu"], "invalid choice: 'tpu'"),
-    (["--backend", "cuda"], "backend 'cuda' is not available yet"),
     (["--bogus"], "unrecognized arguments: --bogus"),
 ])
 def test_nonsense_hyperparameters(tmp_path, corpus_file, capsys, args, fragment):
     rc = train.main(["--data", corpus_file, "--out", str(tmp_path), *args])
     assert_usage_error(rc, capsys, fragment)
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, corpus_file, capsys):
+    from fastrnn.cuda_backend import available
+    if available()[0]:
+        pytest.skip("this machine can run the CUDA backend (tests_cuda/ covers it)")
+    rc = train.main(["--data", corpus_file, "--out", str(tmp_path), "--backend", "cuda"])
+    assert_usage_error(rc, capsys, "backend 'cuda' is not usable here", "NUMBA_ENABLE_CUDASIM")
 
 
 def test_output_directory_problems(tmp_path, corpus_file, capsys):

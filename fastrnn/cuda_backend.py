@@ -1,0 +1,218 @@
+"""``backend="cuda"``: the kernel signature of ``backends.py`` on an NVIDIA GPU (numba-cuda).
+
+Host arrays in, host arrays out, like every backend. Within one call everything stays on the
+device: ``train`` copies the parameters, Adagrad memory and hidden state over once, runs all
+its chunks there (one fused clip + Adagrad launch per chunk over a single flat buffer holding
+all five parameters) and copies them back once. The model and the command line call ``train``
+with many chunks at a time, so the copies are amortised; the drop-in ``lossFun``/``adagrad``
+pay them on every call.
+
+Runs in Numba's CUDA simulator when ``NUMBA_ENABLE_CUDASIM=1`` is set before numba is imported
+(correct but very slow: for tests with tiny sizes).
+"""
+
+import numpy as np
+from numba import cuda
+
+from .kernels import cuda as ck
+
+
+def available():
+    """(True, "") if a GPU (or the simulator) can run the kernels, else (False, why)."""
+    try:
+        if cuda.is_available():
+            return True, ""
+        return False, "numba-cuda found no usable NVIDIA GPU and driver"
+    except Exception as e:  # a broken driver installation
+        return False, f"numba-cuda cannot use the GPU ({e})"
+
+
+def _check_size(H):
+    if H > ck.MAX_H:
+        raise ValueError(f"backend 'cuda' supports hidden_size <= {ck.MAX_H}, got {H}")
+
+
+def _grid1(n):
+    return max(1, min((n + ck.BLOCK - 1) // ck.BLOCK, 4096)), ck.BLOCK
+
+
+def _grid2(n0, n1):
+    side = max(1, int(ck.BLOCK ** 0.5))
+    return ((n0 + side - 1) // side, (n1 + side - 1) // side), (side, side)
+
+
+def _to_device(arrays):
+    """One flat device buffer holding ``arrays`` and device views of it in their shapes."""
+    flat = cuda.to_device(np.concatenate([a.reshape(-1) for a in arrays]))
+    views, offset = [], 0
+    for a in arrays:
+        views.append(flat[offset:offset + a.size].reshape(a.shape))
+        offset += a.size
+    return flat, tuple(views)
+
+
+def _to_host(flat, arrays):
+    host, offset = flat.copy_to_host(), 0
+    for a in arrays:
+        a[...] = host[offset:offset + a.size].reshape(a.shape)
+        offset += a.size
+
+
+class _Chunk:
+    """Device buffers for chunks of up to T steps."""
+
+    def __init__(self, T, H, V, dtype):
+        self.hs = cuda.device_array((T + 1, H), dtype)
+        self.ps = cuda.device_array((T, V), dtype)
+        self.dys = cuda.device_array((T, V), dtype)
+        self.dhout = cuda.device_array((T, H), dtype)
+        self.draws = cuda.device_array((T, H), dtype)
+        self.step_losses = cuda.device_array(T, np.float64)
+
+
+def _forward(K, inputs, targets, h, P, c, losses, n):
+    """Forward over one chunk on the device; losses[n] = its summed loss."""
+    T = inputs.shape[0]
+    K["recurrence"][1, ck.BLOCK](inputs, h, P[0], P[1], P[3], c.hs)
+    K["output_layer"][T, ck.BLOCK](c.hs, P[2], P[4], targets, c.ps, c.step_losses)
+    K["add_losses"][1, 1](c.step_losses, T, losses, n)
+
+
+def _gradients(K, inputs, targets, P, G, c):
+    """Unclipped gradients of the chunk whose forward pass is in ``c``."""
+    T, H, V = inputs.shape[0], P[1].shape[0], P[2].shape[0]
+    K["output_grad"][T, ck.BLOCK](c.ps, targets, P[2], c.dys, c.dhout)
+    K["recurrence_back"][1, ck.BLOCK](c.hs, c.dhout, P[1], c.draws[:T])
+    K["grad_hh"][_grid2(H, H)](c.hs, c.draws[:T], G[1], G[3])
+    K["grad_hy"][_grid2(V, H)](c.hs, c.dys[:T], G[2], G[4])
+    K["grad_xh"][_grid2(H, V)](inputs, c.draws[:T], G[0])
+
+
+def forward(inputs, targets, hprev, params, hs, ps):
+    H, V = params[0].shape
+    _check_size(H)
+    T = len(inputs)
+    K = ck.kernels(hs.dtype)
+    _, P = _to_device(params)
+    c = _Chunk(T, H, V, hs.dtype)
+    losses = cuda.device_array(1, np.float64)
+    _forward(K, cuda.to_device(np.ascontiguousarray(inputs)),
+             cuda.to_device(np.ascontiguousarray(targets)), cuda.to_device(hprev), P, c, losses, 0)
+    hs[:T + 1] = c.hs.copy_to_host()
+    ps[:T] = c.ps.copy_to_host()
+    return float(losses.copy_to_host()[0])
+
+
+def backward(inputs, targets, hs, ps, params, grads, work):
+    H, V = params[0].shape
+    _check_size(H)
+    T = len(inputs)
+    K = ck.kernels(hs.dtype)
+    _, P = _to_device(params)
+    flat, G = _to_device(grads)
+    c = _Chunk(T, H, V, hs.dtype)
+    c.hs.copy_to_device(np.ascontiguousarray(hs[:T + 1]))
+    c.ps.copy_to_device(np.ascontiguousarray(ps[:T]))
+    _gradients(K, cuda.to_device(np.ascontiguousarray(inputs)),
+               cuda.to_device(np.ascontiguousarray(targets)), P, G, c)
+    K["clip_all"][_grid1(flat.shape[0])](flat)
+    _to_host(flat, grads)
+
+
+def adagrad_update(w, g, m, lr):
+    K = ck.kernels(w.dtype)
+    dw, dg, dm = cuda.to_device(w), cuda.to_device(g), cuda.to_device(m)
+    K["adagrad"][_grid1(w.shape[0])](dw, dg, dm, lr, False)
+    dw.copy_to_host(w)
+    dm.copy_to_host(m)
+
+
+def adagrad(params, grads, mems, lr):
+    K = ck.kernels(params[0].dtype)
+    dw, _ = _to_device(params)
+    dg, _ = _to_device(grads)
+    dm, _ = _to_device(mems)
+    K["adagrad"][_grid1(dw.shape[0])](dw, dg, dm, lr, False)
+    _to_host(dw, params)
+    _to_host(dm, mems)
+
+
+def sample(h, seed_ix, uniforms, params, temperature, greedy, ixes, work):
+    H, V = params[0].shape
+    _check_size(H)
+    K = ck.kernels(h.dtype)
+    _, P = _to_device(params)
+    d_h = cuda.to_device(h)
+    d_ixes = cuda.device_array(len(uniforms), np.int64)
+    K["sample"][1, ck.BLOCK](d_h, seed_ix, cuda.to_device(np.asarray(uniforms, np.float64)), *P,
+                              temperature, greedy, d_ixes, cuda.device_array(V, h.dtype),
+                              cuda.device_array(V, np.float64))
+    ixes[:len(uniforms)] = d_ixes.copy_to_host()
+    d_h.copy_to_host(h)
+
+
+def _windows(data, starts, length):
+    """data[s:s+length] for every start s, as one (len(starts), length) device array."""
+    idx = np.asarray(starts, np.int64)[:, None] + np.arange(length)
+    return cuda.to_device(np.ascontiguousarray(data[idx]))
+
+
+def train(data, position, h, params, grads, mems, lr, seq_length, losses, work):
+    H, V = params[0].shape
+    _check_size(H)
+    T, n = seq_length, len(losses)
+    starts, resets = [], []
+    for _ in range(n):  # min-char-rnn's walk through the data, decided on the host
+        reset = position + T + 1 >= data.shape[0]
+        if reset:
+            position = 0
+        starts.append(position)
+        resets.append(reset)
+        position += T
+    K = ck.kernels(h.dtype)
+    windows = _windows(data, starts, T + 1)
+    p_flat, P = _to_device(params)
+    g_flat, G = _to_device(grads)
+    m_flat, _ = _to_device(mems)
+    d_h = cuda.to_device(h)
+    d_losses = cuda.device_array(n, np.float64)
+    c = _Chunk(T, H, V, h.dtype)
+    for k in range(n):
+        if resets[k]:
+            K["zero"][_grid1(H)](d_h)
+        inputs, targets = windows[k, :T], windows[k, 1:]
+        _forward(K, inputs, targets, d_h, P, c, d_losses, k)
+        _gradients(K, inputs, targets, P, G, c)
+        K["adagrad"][_grid1(p_flat.shape[0])](p_flat, g_flat, m_flat, lr, True)
+        d_h.copy_to_device(c.hs[T])
+    _to_host(p_flat, params)
+    _to_host(g_flat, grads)
+    _to_host(m_flat, mems)
+    d_h.copy_to_host(h)
+    losses[:] = d_losses.copy_to_host()
+    return position
+
+
+def evaluate(data, h, params, work):
+    H, V = params[0].shape
+    _check_size(H)
+    L = work[1].shape[0]
+    n_pred = data.shape[0] - 1
+    if n_pred <= 0:
+        return 0.0
+    K = ck.kernels(h.dtype)
+    _, P = _to_device(params)
+    d_data = cuda.to_device(np.ascontiguousarray(data))
+    d_h = cuda.to_device(h)
+    starts = list(range(0, n_pred, L))
+    d_losses = cuda.device_array(len(starts), np.float64)
+    c = _Chunk(L, H, V, h.dtype)
+    for k, s in enumerate(starts):
+        m = min(L, n_pred - s)
+        _forward(K, d_data[s:s + m], d_data[s + 1:s + m + 1], d_h, P, c, d_losses, k)
+        d_h.copy_to_device(c.hs[m])
+    d_h.copy_to_host(h)
+    loss = 0.0
+    for chunk_loss in d_losses.copy_to_host():  # summed in order, as the CPU kernel does
+        loss += chunk_loss
+    return loss
