@@ -11,6 +11,10 @@ are rows, biases and hidden state are 1-D, ``params``/``grads``/``mems`` are tup
     sample(h, seed_ix, uniforms, params, temperature, greedy, ixes, work)   # (h_next, p, cdf)
     train(data, position, h, params, grads, mems, lr, seq_length, losses, work) -> position
     evaluate(data, h, params, work) -> loss                         # work: (hs, ps), L steps
+    train_batch(data, position, h, params, grads, mems, lr, seq_length, losses, work, threads)
+                                    -> position     # B streams: h (B, H); work: batch_workspace
+
+Backends without mini-batch kernels have ``train_batch = None``.
 
 Backends are imported only when asked for, so the package works where one is missing.
 """
@@ -75,17 +79,28 @@ def _np_evaluate(data, h, params, work):
     return loss
 
 
+def _np_train_batch(data, position, h, params, grads, mems, lr, seq_length, losses, work, threads):
+    out, position, h_last = reference.train_batch(data, position, h, list(_columns(params)),
+                                                  list(_columns(mems)), lr, seq_length, len(losses))
+    losses[:] = out
+    h[:] = h_last
+    return position
+
+
 def _numpy_backend():
     return SimpleNamespace(name="numpy", forward=_np_forward, backward=_np_backward,
                            adagrad_update=_np_adagrad_update, adagrad=_np_adagrad,
-                           sample=_np_sample, train=_np_train, evaluate=_np_evaluate)
+                           sample=_np_sample, train=_np_train, evaluate=_np_evaluate,
+                           train_batch=_np_train_batch)
 
 
 def _numba_backend():
     from .kernels import cpu
+    from .kernels import batch
     return SimpleNamespace(name="numba", forward=cpu.forward, backward=cpu.backward,
                            adagrad_update=cpu.adagrad_update, adagrad=cpu.adagrad,
-                           sample=cpu.sample, train=cpu.train, evaluate=cpu.evaluate)
+                           sample=cpu.sample, train=cpu.train, evaluate=cpu.evaluate,
+                           train_batch=batch.train)
 
 
 def _cuda_backend():
@@ -99,7 +114,8 @@ def _cuda_backend():
                          f"it in Numba's slow CUDA simulator)")
     return SimpleNamespace(name="cuda", forward=cb.forward, backward=cb.backward,
                            adagrad_update=cb.adagrad_update, adagrad=cb.adagrad,
-                           sample=cb.sample, train=cb.train, evaluate=cb.evaluate)
+                           sample=cb.sample, train=cb.train, evaluate=cb.evaluate,
+                           train_batch=None)
 
 
 @functools.cache
@@ -118,6 +134,12 @@ def workspace(T, H, V, dtype):
     """Buffers for forward + backward over a chunk of T steps: (hs, ps, dys, dhs, dh_next)."""
     return (np.empty((T + 1, H), dtype), np.empty((T, V), dtype), np.empty((T, V), dtype),
             np.empty((T, H), dtype), np.empty(H, dtype))
+
+
+def batch_workspace(B, T, H, V, dtype):
+    """Buffers for ``train_batch`` (the Numba kernels' ``Work``; the NumPy reference needs none)."""
+    from .kernels.batch import Work
+    return Work(B, T, H, V, dtype)
 
 
 def evaluate_workspace(L, H, V, dtype):

@@ -39,7 +39,7 @@ class Checkpoint:
     vocab: Vocab
     params: list
     mems: list
-    h: np.ndarray           # (H, 1)
+    h: np.ndarray           # (H, 1); (B, H) for B > 1 streams
     position: int
     losses: np.ndarray      # float64, one per iteration so far
     run: dict = field(default_factory=dict)
@@ -49,12 +49,12 @@ class Checkpoint:
         return cls(model.config, vocab, list(model.params), list(model.mems), model.h, model.position,
                    np.asarray(losses, np.float64), run)
 
-    def to_model(self, backend="numba", dtype=None):
+    def to_model(self, backend="numba", dtype=None, threads=None):
         """A CharRNN holding this state (cast to ``dtype`` if given), on ``backend``."""
         c = self.config
         dtype = c.dtype if dtype is None else dtype
         model = CharRNN(c.vocab_size, c.hidden_size, c.seq_length, c.learning_rate, dtype,
-                        c.seed, backend)
+                        c.seed, backend, c.batch_size, threads)
         for dst, src in zip([*model.params, *model.mems], [*self.params, *self.mems]):
             dst[...] = src
         model.h[...] = self.h
@@ -158,7 +158,8 @@ def load(path):
 def _check_shapes(path, ckpt):
     c = ckpt.config
     H, V = c.hidden_size, c.vocab_size
-    expected = [(H, V), (H, H), (V, H), (H, 1), (V, 1)] * 2 + [(H, 1)]
+    B = c.batch_size
+    expected = [(H, V), (H, H), (V, H), (H, 1), (V, 1)] * 2 + [(H, 1) if B == 1 else (B, H)]
     for name, a, shape in zip([*NAMES, *("m" + n for n in NAMES), "h"],
                               ckpt.params + ckpt.mems + [ckpt.h], expected):
         if a.shape != shape or a.dtype != np.dtype(c.dtype):

@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import validate
-from .backends import evaluate_workspace, get_backend, sample_workspace, workspace
+from .backends import (batch_workspace, evaluate_workspace, get_backend, sample_workspace,
+                       workspace)
 from .params import init_params, kernel_view, zeros_like
 from .vocab import id_dtype
 
@@ -30,6 +31,7 @@ class Config:
     learning_rate: float = 0.1
     dtype: str = "float64"
     seed: int = 0
+    batch_size: int = 1
 
     def __post_init__(self):
         if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, (int, np.integer)) \
@@ -38,6 +40,7 @@ class Config:
         validate.positive("hidden_size", self.hidden_size, int)
         validate.positive("seq_length", self.seq_length, int)
         validate.positive("learning_rate", self.learning_rate)
+        validate.positive("batch_size", self.batch_size, int)
         if str(self.dtype) not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         object.__setattr__(self, "dtype", str(self.dtype))
@@ -50,21 +53,37 @@ class CharRNN:
     """A vanilla character RNN trained with truncated BPTT and Adagrad, as min-char-rnn."""
 
     def __init__(self, vocab_size, hidden_size=100, seq_length=25, learning_rate=0.1,
-                 dtype=None, seed=0, backend="numba"):
+                 dtype=None, seed=0, backend="numba", batch_size=1, threads=None):
         if dtype is None:  # float32 is the GPU's natural type; float64 the CPU reference's
             dtype = "float32" if backend == "cuda" else "float64"
         if isinstance(dtype, (type, np.dtype)):  # np.float32 or np.dtype("float32") -> "float32"
             dtype = np.dtype(dtype).name
-        self.config = Config(vocab_size, hidden_size, seq_length, learning_rate, dtype, seed)
+        self.config = Config(vocab_size, hidden_size, seq_length, learning_rate, dtype, seed,
+                             batch_size)
         self.backend = backend
+        self.threads = threads
         c = self.config
         self.params = init_params(c.hidden_size, c.vocab_size, c.seed, c.dtype)
         self.mems = zeros_like(self.params)
-        self.h = np.zeros((c.hidden_size, 1), c.dtype)
+        # min-char-rnn's (H, 1) column for one stream; one row per stream for a mini-batch
+        self.h = np.zeros((c.hidden_size, 1) if c.batch_size == 1 else
+                          (c.batch_size, c.hidden_size), c.dtype)
         self.position = 0
         self._grads = zeros_like(self.params)
-        self._work = workspace(c.seq_length, c.hidden_size, c.vocab_size, np.dtype(c.dtype))
+        self._work = None  # chunk buffers, made on first use
         self._data = None  # (the caller's array, the validated copy)
+
+    @property
+    def threads(self):
+        return self._threads
+
+    @threads.setter
+    def threads(self, n):
+        """Threads for mini-batch training (default: Numba's thread count, NUMBA_NUM_THREADS)."""
+        if n is None:
+            import numba
+            n = numba.config.NUMBA_NUM_THREADS
+        self._threads = validate.positive("threads", n, int)
 
     @property
     def backend(self):
@@ -79,7 +98,10 @@ class CharRNN:
         if self._data is not None and self._data[0] is data:
             return self._data[1]
         c = self.config
-        ready = self._checked_ids(data, c.seq_length + 1, f"training with seq_length={c.seq_length}")
+        B = c.batch_size
+        ready = self._checked_ids(
+            data, B * (c.seq_length + 1),
+            f"training with seq_length={c.seq_length}" + (f" in {B} streams" if B > 1 else ""))
         self._data = (data, ready)
         return ready
 
@@ -104,7 +126,9 @@ class CharRNN:
         """Train on ``n_steps`` consecutive chunks of ``data`` (integer ids); return their losses.
 
         Each chunk is ``seq_length`` inputs and the targets one character later; the loss of a
-        chunk is summed over its characters. Parameters, Adagrad memory, ``h`` and ``position``
+        chunk is summed over its characters. With ``batch_size`` B > 1 the data is cut into B
+        equal contiguous streams, a chunk is one piece of every stream (``h`` holds one row per
+        stream), and its loss and gradients are summed over the streams. Parameters, Adagrad memory, ``h`` and ``position``
         advance in place; a chunk that would pass the end of the data starts again at 0 with
         ``h`` reset, as in min-char-rnn.
         """
@@ -112,10 +136,22 @@ class CharRNN:
         n_steps = validate.positive("n_steps", n_steps, int)
         c = self.config
         losses = np.empty(n_steps, np.float64)
-        h = self.h.reshape(-1)
-        self.position = int(self._kernels.train(
-            ready, self.position, h, kernel_view(self.params), kernel_view(self._grads),
-            kernel_view(self.mems), c.learning_rate, c.seq_length, losses, self._work))
+        args = (kernel_view(self.params), kernel_view(self._grads), kernel_view(self.mems),
+                c.learning_rate, c.seq_length, losses)
+        if c.batch_size == 1:
+            if self._work is None:
+                self._work = workspace(c.seq_length, c.hidden_size, c.vocab_size, np.dtype(c.dtype))
+            self.position = int(self._kernels.train(ready, self.position, self.h.reshape(-1),
+                                                    *args, self._work))
+            return losses
+        if self._kernels.train_batch is None:
+            raise ValueError(f"backend {self.backend!r} has no mini-batch kernels yet: use "
+                             f"batch_size=1 or backend 'numba'")
+        if self._work is None:
+            self._work = batch_workspace(c.batch_size, c.seq_length, c.hidden_size, c.vocab_size,
+                                         np.dtype(c.dtype))
+        self.position = int(self._kernels.train_batch(ready, self.position, self.h, *args,
+                                                      self._work, self.threads))
         return losses
 
     def evaluate(self, data, h=None):
@@ -149,7 +185,10 @@ class CharRNN:
             raise ValueError(f"n must be >= 0, got {n}")
         temperature = validate.positive("temperature", temperature)
         rng = np.random.default_rng() if rng is None else rng
-        h = (self.h if h is None else validate.hidden("h", h, c.hidden_size, np.dtype(c.dtype)))
+        if h is None:  # the training state (of the first stream, for a mini-batch)
+            h = self.h if c.batch_size == 1 else self.h[0]
+        else:
+            h = validate.hidden("h", h, c.hidden_size, np.dtype(c.dtype))
         h = h.reshape(-1).copy()
         ixes = np.empty(n, np.int64)
         self._kernels.sample(h, int(seed_ix), rng.random(n), kernel_view(self.params), temperature,

@@ -6,6 +6,11 @@ arrays they are given (float64 is the reference precision) and use min-char-rnn'
 
 The forward pass returns the activations in the layout the kernels use: ``hs (T+1, H)`` with
 ``hs[0] = hprev`` and ``ps (T, V)``, one row per time step.
+
+Mini-batches (``*_batch``): B streams of characters are trained at once. Inputs and targets are
+(B, T), the hidden state is (B, H) -- one row per stream --, activations are ``hs (T+1, B, H)``
+and ``ps (T, B, V)``; the loss and the gradients are summed over the streams, then the
+gradients are clipped, as for one stream. With B = 1 these are the single-stream functions.
 """
 
 import numpy as np
@@ -131,5 +136,81 @@ def train(data, position, h, params, mems, learning_rate, seq_length, n_steps):
         loss, *grads, h = loss_fun(inputs, targets, h, *params)
         adagrad(params, grads, mems, learning_rate)
         losses.append(loss)
+        position += seq_length
+    return losses, position, h
+
+
+# ---------------------------------------------------------------------------------------------
+# Mini-batches of B streams
+
+def forward_batch(inputs, targets, hprev, Wxh, Whh, Why, bh, by):
+    """B chunks at once: inputs/targets (B, T), hprev (B, H); return (loss, hs (T+1,B,H), ps (T,B,V))."""
+    (B, T), H, V = inputs.shape, Whh.shape[0], Why.shape[0]
+    hs = np.zeros((T + 1, B, H), dtype=Whh.dtype)
+    ps = np.zeros((T, B, V), dtype=Whh.dtype)
+    hs[0] = hprev
+    streams = np.arange(B)
+    loss = 0.0
+    for t in range(T):
+        hs[t + 1] = np.tanh(Wxh.T[inputs[:, t]] + hs[t] @ Whh.T + bh[:, 0])   # (B, H)
+        y = hs[t + 1] @ Why.T + by[:, 0]                                       # (B, V)
+        e = np.exp(y - y.max(axis=1, keepdims=True))
+        ps[t] = e / e.sum(axis=1, keepdims=True)
+        loss -= float(np.log(ps[t, streams, targets[:, t]]).sum())
+    return loss, hs, ps
+
+
+def backward_batch(inputs, targets, hs, ps, Wxh, Whh, Why, clip=CLIP):
+    """Gradients summed over the B streams, then clipped; shapes as ``backward``."""
+    B, T = inputs.shape
+    dWxh, dWhh, dWhy = np.zeros_like(Wxh), np.zeros_like(Whh), np.zeros_like(Why)
+    dbh = np.zeros((Whh.shape[0], 1), dtype=Whh.dtype)
+    dby = np.zeros((Why.shape[0], 1), dtype=Why.dtype)
+    dh_next = np.zeros((B, Whh.shape[0]), dtype=Whh.dtype)         # (B, H)
+    streams = np.arange(B)
+    for t in reversed(range(T)):
+        dy = ps[t].copy()
+        dy[streams, targets[:, t]] -= 1                              # (B, V)
+        dWhy += dy.T @ hs[t + 1]
+        dby[:, 0] += dy.sum(axis=0)
+        dh = dy @ Why + dh_next
+        draw = (1 - hs[t + 1] * hs[t + 1]) * dh                      # (B, H)
+        dbh[:, 0] += draw.sum(axis=0)
+        np.add.at(dWxh.T, inputs[:, t], draw)                        # streams may share a character
+        dWhh += draw.T @ hs[t]
+        dh_next = draw @ Whh
+    grads = (dWxh, dWhh, dWhy, dbh, dby)
+    if clip is not None:
+        for g in grads:
+            np.clip(g, -clip, clip, out=g)
+    return grads
+
+
+def stream_starts(n_chars, batch_size):
+    """Where each of the B streams begins: the text is cut into B equal contiguous pieces."""
+    return np.arange(batch_size) * (n_chars // batch_size)
+
+
+def train_batch(data, position, h, params, mems, learning_rate, seq_length, n_steps):
+    """``train`` for B streams (B = len(h)); ``position`` is the offset inside every stream.
+
+    Stream b reads ``data[b*L + position : ...]`` with L = len(data) // B; the streams move in
+    lockstep, and when a chunk would pass the end of a stream's piece all of them go back to
+    offset 0 with their hidden states reset. Returns (losses, position, h (B, H)).
+    """
+    B = h.shape[0]
+    piece = len(data) // B
+    starts = stream_starts(len(data), B)
+    losses = []
+    for _ in range(n_steps):
+        if position + seq_length + 1 >= piece:
+            position, h = 0, np.zeros_like(h)
+        window = data[(starts + position)[:, None] + np.arange(seq_length + 1)]    # (B, T+1)
+        inputs, targets = window[:, :-1], window[:, 1:]
+        loss, hs, ps = forward_batch(inputs, targets, h, *params)
+        grads = backward_batch(inputs, targets, hs, ps, *params[:3])
+        adagrad(params, grads, mems, learning_rate)
+        losses.append(loss)
+        h = hs[-1].copy()
         position += seq_length
     return losses, position, h

@@ -27,7 +27,7 @@ from .model import CharRNN
 
 PROG = "fastrnn.train"
 MODEL_DEFAULTS = {"hidden_size": 100, "seq_length": 25, "learning_rate": 0.1, "dtype": "float64",
-                  "seed": 0}
+                  "seed": 0, "batch_size": 1}
 DATA_DEFAULTS = {"val_fraction": 0.1, "encoding": "utf-8"}
 CHECKPOINT, BEST, METRICS, PLOT = "checkpoint.npz", "best.npz", "metrics.jsonl", "loss.png"
 
@@ -53,12 +53,19 @@ def build_parser():
     m.add_argument("--dtype", choices=("float64", "float32"),
                    help="floating-point type (default float64; float32 with --backend cuda)")
     m.add_argument("--seed", type=cli.non_negative_int, help="seeds initialisation and samples (default 0)")
+    m.add_argument("--batch-size", type=cli.positive_int, metavar="B",
+                   help="train B streams at once: the text is cut into B contiguous pieces, each "
+                        "with its own hidden state; an iteration is one chunk of every stream "
+                        "(default 1, min-char-rnn)")
     r = p.add_argument_group("run")
     r.add_argument("--iterations", type=cli.positive_int, default=50_000, metavar="N",
                    help="train until this many chunks in total, counted from the start of training "
                         "(a resumed run continues up to it; default 50000)")
     r.add_argument("--time-budget", type=cli.positive_float, metavar="SECONDS",
                    help="also stop (and save) after this many seconds of this run")
+    r.add_argument("--threads", type=cli.positive_int, metavar="N",
+                   help="threads for mini-batch training (default: NUMBA_NUM_THREADS, i.e. all "
+                        "cores; the batched kernels use at most 2)")
     r.add_argument("--backend", choices=BACKENDS, default="numba",
                    help="kernels to train with (default numba; numpy is the slow reference; cuda "
                         "needs an NVIDIA GPU and numba-cuda)")
@@ -93,8 +100,8 @@ def _main(argv):
     out = _output_dir(args, ckpt)
     corpus = _load_corpus(data, config, ckpt)
     try:
-        model = ckpt.to_model(args.backend) if ckpt else CharRNN(vocab_size=len(corpus.vocab),
-                                                                 backend=args.backend, **config)
+        model = ckpt.to_model(args.backend, threads=args.threads) if ckpt else \
+            CharRNN(vocab_size=len(corpus.vocab), backend=args.backend, threads=args.threads, **config)
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
     run = ckpt.run if ckpt else {}
@@ -170,12 +177,14 @@ def _load_corpus(data, config, ckpt):
                                  ckpt.vocab if ckpt else None)
     except corpus_mod.CorpusError as e:
         raise cli.UsageError(str(e)) from None
-    T = config["seq_length"]
-    if len(corpus.train) < T + 1:
+    T, B = config["seq_length"], config["batch_size"]
+    if len(corpus.train) < B * (T + 1):
         held = f" after holding out {data['val_fraction']:g} for validation" if len(corpus.val) else ""
+        streams = f" in each of --batch-size {B} streams" if B > 1 else ""
         raise cli.UsageError(
             f"{path} has {len(corpus.train)} characters to train on{held}; --seq-length {T} needs "
-            f"at least {T + 1}: use a longer text or a smaller --seq-length")
+            f"at least {T + 1}{streams}: use a longer text or a smaller --seq-length"
+            + (" or --batch-size" if B > 1 else ""))
     if ckpt and corpus.sha256 != ckpt.run.get("data", {}).get("sha256"):
         cli.warn(PROG, f"{path} is not the text this checkpoint was trained on; training "
                        f"continues on it with the checkpoint's vocabulary")
@@ -204,6 +213,7 @@ class Trainer:
             self._reserve(self.iteration)
             self.history[:self.iteration] = ckpt.losses[:self.iteration]
         self.smooth = run.get("smooth_loss", -math.log(1.0 / c.vocab_size) * c.seq_length)
+        self.chunk_chars = c.seq_length * c.batch_size  # characters per iteration
         self.rng = np.random.default_rng([c.seed, 1])  # samples; independent of the initialisation
         if "rng" in run:
             self.rng.bit_generator.state = run["rng"]
@@ -227,6 +237,7 @@ class Trainer:
         _say(args, f"training on {self.data['path']}: {len(self.corpus.train):,} characters "
                    f"(+{len(self.corpus.val):,} held out), vocabulary {len(self.corpus.vocab)}, "
                    f"H={c.hidden_size} T={c.seq_length} lr={c.learning_rate} {c.dtype} "
+                   + (f"B={c.batch_size} streams " if c.batch_size > 1 else "") +
                    f"on {self.model.backend}")
         bar, block, start = None, 1, time.perf_counter()
         with _StopRequests(args) as stop:
@@ -255,7 +266,7 @@ class Trainer:
                     block = max(1, min(100_000, int(n * 0.2 / max(dt, 1e-6))))  # ~0.2 s a call
                     bar.update(n)
                     bar.set_postfix_str(f"loss {self.smooth:.3f}, "
-                                        f"{n * c.seq_length / max(dt, 1e-9):,.0f} chars/s",
+                                        f"{n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s",
                                         refresh=False)
                 if args.eval_every and self.iteration % args.eval_every == 0:
                     self._evaluate()
@@ -277,13 +288,14 @@ class Trainer:
         self._reserve(self.iteration + n)
         self.history[self.iteration:self.iteration + n] = losses
         smooth = self.smooth
-        for loss in losses.tolist():
-            smooth = smooth * 0.999 + loss * 0.001  # min-char-rnn's smoothed loss
+        per_stream = self.model.config.batch_size
+        for loss in losses.tolist():  # min-char-rnn's smoothed loss of one stream's chunk
+            smooth = smooth * 0.999 + (loss / per_stream) * 0.001
         self.smooth = smooth
         self.iteration += n
         if seconds is not None:
             self.seconds += seconds
-            self.timed_chars += n * self.model.config.seq_length
+            self.timed_chars += n * self.chunk_chars
 
     def _reserve(self, size):
         """Grow the loss history (one float64 per iteration) to hold ``size`` entries."""
@@ -304,8 +316,10 @@ class Trainer:
         if len(val) >= 2:
             # From (a copy of) the training state, not zeros: early in training a vanilla RNN's
             # state can have several attractors, and zeros may lead to one training never visits.
-            val_loss = self.model.evaluate(val, h=self.model.h)[0] / (len(val) - 1)
-        record = {"iteration": self.iteration, "chars": self.iteration * c.seq_length,
+            h = self.model.h if self.model.config.batch_size == 1 else \
+                np.ascontiguousarray(self.model.h[0]).reshape(-1, 1)  # the first stream's
+            val_loss = self.model.evaluate(val, h=h)[0] / (len(val) - 1)
+        record = {"iteration": self.iteration, "chars": self.iteration * self.chunk_chars,
                   "train_loss": self.smooth / c.seq_length,
                   "train_bpc": metrics.bits(self.smooth / c.seq_length),
                   "val_loss": val_loss, "val_bpc": metrics.bits(val_loss),

@@ -89,13 +89,14 @@ def test_default_corpus_is_the_bundled_one(tmp_path):
     assert (ckpt.config.seq_length, ckpt.config.learning_rate) == (25, 0.1)
 
 
-@pytest.mark.parametrize("backend, dtype, hidden, n, k", [
-    ("numba", "float64", "32", 400, 137), ("numba", "float32", "32", 400, 250),
-    ("numpy", "float64", "8", 60, 23)])
-def test_resume_continues_bit_for_bit(tmp_path, corpus_file, backend, dtype, hidden, n, k):
+@pytest.mark.parametrize("backend, dtype, hidden, n, k, batch", [
+    ("numba", "float64", "32", 400, 137, "1"), ("numba", "float32", "32", 400, 250, "1"),
+    ("numpy", "float64", "8", 60, 23, "1"), ("numba", "float32", "24", 200, 77, "6"),
+    ("numpy", "float64", "8", 30, 11, "3")])
+def test_resume_continues_bit_for_bit(tmp_path, corpus_file, backend, dtype, hidden, n, k, batch):
     common = ["--data", corpus_file, "--hidden-size", hidden, "--seq-length", "10", "--dtype", dtype,
               "--backend", backend, "--eval-every", "40", "--sample-every", "30",
-              "--sample-length", "20", "--checkpoint-every", "0", "--quiet"]
+              "--sample-length", "20", "--checkpoint-every", "0", "--batch-size", batch, "--quiet"]
     assert train.main(common + ["--iterations", str(n), "--out", str(tmp_path / "one")]) == 0
     assert train.main(common + ["--iterations", str(k), "--out", str(tmp_path / "two")]) == 0
     resumed = tmp_path / "two" / "checkpoint.npz"
@@ -282,6 +283,9 @@ def test_encoding_option(tmp_path, capsys):
     (["--val-fraction", "-0.2"], "--val-fraction: -0.2 is not in [0, 1)"),
     (["--iterations", "0"], "--iterations: 0 is not a positive integer"),
     (["--sample-length", "0"], "--sample-length: 0 is not a positive integer"),
+    (["--batch-size", "0"], "--batch-size: 0 is not a positive integer"),
+    (["--threads", "0"], "--threads: 0 is not a positive integer"),
+    (["--batch-size", "5000"], "needs at least 26 in each of --batch-size 5000 streams"),
     (["--time-budget", "-1"], "--time-budget: -1 is not a positive number"),
     (["--dtype", "float16"], "invalid choice: 'float16'"),
     (["--backend", "tpu"], "invalid choice: 'tpu'"),
@@ -348,6 +352,8 @@ def test_resume_with_other_text_or_model_is_refused_and_changes_nothing(saved_ru
     assert_usage_error(rc, capsys, str(other), "characters that the checkpoint's vocabulary lacks: '~', 'Ü'")
     rc = train.main(["--resume", str(saved_run), "--hidden-size", "50", "--iterations", "40"])
     assert_usage_error(rc, capsys, "different model", "--hidden-size 50 (the checkpoint has 24)")
+    rc = train.main(["--resume", str(saved_run), "--batch-size", "4", "--iterations", "40"])
+    assert_usage_error(rc, capsys, "different model", "--batch-size 4 (the checkpoint has 1)")
     rc = train.main(["--resume", str(saved_run), "--val-fraction", "0.2", "--iterations", "40"])
     assert_usage_error(rc, capsys, "--val-fraction 0.2", "held out 0.1")
     assert saved_run.read_bytes() == before
@@ -395,12 +401,15 @@ def test_kernels_compiled_now_and_loaded_from_the_cache_give_the_same_bits(tmp_p
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     outputs = []
     for name in ("compiled", "cached"):
-        args = [sys.executable, "-m", "fastrnn.train", "--data", corpus_file, "--hidden-size", "16",
-                "--seq-length", "10", "--iterations", "300", "--eval-every", "100", "--sample-every",
-                "150", "--sample-length", "80", "--out", str(tmp_path / name)]
-        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr
-        outputs.append(done.stdout.replace(str(tmp_path / name), "OUT"))
-    assert outputs[0] == outputs[1]
-    same_state(checkpoint.load(tmp_path / "compiled" / "checkpoint.npz"),
-               checkpoint.load(tmp_path / "cached" / "checkpoint.npz"))
+        for batch in ("1", "3"):
+            args = [sys.executable, "-m", "fastrnn.train", "--data", corpus_file, "--hidden-size",
+                    "16", "--seq-length", "10", "--iterations", "300", "--eval-every", "100",
+                    "--sample-every", "150", "--sample-length", "80", "--batch-size", batch,
+                    "--out", str(tmp_path / name / batch)]
+            done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stderr
+            outputs.append(done.stdout.replace(str(tmp_path / name), "OUT"))
+    assert outputs[:2] == outputs[2:]
+    for batch in ("1", "3"):
+        same_state(checkpoint.load(tmp_path / "compiled" / batch / "checkpoint.npz"),
+                   checkpoint.load(tmp_path / "cached" / batch / "checkpoint.npz"))
