@@ -47,11 +47,19 @@ def pytest_terminal_summary(terminalreporter, config):
         return
     tr = terminalreporter
     tr.section("fastrnn: speed relative to the NumPy reference (same run)")
-    tr.write_line(f"{'case':<46}{'backend':<9}{'median':>12}{'chars/s':>12}{'GFLOP/s':>9}{'x numpy':>9}")
+    tr.write_line(f"{'case':<46}{'backend':<9}{'median':>12}{'chars/s':>12}{'GFLOP/s':>9}"
+                  f"{'x numpy':>9}{'% peak':>8}")
     for case, by_backend in rows.items():
         base = by_backend.get("numpy")
         for backend, (median, info) in by_backend.items():
             ratio = f"{base[0] / median:.2f}" if base else "-"
             cps = info.get("chars_per_call", 0) / median
             flops = cps * info.get("flops_per_char", 0) / 1e9
-            tr.write_line(f"{case:<46}{backend:<9}{median * 1e6:>10.1f}us{cps:>12,.0f}{flops:>9.2f}{ratio:>9}")
+            peak = f"{100 * flops / info['peak_gflops']:.0f}" if info.get("peak_gflops") else ""
+            tr.write_line(f"{case:<46}{backend:<9}{median * 1e6:>10.1f}us{cps:>12,.0f}{flops:>9.2f}"
+                          f"{ratio:>9}{peak:>8}")
+    peaks = {round(info["peak_gflops"]) for r in rows.values() for _, info in r.values()
+             if info.get("peak_gflops")}
+    if peaks:
+        tr.write_line(f"machine peak (float32 2048^3 np.matmul, all cores, this run): "
+                      f"{', '.join(map(str, sorted(peaks)))} GFLOP/s")

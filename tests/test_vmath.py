@@ -54,3 +54,31 @@ def test_special_values(f_id, x, expected):
         assert np.isnan(got)
     else:
         assert got == pytest.approx(expected, abs=1e-300)
+
+
+@njit(**dict(NJIT, cache=False))
+def _map32(f_id, x, out):
+    for i in range(x.shape[0]):
+        out[i] = vmath.exp(x[i]) if f_id == 0 else vmath.tanh(x[i])
+
+
+def apply32(f_id, x):
+    x = np.asarray(x, np.float32)
+    out = np.empty(len(x), np.float32)
+    _map32(f_id, x, out)
+    return out, x.astype(np.float64)
+
+
+def test_float32_exp_and_tanh_are_accurate_to_a_few_float32_ulp():
+    got, x = apply32(0, np.concatenate([np.linspace(-80, 80, 40001), np.linspace(-1, 1, 5001)]))
+    np.testing.assert_allclose(got, np.exp(x), rtol=6e-7)
+    got, x = apply32(1, np.concatenate([np.linspace(-12, 12, 40001), np.logspace(-38, 0, 2001),
+                                        -np.logspace(-38, 0, 2001), [0.25, -0.25, 0.2499999]]))
+    np.testing.assert_allclose(got, np.tanh(x), rtol=6e-7, atol=0)
+
+
+def test_float32_special_values():
+    got, _ = apply32(0, [np.nan, -np.inf, -200.0, 0.0])
+    assert np.isnan(got[0]) and got[1] == got[2] == pytest.approx(0.0, abs=1e-37) and got[3] == 1.0
+    got, _ = apply32(1, [np.nan, np.inf, -np.inf, 0.0, -0.0])
+    assert np.isnan(got[0]) and got[1] == 1.0 and got[2] == -1.0 and got[3] == got[4] == 0.0

@@ -1,0 +1,78 @@
+"""Mini-batch training: fastrnn's batched kernels (all cores) vs the batched NumPy reference
+(one thread), and the machine's float32 matmul peak measured in the same run.
+
+Cases from the mini-batch issue: (B=32, H=256, T=50) and (B=64, H=512, T=50), float32, V from the
+corpus. One call = one chunk of every stream (B*T characters): forward, backward, clip,
+Adagrad. Each case is first checked against the oracle (compilation happens there).
+Run: ``pytest benchmarks/bench_batch.py --benchmark-only``.
+"""
+
+import os
+import platform
+import time
+
+import numba
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from fastrnn import reference
+from fastrnn.backends import batch_workspace, get_backend
+from fastrnn.params import init_params, kernel_view
+
+CONFIGS = [(32, 256, 50), (64, 512, 50)]
+
+
+def flops_per_char(H, V):
+    return 6 * H * H + 6 * V * H
+
+
+@pytest.fixture(scope="module")
+def peak(request):
+    """GFLOP/s of a 2048^3 float32 np.matmul on all cores (the BLAS's best kernels for this CPU)."""
+    n = 2048 if request.config.getoption("benchmark_only", False) else 256
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    c = np.empty_like(a)
+    with threadpool_limits(os.cpu_count(), user_api="blas"):
+        np.matmul(a, a, out=c)
+        times = []
+        for _ in range(7):
+            t = time.perf_counter()
+            np.matmul(a, a, out=c)
+            times.append(time.perf_counter() - t)
+    return 2 * n ** 3 / float(np.median(times)) / 1e9
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("B,H,T", CONFIGS)
+def test_batch_train_iteration(benchmark, corpus, peak, backend, B, H, T):
+    vocab, data, source = corpus
+    V, dtype = len(vocab), np.dtype(np.float32)
+    kern = get_backend(backend)
+    threads = numba.config.NUMBA_NUM_THREADS if backend == "numba" else 1
+    params = kernel_view(init_params(H, V, 0, dtype))
+    grads = tuple(np.zeros_like(p) for p in params)
+    mems = tuple(np.zeros_like(p) for p in params)
+    h = np.zeros((B, H), dtype)
+    work = batch_workspace(B, T, H, V, dtype) if backend == "numba" else None
+    losses = np.empty(2)
+    oracle = [p.astype(np.float64).reshape(p.shape[0], -1) for p in params]
+    expected, _, _ = reference.train_batch(data, 0, np.zeros((B, H)), oracle,
+                                           [np.zeros_like(p) for p in oracle], 0.1, T, 2)
+    with threadpool_limits(1, user_api="blas"):
+        kern.train_batch(data, 0, h, params, grads, mems, 0.1, T, losses, work, threads)
+    np.testing.assert_allclose(losses, expected, rtol=1e-3, err_msg="losses")
+    one = np.empty(1)
+    state = {"pos": 2 * T}
+
+    def run():
+        state["pos"] = kern.train_batch(data, state["pos"], h, params, grads, mems, 0.1, T, one,
+                                        work, threads)
+
+    benchmark.extra_info.update(
+        case=f"batch train B={B} H={H} T={T} float32", backend=backend, chars_per_call=B * T,
+        flops_per_char=flops_per_char(H, V), peak_gflops=peak, threads=threads, B=B, H=H, T=T,
+        V=V, corpus=source, numpy=np.__version__, numba=numba.__version__,
+        cpu=platform.processor() or platform.machine())
+    with threadpool_limits(1, user_api="blas"):  # the reference: one thread
+        benchmark(run)
