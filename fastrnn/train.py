@@ -362,12 +362,15 @@ class Trainer:
     # -- endings --------------------------------------------------------------------------------
 
     def _diverged(self, losses):
-        bad = int(np.argmin(np.isfinite(losses))) if not np.isfinite(losses).all() else len(losses)
-        at = self.iteration + bad + 1
+        finite = np.isfinite(losses)
+        if finite.all():  # the last update made the parameters inf or NaN
+            what = f"iteration {self.iteration + len(losses)} (its update made the parameters inf/NaN)"
+        else:
+            bad = int(np.argmin(finite))
+            what = f"iteration {self.iteration + bad + 1} (loss {losses[bad]})"
         kept = (f"the last good checkpoint is {self.out / CHECKPOINT} (iteration {self.saved})"
                 if self.saved is not None else "no checkpoint was written before it")
-        print(f"{PROG}: error: training diverged at iteration {at} (loss "
-              f"{losses[min(bad, len(losses) - 1)]}); {kept}; try a smaller --learning-rate",
+        print(f"{PROG}: error: training diverged at {what}; {kept}; try a smaller --learning-rate",
               file=sys.stderr)
         return cli.EXIT_FAILED
 

@@ -121,15 +121,34 @@ def test_time_budget_stops_and_saves(tmp_path, corpus_file, capsys):
     assert 0 < checkpoint.load(tmp_path / "checkpoint.npz").run["iteration"] < 100_000_000
 
 
-def test_divergence_stops_with_the_last_good_checkpoint_kept(tmp_path, corpus_file, capsys):
-    rc = train.main(["--data", corpus_file, "--hidden-size", "16", "--dtype", "float32",
-                     "--learning-rate", "1e30", "--iterations", "500", "--checkpoint-every", "1",
-                     "--out", str(tmp_path), "--quiet"])
+def test_divergence_stops_with_the_last_good_checkpoint_kept(tmp_path, corpus_file, capsys, monkeypatch):
+    from fastrnn.model import CharRNN
+    real_train, calls = CharRNN.train, []
+
+    def train_then_blow_up(self, data, n_steps=1):
+        losses = real_train(self, data, n_steps)
+        calls.append(n_steps)
+        if sum(calls) > 7:  # from the 8th iteration on: NaN, as a diverging model gives
+            self.params[1][0, 0] = np.nan
+            losses[-1] = np.nan
+        return losses
+
+    monkeypatch.setattr(CharRNN, "train", train_then_blow_up)
+    rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "500", "--checkpoint-every", "3",
+                     "--eval-every", "0", "--out", str(tmp_path)])
     err = capsys.readouterr().err
-    assert rc == 1 and "training diverged at iteration" in err and "smaller --learning-rate" in err
+    assert rc == 1 and "training diverged at iteration" in err and "(loss nan)" in err, err
+    assert "smaller --learning-rate" in err and err.count("\n") == 1
     ckpt = checkpoint.load(tmp_path / "checkpoint.npz")
-    assert f"(iteration {ckpt.run['iteration']})" in err
+    assert ckpt.run["iteration"] == 6 and "(iteration 6)" in err
     assert all(np.isfinite(a).all() for a in ckpt.params) and np.isfinite(ckpt.losses).all()
+
+
+def test_a_real_divergence_is_caught(tmp_path, corpus_file, capsys):
+    rc = train.main(["--data", corpus_file, "--hidden-size", "16", "--dtype", "float32",
+                     "--learning-rate", "1e38", "--iterations", "50", "--out", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "training diverged at iteration" in err and "inf/NaN" in err, err
 
 
 # -- Ctrl-C and kill -9 ------------------------------------------------------------------------
