@@ -9,10 +9,11 @@ are rows, biases and hidden state are 1-D, ``params``/``grads``/``mems`` are tup
     adagrad_update(w, g, m, lr)                                     # one flat array, in place
     adagrad(params, grads, mems, lr)                                # all five, in place
     sample(h, seed_ix, uniforms, params, temperature, greedy, ixes, work)   # (h_next, p, cdf)
-    train(data, position, h, params, grads, mems, lr, seq_length, losses, work) -> position
+    train(data, position, h, params, grads, mems, lr, seq_length, losses, work, opt=None)
+                                    -> position     # opt: None (Adagrad) or (id, step, mems2)
     evaluate(data, h, params, work) -> loss                         # work: (hs, ps), L steps
-    train_batch(data, position, h, params, grads, mems, lr, seq_length, losses, work, threads)
-                                    -> position     # B streams: h (B, H); work: batch_workspace
+    train_batch(data, position, h, params, grads, mems, lr, seq_length, losses, work, threads,
+                opt=None) -> position               # B streams: h (B, H); work: batch_workspace
 
 Backends without mini-batch kernels have ``train_batch = None``.
 
@@ -65,9 +66,18 @@ def _np_sample(h, seed_ix, uniforms, params, temperature, greedy, ixes, work):
     h[:] = h_last[:, 0]
 
 
-def _np_train(data, position, h, params, grads, mems, lr, seq_length, losses, work):
+def _np_opt(opt):
+    """The kernels' ``opt`` tuple as reference.train's (optimizer, mems2, step) arguments."""
+    if opt is None:
+        return "adagrad", None, 0
+    kind, step, mems2 = opt
+    return reference.OPTIMIZERS[kind], list(_columns(mems2)), step
+
+
+def _np_train(data, position, h, params, grads, mems, lr, seq_length, losses, work, opt=None):
     out, position, h_last = reference.train(data, position, h.reshape(-1, 1), list(_columns(params)),
-                                            list(_columns(mems)), lr, seq_length, len(losses))
+                                            list(_columns(mems)), lr, seq_length, len(losses),
+                                            *_np_opt(opt))
     losses[:] = out
     h[:] = h_last[:, 0]
     return position
@@ -79,9 +89,11 @@ def _np_evaluate(data, h, params, work):
     return loss
 
 
-def _np_train_batch(data, position, h, params, grads, mems, lr, seq_length, losses, work, threads):
+def _np_train_batch(data, position, h, params, grads, mems, lr, seq_length, losses, work, threads,
+                    opt=None):
     out, position, h_last = reference.train_batch(data, position, h, list(_columns(params)),
-                                                  list(_columns(mems)), lr, seq_length, len(losses))
+                                                  list(_columns(mems)), lr, seq_length, len(losses),
+                                                  *_np_opt(opt))
     losses[:] = out
     h[:] = h_last
     return position

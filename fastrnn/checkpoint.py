@@ -1,7 +1,8 @@
 """One versioned checkpoint file: everything needed to resume training exactly or to sample.
 
 The file is a NumPy ``.npz`` archive (no pickles). Arrays: the parameters ``Wxh Whh Why bh by``,
-their Adagrad memory ``mWxh ... mby``, the hidden state ``h`` and the per-iteration loss history
+the optimizer state ``mWxh ... mby`` (Adagrad memory, RMSprop mean square or Adam's first
+moment) and, for Adam, ``vWxh ... vby``, the hidden state ``h`` and the per-iteration loss history
 ``losses``; a JSON document ``meta`` holds the format name and version, the model config, the
 vocabulary, the data position, the iteration count, the sampling RNG state and the metrics.
 
@@ -43,20 +44,27 @@ class Checkpoint:
     position: int
     losses: np.ndarray      # float64, one per iteration so far
     run: dict = field(default_factory=dict)
+    mems2: list = None      # Adam's second moment (None for Adagrad and RMSprop)
+    step: int = 0           # optimizer updates made
 
     @classmethod
     def of(cls, model, vocab, losses, run):
         return cls(model.config, vocab, list(model.params), list(model.mems), model.h, model.position,
-                   np.asarray(losses, np.float64), run)
+                   np.asarray(losses, np.float64), run,
+                   None if model.mems2 is None else list(model.mems2), model.step)
 
     def to_model(self, backend="numba", dtype=None, threads=None):
         """A CharRNN holding this state (cast to ``dtype`` if given), on ``backend``."""
         c = self.config
         dtype = c.dtype if dtype is None else dtype
         model = CharRNN(c.vocab_size, c.hidden_size, c.seq_length, c.learning_rate, dtype,
-                        c.seed, backend, c.batch_size, threads)
+                        c.seed, backend, c.batch_size, threads, c.optimizer)
         for dst, src in zip([*model.params, *model.mems], [*self.params, *self.mems]):
             dst[...] = src
+        if model.mems2 is not None:
+            for dst, src in zip(model.mems2, self.mems2):
+                dst[...] = src
+        model.step = self.step
         model.h[...] = self.h
         model.position = self.position
         return model
@@ -67,9 +75,11 @@ def save(path, ckpt):
     path = Path(path)
     meta = {"format": FORMAT, "version": VERSION, "fastrnn": __version__,
             "config": ckpt.config.to_dict(), "vocab": ckpt.vocab.chars,
-            "position": int(ckpt.position), "run": ckpt.run}
+            "position": int(ckpt.position), "step": int(ckpt.step), "run": ckpt.run}
     arrays = {name: a for name, a in zip(NAMES, ckpt.params)}
     arrays.update({"m" + name: a for name, a in zip(NAMES, ckpt.mems)})
+    if ckpt.mems2 is not None:
+        arrays.update({"v" + name: a for name, a in zip(NAMES, ckpt.mems2)})
     arrays.update(h=ckpt.h, losses=ckpt.losses, meta=np.array(json.dumps(meta)))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -143,9 +153,10 @@ def load(path):
                 f"or older: upgrade fastrnn to use it")
         config = Config(**meta["config"])
         vocab = Vocab(meta["vocab"])
+        mems2 = [arrays["v" + n] for n in NAMES] if config.optimizer == "adam" else None
         ckpt = Checkpoint(config, vocab, [arrays[n] for n in NAMES],
                           [arrays["m" + n] for n in NAMES], arrays["h"], int(meta["position"]),
-                          arrays["losses"], meta.get("run", {}))
+                          arrays["losses"], meta.get("run", {}), mems2, int(meta.get("step", 0)))
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -160,8 +171,13 @@ def _check_shapes(path, ckpt):
     H, V = c.hidden_size, c.vocab_size
     B = c.batch_size
     expected = [(H, V), (H, H), (V, H), (H, 1), (V, 1)] * 2 + [(H, 1) if B == 1 else (B, H)]
-    for name, a, shape in zip([*NAMES, *("m" + n for n in NAMES), "h"],
-                              ckpt.params + ckpt.mems + [ckpt.h], expected):
+    names = [*NAMES, *("m" + n for n in NAMES), "h"]
+    arrays = ckpt.params + ckpt.mems + [ckpt.h]
+    if ckpt.mems2 is not None:
+        names += ["v" + n for n in NAMES]
+        arrays += ckpt.mems2
+        expected += expected[:5]
+    for name, a, shape in zip(names, arrays, expected):
         if a.shape != shape or a.dtype != np.dtype(c.dtype):
             raise CheckpointError(f"{path} is corrupt: {name} is {a.dtype}{a.shape}, the config "
                                   f"says {c.dtype}{shape}")

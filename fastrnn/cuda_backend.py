@@ -122,7 +122,7 @@ def backward(inputs, targets, hs, ps, params, grads, work):
 def adagrad_update(w, g, m, lr):
     K = ck.kernels(w.dtype)
     dw, dg, dm = cuda.to_device(w), cuda.to_device(g), cuda.to_device(m)
-    K["adagrad"][_grid1(w.shape[0])](dw, dg, dm, lr, False)
+    K["optimize"][_grid1(w.shape[0])](dw, dg, dm, dm, 0, lr, 0, False)
     dw.copy_to_host(w)
     dm.copy_to_host(m)
 
@@ -132,7 +132,7 @@ def adagrad(params, grads, mems, lr):
     dw, _ = _to_device(params)
     dg, _ = _to_device(grads)
     dm, _ = _to_device(mems)
-    K["adagrad"][_grid1(dw.shape[0])](dw, dg, dm, lr, False)
+    K["optimize"][_grid1(dw.shape[0])](dw, dg, dm, dm, 0, lr, 0, False)
     _to_host(dw, params)
     _to_host(dm, mems)
 
@@ -157,7 +157,7 @@ def _windows(data, starts, length):
     return cuda.to_device(np.ascontiguousarray(data[idx]))
 
 
-def train(data, position, h, params, grads, mems, lr, seq_length, losses, work):
+def train(data, position, h, params, grads, mems, lr, seq_length, losses, work, opt=None):
     H, V = params[0].shape
     _check_size(H)
     T, n = seq_length, len(losses)
@@ -174,6 +174,9 @@ def train(data, position, h, params, grads, mems, lr, seq_length, losses, work):
     p_flat, P = _to_device(params)
     g_flat, G = _to_device(grads)
     m_flat, _ = _to_device(mems)
+    kind, step, mems2 = (0, 0, None) if opt is None else opt
+    adam = kind == 2  # only Adam has a second state (otherwise mems2 may alias mems)
+    v_flat = _to_device(mems2)[0] if adam else m_flat
     d_h = cuda.to_device(h)
     d_losses = cuda.device_array(n, np.float64)
     c = _Chunk(T, H, V, h.dtype)
@@ -183,11 +186,14 @@ def train(data, position, h, params, grads, mems, lr, seq_length, losses, work):
         inputs, targets = windows[k, :T], windows[k, 1:]
         _forward(K, inputs, targets, d_h, P, c, d_losses, k)
         _gradients(K, inputs, targets, P, G, c)
-        K["adagrad"][_grid1(p_flat.shape[0])](p_flat, g_flat, m_flat, lr, True)
+        K["optimize"][_grid1(p_flat.shape[0])](p_flat, g_flat, m_flat, v_flat, kind, lr,
+                                               step + k + 1, True)
         d_h.copy_to_device(c.hs[T])
     _to_host(p_flat, params)
     _to_host(g_flat, grads)
     _to_host(m_flat, mems)
+    if adam:
+        _to_host(v_flat, mems2)
     d_h.copy_to_host(h)
     losses[:] = d_losses.copy_to_host()
     return position

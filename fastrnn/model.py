@@ -18,6 +18,7 @@ from . import validate
 from .backends import (batch_workspace, evaluate_workspace, get_backend, sample_workspace,
                        workspace)
 from .params import init_params, kernel_view, zeros_like
+from .reference import OPTIMIZERS
 from .vocab import id_dtype
 
 
@@ -32,6 +33,7 @@ class Config:
     dtype: str = "float64"
     seed: int = 0
     batch_size: int = 1
+    optimizer: str = "adagrad"
 
     def __post_init__(self):
         if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, (int, np.integer)) \
@@ -41,6 +43,8 @@ class Config:
         validate.positive("seq_length", self.seq_length, int)
         validate.positive("learning_rate", self.learning_rate)
         validate.positive("batch_size", self.batch_size, int)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if str(self.dtype) not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         object.__setattr__(self, "dtype", str(self.dtype))
@@ -53,18 +57,21 @@ class CharRNN:
     """A vanilla character RNN trained with truncated BPTT and Adagrad, as min-char-rnn."""
 
     def __init__(self, vocab_size, hidden_size=100, seq_length=25, learning_rate=0.1,
-                 dtype=None, seed=0, backend="numba", batch_size=1, threads=None):
+                 dtype=None, seed=0, backend="numba", batch_size=1, threads=None,
+                 optimizer="adagrad"):
         if dtype is None:  # float32 is the GPU's natural type; float64 the CPU reference's
             dtype = "float32" if backend == "cuda" else "float64"
         if isinstance(dtype, (type, np.dtype)):  # np.float32 or np.dtype("float32") -> "float32"
             dtype = np.dtype(dtype).name
         self.config = Config(vocab_size, hidden_size, seq_length, learning_rate, dtype, seed,
-                             batch_size)
+                             batch_size, optimizer)
         self.backend = backend
         self.threads = threads
         c = self.config
         self.params = init_params(c.hidden_size, c.vocab_size, c.seed, c.dtype)
-        self.mems = zeros_like(self.params)
+        self.mems = zeros_like(self.params)  # Adagrad memory / RMSprop mean square / Adam m
+        self.mems2 = zeros_like(self.params) if optimizer == "adam" else None  # Adam's v
+        self.step = 0  # updates made so far (Adam's bias correction counts them)
         # min-char-rnn's (H, 1) column for one stream; one row per stream for a mini-batch
         self.h = np.zeros((c.hidden_size, 1) if c.batch_size == 1 else
                           (c.batch_size, c.hidden_size), c.dtype)
@@ -138,11 +145,14 @@ class CharRNN:
         losses = np.empty(n_steps, np.float64)
         args = (kernel_view(self.params), kernel_view(self._grads), kernel_view(self.mems),
                 c.learning_rate, c.seq_length, losses)
+        opt = None if c.optimizer == "adagrad" else (
+            OPTIMIZERS.index(c.optimizer), self.step, kernel_view(self.mems2 if self.mems2 is not None else self.mems))
         if c.batch_size == 1:
             if self._work is None:
                 self._work = workspace(c.seq_length, c.hidden_size, c.vocab_size, np.dtype(c.dtype))
             self.position = int(self._kernels.train(ready, self.position, self.h.reshape(-1),
-                                                    *args, self._work))
+                                                    *args, self._work, opt))
+            self.step += n_steps
             return losses
         if self._kernels.train_batch is None:
             raise ValueError(f"backend {self.backend!r} has no mini-batch kernels yet: use "
@@ -151,7 +161,8 @@ class CharRNN:
             self._work = batch_workspace(c.batch_size, c.seq_length, c.hidden_size, c.vocab_size,
                                          np.dtype(c.dtype))
         self.position = int(self._kernels.train_batch(ready, self.position, self.h, *args,
-                                                      self._work, self.threads))
+                                                      self._work, self.threads, opt))
+        self.step += n_steps
         return losses
 
     def evaluate(self, data, h=None):

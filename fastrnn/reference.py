@@ -17,6 +17,9 @@ import numpy as np
 
 CLIP = 5.0
 ADAGRAD_EPS = 1e-8
+OPTIMIZERS = ("adagrad", "rmsprop", "adam")
+RMSPROP_DECAY, RMSPROP_EPS = 0.95, 1e-8               # char-rnn's RMSprop
+ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8   # PyTorch's Adam defaults
 
 
 def forward(inputs, targets, hprev, Wxh, Whh, Why, bh, by):
@@ -94,6 +97,42 @@ def adagrad(params, grads, mems, learning_rate):
         w += -learning_rate * g / np.sqrt(m + ADAGRAD_EPS)
 
 
+def rmsprop(params, grads, mems, learning_rate):
+    """char-rnn's RMSprop, in place: ``m = 0.95 m + 0.05 g*g; w += -lr * g / (sqrt(m) + 1e-8)``."""
+    for w, g, m in zip(params, grads, mems):
+        m *= RMSPROP_DECAY
+        m += (1 - RMSPROP_DECAY) * g * g
+        w += -learning_rate * g / (np.sqrt(m) + RMSPROP_EPS)
+
+
+def adam(params, grads, ms, vs, learning_rate, step):
+    """Adam as PyTorch computes it, in place; ``step`` counts updates, this one included (1, 2, ...).
+
+    ``m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g*g;
+    w += -(lr / (1 - b1**step)) * m / (sqrt(v) / sqrt(1 - b2**step) + eps)``
+    """
+    step_size = learning_rate / (1 - ADAM_BETA1 ** step)
+    root_correction = np.sqrt(1 - ADAM_BETA2 ** step)
+    for w, g, m, v in zip(params, grads, ms, vs):
+        m *= ADAM_BETA1
+        m += (1 - ADAM_BETA1) * g
+        v *= ADAM_BETA2
+        v += (1 - ADAM_BETA2) * g * g
+        w += -step_size * m / (np.sqrt(v) / root_correction + ADAM_EPS)
+
+
+def optimize(optimizer, params, grads, state, learning_rate, step):
+    """One update with ``optimizer`` (one of OPTIMIZERS); ``state`` is (mems,) or (ms, vs)."""
+    if optimizer == "adagrad":
+        adagrad(params, grads, state[0], learning_rate)
+    elif optimizer == "rmsprop":
+        rmsprop(params, grads, state[0], learning_rate)
+    elif optimizer == "adam":
+        adam(params, grads, state[0], state[1], learning_rate, step)
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+
+
 def choose(p, u):
     """Index drawn from probabilities p by the uniform u in [0, 1), as ``np.random.choice`` does."""
     cdf = np.cumsum(p, dtype=np.float64)
@@ -121,11 +160,14 @@ def sample(h, seed_ix, uniforms, Wxh, Whh, Why, bh, by, temperature=1.0, greedy=
     return ixes, h.reshape(-1, 1)
 
 
-def train(data, position, h, params, mems, learning_rate, seq_length, n_steps):
+def train(data, position, h, params, mems, learning_rate, seq_length, n_steps,
+          optimizer="adagrad", mems2=None, step=0):
     """min-char-rnn's training loop for ``n_steps`` chunks; return (losses, position, h).
 
     Parameters and Adagrad memory are updated in place. Like min-char-rnn, a chunk that would
     run past the end of ``data`` sends the position back to 0 and resets the hidden state.
+    Another ``optimizer`` keeps its state in ``mems`` (and Adam's second moment in ``mems2``);
+    ``step`` is the number of updates made before this call.
     """
     losses = []
     for _ in range(n_steps):
@@ -134,7 +176,8 @@ def train(data, position, h, params, mems, learning_rate, seq_length, n_steps):
         inputs = data[position:position + seq_length]
         targets = data[position + 1:position + seq_length + 1]
         loss, *grads, h = loss_fun(inputs, targets, h, *params)
-        adagrad(params, grads, mems, learning_rate)
+        step += 1
+        optimize(optimizer, params, grads, (mems, mems2), learning_rate, step)
         losses.append(loss)
         position += seq_length
     return losses, position, h
@@ -191,7 +234,8 @@ def stream_starts(n_chars, batch_size):
     return np.arange(batch_size) * (n_chars // batch_size)
 
 
-def train_batch(data, position, h, params, mems, learning_rate, seq_length, n_steps):
+def train_batch(data, position, h, params, mems, learning_rate, seq_length, n_steps,
+                optimizer="adagrad", mems2=None, step=0):
     """``train`` for B streams (B = len(h)); ``position`` is the offset inside every stream.
 
     Stream b reads ``data[b*L + position : ...]`` with L = len(data) // B; the streams move in
@@ -209,7 +253,8 @@ def train_batch(data, position, h, params, mems, learning_rate, seq_length, n_st
         inputs, targets = window[:, :-1], window[:, 1:]
         loss, hs, ps = forward_batch(inputs, targets, h, *params)
         grads = backward_batch(inputs, targets, hs, ps, *params[:3])
-        adagrad(params, grads, mems, learning_rate)
+        step += 1
+        optimize(optimizer, params, grads, (mems, mems2), learning_rate, step)
         losses.append(loss)
         h = hs[-1].copy()
         position += seq_length

@@ -24,10 +24,11 @@ from . import checkpoint, cli, corpus as corpus_mod, metrics
 from .backends import BACKENDS
 from .checkpoint import Checkpoint, CheckpointError
 from .model import CharRNN
+from .reference import OPTIMIZERS
 
 PROG = "fastrnn.train"
 MODEL_DEFAULTS = {"hidden_size": 100, "seq_length": 25, "learning_rate": 0.1, "dtype": "float64",
-                  "seed": 0, "batch_size": 1}
+                  "seed": 0, "batch_size": 1, "optimizer": "adagrad"}
 DATA_DEFAULTS = {"val_fraction": 0.1, "encoding": "utf-8"}
 CHECKPOINT, BEST, METRICS, PLOT = "checkpoint.npz", "best.npz", "metrics.jsonl", "loss.png"
 
@@ -49,10 +50,15 @@ def build_parser():
     m.add_argument("--seq-length", type=cli.positive_int, metavar="T",
                    help="characters per truncated-BPTT chunk (default 25)")
     m.add_argument("--learning-rate", type=cli.positive_float, metavar="LR",
-                   help="Adagrad learning rate (default 0.1)")
+                   help="learning rate (default 0.1, min-char-rnn's for Adagrad; Adam and "
+                        "RMSprop usually want about 0.002)")
     m.add_argument("--dtype", choices=("float64", "float32"),
                    help="floating-point type (default float64; float32 with --backend cuda)")
     m.add_argument("--seed", type=cli.non_negative_int, help="seeds initialisation and samples (default 0)")
+    m.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help="adagrad (min-char-rnn's, the default), rmsprop (char-rnn's: decay 0.95) "
+                        "or adam (PyTorch's: betas 0.9/0.999, eps 1e-8); gradients are clipped to "
+                        "[-5, 5] first")
     m.add_argument("--batch-size", type=cli.positive_int, metavar="B",
                    help="train B streams at once: the text is cut into B contiguous pieces, each "
                         "with its own hidden state; an iteration is one chunk of every stream "
@@ -237,7 +243,8 @@ class Trainer:
         _say(args, f"training on {self.data['path']}: {len(self.corpus.train):,} characters "
                    f"(+{len(self.corpus.val):,} held out), vocabulary {len(self.corpus.vocab)}, "
                    f"H={c.hidden_size} T={c.seq_length} lr={c.learning_rate} {c.dtype} "
-                   + (f"B={c.batch_size} streams " if c.batch_size > 1 else "") +
+                   + (f"B={c.batch_size} streams " if c.batch_size > 1 else "")
+                   + (f"{c.optimizer} " if c.optimizer != "adagrad" else "") +
                    f"on {self.model.backend}")
         bar, block, start = None, 1, time.perf_counter()
         with _StopRequests(args) as stop:

@@ -39,7 +39,10 @@ def same_state(a, b):
     """Two checkpoints hold bit-identical training state."""
     for name, x, y in zip(checkpoint.NAMES * 2 + ("h",), [*a.params, *a.mems, a.h], [*b.params, *b.mems, b.h]):
         assert x.dtype == y.dtype and np.array_equal(x, y), name
-    assert a.position == b.position
+    assert (a.mems2 is None) == (b.mems2 is None)
+    for name, x, y in zip(checkpoint.NAMES, a.mems2 or [], b.mems2 or []):
+        assert np.array_equal(x, y), "v of " + name
+    assert a.position == b.position and a.step == b.step
     assert np.array_equal(a.losses, b.losses), "loss history"
     for key in ("iteration", "smooth_loss", "rng"):
         assert a.run[key] == b.run[key], key
@@ -89,14 +92,23 @@ def test_default_corpus_is_the_bundled_one(tmp_path):
     assert (ckpt.config.seq_length, ckpt.config.learning_rate) == (25, 0.1)
 
 
-@pytest.mark.parametrize("backend, dtype, hidden, n, k, batch", [
-    ("numba", "float64", "32", 400, 137, "1"), ("numba", "float32", "32", 400, 250, "1"),
-    ("numpy", "float64", "8", 60, 23, "1"), ("numba", "float32", "24", 200, 77, "6"),
-    ("numpy", "float64", "8", 30, 11, "3")])
-def test_resume_continues_bit_for_bit(tmp_path, corpus_file, backend, dtype, hidden, n, k, batch):
+@pytest.mark.parametrize("backend, dtype, hidden, n, k, batch, optimizer", [
+    ("numba", "float64", "32", 400, 137, "1", "adagrad"),
+    ("numba", "float32", "32", 400, 250, "1", "adagrad"),
+    ("numpy", "float64", "8", 60, 23, "1", "adagrad"),
+    ("numba", "float32", "24", 200, 77, "6", "adagrad"),
+    ("numpy", "float64", "8", 30, 11, "3", "adagrad"),
+    ("numba", "float64", "16", 150, 61, "1", "adam"),
+    ("numba", "float32", "16", 120, 47, "4", "adam"),
+    ("numba", "float64", "16", 150, 88, "2", "rmsprop")])
+def test_resume_continues_bit_for_bit(tmp_path, corpus_file, backend, dtype, hidden, n, k, batch,
+                                      optimizer):
     common = ["--data", corpus_file, "--hidden-size", hidden, "--seq-length", "10", "--dtype", dtype,
               "--backend", backend, "--eval-every", "40", "--sample-every", "30",
-              "--sample-length", "20", "--checkpoint-every", "0", "--batch-size", batch, "--quiet"]
+              "--sample-length", "20", "--checkpoint-every", "0", "--batch-size", batch,
+              "--optimizer", optimizer, "--quiet"]
+    if optimizer != "adagrad":
+        common += ["--learning-rate", "0.003"]
     assert train.main(common + ["--iterations", str(n), "--out", str(tmp_path / "one")]) == 0
     assert train.main(common + ["--iterations", str(k), "--out", str(tmp_path / "two")]) == 0
     resumed = tmp_path / "two" / "checkpoint.npz"
@@ -307,6 +319,7 @@ def test_encoding_option(tmp_path, capsys):
     (["--batch-size", "5000"], "needs at least 26 in each of --batch-size 5000 streams"),
     (["--time-budget", "-1"], "--time-budget: -1 is not a positive number"),
     (["--dtype", "float16"], "invalid choice: 'float16'"),
+    (["--optimizer", "sgd"], "invalid choice: 'sgd'"),
     (["--backend", "tpu"], "invalid choice: 'tpu'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
 ])
@@ -371,6 +384,8 @@ def test_resume_with_other_text_or_model_is_refused_and_changes_nothing(saved_ru
     assert_usage_error(rc, capsys, str(other), "characters that the checkpoint's vocabulary lacks: '~', 'Ü'")
     rc = train.main(["--resume", str(saved_run), "--hidden-size", "50", "--iterations", "40"])
     assert_usage_error(rc, capsys, "different model", "--hidden-size 50 (the checkpoint has 24)")
+    rc = train.main(["--resume", str(saved_run), "--optimizer", "adam", "--iterations", "40"])
+    assert_usage_error(rc, capsys, "different model", "--optimizer adam (the checkpoint has adagrad)")
     rc = train.main(["--resume", str(saved_run), "--batch-size", "4", "--iterations", "40"])
     assert_usage_error(rc, capsys, "different model", "--batch-size 4 (the checkpoint has 1)")
     rc = train.main(["--resume", str(saved_run), "--val-fraction", "0.2", "--iterations", "40"])

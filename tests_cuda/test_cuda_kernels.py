@@ -130,6 +130,21 @@ def test_evaluate_matches_reference(cuda, dtype):
     assert_close(h, h_ref[:, 0], dtype, "h")
 
 
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
+def test_training_with_rmsprop_and_adam_matches_the_oracle(optimizer):
+    data = np.random.default_rng(7).integers(0, 4, 30)
+    models = {b: CharRNN(4, hidden_size=5, seq_length=3, dtype="float64", learning_rate=0.01,
+                         optimizer=optimizer, backend=b) for b in ("cuda", "numpy")}
+    for m in models.values():
+        m.train(data, 2)
+        m.train(data, 1)
+    a, b = models["cuda"], models["numpy"]
+    for name, x, e in zip(NAMES * 2, [*a.params, *a.mems], [*b.params, *b.mems]):
+        assert_close(x, e, np.float64, name)
+    for name, x, e in zip(NAMES, a.mems2 or [], b.mems2 or []):
+        assert_close(x, e, np.float64, "v " + name)
+
+
 def test_drop_in_and_model_run_on_cuda():
     params, inputs, targets, hprev = problem(5, 4, 3, np.float64)
     out = fastrnn.lossFun(inputs, targets, hprev, *params, backend="cuda")

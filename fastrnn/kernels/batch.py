@@ -24,7 +24,7 @@ from numba import njit
 from threadpoolctl import threadpool_limits
 
 from . import vmath
-from .cpu import adagrad
+from .cpu import ADAGRAD, optimize
 from .options import NJIT
 from .scalar import tanh_backward
 
@@ -270,8 +270,12 @@ def backward(inputs, targets, hs, ps, params, grads, work, threads=1):
         np.clip(g, -5, 5, out=g)
 
 
-def train(data, position, h, params, grads, mems, lr, seq_length, losses, work, threads=1):
-    """reference.train_batch for len(losses) chunks; h (B, H) carried in place; returns position."""
+def train(data, position, h, params, grads, mems, lr, seq_length, losses, work, threads=1,
+          opt=None):
+    """reference.train_batch for len(losses) chunks; h (B, H) carried in place; returns position.
+
+    opt: as for ``cpu.train`` (None: Adagrad)."""
+    kind, step, mems2 = (ADAGRAD, 0, mems) if opt is None else opt
     B, T, H, V = work.shape
     piece = data.shape[0] // B
     starts = (np.arange(B) * piece)[:, None] + np.arange(T + 1)
@@ -283,7 +287,7 @@ def train(data, position, h, params, grads, mems, lr, seq_length, losses, work, 
             window = data[starts + position]              # (B, T+1)
             losses[n] = forward(window[:, :T], window[:, 1:], h, params, work, threads)
             gradients(params, grads, work, threads)
-            adagrad(params, grads, mems, lr, True)        # clip and update in one pass
+            optimize(params, grads, mems, mems2, kind, lr, step + n + 1, True)  # clip fused
             h[:] = work.hs[T]
             position += T
     return position

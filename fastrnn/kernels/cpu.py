@@ -18,7 +18,11 @@ from numba import njit
 
 from . import vmath
 from .options import INLINE
-from .scalar import ADAGRAD_EPS, CLIP, adagrad_memory, adagrad_weight, clip, tanh_backward
+from .scalar import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, CLIP, RMSPROP_DECAY,
+                     RMSPROP_EPS, adagrad_memory, adagrad_weight, adam_moment, adam_weight, clip,
+                     rmsprop_memory, rmsprop_weight, tanh_backward)
+
+ADAGRAD, RMSPROP, ADAM = 0, 1, 2  # optimizer ids, in the order of reference.OPTIMIZERS
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,32 +289,75 @@ def gradients(inputs, targets, hs, ps, params, grads, work):
 
 
 @njit(**INLINE)
+def optimizer_update(w, g, s1, s2, kind, lr, step, clip_first):
+    """reference.adagrad / rmsprop / adam for one flat array, in place (clip fused when asked).
+
+    ``s1`` is the Adagrad memory, RMSprop's mean square or Adam's first moment; ``s2`` Adam's
+    second moment (ignored otherwise); ``step`` counts updates, this one included.
+    """
+    dt = w.dtype.type
+    one, lr_, bound = dt(1), dt(lr), dt(CLIP)
+    n = w.shape[0]
+    if kind == ADAGRAD:
+        eps = dt(ADAGRAD_EPS)
+        for i in range(n):
+            gi = g[i]
+            if clip_first:  # loop-invariant: LLVM moves it out
+                gi = clip(gi, bound)
+                g[i] = gi
+            mi = adagrad_memory(s1[i], gi)
+            s1[i] = mi
+            w[i] = adagrad_weight(w[i], gi, mi, lr_, eps)
+    elif kind == RMSPROP:
+        decay, eps = dt(RMSPROP_DECAY), dt(RMSPROP_EPS)
+        for i in range(n):
+            gi = g[i]
+            if clip_first:
+                gi = clip(gi, bound)
+                g[i] = gi
+            mi = rmsprop_memory(s1[i], gi, decay, one)
+            s1[i] = mi
+            w[i] = rmsprop_weight(w[i], gi, mi, lr_, eps)
+    else:
+        b1, b2, eps = dt(ADAM_BETA1), dt(ADAM_BETA2), dt(ADAM_EPS)
+        step_size = dt(lr / (1.0 - ADAM_BETA1 ** step))
+        root_correction = dt(math.sqrt(1.0 - ADAM_BETA2 ** step))
+        for i in range(n):
+            gi = g[i]
+            if clip_first:
+                gi = clip(gi, bound)
+                g[i] = gi
+            mi = adam_moment(s1[i], gi, b1, one)
+            vi = adam_moment(s2[i], gi * gi, b2, one)
+            s1[i] = mi
+            s2[i] = vi
+            w[i] = adam_weight(w[i], mi, vi, step_size, root_correction, eps)
+
+
+@njit(**INLINE)
+def optimize(params, grads, s1, s2, kind, lr, step, clip_first):
+    """``optimizer_update`` over the five parameters."""
+    for w, g, a, b in zip(params[:3], grads[:3], s1[:3], s2[:3]):  # the three weight matrices
+        optimizer_update(w.reshape(w.size), g.reshape(g.size), a.reshape(a.size),
+                         b.reshape(b.size), kind, lr, step, clip_first)
+    optimizer_update(params[3], grads[3], s1[3], s2[3], kind, lr, step, clip_first)
+    optimizer_update(params[4], grads[4], s1[4], s2[4], kind, lr, step, clip_first)
+
+
+@njit(**INLINE)
 def adagrad_update(w, g, m, lr, clip_first=False):
     """reference.adagrad for one flat array, in place.
 
     ``clip_first`` clips g to [-5, 5] in place in the same pass (the training kernel's fused
     clip + update); the drop-in ``adagrad`` leaves the caller's gradients alone.
     """
-    lr_ = w.dtype.type(lr)
-    eps = w.dtype.type(ADAGRAD_EPS)
-    bound = w.dtype.type(CLIP)
-    for i in range(w.shape[0]):
-        gi = g[i]
-        if clip_first:
-            gi = clip(gi, bound)
-            g[i] = gi
-        mi = adagrad_memory(m[i], gi)
-        m[i] = mi
-        w[i] = adagrad_weight(w[i], gi, mi, lr_, eps)
+    optimizer_update(w, g, m, m, ADAGRAD, lr, 0, clip_first)
 
 
 @njit(**INLINE)
 def adagrad(params, grads, mems, lr, clip_first=False):
     """reference.adagrad over the five parameters, in place (see ``adagrad_update``)."""
-    for w, g, m in zip(params[:3], grads[:3], mems[:3]):  # the three weight matrices
-        adagrad_update(w.reshape(w.size), g.reshape(g.size), m.reshape(m.size), lr, clip_first)
-    adagrad_update(params[3], grads[3], mems[3], lr, clip_first)
-    adagrad_update(params[4], grads[4], mems[4], lr, clip_first)
+    optimize(params, grads, mems, mems, ADAGRAD, lr, 0, clip_first)
 
 
 @njit(**INLINE)
@@ -355,13 +402,18 @@ def sample(h, seed_ix, uniforms, params, temperature, greedy, ixes, work):
 
 
 @njit(**INLINE)
-def train(data, position, h, params, grads, mems, lr, seq_length, losses, work):
+def train(data, position, h, params, grads, mems, lr, seq_length, losses, work, opt=None):
     """reference.train for len(losses) chunks of ``data``; h (H,) is carried in place.
 
     work = (hs (T+1, H), ps (T, V), dys (T, V), dhs (T, H), dh_next (H,)).
+    opt = (optimizer id, updates made so far, second state) for RMSprop/Adam; None: Adagrad.
     Returns the position after the last chunk.
     """
     hs, ps, dys, dhs, dh_next = work
+    if opt is None:
+        kind, step, mems2 = ADAGRAD, 0, mems
+    else:
+        kind, step, mems2 = opt
     T = seq_length
     for n in range(losses.shape[0]):
         if position + T + 1 >= data.shape[0]:
@@ -371,7 +423,7 @@ def train(data, position, h, params, grads, mems, lr, seq_length, losses, work):
         targets = data[position + 1:position + T + 1]
         losses[n] = forward(inputs, targets, h, params, hs, ps)
         gradients(inputs, targets, hs, ps, params, grads, (dys, dhs, dh_next))
-        adagrad(params, grads, mems, lr, True)  # clip and update in one pass
+        optimize(params, grads, mems, mems2, kind, lr, step + n + 1, True)  # clip fused
         h[:] = hs[T]
         position += T
     return position

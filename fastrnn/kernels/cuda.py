@@ -13,8 +13,8 @@ steps; biases and the hidden state are 1-D. One chunk of T steps is:
     grad_hh/_hy/_xh   one thread per gradient element, a sum over all steps: dWhh, dbh, dWhy,
                       dby, and dWxh gathered by character (no atomics, so results are exact
                       and reproducible)
-    adagrad           one grid-stride kernel over all five parameters at once (they live in one
-                      flat buffer), clip fused
+    optimize          one grid-stride kernel over all five parameters at once (they live in one
+                      flat buffer): clip fused with an Adagrad, RMSprop or Adam update
 
 The single-block recurrence strides its threads over the H rows, so any H up to ``MAX_H``
 works; a multi-block recurrence with a grid-wide barrier (for large H on a real GPU) is not
@@ -27,8 +27,10 @@ import math
 import numpy as np
 from numba import cuda, float32, float64, int64
 
-from ..reference import ADAGRAD_EPS, CLIP
-from .scalar import adagrad_memory, adagrad_weight, clip, tanh_backward
+from ..reference import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, CLIP, RMSPROP_DECAY,
+                         RMSPROP_EPS)
+from .scalar import (adagrad_memory, adagrad_weight, adam_moment, adam_weight, clip,
+                     rmsprop_memory, rmsprop_weight, tanh_backward)
 
 MAX_H = 2048            # hidden units held in shared memory by the single-block kernels
 BLOCK = 128             # threads per block; tests shrink it so that striding paths run
@@ -198,19 +200,34 @@ def kernels(dtype):
             g[k] = clip(g[k], bound)
 
     @cuda.jit
-    def adagrad(w, g, m, lr, clip_first):
-        """Adagrad over flat buffers: (clip;) m += g*g; w += -lr g / sqrt(m + eps)."""
-        lr_ = nb(lr)
-        eps = nb(ADAGRAD_EPS)
-        bound = nb(CLIP)
+    def optimize(w, g, s1, s2, kind, lr, step, clip_first):
+        """Flat buffers: (clip;) one Adagrad (kind 0), RMSprop (1) or Adam (2) update."""
+        lr_, bound = nb(lr), nb(CLIP)
+        if kind == 2:
+            step_size = nb(lr / (1.0 - ADAM_BETA1 ** step))
+            root_correction = nb(math.sqrt(1.0 - ADAM_BETA2 ** step))
+        else:
+            step_size = nb(0)
+            root_correction = one
         for k in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):
             gk = g[k]
             if clip_first:
                 gk = clip(gk, bound)
                 g[k] = gk
-            mk = adagrad_memory(m[k], gk)
-            m[k] = mk
-            w[k] = adagrad_weight(w[k], gk, mk, lr_, eps)
+            if kind == 0:
+                mk = adagrad_memory(s1[k], gk)
+                s1[k] = mk
+                w[k] = adagrad_weight(w[k], gk, mk, lr_, nb(ADAGRAD_EPS))
+            elif kind == 1:
+                mk = rmsprop_memory(s1[k], gk, nb(RMSPROP_DECAY), one)
+                s1[k] = mk
+                w[k] = rmsprop_weight(w[k], gk, mk, lr_, nb(RMSPROP_EPS))
+            else:
+                mk = adam_moment(s1[k], gk, nb(ADAM_BETA1), one)
+                vk = adam_moment(s2[k], gk * gk, nb(ADAM_BETA2), one)
+                s1[k] = mk
+                s2[k] = vk
+                w[k] = adam_weight(w[k], mk, vk, step_size, root_correction, nb(ADAM_EPS))
 
     @cuda.jit
     def zero(a):
@@ -286,5 +303,5 @@ def kernels(dtype):
 
     return dict(recurrence=recurrence, output_layer=output_layer, add_losses=add_losses,
                 output_grad=output_grad, recurrence_back=recurrence_back, grad_hh=grad_hh,
-                grad_hy=grad_hy, grad_xh=grad_xh, clip_all=clip_all, adagrad=adagrad, zero=zero,
+                grad_hy=grad_hy, grad_xh=grad_xh, clip_all=clip_all, optimize=optimize, zero=zero,
                 sample=sample)

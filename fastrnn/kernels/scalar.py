@@ -4,9 +4,12 @@
 ``@cuda.jit``) with the caller's options. Constants arrive already cast to the array dtype.
 """
 
+import math
+
 from numba.extending import register_jitable
 
-from ..reference import ADAGRAD_EPS, CLIP  # noqa: F401  (the constants live with the oracle)
+from ..reference import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, CLIP,  # noqa: F401
+                         RMSPROP_DECAY, RMSPROP_EPS)  # (the constants live with the oracle)
 from .vmath import rsqrt
 
 
@@ -32,3 +35,27 @@ def adagrad_memory(m, g):
 def adagrad_weight(w, g, m, lr, eps):
     """``w += -lr * g / sqrt(m + eps)`` with the already-updated memory m."""
     return w + (-lr * g) * rsqrt(m + eps)
+
+
+@register_jitable
+def rmsprop_memory(m, g, decay, one):
+    """``m = decay m + (1 - decay) g*g``."""
+    return decay * m + (one - decay) * g * g
+
+
+@register_jitable
+def rmsprop_weight(w, g, m, lr, eps):
+    """``w += -lr g / (sqrt(m) + eps)``."""
+    return w + (-lr * g) / (math.sqrt(m) + eps)
+
+
+@register_jitable
+def adam_moment(m, g, beta, one):
+    """``m = beta m + (1 - beta) g`` (for v, pass g*g)."""
+    return beta * m + (one - beta) * g
+
+
+@register_jitable
+def adam_weight(w, m, v, step_size, root_correction, eps):
+    """``w += -step_size m / (sqrt(v) / root_correction + eps)``."""
+    return w + (-step_size * m) / (math.sqrt(v) / root_correction + eps)
