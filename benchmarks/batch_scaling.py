@@ -1,0 +1,88 @@
+"""Mini-batch throughput against B and H: fastrnn's batched kernels (all cores) and the batched
+NumPy reference (one thread), timed in the same process, with the machine's float32 matmul peak.
+
+    python benchmarks/batch_scaling.py            # prints a Markdown table
+
+T = 50, float32, V = 65 (tinyshakespeare's vocabulary size; random ids). Each figure is the
+median over repeated timings of one chunk of every stream (forward, backward, clip, Adagrad).
+"""
+
+import os
+import sys
+import time
+
+import numba
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from fastrnn import reference
+from fastrnn.kernels import batch
+from fastrnn.params import init_params, kernel_view
+
+T, V = 50, 65
+CASES = [(1, 256), (8, 256), (32, 256), (128, 256), (32, 128), (32, 512), (32, 1024)]
+
+
+def median_seconds(fn, budget=1.5, at_least=3):
+    fn()  # warm-up (compilation, caches)
+    times, start = [], time.perf_counter()
+    while len(times) < at_least or time.perf_counter() - start < budget:
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+        if len(times) >= 200:
+            break
+    return float(np.median(times))
+
+
+def peak_gflops():
+    a = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+    c = np.empty_like(a)
+    with threadpool_limits(os.cpu_count(), user_api="blas"):
+        return 2 * 2048 ** 3 / median_seconds(lambda: np.matmul(a, a, out=c), 1.0) / 1e9
+
+
+def case(B, H, threads, data):
+    flops = 6 * H * H + 6 * V * H
+    params = kernel_view(init_params(H, V, 0, np.float32))
+    grads = tuple(np.zeros_like(p) for p in params)
+    mems = tuple(np.zeros_like(p) for p in params)
+    h, work, losses = np.zeros((B, H), np.float32), batch.Work(B, T, H, V, np.float32), np.empty(1)
+    state = {"pos": 0}
+
+    def fast():
+        state["pos"] = batch.train(data, state["pos"], h, params, grads, mems, 0.1, T, losses, work,
+                                   threads)
+
+    ref_params = [p.reshape(p.shape[0], -1).copy() for p in params]
+    ref_mems = [np.zeros_like(p) for p in ref_params]
+    ref_h = np.zeros((B, H), np.float32)
+
+    def slow():
+        reference.train_batch(data, 0, ref_h, ref_params, ref_mems, 0.1, T, 1)
+
+    with threadpool_limits(1, user_api="blas"):
+        t_fast = median_seconds(fast)
+        t_slow = median_seconds(slow)
+    chars = B * T
+    return chars / t_fast, chars / t_slow, flops
+
+
+def main():
+    threads = numba.config.NUMBA_NUM_THREADS
+    data = np.random.default_rng(0).integers(0, V, 4_000_000).astype(np.uint8)
+    peak = peak_gflops()
+    print(f"machine peak: {peak:.0f} GFLOP/s (float32 2048^3 np.matmul, {os.cpu_count()} cores); "
+          f"fastrnn threads: {threads}; reference: 1 thread\n")
+    print("| B | H | fastrnn chars/s | GFLOP/s | % of peak | reference chars/s | x reference |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for B, H in CASES:
+        fast, slow, flops = case(B, H, threads, data)
+        g = fast * flops / 1e9
+        print(f"| {B} | {H} | {fast:,.0f} | {g:.1f} | {100 * g / peak:.0f} | {slow:,.0f} | "
+              f"{fast / slow:.2f} |")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
