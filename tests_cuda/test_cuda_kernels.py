@@ -161,6 +161,11 @@ def test_drop_in_and_model_run_on_cuda():
     assert texts["cuda"] == texts["numpy"]
 
 
+def test_mini_batches_are_refused_clearly_on_cuda():
+    with pytest.raises(ValueError, match="backend 'cuda' has no mini-batch kernels yet"):
+        CharRNN(4, hidden_size=5, batch_size=2, backend="cuda")
+
+
 def test_hidden_size_beyond_the_shared_memory_limit_is_named(cuda):
     from fastrnn.kernels.cuda import MAX_H
     model = CharRNN(2, hidden_size=MAX_H + 1, seq_length=1, backend="cuda")

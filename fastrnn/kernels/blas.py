@@ -135,7 +135,7 @@ def _self_check():
     return True
 
 
-@njit(**dict(NJIT, cache=False))
+@njit(**NJIT)
 def _check_call(a, b, c):
     gemm(False, True, 5, 4, 3, a, 3, b, 3, 0.5, c, 4)
 
