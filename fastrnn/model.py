@@ -54,7 +54,8 @@ class Config:
 
 
 class CharRNN:
-    """A vanilla character RNN trained with truncated BPTT and Adagrad, as min-char-rnn."""
+    """A vanilla character RNN trained with truncated BPTT and (by default) Adagrad, as
+    min-char-rnn; optionally on B streams at once and with RMSprop or Adam."""
 
     def __init__(self, vocab_size, hidden_size=100, seq_length=25, learning_rate=0.1,
                  dtype=None, seed=0, backend="numba", batch_size=1, threads=None,
@@ -136,11 +137,12 @@ class CharRNN:
         """Train on ``n_steps`` consecutive chunks of ``data`` (integer ids); return their losses.
 
         Each chunk is ``seq_length`` inputs and the targets one character later; the loss of a
-        chunk is summed over its characters. With ``batch_size`` B > 1 the data is cut into B
-        equal contiguous streams, a chunk is one piece of every stream (``h`` holds one row per
-        stream), and its loss and gradients are summed over the streams. Parameters, Adagrad memory, ``h`` and ``position``
+        chunk is summed over its characters. Parameters, optimizer state, ``h`` and ``position``
         advance in place; a chunk that would pass the end of the data starts again at 0 with
-        ``h`` reset, as in min-char-rnn.
+        ``h`` reset, as in min-char-rnn. With ``batch_size`` B > 1 the data is cut into B equal
+        contiguous streams, a chunk is one piece of every stream (``h`` holds one row per
+        stream; ``position`` is the offset inside every stream), and its loss and gradients are
+        summed over the streams.
         """
         ready = self._prepared(data)
         n_steps = validate.positive("n_steps", n_steps, int)
@@ -148,8 +150,10 @@ class CharRNN:
         losses = np.empty(n_steps, np.float64)
         args = (kernel_view(self.params), kernel_view(self._grads), kernel_view(self.mems),
                 c.learning_rate, c.seq_length, losses)
-        opt = None if c.optimizer == "adagrad" else (
-            OPTIMIZERS.index(c.optimizer), self.step, kernel_view(self.mems2 if self.mems2 is not None else self.mems))
+        opt = None  # Adagrad; otherwise (optimizer id, updates so far, second state)
+        if c.optimizer != "adagrad":
+            second = self.mems2 if self.mems2 is not None else self.mems  # (unused by RMSprop)
+            opt = (OPTIMIZERS.index(c.optimizer), self.step, kernel_view(second))
         if c.batch_size == 1:
             if self._work is None:
                 self._work = workspace(c.seq_length, c.hidden_size, c.vocab_size, np.dtype(c.dtype))

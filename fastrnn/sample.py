@@ -3,8 +3,9 @@
     python -m fastrnn.sample out/checkpoint.npz --length 500 --prime "ROMEO:" --seed 1
 
 The prime text (default: a newline) is printed first; starting from a zero hidden state (as
-char-rnn's sampler does), the model reads it and continues from its last character. The same seed gives the same text on every
-backend, and a checkpoint trained with any backend or dtype samples on any other.
+char-rnn's sampler does), the model reads it and continues from its last character. The same
+seed gives the same text on every backend, and a checkpoint trained with any backend or dtype
+samples on any other.
 """
 
 import os

@@ -113,7 +113,8 @@ def test_thread_count_does_not_change_a_bit():
         runs.append((model.train(data, 20), model))
     for losses, model in runs[1:]:
         assert np.array_equal(losses, runs[0][0])
-        for a, b in zip([*model.params, *model.mems, model.h], [*runs[0][1].params, *runs[0][1].mems, runs[0][1].h]):
+        first = runs[0][1]
+        for a, b in zip([*model.params, *model.mems, model.h], [*first.params, *first.mems, first.h]):
             assert np.array_equal(a, b)
 
 

@@ -37,7 +37,8 @@ def run_sample(argv):
 
 def same_state(a, b):
     """Two checkpoints hold bit-identical training state."""
-    for name, x, y in zip(checkpoint.NAMES * 2 + ("h",), [*a.params, *a.mems, a.h], [*b.params, *b.mems, b.h]):
+    for name, x, y in zip(checkpoint.NAMES * 2 + ("h",), [*a.params, *a.mems, a.h],
+                          [*b.params, *b.mems, b.h]):
         assert x.dtype == y.dtype and np.array_equal(x, y), name
     assert (a.mems2 is None) == (b.mems2 is None)
     for name, x, y in zip(checkpoint.NAMES, a.mems2 or [], b.mems2 or []):
@@ -128,7 +129,8 @@ def test_resume_past_the_target_has_nothing_to_do(tmp_path, corpus_file, capsys)
 
 def test_time_budget_stops_and_saves(tmp_path, corpus_file, capsys):
     rc = train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "100000000",
-                     "--time-budget", "0.5", "--eval-every", "0", "--sample-every", "0", "--out", str(tmp_path)])
+                     "--time-budget", "0.5", "--eval-every", "0", "--sample-every", "0",
+                     "--out", str(tmp_path)])
     assert rc == 0 and "stopped by the time budget" in capsys.readouterr().out
     assert 0 < checkpoint.load(tmp_path / "checkpoint.npz").run["iteration"] < 100_000_000
 
