@@ -127,7 +127,7 @@ def _cuda_backend():
     return SimpleNamespace(name="cuda", forward=cb.forward, backward=cb.backward,
                            adagrad_update=cb.adagrad_update, adagrad=cb.adagrad,
                            sample=cb.sample, train=cb.train, evaluate=cb.evaluate,
-                           train_batch=None)
+                           train_batch=cb.train_batch)
 
 
 @functools.cache

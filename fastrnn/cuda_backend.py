@@ -59,33 +59,38 @@ def _to_host(flat, arrays):
 
 
 class _Chunk:
-    """Device buffers for chunks of up to T steps."""
+    """Device buffers for chunks of up to T steps of B streams."""
 
-    def __init__(self, T, H, V, dtype):
-        self.hs = cuda.device_array((T + 1, H), dtype)
-        self.ps = cuda.device_array((T, V), dtype)
-        self.dys = cuda.device_array((T, V), dtype)
-        self.dhout = cuda.device_array((T, H), dtype)
-        self.draws = cuda.device_array((T, H), dtype)
-        self.step_losses = cuda.device_array(T, np.float64)
+    def __init__(self, T, B, H, V, dtype):
+        self.hs = cuda.device_array((T + 1, B, H), dtype)
+        self.ps = cuda.device_array((T, B, V), dtype)
+        self.dys = cuda.device_array((T, B, V), dtype)
+        self.dhout = cuda.device_array((T, B, H), dtype)
+        self.draws = cuda.device_array((T, B, H), dtype)
+        self.step_losses = cuda.device_array((T, B), np.float64)
 
 
-def _forward(K, inputs, targets, h, P, c, losses, n):
-    """Forward over one chunk on the device; losses[n] = its summed loss."""
-    T = inputs.shape[0]
-    K["recurrence"][1, ck.BLOCK](inputs, h, P[0], P[1], P[3], c.hs)
-    K["output_layer"][T, ck.BLOCK](c.hs, P[2], P[4], targets, c.ps, c.step_losses)
+def _forward(K, x, y, h, P, c, losses, n):
+    """Forward over one chunk (x, y: (T, B) on the device); losses[n] = its summed loss."""
+    T, B = x.shape
+    K["recurrence"][B, ck.BLOCK](x, h, P[0], P[1], P[3], c.hs)
+    K["output_layer"][(T, B), ck.BLOCK](c.hs, P[2], P[4], y, c.ps, c.step_losses)
     K["add_losses"][1, 1](c.step_losses, T, losses, n)
 
 
-def _gradients(K, inputs, targets, P, G, c):
+def _gradients(K, x, y, P, G, c):
     """Unclipped gradients of the chunk whose forward pass is in ``c``."""
-    T, H, V = inputs.shape[0], P[1].shape[0], P[2].shape[0]
-    K["output_grad"][T, ck.BLOCK](c.ps, targets, P[2], c.dys, c.dhout)
-    K["recurrence_back"][1, ck.BLOCK](c.hs, c.dhout, P[1], c.draws[:T])
+    (T, B), H, V = x.shape, P[1].shape[0], P[2].shape[0]
+    K["output_grad"][(T, B), ck.BLOCK](c.ps, y, P[2], c.dys, c.dhout)
+    K["recurrence_back"][B, ck.BLOCK](c.hs, c.dhout, P[1], c.draws[:T])
     K["grad_hh"][_grid2(H, H)](c.hs, c.draws[:T], G[1], G[3])
     K["grad_hy"][_grid2(V, H)](c.hs, c.dys[:T], G[2], G[4])
-    K["grad_xh"][_grid2(H, V)](inputs, c.draws[:T], G[0])
+    K["grad_xh"][_grid2(H, V)](x, c.draws[:T], G[0])
+
+
+def _column(ids):
+    """Ids as a (T, 1) device array: one stream."""
+    return cuda.to_device(np.ascontiguousarray(np.asarray(ids).reshape(-1, 1)))
 
 
 def forward(inputs, targets, hprev, params, hs, ps):
@@ -94,12 +99,12 @@ def forward(inputs, targets, hprev, params, hs, ps):
     T = len(inputs)
     K = ck.kernels(hs.dtype)
     _, P = _to_device(params)
-    c = _Chunk(T, H, V, hs.dtype)
+    c = _Chunk(T, 1, H, V, hs.dtype)
     losses = cuda.device_array(1, np.float64)
-    _forward(K, cuda.to_device(np.ascontiguousarray(inputs)),
-             cuda.to_device(np.ascontiguousarray(targets)), cuda.to_device(hprev), P, c, losses, 0)
-    hs[:T + 1] = c.hs.copy_to_host()
-    ps[:T] = c.ps.copy_to_host()
+    _forward(K, _column(inputs), _column(targets), cuda.to_device(hprev.reshape(1, -1)), P, c,
+             losses, 0)
+    hs[:T + 1] = c.hs.copy_to_host()[:, 0]
+    ps[:T] = c.ps.copy_to_host()[:, 0]
     return float(losses.copy_to_host()[0])
 
 
@@ -110,11 +115,10 @@ def backward(inputs, targets, hs, ps, params, grads, work):
     K = ck.kernels(hs.dtype)
     _, P = _to_device(params)
     flat, G = _to_device(grads)
-    c = _Chunk(T, H, V, hs.dtype)
-    c.hs.copy_to_device(np.ascontiguousarray(hs[:T + 1]))
-    c.ps.copy_to_device(np.ascontiguousarray(ps[:T]))
-    _gradients(K, cuda.to_device(np.ascontiguousarray(inputs)),
-               cuda.to_device(np.ascontiguousarray(targets)), P, G, c)
+    c = _Chunk(T, 1, H, V, hs.dtype)
+    c.hs.copy_to_device(np.ascontiguousarray(hs[:T + 1]).reshape(T + 1, 1, H))
+    c.ps.copy_to_device(np.ascontiguousarray(ps[:T]).reshape(T, 1, V))
+    _gradients(K, _column(inputs), _column(targets), P, G, c)
     K["clip_all"][_grid1(flat.shape[0])](flat)
     _to_host(flat, grads)
 
@@ -151,41 +155,50 @@ def sample(h, seed_ix, uniforms, params, temperature, greedy, ixes, work):
     d_h.copy_to_host(h)
 
 
-def _windows(data, starts, length):
-    """data[s:s+length] for every start s, as one (len(starts), length) device array."""
-    idx = np.asarray(starts, np.int64)[:, None] + np.arange(length)
-    return cuda.to_device(np.ascontiguousarray(data[idx]))
-
-
 def train(data, position, h, params, grads, mems, lr, seq_length, losses, work, opt=None):
+    return _train(data, position, h.reshape(1, -1), params, grads, mems, lr, seq_length, losses,
+                  opt)
+
+
+def train_batch(data, position, h, params, grads, mems, lr, seq_length, losses, work, threads,
+                opt=None):
+    return _train(data, position, h, params, grads, mems, lr, seq_length, losses, opt)
+
+
+def _train(data, position, h, params, grads, mems, lr, seq_length, losses, opt):
+    """B = len(h) streams (one for min-char-rnn) over len(losses) chunks; h (B, H) in place."""
     H, V = params[0].shape
     _check_size(H)
-    T, n = seq_length, len(losses)
+    B, T, n = h.shape[0], seq_length, len(losses)
+    piece = data.shape[0] // B
     starts, resets = [], []
-    for _ in range(n):  # min-char-rnn's walk through the data, decided on the host
-        reset = position + T + 1 >= data.shape[0]
+    for _ in range(n):  # the walk through the data, decided on the host
+        reset = position + T + 1 >= piece
         if reset:
             position = 0
         starts.append(position)
         resets.append(reset)
         position += T
+    # every chunk's window of every stream, step-major: (n, T+1, B)
+    index = (np.asarray(starts)[:, None, None] + np.arange(T + 1)[None, :, None]
+             + (np.arange(B) * piece)[None, None, :])
+    windows = cuda.to_device(np.ascontiguousarray(data[index]))
     K = ck.kernels(h.dtype)
-    windows = _windows(data, starts, T + 1)
     p_flat, P = _to_device(params)
     g_flat, G = _to_device(grads)
     m_flat, _ = _to_device(mems)
     kind, step, mems2 = (0, 0, None) if opt is None else opt
     adam = kind == 2  # only Adam has a second state (otherwise mems2 may alias mems)
     v_flat = _to_device(mems2)[0] if adam else m_flat
-    d_h = cuda.to_device(h)
+    d_h = cuda.to_device(np.ascontiguousarray(h))
     d_losses = cuda.device_array(n, np.float64)
-    c = _Chunk(T, H, V, h.dtype)
+    c = _Chunk(T, B, H, V, h.dtype)
     for k in range(n):
         if resets[k]:
-            K["zero"][_grid1(H)](d_h)
-        inputs, targets = windows[k, :T], windows[k, 1:]
-        _forward(K, inputs, targets, d_h, P, c, d_losses, k)
-        _gradients(K, inputs, targets, P, G, c)
+            K["zero"][_grid1(B * H)](d_h.reshape(B * H))
+        x, y = windows[k, :T], windows[k, 1:]
+        _forward(K, x, y, d_h, P, c, d_losses, k)
+        _gradients(K, x, y, P, G, c)
         K["optimize"][_grid1(p_flat.shape[0])](p_flat, g_flat, m_flat, v_flat, kind, lr,
                                                step + k + 1, True)
         d_h.copy_to_device(c.hs[T])
@@ -194,7 +207,7 @@ def train(data, position, h, params, grads, mems, lr, seq_length, losses, work, 
     _to_host(m_flat, mems)
     if adam:
         _to_host(v_flat, mems2)
-    d_h.copy_to_host(h)
+    h[...] = d_h.copy_to_host()
     losses[:] = d_losses.copy_to_host()
     return position
 
@@ -208,16 +221,16 @@ def evaluate(data, h, params, work):
         return 0.0
     K = ck.kernels(h.dtype)
     _, P = _to_device(params)
-    d_data = cuda.to_device(np.ascontiguousarray(data))
-    d_h = cuda.to_device(h)
+    d_data = cuda.to_device(np.ascontiguousarray(data).reshape(-1, 1))
+    d_h = cuda.to_device(h.reshape(1, -1))
     starts = list(range(0, n_pred, L))
     d_losses = cuda.device_array(len(starts), np.float64)
-    c = _Chunk(L, H, V, h.dtype)
+    c = _Chunk(L, 1, H, V, h.dtype)
     for k, s in enumerate(starts):
         m = min(L, n_pred - s)
         _forward(K, d_data[s:s + m], d_data[s + 1:s + m + 1], d_h, P, c, d_losses, k)
         d_h.copy_to_device(c.hs[m])
-    d_h.copy_to_host(h)
+    h[:] = d_h.copy_to_host()[0]
     loss = 0.0
     for chunk_loss in d_losses.copy_to_host():  # summed in order, as the CPU kernel does
         loss += chunk_loss

@@ -164,7 +164,7 @@ class CharRNN:
         if self._kernels.train_batch is None:  # the backend was changed after construction
             raise ValueError(f"backend {self.backend!r} has no mini-batch kernels yet: use "
                              f"batch_size=1 or backend 'numba'")
-        if self._work is None:
+        if self._work is None and self.backend == "numba":
             self._work = batch_workspace(c.batch_size, c.seq_length, c.hidden_size, c.vocab_size,
                                          np.dtype(c.dtype))
         self.position = int(self._kernels.train_batch(ready, self.position, self.h, *args,

@@ -161,9 +161,19 @@ def test_drop_in_and_model_run_on_cuda():
     assert texts["cuda"] == texts["numpy"]
 
 
-def test_mini_batches_are_refused_clearly_on_cuda():
-    with pytest.raises(ValueError, match="backend 'cuda' has no mini-batch kernels yet"):
-        CharRNN(4, hidden_size=5, batch_size=2, backend="cuda")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
+def test_mini_batch_training_matches_the_oracle(optimizer, dtype):
+    data = np.random.default_rng(8).integers(0, 5, 40)  # 3 streams of 13: they wrap
+    models = {b: CharRNN(5, hidden_size=6, seq_length=3, dtype=dtype, learning_rate=0.01,
+                         optimizer=optimizer, batch_size=3, backend=b) for b in ("cuda", "numpy")}
+    losses = {b: np.concatenate([m.train(data, 3), m.train(data, 2)]) for b, m in models.items()}
+    a, b = models["cuda"], models["numpy"]
+    assert a.position == b.position and a.h.shape == (3, 6)
+    assert_close(losses["cuda"], losses["numpy"], dtype, "losses")
+    assert_close(a.h, b.h, dtype, "h")
+    for name, x, e in zip(NAMES * 2, [*a.params, *a.mems], [*b.params, *b.mems]):
+        assert_close(x, e, dtype, name)
 
 
 def test_hidden_size_beyond_the_shared_memory_limit_is_named(cuda):
@@ -180,7 +190,7 @@ def test_command_line_trains_resumes_and_samples_on_cuda(tmp_path):
     path = tmp_path / "text.txt"
     path.write_text("abcab cabba " * 6)
     common = ["--data", str(path), "--backend", "cuda", "--hidden-size", "4", "--seq-length", "3",
-              "--eval-every", "2", "--sample-every", "0", "--quiet"]
+              "--batch-size", "2", "--eval-every", "2", "--sample-every", "0", "--quiet"]
     assert train.main(common + ["--iterations", "4", "--out", str(tmp_path / "one")]) == 0
     assert train.main(common + ["--iterations", "2", "--out", str(tmp_path / "two")]) == 0
     assert train.main(["--resume", str(tmp_path / "two" / "checkpoint.npz"), "--iterations", "4",

@@ -1,18 +1,20 @@
 """numba-cuda kernels; each mirrors the function of the same name in ``fastrnn.reference``.
 
-Imported only when ``backend="cuda"`` is asked for. Layout as in ``cpu.py``: rows are time
-steps; biases and the hidden state are 1-D. One chunk of T steps is:
+Imported only when ``backend="cuda"`` is asked for. A chunk is T steps of B streams (B = 1
+for min-char-rnn): inputs ``x (T, B)``, activations ``hs (T+1, B, H)``, ``ps (T, B, V)``;
+biases are 1-D. One chunk is:
 
-    recurrence        1 block, the time loop inside the kernel: hs[t+1] = tanh(Wxh[:, x_t] +
-                      Whh hs[t] + bh); the one-hot input is a column gather; h lives in shared
-                      memory across all steps
-    output_layer      T blocks, one per step: softmax(Why h + by), the step's loss
-    output_grad       T blocks: dy = p - onehot(target) and Why^T dy for every step, before the
-                      backward loop
-    recurrence_back   1 block, reversed time loop: draw[t] = (1 - h^2)(Why^T dy[t] + Whh^T draw[t+1])
-    grad_hh/_hy/_xh   one thread per gradient element, a sum over all steps: dWhh, dbh, dWhy,
-                      dby, and dWxh gathered by character (no atomics, so results are exact
-                      and reproducible)
+    recurrence        one block per stream, the time loop inside the kernel: hs[t+1] =
+                      tanh(Wxh[:, x_t] + Whh hs[t] + bh); the one-hot input is a column gather;
+                      the stream's h lives in shared memory across all steps
+    output_layer      one block per (step, stream): softmax(Why h + by) and its loss
+    output_grad       one block per (step, stream): dy = p - onehot(target) and Why^T dy, all
+                      before the backward loop
+    recurrence_back   one block per stream, reversed time loop:
+                      draw[t] = (1 - h^2)(Why^T dy[t] + Whh^T draw[t+1])
+    grad_hh/_hy/_xh   one thread per gradient element, a sum over all steps and streams: dWhh,
+                      dbh, dWhy, dby, and dWxh gathered by character (no atomics, so results
+                      are reproducible)
     optimize          one grid-stride kernel over all five parameters at once (they live in one
                       flat buffer): clip fused with an Adagrad, RMSprop or Adam update
 
@@ -44,92 +46,97 @@ def kernels(dtype):
     one = nb(1)
 
     @cuda.jit
-    def recurrence(inputs, hprev, Wxh, Whh, bh, hs):
-        """hs[0] = hprev; hs[t+1] = tanh(Wxh[:, inputs[t]] + Whh hs[t] + bh) for t < T."""
+    def recurrence(x, hprev, Wxh, Whh, bh, hs):
+        """Block b, stream b: hs[0, b] = hprev[b]; hs[t+1, b] = tanh(Wxh[:, x[t, b]] +
+        Whh hs[t, b] + bh) for t < T (x: (T, B))."""
         h = cuda.shared.array(MAX_H, nb)
+        b = cuda.blockIdx.x
         tid, nt = cuda.threadIdx.x, cuda.blockDim.x
         H = Whh.shape[0]
         for i in range(tid, H, nt):
-            h[i] = hprev[i]
-            hs[0, i] = hprev[i]
+            h[i] = hprev[b, i]
+            hs[0, b, i] = hprev[b, i]
         cuda.syncthreads()
-        for t in range(inputs.shape[0]):
-            x = inputs[t]
+        for t in range(x.shape[0]):
+            c = x[t, b]
             for i in range(tid, H, nt):
-                a = Wxh[i, x] + bh[i]
+                a = Wxh[i, c] + bh[i]
                 for j in range(H):
                     a += Whh[i, j] * h[j]
-                hs[t + 1, i] = math.tanh(a)
+                hs[t + 1, b, i] = math.tanh(a)
             cuda.syncthreads()
             for i in range(tid, H, nt):  # every thread has read h: now replace it
-                h[i] = hs[t + 1, i]
+                h[i] = hs[t + 1, b, i]
             cuda.syncthreads()
 
     @cuda.jit
-    def output_layer(hs, Why, by, targets, ps, step_losses):
-        """Block t: ps[t] = softmax(Why hs[t+1] + by); step_losses[t] = -log ps[t, targets[t]]."""
+    def output_layer(hs, Why, by, y, ps, step_losses):
+        """Block (t, b): ps[t, b] = softmax(Why hs[t+1, b] + by); step_losses[t, b] = -log p."""
         stat = cuda.shared.array(2, float64)
-        t = cuda.blockIdx.x
+        t, b = cuda.blockIdx.x, cuda.blockIdx.y
         tid, nt = cuda.threadIdx.x, cuda.blockDim.x
         V, H = Why.shape
         for v in range(tid, V, nt):
-            y = by[v]
+            z = by[v]
             for j in range(H):
-                y += Why[v, j] * hs[t + 1, j]
-            ps[t, v] = y
+                z += Why[v, j] * hs[t + 1, b, j]
+            ps[t, b, v] = z
         cuda.syncthreads()
         if tid == 0:
-            m = ps[t, 0]
+            m = ps[t, b, 0]
             for v in range(1, V):
-                m = max(m, ps[t, v])
+                m = max(m, ps[t, b, v])
             stat[0] = m
         cuda.syncthreads()
         m = nb(stat[0])
         for v in range(tid, V, nt):
-            ps[t, v] = math.exp(ps[t, v] - m)
+            ps[t, b, v] = math.exp(ps[t, b, v] - m)
         cuda.syncthreads()
         if tid == 0:
-            s = nb(0)
+            total = nb(0)
             for v in range(V):
-                s += ps[t, v]
-            stat[1] = s
+                total += ps[t, b, v]
+            stat[1] = total
         cuda.syncthreads()
         inv = one / nb(stat[1])
         for v in range(tid, V, nt):
-            ps[t, v] *= inv
+            ps[t, b, v] *= inv
         cuda.syncthreads()
         if tid == 0:
-            step_losses[t] = -math.log(float64(ps[t, targets[t]]))
+            step_losses[t, b] = -math.log(float64(ps[t, b, y[t, b]]))
 
     @cuda.jit
     def add_losses(step_losses, T, losses, n):
-        """losses[n] = sum(step_losses[:T]) in step order (one thread: deterministic)."""
+        """losses[n] = sum of step_losses[:T] (step by step, stream by stream; one thread)."""
         if cuda.threadIdx.x == 0 and cuda.blockIdx.x == 0:
-            s = 0.0
+            total = 0.0
             for t in range(T):
-                s += step_losses[t]
-            losses[n] = s
+                for b in range(step_losses.shape[1]):
+                    total += step_losses[t, b]
+            losses[n] = total
 
     @cuda.jit
-    def output_grad(ps, targets, Why, dys, dhout):
-        """Block t: dys[t] = ps[t] - onehot(targets[t]); dhout[t] = Why^T dys[t]."""
-        t = cuda.blockIdx.x
+    def output_grad(ps, y, Why, dys, dhout):
+        """Block (t, b): dys[t, b] = ps[t, b] - onehot(y[t, b]); dhout[t, b] = Why^T dys[t, b]."""
+        t, b = cuda.blockIdx.x, cuda.blockIdx.y
         tid, nt = cuda.threadIdx.x, cuda.blockDim.x
         V, H = Why.shape
         for v in range(tid, V, nt):
-            dys[t, v] = ps[t, v] - (one if v == targets[t] else nb(0))
+            dys[t, b, v] = ps[t, b, v] - (one if v == y[t, b] else nb(0))
         cuda.syncthreads()
         for i in range(tid, H, nt):
-            s = nb(0)
+            acc = nb(0)
             for v in range(V):
-                s += Why[v, i] * dys[t, v]
-            dhout[t, i] = s
+                acc += Why[v, i] * dys[t, b, v]
+            dhout[t, b, i] = acc
 
     @cuda.jit
     def recurrence_back(hs, dhout, Whh, draws):
-        """Reversed time loop: draws[t] = (1 - hs[t+1]^2) * (dhout[t] + Whh^T draws[t+1])."""
+        """Block b, reversed time loop: draws[t, b] = (1 - hs[t+1, b]^2) *
+        (dhout[t, b] + Whh^T draws[t+1, b])."""
         d = cuda.shared.array(MAX_H, nb)
         dn = cuda.shared.array(MAX_H, nb)
+        b = cuda.blockIdx.x
         tid, nt = cuda.threadIdx.x, cuda.blockDim.x
         H = Whh.shape[0]
         for i in range(tid, H, nt):
@@ -137,60 +144,65 @@ def kernels(dtype):
         cuda.syncthreads()
         for t in range(draws.shape[0] - 1, -1, -1):
             for i in range(tid, H, nt):
-                r = tanh_backward(hs[t + 1, i], dhout[t, i] + dn[i], one)
-                draws[t, i] = r
+                r = tanh_backward(hs[t + 1, b, i], dhout[t, b, i] + dn[i], one)
+                draws[t, b, i] = r
                 d[i] = r
             cuda.syncthreads()
             for i in range(tid, H, nt):
-                s = nb(0)
+                acc = nb(0)
                 for j in range(H):
-                    s += Whh[j, i] * d[j]
-                dn[i] = s
+                    acc += Whh[j, i] * d[j]
+                dn[i] = acc
             cuda.syncthreads()
 
     @cuda.jit
     def grad_hh(hs, draws, dWhh, dbh):
-        """dWhh[i, j] = sum_t draws[t, i] hs[t, j]; dbh[i] = sum_t draws[t, i]."""
+        """dWhh[i, j] = sum_{t,b} draws[t, b, i] hs[t, b, j]; dbh[i] = sum_{t,b} draws[t, b, i]."""
         i, j = cuda.grid(2)
         H = dWhh.shape[0]
         if i < H and j < H:
-            s = nb(0)
+            acc = nb(0)
             for t in range(draws.shape[0]):
-                s += draws[t, i] * hs[t, j]
-            dWhh[i, j] = s
+                for b in range(draws.shape[1]):
+                    acc += draws[t, b, i] * hs[t, b, j]
+            dWhh[i, j] = acc
             if j == 0:
-                b = nb(0)
+                acc = nb(0)
                 for t in range(draws.shape[0]):
-                    b += draws[t, i]
-                dbh[i] = b
+                    for b in range(draws.shape[1]):
+                        acc += draws[t, b, i]
+                dbh[i] = acc
 
     @cuda.jit
     def grad_hy(hs, dys, dWhy, dby):
-        """dWhy[v, j] = sum_t dys[t, v] hs[t+1, j]; dby[v] = sum_t dys[t, v]."""
+        """dWhy[v, j] = sum_{t,b} dys[t, b, v] hs[t+1, b, j]; dby[v] = sum_{t,b} dys[t, b, v]."""
         v, j = cuda.grid(2)
         V, H = dWhy.shape
         if v < V and j < H:
-            s = nb(0)
+            acc = nb(0)
             for t in range(dys.shape[0]):
-                s += dys[t, v] * hs[t + 1, j]
-            dWhy[v, j] = s
+                for b in range(dys.shape[1]):
+                    acc += dys[t, b, v] * hs[t + 1, b, j]
+            dWhy[v, j] = acc
             if j == 0:
-                b = nb(0)
+                acc = nb(0)
                 for t in range(dys.shape[0]):
-                    b += dys[t, v]
-                dby[v] = b
+                    for b in range(dys.shape[1]):
+                        acc += dys[t, b, v]
+                dby[v] = acc
 
     @cuda.jit
-    def grad_xh(inputs, draws, dWxh):
-        """dWxh[i, c] = sum of draws[t, i] over the steps whose input is character c."""
+    def grad_xh(x, draws, dWxh):
+        """dWxh[i, c] = sum of draws[t, b, i] over the (t, b) whose input is character c."""
         i, c = cuda.grid(2)
         H, V = dWxh.shape
         if i < H and c < V:
-            s = nb(0)
-            for t in range(inputs.shape[0]):
-                if inputs[t] == c:
-                    s += draws[t, i]
-            dWxh[i, c] = s
+            acc = nb(0)
+            for t in range(x.shape[0]):
+                for b in range(x.shape[1]):
+                    if x[t, b] == c:
+                        acc += draws[t, b, i]
+            dWxh[i, c] = acc
 
     @cuda.jit
     def clip_all(g):
