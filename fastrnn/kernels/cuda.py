@@ -18,9 +18,9 @@ biases are 1-D. One chunk is:
     optimize          one grid-stride kernel over all five parameters at once (they live in one
                       flat buffer): clip fused with an Adagrad, RMSprop or Adam update
 
-The single-block recurrence strides its threads over the H rows, so any H up to ``MAX_H``
-works; a multi-block recurrence with a grid-wide barrier (for large H on a real GPU) is not
-written yet. Formulas shared with the CPU kernels come from ``scalar.py``.
+Each stream's recurrence is one block whose threads stride over the H rows, so any H up to
+``MAX_H`` works; several blocks per stream with a grid-wide barrier (for large H on a real GPU)
+are not written yet. Formulas shared with the CPU kernels come from ``scalar.py``.
 """
 
 import functools
@@ -34,7 +34,7 @@ from ..reference import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, CLIP, RM
 from .scalar import (adagrad_memory, adagrad_weight, adam_moment, adam_weight, clip,
                      rmsprop_memory, rmsprop_weight, tanh_backward)
 
-MAX_H = 2048            # hidden units held in shared memory by the single-block kernels
+MAX_H = 2048            # hidden units held in shared memory by the per-stream blocks
 BLOCK = 128             # threads per block; tests shrink it so that striding paths run
 
 
