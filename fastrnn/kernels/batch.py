@@ -103,7 +103,8 @@ def add_tanh(pre, acc, out):
 
 @njit(**INLINE)
 def softmax_loss(ps, by, y, row_loss):
-    """ps[t, b] <- softmax(ps[t, b] + by); row_loss[t, b] = -log p[t, b, y[t, b]]."""
+    """ps[t, b] <- softmax(ps[t, b] + by); row_loss[t, b] = -log p[t, b, y[t, b]] (computed from
+    the logits; subnormal probabilities set to 0, see ``cpu.softmax_inplace``)."""
     T, B, V = ps.shape
     for t in range(T):
         for b in range(B):
@@ -112,15 +113,18 @@ def softmax_loss(ps, by, y, row_loss):
             for v in range(V):
                 row[v] += by[v]
                 m = max(m, row[v])
+            target_logit = row[y[t, b]]
             s = 0.0
             for v in range(V):
                 e = vmath.exp(row[v] - m)
                 row[v] = e
                 s += e
             inv = 1.0 / s
-            for v in range(V):
-                row[v] *= inv
-            row_loss[t, b] = -np.log(np.float64(row[y[t, b]]))
+            flush = vmath.tiny(row[0])
+            for v in range(V):  # subnormal probabilities -> 0, as in cpu.softmax_inplace
+                p = row[v] * inv
+                row[v] = p if p >= flush else row.dtype.type(0)
+            row_loss[t, b] = m + np.log(s) - target_logit  # -log p[target], from the logits
 
 
 @njit(**INLINE)

@@ -162,7 +162,12 @@ def tanh_inplace(a):
 
 @njit(**INLINE)
 def softmax_inplace(y):
-    """y <- softmax(y), max subtracted first."""
+    """y <- softmax(y), max subtracted first; returns log(sum(exp(y))), the log-normaliser.
+
+    Probabilities below the smallest normal number are set to 0: as subnormals they would make
+    every later operation on them (dy = p - onehot, its products) many times slower. Losses
+    come from the log-normaliser, so they stay exact and finite all the same.
+    """
     ymax = y[0]
     for v in range(1, y.shape[0]):
         ymax = max(ymax, y[v])
@@ -172,8 +177,11 @@ def softmax_inplace(y):
         y[v] = e
         s += e
     inv = 1.0 / s
+    flush = vmath.tiny(y[0])
     for v in range(y.shape[0]):
-        y[v] *= inv
+        p = y[v] * inv
+        y[v] = p if p >= flush else y.dtype.type(0)
+    return ymax + math.log(s)
 
 
 @njit(**INLINE)
@@ -209,8 +217,8 @@ def forward(inputs, targets, hprev, params, hs, ps):
     for t in range(T):
         for v in range(ps.shape[1]):
             ps[t, v] += by[v]
-        softmax_inplace(ps[t])
-        loss -= math.log(ps[t, targets[t]])
+        target_logit = ps[t, targets[t]]
+        loss += softmax_inplace(ps[t]) - target_logit  # -log p[target], from the logits
     return loss
 
 

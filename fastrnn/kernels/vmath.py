@@ -147,3 +147,15 @@ def _rsqrt(x):
             return 0.0 if x == math.inf else y
         return impl
     return lambda x: np.float32(1.0) / math.sqrt(x)
+
+
+def tiny(x):
+    """The smallest normal number of x's floating type (below it, arithmetic turns slow)."""
+    return np.finfo(np.asarray(x).dtype).tiny
+
+
+@overload(tiny, jit_options=_JIT)
+def _tiny(x):
+    value = float(np.finfo(np.float32 if x == types.float32 else np.float64).tiny)
+    cast = np.float32 if x == types.float32 else np.float64
+    return lambda x: cast(value)
