@@ -15,8 +15,6 @@ are rows, biases and hidden state are 1-D, ``params``/``grads``/``mems`` are tup
     train_batch(data, position, h, params, grads, mems, lr, seq_length, losses, work, threads,
                 opt=None) -> position               # B streams: h (B, H); work: batch_workspace
 
-Backends without mini-batch kernels have ``train_batch = None``.
-
 Backends are imported only when asked for, so the package works where one is missing.
 """
 
@@ -108,11 +106,17 @@ def _numpy_backend():
 
 def _numba_backend():
     from .kernels import cpu
-    from .kernels import batch
     return SimpleNamespace(name="numba", forward=cpu.forward, backward=cpu.backward,
                            adagrad_update=cpu.adagrad_update, adagrad=cpu.adagrad,
                            sample=cpu.sample, train=cpu.train, evaluate=cpu.evaluate,
-                           train_batch=batch.train)
+                           train_batch=_numba_train_batch)
+
+
+def _numba_train_batch(*args, **kwargs):
+    """The mini-batch kernels, imported on first use: their BLAS binding costs start-up time
+    (finding and checking NumPy's OpenBLAS) that single-stream users need not pay."""
+    from .kernels import batch
+    return batch.train(*args, **kwargs)
 
 
 def _cuda_backend():

@@ -69,9 +69,6 @@ class CharRNN:
         self.backend = backend
         self.threads = threads
         c = self.config
-        if c.batch_size > 1 and self._kernels.train_batch is None:
-            raise ValueError(f"backend {backend!r} has no mini-batch kernels yet: use batch_size=1 "
-                             f"or backend 'numba'")
         self.params = init_params(c.hidden_size, c.vocab_size, c.seed, c.dtype)
         self.mems = zeros_like(self.params)  # Adagrad memory / RMSprop mean square / Adam m
         self.mems2 = zeros_like(self.params) if optimizer == "adam" else None  # Adam's v
@@ -161,9 +158,6 @@ class CharRNN:
                                                     *args, self._work, opt))
             self.step += n_steps
             return losses
-        if self._kernels.train_batch is None:  # the backend was changed after construction
-            raise ValueError(f"backend {self.backend!r} has no mini-batch kernels yet: use "
-                             f"batch_size=1 or backend 'numba'")
         if self._work is None and self.backend == "numba":
             self._work = batch_workspace(c.batch_size, c.seq_length, c.hidden_size, c.vocab_size,
                                          np.dtype(c.dtype))
