@@ -1,8 +1,8 @@
 """``backend="cuda"``: the kernel signature of ``backends.py`` on an NVIDIA GPU (numba-cuda).
 
 Host arrays in, host arrays out, like every backend. Within one call everything stays on the
-device: ``train`` copies the parameters, Adagrad memory and hidden state over once, runs all
-its chunks there (one fused clip + Adagrad launch per chunk over a single flat buffer holding
+device: ``train`` copies the parameters, optimizer state and hidden states over once, runs all
+its chunks there (one fused clip + optimizer launch per chunk over a single flat buffer holding
 all five parameters) and copies them back once. The model and the command line call ``train``
 with many chunks at a time, so the copies are amortised; the drop-in ``lossFun``/``adagrad``
 pay them on every call.
@@ -15,6 +15,7 @@ import numpy as np
 from numba import cuda
 
 from .kernels import cuda as ck
+from .kernels.scalar import ADAGRAD, ADAM
 
 
 def available():
@@ -126,7 +127,7 @@ def backward(inputs, targets, hs, ps, params, grads, work):
 def adagrad_update(w, g, m, lr):
     K = ck.kernels(w.dtype)
     dw, dg, dm = cuda.to_device(w), cuda.to_device(g), cuda.to_device(m)
-    K["optimize"][_grid1(w.shape[0])](dw, dg, dm, dm, 0, lr, 0, False)
+    K["optimize"][_grid1(w.shape[0])](dw, dg, dm, dm, ADAGRAD, lr, 0, False)
     dw.copy_to_host(w)
     dm.copy_to_host(m)
 
@@ -136,7 +137,7 @@ def adagrad(params, grads, mems, lr):
     dw, _ = _to_device(params)
     dg, _ = _to_device(grads)
     dm, _ = _to_device(mems)
-    K["optimize"][_grid1(dw.shape[0])](dw, dg, dm, dm, 0, lr, 0, False)
+    K["optimize"][_grid1(dw.shape[0])](dw, dg, dm, dm, ADAGRAD, lr, 0, False)
     _to_host(dw, params)
     _to_host(dm, mems)
 
@@ -187,8 +188,8 @@ def _train(data, position, h, params, grads, mems, lr, seq_length, losses, opt):
     p_flat, P = _to_device(params)
     g_flat, G = _to_device(grads)
     m_flat, _ = _to_device(mems)
-    kind, step, mems2 = (0, 0, None) if opt is None else opt
-    adam = kind == 2  # only Adam has a second state (otherwise mems2 may alias mems)
+    kind, step, mems2 = (ADAGRAD, 0, None) if opt is None else opt
+    adam = kind == ADAM  # only Adam has a second state (otherwise mems2 may alias mems)
     v_flat = _to_device(mems2)[0] if adam else m_flat
     d_h = cuda.to_device(np.ascontiguousarray(h))
     d_losses = cuda.device_array(n, np.float64)

@@ -27,9 +27,9 @@ from threadpoolctl import threadpool_limits
 
 from . import vmath
 from .blas import gemm
-from .cpu import ADAGRAD, optimizer_update
+from .cpu import optimizer_update
 from .options import INLINE, NJIT
-from .scalar import tanh_backward
+from .scalar import ADAGRAD, tanh_backward
 
 GROUPS = 2  # stream groups per chunk: at most this many threads work on it
 

@@ -31,8 +31,9 @@ from numba import cuda, float32, float64, int64
 
 from ..reference import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, CLIP, RMSPROP_DECAY,
                          RMSPROP_EPS)
-from .scalar import (adagrad_memory, adagrad_weight, adam_moment, adam_weight, clip,
-                     rmsprop_memory, rmsprop_weight, tanh_backward)
+from .scalar import (ADAGRAD, RMSPROP, adagrad_memory, adagrad_weight, adam_corrections,
+                     adam_moment, adam_weight, clip, gradient, rmsprop_memory, rmsprop_weight,
+                     tanh_backward)
 
 MAX_H = 2048            # hidden units held in shared memory by the per-stream blocks
 BLOCK = 128             # threads per block; tests shrink it so that striding paths run
@@ -213,24 +214,17 @@ def kernels(dtype):
 
     @cuda.jit
     def optimize(w, g, s1, s2, kind, lr, step, clip_first):
-        """Flat buffers: (clip;) one Adagrad (kind 0), RMSprop (1) or Adam (2) update."""
+        """Flat buffers: (clip;) one Adagrad, RMSprop or Adam update (kind: the scalar.py ids)."""
         lr_, bound = nb(lr), nb(CLIP)
-        if kind == 2:
-            step_size = nb(lr / (1.0 - ADAM_BETA1 ** step))
-            root_correction = nb(math.sqrt(1.0 - ADAM_BETA2 ** step))
-        else:
-            step_size = nb(0)
-            root_correction = one
+        corrections = adam_corrections(lr, max(step, 1))  # used by Adam only
+        step_size, root_correction = nb(corrections[0]), nb(corrections[1])
         for k in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):
-            gk = g[k]
-            if clip_first:
-                gk = clip(gk, bound)
-                g[k] = gk
-            if kind == 0:
+            gk = gradient(g, k, clip_first, bound)
+            if kind == ADAGRAD:
                 mk = adagrad_memory(s1[k], gk)
                 s1[k] = mk
                 w[k] = adagrad_weight(w[k], gk, mk, lr_, nb(ADAGRAD_EPS))
-            elif kind == 1:
+            elif kind == RMSPROP:
                 mk = rmsprop_memory(s1[k], gk, nb(RMSPROP_DECAY), one)
                 s1[k] = mk
                 w[k] = rmsprop_weight(w[k], gk, mk, lr_, nb(RMSPROP_EPS))

@@ -13,10 +13,24 @@ from ..reference import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, CLIP,  #
 from .vmath import rsqrt
 
 
+ADAGRAD, RMSPROP, ADAM = 0, 1, 2  # optimizer ids, in the order of reference.OPTIMIZERS
+
+
 @register_jitable
 def clip(g, bound):
     """min-char-rnn's ``np.clip(g, -5, 5)``."""
     return min(max(g, -bound), bound)
+
+
+@register_jitable(inline="always")
+def gradient(g, i, clip_first, bound):
+    """``g[i]``; first clipped to [-bound, bound] in place when ``clip_first`` (the training
+    kernels' fused clip + update)."""
+    gi = g[i]
+    if clip_first:
+        gi = clip(gi, bound)
+        g[i] = gi
+    return gi
 
 
 @register_jitable
@@ -53,6 +67,13 @@ def rmsprop_weight(w, g, m, lr, eps):
 def adam_moment(m, g, beta, one):
     """``m = beta m + (1 - beta) g`` (for v, pass g*g)."""
     return beta * m + (one - beta) * g
+
+
+@register_jitable
+def adam_corrections(lr, step):
+    """Adam's bias corrections for update number ``step``, in float64:
+    (step_size = lr / (1 - b1**step), root_correction = sqrt(1 - b2**step))."""
+    return lr / (1.0 - ADAM_BETA1 ** step), math.sqrt(1.0 - ADAM_BETA2 ** step)
 
 
 @register_jitable
