@@ -156,23 +156,33 @@ def kernels(dtype):
                 dn[i] = acc
             cuda.syncthreads()
 
+    @cuda.jit(device=True)
+    def sum_of_products(a, i, h, j, shift):
+        """sum over steps t and streams b of a[t, b, i] h[t + shift, b, j]."""
+        acc = nb(0)
+        for t in range(a.shape[0]):
+            for b in range(a.shape[1]):
+                acc += a[t, b, i] * h[t + shift, b, j]
+        return acc
+
+    @cuda.jit(device=True)
+    def sum_of(a, i):
+        """sum over steps t and streams b of a[t, b, i]."""
+        acc = nb(0)
+        for t in range(a.shape[0]):
+            for b in range(a.shape[1]):
+                acc += a[t, b, i]
+        return acc
+
     @cuda.jit
     def grad_hh(hs, draws, dWhh, dbh):
         """dWhh[i, j] = sum_{t,b} draws[t, b, i] hs[t, b, j]; dbh[i] = sum_{t,b} draws[t, b, i]."""
         i, j = cuda.grid(2)
         H = dWhh.shape[0]
         if i < H and j < H:
-            acc = nb(0)
-            for t in range(draws.shape[0]):
-                for b in range(draws.shape[1]):
-                    acc += draws[t, b, i] * hs[t, b, j]
-            dWhh[i, j] = acc
+            dWhh[i, j] = sum_of_products(draws, i, hs, j, 0)
             if j == 0:
-                acc = nb(0)
-                for t in range(draws.shape[0]):
-                    for b in range(draws.shape[1]):
-                        acc += draws[t, b, i]
-                dbh[i] = acc
+                dbh[i] = sum_of(draws, i)
 
     @cuda.jit
     def grad_hy(hs, dys, dWhy, dby):
@@ -180,17 +190,9 @@ def kernels(dtype):
         v, j = cuda.grid(2)
         V, H = dWhy.shape
         if v < V and j < H:
-            acc = nb(0)
-            for t in range(dys.shape[0]):
-                for b in range(dys.shape[1]):
-                    acc += dys[t, b, v] * hs[t + 1, b, j]
-            dWhy[v, j] = acc
+            dWhy[v, j] = sum_of_products(dys, v, hs, j, 1)
             if j == 0:
-                acc = nb(0)
-                for t in range(dys.shape[0]):
-                    for b in range(dys.shape[1]):
-                        acc += dys[t, b, v]
-                dby[v] = acc
+                dby[v] = sum_of(dys, v)
 
     @cuda.jit
     def grad_xh(x, draws, dWxh):
