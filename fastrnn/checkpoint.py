@@ -6,20 +6,18 @@ moment) and, for Adam, ``vWxh ... vby``, the hidden state ``h`` and the per-iter
 ``losses``; a JSON document ``meta`` holds the format name and version, the model config, the
 vocabulary, the data position, the iteration count, the sampling RNG state and the metrics.
 
-Writes are atomic: the archive goes to a temporary file in the same directory, is flushed to disk
-and then renamed over the target, so a reader (or a crash at any moment) sees either the old
-file or the new one, never a partial one.
+Writes are atomic (``files.write_atomically``): a reader, or a crash at any moment, sees either
+the old file or the new one, never a partial one.
 """
 
 import json
-import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, files
 from .model import CharRNN, Config
 from .vocab import Vocab
 
@@ -71,7 +69,7 @@ class Checkpoint:
 
 
 def save(path, ckpt):
-    """Write ``ckpt`` to ``path`` atomically (temporary file, fsync, rename)."""
+    """Write ``ckpt`` to ``path`` atomically (``files.write_atomically``)."""
     path = Path(path)
     meta = {"format": FORMAT, "version": VERSION, "fastrnn": __version__,
             "config": ckpt.config.to_dict(), "vocab": ckpt.vocab.chars,
@@ -81,52 +79,7 @@ def save(path, ckpt):
     if ckpt.mems2 is not None:
         arrays.update({"v" + name: a for name, a in zip(NAMES, ckpt.mems2)})
     arrays.update(h=ckpt.h, losses=ckpt.losses, meta=np.array(json.dumps(meta)))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def remove_stale_temporaries(directory):
-    """Delete temporary files left by writers that were killed mid-write (their pid is gone)."""
-    for tmp in Path(directory).glob(".*.tmp"):
-        try:
-            pid = int(tmp.name.rsplit(".", 2)[-2])
-        except ValueError:
-            continue
-        if pid != os.getpid() and not _alive(pid):
-            tmp.unlink(missing_ok=True)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
-
-
-def _fsync_dir(directory):
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    files.write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
 def load(path):

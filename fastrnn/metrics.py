@@ -12,27 +12,27 @@ in training kernel calls (not evaluation or compilation) and ``chars_per_s`` the
 
 import json
 import math
-import os
-from pathlib import Path
+
+from . import files
 
 
 def bits(nats):
     return None if nats is None else nats / math.log(2)
 
 
+def _line(record):
+    return json.dumps(record) + "\n"
+
+
 def rewrite(path, records):
     """Replace the log with ``records`` (a resumed run starts from its checkpoint's history)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        for r in records:
-            f.write(json.dumps(r) + "\n")
-    os.replace(tmp, path)
+    text = "".join(_line(r) for r in records)
+    files.write_atomically(path, lambda f: f.write(text.encode()))
 
 
 def append(path, record):
     with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(_line(record))
 
 
 def plot(path, records):
@@ -43,7 +43,6 @@ def plot(path, records):
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    path = Path(path)
     it = [r["iteration"] for r in records]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(it, [r["train_loss"] for r in records], label="training (smoothed)")
@@ -54,8 +53,8 @@ def plot(path, records):
     ax.set_ylabel("loss (nats per character)")
     ax.legend()
     ax.grid(alpha=0.3)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        files.write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)
     return True

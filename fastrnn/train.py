@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, cli, corpus as corpus_mod, metrics
+from . import checkpoint, cli, corpus as corpus_mod, files, metrics
 from .backends import BACKENDS
 from .checkpoint import Checkpoint, CheckpointError
 from .model import CharRNN
@@ -166,7 +166,7 @@ def _output_dir(args, ckpt):
         probe.unlink()
     except OSError as e:
         raise cli.UsageError(f"cannot write to output directory {out}: {e.strerror or e}") from None
-    checkpoint.remove_stale_temporaries(out)
+    files.remove_stale_temporaries(out)
     if ckpt is None and (out / CHECKPOINT).exists() and not args.overwrite:
         raise cli.UsageError(f"{out / CHECKPOINT} already exists: continue it with --resume "
                              f"{out / CHECKPOINT}, or pass --overwrite or another --out")

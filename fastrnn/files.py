@@ -1,0 +1,60 @@
+"""Writing output files so that no reader, and no crash, ever sees half of one.
+
+Every file fastrnn writes (checkpoints, the metrics log, the loss picture) goes to a temporary
+file in the same directory -- ``.NAME.PID.tmp`` -- is flushed to disk and then renamed over
+NAME, so NAME is always either the old file or the new one.
+"""
+
+import os
+from pathlib import Path
+
+
+def write_atomically(path, write):
+    """Call ``write(f)`` on a binary file object, then replace ``path`` with what it wrote."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def remove_stale_temporaries(directory):
+    """Delete temporary files left by writers that were killed mid-write (their pid is gone)."""
+    for tmp in Path(directory).glob(".*.tmp"):
+        try:
+            pid = int(tmp.name.rsplit(".", 2)[-2])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _fsync_dir(directory):
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
