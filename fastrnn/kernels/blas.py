@@ -68,8 +68,8 @@ def _loop_gemm(real):
     """A cfunc with CBLAS's row-major gemm signature (alpha = 1), as loops."""
     @cfunc(_c_signature(real), nopython=True)
     def gemm(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc):
-        a = carray(A, (M * lda + K * lda,))
-        b = carray(B, (N * ldb + K * ldb,))
+        a = carray(A, ((K if ta == TRANS else M) * lda,))  # op(A) is M x K
+        b = carray(B, ((N if tb == TRANS else K) * ldb,))  # op(B) is K x N
         c = carray(C, (M * ldc,))
         for i in range(M):
             for j in range(N):
