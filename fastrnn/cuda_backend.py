@@ -28,9 +28,8 @@ def available():
         return False, f"numba-cuda cannot use the GPU ({e})"
 
 
-def _check_size(H):
-    if H > ck.MAX_H:
-        raise ValueError(f"backend 'cuda' supports hidden_size <= {ck.MAX_H}, got {H}")
+def _kernels(dtype):
+    return ck.kernels(dtype, ck.TILE, ck.WORK, ck.MAX_H)
 
 
 def _grid1(n):
@@ -40,6 +39,17 @@ def _grid1(n):
 def _grid2(n0, n1):
     side = max(1, int(ck.BLOCK ** 0.5))
     return ((n0 + side - 1) // side, (n1 + side - 1) // side), (side, side)
+
+
+def _product_grid(M, N):
+    """Launch shape of a product with an (M, N) result: one block per (TILE*WORK)^2 tile."""
+    side = ck.TILE * ck.WORK
+    return ((N + side - 1) // side, (M + side - 1) // side), (ck.TILE, ck.TILE)
+
+
+def _matmul(K, A, ta, B, tb, C):
+    """C = (A.T if ta else A) @ (B.T if tb else B) on the device."""
+    K["matmul"][_product_grid(*C.shape)](A, ta, B, tb, C)
 
 
 def _to_device(arrays):
@@ -59,6 +69,18 @@ def _to_host(flat, arrays):
         offset += a.size
 
 
+def _by_character(inputs, V):
+    """For chunks of inputs (n, rows), each row r = t*B + b: (order, offsets), int32, such that
+    order[k, offsets[k, c]:offsets[k, c+1]] lists chunk k's rows whose input is c, ascending:
+    what ``grad_xh`` sums over (a scatter-add by character without atomics)."""
+    n = inputs.shape[0]
+    order = np.argsort(inputs, axis=1, kind="stable").astype(np.int32)
+    counts = np.bincount((np.arange(n)[:, None] * V + inputs).ravel(), minlength=n * V)
+    offsets = np.zeros((n, V + 1), np.int32)
+    np.cumsum(counts.reshape(n, V), axis=1, out=offsets[:, 1:])
+    return order, offsets
+
+
 class _Chunk:
     """Device buffers for chunks of up to T steps of B streams."""
 
@@ -68,25 +90,51 @@ class _Chunk:
         self.dys = cuda.device_array((T, B, V), dtype)
         self.dhout = cuda.device_array((T, B, H), dtype)
         self.draws = cuda.device_array((T, B, H), dtype)
-        self.step_losses = cuda.device_array((T, B), np.float64)
+        self.step_losses = cuda.device_array(T * B, np.float64)
+        self.WhhT = cuda.device_array((H, H), dtype)
 
 
 def _forward(K, x, y, h, P, c, losses, n):
-    """Forward over one chunk (x, y: (T, B) on the device); losses[n] = its summed loss."""
-    T, B = x.shape
-    K["recurrence"][B, ck.BLOCK](x, h, P[0], P[1], P[3], c.hs)
-    K["output_layer"][(T, B), ck.BLOCK](c.hs, P[2], P[4], y, c.ps, c.step_losses)
-    K["add_losses"][1, 1](c.step_losses, T, losses, n)
-
-
-def _gradients(K, x, y, P, G, c):
-    """Unclipped gradients of the chunk whose forward pass is in ``c``."""
+    """Forward over one chunk (x, y: (T, B) on the device, h: (B, H)); ``c.hs`` and ``c.ps``
+    hold its activations and probabilities, losses[n] its summed loss."""
     (T, B), H, V = x.shape, P[1].shape[0], P[2].shape[0]
-    K["output_grad"][(T, B), ck.BLOCK](c.ps, y, P[2], c.dys, c.dhout)
-    K["recurrence_back"][B, ck.BLOCK](c.hs, c.dhout, P[1], c.draws[:T])
-    K["grad_hh"][_grid2(H, H)](c.hs, c.draws[:T], G[1], G[3])
-    K["grad_hy"][_grid2(V, H)](c.hs, c.dys[:T], G[2], G[4])
-    K["grad_xh"][_grid2(H, V)](x, c.draws[:T], G[0])
+    rows = T * B
+    hs = c.hs[:T + 1]
+    if ck.per_step(B, H):
+        K["copy_state"][_grid1(B * H)](h, hs)
+        grid = _product_grid(B, H)
+        for t in range(T):
+            K["recurrence_step"][grid](t, x, P[0], P[1], P[3], hs)
+    else:
+        K["transpose"][_grid2(H, H)](P[1], c.WhhT)
+        K["recurrence"][B, ck.BLOCK](x, h, P[0], c.WhhT, P[3], hs)
+    z = c.ps[:T].reshape(rows, V)
+    _matmul(K, hs[1:].reshape(rows, H), False, P[2], True, z)
+    K["softmax_rows"][rows, ck.BLOCK](z, P[4], y.reshape(rows), z, c.step_losses[:rows])
+    K["add_losses"][1, 1](c.step_losses[:rows], losses, n)
+
+
+def _gradients(K, x, y, order, offsets, P, G, c):
+    """Unclipped gradients of the chunk whose forward pass is in ``c``; (order, offsets): the
+    chunk's inputs sorted by character (``_by_character``)."""
+    (T, B), H, V = x.shape, P[1].shape[0], P[2].shape[0]
+    rows = T * B
+    dys = c.dys[:T].reshape(rows, V)
+    K["output_delta"][_grid1(rows * V)](c.ps[:T].reshape(rows, V), y.reshape(rows), dys)
+    dhout, draws = c.dhout[:T], c.draws[:T]
+    _matmul(K, dys, False, P[2], False, dhout.reshape(rows, H))
+    if ck.per_step(B, H):
+        grid = _product_grid(B, H)
+        for t in range(T - 1, -1, -1):
+            K["recurrence_back_step"][grid](t, c.hs, dhout, P[1], draws)
+    else:
+        K["recurrence_back"][B, ck.BLOCK](c.hs, dhout, P[1], draws)
+    draws = draws.reshape(rows, H)
+    _matmul(K, draws, True, c.hs[:T].reshape(rows, H), False, G[1])
+    K["column_sums"][_grid1(H)](draws, G[3])
+    _matmul(K, dys, True, c.hs[1:T + 1].reshape(rows, H), False, G[2])
+    K["column_sums"][_grid1(V)](dys, G[4])
+    K["grad_xh"][_grid2(H, V)](order, offsets, draws, G[0])
 
 
 def _column(ids):
@@ -96,9 +144,8 @@ def _column(ids):
 
 def forward(inputs, targets, hprev, params, hs, ps):
     H, V = params[0].shape
-    _check_size(H)
     T = len(inputs)
-    K = ck.kernels(hs.dtype)
+    K = _kernels(hs.dtype)
     _, P = _to_device(params)
     c = _Chunk(T, 1, H, V, hs.dtype)
     losses = cuda.device_array(1, np.float64)
@@ -111,21 +158,22 @@ def forward(inputs, targets, hprev, params, hs, ps):
 
 def backward(inputs, targets, hs, ps, params, grads, work):
     H, V = params[0].shape
-    _check_size(H)
     T = len(inputs)
-    K = ck.kernels(hs.dtype)
+    K = _kernels(hs.dtype)
     _, P = _to_device(params)
     flat, G = _to_device(grads)
     c = _Chunk(T, 1, H, V, hs.dtype)
     c.hs.copy_to_device(np.ascontiguousarray(hs[:T + 1]).reshape(T + 1, 1, H))
     c.ps.copy_to_device(np.ascontiguousarray(ps[:T]).reshape(T, 1, V))
-    _gradients(K, _column(inputs), _column(targets), P, G, c)
+    order, offsets = _by_character(np.asarray(inputs).reshape(1, -1), V)
+    _gradients(K, _column(inputs), _column(targets), cuda.to_device(order[0]),
+               cuda.to_device(offsets[0]), P, G, c)
     K["clip_all"][_grid1(flat.shape[0])](flat)
     _to_host(flat, grads)
 
 
 def adagrad_update(w, g, m, lr):
-    K = ck.kernels(w.dtype)
+    K = _kernels(w.dtype)
     dw, dg, dm = cuda.to_device(w), cuda.to_device(g), cuda.to_device(m)
     K["optimize"][_grid1(w.shape[0])](dw, dg, dm, dm, ADAGRAD, lr, 0, False)
     dw.copy_to_host(w)
@@ -133,7 +181,7 @@ def adagrad_update(w, g, m, lr):
 
 
 def adagrad(params, grads, mems, lr):
-    K = ck.kernels(params[0].dtype)
+    K = _kernels(params[0].dtype)
     dw, _ = _to_device(params)
     dg, _ = _to_device(grads)
     dm, _ = _to_device(mems)
@@ -144,12 +192,16 @@ def adagrad(params, grads, mems, lr):
 
 def sample(h, seed_ix, uniforms, params, temperature, greedy, ixes, work):
     H, V = params[0].shape
-    _check_size(H)
-    K = ck.kernels(h.dtype)
-    _, P = _to_device(params)
+    if H > ck.MAX_H:  # the one-block sampling kernel keeps h in shared memory
+        from .kernels import cpu
+        return cpu.sample(h, seed_ix, uniforms, params, temperature, greedy, ixes, work)
+    K = _kernels(h.dtype)
+    Wxh, Whh, Why, bh, by = params
     d_h = cuda.to_device(h)
     d_ixes = cuda.device_array(len(uniforms), np.int64)
-    K["sample"][1, ck.BLOCK](d_h, seed_ix, cuda.to_device(np.asarray(uniforms, np.float64)), *P,
+    K["sample"][1, ck.BLOCK](d_h, seed_ix, cuda.to_device(np.asarray(uniforms, np.float64)),
+                              *(cuda.to_device(np.ascontiguousarray(a)) for a in
+                                (Wxh, Whh.T, Why.T, bh, by)),
                               temperature, greedy, d_ixes, cuda.device_array(V, h.dtype),
                               cuda.device_array(V, np.float64))
     ixes[:len(uniforms)] = d_ixes.copy_to_host()
@@ -169,7 +221,6 @@ def train_batch(data, position, h, params, grads, mems, lr, seq_length, losses, 
 def _train(data, position, h, params, grads, mems, lr, seq_length, losses, opt):
     """B = len(h) streams (one for min-char-rnn) over len(losses) chunks; h (B, H) in place."""
     H, V = params[0].shape
-    _check_size(H)
     B, T, n = h.shape[0], seq_length, len(losses)
     piece = data.shape[0] // B
     starts, resets = [], []
@@ -183,8 +234,11 @@ def _train(data, position, h, params, grads, mems, lr, seq_length, losses, opt):
     # every chunk's window of every stream, step-major: (n, T+1, B)
     index = (np.asarray(starts)[:, None, None] + np.arange(T + 1)[None, :, None]
              + (np.arange(B) * piece)[None, None, :])
-    windows = cuda.to_device(np.ascontiguousarray(data[index]))
-    K = ck.kernels(h.dtype)
+    host_windows = np.ascontiguousarray(data[index])
+    windows = cuda.to_device(host_windows)
+    order, offsets = (cuda.to_device(a) for a in
+                      _by_character(host_windows[:, :T].reshape(n, T * B), V))
+    K = _kernels(h.dtype)
     p_flat, P = _to_device(params)
     g_flat, G = _to_device(grads)
     m_flat, _ = _to_device(mems)
@@ -199,7 +253,7 @@ def _train(data, position, h, params, grads, mems, lr, seq_length, losses, opt):
             K["zero"][_grid1(B * H)](d_h.reshape(B * H))
         x, y = windows[k, :T], windows[k, 1:]
         _forward(K, x, y, d_h, P, c, d_losses, k)
-        _gradients(K, x, y, P, G, c)
+        _gradients(K, x, y, order[k], offsets[k], P, G, c)
         K["optimize"][_grid1(p_flat.shape[0])](p_flat, g_flat, m_flat, v_flat, kind, lr,
                                                step + k + 1, True)
         d_h.copy_to_device(c.hs[T])
@@ -215,12 +269,11 @@ def _train(data, position, h, params, grads, mems, lr, seq_length, losses, opt):
 
 def evaluate(data, h, params, work):
     H, V = params[0].shape
-    _check_size(H)
     L = work[1].shape[0]
     n_pred = data.shape[0] - 1
     if n_pred <= 0:
         return 0.0
-    K = ck.kernels(h.dtype)
+    K = _kernels(h.dtype)
     _, P = _to_device(params)
     d_data = cuda.to_device(np.ascontiguousarray(data).reshape(-1, 1))
     d_h = cuda.to_device(h.reshape(1, -1))

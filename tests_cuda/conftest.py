@@ -8,10 +8,47 @@ in Python; a few threads per block make the kernels' striding and multi-block pa
 """
 
 import os
+import sys
+import threading
 
+import numpy as np
 import pytest
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+def pytest_configure(config):
+    if SIMULATOR:  # the simulator runs a block's threads as Python threads: let them switch
+        sys.setswitchinterval(1e-5)  # often, or every syncthreads waits ~5 ms per thread
+        _make_shared_arrays_thread_safe()
+
+
+def _make_shared_arrays_thread_safe():
+    """numba-cuda 0.30's simulator creates a shared array on the first call from its source
+    line with an unlocked check-then-set, so two threads of a block can each create one and no
+    longer share it (seen as rare wrong results under load). The same lookup, under a lock."""
+    from numba.core import types
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+    if not hasattr(kernelapi.FakeCUDAShared(0), "_allocations"):
+        return  # another simulator: leave it alone
+    lock = threading.Lock()
+    original = kernelapi.FakeCUDAShared.array
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:  # dynamic shared memory; an error
+            return original(self, shape, dtype, alignment)
+        if isinstance(dtype, types.Type):
+            dtype = numpy_support.as_dtype(dtype)
+        caller = sys._getframe(1)
+        key = (caller.f_code.co_filename, caller.f_lineno)  # the simulator's own key
+        with lock:
+            found = self._allocations.get(key)
+            if found is None:
+                found = self._allocations[key] = np.empty(shape, dtype)
+        return found
+
+    kernelapi.FakeCUDAShared.array = array
 
 
 def pytest_collection_modifyitems(config, items):
@@ -28,7 +65,18 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch):
-    """Four threads per block in the simulator (so H, V > 4 exercise the striding loops)."""
+    """In the simulator, four threads per block and 2 x 2 threads of 2 x 2 outputs per product
+    block, so that H, V > 4 exercise the striding loops and the products' multi-tile paths."""
     if SIMULATOR:
         from fastrnn.kernels import cuda as ck
         monkeypatch.setattr(ck, "BLOCK", 4)
+        monkeypatch.setattr(ck, "TILE", 2)
+        monkeypatch.setattr(ck, "WORK", 2)
+
+
+@pytest.fixture(params=["stream", "step"])
+def recurrence(request, monkeypatch):
+    """Each form of the recurrence (see fastrnn.kernels.cuda.RECURRENCE)."""
+    from fastrnn.kernels import cuda as ck
+    monkeypatch.setattr(ck, "RECURRENCE", request.param)
+    return request.param

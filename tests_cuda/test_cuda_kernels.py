@@ -1,5 +1,7 @@
 """Every CUDA kernel equal to the NumPy oracle (float64 tightly, float32 to rounding)."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,7 @@ from tests.helpers import assert_close, random_chunk, random_model
 DTYPES = [np.float64, np.float32]
 SHAPES = [(5, 4, 3), (1, 2, 1), (9, 6, 2)]  # (H, V, T): H, V above and below the block size
 NAMES = ("dWxh", "dWhh", "dWhy", "dbh", "dby")
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +35,25 @@ def as64(arrays):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ta, tb", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("M,N,K", [(5, 7, 9), (1, 1, 1), (8, 4, 3), (3, 9, 12)])
+def test_matmul_matches_numpy(M, N, K, ta, tb, dtype):
+    """The tiled product behind the output layer and the gradients, every transpose, sizes
+    that are and are not multiples of the tile; each output written exactly once."""
+    from numba import cuda as nbcuda
+    from fastrnn import cuda_backend as cb
+    rng = np.random.default_rng([M, N, K, ta, tb])
+    a = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
+    b = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
+    c = nbcuda.to_device(np.full((M, N), np.nan, dtype))
+    cb._matmul(cb._kernels(dtype), nbcuda.to_device(a), ta, nbcuda.to_device(b), tb, c)
+    expected = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+    assert_close(c.copy_to_host(), expected, dtype, "C")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("H,V,T", SHAPES)
-def test_forward_backward_match_reference(cuda, H, V, T, dtype):
+def test_forward_backward_match_reference(cuda, H, V, T, dtype, recurrence):
     params, inputs, targets, hprev = problem(H, V, T, dtype)
     hs, ps, dys, dhs, dh_next = workspace(T, H, V, dtype)
     loss = cuda.forward(inputs, targets, hprev.reshape(-1), kernel_view(params), hs, ps)
@@ -163,7 +183,7 @@ def test_drop_in_and_model_run_on_cuda():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
-def test_mini_batch_training_matches_the_oracle(optimizer, dtype):
+def test_mini_batch_training_matches_the_oracle(optimizer, dtype, recurrence):
     data = np.random.default_rng(8).integers(0, 5, 40)  # 3 streams of 13: they wrap
     models = {b: CharRNN(5, hidden_size=6, seq_length=3, dtype=dtype, learning_rate=0.01,
                          optimizer=optimizer, batch_size=3, backend=b) for b in ("cuda", "numpy")}
@@ -176,11 +196,25 @@ def test_mini_batch_training_matches_the_oracle(optimizer, dtype):
         assert_close(x, e, dtype, name)
 
 
-def test_hidden_size_beyond_the_shared_memory_limit_is_named(cuda):
-    from fastrnn.kernels.cuda import MAX_H
-    model = CharRNN(2, hidden_size=MAX_H + 1, seq_length=1, backend="cuda")
-    with pytest.raises(ValueError, match=f"hidden_size <= {MAX_H}"):
-        model.train([0, 1, 0], 1)
+def test_hidden_size_beyond_the_shared_memory_limit(monkeypatch):
+    """Above MAX_H the recurrence runs per step (any H) and sampling on the CPU kernels."""
+    from fastrnn.kernels import cuda as ck
+    monkeypatch.setattr(ck, "MAX_H", 4)
+    monkeypatch.setattr(ck, "RECURRENCE", "stream")  # overridden by the size
+    assert ck.per_step(1, 6) and not ck.per_step(1, 4)
+    data = np.random.default_rng(9).integers(0, 3, 30)
+    models = {b: CharRNN(3, hidden_size=6, seq_length=3, dtype="float64", backend=b)
+              for b in ("cuda", "numpy")}
+    losses = {b: m.train(data, 2) for b, m in models.items()}
+    assert_close(losses["cuda"], losses["numpy"], np.float64, "losses")
+    assert_close(models["cuda"].h, models["numpy"].h, np.float64, "h")
+    for name, x, e in zip(NAMES, models["cuda"].params, models["numpy"].params):
+        assert_close(x, e, np.float64, name)
+    (loss, h), (loss_ref, h_ref) = (m.evaluate(data) for m in models.values())
+    assert_close(loss, loss_ref, np.float64, "evaluate loss")
+    assert_close(h, h_ref, np.float64, "evaluate h")
+    texts = {b: m.sample(8, 1, rng=np.random.default_rng(6))[0] for b, m in models.items()}
+    assert texts["cuda"] == texts["numpy"]
 
 
 def test_command_line_trains_resumes_and_samples_on_cuda(tmp_path):
@@ -204,3 +238,28 @@ def test_command_line_trains_resumes_and_samples_on_cuda(tmp_path):
     assert sample_main([str(tmp_path / "one" / "checkpoint.npz"), "--backend", "cuda", "--length",
                         "5", "--seed", "1", "--prime", "ab"], out=out) == 0
     assert out.getvalue().startswith("ab") and len(out.getvalue()) == 2 + 5 + 1
+
+
+@pytest.mark.skipif(SIMULATOR, reason="sizes for a real GPU (many tiles of the default launch "
+                                      "configuration); far too slow in the simulator")
+def test_sizes_spanning_many_tiles_on_a_gpu(recurrence):
+    from numba import cuda as nbcuda
+    from fastrnn import cuda_backend as cb
+    rng = np.random.default_rng(10)
+    for dtype in DTYPES:
+        for M, N, K, ta, tb in [(200, 150, 300, False, True), (130, 70, 1000, True, False)]:
+            a = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
+            b = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
+            c = nbcuda.to_device(np.full((M, N), np.nan, dtype))
+            cb._matmul(cb._kernels(dtype), nbcuda.to_device(a), ta, nbcuda.to_device(b), tb, c)
+            expected = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(
+                np.float64)
+            error = np.linalg.norm(c.copy_to_host() - expected) / np.linalg.norm(expected)
+            assert error < (1e-13 if dtype == np.float64 else 1e-5), (M, N, K, dtype, error)
+    data = rng.integers(0, 30, 5000)
+    models = {b: CharRNN(30, hidden_size=150, seq_length=20, dtype="float64", learning_rate=0.01,
+                         batch_size=40, backend=b) for b in ("cuda", "numpy")}
+    losses = {b: m.train(data, 3) for b, m in models.items()}
+    assert_close(losses["cuda"], losses["numpy"], np.float64, "losses")
+    for name, x, e in zip(NAMES, models["cuda"].params, models["numpy"].params):
+        assert_close(x, e, np.float64, name)

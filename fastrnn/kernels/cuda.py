@@ -2,25 +2,35 @@
 
 Imported only when ``backend="cuda"`` is asked for. A chunk is T steps of B streams (B = 1
 for min-char-rnn): inputs ``x (T, B)``, activations ``hs (T+1, B, H)``, ``ps (T, B, V)``;
-biases are 1-D. One chunk is:
+biases are 1-D. Everything that does not depend on the previous step is one matrix product
+over all T*B (step, stream) rows; only the recurrence walks through time. One chunk is:
 
-    recurrence        one block per stream, the time loop inside the kernel: hs[t+1] =
-                      tanh(Wxh[:, x_t] + Whh hs[t] + bh); the one-hot input is a column gather;
-                      the stream's h lives in shared memory across all steps
-    output_layer      one block per (step, stream): softmax(Why h + by) and its loss
-    output_grad       one block per (step, stream): dy = p - onehot(target) and Why^T dy, all
-                      before the backward loop
-    recurrence_back   one block per stream, reversed time loop:
-                      draw[t] = (1 - h^2)(Why^T dy[t] + Whh^T draw[t+1])
-    grad_hh/_hy/_xh   one thread per gradient element, a sum over all steps and streams: dWhh,
-                      dbh, dWhy, dby, and dWxh gathered by character (no atomics, so results
-                      are reproducible)
-    optimize          one grid-stride kernel over all five parameters at once (they live in one
-                      flat buffer): clip fused with an Adagrad, RMSprop or Adam update
+    recurrence          hs[t+1] = tanh(Wxh[:, x_t] + Whh hs[t] + bh), the one-hot input a
+                        column gather, in one of two forms (``RECURRENCE``):
+                        "stream": one block per stream, the time loop inside the kernel, the
+                        stream's h in shared memory across all steps, Whh read through its
+                        transpose so that a warp's loads are coalesced (limit ``MAX_H``);
+                        "step": one launch per step of a tiled product over all streams
+                        (B x H) x (H x H), its epilogue the gather, bias and tanh; the launch
+                        boundary is the grid-wide barrier, so any H works
+    matmul              tiled shared-memory product (TILE x TILE threads, WORK x WORK outputs
+                        each, every output summed over k in order): logits = hs Why^T,
+                        Why^T dy, dWhh = draws^T hs, dWhy = dy^T hs
+    softmax_rows        one block per (step, stream): p = softmax(logits + by) and -log p[y]
+    output_delta        dy = p - onehot(y)
+    recurrence_back     draw[t] = (1 - h^2)(Why^T dy[t] + Whh^T draw[t+1]), "stream" or
+                        "step" like the recurrence
+    column_sums         dbh, dby: sums over all steps and streams, in order
+    grad_xh             dWxh[:, c]: the sum of draw over the (step, stream) rows whose input
+                        is c, read through a per-chunk index sorted by character (no atomics,
+                        so results are reproducible)
+    optimize            one grid-stride kernel over all five parameters at once (they live
+                        in one flat buffer): clip fused with an Adagrad, RMSprop or Adam update
 
-Each stream's recurrence is one block whose threads stride over the H rows, so any H up to
-``MAX_H`` works; several blocks per stream with a grid-wide barrier (for large H on a real GPU)
-are not written yet. Formulas shared with the CPU kernels come from ``scalar.py``.
+Sums run in a fixed order everywhere, so a run repeats bit for bit. A persistent kernel that
+keeps Whh in several blocks' shared memory across steps behind a grid-wide barrier is not
+written: Numba's simulator cannot check one (see the README). Formulas shared with the CPU
+kernels come from ``scalar.py``.
 """
 
 import functools
@@ -35,25 +45,140 @@ from .scalar import (ADAGRAD, RMSPROP, adagrad_memory, adagrad_weight, adam_corr
                      adam_moment, adam_weight, clip, gradient, rmsprop_memory, rmsprop_weight,
                      tanh_backward)
 
-MAX_H = 2048            # hidden units held in shared memory by the per-stream blocks
-BLOCK = 128             # threads per block; tests shrink it so that striding paths run
+# Launch configuration, read at launch time (tests shrink BLOCK, TILE and WORK so that the
+# striding and multi-tile paths run in the simulator).
+MAX_H = 2048            # hidden units a "stream" recurrence block holds in shared memory
+BLOCK = 128             # threads per block of the one-dimensional kernels
+TILE = 16               # a product block is TILE x TILE threads...
+WORK = 4                # ...each computing WORK x WORK outputs: (TILE*WORK)^2 per block
+RECURRENCE = "auto"     # "stream", "step", or "auto": "step" from STEP_STREAMS streams on
+STEP_STREAMS = 16       # (or above MAX_H); a first guess, to be tuned on a GPU
+
+
+def per_step(B, H):
+    """Whether a chunk of B streams of H units runs its recurrence as one launch per step."""
+    if H > MAX_H or RECURRENCE == "step":
+        return True
+    return RECURRENCE == "auto" and B >= STEP_STREAMS
 
 
 @functools.cache
-def kernels(dtype):
-    """The kernels compiled for float32 or float64 arrays (numba-cuda needs the shared-memory
-    element type at compile time)."""
+def kernels(dtype, tile, work, max_h):
+    """The kernels for float32 or float64 arrays, products of ``tile`` x ``tile`` threads
+    computing ``work`` x ``work`` outputs each, and "stream" blocks holding up to ``max_h``
+    hidden units (shared-memory sizes are compile-time constants in numba-cuda)."""
     nb = {np.dtype(np.float32): float32, np.dtype(np.float64): float64}[np.dtype(dtype)]
     one = nb(1)
+    side = tile * work  # rows and columns of C per product block; k advances by tile
+    pitch = side + 1    # a shared tile's row length: +1 keeps the stores free of bank conflicts
+
+    @cuda.jit(device=True)
+    def product_tile(A, ta, B, tb, M, N, K, row0, col0, As, Bs, acc):
+        """acc[r, c] += sum over k < K, in order, of opA[row0 + ty + r tile, k] opB[k, col0 +
+        tx + c tile], where opA = A.T if ta else A (M x K) and opB = B.T if tb else B (K x N).
+        Tiles of opA and opB pass through shared memory; every thread of the block calls this."""
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        tid = ty * tile + tx
+        for k0 in range(0, K, tile):
+            for e in range(tid, side * tile, tile * tile):  # loads along A's and B's rows
+                if ta:  # A is (K, M)
+                    k, m = e // side, e % side
+                    ok = k0 + k < K and row0 + m < M
+                    As[k, m] = A[k0 + k, row0 + m] if ok else 0
+                else:   # A is (M, K)
+                    m, k = e // tile, e % tile
+                    ok = k0 + k < K and row0 + m < M
+                    As[k, m] = A[row0 + m, k0 + k] if ok else 0
+                if tb:  # B is (N, K)
+                    n, k = e // tile, e % tile
+                    ok = k0 + k < K and col0 + n < N
+                    Bs[k, n] = B[col0 + n, k0 + k] if ok else 0
+                else:   # B is (K, N)
+                    k, n = e // side, e % side
+                    ok = k0 + k < K and col0 + n < N
+                    Bs[k, n] = B[k0 + k, col0 + n] if ok else 0
+            cuda.syncthreads()
+            for k in range(min(tile, K - k0)):
+                for r in range(work):
+                    a = As[k, ty + r * tile]
+                    for c in range(work):
+                        acc[r, c] += a * Bs[k, tx + c * tile]
+            cuda.syncthreads()
 
     @cuda.jit
-    def recurrence(x, hprev, Wxh, Whh, bh, hs):
-        """Block b, stream b: hs[0, b] = hprev[b]; hs[t+1, b] = tanh(Wxh[:, x[t, b]] +
-        Whh hs[t, b] + bh) for t < T (x: (T, B))."""
-        h = cuda.shared.array(MAX_H, nb)
+    def matmul(A, ta, B, tb, C):
+        """C = opA opB (see product_tile); block (x, y) computes C's tile at (y side, x side)."""
+        As = cuda.shared.array((tile, pitch), nb)
+        Bs = cuda.shared.array((tile, pitch), nb)
+        acc = cuda.local.array((work, work), nb)
+        M, N = C.shape
+        K = A.shape[0] if ta else A.shape[1]
+        row0, col0 = cuda.blockIdx.y * side, cuda.blockIdx.x * side
+        for r in range(work):
+            for c in range(work):
+                acc[r, c] = 0
+        product_tile(A, ta, B, tb, M, N, K, row0, col0, As, Bs, acc)
+        for r in range(work):
+            m = row0 + cuda.threadIdx.y + r * tile
+            for c in range(work):
+                n = col0 + cuda.threadIdx.x + c * tile
+                if m < M and n < N:
+                    C[m, n] = acc[r, c]
+
+    @cuda.jit
+    def recurrence_step(t, x, Wxh, Whh, bh, hs):
+        """"step" recurrence, one launch per step t: hs[t+1, b, i] = tanh(Wxh[i, x[t, b]] +
+        bh[i] + sum_j Whh[i, j] hs[t, b, j]) for the block's tile of (b, i)."""
+        As = cuda.shared.array((tile, pitch), nb)
+        Bs = cuda.shared.array((tile, pitch), nb)
+        acc = cuda.local.array((work, work), nb)
+        Bn, H = hs.shape[1], hs.shape[2]
+        row0, col0 = cuda.blockIdx.y * side, cuda.blockIdx.x * side
+        for r in range(work):
+            b = row0 + cuda.threadIdx.y + r * tile
+            for c in range(work):
+                i = col0 + cuda.threadIdx.x + c * tile
+                acc[r, c] = Wxh[i, x[t, b]] + bh[i] if b < Bn and i < H else 0
+        product_tile(hs[t], False, Whh, True, Bn, H, H, row0, col0, As, Bs, acc)
+        for r in range(work):
+            b = row0 + cuda.threadIdx.y + r * tile
+            for c in range(work):
+                i = col0 + cuda.threadIdx.x + c * tile
+                if b < Bn and i < H:
+                    hs[t + 1, b, i] = math.tanh(acc[r, c])
+
+    @cuda.jit
+    def recurrence_back_step(t, hs, dhout, Whh, draws):
+        """"step" backward, one launch per step t (T-1 down to 0): draws[t, b, i] = (1 -
+        hs[t+1, b, i]^2) (dhout[t, b, i] + sum_j draws[t+1, b, j] Whh[j, i])."""
+        As = cuda.shared.array((tile, pitch), nb)
+        Bs = cuda.shared.array((tile, pitch), nb)
+        acc = cuda.local.array((work, work), nb)
+        Bn, H = draws.shape[1], draws.shape[2]
+        row0, col0 = cuda.blockIdx.y * side, cuda.blockIdx.x * side
+        for r in range(work):
+            for c in range(work):
+                acc[r, c] = 0
+        last = t + 1 == draws.shape[0]  # nothing flows back into the chunk's last step
+        product_tile(draws[t if last else t + 1], False, Whh, False, Bn, H, 0 if last else H,
+                     row0, col0, As, Bs, acc)
+        for r in range(work):
+            b = row0 + cuda.threadIdx.y + r * tile
+            for c in range(work):
+                i = col0 + cuda.threadIdx.x + c * tile
+                if b < Bn and i < H:
+                    draws[t, b, i] = tanh_backward(hs[t + 1, b, i], dhout[t, b, i] + acc[r, c],
+                                                   one)
+
+    @cuda.jit
+    def recurrence(x, hprev, Wxh, WhhT, bh, hs):
+        """"stream" recurrence, block b = stream b: hs[0, b] = hprev[b]; hs[t+1, b] =
+        tanh(Wxh[:, x[t, b]] + bh + Whh hs[t, b]) for t < T, Whh read as WhhT = Whh^T (a
+        warp's threads, consecutive rows i, then read consecutive addresses WhhT[j, i])."""
+        h = cuda.shared.array(max_h, nb)
         b = cuda.blockIdx.x
         tid, nt = cuda.threadIdx.x, cuda.blockDim.x
-        H = Whh.shape[0]
+        H = WhhT.shape[0]
         for i in range(tid, H, nt):
             h[i] = hprev[b, i]
             hs[0, b, i] = hprev[b, i]
@@ -63,7 +188,7 @@ def kernels(dtype):
             for i in range(tid, H, nt):
                 a = Wxh[i, c] + bh[i]
                 for j in range(H):
-                    a += Whh[i, j] * h[j]
+                    a += WhhT[j, i] * h[j]
                 hs[t + 1, b, i] = math.tanh(a)
             cuda.syncthreads()
             for i in range(tid, H, nt):  # every thread has read h: now replace it
@@ -71,72 +196,11 @@ def kernels(dtype):
             cuda.syncthreads()
 
     @cuda.jit
-    def output_layer(hs, Why, by, y, ps, step_losses):
-        """Block (t, b): ps[t, b] = softmax(Why hs[t+1, b] + by); step_losses[t, b] = -log p."""
-        stat = cuda.shared.array(2, float64)
-        t, b = cuda.blockIdx.x, cuda.blockIdx.y
-        tid, nt = cuda.threadIdx.x, cuda.blockDim.x
-        V, H = Why.shape
-        for v in range(tid, V, nt):
-            z = by[v]
-            for j in range(H):
-                z += Why[v, j] * hs[t + 1, b, j]
-            ps[t, b, v] = z
-        cuda.syncthreads()
-        if tid == 0:
-            m = ps[t, b, 0]
-            for v in range(1, V):
-                m = max(m, ps[t, b, v])
-            stat[0] = m
-        cuda.syncthreads()
-        m = nb(stat[0])
-        for v in range(tid, V, nt):
-            ps[t, b, v] = math.exp(ps[t, b, v] - m)
-        cuda.syncthreads()
-        if tid == 0:
-            total = nb(0)
-            for v in range(V):
-                total += ps[t, b, v]
-            stat[1] = total
-        cuda.syncthreads()
-        inv = one / nb(stat[1])
-        for v in range(tid, V, nt):
-            ps[t, b, v] *= inv
-        cuda.syncthreads()
-        if tid == 0:
-            step_losses[t, b] = -math.log(float64(ps[t, b, y[t, b]]))
-
-    @cuda.jit
-    def add_losses(step_losses, T, losses, n):
-        """losses[n] = sum of step_losses[:T] (step by step, stream by stream; one thread)."""
-        if cuda.threadIdx.x == 0 and cuda.blockIdx.x == 0:
-            total = 0.0
-            for t in range(T):
-                for b in range(step_losses.shape[1]):
-                    total += step_losses[t, b]
-            losses[n] = total
-
-    @cuda.jit
-    def output_grad(ps, y, Why, dys, dhout):
-        """Block (t, b): dys[t, b] = ps[t, b] - onehot(y[t, b]); dhout[t, b] = Why^T dys[t, b]."""
-        t, b = cuda.blockIdx.x, cuda.blockIdx.y
-        tid, nt = cuda.threadIdx.x, cuda.blockDim.x
-        V, H = Why.shape
-        for v in range(tid, V, nt):
-            dys[t, b, v] = ps[t, b, v] - (one if v == y[t, b] else nb(0))
-        cuda.syncthreads()
-        for i in range(tid, H, nt):
-            acc = nb(0)
-            for v in range(V):
-                acc += Why[v, i] * dys[t, b, v]
-            dhout[t, b, i] = acc
-
-    @cuda.jit
     def recurrence_back(hs, dhout, Whh, draws):
-        """Block b, reversed time loop: draws[t, b] = (1 - hs[t+1, b]^2) *
-        (dhout[t, b] + Whh^T draws[t+1, b])."""
-        d = cuda.shared.array(MAX_H, nb)
-        dn = cuda.shared.array(MAX_H, nb)
+        """"stream" backward, block b, reversed time loop: draws[t, b] = (1 - hs[t+1, b]^2) *
+        (dhout[t, b] + Whh^T draws[t+1, b]) (Whh[j, i] for consecutive i: coalesced)."""
+        d = cuda.shared.array(max_h, nb)
+        dn = cuda.shared.array(max_h, nb)
         b = cuda.blockIdx.x
         tid, nt = cuda.threadIdx.x, cuda.blockDim.x
         H = Whh.shape[0]
@@ -156,55 +220,91 @@ def kernels(dtype):
                 dn[i] = acc
             cuda.syncthreads()
 
-    @cuda.jit(device=True)
-    def sum_of_products(a, i, h, j, shift):
-        """sum over steps t and streams b of a[t, b, i] h[t + shift, b, j]."""
-        acc = nb(0)
-        for t in range(a.shape[0]):
-            for b in range(a.shape[1]):
-                acc += a[t, b, i] * h[t + shift, b, j]
-        return acc
-
-    @cuda.jit(device=True)
-    def sum_of(a, i):
-        """sum over steps t and streams b of a[t, b, i]."""
-        acc = nb(0)
-        for t in range(a.shape[0]):
-            for b in range(a.shape[1]):
-                acc += a[t, b, i]
-        return acc
+    @cuda.jit
+    def copy_state(hprev, hs):
+        """hs[0] = hprev (the "step" recurrence's starting state)."""
+        B, H = hprev.shape
+        for k in range(cuda.grid(1), B * H, cuda.gridsize(1)):
+            hs[0, k // H, k % H] = hprev[k // H, k % H]
 
     @cuda.jit
-    def grad_hh(hs, draws, dWhh, dbh):
-        """dWhh[i, j] = sum_{t,b} draws[t, b, i] hs[t, b, j]; dbh[i] = sum_{t,b} draws[t, b, i]."""
+    def transpose(A, AT):
+        """AT = A.T for a square or rectangular A (one thread per element)."""
         i, j = cuda.grid(2)
-        H = dWhh.shape[0]
-        if i < H and j < H:
-            dWhh[i, j] = sum_of_products(draws, i, hs, j, 0)
-            if j == 0:
-                dbh[i] = sum_of(draws, i)
+        if i < A.shape[1] and j < A.shape[0]:
+            AT[i, j] = A[j, i]
 
     @cuda.jit
-    def grad_hy(hs, dys, dWhy, dby):
-        """dWhy[v, j] = sum_{t,b} dys[t, b, v] hs[t+1, b, j]; dby[v] = sum_{t,b} dys[t, b, v]."""
-        v, j = cuda.grid(2)
-        V, H = dWhy.shape
-        if v < V and j < H:
-            dWhy[v, j] = sum_of_products(dys, v, hs, j, 1)
-            if j == 0:
-                dby[v] = sum_of(dys, v)
+    def softmax_rows(z, by, y, ps, step_losses):
+        """Row r = t*B + b (block r): ps[r] = softmax(z[r] + by); step_losses[r] = -log
+        ps[r, y[r]]. z may be ps itself (the logits are overwritten by the probabilities)."""
+        stat = cuda.shared.array(2, float64)
+        r = cuda.blockIdx.x
+        tid, nt = cuda.threadIdx.x, cuda.blockDim.x
+        V = ps.shape[1]
+        for v in range(tid, V, nt):
+            ps[r, v] = z[r, v] + by[v]
+        cuda.syncthreads()
+        if tid == 0:
+            m = ps[r, 0]
+            for v in range(1, V):
+                m = max(m, ps[r, v])
+            stat[0] = m
+        cuda.syncthreads()
+        m = nb(stat[0])
+        for v in range(tid, V, nt):
+            ps[r, v] = math.exp(ps[r, v] - m)
+        cuda.syncthreads()
+        if tid == 0:
+            total = nb(0)
+            for v in range(V):
+                total += ps[r, v]
+            stat[1] = total
+        cuda.syncthreads()
+        inv = one / nb(stat[1])
+        for v in range(tid, V, nt):
+            ps[r, v] *= inv
+        cuda.syncthreads()
+        if tid == 0:
+            step_losses[r] = -math.log(float64(ps[r, y[r]]))
 
     @cuda.jit
-    def grad_xh(x, draws, dWxh):
-        """dWxh[i, c] = sum of draws[t, b, i] over the (t, b) whose input is character c."""
+    def add_losses(step_losses, losses, n):
+        """losses[n] = the sum of step_losses (rows in order; one thread)."""
+        if cuda.threadIdx.x == 0 and cuda.blockIdx.x == 0:
+            total = 0.0
+            for r in range(step_losses.shape[0]):
+                total += step_losses[r]
+            losses[n] = total
+
+    @cuda.jit
+    def output_delta(ps, y, dys):
+        """dys[r] = ps[r] - onehot(y[r]) over rows r = t*B + b."""
+        V = ps.shape[1]
+        for k in range(cuda.grid(1), ps.shape[0] * V, cuda.gridsize(1)):
+            r, v = k // V, k % V
+            dys[r, v] = ps[r, v] - (one if v == y[r] else nb(0))
+
+    @cuda.jit
+    def column_sums(A, out):
+        """out[n] = sum of A[:, n], rows in order."""
+        n = cuda.grid(1)
+        if n < A.shape[1]:
+            acc = nb(0)
+            for r in range(A.shape[0]):
+                acc += A[r, n]
+            out[n] = acc
+
+    @cuda.jit
+    def grad_xh(order, offsets, draws, dWxh):
+        """dWxh[i, c] = sum of draws[r, i] over the rows r whose input is c: order[offsets[c]:
+        offsets[c+1]], ascending (a stable sort of the inputs by character)."""
         i, c = cuda.grid(2)
         H, V = dWxh.shape
         if i < H and c < V:
             acc = nb(0)
-            for t in range(x.shape[0]):
-                for b in range(x.shape[1]):
-                    if x[t, b] == c:
-                        acc += draws[t, b, i]
+            for e in range(offsets[c], offsets[c + 1]):
+                acc += draws[order[e], i]
             dWxh[i, c] = acc
 
     @cuda.jit
@@ -243,14 +343,14 @@ def kernels(dtype):
             a[k] = 0
 
     @cuda.jit
-    def sample(h, seed_ix, uniforms, Wxh, Whh, Why, bh, by, temperature, greedy, ixes, p, cdf):
-        """reference.sample in one block: ixes[n] for each uniform; h advanced in place."""
-        hc = cuda.shared.array(MAX_H, nb)
-        hn = cuda.shared.array(MAX_H, nb)
+    def sample(h, seed_ix, uniforms, Wxh, WhhT, WhyT, bh, by, temperature, greedy, ixes, p, cdf):
+        """reference.sample in one block: ixes[n] for each uniform; h advanced in place. Whh
+        and Why arrive transposed, so that a warp's loads are coalesced."""
+        hc = cuda.shared.array(max_h, nb)
+        hn = cuda.shared.array(max_h, nb)
         cur = cuda.shared.array(1, int64)
         tid, nt = cuda.threadIdx.x, cuda.blockDim.x
-        H = Whh.shape[0]
-        V = Why.shape[0]
+        H, V = WhyT.shape
         tau = nb(temperature)
         for i in range(tid, H, nt):
             hc[i] = h[i]
@@ -262,17 +362,17 @@ def kernels(dtype):
             for i in range(tid, H, nt):
                 a = Wxh[i, x] + bh[i]
                 for j in range(H):
-                    a += Whh[i, j] * hc[j]
+                    a += WhhT[j, i] * hc[j]
                 hn[i] = math.tanh(a)
             cuda.syncthreads()
             for i in range(tid, H, nt):
                 hc[i] = hn[i]
             cuda.syncthreads()
             for v in range(tid, V, nt):
-                y = by[v]
+                z = by[v]
                 for j in range(H):
-                    y += Why[v, j] * hc[j]
-                p[v] = y
+                    z += WhyT[j, v] * hc[j]
+                p[v] = z
             cuda.syncthreads()
             if tid == 0:
                 ix = 0
@@ -309,7 +409,8 @@ def kernels(dtype):
         for i in range(tid, H, nt):
             h[i] = hc[i]
 
-    return dict(recurrence=recurrence, output_layer=output_layer, add_losses=add_losses,
-                output_grad=output_grad, recurrence_back=recurrence_back, grad_hh=grad_hh,
-                grad_hy=grad_hy, grad_xh=grad_xh, clip_all=clip_all, optimize=optimize, zero=zero,
-                sample=sample)
+    return dict(matmul=matmul, recurrence=recurrence, recurrence_step=recurrence_step,
+                recurrence_back=recurrence_back, recurrence_back_step=recurrence_back_step,
+                copy_state=copy_state, transpose=transpose, softmax_rows=softmax_rows,
+                add_losses=add_losses, output_delta=output_delta, column_sums=column_sums,
+                grad_xh=grad_xh, clip_all=clip_all, optimize=optimize, zero=zero, sample=sample)

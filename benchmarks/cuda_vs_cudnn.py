@@ -1,0 +1,293 @@
+"""fastrnn's CUDA backend against PyTorch's ``nn.RNN`` (cuDNN), training the same model.
+
+    python benchmarks/cuda_vs_cudnn.py                        # the issue's two sizes, on a GPU
+    python benchmarks/cuda_vs_cudnn.py --sizes 1,512,100 --chunks 20 --repeats 7 --json out.json
+
+The model is min-char-rnn's: one-hot input, tanh recurrence, linear output, summed
+cross-entropy, gradients clipped to [-5, 5], Adagrad (lr 0.1), float32, B streams of T steps
+(``--sizes B,H,T``), on the bundled corpus. PyTorch runs ``nn.RNN(V, H)`` on one-hot inputs
+(its second bias frozen at zero, so that the model is the same), ``nn.Linear(H, V)``,
+``cross_entropy(reduction="sum")``, ``clip_grad_value_`` and min-char-rnn's Adagrad in PyTorch's
+multi-tensor ops (``optim.Adagrad`` puts eps outside the square root, ``g / (sqrt(m) + eps)``,
+which moves small gradients differently from min-char-rnn's ``g / sqrt(m + eps)``).
+cuDNN runs twice: in strict float32, the arithmetic fastrnn does, and with TF32 tensor cores
+allowed (PyTorch's default for cuDNN), which rounds products to 10-bit mantissas.
+
+Before timing, one chunk from the same starting parameters checks that the implementations
+train the same model: the loss and the updated parameters of fastrnn's CUDA backend against its
+oracle-tested Numba CPU kernels, and PyTorch's against fastrnn's.
+
+Each timing is one ``train`` call of ``--chunks`` chunks (parameters copied to the device and
+back once per call, as ``python -m fastrnn.train`` does), after warm-up, synchronised; the
+median over ``--repeats`` calls is reported. Characters/s count B*T characters per chunk; the
+model's FLOPs per character are 6 H^2 + 6 H V (forward 2H^2 + 2HV; backward Why^T dy, dWhy,
+Whh^T draw, dWhh), the same count for every implementation; the float32 matrix-product peak is
+measured in the same run (cuBLAS, 8192^3, TF32 off).
+
+Without a GPU the script can still be checked end to end at tiny sizes: ``NUMBA_ENABLE_CUDASIM=1
+python benchmarks/cuda_vs_cudnn.py --sizes 2,6,3 --torch-device cpu --chunks 2 --repeats 1``.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fastrnn import CharRNN, corpus  # noqa: E402
+from fastrnn.kernels import cuda as ck  # noqa: E402
+
+LR = 0.1
+
+
+def model_flops_per_char(H, V):
+    return 6 * H * H + 6 * H * V
+
+
+def windows(ids, B, T, n, start=0):
+    """fastrnn's mini-batch walk without wraps: chunk k of stream b reads
+    ids[b*piece + start + k*T : ... + T + 1]; (n, T+1, B)."""
+    piece = len(ids) // B
+    if start + n * T + 1 >= piece:
+        raise SystemExit(f"the corpus is too short for {n} chunks of {B} streams of {T} steps")
+    index = (start + np.arange(n)[:, None, None] * T + np.arange(T + 1)[None, :, None]
+             + (np.arange(B) * piece)[None, None, :])
+    return ids[index].astype(np.int64)
+
+
+# ---------------------------------------------------------------- fastrnn
+
+
+def fastrnn_model(V, B, H, T, backend):
+    return CharRNN(V, hidden_size=H, seq_length=T, learning_rate=LR, batch_size=B,
+                   backend=backend, dtype="float32", seed=0)
+
+
+def time_fastrnn(ids, V, B, H, T, chunks, repeats, sync):
+    model = fastrnn_model(V, B, H, T, "cuda")
+    model.train(ids, 2)  # compiles the kernels
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        model.train(ids, chunks)
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+# ---------------------------------------------------------------- PyTorch
+
+
+class TorchCharRNN:
+    """min-char-rnn in PyTorch; parameters copied from a fastrnn model."""
+
+    def __init__(self, torch, params, B, device):
+        self.torch = torch
+        Wxh, Whh, Why, bh, by = (torch.tensor(np.asarray(p, np.float32), device=device)
+                                 for p in params)
+        H, V = Wxh.shape
+        self.rnn = torch.nn.RNN(V, H, nonlinearity="tanh").to(device)
+        self.out = torch.nn.Linear(H, V).to(device)
+        with torch.no_grad():
+            self.rnn.weight_ih_l0.copy_(Wxh)
+            self.rnn.weight_hh_l0.copy_(Whh)
+            self.rnn.bias_ih_l0.copy_(bh.reshape(-1))
+            self.rnn.bias_hh_l0.zero_()
+            self.out.weight.copy_(Why)
+            self.out.bias.copy_(by.reshape(-1))
+        self.rnn.bias_hh_l0.requires_grad_(False)
+        self.params = [self.rnn.weight_ih_l0, self.rnn.weight_hh_l0, self.rnn.bias_ih_l0,
+                       self.out.weight, self.out.bias]
+        self.mems = [torch.zeros_like(p) for p in self.params]
+        self.h = torch.zeros(1, B, H, device=device)
+        self.V = V
+
+    def train(self, win):
+        """One chunk per win[k] ((T+1, B) ids on the device); the losses, on the device."""
+        torch, F = self.torch, self.torch.nn.functional
+        losses = []
+        for k in range(win.shape[0]):
+            x = F.one_hot(win[k, :-1], self.V).float()  # (T, B, V)
+            out, h = self.rnn(x, self.h)
+            loss = F.cross_entropy(self.out(out).reshape(-1, self.V), win[k, 1:].reshape(-1),
+                                   reduction="sum")
+            for p in self.params:
+                p.grad = None
+            loss.backward()
+            torch.nn.utils.clip_grad_value_(self.params, 5.0)
+            self.adagrad([p.grad for p in self.params])
+            self.h = h.detach()
+            losses.append(loss.detach())
+        return torch.stack(losses)
+
+    def adagrad(self, grads):
+        """m += g*g; w -= lr g / sqrt(m + 1e-8), as multi-tensor ops (like optim.Adagrad's)."""
+        torch = self.torch
+        with torch.no_grad():
+            torch._foreach_addcmul_(self.mems, grads, grads)
+            denominators = torch._foreach_add(self.mems, 1e-8)
+            torch._foreach_sqrt_(denominators)
+            torch._foreach_addcdiv_(self.params, grads, denominators, value=-LR)
+
+    def weights(self):
+        """(Wxh, Whh, Why, bh, by) as float64 NumPy arrays."""
+        return [p.detach().double().cpu().numpy().reshape(s) for p, s in zip(
+            (self.rnn.weight_ih_l0, self.rnn.weight_hh_l0, self.out.weight,
+             self.rnn.bias_ih_l0, self.out.bias),
+            (self.rnn.weight_ih_l0.shape, self.rnn.weight_hh_l0.shape, self.out.weight.shape,
+             (-1, 1), (-1, 1)))]
+
+
+def time_torch(torch, ids, V, B, H, T, chunks, repeats, device, tf32):
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    model = TorchCharRNN(torch, fastrnn_model(V, B, H, T, "numpy").params, B, device)
+    win = torch.tensor(windows(ids, B, T, chunks), device=device)
+    model.train(win[:2]).cpu()  # warm-up: cuDNN plans, allocator
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.train(win).cpu()  # .cpu() waits for the device, like fastrnn's returned losses
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def matmul_peak(torch, device):
+    """float32 (TF32 off) cuBLAS product rate, TFLOP/s: the median of 10 after a warm-up."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    n = 8192
+    a, b = (torch.randn(n, n, device=device) for _ in range(2))
+    c = a @ b
+    times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        torch.matmul(a, b, out=c)
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 2 * n ** 3 / statistics.median(times) / 1e12
+
+
+# ---------------------------------------------------------------- equality check
+
+
+def relative(a, b):
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+def same_model_check(torch, ids, V, B, H, T, device):
+    """One chunk from the same parameters: {pair: (loss rel. error, params rel. error)}."""
+    win = windows(ids, B, T, 1)
+    data = ids  # CharRNN walks ids from position 0: its first chunk is win[0]
+    trained = {}
+    for backend in ("cuda", "numba"):
+        m = fastrnn_model(V, B, H, T, backend)
+        loss = m.train(data, 1)[0]
+        trained[backend] = (loss, [np.asarray(p, np.float64) for p in m.params])
+    tm = TorchCharRNN(torch, fastrnn_model(V, B, H, T, "numpy").params, B, device)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    loss = float(tm.train(torch.tensor(win, device=device)).cpu()[0])
+    trained["torch"] = (loss, tm.weights())
+
+    def compare(a, b):
+        (la, pa), (lb, pb) = trained[a], trained[b]
+        return relative([la], [lb]), relative(np.concatenate([p.ravel() for p in pa]),
+                                              np.concatenate([p.ravel() for p in pb]))
+    return {"fastrnn cuda vs fastrnn numba": compare("cuda", "numba"),
+            "torch vs fastrnn cuda": compare("torch", "cuda")}
+
+
+# ---------------------------------------------------------------- main
+
+
+def run(args):
+    import torch
+    from numba import cuda
+    simulator = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+    device = args.torch_device
+    sync = cuda.synchronize
+    data = corpus.load(ROOT / "data" / "tragedies.txt")
+    ids, V = np.asarray(data.train), len(data.vocab)
+    name = "Numba's CUDA simulator" if simulator else cuda.get_current_device().name
+    info = {
+        "gpu": name.decode() if isinstance(name, bytes) else name, "torch": torch.__version__,
+        "cudnn": torch.backends.cudnn.version() if device == "cuda" else None,
+        "numba_cuda": version("numba-cuda"), "python": platform.python_version(), "V": V,
+        "chunks": args.chunks, "repeats": args.repeats, "tile_work": [ck.TILE, ck.WORK],
+        "step_streams": ck.STEP_STREAMS}
+    if device == "cuda":
+        info["fp32_matmul_peak_tflops"] = matmul_peak(torch, device)
+    rows = []
+    for B, H, T in args.sizes:
+        flops = model_flops_per_char(H, V)
+        check = same_model_check(torch, ids, V, B, H, T, device)
+        for pair, (dl, dp) in check.items():
+            print(f"B={B} H={H} T={T}: {pair}: loss rel. error {dl:.2e}, params after one "
+                  f"update rel. error {dp:.2e}", flush=True)
+        variants = [("fastrnn cuda step", "step")]
+        if H <= ck.MAX_H:
+            variants.insert(0, ("fastrnn cuda stream", "stream"))
+        results = {}
+        for name, form in variants:
+            ck.RECURRENCE = form
+            results[name] = time_fastrnn(ids, V, B, H, T, args.chunks, args.repeats, sync)
+        ck.RECURRENCE = "auto"
+        label = "cudnn" if device == "cuda" else f"torch-{device}"
+        results[f"{label} fp32"] = time_torch(torch, ids, V, B, H, T, args.chunks, args.repeats,
+                                              device, False)
+        results[f"{label} tf32"] = time_torch(torch, ids, V, B, H, T, args.chunks, args.repeats,
+                                              device, True)
+        base = statistics.median(results[f"{label} fp32"])
+        for name, times in results.items():
+            med = statistics.median(times)
+            chars = B * T * args.chunks / med
+            rows.append(dict(B=B, H=H, T=T, impl=name, median_s=med, chars_per_s=chars,
+                             ms_per_chunk=med / args.chunks * 1e3,
+                             tflops=chars * flops / 1e12, vs_torch_fp32=base / med,
+                             times=times, check=check))
+    return info, rows
+
+
+def parse_size(text):
+    try:
+        B, H, T = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a size is B,H,T (three integers), got {text!r}")
+    if min(B, H, T) < 1:
+        raise argparse.ArgumentTypeError(f"B, H and T must be >= 1, got {text!r}")
+    return B, H, T
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", nargs="+", type=parse_size, default=[(1, 512, 100),
+                                                                  (128, 1024, 100)])
+    p.add_argument("--chunks", type=int, default=20, help="chunks per timed train call")
+    p.add_argument("--repeats", type=int, default=5, help="timed calls; the median is reported")
+    p.add_argument("--torch-device", default="cuda", help="cuda, or cpu for a dry run")
+    p.add_argument("--json", type=Path, help="also write every timing here")
+    args = p.parse_args(argv)
+    info, rows = run(args)
+    print(json.dumps(info))
+    print("| B | H | T | implementation | chars/s | ms/chunk | model TFLOP/s | vs torch fp32 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['B']} | {r['H']} | {r['T']} | {r['impl']} | {r['chars_per_s']:,.0f} | "
+              f"{r['ms_per_chunk']:.3f} | {r['tflops']:.3f} | {r['vs_torch_fp32']:.2f}x |")
+    if args.json:
+        args.json.write_text(json.dumps(dict(info=info, rows=rows), indent=1))
+
+
+if __name__ == "__main__":
+    main()
