@@ -11,6 +11,8 @@ Runs in Numba's CUDA simulator when ``NUMBA_ENABLE_CUDASIM=1`` is set before num
 (correct but very slow: for tests with tiny sizes).
 """
 
+import functools
+
 import numpy as np
 from numba import cuda
 
@@ -28,8 +30,8 @@ def available():
         return False, f"numba-cuda cannot use the GPU ({e})"
 
 
-def _kernels(dtype):
-    return ck.kernels(dtype, ck.TILE, ck.WORK, ck.MAX_H)
+def _kernels(dtype, work=None):
+    return ck.kernels(dtype, ck.TILE, ck.WORK if work is None else work, ck.MAX_H)
 
 
 def _grid1(n):
@@ -41,15 +43,35 @@ def _grid2(n0, n1):
     return ((n0 + side - 1) // side, (n1 + side - 1) // side), (side, side)
 
 
-def _product_grid(M, N):
-    """Launch shape of a product with an (M, N) result: one block per (TILE*WORK)^2 tile."""
-    side = ck.TILE * ck.WORK
-    return ((N + side - 1) // side, (M + side - 1) // side), (ck.TILE, ck.TILE)
+def _stream_threads(H):
+    """Threads of a one-block-per-stream kernel: a row each (whole warps), up to STREAM_BLOCK."""
+    return min(ck.STREAM_BLOCK, (H + 31) // 32 * 32)
 
 
-def _matmul(K, A, ta, B, tb, C):
+@functools.cache
+def _multiprocessors():
+    """The GPU's streaming multiprocessors (1 in the simulator, which has no such count)."""
+    return getattr(cuda.get_current_device(), "MULTIPROCESSOR_COUNT", 1)
+
+
+def _product(name, dtype, M, N):
+    """Product kernel ``name`` with an (M, N) result, configured for launch: one block per
+    (TILE*work)^2 tile, ``work`` halved from WORK while that leaves multiprocessors idle."""
+    work = ck.WORK
+    while work > 1 and _tiles(M, N, ck.TILE * work) < _multiprocessors():
+        work //= 2
+    side = ck.TILE * work
+    grid = ((N + side - 1) // side, (M + side - 1) // side)
+    return _kernels(dtype, work)[name][grid, (ck.TILE, ck.TILE)]
+
+
+def _tiles(M, N, side):
+    return ((M + side - 1) // side) * ((N + side - 1) // side)
+
+
+def _matmul(A, ta, B, tb, C):
     """C = (A.T if ta else A) @ (B.T if tb else B) on the device."""
-    K["matmul"][_product_grid(*C.shape)](A, ta, B, tb, C)
+    _product("matmul", C.dtype, *C.shape)(A, ta, B, tb, C)
 
 
 def _to_device(arrays):
@@ -102,14 +124,14 @@ def _forward(K, x, y, h, P, c, losses, n):
     hs = c.hs[:T + 1]
     if ck.per_step(B, H):
         K["copy_state"][_grid1(B * H)](h, hs)
-        grid = _product_grid(B, H)
+        step = _product("recurrence_step", hs.dtype, B, H)
         for t in range(T):
-            K["recurrence_step"][grid](t, x, P[0], P[1], P[3], hs)
+            step(t, x, P[0], P[1], P[3], hs)
     else:
         K["transpose"][_grid2(H, H)](P[1], c.WhhT)
-        K["recurrence"][B, ck.BLOCK](x, h, P[0], c.WhhT, P[3], hs)
+        K["recurrence"][B, _stream_threads(H)](x, h, P[0], c.WhhT, P[3], hs)
     z = c.ps[:T].reshape(rows, V)
-    _matmul(K, hs[1:].reshape(rows, H), False, P[2], True, z)
+    _matmul(hs[1:].reshape(rows, H), False, P[2], True, z)
     K["softmax_rows"][rows, ck.BLOCK](z, P[4], y.reshape(rows), z, c.step_losses[:rows])
     K["add_losses"][1, 1](c.step_losses[:rows], losses, n)
 
@@ -122,17 +144,17 @@ def _gradients(K, x, y, order, offsets, P, G, c):
     dys = c.dys[:T].reshape(rows, V)
     K["output_delta"][_grid1(rows * V)](c.ps[:T].reshape(rows, V), y.reshape(rows), dys)
     dhout, draws = c.dhout[:T], c.draws[:T]
-    _matmul(K, dys, False, P[2], False, dhout.reshape(rows, H))
+    _matmul(dys, False, P[2], False, dhout.reshape(rows, H))
     if ck.per_step(B, H):
-        grid = _product_grid(B, H)
+        step = _product("recurrence_back_step", dhout.dtype, B, H)
         for t in range(T - 1, -1, -1):
-            K["recurrence_back_step"][grid](t, c.hs, dhout, P[1], draws)
+            step(t, c.hs, dhout, P[1], draws)
     else:
-        K["recurrence_back"][B, ck.BLOCK](c.hs, dhout, P[1], draws)
+        K["recurrence_back"][B, _stream_threads(H)](c.hs, dhout, P[1], draws)
     draws = draws.reshape(rows, H)
-    _matmul(K, draws, True, c.hs[:T].reshape(rows, H), False, G[1])
+    _matmul(draws, True, c.hs[:T].reshape(rows, H), False, G[1])
     K["column_sums"][_grid1(H)](draws, G[3])
-    _matmul(K, dys, True, c.hs[1:T + 1].reshape(rows, H), False, G[2])
+    _matmul(dys, True, c.hs[1:T + 1].reshape(rows, H), False, G[2])
     K["column_sums"][_grid1(V)](dys, G[4])
     K["grad_xh"][_grid2(H, V)](order, offsets, draws, G[0])
 
@@ -197,13 +219,13 @@ def sample(h, seed_ix, uniforms, params, temperature, greedy, ixes, work):
         return cpu.sample(h, seed_ix, uniforms, params, temperature, greedy, ixes, work)
     K = _kernels(h.dtype)
     Wxh, Whh, Why, bh, by = params
+    weights = [cuda.to_device(np.ascontiguousarray(w)) for w in (Wxh, Whh.T, Why.T, bh, by)]
     d_h = cuda.to_device(h)
+    d_uniforms = cuda.to_device(np.asarray(uniforms, np.float64))
     d_ixes = cuda.device_array(len(uniforms), np.int64)
-    K["sample"][1, ck.BLOCK](d_h, seed_ix, cuda.to_device(np.asarray(uniforms, np.float64)),
-                              *(cuda.to_device(np.ascontiguousarray(a)) for a in
-                                (Wxh, Whh.T, Why.T, bh, by)),
-                              temperature, greedy, d_ixes, cuda.device_array(V, h.dtype),
-                              cuda.device_array(V, np.float64))
+    K["sample"][1, _stream_threads(H)](d_h, seed_ix, d_uniforms, *weights, temperature, greedy,
+                                        d_ixes, cuda.device_array(V, h.dtype),
+                                        cuda.device_array(V, np.float64))
     ixes[:len(uniforms)] = d_ixes.copy_to_host()
     d_h.copy_to_host(h)
 

@@ -45,17 +45,25 @@ def signatures(f):
     )
 
 
+PRODUCTS = ("matmul", "recurrence_step", "recurrence_back_step")  # the kernels WORK shapes
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_every_kernel_compiles_for_sm90(dtype, monkeypatch):
+@pytest.mark.parametrize("work", sorted({WORK, 1}, reverse=True))
+def test_every_kernel_compiles_for_sm90(dtype, work, monkeypatch):
+    """Every kernel at the default launch configuration; the products also with the smallest
+    tiles, which ``cuda_backend._product`` falls back to on small grids."""
     from numba import cuda
     from numba.cuda import dispatcher
     monkeypatch.setattr(dispatcher, "get_current_device",
                         lambda: SimpleNamespace(compute_capability=(9, 0)))
     nb = {np.float32: float32, np.float64: float64}[dtype]
-    kernels = ck.kernels(dtype, TILE, WORK, ck.MAX_H)
+    kernels = ck.kernels(dtype, TILE, work, ck.MAX_H)
     sigs = signatures(nb)
     assert set(sigs) == set(kernels), "a kernel without a signature here is not checked"
     for name, kernel in kernels.items():
+        if work != WORK and name not in PRODUCTS:
+            continue
         ptx, _ = cuda.compile_ptx(kernel.py_func, sigs[name], cc=(9, 0))
         assert ".entry" in ptx, name
         shared = sum(int(n) for n in re.findall(r"\.shared\s.*\[(\d+)\];", ptx))

@@ -70,6 +70,7 @@ def small_blocks(monkeypatch):
     if SIMULATOR:
         from fastrnn.kernels import cuda as ck
         monkeypatch.setattr(ck, "BLOCK", 4)
+        monkeypatch.setattr(ck, "STREAM_BLOCK", 4)
         monkeypatch.setattr(ck, "TILE", 2)
         monkeypatch.setattr(ck, "WORK", 2)
 

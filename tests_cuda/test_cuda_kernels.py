@@ -46,7 +46,7 @@ def test_matmul_matches_numpy(M, N, K, ta, tb, dtype):
     a = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
     b = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
     c = nbcuda.to_device(np.full((M, N), np.nan, dtype))
-    cb._matmul(cb._kernels(dtype), nbcuda.to_device(a), ta, nbcuda.to_device(b), tb, c)
+    cb._matmul(nbcuda.to_device(a), ta, nbcuda.to_device(b), tb, c)
     expected = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
     assert_close(c.copy_to_host(), expected, dtype, "C")
 
@@ -196,6 +196,26 @@ def test_mini_batch_training_matches_the_oracle(optimizer, dtype, recurrence):
         assert_close(x, e, dtype, name)
 
 
+def test_smaller_tiles_when_large_ones_would_leave_multiprocessors_idle(monkeypatch):
+    """With many multiprocessors the products shrink their tiles (WORK 2 -> 1 here)."""
+    from fastrnn import cuda_backend as cb
+    from fastrnn.kernels import cuda as ck
+    monkeypatch.setattr(cb, "_multiprocessors", lambda: 1000)
+    monkeypatch.setattr(ck, "RECURRENCE", "step")
+    launched = []
+    real = cb._kernels
+    monkeypatch.setattr(cb, "_kernels", lambda dtype, work=None: launched.append(work) or
+                        real(dtype, work))
+    data = np.random.default_rng(11).integers(0, 5, 40)
+    models = {b: CharRNN(5, hidden_size=6, seq_length=3, dtype="float64", batch_size=3,
+                         backend=b) for b in ("cuda", "numpy")}
+    losses = {b: m.train(data, 2) for b, m in models.items()}
+    assert 1 in launched
+    assert_close(losses["cuda"], losses["numpy"], np.float64, "losses")
+    for name, x, e in zip(NAMES, models["cuda"].params, models["numpy"].params):
+        assert_close(x, e, np.float64, name)
+
+
 def test_hidden_size_beyond_the_shared_memory_limit(monkeypatch):
     """Above MAX_H the recurrence runs per step (any H) and sampling on the CPU kernels."""
     from fastrnn.kernels import cuda as ck
@@ -251,7 +271,7 @@ def test_sizes_spanning_many_tiles_on_a_gpu(recurrence):
             a = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
             b = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
             c = nbcuda.to_device(np.full((M, N), np.nan, dtype))
-            cb._matmul(cb._kernels(dtype), nbcuda.to_device(a), ta, nbcuda.to_device(b), tb, c)
+            cb._matmul(nbcuda.to_device(a), ta, nbcuda.to_device(b), tb, c)
             expected = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(
                 np.float64)
             error = np.linalg.norm(c.copy_to_host() - expected) / np.linalg.norm(expected)

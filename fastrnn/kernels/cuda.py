@@ -13,6 +13,8 @@ over all T*B (step, stream) rows; only the recurrence walks through time. One ch
                         "step": one launch per step of a tiled product over all streams
                         (B x H) x (H x H), its epilogue the gather, bias and tanh; the launch
                         boundary is the grid-wide barrier, so any H works
+                        (products use smaller tiles where large ones would leave
+                        multiprocessors idle)
     matmul              tiled shared-memory product (TILE x TILE threads, WORK x WORK outputs
                         each, every output summed over k in order): logits = hs Why^T,
                         Why^T dy, dWhh = draws^T hs, dWhy = dy^T hs
@@ -45,10 +47,12 @@ from .scalar import (ADAGRAD, RMSPROP, adagrad_memory, adagrad_weight, adam_corr
                      adam_moment, adam_weight, clip, gradient, rmsprop_memory, rmsprop_weight,
                      tanh_backward)
 
-# Launch configuration, read at launch time (tests shrink BLOCK, TILE and WORK so that the
-# striding and multi-tile paths run in the simulator).
+# Launch configuration, read at launch time (tests shrink BLOCK, STREAM_BLOCK, TILE and WORK so
+# that the striding and multi-tile paths run in the simulator).
 MAX_H = 2048            # hidden units a "stream" recurrence block holds in shared memory
 BLOCK = 128             # threads per block of the one-dimensional kernels
+STREAM_BLOCK = 256      # most threads of a one-block-per-stream kernel (a row each; 256
+                        # threads can always get their registers, 1024 only below 64 each)
 TILE = 16               # a product block is TILE x TILE threads...
 WORK = 4                # ...each computing WORK x WORK outputs: (TILE*WORK)^2 per block
 RECURRENCE = "auto"     # "stream", "step", or "auto": "step" from STEP_STREAMS streams on
