@@ -48,6 +48,14 @@ def _stream_threads(H):
     return min(ck.STREAM_BLOCK, (H + 31) // 32 * 32)
 
 
+def _stream_shared(H, dtype, vectors):
+    """(cached, bytes): whether a "stream" block keeps Whh in shared memory, and the dynamic
+    shared memory it needs (``vectors`` H-vectors, then Whh if cached)."""
+    itemsize = np.dtype(dtype).itemsize
+    cached = ck.caches_whh(H, itemsize)
+    return cached, (vectors * H + (H * H if cached else 0)) * itemsize
+
+
 @functools.cache
 def _multiprocessors():
     """The GPU's streaming multiprocessors (1 in the simulator, which has no such count)."""
@@ -129,7 +137,8 @@ def _forward(K, x, y, h, P, c, losses, n):
             step(t, x, P[0], P[1], P[3], hs)
     else:
         K["transpose"][_grid2(H, H)](P[1], c.WhhT)
-        K["recurrence"][B, _stream_threads(H)](x, h, P[0], c.WhhT, P[3], hs)
+        cached, shared = _stream_shared(H, hs.dtype, 1)
+        K["recurrence"][B, _stream_threads(H), 0, shared](x, h, P[0], c.WhhT, P[3], hs, cached)
     z = c.ps[:T].reshape(rows, V)
     _matmul(hs[1:].reshape(rows, H), False, P[2], True, z)
     K["softmax_rows"][rows, ck.BLOCK](z, P[4], y.reshape(rows), z, c.step_losses[:rows])
@@ -150,7 +159,8 @@ def _gradients(K, x, y, order, offsets, P, G, c):
         for t in range(T - 1, -1, -1):
             step(t, c.hs, dhout, P[1], draws)
     else:
-        K["recurrence_back"][B, _stream_threads(H)](c.hs, dhout, P[1], draws)
+        cached, shared = _stream_shared(H, dhout.dtype, 2)
+        K["recurrence_back"][B, _stream_threads(H), 0, shared](c.hs, dhout, P[1], draws, cached)
     draws = draws.reshape(rows, H)
     _matmul(draws, True, c.hs[:T].reshape(rows, H), False, G[1])
     K["column_sums"][_grid1(H)](draws, G[3])

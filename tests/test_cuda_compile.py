@@ -27,9 +27,9 @@ def signatures(f):
     f64 = float64[::1]
     return dict(
         matmul=(a2, boolean, a2, boolean, a2),
-        recurrence=(ids2, a2, a2, a2, a1, a3),
+        recurrence=(ids2, a2, a2, a2, a1, a3, boolean),
         recurrence_step=(int64, ids2, a2, a2, a1, a3),
-        recurrence_back=(a3, a3, a2, a3),
+        recurrence_back=(a3, a3, a2, a3, boolean),
         recurrence_back_step=(int64, a3, a3, a2, a3),
         copy_state=(a2, a3),
         transpose=(a2, a2),

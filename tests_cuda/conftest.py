@@ -75,9 +75,12 @@ def small_blocks(monkeypatch):
         monkeypatch.setattr(ck, "WORK", 2)
 
 
-@pytest.fixture(params=["stream", "step"])
+@pytest.fixture(params=["stream", "stream-global-Whh", "step"])
 def recurrence(request, monkeypatch):
-    """Each form of the recurrence (see fastrnn.kernels.cuda.RECURRENCE)."""
+    """Each form of the recurrence (see fastrnn.kernels.cuda.RECURRENCE); "stream" twice: with
+    Whh in shared memory (what small H gets) and read from global memory (large H)."""
     from fastrnn.kernels import cuda as ck
-    monkeypatch.setattr(ck, "RECURRENCE", request.param)
+    monkeypatch.setattr(ck, "RECURRENCE", request.param.split("-")[0])
+    if request.param == "stream-global-Whh":
+        monkeypatch.setattr(ck, "SHARED_BYTES", 0)
     return request.param

@@ -8,8 +8,10 @@ over all T*B (step, stream) rows; only the recurrence walks through time. One ch
     recurrence          hs[t+1] = tanh(Wxh[:, x_t] + Whh hs[t] + bh), the one-hot input a
                         column gather, in one of two forms (``RECURRENCE``):
                         "stream": one block per stream, the time loop inside the kernel, the
-                        stream's h in shared memory across all steps, Whh read through its
-                        transpose so that a warp's loads are coalesced (limit ``MAX_H``);
+                        stream's h in shared memory across all steps, and Whh too while it
+                        fits (H <= 109 in float32, 77 in float64), else read from global
+                        memory through its transpose so that a warp's loads are coalesced
+                        (limit ``MAX_H``);
                         "step": one launch per step of a tiled product over all streams
                         (B x H) x (H x H), its epilogue the gather, bias and tanh; the launch
                         boundary is the grid-wide barrier, so any H works
@@ -21,7 +23,8 @@ over all T*B (step, stream) rows; only the recurrence walks through time. One ch
     softmax_rows        one block per (step, stream): p = softmax(logits + by) and -log p[y]
     output_delta        dy = p - onehot(y)
     recurrence_back     draw[t] = (1 - h^2)(Why^T dy[t] + Whh^T draw[t+1]), "stream" or
-                        "step" like the recurrence
+                        "step" like the recurrence (the "stream" form with Whh in shared
+                        memory while it fits)
     column_sums         dbh, dby: sums over all steps and streams, in order
     grad_xh             dWxh[:, c]: the sum of draw over the (step, stream) rows whose input
                         is c, read through a per-chunk index sorted by character (no atomics,
@@ -49,7 +52,8 @@ from .scalar import (ADAGRAD, RMSPROP, adagrad_memory, adagrad_weight, adam_corr
 
 # Launch configuration, read at launch time (tests shrink BLOCK, STREAM_BLOCK, TILE and WORK so
 # that the striding and multi-tile paths run in the simulator).
-MAX_H = 2048            # hidden units a "stream" recurrence block holds in shared memory
+MAX_H = 2048            # most hidden units of a "stream" recurrence or sampling block
+SHARED_BYTES = 48 * 1024  # shared memory a block may use without opting in to more
 BLOCK = 128             # threads per block of the one-dimensional kernels
 STREAM_BLOCK = 256      # most threads of a one-block-per-stream kernel (a row each; 256
                         # threads can always get their registers, 1024 only below 64 each)
@@ -57,6 +61,11 @@ TILE = 16               # a product block is TILE x TILE threads...
 WORK = 4                # ...each computing WORK x WORK outputs: (TILE*WORK)^2 per block
 RECURRENCE = "auto"     # "stream", "step", or "auto": "step" from STEP_STREAMS streams on
 STEP_STREAMS = 16       # (or above MAX_H); a first guess, to be tuned on a GPU
+
+
+def caches_whh(H, itemsize):
+    """Whether a "stream" block keeps Whh in shared memory (beside two H-vectors)."""
+    return (H * H + 2 * H) * itemsize <= SHARED_BYTES
 
 
 def per_step(B, H):
@@ -175,24 +184,34 @@ def kernels(dtype, tile, work, max_h):
                                                    one)
 
     @cuda.jit
-    def recurrence(x, hprev, Wxh, WhhT, bh, hs):
+    def recurrence(x, hprev, Wxh, WhhT, bh, hs, cached):
         """"stream" recurrence, block b = stream b: hs[0, b] = hprev[b]; hs[t+1, b] =
         tanh(Wxh[:, x[t, b]] + bh + Whh hs[t, b]) for t < T, Whh read as WhhT = Whh^T (a
-        warp's threads, consecutive rows i, then read consecutive addresses WhhT[j, i])."""
-        h = cuda.shared.array(max_h, nb)
+        warp's threads, consecutive rows i, then read consecutive addresses WhhT[j, i]).
+        Dynamic shared memory: h (H), then, if ``cached``, a copy of WhhT (H*H) that every
+        step reads instead of global memory."""
+        buf = cuda.shared.array(0, nb)
         b = cuda.blockIdx.x
         tid, nt = cuda.threadIdx.x, cuda.blockDim.x
         H = WhhT.shape[0]
+        h = buf[:H]
         for i in range(tid, H, nt):
             h[i] = hprev[b, i]
             hs[0, b, i] = hprev[b, i]
+        if cached:
+            for k in range(tid, H * H, nt):
+                buf[H + k] = WhhT[k // H, k % H]
         cuda.syncthreads()
         for t in range(x.shape[0]):
             c = x[t, b]
             for i in range(tid, H, nt):
                 a = Wxh[i, c] + bh[i]
-                for j in range(H):
-                    a += WhhT[j, i] * h[j]
+                if cached:
+                    for j in range(H):
+                        a += buf[H + j * H + i] * h[j]
+                else:
+                    for j in range(H):
+                        a += WhhT[j, i] * h[j]
                 hs[t + 1, b, i] = math.tanh(a)
             cuda.syncthreads()
             for i in range(tid, H, nt):  # every thread has read h: now replace it
@@ -200,16 +219,22 @@ def kernels(dtype, tile, work, max_h):
             cuda.syncthreads()
 
     @cuda.jit
-    def recurrence_back(hs, dhout, Whh, draws):
+    def recurrence_back(hs, dhout, Whh, draws, cached):
         """"stream" backward, block b, reversed time loop: draws[t, b] = (1 - hs[t+1, b]^2) *
-        (dhout[t, b] + Whh^T draws[t+1, b]) (Whh[j, i] for consecutive i: coalesced)."""
-        d = cuda.shared.array(max_h, nb)
-        dn = cuda.shared.array(max_h, nb)
+        (dhout[t, b] + Whh^T draws[t+1, b]) (Whh[j, i] for consecutive i: coalesced).
+        Dynamic shared memory: draw[t+1] and Whh^T draw[t+1] (H each), then, if ``cached``, a
+        copy of Whh (H*H)."""
+        buf = cuda.shared.array(0, nb)
         b = cuda.blockIdx.x
         tid, nt = cuda.threadIdx.x, cuda.blockDim.x
         H = Whh.shape[0]
+        d = buf[:H]
+        dn = buf[H:2 * H]
         for i in range(tid, H, nt):
             dn[i] = 0
+        if cached:
+            for k in range(tid, H * H, nt):
+                buf[2 * H + k] = Whh[k // H, k % H]
         cuda.syncthreads()
         for t in range(draws.shape[0] - 1, -1, -1):
             for i in range(tid, H, nt):
@@ -219,8 +244,12 @@ def kernels(dtype, tile, work, max_h):
             cuda.syncthreads()
             for i in range(tid, H, nt):
                 acc = nb(0)
-                for j in range(H):
-                    acc += Whh[j, i] * d[j]
+                if cached:
+                    for j in range(H):
+                        acc += buf[2 * H + j * H + i] * d[j]
+                else:
+                    for j in range(H):
+                        acc += Whh[j, i] * d[j]
                 dn[i] = acc
             cuda.syncthreads()
 
