@@ -121,6 +121,8 @@ class _Chunk:
         self.dhout = cuda.device_array((T, B, H), dtype)
         self.draws = cuda.device_array((T, B, H), dtype)
         self.step_losses = cuda.device_array(T * B, np.float64)
+        self.step_sums = cuda.device_array(T, np.float64)
+        self.segments = cuda.device_array(ck.SEGMENTS * max(H, V), dtype)
         self.WhhT = cuda.device_array((H, H), dtype)
 
 
@@ -142,7 +144,7 @@ def _forward(K, x, y, h, P, c, losses, n):
     z = c.ps[:T].reshape(rows, V)
     _matmul(hs[1:].reshape(rows, H), False, P[2], True, z)
     K["softmax_rows"][rows, ck.BLOCK](z, P[4], y.reshape(rows), z, c.step_losses[:rows])
-    K["add_losses"][1, 1](c.step_losses[:rows], losses, n)
+    K["add_losses"][1, ck.BLOCK](c.step_losses[:rows], B, c.step_sums, losses, n)
 
 
 def _gradients(K, x, y, order, offsets, P, G, c):
@@ -163,10 +165,19 @@ def _gradients(K, x, y, order, offsets, P, G, c):
         K["recurrence_back"][B, _stream_threads(H), 0, shared](c.hs, dhout, P[1], draws, cached)
     draws = draws.reshape(rows, H)
     _matmul(draws, True, c.hs[:T].reshape(rows, H), False, G[1])
-    K["column_sums"][_grid1(H)](draws, G[3])
+    _column_sums(K, draws, c.segments, G[3])
     _matmul(dys, True, c.hs[1:T + 1].reshape(rows, H), False, G[2])
-    K["column_sums"][_grid1(V)](dys, G[4])
+    _column_sums(K, dys, c.segments, G[4])
     K["grad_xh"][_grid2(H, V)](order, offsets, draws, G[0])
+
+
+def _column_sums(K, A, segments, out):
+    """out = A summed over its rows: row segments in parallel, then the segments (both in
+    order, so the result does not depend on the launch)."""
+    N, S = A.shape[1], ck.SEGMENTS
+    part = segments[:S * N].reshape(S, N)
+    K["segment_sums"][_grid2(N, part.shape[0])](A, part)
+    K["column_sums"][_grid1(N)](part, out)
 
 
 def _column(ids):

@@ -65,14 +65,16 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch):
-    """In the simulator, four threads per block and 2 x 2 threads of 2 x 2 outputs per product
-    block, so that H, V > 4 exercise the striding loops and the products' multi-tile paths."""
+    """In the simulator, four threads per block, 2 x 2 threads of 2 x 2 outputs per product
+    block and 3 row segments, so that H, V > 4 exercise the striding loops, the products'
+    multi-tile paths and segments of several rows."""
     if SIMULATOR:
         from fastrnn.kernels import cuda as ck
         monkeypatch.setattr(ck, "BLOCK", 4)
         monkeypatch.setattr(ck, "STREAM_BLOCK", 4)
         monkeypatch.setattr(ck, "TILE", 2)
         monkeypatch.setattr(ck, "WORK", 2)
+        monkeypatch.setattr(ck, "SEGMENTS", 3)
 
 
 @pytest.fixture(params=["stream", "stream-global-Whh", "step"])

@@ -25,7 +25,8 @@ over all T*B (step, stream) rows; only the recurrence walks through time. One ch
     recurrence_back     draw[t] = (1 - h^2)(Why^T dy[t] + Whh^T draw[t+1]), "stream" or
                         "step" like the recurrence (the "stream" form with Whh in shared
                         memory while it fits)
-    column_sums         dbh, dby: sums over all steps and streams, in order
+    segment_sums,       dbh, dby: sums over all steps and streams, in a fixed order (segments
+    column_sums         of rows in parallel, then the segments)
     grad_xh             dWxh[:, c]: the sum of draw over the (step, stream) rows whose input
                         is c, read through a per-chunk index sorted by character (no atomics,
                         so results are reproducible)
@@ -61,6 +62,7 @@ TILE = 16               # a product block is TILE x TILE threads...
 WORK = 4                # ...each computing WORK x WORK outputs: (TILE*WORK)^2 per block
 RECURRENCE = "auto"     # "stream", "step", or "auto": "step" from STEP_STREAMS streams on
 STEP_STREAMS = 16       # (or above MAX_H); a first guess, to be tuned on a GPU
+SEGMENTS = 64           # row segments summed in parallel by the bias-gradient sums
 
 
 def caches_whh(H, itemsize):
@@ -302,12 +304,21 @@ def kernels(dtype, tile, work, max_h):
             step_losses[r] = -math.log(float64(ps[r, y[r]]))
 
     @cuda.jit
-    def add_losses(step_losses, losses, n):
-        """losses[n] = the sum of step_losses (rows in order; one thread)."""
-        if cuda.threadIdx.x == 0 and cuda.blockIdx.x == 0:
+    def add_losses(step_losses, streams, partial, losses, n):
+        """losses[n] = the sum of step_losses (rows r = t*streams + b), in a fixed order: each
+        step's streams summed by one thread into partial[t], then the steps by thread 0."""
+        tid, nt = cuda.threadIdx.x, cuda.blockDim.x
+        steps = step_losses.shape[0] // streams
+        for t in range(tid, steps, nt):
+            acc = 0.0
+            for b in range(streams):
+                acc += step_losses[t * streams + b]
+            partial[t] = acc
+        cuda.syncthreads()  # (also makes the block's global writes visible to thread 0)
+        if tid == 0:
             total = 0.0
-            for r in range(step_losses.shape[0]):
-                total += step_losses[r]
+            for t in range(steps):
+                total += partial[t]
             losses[n] = total
 
     @cuda.jit
@@ -317,6 +328,19 @@ def kernels(dtype, tile, work, max_h):
         for k in range(cuda.grid(1), ps.shape[0] * V, cuda.gridsize(1)):
             r, v = k // V, k % V
             dys[r, v] = ps[r, v] - (one if v == y[r] else nb(0))
+
+    @cuda.jit
+    def segment_sums(A, partial):
+        """partial[s, n] = the sum of A[r, n] over the rows r of segment s (rows split into
+        partial.shape[0] contiguous segments), rows in order; one thread per (n, s)."""
+        n, seg = cuda.grid(2)
+        rows, S = A.shape[0], partial.shape[0]
+        if n < A.shape[1] and seg < S:
+            size = (rows + S - 1) // S
+            acc = nb(0)
+            for r in range(seg * size, min(rows, (seg + 1) * size)):
+                acc += A[r, n]
+            partial[seg, n] = acc
 
     @cuda.jit
     def column_sums(A, out):
@@ -445,5 +469,6 @@ def kernels(dtype, tile, work, max_h):
     return dict(matmul=matmul, recurrence=recurrence, recurrence_step=recurrence_step,
                 recurrence_back=recurrence_back, recurrence_back_step=recurrence_back_step,
                 copy_state=copy_state, transpose=transpose, softmax_rows=softmax_rows,
-                add_losses=add_losses, output_delta=output_delta, column_sums=column_sums,
+                add_losses=add_losses, output_delta=output_delta, segment_sums=segment_sums,
+                column_sums=column_sums,
                 grad_xh=grad_xh, clip_all=clip_all, optimize=optimize, zero=zero, sample=sample)
