@@ -132,7 +132,13 @@ def _forward(K, x, y, h, P, c, losses, n):
     (T, B), H, V = x.shape, P[1].shape[0], P[2].shape[0]
     rows = T * B
     hs = c.hs[:T + 1]
-    if ck.per_step(B, H):
+    form = ck.form(B, H)
+    if form == "persistent":
+        launch, rows_per_block = _persistent(K["recurrence_persistent"], B, H, hs.dtype)
+        K["copy_state"][_grid1(B * H)](h, hs)
+        for t0, t1 in _step_ranges(T, forward=True):
+            launch(x, P[0], P[1], P[3], hs, rows_per_block, t0, t1)
+    elif form == "step":
         K["copy_state"][_grid1(B * H)](h, hs)
         step = _product("recurrence_step", hs.dtype, B, H)
         for t in range(T):
@@ -156,7 +162,12 @@ def _gradients(K, x, y, order, offsets, P, G, c):
     K["output_delta"][_grid1(rows * V)](c.ps[:T].reshape(rows, V), y.reshape(rows), dys)
     dhout, draws = c.dhout[:T], c.draws[:T]
     _matmul(dys, False, P[2], False, dhout.reshape(rows, H))
-    if ck.per_step(B, H):
+    form = ck.form(B, H)
+    if form == "persistent":
+        launch, rows_per_block = _persistent(K["recurrence_back_persistent"], B, H, dhout.dtype)
+        for t_hi, t_lo in _step_ranges(T, forward=False):
+            launch(c.hs, dhout, P[1], draws, rows_per_block, t_hi, t_lo)
+    elif form == "step":
         step = _product("recurrence_back_step", dhout.dtype, B, H)
         for t in range(T - 1, -1, -1):
             step(t, c.hs, dhout, P[1], draws)
@@ -169,6 +180,29 @@ def _gradients(K, x, y, order, offsets, P, G, c):
     _matmul(dys, True, c.hs[1:T + 1].reshape(rows, H), False, G[2])
     _column_sums(K, dys, c.segments, G[4])
     K["grad_xh"][_grid2(H, V)](order, offsets, draws, G[0])
+
+
+def _persistent(kernel, B, H, dtype):
+    """A "persistent" recurrence kernel configured for launch, and its rows per block; a clear
+    error where its blocks cannot all be resident at once."""
+    itemsize = np.dtype(dtype).itemsize
+    rows = ck.persistent_rows(B, H, itemsize, _multiprocessors())
+    if rows is None:
+        raise ValueError(f"the 'persistent' CUDA recurrence cannot run {B} stream(s) of "
+                         f"{H} hidden units on {_multiprocessors()} multiprocessors (one block "
+                         f"per multiprocessor, its rows of Whh in {ck.SHARED_BYTES} bytes of "
+                         f"shared memory); use the 'step' or 'stream' form")
+    shared = (rows * H + H + rows * ck.LANES) * itemsize
+    return kernel[(-(-H // rows), B), ck.STREAM_BLOCK, 0, shared], rows
+
+
+def _step_ranges(T, forward):
+    """The step ranges of the "persistent" launches: all T steps in one (the grid-wide barrier
+    separates them), or one launch per step where PERSISTENT_STEPWISE asks for it. Forward
+    ranges are (t0, t1) upwards, backward ones (t_hi, t_lo) downwards."""
+    if not ck.PERSISTENT_STEPWISE:
+        return [(0, T)] if forward else [(T, 0)]
+    return [(t, t + 1) for t in range(T)] if forward else [(t + 1, t) for t in range(T - 1, -1, -1)]
 
 
 def _column_sums(K, A, segments, out):

@@ -31,6 +31,8 @@ def signatures(f):
         recurrence_step=(int64, ids2, a2, a2, a1, a3),
         recurrence_back=(a3, a3, a2, a3, boolean),
         recurrence_back_step=(int64, a3, a3, a2, a3),
+        recurrence_persistent=(ids2, a2, a2, a1, a3, int64, int64, int64),
+        recurrence_back_persistent=(a3, a3, a2, a3, int64, int64, int64),
         copy_state=(a2, a3),
         transpose=(a2, a2),
         softmax_rows=(a2, a1, ids1, a2, f64),

@@ -77,12 +77,24 @@ def small_blocks(monkeypatch):
         monkeypatch.setattr(ck, "SEGMENTS", 3)
 
 
-@pytest.fixture(params=["stream", "stream-global-Whh", "step"])
+@pytest.fixture(params=["stream", "stream-global-Whh", "step", "persistent",
+                        "persistent-stepwise"])
 def recurrence(request, monkeypatch):
-    """Each form of the recurrence (see fastrnn.kernels.cuda.RECURRENCE); "stream" twice: with
-    Whh in shared memory (what small H gets) and read from global memory (large H)."""
+    """Each form of the recurrence (see fastrnn.kernels.cuda.RECURRENCE): "stream" with Whh in
+    shared memory (what small H gets) and read from global memory (large H); "persistent" as
+    it runs (on a GPU: several blocks per stream behind a grid-wide barrier; in the simulator,
+    which runs blocks one after another and degrades that barrier to a block barrier: one
+    block per stream) and one step per launch with three blocks per stream, so that the
+    simulator checks the several-block arithmetic too."""
     from fastrnn.kernels import cuda as ck
     monkeypatch.setattr(ck, "RECURRENCE", request.param.split("-")[0])
     if request.param == "stream-global-Whh":
         monkeypatch.setattr(ck, "SHARED_BYTES", 0)
+    if SIMULATOR and request.param.startswith("persistent"):
+        blocks = 3 if request.param == "persistent-stepwise" else 1  # per stream
+        rows = ck.persistent_rows
+        monkeypatch.setattr(ck, "persistent_rows", lambda B, H, itemsize, multiprocessors:
+                            rows(B, H, itemsize, blocks * B))
+    if request.param == "persistent-stepwise":
+        monkeypatch.setattr(ck, "PERSISTENT_STEPWISE", True)
     return request.param

@@ -221,7 +221,7 @@ def test_hidden_size_beyond_the_shared_memory_limit(monkeypatch):
     from fastrnn.kernels import cuda as ck
     monkeypatch.setattr(ck, "MAX_H", 4)
     monkeypatch.setattr(ck, "RECURRENCE", "stream")  # overridden by the size
-    assert ck.per_step(1, 6) and not ck.per_step(1, 4)
+    assert ck.form(1, 6) == "step" and ck.form(1, 4) == "stream"
     data = np.random.default_rng(9).integers(0, 3, 30)
     models = {b: CharRNN(3, hidden_size=6, seq_length=3, dtype="float64", backend=b)
               for b in ("cuda", "numpy")}

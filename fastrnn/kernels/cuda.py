@@ -43,7 +43,7 @@ import functools
 import math
 
 import numpy as np
-from numba import cuda, float32, float64, int64
+from numba import config, cuda, float32, float64, int64
 
 from ..reference import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, CLIP, RMSPROP_DECAY,
                          RMSPROP_EPS)
@@ -60,9 +60,12 @@ STREAM_BLOCK = 256      # most threads of a one-block-per-stream kernel (a row e
                         # threads can always get their registers, 1024 only below 64 each)
 TILE = 16               # a product block is TILE x TILE threads...
 WORK = 4                # ...each computing WORK x WORK outputs: (TILE*WORK)^2 per block
-RECURRENCE = "auto"     # "stream", "step", or "auto": "step" from STEP_STREAMS streams on
-STEP_STREAMS = 16       # (or above MAX_H); a first guess, to be tuned on a GPU
+RECURRENCE = "auto"     # "stream", "step", "persistent" (only when asked for: unmeasured), or
+STEP_STREAMS = 16       # "auto": "step" from STEP_STREAMS streams on (or above MAX_H), else
+                        # "stream"; a first guess, to be tuned on a GPU
 SEGMENTS = 64           # row segments summed in parallel by the bias-gradient sums
+LANES = 32              # partial sums per row in the "persistent" recurrence
+PERSISTENT_STEPWISE = False  # launch the "persistent" kernels one step at a time (tests)
 
 
 def caches_whh(H, itemsize):
@@ -70,11 +73,35 @@ def caches_whh(H, itemsize):
     return (H * H + 2 * H) * itemsize <= SHARED_BYTES
 
 
-def per_step(B, H):
-    """Whether a chunk of B streams of H units runs its recurrence as one launch per step."""
-    if H > MAX_H or RECURRENCE == "step":
-        return True
-    return RECURRENCE == "auto" and B >= STEP_STREAMS
+def form(B, H):
+    """The recurrence form for a chunk of B streams of H units: "stream", "step" or
+    "persistent" (the latter only when RECURRENCE asks for it)."""
+    if RECURRENCE == "persistent":
+        return "persistent"
+    if H > MAX_H or RECURRENCE == "step" or (RECURRENCE == "auto" and B >= STEP_STREAMS):
+        return "step"
+    return "stream"
+
+
+def persistent_rows(B, H, itemsize, multiprocessors):
+    """Rows of Whh per block of the "persistent" recurrence, so that its blocks (a column of
+    them per stream) fit one per multiprocessor with their rows in shared memory; None if
+    they cannot."""
+    per_stream = multiprocessors // B
+    if per_stream < 1:
+        return None
+    rows = -(-H // per_stream)
+    if (rows * H + H + rows * LANES) * itemsize > SHARED_BYTES:
+        return None
+    return rows
+
+
+if config.ENABLE_CUDASIM:
+    @cuda.jit(device=True)
+    def coherent(a, index):
+        return a[index]
+else:
+    coherent = cuda.ldcg  # a load that skips the (per-multiprocessor, incoherent) L1 cache
 
 
 @functools.cache
@@ -254,6 +281,86 @@ def kernels(dtype, tile, work, max_h):
                         acc += Whh[j, i] * d[j]
                 dn[i] = acc
             cuda.syncthreads()
+
+    @cuda.jit
+    def recurrence_persistent(x, Wxh, Whh, bh, hs, rows, t0, t1):
+        """"persistent" recurrence (hs[t0] given): block (r, b) computes rows [r rows, (r+1)
+        rows) of stream b for the steps t0 <= t < t1, holding those rows of Whh in shared memory for all of
+        them, with a grid-wide barrier after each step (launched one step at a time, the
+        launch boundary is the barrier: how the simulator checks several blocks). Each row's
+        dot product is LANES partial sums (j = l, l + LANES, ...), then added in lane order.
+        Dynamic shared memory: the rows of Whh (rows*H), h (H), the partial sums (rows*LANES).
+        Rows of h written by other blocks are read past L1 (``coherent``)."""
+        buf = cuda.shared.array(0, nb)
+        grid = cuda.cg.this_grid()
+        r, b = int64(cuda.blockIdx.x), int64(cuda.blockIdx.y)
+        tid, nt = cuda.threadIdx.x, cuda.blockDim.x
+        H = Whh.shape[0]
+        i0 = r * rows
+        n = max(0, min(rows, H - i0))
+        hv, pv = rows * H, rows * H + H  # where h and the partial sums start in buf
+        for e in range(tid, n * H, nt):
+            buf[e] = Whh[i0 + e // H, e % H]
+        cuda.syncthreads()
+        for t in range(t0, t1):
+            for j in range(tid, H, nt):
+                buf[hv + j] = coherent(hs, (t, b, j))
+            cuda.syncthreads()
+            for q in range(tid, n * LANES, nt):
+                k, lane = q // LANES, q % LANES
+                acc = nb(0)
+                for j in range(lane, H, LANES):
+                    acc += buf[k * H + j] * buf[hv + j]
+                buf[pv + q] = acc
+            cuda.syncthreads()
+            c = x[t, b]
+            for k in range(tid, n, nt):
+                a = Wxh[i0 + k, c] + bh[i0 + k]
+                for lane in range(LANES):
+                    a += buf[pv + k * LANES + lane]
+                hs[t + 1, b, i0 + k] = math.tanh(a)
+            grid.sync()
+
+    @cuda.jit
+    def recurrence_back_persistent(hs, dhout, Whh, draws, rows, t_hi, t_lo):
+        """"persistent" backward: block (r, b) computes draws[t, b, i] = (1 - hs[t+1, b,
+        i]^2)(dhout[t, b, i] + sum_j draws[t+1, b, j] Whh[j, i]) for its rows i of stream b,
+        steps t_hi - 1 down to t_lo; its columns of Whh in shared memory, transposed (buf[k*H
+        + j] = Whh[j, i0 + k]), then draw[t+1] (H), then the partial sums (rows*LANES)."""
+        buf = cuda.shared.array(0, nb)
+        grid = cuda.cg.this_grid()
+        r, b = int64(cuda.blockIdx.x), int64(cuda.blockIdx.y)
+        tid, nt = cuda.threadIdx.x, cuda.blockDim.x
+        H = Whh.shape[0]
+        i0 = r * rows
+        n = max(0, min(rows, H - i0))
+        dv, pv = rows * H, rows * H + H
+        for e in range(tid, n * H, nt):  # consecutive threads, consecutive columns of Whh
+            j, k = e // n, e % n
+            buf[k * H + j] = Whh[j, i0 + k]
+        cuda.syncthreads()
+        T = draws.shape[0]
+        for t in range(t_hi - 1, t_lo - 1, -1):
+            last = t + 1 == T  # nothing flows back into the chunk's last step
+            if not last:
+                for j in range(tid, H, nt):
+                    buf[dv + j] = coherent(draws, (t + 1, b, j))
+                cuda.syncthreads()
+                for q in range(tid, n * LANES, nt):
+                    k, lane = q // LANES, q % LANES
+                    acc = nb(0)
+                    for j in range(lane, H, LANES):
+                        acc += buf[k * H + j] * buf[dv + j]
+                    buf[pv + q] = acc
+                cuda.syncthreads()
+            for k in range(tid, n, nt):
+                acc = nb(0)
+                if not last:
+                    for lane in range(LANES):
+                        acc += buf[pv + k * LANES + lane]
+                i = i0 + k
+                draws[t, b, i] = tanh_backward(hs[t + 1, b, i], dhout[t, b, i] + acc, one)
+            grid.sync()
 
     @cuda.jit
     def copy_state(hprev, hs):
@@ -468,6 +575,8 @@ def kernels(dtype, tile, work, max_h):
 
     return dict(matmul=matmul, recurrence=recurrence, recurrence_step=recurrence_step,
                 recurrence_back=recurrence_back, recurrence_back_step=recurrence_back_step,
+                recurrence_persistent=recurrence_persistent,
+                recurrence_back_persistent=recurrence_back_persistent,
                 copy_state=copy_state, transpose=transpose, softmax_rows=softmax_rows,
                 add_losses=add_losses, output_delta=output_delta, segment_sums=segment_sums,
                 column_sums=column_sums,
