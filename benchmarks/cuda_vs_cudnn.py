@@ -19,7 +19,9 @@ oracle-tested Numba CPU kernels, and PyTorch's against fastrnn's.
 
 Each timing is one ``train`` call of ``--chunks`` chunks (parameters copied to the device and
 back once per call, as ``python -m fastrnn.train`` does), after warm-up, synchronised; the
-median over ``--repeats`` calls is reported. Characters/s count B*T characters per chunk; the
+median over ``--repeats`` calls is reported. fastrnn runs each form of its recurrence that fits
+the size: "stream", "step", and "persistent" (several blocks per stream behind a grid-wide
+barrier; only where its blocks fit one per multiprocessor). Characters/s count B*T characters per chunk; the
 model's FLOPs per character are 6 H^2 + 6 H V (forward 2H^2 + 2HV; backward Why^T dy, dWhy,
 Whh^T draw, dWhh), the same count for every implementation; the float32 matrix-product peak is
 measured in the same run (cuBLAS, 8192^3, TF32 off).
@@ -43,7 +45,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fastrnn import CharRNN, corpus  # noqa: E402
+from fastrnn import CharRNN, corpus, cuda_backend  # noqa: E402
 from fastrnn.kernels import cuda as ck  # noqa: E402
 
 LR = 0.1
@@ -185,15 +187,18 @@ def relative(a, b):
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
 
 
-def same_model_check(torch, ids, V, B, H, T, device):
-    """One chunk from the same parameters: {pair: (loss rel. error, params rel. error)}."""
-    win = windows(ids, B, T, 1)
-    data = ids  # CharRNN walks ids from position 0: its first chunk is win[0]
+def same_model_check(torch, ids, V, B, H, T, device, forms):
+    """One chunk from the same parameters: {pair: (loss rel. error, params rel. error)} for
+    each form of fastrnn's CUDA recurrence against its Numba CPU kernels, and PyTorch (strict
+    float32) against fastrnn's CUDA backend."""
+    win = windows(ids, B, T, 1)  # CharRNN walks ids from position 0: its first chunk is win[0]
     trained = {}
-    for backend in ("cuda", "numba"):
-        m = fastrnn_model(V, B, H, T, backend)
-        loss = m.train(data, 1)[0]
-        trained[backend] = (loss, [np.asarray(p, np.float64) for p in m.params])
+    for name, form in [("numba", None)] + [(f"cuda {f}", f) for f in forms]:
+        ck.RECURRENCE = form or "auto"
+        m = fastrnn_model(V, B, H, T, "numba" if form is None else "cuda")
+        loss = m.train(ids, 1)[0]
+        trained[name] = (loss, [np.asarray(p, np.float64) for p in m.params])
+    ck.RECURRENCE = "auto"
     tm = TorchCharRNN(torch, fastrnn_model(V, B, H, T, "numpy").params, B, device)
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -204,8 +209,9 @@ def same_model_check(torch, ids, V, B, H, T, device):
         (la, pa), (lb, pb) = trained[a], trained[b]
         return relative([la], [lb]), relative(np.concatenate([p.ravel() for p in pa]),
                                               np.concatenate([p.ravel() for p in pb]))
-    return {"fastrnn cuda vs fastrnn numba": compare("cuda", "numba"),
-            "torch vs fastrnn cuda": compare("torch", "cuda")}
+    pairs = {f"fastrnn cuda {f} vs fastrnn numba": compare(f"cuda {f}", "numba") for f in forms}
+    pairs[f"torch vs fastrnn cuda {forms[0]}"] = compare("torch", f"cuda {forms[0]}")
+    return pairs
 
 
 # ---------------------------------------------------------------- main
@@ -231,17 +237,19 @@ def run(args):
     rows = []
     for B, H, T in args.sizes:
         flops = model_flops_per_char(H, V)
-        check = same_model_check(torch, ids, V, B, H, T, device)
+        forms = ["stream"] if H <= ck.MAX_H else []
+        forms.append("step")
+        if ck.persistent_rows(B, H, 4, cuda_backend._multiprocessors()) is not None:
+            forms.append("persistent")
+        check = same_model_check(torch, ids, V, B, H, T, device, forms)
         for pair, (dl, dp) in check.items():
             print(f"B={B} H={H} T={T}: {pair}: loss rel. error {dl:.2e}, params after one "
                   f"update rel. error {dp:.2e}", flush=True)
-        variants = [("fastrnn cuda step", "step")]
-        if H <= ck.MAX_H:
-            variants.insert(0, ("fastrnn cuda stream", "stream"))
         results = {}
-        for name, form in variants:
+        for form in forms:
             ck.RECURRENCE = form
-            results[name] = time_fastrnn(ids, V, B, H, T, args.chunks, args.repeats, sync)
+            results[f"fastrnn cuda {form}"] = time_fastrnn(ids, V, B, H, T, args.chunks,
+                                                           args.repeats, sync)
         ck.RECURRENCE = "auto"
         label = "cudnn" if device == "cuda" else f"torch-{device}"
         results[f"{label} fp32"] = time_torch(torch, ids, V, B, H, T, args.chunks, args.repeats,
