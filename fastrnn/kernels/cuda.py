@@ -6,7 +6,7 @@ biases are 1-D. Everything that does not depend on the previous step is one matr
 over all T*B (step, stream) rows; only the recurrence walks through time. One chunk is:
 
     recurrence          hs[t+1] = tanh(Wxh[:, x_t] + Whh hs[t] + bh), the one-hot input a
-                        column gather, in one of two forms (``RECURRENCE``):
+                        column gather, in one of three forms (``RECURRENCE``):
                         "stream": one block per stream, the time loop inside the kernel, the
                         stream's h in shared memory across all steps, and Whh too while it
                         fits (H <= 109 in float32, 77 in float64), else read from global
@@ -16,15 +16,17 @@ over all T*B (step, stream) rows; only the recurrence walks through time. One ch
                         (B x H) x (H x H), its epilogue the gather, bias and tanh; the launch
                         boundary is the grid-wide barrier, so any H works
                         (products use smaller tiles where large ones would leave
-                        multiprocessors idle)
+                        multiprocessors idle);
+                        "persistent" (opt-in, not yet run on a GPU): several blocks per
+                        stream, one per multiprocessor, each keeping its rows of Whh in shared
+                        memory for the whole chunk, a grid-wide barrier after each step
     matmul              tiled shared-memory product (TILE x TILE threads, WORK x WORK outputs
                         each, every output summed over k in order): logits = hs Why^T,
                         Why^T dy, dWhh = draws^T hs, dWhy = dy^T hs
     softmax_rows        one block per (step, stream): p = softmax(logits + by) and -log p[y]
     output_delta        dy = p - onehot(y)
-    recurrence_back     draw[t] = (1 - h^2)(Why^T dy[t] + Whh^T draw[t+1]), "stream" or
-                        "step" like the recurrence (the "stream" form with Whh in shared
-                        memory while it fits)
+    recurrence_back     draw[t] = (1 - h^2)(Why^T dy[t] + Whh^T draw[t+1]), in the same
+                        three forms
     segment_sums,       dbh, dby: sums over all steps and streams, in a fixed order (segments
     column_sums         of rows in parallel, then the segments)
     grad_xh             dWxh[:, c]: the sum of draw over the (step, stream) rows whose input
@@ -33,10 +35,10 @@ over all T*B (step, stream) rows; only the recurrence walks through time. One ch
     optimize            one grid-stride kernel over all five parameters at once (they live
                         in one flat buffer): clip fused with an Adagrad, RMSprop or Adam update
 
-Sums run in a fixed order everywhere, so a run repeats bit for bit. A persistent kernel that
-keeps Whh in several blocks' shared memory across steps behind a grid-wide barrier is not
-written: Numba's simulator cannot check one (see the README). Formulas shared with the CPU
-kernels come from ``scalar.py``.
+Sums run in a fixed order everywhere, so a run repeats bit for bit. Numba's simulator runs
+blocks one after another and cannot check a grid-wide barrier: the "persistent" kernels take
+a range of steps, so that tests can launch them one step at a time. Formulas shared with the
+CPU kernels come from ``scalar.py``.
 """
 
 import functools
@@ -51,8 +53,8 @@ from .scalar import (ADAGRAD, RMSPROP, adagrad_memory, adagrad_weight, adam_corr
                      adam_moment, adam_weight, clip, gradient, rmsprop_memory, rmsprop_weight,
                      tanh_backward)
 
-# Launch configuration, read at launch time (tests shrink BLOCK, STREAM_BLOCK, TILE and WORK so
-# that the striding and multi-tile paths run in the simulator).
+# Launch configuration, read at launch time (tests shrink BLOCK, STREAM_BLOCK, TILE, WORK and
+# SEGMENTS so that the striding and multi-tile paths run in the simulator).
 MAX_H = 2048            # most hidden units of a "stream" recurrence or sampling block
 SHARED_BYTES = 48 * 1024  # shared memory a block may use without opting in to more
 BLOCK = 128             # threads per block of the one-dimensional kernels
