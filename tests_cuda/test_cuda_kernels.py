@@ -283,3 +283,14 @@ def test_sizes_spanning_many_tiles_on_a_gpu(recurrence):
     assert_close(losses["cuda"], losses["numpy"], np.float64, "losses")
     for name, x, e in zip(NAMES, models["cuda"].params, models["numpy"].params):
         assert_close(x, e, np.float64, name)
+
+
+def test_persistent_form_names_a_size_it_cannot_run(monkeypatch):
+    """More streams than multiprocessors cannot all be resident: a clear error, not a hang."""
+    from fastrnn import cuda_backend as cb
+    from fastrnn.kernels import cuda as ck
+    monkeypatch.setattr(ck, "RECURRENCE", "persistent")
+    B = cb._multiprocessors() + 1
+    model = CharRNN(3, hidden_size=4, seq_length=2, batch_size=B, backend="cuda")
+    with pytest.raises(ValueError, match=f"cannot run {B} stream"):
+        model.train(np.zeros(4 * B, np.int64), 1)
