@@ -117,6 +117,18 @@ def kernels(dtype, tile, work, max_h):
     pitch = side + 1    # a shared tile's row length: +1 keeps the stores free of bank conflicts
 
     @cuda.jit(device=True)
+    def load_tile(X, k_major, K, L, start, k0, S, e):
+        """Element e of a product's shared tile: S[k, l] = X[k0 + k, start + l] if k_major (X
+        stored (K, L)), else X[start + l, k0 + k] (X stored (L, K)); 0 outside K x L. The e
+        run along X's rows, so consecutive threads read consecutive addresses."""
+        if k_major:
+            k, l = e // side, e % side
+            S[k, l] = X[k0 + k, start + l] if k0 + k < K and start + l < L else 0
+        else:
+            l, k = e // tile, e % tile
+            S[k, l] = X[start + l, k0 + k] if k0 + k < K and start + l < L else 0
+
+    @cuda.jit(device=True)
     def product_tile(A, ta, B, tb, M, N, K, row0, col0, As, Bs, acc):
         """acc[r, c] += sum over k < K, in order, of opA[row0 + ty + r tile, k] opB[k, col0 +
         tx + c tile], where opA = A.T if ta else A (M x K) and opB = B.T if tb else B (K x N).
@@ -124,23 +136,9 @@ def kernels(dtype, tile, work, max_h):
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         tid = ty * tile + tx
         for k0 in range(0, K, tile):
-            for e in range(tid, side * tile, tile * tile):  # loads along A's and B's rows
-                if ta:  # A is (K, M)
-                    k, m = e // side, e % side
-                    ok = k0 + k < K and row0 + m < M
-                    As[k, m] = A[k0 + k, row0 + m] if ok else 0
-                else:   # A is (M, K)
-                    m, k = e // tile, e % tile
-                    ok = k0 + k < K and row0 + m < M
-                    As[k, m] = A[row0 + m, k0 + k] if ok else 0
-                if tb:  # B is (N, K)
-                    n, k = e // tile, e % tile
-                    ok = k0 + k < K and col0 + n < N
-                    Bs[k, n] = B[col0 + n, k0 + k] if ok else 0
-                else:   # B is (K, N)
-                    k, n = e // side, e % side
-                    ok = k0 + k < K and col0 + n < N
-                    Bs[k, n] = B[k0 + k, col0 + n] if ok else 0
+            for e in range(tid, side * tile, tile * tile):
+                load_tile(A, ta, K, M, row0, k0, As, e)      # A is (K, M) if ta, else (M, K)
+                load_tile(B, not tb, K, N, col0, k0, Bs, e)  # B is (N, K) if tb, else (K, N)
             cuda.syncthreads()
             for k in range(min(tile, K - k0)):
                 for r in range(work):
@@ -284,6 +282,18 @@ def kernels(dtype, tile, work, max_h):
                 dn[i] = acc
             cuda.syncthreads()
 
+    @cuda.jit(device=True)
+    def row_partials(buf, n, H, v, p):
+        """The "persistent" kernels' products, LANES partial sums per row: buf[p + k LANES +
+        lane] = sum over j = lane, lane + LANES, ... < H of buf[k H + j] buf[v + j], for the
+        n rows k of the matrix at the start of buf and the vector at buf[v:]."""
+        for q in range(cuda.threadIdx.x, n * LANES, cuda.blockDim.x):
+            k, lane = q // LANES, q % LANES
+            acc = nb(0)
+            for j in range(lane, H, LANES):
+                acc += buf[k * H + j] * buf[v + j]
+            buf[p + q] = acc
+
     @cuda.jit
     def recurrence_persistent(x, Wxh, Whh, bh, hs, rows, t0, t1):
         """"persistent" recurrence (hs[t0] given): block (r, b) computes rows [r rows, (r+1)
@@ -308,12 +318,7 @@ def kernels(dtype, tile, work, max_h):
             for j in range(tid, H, nt):
                 buf[hv + j] = coherent(hs, (t, b, j))
             cuda.syncthreads()
-            for q in range(tid, n * LANES, nt):
-                k, lane = q // LANES, q % LANES
-                acc = nb(0)
-                for j in range(lane, H, LANES):
-                    acc += buf[k * H + j] * buf[hv + j]
-                buf[pv + q] = acc
+            row_partials(buf, n, H, hv, pv)
             cuda.syncthreads()
             c = x[t, b]
             for k in range(tid, n, nt):
@@ -348,12 +353,7 @@ def kernels(dtype, tile, work, max_h):
                 for j in range(tid, H, nt):
                     buf[dv + j] = coherent(draws, (t + 1, b, j))
                 cuda.syncthreads()
-                for q in range(tid, n * LANES, nt):
-                    k, lane = q // LANES, q % LANES
-                    acc = nb(0)
-                    for j in range(lane, H, LANES):
-                        acc += buf[k * H + j] * buf[dv + j]
-                    buf[pv + q] = acc
+                row_partials(buf, n, H, dv, pv)
                 cuda.syncthreads()
             for k in range(tid, n, nt):
                 acc = nb(0)
