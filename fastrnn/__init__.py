@@ -1,22 +1,27 @@
-"""fastrnn: min-char-rnn's character-level RNN with Numba kernels and a NumPy oracle.
+"""fastrnn: character-level RNN language models with Numba kernels and a NumPy oracle.
 
-Drop-in functions for min-char-rnn-style code (same shapes, same results)::
+A model object that trains many chunks per kernel call::
 
-    import fastrnn
-    loss, dWxh, dWhh, dWhy, dbh, dby, h = fastrnn.lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by)
-    fastrnn.adagrad([Wxh, Whh, Why, bh, by], [dWxh, dWhh, dWhy, dbh, dby], mems, learning_rate)
-    ixes = fastrnn.sample(h, seed_ix, n, Wxh, Whh, Why, bh, by, rng=np.random.default_rng(0))
+    model = fastrnn.CharRNN(vocab_size=65, hidden_size=100)
+    losses = model.train(ids, n_steps=1000)
 
-and a model object, ``fastrnn.CharRNN``, that trains many chunks per kernel call.
+Drop-in functions for min-char-rnn-style code (same shapes, same results), in
+``fastrnn.dropin`` (``lossFun`` and ``adagrad`` also here)::
+
+    from fastrnn.dropin import lossFun, adagrad, sample
+    loss, dWxh, dWhh, dWhy, dbh, dby, h = lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by)
+
+``fastrnn.sample`` is the command ``python -m fastrnn.sample``; the drop-in sampler is
+``fastrnn.dropin.sample``.
 """
 
 __version__ = "0.1.0"
 
 from .backends import BACKENDS, get_backend
-from .dropin import adagrad, lossFun, sample
+from .dropin import adagrad, init_params, lossFun
 from .model import CharRNN, Config
-from .params import init_params
+from .spec import Spec, Weights
 from .vocab import Vocab
 
-__all__ = ["BACKENDS", "CharRNN", "Config", "Vocab", "adagrad", "get_backend", "init_params",
-           "lossFun", "sample", "__version__"]
+__all__ = ["BACKENDS", "CharRNN", "Config", "Spec", "Vocab", "Weights", "adagrad", "get_backend",
+           "init_params", "lossFun", "__version__"]

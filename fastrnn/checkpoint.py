@@ -1,10 +1,15 @@
 """One versioned checkpoint file: everything needed to resume training exactly or to sample.
 
-The file is a NumPy ``.npz`` archive (no pickles). Arrays: the parameters ``Wxh Whh Why bh by``,
-the optimizer state ``mWxh ... mby`` (Adagrad memory, RMSprop mean square or Adam's first
-moment) and, for Adam, ``vWxh ... vby``, the hidden state ``h`` and the per-iteration loss history
-``losses``; a JSON document ``meta`` holds the format name and version, the model config, the
-vocabulary, the data position, the iteration count, the sampling RNG state and the metrics.
+The file is a NumPy ``.npz`` archive (no pickles). Arrays, named by the model's spec
+(``Spec.named``): the parameters (``Wxh Whh bh Why by`` for min-char-rnn's model), the
+optimizer's state buffers prefixed by their names (``mWxh ...``; Adam also ``vWxh ...``), the
+recurrent state ``state (L, S, B, H)`` and the per-iteration loss history ``losses``; a JSON
+document ``meta`` holds the format name and version, the model config, the vocabulary, the data
+position, the update count, and the training run's bookkeeping (iteration, sampling RNG
+state, metrics).
+
+Format 2 (this version) writes biases as vectors and the state with its layer axis; format 1
+files (biases (n, 1), the hidden state as ``h``) still load.
 
 Writes are atomic (``files.write_atomically``): a reader, or a crash at any moment, sees either
 the old file or the new one, never a partial one.
@@ -17,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, files
+from . import __version__, files, optim
 from .model import CharRNN, Config
+from .spec import Spec
 from .vocab import Vocab
 
 FORMAT = "fastrnn-checkpoint"
-VERSION = 1
-NAMES = ("Wxh", "Whh", "Why", "bh", "by")
+VERSION = 2
 
 
 class CheckpointError(ValueError):
@@ -36,34 +41,32 @@ class Checkpoint:
 
     config: Config
     vocab: Vocab
-    params: list
-    mems: list
-    h: np.ndarray           # (H, 1); (B, H) for B > 1 streams
+    params: dict            # {name: array}, the spec's names
+    states: list            # one {name: array} per optimizer state buffer
+    state: np.ndarray       # (L, S, B, H)
     position: int
     losses: np.ndarray      # float64, one per iteration so far
     run: dict = field(default_factory=dict)
-    mems2: list = None      # Adam's second moment (None for Adagrad and RMSprop)
     step: int = 0           # optimizer updates made
 
     @classmethod
     def of(cls, model, vocab, losses, run):
-        return cls(model.config, vocab, list(model.params), list(model.mems), model.h, model.position,
-                   np.asarray(losses, np.float64), run,
-                   None if model.mems2 is None else list(model.mems2), model.step)
+        spec = model.spec
+        return cls(model.config, vocab, spec.named(model.weights),
+                   [spec.named(s) for s in model.states], model.state, model.position,
+                   np.asarray(losses, np.float64), run, model.step)
 
     def to_model(self, backend="numba", dtype=None, threads=None):
         """A CharRNN holding this state (cast to ``dtype`` if given), on ``backend``."""
         c = self.config
         dtype = c.dtype if dtype is None else dtype
         model = CharRNN(c.vocab_size, c.hidden_size, c.seq_length, c.learning_rate, dtype,
-                        c.seed, backend, c.batch_size, threads, c.optimizer)
-        for dst, src in zip([*model.params, *model.mems], [*self.params, *self.mems]):
-            dst[...] = src
-        if model.mems2 is not None:
-            for dst, src in zip(model.mems2, self.mems2):
-                dst[...] = src
+                        c.seed, backend, c.batch_size, threads, c.optimizer, c.cell)
+        for dst, src in zip([model.weights, *model.states], [self.params, *self.states]):
+            for name, array in model.spec.named(dst).items():
+                array[...] = src[name]
         model.step = self.step
-        model.h[...] = self.h
+        model.state[...] = self.state
         model.position = self.position
         return model
 
@@ -74,11 +77,10 @@ def save(path, ckpt):
     meta = {"format": FORMAT, "version": VERSION, "fastrnn": __version__,
             "config": ckpt.config.to_dict(), "vocab": ckpt.vocab.chars,
             "position": int(ckpt.position), "step": int(ckpt.step), "run": ckpt.run}
-    arrays = {name: a for name, a in zip(NAMES, ckpt.params)}
-    arrays.update({"m" + name: a for name, a in zip(NAMES, ckpt.mems)})
-    if ckpt.mems2 is not None:
-        arrays.update({"v" + name: a for name, a in zip(NAMES, ckpt.mems2)})
-    arrays.update(h=ckpt.h, losses=ckpt.losses, meta=np.array(json.dumps(meta)))
+    arrays = dict(ckpt.params)
+    for prefix, named in zip(optim.get(ckpt.config.optimizer).states, ckpt.states):
+        arrays.update({prefix + name: a for name, a in named.items()})
+    arrays.update(state=ckpt.state, losses=ckpt.losses, meta=np.array(json.dumps(meta)))
     files.write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
@@ -104,38 +106,49 @@ def load(path):
                 f"{path} was written by a newer fastrnn ({meta.get('fastrnn', '?')}, checkpoint "
                 f"format {meta['version']}); this fastrnn {__version__} reads format {VERSION} "
                 f"or older: upgrade fastrnn to use it")
-        config = Config(**meta["config"])
+        config = Config.from_dict(meta["config"])
         vocab = Vocab(meta["vocab"])
-        mems2 = [arrays["v" + n] for n in NAMES] if config.optimizer == "adam" else None
-        ckpt = Checkpoint(config, vocab, [arrays[n] for n in NAMES],
-                          [arrays["m" + n] for n in NAMES], arrays["h"], int(meta["position"]),
-                          arrays["losses"], meta.get("run", {}), mems2, int(meta.get("step", 0)))
+        spec = Spec(config.cell, config.vocab_size, config.hidden_size)
+        if meta["version"] == 1:  # biases stored as (n, 1) columns, the state as h
+            h = arrays["h"]
+            arrays["state"] = h.reshape(1, 1, -1, config.hidden_size)
+        names = [t.key for t in spec.tensors]
+        params = {n: _as_spec_shape(spec, n, arrays[n]) for n in names}
+        states = [{n: _as_spec_shape(spec, n, arrays[prefix + n]) for n in names}
+                  for prefix in optim.get(config.optimizer).states]
+        ckpt = Checkpoint(config, vocab, params, states, arrays["state"], int(meta["position"]),
+                          arrays["losses"], meta.get("run", {}), int(meta.get("step", 0)))
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"{path} is not a usable fastrnn checkpoint "
                               f"(missing or malformed {e})") from None
-    _check_shapes(path, ckpt)
+    _check_shapes(path, ckpt, spec)
     return ckpt
 
 
-def _check_shapes(path, ckpt):
+def _as_spec_shape(spec, name, a):
+    """A format-1 bias column (n, 1) as the spec's vector (n,); anything else as it is."""
+    shape = spec.by_key[name].shape
+    if a.shape != shape and a.ndim == 2 and a.shape[1:] == (1,) and a.shape[:1] == shape:
+        return a.reshape(shape)
+    return a
+
+
+def _check_shapes(path, ckpt, spec):
     c = ckpt.config
-    H, V = c.hidden_size, c.vocab_size
-    B = c.batch_size
-    expected = [(H, V), (H, H), (V, H), (H, 1), (V, 1)] * 2 + [(H, 1) if B == 1 else (B, H)]
-    names = [*NAMES, *("m" + n for n in NAMES), "h"]
-    arrays = ckpt.params + ckpt.mems + [ckpt.h]
-    if ckpt.mems2 is not None:
-        names += ["v" + n for n in NAMES]
-        arrays += ckpt.mems2
-        expected += expected[:5]
-    for name, a, shape in zip(names, arrays, expected):
-        if a.shape != shape or a.dtype != np.dtype(c.dtype):
+    dtype = np.dtype(c.dtype)
+    expected = [(name, a, spec.by_key[name].shape) for name, a in ckpt.params.items()]
+    for prefix, named in zip(optim.get(c.optimizer).states, ckpt.states):
+        expected += [(prefix + name, a, spec.by_key[name].shape) for name, a in named.items()]
+    expected.append(("state", ckpt.state,
+                     (spec.num_layers, len(spec.cell.STATES), c.batch_size, c.hidden_size)))
+    for name, a, shape in expected:
+        if a.shape != shape or a.dtype != dtype:
             raise CheckpointError(f"{path} is corrupt: {name} is {a.dtype}{a.shape}, the config "
                                   f"says {c.dtype}{shape}")
-    if len(ckpt.vocab) != V:
+    if len(ckpt.vocab) != c.vocab_size:
         raise CheckpointError(f"{path} is corrupt: {len(ckpt.vocab)} vocabulary characters for "
-                              f"vocab_size {V}")
+                              f"vocab_size {c.vocab_size}")
     if ckpt.losses.ndim != 1 or ckpt.losses.dtype != np.float64:
         raise CheckpointError(f"{path} is corrupt: losses is {ckpt.losses.dtype}{ckpt.losses.shape}")

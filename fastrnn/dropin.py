@@ -5,29 +5,35 @@
     ixes = sample(h, seed_ix, n, Wxh, Whh, Why, bh, by, rng=np.random.default_rng(0))
 
 Each takes ``backend="numba"`` (default) or ``"numpy"`` (the reference); arrays may be float32 or
-float64 and results keep that dtype.
+float64 and results keep that dtype. min-char-rnn's ``(H, 1)`` columns exist only here, at the
+boundary: inside, these are one stream of the package's one model path.
 """
-
-import threading
 
 import numpy as np
 
-from . import validate
-from .backends import get_backend, sample_workspace, workspace
-from .params import kernel_view
+from . import optim, reference, validate
+from .backends import get_backend
+from .config import FLOAT_DTYPES
+from .spec import Spec
 
-_local = threading.local()
+_ADAGRAD = optim.get("adagrad")
 
 
-def _cached(key, make):
-    """Per-thread scratch buffers, reused between calls of the same size."""
-    cache = getattr(_local, "buffers", None)
-    if cache is None or len(cache) > 16:
-        cache = _local.buffers = {}
-    buf = cache.get(key)
-    if buf is None:
-        buf = cache[key] = make()
-    return buf
+def init_params(hidden_size, vocab_size, seed=0, dtype=np.float64):
+    """min-char-rnn's parameters (Wxh (H,V), Whh (H,H), Why (V,H), bh (H,1), by (V,1)): weights
+    N(0,1)*0.01, biases 0, as the model initialises them (``Spec.init``), as separate arrays."""
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"dtype {dtype} is not supported: use float32 or float64")
+    w = Spec("rnn", vocab_size, hidden_size).init(seed, dtype)
+    rnn = w.layers[0]
+    return (rnn.Wxh.copy(), rnn.Whh.copy(), w.Why.copy(), rnn.bh.reshape(-1, 1).copy(),
+            w.by.reshape(-1, 1).copy())
+
+
+def _state(h):
+    """An (H, 1) column as the one-stream state (L=1, S=1, B=1, H) (a view)."""
+    return h.reshape(1, 1, 1, -1)
 
 
 def lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by, backend="numba"):
@@ -37,21 +43,21 @@ def lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by, backend="numba"):
     Returns (loss, dWxh, dWhh, dWhy, dbh, dby, h_last): the loss summed over the chunk,
     gradients clipped to [-5, 5] in the parameters' shapes, and the last hidden state (H, 1).
     """
-    H, V, dtype = validate.params(Wxh, Whh, Why, bh, by)
+    H, V, dtype = validate.minchar_params(Wxh, Whh, Why, bh, by)
     validate.hidden("hprev", hprev, H, dtype)
     inputs = validate.indices("inputs", inputs, V)
     targets = validate.indices("targets", targets, V)
     if len(inputs) != len(targets):
         raise ValueError(f"inputs has {len(inputs)} ids but targets has {len(targets)}")
     kern = get_backend(backend)
-    T = len(inputs)
-    hs, ps, dys, dhs, dh_next = _cached(("chunk", T, H, V, dtype), lambda: workspace(T, H, V, dtype))
-    params = kernel_view((Wxh, Whh, Why, bh, by))
-    grads = (np.empty_like(Wxh), np.empty_like(Whh), np.empty_like(Why), np.empty_like(bh),
-             np.empty_like(by))
-    loss = kern.forward(inputs, targets, hprev.reshape(-1), params, hs, ps)
-    kern.backward(inputs, targets, hs, ps, params, kernel_view(grads), (dys, dhs, dh_next))
-    return (loss, *grads, hs[T].reshape(H, 1).copy())
+    w = reference.weights(Wxh, Whh, Why, bh, by)
+    x, y = inputs.reshape(1, -1), targets.reshape(1, -1)
+    loss, hs, ps = kern.forward(w, x, y, _state(hprev))
+    g = reference.spec_of(w).zeros(dtype)  # the returned gradients are views of one buffer
+    kern.backward(w, x, y, hs, ps, g)
+    rnn = g.layers[0]
+    return (loss, rnn.Wxh, rnn.Whh, g.Why, rnn.bh.reshape(H, 1), g.by.reshape(V, 1),
+            hs[0, -1, 0].reshape(H, 1).copy())
 
 
 def adagrad(params, grads, mems, learning_rate, backend="numba"):
@@ -75,7 +81,7 @@ def adagrad(params, grads, mems, learning_rate, backend="numba"):
                 raise ValueError(f"{name} is read-only; adagrad updates it in place")
         flat.append((w.reshape(-1), g.reshape(-1), m.reshape(-1)))
     for w, g, m in flat:
-        kern.adagrad_update(w, g, m, lr)
+        kern.update(_ADAGRAD, w, g, [m], lr, 0, False)
 
 
 def sample(h, seed_ix, n, Wxh, Whh, Why, bh, by, rng=None, temperature=1.0, greedy=False,
@@ -86,7 +92,7 @@ def sample(h, seed_ix, n, Wxh, Whh, Why, bh, by, rng=None, temperature=1.0, gree
     drawn from it outside the kernels, so every backend gives the same ids for the same seed.
     temperature divides the logits; greedy takes the most likely character. h is not modified.
     """
-    H, V, dtype = validate.params(Wxh, Whh, Why, bh, by)
+    H, V, dtype = validate.minchar_params(Wxh, Whh, Why, bh, by)
     validate.hidden("h", h, H, dtype)
     if isinstance(seed_ix, bool) or not isinstance(seed_ix, (int, np.integer)) or not 0 <= seed_ix < V:
         raise ValueError(f"seed_ix must be a character id in [0, {V}), got {seed_ix!r}")
@@ -98,7 +104,6 @@ def sample(h, seed_ix, n, Wxh, Whh, Why, bh, by, rng=None, temperature=1.0, gree
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     uniforms = rng.random(int(n))
     ixes = np.empty(int(n), np.int64)
-    get_backend(backend).sample(h.reshape(-1).copy(), int(seed_ix), uniforms,
-                                kernel_view((Wxh, Whh, Why, bh, by)), temperature, bool(greedy),
-                                ixes, sample_workspace(H, V, dtype))
+    get_backend(backend).sample(reference.weights(Wxh, Whh, Why, bh, by), _state(h).copy(),
+                                int(seed_ix), uniforms, temperature, bool(greedy), ixes)
     return ixes.tolist()

@@ -1,25 +1,26 @@
-"""CharRNN: the min-char-rnn model as an object that owns its arrays.
+"""CharRNN: a character model as an object that owns its arrays.
 
     model = CharRNN(vocab_size=65, hidden_size=100)
     losses = model.train(data, n_steps=1000)      # 1000 chunks in one kernel call
-    ids = model.sample(200, seed_ix=0, rng=np.random.default_rng(0))
+    ids, _ = model.sample(200, seed_ix=0, rng=np.random.default_rng(0))
 
-``model.params`` are min-char-rnn's arrays (``Wxh (H,V)``, ``Whh (H,H)``, ``Why (V,H)``,
-``bh (H,1)``, ``by (V,1)``); ``model.mems`` their Adagrad memory; ``model.h`` the hidden state
-(H,1) and ``model.position`` the next chunk's start in the training data, both carried from
-call to call exactly as min-char-rnn's loop carries them.
+``model.weights`` are the parameters (``spec.Weights``: ``model.weights.layers[0].Whh``,
+``model.weights.Why``, all of them in ``model.weights.flat``); ``model.params`` the same as a
+{name: array} dict; ``model.states`` the optimizer's state buffers; ``model.state`` the
+recurrent state ``(L, S, B, H)`` and ``model.position`` the next chunk's offset in every
+stream, both carried from call to call exactly as min-char-rnn's loop carries them.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from . import validate
-from .backends import (batch_workspace, evaluate_workspace, get_backend, sample_workspace,
-                       workspace)
-from .params import init_params, kernel_view, zeros_like
-from .reference import OPTIMIZERS
+from . import cells, config, optim, validate
+from .backends import get_backend
+from .spec import Spec
 from .vocab import id_dtype
+
+_D = config.MODEL_DEFAULTS
 
 
 @dataclass(frozen=True)
@@ -27,13 +28,14 @@ class Config:
     """Everything that defines the model and its training (min-char-rnn's defaults)."""
 
     vocab_size: int
-    hidden_size: int = 100
-    seq_length: int = 25
-    learning_rate: float = 0.1
-    dtype: str = "float64"
-    seed: int = 0
-    batch_size: int = 1
-    optimizer: str = "adagrad"
+    hidden_size: int = _D["hidden_size"]
+    seq_length: int = _D["seq_length"]
+    learning_rate: float = _D["learning_rate"]
+    dtype: str = _D["dtype"]
+    seed: int = _D["seed"]
+    batch_size: int = _D["batch_size"]
+    optimizer: str = _D["optimizer"]
+    cell: str = _D["cell"]
 
     def __post_init__(self):
         if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, (int, np.integer)) \
@@ -43,43 +45,67 @@ class Config:
         validate.positive("seq_length", self.seq_length, int)
         validate.positive("learning_rate", self.learning_rate)
         validate.positive("batch_size", self.batch_size, int)
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if str(self.dtype) not in ("float32", "float64"):
+        optim.get(self.optimizer)
+        cells.get(self.cell)
+        if str(self.dtype) not in config.DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         object.__setattr__(self, "dtype", str(self.dtype))
 
     def to_dict(self):
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d):
+        """A Config from ``to_dict``'s output; keys it does not know are refused."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown config field(s) {', '.join(unknown)}")
+        return cls(**d)
+
 
 class CharRNN:
-    """A vanilla character RNN trained with truncated BPTT and (by default) Adagrad, as
-    min-char-rnn; optionally on B streams at once and with RMSprop or Adam."""
+    """A character RNN trained with truncated BPTT and (by default) Adagrad, as min-char-rnn;
+    optionally on B streams at once and with RMSprop or Adam."""
 
-    def __init__(self, vocab_size, hidden_size=100, seq_length=25, learning_rate=0.1,
-                 dtype=None, seed=0, backend="numba", batch_size=1, threads=None,
-                 optimizer="adagrad"):
+    def __init__(self, vocab_size, hidden_size=_D["hidden_size"], seq_length=_D["seq_length"],
+                 learning_rate=_D["learning_rate"], dtype=None, seed=_D["seed"], backend="numba",
+                 batch_size=_D["batch_size"], threads=None, optimizer=_D["optimizer"],
+                 cell=_D["cell"]):
         if dtype is None:  # float32 is the GPU's natural type; float64 the CPU reference's
-            dtype = "float32" if backend == "cuda" else "float64"
+            dtype = config.GPU_DTYPE if backend == "cuda" else _D["dtype"]
         if isinstance(dtype, (type, np.dtype)):  # np.float32 or np.dtype("float32") -> "float32"
             dtype = np.dtype(dtype).name
         self.config = Config(vocab_size, hidden_size, seq_length, learning_rate, dtype, seed,
-                             batch_size, optimizer)
+                             batch_size, optimizer, cell)
         self.backend = backend
         self.threads = threads
         c = self.config
-        self.params = init_params(c.hidden_size, c.vocab_size, c.seed, c.dtype)
-        self.mems = zeros_like(self.params)  # Adagrad memory / RMSprop mean square / Adam m
-        self.mems2 = zeros_like(self.params) if optimizer == "adam" else None  # Adam's v
+        self.spec = Spec(c.cell, c.vocab_size, c.hidden_size)
+        self.optimizer = optim.get(c.optimizer)
+        self.weights = self.spec.init(c.seed, c.dtype)
+        self.states = [self.spec.zeros(c.dtype) for _ in self.optimizer.states]
         self.step = 0  # updates made so far (Adam's bias correction counts them)
-        # min-char-rnn's (H, 1) column for one stream; one row per stream for a mini-batch
-        self.h = np.zeros((c.hidden_size, 1) if c.batch_size == 1 else
-                          (c.batch_size, c.hidden_size), c.dtype)
+        self.state = self.zero_state(c.batch_size)
         self.position = 0
-        self._grads = zeros_like(self.params)
-        self._work = None  # chunk buffers, made on first use
+        self._grads = self.spec.zeros(c.dtype)
         self._data = None  # (the caller's array, the validated copy)
+
+    def zero_state(self, streams=1):
+        """A zero recurrent state (L, S, streams, H)."""
+        c = self.config
+        return np.zeros((self.spec.num_layers, len(self.spec.cell.STATES), streams,
+                         c.hidden_size), c.dtype)
+
+    @property
+    def params(self):
+        """The parameters as {name: array} (views of ``weights``), in the spec's order."""
+        return self.spec.named(self.weights)
+
+    @property
+    def h(self):
+        """The top layer's hidden state of every stream, (B, H) (a view of ``state``)."""
+        return self.state[-1, 0]
 
     @property
     def threads(self):
@@ -130,64 +156,55 @@ class CharRNN:
                              f"[0, {c.vocab_size})")
         return np.ascontiguousarray(arr, dtype=id_dtype(c.vocab_size))
 
+    def _checked_state(self, state):
+        """A copy of a caller's one-stream state (L, S, 1, H) in the model's dtype."""
+        expected = self.zero_state(1)
+        state = np.asarray(state)
+        if state.shape != expected.shape:
+            raise ValueError(f"state has shape {state.shape}, expected {expected.shape} "
+                             f"(layers, state vectors, 1 stream, hidden size)")
+        expected[...] = state
+        return expected
+
     def train(self, data, n_steps=1):
         """Train on ``n_steps`` consecutive chunks of ``data`` (integer ids); return their losses.
 
         Each chunk is ``seq_length`` inputs and the targets one character later; the loss of a
-        chunk is summed over its characters. Parameters, optimizer state, ``h`` and ``position``
-        advance in place; a chunk that would pass the end of the data starts again at 0 with
-        ``h`` reset, as in min-char-rnn. With ``batch_size`` B > 1 the data is cut into B equal
-        contiguous streams, a chunk is one piece of every stream (``h`` holds one row per
-        stream; ``position`` is the offset inside every stream), and its loss and gradients are
-        summed over the streams.
+        chunk is summed over its characters. Parameters, optimizer state, ``state`` and
+        ``position`` advance in place; a chunk that would pass the end of the data starts again
+        at 0 with the state reset, as in min-char-rnn. With ``batch_size`` B > 1 the data is
+        cut into B equal contiguous streams, a chunk is one piece of every stream (the state
+        holds one row per stream; ``position`` is the offset inside every stream), and its loss
+        and gradients are summed over the streams.
         """
         ready = self._prepared(data)
         n_steps = validate.positive("n_steps", n_steps, int)
         c = self.config
         losses = np.empty(n_steps, np.float64)
-        args = (kernel_view(self.params), kernel_view(self._grads), kernel_view(self.mems),
-                c.learning_rate, c.seq_length, losses)
-        opt = None  # Adagrad; otherwise (optimizer id, updates so far, second state)
-        if c.optimizer != "adagrad":
-            second = self.mems2 if self.mems2 is not None else self.mems  # (unused by RMSprop)
-            opt = (OPTIMIZERS.index(c.optimizer), self.step, kernel_view(second))
-        if c.batch_size == 1:
-            if self._work is None:
-                self._work = workspace(c.seq_length, c.hidden_size, c.vocab_size, np.dtype(c.dtype))
-            self.position = int(self._kernels.train(ready, self.position, self.h.reshape(-1),
-                                                    *args, self._work, opt))
-            self.step += n_steps
-            return losses
-        if self._work is None and self.backend == "numba":
-            self._work = batch_workspace(c.batch_size, c.seq_length, c.hidden_size, c.vocab_size,
-                                         np.dtype(c.dtype))
-        self.position = int(self._kernels.train_batch(ready, self.position, self.h, *args,
-                                                      self._work, self.threads, opt))
+        self.position = int(self._kernels.train(
+            self.weights, self._grads, self.optimizer, self.states, ready, self.position,
+            self.state, c.learning_rate, c.seq_length, self.step, losses, self.threads))
         self.step += n_steps
         return losses
 
-    def evaluate(self, data, h=None):
+    def evaluate(self, data, state=None):
         """Summed loss (nats) of predicting ``data[1:]`` from ``data[:-1]``, without training.
 
-        The hidden state starts at ``h`` (default zeros) and runs through the whole sequence.
-        Returns (loss, h_after) where ``h_after`` is the state after reading ``data[:-1]``:
-        ``loss / (len(data) - 1)`` is the mean per character, and priming a sample on a text is
-        ``evaluate(text)`` then ``sample(..., seed_ix=text[-1], h=h_after)``.
+        One stream, from ``state`` (L, S, 1, H; default zeros) through the whole sequence.
+        Returns (loss, state_after) where ``state_after`` is the state after reading
+        ``data[:-1]``: ``loss / (len(data) - 1)`` is the mean per character, and priming a
+        sample on a text is ``evaluate(text)`` then ``sample(..., seed_ix=text[-1],
+        state=state_after)``.
         """
-        c = self.config
         ready = self._checked_ids(data, 1)
-        h = np.zeros(c.hidden_size, c.dtype) if h is None else \
-            validate.hidden("h", h, c.hidden_size, np.dtype(c.dtype)).reshape(-1).copy()
-        L = min(256, max(1, len(ready) - 1))
-        loss = self._kernels.evaluate(ready, h, kernel_view(self.params),
-                                      evaluate_workspace(L, c.hidden_size, c.vocab_size, h.dtype))
-        return float(loss), h.reshape(-1, 1)
+        state = self.zero_state(1) if state is None else self._checked_state(state)
+        loss = self._kernels.evaluate(self.weights, ready, state)
+        return float(loss), state
 
-    def sample(self, n, seed_ix, rng=None, temperature=1.0, greedy=False, h=None):
-        """n ids generated after ``seed_ix``, from ``h`` (default: the training state, unchanged).
-
-        Returns (ids, h_after) so that generation can continue where it stopped.
-        """
+    def sample(self, n, seed_ix, rng=None, temperature=1.0, greedy=False, state=None):
+        """n ids generated after ``seed_ix``, from ``state`` (L, S, 1, H; default: the first
+        training stream's, unchanged). Returns (ids, state_after) so that generation can
+        continue where it stopped."""
         c = self.config
         if isinstance(seed_ix, bool) or not isinstance(seed_ix, (int, np.integer)) \
                 or not 0 <= seed_ix < c.vocab_size:
@@ -197,17 +214,13 @@ class CharRNN:
             raise ValueError(f"n must be >= 0, got {n}")
         temperature = validate.positive("temperature", temperature)
         rng = np.random.default_rng() if rng is None else rng
-        if h is None:  # the training state (of the first stream, for a mini-batch)
-            h = self.h if c.batch_size == 1 else self.h[0]
-        else:
-            h = validate.hidden("h", h, c.hidden_size, np.dtype(c.dtype))
-        h = h.reshape(-1).copy()
+        state = self._checked_state(self.state[:, :, :1] if state is None else state)
         ixes = np.empty(n, np.int64)
-        self._kernels.sample(h, int(seed_ix), rng.random(n), kernel_view(self.params), temperature,
-                             bool(greedy), ixes, sample_workspace(c.hidden_size, c.vocab_size, h.dtype))
-        return ixes.tolist(), h.reshape(-1, 1)
+        self._kernels.sample(self.weights, state, int(seed_ix), rng.random(n), temperature,
+                             bool(greedy), ixes)
+        return ixes.tolist(), state
 
     def reset_state(self):
-        """Start the next chunk at position 0 with a zero hidden state."""
-        self.h[:] = 0
+        """Start the next chunk at position 0 with a zero state."""
+        self.state[...] = 0
         self.position = 0

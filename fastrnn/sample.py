@@ -10,12 +10,12 @@ samples on any other.
 
 import os
 import sys
-import types
 
 import numpy as np
 
-from . import checkpoint, cli, dropin
+from . import checkpoint, cli, compiling
 from .backends import BACKENDS
+from .config import DTYPES
 
 PROG = "fastrnn.sample"
 PIECE = 64  # characters generated per kernel call, then written out
@@ -38,7 +38,7 @@ def build_parser():
     p.add_argument("--seed", type=cli.non_negative_int, metavar="S",
                    help="random seed: the same seed gives the same text (default: fresh randomness)")
     p.add_argument("--backend", choices=BACKENDS, default="numba", help="kernels (default numba)")
-    p.add_argument("--dtype", choices=("float64", "float32"),
+    p.add_argument("--dtype", choices=DTYPES,
                    help="compute in this type (default: the checkpoint's)")
     return p
 
@@ -67,14 +67,17 @@ def _main(argv, out):
         raise cli.UsageError(str(e)) from None
     rng = np.random.default_rng(args.seed)
     ids = vocab.encode(prime)
-    _, h = model.evaluate(ids)  # from zeros, the state after reading the prime but its last char
+    say = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
+    with compiling.announce(say, model.config.dtype):
+        _, state = model.evaluate(ids)  # from zeros: the state after the prime but its last char
+        model.sample(1, int(ids[-1]), rng=np.random.default_rng(0), state=state)  # compiled now
     seed_ix, left = int(ids[-1]), args.length
     try:
         out.write(prime)
         while left:
             n = min(PIECE, left)
-            piece, h = model.sample(n, seed_ix, rng=rng, temperature=args.temperature,
-                                    greedy=args.greedy, h=h)
+            piece, state = model.sample(n, seed_ix, rng=rng, temperature=args.temperature,
+                                        greedy=args.greedy, state=state)
             out.write(vocab.decode(piece))
             out.flush()
             seed_ix, left = piece[-1], left - n
@@ -85,16 +88,6 @@ def _main(argv, out):
         os.dup2(devnull, sys.stdout.fileno())
     return 0
 
-
-class _DropInModule(types.ModuleType):
-    """Importing this module sets ``fastrnn.sample`` to it, hiding the drop-in function of the
-    same name; calling the module therefore calls that function, so both keep working."""
-
-    def __call__(self, *args, **kwargs):
-        return dropin.sample(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _DropInModule
 
 if __name__ == "__main__":
     sys.exit(main())

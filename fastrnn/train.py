@@ -20,16 +20,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, cli, corpus as corpus_mod, files, metrics
+from . import cells, checkpoint, cli, compiling, corpus as corpus_mod, files, metrics, optim
 from .backends import BACKENDS
 from .checkpoint import Checkpoint, CheckpointError
+from .config import DATA_DEFAULTS, DTYPES, MODEL_DEFAULTS
 from .model import CharRNN
-from .reference import OPTIMIZERS
 
 PROG = "fastrnn.train"
-MODEL_DEFAULTS = {"hidden_size": 100, "seq_length": 25, "learning_rate": 0.1, "dtype": "float64",
-                  "seed": 0, "batch_size": 1, "optimizer": "adagrad"}
-DATA_DEFAULTS = {"val_fraction": 0.1, "encoding": "utf-8"}
 CHECKPOINT, BEST, METRICS, PLOT = "checkpoint.npz", "best.npz", "metrics.jsonl", "loss.png"
 
 
@@ -46,16 +43,18 @@ def build_parser():
                    help="fraction of the text held out from its end for validation, in [0, 1) "
                         "(default 0.1)")
     m = p.add_argument_group("model (fixed by the checkpoint when resuming)")
+    m.add_argument("--cell", choices=tuple(cells.CELLS),
+                   help="the recurrent cell (default rnn: min-char-rnn's tanh cell)")
     m.add_argument("--hidden-size", type=cli.positive_int, metavar="H", help="hidden units (default 100)")
     m.add_argument("--seq-length", type=cli.positive_int, metavar="T",
                    help="characters per truncated-BPTT chunk (default 25)")
     m.add_argument("--learning-rate", type=cli.positive_float, metavar="LR",
                    help="learning rate (default 0.1, min-char-rnn's for Adagrad; Adam and "
                         "RMSprop usually want about 0.002)")
-    m.add_argument("--dtype", choices=("float64", "float32"),
+    m.add_argument("--dtype", choices=DTYPES,
                    help="floating-point type (default float64; float32 with --backend cuda)")
     m.add_argument("--seed", type=cli.non_negative_int, help="seeds initialisation and samples (default 0)")
-    m.add_argument("--optimizer", choices=OPTIMIZERS,
+    m.add_argument("--optimizer", choices=tuple(optim.OPTIMIZERS),
                    help="adagrad (min-char-rnn's, the default), rmsprop (char-rnn's: decay 0.95) "
                         "or adam (PyTorch's: betas 0.9/0.999, eps 1e-8); gradients are clipped to "
                         "[-5, 5] first")
@@ -132,7 +131,7 @@ def _load_resume(path):
 
 def _settings(args, ckpt):
     """(model config kwargs, data settings) from the arguments, the checkpoint and the defaults."""
-    given = {k: getattr(args, k) for k in MODEL_DEFAULTS if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in MODEL_DEFAULTS if getattr(args, k, None) is not None}
     if ckpt is None:
         config = {**MODEL_DEFAULTS, **given}
         if args.backend == "cuda" and args.dtype is None:
@@ -259,7 +258,8 @@ class Trainer:
                         [e - self.iteration % e for e in
                          (args.eval_every, args.sample_every, args.checkpoint_every) if e])
                 t0 = time.perf_counter()
-                losses = self.model.train(self.corpus.train, n)
+                with self._compiling():
+                    losses = self.model.train(self.corpus.train, n)
                 dt = time.perf_counter() - t0
                 if not (np.isfinite(losses).all() and self._params_finite()):
                     if bar is not None:
@@ -289,6 +289,10 @@ class Trainer:
             self._save(CHECKPOINT)
         return self._finish()
 
+    def _compiling(self):
+        """Around a model call: one status line if its kernels compile (not from the cache)."""
+        return compiling.announce(lambda line: _say(self.args, line), self.model.config.dtype)
+
     def _record(self, losses, seconds):
         """Append a block's losses; ``seconds`` is its time (None: untimed, e.g. compilation)."""
         n = len(losses)
@@ -312,7 +316,7 @@ class Trainer:
             self.history = grown
 
     def _params_finite(self):
-        return all(np.isfinite(p).all() for p in self.model.params)
+        return bool(np.isfinite(self.model.weights.flat).all())
 
     # -- what happens between blocks -----------------------------------------------------------
 
@@ -323,9 +327,9 @@ class Trainer:
         if len(val) >= 2:
             # From (a copy of) the training state, not zeros: early in training a vanilla RNN's
             # state can have several attractors, and zeros may lead to one training never visits.
-            h = self.model.h if self.model.config.batch_size == 1 else \
-                np.ascontiguousarray(self.model.h[0]).reshape(-1, 1)  # the first stream's
-            val_loss = self.model.evaluate(val, h=h)[0] / (len(val) - 1)
+            state = self.model.state[:, :, :1]  # the first stream's
+            with self._compiling():
+                val_loss = self.model.evaluate(val, state=state)[0] / (len(val) - 1)
         record = {"iteration": self.iteration, "chars": self.iteration * self.chunk_chars,
                   "train_loss": self.smooth / c.seq_length,
                   "train_bpc": metrics.bits(self.smooth / c.seq_length),
@@ -346,7 +350,8 @@ class Trainer:
     def _sample(self):
         train = self.corpus.train
         seed_ix = int(train[min(self.model.position, len(train) - 1)])
-        ids, _ = self.model.sample(self.args.sample_length, seed_ix, rng=self.rng)
+        with self._compiling():
+            ids, _ = self.model.sample(self.args.sample_length, seed_ix, rng=self.rng)
         _say(self.args, f"----- sample at iteration {self.iteration}\n"
                         f"{self.corpus.vocab.decode(ids)}\n-----")
 

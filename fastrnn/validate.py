@@ -6,8 +6,9 @@ expected.
 
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-PARAM_NAMES = ("Wxh", "Whh", "Why", "bh", "by")
+from .config import FLOAT_DTYPES
+
+MINCHAR_NAMES = ("Wxh", "Whh", "Why", "bh", "by")  # the drop-in functions' arguments, in order
 
 
 def float_array(name, a, dtype=None):
@@ -29,11 +30,11 @@ def shape(name, a, expected):
         raise ValueError(f"{name} has shape {a.shape}, expected {expected}")
 
 
-def params(Wxh, Whh, Why, bh, by):
-    """Check the five parameters; return (H, V, dtype)."""
+def minchar_params(Wxh, Whh, Why, bh, by):
+    """Check min-char-rnn's five parameters (the drop-in functions); return (H, V, dtype)."""
     Wxh = float_array("Wxh", Wxh)
     dtype = Wxh.dtype
-    for name, a in zip(PARAM_NAMES[1:], (Whh, Why, bh, by)):
+    for name, a in zip(MINCHAR_NAMES[1:], (Whh, Why, bh, by)):
         float_array(name, a, dtype)
     if Wxh.ndim != 2:
         raise ValueError(f"Wxh has shape {Wxh.shape}, expected (hidden_size, vocab_size)")

@@ -1,18 +1,11 @@
-"""Test helpers: random problems and the tolerance table.
-
-Tolerances for comparing a kernel with the float64 oracle, in one table.
-
-float64 kernels reorder sums (SIMD) and use their own exp/tanh, so they agree with NumPy to a few
-ulp: rtol 1e-10 leaves room for error growth through a 200-step recurrence. float32 results are
-compared with the oracle run in float64 on the same (float32-representable) inputs.
-"""
+"""Test helpers: random problems, and comparison with the tolerance table of ``fastrnn.config``."""
 
 import numpy as np
 
-TOL = {
-    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
-    np.dtype(np.float32): dict(rtol=2e-4, atol=2e-5),
-}
+from fastrnn.config import TOLERANCES as TOL
+from fastrnn.spec import Spec
+
+NAMES = ("Wxh", "Whh", "bh", "Why", "by")  # min-char-rnn's model, in spec order
 
 
 def assert_close(actual, expected, dtype, name):
@@ -20,11 +13,26 @@ def assert_close(actual, expected, dtype, name):
                                err_msg=name, **TOL[np.dtype(dtype)])
 
 
-def random_model(rng, H, V, dtype, scale=0.1):
-    """Random parameters in min-char-rnn's shapes (non-zero biases, so every term is tested)."""
-    shapes = ((H, V), (H, H), (V, H), (H, 1), (V, 1))
-    return tuple((rng.standard_normal(s) * scale).astype(dtype) for s in shapes)
+def assert_weights_close(actual, expected, dtype, prefix=""):
+    """Every named tensor of two Weights, each checked with a message naming it."""
+    spec = Spec("rnn", *actual.Why.shape, len(actual.layers))
+    for (name, a), e in zip(spec.named(actual).items(), spec.arrays(expected)):
+        assert_close(a, e, dtype, prefix + name)
 
 
-def random_chunk(rng, T, V):
-    return rng.integers(0, V, T), rng.integers(0, V, T)
+def random_weights(rng, H, V, dtype, scale=0.1, num_layers=1):
+    """Random parameters (non-zero biases, so every term is tested), drawn in float64."""
+    spec = Spec("rnn", V, H, num_layers)
+    w = spec.zeros(dtype)
+    w.flat[...] = rng.standard_normal(spec.size) * scale
+    return w
+
+
+def as64(w):
+    """A float64 copy of Weights."""
+    spec = Spec("rnn", *w.Why.shape, len(w.layers))
+    return spec.view(w.flat.astype(np.float64))
+
+
+def random_chunk(rng, T, V, B=1):
+    return rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))

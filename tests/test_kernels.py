@@ -1,16 +1,20 @@
-"""Every kernel equal to the oracle: forward, backward (clipped), Adagrad, sampling, training."""
+"""Every kernel equal to the oracle: forward, backward (clipped), Adagrad, sampling, training,
+evaluation; through the backend interface (``get_backend(name)``) for B = 1 and B = 3 streams,
+and the single-stream CPU kernels (``fastrnn.kernels.cpu``) where their own workspaces matter."""
 
 import numpy as np
 import pytest
 
-from fastrnn import reference
-from fastrnn.backends import evaluate_workspace, get_backend, sample_workspace, workspace
-from fastrnn.params import init_params, kernel_view
-from tests.helpers import assert_close, random_chunk, random_model
+from fastrnn import optim, reference
+from fastrnn.backends import get_backend
+from fastrnn.kernels import cpu
+from fastrnn.spec import Spec
+from tests.helpers import NAMES, as64, assert_close, assert_weights_close, random_chunk, random_weights
 
 BACKENDS = ["numba", "numpy"]
 DTYPES = [np.float64, np.float32]
-NAMES = ("dWxh", "dWhh", "dWhy", "dbh", "dby")
+STREAMS = [1, 3]
+ADAGRAD = optim.get("adagrad")
 
 # Edge sizes (H=1, V=2, T=1, T=200, H not a multiple of the SIMD width) plus random shapes.
 EDGE_SHAPES = [(1, 2, 1), (1, 2, 9), (2, 3, 1), (3, 2, 200), (37, 11, 200), (100, 65, 25),
@@ -20,58 +24,83 @@ RANDOM_SHAPES = [tuple(int(x) for x in np.random.default_rng(s).integers((1, 2, 
 SHAPES = EDGE_SHAPES + RANDOM_SHAPES
 
 
-def problem(H, V, T, dtype, seed=0, scale=0.1):
-    rng = np.random.default_rng([H, V, T, seed])
-    params = random_model(rng, H, V, dtype, scale)
-    inputs, targets = random_chunk(rng, T, V)
-    hprev = (rng.standard_normal((H, 1)) * 0.5).astype(dtype)
-    return params, inputs, targets, hprev
+def spec(w):
+    return Spec("rnn", *w.Why.shape, len(w.layers))
 
 
-def as64(arrays):
-    return tuple(np.asarray(a, np.float64) for a in arrays)
+def problem(H, V, T, dtype, seed=0, scale=0.1, B=1):
+    """Weights, a chunk x, y (B, T) and a non-zero state (1, 1, B, H)."""
+    rng = np.random.default_rng([H, V, T, B, seed])
+    w = random_weights(rng, H, V, dtype, scale)
+    x, y = random_chunk(rng, T, V, B)
+    state = (rng.standard_normal((1, 1, B, H)) * 0.5).astype(dtype)
+    return w, x, y, state
 
 
-def run_forward(kern, params, inputs, targets, hprev):
-    H, V = params[0].shape
-    hs, ps, *_ = workspace(len(inputs), H, V, params[0].dtype)
-    loss = kern.forward(inputs, targets, hprev.reshape(-1), kernel_view(params), hs, ps)
-    return loss, hs, ps
+def run_forward(backend, w, x, y, state):
+    """backend.forward, its outputs copied (they may be the backend's scratch)."""
+    loss, hs, ps = get_backend(backend).forward(w, x, y, state)
+    return loss, np.array(hs), np.array(ps)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("H,V,T", SHAPES)
+@pytest.mark.parametrize("B", STREAMS)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_forward_backward_match_reference(backend, H, V, T, dtype):
-    params, inputs, targets, hprev = problem(H, V, T, dtype, scale=0.5 if T < 5 else 0.1)
-    kern = get_backend(backend)
-    loss, hs, ps = run_forward(kern, params, inputs, targets, hprev)
-    loss_ref, hs_ref, ps_ref = reference.forward(inputs, targets, *as64((hprev,) + params))
+def test_forward_backward_match_reference(backend, B, H, V, T, dtype):
+    w, x, y, state = problem(H, V, T, dtype, scale=0.5 if T < 5 else 0.1, B=B)
+    state_before = state.copy()
+    loss, hs, ps = run_forward(backend, w, x, y, state)
+    loss_ref, (hs_ref, ps_ref) = reference.forward(as64(w), x, y, state.astype(np.float64))
+    assert hs.shape == (1, T + 1, B, H) and ps.shape == (T, B, V)
     assert_close(loss, loss_ref, dtype, "loss")
     assert_close(hs, hs_ref, dtype, "hs")
     assert_close(ps, ps_ref, dtype, "ps")
+    assert np.array_equal(state, state_before), "forward must not change the state it is given"
 
-    grads = tuple(np.full_like(p, np.nan) for p in params)  # poisoned: every element must be written
-    _, _, dys, dhs, dh_next = workspace(T, H, V, dtype)
-    kern.backward(inputs, targets, hs, ps, kernel_view(params), kernel_view(grads), (dys, dhs, dh_next))
-    expected = reference.backward(inputs, targets, hs_ref, ps_ref, *as64(params[:3]))
-    for name, g, e in zip(NAMES, grads, expected):
-        assert g.dtype == dtype, name
-        assert_close(g, e, dtype, name)
+    g = spec(w).zeros(dtype)
+    g.flat[...] = np.nan  # poisoned: every element must be written
+    get_backend(backend).backward(w, x, y, hs, ps, g)
+    expected = reference.backward(as64(w), x, y, (hs_ref, ps_ref))
+    for name, a in spec(w).named(g).items():
+        assert a.dtype == dtype, "d" + name
+    assert_weights_close(g, expected, dtype, prefix="d")
 
 
+@pytest.mark.parametrize("B", STREAMS)
+def test_two_layers_run_on_numpy_and_are_refused_by_numba(B):
+    """The numpy backend runs any layer count (the oracle, gradients clipped into g); the numba
+    kernels run one layer and say so rather than compute something else."""
+    rng = np.random.default_rng([B, 2])
+    w = random_weights(rng, 6, 5, np.float64, 0.5, num_layers=2)
+    x, y = random_chunk(rng, 4, 5, B)
+    state = rng.standard_normal((2, 1, B, 6)) * 0.5
+    loss, hs, ps = run_forward("numpy", w, x, y, state)
+    loss_ref, (hs_ref, ps_ref) = reference.forward(w, x, y, state)
+    assert_close(loss, loss_ref, np.float64, "loss")
+    assert_close(hs, hs_ref, np.float64, "hs")
+    assert_close(ps, ps_ref, np.float64, "ps")
+    g = spec(w).zeros(np.float64)
+    g.flat[...] = np.nan
+    get_backend("numpy").backward(w, x, y, hs, ps, g)
+    assert_weights_close(g, reference.backward(w, x, y, (hs_ref, ps_ref)), np.float64, prefix="d")
+    with pytest.raises(ValueError, match="numba backend runs one layer"):
+        get_backend("numba").forward(w, x, y, state)
+
+
+@pytest.mark.parametrize("B", STREAMS)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_backward_clips_to_five(backend):
-    params, inputs, targets, hprev = problem(30, 7, 40, np.float64, scale=1.0)
-    kern = get_backend(backend)
-    _, hs, ps = run_forward(kern, params, inputs, targets, hprev)
-    grads = tuple(np.empty_like(p) for p in params)
-    kern.backward(inputs, targets, hs, ps, kernel_view(params), kernel_view(grads),
-                  workspace(40, 30, 7, np.float64)[2:])
-    unclipped = reference.backward(inputs, targets, hs, ps, *params[:3], clip=None)
-    assert max(np.abs(g).max() for g in unclipped) > 5, "the test must exceed the clip bound"
-    for name, g, e in zip(NAMES, grads, unclipped):
-        assert_close(g, np.clip(e, -5, 5), np.float64, name)
+def test_backward_clips_to_five(backend, B):
+    # Large enough weights for gradients beyond the bound, small enough to keep tanh out of deep
+    # saturation, where 1 - h*h cancels and fast-math's fused multiply-add rounds differently.
+    w, x, y, state = problem(30, 7, 40, np.float64, scale=0.3, B=B)
+    _, hs, ps = run_forward(backend, w, x, y, state)
+    g = spec(w).zeros(np.float64)
+    get_backend(backend).backward(w, x, y, hs, ps, g)
+    unclipped = reference.backward(w, x, y, (hs, ps), clip=None)
+    assert np.abs(unclipped.flat).max() > 5, "the test must exceed the clip bound"
+    expected = spec(w).view(np.clip(unclipped.flat, -5, 5))
+    assert_weights_close(g, expected, np.float64, prefix="d")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -83,25 +112,28 @@ def test_adagrad_matches_reference(backend, n, dtype):
     g = np.clip(rng.standard_normal(n) * 3, -5, 5).astype(dtype)
     g[::5] = 0  # untouched entries must stay exactly as they are
     m = (rng.random(n) * 10 ** rng.uniform(-12, 2, n)).astype(dtype)
-    w_ref, g_ref, m_ref = (w.copy(), g.copy(), m.copy()) if dtype == np.float64 else as64((w, g, m))
-    get_backend(backend).adagrad_update(w, g, m, 0.1)
+    w0 = w.copy()
+    w_ref, g_ref, m_ref = (a.astype(np.float64) for a in (w, g, m))
+    get_backend(backend).update(ADAGRAD, w, g, [m], 0.1, 1, False)
     reference.adagrad([w_ref], [g_ref], [m_ref], 0.1)
     assert_close(m, m_ref, dtype, "memory")
     assert_close(w, w_ref, dtype, "weights")
+    assert np.array_equal(w[::5], w0[::5]), "a zero gradient must leave its weight exactly"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_adagrad_of_all_parameters(backend, dtype):
-    params, *_ = problem(13, 6, 1, dtype)
+    w, *_ = problem(13, 6, 1, dtype)
     rng = np.random.default_rng(1)
-    grads = tuple(rng.standard_normal(p.shape).astype(dtype) for p in params)
-    mems = tuple(rng.random(p.shape).astype(dtype) for p in params)
-    expected_p, expected_m = list(as64(params)), list(as64(mems))
-    reference.adagrad(expected_p, as64(grads), expected_m, 0.05)
-    get_backend(backend).adagrad(kernel_view(params), kernel_view(grads), kernel_view(mems), 0.05)
-    for name, a, e in zip(("Wxh", "Whh", "Why", "bh", "by"), params + mems, expected_p + expected_m):
-        assert_close(a, e, dtype, name)
+    s = spec(w)
+    g = s.view(rng.standard_normal(s.size).astype(dtype))
+    m = s.view(rng.random(s.size).astype(dtype))
+    expected_w, expected_m = as64(w), as64(m)
+    reference.adagrad(s.arrays(expected_w), s.arrays(as64(g)), s.arrays(expected_m), 0.05)
+    get_backend(backend).update(ADAGRAD, w.flat, g.flat, [m.flat], 0.05, 1, False)
+    assert_weights_close(w, expected_w, dtype)
+    assert_weights_close(m, expected_m, dtype, prefix="m")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -111,18 +143,17 @@ def test_adagrad_of_all_parameters(backend, dtype):
 def test_sample_matches_reference(backend, H, V, temperature, greedy, dtype):
     # Small weights keep the recurrence contractive: in a chaotic one, rounding differences
     # between any two implementations grow until a draw lands on the other side of a boundary.
-    params, _, _, h0 = problem(H, V, 1, dtype, scale=0.05)
+    w, _, _, state0 = problem(H, V, 1, dtype, scale=0.05)
     n = 300
     uniforms = np.random.default_rng(H).random(n)
-    h = h0.reshape(-1).copy()
+    state = state0.copy()
     ixes = np.full(n, -1, np.int64)
-    get_backend(backend).sample(h, 1, uniforms, kernel_view(params), temperature, greedy, ixes,
-                                sample_workspace(H, V, dtype))
-    expected, h_ref = reference.sample(*as64((h0,)), 1, uniforms, *as64(params),
-                                       temperature=temperature, greedy=greedy)
+    get_backend(backend).sample(w, state, 1, uniforms, temperature, greedy, ixes)
+    expected, state_ref = reference.sample(as64(w), state0.astype(np.float64), 1, uniforms,
+                                           temperature=temperature, greedy=greedy)
     if dtype == np.float64:
         assert ixes.tolist() == expected
-        assert_close(h, h_ref[:, 0], dtype, "h")
+        assert_close(state, state_ref, dtype, "state")
     else:  # float32 probabilities may move a draw that falls within rounding of a boundary
         agree = np.mean(ixes == np.array(expected))
         assert agree > 0.9, f"only {agree:.0%} of float32 draws agree with the float64 oracle"
@@ -134,106 +165,134 @@ def encoded(text, n):
     return np.array([index[c] for c in text[:n]], np.uint8), len(chars)
 
 
-def run_train(backend, data, V, H, T, lr, n_steps, dtype, seed=1, state=None):
-    """n_steps of the fused training kernel; returns (losses, params, mems, h, position)."""
-    params, mems, h, pos = state or (init_params(H, V, seed, dtype), None, np.zeros(H, dtype), 0)
-    params = tuple(p.copy() for p in params)
-    mems = tuple(np.zeros_like(p) for p in params) if mems is None else tuple(m.copy() for m in mems)
-    h = h.copy()
-    losses = np.empty(n_steps)
-    grads = tuple(np.empty_like(p) for p in params)
-    pos = get_backend(backend).train(data, pos, h, kernel_view(params), kernel_view(grads),
-                                     kernel_view(mems), lr, T, losses, workspace(T, H, len(params[4]), dtype))
-    return losses, params, mems, h, pos
+def run_train(backend, data, w, states, state, position, lr, T, n_steps, step=0):
+    """n_steps of the backend's training on copies; returns (losses, w, states, state, position)."""
+    s = spec(w)
+    w, states, state = s.copy(w), [s.copy(m) for m in states], state.copy()
+    losses = np.full(n_steps, np.nan)
+    position = get_backend(backend).train(w, s.zeros(w.Why.dtype), ADAGRAD, states, data, position,
+                                          state, lr, T, step, losses, 1)
+    return losses, w, states, state, position
 
 
+def start(V, H, B, dtype="float64", seed=1):
+    """Initial weights, Adagrad memory and a zero state of B streams."""
+    s = Spec("rnn", V, H)
+    return s.init(seed, dtype), [s.zeros(dtype)], np.zeros((1, 1, B, H), dtype)
+
+
+@pytest.mark.parametrize("B", STREAMS)
 @pytest.mark.parametrize("H,lr,n_chars", [(100, 0.01, 20_000), (16, 0.1, 20_000), (24, 0.01, 600)])
-def test_training_trajectory_matches_reference(text, H, lr, n_chars):
+def test_training_trajectory_matches_reference(text, H, lr, n_chars, B):
     """A free-running multi-step trajectory on real text: losses and final parameters.
 
-    (600 characters make the position wrap around, resetting h, every 23 chunks.)
+    (600 characters make the position wrap around, resetting the state, every 23 chunks for
+    one stream, every 7 for three.)
     """
     data, V = encoded(text, n_chars)
     T, n = 25, 300
-    params = init_params(H, V, 1)
-    mems = tuple(np.zeros_like(p) for p in params)
-    expected_params, expected_mems = [p.copy() for p in params], [m.copy() for m in mems]
-    losses_ref, pos_ref, h_ref = reference.train(data, 0, np.zeros((H, 1)), expected_params,
-                                                 expected_mems, lr, T, n)
-    losses, params, mems, h, pos = run_train("numba", data, V, H, T, lr, n, np.float64)
+    w0, states0, state0 = start(V, H, B)
+    losses, w, states, state, pos = run_train("numba", data, w0, states0, state0, 0, lr, T, n)
+    w_ref, states_ref = spec(w0).copy(w0), [spec(w0).copy(m) for m in states0]
+    losses_ref, pos_ref, state_ref = reference.train(w_ref, ADAGRAD, states_ref, data, 0,
+                                                     state0.copy(), lr, T, n)
     assert pos == pos_ref
     assert_close(losses, losses_ref, np.float64, "losses")
-    assert_close(h, h_ref[:, 0], np.float64, "h")
-    for name, a, e in zip(("Wxh", "Whh", "Why", "bh", "by"), params, expected_params):
-        assert_close(a, e, np.float64, name)
-    for name, a, e in zip(("mWxh", "mWhh", "mWhy", "mbh", "mby"), mems, expected_mems):
-        assert_close(a, e, np.float64, name)
+    assert_close(state, state_ref, np.float64, "state")
+    assert_weights_close(w, w_ref, np.float64)
+    assert_weights_close(states[0], states_ref[0], np.float64, prefix="m")
 
 
-def test_every_step_of_default_training_matches_reference(text):
+@pytest.mark.parametrize("B", STREAMS)
+def test_every_step_of_default_training_matches_reference(text, B):
     """min-char-rnn's defaults (H=100, lr=0.1) amplify rounding differences by orders of
     magnitude per step early on (Adagrad's first steps are ~lr*sign(g)), so two correct
     implementations drift apart after ~10 free-running steps. Here each step starts from the
     oracle's state and must reproduce the oracle's next state."""
     data, V = encoded(text, 50_000)
     H, T, lr = 100, 25, 0.1
-    params = [p.copy() for p in init_params(H, V, 1)]
-    mems = [np.zeros_like(p) for p in params]
-    h, pos = np.zeros((H, 1)), 0
+    w, states, state = start(V, H, B)
+    pos = 0
     for step in range(60):
-        losses, k_params, k_mems, k_h, k_pos = run_train(
-            "numba", data, V, H, T, lr, 1, np.float64, state=(params, mems, h[:, 0], pos))
-        (loss,), pos, h = reference.train(data, pos, h, params, mems, lr, T, 1)
-        assert k_pos == pos
+        losses, k_w, k_states, k_state, k_pos = run_train("numba", data, w, states, state, pos,
+                                                          lr, T, 1, step)
+        (loss,), pos, state = reference.train(w, ADAGRAD, states, data, pos, state, lr, T, 1, step)
+        assert k_pos == pos, f"position at step {step}"
         assert_close(losses[0], loss, np.float64, f"loss at step {step}")
-        assert_close(k_h, h[:, 0], np.float64, f"h at step {step}")
-        for name, a, e in zip(("Wxh", "Whh", "Why", "bh", "by"), k_params + k_mems, params + mems):
-            assert_close(a, e, np.float64, f"{name} at step {step}")
+        assert_close(k_state, state, np.float64, f"state at step {step}")
+        assert_weights_close(k_w, w, np.float64, prefix=f"step {step}: ")
+        assert_weights_close(k_states[0], states[0], np.float64, prefix=f"step {step}: m")
 
 
-def test_float32_training_follows_float64_reference(text):
+@pytest.mark.parametrize("B", STREAMS)
+def test_float32_training_follows_float64_reference(text, B):
     data, V = encoded(text, 20_000)
     H, T, lr, n = 32, 25, 0.05, 100
-    losses, *_ = run_train("numba", data, V, H, T, lr, n, np.float32)
-    expected, *_ = reference.train(data, 0, np.zeros((H, 1)), [p.copy() for p in init_params(H, V, 1)],
-                                   [np.zeros_like(p) for p in init_params(H, V, 1)], lr, T, n)
-    np.testing.assert_allclose(losses, expected, rtol=1e-3)
+    w, states, state = start(V, H, B, "float32")
+    losses, *_ = run_train("numba", data, w, states, state, 0, lr, T, n)
+    w64, states64, state64 = start(V, H, B)
+    expected, *_ = reference.train(w64, ADAGRAD, states64, data, 0, state64, lr, T, n)
+    np.testing.assert_allclose(losses, expected, rtol=1e-3, err_msg="losses")
     assert losses[-20:].mean() < losses[:20].mean() - 10, "the model did not learn"
 
 
-@pytest.mark.parametrize("which", range(6))
+@pytest.mark.parametrize("which", NAMES + ("state",))
+@pytest.mark.parametrize("B", STREAMS)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_nan_anywhere_gives_a_nan_loss(backend, which):
-    params, inputs, targets, hprev = problem(20, 9, 10, np.float64)
-    arrays = params + (hprev,)
-    arrays[which][-1, 0] = np.nan
-    inputs[:] = 0  # so that column 0 of Wxh, poisoned when which == 0, is read
-    loss, _, _ = run_forward(get_backend(backend), params, inputs, targets, hprev)
-    assert np.isnan(loss)
+def test_nan_anywhere_gives_a_nan_loss(backend, B, which):
+    w, x, y, state = problem(20, 9, 10, np.float64, B=B)
+    if which == "state":
+        state[0, 0, -1, -1] = np.nan  # the last stream's last unit
+    else:
+        a = spec(w).named(w)[which]
+        a[(-1,) + (0,) * (a.ndim - 1)] = np.nan  # last row, column 0
+    x[:] = 0  # so that column 0 of Wxh, poisoned when which == "Wxh", is read
+    loss, _, _ = run_forward(backend, w, x, y, state)
+    assert np.isnan(loss), f"NaN in {which}"
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")
+@pytest.mark.parametrize("B", STREAMS)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_infinite_logit_gives_a_non_finite_loss(backend):
-    params, inputs, targets, hprev = problem(20, 9, 10, np.float64)
-    params[4][2, 0] = np.inf
-    loss, _, _ = run_forward(get_backend(backend), params, inputs, targets, hprev)
+def test_infinite_logit_gives_a_non_finite_loss(backend, B):
+    w, x, y, state = problem(20, 9, 10, np.float64, B=B)
+    w.by[2] = np.inf
+    loss, _, _ = run_forward(backend, w, x, y, state)
     assert not np.isfinite(loss)
+
+
+def evaluation_problem(H, V, n, dtype):
+    rng = np.random.default_rng([H, V, n])
+    w = random_weights(rng, H, V, dtype, min(0.3, 0.5 / np.sqrt(H)))  # contractive: errors stay ulps
+    data = rng.integers(0, V, n).astype(np.uint16 if V > 256 else np.uint8)
+    state = (rng.standard_normal((1, 1, 1, H)) * 0.5).astype(dtype)
+    return w, data, state
+
+
+EVALUATIONS = [(1, 2, 2), (7, 5, 50), (37, 11, 300), (100, 65, 1001), (16, 300, 120)]  # H, V, n
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("H,V,n", EVALUATIONS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_evaluate_matches_reference(backend, H, V, n, dtype):
+    w, data, state0 = evaluation_problem(H, V, n, dtype)
+    loss_ref, state_ref = reference.evaluate(as64(w), data, state0.astype(np.float64))
+    state = state0.copy()
+    loss = get_backend(backend).evaluate(w, data, state)
+    assert_close(loss, loss_ref, dtype, "loss")
+    assert_close(state, state_ref, dtype, "state")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("H,V,n,L", [(1, 2, 2, 1), (7, 5, 50, 8), (37, 11, 300, 64),
                                      (100, 65, 1001, 256), (16, 300, 120, 256)])
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_evaluate_matches_reference(backend, H, V, n, L, dtype):
-    rng = np.random.default_rng([H, V, n])
-    params = random_model(rng, H, V, dtype, min(0.3, 0.5 / np.sqrt(H)))  # contractive: errors stay ulps
-    data = rng.integers(0, V, n).astype(np.uint16 if V > 256 else np.uint8)
-    hprev = (rng.standard_normal((H, 1)) * 0.5).astype(dtype)
-    loss_ref, h_ref = reference.evaluate(data, *as64((hprev,) + params))
-    h = hprev.reshape(-1).copy()
-    hs, ps = evaluate_workspace(L, H, V, dtype)
-    hs[:], ps[:] = np.nan, np.nan
-    loss = get_backend(backend).evaluate(data, h, kernel_view(params), (hs, ps))
+def test_evaluate_kernel_reads_the_text_L_steps_at_a_time(H, V, n, L, dtype):
+    """cpu.evaluate with a workspace of L steps (poisoned: nothing stale may be read)."""
+    w, data, state0 = evaluation_problem(H, V, n, dtype)
+    loss_ref, state_ref = reference.evaluate(as64(w), data, state0.astype(np.float64))
+    h = state0[0, 0, 0].copy()
+    hs, ps = np.full((L + 1, H), np.nan, dtype), np.full((L, V), np.nan, dtype)
+    loss = cpu.evaluate(data, h, w, (hs, ps))
     assert_close(loss, loss_ref, dtype, "loss")
-    assert_close(h, h_ref[:, 0], dtype, "h")
+    assert_close(h, state_ref[0, 0, 0], dtype, "h")

@@ -1,17 +1,17 @@
-"""RMSprop and Adam: the oracle against transcriptions of char-rnn's and PyTorch's code, the fused
-kernels against the oracle, and training with them on every path."""
+"""The optimizers: the oracle against transcriptions of char-rnn's and PyTorch's code, the fused
+kernels against the oracle (every registered optimizer has its kernel loop), and training with
+them on every path."""
 
 import math
 
 import numpy as np
 import pytest
 
-from fastrnn import CharRNN, reference
+from fastrnn import CharRNN, optim, reference
+from fastrnn.backends import get_backend
 from fastrnn.kernels import cpu
-from fastrnn.params import kernel_view
-from tests.helpers import assert_close, random_model
-
-NAMES = ("Wxh", "Whh", "Why", "bh", "by")
+from fastrnn.spec import Spec
+from tests.helpers import as64, assert_close, assert_weights_close, random_weights
 
 
 def test_adam_is_pytorchs_adam():
@@ -28,9 +28,9 @@ def test_adam_is_pytorchs_adam():
         step_size = 0.01 / (1 - 0.9 ** step)
         denom = np.sqrt(exp_avg_sq) / math.sqrt(1 - 0.999 ** step) + 1e-8
         param = param - step_size * exp_avg / denom                # addcdiv_(exp_avg, denom, -step_size)
-    np.testing.assert_allclose(w, param, rtol=1e-13)
-    np.testing.assert_allclose(m, exp_avg, rtol=1e-13)
-    np.testing.assert_allclose(v, exp_avg_sq, rtol=1e-13)
+    np.testing.assert_allclose(w, param, rtol=1e-13, err_msg="param")
+    np.testing.assert_allclose(m, exp_avg, rtol=1e-13, err_msg="exp_avg")
+    np.testing.assert_allclose(v, exp_avg_sq, rtol=1e-13, err_msg="exp_avg_sq")
 
 
 def test_rmsprop_is_char_rnns_rmsprop():
@@ -44,34 +44,86 @@ def test_rmsprop_is_char_rnns_rmsprop():
     for dfdx in grads:
         m = m * 0.95 + (1 - 0.95) * dfdx * dfdx        # state.m:mul(alpha):addcmul(1-alpha, dfdx, dfdx)
         x = x - 0.002 * dfdx / (np.sqrt(m) + 1e-8)    # x:addcdiv(-lr, dfdx, sqrt(m) + epsilon)
-    np.testing.assert_allclose(w, x, rtol=1e-13)
-    np.testing.assert_allclose(ms, m, rtol=1e-13)
+    np.testing.assert_allclose(w, x, rtol=1e-13, err_msg="x")
+    np.testing.assert_allclose(ms, m, rtol=1e-13, err_msg="m")
+
+
+def test_the_registry_names_each_optimizers_reference():
+    """Each entry's reference is the oracle's function of its name, with its own state buffers."""
+    rng = np.random.default_rng(4)
+    w0, g = rng.standard_normal(5), rng.standard_normal(5)
+    direct = {"adagrad": lambda w, s: reference.adagrad([w], [g], [s[0]], 0.01),
+              "rmsprop": lambda w, s: reference.rmsprop([w], [g], [s[0]], 0.01),
+              "adam": lambda w, s: reference.adam([w], [g], [s[0]], [s[1]], 0.01, 2)}
+    assert set(optim.OPTIMIZERS) == set(direct)
+    for name, opt in optim.OPTIMIZERS.items():
+        assert optim.get(name) is opt and opt.name == name
+        assert len(opt.states) == len(opt.State._fields), name
+        w1, s1 = w0.copy(), [np.full(5, 0.5) for _ in opt.states]
+        w2, s2 = w0.copy(), [np.full(5, 0.5) for _ in opt.states]
+        opt.reference([w1], [g], [[s] for s in s1], 0.01, 2)
+        direct[name](w2, s2)
+        np.testing.assert_array_equal(w1, w2, err_msg=name)
+        for state, a, b in zip(opt.states, s1, s2):
+            np.testing.assert_array_equal(a, b, err_msg=f"{name} {state}")
+
+
+def update_problem(optimizer, dtype, seed=2):
+    """Weights, gradients beyond the clip bound and non-negative optimizer state."""
+    rng = np.random.default_rng(seed)
+    w = random_weights(rng, 9, 5, dtype, 1.0)
+    g = random_weights(rng, 9, 5, dtype, 4.0)  # beyond the clip bound
+    states = [random_weights(rng, 9, 5, dtype, 0.5) for _ in optimizer.states]
+    for s in states:
+        np.abs(s.flat, out=s.flat)
+    return w, g, states
+
+
+def reference_update(optimizer, w, g, states, lr, step, clip_first):
+    """The oracle's update on float64 copies: (weights, gradients, states)."""
+    w, g, states = as64(w), as64(g), [as64(s) for s in states]
+    if clip_first:
+        np.clip(g.flat, -5, 5, out=g.flat)
+    reference.update(optimizer, w, g, states, lr, step)
+    return w, g, states
+
+
+def assert_update_close(optimizer, actual, expected, dtype):
+    (w, g, states), (w_ref, g_ref, states_ref) = actual, expected
+    assert_weights_close(w, w_ref, dtype)
+    assert_weights_close(g, g_ref, dtype, prefix="clipped d")
+    for name, s, e in zip(optimizer.states, states, states_ref):
+        assert_weights_close(s, e, dtype, prefix=f"{name} of ")
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("optimizer", ["adagrad", "rmsprop", "adam"])
-def test_fused_kernel_matches_the_oracle(optimizer, dtype):
-    rng = np.random.default_rng(2)
-    params = random_model(rng, 9, 5, dtype, 1.0)
-    grads = random_model(rng, 9, 5, dtype, 4.0)  # beyond the clip bound
-    s1 = tuple(np.abs(a) for a in random_model(rng, 9, 5, dtype, 0.5))
-    s2 = tuple(np.abs(a) for a in random_model(rng, 9, 5, dtype, 0.5))
-    ref = [[np.array(a, np.float64) for a in arrays] for arrays in (params, grads, s1, s2)]
-    for g in ref[1]:
-        np.clip(g, -5, 5, out=g)
-    reference.optimize(optimizer, ref[0], ref[1], (ref[2], ref[3]), 0.01, 3)
-    p, g, a, b = ([x.copy() for x in arrays] for arrays in (params, grads, s1, s2))
-    cpu.optimize(kernel_view(p), kernel_view(g), kernel_view(a), kernel_view(b),
-                 reference.OPTIMIZERS.index(optimizer), 0.01, 3, True)
-    for name, x, e in zip(NAMES, p, ref[0]):
-        assert_close(x, e, dtype, name)
-    for name, x, e in zip(NAMES, g, ref[1]):
-        assert_close(x, e, dtype, "clipped d" + name)
-    for name, x, e in zip(NAMES, a, ref[2]):
-        assert_close(x, e, dtype, "state of " + name)
-    if optimizer == "adam":
-        for name, x, e in zip(NAMES, b, ref[3]):
-            assert_close(x, e, dtype, "v of " + name)
+@pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
+def test_fused_kernel_matches_the_oracle(name, dtype):
+    optimizer = optim.get(name)
+    w, g, states = update_problem(optimizer, dtype)
+    expected = reference_update(optimizer, w, g, states, 0.01, 3, True)
+    cpu.update(optimizer.state([s.flat for s in states]), w.flat, g.flat, 0.01, 3, True)
+    assert_update_close(optimizer, (w, g, states), expected, dtype)
+
+
+@pytest.mark.parametrize("clip_first", [True, False])
+@pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
+def test_every_optimizer_has_its_kernel_loop(name, clip_first):
+    """The numba backend's update of every registered optimizer equals its reference, over
+    several steps (an optimizer added without its loop in the kernels fails here)."""
+    optimizer = optim.get(name)
+    w, g, states = update_problem(optimizer, np.float64, seed=5)
+    w_ref, states_ref = as64(w), [as64(s) for s in states]
+    backend = get_backend("numba")
+    for step in range(1, 4):
+        g_step = Spec("rnn", 5, 9).view(g.flat * step)  # a new gradient every step
+        g_ref = as64(g_step)
+        w_ref, g_ref, states_ref = reference_update(optimizer, w_ref, g_ref, states_ref, 0.02,
+                                                    step, clip_first)
+        backend.update(optimizer, w.flat, g_step.flat, [s.flat for s in states], 0.02, step,
+                       clip_first)
+        assert_update_close(optimizer, (w, g_step, states), (w_ref, g_ref, states_ref),
+                            np.float64)
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
@@ -85,14 +137,13 @@ def test_training_with_each_optimizer_matches_the_oracle(optimizer, batch_size):
         m.train(data, 13)  # a second call continues the step count (Adam's bias correction)
     a, b = models["numba"], models["numpy"]
     assert a.step == b.step == 20
-    for name, x, e in zip(NAMES * 2, [*a.params, *a.mems], [*b.params, *b.mems]):
-        assert_close(x, e, np.float64, name)
-    if optimizer == "adam":
-        for name, x, e in zip(NAMES, a.mems2, b.mems2):
-            assert_close(x, e, np.float64, "v of " + name)
-    assert_close(a.h, b.h, np.float64, "h")
+    assert_weights_close(a.weights, b.weights, np.float64)
+    assert len(a.states) == len(b.states) == len(optim.get(optimizer).states)
+    for name, x, e in zip(a.optimizer.states, a.states, b.states):
+        assert_weights_close(x, e, np.float64, prefix=f"{name} of ")
+    assert_close(a.state, b.state, np.float64, "state")
 
 
 def test_unknown_optimizer_is_named():
-    with pytest.raises(ValueError, match="optimizer must be one of adagrad, rmsprop, adam"):
+    with pytest.raises(ValueError, match="unknown optimizer 'sgd': choose one of adagrad, rmsprop, adam"):
         CharRNN(5, optimizer="sgd")

@@ -1,36 +1,51 @@
-"""The oracle itself: a finite-difference gradient check and min-char-rnn's published code."""
+"""The oracle itself: a finite-difference gradient check (one and two layers), min-char-rnn's
+published code (its lossFun, its Adagrad, its training loop) and sampling and evaluation."""
 
 import numpy as np
 import pytest
 
-from fastrnn import reference
-from tests.helpers import random_chunk, random_model
+from fastrnn import optim, reference
+from fastrnn.spec import Spec
+from tests.helpers import random_chunk, random_weights
 
 
-def total_loss(inputs, targets, hprev, params):
-    return reference.forward(inputs, targets, hprev, *params)[0]
-
-
-@pytest.mark.parametrize("H,V,T,seed", [(5, 4, 6, 0), (3, 7, 1, 1), (8, 2, 12, 2), (1, 3, 4, 3)])
-def test_backward_matches_central_differences(H, V, T, seed):
+def gradient_check(H, V, T, seed, num_layers, B):
+    """reference.backward(clip=None) against central differences of reference.forward's loss,
+    for every parameter (perturbed through the flat buffer its named tensors view)."""
     rng = np.random.default_rng(seed)
-    params = random_model(rng, H, V, np.float64, scale=0.5)
-    inputs, targets = random_chunk(rng, T, V)
-    hprev = rng.standard_normal((H, 1)) * 0.5
-    _, hs, ps = reference.forward(inputs, targets, hprev, *params)
-    grads = reference.backward(inputs, targets, hs, ps, *params[:3], clip=None)
+    spec = Spec("rnn", V, H, num_layers)
+    w = random_weights(rng, H, V, np.float64, scale=0.5, num_layers=num_layers)
+    x, y = random_chunk(rng, T, V, B)
+    state = rng.standard_normal((num_layers, 1, B, H)) * 0.5
+    _, cache = reference.forward(w, x, y, state)
+    grads = reference.backward(w, x, y, cache, clip=None)
     eps = 1e-6
-    for name, p, g in zip(("Wxh", "Whh", "Why", "bh", "by"), params, grads):
-        numeric = np.zeros_like(p)
-        for idx in np.ndindex(p.shape):
-            old = p[idx]
-            p[idx] = old + eps
-            up = total_loss(inputs, targets, hprev, params)
-            p[idx] = old - eps
-            down = total_loss(inputs, targets, hprev, params)
-            p[idx] = old
-            numeric[idx] = (up - down) / (2 * eps)
-        np.testing.assert_allclose(g, numeric, rtol=1e-6, atol=1e-8, err_msg=name)
+    numeric = spec.zeros(np.float64)
+    for i in range(spec.size):
+        old = w.flat[i]
+        w.flat[i] = old + eps
+        up = reference.forward(w, x, y, state)[0]
+        w.flat[i] = old - eps
+        down = reference.forward(w, x, y, state)[0]
+        w.flat[i] = old
+        numeric.flat[i] = (up - down) / (2 * eps)
+    assert np.abs(numeric.flat).max() > 1e-3, "the loss must depend on the parameters"
+    for (name, g), n in zip(spec.named(grads).items(), spec.arrays(numeric)):
+        np.testing.assert_allclose(g, n, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+@pytest.mark.parametrize("H,V,T,seed,B", [(5, 4, 6, 0, 1), (3, 7, 1, 1, 1), (8, 2, 12, 2, 1),
+                                          (1, 3, 4, 3, 1), (4, 5, 5, 4, 3)])
+def test_backward_matches_central_differences(H, V, T, seed, B):
+    gradient_check(H, V, T, seed, num_layers=1, B=B)
+
+
+@pytest.mark.parametrize("H,V,T,seed,B", [(4, 3, 5, 0, 1), (3, 6, 1, 1, 1), (1, 2, 4, 2, 1),
+                                          (5, 4, 6, 3, 2)])
+def test_two_layer_backward_matches_central_differences(H, V, T, seed, B):
+    """The second layer reads the first's output: its Wxh is (H, H), and the first layer's
+    gradient arrives through it as well as through its own recurrence."""
+    gradient_check(H, V, T, seed, num_layers=2, B=B)
 
 
 def min_char_rnn_lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by):
@@ -65,18 +80,27 @@ def min_char_rnn_lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by):
     return loss, dWxh, dWhh, dWhy, dbh, dby, hs[len(inputs) - 1]
 
 
+def min_char_rnn_params(rng, H, V, scale):
+    """Random parameters in min-char-rnn's shapes: Wxh, Whh, Why, bh (H, 1), by (V, 1)."""
+    w = random_weights(rng, H, V, np.float64, scale=scale)
+    rnn = w.layers[0]
+    return rnn.Wxh, rnn.Whh, w.Why, rnn.bh.reshape(-1, 1), w.by.reshape(-1, 1)
+
+
 @pytest.mark.parametrize("scale", [0.01, 1.0])  # 1.0 saturates and exercises clipping
 def test_loss_fun_matches_min_char_rnn(scale):
     rng = np.random.default_rng(7)
     H, V, T = 20, 11, 25
-    params = random_model(rng, H, V, np.float64, scale=scale)
-    inputs, targets = random_chunk(rng, T, V)
+    params = min_char_rnn_params(rng, H, V, scale)
+    x, y = random_chunk(rng, T, V)
+    inputs, targets = x[0], y[0]
     hprev = rng.standard_normal((H, 1)) * 0.3
     ours = reference.loss_fun(inputs, targets, hprev, *params)
     theirs = min_char_rnn_lossFun(inputs, targets, hprev, *params)
     if scale == 1.0:
         assert any(np.abs(g).max() == 5.0 for g in ours[1:6]), "clipping was not exercised"
     for name, a, b in zip(("loss", "dWxh", "dWhh", "dWhy", "dbh", "dby", "h"), ours, theirs):
+        assert np.shape(a) == np.shape(b), name
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14, err_msg=name)
 
 
@@ -95,6 +119,46 @@ def test_adagrad_matches_min_char_rnn():
         np.testing.assert_array_equal(m, m_exp)
 
 
+def test_training_with_one_stream_is_min_char_rnns_loop():
+    """reference.train with B = 1 is min-char-rnn's main loop, written out with its lossFun and
+    Adagrad (reference.loss_fun and reference.adagrad, both tested against its code above)."""
+    rng = np.random.default_rng(1)
+    H, V, T, lr, n = 8, 6, 10, 0.05, 40
+    data = rng.integers(0, V, 300)  # 29 chunks, then the position wraps around
+    spec = Spec("rnn", V, H)
+    w = random_weights(rng, H, V, np.float64, 0.1)
+    params = [a.copy() for a in (w.layers[0].Wxh, w.layers[0].Whh, w.Why)] + \
+        [w.layers[0].bh.reshape(-1, 1).copy(), w.by.reshape(-1, 1).copy()]
+    mems = [np.zeros_like(p) for p in params]
+    losses, p, hprev, wrapped = [], 0, None, 0
+    for step in range(n):  # min-char-rnn's loop (smooth loss and sampling left out)
+        if step == 0 or p + T + 1 >= len(data):
+            wrapped += step > 0
+            hprev = np.zeros((H, 1))
+            p = 0
+        inputs, targets = data[p:p + T], data[p + 1:p + T + 1]
+        loss, dWxh, dWhh, dWhy, dbh, dby, hprev = reference.loss_fun(inputs, targets, hprev, *params)
+        reference.adagrad(params, [dWxh, dWhh, dWhy, dbh, dby], mems, lr)
+        losses.append(loss)
+        p += T
+    assert wrapped == 1, "the walk must wrap around once"
+
+    states = [spec.zeros(np.float64)]
+    ref_losses, position, state = reference.train(w, optim.get("adagrad"), states, data, 0,
+                                                  np.zeros((1, 1, 1, H)), lr, T, n)
+    assert position == p
+    np.testing.assert_allclose(ref_losses, losses, rtol=1e-12, err_msg="losses")
+    assert state.shape == (1, 1, 1, H)
+    np.testing.assert_allclose(state[0, 0, 0], hprev[:, 0], rtol=1e-12, err_msg="h")
+    ours = [w.layers[0].Wxh, w.layers[0].Whh, w.Why, w.layers[0].bh, w.by]
+    m = states[0]
+    our_mems = [m.layers[0].Wxh, m.layers[0].Whh, m.Why, m.layers[0].bh, m.by]
+    for name, a, e in zip(("Wxh", "Whh", "Why", "bh", "by"), ours, params):
+        np.testing.assert_allclose(a, e.reshape(a.shape), rtol=1e-12, err_msg=name)
+    for name, a, e in zip(("mWxh", "mWhh", "mWhy", "mbh", "mby"), our_mems, mems):
+        np.testing.assert_allclose(a, e.reshape(a.shape), rtol=1e-12, err_msg=name)
+
+
 def test_choose_is_numpy_random_choice_with_the_same_uniform():
     rng = np.random.default_rng(11)
     for seed in range(200):
@@ -104,43 +168,53 @@ def test_choose_is_numpy_random_choice_with_the_same_uniform():
         assert reference.choose(p, u) == expected
 
 
-def test_sample_greedy_follows_the_argmax_and_leaves_h_alone():
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_sample_greedy_follows_the_argmax_and_leaves_the_given_state_alone(num_layers):
     rng = np.random.default_rng(5)
     H, V = 16, 6
-    params = random_model(rng, H, V, np.float64, scale=0.8)
-    h0 = rng.standard_normal((H, 1))
-    ixes, h_last = reference.sample(h0, 2, np.full(10, 0.5), *params, greedy=True)
-    h, ix = h0[:, 0], 2
+    w = random_weights(rng, H, V, np.float64, scale=0.8, num_layers=num_layers)
+    state0 = rng.standard_normal((num_layers, 1, 1, H))
+    given = state0.copy()
+    ixes, state = reference.sample(w, state0, 2, np.full(10, 0.5), greedy=True)
+    assert np.array_equal(state0, given), "sample must not change the state it is given"
+    h, ix = [state0[l, 0, 0] for l in range(num_layers)], 2
     for got in ixes:
-        h = np.tanh(params[0][:, ix] + params[1] @ h + params[3][:, 0])
-        ix = int(np.argmax(params[2] @ h + params[4][:, 0]))
+        below = None
+        for l, layer in enumerate(w.layers):
+            into = layer.Wxh[:, ix] if l == 0 else layer.Wxh @ below
+            h[l] = np.tanh(into + layer.Whh @ h[l] + layer.bh)
+            below = h[l]
+        ix = int(np.argmax(w.Why @ below + w.by))
         assert got == ix
-    np.testing.assert_allclose(h_last[:, 0], h)
+    for l in range(num_layers):
+        np.testing.assert_allclose(state[l, 0, 0], h[l], err_msg=f"h of layer {l}")
 
 
 def test_low_temperature_tends_to_greedy_and_high_to_uniform():
     rng = np.random.default_rng(9)
     H, V = 12, 5
-    params = random_model(rng, H, V, np.float64, scale=1.0)
-    h0 = np.zeros((H, 1))
+    w = random_weights(rng, H, V, np.float64, scale=1.0)
+    state0 = np.zeros((1, 1, 1, H))
     u = rng.random(300)
-    greedy, _ = reference.sample(h0, 0, u, *params, greedy=True)
-    cold, _ = reference.sample(h0, 0, u, *params, temperature=1e-3)
+    greedy, _ = reference.sample(w, state0, 0, u, greedy=True)
+    cold, _ = reference.sample(w, state0, 0, u, temperature=1e-3)
     assert cold == greedy
-    hot, _ = reference.sample(h0, 0, u, *params, temperature=1e3)
+    hot, _ = reference.sample(w, state0, 0, u, temperature=1e3)
     counts = np.bincount(hot, minlength=V)
     assert counts.min() > 30  # near-uniform over 5 characters (expected 60 each)
 
 
-def test_evaluate_is_the_loss_of_one_long_forward_pass():
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_evaluate_is_the_loss_of_one_long_forward_pass(num_layers):
     rng = np.random.default_rng(5)
-    params = random_model(rng, 12, 7, np.float64, 0.4)
+    w = random_weights(rng, 12, 7, np.float64, 0.4, num_layers=num_layers)
     data = rng.integers(0, 7, 230)
-    hprev = rng.standard_normal((12, 1)) * 0.3
-    whole, hs, _ = reference.forward(data[:-1], data[1:], hprev, *params)
+    state0 = rng.standard_normal((num_layers, 1, 1, 12)) * 0.3
+    whole, (hs, _) = reference.forward(w, data[None, :-1], data[None, 1:], state0)
     for chunk in (1, 7, 100, 229, 500):
-        loss, h = reference.evaluate(data, hprev, *params, chunk=chunk)
-        np.testing.assert_allclose(loss, whole, rtol=1e-12, err_msg=f"chunk={chunk}")
-        np.testing.assert_allclose(h[:, 0], hs[-1], rtol=1e-12, err_msg=f"chunk={chunk}")
-    loss, h = reference.evaluate(data[:1], hprev, *params)
-    assert loss == 0.0 and np.array_equal(h, hprev)  # one character: nothing to predict
+        loss, state = reference.evaluate(w, data, state0, chunk=chunk)
+        np.testing.assert_allclose(loss, whole, rtol=1e-12, err_msg=f"loss, chunk={chunk}")
+        assert state.shape == state0.shape
+        np.testing.assert_allclose(state[:, 0], hs[:, -1], rtol=1e-12, err_msg=f"state, chunk={chunk}")
+    loss, state = reference.evaluate(w, data[:1], state0)
+    assert loss == 0.0 and np.array_equal(state, state0)  # one character: nothing to predict

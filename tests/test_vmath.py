@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from numba import njit
 
+from fastrnn.config import NJIT
 from fastrnn.kernels import vmath
-from fastrnn.kernels.options import NJIT
 
 
 @njit(**dict(NJIT, cache=False))  # numba's cache would not see changes to vmath

@@ -1,4 +1,4 @@
-"""Mini-batch kernels: B streams at once; each mirrors the ``*_batch`` function in ``reference``.
+"""Mini-batch kernels: B streams at once; each mirrors the function of the same name in ``reference``.
 
 Public layout: hidden states are (B, H), one row per stream. Inside, the B streams are split
 into ``GROUPS`` fixed groups; a group keeps its own activations, ``hs (T+1, Bg, H)`` and
@@ -14,7 +14,8 @@ on separate threads with no Python (and no GIL) in between:
 
 The products call NumPy's own OpenBLAS directly (``blas.gemm``), one BLAS thread per group.
 The groups' gradients are then summed in group order -- per-group buffers reduced afterwards,
-never a racing ``+=`` -- and one fused clip + optimizer pass updates the parameters. Because
+never a racing ``+=`` -- and one fused clip + optimizer pass over the flat buffer updates the
+parameters (read by name from ``spec.Weights``, as in ``cpu.py``). Because
 the split into groups does not depend on the number of threads, one thread and two give the
 same bits.
 """
@@ -25,13 +26,11 @@ import numpy as np
 from numba import njit
 from threadpoolctl import threadpool_limits
 
+from ..config import CLIP, GROUPS, INLINE, NJIT
 from . import vmath
 from .blas import gemm
-from .cpu import optimizer_update
-from .options import INLINE, NJIT
-from .scalar import ADAGRAD, tanh_backward
-
-GROUPS = 2  # stream groups per chunk: at most this many threads work on it
+from .cpu import update
+from .scalar import tanh_backward
 
 
 class Group:
@@ -207,25 +206,24 @@ def _run(threads, fn, items):
     return [first] + [f.result() for f in futures]
 
 
-def _load(work, inputs, targets, hprev, params):
-    Wxh, Whh, Why, _, _ = params
-    work.WxhT[:] = Wxh.T
-    work.WhhT[:] = Whh.T
-    work.WhyT[:] = Why.T
+def _load(work, inputs, targets, hprev, w):
+    work.WxhT[:] = w.layers[0].Wxh.T
+    work.WhhT[:] = w.layers[0].Whh.T
+    work.WhyT[:] = w.Why.T
     for g in work.groups:
         g.x[:] = inputs[g.streams].T
         g.y[:] = targets[g.streams].T
         g.hs[0] = hprev[g.streams]
 
 
-def forward(inputs, targets, hprev, params, work, threads=1):
-    """reference.forward_batch; the activations stay in the work buffers (``work.hs()``,
+def forward(inputs, targets, hprev, w, work, threads=1):
+    """reference.forward; the activations stay in the work buffers (``work.hs()``,
     ``work.ps()``). Returns the loss summed over the block.
 
     Call it (and ``gradients``) with BLAS limited to one thread, as ``train`` does, when
     ``threads`` > 1: the groups are the parallelism."""
-    _load(work, inputs, targets, hprev, params)
-    bh, by = params[3], params[4]
+    _load(work, inputs, targets, hprev, w)
+    bh, by = w.layers[0].bh, w.by
 
     def one(g):
         return group_forward(g.x, g.y, work.WxhT, work.WhhT, work.WhyT, bh, by, g.hs, g.pre,
@@ -235,55 +233,45 @@ def forward(inputs, targets, hprev, params, work, threads=1):
     return float(sum(losses))  # in group order
 
 
-def gradients(params, grads, work, threads=1):
-    """reference.backward_batch before clipping, for the chunk whose forward pass is in work."""
-    Whh, Why = params[1], params[2]
+def gradients(w, g, work, threads=1):
+    """reference.backward before clipping, for the chunk whose forward pass is in work."""
+    Whh, Why = w.layers[0].Whh, w.Why
 
-    def one(g):
-        group_backward(g.x, g.y, Whh, Why, g.hs, g.ps, g.dys, g.dhout, g.draws, g.dh_next,
-                       g.dWxhT, g.dWhh, g.dWhyT, g.dbh, g.dby)
+    def one(k):
+        group_backward(k.x, k.y, Whh, Why, k.hs, k.ps, k.dys, k.dhout, k.draws, k.dh_next,
+                       k.dWxhT, k.dWhh, k.dWhyT, k.dbh, k.dby)
 
     _run(threads, one, work.groups)
-    dWxh, dWhh, dWhy, dbh, dby = grads
+    dWxh, dWhh, dbh = g.layers[0]
+    dWhy, dby = g.Why, g.by
     first, rest = work.groups[0], work.groups[1:]
     dWxh[:] = first.dWxhT.T
     dWhh[:] = first.dWhh
     dWhy[:] = first.dWhyT.T
     dbh[:] = first.dbh
     dby[:] = first.dby
-    for g in rest:  # reduce the groups' buffers, in group order
-        dWxh += g.dWxhT.T
-        dWhh += g.dWhh
-        dWhy += g.dWhyT.T
-        dbh += g.dbh
-        dby += g.dby
+    for k in rest:  # reduce the groups' buffers, in group order
+        dWxh += k.dWxhT.T
+        dWhh += k.dWhh
+        dWhy += k.dWhyT.T
+        dbh += k.dbh
+        dby += k.dby
 
 
-def backward(inputs, targets, hs, ps, params, grads, work, threads=1):
-    """reference.backward_batch (clipped) from given activations hs (T+1,B,H), ps (T,B,V)."""
-    _load(work, inputs, targets, hs[0], params)
-    for g in work.groups:
-        g.hs[:] = hs[:, g.streams]
-        g.ps[:] = ps[:, g.streams]
+def backward(inputs, targets, hs, ps, w, g, work, threads=1):
+    """reference.backward (clipped) from given activations hs (T+1,B,H), ps (T,B,V)."""
+    _load(work, inputs, targets, hs[0], w)
+    for group in work.groups:
+        group.hs[:] = hs[:, group.streams]
+        group.ps[:] = ps[:, group.streams]
     with threadpool_limits(1, user_api="blas"):
-        gradients(params, grads, work, threads)
-    for g in grads:
-        np.clip(g, -5, 5, out=g)
+        gradients(w, g, work, threads)
+    np.clip(g.flat, -CLIP, CLIP, out=g.flat)
 
 
-def _update(params, grads, mems, mems2, kind, lr, step):
-    """One fused clip + optimizer pass over the five parameters."""
-    for k in range(5):
-        optimizer_update(params[k].reshape(-1), grads[k].reshape(-1), mems[k].reshape(-1),
-                         mems2[k].reshape(-1), kind, lr, step, True)
-
-
-def train(data, position, h, params, grads, mems, lr, seq_length, losses, work, threads=1,
-          opt=None):
-    """reference.train_batch for len(losses) chunks; h (B, H) carried in place; returns position.
-
-    opt: as for ``cpu.train`` (None: Adagrad)."""
-    kind, step, mems2 = (ADAGRAD, 0, mems) if opt is None else opt
+def train(data, position, h, w, g, state, lr, seq_length, step, losses, work, threads=1):
+    """reference.train for B = len(h) streams and len(losses) chunks; h (B, H) carried in
+    place; ``step``: updates made before. Returns the position."""
     B, T, H, V = work.shape
     piece = data.shape[0] // B
     starts = (np.arange(B) * piece)[:, None] + np.arange(T + 1)
@@ -293,10 +281,10 @@ def train(data, position, h, params, grads, mems, lr, seq_length, losses, work, 
                 position = 0
                 h[:] = 0
             window = data[starts + position]              # (B, T+1)
-            losses[n] = forward(window[:, :T], window[:, 1:], h, params, work, threads)
-            gradients(params, grads, work, threads)
-            _update(params, grads, mems, mems2, kind, lr, step + n + 1)
-            for g in work.groups:
-                h[g.streams] = g.hs[T]
+            losses[n] = forward(window[:, :T], window[:, 1:], h, w, work, threads)
+            gradients(w, g, work, threads)
+            update(state, w.flat, g.flat, lr, step + n + 1, True)  # clip fused
+            for group in work.groups:
+                h[group.streams] = group.hs[T]
             position += T
     return position

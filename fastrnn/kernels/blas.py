@@ -23,7 +23,7 @@ from llvmlite import binding as llvm
 from numba import carray, cfunc, njit, types
 from numba.extending import overload
 
-from .options import NJIT
+from ..config import NJIT
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 

@@ -1,10 +1,12 @@
 """Numba CPU kernels; each mirrors the function of the same name in ``fastrnn.reference``.
 
 Layout: rows are time steps, so every per-step vector is a contiguous row. Biases and the
-hidden state are 1-D here (``bh (H,)``, ``by (V,)``, ``h (H,)``): the public API passes views of
-the caller's ``(H,1)`` columns. ``params``, ``grads`` and ``mems`` are tuples in the order
-``(Wxh, Whh, Why, bh, by)``. Outputs and workspaces are allocated by the caller; nothing is
-allocated inside a time loop.
+hidden state are 1-D here (``bh (H,)``, ``by (V,)``, ``h (H,)``). Parameters and gradients are
+``spec.Weights``, read by name (``w.layers[0].Whh``, ``w.Why``; ``w.flat`` holds them all, for
+the optimizer's single pass); the optimizer's state is its ``optim`` state tuple, whose type
+selects the update loop at compile time. These kernels run one stream of a one-layer tanh
+model (``backends/numba.py`` routes every other case). Outputs and workspaces are allocated by
+the caller; nothing is allocated inside a time loop.
 
 Only the recurrence itself (``Whh h`` forward, ``Whh^T draw`` backward) runs step by step; the
 output layer, its gradient and the weight gradients are products over the whole chunk, done
@@ -15,13 +17,14 @@ import math
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
 
+from .. import optim
+from ..config import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, CLIP, INLINE, NJIT,
+                      RMSPROP_DECAY, RMSPROP_EPS)
 from . import vmath
-from .options import INLINE
-from .scalar import (ADAGRAD, ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, CLIP, RMSPROP,
-                     RMSPROP_DECAY, RMSPROP_EPS, adagrad_memory, adagrad_weight,
-                     adam_corrections, adam_moment, adam_weight, clip, rmsprop_memory,
-                     rmsprop_weight, tanh_backward)
+from .scalar import (adagrad_memory, adagrad_weight, adam_corrections, adam_moment, adam_weight,
+                     clip, rmsprop_memory, rmsprop_weight, tanh_backward)
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,23 +197,23 @@ def clip_inplace(a, bound):
 # The model
 
 @njit(**INLINE)
-def step(ix, h_prev, params, h_out):
-    """One recurrence step: h_out = tanh(Wxh[:, ix] + Whh h_prev + bh)."""
-    Wxh, Whh, _, bh, _ = params
-    matvec(Whh, h_prev, h_out)
+def step(ix, h_prev, layer, h_out):
+    """One recurrence step (cells/rnn.py:step): h_out = tanh(Wxh[:, ix] + Whh h_prev + bh)."""
+    Wxh, bh = layer.Wxh, layer.bh
+    matvec(layer.Whh, h_prev, h_out)
     for i in range(h_out.shape[0]):
         h_out[i] += Wxh[i, ix] + bh[i]
     tanh_inplace(h_out)
 
 
 @njit(**INLINE)
-def forward(inputs, targets, hprev, params, hs, ps):
-    """reference.forward: fills hs (T+1, H) and ps (T, V); returns the summed loss."""
-    Why, by = params[2], params[4]
+def forward(inputs, targets, hprev, w, hs, ps):
+    """reference.forward for one stream: fills hs (T+1, H) and ps (T, V); returns the loss."""
+    Why, by = w.Why, w.by
     T = inputs.shape[0]
     hs[0] = hprev
     for t in range(T):
-        step(inputs[t], hs[t], params, hs[t + 1])
+        step(inputs[t], hs[t], w.layers[0], hs[t + 1])
     matmul_nt(hs[1:T + 1], Why, ps[:T])
     loss = 0.0
     for t in range(T):
@@ -222,7 +225,7 @@ def forward(inputs, targets, hprev, params, hs, ps):
 
 
 @njit(**INLINE)
-def evaluate(data, h, params, work):
+def evaluate(data, h, w, work):
     """reference.evaluate: the summed loss of predicting data[1:]; h (H,) is carried in place.
 
     work = (hs (L+1, H), ps (L, V)): the sequence is read L steps at a time.
@@ -233,30 +236,27 @@ def evaluate(data, h, params, work):
     loss = 0.0
     for start in range(0, n, L):
         m = min(L, n - start)
-        loss += forward(data[start:start + m], data[start + 1:start + m + 1], h, params, hs, ps)
+        loss += forward(data[start:start + m], data[start + 1:start + m + 1], h, w, hs, ps)
         h[:] = hs[m]
     return loss
 
 
 @njit(**INLINE)
-def backward(inputs, targets, hs, ps, params, grads, work):
-    """reference.backward (clipped): overwrites grads from the activations of ``forward``.
+def backward(inputs, targets, hs, ps, w, g, work):
+    """reference.backward (clipped): overwrites g from the activations of ``forward``.
 
     work = (dys (T, V), dhs (T, H), dh_next (H,)).
     """
-    gradients(inputs, targets, hs, ps, params, grads, work)
-    bound = hs.dtype.type(CLIP)
-    for g in grads[:3]:
-        clip_inplace(g, bound)
-    clip_inplace(grads[3], bound)
-    clip_inplace(grads[4], bound)
+    gradients(inputs, targets, hs, ps, w, g, work)
+    clip_inplace(g.flat, hs.dtype.type(CLIP))
 
 
 @njit(**INLINE)
-def gradients(inputs, targets, hs, ps, params, grads, work):
+def gradients(inputs, targets, hs, ps, w, g, work):
     """``backward`` before clipping."""
-    _, Whh, Why, _, _ = params
-    dWxh, dWhh, dWhy, dbh, dby = grads
+    Whh, Why = w.layers[0].Whh, w.Why
+    dWxh, dWhh, dbh = g.layers[0].Wxh, g.layers[0].Whh, g.layers[0].bh
+    dWhy, dby = g.Why, g.by
     dys, dhs, dh_next = work
     T, H = inputs.shape[0], Whh.shape[0]
     one = hs.dtype.type(1)
@@ -295,79 +295,80 @@ def gradients(inputs, targets, hs, ps, params, grads, work):
             dWxh[i, ix] += dhs[t, i]
 
 
-@njit(**INLINE)
-def optimizer_update(w, g, s1, s2, kind, lr, step, clip_first):
-    """reference.adagrad / rmsprop / adam for one flat array, in place (clip fused when asked).
+# The optimizers: one loop each, written out, selected by the type of the state tuple when the
+# calling kernel is compiled (so a run compiles only its own). The clip stays inline in each
+# loop (clip_first is loop-invariant, LLVM moves the test out): through a helper (as the CUDA
+# kernel's scalar.gradient) the fused training step measured 1.5x slower.
 
-    ``s1`` is the Adagrad memory, RMSprop's mean square or Adam's first moment; ``s2`` Adam's
-    second moment (ignored otherwise); ``step`` counts updates, this one included.
-    """
+def _adagrad(state, w, g, lr, step, clip_first):
+    """reference.adagrad over flat arrays."""
+    m = state.m
+    dt = w.dtype.type
+    lr_, bound, eps = dt(lr), dt(CLIP), dt(ADAGRAD_EPS)
+    for i in range(w.shape[0]):
+        gi = g[i]
+        if clip_first:
+            gi = clip(gi, bound)
+            g[i] = gi
+        mi = adagrad_memory(m[i], gi)
+        m[i] = mi
+        w[i] = adagrad_weight(w[i], gi, mi, lr_, eps)
+
+
+def _rmsprop(state, w, g, lr, step, clip_first):
+    """reference.rmsprop over flat arrays."""
+    m = state.m
     dt = w.dtype.type
     one, lr_, bound = dt(1), dt(lr), dt(CLIP)
-    n = w.shape[0]
-    # One loop per optimizer, each written out: the clip stays inline in the loop (clip_first
-    # is loop-invariant, LLVM moves the test out). Through a helper (scalar.gradient, as the
-    # CUDA kernel does) the fused training step measured 1.5x slower.
-    if kind == ADAGRAD:
-        eps = dt(ADAGRAD_EPS)
-        for i in range(n):
-            gi = g[i]
-            if clip_first:
-                gi = clip(gi, bound)
-                g[i] = gi
-            mi = adagrad_memory(s1[i], gi)
-            s1[i] = mi
-            w[i] = adagrad_weight(w[i], gi, mi, lr_, eps)
-    elif kind == RMSPROP:
-        decay, eps = dt(RMSPROP_DECAY), dt(RMSPROP_EPS)
-        for i in range(n):
-            gi = g[i]
-            if clip_first:
-                gi = clip(gi, bound)
-                g[i] = gi
-            mi = rmsprop_memory(s1[i], gi, decay, one)
-            s1[i] = mi
-            w[i] = rmsprop_weight(w[i], gi, mi, lr_, eps)
-    else:
-        b1, b2, eps = dt(ADAM_BETA1), dt(ADAM_BETA2), dt(ADAM_EPS)
-        corrections = adam_corrections(lr, step)
-        step_size, root_correction = dt(corrections[0]), dt(corrections[1])
-        for i in range(n):
-            gi = g[i]
-            if clip_first:
-                gi = clip(gi, bound)
-                g[i] = gi
-            mi = adam_moment(s1[i], gi, b1, one)
-            vi = adam_moment(s2[i], gi * gi, b2, one)
-            s1[i] = mi
-            s2[i] = vi
-            w[i] = adam_weight(w[i], mi, vi, step_size, root_correction, eps)
+    decay, eps = dt(RMSPROP_DECAY), dt(RMSPROP_EPS)
+    for i in range(w.shape[0]):
+        gi = g[i]
+        if clip_first:
+            gi = clip(gi, bound)
+            g[i] = gi
+        mi = rmsprop_memory(m[i], gi, decay, one)
+        m[i] = mi
+        w[i] = rmsprop_weight(w[i], gi, mi, lr_, eps)
 
 
-@njit(**INLINE)
-def optimize(params, grads, s1, s2, kind, lr, step, clip_first):
-    """``optimizer_update`` over the five parameters."""
-    for w, g, a, b in zip(params[:3], grads[:3], s1[:3], s2[:3]):  # the three weight matrices
-        optimizer_update(w.reshape(w.size), g.reshape(g.size), a.reshape(a.size),
-                         b.reshape(b.size), kind, lr, step, clip_first)
-    optimizer_update(params[3], grads[3], s1[3], s2[3], kind, lr, step, clip_first)
-    optimizer_update(params[4], grads[4], s1[4], s2[4], kind, lr, step, clip_first)
+def _adam(state, w, g, lr, step, clip_first):
+    """reference.adam over flat arrays; ``step`` counts updates, this one included."""
+    m, v = state.m, state.v
+    dt = w.dtype.type
+    one, bound = dt(1), dt(CLIP)
+    b1, b2, eps = dt(ADAM_BETA1), dt(ADAM_BETA2), dt(ADAM_EPS)
+    corrections = adam_corrections(lr, step)
+    step_size, root_correction = dt(corrections[0]), dt(corrections[1])
+    for i in range(w.shape[0]):
+        gi = g[i]
+        if clip_first:
+            gi = clip(gi, bound)
+            g[i] = gi
+        mi = adam_moment(m[i], gi, b1, one)
+        vi = adam_moment(v[i], gi * gi, b2, one)
+        m[i] = mi
+        v[i] = vi
+        w[i] = adam_weight(w[i], mi, vi, step_size, root_correction, eps)
 
 
-@njit(**INLINE)
-def adagrad_update(w, g, m, lr, clip_first=False):
-    """reference.adagrad for one flat array, in place.
-
-    ``clip_first`` clips g to [-5, 5] in place in the same pass (the training kernel's fused
-    clip + update); the drop-in ``adagrad`` leaves the caller's gradients alone.
-    """
-    optimizer_update(w, g, m, m, ADAGRAD, lr, 0, clip_first)
+_LOOPS = {optim.AdagradState: _adagrad, optim.RMSpropState: _rmsprop, optim.AdamState: _adam}
 
 
-@njit(**INLINE)
-def adagrad(params, grads, mems, lr, clip_first=False):
-    """reference.adagrad over the five parameters, in place (see ``adagrad_update``)."""
-    optimize(params, grads, mems, mems, ADAGRAD, lr, 0, clip_first)
+def optimizer_update(state, w, g, lr, step, clip_first):
+    """One update of the flat weights w by gradients g, in place (clipped first when asked),
+    with the optimizer whose state tuple ``state`` is (``optim.Optimizer.state``)."""
+    raise NotImplementedError("compiled by Numba only (see the overload below)")
+
+
+@overload(optimizer_update, jit_options=NJIT, inline="always")
+def _optimizer_update(state, w, g, lr, step, clip_first):
+    return _LOOPS[state.instance_class]
+
+
+@njit(**NJIT)
+def update(state, w, g, lr, step, clip_first):
+    """``optimizer_update`` as a kernel of its own (the drop-in ``adagrad``, tests)."""
+    optimizer_update(state, w, g, lr, step, clip_first)
 
 
 @njit(**INLINE)
@@ -385,17 +386,17 @@ def choose(p, u, cdf):
 
 
 @njit(**INLINE)
-def sample(h, seed_ix, uniforms, params, temperature, greedy, ixes, work):
+def sample(h, seed_ix, uniforms, w, temperature, greedy, ixes, work):
     """reference.sample: writes len(uniforms) indices to ixes; h (H,) is advanced in place.
 
     work = (h_next (H,), p (V,), cdf (V,) float64).
     """
-    Why, by = params[2], params[4]
+    Why, by = w.Why, w.by
     h_next, p, cdf = work
     tau = p.dtype.type(temperature)
     ix = seed_ix
     for n in range(uniforms.shape[0]):
-        step(ix, h, params, h_next)
+        step(ix, h, w.layers[0], h_next)
         h[:] = h_next
         matvec(Why, h, p)
         for v in range(p.shape[0]):
@@ -412,28 +413,23 @@ def sample(h, seed_ix, uniforms, params, temperature, greedy, ixes, work):
 
 
 @njit(**INLINE)
-def train(data, position, h, params, grads, mems, lr, seq_length, losses, work, opt=None):
-    """reference.train for len(losses) chunks of ``data``; h (H,) is carried in place.
+def train(data, position, h, w, g, state, lr, seq_length, step, losses, work):
+    """reference.train for one stream and len(losses) chunks of ``data``; h (H,) is carried in
+    place; ``step`` counts the updates made before. Returns the position after the last chunk.
 
     work = (hs (T+1, H), ps (T, V), dys (T, V), dhs (T, H), dh_next (H,)).
-    opt = (optimizer id, updates made so far, second state) for RMSprop/Adam; None: Adagrad.
-    Returns the position after the last chunk.
     """
     hs, ps, dys, dhs, dh_next = work
-    if opt is None:
-        kind, step, mems2 = ADAGRAD, 0, mems
-    else:
-        kind, step, mems2 = opt
     T = seq_length
     for n in range(losses.shape[0]):
-        if position + T + 1 >= data.shape[0]:
+        if position + T + 1 >= data.shape[0]:  # reference.wraps
             position = 0
             h[:] = 0
         inputs = data[position:position + T]
         targets = data[position + 1:position + T + 1]
-        losses[n] = forward(inputs, targets, h, params, hs, ps)
-        gradients(inputs, targets, hs, ps, params, grads, (dys, dhs, dh_next))
-        optimize(params, grads, mems, mems2, kind, lr, step + n + 1, True)  # clip fused
+        losses[n] = forward(inputs, targets, h, w, hs, ps)
+        gradients(inputs, targets, hs, ps, w, g, (dys, dhs, dh_next))
+        optimizer_update(state, w.flat, g.flat, lr, step + n + 1, True)  # clip fused
         h[:] = hs[T]
         position += T
     return position

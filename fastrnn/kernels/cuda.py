@@ -47,11 +47,11 @@ import math
 import numpy as np
 from numba import config, cuda, float32, float64, int64
 
-from ..reference import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, CLIP, RMSPROP_DECAY,
-                         RMSPROP_EPS)
-from .scalar import (ADAGRAD, RMSPROP, adagrad_memory, adagrad_weight, adam_corrections,
-                     adam_moment, adam_weight, clip, gradient, rmsprop_memory, rmsprop_weight,
-                     tanh_backward)
+from ..config import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, CLIP, RMSPROP_DECAY,
+                      RMSPROP_EPS)
+from ..optim import ADAGRAD, RMSPROP
+from .scalar import (adagrad_memory, adagrad_weight, adam_corrections, adam_moment, adam_weight,
+                     clip, gradient, rmsprop_memory, rmsprop_weight, tanh_backward)
 
 # Launch configuration, read at launch time (tests shrink BLOCK, STREAM_BLOCK, TILE, WORK and
 # SEGMENTS so that the striding and multi-tile paths run in the simulator).

@@ -8,12 +8,8 @@ import math
 
 from numba.extending import register_jitable
 
-from ..reference import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, CLIP,  # noqa: F401
-                         RMSPROP_DECAY, RMSPROP_EPS)  # (the constants live with the oracle)
+from ..config import ADAM_BETA1, ADAM_BETA2
 from .vmath import rsqrt
-
-
-ADAGRAD, RMSPROP, ADAM = 0, 1, 2  # optimizer ids, in the order of reference.OPTIMIZERS
 
 
 @register_jitable

@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from .options import NJIT
+from ..config import NJIT
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01      # fdlibm's split of ln 2

@@ -1,0 +1,44 @@
+"""The one interface every backend implements.
+
+Conventions, the same for every backend and every caller:
+
+- parameters and gradients are ``spec.Weights`` (named views into one flat buffer);
+- the optimizer is an ``optim.Optimizer``; its state is one Weights per ``optimizer.states``;
+- a chunk is ``x``, ``y``: (B, T) character ids, B streams of T steps;
+- the recurrent state is ``state (L, S, B, H)``: per layer, the cell's S state vectors of every
+  stream; functions that run one stream (``evaluate``, ``sample``) take B = 1. It is updated in
+  place.
+- activations ``hs (L, T+1, B, H)`` (``hs[:, 0]``: the state before the chunk) and
+  ``ps (T, B, V)``.
+
+Scratch buffers are each backend's own business (kept per thread and per size); nothing is
+allocated inside a time loop.
+"""
+
+from typing import Protocol
+
+
+class Backend(Protocol):
+    name: str
+
+    def forward(self, w, x, y, state):
+        """The chunk's summed loss and activations: (loss, hs, ps). The arrays may be the
+        backend's scratch: valid until its next call from this thread."""
+
+    def backward(self, w, x, y, hs, ps, g):
+        """Overwrite g with the chunk's gradients, clipped to [-CLIP, CLIP]."""
+
+    def train(self, w, g, optimizer, states, data, position, state, learning_rate, seq_length,
+              step, losses, threads):
+        """``len(losses)`` chunks of training (``reference.train``): weights, optimizer state,
+        state updated in place, losses written; ``step``: updates made before. Returns the
+        position in every stream after the last chunk."""
+
+    def evaluate(self, w, data, state):
+        """Summed loss of predicting data[1:] from data[:-1]; state (L, S, 1, H) advanced."""
+
+    def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes):
+        """len(uniforms) ids into ixes, drawn after seed_ix; state (L, S, 1, H) advanced."""
+
+    def update(self, optimizer, w, g, states, learning_rate, step, clip_first):
+        """One optimizer update over flat arrays (w, g and one per state), in place."""

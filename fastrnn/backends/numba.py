@@ -1,0 +1,119 @@
+"""``backend="numba"``: the CPU kernels (``fastrnn/kernels``) behind the backend interface.
+
+One stream (B = 1) runs the single-stream kernels of ``kernels/cpu.py``; B > 1 streams the
+mini-batch kernels of ``kernels/batch.py`` (imported on first use: their BLAS binding costs
+start-up time that single-stream users need not pay). Each kernel is compiled on its first
+call for the dtype, optimizer and path that call uses, and loaded from Numba's cache after.
+"""
+
+import threading
+
+import numpy as np
+
+from ..cells import rnn
+from ..config import EVAL_STEPS
+
+_local = threading.local()
+
+
+def scratch(key, make):
+    """Per-thread buffers, made once per key (sizes and dtype) and reused."""
+    cache = getattr(_local, "buffers", None)
+    if cache is None or len(cache) > 32:
+        cache = _local.buffers = {}
+    buf = cache.get(key)
+    if buf is None:
+        buf = cache[key] = make()
+    return buf
+
+
+def chunk_work(T, H, V, dtype):
+    """Buffers of a single-stream chunk: (hs (T+1, H), ps (T, V), dys (T, V), dhs (T, H),
+    dh_next (H,))."""
+    return (np.empty((T + 1, H), dtype), np.empty((T, V), dtype), np.empty((T, V), dtype),
+            np.empty((T, H), dtype), np.empty(H, dtype))
+
+
+def _one_layer_rnn(w):
+    if len(w.layers) != 1 or not isinstance(w.layers[0], rnn.Layer):
+        raise ValueError("the numba backend runs one layer of the rnn cell so far; "
+                         "use backend='numpy' for other models")
+
+
+class NumbaBackend:
+    name = "numba"
+
+    def __init__(self):
+        from ..kernels import cpu
+        self.cpu = cpu
+
+    @staticmethod
+    def _batch():
+        from ..kernels import batch
+        return batch
+
+    def _chunk(self, T, w):
+        V, H = w.Why.shape
+        return scratch(("chunk", T, H, V, w.Why.dtype), lambda: chunk_work(T, H, V, w.Why.dtype))
+
+    def _batch_work(self, B, T, w):
+        V, H = w.Why.shape
+        batch = self._batch()
+        return scratch(("batch", B, T, H, V, w.Why.dtype),
+                       lambda: batch.Work(B, T, H, V, w.Why.dtype))
+
+    def forward(self, w, x, y, state):
+        _one_layer_rnn(w)
+        (B, T), (V, H) = x.shape, w.Why.shape
+        if B == 1:
+            hs, ps, *_ = self._chunk(T, w)
+            loss = self.cpu.forward(x[0], y[0], state[0, 0, 0], w, hs, ps)
+            return loss, hs.reshape(1, T + 1, 1, H), ps.reshape(T, 1, V)
+        work = self._batch_work(B, T, w)
+        loss = self._batch().forward(x, y, state[0, 0], w, work)
+        return loss, work.hs()[None], work.ps()
+
+    def backward(self, w, x, y, hs, ps, g):
+        _one_layer_rnn(w)
+        B, T = x.shape
+        if B == 1:
+            work = self._chunk(T, w)
+            self.cpu.backward(x[0], y[0], np.ascontiguousarray(hs[0, :, 0]),
+                              np.ascontiguousarray(ps[:, 0]), w, g, work[2:])
+        else:
+            self._batch().backward(x, y, hs[0], ps, w, g, self._batch_work(B, T, w))
+
+    def train(self, w, g, optimizer, states, data, position, state, learning_rate, seq_length,
+              step, losses, threads):
+        _one_layer_rnn(w)
+        B = state.shape[2]
+        opt = optimizer.state([s.flat for s in states])
+        if B == 1:
+            return self.cpu.train(data, position, state[0, 0, 0], w, g, opt, learning_rate,
+                                  seq_length, step, losses, self._chunk(seq_length, w))
+        return self._batch().train(data, position, state[0, 0], w, g, opt, learning_rate,
+                                   seq_length, step, losses,
+                                   self._batch_work(B, seq_length, w), threads)
+
+    def evaluate(self, w, data, state):
+        _one_layer_rnn(w)
+        V, H = w.Why.shape
+        L = min(EVAL_STEPS, max(1, len(data) - 1))
+        work = scratch(("evaluate", L, H, V, w.Why.dtype),
+                       lambda: (np.empty((L + 1, H), w.Why.dtype), np.empty((L, V), w.Why.dtype)))
+        return self.cpu.evaluate(data, state[0, 0, 0], w, work)
+
+    def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes):
+        _one_layer_rnn(w)
+        V, H = w.Why.shape
+        work = scratch(("sample", H, V, w.Why.dtype),
+                       lambda: (np.empty(H, w.Why.dtype), np.empty(V, w.Why.dtype),
+                                np.empty(V, np.float64)))
+        self.cpu.sample(state[0, 0, 0], seed_ix, uniforms, w, temperature, greedy, ixes, work)
+
+    def update(self, optimizer, w, g, states, learning_rate, step, clip_first):
+        self.cpu.update(optimizer.state(states), w, g, learning_rate, step, clip_first)
+
+
+def load():
+    return NumbaBackend()

@@ -1,0 +1,48 @@
+"""``backend="numpy"``: the oracle (``fastrnn.reference``) behind the backend interface.
+
+Slow and simple, for checking the other backends; every cell, layer count, optimizer and
+batch size.
+"""
+
+import numpy as np
+
+from .. import reference
+from ..config import EVAL_STEPS
+
+
+class NumpyBackend:
+    name = "numpy"
+
+    def forward(self, w, x, y, state):
+        loss, (hs, ps) = reference.forward(w, x, y, state)
+        return loss, hs, ps
+
+    def backward(self, w, x, y, hs, ps, g):
+        g.flat[...] = reference.backward(w, x, y, (hs, ps)).flat
+
+    def train(self, w, g, optimizer, states, data, position, state, learning_rate, seq_length,
+              step, losses, threads):
+        out, position, after = reference.train(w, optimizer, states, data, position, state,
+                                               learning_rate, seq_length, len(losses), step)
+        losses[:] = out
+        state[...] = after
+        return position
+
+    def evaluate(self, w, data, state):
+        loss, after = reference.evaluate(w, data, state, chunk=EVAL_STEPS)
+        state[...] = after
+        return loss
+
+    def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes):
+        out, after = reference.sample(w, state, seed_ix, uniforms, temperature, greedy)
+        ixes[:len(out)] = out
+        state[...] = after
+
+    def update(self, optimizer, w, g, states, learning_rate, step, clip_first):
+        if clip_first:
+            np.clip(g, -reference.CLIP, reference.CLIP, out=g)
+        optimizer.reference([w], [g], [[s] for s in states], learning_rate, step)
+
+
+def load():
+    return NumpyBackend()

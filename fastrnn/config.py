@@ -1,0 +1,50 @@
+"""Every constant, default and tunable of fastrnn, in one place.
+
+The oracle, the kernels (CPU and CUDA), the model, the command lines and the tests import
+their numbers from here, so that a value is changed once and every layer sees it.
+"""
+
+import numpy as np
+
+# --- The model's mathematics ------------------------------------------------------------------
+CLIP = 5.0                      # gradients are clipped to [-CLIP, CLIP] before every update
+INIT_SCALE = 0.01               # min-char-rnn's weights: N(0, 1) * 0.01; biases 0
+ADAGRAD_EPS = 1e-8              # min-char-rnn's Adagrad
+RMSPROP_DECAY, RMSPROP_EPS = 0.95, 1e-8               # char-rnn's RMSprop
+ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8   # PyTorch's Adam defaults
+
+# --- Defaults of a model and its training run (min-char-rnn's) ----------------------------------
+MODEL_DEFAULTS = {"cell": "rnn", "hidden_size": 100, "seq_length": 25, "learning_rate": 0.1,
+                  "dtype": "float64", "seed": 0, "batch_size": 1, "optimizer": "adagrad"}
+DATA_DEFAULTS = {"val_fraction": 0.1, "encoding": "utf-8"}
+DTYPES = ("float64", "float32")
+FLOAT_DTYPES = tuple(np.dtype(d) for d in DTYPES)
+GPU_DTYPE = "float32"           # the default dtype on backend "cuda"
+EVAL_STEPS = 256                # evaluation reads a text this many steps per kernel pass
+
+# --- Numba, for every CPU kernel ----------------------------------------------------------------
+# fastmath: reassociation and FMA contraction let LLVM vectorise the dot-product loops;
+# nnan/ninf stay off, so a diverging run still produces a detectable NaN/inf.
+# error_model="numpy": no zero-division check in every float division.
+# cache=True: compiled machine code is kept in __pycache__ for the next process.
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+NJIT = dict(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+# Every kernel called from another kernel is inlined at Numba's IR level. Numba links a called
+# kernel into its caller as a weak symbol: in the process that compiles, the call resolves to
+# the callee's own separately optimised copy; in a process that loads the caller from the
+# cache, to the copy inside the caller. With fast-math the two may round differently (a few
+# ulp), which made a run resumed from the cache drift from the run that compiled. Inlined, a
+# kernel's machine code is the same in both cases.
+INLINE = dict(NJIT, inline="always")
+
+# --- Mini-batches on the CPU ------------------------------------------------------------------
+GROUPS = 2                      # stream groups per chunk: at most this many threads work on it
+
+# --- Test tolerances: a kernel against the float64 oracle ---------------------------------------
+# float64 kernels reorder sums (SIMD) and use their own exp/tanh, so they agree with NumPy to a
+# few ulp: rtol 1e-10 leaves room for error growth through a 200-step recurrence. float32
+# results are compared with the oracle run in float64 on the same (float32-representable) inputs.
+TOLERANCES = {
+    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
+    np.dtype(np.float32): dict(rtol=2e-4, atol=2e-5),
+}

@@ -1,0 +1,119 @@
+"""The model's parameters by name: one flat buffer, and named views into it.
+
+A ``Spec`` lists every parameter tensor of a model -- the cell's tensors for each layer, then
+the output layer ``Why (V, H)``, ``by (V,)`` -- with its name, shape and initialiser. It is
+the one place that knows the layout, and everything else finds a parameter by its name:
+
+    spec = Spec("rnn", vocab_size=65, hidden_size=100)
+    w = spec.init(seed=0, dtype="float64")      # Weights
+    w.layers[0].Whh, w.Why                      # views into w.flat
+    w.flat                                      # all of them, for the optimizer's one pass
+
+``Weights`` is a named tuple, so the same object is read by name in Python and passed as it is
+to the Numba kernels (which read ``w.layers[0].Whh`` too). Gradients and optimizer state use
+the same layout (``spec.zeros``), so an update is one loop over flat buffers.
+
+Keys (the names in checkpoints): a layer-0 tensor keeps the cell's name (``Wxh``, as
+min-char-rnn); layer l >= 1 adds ``.l`` (``Wxh.1``); the output layer's are ``Why`` and ``by``.
+"""
+
+from collections import namedtuple
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import cells
+from .cells.rnn import normal, zeros
+
+Weights = namedtuple("Weights", ["flat", "layers", "Why", "by"])
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str               # the cell's (or the output layer's) name for it
+    shape: tuple
+    layer: object           # its layer, or None for the output layer
+    init: object            # (rng, shape) -> float64 array
+    offset: int             # where it starts in the flat buffer
+
+    @property
+    def key(self):
+        return self.name if not self.layer else f"{self.name}.{self.layer}"
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape))
+
+
+class Spec:
+    """The parameter layout of a ``cell`` model with ``num_layers`` layers of ``hidden_size``
+    units over a vocabulary of ``vocab_size`` characters."""
+
+    def __init__(self, cell, vocab_size, hidden_size, num_layers=1):
+        self.cell = cells.get(cell)
+        self.vocab_size, self.hidden_size, self.num_layers = vocab_size, hidden_size, num_layers
+        entries = []
+        for layer in range(num_layers):
+            inputs = vocab_size if layer == 0 else hidden_size
+            entries += [(name, shape, layer, init)
+                        for name, shape, init in self.cell.tensors(inputs, hidden_size)]
+        entries += [("Why", (vocab_size, hidden_size), None, normal),
+                    ("by", (vocab_size,), None, zeros)]
+        tensors, offset = [], 0
+        for name, shape, layer, init in entries:
+            tensors.append(Tensor(name, tuple(int(n) for n in shape), layer, init, offset))
+            offset += tensors[-1].size
+        self.tensors = tuple(tensors)
+        self.size = offset
+        self.by_key = {t.key: t for t in self.tensors}
+
+    def __repr__(self):
+        return (f"Spec({self.cell.NAME!r}, vocab_size={self.vocab_size}, "
+                f"hidden_size={self.hidden_size}, num_layers={self.num_layers})")
+
+    def view(self, flat):
+        """Weights whose tensors are views into ``flat`` (a 1-D array of ``size`` elements: a
+        NumPy array or anything that slices and reshapes like one, such as a device array)."""
+        if flat.shape != (self.size,):
+            raise ValueError(f"a flat parameter buffer for {self} holds {self.size} values, "
+                             f"got shape {flat.shape}")
+        views = [flat[t.offset:t.offset + t.size].reshape(t.shape) for t in self.tensors]
+        return self.assemble(flat, views)
+
+    def assemble(self, flat, arrays):
+        """Weights from one array per tensor, in spec order (``flat`` may be a dummy)."""
+        layers, k = [], 0
+        for _ in range(self.num_layers):
+            n = len(self.cell.Layer._fields)
+            layers.append(self.cell.Layer(*arrays[k:k + n]))
+            k += n
+        return Weights(flat, tuple(layers), arrays[k], arrays[k + 1])
+
+    def zeros(self, dtype):
+        """Zeroed weights (gradients, optimizer state) in ``dtype``."""
+        return self.view(np.zeros(self.size, np.dtype(dtype)))
+
+    def init(self, seed=0, dtype="float64"):
+        """Initial weights: each tensor's initialiser in spec order, drawn from
+        ``np.random.default_rng(seed)`` in float64, then cast, so that a seed gives the same
+        model in either dtype (min-char-rnn's draws: Wxh, Whh, Why)."""
+        rng = np.random.default_rng(seed)
+        w = self.zeros(dtype)
+        for t, array in zip(self.tensors, self.arrays(w)):
+            array[...] = t.init(rng, t.shape)
+        return w
+
+    def arrays(self, weights):
+        """The weights' tensors in spec order."""
+        out = []
+        for layer in weights.layers:
+            out.extend(layer)
+        return out + [weights.Why, weights.by]
+
+    def named(self, weights):
+        """{key: array} in spec order."""
+        return dict(zip((t.key for t in self.tensors), self.arrays(weights)))
+
+    def copy(self, weights):
+        """A new flat buffer holding the same values."""
+        return self.view(weights.flat.copy())
