@@ -15,9 +15,9 @@ import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from fastrnn import reference
+from fastrnn import optim, reference
 from fastrnn.kernels import batch
-from fastrnn.params import init_params, kernel_view
+from fastrnn.spec import Spec
 
 T, V = 50, 65
 CASES = [(1, 256), (8, 256), (32, 256), (128, 256), (32, 128), (32, 512), (32, 1024)]
@@ -44,22 +44,23 @@ def peak_gflops():
 
 def case(B, H, threads, data):
     flops = 6 * H * H + 6 * V * H
-    params = kernel_view(init_params(H, V, 0, np.float32))
-    grads = tuple(np.zeros_like(p) for p in params)
-    mems = tuple(np.zeros_like(p) for p in params)
+    adagrad = optim.get("adagrad")
+    spec = Spec("rnn", V, H)
+    w, g, mem = spec.init(0, np.float32), spec.zeros(np.float32), spec.zeros(np.float32)
+    opt_state = adagrad.state([mem.flat])
     h, work, losses = np.zeros((B, H), np.float32), batch.Work(B, T, H, V, np.float32), np.empty(1)
-    state = {"pos": 0}
+    state = {"pos": 0, "step": 0}
 
     def fast():
-        state["pos"] = batch.train(data, state["pos"], h, params, grads, mems, 0.1, T, losses, work,
-                                   threads)
+        state["pos"] = batch.train(data, state["pos"], h, w, g, opt_state, 0.1, T, state["step"],
+                                   losses, work, threads)
+        state["step"] += 1
 
-    ref_params = [p.reshape(p.shape[0], -1).copy() for p in params]
-    ref_mems = [np.zeros_like(p) for p in ref_params]
-    ref_h = np.zeros((B, H), np.float32)
+    ref_w, ref_mems = spec.copy(w), [spec.zeros(np.float32)]
+    ref_state = np.zeros((1, 1, B, H), np.float32)
 
     def slow():
-        reference.train_batch(data, 0, ref_h, ref_params, ref_mems, 0.1, T, 1)
+        reference.train(ref_w, adagrad, ref_mems, data, 0, ref_state, 0.1, T, 1)
 
     with threadpool_limits(1, user_api="blas"):
         t_fast = median_seconds(fast)

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from fastrnn import reference
-from fastrnn.backends import batch_workspace, get_backend
-from fastrnn.params import init_params, kernel_view
+from fastrnn import optim, reference
+from fastrnn.backends import get_backend
+from fastrnn.spec import Spec
 
 CONFIGS = [(32, 256, 50), (64, 512, 50)]
 
@@ -50,24 +50,26 @@ def test_batch_train_iteration(benchmark, corpus, peak, backend, B, H, T):
     V, dtype = len(vocab), np.dtype(np.float32)
     kern = get_backend(backend)
     threads = numba.config.NUMBA_NUM_THREADS if backend == "numba" else 1
-    params = kernel_view(init_params(H, V, 0, dtype))
-    grads = tuple(np.zeros_like(p) for p in params)
-    mems = tuple(np.zeros_like(p) for p in params)
-    h = np.zeros((B, H), dtype)
-    work = batch_workspace(B, T, H, V, dtype) if backend == "numba" else None
+    adagrad = optim.get("adagrad")
+    spec = Spec("rnn", V, H)
+    w = spec.init(0, dtype)
+    g = spec.zeros(dtype)
+    mems = [spec.zeros(dtype) for _ in adagrad.states]
+    state = np.zeros((1, 1, B, H), dtype)
     losses = np.empty(2)
-    oracle = [p.astype(np.float64).reshape(p.shape[0], -1) for p in params]
-    expected, _, _ = reference.train_batch(data, 0, np.zeros((B, H)), oracle,
-                                           [np.zeros_like(p) for p in oracle], 0.1, T, 2)
+    oracle = spec.view(w.flat.astype(np.float64))
+    expected, position, _ = reference.train(oracle, adagrad, [spec.zeros(np.float64)], data, 0,
+                                            np.zeros((1, 1, B, H)), 0.1, T, 2)
     with threadpool_limits(1, user_api="blas"):
-        kern.train_batch(data, 0, h, params, grads, mems, 0.1, T, losses, work, threads)
+        assert kern.train(w, g, adagrad, mems, data, 0, state, 0.1, T, 0, losses, threads) == position
     np.testing.assert_allclose(losses, expected, rtol=1e-3, err_msg="losses")
     one = np.empty(1)
-    state = {"pos": 2 * T}
+    run_state = {"pos": position, "step": 2}
 
     def run():
-        state["pos"] = kern.train_batch(data, state["pos"], h, params, grads, mems, 0.1, T, one,
-                                        work, threads)
+        run_state["pos"] = kern.train(w, g, adagrad, mems, data, run_state["pos"], state, 0.1, T,
+                                      run_state["step"], one, threads)
+        run_state["step"] += 1
 
     benchmark.extra_info.update(
         case=f"batch train B={B} H={H} T={T} float32", backend=backend, chars_per_call=B * T,

@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import reference
-from fastrnn.backends import get_backend, sample_workspace, workspace
-from fastrnn.params import init_params, kernel_view
+from fastrnn import optim, reference
+from fastrnn.backends import get_backend
+from fastrnn.spec import Spec
 
 CONFIGS = [(100, 25, "float64"), (100, 25, "float32"), (512, 25, "float32")]
 BACKENDS = ["numpy", "numba"]
 TOL = {"float64": dict(rtol=1e-9), "float32": dict(rtol=1e-3)}
 CHUNKS_PER_CALL = 8
+ADAGRAD = optim.get("adagrad")
 
 
 def flops_per_char(H, V):
@@ -28,19 +29,21 @@ def flops_per_char(H, V):
 
 
 class Case:
-    """A model at one size with the buffers every kernel needs, in kernel layout."""
+    """A model at one size (min-char-rnn's initialisation) with its gradients, Adagrad memory,
+    one-stream state (1, 1, 1, H) and a chunk x, y (1, T), on one backend."""
 
     def __init__(self, corpus, H, T, dtype, backend):
         vocab, data, self.source = corpus
         self.V, self.H, self.T, self.dtype = len(vocab), H, T, np.dtype(dtype)
         self.data = data
         self.kern = get_backend(backend)
-        self.params = kernel_view(init_params(H, self.V, seed=0, dtype=dtype))
-        self.grads = tuple(np.zeros_like(p) for p in self.params)
-        self.mems = tuple(np.zeros_like(p) for p in self.params)
-        self.h = np.zeros(H, dtype)
-        self.work = workspace(T, H, self.V, self.dtype)
-        self.inputs, self.targets = data[1000:1000 + T].astype(np.intp), data[1001:1001 + T].astype(np.intp)
+        self.spec = Spec("rnn", self.V, H)
+        self.w = self.spec.init(seed=0, dtype=dtype)
+        self.g = self.spec.zeros(dtype)
+        self.mems = [self.spec.zeros(dtype) for _ in ADAGRAD.states]
+        self.state = np.zeros((1, 1, 1, H), dtype)
+        self.x = data[1000:1000 + T].astype(np.intp)[None]
+        self.y = data[1001:1001 + T].astype(np.intp)[None]
 
     def info(self, name, chars):
         return dict(case=f"{name} H={self.H} T={self.T} {self.dtype}", backend=self.kern.name,
@@ -48,9 +51,12 @@ class Case:
                     H=self.H, T=self.T, V=self.V, dtype=str(self.dtype), corpus=self.source,
                     numpy=np.__version__, numba=numba.__version__, cpu=platform.processor() or platform.machine())
 
-    def oracle_params(self):
-        Wxh, Whh, Why, bh, by = (p.astype(np.float64) for p in self.params)
-        return Wxh, Whh, Why, bh.reshape(-1, 1), by.reshape(-1, 1)
+    def oracle_weights(self):
+        """The weights in float64 (a copy), for the oracle."""
+        return self.spec.view(self.w.flat.astype(np.float64))
+
+    def zero_state64(self):
+        return np.zeros((1, 1, 1, self.H))
 
 
 def check(actual, expected, dtype, name):
@@ -64,16 +70,21 @@ def test_train_iteration(benchmark, corpus, backend, H, T, dtype):
     """forward + backward + clip + Adagrad, CHUNKS_PER_CALL chunks per call."""
     c = Case(corpus, H, T, dtype, backend)
     losses = np.empty(2)
-    expected, _, _ = reference.train(c.data, 0, np.zeros((H, 1)), list(c.oracle_params()),
-                                     [np.zeros_like(p) for p in c.oracle_params()], 0.1, T, 2)
-    c.kern.train(c.data, 0, c.h, c.params, c.grads, c.mems, 0.1, T, losses, c.work)
+    w64 = c.oracle_weights()
+    expected, position, state64 = reference.train(w64, ADAGRAD, [c.spec.zeros(np.float64)], c.data,
+                                                  0, c.zero_state64(), 0.1, T, 2)
+    assert c.kern.train(c.w, c.g, ADAGRAD, c.mems, c.data, 0, c.state, 0.1, T, 0, losses, 1) == position
     check(losses, expected, dtype, "losses")
+    if dtype == "float64":  # (float32 Adagrad amplifies rounding in near-zero gradients)
+        check(c.state, state64, dtype, "state")
+        check(c.w.flat, w64.flat, dtype, "parameters")
     losses = np.empty(CHUNKS_PER_CALL)
-    state = {"pos": c.T * 2}
+    run_state = {"pos": position, "step": 2}
 
     def run():
-        state["pos"] = c.kern.train(c.data, state["pos"], c.h, c.params, c.grads, c.mems, 0.1, T,
-                                    losses, c.work)
+        run_state["pos"] = c.kern.train(c.w, c.g, ADAGRAD, c.mems, c.data, run_state["pos"], c.state,
+                                        0.1, T, run_state["step"], losses, 1)
+        run_state["step"] += CHUNKS_PER_CALL
 
     benchmark.extra_info.update(c.info("train iteration", CHUNKS_PER_CALL * T))
     benchmark(run)
@@ -83,28 +94,27 @@ def test_train_iteration(benchmark, corpus, backend, H, T, dtype):
 @pytest.mark.parametrize("H,T,dtype", CONFIGS)
 def test_forward(benchmark, corpus, backend, H, T, dtype):
     c = Case(corpus, H, T, dtype, backend)
-    hs, ps = c.work[:2]
-    loss = c.kern.forward(c.inputs, c.targets, c.h, c.params, hs, ps)
-    loss_ref, hs_ref, _ = reference.forward(c.inputs, c.targets, np.zeros((H, 1)), *c.oracle_params())
+    loss, hs, ps = c.kern.forward(c.w, c.x, c.y, c.state)
+    loss_ref, (hs_ref, ps_ref) = reference.forward(c.oracle_weights(), c.x, c.y, c.zero_state64())
     check(loss, loss_ref, dtype, "loss")
     check(hs, hs_ref, dtype, "hs")
+    check(ps, ps_ref, dtype, "ps")
     benchmark.extra_info.update(c.info("forward", T))
-    benchmark(c.kern.forward, c.inputs, c.targets, c.h, c.params, hs, ps)
+    benchmark(c.kern.forward, c.w, c.x, c.y, c.state)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("H,T,dtype", CONFIGS)
 def test_backward(benchmark, corpus, backend, H, T, dtype):
     c = Case(corpus, H, T, dtype, backend)
-    hs, ps, dys, dhs, dh = c.work
-    c.kern.forward(c.inputs, c.targets, c.h, c.params, hs, ps)
-    c.kern.backward(c.inputs, c.targets, hs, ps, c.params, c.grads, (dys, dhs, dh))
-    expected = reference.backward(c.inputs, c.targets, hs.astype(np.float64), ps.astype(np.float64),
-                                  *c.oracle_params()[:3])
-    for name, g, e in zip(("dWxh", "dWhh", "dWhy", "dbh", "dby"), c.grads, expected):
-        check(g, e.reshape(g.shape), dtype, name)
+    _, hs, ps = c.kern.forward(c.w, c.x, c.y, c.state)
+    c.kern.backward(c.w, c.x, c.y, hs, ps, c.g)
+    expected = reference.backward(c.oracle_weights(), c.x, c.y,
+                                  (hs.astype(np.float64), ps.astype(np.float64)))
+    for (name, g), e in zip(c.spec.named(c.g).items(), c.spec.arrays(expected)):
+        check(g, e, dtype, "d" + name)
     benchmark.extra_info.update(c.info("backward", T))
-    benchmark(c.kern.backward, c.inputs, c.targets, hs, ps, c.params, c.grads, (dys, dhs, dh))
+    benchmark(c.kern.backward, c.w, c.x, c.y, hs, ps, c.g)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -112,14 +122,16 @@ def test_backward(benchmark, corpus, backend, H, T, dtype):
 def test_adagrad(benchmark, corpus, backend, H, T, dtype):
     c = Case(corpus, H, T, dtype, backend)
     rng = np.random.default_rng(0)
-    grads = tuple(rng.uniform(-5, 5, p.shape).astype(dtype) for p in c.params)
-    expected_p, expected_m = [p.astype(np.float64) for p in c.params], [m.astype(np.float64) for m in c.mems]
-    reference.adagrad(expected_p, [g.astype(np.float64) for g in grads], expected_m, 0.1)
-    c.kern.adagrad(c.params, grads, c.mems, 0.1)
-    for p, e in zip(c.params, expected_p):
-        check(p, e, dtype, "parameters")
+    c.g.flat[...] = rng.uniform(-5, 5, c.spec.size)
+    mems = [m.flat for m in c.mems]
+    expected_p, expected_m = c.w.flat.astype(np.float64), mems[0].astype(np.float64)
+    reference.adagrad([expected_p], [c.g.flat.astype(np.float64)], [expected_m], 0.1)
+    c.kern.update(ADAGRAD, c.w.flat, c.g.flat, mems, 0.1, 1, False)
+    for (name, p), e in zip(c.spec.named(c.w).items(), c.spec.arrays(c.spec.view(expected_p))):
+        check(p, e, dtype, name)
+    check(mems[0], expected_m, dtype, "memory")
     benchmark.extra_info.update(c.info("adagrad (all parameters)", T))
-    benchmark(c.kern.adagrad, c.params, grads, c.mems, 1e-6)
+    benchmark(c.kern.update, ADAGRAD, c.w.flat, c.g.flat, mems, 1e-6, 1, False)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -129,13 +141,14 @@ def test_sample(benchmark, corpus, backend, H, T, dtype):
     n = 100
     uniforms = np.random.default_rng(0).random(n)
     ixes = np.empty(n, np.int64)
-    work = sample_workspace(H, c.V, c.dtype)
-    c.kern.sample(c.h.copy(), 0, uniforms, c.params, 1.0, False, ixes, work)
-    expected, _ = reference.sample(np.zeros((H, 1)), 0, uniforms, *c.oracle_params())
+    state = c.state.copy()
+    c.kern.sample(c.w, state, 0, uniforms, 1.0, False, ixes)
+    expected, state64 = reference.sample(c.oracle_weights(), c.zero_state64(), 0, uniforms)
     if dtype == "float64":
         assert ixes.tolist() == expected
+        check(state, state64, dtype, "state")
     benchmark.extra_info.update(c.info("sample (per call of 100)", n))
-    benchmark(c.kern.sample, c.h.copy(), 0, uniforms, c.params, 1.0, False, ixes, work)
+    benchmark(c.kern.sample, c.w, c.state.copy(), 0, uniforms, 1.0, False, ixes)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -143,11 +156,13 @@ def test_dropin_python_loop(benchmark, corpus, backend):
     """min-char-rnn's loop body: lossFun + adagrad from Python, lists of ids as inputs."""
     vocab, data, source = corpus
     H, T, V = 100, 25, len(vocab)
-    params = list(init_params(H, V, seed=0))
+    params = list(fastrnn.init_params(H, V, seed=0))
     mems = [np.zeros_like(p) for p in params]
     inputs, targets = data[:T].tolist(), data[1:T + 1].tolist()
     out = fastrnn.lossFun(inputs, targets, np.zeros((H, 1)), *params, backend=backend)
-    check(out[0], reference.loss_fun(inputs, targets, np.zeros((H, 1)), *params)[0], "float64", "loss")
+    expected = reference.loss_fun(inputs, targets, np.zeros((H, 1)), *params)
+    for name, a, e in zip(("loss", "dWxh", "dWhh", "dWhy", "dbh", "dby", "h"), out, expected):
+        check(a, e, "float64", name)
     hprev = np.zeros((H, 1))
 
     def step():

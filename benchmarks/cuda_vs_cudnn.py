@@ -28,6 +28,12 @@ measured in the same run (cuBLAS, 8192^3, TF32 off).
 
 Without a GPU the script can still be checked end to end at tiny sizes: ``NUMBA_ENABLE_CUDASIM=1
 python benchmarks/cuda_vs_cudnn.py --sizes 2,6,3 --torch-device cpu --chunks 2 --repeats 1``.
+PyTorch is needed for the comparison; without it the script says so and stops, unless
+``--without-torch`` asks for fastrnn's rows alone (its CUDA forms checked against its Numba
+kernels and timed).
+
+fastrnn is driven through its backend interface (``fastrnn.backends``): ``CharRNN`` on backends
+"cuda" and "numba"; parameters are read by name (``model.params``: Wxh, Whh, bh, Why, by).
 """
 
 import argparse
@@ -45,10 +51,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fastrnn import CharRNN, corpus, cuda_backend  # noqa: E402
+from fastrnn import CharRNN, corpus  # noqa: E402
+from fastrnn.backends import cuda as cuda_backend  # noqa: E402
 from fastrnn.kernels import cuda as ck  # noqa: E402
 
 LR = 0.1
+NAMES = ("Wxh", "Whh", "bh", "Why", "by")  # the model's parameters, in fastrnn's spec order
 
 
 def model_flops_per_char(H, V):
@@ -91,12 +99,13 @@ def time_fastrnn(ids, V, B, H, T, chunks, repeats, sync):
 
 
 class TorchCharRNN:
-    """min-char-rnn in PyTorch; parameters copied from a fastrnn model."""
+    """min-char-rnn in PyTorch; parameters copied from a fastrnn model's ``params``
+    ({name: array}: Wxh (H, V), Whh (H, H), bh (H,), Why (V, H), by (V,))."""
 
     def __init__(self, torch, params, B, device):
         self.torch = torch
-        Wxh, Whh, Why, bh, by = (torch.tensor(np.asarray(p, np.float32), device=device)
-                                 for p in params)
+        Wxh, Whh, bh, Why, by = (torch.tensor(np.asarray(params[name], np.float32),
+                                              device=device) for name in NAMES)
         H, V = Wxh.shape
         self.rnn = torch.nn.RNN(V, H, nonlinearity="tanh").to(device)
         self.out = torch.nn.Linear(H, V).to(device)
@@ -142,12 +151,10 @@ class TorchCharRNN:
             torch._foreach_addcdiv_(self.params, grads, denominators, value=-LR)
 
     def weights(self):
-        """(Wxh, Whh, Why, bh, by) as float64 NumPy arrays."""
-        return [p.detach().double().cpu().numpy().reshape(s) for p, s in zip(
-            (self.rnn.weight_ih_l0, self.rnn.weight_hh_l0, self.out.weight,
-             self.rnn.bias_ih_l0, self.out.bias),
-            (self.rnn.weight_ih_l0.shape, self.rnn.weight_hh_l0.shape, self.out.weight.shape,
-             (-1, 1), (-1, 1)))]
+        """{name: float64 NumPy array} in fastrnn's names and shapes (``NAMES``)."""
+        return {name: p.detach().double().cpu().numpy() for name, p in zip(NAMES, (
+            self.rnn.weight_ih_l0, self.rnn.weight_hh_l0, self.rnn.bias_ih_l0, self.out.weight,
+            self.out.bias))}
 
 
 def time_torch(torch, ids, V, B, H, T, chunks, repeats, device, tf32):
@@ -190,36 +197,62 @@ def relative(a, b):
 def same_model_check(torch, ids, V, B, H, T, device, forms):
     """One chunk from the same parameters: {pair: (loss rel. error, params rel. error)} for
     each form of fastrnn's CUDA recurrence against its Numba CPU kernels, and PyTorch (strict
-    float32) against fastrnn's CUDA backend."""
+    float32) against fastrnn's CUDA backend (``torch`` None: without that pair)."""
     win = windows(ids, B, T, 1)  # CharRNN walks ids from position 0: its first chunk is win[0]
     trained = {}
     for name, form in [("numba", None)] + [(f"cuda {f}", f) for f in forms]:
         ck.RECURRENCE = form or "auto"
         m = fastrnn_model(V, B, H, T, "numba" if form is None else "cuda")
         loss = m.train(ids, 1)[0]
-        trained[name] = (loss, [np.asarray(p, np.float64) for p in m.params])
+        trained[name] = (loss, {k: np.asarray(p, np.float64) for k, p in m.params.items()})
     ck.RECURRENCE = "auto"
-    tm = TorchCharRNN(torch, fastrnn_model(V, B, H, T, "numpy").params, B, device)
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    loss = float(tm.train(torch.tensor(win, device=device)).cpu()[0])
-    trained["torch"] = (loss, tm.weights())
+    if torch is not None:
+        tm = TorchCharRNN(torch, fastrnn_model(V, B, H, T, "numpy").params, B, device)
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        loss = float(tm.train(torch.tensor(win, device=device)).cpu()[0])
+        trained["torch"] = (loss, tm.weights())
 
     def compare(a, b):
         (la, pa), (lb, pb) = trained[a], trained[b]
-        return relative([la], [lb]), relative(np.concatenate([p.ravel() for p in pa]),
-                                              np.concatenate([p.ravel() for p in pb]))
+        for name in NAMES:
+            if pa[name].shape != pb[name].shape:
+                raise AssertionError(f"{a} vs {b}: {name} has shapes {pa[name].shape} and "
+                                     f"{pb[name].shape}")
+        return relative([la], [lb]), relative(np.concatenate([pa[n].ravel() for n in NAMES]),
+                                              np.concatenate([pb[n].ravel() for n in NAMES]))
     pairs = {f"fastrnn cuda {f} vs fastrnn numba": compare(f"cuda {f}", "numba") for f in forms}
-    pairs[f"torch vs fastrnn cuda {forms[0]}"] = compare("torch", f"cuda {forms[0]}")
+    if torch is not None:
+        pairs[f"torch vs fastrnn cuda {forms[0]}"] = compare("torch", f"cuda {forms[0]}")
     return pairs
 
 
 # ---------------------------------------------------------------- main
 
 
+def import_torch(without_torch):
+    """PyTorch, or None when it is missing and ``--without-torch`` allows that; otherwise a
+    clear exit."""
+    try:
+        import torch
+    except ImportError as e:
+        if without_torch:
+            print(f"PyTorch is not installed ({e}): timing fastrnn alone, no cuDNN rows",
+                  file=sys.stderr, flush=True)
+            return None
+        raise SystemExit(f"cuda_vs_cudnn.py compares fastrnn with PyTorch's cuDNN RNN, but "
+                         f"PyTorch is not installed ({e}). Install it (pip install torch), or "
+                         f"pass --without-torch to check and time fastrnn's CUDA backend alone.")
+    return torch
+
+
 def run(args):
-    import torch
+    torch = import_torch(args.without_torch)
     from numba import cuda
+    ok, why = cuda_backend.available()
+    if not ok:
+        raise SystemExit(f"fastrnn's CUDA backend cannot run here: {why} (NUMBA_ENABLE_CUDASIM=1 "
+                         f"runs it in Numba's simulator, at tiny sizes)")
     simulator = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
     device = args.torch_device
     sync = cuda.synchronize
@@ -227,12 +260,14 @@ def run(args):
     ids, V = np.asarray(data.train), len(data.vocab)
     name = "Numba's CUDA simulator" if simulator else cuda.get_current_device().name
     info = {
-        "gpu": name.decode() if isinstance(name, bytes) else name, "torch": torch.__version__,
-        "cudnn": torch.backends.cudnn.version() if device == "cuda" else None,
+        "gpu": name.decode() if isinstance(name, bytes) else name,
+        "torch": torch.__version__ if torch is not None else None,
+        "cudnn": torch.backends.cudnn.version() if torch is not None and device == "cuda"
+        else None,
         "numba_cuda": version("numba-cuda"), "python": platform.python_version(), "V": V,
         "chunks": args.chunks, "repeats": args.repeats, "tile_work": [ck.TILE, ck.WORK],
         "step_streams": ck.STEP_STREAMS}
-    if device == "cuda":
+    if torch is not None and device == "cuda":
         info["fp32_matmul_peak_tflops"] = matmul_peak(torch, device)
     rows = []
     for B, H, T in args.sizes:
@@ -251,18 +286,21 @@ def run(args):
             results[f"fastrnn cuda {form}"] = time_fastrnn(ids, V, B, H, T, args.chunks,
                                                            args.repeats, sync)
         ck.RECURRENCE = "auto"
-        label = "cudnn" if device == "cuda" else f"torch-{device}"
-        results[f"{label} fp32"] = time_torch(torch, ids, V, B, H, T, args.chunks, args.repeats,
-                                              device, False)
-        results[f"{label} tf32"] = time_torch(torch, ids, V, B, H, T, args.chunks, args.repeats,
-                                              device, True)
-        base = statistics.median(results[f"{label} fp32"])
+        base = None
+        if torch is not None:
+            label = "cudnn" if device == "cuda" else f"torch-{device}"
+            results[f"{label} fp32"] = time_torch(torch, ids, V, B, H, T, args.chunks,
+                                                  args.repeats, device, False)
+            results[f"{label} tf32"] = time_torch(torch, ids, V, B, H, T, args.chunks,
+                                                  args.repeats, device, True)
+            base = statistics.median(results[f"{label} fp32"])
         for name, times in results.items():
             med = statistics.median(times)
             chars = B * T * args.chunks / med
             rows.append(dict(B=B, H=H, T=T, impl=name, median_s=med, chars_per_s=chars,
                              ms_per_chunk=med / args.chunks * 1e3,
-                             tflops=chars * flops / 1e12, vs_torch_fp32=base / med,
+                             tflops=chars * flops / 1e12,
+                             vs_torch_fp32=None if base is None else base / med,
                              times=times, check=check))
     return info, rows
 
@@ -285,14 +323,17 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="timed calls; the median is reported")
     p.add_argument("--torch-device", default="cuda", help="cuda, or cpu for a dry run")
     p.add_argument("--json", type=Path, help="also write every timing here")
+    p.add_argument("--without-torch", action="store_true",
+                   help="where PyTorch is not installed, check and time fastrnn alone")
     args = p.parse_args(argv)
     info, rows = run(args)
     print(json.dumps(info))
     print("| B | H | T | implementation | chars/s | ms/chunk | model TFLOP/s | vs torch fp32 |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
+        ratio = "-" if r["vs_torch_fp32"] is None else f"{r['vs_torch_fp32']:.2f}x"
         print(f"| {r['B']} | {r['H']} | {r['T']} | {r['impl']} | {r['chars_per_s']:,.0f} | "
-              f"{r['ms_per_chunk']:.3f} | {r['tflops']:.3f} | {r['vs_torch_fp32']:.2f}x |")
+              f"{r['ms_per_chunk']:.3f} | {r['tflops']:.3f} | {ratio} |")
     if args.json:
         args.json.write_text(json.dumps(dict(info=info, rows=rows), indent=1))
 

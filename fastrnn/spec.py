@@ -17,6 +17,7 @@ Keys (the names in checkpoints): a layer-0 tensor keeps the cell's name (``Wxh``
 min-char-rnn); layer l >= 1 adds ``.l`` (``Wxh.1``); the output layer's are ``Why`` and ``by``.
 """
 
+import math
 from collections import namedtuple
 from dataclasses import dataclass
 
@@ -42,7 +43,7 @@ class Tensor:
 
     @property
     def size(self):
-        return int(np.prod(self.shape))
+        return math.prod(self.shape)  # (not np.prod: 10x faster, and Specs are made per call)
 
 
 class Spec:

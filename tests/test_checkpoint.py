@@ -1,4 +1,5 @@
-"""Checkpoints: exact round trip, atomic writes, and a clear error for every unusable file."""
+"""Checkpoints: exact round trip, atomic writes, format-1 files, and a clear error for every
+unusable file."""
 
 import json
 import os
@@ -6,8 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from fastrnn import CharRNN, Vocab, checkpoint
+from fastrnn import CharRNN, Vocab, checkpoint, optim, reference, train
 from fastrnn.checkpoint import Checkpoint, CheckpointError
+from tests.helpers import NAMES, assert_close
 
 
 @pytest.fixture
@@ -21,17 +23,217 @@ def saved(tmp_path):
     return path, model, losses
 
 
+def assert_same_array(actual, expected, name):
+    assert actual.dtype == expected.dtype, f"{name}: dtype {actual.dtype} != {expected.dtype}"
+    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
+    assert np.array_equal(actual, expected), name
+
+
 def test_round_trip_is_exact(saved):
     path, model, losses = saved
     back = checkpoint.load(path)
     assert back.config == model.config and back.vocab == Vocab("abcde")
-    for a, b in zip(back.params + back.mems + [back.h], [*model.params, *model.mems, model.h]):
-        assert a.dtype == b.dtype and np.array_equal(a, b)
-    assert back.position == model.position and np.array_equal(back.losses, losses)
+    assert tuple(back.params) == NAMES
+    for name, a in model.params.items():
+        assert_same_array(back.params[name], a, name)
+    assert len(back.states) == 1
+    for name, a in model.spec.named(model.states[0]).items():
+        assert_same_array(back.states[0][name], a, "m" + name)
+    assert_same_array(back.state, model.state, "state")
+    assert back.position == model.position and back.step == model.step == 7
+    assert np.array_equal(back.losses, losses)
     assert back.run == {"iteration": 7, "note": "x"}
     restored = back.to_model("numpy", dtype="float64")
-    assert restored.params[1].dtype == np.float64 and np.array_equal(restored.params[1], model.params[1])
+    assert restored.params["Whh"].dtype == np.float64
+    assert np.array_equal(restored.params["Whh"], model.params["Whh"])
+    assert np.array_equal(restored.state, model.state) and restored.state.dtype == np.float64
 
+
+def test_every_named_array_round_trips_for_adam_with_streams(tmp_path):
+    model = CharRNN(vocab_size=6, hidden_size=5, seq_length=3, dtype="float32", seed=1,
+                    batch_size=2, optimizer="adam", learning_rate=0.01, threads=1)
+    losses = model.train(np.arange(60) % 6, 5)
+    path = tmp_path / "adam.npz"
+    checkpoint.save(path, Checkpoint.of(model, Vocab("abcdef"), losses, {"iteration": 5}))
+
+    expected = dict(model.params)
+    for prefix, s in zip(("m", "v"), model.states):
+        expected.update({prefix + name: a for name, a in model.spec.named(s).items()})
+    expected["state"] = model.state
+    with np.load(path) as npz:  # the file itself: every array by its documented name
+        assert sorted(npz.files) == sorted([*expected, "losses", "meta"])
+        for name, a in expected.items():
+            assert_same_array(npz[name], a, name)
+        assert_same_array(npz["losses"], losses, "losses")
+        meta = json.loads(str(npz["meta"]))
+    assert meta["format"] == checkpoint.FORMAT and meta["version"] == checkpoint.VERSION == 2
+    assert meta["config"] == model.config.to_dict() and meta["step"] == 5
+
+    back = checkpoint.load(path)
+    assert model.state.shape == back.state.shape == (1, 1, 2, 5)
+    assert [sorted(s) for s in back.states] == [sorted(NAMES)] * 2
+    for prefix, named in zip(("m", "v"), back.states):
+        for name, a in named.items():
+            assert_same_array(a, expected[prefix + name], prefix + name)
+    restored = back.to_model("numba", threads=1)
+    for prefix, s in zip(("m", "v"), restored.states):
+        for name, a in restored.spec.named(s).items():
+            assert_same_array(a, expected[prefix + name], "restored " + prefix + name)
+    assert_same_array(restored.state, model.state, "restored state")
+    assert restored.step == model.step and restored.position == model.position
+    data = np.arange(60) % 6
+    assert np.array_equal(restored.train(data, 3), model.train(data, 3)), "resumed losses"
+    assert np.array_equal(restored.weights.flat, model.weights.flat), "resumed weights"
+
+
+# -- format 1 (fastrnn 0.1): biases (n, 1), the hidden state as "h" ------------------------------
+
+V1_NAMES = ("Wxh", "Whh", "Why", "bh", "by")  # fastrnn 0.1's order
+
+
+def write_format_1(path, H, V, optimizer, batch_size, dtype, seq_length, position, step, seed=0):
+    """A checkpoint as fastrnn 0.1's checkpoint.py wrote it; returns what it holds."""
+    rng = np.random.default_rng(seed)
+    shapes = ((H, V), (H, H), (V, H), (H, 1), (V, 1))
+
+    def five(scale, positive=False):
+        arrays = [rng.standard_normal(s) * scale for s in shapes]
+        return [(np.abs(a) if positive else a).astype(dtype) for a in arrays]
+
+    params, mems = five(0.1), five(0.01, positive=optimizer != "adam")
+    mems2 = five(1e-4, positive=True) if optimizer == "adam" else None
+    h = (np.tanh(rng.standard_normal((H, 1) if batch_size == 1 else (batch_size, H)))
+         .astype(dtype))
+    losses = rng.random(step) + 3.0
+    config = {"vocab_size": V, "hidden_size": H, "seq_length": seq_length, "learning_rate": 0.01,
+              "dtype": dtype, "seed": 0, "batch_size": batch_size, "optimizer": optimizer}
+    vocab = [chr(ord("a") + i) for i in range(V)]
+    meta = {"format": "fastrnn-checkpoint", "version": 1, "fastrnn": "0.1.0", "config": config,
+            "vocab": vocab, "position": position, "step": step,
+            "run": {"iteration": step, "note": "from 0.1"}}
+    arrays = {name: a for name, a in zip(V1_NAMES, params)}
+    arrays.update({"m" + name: a for name, a in zip(V1_NAMES, mems)})
+    if mems2 is not None:
+        arrays.update({"v" + name: a for name, a in zip(V1_NAMES, mems2)})
+    arrays.update(h=h, losses=losses, meta=np.array(json.dumps(meta)))
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    return dict(params=params, mems=mems, mems2=mems2, h=h, losses=losses, config=config,
+                vocab=vocab)
+
+
+@pytest.mark.parametrize("optimizer, batch_size, dtype, backend", [
+    ("adagrad", 1, "float64", "numba"),    # min-char-rnn's model, the default training path
+    ("adam", 3, "float32", "numba"),       # two state buffers and B streams: h was (B, H)
+    ("rmsprop", 2, "float64", "numpy"),
+])
+def test_a_format_1_checkpoint_loads_and_resumes(tmp_path, optimizer, batch_size, dtype, backend):
+    H, V, T, position, step = 6, 5, 4, 8, 9
+    path = tmp_path / "v1.npz"
+    written = write_format_1(path, H, V, optimizer, batch_size, dtype, T, position, step)
+
+    ckpt = checkpoint.load(path)
+    assert ckpt.config.to_dict() == {**written["config"], "cell": "rnn"}
+    assert ckpt.vocab.chars == written["vocab"]
+    assert ckpt.position == position and ckpt.step == step
+    assert ckpt.run == {"iteration": step, "note": "from 0.1"}
+    assert_same_array(ckpt.losses, written["losses"], "losses")
+    model = ckpt.to_model(backend, threads=1)
+    assert model.step == step and model.position == position
+    spec = model.spec
+    kinds = [("", written["params"], model.weights, ckpt.params),
+             ("m", written["mems"], model.states[0], ckpt.states[0])]
+    if optimizer == "adam":
+        kinds.append(("v", written["mems2"], model.states[1], ckpt.states[1]))
+    assert len(model.states) == len(ckpt.states) == len(kinds) - 1
+    for prefix, arrays, loaded, in_checkpoint in kinds:
+        named = spec.named(loaded)
+        for name, a in zip(V1_NAMES, arrays):
+            expected = a.reshape(-1) if name in ("bh", "by") else a  # columns become vectors
+            assert_same_array(in_checkpoint[name], expected, "checkpoint " + prefix + name)
+            assert_same_array(named[name], expected, "model " + prefix + name)
+    state = written["h"].reshape(1, 1, batch_size, H)  # (H, 1) or (B, H) -> (L, S, B, H)
+    assert_same_array(model.state, state, "state")
+    assert_same_array(ckpt.state, state, "checkpoint state")
+    np.testing.assert_array_equal(model.h, written["h"].reshape(batch_size, H), err_msg="h")
+
+    # Resume: the next chunks equal the oracle continuing from what was written.
+    data = np.random.default_rng(7).integers(0, V, 200)
+    losses = model.train(data, 6)
+    w = spec.zeros(np.float64)
+    for name, a in zip(V1_NAMES, written["params"]):
+        spec.named(w)[name][...] = a.reshape(spec.by_key[name].shape)
+    states = []
+    for arrays in [written["mems"]] + ([written["mems2"]] if optimizer == "adam" else []):
+        s = spec.zeros(np.float64)
+        for name, a in zip(V1_NAMES, arrays):
+            spec.named(s)[name][...] = a.reshape(spec.by_key[name].shape)
+        states.append(s)
+    expected, pos, after = reference.train(w, optim.get(optimizer), states, data, position,
+                                           state.astype(np.float64), 0.01, T, 6, step)
+    assert model.position == pos and model.step == step + 6
+    assert_close(losses, expected, dtype, "resumed losses")
+    assert_close(model.state, after, dtype, "resumed state")
+    for name, a in model.params.items():
+        assert_close(a, spec.named(w)[name], dtype, "resumed " + name)
+
+    # Saved again, it is written in the current format and loads back to the same model.
+    again = tmp_path / "v2.npz"
+    checkpoint.save(again, Checkpoint.of(model, ckpt.vocab, np.concatenate([ckpt.losses, losses]),
+                                         {"iteration": step + 6}))
+    with np.load(again) as npz:
+        assert "h" not in npz.files and npz["bh"].shape == (H,)
+        assert json.loads(str(npz["meta"]))["version"] == checkpoint.VERSION
+    assert_same_array(checkpoint.load(again).state, model.state, "state in format 2")
+
+
+def test_a_format_1_run_resumes_from_the_command_line_bit_for_bit(tmp_path, text):
+    """A checkpoint written by ``fastrnn.train``, rewritten as fastrnn 0.1 wrote it, resumes
+    to exactly the state the original resumes to."""
+    corpus = tmp_path / "input.txt"
+    corpus.write_text(text[:5000], encoding="utf-8")
+    common = ["--eval-every", "10", "--sample-every", "0", "--quiet"]
+    assert train.main(["--data", str(corpus), "--hidden-size", "12", "--seq-length", "8",
+                       "--iterations", "15", "--out", str(tmp_path / "new"), *common]) == 0
+    new = tmp_path / "new" / "checkpoint.npz"
+    old = tmp_path / "old" / "checkpoint.npz"
+    old.parent.mkdir()
+    with np.load(new) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(arrays["meta"]))
+    assert meta["config"].pop("cell") == "rnn"  # 0.1's Config had no cell
+    meta["version"], meta["fastrnn"] = 1, "0.1.0"
+    H = meta["config"]["hidden_size"]
+    v1 = {"h": arrays.pop("state").reshape(H, 1), "losses": arrays.pop("losses"),
+          "meta": np.array(json.dumps(meta))}
+    for prefix in ("", "m"):
+        for name in V1_NAMES:
+            a = arrays.pop(prefix + name)
+            v1[prefix + name] = a.reshape(-1, 1) if name in ("bh", "by") else a
+    arrays.pop("meta")
+    assert not arrays, f"arrays format 1 does not have: {sorted(arrays)}"
+    with open(old, "wb") as f:
+        np.savez(f, **v1)
+
+    for path in (new, old):
+        assert train.main(["--resume", str(path), "--iterations", "25", *common]) == 0
+    a, b = checkpoint.load(new), checkpoint.load(old)
+    for name in NAMES:
+        assert_same_array(b.params[name], a.params[name], name)
+        assert_same_array(b.states[0][name], a.states[0][name], "m" + name)
+    assert_same_array(b.state, a.state, "state")
+    assert (b.position, b.step) == (a.position, a.step)
+    assert np.array_equal(b.losses, a.losses), "loss history"
+    for key in ("iteration", "smooth_loss", "rng"):
+        assert b.run[key] == a.run[key], key
+    assert _losses_of(b.run) == _losses_of(a.run), "metrics (timings aside)"
+
+
+def _losses_of(run):
+    return [(r["iteration"], r["train_loss"], r["val_loss"]) for r in run["metrics"]]
+
+
+# -- atomic writes and unusable files ------------------------------------------------------------
 
 def test_a_failed_write_leaves_the_previous_file_whole(saved, monkeypatch):
     path, model, losses = saved
@@ -68,7 +270,13 @@ def _rewrite_meta(path, change):
     (lambda p: _rewrite_meta(p, lambda m, a: m.pop("config")), "missing or malformed"),
     (lambda p: _rewrite_meta(p, lambda m, a: a.update(Whh=np.zeros((3, 3), np.float32))),
      r"corrupt: Whh is float32\(3, 3\)"),
+    (lambda p: _rewrite_meta(p, lambda m, a: a.update(mby=np.zeros(5, np.float64))),
+     r"corrupt: mby is float64\(5,\), the config says float32\(5,\)"),
+    (lambda p: _rewrite_meta(p, lambda m, a: a.update(state=np.zeros((1, 1, 2, 8), np.float32))),
+     r"corrupt: state is float32\(1, 1, 2, 8\), the config says float32\(1, 1, 1, 8\)"),
     (lambda p: _rewrite_meta(p, lambda m, a: a.pop("losses")), "missing or malformed"),
+    (lambda p: _rewrite_meta(p, lambda m, a: a.pop("mWhh")), "missing or malformed"),
+    (lambda p: _rewrite_meta(p, lambda m, a: m["config"].update(cell="lstm")), "unknown cell 'lstm'"),
 ])
 def test_unusable_checkpoints_are_named(saved, damage, message):
     path = saved[0]

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from fastrnn import checkpoint, reference, train
-from fastrnn.sample import main as sample_main
 from fastrnn.corpus import DEFAULT_CORPUS, load
+from fastrnn.sample import main as sample_main
+from tests.helpers import NAMES
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCE = ("Hope is the thing with feathers that perches in the soul. And sings the tune without "
@@ -37,12 +38,16 @@ def run_sample(argv):
 
 def same_state(a, b):
     """Two checkpoints hold bit-identical training state."""
-    for name, x, y in zip(checkpoint.NAMES * 2 + ("h",), [*a.params, *a.mems, a.h],
-                          [*b.params, *b.mems, b.h]):
+    assert list(a.params) == list(b.params) == list(NAMES)
+    for name in NAMES:
+        x, y = a.params[name], b.params[name]
         assert x.dtype == y.dtype and np.array_equal(x, y), name
-    assert (a.mems2 is None) == (b.mems2 is None)
-    for name, x, y in zip(checkpoint.NAMES, a.mems2 or [], b.mems2 or []):
-        assert np.array_equal(x, y), "v of " + name
+    assert len(a.states) == len(b.states), "optimizer state buffers"
+    for prefix, x_named, y_named in zip("mv", a.states, b.states):
+        for name in NAMES:
+            x, y = x_named[name], y_named[name]
+            assert x.dtype == y.dtype and np.array_equal(x, y), prefix + name
+    assert a.state.dtype == b.state.dtype and np.array_equal(a.state, b.state), "state"
     assert a.position == b.position and a.step == b.step
     assert np.array_equal(a.losses, b.losses), "loss history"
     for key in ("iteration", "smooth_loss", "rng"):
@@ -69,7 +74,8 @@ def test_train_reports_progress_evaluates_samples_and_saves(tmp_path, corpus_fil
     assert ckpt.run["iteration"] == 120 and len(ckpt.losses) == 120 and ckpt.run["metrics"] == records
     # The validation loss is the oracle's loss over the whole held-out tail, per character.
     val = load(corpus_file, 0.1).val
-    loss, _ = reference.evaluate(val, ckpt.h, *ckpt.params, chunk=1000)  # from the training state
+    w = reference.weights(*(ckpt.params[n] for n in ("Wxh", "Whh", "Why", "bh", "by")))
+    loss, _ = reference.evaluate(w, val, ckpt.state[:, :, :1], chunk=1000)  # from the training state
     assert math.isclose(records[-1]["val_loss"], loss / (len(val) - 1), rel_tol=1e-9)
     assert math.isclose(records[-1]["val_bpc"], records[-1]["val_loss"] / math.log(2))
     assert math.isclose(records[-1]["train_loss"], ckpt.run["smooth_loss"] / 10)
@@ -143,7 +149,7 @@ def test_divergence_stops_with_the_last_good_checkpoint_kept(tmp_path, corpus_fi
         losses = real_train(self, data, n_steps)
         calls.append(n_steps)
         if sum(calls) > 7:  # from the 8th iteration on: NaN, as a diverging model gives
-            self.params[1][0, 0] = np.nan
+            self.weights.layers[0].Whh[0, 0] = np.nan
             losses[-1] = np.nan
         return losses
 
@@ -155,7 +161,9 @@ def test_divergence_stops_with_the_last_good_checkpoint_kept(tmp_path, corpus_fi
     assert "smaller --learning-rate" in err and err.count("\n") == 1
     ckpt = checkpoint.load(tmp_path / "checkpoint.npz")
     assert ckpt.run["iteration"] == 6 and "(iteration 6)" in err
-    assert all(np.isfinite(a).all() for a in ckpt.params) and np.isfinite(ckpt.losses).all()
+    assert all(np.isfinite(a).all() for a in ckpt.params.values()), "parameters"
+    assert all(np.isfinite(a).all() for s in ckpt.states for a in s.values()), "optimizer state"
+    assert np.isfinite(ckpt.state).all() and np.isfinite(ckpt.losses).all()
 
 
 def test_a_real_divergence_is_caught(tmp_path, corpus_file, capsys):
@@ -322,6 +330,7 @@ def test_encoding_option(tmp_path, capsys):
     (["--time-budget", "-1"], "--time-budget: -1 is not a positive number"),
     (["--dtype", "float16"], "invalid choice: 'float16'"),
     (["--optimizer", "sgd"], "invalid choice: 'sgd'"),
+    (["--cell", "lstm"], "invalid choice: 'lstm'"),
     (["--backend", "tpu"], "invalid choice: 'tpu'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
 ])
@@ -331,7 +340,7 @@ def test_nonsense_hyperparameters(tmp_path, corpus_file, capsys, args, fragment)
 
 
 def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, corpus_file, capsys):
-    from fastrnn.cuda_backend import available
+    from fastrnn.backends.cuda import available
     if available()[0]:
         pytest.skip("this machine can run the CUDA backend (tests_cuda/ covers it)")
     rc = train.main(["--data", corpus_file, "--out", str(tmp_path), "--backend", "cuda"])
@@ -416,19 +425,24 @@ def test_help_explains_every_option(capsys):
     text = capsys.readouterr().out
     for option in ("--data", "--hidden-size", "--seq-length", "--learning-rate", "--iterations",
                    "--time-budget", "--backend", "--dtype", "--seed", "--val-fraction", "--eval-every",
-                   "--sample-every", "--sample-length", "--out", "--resume", "--quiet", "--encoding"):
+                   "--sample-every", "--sample-length", "--out", "--resume", "--quiet", "--encoding",
+                   "--cell", "--optimizer", "--batch-size", "--threads", "--checkpoint-every"):
         assert option in text
 
 
-def test_the_command_module_does_not_hide_the_drop_in_function():
+def test_the_command_module_and_the_drop_in_sampler_are_separate():
     import fastrnn
     import fastrnn.sample  # noqa: F401  (sets the package attribute to the module)
-    from fastrnn.dropin import sample as dropin_sample
+    from fastrnn import dropin
+    assert fastrnn.sample.main is sample_main and fastrnn.sample.PROG == "fastrnn.sample"
+    assert not callable(fastrnn.sample)  # the command, not a function in disguise
     rng_params = np.random.default_rng(0)
     params = [rng_params.standard_normal(s) * 0.1 for s in ((8, 5), (8, 8), (5, 8), (8, 1), (5, 1))]
     h = np.zeros((8, 1))
-    got = fastrnn.sample(h, 1, 20, *params, rng=np.random.default_rng(3))
-    assert got == dropin_sample(h, 1, 20, *params, rng=np.random.default_rng(3))
+    got = dropin.sample(h, 1, 20, *params, rng=np.random.default_rng(3))
+    expected, _ = reference.sample(reference.weights(*params), np.zeros((1, 1, 1, 8)), 1,
+                                   np.random.default_rng(3).random(20))
+    assert got == expected
 
 
 def test_kernels_compiled_now_and_loaded_from_the_cache_give_the_same_bits(tmp_path, corpus_file):
@@ -445,6 +459,15 @@ def test_kernels_compiled_now_and_loaded_from_the_cache_give_the_same_bits(tmp_p
             done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
             assert done.returncode == 0, done.stderr
             outputs.append(done.stdout.replace(str(tmp_path / name), "OUT"))
+    # The first process says that it compiles; a process that loads everything from the cache
+    # does not. Apart from those lines, the two runs print the same.
+    announced = [[line for line in out.splitlines()
+                  if line.startswith(("compiling kernels for", "compiled in"))] for out in outputs]
+    assert announced[0] and announced[1], "the compiling processes did not say so"
+    assert announced[2:] == [[], []], "the processes that load from the cache compiled"
+    outputs = ["".join(line for line in out.splitlines(keepends=True)
+                       if not line.startswith(("compiling kernels for", "compiled in")))
+               for out in outputs]
     assert outputs[:2] == outputs[2:]
     for batch in ("1", "3"):
         same_state(checkpoint.load(tmp_path / "compiled" / batch / "checkpoint.npz"),

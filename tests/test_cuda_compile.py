@@ -15,13 +15,15 @@ import numpy as np
 import pytest
 from numba import boolean, float32, float64, int32, int64, uint8
 
+from fastrnn.backends import cuda as cb
 from fastrnn.kernels import cuda as ck
 
-TILE, WORK = ck.TILE, ck.WORK  # the launch configuration a GPU runs
+WORK = ck.WORK  # the launch configuration a GPU runs (with ck.TILE)
 
 
 def signatures(f):
-    """Each kernel's argument types, as ``cuda_backend`` launches it (ids here as uint8)."""
+    """Each kernel's argument types, as ``fastrnn.backends.cuda`` launches it (ids here as
+    uint8)."""
     a1, a2, a3 = f[::1], f[:, ::1], f[:, :, ::1]
     ids2, ids1 = uint8[:, ::1], uint8[::1]
     f64 = float64[::1]
@@ -55,13 +57,14 @@ PRODUCTS = ("matmul", "recurrence_step", "recurrence_back_step")  # the kernels 
 @pytest.mark.parametrize("work", sorted({WORK, 1}, reverse=True))
 def test_every_kernel_compiles_for_sm90(dtype, work, monkeypatch):
     """Every kernel at the default launch configuration; the products also with the smallest
-    tiles, which ``cuda_backend._product`` falls back to on small grids."""
+    tiles, which ``fastrnn.backends.cuda._product`` falls back to on small grids. The kernels
+    are the backend's own (``_kernels``), so the test compiles what it launches."""
     from numba import cuda
     from numba.cuda import dispatcher
     monkeypatch.setattr(dispatcher, "get_current_device",
                         lambda: SimpleNamespace(compute_capability=(9, 0)))
     nb = {np.float32: float32, np.float64: float64}[dtype]
-    kernels = ck.kernels(dtype, TILE, work, ck.MAX_H)
+    kernels = cb._kernels(dtype, work)
     sigs = signatures(nb)
     assert set(sigs) == set(kernels), "a kernel without a signature here is not checked"
     for name, kernel in kernels.items():

@@ -4,10 +4,16 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import reference
-from tests.helpers import assert_close, random_chunk, random_model
+from fastrnn import dropin, reference
+from tests.helpers import assert_close, random_chunk
 
 NAMES = ("loss", "dWxh", "dWhh", "dWhy", "dbh", "dby", "h")
+
+
+def random_model(rng, H, V, dtype, scale=0.1):
+    """Random parameters in min-char-rnn's shapes (non-zero biases, so every term is tested)."""
+    shapes = ((H, V), (H, H), (V, H), (H, 1), (V, 1))
+    return tuple((rng.standard_normal(s) * scale).astype(dtype) for s in shapes)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -15,7 +21,7 @@ NAMES = ("loss", "dWxh", "dWhh", "dWhy", "dbh", "dby", "h")
 def test_lossfun_matches_reference(backend, dtype):
     rng = np.random.default_rng(0)
     params = random_model(rng, 50, 20, dtype)
-    inputs, targets = random_chunk(rng, 25, 20)
+    inputs, targets = (a[0] for a in random_chunk(rng, 25, 20))
     hprev = (rng.standard_normal((50, 1)) * 0.3).astype(dtype)
     out = fastrnn.lossFun(list(inputs), targets, hprev, *params, backend=backend)
     expected = reference.loss_fun(inputs, targets, hprev.astype(np.float64),
@@ -82,12 +88,13 @@ def test_sample_is_reproducible_and_the_same_on_every_backend(backend):
     params = random_model(rng, 40, 12, np.float64, scale=0.05)
     h = rng.standard_normal((40, 1)) * 0.1
     h_before = h.copy()
-    ours = fastrnn.sample(h, 3, 200, *params, rng=np.random.default_rng(9), backend=backend)
-    again = fastrnn.sample(h, 3, 200, *params, rng=np.random.default_rng(9), backend=backend)
-    expected, _ = reference.sample(h, 3, np.random.default_rng(9).random(200), *params)
+    ours = dropin.sample(h, 3, 200, *params, rng=np.random.default_rng(9), backend=backend)
+    again = dropin.sample(h, 3, 200, *params, rng=np.random.default_rng(9), backend=backend)
+    expected, _ = reference.sample(reference.weights(*params), h.reshape(1, 1, 1, -1), 3,
+                                   np.random.default_rng(9).random(200))
     assert ours == again == expected
     np.testing.assert_array_equal(h, h_before)
-    assert fastrnn.sample(h, 3, 0, *params) == []
+    assert dropin.sample(h, 3, 0, *params) == []
 
 
 def good_args():
@@ -150,10 +157,32 @@ def test_adagrad_rejects_bad_arguments_clearly():
 def test_sample_rejects_bad_arguments_clearly():
     _, _, h, *params = good_args()
     with pytest.raises(ValueError, match=r"seed_ix must be a character id in \[0, 4\)"):
-        fastrnn.sample(h, 4, 5, *params)
+        dropin.sample(h, 4, 5, *params)
     with pytest.raises(ValueError, match="n must be a non-negative integer"):
-        fastrnn.sample(h, 0, -1, *params)
+        dropin.sample(h, 0, -1, *params)
     with pytest.raises(ValueError, match="temperature must be a positive number"):
-        fastrnn.sample(h, 0, 5, *params, temperature=0)
+        dropin.sample(h, 0, 5, *params, temperature=0)
     with pytest.raises(ValueError, match="rng must be a numpy.random.Generator"):
-        fastrnn.sample(h, 0, 5, *params, rng=42)
+        dropin.sample(h, 0, 5, *params, rng=42)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_init_params_are_the_models_initial_weights_in_min_char_rnn_shapes(dtype):
+    H, V = 7, 5
+    params = fastrnn.init_params(H, V, seed=11, dtype=dtype)
+    model = fastrnn.CharRNN(V, hidden_size=H, seed=11, dtype=dtype)
+    shapes = {"Wxh": (H, V), "Whh": (H, H), "Why": (V, H), "bh": (H, 1), "by": (V, 1)}
+    for name, a in zip(("Wxh", "Whh", "Why", "bh", "by"), params):
+        assert a.shape == shapes[name] and a.dtype == dtype, name
+        np.testing.assert_array_equal(a.reshape(model.params[name].shape), model.params[name],
+                                      err_msg=name)
+        assert not np.shares_memory(a, model.weights.flat), name
+    assert not params[3].any() and not params[4].any()  # biases start at 0, as min-char-rnn's
+    with pytest.raises(ValueError, match="dtype float16 is not supported"):
+        fastrnn.init_params(H, V, dtype=np.float16)
+
+
+def test_the_package_exports_the_drop_in_functions():
+    assert fastrnn.lossFun is dropin.lossFun
+    assert fastrnn.adagrad is dropin.adagrad
+    assert fastrnn.init_params is dropin.init_params

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from fastrnn import CharRNN, Vocab, reference
-from fastrnn.params import init_params
-from tests.helpers import assert_close
+import fastrnn
+from fastrnn import CharRNN, Spec, Vocab, optim, reference
+from tests.helpers import NAMES, assert_close
 
 
 @pytest.fixture
@@ -14,19 +14,51 @@ def corpus(text):
     return vocab, vocab.encode(text[:30_000])
 
 
+def min_char_rnn_weights(H, V, seed):
+    """min-char-rnn's initial parameters (``fastrnn.init_params``: its own (H,1) shapes) copied
+    into a flat buffer laid out by the spec, for the oracle's training loop."""
+    Wxh, Whh, Why, bh, by = fastrnn.init_params(H, V, seed=seed)
+    w = Spec("rnn", V, H).zeros(np.float64)
+    for dst, src in zip((w.layers[0].Wxh, w.layers[0].Whh, w.Why, w.layers[0].bh, w.by),
+                        (Wxh, Whh, Why, bh, by)):
+        dst[...] = src.reshape(dst.shape)
+    return w
+
+
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_train_equals_min_char_rnn_loop(corpus, backend):
     vocab, data = corpus
     V, H = len(vocab), 24
     model = CharRNN(V, hidden_size=H, learning_rate=0.05, seed=4, backend=backend)
     losses = np.concatenate([model.train(data, 30), model.train(data, 20)])  # state carries over
-    params, mems = list(init_params(H, V, seed=4)), [np.zeros_like(p) for p in init_params(H, V, 4)]
-    expected, pos, h = reference.train(data, 0, np.zeros((H, 1)), params, mems, 0.05, 25, 50)
+    spec = Spec("rnn", V, H)
+    w = min_char_rnn_weights(H, V, seed=4)
+    adagrad = optim.get("adagrad")
+    mems = [spec.zeros(np.float64) for _ in adagrad.states]
+    expected, pos, state = reference.train(w, adagrad, mems, data, 0, np.zeros((1, 1, 1, H)),
+                                           0.05, 25, 50)
     assert model.position == pos
+    assert model.step == 50
     assert_close(losses, expected, np.float64, "losses")
-    assert_close(model.h, h, np.float64, "h")
-    for name, a, e in zip(("Wxh", "Whh", "Why", "bh", "by"), model.params, params):
-        assert_close(a, e, np.float64, name)
+    assert model.state.shape == (1, 1, 1, H)
+    assert_close(model.state, state, np.float64, "state")
+    assert_close(model.h, state[-1, 0], np.float64, "h")
+    for name, a in model.params.items():
+        assert_close(a, spec.named(w)[name], np.float64, name)
+    for name, a in spec.named(model.states[0]).items():
+        assert_close(a, spec.named(mems[0])[name], np.float64, "m" + name)
+
+
+def test_params_are_named_views_of_the_weights():
+    model = CharRNN(6, hidden_size=5, seed=1)
+    assert tuple(model.params) == NAMES
+    rnn = model.weights.layers[0]
+    shapes = {"Wxh": (5, 6), "Whh": (5, 5), "bh": (5,), "Why": (6, 5), "by": (6,)}
+    for name, a in model.params.items():
+        assert a.shape == shapes[name], name
+        assert np.shares_memory(a, model.weights.flat), name
+    assert np.shares_memory(model.params["Whh"], rnn.Whh)
+    assert np.shares_memory(model.h, model.state)
 
 
 def test_training_lowers_the_loss(corpus):
@@ -40,26 +72,59 @@ def test_sampling_is_the_same_text_on_both_backends(corpus):
     vocab, data = corpus
     model = CharRNN(len(vocab), hidden_size=32, learning_rate=0.01)
     model.train(data, 50)
-    texts = {}
+    texts, states = {}, {}
     for backend in ("numba", "numpy"):
         model.backend = backend
-        ids, _ = model.sample(200, vocab.index["T"], rng=np.random.default_rng(1))
+        ids, states[backend] = model.sample(200, vocab.index["T"], rng=np.random.default_rng(1))
         texts[backend] = vocab.decode(ids)
     assert texts["numba"] == texts["numpy"]
+    assert states["numba"].shape == (1, 1, 1, 32)
+    assert_close(states["numba"], states["numpy"], np.float64, "state after sampling")
+
+
+def test_evaluate_equals_the_oracle_from_a_given_state(corpus):
+    vocab, data = corpus
+    H = 16
+    model = CharRNN(len(vocab), hidden_size=H, seed=5)
+    model.train(data, 20)
+    start = model.state.copy()
+    text = data[1000:1700]
+    expected, expected_state = reference.evaluate(model.weights, text, start)
+    for backend in ("numba", "numpy"):
+        model.backend = backend
+        loss, state = model.evaluate(text, state=start)
+        assert_close(loss, expected, np.float64, f"{backend} loss")
+        assert state.shape == (1, 1, 1, H)
+        assert_close(state, expected_state, np.float64, f"{backend} state")
+    np.testing.assert_array_equal(model.state, start)  # evaluation leaves the model alone
+    zero_loss, _ = model.evaluate(text)
+    assert_close(zero_loss, reference.evaluate(model.weights, text, np.zeros((1, 1, 1, H)))[0],
+                 np.float64, "loss from the default zero state")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.dtype("float32"), "float32"])
 def test_dtype_may_be_given_as_type_dtype_or_name(dtype):
-    assert CharRNN(5, hidden_size=3, dtype=dtype).params[1].dtype == np.float32
+    model = CharRNN(5, hidden_size=3, dtype=dtype)
+    assert model.params["Whh"].dtype == np.float32
+    assert model.state.dtype == np.float32
 
 
 def test_sample_continues_from_the_returned_state():
     model = CharRNN(7, hidden_size=10, seed=2)
     rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
     whole, _ = model.sample(40, 1, rng=rng_a)
-    first, h = model.sample(20, 1, rng=rng_b)
-    second, _ = model.sample(20, first[-1], rng=rng_b, h=h)
+    first, state = model.sample(20, 1, rng=rng_b)
+    assert state.shape == (1, 1, 1, 10)
+    second, _ = model.sample(20, first[-1], rng=rng_b, state=state)
     assert first + second == whole
+
+
+def test_a_state_of_the_wrong_shape_is_named():
+    model = CharRNN(7, hidden_size=10)
+    with pytest.raises(ValueError, match=r"state has shape \(10, 1\), expected \(1, 1, 1, 10\)"):
+        model.sample(5, 1, state=np.zeros((10, 1)))
+    with pytest.raises(ValueError, match=r"state has shape \(1, 1, 2, 10\), expected \(1, 1, 1, 10\)"):
+        model.evaluate([1, 2, 3], state=np.zeros((1, 1, 2, 10)))
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -70,6 +135,8 @@ def test_sample_continues_from_the_returned_state():
     (dict(vocab_size=5, dtype="float16"), "dtype must be 'float32' or 'float64'"),
     (dict(vocab_size=5, dtype="double precision"), "dtype must be 'float32' or 'float64'"),
     (dict(vocab_size=5, backend="tpu"), "unknown backend 'tpu'"),
+    (dict(vocab_size=5, optimizer="sgd"), "unknown optimizer 'sgd'"),
+    (dict(vocab_size=5, cell="lstm"), "unknown cell 'lstm'"),
 ])
 def test_bad_configuration_is_named(kwargs, message):
     with pytest.raises(ValueError, match=message):

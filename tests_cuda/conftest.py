@@ -53,7 +53,7 @@ def _make_shared_arrays_thread_safe():
 
 def pytest_collection_modifyitems(config, items):
     try:
-        from fastrnn import cuda_backend
+        from fastrnn.backends import cuda as cuda_backend
         ok, why = cuda_backend.available()
     except ImportError as e:
         ok, why = False, f"numba-cuda is not installed ({e})"

@@ -1,19 +1,25 @@
-"""Every CUDA kernel equal to the NumPy oracle (float64 tightly, float32 to rounding)."""
+"""Every CUDA kernel equal to the NumPy oracle (float64 tightly, float32 to rounding).
 
+The backend is driven through its interface (``fastrnn.backends.base.Backend``):
+``get_backend("cuda")`` against ``fastrnn.reference`` / ``get_backend("numpy")``.
+"""
+
+import io
 import os
 
 import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import CharRNN, reference
-from fastrnn.backends import evaluate_workspace, get_backend, sample_workspace, workspace
-from fastrnn.params import kernel_view
-from tests.helpers import assert_close, random_chunk, random_model
+from fastrnn import CharRNN, dropin, optim, reference
+from fastrnn.backends import get_backend
+from fastrnn.spec import Spec
+from tests.helpers import (as64, assert_close, assert_weights_close, random_chunk,
+                           random_weights)
 
 DTYPES = [np.float64, np.float32]
-SHAPES = [(5, 4, 3), (1, 2, 1), (9, 6, 2)]  # (H, V, T): H, V above and below the block size
-NAMES = ("dWxh", "dWhh", "dWhy", "dbh", "dby")
+# (H, V, T, B): H, V above and below the block size; one stream (min-char-rnn) and several
+SHAPES = [(5, 4, 3, 1), (1, 2, 1, 1), (9, 6, 2, 1), (5, 4, 3, 2)]
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
 
@@ -22,16 +28,20 @@ def cuda():
     return get_backend("cuda")
 
 
-def problem(H, V, T, dtype, seed=0):
-    rng = np.random.default_rng([H, V, T, seed])
-    params = random_model(rng, H, V, dtype, 0.5)
-    inputs, targets = random_chunk(rng, T, V)
-    hprev = (rng.standard_normal((H, 1)) * 0.5).astype(dtype)
-    return params, inputs, targets, hprev
+def problem(H, V, T, dtype, B=1, seed=0):
+    """Random weights (scale 0.5), a chunk x, y (B, T) and a state (1, 1, B, H)."""
+    rng = np.random.default_rng([H, V, T, B, seed])
+    w = random_weights(rng, H, V, dtype, 0.5)
+    x, y = random_chunk(rng, T, V, B)
+    state = (rng.standard_normal((1, 1, B, H)) * 0.5).astype(dtype)
+    return w, x, y, state
 
 
-def as64(arrays):
-    return tuple(np.asarray(a, np.float64) for a in arrays)
+def assert_states_close(a, b, optimizer, dtype):
+    """Every optimizer state buffer of two models, each tensor named (``mWxh``, ``vWhh``...)."""
+    assert len(a) == len(b) == len(optimizer.states)
+    for name, sa, sb in zip(optimizer.states, a, b):
+        assert_weights_close(sa, sb, dtype, name)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -41,7 +51,7 @@ def test_matmul_matches_numpy(M, N, K, ta, tb, dtype):
     """The tiled product behind the output layer and the gradients, every transpose, sizes
     that are and are not multiples of the tile; each output written exactly once."""
     from numba import cuda as nbcuda
-    from fastrnn import cuda_backend as cb
+    from fastrnn.backends import cuda as cb
     rng = np.random.default_rng([M, N, K, ta, tb])
     a = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
     b = rng.standard_normal((N, K) if tb else (K, N)).astype(dtype)
@@ -52,102 +62,132 @@ def test_matmul_matches_numpy(M, N, K, ta, tb, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("H,V,T", SHAPES)
-def test_forward_backward_match_reference(cuda, H, V, T, dtype, recurrence):
-    params, inputs, targets, hprev = problem(H, V, T, dtype)
-    hs, ps, dys, dhs, dh_next = workspace(T, H, V, dtype)
-    loss = cuda.forward(inputs, targets, hprev.reshape(-1), kernel_view(params), hs, ps)
-    loss_ref, hs_ref, ps_ref = reference.forward(inputs, targets, *as64((hprev,) + params))
+@pytest.mark.parametrize("H,V,T,B", SHAPES)
+def test_forward_backward_match_reference(cuda, H, V, T, B, dtype, recurrence):
+    w, x, y, state = problem(H, V, T, dtype, B)
+    before = state.copy()
+    loss, hs, ps = cuda.forward(w, x, y, state)
+    loss_ref, (hs_ref, ps_ref) = reference.forward(as64(w), x, y, state.astype(np.float64))
+    assert np.array_equal(state, before), "forward must not change the state it is given"
+    assert hs.shape == (1, T + 1, B, H) and ps.shape == (T, B, V), (hs.shape, ps.shape)
+    assert hs.dtype == ps.dtype == dtype, (hs.dtype, ps.dtype)
     assert_close(loss, loss_ref, dtype, "loss")
     assert_close(hs, hs_ref, dtype, "hs")
     assert_close(ps, ps_ref, dtype, "ps")
-    grads = tuple(np.full_like(p, np.nan) for p in params)
-    cuda.backward(inputs, targets, hs, ps, kernel_view(params), kernel_view(grads), (dys, dhs, dh_next))
-    for name, g, e in zip(NAMES, grads, reference.backward(inputs, targets, hs_ref, ps_ref, *as64(params[:3]))):
-        assert g.dtype == dtype, name
-        assert_close(g, e, dtype, name)
+    g = Spec("rnn", V, H).zeros(dtype)
+    g.flat[...] = np.nan  # every gradient must be written
+    cuda.backward(w, x, y, hs, ps, g)
+    expected = reference.backward(as64(w), x, y, (hs_ref, ps_ref))
+    assert g.flat.dtype == dtype
+    assert_weights_close(g, expected, dtype, "d")
 
 
 def test_backward_clips_to_five(cuda):
-    params, inputs, targets, hprev = problem(8, 3, 20, np.float64)
-    params = tuple(p * 2 for p in params)
-    hs, ps, *work = workspace(20, 8, 3, np.float64)
-    cuda.forward(inputs, targets, hprev.reshape(-1), kernel_view(params), hs, ps)
-    grads = tuple(np.empty_like(p) for p in params)
-    cuda.backward(inputs, targets, hs, ps, kernel_view(params), kernel_view(grads), work)
-    unclipped = reference.backward(inputs, targets, hs, ps, *params[:3], clip=None)
-    assert max(np.abs(g).max() for g in unclipped) > 5, "the test must exceed the clip bound"
-    for name, g, e in zip(NAMES, grads, unclipped):
-        assert_close(g, np.clip(e, -5, 5), np.float64, name)
+    w, x, y, state = problem(8, 3, 20, np.float64)
+    w.flat[...] *= 2
+    _, hs, ps = cuda.forward(w, x, y, state)
+    hs, ps = hs.copy(), ps.copy()
+    g = Spec("rnn", 3, 8).zeros(np.float64)
+    cuda.backward(w, x, y, hs, ps, g)
+    unclipped = reference.backward(w, x, y, (hs, ps), clip=None)
+    assert np.abs(unclipped.flat).max() > 5, "the test must exceed the clip bound"
+    expected = Spec("rnn", 3, 8).copy(unclipped)
+    np.clip(expected.flat, -5, 5, out=expected.flat)
+    assert_weights_close(g, expected, np.float64, "d")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_adagrad_matches_reference(cuda, dtype):
+@pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
+def test_update_matches_reference(cuda, name, dtype):
+    """One fused update of every optimizer over the whole flat buffer, and over one tensor's
+    values with the gradient clipped first (in place)."""
+    optimizer = optim.get(name)
     rng = np.random.default_rng(1)
-    params = random_model(rng, 5, 4, dtype, 1.0)
-    grads = random_model(rng, 5, 4, dtype, 3.0)
-    mems = tuple(np.abs(m) for m in random_model(rng, 5, 4, dtype, 1.0))
-    expected = [[np.array(a, np.float64) for a in arrays] for arrays in (params, grads, mems)]
-    reference.adagrad(expected[0], expected[1], expected[2], 0.1)
-    p, m = [a.copy() for a in params], [a.copy() for a in mems]
-    cuda.adagrad(kernel_view(p), kernel_view(grads), kernel_view(m), 0.1)
-    for name, a, e in zip(NAMES, p + m, expected[0] + expected[2]):
-        assert_close(a, e, dtype, name)
-    w, g, mm = params[1].reshape(-1).copy(), grads[1].reshape(-1), mems[1].reshape(-1).copy()
-    cuda.adagrad_update(w, g, mm, 0.1)
-    assert_close(w, expected[0][1].reshape(-1), dtype, "adagrad_update w")
-    assert_close(mm, expected[2][1].reshape(-1), dtype, "adagrad_update m")
+    spec = Spec("rnn", 4, 5)
+    w = random_weights(rng, 5, 4, dtype, 1.0)
+    g = random_weights(rng, 5, 4, dtype, 4.0)
+    states = [random_weights(rng, 5, 4, dtype, 1.0) for _ in optimizer.states]
+    for s in states:
+        np.abs(s.flat, out=s.flat)
+    step = 3
+    w64, g64, s64 = as64(w), as64(g), [as64(s) for s in states]
+    reference.update(optimizer, w64, g64, s64, 0.1, step)
+    p, m = spec.copy(w), [spec.copy(s) for s in states]
+    gg = spec.copy(g)
+    cuda.update(optimizer, p.flat, gg.flat, [s.flat for s in m], 0.1, step, False)
+    assert_weights_close(p, w64, dtype, f"{name} ")
+    assert_states_close(m, s64, optimizer, dtype)
+    assert np.array_equal(gg.flat, g.flat), "without clip_first the gradient is left alone"
+
+    # clip_first, over one tensor's values only (Whh)
+    assert np.abs(g.layers[0].Whh).max() > 5, "the test must exceed the clip bound"
+    clipped = np.clip(g.layers[0].Whh.astype(np.float64), -5, 5)
+    wt = w.layers[0].Whh.astype(np.float64)
+    st = [s.layers[0].Whh.astype(np.float64) for s in states]
+    optimizer.reference([wt], [clipped.copy()], [[s] for s in st], 0.1, step)
+    p, m = spec.copy(w), [spec.copy(s) for s in states]
+    gt = g.layers[0].Whh.reshape(-1).copy()
+    cuda.update(optimizer, p.layers[0].Whh.reshape(-1), gt,
+                [s.layers[0].Whh.reshape(-1) for s in m], 0.1, step, True)
+    assert_close(p.layers[0].Whh, wt, dtype, f"{name} Whh (clip_first)")
+    for sname, s, e in zip(optimizer.states, m, st):
+        assert_close(s.layers[0].Whh, e, dtype, f"{name} {sname}Whh (clip_first)")
+    assert_close(gt, clipped.reshape(-1), dtype, "the gradient, clipped in place")
+    for other in ("Wxh", "bh", "Why", "by"):  # the other tensors are not touched
+        assert np.array_equal(spec.named(p)[other], spec.named(w)[other]), other
 
 
 @pytest.mark.parametrize("greedy, temperature", [(False, 1.0), (False, 0.7), (True, 1.0)])
 def test_sample_matches_reference(cuda, greedy, temperature):
-    params, *_ = problem(6, 5, 1, np.float64)
+    w, *_ = problem(6, 5, 1, np.float64)
     rng = np.random.default_rng(2)
-    h = rng.standard_normal(6) * 0.3
+    state = (rng.standard_normal(6) * 0.3).reshape(1, 1, 1, 6)
     uniforms = rng.random(6)
-    ixes = np.empty(6, np.int64)
-    h_out = h.copy()
-    cuda.sample(h_out, 2, uniforms, kernel_view(params), temperature, greedy, ixes,
-                sample_workspace(6, 5, np.float64))
-    ref, h_ref = reference.sample(h.reshape(-1, 1), 2, uniforms, *params, temperature=temperature,
-                                  greedy=greedy)
-    assert ixes.tolist() == list(ref)
-    assert_close(h_out, h_ref[:, 0], np.float64, "h")
+    ixes = np.full(6, -1, np.int64)
+    state_out = state.copy()
+    cuda.sample(w, state_out, 2, uniforms, temperature, greedy, ixes)
+    ref, state_ref = reference.sample(w, state, 2, uniforms, temperature=temperature,
+                                      greedy=greedy)
+    assert ixes.tolist() == list(ref), "ixes"
+    assert_close(state_out, state_ref, np.float64, "state")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_train_matches_reference_including_the_wrap(cuda, dtype):
-    H, V, T, n = 4, 3, 3, 4
+@pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
+def test_train_matches_reference_including_the_wrap(cuda, name, dtype):
+    optimizer = optim.get(name)
+    H, V, T, n, step = 4, 3, 3, 4, 2
     rng = np.random.default_rng(3)
-    params = random_model(rng, H, V, dtype, 0.3)
+    spec = Spec("rnn", V, H)
+    w = random_weights(rng, H, V, dtype, 0.3)
     data = rng.integers(0, V, 10).astype(np.uint8)  # 10 characters: chunk 3 wraps to position 0
-    ref_params, ref_mems = [np.asarray(p, np.float64).copy() for p in params], \
-        [np.zeros(p.shape) for p in params]
-    ref_losses, ref_pos, ref_h = reference.train(data, 0, np.full((H, 1), 0.1), ref_params, ref_mems,
-                                                 0.1, T, n)
-    p = tuple(a.copy() for a in params)
-    g = tuple(np.zeros_like(a) for a in params)
-    m = tuple(np.zeros_like(a) for a in params)
-    h = np.full(H, 0.1, dtype)
-    losses = np.empty(n)
-    pos = cuda.train(data, 0, h, kernel_view(p), kernel_view(g), kernel_view(m), 0.1, T, losses,
-                     workspace(T, H, V, dtype))
-    assert pos == ref_pos
+    ref_w, ref_states = as64(w), [spec.zeros(np.float64) for _ in optimizer.states]
+    ref_losses, ref_pos, ref_state = reference.train(ref_w, optimizer, ref_states, data, 0,
+                                                     np.full((1, 1, 1, H), 0.1), 0.1, T, n, step)
+    p = spec.copy(w)
+    g = spec.zeros(dtype)
+    states = [spec.zeros(dtype) for _ in optimizer.states]
+    state = np.full((1, 1, 1, H), 0.1, dtype)
+    losses = np.full(n, np.nan)
+    pos = cuda.train(p, g, optimizer, states, data, 0, state, 0.1, T, step, losses, 1)
+    assert pos == ref_pos, "position"
     assert_close(losses, ref_losses, dtype, "losses")
-    assert_close(h, ref_h[:, 0], dtype, "h")
-    for name, a, e in zip(NAMES, p + m, ref_params + ref_mems):
-        assert_close(a, e, dtype, name)
+    assert_close(state, ref_state, dtype, "state")
+    assert_weights_close(p, ref_w, dtype)
+    assert_states_close(states, ref_states, optimizer, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_evaluate_matches_reference(cuda, dtype):
-    params, *_ = problem(5, 4, 1, dtype)
+def test_evaluate_matches_reference(cuda, dtype, monkeypatch):
+    from fastrnn.backends import cuda as cb
+    monkeypatch.setattr(cb, "EVAL_STEPS", 3)  # several passes, the last one shorter
+    w, *_ = problem(5, 4, 1, dtype)
     data = np.random.default_rng(4).integers(0, 4, 8).astype(np.uint8)
-    h = np.full(5, 0.2, dtype)
-    loss = cuda.evaluate(data, h, kernel_view(params), evaluate_workspace(3, 5, 4, dtype))
-    loss_ref, h_ref = reference.evaluate(data, np.full((5, 1), 0.2), *as64(params))
+    state = np.full((1, 1, 1, 5), 0.2, dtype)
+    loss = cuda.evaluate(w, data, state)
+    loss_ref, state_ref = reference.evaluate(as64(w), data, np.full((1, 1, 1, 5), 0.2))
     assert_close(loss, loss_ref, dtype, "loss")
-    assert_close(h, h_ref[:, 0], dtype, "h")
+    assert_close(state, state_ref, dtype, "state")
 
 
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
@@ -159,26 +199,45 @@ def test_training_with_rmsprop_and_adam_matches_the_oracle(optimizer):
         m.train(data, 2)
         m.train(data, 1)
     a, b = models["cuda"], models["numpy"]
-    for name, x, e in zip(NAMES * 2, [*a.params, *a.mems], [*b.params, *b.mems]):
-        assert_close(x, e, np.float64, name)
-    for name, x, e in zip(NAMES, a.mems2 or [], b.mems2 or []):
-        assert_close(x, e, np.float64, "v " + name)
+    assert a.step == b.step == 3
+    assert_weights_close(a.weights, b.weights, np.float64)
+    assert_states_close(a.states, b.states, a.optimizer, np.float64)
+    assert_close(a.state, b.state, np.float64, "state")
 
 
 def test_drop_in_and_model_run_on_cuda():
-    params, inputs, targets, hprev = problem(5, 4, 3, np.float64)
-    out = fastrnn.lossFun(inputs, targets, hprev, *params, backend="cuda")
-    ref = reference.loss_fun(inputs, targets, hprev, *params)
-    for name, a, e in zip(("loss",) + NAMES + ("h",), out, ref):
+    w, x, y, state = problem(5, 4, 3, np.float64)
+    layer = w.layers[0]
+    params = (layer.Wxh, layer.Whh, w.Why, layer.bh.reshape(-1, 1), w.by.reshape(-1, 1))
+    hprev = state.reshape(-1, 1)
+    out = fastrnn.lossFun(x[0], y[0], hprev, *params, backend="cuda")
+    ref = reference.loss_fun(x[0], y[0], hprev, *params)
+    for name, a, e in zip(("loss", "dWxh", "dWhh", "dWhy", "dbh", "dby", "h"), out, ref):
+        assert np.shape(a) == np.shape(e), name
         assert_close(a, e, np.float64, name)
+    # the drop-in adagrad on cuda, over min-char-rnn's five arrays
+    grads, mems = [np.array(a) for a in out[1:6]], [np.abs(a) * 0.1 for a in params]
+    p_cuda, m_cuda = [a.copy() for a in params], [a.copy() for a in mems]
+    p_ref, m_ref = [a.copy() for a in params], [a.copy() for a in mems]
+    fastrnn.adagrad(p_cuda, grads, m_cuda, 0.1, backend="cuda")
+    reference.adagrad(p_ref, grads, m_ref, 0.1)
+    for name, a, e in zip(("Wxh", "Whh", "Why", "bh", "by"), p_cuda, p_ref):
+        assert_close(a, e, np.float64, name)
+    for name, a, e in zip(("mWxh", "mWhh", "mWhy", "mbh", "mby"), m_cuda, m_ref):
+        assert_close(a, e, np.float64, name)
+    ids = {b: dropin.sample(hprev, 1, 7, *params, rng=np.random.default_rng(3), backend=b)
+           for b in ("cuda", "numpy")}
+    assert ids["cuda"] == ids["numpy"], "dropin.sample"
+
     data = np.random.default_rng(5).integers(0, 4, 40)
     assert CharRNN(4, hidden_size=5, backend="cuda").config.dtype == "float32"  # the GPU default
     models = {b: CharRNN(4, hidden_size=5, seq_length=3, dtype="float64", backend=b)
               for b in ("cuda", "numpy")}
     losses = {b: m.train(data, 3) for b, m in models.items()}
     assert_close(losses["cuda"], losses["numpy"], np.float64, "losses")
-    texts = {b: m.sample(8, 1, rng=np.random.default_rng(6))[0] for b, m in models.items()}
-    assert texts["cuda"] == texts["numpy"]
+    samples = {b: m.sample(8, 1, rng=np.random.default_rng(6)) for b, m in models.items()}
+    assert samples["cuda"][0] == samples["numpy"][0], "sampled ids"
+    assert_close(samples["cuda"][1], samples["numpy"][1], np.float64, "state after sampling")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -189,16 +248,17 @@ def test_mini_batch_training_matches_the_oracle(optimizer, dtype, recurrence):
                          optimizer=optimizer, batch_size=3, backend=b) for b in ("cuda", "numpy")}
     losses = {b: np.concatenate([m.train(data, 3), m.train(data, 2)]) for b, m in models.items()}
     a, b = models["cuda"], models["numpy"]
-    assert a.position == b.position and a.h.shape == (3, 6)
+    assert a.position == b.position, "position"
+    assert a.h.shape == (3, 6) and a.state.shape == (1, 1, 3, 6), a.state.shape
     assert_close(losses["cuda"], losses["numpy"], dtype, "losses")
-    assert_close(a.h, b.h, dtype, "h")
-    for name, x, e in zip(NAMES * 2, [*a.params, *a.mems], [*b.params, *b.mems]):
-        assert_close(x, e, dtype, name)
+    assert_close(a.state, b.state, dtype, "state")
+    assert_weights_close(a.weights, b.weights, dtype)
+    assert_states_close(a.states, b.states, a.optimizer, dtype)
 
 
 def test_smaller_tiles_when_large_ones_would_leave_multiprocessors_idle(monkeypatch):
     """With many multiprocessors the products shrink their tiles (WORK 2 -> 1 here)."""
-    from fastrnn import cuda_backend as cb
+    from fastrnn.backends import cuda as cb
     from fastrnn.kernels import cuda as ck
     monkeypatch.setattr(cb, "_multiprocessors", lambda: 1000)
     monkeypatch.setattr(ck, "RECURRENCE", "step")
@@ -210,10 +270,9 @@ def test_smaller_tiles_when_large_ones_would_leave_multiprocessors_idle(monkeypa
     models = {b: CharRNN(5, hidden_size=6, seq_length=3, dtype="float64", batch_size=3,
                          backend=b) for b in ("cuda", "numpy")}
     losses = {b: m.train(data, 2) for b, m in models.items()}
-    assert 1 in launched
+    assert 1 in launched, launched
     assert_close(losses["cuda"], losses["numpy"], np.float64, "losses")
-    for name, x, e in zip(NAMES, models["cuda"].params, models["numpy"].params):
-        assert_close(x, e, np.float64, name)
+    assert_weights_close(models["cuda"].weights, models["numpy"].weights, np.float64)
 
 
 def test_hidden_size_beyond_the_shared_memory_limit(monkeypatch):
@@ -227,20 +286,19 @@ def test_hidden_size_beyond_the_shared_memory_limit(monkeypatch):
               for b in ("cuda", "numpy")}
     losses = {b: m.train(data, 2) for b, m in models.items()}
     assert_close(losses["cuda"], losses["numpy"], np.float64, "losses")
-    assert_close(models["cuda"].h, models["numpy"].h, np.float64, "h")
-    for name, x, e in zip(NAMES, models["cuda"].params, models["numpy"].params):
-        assert_close(x, e, np.float64, name)
-    (loss, h), (loss_ref, h_ref) = (m.evaluate(data) for m in models.values())
+    assert_close(models["cuda"].state, models["numpy"].state, np.float64, "state")
+    assert_weights_close(models["cuda"].weights, models["numpy"].weights, np.float64)
+    (loss, state), (loss_ref, state_ref) = (m.evaluate(data) for m in models.values())
     assert_close(loss, loss_ref, np.float64, "evaluate loss")
-    assert_close(h, h_ref, np.float64, "evaluate h")
-    texts = {b: m.sample(8, 1, rng=np.random.default_rng(6))[0] for b, m in models.items()}
-    assert texts["cuda"] == texts["numpy"]
+    assert_close(state, state_ref, np.float64, "evaluate state")
+    samples = {b: m.sample(8, 1, rng=np.random.default_rng(6)) for b, m in models.items()}
+    assert samples["cuda"][0] == samples["numpy"][0], "sampled ids"
+    assert_close(samples["cuda"][1], samples["numpy"][1], np.float64, "state after sampling")
 
 
 def test_command_line_trains_resumes_and_samples_on_cuda(tmp_path):
     from fastrnn import checkpoint, train
     from fastrnn.sample import main as sample_main
-    import io
     path = tmp_path / "text.txt"
     path.write_text("abcab cabba " * 6)
     common = ["--data", str(path), "--backend", "cuda", "--hidden-size", "4", "--seq-length", "3",
@@ -251,20 +309,27 @@ def test_command_line_trains_resumes_and_samples_on_cuda(tmp_path):
                        "--backend", "cuda", "--quiet"]) == 0
     a, b = (checkpoint.load(tmp_path / d / "checkpoint.npz") for d in ("one", "two"))
     assert a.config.dtype == "float32"
-    for x, y in zip([*a.params, *a.mems, a.h], [*b.params, *b.mems, b.h]):
-        assert np.array_equal(x, y)
-    assert np.array_equal(a.losses, b.losses)
+    assert a.params.keys() == b.params.keys()
+    for name in a.params:
+        assert np.array_equal(a.params[name], b.params[name]), name
+    assert len(a.states) == len(b.states) == 1
+    for sa, sb in zip(a.states, b.states):
+        for name in sa:
+            assert np.array_equal(sa[name], sb[name]), "m" + name
+    assert np.array_equal(a.state, b.state), "state"
+    assert a.position == b.position and a.step == b.step == 4, (a.position, a.step)
+    assert np.array_equal(a.losses, b.losses), "losses"
     out = io.StringIO()
     assert sample_main([str(tmp_path / "one" / "checkpoint.npz"), "--backend", "cuda", "--length",
                         "5", "--seed", "1", "--prime", "ab"], out=out) == 0
-    assert out.getvalue().startswith("ab") and len(out.getvalue()) == 2 + 5 + 1
+    assert out.getvalue().startswith("ab") and len(out.getvalue()) == 2 + 5 + 1, out.getvalue()
 
 
 @pytest.mark.skipif(SIMULATOR, reason="sizes for a real GPU (many tiles of the default launch "
                                       "configuration); far too slow in the simulator")
 def test_sizes_spanning_many_tiles_on_a_gpu(recurrence):
     from numba import cuda as nbcuda
-    from fastrnn import cuda_backend as cb
+    from fastrnn.backends import cuda as cb
     rng = np.random.default_rng(10)
     for dtype in DTYPES:
         for M, N, K, ta, tb in [(200, 150, 300, False, True), (130, 70, 1000, True, False)]:
@@ -281,13 +346,12 @@ def test_sizes_spanning_many_tiles_on_a_gpu(recurrence):
                          batch_size=40, backend=b) for b in ("cuda", "numpy")}
     losses = {b: m.train(data, 3) for b, m in models.items()}
     assert_close(losses["cuda"], losses["numpy"], np.float64, "losses")
-    for name, x, e in zip(NAMES, models["cuda"].params, models["numpy"].params):
-        assert_close(x, e, np.float64, name)
+    assert_weights_close(models["cuda"].weights, models["numpy"].weights, np.float64)
 
 
 def test_persistent_form_names_a_size_it_cannot_run(monkeypatch):
     """More streams than multiprocessors cannot all be resident: a clear error, not a hang."""
-    from fastrnn import cuda_backend as cb
+    from fastrnn.backends import cuda as cb
     from fastrnn.kernels import cuda as ck
     monkeypatch.setattr(ck, "RECURRENCE", "persistent")
     B = cb._multiprocessors() + 1

@@ -148,7 +148,8 @@ def _forward(K, x, y, h, P, c, losses, n):
     else:
         K["transpose"][_grid2(H, H)](P.layers[0].Whh, c.WhhT)
         cached, shared = _stream_shared(H, hs.dtype, 1)
-        K["recurrence"][B, _stream_threads(H), 0, shared](x, h, P.layers[0].Wxh, c.WhhT, P.layers[0].bh, hs, cached)
+        K["recurrence"][B, _stream_threads(H), 0, shared](x, h, P.layers[0].Wxh, c.WhhT,
+                                                          P.layers[0].bh, hs, cached)
     z = c.ps[:T].reshape(rows, V)
     _matmul(hs[1:].reshape(rows, H), False, P.Why, True, z)
     K["softmax_rows"][rows, ck.BLOCK](z, P.by, y.reshape(rows), z, c.step_losses[:rows])
@@ -175,7 +176,8 @@ def _gradients(K, x, y, order, offsets, P, G, c):
             step(t, c.hs, dhout, P.layers[0].Whh, draws)
     else:
         cached, shared = _stream_shared(H, dhout.dtype, 2)
-        K["recurrence_back"][B, _stream_threads(H), 0, shared](c.hs, dhout, P.layers[0].Whh, draws, cached)
+        K["recurrence_back"][B, _stream_threads(H), 0, shared](c.hs, dhout, P.layers[0].Whh,
+                                                               draws, cached)
     draws = draws.reshape(rows, H)
     _matmul(draws, True, c.hs[:T].reshape(rows, H), False, G.layers[0].Whh)
     _column_sums(K, draws, c.segments, G.layers[0].bh)
@@ -233,7 +235,8 @@ class CudaBackend:
         _, P = _to_device(w)
         c = _Chunk(T, B, H, V, dtype)
         losses = cuda.device_array(1, np.float64)
-        _forward(K, cuda.to_device(np.ascontiguousarray(x.T)), cuda.to_device(np.ascontiguousarray(y.T)),
+        _forward(K, cuda.to_device(np.ascontiguousarray(x.T)),
+                 cuda.to_device(np.ascontiguousarray(y.T)),
                  cuda.to_device(np.ascontiguousarray(state[0, 0])), P, c, losses, 0)
         return float(losses.copy_to_host()[0]), c.hs.copy_to_host()[None], c.ps.copy_to_host()
 
