@@ -17,6 +17,8 @@ allocated inside a time loop.
 
 from typing import Protocol
 
+from ..cells import rnn
+
 
 class Backend(Protocol):
     name: str
@@ -42,3 +44,10 @@ class Backend(Protocol):
 
     def update(self, optimizer, w, g, states, learning_rate, step, clip_first):
         """One optimizer update over flat arrays (w, g and one per state), in place."""
+
+
+def require_one_layer_rnn(w, backend):
+    """The kernels of ``backend`` run one layer of the rnn cell so far: ValueError otherwise."""
+    if len(w.layers) != 1 or not isinstance(w.layers[0], rnn.Layer):
+        raise ValueError(f"the {backend} backend runs one layer of the rnn cell so far; "
+                         f"use backend='numpy' for other models")

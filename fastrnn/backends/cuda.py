@@ -19,10 +19,10 @@ import numpy as np
 from numba import cuda
 
 from .. import reference
-from ..cells import rnn
 from ..config import EVAL_STEPS
 from ..kernels import cuda as ck
 from ..optim import ADAM
+from .base import require_one_layer_rnn
 
 
 def available():
@@ -218,17 +218,11 @@ def _column_sums(K, A, segments, out):
     K["column_sums"][_grid1(N)](part, out)
 
 
-def _one_layer_rnn(w):
-    if len(w.layers) != 1 or not isinstance(w.layers[0], rnn.Layer):
-        raise ValueError("the cuda backend runs one layer of the rnn cell so far; "
-                         "use backend='numpy' for other models")
-
-
 class CudaBackend:
     name = "cuda"
 
     def forward(self, w, x, y, state):
-        _one_layer_rnn(w)
+        require_one_layer_rnn(w, "cuda")
         (B, T), (V, H) = x.shape, w.Why.shape
         dtype = w.Why.dtype
         K = _kernels(dtype)
@@ -241,7 +235,7 @@ class CudaBackend:
         return float(losses.copy_to_host()[0]), c.hs.copy_to_host()[None], c.ps.copy_to_host()
 
     def backward(self, w, x, y, hs, ps, g):
-        _one_layer_rnn(w)
+        require_one_layer_rnn(w, "cuda")
         (B, T), (V, H) = x.shape, w.Why.shape
         dtype = w.Why.dtype
         K = _kernels(dtype)
@@ -271,7 +265,7 @@ class CudaBackend:
             dev.copy_to_host(host)
 
     def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes):
-        _one_layer_rnn(w)
+        require_one_layer_rnn(w, "cuda")
         V, H = w.Why.shape
         h = state[0, 0, 0]
         if H > ck.MAX_H:  # the one-block sampling kernel keeps h in shared memory
@@ -295,7 +289,7 @@ class CudaBackend:
               step, losses, threads):
         """B = state.shape[2] streams over len(losses) chunks; everything stays on the device
         for the whole call."""
-        _one_layer_rnn(w)
+        require_one_layer_rnn(w, "cuda")
         h = state[0, 0]
         V, H = w.Why.shape
         B, T, n = h.shape[0], seq_length, len(losses)
@@ -342,7 +336,7 @@ class CudaBackend:
         return position
 
     def evaluate(self, w, data, state):
-        _one_layer_rnn(w)
+        require_one_layer_rnn(w, "cuda")
         V, H = w.Why.shape
         h = state[0, 0, 0]
         n_pred = data.shape[0] - 1

@@ -10,8 +10,8 @@ import threading
 
 import numpy as np
 
-from ..cells import rnn
 from ..config import EVAL_STEPS
+from .base import require_one_layer_rnn
 
 _local = threading.local()
 
@@ -32,12 +32,6 @@ def chunk_work(T, H, V, dtype):
     dh_next (H,))."""
     return (np.empty((T + 1, H), dtype), np.empty((T, V), dtype), np.empty((T, V), dtype),
             np.empty((T, H), dtype), np.empty(H, dtype))
-
-
-def _one_layer_rnn(w):
-    if len(w.layers) != 1 or not isinstance(w.layers[0], rnn.Layer):
-        raise ValueError("the numba backend runs one layer of the rnn cell so far; "
-                         "use backend='numpy' for other models")
 
 
 class NumbaBackend:
@@ -63,7 +57,7 @@ class NumbaBackend:
                        lambda: batch.Work(B, T, H, V, w.Why.dtype))
 
     def forward(self, w, x, y, state):
-        _one_layer_rnn(w)
+        require_one_layer_rnn(w, "numba")
         (B, T), (V, H) = x.shape, w.Why.shape
         if B == 1:
             hs, ps, *_ = self._chunk(T, w)
@@ -74,7 +68,7 @@ class NumbaBackend:
         return loss, work.hs()[None], work.ps()
 
     def backward(self, w, x, y, hs, ps, g):
-        _one_layer_rnn(w)
+        require_one_layer_rnn(w, "numba")
         B, T = x.shape
         if B == 1:
             work = self._chunk(T, w)
@@ -85,7 +79,7 @@ class NumbaBackend:
 
     def train(self, w, g, optimizer, states, data, position, state, learning_rate, seq_length,
               step, losses, threads):
-        _one_layer_rnn(w)
+        require_one_layer_rnn(w, "numba")
         B = state.shape[2]
         opt = optimizer.state([s.flat for s in states])
         if B == 1:
@@ -96,7 +90,7 @@ class NumbaBackend:
                                    self._batch_work(B, seq_length, w), threads)
 
     def evaluate(self, w, data, state):
-        _one_layer_rnn(w)
+        require_one_layer_rnn(w, "numba")
         V, H = w.Why.shape
         L = min(EVAL_STEPS, max(1, len(data) - 1))
         work = scratch(("evaluate", L, H, V, w.Why.dtype),
@@ -104,7 +98,7 @@ class NumbaBackend:
         return self.cpu.evaluate(data, state[0, 0, 0], w, work)
 
     def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes):
-        _one_layer_rnn(w)
+        require_one_layer_rnn(w, "numba")
         V, H = w.Why.shape
         work = scratch(("sample", H, V, w.Why.dtype),
                        lambda: (np.empty(H, w.Why.dtype), np.empty(V, w.Why.dtype),
