@@ -30,7 +30,7 @@ def spec_of(w):
     """The Spec that lays out weights ``w``."""
     cell = cells.get_by_layer(w.layers[0])
     V, H = w.Why.shape
-    return Spec(cell.NAME, V, H, len(w.layers))
+    return Spec.of(cell.NAME, V, H, len(w.layers))
 
 
 def softmax(y):
@@ -101,7 +101,7 @@ def loss_fun(inputs, targets, hprev, Wxh, Whh, Why, bh, by):
 
 def weights(Wxh, Whh, Why, bh, by):
     """min-char-rnn's five arrays as Weights (views; the flat buffer is a dummy)."""
-    return Spec("rnn", *Why.shape).assemble(np.zeros(0, Why.dtype),
+    return Spec.of("rnn", *Why.shape).assemble(np.zeros(0, Why.dtype),
                                             [Wxh, Whh, bh.reshape(-1), Why, by.reshape(-1)])
 
 

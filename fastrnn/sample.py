@@ -69,8 +69,12 @@ def _main(argv, out):
     ids = vocab.encode(prime)
     say = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
     with compiling.announce(say, model.config.dtype):
-        _, state = model.evaluate(ids)  # from zeros: the state after the prime but its last char
-        model.sample(1, int(ids[-1]), rng=np.random.default_rng(0), state=state)  # compiled now
+        return _generate(model, vocab, prime, ids, rng, args, out)
+
+
+def _generate(model, vocab, prime, ids, rng, args, out):
+    """Read the prime, then write it and ``args.length`` generated characters to ``out``."""
+    _, state = model.evaluate(ids)  # from zeros: the state after the prime but its last char
     seed_ix, left = int(ids[-1]), args.length
     try:
         out.write(prime)

@@ -1,6 +1,6 @@
 """The backends, by name: ``"numba"`` (the default), ``"numpy"`` (the oracle) and ``"cuda"``.
 
-Each is a module of this package exporting ``BACKEND``, an object with the methods of
+Each is a module of this package whose ``load()`` returns an object with the methods of
 ``base.Backend``. A backend is imported only when asked for, so the package works where one
 (numba-cuda, say) is missing. Adding one: a module here and a line in ``MODULES``.
 """

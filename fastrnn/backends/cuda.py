@@ -21,7 +21,6 @@ from numba import cuda
 from .. import reference
 from ..config import EVAL_STEPS
 from ..kernels import cuda as ck
-from ..optim import ADAM
 from .base import require_one_layer_rnn
 
 
@@ -218,6 +217,12 @@ def _column_sums(K, A, segments, out):
     K["column_sums"][_grid1(N)](part, out)
 
 
+def _two_states(states):
+    """The ``optimize`` kernel's two state buffers: an optimizer with one state (all but Adam)
+    passes it twice (the second is then unused)."""
+    return states[0], states[-1]
+
+
 class CudaBackend:
     name = "cuda"
 
@@ -255,8 +260,7 @@ class CudaBackend:
         K = _kernels(w.dtype)
         dw, dg = cuda.to_device(w), cuda.to_device(g)
         ds = [cuda.to_device(s) for s in states]
-        second = ds[1] if len(ds) > 1 else ds[0]
-        K["optimize"][_grid1(w.shape[0])](dw, dg, ds[0], second, optimizer.id, learning_rate,
+        K["optimize"][_grid1(w.shape[0])](dw, dg, *_two_states(ds), optimizer.id, learning_rate,
                                           step, clip_first)
         dw.copy_to_host(w)
         if clip_first:
@@ -313,8 +317,6 @@ class CudaBackend:
         p_flat, P = _to_device(w)
         g_flat, G = _to_device(g)
         s_flats = [_to_device(s)[0] for s in states]
-        # only Adam has a second state; the others pass their first twice (unused)
-        second = s_flats[1] if optimizer.id == ADAM else s_flats[0]
         d_h = cuda.to_device(np.ascontiguousarray(h))
         d_losses = cuda.device_array(n, np.float64)
         c = _Chunk(T, B, H, V, h.dtype)
@@ -324,7 +326,7 @@ class CudaBackend:
             x, y = windows[k, :T], windows[k, 1:]
             _forward(K, x, y, d_h, P, c, d_losses, k)
             _gradients(K, x, y, order[k], offsets[k], P, G, c)
-            K["optimize"][_grid1(p_flat.shape[0])](p_flat, g_flat, s_flats[0], second,
+            K["optimize"][_grid1(p_flat.shape[0])](p_flat, g_flat, *_two_states(s_flats),
                                                    optimizer.id, learning_rate, step + k + 1, True)
             d_h.copy_to_device(c.hs[T])
         _to_host(p_flat, w)

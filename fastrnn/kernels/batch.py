@@ -27,6 +27,7 @@ from numba import njit
 from threadpoolctl import threadpool_limits
 
 from ..config import CLIP, GROUPS, INLINE, NJIT
+from ..reference import wraps
 from . import vmath
 from .blas import gemm
 from .cpu import update
@@ -277,7 +278,7 @@ def train(data, position, h, w, g, state, lr, seq_length, step, losses, work, th
     starts = (np.arange(B) * piece)[:, None] + np.arange(T + 1)
     with threadpool_limits(1, user_api="blas"):  # one BLAS thread per group
         for n in range(losses.shape[0]):
-            if position + T + 1 >= piece:
+            if wraps(position, T, piece):
                 position = 0
                 h[:] = 0
             window = data[starts + position]              # (B, T+1)
