@@ -309,7 +309,8 @@ def test_encoding_option(tmp_path, capsys):
     assert "é" in checkpoint.load(tmp_path / "checkpoint.npz").vocab.chars
     assert_usage_error(train.main(args + ["--encoding", "klingon", "--overwrite"]), capsys,
                        "unknown encoding 'klingon'")
-    assert_usage_error(train.main(["--data", str(tmp_path)]), capsys, "is a directory")
+    assert_usage_error(train.main(["--data", str(tmp_path), "--out", str(tmp_path / "dir-run")]),
+                       capsys, "is a directory")
 
 
 @pytest.mark.parametrize("args, fragment", [
