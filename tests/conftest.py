@@ -24,29 +24,3 @@ def text():
              "thou", "art", "what", "is", "this", "night", "to", "be", "or", "not"]
     return " ".join(rng.choice(words, 40_000)).capitalize() + ".\n"
 
-
-SIMULATOR_TEST = "test_cuda_simulator.py::test_cuda_backend_in_the_simulator"
-
-
-@pytest.hookimpl(trylast=True)  # after -k/-m have deselected what they deselect
-def pytest_collection_modifyitems(config, items):
-    """The CUDA simulator suite runs in a process of its own: when it is selected, move its test
-    to the end and start the process now, so that it uses the second core while the rest of
-    the suite runs (most of which is single-threaded kernel compilation)."""
-    for item in items:
-        if item.nodeid.endswith(SIMULATOR_TEST):
-            items.remove(item)
-            items.append(item)
-            if item.module.have_numba_cuda():
-                item.module.start()
-            config.stash[_SIMULATOR] = item.module
-            break
-
-
-def pytest_sessionfinish(session):
-    module = session.config.stash.get(_SIMULATOR, None)
-    if module is not None:
-        module.stop()
-
-
-_SIMULATOR = pytest.StashKey()
