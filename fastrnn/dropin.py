@@ -53,7 +53,8 @@ def lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by, backend="numba"):
     w = reference.weights(Wxh, Whh, Why, bh, by)
     x, y = inputs.reshape(1, -1), targets.reshape(1, -1)
     loss, hs, ps = kern.forward(w, x, y, _state(hprev))
-    g = reference.spec_of(w).zeros(dtype)  # the returned gradients are views of one buffer
+    spec = reference.spec_of(w)  # the returned gradients are views of one buffer, which
+    g = spec.view(np.empty(spec.size, dtype))  # backward overwrites whole
     kern.backward(w, x, y, hs, ps, g)
     rnn = g.layers[0]
     return (loss, rnn.Wxh, rnn.Whh, g.Why, rnn.bh.reshape(H, 1), g.by.reshape(V, 1),
