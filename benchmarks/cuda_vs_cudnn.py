@@ -20,8 +20,8 @@ oracle-tested Numba CPU kernels, and PyTorch's against fastrnn's.
 Each timing is one ``train`` call of ``--chunks`` chunks (parameters copied to the device and
 back once per call, as ``python -m fastrnn.train`` does), after warm-up, synchronised; the
 median over ``--repeats`` calls is reported. fastrnn runs each form of its recurrence that fits
-the size: "stream", "step", and "persistent" (several blocks per stream behind a grid-wide
-barrier; only where its blocks fit one per multiprocessor). Characters/s count B*T characters per chunk; the
+the size: "persistent", "tiled" and "step" (``fastrnn/kernels/cuda.py``); the one the plan
+picks by default ("auto") is marked. Characters/s count B*T characters per chunk; the
 model's FLOPs per character are 6 H^2 + 6 H V (forward 2H^2 + 2HV; backward Why^T dy, dWhy,
 Whh^T draw, dWhh), the same count for every implementation; the float32 matrix-product peak is
 measured in the same run (cuBLAS, 8192^3, TF32 off).
@@ -200,10 +200,15 @@ def same_model_check(torch, ids, V, B, H, T, device, forms):
     float32) against fastrnn's CUDA backend (``torch`` None: without that pair)."""
     win = windows(ids, B, T, 1)  # CharRNN walks ids from position 0: its first chunk is win[0]
     trained = {}
-    for name, form in [("numba", None)] + [(f"cuda {f}", f) for f in forms]:
+    for name, form in [("numba", None)] + [(f"cuda {f}", f) for f in list(forms)]:
         ck.RECURRENCE = form or "auto"
         m = fastrnn_model(V, B, H, T, "numba" if form is None else "cuda")
-        loss = m.train(ids, 1)[0]
+        try:
+            loss = m.train(ids, 1)[0]
+        except ValueError as e:  # a form that cannot run this size on this device
+            print(f"B={B} H={H} T={T}: {form}: {e}", flush=True)
+            forms.remove(form)
+            continue
         trained[name] = (loss, {k: np.asarray(p, np.float64) for k, p in m.params.items()})
     ck.RECURRENCE = "auto"
     if torch is not None:
@@ -225,6 +230,16 @@ def same_model_check(torch, ids, V, B, H, T, device, forms):
     if torch is not None:
         pairs[f"torch vs fastrnn cuda {forms[0]}"] = compare("torch", f"cuda {forms[0]}")
     return pairs
+
+
+def auto_form(B, H, T):
+    """The form the backend's plan picks for a chunk of this size on this device."""
+    from numba import cuda
+    dt = np.float32
+    a1, a2, a3 = (cuda.device_array((1,) * n, dt) for n in (1, 2, 3))
+    x = cuda.device_array((T, B), np.int64)
+    return cuda_backend._recurrence_plan("forward", B, H, dt, lambda f: (x, a2, a2, a1, a3) + (
+        (1,) if f == "persistent" else ()) + (0, 1)).form
 
 
 # ---------------------------------------------------------------- main
@@ -265,18 +280,16 @@ def run(args):
         "cudnn": torch.backends.cudnn.version() if torch is not None and device == "cuda"
         else None,
         "numba_cuda": version("numba-cuda"), "python": platform.python_version(), "V": V,
-        "chunks": args.chunks, "repeats": args.repeats, "tile_work": [ck.TILE, ck.WORK],
-        "step_streams": ck.STEP_STREAMS}
+        "chunks": args.chunks, "repeats": args.repeats, "tile_work": [ck.TILE, ck.WORK]}
     if torch is not None and device == "cuda":
         info["fp32_matmul_peak_tflops"] = matmul_peak(torch, device)
     rows = []
     for B, H, T in args.sizes:
         flops = model_flops_per_char(H, V)
-        forms = ["stream"] if H <= ck.MAX_H else []
-        forms.append("step")
-        if ck.persistent_rows(B, H, 4, cuda_backend._multiprocessors()) is not None:
-            forms.append("persistent")
-        check = same_model_check(torch, ids, V, B, H, T, device, forms)
+        forms = ["persistent", "tiled", "step"]
+        check = same_model_check(torch, ids, V, B, H, T, device, forms)  # drops what can't run
+        auto = auto_form(B, H, T)
+        print(f"B={B} H={H} T={T}: the plan's choice ('auto'): {auto}", flush=True)
         for pair, (dl, dp) in check.items():
             print(f"B={B} H={H} T={T}: {pair}: loss rel. error {dl:.2e}, params after one "
                   f"update rel. error {dp:.2e}", flush=True)
@@ -297,7 +310,8 @@ def run(args):
         for name, times in results.items():
             med = statistics.median(times)
             chars = B * T * args.chunks / med
-            rows.append(dict(B=B, H=H, T=T, impl=name, median_s=med, chars_per_s=chars,
+            rows.append(dict(B=B, H=H, T=T, impl=name, auto=name == f"fastrnn cuda {auto}",
+                             median_s=med, chars_per_s=chars,
                              ms_per_chunk=med / args.chunks * 1e3,
                              tflops=chars * flops / 1e12,
                              vs_torch_fp32=None if base is None else base / med,
@@ -332,7 +346,8 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         ratio = "-" if r["vs_torch_fp32"] is None else f"{r['vs_torch_fp32']:.2f}x"
-        print(f"| {r['B']} | {r['H']} | {r['T']} | {r['impl']} | {r['chars_per_s']:,.0f} | "
+        print(f"| {r['B']} | {r['H']} | {r['T']} | {r['impl']}{' (auto)' if r['auto'] else ''} | "
+              f"{r['chars_per_s']:,.0f} | "
               f"{r['ms_per_chunk']:.3f} | {r['tflops']:.3f} | {ratio} |")
     if args.json:
         args.json.write_text(json.dumps(dict(info=info, rows=rows), indent=1))

@@ -18,7 +18,7 @@ from numba import boolean, float32, float64, int32, int64, uint8
 from fastrnn.backends import cuda as cb
 from fastrnn.kernels import cuda as ck
 
-WORK = ck.WORK  # the launch configuration a GPU runs (with ck.TILE)
+TILES = (ck.TILE, ck.TILE // 2)  # the product blocks a GPU runs (backends.cuda.product_tile)
 
 
 def signatures(f):
@@ -29,14 +29,13 @@ def signatures(f):
     f64 = float64[::1]
     return dict(
         matmul=(a2, boolean, a2, boolean, a2),
-        recurrence=(ids2, a2, a2, a2, a1, a3, boolean),
+        recurrence_tiled=(ids2, a2, a2, a1, a3, int64, int64),
+        recurrence_back_tiled=(a3, a3, a2, a3, int64, int64),
         recurrence_step=(int64, ids2, a2, a2, a1, a3),
-        recurrence_back=(a3, a3, a2, a3, boolean),
         recurrence_back_step=(int64, a3, a3, a2, a3),
         recurrence_persistent=(ids2, a2, a2, a1, a3, int64, int64, int64),
         recurrence_back_persistent=(a3, a3, a2, a3, int64, int64, int64),
         copy_state=(a2, a3),
-        transpose=(a2, a2),
         softmax_rows=(a2, a1, ids1, a2, f64),
         add_losses=(f64, int64, f64, f64, int64),
         segment_sums=(a2, a2),
@@ -50,29 +49,130 @@ def signatures(f):
     )
 
 
-PRODUCTS = ("matmul", "recurrence_step", "recurrence_back_step")  # the kernels WORK shapes
+# the kernels whose inner loops are the products (WORK shapes them) and the recurrences
+PRODUCTS = ("matmul", "recurrence_tiled", "recurrence_back_tiled", "recurrence_step",
+            "recurrence_back_step")
+PERSISTENT = ("recurrence_persistent", "recurrence_back_persistent")
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("work", sorted({WORK, 1}, reverse=True))
-def test_every_kernel_compiles_for_sm90(dtype, work, monkeypatch):
-    """Every kernel at the default launch configuration; the products also with the smallest
-    tiles, which ``fastrnn.backends.cuda._product`` falls back to on small grids. The kernels
-    are the backend's own (``_kernels``), so the test compiles what it launches."""
-    from numba import cuda
+@pytest.fixture
+def sm90(monkeypatch):
+    """Device functions compile for the current device's compute capability: with no device,
+    name sm_90 for them."""
     from numba.cuda import dispatcher
     monkeypatch.setattr(dispatcher, "get_current_device",
                         lambda: SimpleNamespace(compute_capability=(9, 0)))
+
+
+def ptx_of(kernel, signature):
+    from numba import cuda
+    ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))
+    return ptx
+
+
+def kernel_sets(dtype, tile):
+    """{name: kernel} as the backend launches them: the products' family at ``tile`` and the
+    "persistent" kernels at each register budget (weights per thread) H can ask for with a
+    warp a row, and at the largest budget with 16 and 8 threads a row."""
+    kernels = dict(cb._kernels(dtype, tile))
+    variants = [(1 << n, ck.WARP) for n in range(ck.MAX_PER_LANE.bit_length())]
+    variants += [(ck.MAX_PER_LANE, ck.WARP // 2), (ck.MAX_PER_LANE, ck.WARP // 4)]
+    for lanes, group in variants:
+        for name, kernel in ck.persistent_kernels(dtype, lanes, group).items():
+            kernels[f"{name}/{lanes}x{group}"] = kernel
+    return kernels
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tile", TILES)
+def test_every_kernel_compiles_for_sm90(dtype, tile, sm90):
+    """Every kernel at the default launch configuration, the products at both block sizes
+    ``fastrnn.backends.cuda.product_tile`` picks, the "persistent" kernels at every register
+    budget; the kernels are the backend's own, so the test compiles what it launches."""
     nb = {np.float32: float32, np.float64: float64}[dtype]
-    kernels = cb._kernels(dtype, work)
     sigs = signatures(nb)
-    assert set(sigs) == set(kernels), "a kernel without a signature here is not checked"
+    kernels = kernel_sets(dtype, tile)
+    assert {name.split("/")[0] for name in kernels} == set(sigs), \
+        "a kernel without a signature here is not checked"
     for name, kernel in kernels.items():
-        if work != WORK and name not in PRODUCTS:
+        base = name.split("/")[0]
+        if tile != ck.TILE and base not in PRODUCTS:
             continue
-        ptx, _ = cuda.compile_ptx(kernel.py_func, sigs[name], cc=(9, 0))
+        ptx = ptx_of(kernel, sigs[base])
         assert ".entry" in ptx, name
         shared = sum(int(n) for n in re.findall(r"\.shared\s.*\[(\d+)\];", ptx))
         assert shared <= 48 * 1024, f"{name}: {shared} bytes of static shared memory"
-        # the products' per-thread accumulators must live in registers, not local memory
+        # per-thread accumulators and weights must live in registers, not local memory
         assert ".local" not in ptx, f"{name} uses local memory"
+
+
+def hot_block(ptx):
+    """(instructions, FMAs) of a kernel's inner loop, read from its PTX: the basic block
+    (straight-line code between labels and branches) with shared-memory loads holding the
+    most FMAs (not, say, tanh's polynomial), counted from its
+    first FMA or shared-memory load to its last FMA, plus, where the block is a loop (it ends
+    by branching back to its own label), the loop control after that. For the products that
+    is the unrolled k loop; for the "persistent" kernels, the dot product from registers (the
+    warp's shuffle reduction after it runs once per row and step, not per FMA)."""
+    best = (0, 0)
+    label, block = None, []
+    for line in ptx.splitlines() + ["$end:"]:
+        line = line.strip()
+        if not line or line.startswith(("//", ".", "{", "}")):
+            continue
+        starts = re.match(r"^(\$\w+):$", line)
+        ends = re.search(r"\bbra(?:\.uni)?\s+(\$\w+);|\bret;", line)
+        if not starts:
+            block.append(line)
+        if starts or ends:
+            fma = [i for i, op in enumerate(block) if re.match(r"(@%p\d+\s+)?fma\.rn\.f", op)]
+            if len(fma) > best[1] and any(op.startswith("ld.shared") for op in block):
+                first = min(i for i, op in enumerate(block)
+                            if i == fma[0] or op.startswith("ld.shared"))
+                loops = bool(ends and ends.group(1) and ends.group(1) == label)
+                last = len(block) - 1 if loops else fma[-1]
+                best = (last - first + 1, len(fma))
+            block = []
+            label = starts.group(1) if starts else None
+    return best
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_inner_loops_issue_at_most_two_instructions_per_fma(dtype, sm90):
+    """The hot loops, read from the PTX numba-cuda's real compiler makes for sm_90 (see
+    ``hot_block``): at most two instructions per FMA, i.e. no index arithmetic beside the FMA
+    and its shared-memory operand loads, for every product and recurrence kernel at both
+    product block sizes and every "persistent" register budget. (Before: 21 per FMA with one
+    output a thread, 9 with 4, 2.75 with 16.)"""
+    nb = {np.float32: float32, np.float64: float64}[dtype]
+    sigs = signatures(nb)
+    ratios = {}
+    for tile in TILES:
+        kernels = kernel_sets(dtype, tile)
+        for name in kernels:
+            base = name.split("/")[0]
+            if base in PRODUCTS or (base in PERSISTENT and tile == ck.TILE):
+                instructions, fmas = hot_block(ptx_of(kernels[name], sigs[base]))
+                assert fmas >= (ck.WORK * ck.WORK if base in PRODUCTS else 1), (name, fmas)
+                ratios[f"{name} tile={tile}"] = instructions / fmas
+    worst = max(ratios, key=ratios.get)
+    assert ratios[worst] <= 2.0, {k: round(v, 2) for k, v in ratios.items()}
+
+
+def test_the_fused_clip_feeds_the_update(sm90):
+    """numba-cuda 0.30.4 miscompiled ``gi = clip(gi, bound); g[i] = gi; return gi`` under
+    ``inline="always"``: the clipped value was stored but the unclipped one returned, so the
+    GPU's training updates used unclipped gradients (found on an H200; the simulator, which
+    runs Python, cannot see it). In the PTX of a kernel using ``scalar.gradient``, the value
+    the update squares must be the ``min`` that clipped it."""
+    from numba import cuda
+    from fastrnn.kernels.scalar import gradient
+
+    def kernel(g, out, clip_first):
+        gk = gradient(g, 0, clip_first, 5.0)
+        out[0] = gk * gk
+
+    ptx, _ = cuda.compile_ptx(kernel, (float64[::1], float64[::1], boolean), cc=(9, 0))
+    clipped = re.search(r"min\.f64\s+(%fd\d+),", ptx).group(1)
+    squares = re.findall(r"mul\.f64\s+%fd\d+,\s*(%fd\d+),\s*(%fd\d+);", ptx)
+    assert (clipped, clipped) in squares, ptx

@@ -66,8 +66,9 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch):
     """In the simulator, four threads per block, 2 x 2 threads of 2 x 2 outputs per product
-    block and 3 row segments, so that H, V > 4 exercise the striding loops, the products'
-    multi-tile paths and segments of several rows."""
+    block, 3 row segments and 4 lanes a "persistent" row, so that H, V > 4 exercise the
+    striding loops, the products' multi-tile paths, several weights per lane and segments of
+    several rows."""
     if SIMULATOR:
         from fastrnn.kernels import cuda as ck
         monkeypatch.setattr(ck, "BLOCK", 4)
@@ -75,26 +76,32 @@ def small_blocks(monkeypatch):
         monkeypatch.setattr(ck, "TILE", 2)
         monkeypatch.setattr(ck, "WORK", 2)
         monkeypatch.setattr(ck, "SEGMENTS", 3)
+        monkeypatch.setattr(ck, "WARP", 4)
 
 
-@pytest.fixture(params=["stream", "stream-global-Whh", "step", "persistent",
-                        "persistent-stepwise"])
+@pytest.fixture(params=["persistent", "persistent-stepwise", "persistent-half", "tiled",
+                        "step"])
 def recurrence(request, monkeypatch):
-    """Each form of the recurrence (see fastrnn.kernels.cuda.RECURRENCE): "stream" with Whh in
-    shared memory (what small H gets) and read from global memory (large H); "persistent" as
-    it runs (on a GPU: several blocks per stream behind a grid-wide barrier; in the simulator,
-    which runs blocks one after another and degrades that barrier to a block barrier: one
-    block per stream) and one step per launch with three blocks per stream, so that the
-    simulator checks the several-block arithmetic too."""
+    """Each form of the recurrence (see fastrnn.kernels.cuda.RECURRENCE). On a GPU each runs
+    as planned. The simulator runs the blocks of a launch one after another and has one block
+    in a cooperative grid, so there: "persistent" gets one block per stream (streams are
+    independent, so running them in turn is exact) and runs whole chunks; "persistent-
+    stepwise" gets three blocks per stream, one step per launch, so that the several-block
+    arithmetic is checked; "tiled" is one block looping over every tile, whole chunks;
+    "step" one launch per step. "persistent-half" gives each row half a warp's threads (the
+    plan's choice where a warp a row does not fit), so that partial-warp sums run."""
+    from fastrnn.backends import cuda as cb
     from fastrnn.kernels import cuda as ck
-    monkeypatch.setattr(ck, "RECURRENCE", request.param.split("-")[0])
-    if request.param == "stream-global-Whh":
-        monkeypatch.setattr(ck, "SHARED_BYTES", 0)
-    if SIMULATOR and request.param.startswith("persistent"):
-        blocks = 3 if request.param == "persistent-stepwise" else 1  # per stream
-        rows = ck.persistent_rows
-        monkeypatch.setattr(ck, "persistent_rows", lambda B, H, itemsize, multiprocessors:
-                            rows(B, H, itemsize, blocks * B))
+    form = request.param.split("-")[0]
+    monkeypatch.setattr(ck, "RECURRENCE", form)
+    if SIMULATOR and form == "persistent":
+        per_stream = 3 if request.param == "persistent-stepwise" else 1
+        def shape(B, H, multiprocessors, coresident):
+            rows = -(-H // per_stream)
+            return ck.WARP, rows, B * -(-H // rows)
+        monkeypatch.setattr(cb, "persistent_shape", shape)
     if request.param == "persistent-stepwise":
-        monkeypatch.setattr(ck, "PERSISTENT_STEPWISE", True)
+        monkeypatch.setattr(ck, "STEPWISE", True)
+    if request.param == "persistent-half":
+        monkeypatch.setattr(ck, "WARP", ck.WARP // 2)
     return request.param

@@ -257,30 +257,31 @@ def test_mini_batch_training_matches_the_oracle(optimizer, dtype, recurrence):
 
 
 def test_smaller_tiles_when_large_ones_would_leave_multiprocessors_idle(monkeypatch):
-    """With many multiprocessors the products shrink their tiles (WORK 2 -> 1 here)."""
+    """With many multiprocessors the products halve their blocks' side (TILE -> TILE / 2
+    threads, still WORK x WORK outputs each)."""
     from fastrnn.backends import cuda as cb
     from fastrnn.kernels import cuda as ck
     monkeypatch.setattr(cb, "_multiprocessors", lambda: 1000)
     monkeypatch.setattr(ck, "RECURRENCE", "step")
     launched = []
     real = cb._kernels
-    monkeypatch.setattr(cb, "_kernels", lambda dtype, work=None: launched.append(work) or
-                        real(dtype, work))
+    monkeypatch.setattr(cb, "_kernels", lambda dtype, tile=None: launched.append(tile) or
+                        real(dtype, tile))
     data = np.random.default_rng(11).integers(0, 5, 40)
     models = {b: CharRNN(5, hidden_size=6, seq_length=3, dtype="float64", batch_size=3,
                          backend=b) for b in ("cuda", "numpy")}
     losses = {b: m.train(data, 2) for b, m in models.items()}
-    assert 1 in launched, launched
+    assert ck.TILE // 2 in launched and ck.TILE not in launched, launched
     assert_close(losses["cuda"], losses["numpy"], np.float64, "losses")
     assert_weights_close(models["cuda"].weights, models["numpy"].weights, np.float64)
 
 
-def test_hidden_size_beyond_the_shared_memory_limit(monkeypatch):
-    """Above MAX_H the recurrence runs per step (any H) and sampling on the CPU kernels."""
+def test_hidden_size_beyond_the_register_and_shared_memory_limits(monkeypatch):
+    """Above the "persistent" form's register budget the plan picks another form (asking for
+    it is a clear error), and above MAX_H sampling runs on the CPU kernels."""
     from fastrnn.kernels import cuda as ck
     monkeypatch.setattr(ck, "MAX_H", 4)
-    monkeypatch.setattr(ck, "RECURRENCE", "stream")  # overridden by the size
-    assert ck.form(1, 6) == "step" and ck.form(1, 4) == "stream"
+    monkeypatch.setattr(ck, "MAX_PER_LANE", 0)
     data = np.random.default_rng(9).integers(0, 3, 30)
     models = {b: CharRNN(3, hidden_size=6, seq_length=3, dtype="float64", backend=b)
               for b in ("cuda", "numpy")}
@@ -294,6 +295,9 @@ def test_hidden_size_beyond_the_shared_memory_limit(monkeypatch):
     samples = {b: m.sample(8, 1, rng=np.random.default_rng(6)) for b, m in models.items()}
     assert samples["cuda"][0] == samples["numpy"][0], "sampled ids"
     assert_close(samples["cuda"][1], samples["numpy"][1], np.float64, "state after sampling")
+    monkeypatch.setattr(ck, "RECURRENCE", "persistent")
+    with pytest.raises(ValueError, match="'persistent' CUDA recurrence cannot run 1 stream"):
+        models["cuda"].train(data, 1)
 
 
 def test_command_line_trains_resumes_and_samples_on_cuda(tmp_path):
@@ -342,19 +346,11 @@ def test_sizes_spanning_many_tiles_on_a_gpu(recurrence):
             error = np.linalg.norm(c.copy_to_host() - expected) / np.linalg.norm(expected)
             assert error < (1e-13 if dtype == np.float64 else 1e-5), (M, N, K, dtype, error)
     data = rng.integers(0, 30, 5000)
+    # "persistent" holds one block of <= 8 rows a multiprocessor in float64 (its registers,
+    # tests/test_cuda_plan.py): 4 streams of 150 units; the tiled forms 40
+    streams = 4 if recurrence.startswith("persistent") else 40
     models = {b: CharRNN(30, hidden_size=150, seq_length=20, dtype="float64", learning_rate=0.01,
-                         batch_size=40, backend=b) for b in ("cuda", "numpy")}
+                         batch_size=streams, backend=b) for b in ("cuda", "numpy")}
     losses = {b: m.train(data, 3) for b, m in models.items()}
     assert_close(losses["cuda"], losses["numpy"], np.float64, "losses")
     assert_weights_close(models["cuda"].weights, models["numpy"].weights, np.float64)
-
-
-def test_persistent_form_names_a_size_it_cannot_run(monkeypatch):
-    """More streams than multiprocessors cannot all be resident: a clear error, not a hang."""
-    from fastrnn.backends import cuda as cb
-    from fastrnn.kernels import cuda as ck
-    monkeypatch.setattr(ck, "RECURRENCE", "persistent")
-    B = cb._multiprocessors() + 1
-    model = CharRNN(3, hidden_size=4, seq_length=2, batch_size=B, backend="cuda")
-    with pytest.raises(ValueError, match=f"cannot run {B} stream"):
-        model.train(np.zeros(4 * B, np.int64), 1)

@@ -14,9 +14,10 @@ Runs in Numba's CUDA simulator when ``NUMBA_ENABLE_CUDASIM=1`` is set before num
 """
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
-from numba import cuda
+from numba import config, cuda
 
 from .. import reference
 from ..config import EVAL_STEPS
@@ -34,8 +35,9 @@ def available():
         return False, f"numba-cuda cannot use the GPU ({e})"
 
 
-def _kernels(dtype, work=None):
-    return ck.kernels(dtype, ck.TILE, ck.WORK if work is None else work, ck.MAX_H)
+def _kernels(dtype, tile=None):
+    """The kernel family for this dtype, its products of ``tile`` x ``tile`` threads (TILE)."""
+    return ck.kernels(dtype, ck.TILE if tile is None else tile, ck.WORK, ck.MAX_H)
 
 
 def _grid1(n):
@@ -43,21 +45,16 @@ def _grid1(n):
 
 
 def _grid2(n0, n1):
-    side = max(1, int(ck.BLOCK ** 0.5))
-    return ((n0 + side - 1) // side, (n1 + side - 1) // side), (side, side)
+    """A 2-D grid over (n0, n1) in blocks of BLOCK threads, whole warps along n0 (which the
+    kernels index consecutively in memory)."""
+    across = min(ck.WARP, ck.BLOCK)
+    down = max(1, ck.BLOCK // across)
+    return ((n0 + across - 1) // across, (n1 + down - 1) // down), (across, down)
 
 
 def _stream_threads(H):
-    """Threads of a one-block-per-stream kernel: a row each (whole warps), up to STREAM_BLOCK."""
+    """Threads of the one-block sampling kernel: a row each (whole warps), up to STREAM_BLOCK."""
     return min(ck.STREAM_BLOCK, (H + 31) // 32 * 32)
-
-
-def _stream_shared(H, dtype, vectors):
-    """(cached, bytes): whether a "stream" block keeps Whh in shared memory, and the dynamic
-    shared memory it needs (``vectors`` H-vectors, then Whh if cached)."""
-    itemsize = np.dtype(dtype).itemsize
-    cached = ck.caches_whh(H, itemsize)
-    return cached, (vectors * H + (H * H if cached else 0)) * itemsize
 
 
 @functools.cache
@@ -66,19 +63,175 @@ def _multiprocessors():
     return getattr(cuda.get_current_device(), "MULTIPROCESSOR_COUNT", 1)
 
 
-def _product(name, dtype, M, N):
-    """Product kernel ``name`` with an (M, N) result, configured for launch: one block per
-    (TILE*work)^2 tile, ``work`` halved from WORK while that leaves multiprocessors idle."""
-    work = ck.WORK
-    while work > 1 and _tiles(M, N, ck.TILE * work) < _multiprocessors():
-        work //= 2
-    side = ck.TILE * work
-    grid = ((N + side - 1) // side, (M + side - 1) // side)
-    return _kernels(dtype, work)[name][grid, (ck.TILE, ck.TILE)]
+# ---------------------------------------------------------------- the recurrence's plan
+
+
+class Hardware(NamedTuple):
+    """What the plan's cost model needs to know of a GPU (per multiprocessor where it says)."""
+    multiprocessors: int
+    clock_hz: float
+    fma_per_clock: dict        # {itemsize: FMA lanes per clock per multiprocessor}
+    l2_bytes_per_s: float      # L2 -> multiprocessors, all together
+    barrier_s: float           # one grid-wide barrier of a cooperative kernel
+    launch_s: float            # host time of one numba-cuda launch with ~5 array arguments
+
+
+# An NVIDIA H200 (H100 SXM's SMs and clock). Measured on one (benchmarks/cuda_microbench.py,
+# RESULTS.md): 132 multiprocessors, 1.98 GHz, a launch 23 us + ~3 us per array argument.
+# Datasheet leads: 128 float32 / 64 float64 FMA lanes per clock per multiprocessor; L2 about
+# 5.5 TB/s. The barrier's cost is a lead too (a few microseconds), to be measured.
+H200 = Hardware(132, 1.98e9, {4: 128, 8: 64}, 5.5e12, 3e-6, 38e-6)
+
+INSTRUCTIONS_PER_FMA = 2.0  # the inner loops' bound (tests/test_cuda_compile.py)
+
+
+class Plan(NamedTuple):
+    """How one chunk's recurrence runs: ``form``; "persistent": ``rows`` rows per block,
+    ``group`` threads a row, ``lanes`` weights per thread; "tiled"/"step": product blocks of
+    ``tile`` x ``tile`` threads; ``blocks`` launched."""
+    form: str
+    blocks: int
+    rows: int = 0
+    group: int = 0
+    lanes: int = 0
+    tile: int = 0
+
+
+def persistent_shape(B, H, multiprocessors, coresident):
+    """(group, rows, blocks) of the "persistent" form: ``group`` threads per row (a warp, or
+    16 or 8 threads where a warp a row needs more threads than the device holds), ``rows``
+    rows per block, B * ceil(H / rows) blocks, all resident at once. For each group size in
+    turn: the fewest rows whose blocks fit one per multiprocessor, else the most rows (fewest
+    blocks) that are all co-resident (``coresident(threads, group)``: how many blocks of that
+    many threads the device holds at once). None where nothing fits, or where H needs more
+    than MAX_PER_LANE weights per thread."""
+    def resident(blocks, threads, group):  # a multiprocessor holds at most 32 blocks and
+        return (blocks <= multiprocessors * min(32, 2048 // threads)  # 2048 threads; checked
+                and blocks <= coresident(threads, group))  # first: hopeless sizes compile nothing
+    for group in (ck.WARP, ck.WARP // 2, ck.WARP // 4):
+        if group < 1 or ck.per_lane(H, group) is None:
+            continue
+        sizes = [rows for rows in (1, 2, 4, 8, 16, 32, 64, 128) if rows * group <= 1024]
+        for rows in sizes:
+            blocks = B * -(-H // rows)
+            if blocks <= multiprocessors and resident(blocks, group * rows, group):
+                return group, rows, blocks
+        for rows in reversed(sizes):
+            blocks = B * -(-H // rows)
+            if resident(blocks, group * rows, group):
+                return group, rows, blocks
+    return None
+
+
+def product_tile(M, N, multiprocessors):
+    """Threads a side of a product block with an (M, N) result: TILE (16: 64 x 64 outputs a
+    block), or half that where TILE would leave more than half the multiprocessors idle. Each
+    thread keeps WORK x WORK = 16 outputs either way: the fewest instructions per FMA (the old
+    fallback to fewer outputs a thread cost 9 and 21 instructions per FMA; measured on an
+    H200 at the 128 x 1024 step product, even 4 outputs a thread beat 16 when 16 left
+    multiprocessors idle: 185 against 307 us)."""
+    if ck.TILE > 1 and _tiles(M, N, ck.TILE * ck.WORK) * 2 < multiprocessors:
+        return ck.TILE // 2
+    return ck.TILE
 
 
 def _tiles(M, N, side):
     return ((M + side - 1) // side) * ((N + side - 1) // side)
+
+
+def step_seconds(plan, B, H, itemsize, hw):
+    """The cost model: seconds per recurrence step (forward; the backward step is the same
+    work) of ``plan`` on ``hw``, the largest of (a) the busiest multiprocessor's arithmetic,
+    B*H^2 FMAs shared over the blocks in use at INSTRUCTIONS_PER_FMA instructions each,
+    (b) the step's L2 traffic ("persistent": each block reads h; "tiled"/"step": each row of
+    tiles reads Whh and each column of tiles reads h) and (c) the host's launch ("step"),
+    plus a grid-wide barrier for the cooperative forms."""
+    busy = min(plan.blocks, hw.multiprocessors)
+    lanes = hw.fma_per_clock[itemsize] / INSTRUCTIONS_PER_FMA
+    arithmetic = B * H * H / busy / lanes / hw.clock_hz
+    if plan.form == "persistent":
+        traffic = plan.blocks * H * itemsize
+    else:
+        side = plan.tile * ck.WORK
+        traffic = (-(-B // side) * H * H + -(-H // side) * B * H) * itemsize
+    gpu = max(arithmetic, traffic / hw.l2_bytes_per_s)
+    if plan.form == "step":
+        return max(gpu, hw.launch_s)
+    return gpu + hw.barrier_s
+
+
+def plan(B, H, itemsize, asked, multiprocessors, coresident, cooperative=True, hw=H200):
+    """The recurrence's Plan for B streams of H units: the form ``asked`` for ("persistent",
+    "tiled", "step"), or for "auto" the one with the least modelled time per step
+    (``step_seconds`` on ``hw``) among those that fit. ``coresident(form, threads, variant)``
+    (variant: (lanes, group) for "persistent", the tile for "tiled") gives how many blocks of a cooperative kernel can be resident at once; ``cooperative``:
+    whether the device can launch cooperative kernels at all. A clear error where the form
+    asked for cannot run."""
+    options = {}
+    shape = persistent_shape(B, H, multiprocessors, lambda threads, group: coresident(
+        "persistent", threads, (ck.per_lane(H, group), group)))
+    if shape is not None and cooperative:
+        group, rows, blocks = shape
+        options["persistent"] = Plan("persistent", blocks, rows=rows, group=group,
+                                     lanes=ck.per_lane(H, group))
+    tile = product_tile(B, H, multiprocessors)
+    count = _tiles(B, H, tile * ck.WORK)
+    if cooperative:
+        blocks = min(count, coresident("tiled", tile * tile, tile))
+        if blocks >= 1:
+            options["tiled"] = Plan("tiled", blocks, tile=tile)
+    options["step"] = Plan("step", count, tile=tile)
+    if asked != "auto":
+        if asked not in options:
+            raise ValueError(
+                f"the {asked!r} CUDA recurrence cannot run {B} stream(s) of {H} hidden units "
+                f"here ({multiprocessors} multiprocessors; " +
+                ("no cooperative launch on this device" if not cooperative else
+                 "its blocks cannot all be resident at once" if asked == "persistent" else
+                 "unknown form") + "); use 'auto'")
+        return options[asked]
+    return min(options.values(), key=lambda p: step_seconds(p, B, H, itemsize, hw))
+
+
+def _recurrence_plan(direction, B, H, dtype, args):
+    """The Plan this device runs for one direction ("forward" or "back") of B streams of H
+    units (``RECURRENCE``: the form asked for); ``args(form)``: the arguments that direction's
+    kernel of that form is launched with, for the co-residency query (the driver counts the
+    registers and shared memory of the kernel actually compiled for them)."""
+    typed = {}  # the arguments' types, once a form
+
+    def coresident(form, threads, n):
+        if config.ENABLE_CUDASIM:
+            return 1  # the simulator runs a cooperative grid of one block
+        K = ck.persistent_kernels(dtype, *n) if form == "persistent" else _kernels(dtype, n)
+        kernel = K["recurrence_back_" + form if direction == "back" else "recurrence_" + form]
+        if form not in typed:
+            typed[form] = tuple(kernel.typeof_pyval(a) for a in args(form))
+        return _max_blocks(kernel, typed[form], threads)
+    return plan(B, H, np.dtype(dtype).itemsize, ck.RECURRENCE, _multiprocessors(), coresident,
+                _cooperative())
+
+
+@functools.cache
+def _max_blocks(kernel, types, threads):
+    """Blocks of ``threads`` threads of ``kernel`` (compiled for ``types``) that the device
+    can hold at once: the bound on a cooperative grid."""
+    return kernel.compile(types).max_cooperative_grid_blocks(threads)
+
+
+@functools.cache
+def _cooperative():
+    """Whether this device launches cooperative kernels (the simulator: yes, one block)."""
+    return bool(getattr(cuda.get_current_device(), "COOPERATIVE_LAUNCH", 1))
+
+
+def _product(name, dtype, M, N):
+    """Product kernel ``name`` with an (M, N) result, configured for launch: one block per
+    (tile*WORK)^2 outputs (``product_tile``)."""
+    tile = product_tile(M, N, _multiprocessors())
+    side = tile * ck.WORK
+    grid = ((N + side - 1) // side, (M + side - 1) // side)
+    return _kernels(dtype, tile)[name][grid, (tile, tile)]
 
 
 def _matmul(A, ta, B, tb, C):
@@ -124,7 +277,6 @@ class _Chunk:
         self.step_losses = cuda.device_array(T * B, np.float64)
         self.step_sums = cuda.device_array(T, np.float64)
         self.segments = cuda.device_array(ck.SEGMENTS * max(H, V), dtype)
-        self.WhhT = cuda.device_array((H, H), dtype)
 
 
 def _forward(K, x, y, h, P, c, losses, n):
@@ -133,22 +285,11 @@ def _forward(K, x, y, h, P, c, losses, n):
     (T, B), H, V = x.shape, P.layers[0].Whh.shape[0], P.Why.shape[0]
     rows = T * B
     hs = c.hs[:T + 1]
-    form = ck.form(B, H)
-    if form == "persistent":
-        launch, rows_per_block = _persistent(K["recurrence_persistent"], B, H, hs.dtype)
-        K["copy_state"][_grid1(B * H)](h, hs)
-        for t0, t1 in _step_ranges(T, forward=True):
-            launch(x, P.layers[0].Wxh, P.layers[0].Whh, P.layers[0].bh, hs, rows_per_block, t0, t1)
-    elif form == "step":
-        K["copy_state"][_grid1(B * H)](h, hs)
-        step = _product("recurrence_step", hs.dtype, B, H)
-        for t in range(T):
-            step(t, x, P.layers[0].Wxh, P.layers[0].Whh, P.layers[0].bh, hs)
-    else:
-        K["transpose"][_grid2(H, H)](P.layers[0].Whh, c.WhhT)
-        cached, shared = _stream_shared(H, hs.dtype, 1)
-        K["recurrence"][B, _stream_threads(H), 0, shared](x, h, P.layers[0].Wxh, c.WhhT,
-                                                          P.layers[0].bh, hs, cached)
+    K["copy_state"][_grid1(B * H)](h, hs)
+    layer = P.layers[0]
+    _recurrence("forward", hs.dtype, B, H, T,
+                lambda form, p, t0, t1: (x, layer.Wxh, layer.Whh, layer.bh, hs)
+                + ((p.rows,) if form == "persistent" else ()) + (t0, t1))
     z = c.ps[:T].reshape(rows, V)
     _matmul(hs[1:].reshape(rows, H), False, P.Why, True, z)
     K["softmax_rows"][rows, ck.BLOCK](z, P.by, y.reshape(rows), z, c.step_losses[:rows])
@@ -164,19 +305,10 @@ def _gradients(K, x, y, order, offsets, P, G, c):
     K["output_delta"][_grid1(rows * V)](c.ps[:T].reshape(rows, V), y.reshape(rows), dys)
     dhout, draws = c.dhout[:T], c.draws[:T]
     _matmul(dys, False, P.Why, False, dhout.reshape(rows, H))
-    form = ck.form(B, H)
-    if form == "persistent":
-        launch, rows_per_block = _persistent(K["recurrence_back_persistent"], B, H, dhout.dtype)
-        for t_hi, t_lo in _step_ranges(T, forward=False):
-            launch(c.hs, dhout, P.layers[0].Whh, draws, rows_per_block, t_hi, t_lo)
-    elif form == "step":
-        step = _product("recurrence_back_step", dhout.dtype, B, H)
-        for t in range(T - 1, -1, -1):
-            step(t, c.hs, dhout, P.layers[0].Whh, draws)
-    else:
-        cached, shared = _stream_shared(H, dhout.dtype, 2)
-        K["recurrence_back"][B, _stream_threads(H), 0, shared](c.hs, dhout, P.layers[0].Whh,
-                                                               draws, cached)
+    Whh = P.layers[0].Whh
+    _recurrence("back", dhout.dtype, B, H, T,
+                lambda form, p, t_hi, t_lo: (c.hs, dhout, Whh, draws)
+                + ((p.rows,) if form == "persistent" else ()) + (t_hi, t_lo))
     draws = draws.reshape(rows, H)
     _matmul(draws, True, c.hs[:T].reshape(rows, H), False, G.layers[0].Whh)
     _column_sums(K, draws, c.segments, G.layers[0].bh)
@@ -185,27 +317,41 @@ def _gradients(K, x, y, order, offsets, P, G, c):
     K["grad_xh"][_grid2(H, V)](order, offsets, draws, G.layers[0].Wxh)
 
 
-def _persistent(kernel, B, H, dtype):
-    """A "persistent" recurrence kernel configured for launch, and its rows per block; a clear
-    error where its blocks cannot all be resident at once."""
-    itemsize = np.dtype(dtype).itemsize
-    rows = ck.persistent_rows(B, H, itemsize, _multiprocessors())
-    if rows is None:
-        raise ValueError(f"the 'persistent' CUDA recurrence cannot run {B} stream(s) of "
-                         f"{H} hidden units on {_multiprocessors()} multiprocessors (one block "
-                         f"per multiprocessor, its rows of Whh in {ck.SHARED_BYTES} bytes of "
-                         f"shared memory); use the 'step' or 'stream' form")
-    shared = (rows * H + H + rows * ck.LANES) * itemsize
-    return kernel[(-(-H // rows), B), ck.STREAM_BLOCK, 0, shared], rows
+def _recurrence(direction, dtype, B, H, T, arguments):
+    """Run one chunk's recurrence ("forward": steps 0..T-1; "back": T-1 down to 0) in the
+    form the plan picks; ``arguments(form, plan, a, b)``: the kernel's arguments for steps
+    [a, b) forward or b <= t < a backward."""
+    probe = Plan("persistent", 1, rows=1)
+    p = _recurrence_plan(direction, B, H, dtype,
+                         lambda form: arguments(form, probe, *_ends(direction, T)))
+    name = "recurrence_back_" if direction == "back" else "recurrence_"
+    if p.form == "step":
+        kernel = _kernels(dtype, p.tile)[name + "step"][p.blocks, (p.tile, p.tile)]
+        for t in (range(T - 1, -1, -1) if direction == "back" else range(T)):
+            kernel(t, *arguments("step", p, 0, 0)[:-2])
+        return
+    if p.form == "persistent":
+        kernel = ck.persistent_kernels(dtype, p.lanes, p.group)[name + "persistent"]
+        kernel = kernel[p.blocks, p.group * p.rows]
+    else:
+        kernel = _kernels(dtype, p.tile)[name + "tiled"][p.blocks, (p.tile, p.tile)]
+    for a, b in _step_ranges(direction, T):
+        kernel(*arguments(p.form, p, a, b))
 
 
-def _step_ranges(T, forward):
-    """The step ranges of the "persistent" launches: all T steps in one (the grid-wide barrier
-    separates them), or one launch per step where PERSISTENT_STEPWISE asks for it. Forward
-    ranges are (t0, t1) upwards, backward ones (t_hi, t_lo) downwards."""
-    if not ck.PERSISTENT_STEPWISE:
-        return [(0, T)] if forward else [(T, 0)]
-    return [(t, t + 1) for t in range(T)] if forward else [(t + 1, t) for t in range(T - 1, -1, -1)]
+def _ends(direction, T):
+    return (T, 0) if direction == "back" else (0, T)
+
+
+def _step_ranges(direction, T):
+    """The step ranges of the cooperative launches: all T steps in one (the grid-wide barrier
+    separates them), or one launch per step where STEPWISE asks for it. Forward ranges are
+    (t0, t1) upwards, backward ones (t_hi, t_lo) downwards."""
+    if not ck.STEPWISE:
+        return [_ends(direction, T)]
+    if direction == "back":
+        return [(t + 1, t) for t in range(T - 1, -1, -1)]
+    return [(t, t + 1) for t in range(T)]
 
 
 def _column_sums(K, A, segments, out):

@@ -6,20 +6,20 @@ biases are 1-D. Everything that does not depend on the previous step is one matr
 over all T*B (step, stream) rows; only the recurrence walks through time. One chunk is:
 
     recurrence          hs[t+1] = tanh(Wxh[:, x_t] + Whh hs[t] + bh), the one-hot input a
-                        column gather, in one of three forms (``RECURRENCE``):
-                        "stream": one block per stream, the time loop inside the kernel, the
-                        stream's h in shared memory across all steps, and Whh too while it
-                        fits (H <= 109 in float32, 77 in float64), else read from global
-                        memory through its transpose so that a warp's loads are coalesced
-                        (limit ``MAX_H``);
-                        "step": one launch per step of a tiled product over all streams
-                        (B x H) x (H x H), its epilogue the gather, bias and tanh; the launch
-                        boundary is the grid-wide barrier, so any H works
-                        (products use smaller tiles where large ones would leave
-                        multiprocessors idle);
-                        "persistent" (opt-in, not yet run on a GPU): several blocks per
-                        stream, one per multiprocessor, each keeping its rows of Whh in shared
-                        memory for the whole chunk, a grid-wide barrier after each step
+                        column gather, in one of three forms (``RECURRENCE``; which one runs
+                        is decided by ``fastrnn.backends.cuda.plan`` from a model of the GPU):
+                        "persistent" (few streams): one cooperative launch per chunk; a block
+                        per (stream, group of ``rows`` rows), a group of 32, 16 or 8 threads
+                        (lanes) per row, each holding its row's weights j = lane, lane +
+                        group, ... in registers for the whole chunk; per step it reads h (H
+                        values) and each group sums its partial dot products with warp
+                        shuffles; a grid-wide barrier between steps;
+                        "tiled" (many streams): one cooperative launch per chunk; per step a
+                        tiled product over all streams (B x H) x (H x H) (Whh read from L2),
+                        its epilogue the gather, bias and tanh; blocks loop over the tiles, so
+                        any grid that is co-resident works; a grid-wide barrier between steps;
+                        "step": the "tiled" step, one ordinary launch per step (the launch
+                        boundary is the barrier): where a cooperative launch is unavailable
     matmul              tiled shared-memory product (TILE x TILE threads, WORK x WORK outputs
                         each, every output summed over k in order): logits = hs Why^T,
                         Why^T dy, dWhh = draws^T hs, dWhy = dy^T hs
@@ -35,17 +35,23 @@ over all T*B (step, stream) rows; only the recurrence walks through time. One ch
     optimize            one grid-stride kernel over all five parameters at once (they live
                         in one flat buffer): clip fused with an Adagrad, RMSprop or Adam update
 
+Inner loops are written for the compiler: loop bounds that set how often an FMA runs are
+compile-time constants (tile sizes, weights per lane), so the loops unroll, the per-thread
+accumulators live in registers and the shared-memory addresses are a base plus a constant:
+about one shared load per FMA or fewer (``tests/test_cuda_compile.py`` counts the PTX).
+
 Sums run in a fixed order everywhere, so a run repeats bit for bit. Numba's simulator runs
-blocks one after another and cannot check a grid-wide barrier: the "persistent" kernels take
-a range of steps, so that tests can launch them one step at a time. Formulas shared with the
-CPU kernels come from ``scalar.py``.
+blocks one after another and cannot check a grid-wide barrier: the cooperative kernels take
+a range of steps, so that tests can launch them one step at a time (``STEPWISE``), and the
+simulator's cooperative grid is one block. Formulas shared with the CPU kernels come from
+``scalar.py``.
 """
 
 import functools
 import math
 
 import numpy as np
-from numba import config, cuda, float32, float64, int64
+from numba import config, cuda, float32, float64, int64, uint32
 
 from ..config import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, CLIP, RMSPROP_DECAY,
                       RMSPROP_EPS)
@@ -53,49 +59,29 @@ from ..optim import ADAGRAD, RMSPROP
 from .scalar import (adagrad_memory, adagrad_weight, adam_corrections, adam_moment, adam_weight,
                      clip, gradient, rmsprop_memory, rmsprop_weight, tanh_backward)
 
-# Launch configuration, read at launch time (tests shrink BLOCK, STREAM_BLOCK, TILE, WORK and
+# Launch configuration, read at launch time (tests shrink BLOCK, STREAM_BLOCK, TILE and
 # SEGMENTS so that the striding and multi-tile paths run in the simulator).
-MAX_H = 2048            # most hidden units of a "stream" recurrence or sampling block
-SHARED_BYTES = 48 * 1024  # shared memory a block may use without opting in to more
+MAX_H = 2048            # most hidden units of the one-block sampling kernel
 BLOCK = 128             # threads per block of the one-dimensional kernels
-STREAM_BLOCK = 256      # most threads of a one-block-per-stream kernel (a row each; 256
-                        # threads can always get their registers, 1024 only below 64 each)
+STREAM_BLOCK = 256      # most threads of the one-block sampling kernel
 TILE = 16               # a product block is TILE x TILE threads...
-WORK = 4                # ...each computing WORK x WORK outputs: (TILE*WORK)^2 per block
-RECURRENCE = "auto"     # "stream", "step", "persistent" (only when asked for: unmeasured), or
-STEP_STREAMS = 16       # "auto": "step" from STEP_STREAMS streams on (or above MAX_H), else
-                        # "stream"; a first guess, to be tuned on a GPU
+WORK = 4                # ...each computing WORK x WORK outputs (4, or 2 for small outputs)
+RECURRENCE = "auto"     # "persistent", "tiled", "step", or "auto": the plan's choice
 SEGMENTS = 64           # row segments summed in parallel by the bias-gradient sums
-LANES = 32              # partial sums per row in the "persistent" recurrence
-PERSISTENT_STEPWISE = False  # launch the "persistent" kernels one step at a time (tests)
+WARP = 32               # the most threads per row of the "persistent" form: a warp
+MAX_PER_LANE = 64       # most weights per thread of the "persistent" form (H <= 2048)
+STEPWISE = False        # launch the cooperative kernels one step at a time (tests)
 
 
-def caches_whh(H, itemsize):
-    """Whether a "stream" block keeps Whh in shared memory (beside two H-vectors)."""
-    return (H * H + 2 * H) * itemsize <= SHARED_BYTES
-
-
-def form(B, H):
-    """The recurrence form for a chunk of B streams of H units: "stream", "step" or
-    "persistent" (the latter only when RECURRENCE asks for it)."""
-    if RECURRENCE == "persistent":
-        return "persistent"
-    if H > MAX_H or RECURRENCE == "step" or (RECURRENCE == "auto" and B >= STEP_STREAMS):
-        return "step"
-    return "stream"
-
-
-def persistent_rows(B, H, itemsize, multiprocessors):
-    """Rows of Whh per block of the "persistent" recurrence, so that its blocks (a column of
-    them per stream) fit one per multiprocessor with their rows in shared memory; None if
-    they cannot."""
-    per_stream = multiprocessors // B
-    if per_stream < 1:
-        return None
-    rows = -(-H // per_stream)
-    if (rows * H + H + rows * LANES) * itemsize > SHARED_BYTES:
-        return None
-    return rows
+def per_lane(H, group):
+    """Weights per thread of the "persistent" form for H hidden units, ``group`` threads a
+    row: ceil(H / group) rounded up to a power of two (a compile-time size; few variants get
+    compiled); None above MAX_PER_LANE."""
+    need = -(-H // group)
+    size = 1
+    while size < need:
+        size *= 2
+    return size if size <= MAX_PER_LANE else None
 
 
 if config.ENABLE_CUDASIM:
@@ -107,51 +93,201 @@ else:
 
 
 @functools.cache
+def persistent_kernels(dtype, lanes, group):
+    """The "persistent" recurrence kernels for float32 or float64, ``group`` threads (lanes) a
+    row (32, 16 or 8: a warp or part of one), each holding ``lanes`` weights
+    (``per_lane(H, group)``) in registers."""
+    nb = {np.dtype(np.float32): float32, np.dtype(np.float64): float64}[np.dtype(dtype)]
+    one = nb(1)
+    padded = lanes * group  # h in shared memory, zero beyond H
+    if group > 32 or group & (group - 1):
+        raise ValueError(f"a row's threads must be a power of two within a warp, not {group}")
+
+    if config.ENABLE_CUDASIM:  # no warp shuffles there: the same tree through shared memory
+        @cuda.jit(device=True)
+        def warp_sum(v):
+            buf = cuda.shared.array(1024, float64)  # a block's threads
+            tid = cuda.threadIdx.x
+            lane = tid % group
+            buf[tid] = v
+            cuda.syncthreads()
+            offset = group // 2
+            while offset > 0:
+                other = buf[tid + offset] if lane + offset < group else buf[tid]
+                cuda.syncthreads()
+                v += nb(other)
+                buf[tid] = v
+                cuda.syncthreads()
+                offset //= 2
+            return v
+    else:
+        @cuda.jit(device=True)
+        def warp_sum(v):
+            """The sum of v over a group's lanes (aligned within a warp), in a fixed tree
+            order; lane 0 holds it. Every thread of the warp takes part in each shuffle."""
+            offset = group // 2
+            while offset > 0:
+                v += cuda.shfl_down_sync(0xFFFFFFFF, v, offset)
+                offset //= 2
+            return v
+
+    @cuda.jit(device=True)
+    def setup(Whh, rows, transposed, w, v):
+        """(stream b, this group's row i, its lane, whether i < H) of this block; w: this
+        thread's weights, Whh[i, j] (Whh[j, i] if ``transposed``) for j = lane, lane + group,
+        ...; v (the staged vector) zero beyond H. The lane is unsigned, so that v[lane + u
+        group] is a base address plus a constant."""
+        H = Whh.shape[0]
+        groups = (H + rows - 1) // rows
+        b, r = cuda.blockIdx.x // groups, cuda.blockIdx.x % groups
+        k, lane = cuda.threadIdx.x // group, uint32(cuda.threadIdx.x % group)
+        i = r * rows + k
+        live = i < H
+        for u in range(lanes):
+            j = lane + u * group
+            if live and j < H:
+                w[u] = Whh[j, i] if transposed else Whh[i, j]
+            else:
+                w[u] = 0
+        for j in range(H + cuda.threadIdx.x, padded, cuda.blockDim.x):
+            v[j] = 0
+        return b, i, lane, live
+
+    @cuda.jit(device=True)
+    def row_sum(w, v, src, t, b, lane):
+        """The group's sum over j of w[j] src[t, b, j] (lane 0 holds it): src[t, b] staged
+        into v (read past L1: other blocks wrote it), then one shared load and one FMA a
+        weight, then the lanes' partial sums."""
+        for j in range(cuda.threadIdx.x, src.shape[2], cuda.blockDim.x):
+            v[j] = coherent(src, (t, b, j))
+        cuda.syncthreads()
+        acc = nb(0)
+        for u in range(lanes):
+            acc += w[u] * v[lane + uint32(u * group)]
+        return warp_sum(acc)
+
+    @cuda.jit
+    def recurrence_persistent(x, Wxh, Whh, bh, hs, rows, t0, t1):
+        """"persistent" recurrence, steps t0 <= t < t1 (hs[t0] given): block g computes rows
+        [r rows, (r+1) rows) of stream b (g = b * groups + r), group k row i = r rows + k:
+        hs[t+1, b, i] = tanh(Wxh[i, x[t, b]] + bh[i] + sum_j Whh[i, j] hs[t, b, j]), lane l
+        summing j = l, l + group, ... from its registers, then the group's lanes in a fixed
+        tree; a grid-wide barrier after each step."""
+        h = cuda.shared.array(padded, nb)
+        w = cuda.local.array(lanes, nb)
+        grid = cuda.cg.this_grid()
+        b, i, lane, live = setup(Whh, rows, False, w, h)
+        for t in range(t0, t1):
+            acc = row_sum(w, h, hs, t, b, lane)
+            if live and lane == 0:
+                hs[t + 1, b, i] = math.tanh(Wxh[i, x[t, b]] + bh[i] + acc)
+            grid.sync()
+
+    @cuda.jit
+    def recurrence_back_persistent(hs, dhout, Whh, draws, rows, t_hi, t_lo):
+        """"persistent" backward, steps t_hi - 1 down to t_lo: group k of block (b, r) computes
+        draws[t, b, i] = (1 - hs[t+1, b, i]^2)(dhout[t, b, i] + sum_j draws[t+1, b, j]
+        Whh[j, i]) for i = r rows + k, column i of Whh in its lanes' registers."""
+        d = cuda.shared.array(padded, nb)
+        w = cuda.local.array(lanes, nb)
+        grid = cuda.cg.this_grid()
+        b, i, lane, live = setup(Whh, rows, True, w, d)
+        T = draws.shape[0]
+        for t in range(t_hi - 1, t_lo - 1, -1):
+            acc = nb(0)
+            if t + 1 < T:  # nothing flows back into the chunk's last step
+                acc = row_sum(w, d, draws, t + 1, b, lane)
+            if live and lane == 0:
+                draws[t, b, i] = tanh_backward(hs[t + 1, b, i], dhout[t, b, i] + acc, one)
+            grid.sync()
+
+    return dict(recurrence_persistent=recurrence_persistent,
+                recurrence_back_persistent=recurrence_back_persistent)
+
+
+@functools.cache
 def kernels(dtype, tile, work, max_h):
     """The kernels for float32 or float64 arrays, products of ``tile`` x ``tile`` threads
-    computing ``work`` x ``work`` outputs each, and "stream" blocks holding up to ``max_h``
-    hidden units (shared-memory sizes are compile-time constants in numba-cuda)."""
+    computing ``work`` x ``work`` outputs each, and a sampling block holding up to ``max_h``
+    hidden units (shared-memory sizes and the loops they bound are compile-time constants)."""
     nb = {np.dtype(np.float32): float32, np.dtype(np.float64): float64}[np.dtype(dtype)]
     one = nb(1)
     side = tile * work  # rows and columns of C per product block; k advances by tile
-    pitch = side + 1    # a shared tile's row length: +1 keeps the stores free of bank conflicts
+    pitch = side + 1    # a shared tile's row length: +1 keeps the transposed stores free of
+                        # bank conflicts (consecutive threads, consecutive k)
+    size = tile * pitch  # a shared tile, stored flat: S[k * pitch + l]
 
     @cuda.jit(device=True)
-    def load_tile(X, k_major, K, L, start, k0, S, e):
-        """Element e of a product's shared tile: S[k, l] = X[k0 + k, start + l] if k_major (X
-        stored (K, L)), else X[start + l, k0 + k] (X stored (L, K)); 0 outside K x L. The e
-        run along X's rows, so consecutive threads read consecutive addresses."""
-        if k_major:
-            k, l = e // side, e % side
-            S[k, l] = X[k0 + k, start + l] if k0 + k < K and start + l < L else 0
-        else:
-            l, k = e // tile, e % tile
-            S[k, l] = X[start + l, k0 + k] if k0 + k < K and start + l < L else 0
+    def fetch(X, k_major, K, L, start, k0, regs):
+        """This thread's share of the next shared tile, into registers: regs[q] = element
+        e = tid + q tile^2 of S, S[k, l] = X[k0 + k, start + l] if k_major (X stored (K, L)),
+        else X[start + l, k0 + k] (X stored (L, K)); 0 outside K x L, so that the product's k
+        loop always runs the whole tile. All ``work`` loads are issued before any is used (one
+        memory latency, not ``work``), consecutive threads read consecutive addresses, and the
+        reads skip L1 (the cooperative recurrences read rows other blocks wrote a step ago)."""
+        tid = uint32(cuda.threadIdx.y * tile + cuda.threadIdx.x)
+        for q in range(work):
+            e = tid + uint32(q * tile * tile)
+            if k_major:
+                k, l = e // uint32(side), e % uint32(side)
+                regs[q] = (coherent(X, (k0 + k, start + l))
+                           if k0 + k < K and start + l < L else nb(0))
+            else:
+                l, k = e // uint32(tile), e % uint32(tile)
+                regs[q] = (coherent(X, (start + l, k0 + k))
+                           if k0 + k < K and start + l < L else nb(0))
+
+    @cuda.jit(device=True)
+    def store(k_major, S, regs):
+        """S = the tile ``fetch`` brought into regs."""
+        tid = uint32(cuda.threadIdx.y * tile + cuda.threadIdx.x)
+        for q in range(work):
+            e = tid + uint32(q * tile * tile)
+            if k_major:
+                S[(e // uint32(side)) * uint32(pitch) + e % uint32(side)] = regs[q]
+            else:
+                S[(e % uint32(tile)) * uint32(pitch) + e // uint32(tile)] = regs[q]
 
     @cuda.jit(device=True)
     def product_tile(A, ta, B, tb, M, N, K, row0, col0, As, Bs, acc):
         """acc[r, c] += sum over k < K, in order, of opA[row0 + ty + r tile, k] opB[k, col0 +
         tx + c tile], where opA = A.T if ta else A (M x K) and opB = B.T if tb else B (K x N).
-        Tiles of opA and opB pass through shared memory; every thread of the block calls this."""
+        Tiles of opA and opB pass through shared memory, the next pair fetched into registers
+        while the current one is multiplied; every thread of the block calls this. The k loop
+        runs the whole tile (zero-padded) with unsigned 32-bit offsets, so the compiler unrolls
+        it and addresses the shared tiles as a base plus a constant: per k, ``work`` loads of
+        each operand into registers and work^2 FMAs."""
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-        tid = ty * tile + tx
+        a = cuda.local.array(work, nb)
+        b = cuda.local.array(work, nb)
+        ra = cuda.local.array(work, nb)
+        rb = cuda.local.array(work, nb)
+        fetch(A, ta, K, M, row0, 0, ra)      # A is (K, M) if ta, else (M, K)
+        fetch(B, not tb, K, N, col0, 0, rb)  # B is (N, K) if tb, else (K, N)
         for k0 in range(0, K, tile):
-            for e in range(tid, side * tile, tile * tile):
-                load_tile(A, ta, K, M, row0, k0, As, e)      # A is (K, M) if ta, else (M, K)
-                load_tile(B, not tb, K, N, col0, k0, Bs, e)  # B is (N, K) if tb, else (K, N)
+            store(ta, As, ra)
+            store(not tb, Bs, rb)
             cuda.syncthreads()
-            for k in range(min(tile, K - k0)):
+            if k0 + tile < K:
+                fetch(A, ta, K, M, row0, k0 + tile, ra)
+                fetch(B, not tb, K, N, col0, k0 + tile, rb)
+            k = uint32(0)
+            while k < uint32(tile):
                 for r in range(work):
-                    a = As[k, ty + r * tile]
+                    a[r] = As[k * uint32(pitch) + uint32(ty + r * tile)]
+                for c in range(work):
+                    b[c] = Bs[k * uint32(pitch) + uint32(tx + c * tile)]
+                for r in range(work):
                     for c in range(work):
-                        acc[r, c] += a * Bs[k, tx + c * tile]
+                        acc[r, c] += a[r] * b[c]
+                k += uint32(1)
             cuda.syncthreads()
 
     @cuda.jit
     def matmul(A, ta, B, tb, C):
         """C = opA opB (see product_tile); block (x, y) computes C's tile at (y side, x side)."""
-        As = cuda.shared.array((tile, pitch), nb)
-        Bs = cuda.shared.array((tile, pitch), nb)
+        As = cuda.shared.array(size, nb)
+        Bs = cuda.shared.array(size, nb)
         acc = cuda.local.array((work, work), nb)
         M, N = C.shape
         K = A.shape[0] if ta else A.shape[1]
@@ -167,15 +303,18 @@ def kernels(dtype, tile, work, max_h):
                 if m < M and n < N:
                     C[m, n] = acc[r, c]
 
-    @cuda.jit
-    def recurrence_step(t, x, Wxh, Whh, bh, hs):
-        """"step" recurrence, one launch per step t: hs[t+1, b, i] = tanh(Wxh[i, x[t, b]] +
-        bh[i] + sum_j Whh[i, j] hs[t, b, j]) for the block's tile of (b, i)."""
-        As = cuda.shared.array((tile, pitch), nb)
-        Bs = cuda.shared.array((tile, pitch), nb)
-        acc = cuda.local.array((work, work), nb)
+    @cuda.jit(device=True)
+    def tiles(Bn, H):
+        """Output tiles of one recurrence step ((B, H) in side x side tiles), and across."""
+        across = (H + side - 1) // side
+        return ((Bn + side - 1) // side) * across, across
+
+    @cuda.jit(device=True)
+    def forward_tile(t, x, Wxh, Whh, bh, hs, g, across, As, Bs, acc):
+        """Tile g of step t: hs[t+1, b, i] = tanh(Wxh[i, x[t, b]] + bh[i] + sum_j Whh[i, j]
+        hs[t, b, j]) for the tile's (b, i)."""
         Bn, H = hs.shape[1], hs.shape[2]
-        row0, col0 = cuda.blockIdx.y * side, cuda.blockIdx.x * side
+        row0, col0 = (g // across) * side, (g % across) * side
         for r in range(work):
             b = row0 + cuda.threadIdx.y + r * tile
             for c in range(work):
@@ -189,15 +328,12 @@ def kernels(dtype, tile, work, max_h):
                 if b < Bn and i < H:
                     hs[t + 1, b, i] = math.tanh(acc[r, c])
 
-    @cuda.jit
-    def recurrence_back_step(t, hs, dhout, Whh, draws):
-        """"step" backward, one launch per step t (T-1 down to 0): draws[t, b, i] = (1 -
-        hs[t+1, b, i]^2) (dhout[t, b, i] + sum_j draws[t+1, b, j] Whh[j, i])."""
-        As = cuda.shared.array((tile, pitch), nb)
-        Bs = cuda.shared.array((tile, pitch), nb)
-        acc = cuda.local.array((work, work), nb)
+    @cuda.jit(device=True)
+    def backward_tile(t, hs, dhout, Whh, draws, g, across, As, Bs, acc):
+        """Tile g of step t (backward): draws[t, b, i] = (1 - hs[t+1, b, i]^2) (dhout[t, b, i]
+        + sum_j draws[t+1, b, j] Whh[j, i])."""
         Bn, H = draws.shape[1], draws.shape[2]
-        row0, col0 = cuda.blockIdx.y * side, cuda.blockIdx.x * side
+        row0, col0 = (g // across) * side, (g % across) * side
         for r in range(work):
             for c in range(work):
                 acc[r, c] = 0
@@ -213,156 +349,51 @@ def kernels(dtype, tile, work, max_h):
                                                    one)
 
     @cuda.jit
-    def recurrence(x, hprev, Wxh, WhhT, bh, hs, cached):
-        """"stream" recurrence, block b = stream b: hs[0, b] = hprev[b]; hs[t+1, b] =
-        tanh(Wxh[:, x[t, b]] + bh + Whh hs[t, b]) for t < T, Whh read as WhhT = Whh^T (a
-        warp's threads, consecutive rows i, then read consecutive addresses WhhT[j, i]).
-        Dynamic shared memory: h (H), then, if ``cached``, a copy of WhhT (H*H) that every
-        step reads instead of global memory."""
-        buf = cuda.shared.array(0, nb)
-        b = cuda.blockIdx.x
-        tid, nt = cuda.threadIdx.x, cuda.blockDim.x
-        H = WhhT.shape[0]
-        h = buf[:H]
-        for i in range(tid, H, nt):
-            h[i] = hprev[b, i]
-            hs[0, b, i] = hprev[b, i]
-        if cached:
-            for k in range(tid, H * H, nt):
-                buf[H + k] = WhhT[k // H, k % H]
-        cuda.syncthreads()
-        for t in range(x.shape[0]):
-            c = x[t, b]
-            for i in range(tid, H, nt):
-                a = Wxh[i, c] + bh[i]
-                if cached:
-                    for j in range(H):
-                        a += buf[H + j * H + i] * h[j]
-                else:
-                    for j in range(H):
-                        a += WhhT[j, i] * h[j]
-                hs[t + 1, b, i] = math.tanh(a)
-            cuda.syncthreads()
-            for i in range(tid, H, nt):  # every thread has read h: now replace it
-                h[i] = hs[t + 1, b, i]
-            cuda.syncthreads()
-
-    @cuda.jit
-    def recurrence_back(hs, dhout, Whh, draws, cached):
-        """"stream" backward, block b, reversed time loop: draws[t, b] = (1 - hs[t+1, b]^2) *
-        (dhout[t, b] + Whh^T draws[t+1, b]) (Whh[j, i] for consecutive i: coalesced).
-        Dynamic shared memory: draw[t+1] and Whh^T draw[t+1] (H each), then, if ``cached``, a
-        copy of Whh (H*H)."""
-        buf = cuda.shared.array(0, nb)
-        b = cuda.blockIdx.x
-        tid, nt = cuda.threadIdx.x, cuda.blockDim.x
-        H = Whh.shape[0]
-        d = buf[:H]
-        dn = buf[H:2 * H]
-        for i in range(tid, H, nt):
-            dn[i] = 0
-        if cached:
-            for k in range(tid, H * H, nt):
-                buf[2 * H + k] = Whh[k // H, k % H]
-        cuda.syncthreads()
-        for t in range(draws.shape[0] - 1, -1, -1):
-            for i in range(tid, H, nt):
-                r = tanh_backward(hs[t + 1, b, i], dhout[t, b, i] + dn[i], one)
-                draws[t, b, i] = r
-                d[i] = r
-            cuda.syncthreads()
-            for i in range(tid, H, nt):
-                acc = nb(0)
-                if cached:
-                    for j in range(H):
-                        acc += buf[2 * H + j * H + i] * d[j]
-                else:
-                    for j in range(H):
-                        acc += Whh[j, i] * d[j]
-                dn[i] = acc
-            cuda.syncthreads()
-
-    @cuda.jit(device=True)
-    def row_partials(buf, n, H, v, p):
-        """The "persistent" kernels' products, LANES partial sums per row: buf[p + k LANES +
-        lane] = sum over j = lane, lane + LANES, ... < H of buf[k H + j] buf[v + j], for the
-        n rows k of the matrix at the start of buf and the vector at buf[v:]."""
-        for q in range(cuda.threadIdx.x, n * LANES, cuda.blockDim.x):
-            k, lane = q // LANES, q % LANES
-            acc = nb(0)
-            for j in range(lane, H, LANES):
-                acc += buf[k * H + j] * buf[v + j]
-            buf[p + q] = acc
-
-    @cuda.jit
-    def recurrence_persistent(x, Wxh, Whh, bh, hs, rows, t0, t1):
-        """"persistent" recurrence (hs[t0] given): block (r, b) computes rows [r rows, (r+1)
-        rows) of stream b for the steps t0 <= t < t1, holding those rows of Whh in shared memory for all of
-        them, with a grid-wide barrier after each step (launched one step at a time, the
-        launch boundary is the barrier: how the simulator checks several blocks). Each row's
-        dot product is LANES partial sums (j = l, l + LANES, ...), then added in lane order.
-        Dynamic shared memory: the rows of Whh (rows*H), h (H), the partial sums (rows*LANES).
-        Rows of h written by other blocks are read past L1 (``coherent``)."""
-        buf = cuda.shared.array(0, nb)
+    def recurrence_tiled(x, Wxh, Whh, bh, hs, t0, t1):
+        """"tiled" recurrence, steps t0 <= t < t1 in one cooperative launch: the blocks share
+        out the step's tiles (block k: tiles k, k + grid, ...), then a grid-wide barrier."""
+        As = cuda.shared.array(size, nb)
+        Bs = cuda.shared.array(size, nb)
+        acc = cuda.local.array((work, work), nb)
         grid = cuda.cg.this_grid()
-        r, b = int64(cuda.blockIdx.x), int64(cuda.blockIdx.y)
-        tid, nt = cuda.threadIdx.x, cuda.blockDim.x
-        H = Whh.shape[0]
-        i0 = r * rows
-        n = max(0, min(rows, H - i0))
-        hv, pv = rows * H, rows * H + H  # where h and the partial sums start in buf
-        for e in range(tid, n * H, nt):
-            buf[e] = Whh[i0 + e // H, e % H]
-        cuda.syncthreads()
+        count, across = tiles(hs.shape[1], hs.shape[2])
         for t in range(t0, t1):
-            for j in range(tid, H, nt):
-                buf[hv + j] = coherent(hs, (t, b, j))
-            cuda.syncthreads()
-            row_partials(buf, n, H, hv, pv)
-            cuda.syncthreads()
-            c = x[t, b]
-            for k in range(tid, n, nt):
-                a = Wxh[i0 + k, c] + bh[i0 + k]
-                for lane in range(LANES):
-                    a += buf[pv + k * LANES + lane]
-                hs[t + 1, b, i0 + k] = math.tanh(a)
+            for g in range(cuda.blockIdx.x, count, cuda.gridDim.x):
+                forward_tile(t, x, Wxh, Whh, bh, hs, g, across, As, Bs, acc)
             grid.sync()
 
     @cuda.jit
-    def recurrence_back_persistent(hs, dhout, Whh, draws, rows, t_hi, t_lo):
-        """"persistent" backward: block (r, b) computes draws[t, b, i] = (1 - hs[t+1, b,
-        i]^2)(dhout[t, b, i] + sum_j draws[t+1, b, j] Whh[j, i]) for its rows i of stream b,
-        steps t_hi - 1 down to t_lo; its columns of Whh in shared memory, transposed (buf[k*H
-        + j] = Whh[j, i0 + k]), then draw[t+1] (H), then the partial sums (rows*LANES)."""
-        buf = cuda.shared.array(0, nb)
+    def recurrence_back_tiled(hs, dhout, Whh, draws, t_hi, t_lo):
+        """"tiled" backward, steps t_hi - 1 down to t_lo in one cooperative launch."""
+        As = cuda.shared.array(size, nb)
+        Bs = cuda.shared.array(size, nb)
+        acc = cuda.local.array((work, work), nb)
         grid = cuda.cg.this_grid()
-        r, b = int64(cuda.blockIdx.x), int64(cuda.blockIdx.y)
-        tid, nt = cuda.threadIdx.x, cuda.blockDim.x
-        H = Whh.shape[0]
-        i0 = r * rows
-        n = max(0, min(rows, H - i0))
-        dv, pv = rows * H, rows * H + H
-        for e in range(tid, n * H, nt):  # consecutive threads, consecutive columns of Whh
-            j, k = e // n, e % n
-            buf[k * H + j] = Whh[j, i0 + k]
-        cuda.syncthreads()
-        T = draws.shape[0]
+        count, across = tiles(draws.shape[1], draws.shape[2])
         for t in range(t_hi - 1, t_lo - 1, -1):
-            last = t + 1 == T  # nothing flows back into the chunk's last step
-            if not last:
-                for j in range(tid, H, nt):
-                    buf[dv + j] = coherent(draws, (t + 1, b, j))
-                cuda.syncthreads()
-                row_partials(buf, n, H, dv, pv)
-                cuda.syncthreads()
-            for k in range(tid, n, nt):
-                acc = nb(0)
-                if not last:
-                    for lane in range(LANES):
-                        acc += buf[pv + k * LANES + lane]
-                i = i0 + k
-                draws[t, b, i] = tanh_backward(hs[t + 1, b, i], dhout[t, b, i] + acc, one)
+            for g in range(cuda.blockIdx.x, count, cuda.gridDim.x):
+                backward_tile(t, hs, dhout, Whh, draws, g, across, As, Bs, acc)
             grid.sync()
+
+    @cuda.jit
+    def recurrence_step(t, x, Wxh, Whh, bh, hs):
+        """"step" recurrence: step t alone, one ordinary launch (block g: tile g)."""
+        As = cuda.shared.array(size, nb)
+        Bs = cuda.shared.array(size, nb)
+        acc = cuda.local.array((work, work), nb)
+        count, across = tiles(hs.shape[1], hs.shape[2])
+        for g in range(cuda.blockIdx.x, count, cuda.gridDim.x):
+            forward_tile(t, x, Wxh, Whh, bh, hs, g, across, As, Bs, acc)
+
+    @cuda.jit
+    def recurrence_back_step(t, hs, dhout, Whh, draws):
+        """"step" backward: step t alone, one ordinary launch."""
+        As = cuda.shared.array(size, nb)
+        Bs = cuda.shared.array(size, nb)
+        acc = cuda.local.array((work, work), nb)
+        count, across = tiles(draws.shape[1], draws.shape[2])
+        for g in range(cuda.blockIdx.x, count, cuda.gridDim.x):
+            backward_tile(t, hs, dhout, Whh, draws, g, across, As, Bs, acc)
 
     @cuda.jit
     def copy_state(hprev, hs):
@@ -370,13 +401,6 @@ def kernels(dtype, tile, work, max_h):
         B, H = hprev.shape
         for k in range(cuda.grid(1), B * H, cuda.gridsize(1)):
             hs[0, k // H, k % H] = hprev[k // H, k % H]
-
-    @cuda.jit
-    def transpose(A, AT):
-        """AT = A.T for a square or rectangular A (one thread per element)."""
-        i, j = cuda.grid(2)
-        if i < A.shape[1] and j < A.shape[0]:
-            AT[i, j] = A[j, i]
 
     @cuda.jit
     def softmax_rows(z, by, y, ps, step_losses):
@@ -575,11 +599,9 @@ def kernels(dtype, tile, work, max_h):
         for i in range(tid, H, nt):
             h[i] = hc[i]
 
-    return dict(matmul=matmul, recurrence=recurrence, recurrence_step=recurrence_step,
-                recurrence_back=recurrence_back, recurrence_back_step=recurrence_back_step,
-                recurrence_persistent=recurrence_persistent,
-                recurrence_back_persistent=recurrence_back_persistent,
-                copy_state=copy_state, transpose=transpose, softmax_rows=softmax_rows,
-                add_losses=add_losses, output_delta=output_delta, segment_sums=segment_sums,
-                column_sums=column_sums,
-                grad_xh=grad_xh, clip_all=clip_all, optimize=optimize, zero=zero, sample=sample)
+    return dict(matmul=matmul, recurrence_tiled=recurrence_tiled,
+                recurrence_back_tiled=recurrence_back_tiled, recurrence_step=recurrence_step,
+                recurrence_back_step=recurrence_back_step, copy_state=copy_state,
+                softmax_rows=softmax_rows, add_losses=add_losses, output_delta=output_delta,
+                segment_sums=segment_sums, column_sums=column_sums, grad_xh=grad_xh,
+                clip_all=clip_all, optimize=optimize, zero=zero, sample=sample)

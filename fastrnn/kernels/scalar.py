@@ -18,15 +18,15 @@ def clip(g, bound):
     return min(max(g, -bound), bound)
 
 
-@register_jitable(inline="always")
+@register_jitable
 def gradient(g, i, clip_first, bound):
     """``g[i]``; first clipped to [-bound, bound] in place when ``clip_first`` (the training
-    kernels' fused clip + update)."""
-    gi = g[i]
+    kernels' fused clip + update). Written without rebinding a local: numba-cuda 0.30.4's
+    ``inline="always"`` of the earlier ``gi = clip(gi, bound)`` form returned the unclipped
+    value on a GPU (seen on an H200; tests/test_cuda_compile.py checks the PTX)."""
     if clip_first:
-        gi = clip(gi, bound)
-        g[i] = gi
-    return gi
+        g[i] = clip(g[i], bound)
+    return g[i]
 
 
 @register_jitable

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The CUDA backend on a real GPU, in one call (a lent device has ~15 minutes in all):
+#   1. the device and the software it has (nvidia-smi, numba-cuda, PyTorch, cuDNN);
+#   2. cuda_microbench.py: launch cost, shared-memory opt-in, fastrnn's products vs cuBLAS;
+#   3. pytest tests_cuda on the GPU (every recurrence form);
+#   4. cuda_vs_cudnn.py at the issue's two sizes, float32, every form that fits.
+# Everything is written under $OUT (default /tmp/gpu_check) and tee'd, so partial output comes
+# back even when a step runs past its time limit. The project is used from this checkout
+# (PYTHONPATH), with whatever numba-cuda and PyTorch the machine has: nothing is installed.
+#
+# Dry run without a GPU (tiny sizes, Numba's simulator):
+#   NUMBA_ENABLE_CUDASIM=1 GPU_CHECK_TINY=1 bash benchmarks/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+OUT=${OUT:-/tmp/gpu_check}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+# Wheels carried in .whl/ (e.g. a numpy that the machine's numba-cuda can import: numba-cuda
+# 0.30.4 fails on numpy 2.5, which removed np.row_stack) go first on the path.
+if ls .whl/*.whl >/dev/null 2>&1; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl && export PYTHONPATH="/tmp/site:$PYTHONPATH"
+fi
+
+{
+    date -u
+    nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu \
+        --format=csv 2>&1 || true
+    $PY - <<'EOF'
+import importlib.metadata as m
+for name in ("numba", "numba-cuda", "numpy", "torch", "cuda-python", "cuda-bindings"):
+    try:
+        print(name, m.version(name))
+    except m.PackageNotFoundError:
+        print(name, "not installed")
+try:
+    import torch
+    print("cudnn", torch.backends.cudnn.version(), "cuda available", torch.cuda.is_available())
+except Exception as e:
+    print("torch:", e)
+EOF
+} 2>&1 | tee "$OUT/env.txt"
+
+if [ -n "${GPU_CHECK_TINY:-}" ]; then
+    micro=(--tiny); sizes=(--sizes 2,6,3 --torch-device cpu --chunks 2 --repeats 1 --without-torch)
+    tests=(tests_cuda/test_cuda_kernels.py -k "matmul and float32")
+else
+    micro=(); sizes=(--chunks 5 --repeats 3); tests=(tests_cuda)
+fi
+
+echo "== microbenchmarks" | tee "$OUT/micro.log"
+timeout 150 $PY benchmarks/cuda_microbench.py "${micro[@]}" --json "$OUT/micro.json" 2>&1 \
+    | tee -a "$OUT/micro.log"
+
+echo "== tests_cuda" | tee "$OUT/tests.log"
+timeout 170 $PY -m pytest "${tests[@]}" -q -p no:cacheprovider -rfE --durations=5 2>&1 \
+    | tee -a "$OUT/tests.log"
+
+echo "== cuda_vs_cudnn" | tee "$OUT/bench.log"
+timeout 150 $PY benchmarks/cuda_vs_cudnn.py "${sizes[@]}" --json "$OUT/bench.json" 2>&1 \
+    | tee -a "$OUT/bench.log"
