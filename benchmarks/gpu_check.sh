@@ -8,6 +8,12 @@
 # back even when a step runs past its time limit. The project is used from this checkout
 # (PYTHONPATH), with whatever numba-cuda and PyTorch the machine has: nothing is installed.
 #
+# The lent H200's image (2026-12) has numpy 2.5, which its numba-cuda 0.30.4 cannot import:
+# carry numpy 2.4.6 as a wheel in .whl/ (ignored by git; `carry: [".whl"]`), fetched here with
+#   echo /.whl/ >> .git/info/exclude
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 -d .whl numpy==2.4.6
+#
 # Dry run without a GPU (tiny sizes, Numba's simulator):
 #   NUMBA_ENABLE_CUDASIM=1 GPU_CHECK_TINY=1 bash benchmarks/gpu_check.sh
 set -uo pipefail
