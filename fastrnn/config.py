@@ -38,7 +38,13 @@ NJIT = dict(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 INLINE = dict(NJIT, inline="always")
 
 # --- Mini-batches on the CPU ------------------------------------------------------------------
-GROUPS = 2                      # stream groups per chunk: at most this many threads work on it
+# A chunk of B streams is cut into work units fixed by B and the model's size, never by the
+# thread count, so any number of threads computes the same bits (each unit's arithmetic is
+# fixed; sums over units run in unit order). Threads take a phase's units in turn.
+STREAMS_PER_UNIT = 16           # streams a unit runs through the chunk together (its per-step
+                                # products are (16, H) x (H, H): OpenBLAS's float32 kernels
+                                # lose about half their speed below 16 rows, measured)
+UPDATE_UNIT = 1 << 15           # parameters a unit sums over the stream units, or updates
 
 # --- Test tolerances: a kernel against the float64 oracle ---------------------------------------
 # float64 kernels reorder sums (SIMD) and use their own exp/tanh, so they agree with NumPy to a

@@ -187,18 +187,28 @@ class CharRNN:
         self.step += n_steps
         return losses
 
-    def evaluate(self, data, state=None):
+    def evaluate(self, data, state=None, streams=1):
         """Summed loss (nats) of predicting ``data[1:]`` from ``data[:-1]``, without training.
 
-        One stream, from ``state`` (L, S, 1, H; default zeros) through the whole sequence.
-        Returns (loss, state_after) where ``state_after`` is the state after reading
+        One stream (the default), from ``state`` (L, S, 1, H; default zeros) through the whole
+        sequence. Returns (loss, state_after) where ``state_after`` is the state after reading
         ``data[:-1]``: ``loss / (len(data) - 1)`` is the mean per character, and priming a
         sample on a text is ``evaluate(text)`` then ``sample(..., seed_ix=text[-1],
         state=state_after)``.
+
+        ``streams`` > 1 reads the text as that many contiguous streams side by side, each from
+        a copy of ``state`` (``reference.evaluate`` states exactly how); on the numba backend
+        they run on ``threads`` threads, with the same bits for any thread count. Every
+        character is still predicted once, but each stream after the first starts without the
+        text before it, so the loss is slightly higher than one stream's; state_after is
+        (L, S, streams, H).
         """
+        streams = validate.positive("streams", streams, int)
         ready = self._checked_ids(data, 1)
         state = self.zero_state(1) if state is None else self._checked_state(state)
-        loss = self._kernels.evaluate(self.weights, ready, state)
+        if streams > 1:
+            state = np.ascontiguousarray(np.repeat(state, streams, axis=2))
+        loss = self._kernels.evaluate(self.weights, ready, state, self.threads)
         return float(loss), state
 
     def sample(self, n, seed_ix, rng=None, temperature=1.0, greedy=False, state=None):

@@ -108,18 +108,44 @@ def weights(Wxh, Whh, Why, bh, by):
 def evaluate(w, data, state, chunk=100):
     """Summed loss of predicting ``data[1:]`` from ``data[:-1]``; return (loss, state).
 
-    One stream: ``state`` is (L, S, 1, H). No training: the state runs through the whole
-    sequence (``chunk`` only bounds the memory used). The returned state is the one after
+    No training. ``state`` is (L, S, B, H). With B = 1, one stream runs through the whole
+    sequence (``chunk`` only bounds the memory used), and the returned state is the one after
     reading ``data[:-1]``, so priming a sample on a text is ``evaluate(text)`` followed by
-    sampling from its last character.
+    sampling from its last character: the number comparable to min-char-rnn's.
+
+    With B > 1 the text is read as B contiguous streams side by side (what parallel hardware
+    wants): with n = len(data) - 1 predictions and P = n // B, stream b predicts characters
+    b*P + 1 .. (b+1)*P from state[:, :, b]; then the last stream goes on alone through the
+    n - B*P < B characters left. Every character is predicted once, but stream b > 0 starts
+    from the given state instead of from where stream b - 1 ended, so its first few
+    predictions lack their context and the total is slightly higher than one stream's. The
+    returned state is each stream's after its last input.
     """
+    B = state.shape[2]
+    n = len(data) - 1
+    if B == 1:
+        loss = 0.0
+        for start in range(0, n, chunk):
+            targets = data[start + 1:start + chunk + 1]
+            inputs = data[start:start + len(targets)]
+            chunk_loss, (hs, _) = forward(w, inputs[None, :], targets[None, :], state)
+            loss += chunk_loss
+            state = hs[:, -1][:, None]
+        return loss, state.copy()
+    P = n // B
+    starts = np.arange(B) * P
     loss = 0.0
-    for start in range(0, len(data) - 1, chunk):
-        targets = data[start + 1:start + chunk + 1]
-        inputs = data[start:start + len(targets)]
-        chunk_loss, (hs, _) = forward(w, inputs[None, :], targets[None, :], state)
+    state = state.copy()
+    for t0 in range(0, P, chunk):
+        m = min(chunk, P - t0)
+        window = data[(starts + t0)[:, None] + np.arange(m + 1)]
+        chunk_loss, (hs, _) = forward(w, window[:, :m], window[:, 1:], state)
         loss += chunk_loss
         state = hs[:, -1][:, None]
+    if n > B * P:
+        rest, last = evaluate(w, data[B * P:], state[:, :, B - 1:], chunk)
+        loss += rest
+        state[:, :, B - 1:] = last
     return loss, state.copy()
 
 

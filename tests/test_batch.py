@@ -11,7 +11,9 @@ from fastrnn.spec import Spec
 from tests.helpers import as64, assert_close, assert_weights_close, random_weights
 
 DTYPES = [np.float64, np.float32]
-SHAPES = [(1, 1, 1, 2), (3, 5, 7, 4), (8, 9, 16, 11), (17, 20, 33, 5), (5, 3, 64, 300)]  # B, T, H, V
+# B, T, H, V; the last two span several stream units (config.STREAMS_PER_UNIT)
+SHAPES = [(1, 1, 1, 2), (3, 5, 7, 4), (8, 9, 16, 11), (17, 20, 33, 5), (5, 3, 64, 300),
+          (40, 9, 70, 13)]
 
 
 def problem(B, T, H, V, dtype, seed=0):
@@ -46,13 +48,14 @@ def test_the_oracles_b_streams_are_b_independent_streams():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("B,T,H,V", SHAPES)
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, 3])
 def test_kernels_match_the_oracle(B, T, H, V, dtype, threads):
     w, x, y, state = problem(B, T, H, V, dtype)
     spec = Spec("rnn", V, H)
     work = batch.Work(B, T, H, V, dtype)
+    work.partials[...] = np.nan  # every gradient element must be written
     for g in work.groups:
-        for a in (g.hs, g.ps, g.dys, g.dhout, g.draws, g.dWxhT, g.dWhh, g.dWhyT, g.dbh, g.dby):
+        for a in (g.hs, g.ps, g.dys, g.dhout, g.draws, g.pre, g.acc, g.dh_next):
             a[...] = np.nan  # every element must be written
     h = state[0, 0].copy()
     loss = batch.forward(x, y, h, w, work, threads)
@@ -121,20 +124,88 @@ def test_training_kernel_matches_the_oracle_across_calls(dtype):
         assert_weights_close(s, e, dtype, prefix=name)
 
 
-def test_thread_count_does_not_change_a_bit():
+def test_the_units_depend_on_the_sizes_alone():
+    """Units of STREAMS_PER_UNIT streams (the last smaller) and reduction/update spans of
+    UPDATE_UNIT parameters: fixed by B and the model's size, not by the thread count."""
+    work = batch.Work(40, 12, 70, 30, np.float32)
+    assert [(g.streams.start, g.streams.stop) for g in work.groups] == [(0, 16), (16, 32),
+                                                                        (32, 40)]
+    assert work.partials.shape == (3, 2 * 30 * 70 + 70 * 70 + 70 + 30)
+    assert batch.units(70_000, 1 << 15) == [(0, 32768), (32768, 65536), (65536, 70000)]
+
+
+@pytest.fixture(params=["default units", "small units"])
+def unit_sizes(request, monkeypatch):
+    """The configured unit sizes, and small ones, so that a small model spans several stream
+    units and several reduction and update spans."""
+    if request.param == "small units":
+        monkeypatch.setattr(batch, "STREAMS_PER_UNIT", 6)
+        monkeypatch.setattr(batch, "UPDATE_UNIT", 1000)
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_thread_count_does_not_change_a_bit(dtype, unit_sizes):
+    """Training (forward, backward, the weight gradients, the optimizer) and evaluation as
+    several streams: 1, 2, 3 and 8 threads (oversubscribed on a small machine) give the same
+    bits (with the small units: 4 stream units, ~10 reduction and update spans)."""
     data = np.random.default_rng(3).integers(0, 30, 20_000)
     runs = []
-    for threads in (1, 2, 3):
-        model = CharRNN(30, hidden_size=40, seq_length=12, batch_size=16, dtype="float32",
-                        threads=threads)
-        runs.append((model.train(data, 20), model))
-    first = runs[0][1]
-    for losses, model in runs[1:]:
-        assert np.array_equal(losses, runs[0][0]), f"losses with {model.threads} threads"
-        for name, a, b in [("weights", model.weights.flat, first.weights.flat),
-                           ("optimizer state", model.states[0].flat, first.states[0].flat),
-                           ("state", model.state, first.state)]:
+    for threads in (1, 2, 3, 8):
+        model = CharRNN(30, hidden_size=70, seq_length=12, batch_size=20, dtype=dtype,
+                        optimizer="adam", learning_rate=0.01, threads=threads)
+        losses = model.train(data, 12)
+        val, after = model.evaluate(data[:5001], state=model.state[:, :, :1], streams=9)
+        runs.append((losses, val, after, model))
+    first = runs[0]
+    for losses, val, after, model in runs[1:]:
+        assert np.array_equal(losses, first[0]), f"losses with {model.threads} threads"
+        assert val == first[1], f"evaluation with {model.threads} threads"
+        assert np.array_equal(after, first[2]), f"state after evaluation, {model.threads} threads"
+        for name, a, b in [("weights", model.weights.flat, first[3].weights.flat),
+                           ("Adam's m", model.states[0].flat, first[3].states[0].flat),
+                           ("Adam's v", model.states[1].flat, first[3].states[1].flat),
+                           ("state", model.state, first[3].state)]:
             assert np.array_equal(a, b), f"{name} with {model.threads} threads"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, streams", [(3001, 7), (3000, 7), (700, 1), (41, 3), (5, 8)])
+def test_evaluation_as_streams_matches_the_oracle(n, streams, dtype):
+    """Several streams side by side (the last one finishing the n - B*P characters left,
+    B*P = 0 included) against the oracle's definition; one stream is min-char-rnn's value."""
+    data = np.random.default_rng([n, streams]).integers(0, 20, n)
+    models = {b: CharRNN(20, hidden_size=24, seq_length=9, dtype=dtype, backend=b, seed=2,
+                         threads=2) for b in ("numba", "numpy")}
+    start = (np.random.default_rng(1).standard_normal((1, 1, 1, 24)) * 0.3).astype(dtype)
+    results = {b: m.evaluate(data, state=start, streams=streams) for b, m in models.items()}
+    w64 = as64(models["numba"].weights)
+    loss_ref, state_ref = reference.evaluate(w64, data, np.repeat(start, streams, 2)
+                                             .astype(np.float64), chunk=50)
+    for b, (loss, state) in results.items():
+        assert state.shape == (1, 1, streams, 24), b
+        assert_close(loss, loss_ref, dtype, f"{b} loss")
+        assert_close(state, state_ref, dtype, f"{b} state")
+    if streams > 1 and (n - 1) // streams:  # later streams start without context: another sum
+        one, _ = models["numpy"].evaluate(data, state=start)
+        assert one != results["numpy"][0]
+
+
+def test_the_oracles_streams_are_the_single_stream_evaluation_of_their_pieces():
+    """reference.evaluate with B streams is, by definition, B single-stream evaluations of
+    contiguous pieces (the last piece longer by the n - B*P characters left)."""
+    rng = np.random.default_rng(6)
+    w = random_weights(rng, 8, 5, np.float64, 0.4)
+    data = rng.integers(0, 5, 103)
+    B, n = 4, 102
+    P = n // B
+    start = rng.standard_normal((1, 1, 1, 8)) * 0.3
+    loss, state = reference.evaluate(w, data, np.repeat(start, B, 2))
+    pieces = [data[b * P:(b + 1) * P + 1] for b in range(B - 1)] + [data[(B - 1) * P:]]
+    expected = [reference.evaluate(w, piece, start) for piece in pieces]
+    np.testing.assert_allclose(loss, sum(e[0] for e in expected), rtol=1e-12)
+    for b, (_, s) in enumerate(expected):
+        np.testing.assert_allclose(state[:, :, b], s[:, :, 0], rtol=1e-12)
 
 
 def test_batched_model_on_both_backends_and_its_errors():

@@ -84,6 +84,24 @@ def test_train_reports_progress_evaluates_samples_and_saves(tmp_path, corpus_fil
     assert best.run["iteration"] == min(records, key=lambda r: r["val_loss"])["iteration"]
 
 
+def test_validation_as_several_streams_is_reported_as_such(tmp_path, corpus_file, capsys):
+    """--val-streams N: the held-out text as N streams side by side (reference.evaluate's
+    definition), from the first training stream's state; the line and the record say so."""
+    out = tmp_path / "run"
+    rc = train.main(["--data", corpus_file, "--hidden-size", "24", "--seq-length", "10",
+                     "--iterations", "40", "--eval-every", "40", "--sample-every", "0",
+                     "--val-streams", "5", "--threads", "2", "--out", str(out)])
+    assert rc == 0
+    assert "validation (5 streams) " in capsys.readouterr().out
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["val_streams"] == 5
+    ckpt = checkpoint.load(out / "checkpoint.npz")
+    val = load(corpus_file, 0.1).val
+    w = reference.weights(*(ckpt.params[n] for n in ("Wxh", "Whh", "Why", "bh", "by")))
+    loss, _ = reference.evaluate(w, val, np.repeat(ckpt.state[:, :, :1], 5, 2), chunk=100)
+    assert math.isclose(record["val_loss"], loss / (len(val) - 1), rel_tol=1e-9)
+
+
 def test_loss_curve_picture_when_matplotlib_is_installed(tmp_path, corpus_file):
     pytest.importorskip("matplotlib")
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "20", "--eval-every", "10",
@@ -327,6 +345,8 @@ def test_encoding_option(tmp_path, capsys):
     (["--sample-length", "0"], "--sample-length: 0 is not a positive integer"),
     (["--batch-size", "0"], "--batch-size: 0 is not a positive integer"),
     (["--threads", "0"], "--threads: 0 is not a positive integer"),
+    (["--val-streams", "0"], "--val-streams: 0 is not a positive integer"),
+    (["--val-streams", "2", "--backend", "cuda"], "--val-streams > 1 runs on the numba and"),
     (["--batch-size", "5000"], "needs at least 26 in each of --batch-size 5000 streams"),
     (["--time-budget", "-1"], "--time-budget: -1 is not a positive number"),
     (["--dtype", "float16"], "invalid choice: 'float16'"),
@@ -427,7 +447,8 @@ def test_help_explains_every_option(capsys):
     for option in ("--data", "--hidden-size", "--seq-length", "--learning-rate", "--iterations",
                    "--time-budget", "--backend", "--dtype", "--seed", "--val-fraction", "--eval-every",
                    "--sample-every", "--sample-length", "--out", "--resume", "--quiet", "--encoding",
-                   "--cell", "--optimizer", "--batch-size", "--threads", "--checkpoint-every"):
+                   "--cell", "--optimizer", "--batch-size", "--threads", "--checkpoint-every",
+                   "--val-streams"):
         assert option in text
 
 

@@ -36,8 +36,9 @@ class Backend(Protocol):
         state updated in place, losses written; ``step``: updates made before. Returns the
         position in every stream after the last chunk."""
 
-    def evaluate(self, w, data, state):
-        """Summed loss of predicting data[1:] from data[:-1]; state (L, S, 1, H) advanced."""
+    def evaluate(self, w, data, state, threads=1):
+        """Summed loss of predicting data[1:] from data[:-1]; state (L, S, B, H) advanced:
+        B = 1 one stream, B > 1 contiguous streams side by side (``reference.evaluate``)."""
 
     def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes):
         """len(uniforms) ids into ixes, drawn after seed_ix; state (L, S, 1, H) advanced."""

@@ -483,8 +483,11 @@ class CudaBackend:
         losses[:] = d_losses.copy_to_host()
         return position
 
-    def evaluate(self, w, data, state):
+    def evaluate(self, w, data, state, threads=1):
         require_one_layer_rnn(w, "cuda")
+        if state.shape[2] != 1:
+            raise ValueError(f"the cuda backend evaluates one stream, not {state.shape[2]}; "
+                             f"use streams=1 (--val-streams 1)")
         V, H = w.Why.shape
         h = state[0, 0, 0]
         n_pred = data.shape[0] - 1

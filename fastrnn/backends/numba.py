@@ -1,7 +1,7 @@
 """``backend="numba"``: the CPU kernels (``fastrnn/kernels``) behind the backend interface.
 
-One stream (B = 1) runs the single-stream kernels of ``kernels/cpu.py``; B > 1 streams the
-mini-batch kernels of ``kernels/batch.py`` (imported on first use: their BLAS binding costs
+One stream (B = 1) runs the single-stream kernels of ``kernels/cpu.py``; B > 1 streams (training,
+and evaluation as several streams) the mini-batch kernels of ``kernels/batch.py`` (imported on first use: their BLAS binding costs
 start-up time that single-stream users need not pay). Each kernel is compiled on its first
 call for the dtype, optimizer and path that call uses, and loaded from Numba's cache after.
 """
@@ -89,9 +89,14 @@ class NumbaBackend:
                                    seq_length, step, losses,
                                    self._batch_work(B, seq_length, w), threads)
 
-    def evaluate(self, w, data, state):
+    def evaluate(self, w, data, state, threads=1):
         require_one_layer_rnn(w, "numba")
         V, H = w.Why.shape
+        B = state.shape[2]
+        if B > 1:
+            T = min(EVAL_STEPS, max(1, (len(data) - 1) // B))
+            return self._batch().evaluate(data, state[0, 0], w, self._batch_work(B, T, w),
+                                          threads)
         L = min(EVAL_STEPS, max(1, len(data) - 1))
         work = scratch(("evaluate", L, H, V, w.Why.dtype),
                        lambda: (np.empty((L + 1, H), w.Why.dtype), np.empty((L, V), w.Why.dtype)))

@@ -28,7 +28,7 @@ class NumpyBackend:
         state[...] = after
         return position
 
-    def evaluate(self, w, data, state):
+    def evaluate(self, w, data, state, threads=1):
         loss, after = reference.evaluate(w, data, state, chunk=EVAL_STEPS)
         state[...] = after
         return loss

@@ -1,43 +1,53 @@
 """Mini-batch kernels: B streams at once; each mirrors the function of the same name in ``reference``.
 
-Public layout: hidden states are (B, H), one row per stream. Inside, the B streams are split
-into ``GROUPS`` fixed groups; a group keeps its own activations, ``hs (T+1, Bg, H)`` and
-``ps (T, Bg, V)``, so all of a group's T*Bg rows form one contiguous matrix, and its own
-gradient buffers. Per chunk each group runs two ``nogil`` kernels, so groups run in parallel
-on separate threads with no Python (and no GIL) in between:
+Public layout: hidden states are (B, H), one row per stream. Inside, the B streams are cut into
+units of ``STREAMS_PER_UNIT`` consecutive streams (``config``; the last may be smaller): the
+cut depends on B alone, never on the thread count. A unit keeps its own activations,
+``hs (T+1, Bu, H)`` and ``ps (T, Bu, V)``, so all of a unit's T*Bu rows form one contiguous
+matrix, and its own gradient buffers (one row of ``Work.partials``). Per chunk each unit runs
+two ``nogil`` kernels, and the threads take the units in turn (``_run``), with no Python (and no
+GIL) inside a unit:
 
-    group_forward    pre = Wxh[:, x] + bh (a gather); per step one (Bg,H)x(H,H) product and a
-                     fused add + tanh; then one (T*Bg,H)x(H,V) product and a fused softmax + loss
-    group_backward   dy = p - onehot; dh_out = dy Why, dWhy = h^T dy as whole-group products;
-                     per step (reversed) a fused tanh-backward and one (Bg,H)x(H,H) product;
+    unit_forward     pre = Wxh[:, x] + bh (a gather); per step one (Bu,H)x(H,H) product and a
+                     fused add + tanh; then one (T*Bu,H)x(H,V) product and a fused softmax + loss
+    unit_backward    dy = p - onehot; dh_out = dy Why, dWhy = h^T dy as whole-unit products;
+                     per step (reversed) a fused tanh-backward and one (Bu,H)x(H,H) product;
                      dWhh = draw^T h, dbh, and dWxh by adding rows of draw per character
 
-The products call NumPy's own OpenBLAS directly (``blas.gemm``), one BLAS thread per group.
-The groups' gradients are then summed in group order -- per-group buffers reduced afterwards,
-never a racing ``+=`` -- and one fused clip + optimizer pass over the flat buffer updates the
-parameters (read by name from ``spec.Weights``, as in ``cpu.py``). Because
-the split into groups does not depend on the number of threads, one thread and two give the
-same bits.
+The products call NumPy's own OpenBLAS directly (``blas.gemm``), one BLAS thread per unit. The
+units' gradients are then summed in unit order, element ranges in parallel (``reduce_units``:
+never a racing ``+=``), and one fused clip + optimizer pass updates the parameters, element
+ranges in parallel (read by name from ``spec.Weights``, as in ``cpu.py``). Every number is
+computed by the same code on the same unit whichever thread runs it, so one thread and eight
+give the same bits, and a run resumed elsewhere repeats.
 """
 
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
 from threadpoolctl import threadpool_limits
 
-from ..config import CLIP, GROUPS, INLINE, NJIT
+from ..config import CLIP, INLINE, NJIT, STREAMS_PER_UNIT, UPDATE_UNIT
 from ..reference import wraps
 from . import vmath
 from .blas import gemm
+from .cpu import forward as forward_one
 from .cpu import update
 from .scalar import tanh_backward
 
 
-class Group:
-    """Buffers of one group of Bg streams for chunks of T steps (allocated once)."""
+def units(n, size):
+    """[(start, stop)] cutting range(n) into pieces of ``size`` (the last may be shorter)."""
+    return [(a, min(a + size, n)) for a in range(0, n, size)]
 
-    def __init__(self, streams, T, H, V, dtype):
+
+class Group:
+    """Buffers of one unit of Bg streams for chunks of T steps (allocated once); its gradients
+    are views into ``partials``, one row of ``Work.partials``."""
+
+    def __init__(self, streams, T, H, V, dtype, partials):
         Bg = streams.stop - streams.start
         self.streams = streams
         self.hs = np.empty((T + 1, Bg, H), dtype)     # hidden states, hs[0] = h before the chunk
@@ -51,21 +61,24 @@ class Group:
         self.row_loss = np.empty((T, Bg), np.float64)
         self.x = np.empty((T, Bg), np.int64)          # inputs, step-major
         self.y = np.empty((T, Bg), np.int64)          # targets, step-major
-        self.dWxhT = np.empty((V, H), dtype)          # this group's gradients
-        self.dWhh = np.empty((H, H), dtype)
-        self.dWhyT = np.empty((H, V), dtype)
-        self.dbh = np.empty(H, dtype)
-        self.dby = np.empty(V, dtype)
+        sizes = (V * H, H * H, H * V, H, V)           # this unit's gradients, in partials
+        ends = np.cumsum(sizes)
+        self.dWxhT, self.dWhh, self.dWhyT, self.dbh, self.dby = (
+            partials[end - size:end].reshape(shape) for size, end, shape in
+            zip(sizes, ends, [(V, H), (H, H), (H, V), (H,), (V,)]))
 
 
 class Work:
-    """Buffers for chunks of B streams x T steps: the groups and the weights' transposes."""
+    """Buffers for chunks of B streams x T steps: the units and the weights' transposes."""
 
     def __init__(self, B, T, H, V, dtype):
         self.shape = (B, T, H, V)
-        n = min(B, GROUPS)
-        bounds = [B * k // n for k in range(n + 1)]
-        self.groups = [Group(slice(bounds[k], bounds[k + 1]), T, H, V, dtype) for k in range(n)]
+        size = 2 * V * H + H * H + H + V
+        self.partials = np.empty((len(units(B, STREAMS_PER_UNIT)), size), dtype)
+        self.total = np.empty(size, dtype)            # the partials summed in unit order
+        self.groups = [Group(slice(a, b), T, H, V, dtype, self.partials[k])
+                       for k, (a, b) in enumerate(units(B, STREAMS_PER_UNIT))]
+        self.spans = units(size, UPDATE_UNIT)         # element ranges of the reduction
         self.WxhT = np.empty((V, H), dtype)
         self.WhhT = np.empty((H, H), dtype)
         self.WhyT = np.empty((H, V), dtype)
@@ -137,11 +150,11 @@ def through_tanh(h, dhout, dh_next, draw):
 
 
 # --------------------------------------------------------------------------------------------
-# One group's chunk (nogil: groups run in parallel)
+# One unit's chunk (nogil: units run in parallel)
 
 @njit(**NJIT)
 def group_forward(x, y, WxhT, WhhT, WhyT, bh, by, hs, pre, acc, ps, row_loss):
-    """Forward pass of one group; hs[0] holds its hidden states. Returns the summed loss."""
+    """Forward pass of one unit; hs[0] holds its hidden states. Returns the summed loss."""
     T, Bg = x.shape
     H, V = WhhT.shape[0], WhyT.shape[1]
     gather_inputs(x, WxhT, bh, pre)
@@ -159,7 +172,7 @@ def group_forward(x, y, WxhT, WhhT, WhyT, bh, by, hs, pre, acc, ps, row_loss):
 
 @njit(**NJIT)
 def group_backward(x, y, Whh, Why, hs, ps, dys, dhout, draws, dh_next, dWxhT, dWhh, dWhyT, dbh, dby):
-    """Unclipped gradients of one group's chunk, from its forward pass."""
+    """Unclipped gradients of one unit's chunk, from its forward pass."""
     T, Bg = x.shape
     H, V = Whh.shape[0], Why.shape[0]
     R = T * Bg
@@ -189,22 +202,45 @@ def group_backward(x, y, Whh, Why, hs, ps, dys, dhout, draws, dh_next, dWxhT, dW
                 row[i] += draws[t, b, i]
 
 
+@njit(**NJIT)
+def reduce_units(partials, total, a, b):
+    """total[a:b] = the sum of partials[:, a:b] over the units, in unit order."""
+    for e in range(a, b):
+        total[e] = partials[0, e]
+    for k in range(1, partials.shape[0]):
+        for e in range(a, b):
+            total[e] += partials[k, e]
+
+
 # --------------------------------------------------------------------------------------------
 # The chunk: forward, backward, training
 
-_EXECUTORS = {}
+_POOLS = {}
 
 
 def _run(threads, fn, items):
-    """fn(item) for every item; with threads > 1 the items run on that many threads at once."""
-    threads = min(threads, len(items))
+    """[fn(item) for item in items], the items taken in turn by ``threads`` threads (this one
+    and a pool's). Which thread runs an item changes nothing in its result."""
+    n = len(items)
+    threads = min(threads, n)
     if threads <= 1:
         return [fn(item) for item in items]
-    if threads not in _EXECUTORS:
-        _EXECUTORS[threads] = ThreadPoolExecutor(threads - 1)
-    futures = [_EXECUTORS[threads].submit(fn, item) for item in items[1:]]
-    first = fn(items[0])
-    return [first] + [f.result() for f in futures]
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads - 1)
+    results = [None] * n
+    taken = itertools.count()  # next() on it is atomic under the GIL
+
+    def worker():
+        k = next(taken)
+        while k < n:
+            results[k] = fn(items[k])
+            k = next(taken)
+
+    helpers = [_POOLS[threads].submit(worker) for _ in range(threads - 1)]
+    worker()
+    for h in helpers:
+        h.result()
+    return results
 
 
 def _load(work, inputs, targets, hprev, w):
@@ -222,7 +258,7 @@ def forward(inputs, targets, hprev, w, work, threads=1):
     ``work.ps()``). Returns the loss summed over the block.
 
     Call it (and ``gradients``) with BLAS limited to one thread, as ``train`` does, when
-    ``threads`` > 1: the groups are the parallelism."""
+    ``threads`` > 1: the units are the parallelism."""
     _load(work, inputs, targets, hprev, w)
     bh, by = w.layers[0].bh, w.by
 
@@ -230,8 +266,10 @@ def forward(inputs, targets, hprev, w, work, threads=1):
         return group_forward(g.x, g.y, work.WxhT, work.WhhT, work.WhyT, bh, by, g.hs, g.pre,
                              g.acc, g.ps, g.row_loss)
 
-    losses = _run(threads, one, work.groups)
-    return float(sum(losses))  # in group order
+    loss = 0.0
+    for part in _run(threads, one, work.groups):  # in unit order
+        loss += part
+    return loss
 
 
 def gradients(w, g, work, threads=1):
@@ -243,20 +281,17 @@ def gradients(w, g, work, threads=1):
                        k.dWxhT, k.dWhh, k.dWhyT, k.dbh, k.dby)
 
     _run(threads, one, work.groups)
-    dWxh, dWhh, dbh = g.layers[0]
-    dWhy, dby = g.Why, g.by
-    first, rest = work.groups[0], work.groups[1:]
-    dWxh[:] = first.dWxhT.T
-    dWhh[:] = first.dWhh
-    dWhy[:] = first.dWhyT.T
-    dbh[:] = first.dbh
-    dby[:] = first.dby
-    for k in rest:  # reduce the groups' buffers, in group order
-        dWxh += k.dWxhT.T
-        dWhh += k.dWhh
-        dWhy += k.dWhyT.T
-        dbh += k.dbh
-        dby += k.dby
+    _run(threads, lambda span: reduce_units(work.partials, work.total, *span), work.spans)
+    first = work.groups[0]  # the total, laid out as the units' gradients
+    V, H = first.dWxhT.shape
+    ends = np.cumsum((V * H, H * H, H * V, H, V))
+    dWxhT, dWhh, dWhyT, dbh, dby = (work.total[end - size:end] for size, end in
+                                    zip((V * H, H * H, H * V, H, V), ends))
+    g.layers[0].Wxh[:] = dWxhT.reshape(V, H).T
+    g.layers[0].Whh[:] = dWhh.reshape(H, H)
+    g.Why[:] = dWhyT.reshape(H, V).T
+    g.layers[0].bh[:] = dbh
+    g.by[:] = dby
 
 
 def backward(inputs, targets, hs, ps, w, g, work, threads=1):
@@ -270,13 +305,21 @@ def backward(inputs, targets, hs, ps, w, g, work, threads=1):
     np.clip(g.flat, -CLIP, CLIP, out=g.flat)
 
 
+def update_all(state, w, g, lr, step, work, threads=1):
+    """The fused clip + optimizer update over the flat buffers, element ranges in parallel."""
+    fields = tuple(state)
+    _run(threads, lambda s: update(type(state)(*(f[s[0]:s[1]] for f in fields)),
+                                   w.flat[s[0]:s[1]], g.flat[s[0]:s[1]], lr, step, True),
+         units(w.flat.shape[0], UPDATE_UNIT))
+
+
 def train(data, position, h, w, g, state, lr, seq_length, step, losses, work, threads=1):
     """reference.train for B = len(h) streams and len(losses) chunks; h (B, H) carried in
     place; ``step``: updates made before. Returns the position."""
     B, T, H, V = work.shape
     piece = data.shape[0] // B
     starts = (np.arange(B) * piece)[:, None] + np.arange(T + 1)
-    with threadpool_limits(1, user_api="blas"):  # one BLAS thread per group
+    with threadpool_limits(1, user_api="blas"):  # one BLAS thread per unit
         for n in range(losses.shape[0]):
             if wraps(position, T, piece):
                 position = 0
@@ -284,8 +327,34 @@ def train(data, position, h, w, g, state, lr, seq_length, step, losses, work, th
             window = data[starts + position]              # (B, T+1)
             losses[n] = forward(window[:, :T], window[:, 1:], h, w, work, threads)
             gradients(w, g, work, threads)
-            update(state, w.flat, g.flat, lr, step + n + 1, True)  # clip fused
+            update_all(state, w, g, lr, step + n + 1, work, threads)  # clip fused
             for group in work.groups:
                 h[group.streams] = group.hs[T]
             position += T
     return position
+
+
+def evaluate(data, h, w, work, threads=1):
+    """reference.evaluate with B = len(h) streams: the summed loss of predicting data[1:] as B
+    contiguous streams, each from h[b] (carried in place): stream b predicts the P = n // B
+    characters after position b*P (n = len(data) - 1), T steps at a time; the last stream then
+    goes on alone through the n - B*P characters left (at most B - 1)."""
+    B, T, H, V = work.shape
+    n = data.shape[0] - 1
+    P = n // B
+    starts = np.arange(B) * P
+    loss = 0.0
+    with threadpool_limits(1, user_api="blas"):
+        for t0 in range(0, P, T):
+            m = min(T, P - t0)
+            chunk = work if m == T else Work(B, m, H, V, work.WhhT.dtype)  # the short last one
+            window = data[(starts + t0)[:, None] + np.arange(m + 1)]
+            loss += forward(window[:, :m], window[:, 1:], h, w, chunk, threads)
+            for group in chunk.groups:
+                h[group.streams] = group.hs[m]
+        rest = n - B * P
+        if rest:
+            hs, ps = np.empty((rest + 1, H), h.dtype), np.empty((rest, V), h.dtype)
+            loss += forward_one(data[B * P:n], data[B * P + 1:n + 1], h[B - 1].copy(), w, hs, ps)
+            h[B - 1] = hs[rest]
+    return loss
