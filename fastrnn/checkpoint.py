@@ -87,6 +87,11 @@ def save(path, ckpt):
 def load(path):
     """Read a checkpoint; CheckpointError (one line, naming the file) if it is unusable."""
     path = Path(path)
+    kind = files.not_regular(path)
+    if kind == "a directory":
+        raise CheckpointError(f"{path} is a directory, not a checkpoint")
+    if kind:
+        raise CheckpointError(f"{path} is {kind}, not a checkpoint file")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}  # reads (and CRC-checks) every array
@@ -124,7 +129,55 @@ def load(path):
         raise CheckpointError(f"{path} is not a usable fastrnn checkpoint "
                               f"(missing or malformed {e})") from None
     _check_shapes(path, ckpt, spec)
+    _check_fields(path, ckpt)
     return ckpt
+
+
+def _check_fields(path, ckpt):
+    """Every field whose value is impossible, or inconsistent with the others, refused by name
+    (the shapes and dtypes are ``_check_shapes``'s): the position, the update count, finite
+    numbers everywhere, non-negative second moments, and the run record's fields."""
+    c = ckpt.config
+
+    def bad(field, value, expected):
+        raise CheckpointError(f"{path} is corrupt: {field} is {value!r}, expected {expected}")
+
+    if ckpt.position < 0 or ckpt.position % c.seq_length:
+        bad("position", ckpt.position, f"a multiple of seq_length {c.seq_length}, >= 0")
+    if ckpt.step < 0:
+        bad("step", ckpt.step, "a count of updates, >= 0")
+    arrays = [(name, a) for name, a in ckpt.params.items()]
+    optimizer = optim.get(c.optimizer)
+    for prefix, named in zip(optimizer.states, ckpt.states):
+        arrays += [(prefix + name, a) for name, a in named.items()]
+    arrays += [("state", ckpt.state), ("losses", ckpt.losses)]
+    for name, a in arrays:
+        if not np.isfinite(a).all():
+            raise CheckpointError(f"{path} is corrupt: {name} holds NaN or infinite values")
+    # squared-gradient averages (Adagrad's and RMSprop's m, Adam's v) are never negative
+    squares = {"adagrad": "m", "rmsprop": "m", "adam": "v"}.get(c.optimizer)
+    for prefix, named in zip(optimizer.states, ckpt.states):
+        for name, a in named.items():
+            if prefix == squares and (a < 0).any():
+                raise CheckpointError(f"{path} is corrupt: {prefix + name} holds negative values "
+                                      f"(a sum of squares)")
+    run = ckpt.run
+    if not isinstance(run, dict):
+        bad("run", run, "a record of the training run")
+    for field, kind, expected in (("iteration", int, "an integer >= 0"),
+                                  ("timed_chars", int, "an integer >= 0"),
+                                  ("train_seconds", (int, float), "a number >= 0"),
+                                  ("smooth_loss", (int, float), "a finite number >= 0"),
+                                  ("best_val_loss", (int, float), "a finite number >= 0")):
+        value = run.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, kind) or not np.isfinite(value) \
+                or value < 0:
+            bad(f"run.{field}", value, expected)
+    for field, kind in (("data", dict), ("rng", dict), ("metrics", list)):
+        if field in run and not isinstance(run[field], kind):
+            bad(f"run.{field}", run[field], f"a {kind.__name__}")
 
 
 def _as_spec_shape(spec, name, a):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import files
 from .vocab import UnknownCharacters, Vocab, describe
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "data" / "tragedies.txt"
@@ -43,6 +44,12 @@ def read_text(path, encoding="utf-8"):
         codecs.lookup(encoding)
     except LookupError:
         raise CorpusError(f"unknown encoding {encoding!r}") from None
+    kind = files.not_regular(path)
+    if kind == "a directory":
+        raise CorpusError(f"{path} is a directory, not a text file")
+    if kind:
+        raise CorpusError(f"{path} is {kind}, not a regular file: training text is read from "
+                          f"regular files only")
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

@@ -1,4 +1,5 @@
-"""Writing output files so that no reader, and no crash, ever sees half of one.
+"""Files in and out: outputs written so that no reader, and no crash, ever sees half of one;
+inputs read only when they are regular files.
 
 Every file fastrnn writes (checkpoints, the metrics log, the loss picture) goes to a temporary
 file in the same directory -- ``.NAME.PID.tmp`` -- is flushed to disk and then renamed over
@@ -6,7 +7,27 @@ NAME, so NAME is always either the old file or the new one.
 """
 
 import os
+import stat
 from pathlib import Path
+
+
+def not_regular(path):
+    """What ``path`` is when it exists but is not a regular file ("a directory", "a FIFO (named
+    pipe)", "a character device", ...), else None. Reading such a thing can block forever (a
+    FIFO) or never end (/dev/zero), so inputs are checked with this before they are read; a
+    missing or unreadable path is left to the read to report."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 def write_atomically(path, write):

@@ -83,6 +83,9 @@ class CharRNN:
         c = self.config
         self.spec = Spec(c.cell, c.vocab_size, c.hidden_size)
         self.optimizer = optim.get(c.optimizer)
+        validate.fits(self.memory_needed(), f"a model of hidden_size {c.hidden_size} (vocabulary "
+                      f"{c.vocab_size}, batch_size {c.batch_size}, seq_length {c.seq_length}, "
+                      f"{c.dtype}) with its optimizer state and training buffers")
         self.weights = self.spec.init(c.seed, c.dtype)
         self.states = [self.spec.zeros(c.dtype) for _ in self.optimizer.states]
         self.step = 0  # updates made so far (Adam's bias correction counts them)
@@ -90,6 +93,17 @@ class CharRNN:
         self.position = 0
         self._grads = self.spec.zeros(c.dtype)
         self._data = None  # (the caller's array, the validated copy)
+
+    def memory_needed(self):
+        """Bytes the model takes to train, about: parameters, gradients, optimizer state and
+        (for mini-batches) each stream unit's gradients, plus a chunk's activations and their
+        gradients (6 (T, B, H)- or (T, B, V)-sized buffers). Checked before anything is
+        allocated, so an impossible size is a clear error, not a MemoryError."""
+        c = self.config
+        units = -(-c.batch_size // config.STREAMS_PER_UNIT) if c.batch_size > 1 else 0
+        per_chunk = c.seq_length * c.batch_size * (4 * c.hidden_size + 2 * c.vocab_size)
+        count = self.spec.size * (2 + len(self.optimizer.states) + units) + per_chunk
+        return count * np.dtype(c.dtype).itemsize
 
     def zero_state(self, streams=1):
         """A zero recurrent state (L, S, streams, H)."""

@@ -110,13 +110,13 @@ def _main(argv):
                              "backend evaluates one stream")
     ckpt = _load_resume(args.resume) if args.resume else None
     config, data = _settings(args, ckpt)
-    out = _output_dir(args, ckpt)
     corpus = _load_corpus(data, config, ckpt)
     try:
         model = ckpt.to_model(args.backend, threads=args.threads) if ckpt else \
             CharRNN(vocab_size=len(corpus.vocab), backend=args.backend, threads=args.threads, **config)
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
+    out = _output_dir(args, ckpt)  # last: a refused run leaves nothing on disk
     run = ckpt.run if ckpt else {}
     if ckpt and run.get("backend", args.backend) != args.backend:
         _say(args, f"note: the checkpoint was trained with --backend {run['backend']}; results "
@@ -134,6 +134,15 @@ def _load_resume(path):
     if not isinstance(iteration, int) or iteration != len(ckpt.losses):
         raise cli.UsageError(f"cannot resume: {path} was not written by fastrnn.train (or is "
                              f"corrupt): its iteration count does not match its loss history")
+    if ckpt.step > iteration:  # one update per iteration (0 in old files that did not count)
+        raise cli.UsageError(f"cannot resume: {path} is corrupt: step {ckpt.step} exceeds its "
+                             f"iteration count {iteration}")
+    if "rng" in ckpt.run:
+        try:
+            np.random.default_rng().bit_generator.state = ckpt.run["rng"]
+        except (TypeError, ValueError, KeyError) as e:
+            raise cli.UsageError(f"cannot resume: {path} is corrupt: run.rng is not a random "
+                                 f"generator's state ({e})") from None
     return ckpt
 
 
@@ -198,9 +207,15 @@ def _load_corpus(data, config, ckpt):
             f"{path} has {len(corpus.train)} characters to train on{held}; --seq-length {T} needs "
             f"at least {T + 1}{streams}: use a longer text or a smaller --seq-length"
             + (" or --batch-size" if B > 1 else ""))
+    piece = len(corpus.train) // B  # each stream's share of the text
     if ckpt and corpus.sha256 != ckpt.run.get("data", {}).get("sha256"):
         cli.warn(PROG, f"{path} is not the text this checkpoint was trained on; training "
-                       f"continues on it with the checkpoint's vocabulary")
+                       f"continues on it with the checkpoint's vocabulary"
+                 + (" from the start of its streams" if ckpt.position >= piece else ""))
+    elif ckpt and ckpt.position >= piece:
+        raise cli.UsageError(f"cannot resume: the checkpoint is corrupt: its position "
+                             f"{ckpt.position} lies beyond its own text's {piece}-character "
+                             f"streams")
     if len(corpus.val) == 1:
         cli.warn(PROG, f"the validation split of {path} is 1 character: no validation loss")
     return corpus
@@ -231,6 +246,7 @@ class Trainer:
         if "rng" in run:
             self.rng.bit_generator.state = run["rng"]
         self.records = list(run.get("metrics", []))
+        self.plot_note_said = False
         self.best = run.get("best_val_loss")
         self.seconds = run.get("train_seconds", 0.0)   # time in training kernels...
         self.timed_chars = run.get("timed_chars", 0)   # ...and the characters trained in it
@@ -348,7 +364,10 @@ class Trainer:
                   "chars_per_s": round(self.timed_chars / self.seconds, 1) if self.seconds else None}
         self.records.append(record)
         metrics.append(self.out / METRICS, record)
-        metrics.plot(self.out / PLOT, self.records)  # skipped without matplotlib
+        if not metrics.plot(self.out / PLOT, self.records) and not self.plot_note_said:
+            self.plot_note_said = True  # once a run: the picture is optional, the log is not
+            _say(self.args, f"note: {PLOT} is not drawn because matplotlib is not installed "
+                            f"(pip install -e \".[plot]\"); {METRICS} has the same numbers")
         line = f"iteration {self.iteration}: train loss {record['train_loss']:.4f} nats/char"
         if val_loss is not None:
             streams = self.args.val_streams

@@ -4,6 +4,8 @@ Each failure is a ``ValueError`` with one line naming the argument, what it is a
 expected.
 """
 
+import os
+
 import numpy as np
 
 from .config import FLOAT_DTYPES
@@ -97,3 +99,35 @@ def positive(name, value, kind=float):
     if not np.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     return v
+
+
+def available_memory():
+    """Bytes of memory the machine can still give a process (Linux: MemAvailable; elsewhere the
+    free physical pages), or None where the system does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def human_bytes(n):
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def fits(need, what):
+    """ValueError (one line) when ``need`` bytes exceed the memory available now, before
+    anything that large is allocated; ``what`` names what would need it."""
+    available = available_memory()
+    if available is not None and need > available:
+        raise ValueError(f"{what} needs about {human_bytes(need)} of memory; this machine has "
+                         f"{human_bytes(available)} available")

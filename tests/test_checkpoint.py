@@ -286,6 +286,35 @@ def test_unusable_checkpoints_are_named(saved, damage, message):
     assert str(path) in str(e.value) and "\n" not in str(e.value)
 
 
+def _scale(name, factor):
+    return lambda m, a: a.update({name: a[name] * factor})
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m, a: m.update(position=-4), r"position is -4, expected a multiple of seq_length 4"),
+    (lambda m, a: m.update(position=6), r"position is 6, expected a multiple of seq_length 4"),
+    (lambda m, a: m.update(step=-1), r"step is -1, expected a count of updates"),
+    (lambda m, a: a.update(Whh=np.full((8, 8), np.nan, np.float32)), "Whh holds NaN or infinite"),
+    (lambda m, a: a.update(mWxh=-np.ones((8, 5), np.float32)), "mWxh holds negative values"),
+    (lambda m, a: a.update(state=np.full((1, 1, 1, 8), np.inf, np.float32)),
+     "state holds NaN or infinite"),
+    (lambda m, a: a.update(losses=np.array([1.0, np.nan])), "losses holds NaN"),
+    (lambda m, a: m["run"].update(iteration=-7), r"run.iteration is -7, expected an integer"),
+    (lambda m, a: m["run"].update(iteration="7"), r"run.iteration is '7', expected an integer"),
+    (lambda m, a: m["run"].update(smooth_loss=-1.0), r"run.smooth_loss is -1.0"),
+    (lambda m, a: m["run"].update(rng=[1, 2]), r"run.rng is \[1, 2\], expected a dict"),
+    (lambda m, a: m.update(run=[]), r"run is \[\], expected a record"),
+])
+def test_impossible_fields_are_refused_by_name(saved, change, message):
+    """Each metadata field and array is checked on load: an impossible or inconsistent value is
+    one line naming the field and the value, not a run that goes on as if nothing were wrong."""
+    path = saved[0]
+    _rewrite_meta(path, change)
+    with pytest.raises(CheckpointError, match=message) as e:
+        checkpoint.load(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         checkpoint.load(tmp_path / "none.npz")

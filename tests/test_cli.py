@@ -109,6 +109,18 @@ def test_loss_curve_picture_when_matplotlib_is_installed(tmp_path, corpus_file):
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_without_matplotlib_the_run_says_once_where_the_picture_went(tmp_path, corpus_file,
+                                                                     capsys, monkeypatch):
+    from fastrnn import metrics
+    monkeypatch.setattr(metrics, "plot", lambda path, records: False)  # as without matplotlib
+    assert train.main(["--data", corpus_file, "--hidden-size", "24", "--seq-length", "10",
+                       "--iterations", "30", "--eval-every", "10", "--sample-every", "0",
+                       "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("note: loss.png is not drawn because matplotlib is not installed") == 1, out
+    assert not (tmp_path / "loss.png").exists()
+
+
 def test_default_corpus_is_the_bundled_one(tmp_path):
     assert train.main(["--iterations", "2", "--out", str(tmp_path), "--quiet"]) == 0
     ckpt = checkpoint.load(tmp_path / "checkpoint.npz")
@@ -319,6 +331,18 @@ def test_bad_data_files(tmp_path, capsys, content, fragments):
     assert_usage_error(rc, capsys, str(path), *fragments)
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero here")
+def test_a_device_as_the_corpus_is_refused_without_hanging(tmp_path):
+    """--data /dev/zero used to read forever. In a process of its own, with a time limit, so
+    that a regression fails here instead of hanging the suite."""
+    run = subprocess.run([sys.executable, "-m", "fastrnn.train", "--data", "/dev/zero", "--out",
+                          str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.count("\n") == 1 and "is a character device, not a regular file" in \
+        run.stderr, run.stderr
+    assert not (tmp_path / "out").exists(), "nothing is written"
+
+
 def test_encoding_option(tmp_path, capsys):
     path = tmp_path / "latin.txt"
     path.write_bytes("caf\xe9 au lait, ".encode("latin-1") * 10)
@@ -346,6 +370,7 @@ def test_encoding_option(tmp_path, capsys):
     (["--batch-size", "0"], "--batch-size: 0 is not a positive integer"),
     (["--threads", "0"], "--threads: 0 is not a positive integer"),
     (["--val-streams", "0"], "--val-streams: 0 is not a positive integer"),
+    (["--hidden-size", "100000000"], "hidden_size 100000000 (vocabulary"),
     (["--val-streams", "2", "--backend", "cuda"], "--val-streams > 1 runs on the numba and"),
     (["--batch-size", "5000"], "needs at least 26 in each of --batch-size 5000 streams"),
     (["--time-budget", "-1"], "--time-budget: -1 is not a positive number"),
@@ -406,6 +431,28 @@ def test_resume_from_an_unusable_checkpoint(saved_run, capsys, damage, fragment)
     assert_usage_error(rc, capsys, "cannot resume", str(saved_run), fragment)
     rc, _ = run_sample([str(saved_run)])
     assert_usage_error(rc, capsys, str(saved_run), fragment)
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda m: m.update(position=10 ** 9), "its position 1000000000 lies beyond its own text"),
+    (lambda m: m.update(step=10 ** 6), "step 1000000 exceeds its iteration count"),
+    (lambda m: m["run"].update(rng={"bit_generator": "nope"}), "run.rng is not a random"),
+])
+def test_resume_refuses_fields_inconsistent_with_the_run(saved_run, capsys, change, fragment):
+    """Fields checked against the run and its text (position, update count, generator state):
+    exit 2, one line, the checkpoint untouched."""
+    path = saved_run
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(arrays["meta"]))
+    change(meta)
+    arrays["meta"] = np.array(json.dumps(meta))
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    before = path.read_bytes()
+    rc = train.main(["--resume", str(path), "--iterations", "200", "--quiet"])
+    assert_usage_error(rc, capsys, "cannot resume", fragment)
+    assert path.read_bytes() == before
 
 
 def test_resume_with_other_text_or_model_is_refused_and_changes_nothing(saved_run, tmp_path, capsys):

@@ -1,5 +1,7 @@
 """Reading a corpus: vocabulary, compact ids, the validation split, and each way a file is bad."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -71,6 +73,22 @@ def test_other_encodings_and_missing_files(tmp_path):
         load(tmp_path)
     with pytest.raises(CorpusError, match=r"val_fraction must be in \[0, 1\)"):
         load(path, val_fraction=1.0)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
+def test_only_regular_files_are_read(tmp_path):
+    """A FIFO would block the read forever and /dev/zero would never end: both are refused
+    before anything is read, naming what they are."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(CorpusError, match="is a FIFO .named pipe., not a regular file"):
+        load(fifo)
+    if os.path.exists("/dev/zero"):
+        with pytest.raises(CorpusError, match="/dev/zero is a character device, not a regular"):
+            load("/dev/zero")
+    from fastrnn import checkpoint
+    with pytest.raises(checkpoint.CheckpointError, match="is a FIFO .named pipe., not a check"):
+        checkpoint.load(fifo)
 
 
 def test_a_given_vocabulary_names_the_characters_it_lacks(tmp_path):

@@ -159,3 +159,19 @@ def test_vocab_round_trip_and_unknown_characters():
     assert Vocab.from_text("ünïcødé").decode(Vocab.from_text("ünïcødé").encode("ünï")) == "ünï"
     with pytest.raises(ValueError, match="characters not in the vocabulary: 'x', 'z'"):
         vocab.encode("zxo")
+
+
+def test_a_size_that_cannot_fit_is_refused_before_allocating(monkeypatch):
+    """Parameters, optimizer state and training buffers are counted before anything is
+    allocated: an impossible size is one ValueError naming the memory, not a MemoryError."""
+    from fastrnn import validate
+    with pytest.raises(ValueError, match=r"hidden_size 100000000 .* needs about [\d.]+ PiB of "
+                                         r"memory; this machine has .* available"):
+        CharRNN(65, hidden_size=100_000_000)
+    monkeypatch.setattr(validate, "available_memory", lambda: 4 * 2 ** 20)  # 4 MiB
+    small = CharRNN(65, hidden_size=100)  # ~0.5 MiB
+    assert small.memory_needed() < 4 * 2 ** 20
+    with pytest.raises(ValueError, match="needs about 10.0 MiB of memory; this machine has 4.0 MiB"):
+        CharRNN(65, hidden_size=500, optimizer="adam")
+    monkeypatch.setattr(validate, "available_memory", lambda: None)  # a system that does not say
+    CharRNN(65, hidden_size=500, optimizer="adam")
