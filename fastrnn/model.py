@@ -180,8 +180,9 @@ class CharRNN:
         expected[...] = state
         return expected
 
-    def train(self, data, n_steps=1):
+    def train(self, data, n_steps=1, learning_rate=None):
         """Train on ``n_steps`` consecutive chunks of ``data`` (integer ids); return their losses.
+        ``learning_rate``: this call's (a schedule's; default: the config's).
 
         Each chunk is ``seq_length`` inputs and the targets one character later; the loss of a
         chunk is summed over its characters. Parameters, optimizer state, ``state`` and
@@ -194,10 +195,12 @@ class CharRNN:
         ready = self._prepared(data)
         n_steps = validate.positive("n_steps", n_steps, int)
         c = self.config
+        lr = c.learning_rate if learning_rate is None else \
+            validate.positive("learning_rate", learning_rate)
         losses = np.empty(n_steps, np.float64)
         self.position = int(self._kernels.train(
             self.weights, self._grads, self.optimizer, self.states, ready, self.position,
-            self.state, c.learning_rate, c.seq_length, self.step, losses, self.threads))
+            self.state, lr, c.seq_length, self.step, losses, self.threads))
         self.step += n_steps
         return losses
 
@@ -225,10 +228,14 @@ class CharRNN:
         loss = self._kernels.evaluate(self.weights, ready, state, self.threads)
         return float(loss), state
 
-    def sample(self, n, seed_ix, rng=None, temperature=1.0, greedy=False, state=None):
+    def sample(self, n, seed_ix, rng=None, temperature=1.0, greedy=False, state=None, top_k=0,
+               top_p=1.0):
         """n ids generated after ``seed_ix``, from ``state`` (L, S, 1, H; default: the first
         training stream's, unchanged). Returns (ids, state_after) so that generation can
-        continue where it stopped."""
+        continue where it stopped. ``top_k`` > 0 draws from the k most likely characters
+        only, ``top_p`` < 1 from the fewest most likely ones whose probabilities reach p
+        (nucleus sampling; ``reference.truncate`` defines both exactly); the same seed gives
+        the same text on every backend."""
         c = self.config
         if isinstance(seed_ix, bool) or not isinstance(seed_ix, (int, np.integer)) \
                 or not 0 <= seed_ix < c.vocab_size:
@@ -237,11 +244,16 @@ class CharRNN:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         temperature = validate.positive("temperature", temperature)
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0:
+            raise ValueError(f"top_k must be an integer >= 0 (0: no limit), got {top_k!r}")
+        top_p = validate.positive("top_p", top_p)
+        if top_p > 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
         rng = np.random.default_rng() if rng is None else rng
         state = self._checked_state(self.state[:, :, :1] if state is None else state)
         ixes = np.empty(n, np.int64)
         self._kernels.sample(self.weights, state, int(seed_ix), rng.random(n), temperature,
-                             bool(greedy), ixes)
+                             bool(greedy), ixes, int(top_k), float(top_p))
         return ixes.tolist(), state
 
     def reset_state(self):

@@ -155,12 +155,44 @@ def choose(p, u):
     return min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(p) - 1)
 
 
-def sample(w, state, seed_ix, uniforms, temperature=1.0, greedy=False):
+def truncates(p_size, top_k, top_p):
+    """Whether top-k / top-p (nucleus) sampling removes anything: top_k in [1, V) or top_p < 1."""
+    return 0 < top_k < p_size or top_p < 1
+
+
+def truncate(p, top_k, top_p):
+    """Top-k and top-p (nucleus) sampling: p with every character outside the kept set set to
+    0 (``choose`` renormalises). The characters are ranked by probability (ties: the lower
+    index first); the character of rank r is kept while r < top_k (0: no limit) and the
+    probability of the characters ranked before it, summed in rank order in float64, is below
+    top_p. Nothing changes when ``truncates`` is False (so top_p = 1 never drops a tail that
+    rounding pushed past 1). Every backend does exactly this, so a seed gives the same text."""
+    p = np.array(p)
+    if not truncates(len(p), top_k, top_p):
+        return p
+    ranked = [False] * len(p)
+    count, mass = 0, 0.0
+    while True:
+        best = -1
+        for v in range(len(p)):
+            if not ranked[v] and (best < 0 or p[v] > p[best]):
+                best = v
+        if best < 0 or (top_k and count >= top_k) or mass >= top_p:
+            break
+        ranked[best] = True
+        mass += float(p[best])
+        count += 1
+    p[[not r for r in ranked]] = 0
+    return p
+
+
+def sample(w, state, seed_ix, uniforms, temperature=1.0, greedy=False, top_k=0, top_p=1.0):
     """Generate ``len(uniforms)`` ids after ``seed_ix`` from ``state`` (L, S, 1, H); return
     (ixes, state after the last one).
 
-    Step t feeds the previous character, draws from ``softmax(y / temperature)`` with
-    ``uniforms[t]`` (or takes the argmax when ``greedy``).
+    Step t feeds the previous character, draws from ``softmax(y / temperature)``, cut to its
+    top-k / top-p characters (``truncate``), with ``uniforms[t]`` (or takes the argmax when
+    ``greedy``).
     """
     cell = cells.get_by_layer(w.layers[0])
     state = state.copy()
@@ -171,7 +203,8 @@ def sample(w, state, seed_ix, uniforms, temperature=1.0, greedy=False):
             state[l, 0] = cell.step(layer, below, state[l, 0])
             below = state[l, 0]
         y = (below @ w.Why.T + w.by)[0]
-        ix = int(np.argmax(y)) if greedy else choose(softmax(y / temperature), u)
+        ix = int(np.argmax(y)) if greedy else choose(
+            truncate(softmax(y / temperature), top_k, top_p), u)
         ixes.append(ix)
     return ixes, state
 

@@ -33,6 +33,11 @@ def build_parser():
     p.add_argument("--temperature", type=cli.positive_float, default=1.0, metavar="T",
                    help="divide the logits by T before sampling: < 1 is more conservative, "
                         "> 1 more varied (default 1)")
+    p.add_argument("--top-k", type=cli.non_negative_int, default=0, metavar="K",
+                   help="draw only from the K most likely characters (default 0: all)")
+    p.add_argument("--top-p", type=cli.positive_float, default=1.0, metavar="P",
+                   help="nucleus sampling: draw only from the fewest most likely characters "
+                        "whose probabilities add up to P, in (0, 1] (default 1: all)")
     p.add_argument("--greedy", action="store_true",
                    help="always take the most likely character (deterministic)")
     p.add_argument("--seed", type=cli.non_negative_int, metavar="S",
@@ -65,6 +70,8 @@ def _main(argv, out):
         model = ckpt.to_model(args.backend, args.dtype)
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
+    if args.top_p > 1:
+        raise cli.UsageError(f"--top-p: {args.top_p} is not in (0, 1]")
     rng = np.random.default_rng(args.seed)
     ids = vocab.encode(prime)
     say = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
@@ -81,7 +88,8 @@ def _generate(model, vocab, prime, ids, rng, args, out):
         while left:
             n = min(PIECE, left)
             piece, state = model.sample(n, seed_ix, rng=rng, temperature=args.temperature,
-                                        greedy=args.greedy, state=state)
+                                        greedy=args.greedy, state=state, top_k=args.top_k,
+                                        top_p=args.top_p)
             out.write(vocab.decode(piece))
             out.flush()
             seed_ix, left = piece[-1], left - n

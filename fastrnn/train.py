@@ -74,6 +74,12 @@ def build_parser():
     r.add_argument("--backend", choices=BACKENDS, default="numba",
                    help="kernels to train with (default numba; numpy is the slow reference; cuda "
                         "needs an NVIDIA GPU and numba-cuda)")
+    r.add_argument("--lr-decay", type=cli.positive_float, metavar="FACTOR",
+                   help="multiply the learning rate by FACTOR (in (0, 1]) every --lr-decay-every "
+                        "iterations, as char-rnn does (default: no decay; with --resume: the "
+                        "checkpoint's schedule)")
+    r.add_argument("--lr-decay-every", type=cli.positive_int, metavar="N",
+                   help="iterations between learning-rate decays (with --lr-decay)")
     r.add_argument("--eval-every", type=cli.non_negative_int, default=5000, metavar="N",
                    help="validation loss over the whole held-out text every N iterations "
                         "(0: only at the end; default 5000)")
@@ -93,6 +99,11 @@ def build_parser():
                    help="directory for checkpoints and metrics (default ./out; with --resume: "
                         "the checkpoint's directory)")
     r.add_argument("--resume", metavar="CHECKPOINT", help="continue training from this checkpoint")
+    r.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="fine-tune: start a new run (fresh optimizer state, counters and hidden "
+                        "state) from this checkpoint's weights, model and vocabulary, on --data; "
+                        "--learning-rate, --seq-length, --batch-size, --optimizer and --seed may "
+                        "differ from the checkpoint's")
     r.add_argument("--overwrite", action="store_true",
                    help="start a new run even if --out already holds a checkpoint")
     r.add_argument("--quiet", action="store_true", help="no progress bar, samples or messages")
@@ -108,21 +119,60 @@ def _main(argv):
     if args.val_streams > 1 and args.backend == "cuda":
         raise cli.UsageError("--val-streams > 1 runs on the numba and numpy backends; the cuda "
                              "backend evaluates one stream")
+    if args.resume and args.init_from:
+        raise cli.UsageError("--resume continues a run, --init-from starts a new one from a "
+                             "checkpoint's weights: give one of them")
     ckpt = _load_resume(args.resume) if args.resume else None
-    config, data = _settings(args, ckpt)
-    corpus = _load_corpus(data, config, ckpt)
+    source = _load_source(args.init_from) if args.init_from else None
+    config, data = _settings(args, ckpt, source)
+    corpus = _load_corpus(data, config, ckpt, source.vocab if source else None)
     try:
         model = ckpt.to_model(args.backend, threads=args.threads) if ckpt else \
             CharRNN(vocab_size=len(corpus.vocab), backend=args.backend, threads=args.threads, **config)
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
+    if source:  # the weights, by name; everything else starts afresh
+        for name, array in model.spec.named(model.weights).items():
+            array[...] = source.params[name]
     out = _output_dir(args, ckpt)  # last: a refused run leaves nothing on disk
     run = ckpt.run if ckpt else {}
     if ckpt and run.get("backend", args.backend) != args.backend:
         _say(args, f"note: the checkpoint was trained with --backend {run['backend']}; results "
                    f"continue bit for bit only on the same backend and dtype")
     trainer = Trainer(model, corpus, data, args, out, ckpt)
+    trainer.lr_decay = _lr_decay(args, ckpt)
+    if source:
+        trainer.init_from = str(Path(args.init_from).resolve())
     return trainer.run()
+
+
+def _lr_decay(args, ckpt):
+    """The learning-rate schedule: (factor, every) or None, from the arguments, or on --resume
+    the checkpoint's (a different one is refused: resuming must repeat the run)."""
+    if (args.lr_decay is None) != (args.lr_decay_every is None):
+        raise cli.UsageError("--lr-decay FACTOR and --lr-decay-every N go together")
+    if args.lr_decay is not None and args.lr_decay > 1:
+        raise cli.UsageError(f"--lr-decay: {args.lr_decay} is not in (0, 1]")
+    given = None if args.lr_decay is None else [args.lr_decay, args.lr_decay_every]
+    if ckpt is None:
+        return given
+    saved = ckpt.run.get("lr_decay")
+    if given is not None and given != saved:
+        raise cli.UsageError(f"cannot resume with a different learning-rate schedule: "
+                             f"--lr-decay {args.lr_decay} --lr-decay-every {args.lr_decay_every} "
+                             f"(the checkpoint has {'none' if saved is None else saved})")
+    if saved is not None and not (isinstance(saved, list) and len(saved) == 2
+                                  and 0 < saved[0] <= 1 and isinstance(saved[1], int)
+                                  and saved[1] > 0):
+        raise cli.UsageError(f"cannot resume: the checkpoint is corrupt: run.lr_decay is {saved!r}")
+    return saved
+
+
+def _load_source(path):
+    try:
+        return checkpoint.load(path)
+    except CheckpointError as e:
+        raise cli.UsageError(f"cannot fine-tune: {e}") from None
 
 
 def _load_resume(path):
@@ -146,13 +196,27 @@ def _load_resume(path):
     return ckpt
 
 
-def _settings(args, ckpt):
-    """(model config kwargs, data settings) from the arguments, the checkpoint and the defaults."""
+# what --init-from keeps of the checkpoint's model (the rest of its settings may change)
+ARCHITECTURE = ("cell", "hidden_size", "dtype")
+
+
+def _settings(args, ckpt, source=None):
+    """(model config kwargs, data settings) from the arguments, the checkpoint to resume (or the
+    one to fine-tune from) and the defaults."""
     given = {k: getattr(args, k) for k in MODEL_DEFAULTS if getattr(args, k, None) is not None}
     if ckpt is None:
-        config = {**MODEL_DEFAULTS, **given}
-        if args.backend == "cuda" and args.dtype is None:
-            config["dtype"] = "float32"
+        if source is None:
+            config = {**MODEL_DEFAULTS, **given}
+            if args.backend == "cuda" and args.dtype is None:
+                config["dtype"] = "float32"
+        else:
+            kept = {k: v for k, v in source.config.to_dict().items() if k in MODEL_DEFAULTS}
+            clash = [f"--{k.replace('_', '-')} {given[k]} (the checkpoint has {kept[k]})"
+                     for k in ARCHITECTURE if k in given and given[k] != kept[k]]
+            if clash:
+                raise cli.UsageError(f"--init-from keeps the checkpoint's model: "
+                                     f"{'; '.join(clash)}")
+            config = {**kept, **given}
         data = {**DATA_DEFAULTS, "path": args.data or str(corpus_mod.DEFAULT_CORPUS)}
     else:
         config = {k: v for k, v in ckpt.config.to_dict().items() if k in MODEL_DEFAULTS}
@@ -189,14 +253,14 @@ def _output_dir(args, ckpt):
     return out
 
 
-def _load_corpus(data, config, ckpt):
+def _load_corpus(data, config, ckpt, vocab=None):
     path = Path(data["path"])
     if ckpt is None and path == corpus_mod.DEFAULT_CORPUS and not path.exists():
         raise cli.UsageError(f"the bundled corpus {path} is missing (it ships in the source "
                              f"tree's data/ directory); pass --data PATH")
     try:
         corpus = corpus_mod.load(path, data["val_fraction"], data["encoding"],
-                                 ckpt.vocab if ckpt else None)
+                                 ckpt.vocab if ckpt else vocab)
     except corpus_mod.CorpusError as e:
         raise cli.UsageError(str(e)) from None
     T, B = config["seq_length"], config["batch_size"]
@@ -247,6 +311,8 @@ class Trainer:
             self.rng.bit_generator.state = run["rng"]
         self.records = list(run.get("metrics", []))
         self.plot_note_said = False
+        self.init_from = run.get("init_from")  # the checkpoint a fine-tuned run started from
+        self.lr_decay = None  # (factor, every): set by _main
         self.best = run.get("best_val_loss")
         self.seconds = run.get("train_seconds", 0.0)   # time in training kernels...
         self.timed_chars = run.get("timed_chars", 0)   # ...and the characters trained in it
@@ -278,12 +344,14 @@ class Trainer:
                 if args.time_budget and time.perf_counter() - start >= args.time_budget:
                     self.stop_reason = "time budget"
                     break
+                decay_every = self.lr_decay[1] if self.lr_decay else 0
                 n = min([block, target - self.iteration] +
                         [e - self.iteration % e for e in
-                         (args.eval_every, args.sample_every, args.checkpoint_every) if e])
+                         (args.eval_every, args.sample_every, args.checkpoint_every,
+                          decay_every) if e])
                 t0 = time.perf_counter()
                 with self._compiling():
-                    losses = self.model.train(self.corpus.train, n)
+                    losses = self.model.train(self.corpus.train, n, self.learning_rate())
                 dt = time.perf_counter() - t0
                 if not (np.isfinite(losses).all() and self._params_finite()):
                     if bar is not None:
@@ -360,6 +428,7 @@ class Trainer:
                   "train_bpc": metrics.bits(self.smooth / c.seq_length),
                   "val_loss": val_loss, "val_bpc": metrics.bits(val_loss),
                   "val_streams": self.args.val_streams,
+                  "learning_rate": self.learning_rate(),
                   "train_seconds": round(self.seconds, 3),
                   "chars_per_s": round(self.timed_chars / self.seconds, 1) if self.seconds else None}
         self.records.append(record)
@@ -386,12 +455,23 @@ class Trainer:
         _say(self.args, f"----- sample at iteration {self.iteration}\n"
                         f"{self.corpus.vocab.decode(ids)}\n-----")
 
+    def learning_rate(self):
+        """The learning rate of the next iterations: the config's, times the decay factor once
+        per ``every`` iterations done (blocks never cross a decay)."""
+        lr = self.model.config.learning_rate
+        if self.lr_decay:
+            factor, every = self.lr_decay
+            lr *= factor ** (self.iteration // every)
+        return lr
+
     def _state(self):
         return {"iteration": self.iteration, "smooth_loss": self.smooth,
                 "rng": self.rng.bit_generator.state, "metrics": self.records,
                 "best_val_loss": self.best, "train_seconds": self.seconds,
                 "timed_chars": self.timed_chars,
-                "backend": self.model.backend, "data": self.data}
+                "backend": self.model.backend, "data": self.data,
+                **({"init_from": self.init_from} if self.init_from else {}),
+                **({"lr_decay": self.lr_decay} if self.lr_decay else {})}
 
     def _save(self, name):
         ckpt = Checkpoint.of(self.model, self.corpus.vocab, self.history[:self.iteration], self._state())

@@ -155,6 +155,93 @@ def test_resume_continues_bit_for_bit(tmp_path, corpus_file, backend, dtype, hid
     same_state(checkpoint.load(tmp_path / "one" / "checkpoint.npz"), checkpoint.load(resumed))
 
 
+def test_fine_tuning_starts_a_new_run_from_the_weights(tmp_path, corpus_file, text):
+    """--init-from: the checkpoint's weights, model and vocabulary; fresh optimizer state,
+    counters and hidden state; another text and learning rate. Equal, bit for bit, to the API
+    doing the same."""
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30",
+                       "--out", str(tmp_path / "a")]) == 0
+    source = checkpoint.load(tmp_path / "a" / "checkpoint.npz")
+    other = tmp_path / "other.txt"
+    other.write_text(text[20_000:26_000], encoding="utf-8")
+    assert train.main(["--init-from", str(tmp_path / "a" / "checkpoint.npz"), "--data",
+                       str(other), "--learning-rate", "0.05", "--iterations", "20", "--quiet",
+                       "--out", str(tmp_path / "b")]) == 0
+    tuned = checkpoint.load(tmp_path / "b" / "checkpoint.npz")
+    assert tuned.run["init_from"] == str((tmp_path / "a" / "checkpoint.npz").resolve())
+    assert tuned.config.learning_rate == 0.05 and tuned.config.hidden_size == 24
+    assert tuned.step == 20 and tuned.run["iteration"] == 20 and tuned.vocab == source.vocab
+    model = source.to_model()
+    model = type(model)(model.config.vocab_size, 24, 10, 0.05, model.config.dtype,
+                        model.config.seed)  # fresh state, counters, optimizer...
+    for name, array in model.spec.named(model.weights).items():
+        array[...] = source.params[name]  # ...and the checkpoint's weights
+    losses = model.train(load(other, 0.1, vocab=source.vocab).train, 20)
+    assert np.array_equal(losses, tuned.losses)
+    for name in NAMES:
+        assert np.array_equal(model.params[name], tuned.params[name]), name
+
+
+def test_fine_tuning_refuses_what_it_cannot_do(tmp_path, corpus_file, capsys):
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "10",
+                       "--out", str(tmp_path / "a")]) == 0
+    ckpt = str(tmp_path / "a" / "checkpoint.npz")
+    odd = tmp_path / "odd.txt"
+    odd.write_text("feathers \u2603 and \u2602 " * 40, encoding="utf-8")
+    for argv, fragment in [
+        (["--data", str(odd)], "vocabulary lacks: '\u2602', '\u2603'"),
+        (["--data", corpus_file, "--hidden-size", "32"],
+         "--init-from keeps the checkpoint's model: --hidden-size 32 (the checkpoint has 24)"),
+        (["--data", corpus_file, "--resume", ckpt], "give one of them"),
+        (["--data", corpus_file, "--init-from", str(tmp_path / "none.npz")],
+         "cannot fine-tune"),
+    ]:
+        argv = ["--init-from", ckpt, *argv] if "--init-from" not in argv else argv
+        rc = train.main([*argv, "--out", str(tmp_path / "b")])
+        assert_usage_error(rc, capsys, fragment)
+        assert not (tmp_path / "b").exists(), "nothing written"
+
+
+def test_learning_rate_decay_is_char_rnns_and_resumes_exactly(tmp_path, corpus_file):
+    """--lr-decay 0.5 --lr-decay-every 10: iterations 0-9 at lr, 10-19 at lr/2, 20-24 at lr/4,
+    bit for bit the API's model.train with those rates; stopped at 15 and resumed, the same
+    run; the schedule is in the checkpoint and the metrics."""
+    argv = ["--data", corpus_file, *SMALL, "--learning-rate", "0.08", "--lr-decay", "0.5",
+            "--lr-decay-every", "10", "--eval-every", "5"]
+    assert train.main([*argv, "--iterations", "25", "--out", str(tmp_path / "whole")]) == 0
+    whole = checkpoint.load(tmp_path / "whole" / "checkpoint.npz")
+    assert whole.run["lr_decay"] == [0.5, 10]
+    rates = [r["learning_rate"] for r in whole.run["metrics"]]
+    assert rates == [0.08, 0.04, 0.04, 0.02, 0.02], rates  # after 5, 10, 15, 20, 25 iterations
+
+    from fastrnn import CharRNN
+    model = CharRNN(whole.config.vocab_size, 24, 10, 0.08, whole.config.dtype, whole.config.seed)
+    data = load(corpus_file, 0.1).train
+    losses = np.concatenate([model.train(data, 10, 0.08), model.train(data, 10, 0.04),
+                             model.train(data, 5, 0.02)])
+    assert np.array_equal(losses, whole.losses)
+    for name in NAMES:
+        assert np.array_equal(model.params[name], whole.params[name]), name
+
+    assert train.main([*argv, "--iterations", "15", "--out", str(tmp_path / "split")]) == 0
+    assert train.main(["--resume", str(tmp_path / "split" / "checkpoint.npz"), "--iterations",
+                       "25", "--quiet"]) == 0  # the schedule comes from the checkpoint
+    same_state(checkpoint.load(tmp_path / "split" / "checkpoint.npz"), whole)
+
+
+def test_learning_rate_decay_refusals(tmp_path, corpus_file, capsys):
+    base = ["--data", corpus_file, *SMALL, "--iterations", "10", "--out", str(tmp_path / "r")]
+    for extra, fragment in [(["--lr-decay", "0.5"], "--lr-decay FACTOR and --lr-decay-every N"),
+                            (["--lr-decay", "1.5", "--lr-decay-every", "3"], "is not in (0, 1]"),
+                            (["--lr-decay", "0", "--lr-decay-every", "3"],
+                             "--lr-decay: 0 is not a positive number")]:
+        assert_usage_error(train.main([*base, *extra]), capsys, fragment)
+    assert train.main(base) == 0
+    rc = train.main(["--resume", str(tmp_path / "r" / "checkpoint.npz"), "--iterations", "20",
+                     "--lr-decay", "0.5", "--lr-decay-every", "5"])
+    assert_usage_error(rc, capsys, "different learning-rate schedule", "the checkpoint has none")
+
+
 def test_resume_past_the_target_has_nothing_to_do(tmp_path, corpus_file, capsys):
     assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "10", "--out", str(tmp_path)]) == 0
     before = (tmp_path / "checkpoint.npz").read_bytes()
@@ -175,8 +262,8 @@ def test_divergence_stops_with_the_last_good_checkpoint_kept(tmp_path, corpus_fi
     from fastrnn.model import CharRNN
     real_train, calls = CharRNN.train, []
 
-    def train_then_blow_up(self, data, n_steps=1):
-        losses = real_train(self, data, n_steps)
+    def train_then_blow_up(self, data, n_steps=1, learning_rate=None):
+        losses = real_train(self, data, n_steps, learning_rate)
         calls.append(n_steps)
         if sum(calls) > 7:  # from the 8th iteration on: NaN, as a diverging model gives
             self.weights.layers[0].Whh[0, 0] = np.nan
@@ -289,6 +376,13 @@ def test_sample_same_seed_same_text_on_every_backend(trained):
     assert rc == 0 and text.startswith("The") and len(text) == 3 + 300 + 1
     assert run_sample([trained, "--length", "300", "--seed", "8", "--prime", "The"])[1] != text
     assert run_sample([trained, "--length", "300", "--seed", "7", "--prime", "The"])[1] == text
+
+
+def test_sample_top_k_and_top_p_same_text_on_every_backend(trained):
+    argv = [trained, "--length", "200", "--seed", "7", "--top-k", "5", "--top-p", "0.9"]
+    texts = {b: run_sample([*argv, "--backend", b]) for b in ("numba", "numpy")}
+    assert texts["numba"] == texts["numpy"] and texts["numba"][0] == 0
+    assert texts["numba"][1] != run_sample([trained, "--length", "200", "--seed", "7"])[1]
 
 
 def test_sample_in_another_dtype_and_greedy(trained):
@@ -479,6 +573,9 @@ def test_resume_with_other_text_or_model_is_refused_and_changes_nothing(saved_ru
     (["--prime", "the ë ☃"], "--prime has characters the model never saw: 'ë', '☃'"),
     (["--prime", ""], "--prime is empty"),
     (["--dtype", "int8"], "invalid choice: 'int8'"),
+    (["--top-k", "-1"], "--top-k: -1 is not an integer >= 0"),
+    (["--top-p", "0"], "--top-p: 0 is not a positive number"),
+    (["--top-p", "1.5"], "--top-p: 1.5 is not in (0, 1]"),
 ])
 def test_bad_sample_options(trained, capsys, args, fragment):
     rc, text = run_sample([trained, *args])
@@ -495,7 +592,7 @@ def test_help_explains_every_option(capsys):
                    "--time-budget", "--backend", "--dtype", "--seed", "--val-fraction", "--eval-every",
                    "--sample-every", "--sample-length", "--out", "--resume", "--quiet", "--encoding",
                    "--cell", "--optimizer", "--batch-size", "--threads", "--checkpoint-every",
-                   "--val-streams"):
+                   "--val-streams", "--init-from", "--lr-decay", "--lr-decay-every"):
         assert option in text
 
 

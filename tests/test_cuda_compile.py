@@ -45,7 +45,8 @@ def signatures(f):
         clip_all=(a1,),
         optimize=(a1, a1, a1, a1, int64, float64, int64, boolean),
         zero=(a1,),
-        sample=(a1, int64, f64, a2, a2, a2, a1, a1, float64, boolean, int64[::1], a1, f64),
+        sample=(a1, int64, f64, a2, a2, a2, a1, a1, float64, boolean, int64, float64, int64[::1],
+                a1, f64),
     )
 
 

@@ -82,6 +82,43 @@ def test_sampling_is_the_same_text_on_both_backends(corpus):
     assert_close(states["numba"], states["numpy"], np.float64, "state after sampling")
 
 
+def test_top_k_and_top_p_keep_the_characters_the_definition_names():
+    """reference.truncate: ranked by probability (ties: lower index first); rank r kept while
+    r < k and the mass ranked before it is below p; nothing changes at k = 0, p = 1."""
+    from fastrnn import reference
+    p = np.array([0.1, 0.2, 0.5, 0.2])
+    assert reference.truncate(p, 2, 1.0).tolist() == [0, 0.2, 0.5, 0]      # the tie: index 1
+    assert reference.truncate(p, 0, 0.6).tolist() == [0, 0.2, 0.5, 0]      # 0.5 < 0.6, 0.7 not
+    assert reference.truncate(p, 0, 0.5).tolist() == [0, 0, 0.5, 0]        # the mode alone
+    assert reference.truncate(p, 0, 0.71).tolist() == [0, 0.2, 0.5, 0.2]
+    assert reference.truncate(p, 1, 1.0).tolist() == [0, 0, 0.5, 0]        # top-1 is greedy
+    assert reference.truncate(p, 0, 1.0).tolist() == p.tolist()
+    assert reference.truncate(p, 4, 1.0).tolist() == p.tolist()
+
+
+@pytest.mark.parametrize("top_k, top_p", [(5, 1.0), (0, 0.9), (8, 0.8), (1, 1.0)])
+def test_top_k_and_top_p_sampling_is_the_same_text_on_both_backends(corpus, top_k, top_p):
+    vocab, data = corpus
+    model = CharRNN(len(vocab), hidden_size=32, learning_rate=0.01)
+    model.train(data, 50)
+    texts = {}
+    for backend in ("numba", "numpy"):
+        model.backend = backend
+        ids, _ = model.sample(300, vocab.index["T"], rng=np.random.default_rng(1), top_k=top_k,
+                              top_p=top_p, temperature=1.3)
+        texts[backend] = ids
+    assert texts["numba"] == texts["numpy"]
+    plain, _ = model.sample(300, vocab.index["T"], rng=np.random.default_rng(1), temperature=1.3)
+    assert texts["numpy"] != plain, "the options must change the draws"
+    if top_k == 1:
+        greedy, _ = model.sample(300, vocab.index["T"], greedy=True)
+        assert texts["numpy"] == greedy
+    with pytest.raises(ValueError, match="top_k must be an integer >= 0"):
+        model.sample(3, 0, top_k=-1)
+    with pytest.raises(ValueError, match=r"top_p must be in \(0, 1\]"):
+        model.sample(3, 0, top_p=1.5)
+
+
 def test_evaluate_equals_the_oracle_from_a_given_state(corpus):
     vocab, data = corpus
     H = 16

@@ -152,6 +152,20 @@ def test_sample_matches_reference(cuda, greedy, temperature):
     assert_close(state_out, state_ref, np.float64, "state")
 
 
+@pytest.mark.parametrize("top_k, top_p", [(2, 1.0), (0, 0.6), (3, 0.7)])
+def test_top_k_and_top_p_sampling_matches_reference(cuda, top_k, top_p):
+    w, *_ = problem(6, 5, 1, np.float64)
+    rng = np.random.default_rng(3)
+    state = (rng.standard_normal(6) * 0.3).reshape(1, 1, 1, 6)
+    uniforms = rng.random(12)
+    ixes = np.full(12, -1, np.int64)
+    state_out = state.copy()
+    cuda.sample(w, state_out, 2, uniforms, 1.5, False, ixes, top_k, top_p)
+    ref, state_ref = reference.sample(w, state, 2, uniforms, 1.5, False, top_k, top_p)
+    assert ixes.tolist() == list(ref), "ixes"
+    assert_close(state_out, state_ref, np.float64, "state")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
 def test_train_matches_reference_including_the_wrap(cuda, name, dtype):

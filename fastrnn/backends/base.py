@@ -40,8 +40,9 @@ class Backend(Protocol):
         """Summed loss of predicting data[1:] from data[:-1]; state (L, S, B, H) advanced:
         B = 1 one stream, B > 1 contiguous streams side by side (``reference.evaluate``)."""
 
-    def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes):
-        """len(uniforms) ids into ixes, drawn after seed_ix; state (L, S, 1, H) advanced."""
+    def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes, top_k=0, top_p=1.0):
+        """len(uniforms) ids into ixes, drawn after seed_ix (``reference.sample``, top-k and
+        top-p included); state (L, S, 1, H) advanced."""
 
     def update(self, optimizer, w, g, states, learning_rate, step, clip_first):
         """One optimizer update over flat arrays (w, g and one per state), in place."""

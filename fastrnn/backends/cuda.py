@@ -414,14 +414,14 @@ class CudaBackend:
         for host, dev in zip(states, ds):
             dev.copy_to_host(host)
 
-    def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes):
+    def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes, top_k=0, top_p=1.0):
         require_one_layer_rnn(w, "cuda")
         V, H = w.Why.shape
         h = state[0, 0, 0]
         if H > ck.MAX_H:  # the one-block sampling kernel keeps h in shared memory
             from . import get_backend
             return get_backend("numba").sample(w, state, seed_ix, uniforms, temperature, greedy,
-                                               ixes)
+                                               ixes, top_k, top_p)
         K = _kernels(h.dtype)
         layer = w.layers[0]
         weights = [cuda.to_device(np.ascontiguousarray(a))
@@ -430,7 +430,8 @@ class CudaBackend:
         d_uniforms = cuda.to_device(np.asarray(uniforms, np.float64))
         d_ixes = cuda.device_array(len(uniforms), np.int64)
         K["sample"][1, _stream_threads(H)](d_h, seed_ix, d_uniforms, *weights, temperature,
-                                            greedy, d_ixes, cuda.device_array(V, h.dtype),
+                                            greedy, int(top_k), float(top_p), d_ixes,
+                                            cuda.device_array(V, h.dtype),
                                             cuda.device_array(V, np.float64))
         ixes[:len(uniforms)] = d_ixes.copy_to_host()
         d_h.copy_to_host(h)

@@ -102,13 +102,14 @@ class NumbaBackend:
                        lambda: (np.empty((L + 1, H), w.Why.dtype), np.empty((L, V), w.Why.dtype)))
         return self.cpu.evaluate(data, state[0, 0, 0], w, work)
 
-    def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes):
+    def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes, top_k=0, top_p=1.0):
         require_one_layer_rnn(w, "numba")
         V, H = w.Why.shape
         work = scratch(("sample", H, V, w.Why.dtype),
                        lambda: (np.empty(H, w.Why.dtype), np.empty(V, w.Why.dtype),
                                 np.empty(V, np.float64)))
-        self.cpu.sample(state[0, 0, 0], seed_ix, uniforms, w, temperature, greedy, ixes, work)
+        self.cpu.sample(state[0, 0, 0], seed_ix, uniforms, w, temperature, greedy, top_k,
+                        float(top_p), ixes, work)
 
     def update(self, optimizer, w, g, states, learning_rate, step, clip_first):
         self.cpu.update(optimizer.state(states), w, g, learning_rate, step, clip_first)

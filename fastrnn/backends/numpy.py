@@ -33,8 +33,9 @@ class NumpyBackend:
         state[...] = after
         return loss
 
-    def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes):
-        out, after = reference.sample(w, state, seed_ix, uniforms, temperature, greedy)
+    def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes, top_k=0, top_p=1.0):
+        out, after = reference.sample(w, state, seed_ix, uniforms, temperature, greedy, top_k,
+                                      top_p)
         ixes[:len(out)] = out
         state[...] = after
 

@@ -24,7 +24,7 @@ from ..config import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, CLIP, INLIN
                       RMSPROP_DECAY, RMSPROP_EPS)
 from . import vmath
 from .scalar import (adagrad_memory, adagrad_weight, adam_corrections, adam_moment, adam_weight,
-                     clip, rmsprop_memory, rmsprop_weight, tanh_backward)
+                     clip, rmsprop_memory, rmsprop_weight, tanh_backward, truncate)
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,7 +386,7 @@ def choose(p, u, cdf):
 
 
 @njit(**INLINE)
-def sample(h, seed_ix, uniforms, w, temperature, greedy, ixes, work):
+def sample(h, seed_ix, uniforms, w, temperature, greedy, top_k, top_p, ixes, work):
     """reference.sample: writes len(uniforms) indices to ixes; h (H,) is advanced in place.
 
     work = (h_next (H,), p (V,), cdf (V,) float64).
@@ -408,6 +408,7 @@ def sample(h, seed_ix, uniforms, w, temperature, greedy, ixes, work):
                 for v in range(p.shape[0]):
                     p[v] /= tau
             softmax_inplace(p)
+            truncate(p, top_k, top_p, cdf)
             ix = choose(p, uniforms[n], cdf)
         ixes[n] = ix
 

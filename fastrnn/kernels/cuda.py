@@ -57,7 +57,7 @@ from ..config import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, CLIP, RMSPR
                       RMSPROP_EPS)
 from ..optim import ADAGRAD, RMSPROP
 from .scalar import (adagrad_memory, adagrad_weight, adam_corrections, adam_moment, adam_weight,
-                     clip, gradient, rmsprop_memory, rmsprop_weight, tanh_backward)
+                     clip, gradient, rmsprop_memory, rmsprop_weight, tanh_backward, truncate)
 
 # Launch configuration, read at launch time (tests shrink BLOCK, STREAM_BLOCK, TILE and
 # SEGMENTS so that the striding and multi-tile paths run in the simulator).
@@ -533,9 +533,11 @@ def kernels(dtype, tile, work, max_h):
             a[k] = 0
 
     @cuda.jit
-    def sample(h, seed_ix, uniforms, Wxh, WhhT, WhyT, bh, by, temperature, greedy, ixes, p, cdf):
+    def sample(h, seed_ix, uniforms, Wxh, WhhT, WhyT, bh, by, temperature, greedy, top_k, top_p,
+               ixes, p, cdf):
         """reference.sample in one block: ixes[n] for each uniform; h advanced in place. Whh
-        and Why arrive transposed, so that a warp's loads are coalesced."""
+        and Why arrive transposed, so that a warp's loads are coalesced. Top-k / top-p as
+        reference.truncate, by thread 0 (cdf doubling as its marks)."""
         hc = cuda.shared.array(max_h, nb)
         hn = cuda.shared.array(max_h, nb)
         cur = cuda.shared.array(1, int64)
@@ -582,9 +584,11 @@ def kernels(dtype, tile, work, max_h):
                         p[v] = math.exp(p[v] - m)
                         s += p[v]
                     inv = one / s
-                    c = 0.0
                     for v in range(V):
                         p[v] *= inv
+                    truncate(p, top_k, top_p, cdf)  # top-k / top-p; cdf as its marks
+                    c = 0.0
+                    for v in range(V):
                         c += p[v]
                         cdf[v] = c
                     threshold = uniforms[n] * cdf[V - 1]

@@ -76,3 +76,30 @@ def adam_corrections(lr, step):
 def adam_weight(w, m, v, step_size, root_correction, eps):
     """``w += -step_size m / (sqrt(v) / root_correction + eps)``."""
     return w + (-step_size * m) / (math.sqrt(v) / root_correction + eps)
+
+
+@register_jitable
+def truncate(p, top_k, top_p, marks):
+    """reference.truncate in place: top-k / top-p sampling's kept characters; the others' p set
+    to 0 (``marks``: float64 scratch of V, 1 where kept). One body for the CPU and CUDA
+    kernels, so that both draw the same text as the oracle."""
+    V = p.shape[0]
+    if not ((top_k > 0 and top_k < V) or top_p < 1):  # reference.truncates
+        return
+    for v in range(V):
+        marks[v] = 0.0
+    count = 0
+    mass = 0.0
+    while True:
+        best = -1
+        for v in range(V):
+            if marks[v] == 0.0 and (best < 0 or p[v] > p[best]):
+                best = v
+        if best < 0 or (top_k > 0 and count >= top_k) or mass >= top_p:
+            break
+        marks[best] = 1.0
+        mass += p[best]
+        count += 1
+    for v in range(V):
+        if marks[v] == 0.0:
+            p[v] = 0

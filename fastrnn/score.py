@@ -1,0 +1,129 @@
+"""python -m fastrnn.score CHECKPOINT FILE...: how well a trained model predicts texts.
+
+    python -m fastrnn.score out/checkpoint.npz data/tragedies.txt other.txt --json
+
+For each file: the mean loss of predicting every character from the ones before it, in nats
+and bits per character, and the perplexity (e to the nats). The model reads the file as one
+stream from the checkpoint's first training stream's state, exactly as the trainer's
+validation reads its held-out text (the same number for the same text), a block at a time, so
+a file of any size takes bounded memory. Characters outside the model's vocabulary are an error
+that names them, unless ``--skip-unknown`` drops them (the count is reported).
+"""
+
+import codecs
+import json
+import math
+import sys
+
+import numpy as np
+
+from . import checkpoint, cli, compiling, files
+from .backends import BACKENDS
+from .config import DTYPES
+
+PROG = "fastrnn.score"
+BLOCK = 1 << 20  # bytes read at a time
+
+
+def build_parser():
+    p = cli.Parser(prog="python -m fastrnn.score",
+                   description="Score texts with a fastrnn checkpoint: loss per character, bits "
+                               "per character and perplexity, one line per file.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint written by fastrnn.train")
+    p.add_argument("files", metavar="FILE", nargs="+", help="texts to score")
+    p.add_argument("--encoding", default="utf-8", help="the texts' encoding (default utf-8)")
+    p.add_argument("--skip-unknown", action="store_true",
+                   help="drop characters outside the model's vocabulary (and count them) instead "
+                        "of refusing the file")
+    p.add_argument("--json", action="store_true", help="one JSON object per file")
+    p.add_argument("--backend", choices=BACKENDS, default="numba", help="kernels (default numba)")
+    p.add_argument("--dtype", choices=DTYPES, help="compute in this type (default: the checkpoint's)")
+    return p
+
+
+def main(argv=None, out=None):
+    return cli.run(lambda a: _main(a, out or sys.stdout), PROG, argv)
+
+
+def _main(argv, out):
+    args = build_parser().parse_args(argv)
+    try:
+        codecs.lookup(args.encoding)
+    except LookupError:
+        raise cli.UsageError(f"unknown encoding {args.encoding!r}") from None
+    try:
+        ckpt = checkpoint.load(args.checkpoint)
+        model = ckpt.to_model(args.backend, args.dtype)
+    except (checkpoint.CheckpointError, ValueError) as e:
+        raise cli.UsageError(str(e)) from None
+    for path in args.files:  # every file is checked before any is scored
+        kind = files.not_regular(path)
+        if kind:
+            raise cli.UsageError(f"{path} is {kind}, not a regular file")
+    say = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
+    with compiling.announce(say, model.config.dtype):
+        for path in args.files:
+            result = score_file(model, ckpt.vocab, ckpt.state[:, :, :1], path, args.encoding,
+                                args.skip_unknown)
+            out.write(json.dumps(result) + "\n" if args.json else _line(result))
+            out.flush()
+    return 0
+
+
+def _line(r):
+    skipped = f", {r['skipped']} unknown characters skipped" if r["skipped"] else ""
+    return (f"{r['file']}: {r['nats_per_char']:.4f} nats/char = {r['bits_per_char']:.4f} "
+            f"bits/char, perplexity {r['perplexity']:.3f} over {r['predicted']} characters"
+            f"{skipped}\n")
+
+
+def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False):
+    """{file, predicted, nats_per_char, bits_per_char, perplexity, skipped} for one file, read a
+    block at a time from ``state`` (L, S, 1, H): the loss of predicting each character from the
+    ones before it, summed block by block (each block carries the state and its last character
+    into the next)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    loss, predicted, skipped, last = 0.0, 0, 0, None
+    try:
+        with open(path, "rb") as f:
+            while True:
+                raw = f.read(BLOCK)
+                try:
+                    text = decoder.decode(raw, final=not raw)
+                except UnicodeDecodeError as e:
+                    raise cli.UsageError(f"{path}: not valid {encoding} ({e.reason}); pass its "
+                                         f"encoding with --encoding") from None
+                if text:
+                    missing = vocab.unknown(text)
+                    if missing and not skip_unknown:
+                        raise cli.UsageError(
+                            f"{path} has characters the model never saw: "
+                            f"{', '.join(repr(c) for c in missing[:10])}"
+                            f"{' ...' if len(missing) > 10 else ''} (pass --skip-unknown to drop "
+                            f"them)")
+                    if missing:
+                        kept = "".join(c for c in text if c in vocab.index)
+                        skipped += len(text) - len(kept)
+                        text = kept
+                    ids = vocab.encode(text, np.int64)
+                    if last is not None:
+                        ids = np.concatenate([[last], ids])
+                    if len(ids) >= 2:
+                        block_loss, state = model.evaluate(ids, state=state)
+                        loss += block_loss
+                        predicted += len(ids) - 1
+                        ids = ids[-1:]
+                    last = int(ids[-1]) if len(ids) else last
+                if not raw:
+                    break
+    except OSError as e:
+        raise cli.UsageError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if predicted == 0:
+        raise cli.UsageError(f"{path} has fewer than 2 characters to score")
+    nats = loss / predicted
+    return {"file": str(path), "predicted": predicted, "nats_per_char": nats,
+            "bits_per_char": nats / math.log(2), "perplexity": math.exp(nats), "skipped": skipped}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

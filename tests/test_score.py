@@ -1,0 +1,100 @@
+"""python -m fastrnn.score: the trainer's validation number for the same text, any file size."""
+
+import io
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from fastrnn import checkpoint, score, train
+from fastrnn.corpus import load
+
+TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good "
+        "fortune, must be in want of a wife. ") * 60
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A short training run: (its directory, its corpus file)."""
+    d = tmp_path_factory.mktemp("score")
+    corpus = d / "input.txt"
+    corpus.write_text(TEXT, encoding="utf-8")
+    assert train.main(["--data", str(corpus), "--hidden-size", "24", "--seq-length", "10",
+                       "--iterations", "60", "--eval-every", "60", "--quiet",
+                       "--out", str(d / "out")]) == 0
+    return d, corpus
+
+
+def scored(argv):
+    out = io.StringIO()
+    return score.main(argv, out=out), out.getvalue()
+
+
+def test_the_score_of_the_held_out_text_is_the_trainers_validation(run, tmp_path, monkeypatch):
+    d, corpus = run
+    data = load(corpus, 0.1)
+    held_out = tmp_path / "val.txt"
+    held_out.write_text(data.vocab.decode(data.val), encoding="utf-8")
+    record = json.loads((d / "out" / "metrics.jsonl").read_text().splitlines()[-1])
+    rc, out = scored([str(d / "out" / "checkpoint.npz"), str(held_out), "--json"])
+    assert rc == 0
+    result = json.loads(out)
+    assert result["predicted"] == len(data.val) - 1 and result["skipped"] == 0
+    assert math.isclose(result["nats_per_char"], record["val_loss"], rel_tol=1e-9)
+    assert math.isclose(result["bits_per_char"], record["val_bpc"], rel_tol=1e-9)
+    assert math.isclose(result["perplexity"], math.exp(record["val_loss"]), rel_tol=1e-9)
+    # read 100 bytes at a time (bounded memory): the same number
+    monkeypatch.setattr(score, "BLOCK", 100)
+    rc, small = scored([str(d / "out" / "checkpoint.npz"), str(held_out), "--json"])
+    assert rc == 0 and math.isclose(json.loads(small)["nats_per_char"], result["nats_per_char"],
+                                    rel_tol=1e-12)
+
+
+def test_several_files_a_line_each_and_unknown_characters(run, tmp_path):
+    d, corpus = run
+    other = tmp_path / "other.txt"
+    other.write_text("a good wife, a good fortune; {}", encoding="utf-8")
+    ckpt = str(d / "out" / "checkpoint.npz")
+    rc, out = scored([ckpt, str(corpus), str(other), "--skip-unknown"])
+    lines = out.splitlines()
+    assert rc == 0 and len(lines) == 2, out
+    assert lines[0].startswith(f"{corpus}: ") and "bits/char, perplexity" in lines[0]
+    assert lines[1].endswith("3 unknown characters skipped"), lines[1]  # ';', '{', '}'
+    rc, out = scored([ckpt, str(other)])
+    assert rc == 2 and out == ""
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda p: p, "is a directory, not a regular file"),
+    (lambda p: p / "missing.txt", "cannot read it"),
+    (lambda p: (p / "one.txt", (p / "one.txt").write_text("a"))[0], "fewer than 2 characters"),
+    (lambda p: (p / "bad.txt", (p / "bad.txt").write_bytes(b"a\xff\xfeb"))[0], "not valid utf-8"),
+    (lambda p: (p / "odd.txt", (p / "odd.txt").write_text("a{b"))[0],
+     "characters the model never saw: '{'"),
+])
+def test_bad_inputs_are_one_line(run, tmp_path, capsys, make, fragment):
+    d, _ = run
+    rc = score.main([str(d / "out" / "checkpoint.npz"), str(make(tmp_path))], out=io.StringIO())
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and fragment in err, err
+    assert err.startswith("fastrnn.score: error: ")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_fifo_is_refused_without_reading_it(run, tmp_path, capsys):
+    d, _ = run
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    assert score.main([str(d / "out" / "checkpoint.npz"), str(fifo)], out=io.StringIO()) == 2
+    assert "is a FIFO (named pipe), not a regular file" in capsys.readouterr().err
+
+
+def test_unusable_checkpoint_and_encoding(run, tmp_path, capsys):
+    d, corpus = run
+    assert score.main([str(tmp_path / "none.npz"), str(corpus)], out=io.StringIO()) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+    assert score.main([str(d / "out" / "checkpoint.npz"), str(corpus), "--encoding", "klingon"],
+                      out=io.StringIO()) == 2
+    assert "unknown encoding 'klingon'" in capsys.readouterr().err
