@@ -4,13 +4,13 @@ Public layout: hidden states are (B, H), one row per stream. Inside, the B strea
 units of ``STREAMS_PER_UNIT`` consecutive streams (``config``; the last may be smaller): the
 cut depends on B alone, never on the thread count. A unit keeps its own activations,
 ``hs (T+1, Bu, H)`` and ``ps (T, Bu, V)``, so all of a unit's T*Bu rows form one contiguous
-matrix, and its own gradient buffers (one row of ``Work.partials``). Per chunk each unit runs
-two ``nogil`` kernels, and the threads take the units in turn (``_run``), with no Python (and no
-GIL) inside a unit:
+matrix, and its own gradient buffers (one row of ``Work.partials``); ``Group`` holds a unit's
+buffers. Per chunk each unit runs two ``nogil`` kernels, and the threads take the units in turn
+(``_run``), with no Python (and no GIL) inside a unit:
 
-    unit_forward     pre = Wxh[:, x] + bh (a gather); per step one (Bu,H)x(H,H) product and a
+    group_forward    pre = Wxh[:, x] + bh (a gather); per step one (Bu,H)x(H,H) product and a
                      fused add + tanh; then one (T*Bu,H)x(H,V) product and a fused softmax + loss
-    unit_backward    dy = p - onehot; dh_out = dy Why, dWhy = h^T dy as whole-unit products;
+    group_backward   dy = p - onehot; dh_out = dy Why, dWhy = h^T dy as whole-unit products;
                      per step (reversed) a fused tanh-backward and one (Bu,H)x(H,H) product;
                      dWhh = draw^T h, dbh, and dWxh by adding rows of draw per character
 
@@ -305,7 +305,7 @@ def backward(inputs, targets, hs, ps, w, g, work, threads=1):
     np.clip(g.flat, -CLIP, CLIP, out=g.flat)
 
 
-def update_all(state, w, g, lr, step, work, threads=1):
+def update_all(state, w, g, lr, step, threads=1):
     """The fused clip + optimizer update over the flat buffers, element ranges in parallel."""
     fields = tuple(state)
     _run(threads, lambda s: update(type(state)(*(f[s[0]:s[1]] for f in fields)),
@@ -327,7 +327,7 @@ def train(data, position, h, w, g, state, lr, seq_length, step, losses, work, th
             window = data[starts + position]              # (B, T+1)
             losses[n] = forward(window[:, :T], window[:, 1:], h, w, work, threads)
             gradients(w, g, work, threads)
-            update_all(state, w, g, lr, step + n + 1, work, threads)  # clip fused
+            update_all(state, w, g, lr, step + n + 1, threads)  # clip fused
             for group in work.groups:
                 h[group.streams] = group.hs[T]
             position += T
