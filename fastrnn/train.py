@@ -123,6 +123,7 @@ def _main(argv):
         raise cli.UsageError("--resume continues a run, --init-from starts a new one from a "
                              "checkpoint's weights: give one of them")
     ckpt = _load_resume(args.resume) if args.resume else None
+    lr_decay = _lr_decay(args, ckpt)
     source = _load_source(args.init_from) if args.init_from else None
     config, data = _settings(args, ckpt, source)
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None)
@@ -140,7 +141,7 @@ def _main(argv):
         _say(args, f"note: the checkpoint was trained with --backend {run['backend']}; results "
                    f"continue bit for bit only on the same backend and dtype")
     trainer = Trainer(model, corpus, data, args, out, ckpt)
-    trainer.lr_decay = _lr_decay(args, ckpt)
+    trainer.lr_decay = lr_decay
     if source:
         trainer.init_from = str(Path(args.init_from).resolve())
     return trainer.run()

@@ -236,6 +236,7 @@ def test_learning_rate_decay_refusals(tmp_path, corpus_file, capsys):
                             (["--lr-decay", "0", "--lr-decay-every", "3"],
                              "--lr-decay: 0 is not a positive number")]:
         assert_usage_error(train.main([*base, *extra]), capsys, fragment)
+        assert not (tmp_path / "r").exists(), "nothing written"
     assert train.main(base) == 0
     rc = train.main(["--resume", str(tmp_path / "r" / "checkpoint.npz"), "--iterations", "20",
                      "--lr-decay", "0.5", "--lr-decay-every", "5"])
