@@ -56,6 +56,28 @@ class Checkpoint:
                    [spec.named(s) for s in model.states], model.state, model.position,
                    np.asarray(losses, np.float64), run, model.step)
 
+    def fine_tune(self, backend="numba", threads=None, **settings):
+        """A new model for fine-tuning: this checkpoint's cell, hidden size, dtype, vocabulary
+        size and weights; fresh optimizer state, update count, hidden state and position; its
+        other settings (learning_rate, seq_length, batch_size, optimizer, seed) as given, else
+        the checkpoint's. Train it on a text encoded with this checkpoint's ``vocab``."""
+        c = self.config.to_dict()
+        kept = {k: c[k] for k in ("vocab_size", "hidden_size", "dtype", "cell")}
+        clash = sorted(set(settings) & set(kept))
+        if clash:
+            raise ValueError(f"fine-tuning keeps the checkpoint's {', '.join(clash)}")
+        unknown = sorted(set(settings) - {"learning_rate", "seq_length", "batch_size",
+                                          "optimizer", "seed"})
+        if unknown:
+            raise ValueError(f"unknown setting(s) {', '.join(unknown)}")
+        merged = {**c, **settings}
+        model = CharRNN(merged["vocab_size"], merged["hidden_size"], merged["seq_length"],
+                        merged["learning_rate"], merged["dtype"], merged["seed"], backend,
+                        merged["batch_size"], threads, merged["optimizer"], merged["cell"])
+        for name, array in model.spec.named(model.weights).items():
+            array[...] = self.params[name]
+        return model
+
     def to_model(self, backend="numba", dtype=None, threads=None):
         """A CharRNN holding this state (cast to ``dtype`` if given), on ``backend``."""
         c = self.config

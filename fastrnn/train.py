@@ -128,13 +128,16 @@ def _main(argv):
     config, data = _settings(args, ckpt, source)
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None)
     try:
-        model = ckpt.to_model(args.backend, threads=args.threads) if ckpt else \
-            CharRNN(vocab_size=len(corpus.vocab), backend=args.backend, threads=args.threads, **config)
+        if ckpt:
+            model = ckpt.to_model(args.backend, threads=args.threads)
+        elif source:  # its weights and model; everything else afresh
+            model = source.fine_tune(args.backend, args.threads, **{
+                k: v for k, v in config.items() if k not in ARCHITECTURE})
+        else:
+            model = CharRNN(vocab_size=len(corpus.vocab), backend=args.backend,
+                            threads=args.threads, **config)
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
-    if source:  # the weights, by name; everything else starts afresh
-        for name, array in model.spec.named(model.weights).items():
-            array[...] = source.params[name]
     out = _output_dir(args, ckpt)  # last: a refused run leaves nothing on disk
     run = ckpt.run if ckpt else {}
     if ckpt and run.get("backend", args.backend) != args.backend:

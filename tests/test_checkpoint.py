@@ -318,3 +318,18 @@ def test_impossible_fields_are_refused_by_name(saved, change, message):
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         checkpoint.load(tmp_path / "none.npz")
+
+
+def test_fine_tune_keeps_the_weights_and_starts_everything_else_afresh(saved):
+    path, model, _ = saved
+    tuned = checkpoint.load(path).fine_tune(learning_rate=0.01, batch_size=2, optimizer="adam")
+    assert (tuned.config.hidden_size, tuned.config.dtype, tuned.config.vocab_size) == (8, "float32", 5)
+    assert tuned.config.learning_rate == 0.01 and tuned.config.batch_size == 2
+    for name in NAMES:
+        assert np.array_equal(tuned.params[name], model.params[name]), name
+    assert tuned.step == 0 and tuned.position == 0 and not tuned.state.any()
+    assert all(not s.flat.any() for s in tuned.states) and len(tuned.states) == 2
+    with pytest.raises(ValueError, match="keeps the checkpoint's hidden_size"):
+        checkpoint.load(path).fine_tune(hidden_size=16)
+    with pytest.raises(ValueError, match="unknown setting"):
+        checkpoint.load(path).fine_tune(momentum=0.9)
