@@ -15,8 +15,8 @@ buffers. Per chunk each unit runs two ``nogil`` kernels, and the threads take th
                      dWhh = draw^T h, dbh, and dWxh by adding rows of draw per character
 
 The products call NumPy's own OpenBLAS directly (``blas.gemm``), one BLAS thread per unit. The
-units' gradients are then summed in unit order, element ranges in parallel (``reduce_units``:
-never a racing ``+=``), and one fused clip + optimizer pass updates the parameters, element
+units' gradients are then summed in unit order into the first unit's, element ranges in
+parallel (``reduce_units``: never a racing ``+=``), and one fused clip + optimizer pass updates the parameters, element
 ranges in parallel (read by name from ``spec.Weights``, as in ``cpu.py``). Every number is
 computed by the same code on the same unit whichever thread runs it, so one thread and eight
 give the same bits, and a run resumed elsewhere repeats.
@@ -75,7 +75,6 @@ class Work:
         self.shape = (B, T, H, V)
         size = 2 * V * H + H * H + H + V
         self.partials = np.empty((len(units(B, STREAMS_PER_UNIT)), size), dtype)
-        self.total = np.empty(size, dtype)            # the partials summed in unit order
         self.groups = [Group(slice(a, b), T, H, V, dtype, self.partials[k])
                        for k, (a, b) in enumerate(units(B, STREAMS_PER_UNIT))]
         self.spans = units(size, UPDATE_UNIT)         # element ranges of the reduction
@@ -203,13 +202,14 @@ def group_backward(x, y, Whh, Why, hs, ps, dys, dhout, draws, dh_next, dWxhT, dW
 
 
 @njit(**NJIT)
-def reduce_units(partials, total, a, b):
-    """total[a:b] = the sum of partials[:, a:b] over the units, in unit order."""
-    for e in range(a, b):
-        total[e] = partials[0, e]
+def reduce_units(partials, a, b):
+    """partials[0, a:b] += partials[k, a:b] for k = 1, 2, ... in unit order: the units' sum, in
+    the first unit's buffers (with one unit, nothing to do)."""
+    first = partials[0]
     for k in range(1, partials.shape[0]):
+        row = partials[k]
         for e in range(a, b):
-            total[e] += partials[k, e]
+            first[e] += row[e]
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,17 +281,13 @@ def gradients(w, g, work, threads=1):
                        k.dWxhT, k.dWhh, k.dWhyT, k.dbh, k.dby)
 
     _run(threads, one, work.groups)
-    _run(threads, lambda span: reduce_units(work.partials, work.total, *span), work.spans)
-    first = work.groups[0]  # the total, laid out as the units' gradients
-    V, H = first.dWxhT.shape
-    ends = np.cumsum((V * H, H * H, H * V, H, V))
-    dWxhT, dWhh, dWhyT, dbh, dby = (work.total[end - size:end] for size, end in
-                                    zip((V * H, H * H, H * V, H, V), ends))
-    g.layers[0].Wxh[:] = dWxhT.reshape(V, H).T
-    g.layers[0].Whh[:] = dWhh.reshape(H, H)
-    g.Why[:] = dWhyT.reshape(H, V).T
-    g.layers[0].bh[:] = dbh
-    g.by[:] = dby
+    _run(threads, lambda span: reduce_units(work.partials, *span), work.spans)
+    first = work.groups[0]  # now holding the sum over the units
+    g.layers[0].Wxh[:] = first.dWxhT.T
+    g.layers[0].Whh[:] = first.dWhh
+    g.Why[:] = first.dWhyT.T
+    g.layers[0].bh[:] = first.dbh
+    g.by[:] = first.dby
 
 
 def backward(inputs, targets, hs, ps, w, g, work, threads=1):
