@@ -200,6 +200,24 @@ def _check_fields(path, ckpt):
     for field, kind in (("data", dict), ("rng", dict), ("metrics", list)):
         if field in run and not isinstance(run[field], kind):
             bad(f"run.{field}", run[field], f"a {kind.__name__}")
+    iteration = run.get("iteration")
+    if iteration is not None and ckpt.step > iteration:  # one update per iteration (0 in old
+        raise CheckpointError(f"{path} is corrupt: step {ckpt.step} exceeds its "  # files)
+                              f"iteration count {iteration}")
+    if "rng" in run:
+        try:
+            np.random.default_rng().bit_generator.state = run["rng"]
+        except (TypeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{path} is corrupt: run.rng is not a random generator's "
+                                  f"state ({e})") from None
+    schedule = run.get("lr_decay")
+    if schedule is not None and not (isinstance(schedule, list) and len(schedule) == 2
+                                     and isinstance(schedule[0], (int, float))
+                                     and not isinstance(schedule[0], bool)
+                                     and 0 < schedule[0] <= 1
+                                     and isinstance(schedule[1], int)
+                                     and not isinstance(schedule[1], bool) and schedule[1] > 0):
+        bad("run.lr_decay", schedule, "[factor in (0, 1], iterations >= 1]")
 
 
 def _as_spec_shape(spec, name, a):

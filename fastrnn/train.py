@@ -165,11 +165,7 @@ def _lr_decay(args, ckpt):
         raise cli.UsageError(f"cannot resume with a different learning-rate schedule: "
                              f"--lr-decay {args.lr_decay} --lr-decay-every {args.lr_decay_every} "
                              f"(the checkpoint has {'none' if saved is None else saved})")
-    if saved is not None and not (isinstance(saved, list) and len(saved) == 2
-                                  and 0 < saved[0] <= 1 and isinstance(saved[1], int)
-                                  and saved[1] > 0):
-        raise cli.UsageError(f"cannot resume: the checkpoint is corrupt: run.lr_decay is {saved!r}")
-    return saved
+    return saved  # (its form is checked by checkpoint.load)
 
 
 def _load_source(path):
@@ -188,15 +184,6 @@ def _load_resume(path):
     if not isinstance(iteration, int) or iteration != len(ckpt.losses):
         raise cli.UsageError(f"cannot resume: {path} was not written by fastrnn.train (or is "
                              f"corrupt): its iteration count does not match its loss history")
-    if ckpt.step > iteration:  # one update per iteration (0 in old files that did not count)
-        raise cli.UsageError(f"cannot resume: {path} is corrupt: step {ckpt.step} exceeds its "
-                             f"iteration count {iteration}")
-    if "rng" in ckpt.run:
-        try:
-            np.random.default_rng().bit_generator.state = ckpt.run["rng"]
-        except (TypeError, ValueError, KeyError) as e:
-            raise cli.UsageError(f"cannot resume: {path} is corrupt: run.rng is not a random "
-                                 f"generator's state ({e})") from None
     return ckpt
 
 

@@ -304,6 +304,10 @@ def _scale(name, factor):
     (lambda m, a: m["run"].update(smooth_loss=-1.0), r"run.smooth_loss is -1.0"),
     (lambda m, a: m["run"].update(rng=[1, 2]), r"run.rng is \[1, 2\], expected a dict"),
     (lambda m, a: m.update(run=[]), r"run is \[\], expected a record"),
+    (lambda m, a: m.update(step=8), "step 8 exceeds its iteration count 7"),
+    (lambda m, a: m["run"].update(rng={"bit_generator": "nope"}), "run.rng is not a random"),
+    (lambda m, a: m["run"].update(lr_decay=[1.5, 10]), r"run.lr_decay is \[1.5, 10\]"),
+    (lambda m, a: m["run"].update(lr_decay=[0.5, 0]), r"run.lr_decay is \[0.5, 0\]"),
 ])
 def test_impossible_fields_are_refused_by_name(saved, change, message):
     """Each metadata field and array is checked on load: an impossible or inconsistent value is
