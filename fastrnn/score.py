@@ -63,8 +63,11 @@ def _main(argv, out):
     say = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
     with compiling.announce(say, model.config.dtype):
         for path in args.files:
-            result = score_file(model, ckpt.vocab, ckpt.state[:, :, :1], path, args.encoding,
-                                args.skip_unknown)
+            try:
+                result = score_file(model, ckpt.vocab, ckpt.state[:, :, :1], path,
+                                    args.encoding, args.skip_unknown)
+            except ValueError as e:
+                raise cli.UsageError(str(e)) from None
             out.write(json.dumps(result) + "\n" if args.json else _line(result))
             out.flush()
     return 0
@@ -81,7 +84,7 @@ def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False):
     """{file, predicted, nats_per_char, bits_per_char, perplexity, skipped} for one file, read a
     block at a time from ``state`` (L, S, 1, H): the loss of predicting each character from the
     ones before it, summed block by block (each block carries the state and its last character
-    into the next)."""
+    into the next). A file that cannot be read or scored is a ValueError naming it."""
     decoder = codecs.getincrementaldecoder(encoding)()
     loss, predicted, skipped, last = 0.0, 0, 0, None
     try:
@@ -91,12 +94,12 @@ def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False):
                 try:
                     text = decoder.decode(raw, final=not raw)
                 except UnicodeDecodeError as e:
-                    raise cli.UsageError(f"{path}: not valid {encoding} ({e.reason}); pass its "
-                                         f"encoding with --encoding") from None
+                    raise ValueError(f"{path}: not valid {encoding} ({e.reason}); pass its "
+                                     f"encoding with --encoding") from None
                 if text:
                     missing = vocab.unknown(text)
                     if missing and not skip_unknown:
-                        raise cli.UsageError(
+                        raise ValueError(
                             f"{path} has characters the model never saw: "
                             f"{', '.join(repr(c) for c in missing[:10])}"
                             f"{' ...' if len(missing) > 10 else ''} (pass --skip-unknown to drop "
@@ -117,9 +120,9 @@ def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False):
                 if not raw:
                     break
     except OSError as e:
-        raise cli.UsageError(f"{path}: cannot read it ({e.strerror or e})") from None
+        raise ValueError(f"{path}: cannot read it ({e.strerror or e})") from None
     if predicted == 0:
-        raise cli.UsageError(f"{path} has fewer than 2 characters to score")
+        raise ValueError(f"{path} has fewer than 2 characters to score")
     nats = loss / predicted
     return {"file": str(path), "predicted": predicted, "nats_per_char": nats,
             "bits_per_char": nats / math.log(2), "perplexity": math.exp(nats), "skipped": skipped}
