@@ -1,0 +1,41 @@
+"""Mini-batch training speed of one source tree, for pairing two versions in turn.
+
+    python benchmarks/batch_one.py SOURCE_DIR B H THREADS     # prints characters per second
+
+``batch.train`` of 3 chunks (T = 50, V = 65, float32, Adagrad, random ids) from SOURCE_DIR's
+fastrnn, the median of 9 calls after a warm-up. To compare two versions, alternate runs against
+each tree (the machine is noisy) and compare pair by pair.
+"""
+
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, sys.argv[1])
+
+from fastrnn import optim  # noqa: E402
+from fastrnn.kernels import batch  # noqa: E402
+from fastrnn.spec import Spec  # noqa: E402
+
+
+def main():
+    B, H, threads = (int(a) for a in sys.argv[2:5])
+    T, V = 50, 65
+    spec = Spec("rnn", V, H)
+    w, g, mem = spec.init(0, np.float32), spec.zeros(np.float32), spec.zeros(np.float32)
+    state = optim.get("adagrad").state([mem.flat])
+    h, work = np.zeros((B, H), np.float32), batch.Work(B, T, H, V, np.float32)
+    data = np.random.default_rng(0).integers(0, V, 1_000_000).astype(np.int64)
+    losses = np.empty(3)
+    position = batch.train(data, 0, h, w, g, state, 0.1, T, 0, losses, work, threads)
+    times = []
+    for _ in range(9):
+        start = time.perf_counter()
+        position = batch.train(data, position, h, w, g, state, 0.1, T, 0, losses, work, threads)
+        times.append(time.perf_counter() - start)
+    print(B * T * 3 / np.median(times))
+
+
+if __name__ == "__main__":
+    main()
