@@ -44,8 +44,8 @@ INLINE = dict(NJIT, inline="always")
 STREAMS_PER_UNIT = 16           # streams a unit runs through the chunk together (its per-step
                                 # products are (16, H) x (H, H): OpenBLAS's float32 kernels
                                 # lose about half their speed below 16 rows, measured)
-UPDATE_UNIT = 1 << 18           # parameters a unit sums over the stream units, or updates (below
-                                # this, one thread does it: a thread hand-off costs more)
+UPDATE_UNIT = 1 << 18           # parameters a task sums over the stream units and updates
+                                # (below this, one thread does it: a thread hand-off costs more)
 
 # --- Test tolerances: a kernel against the float64 oracle ---------------------------------------
 # float64 kernels reorder sums (SIMD) and use their own exp/tanh, so they agree with NumPy to a
