@@ -4,9 +4,11 @@ The file is a NumPy ``.npz`` archive (no pickles). Arrays, named by the model's 
 (``Spec.named``): the parameters (``Wxh Whh bh Why by`` for min-char-rnn's model), the
 optimizer's state buffers prefixed by their names (``mWxh ...``; Adam also ``vWxh ...``), the
 recurrent state ``state (L, S, B, H)`` and the per-iteration loss history ``losses``; a JSON
-document ``meta`` holds the format name and version, the model config, the vocabulary, the data
-position, the update count, and the training run's bookkeeping (iteration, sampling RNG
-state, metrics).
+document ``meta`` holds the format name and version, the model config (cell, layers and
+dropout included), the vocabulary, the data position, the update count, the dropout
+generator's state, and the training run's bookkeeping (iteration, sampling RNG state,
+metrics). Files written before the cell, layer and dropout settings existed load as the
+one-layer model they hold.
 
 Format 2 (this version) writes biases as vectors and the state with its layer axis; format 1
 files (biases (n, 1), the hidden state as ``h``) still load.
@@ -48,32 +50,36 @@ class Checkpoint:
     losses: np.ndarray      # float64, one per iteration so far
     run: dict = field(default_factory=dict)
     step: int = 0           # optimizer updates made
+    dropout_rng: dict = None  # the dropout generator's state (None: a fresh one from the seed)
 
     @classmethod
     def of(cls, model, vocab, losses, run):
         spec = model.spec
         return cls(model.config, vocab, spec.named(model.weights),
                    [spec.named(s) for s in model.states], model.state, model.position,
-                   np.asarray(losses, np.float64), run, model.step)
+                   np.asarray(losses, np.float64), run, model.step,
+                   model.dropout_rng.bit_generator.state)
 
     def fine_tune(self, backend="numba", threads=None, **settings):
-        """A new model for fine-tuning: this checkpoint's cell, hidden size, dtype, vocabulary
-        size and weights; fresh optimizer state, update count, hidden state and position; its
-        other settings (learning_rate, seq_length, batch_size, optimizer, seed) as given, else
+        """A new model for fine-tuning: this checkpoint's cell, layers, hidden size, dtype,
+        vocabulary size and weights; fresh optimizer state, update count, hidden state and
+        position; its other settings (learning_rate, seq_length, batch_size, optimizer, seed,
+        dropout) as given, else
         the checkpoint's. Train it on a text encoded with this checkpoint's ``vocab``."""
         c = self.config.to_dict()
-        kept = {k: c[k] for k in ("vocab_size", "hidden_size", "dtype", "cell")}
+        kept = {k: c[k] for k in ("vocab_size", "hidden_size", "dtype", "cell", "num_layers")}
         clash = sorted(set(settings) & set(kept))
         if clash:
             raise ValueError(f"fine-tuning keeps the checkpoint's {', '.join(clash)}")
         unknown = sorted(set(settings) - {"learning_rate", "seq_length", "batch_size",
-                                          "optimizer", "seed"})
+                                          "optimizer", "seed", "dropout"})
         if unknown:
             raise ValueError(f"unknown setting(s) {', '.join(unknown)}")
         merged = {**c, **settings}
         model = CharRNN(merged["vocab_size"], merged["hidden_size"], merged["seq_length"],
                         merged["learning_rate"], merged["dtype"], merged["seed"], backend,
-                        merged["batch_size"], threads, merged["optimizer"], merged["cell"])
+                        merged["batch_size"], threads, merged["optimizer"], merged["cell"],
+                        merged["num_layers"], merged["dropout"])
         for name, array in model.spec.named(model.weights).items():
             array[...] = self.params[name]
         return model
@@ -83,13 +89,16 @@ class Checkpoint:
         c = self.config
         dtype = c.dtype if dtype is None else dtype
         model = CharRNN(c.vocab_size, c.hidden_size, c.seq_length, c.learning_rate, dtype,
-                        c.seed, backend, c.batch_size, threads, c.optimizer, c.cell)
+                        c.seed, backend, c.batch_size, threads, c.optimizer, c.cell,
+                        c.num_layers, c.dropout)
         for dst, src in zip([model.weights, *model.states], [self.params, *self.states]):
             for name, array in model.spec.named(dst).items():
                 array[...] = src[name]
         model.step = self.step
         model.state[...] = self.state
         model.position = self.position
+        if self.dropout_rng is not None:
+            model.dropout_rng.bit_generator.state = self.dropout_rng
         return model
 
 
@@ -99,6 +108,8 @@ def save(path, ckpt):
     meta = {"format": FORMAT, "version": VERSION, "fastrnn": __version__,
             "config": ckpt.config.to_dict(), "vocab": ckpt.vocab.chars,
             "position": int(ckpt.position), "step": int(ckpt.step), "run": ckpt.run}
+    if ckpt.dropout_rng is not None:
+        meta["dropout_rng"] = ckpt.dropout_rng
     arrays = dict(ckpt.params)
     for prefix, named in zip(optim.get(ckpt.config.optimizer).states, ckpt.states):
         arrays.update({prefix + name: a for name, a in named.items()})
@@ -135,7 +146,7 @@ def load(path):
                 f"or older: upgrade fastrnn to use it")
         config = Config.from_dict(meta["config"])
         vocab = Vocab(meta["vocab"])
-        spec = Spec(config.cell, config.vocab_size, config.hidden_size)
+        spec = Spec(config.cell, config.vocab_size, config.hidden_size, config.num_layers)
         if meta["version"] == 1:  # biases stored as (n, 1) columns, the state as h
             h = arrays["h"]
             arrays["state"] = h.reshape(1, 1, -1, config.hidden_size)
@@ -144,7 +155,8 @@ def load(path):
         states = [{n: _as_spec_shape(spec, n, arrays[prefix + n]) for n in names}
                   for prefix in optim.get(config.optimizer).states]
         ckpt = Checkpoint(config, vocab, params, states, arrays["state"], int(meta["position"]),
-                          arrays["losses"], meta.get("run", {}), int(meta.get("step", 0)))
+                          arrays["losses"], meta.get("run", {}), int(meta.get("step", 0)),
+                          meta.get("dropout_rng"))
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -204,11 +216,13 @@ def _check_fields(path, ckpt):
     if iteration is not None and ckpt.step > iteration:  # one update per iteration (0 in old
         raise CheckpointError(f"{path} is corrupt: step {ckpt.step} exceeds its "  # files)
                               f"iteration count {iteration}")
-    if "rng" in run:
+    for field, state in (("run.rng", run.get("rng")), ("dropout_rng", ckpt.dropout_rng)):
+        if state is None:
+            continue
         try:
-            np.random.default_rng().bit_generator.state = run["rng"]
+            np.random.default_rng().bit_generator.state = state
         except (TypeError, ValueError, KeyError) as e:
-            raise CheckpointError(f"{path} is corrupt: run.rng is not a random generator's "
+            raise CheckpointError(f"{path} is corrupt: {field} is not a random generator's "
                                   f"state ({e})") from None
     schedule = run.get("lr_decay")
     if schedule is not None and not (isinstance(schedule, list) and len(schedule) == 2

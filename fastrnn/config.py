@@ -15,7 +15,10 @@ ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8   # PyTorch's Adam defaults
 
 # --- Defaults of a model and its training run (min-char-rnn's) ----------------------------------
 MODEL_DEFAULTS = {"cell": "rnn", "hidden_size": 100, "seq_length": 25, "learning_rate": 0.1,
-                  "dtype": "float64", "seed": 0, "batch_size": 1, "optimizer": "adagrad"}
+                  "dtype": "float64", "seed": 0, "batch_size": 1, "optimizer": "adagrad",
+                  "num_layers": 1, "dropout": 0.0}
+MASK_ELEMENTS = 1 << 22         # dropout mask elements drawn per kernel call, at most (chunks
+                                # are grouped so; 32 MiB of float64 draws)
 DATA_DEFAULTS = {"val_fraction": 0.1, "encoding": "utf-8"}
 DTYPES = ("float64", "float32")
 FLOAT_DTYPES = tuple(np.dtype(d) for d in DTYPES)

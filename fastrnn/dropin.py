@@ -58,7 +58,7 @@ def lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by, backend="numba"):
     kern.backward(w, x, y, hs, ps, g)
     rnn = g.layers[0]
     return (loss, rnn.Wxh, rnn.Whh, g.Why, rnn.bh.reshape(H, 1), g.by.reshape(V, 1),
-            hs[0, -1, 0].reshape(H, 1).copy())
+            hs[0, -1, 0, 0].reshape(H, 1).copy())
 
 
 def adagrad(params, grads, mems, learning_rate, backend="numba"):

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from . import cells, config, optim, validate
+from . import cells, config, optim, reference, validate
 from .backends import get_backend
 from .spec import Spec
 from .vocab import id_dtype
@@ -36,6 +36,8 @@ class Config:
     batch_size: int = _D["batch_size"]
     optimizer: str = _D["optimizer"]
     cell: str = _D["cell"]
+    num_layers: int = _D["num_layers"]
+    dropout: float = _D["dropout"]
 
     def __post_init__(self):
         if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, (int, np.integer)) \
@@ -47,6 +49,14 @@ class Config:
         validate.positive("batch_size", self.batch_size, int)
         optim.get(self.optimizer)
         cells.get(self.cell)
+        validate.positive("num_layers", self.num_layers, int)
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
+                or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        if self.dropout and self.num_layers < 2:
+            raise ValueError(f"dropout {self.dropout:g} applies between layers: it needs "
+                             f"num_layers >= 2, got {self.num_layers}")
+        object.__setattr__(self, "dropout", float(self.dropout))
         if str(self.dtype) not in config.DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         object.__setattr__(self, "dtype", str(self.dtype))
@@ -66,22 +76,23 @@ class Config:
 
 class CharRNN:
     """A character RNN trained with truncated BPTT and (by default) Adagrad, as min-char-rnn;
-    optionally on B streams at once and with RMSprop or Adam."""
+    optionally on B streams at once, with RMSprop or Adam, with the LSTM or GRU cell
+    (``cell``), ``num_layers`` stacked layers and ``dropout`` between them."""
 
     def __init__(self, vocab_size, hidden_size=_D["hidden_size"], seq_length=_D["seq_length"],
                  learning_rate=_D["learning_rate"], dtype=None, seed=_D["seed"], backend="numba",
                  batch_size=_D["batch_size"], threads=None, optimizer=_D["optimizer"],
-                 cell=_D["cell"]):
+                 cell=_D["cell"], num_layers=_D["num_layers"], dropout=_D["dropout"]):
         if dtype is None:  # float32 is the GPU's natural type; float64 the CPU reference's
             dtype = config.GPU_DTYPE if backend == "cuda" else _D["dtype"]
         if isinstance(dtype, (type, np.dtype)):  # np.float32 or np.dtype("float32") -> "float32"
             dtype = np.dtype(dtype).name
         self.config = Config(vocab_size, hidden_size, seq_length, learning_rate, dtype, seed,
-                             batch_size, optimizer, cell)
+                             batch_size, optimizer, cell, num_layers, dropout)
         self.backend = backend
         self.threads = threads
         c = self.config
-        self.spec = Spec(c.cell, c.vocab_size, c.hidden_size)
+        self.spec = Spec(c.cell, c.vocab_size, c.hidden_size, c.num_layers)
         self.optimizer = optim.get(c.optimizer)
         validate.fits(self.memory_needed(), f"a model of hidden_size {c.hidden_size} (vocabulary "
                       f"{c.vocab_size}, batch_size {c.batch_size}, seq_length {c.seq_length}, "
@@ -91,17 +102,22 @@ class CharRNN:
         self.step = 0  # updates made so far (Adam's bias correction counts them)
         self.state = self.zero_state(c.batch_size)
         self.position = 0
+        # dropout's masks: drawn from this generator, outside the kernels, chunk by chunk
+        # (saved in checkpoints, so a resumed run draws the masks it would have drawn)
+        self.dropout_rng = np.random.default_rng([1, c.seed])
         self._grads = self.spec.zeros(c.dtype)
         self._data = None  # (the caller's array, the validated copy)
 
     def memory_needed(self):
         """Bytes the model takes to train, about: parameters, gradients, optimizer state and
         (for mini-batches) each stream unit's gradients, plus a chunk's activations and their
-        gradients (6 (T, B, H)- or (T, B, V)-sized buffers). Checked before anything is
-        allocated, so an impossible size is a clear error, not a MemoryError."""
+        gradients (per layer, a few (T, B, G*H)-sized buffers for G gates; (T, B, V) for the
+        output). Checked before anything is allocated, so an impossible size is a clear error,
+        not a MemoryError."""
         c = self.config
         units = -(-c.batch_size // config.STREAMS_PER_UNIT) if c.batch_size > 1 else 0
-        per_chunk = c.seq_length * c.batch_size * (4 * c.hidden_size + 2 * c.vocab_size)
+        per_layer = (3 * self.spec.cell.GATES + 4) * c.hidden_size
+        per_chunk = c.seq_length * c.batch_size * (c.num_layers * per_layer + 2 * c.vocab_size)
         count = self.spec.size * (2 + len(self.optimizer.states) + units) + per_chunk
         return count * np.dtype(c.dtype).itemsize
 
@@ -190,7 +206,9 @@ class CharRNN:
         at 0 with the state reset, as in min-char-rnn. With ``batch_size`` B > 1 the data is
         cut into B equal contiguous streams, a chunk is one piece of every stream (the state
         holds one row per stream; ``position`` is the offset inside every stream), and its loss
-        and gradients are summed over the streams.
+        and gradients are summed over the streams. With dropout, each chunk's masks are drawn
+        from ``dropout_rng`` (``reference.dropout_masks``) before the kernels run, chunk after
+        chunk, so the masks do not depend on how the chunks are split into calls.
         """
         ready = self._prepared(data)
         n_steps = validate.positive("n_steps", n_steps, int)
@@ -198,11 +216,28 @@ class CharRNN:
         lr = c.learning_rate if learning_rate is None else \
             validate.positive("learning_rate", learning_rate)
         losses = np.empty(n_steps, np.float64)
-        self.position = int(self._kernels.train(
-            self.weights, self._grads, self.optimizer, self.states, ready, self.position,
-            self.state, lr, c.seq_length, self.step, losses, self.threads))
-        self.step += n_steps
+        if not self.drops:
+            self.position = int(self._kernels.train(
+                self.weights, self._grads, self.optimizer, self.states, ready, self.position,
+                self.state, lr, c.seq_length, self.step, losses, self.threads))
+            self.step += n_steps
+            return losses
+        shape = (c.num_layers - 1, c.seq_length, c.batch_size, c.hidden_size)
+        group = max(1, config.MASK_ELEMENTS // int(np.prod(shape)))
+        for first in range(0, n_steps, group):  # masks for a group of chunks at a time
+            n = min(group, n_steps - first)
+            masks = reference.dropout_masks(self.dropout_rng, c.dropout, (n,) + shape, c.dtype)
+            self.position = int(self._kernels.train(
+                self.weights, self._grads, self.optimizer, self.states, ready, self.position,
+                self.state, lr, c.seq_length, self.step, losses[first:first + n], self.threads,
+                masks))
+            self.step += n
         return losses
+
+    @property
+    def drops(self):
+        """Whether training applies dropout (a rate > 0 and layers to apply it between)."""
+        return self.config.dropout > 0 and self.config.num_layers > 1
 
     def evaluate(self, data, state=None, streams=1):
         """Summed loss (nats) of predicting ``data[1:]`` from ``data[:-1]``, without training.

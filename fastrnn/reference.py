@@ -4,18 +4,26 @@ Every fast kernel in fastrnn is tested equal to the functions here. They keep th
 arrays they are given (float64 is the reference precision) and read parameters by name from a
 ``spec.Weights`` (``w.layers[l].Whh``, ``w.Why``, ...).
 
-One path for any number of streams B and layers L. A chunk is ``x`` and ``y``, (B, T) ids:
-stream b reads ``x[b, t]`` and must predict ``y[b, t]``. The state carried from chunk to chunk
-is ``state (L, S, B, H)``: for each layer, the cell's S state vectors (S = 1, ``h``, for the
-tanh cell) of every stream. Layer 0 reads the one-hot character, layer l the output of layer
-l-1; the softmax reads the top layer:
+One path for any number of streams B, layers L and any cell (``cells``: rnn, lstm, gru). A
+chunk is ``x`` and ``y``, (B, T) ids: stream b reads ``x[b, t]`` and must predict ``y[b, t]``.
+The state carried from chunk to chunk is ``state (L, S, B, H)``: for each layer, the cell's S
+state vectors (``cell.STATES``: h for rnn and gru, (h, c) for lstm) of every stream. Layer 0
+reads the one-hot character, layer l the output h of layer l-1, through dropout when training
+asks for it; the softmax reads the top layer's h:
 
-    h[l]_t = cell.step(layer l, input_t, h[l]_{t-1})        input_t = x_t (l = 0) or h[l-1]_t
+    s[l]_t = cell.step(layer l, input_t, s[l]_{t-1})     input_t = x_t (l = 0),
+                                                          else m[l-1]_t * h[l-1]_t
     p_t    = softmax(Why h[L-1]_t + by);   loss = sum over t, b of -log p_t[y_t]
 
+Dropout (char-rnn's: on the output of every layer but the last, in training only) is given as
+``masks (L-1, T, B, H)``: each element 0 or 1/(1-p) (``dropout_masks`` draws them from a
+generator, outside every kernel, so each backend applies the same masks); ``masks=None`` is
+no dropout.
+
 Loss and gradients are summed over steps and streams; gradients are then clipped to
-[-CLIP, CLIP] and the optimizer (``optim.OPTIMIZERS``) updates the parameters. With B = 1 and
-L = 1 this is min-char-rnn: ``loss_fun`` and ``adagrad`` keep its arguments and shapes.
+[-CLIP, CLIP] and the optimizer (``optim.OPTIMIZERS``) updates the parameters. With B = 1,
+L = 1 and the rnn cell this is min-char-rnn: ``loss_fun`` and ``adagrad`` keep its arguments
+and shapes.
 """
 
 import numpy as np
@@ -39,31 +47,43 @@ def softmax(y):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def forward(w, x, y, state):
-    """Run the chunk; return (loss, cache) with cache = (hs (L, T+1, B, H), ps (T, B, V)).
+def dropout_masks(rng, p, shape, dtype):
+    """Inverted-dropout masks of ``shape``: 1/(1-p) where ``rng.random`` draws >= p, else 0,
+    in ``dtype``. Drawing (n, *shape) at once gives the same masks as n draws of ``shape``,
+    so a run's masks do not depend on how its chunks are grouped into calls."""
+    keep = rng.random(shape) >= p
+    return (keep * (1.0 / (1.0 - p))).astype(dtype)
 
-    ``hs[l, 0]`` is layer l's state before the chunk, ``hs[l, t+1]`` after step t.
+
+def forward(w, x, y, state, masks=None):
+    """Run the chunk; return (loss, cache) with cache = (hs (L, T+1, S, B, H), ps (T, B, V)).
+
+    ``hs[l, 0]`` is layer l's state before the chunk, ``hs[l, t+1]`` after step t; ``masks``:
+    dropout between layers (L-1, T, B, H), or None.
     """
     cell = cells.get_by_layer(w.layers[0])
     (B, T), L = x.shape, len(w.layers)
     H, V = w.Why.shape[1], w.Why.shape[0]
-    hs = np.zeros((L, T + 1, B, H), dtype=w.Why.dtype)
+    hs = np.zeros((L, T + 1) + state.shape[1:], dtype=w.Why.dtype)
     ps = np.zeros((T, B, V), dtype=w.Why.dtype)
-    hs[:, 0] = state[:, 0]
+    hs[:, 0] = state
     streams = np.arange(B)
     loss = 0.0
     for t in range(T):
         below = x[:, t]                                                   # ids (B,)
         for l, layer in enumerate(w.layers):
+            if l > 0 and masks is not None:
+                below = below * masks[l - 1, t]
             hs[l, t + 1] = cell.step(layer, below, hs[l, t])
-            below = hs[l, t + 1]                                          # (B, H)
+            below = hs[l, t + 1, 0]                                       # h (B, H)
         ps[t] = softmax(below @ w.Why.T + w.by)                           # (B, V)
         loss -= float(np.log(ps[t, streams, y[:, t]]).sum())
     return loss, (hs, ps)
 
 
-def backward(w, x, y, cache, clip=CLIP):
-    """Gradients of the chunk's loss (Weights), clipped to [-clip, clip].
+def backward(w, x, y, cache, clip=CLIP, masks=None):
+    """Gradients of the chunk's loss (Weights), clipped to [-clip, clip]; ``masks`` as given to
+    ``forward``.
 
     ``clip=None`` returns the exact, unclipped gradient (used by the gradient check).
     """
@@ -71,18 +91,24 @@ def backward(w, x, y, cache, clip=CLIP):
     hs, ps = cache
     (B, T), L = x.shape, len(w.layers)
     g = spec_of(w).zeros(w.Why.dtype)
-    dh_next = np.zeros(hs.shape[0:1] + hs.shape[2:], dtype=hs.dtype)     # (L, B, H)
+    dnext = np.zeros((L,) + hs.shape[2:], dtype=hs.dtype)                # (L, S, B, H)
     streams = np.arange(B)
     for t in reversed(range(T)):
         dy = ps[t].copy()
         dy[streams, y[:, t]] -= 1                                         # p - onehot(target)
-        g.Why[...] += dy.T @ hs[L - 1, t + 1]
+        g.Why[...] += dy.T @ hs[L - 1, t + 1, 0]
         g.by[...] += dy.sum(axis=0)
         dh = dy @ w.Why                                                   # into the top layer
         for l in reversed(range(L)):
-            below = x[:, t] if l == 0 else hs[l - 1, t + 1]
-            dh_next[l], dh = cell.backward_step(w.layers[l], below, hs[l, t], hs[l, t + 1],
-                                                dh + dh_next[l], g.layers[l])
+            below = x[:, t] if l == 0 else hs[l - 1, t + 1, 0]
+            if l > 0 and masks is not None:
+                below = below * masks[l - 1, t]
+            dstate = dnext[l].copy()
+            dstate[0] += dh
+            dnext[l], dh = cell.backward_step(w.layers[l], below, hs[l, t], hs[l, t + 1],
+                                              dstate, g.layers[l])
+            if l > 0 and masks is not None:
+                dh = dh * masks[l - 1, t]
     if clip is not None:
         np.clip(g.flat, -clip, clip, out=g.flat)
     return g
@@ -96,7 +122,7 @@ def loss_fun(inputs, targets, hprev, Wxh, Whh, Why, bh, by):
     g = backward(w, x, y, cache)
     rnn = g.layers[0]
     return (loss, rnn.Wxh, rnn.Whh, g.Why, rnn.bh.reshape(-1, 1), g.by.reshape(-1, 1),
-            cache[0][0, -1, 0].reshape(-1, 1).copy())
+            cache[0][0, -1, 0, 0].reshape(-1, 1).copy())
 
 
 def weights(Wxh, Whh, Why, bh, by):
@@ -130,7 +156,7 @@ def evaluate(w, data, state, chunk=100):
             inputs = data[start:start + len(targets)]
             chunk_loss, (hs, _) = forward(w, inputs[None, :], targets[None, :], state)
             loss += chunk_loss
-            state = hs[:, -1][:, None]
+            state = hs[:, -1]
         return loss, state.copy()
     P = n // B
     starts = np.arange(B) * P
@@ -141,7 +167,7 @@ def evaluate(w, data, state, chunk=100):
         window = data[(starts + t0)[:, None] + np.arange(m + 1)]
         chunk_loss, (hs, _) = forward(w, window[:, :m], window[:, 1:], state)
         loss += chunk_loss
-        state = hs[:, -1][:, None]
+        state = hs[:, -1]
     if n > B * P:
         rest, last = evaluate(w, data[B * P:], state[:, :, B - 1:], chunk)
         loss += rest
@@ -200,7 +226,7 @@ def sample(w, state, seed_ix, uniforms, temperature=1.0, greedy=False, top_k=0, 
     for u in uniforms:
         below = np.array([ix])
         for l, layer in enumerate(w.layers):
-            state[l, 0] = cell.step(layer, below, state[l, 0])
+            state[l] = cell.step(layer, below, state[l])
             below = state[l, 0]
         y = (below @ w.Why.T + w.by)[0]
         ix = int(np.argmax(y)) if greedy else choose(
@@ -265,27 +291,29 @@ def wraps(position, seq_length, piece):
 
 
 def train(w, optimizer, states, data, position, state, learning_rate, seq_length, n_steps,
-          step=0):
+          step=0, masks=None):
     """``n_steps`` chunks of training; return (losses, position, state).
 
     B = state.shape[2] streams: stream b reads ``data[b*P + position : ...]`` with
     P = len(data) // B; the streams move in lockstep. Weights and optimizer state are updated
-    in place; ``step`` is the number of updates made before this call.
+    in place; ``step`` is the number of updates made before this call. ``masks``: dropout
+    masks (n_steps, L-1, T, B, H), chunk n's ``masks[n]``, or None.
     """
     B = state.shape[2]
     piece = len(data) // B
     starts = stream_starts(len(data), B)
     losses = []
-    for _ in range(n_steps):
+    for n in range(n_steps):
         if wraps(position, seq_length, piece):
             position, state = 0, np.zeros_like(state)
         window = data[(starts + position)[:, None] + np.arange(seq_length + 1)]    # (B, T+1)
         x, y = window[:, :-1], window[:, 1:]
-        loss, cache = forward(w, x, y, state)
-        g = backward(w, x, y, cache)
+        chunk_masks = None if masks is None else masks[n]
+        loss, cache = forward(w, x, y, state, chunk_masks)
+        g = backward(w, x, y, cache, masks=chunk_masks)
         step += 1
         update(optimizer, w, g, states, learning_rate, step)
         losses.append(loss)
-        state = cache[0][:, -1][:, None].copy()
+        state = cache[0][:, -1].copy()
         position += seq_length
     return losses, position, state

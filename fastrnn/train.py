@@ -46,6 +46,11 @@ def build_parser():
     m.add_argument("--cell", choices=tuple(cells.CELLS),
                    help="the recurrent cell (default rnn: min-char-rnn's tanh cell)")
     m.add_argument("--hidden-size", type=cli.positive_int, metavar="H", help="hidden units (default 100)")
+    m.add_argument("--num-layers", type=cli.positive_int, metavar="L",
+                   help="stacked recurrent layers (default 1)")
+    m.add_argument("--dropout", type=cli.fraction, metavar="P",
+                   help="dropout on the output of every layer but the last, in training "
+                        "(default 0; needs --num-layers >= 2)")
     m.add_argument("--seq-length", type=cli.positive_int, metavar="T",
                    help="characters per truncated-BPTT chunk (default 25)")
     m.add_argument("--learning-rate", type=cli.positive_float, metavar="LR",
@@ -188,7 +193,7 @@ def _load_resume(path):
 
 
 # what --init-from keeps of the checkpoint's model (the rest of its settings may change)
-ARCHITECTURE = ("cell", "hidden_size", "dtype")
+ARCHITECTURE = ("cell", "hidden_size", "num_layers", "dtype")
 
 
 def _settings(args, ckpt, source=None):
@@ -322,7 +327,10 @@ class Trainer:
         metrics.rewrite(self.out / METRICS, self.records)
         _say(args, f"training on {self.data['path']}: {len(self.corpus.train):,} characters "
                    f"(+{len(self.corpus.val):,} held out), vocabulary {len(self.corpus.vocab)}, "
-                   f"H={c.hidden_size} T={c.seq_length} lr={c.learning_rate} {c.dtype} "
+                   + (f"{c.cell} " if c.cell != "rnn" else "")
+                   + (f"L={c.num_layers} " if c.num_layers > 1 else "")
+                   + (f"dropout {c.dropout:g} " if c.dropout else "")
+                   + f"H={c.hidden_size} T={c.seq_length} lr={c.learning_rate} {c.dtype} "
                    + (f"B={c.batch_size} streams " if c.batch_size > 1 else "")
                    + (f"{c.optimizer} " if c.optimizer != "adagrad" else "") +
                    f"on {self.model.backend}")

@@ -3,6 +3,7 @@
 import numpy as np
 
 from fastrnn.config import TOLERANCES as TOL
+from fastrnn.reference import spec_of
 from fastrnn.spec import Spec
 
 NAMES = ("Wxh", "Whh", "bh", "Why", "by")  # min-char-rnn's model, in spec order
@@ -15,14 +16,14 @@ def assert_close(actual, expected, dtype, name):
 
 def assert_weights_close(actual, expected, dtype, prefix=""):
     """Every named tensor of two Weights, each checked with a message naming it."""
-    spec = Spec("rnn", *actual.Why.shape, len(actual.layers))
+    spec = spec_of(actual)
     for (name, a), e in zip(spec.named(actual).items(), spec.arrays(expected)):
         assert_close(a, e, dtype, prefix + name)
 
 
-def random_weights(rng, H, V, dtype, scale=0.1, num_layers=1):
+def random_weights(rng, H, V, dtype, scale=0.1, num_layers=1, cell="rnn"):
     """Random parameters (non-zero biases, so every term is tested), drawn in float64."""
-    spec = Spec("rnn", V, H, num_layers)
+    spec = Spec(cell, V, H, num_layers)
     w = spec.zeros(dtype)
     w.flat[...] = rng.standard_normal(spec.size) * scale
     return w
@@ -30,8 +31,7 @@ def random_weights(rng, H, V, dtype, scale=0.1, num_layers=1):
 
 def as64(w):
     """A float64 copy of Weights."""
-    spec = Spec("rnn", *w.Why.shape, len(w.layers))
-    return spec.view(w.flat.astype(np.float64))
+    return spec_of(w).view(w.flat.astype(np.float64))
 
 
 def random_chunk(rng, T, V, B=1):

@@ -1,6 +1,7 @@
 """Mini-batches of B streams: the oracle's B streams against B single streams, the Numba batched
-kernels (``fastrnn.kernels.batch``) against the oracle, and the model with batch_size > 1.
-(The oracle's training with one stream is min-char-rnn's loop: tests/test_reference.py.)"""
+kernels (``fastrnn.kernels.batch``: every cell, layer count and dropout) against the oracle,
+and the model with batch_size > 1. (The oracle's training with one stream is min-char-rnn's
+loop: tests/test_reference.py.)"""
 
 import numpy as np
 import pytest
@@ -16,20 +17,28 @@ SHAPES = [(1, 1, 1, 2), (3, 5, 7, 4), (8, 9, 16, 11), (17, 20, 33, 5), (5, 3, 64
           (40, 9, 70, 13)]
 
 
-def problem(B, T, H, V, dtype, seed=0):
-    """Weights, a chunk x, y (B, T) and a non-zero state (1, 1, B, H)."""
+# (cell, layers, dropout): every cell, one and several layers, with and without dropout
+MODELS = [("rnn", 1, 0.0), ("rnn", 2, 0.3), ("lstm", 1, 0.0), ("lstm", 2, 0.3), ("gru", 1, 0.0),
+          ("gru", 3, 0.3)]
+MODEL_IDS = [f"{c}-L{n}" + ("-dropout" if p else "") for c, n, p in MODELS]
+
+
+def problem(B, T, H, V, dtype, seed=0, cell="rnn", L=1, dropout=0.0):
+    """Weights, a chunk x, y (B, T), a non-zero state (L, S, B, H) and dropout masks (or None)."""
     rng = np.random.default_rng([B, T, H, V, seed])
-    w = random_weights(rng, H, V, dtype, min(0.5, 1.5 / np.sqrt(H)))
+    w = random_weights(rng, H, V, dtype, min(0.5, 1.5 / np.sqrt(H)), L, cell)
     x, y = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
     if V > 2:
         x[:, 0] = x[0, 0]  # streams sharing a character at the same step
-    state = (rng.standard_normal((1, 1, B, H)) * 0.5).astype(dtype)
-    return w, x, y, state
+    S = len(reference.spec_of(w).cell.STATES)
+    state = (rng.standard_normal((L, S, B, H)) * 0.5).astype(dtype)
+    masks = reference.dropout_masks(rng, dropout, (L - 1, T, B, H), dtype) if dropout else None
+    return w, x, y, state, masks
 
 
 def test_the_oracles_b_streams_are_b_independent_streams():
     B, T, H, V = 4, 6, 9, 5
-    w, x, y, state = problem(B, T, H, V, np.float64)
+    w, x, y, state, _ = problem(B, T, H, V, np.float64)
     spec = Spec("rnn", V, H)
     loss, (hs, ps) = reference.forward(w, x, y, state)
     grads = reference.backward(w, x, y, (hs, ps), clip=None)
@@ -37,7 +46,7 @@ def test_the_oracles_b_streams_are_b_independent_streams():
     for b in range(B):
         one = slice(b, b + 1)
         l1, (hs1, ps1) = reference.forward(w, x[one], y[one], state[:, :, one])
-        np.testing.assert_allclose(hs[:, :, b], hs1[:, :, 0], rtol=1e-12, err_msg=f"hs of stream {b}")
+        np.testing.assert_allclose(hs[:, :, :, b], hs1[:, :, :, 0], rtol=1e-12, err_msg=f"hs of stream {b}")
         np.testing.assert_allclose(ps[:, b], ps1[:, 0], rtol=1e-12, err_msg=f"ps of stream {b}")
         total_loss += l1
         total_grads.flat[...] += reference.backward(w, x[one], y[one], (hs1, ps1), clip=None).flat
@@ -46,36 +55,53 @@ def test_the_oracles_b_streams_are_b_independent_streams():
         np.testing.assert_allclose(g, e, rtol=1e-11, atol=1e-13, err_msg="d" + name)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("B,T,H,V", SHAPES)
-@pytest.mark.parametrize("threads", [1, 3])
-def test_kernels_match_the_oracle(B, T, H, V, dtype, threads):
-    w, x, y, state = problem(B, T, H, V, dtype)
-    spec = Spec("rnn", V, H)
-    work = batch.Work(B, T, H, V, dtype)
-    work.partials[...] = np.nan  # every gradient element must be written
+def check_kernels(B, T, H, V, dtype, threads, cell="rnn", L=1, dropout=0.0):
+    """batch.forward, batch.gradients and batch.backward against the float64 oracle; every
+    buffer is first filled with NaN, so an element left unwritten shows."""
+    w, x, y, state, masks = problem(B, T, H, V, dtype, cell=cell, L=L, dropout=dropout)
+    spec = reference.spec_of(w)
+    work = batch.Work(spec, B, T, dtype)
+    work.partials[...] = np.nan
     for g in work.groups:
-        for a in (g.hs, g.ps, g.dys, g.dhout, g.draws, g.pre, g.acc, g.dh_next):
-            a[...] = np.nan  # every element must be written
-    h = state[0, 0].copy()
-    loss = batch.forward(x, y, h, w, work, threads)
+        for a in (g.hs, g.cs, g.pre, g.hn, g.xin, g.acc, g.ps, g.dys, g.dhout, g.das, g.dahs,
+                  g.dh_next, g.dc_next, g.dWxhT):
+            a[...] = np.nan
+    before = state.copy()
+    loss = batch.forward(x, y, state, w, work, threads, masks)
     w64 = as64(w)
-    loss_ref, (hs_ref, ps_ref) = reference.forward(w64, x, y, state.astype(np.float64))
+    masks64 = None if masks is None else masks.astype(np.float64)
+    loss_ref, (hs_ref, ps_ref) = reference.forward(w64, x, y, state.astype(np.float64), masks64)
     assert_close(loss, loss_ref, dtype, "loss")
-    assert_close(work.hs(), hs_ref[0], dtype, "hs")
+    assert_close(work.states(), hs_ref, dtype, "hs")
     assert_close(work.ps(), ps_ref, dtype, "ps")
-    assert np.array_equal(h, state[0, 0]), "forward must not change h"
+    assert np.array_equal(state, before), "forward must not change the state"
     grads = spec.zeros(dtype)
     grads.flat[...] = np.nan
-    batch.gradients(w, grads, work, threads)
-    expected = reference.backward(w64, x, y, (hs_ref, ps_ref), clip=None)
+    batch.gradients(w, grads, work, threads, masks is not None)
+    expected = reference.backward(w64, x, y, (hs_ref, ps_ref), clip=None, masks=masks64)
     for name, g in spec.named(grads).items():
         assert g.dtype == dtype, "d" + name
     assert_weights_close(grads, expected, dtype, prefix="d")
     clipped = spec.zeros(dtype)
     clipped.flat[...] = np.nan
-    batch.backward(x, y, work.hs(), work.ps(), w, clipped, batch.Work(B, T, H, V, dtype), threads)
+    batch.backward(x, y, state, w, clipped, batch.Work(spec, B, T, dtype), threads, masks)
     assert_weights_close(clipped, spec.view(np.clip(expected.flat, -5, 5)), dtype, prefix="clipped d")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("B,T,H,V", SHAPES)
+@pytest.mark.parametrize("threads", [1, 3])
+def test_kernels_match_the_oracle(B, T, H, V, dtype, threads):
+    check_kernels(B, T, H, V, dtype, threads)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("B,T,H,V", [(1, 1, 1, 2), (3, 5, 7, 4), (17, 6, 12, 5)])
+@pytest.mark.parametrize("cell,L,dropout", MODELS[1:], ids=MODEL_IDS[1:])
+def test_every_cell_and_layer_count_matches_the_oracle(cell, L, dropout, B, T, H, V, dtype):
+    """LSTM, GRU and stacked layers (dropout masks between them), B = 1 included: the
+    min-char-rnn model's single stream is the only one that runs other kernels."""
+    check_kernels(B, T, H, V, dtype, 2, cell, L, dropout)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -97,28 +123,33 @@ def test_training_trajectory_matches_the_oracle(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_training_kernel_matches_the_oracle_across_calls(dtype):
-    """batch.train itself, called twice (the step count and h carried between calls)."""
+@pytest.mark.parametrize("cell,L,dropout", MODELS, ids=MODEL_IDS)
+def test_training_kernel_matches_the_oracle_across_calls(dtype, cell, L, dropout):
+    """batch.train itself, called twice (the step count and the state carried between calls,
+    the streams wrapping around), with Adam."""
     B, T, H, V = 3, 5, 10, 7
-    w, _, _, state = problem(B, T, H, V, dtype)
+    w, _, _, state, _ = problem(B, T, H, V, dtype, cell=cell, L=L)
     data = np.random.default_rng(5).integers(0, V, 150)  # streams of 50: wrap every 8 chunks
-    spec, adam = Spec("rnn", V, H), optim.get("adam")
+    spec, adam = reference.spec_of(w), optim.get("adam")
     w_ref, states_ref, state_ref = as64(w), [spec.zeros(np.float64) for _ in adam.states], \
         state.astype(np.float64)
     states = [spec.zeros(dtype) for _ in adam.states]
-    g, work, h = spec.zeros(dtype), batch.Work(B, T, H, V, dtype), state[0, 0].copy()
+    g, work = spec.zeros(dtype), batch.Work(spec, B, T, dtype)
     position, ref_position, step = 0, 0, 0
+    rng = np.random.default_rng(9)
     for n in (4, 9):
         losses = np.full(n, np.nan)
-        position = batch.train(data, position, h, w, g, adam.state([s.flat for s in states]),
-                               0.01, T, step, losses, work, threads=2)
-        ref_losses, ref_position, state_ref = reference.train(w_ref, adam, states_ref, data,
-                                                              ref_position, state_ref, 0.01, T,
-                                                              n, step)
+        masks = reference.dropout_masks(rng, dropout, (n, L - 1, T, B, H), dtype) \
+            if dropout else None
+        position = batch.train(data, position, state, w, g, adam.state([s.flat for s in states]),
+                               0.01, T, step, losses, work, 2, masks)
+        ref_losses, ref_position, state_ref = reference.train(
+            w_ref, adam, states_ref, data, ref_position, state_ref, 0.01, T, n, step,
+            None if masks is None else masks.astype(np.float64))
         step += n
         assert position == ref_position, f"position after {step} steps"
         assert_close(losses, ref_losses, dtype, f"losses up to step {step}")
-        assert_close(h, state_ref[0, 0], dtype, f"h after {step} steps")
+        assert_close(state, state_ref, dtype, f"state after {step} steps")
     assert_weights_close(w, w_ref, dtype)
     for name, s, e in zip(adam.states, states, states_ref):
         assert_weights_close(s, e, dtype, prefix=name)
@@ -127,7 +158,7 @@ def test_training_kernel_matches_the_oracle_across_calls(dtype):
 def test_the_units_depend_on_the_sizes_alone():
     """Units of STREAMS_PER_UNIT streams (the last smaller) and reduction/update spans of
     UPDATE_UNIT parameters: fixed by B and the model's size, not by the thread count."""
-    work = batch.Work(40, 12, 70, 30, np.float32)
+    work = batch.Work(Spec("rnn", 30, 70), 40, 12, np.float32)
     assert [(g.streams.start, g.streams.stop) for g in work.groups] == [(0, 16), (16, 32),
                                                                         (32, 40)]
     assert work.partials.shape == (3, 2 * 30 * 70 + 70 * 70 + 70 + 30)
@@ -145,16 +176,19 @@ def unit_sizes(request, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_thread_count_does_not_change_a_bit(dtype, unit_sizes):
-    """Training (forward, backward, the weight gradients, the optimizer) and evaluation as
-    several streams: 1, 2, 3 and 8 threads (oversubscribed on a small machine) give the same
-    bits (with the small units: 4 stream units, ~10 reduction and update spans)."""
+@pytest.mark.parametrize("cell,L,dropout", MODELS, ids=MODEL_IDS)
+def test_thread_count_does_not_change_a_bit(dtype, unit_sizes, cell, L, dropout):
+    """Training (forward, backward, the weight gradients, the optimizer, dropout) and
+    evaluation as several streams, for every cell: 1, 2, 3 and 8 threads (oversubscribed on a
+    small machine) give the same bits (with the small units: 4 stream units, several
+    reduction and update spans)."""
     data = np.random.default_rng(3).integers(0, 30, 20_000)
     runs = []
     for threads in (1, 2, 3, 8):
-        model = CharRNN(30, hidden_size=70, seq_length=12, batch_size=20, dtype=dtype,
-                        optimizer="adam", learning_rate=0.01, threads=threads)
-        losses = model.train(data, 12)
+        model = CharRNN(30, hidden_size=40 if L > 1 else 70, seq_length=12, batch_size=20,
+                        dtype=dtype, optimizer="adam", learning_rate=0.01, threads=threads,
+                        cell=cell, num_layers=L, dropout=dropout)
+        losses = model.train(data, 6)
         val, after = model.evaluate(data[:5001], state=model.state[:, :, :1], streams=9)
         runs.append((losses, val, after, model))
     first = runs[0]
@@ -171,19 +205,21 @@ def test_thread_count_does_not_change_a_bit(dtype, unit_sizes):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n, streams", [(3001, 7), (3000, 7), (700, 1), (41, 3), (5, 8)])
-def test_evaluation_as_streams_matches_the_oracle(n, streams, dtype):
+@pytest.mark.parametrize("cell,L", [("rnn", 1), ("lstm", 2), ("gru", 1)])
+def test_evaluation_as_streams_matches_the_oracle(n, streams, dtype, cell, L):
     """Several streams side by side (the last one finishing the n - B*P characters left,
     B*P = 0 included) against the oracle's definition; one stream is min-char-rnn's value."""
     data = np.random.default_rng([n, streams]).integers(0, 20, n)
     models = {b: CharRNN(20, hidden_size=24, seq_length=9, dtype=dtype, backend=b, seed=2,
-                         threads=2) for b in ("numba", "numpy")}
-    start = (np.random.default_rng(1).standard_normal((1, 1, 1, 24)) * 0.3).astype(dtype)
+                         threads=2, cell=cell, num_layers=L) for b in ("numba", "numpy")}
+    S = 2 if cell == "lstm" else 1
+    start = (np.random.default_rng(1).standard_normal((L, S, 1, 24)) * 0.3).astype(dtype)
     results = {b: m.evaluate(data, state=start, streams=streams) for b, m in models.items()}
     w64 = as64(models["numba"].weights)
     loss_ref, state_ref = reference.evaluate(w64, data, np.repeat(start, streams, 2)
                                              .astype(np.float64), chunk=50)
     for b, (loss, state) in results.items():
-        assert state.shape == (1, 1, streams, 24), b
+        assert state.shape == (L, S, streams, 24), b
         assert_close(loss, loss_ref, dtype, f"{b} loss")
         assert_close(state, state_ref, dtype, f"{b} state")
     if streams > 1 and (n - 1) // streams:  # later streams start without context: another sum

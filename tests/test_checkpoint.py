@@ -133,7 +133,8 @@ def test_a_format_1_checkpoint_loads_and_resumes(tmp_path, optimizer, batch_size
     written = write_format_1(path, H, V, optimizer, batch_size, dtype, T, position, step)
 
     ckpt = checkpoint.load(path)
-    assert ckpt.config.to_dict() == {**written["config"], "cell": "rnn"}
+    assert ckpt.config.to_dict() == {**written["config"], "cell": "rnn", "num_layers": 1,
+                                     "dropout": 0.0}
     assert ckpt.vocab.chars == written["vocab"]
     assert ckpt.position == position and ckpt.step == step
     assert ckpt.run == {"iteration": step, "note": "from 0.1"}
@@ -276,7 +277,7 @@ def _rewrite_meta(path, change):
      r"corrupt: state is float32\(1, 1, 2, 8\), the config says float32\(1, 1, 1, 8\)"),
     (lambda p: _rewrite_meta(p, lambda m, a: a.pop("losses")), "missing or malformed"),
     (lambda p: _rewrite_meta(p, lambda m, a: a.pop("mWhh")), "missing or malformed"),
-    (lambda p: _rewrite_meta(p, lambda m, a: m["config"].update(cell="lstm")), "unknown cell 'lstm'"),
+    (lambda p: _rewrite_meta(p, lambda m, a: m["config"].update(cell="transformer")), "unknown cell 'transformer'"),
 ])
 def test_unusable_checkpoints_are_named(saved, damage, message):
     path = saved[0]
@@ -337,3 +338,59 @@ def test_fine_tune_keeps_the_weights_and_starts_everything_else_afresh(saved):
         checkpoint.load(path).fine_tune(hidden_size=16)
     with pytest.raises(ValueError, match="unknown setting"):
         checkpoint.load(path).fine_tune(momentum=0.9)
+
+
+@pytest.mark.parametrize("cell, backend", [("lstm", "numba"), ("gru", "numba"), ("rnn", "numba"),
+                                           ("lstm", "numpy")])
+def test_every_cell_with_dropout_resumes_exactly_from_a_checkpoint(tmp_path, cell, backend):
+    """Weights, optimizer state, (h, c), position, update count and the dropout generator
+    round-trip: the restored model trains on with the same bits as the one never saved."""
+    data = np.random.default_rng(0).integers(0, 7, 900)
+    model = CharRNN(7, hidden_size=9, seq_length=5, batch_size=3, dtype="float32",
+                    optimizer="adam", learning_rate=0.01, backend=backend, cell=cell,
+                    num_layers=2, dropout=0.3, threads=2)
+    losses = model.train(data, 11)
+    path = tmp_path / f"{cell}.npz"
+    checkpoint.save(path, Checkpoint.of(model, Vocab("abcdefg"), losses, {"iteration": 11}))
+    back = checkpoint.load(path)
+    assert back.config == model.config
+    restored = back.to_model(backend, threads=1)
+    assert restored.state.shape == (2, 2 if cell == "lstm" else 1, 3, 9)
+    after = model.train(data, 9)
+    assert np.array_equal(restored.train(data, 9), after), "losses after resuming"
+    assert np.array_equal(restored.weights.flat, model.weights.flat), "weights"
+    assert np.array_equal(restored.state, model.state), "state"
+    for s, t in zip(restored.states, model.states):
+        assert np.array_equal(s.flat, t.flat), "optimizer state"
+
+
+def test_the_dropout_masks_depend_on_the_generator_and_not_on_the_call_sizes():
+    """11 chunks in one call or in calls of 4 + 7 draw the same masks, and dropout changes
+    the training (a different model than without it)."""
+    data = np.random.default_rng(1).integers(0, 7, 900)
+
+    def run(calls, dropout=0.3):
+        m = CharRNN(7, hidden_size=8, seq_length=5, batch_size=2, cell="gru", num_layers=2,
+                    dropout=dropout, seed=4)
+        return np.concatenate([m.train(data, n) for n in calls]), m.weights.flat
+
+    one, w1 = run([11])
+    two, w2 = run([4, 7])
+    assert np.array_equal(one, two) and np.array_equal(w1, w2)
+    assert not np.array_equal(run([11], dropout=0.0)[0], one)
+
+
+def test_a_checkpoint_from_before_layers_and_dropout_loads_as_one_layer(saved):
+    """Files written before the config knew num_layers and dropout (and had no dropout
+    generator) load as the one-layer model they hold."""
+    path, model, _ = saved
+
+    def older(meta, arrays):
+        del meta["config"]["num_layers"], meta["config"]["dropout"]
+        meta.pop("dropout_rng", None)
+
+    _rewrite_meta(path, older)
+    back = checkpoint.load(path)
+    assert back.config.num_layers == 1 and back.config.dropout == 0.0
+    restored = back.to_model("numba")
+    assert np.array_equal(restored.weights.flat, model.weights.flat)

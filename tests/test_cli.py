@@ -37,14 +37,18 @@ def run_sample(argv):
 
 
 def same_state(a, b):
-    """Two checkpoints hold bit-identical training state."""
-    assert list(a.params) == list(b.params) == list(NAMES)
-    for name in NAMES:
+    """Two checkpoints hold bit-identical training state (every named array of the model's
+    spec, the optimizer's, the recurrent state, counters, the generators)."""
+    names = list(a.params)
+    assert names == list(b.params) and names[-2:] == ["Why", "by"]
+    if a.config.num_layers == 1 and a.config.cell == "rnn":
+        assert names == list(NAMES)
+    for name in names:
         x, y = a.params[name], b.params[name]
         assert x.dtype == y.dtype and np.array_equal(x, y), name
     assert len(a.states) == len(b.states), "optimizer state buffers"
     for prefix, x_named, y_named in zip("mv", a.states, b.states):
-        for name in NAMES:
+        for name in names:
             x, y = x_named[name], y_named[name]
             assert x.dtype == y.dtype and np.array_equal(x, y), prefix + name
     assert a.state.dtype == b.state.dtype and np.array_equal(a.state, b.state), "state"
@@ -52,6 +56,7 @@ def same_state(a, b):
     assert np.array_equal(a.losses, b.losses), "loss history"
     for key in ("iteration", "smooth_loss", "rng"):
         assert a.run[key] == b.run[key], key
+    assert a.dropout_rng == b.dropout_rng, "the dropout generator"
 
 
 # -- training end to end -----------------------------------------------------------------------
@@ -129,21 +134,29 @@ def test_default_corpus_is_the_bundled_one(tmp_path):
     assert (ckpt.config.seq_length, ckpt.config.learning_rate) == (25, 0.1)
 
 
-@pytest.mark.parametrize("backend, dtype, hidden, n, k, batch, optimizer", [
-    ("numba", "float64", "32", 400, 137, "1", "adagrad"),
-    ("numba", "float32", "32", 400, 250, "1", "adagrad"),
-    ("numpy", "float64", "8", 60, 23, "1", "adagrad"),
-    ("numba", "float32", "24", 200, 77, "6", "adagrad"),
-    ("numpy", "float64", "8", 30, 11, "3", "adagrad"),
-    ("numba", "float64", "16", 150, 61, "1", "adam"),
-    ("numba", "float32", "16", 120, 47, "4", "adam"),
-    ("numba", "float64", "16", 150, 88, "2", "rmsprop")])
+@pytest.mark.parametrize("backend, dtype, hidden, n, k, batch, optimizer, model", [
+    ("numba", "float64", "32", 400, 137, "1", "adagrad", []),
+    ("numba", "float32", "32", 400, 250, "1", "adagrad", []),
+    ("numpy", "float64", "8", 60, 23, "1", "adagrad", []),
+    ("numba", "float32", "24", 200, 77, "6", "adagrad", []),
+    ("numpy", "float64", "8", 30, 11, "3", "adagrad", []),
+    ("numba", "float64", "16", 150, 61, "1", "adam", []),
+    ("numba", "float32", "16", 120, 47, "4", "adam", []),
+    ("numba", "float64", "16", 150, 88, "2", "rmsprop", []),
+    # every cell, several layers, dropout on: the masks' generator resumes too
+    ("numba", "float32", "16", 120, 47, "4", "adam", ["--cell", "lstm", "--num-layers", "2",
+                                                      "--dropout", "0.3"]),
+    ("numba", "float64", "12", 100, 41, "1", "adagrad", ["--cell", "gru", "--num-layers", "2",
+                                                         "--dropout", "0.25"]),
+    ("numba", "float32", "12", 90, 37, "3", "rmsprop", ["--num-layers", "3", "--dropout", "0.2"]),
+    ("numpy", "float64", "6", 30, 11, "2", "adam", ["--cell", "lstm", "--num-layers", "2",
+                                                    "--dropout", "0.3"])])
 def test_resume_continues_bit_for_bit(tmp_path, corpus_file, backend, dtype, hidden, n, k, batch,
-                                      optimizer):
+                                      optimizer, model):
     common = ["--data", corpus_file, "--hidden-size", hidden, "--seq-length", "10", "--dtype", dtype,
               "--backend", backend, "--eval-every", "40", "--sample-every", "30",
               "--sample-length", "20", "--checkpoint-every", "0", "--batch-size", batch,
-              "--optimizer", optimizer, "--quiet"]
+              "--optimizer", optimizer, "--quiet", *model]
     if optimizer != "adagrad":
         common += ["--learning-rate", "0.003"]
     assert train.main(common + ["--iterations", str(n), "--out", str(tmp_path / "one")]) == 0
@@ -369,6 +382,30 @@ def trained(tmp_path_factory, corpus_file):
     return str(out / "checkpoint.npz")
 
 
+@pytest.fixture(scope="module")
+def trained_cells(tmp_path_factory, corpus_file):
+    """A checkpoint of each gated cell, two layers with dropout."""
+    paths = {}
+    for cell in ("lstm", "gru"):
+        out = tmp_path_factory.mktemp(cell)
+        assert train.main(["--data", corpus_file, *SMALL, "--iterations", "150", "--cell", cell,
+                           "--num-layers", "2", "--dropout", "0.2", "--out", str(out)]) == 0
+        paths[cell] = str(out / "checkpoint.npz")
+    return paths
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_every_cell_samples_the_same_text_on_every_backend(trained_cells, cell):
+    """Prime, temperature, top-k, greedy: the same seed gives the same text on numba and numpy."""
+    for extra in (["--temperature", "0.8", "--prime", "The"], ["--top-k", "5"], ["--greedy"]):
+        argv = [trained_cells[cell], "--length", "150", "--seed", "3", *extra]
+        texts = {b: run_sample([*argv, "--backend", b]) for b in ("numba", "numpy")}
+        assert texts["numba"] == texts["numpy"], extra
+        assert texts["numba"][0] == 0 and len(texts["numba"][1]) > 150
+    assert run_sample([trained_cells[cell], "--length", "150", "--seed", "4"]) != \
+        run_sample([trained_cells[cell], "--length", "150", "--seed", "3"])
+
+
 def test_sample_same_seed_same_text_on_every_backend(trained):
     texts = {b: run_sample([trained, "--length", "300", "--seed", "7", "--backend", b, "--prime", "The"])
              for b in ("numba", "numpy")}
@@ -471,7 +508,10 @@ def test_encoding_option(tmp_path, capsys):
     (["--time-budget", "-1"], "--time-budget: -1 is not a positive number"),
     (["--dtype", "float16"], "invalid choice: 'float16'"),
     (["--optimizer", "sgd"], "invalid choice: 'sgd'"),
-    (["--cell", "lstm"], "invalid choice: 'lstm'"),
+    (["--cell", "transformer"], "invalid choice: 'transformer'"),
+    (["--num-layers", "0"], "--num-layers"),
+    (["--dropout", "1"], "--dropout"),
+    (["--dropout", "0.5"], "dropout 0.5 applies between layers: it needs num_layers >= 2"),
     (["--backend", "tpu"], "invalid choice: 'tpu'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
 ])

@@ -177,3 +177,46 @@ def test_the_fused_clip_feeds_the_update(sm90):
     clipped = re.search(r"min\.f64\s+(%fd\d+),", ptx).group(1)
     squares = re.findall(r"mul\.f64\s+%fd\d+,\s*(%fd\d+),\s*(%fd\d+);", ptx)
     assert (clipped, clipped) in squares, ptx
+
+
+def cell_signatures(f):
+    """The generic path's kernels (``fastrnn.kernels.cuda_cells``) with the argument types
+    ``fastrnn.backends.cuda`` launches them with: ids uint8 (training data) and int64 (the
+    sampled id), hs (S, T+1, B, H) per layer and (L, S, T+1, B, H) whole."""
+    a1, a2, a3, a4, a5 = f[::1], f[:, ::1], f[:, :, ::1], f[:, :, :, ::1], f[:, :, :, :, ::1]
+    f64 = float64[::1]
+    return dict(
+        cell_forward=[(a3, a3, a1, a4, a3, int64, int64, boolean)],
+        cell_backward=[(a3, a4, a3, a2, a2, a3, a3, int64, boolean)],
+        gather_columns=[(uint8[::1], a2, a1, a2), (int64[::1], a2, a1, a2)],
+        add_bias=[(a2, a1)],
+        multiply=[(a1, a1, a1)],
+        state_in=[(a4, a5)],
+        state_out=[(a5, int64, a4)],
+        advance=[(a5, int64)],
+        pick=[(a2, a1, float64, boolean, int64, float64, f64, int64, int64[::1], int64[::1], a1,
+               f64)],
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_generic_paths_kernels_compile_for_sm90(dtype, sm90):
+    """The LSTM / GRU / stacked-layer kernels: the element-wise cell kernels of every cell, the
+    others once (the same code for every cell), and the bias sum over the GRU's strided d hn
+    columns (the one kernel of kernels/cuda.py the generic path launches on a new layout)."""
+    from fastrnn.kernels import cuda_cells
+    nb = {np.float32: float32, np.float64: float64}[dtype]
+    sigs = cell_signatures(nb)
+    every = {}
+    for cell in cuda_cells.ACTS:
+        kernels = cuda_cells.kernels(dtype, cell)
+        assert set(kernels) == set(sigs), "a kernel without a signature here is not checked"
+        for name, kernel in kernels.items():
+            if name.startswith("cell_") or cell == "rnn":
+                every[f"{name}/{cell}"] = (kernel, sigs[name])
+    every["segment_sums/strided"] = (cb._kernels(dtype)["segment_sums"], [(nb[:, :], nb[:, ::1])])
+    for name, (kernel, signatures_) in every.items():
+        for signature in signatures_:
+            ptx = ptx_of(kernel, signature)
+            assert ".entry" in ptx, name
+            assert ".local" not in ptx, f"{name} uses local memory"

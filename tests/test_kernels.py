@@ -25,7 +25,7 @@ SHAPES = EDGE_SHAPES + RANDOM_SHAPES
 
 
 def spec(w):
-    return Spec("rnn", *w.Why.shape, len(w.layers))
+    return reference.spec_of(w)
 
 
 def problem(H, V, T, dtype, seed=0, scale=0.1, B=1):
@@ -52,7 +52,7 @@ def test_forward_backward_match_reference(backend, B, H, V, T, dtype):
     state_before = state.copy()
     loss, hs, ps = run_forward(backend, w, x, y, state)
     loss_ref, (hs_ref, ps_ref) = reference.forward(as64(w), x, y, state.astype(np.float64))
-    assert hs.shape == (1, T + 1, B, H) and ps.shape == (T, B, V)
+    assert hs.shape == (1, T + 1, 1, B, H) and ps.shape == (T, B, V)
     assert_close(loss, loss_ref, dtype, "loss")
     assert_close(hs, hs_ref, dtype, "hs")
     assert_close(ps, ps_ref, dtype, "ps")
@@ -68,24 +68,30 @@ def test_forward_backward_match_reference(backend, B, H, V, T, dtype):
 
 
 @pytest.mark.parametrize("B", STREAMS)
-def test_two_layers_run_on_numpy_and_are_refused_by_numba(B):
-    """The numpy backend runs any layer count (the oracle, gradients clipped into g); the numba
-    kernels run one layer and say so rather than compute something else."""
-    rng = np.random.default_rng([B, 2])
-    w = random_weights(rng, 6, 5, np.float64, 0.5, num_layers=2)
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("cell,L,dropout", [("rnn", 2, 0.0), ("rnn", 3, 0.5), ("lstm", 1, 0.0),
+                                            ("lstm", 2, 0.5), ("gru", 1, 0.0), ("gru", 2, 0.5)])
+def test_every_cell_and_layer_count_through_the_backend_interface(cell, L, dropout, backend, B):
+    """forward and backward of the backend interface (the state (L, S, B, H), the activations
+    (L, T+1, S, B, H), dropout masks) against the oracle, gradients clipped into g."""
+    rng = np.random.default_rng([B, L, 2])
+    w = random_weights(rng, 6, 5, np.float64, 0.5, num_layers=L, cell=cell)
     x, y = random_chunk(rng, 4, 5, B)
-    state = rng.standard_normal((2, 1, B, 6)) * 0.5
-    loss, hs, ps = run_forward("numpy", w, x, y, state)
-    loss_ref, (hs_ref, ps_ref) = reference.forward(w, x, y, state)
+    S = 2 if cell == "lstm" else 1
+    state = rng.standard_normal((L, S, B, 6)) * 0.5
+    masks = reference.dropout_masks(rng, dropout, (L - 1, 4, B, 6), np.float64) if dropout else None
+    kern = get_backend(backend)
+    loss, hs, ps = kern.forward(w, x, y, state, masks)
+    loss_ref, (hs_ref, ps_ref) = reference.forward(w, x, y, state, masks)
+    assert hs.shape == (L, 5, S, B, 6)
     assert_close(loss, loss_ref, np.float64, "loss")
     assert_close(hs, hs_ref, np.float64, "hs")
     assert_close(ps, ps_ref, np.float64, "ps")
     g = spec(w).zeros(np.float64)
     g.flat[...] = np.nan
-    get_backend("numpy").backward(w, x, y, hs, ps, g)
-    assert_weights_close(g, reference.backward(w, x, y, (hs_ref, ps_ref)), np.float64, prefix="d")
-    with pytest.raises(ValueError, match="numba backend runs one layer"):
-        get_backend("numba").forward(w, x, y, state)
+    kern.backward(w, x, y, hs, ps, g, masks)
+    expected = reference.backward(w, x, y, (hs_ref, ps_ref), masks=masks)
+    assert_weights_close(g, expected, np.float64, prefix="d")
 
 
 @pytest.mark.parametrize("B", STREAMS)

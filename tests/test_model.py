@@ -173,7 +173,11 @@ def test_a_state_of_the_wrong_shape_is_named():
     (dict(vocab_size=5, dtype="double precision"), "dtype must be 'float32' or 'float64'"),
     (dict(vocab_size=5, backend="tpu"), "unknown backend 'tpu'"),
     (dict(vocab_size=5, optimizer="sgd"), "unknown optimizer 'sgd'"),
-    (dict(vocab_size=5, cell="lstm"), "unknown cell 'lstm'"),
+    (dict(vocab_size=5, cell="transformer"), "unknown cell 'transformer': choose one of rnn, lstm, gru"),
+    (dict(vocab_size=5, num_layers=0), "num_layers must be"),
+    (dict(vocab_size=5, num_layers=2, dropout=1.0), r"dropout must be a number in \[0, 1\)"),
+    (dict(vocab_size=5, num_layers=2, dropout=-0.1), r"dropout must be a number in \[0, 1\)"),
+    (dict(vocab_size=5, dropout=0.2), "dropout 0.2 applies between layers: it needs num_layers >= 2"),
 ])
 def test_bad_configuration_is_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -208,7 +212,7 @@ def test_a_size_that_cannot_fit_is_refused_before_allocating(monkeypatch):
     monkeypatch.setattr(validate, "available_memory", lambda: 4 * 2 ** 20)  # 4 MiB
     small = CharRNN(65, hidden_size=100)  # ~0.5 MiB
     assert small.memory_needed() < 4 * 2 ** 20
-    with pytest.raises(ValueError, match="needs about 10.0 MiB of memory; this machine has 4.0 MiB"):
+    with pytest.raises(ValueError, match="needs about 10.3 MiB of memory; this machine has 4.0 MiB"):
         CharRNN(65, hidden_size=500, optimizer="adam")
     monkeypatch.setattr(validate, "available_memory", lambda: None)  # a system that does not say
     CharRNN(65, hidden_size=500, optimizer="adam")

@@ -9,24 +9,30 @@ from fastrnn.spec import Spec
 from tests.helpers import random_chunk, random_weights
 
 
-def gradient_check(H, V, T, seed, num_layers, B):
+def gradient_check(H, V, T, seed, num_layers, B, cell="rnn", dropout=0.0):
     """reference.backward(clip=None) against central differences of reference.forward's loss,
-    for every parameter (perturbed through the flat buffer its named tensors view)."""
+    for every parameter (perturbed through the flat buffer its named tensors view); with
+    ``dropout``, for one fixed draw of the masks (the loss is a function of the parameters
+    for given masks, and backward must follow the same masks)."""
     rng = np.random.default_rng(seed)
-    spec = Spec("rnn", V, H, num_layers)
-    w = random_weights(rng, H, V, np.float64, scale=0.5, num_layers=num_layers)
+    spec = Spec(cell, V, H, num_layers)
+    w = random_weights(rng, H, V, np.float64, scale=0.5, num_layers=num_layers, cell=cell)
     x, y = random_chunk(rng, T, V, B)
-    state = rng.standard_normal((num_layers, 1, B, H)) * 0.5
-    _, cache = reference.forward(w, x, y, state)
-    grads = reference.backward(w, x, y, cache, clip=None)
+    state = rng.standard_normal((num_layers, len(spec.cell.STATES), B, H)) * 0.5
+    masks = None
+    if dropout:
+        masks = reference.dropout_masks(rng, dropout, (num_layers - 1, T, B, H), np.float64)
+        assert 0 < (masks == 0).mean() < 1
+    _, cache = reference.forward(w, x, y, state, masks)
+    grads = reference.backward(w, x, y, cache, clip=None, masks=masks)
     eps = 1e-6
     numeric = spec.zeros(np.float64)
     for i in range(spec.size):
         old = w.flat[i]
         w.flat[i] = old + eps
-        up = reference.forward(w, x, y, state)[0]
+        up = reference.forward(w, x, y, state, masks)[0]
         w.flat[i] = old - eps
-        down = reference.forward(w, x, y, state)[0]
+        down = reference.forward(w, x, y, state, masks)[0]
         w.flat[i] = old
         numeric.flat[i] = (up - down) / (2 * eps)
     assert np.abs(numeric.flat).max() > 1e-3, "the loss must depend on the parameters"
@@ -46,6 +52,23 @@ def test_two_layer_backward_matches_central_differences(H, V, T, seed, B):
     """The second layer reads the first's output: its Wxh is (H, H), and the first layer's
     gradient arrives through it as well as through its own recurrence."""
     gradient_check(H, V, T, seed, num_layers=2, B=B)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("H,V,T,seed,B,L", [(5, 4, 6, 0, 1, 1), (3, 7, 1, 1, 1, 1),
+                                            (1, 3, 4, 3, 1, 1), (4, 5, 5, 4, 3, 1),
+                                            (4, 3, 5, 0, 1, 2), (3, 4, 4, 5, 2, 3)])
+def test_gated_cells_backward_matches_central_differences(cell, H, V, T, seed, B, L):
+    """LSTM (state h and c: the gradient reaches c_{t-1} through the forget gate) and GRU (the
+    reset gate scales Whh_n h + bhn), one to three layers."""
+    gradient_check(H, V, T, seed, num_layers=L, B=B, cell=cell)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("L", [2, 3])
+def test_backward_follows_the_dropout_masks(cell, L):
+    """With masks between layers, backward is the gradient of the masked forward pass."""
+    gradient_check(4, 5, 5, 7, num_layers=L, B=3, cell=cell, dropout=0.4)
 
 
 def min_char_rnn_lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by):
@@ -215,6 +238,6 @@ def test_evaluate_is_the_loss_of_one_long_forward_pass(num_layers):
         loss, state = reference.evaluate(w, data, state0, chunk=chunk)
         np.testing.assert_allclose(loss, whole, rtol=1e-12, err_msg=f"loss, chunk={chunk}")
         assert state.shape == state0.shape
-        np.testing.assert_allclose(state[:, 0], hs[:, -1], rtol=1e-12, err_msg=f"state, chunk={chunk}")
+        np.testing.assert_allclose(state, hs[:, -1], rtol=1e-12, err_msg=f"state, chunk={chunk}")
     loss, state = reference.evaluate(w, data[:1], state0)
     assert loss == 0.0 and np.array_equal(state, state0)  # one character: nothing to predict

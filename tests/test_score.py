@@ -15,15 +15,17 @@ TEXT = ("It is a truth universally acknowledged, that a single man in possession
         "fortune, must be in want of a wife. ") * 60
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A short training run: (its directory, its corpus file)."""
+@pytest.fixture(scope="module", params=[[], ["--cell", "lstm", "--num-layers", "2",
+                                              "--dropout", "0.2"]], ids=["rnn", "lstm-L2"])
+def run(tmp_path_factory, request):
+    """A short training run (min-char-rnn's model, and a two-layer LSTM with dropout): (its
+    directory, its corpus file)."""
     d = tmp_path_factory.mktemp("score")
     corpus = d / "input.txt"
     corpus.write_text(TEXT, encoding="utf-8")
     assert train.main(["--data", str(corpus), "--hidden-size", "24", "--seq-length", "10",
                        "--iterations", "60", "--eval-every", "60", "--quiet",
-                       "--out", str(d / "out")]) == 0
+                       "--out", str(d / "out"), *request.param]) == 0
     return d, corpus
 
 

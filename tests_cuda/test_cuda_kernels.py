@@ -69,7 +69,7 @@ def test_forward_backward_match_reference(cuda, H, V, T, B, dtype, recurrence):
     loss, hs, ps = cuda.forward(w, x, y, state)
     loss_ref, (hs_ref, ps_ref) = reference.forward(as64(w), x, y, state.astype(np.float64))
     assert np.array_equal(state, before), "forward must not change the state it is given"
-    assert hs.shape == (1, T + 1, B, H) and ps.shape == (T, B, V), (hs.shape, ps.shape)
+    assert hs.shape == (1, T + 1, 1, B, H) and ps.shape == (T, B, V), (hs.shape, ps.shape)
     assert hs.dtype == ps.dtype == dtype, (hs.dtype, ps.dtype)
     assert_close(loss, loss_ref, dtype, "loss")
     assert_close(hs, hs_ref, dtype, "hs")

@@ -8,8 +8,10 @@ Conventions, the same for every backend and every caller:
 - the recurrent state is ``state (L, S, B, H)``: per layer, the cell's S state vectors of every
   stream; functions that run one stream (``evaluate``, ``sample``) take B = 1. It is updated in
   place.
-- activations ``hs (L, T+1, B, H)`` (``hs[:, 0]``: the state before the chunk) and
-  ``ps (T, B, V)``.
+- activations ``hs (L, T+1, S, B, H)`` (``hs[:, 0]``: the state before the chunk) and
+  ``ps (T, B, V)``;
+- dropout between layers: ``masks (L-1, T, B, H)`` per chunk (``reference.dropout_masks``),
+  ``(n, L-1, T, B, H)`` for n chunks of training, or None (no dropout).
 
 Scratch buffers are each backend's own business (kept per thread and per size); nothing is
 allocated inside a time loop.
@@ -17,21 +19,19 @@ allocated inside a time loop.
 
 from typing import Protocol
 
-from ..cells import rnn
-
 
 class Backend(Protocol):
     name: str
 
-    def forward(self, w, x, y, state):
+    def forward(self, w, x, y, state, masks=None):
         """The chunk's summed loss and activations: (loss, hs, ps). The arrays may be the
         backend's scratch: valid until its next call from this thread."""
 
-    def backward(self, w, x, y, hs, ps, g):
+    def backward(self, w, x, y, hs, ps, g, masks=None):
         """Overwrite g with the chunk's gradients, clipped to [-CLIP, CLIP]."""
 
     def train(self, w, g, optimizer, states, data, position, state, learning_rate, seq_length,
-              step, losses, threads):
+              step, losses, threads, masks=None):
         """``len(losses)`` chunks of training (``reference.train``): weights, optimizer state,
         state updated in place, losses written; ``step``: updates made before. Returns the
         position in every stream after the last chunk."""
@@ -46,10 +46,3 @@ class Backend(Protocol):
 
     def update(self, optimizer, w, g, states, learning_rate, step, clip_first):
         """One optimizer update over flat arrays (w, g and one per state), in place."""
-
-
-def require_one_layer_rnn(w, backend):
-    """The kernels of ``backend`` run one layer of the rnn cell so far: ValueError otherwise."""
-    if len(w.layers) != 1 or not isinstance(w.layers[0], rnn.Layer):
-        raise ValueError(f"the {backend} backend runs one layer of the rnn cell so far; "
-                         f"use backend='numpy' for other models")

@@ -9,6 +9,14 @@ all five parameters) and copies them back once. The model and the command line c
 with many chunks at a time, so the copies are amortised; the drop-in ``lossFun``/``adagrad``
 pay them on every call.
 
+Two paths: the one-layer tanh cell (min-char-rnn's model) without dropout runs the planned
+recurrence kernels of ``kernels/cuda.py`` ("persistent", "tiled", "step"); every other model
+(the lstm and gru cells, any cell with several layers, dropout masks between layers) runs the
+generic, layer-major path of ``kernels/cuda_cells.py`` (``_Generic``): per layer the input
+term for the whole chunk, then per step one product and one fused element-wise cell kernel;
+backward mirrors it, with the weight gradients as whole-chunk products. Both share the output
+layer, softmax, gradient sums and the fused clip + optimizer update.
+
 Runs in Numba's CUDA simulator when ``NUMBA_ENABLE_CUDASIM=1`` is set before numba is imported
 (correct but very slow: for tests with tiny sizes).
 """
@@ -19,10 +27,11 @@ from typing import NamedTuple
 import numpy as np
 from numba import config, cuda
 
-from .. import reference
-from ..config import EVAL_STEPS
+from .. import cells, reference
+from ..cells import gru, rnn
+from ..config import EVAL_STEPS, FLOAT_DTYPES
 from ..kernels import cuda as ck
-from .base import require_one_layer_rnn
+from ..kernels import cuda_cells
 
 
 def available():
@@ -369,11 +378,374 @@ def _two_states(states):
     return states[0], states[-1]
 
 
+# ---------------------------------------------------------------- the generic path
+# Every model but the one-layer tanh cell without dropout: any cell, any number of layers,
+# dropout masks between layers (kernels/cuda_cells.py describes the layer-major design).
+
+
+def _one_layer_rnn(w, masks):
+    """Whether the planned one-layer tanh-cell kernels above run this model (no masks given);
+    every other model runs the generic path."""
+    return masks is None and len(w.layers) == 1 and isinstance(w.layers[0], rnn.Layer)
+
+
+class _Model(NamedTuple):
+    """What the generic path needs to know of a model."""
+    cell: object        # the cell module
+    L: int              # layers
+    S: int              # state vectors a layer carries (cell.STATES)
+    G: int              # gates: rows of Wxh and Whh per unit
+    A: int              # values saved per unit and step for backward (cuda_cells.ACTS)
+    H: int
+    V: int
+    dtype: np.dtype
+    K: dict             # kernels.cuda's kernels (products, softmax, sums, optimizer)
+    C: dict             # cuda_cells' kernels for this cell
+
+
+def _model(w):
+    """The generic path's _Model of weights ``w``; ValueError for what it cannot run."""
+    cell = cells.get_by_layer(w.layers[0])
+    dtype = np.dtype(w.Why.dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"the cuda backend runs float32 or float64 weights, not {dtype}")
+    V, H = w.Why.shape
+    return _Model(cell, len(w.layers), len(cell.STATES), cell.GATES, cuda_cells.ACTS[cell.NAME],
+                  H, V, dtype, _kernels(dtype), cuda_cells.kernels(dtype, cell.NAME))
+
+
+def _check_state(m, state, B):
+    """ValueError unless state is (L, S, B, H) for model m."""
+    expected = (m.L, m.S, B, m.H)
+    if tuple(state.shape) != expected:
+        raise ValueError(f"state has shape {tuple(state.shape)}, expected {expected} (layers, "
+                         f"the {m.cell.NAME} cell's {m.S} state vector(s), streams, hidden size)")
+
+
+def _device_masks(m, masks, shape):
+    """Dropout masks on the device in the model's dtype (None for none, or for one layer,
+    which has nothing to drop between); ValueError unless they are ``shape``."""
+    if masks is None:
+        return None
+    masks = np.asarray(masks)
+    if tuple(masks.shape) != tuple(shape):
+        raise ValueError(f"dropout masks have shape {tuple(masks.shape)}, expected "
+                         f"{tuple(shape)} ([chunks,] layers - 1, steps, streams, hidden size)")
+    if m.L == 1:
+        return None
+    return cuda.to_device(np.ascontiguousarray(masks, dtype=m.dtype))
+
+
+def _view(a, *shape):
+    """The C-contiguous device array ``a`` viewed as ``shape``, never copied (the simulator
+    would copy a non-contiguous array silently where a GPU refuses)."""
+    if not a.is_c_contiguous():
+        raise AssertionError(f"a non-contiguous {a.shape} device array viewed as {shape}")
+    return a.reshape(*shape)
+
+
+class _Cells:
+    """The generic path's device buffers for chunks of up to T steps of B streams; ``training``
+    adds backward's."""
+
+    def __init__(self, m, T, B, training=True):
+        GH, dtype = m.G * m.H, m.dtype
+        self.hs = cuda.device_array((m.L, m.S, T + 1, B, m.H), dtype)
+        self.acts = cuda.device_array((m.L, T, B, m.A * m.H) if m.A else (m.L, 1, 1, 1), dtype)
+        self.ax = cuda.device_array((T, B, GH), dtype)   # input terms; backward: d ax
+        self.ah = cuda.device_array((T, B, GH), dtype)   # Whh h; backward: the gru's d ah
+        self.xin = cuda.device_array((T, B, m.H), dtype)  # a layer's input, through dropout
+        self.ps = cuda.device_array((T, B, m.V), dtype)
+        self.step_losses = cuda.device_array(T * B, np.float64)
+        self.step_sums = cuda.device_array(T, np.float64)
+        if training:
+            self.dys = cuda.device_array((T, B, m.V), dtype)
+            self.dhout = cuda.device_array((T, B, m.H), dtype)  # d h from above, per layer
+            self.drec = cuda.device_array((B, m.H), dtype)      # d h from the next step's product
+            self.dcarry = cuda.device_array((B, m.H), dtype)    # lstm's dc, gru's direct dh z
+            self.segments = cuda.device_array(ck.SEGMENTS * max(GH, m.V), dtype)
+
+
+def _bhn(m, layer):
+    """The gru's bhn for its kernels (others take the bias in its place and do not read it)."""
+    return layer.bhn if m.cell is gru else layer.bh
+
+
+def _layer_input(m, c, masks, l, T, B):
+    """Layer l's (l >= 1) input over the chunk, (T*B, H): layer l-1's output h, times its
+    dropout mask if any (then in c.xin)."""
+    below = _view(c.hs[l - 1, 0, 1:T + 1], T * B, m.H)
+    if masks is None:
+        return below
+    n = T * B * m.H
+    m.C["multiply"][_grid1(n)](_view(below, n), _view(masks[l - 1, :T], n),
+                               _view(c.xin[:T], n))
+    return _view(c.xin[:T], T * B, m.H)
+
+
+def _input_term(m, x, P, c, masks, l):
+    """c.ax = Wxh x + bh over the chunk for layer l: a column gather for layer 0 (x: (T, B)
+    ids), one product of the layer below's (masked) output above."""
+    (T, B), GH = x.shape, m.G * m.H
+    rows, layer = T * B, P.layers[l]
+    ax = _view(c.ax[:T], rows, GH)
+    if l == 0:
+        m.C["gather_columns"][_grid1(rows * GH)](_view(x, rows), layer.Wxh, layer.bh, ax)
+        return
+    _matmul(_layer_input(m, c, masks, l, T, B), False, layer.Wxh, True, ax)
+    m.C["add_bias"][_grid2(GH, rows)](ax, layer.bh)
+
+
+def _layers_forward(m, x, P, c, masks):
+    """The layer stack over one chunk (x: (T, B) ids on the device) from the state in
+    c.hs[:, :, 0]: c.hs and c.acts filled, layer by layer; per step one product and one
+    element-wise launch."""
+    T, B = x.shape
+    step_product = _product("matmul", m.dtype, B, m.G * m.H)  # configured once, not per step
+    step_cell = m.C["cell_forward"][_grid1(B * m.H)]
+    for l, layer in enumerate(P.layers):
+        _input_term(m, x, P, c, masks, l)
+        hs, acts, bhn = c.hs[l], c.acts[l], _bhn(m, layer)
+        for t in range(T):
+            step_product(hs[0, t], False, layer.Whh, True, c.ah[t])
+            step_cell(c.ax, c.ah, bhn, hs, acts, t, 1, True)
+
+
+def _cell_forward(m, x, y, P, c, losses, n, masks):
+    """Forward over one chunk (x, y: (T, B) on the device; the state in c.hs[:, :, 0]):
+    c.hs, c.acts, c.ps; losses[n] the chunk's summed loss."""
+    T, B = x.shape
+    rows = T * B
+    _layers_forward(m, x, P, c, masks)
+    z = _view(c.ps[:T], rows, m.V)
+    _matmul(_view(c.hs[m.L - 1, 0, 1:T + 1], rows, m.H), False, P.Why, True, z)
+    m.K["softmax_rows"][rows, ck.BLOCK](z, P.by, _view(y, rows), z, c.step_losses[:rows])
+    m.K["add_losses"][1, ck.BLOCK](c.step_losses[:rows], B, c.step_sums, losses, n)
+
+
+def _recompute(m, x, P, c, masks, l):
+    """Layer l's saved gates (c.acts[l]) from the states in c.hs (``backward`` is given hs,
+    not the gates): the input term, one product Whh h for all T steps, and the element-wise
+    kernel over all steps at once, states left as they are."""
+    if not m.A:
+        return
+    T, B = x.shape
+    rows, GH, layer = T * B, m.G * m.H, P.layers[l]
+    _input_term(m, x, P, c, masks, l)
+    _matmul(_view(c.hs[l, 0, :T], rows, m.H), False, layer.Whh, True, _view(c.ah[:T], rows, GH))
+    m.C["cell_forward"][_grid1(rows * m.H)](c.ax, c.ah, _bhn(m, layer), c.hs[l], c.acts[l], 0,
+                                             T, False)
+
+
+def _cell_gradients(m, x, y, order, offsets, P, G, c, masks, recompute):
+    """Unclipped gradients into G of the chunk whose forward pass is in c ((order, offsets):
+    the chunk's inputs by character, ``_by_character``); ``recompute``: c.acts must first be
+    recomputed from c.hs. Top layer first; per layer the steps backwards (one element-wise
+    launch and one product each), then its weight gradients and the gradient into the layer
+    below as whole-chunk products."""
+    T, B = x.shape
+    rows, H, V, GH = T * B, m.H, m.V, m.G * m.H
+    K, C = m.K, m.C
+    dys = _view(c.dys[:T], rows, V)
+    K["output_delta"][_grid1(rows * V)](_view(c.ps[:T], rows, V), _view(y, rows), dys)
+    dhout = _view(c.dhout[:T], rows, H)
+    top = _view(c.hs[m.L - 1, 0, 1:T + 1], rows, H)
+    _matmul(dys, False, P.Why, False, dhout)
+    _matmul(dys, True, top, False, G.Why)
+    _column_sums(K, dys, c.segments, G.by)
+    step_product = _product("matmul", m.dtype, B, H)
+    step_cell = C["cell_backward"][_grid1(B * H)]
+    dah = c.ah if m.cell is gru else c.ax  # the gru's Whh sees d ah, the others d a
+    for l in reversed(range(m.L)):
+        layer, grads, hs = P.layers[l], G.layers[l], c.hs[l]
+        if recompute:
+            _recompute(m, x, P, c, masks, l)
+        for t in range(T - 1, -1, -1):
+            step_cell(c.acts[l], hs, c.dhout, c.drec, c.dcarry, c.ax, dah, t, t == T - 1)
+            if t > 0:  # nothing flows back out of the chunk
+                step_product(dah[t], False, layer.Whh, False, c.drec)
+        dax, dah2 = _view(c.ax[:T], rows, GH), _view(dah[:T], rows, GH)
+        _matmul(dah2, True, _view(hs[0, :T], rows, H), False, grads.Whh)
+        _column_sums(K, dax, c.segments, grads.bh)
+        if m.cell is gru:
+            _column_sums(K, dah2[:, 2 * H:], c.segments, grads.bhn)
+        if l == 0:
+            K["grad_xh"][_grid2(GH, V)](order, offsets, dax, grads.Wxh)
+            continue
+        _matmul(dax, True, _layer_input(m, c, masks, l, T, B), False, grads.Wxh)
+        _matmul(dax, False, layer.Wxh, False, dhout)  # into the layer below's output...
+        if masks is not None:                          # ...through its dropout mask
+            n = rows * H
+            C["multiply"][_grid1(n)](_view(dhout, n), _view(masks[l - 1, :T], n),
+                                     _view(dhout, n))
+
+
+def _walk(data, position, T, B, n):
+    """The walk through the data for n chunks, decided on the host (``reference.train``):
+    (position after, resets, every chunk's window of every stream step-major (n, T+1, B))."""
+    piece = data.shape[0] // B
+    starts, resets = [], []
+    for _ in range(n):
+        reset = reference.wraps(position, T, piece)
+        if reset:
+            position = 0
+        starts.append(position)
+        resets.append(reset)
+        position += T
+    index = (np.asarray(starts)[:, None, None] + np.arange(T + 1)[None, :, None]
+             + (np.arange(B) * piece)[None, None, :])
+    return position, resets, np.ascontiguousarray(data[index])
+
+
+class _Generic:
+    """The backend interface's methods for the generic path (CudaBackend dispatches here)."""
+
+    @staticmethod
+    def forward(w, x, y, state, masks):
+        m = _model(w)
+        B, T = x.shape
+        _check_state(m, state, B)
+        d_masks = _device_masks(m, masks, (m.L - 1, T, B, m.H))
+        _, P = _to_device(w)
+        c = _Cells(m, T, B, training=False)
+        losses = cuda.device_array(1, np.float64)
+        m.C["state_in"][_grid1(state.size)](
+            cuda.to_device(np.ascontiguousarray(state, m.dtype)), c.hs)
+        _cell_forward(m, cuda.to_device(np.ascontiguousarray(x.T)),
+                      cuda.to_device(np.ascontiguousarray(y.T)), P, c, losses, 0, d_masks)
+        hs = np.ascontiguousarray(c.hs.copy_to_host().transpose(0, 2, 1, 3, 4))
+        return float(losses.copy_to_host()[0]), hs, c.ps.copy_to_host()
+
+    @staticmethod
+    def backward(w, x, y, hs, ps, g, masks):
+        m = _model(w)
+        B, T = x.shape
+        shapes = {"hs": (hs.shape, (m.L, T + 1, m.S, B, m.H)), "ps": (ps.shape, (T, B, m.V))}
+        for name, (got, expected) in shapes.items():
+            if tuple(got) != expected:
+                raise ValueError(f"{name} has shape {tuple(got)}, expected {expected} for this "
+                                 f"chunk (forward's)")
+        d_masks = _device_masks(m, masks, (m.L - 1, T, B, m.H))
+        _, P = _to_device(w)
+        flat, G = _to_device(g)
+        c = _Cells(m, T, B)
+        c.hs.copy_to_device(np.ascontiguousarray(np.asarray(hs).transpose(0, 2, 1, 3, 4),
+                                                  m.dtype))
+        c.ps.copy_to_device(np.ascontiguousarray(ps, m.dtype))
+        xt = np.ascontiguousarray(x.T)
+        order, offsets = _by_character(xt.reshape(1, -1), m.V)
+        _cell_gradients(m, cuda.to_device(xt), cuda.to_device(np.ascontiguousarray(y.T)),
+                        cuda.to_device(order[0]), cuda.to_device(offsets[0]), P, G, c, d_masks,
+                        recompute=True)
+        m.K["clip_all"][_grid1(flat.shape[0])](flat)
+        _to_host(flat, g)
+
+    @staticmethod
+    def train(w, g, optimizer, states, data, position, state, learning_rate, T, step, losses,
+              masks):
+        m = _model(w)
+        B, n = state.shape[2], len(losses)
+        _check_state(m, state, B)
+        d_masks = _device_masks(m, masks, (n, m.L - 1, T, B, m.H))
+        position, resets, host_windows = _walk(data, position, T, B, n)
+        windows = cuda.to_device(host_windows)
+        order, offsets = (cuda.to_device(a) for a in
+                          _by_character(host_windows[:, :T].reshape(n, T * B), m.V))
+        p_flat, P = _to_device(w)
+        g_flat, G = _to_device(g)
+        s_flats = [_to_device(s)[0] for s in states]
+        d_state = cuda.to_device(np.ascontiguousarray(state))
+        size = d_state.size
+        d_losses = cuda.device_array(n, np.float64)
+        c = _Cells(m, T, B)
+        for k in range(n):
+            if resets[k]:
+                m.K["zero"][_grid1(size)](_view(d_state, size))
+            m.C["state_in"][_grid1(size)](d_state, c.hs)
+            x, y = windows[k, :T], windows[k, 1:]
+            chunk_masks = None if d_masks is None else d_masks[k]
+            _cell_forward(m, x, y, P, c, d_losses, k, chunk_masks)
+            _cell_gradients(m, x, y, order[k], offsets[k], P, G, c, chunk_masks,
+                            recompute=False)
+            m.K["optimize"][_grid1(p_flat.shape[0])](p_flat, g_flat, *_two_states(s_flats),
+                                                     optimizer.id, learning_rate, step + k + 1,
+                                                     True)
+            m.C["state_out"][_grid1(size)](c.hs, T, d_state)
+        _to_host(p_flat, w)
+        _to_host(g_flat, g)
+        for flat, s in zip(s_flats, states):
+            _to_host(flat, s)
+        state[...] = d_state.copy_to_host()
+        losses[:] = d_losses.copy_to_host()
+        return position
+
+    @staticmethod
+    def evaluate(w, data, state):
+        m = _model(w)
+        _check_state(m, state, 1)
+        n_pred = data.shape[0] - 1
+        if n_pred <= 0:
+            return 0.0
+        T = min(EVAL_STEPS, n_pred)
+        _, P = _to_device(w)
+        d_data = cuda.to_device(np.ascontiguousarray(data).reshape(-1, 1))
+        d_state = cuda.to_device(np.ascontiguousarray(state))
+        size = d_state.size
+        starts = list(range(0, n_pred, T))
+        d_losses = cuda.device_array(len(starts), np.float64)
+        c = _Cells(m, T, 1, training=False)
+        m.C["state_in"][_grid1(size)](d_state, c.hs)
+        for k, s in enumerate(starts):
+            steps = min(T, n_pred - s)
+            _cell_forward(m, d_data[s:s + steps], d_data[s + 1:s + steps + 1], P, c, d_losses,
+                          k, None)
+            m.C["advance"][_grid1(size)](c.hs, steps)
+        m.C["state_out"][_grid1(size)](c.hs, 0, d_state)
+        state[...] = d_state.copy_to_host()
+        loss = 0.0
+        for chunk_loss in d_losses.copy_to_host():  # summed in order, as the CPU kernel does
+            loss += chunk_loss
+        return loss
+
+    @staticmethod
+    def sample(w, state, seed_ix, uniforms, temperature, greedy, ixes, top_k, top_p):
+        """One character at a time, all on the device: the layer stack over one step of one
+        stream, the logits, then ``pick`` (one block) writes the id the next step reads."""
+        m = _model(w)
+        _check_state(m, state, 1)
+        count = len(uniforms)
+        if count == 0:
+            return
+        _, P = _to_device(w)
+        c = _Cells(m, 1, 1, training=False)
+        d_state = cuda.to_device(np.ascontiguousarray(state))
+        size = d_state.size
+        cur = cuda.to_device(np.array([seed_ix], np.int64))
+        x = _view(cur, 1, 1)  # the input of the next step, written by pick
+        d_uniforms = cuda.to_device(np.asarray(uniforms, np.float64))
+        d_ixes = cuda.device_array(count, np.int64)
+        p, cdf = cuda.device_array(m.V, m.dtype), cuda.device_array(m.V, np.float64)
+        z = _view(c.ps[0], 1, m.V)
+        pick = m.C["pick"][1, ck.BLOCK]
+        advance = m.C["advance"][_grid1(size)]
+        m.C["state_in"][_grid1(size)](d_state, c.hs)
+        for n in range(count):
+            _layers_forward(m, x, P, c, None)
+            _matmul(c.hs[m.L - 1, 0, 1], False, P.Why, True, z)
+            pick(z, P.by, temperature, greedy, int(top_k), float(top_p), d_uniforms, n, cur,
+                 d_ixes, p, cdf)
+            advance(c.hs, 1)
+        m.C["state_out"][_grid1(size)](c.hs, 0, d_state)
+        ixes[:count] = d_ixes.copy_to_host()
+        state[...] = d_state.copy_to_host()
+
+
 class CudaBackend:
     name = "cuda"
 
-    def forward(self, w, x, y, state):
-        require_one_layer_rnn(w, "cuda")
+    def forward(self, w, x, y, state, masks=None):
+        if not _one_layer_rnn(w, masks):
+            return _Generic.forward(w, x, y, state, masks)
         (B, T), (V, H) = x.shape, w.Why.shape
         dtype = w.Why.dtype
         K = _kernels(dtype)
@@ -383,17 +755,19 @@ class CudaBackend:
         _forward(K, cuda.to_device(np.ascontiguousarray(x.T)),
                  cuda.to_device(np.ascontiguousarray(y.T)),
                  cuda.to_device(np.ascontiguousarray(state[0, 0])), P, c, losses, 0)
-        return float(losses.copy_to_host()[0]), c.hs.copy_to_host()[None], c.ps.copy_to_host()
+        hs = c.hs.copy_to_host()[None, :, None]  # (L, T+1, S, B, H): one layer, one vector
+        return float(losses.copy_to_host()[0]), hs, c.ps.copy_to_host()
 
-    def backward(self, w, x, y, hs, ps, g):
-        require_one_layer_rnn(w, "cuda")
+    def backward(self, w, x, y, hs, ps, g, masks=None):
+        if not _one_layer_rnn(w, masks):
+            return _Generic.backward(w, x, y, hs, ps, g, masks)
         (B, T), (V, H) = x.shape, w.Why.shape
         dtype = w.Why.dtype
         K = _kernels(dtype)
         _, P = _to_device(w)
         flat, G = _to_device(g)
         c = _Chunk(T, B, H, V, dtype)
-        c.hs.copy_to_device(np.ascontiguousarray(hs[0]))
+        c.hs.copy_to_device(np.ascontiguousarray(hs[0, :, 0]))
         c.ps.copy_to_device(np.ascontiguousarray(ps))
         xt = np.ascontiguousarray(x.T)
         order, offsets = _by_character(xt.reshape(1, -1), V)
@@ -415,7 +789,9 @@ class CudaBackend:
             dev.copy_to_host(host)
 
     def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes, top_k=0, top_p=1.0):
-        require_one_layer_rnn(w, "cuda")
+        if not _one_layer_rnn(w, None):
+            return _Generic.sample(w, state, seed_ix, uniforms, temperature, greedy, ixes, top_k,
+                                   top_p)
         V, H = w.Why.shape
         h = state[0, 0, 0]
         if H > ck.MAX_H:  # the one-block sampling kernel keeps h in shared memory
@@ -437,26 +813,18 @@ class CudaBackend:
         d_h.copy_to_host(h)
 
     def train(self, w, g, optimizer, states, data, position, state, learning_rate, seq_length,
-              step, losses, threads):
+              step, losses, threads, masks=None):
         """B = state.shape[2] streams over len(losses) chunks; everything stays on the device
         for the whole call."""
-        require_one_layer_rnn(w, "cuda")
+        if not _one_layer_rnn(w, masks):
+            return _Generic.train(w, g, optimizer, states, data, position, state, learning_rate,
+                                  seq_length, step, losses, masks)
         h = state[0, 0]
         V, H = w.Why.shape
         B, T, n = h.shape[0], seq_length, len(losses)
-        piece = data.shape[0] // B
-        starts, resets = [], []
-        for _ in range(n):  # the walk through the data, decided on the host
-            reset = reference.wraps(position, T, piece)
-            if reset:
-                position = 0
-            starts.append(position)
-            resets.append(reset)
-            position += T
-        # every chunk's window of every stream, step-major: (n, T+1, B)
-        index = (np.asarray(starts)[:, None, None] + np.arange(T + 1)[None, :, None]
-                 + (np.arange(B) * piece)[None, None, :])
-        host_windows = np.ascontiguousarray(data[index])
+        # the walk through the data, decided on the host; every chunk's window of every
+        # stream, step-major: (n, T+1, B)
+        position, resets, host_windows = _walk(data, position, T, B, n)
         windows = cuda.to_device(host_windows)
         order, offsets = (cuda.to_device(a) for a in
                           _by_character(host_windows[:, :T].reshape(n, T * B), V))
@@ -485,10 +853,11 @@ class CudaBackend:
         return position
 
     def evaluate(self, w, data, state, threads=1):
-        require_one_layer_rnn(w, "cuda")
         if state.shape[2] != 1:
             raise ValueError(f"the cuda backend evaluates one stream, not {state.shape[2]}; "
                              f"use streams=1 (--val-streams 1)")
+        if not _one_layer_rnn(w, None):
+            return _Generic.evaluate(w, data, state)
         V, H = w.Why.shape
         h = state[0, 0, 0]
         n_pred = data.shape[0] - 1

@@ -1,7 +1,9 @@
 """``backend="numba"``: the CPU kernels (``fastrnn/kernels``) behind the backend interface.
 
-One stream (B = 1) runs the single-stream kernels of ``kernels/cpu.py``; B > 1 streams (training,
-and evaluation as several streams) the mini-batch kernels of ``kernels/batch.py`` (imported on first use: their BLAS binding costs
+One stream (B = 1) of min-char-rnn's model (one tanh layer) runs the single-stream kernels of
+``kernels/cpu.py``; everything else -- B > 1 streams (training, and evaluation as several
+streams), the LSTM and GRU cells, several layers, dropout -- the mini-batch kernels of
+``kernels/batch.py`` (imported on first use: their BLAS binding costs
 start-up time that single-stream users need not pay). Each kernel is compiled on its first
 call for the dtype, optimizer and path that call uses, and loaded from Numba's cache after.
 """
@@ -11,7 +13,8 @@ import threading
 import numpy as np
 
 from ..config import EVAL_STEPS
-from .base import require_one_layer_rnn
+from ..cells import rnn
+from ..reference import spec_of
 
 _local = threading.local()
 
@@ -34,6 +37,12 @@ def chunk_work(T, H, V, dtype):
             np.empty((T, H), dtype), np.empty(H, dtype))
 
 
+def minchar(w, B):
+    """Whether min-char-rnn's single-stream kernels (``kernels/cpu.py``) run this: one stream
+    of one tanh layer. Everything else runs the mini-batch kernels (``kernels/batch.py``)."""
+    return B == 1 and len(w.layers) == 1 and isinstance(w.layers[0], rnn.Layer)
+
+
 class NumbaBackend:
     name = "numba"
 
@@ -51,60 +60,63 @@ class NumbaBackend:
         return scratch(("chunk", T, H, V, w.Why.dtype), lambda: chunk_work(T, H, V, w.Why.dtype))
 
     def _batch_work(self, B, T, w):
-        V, H = w.Why.shape
-        batch = self._batch()
-        return scratch(("batch", B, T, H, V, w.Why.dtype),
-                       lambda: batch.Work(B, T, H, V, w.Why.dtype))
+        spec = spec_of(w)
+        return scratch(("batch", spec, B, T, w.Why.dtype),
+                       lambda: self._batch().Work(spec, B, T, w.Why.dtype))
 
-    def forward(self, w, x, y, state):
-        require_one_layer_rnn(w, "numba")
+    def forward(self, w, x, y, state, masks=None):
         (B, T), (V, H) = x.shape, w.Why.shape
-        if B == 1:
+        if minchar(w, B) and masks is None:
             hs, ps, *_ = self._chunk(T, w)
             loss = self.cpu.forward(x[0], y[0], state[0, 0, 0], w, hs, ps)
-            return loss, hs.reshape(1, T + 1, 1, H), ps.reshape(T, 1, V)
+            return loss, hs.reshape(1, T + 1, 1, 1, H), ps.reshape(T, 1, V)
         work = self._batch_work(B, T, w)
-        loss = self._batch().forward(x, y, state[0, 0], w, work)
-        return loss, work.hs()[None], work.ps()
+        loss = self._batch().forward(x, y, state, w, work, masks=masks)
+        return loss, work.states(), work.ps()
 
-    def backward(self, w, x, y, hs, ps, g):
-        require_one_layer_rnn(w, "numba")
+    def backward(self, w, x, y, hs, ps, g, masks=None):
         B, T = x.shape
-        if B == 1:
+        if minchar(w, B) and masks is None:
             work = self._chunk(T, w)
-            self.cpu.backward(x[0], y[0], np.ascontiguousarray(hs[0, :, 0]),
+            self.cpu.backward(x[0], y[0], np.ascontiguousarray(hs[0, :, 0, 0]),
                               np.ascontiguousarray(ps[:, 0]), w, g, work[2:])
-        else:
-            self._batch().backward(x, y, hs[0], ps, w, g, self._batch_work(B, T, w))
+        else:  # from the state before the chunk (the forward pass runs again)
+            self._batch().backward(x, y, np.ascontiguousarray(hs[:, 0]), w, g,
+                                   self._batch_work(B, T, w), masks=masks)
 
     def train(self, w, g, optimizer, states, data, position, state, learning_rate, seq_length,
-              step, losses, threads):
-        require_one_layer_rnn(w, "numba")
+              step, losses, threads, masks=None):
         B = state.shape[2]
         opt = optimizer.state([s.flat for s in states])
-        if B == 1:
+        if minchar(w, B) and masks is None:
             return self.cpu.train(data, position, state[0, 0, 0], w, g, opt, learning_rate,
                                   seq_length, step, losses, self._chunk(seq_length, w))
-        return self._batch().train(data, position, state[0, 0], w, g, opt, learning_rate,
-                                   seq_length, step, losses,
-                                   self._batch_work(B, seq_length, w), threads)
+        return self._batch().train(data, position, state, w, g, opt, learning_rate, seq_length,
+                                   step, losses, self._batch_work(B, seq_length, w), threads,
+                                   masks)
 
     def evaluate(self, w, data, state, threads=1):
-        require_one_layer_rnn(w, "numba")
         V, H = w.Why.shape
         B = state.shape[2]
-        if B > 1:
+        if not minchar(w, B):
             T = min(EVAL_STEPS, max(1, (len(data) - 1) // B))
-            return self._batch().evaluate(data, state[0, 0], w, self._batch_work(B, T, w),
-                                          threads)
+            return self._batch().evaluate(data, state, w, self._batch_work(B, T, w), threads)
         L = min(EVAL_STEPS, max(1, len(data) - 1))
         work = scratch(("evaluate", L, H, V, w.Why.dtype),
                        lambda: (np.empty((L + 1, H), w.Why.dtype), np.empty((L, V), w.Why.dtype)))
         return self.cpu.evaluate(data, state[0, 0, 0], w, work)
 
     def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes, top_k=0, top_p=1.0):
-        require_one_layer_rnn(w, "numba")
         V, H = w.Why.shape
+        if not minchar(w, 1):
+            batch = self._batch()
+            spec = spec_of(w)
+            work = self._batch_work(1, 1, w)
+            buffers = scratch(("sample", spec, w.Why.dtype),
+                              lambda: batch.sample_buffers(spec, w.Why.dtype))
+            batch.sample(state, seed_ix, uniforms, w, *batch.transposes(w, work), temperature,
+                         greedy, top_k, float(top_p), ixes, *buffers)
+            return
         work = scratch(("sample", H, V, w.Why.dtype),
                        lambda: (np.empty(H, w.Why.dtype), np.empty(V, w.Why.dtype),
                                 np.empty(V, np.float64)))

@@ -13,17 +13,18 @@ from ..config import EVAL_STEPS
 class NumpyBackend:
     name = "numpy"
 
-    def forward(self, w, x, y, state):
-        loss, (hs, ps) = reference.forward(w, x, y, state)
+    def forward(self, w, x, y, state, masks=None):
+        loss, (hs, ps) = reference.forward(w, x, y, state, masks)
         return loss, hs, ps
 
-    def backward(self, w, x, y, hs, ps, g):
-        g.flat[...] = reference.backward(w, x, y, (hs, ps)).flat
+    def backward(self, w, x, y, hs, ps, g, masks=None):
+        g.flat[...] = reference.backward(w, x, y, (hs, ps), masks=masks).flat
 
     def train(self, w, g, optimizer, states, data, position, state, learning_rate, seq_length,
-              step, losses, threads):
+              step, losses, threads, masks=None):
         out, position, after = reference.train(w, optimizer, states, data, position, state,
-                                               learning_rate, seq_length, len(losses), step)
+                                               learning_rate, seq_length, len(losses), step,
+                                               masks)
         losses[:] = out
         state[...] = after
         return position

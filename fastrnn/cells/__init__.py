@@ -1,8 +1,8 @@
 """The recurrent cells, by name: each module is one cell (see ``rnn.py`` for the contract)."""
 
-from . import rnn
+from . import gru, lstm, rnn
 
-CELLS = {rnn.NAME: rnn}
+CELLS = {cell.NAME: cell for cell in (rnn, lstm, gru)}
 
 
 def get(name):

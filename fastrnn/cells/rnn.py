@@ -1,12 +1,21 @@
 """min-char-rnn's tanh cell: ``h_t = tanh(Wxh x_t + Whh h_{t-1} + bh)``.
 
-A cell is a unit: its parameters (``tensors``), its reference step forward and backward
-(float64-readable NumPy, the oracle every kernel is tested against) and the names of the
-kernels that implement it. Layer 0 reads the one-hot character (``Wxh`` is (H, V) and the
-product is a column gather); a layer above reads the output of the layer below (``Wxh`` is
-(H, H)).
+A cell is a unit: its parameters (``tensors``, a ``Layer`` named tuple), the state it carries
+(``STATES``: names of the S vectors, the output ``h`` first), its reference step forward and
+backward (float64-readable NumPy, the oracle every kernel is tested against). Layer 0 reads
+the one-hot character (``Wxh`` is (G*H, V) and the product is a column gather); a layer above
+reads the output of the layer below (``Wxh`` is (G*H, H)); G = ``GATES`` rows per unit.
 
-Shapes, for B streams: ``x`` ids (B,) or inputs (B, I); ``h`` (B, H).
+The contract every cell module keeps (``lstm.py`` and ``gru.py`` too), for B streams:
+
+    step(layer, x, state) -> state'                    state, state': (S, B, H)
+    backward_step(layer, x, state, state', dstate', grads) -> (dstate (S, B, H), dx)
+
+``x`` is ids (B,) for layer 0 or inputs (B, I); ``dstate'`` is the loss's gradient at the
+step's outputs (for ``h``: from the layer above or the softmax plus from the next step);
+``backward_step`` adds the parameters' gradients into ``grads`` (a Layer of arrays) and
+returns dx = None for layer 0 (ids are not differentiable). Backward recomputes what it needs
+from the step's inputs: readable first, fast in the kernels.
 """
 
 from collections import namedtuple
@@ -17,6 +26,7 @@ from .. import config
 
 NAME = "rnn"
 STATES = ("h",)                                         # what a layer carries from step to step
+GATES = 1                                               # rows of Wxh and Whh per hidden unit
 Layer = namedtuple("Layer", ["Wxh", "Whh", "bh"])      # one layer's parameters, by name
 
 
@@ -41,24 +51,26 @@ def input_term(layer, x):
     return layer.Wxh.T[x] if x.ndim == 1 else x @ layer.Wxh.T
 
 
-def step(layer, x, h):
-    """One step of B streams: the new hidden state (B, H)."""
-    return np.tanh(input_term(layer, x) + h @ layer.Whh.T + layer.bh)
+def step(layer, x, state):
+    """One step of B streams: the new state (1, B, H)."""
+    h = state[0]
+    return np.tanh(input_term(layer, x) + h @ layer.Whh.T + layer.bh)[None]
 
 
-def backward_step(layer, x, h_prev, h, dh, grads):
-    """Backward through ``step``: dh (B, H) is the loss's gradient at its output ``h``.
-
-    Adds the parameters' gradients into ``grads`` (a Layer of arrays) and returns (dh_prev
-    (B, H), dx (B, I) or None for layer 0, whose input is not differentiable).
-    """
+def backward_step(layer, x, state, new_state, dstate, grads):
+    """Backward through ``step`` (see the module's contract)."""
+    h_prev, h, dh = state[0], new_state[0], dstate[0]
     draw = (1 - h * h) * dh                                   # through tanh
     grads.bh[...] += draw.sum(axis=0)
     grads.Whh[...] += draw.T @ h_prev
+    return (draw @ layer.Whh)[None], input_backward(layer, x, draw, grads)
+
+
+def input_backward(layer, x, da, grads):
+    """The input term's share of backward for pre-activation gradients da (B, G*H): adds
+    da^T x into grads.Wxh and returns dx = da Wxh (None for layer 0's ids)."""
     if x.ndim == 1:
-        np.add.at(grads.Wxh.T, x, draw)                       # streams may share a character
-        dx = None
-    else:
-        grads.Wxh[...] += draw.T @ x
-        dx = draw @ layer.Wxh
-    return draw @ layer.Whh, dx
+        np.add.at(grads.Wxh.T, x, da)                         # streams may share a character
+        return None
+    grads.Wxh[...] += da.T @ x
+    return da @ layer.Wxh

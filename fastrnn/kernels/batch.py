@@ -1,27 +1,40 @@
-"""Mini-batch kernels: B streams at once; each mirrors the function of the same name in ``reference``.
+"""Mini-batch kernels for every cell and layer count: B streams at once; each mirrors the
+function of the same name in ``reference``.
 
-Public layout: hidden states are (B, H), one row per stream. Inside, the B streams are cut into
-units of ``STREAMS_PER_UNIT`` consecutive streams (``config``; the last may be smaller): the
-cut depends on B alone, never on the thread count. A unit keeps its own activations,
-``hs (T+1, Bu, H)`` and ``ps (T, Bu, V)``, so all of a unit's T*Bu rows form one contiguous
-matrix, and its own gradient buffers (one row of ``Work.partials``, laid out as the flat
-gradient, read by name through ``Spec.view``); ``Group`` holds a unit's buffers. Per chunk each
-unit runs two ``nogil`` kernels, and the threads take the units in turn (``_run``), with no
-Python (and no GIL) inside a unit:
+Public layout: the recurrent state is ``state (L, S, B, H)`` as everywhere (``backends/base.py``).
+Inside, the B streams are cut into units of ``STREAMS_PER_UNIT`` consecutive streams
+(``config``; the last may be smaller): the cut depends on B alone, never on the thread count.
+A unit keeps its own activations, layer by layer, so each layer's T*Bu rows form one
+contiguous matrix (``Group``), and its own gradient buffers (one row of ``Work.partials``, laid
+out as the flat gradient and read by name through ``Spec.view``).
 
-    group_forward    pre = Wxh[:, x] + bh (a gather); per step one (Bu,H)x(H,H) product and a
-                     fused add + tanh; then one (T*Bu,H)x(H,V) product and a fused softmax + loss
-    group_backward   dy = p - onehot; dh_out = dy Why, dWhy = dy^T h as whole-unit products;
-                     per step (reversed) a fused tanh-backward and one (Bu,H)x(H,H) product;
-                     dWhh = draw^T h, dbh, and dWxh by adding rows of draw per character
+A unit runs layer-major, with no Python (and no GIL) inside it; for layer l with G gates
+(1 rnn, 4 lstm, 3 gru):
 
-The products call NumPy's own OpenBLAS directly (``blas.gemm``), one BLAS thread per unit.
+    forward    pre = Wxh x + bh for every step at once: a gather of Wxh's columns for layer 0,
+               one (T*Bu, H) x (H, G*H) product of the layer below's (dropped-out) output
+               above; then per step one (Bu, H) x (H, G*H) product and the cell's fused
+               element-wise step (``cell_forward``: gates, new state; the activated gates are
+               kept in ``pre`` for backward); after the top layer, one (T*Bu, H) x (H, V)
+               product and a fused softmax + loss
+    backward   dy = p - onehot, dh_out = dy Why and dWhy = dy^T h as whole-unit products; per
+               layer from the top, per step (reversed) the cell's fused element-wise backward
+               (``cell_backward``) and one (Bu, G*H) x (G*H, H) product for dh_{t-1}; then
+               dWhh = da^T h, dbh, and dWxh (rows of da added per character for layer 0; a
+               product above, with dx = da Wxh, times the dropout mask, the layer below's dh_out)
+
+The products call NumPy's own OpenBLAS directly (``blas.gemm``), one BLAS thread per unit. The
+cell's element-wise code is chosen when a kernel compiles, by the type of its ``Layer`` named
+tuple (``cell_forward``, ``cell_backward``: one entry per cell), so a run compiles only its own
+cell, and the formulas are ``scalar.py``'s, shared with the CUDA kernels.
+
 In training one task is a unit's forward and backward pass. Then, over element ranges in
 parallel, the units' gradients are summed in unit order straight into the gradient buffer
 (``reduce_units``: never a racing ``+=``) and the fused clip + optimizer update follows in the
-same task (read by name from ``spec.Weights``, as in ``cpu.py``). Every number is computed by
-the same code on the same unit (or range) whichever thread runs it, so one thread and eight
-give the same bits, and a run resumed elsewhere repeats.
+same task. Every number is computed by the same code on the same unit (or range) whichever
+thread runs it, so one thread and eight give the same bits, and a run resumed elsewhere
+repeats. For the tanh cell with one layer this is, operation for operation, the kernel this
+module had before it learnt other cells.
 """
 
 import itertools
@@ -29,16 +42,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
+from numba.extending import overload
 from threadpoolctl import threadpool_limits
 
+from ..cells import gru, lstm, rnn
 from ..config import CLIP, INLINE, NJIT, STREAMS_PER_UNIT, UPDATE_UNIT
-from ..reference import wraps
-from ..spec import Spec
+from ..reference import spec_of, wraps
 from . import vmath
 from .blas import gemm
-from .cpu import forward as forward_one
-from .cpu import update
-from .scalar import tanh_backward
+from .cpu import choose, softmax_inplace, update
+from .scalar import gru_state, lstm_cell, sigmoid_backward, tanh_backward, truncate
 
 
 def units(n, size):
@@ -48,41 +61,58 @@ def units(n, size):
 
 class Group:
     """Buffers of one unit of Bg streams for chunks of T steps (allocated once); its gradients
-    are views into ``partials``, one row of ``Work.partials``."""
+    are ``grads``, Weights viewing ``partials`` (one row of ``Work.partials``)."""
 
-    def __init__(self, streams, T, H, V, dtype, partials):
+    def __init__(self, streams, spec, T, dtype, partials):
         Bg = streams.stop - streams.start
+        L, H, V, G = spec.num_layers, spec.hidden_size, spec.vocab_size, spec.cell.GATES
+        cell = spec.cell
         self.streams = streams
-        self.hs = np.empty((T + 1, Bg, H), dtype)     # hidden states, hs[0] = h before the chunk
-        self.pre = np.empty((T, Bg, H), dtype)        # Wxh[:, x] + bh for every step
-        self.acc = np.empty((Bg, H), dtype)           # one step's recurrent product
-        self.ps = np.empty((T, Bg, V), dtype)         # probabilities
-        self.dys = np.empty((T, Bg, V), dtype)        # p - onehot
-        self.dhout = np.empty((T, Bg, H), dtype)      # dy Why: dh from each step's output
-        self.draws = np.empty((T, Bg, H), dtype)      # gradient through tanh
+        self.hs = np.empty((L, T + 1, Bg, H), dtype)  # outputs h; hs[:, 0] = h before the chunk
+        # lstm's cell states (others: hs stands in, never read)
+        self.cs = np.empty((L, T + 1, Bg, H), dtype) if cell is lstm else self.hs
+        self.pre = np.empty((L, T, Bg, G * H), dtype)  # Wxh x + bh; then the activated gates
+        self.hn = np.empty((L, T, Bg, H) if cell is gru else (L, T, 1, 1), dtype)  # gru: Whh_n h + bhn
+        self.xin = np.empty((max(L - 1, 1), T, Bg, H), dtype)  # dropped-out inputs of layers >= 1
+        self.masks = np.empty((max(L - 1, 1), T, Bg, H), dtype)  # this chunk's dropout masks
+        self.acc = np.empty((Bg, G * H), dtype)      # one step's recurrent product
+        self.ps = np.empty((T, Bg, V), dtype)        # probabilities
+        self.dys = np.empty((T, Bg, V), dtype)       # p - onehot
+        self.dhout = np.empty((T, Bg, H), dtype)     # dh arriving at a layer's outputs
+        self.das = np.empty((T, Bg, G * H), dtype)   # pre-activations' gradients (input side)
+        # gru: the hidden side differs in its n part (d hn = r d a_n); others: the same array
+        self.dahs = np.empty((T, Bg, G * H), dtype) if cell is gru else self.das
         self.dh_next = np.empty((Bg, H), dtype)
+        self.dc_next = np.empty((Bg, H), dtype)      # lstm: dc; gru: dh's direct part
         self.row_loss = np.empty((T, Bg), np.float64)
-        self.x = np.empty((T, Bg), np.int64)          # inputs, step-major
-        self.y = np.empty((T, Bg), np.int64)          # targets, step-major
-        self.dWxhT = np.empty((V, H), dtype)          # dWxh as rows per character
-        self.grads = Spec.of("rnn", V, H).view(partials)  # this unit's gradients, by name
+        self.x = np.empty((T, Bg), np.int64)         # inputs, step-major
+        self.y = np.empty((T, Bg), np.int64)         # targets, step-major
+        self.dWxhT = np.empty((V, G * H), dtype)     # layer 0's dWxh as rows per character
+        self.grads = spec.view(partials)             # this unit's gradients, by name
 
 
 class Work:
-    """Buffers for chunks of B streams x T steps: the units and two weights' transposes."""
+    """Buffers for chunks of B streams x T steps of a model laid out by ``spec``: the units
+    and the weights' transposes."""
 
-    def __init__(self, B, T, H, V, dtype):
-        self.shape = (B, T, H, V)
-        size = Spec.of("rnn", V, H).size
-        self.partials = np.empty((len(units(B, STREAMS_PER_UNIT)), size), dtype)
-        self.groups = [Group(slice(a, b), T, H, V, dtype, self.partials[k])
+    def __init__(self, spec, B, T, dtype):
+        L, H, V, G = spec.num_layers, spec.hidden_size, spec.vocab_size, spec.cell.GATES
+        self.spec, self.B, self.T = spec, B, T
+        self.partials = np.empty((len(units(B, STREAMS_PER_UNIT)), spec.size), dtype)
+        self.groups = [Group(slice(a, b), spec, T, dtype, self.partials[k])
                        for k, (a, b) in enumerate(units(B, STREAMS_PER_UNIT))]
-        self.WxhT = np.empty((V, H), dtype)           # Wxh's columns as rows, for the gather
-        self.WhhT = np.empty((H, H), dtype)           # Whh^T, for the per-step products
+        self.WxhT = np.empty((V, G * H), dtype)        # layer 0's Wxh columns as rows (gather)
+        self.WhhT = np.empty((L, H, G * H), dtype)     # Whh^T per layer, for the step products
+        self.WupT = np.empty((max(L - 1, 1), H, G * H), dtype)  # Wxh^T of layers >= 1
 
-    def hs(self):
-        """The chunk's hidden states as (T+1, B, H)."""
-        return np.concatenate([g.hs for g in self.groups], axis=1)
+    def states(self):
+        """The chunk's states as (L, T+1, S, B, H) (``reference.forward``'s ``hs``)."""
+        parts = [g.hs for g in self.groups]
+        h = np.concatenate(parts, axis=2)
+        if self.spec.cell is not lstm:
+            return h[:, :, None]
+        c = np.concatenate([g.cs for g in self.groups], axis=2)
+        return np.stack([h, c], axis=2)
 
     def ps(self):
         """The chunk's probabilities as (T, B, V)."""
@@ -94,7 +124,7 @@ class Work:
 
 @njit(**INLINE)
 def gather_inputs(x, WxhT, bh, pre):
-    """pre[t, b] = Wxh[:, x[t, b]] + bh (WxhT: (V, H), the transpose, rows contiguous)."""
+    """pre[t, b] = Wxh[:, x[t, b]] + bh (WxhT: (V, G*H), the transpose, rows contiguous)."""
     T, B = x.shape
     for t in range(T):
         for b in range(B):
@@ -104,11 +134,200 @@ def gather_inputs(x, WxhT, bh, pre):
 
 
 @njit(**INLINE)
-def add_tanh(pre, acc, out):
-    """out = tanh(pre + acc), element-wise over (B, H)."""
-    for b in range(out.shape[0]):
-        for i in range(out.shape[1]):
-            out[b, i] = vmath.tanh(pre[b, i] + acc[b, i])
+def add_bias(pre, bh):
+    """pre[t, b] += bh."""
+    T, B = pre.shape[0], pre.shape[1]
+    for t in range(T):
+        for b in range(B):
+            for i in range(bh.shape[0]):
+                pre[t, b, i] += bh[i]
+
+
+@njit(**INLINE)
+def sigmoid(a, one):
+    return one / (one + vmath.exp(-a))
+
+
+# The cells' steps. ``cell_forward(layer, pre, acc, hp, cp, h, c, hn)`` for one step of a
+# unit: pre (Bu, G*H) the input term (the activated gates on return), acc (Bu, G*H) Whh h_prev,
+# hp/cp the state before, h/c after (c: lstm only), hn (gru only) Whh_n h_prev + bhn.
+# ``cell_backward(layer, pre, hp, cp, h, c, hn, dhout, dh_next, dc_next, da, dah)``: from dh
+# at the outputs (dhout + dh_next) writes the pre-activations' gradients da (and dah, the
+# hidden side's, for gru) and carries dc_next (lstm: dc; gru: the direct part dh z, added to
+# dh_next after its product, see ``DIRECT``).
+
+def _rnn_forward(layer, pre, acc, hp, cp, h, c, hn):
+    for b in range(h.shape[0]):
+        for i in range(h.shape[1]):
+            h[b, i] = vmath.tanh(pre[b, i] + acc[b, i])
+
+
+def _rnn_backward(layer, pre, hp, cp, h, c, hn, dhout, dh_next, dc_next, da, dah):
+    one = h.dtype.type(1)
+    for b in range(h.shape[0]):
+        for i in range(h.shape[1]):
+            da[b, i] = tanh_backward(h[b, i], dhout[b, i] + dh_next[b, i], one)
+
+
+def _lstm_forward(layer, pre, acc, hp, cp, h, c, hn):
+    # Simple loops from 0 over views of one gate each, few arrays a loop: LLVM vectorises
+    # these. (It did not vectorise one fused loop over the four gates, which needs too many
+    # run-time overlap checks, nor a loop from k = 2H, whose index Numba cannot prove
+    # non-negative: 4-10x slower, measured.)
+    Bg, H = h.shape
+    one = h.dtype.type(1)
+    for b in range(Bg):
+        a, s = pre[b], acc[b]
+        for k in range(4 * H):
+            a[k] += s[k]                                  # the gates' pre-activations
+        gi, gf, gg, go = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
+        for j in range(H):
+            gi[j] = sigmoid(gi[j], one)
+        for j in range(H):
+            gf[j] = sigmoid(gf[j], one)
+        for j in range(H):
+            gg[j] = vmath.tanh(gg[j])
+        for j in range(H):
+            go[j] = sigmoid(go[j], one)
+        hb, cb, cpb = h[b], c[b], cp[b]
+        for j in range(H):
+            cb[j] = lstm_cell(gi[j], gf[j], gg[j], cpb[j])
+        for j in range(H):
+            hb[j] = go[j] * vmath.tanh(cb[j])
+
+
+def _lstm_backward(layer, pre, hp, cp, h, c, hn, dhout, dh_next, dc_next, da, dah):
+    # scalar.lstm_backward's formula, one simple loop per term (see _lstm_forward); dh_next
+    # takes dh (its product overwrites it next) and da's o part holds tanh(c) for a moment.
+    Bg, H = h.shape
+    one = h.dtype.type(1)
+    for b in range(Bg):
+        a, d = pre[b], da[b]
+        gi, gf, gg, go = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
+        di, df, dg, do = d[:H], d[H:2 * H], d[2 * H:3 * H], d[3 * H:]
+        dh, dout, dc, cb, cpb = dh_next[b], dhout[b], dc_next[b], c[b], cp[b]
+        for j in range(H):
+            dh[j] += dout[j]                                        # dh at h_t
+        for j in range(H):
+            do[j] = vmath.tanh(cb[j])                               # tanh(c_t)
+        for j in range(H):
+            dc[j] += tanh_backward(do[j], dh[j] * go[j], one)       # dc at c_t
+        for j in range(H):
+            do[j] = sigmoid_backward(go[j], dh[j] * do[j], one)     # d a_o
+        for j in range(H):
+            di[j] = sigmoid_backward(gi[j], dc[j] * gg[j], one)     # d a_i
+        for j in range(H):
+            df[j] = sigmoid_backward(gf[j], dc[j] * cpb[j], one)    # d a_f
+        for j in range(H):
+            dg[j] = tanh_backward(gg[j], dc[j] * gi[j], one)        # d a_g
+        for j in range(H):
+            dc[j] *= gf[j]                                          # dc at c_{t-1}
+
+
+def _gru_forward(layer, pre, acc, hp, cp, h, c, hn):
+    # Simple loops from 0 over views of one gate each (see _lstm_forward).
+    Bg, H = h.shape
+    one = h.dtype.type(1)
+    bhn = layer.bhn
+    for b in range(Bg):
+        a, s, hnb = pre[b], acc[b], hn[b]
+        for k in range(2 * H):
+            a[k] = sigmoid(a[k] + s[k], one)              # r, z
+        gr, gz, gn, sn = a[:H], a[H:2 * H], a[2 * H:], s[2 * H:]
+        for j in range(H):
+            hnb[j] = sn[j] + bhn[j]                       # Whh_n h + bhn
+        for j in range(H):
+            gn[j] = vmath.tanh(gn[j] + gr[j] * hnb[j])    # n
+        hb, hpb = h[b], hp[b]
+        for j in range(H):
+            hb[j] = gru_state(gz[j], gn[j], hpb[j], one)
+
+
+def _gru_backward(layer, pre, hp, cp, h, c, hn, dhout, dh_next, dc_next, da, dah):
+    # scalar.gru_backward's formula, one simple loop per term (see _lstm_backward).
+    Bg, H = h.shape
+    one = h.dtype.type(1)
+    for b in range(Bg):
+        a, d, e = pre[b], da[b], dah[b]
+        gr, gz, gn = a[:H], a[H:2 * H], a[2 * H:]
+        dr, dz, dn, er, ez, en = d[:H], d[H:2 * H], d[2 * H:], e[:H], e[H:2 * H], e[2 * H:]
+        dh, dout, direct, hnb, hpb = dh_next[b], dhout[b], dc_next[b], hn[b], hp[b]
+        for j in range(H):
+            dh[j] += dout[j]                                        # dh at h_t
+        for j in range(H):
+            dn[j] = tanh_backward(gn[j], dh[j] * (one - gz[j]), one)  # d a_n
+        for j in range(H):
+            dr[j] = sigmoid_backward(gr[j], dn[j] * hnb[j], one)    # d a_r
+        for j in range(H):
+            dz[j] = sigmoid_backward(gz[j], dh[j] * (hpb[j] - gn[j]), one)  # d a_z
+        for j in range(H):
+            en[j] = dn[j] * gr[j]                                   # d hn
+        for j in range(H):
+            er[j] = dr[j]
+        for j in range(H):
+            ez[j] = dz[j]
+        for j in range(H):
+            direct[j] = dh[j] * gz[j]                               # dh_{t-1}'s direct part
+
+
+_FORWARD = {rnn.Layer: _rnn_forward, lstm.Layer: _lstm_forward, gru.Layer: _gru_forward}
+_BACKWARD = {rnn.Layer: _rnn_backward, lstm.Layer: _lstm_backward, gru.Layer: _gru_backward}
+DIRECT = {rnn.Layer: False, lstm.Layer: False, gru.Layer: True}  # dh_prev has a direct part
+
+
+def cell_forward(layer, pre, acc, hp, cp, h, c, hn):
+    """One step of a unit through the cell whose Layer type ``layer`` has (see above)."""
+    raise NotImplementedError("compiled by Numba only (see the overload below)")
+
+
+def cell_backward(layer, pre, hp, cp, h, c, hn, dhout, dh_next, dc_next, da, dah):
+    """Backward through one step of a unit (see above)."""
+    raise NotImplementedError("compiled by Numba only (see the overload below)")
+
+
+def has_direct(layer):
+    """Whether dh_{t-1} has a part besides da Whh (gru's z dh), left in dc_next."""
+    raise NotImplementedError("compiled by Numba only (see the overload below)")
+
+
+def _gru_hidden_bias(g, dahs):
+    """gru: bhn's gradient, the sum of the hidden side's n part."""
+    T, Bg = dahs.shape[0], dahs.shape[1]
+    H = g.bhn.shape[0]
+    dbhn = g.bhn
+    dbhn[:] = 0
+    for t in range(T):
+        for b in range(Bg):
+            for i in range(H):
+                dbhn[i] += dahs[t, b, 2 * H + i]
+
+
+def hidden_bias_gradient(g, dahs):
+    """The gradient of a bias on the hidden side (gru's bhn), if the cell has one."""
+    raise NotImplementedError("compiled by Numba only (see the overload below)")
+
+
+@overload(hidden_bias_gradient, jit_options=NJIT, inline="always")
+def _hidden_bias_gradient(g, dahs):
+    if g.instance_class is gru.Layer:
+        return _gru_hidden_bias
+    return lambda g, dahs: None
+
+
+@overload(cell_forward, jit_options=NJIT, inline="always")
+def _cell_forward(layer, pre, acc, hp, cp, h, c, hn):
+    return _FORWARD[layer.instance_class]
+
+
+@overload(cell_backward, jit_options=NJIT, inline="always")
+def _cell_backward(layer, pre, hp, cp, h, c, hn, dhout, dh_next, dc_next, da, dah):
+    return _BACKWARD[layer.instance_class]
+
+
+@overload(has_direct, jit_options=NJIT, inline="always")
+def _has_direct(layer):
+    direct = DIRECT[layer.instance_class]
+    return lambda layer: direct
 
 
 @njit(**INLINE)
@@ -138,30 +357,43 @@ def softmax_loss(ps, by, y, row_loss):
 
 
 @njit(**INLINE)
-def through_tanh(h, dhout, dh_next, draw):
-    """draw = (1 - h^2) * (dhout + dh_next), element-wise over (B, H)."""
-    one = h.dtype.type(1)
-    for b in range(h.shape[0]):
-        for i in range(h.shape[1]):
-            draw[b, i] = tanh_backward(h[b, i], dhout[b, i] + dh_next[b, i], one)
+def apply_masks(masks, h, out):
+    """out = masks * h, element-wise over (T, Bu, H): dropout on a layer's outputs."""
+    T, B, H = h.shape
+    for t in range(T):
+        for b in range(B):
+            for i in range(H):
+                out[t, b, i] = masks[t, b, i] * h[t, b, i]
 
 
 # --------------------------------------------------------------------------------------------
 # One unit's chunk (nogil: units run in parallel)
 
 @njit(**NJIT)
-def group_forward(x, y, WxhT, WhhT, Why, bh, by, hs, pre, acc, ps, row_loss):
-    """Forward pass of one unit; hs[0] holds its hidden states. Returns the summed loss.
-    (WhhT: Whh transposed, contiguous: OpenBLAS multiplies small row blocks by a transposed
-    operand at half the speed, measured.)"""
+def group_forward(x, y, w, WxhT, WhhT, WupT, hs, cs, pre, hn, xin, masks, drop, acc, ps,
+                  row_loss):
+    """Forward pass of one unit through every layer; hs[:, 0] (and cs[:, 0]) hold its state
+    before the chunk. ``drop``: apply ``masks`` between layers. Returns the summed loss."""
     T, Bg = x.shape
-    H, V = WhhT.shape[0], Why.shape[0]
-    gather_inputs(x, WxhT, bh, pre)
-    for t in range(T):
-        gemm(False, False, Bg, H, H, hs[t], H, WhhT, H, 0.0, acc, H)       # acc = h Whh^T
-        add_tanh(pre[t], acc, hs[t + 1])
-    gemm(False, True, T * Bg, V, H, hs[1], H, Why, H, 0.0, ps[0], V)       # all steps' logits
-    softmax_loss(ps, by, y, row_loss)
+    L, H, GH, V = hs.shape[0], hs.shape[3], pre.shape[3], w.Why.shape[0]
+    R = T * Bg
+    for l in range(L):
+        layer = w.layers[l]
+        if l == 0:
+            gather_inputs(x, WxhT, layer.bh, pre[0])
+        else:
+            below = hs[l - 1, 1]                     # the (T*Bu, H) rows of the layer below
+            if drop:
+                apply_masks(masks[l - 1], hs[l - 1, 1:], xin[l - 1])
+                below = xin[l - 1, 0]
+            gemm(False, False, R, GH, H, below, H, WupT[l - 1], GH, 0.0, pre[l, 0], GH)
+            add_bias(pre[l], layer.bh)
+        for t in range(T):
+            gemm(False, False, Bg, GH, H, hs[l, t], H, WhhT[l], GH, 0.0, acc, GH)  # h Whh^T
+            cell_forward(layer, pre[l, t], acc, hs[l, t], cs[l, t], hs[l, t + 1], cs[l, t + 1],
+                         hn[l, t])
+    gemm(False, True, R, V, H, hs[L - 1, 1], H, w.Why, H, 0.0, ps[0], V)   # all steps' logits
+    softmax_loss(ps, w.by, y, row_loss)
     loss = 0.0
     for t in range(T):
         for b in range(Bg):
@@ -170,13 +402,13 @@ def group_forward(x, y, WxhT, WhhT, Why, bh, by, hs, pre, acc, ps, row_loss):
 
 
 @njit(**NJIT)
-def group_backward(x, y, Whh, Why, hs, ps, dys, dhout, draws, dh_next, dWxhT, grads):
+def group_backward(x, y, w, hs, cs, pre, hn, xin, masks, drop, ps, dys, dhout, das, dahs,
+                   dh_next, dc_next, dWxhT, grads):
     """Unclipped gradients of one unit's chunk, from its forward pass, into ``grads`` (Weights
     laid out as the flat gradient; dWxhT: scratch)."""
     T, Bg = x.shape
-    H, V = Whh.shape[0], Why.shape[0]
+    L, H, GH, V = hs.shape[0], hs.shape[3], pre.shape[3], w.Why.shape[0]
     R = T * Bg
-    rnn = grads.layers[0]
     dby = grads.by
     dby[:] = 0
     for t in range(T):
@@ -186,27 +418,48 @@ def group_backward(x, y, Whh, Why, hs, ps, dys, dhout, draws, dh_next, dWxhT, gr
                 dby[v] += ps[t, b, v]
             dys[t, b, y[t, b]] -= 1
             dby[y[t, b]] -= 1
-    gemm(False, False, R, H, V, dys[0], V, Why, H, 0.0, dhout[0], H)      # dh_out = dy Why
-    gemm(True, False, V, H, R, dys[0], V, hs[1], H, 0.0, grads.Why, H)    # dWhy = dy^T h
-    dh_next[:] = 0
-    for t in range(T - 1, -1, -1):
-        through_tanh(hs[t + 1], dhout[t], dh_next, draws[t])
-        if t > 0:
-            gemm(False, False, Bg, H, H, draws[t], H, Whh, H, 0.0, dh_next, H)  # draw Whh
-    gemm(True, False, H, H, R, draws[0], H, hs[0], H, 0.0, rnn.Whh, H)    # dWhh = draw^T h
-    dbh = rnn.bh
-    dbh[:] = 0
-    dWxhT[:] = 0
-    for t in range(T):
-        for b in range(Bg):
-            row = dWxhT[x[t, b]]
-            for i in range(H):
-                dbh[i] += draws[t, b, i]
-                row[i] += draws[t, b, i]
-    dWxh = rnn.Wxh
-    for i in range(H):
-        for v in range(V):
-            dWxh[i, v] = dWxhT[v, i]
+    gemm(False, False, R, H, V, dys[0], V, w.Why, H, 0.0, dhout[0], H)    # dh_out = dy Why
+    gemm(True, False, V, H, R, dys[0], V, hs[L - 1, 1], H, 0.0, grads.Why, H)  # dWhy = dy^T h
+    for l in range(L - 1, -1, -1):
+        layer, g = w.layers[l], grads.layers[l]
+        direct = has_direct(layer)
+        dh_next[:] = 0
+        dc_next[:] = 0
+        for t in range(T - 1, -1, -1):
+            cell_backward(layer, pre[l, t], hs[l, t], cs[l, t], hs[l, t + 1], cs[l, t + 1],
+                          hn[l, t], dhout[t], dh_next, dc_next, das[t], dahs[t])
+            if t > 0:
+                gemm(False, False, Bg, H, GH, dahs[t], GH, layer.Whh, H, 0.0, dh_next, H)
+                if direct:
+                    for b in range(Bg):
+                        for i in range(H):
+                            dh_next[b, i] += dc_next[b, i]
+        gemm(True, False, GH, H, R, dahs[0], GH, hs[l, 0], H, 0.0, g.Whh, H)  # dWhh = da^T h
+        dbh = g.bh
+        dbh[:] = 0
+        if l == 0:
+            dWxhT[:] = 0
+            for t in range(T):
+                for b in range(Bg):
+                    row = dWxhT[x[t, b]]
+                    for i in range(GH):
+                        dbh[i] += das[t, b, i]
+                        row[i] += das[t, b, i]
+            dWxh = g.Wxh
+            for i in range(GH):
+                for v in range(V):
+                    dWxh[i, v] = dWxhT[v, i]
+        else:
+            for t in range(T):
+                for b in range(Bg):
+                    for i in range(GH):
+                        dbh[i] += das[t, b, i]
+            below = xin[l - 1, 0] if drop else hs[l - 1, 1]
+            gemm(True, False, GH, H, R, das[0], GH, below, H, 0.0, g.Wxh, H)  # dWxh = da^T x
+            gemm(False, False, R, H, GH, das[0], GH, layer.Wxh, H, 0.0, dhout[0], H)  # dx
+            if drop:
+                apply_masks(masks[l - 1], dhout, dhout)
+        hidden_bias_gradient(g, dahs)
 
 
 @njit(**NJIT)
@@ -220,6 +473,57 @@ def reduce_units(partials, out, a, b):
         row = partials[k, a:b]
         for e in range(total.shape[0]):
             total[e] += row[e]
+
+
+@njit(**NJIT)
+def sample(state, seed_ix, uniforms, w, WxhT, WhhT, WupT, temperature, greedy, top_k, top_p,
+           ixes, hs, cs, pre, acc, hn, logits, cdf):
+    """reference.sample for any cell and layer count: writes len(uniforms) ids to ixes; state
+    (L, S, 1, H) is advanced in place. Buffers: hs, cs (L, 2, 1, H) (cs: lstm's, else hs),
+    pre, acc (1, G*H), hn (1, H), logits (1, V), cdf (V,) float64."""
+    L, H, GH = hs.shape[0], hs.shape[3], pre.shape[1]
+    V = w.Why.shape[0]
+    S = state.shape[1]
+    p = logits[0]
+    tau = p.dtype.type(temperature)
+    for l in range(L):
+        hs[l, 0, 0] = state[l, 0, 0]
+        if S > 1:
+            cs[l, 0, 0] = state[l, 1, 0]
+    ix = seed_ix
+    for n in range(uniforms.shape[0]):
+        for l in range(L):
+            layer = w.layers[l]
+            if l == 0:
+                row = WxhT[ix]
+                for i in range(GH):
+                    pre[0, i] = row[i] + layer.bh[i]
+            else:
+                gemm(False, False, 1, GH, H, hs[l - 1, 1], H, WupT[l - 1], GH, 0.0, pre, GH)
+                for i in range(GH):
+                    pre[0, i] += layer.bh[i]
+            gemm(False, False, 1, GH, H, hs[l, 0], H, WhhT[l], GH, 0.0, acc, GH)
+            cell_forward(layer, pre, acc, hs[l, 0], cs[l, 0], hs[l, 1], cs[l, 1], hn)
+        for l in range(L):
+            hs[l, 0, 0] = hs[l, 1, 0]
+            cs[l, 0, 0] = cs[l, 1, 0]
+        gemm(False, True, 1, V, H, hs[L - 1, 0], H, w.Why, H, 0.0, logits, V)
+        for v in range(V):
+            p[v] += w.by[v]
+        if greedy:
+            ix = np.argmax(p)
+        else:
+            if tau != 1:
+                for v in range(V):
+                    p[v] /= tau
+            softmax_inplace(p)
+            truncate(p, top_k, top_p, cdf)
+            ix = choose(p, uniforms[n], cdf)
+        ixes[n] = ix
+    for l in range(L):
+        state[l, 0, 0] = hs[l, 0, 0]
+        if S > 1:
+            state[l, 1, 0] = cs[l, 0, 0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,54 +557,67 @@ def _run(threads, fn, items):
     return results
 
 
-def _load(work, inputs, targets, hprev, w):
-    work.WxhT[:] = w.layers[0].Wxh.T
-    work.WhhT[:] = w.layers[0].Whh.T
+def _load(work, inputs, targets, state, w, masks=None):
+    """The chunk's inputs, the state before it and the masks into the units; the weights'
+    transposes into work."""
+    lstm_state = work.spec.cell is lstm
+    transposes(w, work)
     for g in work.groups:
         g.x[:] = inputs[g.streams].T
         g.y[:] = targets[g.streams].T
-        g.hs[0] = hprev[g.streams]
+        g.hs[:, 0] = state[:, 0, g.streams]
+        if lstm_state:
+            g.cs[:, 0] = state[:, 1, g.streams]
+        if masks is not None:
+            g.masks[:] = masks[:, :, g.streams]
 
 
-def _forward_one(work, w, g):
-    rnn = w.layers[0]
-    return group_forward(g.x, g.y, work.WxhT, work.WhhT, w.Why, rnn.bh, w.by, g.hs, g.pre, g.acc,
-                         g.ps, g.row_loss)
+def _store(work, state):
+    """Each unit's state after the chunk into state (L, S, B, H)."""
+    T = work.T
+    for g in work.groups:
+        state[:, 0, g.streams] = g.hs[:, T]
+        if work.spec.cell is lstm:
+            state[:, 1, g.streams] = g.cs[:, T]
 
 
-def _backward_one(w, g):
-    group_backward(g.x, g.y, w.layers[0].Whh, w.Why, g.hs, g.ps, g.dys, g.dhout, g.draws,
-                   g.dh_next, g.dWxhT, g.grads)
+def _forward_one(work, w, g, drop):
+    return group_forward(g.x, g.y, w, work.WxhT, work.WhhT, work.WupT, g.hs, g.cs, g.pre, g.hn,
+                         g.xin, g.masks, drop, g.acc, g.ps, g.row_loss)
 
 
-def forward(inputs, targets, hprev, w, work, threads=1):
-    """reference.forward; the activations stay in the work buffers (``work.hs()``,
-    ``work.ps()``). Returns the loss summed over the block.
+def _backward_one(w, g, drop):
+    group_backward(g.x, g.y, w, g.hs, g.cs, g.pre, g.hn, g.xin, g.masks, drop, g.ps, g.dys,
+                   g.dhout, g.das, g.dahs, g.dh_next, g.dc_next, g.dWxhT, g.grads)
+
+
+def forward(inputs, targets, state, w, work, threads=1, masks=None):
+    """reference.forward; the activations stay in the work buffers (``work.states()``,
+    ``work.ps()``); ``state`` is not changed. Returns the loss summed over the block.
 
     Call it (and ``gradients``) with BLAS limited to one thread, as ``train`` does, when
     ``threads`` > 1: the units are the parallelism."""
-    _load(work, inputs, targets, hprev, w)
+    _load(work, inputs, targets, state, w, masks)
+    drop = masks is not None
     loss = 0.0
-    for part in _run(threads, lambda g: _forward_one(work, w, g), work.groups):  # unit order
-        loss += part
+    for part in _run(threads, lambda g: _forward_one(work, w, g, drop), work.groups):
+        loss += part                                               # in unit order
     return loss
 
 
-def gradients(w, g, work, threads=1):
+def gradients(w, g, work, threads=1, drop=False):
     """reference.backward before clipping, for the chunk whose forward pass is in work."""
-    _run(threads, lambda k: _backward_one(w, k), work.groups)
+    _run(threads, lambda k: _backward_one(w, k, drop), work.groups)
     _run(threads, lambda span: reduce_units(work.partials, g.flat, *span),
          units(g.flat.shape[0], UPDATE_UNIT))
 
 
-def backward(inputs, targets, hs, ps, w, g, work, threads=1):
-    """reference.backward (clipped) from given activations hs (T+1,B,H), ps (T,B,V)."""
-    _load(work, inputs, targets, hs[0], w)
-    for group in work.groups:
-        group.hs[:] = hs[:, group.streams]
-        group.ps[:] = ps[:, group.streams]
+def backward(inputs, targets, state, w, g, work, threads=1, masks=None):
+    """reference.backward (clipped) of the chunk that starts from ``state`` (L, S, B, H): the
+    forward pass runs again first, to rebuild what backward reads (the gates)."""
     with threadpool_limits(1, user_api="blas"):
-        gradients(w, g, work, threads)
+        forward(inputs, targets, state, w, work, threads, masks)
+        gradients(w, g, work, threads, masks is not None)
     np.clip(g.flat, -CLIP, CLIP, out=g.flat)
 
 
@@ -311,61 +628,86 @@ def _sum_and_update(work, state, w, g, lr, step, span):
     update(type(state)(*(f[a:b] for f in state)), w.flat[a:b], g.flat[a:b], lr, step, True)
 
 
-def train(data, position, h, w, g, state, lr, seq_length, step, losses, work, threads=1):
-    """reference.train for B = len(h) streams and len(losses) chunks; h (B, H) carried in
-    place; ``step``: updates made before. Returns the position.
+def train(data, position, state, w, g, opt, lr, seq_length, step, losses, work, threads=1,
+          masks=None):
+    """reference.train for B streams and len(losses) chunks; ``state`` (L, S, B, H) carried in
+    place; ``opt``: the optimizer's state tuple; ``step``: updates made before; ``masks``:
+    (len(losses), L-1, T, B, H) dropout masks or None. Returns the position.
 
     Per chunk, two parallel phases: each unit's forward and backward pass (one task per unit),
     then, per element range, the units' gradient sum and the clipped optimizer update."""
-    B, T, H, V = work.shape
+    B, T = work.B, work.T
     piece = data.shape[0] // B
     starts = (np.arange(B) * piece)[:, None] + np.arange(T + 1)
     ranges = units(w.flat.shape[0], UPDATE_UNIT)
+    drop = masks is not None
 
     def unit(k):
-        loss = _forward_one(work, w, k)
-        _backward_one(w, k)
-        h[k.streams] = k.hs[T]
+        loss = _forward_one(work, w, k, drop)
+        _backward_one(w, k, drop)
         return loss
 
     with threadpool_limits(1, user_api="blas"):  # one BLAS thread per unit
         for n in range(losses.shape[0]):
             if wraps(position, T, piece):
                 position = 0
-                h[:] = 0
+                state[:] = 0
             window = data[starts + position]              # (B, T+1)
-            _load(work, window[:, :T], window[:, 1:], h, w)
+            _load(work, window[:, :T], window[:, 1:], state, w, masks[n] if drop else None)
             loss = 0.0
             for part in _run(threads, unit, work.groups):  # in unit order
                 loss += part
             losses[n] = loss
-            _run(threads, lambda span: _sum_and_update(work, state, w, g, lr, step + n + 1, span),
+            _store(work, state)
+            _run(threads, lambda span: _sum_and_update(work, opt, w, g, lr, step + n + 1, span),
                  ranges)
             position += T
     return position
 
 
-def evaluate(data, h, w, work, threads=1):
-    """reference.evaluate with B = len(h) streams: the summed loss of predicting data[1:] as B
-    contiguous streams, each from h[b] (carried in place): stream b predicts the P = n // B
-    characters after position b*P (n = len(data) - 1), T steps at a time; the last stream then
-    goes on alone through the n - B*P characters left (at most B - 1)."""
-    B, T, H, V = work.shape
+def evaluate(data, state, w, work, threads=1):
+    """reference.evaluate with B = state.shape[2] streams: the summed loss of predicting
+    data[1:] as B contiguous streams, each from state[:, :, b] (carried in place): stream b
+    predicts the P = n // B characters after position b*P (n = len(data) - 1), T steps at a
+    time; the last stream then goes on alone through the n - B*P characters left (at most
+    B - 1). With B = 1, one stream through the whole text."""
+    B, T = work.B, work.T
     n = data.shape[0] - 1
     P = n // B
     starts = np.arange(B) * P
     loss = 0.0
+    dtype = work.WxhT.dtype
     with threadpool_limits(1, user_api="blas"):
         for t0 in range(0, P, T):
             m = min(T, P - t0)
-            chunk = work if m == T else Work(B, m, H, V, work.WxhT.dtype)  # the short last one
+            chunk = work if m == T else Work(work.spec, B, m, dtype)  # the short last one
             window = data[(starts + t0)[:, None] + np.arange(m + 1)]
-            loss += forward(window[:, :m], window[:, 1:], h, w, chunk, threads)
-            for group in chunk.groups:
-                h[group.streams] = group.hs[m]
+            loss += forward(window[:, :m], window[:, 1:], state, w, chunk, threads)
+            _store(chunk, state)
         rest = n - B * P
         if rest:
-            hs, ps = np.empty((rest + 1, H), h.dtype), np.empty((rest, V), h.dtype)
-            loss += forward_one(data[B * P:n], data[B * P + 1:n + 1], h[B - 1].copy(), w, hs, ps)
-            h[B - 1] = hs[rest]
+            last = state[:, :, B - 1:].copy()
+            chunk = Work(work.spec, 1, rest, dtype)
+            loss += forward(data[None, B * P:n], data[None, B * P + 1:n + 1], last, w, chunk)
+            _store(chunk, last)
+            state[:, :, B - 1:] = last
     return loss
+
+
+def sample_buffers(spec, dtype):
+    """The buffers ``sample`` takes, for a model laid out by ``spec``."""
+    L, H, V, G = spec.num_layers, spec.hidden_size, spec.vocab_size, spec.cell.GATES
+    hs = np.empty((L, 2, 1, H), dtype)
+    cs = np.empty((L, 2, 1, H), dtype) if spec.cell is lstm else hs
+    return (hs, cs, np.empty((1, G * H), dtype), np.empty((1, G * H), dtype),
+            np.empty((1, H), dtype), np.empty((1, V), dtype), np.empty(V, np.float64))
+
+
+def transposes(w, work):
+    """The weights' transposes the kernels read (WxhT, WhhT, WupT), refreshed from w."""
+    work.WxhT[:] = w.layers[0].Wxh.T
+    for l, layer in enumerate(w.layers):
+        work.WhhT[l] = layer.Whh.T
+        if l > 0:
+            work.WupT[l - 1] = layer.Wxh.T
+    return work.WxhT, work.WhhT, work.WupT

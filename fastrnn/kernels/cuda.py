@@ -45,6 +45,10 @@ blocks one after another and cannot check a grid-wide barrier: the cooperative k
 a range of steps, so that tests can launch them one step at a time (``STEPWISE``), and the
 simulator's cooperative grid is one block. Formulas shared with the CPU kernels come from
 ``scalar.py``.
+
+These kernels run the one-layer tanh cell; every other model (the lstm and gru cells, stacked
+layers, dropout between them) runs the generic path's kernels in ``cuda_cells.py``, which use
+``matmul``, ``softmax_rows``, the sums and ``optimize`` from here.
 """
 
 import functools

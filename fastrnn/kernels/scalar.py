@@ -36,6 +36,45 @@ def tanh_backward(h, dh, one):
 
 
 @register_jitable
+def sigmoid_backward(s, d, one):
+    """Gradient through ``s = sigmoid(a)``: ``s (1 - s) * d``."""
+    return s * (one - s) * d
+
+
+# The gated cells' element-wise formulas (``cells/lstm.py``, ``cells/gru.py``), from the
+# activated gates: each target computes sigmoid and tanh with its own exp/tanh, the rest is here.
+
+@register_jitable
+def lstm_cell(i, f, g, c_prev):
+    """The LSTM's new cell state ``c = f c_prev + i g``."""
+    return f * c_prev + i * g
+
+
+@register_jitable
+def lstm_backward(i, f, g, o, c_prev, tc, dh, dc, one):
+    """Backward through one LSTM unit: ``dh``, ``dc`` at its outputs h = o tanh(c), c (tc =
+    tanh(c)); returns (d a_i, d a_f, d a_g, d a_o, dc_prev), the pre-activations' gradients."""
+    dc = dc + tanh_backward(tc, dh * o, one)
+    return (sigmoid_backward(i, dc * g, one), sigmoid_backward(f, dc * c_prev, one),
+            tanh_backward(g, dc * i, one), sigmoid_backward(o, dh * tc, one), dc * f)
+
+
+@register_jitable
+def gru_state(z, n, h_prev, one):
+    """The GRU's new state ``h = (1 - z) n + z h_prev``."""
+    return (one - z) * n + z * h_prev
+
+
+@register_jitable
+def gru_backward(r, z, n, hn, h_prev, dh, one):
+    """Backward through one GRU unit (hn = Whh_n h_prev + bhn): returns (d ax_r, d ax_z,
+    d ax_n, d hn, dh_prev's direct part dh z); d ah_r = d ax_r and d ah_z = d ax_z."""
+    dan = tanh_backward(n, dh * (one - z), one)
+    return (sigmoid_backward(r, dan * hn, one), sigmoid_backward(z, dh * (h_prev - n), one),
+            dan, dan * r, dh * z)
+
+
+@register_jitable
 def adagrad_memory(m, g):
     """``m += g * g``."""
     return m + g * g

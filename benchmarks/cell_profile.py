@@ -1,0 +1,109 @@
+"""Where a mini-batch unit's time goes, for one cell: its whole chunk, its per-step products,
+its element-wise steps (one thread, float32).
+
+    python benchmarks/cell_profile.py                       # lstm, 2 layers, H = 256, 16 streams
+    python benchmarks/cell_profile.py --cell gru --layers 1 --hidden-size 512
+
+Times (medians of ``--repeats``): ``group_forward`` and ``group_backward`` of one unit of
+``STREAMS_PER_UNIT`` streams over a chunk of T = 50 steps with dropout masks between layers;
+the 2 x T x L per-step products of that chunk alone ((Bu, H) x (H, G*H) forward, (Bu, G*H) x
+(G*H, H) backward: ``blas.gemm``, what the unit calls); and one step's element-wise cell
+kernels (``cell_forward``, ``cell_backward``) over (Bu, H) units.
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fastrnn import reference  # noqa: E402
+from fastrnn.config import NJIT, STREAMS_PER_UNIT  # noqa: E402
+from fastrnn.kernels import batch  # noqa: E402
+from fastrnn.kernels.blas import gemm  # noqa: E402
+from fastrnn.spec import Spec  # noqa: E402
+
+T, V = 50, 65
+
+
+@njit(**dict(NJIT, cache=False))
+def step_products(n, Bu, GH, H, h, WhhT, acc, da, Whh, dh):
+    for _ in range(n):
+        gemm(False, False, Bu, GH, H, h, H, WhhT, GH, 0.0, acc, GH)
+        gemm(False, False, Bu, H, GH, da, GH, Whh, H, 0.0, dh, H)
+
+
+@njit(**dict(NJIT, cache=False))
+def cell_steps(n, layer, pre, acc, hp, cp, h, c, hn, dhout, dh_next, dc_next, da, dah):
+    for _ in range(n):
+        batch.cell_forward(layer, pre, acc, hp, cp, h, c, hn)
+    for _ in range(n):
+        batch.cell_backward(layer, pre, hp, cp, h, c, hn, dhout, dh_next, dc_next, da, dah)
+
+
+def median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--cell", default="lstm", choices=("rnn", "lstm", "gru"))
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--hidden-size", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=11)
+    args = p.parse_args(argv)
+    L, H, Bu = args.layers, args.hidden_size, STREAMS_PER_UNIT
+    spec = Spec(args.cell, V, H, L)
+    G = spec.cell.GATES
+    GH = G * H
+    w = spec.init(0, np.float32)
+    work = batch.Work(spec, Bu, T, np.float32)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, V, (Bu, T)), rng.integers(0, V, (Bu, T))
+    state = np.zeros((L, len(spec.cell.STATES), Bu, H), np.float32)
+    masks = reference.dropout_masks(rng, 0.2, (L - 1, T, Bu, H), np.float32) if L > 1 else None
+    drop = masks is not None
+    unit = work.groups[0]
+    with threadpool_limits(1, user_api="blas"):
+        batch._load(work, x, y, state, w, masks)
+        batch._forward_one(work, w, unit, drop)
+        batch._backward_one(w, unit, drop)
+        forward = median_time(lambda: batch._forward_one(work, w, unit, drop), args.repeats)
+        backward = median_time(lambda: batch._backward_one(w, unit, drop), args.repeats)
+        h, acc = np.ones((Bu, H), np.float32), np.empty((Bu, GH), np.float32)
+        da, dh = np.ones((Bu, GH), np.float32), np.empty((Bu, H), np.float32)
+        Whh = w.layers[0].Whh
+        step_products(1, Bu, GH, H, h, work.WhhT[0], acc, da, Whh, dh)
+        products = median_time(lambda: step_products(T * L, Bu, GH, H, h, work.WhhT[0], acc, da,
+                                                     Whh, dh), args.repeats)
+        g = unit
+        cs = g.cs[0, 0] if spec.cell.NAME == "lstm" else g.hs[0, 0]
+        pieces = (w.layers[0], g.pre[0, 0], g.acc, g.hs[0, 0], cs, g.hs[0, 1], cs, g.hn[0, 0],
+                  g.dhout[0], g.dh_next, g.dc_next, g.das[0], g.dahs[0])
+        cell_steps(1, *pieces)
+        n = 200
+        cells = median_time(lambda: cell_steps(n, *pieces), args.repeats) / n
+    flops = 2 * Bu * H * GH
+    print(f"{args.cell}, {L} layer(s), H = {H}, one unit of {Bu} streams, T = {T}, float32, "
+          f"one thread")
+    print(f"chunk: forward {forward * 1e3:.1f} ms + backward {backward * 1e3:.1f} ms")
+    print(f"the {2 * T * L} per-step products alone: {products * 1e3:.1f} ms "
+          f"({products / (2 * T * L) * 1e6:.1f} us each, "
+          f"{flops * 2 * T * L / products / 1e9:.1f} GFLOP/s)")
+    print(f"one step's element-wise kernels (forward + backward, {Bu} x {H} units): "
+          f"{cells * 1e6:.1f} us")
+
+
+if __name__ == "__main__":
+    main()
