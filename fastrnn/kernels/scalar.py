@@ -43,6 +43,9 @@ def sigmoid_backward(s, d, one):
 
 # The gated cells' element-wise formulas (``cells/lstm.py``, ``cells/gru.py``), from the
 # activated gates: each target computes sigmoid and tanh with its own exp/tanh, the rest is here.
+# The CUDA kernels call lstm_backward and gru_backward per unit; the CPU kernels compute the same
+# terms from the same primitives one loop per term (``batch._lstm_backward``), which LLVM
+# vectorises where it did not vectorise one loop calling these.
 
 @register_jitable
 def lstm_cell(i, f, g, c_prev):
