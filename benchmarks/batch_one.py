@@ -4,7 +4,8 @@
 
 ``batch.train`` of 3 chunks (T = 50, V = 65, float32, Adagrad, random ids) from SOURCE_DIR's
 fastrnn, the median of 9 calls after a warm-up. To compare two versions, alternate runs against
-each tree (the machine is noisy) and compare pair by pair.
+each tree (the machine is noisy) and compare pair by pair. (The batch API it calls, with the
+state (L, S, B, H) and ``Work(spec, B, T, dtype)``, is that of commit d09396d and later.)
 """
 
 import sys
@@ -25,7 +26,7 @@ def main():
     spec = Spec("rnn", V, H)
     w, g, mem = spec.init(0, np.float32), spec.zeros(np.float32), spec.zeros(np.float32)
     state = optim.get("adagrad").state([mem.flat])
-    h, work = np.zeros((B, H), np.float32), batch.Work(B, T, H, V, np.float32)
+    h, work = np.zeros((1, 1, B, H), np.float32), batch.Work(spec, B, T, np.float32)
     data = np.random.default_rng(0).integers(0, V, 1_000_000).astype(np.int64)
     losses = np.empty(3)
     position = batch.train(data, 0, h, w, g, state, 0.1, T, 0, losses, work, threads)

@@ -48,7 +48,8 @@ def case(B, H, threads, data):
     spec = Spec("rnn", V, H)
     w, g, mem = spec.init(0, np.float32), spec.zeros(np.float32), spec.zeros(np.float32)
     opt_state = adagrad.state([mem.flat])
-    h, work, losses = np.zeros((B, H), np.float32), batch.Work(B, T, H, V, np.float32), np.empty(1)
+    h, work, losses = np.zeros((1, 1, B, H), np.float32), batch.Work(spec, B, T, np.float32), \
+        np.empty(1)
     state = {"pos": 0, "step": 0}
 
     def fast():
