@@ -373,8 +373,8 @@ def main(argv=None):
             rows.append(r)
     print()
     print(table(rows, V, peaks))
-    print(f"\nflops/char = 6 G H^2 (2L - 1) + 6 V H (G = 1, 4, 3 for rnn, lstm, gru); "
-          f"% peak against the float32 matmul peak on the same thread count, this run.")
+    print("\nflops/char = 6 G H^2 (2L - 1) + 6 V H (G = 1, 4, 3 for rnn, lstm, gru); "
+          "% peak against the float32 matmul peak on the same thread count, this run.")
 
 
 if __name__ == "__main__":

@@ -216,13 +216,13 @@ def _check_fields(path, ckpt):
     if iteration is not None and ckpt.step > iteration:  # one update per iteration (0 in old
         raise CheckpointError(f"{path} is corrupt: step {ckpt.step} exceeds its "  # files)
                               f"iteration count {iteration}")
-    for field, state in (("run.rng", run.get("rng")), ("dropout_rng", ckpt.dropout_rng)):
+    for name, state in (("run.rng", run.get("rng")), ("dropout_rng", ckpt.dropout_rng)):
         if state is None:
             continue
         try:
             np.random.default_rng().bit_generator.state = state
         except (TypeError, ValueError, KeyError) as e:
-            raise CheckpointError(f"{path} is corrupt: {field} is not a random generator's "
+            raise CheckpointError(f"{path} is corrupt: {name} is not a random generator's "
                                   f"state ({e})") from None
     schedule = run.get("lr_decay")
     if schedule is not None and not (isinstance(schedule, list) and len(schedule) == 2

@@ -216,17 +216,13 @@ class CharRNN:
         lr = c.learning_rate if learning_rate is None else \
             validate.positive("learning_rate", learning_rate)
         losses = np.empty(n_steps, np.float64)
-        if not self.drops:
-            self.position = int(self._kernels.train(
-                self.weights, self._grads, self.optimizer, self.states, ready, self.position,
-                self.state, lr, c.seq_length, self.step, losses, self.threads))
-            self.step += n_steps
-            return losses
         shape = (c.num_layers - 1, c.seq_length, c.batch_size, c.hidden_size)
-        group = max(1, config.MASK_ELEMENTS // int(np.prod(shape)))
-        for first in range(0, n_steps, group):  # masks for a group of chunks at a time
+        # without dropout, one kernel call; with it, groups of chunks and their masks
+        group = max(1, config.MASK_ELEMENTS // int(np.prod(shape))) if self.drops else n_steps
+        for first in range(0, n_steps, group):
             n = min(group, n_steps - first)
-            masks = reference.dropout_masks(self.dropout_rng, c.dropout, (n,) + shape, c.dtype)
+            masks = reference.dropout_masks(self.dropout_rng, c.dropout, (n,) + shape, c.dtype) \
+                if self.drops else None
             self.position = int(self._kernels.train(
                 self.weights, self._grads, self.optimizer, self.states, ready, self.position,
                 self.state, lr, c.seq_length, self.step, losses[first:first + n], self.threads,

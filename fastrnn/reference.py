@@ -63,7 +63,7 @@ def forward(w, x, y, state, masks=None):
     """
     cell = cells.get_by_layer(w.layers[0])
     (B, T), L = x.shape, len(w.layers)
-    H, V = w.Why.shape[1], w.Why.shape[0]
+    V = w.Why.shape[0]
     hs = np.zeros((L, T + 1) + state.shape[1:], dtype=w.Why.dtype)
     ps = np.zeros((T, B, V), dtype=w.Why.dtype)
     hs[:, 0] = state

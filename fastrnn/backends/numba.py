@@ -111,11 +111,12 @@ class NumbaBackend:
         if not minchar(w, 1):
             batch = self._batch()
             spec = spec_of(w)
-            work = self._batch_work(1, 1, w)
-            buffers = scratch(("sample", spec, w.Why.dtype),
-                              lambda: batch.sample_buffers(spec, w.Why.dtype))
-            batch.sample(state, seed_ix, uniforms, w, *batch.transposes(w, work), temperature,
-                         greedy, top_k, float(top_p), ixes, *buffers)
+            weights_t, buffers = scratch(
+                ("sample", spec, w.Why.dtype),
+                lambda: (batch.Transposes(spec, w.Why.dtype),
+                         batch.sample_buffers(spec, w.Why.dtype)))
+            batch.sample(state, seed_ix, uniforms, w, *weights_t.load(w), temperature, greedy,
+                         top_k, float(top_p), ixes, *buffers)
             return
         work = scratch(("sample", H, V, w.Why.dtype),
                        lambda: (np.empty(H, w.Why.dtype), np.empty(V, w.Why.dtype),

@@ -47,7 +47,7 @@ from threadpoolctl import threadpool_limits
 
 from ..cells import gru, lstm, rnn
 from ..config import CLIP, INLINE, NJIT, STREAMS_PER_UNIT, UPDATE_UNIT
-from ..reference import spec_of, wraps
+from ..reference import wraps
 from . import vmath
 from .blas import gemm
 from .cpu import choose, softmax_inplace, update
@@ -91,19 +91,35 @@ class Group:
         self.grads = spec.view(partials)             # this unit's gradients, by name
 
 
-class Work:
+class Transposes:
+    """The weights' transposes the kernels read, for a model laid out by ``spec``."""
+
+    def __init__(self, spec, dtype):
+        L, H, V, G = spec.num_layers, spec.hidden_size, spec.vocab_size, spec.cell.GATES
+        self.WxhT = np.empty((V, G * H), dtype)        # layer 0's Wxh columns as rows (gather)
+        self.WhhT = np.empty((L, H, G * H), dtype)     # Whh^T per layer, for the step products
+        self.WupT = np.empty((max(L - 1, 1), H, G * H), dtype)  # Wxh^T of layers >= 1
+
+    def load(self, w):
+        """Refreshed from weights w; returns (WxhT, WhhT, WupT)."""
+        self.WxhT[:] = w.layers[0].Wxh.T
+        for l, layer in enumerate(w.layers):
+            self.WhhT[l] = layer.Whh.T
+            if l > 0:
+                self.WupT[l - 1] = layer.Wxh.T
+        return self.WxhT, self.WhhT, self.WupT
+
+
+class Work(Transposes):
     """Buffers for chunks of B streams x T steps of a model laid out by ``spec``: the units
     and the weights' transposes."""
 
     def __init__(self, spec, B, T, dtype):
-        L, H, V, G = spec.num_layers, spec.hidden_size, spec.vocab_size, spec.cell.GATES
+        super().__init__(spec, dtype)
         self.spec, self.B, self.T = spec, B, T
         self.partials = np.empty((len(units(B, STREAMS_PER_UNIT)), spec.size), dtype)
         self.groups = [Group(slice(a, b), spec, T, dtype, self.partials[k])
                        for k, (a, b) in enumerate(units(B, STREAMS_PER_UNIT))]
-        self.WxhT = np.empty((V, G * H), dtype)        # layer 0's Wxh columns as rows (gather)
-        self.WhhT = np.empty((L, H, G * H), dtype)     # Whh^T per layer, for the step products
-        self.WupT = np.empty((max(L - 1, 1), H, G * H), dtype)  # Wxh^T of layers >= 1
 
     def states(self):
         """The chunk's states as (L, T+1, S, B, H) (``reference.forward``'s ``hs``)."""
@@ -561,7 +577,7 @@ def _load(work, inputs, targets, state, w, masks=None):
     """The chunk's inputs, the state before it and the masks into the units; the weights'
     transposes into work."""
     lstm_state = work.spec.cell is lstm
-    transposes(w, work)
+    work.load(w)
     for g in work.groups:
         g.x[:] = inputs[g.streams].T
         g.y[:] = targets[g.streams].T
@@ -701,13 +717,3 @@ def sample_buffers(spec, dtype):
     cs = np.empty((L, 2, 1, H), dtype) if spec.cell is lstm else hs
     return (hs, cs, np.empty((1, G * H), dtype), np.empty((1, G * H), dtype),
             np.empty((1, H), dtype), np.empty((1, V), dtype), np.empty(V, np.float64))
-
-
-def transposes(w, work):
-    """The weights' transposes the kernels read (WxhT, WhhT, WupT), refreshed from w."""
-    work.WxhT[:] = w.layers[0].Wxh.T
-    for l, layer in enumerate(w.layers):
-        work.WhhT[l] = layer.Whh.T
-        if l > 0:
-            work.WupT[l - 1] = layer.Wxh.T
-    return work.WxhT, work.WhhT, work.WupT
