@@ -76,7 +76,8 @@ def main(argv=None):
     drop = masks is not None
     unit = work.groups[0]
     with threadpool_limits(1, user_api="blas"):
-        batch._load(work, x, y, state, w, masks)
+        work.load(w)
+        batch._load(unit, x, y, state, masks)
         batch._forward_one(work, w, unit, drop)
         batch._backward_one(w, unit, drop)
         forward = median_time(lambda: batch._forward_one(work, w, unit, drop), args.repeats)

@@ -5,10 +5,18 @@
     python benchmarks/thread_scaling.py --cell lstm --layers 2 --sizes 64,256
 
 T = 50, float32, V = 65 (random ids), Adagrad: ``fastrnn.kernels.batch.train`` of ``--chunks``
-chunks, the median of ``--repeats`` timed calls after a warm-up, characters per second (B*T per
-chunk), each count's speed-up over one thread measured in the same run. Before timing, every
-thread count trains the same chunks from the same start and the script checks that losses and
-parameters are bit-identical to one thread's. Threads beyond the machine's cores are
+chunks, characters per second (B*T per chunk): the median of ``--repeats`` timed calls after a
+warm-up, the thread counts taking turns within each repeat; a count's speed-up over one thread
+is the median of its per-repeat ratios to the one-thread call of the same repeat.
+
+"ceiling": for t threads, t independent models of B/t streams, each trained on one thread at
+the same time, in the same turns: what the machine gives t threads that share nothing and wait
+for nothing, so the gap between it and "vs 1 thread" is what the reduction, the shared update
+and the waits cost; the gap between it and t, what the machine itself loses (clock speed with
+more cores busy, shared caches and memory).
+
+Before timing, every thread count trains the same chunks from the same start and the script
+checks that losses and parameters are bit-identical to one thread's. Threads beyond the machine's cores are
 oversubscribed (slower, still the same bits).
 """
 
@@ -17,9 +25,11 @@ import os
 import statistics
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -45,17 +55,58 @@ def trained(B, H, data, chunks, threads, cell="rnn", layers=1):
     return losses, w.flat.copy(), state.copy()
 
 
-def throughput(B, H, data, chunks, repeats, threads, cell="rnn", layers=1):
-    w, g, opt, state, work = model(B, H, cell, layers)
-    losses = np.empty(chunks)
-    position = batch.train(data, 0, state, w, g, opt, 0.1, T, 0, losses, work, threads)  # warm
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        position = batch.train(data, position, state, w, g, opt, 0.1, T, 0, losses, work,
-                               threads)
-        times.append(time.perf_counter() - start)
-    return B * T * chunks / statistics.median(times)
+class Run:
+    """A model in training: ``go(threads)`` trains it through the next ``chunks`` chunks."""
+
+    def __init__(self, B, H, data, chunks, cell, layers):
+        self.w, self.g, self.opt, self.state, self.work = model(B, H, cell, layers)
+        self.data, self.losses, self.position = data, np.empty(chunks), 0
+
+    def go(self, threads):
+        self.position = batch.train(self.data, self.position, self.state, self.w, self.g,
+                                    self.opt, 0.1, T, 0, self.losses, self.work, threads)
+
+
+def throughputs(B, H, data, chunks, repeats, counts, cell="rnn", layers=1):
+    """({threads: [chars/s of each repeat]}, {threads: [...]}): the first for one model of B
+    streams trained on that many threads; the second, the ceiling of any split of the B
+    streams, for ``threads`` independent models of B/threads streams, each trained on one
+    thread at the same time as the others (no reduction, no shared update, nothing waited
+    for). Everything takes turns within every repeat (in rotated order), so that a slow spell
+    of a shared machine falls on all alike."""
+    args = (data, chunks, cell, layers)
+    jobs = {("shared", t): [Run(B, H, *args)] for t in counts}
+    for t in counts[1:]:
+        if B % t == 0:
+            jobs["independent", t] = [Run(B // t, H, *args) for _ in range(t)]
+    pools = {t: ThreadPoolExecutor(t - 1) for t in counts[1:]}
+
+    def go(key):
+        kind, t = key
+        if kind == "shared":
+            jobs[key][0].go(t)
+            return
+        helpers = [pools[t].submit(run.go, 1) for run in jobs[key][1:]]
+        jobs[key][0].go(1)
+        for h in helpers:
+            h.result()
+
+    keys = list(jobs)
+    speeds = {key: [] for key in keys}
+    # BLAS at one thread around everything: batch.train limits it too, but the limits of
+    # concurrent calls would otherwise restore each other's setting
+    with threadpool_limits(1, user_api="blas"):
+        for key in keys:
+            go(key)  # warm-up (and compilation)
+        for r in range(repeats):
+            for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+                start = time.perf_counter()
+                go(key)
+                speeds[key].append(B * T * chunks / (time.perf_counter() - start))
+    for pool in pools.values():
+        pool.shutdown()
+    return ({t: speeds["shared", t] for t in counts},
+            {t: speeds[kind, t] for kind, t in keys if kind == "independent"})
 
 
 def parse_size(text):
@@ -77,19 +128,28 @@ def main(argv=None):
     data = np.random.default_rng(0).integers(0, V, 2_000_000).astype(np.int64)
     print(f"{cores} cores here; units of {batch.STREAMS_PER_UNIT} streams; {args.cell}, "
           f"{args.layers} layer(s)")
-    print("| B | H | threads | chars/s | vs 1 thread | same bits as 1 thread |")
-    print("|---:|---:|---:|---:|---:|---|")
+    print("| B | H | threads | chars/s | vs 1 thread | ceiling: independent streams | "
+          "same bits as 1 thread |")
+    print("|---:|---:|---:|---:|---:|---:|---|")
+    counts = [1] + [t for t in args.threads if t != 1]
     for B, H in args.sizes:
         model_ = (args.cell, args.layers)
         reference = trained(B, H, data, 3, 1, *model_)
-        base = None
-        for threads in args.threads:
+        same = {}
+        for threads in counts:
             run = trained(B, H, data, 3, threads, *model_)
-            same = all(np.array_equal(a, b) for a, b in zip(run, reference))
-            speed = throughput(B, H, data, args.chunks, args.repeats, threads, *model_)
-            base = speed if base is None else base
-            print(f"| {B} | {H} | {threads} | {speed:,.0f} | {speed / base:.2f}x | "
-                  f"{'yes' if same else 'NO'} |", flush=True)
+            same[threads] = all(np.array_equal(a, b) for a, b in zip(run, reference))
+        speeds, ceiling = throughputs(B, H, data, args.chunks, args.repeats, counts, *model_)
+
+        def ratio(runs):
+            return statistics.median(s / b for s, b in zip(runs, speeds[1]))
+
+        for threads in counts:
+            bound = (f"{ratio(ceiling[threads]):.2f}x" if threads in ceiling
+                     else "-" if threads == 1 else "n/a")
+            print(f"| {B} | {H} | {threads} | {statistics.median(speeds[threads]):,.0f} | "
+                  f"{ratio(speeds[threads]):.2f}x | {bound} | "
+                  f"{'yes' if same[threads] else 'NO'} |", flush=True)
 
 
 if __name__ == "__main__":
