@@ -7,7 +7,8 @@ its element-wise steps (one thread, float32).
 Times (medians of ``--repeats``): ``group_forward`` and ``group_backward`` of one unit of
 ``STREAMS_PER_UNIT`` streams over a chunk of T = 50 steps with dropout masks between layers;
 the 2 x T x L per-step products of that chunk alone ((Bu, H) x (H, G*H) forward, (Bu, G*H) x
-(G*H, H) backward: ``blas.gemm``, what the unit calls); and one step's element-wise cell
+(G*H, H) backward, with the product the unit calls: ``tiles.product`` on the packed weights,
+or ``blas.gemm`` for units below ``TILE_ROWS`` streams); and one step's element-wise cell
 kernels (``cell_forward``, ``cell_backward``) over (Bu, H) units.
 """
 
@@ -25,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fastrnn import reference  # noqa: E402
 from fastrnn.config import NJIT, STREAMS_PER_UNIT  # noqa: E402
-from fastrnn.kernels import batch  # noqa: E402
+from fastrnn.kernels import batch, tiles  # noqa: E402
 from fastrnn.kernels.blas import gemm  # noqa: E402
 from fastrnn.spec import Spec  # noqa: E402
 
@@ -33,10 +34,14 @@ T, V = 50, 65
 
 
 @njit(**dict(NJIT, cache=False))
-def step_products(n, Bu, GH, H, h, WhhT, acc, da, Whh, dh):
+def step_products(n, tiled, Bu, GH, H, h, WhhT, Whp, acc, da, Whh, Whb, dh):
     for _ in range(n):
-        gemm(False, False, Bu, GH, H, h, H, WhhT, GH, 0.0, acc, GH)
-        gemm(False, False, Bu, H, GH, da, GH, Whh, H, 0.0, dh, H)
+        if tiled:
+            tiles.product(h, Whp, acc)
+            tiles.product(da, Whb, dh)
+        else:
+            gemm(False, False, Bu, GH, H, h, H, WhhT, GH, 0.0, acc, GH)
+            gemm(False, False, Bu, H, GH, da, GH, Whh, H, 0.0, dh, H)
 
 
 @njit(**dict(NJIT, cache=False))
@@ -79,15 +84,16 @@ def main(argv=None):
         work.load(w)
         batch._load(unit, x, y, state, masks)
         batch._forward_one(work, w, unit, drop)
-        batch._backward_one(w, unit, drop)
+        batch._backward_one(work, w, unit, drop)
         forward = median_time(lambda: batch._forward_one(work, w, unit, drop), args.repeats)
-        backward = median_time(lambda: batch._backward_one(w, unit, drop), args.repeats)
+        backward = median_time(lambda: batch._backward_one(work, w, unit, drop), args.repeats)
         h, acc = np.ones((Bu, H), np.float32), np.empty((Bu, GH), np.float32)
         da, dh = np.ones((Bu, GH), np.float32), np.empty((Bu, H), np.float32)
         Whh = w.layers[0].Whh
-        step_products(1, Bu, GH, H, h, work.WhhT[0], acc, da, Whh, dh)
-        products = median_time(lambda: step_products(T * L, Bu, GH, H, h, work.WhhT[0], acc, da,
-                                                     Whh, dh), args.repeats)
+        operands = (unit.tiled, Bu, GH, H, h, work.WhhT[0], work.Whp[0], acc, da, Whh,
+                    work.Whb[0], dh)
+        step_products(1, *operands)
+        products = median_time(lambda: step_products(T * L, *operands), args.repeats)
         g = unit
         cs = g.cs[0, 0] if spec.cell.NAME == "lstm" else g.hs[0, 0]
         pieces = (w.layers[0], g.pre[0, 0], g.acc, g.hs[0, 0], cs, g.hs[0, 1], cs, g.hn[0, 0],
@@ -99,7 +105,8 @@ def main(argv=None):
     print(f"{args.cell}, {L} layer(s), H = {H}, one unit of {Bu} streams, T = {T}, float32, "
           f"one thread")
     print(f"chunk: forward {forward * 1e3:.1f} ms + backward {backward * 1e3:.1f} ms")
-    print(f"the {2 * T * L} per-step products alone: {products * 1e3:.1f} ms "
+    how = "tiles.product" if unit.tiled else "OpenBLAS"
+    print(f"the {2 * T * L} per-step products alone ({how}): {products * 1e3:.1f} ms "
           f"({products / (2 * T * L) * 1e6:.1f} us each, "
           f"{flops * 2 * T * L / products / 1e9:.1f} GFLOP/s)")
     print(f"one step's element-wise kernels (forward + backward, {Bu} x {H} units): "

@@ -198,20 +198,20 @@ def _check_fields(path, ckpt):
     run = ckpt.run
     if not isinstance(run, dict):
         bad("run", run, "a record of the training run")
-    for field, kind, expected in (("iteration", int, "an integer >= 0"),
-                                  ("timed_chars", int, "an integer >= 0"),
-                                  ("train_seconds", (int, float), "a number >= 0"),
-                                  ("smooth_loss", (int, float), "a finite number >= 0"),
-                                  ("best_val_loss", (int, float), "a finite number >= 0")):
-        value = run.get(field)
+    for key, kind, expected in (("iteration", int, "an integer >= 0"),
+                                ("timed_chars", int, "an integer >= 0"),
+                                ("train_seconds", (int, float), "a number >= 0"),
+                                ("smooth_loss", (int, float), "a finite number >= 0"),
+                                ("best_val_loss", (int, float), "a finite number >= 0")):
+        value = run.get(key)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, kind) or not np.isfinite(value) \
                 or value < 0:
-            bad(f"run.{field}", value, expected)
-    for field, kind in (("data", dict), ("rng", dict), ("metrics", list)):
-        if field in run and not isinstance(run[field], kind):
-            bad(f"run.{field}", run[field], f"a {kind.__name__}")
+            bad(f"run.{key}", value, expected)
+    for key, kind in (("data", dict), ("rng", dict), ("metrics", list)):
+        if key in run and not isinstance(run[key], kind):
+            bad(f"run.{key}", run[key], f"a {kind.__name__}")
     iteration = run.get("iteration")
     if iteration is not None and ckpt.step > iteration:  # one update per iteration (0 in old
         raise CheckpointError(f"{path} is corrupt: step {ckpt.step} exceeds its "  # files)

@@ -12,9 +12,11 @@ from fastrnn.spec import Spec
 from tests.helpers import as64, assert_close, assert_weights_close, random_weights
 
 DTYPES = [np.float64, np.float32]
-# B, T, H, V; the last two span several stream units (config.STREAMS_PER_UNIT)
-SHAPES = [(1, 1, 1, 2), (3, 5, 7, 4), (8, 9, 16, 11), (17, 20, 33, 5), (5, 3, 64, 300),
-          (40, 9, 70, 13)]
+# B, T, H, V: units below config.TILE_ROWS streams (OpenBLAS's products), at it, between
+# (12: a tiled unit with an edge block of rows), and (the last two) several stream units
+# (config.STREAMS_PER_UNIT), one of them too small to tile in (17, ...)
+SHAPES = [(1, 1, 1, 2), (3, 5, 7, 4), (8, 9, 16, 11), (12, 4, 20, 6), (17, 20, 33, 5),
+          (5, 3, 64, 300), (40, 9, 70, 13)]
 
 
 # (cell, layers, dropout): every cell, one and several layers, with and without dropout
@@ -96,7 +98,7 @@ def test_kernels_match_the_oracle(B, T, H, V, dtype, threads):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("B,T,H,V", [(1, 1, 1, 2), (3, 5, 7, 4), (17, 6, 12, 5)])
+@pytest.mark.parametrize("B,T,H,V", [(1, 1, 1, 2), (3, 5, 7, 4), (17, 6, 12, 5), (12, 4, 20, 6)])
 @pytest.mark.parametrize("cell,L,dropout", MODELS[1:], ids=MODEL_IDS[1:])
 def test_every_cell_and_layer_count_matches_the_oracle(cell, L, dropout, B, T, H, V, dtype):
     """LSTM, GRU and stacked layers (dropout masks between them), B = 1 included: the

@@ -23,7 +23,10 @@ A unit runs layer-major, with no Python (and no GIL) inside it; for layer l with
                dWhh = da^T h, dbh, and dWxh (rows of da added per character for layer 0; a
                product above, with dx = da Wxh, times the dropout mask, the layer below's dh_out)
 
-The products call NumPy's own OpenBLAS directly (``blas.gemm``), one BLAS thread per unit. The
+The per-step products of a unit of ``TILE_ROWS`` streams or more go to ``tiles.product``, a
+register-tiled micro-kernel over Whh packed once per chunk (``Transposes``; 1.4-1.7x
+OpenBLAS at 16 rows, ``benchmarks/tile_product.py``); a smaller unit's, and every whole-chunk
+product, to NumPy's own OpenBLAS directly (``blas.gemm``), one BLAS thread per unit. The
 cell's element-wise code is chosen when a kernel compiles, by the type of its ``Layer`` named
 tuple (``cell_forward``, ``cell_backward``: one entry per cell), so a run compiles only its own
 cell, and the formulas are ``scalar.py``'s, shared with the CUDA kernels.
@@ -46,9 +49,9 @@ from numba.extending import overload
 from threadpoolctl import threadpool_limits
 
 from ..cells import gru, lstm, rnn
-from ..config import CLIP, INLINE, NJIT, STREAMS_PER_UNIT, UPDATE_UNIT
+from ..config import CLIP, INLINE, NJIT, STREAMS_PER_UNIT, TILE_ROWS, UPDATE_UNIT
 from ..reference import wraps
-from . import vmath
+from . import tiles, vmath
 from .blas import gemm
 from .cpu import choose, optimizer_update, softmax_inplace
 from .scalar import gru_state, lstm_cell, sigmoid_backward, tanh_backward, truncate
@@ -68,6 +71,7 @@ class Group:
         L, H, V, G = spec.num_layers, spec.hidden_size, spec.vocab_size, spec.cell.GATES
         cell = spec.cell
         self.streams = streams
+        self.tiled = Bg >= TILE_ROWS  # per-step products: tiles.product, else OpenBLAS
         self.hs = np.empty((L, T + 1, Bg, H), dtype)  # outputs h; hs[:, 0] = h before the chunk
         # lstm's cell states (others: hs stands in, never read)
         self.cs = np.empty((L, T + 1, Bg, H), dtype) if cell is lstm else self.hs
@@ -92,21 +96,29 @@ class Group:
 
 
 class Transposes:
-    """The weights' transposes the kernels read, for a model laid out by ``spec``."""
+    """The weights as the kernels read them, for a model laid out by ``spec``, whose units
+    have ``rows`` streams each: layer 0's Wxh columns as rows (the input gather), Wxh^T of
+    the layers above (OpenBLAS products), and each layer's Whh for the per-step products,
+    packed in panels (``tiles``, units of ``TILE_ROWS`` streams or more) or as Whh^T
+    (OpenBLAS, smaller units). A form no unit uses is an empty array, never filled."""
 
-    def __init__(self, spec, dtype):
+    def __init__(self, spec, dtype, rows=(1,)):
         L, H, V, G = spec.num_layers, spec.hidden_size, spec.vocab_size, spec.cell.GATES
-        self.WxhT = np.empty((V, G * H), dtype)        # layer 0's Wxh columns as rows (gather)
-        self.WhhT = np.empty((L, H, G * H), dtype)     # Whh^T per layer, for the step products
-        self.WupT = np.empty((max(L - 1, 1), H, G * H), dtype)  # Wxh^T of layers >= 1
+        tiled = any(r >= TILE_ROWS for r in rows)
+        blas = any(r < TILE_ROWS for r in rows)
+        NR = tiles.panel_width(dtype)
+        self.WxhT = np.empty((V, G * H), dtype)
+        self.WupT = np.empty((max(L - 1, 1), H, G * H), dtype)
+        self.WhhT = np.empty((L, H, G * H) if blas else (L, 0, 0), dtype)
+        # Whh^T (H, G*H) forward and Whh (G*H, H) backward, packed
+        self.Whp = np.empty((L, tiles.panels(G * H, dtype), H, NR) if tiled else (L, 0, 0, NR),
+                            dtype)
+        self.Whb = np.empty((L, tiles.panels(H, dtype), G * H, NR) if tiled else (L, 0, 0, NR),
+                            dtype)
 
     def load(self, w):
         """Refreshed from weights w; returns (WxhT, WhhT, WupT)."""
-        self.WxhT[:] = w.layers[0].Wxh.T
-        for l, layer in enumerate(w.layers):
-            self.WhhT[l] = layer.Whh.T
-            if l > 0:
-                self.WupT[l - 1] = layer.Wxh.T
+        load_weights(w, self.WxhT, self.WhhT, self.WupT, self.Whp, self.Whb)
         return self.WxhT, self.WhhT, self.WupT
 
 
@@ -115,11 +127,12 @@ class Work(Transposes):
     and the weights' transposes."""
 
     def __init__(self, spec, B, T, dtype):
-        super().__init__(spec, dtype)
+        pieces = units(B, STREAMS_PER_UNIT)
+        super().__init__(spec, dtype, [b - a for a, b in pieces])
         self.spec, self.B, self.T = spec, B, T
-        self.partials = np.empty((len(units(B, STREAMS_PER_UNIT)), spec.size), dtype)
+        self.partials = np.empty((len(pieces), spec.size), dtype)
         self.groups = [Group(slice(a, b), spec, T, dtype, self.partials[k])
-                       for k, (a, b) in enumerate(units(B, STREAMS_PER_UNIT))]
+                       for k, (a, b) in enumerate(pieces)]
 
     def states(self):
         """The chunk's states as (L, T+1, S, B, H) (``reference.forward``'s ``hs``)."""
@@ -382,12 +395,30 @@ def apply_masks(masks, h, out):
                 out[t, b, i] = masks[t, b, i] * h[t, b, i]
 
 
+@njit(**NJIT)
+def load_weights(w, WxhT, WhhT, WupT, Whp, Whb):
+    """``Transposes``' arrays from the weights w (the empty ones stay empty)."""
+    Wxh = w.layers[0].Wxh
+    for i in range(Wxh.shape[0]):
+        for v in range(Wxh.shape[1]):
+            WxhT[v, i] = Wxh[i, v]
+    for l in range(len(w.layers)):
+        layer = w.layers[l]
+        if l > 0:
+            WupT[l - 1] = layer.Wxh.T
+        if WhhT.shape[1] > 0:
+            WhhT[l] = layer.Whh.T
+        if Whp.shape[1] > 0:
+            tiles.pack(layer.Whh, True, Whp[l])    # Whh^T
+            tiles.pack(layer.Whh, False, Whb[l])   # Whh
+
+
 # --------------------------------------------------------------------------------------------
 # One unit's chunk (nogil: units run in parallel)
 
 @njit(**NJIT)
-def group_forward(x, y, w, WxhT, WhhT, WupT, hs, cs, pre, hn, xin, masks, drop, acc, ps,
-                  row_loss):
+def group_forward(x, y, w, WxhT, WhhT, Whp, tiled, WupT, hs, cs, pre, hn, xin, masks, drop, acc,
+                  ps, row_loss):
     """Forward pass of one unit through every layer; hs[:, 0] (and cs[:, 0]) hold its state
     before the chunk. ``drop``: apply ``masks`` between layers. Returns the summed loss."""
     T, Bg = x.shape
@@ -405,7 +436,10 @@ def group_forward(x, y, w, WxhT, WhhT, WupT, hs, cs, pre, hn, xin, masks, drop, 
             gemm(False, False, R, GH, H, below, H, WupT[l - 1], GH, 0.0, pre[l, 0], GH)
             add_bias(pre[l], layer.bh)
         for t in range(T):
-            gemm(False, False, Bg, GH, H, hs[l, t], H, WhhT[l], GH, 0.0, acc, GH)  # h Whh^T
+            if tiled:                                                              # h Whh^T
+                tiles.product(hs[l, t], Whp[l], acc)
+            else:
+                gemm(False, False, Bg, GH, H, hs[l, t], H, WhhT[l], GH, 0.0, acc, GH)
             cell_forward(layer, pre[l, t], acc, hs[l, t], cs[l, t], hs[l, t + 1], cs[l, t + 1],
                          hn[l, t])
     gemm(False, True, R, V, H, hs[L - 1, 1], H, w.Why, H, 0.0, ps[0], V)   # all steps' logits
@@ -418,8 +452,8 @@ def group_forward(x, y, w, WxhT, WhhT, WupT, hs, cs, pre, hn, xin, masks, drop, 
 
 
 @njit(**NJIT)
-def group_backward(x, y, w, hs, cs, pre, hn, xin, masks, drop, ps, dys, dhout, das, dahs,
-                   dh_next, dc_next, dWxhT, grads):
+def group_backward(x, y, w, Whb, tiled, hs, cs, pre, hn, xin, masks, drop, ps, dys, dhout, das,
+                   dahs, dh_next, dc_next, dWxhT, grads):
     """Unclipped gradients of one unit's chunk, from its forward pass, into ``grads`` (Weights
     laid out as the flat gradient; dWxhT: scratch)."""
     T, Bg = x.shape
@@ -444,8 +478,11 @@ def group_backward(x, y, w, hs, cs, pre, hn, xin, masks, drop, ps, dys, dhout, d
         for t in range(T - 1, -1, -1):
             cell_backward(layer, pre[l, t], hs[l, t], cs[l, t], hs[l, t + 1], cs[l, t + 1],
                           hn[l, t], dhout[t], dh_next, dc_next, das[t], dahs[t])
-            if t > 0:
-                gemm(False, False, Bg, H, GH, dahs[t], GH, layer.Whh, H, 0.0, dh_next, H)
+            if t > 0:                                                          # da Whh
+                if tiled:
+                    tiles.product(dahs[t], Whb[l], dh_next)
+                else:
+                    gemm(False, False, Bg, H, GH, dahs[t], GH, layer.Whh, H, 0.0, dh_next, H)
                 if direct:
                     for b in range(Bg):
                         for i in range(H):
@@ -639,13 +676,13 @@ def _store(work, state):
 
 
 def _forward_one(work, w, g, drop):
-    return group_forward(g.x, g.y, w, work.WxhT, work.WhhT, work.WupT, g.hs, g.cs, g.pre, g.hn,
-                         g.xin, g.masks, drop, g.acc, g.ps, g.row_loss)
+    return group_forward(g.x, g.y, w, work.WxhT, work.WhhT, work.Whp, g.tiled, work.WupT, g.hs,
+                         g.cs, g.pre, g.hn, g.xin, g.masks, drop, g.acc, g.ps, g.row_loss)
 
 
-def _backward_one(w, g, drop):
-    group_backward(g.x, g.y, w, g.hs, g.cs, g.pre, g.hn, g.xin, g.masks, drop, g.ps, g.dys,
-                   g.dhout, g.das, g.dahs, g.dh_next, g.dc_next, g.dWxhT, g.grads)
+def _backward_one(work, w, g, drop):
+    group_backward(g.x, g.y, w, work.Whb, g.tiled, g.hs, g.cs, g.pre, g.hn, g.xin, g.masks, drop,
+                   g.ps, g.dys, g.dhout, g.das, g.dahs, g.dh_next, g.dc_next, g.dWxhT, g.grads)
 
 
 def forward(inputs, targets, state, w, work, threads=1, masks=None):
@@ -669,7 +706,7 @@ def forward(inputs, targets, state, w, work, threads=1, masks=None):
 
 def gradients(w, g, work, threads=1, drop=False):
     """reference.backward before clipping, for the chunk whose forward pass is in work."""
-    _run(threads, lambda k: _backward_one(w, k, drop), work.groups)
+    _run(threads, lambda k: _backward_one(work, w, k, drop), work.groups)
     _run(threads, lambda span: sum_gradients(work.partials, g.flat, *span),
          units(g.flat.shape[0], UPDATE_UNIT))
 
@@ -702,7 +739,7 @@ def train(data, position, state, w, g, opt, lr, seq_length, step, losses, work, 
     def unit(k):
         _load(k, chunk["inputs"], chunk["targets"], state, chunk["masks"])
         loss = _forward_one(work, w, k, drop)
-        _backward_one(w, k, drop)
+        _backward_one(work, w, k, drop)
         return loss
 
     def update(span):

@@ -1,0 +1,98 @@
+"""The per-step recurrent product: ``kernels/tiles.py``'s packed micro-kernel against OpenBLAS.
+
+    python benchmarks/tile_product.py
+    python benchmarks/tile_product.py --dtype float64 --rows 1 4 8 16
+
+For each shape (M rows of state, K, N): C = A W as the mini-batch kernels compute it per step,
+``tiles.product`` from W packed once (``tiles.pack``), and OpenBLAS's gemm from W as it is (the
+kernels' other path: units of fewer than ``config.TILE_ROWS`` streams). The shapes are the
+forward (M, H) x (H, G*H) and backward (M, G*H) x (G*H, H) products of the tanh cell, the GRU
+and the LSTM at H = 256. Both are first checked to agree within the dtype's tolerance; then
+``--rounds`` rounds each time ``--calls`` calls of one and then of the other (alternating: the
+machine is shared and noisy), one thread. Reported: median microseconds per product, GFLOP/s,
+and the median over rounds of OpenBLAS's time over the tile kernel's (> 1: tiles faster).
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fastrnn.config import NJIT, TOLERANCES  # noqa: E402
+from fastrnn.kernels import tiles  # noqa: E402
+from fastrnn.kernels.blas import gemm  # noqa: E402
+
+
+@njit(**NJIT)
+def pack(W, out):
+    tiles.pack(W, False, out)
+
+
+@njit(**NJIT)
+def tiled(A, packed, C, calls):
+    for _ in range(calls):
+        tiles.product(A, packed, C)
+
+
+@njit(**NJIT)
+def openblas(A, W, C, calls):
+    M, K = A.shape
+    N = W.shape[1]
+    for _ in range(calls):
+        gemm(False, False, M, N, K, A, K, W, N, 0.0, C, N)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--rows", type=int, nargs="+", default=[16, 8, 4, 1])
+    p.add_argument("--hidden-size", type=int, default=256)
+    p.add_argument("--rounds", type=int, default=21)
+    p.add_argument("--calls", type=int, default=100)
+    args = p.parse_args(argv)
+    dtype, H = np.dtype(args.dtype), args.hidden_size
+    rng = np.random.default_rng(0)
+    print(f"{args.dtype}, one thread; panels of {tiles.panel_width(dtype)} columns, blocks of "
+          f"{tiles.MR} rows")
+    print("| product | M | K | N | tiles us | OpenBLAS us | tiles GFLOP/s | OpenBLAS GFLOP/s | "
+          "OpenBLAS / tiles |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    shapes = [("rnn h Whh^T and da Whh", H, H), ("gru h Whh^T", H, 3 * H),
+              ("gru da Whh", 3 * H, H), ("lstm h Whh^T", H, 4 * H), ("lstm da Whh", 4 * H, H)]
+    with threadpool_limits(1, user_api="blas"):
+        for M in args.rows:
+            for name, K, N in shapes:
+                A = rng.standard_normal((M, K)).astype(dtype)
+                W = rng.standard_normal((K, N)).astype(dtype)
+                packed = np.empty((tiles.panels(N, dtype), K, tiles.panel_width(dtype)), dtype)
+                pack(W, packed)
+                C1, C2 = np.empty((M, N), dtype), np.empty((M, N), dtype)
+                tiled(A, packed, C1, 1)
+                openblas(A, W, C2, 1)
+                np.testing.assert_allclose(C1, A.astype(np.float64) @ W, **TOLERANCES[dtype])
+                np.testing.assert_allclose(C2, A.astype(np.float64) @ W, **TOLERANCES[dtype])
+                t1, t2 = [], []
+                for _ in range(args.rounds):
+                    start = time.perf_counter()
+                    tiled(A, packed, C1, args.calls)
+                    t1.append((time.perf_counter() - start) / args.calls)
+                    start = time.perf_counter()
+                    openblas(A, W, C2, args.calls)
+                    t2.append((time.perf_counter() - start) / args.calls)
+                a, b = statistics.median(t1), statistics.median(t2)
+                flops = 2 * M * K * N
+                ratio = statistics.median(y / x for x, y in zip(t1, t2))
+                print(f"| {name} | {M} | {K} | {N} | {a * 1e6:.1f} | {b * 1e6:.1f} | "
+                      f"{flops / a / 1e9:.0f} | {flops / b / 1e9:.0f} | {ratio:.2f}x |",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""The per-step recurrent products of the mini-batch kernels: register-tiled, over weights
+packed once per chunk.
+
+Each step of a unit multiplies its Bu (= 16) rows of state by the same recurrent matrix:
+h Whh^T forward, (Bu, H) x (H, G*H), and da Whh backward, (Bu, G*H) x (G*H, H). OpenBLAS
+repacks that matrix (256 KB to 1 MB) on every call, and at 16 rows the repacking costs about
+as much as the multiplication. Here the matrix is packed once per chunk into column panels
+(``pack``: panels of ``panel_width`` columns, zero columns past the last), and ``product``
+multiplies with a micro-kernel that keeps an ``MR`` x ``panel_width`` block of the result in
+16 vector registers through the whole sum over k: per k, two vector loads of the panel, ``MR``
+broadcasts of A and 2 ``MR`` fused multiply-adds, nothing else.
+
+The micro-kernel is LLVM IR built here and compiled by llvmlite for this machine's CPU with
+64-byte vectors (``fastrnn_tile_f32`` / ``fastrnn_tile_f64``, registered with LLVM like
+``blas.py``'s symbols, so that cached kernels find them): Numba's own code generation keeps
+to 32-byte vectors on AVX-512 CPUs (LLVM's "prefer-256-bit" tuning), which caps a product at
+half of what the FMA units do. On CPUs without AVX-512, LLVM splits the vectors to what the
+CPU has.
+
+Every element of C is the plain sum over k, in order, of fused A[i, k] W[k, j] products: no
+split of k, so a row's result never depends on the other rows (rows past M in the last block
+repeat the last row, computed and not stored), nor on the thread that runs it.
+``benchmarks/tile_product.py`` times ``product`` against OpenBLAS at the model's shapes.
+"""
+
+import numpy as np
+from llvmlite import binding as llvm
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import overload
+
+from ..config import INLINE
+
+MR = 8            # rows of a block (x 2 vectors per row = 16 accumulator registers)
+VECTOR_BYTES = 64
+
+
+def panel_width(dtype):
+    """Columns of a panel: two vectors of ``dtype``."""
+    return 2 * VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
+def panels(N, dtype):
+    """The number of panels that hold N columns."""
+    NR = panel_width(dtype)
+    return (N + NR - 1) // NR
+
+
+def _micro_kernel(module, real):
+    """Adds to ``module`` the IR of void fastrnn_tile_<real>(i64 M, i64 N, i64 K, T* A,
+    i64 lda, T* packed, T* C, i64 ldc): C (M, N) = A (M, K) W, W (K, N) packed in panels of
+    NR = 2V columns."""
+    T = ir.FloatType() if real == "f32" else ir.DoubleType()
+    size = 4 if real == "f32" else 8
+    V = VECTOR_BYTES // size
+    NR = 2 * V
+    vec = ir.VectorType(T, V)
+    i64, i32 = ir.IntType(64), ir.IntType(32)
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [i64, i64, i64, T.as_pointer(), i64,
+                                                            T.as_pointer(), T.as_pointer(), i64]),
+                     name=f"fastrnn_tile_{real}")
+    M, N, K, A, lda, packed, C, ldc = fn.args
+    fma = ir.Function(module, ir.FunctionType(vec, [vec, vec, vec]), name=f"llvm.fma.v{V}{real}")
+
+    def const(v):
+        return ir.Constant(i64, v)
+
+    def block(name):
+        return fn.append_basic_block(name)
+
+    def vector_at(b, pointer, offset):
+        return b.bitcast(b.gep(pointer, [offset]), vec.as_pointer())
+
+    def loop(b, name, start, stop, step):
+        """Opens `for i in range(start, stop, step)`; returns (i, body, close)."""
+        head, body, done = block(name), block(name + "_body"), block(name + "_done")
+        before = b.block
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.phi(i64, name)
+        i.add_incoming(start, before)
+        b.cbranch(b.icmp_signed("<", i, stop), body, done)
+        b.position_at_end(body)
+
+        def close():
+            i.add_incoming(b.add(i, step), b.block)
+            b.branch(head)
+            b.position_at_end(done)
+        return i, close
+
+    b = ir.IRBuilder(block("entry"))
+    spill = b.alloca(T, size=const(MR * NR), name="spill")  # edge blocks go through here
+    n_panels = b.sdiv(b.add(N, const(NR - 1)), const(NR))
+    r0, close_rows = loop(b, "r0", const(0), M, const(MR))
+    rows = []
+    for i in range(MR):  # the block's rows; past M, the last row again
+        r = b.add(r0, const(i))
+        r = b.select(b.icmp_signed("<", r, M), r, b.sub(M, const(1)))
+        rows.append(b.gep(A, [b.mul(r, lda)]))
+    n_rows = b.sub(M, r0)
+    n_rows = b.select(b.icmp_signed("<", n_rows, const(MR)), n_rows, const(MR))
+    p, close_panels = loop(b, "p", const(0), n_panels, const(1))
+    panel = b.gep(packed, [b.mul(p, b.mul(K, const(NR)))])
+    # for k in range(K): the accumulators are phi nodes (registers) through the loop
+    start = b.block
+    head, body, done = block("k"), block("k_body"), block("k_done")
+    b.branch(head)
+    b.position_at_end(head)
+    k = b.phi(i64, "k")
+    k.add_incoming(const(0), start)
+    acc = []
+    for i in range(2 * MR):
+        a = b.phi(vec, f"acc{i}")
+        a.add_incoming(ir.Constant(vec, [0.0] * V), start)
+        acc.append(a)
+    b.cbranch(b.icmp_signed("<", k, K), body, done)
+    b.position_at_end(body)
+    w_row = b.gep(panel, [b.mul(k, const(NR))])
+    w = [b.load(vector_at(b, w_row, const(0)), align=size),
+         b.load(vector_at(b, w_row, const(V)), align=size)]
+    zeros = ir.Constant(ir.VectorType(i32, V), [0] * V)
+    for i in range(MR):
+        x = b.insert_element(ir.Constant(vec, ir.Undefined), b.load(b.gep(rows[i], [k])),
+                             ir.Constant(i32, 0))
+        x = b.shuffle_vector(x, ir.Constant(vec, ir.Undefined), zeros)  # broadcast
+        for half in range(2):
+            acc[2 * i + half].add_incoming(b.call(fma, [x, w[half], acc[2 * i + half]]), body)
+    k.add_incoming(b.add(k, const(1)), body)
+    b.branch(head)
+    b.position_at_end(done)
+    # store: a whole block straight into C, an edge block through the spill area
+    col0 = b.mul(p, const(NR))
+    n_cols = b.sub(N, col0)
+    n_cols = b.select(b.icmp_signed("<", n_cols, const(NR)), n_cols, const(NR))
+    whole = b.and_(b.icmp_signed("==", n_rows, const(MR)), b.icmp_signed("==", n_cols, const(NR)))
+    with b.if_else(whole) as (then, otherwise):
+        with then:
+            for i in range(MR):
+                row = b.gep(C, [b.add(b.mul(b.add(r0, const(i)), ldc), col0)])
+                for half in range(2):
+                    b.store(acc[2 * i + half], vector_at(b, row, const(half * V)), align=size)
+        with otherwise:
+            for i in range(MR):
+                for half in range(2):
+                    b.store(acc[2 * i + half], vector_at(b, spill, const(i * NR + half * V)),
+                            align=size)
+            i, close_i = loop(b, "i", const(0), n_rows, const(1))
+            src = b.gep(spill, [b.mul(i, const(NR))])
+            dst = b.gep(C, [b.add(b.mul(b.add(r0, i), ldc), col0)])
+            j, close_j = loop(b, "j", const(0), n_cols, const(1))
+            b.store(b.load(b.gep(src, [j])), b.gep(dst, [j]))
+            close_j()
+            close_i()
+    close_panels()
+    close_rows()
+    b.ret_void()
+
+
+def _compile():
+    """Compiles the micro-kernels for this CPU and registers their symbols; returns the
+    engine (kept alive: it owns the machine code)."""
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    features = llvm.get_host_cpu_features().flatten()
+    if "+avx512f" in features.split(","):
+        features += ",-prefer-256-bit"  # 64-byte vectors in registers
+    machine = llvm.Target.from_default_triple().create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=features, opt=3, codemodel="jitdefault")
+    module = ir.Module(name="fastrnn_tiles")
+    for real in ("f32", "f64"):
+        _micro_kernel(module, real)
+    parsed = llvm.parse_assembly(str(module))
+    parsed.verify()
+    engine = llvm.create_mcjit_compiler(parsed, machine)  # the engine owns the machine
+    engine.finalize_object()
+    for real in ("f32", "f64"):
+        name = f"fastrnn_tile_{real}"
+        llvm.add_symbol(name, engine.get_function_address(name))
+    return engine
+
+
+_ENGINE = _compile()
+_SIGNATURE = types.void(types.int64, types.int64, types.int64, types.intp, types.int64,
+                        types.intp, types.intp, types.int64)  # pointers passed as integers
+_TILE_F32 = types.ExternalFunction("fastrnn_tile_f32", _SIGNATURE)
+_TILE_F64 = types.ExternalFunction("fastrnn_tile_f64", _SIGNATURE)
+
+
+@njit(**INLINE)
+def pack(W, transpose, out):
+    """out (panels, K, NR) = W (K, N) cut into panels of NR columns, zero past N; with
+    ``transpose``, W is given as its transpose (N, K)."""
+    P, K, NR = out.shape
+    N = W.shape[0] if transpose else W.shape[1]
+    for p in range(P):
+        width = min(NR, N - p * NR)
+        for k in range(K):
+            row = out[p, k]
+            if transpose:
+                for j in range(width):
+                    row[j] = W[p * NR + j, k]
+            else:
+                source = W[k, p * NR:p * NR + width]
+                for j in range(width):
+                    row[j] = source[j]
+            for j in range(width, NR):
+                row[j] = 0
+
+
+def product(A, packed, C):
+    """C (M, N) = A (M, K) x W, for W (K, N) given ``pack``ed; rows of A and C contiguous.
+    For @njit code only."""
+    raise NotImplementedError("tiles.product is called from @njit code")
+
+
+@overload(product, jit_options=dict(nogil=True), inline="always")
+def _product(A, packed, C):
+    tile = _TILE_F32 if C.dtype == types.float32 else _TILE_F64
+
+    def call(A, packed, C):
+        size = C.itemsize
+        tile(C.shape[0], C.shape[1], A.shape[1], A.ctypes.data, A.strides[0] // size,
+             packed.ctypes.data, C.ctypes.data, C.strides[0] // size)
+    return call

@@ -1,0 +1,74 @@
+"""kernels/tiles.py: the packed, register-tiled per-step products against NumPy."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from fastrnn.config import NJIT, TOLERANCES
+from fastrnn.kernels import tiles
+
+DTYPES = [np.float64, np.float32]
+
+
+@njit(**NJIT)
+def pack(W, transpose, out):
+    tiles.pack(W, transpose, out)
+
+
+@njit(**NJIT)
+def product(A, packed, C):
+    tiles.product(A, packed, C)
+
+
+def packed(W, dtype, transpose=False):
+    """W (K, N) packed by the kernel; every element of the buffer first NaN, so one left
+    unwritten shows."""
+    K, N = W.shape
+    out = np.full((tiles.panels(N, dtype), K, tiles.panel_width(dtype)), np.nan, dtype)
+    pack(np.ascontiguousarray(W.T) if transpose else W, transpose, out)
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("transpose", [False, True])
+def test_pack_cuts_columns_into_panels_padded_with_zeros(dtype, transpose):
+    W = np.arange(5 * 37, dtype=dtype).reshape(5, 37) + 1
+    out = packed(W, dtype, transpose)
+    NR = tiles.panel_width(dtype)
+    assert out.shape == (-(-37 // NR), 5, NR)
+    flat = np.concatenate(list(out), axis=1)          # (K, panels * NR)
+    np.testing.assert_array_equal(flat[:, :37], W)
+    assert not flat[:, 37:].any()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M", [1, 3, 8, 13, 16, 17])
+@pytest.mark.parametrize("K,N", [(1, 1), (5, 7), (17, 33), (64, 256), (20, 64)])
+def test_product_equals_numpy_and_rows_are_independent(dtype, M, K, N):
+    """Any M (whole and edge blocks of rows), K and N (whole and edge panels); each row of the
+    result has the bits of that row multiplied alone (a row never depends on the others, so a
+    unit's result does not depend on how many streams share its blocks)."""
+    rng = np.random.default_rng([M, K, N])
+    A, W = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
+    C = np.full((M, N), np.nan, dtype)
+    product(A, packed(W, dtype), C)
+    np.testing.assert_allclose(C, A.astype(np.float64) @ W.astype(np.float64),
+                               **TOLERANCES[np.dtype(dtype)])
+    for i in range(M):
+        row = np.empty((1, N), dtype)
+        product(A[i:i + 1].copy(), packed(W, dtype), row)
+        np.testing.assert_array_equal(row[0], C[i])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_product_reads_and_writes_views_in_place(dtype):
+    """A and C as views with row strides of their own (as the kernels pass hs[l, t] and
+    buffers); nothing outside C's view is written."""
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((12, 40)).astype(dtype)[:, 3:35]
+    W = rng.standard_normal((32, 48)).astype(dtype)
+    big = np.zeros((12, 60), dtype)
+    product(A, packed(W, dtype, transpose=True), big[:, 5:53])
+    np.testing.assert_allclose(big[:, 5:53], A.astype(np.float64) @ W,
+                               **TOLERANCES[np.dtype(dtype)])
+    assert not big[:, :5].any() and not big[:, 53:].any()
