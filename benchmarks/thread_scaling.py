@@ -4,10 +4,11 @@
     python benchmarks/thread_scaling.py --threads 1 2 4 8 16 --sizes 32,256 128,512
     python benchmarks/thread_scaling.py --cell lstm --layers 2 --sizes 64,256
 
-T = 50, float32, V = 65 (random ids), Adagrad: ``fastrnn.kernels.batch.train`` of ``--chunks``
-chunks, characters per second (B*T per chunk): the median of ``--repeats`` timed calls after a
-warm-up, the thread counts taking turns within each repeat; a count's speed-up over one thread
-is the median of its per-repeat ratios to the one-thread call of the same repeat.
+T = 50, float32, V = 65 (random ids), Adagrad (0.1 for the tanh cell, 0.01 for the gated
+ones): ``fastrnn.kernels.batch.train`` of ``--chunks`` chunks, characters per second (B*T per
+chunk): the median of ``--repeats`` timed calls after a warm-up, the thread counts taking
+turns within each repeat; a count's speed-up over one thread is the median of its per-repeat
+ratios to the one-thread call of the same repeat.
 
 "ceiling": for t threads, t independent models of B/t streams, each trained on one thread at
 the same time, in the same turns: what the machine gives t threads that share nothing and wait
@@ -16,8 +17,8 @@ and the waits cost; the gap between it and t, what the machine itself loses (clo
 more cores busy, shared caches and memory).
 
 Before timing, every thread count trains the same chunks from the same start and the script
-checks that losses and parameters are bit-identical to one thread's. Threads beyond the machine's cores are
-oversubscribed (slower, still the same bits).
+checks that losses and parameters are bit-identical to one thread's. Threads beyond the
+machine's cores are oversubscribed (slower, still the same bits).
 """
 
 import argparse

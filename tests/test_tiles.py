@@ -72,3 +72,16 @@ def test_product_reads_and_writes_views_in_place(dtype):
     np.testing.assert_allclose(big[:, 5:53], A.astype(np.float64) @ W,
                                **TOLERANCES[np.dtype(dtype)])
     assert not big[:, :5].any() and not big[:, 53:].any()
+
+
+def test_product_refuses_operands_it_cannot_read():
+    """Strided rows or shapes that do not fit: a clear error, not a product of the wrong
+    elements."""
+    W = np.ones((8, 40), np.float32)
+    A, C = np.ones((4, 16), np.float32), np.zeros((4, 40), np.float32)
+    with pytest.raises(ValueError, match="contiguous"):
+        product(A[:, ::2], packed(W, np.float32), C)        # rows not contiguous
+    with pytest.raises(ValueError, match="shapes"):
+        product(A[:, :7], packed(W, np.float32), C)         # K = 7 against a packed K = 8
+    with pytest.raises(ValueError, match="shapes"):
+        product(A[:, :8], packed(W[:, :20], np.float32), C)  # N = 40 against 20 columns

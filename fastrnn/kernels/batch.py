@@ -540,8 +540,10 @@ def _state_range(opt, a, b):
     State = opt.instance_class
     if len(State._fields) == 1:
         return lambda opt, a, b: State(opt[0][a:b])
-    assert len(State._fields) == 2
-    return lambda opt, a, b: State(opt[0][a:b], opt[1][a:b])
+    if len(State._fields) == 2:
+        return lambda opt, a, b: State(opt[0][a:b], opt[1][a:b])
+    raise TypeError(f"state_range: {State.__name__} has {len(State._fields)} buffers; "
+                    f"add a line here for it")
 
 
 @njit(**NJIT)

@@ -161,7 +161,10 @@ def _compile():
     engine (kept alive: it owns the machine code)."""
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    features = llvm.get_host_cpu_features().flatten()
+    try:
+        features = llvm.get_host_cpu_features().flatten()
+    except RuntimeError:  # a host LLVM cannot describe: its default features
+        features = ""
     if "+avx512f" in features.split(","):
         features += ",-prefer-256-bit"  # 64-byte vectors in registers
     machine = llvm.Target.from_default_triple().create_target_machine(
@@ -219,6 +222,10 @@ def _product(A, packed, C):
 
     def call(A, packed, C):
         size = C.itemsize
+        if A.strides[1] != size or C.strides[1] != size or A.shape[0] != C.shape[0] \
+                or packed.shape[1] != A.shape[1] or packed.shape[0] * packed.shape[2] < C.shape[1]:
+            raise ValueError("tiles.product: rows of A and C must be contiguous, and the "
+                             "shapes A (M, K), packed (P, K, NR) with P NR >= N, C (M, N)")
         tile(C.shape[0], C.shape[1], A.shape[1], A.ctypes.data, A.strides[0] // size,
              packed.ctypes.data, C.ctypes.data, C.strides[0] // size)
     return call
