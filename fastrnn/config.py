@@ -48,9 +48,10 @@ STREAMS_PER_UNIT = 16           # streams a unit runs through the chunk together
                                 # products are (16, H) x (H, H): OpenBLAS's float32 kernels
                                 # lose about half their speed below 16 rows, measured)
 TILE_ROWS = 8                   # units of this many streams or more multiply by the recurrent
-                                # weights with ``kernels/tiles.py``'s packed micro-kernel (1.4-1.8x
-                                # OpenBLAS at 16 rows, float32); smaller ones through OpenBLAS
-                                # (faster below 8 rows, measured: benchmarks/tile_product.py)
+                                # weights with ``kernels/tiles.py``'s packed micro-kernel (1.4-1.7x
+                                # OpenBLAS at 16 rows, float32, AVX-512); smaller ones through
+                                # OpenBLAS (faster below 8 rows, measured:
+                                # benchmarks/tile_product.py)
 UPDATE_UNIT = 1 << 18           # parameters a task sums over the stream units and updates
                                 # (below this, one thread does it: a thread hand-off costs more)
 

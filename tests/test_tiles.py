@@ -1,5 +1,10 @@
 """kernels/tiles.py: the packed, register-tiled per-step products against NumPy."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from numba import njit
@@ -85,3 +90,35 @@ def test_product_refuses_operands_it_cannot_read():
         product(A[:, :7], packed(W, np.float32), C)         # K = 7 against a packed K = 8
     with pytest.raises(ValueError, match="shapes"):
         product(A[:, :8], packed(W[:, :20], np.float32), C)  # N = 40 against 20 columns
+
+
+_NARROW = """
+import numpy as np
+from numba import njit
+from fastrnn.kernels import tiles
+
+@njit
+def run(W, A, out, C):
+    tiles.pack(W, False, out)
+    tiles.product(A, out, C)
+
+assert (tiles.VECTOR_BYTES, tiles.MR) == (32, 6), (tiles.VECTOR_BYTES, tiles.MR)
+rng = np.random.default_rng(0)
+for dtype in (np.float64, np.float32):
+    for M, K, N in ((1, 3, 5), (6, 17, 33), (13, 20, 64), (16, 64, 40)):
+        A, W = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
+        out = np.full((tiles.panels(N, dtype), K, tiles.panel_width(dtype)), np.nan, dtype)
+        C = np.full((M, N), np.nan, dtype)
+        run(W, A, out, C)
+        np.testing.assert_allclose(C, A.astype(np.float64) @ W, rtol=2e-4, atol=5e-5)
+print("ok")
+"""
+
+
+def test_the_kernel_for_cpus_without_avx512():
+    """The 32-byte-vector, 6-row form (what CPUs without AVX-512 compile; forced here by
+    FASTRNN_TILE_VECTOR=32 in a process of its own, as the form is fixed at import)."""
+    env = dict(os.environ, FASTRNN_TILE_VECTOR="32")
+    done = subprocess.run([sys.executable, "-c", _NARROW], env=env, capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

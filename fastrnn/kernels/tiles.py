@@ -7,21 +7,23 @@ repacks that matrix (256 KB to 1 MB) on every call, and at 16 rows the repacking
 as much as the multiplication. Here the matrix is packed once per chunk into column panels
 (``pack``: panels of ``panel_width`` columns, zero columns past the last), and ``product``
 multiplies with a micro-kernel that keeps an ``MR`` x ``panel_width`` block of the result in
-16 vector registers through the whole sum over k: per k, two vector loads of the panel, ``MR``
+vector registers through the whole sum over k: per k, two vector loads of the panel, ``MR``
 broadcasts of A and 2 ``MR`` fused multiply-adds, nothing else.
 
-The micro-kernel is LLVM IR built here and compiled by llvmlite for this machine's CPU with
-64-byte vectors (``fastrnn_tile_f32`` / ``fastrnn_tile_f64``, registered with LLVM like
-``blas.py``'s symbols, so that cached kernels find them): Numba's own code generation keeps
-to 32-byte vectors on AVX-512 CPUs (LLVM's "prefer-256-bit" tuning), which caps a product at
-half of what the FMA units do. On CPUs without AVX-512, LLVM splits the vectors to what the
-CPU has.
+The micro-kernel is LLVM IR built here and compiled by llvmlite for this machine's CPU
+(``fastrnn_tile_f32`` / ``fastrnn_tile_f64``, registered with LLVM like ``blas.py``'s symbols,
+so that cached kernels find them), with 64-byte vectors on AVX-512 CPUs: Numba's own code
+generation keeps to 32-byte vectors there (LLVM's "prefer-256-bit" tuning), which caps a
+product at half of what the FMA units do. Elsewhere the vectors are 32 bytes and the blocks
+6 rows (``_host``).
 
 Every element of C is the plain sum over k, in order, of fused A[i, k] W[k, j] products: no
 split of k, so a row's result never depends on the other rows (rows past M in the last block
 repeat the last row, computed and not stored), nor on the thread that runs it.
 ``benchmarks/tile_product.py`` times ``product`` against OpenBLAS at the model's shapes.
 """
+
+import os
 
 import numpy as np
 from llvmlite import binding as llvm
@@ -31,8 +33,26 @@ from numba.extending import overload
 
 from ..config import INLINE
 
-MR = 8            # rows of a block (x 2 vectors per row = 16 accumulator registers)
-VECTOR_BYTES = 64
+
+def _host():
+    """(LLVM features, vector bytes, rows per block) for this CPU: AVX-512's 32 registers of
+    64 bytes hold a block of 8 rows x 2 vectors (16 accumulators); elsewhere (AVX2's 16
+    registers of 32 bytes, and other CPUs) 6 rows x 2 vectors (12), the rest for the panel's
+    two vectors and the broadcast. ``FASTRNN_TILE_VECTOR=32`` asks for the second on an
+    AVX-512 machine (tests run both)."""
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    try:
+        features = llvm.get_host_cpu_features().flatten()
+    except RuntimeError:  # a host LLVM cannot describe: its default features
+        features = ""
+    wide = "+avx512f" in features.split(",") and os.environ.get("FASTRNN_TILE_VECTOR") != "32"
+    if wide:
+        return features + ",-prefer-256-bit", 64, 8  # 64-byte vectors in registers
+    return features, 32, 6
+
+
+FEATURES, VECTOR_BYTES, MR = _host()
 
 
 def panel_width(dtype):
@@ -159,16 +179,8 @@ def _micro_kernel(module, real):
 def _compile():
     """Compiles the micro-kernels for this CPU and registers their symbols; returns the
     engine (kept alive: it owns the machine code)."""
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    try:
-        features = llvm.get_host_cpu_features().flatten()
-    except RuntimeError:  # a host LLVM cannot describe: its default features
-        features = ""
-    if "+avx512f" in features.split(","):
-        features += ",-prefer-256-bit"  # 64-byte vectors in registers
     machine = llvm.Target.from_default_triple().create_target_machine(
-        cpu=llvm.get_host_cpu_name(), features=features, opt=3, codemodel="jitdefault")
+        cpu=llvm.get_host_cpu_name(), features=FEATURES, opt=3, codemodel="jitdefault")
     module = ir.Module(name="fastrnn_tiles")
     for real in ("f32", "f64"):
         _micro_kernel(module, real)
