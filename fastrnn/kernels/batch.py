@@ -401,11 +401,7 @@ def apply_masks(masks, h, out):
 @njit(**NJIT)
 def load_weights(w, WxhT, WhhT, WupT, Whp, Whb):
     """``Transposes``' arrays from the weights w (the empty ones stay empty)."""
-    Wxh = w.layers[0].Wxh
-    for v in range(Wxh.shape[1]):  # rows written in order (6x faster than columns, measured)
-        row = WxhT[v]
-        for i in range(Wxh.shape[0]):
-            row[i] = Wxh[i, v]
+    WxhT[:] = w.layers[0].Wxh.T
     for l in range(len(w.layers)):
         layer = w.layers[l]
         if l > 0:
