@@ -90,7 +90,8 @@ def main(argv=None):
         h, acc = np.ones((Bu, H), np.float32), np.empty((Bu, GH), np.float32)
         da, dh = np.ones((Bu, GH), np.float32), np.empty((Bu, H), np.float32)
         Whh = w.layers[0].Whh
-        operands = (unit.tiled, Bu, GH, H, h, work.WhhT[0], work.Whp[0], acc, da, Whh,
+        tiled = unit.form == batch.TILES
+        operands = (tiled, Bu, GH, H, h, work.WhhT[0], work.Whp[0], acc, da, Whh,
                     work.Whb[0], dh)
         step_products(1, *operands)
         products = median_time(lambda: step_products(T * L, *operands), args.repeats)
@@ -105,7 +106,7 @@ def main(argv=None):
     print(f"{args.cell}, {L} layer(s), H = {H}, one unit of {Bu} streams, T = {T}, float32, "
           f"one thread")
     print(f"chunk: forward {forward * 1e3:.1f} ms + backward {backward * 1e3:.1f} ms")
-    how = "tiles.product" if unit.tiled else "OpenBLAS"
+    how = "tiles.product" if tiled else "OpenBLAS"
     print(f"the {2 * T * L} per-step products alone ({how}): {products * 1e3:.1f} ms "
           f"({products / (2 * T * L) * 1e6:.1f} us each, "
           f"{flops * 2 * T * L / products / 1e9:.1f} GFLOP/s)")

@@ -62,6 +62,18 @@ def units(n, size):
     return [(a, min(a + size, n)) for a in range(0, n, size)]
 
 
+# How a unit multiplies by Whh per step (``product_form``)
+TILES, WHH, WHH_T = 0, 1, 2
+
+
+def product_form(rows):
+    """The per-step products of a unit of ``rows`` streams: TILES (``tiles.product`` on the
+    packed Whh, ``TILE_ROWS`` streams or more), WHH (one stream: OpenBLAS's vector-matrix
+    product on Whh itself, faster than on Whh^T: 2.3 against 4.2 us at H = 256, 14.7 against
+    17.4 for the LSTM's 4H, measured) or WHH_T (OpenBLAS on Whh^T)."""
+    return TILES if rows >= TILE_ROWS else WHH if rows == 1 else WHH_T
+
+
 class Group:
     """Buffers of one unit of Bg streams for chunks of T steps (allocated once); its gradients
     are ``grads``, Weights viewing ``partials`` (one row of ``Work.partials``)."""
@@ -71,7 +83,7 @@ class Group:
         L, H, V, G = spec.num_layers, spec.hidden_size, spec.vocab_size, spec.cell.GATES
         cell = spec.cell
         self.streams = streams
-        self.tiled = Bg >= TILE_ROWS  # per-step products: tiles.product, else OpenBLAS
+        self.form = product_form(Bg)  # of its per-step products
         self.hs = np.empty((L, T + 1, Bg, H), dtype)  # outputs h; hs[:, 0] = h before the chunk
         # lstm's cell states (others: hs stands in, never read)
         self.cs = np.empty((L, T + 1, Bg, H), dtype) if cell is lstm else self.hs
@@ -98,17 +110,14 @@ class Group:
 class Transposes:
     """The weights as the kernels read them, for a model laid out by ``spec``, whose units
     have ``rows`` streams each: layer 0's Wxh columns as rows (the input gather), Wxh^T of
-    the layers above (OpenBLAS products), and each layer's Whh for the per-step products,
-    packed in panels (``tiles``, units of ``TILE_ROWS`` streams or more) or as Whh^T
-    (OpenBLAS, units of 2 to TILE_ROWS - 1 streams; one stream's vector-matrix products read
-    Whh itself, which OpenBLAS does faster than Whh^T: 2.3 against 4.2 us at H = 256,
-    14.7 against 17.4 for the LSTM's 4H, measured). A form no unit uses is an empty array,
-    never filled."""
+    the layers above (OpenBLAS products), and each layer's Whh in the forms its units'
+    per-step products read (``product_form``): packed in panels, or as Whh^T (one stream
+    reads Whh itself). A form no unit uses is an empty array, never filled."""
 
     def __init__(self, spec, dtype, rows=(1,)):
         L, H, V, G = spec.num_layers, spec.hidden_size, spec.vocab_size, spec.cell.GATES
-        tiled = any(r >= TILE_ROWS for r in rows)
-        blas = any(1 < r < TILE_ROWS for r in rows)
+        forms = {product_form(r) for r in rows}
+        tiled, blas = TILES in forms, WHH_T in forms
         NR = tiles.panel_width(dtype)
         self.WxhT = np.empty((V, G * H), dtype)
         self.WupT = np.empty((max(L - 1, 1), H, G * H), dtype)
@@ -417,7 +426,7 @@ def load_weights(w, WxhT, WhhT, WupT, Whp, Whb):
 # One unit's chunk (nogil: units run in parallel)
 
 @njit(**NJIT)
-def group_forward(x, y, w, WxhT, WhhT, Whp, tiled, WupT, hs, cs, pre, hn, xin, masks, drop, acc,
+def group_forward(x, y, w, WxhT, WhhT, Whp, form, WupT, hs, cs, pre, hn, xin, masks, drop, acc,
                   ps, row_loss):
     """Forward pass of one unit through every layer; hs[:, 0] (and cs[:, 0]) hold its state
     before the chunk. ``drop``: apply ``masks`` between layers. Returns the summed loss."""
@@ -436,9 +445,9 @@ def group_forward(x, y, w, WxhT, WhhT, Whp, tiled, WupT, hs, cs, pre, hn, xin, m
             gemm(False, False, R, GH, H, below, H, WupT[l - 1], GH, 0.0, pre[l, 0], GH)
             add_bias(pre[l], layer.bh)
         for t in range(T):
-            if tiled:                                                              # h Whh^T
+            if form == TILES:                                                      # h Whh^T
                 tiles.product(hs[l, t], Whp[l], acc)
-            elif Bg == 1:
+            elif form == WHH:
                 gemm(False, True, 1, GH, H, hs[l, t], H, layer.Whh, H, 0.0, acc, GH)
             else:
                 gemm(False, False, Bg, GH, H, hs[l, t], H, WhhT[l], GH, 0.0, acc, GH)
@@ -454,7 +463,7 @@ def group_forward(x, y, w, WxhT, WhhT, Whp, tiled, WupT, hs, cs, pre, hn, xin, m
 
 
 @njit(**NJIT)
-def group_backward(x, y, w, Whb, tiled, hs, cs, pre, hn, xin, masks, drop, ps, dys, dhout, das,
+def group_backward(x, y, w, Whb, form, hs, cs, pre, hn, xin, masks, drop, ps, dys, dhout, das,
                    dahs, dh_next, dc_next, dWxhT, grads):
     """Unclipped gradients of one unit's chunk, from its forward pass, into ``grads`` (Weights
     laid out as the flat gradient; dWxhT: scratch)."""
@@ -481,7 +490,7 @@ def group_backward(x, y, w, Whb, tiled, hs, cs, pre, hn, xin, masks, drop, ps, d
             cell_backward(layer, pre[l, t], hs[l, t], cs[l, t], hs[l, t + 1], cs[l, t + 1],
                           hn[l, t], dhout[t], dh_next, dc_next, das[t], dahs[t])
             if t > 0:                                                          # da Whh
-                if tiled:
+                if form == TILES:
                     tiles.product(dahs[t], Whb[l], dh_next)
                 else:
                     gemm(False, False, Bg, H, GH, dahs[t], GH, layer.Whh, H, 0.0, dh_next, H)
@@ -680,12 +689,12 @@ def _store(work, state):
 
 
 def _forward_one(work, w, g, drop):
-    return group_forward(g.x, g.y, w, work.WxhT, work.WhhT, work.Whp, g.tiled, work.WupT, g.hs,
+    return group_forward(g.x, g.y, w, work.WxhT, work.WhhT, work.Whp, g.form, work.WupT, g.hs,
                          g.cs, g.pre, g.hn, g.xin, g.masks, drop, g.acc, g.ps, g.row_loss)
 
 
 def _backward_one(work, w, g, drop):
-    group_backward(g.x, g.y, w, work.Whb, g.tiled, g.hs, g.cs, g.pre, g.hn, g.xin, g.masks, drop,
+    group_backward(g.x, g.y, w, work.Whb, g.form, g.hs, g.cs, g.pre, g.hn, g.xin, g.masks, drop,
                    g.ps, g.dys, g.dhout, g.das, g.dahs, g.dh_next, g.dc_next, g.dWxhT, g.grads)
 
 
