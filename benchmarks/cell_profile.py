@@ -3,13 +3,16 @@ its element-wise steps (one thread, float32).
 
     python benchmarks/cell_profile.py                       # lstm, 2 layers, H = 256, 16 streams
     python benchmarks/cell_profile.py --cell gru --layers 1 --hidden-size 512
+    python benchmarks/cell_profile.py --layers 1 --streams 1      # one stream (B = 1 training)
 
 Times (medians of ``--repeats``): ``group_forward`` and ``group_backward`` of one unit of
-``STREAMS_PER_UNIT`` streams over a chunk of T = 50 steps with dropout masks between layers;
-the 2 x T x L per-step products of that chunk alone ((Bu, H) x (H, G*H) forward, (Bu, G*H) x
-(G*H, H) backward, with the product the unit calls: ``tiles.product`` on the packed weights,
-or ``blas.gemm`` for units below ``TILE_ROWS`` streams); and one step's element-wise cell
-kernels (``cell_forward``, ``cell_backward``) over (Bu, H) units.
+``--streams`` streams (default ``STREAMS_PER_UNIT``) over a chunk of T = 50 steps with dropout
+masks between layers; the 2 x T x L per-step products of that chunk alone ((Bu, H) x (H, G*H)
+forward, (Bu, G*H) x (G*H, H) backward, with the product the unit calls, as
+``batch.product_form`` decides: ``tiles.product`` on the packed weights, or ``blas.gemm`` on Whh
+or Whh^T below ``TILE_ROWS`` streams); one step's element-wise cell kernels (``cell_forward``,
+``cell_backward``) over (Bu, H) units; and, for scale, the time to read one layer's Whh once (a
+sum over it), the bandwidth bound of a product of few rows.
 """
 
 import argparse
@@ -34,14 +37,30 @@ T, V = 50, 65
 
 
 @njit(**dict(NJIT, cache=False))
-def step_products(n, tiled, Bu, GH, H, h, WhhT, Whp, acc, da, Whh, Whb, dh):
+def step_products(n, form, Bu, GH, H, h, WhhT, Whp, acc, da, Whh, Whb, dh):
+    """``group_forward``'s and ``group_backward``'s per-step products, ``n`` times."""
     for _ in range(n):
-        if tiled:
+        if form == batch.TILES:
             tiles.product(h, Whp, acc)
             tiles.product(da, Whb, dh)
         else:
-            gemm(False, False, Bu, GH, H, h, H, WhhT, GH, 0.0, acc, GH)
+            if form == batch.WHH:
+                gemm(False, True, 1, GH, H, h, H, Whh, H, 0.0, acc, GH)
+            else:
+                gemm(False, False, Bu, GH, H, h, H, WhhT, GH, 0.0, acc, GH)
             gemm(False, False, Bu, H, GH, da, GH, Whh, H, 0.0, dh, H)
+
+
+@njit(**dict(NJIT, cache=False, fastmath=True))
+def read_once(n, W):
+    """Sum ``W`` ``n`` times: the time to stream it through the core (fastmath: a vectorised
+    sum, so that reading, not adding, is what is timed)."""
+    total = 0.0
+    for _ in range(n):
+        for i in range(W.shape[0]):
+            for j in range(W.shape[1]):
+                total += W[i, j]
+    return total
 
 
 @njit(**dict(NJIT, cache=False))
@@ -66,9 +85,10 @@ def main(argv=None):
     p.add_argument("--cell", default="lstm", choices=("rnn", "lstm", "gru"))
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--hidden-size", type=int, default=256)
+    p.add_argument("--streams", type=int, default=STREAMS_PER_UNIT, help="streams in the unit")
     p.add_argument("--repeats", type=int, default=11)
     args = p.parse_args(argv)
-    L, H, Bu = args.layers, args.hidden_size, STREAMS_PER_UNIT
+    L, H, Bu = args.layers, args.hidden_size, args.streams
     spec = Spec(args.cell, V, H, L)
     G = spec.cell.GATES
     GH = G * H
@@ -90,8 +110,7 @@ def main(argv=None):
         h, acc = np.ones((Bu, H), np.float32), np.empty((Bu, GH), np.float32)
         da, dh = np.ones((Bu, GH), np.float32), np.empty((Bu, H), np.float32)
         Whh = w.layers[0].Whh
-        tiled = unit.form == batch.TILES
-        operands = (tiled, Bu, GH, H, h, work.WhhT[0], work.Whp[0], acc, da, Whh,
+        operands = (unit.form, Bu, GH, H, h, work.WhhT[0], work.Whp[0], acc, da, Whh,
                     work.Whb[0], dh)
         step_products(1, *operands)
         products = median_time(lambda: step_products(T * L, *operands), args.repeats)
@@ -102,16 +121,21 @@ def main(argv=None):
         cell_steps(1, *pieces)
         n = 200
         cells = median_time(lambda: cell_steps(n, *pieces), args.repeats) / n
+        read_once(1, Whh)
+        read = median_time(lambda: read_once(n, Whh), args.repeats) / n
     flops = 2 * Bu * H * GH
     print(f"{args.cell}, {L} layer(s), H = {H}, one unit of {Bu} streams, T = {T}, float32, "
           f"one thread")
     print(f"chunk: forward {forward * 1e3:.1f} ms + backward {backward * 1e3:.1f} ms")
-    how = "tiles.product" if tiled else "OpenBLAS"
+    how = {batch.TILES: "tiles.product", batch.WHH: "OpenBLAS on Whh",
+           batch.WHH_T: "OpenBLAS on Whh^T"}[unit.form]
     print(f"the {2 * T * L} per-step products alone ({how}): {products * 1e3:.1f} ms "
           f"({products / (2 * T * L) * 1e6:.1f} us each, "
           f"{flops * 2 * T * L / products / 1e9:.1f} GFLOP/s)")
     print(f"one step's element-wise kernels (forward + backward, {Bu} x {H} units): "
           f"{cells * 1e6:.1f} us")
+    print(f"reading Whh ({Whh.nbytes / 1e6:.2f} MB) once: {read * 1e6:.1f} us "
+          f"({Whh.nbytes / read / 1e9:.0f} GB/s); each per-step product reads it once")
 
 
 if __name__ == "__main__":

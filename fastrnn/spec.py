@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import cells
-from .cells.rnn import normal, zeros
 
 Weights = namedtuple("Weights", ["flat", "layers", "Why", "by"])
 
@@ -59,8 +58,8 @@ class Spec:
             inputs = vocab_size if layer == 0 else hidden_size
             entries += [(name, shape, layer, init)
                         for name, shape, init in self.cell.tensors(inputs, hidden_size)]
-        entries += [("Why", (vocab_size, hidden_size), None, normal),
-                    ("by", (vocab_size,), None, zeros)]
+        entries += [(name, shape, None, init)
+                    for name, shape, init in self.cell.output_tensors(vocab_size, hidden_size)]
         tensors, offset = [], 0
         for name, shape, layer, init in entries:
             tensors.append(Tensor(name, tuple(int(n) for n in shape), layer, init, offset))

@@ -61,6 +61,23 @@ def test_params_are_named_views_of_the_weights():
     assert np.shares_memory(model.h, model.state)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gated_cells_start_from_pytorchs_initialisation_output_layer_included(cell):
+    """Every tensor of an LSTM or GRU model, the softmax layer's too, is U(-1/sqrt(H),
+    1/sqrt(H)) (nn.LSTM's, nn.GRU's and nn.Linear(H, V)'s rule); the tanh cell keeps
+    min-char-rnn's N(0, 0.01) weights and zero biases."""
+    V, H = 40, 64
+    bound = 1 / np.sqrt(H)
+    spec = Spec(cell, V, H, num_layers=2)
+    for name, array in spec.named(spec.init(3)).items():
+        assert np.abs(array).max() <= bound, name
+        assert np.abs(array).max() > 0.9 * bound, name      # spread over the whole interval
+        assert abs(array.mean()) < 0.2 * bound, name
+    rnn = Spec("rnn", V, H).init(3)
+    assert not rnn.by.any() and not rnn.layers[0].bh.any()
+    assert 0.005 < rnn.Why.std() < 0.015
+
+
 def test_training_lowers_the_loss(corpus):
     vocab, data = corpus
     model = CharRNN(len(vocab), hidden_size=64)

@@ -5,10 +5,9 @@ import json
 import math
 import os
 
-import numpy as np
 import pytest
 
-from fastrnn import checkpoint, score, train
+from fastrnn import score, train
 from fastrnn.corpus import load
 
 TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good "

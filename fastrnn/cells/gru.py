@@ -10,13 +10,15 @@ One bias per gate for r and z (``bh[:2H]`` stands for PyTorch's ``b_ir + b_hr`` 
 because r multiplies it. The state is h alone.
 
 Initialisation: every tensor, biases included, uniform in [-1/sqrt(H), 1/sqrt(H)], PyTorch's
-rule for its GRU. See ``rnn.py`` for the contract of a cell module.
+rule for its GRU and for the ``nn.Linear(H, V)`` softmax layer on top (``output_tensors``,
+the LSTM's). See ``rnn.py`` for the contract of a cell module.
 """
 
 from collections import namedtuple
 
 import numpy as np
 
+from . import lstm
 from .lstm import sigmoid, uniform
 from .rnn import input_backward, input_term
 
@@ -33,6 +35,9 @@ def tensors(inputs, hidden):
             ("Whh", (GATES * hidden, hidden), init),
             ("bh", (GATES * hidden,), init),
             ("bhn", (hidden,), init))
+
+
+output_tensors = lstm.output_tensors  # the softmax layer on top: the LSTM's (nn.Linear's rule)
 
 
 def parts(layer, x, h):

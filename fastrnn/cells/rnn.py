@@ -1,6 +1,7 @@
 """min-char-rnn's tanh cell: ``h_t = tanh(Wxh x_t + Whh h_{t-1} + bh)``.
 
-A cell is a unit: its parameters (``tensors``, a ``Layer`` named tuple), the state it carries
+A cell is a unit: its parameters (``tensors``, a ``Layer`` named tuple; ``output_tensors``,
+the initialisers of the softmax layer on top of it), the state it carries
 (``STATES``: names of the S vectors, the output ``h`` first), its reference step forward and
 backward (float64-readable NumPy, the oracle every kernel is tested against). Layer 0 reads
 the one-hot character (``Wxh`` is (G*H, V) and the product is a column gather); a layer above
@@ -44,6 +45,12 @@ def tensors(inputs, hidden):
     return (("Wxh", (hidden, inputs), normal),
             ("Whh", (hidden, hidden), normal),
             ("bh", (hidden,), zeros))
+
+
+def output_tensors(vocab, hidden):
+    """(name, shape, initialiser) of the softmax layer on top (min-char-rnn's)."""
+    return (("Why", (vocab, hidden), normal),
+            ("by", (vocab,), zeros))
 
 
 def input_term(layer, x):
