@@ -47,11 +47,13 @@ INLINE = dict(NJIT, inline="always")
 STREAMS_PER_UNIT = 16           # streams a unit runs through the chunk together (its per-step
                                 # products are (16, H) x (H, H): OpenBLAS's float32 kernels
                                 # lose about half their speed below 16 rows, measured)
-TILE_ROWS = 8                   # units of this many streams or more multiply by the recurrent
-                                # weights with ``kernels/tiles.py``'s packed micro-kernel (1.4-1.7x
-                                # OpenBLAS at 16 rows, float32, AVX-512); smaller ones through
-                                # OpenBLAS (faster below 8 rows, measured:
-                                # benchmarks/tile_product.py)
+TILE_ROWS = {64: 8, 32: 1}      # by the tile kernel's vector bytes (``tiles.VECTOR_BYTES``):
+                                # units of this many streams or more multiply by the recurrent
+                                # weights with ``kernels/tiles.py``'s packed micro-kernel, smaller
+                                # ones through OpenBLAS. AVX-512 (Intel Xeon): tiles 1.4-1.7x
+                                # OpenBLAS at 16 rows, 0.7x at one row. AVX2 (AMD EPYC Zen 3):
+                                # tiles 1.1-1.4x OpenBLAS at 16 rows and 1.9-2.3x at one row,
+                                # measured: benchmarks/tile_product.py --rows 16 4 1
 UPDATE_UNIT = 1 << 18           # parameters a task sums over the stream units and updates
                                 # (below this, one thread does it: a thread hand-off costs more)
 

@@ -7,12 +7,15 @@ import numpy as np
 import pytest
 
 from fastrnn import CharRNN, optim, reference
+from fastrnn.config import STREAMS_PER_UNIT
 from fastrnn.kernels import batch
 from fastrnn.spec import Spec
 from tests.helpers import as64, assert_close, assert_weights_close, random_weights
 
 DTYPES = [np.float64, np.float32]
-# B, T, H, V: units below config.TILE_ROWS streams (OpenBLAS's products), at it, between
+# B, T, H, V: units below batch.tile_rows streams (OpenBLAS's products, where the CPU's
+# config.TILE_ROWS is above one; test_every_product_form_matches_the_oracle reaches them on any
+# CPU), at it, between
 # (12: a tiled unit with an edge block of rows), and (the last two) several stream units
 # (config.STREAMS_PER_UNIT), one of them too small to tile in (17, ...)
 SHAPES = [(1, 1, 1, 2), (3, 5, 7, 4), (8, 9, 16, 11), (12, 4, 20, 6), (17, 20, 33, 5),
@@ -103,6 +106,24 @@ def test_kernels_match_the_oracle(B, T, H, V, dtype, threads):
 def test_every_cell_and_layer_count_matches_the_oracle(cell, L, dropout, B, T, H, V, dtype):
     """LSTM, GRU and stacked layers (dropout masks between them), B = 1 included: the
     min-char-rnn model's single stream is the only one that runs other kernels."""
+    check_kernels(B, T, H, V, dtype, 2, cell, L, dropout)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("B,T,H,V", [(1, 3, 7, 4), (3, 5, 7, 4), (17, 6, 12, 5)])
+@pytest.mark.parametrize("cell,L,dropout", [MODELS[0], MODELS[3]], ids=[MODEL_IDS[0], MODEL_IDS[3]])
+@pytest.mark.parametrize("tile_rows", [1, 8])
+def test_every_product_form_matches_the_oracle(tile_rows, cell, L, dropout, B, T, H, V, dtype,
+                                               monkeypatch):
+    """Whichever per-step product the CPU's config.TILE_ROWS picks for a unit (tiles at one
+    stream with AVX2, OpenBLAS on Whh or Whh^T below 8 streams with AVX-512), every form is
+    tested here: tiles for every unit, or OpenBLAS for units of 1 and 3 streams (17 streams:
+    a tiled unit of 16 beside a unit of one)."""
+    monkeypatch.setattr(batch, "tile_rows", tile_rows)
+    forms = {batch.product_form(b - a) for a, b in batch.units(B, STREAMS_PER_UNIT)}
+    assert forms == ({batch.TILES} if tile_rows == 1 else
+                     {batch.WHH} if B == 1 else {batch.WHH_T} if B == 3 else
+                     {batch.TILES, batch.WHH})
     check_kernels(B, T, H, V, dtype, 2, cell, L, dropout)
 
 

@@ -23,13 +23,14 @@ A unit runs layer-major, with no Python (and no GIL) inside it; for layer l with
                dWhh = da^T h, dbh, and dWxh (rows of da added per character for layer 0; a
                product above, with dx = da Wxh, times the dropout mask, the layer below's dh_out)
 
-The per-step products of a unit of ``TILE_ROWS`` streams or more go to ``tiles.product``, a
-register-tiled micro-kernel over Whh packed once per chunk (``Transposes``; 1.4-1.7x
-OpenBLAS at 16 rows, ``benchmarks/tile_product.py``); a smaller unit's, and every whole-chunk
-product, to NumPy's own OpenBLAS directly (``blas.gemm``), one BLAS thread per unit. The
-cell's element-wise code is chosen when a kernel compiles, by the type of its ``Layer`` named
-tuple (``cell_forward``, ``cell_backward``: one entry per cell), so a run compiles only its own
-cell, and the formulas are ``scalar.py``'s, shared with the CUDA kernels.
+The per-step products of a unit of ``tile_rows`` streams or more (``config.TILE_ROWS``, by the
+CPU's vector width) go to ``tiles.product``, a register-tiled micro-kernel over Whh packed once
+per chunk (``Transposes``; 1.1-1.7x OpenBLAS at 16 rows, ``benchmarks/tile_product.py``); a
+smaller unit's, and every whole-chunk product, to NumPy's own OpenBLAS directly
+(``blas.gemm``), one BLAS thread per unit. The cell's element-wise code is chosen when a
+kernel compiles, by the type of its ``Layer`` named tuple (``cell_forward``, ``cell_backward``:
+one entry per cell), so a run compiles only its own cell, and the formulas are ``scalar.py``'s,
+shared with the CUDA kernels.
 
 In training one task is a unit's forward and backward pass. Then, over element ranges in
 parallel, the units' gradients are summed in unit order straight into the gradient buffer
@@ -66,12 +67,15 @@ def units(n, size):
 TILES, WHH, WHH_T = 0, 1, 2
 
 
+tile_rows = TILE_ROWS[tiles.VECTOR_BYTES]  # on this CPU; tests set it to reach every form
+
+
 def product_form(rows):
     """The per-step products of a unit of ``rows`` streams: TILES (``tiles.product`` on the
-    packed Whh, ``TILE_ROWS`` streams or more), WHH (one stream: OpenBLAS's vector-matrix
+    packed Whh, ``tile_rows`` streams or more), WHH (one stream: OpenBLAS's vector-matrix
     product on Whh itself, faster than on Whh^T: 2.3 against 4.2 us at H = 256, 14.7 against
-    17.4 for the LSTM's 4H, measured) or WHH_T (OpenBLAS on Whh^T)."""
-    return TILES if rows >= TILE_ROWS else WHH if rows == 1 else WHH_T
+    17.4 for the LSTM's 4H, measured on the AVX-512 machine) or WHH_T (OpenBLAS on Whh^T)."""
+    return TILES if rows >= tile_rows else WHH if rows == 1 else WHH_T
 
 
 class Group:
