@@ -24,3 +24,17 @@ def text():
              "thou", "art", "what", "is", "this", "night", "to", "be", "or", "not"]
     return " ".join(rng.choice(words, 40_000)).capitalize() + ".\n"
 
+
+
+def pytest_collection_finish(session):
+    """Start the CUDA simulator's tests, in their own process, as soon as they are selected,
+    so that they run beside the others (tests/test_cuda_simulator.py)."""
+    for item in session.items:
+        if item.name == "test_cuda_backend_in_the_simulator":
+            item.module.start()
+
+
+def pytest_sessionfinish(session):
+    for item in session.items:
+        if item.name == "test_cuda_backend_in_the_simulator":
+            item.module.stop()
