@@ -9,10 +9,10 @@ Times (medians of ``--repeats``): ``group_forward`` and ``group_backward`` of on
 ``--streams`` streams (default ``STREAMS_PER_UNIT``) over a chunk of T = 50 steps with dropout
 masks between layers; the 2 x T x L per-step products of that chunk alone ((Bu, H) x (H, G*H)
 forward, (Bu, G*H) x (G*H, H) backward, with the product the unit calls, as
-``batch.product_form`` decides: ``tiles.product`` on the packed weights, or ``blas.gemm`` on Whh
-or Whh^T below ``batch.tile_rows`` streams); one step's element-wise cell kernels (``cell_forward``,
-``cell_backward``) over (Bu, H) units; and, for scale, the time to read one layer's Whh once (a
-sum over it), the bandwidth bound of a product of few rows.
+``batch.product_form`` decides: ``tiles.product`` on the packed weights, or ``blas.gemm`` on
+Whh or Whh^T below ``batch.tile_rows`` streams); one step's element-wise cell kernels
+(``cell_forward``, ``cell_backward``) over (Bu, H) units; and, for scale, the time to read one
+layer's Whh once (a sum over it), the bandwidth bound of a product of few rows.
 """
 
 import argparse

@@ -24,8 +24,8 @@ second bias held at zero, which is exactly fastrnn's model.
 Every ``--eval-seconds`` seconds of training, and at the start and the end, the whole held-out
 text is evaluated as one stream (``model.eval()``: no dropout; from a copy of the first training
 stream's state, as ``python -m fastrnn.train`` validates, carried through chunks of
-``--eval-chunk`` steps), predicting ``val[1:]`` from ``val[:-1]`` as ``CharRNN.evaluate`` does. Each evaluation is one JSON line, written to ``--out`` as it happens
-and printed:
+``--eval-chunk`` steps), predicting ``val[1:]`` from ``val[:-1]`` as ``CharRNN.evaluate`` does.
+Each evaluation is one JSON line, written to ``--out`` as it happens and printed:
 
     {"train_minutes": 2.0, "val_bpc": 2.31, "val_loss": 1.60, "train_bpc": 2.35,
      "train_loss": 1.63, "chunks": 1234, "chars": 1974400, "eval_seconds": 3.1}

@@ -25,16 +25,24 @@ def text():
     return " ".join(rng.choice(words, 40_000)).capitalize() + ".\n"
 
 
+def _simulator_tests(session):
+    return [item for item in getattr(session, "items", ())
+            if item.name == "test_cuda_backend_in_the_simulator"]
+
 
 def pytest_collection_finish(session):
     """Start the CUDA simulator's tests, in their own process, as soon as they are selected,
-    so that they run beside the others (tests/test_cuda_simulator.py)."""
-    for item in session.items:
-        if item.name == "test_cuda_backend_in_the_simulator":
-            item.module.start()
+    so that they run beside the others (tests/test_cuda_simulator.py). Not when nothing will
+    run, nor beside benchmarks (``--benchmark-only`` skips the test, and a second busy core
+    would change the timings)."""
+    options = session.config.option
+    if options.collectonly or getattr(options, "benchmark_only", False):
+        return
+    for item in _simulator_tests(session):
+        item.module.start()
 
 
 def pytest_sessionfinish(session):
-    for item in session.items:
-        if item.name == "test_cuda_backend_in_the_simulator":
-            item.module.stop()
+    """End the simulator's process if the session stopped before its test waited for it."""
+    for item in _simulator_tests(session):
+        item.module.stop()
