@@ -101,7 +101,7 @@ def run(args, torch):
     print(f"text: {args.text}: {len(data.train):,} training characters, {len(data.val):,} held "
           f"out, V = {V}; {args.cell} {L} x {H}, dropout {args.dropout:g}, B = {B}, T = {T}, "
           f"Adam lr {args.learning_rate:g}"
-          + (f" x {args.lr_decay:g} every {args.lr_decay_every} chunks" if args.lr_decay_every
+          + (f" x {args.lr_decay:g} every {args.lr_decay_every} chunks" if args.lr_decay
              else "") + f", {args.threads} threads, init {args.init}, "
           f"{sum(p.numel() for p in model.params):,} parameters given to Adam", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -127,9 +127,9 @@ def run(args, torch):
             next_eval = trained + args.eval_seconds
             if trained >= budget:
                 break
-        if args.lr_decay_every and chunks and chunks % args.lr_decay_every == 0:
-            for group in model.optimizer.param_groups:    # python -m fastrnn.train's schedule
-                group["lr"] *= args.lr_decay
+        if args.lr_decay:  # python -m fastrnn.train's schedule (Trainer.learning_rate)
+            for group in model.optimizer.param_groups:
+                group["lr"] = args.learning_rate * args.lr_decay ** (chunks // args.lr_decay_every)
         start = time.perf_counter()
         loss = model.train_chunk(*streams.next()).item()
         trained += time.perf_counter() - start
@@ -159,10 +159,10 @@ def main(argv=None):
     p.add_argument("--batch-size", type=positive(int), default=32, help="streams B")
     p.add_argument("--seq-length", type=positive(int), default=50, help="steps T per chunk")
     p.add_argument("--learning-rate", type=positive(float), default=0.002, help="Adam's")
-    p.add_argument("--lr-decay", type=positive(float), default=1.0,
+    p.add_argument("--lr-decay", type=positive(float),
                    help="multiply the rate by this every --lr-decay-every chunks, as "
                         "python -m fastrnn.train does (default: no decay)")
-    p.add_argument("--lr-decay-every", type=int, default=0, help="chunks between decays")
+    p.add_argument("--lr-decay-every", type=positive(int), help="chunks between decays")
     p.add_argument("--threads", type=positive(int), default=os.cpu_count() or 1)
     p.add_argument("--minutes", type=positive(float), default=10.0,
                    help="training time, evaluation excluded")
@@ -178,8 +178,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not 0 <= args.dropout < 1:
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")
-    if not 0 < args.lr_decay <= 1 or args.lr_decay_every < 0:
-        p.error("--lr-decay must be in (0, 1] and --lr-decay-every >= 0")
+    if (args.lr_decay is None) != (args.lr_decay_every is None):
+        p.error("--lr-decay and --lr-decay-every go together")
+    if args.lr_decay is not None and args.lr_decay > 1:
+        p.error(f"--lr-decay must be in (0, 1], got {args.lr_decay}")
     if args.dropout and args.num_layers < 2:
         p.error("--dropout applies between layers: it needs --num-layers >= 2")
     torch = import_torch("torch_quality.py")

@@ -64,8 +64,7 @@ def test_params_are_named_views_of_the_weights():
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_gated_cells_start_from_pytorchs_initialisation_output_layer_included(cell):
     """Every tensor of an LSTM or GRU model, the softmax layer's too, is U(-1/sqrt(H),
-    1/sqrt(H)) (nn.LSTM's, nn.GRU's and nn.Linear(H, V)'s rule); the tanh cell keeps
-    min-char-rnn's N(0, 0.01) weights and zero biases."""
+    1/sqrt(H)) (nn.LSTM's, nn.GRU's and nn.Linear(H, V)'s rule)."""
     V, H = 40, 64
     bound = 1 / np.sqrt(H)
     spec = Spec(cell, V, H, num_layers=2)
@@ -73,7 +72,11 @@ def test_gated_cells_start_from_pytorchs_initialisation_output_layer_included(ce
         assert np.abs(array).max() <= bound, name
         assert np.abs(array).max() > 0.9 * bound, name      # spread over the whole interval
         assert abs(array.mean()) < 0.2 * bound, name
-    rnn = Spec("rnn", V, H).init(3)
+
+
+def test_the_tanh_cell_keeps_min_char_rnns_softmax_layer():
+    """min-char-rnn's N(0, 0.01) output weights and zero biases."""
+    rnn = Spec("rnn", 40, 64).init(3)
     assert not rnn.by.any() and not rnn.layers[0].bh.any()
     assert 0.005 < rnn.Why.std() < 0.015
 
