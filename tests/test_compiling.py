@@ -1,9 +1,17 @@
-"""The status line shown while Numba compiles, and only then."""
+"""The status line shown while Numba compiles, and only then; what the on-disk cache of
+compiled kernels is keyed on."""
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 from numba import njit
 
 from fastrnn import compiling
+from fastrnn.kernels import caching
 
 
 def test_a_compilation_is_announced_once_with_its_duration():
@@ -30,3 +38,43 @@ def test_nothing_is_said_when_nothing_compiles():
     with compiling.announce(said.append, "float64"):
         assert kernel(2.0) == 4.0
     assert said == []
+
+
+_PROBE = """
+import numpy as np
+from fastrnn.kernels import vmath
+vmath._exp64(np.float64(1.0))
+print(vmath._exp64.stats.cache_hits and "loaded" or "compiled")
+"""
+
+
+def test_an_edit_to_any_kernel_source_recompiles_every_kernel(tmp_path):
+    """A kernel is loaded from the cache until a file it may inline or read constants from
+    changes (kernels/caching.py), not only its own file; other files do not matter."""
+    package = tmp_path / "fastrnn"
+    shutil.copytree(caching.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("NUMBA_DISABLE_JIT", None)
+
+    def run():
+        done = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True,
+                              text=True, timeout=300, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()[-1]
+
+    assert run() == "compiled"
+    assert run() == "loaded"
+    with open(package / "train.py", "a") as f:     # not a kernel source
+        f.write("\n# an edit\n")
+    assert run() == "loaded"
+    with open(package / "kernels" / "tiles.py", "a") as f:   # vmath.py itself is unchanged
+        f.write("\n# an edit\n")
+    assert run() == "compiled"
+    assert run() == "loaded"
+
+
+def test_only_this_packages_functions_are_keyed_on_its_sources(tmp_path):
+    assert caching.keyed(caching.PACKAGE / "kernels" / "batch.py")
+    assert caching.keyed(pathlib.Path(__file__))
+    assert not caching.keyed(tmp_path / "elsewhere.py")
+    assert not caching.keyed(pathlib.Path(np.__file__))
