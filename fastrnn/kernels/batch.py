@@ -25,7 +25,7 @@ A unit runs layer-major, with no Python (and no GIL) inside it; for layer l with
 
 The per-step products of a unit of ``tile_rows`` streams or more (``config.TILE_ROWS``, by the
 CPU's vector width) go to ``tiles.product``, a register-tiled micro-kernel over Whh packed once
-per chunk (``Transposes``; 1.1-1.7x OpenBLAS at 16 rows, ``benchmarks/tile_product.py``); a
+per chunk (``Transposes``; 1.3-1.7x OpenBLAS at 16 rows, ``benchmarks/tile_product.py``); a
 smaller unit's, and every whole-chunk product, to NumPy's own OpenBLAS directly
 (``blas.gemm``), one BLAS thread per unit. The cell's element-wise code is chosen when a
 kernel compiles, by the type of its ``Layer`` named tuple (``cell_forward``, ``cell_backward``:

@@ -42,7 +42,7 @@ def _host():
     elsewhere (AVX2's 16 registers of 32 bytes, and other CPUs) 4 rows x 3 vectors (12), the
     rest for the panel's three vectors and the broadcast. (4 x 3 rather than 6 x 2: a unit's
     16 rows are four whole blocks, not 6 + 6 + 4 computed as 18, and one row costs 4 rows'
-    work, not 6; 1.3-1.6x OpenBLAS at 16 rows against 1.1-1.4x, on an AMD EPYC Zen 3.)
+    work, not 6; 1.3-1.5x OpenBLAS at 16 rows against 1.1-1.4x, on an AMD EPYC Zen 3.)
     ``FASTRNN_TILE_VECTOR=32`` asks for the second on an AVX-512 machine (tests run both)."""
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
