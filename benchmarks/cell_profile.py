@@ -5,7 +5,7 @@ its element-wise steps (one thread, float32).
     python benchmarks/cell_profile.py --cell gru --layers 1 --hidden-size 512
     python benchmarks/cell_profile.py --layers 1 --streams 1      # one stream (B = 1 training)
 
-Times (medians of ``--repeats``): ``group_forward`` and ``group_backward`` of one unit of
+Times (medians of ``--repeats``): the forward and backward pass of one unit of
 ``--streams`` streams (default ``STREAMS_PER_UNIT``) over a chunk of T = 50 steps with dropout
 masks between layers; the 2 x T x L per-step products of that chunk alone ((Bu, H) x (H, G*H)
 forward, (Bu, G*H) x (G*H, H) backward, with the product the unit calls, as
@@ -38,7 +38,7 @@ T, V = 50, 65
 
 @njit(**dict(NJIT, cache=False))
 def step_products(n, form, Bu, GH, H, h, WhhT, Whp, acc, da, Whh, Whb, dh):
-    """``group_forward``'s and ``group_backward``'s per-step products, ``n`` times."""
+    """``layer_forward``'s and ``layer_backward``'s per-step products, ``n`` times."""
     for _ in range(n):
         if form == batch.TILES:
             tiles.product(h, Whp, acc)

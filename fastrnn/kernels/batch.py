@@ -8,8 +8,10 @@ A unit keeps its own activations, layer by layer, so each layer's T*Bu rows form
 contiguous matrix (``Group``), and its own gradient buffers (one row of ``Work.partials``, laid
 out as the flat gradient and read by name through ``Spec.view``).
 
-A unit runs layer-major, with no Python (and no GIL) inside it; for layer l with G gates
-(1 rnn, 4 lstm, 3 gru):
+A unit runs layer-major, one kernel call per layer (``layer_forward``, ``layer_backward``) and
+one for the softmax layer (``output_forward``, ``output_backward``), with no Python (and no
+GIL) inside a call; a kernel is given one layer, so the same machine code serves any number of
+layers. For layer l with G gates (1 rnn, 4 lstm, 3 gru):
 
     forward    pre = Wxh x + bh for every step at once: a gather of Wxh's columns for layer 0,
                one (T*Bu, H) x (H, G*H) product of the layer below's (dropped-out) output
@@ -134,7 +136,8 @@ class Transposes:
 
     def load(self, w):
         """Refreshed from weights w; returns (WxhT, WupT), what ``sample`` reads."""
-        load_weights(w, self.WxhT, self.WhhT, self.WupT, self.Whp, self.Whb)
+        for l, layer in enumerate(w.layers):
+            load_layer(l, layer, self.WxhT, self.WhhT, self.WupT, self.Whp, self.Whb)
         return self.WxhT, self.WupT
 
 
@@ -412,53 +415,62 @@ def apply_masks(masks, h, out):
 
 
 @njit(**NJIT)
-def load_weights(w, WxhT, WhhT, WupT, Whp, Whb):
-    """``Transposes``' arrays from the weights w (the empty ones stay empty)."""
-    WxhT[:] = w.layers[0].Wxh.T
-    for l in range(len(w.layers)):
-        layer = w.layers[l]
-        if l > 0:
-            WupT[l - 1] = layer.Wxh.T
-        if WhhT.shape[1] > 0:
-            WhhT[l] = layer.Whh.T
-        if Whp.shape[1] > 0:
-            tiles.pack(layer.Whh, True, Whp[l])    # Whh^T
-            tiles.pack(layer.Whh, False, Whb[l])   # Whh
+def load_layer(l, layer, WxhT, WhhT, WupT, Whp, Whb):
+    """``Transposes``' arrays of layer l from its weights ``layer`` (the empty ones stay
+    empty)."""
+    if l == 0:
+        WxhT[:] = layer.Wxh.T
+    else:
+        WupT[l - 1] = layer.Wxh.T
+    if WhhT.shape[1] > 0:
+        WhhT[l] = layer.Whh.T
+    if Whp.shape[1] > 0:
+        tiles.pack(layer.Whh, True, Whp[l])    # Whh^T
+        tiles.pack(layer.Whh, False, Whb[l])   # Whh
 
 
 # --------------------------------------------------------------------------------------------
-# One unit's chunk (nogil: units run in parallel)
+# One unit's chunk, a layer per call (nogil: units run in parallel). A kernel is given one
+# layer's weights and its index, never the tuple of all layers, so that its type, and the
+# machine code compiled for it, is the same for any number of layers.
 
 @njit(**NJIT)
-def group_forward(x, y, w, WxhT, WhhT, Whp, form, WupT, hs, cs, pre, hn, xin, masks, drop, acc,
-                  ps, row_loss):
-    """Forward pass of one unit through every layer; hs[:, 0] (and cs[:, 0]) hold its state
-    before the chunk. ``drop``: apply ``masks`` between layers. Returns the summed loss."""
+def layer_forward(l, x, layer, WxhT, WhhT, Whp, form, WupT, hs, cs, pre, hn, xin, masks, drop,
+                  acc):
+    """Forward pass of one unit through its layer l (weights ``layer``): hs[l, 0] (and
+    cs[l, 0]) hold its state before the chunk, hs[l - 1] the outputs of the layer below.
+    ``drop``: apply ``masks`` to those first."""
     T, Bg = x.shape
-    L, H, GH, V = hs.shape[0], hs.shape[3], pre.shape[3], w.Why.shape[0]
+    H, GH = hs.shape[3], pre.shape[3]
     R = T * Bg
-    for l in range(L):
-        layer = w.layers[l]
-        if l == 0:
-            gather_inputs(x, WxhT, layer.bh, pre[0])
+    if l == 0:
+        gather_inputs(x, WxhT, layer.bh, pre[0])
+    else:
+        below = hs[l - 1, 1]                     # the (T*Bu, H) rows of the layer below
+        if drop:
+            apply_masks(masks[l - 1], hs[l - 1, 1:], xin[l - 1])
+            below = xin[l - 1, 0]
+        gemm(False, False, R, GH, H, below, H, WupT[l - 1], GH, 0.0, pre[l, 0], GH)
+        add_bias(pre[l], layer.bh)
+    for t in range(T):
+        if form == TILES:                                                          # h Whh^T
+            tiles.product(hs[l, t], Whp[l], acc)
+        elif form == WHH:
+            gemm(False, True, 1, GH, H, hs[l, t], H, layer.Whh, H, 0.0, acc, GH)
         else:
-            below = hs[l - 1, 1]                     # the (T*Bu, H) rows of the layer below
-            if drop:
-                apply_masks(masks[l - 1], hs[l - 1, 1:], xin[l - 1])
-                below = xin[l - 1, 0]
-            gemm(False, False, R, GH, H, below, H, WupT[l - 1], GH, 0.0, pre[l, 0], GH)
-            add_bias(pre[l], layer.bh)
-        for t in range(T):
-            if form == TILES:                                                      # h Whh^T
-                tiles.product(hs[l, t], Whp[l], acc)
-            elif form == WHH:
-                gemm(False, True, 1, GH, H, hs[l, t], H, layer.Whh, H, 0.0, acc, GH)
-            else:
-                gemm(False, False, Bg, GH, H, hs[l, t], H, WhhT[l], GH, 0.0, acc, GH)
-            cell_forward(layer, pre[l, t], acc, hs[l, t], cs[l, t], hs[l, t + 1], cs[l, t + 1],
-                         hn[l, t])
-    gemm(False, True, R, V, H, hs[L - 1, 1], H, w.Why, H, 0.0, ps[0], V)   # all steps' logits
-    softmax_loss(ps, w.by, y, row_loss)
+            gemm(False, False, Bg, GH, H, hs[l, t], H, WhhT[l], GH, 0.0, acc, GH)
+        cell_forward(layer, pre[l, t], acc, hs[l, t], cs[l, t], hs[l, t + 1], cs[l, t + 1],
+                     hn[l, t])
+
+
+@njit(**NJIT)
+def output_forward(top, Why, by, y, ps, row_loss):
+    """The softmax layer on the top layer's outputs ``top`` (T+1, Bu, H) (top[0]: the state
+    before the chunk): probabilities into ps, and the summed loss."""
+    T, Bg = y.shape
+    H, V = top.shape[2], Why.shape[0]
+    gemm(False, True, T * Bg, V, H, top[1], H, Why, H, 0.0, ps[0], V)   # all steps' logits
+    softmax_loss(ps, by, y, row_loss)
     loss = 0.0
     for t in range(T):
         for b in range(Bg):
@@ -467,14 +479,12 @@ def group_forward(x, y, w, WxhT, WhhT, Whp, form, WupT, hs, cs, pre, hn, xin, ma
 
 
 @njit(**NJIT)
-def group_backward(x, y, w, Whb, form, hs, cs, pre, hn, xin, masks, drop, ps, dys, dhout, das,
-                   dahs, dh_next, dc_next, dWxhT, grads):
-    """Unclipped gradients of one unit's chunk, from its forward pass, into ``grads`` (Weights
-    laid out as the flat gradient; dWxhT: scratch)."""
-    T, Bg = x.shape
-    L, H, GH, V = hs.shape[0], hs.shape[3], pre.shape[3], w.Why.shape[0]
+def output_backward(y, ps, Why, top, dys, dhout, dWhy, dby):
+    """The softmax layer's gradients from its probabilities ps: dy = p - onehot into dys,
+    dWhy = dy^T h, dby, and dh_out = dy Why, what the top layer's outputs receive."""
+    T, Bg = y.shape
+    H, V = top.shape[2], Why.shape[0]
     R = T * Bg
-    dby = grads.by
     dby[:] = 0
     for t in range(T):
         for b in range(Bg):
@@ -483,51 +493,60 @@ def group_backward(x, y, w, Whb, form, hs, cs, pre, hn, xin, masks, drop, ps, dy
                 dby[v] += ps[t, b, v]
             dys[t, b, y[t, b]] -= 1
             dby[y[t, b]] -= 1
-    gemm(False, False, R, H, V, dys[0], V, w.Why, H, 0.0, dhout[0], H)    # dh_out = dy Why
-    gemm(True, False, V, H, R, dys[0], V, hs[L - 1, 1], H, 0.0, grads.Why, H)  # dWhy = dy^T h
-    for l in range(L - 1, -1, -1):
-        layer, g = w.layers[l], grads.layers[l]
-        direct = has_direct(layer)
-        dh_next[:] = 0
-        dc_next[:] = 0
-        for t in range(T - 1, -1, -1):
-            cell_backward(layer, pre[l, t], hs[l, t], cs[l, t], hs[l, t + 1], cs[l, t + 1],
-                          hn[l, t], dhout[t], dh_next, dc_next, das[t], dahs[t])
-            if t > 0:                                                          # da Whh
-                if form == TILES:
-                    tiles.product(dahs[t], Whb[l], dh_next)
-                else:
-                    gemm(False, False, Bg, H, GH, dahs[t], GH, layer.Whh, H, 0.0, dh_next, H)
-                if direct:
-                    for b in range(Bg):
-                        for i in range(H):
-                            dh_next[b, i] += dc_next[b, i]
-        gemm(True, False, GH, H, R, dahs[0], GH, hs[l, 0], H, 0.0, g.Whh, H)  # dWhh = da^T h
-        dbh = g.bh
-        dbh[:] = 0
-        if l == 0:
-            dWxhT[:] = 0
-            for t in range(T):
+    gemm(False, False, R, H, V, dys[0], V, Why, H, 0.0, dhout[0], H)    # dh_out = dy Why
+    gemm(True, False, V, H, R, dys[0], V, top[1], H, 0.0, dWhy, H)      # dWhy = dy^T h
+
+
+@njit(**NJIT)
+def layer_backward(l, x, layer, g, Whb, form, hs, cs, pre, hn, xin, masks, drop, dhout, das,
+                   dahs, dh_next, dc_next, dWxhT):
+    """Unclipped gradients of one unit's layer l (weights ``layer``) into ``g`` (its layer of
+    the unit's gradients), from the forward pass and dhout, the gradient arriving at the
+    layer's outputs; for l > 0, dhout is then the layer below's (dWxhT: scratch)."""
+    T, Bg = x.shape
+    H, GH, V = hs.shape[3], pre.shape[3], dWxhT.shape[0]
+    R = T * Bg
+    direct = has_direct(layer)
+    dh_next[:] = 0
+    dc_next[:] = 0
+    for t in range(T - 1, -1, -1):
+        cell_backward(layer, pre[l, t], hs[l, t], cs[l, t], hs[l, t + 1], cs[l, t + 1],
+                      hn[l, t], dhout[t], dh_next, dc_next, das[t], dahs[t])
+        if t > 0:                                                              # da Whh
+            if form == TILES:
+                tiles.product(dahs[t], Whb[l], dh_next)
+            else:
+                gemm(False, False, Bg, H, GH, dahs[t], GH, layer.Whh, H, 0.0, dh_next, H)
+            if direct:
                 for b in range(Bg):
-                    row = dWxhT[x[t, b]]
-                    for i in range(GH):
-                        dbh[i] += das[t, b, i]
-                        row[i] += das[t, b, i]
-            dWxh = g.Wxh
-            for i in range(GH):
-                for v in range(V):
-                    dWxh[i, v] = dWxhT[v, i]
-        else:
-            for t in range(T):
-                for b in range(Bg):
-                    for i in range(GH):
-                        dbh[i] += das[t, b, i]
-            below = xin[l - 1, 0] if drop else hs[l - 1, 1]
-            gemm(True, False, GH, H, R, das[0], GH, below, H, 0.0, g.Wxh, H)  # dWxh = da^T x
-            gemm(False, False, R, H, GH, das[0], GH, layer.Wxh, H, 0.0, dhout[0], H)  # dx
-            if drop:
-                apply_masks(masks[l - 1], dhout, dhout)
-        hidden_bias_gradient(g, dahs)
+                    for i in range(H):
+                        dh_next[b, i] += dc_next[b, i]
+    gemm(True, False, GH, H, R, dahs[0], GH, hs[l, 0], H, 0.0, g.Whh, H)  # dWhh = da^T h
+    dbh = g.bh
+    dbh[:] = 0
+    if l == 0:
+        dWxhT[:] = 0
+        for t in range(T):
+            for b in range(Bg):
+                row = dWxhT[x[t, b]]
+                for i in range(GH):
+                    dbh[i] += das[t, b, i]
+                    row[i] += das[t, b, i]
+        dWxh = g.Wxh
+        for i in range(GH):
+            for v in range(V):
+                dWxh[i, v] = dWxhT[v, i]
+    else:
+        for t in range(T):
+            for b in range(Bg):
+                for i in range(GH):
+                    dbh[i] += das[t, b, i]
+        below = xin[l - 1, 0] if drop else hs[l - 1, 1]
+        gemm(True, False, GH, H, R, das[0], GH, below, H, 0.0, g.Wxh, H)  # dWxh = da^T x
+        gemm(False, False, R, H, GH, das[0], GH, layer.Wxh, H, 0.0, dhout[0], H)  # dx
+        if drop:
+            apply_masks(masks[l - 1], dhout, dhout)
+    hidden_bias_gradient(g, dahs)
 
 
 @njit(**INLINE)
@@ -693,13 +712,22 @@ def _store(work, state):
 
 
 def _forward_one(work, w, g, drop):
-    return group_forward(g.x, g.y, w, work.WxhT, work.WhhT, work.Whp, g.form, work.WupT, g.hs,
-                         g.cs, g.pre, g.hn, g.xin, g.masks, drop, g.acc, g.ps, g.row_loss)
+    """Unit g's forward pass through every layer (g.hs[:, 0], and g.cs[:, 0], hold its state
+    before the chunk); returns its summed loss."""
+    for l, layer in enumerate(w.layers):
+        layer_forward(l, g.x, layer, work.WxhT, work.WhhT, work.Whp, g.form, work.WupT, g.hs,
+                      g.cs, g.pre, g.hn, g.xin, g.masks, drop, g.acc)
+    return output_forward(g.hs[-1], w.Why, w.by, g.y, g.ps, g.row_loss)
 
 
 def _backward_one(work, w, g, drop):
-    group_backward(g.x, g.y, w, work.Whb, g.form, g.hs, g.cs, g.pre, g.hn, g.xin, g.masks, drop,
-                   g.ps, g.dys, g.dhout, g.das, g.dahs, g.dh_next, g.dc_next, g.dWxhT, g.grads)
+    """Unit g's unclipped gradients, from its forward pass, into g.grads."""
+    grads = g.grads
+    output_backward(g.y, g.ps, w.Why, g.hs[-1], g.dys, g.dhout, grads.Why, grads.by)
+    for l in range(len(w.layers) - 1, -1, -1):
+        layer_backward(l, g.x, w.layers[l], grads.layers[l], work.Whb, g.form, g.hs, g.cs,
+                       g.pre, g.hn, g.xin, g.masks, drop, g.dhout, g.das, g.dahs, g.dh_next,
+                       g.dc_next, g.dWxhT)
 
 
 def forward(inputs, targets, state, w, work, threads=1, masks=None):

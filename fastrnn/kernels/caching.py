@@ -1,7 +1,7 @@
 """Numba's on-disk cache, keyed on every source file a kernel is compiled from.
 
 Numba keys a cached kernel on its own file only. fastrnn's kernels inline kernels of other
-files (``config.INLINE``: ``tiles.pack`` into ``batch.load_weights``, ``vmath`` and
+files (``config.INLINE``: ``tiles.pack`` into ``batch.load_layer``, ``vmath`` and
 ``scalar`` into everything) and bake in constants of ``config.py``, so after an edit to
 ``tiles.py`` alone, ``batch.py``'s kernels would load from the cache with the old code inlined:
 tests would pass, and runs be timed, on code that is no longer there. Here the key of every
