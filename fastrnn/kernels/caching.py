@@ -7,8 +7,9 @@ files (``config.INLINE``: ``tiles.pack`` into ``batch.load_layer``, ``vmath`` an
 tests would pass, and runs be timed, on code that is no longer there. Here the key of every
 kernel and test kernel of this package also holds a digest of ``SOURCES``, the files whose code
 or constants the kernels compile, so that a change to any of them compiles them all again,
-once. (Installing a new version rewrites every file and already had that effect; this is for
-a checkout, where one file changes at a time.)
+once: an edit in a checkout, or a new version installed over an old one whose cache files
+are still there (Numba's own key is the file's content, so an unchanged batch.py would
+otherwise keep its old machine code).
 
 Imported by ``kernels/__init__.py``, before any kernel is defined: Numba picks a function's
 cache locator when the function is decorated.
@@ -16,6 +17,7 @@ cache locator when the function is decorated.
 
 import hashlib
 import pathlib
+import warnings
 
 from numba.core import caching
 
@@ -26,12 +28,11 @@ SCOPES = (PACKAGE, PACKAGE.parent / "tests", PACKAGE.parent / "benchmarks")
 
 
 def digest(paths):
-    """A digest of the files' names and contents (in name order)."""
+    """A digest of the files' paths in the package and their contents."""
     h = hashlib.sha256()
-    for path in sorted(paths, key=lambda p: p.as_posix()):
-        h.update(path.relative_to(PACKAGE).as_posix().encode() if path.is_relative_to(PACKAGE)
-                 else path.name.encode())
-        h.update(hashlib.sha256(path.read_bytes()).digest())
+    for name in sorted(path.relative_to(PACKAGE).as_posix() for path in paths):
+        h.update(name.encode())
+        h.update(hashlib.sha256((PACKAGE / name).read_bytes()).digest())
     return h.hexdigest()
 
 
@@ -63,10 +64,19 @@ def _keyed_locator(base):
 
 
 def _install():
-    # Numba 0.61+ names the classes without the underscore its earlier versions used
-    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
-    names = ("UserProvidedCacheLocator", "InTreeCacheLocator", "UserWideCacheLocator")
-    bases = [getattr(caching, name, None) or getattr(caching, "_" + name) for name in names]
+    # Numba's locator list is not public API: newer versions name the classes without the
+    # underscore of earlier ones; one that has neither keeps Numba's own keys, with a warning
+    def find(name):
+        return getattr(caching, name, None) or getattr(caching, "_" + name, None)
+
+    impl = find("CacheImpl")
+    bases = [find(name) for name in ("UserProvidedCacheLocator", "InTreeCacheLocator",
+                                     "UserWideCacheLocator")]
+    if not isinstance(getattr(impl, "_locator_classes", None), list) or None in bases:
+        warnings.warn("fastrnn: this Numba's cache locators are unknown to fastrnn, so cached "
+                      "kernels are keyed on their own file only; after editing a kernel file, "
+                      "delete the __pycache__ folders under fastrnn/")
+        return ()
     ours = [_keyed_locator(base) for base in bases]
     impl._locator_classes[:0] = ours   # tried first, in Numba's own order
     return tuple(ours)
