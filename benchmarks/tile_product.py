@@ -11,6 +11,10 @@ and the LSTM at H = 256. Both are first checked to agree within the dtype's tole
 ``--rounds`` rounds each time ``--calls`` calls of one and then of the other (alternating: the
 machine is shared and noisy), one thread. Reported: median microseconds per product, GFLOP/s,
 and the median over rounds of OpenBLAS's time over the tile kernel's (> 1: tiles faster).
+
+Then the packing itself, which the kernels redo once per chunk for each layer (``load_layer``):
+``tiles.pack`` of each cell's Whh (G*H, H), transposed (the forward's panels) and as it is (the
+backward's), against a plain copy of the same matrix, alternating the same way.
 """
 
 import argparse
@@ -33,6 +37,18 @@ from fastrnn.kernels.blas import gemm  # noqa: E402
 @njit(**NJIT)
 def pack(W, out):
     tiles.pack(W, False, out)
+
+
+@njit(**NJIT)
+def packs(W, transpose, out, calls):
+    for _ in range(calls):
+        tiles.pack(W, transpose, out)
+
+
+@njit(**NJIT)
+def copies(W, out, calls):
+    for _ in range(calls):
+        out[:] = W
 
 
 @njit(**NJIT)
@@ -92,6 +108,31 @@ def main(argv=None):
                 print(f"| {name} | {M} | {K} | {N} | {a * 1e6:.1f} | {b * 1e6:.1f} | "
                       f"{flops / a / 1e9:.0f} | {flops / b / 1e9:.0f} | {ratio:.2f}x |",
                       flush=True)
+    print("\n| packing Whh | shape | KB | pack Whh^T us | pack Whh us | copy us | "
+          "pack Whh^T / copy | pack Whh / copy |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for cell, G in (("rnn", 1), ("gru", 3), ("lstm", 4)):
+        Whh = rng.standard_normal((G * H, H)).astype(dtype)
+        forward = np.empty((tiles.panels(G * H, dtype), H, tiles.panel_width(dtype)), dtype)
+        backward = np.empty((tiles.panels(H, dtype), G * H, tiles.panel_width(dtype)), dtype)
+        copy = np.empty_like(Whh)
+        timings = {"T": [], "W": [], "copy": []}
+        runs = {"T": lambda n: packs(Whh, True, forward, n),
+                "W": lambda n: packs(Whh, False, backward, n), "copy": lambda n: copies(Whh, copy, n)}
+        for run in runs.values():
+            run(1)
+        calls = max(1, args.calls // 10)
+        for _ in range(args.rounds):
+            for key, run in runs.items():
+                start = time.perf_counter()
+                run(calls)
+                timings[key].append((time.perf_counter() - start) / calls)
+        t = {key: statistics.median(v) for key, v in timings.items()}
+        ratio = {key: statistics.median(x / c for x, c in zip(timings[key], timings["copy"]))
+                 for key in ("T", "W")}
+        print(f"| {cell} | {G * H} x {H} | {Whh.nbytes // 1024} | {t['T'] * 1e6:.1f} | "
+              f"{t['W'] * 1e6:.1f} | {t['copy'] * 1e6:.1f} | {ratio['T']:.2f} | "
+              f"{ratio['W']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
