@@ -35,11 +35,6 @@ from fastrnn.kernels.blas import gemm  # noqa: E402
 
 
 @njit(**NJIT)
-def pack(W, out):
-    tiles.pack(W, False, out)
-
-
-@njit(**NJIT)
 def packs(W, transpose, out, calls):
     for _ in range(calls):
         tiles.pack(W, transpose, out)
@@ -88,7 +83,7 @@ def main(argv=None):
                 A = rng.standard_normal((M, K)).astype(dtype)
                 W = rng.standard_normal((K, N)).astype(dtype)
                 packed = np.empty((tiles.panels(N, dtype), K, tiles.panel_width(dtype)), dtype)
-                pack(W, packed)
+                packs(W, False, packed, 1)
                 C1, C2 = np.empty((M, N), dtype), np.empty((M, N), dtype)
                 tiled(A, packed, C1, 1)
                 openblas(A, W, C2, 1)

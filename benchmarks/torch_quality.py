@@ -55,6 +55,7 @@ from benchmarks.cells_vs_torch import (TEXT, Streams, TorchCharModel, import_tor
 from fastrnn import cells, corpus  # noqa: E402
 from fastrnn.config import DATA_DEFAULTS  # noqa: E402
 from fastrnn.spec import Spec  # noqa: E402
+from fastrnn.train import decayed_rate  # noqa: E402
 
 
 def evaluate(torch, model, ids, chunk):
@@ -127,9 +128,10 @@ def run(args, torch):
             next_eval = trained + args.eval_seconds
             if trained >= budget:
                 break
-        if args.lr_decay:  # python -m fastrnn.train's schedule (Trainer.learning_rate)
+        if args.lr_decay:  # python -m fastrnn.train's schedule
             for group in model.optimizer.param_groups:
-                group["lr"] = args.learning_rate * args.lr_decay ** (chunks // args.lr_decay_every)
+                group["lr"] = decayed_rate(args.learning_rate,
+                                           (args.lr_decay, args.lr_decay_every), chunks)
         start = time.perf_counter()
         loss = model.train_chunk(*streams.next()).item()
         trained += time.perf_counter() - start

@@ -155,6 +155,15 @@ def _main(argv):
     return trainer.run()
 
 
+def decayed_rate(rate, lr_decay, iteration):
+    """The learning rate after ``iteration`` iterations: ``rate`` times the decay factor once
+    per ``every`` iterations done, for ``lr_decay`` = (factor, every), or None (no decay)."""
+    if lr_decay:
+        factor, every = lr_decay
+        rate *= factor ** (iteration // every)
+    return rate
+
+
 def _lr_decay(args, ckpt):
     """The learning-rate schedule: (factor, every) or None, from the arguments, or on --resume
     the checkpoint's (a different one is refused: resuming must repeat the run)."""
@@ -455,13 +464,8 @@ class Trainer:
                         f"{self.corpus.vocab.decode(ids)}\n-----")
 
     def learning_rate(self):
-        """The learning rate of the next iterations: the config's, times the decay factor once
-        per ``every`` iterations done (blocks never cross a decay)."""
-        lr = self.model.config.learning_rate
-        if self.lr_decay:
-            factor, every = self.lr_decay
-            lr *= factor ** (self.iteration // every)
-        return lr
+        """The learning rate of the next iterations (blocks never cross a decay)."""
+        return decayed_rate(self.model.config.learning_rate, self.lr_decay, self.iteration)
 
     def _state(self):
         return {"iteration": self.iteration, "smooth_loss": self.smooth,
