@@ -102,7 +102,8 @@ def run(W, A, out, C):
     tiles.pack(W, False, out)
     tiles.product(A, out, C)
 
-assert (tiles.VECTOR_BYTES, tiles.MR, tiles.NV) == (32, 4, 3), (tiles.VECTOR_BYTES, tiles.MR, tiles.NV)
+shape = (tiles.VECTOR_BYTES, tiles.MR, tiles.NV)
+assert shape == (32, 4, 3), shape
 rng = np.random.default_rng(0)
 for dtype in (np.float64, np.float32):
     for M, K, N in ((1, 3, 5), (6, 17, 33), (13, 20, 64), (16, 64, 40)):
