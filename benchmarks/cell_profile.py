@@ -7,12 +7,15 @@ its element-wise steps (one thread, float32).
 
 Times (medians of ``--repeats``): the forward and backward pass of one unit of
 ``--streams`` streams (default ``STREAMS_PER_UNIT``) over a chunk of T = 50 steps with dropout
-masks between layers; the 2 x T x L per-step products of that chunk alone ((Bu, H) x (H, G*H)
-forward, (Bu, G*H) x (G*H, H) backward, with the product the unit calls, as
-``batch.product_form`` decides: ``tiles.product`` on the packed weights, or ``blas.gemm`` on
-Whh or Whh^T below ``batch.tile_rows`` streams); one step's element-wise cell kernels
-(``cell_forward``, ``cell_backward``) over (Bu, H) units; and, for scale, the time to read one
-layer's Whh once (a sum over it), the bandwidth bound of a product of few rows.
+masks between layers; what a training step adds to them once per chunk (the weights' packing,
+``Work.load``, and the units' gradient sum with the clipped Adam update, ``sum_and_update``;
+each timed alone, the cache warm from the call before); the 2 x T x L per-step products of
+that chunk alone ((Bu, H) x (H, G*H) forward, (Bu, G*H) x (G*H, H) backward, with the product
+the unit calls, as ``batch.product_form`` decides: ``tiles.product`` on the packed weights,
+or ``blas.gemm`` on Whh or Whh^T below ``batch.tile_rows`` streams); one step's element-wise
+cell kernels (``cell_forward``, ``cell_backward``) over (Bu, H) units; and, for scale, the
+time to read one layer's Whh once (a sum over it, first to last), what a product of few rows
+would take if every product streamed Whh in from the cache it does not fit in.
 """
 
 import argparse
@@ -27,7 +30,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastrnn import reference  # noqa: E402
+from fastrnn import optim, reference  # noqa: E402
 from fastrnn.config import NJIT, STREAMS_PER_UNIT  # noqa: E402
 from fastrnn.kernels import batch, tiles  # noqa: E402
 from fastrnn.kernels.blas import gemm  # noqa: E402
@@ -38,28 +41,32 @@ T, V = 50, 65
 
 @njit(**dict(NJIT, cache=False))
 def step_products(n, form, Bu, GH, H, h, WhhT, Whp, acc, da, Whh, Whb, dh):
-    """``layer_forward``'s and ``layer_backward``'s per-step products, ``n`` times."""
-    for _ in range(n):
+    """``layer_forward``'s and ``layer_backward``'s per-step products, ``n`` of each, in the
+    kernels' order: the forward's, then the backward's."""
+    for t in range(n):
         if form == batch.TILES:
-            tiles.product(h, Whp, acc)
-            tiles.product(da, Whb, dh)
+            tiles.product(h, Whp, acc, t % 2 == 1)
+        elif form == batch.WHH:
+            gemm(False, True, 1, GH, H, h, H, Whh, H, 0.0, acc, GH)
         else:
-            if form == batch.WHH:
-                gemm(False, True, 1, GH, H, h, H, Whh, H, 0.0, acc, GH)
-            else:
-                gemm(False, False, Bu, GH, H, h, H, WhhT, GH, 0.0, acc, GH)
+            gemm(False, False, Bu, GH, H, h, H, WhhT, GH, 0.0, acc, GH)
+    for t in range(n):
+        if form == batch.TILES:
+            tiles.product(da, Whb, dh, t % 2 == 1)
+        else:
             gemm(False, False, Bu, H, GH, da, GH, Whh, H, 0.0, dh, H)
 
 
 @njit(**dict(NJIT, cache=False, fastmath=True))
 def read_once(n, W):
-    """Sum ``W`` ``n`` times: the time to stream it through the core (fastmath: a vectorised
-    sum, so that reading, not adding, is what is timed)."""
-    total = 0.0
+    """Sum ``W`` ``n`` times, first to last element each time: the time to stream it through
+    the core (fastmath: a vectorised sum in W's own dtype, so that reading, not adding or
+    converting, is what is timed)."""
+    flat = W.reshape(-1)
+    total = flat[0] * 0
     for _ in range(n):
-        for i in range(W.shape[0]):
-            for j in range(W.shape[1]):
-                total += W[i, j]
+        for i in range(flat.shape[0]):
+            total += flat[i]
     return total
 
 
@@ -107,6 +114,16 @@ def main(argv=None):
         batch._backward_one(work, w, unit, drop)
         forward = median_time(lambda: batch._forward_one(work, w, unit, drop), args.repeats)
         backward = median_time(lambda: batch._backward_one(work, w, unit, drop), args.repeats)
+        load = median_time(lambda: work.load(w), args.repeats)
+        opt = optim.get("adam").state([np.zeros(spec.size, np.float32) for _ in range(2)])
+        grad = np.empty(spec.size, np.float32)
+        step = iter(range(1, 10 ** 6))
+
+        def update():
+            batch.sum_and_update(work.partials, opt, w.flat, grad, 1e-9, next(step), 0,
+                                 spec.size)
+        update()
+        updates = median_time(update, args.repeats)
         h, acc = np.ones((Bu, H), np.float32), np.empty((Bu, GH), np.float32)
         da, dh = np.ones((Bu, GH), np.float32), np.empty((Bu, H), np.float32)
         Whh = w.layers[0].Whh
@@ -127,6 +144,9 @@ def main(argv=None):
     print(f"{args.cell}, {L} layer(s), H = {H}, one unit of {Bu} streams, T = {T}, float32, "
           f"one thread")
     print(f"chunk: forward {forward * 1e3:.1f} ms + backward {backward * 1e3:.1f} ms")
+    print(f"once per chunk, for all units: the weights' transposes and packing (Work.load) "
+          f"{load * 1e3:.2f} ms; the gradient sum and clipped Adam update of the "
+          f"{spec.size:,} parameters {updates * 1e3:.2f} ms (one unit's gradients, one thread)")
     how = {batch.TILES: "tiles.product", batch.WHH: "OpenBLAS on Whh",
            batch.WHH_T: "OpenBLAS on Whh^T"}[unit.form]
     print(f"the {2 * T * L} per-step products alone ({how}): {products * 1e3:.1f} ms "
@@ -134,8 +154,9 @@ def main(argv=None):
           f"{flops * 2 * T * L / products / 1e9:.1f} GFLOP/s)")
     print(f"one step's element-wise kernels (forward + backward, {Bu} x {H} units): "
           f"{cells * 1e6:.1f} us")
-    print(f"reading Whh ({Whh.nbytes / 1e6:.2f} MB) once: {read * 1e6:.1f} us "
-          f"({Whh.nbytes / read / 1e9:.0f} GB/s); each per-step product reads it once")
+    print(f"reading Whh ({Whh.nbytes / 1e6:.2f} MB) once, first to last: {read * 1e6:.1f} us "
+          f"({Whh.nbytes / read / 1e9:.0f} GB/s); each per-step product reads it once, in "
+          f"alternate directions (the panels read last, still in cache, first)")
 
 
 if __name__ == "__main__":

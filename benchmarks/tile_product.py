@@ -4,13 +4,15 @@
     python benchmarks/tile_product.py --dtype float64 --rows 1 4 8 16
 
 For each shape (M rows of state, K, N): C = A W as the mini-batch kernels compute it per step,
-``tiles.product`` from W packed once (``tiles.pack``), and OpenBLAS's gemm from W as it is (the
+``tiles.product`` from W packed once (``tiles.pack``), its panels taken in alternate directions
+from one call to the next as the kernels take them, and OpenBLAS's gemm from W as it is (the
 kernels' other path: units below ``config.TILE_ROWS`` streams for the CPU). The shapes are the
 forward (M, H) x (H, G*H) and backward (M, G*H) x (G*H, H) products of the tanh cell, the GRU
 and the LSTM at H = 256. Both are first checked to agree within the dtype's tolerance; then
 ``--rounds`` rounds each time ``--calls`` calls of one and then of the other (alternating: the
 machine is shared and noisy), one thread. Reported: median microseconds per product, GFLOP/s,
-and the median over rounds of OpenBLAS's time over the tile kernel's (> 1: tiles faster).
+and the median over rounds of OpenBLAS's time over the tile kernel's (> 1: tiles faster);
+last, the same for the tile kernel with its panels always taken first to last ("one way").
 
 Then the packing itself, which the kernels redo once per chunk for each layer (``load_layer``):
 ``tiles.pack`` of each cell's Whh (G*H, H), transposed (the forward's panels) and as it is (the
@@ -47,9 +49,11 @@ def copies(W, out, calls):
 
 
 @njit(**NJIT)
-def tiled(A, packed, C, calls):
-    for _ in range(calls):
-        tiles.product(A, packed, C)
+def tiled(A, packed, C, calls, alternate):
+    """``calls`` products, the panels taken in alternate directions as the kernels take them,
+    or (not ``alternate``) always first to last."""
+    for i in range(calls):
+        tiles.product(A, packed, C, alternate and i % 2 == 1)
 
 
 @njit(**NJIT)
@@ -73,8 +77,8 @@ def main(argv=None):
     print(f"{args.dtype}, one thread; panels of {tiles.panel_width(dtype)} columns, blocks of "
           f"{tiles.MR} rows")
     print("| product | M | K | N | tiles us | OpenBLAS us | tiles GFLOP/s | OpenBLAS GFLOP/s | "
-          "OpenBLAS / tiles |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "OpenBLAS / tiles | one way / tiles |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     shapes = [("rnn h Whh^T and da Whh", H, H), ("gru h Whh^T", H, 3 * H),
               ("gru da Whh", 3 * H, H), ("lstm h Whh^T", H, 4 * H), ("lstm da Whh", 4 * H, H)]
     with threadpool_limits(1, user_api="blas"):
@@ -85,24 +89,25 @@ def main(argv=None):
                 packed = np.empty((tiles.panels(N, dtype), K, tiles.panel_width(dtype)), dtype)
                 packs(W, False, packed, 1)
                 C1, C2 = np.empty((M, N), dtype), np.empty((M, N), dtype)
-                tiled(A, packed, C1, 1)
+                tiled(A, packed, C1, 2, True)
                 openblas(A, W, C2, 1)
                 np.testing.assert_allclose(C1, A.astype(np.float64) @ W, **TOLERANCES[dtype])
                 np.testing.assert_allclose(C2, A.astype(np.float64) @ W, **TOLERANCES[dtype])
-                t1, t2 = [], []
+                t1, t2, t0 = [], [], []
                 for _ in range(args.rounds):
-                    start = time.perf_counter()
-                    tiled(A, packed, C1, args.calls)
-                    t1.append((time.perf_counter() - start) / args.calls)
-                    start = time.perf_counter()
-                    openblas(A, W, C2, args.calls)
-                    t2.append((time.perf_counter() - start) / args.calls)
+                    for times, run in ((t1, lambda: tiled(A, packed, C1, args.calls, True)),
+                                       (t2, lambda: openblas(A, W, C2, args.calls)),
+                                       (t0, lambda: tiled(A, packed, C1, args.calls, False))):
+                        start = time.perf_counter()
+                        run()
+                        times.append((time.perf_counter() - start) / args.calls)
                 a, b = statistics.median(t1), statistics.median(t2)
                 flops = 2 * M * K * N
                 ratio = statistics.median(y / x for x, y in zip(t1, t2))
+                one_way = statistics.median(y / x for x, y in zip(t1, t0))
                 print(f"| {name} | {M} | {K} | {N} | {a * 1e6:.1f} | {b * 1e6:.1f} | "
-                      f"{flops / a / 1e9:.0f} | {flops / b / 1e9:.0f} | {ratio:.2f}x |",
-                      flush=True)
+                      f"{flops / a / 1e9:.0f} | {flops / b / 1e9:.0f} | {ratio:.2f}x | "
+                      f"{one_way:.2f}x |", flush=True)
     print("\n| packing Whh | shape | KB | pack Whh^T us | pack Whh us | copy us | "
           "pack Whh^T / copy | pack Whh / copy |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")

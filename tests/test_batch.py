@@ -127,6 +127,30 @@ def test_every_product_form_matches_the_oracle(tile_rows, cell, L, dropout, B, T
     check_kernels(B, T, H, V, dtype, 2, cell, L, dropout)
 
 
+@pytest.mark.parametrize("tile_rows", [1, 8])
+@pytest.mark.parametrize("cell,L", [("lstm", 2), ("gru", 1), ("rnn", 3)])
+def test_sample_matches_the_oracle_with_every_product_form(cell, L, tile_rows, monkeypatch):
+    """batch.sample, float64, with its per-step products on the packed Whh^T (tile_rows 1, as
+    one stream runs with AVX2) or OpenBLAS on Whh: the oracle's ids, state and all."""
+    monkeypatch.setattr(batch, "tile_rows", tile_rows)
+    H, V, n = 20, 7, 200
+    w, _, _, state, _ = problem(1, 1, H, V, np.float64, cell=cell, L=L)
+    for layer in w.layers:  # small recurrent weights: a contractive, not chaotic, recurrence
+        layer.Whh[...] *= 0.3
+    spec = reference.spec_of(w)
+    transposes = batch.Transposes(spec, np.float64)
+    assert (transposes.Whp.shape[1] > 0) == (tile_rows == 1)
+    uniforms = np.random.default_rng(5).random(n)
+    for greedy in (False, True):
+        after = state.copy()
+        ixes = np.full(n, -1, np.int64)
+        batch.sample(after, 2, uniforms, w, *transposes.load(w), 0.9, greedy, 0, 1.0, ixes,
+                     *batch.sample_buffers(spec, np.float64))
+        expected, expected_state = reference.sample(w, state, 2, uniforms, 0.9, greedy)
+        assert ixes.tolist() == expected
+        assert_close(after, expected_state, np.float64, "state")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_training_trajectory_matches_the_oracle(dtype):
     B, T, H, V, n = 4, 7, 24, 9, 60

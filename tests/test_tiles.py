@@ -21,8 +21,8 @@ def pack(W, transpose, out):
 
 
 @njit(**NJIT)
-def product(A, packed, C):
-    tiles.product(A, packed, C)
+def product(A, packed, C, backwards=False):
+    tiles.product(A, packed, C, backwards)
 
 
 def packed(W, dtype, transpose=False):
@@ -48,35 +48,42 @@ def test_pack_cuts_columns_into_panels_padded_with_zeros(dtype, transpose):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("M", [1, 3, 8, 13, 16, 17])
-@pytest.mark.parametrize("K,N", [(1, 1), (5, 7), (17, 33), (64, 256), (20, 64)])
+@pytest.mark.parametrize("K,N", [(1, 1), (5, 7), (17, 33), (64, 256), (20, 64), (9, 500)])
 def test_product_equals_numpy_and_rows_are_independent(dtype, M, K, N):
-    """Any M (whole and edge blocks of rows), K and N (whole and edge panels); each row of the
-    result has the bits of that row multiplied alone (a row never depends on the others, so a
-    unit's result does not depend on how many streams share its blocks)."""
+    """Any M (whole and edge blocks of rows; one row has blocks of its own, several panels
+    wide), K and N (whole and edge panels, whole and partial groups of panels); each row of
+    the result has the bits of that row multiplied alone (a row never depends on the others,
+    so a unit's result does not depend on how many streams share its blocks), and the panels
+    taken in either order give the same bits."""
     rng = np.random.default_rng([M, K, N])
     A, W = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
     C = np.full((M, N), np.nan, dtype)
     product(A, packed(W, dtype), C)
     np.testing.assert_allclose(C, A.astype(np.float64) @ W.astype(np.float64),
                                **TOLERANCES[np.dtype(dtype)])
+    reverse = np.full((M, N), np.nan, dtype)
+    product(A, packed(W, dtype), reverse, True)
+    np.testing.assert_array_equal(reverse, C)
     for i in range(M):
-        row = np.empty((1, N), dtype)
-        product(A[i:i + 1].copy(), packed(W, dtype), row)
+        row = np.full((1, N), np.nan, dtype)
+        product(A[i:i + 1].copy(), packed(W, dtype), row, i % 2 == 1)
         np.testing.assert_array_equal(row[0], C[i])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_product_reads_and_writes_views_in_place(dtype):
+@pytest.mark.parametrize("M", [12, 1])
+def test_product_reads_and_writes_views_in_place(dtype, M):
     """A and C as views with row strides of their own (as the kernels pass hs[l, t] and
-    buffers); nothing outside C's view is written."""
+    buffers), in blocks of several rows and in one row's blocks; nothing outside C's view is
+    written."""
     rng = np.random.default_rng(1)
-    A = rng.standard_normal((12, 40)).astype(dtype)[:, 3:35]
-    W = rng.standard_normal((32, 48)).astype(dtype)
-    big = np.zeros((12, 60), dtype)
-    product(A, packed(W, dtype, transpose=True), big[:, 5:53])
-    np.testing.assert_allclose(big[:, 5:53], A.astype(np.float64) @ W,
+    A = rng.standard_normal((M, 40)).astype(dtype)[:, 3:35]
+    W = rng.standard_normal((32, 148)).astype(dtype)
+    big = np.zeros((M, 160), dtype)
+    product(A, packed(W, dtype, transpose=True), big[:, 5:153])
+    np.testing.assert_allclose(big[:, 5:153], A.astype(np.float64) @ W,
                                **TOLERANCES[np.dtype(dtype)])
-    assert not big[:, :5].any() and not big[:, 53:].any()
+    assert not big[:, :5].any() and not big[:, 153:].any()
 
 
 def test_product_refuses_operands_it_cannot_read():
@@ -100,7 +107,7 @@ from fastrnn.kernels import tiles
 @njit
 def run(W, A, out, C):
     tiles.pack(W, False, out)
-    tiles.product(A, out, C)
+    tiles.product(A, out, C, False)
 
 shape = (tiles.VECTOR_BYTES, tiles.MR, tiles.NV)
 assert shape == (32, 4, 3), shape
@@ -117,7 +124,7 @@ print("ok")
 
 
 def test_the_kernel_for_cpus_without_avx512():
-    """The 32-byte-vector, 6-row form (what CPUs without AVX-512 compile; forced here by
+    """The 32-byte-vector, 4-row form (what CPUs without AVX-512 compile; forced here by
     FASTRNN_TILE_VECTOR=32 in a process of its own, as the form is fixed at import)."""
     env = dict(os.environ, FASTRNN_TILE_VECTOR="32")
     done = subprocess.run([sys.executable, "-c", _NARROW], env=env, capture_output=True,

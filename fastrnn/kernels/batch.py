@@ -135,10 +135,10 @@ class Transposes:
                             dtype)
 
     def load(self, w):
-        """Refreshed from weights w; returns (WxhT, WupT), what ``sample`` reads."""
+        """Refreshed from weights w; returns (WxhT, WupT, Whp), what ``sample`` reads."""
         for l, layer in enumerate(w.layers):
             load_layer(l, layer, self.WxhT, self.WhhT, self.WupT, self.Whp, self.Whb)
-        return self.WxhT, self.WupT
+        return self.WxhT, self.WupT, self.Whp
 
 
 class Work(Transposes):
@@ -454,7 +454,7 @@ def layer_forward(l, x, layer, WxhT, WhhT, Whp, form, WupT, hs, cs, pre, hn, xin
         add_bias(pre[l], layer.bh)
     for t in range(T):
         if form == TILES:                                                          # h Whh^T
-            tiles.product(hs[l, t], Whp[l], acc)
+            tiles.product(hs[l, t], Whp[l], acc, t % 2 == 1)
         elif form == WHH:
             gemm(False, True, 1, GH, H, hs[l, t], H, layer.Whh, H, 0.0, acc, GH)
         else:
@@ -514,7 +514,7 @@ def layer_backward(l, x, layer, g, Whb, form, hs, cs, pre, hn, xin, masks, drop,
                       hn[l, t], dhout[t], dh_next, dc_next, das[t], dahs[t])
         if t > 0:                                                              # da Whh
             if form == TILES:
-                tiles.product(dahs[t], Whb[l], dh_next)
+                tiles.product(dahs[t], Whb[l], dh_next, t % 2 == 1)
             else:
                 gemm(False, False, Bg, H, GH, dahs[t], GH, layer.Whh, H, 0.0, dh_next, H)
             if direct:
@@ -613,11 +613,13 @@ def load_unit(inputs, targets, state, a, x, y, hs, cs):
 
 
 @njit(**NJIT)
-def sample(state, seed_ix, uniforms, w, WxhT, WupT, temperature, greedy, top_k, top_p,
+def sample(state, seed_ix, uniforms, w, WxhT, WupT, Whp, temperature, greedy, top_k, top_p,
            ixes, hs, cs, pre, acc, hn, logits, cdf):
     """reference.sample for any cell and layer count: writes len(uniforms) ids to ixes; state
-    (L, S, 1, H) is advanced in place. Buffers: hs, cs (L, 2, 1, H) (cs: lstm's, else hs),
-    pre, acc (1, G*H), hn (1, H), logits (1, V), cdf (V,) float64."""
+    (L, S, 1, H) is advanced in place. ``Transposes`` of one stream give WxhT, WupT and Whp
+    (the packed Whh^T, or empty where one stream's form is OpenBLAS on Whh). Buffers: hs, cs
+    (L, 2, 1, H) (cs: lstm's, else hs), pre, acc (1, G*H), hn (1, H), logits (1, V), cdf (V,)
+    float64."""
     L, H, GH = hs.shape[0], hs.shape[3], pre.shape[1]
     V = w.Why.shape[0]
     S = state.shape[1]
@@ -639,7 +641,10 @@ def sample(state, seed_ix, uniforms, w, WxhT, WupT, temperature, greedy, top_k, 
                 gemm(False, False, 1, GH, H, hs[l - 1, 1], H, WupT[l - 1], GH, 0.0, pre, GH)
                 for i in range(GH):
                     pre[0, i] += layer.bh[i]
-            gemm(False, True, 1, GH, H, hs[l, 0], H, layer.Whh, H, 0.0, acc, GH)  # h Whh^T
+            if Whp.shape[1] > 0:                                                   # h Whh^T
+                tiles.product(hs[l, 0], Whp[l], acc, n % 2 == 1)
+            else:
+                gemm(False, True, 1, GH, H, hs[l, 0], H, layer.Whh, H, 0.0, acc, GH)
             cell_forward(layer, pre, acc, hs[l, 0], cs[l, 0], hs[l, 1], cs[l, 1], hn)
         for l in range(L):
             hs[l, 0, 0] = hs[l, 1, 0]
