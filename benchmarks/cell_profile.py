@@ -8,8 +8,9 @@ its element-wise steps (one thread, float32).
 Times (medians of ``--repeats``): the forward and backward pass of one unit of
 ``--streams`` streams (default ``STREAMS_PER_UNIT``) over a chunk of T = 50 steps with dropout
 masks between layers; what a training step adds to them once per chunk (the weights' packing,
-``Work.load``, and the units' gradient sum with the clipped Adam update, ``sum_and_update``;
-each timed alone, the cache warm from the call before); the 2 x T x L per-step products of
+``Work.load``, the units' gradient sum with the clipped Adam update, ``sum_and_update``, and,
+with layers, drawing the chunk's dropout masks for 32 streams; each timed alone, the cache
+warm from the call before); the 2 x T x L per-step products of
 that chunk alone ((Bu, H) x (H, G*H) forward, (Bu, G*H) x (G*H, H) backward, with the product
 the unit calls, as ``batch.product_form`` decides: ``tiles.product`` on the packed weights,
 or ``blas.gemm`` on Whh or Whh^T below ``batch.tile_rows`` streams); one step's element-wise
@@ -124,6 +125,9 @@ def main(argv=None):
                                  spec.size)
         update()
         updates = median_time(update, args.repeats)
+        draw = np.random.default_rng(1)  # one chunk's masks for the README recipe's 32 streams
+        masking = median_time(lambda: reference.dropout_masks(draw, 0.35, (L - 1, T, 32, H),
+                                                              np.float32), args.repeats)
         h, acc = np.ones((Bu, H), np.float32), np.empty((Bu, GH), np.float32)
         da, dh = np.ones((Bu, GH), np.float32), np.empty((Bu, H), np.float32)
         Whh = w.layers[0].Whh
@@ -147,6 +151,9 @@ def main(argv=None):
     print(f"once per chunk, for all units: the weights' transposes and packing (Work.load) "
           f"{load * 1e3:.2f} ms; the gradient sum and clipped Adam update of the "
           f"{spec.size:,} parameters {updates * 1e3:.2f} ms (one unit's gradients, one thread)")
+    if L > 1:
+        print(f"drawing one chunk's dropout masks for 32 streams (reference.dropout_masks, "
+              f"before the kernels run): {masking * 1e3:.2f} ms")
     how = {batch.TILES: "tiles.product", batch.WHH: "OpenBLAS on Whh",
            batch.WHH_T: "OpenBLAS on Whh^T"}[unit.form]
     print(f"the {2 * T * L} per-step products alone ({how}): {products * 1e3:.1f} ms "

@@ -52,7 +52,9 @@ def dropout_masks(rng, p, shape, dtype):
     in ``dtype``. Drawing (n, *shape) at once gives the same masks as n draws of ``shape``,
     so a run's masks do not depend on how its chunks are grouped into calls."""
     keep = rng.random(shape) >= p
-    return (keep * (1.0 / (1.0 - p))).astype(dtype)
+    masks = keep.astype(dtype)
+    masks *= np.dtype(dtype).type(1.0 / (1.0 - p))  # the scale rounded once, as keep * it would be
+    return masks
 
 
 def forward(w, x, y, state, masks=None):

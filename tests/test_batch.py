@@ -274,6 +274,25 @@ def test_evaluation_as_streams_matches_the_oracle(n, streams, dtype, cell, L):
         assert one != results["numpy"][0]
 
 
+@pytest.mark.parametrize("cell,L,streams", [("lstm", 2, 1), ("gru", 3, 3), ("rnn", 2, 1)])
+def test_evaluation_with_its_layers_pipelined_has_the_bits_of_one_thread(cell, L, streams):
+    """One unit of streams with several layers: on 2 or 3 threads its layers run as a
+    pipeline over the chunks (batch._pipelined), then the short last chunk and the characters
+    left; the loss and the state after are those of one thread, bit for bit."""
+    data = np.random.default_rng(7).integers(0, 11, 3003)   # 11 chunks of 256, then the rest
+    S = 2 if cell == "lstm" else 1
+    start = (np.random.default_rng(2).standard_normal((L, S, 1, 16)) * 0.3).astype(np.float32)
+    results = []
+    for threads in (1, 2, 3):
+        model = CharRNN(11, hidden_size=16, dtype=np.float32, seed=3, threads=threads,
+                        cell=cell, num_layers=L)
+        results.append(model.evaluate(data, state=start, streams=streams))
+    for threads, (loss, state) in zip((2, 3), results[1:]):
+        assert loss == results[0][0], f"loss with {threads} threads"
+        assert np.array_equal(state, results[0][1]), f"state with {threads} threads"
+    assert not np.array_equal(results[0][1], np.repeat(start, streams, 2))
+
+
 def test_the_oracles_streams_are_the_single_stream_evaluation_of_their_pieces():
     """reference.evaluate with B streams is, by definition, B single-stream evaluations of
     contiguous pieces (the last piece longer by the n - B*P characters left)."""

@@ -3,6 +3,7 @@ compiled kernels is keyed on."""
 
 import os
 import pathlib
+import pickle
 import shutil
 import subprocess
 import sys
@@ -10,8 +11,9 @@ import sys
 import numpy as np
 from numba import njit
 
-from fastrnn import compiling
+from fastrnn import cells, compiling, optim
 from fastrnn.kernels import caching
+from fastrnn.spec import Weights
 
 
 def test_a_compilation_is_announced_once_with_its_duration():
@@ -69,6 +71,47 @@ def test_an_edit_to_any_kernel_source_recompiles_every_kernel(tmp_path):
     assert run() == "loaded"
     with open(package / "kernels" / "tiles.py", "a") as f:   # vmath.py itself is unchanged
         f.write("\n# an edit\n")
+    assert run() == "compiled"
+    assert run() == "loaded"
+
+
+_GATED = """
+import numpy as np
+from fastrnn import CharRNN, compiling
+said = []
+with compiling.announce(said.append, "float32"):
+    for cell in ("lstm", "gru"):
+        model = CharRNN(5, hidden_size=8, seq_length=4, dtype="float32", cell=cell,
+                        num_layers=2, dropout=0.1, optimizer="adam", threads=1)
+        model.train(np.arange(40) % 5, 1)
+        model.evaluate(np.arange(9) % 5)
+print(said and "compiled" or "loaded")
+"""
+
+
+def test_the_named_tuples_kernels_take_pickle_by_reference():
+    """Numba's cache index pickles a kernel's signature: a named tuple class in it must be
+    found again by its module and name (every cell's Layer, the weights, every optimizer's
+    state), or each process unpickles a class of its own and the cache never matches."""
+    classes = [cell.Layer for cell in cells.CELLS.values()] + [Weights] + \
+              [optimizer.State for optimizer in optim.OPTIMIZERS.values()]
+    for cls in classes:
+        assert pickle.loads(pickle.dumps(cls)) is cls, cls.__name__
+
+
+def test_the_gated_cells_kernels_load_from_the_cache(tmp_path):
+    """A second run of an LSTM and a GRU (training, evaluation) compiles nothing: their kernels
+    take the cells' Layer named tuples, which the cache index must pickle by reference (by
+    value, each process would unpickle a class of its own, and no key would match)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("NUMBA_DISABLE_JIT", None)
+
+    def run():
+        done = subprocess.run([sys.executable, "-c", _GATED], env=env, capture_output=True,
+                              text=True, timeout=600, cwd=caching.PACKAGE.parent)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()[-1]
+
     assert run() == "compiled"
     assert run() == "loaded"
 

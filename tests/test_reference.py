@@ -64,6 +64,19 @@ def test_gated_cells_backward_matches_central_differences(cell, H, V, T, seed, B
     gradient_check(H, V, T, seed, num_layers=L, B=B, cell=cell)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("p", [0.35, 0.2, 0.5])
+def test_dropout_masks_are_inverted_dropout_from_the_generator(p, dtype):
+    """1/(1-p) (rounded once to the dtype) where the generator's uniform is >= p, else 0: the
+    masks a run draws, whose bits resume and every backend rely on."""
+    shape = (3, 7, 5, 11)
+    masks = reference.dropout_masks(np.random.default_rng(3), p, shape, dtype)
+    keep = np.random.default_rng(3).random(shape) >= p
+    assert masks.dtype == dtype and masks.shape == shape
+    assert np.array_equal(masks, np.where(keep, dtype(1.0 / (1.0 - p)), dtype(0)))
+    assert 0 < keep.mean() < 1
+
+
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("L", [2, 3])
 def test_backward_follows_the_dropout_masks(cell, L):

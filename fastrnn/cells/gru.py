@@ -25,7 +25,7 @@ from .rnn import input_backward, input_term
 NAME = "gru"
 STATES = ("h",)
 GATES = 3
-Layer = namedtuple("GRULayer", ["Wxh", "Whh", "bh", "bhn"])
+GRULayer = Layer = namedtuple("GRULayer", ["Wxh", "Whh", "bh", "bhn"])  # (as lstm.LSTMLayer)
 
 
 def tensors(inputs, hidden):

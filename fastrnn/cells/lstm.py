@@ -22,8 +22,11 @@ from .rnn import input_backward, input_term
 NAME = "lstm"
 STATES = ("h", "c")
 GATES = 4
-Layer = namedtuple("LSTMLayer", ["Wxh", "Whh", "bh"])  # (a name of its own: Numba tells
-# named tuple types apart by their names, and the tanh cell's Layer has the same fields)
+# (a name of its own: Numba tells named tuple types apart by their names, and the tanh cell's
+# Layer has the same fields; and a module attribute of that name, so that pickle finds the
+# class by reference when Numba's cache index stores kernel signatures: pickled by value, it
+# would be a new class in every process, and no cached LSTM kernel would ever match)
+LSTMLayer = Layer = namedtuple("LSTMLayer", ["Wxh", "Whh", "bh"])
 
 
 def uniform(hidden):

@@ -735,13 +735,15 @@ def _backward_one(work, w, g, drop):
                        g.dc_next, g.dWxhT)
 
 
-def forward(inputs, targets, state, w, work, threads=1, masks=None):
+def forward(inputs, targets, state, w, work, threads=1, masks=None, loaded=False):
     """reference.forward; the activations stay in the work buffers (``work.states()``,
     ``work.ps()``); ``state`` is not changed. Returns the loss summed over the block.
+    ``loaded``: ``work`` already holds w's transposes (``Work.load``).
 
     Call it (and ``gradients``) with BLAS limited to one thread, as ``train`` does, when
     ``threads`` > 1: the units are the parallelism."""
-    work.load(w)
+    if not loaded:
+        work.load(w)
     drop = masks is not None
 
     def unit(g):
@@ -814,24 +816,77 @@ def train(data, position, state, w, g, opt, lr, seq_length, step, losses, work, 
     return position
 
 
+def _pipelined(data, starts, chunks, state, w, work, threads):
+    """``evaluate``'s first ``chunks`` chunks for a single unit of streams, its layers in a
+    pipeline: at tick k, layer l reads chunk k - l, so that one thread runs layer 0 of a chunk
+    while another runs layer 1 of the chunk before. Each chunk in flight has buffers of its
+    own (``work`` and L - 1 more Works, reading ``work``'s transposes of the weights), and a
+    layer's state passes from a chunk's buffers to the next chunk's. Every layer computes
+    what ``forward`` computes and the chunks' losses are added in order: the same bits as one
+    thread. ``state`` (L, S, B, H) is advanced in place; returns the summed loss."""
+    L, T = len(w.layers), work.T
+    works = [work] + [Work(work.spec, work.B, T, work.WxhT.dtype) for _ in range(L - 1)]
+    units = [k.groups[0] for k in works]   # chunk c's buffers: units[c % L]
+    streams, cells = units[0].streams, work.spec.cell is lstm
+    steps = np.arange(T + 1)
+    losses = [0.0] * chunks
+
+    def stage(item):
+        l, c = item
+        g = units[c % L]
+        if l == 0:
+            window = data[(starts + c * T)[:, None] + steps]           # (B, T+1)
+            g.x[:] = window[:, :T].T
+            g.y[:] = window[:, 1:].T
+        before = state[l, :, streams] if c == 0 else None
+        g.hs[l, 0] = before[0] if c == 0 else units[(c - 1) % L].hs[l, T]
+        if cells:
+            g.cs[l, 0] = before[1] if c == 0 else units[(c - 1) % L].cs[l, T]
+        layer_forward(l, g.x, w.layers[l], work.WxhT, work.WhhT, work.Whp, g.form, work.WupT,
+                      g.hs, g.cs, g.pre, g.hn, g.xin, g.masks, False, g.acc)
+        if l == L - 1:
+            losses[c] = output_forward(g.hs[-1], w.Why, w.by, g.y, g.ps, g.row_loss)
+
+    for k in range(chunks + L - 1):
+        _run(threads, stage, [(l, k - l) for l in range(L) if 0 <= k - l < chunks])
+    last = units[(chunks - 1) % L]
+    state[:, 0, streams] = last.hs[:, T]
+    if cells:
+        state[:, 1, streams] = last.cs[:, T]
+    loss = 0.0
+    for part in losses:
+        loss += part
+    return loss
+
+
 def evaluate(data, state, w, work, threads=1):
     """reference.evaluate with B = state.shape[2] streams: the summed loss of predicting
     data[1:] as B contiguous streams, each from state[:, :, b] (carried in place): stream b
     predicts the P = n // B characters after position b*P (n = len(data) - 1), T steps at a
     time; the last stream then goes on alone through the n - B*P characters left (at most
-    B - 1). With B = 1, one stream through the whole text."""
+    B - 1). With B = 1, one stream through the whole text.
+
+    The units of streams run on ``threads`` threads; a single unit with several layers has
+    its layers pipelined over them instead (``_pipelined``)."""
     B, T = work.B, work.T
     n = data.shape[0] - 1
     P = n // B
     starts = np.arange(B) * P
     loss = 0.0
     dtype = work.WxhT.dtype
+    L = len(w.layers)
     with threadpool_limits(1, user_api="blas"):
-        for t0 in range(0, P, T):
+        work.load(w)  # once: the weights do not change here
+        done = 0
+        if threads > 1 and L > 1 and len(work.groups) == 1 and P // T > 1:
+            loss += _pipelined(data, starts, P // T, state, w, work, min(threads, L))
+            done = P // T * T
+        for t0 in range(done, P, T):
             m = min(T, P - t0)
             chunk = work if m == T else Work(work.spec, B, m, dtype)  # the short last one
             window = data[(starts + t0)[:, None] + np.arange(m + 1)]
-            loss += forward(window[:, :m], window[:, 1:], state, w, chunk, threads)
+            loss += forward(window[:, :m], window[:, 1:], state, w, chunk, threads,
+                            loaded=chunk is work)
             _store(chunk, state)
         rest = n - B * P
         if rest:
