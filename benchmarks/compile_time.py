@@ -9,11 +9,13 @@ the first compiles (cold), the second loads the machine code from the cache (war
 (b) every kernel of one dtype, through the numba backend: forward, backward, the unclipped
     gradients, evaluate, sample, the update of every optimizer, single-stream and mini-batch
     training with every optimizer, and the drop-in ``lossFun`` + ``adagrad``.
+(c) the kernels of the README recipe's model (an LSTM of two layers with dropout, float32,
+    Adam, 32 streams): training, evaluation and sampling, through ``CharRNN``.
 
 Each process times every call (its first call: compilation or a cache load) and prints it;
 the process totals, less a process that only imports the same modules, are printed too.
 
-    python benchmarks/compile_time.py [float64|float32]     # (a), then (b) for that dtype
+    python benchmarks/compile_time.py [float64|float32]     # (a), (b) for that dtype, (c)
 """
 
 import json
@@ -69,7 +71,7 @@ timed("forward", lambda: out.update(f=k.forward(w, x, x, state)))
 timed("backward", lambda: k.backward(w, x, x, out["f"][1], out["f"][2], g))
 work = chunk_work(T, H, V, dtype)
 timed("gradients (unclipped)", lambda: cpu.gradients(
-    x[0], x[0], np.ascontiguousarray(out["f"][1][0, :, 0]), np.ascontiguousarray(out["f"][2][:, 0]),
+    x[0], x[0], np.ascontiguousarray(out["f"][1][0, :, 0, 0]), np.ascontiguousarray(out["f"][2][:, 0]),
     w, g, work[2:]))
 timed("evaluate", lambda: k.evaluate(w, data[:30], state))
 timed("sample", lambda: k.sample(w, state, 0, np.random.default_rng(0).random(3), 1.0, False,
@@ -92,6 +94,18 @@ def dropin():
     loss, *grads, h = fastrnn.lossFun([0, 1], [1, 2], np.zeros((H, 1), dtype), *params)
     fastrnn.adagrad(params, grads, [np.zeros_like(p) for p in params], 0.1)
 timed("drop-in lossFun + adagrad", dropin)
+print(json.dumps(timings))
+"""
+
+# (c) the README recipe's kernels: LSTM, two layers, dropout, float32, Adam, 32 streams.
+RECIPE = PRELUDE + """
+V, H, T = 5, 8, 4
+model = CharRNN(V, hidden_size=H, seq_length=T, dtype="float32", cell="lstm", num_layers=2,
+                dropout=0.35, optimizer="adam", batch_size=32)
+data = (np.arange(400) % V).astype(np.uint8)
+timed("train", lambda: model.train(data, 2))
+timed("evaluate", lambda: model.evaluate(data[:30], state=model.state[:, :, :1]))
+timed("sample", lambda: model.sample(3, 0, rng=np.random.default_rng(0)))
 print(json.dumps(timings))
 """
 
@@ -128,6 +142,8 @@ def main(dtype="float64"):
     measure("default python -m fastrnn.train path (float64, B=1, adagrad: train, evaluate, sample)",
             DEFAULT_PATH)
     measure(f"{dtype}, every kernel", EVERY_KERNEL.format(dtype=dtype))
+    measure("the README recipe's model (lstm, 2 layers, dropout, float32, adam, B=32: train, "
+            "evaluate, sample)", RECIPE)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ TILE_ROWS = {64: 8, 32: 1}      # by the tile kernel's vector bytes (``tiles.VEC
                                 # ones through OpenBLAS. AVX-512 (Intel Xeon): tiles 1.4-1.7x
                                 # OpenBLAS at 16 rows, 0.7x at one row (measured before one row
                                 # had blocks of its own). AVX2 (AMD EPYC Zen 3): tiles 1.3-1.6x
-                                # OpenBLAS at 16 rows and 4.2-6.1x at one row,
+                                # OpenBLAS at 16 rows and 4.2-7.0x at one row,
                                 # measured: benchmarks/tile_product.py --rows 16 4 1
 UPDATE_UNIT = 1 << 18           # parameters a task sums over the stream units and updates
                                 # (below this, one thread does it: a thread hand-off costs more)

@@ -15,7 +15,7 @@ One row (a unit of one stream: B = 1 training, validation, sampling) has blocks 
 1 row x ``WIDE`` panels, with as many accumulators as an ``MR``-row block and no repeated
 rows to compute (an ``MR``-row block would compute the row ``MR`` times). The kernels take
 the panels in alternate directions from one step to the next (``backwards``), so a product
-starts with the panels the one before read last, still in L2: 4.2-6.1x OpenBLAS at one row
+starts with the panels the one before read last, still in L2: 4.2-7.0x OpenBLAS at one row
 on an AMD EPYC Zen 3, 2.7-3.4x before these two changes.
 
 The micro-kernel is LLVM IR built here and compiled by llvmlite for this machine's CPU
