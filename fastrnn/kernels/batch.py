@@ -820,14 +820,17 @@ def _pipelined(data, starts, chunks, state, w, work, threads):
     """``evaluate``'s first ``chunks`` chunks for a single unit of streams, its layers in a
     pipeline: at tick k, layer l reads chunk k - l, so that one thread runs layer 0 of a chunk
     while another runs layer 1 of the chunk before. Each chunk in flight has buffers of its
-    own (``work`` and L - 1 more Works, reading ``work``'s transposes of the weights), and a
-    layer's state passes from a chunk's buffers to the next chunk's. Every layer computes
-    what ``forward`` computes and the chunks' losses are added in order: the same bits as one
-    thread. ``state`` (L, S, B, H) is advanced in place; returns the summed loss."""
+    own (``work``'s unit and L - 1 more like it, all reading ``work``'s transposes of the
+    weights), and a layer's state passes from a chunk's buffers to the next chunk's. Every
+    layer computes what ``forward`` computes and the chunks' losses are added in order: the
+    same bits as one thread. ``state`` (L, S, B, H) is advanced in place; returns the summed
+    loss."""
     L, T = len(w.layers), work.T
-    works = [work] + [Work(work.spec, work.B, T, work.WxhT.dtype) for _ in range(L - 1)]
-    units = [k.groups[0] for k in works]   # chunk c's buffers: units[c % L]
-    streams, cells = units[0].streams, work.spec.cell is lstm
+    first = work.groups[0]
+    streams, cells = first.streams, work.spec.cell is lstm
+    units = [first] + [Group(streams, work.spec, T, work.WxhT.dtype,
+                             np.empty_like(work.partials[0])) for _ in range(L - 1)]
+    # (chunk c's buffers: units[c % L]; their gradient rows are never written)
     steps = np.arange(T + 1)
     losses = [0.0] * chunks
 
