@@ -40,16 +40,25 @@ def timed(name, fn):
 
 IMPORT_ONLY = PRELUDE
 
-# (a) python -m fastrnn.train's defaults: float64, B = 1, Adagrad; ids as the corpus stores them.
-DEFAULT_PATH = PRELUDE + """
+
+
+def run_path(options, n):
+    """A process that trains, evaluates and samples ``CharRNN(V, hidden_size=H, seq_length=T,
+    OPTIONS)`` as ``python -m fastrnn.train`` calls it, on ``n`` ids stored as the corpus
+    stores them."""
+    return PRELUDE + f"""
 V, H, T = 5, 8, 4
-model = CharRNN(V, hidden_size=H, seq_length=T)
-data = (np.arange(60) % V).astype(np.uint8)
+model = CharRNN(V, hidden_size=H, seq_length=T{options})
+data = (np.arange({n}) % V).astype(np.uint8)
 timed("train", lambda: model.train(data, 2))
 timed("evaluate", lambda: model.evaluate(data[:30], state=model.state[:, :, :1]))
 timed("sample", lambda: model.sample(3, 0, rng=np.random.default_rng(0)))
 print(json.dumps(timings))
 """
+
+
+# (a) python -m fastrnn.train's defaults: float64, B = 1, Adagrad.
+DEFAULT_PATH = run_path("", 60)
 
 # (b) every kernel of one dtype.
 EVERY_KERNEL = PRELUDE + """
@@ -98,16 +107,8 @@ print(json.dumps(timings))
 """
 
 # (c) the README recipe's kernels: LSTM, two layers, dropout, float32, Adam, 32 streams.
-RECIPE = PRELUDE + """
-V, H, T = 5, 8, 4
-model = CharRNN(V, hidden_size=H, seq_length=T, dtype="float32", cell="lstm", num_layers=2,
-                dropout=0.35, optimizer="adam", batch_size=32)
-data = (np.arange(400) % V).astype(np.uint8)
-timed("train", lambda: model.train(data, 2))
-timed("evaluate", lambda: model.evaluate(data[:30], state=model.state[:, :, :1]))
-timed("sample", lambda: model.sample(3, 0, rng=np.random.default_rng(0)))
-print(json.dumps(timings))
-"""
+RECIPE = run_path(""", dtype="float32", cell="lstm", num_layers=2, dropout=0.35,
+                optimizer="adam", batch_size=32""", 400)
 
 
 def timed_process(code, env):

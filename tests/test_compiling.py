@@ -50,6 +50,14 @@ print(vmath._exp64.stats.cache_hits and "loaded" or "compiled")
 """
 
 
+def probe(code, env, cwd, timeout):
+    """The last word ``code`` prints, run in a Python process of its own."""
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()[-1]
+
+
 def test_an_edit_to_any_kernel_source_recompiles_every_kernel(tmp_path):
     """A kernel is loaded from the cache until a file it may inline or read constants from
     changes (kernels/caching.py), not only its own file; other files do not matter."""
@@ -59,10 +67,7 @@ def test_an_edit_to_any_kernel_source_recompiles_every_kernel(tmp_path):
     env.pop("NUMBA_DISABLE_JIT", None)
 
     def run():
-        done = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True,
-                              text=True, timeout=300, cwd=tmp_path)
-        assert done.returncode == 0, done.stderr
-        return done.stdout.split()[-1]
+        return probe(_PROBE, env, tmp_path, 300)
 
     assert run() == "compiled"
     assert run() == "loaded"
@@ -107,10 +112,7 @@ def test_the_gated_cells_kernels_load_from_the_cache(tmp_path):
     env.pop("NUMBA_DISABLE_JIT", None)
 
     def run():
-        done = subprocess.run([sys.executable, "-c", _GATED], env=env, capture_output=True,
-                              text=True, timeout=600, cwd=caching.PACKAGE.parent)
-        assert done.returncode == 0, done.stderr
-        return done.stdout.split()[-1]
+        return probe(_GATED, env, caching.PACKAGE.parent, 600)
 
     assert run() == "compiled"
     assert run() == "loaded"

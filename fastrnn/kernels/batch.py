@@ -837,14 +837,13 @@ def _pipelined(data, starts, chunks, state, w, work, threads):
     def stage(item):
         l, c = item
         g = units[c % L]
-        if l == 0:
+        if l == 0:  # the chunk's inputs and targets (and every layer's state, chunk 0's)
             window = data[(starts + c * T)[:, None] + steps]           # (B, T+1)
-            g.x[:] = window[:, :T].T
-            g.y[:] = window[:, 1:].T
-        before = state[l, :, streams] if c == 0 else None
-        g.hs[l, 0] = before[0] if c == 0 else units[(c - 1) % L].hs[l, T]
-        if cells:
-            g.cs[l, 0] = before[1] if c == 0 else units[(c - 1) % L].cs[l, T]
+            load_unit(window[:, :T], window[:, 1:], state, streams.start, g.x, g.y, g.hs, g.cs)
+        if c > 0:   # layer l's state after the chunk before
+            g.hs[l, 0] = units[(c - 1) % L].hs[l, T]
+            if cells:
+                g.cs[l, 0] = units[(c - 1) % L].cs[l, T]
         layer_forward(l, g.x, w.layers[l], work.WxhT, work.WhhT, work.Whp, g.form, work.WupT,
                       g.hs, g.cs, g.pre, g.hn, g.xin, g.masks, False, g.acc)
         if l == L - 1:
