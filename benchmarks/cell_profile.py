@@ -4,6 +4,7 @@ its element-wise steps (one thread, float32).
     python benchmarks/cell_profile.py                       # lstm, 2 layers, H = 256, 16 streams
     python benchmarks/cell_profile.py --cell gru --layers 1 --hidden-size 512
     python benchmarks/cell_profile.py --layers 1 --streams 1      # one stream (B = 1 training)
+    python benchmarks/cell_profile.py --layers 1 --streams 1 --tile-rows 1   # tiles at one row
 
 Times (medians of ``--repeats``): the forward and backward pass of one unit of
 ``--streams`` streams (default ``STREAMS_PER_UNIT``) over a chunk of T = 50 steps with dropout
@@ -95,7 +96,11 @@ def main(argv=None):
     p.add_argument("--hidden-size", type=int, default=256)
     p.add_argument("--streams", type=int, default=STREAMS_PER_UNIT, help="streams in the unit")
     p.add_argument("--repeats", type=int, default=11)
+    p.add_argument("--tile-rows", type=int, default=batch.tile_rows,
+                   help="units of this many streams or more use the tile kernel (default: this "
+                        "CPU's config.TILE_ROWS, %(default)s)")
     args = p.parse_args(argv)
+    batch.tile_rows = args.tile_rows
     L, H, Bu = args.layers, args.hidden_size, args.streams
     spec = Spec(args.cell, V, H, L)
     G = spec.cell.GATES

@@ -47,14 +47,14 @@ INLINE = dict(NJIT, inline="always")
 STREAMS_PER_UNIT = 16           # streams a unit runs through the chunk together (its per-step
                                 # products are (16, H) x (H, H): OpenBLAS's float32 kernels
                                 # lose about half their speed below 16 rows, measured)
-TILE_ROWS = {64: 8, 32: 1}      # by the tile kernel's vector bytes (``tiles.VECTOR_BYTES``):
-                                # units of this many streams or more multiply by the recurrent
+TILE_ROWS = 1                   # units of this many streams or more multiply by the recurrent
                                 # weights with ``kernels/tiles.py``'s packed micro-kernel, smaller
-                                # ones through OpenBLAS. AVX-512 (Intel Xeon): tiles 1.4-1.7x
-                                # OpenBLAS at 16 rows, 0.7x at one row (measured before one row
-                                # had blocks of its own). AVX2 (AMD EPYC Zen 3): tiles 1.3-1.6x
-                                # OpenBLAS at 16 rows and 4.2-7.0x at one row,
-                                # measured: benchmarks/tile_product.py --rows 16 4 1
+                                # ones through OpenBLAS (the knob for a CPU where OpenBLAS wins;
+                                # tests set it to reach both). Measured, tiles against OpenBLAS:
+                                # AMD EPYC Zen 3 (AVX2): 1.3-1.6x at 16 rows, 4.2-7.0x at one;
+                                # Intel Xeon (AVX-512): 1.8-2.0x at 16 rows, 1.1-4.1x at 2-4 for
+                                # the gated cells' products, a one-stream LSTM chunk 1.5 ms
+                                # against 1.8 (benchmarks/tile_product.py, cell_profile.py)
 UPDATE_UNIT = 1 << 18           # parameters a task sums over the stream units and updates
                                 # (below this, one thread does it: a thread hand-off costs more)
 

@@ -13,9 +13,9 @@ from fastrnn.spec import Spec
 from tests.helpers import as64, assert_close, assert_weights_close, random_weights
 
 DTYPES = [np.float64, np.float32]
-# B, T, H, V: units below batch.tile_rows streams (OpenBLAS's products, where the CPU's
-# config.TILE_ROWS is above one; test_every_product_form_matches_the_oracle reaches them on any
-# CPU), at it, between
+# B, T, H, V: units below batch.tile_rows streams (OpenBLAS's products, where config.TILE_ROWS
+# is above one; test_every_product_form_matches_the_oracle reaches them whatever it is), at it,
+# between
 # (12: a tiled unit with an edge block of rows), and (the last two) several stream units
 # (config.STREAMS_PER_UNIT), one of them too small to tile in (17, ...)
 SHAPES = [(1, 1, 1, 2), (3, 5, 7, 4), (8, 9, 16, 11), (12, 4, 20, 6), (17, 20, 33, 5),

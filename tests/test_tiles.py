@@ -47,14 +47,14 @@ def test_pack_cuts_columns_into_panels_padded_with_zeros(dtype, transpose):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("M", [1, 3, 8, 13, 16, 17])
+@pytest.mark.parametrize("M", [1, 2, 3, 4, 5, 8, 13, 16, 17])
 @pytest.mark.parametrize("K,N", [(1, 1), (5, 7), (17, 33), (64, 256), (20, 64), (9, 500)])
 def test_product_equals_numpy_and_rows_are_independent(dtype, M, K, N):
-    """Any M (whole and edge blocks of rows; one row has blocks of its own, several panels
-    wide), K and N (whole and edge panels, whole and partial groups of panels); each row of
-    the result has the bits of that row multiplied alone (a row never depends on the others,
-    so a unit's result does not depend on how many streams share its blocks), and the panels
-    taken in either order give the same bits."""
+    """Any M (whole and edge blocks of rows; fewer rows than MR have blocks of their own,
+    several panels wide: ``tiles.BLOCKS``), K and N (whole and edge panels, whole and partial
+    groups of panels); each row of the result has the bits of that row multiplied alone (a
+    row never depends on the others, so a unit's result does not depend on how many streams
+    share its blocks), and the panels taken in either order give the same bits."""
     rng = np.random.default_rng([M, K, N])
     A, W = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
     C = np.full((M, N), np.nan, dtype)
@@ -86,6 +86,14 @@ def test_product_reads_and_writes_views_in_place(dtype, M):
     assert not big[:, :5].any() and not big[:, 153:].any()
 
 
+def test_blocks_of_few_rows_keep_the_accumulators_of_a_whole_block():
+    """Every block shape holds MR NV accumulators; the first holds one row, each next twice the
+    rows of the one before, the last MR rows in one panel (so M rows compute at most 2M - 1)."""
+    assert tiles.BLOCKS[0][0] == 1 and tiles.BLOCKS[-1] == (tiles.MR, 1)
+    assert all(rows * width == tiles.MR for rows, width in tiles.BLOCKS)
+    assert all(b[0] == 2 * a[0] for a, b in zip(tiles.BLOCKS, tiles.BLOCKS[1:]))
+
+
 def test_product_refuses_operands_it_cannot_read():
     """Strided rows or shapes that do not fit: a clear error, not a product of the wrong
     elements."""
@@ -113,7 +121,7 @@ shape = (tiles.VECTOR_BYTES, tiles.MR, tiles.NV)
 assert shape == (32, 4, 3), shape
 rng = np.random.default_rng(0)
 for dtype in (np.float64, np.float32):
-    for M, K, N in ((1, 3, 5), (6, 17, 33), (13, 20, 64), (16, 64, 40)):
+    for M, K, N in ((1, 3, 5), (2, 9, 70), (3, 17, 33), (6, 17, 33), (13, 20, 64), (16, 64, 40)):
         A, W = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
         out = np.full((tiles.panels(N, dtype), K, tiles.panel_width(dtype)), np.nan, dtype)
         C = np.full((M, N), np.nan, dtype)

@@ -25,9 +25,9 @@ layers. For layer l with G gates (1 rnn, 4 lstm, 3 gru):
                dWhh = da^T h, dbh, and dWxh (rows of da added per character for layer 0; a
                product above, with dx = da Wxh, times the dropout mask, the layer below's dh_out)
 
-The per-step products of a unit of ``tile_rows`` streams or more (``config.TILE_ROWS``, by the
-CPU's vector width) go to ``tiles.product``, a register-tiled micro-kernel over Whh packed once
-per chunk (``Transposes``; 1.3-1.7x OpenBLAS at 16 rows, ``benchmarks/tile_product.py``); a
+The per-step products of a unit of ``tile_rows`` streams or more (``config.TILE_ROWS``: every
+unit, as set) go to ``tiles.product``, a register-tiled micro-kernel over Whh packed once
+per chunk (``Transposes``; 1.3-2.0x OpenBLAS at 16 rows, ``benchmarks/tile_product.py``); a
 smaller unit's, and every whole-chunk product, to NumPy's own OpenBLAS directly
 (``blas.gemm``), one BLAS thread per unit. The cell's element-wise code is chosen when a
 kernel compiles, by the type of its ``Layer`` named tuple (``cell_forward``, ``cell_backward``:
@@ -69,7 +69,7 @@ def units(n, size):
 TILES, WHH, WHH_T = 0, 1, 2
 
 
-tile_rows = TILE_ROWS[tiles.VECTOR_BYTES]  # on this CPU; tests set it to reach every form
+tile_rows = TILE_ROWS  # tests set it to reach every form
 
 
 def product_form(rows):
