@@ -4,6 +4,7 @@ side in one run (PyTorch is an optional peer: ``pip install torch``).
     python benchmarks/cells_vs_torch.py      # rnn, lstm, gru; B,H,threads = 1,256,1 and 32,256,2
     python benchmarks/cells_vs_torch.py --cells lstm gru --sizes 32,512,2 --chunks 20 --repeats 7
     python benchmarks/cells_vs_torch.py --backend numpy --chunks 2 --repeats 2 --sizes 2,16,1
+    python benchmarks/cells_vs_torch.py --cells lstm --sizes 1,256,1 --tile-rows 2  # OpenBLAS at B=1
 
 The last one is a dry run of a few seconds, on fastrnn's NumPy oracle.
 
@@ -334,7 +335,13 @@ def main(argv=None):
     p.add_argument("--chunks", type=positive, default=10, help="chunks per timed call")
     p.add_argument("--repeats", type=positive, default=5, help="timed calls of each side")
     p.add_argument("--text", type=Path, default=TEXT, help="training text (default: %(default)s)")
+    p.add_argument("--tile-rows", type=positive, metavar="N",
+                   help="numba: units of N streams or more use the tile kernel, smaller ones "
+                        "OpenBLAS (default: config.TILE_ROWS)")
     args = p.parse_args(argv)
+    if args.tile_rows is not None:
+        from fastrnn.kernels import batch
+        batch.tile_rows = args.tile_rows
     torch = import_torch("cells_vs_torch.py")
     import numba
     most = max(threads for _, _, threads in args.sizes)
