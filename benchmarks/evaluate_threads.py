@@ -5,11 +5,11 @@
     python benchmarks/evaluate_threads.py --cell gru --num-layers 3 --threads 1 3
 
 ``model.evaluate`` of tinyshakespeare's held-out 10% (fastrnn's split) as one stream, as
-``python -m fastrnn.train`` validates, with an LSTM of two layers of 256 by default (the
-README recipe's shape before it grew to 384; float32; its weights do not change the time). One stream is a single unit, so
-on more than one thread the kernels run its layers as a pipeline over the chunks
-(``batch._pipelined``: layer 0 of a chunk beside layer 1 of the chunk before), with the same
-bits as one thread, which is checked first. Then ``--rounds`` rounds each time one
+``python -m fastrnn.train`` validates, with an LSTM of two layers of 256 by default (the README
+recipe's shape before it grew to 384; float32; its weights do not change the time). One stream
+is a single unit, so on more than one thread the kernels run its layers as a pipeline over the
+chunks (``batch._pipelined``: layer 0 of a chunk beside layer 1 of the chunk before), with the
+same bits as one thread, which is checked first. Then ``--rounds`` rounds each time one
 evaluation per thread count, in turn (the machine is shared and noisy). Reported: median
 seconds, characters per second and the median over rounds of one thread's time over each
 count's.

@@ -52,9 +52,10 @@ TILE_ROWS = 1                   # units of this many streams or more multiply by
                                 # ones through OpenBLAS (the knob for a CPU where OpenBLAS wins;
                                 # tests set it to reach both). Measured, tiles against OpenBLAS:
                                 # AMD EPYC Zen 3 (AVX2): 1.3-1.6x at 16 rows, 4.2-7.0x at one;
-                                # Intel Xeon (AVX-512): 1.8-2.0x at 16 rows, 1.1-4.1x at 2-4 for
-                                # the gated cells' products, a one-stream LSTM chunk 1.5 ms
-                                # against 1.8 (benchmarks/tile_product.py, cell_profile.py)
+                                # Intel Xeon (AVX-512): 1.8-2.1x at 16 rows, 0.8-4.7x at 2-4
+                                # (OpenBLAS's own times vary 2x between runs there), a
+                                # one-stream LSTM chunk 1.4-1.5 ms against 1.8 (tile_product.py,
+                                # cell_profile.py in benchmarks/)
 UPDATE_UNIT = 1 << 18           # parameters a task sums over the stream units and updates
                                 # (below this, one thread does it: a thread hand-off costs more)
 

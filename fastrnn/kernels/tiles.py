@@ -17,8 +17,8 @@ as many accumulators as an ``MR``-row block and few repeated rows to compute (an
 block would compute one row ``MR`` times). The kernels take the panels in alternate
 directions from one step to the next (``backwards``), so a product starts with the panels the
 one before read last, still in L2: 4.2-7.0x OpenBLAS at one row on an AMD EPYC Zen 3, 2.7-3.4x
-before these two changes; at 2-4 rows on an Intel Xeon (AVX-512), 1.6-2.2x faster than with
-8-row blocks.
+before these two changes; at 2-4 rows on an Intel Xeon (AVX-512), 1.4-3.2x faster than with
+8-row blocks (about 2x at two rows).
 
 The micro-kernel is LLVM IR built here and compiled by llvmlite for this machine's CPU
 (``fastrnn_tile_f32`` / ``fastrnn_tile_f64``, registered with LLVM like ``blas.py``'s symbols,
