@@ -707,13 +707,17 @@ def _load(g, inputs, targets, state, masks):
         g.masks[:] = masks[:, :, g.streams]
 
 
+def _store_unit(g, T, state):
+    """Unit g's state after its chunk of T steps into its streams of state (L, S, B, H)."""
+    state[:, 0, g.streams] = g.hs[:, T]
+    if state.shape[1] > 1:  # lstm's cell states
+        state[:, 1, g.streams] = g.cs[:, T]
+
+
 def _store(work, state):
     """Each unit's state after the chunk into state (L, S, B, H)."""
-    T = work.T
     for g in work.groups:
-        state[:, 0, g.streams] = g.hs[:, T]
-        if work.spec.cell is lstm:
-            state[:, 1, g.streams] = g.cs[:, T]
+        _store_unit(g, work.T, state)
 
 
 def _forward_one(work, w, g, drop):
@@ -851,10 +855,7 @@ def _pipelined(data, starts, chunks, state, w, work, threads):
 
     for k in range(chunks + L - 1):
         _run(threads, stage, [(l, k - l) for l in range(L) if 0 <= k - l < chunks])
-    last = units[(chunks - 1) % L]
-    state[:, 0, streams] = last.hs[:, T]
-    if cells:
-        state[:, 1, streams] = last.cs[:, T]
+    _store_unit(units[(chunks - 1) % L], T, state)
     loss = 0.0
     for part in losses:
         loss += part
