@@ -41,7 +41,6 @@ def timed(name, fn):
 IMPORT_ONLY = PRELUDE
 
 
-
 def run_path(options, n):
     """A process that trains, evaluates and samples ``CharRNN(V, hidden_size=H, seq_length=T,
     OPTIONS)`` as ``python -m fastrnn.train`` calls it, on ``n`` ids stored as the corpus

@@ -27,7 +27,7 @@ layers. For layer l with G gates (1 rnn, 4 lstm, 3 gru):
 
 The per-step products of a unit of ``tile_rows`` streams or more (``config.TILE_ROWS``: every
 unit, as set) go to ``tiles.product``, a register-tiled micro-kernel over Whh packed once
-per chunk (``Transposes``; 1.3-2.0x OpenBLAS at 16 rows, ``benchmarks/tile_product.py``); a
+per chunk (``Transposes``; 1.3-2.1x OpenBLAS at 16 rows, ``benchmarks/tile_product.py``); a
 smaller unit's, and every whole-chunk product, to NumPy's own OpenBLAS directly
 (``blas.gemm``), one BLAS thread per unit. The cell's element-wise code is chosen when a
 kernel compiles, by the type of its ``Layer`` named tuple (``cell_forward``, ``cell_backward``:
