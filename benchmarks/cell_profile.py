@@ -8,16 +8,17 @@ its element-wise steps (one thread, float32).
 
 Times (medians of ``--repeats``): the forward and backward pass of one unit of
 ``--streams`` streams (default ``STREAMS_PER_UNIT``) over a chunk of T = 50 steps with dropout
-masks between layers; what a training step adds to them once per chunk (the weights' packing,
-``Work.load``, the units' gradient sum with the clipped Adam update, ``sum_and_update``, and,
-with layers, drawing the chunk's dropout masks for 32 streams; each timed alone, the cache
-warm from the call before); the 2 x T x L per-step products of
-that chunk alone ((Bu, H) x (H, G*H) forward, (Bu, G*H) x (G*H, H) backward, with the product
-the unit calls, as ``batch.product_form`` decides: ``tiles.product`` on the packed weights,
-or ``blas.gemm`` on Whh or Whh^T below ``batch.tile_rows`` streams); one step's element-wise
-cell kernels (``cell_forward``, ``cell_backward``) over (Bu, H) units; and, for scale, the
-time to read one layer's Whh once (a sum over it, first to last), what a product of few rows
-would take if every product streamed Whh in from the cache it does not fit in.
+masks between layers, with its rate (``cells_vs_torch.py``'s FLOP count) against one thread's
+float32 matrix-product peak measured in the same run; what a training step adds to them once
+per chunk (the weights' packing, ``Work.load``, the units' gradient sum with the clipped Adam
+update, ``sum_and_update``, and, with layers, drawing the chunk's dropout masks for 32
+streams; each timed alone, the cache warm from the call before); the 2 x T x L per-step
+products of that chunk alone ((Bu, H) x (H, G*H) forward, (Bu, G*H) x (G*H, H) backward,
+with the product the unit calls, as ``batch.product_form`` decides: ``tiles.product`` on the
+packed weights, or ``blas.gemm`` on Whh or Whh^T below ``batch.tile_rows`` streams); one step's
+element-wise cell kernels (``cell_forward``, ``cell_backward``) over (Bu, H) units; and, for
+scale, the time to read one layer's Whh once (a sum over it, first to last), what a product of
+few rows would take if every product streamed Whh in from the cache it does not fit in.
 """
 
 import argparse
@@ -37,6 +38,7 @@ from fastrnn.config import NJIT, STREAMS_PER_UNIT  # noqa: E402
 from fastrnn.kernels import batch, tiles  # noqa: E402
 from fastrnn.kernels.blas import gemm  # noqa: E402
 from fastrnn.spec import Spec  # noqa: E402
+from benchmarks.cells_vs_torch import flops_per_char, matmul_peak  # noqa: E402
 
 T, V = 50, 65
 
@@ -149,10 +151,14 @@ def main(argv=None):
         cells = median_time(lambda: cell_steps(n, *pieces), args.repeats) / n
         read_once(1, Whh)
         read = median_time(lambda: read_once(n, Whh), args.repeats) / n
+    peak = matmul_peak(1)
+    rate = flops_per_char(args.cell, V, H, L) * T * Bu / (forward + backward) / 1e9
     flops = 2 * Bu * H * GH
     print(f"{args.cell}, {L} layer(s), H = {H}, one unit of {Bu} streams, T = {T}, float32, "
           f"one thread")
-    print(f"chunk: forward {forward * 1e3:.1f} ms + backward {backward * 1e3:.1f} ms")
+    print(f"chunk: forward {forward * 1e3:.1f} ms + backward {backward * 1e3:.1f} ms ({rate:.1f} "
+          f"GFLOP/s, {100 * rate / peak:.0f}% of this thread's float32 matmul peak, "
+          f"{peak:.0f} GFLOP/s: np.matmul 1024^3, best of 5)")
     print(f"once per chunk, for all units: the weights' transposes and packing (Work.load) "
           f"{load * 1e3:.2f} ms; the gradient sum and clipped Adam update of the "
           f"{spec.size:,} parameters {updates * 1e3:.2f} ms (one unit's gradients, one thread)")

@@ -72,7 +72,8 @@ def build_parser():
                    help="train until this many chunks in total, counted from the start of training "
                         "(a resumed run continues up to it; default 50000)")
     r.add_argument("--time-budget", type=cli.positive_float, metavar="SECONDS",
-                   help="also stop (and save) after this many seconds of this run")
+                   help="also stop (and save) within this many seconds of this run: the final "
+                        "validation and checkpoint included, from how long the latest took")
     r.add_argument("--threads", type=cli.positive_int, metavar="N",
                    help="threads for mini-batch training and validation streams (default: "
                         "NUMBA_NUM_THREADS, i.e. all cores; results are the same bits for any N)")
@@ -323,6 +324,9 @@ class Trainer:
         self.timed_chars = run.get("timed_chars", 0)   # ...and the characters trained in it
         self.stop_reason = None
         self.saved = None  # iteration of the latest checkpoint this run wrote
+        # For --time-budget: the latest timed block's, validation's and checkpoint's seconds
+        # (0 until there was one)
+        self.block_seconds = self.eval_seconds = self.save_seconds = 0.0
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -349,7 +353,7 @@ class Trainer:
                 if stop.requested:
                     self.stop_reason = "interrupted"
                     break
-                if args.time_budget and time.perf_counter() - start >= args.time_budget:
+                if args.time_budget and self._out_of_time(start, args.time_budget):
                     self.stop_reason = "time budget"
                     break
                 decay_every = self.lr_decay[1] if self.lr_decay else 0
@@ -371,6 +375,7 @@ class Trainer:
                                dynamic_ncols=True, file=sys.stderr, smoothing=0.05)
                 else:
                     block = max(1, min(100_000, int(n * 0.2 / max(dt, 1e-6))))  # ~0.2 s a call
+                    self.block_seconds = dt
                     bar.update(n)
                     bar.set_postfix_str(f"loss {self.smooth:.3f}, "
                                         f"{n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s",
@@ -388,6 +393,14 @@ class Trainer:
                 self._evaluate()
             self._save(CHECKPOINT)
         return self._finish()
+
+    def _out_of_time(self, start, budget):
+        """Whether another block would end the run past ``budget`` seconds from ``start``: the
+        time so far, plus the latest block's, the latest validation's (the final one runs
+        after it) and the latest checkpoint's (the last write), so that the run, its final
+        validation and checkpoint included, ends within the budget."""
+        ending = self.block_seconds + self.eval_seconds + self.save_seconds
+        return time.perf_counter() - start + ending >= budget
 
     def _compiling(self):
         """Around a model call: one status line if its kernels compile (not from the cache)."""
@@ -421,6 +434,12 @@ class Trainer:
     # -- what happens between blocks -----------------------------------------------------------
 
     def _evaluate(self):
+        start = time.perf_counter()
+        self._validate()
+        self.eval_seconds = time.perf_counter() - start
+
+    def _validate(self):
+        """Validation over the held-out text: a metrics record, and best.npz if it improved."""
         c = self.model.config
         val = self.corpus.val
         val_loss = None
@@ -477,6 +496,7 @@ class Trainer:
                 **({"lr_decay": self.lr_decay} if self.lr_decay else {})}
 
     def _save(self, name):
+        start = time.perf_counter()
         ckpt = Checkpoint.of(self.model, self.corpus.vocab, self.history[:self.iteration], self._state())
         try:
             checkpoint.save(self.out / name, ckpt)
@@ -484,6 +504,7 @@ class Trainer:
             raise cli.Failure(f"could not write {self.out / name}: {e.strerror or e}") from None
         if name == CHECKPOINT:
             self.saved = self.iteration
+            self.save_seconds = time.perf_counter() - start
 
     # -- endings --------------------------------------------------------------------------------
 

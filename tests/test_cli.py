@@ -272,6 +272,36 @@ def test_time_budget_stops_and_saves(tmp_path, corpus_file, capsys):
     assert 0 < checkpoint.load(tmp_path / "checkpoint.npz").run["iteration"] < 100_000_000
 
 
+def test_time_budget_holds_the_final_validation_and_checkpoint(tmp_path, corpus_file, capsys,
+                                                                monkeypatch):
+    # A clock that only training, validation and saving move: 1 s a chunk, 5 s a validation,
+    # 0.5 s a checkpoint. The run must end within the budget, its final validation and
+    # checkpoint included; stopping only once the budget is spent would end at 20 + 5.5 s.
+    from fastrnn.model import CharRNN
+    clock = [1000.0]
+    real_train, real_evaluate, real_save = CharRNN.train, CharRNN.evaluate, checkpoint.save
+
+    def timed(real, seconds):
+        def call(*args, **kwargs):
+            result = real(*args, **kwargs)
+            clock[0] += seconds(*args, **kwargs)
+            return result
+        return call
+
+    monkeypatch.setattr(train.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(CharRNN, "train", timed(real_train, lambda self, data, n=1, lr=None: n))
+    monkeypatch.setattr(CharRNN, "evaluate", timed(real_evaluate, lambda *a, **k: 5.0))
+    monkeypatch.setattr(checkpoint, "save", timed(real_save, lambda *a, **k: 0.5))
+    start = clock[0]
+    rc = train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "100000000",
+                     "--time-budget", "20", "--eval-every", "4", "--sample-every", "0",
+                     "--checkpoint-every", "4", "--out", str(tmp_path)])
+    assert rc == 0 and "stopped by the time budget" in capsys.readouterr().out
+    assert clock[0] - start <= 20
+    run = checkpoint.load(tmp_path / "checkpoint.npz").run
+    assert run["iteration"] >= 4 and run["metrics"][-1]["iteration"] == run["iteration"]
+
+
 def test_divergence_stops_with_the_last_good_checkpoint_kept(tmp_path, corpus_file, capsys, monkeypatch):
     from fastrnn.model import CharRNN
     real_train, calls = CharRNN.train, []
