@@ -276,7 +276,7 @@ def test_time_budget_holds_the_final_validation_and_checkpoint(tmp_path, corpus_
                                                                 monkeypatch):
     # A clock that only training, validation and saving move: 1 s a chunk, 5 s a validation,
     # 0.5 s a checkpoint. The run must end within the budget, its final validation and
-    # checkpoint included; stopping only once the budget is spent would end at 20 + 5.5 s.
+    # checkpoint included; stopping only once the budget is spent ends it past 25 s.
     from fastrnn.model import CharRNN
     clock = [1000.0]
     real_train, real_evaluate, real_save = CharRNN.train, CharRNN.evaluate, checkpoint.save
