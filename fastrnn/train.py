@@ -73,7 +73,8 @@ def build_parser():
                         "(a resumed run continues up to it; default 50000)")
     r.add_argument("--time-budget", type=cli.positive_float, metavar="SECONDS",
                    help="also stop (and save) within this many seconds of this run: the final "
-                        "validation and checkpoint included, from how long the latest took")
+                        "validation and checkpoint included, from how long the latest took (before "
+                        "the first validation: from timing a sixteenth of one)")
     r.add_argument("--threads", type=cli.positive_int, metavar="N",
                    help="threads for mini-batch training and validation streams (default: "
                         "NUMBA_NUM_THREADS, i.e. all cores; results are the same bits for any N)")
@@ -325,7 +326,7 @@ class Trainer:
         self.stop_reason = None
         self.saved = None  # iteration of the latest checkpoint this run wrote
         # For --time-budget: the latest timed block's, validation's and checkpoint's seconds
-        # (0 until there was one)
+        # (0 until there was one; the validation's is estimated before the first)
         self.block_seconds = self.eval_seconds = self.save_seconds = 0.0
 
     # -- the loop ------------------------------------------------------------------------------
@@ -353,6 +354,8 @@ class Trainer:
                 if stop.requested:
                     self.stop_reason = "interrupted"
                     break
+                if args.time_budget and bar is not None and not self.eval_seconds:
+                    self.eval_seconds = self._estimate_validation()
                 if args.time_budget and self._out_of_time(start, args.time_budget):
                     self.stop_reason = "time budget"
                     break
@@ -401,6 +404,23 @@ class Trainer:
         validation and checkpoint included, ends within the budget."""
         ending = self.block_seconds + self.eval_seconds + self.save_seconds
         return time.perf_counter() - start + ending >= budget
+
+    def _estimate_validation(self, share=16):
+        """Seconds the final validation would take, for --time-budget before any validation
+        was timed (e.g. with --eval-every 0): the validation kernels compiled (or loaded) on a
+        few characters, then timed on the first 1/``share`` of the held-out text, scaled to
+        all of it. The model is unchanged (``evaluate`` reads a copy of the state)."""
+        val, streams = self.corpus.val, self.args.val_streams
+        if len(val) < 2:
+            return 1e-9  # no validation to hold time for (nonzero: estimated)
+        state = self.model.state[:, :, :1]
+        with self._compiling():
+            self.model.evaluate(val[:min(len(val), 2 * streams + 1)], state=state,
+                                streams=streams)
+        part = val[:max(2, min(len(val), len(val) // share))]
+        start = time.perf_counter()
+        self.model.evaluate(part, state=state, streams=streams)
+        return max(1e-9, (time.perf_counter() - start) * (len(val) - 1) / (len(part) - 1))
 
     def _compiling(self):
         """Around a model call: one status line if its kernels compile (not from the cache)."""
@@ -502,9 +522,9 @@ class Trainer:
             checkpoint.save(self.out / name, ckpt)
         except OSError as e:
             raise cli.Failure(f"could not write {self.out / name}: {e.strerror or e}") from None
+        self.save_seconds = time.perf_counter() - start  # best.npz's too: the same size
         if name == CHECKPOINT:
             self.saved = self.iteration
-            self.save_seconds = time.perf_counter() - start
 
     # -- endings --------------------------------------------------------------------------------
 
