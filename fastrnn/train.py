@@ -297,6 +297,42 @@ def _say(args, message):
         tqdm.write(message)
 
 
+class _Progress:
+    """The progress bar (stderr): iterations toward --iterations; with --time-budget, time
+    toward whichever ends the run first, the budget or the iterations (otherwise a 10-minute
+    budget on a million-iteration target shows 0% and days to go)."""
+
+    def __init__(self, args, iteration, start):
+        self.budget, self.start, self.target = args.time_budget, start, args.iterations
+        common = dict(disable=args.quiet, dynamic_ncols=True, file=sys.stderr)
+        if self.budget:
+            self.bar = tqdm(total=1.0, bar_format="{percentage:3.0f}%|{bar}| {desc}", **common)
+            self.advance(0, iteration, 0.0, "")
+            self.bar.refresh()
+        else:
+            self.bar = tqdm(total=self.target, initial=iteration, unit="it", smoothing=0.05,
+                            **common)
+
+    def advance(self, n, iteration, seconds, postfix):
+        """``n`` more iterations in ``seconds``, up to ``iteration``; ``postfix``: loss, speed."""
+        if not self.budget:
+            self.bar.set_postfix_str(postfix, refresh=False)
+            self.bar.update(n)
+            return
+        clock = tqdm.format_interval
+        spent = time.perf_counter() - self.start
+        left = max(0.0, self.budget - spent)
+        if n or iteration >= self.target:
+            left = min(left, (self.target - iteration) * seconds / max(n, 1))
+        self.bar.set_description_str(
+            f"{clock(spent)}<{clock(left)} of the {clock(self.budget)} budget, iteration "
+            f"{iteration:,}/{self.target:,}" + (f", {postfix}" if postfix else ""), refresh=False)
+        self.bar.update(spent / max(spent + left, 1e-9) - self.bar.n)
+
+    def close(self):
+        self.bar.close()
+
+
 class Trainer:
     """The training loop: kernel calls in blocks, with evaluation, samples and checkpoints between."""
 
@@ -374,15 +410,12 @@ class Trainer:
                     return self._diverged(losses)
                 self._record(losses, dt if bar is not None else None)
                 if bar is None:  # the first call compiled (or loaded) the kernels: not timed
-                    bar = tqdm(total=target, initial=self.iteration, disable=args.quiet, unit="it",
-                               dynamic_ncols=True, file=sys.stderr, smoothing=0.05)
+                    bar = _Progress(args, self.iteration, start)
                 else:
                     block = max(1, min(100_000, int(n * 0.2 / max(dt, 1e-6))))  # ~0.2 s a call
                     self.block_seconds = dt
-                    bar.update(n)
-                    bar.set_postfix_str(f"loss {self.smooth:.3f}, "
-                                        f"{n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s",
-                                        refresh=False)
+                    bar.advance(n, self.iteration, dt, f"loss {self.smooth:.3f}, "
+                                f"{n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s")
                 if args.eval_every and self.iteration % args.eval_every == 0:
                     self._evaluate()
                 if args.sample_every and self.iteration % args.sample_every == 0:

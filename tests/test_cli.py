@@ -61,6 +61,17 @@ def same_state(a, b):
 
 # -- training end to end -----------------------------------------------------------------------
 
+def test_progress_bar_counts_toward_whichever_ends_the_run_first(tmp_path, corpus_file, capsys):
+    # With --time-budget the bar shows time: here the iterations end the run long before the
+    # hour, so it must reach 100% with the iterations, not stay near 0% of the budget.
+    rc = train.main(["--data", corpus_file, "--hidden-size", "24", "--seq-length", "10",
+                     "--iterations", "40", "--time-budget", "3600", "--eval-every", "0",
+                     "--sample-every", "0", "--out", str(tmp_path)])
+    assert rc == 0
+    last = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert last.startswith("100%") and "of the 1:00:00 budget, iteration 40/40" in last
+
+
 def test_train_reports_progress_evaluates_samples_and_saves(tmp_path, corpus_file, capsys):
     out = tmp_path / "run"
     rc = train.main(["--data", corpus_file, "--hidden-size", "24", "--seq-length", "10",
@@ -306,8 +317,10 @@ def test_time_budget_holds_the_final_validation_and_checkpoint(tmp_path, corpus_
     rc = train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "100000000",
                      "--time-budget", "20", "--eval-every", eval_every, "--sample-every", "0",
                      "--checkpoint-every", "4", "--out", str(tmp_path)])
-    assert rc == 0 and "stopped by the time budget" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert rc == 0 and "stopped by the time budget" in printed.out
     assert 18 <= clock[0] - start <= 20
+    assert "of the 00:20 budget, iteration 1" in printed.err  # the bar counts the budget
     run = checkpoint.load(tmp_path / "checkpoint.npz").run
     assert run["iteration"] >= 4 and run["metrics"][-1]["iteration"] == run["iteration"]
 
