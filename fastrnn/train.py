@@ -503,7 +503,8 @@ class Trainer:
             with self._compiling():
                 val_loss = self.model.evaluate(val, state=state,
                                                streams=self.args.val_streams)[0] / (len(val) - 1)
-        record = {"iteration": self.iteration, "chars": self.iteration * self.chunk_chars,
+        record = {"iteration": self.iteration, "epoch": round(self._epochs(), 4),
+                  "chars": self.iteration * self.chunk_chars,
                   "train_loss": self.smooth / c.seq_length,
                   "train_bpc": metrics.bits(self.smooth / c.seq_length),
                   "val_loss": val_loss, "val_bpc": metrics.bits(val_loss),
@@ -517,7 +518,8 @@ class Trainer:
             self.plot_note_said = True  # once a run: the picture is optional, the log is not
             _say(self.args, f"note: {PLOT} is not drawn because matplotlib is not installed "
                             f"(pip install -e \".[plot]\"); {METRICS} has the same numbers")
-        line = f"iteration {self.iteration}: train loss {record['train_loss']:.4f} nats/char"
+        line = (f"iteration {self.iteration} (epoch {record['epoch']:.2f}): train loss "
+                f"{record['train_loss']:.4f} nats/char")
         if val_loss is not None:
             streams = self.args.val_streams
             line += (f", validation{f' ({streams} streams)' if streams > 1 else ''} "
@@ -526,6 +528,13 @@ class Trainer:
                 self.best = val_loss
                 self._save(BEST)
         _say(self.args, line)
+
+    def _epochs(self):
+        """Passes over the training text so far, as char-rnn counts them: iterations over the
+        chunks a stream reads before it wraps to the start of its piece (``reference.wraps``)."""
+        T = self.model.config.seq_length
+        piece = len(self.corpus.train) // self.model.config.batch_size
+        return self.iteration / max(1, math.ceil((piece - T - 1) / T))
 
     def _sample(self):
         train = self.corpus.train

@@ -79,7 +79,7 @@ def test_train_reports_progress_evaluates_samples_and_saves(tmp_path, corpus_fil
                      "--sample-length", "30", "--out", str(out)])
     assert rc == 0
     printed = capsys.readouterr()
-    assert "iteration 50: train loss" in printed.out and "bits/char" in printed.out
+    assert "iteration 50 (epoch " in printed.out and "bits/char" in printed.out
     assert "----- sample at iteration 100" in printed.out
     assert "done: iteration 120" in printed.out
     assert "120/120" in printed.err  # the progress bar
@@ -98,6 +98,23 @@ def test_train_reports_progress_evaluates_samples_and_saves(tmp_path, corpus_fil
     best = checkpoint.load(out / "best.npz")
     assert best.run["best_val_loss"] == min(r["val_loss"] for r in records)
     assert best.run["iteration"] == min(records, key=lambda r: r["val_loss"])["iteration"]
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_an_epoch_ends_where_the_streams_wrap_to_their_start(tmp_path, corpus_file, batch):
+    # 20,000 characters, 18,000 of them training text: B pieces of 18,000 // B, T = 10.
+    # Epoch 1 is reached at the last chunk before every stream goes back to its start.
+    piece, T = 18_000 // batch, 10
+    per_pass = next(k for k in range(1, piece) if reference.wraps(k * T, T, piece))
+    for n, ends in ((per_pass - 1, False), (per_pass, True)):
+        out = tmp_path / str(n)
+        assert train.main(["--data", corpus_file, *SMALL, "--batch-size", str(batch),
+                           "--iterations", str(n), "--eval-every", "0", "--sample-every", "0",
+                           "--out", str(out)]) == 0
+        ckpt = checkpoint.load(out / "checkpoint.npz")
+        assert reference.wraps(ckpt.position, T, piece) == ends
+        assert ckpt.run["metrics"][-1]["epoch"] == round(n / per_pass, 4)
+        assert (ckpt.run["metrics"][-1]["epoch"] == 1.0) == ends
 
 
 def test_validation_as_several_streams_is_reported_as_such(tmp_path, corpus_file, capsys):
