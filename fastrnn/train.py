@@ -306,28 +306,33 @@ class _Progress:
         self.budget, self.start, self.target = args.time_budget, start, args.iterations
         common = dict(disable=args.quiet, dynamic_ncols=True, file=sys.stderr)
         if self.budget:
-            self.bar = tqdm(total=1.0, bar_format="{percentage:3.0f}%|{bar}| {desc}", **common)
-            self.advance(0, iteration, 0.0, "")
-            self.bar.refresh()
+            done, text = self._time(0, iteration, 0.0, "")
+            self.bar = tqdm(total=1.0, initial=done, desc=text,
+                            bar_format="{percentage:3.0f}%|{bar}| {desc}", **common)
         else:
             self.bar = tqdm(total=self.target, initial=iteration, unit="it", smoothing=0.05,
                             **common)
 
     def advance(self, n, iteration, seconds, postfix):
         """``n`` more iterations in ``seconds``, up to ``iteration``; ``postfix``: loss, speed."""
-        if not self.budget:
+        if self.budget:
+            done, text = self._time(n, iteration, seconds, postfix)
+            self.bar.set_description_str(text, refresh=False)
+            self.bar.update(done - self.bar.n)
+        else:
             self.bar.set_postfix_str(postfix, refresh=False)
             self.bar.update(n)
-            return
+
+    def _time(self, n, iteration, seconds, postfix):
+        """The fraction of the run's time done, and the bar's text."""
         clock = tqdm.format_interval
         spent = time.perf_counter() - self.start
         left = max(0.0, self.budget - spent)
-        if n or iteration >= self.target:
+        if n or iteration >= self.target:  # the iterations at the latest block's rate
             left = min(left, (self.target - iteration) * seconds / max(n, 1))
-        self.bar.set_description_str(
-            f"{clock(spent)}<{clock(left)} of the {clock(self.budget)} budget, iteration "
-            f"{iteration:,}/{self.target:,}" + (f", {postfix}" if postfix else ""), refresh=False)
-        self.bar.update(spent / max(spent + left, 1e-9) - self.bar.n)
+        text = (f"{clock(spent)}<{clock(left)} of the {clock(self.budget)} budget, iteration "
+                f"{iteration:,}/{self.target:,}" + (f", {postfix}" if postfix else ""))
+        return spent / max(spent + left, 1e-9), text
 
     def close(self):
         self.bar.close()
