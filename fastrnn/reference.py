@@ -26,6 +26,8 @@ L = 1 and the rnn cell this is min-char-rnn: ``loss_fun`` and ``adagrad`` keep i
 and shapes.
 """
 
+import math
+
 import numpy as np
 
 from . import cells
@@ -290,6 +292,12 @@ def wraps(position, seq_length, piece):
     """Whether the chunk at ``position`` would pass the end of a stream's ``piece`` of the text:
     then every stream goes back to offset 0 with its state reset (min-char-rnn's rule)."""
     return position + seq_length + 1 >= piece
+
+
+def chunks_per_pass(piece, seq_length):
+    """The chunks a stream reads from the start of its ``piece`` before it wraps (``wraps``):
+    the iterations of one pass over the text (an epoch)."""
+    return max(1, math.ceil((piece - seq_length - 1) / seq_length))
 
 
 def train(w, optimizer, states, data, position, state, learning_rate, seq_length, n_steps,

@@ -20,11 +20,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import cells, checkpoint, cli, compiling, corpus as corpus_mod, files, metrics, optim
+from . import (cells, checkpoint, cli, compiling, corpus as corpus_mod, files, metrics, optim,
+               reference)
 from .backends import BACKENDS
 from .checkpoint import Checkpoint, CheckpointError
 from .config import DATA_DEFAULTS, DTYPES, MODEL_DEFAULTS
 from .model import CharRNN
+
+DEFAULT_ITERATIONS = 50_000
 
 PROG = "fastrnn.train"
 CHECKPOINT, BEST, METRICS, PLOT = "checkpoint.npz", "best.npz", "metrics.jsonl", "loss.png"
@@ -68,9 +71,12 @@ def build_parser():
                         "with its own hidden state; an iteration is one chunk of every stream "
                         "(default 1, min-char-rnn)")
     r = p.add_argument_group("run")
-    r.add_argument("--iterations", type=cli.positive_int, default=50_000, metavar="N",
+    r.add_argument("--iterations", type=cli.positive_int, metavar="N",
                    help="train until this many chunks in total, counted from the start of training "
                         "(a resumed run continues up to it; default 50000)")
+    r.add_argument("--epochs", type=cli.positive_float, metavar="E",
+                   help="instead of --iterations: train until E passes over the training text in "
+                        "total (rounded up to whole iterations; counted like --iterations)")
     r.add_argument("--time-budget", type=cli.positive_float, metavar="SECONDS",
                    help="also stop (and save) within this many seconds of this run: the final "
                         "validation and checkpoint included, from how long the latest took (before "
@@ -134,6 +140,7 @@ def _main(argv):
     source = _load_source(args.init_from) if args.init_from else None
     config, data = _settings(args, ckpt, source)
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None)
+    args.iterations = _target(args, corpus, config)
     try:
         if ckpt:
             model = ckpt.to_model(args.backend, threads=args.threads)
@@ -155,6 +162,16 @@ def _main(argv):
     if source:
         trainer.init_from = str(Path(args.init_from).resolve())
     return trainer.run()
+
+
+def _target(args, corpus, config):
+    """The iteration to train to: --iterations, or --epochs in iterations, or the default."""
+    if args.epochs is None:
+        return args.iterations or DEFAULT_ITERATIONS
+    if args.iterations is not None:
+        raise cli.UsageError("--iterations and --epochs both set the end of training: give one")
+    piece = len(corpus.train) // config["batch_size"]
+    return math.ceil(args.epochs * reference.chunks_per_pass(piece, config["seq_length"]))
 
 
 def decayed_rate(rate, lr_decay, iteration):
@@ -348,9 +365,10 @@ class Trainer:
         self.data = {**data, "path": str(Path(data["path"]).resolve()), "sha256": corpus.sha256,
                      "chars": corpus.n_chars}
         self.iteration = run.get("iteration", 0)
-        self.history = np.empty(max(1024, min(args.iterations, self.iteration + 1_000_000)))
+        # the loss of every iteration: the checkpoint's, and room for this run's (grown if need be)
+        self.history = np.empty(max(1024, self.iteration,
+                                    min(args.iterations, self.iteration + 1_000_000)))
         if ckpt:
-            self._reserve(self.iteration)
             self.history[:self.iteration] = ckpt.losses[:self.iteration]
         self.smooth = run.get("smooth_loss", -math.log(1.0 / c.vocab_size) * c.seq_length)
         self.chunk_chars = c.seq_length * c.batch_size  # characters per iteration
@@ -376,8 +394,10 @@ class Trainer:
         args, c = self.args, self.model.config
         target = args.iterations
         if self.iteration >= target:
-            _say(args, f"the checkpoint is already at iteration {self.iteration} (--iterations "
-                       f"{target}): nothing to train")
+            asked = (f"--epochs {args.epochs:g}: iteration {target}" if args.epochs else
+                     f"--iterations {target}")
+            _say(args, f"the checkpoint is already at iteration {self.iteration} ({asked}): "
+                       f"nothing to train")
             return 0
         metrics.rewrite(self.out / METRICS, self.records)
         _say(args, f"training on {self.data['path']}: {len(self.corpus.train):,} characters "
@@ -537,9 +557,8 @@ class Trainer:
     def _epochs(self):
         """Passes over the training text so far, as char-rnn counts them: iterations over the
         chunks a stream reads before it wraps to the start of its piece (``reference.wraps``)."""
-        T = self.model.config.seq_length
         piece = len(self.corpus.train) // self.model.config.batch_size
-        return self.iteration / max(1, math.ceil((piece - T - 1) / T))
+        return self.iteration / reference.chunks_per_pass(piece, self.model.config.seq_length)
 
     def _sample(self):
         train = self.corpus.train

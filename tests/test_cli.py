@@ -115,6 +115,14 @@ def test_an_epoch_ends_where_the_streams_wrap_to_their_start(tmp_path, corpus_fi
         assert reference.wraps(ckpt.position, T, piece) == ends
         assert ckpt.run["metrics"][-1]["epoch"] == round(n / per_pass, 4)
         assert (ckpt.run["metrics"][-1]["epoch"] == 1.0) == ends
+    # --epochs 1 trains to that chunk; resumed with --epochs 0.5 there is nothing to do.
+    out = tmp_path / "epochs"
+    argv = [*SMALL, "--eval-every", "0", "--sample-every", "0"]
+    assert train.main(["--data", corpus_file, *argv, "--batch-size", str(batch), "--epochs", "1",
+                       "--out", str(out)]) == 0
+    assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == per_pass
+    assert train.main(["--resume", str(out / "checkpoint.npz"), "--epochs", "0.5",
+                       "--quiet"]) == 0
 
 
 def test_validation_as_several_streams_is_reported_as_such(tmp_path, corpus_file, capsys):
@@ -285,7 +293,9 @@ def test_learning_rate_decay_refusals(tmp_path, corpus_file, capsys):
 
 
 def test_resume_past_the_target_has_nothing_to_do(tmp_path, corpus_file, capsys):
-    assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "10", "--out", str(tmp_path)]) == 0
+    # past 1024 iterations: more than the loss history first holds for a short target
+    assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "1100",
+                       "--eval-every", "0", "--sample-every", "0", "--out", str(tmp_path)]) == 0
     before = (tmp_path / "checkpoint.npz").read_bytes()
     assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations", "5"]) == 0
     assert "nothing to train" in capsys.readouterr().out
@@ -576,6 +586,8 @@ def test_encoding_option(tmp_path, capsys):
     (["--val-streams", "2", "--backend", "cuda"], "--val-streams > 1 runs on the numba and"),
     (["--batch-size", "5000"], "needs at least 26 in each of --batch-size 5000 streams"),
     (["--time-budget", "-1"], "--time-budget: -1 is not a positive number"),
+    (["--epochs", "0"], "--epochs: 0 is not a positive number"),
+    (["--epochs", "2", "--iterations", "5"], "--iterations and --epochs both set the end"),
     (["--dtype", "float16"], "invalid choice: 'float16'"),
     (["--optimizer", "sgd"], "invalid choice: 'sgd'"),
     (["--cell", "transformer"], "invalid choice: 'transformer'"),
@@ -703,7 +715,8 @@ def test_help_explains_every_option(capsys):
                    "--time-budget", "--backend", "--dtype", "--seed", "--val-fraction", "--eval-every",
                    "--sample-every", "--sample-length", "--out", "--resume", "--quiet", "--encoding",
                    "--cell", "--optimizer", "--batch-size", "--threads", "--checkpoint-every",
-                   "--val-streams", "--init-from", "--lr-decay", "--lr-decay-every"):
+                   "--val-streams", "--init-from", "--lr-decay", "--lr-decay-every", "--epochs",
+                   "--num-layers", "--dropout", "--overwrite"):
         assert option in text
 
 
