@@ -620,6 +620,11 @@ class Trainer:
         if last.get("val_loss") is not None:
             summary += (f", validation {last['val_loss']:.4f} nats/char = "
                         f"{last['val_bpc']:.4f} bits/char")
+            best = min((r for r in self.records if r["val_loss"] is not None),
+                       key=lambda r: r["val_loss"])
+            if best["val_loss"] < last["val_loss"]:
+                summary += (f" (the best, {best['val_bpc']:.4f} bits/char at iteration "
+                            f"{best['iteration']}, is in {self.out / BEST})")
         _say(self.args, f"{summary}; checkpoint {where}")
         return 0
 

@@ -125,6 +125,24 @@ def test_an_epoch_ends_where_the_streams_wrap_to_their_start(tmp_path, corpus_fi
                        "--quiet"]) == 0
 
 
+def test_the_summary_names_the_best_model_when_the_last_is_not_it(tmp_path, corpus_file, capsys,
+                                                                  monkeypatch):
+    from fastrnn.model import CharRNN
+    per_char = iter([3.0, 2.0, 2.5])  # the validations' losses: the best is the second
+
+    def evaluate(self, data, state=None, streams=1):
+        return next(per_char) * (len(data) - 1), state
+
+    monkeypatch.setattr(CharRNN, "evaluate", evaluate)
+    assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "30",
+                       "--eval-every", "10", "--sample-every", "0", "--out", str(tmp_path)]) == 0
+    bits = 2.0 / math.log(2)
+    assert (f"validation 2.5000 nats/char = {2.5 / math.log(2):.4f} bits/char (the best, "
+            f"{bits:.4f} bits/char at iteration 20, is in {tmp_path / 'best.npz'})"
+            in capsys.readouterr().out)
+    assert checkpoint.load(tmp_path / "best.npz").run["iteration"] == 20
+
+
 def test_validation_as_several_streams_is_reported_as_such(tmp_path, corpus_file, capsys):
     """--val-streams N: the held-out text as N streams side by side (reference.evaluate's
     definition), from the first training stream's state; the line and the record say so."""
