@@ -18,6 +18,7 @@ the old file or the new one, never a partial one.
 """
 
 import json
+import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from .vocab import Vocab
 
 FORMAT = "fastrnn-checkpoint"
 VERSION = 2
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # what an .npz (a zip archive) starts with
 
 
 class CheckpointError(ValueError):
@@ -126,8 +128,22 @@ def load(path):
     if kind:
         raise CheckpointError(f"{path} is {kind}, not a checkpoint file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}  # reads (and CRC-checks) every array
+        with open(path, "rb") as f:
+            head = f.read(len(ZIP_MAGIC[0]))
+            if head not in ZIP_MAGIC:
+                if not head:
+                    raise EOFError("it is empty")
+                if any(m.startswith(head) for m in ZIP_MAGIC):
+                    raise EOFError(f"it ends after {len(head)} bytes")
+                if not head.strip(b"\0"):  # what a crash can leave of a file's blocks
+                    raise EOFError("it starts with zero bytes where an .npz archive's header is")
+                # np.load would read it as a .npy array or as a pickle: neither is a checkpoint
+                raise CheckpointError(f"{path} is not a fastrnn checkpoint (not an .npz archive)")
+            f.seek(0)
+            with np.load(f, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}  # reads (and CRC-checks) each
+    except CheckpointError:
+        raise
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except IsADirectoryError:
@@ -176,6 +192,8 @@ def _check_fields(path, ckpt):
     def bad(field, value, expected):
         raise CheckpointError(f"{path} is corrupt: {field} is {value!r}, expected {expected}")
 
+    if not _integer(c.seed) or c.seed < 0:  # (Config leaves the seed to the generators)
+        bad("config.seed", c.seed, "an integer >= 0")
     if ckpt.position < 0 or ckpt.position % c.seq_length:
         bad("position", ckpt.position, f"a multiple of seq_length {c.seq_length}, >= 0")
     if ckpt.step < 0:
@@ -206,12 +224,40 @@ def _check_fields(path, ckpt):
         value = run.get(key)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, kind) or not np.isfinite(value) \
-                or value < 0:
+        if not isinstance(value, kind) or not _number(value) or value < 0:
             bad(f"run.{key}", value, expected)
     for key, kind in (("data", dict), ("rng", dict), ("metrics", list)):
         if key in run and not isinstance(run[key], kind):
             bad(f"run.{key}", run[key], f"a {kind.__name__}")
+    data = run.get("data", {})
+    for key, ok, expected in (("path", _text, "a file name"),
+                              ("encoding", _text, "the name of an encoding"),
+                              ("val_fraction", lambda v: _number(v) and 0 <= v < 1,
+                               "a number in [0, 1)"),
+                              ("sha256", _text, "a hex digest"),
+                              ("chars", lambda v: _integer(v) and v >= 0, "an integer >= 0")):
+        if key in data and not ok(data[key]):
+            bad(f"run.data.{key}", data[key], expected)
+    streams = [("run.val_streams", run.get("val_streams"))] + [
+        (f"run.metrics[{i}].val_streams", r.get("val_streams"))
+        for i, r in enumerate(run.get("metrics", [])) if isinstance(r, dict)]
+    for name, value in streams:  # --val-streams of a resumed run comes from these
+        if value is not None and not (_integer(value) and value >= 1):
+            bad(name, value, "an integer >= 1")
+    for i, record in enumerate(run.get("metrics", [])):
+        # what train reads back: the iteration, the losses (val_* None without held-out text)
+        if not isinstance(record, dict):
+            bad(f"run.metrics[{i}]", record, "a record of an evaluation")
+        for key, ok, expected in (
+                ("iteration", lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+                ("train_loss", _number, "a finite number"),
+                ("val_loss", lambda v: v is None or _number(v), "a finite number or null"),
+                ("val_bpc", lambda v: (v is None) == (record.get("val_loss") is None)
+                 and (v is None or _number(v)), "a finite number if val_loss is one, else null")):
+            if key not in record:
+                raise CheckpointError(f"{path} is corrupt: run.metrics[{i}] has no {key}")
+            if not ok(record[key]):
+                bad(f"run.metrics[{i}].{key}", record[key], expected)
     iteration = run.get("iteration")
     if iteration is not None and ckpt.step > iteration:  # one update per iteration (0 in old
         raise CheckpointError(f"{path} is corrupt: step {ckpt.step} exceeds its "  # files)
@@ -232,6 +278,20 @@ def _check_fields(path, ckpt):
                                      and isinstance(schedule[1], int)
                                      and not isinstance(schedule[1], bool) and schedule[1] > 0):
         bad("run.lr_decay", schedule, "[factor in (0, 1], iterations >= 1]")
+
+
+def _integer(value):
+    """An int as JSON gives one (not a bool, which is an int to Python)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value):
+    """A finite number as JSON gives one: an int (not a bool) or a finite float."""
+    return _integer(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _text(value):
+    return isinstance(value, str)
 
 
 def _as_spec_shape(spec, name, a):

@@ -26,7 +26,11 @@ class Parser(argparse.ArgumentParser):
 
 def run(main, prog, argv):
     """Call main(argv) -> exit code; a UsageError or Failure becomes ``prog: error: message``
-    on stderr and exit code 2 or 1."""
+    on stderr and exit code 2 or 1, Ctrl-C one line and 130. Text the terminal's encoding
+    cannot show (a vocabulary outside it) is written escaped instead of failing the run."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         return main(argv)
     except UsageError as e:
@@ -35,6 +39,9 @@ def run(main, prog, argv):
     except Failure as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt as e:
+        print(f"{prog}: {e or 'interrupted'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def warn(prog, message):

@@ -7,7 +7,6 @@ The whole file is decoded once and encoded a block at a time into the smallest i
 that holds its ids, so a 100 MB ASCII corpus needs about 300 MB at its peak and 100 MB after.
 """
 
-import codecs
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,13 +36,24 @@ class Corpus:
         return len(self.train) + len(self.val)
 
 
+def check_encoding(encoding):
+    """CorpusError unless ``encoding`` names a text encoding: a codec that turns bytes into text
+    (not rot13, base64, hex or zlib, which ``codecs.lookup`` knows but ``bytes.decode`` refuses)."""
+    try:
+        if not isinstance(encoding, str):
+            raise LookupError(encoding)
+        b"a".decode(encoding)  # (an empty bytes object is decoded without asking the codec)
+    except UnicodeDecodeError:
+        pass  # a text encoding, for which "a" alone is incomplete (utf-16)
+    except (LookupError, UnicodeError):  # UnicodeError: the codec "undefined"
+        raise CorpusError(f"unknown encoding {encoding!r}: give a text encoding, such as utf-8 "
+                          f"or latin-1") from None
+
+
 def read_text(path, encoding="utf-8"):
     """The file's text and the sha256 of its bytes; CorpusError for anything that stops us."""
     path = Path(path)
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise CorpusError(f"unknown encoding {encoding!r}") from None
+    check_encoding(encoding)
     kind = files.not_regular(path)
     if kind == "a directory":
         raise CorpusError(f"{path} is a directory, not a text file")

@@ -105,6 +105,7 @@ def sample(h, seed_ix, n, Wxh, Whh, Why, bh, by, rng=None, temperature=1.0, gree
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     uniforms = rng.random(int(n))
     ixes = np.empty(int(n), np.int64)
-    get_backend(backend).sample(reference.weights(Wxh, Whh, Why, bh, by), _state(h).copy(),
-                                int(seed_ix), uniforms, temperature, bool(greedy), ixes)
+    w, state = reference.weights(Wxh, Whh, Why, bh, by), _state(h).copy()
+    greedy = bool(greedy) or reference.overflows(w, state, temperature)  # T -> 0: greedy
+    get_backend(backend).sample(w, state, int(seed_ix), uniforms, temperature, greedy, ixes)
     return ixes.tolist()

@@ -266,25 +266,28 @@ class CharRNN:
         continue where it stopped. ``top_k`` > 0 draws from the k most likely characters
         only, ``top_p`` < 1 from the fewest most likely ones whose probabilities reach p
         (nucleus sampling; ``reference.truncate`` defines both exactly); the same seed gives
-        the same text on every backend."""
+        the same text on every backend. A temperature so small that the logits divided by it
+        could overflow the dtype samples greedily, its limit."""
         c = self.config
         if isinstance(seed_ix, bool) or not isinstance(seed_ix, (int, np.integer)) \
                 or not 0 <= seed_ix < c.vocab_size:
             raise ValueError(f"seed_ix must be a character id in [0, {c.vocab_size}), got {seed_ix!r}")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"n must be a non-negative integer, got {n!r}")
         n = int(n)
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
         temperature = validate.positive("temperature", temperature)
         if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0:
             raise ValueError(f"top_k must be an integer >= 0 (0: no limit), got {top_k!r}")
+        top_k = min(int(top_k), c.vocab_size)  # k >= V keeps every character, as V does
         top_p = validate.positive("top_p", top_p)
         if top_p > 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
         rng = np.random.default_rng() if rng is None else rng
         state = self._checked_state(self.state[:, :, :1] if state is None else state)
+        greedy = bool(greedy) or reference.overflows(self.weights, state, temperature)
         ixes = np.empty(n, np.int64)
         self._kernels.sample(self.weights, state, int(seed_ix), rng.random(n), temperature,
-                             bool(greedy), ixes, int(top_k), float(top_p))
+                             greedy, ixes, top_k, float(top_p))
         return ixes.tolist(), state
 
     def reset_state(self):

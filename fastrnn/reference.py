@@ -294,6 +294,19 @@ def wraps(position, seq_length, piece):
     return position + seq_length + 1 >= piece
 
 
+def overflows(w, state, temperature):
+    """Whether the logits divided by ``temperature`` could overflow the weights' dtype (the
+    softmax would be NaN and the draws garbage): samplers then take the limit T -> 0, the
+    greedy choice. Every cell keeps |h| <= max(1, |state|) (tanh; the LSTM's o * tanh(c); the
+    GRU's convex mix of its candidate and h), so |y_v| <= sum_j |Why[v, j]| * hmax + |by[v]|.
+    The kernels divide by the temperature in the dtype (or multiply by 1 / T), so 1 / T must
+    not overflow either; a margin of 4 covers the kernels' rounding and the difference
+    y_v - max(y) that softmax takes."""
+    hmax = max(1.0, float(np.abs(state).max()))
+    bound = float((np.abs(w.Why).sum(axis=1, dtype=np.float64) * hmax + np.abs(w.by)).max())
+    return max(bound, 1.0) > float(np.finfo(w.Why.dtype).max) / 4 * temperature
+
+
 def chunks_per_pass(piece, seq_length):
     """The chunks a stream reads from the start of its ``piece`` before it wraps (``wraps``):
     the iterations of one pass over the text (an epoch)."""

@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from . import checkpoint, cli, compiling, files
+from . import checkpoint, cli, compiling, corpus, files
 from .backends import BACKENDS
 from .config import DTYPES
 
@@ -48,9 +48,9 @@ def main(argv=None, out=None):
 def _main(argv, out):
     args = build_parser().parse_args(argv)
     try:
-        codecs.lookup(args.encoding)
-    except LookupError:
-        raise cli.UsageError(f"unknown encoding {args.encoding!r}") from None
+        corpus.check_encoding(args.encoding)
+    except corpus.CorpusError as e:
+        raise cli.UsageError(str(e)) from None
     try:
         ckpt = checkpoint.load(args.checkpoint)
         model = ckpt.to_model(args.backend, args.dtype)

@@ -11,6 +11,7 @@ failed (diverged, disk error), 2 bad input, 130 interrupted (after saving a chec
 """
 
 import math
+import os
 import signal
 import sys
 import threading
@@ -96,11 +97,12 @@ def build_parser():
     r.add_argument("--eval-every", type=cli.non_negative_int, default=5000, metavar="N",
                    help="validation loss over the whole held-out text every N iterations "
                         "(0: only at the end; default 5000)")
-    r.add_argument("--val-streams", type=cli.positive_int, default=1, metavar="N",
+    r.add_argument("--val-streams", type=cli.positive_int, metavar="N",
                    help="read the held-out text as N contiguous streams side by side, on all "
                         "threads (numba backend): faster on many cores, but each stream after the "
                         "first starts without the text before it, so the loss is slightly higher "
-                        "than one stream's; 1 (default) is min-char-rnn's one-stream value")
+                        "than one stream's; 1 (default) is min-char-rnn's one-stream value; "
+                        "with --resume: the checkpoint's")
     r.add_argument("--sample-every", type=cli.non_negative_int, default=5000, metavar="N",
                    help="print a generated sample every N iterations (0: never; default 5000)")
     r.add_argument("--sample-length", type=cli.positive_int, default=200, metavar="N",
@@ -129,18 +131,23 @@ def main(argv=None):
 
 def _main(argv):
     args = build_parser().parse_args(argv)
-    if args.val_streams > 1 and args.backend == "cuda":
-        raise cli.UsageError("--val-streams > 1 runs on the numba and numpy backends; the cuda "
-                             "backend evaluates one stream")
+    args.output_closed = False  # set by _say when stdout's reader goes away
+    if args.out == "":
+        raise cli.UsageError("--out: an empty path (give a directory)")
     if args.resume and args.init_from:
         raise cli.UsageError("--resume continues a run, --init-from starts a new one from a "
                              "checkpoint's weights: give one of them")
     ckpt = _load_resume(args.resume) if args.resume else None
+    args.val_streams = _val_streams(args, ckpt)
+    if args.val_streams > 1 and args.backend == "cuda":
+        raise cli.UsageError("--val-streams > 1 runs on the numba and numpy backends; the cuda "
+                             "backend evaluates one stream")
     lr_decay = _lr_decay(args, ckpt)
     source = _load_source(args.init_from) if args.init_from else None
     config, data = _settings(args, ckpt, source)
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None)
     args.iterations = _target(args, corpus, config)
+    _check_schedule(config, lr_decay, args.iterations)
     try:
         if ckpt:
             model = ckpt.to_model(args.backend, threads=args.threads)
@@ -164,6 +171,18 @@ def _main(argv):
     return trainer.run()
 
 
+def _val_streams(args, ckpt):
+    """--val-streams, or on --resume the checkpoint's (a different one is refused: the best
+    validation loss so far was measured with it)."""
+    run = ckpt.run if ckpt else {}
+    records = run.get("metrics") or [{}]
+    saved = run.get("val_streams", records[-1].get("val_streams"))
+    if args.val_streams is not None and saved is not None and args.val_streams != saved:
+        raise cli.UsageError(f"cannot resume with --val-streams {args.val_streams}: the "
+                             f"checkpoint's validations read {saved} (its best is measured so)")
+    return args.val_streams or saved or 1
+
+
 def _target(args, corpus, config):
     """The iteration to train to: --iterations, or --epochs in iterations, or the default."""
     if args.epochs is None:
@@ -172,6 +191,29 @@ def _target(args, corpus, config):
         raise cli.UsageError("--iterations and --epochs both set the end of training: give one")
     piece = len(corpus.train) // config["batch_size"]
     return math.ceil(args.epochs * reference.chunks_per_pass(piece, config["seq_length"]))
+
+
+def _check_schedule(config, lr_decay, target):
+    """Refuse a decay that takes the learning rate to 0 in the model's dtype before ``target``
+    iterations (training would stop learning, or fail there)."""
+    if not lr_decay:
+        return
+    factor, every = lr_decay
+    kind = np.dtype(config["dtype"]).type
+
+    def zero(decays):
+        return kind(decayed_rate(config["learning_rate"], lr_decay, decays * every)) == 0
+
+    lo, hi = 0, (target - 1) // every  # decays before the last iteration
+    if not zero(hi):
+        return
+    while hi - lo > 1:  # the first decay count that gives 0 (zero(lo) is False)
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if zero(mid) else (mid, hi)
+    raise cli.UsageError(f"--lr-decay {factor:g} every {every} iterations takes the learning "
+                         f"rate {config['learning_rate']:g} to 0 ({config['dtype']}) at "
+                         f"iteration {hi * every}, before the last of {target}: decay less or "
+                         f"less often, or train fewer iterations")
 
 
 def decayed_rate(rate, lr_decay, iteration):
@@ -254,6 +296,9 @@ def _settings(args, ckpt, source=None):
                                  f"checkpoint held out {data['val_fraction']} of its text")
         if args.data:
             data["path"] = args.data
+        elif "path" not in data:
+            raise cli.UsageError(f"{args.resume} does not name the text it was trained on "
+                                 f"(not written by fastrnn.train): pass --data")
     if args.val_fraction is not None:
         data["val_fraction"] = args.val_fraction
     if args.encoding:
@@ -271,9 +316,21 @@ def _output_dir(args, ckpt):
     except OSError as e:
         raise cli.UsageError(f"cannot write to output directory {out}: {e.strerror or e}") from None
     files.remove_stale_temporaries(out)
-    if ckpt is None and (out / CHECKPOINT).exists() and not args.overwrite:
-        raise cli.UsageError(f"{out / CHECKPOINT} already exists: continue it with --resume "
-                             f"{out / CHECKPOINT}, or pass --overwrite or another --out")
+    if ckpt is None:
+        if (out / CHECKPOINT).exists() and not args.overwrite:
+            raise cli.UsageError(f"{out / CHECKPOINT} already exists: continue it with --resume "
+                                 f"{out / CHECKPOINT}, or pass --overwrite or another --out")
+        if (out / BEST).exists() and not args.overwrite:
+            raise cli.UsageError(f"{out / BEST} (another run's best model) already exists: pass "
+                                 f"--overwrite or another --out")
+        for name in (BEST, PLOT):  # the old run's (--overwrite): not to be taken for this one's
+            old = out / name
+            if old.exists() and not (args.init_from and old.samefile(args.init_from)):
+                old.unlink()
+    elif (out / CHECKPOINT).exists() and not args.overwrite and \
+            not (out / CHECKPOINT).samefile(args.resume):
+        raise cli.UsageError(f"{out / CHECKPOINT} is not the checkpoint resumed ({args.resume}) "
+                             f"and would be replaced: pass another --out, or --overwrite")
     return out
 
 
@@ -296,9 +353,11 @@ def _load_corpus(data, config, ckpt, vocab=None):
             f"at least {T + 1}{streams}: use a longer text or a smaller --seq-length"
             + (" or --batch-size" if B > 1 else ""))
     piece = len(corpus.train) // B  # each stream's share of the text
-    if ckpt and corpus.sha256 != ckpt.run.get("data", {}).get("sha256"):
-        cli.warn(PROG, f"{path} is not the text this checkpoint was trained on; training "
-                       f"continues on it with the checkpoint's vocabulary"
+    saved = ckpt.run.get("data", {}).get("sha256") if ckpt else None
+    if ckpt and corpus.sha256 != saved:
+        cli.warn(PROG, (f"{path} is not the text this checkpoint was trained on" if saved else
+                        "the checkpoint does not record the text it was trained on") +
+                 f"; training continues on {path} with the checkpoint's vocabulary"
                  + (" from the start of its streams" if ckpt.position >= piece else ""))
     elif ckpt and ckpt.position >= piece:
         raise cli.UsageError(f"cannot resume: the checkpoint is corrupt: its position "
@@ -310,8 +369,17 @@ def _load_corpus(data, config, ckpt, vocab=None):
 
 
 def _say(args, message):
-    if not args.quiet:
+    """A line on stdout (progress-bar safe). If stdout's reader went away (``| head``), the
+    rest goes nowhere and the run stops as if interrupted: saved, resumable."""
+    if args.quiet or args.output_closed:
+        return
+    try:
         tqdm.write(message)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        args.output_closed = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 class _Progress:
@@ -384,9 +452,9 @@ class Trainer:
         self.timed_chars = run.get("timed_chars", 0)   # ...and the characters trained in it
         self.stop_reason = None
         self.saved = None  # iteration of the latest checkpoint this run wrote
-        # For --time-budget: the latest timed block's, validation's and checkpoint's seconds
-        # (0 until there was one; the validation's is estimated before the first)
-        self.block_seconds = self.eval_seconds = self.save_seconds = 0.0
+        # For --time-budget: the latest timed block's, validation's, checkpoint's and sample's
+        # seconds (0 until there was one; the validation's is estimated before the first)
+        self.block_seconds = self.eval_seconds = self.save_seconds = self.sample_seconds = 0.0
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -399,7 +467,7 @@ class Trainer:
             _say(args, f"the checkpoint is already at iteration {self.iteration} ({asked}): "
                        f"nothing to train")
             return 0
-        metrics.rewrite(self.out / METRICS, self.records)
+        self._write(METRICS, metrics.rewrite, self.records)
         _say(args, f"training on {self.data['path']}: {len(self.corpus.train):,} characters "
                    f"(+{len(self.corpus.val):,} held out), vocabulary {len(self.corpus.vocab)}, "
                    + (f"{c.cell} " if c.cell != "rnn" else "")
@@ -409,22 +477,25 @@ class Trainer:
                    + (f"B={c.batch_size} streams " if c.batch_size > 1 else "")
                    + (f"{c.optimizer} " if c.optimizer != "adagrad" else "") +
                    f"on {self.model.backend}")
-        bar, block, start = None, 1, time.perf_counter()
+        bar, block, start, probed = None, 1, time.perf_counter(), False
         with _StopRequests(args) as stop:
             while self.iteration < target:
-                if stop.requested:
+                if stop.requested or args.output_closed:
                     self.stop_reason = "interrupted"
-                    break
-                if args.time_budget and bar is not None and not self.eval_seconds:
-                    self.eval_seconds = self._estimate_validation()
-                if args.time_budget and self._out_of_time(start, args.time_budget):
-                    self.stop_reason = "time budget"
                     break
                 decay_every = self.lr_decay[1] if self.lr_decay else 0
                 n = min([block, target - self.iteration] +
                         [e - self.iteration % e for e in
                          (args.eval_every, args.sample_every, args.checkpoint_every,
                           decay_every) if e])
+                if args.time_budget and bar is not None and not probed:
+                    probed = True  # (the kernels compiled by now: the estimates are of work)
+                    self.eval_seconds = self.eval_seconds or self._estimate_validation()
+                    if args.sample_every and not self.sample_seconds:
+                        self.sample_seconds = self._estimate_sample()
+                if args.time_budget and self._out_of_time(start, args.time_budget, n):
+                    self.stop_reason = "time budget"
+                    break
                 t0 = time.perf_counter()
                 with self._compiling():
                     losses = self.model.train(self.corpus.train, n, self.learning_rate())
@@ -455,12 +526,18 @@ class Trainer:
             self._save(CHECKPOINT)
         return self._finish()
 
-    def _out_of_time(self, start, budget):
-        """Whether another block would end the run past ``budget`` seconds from ``start``: the
-        time so far, plus the latest block's, the latest validation's (the final one runs
-        after it) and the latest checkpoint's (the last write), so that the run, its final
-        validation and checkpoint included, ends within the budget."""
+    def _out_of_time(self, start, budget, n):
+        """Whether a block of ``n`` iterations would end the run past ``budget`` seconds from
+        ``start``: the time so far, plus the latest block's, the sample and checkpoint it ends
+        at (if it does), and the final validation and checkpoint, each as long as the latest
+        (so that the run, its final validation and checkpoint included, ends within the
+        budget)."""
+        args, end = self.args, self.iteration + n
         ending = self.block_seconds + self.eval_seconds + self.save_seconds
+        if args.sample_every and end % args.sample_every == 0:
+            ending += self.sample_seconds
+        if args.checkpoint_every and end % args.checkpoint_every == 0:
+            ending += self.save_seconds
         return time.perf_counter() - start + ending >= budget
 
     def _estimate_validation(self, share=16):
@@ -479,6 +556,19 @@ class Trainer:
         start = time.perf_counter()
         self.model.evaluate(part, state=state, streams=streams)
         return max(1e-9, (time.perf_counter() - start) * (len(val) - 1) / (len(part) - 1))
+
+    def _estimate_sample(self, share=16):
+        """Seconds a sample would take, for --time-budget before the first: the sampling kernel
+        compiled (or loaded) on one character, then timed on 1/``share`` of --sample-length,
+        scaled. Its randomness is a generator of its own, not the run's; the model's state is
+        not changed."""
+        n = self.args.sample_length
+        with self._compiling():
+            self.model.sample(1, 0, rng=np.random.default_rng(0))
+        part = max(1, n // share)
+        start = time.perf_counter()
+        self.model.sample(part, 0, rng=np.random.default_rng(0))
+        return max(1e-9, (time.perf_counter() - start) * n / part)
 
     def _compiling(self):
         """Around a model call: one status line if its kernels compile (not from the cache)."""
@@ -538,8 +628,8 @@ class Trainer:
                   "train_seconds": round(self.seconds, 3),
                   "chars_per_s": round(self.timed_chars / self.seconds, 1) if self.seconds else None}
         self.records.append(record)
-        metrics.append(self.out / METRICS, record)
-        if not metrics.plot(self.out / PLOT, self.records) and not self.plot_note_said:
+        self._write(METRICS, metrics.append, record)
+        if not self._write(PLOT, metrics.plot, self.records) and not self.plot_note_said:
             self.plot_note_said = True  # once a run: the picture is optional, the log is not
             _say(self.args, f"note: {PLOT} is not drawn because matplotlib is not installed "
                             f"(pip install -e \".[plot]\"); {METRICS} has the same numbers")
@@ -561,12 +651,14 @@ class Trainer:
         return self.iteration / reference.chunks_per_pass(piece, self.model.config.seq_length)
 
     def _sample(self):
+        start = time.perf_counter()
         train = self.corpus.train
         seed_ix = int(train[min(self.model.position, len(train) - 1)])
         with self._compiling():
             ids, _ = self.model.sample(self.args.sample_length, seed_ix, rng=self.rng)
         _say(self.args, f"----- sample at iteration {self.iteration}\n"
                         f"{self.corpus.vocab.decode(ids)}\n-----")
+        self.sample_seconds = time.perf_counter() - start
 
     def learning_rate(self):
         """The learning rate of the next iterations (blocks never cross a decay)."""
@@ -576,10 +668,17 @@ class Trainer:
         return {"iteration": self.iteration, "smooth_loss": self.smooth,
                 "rng": self.rng.bit_generator.state, "metrics": self.records,
                 "best_val_loss": self.best, "train_seconds": self.seconds,
-                "timed_chars": self.timed_chars,
+                "timed_chars": self.timed_chars, "val_streams": self.args.val_streams,
                 "backend": self.model.backend, "data": self.data,
                 **({"init_from": self.init_from} if self.init_from else {}),
                 **({"lr_decay": self.lr_decay} if self.lr_decay else {})}
+
+    def _write(self, name, write, *what):
+        """``write(out / name, *what)``, an OSError (e.g. a full disk) as a one-line failure."""
+        try:
+            return write(self.out / name, *what)
+        except OSError as e:
+            raise cli.Failure(f"could not write {self.out / name}: {e.strerror or e}") from None
 
     def _save(self, name):
         start = time.perf_counter()
@@ -610,7 +709,8 @@ class Trainer:
     def _finish(self):
         where = self.out / CHECKPOINT
         if self.stop_reason == "interrupted":
-            print(f"{PROG}: interrupted at iteration {self.iteration}; saved {where}; continue "
+            why = "stdout was closed" if self.args.output_closed else "interrupted"
+            print(f"{PROG}: {why} at iteration {self.iteration}; saved {where}; continue "
                   f"with: python -m fastrnn.train --resume {where}", file=sys.stderr)
             return cli.EXIT_INTERRUPTED
         last = self.records[-1] if self.records else {}
@@ -648,7 +748,8 @@ class _StopRequests:
 
     def _handle(self, signum, frame):
         if self.requested:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt("quit at once, without saving (the latest checkpoint "
+                                    "written is whole)")
         self.requested = True
         _say(self.args, "stopping: saving a checkpoint after this block (press Ctrl-C again to "
                         "quit without saving)")

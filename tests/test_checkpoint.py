@@ -1,6 +1,7 @@
 """Checkpoints: exact round trip, atomic writes, format-1 files, and a clear error for every
 unusable file."""
 
+import io
 import json
 import os
 
@@ -261,8 +262,20 @@ def _rewrite_meta(path, change):
         np.savez(f, **arrays)
 
 
+def _npy(array):
+    """The bytes of ``array`` as a .npy file (np.save to a path would add .npy to its name)."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
 @pytest.mark.parametrize("damage, message", [
-    (lambda p: p.write_bytes(b"not a zip file at all"), "corrupt or truncated"),
+    (lambda p: p.write_bytes(b"not a zip file at all"), r"not a fastrnn checkpoint \(not an .npz"),
+    (lambda p: p.write_bytes(_npy(np.arange(3))), r"not a fastrnn checkpoint \(not an .npz arch"),
+    (lambda p: p.write_bytes(b"\x80\x04K\x03."), r"not a fastrnn checkpoint \(not an .npz"),
+    (lambda p: p.write_bytes(b""), r"corrupt or truncated: it is empty"),
+    (lambda p: p.write_bytes(b"PK\x03"), r"corrupt or truncated: it ends after 3 bytes"),
+    (lambda p: p.write_bytes(b"\0" * 100), r"corrupt or truncated: it starts with zero bytes"),
     (lambda p: p.write_bytes(p.read_bytes()[:len(p.read_bytes()) // 2]), "corrupt or truncated"),
     (lambda p: p.write_bytes(p.read_bytes()[:-30]), "corrupt or truncated"),
     (lambda p: _rewrite_meta(p, lambda m, a: m.update(version=99, fastrnn="9.0")),
@@ -287,6 +300,29 @@ def test_unusable_checkpoints_are_named(saved, damage, message):
     assert str(path) in str(e.value) and "\n" not in str(e.value)
 
 
+# run.data and a run.metrics record as fastrnn.train writes them
+DATA = {"val_fraction": 0.1, "encoding": "utf-8", "path": "/data/input.txt", "sha256": "ab12",
+        "chars": 40}
+RECORD = {"iteration": 7, "epoch": 0.5, "chars": 28, "train_loss": 1.6, "train_bpc": 2.3,
+          "val_loss": 1.7, "val_bpc": 2.45, "val_streams": 1, "learning_rate": 0.1,
+          "train_seconds": 0.01, "chars_per_s": None}
+
+
+def test_a_run_record_as_train_writes_it_loads(saved):
+    """The run's data and metrics records pass the checks, a record without held-out text
+    (val_loss and val_bpc null) included."""
+    path = saved[0]
+    quiet = dict(RECORD, iteration=3, val_loss=None, val_bpc=None)
+    _rewrite_meta(path, lambda m, a: m["run"].update(data=DATA, metrics=[quiet, RECORD]))
+    assert checkpoint.load(path).run["metrics"] == [quiet, RECORD]
+
+
+def test_a_count_too_large_for_a_float_is_checked_without_a_traceback(saved):
+    path = saved[0]
+    _rewrite_meta(path, lambda m, a: m["run"].update(iteration=10**400, train_seconds=10**400))
+    assert checkpoint.load(path).run["iteration"] == 10**400
+
+
 def _scale(name, factor):
     return lambda m, a: a.update({name: a[name] * factor})
 
@@ -309,6 +345,34 @@ def _scale(name, factor):
     (lambda m, a: m["run"].update(rng={"bit_generator": "nope"}), "run.rng is not a random"),
     (lambda m, a: m["run"].update(lr_decay=[1.5, 10]), r"run.lr_decay is \[1.5, 10\]"),
     (lambda m, a: m["run"].update(lr_decay=[0.5, 0]), r"run.lr_decay is \[0.5, 0\]"),
+    (lambda m, a: m["run"].update(train_seconds=True), r"run.train_seconds is True, expected a"),
+    (lambda m, a: m["config"].update(seed="abc"), r"config.seed is 'abc', expected an integer"),
+    (lambda m, a: m["config"].update(seed=1.5), r"config.seed is 1.5, expected an integer >= 0"),
+    (lambda m, a: m["config"].update(seed=-1), r"config.seed is -1, expected an integer >= 0"),
+    (lambda m, a: m["config"].update(seed=True), r"config.seed is True, expected an integer"),
+    (lambda m, a: m["run"].update(data=dict(DATA, encoding=123)),
+     r"run.data.encoding is 123, expected the name of an encoding"),
+    (lambda m, a: m["run"].update(data=dict(DATA, path=123)), r"run.data.path is 123, expected"),
+    (lambda m, a: m["run"].update(data=dict(DATA, val_fraction="x")),
+     r"run.data.val_fraction is 'x', expected a number in \[0, 1\)"),
+    (lambda m, a: m["run"].update(data=dict(DATA, val_fraction=1.0)),
+     r"run.data.val_fraction is 1.0, expected a number in \[0, 1\)"),
+    (lambda m, a: m["run"].update(data=dict(DATA, sha256=None)), r"run.data.sha256 is None"),
+    (lambda m, a: m["run"].update(data=dict(DATA, chars=-5)), r"run.data.chars is -5, expected"),
+    (lambda m, a: m["run"].update(metrics=[1, 2]),
+     r"run.metrics\[0\] is 1, expected a record of an evaluation"),
+    (lambda m, a: m["run"].update(metrics=[RECORD, {}]), r"run.metrics\[1\] has no iteration"),
+    (lambda m, a: m["run"].update(metrics=[dict(RECORD, iteration="7")]),
+     r"run.metrics\[0\].iteration is '7', expected an integer >= 0"),
+    (lambda m, a: m["run"].update(metrics=[dict(RECORD, val_loss=[])]),
+     r"run.metrics\[0\].val_loss is \[\], expected a finite number or null"),
+    (lambda m, a: m["run"].update(metrics=[dict(RECORD, val_bpc=None)]),
+     r"run.metrics\[0\].val_bpc is None, expected a finite number if val_loss is one"),
+    (lambda m, a: m["run"].update(metrics=[{k: v for k, v in RECORD.items() if k != "train_loss"}]),
+     r"run.metrics\[0\] has no train_loss"),
+    (lambda m, a: m["run"].update(val_streams="x"), r"run.val_streams is 'x', expected an"),
+    (lambda m, a: m["run"].update(metrics=[dict(RECORD, val_streams=0)]),
+     r"run.metrics\[0\].val_streams is 0, expected an integer >= 1"),
 ])
 def test_impossible_fields_are_refused_by_name(saved, change, message):
     """Each metadata field and array is checked on load: an impossible or inconsistent value is

@@ -75,6 +75,21 @@ def test_other_encodings_and_missing_files(tmp_path):
         load(path, val_fraction=1.0)
 
 
+@pytest.mark.parametrize("encoding", ["rot13", "base64", "hex", "zlib", "bz2", "undefined", 123])
+def test_a_codec_that_is_not_a_text_encoding_is_named(tmp_path, encoding):
+    """codecs.lookup knows them, but they do not turn bytes into text: refused as an unknown
+    encoding is, before the file is read."""
+    path = write(tmp_path, "some text\n")
+    with pytest.raises(CorpusError, match=f"unknown encoding {encoding!r}: give a text encoding"):
+        load(path, encoding=encoding)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "utf-8-sig", "cp1252", "ascii"])
+def test_every_text_encoding_is_accepted(tmp_path, encoding):
+    path = write(tmp_path, "some text\n".encode(encoding))
+    assert load(path, val_fraction=0, encoding=encoding).vocab.chars == sorted(set("some text\n"))
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
 def test_only_regular_files_are_read(tmp_path):
     """A FIFO would block the read forever and /dev/zero would never end: both are refused

@@ -97,6 +97,18 @@ def test_sample_is_reproducible_and_the_same_on_every_backend(backend):
     assert dropin.sample(h, 3, 0, *params) == []
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_sample_at_a_vanishing_temperature_is_greedy(backend):
+    # logits / 1e-320 overflow float64: the text must be the greedy one, not NaN's choice
+    rng = np.random.default_rng(4)
+    params = random_model(rng, 40, 12, np.float64, scale=0.05)
+    h = rng.standard_normal((40, 1)) * 0.1
+    greedy = dropin.sample(h, 3, 50, *params, greedy=True, backend=backend)
+    assert dropin.sample(h, 3, 50, *params, rng=np.random.default_rng(9), temperature=1e-320,
+                         backend=backend) == greedy
+    assert len(set(greedy)) > 1  # (a text, not one character repeated)
+
+
 def good_args():
     rng = np.random.default_rng(5)
     params = list(random_model(rng, 6, 4, np.float64))

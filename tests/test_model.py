@@ -139,6 +139,54 @@ def test_top_k_and_top_p_sampling_is_the_same_text_on_both_backends(corpus, top_
         model.sample(3, 0, top_p=1.5)
 
 
+@pytest.mark.parametrize("cell, num_layers", [("rnn", 1), ("lstm", 2), ("gru", 1)])
+@pytest.mark.parametrize("dtype, tiny", [("float64", 1e-320), ("float64", 1e-308),
+                                         ("float32", 1e-40), ("float32", 1e-38)])
+def test_a_temperature_too_small_for_the_dtype_samples_greedily(corpus, dtype, tiny, cell,
+                                                                 num_layers):
+    """logits / T would overflow the dtype (softmax NaN, the draws garbage): the limit T -> 0,
+    the greedy text, on every backend; an ordinary temperature draws as the oracle does."""
+    vocab, data = corpus
+    model = CharRNN(len(vocab), hidden_size=16, seq_length=10, dtype=dtype, cell=cell,
+                    num_layers=num_layers, seed=1)
+    model.train(data, 30)
+    seed_ix = vocab.index["T"]
+    for backend in ("numba", "numpy"):
+        model.backend = backend
+        greedy, _ = model.sample(40, seed_ix, greedy=True)
+        assert len(vocab) - 1 not in greedy  # what NaN probabilities draw, every time
+        ids, _ = model.sample(40, seed_ix, rng=np.random.default_rng(1), temperature=tiny)
+        assert ids == greedy, f"{backend} at temperature {tiny:g}"
+        ids, _ = model.sample(40, seed_ix, rng=np.random.default_rng(1), temperature=0.5)
+        expected, _ = reference.sample(model.weights, model.state[:, :, :1], seed_ix,
+                                       np.random.default_rng(1).random(40), 0.5)
+        assert ids == expected, f"{backend} at temperature 0.5"
+
+
+def test_top_k_beyond_the_vocabulary_keeps_every_character(corpus):
+    vocab, data = corpus
+    model = CharRNN(len(vocab), hidden_size=16, seed=1)
+    model.train(data, 10)
+    for backend in ("numba", "numpy"):
+        model.backend = backend
+        plain, _ = model.sample(50, 0, rng=np.random.default_rng(2))
+        for top_k in (len(vocab), len(vocab) + 1, 2**63, 2**64, 10**30, np.uint64(2**64 - 1)):
+            ids, _ = model.sample(50, 0, rng=np.random.default_rng(2), top_k=top_k)
+            assert ids == plain, f"{backend}, top_k={top_k}"
+
+
+@pytest.mark.parametrize("n", [1.7, "5", None, True, -1, 3.0])
+def test_a_count_that_is_not_a_non_negative_integer_is_named(n):
+    model = CharRNN(7, hidden_size=10)
+    with pytest.raises(ValueError, match=f"n must be a non-negative integer, got {n!r}"):
+        model.sample(n, 1)
+
+
+def test_a_count_may_be_a_numpy_integer_or_zero():
+    model = CharRNN(7, hidden_size=10)
+    assert len(model.sample(np.int64(3), 1)[0]) == 3 and model.sample(0, 1)[0] == []
+
+
 def test_evaluate_equals_the_oracle_from_a_given_state(corpus):
     vocab, data = corpus
     H = 16

@@ -99,3 +99,6 @@ def test_unusable_checkpoint_and_encoding(run, tmp_path, capsys):
     assert score.main([str(d / "out" / "checkpoint.npz"), str(corpus), "--encoding", "klingon"],
                       out=io.StringIO()) == 2
     assert "unknown encoding 'klingon'" in capsys.readouterr().err
+    assert score.main([str(d / "out" / "checkpoint.npz"), str(corpus), "--encoding", "rot13"],
+                      out=io.StringIO()) == 2  # a codec, but not a text encoding
+    assert "unknown encoding 'rot13'" in capsys.readouterr().err
