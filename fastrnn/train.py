@@ -147,7 +147,12 @@ def _main(argv):
     config, data = _settings(args, ckpt, source)
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None)
     args.iterations = _target(args, corpus, config)
-    _check_schedule(config, lr_decay, args.iterations)
+    zero = _zero_rate_at(config, lr_decay, args.iterations)
+    if zero is not None and not args.time_budget:
+        cli.warn(PROG, f"--lr-decay {lr_decay[0]:g} every {lr_decay[1]} iterations takes the "
+                       f"learning rate {config['learning_rate']:g} to 0 ({config['dtype']}) at "
+                       f"iteration {zero}, before --iterations {args.iterations}: the run will "
+                       f"stop there")
     try:
         if ckpt:
             model = ckpt.to_model(args.backend, threads=args.threads)
@@ -193,12 +198,12 @@ def _target(args, corpus, config):
     return math.ceil(args.epochs * reference.chunks_per_pass(piece, config["seq_length"]))
 
 
-def _check_schedule(config, lr_decay, target):
-    """Refuse a decay that takes the learning rate to 0 in the model's dtype before ``target``
-    iterations (training would stop learning, or fail there)."""
+def _zero_rate_at(config, lr_decay, target):
+    """The first iteration before ``target`` whose decayed learning rate is 0 in the model's
+    dtype (training stops there: nothing would change), or None."""
     if not lr_decay:
-        return
-    factor, every = lr_decay
+        return None
+    every = lr_decay[1]
     kind = np.dtype(config["dtype"]).type
 
     def zero(decays):
@@ -206,14 +211,11 @@ def _check_schedule(config, lr_decay, target):
 
     lo, hi = 0, (target - 1) // every  # decays before the last iteration
     if not zero(hi):
-        return
+        return None
     while hi - lo > 1:  # the first decay count that gives 0 (zero(lo) is False)
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if zero(mid) else (mid, hi)
-    raise cli.UsageError(f"--lr-decay {factor:g} every {every} iterations takes the learning "
-                         f"rate {config['learning_rate']:g} to 0 ({config['dtype']}) at "
-                         f"iteration {hi * every}, before the last of {target}: decay less or "
-                         f"less often, or train fewer iterations")
+    return hi * every
 
 
 def decayed_rate(rate, lr_decay, iteration):
@@ -482,6 +484,9 @@ class Trainer:
             while self.iteration < target:
                 if stop.requested or args.output_closed:
                     self.stop_reason = "interrupted"
+                    break
+                if np.dtype(c.dtype).type(self.learning_rate()) == 0:
+                    self.stop_reason = "learning rate's decay to 0"
                     break
                 decay_every = self.lr_decay[1] if self.lr_decay else 0
                 n = min([block, target - self.iteration] +

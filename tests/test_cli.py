@@ -297,17 +297,23 @@ def test_learning_rate_decay_is_char_rnns_and_resumes_exactly(tmp_path, corpus_f
 
 
 @pytest.mark.parametrize("dtype, at", [("float64", 1072), ("float32", 147)])
-def test_a_decay_to_a_zero_rate_is_refused_before_training(tmp_path, corpus_file, capsys, dtype,
-                                                             at):
-    # 0.1 halved every iteration is 0 in float64 after 1072 halvings, in float32 after 147
-    rc = train.main(["--data", corpus_file, *SMALL, "--dtype", dtype, "--iterations", "2000",
-                     "--lr-decay", "0.5", "--lr-decay-every", "1", "--out", str(tmp_path)])
-    assert_usage_error(rc, capsys, f"takes the learning rate 0.1 to 0 ({dtype}) at iteration {at},"
-                                   f" before the last of 2000")
-    assert not (tmp_path / "checkpoint.npz").exists()
-    assert train.main(["--data", corpus_file, *SMALL, "--dtype", dtype, "--iterations", str(at),
-                       "--lr-decay", "0.5", "--lr-decay-every", "1", "--eval-every", "0",
-                       "--sample-every", "0", "--out", str(tmp_path)]) == 0
+def test_a_decay_to_a_zero_rate_stops_the_run_there(tmp_path, corpus_file, capsys, dtype, at):
+    # 0.1 halved every iteration is 0 in float64 after 1072 halvings, in float32 after 147:
+    # training stops there, saved and validated, with a warning before it starts
+    rc = train.main(["--data", corpus_file, *SMALL[:-1], "--dtype", dtype, "--iterations", "2000",
+                     "--lr-decay", "0.5", "--lr-decay-every", "1", "--sample-every", "0",
+                     "--out", str(tmp_path)])
+    printed = capsys.readouterr()
+    assert rc == 0 and (f"takes the learning rate 0.1 to 0 ({dtype}) at iteration {at}, before "
+                        f"--iterations 2000: the run will stop there") in printed.err
+    assert f"stopped by the learning rate's decay to 0: iteration {at}," in printed.out
+    run = checkpoint.load(tmp_path / "checkpoint.npz").run
+    assert run["iteration"] == at and run["metrics"][-1]["iteration"] == at
+    # under a time budget (--iterations a bound never reached) there is no warning
+    assert train.main(["--data", corpus_file, *SMALL, "--dtype", dtype, "--iterations", "2000",
+                       "--lr-decay", "0.5", "--lr-decay-every", "1", "--time-budget", "600",
+                       "--out", str(tmp_path / "budget")]) == 0
+    assert "learning rate" not in capsys.readouterr().err
 
 
 def test_learning_rate_decay_refusals(tmp_path, corpus_file, capsys):
