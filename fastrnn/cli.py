@@ -40,7 +40,7 @@ def run(main, prog, argv):
         print(f"{prog}: error: {e}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt as e:
-        print(f"{prog}: {e or 'interrupted'}", file=sys.stderr)
+        print(f"{prog}: {str(e) or 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

@@ -34,10 +34,11 @@ class _Listener(event.Listener):
 @contextmanager
 def announce(say, what):
     """Around a call that may compile kernels: ``say("compiling kernels for WHAT (first run
-    only)...")`` when compilation starts, then ``say("compiled in S s")`` after the call."""
+    only)...")`` when compilation starts, then ``say("compiled in S s")`` after the call.
+    Yields a record whose ``seconds`` is the time spent compiling (0.0: none)."""
     listener = _Listener(say, f"compiling kernels for {what} (first run only; later runs load "
                               f"them from the cache)...")
     with event.install_listener("numba:compile", listener):
-        yield
+        yield listener
     if listener.start is not None:
         say(f"compiled in {listener.seconds:.1f} s")

@@ -120,7 +120,9 @@ def build_parser():
                         "--learning-rate, --seq-length, --batch-size, --optimizer and --seed may "
                         "differ from the checkpoint's")
     r.add_argument("--overwrite", action="store_true",
-                   help="start a new run even if --out already holds a checkpoint")
+                   help="start a new run even if --out holds another run's checkpoint.npz or "
+                        "best.npz (both replaced; loss.png removed), or let --resume write over "
+                        "a checkpoint.npz that is not the one resumed")
     r.add_argument("--quiet", action="store_true", help="no progress bar, samples or messages")
     return p
 
@@ -137,6 +139,8 @@ def _main(argv):
     if args.resume and args.init_from:
         raise cli.UsageError("--resume continues a run, --init-from starts a new one from a "
                              "checkpoint's weights: give one of them")
+    if args.iterations is not None and args.epochs is not None:
+        raise cli.UsageError("--iterations and --epochs both set the end of training: give one")
     ckpt = _load_resume(args.resume) if args.resume else None
     args.val_streams = _val_streams(args, ckpt)
     if args.val_streams > 1 and args.backend == "cuda":
@@ -147,12 +151,14 @@ def _main(argv):
     config, data = _settings(args, ckpt, source)
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None)
     args.iterations = _target(args, corpus, config)
+    if np.dtype(config["dtype"]).type(config["learning_rate"]) == 0:
+        raise cli.UsageError(f"--learning-rate {config['learning_rate']:g} is 0 in "
+                             f"{config['dtype']}: nothing would be learned")
     zero = _zero_rate_at(config, lr_decay, args.iterations)
     if zero is not None and not args.time_budget:
         cli.warn(PROG, f"--lr-decay {lr_decay[0]:g} every {lr_decay[1]} iterations takes the "
                        f"learning rate {config['learning_rate']:g} to 0 ({config['dtype']}) at "
-                       f"iteration {zero}, before --iterations {args.iterations}: the run will "
-                       f"stop there")
+                       f"iteration {zero}, before {_asked(args)}: the run will stop there")
     try:
         if ckpt:
             model = ckpt.to_model(args.backend, threads=args.threads)
@@ -176,12 +182,19 @@ def _main(argv):
     return trainer.run()
 
 
+def _asked(args):
+    """Where the user asked training to end, in their terms."""
+    return (f"--epochs {args.epochs:g} (iteration {args.iterations})" if args.epochs else
+            f"--iterations {args.iterations}")
+
+
 def _val_streams(args, ckpt):
     """--val-streams, or on --resume the checkpoint's (a different one is refused: the best
     validation loss so far was measured with it)."""
     run = ckpt.run if ckpt else {}
-    records = run.get("metrics") or [{}]
-    saved = run.get("val_streams", records[-1].get("val_streams"))
+    records = run.get("metrics") or []
+    # (records from before --val-streams existed were all one stream)
+    saved = run.get("val_streams", records[-1].get("val_streams", 1) if records else None)
     if args.val_streams is not None and saved is not None and args.val_streams != saved:
         raise cli.UsageError(f"cannot resume with --val-streams {args.val_streams}: the "
                              f"checkpoint's validations read {saved} (its best is measured so)")
@@ -192,8 +205,6 @@ def _target(args, corpus, config):
     """The iteration to train to: --iterations, or --epochs in iterations, or the default."""
     if args.epochs is None:
         return args.iterations or DEFAULT_ITERATIONS
-    if args.iterations is not None:
-        raise cli.UsageError("--iterations and --epochs both set the end of training: give one")
     piece = len(corpus.train) // config["batch_size"]
     return math.ceil(args.epochs * reference.chunks_per_pass(piece, config["seq_length"]))
 
@@ -326,9 +337,13 @@ def _output_dir(args, ckpt):
             raise cli.UsageError(f"{out / BEST} (another run's best model) already exists: pass "
                                  f"--overwrite or another --out")
         for name in (BEST, PLOT):  # the old run's (--overwrite): not to be taken for this one's
-            old = out / name
-            if old.exists() and not (args.init_from and old.samefile(args.init_from)):
-                old.unlink()
+            (out / name).unlink(missing_ok=True)
+    elif not out.samefile(Path(args.resume).parent) and not args.overwrite:
+        for name in (CHECKPOINT, BEST):  # another run's, in another directory
+            if (out / name).exists():
+                raise cli.UsageError(f"{out / name} is not the resumed run's ({args.resume}) "
+                                     f"and would be replaced: pass another --out, or "
+                                     f"--overwrite")
     elif (out / CHECKPOINT).exists() and not args.overwrite and \
             not (out / CHECKPOINT).samefile(args.resume):
         raise cli.UsageError(f"{out / CHECKPOINT} is not the checkpoint resumed ({args.resume}) "
@@ -453,7 +468,8 @@ class Trainer:
         self.seconds = run.get("train_seconds", 0.0)   # time in training kernels...
         self.timed_chars = run.get("timed_chars", 0)   # ...and the characters trained in it
         self.stop_reason = None
-        self.saved = None  # iteration of the latest checkpoint this run wrote
+        self.saved = None  # iteration of the latest checkpoint this run wrote...
+        self.saved_records = 0  # ...and the evaluation records it held
         # For --time-budget: the latest timed block's, validation's, checkpoint's and sample's
         # seconds (0 until there was one; the validation's is estimated before the first)
         self.block_seconds = self.eval_seconds = self.save_seconds = self.sample_seconds = 0.0
@@ -464,10 +480,8 @@ class Trainer:
         args, c = self.args, self.model.config
         target = args.iterations
         if self.iteration >= target:
-            asked = (f"--epochs {args.epochs:g}: iteration {target}" if args.epochs else
-                     f"--iterations {target}")
-            _say(args, f"the checkpoint is already at iteration {self.iteration} ({asked}): "
-                       f"nothing to train")
+            _say(args, f"the checkpoint is already at iteration {self.iteration} "
+                       f"({_asked(args)}): nothing to train")
             return 0
         self._write(METRICS, metrics.rewrite, self.records)
         _say(args, f"training on {self.data['path']}: {len(self.corpus.train):,} characters "
@@ -496,13 +510,15 @@ class Trainer:
                 if args.time_budget and bar is not None and not probed:
                     probed = True  # (the kernels compiled by now: the estimates are of work)
                     self.eval_seconds = self.eval_seconds or self._estimate_validation()
+                    if not self.save_seconds:  # a checkpoint now: the write timed, and kept
+                        self._save(CHECKPOINT)
                     if args.sample_every and not self.sample_seconds:
                         self.sample_seconds = self._estimate_sample()
                 if args.time_budget and self._out_of_time(start, args.time_budget, n):
                     self.stop_reason = "time budget"
                     break
                 t0 = time.perf_counter()
-                with self._compiling():
+                with self._compiling() as compiled:
                     losses = self.model.train(self.corpus.train, n, self.learning_rate())
                 dt = time.perf_counter() - t0
                 if not (np.isfinite(losses).all() and self._params_finite()):
@@ -512,6 +528,7 @@ class Trainer:
                 self._record(losses, dt if bar is not None else None)
                 if bar is None:  # the first call compiled (or loaded) the kernels: not timed
                     bar = _Progress(args, self.iteration, start)
+                    self.block_seconds = max(0.0, dt - compiled.seconds)  # its work, roughly
                 else:
                     block = max(1, min(100_000, int(n * 0.2 / max(dt, 1e-6))))  # ~0.2 s a call
                     self.block_seconds = dt
@@ -528,17 +545,20 @@ class Trainer:
             if self.stop_reason != "interrupted" and (
                     not self.records or self.records[-1]["iteration"] != self.iteration):
                 self._evaluate()
-            self._save(CHECKPOINT)
+            if (self.saved, self.saved_records) != (self.iteration, len(self.records)):
+                self._save(CHECKPOINT)  # (unless the latest checkpoint holds all of it)
         return self._finish()
 
     def _out_of_time(self, start, budget, n):
         """Whether a block of ``n`` iterations would end the run past ``budget`` seconds from
         ``start``: the time so far, plus the latest block's, the sample and checkpoint it ends
-        at (if it does), and the final validation and checkpoint, each as long as the latest
-        (so that the run, its final validation and checkpoint included, ends within the
-        budget)."""
+        at (if it does), the final validation with the best.npz it may write, and the final
+        checkpoint, each as long as the latest (so that the run, its final validation and
+        checkpoint included, ends within the budget)."""
         args, end = self.args, self.iteration + n
         ending = self.block_seconds + self.eval_seconds + self.save_seconds
+        if len(self.corpus.val) >= 2:  # the final validation may write best.npz
+            ending += self.save_seconds
         if args.sample_every and end % args.sample_every == 0:
             ending += self.sample_seconds
         if args.checkpoint_every and end % args.checkpoint_every == 0:
@@ -694,7 +714,7 @@ class Trainer:
             raise cli.Failure(f"could not write {self.out / name}: {e.strerror or e}") from None
         self.save_seconds = time.perf_counter() - start  # best.npz's too: the same size
         if name == CHECKPOINT:
-            self.saved = self.iteration
+            self.saved, self.saved_records = self.iteration, len(self.records)
 
     # -- endings --------------------------------------------------------------------------------
 
@@ -728,8 +748,10 @@ class Trainer:
             best = min((r for r in self.records if r["val_loss"] is not None),
                        key=lambda r: r["val_loss"])
             if best["val_loss"] < last["val_loss"]:
+                kept = self.out / BEST
                 summary += (f" (the best, {best['val_bpc']:.4f} bits/char at iteration "
-                            f"{best['iteration']}, is in {self.out / BEST})")
+                            f"{best['iteration']}, " + (f"is in {kept})" if kept.exists() else
+                                                       "was before this run's --out)"))
         _say(self.args, f"{summary}; checkpoint {where}")
         return 0
 

@@ -341,6 +341,23 @@ def test_resume_keeps_the_runs_validation_streams(tmp_path, corpus_file, capsys)
     assert [r["val_streams"] for r in records] == [3, 3, 3]  # at 5, 10 and 20
 
 
+def test_a_checkpoint_from_before_val_streams_read_one_stream(tmp_path, corpus_file, capsys):
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "10", "--eval-every", "5",
+                       "--sample-every", "0", "--out", str(tmp_path)]) == 0
+    path = tmp_path / "checkpoint.npz"
+    with np.load(path) as npz:  # as an older fastrnn wrote it: no val_streams anywhere
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["run"]["val_streams"]
+    for record in meta["run"]["metrics"]:
+        del record["val_streams"]
+    arrays["meta"] = np.array(json.dumps(meta))
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    rc = train.main(["--resume", str(path), "--iterations", "20", "--val-streams", "4"])
+    assert_usage_error(rc, capsys, "cannot resume with --val-streams 4", "read 1")
+
+
 def test_resume_past_the_target_has_nothing_to_do(tmp_path, corpus_file, capsys):
     # past 1024 iterations: more than the loss history first holds for a short target
     assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "1100",
@@ -384,28 +401,30 @@ def work_clock(monkeypatch):
     return clock
 
 
-@pytest.mark.parametrize("eval_every, sample_every, budget",
-                         [("4", "0", 20), ("0", "0", 20), ("4", "1", 16)])
+@pytest.mark.parametrize("eval_every, sample_every, checkpoint_every",
+                         [("4", "0", "4"), ("0", "0", "4"), ("0", "0", "5000"), ("4", "1", "4")])
 def test_time_budget_holds_the_final_validation_and_checkpoint(tmp_path, corpus_file, capsys,
                                                                 monkeypatch, eval_every,
-                                                                sample_every, budget):
-    # The run must end within the budget, its final validation and checkpoint included;
-    # stopping only once the budget is spent ends it past 25 s. With --eval-every 0 no
-    # validation is timed before the final one: its time is estimated from a part of it.
-    # Samples (2 s each here) are counted too, the first estimated from a part of one: not
-    # counting them ends the third run at 18.8 s.
+                                                                sample_every, checkpoint_every):
+    # The run must end within the budget, whatever the budget, its final validation (and the
+    # best.npz it writes) and checkpoint included; stopping only once the budget is spent ends
+    # it past it. With --eval-every 0 no validation is timed before the final one: its time is
+    # estimated from a part of it, and a checkpoint written to time the write. Samples (2 s
+    # each here) are counted too, the first estimated from a part of one.
     clock = work_clock(monkeypatch)
-    start = clock[0]
-    rc = train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "100000000",
-                     "--time-budget", str(budget), "--eval-every", eval_every,
-                     "--sample-every", sample_every, "--sample-length", "200",
-                     "--checkpoint-every", "4", "--out", str(tmp_path)])
-    printed = capsys.readouterr()
-    assert rc == 0 and "stopped by the time budget" in printed.out
-    assert budget - 2 <= clock[0] - start <= budget
-    assert f"of the 00:{budget} budget, iteration 1" in printed.err  # the bar counts the budget
-    run = checkpoint.load(tmp_path / "checkpoint.npz").run
-    assert run["iteration"] >= 3 and run["metrics"][-1]["iteration"] == run["iteration"]
+    for budget in range(10, 31):
+        out = tmp_path / str(budget)
+        start = clock[0]
+        rc = train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "100000000",
+                         "--time-budget", str(budget), "--eval-every", eval_every,
+                         "--sample-every", sample_every, "--sample-length", "200",
+                         "--checkpoint-every", checkpoint_every, "--out", str(out)])
+        printed = capsys.readouterr()
+        assert rc == 0 and "stopped by the time budget" in printed.out
+        assert budget - 12 <= clock[0] - start <= budget, budget
+        assert f"of the 00:{budget} budget, iteration 1" in printed.err  # the bar counts time
+        run = checkpoint.load(out / "checkpoint.npz").run
+        assert run["metrics"][-1]["iteration"] == run["iteration"] >= 1
 
 
 def test_divergence_stops_with_the_last_good_checkpoint_kept(tmp_path, corpus_file, capsys, monkeypatch):
@@ -491,6 +510,16 @@ def test_a_second_ctrl_c_quits_in_one_line(capsys):
     err = capsys.readouterr().err
     assert err == ("fastrnn.train: quit at once, without saving (the latest checkpoint written "
                    "is whole)\n")
+
+
+def test_ctrl_c_outside_training_is_one_line(capsys):
+    from fastrnn import cli
+
+    def loading(argv):
+        raise KeyboardInterrupt  # e.g. while the corpus loads or kernels compile
+
+    assert cli.run(loading, "fastrnn.sample", []) == 130
+    assert capsys.readouterr().err == "fastrnn.sample: interrupted\n"
 
 
 def test_closing_stdout_stops_the_run_saved(tmp_path, corpus_file):
@@ -719,6 +748,7 @@ def test_encoding_option(tmp_path, capsys):
     (["--batch-size", "5000"], "needs at least 26 in each of --batch-size 5000 streams"),
     (["--time-budget", "-1"], "--time-budget: -1 is not a positive number"),
     (["--epochs", "0"], "--epochs: 0 is not a positive number"),
+    (["--learning-rate", "1e-50", "--dtype", "float32"], "--learning-rate 1e-50 is 0 in float32"),
     (["--epochs", "2", "--iterations", "5"], "--iterations and --epochs both set the end"),
     (["--dtype", "float16"], "invalid choice: 'float16'"),
     (["--optimizer", "sgd"], "invalid choice: 'sgd'"),
@@ -760,7 +790,7 @@ def test_resuming_into_another_runs_directory_is_refused(tmp_path, corpus_file, 
     assert train.main([*common, "--iterations", "30", "--cell", "gru", "--out", str(b)]) == 0
     other = (b / "checkpoint.npz").read_bytes()
     rc = train.main(["--resume", str(a / "checkpoint.npz"), "--iterations", "20", "--out", str(b)])
-    assert_usage_error(rc, capsys, f"{b / 'checkpoint.npz'} is not the checkpoint resumed")
+    assert_usage_error(rc, capsys, f"{b / 'checkpoint.npz'} is not the resumed run's")
     # best.npz resumed into its own directory would replace the later checkpoint.npz
     rc = train.main(["--resume", str(b / "best.npz"), "--iterations", "40"])
     assert_usage_error(rc, capsys, "is not the checkpoint resumed", "--overwrite")
