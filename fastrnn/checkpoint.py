@@ -192,8 +192,6 @@ def _check_fields(path, ckpt):
     def bad(field, value, expected):
         raise CheckpointError(f"{path} is corrupt: {field} is {value!r}, expected {expected}")
 
-    if not _integer(c.seed) or c.seed < 0:  # (Config leaves the seed to the generators)
-        bad("config.seed", c.seed, "an integer >= 0")
     if ckpt.position < 0 or ckpt.position % c.seq_length:
         bad("position", ckpt.position, f"a multiple of seq_length {c.seq_length}, >= 0")
     if ckpt.step < 0:

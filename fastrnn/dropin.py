@@ -57,8 +57,8 @@ def lossFun(inputs, targets, hprev, Wxh, Whh, Why, bh, by, backend="numba"):
     g = spec.view(np.empty(spec.size, dtype))  # backward overwrites whole
     kern.backward(w, x, y, hs, ps, g)
     rnn = g.layers[0]
-    return (loss, rnn.Wxh, rnn.Whh, g.Why, rnn.bh.reshape(H, 1), g.by.reshape(V, 1),
-            hs[0, -1, 0, 0].reshape(H, 1).copy())
+    return (loss, rnn.Wxh, rnn.Whh, g.Why, rnn.bh.reshape(np.shape(bh)),
+            g.by.reshape(np.shape(by)), hs[0, -1, 0, 0].reshape(H, 1).copy())
 
 
 def adagrad(params, grads, mems, learning_rate, backend="numba"):

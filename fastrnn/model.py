@@ -43,13 +43,19 @@ class Config:
         if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, (int, np.integer)) \
                 or self.vocab_size < 2:
             raise ValueError(f"vocab_size must be an integer >= 2, got {self.vocab_size!r}")
-        validate.positive("hidden_size", self.hidden_size, int)
-        validate.positive("seq_length", self.seq_length, int)
-        validate.positive("learning_rate", self.learning_rate)
-        validate.positive("batch_size", self.batch_size, int)
+        def keep(name, value):  # as Python's int/float (a checkpoint's JSON takes no numpy types)
+            object.__setattr__(self, name, value)
+
+        keep("vocab_size", int(self.vocab_size))
+        for name in ("hidden_size", "seq_length", "batch_size", "num_layers"):
+            keep(name, validate.positive(name, getattr(self, name), int))
+        keep("learning_rate", validate.positive("learning_rate", self.learning_rate))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) \
+                or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        keep("seed", int(self.seed))
         optim.get(self.optimizer)
         cells.get(self.cell)
-        validate.positive("num_layers", self.num_layers, int)
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
                 or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
@@ -60,6 +66,8 @@ class Config:
         if str(self.dtype) not in config.DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         object.__setattr__(self, "dtype", str(self.dtype))
+        if np.dtype(self.dtype).type(self.learning_rate) == 0:
+            raise ValueError(f"learning_rate {self.learning_rate:g} is 0 in {self.dtype}")
 
     def to_dict(self):
         return asdict(self)
@@ -158,7 +166,8 @@ class CharRNN:
         self._kernels = get_backend(name)
 
     def _prepared(self, data):
-        """data as a validated array of ids, cached for the same array object."""
+        """data as a validated array of ids: checked at every call (~0.1 ms for a 1 MB text),
+        since its caller may change it, unless nothing can write to it (then cached)."""
         if self._data is not None and self._data[0] is data:
             return self._data[1]
         c = self.config
@@ -166,7 +175,11 @@ class CharRNN:
         ready = self._checked_ids(
             data, B * (c.seq_length + 1),
             f"training with seq_length={c.seq_length}" + (f" in {B} streams" if B > 1 else ""))
-        self._data = (data, ready)
+        root = data
+        while isinstance(root, np.ndarray) and isinstance(root.base, np.ndarray):
+            root = root.base  # (a view can be written through its base)
+        frozen = isinstance(root, np.ndarray) and not root.flags.writeable
+        self._data = (data, ready) if frozen else None
         return ready
 
     def _checked_ids(self, data, min_length, purpose="this"):
@@ -212,6 +225,9 @@ class CharRNN:
         """
         ready = self._prepared(data)
         n_steps = validate.positive("n_steps", n_steps, int)
+        if isinstance(self.position, bool) or not isinstance(self.position, (int, np.integer)) \
+                or self.position < 0:
+            raise ValueError(f"position must be an integer >= 0, got {self.position!r}")
         c = self.config
         lr = c.learning_rate if learning_rate is None else \
             validate.positive("learning_rate", learning_rate)
@@ -283,6 +299,8 @@ class CharRNN:
         if top_p > 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
         rng = np.random.default_rng() if rng is None else rng
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         state = self._checked_state(self.state[:, :, :1] if state is None else state)
         greedy = bool(greedy) or reference.overflows(self.weights, state, temperature)
         ixes = np.empty(n, np.int64)

@@ -93,8 +93,9 @@ def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False):
                 raw = f.read(BLOCK)
                 try:
                     text = decoder.decode(raw, final=not raw)
-                except UnicodeDecodeError as e:
-                    raise ValueError(f"{path}: not valid {encoding} ({e.reason}); pass its "
+                except UnicodeError as e:  # (UTF-16's missing BOM is not a DecodeError)
+                    reason = e.reason if isinstance(e, UnicodeDecodeError) else str(e)
+                    raise ValueError(f"{path}: not valid {encoding} ({reason}); pass its "
                                      f"encoding with --encoding") from None
                 if text:
                     missing = vocab.unknown(text)

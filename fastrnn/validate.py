@@ -92,10 +92,9 @@ def positive(name, value, kind=float):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
         return int(value)
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    v = float(value)
     if not np.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     return v

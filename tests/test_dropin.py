@@ -32,6 +32,17 @@ def test_lossfun_matches_reference(backend, dtype):
         assert_close(a, e, dtype, name)
 
 
+def test_lossfun_gradients_take_the_parameters_shapes():
+    # biases given as vectors (H,), (V,) get their gradients as vectors, so adagrad takes them
+    rng = np.random.default_rng(1)
+    Wxh, Whh, Why, bh, by = random_model(rng, 8, 5, np.float64)
+    bh, by = bh.ravel().copy(), by.ravel().copy()
+    out = fastrnn.lossFun([1, 2], [2, 3], np.zeros((8, 1)), Wxh, Whh, Why, bh, by)
+    assert out[4].shape == (8,) and out[5].shape == (5,)
+    params = [Wxh, Whh, Why, bh, by]
+    fastrnn.adagrad(params, list(out[1:6]), [np.zeros_like(p) for p in params], 0.1)
+
+
 def test_lossfun_returns_fresh_arrays_each_call():
     rng = np.random.default_rng(1)
     params = random_model(rng, 8, 5, np.float64)

@@ -284,3 +284,59 @@ def test_a_size_that_cannot_fit_is_refused_before_allocating(monkeypatch):
         CharRNN(65, hidden_size=500, optimizer="adam")
     monkeypatch.setattr(validate, "available_memory", lambda: None)  # a system that does not say
     CharRNN(65, hidden_size=500, optimizer="adam")
+
+
+def test_a_text_changed_between_calls_is_checked_again():
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 20, 2000).astype(np.uint8)
+    model = CharRNN(20, hidden_size=8, seq_length=10)
+    model.train(data, 1)
+    data[:] = 25  # outside the vocabulary: must not reach the kernels
+    with pytest.raises(ValueError, match="data holds id 25, outside the vocabulary"):
+        model.train(data, 1)
+    # an int64 text (converted, not read in place) changed in place trains on the new ids
+    text = rng.integers(0, 20, 2000)
+    a, b = CharRNN(20, hidden_size=8, seq_length=10), CharRNN(20, hidden_size=8, seq_length=10)
+    a.train(text, 1)
+    b.train(text.copy(), 1)
+    text[:] = text[::-1].copy()
+    np.testing.assert_array_equal(a.train(text, 3), b.train(text.copy(), 3))
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(learning_rate="0.1"), "learning_rate must be a positive number, got '0.1'"),
+    (dict(learning_rate=True), "learning_rate must be a positive number, got True"),
+    (dict(seed=-1), "seed must be an integer >= 0, got -1"),
+    (dict(seed=1.5), "seed must be an integer >= 0, got 1.5"),
+    (dict(seed=None), "seed must be an integer >= 0, got None"),
+    (dict(seed=True), "seed must be an integer >= 0, got True"),
+    (dict(learning_rate=1e-50, dtype="float32"), "learning_rate 1e-50 is 0 in float32"),
+])
+def test_settings_of_the_wrong_kind_are_refused_by_name(settings, message):
+    with pytest.raises(ValueError, match=message):
+        CharRNN(20, hidden_size=8, **settings)
+
+
+def test_numpy_numbers_in_the_settings_are_kept_as_pythons(tmp_path):
+    from fastrnn import checkpoint
+    model = CharRNN(np.int64(20), hidden_size=np.int64(8), learning_rate=np.float32(0.1),
+                    seed=np.uint8(3))
+    c = model.config
+    assert [type(v) for v in (c.vocab_size, c.hidden_size, c.learning_rate, c.seed)] == \
+        [int, int, float, int]
+    vocab = Vocab("".join(chr(ord("a") + i) for i in range(20)))
+    checkpoint.save(tmp_path / "c.npz", checkpoint.Checkpoint.of(model, vocab, [], {}))
+    assert checkpoint.load(tmp_path / "c.npz").config == c
+
+
+@pytest.mark.parametrize("position", [-5, 3.0, True])
+def test_a_position_that_is_not_a_text_offset_is_refused(position):
+    model = CharRNN(20, hidden_size=8, seq_length=10)
+    model.position = position
+    with pytest.raises(ValueError, match="position must be an integer >= 0"):
+        model.train(np.zeros(500, np.uint8), 1)
+
+
+def test_sample_wants_a_generator():
+    with pytest.raises(ValueError, match="rng must be a numpy.random.Generator, got int"):
+        CharRNN(20, hidden_size=8).sample(5, 0, rng=42)

@@ -102,3 +102,8 @@ def test_unusable_checkpoint_and_encoding(run, tmp_path, capsys):
     assert score.main([str(d / "out" / "checkpoint.npz"), str(corpus), "--encoding", "rot13"],
                       out=io.StringIO()) == 2  # a codec, but not a text encoding
     assert "unknown encoding 'rot13'" in capsys.readouterr().err
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(b"ab")  # UTF-16 without its byte-order mark
+    assert score.main([str(d / "out" / "checkpoint.npz"), str(plain), "--encoding", "utf-16"],
+                      out=io.StringIO()) == 2
+    assert f"{plain}: not valid utf-16 (" in capsys.readouterr().err
