@@ -236,12 +236,11 @@ def _check_fields(path, ckpt):
                               ("chars", lambda v: _integer(v) and v >= 0, "an integer >= 0")):
         if key in data and not ok(data[key]):
             bad(f"run.data.{key}", data[key], expected)
-    streams = [("run.val_streams", run.get("val_streams"))] + [
-        (f"run.metrics[{i}].val_streams", r.get("val_streams"))
-        for i, r in enumerate(run.get("metrics", [])) if isinstance(r, dict)]
-    for name, value in streams:  # --val-streams of a resumed run comes from these
+    def streams(name, value):  # --val-streams of a resumed run comes from these
         if value is not None and not (_integer(value) and value >= 1):
             bad(name, value, "an integer >= 1")
+
+    streams("run.val_streams", run.get("val_streams"))
     for i, record in enumerate(run.get("metrics", [])):
         # what train reads back: the iteration, the losses (val_* None without held-out text)
         if not isinstance(record, dict):
@@ -256,6 +255,7 @@ def _check_fields(path, ckpt):
                 raise CheckpointError(f"{path} is corrupt: run.metrics[{i}] has no {key}")
             if not ok(record[key]):
                 bad(f"run.metrics[{i}].{key}", record[key], expected)
+        streams(f"run.metrics[{i}].val_streams", record.get("val_streams"))
     iteration = run.get("iteration")
     if iteration is not None and ckpt.step > iteration:  # one update per iteration (0 in old
         raise CheckpointError(f"{path} is corrupt: step {ckpt.step} exceeds its "  # files)

@@ -2,6 +2,7 @@
 
 import argparse
 import math
+import os
 import sys
 
 EXIT_USAGE = 2
@@ -42,6 +43,13 @@ def run(main, prog, argv):
     except KeyboardInterrupt as e:
         print(f"{prog}: {str(e) or 'interrupted'}", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def drop_stdout():
+    """After a BrokenPipeError (stdout piped into ``head``, which has exited): send the rest,
+    and the interpreter's final flush, to /dev/null instead of failing again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def warn(prog, message):

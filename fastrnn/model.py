@@ -66,7 +66,7 @@ class Config:
         if str(self.dtype) not in config.DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         object.__setattr__(self, "dtype", str(self.dtype))
-        if np.dtype(self.dtype).type(self.learning_rate) == 0:
+        if validate.vanishes(self.learning_rate, self.dtype):
             raise ValueError(f"learning_rate {self.learning_rate:g} is 0 in {self.dtype}")
 
     def to_dict(self):

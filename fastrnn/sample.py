@@ -8,7 +8,6 @@ seed gives the same text on every backend, and a checkpoint trained with any bac
 samples on any other.
 """
 
-import os
 import sys
 
 import numpy as np
@@ -96,8 +95,7 @@ def _generate(model, vocab, prime, ids, rng, args, out):
         out.write("\n")
         out.flush()
     except BrokenPipeError:  # e.g. piped into `head`: stop quietly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        cli.drop_stdout()
     return 0
 
 

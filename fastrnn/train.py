@@ -11,7 +11,6 @@ failed (diverged, disk error), 2 bad input, 130 interrupted (after saving a chec
 """
 
 import math
-import os
 import signal
 import sys
 import threading
@@ -22,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import (cells, checkpoint, cli, compiling, corpus as corpus_mod, files, metrics, optim,
-               reference)
+               reference, validate)
 from .backends import BACKENDS
 from .checkpoint import Checkpoint, CheckpointError
 from .config import DATA_DEFAULTS, DTYPES, MODEL_DEFAULTS
@@ -151,10 +150,10 @@ def _main(argv):
     config, data = _settings(args, ckpt, source)
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None)
     args.iterations = _target(args, corpus, config)
-    if np.dtype(config["dtype"]).type(config["learning_rate"]) == 0:
+    zero = _zero_rate_at(config, lr_decay, args.iterations)
+    if zero == 0:
         raise cli.UsageError(f"--learning-rate {config['learning_rate']:g} is 0 in "
                              f"{config['dtype']}: nothing would be learned")
-    zero = _zero_rate_at(config, lr_decay, args.iterations)
     if zero is not None and not args.time_budget:
         cli.warn(PROG, f"--lr-decay {lr_decay[0]:g} every {lr_decay[1]} iterations takes the "
                        f"learning rate {config['learning_rate']:g} to 0 ({config['dtype']}) at "
@@ -210,17 +209,17 @@ def _target(args, corpus, config):
 
 
 def _zero_rate_at(config, lr_decay, target):
-    """The first iteration before ``target`` whose decayed learning rate is 0 in the model's
+    """The first iteration before ``target`` whose (decayed) learning rate is 0 in the model's
     dtype (training stops there: nothing would change), or None."""
-    if not lr_decay:
-        return None
-    every = lr_decay[1]
-    kind = np.dtype(config["dtype"]).type
+    every = lr_decay[1] if lr_decay else 1
 
     def zero(decays):
-        return kind(decayed_rate(config["learning_rate"], lr_decay, decays * every)) == 0
+        return validate.vanishes(decayed_rate(config["learning_rate"], lr_decay, decays * every),
+                                 config["dtype"])
 
-    lo, hi = 0, (target - 1) // every  # decays before the last iteration
+    if zero(0):
+        return 0
+    lo, hi = 0, (target - 1) // every if lr_decay else 0  # decays before the last iteration
     if not zero(hi):
         return None
     while hi - lo > 1:  # the first decay count that gives 0 (zero(lo) is False)
@@ -395,8 +394,7 @@ def _say(args, message):
         sys.stdout.flush()
     except BrokenPipeError:
         args.output_closed = True
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        cli.drop_stdout()
 
 
 class _Progress:
@@ -499,7 +497,7 @@ class Trainer:
                 if stop.requested or args.output_closed:
                     self.stop_reason = "interrupted"
                     break
-                if np.dtype(c.dtype).type(self.learning_rate()) == 0:
+                if validate.vanishes(self.learning_rate(), c.dtype):
                     self.stop_reason = "learning rate's decay to 0"
                     break
                 decay_every = self.lr_decay[1] if self.lr_decay else 0
@@ -574,13 +572,10 @@ class Trainer:
         if len(val) < 2:
             return 1e-9  # no validation to hold time for (nonzero: estimated)
         state = self.model.state[:, :, :1]
-        with self._compiling():
-            self.model.evaluate(val[:min(len(val), 2 * streams + 1)], state=state,
-                                streams=streams)
         part = val[:max(2, min(len(val), len(val) // share))]
-        start = time.perf_counter()
-        self.model.evaluate(part, state=state, streams=streams)
-        return max(1e-9, (time.perf_counter() - start) * (len(val) - 1) / (len(part) - 1))
+        return self._scaled_time(
+            lambda text: self.model.evaluate(text, state=state, streams=streams),
+            val[:min(len(val), 2 * streams + 1)], part, (len(val) - 1) / (len(part) - 1))
 
     def _estimate_sample(self, share=16):
         """Seconds a sample would take, for --time-budget before the first: the sampling kernel
@@ -588,12 +583,18 @@ class Trainer:
         scaled. Its randomness is a generator of its own, not the run's; the model's state is
         not changed."""
         n = self.args.sample_length
-        with self._compiling():
-            self.model.sample(1, 0, rng=np.random.default_rng(0))
         part = max(1, n // share)
+        return self._scaled_time(lambda k: self.model.sample(k, 0, rng=np.random.default_rng(0)),
+                                 1, part, n / part)
+
+    def _scaled_time(self, call, warm, part, scale):
+        """``call(part)``'s seconds times ``scale``, after ``call(warm)`` compiled (or loaded)
+        its kernels; at least 1e-9 (nonzero: estimated)."""
+        with self._compiling():
+            call(warm)
         start = time.perf_counter()
-        self.model.sample(part, 0, rng=np.random.default_rng(0))
-        return max(1e-9, (time.perf_counter() - start) * n / part)
+        call(part)
+        return max(1e-9, (time.perf_counter() - start) * scale)
 
     def _compiling(self):
         """Around a model call: one status line if its kernels compile (not from the cache)."""
@@ -708,10 +709,7 @@ class Trainer:
     def _save(self, name):
         start = time.perf_counter()
         ckpt = Checkpoint.of(self.model, self.corpus.vocab, self.history[:self.iteration], self._state())
-        try:
-            checkpoint.save(self.out / name, ckpt)
-        except OSError as e:
-            raise cli.Failure(f"could not write {self.out / name}: {e.strerror or e}") from None
+        self._write(name, checkpoint.save, ckpt)
         self.save_seconds = time.perf_counter() - start  # best.npz's too: the same size
         if name == CHECKPOINT:
             self.saved, self.saved_records = self.iteration, len(self.records)

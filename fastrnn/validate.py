@@ -100,6 +100,11 @@ def positive(name, value, kind=float):
     return v
 
 
+def vanishes(rate, dtype):
+    """Whether a learning rate is 0 in ``dtype`` (too small to move any weight)."""
+    return np.dtype(dtype).type(rate) == 0
+
+
 def available_memory():
     """Bytes of memory the machine can still give a process (Linux: MemAvailable; elsewhere the
     free physical pages), or None where the system does not say."""

@@ -1,5 +1,7 @@
 """Test helpers: random problems, and comparison with the tolerance table of ``fastrnn.config``."""
 
+import json
+
 import numpy as np
 
 from fastrnn.config import TOLERANCES as TOL
@@ -7,6 +9,18 @@ from fastrnn.reference import spec_of
 from fastrnn.spec import Spec
 
 NAMES = ("Wxh", "Whh", "bh", "Why", "by")  # min-char-rnn's model, in spec order
+
+
+def rewrite_meta(path, change):
+    """Edit a checkpoint file in place: ``change(meta, arrays)`` on its metadata (a dict) and
+    its named arrays, then write them back as they were stored."""
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(arrays["meta"]))
+    change(meta, arrays)
+    arrays["meta"] = np.array(json.dumps(meta))
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def assert_close(actual, expected, dtype, name):

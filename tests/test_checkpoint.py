@@ -10,7 +10,7 @@ import pytest
 
 from fastrnn import CharRNN, Vocab, checkpoint, optim, reference, train
 from fastrnn.checkpoint import Checkpoint, CheckpointError
-from tests.helpers import NAMES, assert_close
+from tests.helpers import NAMES, assert_close, rewrite_meta
 
 
 @pytest.fixture
@@ -252,16 +252,6 @@ def test_a_failed_write_leaves_the_previous_file_whole(saved, monkeypatch):
     assert os.listdir(path.parent) == [path.name]  # no temporary file left behind
 
 
-def _rewrite_meta(path, change):
-    with np.load(path) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    meta = json.loads(str(arrays["meta"]))
-    change(meta, arrays)
-    arrays["meta"] = np.array(json.dumps(meta))
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
-
-
 def _npy(array):
     """The bytes of ``array`` as a .npy file (np.save to a path would add .npy to its name)."""
     buffer = io.BytesIO()
@@ -278,19 +268,19 @@ def _npy(array):
     (lambda p: p.write_bytes(b"\0" * 100), r"corrupt or truncated: it starts with zero bytes"),
     (lambda p: p.write_bytes(p.read_bytes()[:len(p.read_bytes()) // 2]), "corrupt or truncated"),
     (lambda p: p.write_bytes(p.read_bytes()[:-30]), "corrupt or truncated"),
-    (lambda p: _rewrite_meta(p, lambda m, a: m.update(version=99, fastrnn="9.0")),
+    (lambda p: rewrite_meta(p, lambda m, a: m.update(version=99, fastrnn="9.0")),
      r"newer fastrnn \(9.0, checkpoint format 99\).*upgrade"),
-    (lambda p: _rewrite_meta(p, lambda m, a: m.update(format="something-else")), "not a fastrnn checkpoint"),
-    (lambda p: _rewrite_meta(p, lambda m, a: m.pop("config")), "missing or malformed"),
-    (lambda p: _rewrite_meta(p, lambda m, a: a.update(Whh=np.zeros((3, 3), np.float32))),
+    (lambda p: rewrite_meta(p, lambda m, a: m.update(format="something-else")), "not a fastrnn checkpoint"),
+    (lambda p: rewrite_meta(p, lambda m, a: m.pop("config")), "missing or malformed"),
+    (lambda p: rewrite_meta(p, lambda m, a: a.update(Whh=np.zeros((3, 3), np.float32))),
      r"corrupt: Whh is float32\(3, 3\)"),
-    (lambda p: _rewrite_meta(p, lambda m, a: a.update(mby=np.zeros(5, np.float64))),
+    (lambda p: rewrite_meta(p, lambda m, a: a.update(mby=np.zeros(5, np.float64))),
      r"corrupt: mby is float64\(5,\), the config says float32\(5,\)"),
-    (lambda p: _rewrite_meta(p, lambda m, a: a.update(state=np.zeros((1, 1, 2, 8), np.float32))),
+    (lambda p: rewrite_meta(p, lambda m, a: a.update(state=np.zeros((1, 1, 2, 8), np.float32))),
      r"corrupt: state is float32\(1, 1, 2, 8\), the config says float32\(1, 1, 1, 8\)"),
-    (lambda p: _rewrite_meta(p, lambda m, a: a.pop("losses")), "missing or malformed"),
-    (lambda p: _rewrite_meta(p, lambda m, a: a.pop("mWhh")), "missing or malformed"),
-    (lambda p: _rewrite_meta(p, lambda m, a: m["config"].update(cell="transformer")), "unknown cell 'transformer'"),
+    (lambda p: rewrite_meta(p, lambda m, a: a.pop("losses")), "missing or malformed"),
+    (lambda p: rewrite_meta(p, lambda m, a: a.pop("mWhh")), "missing or malformed"),
+    (lambda p: rewrite_meta(p, lambda m, a: m["config"].update(cell="transformer")), "unknown cell 'transformer'"),
 ])
 def test_unusable_checkpoints_are_named(saved, damage, message):
     path = saved[0]
@@ -313,13 +303,13 @@ def test_a_run_record_as_train_writes_it_loads(saved):
     (val_loss and val_bpc null) included."""
     path = saved[0]
     quiet = dict(RECORD, iteration=3, val_loss=None, val_bpc=None)
-    _rewrite_meta(path, lambda m, a: m["run"].update(data=DATA, metrics=[quiet, RECORD]))
+    rewrite_meta(path, lambda m, a: m["run"].update(data=DATA, metrics=[quiet, RECORD]))
     assert checkpoint.load(path).run["metrics"] == [quiet, RECORD]
 
 
 def test_a_count_too_large_for_a_float_is_checked_without_a_traceback(saved):
     path = saved[0]
-    _rewrite_meta(path, lambda m, a: m["run"].update(iteration=10**400, train_seconds=10**400))
+    rewrite_meta(path, lambda m, a: m["run"].update(iteration=10**400, train_seconds=10**400))
     assert checkpoint.load(path).run["iteration"] == 10**400
 
 
@@ -378,7 +368,7 @@ def test_impossible_fields_are_refused_by_name(saved, change, message):
     """Each metadata field and array is checked on load: an impossible or inconsistent value is
     one line naming the field and the value, not a run that goes on as if nothing were wrong."""
     path = saved[0]
-    _rewrite_meta(path, change)
+    rewrite_meta(path, change)
     with pytest.raises(CheckpointError, match=message) as e:
         checkpoint.load(path)
     assert str(path) in str(e.value) and "\n" not in str(e.value)
@@ -453,7 +443,7 @@ def test_a_checkpoint_from_before_layers_and_dropout_loads_as_one_layer(saved):
         del meta["config"]["num_layers"], meta["config"]["dropout"]
         meta.pop("dropout_rng", None)
 
-    _rewrite_meta(path, older)
+    rewrite_meta(path, older)
     back = checkpoint.load(path)
     assert back.config.num_layers == 1 and back.config.dropout == 0.0
     restored = back.to_model("numba")

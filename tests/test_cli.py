@@ -16,7 +16,7 @@ import pytest
 from fastrnn import checkpoint, reference, train
 from fastrnn.corpus import DEFAULT_CORPUS, load
 from fastrnn.sample import main as sample_main
-from tests.helpers import NAMES
+from tests.helpers import NAMES, rewrite_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCE = ("Hope is the thing with feathers that perches in the soul. And sings the tune without "
@@ -345,15 +345,13 @@ def test_a_checkpoint_from_before_val_streams_read_one_stream(tmp_path, corpus_f
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "10", "--eval-every", "5",
                        "--sample-every", "0", "--out", str(tmp_path)]) == 0
     path = tmp_path / "checkpoint.npz"
-    with np.load(path) as npz:  # as an older fastrnn wrote it: no val_streams anywhere
-        arrays = {k: npz[k] for k in npz.files}
-    meta = json.loads(str(arrays["meta"]))
-    del meta["run"]["val_streams"]
-    for record in meta["run"]["metrics"]:
-        del record["val_streams"]
-    arrays["meta"] = np.array(json.dumps(meta))
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
+
+    def older(meta, arrays):  # as an older fastrnn wrote it: no val_streams anywhere
+        del meta["run"]["val_streams"]
+        for record in meta["run"]["metrics"]:
+            del record["val_streams"]
+
+    rewrite_meta(path, older)
     rc = train.main(["--resume", str(path), "--iterations", "20", "--val-streams", "4"])
     assert_usage_error(rc, capsys, "cannot resume with --val-streams 4", "read 1")
 
@@ -816,13 +814,7 @@ def saved_run(tmp_path, corpus_file):
 
 
 def _newer(path):
-    with np.load(path) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    meta = json.loads(str(arrays["meta"]))
-    meta["version"] = checkpoint.VERSION + 1
-    arrays["meta"] = np.array(json.dumps(meta))
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
+    rewrite_meta(path, lambda meta, arrays: meta.update(version=checkpoint.VERSION + 1))
 
 
 @pytest.mark.parametrize("damage, fragment", [
