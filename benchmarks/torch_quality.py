@@ -34,6 +34,10 @@ Each evaluation is one JSON line, written to ``--out`` as it happens and printed
 evaluation; ``val_loss`` and ``train_loss`` are nats per character, ``*_bpc`` the same over
 ln 2; ``train_loss`` is the mean over the characters trained since the previous line (None on
 the first). Training stops at the first chunk that ends after ``--minutes`` minutes.
+``--lr-decay``/``--lr-decay-every`` and ``--anneal`` apply ``python -m fastrnn.train``'s schedule
+(``fastrnn.schedule``) per chunk; the anneal starts when the last ``--anneal`` of the training
+time begins, over the chunks the rest of it holds at the pace so far, and training stops at its
+end.
 """
 
 import argparse
@@ -55,7 +59,7 @@ from benchmarks.cells_vs_torch import (TEXT, Streams, TorchCharModel, import_tor
 from fastrnn import cells, corpus  # noqa: E402
 from fastrnn.config import DATA_DEFAULTS  # noqa: E402
 from fastrnn.spec import Spec  # noqa: E402
-from fastrnn.train import decayed_rate  # noqa: E402
+from fastrnn.schedule import Schedule  # noqa: E402
 
 
 def evaluate(torch, model, ids, chunk):
@@ -103,7 +107,8 @@ def run(args, torch):
           f"out, V = {V}; {args.cell} {L} x {H}, dropout {args.dropout:g}, B = {B}, T = {T}, "
           f"Adam lr {args.learning_rate:g}"
           + (f" x {args.lr_decay:g} every {args.lr_decay_every} chunks" if args.lr_decay
-             else "") + f", {args.threads} threads, init {args.init}, "
+             else "") + (f", annealed over the last {args.anneal:g}" if args.anneal else "")
+          + f", {args.threads} threads, init {args.init}, "
           f"{sum(p.numel() for p in model.params):,} parameters given to Adam", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("")
@@ -111,8 +116,17 @@ def run(args, torch):
     chunks = since_chars = 0
     next_eval = 0.0
     budget = args.minutes * 60
+    decay = (args.lr_decay, args.lr_decay_every) if args.lr_decay else None
+    schedule = Schedule(args.learning_rate, decay)
     while True:
-        if trained >= next_eval or trained >= budget:
+        if args.anneal and not schedule.anneal and trained >= (1 - args.anneal) * budget:
+            # as python -m fastrnn.train's --anneal under --time-budget: over the chunks the
+            # rest of the (training) time holds at the pace so far
+            left = int((budget - trained) / (trained / max(chunks, 1)))
+            schedule = Schedule(args.learning_rate, decay, (chunks, chunks + max(1, left)))
+            print(f"annealing the rate to 0 over chunks {chunks}-{chunks + max(1, left)}")
+        ended = schedule.anneal and chunks >= schedule.anneal[1]
+        if trained >= next_eval or trained >= budget or ended:
             start = time.perf_counter()
             val = evaluate(torch, model, data.val, args.eval_chunk) / (len(data.val) - 1)
             train_loss = since_loss / since_chars if since_chars else None
@@ -126,12 +140,10 @@ def run(args, torch):
                 f.write(line + "\n")
             since_loss, since_chars = 0.0, 0
             next_eval = trained + args.eval_seconds
-            if trained >= budget:
+            if trained >= budget or ended:
                 break
-        if args.lr_decay:  # python -m fastrnn.train's schedule
-            for group in model.optimizer.param_groups:
-                group["lr"] = decayed_rate(args.learning_rate,
-                                           (args.lr_decay, args.lr_decay_every), chunks)
+        for group in model.optimizer.param_groups:  # python -m fastrnn.train's schedule
+            group["lr"] = schedule(chunks)
         start = time.perf_counter()
         loss = model.train_chunk(*streams.next()).item()
         trained += time.perf_counter() - start
@@ -165,6 +177,10 @@ def main(argv=None):
                    help="multiply the rate by this every --lr-decay-every chunks, as "
                         "python -m fastrnn.train does (default: no decay)")
     p.add_argument("--lr-decay-every", type=positive(int), help="chunks between decays")
+    p.add_argument("--anneal", type=positive(float),
+                   help="decay the rate linearly to 0 over the last ANNEAL (in (0, 1]) of the "
+                        "training time, as python -m fastrnn.train --anneal does under "
+                        "--time-budget")
     p.add_argument("--threads", type=positive(int), default=os.cpu_count() or 1)
     p.add_argument("--minutes", type=positive(float), default=10.0,
                    help="training time, evaluation excluded")
@@ -184,6 +200,8 @@ def main(argv=None):
         p.error("--lr-decay and --lr-decay-every go together")
     if args.lr_decay is not None and args.lr_decay > 1:
         p.error(f"--lr-decay must be in (0, 1], got {args.lr_decay}")
+    if args.anneal is not None and args.anneal > 1:
+        p.error(f"--anneal must be in (0, 1], got {args.anneal}")
     if args.dropout and args.num_layers < 2:
         p.error("--dropout applies between layers: it needs --num-layers >= 2")
     torch = import_torch("torch_quality.py")

@@ -276,6 +276,15 @@ def _check_fields(path, ckpt):
                                      and isinstance(schedule[1], int)
                                      and not isinstance(schedule[1], bool) and schedule[1] > 0):
         bad("run.lr_decay", schedule, "[factor in (0, 1], iterations >= 1]")
+    anneal = run.get("anneal")
+    if anneal is not None:
+        window = anneal.get("window") if isinstance(anneal, dict) else None
+        if not (isinstance(anneal, dict) and set(anneal) <= {"fraction", "window"}
+                and _number(anneal.get("fraction")) and 0 < anneal["fraction"] <= 1
+                and (window is None or isinstance(window, list) and len(window) == 2
+                     and all(_integer(w) for w in window) and 0 <= window[0] < window[1])):
+            bad("run.anneal", anneal, '{"fraction": F in (0, 1][, "window": [start, end], '
+                                      '0 <= start < end]}')
 
 
 def _integer(value):

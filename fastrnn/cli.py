@@ -80,3 +80,7 @@ def positive_float(text):
 
 def fraction(text):
     return _number(float, text, lambda v: 0 <= v < 1, "in [0, 1)")
+
+
+def share(text):
+    return _number(float, text, lambda v: 0 < v <= 1, "in (0, 1]")

@@ -26,6 +26,7 @@ from .backends import BACKENDS
 from .checkpoint import Checkpoint, CheckpointError
 from .config import DATA_DEFAULTS, DTYPES, MODEL_DEFAULTS
 from .model import CharRNN
+from .schedule import Schedule, anneal_start
 
 DEFAULT_ITERATIONS = 50_000
 
@@ -93,6 +94,12 @@ def build_parser():
                         "checkpoint's schedule)")
     r.add_argument("--lr-decay-every", type=cli.positive_int, metavar="N",
                    help="iterations between learning-rate decays (with --lr-decay)")
+    r.add_argument("--anneal", type=cli.share, metavar="F",
+                   help="decay the learning rate linearly to 0 over the last F (in (0, 1]) of the "
+                        "run: of --iterations, or with --time-budget of the budget if that ends "
+                        "the run first (then the iterations the rest of the budget holds, "
+                        "estimated when the anneal starts); the window is saved and resume "
+                        "repeats it (default: no anneal; with --resume: the checkpoint's)")
     r.add_argument("--eval-every", type=cli.non_negative_int, default=5000, metavar="N",
                    help="validation loss over the whole held-out text every N iterations "
                         "(0: only at the end; default 5000)")
@@ -146,6 +153,7 @@ def _main(argv):
         raise cli.UsageError("--val-streams > 1 runs on the numba and numpy backends; the cuda "
                              "backend evaluates one stream")
     lr_decay = _lr_decay(args, ckpt)
+    anneal = _anneal(args, ckpt)
     source = _load_source(args.init_from) if args.init_from else None
     config, data = _settings(args, ckpt, source)
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None)
@@ -175,7 +183,7 @@ def _main(argv):
         _say(args, f"note: the checkpoint was trained with --backend {run['backend']}; results "
                    f"continue bit for bit only on the same backend and dtype")
     trainer = Trainer(model, corpus, data, args, out, ckpt)
-    trainer.lr_decay = lr_decay
+    trainer.lr_decay, trainer.anneal = lr_decay, anneal
     if source:
         trainer.init_from = str(Path(args.init_from).resolve())
     return trainer.run()
@@ -214,7 +222,7 @@ def _zero_rate_at(config, lr_decay, target):
     every = lr_decay[1] if lr_decay else 1
 
     def zero(decays):
-        return validate.vanishes(decayed_rate(config["learning_rate"], lr_decay, decays * every),
+        return validate.vanishes(Schedule(config["learning_rate"], lr_decay)(decays * every),
                                  config["dtype"])
 
     if zero(0):
@@ -226,15 +234,6 @@ def _zero_rate_at(config, lr_decay, target):
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if zero(mid) else (mid, hi)
     return hi * every
-
-
-def decayed_rate(rate, lr_decay, iteration):
-    """The learning rate after ``iteration`` iterations: ``rate`` times the decay factor once
-    per ``every`` iterations done, for ``lr_decay`` = (factor, every), or None (no decay)."""
-    if lr_decay:
-        factor, every = lr_decay
-        rate *= factor ** (iteration // every)
-    return rate
 
 
 def _lr_decay(args, ckpt):
@@ -253,6 +252,21 @@ def _lr_decay(args, ckpt):
                              f"--lr-decay {args.lr_decay} --lr-decay-every {args.lr_decay_every} "
                              f"(the checkpoint has {'none' if saved is None else saved})")
     return saved  # (its form is checked by checkpoint.load)
+
+
+def _anneal(args, ckpt):
+    """--anneal as {"fraction": F}, plus "window": [start, end] once the anneal has started
+    (saved in checkpoints); or None. On --resume, the checkpoint's (a different one is
+    refused); a run that had none may be given one (it starts at once if its share of the
+    run has begun: annealing a checkpoint)."""
+    given = None if args.anneal is None else {"fraction": args.anneal}
+    saved = ckpt.run.get("anneal") if ckpt else None
+    if saved is None:
+        return given
+    if given is not None and saved["fraction"] != args.anneal:
+        raise cli.UsageError(f"cannot resume with a different learning-rate schedule: --anneal "
+                             f"{args.anneal:g} (the checkpoint has {saved['fraction']:g})")
+    return saved
 
 
 def _load_source(path):
@@ -402,8 +416,8 @@ class _Progress:
     toward whichever ends the run first, the budget or the iterations (otherwise a 10-minute
     budget on a million-iteration target shows 0% and days to go)."""
 
-    def __init__(self, args, iteration, start):
-        self.budget, self.start, self.target = args.time_budget, start, args.iterations
+    def __init__(self, args, iteration, target, start):
+        self.budget, self.start, self.target = args.time_budget, start, target
         common = dict(disable=args.quiet, dynamic_ncols=True, file=sys.stderr)
         if self.budget:
             done, text = self._time(0, iteration, 0.0, "")
@@ -461,7 +475,8 @@ class Trainer:
         self.records = list(run.get("metrics", []))
         self.plot_note_said = False
         self.init_from = run.get("init_from")  # the checkpoint a fine-tuned run started from
-        self.lr_decay = None  # (factor, every): set by _main
+        self.lr_decay = None  # (factor, every): set by _main...
+        self.anneal = None  # ...and {"fraction": F[, "window": [start, end]]}
         self.best = run.get("best_val_loss")
         self.seconds = run.get("train_seconds", 0.0)   # time in training kernels...
         self.timed_chars = run.get("timed_chars", 0)   # ...and the characters trained in it
@@ -471,15 +486,24 @@ class Trainer:
         # For --time-budget: the latest timed block's, validation's, checkpoint's and sample's
         # seconds (0 until there was one; the validation's is estimated before the first)
         self.block_seconds = self.eval_seconds = self.save_seconds = self.sample_seconds = 0.0
+        self.paced_from = None  # (time, iteration) of the first timed block's start
+        self.budget_set_end = False  # whether --time-budget set the anneal's end
 
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self):
         args, c = self.args, self.model.config
         target = args.iterations
+        window = (self.anneal or {}).get("window")
+        if window and window[1] < target:  # the rate is 0 from there on
+            target = window[1]
+            _say(args, f"note: the checkpoint's run anneals its learning rate to 0 at iteration "
+                       f"{target} (over iterations {window[0]}-{target}): training ends there; "
+                       f"--init-from starts a new run from its weights")
         if self.iteration >= target:
-            _say(args, f"the checkpoint is already at iteration {self.iteration} "
-                       f"({_asked(args)}): nothing to train")
+            asked = _asked(args) if target == args.iterations else "the end of its anneal"
+            _say(args, f"the checkpoint is already at iteration {self.iteration} ({asked}): "
+                       f"nothing to train")
             return 0
         self._write(METRICS, metrics.rewrite, self.records)
         _say(args, f"training on {self.data['path']}: {len(self.corpus.train):,} characters "
@@ -491,7 +515,7 @@ class Trainer:
                    + (f"B={c.batch_size} streams " if c.batch_size > 1 else "")
                    + (f"{c.optimizer} " if c.optimizer != "adagrad" else "") +
                    f"on {self.model.backend}")
-        bar, block, start, probed = None, 1, time.perf_counter(), False
+        bar, block, start, probed, timed = None, 1, time.perf_counter(), False, False
         with _StopRequests(args) as stop:
             while self.iteration < target:
                 if stop.requested or args.output_closed:
@@ -500,11 +524,6 @@ class Trainer:
                 if validate.vanishes(self.learning_rate(), c.dtype):
                     self.stop_reason = "learning rate's decay to 0"
                     break
-                decay_every = self.lr_decay[1] if self.lr_decay else 0
-                n = min([block, target - self.iteration] +
-                        [e - self.iteration % e for e in
-                         (args.eval_every, args.sample_every, args.checkpoint_every,
-                          decay_every) if e])
                 if args.time_budget and bar is not None and not probed:
                     probed = True  # (the kernels compiled by now: the estimates are of work)
                     self.eval_seconds = self.eval_seconds or self._estimate_validation()
@@ -512,6 +531,17 @@ class Trainer:
                         self._save(CHECKPOINT)
                     if args.sample_every and not self.sample_seconds:
                         self.sample_seconds = self._estimate_sample()
+                if self.anneal and "window" not in self.anneal:
+                    target = self._start_anneal(target, start, timed)
+                    if bar is not None:
+                        bar.target = target
+                change = self.schedule().constant_until(self.iteration)
+                if self.anneal and "window" not in self.anneal:  # (where it would start)
+                    change = min(change or target, anneal_start(self.anneal["fraction"], target))
+                n = min([block, target - self.iteration] +
+                        [e - self.iteration % e for e in
+                         (args.eval_every, args.sample_every, args.checkpoint_every) if e] +
+                        ([change - self.iteration] if change is not None else []))
                 if args.time_budget and self._out_of_time(start, args.time_budget, n):
                     self.stop_reason = "time budget"
                     break
@@ -525,10 +555,12 @@ class Trainer:
                     return self._diverged(losses)
                 self._record(losses, dt if bar is not None else None)
                 if bar is None:  # the first call compiled (or loaded) the kernels: not timed
-                    bar = _Progress(args, self.iteration, start)
+                    bar = _Progress(args, self.iteration, target, start)
                     self.block_seconds = max(0.0, dt - compiled.seconds)  # its work, roughly
                 else:
                     block = max(1, min(100_000, int(n * 0.2 / max(dt, 1e-6))))  # ~0.2 s a call
+                    if not timed:  # the anneal's estimate paces the run from here
+                        self.paced_from, timed = (t0, self.iteration - n), True
                     self.block_seconds = dt
                     bar.advance(n, self.iteration, dt, f"loss {self.smooth:.3f}, "
                                 f"{n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s")
@@ -540,12 +572,46 @@ class Trainer:
                     self._save(CHECKPOINT)
             if bar is not None:
                 bar.close()
+            if self.iteration == target < args.iterations and not self.stop_reason:
+                self.stop_reason = "time budget" if self.budget_set_end else \
+                    "learning rate's anneal to 0"
             if self.stop_reason != "interrupted" and (
                     not self.records or self.records[-1]["iteration"] != self.iteration):
                 self._evaluate()
             if (self.saved, self.saved_records) != (self.iteration, len(self.records)):
                 self._save(CHECKPOINT)  # (unless the latest checkpoint holds all of it)
         return self._finish()
+
+    def _start_anneal(self, target, start, timed):
+        """Fix the anneal's window if it starts now: at its share of --iterations, or (with
+        --time-budget, once a block after the first is timed) at its share of the budget,
+        over the iterations the rest of the budget holds if that ends the run first. Returns
+        the run's end (the window's, if the budget set it)."""
+        args, fraction = self.args, self.anneal["fraction"]
+        first = anneal_start(fraction, target)
+        by_time = args.time_budget and timed and \
+            time.perf_counter() - start >= (1 - fraction) * args.time_budget
+        if self.iteration < first and not by_time:
+            return target
+        end, of = target, _asked(args)
+        if self.iteration < first:  # the budget's share came first
+            end = min(target, self.iteration + self._iterations_left(start, args.time_budget))
+            self.budget_set_end, of = end < target, f"the {args.time_budget:g} s budget"
+        self.anneal = {**self.anneal, "window": [self.iteration, end]}
+        _say(args, f"annealing the learning rate linearly to 0 over iterations "
+                   f"{self.iteration}-{end} (the last {fraction:g} of {of})")
+        return end
+
+    def _iterations_left(self, start, budget):
+        """How many iterations the rest of the budget holds, less the run's ending (as
+        ``_out_of_time`` counts it), at the run's pace since its first timed block (the
+        validations, samples and checkpoints between blocks included); slightly fewer, so
+        that the anneal ends within the budget."""
+        now = time.perf_counter()
+        since, first = self.paced_from
+        each = (now - since) / max(1, self.iteration - first)
+        ending = self.eval_seconds + self.save_seconds * (2 if len(self.corpus.val) >= 2 else 1)
+        return max(1, int(0.98 * (budget - (now - start) - ending) / max(each, 1e-9)))
 
     def _out_of_time(self, start, budget, n):
         """Whether a block of ``n`` iterations would end the run past ``budget`` seconds from
@@ -686,9 +752,14 @@ class Trainer:
                         f"{self.corpus.vocab.decode(ids)}\n-----")
         self.sample_seconds = time.perf_counter() - start
 
+    def schedule(self):
+        window = (self.anneal or {}).get("window")
+        return Schedule(self.model.config.learning_rate, self.lr_decay,
+                        tuple(window) if window else None)
+
     def learning_rate(self):
-        """The learning rate of the next iterations (blocks never cross a decay)."""
-        return decayed_rate(self.model.config.learning_rate, self.lr_decay, self.iteration)
+        """The learning rate of the next iterations (blocks never cross a change of it)."""
+        return self.schedule()(self.iteration)
 
     def _state(self):
         return {"iteration": self.iteration, "smooth_loss": self.smooth,
@@ -697,7 +768,8 @@ class Trainer:
                 "timed_chars": self.timed_chars, "val_streams": self.args.val_streams,
                 "backend": self.model.backend, "data": self.data,
                 **({"init_from": self.init_from} if self.init_from else {}),
-                **({"lr_decay": self.lr_decay} if self.lr_decay else {})}
+                **({"lr_decay": self.lr_decay} if self.lr_decay else {}),
+                **({"anneal": self.anneal} if self.anneal else {})}
 
     def _write(self, name, write, *what):
         """``write(out / name, *what)``, an OSError (e.g. a full disk) as a one-line failure."""

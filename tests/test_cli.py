@@ -330,6 +330,116 @@ def test_learning_rate_decay_refusals(tmp_path, corpus_file, capsys):
     assert_usage_error(rc, capsys, "different learning-rate schedule", "the checkpoint has none")
 
 
+def test_anneal_decays_the_rate_linearly_to_zero_and_resumes_exactly(tmp_path, corpus_file,
+                                                                      monkeypatch):
+    """--anneal 0.5 of --iterations 40: iterations 0-19 at the rate, 20-39 down a staircase to
+    0 (a step an iteration here), bit for bit the API's model.train with those rates; the
+    checkpoint at 30 (inside the window) resumed, the same run; the window is in the
+    checkpoint and the rates in the metrics."""
+    argv = ["--data", corpus_file, *SMALL, "--learning-rate", "0.08", "--anneal", "0.5",
+            "--eval-every", "10", "--checkpoint-every", "10", "--sample-every", "0"]
+    real_save = checkpoint.save
+
+    def keeping_30(path, ckpt):  # a copy of the checkpoint written at iteration 30
+        real_save(path, ckpt)
+        if ckpt.run["iteration"] == 30 and path.name == "checkpoint.npz":
+            (tmp_path / "split").mkdir()
+            real_save(tmp_path / "split" / "checkpoint.npz", ckpt)
+
+    monkeypatch.setattr(checkpoint, "save", keeping_30)
+    assert train.main([*argv, "--iterations", "40", "--out", str(tmp_path / "whole")]) == 0
+    monkeypatch.undo()
+    whole = checkpoint.load(tmp_path / "whole" / "checkpoint.npz")
+    assert whole.run["anneal"] == {"fraction": 0.5, "window": [20, 40]}
+    rates = [0.08] * 20 + [0.08 * (1 - (k + 0.5) / 20) for k in range(20)]
+    assert [r["learning_rate"] for r in whole.run["metrics"]] == [0.08, 0.08, rates[30], 0.0]
+
+    from fastrnn import CharRNN
+    model = CharRNN(whole.config.vocab_size, 24, 10, 0.08, whole.config.dtype, whole.config.seed)
+    data = load(corpus_file, 0.1).train
+    losses = np.concatenate([model.train(data, 20, 0.08)] +
+                            [model.train(data, 1, rate) for rate in rates[20:]])
+    assert np.array_equal(losses, whole.losses)
+    for name in NAMES:
+        assert np.array_equal(model.params[name], whole.params[name]), name
+
+    split = tmp_path / "split" / "checkpoint.npz"
+    assert checkpoint.load(split).run["iteration"] == 30
+    assert train.main(["--resume", str(split), "--iterations", "40", "--quiet"]) == 0
+    same_state(checkpoint.load(split), whole)
+
+
+def test_a_finished_anneal_ends_the_run(tmp_path, corpus_file, capsys):
+    # its rate is 0 from the window's end on: a longer --iterations trains nothing more, and
+    # a run resumed inside its window ends at the window's end
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "20", "--anneal", "0.25",
+                       "--out", str(tmp_path)]) == 0
+    ckpt = str(tmp_path / "checkpoint.npz")
+    before = Path(ckpt).read_bytes()
+    assert train.main(["--resume", ckpt, "--iterations", "100"]) == 0
+    printed = capsys.readouterr().out
+    assert "anneals its learning rate to 0 at iteration 20 (over iterations 15-20): training " \
+           "ends there; --init-from starts a new run from its weights" in printed
+    assert "already at iteration 20 (the end of its anneal): nothing to train" in printed
+    assert Path(ckpt).read_bytes() == before
+
+    rewrite_meta(ckpt, lambda m, a: m["run"]["anneal"].update(window=[15, 25]))
+    assert train.main(["--resume", ckpt, "--iterations", "100", "--sample-every", "0"]) == 0
+    assert "stopped by the learning rate's anneal to 0: iteration 25" in capsys.readouterr().out
+    assert checkpoint.load(ckpt).run["iteration"] == 25
+
+
+def test_a_run_without_an_anneal_can_be_annealed_from_its_checkpoint(tmp_path, corpus_file):
+    # resumed with --anneal, a run that had none anneals from the checkpoint on if its share
+    # of the run has begun (--anneal 1: all of it); later resumes keep that window
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "20", "--out",
+                       str(tmp_path)]) == 0
+    ckpt = str(tmp_path / "checkpoint.npz")
+    assert train.main(["--resume", ckpt, "--iterations", "30", "--anneal", "1", "--eval-every",
+                       "5", "--sample-every", "0"]) == 0
+    run = checkpoint.load(ckpt).run
+    assert run["anneal"] == {"fraction": 1.0, "window": [20, 30]} and run["iteration"] == 30
+    rates = [r["learning_rate"] for r in run["metrics"]]
+    assert rates == [0.1, pytest.approx(0.1 * (1 - 5.5 / 10)), 0.0]  # at 20, 25 and 30
+
+
+def test_anneal_refusals(tmp_path, corpus_file, capsys):
+    base = ["--data", corpus_file, *SMALL, "--iterations", "10", "--out", str(tmp_path / "r")]
+    for value in ("0", "1.5", "-0.2", "x"):
+        assert_usage_error(train.main([*base, "--anneal", value]), capsys, "--anneal")
+    assert not (tmp_path / "r").exists(), "nothing written"
+    assert train.main([*base, "--anneal", "0.5"]) == 0
+    ckpt = str(tmp_path / "r" / "checkpoint.npz")
+    rc = train.main(["--resume", ckpt, "--iterations", "5", "--anneal", "0.3"])
+    assert_usage_error(rc, capsys, "different learning-rate schedule: --anneal 0.3 (the "
+                                   "checkpoint has 0.5)")
+
+
+@pytest.mark.parametrize("eval_every", ["4", "0"])
+def test_under_a_time_budget_the_anneal_ends_with_the_budget(tmp_path, corpus_file, capsys,
+                                                             monkeypatch, eval_every):
+    # --anneal 0.25 under a budget that ends the run first: the anneal starts once 3/4 of the
+    # budget has passed, over the iterations the rest holds, and ends (near) where the budget
+    # ends the run, its final validation and checkpoint included
+    clock = work_clock(monkeypatch)
+    for budget in range(30, 61, 3):
+        out = tmp_path / str(budget)
+        start = clock[0]
+        rc = train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "100000000",
+                         "--time-budget", str(budget), "--anneal", "0.25", "--eval-every",
+                         eval_every, "--sample-every", "0", "--out", str(out)])
+        printed = capsys.readouterr()
+        assert rc == 0 and "stopped by the time budget" in printed.out
+        assert clock[0] - start <= budget, budget
+        run = checkpoint.load(out / "checkpoint.npz").run
+        first, end = run["anneal"]["window"]
+        assert (f"annealing the learning rate linearly to 0 over iterations {first}-{end} (the "
+                f"last 0.25 of the {budget} s budget)") in printed.out
+        # it ran to the window's end; validations every 4 iterations (5 s each, against 1 s
+        # an iteration) make the pace uneven, and the budget may come one iteration before it
+        assert end - (eval_every != "0") <= run["iteration"] <= end, (budget, first, end)
+
+
 def test_resume_keeps_the_runs_validation_streams(tmp_path, corpus_file, capsys):
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "10", "--eval-every", "5",
                        "--val-streams", "3", "--sample-every", "0", "--out", str(tmp_path)]) == 0
