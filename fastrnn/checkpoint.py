@@ -27,6 +27,7 @@ import numpy as np
 
 from . import __version__, files, optim
 from .model import CharRNN, Config
+from .schedule import PIECES
 from .spec import Spec
 from .vocab import Vocab
 
@@ -279,12 +280,15 @@ def _check_fields(path, ckpt):
     anneal = run.get("anneal")
     if anneal is not None:
         window = anneal.get("window") if isinstance(anneal, dict) else None
-        if not (isinstance(anneal, dict) and set(anneal) <= {"fraction", "window"}
+        steps = anneal.get("steps", 1) if isinstance(anneal, dict) else None
+        if not (isinstance(anneal, dict) and set(anneal) <= {"fraction", "window", "steps"}
                 and _number(anneal.get("fraction")) and 0 < anneal["fraction"] <= 1
                 and (window is None or isinstance(window, list) and len(window) == 2
-                     and all(_integer(w) for w in window) and 0 <= window[0] < window[1])):
+                     and all(_integer(w) for w in window) and 0 <= window[0] < window[1])
+                and (window is not None or "steps" not in anneal)
+                and _integer(steps) and 1 <= steps <= PIECES):
             bad("run.anneal", anneal, '{"fraction": F in (0, 1][, "window": [start, end], '
-                                      '0 <= start < end]}')
+                                      f'0 <= start < end, "steps": 1 to {PIECES}]}}')
 
 
 def _integer(value):

@@ -206,7 +206,12 @@ class CharRNN:
         if state.shape != expected.shape:
             raise ValueError(f"state has shape {state.shape}, expected {expected.shape} "
                              f"(layers, state vectors, 1 stream, hidden size)")
-        expected[...] = state
+        if state.dtype.kind not in "biuf":
+            raise ValueError(f"state must hold real numbers, got dtype {state.dtype}")
+        with np.errstate(over="ignore"):  # (too large for the dtype: refused just below)
+            expected[...] = state
+        if not np.isfinite(expected).all():
+            raise ValueError(f"state holds NaN or infinite values (in {expected.dtype})")
         return expected
 
     def train(self, data, n_steps=1, learning_rate=None):

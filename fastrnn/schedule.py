@@ -4,10 +4,11 @@ and a linear anneal to 0 over the end of the run.
     rate(i) = learning_rate * factor ** (i // every)           (--lr-decay F --lr-decay-every N)
               * (1 - (j + 0.5) / K)    for i in the anneal's window [start, end): piece j of K
 
-The window's W = end - start iterations are cut into pieces of P = ceil(W / 100) iterations
-(K = ceil(W / P) of them, the last possibly shorter), the rate constant in each, at its middle's
-value: a staircase of at most 100 steps down the straight line that reaches 0 at ``end``, so
-that the kernels still take many iterations per call. From ``end`` on the rate is 0.
+The window's W = end - start iterations are cut into pieces of P = ceil(W / steps) iterations
+(K = ceil(W / P) <= steps of them, the last possibly shorter), the rate constant in each, at
+its middle's value: a staircase of at most ``steps`` (100 unless fewer are asked for) down the
+straight line that reaches 0 at ``end``, so that the kernels still take many iterations per
+call. From ``end`` on the rate is 0.
 
 ``i`` counts iterations done (the rate of iteration i + 1); a schedule is a pure function of it,
 so a resumed run repeats the rates of an uninterrupted one.
@@ -22,7 +23,7 @@ PIECES = 100  # the anneal's steps at most
 class Schedule:
     learning_rate: float
     decay: tuple = None   # (factor, every): char-rnn's step decay, or None
-    anneal: tuple = None  # (start, end): the window of the linear decay to 0, or None
+    anneal: tuple = None  # (start, end[, steps]): the linear decay to 0, or None
 
     def __call__(self, i):
         rate = self.learning_rate
@@ -30,12 +31,16 @@ class Schedule:
             factor, every = self.decay
             rate *= factor ** (i // every)
         if self.anneal and i >= self.anneal[0]:
-            start, end = self.anneal
+            start, end, piece = self._window()
             if i >= end:
                 return 0.0
-            piece = _piece(end - start)
             rate *= 1 - ((i - start) // piece + 0.5) / -(-(end - start) // piece)
         return rate
+
+    def _window(self):
+        """(start, end, iterations a step)."""
+        start, end, *steps = self.anneal
+        return start, end, -(-(end - start) // (steps[0] if steps else PIECES))
 
     def constant_until(self, i):
         """The first iteration after ``i`` whose rate may differ from ``i``'s (a decay, the
@@ -45,18 +50,12 @@ class Schedule:
             every = self.decay[1]
             changes.append((i // every + 1) * every)
         if self.anneal:
-            start, end = self.anneal
+            start, end, piece = self._window()
             if i < start:
                 changes.append(start)
             elif i < end:
-                piece = _piece(end - start)
                 changes.append(min(end, start + ((i - start) // piece + 1) * piece))
         return min(changes, default=None)
-
-
-def _piece(width):
-    """Iterations per step of an anneal over ``width`` iterations."""
-    return -(-width // PIECES)
 
 
 def anneal_start(fraction, target):

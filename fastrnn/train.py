@@ -26,7 +26,7 @@ from .backends import BACKENDS
 from .checkpoint import Checkpoint, CheckpointError
 from .config import DATA_DEFAULTS, DTYPES, MODEL_DEFAULTS
 from .model import CharRNN
-from .schedule import Schedule, anneal_start
+from .schedule import PIECES, Schedule, anneal_start
 
 DEFAULT_ITERATIONS = 50_000
 
@@ -74,7 +74,8 @@ def build_parser():
     r = p.add_argument_group("run")
     r.add_argument("--iterations", type=cli.positive_int, metavar="N",
                    help="train until this many chunks in total, counted from the start of training "
-                        "(a resumed run continues up to it; default 50000)")
+                        "(a resumed run continues up to it; default 50000, or the end of a "
+                        "resumed run's anneal)")
     r.add_argument("--epochs", type=cli.positive_float, metavar="E",
                    help="instead of --iterations: train until E passes over the training text in "
                         "total (rounded up to whole iterations; counted like --iterations)")
@@ -157,7 +158,7 @@ def _main(argv):
     source = _load_source(args.init_from) if args.init_from else None
     config, data = _settings(args, ckpt, source)
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None)
-    args.iterations = _target(args, corpus, config)
+    args.iterations = _target(args, corpus, config, anneal)
     zero = _zero_rate_at(config, lr_decay, args.iterations)
     if zero == 0:
         raise cli.UsageError(f"--learning-rate {config['learning_rate']:g} is 0 in "
@@ -208,10 +209,12 @@ def _val_streams(args, ckpt):
     return args.val_streams or saved or 1
 
 
-def _target(args, corpus, config):
-    """The iteration to train to: --iterations, or --epochs in iterations, or the default."""
+def _target(args, corpus, config, anneal=None):
+    """The iteration to train to: --iterations, or --epochs in iterations, or the end of a
+    resumed run's anneal, or the default."""
     if args.epochs is None:
-        return args.iterations or DEFAULT_ITERATIONS
+        window = (anneal or {}).get("window")
+        return args.iterations or (window[1] if window else DEFAULT_ITERATIONS)
     piece = len(corpus.train) // config["batch_size"]
     return math.ceil(args.epochs * reference.chunks_per_pass(piece, config["seq_length"]))
 
@@ -257,12 +260,12 @@ def _lr_decay(args, ckpt):
 def _anneal(args, ckpt):
     """--anneal as {"fraction": F}, plus "window": [start, end] once the anneal has started
     (saved in checkpoints); or None. On --resume, the checkpoint's (a different one is
-    refused); a run that had none may be given one (it starts at once if its share of the
-    run has begun: annealing a checkpoint)."""
+    refused once its window has started); a run that had none may be given one (it starts at
+    once if its share of the run has begun: annealing a checkpoint)."""
     given = None if args.anneal is None else {"fraction": args.anneal}
     saved = ckpt.run.get("anneal") if ckpt else None
-    if saved is None:
-        return given
+    if saved is None or (given is not None and "window" not in saved):
+        return given  # (no annealed rate has been used yet)
     if given is not None and saved["fraction"] != args.anneal:
         raise cli.UsageError(f"cannot resume with a different learning-rate schedule: --anneal "
                              f"{args.anneal:g} (the checkpoint has {saved['fraction']:g})")
@@ -487,6 +490,7 @@ class Trainer:
         # seconds (0 until there was one; the validation's is estimated before the first)
         self.block_seconds = self.eval_seconds = self.save_seconds = self.sample_seconds = 0.0
         self.paced_from = None  # (time, iteration) of the first timed block's start
+        self.block_iterations = 1  # (the latest timed block's)
         self.budget_set_end = False  # whether --time-budget set the anneal's end
 
     # -- the loop ------------------------------------------------------------------------------
@@ -498,8 +502,9 @@ class Trainer:
         if window and window[1] < target:  # the rate is 0 from there on
             target = window[1]
             _say(args, f"note: the checkpoint's run anneals its learning rate to 0 at iteration "
-                       f"{target} (over iterations {window[0]}-{target}): training ends there; "
-                       f"--init-from starts a new run from its weights")
+                       f"{target} (over iterations {window[0]}-{target}): training ends there"
+                       + ("; --init-from starts a new run from its weights"
+                          if self.iteration >= target else ""))
         if self.iteration >= target:
             asked = _asked(args) if target == args.iterations else "the end of its anneal"
             _say(args, f"the checkpoint is already at iteration {self.iteration} ({asked}): "
@@ -522,7 +527,9 @@ class Trainer:
                     self.stop_reason = "interrupted"
                     break
                 if validate.vanishes(self.learning_rate(), c.dtype):
-                    self.stop_reason = "learning rate's decay to 0"
+                    window = (self.anneal or {}).get("window")
+                    self.stop_reason = "learning rate's " + (
+                        "anneal" if window and self.iteration >= window[0] else "decay") + " to 0"
                     break
                 if args.time_budget and bar is not None and not probed:
                     probed = True  # (the kernels compiled by now: the estimates are of work)
@@ -536,8 +543,10 @@ class Trainer:
                     if bar is not None:
                         bar.target = target
                 change = self.schedule().constant_until(self.iteration)
-                if self.anneal and "window" not in self.anneal:  # (where it would start)
-                    change = min(change or target, anneal_start(self.anneal["fraction"], target))
+                if self.anneal and "window" not in self.anneal:  # (where it may start)
+                    first = anneal_start(self.anneal["fraction"], target)
+                    if first > self.iteration:
+                        change = min(change or target, first)
                 n = min([block, target - self.iteration] +
                         [e - self.iteration % e for e in
                          (args.eval_every, args.sample_every, args.checkpoint_every) if e] +
@@ -561,7 +570,7 @@ class Trainer:
                     block = max(1, min(100_000, int(n * 0.2 / max(dt, 1e-6))))  # ~0.2 s a call
                     if not timed:  # the anneal's estimate paces the run from here
                         self.paced_from, timed = (t0, self.iteration - n), True
-                    self.block_seconds = dt
+                    self.block_seconds, self.block_iterations = dt, n
                     bar.advance(n, self.iteration, dt, f"loss {self.smooth:.3f}, "
                                 f"{n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s")
                 if args.eval_every and self.iteration % args.eval_every == 0:
@@ -583,35 +592,46 @@ class Trainer:
         return self._finish()
 
     def _start_anneal(self, target, start, timed):
-        """Fix the anneal's window if it starts now: at its share of --iterations, or (with
-        --time-budget, once a block after the first is timed) at its share of the budget,
-        over the iterations the rest of the budget holds if that ends the run first. Returns
-        the run's end (the window's, if the budget set it)."""
-        args, fraction = self.args, self.anneal["fraction"]
-        first = anneal_start(fraction, target)
-        by_time = args.time_budget and timed and \
-            time.perf_counter() - start >= (1 - fraction) * args.time_budget
-        if self.iteration < first and not by_time:
+        """Fix the anneal's window if it starts now; return the run's end (the window's).
+
+        Without --time-budget, or when the iterations will end the run before the budget
+        does, the window is the last share of --iterations. When the budget will end it
+        first (at the run's pace, measured over at least 2% of the budget), the window starts
+        when the budget's last share begins and ends where the rest of the budget runs out,
+        in no more steps than keep the kernel calls as long as they were (each step at least
+        4 of the latest calls), so that the pace holds to the end."""
+        args, fraction, budget = self.args, self.anneal["fraction"], self.args.time_budget
+        first, end, steps, of = anneal_start(fraction, target), target, PIECES, _asked(args)
+        if budget:
+            if not timed:
+                return target  # (no pace yet)
+            left = self._iterations_left(start, budget)
+            if self.iteration + left < target:  # the budget ends the run first
+                now = time.perf_counter()
+                if now - start < (1 - fraction) * budget or \
+                        now - self.paced_from[0] < 0.02 * budget:
+                    return target
+                end, first, of = self.iteration + left, self.iteration, f"the {budget:g} s budget"
+                steps = min(PIECES, max(1, left // (4 * self.block_iterations)))
+                self.budget_set_end = True
+        if self.iteration < first:
             return target
-        end, of = target, _asked(args)
-        if self.iteration < first:  # the budget's share came first
-            end = min(target, self.iteration + self._iterations_left(start, args.time_budget))
-            self.budget_set_end, of = end < target, f"the {args.time_budget:g} s budget"
-        self.anneal = {**self.anneal, "window": [self.iteration, end]}
+        self.anneal = {**self.anneal, "window": [self.iteration, end], "steps": steps}
         _say(args, f"annealing the learning rate linearly to 0 over iterations "
                    f"{self.iteration}-{end} (the last {fraction:g} of {of})")
         return end
 
     def _iterations_left(self, start, budget):
-        """How many iterations the rest of the budget holds, less the run's ending (as
-        ``_out_of_time`` counts it), at the run's pace since its first timed block (the
-        validations, samples and checkpoints between blocks included); slightly fewer, so
-        that the anneal ends within the budget."""
+        """How many iterations the rest of the budget holds, less the run's ending and the
+        latest block (as ``_out_of_time`` counts them), at the run's pace since its first timed
+        block (the validations, samples and checkpoints between blocks included); 3% fewer,
+        so that the anneal ends within the budget if the pace holds."""
         now = time.perf_counter()
         since, first = self.paced_from
         each = (now - since) / max(1, self.iteration - first)
-        ending = self.eval_seconds + self.save_seconds * (2 if len(self.corpus.val) >= 2 else 1)
-        return max(1, int(0.98 * (budget - (now - start) - ending) / max(each, 1e-9)))
+        ending = self.block_seconds + self.eval_seconds + \
+            self.save_seconds * (2 if len(self.corpus.val) >= 2 else 1)
+        return max(1, int(0.97 * (budget - (now - start) - ending) / max(each, 1e-9)))
 
     def _out_of_time(self, start, budget, n):
         """Whether a block of ``n`` iterations would end the run past ``budget`` seconds from
@@ -753,9 +773,10 @@ class Trainer:
         self.sample_seconds = time.perf_counter() - start
 
     def schedule(self):
-        window = (self.anneal or {}).get("window")
+        anneal = self.anneal or {}
+        window = anneal.get("window")
         return Schedule(self.model.config.learning_rate, self.lr_decay,
-                        tuple(window) if window else None)
+                        (*window, anneal.get("steps", PIECES)) if window else None)
 
     def learning_rate(self):
         """The learning rate of the next iterations (blocks never cross a change of it)."""
@@ -803,15 +824,23 @@ class Trainer:
 
     def _finish(self):
         where = self.out / CHECKPOINT
+        window = (self.anneal or {}).get("window")
         if self.stop_reason == "interrupted":
             why = "stdout was closed" if self.args.output_closed else "interrupted"
+            bare = window[1] if window else DEFAULT_ITERATIONS  # (a resume's target without it)
+            more = f" --iterations {self.args.iterations}" if self.args.iterations != bare and \
+                not (window and self.args.iterations > bare) else ""
             print(f"{PROG}: {why} at iteration {self.iteration}; saved {where}; continue "
-                  f"with: python -m fastrnn.train --resume {where}", file=sys.stderr)
+                  f"with: python -m fastrnn.train --resume {where}{more}", file=sys.stderr)
             return cli.EXIT_INTERRUPTED
         last = self.records[-1] if self.records else {}
         summary = f"done: iteration {self.iteration}"
         if self.stop_reason:
             summary = f"stopped by the {self.stop_reason}: iteration {self.iteration}"
+        if self.stop_reason == "time budget" and self.anneal:
+            summary += (f" (before the anneal's end at iteration {window[1]}: the rate was "
+                        f"{self.learning_rate():.3g})" if window and self.iteration < window[1]
+                        else "" if window else " (before the anneal began)")
         if last.get("val_loss") is not None:
             summary += (f", validation {last['val_loss']:.4f} nats/char = "
                         f"{last['val_bpc']:.4f} bits/char")

@@ -350,7 +350,7 @@ def test_anneal_decays_the_rate_linearly_to_zero_and_resumes_exactly(tmp_path, c
     assert train.main([*argv, "--iterations", "40", "--out", str(tmp_path / "whole")]) == 0
     monkeypatch.undo()
     whole = checkpoint.load(tmp_path / "whole" / "checkpoint.npz")
-    assert whole.run["anneal"] == {"fraction": 0.5, "window": [20, 40]}
+    assert whole.run["anneal"] == {"fraction": 0.5, "window": [20, 40], "steps": 100}
     rates = [0.08] * 20 + [0.08 * (1 - (k + 0.5) / 20) for k in range(20)]
     assert [r["learning_rate"] for r in whole.run["metrics"]] == [0.08, 0.08, rates[30], 0.0]
 
@@ -365,7 +365,7 @@ def test_anneal_decays_the_rate_linearly_to_zero_and_resumes_exactly(tmp_path, c
 
     split = tmp_path / "split" / "checkpoint.npz"
     assert checkpoint.load(split).run["iteration"] == 30
-    assert train.main(["--resume", str(split), "--iterations", "40", "--quiet"]) == 0
+    assert train.main(["--resume", str(split), "--quiet"]) == 0  # (to the window's end, 40)
     same_state(checkpoint.load(split), whole)
 
 
@@ -398,7 +398,8 @@ def test_a_run_without_an_anneal_can_be_annealed_from_its_checkpoint(tmp_path, c
     assert train.main(["--resume", ckpt, "--iterations", "30", "--anneal", "1", "--eval-every",
                        "5", "--sample-every", "0"]) == 0
     run = checkpoint.load(ckpt).run
-    assert run["anneal"] == {"fraction": 1.0, "window": [20, 30]} and run["iteration"] == 30
+    assert run["anneal"] == {"fraction": 1.0, "window": [20, 30], "steps": 100}
+    assert run["iteration"] == 30
     rates = [r["learning_rate"] for r in run["metrics"]]
     assert rates == [0.1, pytest.approx(0.1 * (1 - 5.5 / 10)), 0.0]  # at 20, 25 and 30
 
@@ -415,29 +416,61 @@ def test_anneal_refusals(tmp_path, corpus_file, capsys):
                                    "checkpoint has 0.5)")
 
 
-@pytest.mark.parametrize("eval_every", ["4", "0"])
+@pytest.mark.parametrize("eval_every, fraction, first_call",
+                         [("4", "0.25", 0), ("0", "0.25", 0), ("0", "1", 0), ("4", "0.5", 20)])
 def test_under_a_time_budget_the_anneal_ends_with_the_budget(tmp_path, corpus_file, capsys,
-                                                             monkeypatch, eval_every):
-    # --anneal 0.25 under a budget that ends the run first: the anneal starts once 3/4 of the
-    # budget has passed, over the iterations the rest holds, and ends (near) where the budget
-    # ends the run, its final validation and checkpoint included
+                                                             monkeypatch, eval_every, fraction,
+                                                             first_call):
+    # --anneal F under a budget that ends the run first: the anneal starts when the budget's
+    # last F begins (and the run's pace has been measured over 2% of it), over the iterations
+    # the rest holds, and ends (near) where the budget ends the run, its final validation and
+    # checkpoint included; also after a first call that took `first_call` seconds (compiling),
+    # whose time must not be taken for the pace
     clock = work_clock(monkeypatch)
+    train_one = train.CharRNN.train
+    calls = []
+
+    def slow_first(self, *args, **kwargs):
+        calls.append(1)
+        clock[0] += first_call if len(calls) == 1 else 0
+        return train_one(self, *args, **kwargs)
+
+    monkeypatch.setattr(train.CharRNN, "train", slow_first)
     for budget in range(30, 61, 3):
         out = tmp_path / str(budget)
         start = clock[0]
+        calls.clear()
         rc = train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "100000000",
-                         "--time-budget", str(budget), "--anneal", "0.25", "--eval-every",
+                         "--time-budget", str(budget), "--anneal", fraction, "--eval-every",
                          eval_every, "--sample-every", "0", "--out", str(out)])
         printed = capsys.readouterr()
         assert rc == 0 and "stopped by the time budget" in printed.out
         assert clock[0] - start <= budget, budget
         run = checkpoint.load(out / "checkpoint.npz").run
+        if "window" not in run["anneal"]:  # a 20 s first call left too little of the budget
+            assert first_call and "(before the anneal began)" in printed.out, budget
+            continue
         first, end = run["anneal"]["window"]
         assert (f"annealing the learning rate linearly to 0 over iterations {first}-{end} (the "
-                f"last 0.25 of the {budget} s budget)") in printed.out
+                f"last {fraction} of the {budget} s budget)") in printed.out
+        assert run["anneal"]["steps"] == min(100, max(1, (end - first) // 4))  # (1-iteration calls)
         # it ran to the window's end; validations every 4 iterations (5 s each, against 1 s
         # an iteration) make the pace uneven, and the budget may come one iteration before it
         assert end - (eval_every != "0") <= run["iteration"] <= end, (budget, first, end)
+        if run["iteration"] < end:
+            assert f"(before the anneal's end at iteration {end}: the rate was" in printed.out
+
+
+def test_under_a_time_budget_that_holds_the_iterations_the_anneal_is_theirs(
+        tmp_path, corpus_file, capsys, monkeypatch):
+    # --iterations 40 take 40 s of a 100 s budget: the iterations end the run, so the anneal
+    # is their last half, not the budget's last half
+    work_clock(monkeypatch)
+    rc = train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "40", "--time-budget",
+                     "100", "--anneal", "0.5", "--eval-every", "0", "--sample-every", "0",
+                     "--out", str(tmp_path)])
+    assert rc == 0 and "(the last 0.5 of --iterations 40)" in capsys.readouterr().out
+    assert checkpoint.load(tmp_path / "checkpoint.npz").run["anneal"]["window"] == [20, 40]
 
 
 def test_resume_keeps_the_runs_validation_streams(tmp_path, corpus_file, capsys):
@@ -592,7 +625,8 @@ def test_ctrl_c_saves_and_the_resumed_run_equals_an_uninterrupted_one(tmp_path, 
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert "interrupted at iteration" in err and "--resume" in err
+    assert "interrupted at iteration" in err  # the hint repeats the run's end:
+    assert f"--resume {tmp_path / 'a' / 'checkpoint.npz'} --iterations 10000000" in err
     k = checkpoint.load(tmp_path / "a" / "checkpoint.npz").run["iteration"]
     assert k >= 200
     target = str(k + 150)

@@ -232,6 +232,23 @@ def test_a_state_of_the_wrong_shape_is_named():
         model.evaluate([1, 2, 3], state=np.zeros((1, 1, 2, 10)))
 
 
+@pytest.mark.parametrize("state, message", [
+    (np.full((1, 1, 1, 10), 1 + 2j), "state must hold real numbers, got dtype complex128"),
+    (np.full((1, 1, 1, 10), "x"), "state must hold real numbers, got dtype <U1"),
+    (np.full((1, 1, 1, 10), np.nan), r"state holds NaN or infinite values \(in float64\)"),
+    (np.full((1, 1, 1, 10), 1e300), r"state holds NaN or infinite values \(in float32\)"),
+])
+def test_a_state_that_is_not_real_and_finite_is_refused(state, message):
+    # (a complex state was cast to its real part with only numpy's warning; a NaN or one that
+    # overflows the model's dtype sampled and scored garbage)
+    dtype = "float32" if "float32" in message else "float64"
+    model = CharRNN(7, hidden_size=10, dtype=dtype)
+    for call in (lambda: model.sample(5, 1, state=state),
+                 lambda: model.evaluate([1, 2, 3], state=state)):
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
 @pytest.mark.parametrize("kwargs,message", [
     (dict(vocab_size=1), "vocab_size must be an integer >= 2"),
     (dict(vocab_size=5, hidden_size=0), "hidden_size must be a positive integer"),

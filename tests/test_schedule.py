@@ -61,3 +61,9 @@ def test_where_the_anneal_starts():
     assert anneal_start(0.2, 1000) == 800
     assert anneal_start(1.0, 1000) == 0
     assert anneal_start(0.01, 10) == 9  # at least one iteration
+
+
+def test_an_anneal_in_fewer_steps():
+    s = Schedule(1.0, anneal=(10, 110, 4))  # four steps of 25 iterations
+    assert sorted(set(rates(s, 110)[10:]), reverse=True) == [0.875, 0.625, 0.375, 0.125]
+    assert [s.constant_until(i) for i in (9, 10, 34, 35, 109)] == [10, 35, 35, 60, 110]
