@@ -506,7 +506,7 @@ class Trainer:
                        + ("; --init-from starts a new run from its weights"
                           if self.iteration >= target else ""))
         if self.iteration >= target:
-            asked = _asked(args) if target == args.iterations else "the end of its anneal"
+            asked = "the end of its anneal" if window and target == window[1] else _asked(args)
             _say(args, f"the checkpoint is already at iteration {self.iteration} ({asked}): "
                        f"nothing to train")
             return 0
@@ -538,10 +538,7 @@ class Trainer:
                         self._save(CHECKPOINT)
                     if args.sample_every and not self.sample_seconds:
                         self.sample_seconds = self._estimate_sample()
-                if self.anneal and "window" not in self.anneal:
-                    target = self._start_anneal(target, start, timed)
-                    if bar is not None:
-                        bar.target = target
+                target = self._start_anneal(target, start, timed, bar)
                 change = self.schedule().constant_until(self.iteration)
                 if self.anneal and "window" not in self.anneal:  # (where it may start)
                     first = anneal_start(self.anneal["fraction"], target)
@@ -573,6 +570,7 @@ class Trainer:
                     self.block_seconds, self.block_iterations = dt, n
                     bar.advance(n, self.iteration, dt, f"loss {self.smooth:.3f}, "
                                 f"{n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s")
+                target = self._start_anneal(target, start, timed, bar)  # (before a record)
                 if args.eval_every and self.iteration % args.eval_every == 0:
                     self._evaluate()
                 if args.sample_every and self.iteration % args.sample_every == 0:
@@ -591,7 +589,7 @@ class Trainer:
                 self._save(CHECKPOINT)  # (unless the latest checkpoint holds all of it)
         return self._finish()
 
-    def _start_anneal(self, target, start, timed):
+    def _start_anneal(self, target, start, timed, bar):
         """Fix the anneal's window if it starts now; return the run's end (the window's).
 
         Without --time-budget, or when the iterations will end the run before the budget
@@ -599,7 +597,11 @@ class Trainer:
         first (at the run's pace, measured over at least 2% of the budget), the window starts
         when the budget's last share begins and ends where the rest of the budget runs out,
         in no more steps than keep the kernel calls as long as they were (each step at least
-        4 of the latest calls), so that the pace holds to the end."""
+        4 of the latest calls), so that the pace holds to the end. Under a budget, which ends
+        the run first is known once two calls are timed: a share that begins before that
+        (--anneal near 1, or a resume at its start) starts there, an iteration or two late."""
+        if not self.anneal or "window" in self.anneal:
+            return target
         args, fraction, budget = self.args, self.anneal["fraction"], self.args.time_budget
         first, end, steps, of = anneal_start(fraction, target), target, PIECES, _asked(args)
         if budget:
@@ -619,6 +621,8 @@ class Trainer:
         self.anneal = {**self.anneal, "window": [self.iteration, end], "steps": steps}
         _say(args, f"annealing the learning rate linearly to 0 over iterations "
                    f"{self.iteration}-{end} (the last {fraction:g} of {of})")
+        if bar is not None:
+            bar.target = end
         return end
 
     def _iterations_left(self, start, budget):

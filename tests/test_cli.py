@@ -352,7 +352,8 @@ def test_anneal_decays_the_rate_linearly_to_zero_and_resumes_exactly(tmp_path, c
     whole = checkpoint.load(tmp_path / "whole" / "checkpoint.npz")
     assert whole.run["anneal"] == {"fraction": 0.5, "window": [20, 40], "steps": 100}
     rates = [0.08] * 20 + [0.08 * (1 - (k + 0.5) / 20) for k in range(20)]
-    assert [r["learning_rate"] for r in whole.run["metrics"]] == [0.08, 0.08, rates[30], 0.0]
+    # (each record gives the rate of the iterations after it)
+    assert [r["learning_rate"] for r in whole.run["metrics"]] == [0.08, rates[20], rates[30], 0.0]
 
     from fastrnn import CharRNN
     model = CharRNN(whole.config.vocab_size, 24, 10, 0.08, whole.config.dtype, whole.config.seed)
@@ -404,6 +405,27 @@ def test_a_run_without_an_anneal_can_be_annealed_from_its_checkpoint(tmp_path, c
     assert rates == [0.1, pytest.approx(0.1 * (1 - 5.5 / 10)), 0.0]  # at 20, 25 and 30
 
 
+def test_the_anneal_may_change_until_its_window_starts(tmp_path, corpus_file, capsys):
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "10", "--anneal", "0.1",
+                       "--out", str(tmp_path)]) == 0
+    ckpt = str(tmp_path / "checkpoint.npz")
+    # as a run to 100 iterations saves it at 10: the anneal's window not begun
+    rewrite_meta(ckpt, lambda m, a: m["run"].update(anneal={"fraction": 0.1}))
+    assert train.main(["--resume", ckpt, "--iterations", "20", "--anneal", "0.5"]) == 0
+    assert checkpoint.load(ckpt).run["anneal"] == {"fraction": 0.5, "window": [10, 20],
+                                                   "steps": 100}
+
+
+def test_a_rate_that_vanishes_in_the_window_is_the_anneals(tmp_path, corpus_file, capsys):
+    # 1e-44 is a float32 (subnormal); annealed, it rounds to 0 before the window's end
+    rc = train.main(["--data", corpus_file, *SMALL[:-1], "--dtype", "float32", "--learning-rate",
+                     "1e-44", "--iterations", "400", "--anneal", "0.5", "--sample-every", "0",
+                     "--out", str(tmp_path)])
+    printed = capsys.readouterr()
+    assert rc == 0 and "stopped by the learning rate's anneal to 0: iteration 3" in printed.out
+    assert "warning" not in printed.err
+
+
 def test_anneal_refusals(tmp_path, corpus_file, capsys):
     base = ["--data", corpus_file, *SMALL, "--iterations", "10", "--out", str(tmp_path / "r")]
     for value in ("0", "1.5", "-0.2", "x"):
@@ -417,7 +439,8 @@ def test_anneal_refusals(tmp_path, corpus_file, capsys):
 
 
 @pytest.mark.parametrize("eval_every, fraction, first_call",
-                         [("4", "0.25", 0), ("0", "0.25", 0), ("0", "1", 0), ("4", "0.5", 20)])
+                         [("4", "0.25", 0), ("0", "0.25", 0), ("0", "1", 0), ("4", "0.5", 20),
+                          ("0", "0.5", 20)])
 def test_under_a_time_budget_the_anneal_ends_with_the_budget(tmp_path, corpus_file, capsys,
                                                              monkeypatch, eval_every, fraction,
                                                              first_call):
@@ -459,6 +482,8 @@ def test_under_a_time_budget_the_anneal_ends_with_the_budget(tmp_path, corpus_fi
         assert end - (eval_every != "0") <= run["iteration"] <= end, (budget, first, end)
         if run["iteration"] < end:
             assert f"(before the anneal's end at iteration {end}: the rate was" in printed.out
+        if eval_every == "0":  # an even pace: the window uses the budget, to its 3% and a block
+            assert clock[0] - start > budget - 0.03 * (budget - first_call) - 2, budget
 
 
 def test_under_a_time_budget_that_holds_the_iterations_the_anneal_is_theirs(
