@@ -498,7 +498,7 @@ class Trainer:
     def run(self):
         args, c = self.args, self.model.config
         target = args.iterations
-        window = (self.anneal or {}).get("window")
+        window = self.window
         if window and window[1] < target:  # the rate is 0 from there on
             target = window[1]
             _say(args, f"note: the checkpoint's run anneals its learning rate to 0 at iteration "
@@ -527,7 +527,7 @@ class Trainer:
                     self.stop_reason = "interrupted"
                     break
                 if validate.vanishes(self.learning_rate(), c.dtype):
-                    window = (self.anneal or {}).get("window")
+                    window = self.window
                     self.stop_reason = "learning rate's " + (
                         "anneal" if window and self.iteration >= window[0] else "decay") + " to 0"
                     break
@@ -633,9 +633,14 @@ class Trainer:
         now = time.perf_counter()
         since, first = self.paced_from
         each = (now - since) / max(1, self.iteration - first)
-        ending = self.block_seconds + self.eval_seconds + \
-            self.save_seconds * (2 if len(self.corpus.val) >= 2 else 1)
-        return max(1, int(0.97 * (budget - (now - start) - ending) / max(each, 1e-9)))
+        left = budget - (now - start) - self._ending_seconds()
+        return max(1, int(0.97 * left / max(each, 1e-9)))
+
+    def _ending_seconds(self):
+        """The latest block's time and the run's ending: the final validation with the
+        best.npz it may write, and the final checkpoint, each as long as the latest."""
+        writes = 2 if len(self.corpus.val) >= 2 else 1  # (the final validation may write best.npz)
+        return self.block_seconds + self.eval_seconds + writes * self.save_seconds
 
     def _out_of_time(self, start, budget, n):
         """Whether a block of ``n`` iterations would end the run past ``budget`` seconds from
@@ -644,9 +649,7 @@ class Trainer:
         checkpoint, each as long as the latest (so that the run, its final validation and
         checkpoint included, ends within the budget)."""
         args, end = self.args, self.iteration + n
-        ending = self.block_seconds + self.eval_seconds + self.save_seconds
-        if len(self.corpus.val) >= 2:  # the final validation may write best.npz
-            ending += self.save_seconds
+        ending = self._ending_seconds()
         if args.sample_every and end % args.sample_every == 0:
             ending += self.sample_seconds
         if args.checkpoint_every and end % args.checkpoint_every == 0:
@@ -776,11 +779,15 @@ class Trainer:
                         f"{self.corpus.vocab.decode(ids)}\n-----")
         self.sample_seconds = time.perf_counter() - start
 
+    @property
+    def window(self):
+        """The anneal's [start, end] once it has started, else None."""
+        return (self.anneal or {}).get("window")
+
     def schedule(self):
-        anneal = self.anneal or {}
-        window = anneal.get("window")
+        window = self.window
         return Schedule(self.model.config.learning_rate, self.lr_decay,
-                        (*window, anneal.get("steps", PIECES)) if window else None)
+                        (*window, self.anneal.get("steps", PIECES)) if window else None)
 
     def learning_rate(self):
         """The learning rate of the next iterations (blocks never cross a change of it)."""
@@ -828,7 +835,7 @@ class Trainer:
 
     def _finish(self):
         where = self.out / CHECKPOINT
-        window = (self.anneal or {}).get("window")
+        window = self.window
         if self.stop_reason == "interrupted":
             why = "stdout was closed" if self.args.output_closed else "interrupted"
             bare = window[1] if window else DEFAULT_ITERATIONS  # (a resume's target without it)
