@@ -17,6 +17,7 @@ Writes are atomic (``files.write_atomically``): a reader, or a crash at any mome
 the old file or the new one, never a partial one.
 """
 
+import copy
 import json
 import math
 import zipfile
@@ -57,10 +58,11 @@ class Checkpoint:
 
     @classmethod
     def of(cls, model, vocab, losses, run):
+        """The model's state now: copies, which its further training leaves as they are."""
         spec = model.spec
-        return cls(model.config, vocab, spec.named(model.weights),
-                   [spec.named(s) for s in model.states], model.state, model.position,
-                   np.asarray(losses, np.float64), run, model.step,
+        return cls(model.config, vocab, spec.named(spec.copy(model.weights)),
+                   [spec.named(spec.copy(s)) for s in model.states], model.state.copy(),
+                   model.position, np.array(losses, np.float64), copy.deepcopy(run), model.step,
                    model.dropout_rng.bit_generator.state)
 
     def fine_tune(self, backend="numba", threads=None, **settings):

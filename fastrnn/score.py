@@ -7,7 +7,8 @@ and bits per character, and the perplexity (e to the nats). The model reads the 
 stream from the checkpoint's first training stream's state, exactly as the trainer's
 validation reads its held-out text (the same number for the same text), a block at a time, so
 a file of any size takes bounded memory. Characters outside the model's vocabulary are an error
-that names them, unless ``--skip-unknown`` drops them (the count is reported).
+that names them, unless ``--skip-unknown`` drops them (the count is reported). Every file is
+read through and checked before any is scored: one bad file is an error with no output.
 """
 
 import codecs
@@ -60,13 +61,18 @@ def _main(argv, out):
         kind = files.not_regular(path)
         if kind:
             raise cli.UsageError(f"{path} is {kind}, not a regular file")
+    try:
+        for path in args.files:
+            check_file(ckpt.vocab, path, args.encoding, args.skip_unknown)
+    except ValueError as e:
+        raise cli.UsageError(str(e)) from None
     say = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
     with compiling.announce(say, model.config.dtype):
         for path in args.files:
             try:
                 result = score_file(model, ckpt.vocab, ckpt.state[:, :, :1], path,
                                     args.encoding, args.skip_unknown)
-            except ValueError as e:
+            except ValueError as e:  # (a file changed since it was checked)
                 raise cli.UsageError(str(e)) from None
             out.write(json.dumps(result) + "\n" if args.json else _line(result))
             out.flush()
@@ -80,13 +86,11 @@ def _line(r):
             f"{skipped}\n")
 
 
-def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False):
-    """{file, predicted, nats_per_char, bits_per_char, perplexity, skipped} for one file, read a
-    block at a time from ``state`` (L, S, 1, H): the loss of predicting each character from the
-    ones before it, summed block by block (each block carries the state and its last character
-    into the next). A file that cannot be read or scored is a ValueError naming it."""
+def _blocks(vocab, path, encoding, skip_unknown):
+    """The file's text a block at a time, each as (kept text, characters dropped from it):
+    decoded, its characters checked against the vocabulary. A file that cannot be read,
+    decoded or (without ``skip_unknown``) encoded is a ValueError naming it."""
     decoder = codecs.getincrementaldecoder(encoding)()
-    loss, predicted, skipped, last = 0.0, 0, 0, None
     try:
         with open(path, "rb") as f:
             while True:
@@ -97,31 +101,49 @@ def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False):
                     reason = e.reason if isinstance(e, UnicodeDecodeError) else str(e)
                     raise ValueError(f"{path}: not valid {encoding} ({reason}); pass its "
                                      f"encoding with --encoding") from None
+                missing = vocab.unknown(text)
+                if missing and not skip_unknown:
+                    raise ValueError(
+                        f"{path} has characters the model never saw: "
+                        f"{', '.join(repr(c) for c in missing[:10])}"
+                        f"{' ...' if len(missing) > 10 else ''} (pass --skip-unknown to drop "
+                        f"them)")
+                kept = "".join(c for c in text if c in vocab.index) if missing else text
                 if text:
-                    missing = vocab.unknown(text)
-                    if missing and not skip_unknown:
-                        raise ValueError(
-                            f"{path} has characters the model never saw: "
-                            f"{', '.join(repr(c) for c in missing[:10])}"
-                            f"{' ...' if len(missing) > 10 else ''} (pass --skip-unknown to drop "
-                            f"them)")
-                    if missing:
-                        kept = "".join(c for c in text if c in vocab.index)
-                        skipped += len(text) - len(kept)
-                        text = kept
-                    ids = vocab.encode(text, np.int64)
-                    if last is not None:
-                        ids = np.concatenate([[last], ids])
-                    if len(ids) >= 2:
-                        block_loss, state = model.evaluate(ids, state=state)
-                        loss += block_loss
-                        predicted += len(ids) - 1
-                        ids = ids[-1:]
-                    last = int(ids[-1]) if len(ids) else last
+                    yield kept, len(text) - len(kept)
                 if not raw:
-                    break
+                    return
     except OSError as e:
         raise ValueError(f"{path}: cannot read it ({e.strerror or e})") from None
+
+
+def check_file(vocab, path, encoding="utf-8", skip_unknown=False):
+    """Reads the file through once, as ``score_file`` will, without the model: a ValueError
+    naming the file if it cannot be scored (so that no file is scored if one cannot be)."""
+    kept = 0
+    for text, _ in _blocks(vocab, path, encoding, skip_unknown):
+        kept += len(text)
+    if kept < 2:
+        raise ValueError(f"{path} has fewer than 2 characters to score")
+
+
+def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False):
+    """{file, predicted, nats_per_char, bits_per_char, perplexity, skipped} for one file, read a
+    block at a time from ``state`` (L, S, 1, H): the loss of predicting each character from the
+    ones before it, summed block by block (each block carries the state and its last character
+    into the next). A file that cannot be read or scored is a ValueError naming it."""
+    loss, predicted, skipped, last = 0.0, 0, 0, None
+    for text, dropped in _blocks(vocab, path, encoding, skip_unknown):
+        skipped += dropped
+        ids = vocab.encode(text, np.int64)
+        if last is not None:
+            ids = np.concatenate([[last], ids])
+        if len(ids) >= 2:
+            block_loss, state = model.evaluate(ids, state=state)
+            loss += block_loss
+            predicted += len(ids) - 1
+            ids = ids[-1:]
+        last = int(ids[-1]) if len(ids) else last
     if predicted == 0:
         raise ValueError(f"{path} has fewer than 2 characters to score")
     nats = loss / predicted

@@ -50,6 +50,27 @@ def test_round_trip_is_exact(saved):
     assert np.array_equal(restored.state, model.state) and restored.state.dtype == np.float64
 
 
+def test_a_checkpoint_is_the_model_at_its_making_not_after(saved, tmp_path):
+    """Checkpoint.of copies: training on after it (as train does between taking a checkpoint
+    and a later write) leaves what it saves as it was."""
+    path, model, _ = saved
+    model = checkpoint.load(path).to_model()
+    run = {"iteration": 7, "anneal": {"fraction": 0.5}}
+    ckpt = Checkpoint.of(model, Vocab("abcde"), [1.0], run)
+    before = checkpoint.load(path)
+    model.train(np.arange(40) % 5, 3)
+    run["anneal"]["fraction"] = 1.0
+    later = tmp_path / "later.npz"
+    checkpoint.save(later, ckpt)
+    back = checkpoint.load(later)
+    for name, a in before.params.items():
+        assert_same_array(back.params[name], a, name)
+    for name, a in before.states[0].items():
+        assert_same_array(back.states[0][name], a, "m" + name)
+    assert_same_array(back.state, before.state, "state")
+    assert back.step == 7 and back.run["anneal"] == {"fraction": 0.5}
+
+
 def test_every_named_array_round_trips_for_adam_with_streams(tmp_path):
     model = CharRNN(vocab_size=6, hidden_size=5, seq_length=3, dtype="float32", seed=1,
                     batch_size=2, optimizer="adam", learning_rate=0.01, threads=1)

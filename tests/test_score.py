@@ -76,11 +76,15 @@ def test_several_files_a_line_each_and_unknown_characters(run, tmp_path):
      "characters the model never saw: '{'"),
 ])
 def test_bad_inputs_are_one_line(run, tmp_path, capsys, make, fragment):
-    d, _ = run
-    rc = score.main([str(d / "out" / "checkpoint.npz"), str(make(tmp_path))], out=io.StringIO())
+    d, corpus = run
+    bad = str(make(tmp_path))
+    rc = score.main([str(d / "out" / "checkpoint.npz"), bad], out=io.StringIO())
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and fragment in err, err
     assert err.startswith("fastrnn.score: error: ")
+    # after a good file, nothing is scored: every file is checked first
+    rc, out = scored([str(d / "out" / "checkpoint.npz"), str(corpus), bad])
+    assert rc == 2 and out == "" and fragment in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
