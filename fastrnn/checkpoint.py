@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, files, optim
+from . import __version__, config, files, optim
 from .model import CharRNN, Config
 from .schedule import PIECES
 from .spec import Spec
@@ -173,8 +173,8 @@ def load(path):
         params = {n: _as_spec_shape(spec, n, arrays[n]) for n in names}
         states = [{n: _as_spec_shape(spec, n, arrays[prefix + n]) for n in names}
                   for prefix in optim.get(config.optimizer).states]
-        ckpt = Checkpoint(config, vocab, params, states, arrays["state"], int(meta["position"]),
-                          arrays["losses"], meta.get("run", {}), int(meta.get("step", 0)),
+        ckpt = Checkpoint(config, vocab, params, states, arrays["state"], meta["position"],
+                          arrays["losses"], meta.get("run", {}), meta.get("step", 0),
                           meta.get("dropout_rng"))
     except CheckpointError:
         raise
@@ -195,10 +195,11 @@ def _check_fields(path, ckpt):
     def bad(field, value, expected):
         raise CheckpointError(f"{path} is corrupt: {field} is {value!r}, expected {expected}")
 
-    if ckpt.position < 0 or ckpt.position % c.seq_length:
-        bad("position", ckpt.position, f"a multiple of seq_length {c.seq_length}, >= 0")
-    if ckpt.step < 0:
-        bad("step", ckpt.step, "a count of updates, >= 0")
+    if not _integer(ckpt.position) or not 0 <= ckpt.position <= config.COUNT_MAX \
+            or ckpt.position % c.seq_length:
+        bad("position", ckpt.position, f"a multiple of seq_length {c.seq_length}, 0 to 2**62")
+    if not _integer(ckpt.step) or not 0 <= ckpt.step <= config.COUNT_MAX:
+        bad("step", ckpt.step, "a count of updates, 0 to 2**62")
     arrays = [(name, a) for name, a in ckpt.params.items()]
     optimizer = optim.get(c.optimizer)
     for prefix, named in zip(optimizer.states, ckpt.states):

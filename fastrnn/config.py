@@ -17,6 +17,8 @@ ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8   # PyTorch's Adam defaults
 MODEL_DEFAULTS = {"cell": "rnn", "hidden_size": 100, "seq_length": 25, "learning_rate": 0.1,
                   "dtype": "float64", "seed": 0, "batch_size": 1, "optimizer": "adagrad",
                   "num_layers": 1, "dropout": 0.0}
+COUNT_MAX = 1 << 62             # the most updates (and the furthest position) a model counts:
+                                # past it no run goes, and int64 arithmetic would overflow
 MASK_ELEMENTS = 1 << 22         # dropout mask elements drawn per kernel call, at most (chunks
                                 # are grouped so; 32 MiB of float64 draws)
 DATA_DEFAULTS = {"val_fraction": 0.1, "encoding": "utf-8"}

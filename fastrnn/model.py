@@ -11,6 +11,10 @@ recurrent state ``(L, S, B, H)`` and ``model.position`` the next chunk's offset 
 stream, both carried from call to call exactly as min-char-rnn's loop carries them.
 """
 
+import signal
+import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -21,6 +25,33 @@ from .spec import Spec
 from .vocab import id_dtype
 
 _D = config.MODEL_DEFAULTS
+
+
+@contextmanager
+def _interrupts_after_each_call():
+    """Ctrl-C (SIGINT) during ``train`` takes effect when the kernel call in flight returns
+    and the model's position and update count match its weights again: the context gives a
+    list that is non-empty once Ctrl-C was pressed. A second Ctrl-C stops at once, as before
+    (the counters then lag the weights). Only in the main thread with Python's own handler;
+    a program with a handler of its own (the trainer's) keeps it."""
+    pressed = []
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield pressed
+        return
+
+    def defer(signum, frame):
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(signum)
+        print("fastrnn: stopping when the training call in flight returns (Ctrl-C again to "
+              "stop at once, with the model's counters behind its weights)", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, defer)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass(frozen=True)
@@ -66,8 +97,7 @@ class Config:
         if str(self.dtype) not in config.DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         object.__setattr__(self, "dtype", str(self.dtype))
-        if validate.vanishes(self.learning_rate, self.dtype):
-            raise ValueError(f"learning_rate {self.learning_rate:g} is 0 in {self.dtype}")
+        validate.rate("learning_rate", self.learning_rate, self.dtype)
 
     def to_dict(self):
         return asdict(self)
@@ -168,7 +198,7 @@ class CharRNN:
     def _prepared(self, data):
         """data as a validated array of ids: checked at every call (~0.1 ms for a 1 MB text),
         since its caller may change it, unless nothing can write to it (then cached)."""
-        if self._data is not None and self._data[0] is data:
+        if self._data is not None and self._data[0] is data and not data.flags.writeable:
             return self._data[1]
         c = self.config
         B = c.batch_size
@@ -178,7 +208,12 @@ class CharRNN:
         root = data
         while isinstance(root, np.ndarray) and isinstance(root.base, np.ndarray):
             root = root.base  # (a view can be written through its base)
-        frozen = isinstance(root, np.ndarray) and not root.flags.writeable
+        # cached only for memory nothing else writes to (an array's own, or bytes; not a
+        # bytearray's or a file's), and as a copy of its own, which the kernels then read
+        frozen = isinstance(root, np.ndarray) and not root.flags.writeable and \
+            (root.base is None or isinstance(root.base, bytes))
+        if frozen and np.may_share_memory(ready, data):
+            ready = ready.copy()
         self._data = (data, ready) if frozen else None
         return ready
 
@@ -198,6 +233,23 @@ class CharRNN:
             raise ValueError(f"data holds id {lo if lo < 0 else hi}, outside the vocabulary "
                              f"[0, {c.vocab_size})")
         return np.ascontiguousarray(arr, dtype=id_dtype(c.vocab_size))
+
+    def _checked_training_state(self):
+        """``state`` as training carries it in place, (L, S, batch_size, H): ValueError naming
+        what is wrong (it is a public attribute, which a caller may have replaced)."""
+        expected, state = self.zero_state(self.config.batch_size), self.state
+        if not isinstance(state, np.ndarray) or state.shape != expected.shape:
+            raise ValueError(f"state has shape {getattr(state, 'shape', type(state).__name__)}, "
+                             f"expected {expected.shape} (layers, state vectors, batch_size "
+                             f"streams, hidden size; zero_state({expected.shape[2]}) makes one)")
+        if state.dtype != expected.dtype:
+            raise ValueError(f"state has dtype {state.dtype}, the model's is {expected.dtype}")
+        if not (state.flags.c_contiguous and state.flags.writeable):
+            raise ValueError("state must be a writable C-contiguous array (training updates it "
+                             "in place): pass np.array(state)")
+        if not np.isfinite(state).all():
+            raise ValueError("state holds NaN or infinite values")
+        return state
 
     def _checked_state(self, state):
         """A copy of a caller's one-stream state (L, S, 1, H) in the model's dtype."""
@@ -226,29 +278,40 @@ class CharRNN:
         holds one row per stream; ``position`` is the offset inside every stream), and its loss
         and gradients are summed over the streams. With dropout, each chunk's masks are drawn
         from ``dropout_rng`` (``reference.dropout_masks``) before the kernels run, chunk after
-        chunk, so the masks do not depend on how the chunks are split into calls.
+        chunk, so the masks do not depend on how the chunks are split into calls. Ctrl-C takes
+        effect when the kernel call in flight returns, with ``position`` and ``step`` matching
+        the weights (``_interrupts_after_each_call``).
         """
         ready = self._prepared(data)
         n_steps = validate.positive("n_steps", n_steps, int)
         if isinstance(self.position, bool) or not isinstance(self.position, (int, np.integer)) \
                 or self.position < 0:
             raise ValueError(f"position must be an integer >= 0, got {self.position!r}")
+        if isinstance(self.step, bool) or not isinstance(self.step, (int, np.integer)) \
+                or not 0 <= self.step <= config.COUNT_MAX - n_steps:
+            raise ValueError(f"step must be an integer in [0, 2**62 - n_steps], got "
+                             f"{self.step!r}")
+        self._checked_training_state()
         c = self.config
         lr = c.learning_rate if learning_rate is None else \
-            validate.positive("learning_rate", learning_rate)
+            validate.rate("learning_rate", learning_rate, c.dtype)
         losses = np.empty(n_steps, np.float64)
         shape = (c.num_layers - 1, c.seq_length, c.batch_size, c.hidden_size)
         # without dropout, one kernel call; with it, groups of chunks and their masks
         group = max(1, config.MASK_ELEMENTS // int(np.prod(shape))) if self.drops else n_steps
-        for first in range(0, n_steps, group):
-            n = min(group, n_steps - first)
-            masks = reference.dropout_masks(self.dropout_rng, c.dropout, (n,) + shape, c.dtype) \
-                if self.drops else None
-            self.position = int(self._kernels.train(
-                self.weights, self._grads, self.optimizer, self.states, ready, self.position,
-                self.state, lr, c.seq_length, self.step, losses[first:first + n], self.threads,
-                masks))
-            self.step += n
+        with _interrupts_after_each_call() as interrupted:
+            for first in range(0, n_steps, group):
+                n = min(group, n_steps - first)
+                masks = reference.dropout_masks(self.dropout_rng, c.dropout, (n,) + shape,
+                                                c.dtype) if self.drops else None
+                position = min(int(self.position), len(ready))  # (past the end: back to 0)
+                self.position = int(self._kernels.train(
+                    self.weights, self._grads, self.optimizer, self.states, ready, position,
+                    self.state, lr, c.seq_length, int(self.step), losses[first:first + n],
+                    self.threads, masks))
+                self.step += n
+                if interrupted:
+                    raise KeyboardInterrupt
         return losses
 
     @property
@@ -307,6 +370,9 @@ class CharRNN:
         if not isinstance(rng, np.random.Generator):
             raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         state = self._checked_state(self.state[:, :, :1] if state is None else state)
+        if not np.isfinite(self.weights.flat).all():
+            raise ValueError("the model's weights hold NaN or infinite values (its training "
+                             "diverged): there is nothing to sample from")
         greedy = bool(greedy) or reference.overflows(self.weights, state, temperature)
         ixes = np.empty(n, np.int64)
         self._kernels.sample(self.weights, state, int(seed_ix), rng.random(n), temperature,

@@ -105,6 +105,17 @@ def vanishes(rate, dtype):
     return np.dtype(dtype).type(rate) == 0
 
 
+def rate(name, value, dtype):
+    """A positive learning rate that is neither 0 nor infinite in ``dtype``."""
+    value = positive(name, value)
+    with np.errstate(over="ignore"):
+        cast = np.dtype(dtype).type(value)
+    if cast == 0 or not np.isfinite(cast):
+        raise ValueError(f"{name} {value:g} is {'0' if cast == 0 else 'infinite'} in "
+                         f"{np.dtype(dtype).name}")
+    return value
+
+
 def available_memory():
     """Bytes of memory the machine can still give a process (Linux: MemAvailable; elsewhere the
     free physical pages), or None where the system does not say."""

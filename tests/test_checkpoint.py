@@ -342,6 +342,13 @@ def _scale(name, factor):
     (lambda m, a: m.update(position=-4), r"position is -4, expected a multiple of seq_length 4"),
     (lambda m, a: m.update(position=6), r"position is 6, expected a multiple of seq_length 4"),
     (lambda m, a: m.update(step=-1), r"step is -1, expected a count of updates"),
+    (lambda m, a: m.update(position=8.5), r"position is 8.5, expected a multiple of"),
+    (lambda m, a: m.update(position="8"), r"position is '8', expected a multiple of"),
+    (lambda m, a: m.update(position=2**70), r"position is 1180591620717411303424, expected .* "
+                                            r"0 to 2\*\*62"),
+    (lambda m, a: m.update(step=2.5), r"step is 2.5, expected a count of updates"),
+    (lambda m, a: m.update(step=2**70), r"step is 1180591620717411303424, expected a count of "
+                                        r"updates, 0 to 2\*\*62"),
     (lambda m, a: a.update(Whh=np.full((8, 8), np.nan, np.float32)), "Whh holds NaN or infinite"),
     (lambda m, a: a.update(mWxh=-np.ones((8, 5), np.float32)), "mWxh holds negative values"),
     (lambda m, a: a.update(state=np.full((1, 1, 1, 8), np.inf, np.float32)),

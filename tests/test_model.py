@@ -1,5 +1,7 @@
 """CharRNN: the fused multi-chunk kernel equals min-char-rnn's loop, on every backend."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -328,6 +330,7 @@ def test_a_text_changed_between_calls_is_checked_again():
     (dict(seed=None), "seed must be an integer >= 0, got None"),
     (dict(seed=True), "seed must be an integer >= 0, got True"),
     (dict(learning_rate=1e-50, dtype="float32"), "learning_rate 1e-50 is 0 in float32"),
+    (dict(learning_rate=1e39, dtype="float32"), "learning_rate 1e\\+39 is infinite in float32"),
 ])
 def test_settings_of_the_wrong_kind_are_refused_by_name(settings, message):
     with pytest.raises(ValueError, match=message):
@@ -357,3 +360,135 @@ def test_a_position_that_is_not_a_text_offset_is_refused(position):
 def test_sample_wants_a_generator():
     with pytest.raises(ValueError, match="rng must be a numpy.random.Generator, got int"):
         CharRNN(20, hidden_size=8).sample(5, 0, rng=42)
+
+
+def test_a_rate_that_is_0_or_infinite_in_the_dtype_is_refused_per_call_too():
+    model = CharRNN(20, hidden_size=8, seq_length=10, dtype="float32")
+    before = model.weights.flat.copy()
+    for rate, what in ((1e39, "infinite"), (1e-46, "0")):
+        message = f"learning_rate {rate:g} is {what} in float32"
+        with pytest.raises(ValueError, match=re.escape(message)):
+            model.train(np.zeros(500, np.uint8), 1, learning_rate=rate)
+    assert np.array_equal(model.weights.flat, before) and model.step == 0
+
+
+def test_read_only_data_over_memory_that_can_change_is_checked_again():
+    """A read-only array is checked once only if nothing can write to its memory: not a view
+    of a bytearray, nor an array as_strided made read-only (the kernels would read bad ids)."""
+    ids = np.random.default_rng(0).integers(0, 10, 400).astype(np.uint8)
+    buf = bytearray(ids.tobytes())
+    base = ids.copy()
+    for data, write in ((np.frombuffer(buf, np.uint8), lambda: buf.__setitem__(
+            slice(None), b"\xfa" * len(buf))),
+                        (np.lib.stride_tricks.as_strided(base, writeable=False),
+                         lambda: base.__setitem__(slice(None), 250))):
+        data.flags.writeable = False
+        model = CharRNN(10, hidden_size=8, seq_length=5)
+        model.train(data, 2)
+        write()
+        with pytest.raises(ValueError, match="data holds id 250, outside the vocabulary"):
+            model.train(data, 2)
+
+
+def test_a_frozen_text_is_checked_once_and_read_from_a_copy_of_its_own():
+    ids = np.random.default_rng(0).integers(0, 10, 400).astype(np.uint8)
+    ids.flags.writeable = False
+    model = CharRNN(10, hidden_size=8, seq_length=5)
+    model.train(ids, 1)
+    assert model._data[0] is ids and not np.may_share_memory(model._data[1], ids)
+    ids.flags.writeable = True  # (its owner may make it writable again, and change it)
+    ids[:] = 250
+    with pytest.raises(ValueError, match="data holds id 250, outside the vocabulary"):
+        model.train(ids, 1)
+
+
+@pytest.mark.parametrize("cell, layers, batch", [("rnn", 1, 1), ("gru", 2, 4)])
+def test_a_replaced_training_state_is_checked(cell, layers, batch):
+    """``state`` is a public attribute: training checks it before a kernel writes to it."""
+    model = CharRNN(10, hidden_size=8, seq_length=5, cell=cell, num_layers=layers,
+                    batch_size=batch)
+    data = np.random.default_rng(0).integers(0, 10, 400)
+    L, S = layers, len(model.state[0])
+    bad = [(model.zero_state(batch + 1), r"state has shape \(%d, %d, %d, 8\), expected" %
+            (L, S, batch + 1)),
+           (np.zeros((L + 1, S, batch, 8)), "state has shape"),
+           (np.zeros((L, S, batch, 8), np.float32), "state has dtype float32, the model's is "
+                                                     "float64"),
+           (np.full((L, S, batch, 8), np.nan), "state holds NaN or infinite values"),
+           (np.zeros((L, S, batch, 16))[..., ::2], "writable C-contiguous"),
+           ([[0.0]], "state has shape list")]
+    frozen = model.zero_state(batch)
+    frozen.flags.writeable = False
+    bad.append((frozen, "writable C-contiguous"))
+    before = model.weights.flat.copy()
+    for state, message in bad:
+        model.state = state
+        with pytest.raises(ValueError, match=message):
+            model.train(data, 1)
+    assert np.array_equal(model.weights.flat, before) and model.step == 0
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_a_position_past_the_end_starts_again_at_0_whatever_its_size(backend):
+    data = np.random.default_rng(0).integers(0, 10, 400)
+    expected = CharRNN(10, hidden_size=8, seq_length=5, backend=backend)
+    losses = expected.train(data, 2)
+    for far in (401, 2**62, 2**63 - 3, 2**70):
+        model = CharRNN(10, hidden_size=8, seq_length=5, backend=backend)
+        model.position = far
+        np.testing.assert_array_equal(model.train(data, 2), losses)
+        assert model.position == 10 and np.array_equal(model.weights.flat, expected.weights.flat)
+
+
+@pytest.mark.parametrize("step", [-1, 2.0, 2**62, 2**80])
+def test_an_update_count_out_of_range_is_refused(step):
+    model = CharRNN(10, hidden_size=8, seq_length=5, optimizer="adam", learning_rate=0.01)
+    model.step = step
+    with pytest.raises(ValueError, match=r"step must be an integer in \[0, 2\*\*62 - n_steps\]"):
+        model.train(np.zeros(100, np.uint8), 1)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_ctrl_c_in_train_leaves_the_counters_matching_the_weights(batch, monkeypatch, capsys):
+    """A SIGINT while a kernel call runs takes effect when it returns: the KeyboardInterrupt
+    comes with position and step advanced with the weights (a checkpoint then resumes
+    exactly); a second one raises at once, as Python does by default."""
+    import os
+    import signal
+    data = np.random.default_rng(0).integers(0, 10, 800)
+    settings = dict(hidden_size=8, seq_length=5, cell="lstm", num_layers=2, dropout=0.3,
+                    batch_size=batch, optimizer="adam", learning_rate=0.01)
+    expected = CharRNN(10, **settings)
+    expected.train(data, 4)
+    model = CharRNN(10, **settings)
+    real = model._kernels.train
+
+    def interrupted(*args):
+        os.kill(os.getpid(), signal.SIGINT)  # (handled at the next bytecode: mid-call)
+        return real(*args)
+
+    monkeypatch.setattr(model._kernels, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.train(data, 4)
+    assert "stopping when the training call in flight returns" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert model.step == expected.step and model.position == expected.position
+    assert np.array_equal(model.weights.flat, expected.weights.flat)
+    assert np.array_equal(model.state, expected.state)
+
+    def twice(*args):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        raise AssertionError("not reached: the second Ctrl-C stops at once")
+
+    monkeypatch.setattr(model._kernels, "train", twice)
+    with pytest.raises(KeyboardInterrupt):
+        model.train(data, 1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_sampling_a_diverged_model_is_refused():
+    model = CharRNN(10, hidden_size=8)
+    model.weights.Why[0, 0] = np.nan
+    with pytest.raises(ValueError, match="weights hold NaN or infinite values"):
+        model.sample(5, 0, rng=np.random.default_rng(0))
