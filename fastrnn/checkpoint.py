@@ -269,7 +269,7 @@ def _check_fields(path, ckpt):
             continue
         try:
             np.random.default_rng().bit_generator.state = state
-        except (TypeError, ValueError, KeyError) as e:
+        except (TypeError, ValueError, KeyError, OverflowError) as e:
             raise CheckpointError(f"{path} is corrupt: {name} is not a random generator's "
                                   f"state ({e})") from None
     schedule = run.get("lr_decay")

@@ -58,6 +58,9 @@ TILE_ROWS = 1                   # units of this many streams or more multiply by
                                 # (OpenBLAS's own times vary 2x between runs there), a
                                 # one-stream LSTM chunk 1.4-1.5 ms against 1.8 (tile_product.py,
                                 # cell_profile.py in benchmarks/)
+PIPELINE_BYTES = 1 << 28        # validation of one stream runs its layers as a pipeline on
+                                # several threads only while its L - 1 extra chunk buffers take
+                                # at most this (a chunk in flight per layer: L^2 for deep models)
 UPDATE_UNIT = 1 << 18           # parameters a task sums over the stream units and updates
                                 # (below this, one thread does it: a thread hand-off costs more)
 

@@ -130,11 +130,12 @@ class CharRNN:
         self.backend = backend
         self.threads = threads
         c = self.config
-        self.spec = Spec(c.cell, c.vocab_size, c.hidden_size, c.num_layers)
         self.optimizer = optim.get(c.optimizer)
-        validate.fits(self.memory_needed(), f"a model of hidden_size {c.hidden_size} (vocabulary "
-                      f"{c.vocab_size}, batch_size {c.batch_size}, seq_length {c.seq_length}, "
-                      f"{c.dtype}) with its optimizer state and training buffers")
+        layers = f"{c.num_layers} layers of " if c.num_layers > 1 else ""
+        validate.fits(self.memory_needed(), f"a model of {layers}hidden_size {c.hidden_size} "
+                      f"(vocabulary {c.vocab_size}, batch_size {c.batch_size}, seq_length "
+                      f"{c.seq_length}, {c.dtype}) with its optimizer state and training buffers")
+        self.spec = Spec(c.cell, c.vocab_size, c.hidden_size, c.num_layers)
         self.weights = self.spec.init(c.seed, c.dtype)
         self.states = [self.spec.zeros(c.dtype) for _ in self.optimizer.states]
         self.step = 0  # updates made so far (Adam's bias correction counts them)
@@ -154,9 +155,13 @@ class CharRNN:
         not a MemoryError."""
         c = self.config
         units = -(-c.batch_size // config.STREAMS_PER_UNIT) if c.batch_size > 1 else 0
-        per_layer = (3 * self.spec.cell.GATES + 4) * c.hidden_size
+        per_layer = (3 * cells.get(c.cell).GATES + 4) * c.hidden_size
         per_chunk = c.seq_length * c.batch_size * (c.num_layers * per_layer + 2 * c.vocab_size)
-        count = self.spec.size * (2 + len(self.optimizer.states) + units) + per_chunk
+        # the parameters, counted before the spec of every layer is built (layers 2 to L are
+        # alike: a million layers is a clear error at once, not a minute building them)
+        one, two = (Spec(c.cell, c.vocab_size, c.hidden_size, n).size for n in (1, 2))
+        size = one + (c.num_layers - 1) * (two - one)
+        count = size * (2 + len(self.optimizer.states) + units) + per_chunk
         return count * np.dtype(c.dtype).itemsize
 
     def zero_state(self, streams=1):

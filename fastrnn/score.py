@@ -74,9 +74,16 @@ def _main(argv, out):
                                     args.encoding, args.skip_unknown)
             except ValueError as e:  # (a file changed since it was checked)
                 raise cli.UsageError(str(e)) from None
-            out.write(json.dumps(result) + "\n" if args.json else _line(result))
+            out.write(_json(result) if args.json else _line(result))
             out.flush()
     return 0
+
+
+def _json(r):
+    """One JSON line; a number past the float range (a diverged model's perplexity) is null,
+    since JSON has no infinity."""
+    return json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v
+                       for k, v in r.items()}) + "\n"
 
 
 def _line(r):
@@ -147,8 +154,9 @@ def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False):
     if predicted == 0:
         raise ValueError(f"{path} has fewer than 2 characters to score")
     nats = loss / predicted
+    perplexity = math.exp(nats) if nats < math.log(sys.float_info.max) else math.inf
     return {"file": str(path), "predicted": predicted, "nats_per_char": nats,
-            "bits_per_char": nats / math.log(2), "perplexity": math.exp(nats), "skipped": skipped}
+            "bits_per_char": nats / math.log(2), "perplexity": perplexity, "skipped": skipped}
 
 
 if __name__ == "__main__":

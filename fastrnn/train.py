@@ -124,8 +124,8 @@ def build_parser():
     r.add_argument("--init-from", metavar="CHECKPOINT",
                    help="fine-tune: start a new run (fresh optimizer state, counters and hidden "
                         "state) from this checkpoint's weights, model and vocabulary, on --data; "
-                        "--learning-rate, --seq-length, --batch-size, --optimizer and --seed may "
-                        "differ from the checkpoint's")
+                        "--learning-rate, --seq-length, --batch-size, --optimizer, --seed and "
+                        "--dropout may differ from the checkpoint's")
     r.add_argument("--overwrite", action="store_true",
                    help="start a new run even if --out holds another run's checkpoint.npz or "
                         "best.npz (both replaced; loss.png removed), or let --resume write over "
@@ -337,6 +337,8 @@ def _settings(args, ckpt, source=None):
 
 def _output_dir(args, ckpt):
     out = Path(args.out) if args.out else Path(args.resume).parent if ckpt else Path("out")
+    if out.exists() and not out.is_dir():
+        raise cli.UsageError(f"output directory {out} is a file, not a directory")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{id(out)}"
@@ -538,6 +540,7 @@ class Trainer:
                         self._save(CHECKPOINT)
                     if args.sample_every and not self.sample_seconds:
                         self.sample_seconds = self._estimate_sample()
+                    self._warn_if_the_ending_overruns(start, args.time_budget)
                 target = self._start_anneal(target, start, timed, bar)
                 change = self.schedule().constant_until(self.iteration)
                 if self.anneal and "window" not in self.anneal:  # (where it may start)
@@ -641,6 +644,17 @@ class Trainer:
         best.npz it may write, and the final checkpoint, each as long as the latest."""
         writes = 2 if len(self.corpus.val) >= 2 else 1  # (the final validation may write best.npz)
         return self.block_seconds + self.eval_seconds + writes * self.save_seconds
+
+    def _warn_if_the_ending_overruns(self, start, budget):
+        """A note when the run's ending (the final validation and checkpoint, as timed now)
+        does not fit in what is left of the budget: the run stops at once, and ends late."""
+        left = budget - (time.perf_counter() - start)
+        ending = self._ending_seconds() - self.block_seconds
+        if ending > left:
+            _say(self.args, f"note: the final validation and checkpoint take about "
+                            f"{ending:.1f} s, more than the {max(left, 0):.1f} s left of the "
+                            f"{budget:g} s budget: the run ends about {ending - left:.0f} s "
+                            f"late (a smaller --val-fraction, or a larger --time-budget, fits)")
 
     def _out_of_time(self, start, budget, n):
         """Whether a block of ``n`` iterations would end the run past ``budget`` seconds from

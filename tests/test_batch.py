@@ -293,6 +293,22 @@ def test_evaluation_with_its_layers_pipelined_has_the_bits_of_one_thread(cell, L
     assert not np.array_equal(results[0][1], np.repeat(start, streams, 2))
 
 
+def test_the_pipeline_is_left_out_where_its_buffers_would_take_too_much_memory(monkeypatch):
+    """A chunk in flight per layer is L^2 buffers for L layers: past config.PIPELINE_BYTES of
+    them (a deep model) validation runs the layers one after the other instead, same bits."""
+    data = np.random.default_rng(7).integers(0, 11, 1500)
+    calls, real = [], batch._pipelined
+    monkeypatch.setattr(batch, "_pipelined", lambda *a: calls.append(1) or real(*a))
+    results = []
+    for limit in (1 << 28, 0):  # pipelined, then not
+        monkeypatch.setattr(batch, "PIPELINE_BYTES", limit)
+        model = CharRNN(11, hidden_size=16, dtype=np.float32, seed=3, threads=2, cell="lstm",
+                        num_layers=3)
+        results.append(model.evaluate(data))
+        assert len(calls) == 1, limit
+    assert results[0][0] == results[1][0] and np.array_equal(results[0][1], results[1][1])
+
+
 def test_the_oracles_streams_are_the_single_stream_evaluation_of_their_pieces():
     """reference.evaluate with B streams is, by definition, B single-stream evaluations of
     contiguous pieces (the last piece longer by the n - B*P characters left)."""

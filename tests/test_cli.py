@@ -593,6 +593,23 @@ def test_time_budget_holds_the_final_validation_and_checkpoint(tmp_path, corpus_
         assert run["metrics"][-1]["iteration"] == run["iteration"] >= 1
 
 
+def test_an_ending_longer_than_the_budget_left_is_said(tmp_path, corpus_file, capsys,
+                                                       monkeypatch):
+    """A validation of 5 s and checkpoints of 0.5 s (the work clock) do not fit a 4 s budget:
+    the run stops after its first block and says, before its ending, that it ends late."""
+    clock = work_clock(monkeypatch)
+    for budget, late in (("4", True), ("30", False)):
+        start = clock[0]
+        rc = train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "100000000",
+                         "--time-budget", budget, "--eval-every", "0", "--sample-every", "0",
+                         "--out", str(tmp_path / budget)])
+        out = capsys.readouterr().out
+        assert rc == 0 and "stopped by the time budget" in out
+        said = "note: the final validation and checkpoint take about 6.0 s, more than the"
+        assert (said in out) == late, out
+        assert (clock[0] - start > float(budget)) == late
+
+
 def test_divergence_stops_with_the_last_good_checkpoint_kept(tmp_path, corpus_file, capsys, monkeypatch):
     from fastrnn.model import CharRNN
     real_train, calls = CharRNN.train, []
@@ -944,6 +961,8 @@ def test_output_directory_problems(tmp_path, corpus_file, capsys):
     a_file.write_text("x")
     rc = train.main(["--data", corpus_file, "--out", str(a_file / "sub")])
     assert_usage_error(rc, capsys, f"cannot write to output directory {a_file / 'sub'}")
+    rc = train.main(["--data", corpus_file, "--out", str(a_file)])
+    assert_usage_error(rc, capsys, f"output directory {a_file} is a file, not a directory")
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "3", "--out", str(tmp_path)]) == 0
     rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "3", "--out", str(tmp_path)])
     assert_usage_error(rc, capsys, "checkpoint.npz already exists", "--resume", "--overwrite")

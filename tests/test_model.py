@@ -303,6 +303,14 @@ def test_a_size_that_cannot_fit_is_refused_before_allocating(monkeypatch):
         CharRNN(65, hidden_size=500, optimizer="adam")
     monkeypatch.setattr(validate, "available_memory", lambda: None)  # a system that does not say
     CharRNN(65, hidden_size=500, optimizer="adam")
+    for cell, G in (("rnn", 1), ("lstm", 4), ("gru", 3)):  # layers counted before built
+        model = CharRNN(65, hidden_size=12, cell=cell, num_layers=3, batch_size=20)
+        # weights, gradients, Adagrad's memory, two units' gradients; the chunk's buffers
+        chunk = 25 * 20 * (3 * (3 * G + 4) * 12 + 2 * 65)
+        assert model.memory_needed() == (model.spec.size * 5 + chunk) * 8
+    monkeypatch.setattr(validate, "available_memory", lambda: 2 ** 30)
+    with pytest.raises(ValueError, match="a model of 100000000 layers of hidden_size 8 .* needs"):
+        CharRNN(10, hidden_size=8, cell="lstm", num_layers=100_000_000)
 
 
 def test_a_text_changed_between_calls_is_checked_again():

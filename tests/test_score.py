@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from fastrnn import score, train
+from fastrnn import checkpoint, score, train
 from fastrnn.corpus import load
 
 TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good "
@@ -111,3 +111,18 @@ def test_unusable_checkpoint_and_encoding(run, tmp_path, capsys):
     assert score.main([str(d / "out" / "checkpoint.npz"), str(plain), "--encoding", "utf-16"],
                       out=io.StringIO()) == 2
     assert f"{plain}: not valid utf-16 (" in capsys.readouterr().err
+
+
+def test_a_loss_past_the_float_range_of_its_exponential_is_an_infinite_perplexity(run, tmp_path):
+    """A model whose loss is over ~709.8 nats/char (e^loss overflows): its perplexity is inf
+    on the line and null in the JSON (which has no infinity), not a traceback."""
+    d, corpus = run
+    ckpt = checkpoint.load(d / "out" / "checkpoint.npz")
+    ckpt.params["Why"] *= 1e5
+    path = tmp_path / "wild.npz"
+    checkpoint.save(path, ckpt)
+    rc, out = scored([str(path), str(corpus)])
+    assert rc == 0 and out.split("perplexity ")[1].startswith("inf over"), out
+    rc, out = scored([str(path), str(corpus), "--json"])
+    result = json.loads(out)
+    assert rc == 0 and result["perplexity"] is None and result["nats_per_char"] > 710, result

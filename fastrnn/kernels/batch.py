@@ -52,7 +52,8 @@ from numba.extending import overload
 from threadpoolctl import threadpool_limits
 
 from ..cells import gru, lstm, rnn
-from ..config import CLIP, INLINE, NJIT, STREAMS_PER_UNIT, TILE_ROWS, UPDATE_UNIT
+from ..config import (CLIP, INLINE, NJIT, PIPELINE_BYTES, STREAMS_PER_UNIT, TILE_ROWS,
+                      UPDATE_UNIT)
 from ..reference import wraps
 from . import tiles, vmath
 from .blas import gemm
@@ -832,9 +833,10 @@ def _pipelined(data, starts, chunks, state, w, work, threads):
     L, T = len(w.layers), work.T
     first = work.groups[0]
     streams, cells = first.streams, work.spec.cell is lstm
-    units = [first] + [Group(streams, work.spec, T, work.WxhT.dtype,
-                             np.empty_like(work.partials[0])) for _ in range(L - 1)]
-    # (chunk c's buffers: units[c % L]; their gradient rows are never written)
+    unused = np.empty_like(work.partials[0])  # (their gradient rows, never written: one for all)
+    units = [first] + [Group(streams, work.spec, T, work.WxhT.dtype, unused)
+                       for _ in range(L - 1)]
+    # (chunk c's buffers: units[c % L])
     steps = np.arange(T + 1)
     losses = [0.0] * chunks
 
@@ -862,6 +864,12 @@ def _pipelined(data, starts, chunks, state, w, work, threads):
     return loss
 
 
+def _buffer_bytes(group):
+    """The bytes of a unit's chunk buffers, its gradients left out."""
+    return sum(a.nbytes for a in vars(group).values()
+               if isinstance(a, np.ndarray) and a.base is None)
+
+
 def evaluate(data, state, w, work, threads=1):
     """reference.evaluate with B = state.shape[2] streams: the summed loss of predicting
     data[1:] as B contiguous streams, each from state[:, :, b] (carried in place): stream b
@@ -881,7 +889,8 @@ def evaluate(data, state, w, work, threads=1):
     with threadpool_limits(1, user_api="blas"):
         work.load(w)  # once: the weights do not change here
         done = 0
-        if threads > 1 and L > 1 and len(work.groups) == 1 and P // T > 1:
+        if threads > 1 and L > 1 and len(work.groups) == 1 and P // T > 1 and \
+                (L - 1) * _buffer_bytes(work.groups[0]) <= PIPELINE_BYTES:
             loss += _pipelined(data, starts, P // T, state, w, work, min(threads, L))
             done = P // T * T
         for t0 in range(done, P, T):
