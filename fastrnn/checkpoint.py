@@ -245,6 +245,12 @@ def _check_fields(path, ckpt):
             bad(name, value, "an integer >= 1")
 
     streams("run.val_streams", run.get("val_streams"))
+    cadence = run.get("cadence", {})  # --eval-every and the like, which a resume keeps
+    if not (isinstance(cadence, dict) and set(cadence) <= {"eval_every", "sample_every",
+                                                           "sample_length", "checkpoint_every"}
+            and all(_integer(v) and v >= (k == "sample_length") for k, v in cadence.items())):
+        bad("run.cadence", cadence, "a record of --eval-every, --sample-every, --sample-length "
+                                    "and --checkpoint-every, integers >= 0")
     for i, record in enumerate(run.get("metrics", [])):
         # what train reads back: the iteration, the losses (val_* None without held-out text)
         if not isinstance(record, dict):

@@ -101,22 +101,24 @@ def build_parser():
                         "the run first (then the iterations the rest of the budget holds, "
                         "estimated when the anneal starts); the window is saved and resume "
                         "repeats it (default: no anneal; with --resume: the checkpoint's)")
-    r.add_argument("--eval-every", type=cli.non_negative_int, default=5000, metavar="N",
+    r.add_argument("--eval-every", type=cli.non_negative_int, metavar="N",
                    help="validation loss over the whole held-out text every N iterations "
-                        "(0: only at the end; default 5000)")
+                        "(0: only at the end; default 5000; with --resume: the checkpoint's)")
     r.add_argument("--val-streams", type=cli.positive_int, metavar="N",
                    help="read the held-out text as N contiguous streams side by side, on all "
                         "threads (numba backend): faster on many cores, but each stream after the "
                         "first starts without the text before it, so the loss is slightly higher "
                         "than one stream's; 1 (default) is min-char-rnn's one-stream value; "
                         "with --resume: the checkpoint's")
-    r.add_argument("--sample-every", type=cli.non_negative_int, default=5000, metavar="N",
-                   help="print a generated sample every N iterations (0: never; default 5000)")
-    r.add_argument("--sample-length", type=cli.positive_int, default=200, metavar="N",
-                   help="characters per sample (default 200)")
-    r.add_argument("--checkpoint-every", type=cli.non_negative_int, default=5000, metavar="N",
-                   help="write the checkpoint every N iterations (0: only at the end; default 5000); "
-                        "it is also written at the end and on Ctrl-C")
+    r.add_argument("--sample-every", type=cli.non_negative_int, metavar="N",
+                   help="print a generated sample every N iterations (0: never; default 5000; "
+                        "with --resume: the checkpoint's)")
+    r.add_argument("--sample-length", type=cli.positive_int, metavar="N",
+                   help="characters per sample (default 200; with --resume: the checkpoint's)")
+    r.add_argument("--checkpoint-every", type=cli.non_negative_int, metavar="N",
+                   help="write the checkpoint every N iterations (0: only at the end; default "
+                        "5000; with --resume: the checkpoint's); it is also written at the end "
+                        "and on Ctrl-C")
     r.add_argument("--out", metavar="DIR",
                    help="directory for checkpoints and metrics (default ./out; with --resume: "
                         "the checkpoint's directory)")
@@ -138,6 +140,11 @@ def main(argv=None):
     return cli.run(_main, PROG, argv)
 
 
+# what a run does every so often, and its defaults; saved, and kept by a resumed run
+CADENCE = {"eval_every": 5000, "sample_every": 5000, "sample_length": 200,
+           "checkpoint_every": 5000}
+
+
 def _main(argv):
     args = build_parser().parse_args(argv)
     args.output_closed = False  # set by _say when stdout's reader goes away
@@ -149,6 +156,10 @@ def _main(argv):
     if args.iterations is not None and args.epochs is not None:
         raise cli.UsageError("--iterations and --epochs both set the end of training: give one")
     ckpt = _load_resume(args.resume) if args.resume else None
+    saved = ckpt.run.get("cadence", {}) if ckpt else {}
+    for key, default in CADENCE.items():  # given, else the resumed run's, else the default
+        if getattr(args, key) is None:
+            setattr(args, key, saved.get(key, default))
     args.val_streams = _val_streams(args, ckpt)
     if args.val_streams > 1 and args.backend == "cuda":
         raise cli.UsageError("--val-streams > 1 runs on the numba and numpy backends; the cuda "
@@ -813,6 +824,7 @@ class Trainer:
                 "best_val_loss": self.best, "train_seconds": self.seconds,
                 "timed_chars": self.timed_chars, "val_streams": self.args.val_streams,
                 "backend": self.model.backend, "data": self.data,
+                "cadence": {key: getattr(self.args, key) for key in CADENCE},
                 **({"init_from": self.init_from} if self.init_from else {}),
                 **({"lr_decay": self.lr_decay} if self.lr_decay else {}),
                 **({"anneal": self.anneal} if self.anneal else {})}

@@ -401,6 +401,10 @@ def _scale(name, factor):
     (lambda m, a: m["run"].update(metrics=[{k: v for k, v in RECORD.items() if k != "train_loss"}]),
      r"run.metrics\[0\] has no train_loss"),
     (lambda m, a: m["run"].update(val_streams="x"), r"run.val_streams is 'x', expected an"),
+    (lambda m, a: m["run"].update(cadence={"eval_every": -1}), r"run.cadence is \{'eval_every'"),
+    (lambda m, a: m["run"].update(cadence={"sample_length": 0}), r"run.cadence is "),
+    (lambda m, a: m["run"].update(cadence={"every": 5}), r"run.cadence is "),
+    (lambda m, a: m["run"].update(cadence=[5]), r"run.cadence is \[5\]"),
     (lambda m, a: m["run"].update(metrics=[dict(RECORD, val_streams=0)]),
      r"run.metrics\[0\].val_streams is 0, expected an integer >= 1"),
 ])

@@ -506,7 +506,36 @@ def test_resume_keeps_the_runs_validation_streams(tmp_path, corpus_file, capsys)
     assert_usage_error(rc, capsys, "cannot resume with --val-streams 1", "read 3")
     assert train.main(["--resume", ckpt, "--iterations", "20"]) == 0
     records = checkpoint.load(ckpt).run["metrics"]
-    assert [r["val_streams"] for r in records] == [3, 3, 3]  # at 5, 10 and 20
+    assert [r["val_streams"] for r in records] == [3, 3, 3, 3]  # at 5, 10, 15 and 20
+
+
+def test_resume_keeps_the_runs_cadence_unless_given(tmp_path, corpus_file):
+    """--eval-every, --sample-every, --sample-length and --checkpoint-every are saved: a bare
+    --resume evaluates (and samples, and saves) as the run did; one given again is used; a
+    checkpoint from before they were saved resumes with the defaults."""
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "6", "--eval-every", "3",
+                       "--sample-every", "0", "--checkpoint-every", "2",
+                       "--out", str(tmp_path)]) == 0
+    path = tmp_path / "checkpoint.npz"
+    assert checkpoint.load(path).run["cadence"] == {
+        "eval_every": 3, "sample_every": 0, "sample_length": 200, "checkpoint_every": 2}
+    assert train.main(["--resume", str(path), "--iterations", "12"]) == 0
+    run = checkpoint.load(path).run
+    assert [r["iteration"] for r in run["metrics"]] == [3, 6, 9, 12]
+    assert train.main(["--resume", str(path), "--iterations", "16", "--eval-every", "2"]) == 0
+    run = checkpoint.load(path).run
+    assert [r["iteration"] for r in run["metrics"]][4:] == [14, 16]
+    assert run["cadence"]["eval_every"] == 2 and run["cadence"]["checkpoint_every"] == 2
+
+    def older(meta, arrays):  # as an older fastrnn wrote it
+        del meta["run"]["cadence"]
+
+    rewrite_meta(path, older)
+    assert train.main(["--resume", str(path), "--iterations", "20"]) == 0
+    run = checkpoint.load(path).run
+    assert [r["iteration"] for r in run["metrics"]][6:] == [20]  # only the final one
+    assert run["cadence"] == {"eval_every": 5000, "sample_every": 5000, "sample_length": 200,
+                              "checkpoint_every": 5000}
 
 
 def test_a_checkpoint_from_before_val_streams_read_one_stream(tmp_path, corpus_file, capsys):
