@@ -249,8 +249,8 @@ def _check_fields(path, ckpt):
     if not (isinstance(cadence, dict) and set(cadence) <= {"eval_every", "sample_every",
                                                            "sample_length", "checkpoint_every"}
             and all(_integer(v) and v >= (k == "sample_length") for k, v in cadence.items())):
-        bad("run.cadence", cadence, "a record of --eval-every, --sample-every, --sample-length "
-                                    "and --checkpoint-every, integers >= 0")
+        bad("run.cadence", cadence, "a record of --eval-every, --sample-every and "
+                                    "--checkpoint-every (integers >= 0) and --sample-length (>= 1)")
     for i, record in enumerate(run.get("metrics", [])):
         # what train reads back: the iteration, the losses (val_* None without held-out text)
         if not isinstance(record, dict):
