@@ -198,6 +198,7 @@ def _main(argv):
     trainer.lr_decay, trainer.anneal = lr_decay, anneal
     if source:
         trainer.init_from = str(Path(args.init_from).resolve())
+        trainer.smooth = None  # (from its first chunk's loss: not an untrained model's ln V)
     return trainer.run()
 
 
@@ -723,8 +724,8 @@ class Trainer:
         n = len(losses)
         self._reserve(self.iteration + n)
         self.history[self.iteration:self.iteration + n] = losses
-        smooth = self.smooth
         per_stream = self.model.config.batch_size
+        smooth = float(losses[0]) / per_stream if self.smooth is None else self.smooth
         for loss in losses.tolist():  # min-char-rnn's smoothed loss of one stream's chunk
             smooth = smooth * 0.999 + (loss / per_stream) * 0.001
         self.smooth = smooth

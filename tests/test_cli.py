@@ -247,6 +247,11 @@ def test_fine_tuning_starts_a_new_run_from_the_weights(tmp_path, corpus_file, te
     assert np.array_equal(losses, tuned.losses)
     for name in NAMES:
         assert np.array_equal(model.params[name], tuned.params[name]), name
+    # its smoothed training loss starts from its first chunk's, not from an untrained ln V
+    smooth = losses[0]
+    for loss in losses:
+        smooth = smooth * 0.999 + loss * 0.001
+    assert tuned.run["smooth_loss"] == smooth and smooth < 0.9 * 10 * np.log(len(source.vocab))
 
 
 def test_fine_tuning_refuses_what_it_cannot_do(tmp_path, corpus_file, capsys):
