@@ -24,7 +24,7 @@ from . import (cells, checkpoint, cli, compiling, corpus as corpus_mod, files, m
                reference, validate)
 from .backends import BACKENDS
 from .checkpoint import Checkpoint, CheckpointError
-from .config import DATA_DEFAULTS, DTYPES, MODEL_DEFAULTS
+from .config import COUNT_MAX, DATA_DEFAULTS, DTYPES, MODEL_DEFAULTS
 from .model import CharRNN
 from .schedule import PIECES, Schedule, anneal_start
 
@@ -170,6 +170,11 @@ def _main(argv):
     config, data = _settings(args, ckpt, source)
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None)
     args.iterations = _target(args, corpus, config, anneal)
+    if args.iterations > COUNT_MAX:
+        raise cli.UsageError(f"{_asked(args)} is past the most iterations a run counts (2**62)")
+    if len(corpus.val) >= 2 and args.val_streams > len(corpus.val) - 1:
+        raise cli.UsageError(f"--val-streams {args.val_streams} is more streams than the "
+                             f"held-out text has characters to predict ({len(corpus.val) - 1})")
     zero = _zero_rate_at(config, lr_decay, args.iterations)
     if zero == 0:
         raise cli.UsageError(f"--learning-rate {config['learning_rate']:g} is 0 in "
@@ -913,7 +918,7 @@ class _StopRequests:
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt("quit at once, without saving (the latest checkpoint "
-                                    "written is whole)")
+                                    "written, if any, is whole)")
         self.requested = True
         _say(self.args, "stopping: saving a checkpoint after this block (press Ctrl-C again to "
                         "quit without saving)")

@@ -966,6 +966,10 @@ def test_encoding_option(tmp_path, capsys):
     (["--batch-size", "5000"], "needs at least 26 in each of --batch-size 5000 streams"),
     (["--time-budget", "-1"], "--time-budget: -1 is not a positive number"),
     (["--epochs", "0"], "--epochs: 0 is not a positive number"),
+    (["--epochs", "1e300"], "is past the most iterations a run counts (2**62)"),
+    (["--iterations", str(2**63)], f"--iterations {2**63} is past the most iterations"),
+    (["--val-streams", "1000000000"], "--val-streams 1000000000 is more streams than the "
+                                      "held-out text has characters to predict"),
     (["--learning-rate", "1e-50", "--dtype", "float32"], "--learning-rate 1e-50 is 0 in float32"),
     (["--epochs", "2", "--iterations", "5"], "--iterations and --epochs both set the end"),
     (["--dtype", "float16"], "invalid choice: 'float16'"),
