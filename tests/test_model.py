@@ -500,3 +500,17 @@ def test_sampling_a_diverged_model_is_refused():
     model.weights.Why[0, 0] = np.nan
     with pytest.raises(ValueError, match="weights hold NaN or infinite values"):
         model.sample(5, 0, rng=np.random.default_rng(0))
+
+
+def test_the_numpy_backend_diverges_without_numpys_warnings():
+    """inf and NaN come out in the losses, as on numba, with no RuntimeWarning on the way
+    (the trainer names a divergence in one line; NumPy's warnings came before it)."""
+    import warnings
+    data = np.random.default_rng(0).integers(0, 10, 400)
+    model = CharRNN(10, hidden_size=8, seq_length=5, backend="numpy", learning_rate=1e30,
+                    cell="lstm", optimizer="adam")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        losses = model.train(data, 4)
+        model.evaluate(data[:50])
+    assert not np.isfinite(losses).all()

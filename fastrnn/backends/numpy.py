@@ -9,6 +9,10 @@ import numpy as np
 from .. import reference
 from ..config import EVAL_STEPS
 
+# A diverging model's inf and NaN come out in its losses, weights and state, as on the other
+# backends (and the trainer names them in one line), without NumPy's warnings on the way.
+QUIET = dict(over="ignore", invalid="ignore", divide="ignore")
+
 
 class NumpyBackend:
     name = "numpy"
@@ -22,21 +26,24 @@ class NumpyBackend:
 
     def train(self, w, g, optimizer, states, data, position, state, learning_rate, seq_length,
               step, losses, threads, masks=None):
-        out, position, after = reference.train(w, optimizer, states, data, position, state,
-                                               learning_rate, seq_length, len(losses), step,
-                                               masks)
+        with np.errstate(**QUIET):
+            out, position, after = reference.train(w, optimizer, states, data, position, state,
+                                                   learning_rate, seq_length, len(losses), step,
+                                                   masks)
         losses[:] = out
         state[...] = after
         return position
 
     def evaluate(self, w, data, state, threads=1):
-        loss, after = reference.evaluate(w, data, state, chunk=EVAL_STEPS)
+        with np.errstate(**QUIET):
+            loss, after = reference.evaluate(w, data, state, chunk=EVAL_STEPS)
         state[...] = after
         return loss
 
     def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes, top_k=0, top_p=1.0):
-        out, after = reference.sample(w, state, seed_ix, uniforms, temperature, greedy, top_k,
-                                      top_p)
+        with np.errstate(**QUIET):
+            out, after = reference.sample(w, state, seed_ix, uniforms, temperature, greedy,
+                                          top_k, top_p)
         ixes[:len(out)] = out
         state[...] = after
 
