@@ -95,9 +95,9 @@ def sample(h, seed_ix, n, Wxh, Whh, Why, bh, by, rng=None, temperature=1.0, gree
     """
     H, V, dtype = validate.minchar_params(Wxh, Whh, Why, bh, by)
     validate.hidden("h", h, H, dtype)
-    if isinstance(seed_ix, bool) or not isinstance(seed_ix, (int, np.integer)) or not 0 <= seed_ix < V:
+    if not validate.is_integer(seed_ix) or not 0 <= seed_ix < V:
         raise ValueError(f"seed_ix must be a character id in [0, {V}), got {seed_ix!r}")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+    if not validate.is_integer(n) or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
     temperature = validate.positive("temperature", temperature)
     rng = np.random.default_rng() if rng is None else rng

@@ -71,8 +71,7 @@ class Config:
     dropout: float = _D["dropout"]
 
     def __post_init__(self):
-        if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, (int, np.integer)) \
-                or self.vocab_size < 2:
+        if not validate.is_integer(self.vocab_size) or self.vocab_size < 2:
             raise ValueError(f"vocab_size must be an integer >= 2, got {self.vocab_size!r}")
         def keep(name, value):  # as Python's int/float (a checkpoint's JSON takes no numpy types)
             object.__setattr__(self, name, value)
@@ -81,8 +80,7 @@ class Config:
         for name in ("hidden_size", "seq_length", "batch_size", "num_layers"):
             keep(name, validate.positive(name, getattr(self, name), int))
         keep("learning_rate", validate.positive("learning_rate", self.learning_rate))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) \
-                or self.seed < 0:
+        if not validate.is_integer(self.seed) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
         keep("seed", int(self.seed))
         optim.get(self.optimizer)
@@ -289,11 +287,9 @@ class CharRNN:
         """
         ready = self._prepared(data)
         n_steps = validate.positive("n_steps", n_steps, int)
-        if isinstance(self.position, bool) or not isinstance(self.position, (int, np.integer)) \
-                or self.position < 0:
+        if not validate.is_integer(self.position) or self.position < 0:
             raise ValueError(f"position must be an integer >= 0, got {self.position!r}")
-        if isinstance(self.step, bool) or not isinstance(self.step, (int, np.integer)) \
-                or not 0 <= self.step <= config.COUNT_MAX - n_steps:
+        if not validate.is_integer(self.step) or not 0 <= self.step <= config.COUNT_MAX - n_steps:
             raise ValueError(f"step must be an integer in [0, 2**62 - n_steps], got "
                              f"{self.step!r}")
         self._checked_training_state()
@@ -358,14 +354,13 @@ class CharRNN:
         the same text on every backend. A temperature so small that the logits divided by it
         could overflow the dtype samples greedily, its limit."""
         c = self.config
-        if isinstance(seed_ix, bool) or not isinstance(seed_ix, (int, np.integer)) \
-                or not 0 <= seed_ix < c.vocab_size:
+        if not validate.is_integer(seed_ix) or not 0 <= seed_ix < c.vocab_size:
             raise ValueError(f"seed_ix must be a character id in [0, {c.vocab_size}), got {seed_ix!r}")
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        if not validate.is_integer(n) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
         n = int(n)
         temperature = validate.positive("temperature", temperature)
-        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0:
+        if not validate.is_integer(top_k) or top_k < 0:
             raise ValueError(f"top_k must be an integer >= 0 (0: no limit), got {top_k!r}")
         top_k = min(int(top_k), c.vocab_size)  # k >= V keeps every character, as V does
         top_p = validate.positive("top_p", top_p)

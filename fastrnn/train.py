@@ -657,16 +657,20 @@ class Trainer:
         return max(1, int(0.97 * left / max(each, 1e-9)))
 
     def _ending_seconds(self):
-        """The latest block's time and the run's ending: the final validation with the
-        best.npz it may write, and the final checkpoint, each as long as the latest."""
+        """The latest block's time and the run's closing (``_closing_seconds``)."""
+        return self.block_seconds + self._closing_seconds()
+
+    def _closing_seconds(self):
+        """The final validation with the best.npz it may write, and the final checkpoint,
+        each as long as the latest."""
         writes = 2 if len(self.corpus.val) >= 2 else 1  # (the final validation may write best.npz)
-        return self.block_seconds + self.eval_seconds + writes * self.save_seconds
+        return self.eval_seconds + writes * self.save_seconds
 
     def _warn_if_the_ending_overruns(self, start, budget):
         """A note when the run's ending (the final validation and checkpoint, as timed now)
         does not fit in what is left of the budget: the run stops at once, and ends late."""
         left = budget - (time.perf_counter() - start)
-        ending = self._ending_seconds() - self.block_seconds
+        ending = self._closing_seconds()
         if ending > left:
             _say(self.args, f"note: the final validation and checkpoint take about "
                             f"{ending:.1f} s, more than the {max(left, 0):.1f} s left of the "

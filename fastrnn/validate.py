@@ -86,10 +86,15 @@ def indices(name, x, V):
     return arr.astype(np.intp, copy=False)
 
 
+def is_integer(value):
+    """Whether value is a Python or NumPy integer (not a bool, which Python counts as one)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def positive(name, value, kind=float):
     """value must be a finite number > 0 (an int when kind is int)."""
     if kind is int:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        if not is_integer(value) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
         return int(value)
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
