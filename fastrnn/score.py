@@ -98,16 +98,23 @@ def _blocks(vocab, path, encoding, skip_unknown):
     decoded, its characters checked against the vocabulary. A file that cannot be read,
     decoded or (without ``skip_unknown``) encoded is a ValueError naming it."""
     decoder = codecs.getincrementaldecoder(encoding)()
+    read = 0  # bytes read before this block
     try:
         with open(path, "rb") as f:
             while True:
                 raw = f.read(BLOCK)
+                pending = decoder.getstate()[0]  # (a character split across blocks)
                 try:
                     text = decoder.decode(raw, final=not raw)
+                except UnicodeDecodeError as e:  # (e.start counts from the pending bytes)
+                    raise ValueError(
+                        f"{path}: byte 0x{e.object[e.start]:02x} at offset "
+                        f"{read - len(pending) + e.start} is not valid {encoding} ({e.reason}); "
+                        f"pass its encoding with --encoding") from None
                 except UnicodeError as e:  # (UTF-16's missing BOM is not a DecodeError)
-                    reason = e.reason if isinstance(e, UnicodeDecodeError) else str(e)
-                    raise ValueError(f"{path}: not valid {encoding} ({reason}); pass its "
+                    raise ValueError(f"{path}: not valid {encoding} ({e}); pass its "
                                      f"encoding with --encoding") from None
+                read += len(raw)
                 missing = vocab.unknown(text)
                 if missing and not skip_unknown:
                     raise ValueError(

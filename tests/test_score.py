@@ -71,7 +71,8 @@ def test_several_files_a_line_each_and_unknown_characters(run, tmp_path):
     (lambda p: p, "is a directory, not a regular file"),
     (lambda p: p / "missing.txt", "cannot read it"),
     (lambda p: (p / "one.txt", (p / "one.txt").write_text("a"))[0], "fewer than 2 characters"),
-    (lambda p: (p / "bad.txt", (p / "bad.txt").write_bytes(b"a\xff\xfeb"))[0], "not valid utf-8"),
+    (lambda p: (p / "bad.txt", (p / "bad.txt").write_bytes(b"a\xff\xfeb"))[0],
+     "byte 0xff at offset 1 is not valid utf-8"),
     (lambda p: (p / "odd.txt", (p / "odd.txt").write_text("a{b"))[0],
      "characters the model never saw: '{'"),
 ])
@@ -85,6 +86,21 @@ def test_bad_inputs_are_one_line(run, tmp_path, capsys, make, fragment):
     # after a good file, nothing is scored: every file is checked first
     rc, out = scored([str(d / "out" / "checkpoint.npz"), str(corpus), bad])
     assert rc == 2 and out == "" and fragment in capsys.readouterr().err
+
+
+def test_a_decoding_error_names_its_byte_offset_across_blocks(run, tmp_path, capsys, monkeypatch):
+    """The file is decoded a block at a time: a bad byte is named at its offset in the file,
+    also when the character it breaks began in the block before (pending in the decoder)."""
+    d, _ = run
+    raw = "abc\u20acd".encode() + b"\xe2\x82\xff"  # a euro sign split 3|4, a broken one at 7
+    (tmp_path / "split.txt").write_bytes(raw)
+    with pytest.raises(UnicodeDecodeError) as whole:
+        raw.decode("utf-8")
+    monkeypatch.setattr(score, "BLOCK", 4)
+    assert score.main([str(d / "out" / "checkpoint.npz"), str(tmp_path / "split.txt"),
+                       "--skip-unknown"], out=io.StringIO()) == 2  # (the euro is not in it)
+    assert whole.value.start == 7
+    assert "split.txt: byte 0xe2 at offset 7 is not valid utf-8" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
