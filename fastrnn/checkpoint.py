@@ -21,12 +21,12 @@ import copy
 import json
 import math
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__, config, files, optim
+from . import __version__, config, files, optim, validate
 from .model import CharRNN, Config
 from .schedule import PIECES
 from .spec import Spec
@@ -108,11 +108,18 @@ class Checkpoint:
 
 
 def save(path, ckpt):
-    """Write ``ckpt`` to ``path`` atomically (``files.write_atomically``)."""
+    """Write ``ckpt`` to ``path`` atomically (``files.write_atomically``), after the checks
+    ``load`` makes: a checkpoint that ``load`` would refuse is a CheckpointError, not a file
+    (and a file already at ``path`` stays as it was)."""
     path = Path(path)
+    c = ckpt.config
+    where = f"{path} not written, it would not load"
+    counts = {k: int(v) if validate.is_integer(v) else v  # (a NumPy int is written as an int)
+              for k, v in (("position", ckpt.position), ("step", ckpt.step))}
+    _check_shapes(where, ckpt, Spec(c.cell, c.vocab_size, c.hidden_size, c.num_layers))
+    _check_fields(where, replace(ckpt, **counts))
     meta = {"format": FORMAT, "version": VERSION, "fastrnn": __version__,
-            "config": ckpt.config.to_dict(), "vocab": ckpt.vocab.chars,
-            "position": int(ckpt.position), "step": int(ckpt.step), "run": ckpt.run}
+            "config": ckpt.config.to_dict(), "vocab": ckpt.vocab.chars, **counts, "run": ckpt.run}
     if ckpt.dropout_rng is not None:
         meta["dropout_rng"] = ckpt.dropout_rng
     arrays = dict(ckpt.params)
@@ -181,19 +188,19 @@ def load(path):
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"{path} is not a usable fastrnn checkpoint "
                               f"(missing or malformed {e})") from None
-    _check_shapes(path, ckpt, spec)
-    _check_fields(path, ckpt)
+    _check_shapes(f"{path} is corrupt", ckpt, spec)
+    _check_fields(f"{path} is corrupt", ckpt)
     return ckpt
 
 
-def _check_fields(path, ckpt):
+def _check_fields(where, ckpt):
     """Every field whose value is impossible, or inconsistent with the others, refused by name
     (the shapes and dtypes are ``_check_shapes``'s): the position, the update count, finite
     numbers everywhere, non-negative second moments, and the run record's fields."""
     c = ckpt.config
 
     def bad(field, value, expected):
-        raise CheckpointError(f"{path} is corrupt: {field} is {value!r}, expected {expected}")
+        raise CheckpointError(f"{where}: {field} is {value!r}, expected {expected}")
 
     if not _integer(ckpt.position) or not 0 <= ckpt.position <= config.COUNT_MAX \
             or ckpt.position % c.seq_length:
@@ -207,13 +214,13 @@ def _check_fields(path, ckpt):
     arrays += [("state", ckpt.state), ("losses", ckpt.losses)]
     for name, a in arrays:
         if not np.isfinite(a).all():
-            raise CheckpointError(f"{path} is corrupt: {name} holds NaN or infinite values")
+            raise CheckpointError(f"{where}: {name} holds NaN or infinite values")
     # squared-gradient averages (Adagrad's and RMSprop's m, Adam's v) are never negative
     squares = {"adagrad": "m", "rmsprop": "m", "adam": "v"}.get(c.optimizer)
     for prefix, named in zip(optimizer.states, ckpt.states):
         for name, a in named.items():
             if prefix == squares and (a < 0).any():
-                raise CheckpointError(f"{path} is corrupt: {prefix + name} holds negative values "
+                raise CheckpointError(f"{where}: {prefix + name} holds negative values "
                                       f"(a sum of squares)")
     run = ckpt.run
     if not isinstance(run, dict):
@@ -262,13 +269,13 @@ def _check_fields(path, ckpt):
                 ("val_bpc", lambda v: (v is None) == (record.get("val_loss") is None)
                  and (v is None or _number(v)), "a finite number if val_loss is one, else null")):
             if key not in record:
-                raise CheckpointError(f"{path} is corrupt: run.metrics[{i}] has no {key}")
+                raise CheckpointError(f"{where}: run.metrics[{i}] has no {key}")
             if not ok(record[key]):
                 bad(f"run.metrics[{i}].{key}", record[key], expected)
         streams(f"run.metrics[{i}].val_streams", record.get("val_streams"))
     iteration = run.get("iteration")
     if iteration is not None and ckpt.step > iteration:  # one update per iteration (0 in old
-        raise CheckpointError(f"{path} is corrupt: step {ckpt.step} exceeds its "  # files)
+        raise CheckpointError(f"{where}: step {ckpt.step} exceeds its "  # files)
                               f"iteration count {iteration}")
     for name, state in (("run.rng", run.get("rng")), ("dropout_rng", ckpt.dropout_rng)):
         if state is None:
@@ -276,7 +283,7 @@ def _check_fields(path, ckpt):
         try:
             np.random.default_rng().bit_generator.state = state
         except (TypeError, ValueError, KeyError, OverflowError) as e:
-            raise CheckpointError(f"{path} is corrupt: {name} is not a random generator's "
+            raise CheckpointError(f"{where}: {name} is not a random generator's "
                                   f"state ({e})") from None
     schedule = run.get("lr_decay")
     if schedule is not None and not (isinstance(schedule, list) and len(schedule) == 2
@@ -322,7 +329,7 @@ def _as_spec_shape(spec, name, a):
     return a
 
 
-def _check_shapes(path, ckpt, spec):
+def _check_shapes(where, ckpt, spec):
     c = ckpt.config
     dtype = np.dtype(c.dtype)
     expected = [(name, a, spec.by_key[name].shape) for name, a in ckpt.params.items()]
@@ -332,10 +339,10 @@ def _check_shapes(path, ckpt, spec):
                      (spec.num_layers, len(spec.cell.STATES), c.batch_size, c.hidden_size)))
     for name, a, shape in expected:
         if a.shape != shape or a.dtype != dtype:
-            raise CheckpointError(f"{path} is corrupt: {name} is {a.dtype}{a.shape}, the config "
+            raise CheckpointError(f"{where}: {name} is {a.dtype}{a.shape}, the config "
                                   f"says {c.dtype}{shape}")
     if len(ckpt.vocab) != c.vocab_size:
-        raise CheckpointError(f"{path} is corrupt: {len(ckpt.vocab)} vocabulary characters for "
+        raise CheckpointError(f"{where}: {len(ckpt.vocab)} vocabulary characters for "
                               f"vocab_size {c.vocab_size}")
     if ckpt.losses.ndim != 1 or ckpt.losses.dtype != np.float64:
-        raise CheckpointError(f"{path} is corrupt: losses is {ckpt.losses.dtype}{ckpt.losses.shape}")
+        raise CheckpointError(f"{where}: losses is {ckpt.losses.dtype}{ckpt.losses.shape}")

@@ -849,7 +849,10 @@ class Trainer:
     def _save(self, name):
         start = time.perf_counter()
         ckpt = Checkpoint.of(self.model, self.corpus.vocab, self.history[:self.iteration], self._state())
-        self._write(name, checkpoint.save, ckpt)
+        try:
+            self._write(name, checkpoint.save, ckpt)
+        except CheckpointError as e:  # (the file before it is left as it was)
+            raise cli.Failure(str(e)) from None
         self.save_seconds = time.perf_counter() - start  # best.npz's too: the same size
         if name == CHECKPOINT:
             self.saved, self.saved_records = self.iteration, len(self.records)

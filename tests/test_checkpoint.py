@@ -279,6 +279,39 @@ def _npy(array):
     np.save(buffer, array)
     return buffer.getvalue()
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda c: c.state.fill(np.nan), "state holds NaN or infinite values"),
+    (lambda c: setattr(c, "state", c.state[:, :, :0]), "state is float32(1, 1, 0, 8), the config "
+                                                       "says float32(1, 1, 1, 8)"),
+    (lambda c: setattr(c, "position", 5), "position is 5, expected a multiple of seq_length 4"),
+    (lambda c: setattr(c, "position", np.int64(2 ** 63 - 4)), "position is 9223372036854775804"),
+    (lambda c: setattr(c, "step", 8.0), "step is 8.0, expected a count of updates"),
+    (lambda c: c.run.update(iteration=-1), "run.iteration is -1"),
+])
+def test_save_refuses_what_load_would_refuse_and_leaves_the_file_as_it_was(saved, damage,
+                                                                           message):
+    """save makes load's checks first: a checkpoint that could not be loaded (here from a
+    model whose public state was replaced badly) is an error naming the field, not a file."""
+    path, model, losses = saved
+    before = path.read_bytes()
+    ckpt = checkpoint.load(path)
+    damage(ckpt)
+    with pytest.raises(CheckpointError) as refused:
+        checkpoint.save(path, ckpt)
+    assert str(refused.value).startswith(f"{path} not written, it would not load: ")
+    assert message in str(refused.value), refused.value
+    assert path.read_bytes() == before and os.listdir(path.parent) == [path.name]
+
+
+def test_save_writes_numpy_integer_counts_as_json_integers(saved):
+    path, model, losses = saved
+    ckpt = checkpoint.load(path)
+    ckpt.position, ckpt.step = np.int64(8), np.int32(7)
+    checkpoint.save(path, ckpt)
+    back = checkpoint.load(path)
+    assert (back.position, back.step) == (8, 7) and type(back.position) is int
+
+
 
 @pytest.mark.parametrize("damage, message", [
     (lambda p: p.write_bytes(b"not a zip file at all"), r"not a fastrnn checkpoint \(not an .npz"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastrnn import checkpoint, reference, train
+from fastrnn import checkpoint, cli, reference, train
 from fastrnn.corpus import DEFAULT_CORPUS, load
 from fastrnn.sample import main as sample_main
 from tests.helpers import NAMES, rewrite_meta
@@ -373,6 +373,31 @@ def test_anneal_decays_the_rate_linearly_to_zero_and_resumes_exactly(tmp_path, c
     assert checkpoint.load(split).run["iteration"] == 30
     assert train.main(["--resume", str(split), "--quiet"]) == 0  # (to the window's end, 40)
     same_state(checkpoint.load(split), whole)
+
+
+def test_a_checkpoint_that_would_not_load_is_a_failure_and_not_a_file(tmp_path, corpus_file,
+                                                                      capsys, monkeypatch):
+    """Should a run's checkpoint ever fail load's checks (here a NaN put in its state at
+    iteration 20), the run stops with one line naming it, and the checkpoint of iteration 10
+    stays as it was (best.npz, written first at an evaluation, is the one named)."""
+    real_of = checkpoint.Checkpoint.of
+
+    def poisoned(model, vocab, losses, run):
+        ckpt = real_of(model, vocab, losses, run)
+        if run["iteration"] == 20:
+            ckpt.state[...] = np.nan
+        return ckpt
+
+    monkeypatch.setattr(checkpoint.Checkpoint, "of", poisoned)
+    out = tmp_path / "r"
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30", "--eval-every", "10",
+                       "--checkpoint-every", "10", "--sample-every", "0", "--out",
+                       str(out)]) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fastrnn.train: "), err
+    assert f"{out}/best.npz not written, it would not load: state holds NaN" in err  # (first)
+    monkeypatch.undo()
+    assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == 10
 
 
 def test_a_finished_anneal_ends_the_run(tmp_path, corpus_file, capsys):
