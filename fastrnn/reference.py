@@ -15,6 +15,9 @@ asks for it; the softmax reads the top layer's h:
                                                           else m[l-1]_t * h[l-1]_t
     p_t    = softmax(Why h[L-1]_t + by);   loss = sum over t, b of -log p_t[y_t]
 
+(-log p_t[y_t] is computed from the logits, log(sum(exp(z))) - z[y_t], as the kernels do: the
+same number, but finite where p_t[y_t] underflows to 0.)
+
 Dropout (char-rnn's: on the output of every layer but the last, in training only) is given as
 ``masks (L-1, T, B, H)``: each element 0 or 1/(1-p) (``dropout_masks`` draws them from a
 generator, outside every kernel, so each backend applies the same masks); ``masks=None`` is
@@ -49,6 +52,13 @@ def softmax(y):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def log_normaliser(y):
+    """log(sum(exp(y))) of each row of logits y (..., V), the maximum taken out first: -log of
+    a probability as this minus its logit stays finite where the probability underflows to 0."""
+    m = y.max(axis=-1)
+    return m + np.log(np.exp(y - m[..., None]).sum(axis=-1))
+
+
 def dropout_masks(rng, p, shape, dtype):
     """Inverted-dropout masks of ``shape``: 1/(1-p) where ``rng.random`` draws >= p, else 0,
     in ``dtype``. Drawing (n, *shape) at once gives the same masks as n draws of ``shape``,
@@ -80,8 +90,9 @@ def forward(w, x, y, state, masks=None):
                 below = below * masks[l - 1, t]
             hs[l, t + 1] = cell.step(layer, below, hs[l, t])
             below = hs[l, t + 1, 0]                                       # h (B, H)
-        ps[t] = softmax(below @ w.Why.T + w.by)                           # (B, V)
-        loss -= float(np.log(ps[t, streams, y[:, t]]).sum())
+        logits = below @ w.Why.T + w.by                                   # (B, V)
+        ps[t] = softmax(logits)
+        loss += float((log_normaliser(logits) - logits[streams, y[:, t]]).sum())  # -log p[y]
     return loss, (hs, ps)
 
 

@@ -504,13 +504,28 @@ def test_sampling_a_diverged_model_is_refused():
 
 def test_the_numpy_backend_diverges_without_numpys_warnings():
     """inf and NaN come out in the losses, as on numba, with no RuntimeWarning on the way
-    (the trainer names a divergence in one line; NumPy's warnings came before it)."""
+    (the trainer names a divergence in one line; NumPy's warnings came before it). Here a
+    bias gone to inf, as a diverging run's parameters do."""
     import warnings
     data = np.random.default_rng(0).integers(0, 10, 400)
-    model = CharRNN(10, hidden_size=8, seq_length=5, backend="numpy", learning_rate=1e30,
-                    cell="lstm", optimizer="adam")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        losses = model.train(data, 4)
-        model.evaluate(data[:50])
-    assert not np.isfinite(losses).all()
+    losses = {}
+    for backend in ("numpy", "numba"):
+        model = CharRNN(10, hidden_size=8, seq_length=5, backend=backend, cell="lstm",
+                        optimizer="adam")
+        model.weights.by[3] = np.inf
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            losses[backend] = model.train(data, 4)
+            model.evaluate(data[:50])
+    assert np.isnan(losses["numpy"]).all() and np.isnan(losses["numba"]).all()
+
+
+def test_a_huge_rate_gives_the_same_huge_losses_on_numpy_and_numba():
+    """-log p is computed from the logits on both backends: where a probability underflows to
+    0 (here at a learning rate of 1e30) the loss is the same huge finite number on both, not
+    inf on one."""
+    data = np.random.default_rng(0).integers(0, 10, 400)
+    losses = [CharRNN(10, hidden_size=8, seq_length=5, backend=backend, learning_rate=1e30,
+                      cell="lstm", optimizer="adam").train(data, 4) for backend in ("numpy", "numba")]
+    assert np.isfinite(losses[0]).all() and losses[0].max() > 1e30
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6)
