@@ -282,8 +282,9 @@ class CharRNN:
         and gradients are summed over the streams. With dropout, each chunk's masks are drawn
         from ``dropout_rng`` (``reference.dropout_masks``) before the kernels run, chunk after
         chunk, so the masks do not depend on how the chunks are split into calls. Ctrl-C takes
-        effect when the kernel call in flight returns, with ``position`` and ``step`` matching
-        the weights (``_interrupts_after_each_call``).
+        effect when the kernel call in flight returns (calls of at most the backend's
+        ``call_chars`` characters on the CPU), with ``position`` and ``step`` matching the
+        weights (``_interrupts_after_each_call``).
         """
         ready = self._prepared(data)
         n_steps = validate.positive("n_steps", n_steps, int)
@@ -298,8 +299,13 @@ class CharRNN:
             validate.rate("learning_rate", learning_rate, c.dtype)
         losses = np.empty(n_steps, np.float64)
         shape = (c.num_layers - 1, c.seq_length, c.batch_size, c.hidden_size)
-        # without dropout, one kernel call; with it, groups of chunks and their masks
-        group = max(1, config.MASK_ELEMENTS // int(np.prod(shape))) if self.drops else n_steps
+        # calls of at most the backend's call_chars (for Ctrl-C), and with dropout of at most
+        # MASK_ELEMENTS mask elements; the same bits for any grouping
+        group = n_steps
+        if self._kernels.call_chars is not None:
+            group = max(1, self._kernels.call_chars // (c.seq_length * c.batch_size))
+        if self.drops:
+            group = min(group, max(1, config.MASK_ELEMENTS // int(np.prod(shape))))
         with _interrupts_after_each_call() as interrupted:
             for first in range(0, n_steps, group):
                 n = min(group, n_steps - first)

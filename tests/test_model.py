@@ -495,6 +495,45 @@ def test_ctrl_c_in_train_leaves_the_counters_matching_the_weights(batch, monkeyp
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_long_train_call_is_split_into_calls_ctrl_c_can_stop_between(backend, batch,
+                                                                        monkeypatch, capsys):
+    """Without dropout too, CharRNN.train gives a kernel call at most the backend's
+    call_chars characters: the same bits as one call, and Ctrl-C stops after the call in
+    flight instead of after all n_steps."""
+    import os
+    import signal
+    data = np.random.default_rng(1).integers(0, 10, 900)
+    settings = dict(hidden_size=8, seq_length=5, cell="gru", batch_size=batch, backend=backend,
+                    optimizer="adam", learning_rate=0.01)
+    whole, model = CharRNN(10, **settings), CharRNN(10, **settings)
+    assert whole._kernels is model._kernels  # (one backend object serves every model)
+    monkeypatch.setattr(whole._kernels, "call_chars", None)
+    expected = whole.train(data, 7)
+    monkeypatch.setattr(model._kernels, "call_chars", 2 * 5 * batch)  # two chunks a call
+    real, calls = model._kernels.train, []
+
+    def counted(*args):
+        calls.append(len(args[10]))  # (the losses it fills: one per chunk)
+        return real(*args)
+
+    monkeypatch.setattr(model._kernels, "train", counted)
+    assert np.array_equal(model.train(data, 7), expected) and calls == [2, 2, 2, 1]
+    assert np.array_equal(model.weights.flat, whole.weights.flat)
+    assert (model.position, model.step) == (whole.position, whole.step)
+
+    def interrupted(*args):
+        os.kill(os.getpid(), signal.SIGINT)  # (handled at the next bytecode: mid-call)
+        return real(*args)
+
+    monkeypatch.setattr(model._kernels, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.train(data, 100)
+    assert "stopping when the training call in flight returns" in capsys.readouterr().err
+    assert model.step == 9  # the call in flight's two chunks, not 100
+
+
 def test_sampling_a_diverged_model_is_refused():
     model = CharRNN(10, hidden_size=8)
     model.weights.Why[0, 0] = np.nan

@@ -22,6 +22,9 @@ from typing import Protocol
 
 class Backend(Protocol):
     name: str
+    call_chars: int | None  # the most characters (chunks x T x B) ``CharRNN.train`` gives one
+                            # ``train`` call, so that Ctrl-C, which waits for the call in
+                            # flight, waits at most about that long; None: one call for all
 
     def forward(self, w, x, y, state, masks=None):
         """The chunk's summed loss and activations: (loss, hs, ps). The arrays may be the

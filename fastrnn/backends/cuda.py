@@ -742,6 +742,7 @@ class _Generic:
 
 class CudaBackend:
     name = "cuda"
+    call_chars = None  # each call copies the weights and optimizer state to the GPU and back
 
     def forward(self, w, x, y, state, masks=None):
         if not _one_layer_rnn(w, masks):

@@ -45,6 +45,7 @@ def minchar(w, B):
 
 class NumbaBackend:
     name = "numba"
+    call_chars = 1 << 15  # a second or two at the slowest (one stream of a large LSTM)
 
     def __init__(self):
         from ..kernels import cpu
