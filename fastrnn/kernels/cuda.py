@@ -61,7 +61,7 @@ from ..config import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, CLIP, RMSPR
                       RMSPROP_EPS)
 from ..optim import ADAGRAD, RMSPROP
 from .scalar import (adagrad_memory, adagrad_weight, adam_corrections, adam_moment, adam_weight,
-                     clip, gradient, rmsprop_memory, rmsprop_weight, tanh_backward, truncate)
+                     clip, draw, gradient, rmsprop_memory, rmsprop_weight, tanh_backward)
 
 # Launch configuration, read at launch time (tests shrink BLOCK, STREAM_BLOCK, TILE and
 # SEGMENTS so that the striding and multi-tile paths run in the simulator).
@@ -571,36 +571,7 @@ def kernels(dtype, tile, work, max_h):
                 p[v] = z
             cuda.syncthreads()
             if tid == 0:
-                ix = 0
-                if greedy:
-                    for v in range(1, V):
-                        if p[v] > p[ix]:
-                            ix = v
-                else:
-                    if tau != one:
-                        for v in range(V):
-                            p[v] /= tau
-                    m = p[0]
-                    for v in range(1, V):
-                        m = max(m, p[v])
-                    s = nb(0)
-                    for v in range(V):
-                        p[v] = math.exp(p[v] - m)
-                        s += p[v]
-                    inv = one / s
-                    for v in range(V):
-                        p[v] *= inv
-                    truncate(p, top_k, top_p, cdf)  # top-k / top-p; cdf as its marks
-                    c = 0.0
-                    for v in range(V):
-                        c += p[v]
-                        cdf[v] = c
-                    threshold = uniforms[n] * cdf[V - 1]
-                    ix = V - 1
-                    for v in range(V):
-                        if cdf[v] > threshold:
-                            ix = v
-                            break
+                ix = draw(p, greedy, tau, one, top_k, top_p, cdf, uniforms[n])
                 ixes[n] = ix
                 cur[0] = ix
             cuda.syncthreads()

@@ -39,7 +39,7 @@ import math
 import numpy as np
 from numba import cuda, float32, float64
 
-from .scalar import gru_backward, gru_state, lstm_backward, lstm_cell, tanh_backward, truncate
+from .scalar import draw, gru_backward, gru_state, lstm_backward, lstm_cell, tanh_backward
 
 # values saved per (step, stream, unit) by cell_forward for backward: rnn none (its output h
 # is all its backward needs), lstm the gates i, f, g, o, gru r, z, n and hn
@@ -232,36 +232,7 @@ def kernels(dtype, cell):
             p[v] = z[0, v] + by[v]
         cuda.syncthreads()
         if tid == 0:
-            ix = 0
-            if greedy:
-                for v in range(1, V):
-                    if p[v] > p[ix]:
-                        ix = v
-            else:
-                if tau != one:
-                    for v in range(V):
-                        p[v] /= tau
-                m = p[0]
-                for v in range(1, V):
-                    m = max(m, p[v])
-                s = nb(0)
-                for v in range(V):
-                    p[v] = math.exp(p[v] - m)
-                    s += p[v]
-                inv = one / s
-                for v in range(V):
-                    p[v] *= inv
-                truncate(p, top_k, top_p, cdf)  # top-k / top-p; cdf as its marks
-                c = 0.0
-                for v in range(V):
-                    c += p[v]
-                    cdf[v] = c
-                threshold = uniforms[n] * cdf[V - 1]
-                ix = V - 1
-                for v in range(V):
-                    if cdf[v] > threshold:
-                        ix = v
-                        break
+            ix = draw(p, greedy, tau, one, top_k, top_p, cdf, uniforms[n])
             ixes[n] = ix
             cur[0] = ix
 

@@ -145,3 +145,42 @@ def truncate(p, top_k, top_p, marks):
     for v in range(V):
         if marks[v] == 0.0:
             p[v] = 0
+
+
+@register_jitable
+def draw(p, greedy, tau, one, top_k, top_p, cdf, u):
+    """The CUDA sampling kernels' character (one thread draws), from the logits ``p`` (V,),
+    which it overwrites: their argmax if ``greedy``, else softmax(p / tau) cut by top-k /
+    top-p (``truncate``, ``cdf`` as its marks) and drawn by the uniform ``u`` as
+    reference.choose draws (the first index whose float64 cumulative sum exceeds u times the
+    total). ``one``: 1 in p's dtype."""
+    V = p.shape[0]
+    ix = 0
+    if greedy:
+        for v in range(1, V):
+            if p[v] > p[ix]:
+                ix = v
+        return ix
+    if tau != one:
+        for v in range(V):
+            p[v] /= tau
+    m = p[0]
+    for v in range(1, V):
+        m = max(m, p[v])
+    s = one - one
+    for v in range(V):
+        p[v] = math.exp(p[v] - m)
+        s += p[v]
+    inv = one / s
+    for v in range(V):
+        p[v] *= inv
+    truncate(p, top_k, top_p, cdf)
+    c = 0.0
+    for v in range(V):
+        c += p[v]
+        cdf[v] = c
+    threshold = u * cdf[V - 1]
+    for v in range(V):
+        if cdf[v] > threshold:
+            return v
+    return V - 1
