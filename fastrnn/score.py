@@ -74,8 +74,12 @@ def _main(argv, out):
                                     args.encoding, args.skip_unknown)
             except ValueError as e:  # (a file changed since it was checked)
                 raise cli.UsageError(str(e)) from None
-            out.write(_json(result) if args.json else _line(result))
-            out.flush()
+            try:
+                out.write(_json(result) if args.json else _line(result))
+                out.flush()
+            except BrokenPipeError:  # e.g. piped into `head`: stop quietly
+                cli.drop_stdout()
+                break
     return 0
 
 

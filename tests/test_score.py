@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from fastrnn import checkpoint, score, train
+from fastrnn import checkpoint, cli, score, train
 from fastrnn.corpus import load
 
 TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good "
@@ -101,6 +101,26 @@ def test_a_decoding_error_names_its_byte_offset_across_blocks(run, tmp_path, cap
                        "--skip-unknown"], out=io.StringIO()) == 2  # (the euro is not in it)
     assert whole.value.start == 7
     assert "split.txt: byte 0xe2 at offset 7 is not valid utf-8" in capsys.readouterr().err
+
+
+def test_a_reader_gone_away_stops_scoring_quietly(run, monkeypatch, capsys):
+    """`python -m fastrnn.score ... | head -1`: the second line's write fails with a broken
+    pipe; scoring stops there, exit code 0, no traceback (as fastrnn.sample does)."""
+    d, corpus = run
+    dropped = []
+    monkeypatch.setattr(cli, "drop_stdout", lambda: dropped.append(True))
+
+    class Head(io.StringIO):
+        def write(self, text):
+            if self.getvalue():
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    head = Head()
+    ckpt = str(d / "out" / "checkpoint.npz")
+    assert score.main([ckpt, str(corpus), str(corpus), str(corpus)], out=head) == 0
+    assert head.getvalue().count("\n") == 1 and dropped == [True]
+    assert "Traceback" not in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
