@@ -46,6 +46,36 @@ def write_atomically(path, write):
     _fsync_dir(path.parent)
 
 
+LOCK = ".fastrnn.lock"
+
+
+class Locked(Exception):
+    """The directory is locked by another process (``args[0]``: its pid, or None if unknown)."""
+
+
+def lock(directory):
+    """An exclusive lock on ``directory`` (its file ``LOCK``) while the returned file stays
+    open: a second process asking for it gets Locked. The system drops the lock when the
+    holder closes the file or ends, however it ends (kill -9 included), so a stale lock file
+    locks nothing. None where the system has no ``fcntl`` (no lock taken)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    f = open(Path(directory) / LOCK, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # (BlockingIOError: held elsewhere)
+        f.seek(0)
+        holder = f.read().strip()
+        f.close()
+        raise Locked(int(holder) if holder.isdigit() else None) from None
+    f.truncate(0)
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
 def remove_stale_temporaries(directory):
     """Delete temporary files left by writers that were killed mid-write (their pid is gone)."""
     for tmp in Path(directory).glob(".*.tmp"):
