@@ -152,6 +152,9 @@ def load(path):
             f.seek(0)
             with np.load(f, allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}  # reads (and CRC-checks) each
+        for name, a in arrays.items():  # the same numbers in this machine's byte order
+            if not a.dtype.isnative:
+                arrays[name] = a.astype(a.dtype.newbyteorder("="))
     except CheckpointError:
         raise
     except FileNotFoundError:
@@ -165,7 +168,10 @@ def load(path):
         meta = json.loads(str(arrays["meta"]))
         if meta.get("format") != FORMAT:
             raise CheckpointError(f"{path} is not a fastrnn checkpoint")
-        if meta.get("version", 0) > VERSION:
+        if not _integer(meta.get("version")) or meta["version"] < 1:
+            raise CheckpointError(f"{path} is corrupt: version is {meta.get('version')!r}, "
+                                  f"expected a format number from 1")
+        if meta["version"] > VERSION:
             raise CheckpointError(
                 f"{path} was written by a newer fastrnn ({meta.get('fastrnn', '?')}, checkpoint "
                 f"format {meta['version']}); this fastrnn {__version__} reads format {VERSION} "
@@ -185,9 +191,12 @@ def load(path):
                           meta.get("dropout_rng"))
     except CheckpointError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise CheckpointError(f"{path} is not a usable fastrnn checkpoint "
-                              f"(missing or malformed {e})") from None
+    except KeyError as e:
+        raise CheckpointError(f"{path} is not a usable fastrnn checkpoint (it has no {e})") \
+            from None
+    except (TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path} is not a usable fastrnn checkpoint (malformed: {e})") \
+            from None
     _check_shapes(f"{path} is corrupt", ckpt, spec)
     _check_fields(f"{path} is corrupt", ckpt)
     return ckpt

@@ -325,23 +325,39 @@ def test_save_writes_numpy_integer_counts_as_json_integers(saved):
     (lambda p: rewrite_meta(p, lambda m, a: m.update(version=99, fastrnn="9.0")),
      r"newer fastrnn \(9.0, checkpoint format 99\).*upgrade"),
     (lambda p: rewrite_meta(p, lambda m, a: m.update(format="something-else")), "not a fastrnn checkpoint"),
-    (lambda p: rewrite_meta(p, lambda m, a: m.pop("config")), "missing or malformed"),
+    (lambda p: rewrite_meta(p, lambda m, a: m.pop("config")), r"\(it has no 'config'\)"),
+    (lambda p: rewrite_meta(p, lambda m, a: m.update(version="2")), r"corrupt: version is '2'"),
+    (lambda p: rewrite_meta(p, lambda m, a: m.update(version=0)), r"corrupt: version is 0, "
+                                                                  r"expected a format number"),
+    (lambda p: rewrite_meta(p, lambda m, a: m.update(vocab="aacde")),
+     r"\(malformed: vocabulary characters must be distinct\)"),
     (lambda p: rewrite_meta(p, lambda m, a: a.update(Whh=np.zeros((3, 3), np.float32))),
      r"corrupt: Whh is float32\(3, 3\)"),
     (lambda p: rewrite_meta(p, lambda m, a: a.update(mby=np.zeros(5, np.float64))),
      r"corrupt: mby is float64\(5,\), the config says float32\(5,\)"),
     (lambda p: rewrite_meta(p, lambda m, a: a.update(state=np.zeros((1, 1, 2, 8), np.float32))),
      r"corrupt: state is float32\(1, 1, 2, 8\), the config says float32\(1, 1, 1, 8\)"),
-    (lambda p: rewrite_meta(p, lambda m, a: a.pop("losses")), "missing or malformed"),
-    (lambda p: rewrite_meta(p, lambda m, a: a.pop("mWhh")), "missing or malformed"),
+    (lambda p: rewrite_meta(p, lambda m, a: a.pop("losses")), r"\(it has no 'losses'\)"),
+    (lambda p: rewrite_meta(p, lambda m, a: a.pop("mWhh")), r"\(it has no 'mWhh'\)"),
     (lambda p: rewrite_meta(p, lambda m, a: m["config"].update(cell="transformer")), "unknown cell 'transformer'"),
 ])
 def test_unusable_checkpoints_are_named(saved, damage, message):
+    """Each refused by name, in one line."""
     path = saved[0]
     damage(path)
     with pytest.raises(CheckpointError, match=message) as e:
         checkpoint.load(path)
     assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_arrays_stored_big_endian_load_as_the_same_numbers(saved):
+    path, model, _ = saved
+    rewrite_meta(path, lambda m, a: a.update(Whh=a["Whh"].astype(">f4"), state=a["state"]
+                                             .astype(">f4"), losses=a["losses"].astype(">f8")))
+    back = checkpoint.load(path)
+    assert_same_array(back.params["Whh"], model.params["Whh"], "Whh")
+    assert_same_array(back.state, model.state, "state")
+    assert back.losses.dtype == np.float64 and back.losses.dtype.isnative
 
 
 # run.data and a run.metrics record as fastrnn.train writes them
