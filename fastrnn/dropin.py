@@ -25,6 +25,8 @@ def init_params(hidden_size, vocab_size, seed=0, dtype=np.float64):
     dtype = np.dtype(dtype)
     if dtype not in FLOAT_DTYPES:
         raise ValueError(f"dtype {dtype} is not supported: use float32 or float64")
+    hidden_size = validate.positive("hidden_size", hidden_size, int)
+    vocab_size = validate.positive("vocab_size", vocab_size, int)
     w = Spec("rnn", vocab_size, hidden_size).init(seed, dtype)
     rnn = w.layers[0]
     return (rnn.Wxh.copy(), rnn.Whh.copy(), w.Why.copy(), rnn.bh.reshape(-1, 1).copy(),

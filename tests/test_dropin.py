@@ -203,6 +203,10 @@ def test_init_params_are_the_models_initial_weights_in_min_char_rnn_shapes(dtype
     assert not params[3].any() and not params[4].any()  # biases start at 0, as min-char-rnn's
     with pytest.raises(ValueError, match="dtype float16 is not supported"):
         fastrnn.init_params(H, V, dtype=np.float16)
+    with pytest.raises(ValueError, match="hidden_size must be a positive integer, got 0"):
+        fastrnn.init_params(0, V)  # (not zero-size arrays that fail at the first lossFun)
+    with pytest.raises(ValueError, match="vocab_size must be a positive integer, got 2.5"):
+        fastrnn.init_params(H, 2.5)
 
 
 def test_the_package_exports_the_drop_in_functions():
