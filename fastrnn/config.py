@@ -21,6 +21,12 @@ COUNT_MAX = 1 << 62             # the most updates (and the furthest position) a
                                 # past it no run goes, and int64 arithmetic would overflow
 MASK_ELEMENTS = 1 << 22         # dropout mask elements drawn per kernel call, at most (chunks
                                 # are grouped so; 32 MiB of float64 draws)
+SAMPLE_LENGTH_MAX = 1_000_000   # characters of a training run's samples, at most (the printed
+                                # preview; ``fastrnn.sample`` writes a text of any length)
+DIVERGED_LOSS = 100             # a training chunk whose loss per character is over this many
+                                # times ln(vocabulary size), a uniform guess's, has diverged
+                                # (as one whose loss or parameters are inf or NaN): finite
+                                # losses of 1e30 nats come from weights blown up just as far
 DATA_DEFAULTS = {"val_fraction": 0.1, "encoding": "utf-8"}
 DTYPES = ("float64", "float32")
 FLOAT_DTYPES = tuple(np.dtype(d) for d in DTYPES)

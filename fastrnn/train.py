@@ -24,7 +24,8 @@ from . import (cells, checkpoint, cli, compiling, corpus as corpus_mod, files, m
                reference, validate)
 from .backends import BACKENDS
 from .checkpoint import Checkpoint, CheckpointError
-from .config import COUNT_MAX, DATA_DEFAULTS, DTYPES, MODEL_DEFAULTS
+from .config import (COUNT_MAX, DATA_DEFAULTS, DIVERGED_LOSS, DTYPES, MODEL_DEFAULTS,
+                     SAMPLE_LENGTH_MAX)
 from .model import CharRNN
 from .schedule import PIECES, Schedule, anneal_start
 
@@ -105,8 +106,8 @@ def build_parser():
                    help="validation loss over the whole held-out text every N iterations "
                         "(0: only at the end; default 5000; with --resume: the checkpoint's)")
     r.add_argument("--val-streams", type=cli.positive_int, metavar="N",
-                   help="read the held-out text as N contiguous streams side by side, on all "
-                        "threads (numba backend): faster on many cores, but each stream after the "
+                   help="read the held-out text as N contiguous streams side by side (on all "
+                        "threads with numba): faster on many cores, but each stream after the "
                         "first starts without the text before it, so the loss is slightly higher "
                         "than one stream's; 1 (default) is min-char-rnn's one-stream value; "
                         "with --resume: the checkpoint's")
@@ -114,7 +115,8 @@ def build_parser():
                    help="print a generated sample every N iterations (0: never; default 5000; "
                         "with --resume: the checkpoint's)")
     r.add_argument("--sample-length", type=cli.positive_int, metavar="N",
-                   help="characters per sample (default 200; with --resume: the checkpoint's)")
+                   help=f"characters per sample (default 200, at most {SAMPLE_LENGTH_MAX:,}; "
+                        f"with --resume: the checkpoint's)")
     r.add_argument("--checkpoint-every", type=cli.non_negative_int, metavar="N",
                    help="write the checkpoint every N iterations (0: only at the end; default "
                         "5000; with --resume: the checkpoint's); it is also written at the end "
@@ -157,9 +159,16 @@ def _main(argv):
         raise cli.UsageError("--iterations and --epochs both set the end of training: give one")
     ckpt = _load_resume(args.resume) if args.resume else None
     saved = ckpt.run.get("cadence", {}) if ckpt else {}
+    given = args.sample_length is not None
     for key, default in CADENCE.items():  # given, else the resumed run's, else the default
         if getattr(args, key) is None:
             setattr(args, key, saved.get(key, default))
+    if args.sample_length > SAMPLE_LENGTH_MAX:
+        whose = "" if given else " (the checkpoint's)"
+        raise cli.UsageError(
+            f"--sample-length {args.sample_length:,}{whose} is more than a training run's "
+            f"samples may have ({SAMPLE_LENGTH_MAX:,} characters): python -m fastrnn.sample "
+            f"writes a text of any length from a checkpoint")
     args.val_streams = _val_streams(args, ckpt)
     if args.val_streams > 1 and args.backend == "cuda":
         raise cli.UsageError("--val-streams > 1 runs on the numba and numpy backends; the cuda "
@@ -171,7 +180,9 @@ def _main(argv):
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None)
     args.iterations = _target(args, corpus, config, anneal)
     if args.iterations > COUNT_MAX:
-        raise cli.UsageError(f"{_asked(args)} is past the most iterations a run counts (2**62)")
+        asked = f"--epochs {args.epochs:g} ({args.iterations:.3g} iterations)" if args.epochs \
+            else _asked(args)
+        raise cli.UsageError(f"{asked} is past the most iterations a run counts (2**62)")
     if len(corpus.val) >= 2 and args.val_streams > len(corpus.val) - 1:
         raise cli.UsageError(f"--val-streams {args.val_streams} is more streams than the "
                              f"held-out text has characters to predict ({len(corpus.val) - 1})")
@@ -195,6 +206,14 @@ def _main(argv):
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
     out = _output_dir(args, ckpt)  # last: a refused run leaves nothing on disk
+    try:
+        return _train(args, model, corpus, data, out, ckpt, lr_decay, anneal, source)
+    finally:
+        if args.lock is not None:
+            args.lock.close()
+
+
+def _train(args, model, corpus, data, out, ckpt, lr_decay, anneal, source):
     run = ckpt.run if ckpt else {}
     if ckpt and run.get("backend", args.backend) != args.backend:
         _say(args, f"note: the checkpoint was trained with --backend {run['backend']}; results "
@@ -347,7 +366,7 @@ def _settings(args, ckpt, source=None):
                                  f"(not written by fastrnn.train): pass --data")
     if args.val_fraction is not None:
         data["val_fraction"] = args.val_fraction
-    if args.encoding:
+    if args.encoding is not None:  # ("" too: refused by name as an unknown encoding)
         data["encoding"] = args.encoding
     return config, data
 
@@ -356,6 +375,7 @@ def _output_dir(args, ckpt):
     out = Path(args.out) if args.out else Path(args.resume).parent if ckpt else Path("out")
     if out.exists() and not out.is_dir():
         raise cli.UsageError(f"output directory {out} is a file, not a directory")
+    args.made_out = not out.exists()  # (a run that trains nothing removes it again)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{id(out)}"
@@ -363,6 +383,24 @@ def _output_dir(args, ckpt):
         probe.unlink()
     except OSError as e:
         raise cli.UsageError(f"cannot write to output directory {out}: {e.strerror or e}") from None
+    try:  # held until the run returns: no other run writes here meanwhile
+        args.lock = files.lock(out)
+    except files.Locked as e:
+        holder = f" (pid {e.args[0]})" if e.args[0] else ""
+        raise cli.UsageError(f"{out} is in use by another fastrnn.train run{holder}: wait for "
+                             f"it to end, or pass another --out") from None
+    try:
+        _check_output_dir(args, ckpt, out)
+    except BaseException:
+        if args.lock is not None:
+            args.lock.close()
+        raise
+    return out
+
+
+def _check_output_dir(args, ckpt, out):
+    """Refuse an --out holding another run's checkpoints (unless --overwrite); clear what a
+    killed writer or an overwritten run left there."""
     files.remove_stale_temporaries(out)
     if ckpt is None:
         if (out / CHECKPOINT).exists() and not args.overwrite:
@@ -383,7 +421,6 @@ def _output_dir(args, ckpt):
             not (out / CHECKPOINT).samefile(args.resume):
         raise cli.UsageError(f"{out / CHECKPOINT} is not the checkpoint resumed ({args.resume}) "
                              f"and would be replaced: pass another --out, or --overwrite")
-    return out
 
 
 def _load_corpus(data, config, ckpt, vocab=None):
@@ -417,7 +454,16 @@ def _load_corpus(data, config, ckpt, vocab=None):
                              f"streams")
     if len(corpus.val) == 1:
         cli.warn(PROG, f"the validation split of {path} is 1 character: no validation loss")
+    bom = corpus.vocab.index.get("\ufeff")
+    if ckpt is None and bom is not None and len(corpus.train) and corpus.train[0] == bom:
+        cli.warn(PROG, f"{path} starts with a byte-order mark (U+FEFF), which the model learns "
+                       f"as a character of its vocabulary; --encoding utf-8-sig leaves it out")
     return corpus
+
+
+def _seconds(s):
+    """A duration for a message: whole seconds from 10 s, else two significant digits."""
+    return f"{s:.0f}" if s >= 10 else f"{s:.2g}"
 
 
 def _say(args, message):
@@ -484,6 +530,7 @@ class Trainer:
         self.data = {**data, "path": str(Path(data["path"]).resolve()), "sha256": corpus.sha256,
                      "chars": corpus.n_chars}
         self.iteration = run.get("iteration", 0)
+        self.resumed_at = self.iteration if ckpt else None  # (the checkpoint it is, on disk)
         # the loss of every iteration: the checkpoint's, and room for this run's (grown if need be)
         self.history = np.empty(max(1024, self.iteration,
                                     min(args.iterations, self.iteration + 1_000_000)))
@@ -491,6 +538,8 @@ class Trainer:
             self.history[:self.iteration] = ckpt.losses[:self.iteration]
         self.smooth = run.get("smooth_loss", -math.log(1.0 / c.vocab_size) * c.seq_length)
         self.chunk_chars = c.seq_length * c.batch_size  # characters per iteration
+        # a chunk's loss past this has diverged (config.DIVERGED_LOSS)
+        self.loss_bound = DIVERGED_LOSS * math.log(max(c.vocab_size, 2)) * self.chunk_chars
         self.rng = np.random.default_rng([c.seed, 1])  # samples; independent of the initialisation
         if "rng" in run:
             self.rng.bit_generator.state = run["rng"]
@@ -528,6 +577,14 @@ class Trainer:
             asked = "the end of its anneal" if window and target == window[1] else _asked(args)
             _say(args, f"the checkpoint is already at iteration {self.iteration} ({asked}): "
                        f"nothing to train")
+            if args.made_out:  # (empty but for the lock)
+                if args.lock is not None:
+                    args.lock.close()
+                (self.out / files.LOCK).unlink(missing_ok=True)
+                try:
+                    self.out.rmdir()
+                except OSError:
+                    pass
             return 0
         self._write(METRICS, metrics.rewrite, self.records)
         _say(args, f"training on {self.data['path']}: {len(self.corpus.train):,} characters "
@@ -575,7 +632,7 @@ class Trainer:
                 with self._compiling() as compiled:
                     losses = self.model.train(self.corpus.train, n, self.learning_rate())
                 dt = time.perf_counter() - t0
-                if not (np.isfinite(losses).all() and self._params_finite()):
+                if not ((losses <= self.loss_bound).all() and self._params_finite()):
                     if bar is not None:
                         bar.close()
                     return self._diverged(losses)
@@ -639,8 +696,10 @@ class Trainer:
         if self.iteration < first:
             return target
         self.anneal = {**self.anneal, "window": [self.iteration, end], "steps": steps}
+        began = f", which began at iteration {first}: from here on" if first < self.iteration \
+            else ""  # (an anneal given on --resume, or a budget's found late)
         _say(args, f"annealing the learning rate linearly to 0 over iterations "
-                   f"{self.iteration}-{end} (the last {fraction:g} of {of})")
+                   f"{self.iteration}-{end} (the last {fraction:g} of {of}{began})")
         if bar is not None:
             bar.target = end
         return end
@@ -673,9 +732,10 @@ class Trainer:
         ending = self._closing_seconds()
         if ending > left:
             _say(self.args, f"note: the final validation and checkpoint take about "
-                            f"{ending:.1f} s, more than the {max(left, 0):.1f} s left of the "
-                            f"{budget:g} s budget: the run ends about {ending - left:.0f} s "
-                            f"late (a smaller --val-fraction, or a larger --time-budget, fits)")
+                            f"{_seconds(ending)} s, more than the {_seconds(max(left, 0))} s "
+                            f"left of the {budget:g} s budget: the run ends about "
+                            f"{_seconds(ending - max(left, 0))} s late (a smaller "
+                            f"--val-fraction, or a larger --time-budget, fits)")
 
     def _out_of_time(self, start, budget, n):
         """Whether a block of ``n`` iterations would end the run past ``budget`` seconds from
@@ -840,11 +900,34 @@ class Trainer:
                 **({"anneal": self.anneal} if self.anneal else {})}
 
     def _write(self, name, write, *what):
-        """``write(out / name, *what)``, an OSError (e.g. a full disk) as a one-line failure."""
+        """``write(out / name, *what)``, an OSError (e.g. a full disk) as a one-line failure;
+        when the file is not the checkpoint, the run is first saved in the checkpoint, if it
+        can be, and the failure says where the work is."""
         try:
             return write(self.out / name, *what)
         except OSError as e:
-            raise cli.Failure(f"could not write {self.out / name}: {e.strerror or e}") from None
+            failed = f"could not write {self.out / name}: {e.strerror or e}"
+        if name == CHECKPOINT:
+            raise cli.Failure(failed)
+        if self.iteration > 0 and self.iteration not in (self.saved, self.resumed_at):
+            try:  # (work no checkpoint holds yet)
+                self._save(CHECKPOINT)
+            except cli.Failure as again:
+                failed = f"{failed}; {again}"
+            else:
+                raise cli.Failure(f"{failed}; the run is saved in {self.out / CHECKPOINT} "
+                                  f"(iteration {self.iteration})")
+        last = self._last_checkpoint()
+        raise cli.Failure(f"{failed}; " + (f"the last checkpoint is {last}" if last else
+                                           "no checkpoint was written"))
+
+    def _last_checkpoint(self):
+        """The latest checkpoint of this run on disk, in words (None: there is none)."""
+        if self.saved is not None:
+            return f"{self.out / CHECKPOINT} (iteration {self.saved})"
+        if self.resumed_at is not None:
+            return f"{self.args.resume} (iteration {self.resumed_at})"
+        return None
 
     def _save(self, name):
         start = time.perf_counter()
@@ -860,14 +943,19 @@ class Trainer:
     # -- endings --------------------------------------------------------------------------------
 
     def _diverged(self, losses):
-        finite = np.isfinite(losses)
-        if finite.all():  # the last update made the parameters inf or NaN
+        good = losses <= self.loss_bound  # (False for NaN)
+        if good.all():  # the last update made the parameters inf or NaN
             what = f"iteration {self.iteration + len(losses)} (its update made the parameters inf/NaN)"
         else:
-            bad = int(np.argmin(finite))
-            what = f"iteration {self.iteration + bad + 1} (loss {losses[bad]})"
-        kept = (f"the last good checkpoint is {self.out / CHECKPOINT} (iteration {self.saved})"
-                if self.saved is not None else "no checkpoint was written before it")
+            bad = int(np.argmin(good))
+            loss = losses[bad] / self.chunk_chars
+            what = f"iteration {self.iteration + bad + 1} (loss {loss:.4g} nats/char" + (
+                f", over {DIVERGED_LOSS} times a uniform guess's "
+                f"{self.loss_bound / self.chunk_chars / DIVERGED_LOSS:.2f})"
+                if np.isfinite(loss) else ")")
+        last = self._last_checkpoint()
+        kept = f"the last good checkpoint is {last}" if last else \
+            "no checkpoint was written before it"
         print(f"{PROG}: error: training diverged at {what}; {kept}; try a smaller --learning-rate",
               file=sys.stderr)
         return cli.EXIT_FAILED

@@ -420,7 +420,8 @@ def test_a_finished_anneal_ends_the_run(tmp_path, corpus_file, capsys):
     assert checkpoint.load(ckpt).run["iteration"] == 25
 
 
-def test_a_run_without_an_anneal_can_be_annealed_from_its_checkpoint(tmp_path, corpus_file):
+def test_a_run_without_an_anneal_can_be_annealed_from_its_checkpoint(tmp_path, corpus_file,
+                                                                     capsys):
     # resumed with --anneal, a run that had none anneals from the checkpoint on if its share
     # of the run has begun (--anneal 1: all of it); later resumes keep that window
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "20", "--out",
@@ -428,6 +429,8 @@ def test_a_run_without_an_anneal_can_be_annealed_from_its_checkpoint(tmp_path, c
     ckpt = str(tmp_path / "checkpoint.npz")
     assert train.main(["--resume", ckpt, "--iterations", "30", "--anneal", "1", "--eval-every",
                        "5", "--sample-every", "0"]) == 0
+    assert ("annealing the learning rate linearly to 0 over iterations 20-30 (the last 1 of "
+            "--iterations 30, which began at iteration 0: from here on)") in capsys.readouterr().out
     run = checkpoint.load(ckpt).run
     assert run["anneal"] == {"fraction": 1.0, "window": [20, 30], "steps": 100}
     assert run["iteration"] == 30
@@ -591,6 +594,30 @@ def test_resume_past_the_target_has_nothing_to_do(tmp_path, corpus_file, capsys)
     assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations", "5"]) == 0
     assert "nothing to train" in capsys.readouterr().out
     assert (tmp_path / "checkpoint.npz").read_bytes() == before
+    # into a new --out: nothing is left there (not even the directory)
+    assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations", "5",
+                       "--out", str(tmp_path / "new")]) == 0
+    assert "nothing to train" in capsys.readouterr().out and not (tmp_path / "new").exists()
+
+
+def test_a_second_run_into_an_out_in_use_is_refused(tmp_path, corpus_file, capsys):
+    """While a run holds --out (its lock, taken here as another process's would be), a
+    second run there is refused by name before it writes anything; the lock goes with its
+    holder, and a lock file left by a killed run locks nothing."""
+    from fastrnn import files
+    out = tmp_path / "r"
+    out.mkdir()
+    held = files.lock(out)
+    argv = ["--data", corpus_file, *SMALL, "--iterations", "10", "--out", str(out)]
+    assert_usage_error(train.main(argv), capsys,
+                       f"{out} is in use by another fastrnn.train run (pid {os.getpid()}): wait "
+                       f"for it to end, or pass another --out")
+    assert sorted(p.name for p in out.iterdir()) == [files.LOCK]
+    held.close()  # (as when its process ends, killed or not: the file stays, unlocked)
+    assert train.main(argv) == 0
+    assert train.main(["--resume", str(out / "checkpoint.npz"), "--iterations", "20"]) == 0
+    held = files.lock(out)  # released by each run as it returned
+    held.close()
 
 
 def test_time_budget_stops_and_saves(tmp_path, corpus_file, capsys):
@@ -664,7 +691,7 @@ def test_an_ending_longer_than_the_budget_left_is_said(tmp_path, corpus_file, ca
                          "--out", str(tmp_path / budget)])
         out = capsys.readouterr().out
         assert rc == 0 and "stopped by the time budget" in out
-        said = "note: the final validation and checkpoint take about 6.0 s, more than the"
+        said = "note: the final validation and checkpoint take about 6 s, more than the"
         assert (said in out) == late, out
         assert (clock[0] - start > float(budget)) == late
 
@@ -685,7 +712,7 @@ def test_divergence_stops_with_the_last_good_checkpoint_kept(tmp_path, corpus_fi
     rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "500", "--checkpoint-every", "3",
                      "--eval-every", "0", "--out", str(tmp_path)])
     err = capsys.readouterr().err
-    assert rc == 1 and "training diverged at iteration" in err and "(loss nan)" in err, err
+    assert rc == 1 and "training diverged at iteration" in err and "(loss nan nats/char)" in err, err
     assert "smaller --learning-rate" in err and err.count("\n") == 1
     ckpt = checkpoint.load(tmp_path / "checkpoint.npz")
     assert ckpt.run["iteration"] == 6 and "(iteration 6)" in err
@@ -698,7 +725,22 @@ def test_a_real_divergence_is_caught(tmp_path, corpus_file, capsys):
     rc = train.main(["--data", corpus_file, "--hidden-size", "16", "--dtype", "float32",
                      "--learning-rate", "1e38", "--iterations", "50", "--out", str(tmp_path), "--quiet"])
     err = capsys.readouterr().err
-    assert rc == 1 and "training diverged at iteration" in err and "inf/NaN" in err, err
+    assert rc == 1 and "training diverged at iteration" in err, err
+    assert "inf/NaN" in err or "times a uniform guess's" in err, err
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_a_finite_but_absurd_loss_is_a_divergence(tmp_path, corpus_file, capsys, backend):
+    """At a learning rate of 1e300 the parameters stay finite and so do the losses (computed
+    from the logits), at ~1e300 nats/char: a run that diverged, stopped as one, on both
+    backends alike, not a finished run printing 300-digit losses."""
+    rc = train.main(["--data", corpus_file, "--hidden-size", "8", "--seq-length", "5",
+                     "--learning-rate", "1e300", "--iterations", "20", "--eval-every", "10",
+                     "--backend", backend, "--out", str(tmp_path / backend), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1, err
+    assert "training diverged at iteration 2 (loss " in err, err
+    assert "nats/char, over 100 times a uniform guess's" in err and "e+" in err, err
 
 
 # -- Ctrl-C and kill -9 ------------------------------------------------------------------------
@@ -806,6 +848,18 @@ def test_a_full_disk_is_a_one_line_failure(tmp_path, corpus_file, capsys, monkey
     err = capsys.readouterr().err
     assert rc == 1 and err.count("\n") == 1, err
     assert f"could not write {tmp_path / 'metrics.jsonl'}: No space left on device" in err
+    # the work is not lost: the checkpoint (a file of its own) is written, if it can be
+    assert f"; the run is saved in {tmp_path / 'checkpoint.npz'} (iteration 5)" in err
+    assert checkpoint.load(tmp_path / "checkpoint.npz").run["iteration"] == 5
+
+    monkeypatch.setattr(checkpoint, "save", full)  # and where it cannot be either
+    rc = train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations", "10",
+                     "--eval-every", "5", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1, err
+    assert (f"could not write {tmp_path / 'metrics.jsonl'}: No space left on device; could not "
+            f"write {tmp_path / 'checkpoint.npz'}: No space left on device; the last checkpoint "
+            f"is {tmp_path / 'checkpoint.npz'} (iteration 5)") in err, err
 
 
 def test_a_checkpoint_without_its_texts_name_needs_data(tmp_path, corpus_file, capsys):
@@ -959,6 +1013,22 @@ def test_a_device_as_the_corpus_is_refused_without_hanging(tmp_path):
     assert not (tmp_path / "out").exists(), "nothing is written"
 
 
+def test_a_byte_order_mark_is_named(tmp_path, capsys):
+    """A UTF-8 file that starts with a byte-order mark: utf-8 reads it as the character
+    U+FEFF, which the model then learns (and asks of every text it scores); a warning says so
+    and how to leave it out."""
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + b"hello world, " * 40)
+    args = ["--data", str(path), "--iterations", "3", "--seq-length", "5", "--quiet"]
+    assert train.main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert ("starts with a byte-order mark (U+FEFF), which the model learns as a character of "
+            "its vocabulary; --encoding utf-8-sig leaves it out") in capsys.readouterr().err
+    assert "\ufeff" in checkpoint.load(tmp_path / "a" / "checkpoint.npz").vocab.chars
+    assert train.main([*args, "--encoding", "utf-8-sig", "--out", str(tmp_path / "b")]) == 0
+    assert "byte-order mark" not in capsys.readouterr().err
+    assert "\ufeff" not in checkpoint.load(tmp_path / "b" / "checkpoint.npz").vocab.chars
+
+
 def test_encoding_option(tmp_path, capsys):
     path = tmp_path / "latin.txt"
     path.write_bytes("caf\xe9 au lait, ".encode("latin-1") * 10)
@@ -967,6 +1037,8 @@ def test_encoding_option(tmp_path, capsys):
     assert "é" in checkpoint.load(tmp_path / "checkpoint.npz").vocab.chars
     assert_usage_error(train.main(args + ["--encoding", "klingon", "--overwrite"]), capsys,
                        "unknown encoding 'klingon'")
+    assert_usage_error(train.main(args + ["--encoding", "", "--overwrite"]), capsys,
+                       "unknown encoding ''")  # (as fastrnn.score says; not utf-8 silently)
     assert_usage_error(train.main(["--data", str(tmp_path), "--out", str(tmp_path / "dir-run")]),
                        capsys, "is a directory")
 
@@ -991,7 +1063,8 @@ def test_encoding_option(tmp_path, capsys):
     (["--batch-size", "5000"], "needs at least 26 in each of --batch-size 5000 streams"),
     (["--time-budget", "-1"], "--time-budget: -1 is not a positive number"),
     (["--epochs", "0"], "--epochs: 0 is not a positive number"),
-    (["--epochs", "1e300"], "is past the most iterations a run counts (2**62)"),
+    (["--epochs", "1e300"], "--epochs 1e+300 (7.19e+302 iterations) is past the most "
+                            "iterations a run counts (2**62)"),
     (["--iterations", str(2**63)], f"--iterations {2**63} is past the most iterations"),
     (["--val-streams", "1000000000"], "--val-streams 1000000000 is more streams than the "
                                       "held-out text has characters to predict"),
