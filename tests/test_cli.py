@@ -571,6 +571,24 @@ def test_resume_keeps_the_runs_cadence_unless_given(tmp_path, corpus_file):
                               "checkpoint_every": 5000}
 
 
+def test_a_sample_length_past_the_most_a_run_prints_is_refused(tmp_path, corpus_file, capsys):
+    """A run's samples are at most SAMPLE_LENGTH_MAX characters, given or kept from the
+    checkpoint (10**11 was a MemoryError traceback when the first sample came, the run's work
+    since its last checkpoint lost); fastrnn.sample is the tool for long texts."""
+    from fastrnn.config import SAMPLE_LENGTH_MAX
+    base = ["--data", corpus_file, *SMALL, "--iterations", "4", "--out", str(tmp_path)]
+    assert_usage_error(train.main([*base, "--sample-length", str(SAMPLE_LENGTH_MAX + 1)]), capsys,
+                       f"--sample-length {SAMPLE_LENGTH_MAX + 1:,} is more than a training run's "
+                       f"samples may have ({SAMPLE_LENGTH_MAX:,} characters): python -m "
+                       f"fastrnn.sample writes")
+    assert train.main([*base, "--sample-length", str(SAMPLE_LENGTH_MAX)]) == 0  # (no sample due)
+    path = tmp_path / "checkpoint.npz"
+    rewrite_meta(path, lambda m, a: m["run"]["cadence"].update(sample_length=10 ** 11))
+    assert_usage_error(train.main(["--resume", str(path), "--iterations", "8"]), capsys,
+                       "--sample-length 100,000,000,000 (the checkpoint's) is more than")
+    assert train.main(["--resume", str(path), "--iterations", "8", "--sample-length", "50"]) == 0
+
+
 def test_a_checkpoint_from_before_val_streams_read_one_stream(tmp_path, corpus_file, capsys):
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "10", "--eval-every", "5",
                        "--sample-every", "0", "--out", str(tmp_path)]) == 0
