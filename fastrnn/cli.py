@@ -28,7 +28,11 @@ class Parser(argparse.ArgumentParser):
 def run(main, prog, argv):
     """Call main(argv) -> exit code; a UsageError or Failure becomes ``prog: error: message``
     on stderr and exit code 2 or 1, Ctrl-C one line and 130. Text the terminal's encoding
-    cannot show (a vocabulary outside it) is written escaped instead of failing the run."""
+    cannot show (a vocabulary outside it) is written escaped instead of failing the run; a
+    stream closed when the program started (``>&-``, ``2>&-``) is /dev/null."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
@@ -45,11 +49,13 @@ def run(main, prog, argv):
         return EXIT_INTERRUPTED
 
 
-def drop_stdout():
+def drop_output(stream=None):
     """After a BrokenPipeError (stdout piped into ``head``, which has exited): send the rest,
-    and the interpreter's final flush, to /dev/null instead of failing again."""
+    and the interpreter's final flush, to /dev/null instead of failing again. ``stream``:
+    another one than stdout (stderr)."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, (stream or sys.stdout).fileno())
+    os.close(devnull)
 
 
 def warn(prog, message):

@@ -95,7 +95,7 @@ def _generate(model, vocab, prime, ids, rng, args, out):
         out.write("\n")
         out.flush()
     except BrokenPipeError:  # e.g. piped into `head`: stop quietly
-        cli.drop_stdout()
+        cli.drop_output()
     return 0
 
 

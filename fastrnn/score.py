@@ -78,7 +78,7 @@ def _main(argv, out):
                 out.write(_json(result) if args.json else _line(result))
                 out.flush()
             except BrokenPipeError:  # e.g. piped into `head`: stop quietly
-                cli.drop_stdout()
+                cli.drop_output()
                 break
     return 0
 

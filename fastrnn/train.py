@@ -37,8 +37,10 @@ CHECKPOINT, BEST, METRICS, PLOT = "checkpoint.npz", "best.npz", "metrics.jsonl",
 
 def build_parser():
     p = cli.Parser(prog="python -m fastrnn.train",
-                   description="Train min-char-rnn's character RNN (truncated BPTT, Adagrad) on a "
-                               "text file. Defaults are min-char-rnn's settings.")
+                   description="Train a character-level language model on a text file: "
+                               "min-char-rnn's tanh RNN, or LSTM and GRU cells with layers and "
+                               "dropout (truncated BPTT; Adagrad, RMSprop or Adam). Defaults are "
+                               "min-char-rnn's settings.")
     d = p.add_argument_group("data")
     d.add_argument("--data", metavar="PATH",
                    help="UTF-8 text to train on (default: the bundled corpus data/tragedies.txt; "
@@ -85,8 +87,9 @@ def build_parser():
                         "validation and checkpoint included, from how long the latest took (before "
                         "the first validation: from timing a sixteenth of one)")
     r.add_argument("--threads", type=cli.positive_int, metavar="N",
-                   help="threads for mini-batch training and validation streams (default: "
-                        "NUMBA_NUM_THREADS, i.e. all cores; results are the same bits for any N)")
+                   help="CPU threads for mini-batch training and validation streams (default: "
+                        "NUMBA_NUM_THREADS, i.e. all cores; results are the same bits for any N; "
+                        "not with --backend cuda)")
     r.add_argument("--backend", choices=BACKENDS, default="numba",
                    help="kernels to train with (default numba; numpy is the slow reference; cuda "
                         "needs an NVIDIA GPU and numba-cuda)")
@@ -170,6 +173,9 @@ def _main(argv):
             f"samples may have ({SAMPLE_LENGTH_MAX:,} characters): python -m fastrnn.sample "
             f"writes a text of any length from a checkpoint")
     args.val_streams = _val_streams(args, ckpt)
+    if args.threads is not None and args.backend == "cuda":
+        raise cli.UsageError("--threads sets the CPU threads of the numba backend; the cuda "
+                             "backend runs on the GPU")
     if args.val_streams > 1 and args.backend == "cuda":
         raise cli.UsageError("--val-streams > 1 runs on the numba and numpy backends; the cuda "
                              "backend evaluates one stream")
@@ -383,6 +389,8 @@ def _output_dir(args, ckpt):
         probe.unlink()
     except OSError as e:
         raise cli.UsageError(f"cannot write to output directory {out}: {e.strerror or e}") from None
+    lock_file = out / files.LOCK
+    had_lock_file = lock_file.exists()
     try:  # held until the run returns: no other run writes here meanwhile
         args.lock = files.lock(out)
     except files.Locked as e:
@@ -391,9 +399,11 @@ def _output_dir(args, ckpt):
                              f"it to end, or pass another --out") from None
     try:
         _check_output_dir(args, ckpt, out)
-    except BaseException:
+    except BaseException:  # refused: the directory as it was
         if args.lock is not None:
             args.lock.close()
+        if not had_lock_file:
+            lock_file.unlink(missing_ok=True)
         raise
     return out
 
@@ -476,7 +486,7 @@ def _say(args, message):
         sys.stdout.flush()
     except BrokenPipeError:
         args.output_closed = True
-        cli.drop_stdout()
+        cli.drop_output()
 
 
 class _Progress:
@@ -560,10 +570,29 @@ class Trainer:
         self.paced_from = None  # (time, iteration) of the first timed block's start
         self.block_iterations = 1  # (the latest timed block's)
         self.budget_set_end = False  # whether --time-budget set the anneal's end
+        self.bar = None  # the progress bar, once the first block has run
+        self.best_saved = None  # the iteration best.npz holds, once this run wrote it
 
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self):
+        """Train to the target; returns the exit code. A file that cannot be written ends the
+        run (exit 1) after its work is saved in the checkpoint, if that can still be written,
+        with one line saying where the work is; the progress bar is closed first."""
+        try:
+            return self._run()
+        except _WriteFailed as e:
+            self._close_bar()
+            raise cli.Failure(self._rescued(e)) from None
+        except BaseException:
+            self._close_bar()
+            raise
+
+    def _close_bar(self):
+        if self.bar is not None:
+            self.bar.close()
+
+    def _run(self):
         args, c = self.args, self.model.config
         target = args.iterations
         window = self.window
@@ -638,7 +667,7 @@ class Trainer:
                     return self._diverged(losses)
                 self._record(losses, dt if bar is not None else None)
                 if bar is None:  # the first call compiled (or loaded) the kernels: not timed
-                    bar = _Progress(args, self.iteration, target, start)
+                    bar = self.bar = _Progress(args, self.iteration, target, start)
                     self.block_seconds = max(0.0, dt - compiled.seconds)  # its work, roughly
                 else:
                     block = max(1, min(100_000, int(n * 0.2 / max(dt, 1e-6))))  # ~0.2 s a call
@@ -854,8 +883,12 @@ class Trainer:
             line += (f", validation{f' ({streams} streams)' if streams > 1 else ''} "
                      f"{val_loss:.4f} nats/char = {record['val_bpc']:.4f} bits/char")
             if self.best is None or val_loss < self.best:
-                self.best = val_loss
-                self._save(BEST)
+                previous, self.best = self.best, val_loss  # (best.npz's record holds it)
+                try:
+                    self._save(BEST)
+                except _WriteFailed:
+                    self.best = previous  # (the checkpoint saved next must not claim it)
+                    raise
         _say(self.args, line)
 
     def _epochs(self):
@@ -900,34 +933,41 @@ class Trainer:
                 **({"anneal": self.anneal} if self.anneal else {})}
 
     def _write(self, name, write, *what):
-        """``write(out / name, *what)``, an OSError (e.g. a full disk) as a one-line failure;
-        when the file is not the checkpoint, the run is first saved in the checkpoint, if it
-        can be, and the failure says where the work is."""
+        """``write(out / name, *what)``; an OSError (e.g. a full disk) is a _WriteFailed."""
         try:
             return write(self.out / name, *what)
         except OSError as e:
-            failed = f"could not write {self.out / name}: {e.strerror or e}"
-        if name == CHECKPOINT:
-            raise cli.Failure(failed)
-        if self.iteration > 0 and self.iteration not in (self.saved, self.resumed_at):
-            try:  # (work no checkpoint holds yet)
-                self._save(CHECKPOINT)
-            except cli.Failure as again:
-                failed = f"{failed}; {again}"
-            else:
-                raise cli.Failure(f"{failed}; the run is saved in {self.out / CHECKPOINT} "
-                                  f"(iteration {self.iteration})")
-        last = self._last_checkpoint()
-        raise cli.Failure(f"{failed}; " + (f"the last checkpoint is {last}" if last else
-                                           "no checkpoint was written"))
+            raise _WriteFailed(name, f"could not write {self.out / name}: "
+                                     f"{e.strerror or e}") from None
 
-    def _last_checkpoint(self):
-        """The latest checkpoint of this run on disk, in words (None: there is none)."""
+    def _rescued(self, failure):
+        """The line for a run a failed write ends: the failure, then where the work is. Work
+        that no checkpoint holds yet is first saved in the checkpoint (a file of its own, the
+        one that failed being another), if it can be."""
+        message = str(failure)
+        if failure.name != CHECKPOINT and self.iteration > 0 and \
+                self.iteration not in (self.saved, self.resumed_at):
+            try:
+                self._save(CHECKPOINT)
+            except _WriteFailed as again:
+                message = f"{message}; {again}"
+            else:
+                return (f"{message}; the run is saved in {self.out / CHECKPOINT} (iteration "
+                        f"{self.iteration})")
+        return f"{message}; {self._where_the_work_is()}"
+
+    def _where_the_work_is(self):
+        """The latest checkpoint on disk that holds this run's work, in words."""
         if self.saved is not None:
-            return f"{self.out / CHECKPOINT} (iteration {self.saved})"
+            return f"the last checkpoint is {self.out / CHECKPOINT} (iteration {self.saved})"
         if self.resumed_at is not None:
-            return f"{self.args.resume} (iteration {self.resumed_at})"
-        return None
+            return f"the last checkpoint is {self.args.resume} (iteration {self.resumed_at})"
+        said = "no checkpoint of this run was written"
+        if self.best_saved is not None:
+            said += f" ({self.out / BEST} holds iteration {self.best_saved})"
+        if (self.out / CHECKPOINT).exists():  # (--overwrite's)
+            said += f"; {self.out / CHECKPOINT} is the run --overwrite replaces"
+        return said
 
     def _save(self, name):
         start = time.perf_counter()
@@ -935,10 +975,12 @@ class Trainer:
         try:
             self._write(name, checkpoint.save, ckpt)
         except CheckpointError as e:  # (the file before it is left as it was)
-            raise cli.Failure(str(e)) from None
+            raise _WriteFailed(name, str(e)) from None
         self.save_seconds = time.perf_counter() - start  # best.npz's too: the same size
         if name == CHECKPOINT:
             self.saved, self.saved_records = self.iteration, len(self.records)
+        else:
+            self.best_saved = self.iteration
 
     # -- endings --------------------------------------------------------------------------------
 
@@ -953,11 +995,8 @@ class Trainer:
                 f", over {DIVERGED_LOSS} times a uniform guess's "
                 f"{self.loss_bound / self.chunk_chars / DIVERGED_LOSS:.2f})"
                 if np.isfinite(loss) else ")")
-        last = self._last_checkpoint()
-        kept = f"the last good checkpoint is {last}" if last else \
-            "no checkpoint was written before it"
-        print(f"{PROG}: error: training diverged at {what}; {kept}; try a smaller --learning-rate",
-              file=sys.stderr)
+        print(f"{PROG}: error: training diverged at {what}; {self._where_the_work_is()}; try a "
+              f"smaller --learning-rate", file=sys.stderr)
         return cli.EXIT_FAILED
 
     def _finish(self):
@@ -993,11 +1032,22 @@ class Trainer:
         return 0
 
 
-class _StopRequests:
-    """Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after the current block and save;
-    a second one stops at once (the latest checkpoint on disk is still whole)."""
+class _WriteFailed(cli.Failure):
+    """A file of the run's (``name``: checkpoint.npz, best.npz, ...) could not be written."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    def __init__(self, name, message):
+        super().__init__(message)
+        self.name = name
+
+
+class _StopRequests:
+    """Ctrl-C (SIGINT), SIGTERM or SIGHUP asks the loop to stop after the current block and
+    save; a second one stops at once (the latest checkpoint on disk is still whole). SIGHUP
+    (the terminal closed, an ssh session dropped) also sends the output, which has nowhere to
+    go, to /dev/null; under nohup, which ignores it, it stays ignored."""
+
+    HANGUP = getattr(signal, "SIGHUP", None)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((HANGUP,) if HANGUP else ())
 
     def __init__(self, args):
         self.args = args
@@ -1007,10 +1057,14 @@ class _StopRequests:
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for s in self.SIGNALS:
-                self.previous[s] = signal.signal(s, self._handle)
+                if s != self.HANGUP or signal.getsignal(s) is not signal.SIG_IGN:
+                    self.previous[s] = signal.signal(s, self._handle)
         return self
 
     def _handle(self, signum, frame):
+        if signum == self.HANGUP:  # (writing to a terminal that is gone fails)
+            cli.drop_output(sys.stderr)
+            cli.drop_output(sys.stdout)
         if self.requested:
             raise KeyboardInterrupt("quit at once, without saving (the latest checkpoint "
                                     "written, if any, is whole)")

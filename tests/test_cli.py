@@ -839,6 +839,50 @@ def test_closing_stdout_stops_the_run_saved(tmp_path, corpus_file):
     assert checkpoint.load(tmp_path / "checkpoint.npz").run["iteration"] > 0
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")
+def test_a_hangup_saves_the_run_unless_nohup_ignores_it(tmp_path, corpus_file):
+    """SIGHUP (the terminal closed, an ssh session dropped) stops the run saved, as SIGTERM
+    does, its output (nowhere to go) sent to /dev/null; under nohup, which ignores SIGHUP, the
+    run goes on."""
+    argv = ["--data", corpus_file, "--hidden-size", "16", "--iterations", "10000000",
+            "--eval-every", "0", "--sample-every", "0", "--checkpoint-every", "100"]
+    proc = _start([*argv, "--out", str(tmp_path / "a")], tmp_path)
+    _wait_for(tmp_path / "a" / "checkpoint.npz", proc)
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "interrupted at iteration" not in err  # (after the hangup, to /dev/null)
+    assert checkpoint.load(tmp_path / "a" / "checkpoint.npz").run["iteration"] >= 100
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    nohup = subprocess.Popen(
+        [sys.executable, "-m", "fastrnn.train", *argv, "--out", str(tmp_path / "b")],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    _wait_for(tmp_path / "b" / "checkpoint.npz", nohup)
+    nohup.send_signal(signal.SIGHUP)
+    time.sleep(1)
+    assert nohup.poll() is None, "ignored, as nohup asked"
+    nohup.send_signal(signal.SIGTERM)
+    _, err = nohup.communicate(timeout=120)
+    assert nohup.returncode == 130 and "interrupted at iteration" in err, err
+
+
+def test_closed_stdout_and_stderr_are_dev_null(tmp_path, corpus_file):
+    """Started with stdout and stderr closed (>&- 2>&-), the commands run as with /dev/null,
+    not dying on the first write (tqdm's, or a print) with no message."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "run"
+    for command in (f"-m fastrnn.train --data {corpus_file} --hidden-size 8 --iterations 20 "
+                    f"--eval-every 10 --sample-every 10 --out {out}",
+                    f"-m fastrnn.sample {out / 'checkpoint.npz'} --length 20",
+                    f"-m fastrnn.score {out / 'checkpoint.npz'} {corpus_file}"):
+        done = subprocess.run(f"{sys.executable} {command} >&- 2>&-", shell=True, cwd=tmp_path,
+                              env=env, timeout=300)
+        assert done.returncode == 0, command
+    assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == 20
+
+
 def test_a_vocabulary_the_terminal_cannot_show_is_escaped(tmp_path):
     path = tmp_path / "cjk.txt"
     rng = np.random.default_rng(0)
@@ -878,6 +922,72 @@ def test_a_full_disk_is_a_one_line_failure(tmp_path, corpus_file, capsys, monkey
     assert (f"could not write {tmp_path / 'metrics.jsonl'}: No space left on device; could not "
             f"write {tmp_path / 'checkpoint.npz'}: No space left on device; the last checkpoint "
             f"is {tmp_path / 'checkpoint.npz'} (iteration 5)") in err, err
+
+
+def _failing_writes(monkeypatch, fails):
+    """checkpoint.save failing (a full disk) for the files and iterations ``fails(path,
+    iteration)`` names."""
+    real_save = checkpoint.save
+
+    def save(path, ckpt):
+        if fails(Path(path).name, ckpt.run["iteration"]):
+            raise OSError(28, "No space left on device")
+        real_save(path, ckpt)
+
+    monkeypatch.setattr(checkpoint, "save", save)
+
+
+def test_a_failed_checkpoint_write_names_the_last_one(tmp_path, corpus_file, capsys,
+                                                      monkeypatch):
+    """The periodic checkpoint at 20 cannot be written: the run stops in one line naming the
+    checkpoint of 10, whole on disk; with none written yet, it says so and names best.npz
+    if that holds the run."""
+    _failing_writes(monkeypatch, lambda name, i: name == "checkpoint.npz" and i == 20)
+    argv = ["--data", corpus_file, *SMALL, "--iterations", "30", "--checkpoint-every", "10",
+            "--sample-every", "0"]
+    assert train.main([*argv, "--eval-every", "0", "--out", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith(
+        f"could not write {tmp_path / 'a' / 'checkpoint.npz'}: No space left on device; the "
+        f"last checkpoint is {tmp_path / 'a' / 'checkpoint.npz'} (iteration 10)\n"), err
+    assert checkpoint.load(tmp_path / "a" / "checkpoint.npz").run["iteration"] == 10
+
+    _failing_writes(monkeypatch, lambda name, i: name == "checkpoint.npz")
+    assert train.main([*argv, "--eval-every", "5", "--out", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    assert err.endswith(f"; no checkpoint of this run was written ({tmp_path / 'b' / 'best.npz'} "
+                        f"holds iteration 10)\n"), err
+
+
+def test_a_failed_best_write_is_not_taken_for_a_best(tmp_path, corpus_file, capsys,
+                                                     monkeypatch):
+    """best.npz at 20 cannot be written: the checkpoint saved instead must not record 20's
+    validation as the best (best.npz holds 10's), or a resumed run would claim a best.npz it
+    does not have and keep it from being written until 20's loss is beaten."""
+    _failing_writes(monkeypatch, lambda name, i: name == "best.npz" and i == 20)
+    out = tmp_path / "r"
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30", "--eval-every", "10",
+                       "--checkpoint-every", "0", "--sample-every", "0",
+                       "--learning-rate", "0.01", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"the run is saved in {out / 'checkpoint.npz'} (iteration 20)" in err, err
+    run = checkpoint.load(out / "checkpoint.npz").run
+    first = run["metrics"][0]
+    assert [r["iteration"] for r in run["metrics"]] == [10, 20]
+    assert run["metrics"][1]["val_loss"] < first["val_loss"]  # 20 was the better one...
+    assert run["best_val_loss"] == first["val_loss"]  # ...but best.npz holds 10's
+    assert checkpoint.load(out / "best.npz").run["iteration"] == 10
+
+
+def test_a_refused_run_leaves_no_lock_file(tmp_path, corpus_file, capsys):
+    from fastrnn import files
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--out",
+                       str(tmp_path)]) == 0
+    (tmp_path / files.LOCK).unlink()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--out", str(tmp_path)])
+    assert_usage_error(rc, capsys, "already exists")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 def test_a_checkpoint_without_its_texts_name_needs_data(tmp_path, corpus_file, capsys):
@@ -1078,6 +1188,7 @@ def test_encoding_option(tmp_path, capsys):
     (["--val-streams", "0"], "--val-streams: 0 is not a positive integer"),
     (["--hidden-size", "100000000"], "hidden_size 100000000 (vocabulary"),
     (["--val-streams", "2", "--backend", "cuda"], "--val-streams > 1 runs on the numba and"),
+    (["--threads", "2", "--backend", "cuda"], "--threads sets the CPU threads of the numba"),
     (["--batch-size", "5000"], "needs at least 26 in each of --batch-size 5000 streams"),
     (["--time-budget", "-1"], "--time-budget: -1 is not a positive number"),
     (["--epochs", "0"], "--epochs: 0 is not a positive number"),

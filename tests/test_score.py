@@ -108,7 +108,7 @@ def test_a_reader_gone_away_stops_scoring_quietly(run, monkeypatch, capsys):
     pipe; scoring stops there, exit code 0, no traceback (as fastrnn.sample does)."""
     d, corpus = run
     dropped = []
-    monkeypatch.setattr(cli, "drop_stdout", lambda: dropped.append(True))
+    monkeypatch.setattr(cli, "drop_output", lambda: dropped.append(True))
 
     class Head(io.StringIO):
         def write(self, text):
