@@ -8,12 +8,33 @@ each tree (the machine is noisy) and compare pair by pair. (The batch API it cal
 state (L, S, B, H) and ``Work(spec, B, T, dtype)``, is that of commit d09396d and later.)
 """
 
+import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, sys.argv[1])
+
+def positive(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return int(text)
+
+
+def source_dir(text):
+    if not (Path(text) / "fastrnn" / "__init__.py").is_file():
+        raise argparse.ArgumentTypeError(f"{text} is not a source tree (no fastrnn/__init__.py)")
+    return text
+
+
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("source", type=source_dir, metavar="SOURCE_DIR")
+parser.add_argument("B", type=positive)
+parser.add_argument("H", type=positive)
+parser.add_argument("threads", type=positive, metavar="THREADS")
+ARGS = parser.parse_args()
+sys.path.insert(0, ARGS.source)
 
 from fastrnn import optim  # noqa: E402
 from fastrnn.kernels import batch  # noqa: E402
@@ -21,7 +42,7 @@ from fastrnn.spec import Spec  # noqa: E402
 
 
 def main():
-    B, H, threads = (int(a) for a in sys.argv[2:5])
+    B, H, threads = ARGS.B, ARGS.H, ARGS.threads
     T, V = 50, 65
     spec = Spec("rnn", V, H)
     w, g, mem = spec.init(0, np.float32), spec.zeros(np.float32), spec.zeros(np.float32)

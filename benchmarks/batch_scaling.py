@@ -7,17 +7,22 @@ T = 50, float32, V = 65 (tinyshakespeare's vocabulary size; random ids). Each fi
 median over repeated timings of one chunk of every stream (forward, backward, clip, Adagrad).
 """
 
+import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from fastrnn import optim, reference
-from fastrnn.kernels import batch
-from fastrnn.spec import Spec
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fastrnn import optim, reference  # noqa: E402
+from fastrnn.kernels import batch  # noqa: E402
+from fastrnn.spec import Spec  # noqa: E402
+from benchmarks import describe  # noqa: E402
 
 T, V = 50, 65
 CASES = [(1, 256), (8, 256), (32, 256), (128, 256), (32, 128), (32, 512), (32, 1024)]
@@ -70,7 +75,11 @@ def case(B, H, threads, data):
     return chars / t_fast, chars / t_slow, flops
 
 
-def main():
+def main(argv=None):
+    argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()),
+                            epilog="The cases are fixed (CASES); a run takes several minutes."
+                            ).parse_args(argv)
+    print(describe.header(__file__))
     threads = numba.config.NUMBA_NUM_THREADS
     data = np.random.default_rng(0).integers(0, V, 4_000_000).astype(np.uint8)
     peak = peak_gflops()

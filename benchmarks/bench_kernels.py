@@ -24,8 +24,12 @@ CHUNKS_PER_CALL = 8
 ADAGRAD = optim.get("adagrad")
 
 
-def flops_per_char(H, V):
-    return 6 * H * H + 6 * V * H
+def flops_per_char(H, V, passes=3):
+    """A character's floating-point operations in its products: the forward pass's two
+    (h Whh^T and Why h, 2 H^2 + 2 V H; Wxh's is a column gather), and twice that backward
+    (the gradients of the weights and of the input of each): ``passes`` 1 forward, 2
+    backward, 3 both."""
+    return passes * (2 * H * H + 2 * V * H)
 
 
 class Case:
@@ -45,9 +49,12 @@ class Case:
         self.x = data[1000:1000 + T].astype(np.intp)[None]
         self.y = data[1001:1001 + T].astype(np.intp)[None]
 
-    def info(self, name, chars):
+    def info(self, name, chars, passes=3):
+        """The case's record; ``chars`` None: a call that reads no characters (an optimizer
+        update), whose table row has no characters per second or GFLOP/s."""
         return dict(case=f"{name} H={self.H} T={self.T} {self.dtype}", backend=self.kern.name,
-                    chars_per_call=chars, flops_per_char=flops_per_char(self.H, self.V),
+                    chars_per_call=chars or 0, flops_per_char=flops_per_char(self.H, self.V,
+                                                                             passes),
                     H=self.H, T=self.T, V=self.V, dtype=str(self.dtype), corpus=self.source,
                     numpy=np.__version__, numba=numba.__version__, cpu=platform.processor() or platform.machine())
 
@@ -99,7 +106,7 @@ def test_forward(benchmark, corpus, backend, H, T, dtype):
     check(loss, loss_ref, dtype, "loss")
     check(hs, hs_ref, dtype, "hs")
     check(ps, ps_ref, dtype, "ps")
-    benchmark.extra_info.update(c.info("forward", T))
+    benchmark.extra_info.update(c.info("forward", T, passes=1))
     benchmark(c.kern.forward, c.w, c.x, c.y, c.state)
 
 
@@ -113,7 +120,7 @@ def test_backward(benchmark, corpus, backend, H, T, dtype):
                                   (hs.astype(np.float64), ps.astype(np.float64)))
     for (name, g), e in zip(c.spec.named(c.g).items(), c.spec.arrays(expected)):
         check(g, e, dtype, "d" + name)
-    benchmark.extra_info.update(c.info("backward", T))
+    benchmark.extra_info.update(c.info("backward", T, passes=2))
     benchmark(c.kern.backward, c.w, c.x, c.y, hs, ps, c.g)
 
 
@@ -130,7 +137,7 @@ def test_adagrad(benchmark, corpus, backend, H, T, dtype):
     for (name, p), e in zip(c.spec.named(c.w).items(), c.spec.arrays(c.spec.view(expected_p))):
         check(p, e, dtype, name)
     check(mems[0], expected_m, dtype, "memory")
-    benchmark.extra_info.update(c.info("adagrad (all parameters)", T))
+    benchmark.extra_info.update(c.info("adagrad (all parameters)", None))
     benchmark(c.kern.update, ADAGRAD, c.w.flat, c.g.flat, mems, 1e-6, 1, False)
 
 
@@ -147,7 +154,7 @@ def test_sample(benchmark, corpus, backend, H, T, dtype):
     if dtype == "float64":
         assert ixes.tolist() == expected
         check(state, state64, dtype, "state")
-    benchmark.extra_info.update(c.info("sample (per call of 100)", n))
+    benchmark.extra_info.update(c.info("sample (per call of 100)", n, passes=1))
     benchmark(c.kern.sample, c.w, c.state.copy(), 0, uniforms, 1.0, False, ixes)
 
 

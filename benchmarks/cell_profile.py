@@ -38,6 +38,7 @@ from fastrnn.config import NJIT, STREAMS_PER_UNIT  # noqa: E402
 from fastrnn.kernels import batch, tiles  # noqa: E402
 from fastrnn.kernels.blas import gemm  # noqa: E402
 from fastrnn.spec import Spec  # noqa: E402
+from benchmarks import describe  # noqa: E402
 from benchmarks.cells_vs_torch import flops_per_char, matmul_peak  # noqa: E402
 
 T, V = 50, 65
@@ -92,16 +93,18 @@ def median_time(fn, repeats):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--cell", default="lstm", choices=("rnn", "lstm", "gru"))
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--hidden-size", type=int, default=256)
-    p.add_argument("--streams", type=int, default=STREAMS_PER_UNIT, help="streams in the unit")
-    p.add_argument("--repeats", type=int, default=11)
-    p.add_argument("--tile-rows", type=int, default=batch.tile_rows,
+    p.add_argument("--layers", type=describe.positive, default=2)
+    p.add_argument("--hidden-size", type=describe.positive, default=256)
+    p.add_argument("--streams", type=describe.positive, default=STREAMS_PER_UNIT,
+                   help="streams in the unit")
+    p.add_argument("--repeats", type=describe.positive, default=11)
+    p.add_argument("--tile-rows", type=describe.positive, default=batch.tile_rows,
                    help="units of this many streams or more use the tile kernel (default: this "
                         "CPU's config.TILE_ROWS, %(default)s)")
     args = p.parse_args(argv)
+    print(describe.header(__file__))
     batch.tile_rows = args.tile_rows
     L, H, Bu = args.layers, args.hidden_size, args.streams
     spec = Spec(args.cell, V, H, L)

@@ -57,16 +57,13 @@ PyTorch's side of that case is still timed.
 """
 
 import argparse
-import os
-import platform
-import shlex
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -75,6 +72,7 @@ from fastrnn import CharRNN, cells, corpus, reference  # noqa: E402
 from fastrnn.backends import BACKENDS  # noqa: E402
 from fastrnn.config import CLIP  # noqa: E402
 from fastrnn.spec import Spec  # noqa: E402
+from benchmarks import describe  # noqa: E402
 
 TEXT = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 T, LR, DTYPE, SEED = 50, 0.002, "float32", 0
@@ -258,24 +256,6 @@ def run_case(torch, ids, V, cell, B, H, threads, args):
     return row
 
 
-def versions(torch):
-    import numba
-    blas = [f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info()
-            if i.get("user_api") == "blas"]
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"Python {platform.python_version()}, NumPy {np.__version__} "
-            f"({', '.join(blas) or 'BLAS unknown'}), Numba {numba.__version__}, "
-            f"PyTorch {torch.__version__}; {cpu}, {os.cpu_count()} cores, "
-            f"NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}")
-
-
 def cell_text(rates):
     median, low, high = rates
     return f"{median:,.0f} ({low:,.0f}-{high:,.0f})"
@@ -306,22 +286,7 @@ def table(rows, V, peaks):
     return "\n".join(lines)
 
 
-def parse_size(text):
-    try:
-        B, H, threads = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a size is B,H,threads (three integers), got "
-                                         f"{text!r}") from None
-    if min(B, H, threads) < 1:
-        raise argparse.ArgumentTypeError(f"B, H and threads must be >= 1, got {text!r}")
-    return B, H, threads
-
-
-def positive(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
+parse_size = describe.sizes(3, "B,H,threads")
 
 
 def main(argv=None):
@@ -330,12 +295,12 @@ def main(argv=None):
                    default=["rnn", "lstm", "gru"])
     p.add_argument("--sizes", nargs="+", type=parse_size, default=[(1, 256, 1), (32, 256, 2)],
                    metavar="B,H,THREADS", help="streams, hidden units, threads (both sides)")
-    p.add_argument("--num-layers", type=positive, default=1)
+    p.add_argument("--num-layers", type=describe.positive, default=1)
     p.add_argument("--backend", choices=BACKENDS, default="numba", help="fastrnn's backend")
-    p.add_argument("--chunks", type=positive, default=10, help="chunks per timed call")
-    p.add_argument("--repeats", type=positive, default=5, help="timed calls of each side")
+    p.add_argument("--chunks", type=describe.positive, default=10, help="chunks per timed call")
+    p.add_argument("--repeats", type=describe.positive, default=5, help="timed calls of each side")
     p.add_argument("--text", type=Path, default=TEXT, help="training text (default: %(default)s)")
-    p.add_argument("--tile-rows", type=positive, metavar="N",
+    p.add_argument("--tile-rows", type=describe.positive, metavar="N",
                    help="numba: units of N streams or more use the tile kernel, smaller ones "
                         "OpenBLAS (default: config.TILE_ROWS)")
     args = p.parse_args(argv)
@@ -354,9 +319,7 @@ def main(argv=None):
     except corpus.CorpusError as e:
         raise SystemExit(str(e)) from None
     ids, V = text.train, len(text.vocab.chars)
-    command = shlex.join(["python", "benchmarks/cells_vs_torch.py"] + sys.argv[1:])
-    print(f"command: {command}")
-    print(versions(torch))
+    print(describe.header(__file__, torch))
     print(f"text: {args.text} ({len(ids):,} characters, V = {V}); T = {T}, {DTYPE}, Adam lr "
           f"{LR}, clip {CLIP:g}; fastrnn backend {args.backend!r}; {args.chunks} chunks per "
           f"call, {args.repeats} timed calls each", flush=True)

@@ -56,7 +56,8 @@ def pytest_terminal_summary(terminalreporter, config):
             cps = info.get("chars_per_call", 0) / median
             flops = cps * info.get("flops_per_char", 0) / 1e9
             peak = f"{100 * flops / info['peak_gflops']:.0f}" if info.get("peak_gflops") else ""
-            tr.write_line(f"{case:<46}{backend:<9}{median * 1e6:>10.1f}us{cps:>12,.0f}{flops:>9.2f}"
+            speed = f"{cps:>12,.0f}{flops:>9.2f}" if cps else " " * 21  # (no characters read)
+            tr.write_line(f"{case:<46}{backend:<9}{median * 1e6:>10.1f}us{speed}"
                           f"{ratio:>9}{peak:>8}")
     peaks = {round(info["peak_gflops"]) for r in rows.values() for _, info in r.values()
              if info.get("peak_gflops")}

@@ -40,6 +40,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -280,7 +281,8 @@ def run(args):
         "cudnn": torch.backends.cudnn.version() if torch is not None and device == "cuda"
         else None,
         "numba_cuda": version("numba-cuda"), "python": platform.python_version(), "V": V,
-        "chunks": args.chunks, "repeats": args.repeats, "tile_work": [ck.TILE, ck.WORK]}
+        "chunks": args.chunks, "repeats": args.repeats, "tile_work": [ck.TILE, ck.WORK],
+        "command": shlex.join(["python", "benchmarks/cuda_vs_cudnn.py"] + sys.argv[1:])}
     if torch is not None and device == "cuda":
         info["fp32_matmul_peak_tflops"] = matmul_peak(torch, device)
     rows = []
@@ -304,8 +306,9 @@ def run(args):
             label = "cudnn" if device == "cuda" else f"torch-{device}"
             results[f"{label} fp32"] = time_torch(torch, ids, V, B, H, T, args.chunks,
                                                   args.repeats, device, False)
-            results[f"{label} tf32"] = time_torch(torch, ids, V, B, H, T, args.chunks,
-                                                  args.repeats, device, True)
+            if device == "cuda":  # (TF32 is a GPU's tensor-core format: nothing on the CPU)
+                results[f"{label} tf32"] = time_torch(torch, ids, V, B, H, T, args.chunks,
+                                                      args.repeats, device, True)
             base = statistics.median(results[f"{label} fp32"])
         for name, times in results.items():
             med = statistics.median(times)

@@ -7,13 +7,21 @@ turn, several times (the machine is noisy), and compare the medians pair by pair
     python benchmarks/dropin_overhead.py [SOURCE_DIR]     # default: the installed fastrnn
 """
 
+import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-if len(sys.argv) > 1:
-    sys.path.insert(0, sys.argv[1])
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("source", nargs="?", metavar="SOURCE_DIR",
+                    help="a source tree whose fastrnn to time (default: the installed one)")
+ARGS = parser.parse_args()
+if ARGS.source:
+    if not (Path(ARGS.source) / "fastrnn" / "__init__.py").is_file():
+        parser.error(f"{ARGS.source} is not a source tree (no fastrnn/__init__.py)")
+    sys.path.insert(0, ARGS.source)
 
 import fastrnn  # noqa: E402
 

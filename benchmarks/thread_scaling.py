@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fastrnn import optim  # noqa: E402
 from fastrnn.kernels import batch  # noqa: E402
 from fastrnn.spec import Spec  # noqa: E402
+from benchmarks import describe  # noqa: E402
 
 T, V = 50, 65
 # Adagrad's rate per cell: min-char-rnn's 0.1 for the tanh cell; at 0.1 the gated cells
@@ -116,25 +117,23 @@ def throughputs(B, H, data, chunks, repeats, counts, cell="rnn", layers=1):
             {t: speeds[kind, t] for kind, t in keys if kind == "independent"})
 
 
-def parse_size(text):
-    B, H = (int(v) for v in text.split(","))
-    return B, H
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     cores = os.cpu_count() or 1
     counts = sorted({1, 2, cores} | {2 ** k for k in range(cores.bit_length()) if 2 ** k <= cores})
-    p.add_argument("--threads", type=int, nargs="+", default=counts)
-    p.add_argument("--sizes", type=parse_size, nargs="+", default=[(32, 256), (128, 512)])
-    p.add_argument("--chunks", type=int, default=4)
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--threads", type=describe.positive, nargs="+", default=counts)
+    p.add_argument("--sizes", type=describe.sizes(2, "B,H"), nargs="+", metavar="B,H",
+                   default=[(32, 256), (128, 512)])
+    p.add_argument("--chunks", type=describe.positive, default=4)
+    p.add_argument("--repeats", type=describe.positive, default=7)
     p.add_argument("--cell", default="rnn", choices=("rnn", "lstm", "gru"))
-    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--layers", type=describe.positive, default=1)
     args = p.parse_args(argv)
     data = np.random.default_rng(0).integers(0, V, 2_000_000).astype(np.int64)
-    print(f"{cores} cores here; units of {batch.STREAMS_PER_UNIT} streams; {args.cell}, "
-          f"{args.layers} layer(s)")
+    print(describe.header(__file__))
+    print(f"units of {batch.STREAMS_PER_UNIT} streams; {args.cell}, {args.layers} layer(s); "
+          f"medians of {args.repeats} timed calls" + (" (one: no spread to judge by)"
+                                                       if args.repeats == 1 else ""))
     print("| B | H | threads | chars/s | vs 1 thread | ceiling: independent streams | "
           "same bits as 1 thread |")
     print("|---:|---:|---:|---:|---:|---:|---|")

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fastrnn.config import NJIT, TOLERANCES  # noqa: E402
 from fastrnn.kernels import tiles  # noqa: E402
 from fastrnn.kernels.blas import gemm  # noqa: E402
+from benchmarks import describe  # noqa: E402
 
 
 @njit(**NJIT)
@@ -67,13 +68,14 @@ def openblas(A, W, C, calls):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    p.add_argument("--rows", type=int, nargs="+", default=[16, 8, 4, 1])
-    p.add_argument("--hidden-size", type=int, default=256)
-    p.add_argument("--rounds", type=int, default=21)
-    p.add_argument("--calls", type=int, default=100)
+    p.add_argument("--rows", type=describe.positive, nargs="+", default=[16, 8, 4, 1])
+    p.add_argument("--hidden-size", type=describe.positive, default=256)
+    p.add_argument("--rounds", type=describe.positive, default=21)
+    p.add_argument("--calls", type=describe.positive, default=100)
     args = p.parse_args(argv)
     dtype, H = np.dtype(args.dtype), args.hidden_size
     rng = np.random.default_rng(0)
+    print(describe.header(__file__))
     print(f"{args.dtype}, one thread; panels of {tiles.panel_width(dtype)} columns, blocks of "
           f"{tiles.MR} rows")
     print("| product | M | K | N | tiles us | OpenBLAS us | tiles GFLOP/s | OpenBLAS GFLOP/s | "

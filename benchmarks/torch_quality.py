@@ -44,7 +44,6 @@ import argparse
 import json
 import math
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -54,8 +53,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.cells_vs_torch import (TEXT, Streams, TorchCharModel, import_torch,  # noqa: E402
-                                       versions)
+from benchmarks import describe  # noqa: E402
+from benchmarks.cells_vs_torch import TEXT, Streams, TorchCharModel, import_torch  # noqa: E402
 from fastrnn import cells, corpus  # noqa: E402
 from fastrnn.config import DATA_DEFAULTS  # noqa: E402
 from fastrnn.spec import Spec  # noqa: E402
@@ -101,8 +100,7 @@ def run(args, torch):
     model = TorchCharModel(torch, args.cell, V, H, L, B, args.learning_rate, args.dropout,
                            params)
     streams = Streams(torch, data.train, B, T)
-    print(f"command: {shlex.join(['python', 'benchmarks/torch_quality.py'] + sys.argv[1:])}")
-    print(versions(torch))
+    print(describe.header(__file__, torch))
     print(f"text: {args.text}: {len(data.train):,} training characters, {len(data.val):,} held "
           f"out, V = {V}; {args.cell} {L} x {H}, dropout {args.dropout:g}, B = {B}, T = {T}, "
           f"Adam lr {args.learning_rate:g}"
@@ -191,8 +189,9 @@ def main(argv=None):
     p.add_argument("--init", choices=["pytorch", "fastrnn"], default="pytorch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--text", type=Path, default=TEXT, help="default: %(default)s")
-    p.add_argument("--out", type=Path, default=Path("torch_quality.jsonl"),
-                   help="the curve, one JSON line per evaluation (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=Path("runs/torch_quality.jsonl"),
+                   help="the curve, one JSON line per evaluation (default: %(default)s; runs/ "
+                        "is git-ignored)")
     args = p.parse_args(argv)
     if not 0 <= args.dropout < 1:
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")

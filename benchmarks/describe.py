@@ -1,0 +1,70 @@
+"""What every benchmark script prints first, and the argument types they share: the command
+line that reproduces the run and the machine it ran on, so that a figure pasted anywhere says
+where it came from."""
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def cpu_name():
+    """The CPU's model name (/proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(torch=None):
+    """Python, NumPy and its BLAS, Numba (and PyTorch if given); the CPU, its cores and
+    Numba's thread count."""
+    import numba
+    from threadpoolctl import threadpool_info
+    blas = [f"{i.get('internal_api')} {i.get('version')}" for i in threadpool_info()
+            if i.get("user_api") == "blas"]
+    return (f"Python {platform.python_version()}, NumPy {np.__version__} "
+            f"({', '.join(blas) or 'BLAS unknown'}), Numba {numba.__version__}"
+            + (f", PyTorch {torch.__version__}" if torch is not None else "")
+            + f"; {cpu_name()}, {os.cpu_count()} cores, "
+              f"NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}")
+
+
+def header(script, torch=None):
+    """The two lines a run starts with: its command, and the machine."""
+    command = shlex.join(["python", f"benchmarks/{Path(script).name}"] + sys.argv[1:])
+    return f"command: {command}\n{machine(torch)}"
+
+
+def positive(text):
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def sizes(count, names):
+    """An argparse type: ``count`` comma-separated integers >= 1 (``names``, for the error)."""
+    def parse(text):
+        try:
+            values = tuple(int(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != count:
+            raise argparse.ArgumentTypeError(f"a size is {names} ({count} integers), got "
+                                             f"{text!r}")
+        if min(values) < 1:
+            raise argparse.ArgumentTypeError(f"{names} must be >= 1, got {text!r}")
+        return values
+    return parse
