@@ -456,6 +456,19 @@ def test_an_update_count_out_of_range_is_refused(step):
         model.train(np.zeros(100, np.uint8), 1)
 
 
+def _ctrl_c_during(kernel):
+    """``kernel`` (a backend's train) with a SIGINT sent as it starts: Python handles it at
+    the next bytecode, after the call."""
+    import os
+    import signal
+
+    def interrupted(*args):
+        os.kill(os.getpid(), signal.SIGINT)
+        return kernel(*args)
+
+    return interrupted
+
+
 @pytest.mark.parametrize("batch", [1, 3])
 def test_ctrl_c_in_train_leaves_the_counters_matching_the_weights(batch, monkeypatch, capsys):
     """A SIGINT while a kernel call runs takes effect when it returns: the KeyboardInterrupt
@@ -469,13 +482,7 @@ def test_ctrl_c_in_train_leaves_the_counters_matching_the_weights(batch, monkeyp
     expected = CharRNN(10, **settings)
     expected.train(data, 4)
     model = CharRNN(10, **settings)
-    real = model._kernels.train
-
-    def interrupted(*args):
-        os.kill(os.getpid(), signal.SIGINT)  # (handled at the next bytecode: mid-call)
-        return real(*args)
-
-    monkeypatch.setattr(model._kernels, "train", interrupted)
+    monkeypatch.setattr(model._kernels, "train", _ctrl_c_during(model._kernels.train))
     with pytest.raises(KeyboardInterrupt):
         model.train(data, 4)
     assert "stopping when the training call in flight returns" in capsys.readouterr().err
@@ -502,8 +509,6 @@ def test_a_long_train_call_is_split_into_calls_ctrl_c_can_stop_between(backend, 
     """Without dropout too, CharRNN.train gives a kernel call at most the backend's
     call_chars characters: the same bits as one call, and Ctrl-C stops after the call in
     flight instead of after all n_steps."""
-    import os
-    import signal
     data = np.random.default_rng(1).integers(0, 10, 900)
     settings = dict(hidden_size=8, seq_length=5, cell="gru", batch_size=batch, backend=backend,
                     optimizer="adam", learning_rate=0.01)
@@ -523,11 +528,7 @@ def test_a_long_train_call_is_split_into_calls_ctrl_c_can_stop_between(backend, 
     assert np.array_equal(model.weights.flat, whole.weights.flat)
     assert (model.position, model.step) == (whole.position, whole.step)
 
-    def interrupted(*args):
-        os.kill(os.getpid(), signal.SIGINT)  # (handled at the next bytecode: mid-call)
-        return real(*args)
-
-    monkeypatch.setattr(model._kernels, "train", interrupted)
+    monkeypatch.setattr(model._kernels, "train", _ctrl_c_during(real))
     with pytest.raises(KeyboardInterrupt):
         model.train(data, 100)
     assert "stopping when the training call in flight returns" in capsys.readouterr().err
