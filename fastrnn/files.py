@@ -57,23 +57,42 @@ def lock(directory):
     """An exclusive lock on ``directory`` (its file ``LOCK``) while the returned file stays
     open: a second process asking for it gets Locked. The system drops the lock when the
     holder closes the file or ends, however it ends (kill -9 included), so a stale lock file
-    locks nothing. None where the system has no ``fcntl`` (no lock taken)."""
+    locks nothing. The holder may remove the file (``unlock``). None where the system has no
+    ``fcntl`` (no lock taken); an OSError if the file cannot be opened."""
     try:
         import fcntl
     except ImportError:
         return None
-    f = open(Path(directory) / LOCK, "a+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # (BlockingIOError: held elsewhere)
-        f.seek(0)
-        holder = f.read().strip()
+    path = Path(directory) / LOCK
+    while True:
+        f = open(path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # (BlockingIOError: held elsewhere)
+            f.seek(0)
+            holder = f.read().strip()
+            f.close()
+            raise Locked(int(holder) if holder.isdigit() else None) from None
+        try:  # the file locked must still be the one at the path (not one its holder removed)
+            if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
+                break
+        except FileNotFoundError:
+            pass
         f.close()
-        raise Locked(int(holder) if holder.isdigit() else None) from None
-    f.truncate(0)
-    f.write(f"{os.getpid()}\n")
-    f.flush()
+    try:
+        f.truncate(0)
+        f.write(f"{os.getpid()}\n")  # (for the refusal's message only)
+        f.flush()
+    except OSError:  # (a full disk: the lock holds all the same)
+        pass
     return f
+
+
+def unlock(f, directory):
+    """Remove the lock file while still holding its lock, then release it (``lock``)."""
+    if f is not None:
+        (Path(directory) / LOCK).unlink(missing_ok=True)
+        f.close()
 
 
 def remove_stale_temporaries(directory):

@@ -167,11 +167,12 @@ def _main(argv):
         if getattr(args, key) is None:
             setattr(args, key, saved.get(key, default))
     if args.sample_length > SAMPLE_LENGTH_MAX:
-        whose = "" if given else " (the checkpoint's)"
+        whose, fix = ("", "python -m fastrnn.sample writes a text of any length from a "
+                          "checkpoint") if given else \
+            (" (the checkpoint's)", f"pass --sample-length N, at most {SAMPLE_LENGTH_MAX:,}")
         raise cli.UsageError(
             f"--sample-length {args.sample_length:,}{whose} is more than a training run's "
-            f"samples may have ({SAMPLE_LENGTH_MAX:,} characters): python -m fastrnn.sample "
-            f"writes a text of any length from a checkpoint")
+            f"samples may have ({SAMPLE_LENGTH_MAX:,} characters): {fix}")
     args.val_streams = _val_streams(args, ckpt)
     if args.threads is not None and args.backend == "cuda":
         raise cli.UsageError("--threads sets the CPU threads of the numba backend; the cuda "
@@ -185,10 +186,8 @@ def _main(argv):
     config, data = _settings(args, ckpt, source)
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None)
     args.iterations = _target(args, corpus, config, anneal)
-    if args.iterations > COUNT_MAX:
-        asked = f"--epochs {args.epochs:g} ({args.iterations:.3g} iterations)" if args.epochs \
-            else _asked(args)
-        raise cli.UsageError(f"{asked} is past the most iterations a run counts (2**62)")
+    if args.iterations > COUNT_MAX:  # (--epochs is checked by _target)
+        raise cli.UsageError(f"{_asked(args)} is past the most iterations a run counts (2**62)")
     if len(corpus.val) >= 2 and args.val_streams > len(corpus.val) - 1:
         raise cli.UsageError(f"--val-streams {args.val_streams} is more streams than the "
                              f"held-out text has characters to predict ({len(corpus.val) - 1})")
@@ -258,7 +257,11 @@ def _target(args, corpus, config, anneal=None):
         window = (anneal or {}).get("window")
         return args.iterations or (window[1] if window else DEFAULT_ITERATIONS)
     piece = len(corpus.train) // config["batch_size"]
-    return math.ceil(args.epochs * reference.chunks_per_pass(piece, config["seq_length"]))
+    iterations = args.epochs * reference.chunks_per_pass(piece, config["seq_length"])
+    if not iterations <= COUNT_MAX:  # (inf from --epochs 1e308 included)
+        raise cli.UsageError(f"--epochs {args.epochs:g} ({iterations:.3g} iterations) is past "
+                             f"the most iterations a run counts (2**62)")
+    return math.ceil(iterations)
 
 
 def _zero_rate_at(config, lr_decay, target):
@@ -389,21 +392,22 @@ def _output_dir(args, ckpt):
         probe.unlink()
     except OSError as e:
         raise cli.UsageError(f"cannot write to output directory {out}: {e.strerror or e}") from None
-    lock_file = out / files.LOCK
-    had_lock_file = lock_file.exists()
+    had_lock_file = (out / files.LOCK).exists()
     try:  # held until the run returns: no other run writes here meanwhile
         args.lock = files.lock(out)
     except files.Locked as e:
         holder = f" (pid {e.args[0]})" if e.args[0] else ""
         raise cli.UsageError(f"{out} is in use by another fastrnn.train run{holder}: wait for "
                              f"it to end, or pass another --out") from None
+    except OSError as e:
+        raise cli.UsageError(f"cannot lock output directory {out}: {e.strerror or e}") from None
     try:
         _check_output_dir(args, ckpt, out)
     except BaseException:  # refused: the directory as it was
-        if args.lock is not None:
+        if had_lock_file and args.lock is not None:
             args.lock.close()
-        if not had_lock_file:
-            lock_file.unlink(missing_ok=True)
+        else:
+            files.unlock(args.lock, out)
         raise
     return out
 
@@ -607,9 +611,7 @@ class Trainer:
             _say(args, f"the checkpoint is already at iteration {self.iteration} ({asked}): "
                        f"nothing to train")
             if args.made_out:  # (empty but for the lock)
-                if args.lock is not None:
-                    args.lock.close()
-                (self.out / files.LOCK).unlink(missing_ok=True)
+                files.unlock(args.lock, self.out)
                 try:
                     self.out.rmdir()
                 except OSError:
@@ -763,7 +765,7 @@ class Trainer:
             _say(self.args, f"note: the final validation and checkpoint take about "
                             f"{_seconds(ending)} s, more than the {_seconds(max(left, 0))} s "
                             f"left of the {budget:g} s budget: the run ends about "
-                            f"{_seconds(ending - max(left, 0))} s late (a smaller "
+                            f"{_seconds(ending - left)} s late (a smaller "
                             f"--val-fraction, or a larger --time-budget, fits)")
 
     def _out_of_time(self, start, budget, n):
@@ -1042,9 +1044,10 @@ class _WriteFailed(cli.Failure):
 
 class _StopRequests:
     """Ctrl-C (SIGINT), SIGTERM or SIGHUP asks the loop to stop after the current block and
-    save; a second one stops at once (the latest checkpoint on disk is still whole). SIGHUP
-    (the terminal closed, an ssh session dropped) also sends the output, which has nowhere to
-    go, to /dev/null; under nohup, which ignores it, it stays ignored."""
+    save; a second SIGINT or SIGTERM stops at once (the latest checkpoint on disk is still
+    whole). SIGHUP (the terminal closed, an ssh session dropped) never stops it unsaved, and
+    sends what went to the terminal, which is gone, to /dev/null (a log file or pipe keeps
+    its lines); under nohup, which ignores SIGHUP, it stays ignored."""
 
     HANGUP = getattr(signal, "SIGHUP", None)
     SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((HANGUP,) if HANGUP else ())
@@ -1062,9 +1065,12 @@ class _StopRequests:
         return self
 
     def _handle(self, signum, frame):
-        if signum == self.HANGUP:  # (writing to a terminal that is gone fails)
-            cli.drop_output(sys.stderr)
-            cli.drop_output(sys.stdout)
+        if signum == self.HANGUP:
+            for stream in (sys.stderr, sys.stdout):  # (writing to a terminal that is gone fails)
+                if stream.isatty():
+                    cli.drop_output(stream)
+            if self.requested:  # (a hangup often comes twice: from the shell, then the kernel)
+                return
         if self.requested:
             raise KeyboardInterrupt("quit at once, without saving (the latest checkpoint "
                                     "written, if any, is whole)")

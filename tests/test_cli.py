@@ -585,7 +585,8 @@ def test_a_sample_length_past_the_most_a_run_prints_is_refused(tmp_path, corpus_
     path = tmp_path / "checkpoint.npz"
     rewrite_meta(path, lambda m, a: m["run"]["cadence"].update(sample_length=10 ** 11))
     assert_usage_error(train.main(["--resume", str(path), "--iterations", "8"]), capsys,
-                       "--sample-length 100,000,000,000 (the checkpoint's) is more than")
+                       "--sample-length 100,000,000,000 (the checkpoint's) is more than",
+                       f"pass --sample-length N, at most {SAMPLE_LENGTH_MAX:,}")
     assert train.main(["--resume", str(path), "--iterations", "8", "--sample-length", "50"]) == 0
 
 
@@ -842,16 +843,16 @@ def test_closing_stdout_stops_the_run_saved(tmp_path, corpus_file):
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")
 def test_a_hangup_saves_the_run_unless_nohup_ignores_it(tmp_path, corpus_file):
     """SIGHUP (the terminal closed, an ssh session dropped) stops the run saved, as SIGTERM
-    does, its output (nowhere to go) sent to /dev/null; under nohup, which ignores SIGHUP, the
-    run goes on."""
+    does, also when it comes twice; under nohup, which ignores SIGHUP, the run goes on."""
     argv = ["--data", corpus_file, "--hidden-size", "16", "--iterations", "10000000",
             "--eval-every", "0", "--sample-every", "0", "--checkpoint-every", "100"]
     proc = _start([*argv, "--out", str(tmp_path / "a")], tmp_path)
     _wait_for(tmp_path / "a" / "checkpoint.npz", proc)
     proc.send_signal(signal.SIGHUP)
+    proc.send_signal(signal.SIGHUP)  # (it often comes twice: from the shell, then the kernel)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err, err
-    assert "interrupted at iteration" not in err  # (after the hangup, to /dev/null)
+    assert "interrupted at iteration" in err  # (a pipe, not a terminal: its lines kept)
     assert checkpoint.load(tmp_path / "a" / "checkpoint.npz").run["iteration"] >= 100
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -866,6 +867,31 @@ def test_a_hangup_saves_the_run_unless_nohup_ignores_it(tmp_path, corpus_file):
     nohup.send_signal(signal.SIGTERM)
     _, err = nohup.communicate(timeout=120)
     assert nohup.returncode == 130 and "interrupted at iteration" in err, err
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")
+def test_a_hangup_drops_only_the_terminals_output(monkeypatch):
+    """After SIGHUP, output to a terminal (gone) goes to /dev/null; a log file keeps its lines."""
+    from types import SimpleNamespace
+
+    class Stream(io.StringIO):
+        def __init__(self, tty):
+            super().__init__()
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+    dropped = []
+    monkeypatch.setattr(cli, "drop_output", dropped.append)
+    terminal, log = Stream(True), Stream(False)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(sys, "stdout", log)
+    stop = train._StopRequests(SimpleNamespace(quiet=False, output_closed=False))
+    stop._handle(signal.SIGHUP, None)
+    assert stop.requested and dropped == [terminal]
+    stop._handle(signal.SIGHUP, None)  # a second one: still a request to save, not a quit
+    assert "stopping: saving a checkpoint" in log.getvalue()
 
 
 def test_closed_stdout_and_stderr_are_dev_null(tmp_path, corpus_file):
@@ -977,6 +1003,33 @@ def test_a_failed_best_write_is_not_taken_for_a_best(tmp_path, corpus_file, caps
     assert run["metrics"][1]["val_loss"] < first["val_loss"]  # 20 was the better one...
     assert run["best_val_loss"] == first["val_loss"]  # ...but best.npz holds 10's
     assert checkpoint.load(out / "best.npz").run["iteration"] == 10
+
+
+def test_a_lock_file_its_holder_removed_is_not_taken_for_the_lock(tmp_path, monkeypatch):
+    """A run that opened the lock file just before its holder removed it (and let go) must not
+    lock that orphan while a third run locks the new file at the path: it opens the path again."""
+    from fastrnn import files
+    real_open, opened = open, []
+
+    def opening(path, mode):
+        f = real_open(path, mode)
+        if not opened:
+            os.unlink(path)  # (its holder removed it meanwhile)
+        opened.append(path)
+        return f
+
+    monkeypatch.setattr(files, "open", opening, raising=False)
+    held = files.lock(tmp_path)
+    assert len(opened) == 2
+    assert os.fstat(held.fileno()).st_ino == os.stat(tmp_path / files.LOCK).st_ino
+    held.close()
+
+
+def test_an_unlockable_out_is_a_usage_error(tmp_path, corpus_file, capsys):
+    from fastrnn import files
+    (tmp_path / files.LOCK).mkdir()  # (a lock file that cannot be opened)
+    rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--out", str(tmp_path)])
+    assert_usage_error(rc, capsys, f"cannot lock output directory {tmp_path}: Is a directory")
 
 
 def test_a_refused_run_leaves_no_lock_file(tmp_path, corpus_file, capsys):
@@ -1192,6 +1245,7 @@ def test_encoding_option(tmp_path, capsys):
     (["--batch-size", "5000"], "needs at least 26 in each of --batch-size 5000 streams"),
     (["--time-budget", "-1"], "--time-budget: -1 is not a positive number"),
     (["--epochs", "0"], "--epochs: 0 is not a positive number"),
+    (["--epochs", "1e308"], "--epochs 1e+308 (inf iterations) is past the most iterations"),
     (["--epochs", "1e300"], "--epochs 1e+300 (7.19e+302 iterations) is past the most "
                             "iterations a run counts (2**62)"),
     (["--iterations", str(2**63)], f"--iterations {2**63} is past the most iterations"),
