@@ -72,10 +72,11 @@ def read_text(path, encoding="utf-8"):
         raise CorpusError(f"{path} is empty")
     try:
         text = raw.decode(encoding)
-    except UnicodeDecodeError as e:
+    except UnicodeDecodeError as e:  # (e.object: the bytes decoded, after a byte-order mark)
         raise CorpusError(
-            f"{path}: byte 0x{raw[e.start]:02x} at offset {e.start} is not valid {encoding}; "
-            f"pass the file's encoding with --encoding (for example --encoding latin-1)") from None
+            f"{path}: byte 0x{e.object[e.start]:02x} at offset "
+            f"{len(raw) - len(e.object) + e.start} is not valid {encoding}; pass the file's "
+            f"encoding with --encoding (for example --encoding latin-1)") from None
     return text, hashlib.sha256(raw).hexdigest()
 
 

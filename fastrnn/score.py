@@ -107,14 +107,16 @@ def _blocks(vocab, path, encoding, skip_unknown):
         with open(path, "rb") as f:
             while True:
                 raw = f.read(BLOCK)
-                pending = decoder.getstate()[0]  # (a character split across blocks)
                 try:
                     text = decoder.decode(raw, final=not raw)
-                except UnicodeDecodeError as e:  # (e.start counts from the pending bytes)
+                except UnicodeDecodeError as e:
+                    # e.object: the bytes decoded, which end with this block's (and begin with
+                    # a character split across blocks, or after a byte-order mark taken off)
+                    offset = read + len(raw) - len(e.object) + e.start
                     raise ValueError(
-                        f"{path}: byte 0x{e.object[e.start]:02x} at offset "
-                        f"{read - len(pending) + e.start} is not valid {encoding} ({e.reason}); "
-                        f"pass its encoding with --encoding") from None
+                        f"{path}: byte 0x{e.object[e.start]:02x} at offset {offset} is not "
+                        f"valid {encoding} ({e.reason}); pass its encoding with --encoding") \
+                        from None
                 except UnicodeError as e:  # (UTF-16's missing BOM is not a DecodeError)
                     raise ValueError(f"{path}: not valid {encoding} ({e}); pass its "
                                      f"encoding with --encoding") from None

@@ -67,6 +67,9 @@ def test_other_encodings_and_missing_files(tmp_path):
         load(path, val_fraction=0, encoding="latin-1").train) == "café crème"
     with pytest.raises(CorpusError, match="unknown encoding 'klingon'"):
         load(path, encoding="klingon")
+    bom = write(tmp_path, b"\xef\xbb\xbfgood text \xff more")  # (the mark's 3 bytes count)
+    with pytest.raises(CorpusError, match=r"byte 0xff at offset 13 is not valid utf-8-sig"):
+        load(bom, encoding="utf-8-sig")
     with pytest.raises(CorpusError, match="no such file"):
         load(tmp_path / "nope.txt")
     with pytest.raises(CorpusError, match="is a directory"):

@@ -101,6 +101,11 @@ def test_a_decoding_error_names_its_byte_offset_across_blocks(run, tmp_path, cap
                        "--skip-unknown"], out=io.StringIO()) == 2  # (the euro is not in it)
     assert whole.value.start == 7
     assert "split.txt: byte 0xe2 at offset 7 is not valid utf-8" in capsys.readouterr().err
+    # utf-8-sig takes a byte-order mark off before decoding: its bytes still count
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + raw)
+    assert score.main([str(d / "out" / "checkpoint.npz"), str(tmp_path / "bom.txt"),
+                       "--skip-unknown", "--encoding", "utf-8-sig"], out=io.StringIO()) == 2
+    assert "bom.txt: byte 0xe2 at offset 10 is not valid utf-8-sig" in capsys.readouterr().err
 
 
 def test_a_reader_gone_away_stops_scoring_quietly(run, monkeypatch, capsys):
