@@ -519,9 +519,11 @@ def test_a_long_train_call_is_split_into_calls_ctrl_c_can_stop_between(backend, 
     monkeypatch.setattr(model._kernels, "call_chars", 2 * 5 * batch)  # two chunks a call
     real, calls = model._kernels.train, []
 
-    def counted(*args):
-        calls.append(len(args[10]))  # (the losses it fills: one per chunk)
-        return real(*args)
+    def counted(w, g, optimizer, states, data, position, state, lr, seq_length, step, losses,
+                *rest):
+        calls.append(len(losses))  # (one per chunk)
+        return real(w, g, optimizer, states, data, position, state, lr, seq_length, step,
+                    losses, *rest)
 
     monkeypatch.setattr(model._kernels, "train", counted)
     assert np.array_equal(model.train(data, 7), expected) and calls == [2, 2, 2, 1]

@@ -57,8 +57,8 @@ from ..config import (CLIP, INLINE, NJIT, PIPELINE_BYTES, STREAMS_PER_UNIT, TILE
 from ..reference import wraps
 from . import tiles, vmath
 from .blas import gemm
-from .cpu import choose, optimizer_update, softmax_inplace
-from .scalar import gru_state, lstm_cell, sigmoid_backward, tanh_backward, truncate
+from .cpu import draw, optimizer_update
+from .scalar import gru_state, lstm_cell, sigmoid_backward, tanh_backward
 
 
 def units(n, size):
@@ -653,15 +653,7 @@ def sample(state, seed_ix, uniforms, w, WxhT, WupT, Whp, temperature, greedy, to
         gemm(False, True, 1, V, H, hs[L - 1, 0], H, w.Why, H, 0.0, logits, V)
         for v in range(V):
             p[v] += w.by[v]
-        if greedy:
-            ix = np.argmax(p)
-        else:
-            if tau != 1:
-                for v in range(V):
-                    p[v] /= tau
-            softmax_inplace(p)
-            truncate(p, top_k, top_p, cdf)
-            ix = choose(p, uniforms[n], cdf)
+        ix = draw(p, tau, greedy, top_k, top_p, uniforms[n], cdf)
         ixes[n] = ix
     for l in range(L):
         state[l, 0, 0] = hs[l, 0, 0]

@@ -386,6 +386,22 @@ def choose(p, u, cdf):
 
 
 @njit(**INLINE)
+def draw(p, tau, greedy, top_k, top_p, u, cdf):
+    """The CPU samplers' character from the logits ``p`` (V,), which it overwrites: their
+    argmax if ``greedy``, else softmax(p / tau) (``softmax_inplace``, vectorised) cut by
+    top-k / top-p (``scalar.truncate``) and drawn by the uniform ``u`` (``choose``). The
+    CUDA kernels' is ``scalar.draw``: the same steps, with the GPU's exp."""
+    if greedy:
+        return np.argmax(p)
+    if tau != 1:
+        for v in range(p.shape[0]):
+            p[v] /= tau
+    softmax_inplace(p)
+    truncate(p, top_k, top_p, cdf)
+    return choose(p, u, cdf)
+
+
+@njit(**INLINE)
 def sample(h, seed_ix, uniforms, w, temperature, greedy, top_k, top_p, ixes, work):
     """reference.sample: writes len(uniforms) indices to ixes; h (H,) is advanced in place.
 
@@ -401,15 +417,7 @@ def sample(h, seed_ix, uniforms, w, temperature, greedy, top_k, top_p, ixes, wor
         matvec(Why, h, p)
         for v in range(p.shape[0]):
             p[v] += by[v]
-        if greedy:
-            ix = np.argmax(p)
-        else:
-            if tau != 1:
-                for v in range(p.shape[0]):
-                    p[v] /= tau
-            softmax_inplace(p)
-            truncate(p, top_k, top_p, cdf)
-            ix = choose(p, uniforms[n], cdf)
+        ix = draw(p, tau, greedy, top_k, top_p, uniforms[n], cdf)
         ixes[n] = ix
 
 

@@ -223,8 +223,8 @@ def kernels(dtype, cell):
     def pick(z, by, temperature, greedy, top_k, top_p, uniforms, n, cur, ixes, p, cdf):
         """One sampled character in one block: y = z[0] + by; the argmax if ``greedy``, else
         softmax(y / temperature) cut by top-k / top-p (scalar.truncate) and drawn by
-        uniforms[n] (as reference.choose); into ixes[n] and cur[0] (the next input). The
-        statements of kernels.cuda's ``sample`` kernel, thread 0 drawing."""
+        uniforms[n] (as reference.choose); into ixes[n] and cur[0] (the next input):
+        ``scalar.draw``, as kernels.cuda's ``sample`` kernel draws, thread 0 drawing."""
         tid, nt = cuda.threadIdx.x, cuda.blockDim.x
         V = p.shape[0]
         tau = nb(temperature)

@@ -153,7 +153,8 @@ def draw(p, greedy, tau, one, top_k, top_p, cdf, u):
     which it overwrites: their argmax if ``greedy``, else softmax(p / tau) cut by top-k /
     top-p (``truncate``, ``cdf`` as its marks) and drawn by the uniform ``u`` as
     reference.choose draws (the first index whose float64 cumulative sum exceeds u times the
-    total). ``one``: 1 in p's dtype."""
+    total). ``one``: 1 in p's dtype. The CPU samplers' is ``cpu.draw``: the same steps, with
+    the vectorised softmax of the CPU kernels (``vmath``), which a GPU does not have."""
     V = p.shape[0]
     ix = 0
     if greedy:
