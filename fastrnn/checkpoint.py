@@ -341,6 +341,16 @@ def _as_spec_shape(spec, name, a):
 def _check_shapes(where, ckpt, spec):
     c = ckpt.config
     dtype = np.dtype(c.dtype)
+    names = [t.key for t in spec.tensors]
+    states = optim.get(c.optimizer).states
+    if len(ckpt.states) != len(states):
+        raise CheckpointError(f"{where}: {len(ckpt.states)} optimizer state buffers, "
+                              f"{c.optimizer} has {len(states)}")
+    for prefix, named in zip(("",) + tuple(states), [ckpt.params, *ckpt.states]):
+        if set(named) != set(names):  # (load reads by these names: a save must write them)
+            odd = sorted(set(named) ^ set(names))
+            raise CheckpointError(f"{where}: the arrays {', '.join(prefix + n for n in odd)} "
+                                  f"do not match the model's parameters")
     expected = [(name, a, spec.by_key[name].shape) for name, a in ckpt.params.items()]
     for prefix, named in zip(optim.get(c.optimizer).states, ckpt.states):
         expected += [(prefix + name, a, spec.by_key[name].shape) for name, a in named.items()]

@@ -287,6 +287,9 @@ def _npy(array):
     (lambda c: setattr(c, "position", np.int64(2 ** 63 - 4)), "position is 9223372036854775804"),
     (lambda c: setattr(c, "step", 8.0), "step is 8.0, expected a count of updates"),
     (lambda c: c.run.update(iteration=-1), "run.iteration is -1"),
+    (lambda c: c.params.pop("Whh"), "the arrays Whh do not match the model's parameters"),
+    (lambda c: c.states[0].update(bogus=c.states[0]["by"]), "the arrays mbogus do not match"),
+    (lambda c: c.states.append(c.states[0]), "2 optimizer state buffers, adagrad has 1"),
 ])
 def test_save_refuses_what_load_would_refuse_and_leaves_the_file_as_it_was(saved, damage,
                                                                            message):
@@ -304,6 +307,7 @@ def test_save_refuses_what_load_would_refuse_and_leaves_the_file_as_it_was(saved
 
 
 def test_save_writes_numpy_integer_counts_as_json_integers(saved):
+    """(A guard: save's new checks must take a NumPy int as the int it is.)"""
     path, model, losses = saved
     ckpt = checkpoint.load(path)
     ckpt.position, ckpt.step = np.int64(8), np.int32(7)
