@@ -79,7 +79,7 @@ def main(argv=None):
     argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()),
                             epilog="The cases are fixed (CASES); a run takes several minutes."
                             ).parse_args(argv)
-    print(describe.header(__file__))
+    print(describe.header(__file__, argv))
     threads = numba.config.NUMBA_NUM_THREADS
     data = np.random.default_rng(0).integers(0, V, 4_000_000).astype(np.uint8)
     peak = peak_gflops()

@@ -104,7 +104,7 @@ def main(argv=None):
                    help="units of this many streams or more use the tile kernel (default: this "
                         "CPU's config.TILE_ROWS, %(default)s)")
     args = p.parse_args(argv)
-    print(describe.header(__file__))
+    print(describe.header(__file__, argv))
     batch.tile_rows = args.tile_rows
     L, H, Bu = args.layers, args.hidden_size, args.streams
     spec = Spec(args.cell, V, H, L)

@@ -319,7 +319,7 @@ def main(argv=None):
     except corpus.CorpusError as e:
         raise SystemExit(str(e)) from None
     ids, V = text.train, len(text.vocab.chars)
-    print(describe.header(__file__, torch))
+    print(describe.header(__file__, argv, torch))
     print(f"text: {args.text} ({len(ids):,} characters, V = {V}); T = {T}, {DTYPE}, Adam lr "
           f"{LR}, clip {CLIP:g}; fastrnn backend {args.backend!r}; {args.chunks} chunks per "
           f"call, {args.repeats} timed calls each", flush=True)

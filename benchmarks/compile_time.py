@@ -18,12 +18,18 @@ the process totals, less a process that only imports the same modules, are print
     python benchmarks/compile_time.py [float64|float32]     # (a), (b) for that dtype, (c)
 """
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import describe  # noqa: E402
 
 PRELUDE = """
 import json, sys, time
@@ -136,9 +142,12 @@ def measure(title, code):
     return cold - baseline, warm - baseline
 
 
-def main(dtype="float64"):
-    if dtype not in ("float64", "float32"):
-        sys.exit(f"usage: python {sys.argv[0]} [float64|float32]")
+def main(argv=None):
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    p.add_argument("dtype", nargs="?", default="float64", choices=("float64", "float32"),
+                   help="the dtype of part (b) (default float64)")
+    dtype = p.parse_args(argv).dtype
+    print(describe.header(__file__, argv))
     measure("default python -m fastrnn.train path (float64, B=1, adagrad: train, evaluate, sample)",
             DEFAULT_PATH)
     measure(f"{dtype}, every kernel", EVERY_KERNEL.format(dtype=dtype))
@@ -147,4 +156,4 @@ def main(dtype="float64"):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main()

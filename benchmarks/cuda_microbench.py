@@ -37,6 +37,7 @@ from numba import config, cuda  # noqa: E402
 
 from fastrnn.backends import cuda as cb  # noqa: E402
 from fastrnn.kernels import cuda as ck  # noqa: E402
+from benchmarks import describe  # noqa: E402
 
 
 def device_info():
@@ -223,6 +224,7 @@ def main(argv=None):
     p.add_argument("--json", type=Path)
     p.add_argument("--tiny", action="store_true", help="tiny sizes (the simulator)")
     args = p.parse_args(argv)
+    print(describe.header(__file__, argv))
     try:
         import torch
         if not torch.cuda.is_available() or config.ENABLE_CUDASIM:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fastrnn import cli
+
 
 def cpu_name():
     """The CPU's model name (/proc/cpuinfo), else what ``platform`` knows."""
@@ -37,21 +39,15 @@ def machine(torch=None):
               f"NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}")
 
 
-def header(script, torch=None):
-    """The two lines a run starts with: its command, and the machine."""
-    command = shlex.join(["python", f"benchmarks/{Path(script).name}"] + sys.argv[1:])
+def header(script, argv=None, torch=None):
+    """The two lines a run starts with: its command (``argv``: its arguments, default the
+    process's), and the machine."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    command = shlex.join(["python", f"benchmarks/{Path(script).name}"] + args)
     return f"command: {command}\n{machine(torch)}"
 
 
-def positive(text):
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
+positive = cli.positive_int  # an argparse type: an integer >= 1
 
 
 def sizes(count, names):

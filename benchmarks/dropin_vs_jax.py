@@ -11,6 +11,7 @@ ratios is reported (the machine is shared and noisy). Before timing, one step fr
 parameters checks that both compute the same loss and update.
 """
 
+import argparse
 import statistics
 import sys
 import time
@@ -21,6 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fastrnn  # noqa: E402
+from benchmarks import describe  # noqa: E402
 
 H, V, T, STEPS, ROUNDS = 100, 65, 25, 2000, 7
 
@@ -52,7 +54,10 @@ def jax_step():
     return step, jnp
 
 
-def main():
+def main(argv=None):
+    argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split())
+                            ).parse_args(argv)
+    print(describe.header(__file__, argv))
     try:
         step, jnp = jax_step()
     except ImportError as e:

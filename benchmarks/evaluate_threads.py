@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fastrnn import CharRNN, corpus  # noqa: E402
+from benchmarks import describe  # noqa: E402
 
 TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
@@ -31,12 +32,13 @@ TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespear
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cell", default="lstm", choices=("rnn", "lstm", "gru"))
-    p.add_argument("--num-layers", type=int, default=2)
-    p.add_argument("--hidden-size", type=int, default=256)
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--num-layers", type=describe.positive, default=2)
+    p.add_argument("--hidden-size", type=describe.positive, default=256)
+    p.add_argument("--threads", type=describe.positive, nargs="+", default=[1, 2])
+    p.add_argument("--rounds", type=describe.positive, default=5)
     p.add_argument("--text", default=str(TEXT))
     args = p.parse_args(argv)
+    print(describe.header(__file__, argv))
     try:
         text = corpus.load(args.text)
     except corpus.CorpusError as e:

@@ -130,7 +130,7 @@ def main(argv=None):
     p.add_argument("--layers", type=describe.positive, default=1)
     args = p.parse_args(argv)
     data = np.random.default_rng(0).integers(0, V, 2_000_000).astype(np.int64)
-    print(describe.header(__file__))
+    print(describe.header(__file__, argv))
     print(f"units of {batch.STREAMS_PER_UNIT} streams; {args.cell}, {args.layers} layer(s); "
           f"medians of {args.repeats} timed calls" + (" (one: no spread to judge by)"
                                                        if args.repeats == 1 else ""))

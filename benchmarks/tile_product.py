@@ -75,7 +75,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     dtype, H = np.dtype(args.dtype), args.hidden_size
     rng = np.random.default_rng(0)
-    print(describe.header(__file__))
+    print(describe.header(__file__, argv))
     print(f"{args.dtype}, one thread; panels of {tiles.panel_width(dtype)} columns, blocks of "
           f"{tiles.MR} rows")
     print("| product | M | K | N | tiles us | OpenBLAS us | tiles GFLOP/s | OpenBLAS GFLOP/s | "

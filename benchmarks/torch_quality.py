@@ -100,7 +100,7 @@ def run(args, torch):
     model = TorchCharModel(torch, args.cell, V, H, L, B, args.learning_rate, args.dropout,
                            params)
     streams = Streams(torch, data.train, B, T)
-    print(describe.header(__file__, torch))
+    print(describe.header(__file__, args.argv, torch))
     print(f"text: {args.text}: {len(data.train):,} training characters, {len(data.val):,} held "
           f"out, V = {V}; {args.cell} {L} x {H}, dropout {args.dropout:g}, B = {B}, T = {T}, "
           f"Adam lr {args.learning_rate:g}"
@@ -193,6 +193,7 @@ def main(argv=None):
                    help="the curve, one JSON line per evaluation (default: %(default)s; runs/ "
                         "is git-ignored)")
     args = p.parse_args(argv)
+    args.argv = argv  # (for the command line it prints)
     if not 0 <= args.dropout < 1:
         p.error(f"--dropout must be in [0, 1), got {args.dropout}")
     if (args.lr_decay is None) != (args.lr_decay_every is None):

@@ -91,7 +91,7 @@ def forward(w, x, y, state, masks=None):
             hs[l, t + 1] = cell.step(layer, below, hs[l, t])
             below = hs[l, t + 1, 0]                                       # h (B, H)
         logits = below @ w.Why.T + w.by                                   # (B, V)
-        ps[t] = softmax(logits)
+        ps[t] = softmax(logits)  # (each as written, though both take the maximum: the oracle)
         loss += float((log_normaliser(logits) - logits[streams, y[:, t]]).sum())  # -log p[y]
     return loss, (hs, ps)
 
