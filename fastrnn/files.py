@@ -57,35 +57,42 @@ def lock(directory):
     """An exclusive lock on ``directory`` (its file ``LOCK``) while the returned file stays
     open: a second process asking for it gets Locked. The system drops the lock when the
     holder closes the file or ends, however it ends (kill -9 included), so a stale lock file
-    locks nothing. The holder may remove the file (``unlock``). None where the system has no
-    ``fcntl`` (no lock taken); an OSError if the file cannot be opened."""
+    locks nothing. The holder may write its pid there (``claim``) and remove the file
+    (``unlock``). The file is never followed if it is a symbolic link, and closing it writes
+    nothing (it is unbuffered). None where the system has no ``fcntl`` (no lock taken); an
+    OSError if the file cannot be opened."""
     try:
         import fcntl
     except ImportError:
         return None
     path = Path(directory) / LOCK
     while True:
-        f = open(path, "a+")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:  # (BlockingIOError: held elsewhere)
-            f.seek(0)
-            holder = f.read().strip()
-            f.close()
+            try:
+                holder = os.read(fd, 32).decode(errors="replace").strip()
+            finally:
+                os.close(fd)
             raise Locked(int(holder) if holder.isdigit() else None) from None
         try:  # the file locked must still be the one at the path (not one its holder removed)
-            if os.stat(path).st_ino == os.fstat(f.fileno()).st_ino:
-                break
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return os.fdopen(fd, "rb", buffering=0)
         except FileNotFoundError:
             pass
-        f.close()
-    try:
-        f.truncate(0)
-        f.write(f"{os.getpid()}\n")  # (for the refusal's message only)
-        f.flush()
-    except OSError:  # (a full disk: the lock holds all the same)
-        pass
-    return f
+        os.close(fd)
+
+
+def claim(f):
+    """Write this process's pid into the lock file ``f`` it holds (``lock``), for the
+    message of a process refused it; on a full disk the lock holds all the same."""
+    if f is not None:
+        try:
+            os.ftruncate(f.fileno(), 0)
+            os.pwrite(f.fileno(), f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
 
 
 def unlock(f, directory):

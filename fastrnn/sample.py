@@ -96,6 +96,9 @@ def _generate(model, vocab, prime, ids, rng, args, out):
         out.flush()
     except BrokenPipeError:  # e.g. piped into `head`: stop quietly
         cli.drop_output()
+    except OSError as e:  # e.g. a full disk
+        cli.drop_output()
+        raise cli.Failure(f"cannot write the text: {e.strerror or e}") from None
     return 0
 
 

@@ -80,6 +80,9 @@ def _main(argv, out):
             except BrokenPipeError:  # e.g. piped into `head`: stop quietly
                 cli.drop_output()
                 break
+            except OSError as e:  # e.g. a full disk
+                cli.drop_output()
+                raise cli.Failure(f"cannot write the scores: {e.strerror or e}") from None
     return 0
 
 

@@ -152,7 +152,7 @@ CADENCE = {"eval_every": 5000, "sample_every": 5000, "sample_length": 200,
 
 def _main(argv):
     args = build_parser().parse_args(argv)
-    args.output_closed = False  # set by _say when stdout's reader goes away
+    args.output_closed = None  # set by _say when stdout cannot be written: why
     if args.out == "":
         raise cli.UsageError("--out: an empty path (give a directory)")
     if args.resume and args.init_from:
@@ -400,7 +400,9 @@ def _output_dir(args, ckpt):
         raise cli.UsageError(f"{out} is in use by another fastrnn.train run{holder}: wait for "
                              f"it to end, or pass another --out") from None
     except OSError as e:
-        raise cli.UsageError(f"cannot lock output directory {out}: {e.strerror or e}") from None
+        why = "a symbolic link" if (out / files.LOCK).is_symlink() else e.strerror or str(e)
+        raise cli.UsageError(f"cannot lock output directory {out}: {out / files.LOCK}: {why} "
+                             f"(remove it if no fastrnn.train run is using {out})") from None
     try:
         _check_output_dir(args, ckpt, out)
     except BaseException:  # refused: the directory as it was
@@ -409,6 +411,7 @@ def _output_dir(args, ckpt):
         else:
             files.unlock(args.lock, out)
         raise
+    files.claim(args.lock)
     return out
 
 
@@ -481,15 +484,17 @@ def _seconds(s):
 
 
 def _say(args, message):
-    """A line on stdout (progress-bar safe). If stdout's reader went away (``| head``), the
-    rest goes nowhere and the run stops as if interrupted: saved, resumable."""
+    """A line on stdout (progress-bar safe). If stdout cannot be written (its reader went
+    away, ``| head``; a full disk; a terminal that hung up), the rest goes nowhere and the run
+    stops as if interrupted: saved, resumable."""
     if args.quiet or args.output_closed:
         return
     try:
         tqdm.write(message)
         sys.stdout.flush()
-    except BrokenPipeError:
-        args.output_closed = True
+    except OSError as e:
+        args.output_closed = "stdout was closed" if isinstance(e, BrokenPipeError) else \
+            f"stdout could not be written ({e.strerror or e})"
         cli.drop_output()
 
 
@@ -1005,7 +1010,7 @@ class Trainer:
         where = self.out / CHECKPOINT
         window = self.window
         if self.stop_reason == "interrupted":
-            why = "stdout was closed" if self.args.output_closed else "interrupted"
+            why = self.args.output_closed or "interrupted"
             bare = window[1] if window else DEFAULT_ITERATIONS  # (a resume's target without it)
             more = f" --iterations {self.args.iterations}" if self.args.iterations != bare and \
                 not (window and self.args.iterations > bare) else ""
@@ -1058,6 +1063,8 @@ class _StopRequests:
         self.previous = {}
 
     def __enter__(self):
+        # (after a hangup a terminal no longer says it is one: which were, is known now)
+        self.terminals = [s for s in (sys.stderr, sys.stdout) if s.isatty()]
         if threading.current_thread() is threading.main_thread():
             for s in self.SIGNALS:
                 if s != self.HANGUP or signal.getsignal(s) is not signal.SIG_IGN:
@@ -1066,9 +1073,9 @@ class _StopRequests:
 
     def _handle(self, signum, frame):
         if signum == self.HANGUP:
-            for stream in (sys.stderr, sys.stdout):  # (writing to a terminal that is gone fails)
-                if stream.isatty():
-                    cli.drop_output(stream)
+            for stream in self.terminals:  # (writing to a terminal that is gone fails)
+                cli.drop_output(stream)
+            self.terminals = []
             if self.requested:  # (a hangup often comes twice: from the shell, then the kernel)
                 return
         if self.requested:

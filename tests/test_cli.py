@@ -627,6 +627,7 @@ def test_a_second_run_into_an_out_in_use_is_refused(tmp_path, corpus_file, capsy
     out = tmp_path / "r"
     out.mkdir()
     held = files.lock(out)
+    files.claim(held)
     argv = ["--data", corpus_file, *SMALL, "--iterations", "10", "--out", str(out)]
     assert_usage_error(train.main(argv), capsys,
                        f"{out} is in use by another fastrnn.train run (pid {os.getpid()}): wait "
@@ -731,7 +732,8 @@ def test_divergence_stops_with_the_last_good_checkpoint_kept(tmp_path, corpus_fi
     rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "500", "--checkpoint-every", "3",
                      "--eval-every", "0", "--out", str(tmp_path)])
     err = capsys.readouterr().err
-    assert rc == 1 and "training diverged at iteration" in err and "(loss nan nats/char)" in err, err
+    assert rc == 1 and "training diverged at iteration" in err, err
+    assert "(loss nan nats/char)" in err, err
     assert "smaller --learning-rate" in err and err.count("\n") == 1
     ckpt = checkpoint.load(tmp_path / "checkpoint.npz")
     assert ckpt.run["iteration"] == 6 and "(iteration 6)" in err
@@ -803,7 +805,7 @@ def test_a_second_ctrl_c_quits_in_one_line(capsys):
     # (in-process: two signals sent to a training process race the block's end)
     from types import SimpleNamespace
     from fastrnn import cli
-    stop = train._StopRequests(SimpleNamespace(quiet=True, output_closed=False))
+    stop = train._StopRequests(SimpleNamespace(quiet=True, output_closed=None))
 
     def training(argv):
         stop._handle(signal.SIGINT, None)  # the first asks for a save after the block
@@ -869,9 +871,39 @@ def test_a_hangup_saves_the_run_unless_nohup_ignores_it(tmp_path, corpus_file):
     assert nohup.returncode == 130 and "interrupted at iteration" in err, err
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a Linux pseudo-terminal")
+def test_a_terminal_that_hangs_up_leaves_the_run_saved(tmp_path, corpus_file):
+    """The run's controlling terminal (a pseudo-terminal here) goes away, as when an ssh
+    session drops: the kernel sends SIGHUP, and writing to the terminal fails from then on
+    (which no longer says it is a terminal). The run saves and exits 130."""
+    import fcntl
+    import pty
+    import select
+    import termios
+    master, slave = pty.openpty()
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastrnn.train", "--data", corpus_file, "--hidden-size", "16",
+         "--iterations", "100000000", "--eval-every", "0", "--sample-every", "0",
+         "--checkpoint-every", "100", "--out", str(out)],
+        cwd=tmp_path, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))  # (its controlling terminal)
+    os.close(slave)
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint.npz").exists():  # (reading what it writes, as a terminal does)
+        assert proc.poll() is None and time.monotonic() < deadline
+        if select.select([master], [], [], 0.1)[0]:
+            os.read(master, 1 << 16)
+    os.close(master)  # the hangup
+    assert proc.wait(timeout=120) == 130
+    assert checkpoint.load(out / "checkpoint.npz").run["iteration"] >= 100
+
+
 @pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")
 def test_a_hangup_drops_only_the_terminals_output(monkeypatch):
-    """After SIGHUP, output to a terminal (gone) goes to /dev/null; a log file keeps its lines."""
+    """After SIGHUP, output to what was a terminal when the run began (gone now) goes to
+    /dev/null; a log file keeps its lines."""
     from types import SimpleNamespace
 
     class Stream(io.StringIO):
@@ -887,11 +919,12 @@ def test_a_hangup_drops_only_the_terminals_output(monkeypatch):
     terminal, log = Stream(True), Stream(False)
     monkeypatch.setattr(sys, "stderr", terminal)
     monkeypatch.setattr(sys, "stdout", log)
-    stop = train._StopRequests(SimpleNamespace(quiet=False, output_closed=False))
-    stop._handle(signal.SIGHUP, None)
-    assert stop.requested and dropped == [terminal]
-    stop._handle(signal.SIGHUP, None)  # a second one: still a request to save, not a quit
-    assert "stopping: saving a checkpoint" in log.getvalue()
+    with train._StopRequests(SimpleNamespace(quiet=False, output_closed=None)) as stop:
+        terminal.tty = False  # (a terminal that hung up no longer says it is one)
+        stop._handle(signal.SIGHUP, None)
+        assert stop.requested and dropped == [terminal]
+        stop._handle(signal.SIGHUP, None)  # a second one: still a request to save, not a quit
+    assert "stopping: saving a checkpoint" in log.getvalue() and dropped == [terminal]
 
 
 def test_closed_stdout_and_stderr_are_dev_null(tmp_path, corpus_file):
@@ -907,6 +940,29 @@ def test_closed_stdout_and_stderr_are_dev_null(tmp_path, corpus_file):
                               env=env, timeout=300)
         assert done.returncode == 0, command
     assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == 20
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+def test_a_stdout_that_cannot_be_written_is_one_line(tmp_path, corpus_file):
+    """stdout on a full disk (/dev/full): train stops saved as when its reader goes away
+    (exit 130, resumable), sample and score fail in one line (exit 1); no traceback."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "run"
+    commands = [(["fastrnn.train", "--data", corpus_file, "--hidden-size", "8", "--iterations",
+                  "50", "--out", str(out)], 130, "stdout could not be written (No space left "
+                                                 "on device) at iteration"),
+                (["fastrnn.sample", str(out / "checkpoint.npz")], 1,
+                 "fastrnn.sample: error: cannot write the text: No space left on device"),
+                (["fastrnn.score", str(out / "checkpoint.npz"), corpus_file], 1,
+                 "fastrnn.score: error: cannot write the scores: No space left on device")]
+    for command, code, said in commands:
+        with open("/dev/full", "w") as full:
+            done = subprocess.run([sys.executable, "-m", *command], cwd=tmp_path, env=env,
+                                  stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+        assert done.returncode == code and said in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr, done.stderr
+    # (its first line, before training, failed: saved at iteration 0, resumable)
+    assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == 0
 
 
 def test_a_vocabulary_the_terminal_cannot_show_is_escaped(tmp_path):
@@ -1009,27 +1065,70 @@ def test_a_lock_file_its_holder_removed_is_not_taken_for_the_lock(tmp_path, monk
     """A run that opened the lock file just before its holder removed it (and let go) must not
     lock that orphan while a third run locks the new file at the path: it opens the path again."""
     from fastrnn import files
-    real_open, opened = open, []
+    real_open, opened = os.open, []
 
-    def opening(path, mode):
-        f = real_open(path, mode)
+    def opening(path, flags, mode=0o777):
+        fd = real_open(path, flags, mode)
         if not opened:
             os.unlink(path)  # (its holder removed it meanwhile)
         opened.append(path)
-        return f
+        return fd
 
-    monkeypatch.setattr(files, "open", opening, raising=False)
+    monkeypatch.setattr(os, "open", opening)
     held = files.lock(tmp_path)
+    monkeypatch.undo()
     assert len(opened) == 2
     assert os.fstat(held.fileno()).st_ino == os.stat(tmp_path / files.LOCK).st_ino
     held.close()
 
 
-def test_an_unlockable_out_is_a_usage_error(tmp_path, corpus_file, capsys):
+def test_the_lock_holds_on_a_full_disk(tmp_path, monkeypatch):
+    """The pid cannot be written (a full disk): the lock holds all the same, and closing its
+    file writes nothing that could fail (an error from close was a traceback at the end)."""
     from fastrnn import files
-    (tmp_path / files.LOCK).mkdir()  # (a lock file that cannot be opened)
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    held = files.lock(tmp_path)
+    monkeypatch.setattr(os, "pwrite", full)
+    files.claim(held)
+    monkeypatch.undo()
+    with pytest.raises(files.Locked):
+        files.lock(tmp_path)
+    held.close()
+    files.lock(tmp_path).close()
+
+
+def test_an_unlockable_out_is_a_usage_error(tmp_path, corpus_file, capsys):
+    """A lock file that cannot be opened is named; a symbolic link there (planted in a shared
+    directory, say) is refused, not followed: the file it points to stays as it was."""
+    from fastrnn import files
+    lock = tmp_path / "a" / files.LOCK
+    lock.mkdir(parents=True)
+    argv = ["--data", corpus_file, *SMALL, "--iterations", "5", "--out"]
+    assert_usage_error(train.main([*argv, str(tmp_path / "a")]), capsys,
+                       f"cannot lock output directory {tmp_path / 'a'}: {lock}: Is a directory "
+                       f"(remove it if no fastrnn.train run is using {tmp_path / 'a'})")
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me\n")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / files.LOCK).symlink_to(precious)
+    assert_usage_error(train.main([*argv, str(tmp_path / "b")]), capsys,
+                       f"{tmp_path / 'b' / files.LOCK}: a symbolic link")
+    assert precious.read_text() == "keep me\n"
+
+
+def test_a_refused_run_leaves_the_lock_file_as_it_was(tmp_path, corpus_file, capsys):
+    from fastrnn import files
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--out",
+                       str(tmp_path)]) == 0
+    before = (tmp_path / files.LOCK).read_bytes()
+    assert before == f"{os.getpid()}\n".encode()  # (the run's pid, for a refused one's message)
+    (tmp_path / files.LOCK).write_bytes(b"12345\n")
     rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--out", str(tmp_path)])
-    assert_usage_error(rc, capsys, f"cannot lock output directory {tmp_path}: Is a directory")
+    assert_usage_error(rc, capsys, "already exists")
+    assert (tmp_path / files.LOCK).read_bytes() == b"12345\n"
 
 
 def test_a_refused_run_leaves_no_lock_file(tmp_path, corpus_file, capsys):

@@ -568,6 +568,7 @@ def test_a_huge_rate_gives_the_same_huge_losses_on_numpy_and_numba():
     inf on one."""
     data = np.random.default_rng(0).integers(0, 10, 400)
     losses = [CharRNN(10, hidden_size=8, seq_length=5, backend=backend, learning_rate=1e30,
-                      cell="lstm", optimizer="adam").train(data, 4) for backend in ("numpy", "numba")]
+                      cell="lstm", optimizer="adam").train(data, 4)
+              for backend in ("numpy", "numba")]
     assert np.isfinite(losses[0]).all() and losses[0].max() > 1e30
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6)
