@@ -352,7 +352,7 @@ def _check_shapes(where, ckpt, spec):
             raise CheckpointError(f"{where}: the arrays {', '.join(prefix + n for n in odd)} "
                                   f"do not match the model's parameters")
     expected = [(name, a, spec.by_key[name].shape) for name, a in ckpt.params.items()]
-    for prefix, named in zip(optim.get(c.optimizer).states, ckpt.states):
+    for prefix, named in zip(states, ckpt.states):
         expected += [(prefix + name, a, spec.by_key[name].shape) for name, a in named.items()]
     expected.append(("state", ckpt.state,
                      (spec.num_layers, len(spec.cell.STATES), c.batch_size, c.hidden_size)))

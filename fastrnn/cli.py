@@ -50,9 +50,9 @@ def run(main, prog, argv):
 
 
 def drop_output(stream=None):
-    """After a BrokenPipeError (stdout piped into ``head``, which has exited): send the rest,
-    and the interpreter's final flush, to /dev/null instead of failing again. ``stream``:
-    another one than stdout (stderr)."""
+    """Once stdout cannot be written (piped into ``head``, which has exited; a full disk; a
+    terminal that hung up): send the rest, and the interpreter's final flush, to /dev/null
+    instead of failing again. ``stream``: another one than stdout (stderr)."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, (stream or sys.stdout).fileno())
     os.close(devnull)

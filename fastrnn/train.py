@@ -700,7 +700,7 @@ class Trainer:
                 self._evaluate()
             if (self.saved, self.saved_records) != (self.iteration, len(self.records)):
                 self._save(CHECKPOINT)  # (unless the latest checkpoint holds all of it)
-        return self._finish()
+            return self._finish()  # (inside: a hangup while it prints does not kill it)
 
     def _start_anneal(self, target, start, timed, bar):
         """Fix the anneal's window if it starts now; return the run's end (the window's).
