@@ -32,6 +32,9 @@ DTYPES = ("float64", "float32")
 FLOAT_DTYPES = tuple(np.dtype(d) for d in DTYPES)
 GPU_DTYPE = "float32"           # the default dtype on backend "cuda"
 EVAL_STEPS = 256                # evaluation reads a text this many steps per kernel pass
+EVAL_CALL_STEPS = 1 << 18       # ...and min-char-rnn's model on the CPU at most this many per
+                                # kernel call (a multiple of EVAL_STEPS: the same sums), so that
+                                # a second Ctrl-C does not wait for a whole long held-out text
 
 # --- Numba, for every CPU kernel ----------------------------------------------------------------
 # fastmath: reassociation and FMA contraction let LLVM vectorise the dot-product loops;

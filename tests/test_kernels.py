@@ -302,3 +302,22 @@ def test_evaluate_kernel_reads_the_text_L_steps_at_a_time(H, V, n, L, dtype):
     loss = cpu.evaluate(data, h, w, (hs, ps))
     assert_close(loss, loss_ref, dtype, "loss")
     assert_close(h, state_ref[0, 0, 0], dtype, "h")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_long_text_is_evaluated_in_calls_with_the_same_bits(dtype, monkeypatch):
+    """min-char-rnn's model reads a long held-out text in kernel calls of EVAL_CALL_STEPS
+    steps (Ctrl-C is heard between them), each going on from the last one's loss and state:
+    the same bits as one call."""
+    from fastrnn.backends import numba as numba_backend
+    w, data, state0 = evaluation_problem(37, 11, 1300, dtype)
+    kern = get_backend("numba")
+    one = state0.copy()
+    whole = kern.evaluate(w, data, one)
+    monkeypatch.setattr(numba_backend, "EVAL_CALL_STEPS", 256)  # (1299 steps: six calls)
+    calls = []
+    real = cpu.evaluate
+    monkeypatch.setattr(kern.cpu, "evaluate", lambda *a: calls.append(1) or real(*a))
+    split = state0.copy()
+    assert kern.evaluate(w, data, split) == whole and len(calls) == 6
+    assert np.array_equal(split, one)

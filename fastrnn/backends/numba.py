@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from ..config import EVAL_STEPS
+from ..config import EVAL_CALL_STEPS, EVAL_STEPS
 from ..cells import rnn
 from ..reference import spec_of
 
@@ -105,7 +105,11 @@ class NumbaBackend:
         L = min(EVAL_STEPS, max(1, len(data) - 1))
         work = scratch(("evaluate", L, H, V, w.Why.dtype),
                        lambda: (np.empty((L + 1, H), w.Why.dtype), np.empty((L, V), w.Why.dtype)))
-        return self.cpu.evaluate(data, state[0, 0, 0], w, work)
+        loss = 0.0
+        for start in range(0, len(data) - 1, EVAL_CALL_STEPS):  # (Ctrl-C is heard between)
+            loss = self.cpu.evaluate(data[start:start + EVAL_CALL_STEPS + 1], state[0, 0, 0], w,
+                                     work, loss)
+        return loss
 
     def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes, top_k=0, top_p=1.0):
         V, H = w.Why.shape

@@ -225,15 +225,16 @@ def forward(inputs, targets, hprev, w, hs, ps):
 
 
 @njit(**INLINE)
-def evaluate(data, h, w, work):
-    """reference.evaluate: the summed loss of predicting data[1:]; h (H,) is carried in place.
+def evaluate(data, h, w, work, loss=0.0):
+    """reference.evaluate: ``loss`` plus the summed loss of predicting data[1:]; h (H,) is
+    carried in place (a text read in several calls, each from where the last ended, gives the
+    same sum as one call when each call's steps are a multiple of L).
 
     work = (hs (L+1, H), ps (L, V)): the sequence is read L steps at a time.
     """
     hs, ps = work
     L = ps.shape[0]
     n = data.shape[0] - 1
-    loss = 0.0
     for start in range(0, n, L):
         m = min(L, n - start)
         loss += forward(data[start:start + m], data[start + 1:start + m + 1], h, w, hs, ps)
