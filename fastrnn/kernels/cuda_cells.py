@@ -232,7 +232,7 @@ def kernels(dtype, cell):
             p[v] = z[0, v] + by[v]
         cuda.syncthreads()
         if tid == 0:
-            ix = draw(p, greedy, tau, one, top_k, top_p, cdf, uniforms[n])
+            ix = draw(p, tau, greedy, top_k, top_p, uniforms[n], cdf, one)
             ixes[n] = ix
             cur[0] = ix
 

@@ -148,7 +148,7 @@ def truncate(p, top_k, top_p, marks):
 
 
 @register_jitable
-def draw(p, greedy, tau, one, top_k, top_p, cdf, u):
+def draw(p, tau, greedy, top_k, top_p, u, cdf, one):
     """The CUDA sampling kernels' character (one thread draws), from the logits ``p`` (V,),
     which it overwrites: their argmax if ``greedy``, else softmax(p / tau) cut by top-k /
     top-p (``truncate``, ``cdf`` as its marks) and drawn by the uniform ``u`` as
