@@ -50,6 +50,13 @@ def check_encoding(encoding):
                           f"or latin-1") from None
 
 
+def bad_byte(error, end):
+    """(the byte, its offset in the file) a UnicodeDecodeError names, for a decode of bytes that
+    end at offset ``end`` of the file: ``error.object`` is what was decoded, which ends there (it
+    may begin after a byte-order mark the codec took off, or with a character a block split)."""
+    return error.object[error.start], end - len(error.object) + error.start
+
+
 def read_text(path, encoding="utf-8"):
     """The file's text and the sha256 of its bytes; CorpusError for anything that stops us."""
     path = Path(path)
@@ -72,11 +79,11 @@ def read_text(path, encoding="utf-8"):
         raise CorpusError(f"{path} is empty")
     try:
         text = raw.decode(encoding)
-    except UnicodeDecodeError as e:  # (e.object: the bytes decoded, after a byte-order mark)
+    except UnicodeDecodeError as e:
+        byte, offset = bad_byte(e, len(raw))
         raise CorpusError(
-            f"{path}: byte 0x{e.object[e.start]:02x} at offset "
-            f"{len(raw) - len(e.object) + e.start} is not valid {encoding}; pass the file's "
-            f"encoding with --encoding (for example --encoding latin-1)") from None
+            f"{path}: byte 0x{byte:02x} at offset {offset} is not valid {encoding}; pass the "
+            f"file's encoding with --encoding (for example --encoding latin-1)") from None
     return text, hashlib.sha256(raw).hexdigest()
 
 

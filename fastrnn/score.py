@@ -113,13 +113,10 @@ def _blocks(vocab, path, encoding, skip_unknown):
                 try:
                     text = decoder.decode(raw, final=not raw)
                 except UnicodeDecodeError as e:
-                    # e.object: the bytes decoded, which end with this block's (and begin with
-                    # a character split across blocks, or after a byte-order mark taken off)
-                    offset = read + len(raw) - len(e.object) + e.start
+                    byte, offset = corpus.bad_byte(e, read + len(raw))
                     raise ValueError(
-                        f"{path}: byte 0x{e.object[e.start]:02x} at offset {offset} is not "
-                        f"valid {encoding} ({e.reason}); pass its encoding with --encoding") \
-                        from None
+                        f"{path}: byte 0x{byte:02x} at offset {offset} is not valid {encoding} "
+                        f"({e.reason}); pass its encoding with --encoding") from None
                 except UnicodeError as e:  # (UTF-16's missing BOM is not a DecodeError)
                     raise ValueError(f"{path}: not valid {encoding} ({e}); pass its "
                                      f"encoding with --encoding") from None
