@@ -980,13 +980,15 @@ def test_a_vocabulary_the_terminal_cannot_show_is_escaped(tmp_path):
         assert "\\u4e" in done.stdout  # the characters, escaped
 
 
+def _full_disk(*args):
+    """A write on a full disk."""
+    raise OSError(28, "No space left on device")
+
+
 def test_a_full_disk_is_a_one_line_failure(tmp_path, corpus_file, capsys, monkeypatch):
     from fastrnn import metrics
 
-    def full(*args):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(metrics, "append", full)
+    monkeypatch.setattr(metrics, "append", _full_disk)
     rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "10", "--eval-every", "5",
                      "--out", str(tmp_path)])
     err = capsys.readouterr().err
@@ -996,7 +998,7 @@ def test_a_full_disk_is_a_one_line_failure(tmp_path, corpus_file, capsys, monkey
     assert f"; the run is saved in {tmp_path / 'checkpoint.npz'} (iteration 5)" in err
     assert checkpoint.load(tmp_path / "checkpoint.npz").run["iteration"] == 5
 
-    monkeypatch.setattr(checkpoint, "save", full)  # and where it cannot be either
+    monkeypatch.setattr(checkpoint, "save", _full_disk)  # and where it cannot be either
     rc = train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations", "10",
                      "--eval-every", "5", "--quiet"])
     err = capsys.readouterr().err
@@ -1013,7 +1015,7 @@ def _failing_writes(monkeypatch, fails):
 
     def save(path, ckpt):
         if fails(Path(path).name, ckpt.run["iteration"]):
-            raise OSError(28, "No space left on device")
+            _full_disk()
         real_save(path, ckpt)
 
     monkeypatch.setattr(checkpoint, "save", save)
@@ -1086,12 +1088,8 @@ def test_the_lock_holds_on_a_full_disk(tmp_path, monkeypatch):
     """The pid cannot be written (a full disk): the lock holds all the same, and closing its
     file writes nothing that could fail (an error from close was a traceback at the end)."""
     from fastrnn import files
-
-    def full(*args):
-        raise OSError(28, "No space left on device")
-
     held = files.lock(tmp_path)
-    monkeypatch.setattr(os, "pwrite", full)
+    monkeypatch.setattr(os, "pwrite", _full_disk)
     files.claim(held)
     monkeypatch.undo()
     with pytest.raises(files.Locked):
