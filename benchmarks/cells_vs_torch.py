@@ -286,7 +286,7 @@ def table(rows, V, peaks):
     return "\n".join(lines)
 
 
-parse_size = describe.sizes(3, "B,H,threads")
+parse_size = describe.sizes("B,H,threads")
 
 
 def main(argv=None):

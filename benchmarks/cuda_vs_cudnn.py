@@ -40,7 +40,6 @@ import argparse
 import json
 import os
 import platform
-import shlex
 import statistics
 import sys
 import time
@@ -55,6 +54,7 @@ sys.path.insert(0, str(ROOT))
 from fastrnn import CharRNN, corpus  # noqa: E402
 from fastrnn.backends import cuda as cuda_backend  # noqa: E402
 from fastrnn.kernels import cuda as ck  # noqa: E402
+from benchmarks import describe  # noqa: E402
 
 LR = 0.1
 NAMES = ("Wxh", "Whh", "bh", "Why", "by")  # the model's parameters, in fastrnn's spec order
@@ -282,7 +282,7 @@ def run(args):
         else None,
         "numba_cuda": version("numba-cuda"), "python": platform.python_version(), "V": V,
         "chunks": args.chunks, "repeats": args.repeats, "tile_work": [ck.TILE, ck.WORK],
-        "command": shlex.join(["python", "benchmarks/cuda_vs_cudnn.py"] + sys.argv[1:])}
+        "command": describe.command(__file__)}
     if torch is not None and device == "cuda":
         info["fp32_matmul_peak_tflops"] = matmul_peak(torch, device)
     rows = []
@@ -322,14 +322,7 @@ def run(args):
     return info, rows
 
 
-def parse_size(text):
-    try:
-        B, H, T = (int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a size is B,H,T (three integers), got {text!r}")
-    if min(B, H, T) < 1:
-        raise argparse.ArgumentTypeError(f"B, H and T must be >= 1, got {text!r}")
-    return B, H, T
+parse_size = describe.sizes("B,H,T")
 
 
 def main(argv=None):

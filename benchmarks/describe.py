@@ -39,28 +39,36 @@ def machine(torch=None):
               f"NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}")
 
 
-def header(script, argv=None, torch=None):
-    """The two lines a run starts with: its command (``argv``: its arguments, default the
-    process's), and the machine."""
+def command(script, argv=None):
+    """The command line that reruns ``script`` (``argv``: its arguments, default the
+    process's)."""
     args = sys.argv[1:] if argv is None else list(argv)
-    command = shlex.join(["python", f"benchmarks/{Path(script).name}"] + args)
-    return f"command: {command}\n{machine(torch)}"
+    return shlex.join(["python", f"benchmarks/{Path(script).name}"] + args)
+
+
+def header(script, argv=None, torch=None):
+    """The two lines a run starts with: its command, and the machine."""
+    return f"command: {command(script, argv)}\n{machine(torch)}"
 
 
 positive = cli.positive_int  # an argparse type: an integer >= 1
 
 
-def sizes(count, names):
-    """An argparse type: ``count`` comma-separated integers >= 1 (``names``, for the error)."""
+def sizes(names):
+    """An argparse type: comma-separated integers >= 1, one per name in ``names`` ("B,H,T")."""
+    parts = names.split(",")
+    count = {2: "two", 3: "three"}.get(len(parts), str(len(parts)))
+    listed = ", ".join(parts[:-1]) + " and " + parts[-1]
+
     def parse(text):
         try:
             values = tuple(int(v) for v in text.split(","))
         except ValueError:
             values = ()
-        if len(values) != count:
+        if len(values) != len(parts):
             raise argparse.ArgumentTypeError(f"a size is {names} ({count} integers), got "
                                              f"{text!r}")
         if min(values) < 1:
-            raise argparse.ArgumentTypeError(f"{names} must be >= 1, got {text!r}")
+            raise argparse.ArgumentTypeError(f"{listed} must be >= 1, got {text!r}")
         return values
     return parse

@@ -122,7 +122,7 @@ def main(argv=None):
     cores = os.cpu_count() or 1
     counts = sorted({1, 2, cores} | {2 ** k for k in range(cores.bit_length()) if 2 ** k <= cores})
     p.add_argument("--threads", type=describe.positive, nargs="+", default=counts)
-    p.add_argument("--sizes", type=describe.sizes(2, "B,H"), nargs="+", metavar="B,H",
+    p.add_argument("--sizes", type=describe.sizes("B,H"), nargs="+", metavar="B,H",
                    default=[(32, 256), (128, 512)])
     p.add_argument("--chunks", type=describe.positive, default=4)
     p.add_argument("--repeats", type=describe.positive, default=7)
