@@ -48,15 +48,18 @@ def spec_of(w):
 
 def softmax(y):
     """Row-wise softmax of logits y (..., V), the maximum subtracted first."""
-    e = np.exp(y - y.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    return normalised(y)[0]
 
 
-def log_normaliser(y):
-    """log(sum(exp(y))) of each row of logits y (..., V), the maximum taken out first: -log of
-    a probability as this minus its logit stays finite where the probability underflows to 0."""
-    m = y.max(axis=-1)
-    return m + np.log(np.exp(y - m[..., None]).sum(axis=-1))
+def normalised(y):
+    """Row-wise softmax of logits y (..., V), the maximum subtracted first, and the
+    log-normaliser log(sum(exp(y))) of each row, from the same exponentials: -log of a
+    probability as the log-normaliser minus its logit stays finite where the probability
+    underflows to 0."""
+    m = y.max(axis=-1, keepdims=True)
+    e = np.exp(y - m)
+    s = e.sum(axis=-1, keepdims=True)
+    return e / s, (m + np.log(s))[..., 0]
 
 
 def dropout_masks(rng, p, shape, dtype):
@@ -91,8 +94,8 @@ def forward(w, x, y, state, masks=None):
             hs[l, t + 1] = cell.step(layer, below, hs[l, t])
             below = hs[l, t + 1, 0]                                       # h (B, H)
         logits = below @ w.Why.T + w.by                                   # (B, V)
-        ps[t] = softmax(logits)  # (each as written, though both take the maximum: the oracle)
-        loss += float((log_normaliser(logits) - logits[streams, y[:, t]]).sum())  # -log p[y]
+        ps[t], lse = normalised(logits)
+        loss += float((lse - logits[streams, y[:, t]]).sum())                # -log p[y]
     return loss, (hs, ps)
 
 
