@@ -25,28 +25,84 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see --help)")
 
 
+class Stderr:
+    """The commands' sys.stderr (progress bars, notes, errors): once it cannot be written (a
+    full disk, a terminal that hung up), the rest of it goes to /dev/null instead of failing
+    the command, and ``lost`` says why (``error`` sends the final line to stdout then)."""
+
+    def __init__(self, stream):
+        self.stream, self.lost = stream, None
+
+    def write(self, text):
+        if self.lost is None:
+            try:
+                return self.stream.write(text)
+            except OSError as e:
+                self._lose(e)
+        return len(text)
+
+    def flush(self):
+        if self.lost is None:
+            try:
+                self.stream.flush()
+            except OSError as e:
+                self._lose(e)
+
+    def _lose(self, e):
+        self.lost = f"stderr could not be written ({e.strerror or e})"
+        try:
+            drop_output(self.stream)  # (the interpreter's last flush of it must not fail)
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name):  # fileno, isatty, encoding, ...
+        return getattr(self.stream, name)
+
+
+def stderr_lost():
+    """Why stderr can no longer be written, or None."""
+    return getattr(sys.stderr, "lost", None)
+
+
+def error(line):
+    """A command's last line, saying why it failed or stopped: on stderr, or on stdout if
+    stderr cannot be written (a failure must not pass in silence)."""
+    print(line, file=sys.stderr)
+    sys.stderr.flush()
+    if stderr_lost():
+        try:
+            print(line, flush=True)
+        except OSError:
+            pass
+
+
 def run(main, prog, argv):
     """Call main(argv) -> exit code; a UsageError or Failure becomes ``prog: error: message``
-    on stderr and exit code 2 or 1, Ctrl-C one line and 130. Text the terminal's encoding
+    (``error``) and exit code 2 or 1, Ctrl-C one line and 130. Text the terminal's encoding
     cannot show (a vocabulary outside it) is written escaped instead of failing the run; a
-    stream closed when the program started (``>&-``, ``2>&-``) is /dev/null."""
+    stream closed when the program started (``>&-``, ``2>&-``) is /dev/null; stderr that
+    fails is ``Stderr``'s."""
     for name in ("stdout", "stderr"):
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, "w"))
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    caller = sys.stderr
+    sys.stderr = Stderr(caller)
     try:
         return main(argv)
     except UsageError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        error(f"{prog}: error: {e}")
         return EXIT_USAGE
     except Failure as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        error(f"{prog}: error: {e}")
         return EXIT_FAILED
     except KeyboardInterrupt as e:
-        print(f"{prog}: {str(e) or 'interrupted'}", file=sys.stderr)
+        error(f"{prog}: {str(e) or 'interrupted'}")
         return EXIT_INTERRUPTED
+    finally:
+        sys.stderr = caller
 
 
 def drop_output(stream=None):

@@ -581,6 +581,7 @@ class Trainer:
         self.budget_set_end = False  # whether --time-budget set the anneal's end
         self.bar = None  # the progress bar, once the first block has run
         self.best_saved = None  # the iteration best.npz holds, once this run wrote it
+        self.stderr_noted = False  # whether it said that stderr cannot be written
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -690,6 +691,10 @@ class Trainer:
                     self._sample()
                 if args.checkpoint_every and self.iteration % args.checkpoint_every == 0:
                     self._save(CHECKPOINT)
+                if cli.stderr_lost() and not self.stderr_noted:
+                    self.stderr_noted = True
+                    _say(args, f"note: {cli.stderr_lost()}: the progress bar is dropped; "
+                               f"training goes on")
             if bar is not None:
                 bar.close()
             if self.iteration == target < args.iterations and not self.stop_reason:
@@ -1002,8 +1007,8 @@ class Trainer:
                 f", over {DIVERGED_LOSS} times a uniform guess's "
                 f"{self.loss_bound / self.chunk_chars / DIVERGED_LOSS:.2f})"
                 if np.isfinite(loss) else ")")
-        print(f"{PROG}: error: training diverged at {what}; {self._where_the_work_is()}; try a "
-              f"smaller --learning-rate", file=sys.stderr)
+        cli.error(f"{PROG}: error: training diverged at {what}; {self._where_the_work_is()}; "
+                  f"try a smaller --learning-rate")
         return cli.EXIT_FAILED
 
     def _finish(self):
@@ -1014,8 +1019,8 @@ class Trainer:
             bare = window[1] if window else DEFAULT_ITERATIONS  # (a resume's target without it)
             more = f" --iterations {self.args.iterations}" if self.args.iterations != bare and \
                 not (window and self.args.iterations > bare) else ""
-            print(f"{PROG}: {why} at iteration {self.iteration}; saved {where}; continue "
-                  f"with: python -m fastrnn.train --resume {where}{more}", file=sys.stderr)
+            cli.error(f"{PROG}: {why} at iteration {self.iteration}; saved {where}; continue "
+                      f"with: python -m fastrnn.train --resume {where}{more}")
             return cli.EXIT_INTERRUPTED
         last = self.records[-1] if self.records else {}
         summary = f"done: iteration {self.iteration}"

@@ -965,6 +965,28 @@ def test_a_stdout_that_cannot_be_written_is_one_line(tmp_path, corpus_file):
     assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == 0
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+def test_a_stderr_that_cannot_be_written_loses_no_work(tmp_path, corpus_file):
+    """stderr on a full disk (/dev/full): the progress bar goes nowhere and train goes on to
+    the end, saying so on stdout (it failed at the bar's first write, losing the run); the
+    last line of a command that fails comes on stdout."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "run"
+    commands = [(["fastrnn.train", "--data", corpus_file, "--hidden-size", "8", "--iterations",
+                  "50", "--out", str(out)], 0, "note: stderr could not be written (No space "
+                                               "left on device): the progress bar is dropped"),
+                (["fastrnn.sample", str(out / "checkpoint.npz"), "--length", "20"], 0, ""),
+                (["fastrnn.score", str(out / "checkpoint.npz"), corpus_file], 0, "bits/char"),
+                (["fastrnn.train", "--hidden-size", "0"], 2,
+                 "fastrnn.train: error: argument --hidden-size: 0 is not a positive integer")]
+    for command, code, said in commands:
+        with open("/dev/full", "w") as full:
+            done = subprocess.run([sys.executable, "-m", *command], cwd=tmp_path, env=env,
+                                  stdout=subprocess.PIPE, stderr=full, text=True, timeout=300)
+        assert done.returncode == code and said in done.stdout, done.stdout
+    assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == 50
+
+
 def test_a_vocabulary_the_terminal_cannot_show_is_escaped(tmp_path):
     path = tmp_path / "cjk.txt"
     rng = np.random.default_rng(0)
