@@ -28,9 +28,9 @@ measured in the same run (cuBLAS, 8192^3, TF32 off).
 
 Without a GPU the script can still be checked end to end at tiny sizes: ``NUMBA_ENABLE_CUDASIM=1
 python benchmarks/cuda_vs_cudnn.py --sizes 2,6,3 --torch-device cpu --chunks 2 --repeats 1``.
-PyTorch is needed for the comparison; without it the script says so and stops, unless
-``--without-torch`` asks for fastrnn's rows alone (its CUDA forms checked against its Numba
-kernels and timed).
+PyTorch is needed for the comparison; without it (or with a build that cannot reach
+``--torch-device``) the script says so and stops; ``--without-torch`` asks for fastrnn's rows
+alone (its CUDA forms checked against its Numba kernels and timed; PyTorch not imported).
 
 fastrnn is driven through its backend interface (``fastrnn.backends``): ``CharRNN`` on backends
 "cuda" and "numba"; parameters are read by name (``model.params``: Wxh, Whh, bh, Why, by).
@@ -246,24 +246,27 @@ def auto_form(B, H, T):
 # ---------------------------------------------------------------- main
 
 
-def import_torch(without_torch):
-    """PyTorch, or None when it is missing and ``--without-torch`` allows that; otherwise a
-    clear exit."""
+def import_torch(without_torch, device):
+    """PyTorch, or None when ``--without-torch`` asks for fastrnn's rows alone (it is not
+    imported then) or it is missing and that flag allows it; otherwise a clear exit, also when
+    PyTorch cannot reach ``device`` (a CPU-only build asked for "cuda")."""
+    if without_torch:
+        return None
     try:
         import torch
     except ImportError as e:
-        if without_torch:
-            print(f"PyTorch is not installed ({e}): timing fastrnn alone, no cuDNN rows",
-                  file=sys.stderr, flush=True)
-            return None
         raise SystemExit(f"cuda_vs_cudnn.py compares fastrnn with PyTorch's cuDNN RNN, but "
                          f"PyTorch is not installed ({e}). Install it (pip install torch), or "
                          f"pass --without-torch to check and time fastrnn's CUDA backend alone.")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"PyTorch {torch.__version__} here cannot use a CUDA device (a CPU-only "
+                         f"build, or no GPU): pass --torch-device cpu for a dry run, or "
+                         f"--without-torch for fastrnn's rows alone.")
     return torch
 
 
 def run(args):
-    torch = import_torch(args.without_torch)
+    torch = import_torch(args.without_torch, args.torch_device)
     from numba import cuda
     ok, why = cuda_backend.available()
     if not ok:
@@ -329,12 +332,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", nargs="+", type=parse_size, default=[(1, 512, 100),
                                                                   (128, 1024, 100)])
-    p.add_argument("--chunks", type=int, default=20, help="chunks per timed train call")
-    p.add_argument("--repeats", type=int, default=5, help="timed calls; the median is reported")
-    p.add_argument("--torch-device", default="cuda", help="cuda, or cpu for a dry run")
+    p.add_argument("--chunks", type=describe.positive, default=20, help="chunks per timed train call")
+    p.add_argument("--repeats", type=describe.positive, default=5, help="timed calls; the median is reported")
+    p.add_argument("--torch-device", default="cuda", choices=("cuda", "cpu"),
+                   help="cuda, or cpu for a dry run")
     p.add_argument("--json", type=Path, help="also write every timing here")
     p.add_argument("--without-torch", action="store_true",
-                   help="where PyTorch is not installed, check and time fastrnn alone")
+                   help="check and time fastrnn alone (PyTorch, installed or not, unused)")
     args = p.parse_args(argv)
     info, rows = run(args)
     print(json.dumps(info))
