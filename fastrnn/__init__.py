@@ -17,6 +17,12 @@ Drop-in functions for min-char-rnn-style code (same shapes, same results), in
 
 __version__ = "0.1.0"
 
+import sys as _sys
+
+if _sys.argv[:1] == ["-m"]:  # ``python -m fastrnn.<command>`` (argv[0] while Python finds it)
+    from .cli import quiet_start
+    quiet_start()
+
 from .backends import BACKENDS, get_backend
 from .dropin import adagrad, init_params, lossFun
 from .model import CharRNN, Config

@@ -3,6 +3,7 @@
 import argparse
 import math
 import os
+import signal
 import sys
 
 EXIT_USAGE = 2
@@ -76,6 +77,20 @@ def error(line):
             pass
 
 
+def _interrupted_while_starting(signum, frame):
+    try:
+        os.write(2, b"fastrnn: interrupted while starting\n")
+    finally:
+        os._exit(EXIT_INTERRUPTED)
+
+
+def quiet_start():
+    """Ctrl-C while a command imports its modules (the first half second of ``python -m
+    fastrnn.train``): one line and exit code 130, not a traceback from inside NumPy or Numba
+    (nothing is written yet). ``run`` gives Ctrl-C back to Python."""
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+
 def run(main, prog, argv):
     """Call main(argv) -> exit code; a UsageError or Failure becomes ``prog: error: message``
     (``error``) and exit code 2 or 1, Ctrl-C one line and 130. Text the terminal's encoding
@@ -88,6 +103,8 @@ def run(main, prog, argv):
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     caller = sys.stderr
     sys.stderr = Stderr(caller)
     try:

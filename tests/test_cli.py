@@ -818,6 +818,24 @@ def test_a_second_ctrl_c_quits_in_one_line(capsys):
                    "if any, is whole)\n")
 
 
+def test_ctrl_c_while_a_command_imports_is_one_line():
+    """``python -m fastrnn.train``: Ctrl-C while the package imports (NumPy, Numba) is one
+    line and exit code 130, not a KeyboardInterrupt traceback; ``cli.run`` gives Ctrl-C back
+    to Python (the commands' own handling, tested elsewhere)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    starting = ("import os, signal, sys; sys.argv[0] = '-m'; import fastrnn; "  # (as -m does)
+                "os.kill(os.getpid(), signal.SIGINT); import time; time.sleep(60)")
+    done = subprocess.run([sys.executable, "-c", starting], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (130, "fastrnn: interrupted while starting\n")
+    started = ("import signal, sys; sys.argv[0] = '-m'; import fastrnn; from fastrnn import cli; "
+               "cli.run(lambda argv: 0, 'fastrnn.train', []); "
+               "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
+    done = subprocess.run([sys.executable, "-c", started], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout == "True\n", done.stderr
+
+
 def test_ctrl_c_outside_training_is_one_line(capsys):
     from fastrnn import cli
 
