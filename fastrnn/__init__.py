@@ -17,9 +17,9 @@ Drop-in functions for min-char-rnn-style code (same shapes, same results), in
 
 __version__ = "0.1.0"
 
-import sys as _sys
+from .cli import starting_command as _starting_command
 
-if _sys.argv[:1] == ["-m"]:  # ``python -m fastrnn.<command>`` (argv[0] while Python finds it)
+if _starting_command():  # ``python -m fastrnn.train`` (not a program that imports fastrnn)
     from .cli import quiet_start
     quiet_start()
 

@@ -77,6 +77,20 @@ def error(line):
             pass
 
 
+COMMANDS = ("fastrnn.train", "fastrnn.sample", "fastrnn.score")
+
+
+def starting_command():
+    """Whether Python is starting one of the commands (``python -m fastrnn.train``): it is
+    importing the package to find the module (argv[0] is "-m" until then) named after -m."""
+    if sys.argv[:1] != ["-m"]:
+        return False
+    argv = getattr(sys, "orig_argv", [])
+    named = [b for a, b in zip(argv, argv[1:]) if a == "-m"] + \
+        [a[2:] for a in argv if a.startswith("-m") and len(a) > 2]
+    return bool(named) and named[0] in COMMANDS
+
+
 def _interrupted_while_starting(signum, frame):
     try:
         os.write(2, b"fastrnn: interrupted while starting\n")

@@ -823,17 +823,23 @@ def test_ctrl_c_while_a_command_imports_is_one_line():
     line and exit code 130, not a KeyboardInterrupt traceback; ``cli.run`` gives Ctrl-C back
     to Python (the commands' own handling, tested elsewhere)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    starting = ("import os, signal, sys; sys.argv[0] = '-m'; import fastrnn; "  # (as -m does)
-                "os.kill(os.getpid(), signal.SIGINT); import time; time.sleep(60)")
-    done = subprocess.run([sys.executable, "-c", starting], env=env, capture_output=True,
-                          text=True, timeout=120)
+    def run(module, code):  # (sys.argv and sys.orig_argv as ``python -m module`` has them)
+        code = (f"import os, signal, sys, time; sys.argv[0] = '-m'; "
+                f"sys.orig_argv = [sys.executable, '-X', 'utf8', '-m', '{module}']; " + code)
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    import_then_ctrl_c = "import fastrnn; os.kill(os.getpid(), signal.SIGINT); time.sleep(60)"
+    done = run("fastrnn.train", import_then_ctrl_c)
     assert (done.returncode, done.stderr) == (130, "fastrnn: interrupted while starting\n")
-    started = ("import signal, sys; sys.argv[0] = '-m'; import fastrnn; from fastrnn import cli; "
-               "cli.run(lambda argv: 0, 'fastrnn.train', []); "
-               "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
-    done = subprocess.run([sys.executable, "-c", started], env=env, capture_output=True,
-                          text=True, timeout=120)
+    started = ("import fastrnn; from fastrnn import cli; cli.run(lambda argv: 0, "
+               "'fastrnn.train', []); print(signal.getsignal(signal.SIGINT) is "
+               "signal.default_int_handler)")
+    done = run("fastrnn.sample", started)
     assert done.stdout == "True\n", done.stderr
+    # a program of the user's whose package imports fastrnn keeps Python's Ctrl-C
+    done = run("their.program", import_then_ctrl_c)
+    assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
 
 
 def test_ctrl_c_outside_training_is_one_line(capsys):
