@@ -26,7 +26,8 @@ def init_params(hidden_size, vocab_size, seed=0, dtype=np.float64):
     if dtype not in FLOAT_DTYPES:
         raise ValueError(f"dtype {dtype} is not supported: use float32 or float64")
     hidden_size = validate.positive("hidden_size", hidden_size, int)
-    vocab_size = validate.positive("vocab_size", vocab_size, int)
+    if not validate.is_integer(vocab_size) or vocab_size < 2:
+        raise ValueError(f"vocab_size must be an integer >= 2, got {vocab_size!r}")
     w = Spec("rnn", vocab_size, hidden_size).init(seed, dtype)
     rnn = w.layers[0]
     return (rnn.Wxh.copy(), rnn.Whh.copy(), w.Why.copy(), rnn.bh.reshape(-1, 1).copy(),
@@ -82,7 +83,11 @@ def adagrad(params, grads, mems, learning_rate, backend="numba"):
         for name, a in ((f"params[{k}]", w), (f"mems[{k}]", m)):
             if not a.flags.writeable:
                 raise ValueError(f"{name} is read-only; adagrad updates it in place")
+        if not g.flags.writeable:  # (only read; the kernels are compiled for writable arrays)
+            g = g.copy()
         flat.append((w.reshape(-1), g.reshape(-1), m.reshape(-1)))
+    if flat:  # (a rate that is 0 or infinite in the parameters' dtype)
+        lr = validate.rate("learning_rate", lr, flat[0][0].dtype)
     for w, g, m in flat:
         kern.update(_ADAGRAD, w, g, [m], lr, 0, False)
 
@@ -105,9 +110,14 @@ def sample(h, seed_ix, n, Wxh, Whh, Why, bh, by, rng=None, temperature=1.0, gree
     rng = np.random.default_rng() if rng is None else rng
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    validate.fits(16 * int(n), f"sampling {int(n):,} characters")  # (their ids and uniforms)
     uniforms = rng.random(int(n))
     ixes = np.empty(int(n), np.int64)
     w, state = reference.weights(Wxh, Whh, Why, bh, by), _state(h).copy()
+    for name, a in zip(("h",) + validate.MINCHAR_NAMES, (h, Wxh, Whh, Why, bh, by)):
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} holds NaN or infinite values: there is nothing to sample "
+                             f"from")
     greedy = bool(greedy) or reference.overflows(w, state, temperature)  # T -> 0: greedy
     get_backend(backend).sample(w, state, int(seed_ix), uniforms, temperature, greedy, ixes)
     return ixes.tolist()

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import cells, config, optim, reference, validate
 from .backends import get_backend
-from .spec import Spec
+from .spec import Spec, Weights
 from .vocab import id_dtype
 
 _D = config.MODEL_DEFAULTS
@@ -85,8 +85,8 @@ class Config:
         keep("seed", int(self.seed))
         optim.get(self.optimizer)
         cells.get(self.cell)
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) \
-                or not 0 <= self.dropout < 1:
+        if isinstance(self.dropout, bool) or not isinstance(
+                self.dropout, (int, float, np.integer, np.floating)) or not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
         if self.dropout and self.num_layers < 2:
             raise ValueError(f"dropout {self.dropout:g} applies between layers: it needs "
@@ -144,6 +144,7 @@ class CharRNN:
         self.dropout_rng = np.random.default_rng([1, c.seed])
         self._grads = self.spec.zeros(c.dtype)
         self._data = None  # (the caller's array, the validated copy)
+        self._laid_out = ()  # Weights whose tensors were checked to be views of their flat
 
     def memory_needed(self):
         """Bytes the model takes to train, about: parameters, gradients, optimizer state and
@@ -228,7 +229,8 @@ class CharRNN:
         else:
             arr = np.asarray(data)
             if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
-                raise ValueError("data must be a one-dimensional sequence of integer character ids")
+                raise ValueError(f"data must be a one-dimensional sequence of integer character "
+                                 f"ids, got {arr.dtype} values in shape {arr.shape}")
         if arr.size < min_length:
             raise ValueError(f"data has {arr.size} characters; {purpose} needs at least {min_length}")
         lo, hi = int(arr.min()), int(arr.max())
@@ -253,6 +255,46 @@ class CharRNN:
         if not np.isfinite(state).all():
             raise ValueError("state holds NaN or infinite values")
         return state
+
+    def _checked_arrays(self, training):
+        """``weights`` (and, for training, the optimizer's ``states``) as the kernels read
+        them: ValueError naming what is wrong, for they are public attributes a caller may
+        have replaced, and a kernel reads a misshapen buffer out of bounds."""
+        self._checked_weights("weights", self.weights, training)
+        if training:
+            states = self.states
+            names = self.optimizer.states
+            if not isinstance(states, (list, tuple)) or len(states) != len(names):
+                raise ValueError(f"states must be a list of {len(names)} Weights (the "
+                                 f"{self.config.optimizer} optimizer's {', '.join(names)}), "
+                                 f"got {type(states).__name__}"
+                                 + (f" of {len(states)}" if isinstance(states, (list, tuple))
+                                    else ""))
+            for name, w in zip(names, states):
+                self._checked_weights(f"states ({name})", w, True)
+
+    def _checked_weights(self, name, w, writable):
+        spec, dtype = self.spec, np.dtype(self.config.dtype)
+        if not isinstance(w, Weights) or not isinstance(w.flat, np.ndarray):
+            raise ValueError(f"{name} must be Weights over a NumPy array (model.spec.view(flat) "
+                             f"makes them), got {type(w).__name__}")
+        if w.flat.shape != (spec.size,):
+            raise ValueError(f"{name} hold {w.flat.size:,} values in shape {w.flat.shape}: "
+                             f"another model's? {spec} has {spec.size:,}")
+        if w.flat.dtype != dtype:
+            raise ValueError(f"{name} have dtype {w.flat.dtype}, the model's is {dtype} "
+                             f"(its config.dtype)")
+        if writable and not w.flat.flags.writeable:
+            raise ValueError(f"{name} are read-only (training updates them in place): pass "
+                             f"model.spec.view(flat.copy())")
+        if any(w is known for known in self._laid_out):  # (checked once: ~80 us a model)
+            return
+        layout = lambda a: (a.__array_interface__["data"][0], a.shape, a.strides)  # noqa: E731
+        if [layout(a) for a in spec.arrays(w)] != \
+                [layout(a) for a in spec.arrays(spec.view(w.flat))]:
+            raise ValueError(f"{name}' tensors are not the views of {name}.flat that "
+                             f"model.spec.view makes (another model's, or arrays of their own)")
+        self._laid_out = (self._laid_out + (w,))[-4:]  # (weights and up to 2 states)
 
     def _checked_state(self, state):
         """A copy of a caller's one-stream state (L, S, 1, H) in the model's dtype."""
@@ -294,9 +336,11 @@ class CharRNN:
             raise ValueError(f"step must be an integer in [0, 2**62 - n_steps], got "
                              f"{self.step!r}")
         self._checked_training_state()
+        self._checked_arrays(training=True)
         c = self.config
         lr = c.learning_rate if learning_rate is None else \
             validate.rate("learning_rate", learning_rate, c.dtype)
+        validate.fits(8 * n_steps, f"the losses of {n_steps:,} chunks")
         losses = np.empty(n_steps, np.float64)
         shape = (c.num_layers - 1, c.seq_length, c.batch_size, c.hidden_size)
         # calls of at most the backend's call_chars (for Ctrl-C), and with dropout of at most
@@ -344,6 +388,13 @@ class CharRNN:
         """
         streams = validate.positive("streams", streams, int)
         ready = self._checked_ids(data, 1)
+        c = self.config
+        steps = min(config.EVAL_STEPS, max(1, (len(ready) - 1) // streams))  # (per call)
+        per_stream = 2 * c.num_layers * len(self.spec.cell.STATES) * c.hidden_size + steps * (
+            c.num_layers * (3 * self.spec.cell.GATES + 4) * c.hidden_size + 2 * c.vocab_size)
+        validate.fits(streams * per_stream * np.dtype(c.dtype).itemsize,
+                      f"evaluating {streams:,} streams")  # (their states and buffers, about)
+        self._checked_arrays(training=False)
         state = self.zero_state(1) if state is None else self._checked_state(state)
         if streams > 1:
             state = np.ascontiguousarray(np.repeat(state, streams, axis=2))
@@ -365,6 +416,7 @@ class CharRNN:
         if not validate.is_integer(n) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
         n = int(n)
+        validate.fits(16 * n, f"sampling {n:,} characters")  # (their ids and uniforms)
         temperature = validate.positive("temperature", temperature)
         if not validate.is_integer(top_k) or top_k < 0:
             raise ValueError(f"top_k must be an integer >= 0 (0: no limit), got {top_k!r}")
@@ -375,10 +427,11 @@ class CharRNN:
         rng = np.random.default_rng() if rng is None else rng
         if not isinstance(rng, np.random.Generator):
             raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-        state = self._checked_state(self.state[:, :, :1] if state is None else state)
+        self._checked_arrays(training=False)
         if not np.isfinite(self.weights.flat).all():
             raise ValueError("the model's weights hold NaN or infinite values (its training "
                              "diverged): there is nothing to sample from")
+        state = self._checked_state(self.state[:, :, :1] if state is None else state)
         greedy = bool(greedy) or reference.overflows(self.weights, state, temperature)
         ixes = np.empty(n, np.int64)
         self._kernels.sample(self.weights, state, int(seed_ix), rng.random(n), temperature,

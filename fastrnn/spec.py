@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import cells
+from . import cells, validate
 
 Weights = namedtuple("Weights", ["flat", "layers", "Why", "by"])
 
@@ -52,6 +52,11 @@ class Spec:
 
     def __init__(self, cell, vocab_size, hidden_size, num_layers=1):
         self.cell = cells.get(cell)
+        for name, value, least in (("vocab_size", vocab_size, 2), ("hidden_size", hidden_size, 1),
+                                   ("num_layers", num_layers, 1)):
+            if not validate.is_integer(value) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        vocab_size, hidden_size, num_layers = int(vocab_size), int(hidden_size), int(num_layers)
         self.vocab_size, self.hidden_size, self.num_layers = vocab_size, hidden_size, num_layers
         entries = []
         for layer in range(num_layers):
@@ -86,9 +91,9 @@ class Spec:
     def view(self, flat):
         """Weights whose tensors are views into ``flat`` (a 1-D array of ``size`` elements: a
         NumPy array or anything that slices and reshapes like one, such as a device array)."""
-        if flat.shape != (self.size,):
+        if getattr(flat, "shape", None) != (self.size,):
             raise ValueError(f"a flat parameter buffer for {self} holds {self.size} values, "
-                             f"got shape {flat.shape}")
+                             f"got {_described(flat)}")
         return self.assemble(flat, [flat[a:b].reshape(shape) for a, b, shape in self._slices])
 
     def assemble(self, flat, arrays):
@@ -99,12 +104,16 @@ class Spec:
 
     def zeros(self, dtype):
         """Zeroed weights (gradients, optimizer state) in ``dtype``."""
-        return self.view(np.zeros(self.size, np.dtype(dtype)))
+        return self.view(np.zeros(self.size, validate.float_dtype(dtype)))
 
     def init(self, seed=0, dtype="float64"):
         """Initial weights: each tensor's initialiser in spec order, drawn from
         ``np.random.default_rng(seed)`` in float64, then cast, so that a seed gives the same
         model in either dtype (min-char-rnn's draws: Wxh, Whh, Why)."""
+        if not validate.is_integer(seed) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        dtype = validate.float_dtype(dtype)
+        validate.fits(self.size * dtype.itemsize, f"{self} with its {self.size:,} parameters")
         rng = np.random.default_rng(seed)
         w = self.zeros(dtype)
         for t, array in zip(self.tensors, self.arrays(w)):
@@ -125,3 +134,8 @@ class Spec:
     def copy(self, weights):
         """A new flat buffer holding the same values."""
         return self.view(weights.flat.copy())
+
+
+def _described(flat):
+    shape = getattr(flat, "shape", None)
+    return f"shape {shape}" if shape is not None else f"a {type(flat).__name__}"

@@ -27,6 +27,17 @@ def float_array(name, a, dtype=None):
     return a
 
 
+def float_dtype(dtype):
+    """np.dtype(dtype), which must be float32 or float64."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    return dt
+
+
 def shape(name, a, expected):
     if a.shape != expected:
         raise ValueError(f"{name} has shape {a.shape}, expected {expected}")
@@ -138,8 +149,11 @@ def available_memory():
 
 
 def human_bytes(n):
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
+    """'1.5 GiB'; past 1024 EiB, '2.1e+25 bytes' (not a number of 20 digits)."""
+    if n >= 1024 ** 7:
+        return f"{float(n):.2g} bytes"
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if n < 1024 or unit == "EiB":
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1024
 

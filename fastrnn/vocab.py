@@ -24,6 +24,13 @@ def _code_points(text):
             yield start, np.frombuffer(block.encode("utf-32-le", "surrogatepass"), np.uint32)
 
 
+def _text(what, text):
+    if not isinstance(text, str):
+        raise ValueError(f"{what} takes text as a str, got {type(text).__name__}"
+                         + (" (decode the bytes first)" if isinstance(text, (bytes, bytearray))
+                            else ""))
+
+
 def describe(chars, limit=10):
     """'a', 'b', 'c' and 4 more"""
     shown = ", ".join(repr(c) for c in chars[:limit])
@@ -57,6 +64,7 @@ class Vocab:
 
     @classmethod
     def from_text(cls, text):
+        _text("from_text", text)
         codes = np.zeros(0, np.int64)
         for _, cps in _code_points(text):
             codes = np.union1d(codes, np.unique(cps))
@@ -80,7 +88,15 @@ class Vocab:
 
         Raises UnknownCharacters (a ValueError) naming the characters not in the vocabulary.
         """
-        out = np.empty(len(text), id_dtype(len(self)) if dtype is None else dtype)
+        _text("encode", text)
+        if dtype is None:
+            dtype = id_dtype(len(self))
+        else:
+            dtype = np.dtype(dtype)
+            if dtype.kind not in "iu" or np.iinfo(dtype).max < len(self) - 1:
+                raise ValueError(f"encode: dtype {dtype} cannot hold the ids 0 to "
+                                 f"{len(self) - 1} of this vocabulary")
+        out = np.empty(len(text), dtype)
         last = len(self._sorted_codes) - 1
         for start, cps in _code_points(text):
             pos = np.minimum(np.searchsorted(self._sorted_codes, cps), last)
@@ -91,4 +107,13 @@ class Vocab:
         return out
 
     def decode(self, ids):
-        return "".join(self.chars[i] for i in ids)
+        """ids -> text; ValueError for an id outside [0, len(vocab))."""
+        ids = np.asarray(ids)
+        if ids.size and (ids.ndim != 1 or ids.dtype.kind not in "iu"):
+            raise ValueError(f"decode takes a sequence of integer ids, got "
+                             f"{ids.dtype} values in shape {ids.shape}")
+        if ids.size and (ids.min() < 0 or ids.max() >= len(self)):
+            bad = ids.min() if ids.min() < 0 else ids.max()
+            raise ValueError(f"decode: id {bad} is outside the vocabulary [0, {len(self)})")
+        chars = self.chars
+        return "".join([chars[i] for i in ids.tolist()])

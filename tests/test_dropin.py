@@ -172,9 +172,21 @@ def test_adagrad_rejects_bad_arguments_clearly():
         fastrnn.adagrad([w, w], [g], [m], 0.1)
     with pytest.raises(ValueError, match=r"mems\[0\] has dtype float32"):
         fastrnn.adagrad([w], [g], [m.astype(np.float32)], 0.1)
+    with pytest.raises(ValueError, match="learning_rate 1e\\+300 is infinite in float32"):
+        fastrnn.adagrad([w.astype(np.float32)], [g.astype(np.float32)],
+                        [m.astype(np.float32)], 1e300)
     w.flags.writeable = False
     with pytest.raises(ValueError, match=r"params\[0\] is read-only"):
         fastrnn.adagrad([w], [g], [m], 0.1)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_adagrad_reads_a_read_only_gradient(backend):
+    g = np.frombuffer(np.full(3, 0.5).tobytes())  # (a read-only buffer: numba's typing refused it)
+    w, m = np.ones(3), np.zeros(3)
+    fastrnn.adagrad([w], [g], [m], 0.1, backend=backend)
+    np.testing.assert_allclose(w, 1 - 0.1 * 0.5 / np.sqrt(0.25 + 1e-8))
+    np.testing.assert_array_equal(m, 0.25)
 
 
 def test_sample_rejects_bad_arguments_clearly():
@@ -187,6 +199,31 @@ def test_sample_rejects_bad_arguments_clearly():
         dropin.sample(h, 0, 5, *params, temperature=0)
     with pytest.raises(ValueError, match="rng must be a numpy.random.Generator"):
         dropin.sample(h, 0, 5, *params, rng=42)
+    with pytest.raises(ValueError, match="sampling 1,000,000,000,000,000 characters needs"):
+        dropin.sample(h, 0, 10 ** 15, *params)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_sampling_from_nan_is_refused(backend):
+    """(it returned the last character again and again)"""
+    _, _, h, *params = good_args()
+    for k, name in enumerate(("Wxh", "Whh", "Why", "bh", "by")):
+        bad = list(params)
+        bad[k] = np.full_like(bad[k], np.nan)
+        with pytest.raises(ValueError, match=f"{name} holds NaN or infinite values"):
+            dropin.sample(h, 0, 5, *bad, backend=backend)
+    with pytest.raises(ValueError, match="h holds NaN or infinite values"):
+        dropin.sample(np.full_like(h, np.inf), 0, 5, *params, backend=backend)
+
+
+def test_the_numpy_backends_lossfun_has_no_numpy_warnings_on_inf():
+    import warnings
+    inputs, targets, h, Wxh, Whh, Why, bh, by = good_args()
+    Why = np.full_like(Why, np.inf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss = fastrnn.lossFun(inputs, targets, h, Wxh, Whh, Why, bh, by, backend="numpy")[0]
+    assert not np.isfinite(loss)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -205,8 +242,10 @@ def test_init_params_are_the_models_initial_weights_in_min_char_rnn_shapes(dtype
         fastrnn.init_params(H, V, dtype=np.float16)
     with pytest.raises(ValueError, match="hidden_size must be a positive integer, got 0"):
         fastrnn.init_params(0, V)  # (not zero-size arrays that fail at the first lossFun)
-    with pytest.raises(ValueError, match="vocab_size must be a positive integer, got 2.5"):
+    with pytest.raises(ValueError, match="vocab_size must be an integer >= 2, got 2.5"):
         fastrnn.init_params(H, 2.5)
+    with pytest.raises(ValueError, match="vocab_size must be an integer >= 2, got 1"):
+        fastrnn.init_params(H, 1)  # (lossFun and sample refuse one character)
 
 
 def test_the_package_exports_the_drop_in_functions():

@@ -287,6 +287,74 @@ def test_vocab_round_trip_and_unknown_characters():
     assert Vocab.from_text("ünïcødé").decode(Vocab.from_text("ünïcødé").encode("ünï")) == "ünï"
     with pytest.raises(ValueError, match="characters not in the vocabulary: 'x', 'z'"):
         vocab.encode("zxo")
+    assert vocab.decode([]) == "" and vocab.decode(np.array([1, 0], np.uint8)) == "d "
+
+
+def test_vocab_refuses_ids_and_types_it_would_get_wrong():
+    """Not a negative id read from the end, an id wrapped in a dtype too small, float ids or
+    bytes: each a ValueError naming it."""
+    vocab = Vocab.from_text("hello world")
+    for ids, message in [([-1, 0], "decode: id -1 is outside the vocabulary \\[0, 8\\)"),
+                         ([100], "decode: id 100 is outside"),
+                         ([1.0], "decode takes a sequence of integer ids, got float64")]:
+        with pytest.raises(ValueError, match=message):
+            vocab.decode(ids)
+    big = Vocab([chr(0x100 + i) for i in range(300)])
+    assert big.encode(chr(0x100 + 299), dtype=np.uint16).tolist() == [299]
+    for dtype in (np.uint8, np.int8, np.float32):
+        with pytest.raises(ValueError, match=f"dtype {np.dtype(dtype)} cannot hold the ids 0 "
+                                             f"to 299"):
+            big.encode(chr(0x100 + 299), dtype=dtype)
+    for call in (lambda: Vocab.from_text(b"hello"), lambda: vocab.encode(b"he")):
+        with pytest.raises(ValueError, match="takes text as a str, got bytes \\(decode the "
+                                             "bytes first\\)"):
+            call()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("rnn", -3, 4), "vocab_size must be an integer >= 2, got -3"),
+    (("rnn", 1, 4), "vocab_size must be an integer >= 2, got 1"),
+    (("rnn", 5.7, 4), "vocab_size must be an integer >= 2, got 5.7"),
+    (("rnn", "5", 4), "vocab_size must be an integer >= 2, got '5'"),
+    (("lstm", 5, 0), "hidden_size must be an integer >= 1, got 0"),
+    (("gru", 5, 4, 0), "num_layers must be an integer >= 1, got 0"),
+    (("tanh", 5, 4), "cell"),
+])
+def test_a_spec_of_impossible_sizes_is_refused_by_name(args, message):
+    with pytest.raises(ValueError, match=message):
+        Spec(*args)
+
+
+def test_a_specs_initial_weights_are_checked_before_they_are_made():
+    spec = Spec("rnn", 5, 4)
+    for call, message in [(lambda: spec.init(-1), "seed must be an integer >= 0, got -1"),
+                          (lambda: spec.init(0, "int64"), "dtype must be float32 or float64, "
+                                                          "got 'int64'"),
+                          (lambda: spec.view([0.0] * 65), "holds 65 values, got a list"),
+                          (lambda: Spec("rnn", 10 ** 6, 10 ** 6).init(),
+                           "Spec\\('rnn', vocab_size=1000000, hidden_size=1000000, "
+                           "num_layers=1\\) with its 3,000,002,000,000 parameters needs about "
+                           "21.8 TiB of memory")]:
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_sizes_of_a_call_that_cannot_fit_are_refused_before_allocating():
+    model = CharRNN(5, hidden_size=4, seq_length=3)
+    data = np.arange(20) % 5
+    for call, message in [(lambda: model.sample(10 ** 15, 1), "sampling 1,000,000,000,000,000 "
+                                                              "characters needs about 14.2 PiB"),
+                          (lambda: model.train(data, 2 ** 62), "the losses of "
+                                                               "4,611,686,018,427,387,904 chunks "
+                                                               "needs about 32.0 EiB"),
+                          (lambda: model.evaluate(data, streams=10 ** 12),
+                           "evaluating 1,000,000,000,000 streams needs about"),
+                          (lambda: CharRNN(5, hidden_size=2 ** 62),
+                           r"needs about [\d.]+e\+\d+ bytes of memory")]:
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert model.evaluate(data, streams=30)[1].shape[2] == 30  # (more than characters: defined)
+    assert model.evaluate(data[:1], streams=1)[0] == 0.0
 
 
 def test_a_size_that_cannot_fit_is_refused_before_allocating(monkeypatch):
@@ -437,6 +505,55 @@ def test_a_replaced_training_state_is_checked(cell, layers, batch):
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_replaced_weights_and_optimizer_states_are_checked(backend):
+    """``weights`` and ``states`` are public attributes: another model's (another vocabulary,
+    cell, size or dtype), read-only ones, or tensors that are not views of their flat buffer
+    are one ValueError before a kernel reads them (numba's read out of bounds: garbage
+    losses, then a crash)."""
+    data = np.random.default_rng(0).integers(0, 65, 400)
+    model = CharRNN(65, hidden_size=16, seq_length=8, backend=backend, optimizer="adam")
+    other = lambda **kw: CharRNN(**{"vocab_size": 65, "hidden_size": 16, **kw})  # noqa: E731
+    own = model.spec.init(0)
+    loose = own._replace(Why=own.Why.copy())  # (its Why not the flat buffer's)
+    frozen = model.spec.init(0)
+    frozen.flat.flags.writeable = False
+    calls = {"train": lambda: model.train(data, 2), "evaluate": lambda: model.evaluate(data),
+             "sample": lambda: model.sample(3, 1, rng=np.random.default_rng(0))}
+    for weights, message, refused in [
+            (other(vocab_size=10).weights, "weights hold 602 values in shape \\(602,\\): "
+                                           "another model's\\? Spec\\('rnn', vocab_size=65",
+             calls),
+            (other(cell="gru").weights, "weights hold 5,057 values", calls),
+            (other(dtype="float32").weights, "weights have dtype float32, the model's is "
+                                             "float64", calls),
+            (loose, "weights' tensors are not the views of weights.flat", calls),
+            ("weights", "weights must be Weights over a NumPy array", calls),
+            (frozen, "weights are read-only \\(training updates them in place\\)",
+             ["train"])]:
+        model.weights = weights
+        for name in refused:
+            with pytest.raises(ValueError, match=message):
+                calls[name]()
+    model.weights = frozen  # read-only weights: evaluated and sampled from
+    assert np.isfinite(model.evaluate(data)[0]) and len(model.sample(3, 1)[0]) == 3
+    model.weights = own
+    adam = model.states
+    for states, message in [(other(hidden_size=4, optimizer="adam").states,
+                             "states \\(m\\) hold 605 values"),
+                            (adam[:1], "states must be a list of 2 Weights \\(the adam "
+                                       "optimizer's m, v\\), got list of 1"),
+                            (other(optimizer="adam", dtype="float32").states,
+                             "states \\(m\\) have dtype float32")]:
+        model.states = states
+        with pytest.raises(ValueError, match=message):
+            model.train(data, 1)
+    model.states = adam
+    assert model.step == 0 and np.array_equal(model.weights.flat, model.spec.init(0).flat)
+    model.train(data, 2)  # its own again: trained
+    assert model.step == 2
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_a_position_past_the_end_starts_again_at_0_whatever_its_size(backend):
     data = np.random.default_rng(0).integers(0, 10, 400)
     expected = CharRNN(10, hidden_size=8, seq_length=5, backend=backend)
@@ -542,6 +659,16 @@ def test_sampling_a_diverged_model_is_refused():
     model.weights.Why[0, 0] = np.nan
     with pytest.raises(ValueError, match="weights hold NaN or infinite values"):
         model.sample(5, 0, rng=np.random.default_rng(0))
+    model.state[...] = np.nan  # (training that diverged leaves both: the weights are named)
+    with pytest.raises(ValueError, match="weights hold NaN or infinite values"):
+        model.sample(5, 0, rng=np.random.default_rng(0))
+
+
+def test_numpy_numbers_and_a_backend_of_the_wrong_kind():
+    model = CharRNN(5, hidden_size=4, num_layers=2, dropout=np.float32(0.5))
+    assert model.config.dropout == 0.5 and type(model.config.dropout) is float
+    with pytest.raises(ValueError, match="unknown backend \\['numba'\\]: choose one of"):
+        CharRNN(5, backend=["numba"])
 
 
 def test_the_numpy_backend_diverges_without_numpys_warnings():

@@ -14,11 +14,15 @@ MODULES = {"numba": ".numba", "numpy": ".numpy", "cuda": ".cuda"}
 BACKENDS = tuple(MODULES)
 
 
-@functools.cache
 def get_backend(name):
     """The backend called ``name``; a clear ValueError for an unknown or unavailable one."""
-    if name not in MODULES:
+    if not isinstance(name, str) or name not in MODULES:
         raise ValueError(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
+    return _loaded(name)
+
+
+@functools.cache
+def _loaded(name):
     try:
         module = importlib.import_module(MODULES[name], __name__)
     except ImportError as e:

@@ -19,11 +19,13 @@ class NumpyBackend:
     call_chars = 1 << 11  # about as long as numba's calls: the oracle is slower
 
     def forward(self, w, x, y, state, masks=None):
-        loss, (hs, ps) = reference.forward(w, x, y, state, masks)
+        with np.errstate(**QUIET):
+            loss, (hs, ps) = reference.forward(w, x, y, state, masks)
         return loss, hs, ps
 
     def backward(self, w, x, y, hs, ps, g, masks=None):
-        g.flat[...] = reference.backward(w, x, y, (hs, ps), masks=masks).flat
+        with np.errstate(**QUIET):
+            g.flat[...] = reference.backward(w, x, y, (hs, ps), masks=masks).flat
 
     def train(self, w, g, optimizer, states, data, position, state, learning_rate, seq_length,
               step, losses, threads, masks=None):
