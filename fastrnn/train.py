@@ -582,6 +582,7 @@ class Trainer:
         self.bar = None  # the progress bar, once the first block has run
         self.best_saved = None  # the iteration best.npz holds, once this run wrote it
         self.stderr_noted = False  # whether it said that stderr cannot be written
+        self.best_due = None  # [the previous best] while best.npz waits for a sample
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -685,10 +686,12 @@ class Trainer:
                     bar.advance(n, self.iteration, dt, f"loss {self.smooth:.3f}, "
                                 f"{n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s")
                 target = self._start_anneal(target, start, timed, bar)  # (before a record)
+                sample = args.sample_every and self.iteration % args.sample_every == 0
                 if args.eval_every and self.iteration % args.eval_every == 0:
-                    self._evaluate()
-                if args.sample_every and self.iteration % args.sample_every == 0:
+                    self._evaluate(best_after_sample=sample)
+                if sample:
                     self._sample()
+                    self._save_best()
                 if args.checkpoint_every and self.iteration % args.checkpoint_every == 0:
                     self._save(CHECKPOINT)
                 if cli.stderr_lost() and not self.stderr_noted:
@@ -856,13 +859,15 @@ class Trainer:
 
     # -- what happens between blocks -----------------------------------------------------------
 
-    def _evaluate(self):
+    def _evaluate(self, best_after_sample=False):
         start = time.perf_counter()
-        self._validate()
+        self._validate(best_after_sample)
         self.eval_seconds = time.perf_counter() - start
 
-    def _validate(self):
-        """Validation over the held-out text: a metrics record, and best.npz if it improved."""
+    def _validate(self, best_after_sample=False):
+        """Validation over the held-out text: a metrics record, and best.npz if it improved
+        (``best_after_sample``: once the iteration's sample is drawn, ``_save_best``, so that
+        best.npz holds the samples' generator as training goes on with it)."""
         c = self.model.config
         val = self.corpus.val
         val_loss = None
@@ -895,13 +900,21 @@ class Trainer:
             line += (f", validation{f' ({streams} streams)' if streams > 1 else ''} "
                      f"{val_loss:.4f} nats/char = {record['val_bpc']:.4f} bits/char")
             if self.best is None or val_loss < self.best:
-                previous, self.best = self.best, val_loss  # (best.npz's record holds it)
-                try:
-                    self._save(BEST)
-                except _WriteFailed:
-                    self.best = previous  # (the checkpoint saved next must not claim it)
-                    raise
+                self.best_due, self.best = [self.best], val_loss  # (best.npz's record holds it)
+                if not best_after_sample:
+                    self._save_best()
         _say(self.args, line)
+
+    def _save_best(self):
+        """best.npz, if the latest validation improved on the best."""
+        if self.best_due is None:
+            return
+        [previous], self.best_due = self.best_due, None
+        try:
+            self._save(BEST)
+        except _WriteFailed:
+            self.best = previous  # (the checkpoint saved next must not claim it)
+            raise
 
     def _epochs(self):
         """Passes over the training text so far, as char-rnn counts them: iterations over the
@@ -1019,6 +1032,8 @@ class Trainer:
             bare = window[1] if window else DEFAULT_ITERATIONS  # (a resume's target without it)
             more = f" --iterations {self.args.iterations}" if self.args.iterations != bare and \
                 not (window and self.args.iterations > bare) else ""
+            if self.model.backend != "numba":  # (the default; the same kernels: the same bits)
+                more += f" --backend {self.model.backend}"
             cli.error(f"{PROG}: {why} at iteration {self.iteration}; saved {where}; continue "
                       f"with: python -m fastrnn.train --resume {where}{more}")
             return cli.EXIT_INTERRUPTED

@@ -222,6 +222,22 @@ def test_resume_continues_bit_for_bit(tmp_path, corpus_file, backend, dtype, hid
     same_state(checkpoint.load(tmp_path / "one" / "checkpoint.npz"), checkpoint.load(resumed))
 
 
+def test_resuming_from_best_npz_at_a_sample_goes_on_as_the_run_did(tmp_path, corpus_file):
+    """best.npz written at an iteration that also samples holds the samples' generator after
+    that sample (it held the one before: resumed from it, every later sample differed)."""
+    common = ["--data", corpus_file, *SMALL, "--eval-every", "10", "--sample-every", "10",
+              "--sample-length", "30", "--checkpoint-every", "0"]
+    assert train.main(common + ["--iterations", "40", "--out", str(tmp_path / "one")]) == 0
+    assert train.main(common + ["--iterations", "20", "--out", str(tmp_path / "two")]) == 0
+    best = checkpoint.load(tmp_path / "two" / "best.npz")
+    assert best.run["iteration"] == 20  # (the validation loss still falls: 20's is the best)
+    assert best.run["rng"] == checkpoint.load(tmp_path / "two" / "checkpoint.npz").run["rng"]
+    assert train.main(["--resume", str(tmp_path / "two" / "best.npz"), "--iterations", "40",
+                       "--out", str(tmp_path / "three"), "--quiet"]) == 0
+    same_state(checkpoint.load(tmp_path / "one" / "checkpoint.npz"),
+               checkpoint.load(tmp_path / "three" / "checkpoint.npz"))
+
+
 def test_fine_tuning_starts_a_new_run_from_the_weights(tmp_path, corpus_file, text):
     """--init-from: the checkpoint's weights, model and vocabulary; fresh optimizer state,
     counters and hidden state; another text and learning rate. Equal, bit for bit, to the API
@@ -987,6 +1003,21 @@ def test_a_stdout_that_cannot_be_written_is_one_line(tmp_path, corpus_file):
         assert "Traceback" not in done.stderr, done.stderr
     # (its first line, before training, failed: saved at iteration 0, resumable)
     assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == 0
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+def test_the_hint_to_continue_names_a_backend_other_than_the_default(tmp_path, corpus_file):
+    """(following it resumed a numpy run on numba: not the same bits)"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "run"
+    with open("/dev/full", "w") as full:  # (stdout that fails: the run stops as interrupted)
+        done = subprocess.run([sys.executable, "-m", "fastrnn.train", "--data", corpus_file,
+                               "--hidden-size", "8", "--iterations", "50", "--backend",
+                               "numpy", "--out", str(out)], cwd=tmp_path, env=env, stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.endswith(f"continue with: python -m fastrnn.train --resume "
+                                f"{out / 'checkpoint.npz'} --iterations 50 --backend numpy\n")
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
