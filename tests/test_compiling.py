@@ -7,6 +7,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 from numba import njit
@@ -123,3 +124,81 @@ def test_only_this_packages_functions_are_keyed_on_its_sources(tmp_path):
     assert caching.keyed(pathlib.Path(__file__))
     assert not caching.keyed(tmp_path / "elsewhere.py")
     assert not caching.keyed(pathlib.Path(np.__file__))
+
+
+def test_a_damaged_cache_file_is_compiled_again_with_a_note(tmp_path):
+    """A truncated cache file (a disk that filled, a copy cut short) was a traceback, in this
+    run and every later one: now its kernel compiles again, its index is rewritten, and the
+    next run loads it."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("NUMBA_DISABLE_JIT", None)
+
+    def run():
+        done = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True,
+                              text=True, timeout=300, cwd=caching.PACKAGE.parent)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        return done.stdout.split()[-1], done.stderr
+
+    assert run()[0] == "compiled"
+    files = sorted((tmp_path / "cache").rglob("vmath._exp64-*.nb[ic]"))
+    assert files
+    for path in files:
+        with open(path, "r+b") as f:
+            f.truncate(10)
+    said, err = run()
+    assert said == "compiled"
+    assert "fastrnn: note: a compiled kernel in the cache could not be read (" in err, err
+    assert err.rstrip().endswith("compiling it again"), err
+    assert run() == ("loaded", "")
+
+
+@njit(cache=True)
+def _cached_square(x):
+    return x * x
+
+
+def test_cache_trouble_is_a_note_never_a_failure(monkeypatch, capsys):
+    """A cache index that cannot be read and a cache that cannot be written (a full disk):
+    the kernel compiles and runs, with a line saying each, once."""
+    from numba.core import caching as numba_caching
+
+    def unreadable(*args, **kwargs):
+        raise pickle.UnpicklingError("pickle data was truncated")
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(numba_caching.IndexDataCacheFile, "load", unreadable)
+    monkeypatch.setattr(numba_caching.IndexDataCacheFile, "save", full)
+    monkeypatch.setattr(caching, "_noted", set())
+    assert _cached_square(3.0) == 9.0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2, err
+    assert err[0].startswith("fastrnn: note: a compiled kernel in the cache could not be read (")
+    assert err[0].endswith("UnpicklingError: pickle data was truncated): compiling it again")
+    assert err[1].startswith("fastrnn: note: compiled kernels could not be saved in the cache (")
+    assert err[1].endswith("[Errno 28] No space left on device): they will be compiled again "
+                           "in the next run")
+
+
+def test_without_a_writable_cache_directory_the_kernels_compile_for_the_run(tmp_path):
+    """A read-only install with no writable home and no NUMBA_CACHE_DIR was a traceback ('no
+    locator available'): the kernels are cached in a private directory of the process."""
+    package = tmp_path / "site" / "fastrnn"
+    shutil.copytree(caching.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in [package, *(p for p in package.rglob("*") if p.is_dir())]:
+        (folder / "__pycache__").write_text("")  # (a file: no cache folder there, even for root)
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")  # (nor under the home directory)
+    env = {**os.environ, "PYTHONPATH": str(package.parent), "HOME": str(blocked),
+           "XDG_CACHE_HOME": str(blocked), "NUMBA_CACHE_DIR": ""}
+    env.pop("NUMBA_DISABLE_JIT", None)
+    done = subprocess.run([sys.executable, "-c", _PROBE + "from fastrnn.kernels import caching\n"
+                           "print(caching.ProcessCacheLocator.directory)"], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    said, directory = done.stdout.split()[-2:]
+    assert said == "compiled" and directory.startswith(tempfile.gettempdir())
+    assert not os.path.exists(directory)  # (removed at exit)
+    assert done.stderr.startswith("fastrnn: note: no writable directory for the compiled "
+                                  "kernels' cache"), done.stderr

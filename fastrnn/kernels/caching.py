@@ -11,12 +11,24 @@ once: an edit in a checkout, or a new version installed over an old one whose ca
 are still there (Numba's own key is the file's content, so an unchanged batch.py would
 otherwise keep its old machine code).
 
+The cache is a convenience, never a reason for a run to fail: for this package's functions a
+cache file that cannot be read (truncated, corrupted) is compiled again and rewritten, one
+that cannot be written (a full disk) is left unwritten, each with a one-line note on stderr;
+and where no cache directory can be written at all (a read-only install, no writable home,
+``NUMBA_CACHE_DIR`` unset) the kernels are cached in a private temporary directory for this
+process only (``ProcessCacheLocator``), so they compile in every run, as a note says.
+
 Imported by ``kernels/__init__.py``, before any kernel is defined: Numba picks a function's
 cache locator when the function is decorated.
 """
 
+import atexit
 import hashlib
+import os
 import pathlib
+import shutil
+import sys
+import tempfile
 import warnings
 
 from numba.core import caching
@@ -63,6 +75,71 @@ def _keyed_locator(base):
     return Locator
 
 
+_noted = set()
+
+
+def note(kind, message):
+    """One line on stderr, once a process for each kind of cache trouble."""
+    if kind not in _noted:
+        _noted.add(kind)
+        print(f"fastrnn: note: {message}", file=sys.stderr, flush=True)
+
+
+class ProcessCacheLocator(caching._SourceFileBackedLocatorMixin, caching._CacheLocator):
+    """The last resort, after Numba's own locators: a private temporary directory of this
+    process (removed at exit), where no cache directory can be written."""
+
+    directory = None
+
+    def __init__(self, py_func, py_file):
+        self._py_file = py_file
+        self._lineno = py_func.__code__.co_firstlineno
+        if ProcessCacheLocator.directory is None:
+            ProcessCacheLocator.directory = tempfile.mkdtemp(prefix="fastrnn-kernels-")
+            atexit.register(shutil.rmtree, ProcessCacheLocator.directory, ignore_errors=True)
+            note("process", "no writable directory for the compiled kernels' cache (the "
+                            "package's folder, ~/.cache, NUMBA_CACHE_DIR): they are compiled in "
+                            "every run; set NUMBA_CACHE_DIR to a writable directory to keep them")
+        self._cache_path = os.path.join(ProcessCacheLocator.directory,
+                                        self.get_suitable_cache_subpath(py_file))
+
+    def get_cache_path(self):
+        return self._cache_path
+
+
+def _read_failed(cache, error):
+    """A cached kernel that cannot be read: its index goes (a save rewrites it), and the
+    kernel is compiled again."""
+    index = getattr(cache._cache_file, "_index_path", None)
+    note("read", f"a compiled kernel in the cache could not be read ({index}: "
+                 f"{type(error).__name__}: {error}): compiling it again")
+    try:
+        os.unlink(index)
+    except (OSError, TypeError):
+        pass
+
+
+def _write_failed(cache, error):
+    note("write", f"compiled kernels could not be saved in the cache ({cache._cache_path}: "
+                  f"{error}): they will be compiled again in the next run")
+
+
+def _tolerant(method, failed):
+    """Cache.load_overload or save_overload, which for this package's functions reports a
+    failure (``failed``) and goes on as if nothing were cached (None)."""
+    def call(self, *args, **kwargs):
+        if not isinstance(self._impl.locator, LOCATORS):
+            return method(self, *args, **kwargs)
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as e:  # (unpickling a damaged file raises almost anything)
+            failed(self, e)
+            return None
+
+    call.__name__, call.__doc__ = method.__name__, method.__doc__
+    return call
+
+
 def _install():
     # Numba's locator list is not public API: newer versions name the classes without the
     # underscore of earlier ones; one that has neither keeps Numba's own keys, with a warning
@@ -79,7 +156,12 @@ def _install():
         return ()
     ours = [_keyed_locator(base) for base in bases]
     impl._locator_classes[:0] = ours   # tried first, in Numba's own order
-    return tuple(ours)
+    last = _keyed_locator(ProcessCacheLocator)
+    impl._locator_classes.append(last)  # tried when none of Numba's can write
+    cache = caching.Cache
+    cache.load_overload = _tolerant(cache.load_overload, _read_failed)
+    cache.save_overload = _tolerant(cache.save_overload, _write_failed)
+    return tuple(ours) + (last,)
 
 
 LOCATORS = _install()
