@@ -338,3 +338,24 @@ def test_batched_model_on_both_backends_and_its_errors():
         models["numba"].train(data[:30], 1)
     with pytest.raises(ValueError, match="batch_size must be"):
         CharRNN(12, batch_size=0)
+
+
+def test_a_forked_child_trains_on_threads_after_its_parent_did():
+    """multiprocessing's fork (Linux's default): the child inherited the parent's thread pool
+    without its threads, and its first multi-threaded call waited forever."""
+    import multiprocessing
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork here")
+    data = np.random.default_rng(0).integers(0, 10, 3000)
+    parent = _train_in_child(data)  # (here: the pool is made, its threads started)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        child = pool.apply_async(_train_in_child, (data,)).get(timeout=120)
+    np.testing.assert_array_equal(child, parent)
+
+
+def _train_in_child(data):
+    """40 streams (3 units) on 2 threads: its weights after 3 chunks."""
+    model = CharRNN(10, hidden_size=8, seq_length=5, cell="lstm", batch_size=40, threads=2)
+    model.train(data, 3)
+    return model.weights.flat

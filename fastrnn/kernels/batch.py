@@ -44,6 +44,7 @@ module had before it learnt other cells.
 """
 
 import itertools
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -665,6 +666,9 @@ def sample(state, seed_ix, uniforms, w, WxhT, WupT, Whp, temperature, greedy, to
 # The chunk: forward, backward, training
 
 _POOLS = {}
+# A child made by fork() inherits the pools but not their threads: it makes its own
+# (multiprocessing's default on Linux; a pool's task waited forever there).
+os.register_at_fork(after_in_child=_POOLS.clear)
 
 
 def _run(threads, fn, items):
