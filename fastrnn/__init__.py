@@ -17,11 +17,10 @@ Drop-in functions for min-char-rnn-style code (same shapes, same results), in
 
 __version__ = "0.1.0"
 
-from .cli import starting_command as _starting_command
+from . import cli as _cli
 
-if _starting_command():  # ``python -m fastrnn.train`` (not a program that imports fastrnn)
-    from .cli import quiet_start
-    quiet_start()
+if _cli.starting_command():  # ``python -m fastrnn.train`` (not a program that imports fastrnn)
+    _cli.start(_cli.starting_command())
 
 from .backends import BACKENDS, get_backend
 from .dropin import adagrad, init_params, lossFun

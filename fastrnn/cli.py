@@ -81,14 +81,32 @@ COMMANDS = ("fastrnn.train", "fastrnn.sample", "fastrnn.score")
 
 
 def starting_command():
-    """Whether Python is starting one of the commands (``python -m fastrnn.train``): it is
-    importing the package to find the module (argv[0] is "-m" until then) named after -m."""
+    """The command Python is starting (``python -m fastrnn.train``: "fastrnn.train"), or None:
+    it is importing the package to find the module (argv[0] is "-m" until then) named after
+    -m."""
     if sys.argv[:1] != ["-m"]:
-        return False
+        return None
     argv = getattr(sys, "orig_argv", [])
     named = [b for a, b in zip(argv, argv[1:]) if a == "-m"] + \
         [a[2:] for a in argv if a.startswith("-m") and len(a) > 2]
-    return bool(named) and named[0] in COMMANDS
+    return named[0] if named and named[0] in COMMANDS else None
+
+
+def start(prog):
+    """Before a command imports NumPy and Numba: Ctrl-C quiet (``quiet_start``), and the
+    environment variable Numba reads at import checked (a traceback from inside Numba, or a
+    warning with one in it)."""
+    quiet_start()
+    text = os.environ.get("NUMBA_NUM_THREADS")
+    if text is not None:
+        try:
+            ok = int(text) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            print(f"{prog}: error: NUMBA_NUM_THREADS={text!r} is not a positive integer (the "
+                  f"threads to use; unset, all cores)", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
 
 
 def _interrupted_while_starting(signum, frame):

@@ -11,6 +11,7 @@ failed (diverged, disk error), 2 bad input, 130 interrupted (after saving a chec
 """
 
 import math
+import os
 import signal
 import sys
 import threading
@@ -382,9 +383,16 @@ def _settings(args, ckpt, source=None):
 
 def _output_dir(args, ckpt):
     out = Path(args.out) if args.out else Path(args.resume).parent if ckpt else Path("out")
-    if out.exists() and not out.is_dir():
-        raise cli.UsageError(f"output directory {out} is a file, not a directory")
-    args.made_out = not out.exists()  # (a run that trains nothing removes it again)
+    try:
+        exists = out.exists()
+        if not exists and out.is_symlink():  # (its target missing, or links in a loop)
+            raise cli.UsageError(f"output directory {out} is a symbolic link to no directory "
+                                 f"({os.readlink(out)}): remove it or pass another --out")
+        if exists and not out.is_dir():
+            raise cli.UsageError(f"output directory {out} exists and is not a directory")
+    except OSError as e:  # (a name too long, a permission)
+        raise cli.UsageError(f"cannot use output directory {out}: {e.strerror or e}") from None
+    args.made_out = not exists  # (a run that trains nothing removes it again)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{id(out)}"

@@ -858,6 +858,18 @@ def test_ctrl_c_while_a_command_imports_is_one_line():
     assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
 
 
+@pytest.mark.parametrize("value", ["0", "abc", ""])
+def test_a_thread_count_numba_cannot_read_is_one_line(tmp_path, value):
+    """NUMBA_NUM_THREADS is read when Numba is imported: 0 was a traceback from inside it,
+    'abc' a warning with a traceback in it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_NUM_THREADS": value}
+    done = subprocess.run([sys.executable, "-m", "fastrnn.sample", "missing.npz"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (2, f"fastrnn.sample: error: NUMBA_NUM_THREADS="
+                                                 f"{value!r} is not a positive integer (the "
+                                                 f"threads to use; unset, all cores)\n")
+
+
 def test_ctrl_c_outside_training_is_one_line(capsys):
     from fastrnn import cli
 
@@ -1455,7 +1467,20 @@ def test_output_directory_problems(tmp_path, corpus_file, capsys):
     rc = train.main(["--data", corpus_file, "--out", str(a_file / "sub")])
     assert_usage_error(rc, capsys, f"cannot write to output directory {a_file / 'sub'}")
     rc = train.main(["--data", corpus_file, "--out", str(a_file)])
-    assert_usage_error(rc, capsys, f"output directory {a_file} is a file, not a directory")
+    assert_usage_error(rc, capsys, f"output directory {a_file} exists and is not a directory")
+    rc = train.main(["--data", corpus_file, "--out", "/dev/null"])
+    assert_usage_error(rc, capsys, "output directory /dev/null exists and is not a directory")
+    nowhere = tmp_path / "dangling"
+    nowhere.symlink_to(tmp_path / "gone")
+    loop_a, loop_b = tmp_path / "loop-a", tmp_path / "loop-b"
+    loop_a.symlink_to(loop_b)
+    loop_b.symlink_to(loop_a)
+    for link, target in ((nowhere, tmp_path / "gone"), (loop_a, loop_b)):
+        rc = train.main(["--data", corpus_file, "--out", str(link)])  # ("File exists" before)
+        assert_usage_error(rc, capsys, f"output directory {link} is a symbolic link to no "
+                                       f"directory ({target}): remove it or pass another --out")
+    rc = train.main(["--data", corpus_file, "--out", "n" * 300])  # (a traceback before)
+    assert_usage_error(rc, capsys, f"cannot use output directory {'n' * 300}: File name too long")
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "3", "--out", str(tmp_path)]) == 0
     rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "3", "--out", str(tmp_path)])
     assert_usage_error(rc, capsys, "checkpoint.npz already exists", "--resume", "--overwrite")
