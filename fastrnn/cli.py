@@ -83,22 +83,39 @@ COMMANDS = ("fastrnn.train", "fastrnn.sample", "fastrnn.score")
 def starting_command():
     """The command Python is starting (``python -m fastrnn.train``: "fastrnn.train"), or None:
     it is importing the package to find the module (argv[0] is "-m" until then) named after
-    -m."""
+    the interpreter's -m option (``python -X utf8 -Im fastrnn.train`` too)."""
     if sys.argv[:1] != ["-m"]:
         return None
-    argv = getattr(sys, "orig_argv", [])
-    named = [b for a, b in zip(argv, argv[1:]) if a == "-m"] + \
-        [a[2:] for a in argv if a.startswith("-m") and len(a) > 2]
-    return named[0] if named and named[0] in COMMANDS else None
+    argv = list(getattr(sys, "orig_argv", []))[1:]
+    while argv:
+        option = argv.pop(0)
+        if option == "--check-hash-based-pycs":  # (the one long option with an argument)
+            argv[:1] = []
+            continue
+        if option.startswith("--"):
+            continue
+        if not option.startswith("-") or option == "-":
+            return None  # a script, or the standard input
+        for k, flag in enumerate(option[1:], 1):  # a cluster of flags: -Im, -bbm, -Xutf8
+            if flag in "mXWc":  # (the options with an argument: the rest, or the next one)
+                rest = option[k + 1:] or (argv.pop(0) if argv else "")
+                if flag == "m":
+                    return rest if rest in COMMANDS else None
+                if flag == "c":
+                    return None
+                break
+    return None
 
 
 def start(prog):
     """Before a command imports NumPy and Numba: Ctrl-C quiet (``quiet_start``), and the
     environment variable Numba reads at import checked (a traceback from inside Numba, or a
-    warning with one in it)."""
+    warning with one in it; an empty one is taken as unset, as Numba does)."""
     quiet_start()
     text = os.environ.get("NUMBA_NUM_THREADS")
-    if text is not None:
+    if text is not None and not text.strip():
+        del os.environ["NUMBA_NUM_THREADS"]
+    elif text is not None:
         try:
             ok = int(text) > 0
         except ValueError:
@@ -111,16 +128,25 @@ def start(prog):
 
 def _interrupted_while_starting(signum, frame):
     try:
+        caching = sys.modules.get("fastrnn.kernels.caching")  # (os._exit skips atexit)
+        if caching is not None:
+            caching.ProcessCacheLocator.remove()
         os.write(2, b"fastrnn: interrupted while starting\n")
     finally:
         os._exit(EXIT_INTERRUPTED)
 
 
+_before_start = None  # the SIGINT handler quiet_start replaced
+
+
 def quiet_start():
     """Ctrl-C while a command imports its modules (the first half second of ``python -m
     fastrnn.train``): one line and exit code 130, not a traceback from inside NumPy or Numba
-    (nothing is written yet). ``run`` gives Ctrl-C back to Python."""
-    signal.signal(signal.SIGINT, _interrupted_while_starting)
+    (nothing is written yet). ``run`` puts the handler back. A Ctrl-C the process was told to
+    ignore (``cmd &`` in a script, ``trap '' INT``) stays ignored."""
+    global _before_start
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        _before_start = signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 
 def run(main, prog, argv):
@@ -136,7 +162,7 @@ def run(main, prog, argv):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, _before_start)
     caller = sys.stderr
     sys.stderr = Stderr(caller)
     try:

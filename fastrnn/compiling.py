@@ -36,8 +36,10 @@ def announce(say, what):
     """Around a call that may compile kernels: ``say("compiling kernels for WHAT (first run
     only)...")`` when compilation starts, then ``say("compiled in S s")`` after the call.
     Yields a record whose ``seconds`` is the time spent compiling (0.0: none)."""
-    listener = _Listener(say, f"compiling kernels for {what} (first run only; later runs load "
-                              f"them from the cache)...")
+    from .kernels.caching import ProcessCacheLocator
+    kept = "(first run only; later runs load them from the cache)" \
+        if ProcessCacheLocator.directory is None else "(no cache kept: in every run)"
+    listener = _Listener(say, f"compiling kernels for {what} {kept}...")
     with event.install_listener("numba:compile", listener):
         yield listener
     if listener.start is not None:

@@ -86,7 +86,7 @@ def adagrad(params, grads, mems, learning_rate, backend="numba"):
         if not g.flags.writeable:  # (only read; the kernels are compiled for writable arrays)
             g = g.copy()
         flat.append((w.reshape(-1), g.reshape(-1), m.reshape(-1)))
-    if flat:  # (a rate that is 0 or infinite in the parameters' dtype)
+    if flat and not 1e-30 < lr < 1e30:  # (0 or infinite in the parameters' dtype? 6 us)
         lr = validate.rate("learning_rate", lr, flat[0][0].dtype)
     for w, g, m in flat:
         kern.update(_ADAGRAD, w, g, [m], lr, 0, False)
@@ -110,15 +110,15 @@ def sample(h, seed_ix, n, Wxh, Whh, Why, bh, by, rng=None, temperature=1.0, gree
     rng = np.random.default_rng() if rng is None else rng
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    for name, a in zip(("h",) + validate.MINCHAR_NAMES, (h, Wxh, Whh, Why, bh, by)):
+        if not np.isfinite(a).all():  # (before drawing: a refused call leaves rng as it was)
+            raise ValueError(f"{name} holds NaN or infinite values: there is nothing to sample "
+                             f"from")
     if n > 1 << 20:  # (their ids and uniforms; the check reads /proc: 26 us)
         validate.fits(16 * int(n), f"sampling {int(n):,} characters")
     uniforms = rng.random(int(n))
     ixes = np.empty(int(n), np.int64)
     w, state = reference.weights(Wxh, Whh, Why, bh, by), _state(h).copy()
-    for name, a in zip(("h",) + validate.MINCHAR_NAMES, (h, Wxh, Whh, Why, bh, by)):
-        if not np.isfinite(a).all():
-            raise ValueError(f"{name} holds NaN or infinite values: there is nothing to sample "
-                             f"from")
     greedy = bool(greedy) or reference.overflows(w, state, temperature)  # T -> 0: greedy
     get_backend(backend).sample(w, state, int(seed_ix), uniforms, temperature, greedy, ixes)
     return ixes.tolist()

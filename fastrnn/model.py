@@ -272,6 +272,9 @@ class CharRNN:
                                     else ""))
             for name, w in zip(names, states):
                 self._checked_weights(f"states ({name})", w, True)
+        current = [self.weights, *(self.states if isinstance(self.states, (list, tuple))
+                                   else ())]
+        self._laid_out = tuple(w for w in self._laid_out if any(w is c for c in current))
 
     def _checked_weights(self, name, w, writable):
         spec, dtype = self.spec, np.dtype(self.config.dtype)
@@ -294,7 +297,7 @@ class CharRNN:
                 [layout(a) for a in spec.arrays(spec.view(w.flat))]:
             raise ValueError(f"{name}' tensors are not the views of {name}.flat that "
                              f"model.spec.view makes (another model's, or arrays of their own)")
-        self._laid_out = (self._laid_out + (w,))[-4:]  # (weights and up to 2 states)
+        self._laid_out += (w,)  # (kept while it is the model's: ``_checked_arrays``)
 
     def _checked_state(self, state):
         """A copy of a caller's one-stream state (L, S, 1, H) in the model's dtype."""

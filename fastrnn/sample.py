@@ -65,10 +65,12 @@ def _main(argv, out):
     if missing:
         undecoded = any("\udc80" <= c <= "\udcff" for c in missing)  # (bytes as Python keeps them)
         raise cli.UsageError(f"--prime has characters the model never saw: "
-                             f"{', '.join(repr(c) for c in missing)} " + (
-                                 "(bytes this locale cannot decode: run in a UTF-8 locale, e.g. "
-                                 "LC_ALL=C.UTF-8)" if undecoded else
-                                 f"(its vocabulary: {str(vocab)!r})"))
+                             f"{', '.join(repr(c) for c in missing)} (its vocabulary: "
+                             f"{str(vocab)!r})" + (
+                                 f"; the '\\udc..' are bytes that are not "
+                                 f"{sys.getfilesystemencoding()} text, the encoding of this "
+                                 f"locale: give --prime in it, or set a UTF-8 locale (e.g. "
+                                 f"LC_ALL=C.UTF-8)" if undecoded else ""))
     try:
         model = ckpt.to_model(args.backend, args.dtype)
     except ValueError as e:

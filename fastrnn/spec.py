@@ -110,11 +110,16 @@ class Spec:
         """Initial weights: each tensor's initialiser in spec order, drawn from
         ``np.random.default_rng(seed)`` in float64, then cast, so that a seed gives the same
         model in either dtype (min-char-rnn's draws: Wxh, Whh, Why)."""
-        if not validate.is_integer(seed) or seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        if isinstance(seed, bool) or validate.is_integer(seed) and seed < 0:
+            raise ValueError(f"seed must be an integer >= 0 (or what numpy.random.default_rng "
+                             f"takes), got {seed!r}")
         dtype = validate.float_dtype(dtype)
+        try:
+            rng = np.random.default_rng(seed)  # (None: a fresh random one; a SeedSequence)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"seed {seed!r} is not one numpy.random.default_rng takes: "
+                             f"{e}") from None
         validate.fits(self.size * dtype.itemsize, f"{self} with its {self.size:,} parameters")
-        rng = np.random.default_rng(seed)
         w = self.zeros(dtype)
         for t, array in zip(self.tensors, self.arrays(w)):
             array[...] = t.init(rng, t.shape)

@@ -856,18 +856,45 @@ def test_ctrl_c_while_a_command_imports_is_one_line():
     # a program of the user's whose package imports fastrnn keeps Python's Ctrl-C
     done = run("their.program", import_then_ctrl_c)
     assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
+    # a Ctrl-C the command was told to ignore (``trap '' INT``, ``cmd &`` in a script) stays so
+    ignored = ("signal.signal(signal.SIGINT, signal.SIG_IGN); import fastrnn; "
+               "from fastrnn import cli; os.kill(os.getpid(), signal.SIGINT); "
+               "cli.run(lambda argv: 0, 'fastrnn.train', []); "
+               "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)")
+    done = run("fastrnn.train", ignored)
+    assert done.returncode == 0 and done.stdout == "True\n", done.stderr
 
 
-@pytest.mark.parametrize("value", ["0", "abc", ""])
+@pytest.mark.parametrize("argv, command", [
+    (["-m", "fastrnn.train"], "fastrnn.train"), (["-mfastrnn.sample"], "fastrnn.sample"),
+    (["-Im", "fastrnn.score"], "fastrnn.score"), (["-Xutf8", "-bbm", "fastrnn.train"],
+                                                  "fastrnn.train"),
+    (["-X", "utf8", "-W", "ignore", "-m", "fastrnn.train"], "fastrnn.train"),
+    (["--check-hash-based-pycs", "always", "-m", "fastrnn.train"], "fastrnn.train"),
+    (["-mtheir.program", "-m", "fastrnn.train"], None), (["-c", "pass", "-m", "fastrnn.train"],
+                                                         None),
+    (["script.py", "-m", "fastrnn.train"], None), (["-m", "fastrnn.dropin"], None)])
+def test_the_commands_are_known_from_the_interpreters_options(monkeypatch, argv, command):
+    from fastrnn import cli
+    monkeypatch.setattr(sys, "orig_argv", [sys.executable, *argv])
+    monkeypatch.setattr(sys, "argv", ["-m"])  # (while Python finds the module)
+    assert cli.starting_command() == command
+
+
+@pytest.mark.parametrize("value", ["0", "abc", "", "2"])
 def test_a_thread_count_numba_cannot_read_is_one_line(tmp_path, value):
     """NUMBA_NUM_THREADS is read when Numba is imported: 0 was a traceback from inside it,
-    'abc' a warning with a traceback in it."""
+    'abc' a warning with a traceback in it; an empty one is unset, as Numba takes it."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_NUM_THREADS": value}
     done = subprocess.run([sys.executable, "-m", "fastrnn.sample", "missing.npz"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120)
-    assert (done.returncode, done.stderr) == (2, f"fastrnn.sample: error: NUMBA_NUM_THREADS="
-                                                 f"{value!r} is not a positive integer (the "
-                                                 f"threads to use; unset, all cores)\n")
+    if value.strip() and not (value.isdigit() and int(value) > 0):
+        said = (f"NUMBA_NUM_THREADS={value!r} is not a positive integer (the threads to use; "
+                f"unset, all cores)")
+    else:  # (on to the command's own work)
+        said = "missing.npz: no such checkpoint"
+    assert done.returncode == 2 and done.stderr.startswith(f"fastrnn.sample: error: {said}")
+    assert len(done.stderr.splitlines()) == 1, done.stderr
 
 
 def test_ctrl_c_outside_training_is_one_line(capsys):
@@ -1285,6 +1312,20 @@ def trained(tmp_path_factory, corpus_file):
     out = tmp_path_factory.mktemp("trained")
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "300", "--out", str(out)]) == 0
     return str(out / "checkpoint.npz")
+
+
+def test_a_prime_in_bytes_the_locale_cannot_decode_says_so(trained, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONUTF8": "0"}
+    done = subprocess.run([sys.executable, "-m", "fastrnn.sample", trained, "--prime",
+                           "caf\u00e9".encode()], cwd=tmp_path, env=env, capture_output=True,
+                          timeout=120)
+    err = done.stderr.decode()
+    assert done.returncode == 2 and len(err.splitlines()) == 1, err
+    assert "--prime has characters the model never saw: '\\udca9', '\\udcc3' (its vocabulary:" in err
+    assert err.rstrip().endswith("the '\\udc..' are bytes that are not ascii text, the encoding "
+                                 "of this locale: give --prime in it, or set a UTF-8 locale (e.g. "
+                                 "LC_ALL=C.UTF-8)"), err
 
 
 @pytest.fixture(scope="module")

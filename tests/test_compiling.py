@@ -181,6 +181,22 @@ def test_cache_trouble_is_a_note_never_a_failure(monkeypatch, capsys):
                            "in the next run")
 
 
+def test_a_cache_note_that_cannot_be_written_is_dropped(monkeypatch):
+    """(it failed the import it was about: a read-only install with stderr on a full disk)"""
+    class Full:
+        def write(self, text):
+            raise OSError(28, "No space left on device")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(caching, "_noted", set())
+    monkeypatch.setattr(sys, "stderr", Full())
+    caching.note("process", "a note")
+    monkeypatch.setattr(sys, "stderr", None)  # (pythonw, or closed)
+    caching.note("read", "a note")
+
+
 def test_without_a_writable_cache_directory_the_kernels_compile_for_the_run(tmp_path):
     """A read-only install with no writable home and no NUMBA_CACHE_DIR was a traceback ('no
     locator available'): the kernels are cached in a private directory of the process."""
@@ -199,6 +215,8 @@ def test_without_a_writable_cache_directory_the_kernels_compile_for_the_run(tmp_
     assert done.returncode == 0, done.stderr
     said, directory = done.stdout.split()[-2:]
     assert said == "compiled" and directory.startswith(tempfile.gettempdir())
-    assert not os.path.exists(directory)  # (removed at exit)
+    assert not os.path.exists(directory)  # (removed at exit, by this process only:)
+    assert caching.ProcessCacheLocator.owner is None or \
+        caching.ProcessCacheLocator.owner == os.getpid()
     assert done.stderr.startswith("fastrnn: note: no writable directory for the compiled "
                                   "kernels' cache"), done.stderr

@@ -212,8 +212,10 @@ def test_sampling_from_nan_is_refused(backend):
         bad[k] = np.full_like(bad[k], np.nan)
         with pytest.raises(ValueError, match=f"{name} holds NaN or infinite values"):
             dropin.sample(h, 0, 5, *bad, backend=backend)
+    rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="h holds NaN or infinite values"):
-        dropin.sample(np.full_like(h, np.inf), 0, 5, *params, backend=backend)
+        dropin.sample(np.full_like(h, np.inf), 0, 5, *params, backend=backend, rng=rng)
+    assert rng.random() == np.random.default_rng(0).random()  # (a refused call drew nothing)
 
 
 def test_the_numpy_backends_lossfun_has_no_numpy_warnings_on_inf():

@@ -288,6 +288,7 @@ def test_vocab_round_trip_and_unknown_characters():
     with pytest.raises(ValueError, match="characters not in the vocabulary: 'x', 'z'"):
         vocab.encode("zxo")
     assert vocab.decode([]) == "" and vocab.decode(np.array([1, 0], np.uint8)) == "d "
+    assert vocab.decode(i for i in (1, 0)) == vocab.decode(range(1, -1, -1)) == "d "
 
 
 def test_vocab_refuses_ids_and_types_it_would_get_wrong():
@@ -327,7 +328,10 @@ def test_a_spec_of_impossible_sizes_is_refused_by_name(args, message):
 
 def test_a_specs_initial_weights_are_checked_before_they_are_made():
     spec = Spec("rnn", 5, 4)
-    for call, message in [(lambda: spec.init(-1), "seed must be an integer >= 0, got -1"),
+    for call, message in [(lambda: spec.init(-1), "seed must be an integer >= 0 \\(or what "
+                                                  "numpy.random.default_rng takes\\), got -1"),
+                          (lambda: spec.init(1.5), "seed 1.5 is not one numpy.random.default_rng "
+                                                   "takes"),
                           (lambda: spec.init(0, "int64"), "dtype must be float32 or float64, "
                                                           "got 'int64'"),
                           (lambda: spec.view([0.0] * 65), "holds 65 values, got a list"),
@@ -337,6 +341,15 @@ def test_a_specs_initial_weights_are_checked_before_they_are_made():
                            "21.8 TiB of memory")]:
         with pytest.raises(ValueError, match=message):
             call()
+
+
+def test_a_spec_takes_the_seeds_numpy_takes():
+    """(init_params(H, V, seed=None), a random start, worked before Spec checked its seed)"""
+    spec = Spec("rnn", 5, 4)
+    assert not np.array_equal(spec.init(None).flat, spec.init(None).flat)
+    sequence = np.random.SeedSequence(7)
+    np.testing.assert_array_equal(spec.init(sequence).flat, spec.init(7).flat)
+    assert fastrnn.init_params(4, 5, seed=None)[0].shape == (4, 5)
 
 
 def test_sizes_of_a_call_that_cannot_fit_are_refused_before_allocating():
@@ -551,6 +564,15 @@ def test_replaced_weights_and_optimizer_states_are_checked(backend):
     assert model.step == 0 and np.array_equal(model.weights.flat, model.spec.init(0).flat)
     model.train(data, 2)  # its own again: trained
     assert model.step == 2
+    import gc
+    import weakref
+    fresh = CharRNN(65, hidden_size=16, seq_length=8, backend=backend)
+    fresh.train(data, 1)
+    replaced = weakref.ref(fresh.weights.flat)
+    fresh.weights = fresh.spec.view(fresh.weights.flat.copy())
+    fresh.train(data, 1)
+    gc.collect()
+    assert replaced() is None  # (the check keeps no buffer the model let go of)
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])

@@ -82,21 +82,26 @@ def note(kind, message):
     """One line on stderr, once a process for each kind of cache trouble."""
     if kind not in _noted:
         _noted.add(kind)
-        print(f"fastrnn: note: {message}", file=sys.stderr, flush=True)
+        try:  # (a stderr that cannot be written must not fail what the note is about)
+            print(f"fastrnn: note: {message}", file=sys.stderr, flush=True)
+        except (OSError, ValueError, AttributeError):
+            pass
 
 
 class ProcessCacheLocator(caching._SourceFileBackedLocatorMixin, caching._CacheLocator):
     """The last resort, after Numba's own locators: a private temporary directory of this
     process (removed at exit), where no cache directory can be written."""
 
-    directory = None
+    directory = None  # made by the first function that needs it...
+    owner = None      # ...in this process (a child made by fork leaves it to its parent)
 
     def __init__(self, py_func, py_file):
         self._py_file = py_file
         self._lineno = py_func.__code__.co_firstlineno
         if ProcessCacheLocator.directory is None:
             ProcessCacheLocator.directory = tempfile.mkdtemp(prefix="fastrnn-kernels-")
-            atexit.register(shutil.rmtree, ProcessCacheLocator.directory, ignore_errors=True)
+            ProcessCacheLocator.owner = os.getpid()
+            atexit.register(ProcessCacheLocator.remove)
             note("process", "no writable directory for the compiled kernels' cache (the "
                             "package's folder, ~/.cache, NUMBA_CACHE_DIR): they are compiled in "
                             "every run; set NUMBA_CACHE_DIR to a writable directory to keep them")
@@ -105,6 +110,12 @@ class ProcessCacheLocator(caching._SourceFileBackedLocatorMixin, caching._CacheL
 
     def get_cache_path(self):
         return self._cache_path
+
+    @classmethod
+    def remove(cls):
+        """The directory and what is in it, by the process that made it."""
+        if cls.directory is not None and cls.owner == os.getpid():
+            shutil.rmtree(cls.directory, ignore_errors=True)
 
 
 def _read_failed(cache, error):
@@ -120,8 +131,9 @@ def _read_failed(cache, error):
 
 
 def _write_failed(cache, error):
+    why = error if isinstance(error, OSError) else f"{type(error).__name__}: {error}"
     note("write", f"compiled kernels could not be saved in the cache ({cache._cache_path}: "
-                  f"{error}): they will be compiled again in the next run")
+                  f"{why}): they will be compiled again in the next run")
 
 
 def _tolerant(method, failed):
