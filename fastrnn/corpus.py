@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import files
+from . import files, validate
 from .vocab import UnknownCharacters, Vocab, describe
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "data" / "tragedies.txt"
@@ -68,6 +68,7 @@ def read_text(path, encoding="utf-8"):
         raise CorpusError(f"{path} is {kind}, not a regular file: training text is read from "
                           f"regular files only")
     try:
+        _fits(path.stat().st_size, path, "to read")
         raw = path.read_bytes()
     except FileNotFoundError:
         raise CorpusError(f"{path}: no such file") from None
@@ -77,14 +78,26 @@ def read_text(path, encoding="utf-8"):
         raise CorpusError(f"{path}: cannot read it ({e.strerror or e})") from None
     if not raw:
         raise CorpusError(f"{path} is empty")
+    # decoded, and then its ids: a character is 1 byte of Python's text if the file is ASCII,
+    # up to 4 if not; its id up to 4 (both held with the bytes for a moment)
+    _fits(len(raw) * (2 if raw.isascii() else 8), path, "to decode and encode")
     try:
         text = raw.decode(encoding)
+    except MemoryError:
+        raise CorpusError(f"{path}: not enough memory to decode its {len(raw):,} bytes") from None
     except UnicodeDecodeError as e:
         byte, offset = bad_byte(e, len(raw))
         raise CorpusError(
             f"{path}: byte 0x{byte:02x} at offset {offset} is not valid {encoding}; pass the "
             f"file's encoding with --encoding (for example --encoding latin-1)") from None
     return text, hashlib.sha256(raw).hexdigest()
+
+
+def _fits(need, path, what):
+    try:
+        validate.fits(need, f"{path} ({what})")
+    except ValueError as e:
+        raise CorpusError(str(e)) from None
 
 
 def load(path, val_fraction=0.1, encoding="utf-8", vocab=None):
@@ -96,17 +109,21 @@ def load(path, val_fraction=0.1, encoding="utf-8", vocab=None):
     if not 0 <= val_fraction < 1:
         raise CorpusError(f"val_fraction must be in [0, 1), got {val_fraction}")
     text, digest = read_text(path, encoding)
-    if vocab is None:
-        try:
-            vocab = Vocab.from_text(text)
-        except ValueError:
-            raise CorpusError(f"{path} holds only one distinct character ({text[0]!r}); "
-                              "a language model needs at least 2") from None
     try:
-        ids = vocab.encode(text)
-    except UnknownCharacters as e:
-        raise CorpusError(f"{path} has characters that the checkpoint's vocabulary lacks: "
-                          f"{describe(e.chars)}") from None
+        if vocab is None:
+            try:
+                vocab = Vocab.from_text(text)
+            except ValueError:
+                raise CorpusError(f"{path} holds only one distinct character ({text[0]!r}); "
+                                  "a language model needs at least 2") from None
+        try:
+            ids = vocab.encode(text)
+        except UnknownCharacters as e:
+            raise CorpusError(f"{path} has characters that the checkpoint's vocabulary lacks: "
+                              f"{describe(e.chars)}") from None
+    except MemoryError:
+        raise CorpusError(f"{path}: not enough memory to encode its {len(text):,} "
+                          f"characters") from None
     del text
     n_val = int(len(ids) * val_fraction)
     return Corpus(Path(path), vocab, ids[:len(ids) - n_val], ids[len(ids) - n_val:], digest)

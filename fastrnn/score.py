@@ -15,8 +15,10 @@ import codecs
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from . import checkpoint, cli, compiling, corpus, files
 from .backends import BACKENDS
@@ -24,6 +26,7 @@ from .config import DTYPES
 
 PROG = "fastrnn.score"
 BLOCK = 1 << 20  # bytes read at a time
+PROGRESS_BYTES = 1 << 23  # files of this many bytes in all or more show a progress bar
 
 
 def build_parser():
@@ -67,11 +70,14 @@ def _main(argv, out):
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
     say = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
-    with compiling.announce(say, model.config.dtype):
+    total = sum(Path(path).stat().st_size for path in args.files)
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc="scoring", file=sys.stderr,
+               leave=False, dynamic_ncols=True, disable=total < PROGRESS_BYTES)
+    with compiling.announce(say, model.config.dtype), bar:
         for path in args.files:
             try:
                 result = score_file(model, ckpt.vocab, ckpt.state[:, :, :1], path,
-                                    args.encoding, args.skip_unknown)
+                                    args.encoding, args.skip_unknown, bar.update)
             except ValueError as e:  # (a file changed since it was checked)
                 raise cli.UsageError(str(e)) from None
             try:
@@ -96,14 +102,15 @@ def _json(r):
 def _line(r):
     skipped = f", {r['skipped']} unknown characters skipped" if r["skipped"] else ""
     return (f"{r['file']}: {r['nats_per_char']:.4f} nats/char = {r['bits_per_char']:.4f} "
-            f"bits/char, perplexity {r['perplexity']:.3f} over {r['predicted']} characters"
+            f"bits/char, perplexity {r['perplexity']:.3f} over {r['predicted']:,} characters"
             f"{skipped}\n")
 
 
-def _blocks(vocab, path, encoding, skip_unknown):
+def _blocks(vocab, path, encoding, skip_unknown, progress=None):
     """The file's text a block at a time, each as (kept text, characters dropped from it):
-    decoded, its characters checked against the vocabulary. A file that cannot be read,
-    decoded or (without ``skip_unknown``) encoded is a ValueError naming it."""
+    decoded, its characters checked against the vocabulary (``progress(n)``: n more bytes
+    read). A file that cannot be read, decoded or (without ``skip_unknown``) encoded is a
+    ValueError naming it."""
     decoder = codecs.getincrementaldecoder(encoding)()
     read = 0  # bytes read before this block
     try:
@@ -121,6 +128,8 @@ def _blocks(vocab, path, encoding, skip_unknown):
                     raise ValueError(f"{path}: not valid {encoding} ({e}); pass its "
                                      f"encoding with --encoding") from None
                 read += len(raw)
+                if progress is not None:
+                    progress(len(raw))
                 missing = vocab.unknown(text)
                 if missing and not skip_unknown:
                     raise ValueError(
@@ -147,13 +156,13 @@ def check_file(vocab, path, encoding="utf-8", skip_unknown=False):
         raise ValueError(f"{path} has fewer than 2 characters to score")
 
 
-def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False):
+def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False, progress=None):
     """{file, predicted, nats_per_char, bits_per_char, perplexity, skipped} for one file, read a
     block at a time from ``state`` (L, S, 1, H): the loss of predicting each character from the
     ones before it, summed block by block (each block carries the state and its last character
     into the next). A file that cannot be read or scored is a ValueError naming it."""
     loss, predicted, skipped, last = 0.0, 0, 0, None
-    for text, dropped in _blocks(vocab, path, encoding, skip_unknown):
+    for text, dropped in _blocks(vocab, path, encoding, skip_unknown, progress):
         skipped += dropped
         ids = vocab.encode(text, np.int64)
         if last is not None:

@@ -147,6 +147,8 @@ def main(argv=None):
 
 
 # what a run does every so often, and its defaults; saved, and kept by a resumed run
+LOUD_TEXT_BYTES = 1 << 25  # a text this large is said to be read (it takes seconds)
+LONG_VALIDATION = 10.0  # seconds: a validation this long is said before it starts
 CADENCE = {"eval_every": 5000, "sample_every": 5000, "sample_length": 200,
            "checkpoint_every": 5000}
 
@@ -185,7 +187,8 @@ def _main(argv):
     anneal = _anneal(args, ckpt)
     source = _load_source(args.init_from) if args.init_from else None
     config, data = _settings(args, ckpt, source)
-    corpus = _load_corpus(data, config, ckpt, source.vocab if source else None)
+    corpus = _load_corpus(data, config, ckpt, source.vocab if source else None,
+                          lambda line: _say(args, line))
     args.iterations = _target(args, corpus, config, anneal)
     if args.iterations > COUNT_MAX:  # (--epochs is checked by _target)
         raise cli.UsageError(f"{_asked(args)} is past the most iterations a run counts (2**62)")
@@ -448,11 +451,17 @@ def _check_output_dir(args, ckpt, out):
                              f"and would be replaced: pass another --out, or --overwrite")
 
 
-def _load_corpus(data, config, ckpt, vocab=None):
+def _load_corpus(data, config, ckpt, vocab=None, say=None):
     path = Path(data["path"])
     if ckpt is None and path == corpus_mod.DEFAULT_CORPUS and not path.exists():
         raise cli.UsageError(f"the bundled corpus {path} is missing (it ships in the source "
                              f"tree's data/ directory); pass --data PATH")
+    try:
+        size = path.stat().st_size if path.is_file() else 0
+    except OSError:  # (named by the load below)
+        size = 0
+    if say is not None and size >= LOUD_TEXT_BYTES:  # (~3 s per 100 MB, silent before)
+        say(f"reading {path} ({validate.human_bytes(size)})...")
     try:
         corpus = corpus_mod.load(path, data["val_fraction"], data["encoding"],
                                  ckpt.vocab if ckpt else vocab)
@@ -460,10 +469,12 @@ def _load_corpus(data, config, ckpt, vocab=None):
         raise cli.UsageError(str(e)) from None
     T, B = config["seq_length"], config["batch_size"]
     if len(corpus.train) < B * (T + 1):
-        held = f" after holding out {data['val_fraction']:g} for validation" if len(corpus.val) else ""
+        held = f" after holding out {data['val_fraction']} for validation" \
+            if len(corpus.val) else ""
         streams = f" in each of --batch-size {B} streams" if B > 1 else ""
+        n = len(corpus.train)
         raise cli.UsageError(
-            f"{path} has {len(corpus.train)} characters to train on{held}; --seq-length {T} needs "
+            f"{path} has {n:,} character{'s' * (n != 1)} to train on{held}; --seq-length {T} needs "
             f"at least {T + 1}{streams}: use a longer text or a smaller --seq-length"
             + (" or --batch-size" if B > 1 else ""))
     piece = len(corpus.train) // B  # each stream's share of the text
@@ -591,6 +602,8 @@ class Trainer:
         self.best_saved = None  # the iteration best.npz holds, once this run wrote it
         self.stderr_noted = False  # whether it said that stderr cannot be written
         self.best_due = None  # [the previous best] while best.npz waits for a sample
+        self.seconds_at_eval = self.seconds  # training seconds at the latest validation
+        self.eval_noted = False  # whether it said that validations take most of the run
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -869,13 +882,23 @@ class Trainer:
 
     def _evaluate(self, best_after_sample=False):
         start = time.perf_counter()
-        self._validate(best_after_sample)
+        compiled = self._validate(best_after_sample)
         self.eval_seconds = time.perf_counter() - start
+        work = self.eval_seconds - compiled  # (a first validation may compile its kernels)
+        trained, self.seconds_at_eval = self.seconds - self.seconds_at_eval, self.seconds
+        if work > max(LONG_VALIDATION, 2 * trained) and self.iteration < self.args.iterations \
+                and not self.eval_noted:
+            self.eval_noted = True
+            _say(self.args, f"note: a validation takes {work:.0f} s, against {trained:.1f} s of "
+                            f"training between two: a larger --eval-every, a smaller "
+                            f"--val-fraction or --val-streams N (N streams, on all cores) "
+                            f"spend less of the run on it")
 
     def _validate(self, best_after_sample=False):
         """Validation over the held-out text: a metrics record, and best.npz if it improved
         (``best_after_sample``: once the iteration's sample is drawn, ``_save_best``, so that
-        best.npz holds the samples' generator as training goes on with it)."""
+        best.npz holds the samples' generator as training goes on with it). Returns the
+        seconds it spent compiling kernels."""
         c = self.model.config
         val = self.corpus.val
         val_loss = None
@@ -883,7 +906,10 @@ class Trainer:
             # From (a copy of) the training state, not zeros: early in training a vanilla RNN's
             # state can have several attractors, and zeros may lead to one training never visits.
             state = self.model.state[:, :, :1]  # the first stream's
-            with self._compiling():
+            if self.eval_seconds >= LONG_VALIDATION:  # (the latest one's, or the estimate)
+                _say(self.args, f"validating on {len(val):,} held-out characters (about "
+                                f"{self.eval_seconds:.0f} s)...")
+            with self._compiling() as compiled:
                 val_loss = self.model.evaluate(val, state=state,
                                                streams=self.args.val_streams)[0] / (len(val) - 1)
         record = {"iteration": self.iteration, "epoch": round(self._epochs(), 4),
@@ -912,6 +938,7 @@ class Trainer:
                 if not best_after_sample:
                     self._save_best()
         _say(self.args, line)
+        return compiled.seconds if len(val) >= 2 else 0.0
 
     def _save_best(self):
         """best.npz, if the latest validation improved on the best."""

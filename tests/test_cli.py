@@ -238,6 +238,23 @@ def test_resuming_from_best_npz_at_a_sample_goes_on_as_the_run_did(tmp_path, cor
                checkpoint.load(tmp_path / "three" / "checkpoint.npz"))
 
 
+def test_long_reads_and_validations_are_said(tmp_path, corpus_file, capsys, monkeypatch):
+    """A large text is said to be read, a long validation said before it starts, and once, a
+    validation that takes more than twice the training between two (each was seconds, or on
+    a large held-out text minutes, of silence). Here the thresholds are lowered to meet them."""
+    monkeypatch.setattr(train, "LOUD_TEXT_BYTES", 1)
+    monkeypatch.setattr(train, "LONG_VALIDATION", 0.0)
+    assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "3", "--eval-every",
+                       "1", "--val-fraction", "0.5", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"reading {corpus_file} (19.5 KiB)...\n"), out
+    assert "validating on 10,000 held-out characters (about " in out
+    notes = [line for line in out.splitlines() if line.startswith("note: a validation takes")]
+    assert len(notes) == 1 and notes[0].endswith("a larger --eval-every, a smaller "
+                                                 "--val-fraction or --val-streams N (N streams, "
+                                                 "on all cores) spend less of the run on it")
+
+
 def test_fine_tuning_starts_a_new_run_from_the_weights(tmp_path, corpus_file, text):
     """--init-from: the checkpoint's weights, model and vocabulary; fresh optimizer state,
     counters and hidden state; another text and learning rate. Equal, bit for bit, to the API
@@ -1326,6 +1343,21 @@ def test_a_prime_in_bytes_the_locale_cannot_decode_says_so(trained, tmp_path):
     assert err.rstrip().endswith("the '\\udc..' are bytes that are not ascii text, the encoding "
                                  "of this locale: give --prime in it, or set a UTF-8 locale (e.g. "
                                  "LC_ALL=C.UTF-8)"), err
+
+
+def test_an_unknown_prime_names_a_large_vocabulary_in_part(tmp_path, capsys):
+    """(its error line held all of a CJK model's thousands of characters)"""
+    text = tmp_path / "cjk.txt"
+    chars = [chr(0x4E00 + k) for k in range(300)]
+    text.write_text("".join(np.random.default_rng(0).choice(chars, 3000)), encoding="utf-8")
+    assert train.main(["--data", str(text), "--hidden-size", "8", "--iterations", "2",
+                       "--quiet", "--out", str(tmp_path / "run")]) == 0
+    rc, _ = run_sample([str(tmp_path / "run" / "checkpoint.npz"), "--prime", "ab"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err) < 400, err
+    assert err == (f"fastrnn.sample: error: --prime has characters the model never saw: 'a', "
+                   f"'b' (its vocabulary of 300 characters begins {''.join(chars[:100])!r})"
+                   f"\n")
 
 
 @pytest.fixture(scope="module")

@@ -112,3 +112,21 @@ def test_only_regular_files_are_read(tmp_path):
 def test_a_given_vocabulary_names_the_characters_it_lacks(tmp_path):
     with pytest.raises(CorpusError, match="the checkpoint's vocabulary lacks: 'z'"):
         load(write(tmp_path, "abcz"), vocab=Vocab("abc"))
+
+
+def test_a_text_too_large_for_the_memory_is_one_line(tmp_path, monkeypatch):
+    """(a MemoryError traceback, or the machine's out-of-memory killer) Its bytes are counted
+    before they are read, and its text and ids before they are made."""
+    from fastrnn import validate
+    path = tmp_path / "text.txt"
+    path.write_text("ab" * 5000 + "é", encoding="utf-8")  # 10,002 bytes, not ASCII
+    monkeypatch.setattr(validate, "available_memory", lambda: 5000)
+    with pytest.raises(CorpusError, match=f"{path} \\(to read\\) needs about 9.8 KiB of memory; "
+                                          f"this machine has 4.9 KiB available"):
+        load(path)
+    monkeypatch.setattr(validate, "available_memory", lambda: 50_000)
+    with pytest.raises(CorpusError, match=f"{path} \\(to decode and encode\\) needs about "
+                                          f"78.1 KiB of memory"):
+        load(path)
+    monkeypatch.setattr(validate, "available_memory", lambda: 100_000)
+    assert len(load(path).train) > 0

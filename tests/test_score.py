@@ -167,3 +167,18 @@ def test_a_loss_past_the_float_range_of_its_exponential_is_an_infinite_perplexit
     rc, out = scored([str(path), str(corpus), "--json"])
     result = json.loads(out)
     assert rc == 0 and result["perplexity"] is None and result["nats_per_char"] > 710, result
+
+
+def test_a_long_score_shows_its_progress(run, tmp_path, capsys, monkeypatch):
+    """(a large file was minutes of silence) A progress bar by bytes read, on stderr, for
+    files of PROGRESS_BYTES in all or more (lowered here to reach it); the counts with
+    thousands separators."""
+    d, corpus = run
+    monkeypatch.setattr(score, "BLOCK", 1000)
+    monkeypatch.setattr(score, "PROGRESS_BYTES", 1)
+    rc, out = scored([str(d / "out" / "checkpoint.npz"), str(corpus)])
+    assert rc == 0 and f"over {len(TEXT) - 1:,} characters" in out
+    assert "scoring:" in capsys.readouterr().err
+    monkeypatch.setattr(score, "PROGRESS_BYTES", 1 << 40)
+    assert scored([str(d / "out" / "checkpoint.npz"), str(corpus)]) == (rc, out)
+    assert "scoring" not in capsys.readouterr().err
