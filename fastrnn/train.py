@@ -604,6 +604,7 @@ class Trainer:
         self.best_due = None  # [the previous best] while best.npz waits for a sample
         self.seconds_at_eval = self.seconds  # training seconds at the latest validation
         self.eval_noted = False  # whether it said that validations take most of the run
+        self.eval_work = None  # the latest validation's seconds, without compiling
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -884,7 +885,7 @@ class Trainer:
         start = time.perf_counter()
         compiled = self._validate(best_after_sample)
         self.eval_seconds = time.perf_counter() - start
-        work = self.eval_seconds - compiled  # (a first validation may compile its kernels)
+        work = self.eval_work = self.eval_seconds - compiled  # (a first one may compile)
         trained, self.seconds_at_eval = self.seconds - self.seconds_at_eval, self.seconds
         if work > max(LONG_VALIDATION, 2 * trained) and self.iteration < self.args.iterations \
                 and not self.eval_noted:
@@ -906,9 +907,10 @@ class Trainer:
             # From (a copy of) the training state, not zeros: early in training a vanilla RNN's
             # state can have several attractors, and zeros may lead to one training never visits.
             state = self.model.state[:, :, :1]  # the first stream's
-            if self.eval_seconds >= LONG_VALIDATION:  # (the latest one's, or the estimate)
+            took = self.eval_seconds if self.eval_work is None else self.eval_work
+            if took >= LONG_VALIDATION:  # (the latest one's, or --time-budget's estimate)
                 _say(self.args, f"validating on {len(val):,} held-out characters (about "
-                                f"{self.eval_seconds:.0f} s)...")
+                                f"{took:.0f} s)...")
             with self._compiling() as compiled:
                 val_loss = self.model.evaluate(val, state=state,
                                                streams=self.args.val_streams)[0] / (len(val) - 1)

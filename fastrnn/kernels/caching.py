@@ -88,7 +88,12 @@ def note(kind, message):
             pass
 
 
-class ProcessCacheLocator(caching._SourceFileBackedLocatorMixin, caching._CacheLocator):
+# (private in Numba: with a version that renames them, there is no last resort)
+_SourceFile = getattr(caching, "_SourceFileBackedLocatorMixin", object)
+_Locator = getattr(caching, "_CacheLocator", object)
+
+
+class ProcessCacheLocator(_SourceFile, _Locator):
     """The last resort, after Numba's own locators: a private temporary directory of this
     process (removed at exit), where no cache directory can be written."""
 
@@ -168,12 +173,14 @@ def _install():
         return ()
     ours = [_keyed_locator(base) for base in bases]
     impl._locator_classes[:0] = ours   # tried first, in Numba's own order
-    last = _keyed_locator(ProcessCacheLocator)
-    impl._locator_classes.append(last)  # tried when none of Numba's can write
+    last = ()
+    if object not in (_SourceFile, _Locator):
+        last = (_keyed_locator(ProcessCacheLocator),)
+        impl._locator_classes.extend(last)  # tried when none of Numba's can write
     cache = caching.Cache
     cache.load_overload = _tolerant(cache.load_overload, _read_failed)
     cache.save_overload = _tolerant(cache.save_overload, _write_failed)
-    return tuple(ours) + (last,)
+    return tuple(ours) + last
 
 
 LOCATORS = _install()
