@@ -70,7 +70,7 @@ def _main(argv, out):
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
     say = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
-    total = sum(Path(path).stat().st_size for path in args.files)
+    total = sum(_size(path) for path in args.files)
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="scoring", file=sys.stderr,
                leave=False, dynamic_ncols=True, disable=total < PROGRESS_BYTES)
     with compiling.announce(say, model.config.dtype), bar:
@@ -90,6 +90,13 @@ def _main(argv, out):
                 cli.drop_output()
                 raise cli.Failure(f"cannot write the scores: {e.strerror or e}") from None
     return 0
+
+
+def _size(path):
+    try:
+        return Path(path).stat().st_size
+    except OSError:  # (gone since it was checked: its read names it)
+        return 0
 
 
 def _json(r):
