@@ -488,6 +488,12 @@ def _load_corpus(data, config, ckpt, vocab=None, say=None):
         raise cli.UsageError(f"cannot resume: the checkpoint is corrupt: its position "
                              f"{ckpt.position} lies beyond its own text's {piece}-character "
                              f"streams")
+    read = reference.chunks_per_pass(piece, T) * T + 1  # of each stream, before it wraps
+    if piece - read > 0.1 * piece:  # (min-char-rnn's rule leaves at most T of a long stream)
+        cli.warn(PROG, f"each of the {B} streams has {piece:,} characters, and chunks of "
+                       f"--seq-length {T} read {read:,} of them before starting again: "
+                       f"{(piece - read) / piece:.0%} of the training text is never trained on "
+                       f"(a smaller --batch-size or --seq-length reads more of it)")
     if len(corpus.val) == 1:
         cli.warn(PROG, f"the validation split of {path} is 1 character: no validation loss")
     bom = corpus.vocab.index.get("\ufeff")

@@ -238,6 +238,22 @@ def test_resuming_from_best_npz_at_a_sample_goes_on_as_the_run_did(tmp_path, cor
                checkpoint.load(tmp_path / "three" / "checkpoint.npz"))
 
 
+def test_streams_too_short_for_their_chunks_are_warned_about(tmp_path, corpus_file, capsys):
+    """(1024 streams of 17 characters, chunks of 10: 35% of the text never trained on, in
+    silence)"""
+    assert train.main(["--data", corpus_file, "--hidden-size", "8", "--seq-length", "10",
+                       "--batch-size", "1024", "--iterations", "2", "--quiet", "--out",
+                       str(tmp_path / "short")]) == 0
+    err = capsys.readouterr().err
+    assert ("fastrnn.train: warning: each of the 1024 streams has 17 characters, and chunks of "
+            "--seq-length 10 read 11 of them before starting again: 35% of the training text "
+            "is never trained on (a smaller --batch-size or --seq-length reads more of it)\n"
+            ) in err, err
+    assert train.main(["--data", corpus_file, *SMALL, "--batch-size", "4", "--iterations", "2",
+                       "--out", str(tmp_path / "long")]) == 0
+    assert "never trained on" not in capsys.readouterr().err
+
+
 def test_long_reads_and_validations_are_said(tmp_path, corpus_file, capsys, monkeypatch):
     """A large text is said to be read, a long validation said before it starts, and once, a
     validation that takes more than twice the training between two (each was seconds, or on
