@@ -19,8 +19,9 @@ __version__ = "0.1.0"
 
 from . import cli as _cli
 
-if _cli.starting_command():  # ``python -m fastrnn.train`` (not a program that imports fastrnn)
-    _cli.start(_cli.starting_command())
+_command = _cli.starting_command()  # ``python -m fastrnn.train``; not a program importing us
+if _command:
+    _cli.start(_command)
 
 from .backends import BACKENDS, get_backend
 from .dropin import adagrad, init_params, lossFun

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 
 from numba.core import event
 
+from .kernels.caching import ProcessCacheLocator
+
 
 class _Listener(event.Listener):
     def __init__(self, say, message):
@@ -36,7 +38,6 @@ def announce(say, what):
     """Around a call that may compile kernels: ``say("compiling kernels for WHAT (first run
     only)...")`` when compilation starts, then ``say("compiled in S s")`` after the call.
     Yields a record whose ``seconds`` is the time spent compiling (0.0: none)."""
-    from .kernels.caching import ProcessCacheLocator
     kept = "(first run only; later runs load them from the cache)" \
         if ProcessCacheLocator.directory is None else "(no cache kept: in every run)"
     listener = _Listener(say, f"compiling kernels for {what} {kept}...")

@@ -114,8 +114,7 @@ def sample(h, seed_ix, n, Wxh, Whh, Why, bh, by, rng=None, temperature=1.0, gree
         if not np.isfinite(a).all():  # (before drawing: a refused call leaves rng as it was)
             raise ValueError(f"{name} holds NaN or infinite values: there is nothing to sample "
                              f"from")
-    if n > 1 << 20:  # (their ids and uniforms; the check reads /proc: 26 us)
-        validate.fits(16 * int(n), f"sampling {int(n):,} characters")
+    validate.large_fits(16 * int(n), f"sampling {int(n):,} characters")  # (ids and uniforms)
     uniforms = rng.random(int(n))
     ixes = np.empty(int(n), np.int64)
     w, state = reference.weights(Wxh, Whh, Why, bh, by), _state(h).copy()

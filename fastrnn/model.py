@@ -343,8 +343,7 @@ class CharRNN:
         c = self.config
         lr = c.learning_rate if learning_rate is None else \
             validate.rate("learning_rate", learning_rate, c.dtype)
-        if n_steps > 1 << 20:  # (the check reads /proc: 26 us, against ~300 for one chunk)
-            validate.fits(8 * n_steps, f"the losses of {n_steps:,} chunks")
+        validate.large_fits(8 * n_steps, f"the losses of {n_steps:,} chunks")
         losses = np.empty(n_steps, np.float64)
         shape = (c.num_layers - 1, c.seq_length, c.batch_size, c.hidden_size)
         # calls of at most the backend's call_chars (for Ctrl-C), and with dropout of at most
@@ -396,9 +395,8 @@ class CharRNN:
         steps = min(config.EVAL_STEPS, max(1, (len(ready) - 1) // streams))  # (per call)
         per_stream = 2 * c.num_layers * len(self.spec.cell.STATES) * c.hidden_size + steps * (
             c.num_layers * (3 * self.spec.cell.GATES + 4) * c.hidden_size + 2 * c.vocab_size)
-        need = streams * per_stream * np.dtype(c.dtype).itemsize  # (states, buffers: about)
-        if need > 1 << 24:  # (the check reads /proc: 26 us)
-            validate.fits(need, f"evaluating {streams:,} streams")
+        validate.large_fits(streams * per_stream * np.dtype(c.dtype).itemsize,  # (about)
+                            f"evaluating {streams:,} streams")
         self._checked_arrays(training=False)
         state = self.zero_state(1) if state is None else self._checked_state(state)
         if streams > 1:
@@ -421,8 +419,7 @@ class CharRNN:
         if not validate.is_integer(n) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
         n = int(n)
-        if n > 1 << 20:  # (their ids and uniforms; the check reads /proc: 26 us)
-            validate.fits(16 * n, f"sampling {n:,} characters")
+        validate.large_fits(16 * n, f"sampling {n:,} characters")  # (ids and uniforms)
         temperature = validate.positive("temperature", temperature)
         if not validate.is_integer(top_k) or top_k < 0:
             raise ValueError(f"top_k must be an integer >= 0 (0: no limit), got {top_k!r}")
