@@ -26,9 +26,7 @@ def init_params(hidden_size, vocab_size, seed=0, dtype=np.float64):
     if dtype not in FLOAT_DTYPES:
         raise ValueError(f"dtype {dtype} is not supported: use float32 or float64")
     hidden_size = validate.positive("hidden_size", hidden_size, int)
-    if not validate.is_integer(vocab_size) or vocab_size < 2:
-        raise ValueError(f"vocab_size must be an integer >= 2, got {vocab_size!r}")
-    w = Spec("rnn", vocab_size, hidden_size).init(seed, dtype)
+    w = Spec("rnn", vocab_size, hidden_size).init(seed, dtype)  # (Spec checks vocab_size)
     rnn = w.layers[0]
     return (rnn.Wxh.copy(), rnn.Whh.copy(), w.Why.copy(), rnn.bh.reshape(-1, 1).copy(),
             w.by.reshape(-1, 1).copy())
