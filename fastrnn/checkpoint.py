@@ -267,6 +267,8 @@ def _check_fields(where, ckpt):
             and all(_integer(v) and v >= (k == "sample_length") for k, v in cadence.items())):
         bad("run.cadence", cadence, "a record of --eval-every, --sample-every and "
                                     "--checkpoint-every (integers >= 0) and --sample-length (>= 1)")
+    if run.get("pending") not in (None, "iteration", "end"):  # (a validation cut short)
+        bad("run.pending", run["pending"], '"iteration" or "end"')
     for i, record in enumerate(run.get("metrics", [])):
         # what train reads back: the iteration, the losses (val_* None without held-out text)
         if not isinstance(record, dict):

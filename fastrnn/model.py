@@ -373,7 +373,7 @@ class CharRNN:
         """Whether training applies dropout (a rate > 0 and layers to apply it between)."""
         return self.config.dropout > 0 and self.config.num_layers > 1
 
-    def evaluate(self, data, state=None, streams=1):
+    def evaluate(self, data, state=None, streams=1, progress=None):
         """Summed loss (nats) of predicting ``data[1:]`` from ``data[:-1]``, without training.
 
         One stream (the default), from ``state`` (L, S, 1, H; default zeros) through the whole
@@ -388,6 +388,11 @@ class CharRNN:
         character is still predicted once, but each stream after the first starts without the
         text before it, so the loss is slightly higher than one stream's; state_after is
         (L, S, streams, H).
+
+        ``progress``: a callable, called as the work goes with the number of characters
+        predicted since its last call (the calls add up to ``len(data) - 1``), e.g. a tqdm
+        bar's ``update``; the numbers computed are the same with it or without. An exception
+        it raises ends the evaluation and comes out of this call.
         """
         streams = validate.positive("streams", streams, int)
         ready = self._checked_ids(data, 1)
@@ -401,7 +406,10 @@ class CharRNN:
         state = self.zero_state(1) if state is None else self._checked_state(state)
         if streams > 1:
             state = np.ascontiguousarray(np.repeat(state, streams, axis=2))
-        loss = self._kernels.evaluate(self.weights, ready, state, self.threads)
+        if progress is not None and not callable(progress):
+            raise ValueError(f"progress must be callable (e.g. a tqdm bar's update), got "
+                             f"{type(progress).__name__}")
+        loss = self._kernels.evaluate(self.weights, ready, state, self.threads, progress)
         return float(loss), state
 
     def sample(self, n, seed_ix, rng=None, temperature=1.0, greedy=False, state=None, top_k=0,

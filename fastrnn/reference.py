@@ -149,10 +149,11 @@ def weights(Wxh, Whh, Why, bh, by):
                                             [Wxh, Whh, bh.reshape(-1), Why, by.reshape(-1)])
 
 
-def evaluate(w, data, state, chunk=100):
+def evaluate(w, data, state, chunk=100, progress=None):
     """Summed loss of predicting ``data[1:]`` from ``data[:-1]``; return (loss, state).
 
-    No training. ``state`` is (L, S, B, H). With B = 1, one stream runs through the whole
+    No training. ``progress``: if given, called with the number of characters each chunk
+    predicted, after it (the calls add up to ``len(data) - 1``). ``state`` is (L, S, B, H). With B = 1, one stream runs through the whole
     sequence (``chunk`` only bounds the memory used), and the returned state is the one after
     reading ``data[:-1]``, so priming a sample on a text is ``evaluate(text)`` followed by
     sampling from its last character: the number comparable to min-char-rnn's.
@@ -175,6 +176,8 @@ def evaluate(w, data, state, chunk=100):
             chunk_loss, (hs, _) = forward(w, inputs[None, :], targets[None, :], state)
             loss += chunk_loss
             state = hs[:, -1]
+            if progress is not None:
+                progress(len(targets))
         return loss, state.copy()
     P = n // B
     starts = np.arange(B) * P
@@ -186,8 +189,10 @@ def evaluate(w, data, state, chunk=100):
         chunk_loss, (hs, _) = forward(w, window[:, :m], window[:, 1:], state)
         loss += chunk_loss
         state = hs[:, -1]
+        if progress is not None:
+            progress(B * m)
     if n > B * P:
-        rest, last = evaluate(w, data[B * P:], state[:, :, B - 1:], chunk)
+        rest, last = evaluate(w, data[B * P:], state[:, :, B - 1:], chunk, progress)
         loss += rest
         state[:, :, B - 1:] = last
     return loss, state.copy()

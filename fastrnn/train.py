@@ -149,6 +149,7 @@ def main(argv=None):
 # what a run does every so often, and its defaults; saved, and kept by a resumed run
 LOUD_TEXT_BYTES = 1 << 25  # a text this large is said to be read (it takes seconds)
 LONG_VALIDATION = 10.0  # seconds: a validation this long is said before it starts
+VALIDATION_BAR_DELAY = 2.0  # seconds into a validation before its progress bar shows
 CADENCE = {"eval_every": 5000, "sample_every": 5000, "sample_length": 200,
            "checkpoint_every": 5000}
 
@@ -611,6 +612,11 @@ class Trainer:
         self.seconds_at_eval = self.seconds  # training seconds at the latest validation
         self.eval_noted = False  # whether it said that validations take most of the run
         self.eval_work = None  # the latest validation's seconds, without compiling
+        # A validation a stop request (Ctrl-C) cut short, for the resumed run to do first:
+        # "iteration" (the iteration's validation and what follows it: its sample, best.npz,
+        # checkpoint) or "end" (the final validation)
+        self.pending = run.get("pending")
+        self.stop = None  # the run's _StopRequests, while it trains
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -641,7 +647,7 @@ class Trainer:
                        f"{target} (over iterations {window[0]}-{target}): training ends there"
                        + ("; --init-from starts a new run from its weights"
                           if self.iteration >= target else ""))
-        if self.iteration >= target:
+        if self.iteration >= target and not self.pending:
             asked = "the end of its anneal" if window and target == window[1] else _asked(args)
             _say(args, f"the checkpoint is already at iteration {self.iteration} ({asked}): "
                        f"nothing to train")
@@ -664,7 +670,10 @@ class Trainer:
                    f"on {self.model.backend}")
         bar, block, start, probed, timed = None, 1, time.perf_counter(), False, False
         with _StopRequests(args) as stop:
-            while self.iteration < target:
+            self.stop = stop
+            if self.pending == "iteration" and not self._between_blocks():
+                self.stop_reason = "interrupted"  # (cut short again)
+            while self.iteration < target and self.stop_reason != "interrupted":
                 if stop.requested or args.output_closed:
                     self.stop_reason = "interrupted"
                     break
@@ -714,14 +723,9 @@ class Trainer:
                     bar.advance(n, self.iteration, dt, f"loss {self.smooth:.3f}, "
                                 f"{n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s")
                 target = self._start_anneal(target, start, timed, bar)  # (before a record)
-                sample = args.sample_every and self.iteration % args.sample_every == 0
-                if args.eval_every and self.iteration % args.eval_every == 0:
-                    self._evaluate(best_after_sample=sample)
-                if sample:
-                    self._sample()
-                    self._save_best()
-                if args.checkpoint_every and self.iteration % args.checkpoint_every == 0:
-                    self._save(CHECKPOINT)
+                if not self._between_blocks():
+                    self.stop_reason = "interrupted"
+                    break
                 if cli.stderr_lost() and not self.stderr_noted:
                     self.stderr_noted = True
                     _say(args, f"note: {cli.stderr_lost()}: the progress bar is dropped; "
@@ -733,8 +737,11 @@ class Trainer:
                     "learning rate's anneal to 0"
             if self.stop_reason != "interrupted" and (
                     not self.records or self.records[-1]["iteration"] != self.iteration):
-                self._evaluate()
-            if (self.saved, self.saved_records) != (self.iteration, len(self.records)):
+                self.pending = None if self._evaluate() else "end"
+                if self.pending:
+                    self.stop_reason = "interrupted"
+            if self.pending or \
+                    (self.saved, self.saved_records) != (self.iteration, len(self.records)):
                 self._save(CHECKPOINT)  # (unless the latest checkpoint holds all of it)
             return self._finish()  # (inside: a hangup while it prints does not kill it)
 
@@ -887,9 +894,33 @@ class Trainer:
 
     # -- what happens between blocks -----------------------------------------------------------
 
+    def _between_blocks(self):
+        """What is due at this iteration, between two blocks of training: the validation,
+        the sample (then best.npz, ``_save_best``), the checkpoint. False if a stop request
+        cut the validation short: the rest waits for it, in the resumed run (``pending``)."""
+        args = self.args
+        self.pending = None
+        sample = args.sample_every and self.iteration % args.sample_every == 0
+        if args.eval_every and self.iteration % args.eval_every == 0:
+            if not self._evaluate(best_after_sample=sample):
+                self.pending = "iteration"
+                return False
+        if sample:
+            self._sample()
+            self._save_best()
+        if args.checkpoint_every and self.iteration % args.checkpoint_every == 0:
+            self._save(CHECKPOINT)
+        return True
+
     def _evaluate(self, best_after_sample=False):
+        """A validation (``_validate``) and its time; False if a stop request cut it short."""
         start = time.perf_counter()
-        compiled = self._validate(best_after_sample)
+        try:
+            compiled = self._validate(best_after_sample)
+        except _CutShort:
+            _say(self.args, f"the validation at iteration {self.iteration} is left for the "
+                            f"resumed run to do first")
+            return False
         self.eval_seconds = time.perf_counter() - start
         work = self.eval_work = self.eval_seconds - compiled  # (a first one may compile)
         trained, self.seconds_at_eval = self.seconds - self.seconds_at_eval, self.seconds
@@ -900,12 +931,14 @@ class Trainer:
                             f"training between two: a larger --eval-every, a smaller "
                             f"--val-fraction or --val-streams N (N streams, on all cores) "
                             f"spend less of the run on it")
+        return True
 
     def _validate(self, best_after_sample=False):
         """Validation over the held-out text: a metrics record, and best.npz if it improved
         (``best_after_sample``: once the iteration's sample is drawn, ``_save_best``, so that
         best.npz holds the samples' generator as training goes on with it). Returns the
-        seconds it spent compiling kernels."""
+        seconds it spent compiling kernels. A stop request (Ctrl-C) cuts it short: _CutShort,
+        between two of its kernel calls."""
         c = self.model.config
         val = self.corpus.val
         val_loss = None
@@ -917,9 +950,18 @@ class Trainer:
             if took >= LONG_VALIDATION:  # (the latest one's, or --time-budget's estimate)
                 _say(self.args, f"validating on {len(val):,} held-out characters (about "
                                 f"{took:.0f} s)...")
-            with self._compiling() as compiled:
-                val_loss = self.model.evaluate(val, state=state,
-                                               streams=self.args.val_streams)[0] / (len(val) - 1)
+            bar = tqdm(total=len(val) - 1, desc="validating", unit="char", unit_scale=True,
+                       leave=False, delay=VALIDATION_BAR_DELAY, dynamic_ncols=True,
+                       file=sys.stderr, disable=self.args.quiet or bool(cli.stderr_lost()))
+
+            def progress(n):
+                bar.update(n)
+                if self.stop is not None and self.stop.requested:
+                    raise _CutShort
+
+            with bar, self._compiling() as compiled:
+                val_loss = self.model.evaluate(val, state=state, streams=self.args.val_streams,
+                                               progress=progress)[0] / (len(val) - 1)
         record = {"iteration": self.iteration, "epoch": round(self._epochs(), 4),
                   "chars": self.iteration * self.chunk_chars,
                   "train_loss": self.smooth / c.seq_length,
@@ -996,6 +1038,7 @@ class Trainer:
                 "timed_chars": self.timed_chars, "val_streams": self.args.val_streams,
                 "backend": self.model.backend, "data": self.data,
                 "cadence": {key: getattr(self.args, key) for key in CADENCE},
+                **({"pending": self.pending} if self.pending else {}),
                 **({"init_from": self.init_from} if self.init_from else {}),
                 **({"lr_decay": self.lr_decay} if self.lr_decay else {}),
                 **({"anneal": self.anneal} if self.anneal else {})}
@@ -1100,6 +1143,10 @@ class Trainer:
                                                        "was before this run's --out)"))
         _say(self.args, f"{summary}; checkpoint {where}")
         return 0
+
+
+class _CutShort(Exception):
+    """A stop request (Ctrl-C) cut a validation short."""
 
 
 class _WriteFailed(cli.Failure):

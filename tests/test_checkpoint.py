@@ -458,6 +458,7 @@ def _scale(name, factor):
     (lambda m, a: m["run"].update(cadence={"sample_length": 0}), r"run.cadence is "),
     (lambda m, a: m["run"].update(cadence={"every": 5}), r"run.cadence is "),
     (lambda m, a: m["run"].update(cadence=[5]), r"run.cadence is \[5\]"),
+    (lambda m, a: m["run"].update(pending="later"), r"run.pending is 'later', expected "),
     (lambda m, a: m["run"].update(metrics=[dict(RECORD, val_streams=0)]),
      r"run.metrics\[0\].val_streams is 0, expected an integer >= 1"),
 ])

@@ -130,7 +130,7 @@ def test_the_summary_names_the_best_model_when_the_last_is_not_it(tmp_path, corp
     from fastrnn.model import CharRNN
     per_char = iter([3.0, 2.0, 2.5])  # the validations' losses: the best is the second
 
-    def evaluate(self, data, state=None, streams=1):
+    def evaluate(self, data, state=None, streams=1, progress=None):
         return next(per_char) * (len(data) - 1), state
 
     monkeypatch.setattr(CharRNN, "evaluate", evaluate)
@@ -269,6 +269,71 @@ def test_long_reads_and_validations_are_said(tmp_path, corpus_file, capsys, monk
     assert len(notes) == 1 and notes[0].endswith("a larger --eval-every, a smaller "
                                                  "--val-fraction or --val-streams N (N streams, "
                                                  "on all cores) spend less of the run on it")
+
+
+def test_a_validation_shows_a_progress_bar_once_it_takes_a_while(tmp_path, corpus_file, capsys,
+                                                                 monkeypatch):
+    """(one of minutes, on a large held-out text, was a line and then silence) Here the bar's
+    delay is 0; --quiet shows none."""
+    monkeypatch.setattr(train, "VALIDATION_BAR_DELAY", 0.0)
+    argv = ["--data", corpus_file, "--hidden-size", "24", "--seq-length", "10", "--iterations",
+            "2", "--eval-every", "1", "--sample-every", "0"]
+    assert train.main(argv + ["--out", str(tmp_path / "a")]) == 0
+    assert "validating: " in capsys.readouterr().err
+    assert train.main(argv + ["--quiet", "--out", str(tmp_path / "b")]) == 0
+    assert "validating" not in capsys.readouterr().err
+
+
+def _interrupting(monkeypatch, call):
+    """CharRNN.evaluate, its ``call``-th call (from 1) receiving Ctrl-C at its first chunk."""
+    from fastrnn.model import CharRNN
+    real, calls = CharRNN.evaluate, []
+
+    def evaluate(self, data, state=None, streams=1, progress=None):
+        calls.append(1)
+        if len(calls) == call:
+            def interrupted(n):
+                os.kill(os.getpid(), signal.SIGINT)
+                progress(n)
+            return real(self, data, state, streams, interrupted)
+        return real(self, data, state, streams, progress)
+
+    monkeypatch.setattr(CharRNN, "evaluate", evaluate)
+
+
+@pytest.mark.parametrize("eval_every, call, pending", [("10", 2, "iteration"), ("0", 1, "end")])
+def test_ctrl_c_cuts_a_validation_short_and_the_resumed_run_does_it_first(
+        tmp_path, corpus_file, capsys, monkeypatch, eval_every, call, pending):
+    """A validation stops at Ctrl-C (a long one made the run wait for it, or lose all since
+    the latest checkpoint to a second Ctrl-C); the checkpoint says so, and the resumed run
+    does it first, with what followed it (the sample, best.npz): the same run as one never
+    interrupted. Cut short here: the validation at iteration 20, or the final one at 30."""
+    common = ["--data", corpus_file, *SMALL[:-1], "--eval-every", eval_every, "--sample-every",
+              "10", "--sample-length", "30", "--checkpoint-every", "0", "--iterations", "30"]
+    assert train.main(common + ["--quiet", "--out", str(tmp_path / "one")]) == 0
+    capsys.readouterr()
+    _interrupting(monkeypatch, call)
+    assert train.main(common + ["--out", str(tmp_path / "two")]) == cli.EXIT_INTERRUPTED
+    out, err = capsys.readouterr()
+    k = 20 if pending == "iteration" else 30
+    assert f"the validation at iteration {k} is left for the resumed run to do first" in out
+    assert f"interrupted at iteration {k}; saved" in err
+    saved = tmp_path / "two" / "checkpoint.npz"
+    assert checkpoint.load(saved).run["pending"] == pending
+    _interrupting(monkeypatch, 1)  # (cut short again, at once)
+    assert train.main(["--resume", str(saved), "--iterations", "30", "--quiet"]) == 130
+    assert checkpoint.load(saved).run["pending"] == pending
+    monkeypatch.undo()
+    assert train.main(["--resume", str(saved), "--iterations", "30"]) == 0
+    out = capsys.readouterr().out
+    assert f"iteration {k} (epoch" in out and ("----- sample at iteration 20" in out) == (k == 20)
+    one, two = (checkpoint.load(tmp_path / d / "checkpoint.npz") for d in ("one", "two"))
+    same_state(one, two)
+    assert "pending" not in two.run
+    assert [(r["iteration"], r["val_loss"]) for r in one.run["metrics"]] == \
+        [(r["iteration"], r["val_loss"]) for r in two.run["metrics"]]
+    assert checkpoint.load(tmp_path / "two" / "best.npz").run["rng"] == \
+        checkpoint.load(tmp_path / "one" / "best.npz").run["rng"]
 
 
 def test_fine_tuning_starts_a_new_run_from_the_weights(tmp_path, corpus_file, text):

@@ -209,6 +209,46 @@ def test_evaluate_equals_the_oracle_from_a_given_state(corpus):
                  np.float64, "loss from the default zero state")
 
 
+# (cell, layers, streams, threads): min-char-rnn's kernel in calls of 256 steps; stream units
+# on two threads; one stream's layers pipelined over two threads; one plain stream
+PROGRESS_CASES = [("rnn", 1, 1, 1), ("gru", 1, 3, 2), ("lstm", 2, 1, 2), ("lstm", 1, 1, 1)]
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("cell, L, streams, threads", PROGRESS_CASES)
+def test_evaluation_reports_its_progress_and_computes_the_same_bits(corpus, monkeypatch, backend,
+                                                                   cell, L, streams, threads):
+    """evaluate(progress=f): f hears, chunk after chunk, of the characters predicted (they add
+    up to the text's predictions); the loss and state are those of a call without it."""
+    from fastrnn.backends import numba as numba_backend
+    monkeypatch.setattr(numba_backend, "EVAL_CALL_STEPS", 256)
+    vocab, data = corpus
+    model = CharRNN(len(vocab), hidden_size=12, cell=cell, num_layers=L, seed=2, backend=backend,
+                    threads=threads, dtype="float32")
+    model.train(data, 3)
+    text = data[:2400]
+    said = []
+    loss, state = model.evaluate(text, streams=streams, progress=said.append)
+    assert sum(said) == len(text) - 1 and len(said) >= 4 and min(said) > 0, said
+    assert (loss, state.tobytes()) == (lambda r: (r[0], r[1].tobytes()))(
+        model.evaluate(text, streams=streams))
+
+
+def test_a_progress_callback_can_end_an_evaluation_and_must_be_callable(corpus):
+    vocab, data = corpus
+    model = CharRNN(len(vocab), hidden_size=12, cell="gru")
+    before = model.state.copy()
+
+    def stop(n):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model.evaluate(data[:2000], progress=stop)
+    np.testing.assert_array_equal(model.state, before)
+    with pytest.raises(ValueError, match="progress must be callable .*, got int"):
+        model.evaluate(data[:20], progress=3)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.dtype("float32"), "float32"])
 def test_dtype_may_be_given_as_type_dtype_or_name(dtype):
     model = CharRNN(5, hidden_size=3, dtype=dtype)

@@ -129,10 +129,13 @@ def test_train_matches_reference_including_the_wrap(cuda, cell, L, name, dtype):
 def test_evaluate_matches_reference(cuda, cell, L, dtype, monkeypatch):
     from fastrnn.backends import cuda as cb
     monkeypatch.setattr(cb, "EVAL_STEPS", 2)  # several passes, the last one shorter
+    monkeypatch.setattr(cb._Reports, "EVERY", 2)  # progress after every two, and the last
     w, _, _, state, _ = problem(cell, L, dtype, B=1)
     data = np.random.default_rng(4).integers(0, V, 6).astype(np.uint8)
     before = state.astype(np.float64)
-    loss = cuda.evaluate(w, data, state)
+    said = []
+    loss = cuda.evaluate(w, data, state, progress=said.append)
+    assert said == [4, 1]
     loss_ref, state_ref = reference.evaluate(as64(w), data, before)
     assert_close(loss, loss_ref, dtype, "loss")
     assert_close(state, state_ref, dtype, "state")

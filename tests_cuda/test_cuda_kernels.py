@@ -195,10 +195,13 @@ def test_train_matches_reference_including_the_wrap(cuda, name, dtype):
 def test_evaluate_matches_reference(cuda, dtype, monkeypatch):
     from fastrnn.backends import cuda as cb
     monkeypatch.setattr(cb, "EVAL_STEPS", 3)  # several passes, the last one shorter
+    monkeypatch.setattr(cb._Reports, "EVERY", 2)  # progress after every two, and the last
     w, *_ = problem(5, 4, 1, dtype)
     data = np.random.default_rng(4).integers(0, 4, 8).astype(np.uint8)
     state = np.full((1, 1, 1, 5), 0.2, dtype)
-    loss = cuda.evaluate(w, data, state)
+    said = []
+    loss = cuda.evaluate(w, data, state, progress=said.append)
+    assert said == [6, 1]
     loss_ref, state_ref = reference.evaluate(as64(w), data, np.full((1, 1, 1, 5), 0.2))
     assert_close(loss, loss_ref, dtype, "loss")
     assert_close(state, state_ref, dtype, "state")

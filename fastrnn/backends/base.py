@@ -39,9 +39,12 @@ class Backend(Protocol):
         state updated in place, losses written; ``step``: updates made before. Returns the
         position in every stream after the last chunk."""
 
-    def evaluate(self, w, data, state, threads=1):
+    def evaluate(self, w, data, state, threads=1, progress=None):
         """Summed loss of predicting data[1:] from data[:-1]; state (L, S, B, H) advanced:
-        B = 1 one stream, B > 1 contiguous streams side by side (``reference.evaluate``)."""
+        B = 1 one stream, B > 1 contiguous streams side by side (``reference.evaluate``).
+        ``progress``: if given, called as the work goes with the number of characters
+        predicted since its last call (once they are computed: a GPU's too), the calls adding
+        up to len(data) - 1; an exception it raises ends the evaluation there."""
 
     def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes, top_k=0, top_p=1.0):
         """len(uniforms) ids into ixes, drawn after seed_ix (``reference.sample``, top-k and

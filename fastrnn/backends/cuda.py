@@ -29,7 +29,7 @@ from numba import config, cuda
 
 from .. import cells, reference
 from ..cells import gru, rnn
-from ..config import EVAL_STEPS, FLOAT_DTYPES
+from ..config import EVAL_CALL_STEPS, EVAL_STEPS, FLOAT_DTYPES
 from ..kernels import cuda as ck
 from ..kernels import cuda_cells
 
@@ -597,6 +597,24 @@ def _walk(data, position, T, B, n):
     return position, resets, np.ascontiguousarray(data[index])
 
 
+class _Reports:
+    """``evaluate``'s calls of ``progress`` for a loop over chunks launched on the device:
+    after the chunks of every EVAL_CALL_STEPS steps and after the last, each once the device
+    has done them (a launch returns before its kernel has run)."""
+
+    EVERY = max(1, EVAL_CALL_STEPS // EVAL_STEPS)
+
+    def __init__(self, progress, chunks):
+        self.progress, self.chunks, self.said = progress, chunks, 0
+
+    def after(self, k, predicted):
+        """Chunk k is launched; ``predicted``: characters predicted up to its end."""
+        if self.progress is not None and ((k + 1) % self.EVERY == 0 or k + 1 == self.chunks):
+            cuda.synchronize()
+            self.progress(predicted - self.said)
+            self.said = predicted
+
+
 class _Generic:
     """The backend interface's methods for the generic path (CudaBackend dispatches here)."""
 
@@ -680,7 +698,7 @@ class _Generic:
         return position
 
     @staticmethod
-    def evaluate(w, data, state):
+    def evaluate(w, data, state, progress=None):
         m = _model(w)
         _check_state(m, state, 1)
         n_pred = data.shape[0] - 1
@@ -695,11 +713,13 @@ class _Generic:
         d_losses = cuda.device_array(len(starts), np.float64)
         c = _Cells(m, T, 1, training=False)
         m.C["state_in"][_grid1(size)](d_state, c.hs)
+        reports = _Reports(progress, len(starts))
         for k, s in enumerate(starts):
             steps = min(T, n_pred - s)
             _cell_forward(m, d_data[s:s + steps], d_data[s + 1:s + steps + 1], P, c, d_losses,
                           k, None)
             m.C["advance"][_grid1(size)](c.hs, steps)
+            reports.after(k, s + steps)
         m.C["state_out"][_grid1(size)](c.hs, 0, d_state)
         state[...] = d_state.copy_to_host()
         loss = 0.0
@@ -853,12 +873,12 @@ class CudaBackend:
         losses[:] = d_losses.copy_to_host()
         return position
 
-    def evaluate(self, w, data, state, threads=1):
+    def evaluate(self, w, data, state, threads=1, progress=None):
         if state.shape[2] != 1:
             raise ValueError(f"the cuda backend evaluates one stream, not {state.shape[2]}; "
                              f"use streams=1 (--val-streams 1)")
         if not _one_layer_rnn(w, None):
-            return _Generic.evaluate(w, data, state)
+            return _Generic.evaluate(w, data, state, progress)
         V, H = w.Why.shape
         h = state[0, 0, 0]
         n_pred = data.shape[0] - 1
@@ -872,10 +892,12 @@ class CudaBackend:
         starts = list(range(0, n_pred, L))
         d_losses = cuda.device_array(len(starts), np.float64)
         c = _Chunk(L, 1, H, V, h.dtype)
+        reports = _Reports(progress, len(starts))
         for k, s in enumerate(starts):
             m = min(L, n_pred - s)
             _forward(K, d_data[s:s + m], d_data[s + 1:s + m + 1], d_h, P, c, d_losses, k)
             d_h.copy_to_device(c.hs[m])
+            reports.after(k, s + m)
         h[:] = d_h.copy_to_host()[0]
         loss = 0.0
         for chunk_loss in d_losses.copy_to_host():  # summed in order, as the CPU kernel does

@@ -96,19 +96,22 @@ class NumbaBackend:
                                    step, losses, self._batch_work(B, seq_length, w), threads,
                                    masks)
 
-    def evaluate(self, w, data, state, threads=1):
+    def evaluate(self, w, data, state, threads=1, progress=None):
         V, H = w.Why.shape
         B = state.shape[2]
         if not minchar(w, B):
             T = min(EVAL_STEPS, max(1, (len(data) - 1) // B))
-            return self._batch().evaluate(data, state, w, self._batch_work(B, T, w), threads)
+            return self._batch().evaluate(data, state, w, self._batch_work(B, T, w), threads,
+                                          progress)
         L = min(EVAL_STEPS, max(1, len(data) - 1))
         work = scratch(("evaluate", L, H, V, w.Why.dtype),
                        lambda: (np.empty((L + 1, H), w.Why.dtype), np.empty((L, V), w.Why.dtype)))
         loss = 0.0
         for start in range(0, len(data) - 1, EVAL_CALL_STEPS):  # (Ctrl-C is heard between)
-            loss = self.cpu.evaluate(data[start:start + EVAL_CALL_STEPS + 1], state[0, 0, 0], w,
-                                     work, loss)
+            part = data[start:start + EVAL_CALL_STEPS + 1]
+            loss = self.cpu.evaluate(part, state[0, 0, 0], w, work, loss)
+            if progress is not None:
+                progress(len(part) - 1)
         return loss
 
     def sample(self, w, state, seed_ix, uniforms, temperature, greedy, ixes, top_k=0, top_p=1.0):

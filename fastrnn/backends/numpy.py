@@ -37,9 +37,9 @@ class NumpyBackend:
         state[...] = after
         return position
 
-    def evaluate(self, w, data, state, threads=1):
+    def evaluate(self, w, data, state, threads=1, progress=None):
         with np.errstate(**QUIET):
-            loss, after = reference.evaluate(w, data, state, chunk=EVAL_STEPS)
+            loss, after = reference.evaluate(w, data, state, chunk=EVAL_STEPS, progress=progress)
         state[...] = after
         return loss
 

@@ -817,7 +817,7 @@ def train(data, position, state, w, g, opt, lr, seq_length, step, losses, work, 
     return position
 
 
-def _pipelined(data, starts, chunks, state, w, work, threads):
+def _pipelined(data, starts, chunks, state, w, work, threads, progress=None):
     """``evaluate``'s first ``chunks`` chunks for a single unit of streams, its layers in a
     pipeline: at tick k, layer l reads chunk k - l, so that one thread runs layer 0 of a chunk
     while another runs layer 1 of the chunk before. Each chunk in flight has buffers of its
@@ -825,7 +825,7 @@ def _pipelined(data, starts, chunks, state, w, work, threads):
     weights), and a layer's state passes from a chunk's buffers to the next chunk's. Every
     layer computes what ``forward`` computes and the chunks' losses are added in order: the
     same bits as one thread. ``state`` (L, S, B, H) is advanced in place; returns the summed
-    loss."""
+    loss. ``progress(n)``: as ``evaluate``'s, after each tick that finished a chunk."""
     L, T = len(w.layers), work.T
     first = work.groups[0]
     streams, cells = first.streams, work.spec.cell is lstm
@@ -853,6 +853,8 @@ def _pipelined(data, starts, chunks, state, w, work, threads):
 
     for k in range(chunks + L - 1):
         _run(threads, stage, [(l, k - l) for l in range(L) if 0 <= k - l < chunks])
+        if progress is not None and k >= L - 1:  # (chunk k - L + 1 has its loss)
+            progress(len(starts) * T)
     _store_unit(units[(chunks - 1) % L], T, state)
     loss = 0.0
     for part in losses:
@@ -866,7 +868,7 @@ def _buffer_bytes(group):
                if isinstance(a, np.ndarray) and a.base is None)
 
 
-def evaluate(data, state, w, work, threads=1):
+def evaluate(data, state, w, work, threads=1, progress=None):
     """reference.evaluate with B = state.shape[2] streams: the summed loss of predicting
     data[1:] as B contiguous streams, each from state[:, :, b] (carried in place): stream b
     predicts the P = n // B characters after position b*P (n = len(data) - 1), T steps at a
@@ -874,7 +876,8 @@ def evaluate(data, state, w, work, threads=1):
     B - 1). With B = 1, one stream through the whole text.
 
     The units of streams run on ``threads`` threads; a single unit with several layers has
-    its layers pipelined over them instead (``_pipelined``)."""
+    its layers pipelined over them instead (``_pipelined``). ``progress(n)``, if given, hears
+    of the n characters predicted after each chunk."""
     B, T = work.B, work.T
     n = data.shape[0] - 1
     P = n // B
@@ -887,7 +890,7 @@ def evaluate(data, state, w, work, threads=1):
         done = 0
         if threads > 1 and L > 1 and len(work.groups) == 1 and P // T > 1 and \
                 (L - 1) * _buffer_bytes(work.groups[0]) <= PIPELINE_BYTES:
-            loss += _pipelined(data, starts, P // T, state, w, work, min(threads, L))
+            loss += _pipelined(data, starts, P // T, state, w, work, min(threads, L), progress)
             done = P // T * T
         for t0 in range(done, P, T):
             m = min(T, P - t0)
@@ -896,6 +899,8 @@ def evaluate(data, state, w, work, threads=1):
             loss += forward(window[:, :m], window[:, 1:], state, w, chunk, threads,
                             loaded=chunk is work)
             _store(chunk, state)
+            if progress is not None:
+                progress(B * m)
         rest = n - B * P
         if rest:
             last = state[:, :, B - 1:].copy()
@@ -903,6 +908,8 @@ def evaluate(data, state, w, work, threads=1):
             loss += forward(data[None, B * P:n], data[None, B * P + 1:n + 1], last, w, chunk)
             _store(chunk, last)
             state[:, :, B - 1:] = last
+            if progress is not None:
+                progress(rest)
     return loss
 
 
