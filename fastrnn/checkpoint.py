@@ -90,15 +90,24 @@ class Checkpoint:
         return model
 
     def to_model(self, backend="numba", dtype=None, threads=None):
-        """A CharRNN holding this state (cast to ``dtype`` if given), on ``backend``."""
+        """A CharRNN holding this state (cast to ``dtype`` if given), on ``backend``; a
+        ValueError if a number does not fit in ``dtype`` (float64's 1e300 in float32)."""
         c = self.config
         dtype = c.dtype if dtype is None else dtype
         model = CharRNN(c.vocab_size, c.hidden_size, c.seq_length, c.learning_rate, dtype,
                         c.seed, backend, c.batch_size, threads, c.optimizer, c.cell,
                         c.num_layers, c.dropout)
-        for dst, src in zip([model.weights, *model.states], [self.params, *self.states]):
+        for prefix, dst, src in zip(("",) + tuple(model.optimizer.states),
+                                    [model.weights, *model.states], [self.params, *self.states]):
             for name, array in model.spec.named(dst).items():
-                array[...] = src[name]
+                with np.errstate(over="ignore"):
+                    array[...] = src[name]
+                if not np.isfinite(array).all():
+                    if not np.isfinite(src[name]).all():  # (load refuses these)
+                        raise ValueError(f"{prefix + name} holds NaN or infinite values")
+                    largest = float(np.abs(src[name]).max())
+                    raise ValueError(f"{prefix + name} holds {largest:.3g}, more than {dtype} "
+                                     f"can hold: this checkpoint cannot be used in {dtype}")
         model.step = self.step
         model.state[...] = self.state
         model.position = self.position
@@ -130,7 +139,9 @@ def save(path, ckpt):
 
 
 def load(path):
-    """Read a checkpoint; CheckpointError (one line, naming the file) if it is unusable."""
+    """Read a checkpoint; CheckpointError (one line, naming the file) if it is unusable. Only
+    the arrays a checkpoint has are read, each after its header: one whose data could not be
+    in the file, that the config contradicts, or that memory cannot hold is refused unread."""
     path = Path(path)
     kind = files.not_regular(path)
     if kind == "a directory":
@@ -151,10 +162,16 @@ def load(path):
                 raise CheckpointError(f"{path} is not a fastrnn checkpoint (not an .npz archive)")
             f.seek(0)
             with np.load(f, allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}  # reads (and CRC-checks) each
-        for name, a in arrays.items():  # the same numbers in this machine's byte order
-            if not a.dtype.isnative:
-                arrays[name] = a.astype(a.dtype.newbyteorder("="))
+                meta = _read(path, npz, {"meta": None})["meta"]
+                meta, config, vocab, spec = _interpret(path, meta, npz.files)
+                names = [t.key for t in spec.tensors]
+                shapes = {n: spec.by_key[n].shape for n in names}
+                wanted = {"h" if meta["version"] == 1 else "state": (
+                    spec.num_layers, len(spec.cell.STATES), config.batch_size,
+                    config.hidden_size), "losses": None, **shapes}
+                for prefix in optim.get(config.optimizer).states:
+                    wanted.update({prefix + n: shapes[n] for n in names})
+                arrays = _read(path, npz, wanted, config.dtype)
     except CheckpointError:
         raise
     except FileNotFoundError:
@@ -165,7 +182,78 @@ def load(path):
         raise CheckpointError(f"{path} is not a readable fastrnn checkpoint "
                               f"(corrupt or truncated: {e})") from None
     try:
-        meta = json.loads(str(arrays["meta"]))
+        if meta["version"] == 1:  # biases stored as (n, 1) columns, the state as h
+            h = arrays["h"]
+            arrays["state"] = h.reshape(1, 1, -1, config.hidden_size)
+        params = {n: _as_spec_shape(spec, n, arrays[n]) for n in names}
+        states = [{n: _as_spec_shape(spec, n, arrays[prefix + n]) for n in names}
+                  for prefix in optim.get(config.optimizer).states]
+        ckpt = Checkpoint(config, vocab, params, states, arrays["state"], meta["position"],
+                          arrays["losses"], meta.get("run", {}), meta.get("step", 0),
+                          meta.get("dropout_rng"))
+    except KeyError as e:
+        raise CheckpointError(f"{path} is not a usable fastrnn checkpoint (it has no {e})") \
+            from None
+    except (TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path} is not a usable fastrnn checkpoint (malformed: {e})") \
+            from None
+    _check_shapes(f"{path} is corrupt", ckpt, spec)
+    _check_fields(f"{path} is corrupt", ckpt)
+    return ckpt
+
+
+def _read(path, npz, wanted, config_dtype=None):
+    """{name: array} of the archive's members ``wanted`` ({name: the shape the config gives it
+    (its number of elements is checked: format 1 held vectors as columns), or None}), each
+    read only once its header says that its data is in the file, that it has as many elements
+    as the config says (of ``config_dtype``) and fits in memory; in this machine's byte order."""
+    arrays = {}
+    for name, expected in wanted.items():
+        if name not in npz.files:
+            raise CheckpointError(f"{path} is not a usable fastrnn checkpoint (it has no "
+                                  f"{name!r})")
+        shape, dtype = _header(npz, name)
+        if shape is not None:
+            n = math.prod(shape)
+            nbytes, stored = n * dtype.itemsize, npz.zip.getinfo(name + ".npy").file_size
+            if nbytes > stored:
+                raise EOFError(f"its array {name} declares {validate.human_bytes(nbytes)} of "
+                               f"data; the archive holds {stored:,} bytes of it")
+            if expected is not None and n != math.prod(expected):
+                raise CheckpointError(f"{path} is corrupt: {name} is {dtype}{shape}, the config "
+                                      f"says {np.dtype(config_dtype)}{expected}")
+            try:
+                validate.large_fits(nbytes, f"its array {name}")
+            except ValueError as e:
+                raise CheckpointError(f"{path} cannot be read: {e}") from None
+        try:
+            a = npz[name]  # (read and CRC-checked)
+        except MemoryError:
+            raise CheckpointError(f"{path} cannot be read: its array {name} does not fit in "
+                                  f"memory") from None
+        arrays[name] = a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+    return arrays
+
+
+def _header(npz, name):
+    """(shape, dtype) that an archive member's .npy header declares, read without its data;
+    (None, None) for a header version this NumPy reads only with the data."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0,
+               (2, 0): np.lib.format.read_array_header_2_0}
+    with npz.zip.open(name + ".npy") as member:
+        version = np.lib.format.read_magic(member)
+        if version not in readers:
+            return None, None
+        shape, _, dtype = readers[version](member)
+    return shape, dtype
+
+
+def _interpret(path, meta, members):
+    """(meta, config, vocab, spec) from the archive's ``meta`` array, whose format and version
+    are checked first; ``members``: the archive's array names (a model of more layers than
+    there are arrays is refused before its layout is built)."""
+    try:
+        meta = json.loads(str(meta))
         if meta.get("format") != FORMAT:
             raise CheckpointError(f"{path} is not a fastrnn checkpoint")
         if not _integer(meta.get("version")) or meta["version"] < 1:
@@ -177,18 +265,11 @@ def load(path):
                 f"format {meta['version']}); this fastrnn {__version__} reads format {VERSION} "
                 f"or older: upgrade fastrnn to use it")
         config = Config.from_dict(meta["config"])
+        if config.num_layers > len(members):  # (each layer has arrays of its own)
+            raise CheckpointError(f"{path} is corrupt: num_layers is {config.num_layers:,}, "
+                                  f"and it holds {len(members)} arrays")
         vocab = Vocab(meta["vocab"])
         spec = Spec(config.cell, config.vocab_size, config.hidden_size, config.num_layers)
-        if meta["version"] == 1:  # biases stored as (n, 1) columns, the state as h
-            h = arrays["h"]
-            arrays["state"] = h.reshape(1, 1, -1, config.hidden_size)
-        names = [t.key for t in spec.tensors]
-        params = {n: _as_spec_shape(spec, n, arrays[n]) for n in names}
-        states = [{n: _as_spec_shape(spec, n, arrays[prefix + n]) for n in names}
-                  for prefix in optim.get(config.optimizer).states]
-        ckpt = Checkpoint(config, vocab, params, states, arrays["state"], meta["position"],
-                          arrays["losses"], meta.get("run", {}), meta.get("step", 0),
-                          meta.get("dropout_rng"))
     except CheckpointError:
         raise
     except KeyError as e:
@@ -197,9 +278,7 @@ def load(path):
     except (TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"{path} is not a usable fastrnn checkpoint (malformed: {e})") \
             from None
-    _check_shapes(f"{path} is corrupt", ckpt, spec)
-    _check_fields(f"{path} is corrupt", ckpt)
-    return ckpt
+    return meta, config, vocab, spec
 
 
 def _check_fields(where, ckpt):

@@ -67,7 +67,9 @@ def stderr_lost():
 
 def error(line):
     """A command's last line, saying why it failed or stopped: on stderr, or on stdout if
-    stderr cannot be written (a failure must not pass in silence)."""
+    stderr cannot be written (a failure must not pass in silence). One line: a line break
+    inside it (a codec's message quoting one) is written as \\n."""
+    line = line.replace("\r", "\\r").replace("\n", "\\n")
     print(line, file=sys.stderr)
     sys.stderr.flush()
     if stderr_lost():

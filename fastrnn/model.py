@@ -403,6 +403,9 @@ class CharRNN:
         validate.large_fits(streams * per_stream * np.dtype(c.dtype).itemsize,  # (about)
                             f"evaluating {streams:,} streams")
         self._checked_arrays(training=False)
+        if not np.isfinite(self.weights.flat).all():  # (numba's fast math would hide them)
+            raise ValueError("the model's weights hold NaN or infinite values (its training "
+                             "diverged): there is no loss to compute")
         state = self.zero_state(1) if state is None else self._checked_state(state)
         if streams > 1:
             state = np.ascontiguousarray(np.repeat(state, streams, axis=2))

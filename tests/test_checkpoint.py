@@ -354,6 +354,61 @@ def test_unusable_checkpoints_are_named(saved, damage, message):
     assert str(path) in str(e.value) and "\n" not in str(e.value)
 
 
+def _add_member(path, name, header, data=b"", compressed=False):
+    """Append to an .npz archive a member ``name``.npy: a .npy header of ``header`` (shape,
+    descr) and ``data`` after it, which need not be what the header says."""
+    import zipfile
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": header[1], "fortran_order": False,
+                                                "shape": header[0]})
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED) \
+            as z:
+        z.writestr(name + ".npy", head.getvalue() + data)
+
+
+def _without(path, name):
+    """Rewrite the archive without member ``name``.npy (the rest byte for byte)."""
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        members = [(i, z.read(i)) for i in z.infolist() if i.filename != name + ".npy"]
+    with zipfile.ZipFile(path, "w") as z:
+        for info, data in members:
+            z.writestr(info, data)
+
+
+def test_a_crafted_size_is_refused_before_anything_that_large_is_built_or_read(saved,
+                                                                               monkeypatch):
+    """(A checkpoint of 375 KB whose config said 10**9 layers grew 7 GB in two minutes
+    building their layout; an array header declaring 7 TiB was a MemoryError traceback; an
+    unused member of 3 GB, compressed to 3 MB, was read.) Each is refused at once, or never
+    read; nothing else changes what loads."""
+    from fastrnn import validate
+    path = saved[0]
+    rewrite_meta(path, lambda m, a: m["config"].update(num_layers=10 ** 9))
+    with pytest.raises(CheckpointError, match=r"corrupt: num_layers is 1,000,000,000, and it "
+                                              r"holds \d+ arrays"):
+        checkpoint.load(path)
+    rewrite_meta(path, lambda m, a: m["config"].update(num_layers=1))
+    before = checkpoint.load(path)
+    _add_member(path, "junk", ((10 ** 12,), "<f8"))           # a member no checkpoint has
+    _add_member(path, "bomb", ((3 << 30,), "|u1"), bytes(1 << 20), compressed=True)
+    assert checkpoint.load(path).params["Whh"].tobytes() == before.params["Whh"].tobytes()
+    _without(path, "Whh")
+    _add_member(path, "Whh", ((10 ** 12,), "<f4"))            # the data cannot be there
+    with pytest.raises(CheckpointError, match=r"corrupt or truncated: its array Whh declares "
+                                              r"3.6 TiB of data; the archive holds 128 bytes"):
+        checkpoint.load(path)
+    _without(path, "Whh")
+    _add_member(path, "Whh", ((8, 8), "<f4"), bytes(256))
+    assert checkpoint.load(path).params["Whh"].any() == False  # noqa: E712 (zeros, read)
+    _without(path, "losses")
+    _add_member(path, "losses", ((3 << 20,), "<f8"), bytes(24 << 20), compressed=True)
+    monkeypatch.setattr(validate, "available_memory", lambda: 1 << 20)
+    with pytest.raises(CheckpointError, match=r"cannot be read: its array losses needs about "
+                                              r"24.0 MiB of memory; this machine has 1.0 MiB "):
+        checkpoint.load(path)
+
+
 def test_arrays_stored_big_endian_load_as_the_same_numbers(saved):
     path, model, _ = saved
     rewrite_meta(path, lambda m, a: a.update(Whh=a["Whh"].astype(">f4"), state=a["state"]

@@ -234,6 +234,17 @@ def test_evaluation_reports_its_progress_and_computes_the_same_bits(corpus, monk
         model.evaluate(text, streams=streams))
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_weights_that_are_not_numbers_have_no_loss(corpus, backend):
+    """(numba's fast math gave a model with an infinite weight a finite loss; numpy NaN)"""
+    vocab, data = corpus
+    model = CharRNN(len(vocab), hidden_size=12, backend=backend)
+    model.weights.layers[0].Whh[0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"weights hold NaN or infinite values \(its training "
+                                         r"diverged\): there is no loss to compute"):
+        model.evaluate(data[:100])
+
+
 def test_a_progress_callback_can_end_an_evaluation_and_must_be_callable(corpus):
     vocab, data = corpus
     model = CharRNN(len(vocab), hidden_size=12, cell="gru")
@@ -403,6 +414,9 @@ def test_sizes_of_a_call_that_cannot_fit_are_refused_before_allocating():
                           (lambda: model.evaluate(data, streams=10 ** 12),
                            "evaluating 1,000,000,000,000 streams needs about"),
                           (lambda: CharRNN(5, hidden_size=2 ** 62),
+                           r"needs about [\d.]+e\+\d+ bytes of memory"),
+                          # (the gated cells' initialiser was a TypeError past 2**64)
+                          (lambda: CharRNN(5, hidden_size=2 ** 64, cell="lstm"),
                            r"needs about [\d.]+e\+\d+ bytes of memory")]:
         with pytest.raises(ValueError, match=message):
             call()
@@ -747,7 +761,8 @@ def test_the_numpy_backend_diverges_without_numpys_warnings():
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             losses[backend] = model.train(data, 4)
-            model.evaluate(data[:50])
+            with pytest.raises(ValueError, match="weights hold NaN or infinite values"):
+                model.evaluate(data[:50])  # (refused: numba's fast math hid them)
     assert np.isnan(losses["numpy"]).all() and np.isnan(losses["numba"]).all()
 
 

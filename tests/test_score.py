@@ -152,6 +152,11 @@ def test_unusable_checkpoint_and_encoding(run, tmp_path, capsys):
     assert score.main([str(d / "out" / "checkpoint.npz"), str(plain), "--encoding", "utf-16"],
                       out=io.StringIO()) == 2
     assert f"{plain}: not valid utf-16 (" in capsys.readouterr().err
+    plain.write_bytes(b"abc\n")  # (punycode's message quotes the line break: one line still)
+    assert score.main([str(d / "out" / "checkpoint.npz"), str(plain), "--encoding", "punycode"],
+                      out=io.StringIO()) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "'\\n'" in err, err
 
 
 def test_a_loss_past_the_float_range_of_its_exponential_is_an_infinite_perplexity(run, tmp_path):

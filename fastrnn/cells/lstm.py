@@ -31,9 +31,12 @@ LSTMLayer = Layer = namedtuple("LSTMLayer", ["Wxh", "Whh", "bh"])
 
 def uniform(hidden):
     """PyTorch's initialiser for recurrent layers of ``hidden`` units: (rng, shape) ->
-    U(-1/sqrt(hidden), 1/sqrt(hidden)), drawn in float64."""
-    bound = 1.0 / np.sqrt(hidden)
-    return lambda rng, shape: rng.uniform(-bound, bound, shape)
+    U(-1/sqrt(hidden), 1/sqrt(hidden)), drawn in float64. (The bound is found when it draws:
+    a layout of a size too large to build is refused for its memory, not here.)"""
+    def draw(rng, shape):
+        bound = 1.0 / np.sqrt(hidden)
+        return rng.uniform(-bound, bound, shape)
+    return draw
 
 
 def tensors(inputs, hidden):
