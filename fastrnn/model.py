@@ -146,6 +146,29 @@ class CharRNN:
         self._data = None  # (the caller's array, the validated copy)
         self._laid_out = ()  # Weights whose tensors were checked to be views of their flat
 
+    def __getstate__(self):
+        """What ``pickle`` and ``copy.deepcopy`` keep of a model: its config, backend and
+        threads, and the numbers (weights and optimizer state as their flat buffers, the
+        recurrent state, counters, the dropout generator); ``__setstate__`` lays them out
+        again (copied tensor by tensor, the views would no longer view their buffer)."""
+        return {"config": self.config.to_dict(), "backend": self.backend,
+                "threads": self.threads, "weights": self.weights.flat,
+                "states": [s.flat for s in self.states], "step": self.step,
+                "state": self.state, "position": self.position,
+                "dropout_rng": self.dropout_rng.bit_generator.state}
+
+    def __setstate__(self, saved):
+        c = Config.from_dict(saved["config"])
+        self.__init__(c.vocab_size, c.hidden_size, c.seq_length, c.learning_rate, c.dtype,
+                      c.seed, saved["backend"], c.batch_size, saved["threads"], c.optimizer,
+                      c.cell, c.num_layers, c.dropout)
+        for mine, theirs in zip([self.weights, *self.states], [saved["weights"],
+                                                               *saved["states"]]):
+            mine.flat[...] = theirs
+        self.step, self.position = saved["step"], saved["position"]
+        self.state[...] = saved["state"]
+        self.dropout_rng.bit_generator.state = saved["dropout_rng"]
+
     def memory_needed(self):
         """Bytes the model takes to train, about: parameters, gradients, optimizer state and
         (for mini-batches) each stream unit's gradients, plus a chunk's activations and their
@@ -292,9 +315,7 @@ class CharRNN:
                              f"model.spec.view(flat.copy())")
         if any(w is known for known in self._laid_out):  # (checked once: ~80 us a model)
             return
-        layout = lambda a: (a.__array_interface__["data"][0], a.shape, a.strides)  # noqa: E731
-        if [layout(a) for a in spec.arrays(w)] != \
-                [layout(a) for a in spec.arrays(spec.view(w.flat))]:
+        if not spec.lays_out(w):
             raise ValueError(f"{name}' tensors are not the views of {name}.flat that "
                              f"model.spec.view makes (another model's, or arrays of their own)")
         self._laid_out += (w,)  # (kept while it is the model's: ``_checked_arrays``)

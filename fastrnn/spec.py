@@ -17,6 +17,7 @@ Keys (the names in checkpoints): a layer-0 tensor keeps the cell's name (``Wxh``
 min-char-rnn); layer l >= 1 adds ``.l`` (``Wxh.1``); the output layer's are ``Why`` and ``by``.
 """
 
+import copyreg
 import functools
 import math
 from collections import namedtuple
@@ -84,6 +85,16 @@ class Spec:
         modified after it is built."""
         return cls(cell, vocab_size, hidden_size, num_layers)
 
+    def __reduce__(self):  # (pickle, copy: a cell is a module, which pickle cannot take)
+        return Spec, (self.cell.NAME, self.vocab_size, self.hidden_size, self.num_layers)
+
+    def lays_out(self, w):
+        """Whether the tensors of Weights ``w`` are the views of ``w.flat`` that ``view``
+        makes (not another model's, nor arrays of their own)."""
+        layout = lambda a: (a.__array_interface__["data"][0], a.shape, a.strides)  # noqa: E731
+        return [layout(a) for a in self.arrays(w)] == \
+            [layout(a) for a in self.arrays(self.view(w.flat))]
+
     def __repr__(self):
         return (f"Spec({self.cell.NAME!r}, vocab_size={self.vocab_size}, "
                 f"hidden_size={self.hidden_size}, num_layers={self.num_layers})")
@@ -144,3 +155,20 @@ class Spec:
 def _described(flat):
     shape = getattr(flat, "shape", None)
     return f"shape {shape}" if shape is not None else f"a {type(flat).__name__}"
+
+
+def _reduce_weights(w):
+    """How ``pickle`` and ``copy.deepcopy`` rebuild Weights: laid out by a Spec, as that
+    Spec's views of (a copy of) their flat buffer; copied array by array, the tensors would
+    each be an array of its own, no longer the views of ``flat`` that the kernels and the
+    optimizer's one pass rely on. Other Weights array by array."""
+    try:
+        spec = Spec.of(cells.get_by_layer(w.layers[0]).NAME, *w.Why.shape, len(w.layers))
+        if isinstance(w.flat, np.ndarray) and spec.lays_out(w):
+            return spec.view, (w.flat,)
+    except (ValueError, TypeError, AttributeError, IndexError):
+        pass
+    return Weights, tuple(w)
+
+
+copyreg.pickle(Weights, _reduce_weights)

@@ -260,6 +260,38 @@ def test_a_progress_callback_can_end_an_evaluation_and_must_be_callable(corpus):
         model.evaluate(data[:20], progress=3)
 
 
+@pytest.mark.parametrize("cell, L, B, backend", [("lstm", 2, 2, "numba"), ("rnn", 1, 1, "numba"),
+                                                 ("gru", 2, 3, "numpy")])
+def test_a_model_pickles_and_deep_copies_into_an_equal_independent_one(corpus, cell, L, B,
+                                                                       backend):
+    """(copy.deepcopy(model), to keep the best one in a notebook, and pickle, to hand one to
+    another process, were a TypeError: a cell is a module) Its copy trains on as it would
+    have, bit for bit, dropout's generator and the optimizer's state included, and shares no
+    memory with it; so do Weights (views of their own flat buffer) and a Spec."""
+    import copy
+    import pickle
+    vocab, data = corpus
+    model = CharRNN(len(vocab), hidden_size=8, cell=cell, num_layers=L, batch_size=B,
+                    dropout=0.2 if L > 1 else 0.0, optimizer="adam", learning_rate=0.01,
+                    backend=backend, dtype="float32", threads=2)
+    model.train(data, 3)
+    copies = [copy.deepcopy(model), pickle.loads(pickle.dumps(model))]
+    losses = model.train(data, 2)
+    for other in copies:
+        assert (other.backend, other.threads, other.config) == (backend, 2, model.config)
+        assert not np.shares_memory(other.weights.flat, model.weights.flat)
+        assert np.array_equal(other.train(data, 2), losses)
+        for a, b in zip([other.weights, *other.states, other.state], [model.weights,
+                                                                       *model.states,
+                                                                       model.state]):
+            assert np.array_equal(getattr(a, "flat", a), getattr(b, "flat", b))
+    w = model.spec.init(1, "float32")
+    for other in (copy.deepcopy(w), pickle.loads(pickle.dumps(w))):
+        assert model.spec.lays_out(other) and np.array_equal(other.flat, w.flat)
+        assert not np.shares_memory(other.flat, w.flat)
+    assert repr(pickle.loads(pickle.dumps(model.spec))) == repr(model.spec)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.dtype("float32"), "float32"])
 def test_dtype_may_be_given_as_type_dtype_or_name(dtype):
     model = CharRNN(5, hidden_size=3, dtype=dtype)
