@@ -56,6 +56,11 @@ class Checkpoint:
     step: int = 0           # optimizer updates made
     dropout_rng: dict = None  # the dropout generator's state (None: a fresh one from the seed)
 
+    def __repr__(self):  # (the dataclass's printed every array)
+        return (f"Checkpoint({self.config!r}, {self.vocab!r}, iteration "
+                f"{self.run.get('iteration') if isinstance(self.run, dict) else None}, step "
+                f"{self.step}, position {self.position})")
+
     @classmethod
     def of(cls, model, vocab, losses, run):
         """The model's state now: copies, which its further training leaves as they are."""

@@ -146,6 +146,13 @@ class CharRNN:
         self._data = None  # (the caller's array, the validated copy)
         self._laid_out = ()  # Weights whose tensors were checked to be views of their flat
 
+    def __repr__(self):
+        c = self.config
+        return (f"CharRNN({c.cell!r}, vocab_size={c.vocab_size}, hidden_size={c.hidden_size}, "
+                f"num_layers={c.num_layers}, dtype={c.dtype!r}, optimizer={c.optimizer!r}, "
+                f"batch_size={c.batch_size}, backend={self.backend!r}: {self.spec.size:,} "
+                f"parameters, {self.step:,} updates)")
+
     def __getstate__(self):
         """What ``pickle`` and ``copy.deepcopy`` keep of a model: its config, backend and
         threads, and the numbers (weights and optimizer state as their flat buffers, the

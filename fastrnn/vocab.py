@@ -70,6 +70,11 @@ class Vocab:
             codes = np.union1d(codes, np.unique(cps))
         return cls([chr(c) for c in codes])
 
+    def __repr__(self):
+        shown = "".join(self.chars[:40])
+        more = f" and {len(self.chars) - 40:,} more" if len(self.chars) > 40 else ""
+        return f"Vocab({len(self.chars)} characters: {shown!r}{more})"
+
     def __len__(self):
         return len(self.chars)
 

@@ -292,6 +292,20 @@ def test_a_model_pickles_and_deep_copies_into_an_equal_independent_one(corpus, c
     assert repr(pickle.loads(pickle.dumps(model.spec))) == repr(model.spec)
 
 
+def test_a_model_its_vocabulary_and_checkpoint_say_what_they_are():
+    """(repr was <fastrnn.model.CharRNN object at 0x...>, and a Checkpoint's every array)"""
+    from fastrnn.checkpoint import Checkpoint
+    model = CharRNN(10, hidden_size=8, cell="gru", num_layers=2)
+    assert repr(model) == ("CharRNN('gru', vocab_size=10, hidden_size=8, num_layers=2, "
+                           "dtype='float64', optimizer='adagrad', batch_size=1, "
+                           "backend='numba': 970 parameters, 0 updates)")
+    vocab = Vocab("abcdefghij")
+    assert repr(vocab) == "Vocab(10 characters: 'abcdefghij')"
+    assert repr(Vocab([chr(0x4E00 + k) for k in range(45)])).endswith("' and 5 more)")
+    ckpt = Checkpoint.of(model, vocab, [], {"iteration": 0})
+    assert repr(ckpt) == f"Checkpoint({model.config!r}, {vocab!r}, iteration 0, step 0, position 0)"
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.dtype("float32"), "float32"])
 def test_dtype_may_be_given_as_type_dtype_or_name(dtype):
     model = CharRNN(5, hidden_size=3, dtype=dtype)
