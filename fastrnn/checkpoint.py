@@ -214,7 +214,7 @@ def _read(path, npz, wanted, config_dtype=None):
     as the config says (of ``config_dtype``) and fits in memory; in this machine's byte order."""
     arrays = {}
     for name, expected in wanted.items():
-        if name not in npz.files:
+        if name + ".npy" not in npz.zip.namelist():  # (npz.files also names other members)
             raise CheckpointError(f"{path} is not a usable fastrnn checkpoint (it has no "
                                   f"{name!r})")
         shape, dtype = _header(npz, name)
