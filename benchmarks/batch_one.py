@@ -2,10 +2,13 @@
 
     python benchmarks/batch_one.py SOURCE_DIR B H THREADS     # prints characters per second
 
-``batch.train`` of 3 chunks (T = 50, V = 65, float32, Adagrad, random ids) from SOURCE_DIR's
-fastrnn, the median of 9 calls after a warm-up. To compare two versions, alternate runs against
-each tree (the machine is noisy) and compare pair by pair. (The batch API it calls, with the
-state (L, S, B, H) and ``Work(spec, B, T, dtype)``, is that of commit d09396d and later.)
+``batch.train`` of 3 chunks (T = 50, V = 65, float32, Adagrad, DATA_SIZE random ids, so B
+streams of T + 1 characters must fit in them) from SOURCE_DIR's fastrnn, the median of 9
+calls after a warm-up. To compare two versions, alternate runs against each tree (the machine
+is noisy) and compare pair by pair. (The batch API it calls, with the state (L, S, B, H) and
+``Work(spec, B, T, dtype)``, is that of commit d09396d and later.) Standard output is the one
+number, for a script to read; the command line and the machine (``describe.header``) go to
+standard error.
 """
 
 import argparse
@@ -14,6 +17,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import describe  # noqa: E402  (imports no fastrnn: SOURCE_DIR's is the one timed)
+del sys.path[0]
+
+T, V, DATA_SIZE = 50, 65, 1_000_000
 
 
 def positive(text):
@@ -34,6 +43,10 @@ parser.add_argument("B", type=positive)
 parser.add_argument("H", type=positive)
 parser.add_argument("threads", type=positive, metavar="THREADS")
 ARGS = parser.parse_args()
+if DATA_SIZE < ARGS.B * (T + 1):
+    raise SystemExit(f"batch_one.py: B = {ARGS.B} streams of T + 1 = {T + 1} characters need "
+                     f"{ARGS.B * (T + 1):,}, more than the {DATA_SIZE:,} ids it trains on "
+                     f"(B at most {DATA_SIZE // (T + 1):,})")
 sys.path.insert(0, ARGS.source)
 
 from fastrnn import optim  # noqa: E402
@@ -42,13 +55,13 @@ from fastrnn.spec import Spec  # noqa: E402
 
 
 def main():
+    print(describe.header(__file__), file=sys.stderr, flush=True)
     B, H, threads = ARGS.B, ARGS.H, ARGS.threads
-    T, V = 50, 65
     spec = Spec("rnn", V, H)
     w, g, mem = spec.init(0, np.float32), spec.zeros(np.float32), spec.zeros(np.float32)
     state = optim.get("adagrad").state([mem.flat])
     h, work = np.zeros((1, 1, B, H), np.float32), batch.Work(spec, B, T, np.float32)
-    data = np.random.default_rng(0).integers(0, V, 1_000_000).astype(np.int64)
+    data = np.random.default_rng(0).integers(0, V, DATA_SIZE).astype(np.int64)
     losses = np.empty(3)
     position = batch.train(data, 0, h, w, g, state, 0.1, T, 0, losses, work, threads)
     times = []

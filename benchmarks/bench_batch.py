@@ -3,7 +3,9 @@
 
 Cases from the mini-batch issue: (B=32, H=256, T=50) and (B=64, H=512, T=50), float32, V from the
 corpus. One call = one chunk of every stream (B*T characters): forward, backward, clip,
-Adagrad. Each case is first checked against the oracle (compilation happens there).
+Adagrad. Each case is first checked against the float64 oracle (compilation happens there): the
+losses of two chunks, and the state, every parameter and the Adagrad memory after the first
+(``checks.check_first_update``, at ``fastrnn.config.TOLERANCES``, says why after one).
 Run: ``pytest benchmarks/bench_batch.py --benchmark-only``.
 """
 
@@ -19,6 +21,7 @@ from threadpoolctl import threadpool_limits
 from fastrnn import optim, reference
 from fastrnn.backends import get_backend
 from fastrnn.spec import Spec
+from benchmarks.checks import assert_close, check_first_update
 
 CONFIGS = [(32, 256, 50), (64, 512, 50)]
 
@@ -56,13 +59,15 @@ def test_batch_train_iteration(benchmark, corpus, peak, backend, B, H, T):
     g = spec.zeros(dtype)
     mems = [spec.zeros(dtype) for _ in adagrad.states]
     state = np.zeros((1, 1, B, H), dtype)
+    check_first_update(kern, spec, w, adagrad, state, data, 0.1, T, threads)
     losses = np.empty(2)
     oracle = spec.view(w.flat.astype(np.float64))
     expected, position, _ = reference.train(oracle, adagrad, [spec.zeros(np.float64)], data, 0,
                                             np.zeros((1, 1, B, H)), 0.1, T, 2)
     with threadpool_limits(1, user_api="blas"):
-        assert kern.train(w, g, adagrad, mems, data, 0, state, 0.1, T, 0, losses, threads) == position
-    np.testing.assert_allclose(losses, expected, rtol=1e-3, err_msg="losses")
+        assert kern.train(w, g, adagrad, mems, data, 0, state, 0.1, T, 0, losses,
+                          threads) == position
+    assert_close(losses, expected, dtype, "losses of two chunks")
     one = np.empty(1)
     run_state = {"pos": position, "step": 2}
 

@@ -3,7 +3,9 @@
 Cases: the LSTM, the GRU and two tanh layers, at B = 1 stream (one thread) and B = 32 streams
 (all cores), H = 256, T = 50, float32, Adam, V from the corpus. One call = one chunk of every
 stream (B*T characters): forward, backward, clip, update. Each case is first checked against
-the float64 oracle over two chunks (compilation happens there). A plain ``pytest`` run executes
+the float64 oracle (compilation happens there): the losses of two chunks, and the state, every
+parameter and Adam's moments after the first (``checks.check_first_update``, at
+``fastrnn.config.TOLERANCES``, says why after one). A plain ``pytest`` run executes
 each case once at H = 64 (a correctness check); timing:
 ``pytest benchmarks/bench_cells.py --benchmark-only``. PyTorch's cells side by side:
 ``benchmarks/cells_vs_torch.py``.
@@ -19,6 +21,7 @@ from threadpoolctl import threadpool_limits
 from fastrnn import optim, reference
 from fastrnn.backends import get_backend
 from fastrnn.spec import Spec
+from benchmarks.checks import assert_close, check_first_update
 
 MODELS = [("lstm", 1), ("gru", 1), ("rnn", 2)]
 STREAMS = [1, 32]
@@ -46,6 +49,7 @@ def test_cell_train_chunk(benchmark, request, corpus, backend, cell, L, B):
     g = spec.zeros(dtype)
     moments = [spec.zeros(dtype) for _ in adam.states]
     state = np.zeros((L, len(spec.cell.STATES), B, H), dtype)
+    check_first_update(kern, spec, w, adam, state, data, 0.002, T, threads)
     losses = np.empty(2)
     oracle = spec.view(w.flat.astype(np.float64))
     expected, position, _ = reference.train(oracle, adam, [spec.zeros(np.float64)
@@ -54,7 +58,7 @@ def test_cell_train_chunk(benchmark, request, corpus, backend, cell, L, B):
     with threadpool_limits(1, user_api="blas"):
         assert kern.train(w, g, adam, moments, data, 0, state, 0.002, T, 0, losses,
                           threads) == position
-    np.testing.assert_allclose(losses, expected, rtol=1e-4, err_msg="losses")
+    assert_close(losses, expected, dtype, "losses of two chunks")
     one = np.empty(1)
     run_state = {"pos": position, "step": 2}
 

@@ -2,7 +2,8 @@
 
 Cases: (H=100, T=25, float64) -- min-char-rnn's setting --, (H=100, float32), (H=512, float32),
 V from the corpus (65 for tinyshakespeare). Every case first checks the kernel against the
-oracle, then times it; compilation happens in that check, outside the timed region.
+oracle (at ``fastrnn.config.TOLERANCES``, the tests' table: ``checks.py``), then times it;
+compilation happens in that check, outside the timed region.
 Run: ``pytest benchmarks --benchmark-only``.
 """
 
@@ -16,10 +17,10 @@ import fastrnn
 from fastrnn import optim, reference
 from fastrnn.backends import get_backend
 from fastrnn.spec import Spec
+from benchmarks.checks import assert_close as check, check_first_update
 
 CONFIGS = [(100, 25, "float64"), (100, 25, "float32"), (512, 25, "float32")]
 BACKENDS = ["numpy", "numba"]
-TOL = {"float64": dict(rtol=1e-9), "float32": dict(rtol=1e-3)}
 CHUNKS_PER_CALL = 8
 ADAGRAD = optim.get("adagrad")
 
@@ -56,7 +57,8 @@ class Case:
                     chars_per_call=chars or 0, flops_per_char=flops_per_char(self.H, self.V,
                                                                              passes),
                     H=self.H, T=self.T, V=self.V, dtype=str(self.dtype), corpus=self.source,
-                    numpy=np.__version__, numba=numba.__version__, cpu=platform.processor() or platform.machine())
+                    numpy=np.__version__, numba=numba.__version__,
+                    cpu=platform.processor() or platform.machine())
 
     def oracle_weights(self):
         """The weights in float64 (a copy), for the oracle."""
@@ -66,31 +68,33 @@ class Case:
         return np.zeros((1, 1, 1, self.H))
 
 
-def check(actual, expected, dtype, name):
-    np.testing.assert_allclose(np.asarray(actual, np.float64), expected, err_msg=name, atol=1e-7,
-                               **TOL[str(dtype)])
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("H,T,dtype", CONFIGS)
 def test_train_iteration(benchmark, corpus, backend, H, T, dtype):
-    """forward + backward + clip + Adagrad, CHUNKS_PER_CALL chunks per call."""
+    """forward + backward + clip + Adagrad, CHUNKS_PER_CALL chunks per call. Checked first:
+    two chunks' losses, and in float64 the state, parameters and Adagrad memory after them; in
+    float32 those after one chunk (``checks.check_first_update`` says why)."""
     c = Case(corpus, H, T, dtype, backend)
+    if dtype == "float32":
+        check_first_update(c.kern, c.spec, c.w, ADAGRAD, c.state, c.data, 0.1, T, 1)
     losses = np.empty(2)
-    w64 = c.oracle_weights()
-    expected, position, state64 = reference.train(w64, ADAGRAD, [c.spec.zeros(np.float64)], c.data,
-                                                  0, c.zero_state64(), 0.1, T, 2)
-    assert c.kern.train(c.w, c.g, ADAGRAD, c.mems, c.data, 0, c.state, 0.1, T, 0, losses, 1) == position
+    w64, mem64 = c.oracle_weights(), c.spec.zeros(np.float64)
+    expected, position, state64 = reference.train(w64, ADAGRAD, [mem64], c.data, 0,
+                                                  c.zero_state64(), 0.1, T, 2)
+    assert c.kern.train(c.w, c.g, ADAGRAD, c.mems, c.data, 0, c.state, 0.1, T, 0, losses,
+                        1) == position
     check(losses, expected, dtype, "losses")
-    if dtype == "float64":  # (float32 Adagrad amplifies rounding in near-zero gradients)
+    if dtype == "float64":
         check(c.state, state64, dtype, "state")
-        check(c.w.flat, w64.flat, dtype, "parameters")
+        for (name, p), e in zip(c.spec.named(c.w).items(), c.spec.arrays(w64)):
+            check(p, e, dtype, name)
+        check(c.mems[0].flat, mem64.flat, dtype, "adagrad memory")
     losses = np.empty(CHUNKS_PER_CALL)
     run_state = {"pos": position, "step": 2}
 
     def run():
-        run_state["pos"] = c.kern.train(c.w, c.g, ADAGRAD, c.mems, c.data, run_state["pos"], c.state,
-                                        0.1, T, run_state["step"], losses, 1)
+        run_state["pos"] = c.kern.train(c.w, c.g, ADAGRAD, c.mems, c.data, run_state["pos"],
+                                        c.state, 0.1, T, run_state["step"], losses, 1)
         run_state["step"] += CHUNKS_PER_CALL
 
     benchmark.extra_info.update(c.info("train iteration", CHUNKS_PER_CALL * T))
@@ -151,9 +155,14 @@ def test_sample(benchmark, corpus, backend, H, T, dtype):
     state = c.state.copy()
     c.kern.sample(c.w, state, 0, uniforms, 1.0, False, ixes)
     expected, state64 = reference.sample(c.oracle_weights(), c.zero_state64(), 0, uniforms)
-    if dtype == "float64":
-        assert ixes.tolist() == expected
-        check(state, state64, dtype, "state")
+    # float32 too: the same ids. At the initial weights (scale 0.01) the probabilities are
+    # near 1/V and the recurrence contractive, so float32 rounding (~1e-7) moves a draw only if
+    # its uniform falls that close to a cumulative-probability boundary, which none of these
+    # fixed 100 does (measured: every id equal, the state within 1e-8).
+    first = next((i for i, (a, e) in enumerate(zip(ixes.tolist(), expected)) if a != e), None)
+    assert first is None, (f"{dtype} sampled id {first} is {ixes[first]}, the oracle's "
+                           f"{expected[first]}")
+    check(state, state64, dtype, "state")
     benchmark.extra_info.update(c.info("sample (per call of 100)", n, passes=1))
     benchmark(c.kern.sample, c.w, c.state.copy(), 0, uniforms, 1.0, False, ixes)
 
@@ -170,12 +179,23 @@ def test_dropin_python_loop(benchmark, corpus, backend):
     expected = reference.loss_fun(inputs, targets, np.zeros((H, 1)), *params)
     for name, a, e in zip(("loss", "dWxh", "dWhh", "dWhy", "dbh", "dby", "h"), out, expected):
         check(a, e, "float64", name)
+    names = ("Wxh", "Whh", "Why", "bh", "by")  # min-char-rnn's order
+    grads = list(expected[1:6])
+    updated, memories = [p.copy() for p in params], [m.copy() for m in mems]
+    fastrnn.adagrad(updated, grads, memories, 0.1, backend=backend)
+    oracle, oracle_mems = [p.copy() for p in params], [m.copy() for m in mems]
+    reference.adagrad(oracle, grads, oracle_mems, 0.1)
+    for name, a, e, m, em in zip(names, updated, oracle, memories, oracle_mems):
+        check(a, e, "float64", f"adagrad's {name}")
+        check(m, em, "float64", f"adagrad's memory of {name}")
     hprev = np.zeros((H, 1))
 
     def step():
-        loss, dWxh, dWhh, dWhy, dbh, dby, h = fastrnn.lossFun(inputs, targets, hprev, *params, backend=backend)
+        loss, dWxh, dWhh, dWhy, dbh, dby, h = fastrnn.lossFun(inputs, targets, hprev, *params,
+                                                              backend=backend)
         fastrnn.adagrad(params, [dWxh, dWhh, dWhy, dbh, dby], mems, 0.1, backend=backend)
 
-    benchmark.extra_info.update(dict(case=f"drop-in lossFun+adagrad H={H} T={T} float64", backend=backend,
-                                     chars_per_call=T, flops_per_char=flops_per_char(H, V), corpus=source))
+    benchmark.extra_info.update(dict(case=f"drop-in lossFun+adagrad H={H} T={T} float64",
+                                     backend=backend, chars_per_call=T,
+                                     flops_per_char=flops_per_char(H, V), corpus=source))
     benchmark(step)

@@ -4,7 +4,7 @@ its element-wise steps (one thread, float32).
     python benchmarks/cell_profile.py                       # lstm, 2 layers, H = 256, 16 streams
     python benchmarks/cell_profile.py --cell gru --layers 1 --hidden-size 512
     python benchmarks/cell_profile.py --layers 1 --streams 1      # one stream (B = 1 training)
-    python benchmarks/cell_profile.py --layers 1 --streams 1 --tile-rows 1   # tiles at one row
+    python benchmarks/cell_profile.py --layers 1 --streams 1 --tile-rows 2   # OpenBLAS, B = 1
 
 Times (medians of ``--repeats``): the forward and backward pass of one unit of
 ``--streams`` streams (default ``STREAMS_PER_UNIT``) over a chunk of T = 50 steps with dropout

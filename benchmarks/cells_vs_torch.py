@@ -4,9 +4,10 @@ side in one run (PyTorch is an optional peer: ``pip install torch``).
     python benchmarks/cells_vs_torch.py      # rnn, lstm, gru; B,H,threads = 1,256,1 and 32,256,2
     python benchmarks/cells_vs_torch.py --cells lstm gru --sizes 32,512,2 --chunks 20 --repeats 7
     python benchmarks/cells_vs_torch.py --backend numpy --chunks 2 --repeats 2 --sizes 2,16,1
-    python benchmarks/cells_vs_torch.py --cells lstm --sizes 1,256,1 --tile-rows 2  # OpenBLAS at B=1
+    python benchmarks/cells_vs_torch.py --cells lstm --sizes 1,256,1 --tile-rows 2  # OpenBLAS
 
-The last one is a dry run of a few seconds, on fastrnn's NumPy oracle.
+The third one is a dry run of a few seconds, on fastrnn's NumPy oracle; the last times one
+stream (B = 1) with OpenBLAS's products in place of the tile kernel's.
 
 The setting, the same for both: tinyshakespeare (``../shared/data/tinyshakespeare.txt`` from the
 repository root, or ``--text``; the whole file, V = 65), T = 50 steps per chunk, float32, Adam
@@ -26,7 +27,9 @@ held at zero (gru: except its last H values, b_hn, which are fastrnn's ``bhn``),
 the same model; before timing, the losses of the first two chunks (before and after one update)
 of the two are printed side by side (that call is also fastrnn's compilation), and the table's
 "same model" column says "no" where they differ by more than CHECK_RTOL (1e-4) or are not
-finite: the case is still timed, but it does not compare the same computation.
+finite: the case is still timed, but it does not compare the same computation, and the script
+exits with status 1 after the table. The text must hold B streams of T + 1 characters for
+every B of ``--sizes`` (the script says so otherwise).
 
 Timing, per case: that check, then a warm-up call of ``--chunks`` chunks of each, then
 ``--repeats`` rounds, each timing one call of ``--chunks`` chunks of fastrnn and then of PyTorch
@@ -319,6 +322,11 @@ def main(argv=None):
     except corpus.CorpusError as e:
         raise SystemExit(str(e)) from None
     ids, V = text.train, len(text.vocab.chars)
+    most = max(B for B, _, _ in args.sizes)
+    if len(ids) < most * (T + 1):
+        raise SystemExit(f"cells_vs_torch.py: {args.text} has {len(ids):,} characters, too few "
+                         f"for B = {most} streams of T + 1 = {T + 1} (at least "
+                         f"{most * (T + 1):,})")
     print(describe.header(__file__, argv, torch))
     print(f"text: {args.text} ({len(ids):,} characters, V = {V}); T = {T}, {DTYPE}, Adam lr "
           f"{LR}, clip {CLIP:g}; fastrnn backend {args.backend!r}; {args.chunks} chunks per "
@@ -345,6 +353,11 @@ def main(argv=None):
     print(table(rows, V, peaks))
     print("\nflops/char = 6 G H^2 (2L - 1) + 6 V H (G = 1, 4, 3 for rnn, lstm, gru); "
           "% peak against the float32 matmul peak on the same thread count, this run.")
+    mismatched = [f"{r['cell']} B={r['B']} H={r['H']} threads={r['threads']}" for r in rows
+                  if r["check"] and not same_model(r["check"])]
+    if mismatched:
+        raise SystemExit(f"MISMATCH: fastrnn and PyTorch not the same model (first two chunk "
+                         f"losses beyond CHECK_RTOL {CHECK_RTOL:g}): {', '.join(mismatched)}")
 
 
 if __name__ == "__main__":

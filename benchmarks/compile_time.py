@@ -1,6 +1,6 @@
 """Numba compile time: cold, then loaded from the cache, kernel by kernel.
 
-Two measurements, each with two fresh Python processes that share an empty cache directory:
+Three measurements, each with two fresh Python processes that share an empty cache directory:
 the first compiles (cold), the second loads the machine code from the cache (warm).
 
 (a) ``default``: only the kernels the default ``python -m fastrnn.train`` run uses (float64,
@@ -85,19 +85,20 @@ timed("forward", lambda: out.update(f=k.forward(w, x, x, state)))
 timed("backward", lambda: k.backward(w, x, x, out["f"][1], out["f"][2], g))
 work = chunk_work(T, H, V, dtype)
 timed("gradients (unclipped)", lambda: cpu.gradients(
-    x[0], x[0], np.ascontiguousarray(out["f"][1][0, :, 0, 0]), np.ascontiguousarray(out["f"][2][:, 0]),
-    w, g, work[2:]))
+    x[0], x[0], np.ascontiguousarray(out["f"][1][0, :, 0, 0]),
+    np.ascontiguousarray(out["f"][2][:, 0]), w, g, work[2:]))
 timed("evaluate", lambda: k.evaluate(w, data[:30], state))
 timed("sample", lambda: k.sample(w, state, 0, np.random.default_rng(0).random(3), 1.0, False,
                                  np.zeros(3, np.int64)))
 for name, opt in optim.OPTIMIZERS.items():
     states = [spec.zeros(dtype) for _ in opt.states]
-    timed(f"update {{name}}", lambda: k.update(opt, w.flat, g.flat, [s.flat for s in states], 1e-3, 1,
-                                              True))
+    timed(f"update {{name}}", lambda: k.update(opt, w.flat, g.flat, [s.flat for s in states],
+                                              1e-3, 1, True))
 for name, opt in optim.OPTIMIZERS.items():
     states = [spec.zeros(dtype) for _ in opt.states]
-    timed(f"train {{name}}", lambda: k.train(w, g, opt, states, data, 0, np.zeros((1, 1, 1, H), dtype),
-                                             1e-3, T, 0, np.zeros(2), 1))
+    timed(f"train {{name}}", lambda: k.train(w, g, opt, states, data, 0,
+                                             np.zeros((1, 1, 1, H), dtype), 1e-3, T, 0,
+                                             np.zeros(2), 1))
 for name, opt in optim.OPTIMIZERS.items():
     states = [spec.zeros(dtype) for _ in opt.states]
     timed(f"batch train {{name}} (B=2)", lambda: k.train(w, g, opt, states, data, 0,

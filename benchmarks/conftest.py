@@ -2,7 +2,8 @@
 
 ``pytest --benchmark-only`` times them; a plain ``pytest`` run executes each once with timing
 off (a correctness check, so the benchmarks never rot). At the end of a timed run a table gives
-each case's median and its speed relative to the NumPy reference measured in the same run.
+each case's median and its speed relative to the NumPy reference measured in the same run, and
+the corpus the cases read (tinyshakespeare from ../shared, or synthetic text where it is missing).
 """
 
 import pathlib
@@ -12,12 +13,20 @@ import pytest
 
 from fastrnn import Vocab
 
-SHARED_TEXT = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+SHARED_TEXT = (pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+               / "tinyshakespeare.txt")
+SYNTHETIC_SIZE = 1_115_394  # characters, as many as tinyshakespeare's
+CORPORA = {  # the fixture's ``source``: what the summary says of it
+    "tinyshakespeare": f"tinyshakespeare ({SHARED_TEXT})",
+    "synthetic": f"synthetic ({SYNTHETIC_SIZE:,} characters drawn uniformly from 65, seed 0; "
+                 f"{SHARED_TEXT} was not found)",
+}
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
-    if not (config.getoption("benchmark_only", False) or config.getoption("benchmark_enable", False)):
+    if not (config.getoption("benchmark_only", False)
+            or config.getoption("benchmark_enable", False)):
         config.option.benchmark_disable = True
 
 
@@ -29,7 +38,7 @@ def corpus():
     else:
         rng = np.random.default_rng(0)
         letters = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ .,;:!?'-\n&$3")
-        text, source = "".join(rng.choice(letters, 1_115_394)), "synthetic"
+        text, source = "".join(rng.choice(letters, SYNTHETIC_SIZE)), "synthetic"
     vocab = Vocab.from_text(text)
     return vocab, vocab.encode(text), source
 
@@ -47,6 +56,9 @@ def pytest_terminal_summary(terminalreporter, config):
         return
     tr = terminalreporter
     tr.section("fastrnn: speed relative to the NumPy reference (same run)")
+    sources = sorted({info.get("corpus", "not recorded") for r in rows.values()
+                      for _, info in r.values()})
+    tr.write_line("corpus: " + "; ".join(CORPORA.get(s, s) for s in sources))
     tr.write_line(f"{'case':<46}{'backend':<9}{'median':>12}{'chars/s':>12}{'GFLOP/s':>9}"
                   f"{'x numpy':>9}{'% peak':>8}")
     for case, by_backend in rows.items():

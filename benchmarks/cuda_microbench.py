@@ -18,7 +18,8 @@
   and latency.
 
 Without a GPU, ``NUMBA_ENABLE_CUDASIM=1 python benchmarks/cuda_microbench.py --tiny`` checks
-that the script runs (no timings worth reading).
+that the script runs (no timings worth reading); without numba-cuda (``pip install -e
+".[cuda]"``), or without a GPU and the simulator, it says so in one line and stops.
 """
 
 import argparse
@@ -33,11 +34,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from numba import config, cuda  # noqa: E402
+from numba import config  # noqa: E402
 
-from fastrnn.backends import cuda as cb  # noqa: E402
-from fastrnn.kernels import cuda as ck  # noqa: E402
 from benchmarks import describe  # noqa: E402
+
+# numba.cuda, fastrnn.backends.cuda and fastrnn.kernels.cuda: imported by ``main`` after the
+# arguments are parsed (``describe.cuda_modules``), so that --help works without numba-cuda
+cuda = cb = ck = None
 
 
 def device_info():
@@ -56,18 +59,17 @@ def device_info():
     return info
 
 
-@cuda.jit
-def empty1(a):
-    pass
-
-
-@cuda.jit
-def empty8(a, b, c, d, e, f, g, h):
-    pass
-
-
 def launch_cost(n):
-    """Host microseconds per launch, n launches back to back, then one synchronize."""
+    """Host microseconds per launch, n launches back to back, then one synchronize: an empty
+    kernel with 1 and with 8 array arguments."""
+    @cuda.jit
+    def empty1(a):
+        pass
+
+    @cuda.jit
+    def empty8(a, b, c, d, e, f, g, h):
+        pass
+
     arrays = [cuda.device_array(16, np.float32) for _ in range(8)]
     out = {}
     for name, kernel, args in (("1 array argument", empty1, arrays[:1]),
@@ -224,6 +226,8 @@ def main(argv=None):
     p.add_argument("--json", type=Path)
     p.add_argument("--tiny", action="store_true", help="tiny sizes (the simulator)")
     args = p.parse_args(argv)
+    global cuda, cb, ck
+    cuda, cb, ck = describe.cuda_modules("cuda_microbench.py")
     print(describe.header(__file__, argv))
     try:
         import torch

@@ -15,7 +15,11 @@ allowed (PyTorch's default for cuDNN), which rounds products to 10-bit mantissas
 
 Before timing, one chunk from the same starting parameters checks that the implementations
 train the same model: the loss and the updated parameters of fastrnn's CUDA backend against its
-oracle-tested Numba CPU kernels, and PyTorch's against fastrnn's.
+oracle-tested Numba CPU kernels, and PyTorch's against fastrnn's. Each pair "agrees" when both
+relative errors (the loss's, and the norm of the parameters' difference over the norm of the
+parameters) are at most CHECK_RTOL (1e-4; measured on an H200: loss 3e-8, parameters 5e-6);
+a pair that does not is printed with MISMATCH, its rows say "**no**" in the "same model" column
+(still timed), and the script exits with status 1 after the table.
 
 Each timing is one ``train`` call of ``--chunks`` chunks (parameters copied to the device and
 back once per call, as ``python -m fastrnn.train`` does), after warm-up, synchronised; the
@@ -29,7 +33,8 @@ measured in the same run (cuBLAS, 8192^3, TF32 off).
 Without a GPU the script can still be checked end to end at tiny sizes: ``NUMBA_ENABLE_CUDASIM=1
 python benchmarks/cuda_vs_cudnn.py --sizes 2,6,3 --torch-device cpu --chunks 2 --repeats 1``.
 PyTorch is needed for the comparison; without it (or with a build that cannot reach
-``--torch-device``) the script says so and stops; ``--without-torch`` asks for fastrnn's rows
+``--torch-device``), or without numba-cuda (``pip install -e ".[cuda]"``) or a GPU, the script
+says so in one line and stops; ``--without-torch`` asks for fastrnn's rows
 alone (its CUDA forms checked against its Numba kernels and timed; PyTorch not imported).
 
 fastrnn is driven through its backend interface (``fastrnn.backends``): ``CharRNN`` on backends
@@ -52,12 +57,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fastrnn import CharRNN, corpus  # noqa: E402
-from fastrnn.backends import cuda as cuda_backend  # noqa: E402
-from fastrnn.kernels import cuda as ck  # noqa: E402
 from benchmarks import describe  # noqa: E402
+
+# fastrnn's CUDA modules (fastrnn.backends.cuda, fastrnn.kernels.cuda): imported by ``run``,
+# after the arguments are parsed, so that --help works without numba-cuda
+cuda_backend = ck = None
 
 LR = 0.1
 NAMES = ("Wxh", "Whh", "bh", "Why", "by")  # the model's parameters, in fastrnn's spec order
+CHECK_RTOL = 1e-4  # the same-model check's bound on both relative errors (module docstring)
 
 
 def model_flops_per_char(H, V):
@@ -195,10 +203,17 @@ def relative(a, b):
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
 
 
+def agrees(errors):
+    """Whether a pair's (loss, params) relative errors are both at most CHECK_RTOL (a NaN is
+    not)."""
+    return all(e <= CHECK_RTOL for e in errors)
+
+
 def same_model_check(torch, ids, V, B, H, T, device, forms):
     """One chunk from the same parameters: {pair: (loss rel. error, params rel. error)} for
     each form of fastrnn's CUDA recurrence against its Numba CPU kernels, and PyTorch (strict
-    float32) against fastrnn's CUDA backend (``torch`` None: without that pair)."""
+    float32) against fastrnn's CUDA backend (``torch`` None: without that pair); ``agrees``
+    judges each."""
     win = windows(ids, B, T, 1)  # CharRNN walks ids from position 0: its first chunk is win[0]
     trained = {}
     for name, form in [("numba", None)] + [(f"cuda {f}", f) for f in list(forms)]:
@@ -265,13 +280,20 @@ def import_torch(without_torch, device):
     return torch
 
 
-def run(args):
+def pair_of(impl, forms):
+    """The same-model check's pair that covers a table row (None: a row it does not cover)."""
+    if impl.startswith("fastrnn cuda "):
+        return f"{impl} vs fastrnn numba"
+    if impl.endswith(" fp32") and forms:
+        return f"torch vs fastrnn cuda {forms[0]}"
+    return None
+
+
+def run(args, argv=None):
+    global cuda_backend, ck
+    cuda, cuda_backend, ck = describe.cuda_modules("cuda_vs_cudnn.py")
     torch = import_torch(args.without_torch, args.torch_device)
-    from numba import cuda
-    ok, why = cuda_backend.available()
-    if not ok:
-        raise SystemExit(f"fastrnn's CUDA backend cannot run here: {why} (NUMBA_ENABLE_CUDASIM=1 "
-                         f"runs it in Numba's simulator, at tiny sizes)")
+    print(describe.header(__file__, argv, torch), flush=True)
     simulator = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
     device = args.torch_device
     sync = cuda.synchronize
@@ -297,7 +319,9 @@ def run(args):
         print(f"B={B} H={H} T={T}: the plan's choice ('auto'): {auto}", flush=True)
         for pair, (dl, dp) in check.items():
             print(f"B={B} H={H} T={T}: {pair}: loss rel. error {dl:.2e}, params after one "
-                  f"update rel. error {dp:.2e}", flush=True)
+                  f"update rel. error {dp:.2e}"
+                  + ("" if agrees((dl, dp)) else f": MISMATCH (above {CHECK_RTOL:g})"),
+                  flush=True)
         results = {}
         for form in forms:
             ck.RECURRENCE = form
@@ -316,7 +340,9 @@ def run(args):
         for name, times in results.items():
             med = statistics.median(times)
             chars = B * T * args.chunks / med
+            pair = pair_of(name, forms)
             rows.append(dict(B=B, H=H, T=T, impl=name, auto=name == f"fastrnn cuda {auto}",
+                             same_model=None if pair is None else agrees(check[pair]),
                              median_s=med, chars_per_s=chars,
                              ms_per_chunk=med / args.chunks * 1e3,
                              tflops=chars * flops / 1e12,
@@ -332,25 +358,34 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", nargs="+", type=parse_size, default=[(1, 512, 100),
                                                                   (128, 1024, 100)])
-    p.add_argument("--chunks", type=describe.positive, default=20, help="chunks per timed train call")
-    p.add_argument("--repeats", type=describe.positive, default=5, help="timed calls; the median is reported")
+    p.add_argument("--chunks", type=describe.positive, default=20,
+                   help="chunks per timed train call")
+    p.add_argument("--repeats", type=describe.positive, default=5,
+                   help="timed calls; the median is reported")
     p.add_argument("--torch-device", default="cuda", choices=("cuda", "cpu"),
                    help="cuda, or cpu for a dry run")
     p.add_argument("--json", type=Path, help="also write every timing here")
     p.add_argument("--without-torch", action="store_true",
                    help="check and time fastrnn alone (PyTorch, installed or not, unused)")
     args = p.parse_args(argv)
-    info, rows = run(args)
+    info, rows = run(args, argv)
     print(json.dumps(info))
-    print("| B | H | T | implementation | chars/s | ms/chunk | model TFLOP/s | vs torch fp32 |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| B | H | T | implementation | chars/s | ms/chunk | model TFLOP/s | vs torch fp32 | "
+          "same model |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ratio = "-" if r["vs_torch_fp32"] is None else f"{r['vs_torch_fp32']:.2f}x"
+        same = {None: "-", True: "yes", False: "**no**"}[r["same_model"]]
         print(f"| {r['B']} | {r['H']} | {r['T']} | {r['impl']}{' (auto)' if r['auto'] else ''} | "
-              f"{r['chars_per_s']:,.0f} | "
-              f"{r['ms_per_chunk']:.3f} | {r['tflops']:.3f} | {ratio} |")
+              f"{r['chars_per_s']:,.0f} | {r['ms_per_chunk']:.3f} | {r['tflops']:.3f} | "
+              f"{ratio} | {same} |")
     if args.json:
         args.json.write_text(json.dumps(dict(info=info, rows=rows), indent=1))
+    mismatched = sorted({f"B={r['B']} H={r['H']} T={r['T']} {r['impl']}" for r in rows
+                         if r["same_model"] is False})
+    if mismatched:
+        raise SystemExit(f"MISMATCH: not the same model as its reference (relative error above "
+                         f"{CHECK_RTOL:g}): {', '.join(mismatched)}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,14 @@
 """What every benchmark script prints first, and the argument types they share: the command
 line that reproduces the run and the machine it ran on, so that a figure pasted anywhere says
-where it came from."""
+where it came from. Also the CUDA scripts' import of numba-cuda and fastrnn's CUDA modules,
+after their arguments are parsed (``cuda_modules``).
+
+Importing this module imports no fastrnn module (``positive`` does on its first call), so the
+scripts that time another source tree's fastrnn (``batch_one.py``, ``dropin_overhead.py``) can
+print the header without loading this tree's."""
 
 import argparse
+import importlib
 import os
 import platform
 import shlex
@@ -10,8 +16,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-from fastrnn import cli
 
 
 def cpu_name():
@@ -51,7 +55,10 @@ def header(script, argv=None, torch=None):
     return f"command: {command(script, argv)}\n{machine(torch)}"
 
 
-positive = cli.positive_int  # an argparse type: an integer >= 1
+def positive(text):
+    """An argparse type: an integer >= 1 (``fastrnn.cli.positive_int``, its messages)."""
+    from fastrnn import cli
+    return cli.positive_int(text)
 
 
 def sizes(names):
@@ -72,3 +79,30 @@ def sizes(names):
             raise argparse.ArgumentTypeError(f"{listed} must be >= 1, got {text!r}")
         return values
     return parse
+
+
+CUDA_HINT = "NUMBA_ENABLE_CUDASIM=1 runs it in Numba's simulator, at tiny sizes"
+
+
+def cuda_modules(script):
+    """(numba.cuda, fastrnn.backends.cuda, fastrnn.kernels.cuda), imported now, or one line and
+    exit status 1 naming what is missing: numba-cuda (numba's own deprecated ``numba.cuda``
+    lacks what fastrnn's kernels use, so without numba-cuda they fail on import), or a GPU and
+    driver (``backends.cuda.available()``). ``script``: the name the message starts with."""
+    try:
+        importlib.import_module("numba_cuda")
+    except ImportError as e:
+        raise SystemExit(f"{script} needs numba-cuda, which is not installed here ({e}): "
+                         f'pip install -e ".[cuda]"') from None
+    try:
+        from numba import cuda
+        from fastrnn.backends import cuda as backend
+        from fastrnn.kernels import cuda as kernels
+    except (ImportError, AttributeError) as e:  # a numba-cuda too old, or broken here
+        raise SystemExit(f"{script}: fastrnn's CUDA modules cannot be imported with the "
+                         f"numba-cuda here ({type(e).__name__}: {e}): "
+                         f'pip install -e ".[cuda]"') from None
+    ok, why = backend.available()
+    if not ok:
+        raise SystemExit(f"fastrnn's CUDA backend cannot run here: {why} ({CUDA_HINT})")
+    return cuda, backend, kernels

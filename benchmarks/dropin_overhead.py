@@ -1,7 +1,8 @@
 """Per-call cost of the drop-in functions, as min-char-rnn's own Python loop calls them.
 
 Times 3000 ``lossFun`` + ``adagrad`` steps (H=100, V=65, T=25, float64) after 200 warm-up steps
-and prints microseconds per step. To compare two versions, run it against each source tree in
+and prints, after the command line and the machine (``describe.header``), microseconds per
+step. To compare two versions, run it against each source tree in
 turn, several times (the machine is noisy), and compare the medians pair by pair:
 
     python benchmarks/dropin_overhead.py [SOURCE_DIR]     # default: the installed fastrnn
@@ -13,6 +14,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import describe  # noqa: E402  (imports no fastrnn: SOURCE_DIR's is the one timed)
+del sys.path[0]
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("source", nargs="?", metavar="SOURCE_DIR",
@@ -29,6 +34,7 @@ H, V, T, STEPS = 100, 65, 25, 3000
 
 
 def main():
+    print(describe.header(__file__), flush=True)
     params = list(fastrnn.init_params(H, V, 0))
     mems = [np.zeros_like(p) for p in params]
     inputs, targets = list(np.arange(T) % V), list((np.arange(T) + 1) % V)

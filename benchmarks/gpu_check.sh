@@ -16,7 +16,21 @@
 #
 # Dry run without a GPU (tiny sizes, Numba's simulator):
 #   NUMBA_ENABLE_CUDASIM=1 GPU_CHECK_TINY=1 bash benchmarks/gpu_check.sh
+#
+# Usage: bash benchmarks/gpu_check.sh [-h|--help]; it takes no other argument (the environment
+# variables OUT, PYTHON and GPU_CHECK_TINY above are its settings).
 set -uo pipefail
+usage() {  # this header comment, without its "# "
+    sed -n '2,/^set /{/^#/{s/^# \{0,1\}//;p}}' "$0"
+}
+if [ $# -eq 1 ] && { [ "$1" = -h ] || [ "$1" = --help ]; }; then
+    usage
+    exit 0
+elif [ $# -gt 0 ]; then
+    echo "gpu_check.sh: unexpected argument(s) $(printf "'%s' " "$@")(it takes none but" \
+         "-h/--help, which prints what it runs)" >&2
+    exit 2
+fi
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 OUT=${OUT:-/tmp/gpu_check}

@@ -17,8 +17,10 @@ and the waits cost; the gap between it and t, what the machine itself loses (clo
 more cores busy, shared caches and memory).
 
 Before timing, every thread count trains the same chunks from the same start and the script
-checks that losses and parameters are bit-identical to one thread's. Threads beyond the
-machine's cores are oversubscribed (slower, still the same bits).
+checks that losses and parameters are bit-identical to one thread's ("same bits": NO, and exit
+status 1 after the table, where they are not). Threads beyond the machine's cores are
+oversubscribed (slower, still the same bits); a count given twice is run once. The ids are
+DATA_SIZE random ones: B streams of T + 1 characters must fit in them.
 """
 
 import argparse
@@ -40,6 +42,7 @@ from fastrnn.spec import Spec  # noqa: E402
 from benchmarks import describe  # noqa: E402
 
 T, V = 50, 65
+DATA_SIZE = 2_000_000  # random ids the models train on
 # Adagrad's rate per cell: min-char-rnn's 0.1 for the tanh cell; at 0.1 the gated cells
 # diverge within a few chunks into saturated gates, whose float32 denormals slow every kernel
 # several times over (measured: a B = 16 LSTM chunk from 41 to 300 ms), which is not what a
@@ -129,7 +132,12 @@ def main(argv=None):
     p.add_argument("--cell", default="rnn", choices=("rnn", "lstm", "gru"))
     p.add_argument("--layers", type=describe.positive, default=1)
     args = p.parse_args(argv)
-    data = np.random.default_rng(0).integers(0, V, 2_000_000).astype(np.int64)
+    most = max(B for B, _ in args.sizes)
+    if DATA_SIZE < most * (T + 1):
+        raise SystemExit(f"thread_scaling.py: B = {most} streams of T + 1 = {T + 1} characters "
+                         f"need {most * (T + 1):,}, more than the {DATA_SIZE:,} ids it trains "
+                         f"on (B at most {DATA_SIZE // (T + 1):,})")
+    data = np.random.default_rng(0).integers(0, V, DATA_SIZE).astype(np.int64)
     print(describe.header(__file__, argv))
     print(f"units of {batch.STREAMS_PER_UNIT} streams; {args.cell}, {args.layers} layer(s); "
           f"medians of {args.repeats} timed calls" + (" (one: no spread to judge by)"
@@ -137,7 +145,8 @@ def main(argv=None):
     print("| B | H | threads | chars/s | vs 1 thread | ceiling: independent streams | "
           "same bits as 1 thread |")
     print("|---:|---:|---:|---:|---:|---:|---|")
-    counts = [1] + [t for t in args.threads if t != 1]
+    counts = list(dict.fromkeys([1] + args.threads))  # one thread first, each count once
+    different = []
     for B, H in args.sizes:
         model_ = (args.cell, args.layers)
         reference = trained(B, H, data, 3, 1, *model_)
@@ -156,6 +165,10 @@ def main(argv=None):
             print(f"| {B} | {H} | {threads} | {statistics.median(speeds[threads]):,.0f} | "
                   f"{ratio(speeds[threads]):.2f}x | {bound} | "
                   f"{'yes' if same[threads] else 'NO'} |", flush=True)
+            if not same[threads]:
+                different.append(f"B={B} H={H} threads={threads}")
+    if different:
+        raise SystemExit(f"MISMATCH: not the same bits as one thread: {', '.join(different)}")
 
 
 if __name__ == "__main__":

@@ -120,7 +120,8 @@ def main(argv=None):
         copy = np.empty_like(Whh)
         timings = {"T": [], "W": [], "copy": []}
         runs = {"T": lambda n: packs(Whh, True, forward, n),
-                "W": lambda n: packs(Whh, False, backward, n), "copy": lambda n: copies(Whh, copy, n)}
+                "W": lambda n: packs(Whh, False, backward, n),
+                "copy": lambda n: copies(Whh, copy, n)}
         for run in runs.values():
             run(1)
         calls = max(1, args.calls // 10)
