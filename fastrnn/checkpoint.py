@@ -63,11 +63,17 @@ class Checkpoint:
 
     @classmethod
     def of(cls, model, vocab, losses, run):
-        """The model's state now: copies, which its further training leaves as they are."""
+        """The model's state now: copies, which its further training leaves as they are.
+        ``losses``: one per iteration (the run's history, 1-D)."""
         spec = model.spec
+        try:
+            losses = np.array(losses, np.float64)
+        except (TypeError, ValueError) as e:  # (a list of train()'s arrays of unequal lengths)
+            raise ValueError(f"losses must be one number per iteration, e.g. "
+                             f"np.concatenate of train()'s returns ({e})") from None
         return cls(model.config, vocab, spec.named(spec.copy(model.weights)),
                    [spec.named(spec.copy(s)) for s in model.states], model.state.copy(),
-                   model.position, np.array(losses, np.float64), copy.deepcopy(run), model.step,
+                   model.position, losses, copy.deepcopy(run), model.step,
                    model.dropout_rng.bit_generator.state)
 
     def fine_tune(self, backend="numba", threads=None, **settings):
@@ -130,10 +136,14 @@ def save(path, ckpt):
     where = f"{path} not written, it would not load"
     counts = {k: int(v) if validate.is_integer(v) else v  # (a NumPy int is written as an int)
               for k, v in (("position", ckpt.position), ("step", ckpt.step))}
+    try:  # (NumPy numbers in the run record as the JSON numbers they are)
+        run = json.loads(json.dumps(ckpt.run, default=_plain))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: run is not a JSON record ({e})") from None
     _check_shapes(where, ckpt, Spec(c.cell, c.vocab_size, c.hidden_size, c.num_layers))
-    _check_fields(where, replace(ckpt, **counts))
+    _check_fields(where, replace(ckpt, run=run, **counts))
     meta = {"format": FORMAT, "version": VERSION, "fastrnn": __version__,
-            "config": ckpt.config.to_dict(), "vocab": ckpt.vocab.chars, **counts, "run": ckpt.run}
+            "config": ckpt.config.to_dict(), "vocab": ckpt.vocab.chars, **counts, "run": run}
     if ckpt.dropout_rng is not None:
         meta["dropout_rng"] = ckpt.dropout_rng
     arrays = dict(ckpt.params)
@@ -141,6 +151,13 @@ def save(path, ckpt):
         arrays.update({prefix + name: a for name, a in named.items()})
     arrays.update(state=ckpt.state, losses=ckpt.losses, meta=np.array(json.dumps(meta)))
     files.write_atomically(path, lambda f: np.savez(f, **arrays))
+
+
+def _plain(value):
+    """A NumPy scalar or array as the Python number or list JSON writes (json.dumps' default)."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} {value!r} is not JSON")
 
 
 def load(path):
@@ -450,4 +467,5 @@ def _check_shapes(where, ckpt, spec):
         raise CheckpointError(f"{where}: {len(ckpt.vocab)} vocabulary characters for "
                               f"vocab_size {c.vocab_size}")
     if ckpt.losses.ndim != 1 or ckpt.losses.dtype != np.float64:
-        raise CheckpointError(f"{where}: losses is {ckpt.losses.dtype}{ckpt.losses.shape}")
+        raise CheckpointError(f"{where}: losses is {ckpt.losses.dtype}{ckpt.losses.shape}, "
+                              f"expected float64, one loss per iteration (1-D)")

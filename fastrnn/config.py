@@ -21,6 +21,10 @@ COUNT_MAX = 1 << 62             # the most updates (and the furthest position) a
                                 # past it no run goes, and int64 arithmetic would overflow
 MASK_ELEMENTS = 1 << 22         # dropout mask elements drawn per kernel call, at most (chunks
                                 # are grouped so; 32 MiB of float64 draws)
+SAMPLE_CALL_CHARS = 1024        # characters ``CharRNN.sample`` draws per kernel call, at most
+                                # (the state and last id carried: the same text as one call),
+                                # so that Ctrl-C is heard within ~0.2 s (a 2 x 384 LSTM: 169 us
+                                # a character; one call of 10**7 was minutes it could not stop)
 SAMPLE_LENGTH_MAX = 1_000_000   # characters of a training run's samples, at most (the printed
                                 # preview; ``fastrnn.sample`` writes a text of any length)
 DIVERGED_LOSS = 100             # a training chunk whose loss per character is over this many

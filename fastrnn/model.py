@@ -16,6 +16,7 @@ import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
+from types import MappingProxyType
 
 import numpy as np
 
@@ -121,8 +122,12 @@ class CharRNN:
                  cell=_D["cell"], num_layers=_D["num_layers"], dropout=_D["dropout"]):
         if dtype is None:  # float32 is the GPU's natural type; float64 the CPU reference's
             dtype = config.GPU_DTYPE if backend == "cuda" else _D["dtype"]
-        if isinstance(dtype, (type, np.dtype)):  # np.float32 or np.dtype("float32") -> "float32"
-            dtype = np.dtype(dtype).name
+        try:  # np.float32, np.dtype("float32"), "f4" -> "float32" (others: Config refuses them)
+            named = np.dtype(dtype).name
+        except (TypeError, ValueError, SyntaxError):
+            named = None
+        if named in config.DTYPES and not isinstance(dtype, bool):
+            dtype = named
         self.config = Config(vocab_size, hidden_size, seq_length, learning_rate, dtype, seed,
                              batch_size, optimizer, cell, num_layers, dropout)
         self.backend = backend
@@ -201,8 +206,10 @@ class CharRNN:
 
     @property
     def params(self):
-        """The parameters as {name: array} (views of ``weights``), in the spec's order."""
-        return self.spec.named(self.weights)
+        """The parameters as a read-only {name: array} mapping of views of ``weights``, in the
+        spec's order: ``params["Whh"][...] = x`` writes into the model; ``params["Whh"] = x``
+        is a TypeError (into a dict made for the call, it was lost in silence)."""
+        return MappingProxyType(self.spec.named(self.weights))
 
     @property
     def h(self):
@@ -344,7 +351,8 @@ class CharRNN:
 
     def train(self, data, n_steps=1, learning_rate=None):
         """Train on ``n_steps`` consecutive chunks of ``data`` (integer ids); return their losses.
-        ``learning_rate``: this call's (a schedule's; default: the config's).
+        ``learning_rate``: this call's (a schedule's; default: the config's); 0 (a schedule's
+        end) updates no weight, the optimizer's state and update count still advancing.
 
         Each chunk is ``seq_length`` inputs and the targets one character later; the loss of a
         chunk is summed over its characters. Parameters, optimizer state, ``state`` and
@@ -370,7 +378,7 @@ class CharRNN:
         self._checked_arrays(training=True)
         c = self.config
         lr = c.learning_rate if learning_rate is None else \
-            validate.rate("learning_rate", learning_rate, c.dtype)
+            validate.rate("learning_rate", learning_rate, c.dtype, zero=True)
         validate.large_fits(8 * n_steps, f"the losses of {n_steps:,} chunks")
         losses = np.empty(n_steps, np.float64)
         shape = (c.num_layers - 1, c.seq_length, c.batch_size, c.hidden_size)
@@ -475,9 +483,12 @@ class CharRNN:
                              "diverged): there is nothing to sample from")
         state = self._checked_state(self.state[:, :, :1] if state is None else state)
         greedy = bool(greedy) or reference.overflows(self.weights, state, temperature)
-        ixes = np.empty(n, np.int64)
-        self._kernels.sample(self.weights, state, int(seed_ix), rng.random(n), temperature,
-                             greedy, ixes, top_k, float(top_p))
+        ixes, uniforms, seed_ix = np.empty(n, np.int64), rng.random(n), int(seed_ix)
+        for a in range(0, n, config.SAMPLE_CALL_CHARS):  # (Ctrl-C is heard between calls)
+            b = min(n, a + config.SAMPLE_CALL_CHARS)
+            self._kernels.sample(self.weights, state, seed_ix, uniforms[a:b], temperature,
+                                 greedy, ixes[a:b], top_k, float(top_p))
+            seed_ix = int(ixes[b - 1])
         return ixes.tolist(), state
 
     def reset_state(self):

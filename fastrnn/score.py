@@ -139,11 +139,14 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None):
                     progress(len(raw))
                 missing = vocab.unknown(text)
                 if missing and not skip_unknown:
+                    bom = read == len(raw) and text.startswith("\ufeff")  # (the first block)
                     raise ValueError(
                         f"{path} has characters the model never saw: "
                         f"{', '.join(repr(c) for c in missing[:10])}"
-                        f"{' ...' if len(missing) > 10 else ''} (pass --skip-unknown to drop "
-                        f"them)")
+                        f"{' ...' if len(missing) > 10 else ''} (--skip-unknown, or "
+                        f"skip_unknown=True, drops them)" + (
+                            "; it starts with a byte-order mark: --encoding utf-8-sig reads "
+                            "past it" if bom else ""))
                 kept = "".join(c for c in text if c in vocab.index) if missing else text
                 if text:
                     yield kept, len(text) - len(kept)

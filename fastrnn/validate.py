@@ -121,8 +121,13 @@ def vanishes(rate, dtype):
     return np.dtype(dtype).type(rate) == 0
 
 
-def rate(name, value, dtype):
-    """A positive learning rate that is neither 0 nor infinite in ``dtype``."""
+def rate(name, value, dtype, zero=False):
+    """A positive learning rate that is neither 0 nor infinite in ``dtype``; with ``zero`` (a
+    schedule's rate for one call, which may end at 0), also 0 itself: then 0.0. (A rate of
+    1e-50 in float32 stays an error: asked to move the weights, it would not.)"""
+    if zero and not isinstance(value, bool) and \
+            isinstance(value, (int, float, np.integer, np.floating)) and value == 0:
+        return 0.0
     value = positive(name, value)
     with np.errstate(over="ignore"):
         cast = np.dtype(dtype).type(value)

@@ -113,7 +113,13 @@ class Vocab:
 
     def decode(self, ids):
         """ids -> text; ValueError for an id outside [0, len(vocab))."""
-        ids = np.asarray(ids if isinstance(ids, (np.ndarray, list, tuple)) else list(ids))
+        if not isinstance(ids, (np.ndarray, list, tuple)):
+            try:
+                ids = list(ids)
+            except TypeError:
+                raise ValueError(f"decode takes a sequence of integer ids, got "
+                                 f"{type(ids).__name__} {ids!r}") from None
+        ids = np.asarray(ids)
         if ids.size and (ids.ndim != 1 or ids.dtype.kind not in "iu"):
             raise ValueError(f"decode takes a sequence of integer ids, got "
                              f"{ids.dtype} values in shape {ids.shape}")

@@ -359,3 +359,59 @@ def _train_in_child(data):
     model = CharRNN(10, hidden_size=8, seq_length=5, cell="lstm", batch_size=40, threads=2)
     model.train(data, 3)
     return model.weights.flat
+
+
+def test_the_kernels_blas_limit_is_shared_by_the_threads_that_run_them():
+    """(threadpool_limits is the process's: two models training on two Python threads
+    restored it out of order, one's products then ran on two BLAS threads, and BLAS was left
+    at one) The first thread in sets one BLAS thread, the last one out restores it."""
+    import threading
+    from threadpoolctl import threadpool_info
+    blas = lambda: [p["num_threads"] for p in threadpool_info()  # noqa: E731
+                    if p["user_api"] == "blas"]
+    before = blas()
+    assert before, "NumPy's BLAS is not seen by threadpoolctl"
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with batch.one_blas_thread():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with batch.one_blas_thread():
+            second_in.set()
+            first_out.wait(10)
+            seen["after the first left"] = blas()
+
+    threads = [threading.Thread(target=f) for f in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert seen["after the first left"] == [1] * len(before)
+    assert blas() == before
+
+
+def test_an_exception_in_a_units_thread_waits_for_the_others_to_stop():
+    """(Ctrl-C in a batched evaluate came out while a pool thread went on writing the scratch
+    buffers the next call reuses) The others finish the item in hand, take no other, and are
+    waited for before the exception comes out."""
+    import threading
+    import time
+    started, done = threading.Event(), []
+
+    def item(k):
+        if threading.current_thread() is threading.main_thread():
+            started.wait(10)
+            raise KeyboardInterrupt
+        started.set()
+        time.sleep(0.2)
+        done.append(k)
+
+    with pytest.raises(KeyboardInterrupt):
+        batch._run(2, item, list(range(10)))
+    assert len(done) == 1  # (the helper's one item, whichever it took)

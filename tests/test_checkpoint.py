@@ -4,6 +4,7 @@ unusable file."""
 import io
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -304,6 +305,31 @@ def test_save_refuses_what_load_would_refuse_and_leaves_the_file_as_it_was(saved
     assert str(refused.value).startswith(f"{path} not written, it would not load: ")
     assert message in str(refused.value), refused.value
     assert path.read_bytes() == before and os.listdir(path.parent) == [path.name]
+
+
+def test_what_a_caller_hands_save_is_taken_or_named(saved, tmp_path):
+    """NumPy numbers in the run record are written as JSON numbers (run.iteration np.int64(5)
+    was refused); losses of unequal train() calls, a 2-D history and a path whose directory
+    is missing are named as such (a NumPy 'inhomogeneous shape' error; a FileNotFoundError
+    naming a temporary file)."""
+    path, model, losses = saved
+    ckpt = Checkpoint.of(model, Vocab("abcde"), losses, {"iteration": np.int64(7),
+                                                         "rate": np.float32(0.5),
+                                                         "seen": np.arange(2)})
+    checkpoint.save(path, ckpt)
+    assert checkpoint.load(path).run == {"iteration": 7, "rate": 0.5, "seen": [0, 1]}
+    with pytest.raises(ValueError, match="losses must be one number per iteration, e.g. "
+                                         "np.concatenate of train"):
+        Checkpoint.of(model, Vocab("abcde"), [losses[:3], losses[3:]], {})
+    with pytest.raises(CheckpointError, match=r"losses is float64\(2, 3\), expected float64, "
+                                              r"one loss per iteration \(1-D\)"):
+        checkpoint.save(path, Checkpoint.of(model, Vocab("abcde"), [losses[:3], losses[3:6]],
+                                            {"iteration": 7}))
+    with pytest.raises(CheckpointError, match="run is not a JSON record"):
+        checkpoint.save(path, Checkpoint.of(model, Vocab("abcde"), losses, {"x": object()}))
+    missing = tmp_path / "no" / "such" / "checkpoint.npz"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        checkpoint.save(missing, ckpt)
 
 
 def test_save_writes_numpy_integer_counts_as_json_integers(saved):

@@ -292,6 +292,50 @@ def test_a_model_pickles_and_deep_copies_into_an_equal_independent_one(corpus, c
     assert repr(pickle.loads(pickle.dumps(model.spec))) == repr(model.spec)
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_a_long_sample_is_drawn_in_calls_with_the_same_text(corpus, monkeypatch, backend):
+    """(sample(10**7) was one kernel call, minutes that Ctrl-C could not stop) Calls of at most
+    SAMPLE_CALL_CHARS, each from the last one's state and character: the same text."""
+    from fastrnn import config
+    vocab, data = corpus
+    model = CharRNN(len(vocab), hidden_size=12, cell="lstm", num_layers=2, backend=backend)
+    model.train(data, 3)
+    whole = model.sample(50, 3, rng=np.random.default_rng(1), temperature=0.8, top_k=5)
+    calls = []
+    real = model._kernels.sample
+    monkeypatch.setattr(model._kernels, "sample", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(config, "SAMPLE_CALL_CHARS", 7)
+    split = model.sample(50, 3, rng=np.random.default_rng(1), temperature=0.8, top_k=5)
+    assert split[0] == whole[0] and np.array_equal(split[1], whole[1]) and len(calls) == 8
+
+
+@pytest.mark.parametrize("optimizer", ["adagrad", "rmsprop", "adam"])
+def test_a_schedule_may_end_at_a_rate_of_zero(corpus, optimizer):
+    """(a schedule of one's own that ends at 0, as --anneal does, failed on its last call)
+    A rate of 0 moves no weight; the optimizer's state and update count advance. A negative
+    one is still refused, and so is one that is 0 only in the dtype (a mistake, not an end)."""
+    vocab, data = corpus
+    model = CharRNN(len(vocab), hidden_size=8, optimizer=optimizer, dtype="float32")
+    model.train(data, 2)
+    weights, states = model.weights.flat.copy(), [s.flat.copy() for s in model.states]
+    model.train(data, 1, learning_rate=0.0)
+    model.train(data, 1, learning_rate=np.float32(0))
+    assert np.array_equal(model.weights.flat, weights) and model.step == 4
+    assert not np.array_equal(model.states[0].flat, states[0])
+    with pytest.raises(ValueError, match="learning_rate must be a positive number, got -0.1"):
+        model.train(data, 1, learning_rate=-0.1)
+
+
+def test_params_are_read_by_name_and_written_through_never_replaced_in_silence():
+    """(``model.params["Whh"] = x`` went into a dict made for the call: lost)"""
+    model = CharRNN(5, hidden_size=4)
+    model.params["Whh"][...] = np.eye(4)
+    assert np.array_equal(model.weights.layers[0].Whh, np.eye(4))
+    with pytest.raises(TypeError):
+        model.params["Whh"] = np.zeros((4, 4))
+    assert list(model.params) == ["Wxh", "Whh", "bh", "Why", "by"]
+
+
 def test_a_model_its_vocabulary_and_checkpoint_say_what_they_are():
     """(repr was <fastrnn.model.CharRNN object at 0x...>, and a Checkpoint's every array)"""
     from fastrnn.checkpoint import Checkpoint
@@ -306,7 +350,7 @@ def test_a_model_its_vocabulary_and_checkpoint_say_what_they_are():
     assert repr(ckpt) == f"Checkpoint({model.config!r}, {vocab!r}, iteration 0, step 0, position 0)"
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.dtype("float32"), "float32"])
+@pytest.mark.parametrize("dtype", [np.float32, np.dtype("float32"), "float32", "f4"])
 def test_dtype_may_be_given_as_type_dtype_or_name(dtype):
     model = CharRNN(5, hidden_size=3, dtype=dtype)
     assert model.params["Whh"].dtype == np.float32
@@ -394,7 +438,8 @@ def test_vocab_refuses_ids_and_types_it_would_get_wrong():
     vocab = Vocab.from_text("hello world")
     for ids, message in [([-1, 0], "decode: id -1 is outside the vocabulary \\[0, 8\\)"),
                          ([100], "decode: id 100 is outside"),
-                         ([1.0], "decode takes a sequence of integer ids, got float64")]:
+                         ([1.0], "decode takes a sequence of integer ids, got float64"),
+                         (3, "decode takes a sequence of integer ids, got int 3")]:
         with pytest.raises(ValueError, match=message):
             vocab.decode(ids)
     big = Vocab([chr(0x100 + i) for i in range(300)])

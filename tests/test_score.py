@@ -152,6 +152,10 @@ def test_unusable_checkpoint_and_encoding(run, tmp_path, capsys):
     assert score.main([str(d / "out" / "checkpoint.npz"), str(plain), "--encoding", "utf-16"],
                       out=io.StringIO()) == 2
     assert f"{plain}: not valid utf-16 (" in capsys.readouterr().err
+    plain.write_bytes(b"\xef\xbb\xbf" + TEXT[:40].encode())  # a byte-order mark: said to be one
+    assert score.main([str(d / "out" / "checkpoint.npz"), str(plain)], out=io.StringIO()) == 2
+    assert ("'\\ufeff' (--skip-unknown, or skip_unknown=True, drops them); it starts with a "
+            "byte-order mark: --encoding utf-8-sig reads past it") in capsys.readouterr().err
     plain.write_bytes(b"abc\n")  # (punycode's message quotes the line break: one line still)
     assert score.main([str(d / "out" / "checkpoint.npz"), str(plain), "--encoding", "punycode"],
                       out=io.StringIO()) == 2

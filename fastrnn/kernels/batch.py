@@ -43,9 +43,11 @@ repeats. For the tanh cell with one layer this is, operation for operation, the 
 module had before it learnt other cells.
 """
 
+import contextlib
 import itertools
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 from numba import njit
@@ -666,14 +668,48 @@ def sample(state, seed_ix, uniforms, w, WxhT, WupT, Whp, temperature, greedy, to
 # The chunk: forward, backward, training
 
 _POOLS = {}
-# A child made by fork() inherits the pools but not their threads: it makes its own
-# (multiprocessing's default on Linux; a pool's task waited forever there).
-os.register_at_fork(after_in_child=_POOLS.clear)
+_BLAS = {"lock": threading.Lock(), "users": 0, "limits": None}  # (``one_blas_thread``)
+
+
+def _after_fork():
+    # A child made by fork() inherits the pools but not their threads: it makes its own
+    # (multiprocessing's default on Linux; a pool's task waited forever there); nor does
+    # it inherit the threads that were in the kernels.
+    _POOLS.clear()
+    _BLAS.update(lock=threading.Lock(), users=0, limits=None)
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """One BLAS thread (``threadpool_limits(1, "blas")``) while the kernels run, for every
+    thread of the process running them at once: the first to enter sets it, the last to
+    leave restores what was set before. (The limit is the process's: the ``with`` blocks of
+    two models training on two Python threads restored it out of order, so that one's
+    products ran on two BLAS threads, summing in another order, and BLAS was left at one
+    thread after both.)"""
+    with _BLAS["lock"]:
+        if _BLAS["users"] == 0:
+            _BLAS["limits"] = threadpool_limits(1, user_api="blas")
+        _BLAS["users"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS["lock"]:
+            _BLAS["users"] -= 1
+            if _BLAS["users"] == 0:
+                _BLAS["limits"].restore_original_limits()
+                _BLAS["limits"] = None
 
 
 def _run(threads, fn, items):
     """[fn(item) for item in items], the items taken in turn by ``threads`` threads (this one
-    and a pool's). Which thread runs an item changes nothing in its result."""
+    and a pool's). Which thread runs an item changes nothing in its result. If this thread's
+    share ends in an exception (Ctrl-C's KeyboardInterrupt, heard between two items), the
+    other threads finish the item in hand, take no other, and are waited for before it comes
+    out: no thread goes on writing into buffers the next call reuses."""
     n = len(items)
     threads = min(threads, n)
     if threads <= 1:
@@ -682,15 +718,21 @@ def _run(threads, fn, items):
         _POOLS[threads] = ThreadPoolExecutor(threads - 1)
     results = [None] * n
     taken = itertools.count()  # next() on it is atomic under the GIL
+    stopped = []
 
     def worker():
         k = next(taken)
-        while k < n:
+        while k < n and not stopped:
             results[k] = fn(items[k])
             k = next(taken)
 
     helpers = [_POOLS[threads].submit(worker) for _ in range(threads - 1)]
-    worker()
+    try:
+        worker()
+    except BaseException:
+        stopped.append(True)
+        wait(helpers)
+        raise
     for h in helpers:
         h.result()
     return results
@@ -767,7 +809,7 @@ def gradients(w, g, work, threads=1, drop=False):
 def backward(inputs, targets, state, w, g, work, threads=1, masks=None):
     """reference.backward (clipped) of the chunk that starts from ``state`` (L, S, B, H): the
     forward pass runs again first, to rebuild what backward reads (the gates)."""
-    with threadpool_limits(1, user_api="blas"):
+    with one_blas_thread():
         forward(inputs, targets, state, w, work, threads, masks)
         gradients(w, g, work, threads, masks is not None)
     np.clip(g.flat, -CLIP, CLIP, out=g.flat)
@@ -798,7 +840,7 @@ def train(data, position, state, w, g, opt, lr, seq_length, step, losses, work, 
     def update(span):
         sum_and_update(work.partials, opt, w.flat, g.flat, lr, chunk["step"], *span)
 
-    with threadpool_limits(1, user_api="blas"):  # one BLAS thread per unit
+    with one_blas_thread():  # one BLAS thread per unit
         for n in range(losses.shape[0]):
             if wraps(position, T, piece):
                 position = 0
@@ -885,7 +927,7 @@ def evaluate(data, state, w, work, threads=1, progress=None):
     loss = 0.0
     dtype = work.WxhT.dtype
     L = len(w.layers)
-    with threadpool_limits(1, user_api="blas"):
+    with one_blas_thread():
         work.load(w)  # once: the weights do not change here
         done = 0
         if threads > 1 and L > 1 and len(work.groups) == 1 and P // T > 1 and \
