@@ -249,10 +249,11 @@ class CharRNN:
         root = data
         while isinstance(root, np.ndarray) and isinstance(root.base, np.ndarray):
             root = root.base  # (a view can be written through its base)
-        # cached only for memory nothing else writes to (an array's own, or bytes; not a
-        # bytearray's or a file's), and as a copy of its own, which the kernels then read
+        # cached only for memory nothing can write to (bytes; not an array's own, whose owner
+        # may make it writable, change it and lock it again, nor a bytearray's or a file's),
+        # and as a copy of its own, which the kernels then read
         frozen = isinstance(root, np.ndarray) and not root.flags.writeable and \
-            (root.base is None or isinstance(root.base, bytes))
+            isinstance(root.base, bytes)
         if frozen and np.may_share_memory(ready, data):
             ready = ready.copy()
         self._data = (data, ready) if frozen else None
