@@ -10,8 +10,11 @@ generator's state, and the training run's bookkeeping (iteration, sampling RNG s
 metrics). Files written before the cell, layer and dropout settings existed load as the
 one-layer model they hold.
 
-Format 2 (this version) writes biases as vectors and the state with its layer axis; format 1
-files (biases (n, 1), the hidden state as ``h``) still load.
+Format 2 writes biases as vectors and the state with its layer axis; format 1 files (biases
+(n, 1), the hidden state as ``h``) still load. Format 3 is format 2 with a validation that a
+stop request cut short (``run.pending``, which the resumed run does first): written only
+then, so that an older fastrnn, which would resume without it (its samples then differing
+from the uninterrupted run's), refuses the file and says to upgrade.
 
 Writes are atomic (``files.write_atomically``): a reader, or a crash at any moment, sees either
 the old file or the new one, never a partial one.
@@ -33,7 +36,7 @@ from .spec import Spec
 from .vocab import Vocab
 
 FORMAT = "fastrnn-checkpoint"
-VERSION = 2
+VERSION = 3  # the newest format this reads (and writes, for a checkpoint with run.pending)
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # what an .npz (a zip archive) starts with
 
 
@@ -142,7 +145,7 @@ def save(path, ckpt):
         raise CheckpointError(f"{where}: run is not a JSON record ({e})") from None
     _check_shapes(where, ckpt, Spec(c.cell, c.vocab_size, c.hidden_size, c.num_layers))
     _check_fields(where, replace(ckpt, run=run, **counts))
-    meta = {"format": FORMAT, "version": VERSION, "fastrnn": __version__,
+    meta = {"format": FORMAT, "version": 3 if run.get("pending") else 2, "fastrnn": __version__,
             "config": ckpt.config.to_dict(), "vocab": ckpt.vocab.chars, **counts, "run": run}
     if ckpt.dropout_rng is not None:
         meta["dropout_rng"] = ckpt.dropout_rng

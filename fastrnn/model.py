@@ -6,7 +6,7 @@
 
 ``model.weights`` are the parameters (``spec.Weights``: ``model.weights.layers[0].Whh``,
 ``model.weights.Why``, all of them in ``model.weights.flat``); ``model.params`` the same as a
-{name: array} dict; ``model.states`` the optimizer's state buffers; ``model.state`` the
+read-only {name: array} dict; ``model.states`` the optimizer's state buffers; ``model.state`` the
 recurrent state ``(L, S, B, H)`` and ``model.position`` the next chunk's offset in every
 stream, both carried from call to call exactly as min-char-rnn's loop carries them.
 """
@@ -16,7 +16,6 @@ import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
-from types import MappingProxyType
 
 import numpy as np
 
@@ -109,6 +108,20 @@ class Config:
         if unknown:
             raise ValueError(f"unknown config field(s) {', '.join(unknown)}")
         return cls(**d)
+
+
+class _Params(dict):
+    """``CharRNN.params``: a dict of views into the model's weights that refuses to have its
+    entries replaced (which would change nothing in the model); copied, a plain dict."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("model.params is read-only: write into its arrays (params['Whh'][...] "
+                        "= x), or replace model.weights")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = __ior__ = _refuse
+
+    def __reduce__(self):
+        return dict, (dict(self),)
 
 
 class CharRNN:
@@ -208,8 +221,9 @@ class CharRNN:
     def params(self):
         """The parameters as a read-only {name: array} mapping of views of ``weights``, in the
         spec's order: ``params["Whh"][...] = x`` writes into the model; ``params["Whh"] = x``
-        is a TypeError (into a dict made for the call, it was lost in silence)."""
-        return MappingProxyType(self.spec.named(self.weights))
+        is a TypeError (into a dict made for the call, it was lost in silence). A copy of it
+        (``copy.deepcopy``, ``pickle``, ``dict(...)``) is a plain dict of copies."""
+        return _Params(self.spec.named(self.weights))
 
     @property
     def h(self):

@@ -646,7 +646,7 @@ class Trainer:
             _say(args, f"note: the checkpoint's run anneals its learning rate to 0 at iteration "
                        f"{target} (over iterations {window[0]}-{target}): training ends there"
                        + ("; --init-from starts a new run from its weights"
-                          if self.iteration >= target else ""))
+                          if self.iteration >= target and not self.pending else ""))
         if self.iteration >= target and not self.pending:
             asked = "the end of its anneal" if window and target == window[1] else _asked(args)
             _say(args, f"the checkpoint is already at iteration {self.iteration} ({asked}): "
@@ -737,9 +737,9 @@ class Trainer:
                     "learning rate's anneal to 0"
             if self.stop_reason != "interrupted" and (
                     not self.records or self.records[-1]["iteration"] != self.iteration):
-                self.pending = None if self._evaluate() else "end"
-                if self.pending:
-                    self.stop_reason = "interrupted"
+                self.pending = None  # (not in best.npz, which this validation may write)
+                if not self._evaluate():
+                    self.pending, self.stop_reason = "end", "interrupted"
             if self.pending or \
                     (self.saved, self.saved_records) != (self.iteration, len(self.records)):
                 self._save(CHECKPOINT)  # (unless the latest checkpoint holds all of it)
@@ -897,11 +897,12 @@ class Trainer:
     def _between_blocks(self):
         """What is due at this iteration, between two blocks of training: the validation,
         the sample (then best.npz, ``_save_best``), the checkpoint. False if a stop request
-        cut the validation short: the rest waits for it, in the resumed run (``pending``)."""
+        cut the validation short: the rest waits for it, in the resumed run (``pending``),
+        which does that validation even if its --eval-every would not."""
         args = self.args
-        self.pending = None
+        owed, self.pending = self.pending == "iteration", None
         sample = args.sample_every and self.iteration % args.sample_every == 0
-        if args.eval_every and self.iteration % args.eval_every == 0:
+        if owed or args.eval_every and self.iteration % args.eval_every == 0:
             if not self._evaluate(best_after_sample=sample):
                 self.pending = "iteration"
                 return False
@@ -913,9 +914,12 @@ class Trainer:
         return True
 
     def _evaluate(self, best_after_sample=False):
-        """A validation (``_validate``) and its time; False if a stop request cut it short."""
+        """A validation (``_validate``) and its time; False if a stop request cut it short (or
+        came before it began)."""
         start = time.perf_counter()
         try:
+            if self.stop is not None and self.stop.requested:
+                raise _CutShort
             compiled = self._validate(best_after_sample)
         except _CutShort:
             _say(self.args, f"the validation at iteration {self.iteration} is left for the "
@@ -925,7 +929,7 @@ class Trainer:
         work = self.eval_work = self.eval_seconds - compiled  # (a first one may compile)
         trained, self.seconds_at_eval = self.seconds - self.seconds_at_eval, self.seconds
         if work > max(LONG_VALIDATION, 2 * trained) and self.iteration < self.args.iterations \
-                and not self.eval_noted:
+                and trained > 0 and not self.eval_noted:
             self.eval_noted = True
             _say(self.args, f"note: a validation takes {work:.0f} s, against {trained:.1f} s of "
                             f"training between two: a larger --eval-every, a smaller "
@@ -954,10 +958,13 @@ class Trainer:
                        leave=False, delay=VALIDATION_BAR_DELAY, dynamic_ncols=True,
                        file=sys.stderr, disable=self.args.quiet or bool(cli.stderr_lost()))
 
+            done = [0]  # (characters predicted: a disabled bar counts none)
+
             def progress(n):
                 bar.update(n)
-                if self.stop is not None and self.stop.requested:
-                    raise _CutShort
+                done[0] += n
+                if self.stop is not None and self.stop.requested and done[0] < len(val) - 1:
+                    raise _CutShort  # (not once it is done: kept, not done again)
 
             with bar, self._compiling() as compiled:
                 val_loss = self.model.evaluate(val, state=state, streams=self.args.val_streams,
@@ -1158,7 +1165,8 @@ class _WriteFailed(cli.Failure):
 
 
 class _StopRequests:
-    """Ctrl-C (SIGINT), SIGTERM or SIGHUP asks the loop to stop after the current block and
+    """Ctrl-C (SIGINT), SIGTERM or SIGHUP asks the loop to stop after the current block (a
+    validation under way stops between two kernel calls, for the resumed run to do) and
     save; a second SIGINT or SIGTERM stops at once (the latest checkpoint on disk is still
     whole). SIGHUP (the terminal closed, an ssh session dropped) never stops it unsaved, and
     sends what went to the terminal, which is gone, to /dev/null (a log file or pipe keeps
@@ -1192,8 +1200,8 @@ class _StopRequests:
             raise KeyboardInterrupt("quit at once, without saving (the latest checkpoint "
                                     "written, if any, is whole)")
         self.requested = True
-        _say(self.args, "stopping: saving a checkpoint after this block (press Ctrl-C again to "
-                        "quit without saving)")
+        _say(self.args, "stopping: saving a checkpoint after this block or validation (press "
+                        "Ctrl-C again to quit without saving)")
 
     def __exit__(self, *exc):
         for s, handler in self.previous.items():

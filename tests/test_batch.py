@@ -366,11 +366,12 @@ def test_the_kernels_blas_limit_is_shared_by_the_threads_that_run_them():
     restored it out of order, one's products then ran on two BLAS threads, and BLAS was left
     at one) The first thread in sets one BLAS thread, the last one out restores it."""
     import threading
-    from threadpoolctl import threadpool_info
+    from threadpoolctl import threadpool_info, threadpool_limits
     blas = lambda: [p["num_threads"] for p in threadpool_info()  # noqa: E731
                     if p["user_api"] == "blas"]
+    limit = threadpool_limits(2, user_api="blas")  # (one already would prove nothing)
     before = blas()
-    assert before, "NumPy's BLAS is not seen by threadpoolctl"
+    assert before == [2] * len(before) and before, before
     first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
     seen = {}
 
@@ -394,6 +395,7 @@ def test_the_kernels_blas_limit_is_shared_by_the_threads_that_run_them():
         t.join(20)
     assert seen["after the first left"] == [1] * len(before)
     assert blas() == before
+    limit.restore_original_limits()
 
 
 def test_an_exception_in_a_units_thread_waits_for_the_others_to_stop():
@@ -415,3 +417,27 @@ def test_an_exception_in_a_units_thread_waits_for_the_others_to_stop():
     with pytest.raises(KeyboardInterrupt):
         batch._run(2, item, list(range(10)))
     assert len(done) == 1  # (the helper's one item, whichever it took)
+
+
+def test_ctrl_c_while_this_thread_waits_for_the_others_waits_for_them_too():
+    """(the KeyboardInterrupt came out of the wait for the pool's threads, which went on)"""
+    import os
+    import signal
+    import threading
+    import time
+    done, started = [], threading.Event()
+
+    def item(k):
+        if threading.current_thread() is threading.main_thread():
+            started.wait(10)  # (so that the pool's thread holds the other item)
+        else:
+            started.set()
+            time.sleep(0.5)
+            done.append(k)
+
+    timer = threading.Timer(0.1, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        batch._run(2, item, [0, 1])
+    timer.join()
+    assert len(done) == 1

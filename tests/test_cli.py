@@ -312,6 +312,8 @@ def test_ctrl_c_cuts_a_validation_short_and_the_resumed_run_does_it_first(
               "10", "--sample-length", "30", "--checkpoint-every", "0", "--iterations", "30"]
     assert train.main(common + ["--quiet", "--out", str(tmp_path / "one")]) == 0
     capsys.readouterr()
+    from fastrnn.backends import numba as numba_backend  # (kernel calls of 256 characters: a
+    monkeypatch.setattr(numba_backend, "EVAL_CALL_STEPS", 256)  # Ctrl-C at the first is early)
     _interrupting(monkeypatch, call)
     assert train.main(common + ["--out", str(tmp_path / "two")]) == cli.EXIT_INTERRUPTED
     out, err = capsys.readouterr()
@@ -320,6 +322,16 @@ def test_ctrl_c_cuts_a_validation_short_and_the_resumed_run_does_it_first(
     assert f"interrupted at iteration {k}; saved" in err
     saved = tmp_path / "two" / "checkpoint.npz"
     assert checkpoint.load(saved).run["pending"] == pending
+    with np.load(saved) as npz:  # (format 3: an older fastrnn refuses it, asks to upgrade)
+        assert json.loads(str(npz["meta"]))["version"] == 3
+    if pending == "iteration":  # a resume with another --eval-every still owes it
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / "checkpoint.npz").write_bytes(saved.read_bytes())
+        assert train.main(["--resume", str(other / "checkpoint.npz"), "--iterations", "20",
+                           "--eval-every", "0", "--quiet"]) == 0
+        assert checkpoint.load(other / "checkpoint.npz").run["metrics"][-1]["iteration"] == 20
+    monkeypatch.setattr(numba_backend, "EVAL_CALL_STEPS", 256)
     _interrupting(monkeypatch, 1)  # (cut short again, at once)
     assert train.main(["--resume", str(saved), "--iterations", "30", "--quiet"]) == 130
     assert checkpoint.load(saved).run["pending"] == pending
@@ -332,8 +344,20 @@ def test_ctrl_c_cuts_a_validation_short_and_the_resumed_run_does_it_first(
     assert "pending" not in two.run
     assert [(r["iteration"], r["val_loss"]) for r in one.run["metrics"]] == \
         [(r["iteration"], r["val_loss"]) for r in two.run["metrics"]]
-    assert checkpoint.load(tmp_path / "two" / "best.npz").run["rng"] == \
-        checkpoint.load(tmp_path / "one" / "best.npz").run["rng"]
+    best = checkpoint.load(tmp_path / "two" / "best.npz")
+    assert best.run["rng"] == checkpoint.load(tmp_path / "one" / "best.npz").run["rng"]
+    assert "pending" not in best.run  # (it holds the validation it was written for)
+
+
+def test_ctrl_c_as_a_validation_ends_keeps_it(tmp_path, corpus_file, capsys, monkeypatch):
+    """A Ctrl-C heard at a validation's last kernel call (here its only one) does not throw
+    the finished validation away for the resumed run to do again: the run stops with it."""
+    _interrupting(monkeypatch, 2)
+    assert train.main(["--data", corpus_file, *SMALL, "--eval-every", "10", "--sample-every",
+                       "0", "--iterations", "30", "--out", str(tmp_path)]) == 130
+    ckpt = checkpoint.load(tmp_path / "checkpoint.npz")
+    assert ckpt.run["iteration"] == 20 and "pending" not in ckpt.run
+    assert [r["iteration"] for r in ckpt.run["metrics"]] == [10, 20]
 
 
 def test_fine_tuning_starts_a_new_run_from_the_weights(tmp_path, corpus_file, text):

@@ -331,9 +331,16 @@ def test_params_are_read_by_name_and_written_through_never_replaced_in_silence()
     model = CharRNN(5, hidden_size=4)
     model.params["Whh"][...] = np.eye(4)
     assert np.array_equal(model.weights.layers[0].Whh, np.eye(4))
-    with pytest.raises(TypeError):
-        model.params["Whh"] = np.zeros((4, 4))
+    for change in (lambda p: p.__setitem__("Whh", np.zeros((4, 4))), lambda p: p.pop("Whh"),
+                   lambda p: p.update(Whh=0)):
+        with pytest.raises(TypeError, match="model.params is read-only: write into its arrays"):
+            change(model.params)
     assert list(model.params) == ["Wxh", "Whh", "bh", "Why", "by"]
+    import copy
+    import pickle
+    for kept in (copy.deepcopy(model.params), pickle.loads(pickle.dumps(model.params))):
+        assert type(kept) is dict and np.array_equal(kept["Whh"], np.eye(4))
+        assert not np.shares_memory(kept["Whh"], model.weights.flat)
 
 
 def test_a_model_its_vocabulary_and_checkpoint_say_what_they_are():

@@ -52,7 +52,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 import numpy as np
 from numba import njit
 from numba.extending import overload
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ..cells import gru, lstm, rnn
 from ..config import (CLIP, INLINE, NJIT, PIPELINE_BYTES, STREAMS_PER_UNIT, TILE_ROWS,
@@ -668,7 +668,7 @@ def sample(state, seed_ix, uniforms, w, WxhT, WupT, Whp, temperature, greedy, to
 # The chunk: forward, backward, training
 
 _POOLS = {}
-_BLAS = {"lock": threading.Lock(), "users": 0, "limits": None}  # (``one_blas_thread``)
+_BLAS = {"lock": threading.Lock(), "users": 0, "saved": None, "libraries": None}
 
 
 def _after_fork():
@@ -676,23 +676,42 @@ def _after_fork():
     # (multiprocessing's default on Linux; a pool's task waited forever there); nor does
     # it inherit the threads that were in the kernels.
     _POOLS.clear()
-    _BLAS.update(lock=threading.Lock(), users=0, limits=None)
+    saved = _BLAS["saved"]
+    _BLAS.update(lock=threading.Lock(), users=0, saved=None)
+    if saved is not None:  # (forked while a kernel call held one BLAS thread)
+        _set_blas_threads(saved)
 
 
 os.register_at_fork(after_in_child=_after_fork)
 
 
+def _blas_libraries():
+    """threadpoolctl's controllers of the BLAS libraries loaded (NumPy's OpenBLAS), found once."""
+    if _BLAS["libraries"] is None:
+        _BLAS["libraries"] = ThreadpoolController().select(user_api="blas").lib_controllers
+    return _BLAS["libraries"]
+
+
+def _set_blas_threads(counts):
+    """Set each BLAS library's thread count (``counts``, in ``_blas_libraries`` order) from
+    whichever Python thread this is: threadpoolctl's ``set_num_threads`` does nothing but in
+    the first thread that set OpenBLAS's (its "controlling thread", 3.6 on), so a model
+    trained on another thread ran its products on every BLAS thread."""
+    for library, n in zip(_blas_libraries(), counts):
+        getattr(library, "_real_set_num_threads", library.set_num_threads)(n)
+
+
 @contextlib.contextmanager
 def one_blas_thread():
-    """One BLAS thread (``threadpool_limits(1, "blas")``) while the kernels run, for every
-    thread of the process running them at once: the first to enter sets it, the last to
-    leave restores what was set before. (The limit is the process's: the ``with`` blocks of
-    two models training on two Python threads restored it out of order, so that one's
-    products ran on two BLAS threads, summing in another order, and BLAS was left at one
-    thread after both.)"""
+    """One BLAS thread while the kernels run, for every thread of the process running them at
+    once: the first to enter sets it, the last to leave restores what was set before. (The
+    limit is the process's: the ``threadpool_limits`` blocks of two models training on two
+    Python threads restored it out of order, so that one's products ran on two BLAS threads,
+    summing in another order, and BLAS was left at one thread after both.)"""
     with _BLAS["lock"]:
         if _BLAS["users"] == 0:
-            _BLAS["limits"] = threadpool_limits(1, user_api="blas")
+            _BLAS["saved"] = [library.get_num_threads() for library in _blas_libraries()]
+            _set_blas_threads([1] * len(_BLAS["saved"]))
         _BLAS["users"] += 1
     try:
         yield
@@ -700,8 +719,8 @@ def one_blas_thread():
         with _BLAS["lock"]:
             _BLAS["users"] -= 1
             if _BLAS["users"] == 0:
-                _BLAS["limits"].restore_original_limits()
-                _BLAS["limits"] = None
+                _set_blas_threads(_BLAS["saved"])
+                _BLAS["saved"] = None
 
 
 def _run(threads, fn, items):
@@ -709,7 +728,8 @@ def _run(threads, fn, items):
     and a pool's). Which thread runs an item changes nothing in its result. If this thread's
     share ends in an exception (Ctrl-C's KeyboardInterrupt, heard between two items), the
     other threads finish the item in hand, take no other, and are waited for before it comes
-    out: no thread goes on writing into buffers the next call reuses."""
+    out (also when it comes while this thread waits for them, or from one of them): no thread
+    goes on writing into buffers the next call reuses."""
     n = len(items)
     threads = min(threads, n)
     if threads <= 1:
@@ -729,12 +749,12 @@ def _run(threads, fn, items):
     helpers = [_POOLS[threads].submit(worker) for _ in range(threads - 1)]
     try:
         worker()
+        for h in helpers:  # (Ctrl-C may come out of this wait too)
+            h.result()
     except BaseException:
         stopped.append(True)
         wait(helpers)
         raise
-    for h in helpers:
-        h.result()
     return results
 
 
