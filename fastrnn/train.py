@@ -954,21 +954,30 @@ class Trainer:
             if took >= LONG_VALIDATION:  # (the latest one's, or --time-budget's estimate)
                 _say(self.args, f"validating on {len(val):,} held-out characters (about "
                                 f"{took:.0f} s)...")
-            bar = tqdm(total=len(val) - 1, desc="validating", unit="char", unit_scale=True,
-                       leave=False, delay=VALIDATION_BAR_DELAY, dynamic_ncols=True,
-                       file=sys.stderr, disable=self.args.quiet or bool(cli.stderr_lost()))
-
-            done = [0]  # (characters predicted: a disabled bar counts none)
+            done, bar = [0], []  # characters predicted; the bar, from the first kernel call's
+            # end (one there before would mix its cursor moves into "compiling kernels")
 
             def progress(n):
-                bar.update(n)
                 done[0] += n
+                if not bar:
+                    bar.append(tqdm(total=len(val) - 1, initial=n, desc="validating",
+                                    unit="char", unit_scale=True, leave=False,
+                                    delay=VALIDATION_BAR_DELAY, dynamic_ncols=True,
+                                    file=sys.stderr,
+                                    disable=self.args.quiet or bool(cli.stderr_lost())))
+                else:
+                    bar[0].update(n)
                 if self.stop is not None and self.stop.requested and done[0] < len(val) - 1:
                     raise _CutShort  # (not once it is done: kept, not done again)
 
-            with bar, self._compiling() as compiled:
-                val_loss = self.model.evaluate(val, state=state, streams=self.args.val_streams,
-                                               progress=progress)[0] / (len(val) - 1)
+            with self._compiling() as compiled:
+                try:
+                    val_loss = self.model.evaluate(val, state=state, progress=progress,
+                                                   streams=self.args.val_streams)
+                finally:  # (before "compiled in", which would draw it again)
+                    for b in bar:
+                        b.close()
+            val_loss = val_loss[0] / (len(val) - 1)
         record = {"iteration": self.iteration, "epoch": round(self._epochs(), 4),
                   "chars": self.iteration * self.chunk_chars,
                   "train_loss": self.smooth / c.seq_length,
