@@ -24,6 +24,7 @@ import copy
 import json
 import math
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -206,7 +207,7 @@ def load(path):
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{path} is not a readable fastrnn checkpoint "
                               f"(corrupt or truncated: {e})") from None
-    try:
+    with _unusable(path):
         if meta["version"] == 1:  # biases stored as (n, 1) columns, the state as h
             h = arrays["h"]
             arrays["state"] = h.reshape(1, 1, -1, config.hidden_size)
@@ -216,12 +217,6 @@ def load(path):
         ckpt = Checkpoint(config, vocab, params, states, arrays["state"], meta["position"],
                           arrays["losses"], meta.get("run", {}), meta.get("step", 0),
                           meta.get("dropout_rng"))
-    except KeyError as e:
-        raise CheckpointError(f"{path} is not a usable fastrnn checkpoint (it has no {e})") \
-            from None
-    except (TypeError, ValueError, AttributeError) as e:
-        raise CheckpointError(f"{path} is not a usable fastrnn checkpoint (malformed: {e})") \
-            from None
     _check_shapes(f"{path} is corrupt", ckpt, spec)
     _check_fields(f"{path} is corrupt", ckpt)
     return ckpt
@@ -277,7 +272,7 @@ def _interpret(path, meta, members):
     """(meta, config, vocab, spec) from the archive's ``meta`` array, whose format and version
     are checked first; ``members``: the archive's array names (a model of more layers than
     there are arrays is refused before its layout is built)."""
-    try:
+    with _unusable(path):
         meta = json.loads(str(meta))
         if meta.get("format") != FORMAT:
             raise CheckpointError(f"{path} is not a fastrnn checkpoint")
@@ -295,6 +290,15 @@ def _interpret(path, meta, members):
                                   f"and it holds {len(members)} arrays")
         vocab = Vocab(meta["vocab"])
         spec = Spec(config.cell, config.vocab_size, config.hidden_size, config.num_layers)
+    return meta, config, vocab, spec
+
+
+@contextmanager
+def _unusable(path):
+    """What reading a checkpoint's contents as one raises (a missing key, a malformed value)
+    as a CheckpointError naming the file; a CheckpointError as it is."""
+    try:
+        yield
     except CheckpointError:
         raise
     except KeyError as e:
@@ -303,7 +307,6 @@ def _interpret(path, meta, members):
     except (TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"{path} is not a usable fastrnn checkpoint (malformed: {e})") \
             from None
-    return meta, config, vocab, spec
 
 
 def _check_fields(where, ckpt):
