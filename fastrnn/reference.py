@@ -153,10 +153,11 @@ def evaluate(w, data, state, chunk=100, progress=None):
     """Summed loss of predicting ``data[1:]`` from ``data[:-1]``; return (loss, state).
 
     No training. ``progress``: if given, called with the number of characters each chunk
-    predicted, after it (the calls add up to ``len(data) - 1``). ``state`` is (L, S, B, H). With B = 1, one stream runs through the whole
-    sequence (``chunk`` only bounds the memory used), and the returned state is the one after
-    reading ``data[:-1]``, so priming a sample on a text is ``evaluate(text)`` followed by
-    sampling from its last character: the number comparable to min-char-rnn's.
+    predicted, after it (the calls add up to ``len(data) - 1``). ``state`` is (L, S, B, H).
+    With B = 1, one stream runs through the whole sequence (``chunk`` only bounds the memory
+    used), and the returned state is the one after reading ``data[:-1]``, so priming a sample
+    on a text is ``evaluate(text)`` followed by sampling from its last character: the number
+    comparable to min-char-rnn's.
 
     With B > 1 the text is read as B contiguous streams side by side (what parallel hardware
     wants): with n = len(data) - 1 predictions and P = n // B, stream b predicts characters
