@@ -1,18 +1,12 @@
 """The benchmark suites' checks against the oracle before timing, at the project's tolerances
-(``fastrnn.config.TOLERANCES``, the table the tests use), each output under its own name."""
+(``fastrnn.config.TOLERANCES``, the table the tests use: ``assert_close`` is the tests' own),
+each output under its own name."""
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from fastrnn import reference
-from fastrnn.config import TOLERANCES
-
-
-def assert_close(actual, expected, dtype, name):
-    """``actual`` against the float64 ``expected`` at ``dtype``'s tolerances; ``name`` in the
-    message."""
-    np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected, np.float64),
-                               err_msg=name, **TOLERANCES[np.dtype(dtype)])
+from tests.helpers import assert_close
 
 
 def check_first_update(kern, spec, w, optimizer, state, data, lr, T, threads):

@@ -40,13 +40,10 @@ def write_atomically(path, write):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
-        if e.filename == str(tmp):  # (the file asked for, not its temporary twin, is named)
-            raise type(e)(e.errno, e.strerror, str(path)) from None
-        raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename == str(tmp):  # (the file asked for is named,
+            raise type(e)(e.errno, e.strerror, str(path)) from None  # not its temporary twin)
         raise
     _fsync_dir(path.parent)
 
