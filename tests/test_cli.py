@@ -4,6 +4,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -206,34 +207,53 @@ def test_default_corpus_is_the_bundled_one(tmp_path):
     ("numpy", "float64", "6", 30, 11, "2", "adam", ["--cell", "lstm", "--num-layers", "2",
                                                     "--dropout", "0.3"])])
 def test_resume_continues_bit_for_bit(tmp_path, corpus_file, backend, dtype, hidden, n, k, batch,
-                                      optimizer, model):
+                                      optimizer, model, capsys):
     common = ["--data", corpus_file, "--hidden-size", hidden, "--seq-length", "10", "--dtype", dtype,
               "--backend", backend, "--eval-every", "40", "--sample-every", "30",
               "--sample-length", "20", "--checkpoint-every", "0", "--batch-size", batch,
-              "--optimizer", optimizer, "--quiet", *model]
+              "--optimizer", optimizer, *model]
     if optimizer != "adagrad":
         common += ["--learning-rate", "0.003"]
     assert train.main(common + ["--iterations", str(n), "--out", str(tmp_path / "one")]) == 0
+    one = printed_samples(capsys.readouterr().out)
     assert train.main(common + ["--iterations", str(k), "--out", str(tmp_path / "two")]) == 0
+    capsys.readouterr()
     resumed = tmp_path / "two" / "checkpoint.npz"
     assert checkpoint.load(resumed).run["iteration"] == k
     assert train.main(["--resume", str(resumed), "--iterations", str(n), "--backend", backend,
-                       "--sample-every", "30", "--sample-length", "20", "--quiet"]) == 0
+                       "--sample-every", "30", "--sample-length", "20"]) == 0
+    after = printed_samples(capsys.readouterr().out)
+    assert after and after == {i: text for i, text in one.items() if i > k}, "samples"
     same_state(checkpoint.load(tmp_path / "one" / "checkpoint.npz"), checkpoint.load(resumed))
 
 
-def test_resuming_from_best_npz_at_a_sample_goes_on_as_the_run_did(tmp_path, corpus_file):
+def printed_samples(out):
+    """{iteration: text} of the samples in a run's printed output."""
+    return {int(k): text for k, text in
+            re.findall(r"----- sample at iteration (\d+)\n(.*?)\n-----", out, re.S)}
+
+
+def test_resuming_from_best_npz_at_a_sample_goes_on_as_the_run_did(tmp_path, corpus_file,
+                                                                   capsys):
     """best.npz written at an iteration that also samples holds the samples' generator after
     that sample (it held the one before: resumed from it, every later sample differed)."""
-    common = ["--data", corpus_file, *SMALL, "--eval-every", "10", "--sample-every", "10",
-              "--sample-length", "30", "--checkpoint-every", "0"]
+    common = ["--data", corpus_file, "--hidden-size", "24", "--seq-length", "10",
+              "--eval-every", "10", "--sample-every", "10", "--sample-length", "30",
+              "--checkpoint-every", "0"]
     assert train.main(common + ["--iterations", "40", "--out", str(tmp_path / "one")]) == 0
+    one = printed_samples(capsys.readouterr().out)
     assert train.main(common + ["--iterations", "20", "--out", str(tmp_path / "two")]) == 0
+    capsys.readouterr()
     best = checkpoint.load(tmp_path / "two" / "best.npz")
     assert best.run["iteration"] == 20  # (the validation loss still falls: 20's is the best)
     assert best.run["rng"] == checkpoint.load(tmp_path / "two" / "checkpoint.npz").run["rng"]
+    assert best.run["rng"] != np.random.default_rng([0, 1]).bit_generator.state, \
+        "the samples drew from the run's generator"
     assert train.main(["--resume", str(tmp_path / "two" / "best.npz"), "--iterations", "40",
-                       "--out", str(tmp_path / "three"), "--quiet"]) == 0
+                       "--out", str(tmp_path / "three")]) == 0
+    three = printed_samples(capsys.readouterr().out)
+    assert sorted(one) == [10, 20, 30, 40] and sorted(three) == [30, 40]
+    assert three == {k: one[k] for k in (30, 40)}, "the samples after resuming"
     same_state(checkpoint.load(tmp_path / "one" / "checkpoint.npz"),
                checkpoint.load(tmp_path / "three" / "checkpoint.npz"))
 

@@ -177,6 +177,12 @@ def test_the_fused_clip_feeds_the_update(sm90):
     clipped = re.search(r"min\.f64\s+(%fd\d+),", ptx).group(1)
     squares = re.findall(r"mul\.f64\s+%fd\d+,\s*(%fd\d+),\s*(%fd\d+);", ptx)
     assert (clipped, clipped) in squares, ptx
+    # and in the optimizers' own kernel: Adagrad's m + g g squares the clipped gradient
+    ptx = ptx_of(dict(cb._kernels(np.float64, ck.TILE))["optimize"],
+                 signatures(float64)["optimize"])
+    clipped = re.search(r"min\.f64\s+(%fd\d+),", ptx).group(1)
+    squares = re.findall(r"(?:mul|fma\.rn)\.f64\s+%fd\d+,\s*(%fd\d+),\s*(%fd\d+)[,;]", ptx)
+    assert (clipped, clipped) in squares, ptx
 
 
 def cell_signatures(f):

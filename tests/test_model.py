@@ -51,6 +51,34 @@ def test_train_equals_min_char_rnn_loop(corpus, backend):
         assert_close(a, spec.named(mems[0])[name], np.float64, "m" + name)
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_training_with_dropout_equals_the_oracle_with_the_documented_masks(corpus, cell, backend):
+    """CharRNN with dropout trains as ``reference.train`` given the masks the README states:
+    drawn by ``reference.dropout_masks`` from ``default_rng([1, seed])``, chunk after chunk,
+    at the config's rate (two calls, so the generator carries across them)."""
+    vocab, data = corpus
+    V, H, T, B, L, p, seed = len(vocab), 8, 6, 2, 3, 0.3, 5
+    model = CharRNN(V, hidden_size=H, seq_length=T, batch_size=B, cell=cell, num_layers=L,
+                    dropout=p, optimizer="adam", learning_rate=0.01, seed=seed,
+                    backend=backend, threads=1)
+    w = model.spec.view(model.weights.flat.copy())
+    first = model.spec.view(model.weights.flat.copy())
+    states = [model.spec.zeros(np.float64) for _ in model.optimizer.states]
+    losses = np.concatenate([model.train(data, 4), model.train(data, 3)])
+    masks = reference.dropout_masks(np.random.default_rng([1, seed]), p, (7, L - 1, T, B, H),
+                                    np.float64)
+    expected, pos, state = reference.train(w, model.optimizer, states, data, 0,
+                                           model.zero_state(B), 0.01, T, 7, masks=masks)
+    assert model.position == pos
+    assert_close(losses, expected, np.float64, "losses")
+    assert_close(model.state, state, np.float64, "state")
+    assert_close(model.weights.flat, w.flat, np.float64, "weights")
+    reference.train(first, model.optimizer, [model.spec.zeros(np.float64) for _ in states],
+                    data, 0, model.zero_state(B), 0.01, T, 7)  # (the same without dropout)
+    assert np.abs(first.flat - w.flat).max() > 1e-3, "the masks changed the training"
+
+
 def test_params_are_named_views_of_the_weights():
     model = CharRNN(6, hidden_size=5, seed=1)
     assert tuple(model.params) == NAMES

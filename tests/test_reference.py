@@ -1,6 +1,8 @@
 """The oracle itself: a finite-difference gradient check (one and two layers), min-char-rnn's
 published code (its lossFun, its Adagrad, its training loop) and sampling and evaluation."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -62,6 +64,86 @@ def test_gated_cells_backward_matches_central_differences(cell, H, V, T, seed, B
     """LSTM (state h and c: the gradient reaches c_{t-1} through the forget gate) and GRU (the
     reset gate scales Whh_n h + bhn), one to three layers."""
     gradient_check(H, V, T, seed, num_layers=L, B=B, cell=cell)
+
+
+def _sigmoid(a):
+    return 1 / (1 + math.exp(-a))
+
+
+def _pytorch_step(cell, weight_ih, weight_hh, bias_ih, bias_hh, x, h, c):
+    """One step of one stream as PyTorch's nn.LSTM / nn.GRU documentation writes it, unit by
+    unit in Python floats (gate order i, f, g, o and r, z, n; two biases per gate): an
+    account of the equations independent of the oracle's arrays."""
+    H = len(h)
+
+    def pre(k, j, with_input=True, with_hidden=True):  # gate k's pre-activation of unit j
+        row = k * H + j
+        total = 0.0
+        if with_input:
+            total += sum(weight_ih[row][i] * x[i] for i in range(len(x))) + bias_ih[row]
+        if with_hidden:
+            total += sum(weight_hh[row][i] * h[i] for i in range(H)) + bias_hh[row]
+        return total
+
+    if cell == "lstm":
+        i = [_sigmoid(pre(0, j)) for j in range(H)]
+        f = [_sigmoid(pre(1, j)) for j in range(H)]
+        g = [math.tanh(pre(2, j)) for j in range(H)]
+        o = [_sigmoid(pre(3, j)) for j in range(H)]
+        c = [f[j] * c[j] + i[j] * g[j] for j in range(H)]
+        return [o[j] * math.tanh(c[j]) for j in range(H)], c
+    r = [_sigmoid(pre(0, j)) for j in range(H)]
+    z = [_sigmoid(pre(1, j)) for j in range(H)]
+    n = [math.tanh(pre(2, j, with_hidden=False) + r[j] * pre(2, j, with_input=False))
+         for j in range(H)]
+    return [(1 - z[j]) * n[j] + z[j] * h[j] for j in range(H)], None
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gated_cells_are_pytorchs_equations_written_out(cell):
+    """reference.forward of a two-layer model equals PyTorch's documented equations computed
+    unit by unit (``_pytorch_step``), from PyTorch's parameters mapped as the cells' docstrings
+    say (bh = b_ih + b_hh; the GRU's n gate keeps b_in in bh and b_hn as bhn): states and loss.
+    (tests/test_torch.py checks the same against PyTorch itself where it is installed.)"""
+    rng = np.random.default_rng(11)
+    V, H, T, L = 4, 3, 5, 2
+    spec = Spec(cell, V, H, L)
+    G = spec.cell.GATES
+    w = spec.zeros(np.float64)
+    torch_params = []
+    for l, layer in enumerate(w.layers):
+        inputs = V if l == 0 else H
+        p = [rng.uniform(-0.8, 0.8, shape) for shape in ((G * H, inputs), (G * H, H),
+                                                           (G * H,), (G * H,))]
+        layer.Wxh[...], layer.Whh[...] = p[0], p[1]
+        if cell == "lstm":
+            layer.bh[...] = p[2] + p[3]
+        else:
+            layer.bh[:2 * H] = p[2][:2 * H] + p[3][:2 * H]
+            layer.bh[2 * H:], layer.bhn[...] = p[2][2 * H:], p[3][2 * H:]
+        torch_params.append([a.tolist() for a in p])
+    w.Why[...] = rng.uniform(-0.8, 0.8, w.Why.shape)
+    w.by[...] = rng.uniform(-0.8, 0.8, w.by.shape)
+    x, y = rng.integers(0, V, (1, T)), rng.integers(0, V, (1, T))
+    state = rng.uniform(-0.5, 0.5, (L, len(spec.cell.STATES), 1, H))
+
+    loss, (hs, _) = reference.forward(w, x, y, state)
+
+    h = [list(state[l, 0, 0]) for l in range(L)]
+    c = [list(state[l, 1, 0]) if cell == "lstm" else None for l in range(L)]
+    expected = 0.0
+    for t in range(T):
+        below = [1.0 if i == x[0, t] else 0.0 for i in range(V)]
+        for l in range(L):
+            h[l], c[l] = _pytorch_step(cell, *torch_params[l], below, h[l], c[l])
+            np.testing.assert_allclose(hs[l, t + 1, 0, 0], h[l], rtol=1e-12, err_msg=f"h{l}")
+            if cell == "lstm":
+                np.testing.assert_allclose(hs[l, t + 1, 1, 0], c[l], rtol=1e-12,
+                                           err_msg=f"c{l}")
+            below = h[l]
+        logits = [sum(w.Why[v, j] * below[j] for j in range(H)) + w.by[v] for v in range(V)]
+        expected -= logits[y[0, t]] - math.log(sum(math.exp(z) for z in logits))
+    assert loss == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
