@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The CUDA backend on a real GPU, in one call (a lent device has ~15 minutes in all):
+# The CUDA backend on a real GPU, in one call (a lent device has ~15 minutes in all), the
+# correctness first:
 #   1. the device and the software it has (nvidia-smi, numba-cuda, PyTorch, cuDNN);
-#   2. cuda_microbench.py: launch cost, shared-memory opt-in, fastrnn's products vs cuBLAS;
-#   3. pytest tests_cuda on the GPU (every recurrence form);
+#   2. pytest tests_cuda on the GPU, verbose (a cut-off run still names what passed):
+#      the gated cells' and layers' path first (it has never run on a GPU), then every
+#      recurrence form of the tanh cell;
+#   3. cuda_microbench.py: launch cost, shared-memory opt-in, fastrnn's products vs cuBLAS;
 #   4. cuda_vs_cudnn.py at the two sizes, float32, every form that fits.
+# Steps 2-4 take at most 240 + 120 + 150 s.
 # Everything is written under $OUT (default /tmp/gpu_check) and tee'd, so partial output comes
 # back even when a step runs past its time limit. The project is used from this checkout
 # (PYTHONPATH), with whatever numba-cuda and PyTorch the machine has: nothing is installed.
@@ -66,16 +70,17 @@ if [ -n "${GPU_CHECK_TINY:-}" ]; then
     micro=(--tiny); sizes=(--sizes 2,6,3 --torch-device cpu --chunks 2 --repeats 1 --without-torch)
     tests=(tests_cuda/test_cuda_kernels.py -k "matmul and float32")
 else
-    micro=(); sizes=(--chunks 5 --repeats 3); tests=(tests_cuda)
+    micro=(); sizes=(--chunks 5 --repeats 3)
+    tests=(tests_cuda/test_cuda_cells.py tests_cuda/test_cuda_kernels.py)
 fi
 
-echo "== microbenchmarks" | tee "$OUT/micro.log"
-timeout 150 $PY benchmarks/cuda_microbench.py "${micro[@]}" --json "$OUT/micro.json" 2>&1 \
-    | tee -a "$OUT/micro.log"
-
 echo "== tests_cuda" | tee "$OUT/tests.log"
-timeout 170 $PY -m pytest "${tests[@]}" -q -p no:cacheprovider -rfE --durations=5 2>&1 \
+timeout 240 $PY -m pytest "${tests[@]}" -v -p no:cacheprovider -rfE --durations=5 2>&1 \
     | tee -a "$OUT/tests.log"
+
+echo "== microbenchmarks" | tee "$OUT/micro.log"
+timeout 120 $PY benchmarks/cuda_microbench.py "${micro[@]}" --json "$OUT/micro.json" 2>&1 \
+    | tee -a "$OUT/micro.log"
 
 echo "== cuda_vs_cudnn" | tee "$OUT/bench.log"
 timeout 150 $PY benchmarks/cuda_vs_cudnn.py "${sizes[@]}" --json "$OUT/bench.json" 2>&1 \

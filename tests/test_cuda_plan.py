@@ -100,6 +100,9 @@ def test_persistent_blocks_spread_over_the_multiprocessors_first():
     assert cb.persistent_shape(40, 150, SMS, lambda t, g: SMS * 2) == (32, 32, 200)
     assert cb.persistent_shape(40, 150, SMS, lambda t, g: 100) == (8, 128, 80)  # 8 a row
     assert cb.persistent_shape(40, 150, SMS, lambda t, g: 50) is None
+    # blocks are whole warps: 16 threads a row take two rows a block, not one
+    no_warp_rows = lambda t, g: 0 if g == ck.WARP else 10 ** 6  # noqa: E731
+    assert cb.persistent_shape(1, 64, SMS, no_warp_rows) == (16, 2, 32)
 
 
 def test_product_blocks_shrink_only_when_large_ones_leave_half_the_device_idle():

@@ -21,6 +21,7 @@ def pytest_configure(config):
     if SIMULATOR:  # the simulator runs a block's threads as Python threads: let them switch
         sys.setswitchinterval(1e-5)  # often, or every syncthreads waits ~5 ms per thread
         _make_shared_arrays_thread_safe()
+        _refuse_launches_a_gpu_refuses()
 
 
 def _make_shared_arrays_thread_safe():
@@ -49,6 +50,25 @@ def _make_shared_arrays_thread_safe():
         return found
 
     kernelapi.FakeCUDAShared.array = array
+
+
+def _refuse_launches_a_gpu_refuses():
+    """The simulator runs any grid and block; a GPU refuses a grid of more than 65,535 blocks
+    in y or z (2**31 - 1 in x) and a block of more than 1,024 threads (64 in z): launches
+    past those limits fail here as they would there."""
+    from numba.cuda.simulator import kernel
+    original = kernel.FakeCUDAKernel.__getitem__
+
+    def configure(self, configuration):
+        configured = original(self, configuration)
+        grid, block = tuple(self.grid_dim), tuple(self.block_dim)
+        if grid[0] > 2**31 - 1 or max(grid[1:]) > 65535 or min(grid) < 1 \
+                or block[0] * block[1] * block[2] > 1024 or block[2] > 64 or min(block) < 1:
+            raise ValueError(f"{self.fn.__name__}: a GPU refuses the grid {grid} of blocks "
+                             f"{block}")
+        return configured
+
+    kernel.FakeCUDAKernel.__getitem__ = configure
 
 
 def pytest_collection_modifyitems(config, items):

@@ -82,6 +82,20 @@ def test_forward_backward_match_reference(cuda, H, V, T, B, dtype, recurrence):
     assert_weights_close(g, expected, dtype, "d")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_target_whose_probability_underflows_has_a_finite_loss(cuda, dtype):
+    """The loss is computed from the logits (max + log sum exp - the target's): a target 800
+    nats below the likeliest character, whose probability underflows to 0 in either dtype,
+    costs about 800, as on the CPU, not an infinite loss ("training diverged")."""
+    w, x, y, state = problem(5, 4, 3, dtype)
+    w.by[...] = 0
+    w.by[y[0, 1]] = -800  # (the second step's target; x and y are one stream)
+    loss, _, ps = cuda.forward(w, x, y, state)
+    loss_ref, _ = reference.forward(as64(w), x, y, state.astype(np.float64))
+    assert ps[1, 0, y[0, 1]] == 0 and 790 < loss_ref < np.inf
+    assert_close(loss, loss_ref, dtype, "loss")
+
+
 def test_backward_clips_to_five(cuda):
     w, x, y, state = problem(8, 3, 20, np.float64)
     w.flat[...] *= 2

@@ -120,7 +120,9 @@ def persistent_shape(B, H, multiprocessors, coresident):
     for group in (ck.WARP, ck.WARP // 2, ck.WARP // 4):
         if group < 1 or ck.per_lane(H, group) is None:
             continue
-        sizes = [rows for rows in (1, 2, 4, 8, 16, 32, 64, 128) if rows * group <= 1024]
+        # whole warps a block: a group's shuffles name all the lanes of its warp
+        sizes = [rows for rows in (1, 2, 4, 8, 16, 32, 64, 128)
+                 if ck.WARP <= rows * group <= 1024]
         for rows in sizes:
             blocks = B * -(-H // rows)
             if blocks <= multiprocessors and resident(blocks, group * rows, group):
@@ -493,7 +495,7 @@ def _input_term(m, x, P, c, masks, l):
         m.C["gather_columns"][_grid1(rows * GH)](_view(x, rows), layer.Wxh, layer.bh, ax)
         return
     _matmul(_layer_input(m, c, masks, l, T, B), False, layer.Wxh, True, ax)
-    m.C["add_bias"][_grid2(GH, rows)](ax, layer.bh)
+    m.C["add_bias"][_grid1(rows * GH)](ax, layer.bh)
 
 
 def _layers_forward(m, x, P, c, masks):

@@ -409,8 +409,10 @@ def kernels(dtype, tile, work, max_h):
     @cuda.jit
     def softmax_rows(z, by, y, ps, step_losses):
         """Row r = t*B + b (block r): ps[r] = softmax(z[r] + by); step_losses[r] = -log
-        ps[r, y[r]]. z may be ps itself (the logits are overwritten by the probabilities)."""
-        stat = cuda.shared.array(2, float64)
+        ps[r, y[r]], computed from the logits (max + log(sum of exp) - the target's, as the
+        CPU kernels do: finite where the probability underflows to 0). z may be ps itself
+        (the logits are overwritten by the probabilities)."""
+        stat = cuda.shared.array(3, float64)
         r = cuda.blockIdx.x
         tid, nt = cuda.threadIdx.x, cuda.blockDim.x
         V = ps.shape[1]
@@ -422,6 +424,7 @@ def kernels(dtype, tile, work, max_h):
             for v in range(1, V):
                 m = max(m, ps[r, v])
             stat[0] = m
+            stat[2] = ps[r, y[r]]  # the target's logit
         cuda.syncthreads()
         m = nb(stat[0])
         for v in range(tid, V, nt):
@@ -438,7 +441,7 @@ def kernels(dtype, tile, work, max_h):
             ps[r, v] *= inv
         cuda.syncthreads()
         if tid == 0:
-            step_losses[r] = -math.log(float64(ps[r, y[r]]))
+            step_losses[r] = stat[0] + math.log(stat[1]) - stat[2]
 
     @cuda.jit
     def add_losses(step_losses, streams, partial, losses, n):

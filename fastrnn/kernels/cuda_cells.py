@@ -184,9 +184,11 @@ def kernels(dtype, cell):
 
     @cuda.jit
     def add_bias(A, bias):
-        """A[r, j] += bias[j]."""
-        j, r = cuda.grid(2)
-        if j < A.shape[1] and r < A.shape[0]:
+        """A[r, j] += bias[j] (flat, as ``gather_columns``: a 2-D grid of T B rows would pass
+        the 65,535 blocks a grid's y dimension allows)."""
+        N = A.shape[1]
+        for k in range(cuda.grid(1), A.shape[0] * N, cuda.gridsize(1)):
+            r, j = k // N, k % N
             A[r, j] += bias[j]
 
     @cuda.jit
