@@ -38,25 +38,44 @@ def append(path, record):
 
 
 def plot(path, records):
-    """Training and validation loss against iteration as a PNG; False if matplotlib is missing."""
+    """Training and validation loss against iteration as a PNG at ``path``. Returns None when
+    drawn, else why not, in words: the picture is optional, so matplotlib missing or failing
+    (a bad MPLBACKEND, a broken install) is said, not raised; writing the file is not, and
+    its OSError (a full disk) comes out."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    it = [r["iteration"] for r in records]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(it, [r["train_loss"] for r in records], label="training (smoothed)")
-    val = [(r["iteration"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
-    if val:
-        ax.plot(*zip(*val), marker="o", label="validation")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("loss (nats per character)")
-    ax.legend()
-    ax.grid(alpha=0.3)
+    except ImportError as e:
+        if e.name == "matplotlib":
+            return "matplotlib is not installed (pip install -e \".[plot]\")"
+        return f"matplotlib could not be imported ({_first_line(e)})"
+    except Exception as e:  # (MPLBACKEND=bogus is a ValueError at import)
+        return f"matplotlib could not be imported ({_first_line(e)})"
     try:
+        fig, ax = plt.subplots(figsize=(7, 4))
+    except Exception as e:
+        return f"matplotlib failed ({_first_line(e)})"
+    try:
+        it = [r["iteration"] for r in records]
+        ax.plot(it, [r["train_loss"] for r in records], label="training (smoothed)")
+        val = [(r["iteration"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
+        if val:
+            ax.plot(*zip(*val), marker="o", label="validation")
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("loss (nats per character)")
+        ax.legend()
+        ax.grid(alpha=0.3)
         files.write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    except OSError:
+        raise
+    except Exception as e:  # (write_atomically has removed its temporary file)
+        return f"matplotlib failed ({_first_line(e)})"
     finally:
         plt.close(fig)
-    return True
+    return None
+
+
+def _first_line(e):
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__

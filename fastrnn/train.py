@@ -989,10 +989,10 @@ class Trainer:
                   "chars_per_s": round(self.timed_chars / self.seconds, 1) if self.seconds else None}
         self.records.append(record)
         self._write(METRICS, metrics.append, record)
-        if not self._write(PLOT, metrics.plot, self.records) and not self.plot_note_said:
+        why = self._write(PLOT, metrics.plot, self.records)
+        if why and not self.plot_note_said:
             self.plot_note_said = True  # once a run: the picture is optional, the log is not
-            _say(self.args, f"note: {PLOT} is not drawn because matplotlib is not installed "
-                            f"(pip install -e \".[plot]\"); {METRICS} has the same numbers")
+            _say(self.args, f"note: {PLOT} is not drawn: {why}; {METRICS} has the same numbers")
         line = (f"iteration {self.iteration} (epoch {record['epoch']:.2f}): train loss "
                 f"{record['train_loss']:.4f} nats/char")
         if val_loss is not None:

@@ -169,16 +169,39 @@ def test_loss_curve_picture_when_matplotlib_is_installed(tmp_path, corpus_file):
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_without_matplotlib_the_run_says_once_where_the_picture_went(tmp_path, corpus_file,
-                                                                     capsys, monkeypatch):
-    from fastrnn import metrics
-    monkeypatch.setattr(metrics, "plot", lambda path, records: False)  # as without matplotlib
+def _broken_matplotlib():
+    """A matplotlib whose import fails as MPLBACKEND=bogus makes the real one fail."""
+    import types
+    module = types.ModuleType("matplotlib")
+
+    def use(backend):
+        raise ValueError("Key backend: 'bogus' is not a valid value for backend; supported "
+                         "values are ['agg', ...]\nmore")
+    module.use = use
+    return module
+
+
+@pytest.mark.parametrize("matplotlib, said", [
+    (None, "matplotlib is not installed (pip install -e \".[plot]\")"),
+    (_broken_matplotlib(), "matplotlib could not be imported (ValueError: Key backend: 'bogus' "
+                           "is not a valid value for backend; supported values are ['agg', "
+                           "...])")])
+def test_without_a_working_matplotlib_the_run_says_once_why_there_is_no_picture(
+        tmp_path, corpus_file, capsys, monkeypatch, matplotlib, said):
+    """loss.png is optional: matplotlib missing, or failing (a Jupyter MPLBACKEND in a
+    notebook's shell; it was a traceback at the first validation, the run lost), is one note,
+    and the run goes on to its end."""
+    monkeypatch.setitem(sys.modules, "matplotlib", matplotlib)
+    monkeypatch.delitem(sys.modules, "matplotlib.pyplot", raising=False)
     assert train.main(["--data", corpus_file, "--hidden-size", "24", "--seq-length", "10",
                        "--iterations", "30", "--eval-every", "10", "--sample-every", "0",
                        "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert out.count("note: loss.png is not drawn because matplotlib is not installed") == 1, out
+    assert out.count(f"note: loss.png is not drawn: {said}; metrics.jsonl has the same "
+                     f"numbers\n") == 1, out
+    assert out.count("note: loss.png") == 1, out
     assert not (tmp_path / "loss.png").exists()
+    assert checkpoint.load(tmp_path / "checkpoint.npz").run["iteration"] == 30
 
 
 def test_default_corpus_is_the_bundled_one(tmp_path):
