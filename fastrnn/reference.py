@@ -220,19 +220,12 @@ def truncate(p, top_k, top_p):
     p = np.array(p)
     if not truncates(len(p), top_k, top_p):
         return p
-    ranked = [False] * len(p)
-    count, mass = 0, 0.0
-    while True:
-        best = -1
-        for v in range(len(p)):
-            if not ranked[v] and (best < 0 or p[v] > p[best]):
-                best = v
-        if best < 0 or (top_k and count >= top_k) or mass >= top_p:
-            break
-        ranked[best] = True
-        mass += float(p[best])
-        count += 1
-    p[[not r for r in ranked]] = 0
+    order = np.lexsort((np.arange(len(p)), -p))                  # rank order
+    before = np.cumsum(np.concatenate([[0.0], p[order[:-1]]]), dtype=np.float64)  # (in order)
+    kept = before < top_p                                         # the mass ranked before each
+    if top_k:
+        kept &= np.arange(len(p)) < top_k
+    p[order[~kept]] = 0
     return p
 
 

@@ -146,6 +146,45 @@ def test_top_k_and_top_p_keep_the_characters_the_definition_names():
     assert reference.truncate(p, 4, 1.0).tolist() == p.tolist()
 
 
+def _truncated_by_scans(p, top_k, top_p):
+    """The definition, step by step: rank the next character by a scan for the most probable
+    not yet ranked (ties: the lower index) while the rule keeps it."""
+    p = np.array(p)
+    kept, mass = [], 0.0
+    while len(kept) < len(p) and not (top_k and len(kept) >= top_k) and mass < top_p:
+        best = max((v for v in range(len(p)) if v not in kept), key=lambda v: (p[v], -v))
+        kept.append(best)
+        mass += float(p[best])
+    p[[v for v in range(len(p)) if v not in kept]] = 0
+    return p
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_truncation_by_sorting_and_by_a_heap_keeps_what_the_definition_keeps(dtype):
+    """reference.truncate (a sort) and the kernels' scalar.truncate (a heap, O(V + kept log V):
+    the scans took 5.8 ms a character at V = 3,004) keep exactly the characters that ranking
+    by repeated scans keeps: many ties and zeros, every k and p edge."""
+    from fastrnn import reference
+    from fastrnn.kernels import scalar
+    from numba import njit
+    kernel = njit(lambda p, k, q, marks: scalar.truncate(p, k, q, marks))
+    rng = np.random.default_rng(5)
+    for trial in range(300):
+        V = int(rng.integers(1, 40))
+        p = rng.choice([0.0, 0.01, 0.05, 0.2], V) if trial % 3 else rng.random(V)
+        p = (p / p.sum() if p.sum() else p).astype(dtype)
+        top_k = int(rng.integers(0, V + 2))
+        top_p = float(rng.choice([1.0, 0.5, 0.9, rng.random(), float(np.cumsum(p)[V // 2])]))
+        if reference.truncates(V, top_k, top_p):
+            expected = _truncated_by_scans(p, top_k, top_p)
+        else:
+            expected = p
+        assert reference.truncate(p, top_k, top_p).tolist() == expected.tolist(), (p, top_k, top_p)
+        got = p.copy()
+        kernel(got, top_k, top_p, np.empty(V))
+        assert got.tolist() == expected.tolist(), (p, top_k, top_p)
+
+
 @pytest.mark.parametrize("top_k, top_p", [(5, 1.0), (0, 0.9), (8, 0.8), (1, 1.0)])
 def test_top_k_and_top_p_sampling_is_the_same_text_on_both_backends(corpus, top_k, top_p):
     vocab, data = corpus

@@ -121,30 +121,53 @@ def adam_weight(w, m, v, step_size, root_correction, eps):
 
 
 @register_jitable
+def _before(p, a, b):
+    """Whether character a ranks before b: more probable, or as probable and a lower index."""
+    return p[a] > p[b] or (p[a] == p[b] and a < b)
+
+
+@register_jitable
+def _sift_down(p, heap, i, n):
+    """Restore the heap order below position i of ``heap[:n]`` (character ids held as
+    float64): every parent ranks before its children."""
+    while True:
+        first, left = i, 2 * i + 1
+        if left < n and _before(p, int(heap[left]), int(heap[first])):
+            first = left
+        if left + 1 < n and _before(p, int(heap[left + 1]), int(heap[first])):
+            first = left + 1
+        if first == i:
+            return
+        heap[i], heap[first] = heap[first], heap[i]
+        i = first
+
+
+@register_jitable
 def truncate(p, top_k, top_p, marks):
     """reference.truncate in place: top-k / top-p sampling's kept characters; the others' p set
-    to 0 (``marks``: float64 scratch of V, 1 where kept). One body for the CPU and CUDA
-    kernels, so that both draw the same text as the oracle."""
+    to 0. The characters are taken in rank order from a heap (``marks``: float64 scratch of
+    V, the heap of character ids), so a draw costs O(V + kept log V), not the V x kept of
+    repeated argmax scans (5.8 ms a character at V = 3,004 and top-p 0.9). One body for the
+    CPU and CUDA kernels, so that both draw the same text as the oracle."""
     V = p.shape[0]
     if not ((top_k > 0 and top_k < V) or top_p < 1):  # reference.truncates
         return
     for v in range(V):
-        marks[v] = 0.0
+        marks[v] = v
+    for i in range(V // 2 - 1, -1, -1):
+        _sift_down(p, marks, i, V)
+    n = V  # marks[:n] is the heap of the characters not yet ranked
     count = 0
     mass = 0.0
-    while True:
-        best = -1
-        for v in range(V):
-            if marks[v] == 0.0 and (best < 0 or p[v] > p[best]):
-                best = v
-        if best < 0 or (top_k > 0 and count >= top_k) or mass >= top_p:
-            break
-        marks[best] = 1.0
+    while n > 0 and not (top_k > 0 and count >= top_k) and mass < top_p:
+        best = int(marks[0])  # the next in rank order: kept
         mass += p[best]
         count += 1
-    for v in range(V):
-        if marks[v] == 0.0:
-            p[v] = 0
+        n -= 1
+        marks[0], marks[n] = marks[n], marks[0]  # (kept ids collect at the end)
+        _sift_down(p, marks, 0, n)
+    for i in range(n):
+        p[int(marks[i])] = 0
 
 
 @register_jitable
