@@ -57,6 +57,16 @@ def bad_byte(error, end):
     return error.object[error.start], end - len(error.object) + error.start
 
 
+def encoding_hint(head):
+    """What to pass with --encoding for a file starting with the bytes ``head`` that did not
+    decode: the UTF-32 or UTF-16 its byte-order mark names, else an example."""
+    if head[:4] in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff"):
+        return "it starts with a UTF-32 byte-order mark: --encoding utf-32"
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "it starts with a UTF-16 byte-order mark: --encoding utf-16"
+    return "for example --encoding latin-1"
+
+
 def read_text(path, encoding="utf-8"):
     """The file's text and the sha256 of its bytes; CorpusError for anything that stops us."""
     path = Path(path)
@@ -70,6 +80,9 @@ def read_text(path, encoding="utf-8"):
     try:
         _fits(path.stat().st_size, path, "to read")
         raw = path.read_bytes()
+    except MemoryError:  # (a limit MemAvailable does not show: ulimit -v, a cgroup)
+        raise CorpusError(f"{path}: not enough memory to read its {path.stat().st_size:,} "
+                          f"bytes") from None
     except FileNotFoundError:
         raise CorpusError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -89,7 +102,7 @@ def read_text(path, encoding="utf-8"):
         byte, offset = bad_byte(e, len(raw))
         raise CorpusError(
             f"{path}: byte 0x{byte:02x} at offset {offset} is not valid {encoding}; pass the "
-            f"file's encoding with --encoding (for example --encoding latin-1)") from None
+            f"file's encoding with --encoding ({encoding_hint(raw[:4])})") from None
     return text, hashlib.sha256(raw).hexdigest()
 
 

@@ -497,6 +497,12 @@ def _load_corpus(data, config, ckpt, vocab=None, say=None):
                        f"(a smaller --batch-size or --seq-length reads more of it)")
     if len(corpus.val) == 1:
         cli.warn(PROG, f"the validation split of {path} is 1 character: no validation loss")
+    nul = corpus.vocab.index.get("\x00")
+    nuls = 0 if ckpt or nul is None else np.count_nonzero(corpus.train == nul)
+    if nuls > 0.1 * len(corpus.train):  # (UTF-16 without a byte-order mark decodes as UTF-8)
+        cli.warn(PROG, f"{nuls / len(corpus.train):.0%} of the characters of {path} are NUL "
+                       f"(\\x00), as in UTF-16 text read as {data['encoding']}: if it is, "
+                       f"--encoding utf-16 (or utf-16-le, utf-16-be) reads it")
     bom = corpus.vocab.index.get("\ufeff")
     if ckpt is None and bom is not None and len(corpus.train) and corpus.train[0] == bom:
         cli.warn(PROG, f"{path} starts with a byte-order mark (U+FEFF), which the model learns "

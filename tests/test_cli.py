@@ -1639,6 +1639,22 @@ def test_a_byte_order_mark_is_named(tmp_path, capsys):
     assert "\ufeff" not in checkpoint.load(tmp_path / "b" / "checkpoint.npz").vocab.chars
 
 
+def test_utf16_text_read_as_utf8_is_warned_about(tmp_path, capsys):
+    """UTF-16 without a byte-order mark is valid UTF-8 when it is ASCII text: a NUL between
+    every two letters, trained on in silence. More than a tenth of NULs is said, with the
+    encodings that read it; the file read as UTF-16 is not."""
+    path = tmp_path / "wide.txt"
+    path.write_bytes("hello world, ".encode("utf-16-be") * 40)
+    args = ["--data", str(path), "--iterations", "3", "--seq-length", "5", "--quiet"]
+    assert train.main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert (f"fastrnn.train: warning: 50% of the characters of {path} are NUL (\\x00), as in "
+            f"UTF-16 text read as utf-8: if it is, --encoding utf-16 (or utf-16-le, utf-16-be) "
+            f"reads it\n") in capsys.readouterr().err
+    assert train.main([*args, "--encoding", "utf-16-be", "--out", str(tmp_path / "b")]) == 0
+    assert "NUL" not in capsys.readouterr().err
+    assert "\x00" not in checkpoint.load(tmp_path / "b" / "checkpoint.npz").vocab.chars
+
+
 def test_encoding_option(tmp_path, capsys):
     path = tmp_path / "latin.txt"
     path.write_bytes("caf\xe9 au lait, ".encode("latin-1") * 10)

@@ -1,6 +1,7 @@
 """Reading a corpus: vocabulary, compact ids, the validation split, and each way a file is bad."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,7 +53,17 @@ def test_encoding_in_blocks_matches_a_plain_lookup(monkeypatch):
 @pytest.mark.parametrize("content, message", [
     (b"", "is empty"),
     (b"aaaa", "only one distinct character"),
-    (b"good text \xff\xfe more", r"byte 0xff at offset 10 is not valid utf-8; .*--encoding"),
+    (b"good text \xff\xfe more", r"byte 0xff at offset 10 is not valid utf-8; pass the "
+                                r"file's encoding with --encoding \(for example --encoding "
+                                r"latin-1\)"),
+    # UTF-16 and UTF-32 as their byte-order marks name them (latin-1 read NULs between letters)
+    ("hello".encode("utf-16"), r"byte 0xff at offset 0 is not valid utf-8; pass the file's "
+                               r"encoding with --encoding \(it starts with a UTF-16 byte-order "
+                               r"mark: --encoding utf-16\)"),
+    ("hello".encode("utf-16-be") + b"\xff", r"\(for example --encoding latin-1\)"),
+    (b"\xfe\xff" + "hello".encode("utf-16-be"), r"--encoding utf-16\)"),
+    ("hello".encode("utf-32"), r"\(it starts with a UTF-32 byte-order mark: --encoding "
+                               r"utf-32\)"),
 ])
 def test_bad_files_are_named(tmp_path, content, message):
     path = write(tmp_path, content)
@@ -130,3 +141,8 @@ def test_a_text_too_large_for_the_memory_is_one_line(tmp_path, monkeypatch):
         load(path)
     monkeypatch.setattr(validate, "available_memory", lambda: 100_000)
     assert len(load(path).train) > 0
+    # a limit the check cannot see (ulimit -v, a cgroup): the read's MemoryError, in one line
+    monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(MemoryError()))
+    with pytest.raises(CorpusError, match=f"^{path}: not enough memory to read its 10,002 "
+                                          f"bytes$"):
+        load(path)

@@ -152,6 +152,11 @@ def test_unusable_checkpoint_and_encoding(run, tmp_path, capsys):
     assert score.main([str(d / "out" / "checkpoint.npz"), str(plain), "--encoding", "utf-16"],
                       out=io.StringIO()) == 2
     assert f"{plain}: not valid utf-16 (" in capsys.readouterr().err
+    plain.write_bytes(TEXT[:40].encode("utf-16"))  # UTF-16, its byte-order mark named
+    assert score.main([str(d / "out" / "checkpoint.npz"), str(plain)], out=io.StringIO()) == 2
+    assert ("byte 0xff at offset 0 is not valid utf-8 (invalid start byte); pass its encoding "
+            "with --encoding (it starts with a UTF-16 byte-order mark: --encoding utf-16)\n"
+            ) in capsys.readouterr().err
     plain.write_bytes(b"\xef\xbb\xbf" + TEXT[:40].encode())  # a byte-order mark: said to be one
     assert score.main([str(d / "out" / "checkpoint.npz"), str(plain)], out=io.StringIO()) == 2
     assert ("'\\ufeff' (--skip-unknown, or skip_unknown=True, drops them); it starts with a "
