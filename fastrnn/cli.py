@@ -214,7 +214,8 @@ def non_negative_int(text):
 
 
 def positive_float(text):
-    return _number(float, text, lambda v: math.isfinite(v) and v > 0, "a positive number")
+    return _number(float, text, lambda v: math.isfinite(v) and v > 0,
+                   "a positive finite number")
 
 
 def fraction(text):

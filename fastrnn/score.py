@@ -80,6 +80,10 @@ def _main(argv, out):
                                     args.encoding, args.skip_unknown, bar.update)
             except ValueError as e:  # (a file changed since it was checked)
                 raise cli.UsageError(str(e)) from None
+            if result["skipped"] > result["predicted"]:  # (the score is of what is left)
+                cli.warn(PROG, f"{path}: {result['skipped']:,} of its characters are outside "
+                               f"the model's vocabulary and were skipped, more than the "
+                               f"{result['predicted']:,} scored")
             try:
                 out.write(_json(result) if args.json else _line(result))
                 out.flush()
@@ -107,7 +111,7 @@ def _json(r):
 
 
 def _line(r):
-    skipped = f", {r['skipped']} unknown characters skipped" if r["skipped"] else ""
+    skipped = f", {r['skipped']:,} unknown characters skipped" if r["skipped"] else ""
     return (f"{r['file']}: {r['nats_per_char']:.4f} nats/char = {r['bits_per_char']:.4f} "
             f"bits/char, perplexity {r['perplexity']:.3f} over {r['predicted']:,} characters"
             f"{skipped}\n")

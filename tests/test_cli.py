@@ -507,7 +507,7 @@ def test_learning_rate_decay_refusals(tmp_path, corpus_file, capsys):
     for extra, fragment in [(["--lr-decay", "0.5"], "--lr-decay FACTOR and --lr-decay-every N"),
                             (["--lr-decay", "1.5", "--lr-decay-every", "3"], "is not in (0, 1]"),
                             (["--lr-decay", "0", "--lr-decay-every", "3"],
-                             "--lr-decay: 0 is not a positive number")]:
+                             "--lr-decay: 0 is not a positive finite number")]:
         assert_usage_error(train.main([*base, *extra]), capsys, fragment)
         assert not (tmp_path / "r").exists(), "nothing written"
     assert train.main(base) == 0
@@ -1674,9 +1674,9 @@ def test_encoding_option(tmp_path, capsys):
     (["--hidden-size", "-3"], "--hidden-size: -3 is not a positive integer"),
     (["--hidden-size", "many"], "'many' is not an integer"),
     (["--seq-length", "0"], "--seq-length: 0 is not a positive integer"),
-    (["--learning-rate", "0"], "--learning-rate: 0 is not a positive number"),
-    (["--learning-rate", "-0.1"], "--learning-rate: -0.1 is not a positive number"),
-    (["--learning-rate", "nan"], "--learning-rate: nan is not a positive number"),
+    (["--learning-rate", "0"], "--learning-rate: 0 is not a positive finite number"),
+    (["--learning-rate", "-0.1"], "--learning-rate: -0.1 is not a positive finite number"),
+    (["--learning-rate", "nan"], "--learning-rate: nan is not a positive finite number"),
     (["--val-fraction", "1"], "--val-fraction: 1 is not in [0, 1)"),
     (["--val-fraction", "-0.2"], "--val-fraction: -0.2 is not in [0, 1)"),
     (["--iterations", "0"], "--iterations: 0 is not a positive integer"),
@@ -1688,8 +1688,8 @@ def test_encoding_option(tmp_path, capsys):
     (["--val-streams", "2", "--backend", "cuda"], "--val-streams > 1 runs on the numba and"),
     (["--threads", "2", "--backend", "cuda"], "--threads sets the CPU threads of the numba"),
     (["--batch-size", "5000"], "needs at least 26 in each of --batch-size 5000 streams"),
-    (["--time-budget", "-1"], "--time-budget: -1 is not a positive number"),
-    (["--epochs", "0"], "--epochs: 0 is not a positive number"),
+    (["--time-budget", "-1"], "--time-budget: -1 is not a positive finite number"),
+    (["--epochs", "0"], "--epochs: 0 is not a positive finite number"),
     (["--epochs", "1e308"], "--epochs 1e+308 (inf iterations) is past the most iterations"),
     (["--epochs", "1e300"], "--epochs 1e+300 (7.19e+302 iterations) is past the most "
                             "iterations a run counts (2**62)"),
@@ -1836,14 +1836,15 @@ def test_resume_with_other_text_or_model_is_refused_and_changes_nothing(saved_ru
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--temperature", "0"], "--temperature: 0 is not a positive number"),
-    (["--temperature", "-1"], "--temperature: -1 is not a positive number"),
+    (["--temperature", "0"], "--temperature: 0 is not a positive finite number"),
+    (["--temperature", "-1"], "--temperature: -1 is not a positive finite number"),
+    (["--temperature", "inf"], "--temperature: inf is not a positive finite number"),
     (["--length", "-5"], "--length: -5 is not an integer >= 0"),
     (["--prime", "the ë ☃"], "--prime has characters the model never saw: 'ë', '☃'"),
     (["--prime", ""], "--prime is empty"),
     (["--dtype", "int8"], "invalid choice: 'int8'"),
     (["--top-k", "-1"], "--top-k: -1 is not an integer >= 0"),
-    (["--top-p", "0"], "--top-p: 0 is not a positive number"),
+    (["--top-p", "0"], "--top-p: 0 is not a positive finite number"),
     (["--top-p", "1.5"], "--top-p: 1.5 is not in (0, 1]"),
 ])
 def test_bad_sample_options(trained, capsys, args, fragment):

@@ -67,6 +67,19 @@ def test_several_files_a_line_each_and_unknown_characters(run, tmp_path):
     assert rc == 2 and out == ""
 
 
+def test_a_file_mostly_outside_the_vocabulary_is_warned_about(run, tmp_path, capsys):
+    """--skip-unknown over a file whose characters are nearly all unknown printed a score of
+    the few left as any other (and the count without its thousands separator)."""
+    d, _ = run
+    foreign = tmp_path / "foreign.txt"
+    foreign.write_text("\u4e00\u4e8c" * 600 + "a good wife", encoding="utf-8")
+    rc, out = scored([str(d / "out" / "checkpoint.npz"), str(foreign), "--skip-unknown"])
+    assert rc == 0 and out.endswith("over 10 characters, 1,200 unknown characters skipped\n")
+    assert (f"fastrnn.score: warning: {foreign}: 1,200 of its characters are outside the "
+            f"model's vocabulary and were skipped, more than the 10 scored\n"
+            ) in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("make, fragment", [
     (lambda p: p, "is a directory, not a regular file"),
     (lambda p: p / "missing.txt", "cannot read it"),
