@@ -149,6 +149,7 @@ def main(argv=None):
 # what a run does every so often, and its defaults; saved, and kept by a resumed run
 LOUD_TEXT_BYTES = 1 << 25  # a text this large is said to be read (it takes seconds)
 LONG_VALIDATION = 10.0  # seconds: a validation this long is said before it starts
+LONG_VALIDATION_CHARS = 1_000_000  # the first (untimed) validation said from this many
 VALIDATION_BAR_DELAY = 2.0  # seconds into a validation before its progress bar shows
 CADENCE = {"eval_every": 5000, "sample_every": 5000, "sample_length": 200,
            "checkpoint_every": 5000}
@@ -957,7 +958,10 @@ class Trainer:
             # state can have several attractors, and zeros may lead to one training never visits.
             state = self.model.state[:, :, :1]  # the first stream's
             took = self.eval_seconds if self.eval_work is None else self.eval_work
-            if took >= LONG_VALIDATION:  # (the latest one's, or --time-budget's estimate)
+            if not took:  # (not timed yet)
+                if len(val) >= LONG_VALIDATION_CHARS:
+                    _say(self.args, f"validating on {len(val):,} held-out characters...")
+            elif took >= LONG_VALIDATION:  # (the latest one's, or --time-budget's estimate)
                 _say(self.args, f"validating on {len(val):,} held-out characters (about "
                                 f"{took:.0f} s)...")
             done, bar = [0], []  # characters predicted; the bar, from the first kernel call's

@@ -303,11 +303,15 @@ def test_long_reads_and_validations_are_said(tmp_path, corpus_file, capsys, monk
     a large held-out text minutes, of silence). Here the thresholds are lowered to meet them."""
     monkeypatch.setattr(train, "LOUD_TEXT_BYTES", 1)
     monkeypatch.setattr(train, "LONG_VALIDATION", 0.0)
+    monkeypatch.setattr(train, "LONG_VALIDATION_CHARS", 10_000)
     assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "3", "--eval-every",
                        "1", "--val-fraction", "0.5", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"reading {corpus_file} (19.5 KiB)...\n"), out
-    assert "validating on 10,000 held-out characters (about " in out
+    said = [line for line in out.splitlines() if line.startswith("validating on ")]
+    assert said[0] == "validating on 10,000 held-out characters...", said  # (the first: untimed)
+    assert len(said) == 3 and all(line.startswith("validating on 10,000 held-out characters "
+                                                  "(about ") for line in said[1:]), said
     notes = [line for line in out.splitlines() if line.startswith("note: a validation takes")]
     assert len(notes) == 1 and notes[0].endswith("a larger --eval-every, a smaller "
                                                  "--val-fraction or --val-streams N (N streams, "
