@@ -59,15 +59,19 @@ class Vocab:
         self.chars = chars
         self.index = {ch: i for i, ch in enumerate(chars)}
         codes = np.array([ord(c) for c in chars], np.int64)
-        self._order = np.argsort(codes, kind="stable")  # ids in code-point order
-        self._sorted_codes = codes[self._order]
+        # id of each code point up to the largest (-1: not in the vocabulary), at most 4.4 MB:
+        # encoding looks ids up (a 100 MB text in ~0.5 s; a binary search took ~3 s)
+        self._ids = np.full(int(codes.max()) + 1, -1, np.int32)
+        self._ids[codes] = np.arange(len(chars), dtype=np.int32)
 
     @classmethod
     def from_text(cls, text):
         _text("from_text", text)
         codes = np.zeros(0, np.int64)
         for _, cps in _code_points(text):
-            codes = np.union1d(codes, np.unique(cps))
+            seen = np.flatnonzero(np.bincount(cps, minlength=256)) if cps.dtype == np.uint8 \
+                else np.unique(cps)  # (an ASCII block counted, not sorted: ~10x faster)
+            codes = np.union1d(codes, seen)
         return cls([chr(c) for c in codes])
 
     def __repr__(self):
@@ -102,13 +106,13 @@ class Vocab:
                 raise ValueError(f"encode: dtype {dtype} cannot hold the ids 0 to "
                                  f"{len(self) - 1} of this vocabulary")
         out = np.empty(len(text), dtype)
-        last = len(self._sorted_codes) - 1
+        ids, top = self._ids, len(self._ids) - 1
         for start, cps in _code_points(text):
-            pos = np.minimum(np.searchsorted(self._sorted_codes, cps), last)
-            bad = self._sorted_codes[pos] != cps
+            found = ids[np.minimum(cps, top)] if cps.size and cps.max() > top else ids[cps]
+            bad = (found < 0) | (cps > top)
             if bad.any():
                 raise UnknownCharacters([chr(c) for c in np.unique(cps[bad])])
-            out[start:start + len(cps)] = self._order[pos]
+            out[start:start + len(cps)] = found
         return out
 
     def decode(self, ids):

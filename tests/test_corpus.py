@@ -48,6 +48,14 @@ def test_encoding_in_blocks_matches_a_plain_lookup(monkeypatch):
     assert shuffled.encode("axyz").tolist() == [3, 2, 1, 0]
     with pytest.raises(ValueError, match=r"not in the vocabulary: 'Q', 'é'"):
         shuffled.encode("azQé")
+    # past the largest code point of the vocabulary (its lookup table's end), below it, and
+    # in a block of its own
+    cjk = Vocab(list("a\u4e00\u4e8c"))
+    assert cjk.encode("\u4e8ca\u4e00").tolist() == [2, 0, 1]
+    with pytest.raises(ValueError, match=r"not in the vocabulary: 'b', '\u4e01', '🙂'$"):
+        cjk.encode("a\u4e00\u4e01b🙂")
+    with pytest.raises(ValueError, match=r"not in the vocabulary: 'z'$"):
+        cjk.encode("a" * 7 + "z")  # (an ASCII block: ids looked up as uint8 code points)
 
 
 @pytest.mark.parametrize("content, message", [
