@@ -41,7 +41,7 @@ from fastrnn.spec import Spec  # noqa: E402
 from benchmarks import describe  # noqa: E402
 from benchmarks.cells_vs_torch import flops_per_char, matmul_peak  # noqa: E402
 
-T, V = 50, 65
+T = 50
 
 
 @njit(**dict(NJIT, cache=False))
@@ -99,6 +99,8 @@ def main(argv=None):
     p.add_argument("--hidden-size", type=describe.positive, default=256)
     p.add_argument("--streams", type=describe.positive, default=STREAMS_PER_UNIT,
                    help="streams in the unit")
+    p.add_argument("--vocab", type=describe.positive, default=65,
+                   help="characters in the vocabulary (default 65, tinyshakespeare's)")
     p.add_argument("--repeats", type=describe.positive, default=11)
     p.add_argument("--tile-rows", type=describe.positive, default=batch.tile_rows,
                    help="units of this many streams or more use the tile kernel (default: this "
@@ -106,7 +108,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     print(describe.header(__file__, argv))
     batch.tile_rows = args.tile_rows
-    L, H, Bu = args.layers, args.hidden_size, args.streams
+    L, H, Bu, V = args.layers, args.hidden_size, args.streams, args.vocab
     spec = Spec(args.cell, V, H, L)
     G = spec.cell.GATES
     GH = G * H
@@ -157,8 +159,8 @@ def main(argv=None):
     peak = matmul_peak(1)
     rate = flops_per_char(args.cell, V, H, L) * T * Bu / (forward + backward) / 1e9
     flops = 2 * Bu * H * GH
-    print(f"{args.cell}, {L} layer(s), H = {H}, one unit of {Bu} streams, T = {T}, float32, "
-          f"one thread")
+    print(f"{args.cell}, {L} layer(s), H = {H}, V = {V}, one unit of {Bu} streams, T = {T}, "
+          f"float32, one thread")
     print(f"chunk: forward {forward * 1e3:.1f} ms + backward {backward * 1e3:.1f} ms ({rate:.1f} "
           f"GFLOP/s, {100 * rate / peak:.0f}% of this thread's float32 matmul peak, "
           f"{peak:.0f} GFLOP/s: np.matmul 1024^3, best of 5)")

@@ -127,6 +127,29 @@ def test_every_product_form_matches_the_oracle(tile_rows, cell, L, dropout, B, T
     check_kernels(B, T, H, V, dtype, 2, cell, L, dropout)
 
 
+@pytest.mark.parametrize("cell,L,dropout", MODELS, ids=MODEL_IDS)
+def test_wxh_by_its_columns_or_its_transpose_gives_the_same_bits(cell, L, dropout, monkeypatch):
+    """Layer 0's Wxh read by the input characters' columns (and its gradient written so), as
+    chunks with fewer inputs than the vocabulary has characters do, or through its transpose:
+    the same bits, forward and backward, at both sizes."""
+    real = batch.reads_columns
+    assert real(2, 16, 300) and not real(2, 16, 7)
+    results = {}
+    for V in (7, 300):  # (each form at both sizes)
+        for columns in (False, True):
+            monkeypatch.setattr(batch, "reads_columns", lambda T, rows, V_: columns)
+            w, x, y, state, masks = problem(18, 2, 9, V, np.float32, cell=cell, L=L,
+                                            dropout=dropout)
+            work = batch.Work(reference.spec_of(w), 18, 2, np.float32)
+            assert work.columns == columns and (work.WxhT.shape[0] == 0) == columns
+            loss = batch.forward(x, y, state, w, work, 2, masks)
+            grads = reference.spec_of(w).zeros(np.float32)
+            batch.gradients(w, grads, work, 2, masks is not None)
+            results[V, columns] = (loss, work.states(), grads.flat)
+        for before, after in zip(results[V, False], results[V, True]):
+            assert np.array_equal(before, after), V
+
+
 @pytest.mark.parametrize("tile_rows", [1, 8])
 @pytest.mark.parametrize("cell,L", [("lstm", 2), ("gru", 1), ("rnn", 3)])
 def test_sample_matches_the_oracle_with_every_product_form(cell, L, tile_rows, monkeypatch):

@@ -84,11 +84,21 @@ def product_form(rows):
     return TILES if rows >= tile_rows else WHH if rows == 1 else WHH_T
 
 
+def reads_columns(T, rows, V):
+    """Whether chunks of T steps of ``rows`` streams read (and write the gradients of) layer
+    0's Wxh by its columns, one per input character, rather than through its transpose, made
+    for every chunk: when the vocabulary has several times more characters than the chunk
+    has inputs, the transpose and its gradient's cost more than the strided reads and writes
+    they save (at V = 3,004, the LSTM's 4 x 100 gate rows and one stream, 0.8-1.2 ms and ~1 ms
+    a chunk: ``benchmarks/cell_profile.py --vocab``). The same bits either way."""
+    return 4 * T * rows < V
+
+
 class Group:
     """Buffers of one unit of Bg streams for chunks of T steps (allocated once); its gradients
     are ``grads``, Weights viewing ``partials`` (one row of ``Work.partials``)."""
 
-    def __init__(self, streams, spec, T, dtype, partials):
+    def __init__(self, streams, spec, T, dtype, partials, columns=False):
         Bg = streams.stop - streams.start
         L, H, V, G = spec.num_layers, spec.hidden_size, spec.vocab_size, spec.cell.GATES
         cell = spec.cell
@@ -113,7 +123,8 @@ class Group:
         self.row_loss = np.empty((T, Bg), np.float64)
         self.x = np.empty((T, Bg), np.int64)         # inputs, step-major
         self.y = np.empty((T, Bg), np.int64)         # targets, step-major
-        self.dWxhT = np.empty((V, G * H), dtype)     # layer 0's dWxh as rows per character
+        # layer 0's dWxh as rows per character (``columns``: unused, dWxh written directly)
+        self.dWxhT = np.empty((0 if columns else V, G * H), dtype)
         self.grads = spec.view(partials)             # this unit's gradients, by name
 
 
@@ -124,12 +135,12 @@ class Transposes:
     per-step products read (``product_form``): packed in panels, or as Whh^T (one stream
     reads Whh itself). A form no unit uses is an empty array, never filled."""
 
-    def __init__(self, spec, dtype, rows=(1,)):
+    def __init__(self, spec, dtype, rows=(1,), columns=False):
         L, H, V, G = spec.num_layers, spec.hidden_size, spec.vocab_size, spec.cell.GATES
         forms = {product_form(r) for r in rows}
         tiled, blas = TILES in forms, WHH_T in forms
         NR = tiles.panel_width(dtype)
-        self.WxhT = np.empty((V, G * H), dtype)
+        self.WxhT = np.empty((0 if columns else V, G * H), dtype)  # (``columns``: unused)
         self.WupT = np.empty((max(L - 1, 1), H, G * H), dtype)
         self.WhhT = np.empty((L, H, G * H) if blas else (L, 0, 0), dtype)
         # Whh^T (H, G*H) forward and Whh (G*H, H) backward, packed
@@ -151,10 +162,11 @@ class Work(Transposes):
 
     def __init__(self, spec, B, T, dtype):
         pieces = units(B, STREAMS_PER_UNIT)
-        super().__init__(spec, dtype, [b - a for a, b in pieces])
+        self.columns = reads_columns(T, max(b - a for a, b in pieces), spec.vocab_size)
+        super().__init__(spec, dtype, [b - a for a, b in pieces], self.columns)
         self.spec, self.B, self.T = spec, B, T
         self.partials = np.empty((len(pieces), spec.size), dtype)
-        self.groups = [Group(slice(a, b), spec, T, dtype, self.partials[k])
+        self.groups = [Group(slice(a, b), spec, T, dtype, self.partials[k], self.columns)
                        for k, (a, b) in enumerate(pieces)]
 
     def states(self):
@@ -175,14 +187,20 @@ class Work(Transposes):
 # Fused element-wise kernels
 
 @njit(**INLINE)
-def gather_inputs(x, WxhT, bh, pre):
-    """pre[t, b] = Wxh[:, x[t, b]] + bh (WxhT: (V, G*H), the transpose, rows contiguous)."""
+def gather_inputs(x, Wxh, WxhT, bh, pre):
+    """pre[t, b] = Wxh[:, x[t, b]] + bh, read from WxhT (V, G*H), the transpose, rows
+    contiguous; or, if it is empty (``reads_columns``), from Wxh's columns."""
     T, B = x.shape
     for t in range(T):
         for b in range(B):
-            row = WxhT[x[t, b]]
-            for i in range(bh.shape[0]):
-                pre[t, b, i] = row[i] + bh[i]
+            if WxhT.shape[0] == 0:
+                v = x[t, b]
+                for i in range(bh.shape[0]):
+                    pre[t, b, i] = Wxh[i, v] + bh[i]
+            else:
+                row = WxhT[x[t, b]]
+                for i in range(bh.shape[0]):
+                    pre[t, b, i] = row[i] + bh[i]
 
 
 @njit(**INLINE)
@@ -423,7 +441,8 @@ def load_layer(l, layer, WxhT, WhhT, WupT, Whp, Whb):
     """``Transposes``' arrays of layer l from its weights ``layer`` (the empty ones stay
     empty)."""
     if l == 0:
-        WxhT[:] = layer.Wxh.T
+        if WxhT.shape[0] > 0:  # (empty: Wxh is read by its columns)
+            WxhT[:] = layer.Wxh.T
     else:
         WupT[l - 1] = layer.Wxh.T
     if WhhT.shape[1] > 0:
@@ -448,7 +467,7 @@ def layer_forward(l, x, layer, WxhT, WhhT, Whp, form, WupT, hs, cs, pre, hn, xin
     H, GH = hs.shape[3], pre.shape[3]
     R = T * Bg
     if l == 0:
-        gather_inputs(x, WxhT, layer.bh, pre[0])
+        gather_inputs(x, layer.Wxh, WxhT, layer.bh, pre[0])
     else:
         below = hs[l - 1, 1]                     # the (T*Bu, H) rows of the layer below
         if drop:
@@ -528,7 +547,16 @@ def layer_backward(l, x, layer, g, Whb, form, hs, cs, pre, hn, xin, masks, drop,
     gemm(True, False, GH, H, R, dahs[0], GH, hs[l, 0], H, 0.0, g.Whh, H)  # dWhh = da^T h
     dbh = g.bh
     dbh[:] = 0
-    if l == 0:
+    if l == 0 and V == 0:  # (``reads_columns``: dWxh's columns written directly)
+        dWxh = g.Wxh
+        dWxh[:] = 0
+        for t in range(T):
+            for b in range(Bg):
+                v = x[t, b]
+                for i in range(GH):
+                    dbh[i] += das[t, b, i]
+                    dWxh[i, v] += das[t, b, i]
+    elif l == 0:
         dWxhT[:] = 0
         for t in range(T):
             for b in range(Bg):
@@ -892,7 +920,7 @@ def _pipelined(data, starts, chunks, state, w, work, threads, progress=None):
     first = work.groups[0]
     streams, cells = first.streams, work.spec.cell is lstm
     unused = np.empty_like(work.partials[0])  # (their gradient rows, never written: one for all)
-    units = [first] + [Group(streams, work.spec, T, work.WxhT.dtype, unused)
+    units = [first] + [Group(streams, work.spec, T, work.WxhT.dtype, unused, work.columns)
                        for _ in range(L - 1)]
     # (chunk c's buffers: units[c % L])
     steps = np.arange(T + 1)
