@@ -273,11 +273,15 @@ class CharRNN:
         self._data = (data, ready) if frozen else None
         return ready
 
-    def _checked_ids(self, data, min_length, purpose="this"):
+    def _checked_ids(self, data, min_length, purpose):
         """data as a contiguous array of valid ids of at least min_length; ValueError otherwise."""
         c = self.config
         if isinstance(data, np.ndarray) and data.dtype.kind in "iu" and data.ndim == 1:
             arr = data
+        elif isinstance(data, (str, bytes, bytearray)):
+            raise ValueError(f"data must be integer character ids, got {type(data).__name__}: "
+                             f"encode text first (vocab.encode(text), with the Vocab the "
+                             f"model's ids stand for)")
         else:
             arr = np.asarray(data)
             if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
@@ -446,7 +450,7 @@ class CharRNN:
         it raises ends the evaluation and comes out of this call.
         """
         streams = validate.positive("streams", streams, int)
-        ready = self._checked_ids(data, 1)
+        ready = self._checked_ids(data, 1, "evaluate")
         c = self.config
         steps = min(config.EVAL_STEPS, max(1, (len(ready) - 1) // streams))  # (per call)
         per_stream = 2 * c.num_layers * len(self.spec.cell.STATES) * c.hidden_size + steps * (

@@ -494,6 +494,13 @@ def test_bad_training_data_is_named():
         model.train(np.arange(20) % 6)
     with pytest.raises(ValueError, match="one-dimensional sequence of integer"):
         model.train(np.zeros(20) + 0.5)
+    for text in ("hello world, " * 3, b"hello world, " * 3):  # (text for ids: a 0-d array)
+        for call in (model.train, model.evaluate):
+            with pytest.raises(ValueError, match=r"^data must be integer character ids, got "
+                                                 r"(str|bytes): encode text first \(vocab"):
+                call(text)
+    with pytest.raises(ValueError, match=r"^data has 0 characters; evaluate needs at least 1$"):
+        model.evaluate(np.zeros(0, np.int64))
 
 
 def test_vocab_round_trip_and_unknown_characters():
