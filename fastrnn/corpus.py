@@ -7,6 +7,7 @@ The whole file is decoded once and encoded a block at a time into the smallest i
 that holds its ids, so a 100 MB ASCII corpus needs about 300 MB at its peak and 100 MB after.
 """
 
+import codecs
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,12 +58,15 @@ def bad_byte(error, end):
     return error.object[error.start], end - len(error.object) + error.start
 
 
-def encoding_hint(head):
+def encoding_hint(head, encoding):
     """What to pass with --encoding for a file starting with the bytes ``head`` that did not
-    decode: the UTF-32 or UTF-16 its byte-order mark names, else an example."""
-    if head[:4] in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff"):
+    decode as ``encoding``: the UTF-32 or UTF-16 its byte-order mark names (unless that is
+    the encoding given), else an example."""
+    given = codecs.lookup(encoding).name
+    if head[:4] in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff") and \
+            not given.startswith("utf-32"):
         return "it starts with a UTF-32 byte-order mark: --encoding utf-32"
-    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") and not given.startswith("utf-16"):
         return "it starts with a UTF-16 byte-order mark: --encoding utf-16"
     return "for example --encoding latin-1"
 
@@ -102,7 +106,7 @@ def read_text(path, encoding="utf-8"):
         byte, offset = bad_byte(e, len(raw))
         raise CorpusError(
             f"{path}: byte 0x{byte:02x} at offset {offset} is not valid {encoding}; pass the "
-            f"file's encoding with --encoding ({encoding_hint(raw[:4])})") from None
+            f"file's encoding with --encoding ({encoding_hint(raw[:4], encoding)})") from None
     return text, hashlib.sha256(raw).hexdigest()
 
 

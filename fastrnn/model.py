@@ -278,12 +278,13 @@ class CharRNN:
         c = self.config
         if isinstance(data, np.ndarray) and data.dtype.kind in "iu" and data.ndim == 1:
             arr = data
-        elif isinstance(data, (str, bytes, bytearray)):
-            raise ValueError(f"data must be integer character ids, got {type(data).__name__}: "
-                             f"encode text first (vocab.encode(text), with the Vocab the "
-                             f"model's ids stand for)")
         else:
             arr = np.asarray(data)
+            if arr.dtype.kind in "US" or isinstance(data, bytearray):  # text (a str: 0-d)
+                raise ValueError(f"data must be integer character ids, got "
+                                 f"{type(data).__name__} of text: encode text first "
+                                 f"(vocab.encode(text), with the Vocab the model's ids stand "
+                                 f"for)")
             if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
                 raise ValueError(f"data must be a one-dimensional sequence of integer character "
                                  f"ids, got {arr.dtype} values in shape {arr.shape}")

@@ -500,10 +500,13 @@ def _load_corpus(data, config, ckpt, vocab=None, say=None):
         cli.warn(PROG, f"the validation split of {path} is 1 character: no validation loss")
     nul = corpus.vocab.index.get("\x00")
     nuls = 0 if ckpt or nul is None else np.count_nonzero(corpus.train == nul)
-    if nuls > 0.1 * len(corpus.train):  # (UTF-16 without a byte-order mark decodes as UTF-8)
-        cli.warn(PROG, f"{nuls / len(corpus.train):.0%} of the characters of {path} are NUL "
-                       f"(\\x00), as in UTF-16 text read as {data['encoding']}: if it is, "
-                       f"--encoding utf-16 (or utf-16-le, utf-16-be) reads it")
+    if nuls > 0.1 * len(corpus.train):  # (UTF-16 or -32 without a byte-order mark: valid UTF-8)
+        share = nuls / len(corpus.train)
+        width = 32 if share > 0.6 else 16  # (ASCII text: 3 NULs in 4 characters, or 1 in 2)
+        order = "be" if corpus.train[0] == nul else "le"  # (the zero byte first: big-endian)
+        cli.warn(PROG, f"{share:.0%} of the characters of {path} are NUL (\\x00), as in "
+                       f"UTF-{width} text read as {data['encoding']}: if it is, --encoding "
+                       f"utf-{width}-{order} reads it")
     bom = corpus.vocab.index.get("\ufeff")
     if ckpt is None and bom is not None and len(corpus.train) and corpus.train[0] == bom:
         cli.warn(PROG, f"{path} starts with a byte-order mark (U+FEFF), which the model learns "

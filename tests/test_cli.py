@@ -1647,16 +1647,18 @@ def test_utf16_text_read_as_utf8_is_warned_about(tmp_path, capsys):
     """UTF-16 without a byte-order mark is valid UTF-8 when it is ASCII text: a NUL between
     every two letters, trained on in silence. More than a tenth of NULs is said, with the
     encodings that read it; the file read as UTF-16 is not."""
-    path = tmp_path / "wide.txt"
-    path.write_bytes("hello world, ".encode("utf-16-be") * 40)
-    args = ["--data", str(path), "--iterations", "3", "--seq-length", "5", "--quiet"]
-    assert train.main([*args, "--out", str(tmp_path / "a")]) == 0
-    assert (f"fastrnn.train: warning: 50% of the characters of {path} are NUL (\\x00), as in "
-            f"UTF-16 text read as utf-8: if it is, --encoding utf-16 (or utf-16-le, utf-16-be) "
-            f"reads it\n") in capsys.readouterr().err
-    assert train.main([*args, "--encoding", "utf-16-be", "--out", str(tmp_path / "b")]) == 0
-    assert "NUL" not in capsys.readouterr().err
-    assert "\x00" not in checkpoint.load(tmp_path / "b" / "checkpoint.npz").vocab.chars
+    for codec, share in (("utf-16-be", 50), ("utf-16-le", 50), ("utf-32-le", 75)):
+        path = tmp_path / f"{codec}.txt"
+        path.write_bytes("hello world, ".encode(codec) * 40)
+        args = ["--data", str(path), "--iterations", "3", "--seq-length", "5", "--quiet"]
+        assert train.main([*args, "--out", str(tmp_path / "a" / codec)]) == 0
+        assert (f"fastrnn.train: warning: {share}% of the characters of {path} are NUL (\\x00), "
+                f"as in UTF-{codec[4:6]} text read as utf-8: if it is, --encoding {codec} reads "
+                f"it\n") in capsys.readouterr().err
+        assert train.main([*args, "--encoding", codec, "--out", str(tmp_path / "b" / codec)]) == 0
+        assert "NUL" not in capsys.readouterr().err
+        assert checkpoint.load(tmp_path / "b" / codec / "checkpoint.npz").vocab.chars == \
+            sorted(set("hello world, "))
 
 
 def test_encoding_option(tmp_path, capsys):

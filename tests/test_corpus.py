@@ -80,6 +80,14 @@ def test_bad_files_are_named(tmp_path, content, message):
     assert str(path) in str(e.value)
 
 
+def test_a_byte_order_mark_is_not_hinted_at_when_its_encoding_was_given(tmp_path):
+    """(a corrupt UTF-16 file read as utf-16 was told to pass --encoding utf-16)"""
+    path = write(tmp_path, b"\xff\xfe" + "hello".encode("utf-16-le") + b"a")  # an odd byte
+    with pytest.raises(CorpusError, match=r"is not valid utf-16; pass the file's encoding with "
+                                          r"--encoding \(for example --encoding latin-1\)$"):
+        load(path, encoding="utf-16")
+
+
 def test_other_encodings_and_missing_files(tmp_path):
     path = write(tmp_path, "café crème".encode("latin-1"))
     assert load(path, val_fraction=0, encoding="latin-1").vocab.decode(

@@ -91,7 +91,7 @@ def test_without_cooperative_launch_only_the_step_form_runs():
         plan(1, 512, asked="tiled", cooperative=False)
 
 
-def test_persistent_blocks_spread_over_the_multiprocessors_first():
+def test_persistent_blocks_spread_over_the_multiprocessors_first(monkeypatch):
     """The fewest rows a block whose blocks fit one a multiprocessor (more blocks, less work
     each); past that, the most rows (fewest blocks) that are all co-resident; past that,
     fewer threads a row (more weights each)."""
@@ -103,6 +103,8 @@ def test_persistent_blocks_spread_over_the_multiprocessors_first():
     # blocks are whole warps: 16 threads a row take two rows a block, not one
     no_warp_rows = lambda t, g: 0 if g == ck.WARP else 10 ** 6  # noqa: E731
     assert cb.persistent_shape(1, 64, SMS, no_warp_rows) == (16, 2, 32)
+    monkeypatch.setattr(ck, "WARP", 16)  # (tests_cuda's "persistent-half": the same blocks)
+    assert cb.persistent_shape(1, 64, SMS, lambda t, g: 10 ** 6) == (16, 2, 32)
 
 
 def test_product_blocks_shrink_only_when_large_ones_leave_half_the_device_idle():

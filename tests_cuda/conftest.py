@@ -97,6 +97,7 @@ def small_blocks(monkeypatch):
         monkeypatch.setattr(ck, "WORK", 2)
         monkeypatch.setattr(ck, "SEGMENTS", 3)
         monkeypatch.setattr(ck, "WARP", 4)
+        monkeypatch.setattr(ck, "LANES", 4)
 
 
 @pytest.fixture(params=["persistent", "persistent-stepwise", "persistent-half", "tiled",

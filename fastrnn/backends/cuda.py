@@ -122,7 +122,7 @@ def persistent_shape(B, H, multiprocessors, coresident):
             continue
         # whole warps a block: a group's shuffles name all the lanes of its warp
         sizes = [rows for rows in (1, 2, 4, 8, 16, 32, 64, 128)
-                 if ck.WARP <= rows * group <= 1024]
+                 if ck.LANES <= rows * group <= 1024]
         for rows in sizes:
             blocks = B * -(-H // rows)
             if blocks <= multiprocessors and resident(blocks, group * rows, group):

@@ -150,7 +150,8 @@ class Transposes:
                             dtype)
 
     def load(self, w):
-        """Refreshed from weights w; returns (WxhT, WupT, Whp), what ``sample`` reads."""
+        """Refreshed from weights w; returns (WxhT, WupT, Whp), what ``sample`` reads (from
+        a Transposes made for it: a Work whose chunks read Wxh's columns has no WxhT)."""
         for l, layer in enumerate(w.layers):
             load_layer(l, layer, self.WxhT, self.WhhT, self.WupT, self.Whp, self.Whb)
         return self.WxhT, self.WupT, self.Whp

@@ -73,6 +73,7 @@ WORK = 4                # ...each computing WORK x WORK outputs (4, or 2 for sma
 RECURRENCE = "auto"     # "persistent", "tiled", "step", or "auto": the plan's choice
 SEGMENTS = 64           # row segments summed in parallel by the bias-gradient sums
 WARP = 32               # the most threads per row of the "persistent" form: a warp
+LANES = 32              # a hardware warp: blocks are whole warps (tests change WARP, not this)
 MAX_PER_LANE = 64       # most weights per thread of the "persistent" form (H <= 2048)
 STEPWISE = False        # launch the cooperative kernels one step at a time (tests)
 
