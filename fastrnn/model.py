@@ -255,8 +255,9 @@ class CharRNN:
         """data as a validated array of ids, for ``n_steps`` chunks from ``position``: checked
         at every call, since its caller may change it, unless nothing can write to it (then
         cached). An array of the model's id dtype (``vocab.encode``'s) is checked whole the
-        first time, then only where this call reads it (a 100 MB text was 4.5 ms a call; a
-        chunk can take 0.3 ms): every id the kernels read is checked before they run."""
+        first time, then only where this call reads it (the whole of a 106 MB text was 12 ms
+        a call for a 0.3 ms chunk: ``benchmarks/call_overhead.py``): every id the kernels
+        read is checked before they run."""
         if self._data is not None and self._data[0] is data and not data.flags.writeable:
             return self._data[1]
         c = self.config
