@@ -251,8 +251,9 @@ class CharRNN:
     def backend(self, name):
         self._kernels = get_backend(name)
 
-    def _prepared(self, data, n_steps):
-        """data as a validated array of ids, for ``n_steps`` chunks from ``position``: checked
+    def _prepared(self, data, n_steps, start):
+        """data as a validated array of ids, for ``n_steps`` chunks from position ``start``
+        (the value the kernels are then given: ``position`` is read once a call): checked
         at every call, since its caller may change it, unless nothing can write to it (then
         cached). An array of the model's id dtype (``vocab.encode``'s) is checked whole the
         first time, then only where this call reads it (the whole of a 106 MB text was 12 ms
@@ -264,7 +265,7 @@ class CharRNN:
         B, T = c.batch_size, c.seq_length
         if self._seen is data and data.dtype == id_dtype(c.vocab_size) and \
                 data.flags.c_contiguous and data.ndim == 1:
-            piece, start = len(data) // B, int(self.position)
+            piece = len(data) // B
             length = n_steps * T + 1  # what each stream reads, if no chunk wraps to 0
             if not reference.wraps(start + (n_steps - 1) * T, T, piece):  # (then none does)
                 windows = np.lib.stride_tricks.as_strided(
@@ -407,7 +408,8 @@ class CharRNN:
         n_steps = validate.positive("n_steps", n_steps, int)
         if not validate.is_integer(self.position) or self.position < 0:
             raise ValueError(f"position must be an integer >= 0, got {self.position!r}")
-        ready = self._prepared(data, n_steps)
+        start = int(self.position)  # (read once: what is checked is where the kernels read)
+        ready = self._prepared(data, n_steps, start)
         if not validate.is_integer(self.step) or not 0 <= self.step <= config.COUNT_MAX - n_steps:
             raise ValueError(f"step must be an integer in [0, 2**62 - n_steps], got "
                              f"{self.step!r}")
@@ -431,11 +433,12 @@ class CharRNN:
                 n = min(group, n_steps - first)
                 masks = reference.dropout_masks(self.dropout_rng, c.dropout, (n,) + shape,
                                                 c.dtype) if self.drops else None
-                position = min(int(self.position), len(ready))  # (past the end: back to 0)
-                self.position = int(self._kernels.train(
-                    self.weights, self._grads, self.optimizer, self.states, ready, position,
+                start = min(start, len(ready))  # (past the end: back to 0)
+                start = int(self._kernels.train(
+                    self.weights, self._grads, self.optimizer, self.states, ready, start,
                     self.state, lr, c.seq_length, int(self.step), losses[first:first + n],
                     self.threads, masks))
+                self.position = start
                 self.step += n
                 if interrupted:
                     raise KeyboardInterrupt

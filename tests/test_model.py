@@ -547,6 +547,28 @@ def test_every_id_a_call_reads_is_checked_and_only_those_after_the_first(B):
         model.train(data, 100)
 
 
+def test_the_position_checked_is_the_position_trained_from():
+    """``position`` is read once a call: a value that changes between two readings (here an
+    int whose int() does; another thread's write does the same) had the windows at one
+    position checked and the kernels read at another, unchecked (a review found it; on the
+    numba backend a segmentation fault). numpy backend: a regression is an IndexError."""
+    data = np.random.default_rng(0).integers(0, 5, 300).astype(np.uint8)
+    model = CharRNN(5, hidden_size=4, seq_length=5, backend="numpy")
+    model.train(data, 1)  # (checked whole: later calls check what they read)
+    data[0:6] = 250  # where the second reading points
+
+    class Shifting(int):
+        reads = 0
+
+        def __int__(self):
+            Shifting.reads += 1
+            return 10 if Shifting.reads == 1 else 0
+
+    model.position = Shifting(10)
+    losses = model.train(data, 1)  # trained from 10, where it was checked
+    assert model.position == 15 and np.isfinite(losses).all()
+
+
 def test_vocab_round_trip_and_unknown_characters():
     vocab = Vocab.from_text("hello world")
     assert vocab.decode(vocab.encode("world hello")) == "world hello"
