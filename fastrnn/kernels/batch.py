@@ -529,6 +529,7 @@ def layer_backward(l, x, layer, g, Whb, form, hs, cs, pre, hn, xin, masks, drop,
     layer's outputs; for l > 0, dhout is then the layer below's (dWxhT: scratch)."""
     T, Bg = x.shape
     H, GH, V = hs.shape[3], pre.shape[3], dWxhT.shape[0]
+    columns = V == 0  # (``reads_columns``: no dWxhT, dWxh's columns written directly)
     R = T * Bg
     direct = has_direct(layer)
     dh_next[:] = 0
@@ -548,7 +549,7 @@ def layer_backward(l, x, layer, g, Whb, form, hs, cs, pre, hn, xin, masks, drop,
     gemm(True, False, GH, H, R, dahs[0], GH, hs[l, 0], H, 0.0, g.Whh, H)  # dWhh = da^T h
     dbh = g.bh
     dbh[:] = 0
-    if l == 0 and V == 0:  # (``reads_columns``: dWxh's columns written directly)
+    if l == 0 and columns:
         dWxh = g.Wxh
         dWxh[:] = 0
         for t in range(T):
