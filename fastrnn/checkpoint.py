@@ -70,6 +70,9 @@ class Checkpoint:
         """The model's state now: copies, which its further training leaves as they are.
         ``losses``: one per iteration (the run's history, 1-D)."""
         spec = model.spec
+        if not isinstance(vocab, Vocab):
+            raise ValueError(f"vocab must be the Vocab the model's ids stand for "
+                             f"(Vocab.from_text(text) makes one), got {type(vocab).__name__}")
         try:
             losses = np.array(losses, np.float64)
         except (TypeError, ValueError) as e:  # (a list of train()'s arrays of unequal lengths)

@@ -105,6 +105,7 @@ def sample(h, seed_ix, n, Wxh, Whh, Why, bh, by, rng=None, temperature=1.0, gree
     if not validate.is_integer(n) or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
     temperature = validate.positive("temperature", temperature)
+    greedy = validate.flag("greedy", greedy)
     rng = np.random.default_rng() if rng is None else rng
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
@@ -116,6 +117,6 @@ def sample(h, seed_ix, n, Wxh, Whh, Why, bh, by, rng=None, temperature=1.0, gree
     uniforms = rng.random(int(n))
     ixes = np.empty(int(n), np.int64)
     w, state = reference.weights(Wxh, Whh, Why, bh, by), _state(h).copy()
-    greedy = bool(greedy) or reference.overflows(w, state, temperature)  # T -> 0: greedy
+    greedy = greedy or reference.overflows(w, state, temperature)  # T -> 0: greedy
     get_backend(backend).sample(w, state, int(seed_ix), uniforms, temperature, greedy, ixes)
     return ixes.tolist()

@@ -6,6 +6,7 @@ file in the same directory -- ``.NAME.PID.tmp`` -- is flushed to disk and then r
 NAME, so NAME is always either the old file or the new one.
 """
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -31,8 +32,16 @@ def not_regular(path):
 
 
 def write_atomically(path, write):
-    """Call ``write(f)`` on a binary file object, then replace ``path`` with what it wrote."""
+    """Call ``write(f)`` on a binary file object, then replace ``path`` with what it wrote.
+    A symbolic link is followed (the file it names is replaced, in its own directory: the link
+    stays); a path that is something other than a regular file (a device such as /dev/null, a
+    FIFO, a directory) is an OSError, never replaced by a file."""
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    kind = not_regular(path)
+    if kind:
+        raise OSError(errno.EEXIST, f"it is {kind}, not a regular file", str(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:

@@ -218,6 +218,33 @@ class CharRNN:
         return np.zeros((self.spec.num_layers, len(self.spec.cell.STATES), streams,
                          c.hidden_size), c.dtype)
 
+    # what the weights, the optimizer's state and the dropout generator were made by: a config
+    # replaced later keeps them (its other fields, settings read at every call, may change)
+    FIXED = ("vocab_size", "hidden_size", "dtype", "cell", "num_layers", "optimizer", "seed")
+
+    @property
+    def config(self):
+        return self._config
+
+    @config.setter
+    def config(self, new):
+        """A Config (``dataclasses.replace(model.config, seq_length=100)``) whose ``FIXED``
+        fields are the model's: the kernels read arrays laid out by them, so another vocabulary
+        size or cell would have them read out of bounds, or train another model than asked."""
+        if not isinstance(new, Config):
+            raise TypeError(f"config must be a Config (dataclasses.replace(model.config, ...) "
+                            f"makes one), got {type(new).__name__}")
+        old = getattr(self, "_config", None)
+        changed = [f for f in self.FIXED if old is not None and getattr(new, f) != getattr(old, f)]
+        if changed:
+            name = changed[0]
+            raise ValueError(
+                f"config.{name} is fixed for a model ({getattr(old, name)!r}; asked "
+                f"{getattr(new, name)!r}): its weights and optimizer state were made by it; "
+                f"build a new CharRNN for another (seq_length, learning_rate, batch_size and "
+                f"dropout may change)")
+        self._config = new
+
     @property
     def params(self):
         """The parameters as a read-only {name: array} mapping of views of ``weights``, in the
@@ -263,7 +290,8 @@ class CharRNN:
             return self._data[1]
         c = self.config
         B, T = c.batch_size, c.seq_length
-        if self._seen is data and data.dtype == id_dtype(c.vocab_size) and \
+        if self._seen is not None and self._seen is data and \
+                data.dtype == id_dtype(c.vocab_size) and \
                 data.flags.c_contiguous and data.ndim == 1:
             piece = len(data) // B
             length = n_steps * T + 1  # what each stream reads, if no chunk wraps to 0
@@ -362,6 +390,9 @@ class CharRNN:
         if w.flat.dtype != dtype:
             raise ValueError(f"{name} have dtype {w.flat.dtype}, the model's is {dtype} "
                              f"(its config.dtype)")
+        if not w.flat.flags.c_contiguous:  # (the kernels read it as one block, by offsets)
+            raise ValueError(f"{name}.flat is not contiguous (a strided view): pass "
+                             f"model.spec.view(np.ascontiguousarray(flat))")
         if writable and not w.flat.flags.writeable:
             raise ValueError(f"{name} are read-only (training updates them in place): pass "
                              f"model.spec.view(flat.copy())")
@@ -406,6 +437,8 @@ class CharRNN:
         weights (``_interrupts_after_each_call``).
         """
         n_steps = validate.positive("n_steps", n_steps, int)
+        if n_steps > config.COUNT_MAX:
+            raise ValueError(f"n_steps must be at most 2**62, got {n_steps:,}")
         if not validate.is_integer(self.position) or self.position < 0:
             raise ValueError(f"position must be an integer >= 0, got {self.position!r}")
         start = int(self.position)  # (read once: what is checked is where the kernels read)
@@ -508,6 +541,7 @@ class CharRNN:
         n = int(n)
         validate.large_fits(16 * n, f"sampling {n:,} characters")  # (ids and uniforms)
         temperature = validate.positive("temperature", temperature)
+        greedy = validate.flag("greedy", greedy)
         if not validate.is_integer(top_k) or top_k < 0:
             raise ValueError(f"top_k must be an integer >= 0 (0: no limit), got {top_k!r}")
         top_k = min(int(top_k), c.vocab_size)  # k >= V keeps every character, as V does
@@ -522,7 +556,7 @@ class CharRNN:
             raise ValueError("the model's weights hold NaN or infinite values (its training "
                              "diverged): there is nothing to sample from")
         state = self._checked_state(self.state[:, :, :1] if state is None else state)
-        greedy = bool(greedy) or reference.overflows(self.weights, state, temperature)
+        greedy = greedy or reference.overflows(self.weights, state, temperature)
         ixes, uniforms, seed_ix = np.empty(n, np.int64), rng.random(n), int(seed_ix)
         for a in range(0, n, config.SAMPLE_CALL_CHARS):  # (Ctrl-C is heard between calls)
             b = min(n, a + config.SAMPLE_CALL_CHARS)

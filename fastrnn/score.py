@@ -157,6 +157,8 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None):
                     yield kept, len(text) - len(kept)
                 if not raw:
                     return
+    except FileNotFoundError:  # (worded as train's and sample's)
+        raise ValueError(f"{path}: no such file") from None
     except OSError as e:
         raise ValueError(f"{path}: cannot read it ({e.strerror or e})") from None
 

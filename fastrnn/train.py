@@ -84,9 +84,11 @@ def build_parser():
                    help="instead of --iterations: train until E passes over the training text in "
                         "total (rounded up to whole iterations; counted like --iterations)")
     r.add_argument("--time-budget", type=cli.positive_float, metavar="SECONDS",
-                   help="also stop (and save) within this many seconds of this run: the final "
-                        "validation and checkpoint included, from how long the latest took (before "
-                        "the first validation: from timing a sixteenth of one)")
+                   help="also stop (and save) within this many seconds of the start of "
+                        "training (compiling included; starting up and reading the text come "
+                        "before it): the final validation and checkpoint included, from how long "
+                        "the latest took (before the first validation: from timing a sixteenth of "
+                        "one)")
     r.add_argument("--threads", type=cli.positive_int, metavar="N",
                    help="CPU threads for mini-batch training and validation streams (default: "
                         "NUMBA_NUM_THREADS, i.e. all cores; results are the same bits for any N; "

@@ -116,6 +116,13 @@ def positive(name, value, kind=float):
     return v
 
 
+def flag(name, value):
+    """value must be a bool (Python's or NumPy's): a string such as "no" would be true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def vanishes(rate, dtype):
     """Whether a learning rate is 0 in ``dtype`` (too small to move any weight)."""
     return np.dtype(dtype).type(rate) == 0

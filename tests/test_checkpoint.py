@@ -274,6 +274,33 @@ def test_a_failed_write_leaves_the_previous_file_whole(saved, monkeypatch):
     assert os.listdir(path.parent) == [path.name]  # no temporary file left behind
 
 
+def test_save_writes_through_a_link_and_never_over_what_is_not_a_file(saved, tmp_path):
+    """A checkpoint saved over a symbolic link replaces the file it names (the link stays: it
+    was replaced by a file, and a checkpoint linked to a larger disk came back beside the
+    link); a FIFO, a device (as root, /dev/null was replaced by a checkpoint) or a directory is
+    an OSError naming it, left as it was."""
+    path, model, losses = saved
+    ckpt = checkpoint.load(path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    link = tmp_path / "link.npz"
+    link.symlink_to(elsewhere / "target.npz")  # (dangling until the first save)
+    for _ in range(2):
+        checkpoint.save(link, ckpt)
+        assert link.is_symlink() and (elsewhere / "target.npz").read_bytes() == path.read_bytes()
+    assert sorted(os.listdir(elsewhere)) == ["target.npz"]  # (its temporary file went too)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "to-fifo").symlink_to(fifo)
+    for target, named, kind in [(fifo, fifo, "a FIFO (named pipe)"),
+                                (tmp_path, tmp_path, "a directory"),
+                                (tmp_path / "to-fifo", fifo, "a FIFO (named pipe)")]:
+        with pytest.raises(OSError, match=re.escape(f"it is {kind}, not a regular file: "
+                                                    f"'{named}'")):
+            checkpoint.save(target, ckpt)
+    assert fifo.is_fifo() and (tmp_path / "to-fifo").is_symlink()
+
+
 def _npy(array):
     """The bytes of ``array`` as a .npy file (np.save to a path would add .npy to its name)."""
     buffer = io.BytesIO()

@@ -828,6 +828,12 @@ def test_replaced_weights_and_optimizer_states_are_checked(backend):
     loose = own._replace(Why=own.Why.copy())  # (its Why not the flat buffer's)
     frozen = model.spec.init(0)
     frozen.flat.flags.writeable = False
+    # every second value of a buffer twice the size: the kernels read the buffer's first half
+    # (the model's numbers and zeros between them), on numba without a word
+    spaced = np.zeros(2 * model.spec.size)
+    spaced[::2] = own.flat
+    strided = model.spec.view(spaced[::2])
+    backwards = model.spec.view(own.flat[::-1].copy()[::-1])
     calls = {"train": lambda: model.train(data, 2), "evaluate": lambda: model.evaluate(data),
              "sample": lambda: model.sample(3, 1, rng=np.random.default_rng(0))}
     for weights, message, refused in [
@@ -838,6 +844,8 @@ def test_replaced_weights_and_optimizer_states_are_checked(backend):
             (other(dtype="float32").weights, "weights have dtype float32, the model's is "
                                              "float64", calls),
             (loose, "weights' tensors are not the views of weights.flat", calls),
+            (strided, "weights.flat is not contiguous \\(a strided view\\)", calls),
+            (backwards, "weights.flat is not contiguous", calls),
             ("weights", "weights must be Weights over a NumPy array", calls),
             (frozen, "weights are read-only \\(training updates them in place\\)",
              ["train"])]:
@@ -854,7 +862,9 @@ def test_replaced_weights_and_optimizer_states_are_checked(backend):
                             (adam[:1], "states must be a list of 2 Weights \\(the adam "
                                        "optimizer's m, v\\), got list of 1"),
                             (other(optimizer="adam", dtype="float32").states,
-                             "states \\(m\\) have dtype float32")]:
+                             "states \\(m\\) have dtype float32"),
+                            ([model.spec.view(np.zeros(2 * model.spec.size)[::2]), adam[1]],
+                             "states \\(m\\).flat is not contiguous")]:
         model.states = states
         with pytest.raises(ValueError, match=message):
             model.train(data, 1)
@@ -883,6 +893,61 @@ def test_a_position_past_the_end_starts_again_at_0_whatever_its_size(backend):
         model.position = far
         np.testing.assert_array_equal(model.train(data, 2), losses)
         assert model.position == 10 and np.array_equal(model.weights.flat, expected.weights.flat)
+
+
+def test_a_replaced_config_keeps_what_the_weights_were_made_by():
+    """``config`` is a public attribute, and ``dataclasses.replace`` the way to change a frozen
+    Config: the fields the weights, the optimizer's state and the dropout generator were made
+    by are refused (ids checked against a larger vocab_size were read out of bounds: a
+    segmentation fault; another optimizer or cell trained the old one in silence); the
+    settings read at every call may change, and take effect."""
+    import dataclasses
+
+    data = np.random.default_rng(0).integers(0, 5, 300)
+    model = CharRNN(5, hidden_size=8, seq_length=4)
+    before = model.config
+    for field, value in [("vocab_size", 4_000_000), ("hidden_size", 64), ("dtype", "float32"),
+                         ("cell", "gru"), ("num_layers", 3), ("optimizer", "adam"),
+                         ("seed", 3)]:
+        with pytest.raises(ValueError, match=f"config.{field} is fixed for a model .*; asked "
+                                             f"{re.escape(repr(value))}"):
+            model.config = dataclasses.replace(before, **{field: value})
+        assert model.config is before
+    with pytest.raises(TypeError, match="config must be a Config .* got dict"):
+        model.config = before.to_dict()
+    # the others: a new model with them trains the same from the same weights
+    changed = dict(seq_length=6, learning_rate=0.05, batch_size=2)
+    model.config = dataclasses.replace(before, **changed)
+    model.state = model.zero_state(2)
+    expected = CharRNN(5, hidden_size=8, **changed)
+    np.testing.assert_array_equal(model.train(data, 3), expected.train(data, 3))
+    assert np.array_equal(model.weights.flat, expected.weights.flat)
+
+
+def test_odd_arguments_are_named_not_failed_on():
+    """What a notebook may pass: None as data to a model that never trained (its cache of the
+    last array checked is None too), a count of chunks past 2**62 (blamed on ``step``), a
+    string as ``greedy`` ("no" is true), a string as a checkpoint's vocabulary."""
+    from fastrnn import checkpoint, dropin
+
+    model = CharRNN(5, hidden_size=8, seq_length=4)
+    with pytest.raises(ValueError, match="data must be a one-dimensional sequence"):
+        model.train(None, 1)
+    with pytest.raises(ValueError, match="n_steps must be at most 2\\*\\*62, got "
+                                         "9,223,372,036,854,775,808"):
+        model.train(np.arange(50) % 5, 2**63)
+    p = dropin.init_params(8, 5)
+    for greedy in ("no", "False", 1, None):
+        with pytest.raises(ValueError, match=f"greedy must be True or False, got "
+                                             f"{re.escape(repr(greedy))}"):
+            model.sample(3, 1, greedy=greedy)
+        with pytest.raises(ValueError, match="greedy must be True or False"):
+            dropin.sample(np.zeros((8, 1)), 1, 3, *p, greedy=greedy)
+    ids, _ = model.sample(3, 1, greedy=np.True_, rng=np.random.default_rng(0))
+    assert ids == model.sample(3, 1, greedy=True, rng=np.random.default_rng(1))[0]
+    with pytest.raises(ValueError, match="vocab must be the Vocab the model's ids stand for "
+                                         ".* got str"):
+        checkpoint.Checkpoint.of(model, "abcde", [], {})
 
 
 @pytest.mark.parametrize("step", [-1, 2.0, 2**62, 2**80])

@@ -82,7 +82,8 @@ def test_a_file_mostly_outside_the_vocabulary_is_warned_about(run, tmp_path, cap
 
 @pytest.mark.parametrize("make, fragment", [
     (lambda p: p, "is a directory, not a regular file"),
-    (lambda p: p / "missing.txt", "cannot read it"),
+    (lambda p: p / "missing.txt", "missing.txt: no such file"),
+    (lambda p: (p / "f", (p / "f").write_text("ab"))[0] / "x", "cannot read it (Not a directory)"),
     (lambda p: (p / "one.txt", (p / "one.txt").write_text("a"))[0], "fewer than 2 characters"),
     (lambda p: (p / "bad.txt", (p / "bad.txt").write_bytes(b"a\xff\xfeb"))[0],
      "byte 0xff at offset 1 is not valid utf-8"),
