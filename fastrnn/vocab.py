@@ -123,7 +123,11 @@ class Vocab:
             except TypeError:
                 raise ValueError(f"decode takes a sequence of integer ids, got "
                                  f"{type(ids).__name__} {ids!r}") from None
-        ids = np.asarray(ids)
+        try:
+            ids = np.asarray(ids)
+        except ValueError:  # (a ragged list: NumPy's "inhomogeneous shape")
+            raise ValueError("decode takes a sequence of integer ids, got a nested, ragged "
+                             "sequence") from None
         if ids.size and (ids.ndim != 1 or ids.dtype.kind not in "iu"):
             raise ValueError(f"decode takes a sequence of integer ids, got "
                              f"{ids.dtype} values in shape {ids.shape}")

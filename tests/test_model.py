@@ -586,7 +586,9 @@ def test_vocab_refuses_ids_and_types_it_would_get_wrong():
     for ids, message in [([-1, 0], "decode: id -1 is outside the vocabulary \\[0, 8\\)"),
                          ([100], "decode: id 100 is outside"),
                          ([1.0], "decode takes a sequence of integer ids, got float64"),
-                         (3, "decode takes a sequence of integer ids, got int 3")]:
+                         (3, "decode takes a sequence of integer ids, got int 3"),
+                         ([0, [1]], "decode takes a sequence of integer ids, got a nested, "
+                                    "ragged sequence")]:
         with pytest.raises(ValueError, match=message):
             vocab.decode(ids)
     big = Vocab([chr(0x100 + i) for i in range(300)])
