@@ -16,6 +16,10 @@ Each process times every call (its first call: compilation or a cache load) and 
 the process totals, less a process that only imports the same modules, are printed too.
 
     python benchmarks/compile_time.py [float64|float32]     # (a), (b) for that dtype, (c)
+    python benchmarks/compile_time.py --parts default        # (a) only
+
+The processes import ``fastrnn`` from the current directory first (``python -c``): run from
+another checkout (a ``git worktree`` of an older commit), this script measures that code.
 """
 
 import argparse
@@ -147,13 +151,19 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("dtype", nargs="?", default="float64", choices=("float64", "float32"),
                    help="the dtype of part (b) (default float64)")
-    dtype = p.parse_args(argv).dtype
+    p.add_argument("--parts", nargs="+", choices=("default", "every", "recipe"),
+                   default=("default", "every", "recipe"),
+                   help="which measurements: (a) default, (b) every, (c) recipe (default: all)")
+    args = p.parse_args(argv)
     print(describe.header(__file__, argv))
-    measure("default python -m fastrnn.train path (float64, B=1, adagrad: train, evaluate, sample)",
-            DEFAULT_PATH)
-    measure(f"{dtype}, every kernel", EVERY_KERNEL.format(dtype=dtype))
-    measure("the README recipe's model (lstm, 2 layers, dropout, float32, adam, B=32: train, "
-            "evaluate, sample)", RECIPE)
+    if "default" in args.parts:
+        measure("default python -m fastrnn.train path (float64, B=1, adagrad: train, evaluate, "
+                "sample)", DEFAULT_PATH)
+    if "every" in args.parts:
+        measure(f"{args.dtype}, every kernel", EVERY_KERNEL.format(dtype=args.dtype))
+    if "recipe" in args.parts:
+        measure("the README recipe's model (lstm, 2 layers, dropout, float32, adam, B=32: "
+                "train, evaluate, sample)", RECIPE)
 
 
 if __name__ == "__main__":

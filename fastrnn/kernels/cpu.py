@@ -266,27 +266,32 @@ def gradients(inputs, targets, hs, ps, w, g, work):
     dys[:T] = ps[:T]
     for t in range(T):
         dys[t, targets[t]] -= one
-    dWhy[:] = 0
-    matmul_acc(dys[:T], hs[1:T + 1], dWhy, True)
     dby[:] = 0
     for t in range(T):
         for v in range(dby.shape[0]):
             dby[v] += dys[t, v]
-    # dh from the output of every step: dhs[t] = Why^T dy[t].
+    dWhy[:] = 0
     dhs[:T] = 0
-    matmul_acc(dys[:T], Why, dhs[:T], False)
-
-    # The recurrence, backwards: dhs[t] becomes draw[t].
-    dh_next[:] = 0
-    for t in range(T - 1, -1, -1):
-        for i in range(H):
-            dhs[t, i] = tanh_backward(hs[t + 1, i], dhs[t, i] + dh_next[i], one)
-        if t > 0:
-            vecmat(dhs[t], Whh, dh_next)
+    dWhh[:] = 0
+    # Three products, in one loop so that matmul_acc is compiled once, not three times (Numba
+    # inlines each call site's copy: a third of the kernel's compile time each):
+    #   0: dWhy = dy^T h;  1: dh from the output of every step, dhs[t] = Why^T dy[t];
+    #   2: after the recurrence, dWhh = draw^T h_prev.
+    for product in range(3):
+        if product == 2:
+            # The recurrence, backwards: dhs[t] becomes draw[t].
+            dh_next[:] = 0
+            for t in range(T - 1, -1, -1):
+                for i in range(H):
+                    dhs[t, i] = tanh_backward(hs[t + 1, i], dhs[t, i] + dh_next[i], one)
+                if t > 0:
+                    vecmat(dhs[t], Whh, dh_next)
+        A = dys[:T] if product < 2 else dhs[:T]
+        B = hs[1:T + 1] if product == 0 else Why if product == 1 else hs[:T]
+        C = dWhy if product == 0 else dhs[:T] if product == 1 else dWhh
+        matmul_acc(A, B, C, product != 1)
 
     # Input-side gradients, all steps at once.
-    dWhh[:] = 0
-    matmul_acc(dhs[:T], hs[:T], dWhh, True)
     dbh[:] = 0
     dWxh[:] = 0
     for t in range(T):
