@@ -437,17 +437,31 @@ def apply_masks(masks, h, out):
                 out[t, b, i] = masks[t, b, i] * h[t, b, i]
 
 
+@njit(**INLINE)
+def transpose(W, out):
+    """out = W^T (a loop: an assignment of a transposed array compiles NumPy's broadcasting
+    for it, seconds at a kernel's first call), in 32 x 32 blocks that stay in cache whichever
+    way they are read."""
+    n, m = W.shape
+    for i0 in range(0, n, 32):
+        for j0 in range(0, m, 32):
+            for j in range(j0, min(j0 + 32, m)):
+                row = out[j]
+                for i in range(i0, min(i0 + 32, n)):
+                    row[i] = W[i, j]
+
+
 @njit(**NJIT)
 def load_layer(l, layer, WxhT, WhhT, WupT, Whp, Whb):
     """``Transposes``' arrays of layer l from its weights ``layer`` (the empty ones stay
     empty)."""
     if l == 0:
         if WxhT.shape[0] > 0:  # (empty: Wxh is read by its columns)
-            WxhT[:] = layer.Wxh.T
+            transpose(layer.Wxh, WxhT)
     else:
-        WupT[l - 1] = layer.Wxh.T
+        transpose(layer.Wxh, WupT[l - 1])
     if WhhT.shape[1] > 0:
-        WhhT[l] = layer.Whh.T
+        transpose(layer.Whh, WhhT[l])
     if Whp.shape[1] > 0:
         tiles.pack(layer.Whh, True, Whp[l])    # Whh^T
         tiles.pack(layer.Whh, False, Whb[l])   # Whh
@@ -641,9 +655,10 @@ def load_unit(inputs, targets, state, a, x, y, hs, cs):
             y[t, b] = targets[a + b, t]
     for l in range(L):
         for b in range(Bg):
-            hs[l, 0, b] = state[l, 0, a + b]
-            if S > 1:
-                cs[l, 0, b] = state[l, 1, a + b]
+            for i in range(hs.shape[3]):  # (element by element: see transpose)
+                hs[l, 0, b, i] = state[l, 0, a + b, i]
+                if S > 1:
+                    cs[l, 0, b, i] = state[l, 1, a + b, i]
 
 
 @njit(**NJIT)
@@ -660,9 +675,10 @@ def sample(state, seed_ix, uniforms, w, WxhT, WupT, Whp, temperature, greedy, to
     p = logits[0]
     tau = p.dtype.type(temperature)
     for l in range(L):
-        hs[l, 0, 0] = state[l, 0, 0]
-        if S > 1:
-            cs[l, 0, 0] = state[l, 1, 0]
+        for i in range(H):  # (element by element: see transpose)
+            hs[l, 0, 0, i] = state[l, 0, 0, i]
+            if S > 1:
+                cs[l, 0, 0, i] = state[l, 1, 0, i]
     ix = seed_ix
     for n in range(uniforms.shape[0]):
         for l in range(L):
@@ -681,17 +697,19 @@ def sample(state, seed_ix, uniforms, w, WxhT, WupT, Whp, temperature, greedy, to
                 gemm(False, True, 1, GH, H, hs[l, 0], H, layer.Whh, H, 0.0, acc, GH)
             cell_forward(layer, pre, acc, hs[l, 0], cs[l, 0], hs[l, 1], cs[l, 1], hn)
         for l in range(L):
-            hs[l, 0, 0] = hs[l, 1, 0]
-            cs[l, 0, 0] = cs[l, 1, 0]
+            for i in range(H):
+                hs[l, 0, 0, i] = hs[l, 1, 0, i]
+                cs[l, 0, 0, i] = cs[l, 1, 0, i]
         gemm(False, True, 1, V, H, hs[L - 1, 0], H, w.Why, H, 0.0, logits, V)
         for v in range(V):
             p[v] += w.by[v]
         ix = draw(p, tau, greedy, top_k, top_p, uniforms[n], cdf)
         ixes[n] = ix
     for l in range(L):
-        state[l, 0, 0] = hs[l, 0, 0]
-        if S > 1:
-            state[l, 1, 0] = cs[l, 0, 0]
+        for i in range(H):
+            state[l, 0, 0, i] = hs[l, 0, 0, i]
+            if S > 1:
+                state[l, 1, 0, i] = cs[l, 0, 0, i]
 
 
 # --------------------------------------------------------------------------------------------
