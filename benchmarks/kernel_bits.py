@@ -29,6 +29,8 @@ def main(argv=None):
     p.add_argument("--text", type=Path, default=TEXT, help=f"the corpus (default {TEXT})")
     p.add_argument("--chunks", type=int, default=300, help="chunks trained (default 300)")
     args = p.parse_args(argv)
+    if not args.text.is_file():
+        p.error(f"{args.text} is not a file: pass the corpus with --text PATH")
     text = args.text.read_text(encoding="utf-8")[:200_000]
     vocab = Vocab.from_text(text)
     data = vocab.encode(text)

@@ -31,17 +31,24 @@ def not_regular(path):
     return "not a regular file"
 
 
+def unwritable(path):
+    """What ``path`` is when ``write_atomically`` would not replace it -- "a symbolic link (to
+    ...)", "a directory", "a character device", ... -- else None (a regular file, or nothing)."""
+    if os.path.islink(path):
+        return f"a symbolic link (to {os.readlink(path)})"
+    return not_regular(path)
+
+
 def write_atomically(path, write):
     """Call ``write(f)`` on a binary file object, then replace ``path`` with what it wrote.
-    A symbolic link is followed (the file it names is replaced, in its own directory: the link
-    stays); a path that is something other than a regular file (a device such as /dev/null, a
-    FIFO, a directory) is an OSError, never replaced by a file."""
+    What is not a regular file is an OSError, never replaced: a device such as /dev/null (as
+    root, it became a checkpoint), a FIFO, a directory, or a symbolic link (renamed over, the
+    link would become a file; followed, a write would leave the directory locked for it)."""
     path = Path(path)
-    if path.is_symlink():
-        path = Path(os.path.realpath(path))
-    kind = not_regular(path)
+    kind = unwritable(path)
     if kind:
-        raise OSError(errno.EEXIST, f"it is {kind}, not a regular file", str(path))
+        raise OSError(errno.EISDIR if kind == "a directory" else errno.EINVAL,
+                      f"it is {kind}, not a regular file", str(path))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:

@@ -147,10 +147,7 @@ class CharRNN:
         self.threads = threads
         c = self.config
         self.optimizer = optim.get(c.optimizer)
-        layers = f"{c.num_layers} layers of " if c.num_layers > 1 else ""
-        validate.fits(self.memory_needed(), f"a model of {layers}hidden_size {c.hidden_size} "
-                      f"(vocabulary {c.vocab_size}, batch_size {c.batch_size}, seq_length "
-                      f"{c.seq_length}, {c.dtype}) with its optimizer state and training buffers")
+        self._check_memory(c)
         self.spec = Spec(c.cell, c.vocab_size, c.hidden_size, c.num_layers)
         self.weights = self.spec.init(c.seed, c.dtype)
         self.states = [self.spec.zeros(c.dtype) for _ in self.optimizer.states]
@@ -195,13 +192,19 @@ class CharRNN:
         self.state[...] = saved["state"]
         self.dropout_rng.bit_generator.state = saved["dropout_rng"]
 
-    def memory_needed(self):
+    def _check_memory(self, c):
+        layers = f"{c.num_layers} layers of " if c.num_layers > 1 else ""
+        validate.fits(self.memory_needed(c), f"a model of {layers}hidden_size {c.hidden_size} "
+                      f"(vocabulary {c.vocab_size}, batch_size {c.batch_size}, seq_length "
+                      f"{c.seq_length}, {c.dtype}) with its optimizer state and training buffers")
+
+    def memory_needed(self, c=None):
         """Bytes the model takes to train, about: parameters, gradients, optimizer state and
         (for mini-batches) each stream unit's gradients, plus a chunk's activations and their
         gradients (per layer, a few (T, B, G*H)-sized buffers for G gates; (T, B, V) for the
         output). Checked before anything is allocated, so an impossible size is a clear error,
-        not a MemoryError."""
-        c = self.config
+        not a MemoryError. ``c``: of another config (default: the model's)."""
+        c = self.config if c is None else c
         units = -(-c.batch_size // config.STREAMS_PER_UNIT) if c.batch_size > 1 else 0
         per_layer = (3 * cells.get(c.cell).GATES + 4) * c.hidden_size
         per_chunk = c.seq_length * c.batch_size * (c.num_layers * per_layer + 2 * c.vocab_size)
@@ -232,7 +235,7 @@ class CharRNN:
         fields are the model's: the kernels read arrays laid out by them, so another vocabulary
         size or cell would have them read out of bounds, or train another model than asked."""
         if not isinstance(new, Config):
-            raise TypeError(f"config must be a Config (dataclasses.replace(model.config, ...) "
+            raise ValueError(f"config must be a Config (dataclasses.replace(model.config, ...) "
                             f"makes one), got {type(new).__name__}")
         old = getattr(self, "_config", None)
         changed = [f for f in self.FIXED if old is not None and getattr(new, f) != getattr(old, f)]
@@ -243,6 +246,9 @@ class CharRNN:
                 f"{getattr(new, name)!r}): its weights and optimizer state were made by it; "
                 f"build a new CharRNN for another (seq_length, learning_rate, batch_size and "
                 f"dropout may change)")
+        if old is not None:
+            self._check_memory(new)
+            self._data = self._seen = None  # (ids checked for the old seq_length, batch_size)
         self._config = new
 
     @property

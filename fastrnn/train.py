@@ -434,6 +434,11 @@ def _check_output_dir(args, ckpt, out):
     """Refuse an --out holding another run's checkpoints (unless --overwrite); clear what a
     killed writer or an overwritten run left there."""
     files.remove_stale_temporaries(out)
+    for name in (CHECKPOINT, BEST, METRICS, PLOT):  # (found now, not at the first write)
+        kind = files.unwritable(out / name)
+        if kind:
+            raise cli.UsageError(f"{out / name} is {kind}: the run's outputs are regular files "
+                                 f"in --out; remove it, or pass another --out")
     if ckpt is None:
         if (out / CHECKPOINT).exists() and not args.overwrite:
             raise cli.UsageError(f"{out / CHECKPOINT} already exists: continue it with --resume "

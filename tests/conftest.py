@@ -19,10 +19,15 @@ def text():
     """Real English text: tinyshakespeare from ../shared when present, else a generated stand-in."""
     if SHARED_TEXT.exists():
         return SHARED_TEXT.read_text(encoding="utf-8")[:200_000]
+    # lines of sentences over every lowercase letter, capitals, punctuation and newlines
+    # throughout (as in any slice of real text: tests cut the first 20,000 characters)
     rng = np.random.default_rng(0)
     words = ["the", "king", "and", "queen", "shall", "speak", "of", "love", "death", "my", "lord",
-             "thou", "art", "what", "is", "this", "night", "to", "be", "or", "not"]
-    return " ".join(rng.choice(words, 40_000)).capitalize() + ".\n"
+             "thou", "art", "what", "is", "this", "night", "to", "be", "or", "not", "quick",
+             "brown", "fox", "jumps", "over", "lazy", "dog", "wizard", "vex", "yet", "o'er"]
+    lines = [" ".join(rng.choice(words, rng.integers(3, 12))).capitalize()
+             + str(rng.choice([".", ",", ";", ":", "!", "?", " -"])) for _ in range(5_000)]
+    return "\n".join(lines)[:200_000] + "\n"
 
 
 def _simulator_tests(session):

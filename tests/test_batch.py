@@ -273,6 +273,36 @@ def test_thread_count_does_not_change_a_bit(dtype, unit_sizes, cell, L, dropout)
             assert np.array_equal(a, b), f"{name} with {model.threads} threads"
 
 
+def test_units_that_finish_out_of_order_change_no_bit(monkeypatch):
+    """A chunk's loss and gradients are summed in unit order, never in the order the threads
+    finish them: with the first unit made to finish last (it sleeps), 2 and 4 threads give one
+    thread's bits. (The test above passes a sum in finishing order whenever the units happen
+    to finish in turn, as they often do.)"""
+    import time
+
+    monkeypatch.setattr(batch, "STREAMS_PER_UNIT", 6)  # 4 units
+    data = np.random.default_rng(3).integers(0, 30, 20_000)
+
+    def trained(threads):
+        model = CharRNN(30, hidden_size=40, seq_length=12, batch_size=20, dtype="float32",
+                        optimizer="adam", learning_rate=0.01, threads=threads, cell="lstm")
+        return model.train(data, 3), model.weights.flat
+
+    losses, weights = trained(1)
+    backward = batch._backward_one
+
+    def first_unit_late(work, w, g, drop):
+        if g.streams.start == 0:
+            time.sleep(0.05)
+        return backward(work, w, g, drop)
+
+    monkeypatch.setattr(batch, "_backward_one", first_unit_late)
+    for threads in (2, 4):
+        late_losses, late_weights = trained(threads)
+        assert np.array_equal(late_losses, losses), f"losses with {threads} threads"
+        assert np.array_equal(late_weights, weights), f"weights with {threads} threads"
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n, streams", [(3001, 7), (3000, 7), (700, 1), (41, 3), (5, 8)])
 @pytest.mark.parametrize("cell,L", [("rnn", 1), ("lstm", 2), ("gru", 1)])

@@ -274,31 +274,27 @@ def test_a_failed_write_leaves_the_previous_file_whole(saved, monkeypatch):
     assert os.listdir(path.parent) == [path.name]  # no temporary file left behind
 
 
-def test_save_writes_through_a_link_and_never_over_what_is_not_a_file(saved, tmp_path):
-    """A checkpoint saved over a symbolic link replaces the file it names (the link stays: it
-    was replaced by a file, and a checkpoint linked to a larger disk came back beside the
-    link); a FIFO, a device (as root, /dev/null was replaced by a checkpoint) or a directory is
-    an OSError naming it, left as it was."""
+def test_save_never_replaces_what_is_not_a_regular_file(saved, tmp_path):
+    """A FIFO, a device (as root, /dev/null was replaced by a checkpoint), a directory or a
+    symbolic link (renamed over, it became a file; it is not followed either, or a run's writes
+    would leave its locked --out) is an OSError naming it, left as it was."""
     path, model, losses = saved
     ckpt = checkpoint.load(path)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    link = tmp_path / "link.npz"
-    link.symlink_to(elsewhere / "target.npz")  # (dangling until the first save)
-    for _ in range(2):
-        checkpoint.save(link, ckpt)
-        assert link.is_symlink() and (elsewhere / "target.npz").read_bytes() == path.read_bytes()
-    assert sorted(os.listdir(elsewhere)) == ["target.npz"]  # (its temporary file went too)
-    fifo = tmp_path / "fifo"
+    fifo, target = tmp_path / "fifo", tmp_path / "elsewhere.npz"
     os.mkfifo(fifo)
-    (tmp_path / "to-fifo").symlink_to(fifo)
-    for target, named, kind in [(fifo, fifo, "a FIFO (named pipe)"),
-                                (tmp_path, tmp_path, "a directory"),
-                                (tmp_path / "to-fifo", fifo, "a FIFO (named pipe)")]:
+    target.write_bytes(b"the link's target")
+    (tmp_path / "link.npz").symlink_to(target)
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for name, kind in [("fifo", "a FIFO (named pipe)"), (".", "a directory"),
+                       ("link.npz", f"a symbolic link (to {target})"),
+                       ("loop", f"a symbolic link (to {tmp_path / 'loop'})")]:
         with pytest.raises(OSError, match=re.escape(f"it is {kind}, not a regular file: "
-                                                    f"'{named}'")):
-            checkpoint.save(target, ckpt)
-    assert fifo.is_fifo() and (tmp_path / "to-fifo").is_symlink()
+                                                    f"'{tmp_path / name}'")):
+            checkpoint.save(tmp_path / name, ckpt)
+    assert fifo.is_fifo() and (tmp_path / "link.npz").is_symlink()
+    assert target.read_bytes() == b"the link's target"
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.npz", "elsewhere.npz", "fifo",
+                                            "link.npz", "loop"]  # (no temporary file left)
 
 
 def _npy(array):
@@ -593,6 +589,29 @@ def test_impossible_fields_are_refused_by_name(saved, change, message):
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         checkpoint.load(tmp_path / "none.npz")
+
+
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
+def test_the_squares_an_optimizer_keeps_are_checked_and_only_those(tmp_path, optimizer):
+    """RMSprop's m and Adam's v average squared gradients: negative there is a damaged file
+    (Adam's update would take the square root of it: NaN weights); Adam's m, a signed average
+    of gradients, may be negative."""
+    model = CharRNN(vocab_size=5, hidden_size=8, seq_length=4, optimizer=optimizer,
+                    learning_rate=0.01)
+    model.train(np.arange(40) % 5, 3)
+    path = tmp_path / "checkpoint.npz"
+    checkpoint.save(path, Checkpoint.of(model, Vocab("abcde"), [], {"iteration": 3}))
+    squares = "v" if optimizer == "adam" else "m"
+    for prefix in optim.get(optimizer).states:
+        damaged = tmp_path / f"{prefix}.npz"
+        damaged.write_bytes(path.read_bytes())
+        rewrite_meta(damaged, lambda m, a: a.update({prefix + "Wxh": -np.ones((8, 5))}))
+        if prefix == squares:
+            with pytest.raises(CheckpointError, match=f"{prefix}Wxh holds negative values "
+                                                      f"\\(a sum of squares\\)"):
+                checkpoint.load(damaged)
+        else:
+            assert (checkpoint.load(damaged).states[0]["Wxh"] == -1).all()
 
 
 def test_fine_tune_keeps_the_weights_and_starts_everything_else_afresh(saved):

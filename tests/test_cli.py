@@ -55,8 +55,8 @@ def same_state(a, b):
     assert a.state.dtype == b.state.dtype and np.array_equal(a.state, b.state), "state"
     assert a.position == b.position and a.step == b.step
     assert np.array_equal(a.losses, b.losses), "loss history"
-    for key in ("iteration", "smooth_loss", "rng"):
-        assert a.run[key] == b.run[key], key
+    for key in ("iteration", "smooth_loss", "rng"):  # (not best_val_loss: a run stopped
+        assert a.run[key] == b.run[key], key           # and resumed validated where it stopped)
     assert a.dropout_rng == b.dropout_rng, "the dropout generator"
 
 
@@ -115,6 +115,7 @@ def test_an_epoch_ends_where_the_streams_wrap_to_their_start(tmp_path, corpus_fi
         ckpt = checkpoint.load(out / "checkpoint.npz")
         assert reference.wraps(ckpt.position, T, piece) == ends
         assert ckpt.run["metrics"][-1]["epoch"] == round(n / per_pass, 4)
+        assert ckpt.run["metrics"][-1]["chars"] == n * T * batch  # (every stream's)
         assert (ckpt.run["metrics"][-1]["epoch"] == 1.0) == ends
     # --epochs 1 trains to that chunk; resumed with --epochs 0.5 there is nothing to do.
     out = tmp_path / "epochs"
@@ -166,7 +167,7 @@ def test_loss_curve_picture_when_matplotlib_is_installed(tmp_path, corpus_file):
     """In CI matplotlib comes with the tests' extra (pyproject.toml): there it must be
     importable, so that the picture is drawn for real and not skipped in silence."""
     if os.environ.get("CI"):
-        import matplotlib  # noqa: F401
+        __import__("matplotlib")  # (an ImportError fails the test)
     else:
         pytest.importorskip("matplotlib")
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "20", "--eval-every", "10",
@@ -1351,6 +1352,43 @@ def test_a_failed_best_write_is_not_taken_for_a_best(tmp_path, corpus_file, caps
     assert run["metrics"][1]["val_loss"] < first["val_loss"]  # 20 was the better one...
     assert run["best_val_loss"] == first["val_loss"]  # ...but best.npz holds 10's
     assert checkpoint.load(out / "best.npz").run["iteration"] == 10
+
+
+@pytest.mark.parametrize("name", ["checkpoint.npz", "best.npz", "metrics.jsonl", "loss.png"])
+def test_an_output_that_is_a_link_is_refused_before_training(tmp_path, corpus_file, capsys,
+                                                               name):
+    """Outputs are written whole and renamed into place: a symbolic link among them would be
+    replaced by a file (or, followed, written past the lock on --out). Refused at the start,
+    not at the first write an hour in; nothing written, the link and its target as they were."""
+    out, target = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    target.write_text("kept")
+    (out / name).symlink_to(target)
+    rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "10", "--eval-every", "5",
+                     "--overwrite", "--out", str(out)])
+    assert_usage_error(rc, capsys, f"{out / name} is a symbolic link (to {target}): the run's "
+                                   f"outputs are regular files in --out; remove it, or pass "
+                                   f"another --out")
+    assert sorted(os.listdir(out)) == [name] and (out / name).is_symlink()
+    assert target.read_text() == "kept"
+
+
+def test_a_resumed_run_keeps_the_best_validation_it_resumes_with(tmp_path, corpus_file):
+    """The best loss so far comes back with the checkpoint: a resumed run whose validations do
+    not beat it leaves best.npz as it was (were it forgotten, the first validation after the
+    resume would count as a best and write a worse model over best.npz)."""
+    out = tmp_path / "r"
+    argv = ["--data", corpus_file, *SMALL, "--eval-every", "10", "--checkpoint-every", "0",
+            "--sample-every", "0", "--quiet"]
+    assert train.main([*argv, "--iterations", "10", "--out", str(out)]) == 0
+    rewrite_meta(out / "checkpoint.npz", lambda meta, arrays: meta["run"].update(
+        best_val_loss=0.5))  # (better than any this small model reaches)
+    before = (out / "best.npz").read_bytes()
+    assert train.main(["--resume", str(out / "checkpoint.npz"), "--iterations", "30",
+                       "--quiet"]) == 0
+    run = checkpoint.load(out / "checkpoint.npz").run
+    assert [r["iteration"] for r in run["metrics"]] == [10, 20, 30]
+    assert run["best_val_loss"] == 0.5 and (out / "best.npz").read_bytes() == before
 
 
 def test_a_lock_file_its_holder_removed_is_not_taken_for_the_lock(tmp_path, monkeypatch):

@@ -585,12 +585,20 @@ def test_vocab_refuses_ids_and_types_it_would_get_wrong():
     vocab = Vocab.from_text("hello world")
     for ids, message in [([-1, 0], "decode: id -1 is outside the vocabulary \\[0, 8\\)"),
                          ([100], "decode: id 100 is outside"),
+                         ([8], "decode: id 8 is outside the vocabulary \\[0, 8\\)"),
                          ([1.0], "decode takes a sequence of integer ids, got float64"),
                          (3, "decode takes a sequence of integer ids, got int 3"),
                          ([0, [1]], "decode takes a sequence of integer ids, got a nested, "
                                     "ragged sequence")]:
         with pytest.raises(ValueError, match=message):
             vocab.decode(ids)
+    from fastrnn.vocab import id_dtype
+    assert [id_dtype(n) for n in (2, 256, 257, 65536, 65537)] == \
+        [np.uint8, np.uint8, np.uint16, np.uint16, np.uint32]
+    for size in (256, 257):  # (the last id of each fits its dtype)
+        text = "".join(chr(0x100 + i) for i in range(size))
+        edge = Vocab.from_text(text)
+        assert edge.decode(edge.encode(text)) == text and edge.encode(text)[-1] == size - 1
     big = Vocab([chr(0x100 + i) for i in range(300)])
     assert big.encode(chr(0x100 + 299), dtype=np.uint16).tolist() == [299]
     for dtype in (np.uint8, np.int8, np.float32):
@@ -915,8 +923,19 @@ def test_a_replaced_config_keeps_what_the_weights_were_made_by():
                                              f"{re.escape(repr(value))}"):
             model.config = dataclasses.replace(before, **{field: value})
         assert model.config is before
-    with pytest.raises(TypeError, match="config must be a Config .* got dict"):
+    with pytest.raises(ValueError, match="config must be a Config .* got dict"):
         model.config = before.to_dict()
+    # ids checked for the old seq_length are checked again (read-only memory over bytes is
+    # checked once and cached: a longer chunk read past its end), and the memory it takes
+    frozen = np.frombuffer(data.astype(np.uint8).tobytes(), np.uint8)
+    model.train(frozen, 1)
+    model.config = dataclasses.replace(before, seq_length=1000)
+    with pytest.raises(ValueError, match="data has 300 characters; training with "
+                                         "seq_length=1000 needs at least 1001"):
+        model.train(frozen, 1)
+    with pytest.raises(ValueError, match="a model of hidden_size 8 .* seq_length 10000000000000"):
+        model.config = dataclasses.replace(before, seq_length=10**13)
+    model = CharRNN(5, hidden_size=8, seq_length=4)
     # the others: a new model with them trains the same from the same weights
     changed = dict(seq_length=6, learning_rate=0.05, batch_size=2)
     model.config = dataclasses.replace(before, **changed)
@@ -927,9 +946,10 @@ def test_a_replaced_config_keeps_what_the_weights_were_made_by():
 
 
 def test_odd_arguments_are_named_not_failed_on():
-    """What a notebook may pass: None as data to a model that never trained (its cache of the
-    last array checked is None too), a count of chunks past 2**62 (blamed on ``step``), a
-    string as ``greedy`` ("no" is true), a string as a checkpoint's vocabulary."""
+    """What a notebook may pass, each named: None as data to a model that never trained (its
+    cache of the last array checked was None too: an AttributeError), a count of chunks past
+    2**62 (was blamed on ``step``), a string as ``greedy`` ("no" was true), a string as a
+    checkpoint's vocabulary."""
     from fastrnn import checkpoint, dropin
 
     model = CharRNN(5, hidden_size=8, seq_length=4)

@@ -274,7 +274,8 @@ def gradients(inputs, targets, hs, ps, w, g, work):
     dhs[:T] = 0
     dWhh[:] = 0
     # Three products, in one loop so that matmul_acc is compiled once, not three times (Numba
-    # inlines each call site's copy: a third of the kernel's compile time each):
+    # inlines a copy at each call site: the two copies less took the kernel's compile from
+    # 21 s to 13 s, benchmarks/RESULTS.md):
     #   0: dWhy = dy^T h;  1: dh from the output of every step, dhs[t] = Why^T dy[t];
     #   2: after the recurrence, dWhh = draw^T h_prev.
     for product in range(3):

@@ -75,8 +75,8 @@ SEGMENTS = 64           # row segments summed in parallel by the bias-gradient s
 WARP = 32               # the most threads per row of the "persistent" form: a warp
 LANES = 32              # a hardware warp: blocks are whole warps (tests change WARP, not this)
 MAX_PER_LANE = 64       # most weights per thread of the "persistent" form (H <= 2048); in
-                        # float64, 64 a lane is 255 registers plus 144-160 bytes spilled (ptxas,
-                        # sm_90): it runs, at a speed never measured (the plan does not see it)
+                        # float64, 64 a lane is 255 registers plus 144-160 bytes spilled (ptxas
+                        # for sm_90, read in a review; the plan does not see it): never timed
 STEPWISE = False        # launch the cooperative kernels one step at a time (tests)
 
 
