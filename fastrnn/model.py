@@ -235,10 +235,11 @@ class CharRNN:
         fields are the model's: the kernels read arrays laid out by them, so another vocabulary
         size or cell would have them read out of bounds, or train another model than asked."""
         if not isinstance(new, Config):
-            raise ValueError(f"config must be a Config (dataclasses.replace(model.config, ...) "
-                            f"makes one), got {type(new).__name__}")
+            raise ValueError(f"config must be a Config (dataclasses.replace(model.config, "
+                             f"...) makes one), got {type(new).__name__}")
         old = getattr(self, "_config", None)
-        changed = [f for f in self.FIXED if old is not None and getattr(new, f) != getattr(old, f)]
+        changed = [f for f in self.FIXED
+                   if old is not None and getattr(new, f) != getattr(old, f)]
         if changed:
             name = changed[0]
             raise ValueError(

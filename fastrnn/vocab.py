@@ -56,7 +56,7 @@ class Vocab:
             raise ValueError("vocabulary characters must be distinct")
         if len(chars) < 2:
             raise ValueError(f"a vocabulary needs at least 2 distinct characters, got {len(chars)}")
-        self.chars = chars
+        self._chars = tuple(chars)
         self.index = {ch: i for i, ch in enumerate(chars)}
         codes = np.array([ord(c) for c in chars], np.int64)
         # id of each code point up to the largest (-1: not in the vocabulary), at most 4.4 MB:
@@ -75,18 +75,25 @@ class Vocab:
         return cls([chr(c) for c in codes])
 
     def __repr__(self):
-        shown = "".join(self.chars[:40])
-        more = f" and {len(self.chars) - 40:,} more" if len(self.chars) > 40 else ""
-        return f"Vocab({len(self.chars)} characters: {shown!r}{more})"
+        chars = self._chars
+        shown = "".join(chars[:40])
+        more = f" and {len(chars) - 40:,} more" if len(chars) > 40 else ""
+        return f"Vocab({len(chars)} characters: {shown!r}{more})"
+
+    @property
+    def chars(self):
+        """The characters, id by id: a list of its own (appended to, it would have left the
+        vocabulary's length, ids and lookups disagreeing)."""
+        return list(self._chars)
 
     def __len__(self):
-        return len(self.chars)
+        return len(self._chars)
 
     def __eq__(self, other):
-        return isinstance(other, Vocab) and self.chars == other.chars
+        return isinstance(other, Vocab) and self._chars == other._chars
 
     def __str__(self):
-        return "".join(self.chars)
+        return "".join(self._chars)
 
     def unknown(self, text):
         """The characters of ``text`` that are not in the vocabulary, sorted."""
@@ -134,5 +141,5 @@ class Vocab:
         if ids.size and (ids.min() < 0 or ids.max() >= len(self)):
             bad = ids.min() if ids.min() < 0 else ids.max()
             raise ValueError(f"decode: id {bad} is outside the vocabulary [0, {len(self)})")
-        chars = self.chars
+        chars = self._chars
         return "".join([chars[i] for i in ids.tolist()])

@@ -577,6 +577,10 @@ def test_vocab_round_trip_and_unknown_characters():
         vocab.encode("zxo")
     assert vocab.decode([]) == "" and vocab.decode(np.array([1, 0], np.uint8)) == "d "
     assert vocab.decode(i for i in (1, 0)) == vocab.decode(range(1, -1, -1)) == "d "
+    vocab.chars.append("z")  # (a list of its own: the vocabulary stays as it was)
+    assert len(vocab) == 8 and vocab.chars == sorted(set("hello world"))
+    with pytest.raises(ValueError, match="characters not in the vocabulary: 'z'"):
+        vocab.encode("z")
 
 
 def test_vocab_refuses_ids_and_types_it_would_get_wrong():
