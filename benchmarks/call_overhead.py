@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import describe  # noqa: E402
 from fastrnn import CharRNN, Vocab  # noqa: E402
 
-TEXT = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+TEXT = describe.SHARED_TEXT
 
 
 def main(argv=None):

@@ -77,7 +77,7 @@ from fastrnn.config import CLIP  # noqa: E402
 from fastrnn.spec import Spec  # noqa: E402
 from benchmarks import describe  # noqa: E402
 
-TEXT = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+TEXT = describe.SHARED_TEXT
 T, LR, DTYPE, SEED = 50, 0.002, "float32", 0
 CHECK_RTOL = 1e-4  # float32 losses of the same chunk from the same weights agree to ~1e-7
 

@@ -6,15 +6,12 @@ each case's median and its speed relative to the NumPy reference measured in the
 the corpus the cases read (tinyshakespeare from ../shared, or synthetic text where it is missing).
 """
 
-import pathlib
-
 import numpy as np
 import pytest
 
+from benchmarks.describe import SHARED_TEXT
 from fastrnn import Vocab
 
-SHARED_TEXT = (pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
-               / "tinyshakespeare.txt")
 SYNTHETIC_SIZE = 1_115_394  # characters, as many as tinyshakespeare's
 CORPORA = {  # the fixture's ``source``: what the summary says of it
     "tinyshakespeare": f"tinyshakespeare ({SHARED_TEXT})",

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+# the standard corpus, read in place from ../shared beside the repository (never copied)
+SHARED_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+
 
 def cpu_name():
     """The CPU's model name (/proc/cpuinfo), else what ``platform`` knows."""

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fastrnn import CharRNN, corpus  # noqa: E402
 from benchmarks import describe  # noqa: E402
 
-TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+TEXT = describe.SHARED_TEXT
 
 
 def main(argv=None):

@@ -18,9 +18,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import describe  # noqa: E402
 from fastrnn import CharRNN, Vocab  # noqa: E402
 
-TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+TEXT = describe.SHARED_TEXT
 SETTINGS = (("adagrad", 0.1), ("rmsprop", 0.002), ("adam", 0.002))
 
 

@@ -46,11 +46,9 @@ def plot(path, records):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError as e:
-        if e.name == "matplotlib":
-            return "matplotlib is not installed (pip install -e \".[plot]\")"
-        return f"matplotlib could not be imported ({_first_line(e)})"
     except Exception as e:  # (MPLBACKEND=bogus is a ValueError at import)
+        if isinstance(e, ImportError) and e.name == "matplotlib":
+            return "matplotlib is not installed (pip install -e \".[plot]\")"
         return f"matplotlib could not be imported ({_first_line(e)})"
     try:
         fig, ax = plt.subplots(figsize=(7, 4))

@@ -238,16 +238,15 @@ class CharRNN:
             raise ValueError(f"config must be a Config (dataclasses.replace(model.config, "
                              f"...) makes one), got {type(new).__name__}")
         old = getattr(self, "_config", None)
-        changed = [f for f in self.FIXED
-                   if old is not None and getattr(new, f) != getattr(old, f)]
-        if changed:
-            name = changed[0]
-            raise ValueError(
-                f"config.{name} is fixed for a model ({getattr(old, name)!r}; asked "
-                f"{getattr(new, name)!r}): its weights and optimizer state were made by it; "
-                f"build a new CharRNN for another (seq_length, learning_rate, batch_size and "
-                f"dropout may change)")
-        if old is not None:
+        if old is not None:  # (else the model's first, from __init__)
+            changed = [f for f in self.FIXED if getattr(new, f) != getattr(old, f)]
+            if changed:
+                name = changed[0]
+                raise ValueError(
+                    f"config.{name} is fixed for a model ({getattr(old, name)!r}; asked "
+                    f"{getattr(new, name)!r}): its weights and optimizer state were made by "
+                    f"it; build a new CharRNN for another (seq_length, learning_rate, "
+                    f"batch_size and dropout may change)")
             self._check_memory(new)
             self._data = self._seen = None  # (ids checked for the old seq_length, batch_size)
         self._config = new

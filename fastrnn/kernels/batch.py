@@ -438,9 +438,16 @@ def apply_masks(masks, h, out):
 
 
 @njit(**INLINE)
+def copy_vector(a, out):
+    """out[:] = a for vectors, as a loop: an array assignment compiles NumPy's broadcasting
+    for it, seconds at a kernel's first call."""
+    for i in range(a.shape[0]):
+        out[i] = a[i]
+
+
+@njit(**INLINE)
 def transpose(W, out):
-    """out = W^T (a loop: an assignment of a transposed array compiles NumPy's broadcasting
-    for it, seconds at a kernel's first call), in 32 x 32 blocks that stay in cache whichever
+    """out = W^T (a loop, as ``copy_vector``), in 32 x 32 blocks that stay in cache whichever
     way they are read."""
     n, m = W.shape
     for i0 in range(0, n, 32):
@@ -655,10 +662,9 @@ def load_unit(inputs, targets, state, a, x, y, hs, cs):
             y[t, b] = targets[a + b, t]
     for l in range(L):
         for b in range(Bg):
-            for i in range(hs.shape[3]):  # (element by element: see transpose)
-                hs[l, 0, b, i] = state[l, 0, a + b, i]
-                if S > 1:
-                    cs[l, 0, b, i] = state[l, 1, a + b, i]
+            copy_vector(state[l, 0, a + b], hs[l, 0, b])
+            if S > 1:
+                copy_vector(state[l, 1, a + b], cs[l, 0, b])
 
 
 @njit(**NJIT)
@@ -675,10 +681,9 @@ def sample(state, seed_ix, uniforms, w, WxhT, WupT, Whp, temperature, greedy, to
     p = logits[0]
     tau = p.dtype.type(temperature)
     for l in range(L):
-        for i in range(H):  # (element by element: see transpose)
-            hs[l, 0, 0, i] = state[l, 0, 0, i]
-            if S > 1:
-                cs[l, 0, 0, i] = state[l, 1, 0, i]
+        copy_vector(state[l, 0, 0], hs[l, 0, 0])
+        if S > 1:
+            copy_vector(state[l, 1, 0], cs[l, 0, 0])
     ix = seed_ix
     for n in range(uniforms.shape[0]):
         for l in range(L):
@@ -697,19 +702,17 @@ def sample(state, seed_ix, uniforms, w, WxhT, WupT, Whp, temperature, greedy, to
                 gemm(False, True, 1, GH, H, hs[l, 0], H, layer.Whh, H, 0.0, acc, GH)
             cell_forward(layer, pre, acc, hs[l, 0], cs[l, 0], hs[l, 1], cs[l, 1], hn)
         for l in range(L):
-            for i in range(H):
-                hs[l, 0, 0, i] = hs[l, 1, 0, i]
-                cs[l, 0, 0, i] = cs[l, 1, 0, i]
+            copy_vector(hs[l, 1, 0], hs[l, 0, 0])
+            copy_vector(cs[l, 1, 0], cs[l, 0, 0])
         gemm(False, True, 1, V, H, hs[L - 1, 0], H, w.Why, H, 0.0, logits, V)
         for v in range(V):
             p[v] += w.by[v]
         ix = draw(p, tau, greedy, top_k, top_p, uniforms[n], cdf)
         ixes[n] = ix
     for l in range(L):
-        for i in range(H):
-            state[l, 0, 0, i] = hs[l, 0, 0, i]
-            if S > 1:
-                state[l, 1, 0, i] = cs[l, 0, 0, i]
+        copy_vector(hs[l, 0, 0], state[l, 0, 0])
+        if S > 1:
+            copy_vector(cs[l, 0, 0], state[l, 1, 0])
 
 
 # --------------------------------------------------------------------------------------------
