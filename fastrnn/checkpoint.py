@@ -39,6 +39,7 @@ from .vocab import Vocab
 FORMAT = "fastrnn-checkpoint"
 VERSION = 3  # the newest format this reads (and writes, for a checkpoint with run.pending)
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # what an .npz (a zip archive) starts with
+CHECKPOINT, BEST = "checkpoint.npz", "best.npz"  # what fastrnn.train writes in its --out
 
 
 class CheckpointError(ValueError):
@@ -167,6 +168,14 @@ def _plain(value):
     raise TypeError(f"{type(value).__name__} {value!r} is not JSON")
 
 
+def _a_directory(path):
+    """The message for a directory given as a checkpoint: a run's --out, it names the
+    checkpoints in it."""
+    held = [str(path / name) for name in (CHECKPOINT, BEST) if (path / name).is_file()]
+    return f"{path} is a directory, not a checkpoint" + (
+        f" (it holds {' and '.join(held)})" if held else "")
+
+
 def load(path):
     """Read a checkpoint; CheckpointError (one line, naming the file) if it is unusable. Only
     the arrays a checkpoint has are read, each after its header: one whose data could not be
@@ -174,7 +183,7 @@ def load(path):
     path = Path(path)
     kind = files.not_regular(path)
     if kind == "a directory":
-        raise CheckpointError(f"{path} is a directory, not a checkpoint")
+        raise CheckpointError(_a_directory(path))
     if kind:
         raise CheckpointError(f"{path} is {kind}, not a checkpoint file")
     try:
@@ -206,7 +215,7 @@ def load(path):
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except IsADirectoryError:
-        raise CheckpointError(f"{path} is a directory, not a checkpoint") from None
+        raise CheckpointError(_a_directory(path)) from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{path} is not a readable fastrnn checkpoint "
                               f"(corrupt or truncated: {e})") from None
@@ -223,6 +232,20 @@ def load(path):
     _check_shapes(f"{path} is corrupt", ckpt, spec)
     _check_fields(f"{path} is corrupt", ckpt)
     return ckpt
+
+
+def run_record(path):
+    """The run record (``Checkpoint.run``) of the checkpoint at ``path``, read alone (its meta
+    data, not its arrays), or None if there is none to read."""
+    try:
+        if files.not_regular(path):
+            return None
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(_read(path, npz, {"meta": None})["meta"]))
+        run = meta.get("run") if isinstance(meta, dict) and meta.get("format") == FORMAT else None
+        return run if isinstance(run, dict) else None
+    except (CheckpointError, OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
 
 
 def _read(path, npz, wanted, config_dtype=None):
@@ -277,7 +300,7 @@ def _interpret(path, meta, members):
     there are arrays is refused before its layout is built)."""
     with _unusable(path):
         meta = json.loads(str(meta))
-        if meta.get("format") != FORMAT:
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise CheckpointError(f"{path} is not a fastrnn checkpoint")
         if not _integer(meta.get("version")) or meta["version"] < 1:
             raise CheckpointError(f"{path} is corrupt: version is {meta.get('version')!r}, "

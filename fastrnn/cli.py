@@ -1,8 +1,10 @@
 """What the command lines share: one-line errors with exit code 2, and argument types."""
 
 import argparse
+import codecs
 import math
 import os
+import re
 import signal
 import sys
 
@@ -19,11 +21,46 @@ class Failure(Exception):
     """The work itself failed (for example a checkpoint could not be written); exit code 1."""
 
 
+# other tools' names for options (char-rnn, torch-rnn, nanoGPT), for "did you mean": with
+# underscores for hyphens (--batch_size) and single dashes (-seq_length) the names are found
+# without this
+OTHER_NAMES = {"rnn_size": "--hidden-size", "lr": "--learning-rate", "max_iters": "--iterations",
+               "max_epochs": "--epochs", "eval_interval": "--eval-every",
+               "eval_val_every": "--eval-every", "checkpoint_dir": "--out", "out_dir": "--out",
+               "input_file": "--data", "data_dir": "--data", "dataset": "--data",
+               "model": "--cell", "n_layer": "--num-layers", "block_size": "--seq-length",
+               "start_text": "--prime", "primetext": "--prime", "start": "--prime",
+               "max_new_tokens": "--length", "gpu": "--backend", "gpuid": "--backend",
+               "device": "--backend", "sample_length": "--length"}
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but a bad argument is one line on stderr (exit 2), not usage plus a line."""
+    """argparse, but a bad argument is one line on stderr (exit 2), not usage plus a line,
+    and an option spelled as other tools spell it (``--batch_size``, ``-seq_length``,
+    ``--rnn_size``) names this command's."""
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:  # (as argparse's own parse_args, with the hint)
+            self.error(f"unrecognized arguments: {' '.join(extras)}{self._meant(extras)}")
+        return namespace
 
     def error(self, message):
+        ambiguous = re.match(r"ambiguous option: (\S+) could match", message)
+        if ambiguous:
+            message += self._meant([ambiguous.group(1)])
         raise UsageError(f"{message} (see --help)")
+
+    def _meant(self, words):
+        """"; did you mean --x?" for the first of ``words`` that names one of the options."""
+        for word in words:
+            name = word.lstrip("-").partition("=")[0]
+            if not word.startswith("-") or not name:
+                continue
+            for option in ("--" + name.replace("_", "-"), OTHER_NAMES.get(name.lower())):
+                if option in self._option_string_actions and option != word:
+                    return f"; did you mean {option}?"
+        return ""
 
 
 class Stderr:
@@ -151,23 +188,40 @@ def quiet_start():
         _before_start = signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 
-def run(main, prog, argv):
+_escaped = []  # the characters stdout's encoding could not write, escaped instead
+
+
+def _escape(error):
+    _escaped.append(error.object[error.start:error.end])
+    return codecs.backslashreplace_errors(error)
+
+
+codecs.register_error("fastrnn-escape", _escape)
+
+
+def run(main, prog, argv, output=False):
     """Call main(argv) -> exit code; a UsageError or Failure becomes ``prog: error: message``
     (``error``) and exit code 2 or 1, Ctrl-C one line and 130. Text the terminal's encoding
-    cannot show (a vocabulary outside it) is written escaped instead of failing the run; a
-    stream closed when the program started (``>&-``, ``2>&-``) is /dev/null; stderr that
-    fails is ``Stderr``'s."""
-    for name in ("stdout", "stderr"):
-        if getattr(sys, name) is None:
-            setattr(sys, name, open(os.devnull, "w"))
-    for stream in (sys.stdout, sys.stderr):
+    cannot show (a vocabulary outside it) is written escaped instead of failing the run, and
+    said once at the end when it was the text on stdout (a file written through it holds the
+    escapes); a stream closed when the program started (``>&-``, ``2>&-``) is /dev/null, but
+    for a command whose ``output`` is its stdout (its text, its scores), which refuses to run
+    for nothing; stderr that fails is ``Stderr``'s."""
+    closed = [name for name in ("stdout", "stderr") if getattr(sys, name) is None]
+    for name in closed:
+        setattr(sys, name, open(os.devnull, "w"))
+    _escaped.clear()
+    for stream, errors in ((sys.stdout, "fastrnn-escape"), (sys.stderr, "backslashreplace")):
         if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
+            stream.reconfigure(errors=errors)
     if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
         signal.signal(signal.SIGINT, _before_start)
     caller = sys.stderr
     sys.stderr = Stderr(caller)
     try:
+        if output and "stdout" in closed:
+            raise UsageError("stdout is closed (>&-): what this command writes would be lost; "
+                             "send it to a file (> FILE) or a pipe")
         return main(argv)
     except UsageError as e:
         error(f"{prog}: error: {e}")
@@ -179,6 +233,11 @@ def run(main, prog, argv):
         error(f"{prog}: {str(e) or 'interrupted'}")
         return EXIT_INTERRUPTED
     finally:
+        if _escaped:
+            print(f"{prog}: note: stdout's encoding ({sys.stdout.encoding}) cannot write "
+                  f"{len(set(''.join(_escaped))):,} of the characters written to it, which came "
+                  f"out as \\u escapes: PYTHONIOENCODING=utf-8 writes them as they are",
+                  file=sys.stderr)
         sys.stderr = caller
 
 

@@ -9,6 +9,7 @@ that holds its ids, so a 100 MB ASCII corpus needs about 300 MB at its peak and 
 
 import codecs
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import numpy as np
 from . import files, validate
 from .vocab import UnknownCharacters, Vocab, describe
 
+# more than this share of control characters (but NUL, tabs and line breaks): binary data
+BINARY_CONTROLS = 0.05
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "data" / "tragedies.txt"
 
 
@@ -58,16 +61,27 @@ def bad_byte(error, end):
     return error.object[error.start], end - len(error.object) + error.start
 
 
-def encoding_hint(head, encoding):
-    """What to pass with --encoding for a file starting with the bytes ``head`` that did not
-    decode as ``encoding``: the UTF-32 or UTF-16 its byte-order mark names (unless that is
-    the encoding given), else an example."""
+def encoding_hint(raw, encoding):
+    """What to pass with --encoding for a file whose bytes (or first block of them) ``raw``
+    did not decode as ``encoding``: the UTF-32 or UTF-16 its byte-order mark names (unless that
+    is the encoding given); Windows-1252 for bytes 0x80-0x9f it reads (its quotes, dashes and
+    signs, which latin-1 would read as control characters in silence); else an example."""
+    head = raw[:4]
     given = codecs.lookup(encoding).name
     if head[:4] in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff") and \
             not given.startswith("utf-32"):
         return "it starts with a UTF-32 byte-order mark: --encoding utf-32"
     if head[:2] in (b"\xff\xfe", b"\xfe\xff") and not given.startswith("utf-16"):
         return "it starts with a UTF-16 byte-order mark: --encoding utf-16"
+    if given != "cp1252" and re.search(rb"[\x80-\x9f]", raw):
+        try:
+            raw.decode("cp1252")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return ("for example --encoding cp1252, Windows' Western European: it has bytes "
+                    "0x80-0x9f, its quotes, dashes and signs, which latin-1 reads as control "
+                    "characters")
     return "for example --encoding latin-1"
 
 
@@ -77,7 +91,7 @@ def read_text(path, encoding="utf-8"):
     check_encoding(encoding)
     kind = files.not_regular(path)
     if kind == "a directory":
-        raise CorpusError(f"{path} is a directory, not a text file")
+        raise CorpusError(_a_directory(path))
     if kind:
         raise CorpusError(f"{path} is {kind}, not a regular file: training text is read from "
                           f"regular files only")
@@ -90,7 +104,7 @@ def read_text(path, encoding="utf-8"):
     except FileNotFoundError:
         raise CorpusError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise CorpusError(f"{path} is a directory, not a text file") from None
+        raise CorpusError(_a_directory(path)) from None
     except OSError as e:
         raise CorpusError(f"{path}: cannot read it ({e.strerror or e})") from None
     if not raw:
@@ -106,8 +120,59 @@ def read_text(path, encoding="utf-8"):
         byte, offset = bad_byte(e, len(raw))
         raise CorpusError(
             f"{path}: byte 0x{byte:02x} at offset {offset} is not valid {encoding}; pass the "
-            f"file's encoding with --encoding ({encoding_hint(raw[:4], encoding)})") from None
+            f"file's encoding with --encoding ({encoding_hint(raw, encoding)})") from None
     return text, hashlib.sha256(raw).hexdigest()
+
+
+def oddities(corpus, encoding):
+    """What a new run's training text holds that text rarely does, each in a sentence (the
+    model would learn it as it is, in silence): binary data; NULs between letters (UTF-16 or
+    -32 read as UTF-8: valid, when the text is ASCII); Windows-1252's quotes and dashes read as
+    latin-1's control codes; a byte-order mark; Windows line endings."""
+    path, ids, vocab = corpus.path, corpus.train, corpus.vocab
+    if not len(ids):
+        return []
+
+    def share(chars):
+        found = [vocab.index[c] for c in chars if c in vocab.index]
+        return np.isin(ids, found).sum() / len(ids) if found else 0.0
+
+    said = []
+    controls = share([c for c in vocab.chars if (c < " " or c == "\x7f") and
+                      c not in "\x00\t\n\v\f\r"])  # (C0's: C1's are below)
+    nuls = share("\x00")
+    if controls > BINARY_CONTROLS:
+        said.append(f"{controls:.0%} of the characters of {path} are control characters "
+                    f"(not counting NUL, tabs and line breaks): it looks like binary data, not "
+                    f"text, and is trained on as it is")
+    elif nuls > 0.1:  # (UTF-16 or -32 text without a byte-order mark)
+        width = 32 if nuls > 0.6 else 16  # (ASCII text: 3 NULs in 4 characters, or 1 in 2)
+        order = "be" if ids[0] == vocab.index["\x00"] else "le"  # (the zero byte first)
+        said.append(f"{nuls:.0%} of the characters of {path} are NUL (\\x00), as in UTF-{width} "
+                    f"text read as {encoding}: if it is, --encoding utf-{width}-{order} reads it")
+    elif codecs.lookup(encoding).name == "iso8859-1" and \
+            any("\x80" <= c <= "\x9f" for c in vocab.chars):
+        said.append(f"{path} read as {encoding} has characters U+0080-U+009F, control codes "
+                    f"that text rarely holds: Windows-1252's quotes, dashes and signs come out "
+                    f"as these; if it is Windows text, --encoding cp1252 reads them as meant")
+    if "\ufeff" in vocab.index and ids[0] == vocab.index["\ufeff"]:
+        said.append(f"{path} starts with a byte-order mark (U+FEFF), which the model learns "
+                    f"as a character of its vocabulary; --encoding utf-8-sig leaves it out")
+    if "\r" in vocab.index and "\n" in vocab.index:
+        cr = np.flatnonzero(ids[:-1] == vocab.index["\r"])
+        if np.count_nonzero(ids[cr + 1] == vocab.index["\n"]) > len(cr) / 2:
+            said.append(f"{path} has Windows line endings (\\r\\n): the model learns the \\r "
+                        f"before every line break as a character (and asks it of the texts it "
+                        f"scores); a copy with Unix line endings (dos2unix) leaves it out")
+    return said
+
+
+def _a_directory(path):
+    """The message for a directory given as the text; char-rnn's data directories hold theirs
+    as input.txt (data/tinyshakespeare/input.txt), which it names."""
+    meant = path / "input.txt"
+    return f"{path} is a directory, not a text file" + (
+        f" (did you mean {meant}?)" if meant.is_file() else "")
 
 
 def _fits(need, path, what):

@@ -21,6 +21,11 @@ def not_regular(path):
         mode = os.stat(path).st_mode
     except (OSError, ValueError):
         return None
+    return _kind(mode)
+
+
+def _kind(mode):
+    """``not_regular``'s words for a file of st_mode ``mode``."""
     if stat.S_ISREG(mode):
         return None
     for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -78,14 +83,20 @@ def lock(directory):
     locks nothing. The holder may write its pid there (``claim``) and remove the file
     (``unlock``). The file is never followed if it is a symbolic link, and closing it writes
     nothing (it is unbuffered). None where the system has no ``fcntl`` (no lock taken); an
-    OSError if the file cannot be opened."""
+    OSError if the file cannot be opened or is not a regular file (a FIFO: its holder's pid
+    would be waited for forever)."""
     try:
         import fcntl
     except ImportError:
         return None
     path = Path(directory) / LOCK
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK |
+                     getattr(os, "O_NOFOLLOW", 0), 0o644)
+        kind = _kind(os.fstat(fd).st_mode)
+        if kind:
+            os.close(fd)
+            raise OSError(errno.EINVAL, f"it is {kind}, not a regular file", str(path))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:  # (BlockingIOError: held elsewhere)
@@ -120,15 +131,14 @@ def unlock(f, directory):
         f.close()
 
 
-def remove_stale_temporaries(directory):
-    """Delete temporary files left by writers that were killed mid-write (their pid is gone)."""
-    for tmp in Path(directory).glob(".*.tmp"):
-        try:
-            pid = int(tmp.name.rsplit(".", 2)[-2])
-        except ValueError:
-            continue
-        if pid != os.getpid() and not _alive(pid):
-            tmp.unlink(missing_ok=True)
+def remove_stale_temporaries(directory, names):
+    """Delete the temporaries of the files ``names`` (``.NAME.PID.tmp``, ``write_atomically``'s)
+    left by writers that were killed mid-write (their pid is gone); nothing else."""
+    for name in names:
+        for tmp in Path(directory).glob(f".{name}.*.tmp"):
+            pid = tmp.name[len(name) + 2:-len(".tmp")]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                tmp.unlink(missing_ok=True)
 
 
 def _alive(pid):

@@ -7,8 +7,8 @@ Each evaluation is one line of ``metrics.jsonl``::
      "chars_per_s": 160000.0}
 
 ``epoch`` counts passes over the training text (iterations over the chunks per pass);
-losses in nats per character (``train_loss`` is min-char-rnn's smoothed chunk loss divided by
-``seq_length``), ``*_bpc`` the same in bits per character; ``train_seconds`` is the time spent
+losses in nats per character (``train_loss`` is the mean over the iterations since the
+previous record, with dropout if the run has it), ``*_bpc`` the same in bits per character; ``train_seconds`` is the time spent
 in training kernel calls (not evaluation or compilation) and ``chars_per_s`` the rate in it.
 """
 
@@ -56,7 +56,7 @@ def plot(path, records):
         return f"matplotlib failed ({_first_line(e)})"
     try:
         it = [r["iteration"] for r in records]
-        ax.plot(it, [r["train_loss"] for r in records], label="training (smoothed)")
+        ax.plot(it, [r["train_loss"] for r in records], label="training")
         val = [(r["iteration"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
         if val:
             ax.plot(*zip(*val), marker="o", label="validation")

@@ -124,6 +124,9 @@ class _Params(dict):
         return dict, (dict(self),)
 
 
+_SETTINGS = frozenset(f.name for f in fields(Config))
+
+
 class CharRNN:
     """A character RNN trained with truncated BPTT and (by default) Adagrad, as min-char-rnn;
     optionally on B streams at once, with RMSprop or Adam, with the LSTM or GRU cell
@@ -146,7 +149,6 @@ class CharRNN:
         self.backend = backend
         self.threads = threads
         c = self.config
-        self.optimizer = optim.get(c.optimizer)
         self._check_memory(c)
         self.spec = Spec(c.cell, c.vocab_size, c.hidden_size, c.num_layers)
         self.weights = self.spec.init(c.seed, c.dtype)
@@ -161,6 +163,25 @@ class CharRNN:
         self._data = None  # (the caller's array, the validated copy)
         self._seen = None  # the caller's array of ids, checked whole once (``_prepared``)
         self._laid_out = ()  # Weights whose tensors were checked to be views of their flat
+
+    def __setattr__(self, name, value):
+        """Refuses the names of the config's fields: ``model.learning_rate = 0.01`` made an
+        attribute that nothing read, and training went on at the config's rate in silence."""
+        if name in _SETTINGS:
+            if name in self.FIXED:
+                how = "build a new CharRNN for another"
+            else:
+                how = (f"model.config = dataclasses.replace(model.config, {name}=...) changes "
+                       f"it" + (", or train(..., learning_rate=...) for one call"
+                                if name == "learning_rate" else ""))
+            raise AttributeError(f"{name} is a setting in model.config, not an attribute of "
+                                 f"the model: {how}")
+        object.__setattr__(self, name, value)
+
+    @property
+    def optimizer(self):
+        """The optimizer (``optim.Optimizer``) of ``config.optimizer``."""
+        return optim.get(self.config.optimizer)
 
     def __repr__(self):
         c = self.config
@@ -212,7 +233,7 @@ class CharRNN:
         # alike: a million layers is a clear error at once, not a minute building them)
         one, two = (Spec(c.cell, c.vocab_size, c.hidden_size, n).size for n in (1, 2))
         size = one + (c.num_layers - 1) * (two - one)
-        count = size * (2 + len(self.optimizer.states) + units) + per_chunk
+        count = size * (2 + len(optim.get(c.optimizer).states) + units) + per_chunk
         return count * np.dtype(c.dtype).itemsize
 
     def zero_state(self, streams=1):

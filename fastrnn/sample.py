@@ -8,6 +8,7 @@ seed gives the same text on every backend, and a checkpoint trained with any bac
 samples on any other.
 """
 
+import argparse
 import sys
 
 import numpy as np
@@ -30,7 +31,7 @@ def build_parser():
     p.add_argument("--prime", metavar="TEXT",
                    help="text to start from: the model reads it, then continues it (default: a "
                         "newline, or the vocabulary's first character if it has none)")
-    p.add_argument("--temperature", type=cli.positive_float, default=1.0, metavar="T",
+    p.add_argument("--temperature", type=_temperature, default=1.0, metavar="T",
                    help="divide the logits by T before sampling: < 1 is more conservative, "
                         "> 1 more varied (default 1)")
     p.add_argument("--top-k", type=cli.non_negative_int, default=0, metavar="K",
@@ -48,8 +49,20 @@ def build_parser():
     return p
 
 
+def _temperature(text):
+    try:
+        return cli.positive_float(text)
+    except argparse.ArgumentTypeError as e:
+        try:
+            zero = float(text) == 0  # (what some samplers take for the most likely character)
+        except ValueError:
+            zero = False
+        raise argparse.ArgumentTypeError(f"{e} (--greedy takes the most likely character)"
+                                         if zero else str(e)) from None
+
+
 def main(argv=None, out=None):
-    return cli.run(lambda a: _main(a, out or sys.stdout), PROG, argv)
+    return cli.run(lambda a: _main(a, out or sys.stdout), PROG, argv, output=out is None)
 
 
 def _main(argv, out):
@@ -79,6 +92,13 @@ def _main(argv, out):
         raise cli.UsageError(str(e)) from None
     if args.top_p > 1:
         raise cli.UsageError(f"--top-p: {args.top_p} is not in (0, 1]")
+    ignored = [f"--{k.replace('_', '-')}" for k, default in (("temperature", 1.0), ("top_k", 0),
+                                                             ("top_p", 1.0))
+               if getattr(args, k) != default]
+    if args.greedy and ignored:
+        raise cli.UsageError(f"--greedy takes the most likely character: {' and '.join(ignored)} "
+                             f"would change nothing (drop {'them' if len(ignored) > 1 else 'it'}"
+                             f", or --greedy)")
     rng = np.random.default_rng(args.seed)
     ids = vocab.encode(prime)
     say = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731

@@ -46,7 +46,7 @@ def build_parser():
 
 
 def main(argv=None, out=None):
-    return cli.run(lambda a: _main(a, out or sys.stdout), PROG, argv)
+    return cli.run(lambda a: _main(a, out or sys.stdout), PROG, argv, output=out is None)
 
 
 def _main(argv, out):
@@ -132,7 +132,7 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None):
                     text = decoder.decode(raw, final=not raw)
                 except UnicodeDecodeError as e:
                     byte, offset = corpus.bad_byte(e, read + len(raw))
-                    hint = f" ({corpus.encoding_hint(raw[:4], encoding)})" if read == 0 else ""
+                    hint = f" ({corpus.encoding_hint(raw, encoding)})" if read == 0 else ""
                     raise ValueError(
                         f"{path}: byte 0x{byte:02x} at offset {offset} is not valid {encoding} "
                         f"({e.reason}); pass its encoding with --encoding{hint}") from None

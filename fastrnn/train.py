@@ -10,6 +10,7 @@ and, when matplotlib is installed, ``loss.png`` into ``--out``. Exit codes: 0 do
 failed (diverged, disk error), 2 bad input, 130 interrupted (after saving a checkpoint).
 """
 
+import dataclasses
 import math
 import os
 import signal
@@ -24,7 +25,7 @@ from tqdm import tqdm
 from . import (cells, checkpoint, cli, compiling, corpus as corpus_mod, files, metrics, optim,
                reference, validate)
 from .backends import BACKENDS
-from .checkpoint import Checkpoint, CheckpointError
+from .checkpoint import BEST, CHECKPOINT, Checkpoint, CheckpointError
 from .config import (COUNT_MAX, DATA_DEFAULTS, DIVERGED_LOSS, DTYPES, MODEL_DEFAULTS,
                      SAMPLE_LENGTH_MAX)
 from .model import CharRNN
@@ -33,7 +34,7 @@ from .schedule import PIECES, Schedule, anneal_start
 DEFAULT_ITERATIONS = 50_000
 
 PROG = "fastrnn.train"
-CHECKPOINT, BEST, METRICS, PLOT = "checkpoint.npz", "best.npz", "metrics.jsonl", "loss.png"
+METRICS, PLOT = "metrics.jsonl", "loss.png"  # (and checkpoint.CHECKPOINT, checkpoint.BEST)
 
 
 def build_parser():
@@ -50,7 +51,8 @@ def build_parser():
     d.add_argument("--val-fraction", type=cli.fraction, metavar="F",
                    help="fraction of the text held out from its end for validation, in [0, 1) "
                         "(default 0.1)")
-    m = p.add_argument_group("model (fixed by the checkpoint when resuming)")
+    m = p.add_argument_group("model (the checkpoint's when resuming; --learning-rate and "
+                             "--dropout may change)")
     m.add_argument("--cell", choices=tuple(cells.CELLS),
                    help="the recurrent cell (default rnn: min-char-rnn's tanh cell)")
     m.add_argument("--hidden-size", type=cli.positive_int, metavar="H", help="hidden units (default 100)")
@@ -130,16 +132,18 @@ def build_parser():
     r.add_argument("--out", metavar="DIR",
                    help="directory for checkpoints and metrics (default ./out; with --resume: "
                         "the checkpoint's directory)")
-    r.add_argument("--resume", metavar="CHECKPOINT", help="continue training from this checkpoint")
+    r.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue training from this checkpoint: its model, optimizer state, "
+                        "schedule and text (--learning-rate and --dropout may be given anew)")
     r.add_argument("--init-from", metavar="CHECKPOINT",
                    help="fine-tune: start a new run (fresh optimizer state, counters and hidden "
                         "state) from this checkpoint's weights, model and vocabulary, on --data; "
                         "--learning-rate, --seq-length, --batch-size, --optimizer, --seed and "
                         "--dropout may differ from the checkpoint's")
     r.add_argument("--overwrite", action="store_true",
-                   help="start a new run even if --out holds another run's checkpoint.npz or "
-                        "best.npz (both replaced; loss.png removed), or let --resume write over "
-                        "a checkpoint.npz that is not the one resumed")
+                   help="start a new run even if --out holds another run's checkpoint.npz, "
+                        "best.npz or metrics.jsonl (removed as it starts, with loss.png), or "
+                        "let --resume write over a checkpoint.npz that is not the one resumed")
     r.add_argument("--quiet", action="store_true", help="no progress bar, samples or messages")
     return p
 
@@ -210,6 +214,8 @@ def _main(argv):
     try:
         if ckpt:
             model = ckpt.to_model(args.backend, threads=args.threads)
+            model.config = dataclasses.replace(model.config, **{
+                k: config[k] for k in RESUME_MAY_CHANGE})
         elif source:  # its weights and model; everything else afresh
             model = source.fine_tune(args.backend, args.threads, **{
                 k: v for k, v in config.items() if k not in ARCHITECTURE})
@@ -231,6 +237,11 @@ def _train(args, model, corpus, data, out, ckpt, lr_decay, anneal, source):
     if ckpt and run.get("backend", args.backend) != args.backend:
         _say(args, f"note: the checkpoint was trained with --backend {run['backend']}; results "
                    f"continue bit for bit only on the same backend and dtype")
+    for key in RESUME_MAY_CHANGE if ckpt else ():
+        old, new = getattr(ckpt.config, key), getattr(model.config, key)
+        if new != old:
+            _say(args, f"note: --{key.replace('_', '-')} {new:g} replaces the checkpoint's "
+                       f"{old:g} from iteration {run['iteration']} on")
     trainer = Trainer(model, corpus, data, args, out, ckpt)
     trainer.lr_decay, trainer.anneal = lr_decay, anneal
     if source:
@@ -346,6 +357,9 @@ def _load_resume(path):
 
 # what --init-from keeps of the checkpoint's model (the rest of its settings may change)
 ARCHITECTURE = ("cell", "hidden_size", "num_layers", "dtype")
+# what --resume may change (read at every training call; the rest made the weights, the
+# optimizer state or the streams' layout)
+RESUME_MAY_CHANGE = ("learning_rate", "dropout")
 
 
 def _settings(args, ckpt, source=None):
@@ -369,9 +383,12 @@ def _settings(args, ckpt, source=None):
     else:
         config = {k: v for k, v in ckpt.config.to_dict().items() if k in MODEL_DEFAULTS}
         clash = [f"--{k.replace('_', '-')} {v} (the checkpoint has {config[k]})"
-                 for k, v in given.items() if v != config[k]]
+                 for k, v in given.items() if v != config[k] and k not in RESUME_MAY_CHANGE]
         if clash:
-            raise cli.UsageError(f"cannot resume with a different model: {'; '.join(clash)}")
+            raise cli.UsageError(f"cannot resume with a different model: {'; '.join(clash)} "
+                                 f"(--learning-rate and --dropout may change; --init-from "
+                                 f"starts a new run from its weights)")
+        config.update({k: v for k, v in given.items() if k in RESUME_MAY_CHANGE})
         data = {**DATA_DEFAULTS, **ckpt.run.get("data", {})}
         if args.val_fraction is not None and args.val_fraction != data["val_fraction"]:
             raise cli.UsageError(f"cannot resume with --val-fraction {args.val_fraction}: the "
@@ -431,9 +448,8 @@ def _output_dir(args, ckpt):
 
 
 def _check_output_dir(args, ckpt, out):
-    """Refuse an --out holding another run's checkpoints (unless --overwrite); clear what a
-    killed writer or an overwritten run left there."""
-    files.remove_stale_temporaries(out)
+    """Refuse an --out holding another run's checkpoints or log (unless --overwrite); then
+    clear what a killed writer (its temporaries) or an overwritten run left there."""
     for name in (CHECKPOINT, BEST, METRICS, PLOT):  # (found now, not at the first write)
         kind = files.unwritable(out / name)
         if kind:
@@ -443,11 +459,12 @@ def _check_output_dir(args, ckpt, out):
         if (out / CHECKPOINT).exists() and not args.overwrite:
             raise cli.UsageError(f"{out / CHECKPOINT} already exists: continue it with --resume "
                                  f"{out / CHECKPOINT}, or pass --overwrite or another --out")
-        if (out / BEST).exists() and not args.overwrite:
-            raise cli.UsageError(f"{out / BEST} (another run's best model) already exists: pass "
-                                 f"--overwrite or another --out")
-        for name in (BEST, PLOT):  # the old run's (--overwrite): not to be taken for this one's
-            (out / name).unlink(missing_ok=True)
+        for name, what in ((BEST, "another run's best model"), (METRICS, "another run's log")):
+            if (out / name).exists() and not args.overwrite:
+                raise cli.UsageError(f"{out / name} ({what}) already exists: pass --overwrite "
+                                     f"or another --out")
+        for name in (CHECKPOINT, BEST, PLOT):  # the old run's (--overwrite): not to be taken
+            (out / name).unlink(missing_ok=True)  # for this one's, should it stop before them
     elif not out.samefile(Path(args.resume).parent) and not args.overwrite:
         for name in (CHECKPOINT, BEST):  # another run's, in another directory
             if (out / name).exists():
@@ -458,6 +475,7 @@ def _check_output_dir(args, ckpt, out):
             not (out / CHECKPOINT).samefile(args.resume):
         raise cli.UsageError(f"{out / CHECKPOINT} is not the checkpoint resumed ({args.resume}) "
                              f"and would be replaced: pass another --out, or --overwrite")
+    files.remove_stale_temporaries(out, (CHECKPOINT, BEST, METRICS, PLOT))
 
 
 def _load_corpus(data, config, ckpt, vocab=None, say=None):
@@ -489,10 +507,15 @@ def _load_corpus(data, config, ckpt, vocab=None, say=None):
     piece = len(corpus.train) // B  # each stream's share of the text
     saved = ckpt.run.get("data", {}).get("sha256") if ckpt else None
     if ckpt and corpus.sha256 != saved:
+        best = ckpt.run.get("best_val_loss")
         cli.warn(PROG, (f"{path} is not the text this checkpoint was trained on" if saved else
                         "the checkpoint does not record the text it was trained on") +
                  f"; training continues on {path} with the checkpoint's vocabulary"
-                 + (" from the start of its streams" if ckpt.position >= piece else ""))
+                 + (" from the start of its streams" if ckpt.position >= piece else "")
+                 + (f"; the best validation loss so far ({metrics.bits(best):.4f} bits/char) "
+                    f"was measured on the other text, so this run keeps its own best: "
+                    f"{BEST} is replaced at its first validation" if saved and best is not None
+                    and len(corpus.val) >= 2 else ""))
     elif ckpt and ckpt.position >= piece:
         raise cli.UsageError(f"cannot resume: the checkpoint is corrupt: its position "
                              f"{ckpt.position} lies beyond its own text's {piece}-character "
@@ -503,21 +526,13 @@ def _load_corpus(data, config, ckpt, vocab=None, say=None):
                        f"--seq-length {T} read {read:,} of them before starting again: "
                        f"{(piece - read) / piece:.0%} of the training text is never trained on "
                        f"(a smaller --batch-size or --seq-length reads more of it)")
-    if len(corpus.val) == 1:
-        cli.warn(PROG, f"the validation split of {path} is 1 character: no validation loss")
-    nul = corpus.vocab.index.get("\x00")
-    nuls = 0 if ckpt or nul is None else np.count_nonzero(corpus.train == nul)
-    if nuls > 0.1 * len(corpus.train):  # (UTF-16 or -32 without a byte-order mark: valid UTF-8)
-        share = nuls / len(corpus.train)
-        width = 32 if share > 0.6 else 16  # (ASCII text: 3 NULs in 4 characters, or 1 in 2)
-        order = "be" if corpus.train[0] == nul else "le"  # (the zero byte first: big-endian)
-        cli.warn(PROG, f"{share:.0%} of the characters of {path} are NUL (\\x00), as in "
-                       f"UTF-{width} text read as {data['encoding']}: if it is, --encoding "
-                       f"utf-{width}-{order} reads it")
-    bom = corpus.vocab.index.get("\ufeff")
-    if ckpt is None and bom is not None and len(corpus.train) and corpus.train[0] == bom:
-        cli.warn(PROG, f"{path} starts with a byte-order mark (U+FEFF), which the model learns "
-                       f"as a character of its vocabulary; --encoding utf-8-sig leaves it out")
+    n = len(corpus.val)
+    if data["val_fraction"] > 0 and n < 2:  # (a fraction of a short text rounds down)
+        cli.warn(PROG, f"the validation split of {path} is {n} character{'s' * (n != 1)}: no "
+                       f"validation loss")
+    if ckpt is None:  # (a resumed run's text was said of when it started)
+        for note in corpus_mod.oddities(corpus, data["encoding"]):
+            cli.warn(PROG, note)
     return corpus
 
 
@@ -610,7 +625,10 @@ class Trainer:
         self.init_from = run.get("init_from")  # the checkpoint a fine-tuned run started from
         self.lr_decay = None  # (factor, every): set by _main...
         self.anneal = None  # ...and {"fraction": F[, "window": [start, end]]}
-        self.best = run.get("best_val_loss")
+        # the best validation loss: of the resumed run, if on the same text (validation
+        # losses of two texts' held-out parts are not compared; the warning says so)
+        saved = run.get("data", {}).get("sha256")
+        self.best = run.get("best_val_loss") if saved in (None, corpus.sha256) else None
         self.seconds = run.get("train_seconds", 0.0)   # time in training kernels...
         self.timed_chars = run.get("timed_chars", 0)   # ...and the characters trained in it
         self.stop_reason = None
@@ -960,7 +978,6 @@ class Trainer:
         best.npz holds the samples' generator as training goes on with it). Returns the
         seconds it spent compiling kernels. A stop request (Ctrl-C) cuts it short: _CutShort,
         between two of its kernel calls."""
-        c = self.model.config
         val = self.corpus.val
         val_loss = None
         if len(val) >= 2:
@@ -998,10 +1015,10 @@ class Trainer:
                     for b in bar:
                         b.close()
             val_loss = val_loss[0] / (len(val) - 1)
+        train_loss = self._train_loss()
         record = {"iteration": self.iteration, "epoch": round(self._epochs(), 4),
                   "chars": self.iteration * self.chunk_chars,
-                  "train_loss": self.smooth / c.seq_length,
-                  "train_bpc": metrics.bits(self.smooth / c.seq_length),
+                  "train_loss": train_loss, "train_bpc": metrics.bits(train_loss),
                   "val_loss": val_loss, "val_bpc": metrics.bits(val_loss),
                   "val_streams": self.args.val_streams,
                   "learning_rate": self.learning_rate(),
@@ -1025,6 +1042,20 @@ class Trainer:
                     self._save_best()
         _say(self.args, line)
         return compiled.seconds if len(val) >= 2 else 0.0
+
+    def _train_loss(self):
+        """The mean loss per character of the iterations since the previous record (the
+        latest iteration's if none came between): what the model did on the text it trained on
+        in that time, next to the validation's. (Not min-char-rnn's smoothed loss, the
+        progress bar's, which is an average over the last thousand or so iterations that
+        starts from an untrained model's loss: a run of a few hundred iterations showed little
+        but that start.)"""
+        start = self.records[-1]["iteration"] if self.records else 0
+        start = min(start, self.iteration - 1)
+        if start < 0:  # (no iteration yet)
+            return self.smooth / self.model.config.seq_length
+        window = self.history[start:self.iteration]
+        return float(window.sum()) / (len(window) * self.chunk_chars)
 
     def _save_best(self):
         """best.npz, if the latest validation improved on the best."""
@@ -1080,12 +1111,42 @@ class Trainer:
                 **({"anneal": self.anneal} if self.anneal else {})}
 
     def _write(self, name, write, *what):
-        """``write(out / name, *what)``; an OSError (e.g. a full disk) is a _WriteFailed."""
+        """``write(out / name, *what)``; an OSError (e.g. a full disk) is a _WriteFailed. If
+        --out is gone (removed or moved during the run), it is made again first (``_remade``)
+        and the write tried there."""
+        for attempt in range(2):
+            try:
+                return write(self.out / name, *what)
+            except OSError as e:
+                if attempt or not self._remade():
+                    raise _WriteFailed(name, f"could not write {self.out / name}: "
+                                             f"{e.strerror or e}") from None
+                if name == METRICS:  # (rewritten whole by _remade)
+                    return None
+
+    def _remade(self):
+        """--out made again, locked and its log rewritten whole, when it is gone: the run's
+        work, in memory, can then be saved. False when it is there (the write failed for
+        another reason) or cannot be made or locked (another run has taken the path)."""
+        if os.path.lexists(self.out):
+            return False
         try:
-            return write(self.out / name, *what)
-        except OSError as e:
-            raise _WriteFailed(name, f"could not write {self.out / name}: "
-                                     f"{e.strerror or e}") from None
+            self.out.mkdir(parents=True)
+            lock = files.lock(self.out)
+        except (OSError, files.Locked):
+            return False
+        if self.args.lock is not None:
+            self.args.lock.close()
+        self.args.lock = lock
+        files.claim(lock)
+        self.saved = self.best_saved = None  # (in the directory that went)
+        try:
+            metrics.rewrite(self.out / METRICS, self.records)
+        except OSError:
+            return False
+        _say(self.args, f"note: {self.out} was removed or moved while the run wrote there: "
+                        f"made again, to save the run in")
+        return True
 
     def _rescued(self, failure):
         """The line for a run a failed write ends: the failure, then where the work is. Work
@@ -1105,15 +1166,16 @@ class Trainer:
 
     def _where_the_work_is(self):
         """The latest checkpoint on disk that holds this run's work, in words."""
-        if self.saved is not None:
+        if self.saved is not None and (self.out / CHECKPOINT).exists():
             return f"the last checkpoint is {self.out / CHECKPOINT} (iteration {self.saved})"
+        if self.saved is not None:
+            return (f"the checkpoint of iteration {self.saved} is gone from {self.out} (removed "
+                    f"or moved)")
         if self.resumed_at is not None:
             return f"the last checkpoint is {self.args.resume} (iteration {self.resumed_at})"
         said = "no checkpoint of this run was written"
         if self.best_saved is not None:
             said += f" ({self.out / BEST} holds iteration {self.best_saved})"
-        if (self.out / CHECKPOINT).exists():  # (--overwrite's)
-            said += f"; {self.out / CHECKPOINT} is the run --overwrite replaces"
         return said
 
     def _save(self, name):
@@ -1170,13 +1232,18 @@ class Trainer:
         if last.get("val_loss") is not None:
             summary += (f", validation {last['val_loss']:.4f} nats/char = "
                         f"{last['val_bpc']:.4f} bits/char")
-            best = min((r for r in self.records if r["val_loss"] is not None),
-                       key=lambda r: r["val_loss"])
-            if best["val_loss"] < last["val_loss"]:
+            # (the run's best: on its text, if it was resumed on another, and not any record)
+            best = next((r for r in self.records if r["val_loss"] == self.best), None)
+            if best is not None and best["val_loss"] < last["val_loss"]:
                 kept = self.out / BEST
+                held = checkpoint.run_record(kept) or {}  # (another run's, copied there?)
+                ours = held.get("iteration") == best["iteration"] and \
+                    held.get("best_val_loss") == best["val_loss"]
                 summary += (f" (the best, {best['val_bpc']:.4f} bits/char at iteration "
-                            f"{best['iteration']}, " + (f"is in {kept})" if kept.exists() else
-                                                       "was before this run's --out)"))
+                            f"{best['iteration']}, " + (
+                                f"is in {kept})" if ours else
+                                f"is not in {kept}, which holds another model)"
+                                if kept.exists() else "was before this run's --out)"))
         _say(self.args, f"{summary}; checkpoint {where}")
         return 0
 

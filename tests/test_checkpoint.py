@@ -366,6 +366,15 @@ def test_save_writes_numpy_integer_counts_as_json_integers(saved):
 
 
 
+def _meta_as(path, text):
+    """The checkpoint at ``path`` with its metadata replaced by the JSON ``text``."""
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["meta"] = np.array(text)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda p: p.write_bytes(b"not a zip file at all"), r"not a fastrnn checkpoint \(not an .npz"),
     (lambda p: p.write_bytes(_npy(np.arange(3))), r"not a fastrnn checkpoint \(not an .npz arch"),
@@ -378,6 +387,8 @@ def test_save_writes_numpy_integer_counts_as_json_integers(saved):
     (lambda p: rewrite_meta(p, lambda m, a: m.update(version=99, fastrnn="9.0")),
      r"newer fastrnn \(9.0, checkpoint format 99\).*upgrade"),
     (lambda p: rewrite_meta(p, lambda m, a: m.update(format="something-else")), "not a fastrnn checkpoint"),
+    (lambda p: _meta_as(p, "[1, 2]"), r"is not a fastrnn checkpoint$"),  # (was: 'list' object
+    (lambda p: _meta_as(p, '"text"'), r"is not a fastrnn checkpoint$"),  # has no attribute..)
     (lambda p: rewrite_meta(p, lambda m, a: m.pop("config")), r"\(it has no 'config'\)"),
     (lambda p: rewrite_meta(p, lambda m, a: m.update(version="2")), r"corrupt: version is '2'"),
     (lambda p: rewrite_meta(p, lambda m, a: m.update(version=0)), r"corrupt: version is 0, "

@@ -95,7 +95,12 @@ def test_train_reports_progress_evaluates_samples_and_saves(tmp_path, corpus_fil
     loss, _ = reference.evaluate(w, val, ckpt.state[:, :, :1], chunk=1000)  # from the training state
     assert math.isclose(records[-1]["val_loss"], loss / (len(val) - 1), rel_tol=1e-9)
     assert math.isclose(records[-1]["val_bpc"], records[-1]["val_loss"] / math.log(2))
-    assert math.isclose(records[-1]["train_loss"], ckpt.run["smooth_loss"] / 10)
+    # the training loss: the mean per character of the iterations since the previous record
+    # (here 10 characters an iteration), not min-char-rnn's smoothed loss (the progress bar's)
+    for record, start in zip(records, [0, 50, 100]):
+        window = ckpt.losses[start:record["iteration"]]
+        assert math.isclose(record["train_loss"], window.mean() / 10, rel_tol=1e-12)
+        assert math.isclose(record["train_bpc"], record["train_loss"] / math.log(2))
     best = checkpoint.load(out / "best.npz")
     assert best.run["best_val_loss"] == min(r["val_loss"] for r in records)
     assert best.run["iteration"] == min(records, key=lambda r: r["val_loss"])["iteration"]
@@ -1182,18 +1187,27 @@ def test_a_hangup_drops_only_the_terminals_output(monkeypatch):
 
 
 def test_closed_stdout_and_stderr_are_dev_null(tmp_path, corpus_file):
-    """Started with stdout and stderr closed (>&- 2>&-), the commands run as with /dev/null,
-    not dying on the first write (tqdm's, or a print) with no message."""
+    """Started with stdout and stderr closed (>&- 2>&-), training runs as with /dev/null, not
+    dying on the first write (tqdm's, or a print) with no message. sample and score, whose
+    stdout is what they are for, refuse to run for nothing (they wrote nothing, and exited 0)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = tmp_path / "run"
-    for command in (f"-m fastrnn.train --data {corpus_file} --hidden-size 8 --iterations 20 "
-                    f"--eval-every 10 --sample-every 10 --out {out}",
-                    f"-m fastrnn.sample {out / 'checkpoint.npz'} --length 20",
-                    f"-m fastrnn.score {out / 'checkpoint.npz'} {corpus_file}"):
-        done = subprocess.run(f"{sys.executable} {command} >&- 2>&-", shell=True, cwd=tmp_path,
-                              env=env, timeout=300)
-        assert done.returncode == 0, command
+    done = subprocess.run(f"{sys.executable} -m fastrnn.train --data {corpus_file} --hidden-size "
+                          f"8 --iterations 20 --eval-every 10 --sample-every 10 --out {out} "
+                          f">&- 2>&-", shell=True, cwd=tmp_path, env=env, timeout=300)
+    assert done.returncode == 0
     assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == 20
+    for command in (f"-m fastrnn.sample {out / 'checkpoint.npz'} --length 20",
+                    f"-m fastrnn.score {out / 'checkpoint.npz'} {corpus_file}"):
+        for closed in (">&- 2>&-", ">&-"):
+            done = subprocess.run(f"{sys.executable} {command} {closed}", shell=True,
+                                  cwd=tmp_path, env=env, timeout=300, capture_output=True,
+                                  text=True)
+            assert done.returncode == 2, (command, closed)
+            assert done.stderr == ("" if "2>&-" in closed else
+                                   f"fastrnn.{command.split()[1][8:]}: error: stdout is closed "
+                                   f"(>&-): what this command writes would be lost; send it to a "
+                                   f"file (> FILE) or a pipe\n"), done.stderr
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
@@ -1268,7 +1282,10 @@ def test_a_vocabulary_the_terminal_cannot_show_is_escaped(tmp_path):
         done = subprocess.run([sys.executable, "-m", *command], cwd=tmp_path, env=env,
                               capture_output=True, text=True, encoding="ascii", timeout=300)
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-        assert "\\u4e" in done.stdout  # the characters, escaped
+        assert "\\u4e" in done.stdout  # the characters, escaped, and said once at the end
+        assert done.stderr.count("note: stdout's encoding (ascii) cannot write") == 1
+        assert done.stderr.endswith("which came out as \\u escapes: PYTHONIOENCODING=utf-8 "
+                                    "writes them as they are\n"), done.stderr
 
 
 def _full_disk(*args):
@@ -1484,6 +1501,37 @@ def test_a_checkpoint_without_its_texts_name_needs_data(tmp_path, corpus_file, c
     assert "the checkpoint does not record the text it was trained on" in err, err
 
 
+def test_a_run_resumed_on_another_text_keeps_a_best_of_its_own(tmp_path, corpus_file, capsys):
+    """Resumed with --data naming another text, a run trains on it (as warned) but compares
+    no validation loss of that text's held-out part with the best one measured on the other
+    text's: best.npz held a loss the new text's could never be compared with (never replaced
+    on a harder text; replaced after one comparison on an easier one)."""
+    first = tmp_path / "first"
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "20", "--eval-every",
+                       "10", "--sample-every", "0", "--out", str(first)]) == 0
+    ckpt = checkpoint.load(first / "checkpoint.npz")
+    other = tmp_path / "other.txt"  # (the same characters, another text: every tenth dropped)
+    text = Path(corpus_file).read_text()
+    other.write_text("".join(c for k, c in enumerate(text) if k % 10) + text[9::10])
+    capsys.readouterr()
+    assert train.main(["--resume", str(first / "checkpoint.npz"), "--data", str(other),
+                       "--iterations", "30", "--eval-every", "10", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    old = ckpt.run["best_val_loss"] / math.log(2)
+    assert f"{other} is not the text this checkpoint was trained on" in err, err
+    assert (f"the best validation loss so far ({old:.4f} bits/char) was measured on the other "
+            f"text, so this run keeps its own best: best.npz is replaced at its first "
+            f"validation") in err, err
+    records = checkpoint.load(first / "checkpoint.npz").run["metrics"]
+    assert [r["iteration"] for r in records] == [10, 20, 30]
+    best = checkpoint.load(first / "best.npz")
+    assert best.run["iteration"] == 30 and best.run["best_val_loss"] == records[-1]["val_loss"]
+    # on its own text, the resumed run keeps the best it resumes with (and says nothing)
+    assert train.main(["--resume", str(first / "checkpoint.npz"), "--iterations", "40",
+                       "--eval-every", "10", "--quiet"]) == 0
+    assert "not the text" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.13, 0.37])
 def test_kill_at_any_moment_leaves_a_whole_checkpoint(tmp_path, corpus_file, delay):
     proc = _start(["--data", corpus_file, "--hidden-size", "64", "--iterations", "10000000",
@@ -1500,6 +1548,121 @@ def test_kill_at_any_moment_leaves_a_whole_checkpoint(tmp_path, corpus_file, del
     assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations",
                        str(ckpt.run["iteration"] + 3), "--quiet"]) == 0
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_only_the_runs_own_temporaries_are_removed_and_only_by_a_run(tmp_path, corpus_file,
+                                                                      capsys):
+    """A killed writer's temporaries (.NAME.PID.tmp of a process gone) are removed when a run
+    starts; a file of the user's that looks like one (.report.2024.tmp, in --out .) was
+    deleted too, and by a run that was then refused."""
+    dead = 2**22 + 7  # (past the pid range)
+    ours = [f".{name}.{dead}.tmp" for name in ("checkpoint.npz", "best.npz", "metrics.jsonl",
+                                                "loss.png")]
+    theirs = [f".important.{dead}.tmp", ".report.2024.tmp", ".x.tmp", "notes.txt",
+              f".checkpoint.npz.{dead}.bak"]
+    for name in ours + theirs:
+        (tmp_path / name).write_text("mine")
+    (tmp_path / "best.npz").write_text("another run's")
+    rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--out", str(tmp_path)])
+    assert_usage_error(rc, capsys, "best.npz (another run's best model) already exists")
+    assert all((tmp_path / name).exists() for name in ours + theirs)  # (refused: nothing)
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--overwrite",
+                       "--out", str(tmp_path)]) == 0
+    assert not any((tmp_path / name).exists() for name in ours)
+    assert all((tmp_path / name).read_text() == "mine" for name in theirs)
+
+
+def test_a_log_of_another_run_is_not_written_over(tmp_path, corpus_file, capsys):
+    """A directory holding another run's metrics.jsonl (its checkpoints deleted to save space)
+    had the log replaced in silence; --overwrite removes the old run's files as it starts
+    (it replaced checkpoint.npz only at the first save: a kill before it left two runs
+    mixed)."""
+    (tmp_path / "metrics.jsonl").write_text('{"iteration": 5000}\n')
+    rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--out", str(tmp_path)])
+    assert_usage_error(rc, capsys, "metrics.jsonl (another run's log) already exists: pass "
+                                   "--overwrite or another --out")
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"iteration": 5000}\n'
+    (tmp_path / "checkpoint.npz").write_text("another run's")
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--eval-every", "0",
+                       "--checkpoint-every", "0", "--overwrite", "--out", str(tmp_path)]) == 0
+    assert checkpoint.load(tmp_path / "checkpoint.npz").run["iteration"] == 5
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_as_the_lock_file_is_refused_without_hanging(tmp_path, corpus_file):
+    """The lock file as a FIFO: a run took its lock, and the next one waited forever to read
+    the first one's pid from it. In a process of its own, with a time limit, the lock held
+    meanwhile as a first run would hold it."""
+    import fcntl
+
+    from fastrnn import files
+    os.mkfifo(tmp_path / files.LOCK)
+    fd = os.open(tmp_path / files.LOCK, os.O_RDWR | os.O_NONBLOCK)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        done = subprocess.run([sys.executable, "-m", "fastrnn.train", "--data", corpus_file,
+                               "--iterations", "5", "--out", str(tmp_path)], capture_output=True,
+                              text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        os.close(fd)
+    assert done.returncode == 2 and done.stderr == (
+        f"fastrnn.train: error: cannot lock output directory {tmp_path}: {tmp_path / files.LOCK}"
+        f": it is a FIFO (named pipe), not a regular file (remove it if no fastrnn.train run is "
+        f"using {tmp_path})\n"), done.stderr
+
+
+def test_an_output_directory_removed_during_the_run_is_made_again(tmp_path, corpus_file,
+                                                                  capsys, monkeypatch):
+    """--out removed (or moved) during a run: every write failed, the work since the last
+    checkpoint was lost, and the closing line named that checkpoint, gone with the directory.
+    The directory is now made again, locked, its log written whole, and the run goes on."""
+    import shutil
+    out = tmp_path / "run"
+    save = checkpoint.save
+
+    def removing(path, ckpt, removed=[]):  # (the directory goes at iteration 20's first save)
+        if ckpt.run["iteration"] == 20 and not removed:
+            removed.append(shutil.rmtree(out))
+        return save(path, ckpt)
+
+    monkeypatch.setattr(checkpoint, "save", removing)
+    assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "30", "--eval-every",
+                       "10", "--checkpoint-every", "10", "--sample-every", "0", "--out",
+                       str(out)]) == 0
+    assert f"note: {out} was removed or moved while the run wrote there: made again, to save " \
+           f"the run in\n" in capsys.readouterr().out
+    ckpt = checkpoint.load(out / "checkpoint.npz")
+    assert ckpt.run["iteration"] == 30 and len(ckpt.losses) == 30
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [10, 20, 30] and records == ckpt.run["metrics"]
+
+
+def test_the_closing_line_names_best_npz_only_when_it_holds_the_runs_best(tmp_path,
+                                                                         corpus_file, capsys):
+    """best.npz of another run copied into --out: the closing line said the run's best was
+    in it."""
+    import shutil
+    mine, other = tmp_path / "mine", tmp_path / "other"
+    for out, seed in ((mine, "0"), (other, "1")):
+        assert train.main(["--data", corpus_file, *SMALL, "--iterations", "20", "--eval-every",
+                           "10", "--seed", seed, "--out", str(out)]) == 0
+    shutil.copy(other / "best.npz", mine / "best.npz")
+    capsys.readouterr()
+    # (a rate that makes the last validation worse than the best: the line names the best)
+    assert train.main(["--resume", str(mine / "checkpoint.npz"), "--iterations", "30",
+                       "--eval-every", "10", "--learning-rate", "3"]) == 0
+    records = checkpoint.load(mine / "checkpoint.npz").run["metrics"]
+    best = min(records, key=lambda r: r["val_loss"])
+    assert best["iteration"] < 30, records
+    assert (f"(the best, {best['val_bpc']:.4f} bits/char at iteration {best['iteration']}, is "
+            f"not in {mine / 'best.npz'}, which holds another model)") in capsys.readouterr().out
+    # its own best.npz: named
+    assert train.main(["--resume", str(other / "checkpoint.npz"), "--iterations", "30",
+                       "--eval-every", "10", "--learning-rate", "3"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    best = min(checkpoint.load(other / "checkpoint.npz").run["metrics"],
+               key=lambda r: r["val_loss"])
+    assert f"at iteration {best['iteration']}, is in {other / 'best.npz'})" in last, last
 
 
 # -- memorisation (the issue's acceptance check) -------------------------------------------------
@@ -1668,6 +1831,19 @@ def test_a_device_as_the_corpus_is_refused_without_hanging(tmp_path):
     assert run.stderr.count("\n") == 1 and "is a character device, not a regular file" in \
         run.stderr, run.stderr
     assert not (tmp_path / "out").exists(), "nothing is written"
+
+
+def test_a_validation_split_too_short_to_validate_on_is_said(tmp_path, corpus_file, capsys):
+    """A fraction of a short text rounds down to no character: said, as one character is (it
+    ran on with no validation, in silence)."""
+    for fraction, n in (("0.00001", "0 characters"), ("0.00005", "1 character")):
+        assert train.main(["--data", corpus_file, *SMALL, "--iterations", "3", "--val-fraction",
+                           fraction, "--out", str(tmp_path / fraction)]) == 0
+        assert (f"fastrnn.train: warning: the validation split of {corpus_file} is {n}: no "
+                f"validation loss\n") in capsys.readouterr().err
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "3", "--val-fraction",
+                       "0", "--out", str(tmp_path / "none")]) == 0
+    assert "validation split" not in capsys.readouterr().err  # (none asked for)
 
 
 def test_a_byte_order_mark_is_named(tmp_path, capsys):
@@ -1881,11 +2057,38 @@ def test_resume_with_other_text_or_model_is_refused_and_changes_nothing(saved_ru
     assert_usage_error(rc, capsys, "different model", "--batch-size 4 (the checkpoint has 1)")
     rc = train.main(["--resume", str(saved_run), "--val-fraction", "0.2", "--iterations", "40"])
     assert_usage_error(rc, capsys, "--val-fraction 0.2", "held out 0.1")
+    rc = train.main(["--resume", str(saved_run), "--dropout", "0.5", "--iterations", "40"])
+    assert_usage_error(rc, capsys, "dropout 0.5 applies between layers")
     assert saved_run.read_bytes() == before
 
 
+def test_a_resumed_run_may_change_its_learning_rate(saved_run, corpus_file, capsys):
+    """--learning-rate on --resume (char-rnn's users lower it as a run levels off) was refused as
+    "a different model": it is a setting read at every call, and it now continues the run
+    with the new rate, its weights, optimizer state and position (the same numbers as the
+    model continued with that rate from Python), and is kept in the checkpoint."""
+    import dataclasses
+    start = checkpoint.load(saved_run)
+    rc = train.main(["--resume", str(saved_run), "--learning-rate", "0.03", "--iterations", "30",
+                     "--eval-every", "10"])
+    assert rc == 0
+    assert "note: --learning-rate 0.03 replaces the checkpoint's 0.1 from iteration 20 on" in \
+        capsys.readouterr().out
+    ckpt = checkpoint.load(saved_run)
+    assert ckpt.config.learning_rate == 0.03 and ckpt.run["metrics"][-1]["learning_rate"] == 0.03
+    model = start.to_model()
+    model.config = dataclasses.replace(model.config, learning_rate=0.03)
+    model.train(load(corpus_file).train, 10)
+    np.testing.assert_array_equal(ckpt.to_model().weights.flat, model.weights.flat)
+    np.testing.assert_array_equal(ckpt.state, model.state)
+    # resumed again without it: the checkpoint's rate, said nowhere
+    assert train.main(["--resume", str(saved_run), "--iterations", "40", "--quiet"]) == 0
+    assert checkpoint.load(saved_run).config.learning_rate == 0.03
+
+
 @pytest.mark.parametrize("args, fragment", [
-    (["--temperature", "0"], "--temperature: 0 is not a positive finite number"),
+    (["--temperature", "0"], "--temperature: 0 is not a positive finite number (--greedy takes "
+                             "the most likely character)"),
     (["--temperature", "-1"], "--temperature: -1 is not a positive finite number"),
     (["--temperature", "inf"], "--temperature: inf is not a positive finite number"),
     (["--length", "-5"], "--length: -5 is not an integer >= 0"),
@@ -1895,11 +2098,57 @@ def test_resume_with_other_text_or_model_is_refused_and_changes_nothing(saved_ru
     (["--top-k", "-1"], "--top-k: -1 is not an integer >= 0"),
     (["--top-p", "0"], "--top-p: 0 is not a positive finite number"),
     (["--top-p", "1.5"], "--top-p: 1.5 is not in (0, 1]"),
+    # options that change nothing with --greedy (taken without a word before)
+    (["--greedy", "--temperature", "5"], "--greedy takes the most likely character: "
+                                         "--temperature would change nothing (drop it, or "
+                                         "--greedy)"),
+    (["--greedy", "--top-k", "3", "--top-p", "0.5"], "--top-k and --top-p would change nothing "
+                                                     "(drop them, or --greedy)"),
+    (["--start_text", "a"], "unrecognized arguments: --start_text a; did you mean --prime?"),
 ])
 def test_bad_sample_options(trained, capsys, args, fragment):
     rc, text = run_sample([trained, *args])
     assert_usage_error(rc, capsys, fragment)
     assert text == ""
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--batch_size", "16"], "unrecognized arguments: --batch_size 16; did you mean --batch-size?"),
+    (["-seq_length", "50"], "unrecognized arguments: -seq_length 50; did you mean --seq-length?"),
+    (["--rnn_size=128"], "unrecognized arguments: --rnn_size=128; did you mean --hidden-size?"),
+    (["--max_iters", "5"], "did you mean --iterations?"),
+    (["--lr", "0.01"], "ambiguous option: --lr could match --lr-decay, --lr-decay-every; did you "
+                       "mean --learning-rate?"),
+    (["--no-such-thing", "3"], "unrecognized arguments: --no-such-thing 3 (see --help)"),
+])
+def test_options_spelled_as_other_tools_spell_them_are_named(tmp_path, capsys, args, fragment):
+    """char-rnn, torch-rnn and nanoGPT spell their options with underscores, one dash, or
+    other names: the error names this command's option (or says nothing more)."""
+    rc = train.main([*args, "--out", str(tmp_path / "out")])
+    assert_usage_error(rc, capsys, fragment)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_directory_for_a_file_names_what_it_holds(tmp_path, corpus_file, capsys):
+    """char-rnn keeps its texts as data/NAME/input.txt, and a run's --out holds its
+    checkpoints: a directory given for either names the file meant."""
+    data = tmp_path / "data" / "tiny"
+    data.mkdir(parents=True)
+    (data / "input.txt").write_text("hello world\n" * 100)
+    rc = train.main(["--data", str(data), "--out", str(tmp_path / "out")])
+    assert_usage_error(rc, capsys, f"{data} is a directory, not a text file (did you mean "
+                                   f"{data / 'input.txt'}?)")
+    rc = train.main(["--data", str(data.parent), "--out", str(tmp_path / "out")])
+    assert_usage_error(rc, capsys, f"{data.parent} is a directory, not a text file\n")
+    out = tmp_path / "run"
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "10", "--out",
+                       str(out)]) == 0
+    rc, _ = run_sample([str(out)])
+    assert_usage_error(rc, capsys, f"{out} is a directory, not a checkpoint (it holds "
+                                   f"{out / 'checkpoint.npz'} and {out / 'best.npz'})")
+    rc = train.main(["--resume", str(tmp_path), "--iterations", "20"])
+    assert_usage_error(rc, capsys, f"cannot resume: {tmp_path} is a directory, not a "
+                                   f"checkpoint\n")
 
 
 def test_help_explains_every_option(capsys):

@@ -1,13 +1,14 @@
 """Reading a corpus: vocabulary, compact ids, the validation split, and each way a file is bad."""
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fastrnn import Vocab
-from fastrnn.corpus import CorpusError, load
+from fastrnn.corpus import CorpusError, load, oddities
 from fastrnn.vocab import id_dtype
 
 
@@ -72,6 +73,12 @@ def test_encoding_in_blocks_matches_a_plain_lookup(monkeypatch):
     (b"\xfe\xff" + "hello".encode("utf-16-be"), r"--encoding utf-16\)"),
     ("hello".encode("utf-32"), r"\(it starts with a UTF-32 byte-order mark: --encoding "
                                r"utf-32\)"),
+    # Windows text: latin-1 would read its quotes and dashes as control codes in silence
+    ("\u201cquoted\u201d \u2013 dash, 5 \u20ac".encode("cp1252") * 9,
+     r"byte 0x93 at offset 0 .*\(for example --encoding cp1252, Windows' Western European: it "
+     r"has bytes 0x80-0x9f, its quotes, dashes and signs, which latin-1 reads as control "
+     r"characters\)"),
+    (b"caf\xe9 \x81", r"\(for example --encoding latin-1\)"),  # (0x81: not Windows-1252)
 ])
 def test_bad_files_are_named(tmp_path, content, message):
     path = write(tmp_path, content)
@@ -162,3 +169,35 @@ def test_a_text_too_large_for_the_memory_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(CorpusError, match=f"^{path}: not enough memory to read its 10,002 "
                                           f"bytes$"):
         load(path)
+
+
+@pytest.mark.parametrize("content, encoding, said", [
+    ("plain text,\nas text is.\n" * 20, "utf-8", []),
+    ("tabs\tand\fform feeds\x1b[0m, few escapes\n" * 20, "utf-8", []),
+    (bytes(range(256)) * 20, "latin-1",
+     [r"^11% of the characters of .* are control characters \(not counting NUL, tabs and line "
+      r"breaks\): it looks like binary data, not text, and is trained on as it is$"]),
+    ("text\n".encode("utf-16-le") * 20, "utf-8",
+     [r"^50% of the characters of .* are NUL \(\\x00\), as in UTF-16 text read as utf-8: if it "
+      r"is, --encoding utf-16-le reads it$"]),
+    ("\u201cquoted\u201d text\n".encode("cp1252") * 20, "latin-1",
+     [r"read as latin-1 has characters U\+0080-U\+009F, control codes that text rarely holds: "
+      r"Windows-1252's quotes, dashes and signs come out as these; if it is Windows text, "
+      r"--encoding cp1252 reads them as meant$"]),
+    ("\u201cquoted\u201d text\n".encode("cp1252") * 20, "cp1252", []),
+    ("\ufefftext\n" * 20, "utf-8", [r"starts with a byte-order mark \(U\+FEFF\)"]),
+    ("line\r\n" * 20, "utf-8",
+     [r"has Windows line endings \(\\r\\n\): the model learns the \\r before every line break "
+      r"as a character .*; a copy with Unix line endings \(dos2unix\) leaves it out$"]),
+    ("line\rold Mac line\r\n" * 20, "utf-8", []),  # (a \r alone: not Windows')
+])
+def test_oddities_of_a_text_are_said(tmp_path, content, encoding, said):
+    """What a text holds that text rarely does, said when a run starts (it trains on it as it
+    is): binary data, UTF-16 read as UTF-8, Windows-1252 read as latin-1, a byte-order mark,
+    Windows line endings; nothing for text."""
+    path = write(tmp_path, content if isinstance(content, bytes) else content.encode())
+    notes = oddities(load(path, val_fraction=0, encoding=encoding), encoding)
+    assert len(notes) == len(said), notes
+    for note, pattern in zip(notes, said):
+        assert re.search(pattern, note), note
+        assert str(path) in note

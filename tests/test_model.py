@@ -949,6 +949,27 @@ def test_a_replaced_config_keeps_what_the_weights_were_made_by():
     assert np.array_equal(model.weights.flat, expected.weights.flat)
 
 
+def test_a_setting_set_as_an_attribute_is_refused_not_ignored():
+    """``CharRNN`` takes its settings as keyword arguments, so a notebook sets them as
+    attributes: ``model.learning_rate = 1e-6`` was an attribute nothing read, and training went
+    on at the config's rate in silence. Every config field is refused by name, with the way
+    to change it; other attributes (a notebook's own) are kept."""
+    model = CharRNN(5, hidden_size=8, seq_length=4)
+    before = model.config
+    for name in ("learning_rate", "seq_length", "batch_size", "dropout"):
+        with pytest.raises(AttributeError, match=f"{name} is a setting in model.config.*"
+                                                 f"dataclasses.replace\\(model.config, {name}="):
+            setattr(model, name, 1)
+    with pytest.raises(AttributeError, match=r"or train\(\.\.\., learning_rate=\.\.\.\)"):
+        model.learning_rate = 1e-6
+    for name in CharRNN.FIXED:
+        with pytest.raises(AttributeError, match=f"{name} is a setting .*: build a new CharRNN"):
+            setattr(model, name, "adam")
+    assert model.config is before and model.optimizer.name == "adagrad"
+    model.vocab = "abcde"  # (not a setting: kept)
+    assert model.vocab == "abcde"
+
+
 def test_odd_arguments_are_named_not_failed_on():
     """What a notebook may pass, each named: None as data to a model that never trained (its
     cache of the last array checked was None too: an AttributeError), a count of chunks past
