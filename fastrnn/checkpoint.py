@@ -240,6 +240,9 @@ def run_record(path):
     try:
         if files.not_regular(path):
             return None
+        with open(path, "rb") as f:
+            if f.read(len(ZIP_MAGIC[0])) not in ZIP_MAGIC:  # (np.load would read a .npy whole)
+                return None
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(str(_read(path, npz, {"meta": None})["meta"]))
         run = meta.get("run") if isinstance(meta, dict) and meta.get("format") == FORMAT else None
@@ -408,7 +411,8 @@ def _check_fields(where, ckpt):
             bad(f"run.metrics[{i}]", record, "a record of an evaluation")
         for key, ok, expected in (
                 ("iteration", lambda v: _integer(v) and v >= 0, "an integer >= 0"),
-                ("train_loss", _number, "a finite number"),
+                ("train_loss", lambda v: v is None or _number(v),
+                 "a finite number, or null before the first iteration"),
                 ("val_loss", lambda v: v is None or _number(v), "a finite number or null"),
                 ("val_bpc", lambda v: (v is None) == (record.get("val_loss") is None)
                  and (v is None or _number(v)), "a finite number if val_loss is one, else null")):

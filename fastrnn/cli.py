@@ -57,7 +57,7 @@ class Parser(argparse.ArgumentParser):
             name = word.lstrip("-").partition("=")[0]
             if not word.startswith("-") or not name:
                 continue
-            for option in ("--" + name.replace("_", "-"), OTHER_NAMES.get(name.lower())):
+            for option in ("--" + name.lower().replace("_", "-"), OTHER_NAMES.get(name.lower())):
                 if option in self._option_string_actions and option != word:
                     return f"; did you mean {option}?"
         return ""
@@ -188,11 +188,11 @@ def quiet_start():
         _before_start = signal.signal(signal.SIGINT, _interrupted_while_starting)
 
 
-_escaped = []  # the characters stdout's encoding could not write, escaped instead
+_escaped = set()  # the characters stdout's encoding could not write, escaped instead
 
 
 def _escape(error):
-    _escaped.append(error.object[error.start:error.end])
+    _escaped.update(error.object[error.start:error.end])
     return codecs.backslashreplace_errors(error)
 
 
@@ -211,8 +211,10 @@ def run(main, prog, argv, output=False):
     for name in closed:
         setattr(sys, name, open(os.devnull, "w"))
     _escaped.clear()
+    before = []  # (each stream's own error handler, put back when the command returns)
     for stream, errors in ((sys.stdout, "fastrnn-escape"), (sys.stderr, "backslashreplace")):
         if hasattr(stream, "reconfigure"):
+            before.append((stream, stream.errors))
             stream.reconfigure(errors=errors)
     if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:
         signal.signal(signal.SIGINT, _before_start)
@@ -235,10 +237,15 @@ def run(main, prog, argv, output=False):
     finally:
         if _escaped:
             print(f"{prog}: note: stdout's encoding ({sys.stdout.encoding}) cannot write "
-                  f"{len(set(''.join(_escaped))):,} of the characters written to it, which came "
-                  f"out as \\u escapes: PYTHONIOENCODING=utf-8 writes them as they are",
-                  file=sys.stderr)
+                  f"{len(_escaped):,} distinct character{'s' * (len(_escaped) > 1)} of what "
+                  f"was written to it, which came out as backslash escapes (\\u...): "
+                  f"PYTHONIOENCODING=utf-8 writes them as they are", file=sys.stderr)
         sys.stderr = caller
+        for stream, errors in before:
+            try:
+                stream.reconfigure(errors=errors)
+            except (OSError, ValueError):  # (closed, or /dev/null after a lost reader)
+                pass
 
 
 def drop_output(stream=None):

@@ -73,16 +73,22 @@ def encoding_hint(raw, encoding):
         return "it starts with a UTF-32 byte-order mark: --encoding utf-32"
     if head[:2] in (b"\xff\xfe", b"\xfe\xff") and not given.startswith("utf-16"):
         return "it starts with a UTF-16 byte-order mark: --encoding utf-16"
-    if given != "cp1252" and re.search(rb"[\x80-\x9f]", raw):
-        try:
-            raw.decode("cp1252")
-        except UnicodeDecodeError:
-            pass
-        else:
-            return ("for example --encoding cp1252, Windows' Western European: it has bytes "
-                    "0x80-0x9f, its quotes, dashes and signs, which latin-1 reads as control "
-                    "characters")
+    if given != "cp1252" and _windows_1252(raw):
+        return ("for example --encoding cp1252, Windows' Western European: it has bytes "
+                "0x80-0x9f, its quotes, dashes and signs, which latin-1 reads as control "
+                "characters")
     return "for example --encoding latin-1"
+
+
+def _windows_1252(raw):
+    """Whether the bytes look like Windows-1252 text: bytes 0x80-0x9f, mostly after ASCII (in
+    UTF-8 they follow a lead byte: its quotes are e2 80 9c), and none it leaves undefined. From
+    the first thousand such bytes; nothing decoded (a UTF-8 text with one bad byte has them)."""
+    if re.search(rb"[\x81\x8d\x8f\x90\x9d]", raw):
+        return False
+    after = [raw[m.start() - 1] if m.start() else 0
+             for _, m in zip(range(1000), re.finditer(rb"[\x80-\x9f]", raw))]
+    return bool(after) and sum(b < 0x80 for b in after) > len(after) / 2
 
 
 def read_text(path, encoding="utf-8"):
@@ -91,7 +97,7 @@ def read_text(path, encoding="utf-8"):
     check_encoding(encoding)
     kind = files.not_regular(path)
     if kind == "a directory":
-        raise CorpusError(_a_directory(path))
+        raise CorpusError(a_directory(path))
     if kind:
         raise CorpusError(f"{path} is {kind}, not a regular file: training text is read from "
                           f"regular files only")
@@ -104,7 +110,7 @@ def read_text(path, encoding="utf-8"):
     except FileNotFoundError:
         raise CorpusError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise CorpusError(_a_directory(path)) from None
+        raise CorpusError(a_directory(path)) from None
     except OSError as e:
         raise CorpusError(f"{path}: cannot read it ({e.strerror or e})") from None
     if not raw:
@@ -124,6 +130,26 @@ def read_text(path, encoding="utf-8"):
     return text, hashlib.sha256(raw).hexdigest()
 
 
+def _counts(ids, size):
+    """How many times each id 0..size-1 occurs in ``ids``, counted a block at a time (a few MB
+    more memory for any text)."""
+    counts = np.zeros(size, np.int64)
+    for i in range(0, len(ids), 1 << 24):
+        counts += np.bincount(ids[i:i + (1 << 24)], minlength=size)
+    return counts
+
+
+def _crlf(ids, cr, lf):
+    """(\\r followed by \\n, \\r) counts in ``ids``, a block at a time."""
+    pairs = alone = 0
+    for i in range(0, len(ids) - 1, 1 << 24):
+        block = ids[i:i + (1 << 24) + 1]
+        at = np.flatnonzero(block[:-1] == cr)
+        pairs += np.count_nonzero(block[at + 1] == lf)
+        alone += len(at)
+    return pairs, alone
+
+
 def oddities(corpus, encoding):
     """What a new run's training text holds that text rarely does, each in a sentence (the
     model would learn it as it is, in silence): binary data; NULs between letters (UTF-16 or
@@ -132,10 +158,10 @@ def oddities(corpus, encoding):
     path, ids, vocab = corpus.path, corpus.train, corpus.vocab
     if not len(ids):
         return []
+    counts = _counts(ids, len(vocab))
 
     def share(chars):
-        found = [vocab.index[c] for c in chars if c in vocab.index]
-        return np.isin(ids, found).sum() / len(ids) if found else 0.0
+        return sum(int(counts[vocab.index[c]]) for c in chars if c in vocab.index) / len(ids)
 
     said = []
     controls = share([c for c in vocab.chars if (c < " " or c == "\x7f") and
@@ -159,15 +185,16 @@ def oddities(corpus, encoding):
         said.append(f"{path} starts with a byte-order mark (U+FEFF), which the model learns "
                     f"as a character of its vocabulary; --encoding utf-8-sig leaves it out")
     if "\r" in vocab.index and "\n" in vocab.index:
-        cr = np.flatnonzero(ids[:-1] == vocab.index["\r"])
-        if np.count_nonzero(ids[cr + 1] == vocab.index["\n"]) > len(cr) / 2:
+        pairs, crs = _crlf(ids, vocab.index["\r"], vocab.index["\n"])
+        if pairs > crs / 2:
             said.append(f"{path} has Windows line endings (\\r\\n): the model learns the \\r "
-                        f"before every line break as a character (and asks it of the texts it "
-                        f"scores); a copy with Unix line endings (dos2unix) leaves it out")
+                        f"before every line break as a character (and then needs it in every "
+                        f"text it scores or starts from); a copy with Unix line endings "
+                        f"(dos2unix) leaves it out")
     return said
 
 
-def _a_directory(path):
+def a_directory(path):
     """The message for a directory given as the text; char-rnn's data directories hold theirs
     as input.txt (data/tinyshakespeare/input.txt), which it names."""
     meant = path / "input.txt"

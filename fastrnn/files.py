@@ -8,6 +8,7 @@ NAME, so NAME is always either the old file or the new one.
 
 import errno
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -137,7 +138,8 @@ def remove_stale_temporaries(directory, names):
     for name in names:
         for tmp in Path(directory).glob(f".{name}.*.tmp"):
             pid = tmp.name[len(name) + 2:-len(".tmp")]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            if re.fullmatch("[0-9]{1,9}", pid) and int(pid) != os.getpid() and \
+                    not _alive(int(pid)):
                 tmp.unlink(missing_ok=True)
 
 

@@ -6,10 +6,10 @@ Each evaluation is one line of ``metrics.jsonl``::
      "train_bpc": 2.78, "val_loss": 1.98, "val_bpc": 2.86, "train_seconds": 0.8,
      "chars_per_s": 160000.0}
 
-``epoch`` counts passes over the training text (iterations over the chunks per pass);
-losses in nats per character (``train_loss`` is the mean over the iterations since the
-previous record, with dropout if the run has it), ``*_bpc`` the same in bits per character; ``train_seconds`` is the time spent
-in training kernel calls (not evaluation or compilation) and ``chars_per_s`` the rate in it.
+``epoch`` counts passes over the training text (iterations over the chunks per pass); losses in nats
+per character (``train_loss`` is the mean over the iterations since the previous record, with
+dropout if the run has it), ``*_bpc`` the same in bits per character; ``train_seconds`` is the time
+spent in training kernel calls (not evaluation or compilation) and ``chars_per_s`` the rate in it.
 """
 
 import json
@@ -55,11 +55,11 @@ def plot(path, records):
     except Exception as e:
         return f"matplotlib failed ({_first_line(e)})"
     try:
-        it = [r["iteration"] for r in records]
-        ax.plot(it, [r["train_loss"] for r in records], label="training")
-        val = [(r["iteration"], r["val_loss"]) for r in records if r.get("val_loss") is not None]
-        if val:
-            ax.plot(*zip(*val), marker="o", label="validation")
+        for key, style in (("train_loss", {}), ("val_loss", {"marker": "o"})):
+            points = [(r["iteration"], r[key]) for r in records if r.get(key) is not None]
+            if points:  # (train_loss: None before the first iteration; val_loss: no held out)
+                ax.plot(*zip(*points), label="training" if key == "train_loss" else
+                        "validation", **style)
         ax.set_xlabel("iteration")
         ax.set_ylabel("loss (nats per character)")
         ax.legend()

@@ -57,7 +57,7 @@ def _temperature(text):
             zero = float(text) == 0  # (what some samplers take for the most likely character)
         except ValueError:
             zero = False
-        raise argparse.ArgumentTypeError(f"{e} (--greedy takes the most likely character)"
+        raise argparse.ArgumentTypeError(f"{e}; --greedy takes the most likely character"
                                          if zero else str(e)) from None
 
 

@@ -62,6 +62,8 @@ def _main(argv, out):
         raise cli.UsageError(str(e)) from None
     for path in args.files:  # every file is checked before any is scored
         kind = files.not_regular(path)
+        if kind == "a directory":
+            raise cli.UsageError(corpus.a_directory(Path(path)))
         if kind:
             raise cli.UsageError(f"{path} is {kind}, not a regular file")
     try:

@@ -11,6 +11,7 @@ failed (diverged, disk error), 2 bad input, 130 interrupted (after saving a chec
 """
 
 import dataclasses
+import errno
 import math
 import os
 import signal
@@ -35,6 +36,7 @@ DEFAULT_ITERATIONS = 50_000
 
 PROG = "fastrnn.train"
 METRICS, PLOT = "metrics.jsonl", "loss.png"  # (and checkpoint.CHECKPOINT, checkpoint.BEST)
+OUTPUTS = (CHECKPOINT, BEST, METRICS, PLOT)  # what a run writes in --out
 
 
 def build_parser():
@@ -237,13 +239,16 @@ def _train(args, model, corpus, data, out, ckpt, lr_decay, anneal, source):
     if ckpt and run.get("backend", args.backend) != args.backend:
         _say(args, f"note: the checkpoint was trained with --backend {run['backend']}; results "
                    f"continue bit for bit only on the same backend and dtype")
+    trainer = Trainer(model, corpus, data, args, out, ckpt)
+    trainer.lr_decay, trainer.anneal = lr_decay, anneal
     for key in RESUME_MAY_CHANGE if ckpt else ():
         old, new = getattr(ckpt.config, key), getattr(model.config, key)
         if new != old:
+            rate = trainer.learning_rate() if key == "learning_rate" else new
             _say(args, f"note: --{key.replace('_', '-')} {new:g} replaces the checkpoint's "
-                       f"{old:g} from iteration {run['iteration']} on")
-    trainer = Trainer(model, corpus, data, args, out, ckpt)
-    trainer.lr_decay, trainer.anneal = lr_decay, anneal
+                       f"{old:g} from iteration {run['iteration']} on" + (
+                           f" (the schedule's base: its rate there is {rate:.3g})"
+                           if rate != new else ""))
     if source:
         trainer.init_from = str(Path(args.init_from).resolve())
         trainer.smooth = None  # (from its first chunk's loss: not an untrained model's ln V)
@@ -450,24 +455,34 @@ def _output_dir(args, ckpt):
 def _check_output_dir(args, ckpt, out):
     """Refuse an --out holding another run's checkpoints or log (unless --overwrite); then
     clear what a killed writer (its temporaries) or an overwritten run left there."""
-    for name in (CHECKPOINT, BEST, METRICS, PLOT):  # (found now, not at the first write)
+    def held(name):  # (a log without records: a run that stopped before its first, diverged)
+        path = out / name
+        return path.exists() and (name != METRICS or path.stat().st_size > 0)
+
+    for name in OUTPUTS:  # (found now, not at the first write)
         kind = files.unwritable(out / name)
         if kind:
             raise cli.UsageError(f"{out / name} is {kind}: the run's outputs are regular files "
                                  f"in --out; remove it, or pass another --out")
     if ckpt is None:
-        if (out / CHECKPOINT).exists() and not args.overwrite:
+        if held(CHECKPOINT) and not args.overwrite:
             raise cli.UsageError(f"{out / CHECKPOINT} already exists: continue it with --resume "
                                  f"{out / CHECKPOINT}, or pass --overwrite or another --out")
         for name, what in ((BEST, "another run's best model"), (METRICS, "another run's log")):
-            if (out / name).exists() and not args.overwrite:
+            if held(name) and not args.overwrite:
                 raise cli.UsageError(f"{out / name} ({what}) already exists: pass --overwrite "
                                      f"or another --out")
+        source = Path(args.init_from).resolve() if args.init_from else None
         for name in (CHECKPOINT, BEST, PLOT):  # the old run's (--overwrite): not to be taken
-            (out / name).unlink(missing_ok=True)  # for this one's, should it stop before them
+            if source == (out / name).resolve():  # for this one's, should it stop before them
+                raise cli.UsageError(f"--init-from {args.init_from} is in --out, whose run "
+                                     f"--overwrite removes: copy it elsewhere, or pass "
+                                     f"another --out")
+        for name in (CHECKPOINT, BEST, PLOT):
+            (out / name).unlink(missing_ok=True)
     elif not out.samefile(Path(args.resume).parent) and not args.overwrite:
-        for name in (CHECKPOINT, BEST):  # another run's, in another directory
-            if (out / name).exists():
+        for name in (CHECKPOINT, BEST, METRICS):  # another run's, in another directory
+            if held(name):
                 raise cli.UsageError(f"{out / name} is not the resumed run's ({args.resume}) "
                                      f"and would be replaced: pass another --out, or "
                                      f"--overwrite")
@@ -475,7 +490,7 @@ def _check_output_dir(args, ckpt, out):
             not (out / CHECKPOINT).samefile(args.resume):
         raise cli.UsageError(f"{out / CHECKPOINT} is not the checkpoint resumed ({args.resume}) "
                              f"and would be replaced: pass another --out, or --overwrite")
-    files.remove_stale_temporaries(out, (CHECKPOINT, BEST, METRICS, PLOT))
+    files.remove_stale_temporaries(out, OUTPUTS)
 
 
 def _load_corpus(data, config, ckpt, vocab=None, say=None):
@@ -652,6 +667,12 @@ class Trainer:
         # checkpoint) or "end" (the final validation)
         self.pending = run.get("pending")
         self.stop = None  # the run's _StopRequests, while it trains
+        self.out_id = self._directory_id()  # --out's, to tell if another takes its place
+        self.best_gone = False  # whether best.npz went with an --out removed during the run
+
+    def _directory_id(self):
+        found = os.stat(self.out)
+        return found.st_dev, found.st_ino
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -755,7 +776,7 @@ class Trainer:
                     if not timed:  # the anneal's estimate paces the run from here
                         self.paced_from, timed = (t0, self.iteration - n), True
                     self.block_seconds, self.block_iterations = dt, n
-                    bar.advance(n, self.iteration, dt, f"loss {self.smooth:.3f}, "
+                    bar.advance(n, self.iteration, dt, f"chunk loss {self.smooth:.3f}, "
                                 f"{n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s")
                 target = self._start_anneal(target, start, timed, bar)  # (before a record)
                 if not self._between_blocks():
@@ -1030,11 +1051,15 @@ class Trainer:
         if why and not self.plot_note_said:
             self.plot_note_said = True  # once a run: the picture is optional, the log is not
             _say(self.args, f"note: {PLOT} is not drawn: {why}; {METRICS} has the same numbers")
-        line = (f"iteration {self.iteration} (epoch {record['epoch']:.2f}): train loss "
-                f"{record['train_loss']:.4f} nats/char")
+        line = f"iteration {self.iteration} (epoch {record['epoch']:.2f}):"
+        if train_loss is not None:
+            line += f" train loss {train_loss:.4f} nats/char"
+        elif val_loss is None:
+            line += " nothing trained or validated"
         if val_loss is not None:
             streams = self.args.val_streams
-            line += (f", validation{f' ({streams} streams)' if streams > 1 else ''} "
+            line += (f"{',' if train_loss is not None else ''} "
+                     f"validation{f' ({streams} streams)' if streams > 1 else ''} "
                      f"{val_loss:.4f} nats/char = {record['val_bpc']:.4f} bits/char")
             if self.best is None or val_loss < self.best:
                 self.best_due, self.best = [self.best], val_loss  # (best.npz's record holds it)
@@ -1045,15 +1070,14 @@ class Trainer:
 
     def _train_loss(self):
         """The mean loss per character of the iterations since the previous record (the
-        latest iteration's if none came between): what the model did on the text it trained on
-        in that time, next to the validation's. (Not min-char-rnn's smoothed loss, the
-        progress bar's, which is an average over the last thousand or so iterations that
-        starts from an untrained model's loss: a run of a few hundred iterations showed little
-        but that start.)"""
-        start = self.records[-1]["iteration"] if self.records else 0
-        start = min(start, self.iteration - 1)
-        if start < 0:  # (no iteration yet)
-            return self.smooth / self.model.config.seq_length
+        latest iteration's if none came between; None before the first): what the model did
+        on the text it trained on in that time, next to the validation's. (Not min-char-rnn's
+        smoothed loss, the progress bar's, which is an average over the last thousand or so
+        iterations that starts from an untrained model's loss: a run of a few hundred
+        iterations showed little but that start.)"""
+        if self.iteration == 0:
+            return None
+        start = min(self.records[-1]["iteration"] if self.records else 0, self.iteration - 1)
         window = self.history[start:self.iteration]
         return float(window.sum()) / (len(window) * self.chunk_chars)
 
@@ -1116,6 +1140,9 @@ class Trainer:
         and the write tried there."""
         for attempt in range(2):
             try:
+                if self._replaced():  # (then its files are not this run's to replace)
+                    raise OSError(errno.EEXIST, f"{self.out} is another directory than the "
+                                                f"run's, which was removed or moved")
                 return write(self.out / name, *what)
             except OSError as e:
                 if attempt or not self._remade():
@@ -1123,6 +1150,15 @@ class Trainer:
                                              f"{e.strerror or e}") from None
                 if name == METRICS:  # (rewritten whole by _remade)
                     return None
+
+    def _replaced(self):
+        """Whether another directory than the run's stands at --out (its own removed or moved
+        during the run, and another made there: another run's, perhaps)."""
+        try:
+            now = os.stat(self.out)
+        except OSError:
+            return False  # (gone: made again by _remade)
+        return (now.st_dev, now.st_ino) != self.out_id
 
     def _remade(self):
         """--out made again, locked and its log rewritten whole, when it is gone: the run's
@@ -1139,7 +1175,9 @@ class Trainer:
             self.args.lock.close()
         self.args.lock = lock
         files.claim(lock)
-        self.saved = self.best_saved = None  # (in the directory that went)
+        self.out_id = self._directory_id()
+        self.saved = self.best_saved = None  # (in the directory that went...
+        self.best_gone = self.best_gone or self.best is not None  # ...with best.npz)
         try:
             metrics.rewrite(self.out / METRICS, self.records)
         except OSError:
@@ -1166,7 +1204,7 @@ class Trainer:
 
     def _where_the_work_is(self):
         """The latest checkpoint on disk that holds this run's work, in words."""
-        if self.saved is not None and (self.out / CHECKPOINT).exists():
+        if self.saved is not None and (self.out / CHECKPOINT).exists() and not self._replaced():
             return f"the last checkpoint is {self.out / CHECKPOINT} (iteration {self.saved})"
         if self.saved is not None:
             return (f"the checkpoint of iteration {self.saved} is gone from {self.out} (removed "
@@ -1243,7 +1281,9 @@ class Trainer:
                             f"{best['iteration']}, " + (
                                 f"is in {kept})" if ours else
                                 f"is not in {kept}, which holds another model)"
-                                if kept.exists() else "was before this run's --out)"))
+                                if kept.exists() else
+                                "went with the --out removed or moved during the run)"
+                                if self.best_gone else "was before this run's --out)"))
         _say(self.args, f"{summary}; checkpoint {where}")
         return 0
 

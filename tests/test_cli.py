@@ -1284,8 +1284,27 @@ def test_a_vocabulary_the_terminal_cannot_show_is_escaped(tmp_path):
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
         assert "\\u4e" in done.stdout  # the characters, escaped, and said once at the end
         assert done.stderr.count("note: stdout's encoding (ascii) cannot write") == 1
-        assert done.stderr.endswith("which came out as \\u escapes: PYTHONIOENCODING=utf-8 "
-                                    "writes them as they are\n"), done.stderr
+        assert done.stderr.endswith("which came out as backslash escapes (\\u...): "
+                                    "PYTHONIOENCODING=utf-8 writes them as they are\n"), \
+            done.stderr
+
+
+def test_a_command_called_from_python_leaves_stdout_as_it_was(monkeypatch, capsys):
+    """cli.run escapes what stdout's encoding cannot write while the command runs, says so
+    once at the end, and then puts the stream's own error handler back (it stayed, and
+    escaped the caller's later prints in silence)."""
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="strict")
+    monkeypatch.setattr(sys, "stdout", stream)
+    assert cli.run(lambda argv: print("caf\u00e9 \u4e00\u4e00") or 0, "fastrnn.x", []) == 0
+    assert stream.errors == "strict"
+    with pytest.raises(UnicodeEncodeError):
+        print("\u4e00")
+    stream.flush()
+    assert stream.buffer.getvalue() == b"caf\\xe9 \\u4e00\\u4e00\n"
+    assert capsys.readouterr().err == (
+        "fastrnn.x: note: stdout's encoding (ascii) cannot write 2 distinct characters of what "
+        "was written to it, which came out as backslash escapes (\\u...): PYTHONIOENCODING=utf-8 "
+        "writes them as they are\n")
 
 
 def _full_disk(*args):
@@ -1559,7 +1578,8 @@ def test_only_the_runs_own_temporaries_are_removed_and_only_by_a_run(tmp_path, c
     ours = [f".{name}.{dead}.tmp" for name in ("checkpoint.npz", "best.npz", "metrics.jsonl",
                                                 "loss.png")]
     theirs = [f".important.{dead}.tmp", ".report.2024.tmp", ".x.tmp", "notes.txt",
-              f".checkpoint.npz.{dead}.bak"]
+              f".checkpoint.npz.{dead}.bak", f".checkpoint.npz.{os.getppid()}.tmp",  # (alive)
+              ".best.npz.\u00b2.tmp", f".best.npz.{10**20}.tmp"]  # (not pids: no traceback)
     for name in ours + theirs:
         (tmp_path / name).write_text("mine")
     (tmp_path / "best.npz").write_text("another run's")
@@ -1572,20 +1592,50 @@ def test_only_the_runs_own_temporaries_are_removed_and_only_by_a_run(tmp_path, c
     assert all((tmp_path / name).read_text() == "mine" for name in theirs)
 
 
-def test_a_log_of_another_run_is_not_written_over(tmp_path, corpus_file, capsys):
+def test_a_log_of_another_run_is_not_written_over(tmp_path, corpus_file, capsys,
+                                                  monkeypatch):
     """A directory holding another run's metrics.jsonl (its checkpoints deleted to save space)
-    had the log replaced in silence; --overwrite removes the old run's files as it starts
-    (it replaced checkpoint.npz only at the first save: a kill before it left two runs
-    mixed)."""
-    (tmp_path / "metrics.jsonl").write_text('{"iteration": 5000}\n')
-    rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--out", str(tmp_path)])
+    had the log replaced in silence, by a new run or one resumed into it; --overwrite removes
+    the old run's files as it starts (it replaced checkpoint.npz only at the first save: a
+    kill before it left two runs mixed). An empty log (a run that diverged before its first
+    record) is no run's: the retry its error asked for was refused."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"iteration": 5000}\n')
+    rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--out", str(out)])
     assert_usage_error(rc, capsys, "metrics.jsonl (another run's log) already exists: pass "
                                    "--overwrite or another --out")
-    assert (tmp_path / "metrics.jsonl").read_text() == '{"iteration": 5000}\n'
-    (tmp_path / "checkpoint.npz").write_text("another run's")
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--out",
+                       str(tmp_path / "mine")]) == 0
+    rc = train.main(["--resume", str(tmp_path / "mine" / "checkpoint.npz"), "--iterations",
+                     "10", "--out", str(out)])
+    assert_usage_error(rc, capsys, f"{out / 'metrics.jsonl'} is not the resumed run's")
+    assert (out / "metrics.jsonl").read_text() == '{"iteration": 5000}\n'
+    (out / "checkpoint.npz").write_text("another run's")
+    save, found = checkpoint.save, []
+    monkeypatch.setattr(checkpoint, "save", lambda path, ckpt: (
+        found.append((out / "checkpoint.npz").exists()), save(path, ckpt))[1])
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--eval-every", "0",
-                       "--checkpoint-every", "0", "--overwrite", "--out", str(tmp_path)]) == 0
-    assert checkpoint.load(tmp_path / "checkpoint.npz").run["iteration"] == 5
+                       "--checkpoint-every", "0", "--overwrite", "--out", str(out)]) == 0
+    assert found[0] is False and checkpoint.load(out / "checkpoint.npz").run["iteration"] == 5
+    monkeypatch.undo()
+    rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--learning-rate",
+                     "1e30", "--out", str(tmp_path / "diverged")])
+    assert rc == 1 and (tmp_path / "diverged" / "metrics.jsonl").read_text() == ""
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--out",
+                       str(tmp_path / "diverged")]) == 0
+
+
+def test_init_from_a_checkpoint_that_overwrite_would_remove_is_refused(tmp_path, corpus_file,
+                                                                        capsys):
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--out",
+                       str(tmp_path)]) == 0
+    before = (tmp_path / "checkpoint.npz").read_bytes()
+    rc = train.main(["--init-from", str(tmp_path / "checkpoint.npz"), "--data", corpus_file,
+                     "--iterations", "5", "--overwrite", "--out", str(tmp_path)])
+    assert_usage_error(rc, capsys, f"--init-from {tmp_path / 'checkpoint.npz'} is in --out, "
+                                   f"whose run --overwrite removes: copy it elsewhere")
+    assert (tmp_path / "checkpoint.npz").read_bytes() == before
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
@@ -1620,21 +1670,61 @@ def test_an_output_directory_removed_during_the_run_is_made_again(tmp_path, corp
     out = tmp_path / "run"
     save = checkpoint.save
 
-    def removing(path, ckpt, removed=[]):  # (the directory goes at iteration 20's first save)
-        if ckpt.run["iteration"] == 20 and not removed:
+    from fastrnn import files
+    out = tmp_path / "run"
+    save, locked = checkpoint.save, []
+
+    def removing(path, ckpt, removed=[]):  # (the directory goes at iteration 20's checkpoint,
+        if ckpt.run["iteration"] == 20 and path.name == "checkpoint.npz" and not removed:
             removed.append(shutil.rmtree(out))
+        if ckpt.run["iteration"] == 30:  # (the run holds the lock of the one made again)
+            with pytest.raises(files.Locked) as held:
+                files.lock(out)
+            locked.append(held.value.args[0])
         return save(path, ckpt)
 
     monkeypatch.setattr(checkpoint, "save", removing)
+    # ...after its best.npz, the run's best: at this rate the last validation is worse, and
+    # the closing line says where that best.npz went)
     assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "30", "--eval-every",
-                       "10", "--checkpoint-every", "10", "--sample-every", "0", "--out",
-                       str(out)]) == 0
+                       "10", "--checkpoint-every", "10", "--sample-every", "0", "--learning-rate",
+                       "3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
     assert f"note: {out} was removed or moved while the run wrote there: made again, to save " \
-           f"the run in\n" in capsys.readouterr().out
+           f"the run in\n" in printed
+    assert locked and set(locked) == {os.getpid()}
     ckpt = checkpoint.load(out / "checkpoint.npz")
     assert ckpt.run["iteration"] == 30 and len(ckpt.losses) == 30
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in records] == [10, 20, 30] and records == ckpt.run["metrics"]
+    assert min(records, key=lambda r: r["val_loss"])["iteration"] == 20, records
+    assert "at iteration 20, went with the --out removed or moved during the run)" in printed
+
+
+def test_another_directory_in_place_of_the_runs_is_not_written_into(tmp_path, corpus_file,
+                                                                     capsys, monkeypatch):
+    """--out removed during a run and another made at its path (a second run's): the first
+    run's writes replaced the other's files. They are refused, and the run ends saying so."""
+    import shutil
+    out = tmp_path / "run"
+    save = checkpoint.save
+
+    def replacing(path, ckpt):  # (after the checkpoint of iteration 10)
+        save(path, ckpt)
+        if ckpt.run["iteration"] == 10:
+            shutil.rmtree(out)
+            out.mkdir()
+            (out / "checkpoint.npz").write_text("the other run's")
+
+    monkeypatch.setattr(checkpoint, "save", replacing)
+    rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "30", "--eval-every", "0",
+                     "--checkpoint-every", "10", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"could not write {out / 'checkpoint.npz'}: {out} is another directory " \
+                       f"than the run's, which was removed or moved" in err, err
+    assert "the checkpoint of iteration 10 is gone from" in err, err
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz"]
+    assert (out / "checkpoint.npz").read_text() == "the other run's"
 
 
 def test_the_closing_line_names_best_npz_only_when_it_holds_the_runs_best(tmp_path,
@@ -2086,9 +2176,41 @@ def test_a_resumed_run_may_change_its_learning_rate(saved_run, corpus_file, caps
     assert checkpoint.load(saved_run).config.learning_rate == 0.03
 
 
+def test_a_new_learning_rate_on_resume_is_the_schedules_base(tmp_path, corpus_file, capsys):
+    """With a decay, --learning-rate on --resume is the base the schedule decays (as for a new
+    run), not the rate from there on: the note says the rate it makes there."""
+    out = tmp_path / "run"
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "20", "--lr-decay", "0.5",
+                       "--lr-decay-every", "10", "--out", str(out)]) == 0
+    assert train.main(["--resume", str(out / "checkpoint.npz"), "--learning-rate", "0.08",
+                       "--iterations", "30", "--eval-every", "10"]) == 0
+    assert "note: --learning-rate 0.08 replaces the checkpoint's 0.1 from iteration 20 on (the " \
+           "schedule's base: its rate there is 0.02)\n" in capsys.readouterr().out
+    records = checkpoint.load(out / "checkpoint.npz").run["metrics"]
+    assert records[-1]["iteration"] == 30 and records[-1]["learning_rate"] == 0.08 * 0.5 ** 3
+
+
+def test_a_run_that_trains_no_iteration_logs_no_training_loss(tmp_path, corpus_file, capsys):
+    """A run stopped before its first iteration (a budget spent compiling) validates and logs:
+    its training loss is null (it logged an untrained model's ln V, and a fine-tuned run's,
+    whose smoothed loss starts at its first chunk, failed with a TypeError)."""
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "10", "--out",
+                       str(tmp_path / "a")]) == 0
+    for extra in ([], ["--init-from", str(tmp_path / "a" / "checkpoint.npz")]):
+        out = tmp_path / f"b{len(extra)}"
+        assert train.main(["--data", corpus_file, *SMALL[:-1], "--time-budget", "1e-9",
+                           "--out", str(out), *extra]) == 0
+        printed = capsys.readouterr().out
+        assert re.search(r"\niteration 0 \(epoch 0.00\): validation [0-9.]+ nats/char", printed), \
+            printed
+        record = checkpoint.load(out / "checkpoint.npz").run["metrics"][-1]
+        assert record["iteration"] == 0 and record["train_loss"] is None
+        assert record["train_bpc"] is None and record["val_loss"] > 0
+
+
 @pytest.mark.parametrize("args, fragment", [
-    (["--temperature", "0"], "--temperature: 0 is not a positive finite number (--greedy takes "
-                             "the most likely character)"),
+    (["--temperature", "0"], "--temperature: 0 is not a positive finite number; --greedy takes "
+                             "the most likely character (see --help)"),
     (["--temperature", "-1"], "--temperature: -1 is not a positive finite number"),
     (["--temperature", "inf"], "--temperature: inf is not a positive finite number"),
     (["--length", "-5"], "--length: -5 is not an integer >= 0"),
@@ -2116,6 +2238,7 @@ def test_bad_sample_options(trained, capsys, args, fragment):
     (["--batch_size", "16"], "unrecognized arguments: --batch_size 16; did you mean --batch-size?"),
     (["-seq_length", "50"], "unrecognized arguments: -seq_length 50; did you mean --seq-length?"),
     (["--rnn_size=128"], "unrecognized arguments: --rnn_size=128; did you mean --hidden-size?"),
+    (["--Batch_Size", "16"], "did you mean --batch-size?"),
     (["--max_iters", "5"], "did you mean --iterations?"),
     (["--lr", "0.01"], "ambiguous option: --lr could match --lr-decay, --lr-decay-every; did you "
                        "mean --learning-rate?"),

@@ -79,6 +79,9 @@ def test_encoding_in_blocks_matches_a_plain_lookup(monkeypatch):
      r"has bytes 0x80-0x9f, its quotes, dashes and signs, which latin-1 reads as control "
      r"characters\)"),
     (b"caf\xe9 \x81", r"\(for example --encoding latin-1\)"),  # (0x81: not Windows-1252)
+    # UTF-8 with one bad byte: its quotes' bytes are 0x80-0x9f too, after a lead byte
+    ("\u201cquoted\u2019s\u201d \u2014 dash\n".encode() * 9 + b"caf\xe9",
+     r"byte 0xe9 at offset 237 .*\(for example --encoding latin-1\)"),
 ])
 def test_bad_files_are_named(tmp_path, content, message):
     path = write(tmp_path, content)

@@ -963,7 +963,8 @@ def test_a_setting_set_as_an_attribute_is_refused_not_ignored():
     with pytest.raises(AttributeError, match=r"or train\(\.\.\., learning_rate=\.\.\.\)"):
         model.learning_rate = 1e-6
     for name in CharRNN.FIXED:
-        with pytest.raises(AttributeError, match=f"{name} is a setting .*: build a new CharRNN"):
+        with pytest.raises(AttributeError, match=f"model.{name} is fixed for a model .*: build "
+                                                 f"a new CharRNN for another {name}"):
             setattr(model, name, "adam")
     assert model.config is before and model.optimizer.name == "adagrad"
     model.vocab = "abcde"  # (not a setting: kept)
