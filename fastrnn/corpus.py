@@ -20,6 +20,7 @@ from .vocab import UnknownCharacters, Vocab, describe
 
 # more than this share of control characters (but NUL, tabs and line breaks): binary data
 BINARY_CONTROLS = 0.05
+COUNT_BLOCK = 1 << 20  # ids a text check (``oddities``) counts at a time
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "data" / "tragedies.txt"
 
 
@@ -81,14 +82,19 @@ def encoding_hint(raw, encoding):
 
 
 def _windows_1252(raw):
-    """Whether the bytes look like Windows-1252 text: bytes 0x80-0x9f, mostly after ASCII (in
-    UTF-8 they follow a lead byte: its quotes are e2 80 9c), and none it leaves undefined. From
-    the first thousand such bytes; nothing decoded (a UTF-8 text with one bad byte has them)."""
-    if re.search(rb"[\x81\x8d\x8f\x90\x9d]", raw):
+    """Whether the bytes look like Windows-1252 text: bytes 0x80-0x9f, none it leaves
+    undefined, and runs of non-ASCII bytes that are mostly not UTF-8 (a UTF-8 text with one bad
+    byte has such bytes too: its quotes are e2 80 9c). From the first thousand runs."""
+    if not re.search(rb"[\x80-\x9f]", raw) or re.search(rb"[\x81\x8d\x8f\x90\x9d]", raw):
         return False
-    after = [raw[m.start() - 1] if m.start() else 0
-             for _, m in zip(range(1000), re.finditer(rb"[\x80-\x9f]", raw))]
-    return bool(after) and sum(b < 0x80 for b in after) > len(after) / 2
+    utf8 = other = 0
+    for _, run in zip(range(1000), re.finditer(rb"[\x80-\xff]+", raw)):
+        try:
+            run.group().decode("utf-8")
+            utf8 += 1
+        except UnicodeDecodeError:
+            other += 1
+    return other > utf8
 
 
 def read_text(path, encoding="utf-8"):
@@ -131,23 +137,23 @@ def read_text(path, encoding="utf-8"):
 
 
 def _counts(ids, size):
-    """How many times each id 0..size-1 occurs in ``ids``, counted a block at a time (a few MB
-    more memory for any text)."""
+    """How many times each id 0..size-1 occurs in ``ids``, counted ``COUNT_BLOCK`` ids at a
+    time (np.bincount takes each block as 8-byte integers: 8 MB more memory for any text)."""
     counts = np.zeros(size, np.int64)
-    for i in range(0, len(ids), 1 << 24):
-        counts += np.bincount(ids[i:i + (1 << 24)], minlength=size)
+    for i in range(0, len(ids), COUNT_BLOCK):
+        counts += np.bincount(ids[i:i + COUNT_BLOCK], minlength=size)
     return counts
 
 
 def _crlf(ids, cr, lf):
-    """(\\r followed by \\n, \\r) counts in ``ids``, a block at a time."""
-    pairs = alone = 0
-    for i in range(0, len(ids) - 1, 1 << 24):
-        block = ids[i:i + (1 << 24) + 1]
+    """(\\r followed by \\n, all \\r) counts in ``ids`` but its last, a block at a time."""
+    pairs = crs = 0
+    for i in range(0, len(ids) - 1, COUNT_BLOCK):
+        block = ids[i:i + COUNT_BLOCK + 1]  # (and the next block's first, which may be a \n)
         at = np.flatnonzero(block[:-1] == cr)
         pairs += np.count_nonzero(block[at + 1] == lf)
-        alone += len(at)
-    return pairs, alone
+        crs += len(at)
+    return pairs, crs
 
 
 def oddities(corpus, encoding):

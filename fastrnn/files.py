@@ -105,7 +105,7 @@ def lock(directory):
                 holder = os.read(fd, 32).decode(errors="replace").strip()
             finally:
                 os.close(fd)
-            raise Locked(int(holder) if holder.isdigit() else None) from None
+            raise Locked(pid(holder)) from None
         try:  # the file locked must still be the one at the path (not one its holder removed)
             if os.stat(path).st_ino == os.fstat(fd).st_ino:
                 return os.fdopen(fd, "rb", buffering=0)
@@ -137,13 +137,19 @@ def remove_stale_temporaries(directory, names):
     left by writers that were killed mid-write (their pid is gone); nothing else."""
     for name in names:
         for tmp in Path(directory).glob(f".{name}.*.tmp"):
-            pid = tmp.name[len(name) + 2:-len(".tmp")]
-            if re.fullmatch("[0-9]{1,9}", pid) and int(pid) != os.getpid() and \
-                    not _alive(int(pid)):
+            writer = pid(tmp.name[len(name) + 2:-len(".tmp")])
+            if writer is not None and writer != os.getpid() and not _alive(writer):
                 tmp.unlink(missing_ok=True)
 
 
+def pid(text):
+    """The process id ``text`` is (ASCII digits, at most 9), or None."""
+    return int(text) if re.fullmatch("[0-9]{1,9}", text) else None
+
+
 def _alive(pid):
+    if os.name == "nt":  # (os.kill(pid, 0) ends the process there: every writer is alive)
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -8,8 +8,9 @@ Each evaluation is one line of ``metrics.jsonl``::
 
 ``epoch`` counts passes over the training text (iterations over the chunks per pass); losses in nats
 per character (``train_loss`` is the mean over the iterations since the previous record, with
-dropout if the run has it), ``*_bpc`` the same in bits per character; ``train_seconds`` is the time
-spent in training kernel calls (not evaluation or compilation) and ``chars_per_s`` the rate in it.
+dropout if the run has it; null before the first iteration), ``*_bpc`` the same in bits per
+character; ``train_seconds`` is the time spent in training kernel calls (not evaluation or
+compilation) and ``chars_per_s`` the rate in it.
 """
 
 import json
@@ -39,9 +40,9 @@ def append(path, record):
 
 def plot(path, records):
     """Training and validation loss against iteration as a PNG at ``path``. Returns None when
-    drawn, else why not, in words: the picture is optional, so matplotlib missing or failing
-    (a bad MPLBACKEND, a broken install) is said, not raised; writing the file is not, and
-    its OSError (a full disk) comes out."""
+    drawn, else why not, in words (nothing to draw is said too): the picture is optional, so
+    matplotlib missing or failing (a bad MPLBACKEND, a broken install) is said, not raised;
+    writing the file is not, and its OSError (a full disk) comes out."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -55,11 +56,13 @@ def plot(path, records):
     except Exception as e:
         return f"matplotlib failed ({_first_line(e)})"
     try:
-        for key, style in (("train_loss", {}), ("val_loss", {"marker": "o"})):
+        for key, label, style in (("train_loss", "training", {}),
+                                  ("val_loss", "validation", {"marker": "o"})):
             points = [(r["iteration"], r[key]) for r in records if r.get(key) is not None]
             if points:  # (train_loss: None before the first iteration; val_loss: no held out)
-                ax.plot(*zip(*points), label="training" if key == "train_loss" else
-                        "validation", **style)
+                ax.plot(*zip(*points), label=label, **style)
+        if not ax.lines:  # (closed below)
+            return "nothing to draw yet (no iteration trained, no validation)"
         ax.set_xlabel("iteration")
         ax.set_ylabel("loss (nats per character)")
         ax.legend()

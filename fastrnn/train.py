@@ -247,7 +247,7 @@ def _train(args, model, corpus, data, out, ckpt, lr_decay, anneal, source):
             rate = trainer.learning_rate() if key == "learning_rate" else new
             _say(args, f"note: --{key.replace('_', '-')} {new:g} replaces the checkpoint's "
                        f"{old:g} from iteration {run['iteration']} on" + (
-                           f" (the schedule's base: its rate there is {rate:.3g})"
+                           f" (the schedule's base: its rate there is {rate:g})"
                            if rate != new else ""))
     if source:
         trainer.init_from = str(Path(args.init_from).resolve())
@@ -465,6 +465,11 @@ def _check_output_dir(args, ckpt, out):
             raise cli.UsageError(f"{out / name} is {kind}: the run's outputs are regular files "
                                  f"in --out; remove it, or pass another --out")
     if ckpt is None:
+        source = Path(args.init_from).resolve() if args.init_from else None
+        if source in [(out / name).resolve() for name in (CHECKPOINT, BEST)]:
+            raise cli.UsageError(f"--init-from {args.init_from} is in --out {out}, whose old "
+                                 f"files a new run replaces: pass another --out (or copy it "
+                                 f"elsewhere)")
         if held(CHECKPOINT) and not args.overwrite:
             raise cli.UsageError(f"{out / CHECKPOINT} already exists: continue it with --resume "
                                  f"{out / CHECKPOINT}, or pass --overwrite or another --out")
@@ -472,14 +477,8 @@ def _check_output_dir(args, ckpt, out):
             if held(name) and not args.overwrite:
                 raise cli.UsageError(f"{out / name} ({what}) already exists: pass --overwrite "
                                      f"or another --out")
-        source = Path(args.init_from).resolve() if args.init_from else None
         for name in (CHECKPOINT, BEST, PLOT):  # the old run's (--overwrite): not to be taken
-            if source == (out / name).resolve():  # for this one's, should it stop before them
-                raise cli.UsageError(f"--init-from {args.init_from} is in --out, whose run "
-                                     f"--overwrite removes: copy it elsewhere, or pass "
-                                     f"another --out")
-        for name in (CHECKPOINT, BEST, PLOT):
-            (out / name).unlink(missing_ok=True)
+            (out / name).unlink(missing_ok=True)  # for this one's, should it stop before them
     elif not out.samefile(Path(args.resume).parent) and not args.overwrite:
         for name in (CHECKPOINT, BEST, METRICS):  # another run's, in another directory
             if held(name):
@@ -668,7 +667,11 @@ class Trainer:
         self.pending = run.get("pending")
         self.stop = None  # the run's _StopRequests, while it trains
         self.out_id = self._directory_id()  # --out's, to tell if another takes its place
-        self.best_gone = False  # whether best.npz went with an --out removed during the run
+        self.out_lost = False  # whether --out was removed during the run (and made again)
+        # whether best.npz in --out holds the run's best, and whether it went with --out
+        self.best_here = self.best is not None and ckpt is not None and \
+            out.samefile(Path(args.resume).parent)
+        self.best_gone = False
 
     def _directory_id(self):
         found = os.stat(self.out)
@@ -1153,12 +1156,24 @@ class Trainer:
 
     def _replaced(self):
         """Whether another directory than the run's stands at --out (its own removed or moved
-        during the run, and another made there: another run's, perhaps)."""
+        during the run, and another made there: another run's, perhaps). One whose id changed
+        is still the run's if its lock file holds this process's pid (``files.claim``): a
+        filesystem may give a directory another id (a remount, some network filesystems)."""
         try:
             now = os.stat(self.out)
         except OSError:
             return False  # (gone: made again by _remade)
-        return (now.st_dev, now.st_ino) != self.out_id
+        if (now.st_dev, now.st_ino) == self.out_id:
+            return False
+        lock = self.out / files.LOCK
+        try:
+            ours = not files.not_regular(lock) and \
+                lock.read_bytes()[:32].strip() == str(os.getpid()).encode()
+        except OSError:
+            ours = False
+        if ours:
+            self.out_id = (now.st_dev, now.st_ino)
+        return not ours
 
     def _remade(self):
         """--out made again, locked and its log rewritten whole, when it is gone: the run's
@@ -1176,8 +1191,9 @@ class Trainer:
         self.args.lock = lock
         files.claim(lock)
         self.out_id = self._directory_id()
-        self.saved = self.best_saved = None  # (in the directory that went...
-        self.best_gone = self.best_gone or self.best is not None  # ...with best.npz)
+        self.saved = self.best_saved = None  # (in the directory that went, with best.npz)
+        self.best_gone = self.best_gone or self.best_here
+        self.best_here, self.out_lost = False, True
         try:
             metrics.rewrite(self.out / METRICS, self.records)
         except OSError:
@@ -1191,7 +1207,7 @@ class Trainer:
         that no checkpoint holds yet is first saved in the checkpoint (a file of its own, the
         one that failed being another), if it can be."""
         message = str(failure)
-        if failure.name != CHECKPOINT and self.iteration > 0 and \
+        if failure.name != CHECKPOINT and self.iteration > 0 and not self._replaced() and \
                 self.iteration not in (self.saved, self.resumed_at):
             try:
                 self._save(CHECKPOINT)
@@ -1204,13 +1220,18 @@ class Trainer:
 
     def _where_the_work_is(self):
         """The latest checkpoint on disk that holds this run's work, in words."""
-        if self.saved is not None and (self.out / CHECKPOINT).exists() and not self._replaced():
-            return f"the last checkpoint is {self.out / CHECKPOINT} (iteration {self.saved})"
-        if self.saved is not None:
-            return (f"the checkpoint of iteration {self.saved} is gone from {self.out} (removed "
-                    f"or moved)")
+        replaced = self._replaced()
+        if self.saved is not None:  # (of this --out: reset when it is made again)
+            if (self.out / CHECKPOINT).exists() and not replaced:
+                return f"the last checkpoint is {self.out / CHECKPOINT} (iteration {self.saved})"
+            return (f"the checkpoint of iteration {self.saved} went with {self.out} (removed or "
+                    f"moved)")
         if self.resumed_at is not None:
-            return f"the last checkpoint is {self.args.resume} (iteration {self.resumed_at})"
+            resumed = Path(self.args.resume)
+            inside = resumed.absolute().parent == self.out.absolute()
+            if resumed.exists() and not (inside and (replaced or self.out_lost)):
+                return f"the last checkpoint is {resumed} (iteration {self.resumed_at})"
+            return f"the checkpoint resumed ({resumed}, iteration {self.resumed_at}) is gone"
         said = "no checkpoint of this run was written"
         if self.best_saved is not None:
             said += f" ({self.out / BEST} holds iteration {self.best_saved})"
@@ -1227,7 +1248,7 @@ class Trainer:
         if name == CHECKPOINT:
             self.saved, self.saved_records = self.iteration, len(self.records)
         else:
-            self.best_saved = self.iteration
+            self.best_saved, self.best_here = self.iteration, True
 
     # -- endings --------------------------------------------------------------------------------
 

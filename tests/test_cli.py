@@ -1631,11 +1631,13 @@ def test_init_from_a_checkpoint_that_overwrite_would_remove_is_refused(tmp_path,
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--out",
                        str(tmp_path)]) == 0
     before = (tmp_path / "checkpoint.npz").read_bytes()
-    rc = train.main(["--init-from", str(tmp_path / "checkpoint.npz"), "--data", corpus_file,
-                     "--iterations", "5", "--overwrite", "--out", str(tmp_path)])
-    assert_usage_error(rc, capsys, f"--init-from {tmp_path / 'checkpoint.npz'} is in --out, "
-                                   f"whose run --overwrite removes: copy it elsewhere")
-    assert (tmp_path / "checkpoint.npz").read_bytes() == before
+    for overwrite in ([], ["--overwrite"]):  # (the same answer, with it or not)
+        rc = train.main(["--init-from", str(tmp_path / "checkpoint.npz"), "--data", corpus_file,
+                         "--iterations", "5", "--out", str(tmp_path), *overwrite])
+        assert_usage_error(rc, capsys, f"--init-from {tmp_path / 'checkpoint.npz'} is in --out "
+                                       f"{tmp_path}, whose old files a new run replaces: pass "
+                                       f"another --out (or copy it elsewhere)")
+        assert (tmp_path / "checkpoint.npz").read_bytes() == before
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
@@ -1722,9 +1724,43 @@ def test_another_directory_in_place_of_the_runs_is_not_written_into(tmp_path, co
     err = capsys.readouterr().err
     assert rc == 1 and f"could not write {out / 'checkpoint.npz'}: {out} is another directory " \
                        f"than the run's, which was removed or moved" in err, err
-    assert "the checkpoint of iteration 10 is gone from" in err, err
+    assert "the checkpoint of iteration 10 went with" in err, err
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz"]
     assert (out / "checkpoint.npz").read_text() == "the other run's"
+
+
+def test_a_directory_whose_id_changes_is_still_the_runs(tmp_path, corpus_file, monkeypatch):
+    """A filesystem may give a directory another id (a remount, some network filesystems):
+    the lock file holding this process's pid tells that --out is still the run's (every write
+    was refused as into another directory)."""
+    monkeypatch.setattr(train.Trainer, "_directory_id", lambda self: (-1, -1))
+    out = tmp_path / "run"
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "20", "--eval-every", "10",
+                       "--checkpoint-every", "10", "--out", str(out)]) == 0
+    assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == 20
+
+
+def test_the_closing_words_name_no_checkpoint_that_went(saved_run, capsys, monkeypatch):
+    """A run resumed in its directory, which is removed (made again) and then cannot be written
+    (a full disk): the checkpoint it resumed went with the directory, and was named as where
+    the work is."""
+    import errno
+    import shutil
+    save, calls = checkpoint.save, []
+
+    def failing(path, ckpt):
+        calls.append(path.name)
+        if len(calls) == 1:
+            shutil.rmtree(saved_run.parent)
+            return save(path, ckpt)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save", failing)
+    rc = train.main(["--resume", str(saved_run), "--iterations", "30", "--eval-every", "0",
+                     "--checkpoint-every", "10", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.endswith(f"No space left on device; the checkpoint resumed "
+                                    f"({saved_run}, iteration 20) is gone\n"), err
 
 
 def test_the_closing_line_names_best_npz_only_when_it_holds_the_runs_best(tmp_path,

@@ -79,9 +79,11 @@ def test_encoding_in_blocks_matches_a_plain_lookup(monkeypatch):
      r"has bytes 0x80-0x9f, its quotes, dashes and signs, which latin-1 reads as control "
      r"characters\)"),
     (b"caf\xe9 \x81", r"\(for example --encoding latin-1\)"),  # (0x81: not Windows-1252)
-    # UTF-8 with one bad byte: its quotes' bytes are 0x80-0x9f too, after a lead byte
-    ("\u201cquoted\u2019s\u201d \u2014 dash\n".encode() * 9 + b"caf\xe9",
+    # UTF-8 with one bad byte (its quotes' bytes are 0x80-0x9f too; so is a stray one)
+    ("\u201cquoted\u2019s\u201c \u2014 dash\n".encode() * 9 + b"caf\xe9",
      r"byte 0xe9 at offset 237 .*\(for example --encoding latin-1\)"),
+    ("caf\u00e9 na\u00efve r\u00e9sum\u00e9\n".encode() * 20 + b"don\x92t",
+     r"byte 0x92 at offset 443 .*\(for example --encoding latin-1\)"),
 ])
 def test_bad_files_are_named(tmp_path, content, message):
     path = write(tmp_path, content)
@@ -204,3 +206,23 @@ def test_oddities_of_a_text_are_said(tmp_path, content, encoding, said):
     for note, pattern in zip(notes, said):
         assert re.search(pattern, note), note
         assert str(path) in note
+
+
+def test_oddities_are_counted_the_same_a_few_characters_at_a_time(tmp_path, monkeypatch):
+    """The text checks count a block at a time: the same shares, and the same \\r\\n pairs
+    across the blocks' edges, as counted whole."""
+    import fastrnn.corpus as corpus
+    rng = np.random.default_rng(0)
+    text = "".join(rng.choice(list("ab\r\n\x01"), 2000, p=[0.4, 0.4, 0.06, 0.06, 0.08]))
+    path = write(tmp_path, text.encode())
+    loaded = load(path, val_fraction=0)
+    whole = oddities(loaded, "utf-8")
+    ids, vocab = loaded.train, loaded.vocab
+    cr, lf = vocab.index["\r"], vocab.index["\n"]
+    expected = (int(np.count_nonzero((ids[:-1] == cr) & (ids[1:] == lf))),
+                int(np.count_nonzero(ids[:-1] == cr)))
+    for block in (1, 2, 3, 7, 1999, 2000, 2001):
+        monkeypatch.setattr(corpus, "COUNT_BLOCK", block)
+        assert corpus._crlf(ids, cr, lf) == expected, block
+        assert list(corpus._counts(ids, len(vocab))) == list(np.bincount(ids)), block
+        assert oddities(loaded, "utf-8") == whole, block
