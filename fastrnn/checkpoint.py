@@ -397,6 +397,9 @@ def _check_fields(where, ckpt):
             bad(name, value, "an integer >= 1")
 
     streams("run.val_streams", run.get("val_streams"))
+    target = run.get("target")  # the iteration the run trains to (a resume without it: there)
+    if target is not None and not (_integer(target) and 1 <= target <= config.COUNT_MAX):
+        bad("run.target", target, "an iteration count, 1 to 2**62")
     cadence = run.get("cadence", {})  # --eval-every and the like, which a resume keeps
     if not (isinstance(cadence, dict) and set(cadence) <= {"eval_every", "sample_every",
                                                            "sample_length", "checkpoint_every"}

@@ -82,8 +82,8 @@ def build_parser():
     r = p.add_argument_group("run")
     r.add_argument("--iterations", type=cli.positive_int, metavar="N",
                    help="train until this many chunks in total, counted from the start of training "
-                        "(a resumed run continues up to it; default 50000, or the end of a "
-                        "resumed run's anneal)")
+                        "(a resumed run continues up to it; default 50000, or with --resume "
+                        "the end of its anneal, or the end its run was going to)")
     r.add_argument("--epochs", type=cli.positive_float, metavar="E",
                    help="instead of --iterations: train until E passes over the training text in "
                         "total (rounded up to whole iterations; counted like --iterations)")
@@ -199,7 +199,10 @@ def _main(argv):
     config, data = _settings(args, ckpt, source)
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None,
                           lambda line: _say(args, line))
-    args.iterations = _target(args, corpus, config, anneal)
+    saved = ckpt.run.get("target") if ckpt else None  # (the resumed run's own end)
+    args.target_from = "given" if args.iterations or args.epochs else \
+        "checkpoint" if saved else "default"
+    args.iterations = _target(args, corpus, config, anneal, saved)
     if args.iterations > COUNT_MAX:  # (--epochs is checked by _target)
         raise cli.UsageError(f"{_asked(args)} is past the most iterations a run counts (2**62)")
     if len(corpus.val) >= 2 and args.val_streams > len(corpus.val) - 1:
@@ -256,9 +259,13 @@ def _train(args, model, corpus, data, out, ckpt, lr_decay, anneal, source):
 
 
 def _asked(args):
-    """Where the user asked training to end, in their terms."""
-    return (f"--epochs {args.epochs:g} (iteration {args.iterations})" if args.epochs else
-            f"--iterations {args.iterations}")
+    """Where the user asked training to end, in their terms (a resumed run's own, from its
+    checkpoint; the default)."""
+    if args.epochs:
+        return f"--epochs {args.epochs:g} (iteration {args.iterations})"
+    return {"checkpoint": "the end of the run it resumes, --iterations ",
+            "default": "the default --iterations "}.get(getattr(args, "target_from", None),
+                                                        "--iterations ") + str(args.iterations)
 
 
 def _val_streams(args, ckpt):
@@ -274,12 +281,13 @@ def _val_streams(args, ckpt):
     return args.val_streams or saved or 1
 
 
-def _target(args, corpus, config, anneal=None):
+def _target(args, corpus, config, anneal=None, saved=None):
     """The iteration to train to: --iterations, or --epochs in iterations, or the end of a
-    resumed run's anneal, or the default."""
+    resumed run's anneal, or a resumed run's own (``saved``: the target its checkpoint
+    records), or the default."""
     if args.epochs is None:
         window = (anneal or {}).get("window")
-        return args.iterations or (window[1] if window else DEFAULT_ITERATIONS)
+        return args.iterations or (window[1] if window else saved or DEFAULT_ITERATIONS)
     piece = len(corpus.train) // config["batch_size"]
     iterations = args.epochs * reference.chunks_per_pass(piece, config["seq_length"])
     if not iterations <= COUNT_MAX:  # (inf from --epochs 1e308 included)
@@ -507,7 +515,10 @@ def _load_corpus(data, config, ckpt, vocab=None, say=None):
         corpus = corpus_mod.load(path, data["val_fraction"], data["encoding"],
                                  ckpt.vocab if ckpt else vocab)
     except corpus_mod.CorpusError as e:
-        raise cli.UsageError(str(e)) from None
+        recorded = ckpt and str(path) == ckpt.run.get("data", {}).get("path")
+        raise cli.UsageError(str(e) + ("; it is the text the checkpoint was trained on: if it "
+                                       "has moved, pass --data with where it is now"
+                                       if recorded and not path.exists() else "")) from None
     T, B = config["seq_length"], config["batch_size"]
     if len(corpus.train) < B * (T + 1):
         held = f" after holding out {data['val_fraction']} for validation" \
@@ -836,8 +847,10 @@ class Trainer:
         self.anneal = {**self.anneal, "window": [self.iteration, end], "steps": steps}
         began = f", which began at iteration {first}: from here on" if first < self.iteration \
             else ""  # (an anneal given on --resume, or a budget's found late)
+        coarse = f" in {steps} step{'s' * (steps > 1)} (each at least 4 kernel calls long: a " \
+            f"longer budget or --anneal makes more)" if steps < PIECES // 10 else ""
         _say(args, f"annealing the learning rate linearly to 0 over iterations "
-                   f"{self.iteration}-{end} (the last {fraction:g} of {of}{began})")
+                   f"{self.iteration}-{end} (the last {fraction:g} of {of}{began}){coarse}")
         if bar is not None:
             bar.target = end
         return end
@@ -1132,6 +1145,7 @@ class Trainer:
                 "timed_chars": self.timed_chars, "val_streams": self.args.val_streams,
                 "backend": self.model.backend, "data": self.data,
                 "cadence": {key: getattr(self.args, key) for key in CADENCE},
+                "target": self.args.iterations,  # (a resume without --iterations trains to it)
                 **({"pending": self.pending} if self.pending else {}),
                 **({"init_from": self.init_from} if self.init_from else {}),
                 **({"lr_decay": self.lr_decay} if self.lr_decay else {}),

@@ -705,7 +705,10 @@ def test_under_a_time_budget_the_anneal_ends_with_the_budget(tmp_path, corpus_fi
         first, end = run["anneal"]["window"]
         assert (f"annealing the learning rate linearly to 0 over iterations {first}-{end} (the "
                 f"last {fraction} of the {budget} s budget)") in printed.out
-        assert run["anneal"]["steps"] == min(100, max(1, (end - first) // 4))  # (1-iteration calls)
+        steps = run["anneal"]["steps"]
+        assert steps == min(100, max(1, (end - first) // 4))  # (1-iteration calls)
+        assert (f"in {steps} step{'s' * (steps > 1)} (each at least 4 kernel calls long: a longer "
+                f"budget or --anneal makes more)" in printed.out) == (steps < 10), steps
         # it ran to the window's end; validations every 4 iterations (5 s each, against 1 s
         # an iteration) make the pace uneven, and the budget may come one iteration before it
         assert end - (eval_every != "0") <= run["iteration"] <= end, (budget, first, end)
@@ -799,6 +802,46 @@ def test_a_checkpoint_from_before_val_streams_read_one_stream(tmp_path, corpus_f
     rewrite_meta(path, older)
     rc = train.main(["--resume", str(path), "--iterations", "20", "--val-streams", "4"])
     assert_usage_error(rc, capsys, "cannot resume with --val-streams 4", "read 1")
+
+
+def test_a_resume_whose_text_moved_is_told_to_give_data(tmp_path, corpus_file, capsys):
+    text = tmp_path / "input.txt"
+    text.write_bytes(Path(corpus_file).read_bytes())
+    assert train.main(["--data", str(text), *SMALL, "--iterations", "5", "--out",
+                       str(tmp_path / "run")]) == 0
+    text.rename(tmp_path / "moved.txt")
+    rc = train.main(["--resume", str(tmp_path / "run" / "checkpoint.npz"), "--iterations", "9"])
+    assert_usage_error(rc, capsys, f"{text}: no such file; it is the text the checkpoint was "
+                                   f"trained on: if it has moved, pass --data with where it is now")
+    assert train.main(["--resume", str(tmp_path / "run" / "checkpoint.npz"), "--iterations", "9",
+                       "--data", str(tmp_path / "moved.txt"), "--quiet"]) == 0
+
+
+def test_a_resume_without_iterations_trains_to_the_runs_own_end(tmp_path, corpus_file, capsys):
+    """--resume alone went on to the default 50,000 iterations, whatever the run it continues
+    asked for (an interrupted 200-iteration run trained for minutes): the checkpoint records
+    the run's end, and a resume without --iterations or --epochs trains to it."""
+    out = tmp_path / "run"
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30", "--time-budget",
+                       "1e-9", "--out", str(out)]) == 0  # (stopped by the budget at 0)
+    ckpt = checkpoint.load(out / "checkpoint.npz")
+    assert ckpt.run["iteration"] == 0 and ckpt.run["target"] == 30
+    assert train.main(["--resume", str(out / "checkpoint.npz"), "--quiet"]) == 0
+    assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == 30
+    capsys.readouterr()
+    assert train.main(["--resume", str(out / "checkpoint.npz")]) == 0
+    assert "already at iteration 30 (the end of the run it resumes, --iterations 30): nothing " \
+           "to train" in capsys.readouterr().out
+    assert train.main(["--resume", str(out / "checkpoint.npz"), "--iterations", "40",
+                       "--quiet"]) == 0  # (given: the new end, which a later resume keeps)
+    assert checkpoint.load(out / "checkpoint.npz").run["target"] == 40
+    assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "1", "--out",
+                       str(tmp_path / "b")]) == 0
+    rewrite_meta(tmp_path / "b" / "checkpoint.npz", lambda m, a: m["run"].pop("target"))
+    capsys.readouterr()  # (a checkpoint from before the target was saved: the default)
+    assert train.main(["--resume", str(tmp_path / "b" / "checkpoint.npz"), "--iterations", "1"
+                       ]) == 0
+    assert "(--iterations 1): nothing to train" in capsys.readouterr().out
 
 
 def test_resume_past_the_target_has_nothing_to_do(tmp_path, corpus_file, capsys):
