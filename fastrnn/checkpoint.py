@@ -400,6 +400,9 @@ def _check_fields(where, ckpt):
     target = run.get("target")  # the iteration the run trains to (a resume without it: there)
     if target is not None and not (_integer(target) and 1 <= target <= config.COUNT_MAX):
         bad("run.target", target, "an iteration count, 1 to 2**62")
+    budget = run.get("time_budget")  # (said on a resume, which does not keep it)
+    if budget is not None and not (_number(budget) and budget > 0):
+        bad("run.time_budget", budget, "a number of seconds > 0")
     cadence = run.get("cadence", {})  # --eval-every and the like, which a resume keeps
     if not (isinstance(cadence, dict) and set(cadence) <= {"eval_every", "sample_every",
                                                            "sample_length", "checkpoint_every"}

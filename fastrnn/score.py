@@ -76,8 +76,8 @@ def _main(argv, out):
         if kind:
             raise cli.UsageError(f"{path} is {kind}, not a regular file")
         if _starts_with(path, checkpoint.ZIP_MAGIC):
-            raise cli.UsageError(f"{path} is an .npz archive (a checkpoint?), not a text: give "
-                                 f"the checkpoint once, first, then the texts to score")
+            raise cli.UsageError(f"{path} is a zip archive (an .npz checkpoint?), not a text: "
+                                 f"give the checkpoint once, first, then the texts to score")
     try:
         for path in args.files:
             check_file(ckpt.vocab, path, args.encoding, args.skip_unknown)

@@ -199,10 +199,15 @@ def _main(argv):
     config, data = _settings(args, ckpt, source)
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None,
                           lambda line: _say(args, line))
-    saved = ckpt.run.get("target") if ckpt else None  # (the resumed run's own end)
+    saved_target = ckpt.run.get("target") if ckpt else None  # (the resumed run's own end)
     args.target_from = "given" if args.iterations or args.epochs else \
-        "checkpoint" if saved else "default"
-    args.iterations = _target(args, corpus, config, anneal, saved)
+        "anneal" if (anneal or {}).get("window") else "checkpoint" if saved_target else "default"
+    args.iterations = _target(args, corpus, config, anneal, saved_target)
+    budget = ckpt.run.get("time_budget") if ckpt else None
+    if budget and not args.time_budget and args.target_from != "given":
+        cli.warn(PROG, f"the run it resumes had --time-budget {budget:g}, which a resume does not "
+                       f"keep: this one trains to iteration {args.iterations} (pass "
+                       f"--time-budget or --iterations to end it sooner)")
     if args.iterations > COUNT_MAX:  # (--epochs is checked by _target)
         raise cli.UsageError(f"{_asked(args)} is past the most iterations a run counts (2**62)")
     if len(corpus.val) >= 2 and args.val_streams > len(corpus.val) - 1:
@@ -258,14 +263,14 @@ def _train(args, model, corpus, data, out, ckpt, lr_decay, anneal, source):
     return trainer.run()
 
 
-def _asked(args):
-    """Where the user asked training to end, in their terms (a resumed run's own, from its
-    checkpoint; the default)."""
+def _asked(args, whose=True):
+    """Where the user asked training to end, in their terms (``whose``: and where that came
+    from: a resumed run's own end, from its checkpoint; its anneal's; the default)."""
     if args.epochs:
         return f"--epochs {args.epochs:g} (iteration {args.iterations})"
-    return {"checkpoint": "the end of the run it resumes, --iterations ",
-            "default": "the default --iterations "}.get(getattr(args, "target_from", None),
-                                                        "--iterations ") + str(args.iterations)
+    source = {"checkpoint": "the end of the run it resumes, ", "anneal": "the end of its anneal, ",
+              "default": "the default "}.get(getattr(args, "target_from", None), "")
+    return f"{source if whose else ''}--iterations {args.iterations}"
 
 
 def _val_streams(args, ckpt):
@@ -829,7 +834,8 @@ class Trainer:
         if not self.anneal or "window" in self.anneal:
             return target
         args, fraction, budget = self.args, self.anneal["fraction"], self.args.time_budget
-        first, end, steps, of = anneal_start(fraction, target), target, PIECES, _asked(args)
+        first, end, steps = anneal_start(fraction, target), target, PIECES
+        of = _asked(args, whose=False)
         if budget:
             if not timed:
                 return target  # (no pace yet)
@@ -847,8 +853,8 @@ class Trainer:
         self.anneal = {**self.anneal, "window": [self.iteration, end], "steps": steps}
         began = f", which began at iteration {first}: from here on" if first < self.iteration \
             else ""  # (an anneal given on --resume, or a budget's found late)
-        coarse = f" in {steps} step{'s' * (steps > 1)} (each at least 4 kernel calls long: a " \
-            f"longer budget or --anneal makes more)" if steps < PIECES // 10 else ""
+        coarse = f" in only {steps} step{'s' * (steps > 1)} (a step lasts at least 4 kernel " \
+            f"calls: a longer budget or --anneal makes more)" if steps < PIECES // 10 else ""
         _say(args, f"annealing the learning rate linearly to 0 over iterations "
                    f"{self.iteration}-{end} (the last {fraction:g} of {of}{began}){coarse}")
         if bar is not None:
@@ -1145,7 +1151,10 @@ class Trainer:
                 "timed_chars": self.timed_chars, "val_streams": self.args.val_streams,
                 "backend": self.model.backend, "data": self.data,
                 "cadence": {key: getattr(self.args, key) for key in CADENCE},
-                "target": self.args.iterations,  # (a resume without --iterations trains to it)
+                # the run's end, which a resume without --iterations trains to (under a budget,
+                # --iterations is only a bound: the budget, not kept, is said on a resume)
+                **({"time_budget": self.args.time_budget} if self.args.time_budget else
+                   {"target": self.args.iterations}),
                 **({"pending": self.pending} if self.pending else {}),
                 **({"init_from": self.init_from} if self.init_from else {}),
                 **({"lr_decay": self.lr_decay} if self.lr_decay else {}),
@@ -1286,7 +1295,8 @@ class Trainer:
         window = self.window
         if self.stop_reason == "interrupted":
             why = self.args.output_closed or "interrupted"
-            bare = window[1] if window else DEFAULT_ITERATIONS  # (a resume's target without it)
+            bare = window[1] if window else DEFAULT_ITERATIONS  # (said unless the default: the
+            # run's own end, which a resume now keeps, but explicit in the line)
             more = f" --iterations {self.args.iterations}" if self.args.iterations != bare and \
                 not (window and self.args.iterations > bare) else ""
             if self.model.backend != "numba":  # (the default; the same kernels: the same bits)
@@ -1301,7 +1311,8 @@ class Trainer:
         if self.stop_reason == "time budget" and self.anneal:
             summary += (f" (before the anneal's end at iteration {window[1]}: the rate was "
                         f"{self.learning_rate():.3g})" if window and self.iteration < window[1]
-                        else "" if window else " (before the anneal began)")
+                        else " (the end of its anneal)" if window
+                        else " (before the anneal began)")
         if last.get("val_loss") is not None:
             summary += (f", validation {last['val_loss']:.4f} nats/char = "
                         f"{last['val_bpc']:.4f} bits/char")

@@ -537,6 +537,7 @@ def _scale(name, factor):
     (lambda m, a: m["run"].update(smooth_loss=-1.0), r"run.smooth_loss is -1.0"),
     (lambda m, a: m["run"].update(target=0), r"run.target is 0, expected an iteration count"),
     (lambda m, a: m["run"].update(target="9"), r"run.target is '9', expected an iteration"),
+    (lambda m, a: m["run"].update(time_budget=-1), r"run.time_budget is -1, expected a number"),
     (lambda m, a: m["run"].update(rng=[1, 2]), r"run.rng is \[1, 2\], expected a dict"),
     (lambda m, a: m.update(run=[]), r"run is \[\], expected a record"),
     (lambda m, a: m.update(step=8), "step 8 exceeds its iteration count 7"),

@@ -707,13 +707,16 @@ def test_under_a_time_budget_the_anneal_ends_with_the_budget(tmp_path, corpus_fi
                 f"last {fraction} of the {budget} s budget)") in printed.out
         steps = run["anneal"]["steps"]
         assert steps == min(100, max(1, (end - first) // 4))  # (1-iteration calls)
-        assert (f"in {steps} step{'s' * (steps > 1)} (each at least 4 kernel calls long: a longer "
-                f"budget or --anneal makes more)" in printed.out) == (steps < 10), steps
+        assert (f"in only {steps} step{'s' * (steps > 1)} (a step lasts at least 4 kernel calls: "
+                f"a longer budget or --anneal makes more)" in printed.out) == (steps < 10), steps
         # it ran to the window's end; validations every 4 iterations (5 s each, against 1 s
         # an iteration) make the pace uneven, and the budget may come one iteration before it
         assert end - (eval_every != "0") <= run["iteration"] <= end, (budget, first, end)
         if run["iteration"] < end:
             assert f"(before the anneal's end at iteration {end}: the rate was" in printed.out
+        else:
+            assert f"iteration {end} (the end of its anneal)" in \
+                printed.out
         if eval_every == "0":  # an even pace: the window uses the budget, to its 3% and a block
             assert clock[0] - start > budget - 0.03 * (budget - first_call) - 2, budget
 
@@ -817,15 +820,20 @@ def test_a_resume_whose_text_moved_is_told_to_give_data(tmp_path, corpus_file, c
                        "--data", str(tmp_path / "moved.txt"), "--quiet"]) == 0
 
 
-def test_a_resume_without_iterations_trains_to_the_runs_own_end(tmp_path, corpus_file, capsys):
+def test_a_resume_without_iterations_trains_to_the_runs_own_end(tmp_path, corpus_file, capsys,
+                                                                monkeypatch):
     """--resume alone went on to the default 50,000 iterations, whatever the run it continues
     asked for (an interrupted 200-iteration run trained for minutes): the checkpoint records
-    the run's end, and a resume without --iterations or --epochs trains to it."""
+    the run's end, and a resume without --iterations or --epochs trains to it. A run under a
+    budget records the budget instead (its --iterations is only a bound), which a resume does
+    not keep: said."""
     out = tmp_path / "run"
-    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30", "--time-budget",
-                       "1e-9", "--out", str(out)]) == 0  # (stopped by the budget at 0)
+    _interrupting(monkeypatch, 1)  # (Ctrl-C at the first validation, iteration 10)
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30", "--eval-every", "10",
+                       "--out", str(out)]) == cli.EXIT_INTERRUPTED
+    monkeypatch.undo()
     ckpt = checkpoint.load(out / "checkpoint.npz")
-    assert ckpt.run["iteration"] == 0 and ckpt.run["target"] == 30
+    assert ckpt.run["iteration"] == 10 and ckpt.run["target"] == 30
     assert train.main(["--resume", str(out / "checkpoint.npz"), "--quiet"]) == 0
     assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == 30
     capsys.readouterr()
@@ -835,13 +843,18 @@ def test_a_resume_without_iterations_trains_to_the_runs_own_end(tmp_path, corpus
     assert train.main(["--resume", str(out / "checkpoint.npz"), "--iterations", "40",
                        "--quiet"]) == 0  # (given: the new end, which a later resume keeps)
     assert checkpoint.load(out / "checkpoint.npz").run["target"] == 40
-    assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "1", "--out",
-                       str(tmp_path / "b")]) == 0
-    rewrite_meta(tmp_path / "b" / "checkpoint.npz", lambda m, a: m["run"].pop("target"))
-    capsys.readouterr()  # (a checkpoint from before the target was saved: the default)
-    assert train.main(["--resume", str(tmp_path / "b" / "checkpoint.npz"), "--iterations", "1"
-                       ]) == 0
-    assert "(--iterations 1): nothing to train" in capsys.readouterr().out
+    budget = tmp_path / "budget"
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30", "--time-budget",
+                       "1e-9", "--eval-every", "10", "--out", str(budget)]) == 0
+    ckpt = checkpoint.load(budget / "checkpoint.npz")
+    assert ckpt.run["time_budget"] == 1e-9 and "target" not in ckpt.run
+    capsys.readouterr()
+    _interrupting(monkeypatch, 1)  # (the resumed run stopped at its first validation)
+    assert train.main(["--resume", str(budget / "checkpoint.npz"),
+                       "--quiet"]) == cli.EXIT_INTERRUPTED
+    assert "fastrnn.train: warning: the run it resumes had --time-budget 1e-09, which a resume " \
+           "does not keep: this one trains to iteration 50000 (pass --time-budget or " \
+           "--iterations to end it sooner)\n" in capsys.readouterr().err
 
 
 def test_resume_past_the_target_has_nothing_to_do(tmp_path, corpus_file, capsys):

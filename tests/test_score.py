@@ -83,7 +83,7 @@ def test_a_file_mostly_outside_the_vocabulary_is_warned_about(run, tmp_path, cap
 @pytest.mark.parametrize("make, fragment", [
     (lambda p: p, "is a directory, not a text file"),
     (lambda p: (p / "best.npz", (p / "best.npz").write_bytes(b"PK\x03\x04 ..."))[0],
-     "best.npz is an .npz archive (a checkpoint?), not a text: give the checkpoint once, first"),
+     "best.npz is a zip archive (an .npz checkpoint?), not a text: give the checkpoint once"),
     (lambda p: p / "missing.txt", "missing.txt: no such file"),
     (lambda p: (p / "f", (p / "f").write_text("ab"))[0] / "x", "cannot read it (Not a directory)"),
     (lambda p: (p / "one.txt", (p / "one.txt").write_text("a"))[0], "fewer than 2 characters"),
