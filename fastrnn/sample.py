@@ -66,7 +66,8 @@ def main(argv=None, out=None):
 
 
 def _main(argv, out):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         ckpt = checkpoint.load(args.checkpoint)
     except checkpoint.CheckpointError as e:
@@ -92,9 +93,8 @@ def _main(argv, out):
         raise cli.UsageError(str(e)) from None
     if args.top_p > 1:
         raise cli.UsageError(f"--top-p: {args.top_p} is not in (0, 1]")
-    ignored = [f"--{k.replace('_', '-')}" for k, default in (("temperature", 1.0), ("top_k", 0),
-                                                             ("top_p", 1.0))
-               if getattr(args, k) != default]
+    ignored = [f"--{k.replace('_', '-')}" for k in ("temperature", "top_k", "top_p")
+               if getattr(args, k) != parser.get_default(k)]
     if args.greedy and ignored:
         raise cli.UsageError(f"--greedy takes the most likely character: {' and '.join(ignored)} "
                              f"would change nothing (drop {'them' if len(ignored) > 1 else 'it'}"
