@@ -14,6 +14,7 @@ import dataclasses
 import errno
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -37,6 +38,7 @@ DEFAULT_ITERATIONS = 50_000
 PROG = "fastrnn.train"
 METRICS, PLOT = "metrics.jsonl", "loss.png"  # (and checkpoint.CHECKPOINT, checkpoint.BEST)
 OUTPUTS = (CHECKPOINT, BEST, METRICS, PLOT)  # what a run writes in --out
+CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # escaped in printed samples
 
 
 def build_parser():
@@ -564,6 +566,13 @@ def _load_corpus(data, config, ckpt, vocab=None, say=None):
         for note in corpus_mod.oddities(corpus, data["encoding"]):
             cli.warn(PROG, note)
     return corpus
+
+
+def _shown(text):
+    """A sample as printed among the run's lines: control characters but tabs and line breaks
+    escaped (``\\r``, ``\\x1b``), which would move the cursor over the progress bar or recolour
+    the terminal (``python -m fastrnn.sample`` writes the text as it is)."""
+    return CONTROLS.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def _seconds(s):
@@ -1127,7 +1136,7 @@ class Trainer:
         with self._compiling():
             ids, _ = self.model.sample(self.args.sample_length, seed_ix, rng=self.rng)
         _say(self.args, f"----- sample at iteration {self.iteration}\n"
-                        f"{self.corpus.vocab.decode(ids)}\n-----")
+                        f"{_shown(self.corpus.vocab.decode(ids))}\n-----")
         self.sample_seconds = time.perf_counter() - start
 
     @property

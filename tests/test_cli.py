@@ -807,6 +807,23 @@ def test_a_checkpoint_from_before_val_streams_read_one_stream(tmp_path, corpus_f
     assert_usage_error(rc, capsys, "cannot resume with --val-streams 4", "read 1")
 
 
+def test_control_characters_in_printed_samples_are_escaped(tmp_path, capsys):
+    """A text with carriage returns and terminal escapes: its samples, printed among the run's
+    lines, moved the cursor over the progress bar and recoloured the terminal. Escaped there;
+    the sample command writes the text as it is."""
+    path = tmp_path / "ctl.txt"
+    path.write_text("ab\rcd\x1b[1m\tef\n" * 400)
+    out = tmp_path / "run"
+    assert train.main(["--data", str(path), "--hidden-size", "8", "--iterations", "20",
+                       "--eval-every", "0", "--sample-every", "20", "--sample-length", "300",
+                       "--out", str(out)]) == 0
+    sample = printed_samples(capsys.readouterr().out)[20]
+    assert "\\r" in sample and "\\x1b" in sample, sample
+    assert not set(sample) & {"\r", "\x1b"} and "\t" in sample and "\n" in sample
+    rc, text = run_sample([str(out / "checkpoint.npz"), "--length", "300", "--seed", "0"])
+    assert rc == 0 and "\r" in text and "\x1b" in text
+
+
 def test_a_resume_whose_text_moved_is_told_to_give_data(tmp_path, corpus_file, capsys):
     text = tmp_path / "input.txt"
     text.write_bytes(Path(corpus_file).read_bytes())
