@@ -234,15 +234,22 @@ def load(path):
     return ckpt
 
 
+def is_archive(path):
+    """Whether the file at ``path`` starts as an .npz (a zip archive) does; False if it
+    cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(ZIP_MAGIC[0])) in ZIP_MAGIC
+    except OSError:
+        return False
+
+
 def run_record(path):
     """The run record (``Checkpoint.run``) of the checkpoint at ``path``, read alone (its meta
     data, not its arrays), or None if there is none to read."""
     try:
-        if files.not_regular(path):
+        if files.not_regular(path) or not is_archive(path):  # (np.load reads a .npy whole)
             return None
-        with open(path, "rb") as f:
-            if f.read(len(ZIP_MAGIC[0])) not in ZIP_MAGIC:  # (np.load would read a .npy whole)
-                return None
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(str(_read(path, npz, {"meta": None})["meta"]))
         run = meta.get("run") if isinstance(meta, dict) and meta.get("format") == FORMAT else None

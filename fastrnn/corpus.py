@@ -69,7 +69,7 @@ def encoding_hint(raw, encoding):
     signs, which latin-1 would read as control characters in silence); else an example."""
     head = raw[:4]
     given = codecs.lookup(encoding).name
-    if head[:4] in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff") and \
+    if head in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff") and \
             not given.startswith("utf-32"):
         return "it starts with a UTF-32 byte-order mark: --encoding utf-32"
     if head[:2] in (b"\xff\xfe", b"\xfe\xff") and not given.startswith("utf-16"):

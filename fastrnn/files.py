@@ -142,6 +142,19 @@ def remove_stale_temporaries(directory, names):
                 tmp.unlink(missing_ok=True)
 
 
+def holder(directory):
+    """The pid written in the directory's lock file (``claim``), or None: none, unreadable, or
+    not a regular file (a FIFO is not read)."""
+    path = Path(directory) / LOCK
+    if not_regular(path):
+        return None
+    try:
+        with open(path, "rb") as f:
+            return pid(f.read(32).decode(errors="replace").strip())
+    except OSError:
+        return None
+
+
 def pid(text):
     """The process id ``text`` is (ASCII digits, at most 9), or None."""
     return int(text) if re.fullmatch("[0-9]{1,9}", text) else None

@@ -167,11 +167,11 @@ class CharRNN:
     def __setattr__(self, name, value):
         """Refuses the names of the config's fields: ``model.learning_rate = 0.01`` made an
         attribute that nothing read, and training went on at the config's rate in silence."""
-        if name in self.FIXED:
-            raise AttributeError(f"model.{name} is fixed for a model (its config's, which made "
-                                 f"its weights and optimizer state): build a new CharRNN for "
-                                 f"another {name}")
-        if name in _SETTINGS:
+        if name in _SETTINGS:  # (one set lookup for every other attribute)
+            if name in self.FIXED:
+                raise AttributeError(f"model.{name} is fixed for a model (its config's, which "
+                                     f"made its weights and optimizer state): build a new "
+                                     f"CharRNN for another {name}")
             raise AttributeError(
                 f"{name} is a setting in model.config, not an attribute of the model: "
                 f"model.config = dataclasses.replace(model.config, {name}=...) changes it"

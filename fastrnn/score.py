@@ -45,15 +45,6 @@ def build_parser():
     return p
 
 
-def _starts_with(path, heads):
-    """Whether the file at ``path`` starts with one of the byte strings ``heads``."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(max(map(len, heads))).startswith(tuple(heads))
-    except OSError:  # (its read names it)
-        return False
-
-
 def main(argv=None, out=None):
     return cli.run(lambda a: _main(a, out or sys.stdout), PROG, argv, output=out is None)
 
@@ -75,7 +66,7 @@ def _main(argv, out):
             raise cli.UsageError(corpus.a_directory(Path(path)))
         if kind:
             raise cli.UsageError(f"{path} is {kind}, not a regular file")
-        if _starts_with(path, checkpoint.ZIP_MAGIC):
+        if checkpoint.is_archive(path):
             raise cli.UsageError(f"{path} is a zip archive (an .npz checkpoint?), not a text: "
                                  f"give the checkpoint once, first, then the texts to score")
     try:

@@ -538,7 +538,7 @@ def _load_corpus(data, config, ckpt, vocab=None, say=None):
             + (" or --batch-size" if B > 1 else ""))
     piece = len(corpus.train) // B  # each stream's share of the text
     saved = ckpt.run.get("data", {}).get("sha256") if ckpt else None
-    if ckpt and corpus.sha256 != saved:
+    if ckpt and corpus.sha256 != saved:  # (another text, or one the checkpoint does not name)
         best = ckpt.run.get("best_val_loss")
         cli.warn(PROG, (f"{path} is not the text this checkpoint was trained on" if saved else
                         "the checkpoint does not record the text it was trained on") +
@@ -546,7 +546,8 @@ def _load_corpus(data, config, ckpt, vocab=None, say=None):
                  + (" from the start of its streams" if ckpt.position >= piece else "")
                  + (f"; the best validation loss so far ({metrics.bits(best):.4f} bits/char) "
                     f"was measured on the other text, so this run keeps its own best: "
-                    f"{BEST} is replaced at its first validation" if saved and best is not None
+                    f"{BEST} is replaced at its first validation"
+                    if _another_text(ckpt.run, corpus) and best is not None
                     and len(corpus.val) >= 2 else ""))
     elif ckpt and ckpt.position >= piece:
         raise cli.UsageError(f"cannot resume: the checkpoint is corrupt: its position "
@@ -566,6 +567,13 @@ def _load_corpus(data, config, ckpt, vocab=None, say=None):
         for note in corpus_mod.oddities(corpus, data["encoding"]):
             cli.warn(PROG, note)
     return corpus
+
+
+def _another_text(run, corpus):
+    """Whether a resumed run (its checkpoint's ``run``) trains on another text than the one
+    its checkpoint records (by sha256; False if it records none)."""
+    saved = run.get("data", {}).get("sha256")
+    return saved is not None and saved != corpus.sha256
 
 
 def _shown(text):
@@ -666,8 +674,7 @@ class Trainer:
         self.anneal = None  # ...and {"fraction": F[, "window": [start, end]]}
         # the best validation loss: of the resumed run, if on the same text (validation
         # losses of two texts' held-out parts are not compared; the warning says so)
-        saved = run.get("data", {}).get("sha256")
-        self.best = run.get("best_val_loss") if saved in (None, corpus.sha256) else None
+        self.best = None if _another_text(run, corpus) else run.get("best_val_loss")
         self.seconds = run.get("train_seconds", 0.0)   # time in training kernels...
         self.timed_chars = run.get("timed_chars", 0)   # ...and the characters trained in it
         self.stop_reason = None
@@ -1192,20 +1199,15 @@ class Trainer:
         is still the run's if its lock file holds this process's pid (``files.claim``): a
         filesystem may give a directory another id (a remount, some network filesystems)."""
         try:
-            now = os.stat(self.out)
+            now = self._directory_id()
         except OSError:
             return False  # (gone: made again by _remade)
-        if (now.st_dev, now.st_ino) == self.out_id:
+        if now == self.out_id:
             return False
-        lock = self.out / files.LOCK
-        try:
-            ours = not files.not_regular(lock) and \
-                lock.read_bytes()[:32].strip() == str(os.getpid()).encode()
-        except OSError:
-            ours = False
-        if ours:
-            self.out_id = (now.st_dev, now.st_ino)
-        return not ours
+        if files.holder(self.out) == os.getpid():
+            self.out_id = now
+            return False
+        return True
 
     def _remade(self):
         """--out made again, locked and its log rewritten whole, when it is gone: the run's
