@@ -70,6 +70,8 @@ class Checkpoint:
     def of(cls, model, vocab, losses, run):
         """The model's state now: copies, which its further training leaves as they are.
         ``losses``: one per iteration (the run's history, 1-D)."""
+        if not isinstance(model, CharRNN):
+            raise ValueError(f"model must be a CharRNN, got {type(model).__name__}")
         spec = model.spec
         if not isinstance(vocab, Vocab):
             raise ValueError(f"vocab must be the Vocab the model's ids stand for "
@@ -82,7 +84,7 @@ class Checkpoint:
         return cls(model.config, vocab, spec.named(spec.copy(model.weights)),
                    [spec.named(spec.copy(s)) for s in model.states], model.state.copy(),
                    model.position, losses, copy.deepcopy(run), model.step,
-                   model.dropout_rng.bit_generator.state)
+                   model._checked_dropout_rng().bit_generator.state)
 
     def fine_tune(self, backend="numba", threads=None, **settings):
         """A new model for fine-tuning: this checkpoint's cell, layers, hidden size, dtype,
@@ -119,6 +121,12 @@ class Checkpoint:
         for prefix, dst, src in zip(("",) + tuple(model.optimizer.states),
                                     [model.weights, *model.states], [self.params, *self.states]):
             for name, array in model.spec.named(dst).items():
+                if name not in src:
+                    raise ValueError(f"the checkpoint has no {prefix + name}, which its "
+                                     f"model has ({model.spec})")
+                if np.shape(src[name]) != array.shape:
+                    raise ValueError(f"{prefix + name} has shape {np.shape(src[name])}, the "
+                                     f"model's is {array.shape}")
                 with np.errstate(over="ignore"):
                     array[...] = src[name]
                 if not np.isfinite(array).all():
@@ -128,6 +136,9 @@ class Checkpoint:
                     raise ValueError(f"{prefix + name} holds {largest:.3g}, more than {dtype} "
                                      f"can hold: this checkpoint cannot be used in {dtype}")
         model.step = self.step
+        if np.shape(self.state) != model.state.shape:
+            raise ValueError(f"state has shape {np.shape(self.state)}, the model's is "
+                             f"{model.state.shape}")
         model.state[...] = self.state
         model.position = self.position
         if self.dropout_rng is not None:
@@ -139,6 +150,9 @@ def save(path, ckpt):
     """Write ``ckpt`` to ``path`` atomically (``files.write_atomically``), after the checks
     ``load`` makes: a checkpoint that ``load`` would refuse is a CheckpointError, not a file
     (and a file already at ``path`` stays as it was)."""
+    if not isinstance(ckpt, Checkpoint):
+        raise ValueError(f"ckpt must be a Checkpoint (Checkpoint.of(model, vocab, losses, run) "
+                         f"makes one), got {type(ckpt).__name__}")
     path = Path(path)
     c = ckpt.config
     where = f"{path} not written, it would not load"
@@ -380,6 +394,8 @@ def _check_fields(where, ckpt):
     for key, kind, expected in (("iteration", int, "an integer >= 0"),
                                 ("timed_chars", int, "an integer >= 0"),
                                 ("train_seconds", (int, float), "a number >= 0"),
+                                ("wall_seconds", (int, float), "a number >= 0"),
+                                ("budget_from", (int, float), "a number >= 0"),
                                 ("smooth_loss", (int, float), "a finite number >= 0"),
                                 ("best_val_loss", (int, float), "a finite number >= 0")):
         value = run.get(key)
@@ -396,7 +412,9 @@ def _check_fields(where, ckpt):
                               ("val_fraction", lambda v: _number(v) and 0 <= v < 1,
                                "a number in [0, 1)"),
                               ("sha256", _text, "a hex digest"),
-                              ("chars", lambda v: _integer(v) and v >= 0, "an integer >= 0")):
+                              ("chars", lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+                              ("from", lambda v: _integer(v) and 0 <= v <= run.get("iteration", v),
+                               "the iteration its training began, at most the checkpoint's")):
         if key in data and not ok(data[key]):
             bad(f"run.data.{key}", data[key], expected)
     def streams(name, value):  # --val-streams of a resumed run comes from these
@@ -407,9 +425,11 @@ def _check_fields(where, ckpt):
     target = run.get("target")  # the iteration the run trains to (a resume without it: there)
     if target is not None and not (_integer(target) and 1 <= target <= config.COUNT_MAX):
         bad("run.target", target, "an iteration count, 1 to 2**62")
-    budget = run.get("time_budget")  # (said on a resume, which does not keep it)
+    budget = run.get("time_budget")  # (kept by a resume without --iterations)
     if budget is not None and not (_number(budget) and budget > 0):
         bad("run.time_budget", budget, "a number of seconds > 0")
+    if not isinstance(run.get("stopped", ""), str):  # what ended the run's last process
+        bad("run.stopped", run["stopped"], "a reason, in words")
     cadence = run.get("cadence", {})  # --eval-every and the like, which a resume keeps
     if not (isinstance(cadence, dict) and set(cadence) <= {"eval_every", "sample_every",
                                                            "sample_length", "checkpoint_every"}

@@ -370,9 +370,11 @@ class CharRNN:
                              f"[0, {c.vocab_size})")
         return np.ascontiguousarray(arr, dtype=id_dtype(c.vocab_size))
 
-    def _checked_training_state(self):
+    def _checked_training_state(self, training=True):
         """``state`` as training carries it in place, (L, S, batch_size, H): ValueError naming
-        what is wrong (it is a public attribute, which a caller may have replaced)."""
+        what is wrong (it is a public attribute, which a caller may have replaced); for
+        ``training``, writable and contiguous too. Also checks ``dropout_rng``, for training
+        with dropout."""
         expected, state = self.zero_state(self.config.batch_size), self.state
         if not isinstance(state, np.ndarray) or state.shape != expected.shape:
             raise ValueError(f"state has shape {getattr(state, 'shape', type(state).__name__)}, "
@@ -380,12 +382,23 @@ class CharRNN:
                              f"streams, hidden size; zero_state({expected.shape[2]}) makes one)")
         if state.dtype != expected.dtype:
             raise ValueError(f"state has dtype {state.dtype}, the model's is {expected.dtype}")
+        if not training:
+            return state
+        if self.drops:
+            self._checked_dropout_rng()
         if not (state.flags.c_contiguous and state.flags.writeable):
             raise ValueError("state must be a writable C-contiguous array (training updates it "
                              "in place): pass np.array(state)")
         if not np.isfinite(state).all():
             raise ValueError("state holds NaN or infinite values")
         return state
+
+    def _checked_dropout_rng(self):
+        if not isinstance(self.dropout_rng, np.random.Generator):
+            raise ValueError(f"dropout_rng must be a numpy.random.Generator (the model's "
+                             f"dropout masks are drawn from it; np.random.default_rng(seed) "
+                             f"makes one), got {type(self.dropout_rng).__name__}")
+        return self.dropout_rng
 
     def _checked_arrays(self, training):
         """``weights`` (and, for training, the optimizer's ``states``) as the kernels read
@@ -583,7 +596,9 @@ class CharRNN:
         if not np.isfinite(self.weights.flat).all():
             raise ValueError("the model's weights hold NaN or infinite values (its training "
                              "diverged): there is nothing to sample from")
-        state = self._checked_state(self.state[:, :, :1] if state is None else state)
+        if state is None:  # (the first training stream's: a public attribute, checked)
+            state = self._checked_training_state(training=False)[:, :, :1]
+        state = self._checked_state(state)
         greedy = greedy or reference.overflows(self.weights, state, temperature)
         ixes, uniforms, seed_ix = np.empty(n, np.int64), rng.random(n), int(seed_ix)
         for a in range(0, n, config.SAMPLE_CALL_CHARS):  # (Ctrl-C is heard between calls)

@@ -94,7 +94,8 @@ def build_parser():
                         "training (compiling included; starting up and reading the text come "
                         "before it): the final validation and checkpoint included, from how long "
                         "the latest took (before the first validation: from timing a sixteenth of "
-                        "one)")
+                        "one); a resume without --iterations or --epochs keeps the run's, less "
+                        "the time it has spent")
     r.add_argument("--threads", type=cli.positive_int, metavar="N",
                    help="CPU threads for mini-batch training and validation streams (default: "
                         "NUMBA_NUM_THREADS, i.e. all cores; results are the same bits for any N; "
@@ -202,14 +203,11 @@ def _main(argv):
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None,
                           lambda line: _say(args, line))
     saved_target = ckpt.run.get("target") if ckpt else None  # (the resumed run's own end)
+    data["from"] = _text_from(ckpt, corpus)
     args.target_from = "given" if args.iterations or args.epochs else \
         "anneal" if (anneal or {}).get("window") else "checkpoint" if saved_target else "default"
-    args.iterations = _target(args, corpus, config, anneal, saved_target)
-    budget = ckpt.run.get("time_budget") if ckpt else None
-    if budget and not args.time_budget and args.target_from != "given":
-        cli.warn(PROG, f"the run it resumes had --time-budget {budget:g}, which a resume does not "
-                       f"keep: this one trains to iteration {args.iterations} (pass "
-                       f"--time-budget or --iterations to end it sooner)")
+    args.iterations = _target(args, corpus, config, anneal, saved_target, data["from"])
+    args.budget_spent = _budget(args, ckpt)
     if args.iterations > COUNT_MAX:  # (--epochs is checked by _target)
         raise cli.UsageError(f"{_asked(args)} is past the most iterations a run counts (2**62)")
     if len(corpus.val) >= 2 and args.val_streams > len(corpus.val) - 1:
@@ -288,19 +286,45 @@ def _val_streams(args, ckpt):
     return args.val_streams or saved or 1
 
 
-def _target(args, corpus, config, anneal=None, saved=None):
-    """The iteration to train to: --iterations, or --epochs in iterations, or the end of a
+def _target(args, corpus, config, anneal=None, saved=None, text_from=0):
+    """The iteration to train to: --iterations, or --epochs in iterations (passes over the
+    text from ``text_from``, the iteration the run began training on it), or the end of a
     resumed run's anneal, or a resumed run's own (``saved``: the target its checkpoint
     records), or the default."""
     if args.epochs is None:
         window = (anneal or {}).get("window")
         return args.iterations or (window[1] if window else saved or DEFAULT_ITERATIONS)
     piece = len(corpus.train) // config["batch_size"]
-    iterations = args.epochs * reference.chunks_per_pass(piece, config["seq_length"])
+    iterations = text_from + args.epochs * reference.chunks_per_pass(piece, config["seq_length"])
     if not iterations <= COUNT_MAX:  # (inf from --epochs 1e308 included)
         raise cli.UsageError(f"--epochs {args.epochs:g} ({iterations:.3g} iterations) is past "
                              f"the most iterations a run counts (2**62)")
     return math.ceil(iterations)
+
+
+def _budget(args, ckpt):
+    """The seconds of its --time-budget a resumed run has spent (0 if none): a resume given
+    neither --time-budget nor --iterations/--epochs keeps the run's budget (sets
+    ``args.time_budget``) and ends within what is left of it; one given --time-budget has that
+    many seconds from its own start; one given --iterations/--epochs, no budget."""
+    run = ckpt.run if ckpt else {}
+    budget = run.get("time_budget")
+    if not budget or args.time_budget or args.target_from == "given":
+        return 0.0
+    if "wall_seconds" not in run:  # (a checkpoint from before a run's time was saved)
+        cli.warn(PROG, f"the run it resumes had --time-budget {budget:g}, and its checkpoint does "
+                       f"not record how much of it was spent: this one trains to iteration "
+                       f"{args.iterations} (pass --time-budget or --iterations to end it sooner)")
+        return 0.0
+    args.time_budget = budget
+    spent = run["wall_seconds"] - run.get("budget_from", 0.0)
+    if run.get("stopped") == "time budget":  # (which stops a run short of it, with its ending)
+        spent = max(spent, budget)
+    if spent < budget:
+        _say(args, f"note: the run it resumes has spent {_seconds(spent)} s of its --time-budget "
+                   f"{budget:g}: this one ends within the {_seconds(budget - spent)} s left "
+                   f"(--time-budget S gives it S seconds from now)")
+    return spent
 
 
 def _zero_rate_at(config, lr_decay, target):
@@ -548,7 +572,9 @@ def _load_corpus(data, config, ckpt, vocab=None, say=None):
                     f"was measured on the other text, so this run keeps its own best: "
                     f"{BEST} is replaced at its first validation"
                     if _another_text(ckpt.run, corpus) and best is not None
-                    and len(corpus.val) >= 2 else ""))
+                    and len(corpus.val) >= 2 else "")
+                 + (f"; its epochs count from iteration {ckpt.run.get('iteration', 0)}"
+                    if _another_text(ckpt.run, corpus) else ""))
     elif ckpt and ckpt.position >= piece:
         raise cli.UsageError(f"cannot resume: the checkpoint is corrupt: its position "
                              f"{ckpt.position} lies beyond its own text's {piece}-character "
@@ -567,6 +593,16 @@ def _load_corpus(data, config, ckpt, vocab=None, say=None):
         for note in corpus_mod.oddities(corpus, data["encoding"]):
             cli.warn(PROG, note)
     return corpus
+
+
+def _text_from(ckpt, corpus):
+    """The iteration from which the run trains on this text, which its epochs count from: 0;
+    a resumed run's on another text than its checkpoint's, the checkpoint's iteration."""
+    if ckpt is None:
+        return 0
+    if _another_text(ckpt.run, corpus):
+        return ckpt.run.get("iteration", 0)
+    return ckpt.run.get("data", {}).get("from", 0)
 
 
 def _another_text(run, corpus):
@@ -677,6 +713,9 @@ class Trainer:
         self.best = None if _another_text(run, corpus) else run.get("best_val_loss")
         self.seconds = run.get("train_seconds", 0.0)   # time in training kernels...
         self.timed_chars = run.get("timed_chars", 0)   # ...and the characters trained in it
+        # The time from the start of training, compiling and validations included: in the
+        # processes that trained the run before this one, and from this one's start
+        self.wall_before, self.started = run.get("wall_seconds", 0.0), None
         self.stop_reason = None
         self.saved = None  # iteration of the latest checkpoint this run wrote...
         self.saved_records = 0  # ...and the evaluation records it held
@@ -740,15 +779,12 @@ class Trainer:
                           if self.iteration >= target and not self.pending else ""))
         if self.iteration >= target and not self.pending:
             asked = "the end of its anneal" if window and target == window[1] else _asked(args)
-            _say(args, f"the checkpoint is already at iteration {self.iteration} ({asked}): "
-                       f"nothing to train")
-            if args.made_out:  # (empty but for the lock)
-                files.unlock(args.lock, self.out)
-                try:
-                    self.out.rmdir()
-                except OSError:
-                    pass
-            return 0
+            return self._nothing_to_train(f"the checkpoint is already at iteration "
+                                          f"{self.iteration} ({asked})")
+        if args.time_budget and args.budget_spent >= args.time_budget and not self.pending:
+            return self._nothing_to_train(
+                f"the run it resumes has spent its --time-budget {args.time_budget:g} (at "
+                f"iteration {self.iteration})", " (--time-budget S trains S seconds more)")
         self._write(METRICS, metrics.rewrite, self.records)
         _say(args, f"training on {self.data['path']}: {len(self.corpus.train):,} characters "
                    f"(+{len(self.corpus.val):,} held out), vocabulary {len(self.corpus.vocab)}, "
@@ -759,7 +795,9 @@ class Trainer:
                    + (f"B={c.batch_size} streams " if c.batch_size > 1 else "")
                    + (f"{c.optimizer} " if c.optimizer != "adagrad" else "") +
                    f"on {self.model.backend}")
-        bar, block, start, probed, timed = None, 1, time.perf_counter(), False, False
+        self.started = time.perf_counter()
+        start = self.started - args.budget_spent  # (the budget's: a resume keeps it)
+        bar, block, probed, timed = None, 1, False, False
         with _StopRequests(args) as stop:
             self.stop = stop
             if self.pending == "iteration" and not self._between_blocks():
@@ -831,10 +869,27 @@ class Trainer:
                 self.pending = None  # (not in best.npz, which this validation may write)
                 if not self._evaluate():
                     self.pending, self.stop_reason = "end", "interrupted"
-            if self.pending or \
+            if self.pending or self.stop_reason not in (None, "interrupted") or \
                     (self.saved, self.saved_records) != (self.iteration, len(self.records)):
                 self._save(CHECKPOINT)  # (unless the latest checkpoint holds all of it)
             return self._finish()  # (inside: a hangup while it prints does not kill it)
+
+    def _nothing_to_train(self, why, hint=""):
+        """Say ``why`` there is nothing to train, remove --out if this run made it (empty but
+        for the lock), and return exit code 0."""
+        _say(self.args, f"{why}: nothing to train{hint}")
+        if self.args.made_out:
+            files.unlock(self.args.lock, self.out)
+            try:
+                self.out.rmdir()
+            except OSError:
+                pass
+        return 0
+
+    def _wall(self):
+        """The run's seconds from the start of its training, over every process of it."""
+        now = 0.0 if self.started is None else time.perf_counter() - self.started
+        return self.wall_before + now
 
     def _start_anneal(self, target, start, timed, bar):
         """Fix the anneal's window if it starts now; return the run's end (the window's).
@@ -1081,7 +1136,7 @@ class Trainer:
                   "val_loss": val_loss, "val_bpc": metrics.bits(val_loss),
                   "val_streams": self.args.val_streams,
                   "learning_rate": self.learning_rate(),
-                  "train_seconds": round(self.seconds, 3),
+                  "train_seconds": round(self.seconds, 3), "wall_seconds": round(self._wall(), 3),
                   "chars_per_s": round(self.timed_chars / self.seconds, 1) if self.seconds else None}
         self.records.append(record)
         self._write(METRICS, metrics.append, record)
@@ -1131,10 +1186,12 @@ class Trainer:
             raise
 
     def _epochs(self):
-        """Passes over the training text so far, as char-rnn counts them: iterations over the
-        chunks a stream reads before it wraps to the start of its piece (``reference.wraps``)."""
+        """Passes over the training text so far, as char-rnn counts them: iterations (since the
+        run began training on this text) over the chunks a stream reads before it wraps to the
+        start of its piece (``reference.wraps``)."""
         piece = len(self.corpus.train) // self.model.config.batch_size
-        return self.iteration / reference.chunks_per_pass(piece, self.model.config.seq_length)
+        passes = reference.chunks_per_pass(piece, self.model.config.seq_length)
+        return (self.iteration - self.data["from"]) / passes
 
     def _sample(self):
         start = time.perf_counter()
@@ -1164,13 +1221,18 @@ class Trainer:
         return {"iteration": self.iteration, "smooth_loss": self.smooth,
                 "rng": self.rng.bit_generator.state, "metrics": self.records,
                 "best_val_loss": self.best, "train_seconds": self.seconds,
+                "wall_seconds": self._wall(),
                 "timed_chars": self.timed_chars, "val_streams": self.args.val_streams,
                 "backend": self.model.backend, "data": self.data,
                 "cadence": {key: getattr(self.args, key) for key in CADENCE},
-                # the run's end, which a resume without --iterations trains to (under a budget,
-                # --iterations is only a bound: the budget, not kept, is said on a resume)
-                **({"time_budget": self.args.time_budget} if self.args.time_budget else
-                   {"target": self.args.iterations}),
+                # the run's end, which a resume without --iterations trains to, and its budget,
+                # counted from budget_from (in wall_seconds), which such a resume keeps
+                "target": self.args.iterations,
+                **({"time_budget": self.args.time_budget,
+                    "budget_from": max(0.0, self.wall_before - self.args.budget_spent)}
+                   if self.args.time_budget else {}),
+                **({"stopped": self.stop_reason}
+                   if self.stop_reason not in (None, "interrupted") else {}),
                 **({"pending": self.pending} if self.pending else {}),
                 **({"init_from": self.init_from} if self.init_from else {}),
                 **({"lr_decay": self.lr_decay} if self.lr_decay else {}),
@@ -1309,7 +1371,8 @@ class Trainer:
             bare = window[1] if window else DEFAULT_ITERATIONS  # (said unless the default: the
             # run's own end, which a resume now keeps, but explicit in the line)
             more = f" --iterations {self.args.iterations}" if self.args.iterations != bare and \
-                not (window and self.args.iterations > bare) else ""
+                not (window and self.args.iterations > bare) and not self.args.time_budget \
+                else ""  # (under a budget, which --iterations would drop: both recorded)
             if self.model.backend != "numba":  # (the default; the same kernels: the same bits)
                 more += f" --backend {self.model.backend}"
             cli.error(f"{PROG}: {why} at iteration {self.iteration}; saved {where}; continue "

@@ -20,7 +20,7 @@ def float_array(name, a, dtype=None):
     if a.dtype not in FLOAT_DTYPES:
         raise ValueError(f"{name} has dtype {a.dtype}; fastrnn supports float32 and float64")
     if dtype is not None and a.dtype != dtype:
-        raise ValueError(f"{name} has dtype {a.dtype} but the parameters are {dtype}: "
+        raise ValueError(f"{name} has dtype {a.dtype} but the other parameters are {dtype}: "
                          f"use one dtype for every array")
     if not a.flags.c_contiguous:
         raise ValueError(f"{name} is not C-contiguous: pass np.ascontiguousarray({name})")
@@ -45,9 +45,10 @@ def shape(name, a, expected):
 
 def minchar_params(Wxh, Whh, Why, bh, by):
     """Check min-char-rnn's five parameters (the drop-in functions); return (H, V, dtype)."""
-    Wxh = float_array("Wxh", Wxh)
-    dtype = Wxh.dtype
-    for name, a in zip(MINCHAR_NAMES[1:], (Whh, Why, bh, by)):
+    arrays = dict(zip(MINCHAR_NAMES, (Wxh, Whh, Why, bh, by)))
+    dtypes = [float_array(name, a).dtype for name, a in arrays.items()]
+    dtype = max(dtypes, key=dtypes.count)  # (the others': an array of another is named)
+    for name, a in arrays.items():
         float_array(name, a, dtype)
     if Wxh.ndim != 2:
         raise ValueError(f"Wxh has shape {Wxh.shape}, expected (hidden_size, vocab_size)")

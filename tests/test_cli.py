@@ -841,9 +841,8 @@ def test_a_resume_without_iterations_trains_to_the_runs_own_end(tmp_path, corpus
                                                                 monkeypatch):
     """--resume alone went on to the default 50,000 iterations, whatever the run it continues
     asked for (an interrupted 200-iteration run trained for minutes): the checkpoint records
-    the run's end, and a resume without --iterations or --epochs trains to it. A run under a
-    budget records the budget instead (its --iterations is only a bound), which a resume does
-    not keep: said."""
+    the run's end, and a resume without --iterations or --epochs trains to it (a run under a
+    budget: ``test_a_resume_keeps_the_rest_of_the_runs_time_budget``)."""
     out = tmp_path / "run"
     _interrupting(monkeypatch, 1)  # (Ctrl-C at the first validation, iteration 10)
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30", "--eval-every", "10",
@@ -860,18 +859,60 @@ def test_a_resume_without_iterations_trains_to_the_runs_own_end(tmp_path, corpus
     assert train.main(["--resume", str(out / "checkpoint.npz"), "--iterations", "40",
                        "--quiet"]) == 0  # (given: the new end, which a later resume keeps)
     assert checkpoint.load(out / "checkpoint.npz").run["target"] == 40
-    budget = tmp_path / "budget"
-    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30", "--time-budget",
-                       "1e-9", "--eval-every", "10", "--out", str(budget)]) == 0
-    ckpt = checkpoint.load(budget / "checkpoint.npz")
-    assert ckpt.run["time_budget"] == 1e-9 and "target" not in ckpt.run
-    capsys.readouterr()
-    _interrupting(monkeypatch, 1)  # (the resumed run stopped at its first validation)
-    assert train.main(["--resume", str(budget / "checkpoint.npz"),
-                       "--quiet"]) == cli.EXIT_INTERRUPTED
-    assert "fastrnn.train: warning: the run it resumes had --time-budget 1e-09, which a resume " \
-           "does not keep: this one trains to iteration 50000 (pass --time-budget or " \
-           "--iterations to end it sooner)\n" in capsys.readouterr().err
+
+
+def test_a_resume_keeps_the_rest_of_the_runs_time_budget(tmp_path, corpus_file, capsys,
+                                                         monkeypatch):
+    """A run under --time-budget, interrupted and resumed as its closing line says (--resume
+    alone), went on to its --iterations, the budget forgotten (a warning said so): it ends
+    within what is left of the budget, counted in the time the run has spent since its
+    training started (``wall_seconds``, over all its processes). A run the budget stopped has
+    nothing to train; --time-budget S gives a resume S seconds from its start; --iterations
+    drops the budget."""
+    out = tmp_path / "run"
+    path = out / "checkpoint.npz"
+    # Ctrl-C at the first validation, iteration 10 (evaluate's third call: the budget's
+    # estimate of a validation makes two)
+    _interrupting(monkeypatch, 3)
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "40", "--time-budget",
+                       "3600", "--eval-every", "10", "--out", str(out)]) == cli.EXIT_INTERRUPTED
+    monkeypatch.undo()
+    assert capsys.readouterr().err.endswith(
+        f"continue with: python -m fastrnn.train --resume {path}\n")  # (not --iterations 40)
+    run = checkpoint.load(path).run
+    assert (run["iteration"], run["target"], run["time_budget"], run["budget_from"]) == \
+        (10, 40, 3600, 0)
+    assert 0 < run["wall_seconds"] < 3600 and "stopped" not in run
+    # all but 1 us spent (as if it had run an hour): the resume stops at once, by the budget
+    rewrite_meta(path, lambda m, a: m["run"].update(wall_seconds=3600 - 1e-6))
+    assert train.main(["--resume", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "note: the run it resumes has spent 3600 s of its --time-budget 3600: this one ends " \
+           "within the 1e-06 s left (--time-budget S gives it S seconds from now)\n" in printed
+    assert "stopped by the time budget: iteration 10" in printed
+    run = checkpoint.load(path).run
+    assert run["iteration"] == 10 and run["stopped"] == "time budget"
+    assert run["wall_seconds"] > 3600 - 1e-6 and run["budget_from"] == 0
+    assert train.main(["--resume", str(path)]) == 0  # spent: nothing more
+    assert "the run it resumes has spent its --time-budget 3600 (at iteration 10): nothing to " \
+           "train (--time-budget S trains S seconds more)" in capsys.readouterr().out
+    # 1,000 s spent of the hour: the resume goes on to the run's --iterations, within budget
+    rewrite_meta(path, lambda m, a: (m["run"].update(wall_seconds=1000.0), m["run"].pop("stopped")))
+    assert train.main(["--resume", str(path)]) == 0
+    assert "spent 1000 s of its --time-budget 3600: this one ends within the 2600 s left" in \
+        capsys.readouterr().out
+    run = checkpoint.load(path).run
+    assert (run["iteration"], run["time_budget"], run["budget_from"]) == (40, 3600, 0)
+    assert run["wall_seconds"] > 1000 and run["metrics"][-1]["wall_seconds"] > 1000
+    # given anew, the budget counts from the resume; --iterations alone drops it
+    assert train.main(["--resume", str(path), "--time-budget", "1e-9", "--iterations", "50",
+                       "--quiet"]) == 0
+    run = checkpoint.load(path).run
+    assert run["iteration"] == 40 and run["stopped"] == "time budget"
+    assert run["time_budget"] == 1e-9 and run["budget_from"] > 1000
+    assert train.main(["--resume", str(path), "--iterations", "50", "--quiet"]) == 0
+    run = checkpoint.load(path).run
+    assert run["iteration"] == 50 and "time_budget" not in run and "stopped" not in run
 
 
 def test_resume_past_the_target_has_nothing_to_do(tmp_path, corpus_file, capsys):
@@ -1614,14 +1655,25 @@ def test_a_run_resumed_on_another_text_keeps_a_best_of_its_own(tmp_path, corpus_
     assert (f"the best validation loss so far ({old:.4f} bits/char) was measured on the other "
             f"text, so this run keeps its own best: best.npz is replaced at its first "
             f"validation") in err, err
-    records = checkpoint.load(first / "checkpoint.npz").run["metrics"]
+    assert "; its epochs count from iteration 20" in err, err
+    run = checkpoint.load(first / "checkpoint.npz").run
+    records = run["metrics"]
     assert [r["iteration"] for r in records] == [10, 20, 30]
     best = checkpoint.load(first / "best.npz")
     assert best.run["iteration"] == 30 and best.run["best_val_loss"] == records[-1]["val_loss"]
-    # on its own text, the resumed run keeps the best it resumes with (and says nothing)
-    assert train.main(["--resume", str(first / "checkpoint.npz"), "--iterations", "40",
+    # its epochs are passes over the new text since it began training on it, at iteration 20
+    # (they counted the other text's iterations as passes over this one)
+    per_pass = reference.chunks_per_pass(18_000, 10)  # (both texts: 20,000 characters, 10% held)
+    assert [r["epoch"] for r in records] == [round(i / per_pass, 4) for i in (10, 20, 10)]
+    assert run["data"]["from"] == 20 and ckpt.run["data"]["from"] == 0
+    # on its own text, the resumed run keeps the best it resumes with (and says nothing), and
+    # its epochs' start; --epochs counts passes over the text from there
+    assert train.main(["--resume", str(first / "checkpoint.npz"), "--epochs", "0.01",
                        "--eval-every", "10", "--quiet"]) == 0
     assert "not the text" not in capsys.readouterr().err
+    run, trained = checkpoint.load(first / "checkpoint.npz").run, math.ceil(0.01 * per_pass)
+    assert run["iteration"] == 20 + trained and run["data"]["from"] == 20
+    assert run["metrics"][-1]["epoch"] == round(trained / per_pass, 4)
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.13, 0.37])
@@ -1759,11 +1811,20 @@ def test_an_output_directory_removed_during_the_run_is_made_again(tmp_path, corp
         return save(path, ckpt)
 
     monkeypatch.setattr(checkpoint, "save", removing)
-    # ...after its best.npz, the run's best: at this rate the last validation is worse, and
-    # the closing line says where that best.npz went)
+    # ...after its best.npz, the run's best: the last validation, made worse here, does not
+    # replace it, and the closing line says where that best.npz went)
+    from fastrnn.model import CharRNN
+    evaluate, calls = CharRNN.evaluate, []
+
+    def worse_at_30(self, *args, **kwargs):
+        calls.append(1)
+        loss, state = evaluate(self, *args, **kwargs)
+        return (loss * 2 if len(calls) == 3 else loss), state
+
+    monkeypatch.setattr(CharRNN, "evaluate", worse_at_30)
     assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "30", "--eval-every",
-                       "10", "--checkpoint-every", "10", "--sample-every", "0", "--learning-rate",
-                       "3", "--out", str(out)]) == 0
+                       "10", "--checkpoint-every", "10", "--sample-every", "0",
+                       "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert f"note: {out} was removed or moved while the run wrote there: made again, to save " \
            f"the run in\n" in printed

@@ -1,12 +1,13 @@
 """CharRNN: the fused multi-chunk kernel equals min-char-rnn's loop, on every backend."""
 
+import os
 import re
 
 import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import CharRNN, Spec, Vocab, optim, reference
+from fastrnn import CharRNN, Spec, Vocab, checkpoint, optim, reference
 from tests.helpers import NAMES, assert_close
 
 
@@ -827,6 +828,25 @@ def test_a_replaced_training_state_is_checked(cell, layers, batch):
         with pytest.raises(ValueError, match=message):
             model.train(data, 1)
     assert np.array_equal(model.weights.flat, before) and model.step == 0
+    # sampling reads it too (its first stream's): a TypeError before
+    for state in (None, [[[[0.0] * 8]]]):
+        model.state = state
+        with pytest.raises(ValueError, match=r"state has shape (NoneType|list), expected"):
+            model.sample(5, 0)
+
+
+def test_a_replaced_dropout_generator_is_checked():
+    """``dropout_rng`` is a public attribute: training with dropout and saving check it (an
+    AttributeError from deep inside before)."""
+    model = CharRNN(10, hidden_size=8, seq_length=5, cell="lstm", num_layers=2, dropout=0.3)
+    model.dropout_rng = None
+    message = r"dropout_rng must be a numpy.random.Generator .* got NoneType"
+    with pytest.raises(ValueError, match=message):
+        model.train(np.arange(100) % 10, 2)
+    with pytest.raises(ValueError, match=message):
+        checkpoint.Checkpoint.of(model, Vocab("abcdefghij"), [], {})
+    model.dropout_rng = np.random.default_rng(1)
+    model.train(np.arange(100) % 10, 2)  # (any generator)
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
@@ -996,6 +1016,24 @@ def test_odd_arguments_are_named_not_failed_on():
     with pytest.raises(ValueError, match="vocab must be the Vocab the model's ids stand for "
                                          ".* got str"):
         checkpoint.Checkpoint.of(model, "abcde", [], {})
+    with pytest.raises(ValueError, match="model must be a CharRNN, got Vocab"):
+        checkpoint.Checkpoint.of(Vocab("abcde"), model, [], {})
+    with pytest.raises(ValueError, match=r"ckpt must be a Checkpoint \(Checkpoint.of\(model, "
+                                         r"vocab, losses, run\) makes one\), got CharRNN"):
+        checkpoint.save("never-written.npz", model)
+    assert not os.path.exists("never-written.npz")
+    # a loaded (or made) checkpoint's fields edited wrongly: named, not NumPy's broadcast error
+    ckpt = checkpoint.Checkpoint.of(model, Vocab("abcde"), [], {})
+    ckpt.params["Whh"] = np.zeros((3, 3))
+    with pytest.raises(ValueError, match=r"Whh has shape \(3, 3\), the model's is \(8, 8\)"):
+        ckpt.to_model()
+    del ckpt.params["Whh"]
+    with pytest.raises(ValueError, match="the checkpoint has no Whh, which its model has"):
+        ckpt.to_model()
+    ckpt = checkpoint.Checkpoint.of(model, Vocab("abcde"), [], {})
+    ckpt.state = np.zeros(3)
+    with pytest.raises(ValueError, match=r"state has shape \(3,\), the model's is \(1, 1, 1, 8\)"):
+        ckpt.to_model()
 
 
 @pytest.mark.parametrize("step", [-1, 2.0, 2**62, 2**80])
