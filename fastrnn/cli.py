@@ -231,6 +231,9 @@ def run(main, prog, argv, output=False):
     except Failure as e:
         error(f"{prog}: error: {e}")
         return EXIT_FAILED
+    except MemoryError as e:  # (past the commands' own checks of the memory free)
+        error(f"{prog}: error: out of memory ({str(e) or 'an allocation failed'})")
+        return EXIT_FAILED
     except KeyboardInterrupt as e:
         error(f"{prog}: {str(e) or 'interrupted'}")
         return EXIT_INTERRUPTED

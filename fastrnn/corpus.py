@@ -230,7 +230,9 @@ def load(path, val_fraction=0.1, encoding="utf-8", vocab=None):
                 vocab = Vocab.from_text(text)
             except ValueError:
                 raise CorpusError(f"{path} holds only one distinct character ({text[0]!r}); "
-                                  "a language model needs at least 2") from None
+                                  "a language model needs at least 2" if text else
+                                  f"{path} is empty once decoded as {encoding} (a byte-order "
+                                  f"mark alone)") from None
         try:
             ids = vocab.encode(text)
         except UnknownCharacters as e:

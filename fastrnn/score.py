@@ -171,11 +171,12 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None):
 def check_file(vocab, path, encoding="utf-8", skip_unknown=False):
     """Reads the file through once, as ``score_file`` will, without the model: a ValueError
     naming the file if it cannot be scored (so that no file is scored if one cannot be)."""
-    kept = 0
-    for text, _ in _blocks(vocab, path, encoding, skip_unknown):
-        kept += len(text)
+    kept = skipped = 0
+    for text, dropped in _blocks(vocab, path, encoding, skip_unknown):
+        kept, skipped = kept + len(text), skipped + dropped
     if kept < 2:
-        raise ValueError(f"{path} has fewer than 2 characters to score")
+        raise ValueError(f"{path} has fewer than 2 characters to score" + (
+            f" once the {skipped:,} the vocabulary lacks are skipped" if skipped else ""))
 
 
 def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False, progress=None):

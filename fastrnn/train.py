@@ -99,7 +99,7 @@ def build_parser():
     r.add_argument("--threads", type=cli.positive_int, metavar="N",
                    help="CPU threads for mini-batch training and validation streams (default: "
                         "NUMBA_NUM_THREADS, i.e. all cores; results are the same bits for any N; "
-                        "not with --backend cuda)")
+                        "the numba backend's)")
     r.add_argument("--backend", choices=BACKENDS, default="numba",
                    help="kernels to train with (default numba; numpy is the slow reference; cuda "
                         "needs an NVIDIA GPU and numba-cuda)")
@@ -160,6 +160,10 @@ def main(argv=None):
 # what a run does every so often, and its defaults; saved, and kept by a resumed run
 LOUD_TEXT_BYTES = 1 << 25  # a text this large is said to be read (it takes seconds)
 LONG_VALIDATION = 10.0  # seconds: a validation this long is said before it starts
+FAILING = 2  # a loss this many times a uniform guess's is said to be failing
+PLOT_SHARE = 0.05  # loss.png is redrawn at a validation if the last drawing took at most this
+                   # share of the time since (~0.1 s a drawing: with --eval-every 1 it was most
+                   # of the run), and at the run's end
 LONG_VALIDATION_CHARS = 1_000_000  # the first (untimed) validation said from this many
 VALIDATION_BAR_DELAY = 2.0  # seconds into a validation before its progress bar shows
 CADENCE = {"eval_every": 5000, "sample_every": 5000, "sample_length": 200,
@@ -190,9 +194,10 @@ def _main(argv):
             f"--sample-length {args.sample_length:,}{whose} is more than a training run's "
             f"samples may have ({SAMPLE_LENGTH_MAX:,} characters): {fix}")
     args.val_streams = _val_streams(args, ckpt)
-    if args.threads is not None and args.backend == "cuda":
-        raise cli.UsageError("--threads sets the CPU threads of the numba backend; the cuda "
-                             "backend runs on the GPU")
+    if args.threads is not None and args.backend != "numba":
+        raise cli.UsageError("--threads sets the CPU threads of the numba backend; the " + (
+            "cuda backend runs on the GPU" if args.backend == "cuda" else
+            "numpy backend (the reference) runs on NumPy's own"))
     if args.val_streams > 1 and args.backend == "cuda":
         raise cli.UsageError("--val-streams > 1 runs on the numba and numpy backends; the cuda "
                              "backend evaluates one stream")
@@ -705,6 +710,8 @@ class Trainer:
             self.rng.bit_generator.state = run["rng"]
         self.records = list(run.get("metrics", []))
         self.plot_note_said = False
+        self.failing_said = False  # whether it said that the run is failing
+        self.drawn = (None, 0.0, 0.0)  # loss.png's records, when it was drawn, how long it took
         self.init_from = run.get("init_from")  # the checkpoint a fine-tuned run started from
         self.lr_decay = None  # (factor, every): set by _main...
         self.anneal = None  # ...and {"fraction": F[, "window": [start, end]]}
@@ -753,12 +760,19 @@ class Trainer:
     def run(self):
         """Train to the target; returns the exit code. A file that cannot be written ends the
         run (exit 1) after its work is saved in the checkpoint, if that can still be written,
-        with one line saying where the work is; the progress bar is closed first."""
+        with one line saying where the work is; the progress bar is closed first. So does
+        running out of memory, without saving (the model may be part-way through a call)."""
         try:
             return self._run()
         except _WriteFailed as e:
             self._close_bar()
             raise cli.Failure(self._rescued(e)) from None
+        except MemoryError as e:  # (past the check of the memory free at the start: a limit
+            self._close_bar()     # such as ulimit -v, or other programs taking it since)
+            why = str(e) or "an allocation failed"
+            raise cli.Failure(f"out of memory at iteration {self.iteration} ({why}); "
+                              f"{self._where_the_work_is()}; a smaller --batch-size, "
+                              f"--seq-length or --hidden-size needs less") from None
         except BaseException:
             self._close_bar()
             raise
@@ -790,7 +804,7 @@ class Trainer:
                    f"(+{len(self.corpus.val):,} held out), vocabulary {len(self.corpus.vocab)}, "
                    + (f"{c.cell} " if c.cell != "rnn" else "")
                    + (f"L={c.num_layers} " if c.num_layers > 1 else "")
-                   + (f"dropout {c.dropout:g} " if c.dropout else "")
+                   + (f"dropout {c.dropout!r} " if c.dropout else "")
                    + f"H={c.hidden_size} T={c.seq_length} lr={c.learning_rate} {c.dtype} "
                    + (f"B={c.batch_size} streams " if c.batch_size > 1 else "")
                    + (f"{c.optimizer} " if c.optimizer != "adagrad" else "") +
@@ -872,6 +886,7 @@ class Trainer:
             if self.pending or self.stop_reason not in (None, "interrupted") or \
                     (self.saved, self.saved_records) != (self.iteration, len(self.records)):
                 self._save(CHECKPOINT)  # (unless the latest checkpoint holds all of it)
+            self._draw(final=True)
             return self._finish()  # (inside: a hangup while it prints does not kill it)
 
     def _nothing_to_train(self, why, hint=""):
@@ -948,10 +963,10 @@ class Trainer:
         return self.block_seconds + self._closing_seconds()
 
     def _closing_seconds(self):
-        """The final validation with the best.npz it may write, and the final checkpoint,
-        each as long as the latest."""
+        """The final validation with the best.npz it may write, the final checkpoint and the
+        final drawing of loss.png, each as long as the latest."""
         writes = 2 if len(self.corpus.val) >= 2 else 1  # (the final validation may write best.npz)
-        return self.eval_seconds + writes * self.save_seconds
+        return self.eval_seconds + writes * self.save_seconds + self.drawn[2]
 
     def _warn_if_the_ending_overruns(self, start, budget):
         """A note when the run's ending (the final validation and checkpoint, as timed now)
@@ -1140,10 +1155,7 @@ class Trainer:
                   "chars_per_s": round(self.timed_chars / self.seconds, 1) if self.seconds else None}
         self.records.append(record)
         self._write(METRICS, metrics.append, record)
-        why = self._write(PLOT, metrics.plot, self.records)
-        if why and not self.plot_note_said:
-            self.plot_note_said = True  # once a run: the picture is optional, the log is not
-            _say(self.args, f"note: {PLOT} is not drawn: {why}; {METRICS} has the same numbers")
+        self._draw()
         line = f"iteration {self.iteration} (epoch {record['epoch']:.2f}):"
         if train_loss is not None:
             line += f" train loss {train_loss:.4f} nats/char"
@@ -1159,7 +1171,21 @@ class Trainer:
                 if not best_after_sample:
                     self._save_best()
         _say(self.args, line)
+        self._warn_if_failing(val_loss if val_loss is not None else train_loss)
         return compiled.seconds if len(val) >= 2 else 0.0
+
+    def _warn_if_failing(self, loss):
+        """Once a run: a warning when a validation (or, without one, training) loss is more
+        than FAILING times a uniform guess's, ln V (an untrained model's is about 1 times):
+        the run is failing, short of diverging (config.DIVERGED_LOSS), e.g. at a learning rate
+        too high to learn yet not to blow up, and its best.npz is worse than untrained."""
+        V = self.model.config.vocab_size
+        if loss is None or loss <= FAILING * math.log(V) or self.failing_said:
+            return
+        self.failing_said = True
+        _say(self.args, f"warning: a loss of {loss:.4f} nats/char is more than {FAILING} times "
+                        f"a uniform guess's (ln {V} = {math.log(V):.4f}): the model is learning "
+                        f"nothing; a smaller --learning-rate usually helps")
 
     def _train_loss(self):
         """The mean loss per character of the iterations since the previous record (the
@@ -1288,6 +1314,7 @@ class Trainer:
         files.claim(lock)
         self.out_id = self._directory_id()
         self.saved = self.best_saved = None  # (in the directory that went, with best.npz)
+        self.drawn = (None, 0.0, 0.0)  # (so was loss.png)
         self.best_gone = self.best_gone or self.best_here
         self.best_here, self.out_lost = False, True
         try:
@@ -1332,6 +1359,19 @@ class Trainer:
         if self.best_saved is not None:
             said += f" ({self.out / BEST} holds iteration {self.best_saved})"
         return said
+
+    def _draw(self, final=False):
+        """Draw loss.png from the records, unless it holds them all, or (but for the ``final``
+        drawing) the latest drawing took more than PLOT_SHARE of the time since."""
+        now = time.perf_counter()
+        if self.drawn[0] == len(self.records) or not final and \
+                self.drawn[2] > PLOT_SHARE * (now - self.drawn[1]):
+            return
+        why = self._write(PLOT, metrics.plot, self.records)
+        self.drawn = (len(self.records), time.perf_counter(), time.perf_counter() - now)
+        if why and not self.plot_note_said:
+            self.plot_note_said = True  # once a run: the picture is optional, the log is not
+            _say(self.args, f"note: {PLOT} is not drawn: {why}; {METRICS} has the same numbers")
 
     def _save(self, name):
         start = time.perf_counter()

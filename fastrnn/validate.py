@@ -126,7 +126,8 @@ def flag(name, value):
 
 def vanishes(rate, dtype):
     """Whether a learning rate is 0 in ``dtype`` (too small to move any weight)."""
-    return np.dtype(dtype).type(rate) == 0
+    with np.errstate(over="ignore"):  # (too large for the dtype: inf, not 0)
+        return np.dtype(dtype).type(rate) == 0
 
 
 def rate(name, value, dtype, zero=False):

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -213,6 +214,27 @@ def test_without_a_working_matplotlib_the_run_says_once_why_there_is_no_picture(
     assert out.count("note: loss.png") == 1, out
     assert not (tmp_path / "loss.png").exists()
     assert checkpoint.load(tmp_path / "checkpoint.npz").run["iteration"] == 30
+
+
+def test_the_loss_curve_is_redrawn_at_most_a_share_of_the_time(tmp_path, corpus_file,
+                                                              monkeypatch):
+    """Drawing loss.png takes ~0.1 s: redrawn at every validation, with --eval-every 1 it was
+    most of the run (a time budget's too). A validation redraws it if the latest drawing took
+    at most train.PLOT_SHARE of the time since; the run's end always does, with every record."""
+    from fastrnn import metrics
+    drawn = []
+
+    def slow_plot(path, records):  # (a drawing that takes 0.05 s: the next waits for 1 s)
+        time.sleep(0.05)
+        drawn.append(len(records))
+        path.write_bytes(b"")
+
+    monkeypatch.setattr(metrics, "plot", slow_plot)
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30", "--eval-every", "1",
+                       "--sample-every", "0", "--out", str(tmp_path)]) == 0
+    records = checkpoint.load(tmp_path / "checkpoint.npz").run["metrics"]
+    assert len(records) == 30 and drawn[0] == 1 and drawn[-1] == 30
+    assert len(drawn) < 15, drawn  # (30 before: at 0.05 s each, 1.5 s of a run of < 1 s)
 
 
 def test_default_corpus_is_the_bundled_one(tmp_path):
@@ -1058,6 +1080,61 @@ def test_a_real_divergence_is_caught(tmp_path, corpus_file, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and "training diverged at iteration" in err, err
     assert "inf/NaN" in err or "times a uniform guess's" in err, err
+
+
+def test_a_run_worse_than_a_uniform_guess_is_warned_about(tmp_path, corpus_file, capsys,
+                                                         monkeypatch):
+    """A run at a learning rate too high to learn, not high enough to diverge (100 times a
+    uniform guess's loss), ended as a success at 40 times it, its best.npz worse than an
+    untrained model: more than FAILING times is said, once."""
+    from fastrnn.model import CharRNN
+    evaluate = CharRNN.evaluate
+
+    def failing(self, *args, **kwargs):  # (validations at 3 times a uniform guess's loss)
+        loss, state = evaluate(self, *args, **kwargs)
+        return 3 * math.log(self.config.vocab_size) * len(args[0]), state
+
+    monkeypatch.setattr(CharRNN, "evaluate", failing)
+    assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "20", "--eval-every",
+                       "10", "--sample-every", "0", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("warning: a loss of ") == 1, out
+    assert re.search(r"warning: a loss of [0-9.]+ nats/char is more than 2 times a uniform "
+                     r"guess's \(ln 58 = 4.0604\): the model is learning nothing; a smaller "
+                     r"--learning-rate usually helps\n", out), out
+    monkeypatch.undo()  # a run that learns: nothing said
+    assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "20", "--eval-every",
+                       "10", "--sample-every", "0", "--out", str(tmp_path / "b")]) == 0
+    assert "uniform guess" not in capsys.readouterr().out
+
+
+def test_running_out_of_memory_mid_run_is_one_line(tmp_path, corpus_file, capsys, monkeypatch):
+    """An allocation that fails past the memory check at the start (a ulimit -v, or memory
+    other programs took since) was a traceback: one line, with where the work is."""
+    from fastrnn.model import CharRNN
+    real_train, calls = CharRNN.train, []
+
+    def out_of_memory(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise MemoryError("Unable to allocate 781. MiB for an array with shape (200000, 1024)")
+        return real_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(CharRNN, "train", out_of_memory)
+    rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "50", "--checkpoint-every",
+                     "1", "--eval-every", "0", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    saved = checkpoint.load(tmp_path / "checkpoint.npz").run["iteration"]
+    assert err == (f"fastrnn.train: error: out of memory at iteration {saved} (Unable to "
+                   f"allocate 781. MiB for an array with shape (200000, 1024)); the last "
+                   f"checkpoint is {tmp_path / 'checkpoint.npz'} (iteration {saved}); a smaller "
+                   f"--batch-size, --seq-length or --hidden-size needs less\n"), err
+    # elsewhere (here, reading the text): one line too
+    monkeypatch.setattr(train, "_load_corpus", lambda *a: (_ for _ in ()).throw(MemoryError()))
+    assert train.main(["--data", corpus_file, *SMALL, "--out", str(tmp_path / "b")]) == 1
+    assert capsys.readouterr().err == \
+        "fastrnn.train: error: out of memory (an allocation failed)\n"
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
@@ -2122,6 +2199,16 @@ def test_a_byte_order_mark_is_named(tmp_path, capsys):
     assert "\ufeff" not in checkpoint.load(tmp_path / "b" / "checkpoint.npz").vocab.chars
 
 
+def test_a_learning_rate_past_float32_is_one_line(tmp_path, corpus_file, capsys):
+    """--learning-rate 1e39 in float32: the error came after NumPy's "overflow encountered in
+    cast" warning (run here as an error, which it would have raised)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_usage_error(train.main(["--data", corpus_file, *SMALL, "--dtype", "float32",
+                                       "--learning-rate", "1e39", "--out", str(tmp_path)]),
+                           capsys, "learning_rate 1e+39 is infinite in float32")
+
+
 def test_utf16_text_read_as_utf8_is_warned_about(tmp_path, capsys):
     """UTF-16 without a byte-order mark is valid UTF-8 when it is ASCII text: a NUL between
     every two letters, trained on in silence. More than a tenth of NULs is said, with the
@@ -2172,6 +2259,8 @@ def test_encoding_option(tmp_path, capsys):
     (["--hidden-size", "100000000"], "hidden_size 100000000 (vocabulary"),
     (["--val-streams", "2", "--backend", "cuda"], "--val-streams > 1 runs on the numba and"),
     (["--threads", "2", "--backend", "cuda"], "--threads sets the CPU threads of the numba"),
+    (["--threads", "2", "--backend", "numpy"], "the numpy backend (the reference) runs on "
+                                               "NumPy's own"),
     (["--batch-size", "5000"], "needs at least 26 in each of --batch-size 5000 streams"),
     (["--time-budget", "-1"], "--time-budget: -1 is not a positive finite number"),
     (["--epochs", "0"], "--epochs: 0 is not a positive finite number"),

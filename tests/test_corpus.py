@@ -92,6 +92,17 @@ def test_bad_files_are_named(tmp_path, content, message):
     assert str(path) in str(e.value)
 
 
+@pytest.mark.parametrize("content, encoding", [(b"\xff\xfe", "utf-16"),
+                                               (b"\xef\xbb\xbf", "utf-8-sig")])
+def test_a_file_empty_once_decoded_is_named(tmp_path, content, encoding):
+    """A byte-order mark alone decodes to no text: an IndexError before."""
+    path = write(tmp_path, content)
+    with pytest.raises(CorpusError, match=f"is empty once decoded as {encoding} \\(a "
+                                          f"byte-order mark alone\\)") as e:
+        load(path, encoding=encoding)
+    assert str(path) in str(e.value)
+
+
 def test_a_byte_order_mark_is_not_hinted_at_when_its_encoding_was_given(tmp_path):
     """(a corrupt UTF-16 file read as utf-16 was told to pass --encoding utf-16)"""
     path = write(tmp_path, b"\xff\xfe" + "hello".encode("utf-16-le") + b"a")  # an odd byte

@@ -79,6 +79,12 @@ def test_a_file_mostly_outside_the_vocabulary_is_warned_about(run, tmp_path, cap
             f"model's vocabulary and were skipped, more than the 10 scored\n"
             ) in capsys.readouterr().err
 
+    # all unknown but one: too few left to score, and said why
+    foreign.write_text("\u4e00\u4e8c" * 3 + "a", encoding="utf-8")
+    rc, out = scored([str(d / "out" / "checkpoint.npz"), str(foreign), "--skip-unknown"])
+    assert rc == 2 and (f"{foreign} has fewer than 2 characters to score once the 6 the "
+                        f"vocabulary lacks are skipped") in capsys.readouterr().err
+
 
 @pytest.mark.parametrize("make, fragment", [
     (lambda p: p, "is a directory, not a text file"),
