@@ -106,8 +106,7 @@ class Checkpoint:
                         merged["learning_rate"], merged["dtype"], merged["seed"], backend,
                         merged["batch_size"], threads, merged["optimizer"], merged["cell"],
                         merged["num_layers"], merged["dropout"])
-        for name, array in model.spec.named(model.weights).items():
-            array[...] = self.params[name]
+        _copy_into(model.spec.named(model.weights), self.params, "", merged["dtype"])
         return model
 
     def to_model(self, backend="numba", dtype=None, threads=None):
@@ -120,21 +119,7 @@ class Checkpoint:
                         c.num_layers, c.dropout)
         for prefix, dst, src in zip(("",) + tuple(model.optimizer.states),
                                     [model.weights, *model.states], [self.params, *self.states]):
-            for name, array in model.spec.named(dst).items():
-                if name not in src:
-                    raise ValueError(f"the checkpoint has no {prefix + name}, which its "
-                                     f"model has ({model.spec})")
-                if np.shape(src[name]) != array.shape:
-                    raise ValueError(f"{prefix + name} has shape {np.shape(src[name])}, the "
-                                     f"model's is {array.shape}")
-                with np.errstate(over="ignore"):
-                    array[...] = src[name]
-                if not np.isfinite(array).all():
-                    if not np.isfinite(src[name]).all():  # (load refuses these)
-                        raise ValueError(f"{prefix + name} holds NaN or infinite values")
-                    largest = float(np.abs(src[name]).max())
-                    raise ValueError(f"{prefix + name} holds {largest:.3g}, more than {dtype} "
-                                     f"can hold: this checkpoint cannot be used in {dtype}")
+            _copy_into(model.spec.named(dst), src, prefix, dtype)
         model.step = self.step
         if np.shape(self.state) != model.state.shape:
             raise ValueError(f"state has shape {np.shape(self.state)}, the model's is "
@@ -144,6 +129,26 @@ class Checkpoint:
         if self.dropout_rng is not None:
             model.dropout_rng.bit_generator.state = self.dropout_rng
         return model
+
+
+def _copy_into(arrays, src, prefix, dtype):
+    """Copy each of the model's named ``arrays`` from ``src`` (the checkpoint's, by name): a
+    ValueError naming one that is missing, of another shape, not finite, or too large for
+    ``dtype`` (float64's 1e300 in float32). ``prefix``: an optimizer state's, for the names."""
+    for name, array in arrays.items():
+        if name not in src:
+            raise ValueError(f"the checkpoint has no {prefix + name}, which its model has")
+        if np.shape(src[name]) != array.shape:
+            raise ValueError(f"{prefix + name} has shape {np.shape(src[name])}, the model's "
+                             f"is {array.shape}")
+        with np.errstate(over="ignore"):
+            array[...] = src[name]
+        if not np.isfinite(array).all():
+            if not np.isfinite(src[name]).all():  # (load refuses these)
+                raise ValueError(f"{prefix + name} holds NaN or infinite values")
+            largest = float(np.abs(src[name]).max())
+            raise ValueError(f"{prefix + name} holds {largest:.3g}, more than {dtype} can "
+                             f"hold: this checkpoint cannot be used in {dtype}")
 
 
 def save(path, ckpt):
@@ -428,6 +433,8 @@ def _check_fields(where, ckpt):
     budget = run.get("time_budget")  # (kept by a resume without --iterations)
     if budget is not None and not (_number(budget) and budget > 0):
         bad("run.time_budget", budget, "a number of seconds > 0")
+    if run.get("budget_from", 0) > run.get("wall_seconds", math.inf):
+        bad("run.budget_from", run["budget_from"], "at most run.wall_seconds")
     if not isinstance(run.get("stopped", ""), str):  # what ended the run's last process
         bad("run.stopped", run["stopped"], "a reason, in words")
     cadence = run.get("cadence", {})  # --eval-every and the like, which a resume keeps

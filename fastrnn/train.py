@@ -325,7 +325,7 @@ def _budget(args, ckpt):
     spent = run["wall_seconds"] - run.get("budget_from", 0.0)
     if run.get("stopped") == "time budget":  # (which stops a run short of it, with its ending)
         spent = max(spent, budget)
-    if spent < budget:
+    if spent < budget and run.get("iteration", 0) < args.iterations:  # (else: nothing to do)
         _say(args, f"note: the run it resumes has spent {_seconds(spent)} s of its --time-budget "
                    f"{budget:g}: this one ends within the {_seconds(budget - spent)} s left "
                    f"(--time-budget S gives it S seconds from now)")
@@ -710,7 +710,8 @@ class Trainer:
             self.rng.bit_generator.state = run["rng"]
         self.records = list(run.get("metrics", []))
         self.plot_note_said = False
-        self.failing_said = False  # whether it said that the run is failing
+        self.failing_said = False  # whether it said that the run is failing...
+        self.last_loss = None  # ...from this loss and the one before (this process's)
         self.drawn = (None, 0.0, 0.0)  # loss.png's records, when it was drawn, how long it took
         self.init_from = run.get("init_from")  # the checkpoint a fine-tuned run started from
         self.lr_decay = None  # (factor, every): set by _main...
@@ -723,7 +724,7 @@ class Trainer:
         # The time from the start of training, compiling and validations included: in the
         # processes that trained the run before this one, and from this one's start
         self.wall_before, self.started = run.get("wall_seconds", 0.0), None
-        self.stop_reason = None
+        self.stop_reason = self.ended_by = None  # (see the end of _run)
         self.saved = None  # iteration of the latest checkpoint this run wrote...
         self.saved_records = 0  # ...and the evaluation records it held
         # For --time-budget: the latest timed block's, validation's, checkpoint's and sample's
@@ -878,12 +879,15 @@ class Trainer:
             if self.iteration == target < args.iterations and not self.stop_reason:
                 self.stop_reason = "time budget" if self.budget_set_end else \
                     "learning rate's anneal to 0"
+            # what ended the run (not Ctrl-C), recorded even if its final validation is cut
+            # short: a resume does that validation, and trains no more under a spent budget
+            self.ended_by = None if self.stop_reason == "interrupted" else self.stop_reason
             if self.stop_reason != "interrupted" and (
                     not self.records or self.records[-1]["iteration"] != self.iteration):
                 self.pending = None  # (not in best.npz, which this validation may write)
                 if not self._evaluate():
                     self.pending, self.stop_reason = "end", "interrupted"
-            if self.pending or self.stop_reason not in (None, "interrupted") or \
+            if self.pending or self.ended_by or \
                     (self.saved, self.saved_records) != (self.iteration, len(self.records)):
                 self._save(CHECKPOINT)  # (unless the latest checkpoint holds all of it)
             self._draw(final=True)
@@ -1175,12 +1179,15 @@ class Trainer:
         return compiled.seconds if len(val) >= 2 else 0.0
 
     def _warn_if_failing(self, loss):
-        """Once a run: a warning when a validation (or, without one, training) loss is more
-        than FAILING times a uniform guess's, ln V (an untrained model's is about 1 times):
-        the run is failing, short of diverging (config.DIVERGED_LOSS), e.g. at a learning rate
-        too high to learn yet not to blow up, and its best.npz is worse than untrained."""
+        """Once a run: a warning when two validation (or, without them, training) losses in
+        a row are more than FAILING times a uniform guess's, ln V (an untrained model's is
+        about 1 times), the second no lower: the run is failing, short of diverging
+        (config.DIVERGED_LOSS), e.g. at a learning rate too high to learn yet not to blow up,
+        and its best.npz is worse than untrained. (One such loss, or falling ones, are not: a
+        spike, or a fine-tuned model's first steps on a text unlike its own.)"""
         V = self.model.config.vocab_size
-        if loss is None or loss <= FAILING * math.log(V) or self.failing_said:
+        bound, before, self.last_loss = FAILING * math.log(V), self.last_loss, loss
+        if loss is None or before is None or not bound < before <= loss or self.failing_said:
             return
         self.failing_said = True
         _say(self.args, f"warning: a loss of {loss:.4f} nats/char is more than {FAILING} times "
@@ -1257,8 +1264,7 @@ class Trainer:
                 **({"time_budget": self.args.time_budget,
                     "budget_from": max(0.0, self.wall_before - self.args.budget_spent)}
                    if self.args.time_budget else {}),
-                **({"stopped": self.stop_reason}
-                   if self.stop_reason not in (None, "interrupted") else {}),
+                **({"stopped": self.ended_by} if self.ended_by else {}),
                 **({"pending": self.pending} if self.pending else {}),
                 **({"init_from": self.init_from} if self.init_from else {}),
                 **({"lr_decay": self.lr_decay} if self.lr_decay else {}),
@@ -1364,11 +1370,13 @@ class Trainer:
         """Draw loss.png from the records, unless it holds them all, or (but for the ``final``
         drawing) the latest drawing took more than PLOT_SHARE of the time since."""
         now = time.perf_counter()
-        if self.drawn[0] == len(self.records) or not final and \
+        if not self.records or self.drawn[0] == len(self.records) or not final and \
                 self.drawn[2] > PLOT_SHARE * (now - self.drawn[1]):
             return
+        first = self.drawn[0] is None  # (its time is mostly matplotlib's import: not counted)
         why = self._write(PLOT, metrics.plot, self.records)
-        self.drawn = (len(self.records), time.perf_counter(), time.perf_counter() - now)
+        done = time.perf_counter()
+        self.drawn = (len(self.records), done, 0.0 if first else done - now)
         if why and not self.plot_note_said:
             self.plot_note_said = True  # once a run: the picture is optional, the log is not
             _say(self.args, f"note: {PLOT} is not drawn: {why}; {METRICS} has the same numbers")
@@ -1399,6 +1407,7 @@ class Trainer:
                 f", over {DIVERGED_LOSS} times a uniform guess's "
                 f"{self.loss_bound / self.chunk_chars / DIVERGED_LOSS:.2f})"
                 if np.isfinite(loss) else ")")
+        self._draw(final=True)
         cli.error(f"{PROG}: error: training diverged at {what}; {self._where_the_work_is()}; "
                   f"try a smaller --learning-rate")
         return cli.EXIT_FAILED

@@ -20,7 +20,7 @@ def float_array(name, a, dtype=None):
     if a.dtype not in FLOAT_DTYPES:
         raise ValueError(f"{name} has dtype {a.dtype}; fastrnn supports float32 and float64")
     if dtype is not None and a.dtype != dtype:
-        raise ValueError(f"{name} has dtype {a.dtype} but the other parameters are {dtype}: "
+        raise ValueError(f"{name} has dtype {a.dtype} but the parameters are {dtype}: "
                          f"use one dtype for every array")
     if not a.flags.c_contiguous:
         raise ValueError(f"{name} is not C-contiguous: pass np.ascontiguousarray({name})")
@@ -47,9 +47,13 @@ def minchar_params(Wxh, Whh, Why, bh, by):
     """Check min-char-rnn's five parameters (the drop-in functions); return (H, V, dtype)."""
     arrays = dict(zip(MINCHAR_NAMES, (Wxh, Whh, Why, bh, by)))
     dtypes = [float_array(name, a).dtype for name, a in arrays.items()]
-    dtype = max(dtypes, key=dtypes.count)  # (the others': an array of another is named)
+    dtype = max(dtypes, key=dtypes.count)  # (most arrays': one of another is named)
     for name, a in arrays.items():
-        float_array(name, a, dtype)
+        if a.dtype != dtype:
+            others = "the other parameters are" if dtypes.count(dtype) == 4 else \
+                "most of the parameters are"
+            raise ValueError(f"{name} has dtype {a.dtype} but {others} {dtype}: use one dtype "
+                             f"for every array")
     if Wxh.ndim != 2:
         raise ValueError(f"Wxh has shape {Wxh.shape}, expected (hidden_size, vocab_size)")
     H, V = Wxh.shape

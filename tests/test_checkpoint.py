@@ -540,6 +540,8 @@ def _scale(name, factor):
     (lambda m, a: m["run"].update(time_budget=-1), r"run.time_budget is -1, expected a number"),
     (lambda m, a: m["run"].update(wall_seconds=-2), r"run.wall_seconds is -2, expected a number"),
     (lambda m, a: m["run"].update(budget_from="0"), r"run.budget_from is '0', expected a"),
+    (lambda m, a: m["run"].update(budget_from=5.0, wall_seconds=2.0),
+     r"run.budget_from is 5.0, expected at most run.wall_seconds"),
     (lambda m, a: m["run"].update(stopped=1), r"run.stopped is 1, expected a reason"),
     (lambda m, a: m["run"].update(rng=[1, 2]), r"run.rng is \[1, 2\], expected a dict"),
     (lambda m, a: m.update(run=[]), r"run is \[\], expected a record"),

@@ -220,8 +220,11 @@ def test_the_loss_curve_is_redrawn_at_most_a_share_of_the_time(tmp_path, corpus_
                                                               monkeypatch):
     """Drawing loss.png takes ~0.1 s: redrawn at every validation, with --eval-every 1 it was
     most of the run (a time budget's too). A validation redraws it if the latest drawing took
-    at most train.PLOT_SHARE of the time since; the run's end always does, with every record."""
+    at most train.PLOT_SHARE of the time since (the first's time, mostly matplotlib's import,
+    not counted); the run's end always does, with every record, a diverged run's included;
+    a run with no record draws none."""
     from fastrnn import metrics
+    from fastrnn.model import CharRNN
     drawn = []
 
     def slow_plot(path, records):  # (a drawing that takes 0.05 s: the next waits for 1 s)
@@ -233,8 +236,33 @@ def test_the_loss_curve_is_redrawn_at_most_a_share_of_the_time(tmp_path, corpus_
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30", "--eval-every", "1",
                        "--sample-every", "0", "--out", str(tmp_path)]) == 0
     records = checkpoint.load(tmp_path / "checkpoint.npz").run["metrics"]
-    assert len(records) == 30 and drawn[0] == 1 and drawn[-1] == 30
+    assert len(records) == 30 and drawn[:2] == [1, 2] and drawn[-1] == 30
     assert len(drawn) < 15, drawn  # (30 before: at 0.05 s each, 1.5 s of a run of < 1 s)
+    real_train = CharRNN.train
+
+    def diverging(self, data, n_steps=1, learning_rate=None):
+        losses = real_train(self, data, n_steps, learning_rate)
+        if self.step >= 25:
+            losses[-1] = np.nan
+        return losses
+
+    monkeypatch.setattr(CharRNN, "train", diverging)
+    drawn.clear()
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30", "--eval-every", "1",
+                       "--sample-every", "0", "--out", str(tmp_path / "diverged")]) == 1
+    records = (tmp_path / "diverged" / "metrics.jsonl").read_text().splitlines()
+    assert len(records) == 24 and drawn[-1] == 24 and len(drawn) < 12, drawn
+
+    def interrupted(self, *args, **kwargs):  # (Ctrl-C before any validation)
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(CharRNN, "train", interrupted)
+    drawn.clear()
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30", "--eval-every", "0",
+                       "--sample-every", "0", "--out", str(tmp_path / "none")]) == 130
+    assert drawn == [], drawn
+    assert checkpoint.load(tmp_path / "none" / "checkpoint.npz").run["metrics"] == []
 
 
 def test_default_corpus_is_the_bundled_one(tmp_path):
@@ -926,15 +954,62 @@ def test_a_resume_keeps_the_rest_of_the_runs_time_budget(tmp_path, corpus_file, 
     run = checkpoint.load(path).run
     assert (run["iteration"], run["time_budget"], run["budget_from"]) == (40, 3600, 0)
     assert run["wall_seconds"] > 1000 and run["metrics"][-1]["wall_seconds"] > 1000
-    # given anew, the budget counts from the resume; --iterations alone drops it
-    assert train.main(["--resume", str(path), "--time-budget", "1e-9", "--iterations", "50",
-                       "--quiet"]) == 0
+    assert train.main(["--resume", str(path)]) == 0  # at its --iterations: said, no budget note
+    printed = capsys.readouterr().out
+    assert "already at iteration 40" in printed and "spent" not in printed, printed
+    # given anew, the budget counts from the resume's start (budget_from, the run's time
+    # then), which a resume of that keeps
+    _interrupting(monkeypatch, 3)  # (its first validation, iteration 45)
+    assert train.main(["--resume", str(path), "--time-budget", "3600", "--iterations", "50",
+                       "--eval-every", "5", "--quiet"]) == cli.EXIT_INTERRUPTED
+    monkeypatch.undo()
     run = checkpoint.load(path).run
-    assert run["iteration"] == 40 and run["stopped"] == "time budget"
-    assert run["time_budget"] == 1e-9 and run["budget_from"] > 1000
+    assert run["iteration"] == 45 and run["time_budget"] == 3600 and "stopped" not in run
+    start = run["budget_from"]
+    assert 1000 < start < run["wall_seconds"]
+    rewrite_meta(path, lambda m, a: m["run"].update(wall_seconds=start + 3600 - 1e-6))
+    assert train.main(["--resume", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "spent 3600 s of its --time-budget 3600: this one ends within the 1e-06 s left" in \
+        printed and "stopped by the time budget: iteration 45" in printed, printed
+    assert checkpoint.load(path).run["budget_from"] == start
+    # --iterations alone drops the budget
     assert train.main(["--resume", str(path), "--iterations", "50", "--quiet"]) == 0
     run = checkpoint.load(path).run
     assert run["iteration"] == 50 and "time_budget" not in run and "stopped" not in run
+
+
+def test_a_budget_stop_is_recorded_whatever_comes_after_it(tmp_path, corpus_file, monkeypatch):
+    """What stopped the run is recorded: when the budget stops it right after a checkpoint
+    holding everything (which was not written again), and when Ctrl-C cuts its final
+    validation short (a resume does that validation, and trained on with the budget's
+    ending, kept in hand, as if it were time left)."""
+    from fastrnn.train import Trainer
+    out, path = tmp_path / "a", tmp_path / "a" / "checkpoint.npz"
+    monkeypatch.setattr(Trainer, "_out_of_time", lambda self, start, budget, n:
+                        self.iteration >= 10)  # (the budget's end, found at iteration 10)
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30", "--time-budget",
+                       "3600", "--eval-every", "10", "--checkpoint-every", "10", "--out",
+                       str(out)]) == 0
+    run = checkpoint.load(path).run
+    assert run["iteration"] == 10 and run["stopped"] == "time budget"
+    monkeypatch.undo()
+    # Ctrl-C in the final validation of a run the budget stopped (at once: no estimate made)
+    out, path = tmp_path / "b", tmp_path / "b" / "checkpoint.npz"
+    from fastrnn.backends import numba as numba_backend  # (kernel calls of 256 characters: a
+    monkeypatch.setattr(numba_backend, "EVAL_CALL_STEPS", 256)  # Ctrl-C at the first is early)
+    _interrupting(monkeypatch, 1)
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30", "--time-budget",
+                       "1e-9", "--out", str(out)]) == cli.EXIT_INTERRUPTED
+    monkeypatch.undo()
+    run = checkpoint.load(path).run
+    assert (run["iteration"], run["pending"], run["stopped"]) == (0, "end", "time budget")
+    # (an hour's budget, of which 0 s spent: still nothing more to train, that validation only)
+    rewrite_meta(path, lambda m, a: m["run"].update(time_budget=3600, wall_seconds=0.0))
+    assert train.main(["--resume", str(path), "--quiet"]) == 0
+    run = checkpoint.load(path).run
+    assert run["iteration"] == 0 and "pending" not in run and run["stopped"] == "time budget"
+    assert [r["iteration"] for r in run["metrics"]] == [0]
 
 
 def test_resume_past_the_target_has_nothing_to_do(tmp_path, corpus_file, capsys):
@@ -1086,25 +1161,37 @@ def test_a_run_worse_than_a_uniform_guess_is_warned_about(tmp_path, corpus_file,
                                                          monkeypatch):
     """A run at a learning rate too high to learn, not high enough to diverge (100 times a
     uniform guess's loss), ended as a success at 40 times it, its best.npz worse than an
-    untrained model: more than FAILING times is said, once."""
+    untrained model: two validations in a row over FAILING times it, the second no lower, are
+    said, once. One (a spike), or falling ones (a fine-tuned model's first steps on a text
+    unlike its own), are not."""
     from fastrnn.model import CharRNN
     evaluate = CharRNN.evaluate
 
-    def failing(self, *args, **kwargs):  # (validations at 3 times a uniform guess's loss)
-        loss, state = evaluate(self, *args, **kwargs)
-        return 3 * math.log(self.config.vocab_size) * len(args[0]), state
+    def validating_at(*factors):  # (validations at these times a uniform guess's loss)
+        calls = []
 
-    monkeypatch.setattr(CharRNN, "evaluate", failing)
-    assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "20", "--eval-every",
-                       "10", "--sample-every", "0", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert out.count("warning: a loss of ") == 1, out
-    assert re.search(r"warning: a loss of [0-9.]+ nats/char is more than 2 times a uniform "
-                     r"guess's \(ln 58 = 4.0604\): the model is learning nothing; a smaller "
-                     r"--learning-rate usually helps\n", out), out
+        def validate(self, *args, **kwargs):
+            loss, state = evaluate(self, *args, **kwargs)
+            calls.append(1)
+            factor = factors[min(len(calls), len(factors)) - 1]
+            return factor * math.log(self.config.vocab_size) * (len(args[0]) - 1), state
+        return validate
+
+    argv = ["--data", corpus_file, *SMALL[:-1], "--iterations", "40", "--eval-every", "10",
+            "--sample-every", "0"]
+    for n, factors in enumerate([(3, 3, 3, 3), (1, 3, 3.5, 1), (3, 2.5, 2.2, 1), (1, 3, 1)]):
+        monkeypatch.setattr(CharRNN, "evaluate", validating_at(*factors))
+        assert train.main(argv + ["--out", str(tmp_path / str(n))]) == 0
+        out = capsys.readouterr().out
+        assert out.count("warning: a loss of ") == (n < 2), (factors, out)
+    monkeypatch.setattr(CharRNN, "evaluate", validating_at(3))
+    assert train.main(argv + ["--out", str(tmp_path / "m")]) == 0
+    assert re.search(r"iteration 20 .*\nwarning: a loss of 12.18[0-9]+ nats/char is more than 2 "
+                     r"times a uniform guess's \(ln 58 = 4.0604\): the model is learning "
+                     r"nothing; a smaller --learning-rate usually helps\n",
+                     capsys.readouterr().out)
     monkeypatch.undo()  # a run that learns: nothing said
-    assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "20", "--eval-every",
-                       "10", "--sample-every", "0", "--out", str(tmp_path / "b")]) == 0
+    assert train.main(argv + ["--out", str(tmp_path / "b")]) == 0
     assert "uniform guess" not in capsys.readouterr().out
 
 

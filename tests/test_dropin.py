@@ -158,6 +158,16 @@ def test_lossfun_rejects_bad_arguments_clearly(backend, index, value, message):
         fastrnn.lossFun(*args, backend=backend)
 
 
+def test_the_array_of_the_odd_dtype_is_named():
+    """The first array's dtype was taken for the parameters': Whh was named when Wxh was the
+    odd one; with two of five in another dtype, one of them is named, against most."""
+    args = good_args()
+    args[3], args[4] = args[3].astype(np.float32), args[4].astype(np.float32)
+    with pytest.raises(ValueError, match="Wxh has dtype float32 but most of the parameters are "
+                                         "float64: use one dtype for every array"):
+        fastrnn.lossFun(*args)
+
+
 def test_unknown_backend_is_named():
     with pytest.raises(ValueError, match="unknown backend 'fortran'"):
         fastrnn.lossFun(*good_args(), backend="fortran")

@@ -1030,6 +1030,12 @@ def test_odd_arguments_are_named_not_failed_on():
     del ckpt.params["Whh"]
     with pytest.raises(ValueError, match="the checkpoint has no Whh, which its model has"):
         ckpt.to_model()
+    with pytest.raises(ValueError, match="the checkpoint has no Whh, which its model has"):
+        ckpt.fine_tune()  # (and the same checks: a scalar bias was broadcast in silence)
+    ckpt = checkpoint.Checkpoint.of(model, Vocab("abcde"), [], {})
+    ckpt.params["bh"] = np.float64(0.5)
+    with pytest.raises(ValueError, match=r"bh has shape \(\), the model's is"):
+        ckpt.fine_tune()
     ckpt = checkpoint.Checkpoint.of(model, Vocab("abcde"), [], {})
     ckpt.state = np.zeros(3)
     with pytest.raises(ValueError, match=r"state has shape \(3,\), the model's is \(1, 1, 1, 8\)"):
