@@ -158,6 +158,7 @@ def main(argv=None):
 
 
 # what a run does every so often, and its defaults; saved, and kept by a resumed run
+LOCK_PID_WAITS = 50  # a run refused --out waits up to this many 10 ms for its holder's pid
 LOUD_TEXT_BYTES = 1 << 25  # a text this large is said to be read (it takes seconds)
 LONG_VALIDATION = 10.0  # seconds: a validation this long is said before it starts
 FAILING = 2  # a loss this many times a uniform guess's is said to be failing
@@ -477,7 +478,13 @@ def _output_dir(args, ckpt):
     try:  # held until the run returns: no other run writes here meanwhile
         args.lock = files.lock(out)
     except files.Locked as e:
-        holder = f" (pid {e.args[0]})" if e.args[0] else ""
+        pid = e.args[0]
+        for _ in range(LOCK_PID_WAITS):  # (its holder writes it once it has checked --out)
+            if pid:
+                break
+            time.sleep(0.01)
+            pid = files.holder(out)
+        holder = f" (pid {pid})" if pid else ""
         raise cli.UsageError(f"{out} is in use by another fastrnn.train run{holder}: wait for "
                              f"it to end, or pass another --out") from None
     except OSError as e:
@@ -1475,7 +1482,10 @@ class _StopRequests:
     save; a second SIGINT or SIGTERM stops at once (the latest checkpoint on disk is still
     whole). SIGHUP (the terminal closed, an ssh session dropped) never stops it unsaved, and
     sends what went to the terminal, which is gone, to /dev/null (a log file or pipe keeps
-    its lines); under nohup, which ignores SIGHUP, it stays ignored."""
+    its lines). A signal the process was started ignoring stays ignored, as it did while the
+    run started: SIGHUP under nohup, SIGINT in a job a script starts with ``&`` (a group's
+    SIGINT stopped the runs of a sweep past their start and not the others; SIGTERM stops
+    them all)."""
 
     HANGUP = getattr(signal, "SIGHUP", None)
     SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((HANGUP,) if HANGUP else ())
@@ -1490,7 +1500,7 @@ class _StopRequests:
         self.terminals = [s for s in (sys.stderr, sys.stdout) if s.isatty()]
         if threading.current_thread() is threading.main_thread():
             for s in self.SIGNALS:
-                if s != self.HANGUP or signal.getsignal(s) is not signal.SIG_IGN:
+                if signal.getsignal(s) is not signal.SIG_IGN:
                     self.previous[s] = signal.signal(s, self._handle)
         return self
 

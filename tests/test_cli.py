@@ -1026,6 +1026,23 @@ def test_resume_past_the_target_has_nothing_to_do(tmp_path, corpus_file, capsys)
     assert "nothing to train" in capsys.readouterr().out and not (tmp_path / "new").exists()
 
 
+def test_a_run_refused_an_out_in_use_names_its_holder_once_written(tmp_path, corpus_file,
+                                                                     capsys, monkeypatch):
+    """The holder of --out writes its pid into the lock file once it has checked --out: a run
+    refused in between named no pid (2 of 14 races); it reads the file again for a moment."""
+    from fastrnn import files
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / files.LOCK).write_text("4242\n")  # (as the holder writes it, a moment later)
+
+    def locked(directory):
+        raise files.Locked(None)
+
+    monkeypatch.setattr(files, "lock", locked)
+    assert_usage_error(train.main(["--data", corpus_file, *SMALL, "--out", str(out)]), capsys,
+                       f"{out} is in use by another fastrnn.train run (pid 4242)")
+
+
 def test_a_second_run_into_an_out_in_use_is_refused(tmp_path, corpus_file, capsys):
     """While a run holds --out (its lock, taken here as another process's would be), a
     second run there is refused by name before it writes anything; the lock goes with its
@@ -1321,6 +1338,32 @@ def test_ctrl_c_while_a_command_imports_is_one_line():
                "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)")
     done = run("fastrnn.train", ignored)
     assert done.returncode == 0 and done.stdout == "True\n", done.stderr
+
+
+def test_a_ctrl_c_ignored_at_the_start_stays_ignored_while_training(tmp_path, corpus_file,
+                                                                    monkeypatch):
+    """A run a script starts with ``&`` ignores SIGINT: it did while starting, then heeded it
+    once training began (a group's SIGINT stopped the runs of a sweep past their start and not
+    the others). Ignored throughout now; SIGTERM still stops it."""
+    from fastrnn.model import CharRNN
+    real_train, sent = CharRNN.train, [signal.SIGINT]
+
+    def ctrl_c(self, *args, **kwargs):
+        os.kill(os.getpid(), sent[0])
+        return real_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(CharRNN, "train", ctrl_c)
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30", "--out",
+                           str(tmp_path / "a")]) == 0
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert checkpoint.load(tmp_path / "a" / "checkpoint.npz").run["iteration"] == 30
+    sent[0] = signal.SIGTERM
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30", "--out",
+                       str(tmp_path / "b")]) == cli.EXIT_INTERRUPTED
 
 
 @pytest.mark.parametrize("argv, command", [
