@@ -433,7 +433,8 @@ def _check_fields(where, ckpt):
     budget = run.get("time_budget")  # (kept by a resume without --iterations)
     if budget is not None and not (_number(budget) and budget > 0):
         bad("run.time_budget", budget, "a number of seconds > 0")
-    if run.get("budget_from", 0) > run.get("wall_seconds", math.inf):
+    if _number(run.get("budget_from")) and _number(run.get("wall_seconds")) and \
+            run["budget_from"] > run["wall_seconds"]:
         bad("run.budget_from", run["budget_from"], "at most run.wall_seconds")
     if not isinstance(run.get("stopped", ""), str):  # what ended the run's last process
         bad("run.stopped", run["stopped"], "a reason, in words")

@@ -160,6 +160,11 @@ def pid(text):
     return int(text) if re.fullmatch("[0-9]{1,9}", text) else None
 
 
+def alive(pid):
+    """Whether process ``pid`` exists (on Windows, always True: see below)."""
+    return _alive(pid)
+
+
 def _alive(pid):
     if os.name == "nt":  # (os.kill(pid, 0) ends the process there: every writer is alive)
         return True

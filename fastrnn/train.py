@@ -97,9 +97,10 @@ def build_parser():
                         "one); a resume without --iterations or --epochs keeps the run's, less "
                         "the time it has spent")
     r.add_argument("--threads", type=cli.positive_int, metavar="N",
-                   help="CPU threads for mini-batch training and validation streams (default: "
-                        "NUMBA_NUM_THREADS, i.e. all cores; results are the same bits for any N; "
-                        "the numba backend's)")
+                   help="CPU threads of the numba backend (mini-batches, LSTM, GRU and stacked "
+                        "models, validation streams; default: NUMBA_NUM_THREADS, i.e. all cores; "
+                        "results are the same bits for any N; refused with --backend numpy or "
+                        "cuda)")
     r.add_argument("--backend", choices=BACKENDS, default="numba",
                    help="kernels to train with (default numba; numpy is the slow reference; cuda "
                         "needs an NVIDIA GPU and numba-cuda)")
@@ -317,16 +318,17 @@ def _budget(args, ckpt):
     budget = run.get("time_budget")
     if not budget or args.time_budget or args.target_from == "given":
         return 0.0
-    if "wall_seconds" not in run:  # (a checkpoint from before a run's time was saved)
+    if run.get("wall_seconds") is None:  # (a checkpoint from before a run's time was saved)
         cli.warn(PROG, f"the run it resumes had --time-budget {budget:g}, and its checkpoint does "
                        f"not record how much of it was spent: this one trains to iteration "
                        f"{args.iterations} (pass --time-budget or --iterations to end it sooner)")
         return 0.0
     args.time_budget = budget
-    spent = run["wall_seconds"] - run.get("budget_from", 0.0)
+    spent = run["wall_seconds"] - (run.get("budget_from") or 0.0)
     if run.get("stopped") == "time budget":  # (which stops a run short of it, with its ending)
         spent = max(spent, budget)
-    if spent < budget and run.get("iteration", 0) < args.iterations:  # (else: nothing to do)
+    if spent < budget and run.get("iteration", 0) < args.iterations and \
+            not run.get("stopped"):  # (else: nothing to train; said then)
         _say(args, f"note: the run it resumes has spent {_seconds(spent)} s of its --time-budget "
                    f"{budget:g}: this one ends within the {_seconds(budget - spent)} s left "
                    f"(--time-budget S gives it S seconds from now)")
@@ -479,12 +481,12 @@ def _output_dir(args, ckpt):
         args.lock = files.lock(out)
     except files.Locked as e:
         pid = e.args[0]
-        for _ in range(LOCK_PID_WAITS):  # (its holder writes it once it has checked --out)
-            if pid:
+        for _ in range(LOCK_PID_WAITS):  # (its holder writes it once it has checked --out;
+            if pid and files.alive(pid):  # until then the file may hold a killed run's)
                 break
             time.sleep(0.01)
             pid = files.holder(out)
-        holder = f" (pid {pid})" if pid else ""
+        holder = f" (pid {pid})" if pid and files.alive(pid) else ""
         raise cli.UsageError(f"{out} is in use by another fastrnn.train run{holder}: wait for "
                              f"it to end, or pass another --out") from None
     except OSError as e:
@@ -898,6 +900,10 @@ class Trainer:
                     (self.saved, self.saved_records) != (self.iteration, len(self.records)):
                 self._save(CHECKPOINT)  # (unless the latest checkpoint holds all of it)
             self._draw(final=True)
+            if self.records:  # (the run's last loss, however it ended)
+                last = self.records[-1]
+                self._warn_if_failing(last["val_loss"] if last["val_loss"] is not None
+                                      else last["train_loss"], final=True)
             return self._finish()  # (inside: a hangup while it prints does not kill it)
 
     def _nothing_to_train(self, why, hint=""):
@@ -1185,18 +1191,22 @@ class Trainer:
         self._warn_if_failing(val_loss if val_loss is not None else train_loss)
         return compiled.seconds if len(val) >= 2 else 0.0
 
-    def _warn_if_failing(self, loss):
+    def _warn_if_failing(self, loss, final=False):
         """Once a run: a warning when two validation (or, without them, training) losses in
         a row are more than FAILING times a uniform guess's, ln V (an untrained model's is
-        about 1 times), the second no lower: the run is failing, short of diverging
-        (config.DIVERGED_LOSS), e.g. at a learning rate too high to learn yet not to blow up,
-        and its best.npz is worse than untrained. (One such loss, or falling ones, are not: a
-        spike, or a fine-tuned model's first steps on a text unlike its own.)"""
-        V = self.model.config.vocab_size
-        bound, before, self.last_loss = FAILING * math.log(V), self.last_loss, loss
-        if loss is None or before is None or not bound < before <= loss or self.failing_said:
+        about 1 times), the second no lower, or the ``final`` one is: the run is failing,
+        short of diverging (config.DIVERGED_LOSS), e.g. at a learning rate too high to learn
+        yet not to blow up, and its best.npz is worse than untrained. (One such loss, or
+        falling ones, are not, until the end: a spike, or a fine-tuned model's first steps on a
+        text unlike its own.)"""
+        bound, before = FAILING * math.log(self.model.config.vocab_size), self.last_loss
+        if not final:
+            self.last_loss = loss
+        if loss is None or loss <= bound or self.failing_said or not final and (
+                before is None or not bound < before <= loss):
             return
         self.failing_said = True
+        V = self.model.config.vocab_size
         _say(self.args, f"warning: a loss of {loss:.4f} nats/char is more than {FAILING} times "
                         f"a uniform guess's (ln {V} = {math.log(V):.4f}): the model is learning "
                         f"nothing; a smaller --learning-rate usually helps")
@@ -1414,7 +1424,10 @@ class Trainer:
                 f", over {DIVERGED_LOSS} times a uniform guess's "
                 f"{self.loss_bound / self.chunk_chars / DIVERGED_LOSS:.2f})"
                 if np.isfinite(loss) else ")")
-        self._draw(final=True)
+        try:
+            self._draw(final=True)
+        except _WriteFailed:  # (the divergence is what to say)
+            pass
         cli.error(f"{PROG}: error: training diverged at {what}; {self._where_the_work_is()}; "
                   f"try a smaller --learning-rate")
         return cli.EXIT_FAILED

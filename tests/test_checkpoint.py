@@ -607,6 +607,16 @@ def test_impossible_fields_are_refused_by_name(saved, change, message):
     assert str(path) in str(e.value) and "\n" not in str(e.value)
 
 
+def test_a_null_time_record_loads(saved):
+    """run.budget_from or run.wall_seconds null (a hand-edited file): loaded (a TypeError from
+    comparing them, before)."""
+    path = saved[0]
+    for change in ({"budget_from": None, "wall_seconds": 5.0},
+                   {"budget_from": 1.0, "wall_seconds": None}):
+        rewrite_meta(path, lambda m, a: m["run"].update(change))
+        assert checkpoint.load(path).run["wall_seconds"] == change["wall_seconds"]
+
+
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         checkpoint.load(tmp_path / "none.npz")
