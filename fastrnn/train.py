@@ -732,7 +732,7 @@ class Trainer:
         self.timed_chars = run.get("timed_chars", 0)   # ...and the characters trained in it
         # The time from the start of training, compiling and validations included: in the
         # processes that trained the run before this one, and from this one's start
-        self.wall_before, self.started = run.get("wall_seconds", 0.0), None
+        self.wall_before, self.started = run.get("wall_seconds") or 0.0, None
         self.stop_reason = self.ended_by = None  # (see the end of _run)
         self.saved = None  # iteration of the latest checkpoint this run wrote...
         self.saved_records = 0  # ...and the evaluation records it held

@@ -979,6 +979,26 @@ def test_a_resume_keeps_the_rest_of_the_runs_time_budget(tmp_path, corpus_file, 
     assert run["iteration"] == 50 and "time_budget" not in run and "stopped" not in run
 
 
+def test_a_budget_run_with_no_time_recorded_resumes_to_its_iterations(tmp_path, corpus_file,
+                                                                        capsys):
+    """A checkpoint whose run.wall_seconds is null or missing (hand-edited; or from before it
+    was saved): the budget's spent part is unknown, said, and the resume trains to the run's
+    --iterations (a null one failed with a TypeError at the first record)."""
+    path = tmp_path / "checkpoint.npz"
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "20", "--time-budget",
+                       "3600", "--out", str(tmp_path)]) == 0
+    for n, change in enumerate(({"wall_seconds": None}, {})):  # (null, then missing)
+        rewrite_meta(path, lambda m, a: (m["run"].update(change, iteration=10, time_budget=3600),
+                                         m.update(step=10), a.update(losses=a["losses"][:10])))
+        if n:  # (the resume wrote its own, as a number)
+            rewrite_meta(path, lambda m, a: m["run"].pop("wall_seconds"))
+        capsys.readouterr()
+        assert train.main(["--resume", str(path), "--quiet"]) == 0
+        assert "its checkpoint does not record how much of it was spent: this one trains to " \
+               "iteration 20" in capsys.readouterr().err
+        assert checkpoint.load(path).run["iteration"] == 20
+
+
 def test_a_budget_stop_is_recorded_whatever_comes_after_it(tmp_path, corpus_file, monkeypatch):
     """What stopped the run is recorded: when the budget stops it right after a checkpoint
     holding everything (which was not written again), and when Ctrl-C cuts its final
