@@ -728,8 +728,8 @@ class Trainer:
         # the best validation loss: of the resumed run, if on the same text (validation
         # losses of two texts' held-out parts are not compared; the warning says so)
         self.best = None if _another_text(run, corpus) else run.get("best_val_loss")
-        self.seconds = run.get("train_seconds", 0.0)   # time in training kernels...
-        self.timed_chars = run.get("timed_chars", 0)   # ...and the characters trained in it
+        self.seconds = run.get("train_seconds") or 0.0  # time in training kernels...
+        self.timed_chars = run.get("timed_chars") or 0  # ...and the characters trained in it
         # The time from the start of training, compiling and validations included: in the
         # processes that trained the run before this one, and from this one's start
         self.wall_before, self.started = run.get("wall_seconds") or 0.0, None
@@ -819,7 +819,7 @@ class Trainer:
                    + (f"B={c.batch_size} streams " if c.batch_size > 1 else "")
                    + (f"{c.optimizer} " if c.optimizer != "adagrad" else "") +
                    f"on {self.model.backend}")
-        self.started = time.perf_counter()
+        self.started, first = time.perf_counter(), self.iteration
         start = self.started - args.budget_spent  # (the budget's: a resume keeps it)
         bar, block, probed, timed = None, 1, False, False
         with _StopRequests(args) as stop:
@@ -900,10 +900,8 @@ class Trainer:
                     (self.saved, self.saved_records) != (self.iteration, len(self.records)):
                 self._save(CHECKPOINT)  # (unless the latest checkpoint holds all of it)
             self._draw(final=True)
-            if self.records:  # (the run's last loss, however it ended)
-                last = self.records[-1]
-                self._warn_if_failing(last["val_loss"] if last["val_loss"] is not None
-                                      else last["train_loss"], final=True)
+            if self.stop_reason != "interrupted" and self.iteration > first:  # (trained to its
+                self._warn_if_failing(self.best, best=True)                   # end, here)
             return self._finish()  # (inside: a hangup while it prints does not kill it)
 
     def _nothing_to_train(self, why, hint=""):
@@ -1191,25 +1189,26 @@ class Trainer:
         self._warn_if_failing(val_loss if val_loss is not None else train_loss)
         return compiled.seconds if len(val) >= 2 else 0.0
 
-    def _warn_if_failing(self, loss, final=False):
-        """Once a run: a warning when two validation (or, without them, training) losses in
-        a row are more than FAILING times a uniform guess's, ln V (an untrained model's is
-        about 1 times), the second no lower, or the ``final`` one is: the run is failing,
-        short of diverging (config.DIVERGED_LOSS), e.g. at a learning rate too high to learn
-        yet not to blow up, and its best.npz is worse than untrained. (One such loss, or
-        falling ones, are not, until the end: a spike, or a fine-tuned model's first steps on a
-        text unlike its own.)"""
+    def _warn_if_failing(self, loss, best=False):
+        """Once a process: a warning when two validation (or, without them, training) losses
+        in a row are more than FAILING times a uniform guess's, ln V (an untrained model's is
+        about 1 times), the second no lower, or when the ``best`` validation loss of a run
+        that has trained to its end is: the run is failing, short of diverging
+        (config.DIVERGED_LOSS), e.g. at a learning rate too high to learn yet not to blow up,
+        and its best.npz is worse than untrained. (One such loss, or falling ones, are not: a
+        spike, or a fine-tuned model's first steps on a text unlike its own.)"""
         bound, before = FAILING * math.log(self.model.config.vocab_size), self.last_loss
-        if not final:
+        if not best:
             self.last_loss = loss
-        if loss is None or loss <= bound or self.failing_said or not final and (
+        if loss is None or loss <= bound or self.failing_said or not best and (
                 before is None or not bound < before <= loss):
             return
         self.failing_said = True
         V = self.model.config.vocab_size
-        _say(self.args, f"warning: a loss of {loss:.4f} nats/char is more than {FAILING} times "
-                        f"a uniform guess's (ln {V} = {math.log(V):.4f}): the model is learning "
-                        f"nothing; a smaller --learning-rate usually helps")
+        _say(self.args, f"warning: {'its best validation loss' if best else 'a loss'}, "
+                        f"{loss:.4f} nats/char, is more than {FAILING} times a uniform guess's "
+                        f"(ln {V} = {math.log(V):.4f}): the model is learning nothing; a smaller "
+                        f"--learning-rate usually helps")
 
     def _train_loss(self):
         """The mean loss per character of the iterations since the previous record (the

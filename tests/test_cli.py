@@ -1,5 +1,6 @@
 """python -m fastrnn.train / fastrnn.sample: end to end, exact resume, and every bad input."""
 
+import errno
 import io
 import json
 import math
@@ -216,7 +217,7 @@ def test_without_a_working_matplotlib_the_run_says_once_why_there_is_no_picture(
     assert checkpoint.load(tmp_path / "checkpoint.npz").run["iteration"] == 30
 
 
-def test_the_loss_curve_is_redrawn_at_most_a_share_of_the_time(tmp_path, corpus_file,
+def test_the_loss_curve_is_redrawn_at_most_a_share_of_the_time(tmp_path, corpus_file, capsys,
                                                               monkeypatch):
     """Drawing loss.png takes ~0.1 s: redrawn at every validation, with --eval-every 1 it was
     most of the run (a time budget's too). A validation redraws it if the latest drawing took
@@ -238,12 +239,13 @@ def test_the_loss_curve_is_redrawn_at_most_a_share_of_the_time(tmp_path, corpus_
     records = checkpoint.load(tmp_path / "checkpoint.npz").run["metrics"]
     assert len(records) == 30 and drawn[:2] == [1, 2] and drawn[-1] == 30
     assert len(drawn) < 15, drawn  # (30 before: at 0.05 s each, 1.5 s of a run of < 1 s)
-    real_train = CharRNN.train
+    real_train, blown = CharRNN.train, []
 
     def diverging(self, data, n_steps=1, learning_rate=None):
         losses = real_train(self, data, n_steps, learning_rate)
         if self.step >= 25:
             losses[-1] = np.nan
+            blown.append(1)
         return losses
 
     monkeypatch.setattr(CharRNN, "train", diverging)
@@ -252,6 +254,19 @@ def test_the_loss_curve_is_redrawn_at_most_a_share_of_the_time(tmp_path, corpus_
                        "--sample-every", "0", "--out", str(tmp_path / "diverged")]) == 1
     records = (tmp_path / "diverged" / "metrics.jsonl").read_text().splitlines()
     assert len(records) == 24 and drawn[-1] == 24 and len(drawn) < 12, drawn
+
+    def no_room(path, records):  # (a full disk at the diverged run's final drawing; slow,
+        time.sleep(0.05)           # so that it is the run's last)
+        if blown:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(metrics, "plot", no_room)
+    capsys.readouterr()
+    blown.clear()
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30", "--eval-every", "1",
+                       "--sample-every", "0", "--out", str(tmp_path / "full")]) == 1
+    assert "training diverged at iteration 25" in capsys.readouterr().err
+    monkeypatch.setattr(metrics, "plot", slow_plot)
 
     def interrupted(self, *args, **kwargs):  # (Ctrl-C before any validation)
         os.kill(os.getpid(), signal.SIGINT)
@@ -979,15 +994,33 @@ def test_a_resume_keeps_the_rest_of_the_runs_time_budget(tmp_path, corpus_file, 
     assert run["iteration"] == 50 and "time_budget" not in run and "stopped" not in run
 
 
+def test_a_budget_run_its_decay_stopped_resumes_to_nothing_without_a_budget_note(
+        tmp_path, corpus_file, capsys):
+    """Under a budget, a run its learning rate's decay to 0 stopped: its resume said how much
+    of the budget was left before stopping at once, by the decay."""
+    path = tmp_path / "checkpoint.npz"
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "50", "--time-budget",
+                       "3600", "--lr-decay", "1e-200", "--lr-decay-every", "10", "--out",
+                       str(tmp_path)]) == 0
+    assert checkpoint.load(path).run["stopped"] == "learning rate's decay to 0"
+    capsys.readouterr()
+    assert train.main(["--resume", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "stopped by the learning rate's decay to 0" in printed and "spent" not in printed, \
+        printed
+
+
 def test_a_budget_run_with_no_time_recorded_resumes_to_its_iterations(tmp_path, corpus_file,
                                                                         capsys):
     """A checkpoint whose run.wall_seconds is null or missing (hand-edited; or from before it
     was saved): the budget's spent part is unknown, said, and the resume trains to the run's
-    --iterations (a null one failed with a TypeError at the first record)."""
+    --iterations (a null one, or a null train_seconds or timed_chars, failed with a TypeError
+    at the first record)."""
     path = tmp_path / "checkpoint.npz"
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "20", "--time-budget",
                        "3600", "--out", str(tmp_path)]) == 0
-    for n, change in enumerate(({"wall_seconds": None}, {})):  # (null, then missing)
+    for n, change in enumerate(({"wall_seconds": None, "train_seconds": None,  # (null,
+                                 "timed_chars": None}, {})):                   # then missing)
         rewrite_meta(path, lambda m, a: (m["run"].update(change, iteration=10, time_budget=3600),
                                          m.update(step=10), a.update(losses=a["losses"][:10])))
         if n:  # (the resume wrote its own, as a number)
@@ -1054,9 +1087,10 @@ def test_a_run_refused_an_out_in_use_names_its_holder_once_written(tmp_path, cor
     out = tmp_path / "r"
     out.mkdir()
     (out / files.LOCK).write_text("4242\n")  # (as the holder writes it, a moment later)
+    read_it = False
 
-    def locked(directory):
-        raise files.Locked(None)
+    def locked(directory):  # (a lock held; its file read as files.lock reads it)
+        raise files.Locked(files.holder(directory) if read_it else None)
 
     monkeypatch.setattr(files, "lock", locked)
     monkeypatch.setattr(files, "alive", lambda pid: pid == 4242)
@@ -1066,6 +1100,12 @@ def test_a_run_refused_an_out_in_use_names_its_holder_once_written(tmp_path, cor
     (out / files.LOCK).write_text("4343\n")
     assert_usage_error(train.main(["--data", corpus_file, *SMALL, "--out", str(out)]), capsys,
                        f"{out} is in use by another fastrnn.train run: wait")
+    # ...but the holder's, once it writes it during the wait
+    monkeypatch.setattr(train.time, "sleep", lambda s: (out / files.LOCK).write_text("4242\n"))
+    read_it = True
+    (out / files.LOCK).write_text("4343\n")
+    assert_usage_error(train.main(["--data", corpus_file, *SMALL, "--out", str(out)]), capsys,
+                       f"{out} is in use by another fastrnn.train run (pid 4242)")
 
 
 def test_a_second_run_into_an_out_in_use_is_refused(tmp_path, corpus_file, capsys):
@@ -1204,8 +1244,9 @@ def test_a_run_worse_than_a_uniform_guess_is_warned_about(tmp_path, corpus_file,
     """A run at a learning rate too high to learn, not high enough to diverge (100 times a
     uniform guess's loss), ended as a success at 40 times it, its best.npz worse than an
     untrained model: two validations in a row over FAILING times it, the second no lower, or
-    the last one, are said, once. One (a spike), or falling ones (a fine-tuned model's first
-    steps on a text unlike its own), are not, until the end."""
+    a best one over it at the end of a run that trained to its end, are said, once. One (a
+    spike), falling ones that end lower, or a run interrupted (a fine-tuned model's first
+    steps on a text unlike its own) are not."""
     from fastrnn.model import CharRNN
     evaluate = CharRNN.evaluate
 
@@ -1216,7 +1257,9 @@ def test_a_run_worse_than_a_uniform_guess_is_warned_about(tmp_path, corpus_file,
             loss, state = evaluate(self, *args, **kwargs)
             calls.append(1)
             factor = factors[min(len(calls), len(factors)) - 1]
-            return factor * math.log(self.config.vocab_size) * (len(args[0]) - 1), state
+            if factor < 0:  # (Ctrl-C after this validation)
+                os.kill(os.getpid(), signal.SIGINT)
+            return abs(factor) * math.log(self.config.vocab_size) * (len(args[0]) - 1), state
         return validate
 
     argv = ["--data", corpus_file, *SMALL[:-1], "--iterations", "40", "--eval-every", "10",
@@ -1226,12 +1269,16 @@ def test_a_run_worse_than_a_uniform_guess_is_warned_about(tmp_path, corpus_file,
         monkeypatch.setattr(CharRNN, "evaluate", validating_at(*factors))
         assert train.main(argv + ["--out", str(tmp_path / str(n))]) == 0
         out = capsys.readouterr().out
-        assert out.count("warning: a loss of ") == (n < 3), (factors, out)
+        assert out.count("warning: ") == (n < 3), (factors, out)
+        assert ("its best validation loss" in out) == (n == 2), out
+    monkeypatch.setattr(CharRNN, "evaluate", validating_at(-3))  # interrupted: nothing said
+    assert train.main(argv + ["--out", str(tmp_path / "i")]) == cli.EXIT_INTERRUPTED
+    assert "warning" not in capsys.readouterr().out
     monkeypatch.setattr(CharRNN, "evaluate", validating_at(3))
     assert train.main(argv + ["--out", str(tmp_path / "m")]) == 0
     V = len(set(Path(corpus_file).read_text()))
-    assert re.search(fr"iteration 20 .*\nwarning: a loss of {3 * math.log(V):.4f} "
-                     fr"nats/char is more than 2 times a uniform guess's \(ln {V} = "
+    assert re.search(fr"iteration 20 .*\nwarning: a loss, {3 * math.log(V):.4f} "
+                     fr"nats/char, is more than 2 times a uniform guess's \(ln {V} = "
                      fr"{math.log(V):.4f}\): the model is learning nothing; a smaller "
                      fr"--learning-rate usually helps\n", capsys.readouterr().out)
     monkeypatch.undo()  # a run that learns: nothing said
