@@ -312,10 +312,12 @@ def _target(args, corpus, config, anneal=None, saved=None, text_from=0):
 def _budget(args, ckpt):
     """The seconds of its --time-budget a resumed run has spent (0 if none): a resume given
     neither --time-budget nor --iterations/--epochs keeps the run's budget (sets
-    ``args.time_budget``) and ends within what is left of it; one given --time-budget has that
-    many seconds from its own start; one given --iterations/--epochs, no budget."""
+    ``args.time_budget``, and ``args.budget_from``, where in the run's time it started) and
+    ends within what is left of it; one given --time-budget has that many seconds from its own
+    start; one given --iterations/--epochs, no budget."""
     run = ckpt.run if ckpt else {}
     budget = run.get("time_budget")
+    args.budget_from = run.get("wall_seconds") or 0.0  # (a budget given now starts there)
     if not budget or args.time_budget or args.target_from == "given":
         return 0.0
     if run.get("wall_seconds") is None:  # (a checkpoint from before a run's time was saved)
@@ -323,8 +325,8 @@ def _budget(args, ckpt):
                        f"not record how much of it was spent: this one trains to iteration "
                        f"{args.iterations} (pass --time-budget or --iterations to end it sooner)")
         return 0.0
-    args.time_budget = budget
-    spent = run["wall_seconds"] - (run.get("budget_from") or 0.0)
+    args.time_budget, args.budget_from = budget, run.get("budget_from") or 0.0
+    spent = run["wall_seconds"] - args.budget_from
     if run.get("stopped") == "time budget":  # (which stops a run short of it, with its ending)
         spent = max(spent, budget)
     if spent < budget and run.get("iteration", 0) < args.iterations and \
@@ -734,6 +736,7 @@ class Trainer:
         # processes that trained the run before this one, and from this one's start
         self.wall_before, self.started = run.get("wall_seconds") or 0.0, None
         self.stop_reason = self.ended_by = None  # (see the end of _run)
+        self.stopped_before = run.get("stopped")  # (what ended the run it resumes)
         self.saved = None  # iteration of the latest checkpoint this run wrote...
         self.saved_records = 0  # ...and the evaluation records it held
         # For --time-budget: the latest timed block's, validation's, checkpoint's and sample's
@@ -888,6 +891,9 @@ class Trainer:
             if self.iteration == target < args.iterations and not self.stop_reason:
                 self.stop_reason = "time budget" if self.budget_set_end else \
                     "learning rate's anneal to 0"
+            if self.stop_reason is None and self.iteration == first and self.pending:
+                self.stop_reason = self.stopped_before  # (a resume that only validates: what
+                # ended the run it resumes, whose final validation this is)
             # what ended the run (not Ctrl-C), recorded even if its final validation is cut
             # short: a resume does that validation, and trains no more under a spent budget
             self.ended_by = None if self.stop_reason == "interrupted" else self.stop_reason
@@ -1277,8 +1283,7 @@ class Trainer:
                 # the run's end, which a resume without --iterations trains to, and its budget,
                 # counted from budget_from (in wall_seconds), which such a resume keeps
                 "target": self.args.iterations,
-                **({"time_budget": self.args.time_budget,
-                    "budget_from": max(0.0, self.wall_before - self.args.budget_spent)}
+                **({"time_budget": self.args.time_budget, "budget_from": self.args.budget_from}
                    if self.args.time_budget else {}),
                 **({"stopped": self.ended_by} if self.ended_by else {}),
                 **({"pending": self.pending} if self.pending else {}),

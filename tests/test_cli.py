@@ -1032,7 +1032,8 @@ def test_a_budget_run_with_no_time_recorded_resumes_to_its_iterations(tmp_path, 
         assert checkpoint.load(path).run["iteration"] == 20
 
 
-def test_a_budget_stop_is_recorded_whatever_comes_after_it(tmp_path, corpus_file, monkeypatch):
+def test_a_budget_stop_is_recorded_whatever_comes_after_it(tmp_path, corpus_file, capsys,
+                                                           monkeypatch):
     """What stopped the run is recorded: when the budget stops it right after a checkpoint
     holding everything (which was not written again), and when Ctrl-C cuts its final
     validation short (a resume does that validation, and trained on with the budget's
@@ -1057,12 +1058,33 @@ def test_a_budget_stop_is_recorded_whatever_comes_after_it(tmp_path, corpus_file
     monkeypatch.undo()
     run = checkpoint.load(path).run
     assert (run["iteration"], run["pending"], run["stopped"]) == (0, "end", "time budget")
-    # (an hour's budget, of which 0 s spent: still nothing more to train, that validation only)
-    rewrite_meta(path, lambda m, a: m["run"].update(time_budget=3600, wall_seconds=0.0))
+    # (an hour's budget from 2 s into the run, of which 3 s spent: still nothing more to
+    # train, that validation only; where the budget started is kept: it became 0)
+    rewrite_meta(path, lambda m, a: m["run"].update(time_budget=3600, wall_seconds=5.0,
+                                                    budget_from=2.0))
     assert train.main(["--resume", str(path), "--quiet"]) == 0
     run = checkpoint.load(path).run
     assert run["iteration"] == 0 and "pending" not in run and run["stopped"] == "time budget"
-    assert [r["iteration"] for r in run["metrics"]] == [0]
+    assert [r["iteration"] for r in run["metrics"]] == [0] and run["budget_from"] == 2.0
+    # the same at the end of an anneal the budget ended (no iteration left to train): the
+    # resume that does the validation said "done" and dropped the record of the budget's stop
+    out, path = tmp_path / "c", tmp_path / "c" / "checkpoint.npz"
+    monkeypatch.setattr(numba_backend, "EVAL_CALL_STEPS", 256)
+    _interrupting(monkeypatch, 1)
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "20", "--anneal", "0.5",
+                       "--eval-every", "0", "--sample-every", "0", "--out",
+                       str(out)]) == cli.EXIT_INTERRUPTED
+    monkeypatch.undo()
+    rewrite_meta(path, lambda m, a: m["run"].update(time_budget=3600, wall_seconds=5.0,
+                                                    budget_from=2.0, stopped="time budget"))
+    run = checkpoint.load(path).run
+    assert (run["iteration"], run["pending"], run["anneal"]["window"]) == (20, "end", [10, 20])
+    assert train.main(["--resume", str(path)]) == 0
+    assert "stopped by the time budget: iteration 20 (the end of its anneal)" in \
+        capsys.readouterr().out
+    run = checkpoint.load(path).run
+    assert run["iteration"] == 20 and run["stopped"] == "time budget" and \
+        run["budget_from"] == 2.0 and "pending" not in run
 
 
 def test_resume_past_the_target_has_nothing_to_do(tmp_path, corpus_file, capsys):
