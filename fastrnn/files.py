@@ -138,7 +138,7 @@ def remove_stale_temporaries(directory, names):
     for name in names:
         for tmp in Path(directory).glob(f".{name}.*.tmp"):
             writer = pid(tmp.name[len(name) + 2:-len(".tmp")])
-            if writer is not None and writer != os.getpid() and not _alive(writer):
+            if writer is not None and writer != os.getpid() and not alive(writer):
                 tmp.unlink(missing_ok=True)
 
 
@@ -161,11 +161,7 @@ def pid(text):
 
 
 def alive(pid):
-    """Whether process ``pid`` exists (on Windows, always True: see below)."""
-    return _alive(pid)
-
-
-def _alive(pid):
+    """Whether process ``pid`` exists (on Windows, always True)."""
     if os.name == "nt":  # (os.kill(pid, 0) ends the process there: every writer is alive)
         return True
     try:

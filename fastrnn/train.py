@@ -579,7 +579,7 @@ def _load_corpus(data, config, ckpt, vocab=None, say=None):
     piece = len(corpus.train) // B  # each stream's share of the text
     saved = ckpt.run.get("data", {}).get("sha256") if ckpt else None
     if ckpt and corpus.sha256 != saved:  # (another text, or one the checkpoint does not name)
-        best = ckpt.run.get("best_val_loss")
+        best, other = ckpt.run.get("best_val_loss"), _another_text(ckpt.run, corpus)
         cli.warn(PROG, (f"{path} is not the text this checkpoint was trained on" if saved else
                         "the checkpoint does not record the text it was trained on") +
                  f"; training continues on {path} with the checkpoint's vocabulary"
@@ -587,10 +587,9 @@ def _load_corpus(data, config, ckpt, vocab=None, say=None):
                  + (f"; the best validation loss so far ({metrics.bits(best):.4f} bits/char) "
                     f"was measured on the other text, so this run keeps its own best: "
                     f"{BEST} is replaced at its first validation"
-                    if _another_text(ckpt.run, corpus) and best is not None
-                    and len(corpus.val) >= 2 else "")
+                    if other and best is not None and len(corpus.val) >= 2 else "")
                  + (f"; its epochs count from iteration {ckpt.run.get('iteration', 0)}"
-                    if _another_text(ckpt.run, corpus) else ""))
+                    if other else ""))
     elif ckpt and ckpt.position >= piece:
         raise cli.UsageError(f"cannot resume: the checkpoint is corrupt: its position "
                              f"{ckpt.position} lies beyond its own text's {piece}-character "
@@ -1203,14 +1202,14 @@ class Trainer:
         (config.DIVERGED_LOSS), e.g. at a learning rate too high to learn yet not to blow up,
         and its best.npz is worse than untrained. (One such loss, or falling ones, are not: a
         spike, or a fine-tuned model's first steps on a text unlike its own.)"""
-        bound, before = FAILING * math.log(self.model.config.vocab_size), self.last_loss
+        V = self.model.config.vocab_size
+        bound, before = FAILING * math.log(V), self.last_loss
         if not best:
             self.last_loss = loss
         if loss is None or loss <= bound or self.failing_said or not best and (
                 before is None or not bound < before <= loss):
             return
         self.failing_said = True
-        V = self.model.config.vocab_size
         _say(self.args, f"warning: {'its best validation loss' if best else 'a loss'}, "
                         f"{loss:.4f} nats/char, is more than {FAILING} times a uniform guess's "
                         f"(ln {V} = {math.log(V):.4f}): the model is learning nothing; a smaller "
