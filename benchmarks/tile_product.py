@@ -12,7 +12,9 @@ and the LSTM at H = 256. Both are first checked to agree within the dtype's tole
 ``--rounds`` rounds each time ``--calls`` calls of one and then of the other (alternating: the
 machine is shared and noisy), one thread. Reported: median microseconds per product, GFLOP/s,
 and the median over rounds of OpenBLAS's time over the tile kernel's (> 1: tiles faster);
-last, the same for the tile kernel with its panels always taken first to last ("one way").
+then the same for the tile kernel with its panels always taken first to last ("one way"), and
+with its panels 16 bytes past a cache line ("off a line"; ``tiles.empty`` puts them on one,
+NumPy's np.empty on a 16-byte boundary).
 
 Then the packing itself, which the kernels redo once per chunk for each layer (``load_layer``):
 ``tiles.pack`` of each cell's Whh (G*H, H), transposed (the forward's panels) and as it is (the
@@ -57,6 +59,14 @@ def tiled(A, packed, C, calls, alternate):
         tiles.product(A, packed, C, alternate and i % 2 == 1)
 
 
+def off_line(a):
+    """A copy of ``a`` that starts 16 bytes past a cache line."""
+    raw = tiles.empty(a.nbytes + tiles.LINE, np.uint8)
+    out = raw[16:16 + a.nbytes].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
+
+
 @njit(**NJIT)
 def openblas(A, W, C, calls):
     M, K = A.shape
@@ -79,8 +89,8 @@ def main(argv=None):
     print(f"{args.dtype}, one thread; panels of {tiles.panel_width(dtype)} columns, blocks of "
           f"{tiles.MR} rows")
     print("| product | M | K | N | tiles us | OpenBLAS us | tiles GFLOP/s | OpenBLAS GFLOP/s | "
-          "OpenBLAS / tiles | one way / tiles |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "OpenBLAS / tiles | one way / tiles | off a line / tiles |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     shapes = [("rnn h Whh^T and da Whh", H, H), ("gru h Whh^T", H, 3 * H),
               ("gru da Whh", 3 * H, H), ("lstm h Whh^T", H, 4 * H), ("lstm da Whh", 4 * H, H)]
     with threadpool_limits(1, user_api="blas"):
@@ -88,18 +98,23 @@ def main(argv=None):
             for name, K, N in shapes:
                 A = rng.standard_normal((M, K)).astype(dtype)
                 W = rng.standard_normal((K, N)).astype(dtype)
-                packed = np.empty((tiles.panels(N, dtype), K, tiles.panel_width(dtype)), dtype)
+                packed = tiles.empty((tiles.panels(N, dtype), K, tiles.panel_width(dtype)),
+                                     dtype)
                 packs(W, False, packed, 1)
+                shifted = off_line(packed)
                 C1, C2 = np.empty((M, N), dtype), np.empty((M, N), dtype)
                 tiled(A, packed, C1, 2, True)
                 openblas(A, W, C2, 1)
                 np.testing.assert_allclose(C1, A.astype(np.float64) @ W, **TOLERANCES[dtype])
                 np.testing.assert_allclose(C2, A.astype(np.float64) @ W, **TOLERANCES[dtype])
-                t1, t2, t0 = [], [], []
+                tiled(A, shifted, C2, 1, True)
+                np.testing.assert_array_equal(C1, C2)
+                t1, t2, t0, t3 = [], [], [], []
                 for _ in range(args.rounds):
                     for times, run in ((t1, lambda: tiled(A, packed, C1, args.calls, True)),
                                        (t2, lambda: openblas(A, W, C2, args.calls)),
-                                       (t0, lambda: tiled(A, packed, C1, args.calls, False))):
+                                       (t0, lambda: tiled(A, packed, C1, args.calls, False)),
+                                       (t3, lambda: tiled(A, shifted, C1, args.calls, True))):
                         start = time.perf_counter()
                         run()
                         times.append((time.perf_counter() - start) / args.calls)
@@ -107,16 +122,17 @@ def main(argv=None):
                 flops = 2 * M * K * N
                 ratio = statistics.median(y / x for x, y in zip(t1, t2))
                 one_way = statistics.median(y / x for x, y in zip(t1, t0))
+                off = statistics.median(y / x for x, y in zip(t1, t3))
                 print(f"| {name} | {M} | {K} | {N} | {a * 1e6:.1f} | {b * 1e6:.1f} | "
                       f"{flops / a / 1e9:.0f} | {flops / b / 1e9:.0f} | {ratio:.2f}x | "
-                      f"{one_way:.2f}x |", flush=True)
+                      f"{one_way:.2f}x | {off:.2f}x |", flush=True)
     print("\n| packing Whh | shape | KB | pack Whh^T us | pack Whh us | copy us | "
           "pack Whh^T / copy | pack Whh / copy |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for cell, G in (("rnn", 1), ("gru", 3), ("lstm", 4)):
         Whh = rng.standard_normal((G * H, H)).astype(dtype)
-        forward = np.empty((tiles.panels(G * H, dtype), H, tiles.panel_width(dtype)), dtype)
-        backward = np.empty((tiles.panels(H, dtype), G * H, tiles.panel_width(dtype)), dtype)
+        forward = tiles.empty((tiles.panels(G * H, dtype), H, tiles.panel_width(dtype)), dtype)
+        backward = tiles.empty((tiles.panels(H, dtype), G * H, tiles.panel_width(dtype)), dtype)
         copy = np.empty_like(Whh)
         timings = {"T": [], "W": [], "copy": []}
         runs = {"T": lambda n: packs(Whh, True, forward, n),

@@ -8,7 +8,7 @@ import pytest
 
 from fastrnn import CharRNN, optim, reference
 from fastrnn.config import STREAMS_PER_UNIT
-from fastrnn.kernels import batch
+from fastrnn.kernels import batch, tiles
 from fastrnn.spec import Spec
 from tests.helpers import as64, assert_close, assert_weights_close, random_weights
 
@@ -163,6 +163,8 @@ def test_sample_matches_the_oracle_with_every_product_form(cell, L, tile_rows, m
     spec = reference.spec_of(w)
     transposes = batch.Transposes(spec, np.float64)
     assert (transposes.Whp.shape[1] > 0) == (tile_rows == 1)
+    if tile_rows == 1:  # the panels' rows are whole cache lines (tiles.empty)
+        assert transposes.Whp.ctypes.data % tiles.LINE == transposes.Whb.ctypes.data % tiles.LINE == 0
     uniforms = np.random.default_rng(5).random(n)
     for greedy in (False, True):
         after = state.copy()

@@ -35,6 +35,21 @@ def packed(W, dtype, transpose=False):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_empty_starts_on_a_cache_line(dtype):
+    """tiles.empty: the shape and dtype asked for, writable, starting on a 64-byte line
+    (np.empty starts on a 16-byte boundary: 20 arrays of odd sizes all on a line by chance is
+    a 4^-20 event), and each array its own memory."""
+    arrays = [tiles.empty((n, 3), dtype) for n in range(1, 21)]
+    for n, a in enumerate(arrays, 1):
+        assert a.shape == (n, 3) and a.dtype == dtype and a.flags.c_contiguous
+        assert a.ctypes.data % tiles.LINE == 0
+        a[...] = n
+    for n, a in enumerate(arrays, 1):
+        assert (a == n).all()
+    assert tiles.empty((2, 0, 5), dtype).shape == (2, 0, 5)  # (no element, no address)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("transpose", [False, True])
 def test_pack_cuts_columns_into_panels_padded_with_zeros(dtype, transpose):
     W = np.arange(5 * 37, dtype=dtype).reshape(5, 37) + 1

@@ -144,10 +144,10 @@ class Transposes:
         self.WupT = np.empty((max(L - 1, 1), H, G * H), dtype)
         self.WhhT = np.empty((L, H, G * H) if blas else (L, 0, 0), dtype)
         # Whh^T (H, G*H) forward and Whh (G*H, H) backward, packed
-        self.Whp = np.empty((L, tiles.panels(G * H, dtype), H, NR) if tiled else (L, 0, 0, NR),
-                            dtype)
-        self.Whb = np.empty((L, tiles.panels(H, dtype), G * H, NR) if tiled else (L, 0, 0, NR),
-                            dtype)
+        self.Whp = tiles.empty((L, tiles.panels(G * H, dtype), H, NR) if tiled
+                               else (L, 0, 0, NR), dtype)
+        self.Whb = tiles.empty((L, tiles.panels(H, dtype), G * H, NR) if tiled
+                               else (L, 0, 0, NR), dtype)
 
     def load(self, w):
         """Refreshed from weights w; returns (WxhT, WupT, Whp), what ``sample`` reads (from
