@@ -51,14 +51,48 @@ def test_empty_starts_on_a_cache_line(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("transpose", [False, True])
-def test_pack_cuts_columns_into_panels_padded_with_zeros(dtype, transpose):
-    W = np.arange(5 * 37, dtype=dtype).reshape(5, 37) + 1
+@pytest.mark.parametrize("K,N", [(5, 37), (40, 70), (256, 64)])
+def test_pack_cuts_columns_into_panels_padded_with_zeros(dtype, transpose, K, N):
+    W = np.arange(K * N, dtype=dtype).reshape(K, N) + 1
     out = packed(W, dtype, transpose)
     NR = tiles.panel_width(dtype)
-    assert out.shape == (-(-37 // NR), 5, NR)
+    assert out.shape == (-(-N // NR), K, NR)
     flat = np.concatenate(list(out), axis=1)          # (K, panels * NR)
-    np.testing.assert_array_equal(flat[:, :37], W)
-    assert not flat[:, 37:].any()
+    np.testing.assert_array_equal(flat[:, :N], W)
+    assert not flat[:, N:].any()
+
+
+@njit(**NJIT)
+def transpose(W, out):
+    tiles.transpose(W, out)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("R,C", [(1, 1), (3, 5), (8, 8), (16, 16), (17, 33), (64, 48),
+                                 (100, 37), (1024, 65), (65, 256)])
+def test_transpose_copies_every_element_and_writes_nothing_else(dtype, R, C):
+    """Whole blocks of a vector's elements square (8 or 16 float32, 4 or 8 float64) and the
+    edges around them, into and out of views with rows apart: out = W^T bit for bit, and
+    the buffer around out untouched."""
+    W = np.random.default_rng([R, C]).standard_normal((R, C)).astype(dtype)
+    transpose(W, out := np.full((C, R), np.nan, dtype))
+    np.testing.assert_array_equal(out, W.T)
+    source = np.zeros((R + 2, C + 9), dtype)
+    source[1:R + 1, 3:C + 3] = W
+    around = np.full((C + 3, R + 7), np.nan, dtype)
+    transpose(source[1:R + 1, 3:C + 3], around[1:C + 1, 2:R + 2])
+    np.testing.assert_array_equal(around[1:C + 1, 2:R + 2], W.T)
+    around[1:C + 1, 2:R + 2] = np.nan
+    assert np.isnan(around).all()
+
+
+def test_transpose_refuses_operands_it_cannot_read():
+    W = np.ones((3, 4))
+    for out in (np.empty((3, 4)), np.empty((4, 3))[:, ::-1], np.empty((8, 3))[::2, :2]):
+        with pytest.raises(ValueError, match="tiles.transpose"):
+            transpose(W, out)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        transpose(W, np.empty((4, 3), np.float32))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -132,6 +166,10 @@ def run(W, A, out, C):
     tiles.pack(W, False, out)
     tiles.product(A, out, C, False)
 
+@njit
+def transpose(W, out):
+    tiles.transpose(W, out)
+
 shape = (tiles.VECTOR_BYTES, tiles.MR, tiles.NV)
 assert shape == (32, 4, 3), shape
 rng = np.random.default_rng(0)
@@ -142,13 +180,16 @@ for dtype in (np.float64, np.float32):
         C = np.full((M, N), np.nan, dtype)
         run(W, A, out, C)
         np.testing.assert_allclose(C, A.astype(np.float64) @ W, rtol=2e-4, atol=5e-5)
+        transpose(W, WT := np.full((N, K), np.nan, dtype))
+        np.testing.assert_array_equal(WT, W.T)
 print("ok")
 """
 
 
 def test_the_kernel_for_cpus_without_avx512():
     """The 32-byte-vector, 4-row form (what CPUs without AVX-512 compile; forced here by
-    FASTRNN_TILE_VECTOR=32 in a process of its own, as the form is fixed at import)."""
+    FASTRNN_TILE_VECTOR=32 in a process of its own, as the form is fixed at import), and the
+    transpose's blocks of 32-byte vectors."""
     env = dict(os.environ, FASTRNN_TILE_VECTOR="32")
     done = subprocess.run([sys.executable, "-c", _NARROW], env=env, capture_output=True,
                           text=True, cwd=Path(__file__).resolve().parents[1], timeout=300)

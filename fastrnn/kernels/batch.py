@@ -445,30 +445,17 @@ def copy_vector(a, out):
         out[i] = a[i]
 
 
-@njit(**INLINE)
-def transpose(W, out):
-    """out = W^T (a loop, as ``copy_vector``), in 32 x 32 blocks that stay in cache whichever
-    way they are read."""
-    n, m = W.shape
-    for i0 in range(0, n, 32):
-        for j0 in range(0, m, 32):
-            for j in range(j0, min(j0 + 32, m)):
-                row = out[j]
-                for i in range(i0, min(i0 + 32, n)):
-                    row[i] = W[i, j]
-
-
 @njit(**NJIT)
 def load_layer(l, layer, WxhT, WhhT, WupT, Whp, Whb):
     """``Transposes``' arrays of layer l from its weights ``layer`` (the empty ones stay
     empty)."""
     if l == 0:
         if WxhT.shape[0] > 0:  # (empty: Wxh is read by its columns)
-            transpose(layer.Wxh, WxhT)
+            tiles.transpose(layer.Wxh, WxhT)
     else:
-        transpose(layer.Wxh, WupT[l - 1])
+        tiles.transpose(layer.Wxh, WupT[l - 1])
     if WhhT.shape[1] > 0:
-        transpose(layer.Whh, WhhT[l])
+        tiles.transpose(layer.Whh, WhhT[l])
     if Whp.shape[1] > 0:
         tiles.pack(layer.Whh, True, Whp[l])    # Whh^T
         tiles.pack(layer.Whh, False, Whb[l])   # Whh
@@ -587,10 +574,7 @@ def layer_backward(l, x, layer, g, Whb, form, hs, cs, pre, hn, xin, masks, drop,
                 for i in range(GH):
                     dbh[i] += das[t, b, i]
                     row[i] += das[t, b, i]
-        dWxh = g.Wxh
-        for i in range(GH):
-            for v in range(V):
-                dWxh[i, v] = dWxhT[v, i]
+        tiles.transpose(dWxhT, g.Wxh)
     else:
         for t in range(T):
             for b in range(Bg):

@@ -98,6 +98,84 @@ def panels(N, dtype):
     return (N + NR - 1) // NR
 
 
+def _loop(fn, b, name, start, stop, step):
+    """Opens `for i in range(start, stop, step)` (i64) at builder b in function fn; returns
+    (i, close): close() ends the loop's body and goes on after it."""
+    i64 = ir.IntType(64)
+    head, body, done = (fn.append_basic_block(name + end) for end in ("", "_body", "_done"))
+    before = b.block
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(i64, name)
+    i.add_incoming(start, before)
+    b.cbranch(b.icmp_signed("<", i, stop), body, done)
+    b.position_at_end(body)
+
+    def close():
+        i.add_incoming(b.add(i, step), b.block)
+        b.branch(head)
+        b.position_at_end(done)
+    return i, close
+
+
+def _transpose_kernel(module, real):
+    """Adds to ``module`` the IR of void fastrnn_transpose_<real>(i64 R, i64 C, T* src,
+    i64 lds, T* dst, i64 ldd): dst[c, r] = src[r, c] for r < R, c < C (rows ``lds`` and
+    ``ldd`` elements apart). Whole blocks of V x V (V elements to a vector) go through V
+    vector registers: V loads, log2(V) rounds of two-vector shuffles that each swap the
+    off-diagonal halves of blocks of a size (V/2, then V/4, ..., 1: then every element has
+    crossed the diagonal), V stores; the edges element by element. A copy: the same bits."""
+    T = ir.FloatType() if real == "f32" else ir.DoubleType()
+    size = 4 if real == "f32" else 8
+    V = VECTOR_BYTES // size
+    vec = ir.VectorType(T, V)
+    i64 = ir.IntType(64)
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [i64, i64, T.as_pointer(), i64,
+                                                            T.as_pointer(), i64]),
+                     name=f"fastrnn_transpose_{real}")
+    R, C, src, lds, dst, ldd = fn.args
+
+    def const(v):
+        return ir.Constant(i64, v)
+
+    def at(b, pointer, row, ld, col):
+        return b.gep(pointer, [b.add(b.mul(row, ld), col)])
+
+    def elements(b, r_start, r_stop, c_start, c_stop):
+        r, close_r = _loop(fn, b, "er", r_start, r_stop, const(1))
+        c, close_c = _loop(fn, b, "ec", c_start, c_stop, const(1))
+        b.store(b.load(at(b, src, r, lds, c)), at(b, dst, c, ldd, r))
+        close_c()
+        close_r()
+
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    whole_r = b.mul(b.sdiv(R, const(V)), const(V))
+    whole_c = b.mul(b.sdiv(C, const(V)), const(V))
+    r0, close_r0 = _loop(fn, b, "r0", const(0), whole_r, const(V))
+    c0, close_c0 = _loop(fn, b, "c0", const(0), whole_c, const(V))
+    rows = [b.load(b.bitcast(at(b, src, b.add(r0, const(i)), lds, c0), vec.as_pointer()),
+                   align=size) for i in range(V)]
+    mask = ir.VectorType(ir.IntType(32), V)
+    half = V // 2
+    while half:
+        top = [lane if not lane & half else V + lane - half for lane in range(V)]
+        bottom = [lane + half if not lane & half else V + lane for lane in range(V)]
+        for i in range(V):
+            if not i & half:
+                lo, hi = rows[i], rows[i + half]
+                rows[i] = b.shuffle_vector(lo, hi, ir.Constant(mask, top))
+                rows[i + half] = b.shuffle_vector(lo, hi, ir.Constant(mask, bottom))
+        half //= 2
+    for i in range(V):
+        b.store(rows[i], b.bitcast(at(b, dst, b.add(c0, const(i)), ldd, r0), vec.as_pointer()),
+                align=size)
+    close_c0()
+    elements(b, r0, b.add(r0, const(V)), whole_c, C)   # the block row's last columns
+    close_r0()
+    elements(b, whole_r, R, const(0), C)                # the last rows
+    b.ret_void()
+
+
 def _micro_kernel(module, real):
     """Adds to ``module`` the IR of void fastrnn_tile_<real>(i64 M, i64 N, i64 K, T* A,
     i64 lda, T* packed, T* C, i64 ldc, i64 backwards): C (M, N) = A (M, K) W, W (K, N) packed
@@ -128,21 +206,7 @@ def _micro_kernel(module, real):
         return b.select(b.icmp_signed("<", x, y), x, y)
 
     def loop(b, name, start, stop, step):
-        """Opens `for i in range(start, stop, step)`; returns (i, close)."""
-        head, body, done = block(name), block(name + "_body"), block(name + "_done")
-        before = b.block
-        b.branch(head)
-        b.position_at_end(head)
-        i = b.phi(i64, name)
-        i.add_incoming(start, before)
-        b.cbranch(b.icmp_signed("<", i, stop), body, done)
-        b.position_at_end(body)
-
-        def close():
-            i.add_incoming(b.add(i, step), b.block)
-            b.branch(head)
-            b.position_at_end(done)
-        return i, close
+        return _loop(fn, b, name, start, stop, step)
 
     def products(b, rows, width, spill):
         """The loops of C = A W in blocks of ``rows`` rows x ``width`` panels (``rows * width
@@ -248,12 +312,13 @@ def _compile():
     module = ir.Module(name="fastrnn_tiles")
     for real in ("f32", "f64"):
         _micro_kernel(module, real)
+        _transpose_kernel(module, real)
     parsed = llvm.parse_assembly(str(module))
     parsed.verify()
     engine = llvm.create_mcjit_compiler(parsed, machine)  # the engine owns the machine
     engine.finalize_object()
-    for real in ("f32", "f64"):
-        name = f"fastrnn_tile_{real}"
+    for name in (f"fastrnn_{kind}_{real}" for kind in ("tile", "transpose")
+                 for real in ("f32", "f64")):
         llvm.add_symbol(name, engine.get_function_address(name))
     return engine
 
@@ -263,28 +328,52 @@ _SIGNATURE = types.void(types.int64, types.int64, types.int64, types.intp, types
                         types.intp, types.intp, types.int64, types.int64)  # pointers passed as integers
 _TILE_F32 = types.ExternalFunction("fastrnn_tile_f32", _SIGNATURE)
 _TILE_F64 = types.ExternalFunction("fastrnn_tile_f64", _SIGNATURE)
+_COPY = types.void(types.int64, types.int64, types.intp, types.int64, types.intp, types.int64)
+_TRANSPOSE_F32 = types.ExternalFunction("fastrnn_transpose_f32", _COPY)
+_TRANSPOSE_F64 = types.ExternalFunction("fastrnn_transpose_f64", _COPY)
+
+
+def transpose(W, out):
+    """out (C, R) = W (R, C)^T, rows of both contiguous (any row strides). For @njit code
+    only."""
+    raise NotImplementedError("tiles.transpose is called from @njit code")
+
+
+@overload(transpose, jit_options=dict(nogil=True), inline="always")
+def _transpose(W, out):
+    if W.dtype != out.dtype or out.dtype not in (types.float32, types.float64):
+        raise TypeError(f"tiles.transpose: W and out must both be float32 or float64, got "
+                        f"{W.dtype} and {out.dtype}")
+    kernel = _TRANSPOSE_F32 if out.dtype == types.float32 else _TRANSPOSE_F64
+
+    def call(W, out):
+        size = out.itemsize
+        if W.strides[1] != size or out.strides[1] != size or out.shape[0] != W.shape[1] \
+                or out.shape[1] != W.shape[0]:
+            raise ValueError("tiles.transpose: rows of W and out must be contiguous, and the "
+                             "shapes W (R, C), out (C, R)")
+        kernel(W.shape[0], W.shape[1], W.ctypes.data, W.strides[0] // size, out.ctypes.data,
+               out.strides[0] // size)
+    return call
 
 
 @njit(**INLINE)
-def pack(W, transpose, out):
+def pack(W, transposed, out):
     """out (panels, K, NR) = W (K, N) cut into panels of NR columns, zero past N; with
-    ``transpose``, W is given as its transpose (N, K)."""
-    # W is read along its rows either way: with ``transpose``, each of a panel's NR source
-    # rows fills one of its columns (the panel, K NR elements, stays in cache meanwhile);
-    # else row k of the panel is a slice of W's row k. (2.2x and 1.4x faster than reading
-    # W by columns, for an LSTM's Whh at H = 256 on an AMD EPYC Zen 3.)
+    ``transposed``, W is given as its transpose (N, K)."""
+    # With ``transposed``, a panel is the transpose of NR rows of W (``transpose``, through
+    # vector registers); else row k of the panel is a slice of W's row k. (Reading W by its
+    # columns instead was 2.2x and 1.4x slower, for an LSTM's Whh at H = 256 on an AMD EPYC
+    # Zen 3.)
     P, K, NR = out.shape
-    N = W.shape[0] if transpose else W.shape[1]
+    N = W.shape[0] if transposed else W.shape[1]
     zero = out.dtype.type(0)
     for p in range(P):
         c0 = p * NR
         width = min(NR, N - c0)
         panel = out[p]
-        if transpose:
-            for j in range(width):
-                source = W[c0 + j]
-                for k in range(K):
-                    panel[k, j] = source[k]
+        if transposed:
+            transpose(W[c0:c0 + width], panel[:, :width])
         else:
             for k in range(K):
                 row, source = panel[k], W[k, c0:c0 + width]
