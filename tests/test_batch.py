@@ -228,13 +228,40 @@ def test_training_kernel_matches_the_oracle_across_calls(dtype, cell, L, dropout
 
 
 def test_the_units_depend_on_the_sizes_alone():
-    """Units of STREAMS_PER_UNIT streams (the last smaller) and reduction/update spans of
-    UPDATE_UNIT parameters: fixed by B and the model's size, not by the thread count."""
+    """Units of STREAMS_PER_UNIT streams (the last smaller) and reduction/update spans of at
+    most UPDATE_UNIT parameters, as equal as can be: fixed by B and the model's size, not by
+    the thread count."""
     work = batch.Work(Spec("rnn", 30, 70), 40, 12, np.float32)
     assert [(g.streams.start, g.streams.stop) for g in work.groups] == [(0, 16), (16, 32),
                                                                         (32, 40)]
     assert work.partials.shape == (3, 2 * 30 * 70 + 70 * 70 + 70 + 30)
     assert batch.units(70_000, 1 << 15) == [(0, 32768), (32768, 65536), (65536, 70000)]
+    unit = batch.UPDATE_UNIT
+    assert batch.spans(10) == [(0, 10)]
+    assert batch.spans(unit) == [(0, unit)]
+    assert batch.spans(unit + 1) == [(0, unit // 2 + 64), (unit // 2 + 64, unit + 1)]
+    assert batch.spans(346_433) == [(0, 173_248), (173_248, 346_433)]
+    assert batch.spans(3 * unit - 5) == [(0, unit), (unit, 2 * unit), (2 * unit, 3 * unit - 5)]
+
+
+def test_loading_in_parts_on_threads_fills_what_one_call_fills(monkeypatch):
+    """Transposes.load on threads (each layer's transposes, packed Whh^T and packed Whh as
+    tasks) fills every array the kernels read, with what a single call per layer writes."""
+    monkeypatch.setattr(batch, "tile_rows", 3)  # units of 2 streams read Whh^T, of 16 panels
+    spec = Spec("lstm", 30, 40, 3)
+    w = spec.init(0, np.float32)
+    loads = []
+    for threads in (1, 3):
+        transposes = batch.Transposes(spec, np.float32, rows=(2, 16))
+        arrays = [transposes.WxhT, transposes.WupT, transposes.WhhT, transposes.Whp,
+                  transposes.Whb]
+        for a in arrays:
+            a[...] = np.nan
+        transposes.load(w, threads)
+        assert all(a.size and not np.isnan(a).any() for a in arrays)
+        loads.append(arrays)
+    for one, parts in zip(*loads):
+        np.testing.assert_array_equal(one, parts)
 
 
 @pytest.fixture(params=["default units", "small units"])

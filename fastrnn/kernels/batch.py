@@ -69,6 +69,16 @@ def units(n, size):
     return [(a, min(a + size, n)) for a in range(0, n, size)]
 
 
+def spans(n):
+    """[(start, stop)] cutting range(n) into the fewest pieces of at most ``UPDATE_UNIT``
+    elements, as equal as multiples of 64 elements allow: the tasks of the units' gradient sum
+    and the update (an LSTM's 346,433 parameters at H = 256: two of 173,248 and 173,185, not
+    262,144 and 84,289, which left one of two threads idle for a third of the update)."""
+    pieces = max(1, -(-n // UPDATE_UNIT))
+    size = -(-n // pieces)
+    return units(n, max(64, -(-size // 64) * 64))
+
+
 # How a unit multiplies by Whh per step (``product_form``)
 TILES, WHH, WHH_T = 0, 1, 2
 
@@ -149,11 +159,22 @@ class Transposes:
         self.Whb = tiles.empty((L, tiles.panels(H, dtype), G * H, NR) if tiled
                                else (L, 0, 0, NR), dtype)
 
-    def load(self, w):
+    def load(self, w, threads=1):
         """Refreshed from weights w; returns (WxhT, WupT, Whp), what ``sample`` reads (from
-        a Transposes made for it: a Work whose chunks read Wxh's columns has no WxhT)."""
-        for l, layer in enumerate(w.layers):
-            load_layer(l, layer, self.WxhT, self.WhhT, self.WupT, self.Whp, self.Whb)
+        a Transposes made for it: a Work whose chunks read Wxh's columns has no WxhT). With
+        threads and packed panels, each layer's three parts (``LOAD_PARTS``) are tasks."""
+        def part(task):
+            l, which = task
+            load_layer(l, w.layers[l], self.WxhT, self.WhhT, self.WupT, self.Whp, self.Whb,
+                       which)
+
+        tasks = range(len(w.layers))
+        if threads > 1 and self.Whp.shape[1] > 0:
+            tasks = [(l, which) for l in tasks for which in LOAD_PARTS]
+            _run(threads, part, tasks)
+        else:
+            for l in tasks:
+                part((l, LOAD_ALL))
         return self.WxhT, self.WupT, self.Whp
 
 
@@ -445,20 +466,29 @@ def copy_vector(a, out):
         out[i] = a[i]
 
 
+# What a ``load_layer`` call refreshes: all, or one of LOAD_PARTS (tasks for several threads)
+LOAD_ALL, LOAD_TRANSPOSES, LOAD_FORWARD, LOAD_BACKWARD = 0, 1, 2, 3
+LOAD_PARTS = (LOAD_TRANSPOSES, LOAD_FORWARD, LOAD_BACKWARD)
+
+
 @njit(**NJIT)
-def load_layer(l, layer, WxhT, WhhT, WupT, Whp, Whb):
+def load_layer(l, layer, WxhT, WhhT, WupT, Whp, Whb, which):
     """``Transposes``' arrays of layer l from its weights ``layer`` (the empty ones stay
-    empty)."""
-    if l == 0:
-        if WxhT.shape[0] > 0:  # (empty: Wxh is read by its columns)
-            tiles.transpose(layer.Wxh, WxhT)
-    else:
-        tiles.transpose(layer.Wxh, WupT[l - 1])
-    if WhhT.shape[1] > 0:
-        tiles.transpose(layer.Whh, WhhT[l])
+    empty): all of them (``which`` LOAD_ALL), or its transposes (LOAD_TRANSPOSES), its
+    packed Whh^T (LOAD_FORWARD) or its packed Whh (LOAD_BACKWARD)."""
+    if which == LOAD_ALL or which == LOAD_TRANSPOSES:
+        if l == 0:
+            if WxhT.shape[0] > 0:  # (empty: Wxh is read by its columns)
+                tiles.transpose(layer.Wxh, WxhT)
+        else:
+            tiles.transpose(layer.Wxh, WupT[l - 1])
+        if WhhT.shape[1] > 0:
+            tiles.transpose(layer.Whh, WhhT[l])
     if Whp.shape[1] > 0:
-        tiles.pack(layer.Whh, True, Whp[l])    # Whh^T
-        tiles.pack(layer.Whh, False, Whb[l])   # Whh
+        if which == LOAD_ALL or which == LOAD_FORWARD:
+            tiles.pack(layer.Whh, True, Whp[l])    # Whh^T
+        if which == LOAD_ALL or which == LOAD_BACKWARD:
+            tiles.pack(layer.Whh, False, Whb[l])   # Whh
 
 
 # --------------------------------------------------------------------------------------------
@@ -841,7 +871,7 @@ def forward(inputs, targets, state, w, work, threads=1, masks=None, loaded=False
     Call it (and ``gradients``) with BLAS limited to one thread, as ``train`` does, when
     ``threads`` > 1: the units are the parallelism."""
     if not loaded:
-        work.load(w)
+        work.load(w, threads)
     drop = masks is not None
 
     def unit(g):
@@ -858,7 +888,7 @@ def gradients(w, g, work, threads=1, drop=False):
     """reference.backward before clipping, for the chunk whose forward pass is in work."""
     _run(threads, lambda k: _backward_one(work, w, k, drop), work.groups)
     _run(threads, lambda span: sum_gradients(work.partials, g.flat, *span),
-         units(g.flat.shape[0], UPDATE_UNIT))
+         spans(g.flat.shape[0]))
 
 
 def backward(inputs, targets, state, w, g, work, threads=1, masks=None):
@@ -882,7 +912,7 @@ def train(data, position, state, w, g, opt, lr, seq_length, step, losses, work, 
     B, T = work.B, work.T
     piece = data.shape[0] // B
     starts = (np.arange(B) * piece)[:, None] + np.arange(T + 1)
-    ranges = units(w.flat.shape[0], UPDATE_UNIT)
+    ranges = spans(w.flat.shape[0])
     drop = masks is not None
     chunk = {}  # what the running chunk's tasks read
 
@@ -903,7 +933,7 @@ def train(data, position, state, w, g, opt, lr, seq_length, step, losses, work, 
             window = data[starts + position]              # (B, T+1)
             chunk.update(inputs=window[:, :T], targets=window[:, 1:],
                          masks=masks[n] if drop else None, step=step + n + 1)
-            work.load(w)
+            work.load(w, threads)
             loss = 0.0
             for part in _run(threads, unit, work.groups):  # in unit order
                 loss += part
@@ -983,7 +1013,7 @@ def evaluate(data, state, w, work, threads=1, progress=None):
     dtype = work.WxhT.dtype
     L = len(w.layers)
     with one_blas_thread():
-        work.load(w)  # once: the weights do not change here
+        work.load(w, threads)  # once: the weights do not change here
         done = 0
         if threads > 1 and L > 1 and len(work.groups) == 1 and P // T > 1 and \
                 (L - 1) * _buffer_bytes(work.groups[0]) <= PIPELINE_BYTES:
