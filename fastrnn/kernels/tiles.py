@@ -31,6 +31,9 @@ Every element of C is the plain sum over k, in order, of fused A[i, k] W[k, j] p
 split of k, so a row's result never depends on the other rows (rows past M in the last block
 repeat the last row, computed and not stored), nor on the thread that runs it.
 ``benchmarks/tile_product.py`` times ``product`` against OpenBLAS at the model's shapes.
+
+The panels are allocated on a cache line (``empty``), and the transposes that packing and the
+kernels need go through vector registers (``transpose``, IR like the micro-kernel's).
 """
 
 import os
