@@ -88,11 +88,52 @@ def test_transpose_copies_every_element_and_writes_nothing_else(dtype, R, C):
 
 def test_transpose_refuses_operands_it_cannot_read():
     W = np.ones((3, 4))
-    for out in (np.empty((3, 4)), np.empty((4, 3))[:, ::-1], np.empty((8, 3))[::2, :2]):
+    for source, out in ((W, np.empty((3, 4))), (W, np.empty((4, 3))[:, ::-1]),
+                        (np.ones((3, 8))[:, ::2], np.empty((4, 3))),
+                        (W, np.lib.stride_tricks.as_strided(np.empty(40), (4, 3), (28, 8))),
+                        (np.lib.stride_tricks.as_strided(np.ones(40), (3, 4), (28, 8)),
+                         np.empty((4, 3)))):
         with pytest.raises(ValueError, match="tiles.transpose"):
-            transpose(W, out)
+            transpose(source, out)
     with pytest.raises(TypeError, match="float32 or float64"):
         transpose(W, np.empty((4, 3), np.float32))
+    read_only = np.empty((4, 3))
+    read_only.flags.writeable = False
+    with pytest.raises(TypeError, match="read-only"):
+        transpose(W, read_only)
+
+
+@njit(**NJIT)
+def transpose_a_temporary(n, out):
+    tiles.transpose(np.full((n, n), 3.0), out)
+
+
+def test_transpose_takes_what_it_can_read():
+    """Zero-size operands (NumPy gives them any strides), a column or a row whose other
+    stride is never used, rows in reverse order, and a temporary source (kept alive until
+    the kernel has read it: 2,000 x 2,000 is freed, not pooled, by the allocator)."""
+    for R, C in ((0, 5), (5, 0), (0, 0)):
+        transpose(np.ones((R, C)), np.ones((C, R)))
+    column = np.arange(30.0).reshape(10, 3)[:, :1]
+    transpose(column, row := np.full((1, 10), np.nan))
+    np.testing.assert_array_equal(row, column.T)
+    transpose(row, back := np.full((10, 1), np.nan))
+    np.testing.assert_array_equal(back, column)
+    W = np.arange(40.0).reshape(5, 8)
+    transpose(W[::-1], out := np.full((8, 5), np.nan))
+    np.testing.assert_array_equal(out, W[::-1].T)
+    transpose_a_temporary(2000, out := np.zeros((2000, 2000)))
+    assert (out == 3.0).all()
+
+
+def test_pack_leaves_panels_past_the_last_column_zero():
+    """An out with more panels than W's columns fill (``product`` takes any P NR >= N)."""
+    NR = tiles.panel_width(np.float64)
+    W = np.arange(4.0 * (NR + 3)).reshape(NR + 3, 4) + 1
+    out = np.full((3, 4, NR), np.nan)
+    pack(W, True, out)
+    np.testing.assert_array_equal(np.concatenate(list(out), axis=1)[:, :NR + 3], W.T)
+    assert not out[1, :, 3:].any() and not out[2].any()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

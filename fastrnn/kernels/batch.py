@@ -73,7 +73,7 @@ def spans(n):
     """[(start, stop)] cutting range(n) into the fewest pieces of at most ``UPDATE_UNIT``
     elements, as equal as multiples of 64 elements allow: the tasks of the units' gradient sum
     and the update (an LSTM's 346,433 parameters at H = 256: two of 173,248 and 173,185, not
-    262,144 and 84,289, which left one of two threads idle for a third of the update)."""
+    262,144 and 84,289, which left one of two threads idle for two thirds of the update)."""
     pieces = max(1, -(-n // UPDATE_UNIT))
     size = -(-n // pieces)
     return units(n, max(64, -(-size // 64) * 64))
@@ -100,7 +100,8 @@ def reads_columns(T, rows, V):
     for every chunk: when the vocabulary has several times more characters than the chunk
     has inputs, the transpose and its gradient's cost more than the strided reads and writes
     they save (at V = 3,004, the LSTM's 4 x 100 gate rows and one stream, 0.8-1.2 ms and ~1 ms
-    a chunk: ``benchmarks/cell_profile.py --vocab``). The same bits either way."""
+    a chunk: ``benchmarks/cell_profile.py --vocab``, measured with the scalar transposes that
+    ``tiles.transpose`` replaced, 2-4x slower). The same bits either way."""
     return 4 * T * rows < V
 
 

@@ -79,10 +79,11 @@ LINE = 64  # bytes in a cache line
 
 def empty(shape, dtype):
     """np.empty(shape, dtype) starting on a cache line (``LINE`` bytes; NumPy promises 16):
-    the packed panels' rows are then whole lines, and each of ``product``'s 64-byte vector
-    loads reads one line, not two. Off a line, an LSTM's 1 MB product at one row took 16-19
-    us against 10-11 us, on an Intel Xeon (AVX-512) where np.empty left three arrays in four
-    off a line (``benchmarks/tile_product.py``, "off a line")."""
+    a packed panel's rows (``panel_width`` elements, a whole number of vectors) then keep
+    every vector load of ``product`` inside one line, none straddling two. Off a line, an
+    LSTM's 1 MB product at one row took 16-19 us against 10-11 us, on an Intel Xeon (AVX-512)
+    where np.empty left three arrays in four off a line (``benchmarks/tile_product.py``, "off
+    a line")."""
     dtype = np.dtype(dtype)
     size = int(np.prod(shape)) * dtype.itemsize
     raw = np.empty(size + LINE, np.uint8)
@@ -337,43 +338,52 @@ _TRANSPOSE_F64 = types.ExternalFunction("fastrnn_transpose_f64", _COPY)
 
 
 def transpose(W, out):
-    """out (C, R) = W (R, C)^T, rows of both contiguous (any row strides). For @njit code
-    only."""
+    """out (C, R) = W (R, C)^T: the elements of a row adjacent in both, rows any whole number
+    of elements apart (negative too). For @njit code only."""
     raise NotImplementedError("tiles.transpose is called from @njit code")
 
 
-@overload(transpose, jit_options=dict(nogil=True), inline="always")
+# (``transpose`` and ``product`` are not inlined: a call keeps its arguments alive until it
+# returns, where inlined code let Numba free a temporary argument before the kernel read it.)
+@overload(transpose, jit_options=dict(nogil=True))
 def _transpose(W, out):
     if W.dtype != out.dtype or out.dtype not in (types.float32, types.float64):
         raise TypeError(f"tiles.transpose: W and out must both be float32 or float64, got "
                         f"{W.dtype} and {out.dtype}")
+    if not out.mutable:
+        raise TypeError("tiles.transpose: out is read-only")
     kernel = _TRANSPOSE_F32 if out.dtype == types.float32 else _TRANSPOSE_F64
 
     def call(W, out):
         size = out.itemsize
-        if W.strides[1] != size or out.strides[1] != size or out.shape[0] != W.shape[1] \
-                or out.shape[1] != W.shape[0]:
-            raise ValueError("tiles.transpose: rows of W and out must be contiguous, and the "
-                             "shapes W (R, C), out (C, R)")
-        kernel(W.shape[0], W.shape[1], W.ctypes.data, W.strides[0] // size, out.ctypes.data,
+        R, C = W.shape
+        if out.shape[0] != C or out.shape[1] != R:
+            raise ValueError("tiles.transpose: the shapes must be W (R, C) and out (C, R)")
+        if R > 0 and C > 0 and (C > 1 and W.strides[1] != size or R > 1 and out.strides[1]
+                                != size or R > 1 and W.strides[0] % size != 0
+                                or C > 1 and out.strides[0] % size != 0):
+            raise ValueError("tiles.transpose: the elements of a row of W and of out must be "
+                             "adjacent, and their rows a whole number of elements apart")
+        kernel(R, C, W.ctypes.data, W.strides[0] // size, out.ctypes.data,
                out.strides[0] // size)
     return call
 
 
 @njit(**INLINE)
 def pack(W, transposed, out):
-    """out (panels, K, NR) = W (K, N) cut into panels of NR columns, zero past N; with
-    ``transposed``, W is given as its transpose (N, K)."""
+    """out (panels, K, NR) = W (K, N) cut into panels of NR columns, zero past N (panels past
+    the last column all zero); with ``transposed``, W is given as its transpose (N, K), the
+    elements of its rows adjacent (``transpose``)."""
     # With ``transposed``, a panel is the transpose of NR rows of W (``transpose``, through
     # vector registers); else row k of the panel is a slice of W's row k. (Reading W by its
-    # columns instead was 2.2x and 1.4x slower, for an LSTM's Whh at H = 256 on an AMD EPYC
-    # Zen 3.)
+    # columns instead was 2.2x and 1.4x slower than the scalar loops that read its rows
+    # before ``transpose``, for an LSTM's Whh at H = 256 on an AMD EPYC Zen 3.)
     P, K, NR = out.shape
     N = W.shape[0] if transposed else W.shape[1]
     zero = out.dtype.type(0)
     for p in range(P):
         c0 = p * NR
-        width = min(NR, N - c0)
+        width = max(0, min(NR, N - c0))
         panel = out[p]
         if transposed:
             transpose(W[c0:c0 + width], panel[:, :width])
@@ -395,7 +405,7 @@ def product(A, packed, C, backwards):
     raise NotImplementedError("tiles.product is called from @njit code")
 
 
-@overload(product, jit_options=dict(nogil=True), inline="always")
+@overload(product, jit_options=dict(nogil=True))
 def _product(A, packed, C, backwards):
     tile = _TILE_F32 if C.dtype == types.float32 else _TILE_F64
 
