@@ -5,8 +5,8 @@
 
 For each shape (M rows of state, K, N): C = A W as the mini-batch kernels compute it per step,
 ``tiles.product`` from W packed once (``tiles.pack``), its panels taken in alternate directions
-from one call to the next as the kernels take them, and OpenBLAS's gemm from W as it is (the
-kernels' other path, for units below ``config.TILE_ROWS`` streams). The shapes are the
+from one call to the next as the kernels take them, and OpenBLAS's gemm from W as it is, on a
+cache line (the kernels' other path, for units below ``config.TILE_ROWS`` streams). The shapes are the
 forward (M, H) x (H, G*H) and backward (M, G*H) x (G*H, H) products of the tanh cell, the GRU
 and the LSTM at H = 256. Both are first checked to agree within the dtype's tolerance; then
 ``--rounds`` rounds each time ``--calls`` calls of one and then of the other (alternating: the
@@ -14,7 +14,8 @@ machine is shared and noisy), one thread. Reported: median microseconds per prod
 and the median over rounds of OpenBLAS's time over the tile kernel's (> 1: tiles faster);
 then the same for the tile kernel with its panels always taken first to last ("one way"), and
 with its panels 16 bytes past a cache line ("off a line"; ``tiles.empty`` puts them on one,
-NumPy's np.empty on a 16-byte boundary).
+NumPy's np.empty on a 16-byte boundary), and OpenBLAS's time from a W 16 bytes past a line over
+its time from one on a line, the OpenBLAS column's ("OpenBLAS off a line").
 
 Then the packing itself, which the kernels redo once per chunk for each layer (``load_layer``):
 ``tiles.pack`` of each cell's Whh (G*H, H), transposed (the forward's panels) and as it is (the
@@ -89,8 +90,8 @@ def main(argv=None):
     print(f"{args.dtype}, one thread; panels of {tiles.panel_width(dtype)} columns, blocks of "
           f"{tiles.MR} rows")
     print("| product | M | K | N | tiles us | OpenBLAS us | tiles GFLOP/s | OpenBLAS GFLOP/s | "
-          "OpenBLAS / tiles | one way / tiles | off a line / tiles |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "OpenBLAS / tiles | one way / tiles | off a line / tiles | OpenBLAS off a line |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     shapes = [("rnn h Whh^T and da Whh", H, H), ("gru h Whh^T", H, 3 * H),
               ("gru da Whh", 3 * H, H), ("lstm h Whh^T", H, 4 * H), ("lstm da Whh", 4 * H, H)]
     with threadpool_limits(1, user_api="blas"):
@@ -98,23 +99,26 @@ def main(argv=None):
             for name, K, N in shapes:
                 A = rng.standard_normal((M, K)).astype(dtype)
                 W = rng.standard_normal((K, N)).astype(dtype)
+                W_on, W_off = tiles.empty(W.shape, dtype), off_line(W)
+                W_on[...] = W
                 packed = tiles.empty((tiles.panels(N, dtype), K, tiles.panel_width(dtype)),
                                      dtype)
                 packs(W, False, packed, 1)
                 shifted = off_line(packed)
                 C1, C2 = np.empty((M, N), dtype), np.empty((M, N), dtype)
                 tiled(A, packed, C1, 2, True)
-                openblas(A, W, C2, 1)
+                openblas(A, W_on, C2, 1)
                 np.testing.assert_allclose(C1, A.astype(np.float64) @ W, **TOLERANCES[dtype])
                 np.testing.assert_allclose(C2, A.astype(np.float64) @ W, **TOLERANCES[dtype])
                 tiled(A, shifted, C2, 1, True)
                 np.testing.assert_array_equal(C1, C2)
-                t1, t2, t0, t3 = [], [], [], []
+                t1, t2, t0, t3, t4 = [], [], [], [], []
                 for _ in range(args.rounds):
                     for times, run in ((t1, lambda: tiled(A, packed, C1, args.calls, True)),
-                                       (t2, lambda: openblas(A, W, C2, args.calls)),
+                                       (t2, lambda: openblas(A, W_on, C2, args.calls)),
                                        (t0, lambda: tiled(A, packed, C1, args.calls, False)),
-                                       (t3, lambda: tiled(A, shifted, C1, args.calls, True))):
+                                       (t3, lambda: tiled(A, shifted, C1, args.calls, True)),
+                                       (t4, lambda: openblas(A, W_off, C2, args.calls))):
                         start = time.perf_counter()
                         run()
                         times.append((time.perf_counter() - start) / args.calls)
@@ -123,9 +127,10 @@ def main(argv=None):
                 ratio = statistics.median(y / x for x, y in zip(t1, t2))
                 one_way = statistics.median(y / x for x, y in zip(t1, t0))
                 off = statistics.median(y / x for x, y in zip(t1, t3))
+                blas_off = statistics.median(y / x for x, y in zip(t2, t4))
                 print(f"| {name} | {M} | {K} | {N} | {a * 1e6:.1f} | {b * 1e6:.1f} | "
                       f"{flops / a / 1e9:.0f} | {flops / b / 1e9:.0f} | {ratio:.2f}x | "
-                      f"{one_way:.2f}x | {off:.2f}x |", flush=True)
+                      f"{one_way:.2f}x | {off:.2f}x | {blas_off:.2f}x |", flush=True)
     print("\n| packing Whh | shape | KB | pack Whh^T us | pack Whh us | copy us | "
           "pack Whh^T / copy | pack Whh / copy |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")

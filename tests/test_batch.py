@@ -164,7 +164,8 @@ def test_sample_matches_the_oracle_with_every_product_form(cell, L, tile_rows, m
     transposes = batch.Transposes(spec, np.float64)
     assert (transposes.Whp.shape[1] > 0) == (tile_rows == 1)
     if tile_rows == 1:  # the panels' rows are whole cache lines (tiles.empty)
-        assert transposes.Whp.ctypes.data % tiles.LINE == transposes.Whb.ctypes.data % tiles.LINE == 0
+        assert transposes.Whp.ctypes.data % tiles.LINE == 0
+        assert transposes.Whb.ctypes.data % tiles.LINE == 0
     uniforms = np.random.default_rng(5).random(n)
     for greedy in (False, True):
         after = state.copy()
