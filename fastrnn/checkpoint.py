@@ -90,8 +90,9 @@ class Checkpoint:
         """A new model for fine-tuning: this checkpoint's cell, layers, hidden size, dtype,
         vocabulary size and weights; fresh optimizer state, update count, hidden state and
         position; its other settings (learning_rate, seq_length, batch_size, optimizer, seed,
-        dropout) as given, else
-        the checkpoint's. Train it on a text encoded with this checkpoint's ``vocab``."""
+        dropout) as given, else the checkpoint's, but for the learning rate: the checkpoint's
+        divided by ``config.FINE_TUNE_DIVISOR`` (10). Train it on a text encoded with this
+        checkpoint's ``vocab``."""
         c = self.config.to_dict()
         kept = {k: c[k] for k in ("vocab_size", "hidden_size", "dtype", "cell", "num_layers")}
         clash = sorted(set(settings) & set(kept))
@@ -101,7 +102,8 @@ class Checkpoint:
                                           "optimizer", "seed", "dropout"})
         if unknown:
             raise ValueError(f"unknown setting(s) {', '.join(unknown)}")
-        merged = {**c, **settings}
+        rate = c["learning_rate"] / config.FINE_TUNE_DIVISOR
+        merged = {**c, "learning_rate": rate, **settings}
         model = CharRNN(merged["vocab_size"], merged["hidden_size"], merged["seq_length"],
                         merged["learning_rate"], merged["dtype"], merged["seed"], backend,
                         merged["batch_size"], threads, merged["optimizer"], merged["cell"],

@@ -56,6 +56,11 @@ NJIT = dict(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 # ``tiles.transpose``, which do no arithmetic, only check operands and call LLVM IR.)
 INLINE = dict(NJIT, inline="always")
 
+# --- Fine-tuning ---------------------------------------------------------------------------------
+FINE_TUNE_DIVISOR = 10          # a fine-tune's learning rate, unless given: the checkpoint's
+                                # divided by this (a fresh optimizer's first steps at the full
+                                # rate undo much of what the model learnt: README, Fine-tuning)
+
 # --- Mini-batches on the CPU ------------------------------------------------------------------
 # A chunk of B streams is cut into work units fixed by B and the model's size, never by the
 # thread count, so any number of threads computes the same bits (each unit's arithmetic is

@@ -28,8 +28,8 @@ from . import (cells, checkpoint, cli, compiling, corpus as corpus_mod, files, m
                reference, validate)
 from .backends import BACKENDS
 from .checkpoint import BEST, CHECKPOINT, Checkpoint, CheckpointError
-from .config import (COUNT_MAX, DATA_DEFAULTS, DIVERGED_LOSS, DTYPES, MODEL_DEFAULTS,
-                     SAMPLE_LENGTH_MAX)
+from .config import (COUNT_MAX, DATA_DEFAULTS, DIVERGED_LOSS, DTYPES, FINE_TUNE_DIVISOR,
+                     MODEL_DEFAULTS, SAMPLE_LENGTH_MAX)
 from .model import CharRNN
 from .schedule import PIECES, Schedule, anneal_start
 
@@ -145,7 +145,8 @@ def build_parser():
                    help="fine-tune: start a new run (fresh optimizer state, counters and hidden "
                         "state) from this checkpoint's weights, model and vocabulary, on --data; "
                         "--learning-rate, --seq-length, --batch-size, --optimizer, --seed and "
-                        "--dropout may differ from the checkpoint's")
+                        "--dropout may differ from the checkpoint's (the learning rate: a tenth "
+                        "of the checkpoint's unless given)")
     r.add_argument("--overwrite", action="store_true",
                    help="start a new run even if --out holds another run's checkpoint.npz, "
                         "best.npz or metrics.jsonl (removed as it starts, with loss.png), or "
@@ -433,6 +434,13 @@ def _settings(args, ckpt, source=None):
                 raise cli.UsageError(f"--init-from keeps the checkpoint's model: "
                                      f"{'; '.join(clash)}")
             config = {**kept, **given}
+            if "learning_rate" not in given:  # (Checkpoint.fine_tune's default)
+                config["learning_rate"] = kept["learning_rate"] / FINE_TUNE_DIVISOR
+                _say(args, f"note: fine-tuning at --learning-rate {config['learning_rate']:g}, "
+                           f"1/{FINE_TUNE_DIVISOR} of the checkpoint's "
+                           f"{kept['learning_rate']:g}: a fresh optimizer's first steps at the "
+                           f"full rate undo much of what the model learnt (--learning-rate "
+                           f"sets another)")
         data = {**DATA_DEFAULTS, "path": args.data or str(corpus_mod.DEFAULT_CORPUS)}
     else:
         config = {k: v for k, v in ckpt.config.to_dict().items() if k in MODEL_DEFAULTS}

@@ -654,6 +654,9 @@ def test_fine_tune_keeps_the_weights_and_starts_everything_else_afresh(saved):
         assert np.array_equal(tuned.params[name], model.params[name]), name
     assert tuned.step == 0 and tuned.position == 0 and not tuned.state.any()
     assert all(not s.flat.any() for s in tuned.states) and len(tuned.states) == 2
+    default = checkpoint.load(path).fine_tune()  # the rate: a tenth of the checkpoint's
+    assert default.config.learning_rate == model.config.learning_rate / 10
+    assert default.config.optimizer == model.config.optimizer
     with pytest.raises(ValueError, match="keeps the checkpoint's hidden_size"):
         checkpoint.load(path).fine_tune(hidden_size=16)
     with pytest.raises(ValueError, match="unknown setting"):

@@ -483,6 +483,24 @@ def test_ctrl_c_as_a_validation_ends_keeps_it(tmp_path, corpus_file, capsys, mon
     assert [r["iteration"] for r in ckpt.run["metrics"]] == [10, 20]
 
 
+def test_fine_tuning_defaults_to_a_tenth_of_the_checkpoints_rate(tmp_path, corpus_file,
+                                                                 capsys):
+    """--init-from without --learning-rate: the checkpoint's rate / 10 (as Checkpoint.fine_tune),
+    said in a note; a given rate is taken as it is, without the note."""
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--learning-rate",
+                       "0.05", "--out", str(tmp_path / "a")]) == 0
+    source = str(tmp_path / "a" / "checkpoint.npz")
+    for extra, rate in (([], 0.005), (["--learning-rate", "0.02"], 0.02)):
+        capsys.readouterr()
+        out = tmp_path / f"b{rate}"
+        assert train.main(["--init-from", source, "--data", corpus_file, "--iterations", "5",
+                           "--eval-every", "0", "--sample-every", "0", *extra,
+                           "--out", str(out)]) == 0
+        assert checkpoint.load(out / "checkpoint.npz").config.learning_rate == rate
+        said = "note: fine-tuning at --learning-rate 0.005, 1/10 of the checkpoint's 0.05"
+        assert (said in capsys.readouterr().out) == (not extra)
+
+
 def test_fine_tuning_starts_a_new_run_from_the_weights(tmp_path, corpus_file, text):
     """--init-from: the checkpoint's weights, model and vocabulary; fresh optimizer state,
     counters and hidden state; another text and learning rate. Equal, bit for bit, to the API
