@@ -23,6 +23,7 @@ from tqdm import tqdm
 from . import checkpoint, cli, compiling, corpus, files
 from .backends import BACKENDS
 from .config import DTYPES
+from .vocab import describe
 
 PROG = "fastrnn.score"
 BLOCK = 1 << 20  # bytes read at a time
@@ -116,9 +117,11 @@ def _json(r):
 
 
 def _line(r):
-    skipped = f", {r['skipped']:,} unknown characters skipped" if r["skipped"] else ""
+    n = r["skipped"]
+    skipped = f", {n:,} unknown character{'s' if n != 1 else ''} skipped" if n else ""
     return (f"{r['file']}: {r['nats_per_char']:.4f} nats/char = {r['bits_per_char']:.4f} "
-            f"bits/char, perplexity {r['perplexity']:.3f} over {r['predicted']:,} characters"
+            f"bits/char, perplexity {r['perplexity']:.3f} over {r['predicted']:,} character"
+            f"{'s' if r['predicted'] != 1 else ''}"
             f"{skipped}\n")
 
 
@@ -150,13 +153,15 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None):
                 missing = vocab.unknown(text)
                 if missing and not skip_unknown:
                     bom = read == len(raw) and text.startswith("\ufeff")  # (the first block)
+                    crlf = "\r" in missing and "\r\n" in text
                     raise ValueError(
-                        f"{path} has characters the model never saw: "
-                        f"{', '.join(repr(c) for c in missing[:10])}"
-                        f"{' ...' if len(missing) > 10 else ''} (--skip-unknown, or "
-                        f"skip_unknown=True, drops them)" + (
+                        f"{path} has characters the model never saw: {describe(missing)} "
+                        f"(--skip-unknown, or skip_unknown=True, drops them)" + (
                             "; it starts with a byte-order mark: --encoding utf-8-sig reads "
-                            "past it" if bom else ""))
+                            "past it" if bom else "") + (
+                            "; it has Windows line endings (\\r\\n), and the model's text "
+                            "had no \\r: converted to \\n (dos2unix) it reads as the "
+                            "model's" if crlf else ""))
                 kept = "".join(c for c in text if c in vocab.index) if missing else text
                 if text:
                     yield kept, len(text) - len(kept)

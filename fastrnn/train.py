@@ -812,9 +812,11 @@ class Trainer:
                        + ("; --init-from starts a new run from its weights"
                           if self.iteration >= target and not self.pending else ""))
         if self.iteration >= target and not self.pending:
-            asked = "the end of its anneal" if window and target == window[1] else _asked(args)
-            return self._nothing_to_train(f"the checkpoint is already at iteration "
-                                          f"{self.iteration} ({asked})")
+            annealed = window and target == window[1]
+            asked = "the end of its anneal" if annealed else _asked(args)
+            return self._nothing_to_train(
+                f"the checkpoint is already at iteration {self.iteration} ({asked})",
+                "" if annealed else f" (--iterations N, above {self.iteration}, trains on)")
         if args.time_budget and args.budget_spent >= args.time_budget and not self.pending:
             return self._nothing_to_train(
                 f"the run it resumes has spent its --time-budget {args.time_budget:g} (at "

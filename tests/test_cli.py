@@ -1111,8 +1111,11 @@ def test_resume_past_the_target_has_nothing_to_do(tmp_path, corpus_file, capsys)
                        "--eval-every", "0", "--sample-every", "0", "--out", str(tmp_path)]) == 0
     before = (tmp_path / "checkpoint.npz").read_bytes()
     assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations", "5"]) == 0
-    assert "nothing to train" in capsys.readouterr().out
+    assert "nothing to train (--iterations N, above 1100, trains on)" in capsys.readouterr().out
     assert (tmp_path / "checkpoint.npz").read_bytes() == before
+    assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--time-budget", "5"]) == 0
+    assert "already at iteration 1100 (the end of the run it resumes, --iterations 1100): " \
+           "nothing to train (--iterations N, above 1100, trains on)" in capsys.readouterr().out
     # into a new --out: nothing is left there (not even the directory)
     assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations", "5",
                        "--out", str(tmp_path / "new")]) == 0

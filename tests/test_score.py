@@ -73,6 +73,10 @@ def test_a_file_mostly_outside_the_vocabulary_is_warned_about(run, tmp_path, cap
     d, _ = run
     foreign = tmp_path / "foreign.txt"
     foreign.write_text("\u4e00\u4e8c" * 600 + "a good wife", encoding="utf-8")
+    single = tmp_path / "single.txt"
+    single.write_text("\u4e00ab", encoding="utf-8")
+    rc, out = scored([str(d / "out" / "checkpoint.npz"), str(single), "--skip-unknown"])
+    assert rc == 0 and out.endswith("over 1 character, 1 unknown character skipped\n")
     rc, out = scored([str(d / "out" / "checkpoint.npz"), str(foreign), "--skip-unknown"])
     assert rc == 0 and out.endswith("over 10 characters, 1,200 unknown characters skipped\n")
     assert (f"fastrnn.score: warning: {foreign}: 1,200 of its characters are outside the "
@@ -96,7 +100,13 @@ def test_a_file_mostly_outside_the_vocabulary_is_warned_about(run, tmp_path, cap
     (lambda p: (p / "bad.txt", (p / "bad.txt").write_bytes(b"a\xff\xfeb"))[0],
      "byte 0xff at offset 1 is not valid utf-8"),
     (lambda p: (p / "odd.txt", (p / "odd.txt").write_text("a{b"))[0],
-     "characters the model never saw: '{'"),
+     "characters the model never saw: '{' (--skip-unknown"),
+    (lambda p: (p / "many.txt", (p / "many.txt").write_text("a" + "".join(
+        chr(0x4e00 + k) for k in range(13))))[0], "'\u4e09' and 3 more (--skip-unknown"),
+    (lambda p: (p / "crlf.txt", (p / "crlf.txt").write_bytes(b"a good\r\nwife\r\n"))[0],
+     "'\\r' (--skip-unknown, or skip_unknown=True, drops them); it has Windows line endings "
+     "(\\r\\n), and the model's text had no \\r: converted to \\n (dos2unix) it reads "
+     "as the model's"),
 ])
 def test_bad_inputs_are_one_line(run, tmp_path, capsys, make, fragment):
     d, corpus = run
