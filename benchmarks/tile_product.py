@@ -5,8 +5,9 @@
 
 For each shape (M rows of state, K, N): C = A W as the mini-batch kernels compute it per step,
 ``tiles.product`` from W packed once (``tiles.pack``), its panels taken in alternate directions
-from one call to the next as the kernels take them, and OpenBLAS's gemm from W as it is, on a
-cache line (the kernels' other path, for units below ``config.TILE_ROWS`` streams). The shapes are the
+from one call to the next as the kernels take them, and OpenBLAS's gemm from W as it is, put
+on a cache line (the kernels' other path, for units below ``config.TILE_ROWS`` streams, reads
+the model's Whh wherever NumPy put it). The shapes are the
 forward (M, H) x (H, G*H) and backward (M, G*H) x (G*H, H) products of the tanh cell, the GRU
 and the LSTM at H = 256. Both are first checked to agree within the dtype's tolerance; then
 ``--rounds`` rounds each time ``--calls`` calls of one and then of the other (alternating: the

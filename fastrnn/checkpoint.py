@@ -46,6 +46,18 @@ class CheckpointError(ValueError):
     """A checkpoint cannot be read or used; the message names the file and the reason."""
 
 
+def fine_tune_rate(rate, dtype):
+    """A fine-tune's learning rate unless given: ``rate`` (the checkpoint's --learning-rate,
+    its base rate, before any decay or anneal) divided by ``config.FINE_TUNE_DIVISOR``, to 12
+    significant digits (0.003 / 10 is 0.00030000000000000003); a ValueError if that is 0 in
+    ``dtype``."""
+    tuned = float(f"{rate / config.FINE_TUNE_DIVISOR:.12g}")
+    if validate.vanishes(tuned, dtype):
+        raise ValueError(f"a fine-tune's learning rate, 1/{config.FINE_TUNE_DIVISOR} of the "
+                         f"checkpoint's {rate:g}, is 0 in {dtype}")
+    return tuned
+
+
 @dataclass
 class Checkpoint:
     """A model's complete state plus the training run's bookkeeping (``run``: a JSON dict)."""
@@ -91,8 +103,8 @@ class Checkpoint:
         vocabulary size and weights; fresh optimizer state, update count, hidden state and
         position; its other settings (learning_rate, seq_length, batch_size, optimizer, seed,
         dropout) as given, else the checkpoint's, but for the learning rate: the checkpoint's
-        divided by ``config.FINE_TUNE_DIVISOR`` (10). Train it on a text encoded with this
-        checkpoint's ``vocab``."""
+        divided by ``config.FINE_TUNE_DIVISOR`` (10, ``fine_tune_rate``). Train it on a text
+        encoded with this checkpoint's ``vocab``."""
         c = self.config.to_dict()
         kept = {k: c[k] for k in ("vocab_size", "hidden_size", "dtype", "cell", "num_layers")}
         clash = sorted(set(settings) & set(kept))
@@ -102,8 +114,12 @@ class Checkpoint:
                                           "optimizer", "seed", "dropout"})
         if unknown:
             raise ValueError(f"unknown setting(s) {', '.join(unknown)}")
-        rate = c["learning_rate"] / config.FINE_TUNE_DIVISOR
-        merged = {**c, "learning_rate": rate, **settings}
+        if "learning_rate" not in settings:
+            try:
+                settings["learning_rate"] = fine_tune_rate(c["learning_rate"], c["dtype"])
+            except ValueError as e:
+                raise ValueError(f"{e}: give learning_rate") from None
+        merged = {**c, **settings}
         model = CharRNN(merged["vocab_size"], merged["hidden_size"], merged["seq_length"],
                         merged["learning_rate"], merged["dtype"], merged["seed"], backend,
                         merged["batch_size"], threads, merged["optimizer"], merged["cell"],

@@ -53,7 +53,8 @@ NJIT = dict(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 # cache, to the copy inside the caller. With fast-math the two may round differently (a few
 # ulp), which made a run resumed from the cache drift from the run that compiled. Inlined, a
 # kernel's machine code is the same in both cases. (Not inlined: ``tiles.product`` and
-# ``tiles.transpose``, which do no arithmetic, only check operands and call LLVM IR.)
+# ``tiles.transpose``, which do no floating-point arithmetic: they check their operands and
+# call LLVM IR.)
 INLINE = dict(NJIT, inline="always")
 
 # --- Fine-tuning ---------------------------------------------------------------------------------

@@ -159,9 +159,11 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None):
                         f"(--skip-unknown, or skip_unknown=True, drops them)" + (
                             "; it starts with a byte-order mark: --encoding utf-8-sig reads "
                             "past it" if bom else "") + (
-                            "; it has Windows line endings (\\r\\n), and the model's text "
-                            "had no \\r: converted to \\n (dos2unix) it reads as the "
-                            "model's" if crlf else ""))
+                            ("; it has Windows line endings (\\r\\n), and the model's text "
+                             "had no \\r: converted to \\n (dos2unix) it reads as the "
+                             "model's" if missing == ["\r"] else "; its '\\r' come from "
+                             "Windows line endings (\\r\\n): dos2unix removes them")
+                            if crlf else ""))
                 kept = "".join(c for c in text if c in vocab.index) if missing else text
                 if text:
                     yield kept, len(text) - len(kept)

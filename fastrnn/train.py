@@ -69,7 +69,8 @@ def build_parser():
                    help="characters per truncated-BPTT chunk (default 25)")
     m.add_argument("--learning-rate", type=cli.positive_float, metavar="LR",
                    help="learning rate (default 0.1, min-char-rnn's for Adagrad; Adam and "
-                        "RMSprop usually want about 0.002)")
+                        "RMSprop usually want about 0.002; with --init-from, a tenth of the "
+                        "checkpoint's)")
     m.add_argument("--dtype", choices=DTYPES,
                    help="floating-point type (default float64; float32 with --backend cuda)")
     m.add_argument("--seed", type=cli.non_negative_int, help="seeds initialisation and samples (default 0)")
@@ -176,6 +177,7 @@ CADENCE = {"eval_every": 5000, "sample_every": 5000, "sample_length": 200,
 def _main(argv):
     args = build_parser().parse_args(argv)
     args.output_closed = None  # set by _say when stdout cannot be written: why
+    args.notes = []  # notes of the settings, said once the run is accepted (``Trainer._run``)
     if args.out == "":
         raise cli.UsageError("--out: an empty path (give a directory)")
     if args.resume and args.init_from:
@@ -435,12 +437,16 @@ def _settings(args, ckpt, source=None):
                                      f"{'; '.join(clash)}")
             config = {**kept, **given}
             if "learning_rate" not in given:  # (Checkpoint.fine_tune's default)
-                config["learning_rate"] = kept["learning_rate"] / FINE_TUNE_DIVISOR
-                _say(args, f"note: fine-tuning at --learning-rate {config['learning_rate']:g}, "
-                           f"1/{FINE_TUNE_DIVISOR} of the checkpoint's "
-                           f"{kept['learning_rate']:g}: a fresh optimizer's first steps at the "
-                           f"full rate undo much of what the model learnt (--learning-rate "
-                           f"sets another)")
+                try:
+                    config["learning_rate"] = checkpoint.fine_tune_rate(kept["learning_rate"],
+                                                                        kept["dtype"])
+                except ValueError as e:
+                    raise cli.UsageError(f"{e}: pass --learning-rate") from None
+                args.notes.append(
+                    f"note: fine-tuning at --learning-rate {config['learning_rate']:g}, "
+                    f"1/{FINE_TUNE_DIVISOR} of the checkpoint's {kept['learning_rate']:g}: a "
+                    f"fresh optimizer's first steps at the full rate undo much of what the "
+                    f"model learnt (--learning-rate sets another)")
         data = {**DATA_DEFAULTS, "path": args.data or str(corpus_mod.DEFAULT_CORPUS)}
     else:
         config = {k: v for k, v in ckpt.config.to_dict().items() if k in MODEL_DEFAULTS}
@@ -812,16 +818,19 @@ class Trainer:
                        + ("; --init-from starts a new run from its weights"
                           if self.iteration >= target and not self.pending else ""))
         if self.iteration >= target and not self.pending:
-            annealed = window and target == window[1]
-            asked = "the end of its anneal" if annealed else _asked(args)
+            asked = "the end of its anneal" if window and target == window[1] else _asked(args)
+            ended = window and self.iteration >= window[1] or \
+                validate.vanishes(self.learning_rate(), c.dtype)  # (no N trains on: rate 0)
             return self._nothing_to_train(
                 f"the checkpoint is already at iteration {self.iteration} ({asked})",
-                "" if annealed else f" (--iterations N, above {self.iteration}, trains on)")
+                "" if ended else f" (--iterations N, above {self.iteration}, trains on)")
         if args.time_budget and args.budget_spent >= args.time_budget and not self.pending:
             return self._nothing_to_train(
                 f"the run it resumes has spent its --time-budget {args.time_budget:g} (at "
                 f"iteration {self.iteration})", " (--time-budget S trains S seconds more)")
         self._write(METRICS, metrics.rewrite, self.records)
+        for note in args.notes:
+            _say(args, note)
         _say(args, f"training on {self.data['path']}: {len(self.corpus.train):,} characters "
                    f"(+{len(self.corpus.val):,} held out), vocabulary {len(self.corpus.vocab)}, "
                    + (f"{c.cell} " if c.cell != "rnn" else "")

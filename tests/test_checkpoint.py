@@ -656,6 +656,12 @@ def test_fine_tune_keeps_the_weights_and_starts_everything_else_afresh(saved):
     assert all(not s.flat.any() for s in tuned.states) and len(tuned.states) == 2
     default = checkpoint.load(path).fine_tune()  # the rate: a tenth of the checkpoint's
     assert default.config.learning_rate == model.config.learning_rate / 10
+    assert checkpoint.fine_tune_rate(0.003, "float64") == 0.0003  # (not 0.00030000000000000003)
+    rewrite_meta(path, lambda m, a: m["config"].update(learning_rate=1e-45))
+    with pytest.raises(ValueError, match="1/10 of the checkpoint's 1e-45, is 0 in float32: "
+                                         "give learning_rate"):
+        checkpoint.load(path).fine_tune()
+    assert checkpoint.load(path).fine_tune(learning_rate=0.5).config.learning_rate == 0.5
     assert default.config.optimizer == model.config.optimizer
     with pytest.raises(ValueError, match="keeps the checkpoint's hidden_size"):
         checkpoint.load(path).fine_tune(hidden_size=16)

@@ -486,7 +486,8 @@ def test_ctrl_c_as_a_validation_ends_keeps_it(tmp_path, corpus_file, capsys, mon
 def test_fine_tuning_defaults_to_a_tenth_of_the_checkpoints_rate(tmp_path, corpus_file,
                                                                  capsys):
     """--init-from without --learning-rate: the checkpoint's rate / 10 (as Checkpoint.fine_tune),
-    said in a note; a given rate is taken as it is, without the note."""
+    said in a note once the run is accepted; a given rate is taken as it is, without the note;
+    a tenth that is 0 in the dtype is refused, naming it."""
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--learning-rate",
                        "0.05", "--out", str(tmp_path / "a")]) == 0
     source = str(tmp_path / "a" / "checkpoint.npz")
@@ -499,6 +500,12 @@ def test_fine_tuning_defaults_to_a_tenth_of_the_checkpoints_rate(tmp_path, corpu
         assert checkpoint.load(out / "checkpoint.npz").config.learning_rate == rate
         said = "note: fine-tuning at --learning-rate 0.005, 1/10 of the checkpoint's 0.05"
         assert (said in capsys.readouterr().out) == (not extra)
+    rc = train.main(["--init-from", source, "--data", corpus_file, "--out", str(tmp_path / "a")])
+    assert rc == 2 and "note:" not in capsys.readouterr().out  # refused: --out is a's
+    rewrite_meta(source, lambda m, a: m["config"].update(learning_rate=5e-324))
+    rc = train.main(["--init-from", source, "--data", corpus_file, "--out", str(tmp_path / "c")])
+    assert_usage_error(rc, capsys, "a fine-tune's learning rate, 1/10 of the checkpoint's "
+                                   "4.94066e-324, is 0 in float64: pass --learning-rate")
 
 
 def test_fine_tuning_starts_a_new_run_from_the_weights(tmp_path, corpus_file, text):
@@ -690,7 +697,10 @@ def test_a_finished_anneal_ends_the_run(tmp_path, corpus_file, capsys):
     printed = capsys.readouterr().out
     assert "anneals its learning rate to 0 at iteration 20 (over iterations 15-20): training " \
            "ends there; --init-from starts a new run from its weights" in printed
-    assert "already at iteration 20 (the end of its anneal): nothing to train" in printed
+    assert "already at iteration 20 (the end of its anneal): nothing to train\n" in printed
+    assert train.main(["--resume", ckpt, "--iterations", "5"]) == 0  # (no N trains on)
+    assert "already at iteration 20 (--iterations 5): nothing to train\n" in \
+        capsys.readouterr().out
     assert Path(ckpt).read_bytes() == before
 
     rewrite_meta(ckpt, lambda m, a: m["run"]["anneal"].update(window=[15, 25]))
@@ -1120,6 +1130,21 @@ def test_resume_past_the_target_has_nothing_to_do(tmp_path, corpus_file, capsys)
     assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations", "5",
                        "--out", str(tmp_path / "new")]) == 0
     assert "nothing to train" in capsys.readouterr().out and not (tmp_path / "new").exists()
+
+
+def test_a_resume_whose_rate_decayed_to_0_is_not_told_to_train_on(tmp_path, corpus_file,
+                                                                  capsys):
+    """A run --lr-decay stopped at a rate of 0, resumed with an --iterations below it: nothing
+    to train, and no "--iterations N trains on" (no N does)."""
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "400", "--lr-decay",
+                       "0.0001", "--lr-decay-every", "2", "--eval-every", "0",
+                       "--sample-every", "0", "--out", str(tmp_path)]) == 0
+    stopped = checkpoint.load(tmp_path / "checkpoint.npz").run["iteration"]
+    assert stopped < 400
+    capsys.readouterr()
+    assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations", "5"]) == 0
+    assert capsys.readouterr().out.endswith(f"already at iteration {stopped} (--iterations 5): "
+                                            f"nothing to train\n")
 
 
 def test_a_run_refused_an_out_in_use_names_its_holder_once_written(tmp_path, corpus_file,

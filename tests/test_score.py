@@ -11,7 +11,7 @@ from fastrnn import checkpoint, cli, score, train
 from fastrnn.corpus import load
 
 TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good "
-        "fortune, must be in want of a wife. ") * 60
+        "fortune, must be in want of a wife.\n") * 60
 
 
 @pytest.fixture(scope="module", params=[[], ["--cell", "lstm", "--num-layers", "2",
@@ -107,6 +107,10 @@ def test_a_file_mostly_outside_the_vocabulary_is_warned_about(run, tmp_path, cap
      "'\\r' (--skip-unknown, or skip_unknown=True, drops them); it has Windows line endings "
      "(\\r\\n), and the model's text had no \\r: converted to \\n (dos2unix) it reads "
      "as the model's"),
+    (lambda p: (p / "mixed.txt", (p / "mixed.txt").write_bytes(
+        "a good\r\nwife \u4e00\r\n".encode()))[0],
+     "'\\r', '\u4e00' (--skip-unknown, or skip_unknown=True, drops them); its '\\r' come from "
+     "Windows line endings (\\r\\n): dos2unix removes them"),
 ])
 def test_bad_inputs_are_one_line(run, tmp_path, capsys, make, fragment):
     d, corpus = run
