@@ -80,10 +80,9 @@ LINE = 64  # bytes in a cache line
 def empty(shape, dtype):
     """np.empty(shape, dtype) starting on a cache line (``LINE`` bytes; NumPy promises 16):
     a packed panel's rows (``panel_width`` elements, a whole number of vectors) then keep
-    every vector load of ``product`` inside one line, none straddling two. Off a line, an
-    LSTM's 1 MB product at one row took 16-19 us against 10-11 us, on an Intel Xeon (AVX-512)
-    where np.empty left three arrays in four off a line (``benchmarks/tile_product.py``, "off
-    a line")."""
+    every vector load of ``product`` inside one line, none straddling two. Off a line, a
+    one-row product took 1.6-1.8x as long on an Intel Xeon (AVX-512; ``benchmarks/
+    tile_product.py``, "off a line"), where np.empty leaves three arrays in four."""
     dtype = np.dtype(dtype)
     size = int(np.prod(shape)) * dtype.itemsize
     raw = np.empty(size + LINE, np.uint8)
