@@ -2,6 +2,7 @@
 
 import argparse
 import codecs
+import difflib
 import math
 import os
 import re
@@ -52,14 +53,20 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see --help)")
 
     def _meant(self, words):
-        """"; did you mean --x?" for the first of ``words`` that names one of the options."""
+        """"; did you mean --x?" for the first of ``words`` that names one of the options, as
+        other tools spell it or with a typo (``--hiden-size``: difflib's closest, at 0.85)."""
         for word in words:
             name = word.lstrip("-").partition("=")[0]
             if not word.startswith("-") or not name:
                 continue
-            for option in ("--" + name.lower().replace("_", "-"), OTHER_NAMES.get(name.lower())):
+            spelled = "--" + name.lower().replace("_", "-")
+            for option in (spelled, OTHER_NAMES.get(name.lower())):
                 if option in self._option_string_actions and option != word:
                     return f"; did you mean {option}?"
+            close = difflib.get_close_matches(spelled, [o for o in self._option_string_actions
+                                                        if o.startswith("--")], 1, 0.85)
+            if close:
+                return f"; did you mean {close[0]}?"
         return ""
 
 

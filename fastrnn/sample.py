@@ -36,7 +36,7 @@ def build_parser():
                         "> 1 more varied (default 1)")
     p.add_argument("--top-k", type=cli.non_negative_int, default=0, metavar="K",
                    help="draw only from the K most likely characters (default 0: all)")
-    p.add_argument("--top-p", type=cli.positive_float, default=1.0, metavar="P",
+    p.add_argument("--top-p", type=cli.share, default=1.0, metavar="P",
                    help="nucleus sampling: draw only from the fewest most likely characters "
                         "whose probabilities add up to P, in (0, 1] (default 1: all)")
     p.add_argument("--greedy", action="store_true",
@@ -91,8 +91,6 @@ def _main(argv, out):
         model = ckpt.to_model(args.backend, args.dtype)
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
-    if args.top_p > 1:
-        raise cli.UsageError(f"--top-p: {args.top_p} is not in (0, 1]")
     ignored = [f"--{k.replace('_', '-')}" for k in ("temperature", "top_k", "top_p")
                if getattr(args, k) != parser.get_default(k)]
     if args.greedy and ignored:

@@ -2750,8 +2750,11 @@ def test_a_run_that_trains_no_iteration_logs_no_training_loss(tmp_path, corpus_f
     (["--prime", ""], "--prime is empty"),
     (["--dtype", "int8"], "invalid choice: 'int8'"),
     (["--top-k", "-1"], "--top-k: -1 is not an integer >= 0"),
-    (["--top-p", "0"], "--top-p: 0 is not a positive finite number"),
-    (["--top-p", "1.5"], "--top-p: 1.5 is not in (0, 1]"),
+    (["--top-p", "0"], "argument --top-p: 0 is not in (0, 1] (see --help)"),
+    (["--top-p", "1.5"], "argument --top-p: 1.5 is not in (0, 1] (see --help)"),
+    (["--top-p", "nan"], "argument --top-p: nan is not in (0, 1] (see --help)"),
+    (["--temprature", "0.5"], "unrecognized arguments: --temprature 0.5; did you mean "
+                              "--temperature?"),
     # options that change nothing with --greedy (taken without a word before)
     (["--greedy", "--temperature", "5"], "--greedy takes the most likely character: "
                                          "--temperature would change nothing (drop it, or "
@@ -2775,6 +2778,9 @@ def test_bad_sample_options(trained, capsys, args, fragment):
     (["--lr", "0.01"], "ambiguous option: --lr could match --lr-decay, --lr-decay-every; did you "
                        "mean --learning-rate?"),
     (["--no-such-thing", "3"], "unrecognized arguments: --no-such-thing 3 (see --help)"),
+    (["--hiden-size", "3"], "unrecognized arguments: --hiden-size 3; did you mean "
+                            "--hidden-size?"),
+    (["--itterations=3"], "did you mean --iterations?"),
 ])
 def test_options_spelled_as_other_tools_spell_them_are_named(tmp_path, capsys, args, fragment):
     """char-rnn, torch-rnn and nanoGPT spell their options with underscores, one dash, or
