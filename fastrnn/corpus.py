@@ -66,9 +66,17 @@ def encoding_hint(raw, encoding):
     """What to pass with --encoding for a file whose bytes (or first block of them) ``raw``
     did not decode as ``encoding``: the UTF-32 or UTF-16 its byte-order mark names (unless that
     is the encoding given); Windows-1252 for bytes 0x80-0x9f it reads (its quotes, dashes and
-    signs, which latin-1 would read as control characters in silence); else an example."""
+    signs, which latin-1 would read as control characters in silence); that no encoding will
+    do for what looks like binary data (over ``BINARY_CONTROLS`` of its bytes control codes
+    other than NUL, tabs and line breaks: then any 8-bit encoding decodes it, as nonsense);
+    else an example."""
     head = raw[:4]
     given = codecs.lookup(encoding).name
+    controls = len(re.findall(rb"[\x01-\x08\x0e-\x1f\x7f]", raw)) / max(1, len(raw))
+    if controls > BINARY_CONTROLS and not head.startswith((b"\xff\xfe", b"\xfe\xff")) and \
+            head[:4] != b"\x00\x00\xfe\xff":
+        return (f"if it is text at all: {controls:.0%} of its bytes are control codes, as in "
+                f"binary data")
     if head in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff") and \
             not given.startswith("utf-32"):
         return "it starts with a UTF-32 byte-order mark: --encoding utf-32"
@@ -131,8 +139,9 @@ def read_text(path, encoding="utf-8"):
     except UnicodeDecodeError as e:
         byte, offset = bad_byte(e, len(raw))
         raise CorpusError(
-            f"{path}: byte 0x{byte:02x} at offset {offset} is not valid {encoding}; pass the "
-            f"file's encoding with --encoding ({encoding_hint(raw, encoding)})") from None
+            f"{path}: byte 0x{byte:02x} at offset {offset} is not valid {encoding} "
+            f"({e.reason}); pass the file's encoding with --encoding "
+            f"({encoding_hint(raw, encoding)})") from None
     return text, hashlib.sha256(raw).hexdigest()
 
 

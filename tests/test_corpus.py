@@ -62,13 +62,13 @@ def test_encoding_in_blocks_matches_a_plain_lookup(monkeypatch):
 @pytest.mark.parametrize("content, message", [
     (b"", "is empty"),
     (b"aaaa", "only one distinct character"),
-    (b"good text \xff\xfe more", r"byte 0xff at offset 10 is not valid utf-8; pass the "
-                                r"file's encoding with --encoding \(for example --encoding "
-                                r"latin-1\)"),
+    (b"good text \xff\xfe more", r"byte 0xff at offset 10 is not valid utf-8 \(invalid start "
+                                r"byte\); pass the file's encoding with --encoding \(for "
+                                r"example --encoding latin-1\)"),
     # UTF-16 and UTF-32 as their byte-order marks name them (latin-1 read NULs between letters)
-    ("hello".encode("utf-16"), r"byte 0xff at offset 0 is not valid utf-8; pass the file's "
-                               r"encoding with --encoding \(it starts with a UTF-16 byte-order "
-                               r"mark: --encoding utf-16\)"),
+    ("hello".encode("utf-16"), r"byte 0xff at offset 0 is not valid utf-8 \(invalid start "
+                               r"byte\); pass the file's encoding with --encoding \(it starts "
+                               r"with a UTF-16 byte-order mark: --encoding utf-16\)"),
     ("hello".encode("utf-16-be") + b"\xff", r"\(for example --encoding latin-1\)"),
     (b"\xfe\xff" + "hello".encode("utf-16-be"), r"--encoding utf-16\)"),
     ("hello".encode("utf-32"), r"\(it starts with a UTF-32 byte-order mark: --encoding "
@@ -79,6 +79,10 @@ def test_encoding_in_blocks_matches_a_plain_lookup(monkeypatch):
      r"has bytes 0x80-0x9f, its quotes, dashes and signs, which latin-1 reads as control "
      r"characters\)"),
     (b"caf\xe9 \x81", r"\(for example --encoding latin-1\)"),  # (0x81: not Windows-1252)
+    # binary data: no encoding will make text of it (random bytes: ~11% control codes)
+    (np.random.default_rng(0).integers(0, 256, 4000, np.uint8).tobytes(),
+     r"--encoding \(if it is text at all: 1[0-2]% of its bytes are control codes, as in binary "
+     r"data\)"),
     # UTF-8 with one bad byte (its quotes' bytes are 0x80-0x9f too; so is a stray one)
     ("\u201cquoted\u2019s\u201c \u2014 dash\n".encode() * 9 + b"caf\xe9",
      r"byte 0xe9 at offset 237 .*\(for example --encoding latin-1\)"),
@@ -106,8 +110,9 @@ def test_a_file_empty_once_decoded_is_named(tmp_path, content, encoding):
 def test_a_byte_order_mark_is_not_hinted_at_when_its_encoding_was_given(tmp_path):
     """(a corrupt UTF-16 file read as utf-16 was told to pass --encoding utf-16)"""
     path = write(tmp_path, b"\xff\xfe" + "hello".encode("utf-16-le") + b"a")  # an odd byte
-    with pytest.raises(CorpusError, match=r"is not valid utf-16; pass the file's encoding with "
-                                          r"--encoding \(for example --encoding latin-1\)$"):
+    with pytest.raises(CorpusError, match=r"is not valid utf-16 \(truncated data\); pass the "
+                                          r"file's encoding with --encoding \(for example "
+                                          r"--encoding latin-1\)$"):
         load(path, encoding="utf-16")
 
 
