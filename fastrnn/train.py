@@ -198,6 +198,7 @@ def _main(argv):
         raise cli.UsageError(
             f"--sample-length {args.sample_length:,}{whose} is more than a training run's "
             f"samples may have ({SAMPLE_LENGTH_MAX:,} characters): {fix}")
+    streams_given = args.val_streams is not None
     args.val_streams = _val_streams(args, ckpt)
     if args.threads is not None and args.backend != "numba":
         raise cli.UsageError("--threads sets the CPU threads of the numba backend; the " + (
@@ -223,6 +224,9 @@ def _main(argv):
     if len(corpus.val) >= 2 and args.val_streams > len(corpus.val) - 1:
         raise cli.UsageError(f"--val-streams {args.val_streams} is more streams than the "
                              f"held-out text has characters to predict ({len(corpus.val) - 1})")
+    if streams_given and args.val_streams > 1 and len(corpus.val) < 2:
+        cli.warn(PROG, f"--val-streams {args.val_streams} changes nothing: no text is held out "
+                       f"to validate on (--val-fraction {data['val_fraction']:g})")
     zero = _zero_rate_at(config, lr_decay, args.iterations)
     if zero == 0:
         raise cli.UsageError(f"--learning-rate {config['learning_rate']:g} is 0 in "

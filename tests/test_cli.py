@@ -170,6 +170,18 @@ def test_validation_as_several_streams_is_reported_as_such(tmp_path, corpus_file
     assert math.isclose(record["val_loss"], loss / (len(val) - 1), rel_tol=1e-9)
 
 
+def test_validation_streams_with_nothing_held_out_are_warned_about(tmp_path, corpus_file,
+                                                                   capsys):
+    """--val-streams N with --val-fraction 0: nothing to validate on, said; not when N is 1
+    or not given."""
+    said = "warning: --val-streams 4 changes nothing: no text is held out to validate on " \
+           "(--val-fraction 0)"
+    for k, extra in enumerate((["--val-streams", "4"], ["--val-streams", "1"], [])):
+        assert train.main(["--data", corpus_file, *SMALL, "--iterations", "2",
+                           "--val-fraction", "0", *extra, "--out", str(tmp_path / str(k))]) == 0
+        assert (said in capsys.readouterr().err) == (k == 0)
+
+
 def test_loss_curve_picture_when_matplotlib_is_installed(tmp_path, corpus_file):
     """In CI matplotlib comes with the tests' extra (pyproject.toml): there it must be
     importable, so that the picture is drawn for real and not skipped in silence."""
