@@ -72,7 +72,9 @@ def encoding_hint(raw, encoding):
     else an example."""
     head = raw[:4]
     given = codecs.lookup(encoding).name
-    controls = len(re.findall(rb"[\x01-\x08\x0e-\x1f\x7f]", raw)) / max(1, len(raw))
+    first = np.frombuffer(raw[:COUNT_BLOCK], np.uint8)  # (its first MiB: enough to tell)
+    controls = np.count_nonzero((first >= 1) & (first <= 8) | (first >= 14) & (first <= 31) |
+                                (first == 127)) / max(1, first.size)
     if controls > BINARY_CONTROLS and not head.startswith((b"\xff\xfe", b"\xfe\xff")) and \
             head[:4] != b"\x00\x00\xfe\xff":
         return (f"if it is text at all: {controls:.0%} of its bytes are control codes, as in "
