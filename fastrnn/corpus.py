@@ -20,6 +20,8 @@ from .vocab import UnknownCharacters, Vocab, describe
 
 # more than this share of control characters (but NUL, tabs and line breaks): binary data
 BINARY_CONTROLS = 0.05
+CONTROL_CODES = "".join(map(chr, [*range(1, 9), *range(14, 32), 127]))  # (those counted: C0 and
+# DEL, but NUL, \t, \n, \v, \f and \r)
 COUNT_BLOCK = 1 << 20  # ids a text check (``oddities``) counts at a time
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "data" / "tragedies.txt"
 
@@ -67,14 +69,14 @@ def encoding_hint(raw, encoding):
     did not decode as ``encoding``: the UTF-32 or UTF-16 its byte-order mark names (unless that
     is the encoding given); Windows-1252 for bytes 0x80-0x9f it reads (its quotes, dashes and
     signs, which latin-1 would read as control characters in silence); that no encoding will
-    do for what looks like binary data (over ``BINARY_CONTROLS`` of its bytes control codes
-    other than NUL, tabs and line breaks: then any 8-bit encoding decodes it, as nonsense);
+    do for what looks like binary data (over ``BINARY_CONTROLS`` of its bytes
+    ``CONTROL_CODES``: then any 8-bit encoding decodes it, as nonsense);
     else an example."""
     head = raw[:4]
     given = codecs.lookup(encoding).name
     first = np.frombuffer(raw[:COUNT_BLOCK], np.uint8)  # (its first MiB: enough to tell)
-    controls = np.count_nonzero((first >= 1) & (first <= 8) | (first >= 14) & (first <= 31) |
-                                (first == 127)) / max(1, first.size)
+    codes = np.frombuffer(CONTROL_CODES.encode("ascii"), np.uint8)
+    controls = np.count_nonzero(np.isin(first, codes)) / max(1, first.size)
     if controls > BINARY_CONTROLS and not head.startswith((b"\xff\xfe", b"\xfe\xff")) and \
             head[:4] != b"\x00\x00\xfe\xff":
         return (f"if it is text at all: {controls:.0%} of its bytes are control codes, as in "
@@ -181,8 +183,7 @@ def oddities(corpus, encoding):
         return sum(int(counts[vocab.index[c]]) for c in chars if c in vocab.index) / len(ids)
 
     said = []
-    controls = share([c for c in vocab.chars if (c < " " or c == "\x7f") and
-                      c not in "\x00\t\n\v\f\r"])  # (C0's: C1's are below)
+    controls = share([c for c in vocab.chars if c in CONTROL_CODES])  # (C1's are below)
     nuls = share("\x00")
     if controls > BINARY_CONTROLS:
         said.append(f"{controls:.0%} of the characters of {path} are control characters "
