@@ -169,12 +169,11 @@ class Transposes:
             load_layer(l, w.layers[l], self.WxhT, self.WhhT, self.WupT, self.Whp, self.Whb,
                        which)
 
-        tasks = range(len(w.layers))
+        layers = range(len(w.layers))
         if threads > 1 and self.Whp.shape[1] > 0:
-            tasks = [(l, which) for l in tasks for which in LOAD_PARTS]
-            _run(threads, part, tasks)
+            _run(threads, part, [(l, which) for l in layers for which in LOAD_PARTS])
         else:
-            for l in tasks:
+            for l in layers:
                 part((l, LOAD_ALL))
         return self.WxhT, self.WupT, self.Whp
 

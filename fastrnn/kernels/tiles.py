@@ -101,6 +101,11 @@ def panels(N, dtype):
     return (N + NR - 1) // NR
 
 
+def _const(v):
+    """An i64 constant."""
+    return ir.Constant(ir.IntType(64), v)
+
+
 def _loop(fn, b, name, start, stop, step):
     """Opens `for i in range(start, stop, step)` (i64) at builder b in function fn; returns
     (i, close): close() ends the loop's body and goes on after it."""
@@ -138,25 +143,22 @@ def _transpose_kernel(module, real):
                      name=f"fastrnn_transpose_{real}")
     R, C, src, lds, dst, ldd = fn.args
 
-    def const(v):
-        return ir.Constant(i64, v)
-
     def at(b, pointer, row, ld, col):
         return b.gep(pointer, [b.add(b.mul(row, ld), col)])
 
     def elements(b, r_start, r_stop, c_start, c_stop):
-        r, close_r = _loop(fn, b, "er", r_start, r_stop, const(1))
-        c, close_c = _loop(fn, b, "ec", c_start, c_stop, const(1))
+        r, close_r = _loop(fn, b, "er", r_start, r_stop, _const(1))
+        c, close_c = _loop(fn, b, "ec", c_start, c_stop, _const(1))
         b.store(b.load(at(b, src, r, lds, c)), at(b, dst, c, ldd, r))
         close_c()
         close_r()
 
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    whole_r = b.mul(b.sdiv(R, const(V)), const(V))
-    whole_c = b.mul(b.sdiv(C, const(V)), const(V))
-    r0, close_r0 = _loop(fn, b, "r0", const(0), whole_r, const(V))
-    c0, close_c0 = _loop(fn, b, "c0", const(0), whole_c, const(V))
-    rows = [b.load(b.bitcast(at(b, src, b.add(r0, const(i)), lds, c0), vec.as_pointer()),
+    whole_r = b.mul(b.sdiv(R, _const(V)), _const(V))
+    whole_c = b.mul(b.sdiv(C, _const(V)), _const(V))
+    r0, close_r0 = _loop(fn, b, "r0", _const(0), whole_r, _const(V))
+    c0, close_c0 = _loop(fn, b, "c0", _const(0), whole_c, _const(V))
+    rows = [b.load(b.bitcast(at(b, src, b.add(r0, _const(i)), lds, c0), vec.as_pointer()),
                    align=size) for i in range(V)]
     mask = ir.VectorType(ir.IntType(32), V)
     half = V // 2
@@ -170,12 +172,12 @@ def _transpose_kernel(module, real):
                 rows[i + half] = b.shuffle_vector(lo, hi, ir.Constant(mask, bottom))
         half //= 2
     for i in range(V):
-        b.store(rows[i], b.bitcast(at(b, dst, b.add(c0, const(i)), ldd, r0), vec.as_pointer()),
+        b.store(rows[i], b.bitcast(at(b, dst, b.add(c0, _const(i)), ldd, r0), vec.as_pointer()),
                 align=size)
     close_c0()
-    elements(b, r0, b.add(r0, const(V)), whole_c, C)   # the block row's last columns
+    elements(b, r0, b.add(r0, _const(V)), whole_c, C)   # the block row's last columns
     close_r0()
-    elements(b, whole_r, R, const(0), C)                # the last rows
+    elements(b, whole_r, R, _const(0), C)                # the last rows
     b.ret_void()
 
 
@@ -196,9 +198,6 @@ def _micro_kernel(module, real):
     M, N, K, A, lda, packed, C, ldc, backwards = fn.args
     fma = ir.Function(module, ir.FunctionType(vec, [vec, vec, vec]), name=f"llvm.fma.v{V}{real}")
 
-    def const(v):
-        return ir.Constant(i64, v)
-
     def block(name):
         return fn.append_basic_block(name)
 
@@ -217,18 +216,18 @@ def _micro_kernel(module, real):
         asks), row blocks inside, so a panel comes from memory once per product and from the
         nearest cache for the other blocks. Panels past the last repeat it, and rows past M
         the last row: computed, not stored."""
-        n_panels = b.sdiv(b.add(N, const(NR - 1)), const(NR))
-        n_groups = b.sdiv(b.add(n_panels, const(width - 1)), const(width))
-        q, close_groups = loop(b, f"q{rows}", const(0), n_groups, const(1))
-        g = b.select(b.icmp_signed("!=", backwards, const(0)),
-                     b.sub(b.sub(n_groups, const(1)), q), q)
-        ps = [b.add(b.mul(g, const(width)), const(j)) for j in range(width)]
-        panel = [b.gep(packed, [b.mul(smaller(b, p, b.sub(n_panels, const(1))),
-                                      b.mul(K, const(NR)))]) for p in ps]
-        r0, close_rows = loop(b, f"r{rows}", const(0), M, const(rows))
+        n_panels = b.sdiv(b.add(N, _const(NR - 1)), _const(NR))
+        n_groups = b.sdiv(b.add(n_panels, _const(width - 1)), _const(width))
+        q, close_groups = loop(b, f"q{rows}", _const(0), n_groups, _const(1))
+        g = b.select(b.icmp_signed("!=", backwards, _const(0)),
+                     b.sub(b.sub(n_groups, _const(1)), q), q)
+        ps = [b.add(b.mul(g, _const(width)), _const(j)) for j in range(width)]
+        panel = [b.gep(packed, [b.mul(smaller(b, p, b.sub(n_panels, _const(1))),
+                                      b.mul(K, _const(NR)))]) for p in ps]
+        r0, close_rows = loop(b, f"r{rows}", _const(0), M, _const(rows))
         a_rows = []
         for i in range(rows):
-            r = smaller(b, b.add(r0, const(i)), b.sub(M, const(1)))
+            r = smaller(b, b.add(r0, _const(i)), b.sub(M, _const(1)))
             a_rows.append(b.gep(A, [b.mul(r, lda)]))
         # for k in range(K): the accumulators are phi nodes (registers) through the loop
         start = b.block
@@ -236,7 +235,7 @@ def _micro_kernel(module, real):
         b.branch(head)
         b.position_at_end(head)
         k = b.phi(i64, "k")
-        k.add_incoming(const(0), start)
+        k.add_incoming(_const(0), start)
         acc = {}
         for i in range(rows):
             for j in range(width):
@@ -247,9 +246,9 @@ def _micro_kernel(module, real):
         b.position_at_end(body)
         w = {}
         for j in range(width):
-            w_row = b.gep(panel[j], [b.mul(k, const(NR))])
+            w_row = b.gep(panel[j], [b.mul(k, _const(NR))])
             for v in range(NV):
-                w[j, v] = b.load(vector_at(b, w_row, const(v * V)), align=size)
+                w[j, v] = b.load(vector_at(b, w_row, _const(v * V)), align=size)
         zeros = ir.Constant(ir.VectorType(i32, V), [0] * V)
         for i in range(rows):
             x = b.insert_element(ir.Constant(vec, ir.Undefined), b.load(b.gep(a_rows[i], [k])),
@@ -258,31 +257,31 @@ def _micro_kernel(module, real):
             for j in range(width):
                 for v in range(NV):
                     acc[i, j, v].add_incoming(b.call(fma, [x, w[j, v], acc[i, j, v]]), body)
-        k.add_incoming(b.add(k, const(1)), body)
+        k.add_incoming(b.add(k, _const(1)), body)
         b.branch(head)
         b.position_at_end(done)
         # store each panel's block: a whole one straight into C, an edge one through spill
-        n_rows = smaller(b, b.sub(M, r0), const(rows))
+        n_rows = smaller(b, b.sub(M, r0), _const(rows))
         for j in range(width):
-            col0 = b.mul(ps[j], const(NR))
-            n_cols = smaller(b, b.sub(N, col0), const(NR))   # <= 0: a repeated panel
-            whole = b.and_(b.icmp_signed("==", n_rows, const(rows)),
-                           b.icmp_signed("==", n_cols, const(NR)))
+            col0 = b.mul(ps[j], _const(NR))
+            n_cols = smaller(b, b.sub(N, col0), _const(NR))   # <= 0: a repeated panel
+            whole = b.and_(b.icmp_signed("==", n_rows, _const(rows)),
+                           b.icmp_signed("==", n_cols, _const(NR)))
             with b.if_else(whole) as (then, otherwise):
                 with then:
                     for i in range(rows):
-                        row = b.gep(C, [b.add(b.mul(b.add(r0, const(i)), ldc), col0)])
+                        row = b.gep(C, [b.add(b.mul(b.add(r0, _const(i)), ldc), col0)])
                         for v in range(NV):
-                            b.store(acc[i, j, v], vector_at(b, row, const(v * V)), align=size)
+                            b.store(acc[i, j, v], vector_at(b, row, _const(v * V)), align=size)
                 with otherwise:
                     for i in range(rows):
                         for v in range(NV):
-                            b.store(acc[i, j, v], vector_at(b, spill, const(i * NR + v * V)),
+                            b.store(acc[i, j, v], vector_at(b, spill, _const(i * NR + v * V)),
                                     align=size)
-                    i, close_i = loop(b, f"i{rows}_{j}", const(0), n_rows, const(1))
-                    src = b.gep(spill, [b.mul(i, const(NR))])
+                    i, close_i = loop(b, f"i{rows}_{j}", _const(0), n_rows, _const(1))
+                    src = b.gep(spill, [b.mul(i, _const(NR))])
                     dst = b.gep(C, [b.add(b.mul(b.add(r0, i), ldc), col0)])
-                    c, close_c = loop(b, f"c{rows}_{j}", const(0), n_cols, const(1))
+                    c, close_c = loop(b, f"c{rows}_{j}", _const(0), n_cols, _const(1))
                     b.store(b.load(b.gep(src, [c])), b.gep(dst, [c]))
                     close_c()
                     close_i()
@@ -295,14 +294,14 @@ def _micro_kernel(module, real):
         if not rest:
             products(b, rows, width, spill)
             return
-        with b.if_else(b.icmp_signed("<=", M, const(rows))) as (fits, more):
+        with b.if_else(b.icmp_signed("<=", M, _const(rows))) as (fits, more):
             with fits:
                 products(b, rows, width, spill)
             with more:
                 by_rows(b, rest)
 
     b = ir.IRBuilder(block("entry"))
-    spill = b.alloca(T, size=const(MR * NR), name="spill")  # edge blocks go through here
+    spill = b.alloca(T, size=_const(MR * NR), name="spill")  # edge blocks go through here
     by_rows(b, BLOCKS)
     b.ret_void()
 
