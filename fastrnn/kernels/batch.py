@@ -38,9 +38,10 @@ In training one task is a unit's forward and backward pass. Then, over element r
 parallel, the units' gradients are summed in unit order straight into the gradient buffer
 (``reduce_units``: never a racing ``+=``; a single unit's gradients are the sum, updated from
 where they are) and the fused clip + optimizer update follows in the same task. Every number
-is computed by the same code on the same unit (or range) whichever thread runs it, so one thread and eight give the same bits, and a run resumed elsewhere
-repeats. For the tanh cell with one layer this is, operation for operation, the kernel this
-module had before it learnt other cells.
+is computed by the same code on the same unit (or range) whichever thread runs it, so one
+thread and eight give the same bits, and a run resumed elsewhere repeats. For the tanh cell
+with one layer this is, operation for operation, the kernel this module had before it learnt
+other cells.
 """
 
 import contextlib
