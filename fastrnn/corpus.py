@@ -227,6 +227,20 @@ def _fits(need, path, what):
         raise CorpusError(str(e)) from None
 
 
+
+def unknown_hint(text, missing, start=True):
+    """What explains some of the characters ``missing`` from a model's vocabulary in
+    ``text`` (``start``: the file's beginning), as "; ..." clauses, or "": a byte-order mark
+    the model never saw; Windows line endings, when its text had none."""
+    hint = ""
+    if start and text.startswith("\ufeff") and "\ufeff" in missing:
+        hint += "; it starts with a byte-order mark: --encoding utf-8-sig reads past it"
+    if "\r" in missing and "\r\n" in text:
+        hint += ("; it has Windows line endings (\\r\\n), and the model's text had no \\r: "
+                 "converted to \\n (dos2unix) it reads as the model's" if missing == ["\r"] else
+                 "; its '\\r' come from Windows line endings (\\r\\n): dos2unix removes them")
+    return hint
+
 def load(path, val_fraction=0.1, encoding="utf-8", vocab=None):
     """Read ``path`` and hold out its last ``val_fraction`` of characters for validation.
 
@@ -249,7 +263,7 @@ def load(path, val_fraction=0.1, encoding="utf-8", vocab=None):
             ids = vocab.encode(text)
         except UnknownCharacters as e:
             raise CorpusError(f"{path} has characters that the checkpoint's vocabulary lacks: "
-                              f"{describe(e.chars)}") from None
+                              f"{describe(e.chars)}{unknown_hint(text, e.chars)}") from None
     except MemoryError:
         raise CorpusError(f"{path}: not enough memory to encode its {len(text):,} "
                           f"characters") from None

@@ -132,12 +132,13 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None):
     ValueError naming it."""
     decoder = codecs.getincrementaldecoder(encoding)()
     read = 0  # bytes read before this block
+    held = ""  # a block's last \r, given to the next block: a \r\n is never cut in two
     try:
         with open(path, "rb") as f:
             while True:
                 raw = f.read(BLOCK)
                 try:
-                    text = decoder.decode(raw, final=not raw)
+                    text = held + decoder.decode(raw, final=not raw)
                 except UnicodeDecodeError as e:
                     byte, offset = corpus.bad_byte(e, read + len(raw))
                     hint = f" ({corpus.encoding_hint(raw, encoding)})" if read == 0 else ""
@@ -150,20 +151,14 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None):
                 read += len(raw)
                 if progress is not None:
                     progress(len(raw))
+                held = "\r" if raw and text.endswith("\r") else ""
+                text = text[:len(text) - len(held)]
                 missing = vocab.unknown(text)
                 if missing and not skip_unknown:
-                    bom = read == len(raw) and text.startswith("\ufeff")  # (the first block)
-                    crlf = "\r" in missing and "\r\n" in text
                     raise ValueError(
                         f"{path} has characters the model never saw: {describe(missing)} "
-                        f"(--skip-unknown, or skip_unknown=True, drops them)" + (
-                            "; it starts with a byte-order mark: --encoding utf-8-sig reads "
-                            "past it" if bom else "") + (
-                            ("; it has Windows line endings (\\r\\n), and the model's text "
-                             "had no \\r: converted to \\n (dos2unix) it reads as the "
-                             "model's" if missing == ["\r"] else "; its '\\r' come from "
-                             "Windows line endings (\\r\\n): dos2unix removes them")
-                            if crlf else ""))
+                        f"(--skip-unknown, or skip_unknown=True, drops them)"
+                        f"{corpus.unknown_hint(text, missing, start=read == len(raw))}")
                 kept = "".join(c for c in text if c in vocab.index) if missing else text
                 if text:
                     yield kept, len(text) - len(kept)

@@ -558,8 +558,12 @@ def test_fine_tuning_refuses_what_it_cannot_do(tmp_path, corpus_file, capsys):
     ckpt = str(tmp_path / "a" / "checkpoint.npz")
     odd = tmp_path / "odd.txt"
     odd.write_text("feathers \u2603 and \u2602 " * 40, encoding="utf-8")
+    crlf = tmp_path / "crlf.txt"
+    crlf.write_bytes(Path(corpus_file).read_bytes().replace(b"\n", b"\r\n"))
     for argv, fragment in [
         (["--data", str(odd)], "vocabulary lacks: '\u2602', '\u2603'"),
+        (["--data", str(crlf)], "vocabulary lacks: '\\r'; it has Windows line endings (\\r\\n), "
+         "and the model's text had no \\r: converted to \\n (dos2unix) it reads as the model's"),
         (["--data", corpus_file, "--hidden-size", "32"],
          "--init-from keeps the checkpoint's model: --hidden-size 32 (the checkpoint has 24)"),
         (["--data", corpus_file, "--resume", ckpt], "give one of them"),

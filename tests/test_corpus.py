@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fastrnn import Vocab
-from fastrnn.corpus import CorpusError, load, oddities
+from fastrnn.corpus import CorpusError, load, oddities, unknown_hint
 from fastrnn.vocab import id_dtype
 
 
@@ -165,8 +165,24 @@ def test_only_regular_files_are_read(tmp_path):
 
 
 def test_a_given_vocabulary_names_the_characters_it_lacks(tmp_path):
-    with pytest.raises(CorpusError, match="the checkpoint's vocabulary lacks: 'z'"):
+    with pytest.raises(CorpusError, match="the checkpoint's vocabulary lacks: 'z'$"):
         load(write(tmp_path, "abcz"), vocab=Vocab("abc"))
+    # and what explains them: Windows line endings in a text whose model had none
+    with pytest.raises(CorpusError, match=re.escape(
+            "lacks: '\\r'; it has Windows line endings (\\r\\n), and the model's text had "
+            "no \\r: converted to \\n (dos2unix) it reads as the model's")):
+        load(write(tmp_path, "ab\r\nca\r\n"), vocab=Vocab("abc\n"))
+
+
+def test_unknown_characters_are_explained_only_by_what_explains_them():
+    """A byte-order mark is named only where the model lacks it and the text starts with it;
+    line endings only where a \\r it lacks comes before a \\n."""
+    assert unknown_hint("\ufeffab", ["\ufeff"]).startswith("; it starts with a byte-order mark")
+    assert unknown_hint("\ufeffab", ["\ufeff"], start=False) == ""
+    assert unknown_hint("\ufeffaz", ["z"]) == ""  # (a model that knows the mark)
+    assert unknown_hint("a\rb\r", ["\r"]) == ""  # (lone \\r: not Windows line endings)
+    assert unknown_hint("a\r\nz", ["\r", "z"]) == ("; its '\\r' come from Windows line endings "
+                                                   "(\\r\\n): dos2unix removes them")
 
 
 def test_a_text_too_large_for_the_memory_is_one_line(tmp_path, monkeypatch):
