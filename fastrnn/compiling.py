@@ -34,13 +34,14 @@ class _Listener(event.Listener):
 
 
 @contextmanager
-def announce(say, what):
-    """Around a call that may compile kernels: ``say("compiling kernels for WHAT (first run
-    only)...")`` when compilation starts, then ``say("compiled in S s")`` after the call.
-    Yields a record whose ``seconds`` is the time spent compiling (0.0: none)."""
+def announce(say, what, kernels="kernels"):
+    """Around a call that may compile kernels: ``say("compiling KERNELS for WHAT (first run
+    only)...")`` when compilation starts (``kernels``: which, e.g. "validation kernels", where
+    a run compiles several sets), then ``say("compiled in S s")`` after the call. Yields a
+    record whose ``seconds`` is the time spent compiling (0.0: none)."""
     kept = "(first run only; later runs load them from the cache)" \
         if ProcessCacheLocator.directory is None else "(no cache kept: in every run)"
-    listener = _Listener(say, f"compiling kernels for {what} {kept}...")
+    listener = _Listener(say, f"compiling {kernels} for {what} {kept}...")
     with event.install_listener("numba:compile", listener):
         yield listener
     if listener.start is not None:

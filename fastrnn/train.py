@@ -170,6 +170,7 @@ PLOT_SHARE = 0.05  # loss.png is redrawn at a validation if the last drawing too
                    # of the run), and at the run's end
 LONG_VALIDATION_CHARS = 1_000_000  # the first (untimed) validation said from this many
 VALIDATION_BAR_DELAY = 2.0  # seconds into a validation before its progress bar shows
+VALIDATION, SAMPLING = "validation kernels", "sampling kernels"  # (compiling says which)
 CADENCE = {"eval_every": 5000, "sample_every": 5000, "sample_length": 200,
            "checkpoint_every": 5000}
 
@@ -760,6 +761,7 @@ class Trainer:
         # seconds (0 until there was one; the validation's is estimated before the first)
         self.block_seconds = self.eval_seconds = self.save_seconds = self.sample_seconds = 0.0
         self.paced_from = None  # (time, iteration) of the first timed block's start
+        self.paced = [0.0, 0]  # seconds and iterations of the timed blocks since then
         self.block_iterations = 1  # (the latest timed block's)
         self.budget_set_end = False  # whether --time-budget set the anneal's end
         self.bar = None  # the progress bar, once the first block has run
@@ -897,6 +899,8 @@ class Trainer:
                     block = max(1, min(100_000, int(n * 0.2 / max(dt, 1e-6))))  # ~0.2 s a call
                     if not timed:  # the anneal's estimate paces the run from here
                         self.paced_from, timed = (t0, self.iteration - n), True
+                    self.paced[0] += dt
+                    self.paced[1] += n
                     self.block_seconds, self.block_iterations = dt, n
                     bar.advance(n, self.iteration, dt, f"chunk loss {self.smooth:.3f}, "
                                 f"{n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s")
@@ -992,14 +996,27 @@ class Trainer:
 
     def _iterations_left(self, start, budget):
         """How many iterations the rest of the budget holds, less the run's ending and the
-        latest block (as ``_out_of_time`` counts them), at the run's pace since its first timed
-        block (the validations, samples and checkpoints between blocks included); 3% fewer,
-        so that the anneal ends within the budget if the pace holds."""
-        now = time.perf_counter()
-        since, first = self.paced_from
-        each = (now - since) / max(1, self.iteration - first)
-        left = budget - (now - start) - self._ending_seconds()
-        return max(1, int(0.97 * left / max(each, 1e-9)))
+        latest block (as ``_out_of_time`` counts them), at the run's pace (``_pace``); 3%
+        fewer, so that the anneal ends within the budget if the pace holds."""
+        left = budget - (time.perf_counter() - start) - self._ending_seconds()
+        return max(1, int(0.97 * left / max(self._pace(), 1e-9)))
+
+    def _pace(self):
+        """Seconds an iteration takes: its kernel calls' (timed since the run's pace began),
+        and its share of the validations (each with a best.npz and a drawing of loss.png),
+        checkpoints and samples due at their cadence, each as long as the latest. (The time
+        between two dates counted what happened to fall between them: a 10 s budget's anneal
+        fixed before the first validation ended before the budget's end, one fixed after it
+        and matplotlib's import, ended 6 s early.)"""
+        args = self.args
+        each = self.paced[0] / max(1, self.paced[1])
+        if args.eval_every:
+            each += (self.eval_seconds + self.save_seconds + self.drawn[2]) / args.eval_every
+        if args.checkpoint_every:
+            each += self.save_seconds / args.checkpoint_every
+        if args.sample_every:
+            each += self.sample_seconds / args.sample_every
+        return each
 
     def _ending_seconds(self):
         """The latest block's time and the run's closing (``_closing_seconds``)."""
@@ -1014,9 +1031,14 @@ class Trainer:
     def _warn_if_the_ending_overruns(self, start, budget):
         """A note when the run's ending (the final validation and checkpoint, as timed now)
         does not fit in what is left of the budget: the run stops at once, and ends late."""
-        left = budget - (time.perf_counter() - start)
-        ending = self._closing_seconds()
-        if ending > left:
+        used = time.perf_counter() - start
+        left, ending = budget - used, self._closing_seconds()
+        if left <= 0:  # (a first call that compiled for longer than the budget)
+            _say(self.args, f"note: the {budget:g} s budget was spent before training got going "
+                            f"({_seconds(used)} s, compiling the kernels included): the run "
+                            f"ends after its final validation and checkpoint, about "
+                            f"{_seconds(ending - left)} s late (a larger --time-budget trains)")
+        elif ending > left:
             _say(self.args, f"note: the final validation and checkpoint take about "
                             f"{_seconds(ending)} s, more than the {_seconds(max(left, 0))} s "
                             f"left of the {budget:g} s budget: the run ends about "
@@ -1049,7 +1071,8 @@ class Trainer:
         part = val[:max(2, min(len(val), len(val) // share))]
         return self._scaled_time(
             lambda text: self.model.evaluate(text, state=state, streams=streams),
-            val[:min(len(val), 2 * streams + 1)], part, (len(val) - 1) / (len(part) - 1))
+            val[:min(len(val), 2 * streams + 1)], part, (len(val) - 1) / (len(part) - 1),
+            VALIDATION)
 
     def _estimate_sample(self, share=16):
         """Seconds a sample would take, for --time-budget before the first: the sampling kernel
@@ -1059,20 +1082,22 @@ class Trainer:
         n = self.args.sample_length
         part = max(1, n // share)
         return self._scaled_time(lambda k: self.model.sample(k, 0, rng=np.random.default_rng(0)),
-                                 1, part, n / part)
+                                 1, part, n / part, SAMPLING)
 
-    def _scaled_time(self, call, warm, part, scale):
+    def _scaled_time(self, call, warm, part, scale, kernels):
         """``call(part)``'s seconds times ``scale``, after ``call(warm)`` compiled (or loaded)
-        its kernels; at least 1e-9 (nonzero: estimated)."""
-        with self._compiling():
+        its ``kernels``; at least 1e-9 (nonzero: estimated)."""
+        with self._compiling(kernels):
             call(warm)
         start = time.perf_counter()
         call(part)
         return max(1e-9, (time.perf_counter() - start) * scale)
 
-    def _compiling(self):
-        """Around a model call: one status line if its kernels compile (not from the cache)."""
-        return compiling.announce(lambda line: _say(self.args, line), self.model.config.dtype)
+    def _compiling(self, kernels="kernels"):
+        """Around a model call: one status line if its kernels compile (not from the cache),
+        naming them (the training kernels are "kernels"; a first run compiles two more sets)."""
+        return compiling.announce(lambda line: _say(self.args, line), self.model.config.dtype,
+                                  kernels)
 
     def _record(self, losses, seconds):
         """Append a block's losses; ``seconds`` is its time (None: untimed, e.g. compilation)."""
@@ -1121,9 +1146,8 @@ class Trainer:
         return True
 
     def _evaluate(self, best_after_sample=False):
-        """A validation (``_validate``) and its time; False if a stop request cut it short (or
-        came before it began)."""
-        start = time.perf_counter()
+        """A validation (``_validate``); False if a stop request cut it short (or came before
+        it began)."""
         try:
             if self.stop is not None and self.stop.requested:
                 raise _CutShort
@@ -1132,7 +1156,6 @@ class Trainer:
             _say(self.args, f"the validation at iteration {self.iteration} is left for the "
                             f"resumed run to do first")
             return False
-        self.eval_seconds = time.perf_counter() - start
         work = self.eval_work = self.eval_seconds - compiled  # (a first one may compile)
         trained, self.seconds_at_eval = self.seconds - self.seconds_at_eval, self.seconds
         if work > max(LONG_VALIDATION, 2 * trained) and self.iteration < self.args.iterations \
@@ -1147,11 +1170,13 @@ class Trainer:
     def _validate(self, best_after_sample=False):
         """Validation over the held-out text: a metrics record, and best.npz if it improved
         (``best_after_sample``: once the iteration's sample is drawn, ``_save_best``, so that
-        best.npz holds the samples' generator as training goes on with it). Returns the
-        seconds it spent compiling kernels. A stop request (Ctrl-C) cuts it short: _CutShort,
-        between two of its kernel calls."""
+        best.npz holds the samples' generator as training goes on with it). Sets
+        ``eval_seconds``, the evaluation's time (not the drawing's or best.npz's, timed
+        apart); returns the seconds it spent compiling kernels. A stop request (Ctrl-C) cuts
+        it short: _CutShort, between two of its kernel calls."""
         val = self.corpus.val
         val_loss = None
+        start = time.perf_counter()
         if len(val) >= 2:
             # From (a copy of) the training state, not zeros: early in training a vanilla RNN's
             # state can have several attractors, and zeros may lead to one training never visits.
@@ -1179,7 +1204,7 @@ class Trainer:
                 if self.stop is not None and self.stop.requested and done[0] < len(val) - 1:
                     raise _CutShort  # (not once it is done: kept, not done again)
 
-            with self._compiling() as compiled:
+            with self._compiling(VALIDATION) as compiled:
                 try:
                     val_loss = self.model.evaluate(val, state=state, progress=progress,
                                                    streams=self.args.val_streams)
@@ -1187,6 +1212,7 @@ class Trainer:
                     for b in bar:
                         b.close()
             val_loss = val_loss[0] / (len(val) - 1)
+        self.eval_seconds = max(1e-9, time.perf_counter() - start)  # (nonzero: timed)
         train_loss = self._train_loss()
         record = {"iteration": self.iteration, "epoch": round(self._epochs(), 4),
                   "chars": self.iteration * self.chunk_chars,
@@ -1274,7 +1300,7 @@ class Trainer:
         start = time.perf_counter()
         train = self.corpus.train
         seed_ix = int(train[min(self.model.position, len(train) - 1)])
-        with self._compiling():
+        with self._compiling(SAMPLING):
             ids, _ = self.model.sample(self.args.sample_length, seed_ix, rng=self.rng)
         _say(self.args, f"----- sample at iteration {self.iteration}\n"
                         f"{_shown(self.corpus.vocab.decode(ids))}\n-----")
@@ -1483,8 +1509,9 @@ class Trainer:
                         else " (the end of its anneal)" if window
                         else " (before the anneal began)")
         if last.get("val_loss") is not None:
-            summary += (f", validation {last['val_loss']:.4f} nats/char = "
-                        f"{last['val_bpc']:.4f} bits/char")
+            streams = last.get("val_streams") or 1  # (as the validation's own line says)
+            summary += (f", validation{f' ({streams} streams)' if streams > 1 else ''} "
+                        f"{last['val_loss']:.4f} nats/char = {last['val_bpc']:.4f} bits/char")
             # (the run's best: on its text, if it was resumed on another, and not any record)
             best = next((r for r in self.records if r["val_loss"] == self.best), None)
             if best is not None and best["val_loss"] < last["val_loss"]:
