@@ -281,6 +281,14 @@ def _number(kind, text, ok, what):
     return value
 
 
+def path(text):
+    """A path option's value: an empty one (an unset shell variable, ``--resume "$CKPT"``) is
+    refused, not taken as the option left out."""
+    if text == "":
+        raise argparse.ArgumentTypeError("an empty path")
+    return text
+
+
 def positive_int(text):
     return _number(int, text, lambda v: v > 0, "a positive integer")
 

@@ -20,6 +20,9 @@ from .vocab import UnknownCharacters, Vocab, describe
 
 # more than this share of control characters (but NUL, tabs and line breaks): binary data
 BINARY_CONTROLS = 0.05
+# more than this share of characters, read as UTF-16, that are two bytes of ASCII text each:
+# 8-bit text read as UTF-16 (all of them; a Chinese text's are about a fifth)
+EIGHT_BIT_PAIRS = 0.9
 CONTROL_CODES = "".join(map(chr, [*range(1, 9), *range(14, 32), 127]))  # (those counted: C0 and
 # DEL, but NUL, \t, \n, \v, \f and \r)
 COUNT_BLOCK = 1 << 20  # ids a text check (``oddities``) counts at a time
@@ -146,6 +149,9 @@ def read_text(path, encoding="utf-8"):
             f"{path}: byte 0x{byte:02x} at offset {offset} is not valid {encoding} "
             f"({e.reason}); pass the file's encoding with --encoding "
             f"({encoding_hint(raw, encoding)})") from None
+    except UnicodeError as e:  # (a codec's own, not a DecodeError: punycode's, UTF-16's)
+        raise CorpusError(f"{path}: not valid {encoding} ({e}); pass the file's encoding with "
+                          f"--encoding") from None
     return text, hashlib.sha256(raw).hexdigest()
 
 
@@ -156,6 +162,16 @@ def _counts(ids, size):
     for i in range(0, len(ids), COUNT_BLOCK):
         counts += np.bincount(ids[i:i + COUNT_BLOCK], minlength=size)
     return counts
+
+
+def _two_text_bytes(c):
+    """Whether character c's UTF-16 code unit is two bytes of ASCII text (printable, tab or
+    line break): what 8-bit text read as UTF-16 is made of (CJK-looking characters)."""
+    code = ord(c)
+    return code <= 0xFFFF and all(b in _TEXT_BYTES for b in (code >> 8, code & 0xFF))
+
+
+_TEXT_BYTES = frozenset([0x09, 0x0A, 0x0D, *range(0x20, 0x7F)])
 
 
 def _crlf(ids, cr, lf):
@@ -194,6 +210,11 @@ def oddities(corpus, encoding):
         order = "be" if ids[0] == vocab.index["\x00"] else "le"  # (the zero byte first)
         said.append(f"{nuls:.0%} of the characters of {path} are NUL (\\x00), as in UTF-{width} "
                     f"text read as {encoding}: if it is, --encoding utf-{width}-{order} reads it")
+    elif codecs.lookup(encoding).name.startswith("utf-16") and \
+            (paired := share([c for c in vocab.chars if _two_text_bytes(c)])) > EIGHT_BIT_PAIRS:
+        said.append(f"{paired:.0%} of the characters of {path} read as {encoding} are two bytes "
+                    f"of ASCII text each, as 8-bit text (ASCII, UTF-8) read as UTF-16 gives: if "
+                    f"it is, --encoding utf-8 reads it")
     elif codecs.lookup(encoding).name == "iso8859-1" and \
             any("\x80" <= c <= "\x9f" for c in vocab.chars):
         said.append(f"{path} read as {encoding} has characters U+0080-U+009F, control codes "

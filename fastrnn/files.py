@@ -63,7 +63,10 @@ def write_atomically(path, write):
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # (a read-only filesystem refuses even that: its error is not the one)
+            pass
         if isinstance(e, OSError) and e.filename == str(tmp):  # (the file asked for is named,
             raise type(e)(e.errno, e.strerror, str(path)) from None  # not its temporary twin)
         raise

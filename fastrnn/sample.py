@@ -25,7 +25,8 @@ PIECE = 64  # characters generated per kernel call, then written out
 def build_parser():
     p = cli.Parser(prog="python -m fastrnn.sample",
                    description="Generate text from a fastrnn checkpoint, streaming it to stdout.")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint written by fastrnn.train")
+    p.add_argument("checkpoint", type=cli.path, metavar="CHECKPOINT",
+                   help="a checkpoint written by fastrnn.train")
     p.add_argument("--length", type=cli.non_negative_int, default=500, metavar="N",
                    help="characters to generate after the prime text (default 500)")
     p.add_argument("--prime", metavar="TEXT",

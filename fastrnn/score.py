@@ -34,8 +34,9 @@ def build_parser():
     p = cli.Parser(prog="python -m fastrnn.score",
                    description="Score texts with a fastrnn checkpoint: loss per character, bits "
                                "per character and perplexity, one line per file.")
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint written by fastrnn.train")
-    p.add_argument("files", metavar="FILE", nargs="+", help="texts to score")
+    p.add_argument("checkpoint", type=cli.path, metavar="CHECKPOINT",
+                   help="a checkpoint written by fastrnn.train")
+    p.add_argument("files", type=cli.path, metavar="FILE", nargs="+", help="texts to score")
     p.add_argument("--encoding", default="utf-8", help="the texts' encoding (default utf-8)")
     p.add_argument("--skip-unknown", action="store_true",
                    help="drop characters outside the model's vocabulary (and count them) instead "

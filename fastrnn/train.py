@@ -48,7 +48,7 @@ def build_parser():
                                "dropout (truncated BPTT; Adagrad, RMSprop or Adam). Defaults are "
                                "min-char-rnn's settings.")
     d = p.add_argument_group("data")
-    d.add_argument("--data", metavar="PATH",
+    d.add_argument("--data", type=cli.path, metavar="PATH",
                    help="UTF-8 text to train on (default: the bundled corpus data/tragedies.txt; "
                         "with --resume: the checkpoint's)")
     d.add_argument("--encoding", help="the text's encoding (default utf-8)")
@@ -136,13 +136,13 @@ def build_parser():
                    help="write the checkpoint every N iterations (0: only at the end; default "
                         "5000; with --resume: the checkpoint's); it is also written at the end "
                         "and on Ctrl-C")
-    r.add_argument("--out", metavar="DIR",
+    r.add_argument("--out", type=cli.path, metavar="DIR",
                    help="directory for checkpoints and metrics (default ./out; with --resume: "
                         "the checkpoint's directory)")
-    r.add_argument("--resume", metavar="CHECKPOINT",
+    r.add_argument("--resume", type=cli.path, metavar="CHECKPOINT",
                    help="continue training from this checkpoint: its model, optimizer state, "
                         "schedule and text (--learning-rate and --dropout may be given anew)")
-    r.add_argument("--init-from", metavar="CHECKPOINT",
+    r.add_argument("--init-from", type=cli.path, metavar="CHECKPOINT",
                    help="fine-tune: start a new run (fresh optimizer state, counters and hidden "
                         "state) from this checkpoint's weights, model and vocabulary, on --data; "
                         "--learning-rate, --seq-length, --batch-size, --optimizer, --seed and "
@@ -179,8 +179,6 @@ def _main(argv):
     args = build_parser().parse_args(argv)
     args.output_closed = None  # set by _say when stdout cannot be written: why
     args.notes = []  # notes of the settings, said once the run is accepted (``Trainer._run``)
-    if args.out == "":
-        raise cli.UsageError("--out: an empty path (give a directory)")
     if args.resume and args.init_from:
         raise cli.UsageError("--resume continues a run, --init-from starts a new one from a "
                              "checkpoint's weights: give one of them")
@@ -213,7 +211,7 @@ def _main(argv):
     source = _load_source(args.init_from) if args.init_from else None
     config, data = _settings(args, ckpt, source)
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None,
-                          lambda line: _say(args, line))
+                          lambda line: _say(args, line), args.data is not None)
     saved_target = ckpt.run.get("target") if ckpt else None  # (the resumed run's own end)
     data["from"] = _text_from(ckpt, corpus)
     args.target_from = "given" if args.iterations or args.epochs else \
@@ -495,8 +493,10 @@ def _output_dir(args, ckpt):
         probe = out / f".write-test-{id(out)}"
         probe.write_bytes(b"")
         probe.unlink()
-    except OSError as e:
-        raise cli.UsageError(f"cannot write to output directory {out}: {e.strerror or e}") from None
+    except OSError as e:  # (a resume writes beside its checkpoint unless told otherwise)
+        hint = ": --out DIR writes the resumed run elsewhere" if ckpt and not args.out else ""
+        raise cli.UsageError(f"cannot write to output directory {out}: {e.strerror or e}"
+                             f"{hint}") from None
     had_lock_file = (out / files.LOCK).exists()
     try:  # held until the run returns: no other run writes here meanwhile
         args.lock = files.lock(out)
@@ -566,7 +566,9 @@ def _check_output_dir(args, ckpt, out):
     files.remove_stale_temporaries(out, OUTPUTS)
 
 
-def _load_corpus(data, config, ckpt, vocab=None, say=None):
+def _load_corpus(data, config, ckpt, vocab=None, say=None, given=True):
+    """The run's text (``data``: its settings; ``given``: its path was given, --data, not
+    taken from the resumed checkpoint), checked against the model and the checkpoint."""
     path = Path(data["path"])
     if ckpt is None and path == corpus_mod.DEFAULT_CORPUS and not path.exists():
         raise cli.UsageError(f"the bundled corpus {path} is missing (it ships in the source "
@@ -597,6 +599,11 @@ def _load_corpus(data, config, ckpt, vocab=None, say=None):
             + (" or --batch-size" if B > 1 else ""))
     piece = len(corpus.train) // B  # each stream's share of the text
     saved = ckpt.run.get("data", {}).get("sha256") if ckpt else None
+    if ckpt and saved and corpus.sha256 != saved and not given:  # (changed since, in place)
+        raise cli.UsageError(f"{path} has changed since the checkpoint was written: it is not "
+                             f"the text the run trained on; pass --data {path} to resume on it "
+                             f"as it is now (the run then keeps a best of its own: {BEST} is "
+                             f"replaced at its first validation)")
     if ckpt and corpus.sha256 != saved:  # (another text, or one the checkpoint does not name)
         best, other = ckpt.run.get("best_val_loss"), _another_text(ckpt.run, corpus)
         cli.warn(PROG, (f"{path} is not the text this checkpoint was trained on" if saved else

@@ -1,10 +1,12 @@
 """Checkpoints: exact round trip, atomic writes, format-1 files, and a clear error for every
 unusable file."""
 
+import errno
 import io
 import json
 import os
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -353,6 +355,27 @@ def test_what_a_caller_hands_save_is_taken_or_named(saved, tmp_path):
     missing = tmp_path / "no" / "such" / "checkpoint.npz"
     with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
         checkpoint.save(missing, ckpt)
+
+
+def test_a_read_only_filesystem_is_named_on_the_file_asked_for(saved, monkeypatch):
+    """Where the temporary file cannot be made, nor its removal tried (a read-only
+    filesystem refuses both), the error names the checkpoint asked for, not the temporary."""
+    path, model, losses = saved
+    ckpt = Checkpoint.of(model, Vocab("abcde"), losses, {})
+    real_open = open
+
+    def read_only(file, *args, **kwargs):
+        if str(file).endswith(".tmp"):
+            raise OSError(errno.EROFS, "Read-only file system", str(file))
+        return real_open(file, *args, **kwargs)
+
+    def unlink(self, missing_ok=False):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr("builtins.open", read_only)
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(OSError, match=re.escape(f"Read-only file system: '{path}'")):
+        checkpoint.save(path, ckpt)
 
 
 def test_save_writes_numpy_integer_counts_as_json_integers(saved):

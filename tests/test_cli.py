@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastrnn import checkpoint, cli, reference, train
+from fastrnn import checkpoint, cli, reference, score, train
 from fastrnn.corpus import DEFAULT_CORPUS, load
 from fastrnn.sample import main as sample_main
 from tests.helpers import NAMES, rewrite_meta
@@ -2081,6 +2081,26 @@ def test_a_run_resumed_on_another_text_keeps_a_best_of_its_own(tmp_path, corpus_
     assert run["metrics"][-1]["epoch"] == round(trained / per_pass, 4)
 
 
+def test_a_text_changed_in_place_is_resumed_on_only_when_named(tmp_path, corpus_file, capsys):
+    """A bare --resume whose text has changed since its checkpoint (edited in place) is
+    refused, its best.npz kept; named with --data, it is trained on as another text is."""
+    text = tmp_path / "text.txt"
+    text.write_text(Path(corpus_file).read_text())
+    out = tmp_path / "out"
+    assert train.main(["--data", str(text), *SMALL, "--iterations", "20", "--eval-every", "10",
+                       "--sample-every", "0", "--out", str(out)]) == 0
+    best = (out / "best.npz").read_bytes()
+    text.write_text(text.read_text().replace("the", "THE"))
+    rc = train.main(["--resume", str(out / "checkpoint.npz"), "--iterations", "30"])
+    assert_usage_error(rc, capsys, f"{text} has changed since the checkpoint was written: it is "
+                                   f"not the text the run trained on; pass --data {text} to "
+                                   f"resume on it as it is now")
+    assert (out / "best.npz").read_bytes() == best
+    assert train.main(["--resume", str(out / "checkpoint.npz"), "--data", str(text),
+                       "--iterations", "30", "--eval-every", "10", "--quiet"]) == 0
+    assert f"{text} is not the text this checkpoint was trained on" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("delay", [0.0, 0.13, 0.37])
 def test_kill_at_any_moment_leaves_a_whole_checkpoint(tmp_path, corpus_file, delay):
     proc = _start(["--data", corpus_file, "--hidden-size", "64", "--iterations", "10000000",
@@ -2565,6 +2585,11 @@ def test_encoding_option(tmp_path, capsys):
                        "unknown encoding 'klingon'")
     assert_usage_error(train.main(args + ["--encoding", "", "--overwrite"]), capsys,
                        "unknown encoding ''")  # (as fastrnn.score says; not utf-8 silently)
+    plain = tmp_path / "plain.txt"  # (ASCII: punycode's own error, not a byte's)
+    plain.write_text("au lait, " * 10)
+    assert_usage_error(train.main(["--data", str(plain), *args[2:], "--encoding", "punycode",
+                                   "--overwrite"]), capsys,
+                       f"{plain}: not valid punycode (decoding with 'punycode' codec failed")
     assert_usage_error(train.main(["--data", str(tmp_path), "--out", str(tmp_path / "dir-run")]),
                        capsys, "is a directory")
 
@@ -2607,6 +2632,11 @@ def test_encoding_option(tmp_path, capsys):
     (["--dropout", "1"], "--dropout"),
     (["--dropout", "0.5"], "dropout 0.5 applies between layers: it needs num_layers >= 2"),
     (["--backend", "tpu"], "invalid choice: 'tpu'"),
+    # an empty path (``--resume "$CKPT"`` with CKPT unset) is not an option left out
+    (["--resume", ""], "argument --resume: an empty path"),
+    (["--init-from", ""], "argument --init-from: an empty path"),
+    (["--data", ""], "argument --data: an empty path"),
+    (["--out", ""], "argument --out: an empty path"),
     (["--bogus"], "unrecognized arguments: --bogus"),
 ])
 def test_nonsense_hyperparameters(tmp_path, corpus_file, capsys, args, fragment):
@@ -2622,7 +2652,7 @@ def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, corpus_file, capsys):
     assert_usage_error(rc, capsys, "backend 'cuda' is not usable here", "NUMBA_ENABLE_CUDASIM")
 
 
-def test_output_directory_problems(tmp_path, corpus_file, capsys):
+def test_output_directory_problems(tmp_path, corpus_file, capsys, monkeypatch):
     a_file = tmp_path / "file"
     a_file.write_text("x")
     rc = train.main(["--data", corpus_file, "--out", str(a_file / "sub")])
@@ -2646,6 +2676,21 @@ def test_output_directory_problems(tmp_path, corpus_file, capsys):
     rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "3", "--out", str(tmp_path)])
     assert_usage_error(rc, capsys, "checkpoint.npz already exists", "--resume", "--overwrite")
     assert_usage_error(train.main(["--data", corpus_file, "--out", ""]), capsys, "--out: an empty")
+    # a resume writes beside its checkpoint: where it cannot (a read-only filesystem), --out
+    write_bytes = Path.write_bytes
+
+    def read_only(path, data):
+        if path.name.startswith(".write-test-"):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return write_bytes(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", read_only)
+    rc = train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations", "5"])
+    assert_usage_error(rc, capsys, f"cannot write to output directory {tmp_path}: Read-only "
+                                   f"file system: --out DIR writes the resumed run elsewhere")
+    rc = train.main(["--data", corpus_file, "--out", str(tmp_path / "new")])
+    assert_usage_error(rc, capsys, f"cannot write to output directory {tmp_path / 'new'}: "
+                                   f"Read-only file system")
 
 
 def test_resuming_into_another_runs_directory_is_refused(tmp_path, corpus_file, capsys):
@@ -2822,6 +2867,16 @@ def test_bad_sample_options(trained, capsys, args, fragment):
     rc, text = run_sample([trained, *args])
     assert_usage_error(rc, capsys, fragment)
     assert text == ""
+
+
+def test_an_empty_checkpoint_or_file_path_is_refused(trained, capsys):
+    """Not read as the current directory ("." is a directory)."""
+    rc, text = run_sample([""])
+    assert_usage_error(rc, capsys, "argument CHECKPOINT: an empty path")
+    for argv, which in (["", "x.txt"], "CHECKPOINT"), ([trained, ""], "FILE"):
+        assert score.main(argv, out=io.StringIO()) == 2
+        assert capsys.readouterr().err == (f"fastrnn.score: error: argument {which}: an empty "
+                                           f"path (see --help)\n")
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -227,6 +227,11 @@ def test_a_text_too_large_for_the_memory_is_one_line(tmp_path, monkeypatch):
      [r"has Windows line endings \(\\r\\n\): the model learns the \\r before every line break "
       r"as a character .*; a copy with Unix line endings \(dos2unix\) leaves it out$"]),
     ("line\rold Mac line\r\n" * 20, "utf-8", []),  # (a \r alone: not Windows')
+    ("plain text,\nas text is.\n" * 20, "utf-16-le",
+     [r"^100% of the characters of .* read as utf-16-le are two bytes of ASCII text each, as "
+      r"8-bit text \(ASCII, UTF-8\) read as UTF-16 gives: if it is, --encoding utf-8 reads it$"]),
+    ("\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341\u3002\n".encode("utf-16")
+     * 20, "utf-16", []),  # (Chinese: some of its characters are such pairs, not most)
 ])
 def test_oddities_of_a_text_are_said(tmp_path, content, encoding, said):
     """What a text holds that text rarely does, said when a run starts (it trains on it as it
