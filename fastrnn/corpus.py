@@ -23,6 +23,7 @@ BINARY_CONTROLS = 0.05
 # more than this share of characters, read as UTF-16, that are two bytes of ASCII text each:
 # 8-bit text read as UTF-16 (all of them; a Chinese text's are about a fifth)
 EIGHT_BIT_PAIRS = 0.9
+_TEXT_BYTES = frozenset([0x09, 0x0A, 0x0D, *range(0x20, 0x7F)])  # (ASCII text: those bytes)
 CONTROL_CODES = "".join(map(chr, [*range(1, 9), *range(14, 32), 127]))  # (those counted: C0 and
 # DEL, but NUL, \t, \n, \v, \f and \r)
 COUNT_BLOCK = 1 << 20  # ids a text check (``oddities``) counts at a time
@@ -149,10 +150,17 @@ def read_text(path, encoding="utf-8"):
             f"{path}: byte 0x{byte:02x} at offset {offset} is not valid {encoding} "
             f"({e.reason}); pass the file's encoding with --encoding "
             f"({encoding_hint(raw, encoding)})") from None
-    except UnicodeError as e:  # (a codec's own, not a DecodeError: punycode's, UTF-16's)
-        raise CorpusError(f"{path}: not valid {encoding} ({e}); pass the file's encoding with "
-                          f"--encoding") from None
+    except UnicodeError as e:  # (a codec's own, not a DecodeError: punycode's)
+        raise CorpusError(codec_failure(path, encoding, e)) from None
     return text, hashlib.sha256(raw).hexdigest()
+
+
+def codec_failure(path, encoding, e):
+    """The message for a codec's own error (a UnicodeError, not a UnicodeDecodeError, which
+    names a byte): its reason, not Python's wrapping of it ("decoding with 'punycode' codec
+    failed (...)")."""
+    return (f"{path}: not valid {encoding} ({e.__cause__ or e}); pass its encoding with "
+            f"--encoding")
 
 
 def _counts(ids, size):
@@ -171,9 +179,6 @@ def _two_text_bytes(c):
     return code <= 0xFFFF and all(b in _TEXT_BYTES for b in (code >> 8, code & 0xFF))
 
 
-_TEXT_BYTES = frozenset([0x09, 0x0A, 0x0D, *range(0x20, 0x7F)])
-
-
 def _crlf(ids, cr, lf):
     """(\\r followed by \\n, all \\r) counts in ``ids`` but its last, a block at a time."""
     pairs = crs = 0
@@ -188,8 +193,9 @@ def _crlf(ids, cr, lf):
 def oddities(corpus, encoding):
     """What a new run's training text holds that text rarely does, each in a sentence (the
     model would learn it as it is, in silence): binary data; NULs between letters (UTF-16 or
-    -32 read as UTF-8: valid, when the text is ASCII); Windows-1252's quotes and dashes read as
-    latin-1's control codes; a byte-order mark; Windows line endings."""
+    -32 read as UTF-8: valid, when the text is ASCII); 8-bit text read as UTF-16 (characters
+    that are two bytes of ASCII text each); Windows-1252's quotes and dashes read as latin-1's
+    control codes; a byte-order mark; Windows line endings."""
     path, ids, vocab = corpus.path, corpus.train, corpus.vocab
     if not len(ids):
         return []
@@ -248,19 +254,37 @@ def _fits(need, path, what):
         raise CorpusError(str(e)) from None
 
 
-
-def unknown_hint(text, missing, start=True):
+def unknown_hint(text, missing, encoding, start=True):
     """What explains some of the characters ``missing`` from a model's vocabulary in
-    ``text`` (``start``: the file's beginning), as "; ..." clauses, or "": a byte-order mark
-    the model never saw; Windows line endings, when its text had none."""
+    ``text`` read as ``encoding`` (``start``: the file's beginning), as "; ..." clauses, or
+    "": a byte-order mark the model never saw (and the codec that reads past it); Windows line
+    endings, when its text had none and most of its \\r are theirs (as ``oddities`` counts)."""
     hint = ""
-    if start and text.startswith("\ufeff") and "\ufeff" in missing:
-        hint += "; it starts with a byte-order mark: --encoding utf-8-sig reads past it"
-    if "\r" in missing and "\r\n" in text:
-        hint += ("; it has Windows line endings (\\r\\n), and the model's text had no \\r: "
-                 "converted to \\n (dos2unix) it reads as the model's" if missing == ["\r"] else
-                 "; its '\\r' come from Windows line endings (\\r\\n): dos2unix removes them")
+    reader = _bom_reader(encoding)
+    if start and text.startswith("\ufeff") and "\ufeff" in missing and \
+            codecs.lookup(encoding).name != reader:
+        hint += f"; it starts with a byte-order mark: --encoding {reader} reads past it"
+    if "\r" in missing:
+        pairs, crs = text.count("\r\n"), text.count("\r")
+        if pairs == crs and missing == ["\r"]:
+            hint += ("; it has Windows line endings (\\r\\n), and the model's text had no "
+                     "\\r: converted to \\n (dos2unix) it reads as the model's")
+        elif pairs > crs / 2:
+            hint += (f"; {'its' if pairs == crs else 'most of its'} '\\r' come from Windows "
+                     f"line endings (\\r\\n): dos2unix removes them")
     return hint
+
+
+def _bom_reader(encoding):
+    """The codec that reads past a byte-order mark in text of ``encoding``'s family."""
+    name = codecs.lookup(encoding).name
+    return "utf-16" if name.startswith("utf-16") else "utf-32" if name.startswith("utf-32") \
+        else "utf-8-sig"
+
+
+class UnknownText(CorpusError):
+    """The text has characters that the vocabulary it is encoded with lacks."""
+
 
 def load(path, val_fraction=0.1, encoding="utf-8", vocab=None):
     """Read ``path`` and hold out its last ``val_fraction`` of characters for validation.
@@ -283,8 +307,9 @@ def load(path, val_fraction=0.1, encoding="utf-8", vocab=None):
         try:
             ids = vocab.encode(text)
         except UnknownCharacters as e:
-            raise CorpusError(f"{path} has characters that the checkpoint's vocabulary lacks: "
-                              f"{describe(e.chars)}{unknown_hint(text, e.chars)}") from None
+            raise UnknownText(f"{path} has characters that the checkpoint's vocabulary lacks: "
+                              f"{describe(e.chars)}"
+                              f"{unknown_hint(text, e.chars, encoding)}") from None
     except MemoryError:
         raise CorpusError(f"{path}: not enough memory to encode its {len(text):,} "
                           f"characters") from None

@@ -101,7 +101,7 @@ def _main(argv, out):
     rng = np.random.default_rng(args.seed)
     ids = vocab.encode(prime)
     say = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
-    with compiling.announce(say, model.config.dtype):
+    with compiling.announce(say, model.config.dtype, "sampling kernels"):
         return _generate(model, vocab, prime, ids, rng, args, out)
 
 

@@ -80,7 +80,7 @@ def _main(argv, out):
     total = sum(_size(path) for path in args.files)
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="scoring", file=sys.stderr,
                leave=False, dynamic_ncols=True, disable=total < PROGRESS_BYTES)
-    with compiling.announce(say, model.config.dtype), bar:
+    with compiling.announce(say, model.config.dtype, "scoring kernels"), bar:
         for path in args.files:
             try:
                 result = score_file(model, ckpt.vocab, ckpt.state[:, :, :1], path,
@@ -147,8 +147,7 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None):
                         f"{path}: byte 0x{byte:02x} at offset {offset} is not valid {encoding} "
                         f"({e.reason}); pass its encoding with --encoding{hint}") from None
                 except UnicodeError as e:  # (UTF-16's missing BOM is not a DecodeError)
-                    raise ValueError(f"{path}: not valid {encoding} ({e}); pass its "
-                                     f"encoding with --encoding") from None
+                    raise ValueError(corpus.codec_failure(path, encoding, e)) from None
                 read += len(raw)
                 if progress is not None:
                     progress(len(raw))
@@ -159,7 +158,7 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None):
                     raise ValueError(
                         f"{path} has characters the model never saw: {describe(missing)} "
                         f"(--skip-unknown, or skip_unknown=True, drops them)"
-                        f"{corpus.unknown_hint(text, missing, start=read == len(raw))}")
+                        f"{corpus.unknown_hint(text, missing, encoding, read == len(raw))}")
                 kept = "".join(c for c in text if c in vocab.index) if missing else text
                 if text:
                     yield kept, len(text) - len(kept)

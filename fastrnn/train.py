@@ -170,7 +170,7 @@ PLOT_SHARE = 0.05  # loss.png is redrawn at a validation if the last drawing too
                    # of the run), and at the run's end
 LONG_VALIDATION_CHARS = 1_000_000  # the first (untimed) validation said from this many
 VALIDATION_BAR_DELAY = 2.0  # seconds into a validation before its progress bar shows
-VALIDATION, SAMPLING = "validation kernels", "sampling kernels"  # (compiling says which)
+TRAINING, VALIDATION, SAMPLING = "training kernels", "validation kernels", "sampling kernels"
 CADENCE = {"eval_every": 5000, "sample_every": 5000, "sample_length": 200,
            "checkpoint_every": 5000}
 
@@ -494,7 +494,7 @@ def _output_dir(args, ckpt):
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:  # (a resume writes beside its checkpoint unless told otherwise)
-        hint = ": --out DIR writes the resumed run elsewhere" if ckpt and not args.out else ""
+        hint = "; --out DIR writes the resumed run elsewhere" if ckpt and not args.out else ""
         raise cli.UsageError(f"cannot write to output directory {out}: {e.strerror or e}"
                              f"{hint}") from None
     had_lock_file = (out / files.LOCK).exists()
@@ -566,7 +566,7 @@ def _check_output_dir(args, ckpt, out):
     files.remove_stale_temporaries(out, OUTPUTS)
 
 
-def _load_corpus(data, config, ckpt, vocab=None, say=None, given=True):
+def _load_corpus(data, config, ckpt, vocab, say, given):
     """The run's text (``data``: its settings; ``given``: its path was given, --data, not
     taken from the resumed checkpoint), checked against the model and the checkpoint."""
     path = Path(data["path"])
@@ -582,6 +582,11 @@ def _load_corpus(data, config, ckpt, vocab=None, say=None, given=True):
     try:
         corpus = corpus_mod.load(path, data["val_fraction"], data["encoding"],
                                  ckpt.vocab if ckpt else vocab)
+    except corpus_mod.UnknownText as e:
+        if ckpt and not given:  # (the text the run trained on had none of those)
+            raise cli.UsageError(f"{e}; {path} has changed since the checkpoint was written: "
+                                 f"it is not the text the run trained on") from None
+        raise cli.UsageError(str(e)) from None
     except corpus_mod.CorpusError as e:
         recorded = ckpt and str(path) == ckpt.run.get("data", {}).get("path")
         raise cli.UsageError(str(e) + ("; it is the text the checkpoint was trained on: if it "
@@ -1003,27 +1008,33 @@ class Trainer:
 
     def _iterations_left(self, start, budget):
         """How many iterations the rest of the budget holds, less the run's ending and the
-        latest block (as ``_out_of_time`` counts them), at the run's pace (``_pace``); 3%
-        fewer, so that the anneal ends within the budget if the pace holds."""
-        left = budget - (time.perf_counter() - start) - self._ending_seconds()
-        return max(1, int(0.97 * left / max(self._pace(), 1e-9)))
+        latest block (as ``_out_of_time`` counts them): the most whose time (``_cost``) fits
+        in 97% of it, so that the anneal ends within the budget if the pace holds."""
+        left = 0.97 * (budget - (time.perf_counter() - start) - self._ending_seconds())
+        low, high = 1, max(1, int(left / max(self._cost(1), 1e-9)) + 1)
+        while low < high:  # (the cost grows with the iterations: the last that fits)
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if self._cost(mid) <= left else (low, mid - 1)
+        return low
 
-    def _pace(self):
-        """Seconds an iteration takes: its kernel calls' (timed since the run's pace began),
-        and its share of the validations (each with a best.npz and a drawing of loss.png),
-        checkpoints and samples due at their cadence, each as long as the latest. (The time
-        between two dates counted what happened to fall between them: a 10 s budget's anneal
-        fixed before the first validation ended before the budget's end, one fixed after it
-        and matplotlib's import, ended 6 s early.)"""
-        args = self.args
-        each = self.paced[0] / max(1, self.paced[1])
-        if args.eval_every:
-            each += (self.eval_seconds + self.save_seconds + self.drawn[2]) / args.eval_every
-        if args.checkpoint_every:
-            each += self.save_seconds / args.checkpoint_every
-        if args.sample_every:
-            each += self.sample_seconds / args.sample_every
-        return each
+    def _cost(self, n):
+        """Seconds the next n iterations take: their kernel calls', at the pace timed since
+        the run's pace began, and the validations (each with a drawing of loss.png and, with a
+        held-out text, best.npz), checkpoints and samples due among them, each as long as the
+        latest (a validation at the n-th is the run's final one, in ``_closing_seconds``). (The
+        time between two dates, which this replaced, counted what happened to fall between
+        them: a 10 s budget's anneal fixed before the first validation ended past the budget's
+        end; one fixed after it and matplotlib's import, 6 s before.)"""
+        args, first, end = self.args, self.iteration, self.iteration + n
+
+        def due(every, last):  # how many multiples of ``every`` in (first, last]
+            return last // every - first // every if every else 0
+
+        each = self.eval_seconds + self.drawn[2] + \
+            (self.save_seconds if len(self.corpus.val) >= 2 else 0.0)
+        return (n * self.paced[0] / max(1, self.paced[1]) + due(args.eval_every, end - 1) * each
+                + due(args.checkpoint_every, end) * self.save_seconds
+                + due(args.sample_every, end) * self.sample_seconds)
 
     def _ending_seconds(self):
         """The latest block's time and the run's closing (``_closing_seconds``)."""
@@ -1040,11 +1051,14 @@ class Trainer:
         does not fit in what is left of the budget: the run stops at once, and ends late."""
         used = time.perf_counter() - start
         left, ending = budget - used, self._closing_seconds()
-        if left <= 0:  # (a first call that compiled for longer than the budget)
-            _say(self.args, f"note: the {budget:g} s budget was spent before training got going "
-                            f"({_seconds(used)} s, compiling the kernels included): the run "
-                            f"ends after its final validation and checkpoint, about "
-                            f"{_seconds(ending - left)} s late (a larger --time-budget trains)")
+        if left <= 0:  # (a first call, compiling, took what was left: all of it, unless resumed)
+            spent, mine = self.args.budget_spent, used - self.args.budget_spent
+            what = f"the {_seconds(budget - spent)} s left of the {budget:g} s budget were" \
+                if spent else f"the {budget:g} s budget was"
+            _say(self.args, f"note: {what} spent before training got going ({_seconds(mine)} s, "
+                            f"compiling the kernels included): the run ends after its final "
+                            f"validation and checkpoint, about {_seconds(ending - left)} s late "
+                            f"(a larger --time-budget trains)")
         elif ending > left:
             _say(self.args, f"note: the final validation and checkpoint take about "
                             f"{_seconds(ending)} s, more than the {_seconds(max(left, 0))} s "
@@ -1100,9 +1114,9 @@ class Trainer:
         call(part)
         return max(1e-9, (time.perf_counter() - start) * scale)
 
-    def _compiling(self, kernels="kernels"):
+    def _compiling(self, kernels=TRAINING):
         """Around a model call: one status line if its kernels compile (not from the cache),
-        naming them (the training kernels are "kernels"; a first run compiles two more sets)."""
+        naming them (a first run compiles three sets: training, validation, sampling)."""
         return compiling.announce(lambda line: _say(self.args, line), self.model.config.dtype,
                                   kernels)
 

@@ -305,6 +305,7 @@ def _npy(array):
     np.save(buffer, array)
     return buffer.getvalue()
 
+
 @pytest.mark.parametrize("damage, message", [
     (lambda c: c.state.fill(np.nan), "state holds NaN or infinite values"),
     (lambda c: setattr(c, "state", c.state[:, :, :0]), "state is float32(1, 1, 0, 8), the config "
@@ -386,7 +387,6 @@ def test_save_writes_numpy_integer_counts_as_json_integers(saved):
     checkpoint.save(path, ckpt)
     back = checkpoint.load(path)
     assert (back.position, back.step) == (8, 7) and type(back.position) is int
-
 
 
 def _meta_as(path, text):

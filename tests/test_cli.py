@@ -830,13 +830,17 @@ def test_under_a_time_budget_the_anneal_ends_with_the_budget(tmp_path, corpus_fi
             assert clock[0] - start > budget - 0.03 * (budget - first_call) - 2, budget
 
 
-@pytest.mark.parametrize("fraction", ["0.5", "0.9"])
+@pytest.mark.parametrize("fraction, eval_every, val_fraction", [
+    ("0.5", "20", "0.1"), ("0.9", "20", "0.1"), ("0.2", "100", "0.5"), ("0.2", "40", "0.5")])
 def test_a_budgets_anneal_is_paced_by_the_runs_cadence(tmp_path, corpus_file, capsys,
-                                                       monkeypatch, fraction):
-    # The pace that fixes the window is the kernel calls' (1 s an iteration here) and a
-    # validation's share (5 s, its best.npz 0.5 s and its drawing 0.1 s every 20 iterations):
-    # not the time between two dates, which counted the first drawing of loss.png (30 s here:
-    # matplotlib's import, once a run) and ended the run half-way through its budget
+                                                       monkeypatch, fraction, eval_every,
+                                                       val_fraction):
+    # The window holds the iterations whose kernel calls (1 s each here) and the validations
+    # due among them (5 s, or 25 s for half the text held out; each with best.npz, 0.5 s, and
+    # a drawing, 0.1 s) fit: not as many as the time between two dates said, which counted
+    # the first drawing of loss.png (30 s here: matplotlib's import, once a run) and ended the
+    # run half-way through its budget; nor as an average validation's share says, which put
+    # one in a short window that had no room for it (or none where there was)
     clock = work_clock(monkeypatch)
     plot, drawings = train.metrics.plot, []
 
@@ -848,12 +852,15 @@ def test_a_budgets_anneal_is_paced_by_the_runs_cadence(tmp_path, corpus_file, ca
     monkeypatch.setattr(train.metrics, "plot", slow_plot)
     budget, start = 400, clock[0]
     rc = train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "100000000",
-                     "--time-budget", str(budget), "--anneal", fraction, "--eval-every", "20",
-                     "--sample-every", "0", "--out", str(tmp_path)])
+                     "--time-budget", str(budget), "--anneal", fraction, "--eval-every",
+                     eval_every, "--val-fraction", val_fraction, "--sample-every", "0",
+                     "--out", str(tmp_path)])
     printed = capsys.readouterr().out
     run = checkpoint.load(tmp_path / "checkpoint.npz").run
     assert rc == 0 and run["iteration"] == run["anneal"]["window"][1], printed
-    assert budget - 30 < clock[0] - start <= budget, clock[0] - start
+    validation = 50 * float(val_fraction)  # (the 3% in hand, and room for less than one more)
+    assert budget - 0.03 * budget - validation - 2 < clock[0] - start <= budget, \
+        (clock[0] - start, printed)
 
 
 def test_under_a_time_budget_that_holds_the_iterations_the_anneal_is_theirs(
@@ -1326,6 +1333,26 @@ def test_an_ending_longer_than_the_budget_left_is_said(tmp_path, corpus_file, ca
         said = "note: the final validation and checkpoint take about 6 s, more than the"
         assert (said in out) == late, out
         assert (clock[0] - start > float(budget)) == late
+
+
+def test_a_budget_left_that_the_first_call_takes_is_said_as_such(tmp_path, corpus_file, capsys,
+                                                                 monkeypatch):
+    """A resumed run with 0.5 s of its budget left, which its first call (1 s on the work
+    clock) takes: the note gives what was left and this process's seconds, not the run's."""
+    path = tmp_path / "checkpoint.npz"
+    _interrupting(monkeypatch, 3)  # (Ctrl-C at the first validation, iteration 10)
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "40", "--time-budget",
+                       "3600", "--eval-every", "10", "--out", str(tmp_path)]) == \
+        cli.EXIT_INTERRUPTED
+    monkeypatch.undo()
+    rewrite_meta(path, lambda m, a: m["run"].update(wall_seconds=3599.5))
+    work_clock(monkeypatch)
+    capsys.readouterr()
+    assert train.main(["--resume", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "note: the 0.5 s left of the 3600 s budget were spent before training got going " \
+           "(1.9 s, compiling the kernels included): the run ends after its final validation " \
+           "and checkpoint, about 7.5 s late" in printed, printed
 
 
 def test_divergence_stops_with_the_last_good_checkpoint_kept(tmp_path, corpus_file, capsys, monkeypatch):
@@ -2089,13 +2116,19 @@ def test_a_text_changed_in_place_is_resumed_on_only_when_named(tmp_path, corpus_
     out = tmp_path / "out"
     assert train.main(["--data", str(text), *SMALL, "--iterations", "20", "--eval-every", "10",
                        "--sample-every", "0", "--out", str(out)]) == 0
-    best = (out / "best.npz").read_bytes()
-    text.write_text(text.read_text().replace("the", "THE"))
+    best, before = (out / "best.npz").read_bytes(), text.read_text()
+    lines = before.splitlines(keepends=True)
+    text.write_text("".join(lines[1:] + lines[:1]))  # (edited: the same characters, moved)
     rc = train.main(["--resume", str(out / "checkpoint.npz"), "--iterations", "30"])
     assert_usage_error(rc, capsys, f"{text} has changed since the checkpoint was written: it is "
                                    f"not the text the run trained on; pass --data {text} to "
                                    f"resume on it as it is now")
     assert (out / "best.npz").read_bytes() == best
+    text.write_text(before + "\u2603")  # (a character the checkpoint's vocabulary lacks)
+    rc = train.main(["--resume", str(out / "checkpoint.npz"), "--iterations", "30"])
+    assert_usage_error(rc, capsys, f"{text} has characters that the checkpoint's vocabulary lacks: "
+                                   f"'\u2603'; {text} has changed since the checkpoint was written")
+    text.write_text("".join(lines[1:] + lines[:1]))
     assert train.main(["--resume", str(out / "checkpoint.npz"), "--data", str(text),
                        "--iterations", "30", "--eval-every", "10", "--quiet"]) == 0
     assert f"{text} is not the text this checkpoint was trained on" in capsys.readouterr().err
@@ -2589,7 +2622,8 @@ def test_encoding_option(tmp_path, capsys):
     plain.write_text("au lait, " * 10)
     assert_usage_error(train.main(["--data", str(plain), *args[2:], "--encoding", "punycode",
                                    "--overwrite"]), capsys,
-                       f"{plain}: not valid punycode (decoding with 'punycode' codec failed")
+                       f"{plain}: not valid punycode (Invalid extended code point ' '); pass "
+                       f"its encoding with --encoding")  # (as score says it)
     assert_usage_error(train.main(["--data", str(tmp_path), "--out", str(tmp_path / "dir-run")]),
                        capsys, "is a directory")
 
@@ -2687,7 +2721,7 @@ def test_output_directory_problems(tmp_path, corpus_file, capsys, monkeypatch):
     monkeypatch.setattr(Path, "write_bytes", read_only)
     rc = train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations", "5"])
     assert_usage_error(rc, capsys, f"cannot write to output directory {tmp_path}: Read-only "
-                                   f"file system: --out DIR writes the resumed run elsewhere")
+                                   f"file system; --out DIR writes the resumed run elsewhere")
     rc = train.main(["--data", corpus_file, "--out", str(tmp_path / "new")])
     assert_usage_error(rc, capsys, f"cannot write to output directory {tmp_path / 'new'}: "
                                    f"Read-only file system")
@@ -2970,8 +3004,9 @@ def test_kernels_compiled_now_and_loaded_from_the_cache_give_the_same_bits(tmp_p
     announced = [[line for line in out.splitlines()
                   if line.startswith(("compiling ", "compiled in"))] for out in outputs]
     assert announced[0] and announced[1], "the compiling processes did not say so"
-    for kernels in ("kernels", "validation kernels", "sampling kernels"):  # (each set named)
-        assert any(line.startswith(f"compiling {kernels} for float64") for line in announced[0])
+    for kernels in ("training", "validation", "sampling"):  # (each set named)
+        assert any(line.startswith(f"compiling {kernels} kernels for float64")
+                   for line in announced[0])
     assert announced[2:] == [[], []], "the processes that load from the cache compiled"
     outputs = ["".join(line for line in out.splitlines(keepends=True)
                        if not line.startswith(("compiling ", "compiled in")))

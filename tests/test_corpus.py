@@ -175,14 +175,25 @@ def test_a_given_vocabulary_names_the_characters_it_lacks(tmp_path):
 
 
 def test_unknown_characters_are_explained_only_by_what_explains_them():
-    """A byte-order mark is named only where the model lacks it and the text starts with it;
-    line endings only where a \\r it lacks comes before a \\n."""
-    assert unknown_hint("\ufeffab", ["\ufeff"]).startswith("; it starts with a byte-order mark")
-    assert unknown_hint("\ufeffab", ["\ufeff"], start=False) == ""
-    assert unknown_hint("\ufeffaz", ["z"]) == ""  # (a model that knows the mark)
-    assert unknown_hint("a\rb\r", ["\r"]) == ""  # (lone \\r: not Windows line endings)
-    assert unknown_hint("a\r\nz", ["\r", "z"]) == ("; its '\\r' come from Windows line endings "
-                                                   "(\\r\\n): dos2unix removes them")
+    """A byte-order mark is named only where the model lacks it and the text starts with it,
+    with the codec of its family that reads past it; line endings only where most of the
+    \\r it lacks come before a \\n, and reading as the model's only where all do."""
+    def hint(text, missing, encoding="utf-8", start=True):
+        return unknown_hint(text, missing, encoding, start)
+
+    bom = "; it starts with a byte-order mark: --encoding {} reads past it"
+    assert hint("\ufeffab", ["\ufeff"]) == bom.format("utf-8-sig")
+    assert hint("\ufeffab", ["\ufeff"], "utf-16-le") == bom.format("utf-16")
+    assert hint("\ufeffab", ["\ufeff"], "UTF_32_BE") == bom.format("utf-32")
+    assert hint("\ufeffab", ["\ufeff"], start=False) == ""
+    assert hint("\ufeffaz", ["z"]) == ""  # (a model that knows the mark)
+    assert hint("a\rb\r", ["\r"]) == ""  # (lone \\r: not Windows line endings)
+    assert hint("a\r\nb\rc\rd\r", ["\r"]) == ""  # (mostly lone)
+    assert hint("a\r\nb\r\nc\r", ["\r"]) == ("; most of its '\\r' come from Windows line "
+                                             "endings (\\r\\n): dos2unix removes them")
+    assert hint("a\r\nz", ["\r", "z"]) == ("; its '\\r' come from Windows line endings "
+                                          "(\\r\\n): dos2unix removes them")
+    assert hint("a\r\nb\r\n", ["\r"]).startswith("; it has Windows line endings")
 
 
 def test_a_text_too_large_for_the_memory_is_one_line(tmp_path, monkeypatch):

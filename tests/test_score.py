@@ -146,19 +146,21 @@ def test_a_decoding_error_names_its_byte_offset_across_blocks(run, tmp_path, cap
 
 def test_a_line_ending_cut_by_a_block_is_still_named(run, tmp_path, capsys, monkeypatch):
     """A \\r\\n whose \\r ends a block still reads as a Windows line ending (the \\r goes
-    to the next block), and the file still scores as a whole."""
+    to the next block); a \\r that ends the file at a block's end is still read (the last,
+    empty read gives it), and scored."""
     d, _ = run
+    ckpt = str(d / "out" / "checkpoint.npz")
     monkeypatch.setattr(score, "BLOCK", 7)
     crlf = tmp_path / "crlf.txt"
     crlf.write_bytes(b"a good\r\nwife\r\n")  # the first block: "a good\r"
-    rc, out = scored([str(d / "out" / "checkpoint.npz"), str(crlf)])
+    rc, out = scored([ckpt, str(crlf)])
     assert rc == 2 and "it has Windows line endings (\\r\\n)" in capsys.readouterr().err
-    text = tmp_path / "text.txt"
-    text.write_bytes(b"a good\nwife\n")
-    whole = scored([str(d / "out" / "checkpoint.npz"), str(text), "--json"])
-    rc, out = scored([str(d / "out" / "checkpoint.npz"), str(crlf), "--json", "--skip-unknown"])
-    scores, plain = json.loads(out), json.loads(whole[1])
-    assert rc == 0 and scores["skipped"] == 2 and scores["predicted"] == plain["predicted"]
+    last = tmp_path / "last.txt"
+    last.write_bytes(b"a good\r")  # (one block, ending in \r: held, then given at the end)
+    rc, out = scored([ckpt, str(last), "--json", "--skip-unknown"])
+    assert rc == 0 and json.loads(out)["skipped"] == 1, out
+    assert score.main([ckpt, str(last)], out=io.StringIO()) == 2
+    assert "'\\r' (--skip-unknown" in capsys.readouterr().err
 
 
 def test_a_reader_gone_away_stops_scoring_quietly(run, monkeypatch, capsys):

@@ -658,12 +658,12 @@ def sum_gradients(partials, out, a, b):
 
 @njit(**NJIT)
 def sum_and_update(partials, opt, w, g, lr, step, a, b):
-    """Over the parameter range [a, b): the units' gradient sum into g, then the clipped
-    optimizer update of w (``opt``: the optimizer's state tuple of flat arrays). A single
-    unit's gradients are the sum: the update reads (and clips) them where they are, and g is
-    left as it was (a copy saved: the update of an LSTM's 346,433 parameters at H = 256, one
-    stream, took 0.24-0.25 ms against 0.33-0.34 with it on an Intel Xeon, ``benchmarks/
-    cell_profile.py --cell lstm --layers 1 --streams 1``)."""
+    """Over the parameter range [a, b): the units' gradient sum, then the clipped optimizer
+    update of w (``opt``: the optimizer's state tuple of flat arrays). Several units' sum goes
+    into g; a single unit's gradients are the sum: the update reads (and clips) them where
+    they are, and g is left as it was (a copy saved: the update of an LSTM's 346,433
+    parameters at H = 256, one stream, took 0.24-0.25 ms against 0.33-0.34 with it on an
+    Intel Xeon, ``benchmarks/cell_profile.py --cell lstm --layers 1 --streams 1``)."""
     total = partials[0]
     if partials.shape[0] > 1:
         reduce_units(partials, g, a, b)
