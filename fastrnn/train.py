@@ -916,7 +916,8 @@ class Trainer:
                     self.block_seconds, self.block_iterations = dt, n
                     bar.advance(n, self.iteration, dt, f"chunk loss {self.smooth:.3f}, "
                                 f"{n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s")
-                target = self._start_anneal(target, start, timed, bar)  # (before a record)
+                # (before what is due at this iteration: a validation, checkpoint, sample)
+                target = self._start_anneal(target, start, timed, bar, due_now=True)
                 if not self._between_blocks():
                     self.stop_reason = "interrupted"
                     break
@@ -965,8 +966,9 @@ class Trainer:
         now = 0.0 if self.started is None else time.perf_counter() - self.started
         return self.wall_before + now
 
-    def _start_anneal(self, target, start, timed, bar):
+    def _start_anneal(self, target, start, timed, bar, due_now=False):
         """Fix the anneal's window if it starts now; return the run's end (the window's).
+        ``due_now``: what is due at this iteration (``_between_blocks``) is still to come.
 
         Without --time-budget, or when the iterations will end the run before the budget
         does, the window is the last share of --iterations. When the budget will end it
@@ -984,7 +986,7 @@ class Trainer:
         if budget:
             if not timed:
                 return target  # (no pace yet)
-            left = self._iterations_left(start, budget)
+            left = self._iterations_left(start, budget, due_now)
             if self.iteration + left < target:  # the budget ends the run first
                 now = time.perf_counter()
                 if now - start < (1 - fraction) * budget or \
@@ -1006,7 +1008,7 @@ class Trainer:
             bar.target = end
         return end
 
-    def _iterations_left(self, start, budget):
+    def _iterations_left(self, start, budget, due_now=False):
         """How many iterations the rest of the budget holds, less the run's ending and the
         latest block (as ``_out_of_time`` counts them): the most whose time (``_cost``) fits
         in 97% of it, so that the anneal ends within the budget if the pace holds."""
@@ -1014,18 +1016,19 @@ class Trainer:
         low, high = 1, max(1, int(left / max(self._cost(1), 1e-9)) + 1)
         while low < high:  # (the cost grows with the iterations: the last that fits)
             mid = (low + high + 1) // 2
-            low, high = (mid, high) if self._cost(mid) <= left else (low, mid - 1)
+            low, high = (mid, high) if self._cost(mid, due_now) <= left else (low, mid - 1)
         return low
 
-    def _cost(self, n):
+    def _cost(self, n, due_now=False):
         """Seconds the next n iterations take: their kernel calls', at the pace timed since
         the run's pace began, and the validations (each with a drawing of loss.png and, with a
         held-out text, best.npz), checkpoints and samples due among them, each as long as the
-        latest (a validation at the n-th is the run's final one, in ``_closing_seconds``). (The
+        latest (a validation at the n-th is the run's final one, in ``_closing_seconds``;
+        ``due_now``: those due at this iteration are still to come, and counted). (The
         time between two dates, which this replaced, counted what happened to fall between
         them: a 10 s budget's anneal fixed before the first validation ended past the budget's
         end; one fixed after it and matplotlib's import, 6 s before.)"""
-        args, first, end = self.args, self.iteration, self.iteration + n
+        args, first, end = self.args, self.iteration - due_now, self.iteration + n
 
         def due(every, last):  # how many multiples of ``every`` in (first, last]
             return last // every - first // every if every else 0

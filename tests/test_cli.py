@@ -776,12 +776,13 @@ def test_anneal_refusals(tmp_path, corpus_file, capsys):
                                    "checkpoint has 0.5)")
 
 
-@pytest.mark.parametrize("eval_every, fraction, first_call",
-                         [("4", "0.25", 0), ("0", "0.25", 0), ("0", "1", 0), ("4", "0.5", 20),
-                          ("0", "0.5", 20)])
+@pytest.mark.parametrize("eval_every, fraction, first_call, val_fraction",
+                         [("4", "0.25", 0, "0.1"), ("0", "0.25", 0, "0.1"), ("0", "1", 0, "0.1"),
+                          ("4", "0.5", 20, "0.1"), ("0", "0.5", 20, "0.1"),
+                          ("4", "0.25", 0, "0.3")])  # (15 s validations)
 def test_under_a_time_budget_the_anneal_ends_with_the_budget(tmp_path, corpus_file, capsys,
                                                              monkeypatch, eval_every, fraction,
-                                                             first_call):
+                                                             first_call, val_fraction):
     # --anneal F under a budget that ends the run first: the anneal starts when the budget's
     # last F begins (and the run's pace has been measured over 2% of it), over the iterations
     # the rest holds, and ends (near) where the budget ends the run, its final validation and
@@ -797,13 +798,14 @@ def test_under_a_time_budget_the_anneal_ends_with_the_budget(tmp_path, corpus_fi
         return train_one(self, *args, **kwargs)
 
     monkeypatch.setattr(train.CharRNN, "train", slow_first)
-    for budget in range(30, 61, 3):
+    for budget in range(30, 61, 3) if val_fraction == "0.1" else range(90, 181, 9):
         out = tmp_path / str(budget)
         start = clock[0]
         calls.clear()
         rc = train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "100000000",
                          "--time-budget", str(budget), "--anneal", fraction, "--eval-every",
-                         eval_every, "--sample-every", "0", "--out", str(out)])
+                         eval_every, "--val-fraction", val_fraction, "--sample-every", "0",
+                         "--out", str(out)])
         printed = capsys.readouterr()
         assert rc == 0 and "stopped by the time budget" in printed.out
         assert clock[0] - start <= budget, budget
