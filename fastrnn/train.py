@@ -772,8 +772,9 @@ class Trainer:
         # For --time-budget: the latest timed block's, validation's, checkpoint's and sample's
         # seconds (0 until there was one; the validation's is estimated before the first)
         self.block_seconds = self.eval_seconds = self.save_seconds = self.sample_seconds = 0.0
-        self.paced_from = None  # (time, iteration) of the first timed block's start
-        self.paced = [0.0, 0]  # seconds and iterations of the timed blocks since then
+        # (time, iteration, training seconds) at the first timed block's start: every block
+        # after it is timed, its seconds added to ``seconds``
+        self.paced_from = None
         self.block_iterations = 1  # (the latest timed block's)
         self.budget_set_end = False  # whether --time-budget set the anneal's end
         self.bar = None  # the progress bar, once the first block has run
@@ -860,7 +861,7 @@ class Trainer:
                    f"on {self.model.backend}")
         self.started, first = time.perf_counter(), self.iteration
         start = self.started - args.budget_spent  # (the budget's: a resume keeps it)
-        bar, block, probed, timed = None, 1, False, False
+        bar, block, probed = None, 1, False
         with _StopRequests(args) as stop:
             self.stop = stop
             if self.pending == "iteration" and not self._between_blocks():
@@ -882,7 +883,7 @@ class Trainer:
                     if args.sample_every and not self.sample_seconds:
                         self.sample_seconds = self._estimate_sample()
                     self._warn_if_the_ending_overruns(start, args.time_budget)
-                target = self._start_anneal(target, start, timed, bar)
+                target = self._start_anneal(target, start, bar)
                 change = self.schedule().constant_until(self.iteration)
                 if self.anneal and "window" not in self.anneal:  # (where it may start)
                     first = anneal_start(self.anneal["fraction"], target)
@@ -909,15 +910,13 @@ class Trainer:
                     self.block_seconds = max(0.0, dt - compiled.seconds)  # its work, roughly
                 else:
                     block = max(1, min(100_000, int(n * 0.2 / max(dt, 1e-6))))  # ~0.2 s a call
-                    if not timed:  # the anneal's estimate paces the run from here
-                        self.paced_from, timed = (t0, self.iteration - n), True
-                    self.paced[0] += dt
-                    self.paced[1] += n
+                    if self.paced_from is None:  # the anneal's estimate paces the run from here
+                        self.paced_from = (t0, self.iteration - n, self.seconds - dt)
                     self.block_seconds, self.block_iterations = dt, n
                     bar.advance(n, self.iteration, dt, f"chunk loss {self.smooth:.3f}, "
                                 f"{n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s")
                 # (before what is due at this iteration: a validation, checkpoint, sample)
-                target = self._start_anneal(target, start, timed, bar, due_now=True)
+                target = self._start_anneal(target, start, bar, due_now=True)
                 if not self._between_blocks():
                     self.stop_reason = "interrupted"
                     break
@@ -966,7 +965,7 @@ class Trainer:
         now = 0.0 if self.started is None else time.perf_counter() - self.started
         return self.wall_before + now
 
-    def _start_anneal(self, target, start, timed, bar, due_now=False):
+    def _start_anneal(self, target, start, bar, due_now=False):
         """Fix the anneal's window if it starts now; return the run's end (the window's).
         ``due_now``: what is due at this iteration (``_between_blocks``) is still to come.
 
@@ -984,7 +983,7 @@ class Trainer:
         first, end, steps = anneal_start(fraction, target), target, PIECES
         of = _asked(args, whose=False)
         if budget:
-            if not timed:
+            if self.paced_from is None:
                 return target  # (no pace yet)
             left = self._iterations_left(start, budget, due_now)
             if self.iteration + left < target:  # the budget ends the run first
@@ -1033,9 +1032,9 @@ class Trainer:
         def due(every, last):  # how many multiples of ``every`` in (first, last]
             return last // every - first // every if every else 0
 
-        each = self.eval_seconds + self.drawn[2] + \
-            (self.save_seconds if len(self.corpus.val) >= 2 else 0.0)
-        return (n * self.paced[0] / max(1, self.paced[1]) + due(args.eval_every, end - 1) * each
+        _, since, seconds = self.paced_from
+        kernels = (self.seconds - seconds) / max(1, self.iteration - since)
+        return (n * kernels + due(args.eval_every, end - 1) * self._validation_seconds()
                 + due(args.checkpoint_every, end) * self.save_seconds
                 + due(args.sample_every, end) * self.sample_seconds)
 
@@ -1044,10 +1043,15 @@ class Trainer:
         return self.block_seconds + self._closing_seconds()
 
     def _closing_seconds(self):
-        """The final validation with the best.npz it may write, the final checkpoint and the
-        final drawing of loss.png, each as long as the latest."""
-        writes = 2 if len(self.corpus.val) >= 2 else 1  # (the final validation may write best.npz)
-        return self.eval_seconds + writes * self.save_seconds + self.drawn[2]
+        """The final validation (``_validation_seconds``) and the final checkpoint, each as
+        long as the latest."""
+        return self._validation_seconds() + self.save_seconds
+
+    def _validation_seconds(self):
+        """A validation's seconds, as long as the latest: its evaluation, its drawing of
+        loss.png and, with a held-out text, the best.npz it may write."""
+        return self.eval_seconds + self.drawn[2] + \
+            (self.save_seconds if len(self.corpus.val) >= 2 else 0.0)
 
     def _warn_if_the_ending_overruns(self, start, budget):
         """A note when the run's ending (the final validation and checkpoint, as timed now)
