@@ -145,14 +145,20 @@ def read_text(path, encoding="utf-8"):
     except MemoryError:
         raise CorpusError(f"{path}: not enough memory to decode its {len(raw):,} bytes") from None
     except UnicodeDecodeError as e:
-        byte, offset = bad_byte(e, len(raw))
-        raise CorpusError(
-            f"{path}: byte 0x{byte:02x} at offset {offset} is not valid {encoding} "
-            f"({e.reason}); pass the file's encoding with --encoding "
-            f"({encoding_hint(raw, encoding)})") from None
+        raise CorpusError(undecodable(path, encoding, e, len(raw), raw)) from None
     except UnicodeError as e:  # (a codec's own, not a DecodeError: punycode's)
         raise CorpusError(codec_failure(path, encoding, e)) from None
     return text, hashlib.sha256(raw).hexdigest()
+
+
+def undecodable(path, encoding, error, end, raw=None):
+    """The message for a byte that is not valid ``encoding``: ``error``, the UnicodeDecodeError
+    of a decode of bytes that end at offset ``end`` of the file (``bad_byte``); ``raw``, the
+    file's first bytes, to hint at its encoding (``encoding_hint``)."""
+    byte, offset = bad_byte(error, end)
+    hint = f" ({encoding_hint(raw, encoding)})" if raw is not None else ""
+    return (f"{path}: byte 0x{byte:02x} at offset {offset} is not valid {encoding} "
+            f"({error.reason}); pass its encoding with --encoding{hint}")
 
 
 def codec_failure(path, encoding, e):

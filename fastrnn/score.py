@@ -141,11 +141,8 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None):
                 try:
                     text = held + decoder.decode(raw, final=not raw)
                 except UnicodeDecodeError as e:
-                    byte, offset = corpus.bad_byte(e, read + len(raw))
-                    hint = f" ({corpus.encoding_hint(raw, encoding)})" if read == 0 else ""
-                    raise ValueError(
-                        f"{path}: byte 0x{byte:02x} at offset {offset} is not valid {encoding} "
-                        f"({e.reason}); pass its encoding with --encoding{hint}") from None
+                    raise ValueError(corpus.undecodable(
+                        path, encoding, e, read + len(raw), raw if read == 0 else None)) from None
                 except UnicodeError as e:  # (UTF-16's missing BOM is not a DecodeError)
                     raise ValueError(corpus.codec_failure(path, encoding, e)) from None
                 read += len(raw)

@@ -187,6 +187,7 @@ def _main(argv):
     ckpt = _load_resume(args.resume) if args.resume else None
     saved = ckpt.run.get("cadence", {}) if ckpt else {}
     given = args.sample_length is not None
+    every_given = args.sample_every is not None
     for key, default in CADENCE.items():  # given, else the resumed run's, else the default
         if getattr(args, key) is None:
             setattr(args, key, saved.get(key, default))
@@ -197,6 +198,10 @@ def _main(argv):
         raise cli.UsageError(
             f"--sample-length {args.sample_length:,}{whose} is more than a training run's "
             f"samples may have ({SAMPLE_LENGTH_MAX:,} characters): {fix}")
+    if given and not args.sample_every:
+        whose = "" if every_given else " (the checkpoint's)"
+        cli.warn(PROG, f"--sample-length {args.sample_length:,} changes nothing: --sample-every "
+                       f"0{whose} draws no samples")
     streams_given = args.val_streams is not None
     args.val_streams = _val_streams(args, ckpt)
     if args.threads is not None and args.backend != "numba":

@@ -182,6 +182,26 @@ def test_validation_streams_with_nothing_held_out_are_warned_about(tmp_path, cor
         assert (said in capsys.readouterr().err) == (k == 0)
 
 
+def test_a_sample_length_without_samples_is_warned_about(tmp_path, corpus_file, capsys):
+    """--sample-length with --sample-every 0, given or the resumed run's: no sample is drawn,
+    said; not when samples are drawn or the length is not given."""
+    runs = [(["--sample-every", "0", "--sample-length", "50"], "0"),
+            (["--sample-every", "3", "--sample-length", "50"], None),
+            (["--sample-every", "0"], None)]
+    for k, (extra, said) in enumerate(runs):
+        assert train.main(["--data", corpus_file, *SMALL, "--iterations", "3", *extra,
+                           "--out", str(tmp_path / str(k))]) == 0
+        err = capsys.readouterr().err
+        assert ("--sample-length 50 changes nothing" in err) == (said is not None)
+        if said:
+            assert "warning: --sample-length 50 changes nothing: --sample-every 0 draws no " \
+                   "samples" in err
+    path = tmp_path / "2" / "checkpoint.npz"
+    assert train.main(["--resume", str(path), "--iterations", "4", "--sample-length", "60"]) == 0
+    assert "warning: --sample-length 60 changes nothing: --sample-every 0 (the checkpoint's) " \
+           "draws no samples" in capsys.readouterr().err
+
+
 def test_loss_curve_picture_when_matplotlib_is_installed(tmp_path, corpus_file):
     """In CI matplotlib comes with the tests' extra (pyproject.toml): there it must be
     importable, so that the picture is drawn for real and not skipped in silence."""

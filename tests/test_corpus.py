@@ -63,11 +63,11 @@ def test_encoding_in_blocks_matches_a_plain_lookup(monkeypatch):
     (b"", "is empty"),
     (b"aaaa", "only one distinct character"),
     (b"good text \xff\xfe more", r"byte 0xff at offset 10 is not valid utf-8 \(invalid start "
-                                r"byte\); pass the file's encoding with --encoding \(for "
+                                r"byte\); pass its encoding with --encoding \(for "
                                 r"example --encoding latin-1\)"),
     # UTF-16 and UTF-32 as their byte-order marks name them (latin-1 read NULs between letters)
     ("hello".encode("utf-16"), r"byte 0xff at offset 0 is not valid utf-8 \(invalid start "
-                               r"byte\); pass the file's encoding with --encoding \(it starts "
+                               r"byte\); pass its encoding with --encoding \(it starts "
                                r"with a UTF-16 byte-order mark: --encoding utf-16\)"),
     ("hello".encode("utf-16-be") + b"\xff", r"\(for example --encoding latin-1\)"),
     (b"\xfe\xff" + "hello".encode("utf-16-be"), r"--encoding utf-16\)"),
@@ -110,8 +110,8 @@ def test_a_file_empty_once_decoded_is_named(tmp_path, content, encoding):
 def test_a_byte_order_mark_is_not_hinted_at_when_its_encoding_was_given(tmp_path):
     """(a corrupt UTF-16 file read as utf-16 was told to pass --encoding utf-16)"""
     path = write(tmp_path, b"\xff\xfe" + "hello".encode("utf-16-le") + b"a")  # an odd byte
-    with pytest.raises(CorpusError, match=r"is not valid utf-16 \(truncated data\); pass the "
-                                          r"file's encoding with --encoding \(for example "
+    with pytest.raises(CorpusError, match=r"is not valid utf-16 \(truncated data\); pass its "
+                                          r"encoding with --encoding \(for example "
                                           r"--encoding latin-1\)$"):
         load(path, encoding="utf-16")
 
