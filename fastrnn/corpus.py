@@ -23,6 +23,9 @@ BINARY_CONTROLS = 0.05
 # more than this share of characters, read as UTF-16, that are two bytes of ASCII text each:
 # 8-bit text read as UTF-16 (all of them; a Chinese text's are about a fifth)
 EIGHT_BIT_PAIRS = 0.9
+# more than this share of control codes U+0080-U+009F read as EBCDIC: ASCII text (its spaces
+# come out as U+0080, its line breaks as U+008E)
+C1_CONTROLS = 0.05
 _TEXT_BYTES = frozenset([0x09, 0x0A, 0x0D, *range(0x20, 0x7F)])  # (ASCII text: those bytes)
 CONTROL_CODES = "".join(map(chr, [*range(1, 9), *range(14, 32), 127]))  # (those counted: C0 and
 # DEL, but NUL, \t, \n, \v, \f and \r)
@@ -201,7 +204,8 @@ def oddities(corpus, encoding):
     model would learn it as it is, in silence): binary data; NULs between letters (UTF-16 or
     -32 read as UTF-8: valid, when the text is ASCII); 8-bit text read as UTF-16 (characters
     that are two bytes of ASCII text each); Windows-1252's quotes and dashes read as latin-1's
-    control codes; a byte-order mark; Windows line endings."""
+    control codes; ASCII text read as EBCDIC (spaces as control codes); a byte-order mark;
+    Windows line endings."""
     path, ids, vocab = corpus.path, corpus.train, corpus.vocab
     if not len(ids):
         return []
@@ -227,6 +231,12 @@ def oddities(corpus, encoding):
         said.append(f"{paired:.0%} of the characters of {path} read as {encoding} are two bytes "
                     f"of ASCII text each, as 8-bit text (ASCII, UTF-8) read as UTF-16 gives: if "
                     f"it is, --encoding utf-8 reads it")
+    elif _ebcdic(encoding) and \
+            (c1 := share([c for c in vocab.chars if "\x80" <= c <= "\x9f"])) > C1_CONTROLS:
+        said.append(f"{c1:.0%} of the characters of {path} read as {encoding} (an EBCDIC code "
+                    f"page) are control codes U+0080-U+009F, which text rarely holds: ASCII or "
+                    f"UTF-8 text read as EBCDIC gives them (its spaces come out as U+0080); if "
+                    f"it is, --encoding utf-8 reads it")
     elif codecs.lookup(encoding).name == "iso8859-1" and \
             any("\x80" <= c <= "\x9f" for c in vocab.chars):
         said.append(f"{path} read as {encoding} has characters U+0080-U+009F, control codes "
@@ -243,6 +253,14 @@ def oddities(corpus, encoding):
                         f"text it scores or starts from); a copy with Unix line endings "
                         f"(dos2unix) leaves it out")
     return said
+
+
+def _ebcdic(encoding):
+    """Whether ``encoding`` is an EBCDIC code page (its space is byte 0x40)."""
+    try:
+        return b"\x40".decode(encoding) == " "
+    except (UnicodeError, LookupError):  # (idna's, and UTF-16's for one byte)
+        return False
 
 
 def a_directory(path):

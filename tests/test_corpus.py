@@ -233,6 +233,12 @@ def test_a_text_too_large_for_the_memory_is_one_line(tmp_path, monkeypatch):
       r"Windows-1252's quotes, dashes and signs come out as these; if it is Windows text, "
       r"--encoding cp1252 reads them as meant$"]),
     ("\u201cquoted\u201d text\n".encode("cp1252") * 20, "cp1252", []),
+    ("plain text,\nas text is.\n" * 20, "cp037",  # (ASCII read as EBCDIC)
+     [r"^2\d% of the characters of .* read as cp037 \(an EBCDIC code page\) are control codes "
+      r"U\+0080-U\+009F, which text rarely holds: ASCII or UTF-8 text read as EBCDIC gives "
+      r"them \(its spaces come out as U\+0080\); if it is, --encoding utf-8 reads it$"]),
+    ("plain text,\nas text is.\n".encode("cp037") * 20, "cp037", []),
+    ("plain text, as text is. " * 20, "idna", []),  # (whose decode of one byte 0x40 raises)
     ("\ufefftext\n" * 20, "utf-8", [r"starts with a byte-order mark \(U\+FEFF\)"]),
     ("line\r\n" * 20, "utf-8",
      [r"has Windows line endings \(\\r\\n\): the model learns the \\r before every line break "
@@ -247,7 +253,7 @@ def test_a_text_too_large_for_the_memory_is_one_line(tmp_path, monkeypatch):
 def test_oddities_of_a_text_are_said(tmp_path, content, encoding, said):
     """What a text holds that text rarely does, said when a run starts (it trains on it as it
     is): binary data, UTF-16 read as UTF-8, Windows-1252 read as latin-1, a byte-order mark,
-    Windows line endings; nothing for text."""
+    ASCII read as EBCDIC, Windows line endings; nothing for text."""
     path = write(tmp_path, content if isinstance(content, bytes) else content.encode())
     notes = oddities(load(path, val_fraction=0, encoding=encoding), encoding)
     assert len(notes) == len(said), notes
