@@ -226,7 +226,8 @@ def _main(argv):
     if args.iterations > COUNT_MAX:  # (--epochs is checked by _target)
         raise cli.UsageError(f"{_asked(args)} is past the most iterations a run counts (2**62)")
     if len(corpus.val) >= 2 and args.val_streams > len(corpus.val) - 1:
-        raise cli.UsageError(f"--val-streams {args.val_streams} is more streams than the "
+        whose = "" if streams_given else " (the checkpoint's: a resumed run keeps it)"
+        raise cli.UsageError(f"--val-streams {args.val_streams}{whose} is more streams than the "
                              f"held-out text has characters to predict ({len(corpus.val) - 1})")
     if streams_given and args.val_streams > 1 and len(corpus.val) < 2:
         cli.warn(PROG, f"--val-streams {args.val_streams} changes nothing: no text is held out "

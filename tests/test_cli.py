@@ -908,6 +908,12 @@ def test_resume_keeps_the_runs_validation_streams(tmp_path, corpus_file, capsys)
     records = checkpoint.load(ckpt).run["metrics"]
     assert [r["val_streams"] for r in records] == [3, 3, 3, 3]  # at 5, 10, 15 and 20
     assert "done: iteration 20, validation (3 streams) " in capsys.readouterr().out
+    short = tmp_path / "short.txt"  # (its last 10%, 3 characters: 2 to predict)
+    short.write_text(Path(corpus_file).read_text()[:30])
+    assert train.main(["--resume", ckpt, "--data", str(short), "--iterations", "30"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (  # (after the note of the new text)
+        "fastrnn.train: error: --val-streams 3 (the checkpoint's: a resumed run keeps it) is more "
+        "streams than the held-out text has characters to predict (2)")
 
 
 def test_resume_keeps_the_runs_cadence_unless_given(tmp_path, corpus_file):
