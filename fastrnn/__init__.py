@@ -25,9 +25,9 @@ if _command:
 
 from .backends import BACKENDS, get_backend
 from .dropin import adagrad, init_params, lossFun
-from .model import CharRNN, Config
+from .model import CharRNN, Config, TrainingInterrupted
 from .spec import Spec, Weights
 from .vocab import Vocab
 
-__all__ = ["BACKENDS", "CharRNN", "Config", "Spec", "Vocab", "Weights", "adagrad", "get_backend",
-           "init_params", "lossFun", "__version__"]
+__all__ = ["BACKENDS", "CharRNN", "Config", "Spec", "TrainingInterrupted", "Vocab", "Weights",
+           "adagrad", "get_backend", "init_params", "lossFun", "__version__"]

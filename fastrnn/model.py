@@ -27,6 +27,17 @@ from .vocab import id_dtype
 _D = config.MODEL_DEFAULTS
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped ``CharRNN.train`` between two kernel calls: ``losses`` are the losses of
+    the chunks trained before it (the model's counters and weights are theirs). A
+    KeyboardInterrupt: a program that catches that catches this."""
+
+    def __init__(self, losses, n_steps):
+        super().__init__(f"training stopped by Ctrl-C after {len(losses):,} of {n_steps:,} "
+                         f"chunks (their losses: .losses)")
+        self.losses = losses
+
+
 @contextmanager
 def _interrupts_after_each_call():
     """Ctrl-C (SIGINT) during ``train`` takes effect when the kernel call in flight returns
@@ -475,7 +486,8 @@ class CharRNN:
         chunk, so the masks do not depend on how the chunks are split into calls. Ctrl-C takes
         effect when the kernel call in flight returns (calls of at most the backend's
         ``call_chars`` characters on the CPU), with ``position`` and ``step`` matching the
-        weights (``_interrupts_after_each_call``).
+        weights (``_interrupts_after_each_call``): a ``TrainingInterrupted`` (a
+        KeyboardInterrupt) whose ``losses`` are those of the chunks trained.
         """
         n_steps = validate.positive("n_steps", n_steps, int)
         if n_steps > config.COUNT_MAX:
@@ -515,7 +527,7 @@ class CharRNN:
                 self.position = start
                 self.step += n
                 if interrupted:
-                    raise KeyboardInterrupt
+                    raise TrainingInterrupted(losses[:first + n], n_steps)
         return losses
 
     @property

@@ -1125,10 +1125,18 @@ def test_a_long_train_call_is_split_into_calls_ctrl_c_can_stop_between(backend, 
     assert (model.position, model.step) == (whole.position, whole.step)
 
     monkeypatch.setattr(model._kernels, "train", _ctrl_c_during(real))
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt) as stopped:
         model.train(data, 100)
     assert "stopping when the training call in flight returns" in capsys.readouterr().err
     assert model.step == 9  # the call in flight's two chunks, not 100
+    # the losses of the chunks it trained come with it
+    assert isinstance(stopped.value, fastrnn.TrainingInterrupted)
+    assert str(stopped.value) == "training stopped by Ctrl-C after 2 of 100 chunks (their " \
+                                 "losses: .losses)"
+    monkeypatch.setattr(model._kernels, "train", real)  # (the backend every model shares)
+    check = CharRNN(10, **settings)
+    check.train(data, 7)
+    assert np.array_equal(stopped.value.losses, check.train(data, 2))
 
 
 def test_sampling_a_diverged_model_is_refused():
