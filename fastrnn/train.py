@@ -920,7 +920,7 @@ class Trainer:
                         self.paced_from = (t0, self.iteration - n, self.seconds - dt)
                     self.block_seconds, self.block_iterations = dt, n
                     bar.advance(n, self.iteration, dt, f"chunk loss {self.smooth:.3f}, "
-                                f"{n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s")
+                                f"training {n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s")
                 # (before what is due at this iteration: a validation, checkpoint, sample)
                 target = self._start_anneal(target, start, bar, due_now=True)
                 if not self._between_blocks():

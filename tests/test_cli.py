@@ -73,6 +73,7 @@ def test_progress_bar_counts_toward_whichever_ends_the_run_first(tmp_path, corpu
     assert rc == 0
     last = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
     assert last.startswith("100%") and "of the 1:00:00 budget, iteration 40/40" in last
+    assert re.search(r", chunk loss \d+\.\d{3}, training [\d,]+ chars/s$", last), last
 
 
 def test_train_reports_progress_evaluates_samples_and_saves(tmp_path, corpus_file, capsys):
