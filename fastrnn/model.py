@@ -563,7 +563,7 @@ class CharRNN:
         per_stream = 2 * c.num_layers * len(self.spec.cell.STATES) * c.hidden_size + steps * (
             c.num_layers * (3 * self.spec.cell.GATES + 4) * c.hidden_size + 2 * c.vocab_size)
         validate.large_fits(streams * per_stream * np.dtype(c.dtype).itemsize,  # (about)
-                            f"evaluating {streams:,} streams")
+                            f"evaluating {streams:,} stream{'s' if streams > 1 else ''}")
         self._checked_arrays(training=False)
         if not np.isfinite(self.weights.flat).all():  # (numba's fast math would hide them)
             raise ValueError("the model's weights hold NaN or infinite values (its training "

@@ -809,13 +809,14 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self):
-        """Train to the target; returns the exit code. A file that cannot be written ends the
-        run (exit 1) after its work is saved in the checkpoint, if that can still be written,
-        with one line saying where the work is; the progress bar is closed first. So does
+        """Train to the target; returns the exit code. A file that cannot be written, or a
+        validation that cannot run (the memory it needs), ends the run (exit 1) after its work
+        is saved in the checkpoint, if that can still be written, with one line saying where
+        the work is; the progress bar is closed first. So does
         running out of memory, without saving (the model may be part-way through a call)."""
         try:
             return self._run()
-        except _WriteFailed as e:
+        except _RunFailed as e:
             self._close_bar()
             raise cli.Failure(self._rescued(e)) from None
         except MemoryError as e:  # (past the check of the memory free at the start: a limit
@@ -1104,9 +1105,21 @@ class Trainer:
         state = self.model.state[:, :, :1]
         part = val[:max(2, min(len(val), len(val) // share))]
         return self._scaled_time(
-            lambda text: self.model.evaluate(text, state=state, streams=streams),
+            lambda text: self._evaluate_text(text, state),
             val[:min(len(val), 2 * streams + 1)], part, (len(val) - 1) / (len(part) - 1),
             VALIDATION)
+
+    def _evaluate_text(self, text, state, progress=None):
+        """``model.evaluate`` of ``text`` with the run's --val-streams; what stops it from
+        running (the memory it needs, over what is available now) is a _RunFailed, which ends
+        the run with its work saved."""
+        try:
+            return self.model.evaluate(text, state=state, progress=progress,
+                                       streams=self.args.val_streams)
+        except (ValueError, MemoryError) as e:
+            why = str(e) or "out of memory"
+            raise _RunFailed(f"the validation at iteration {self.iteration} cannot run: {why}") \
+                from None
 
     def _estimate_sample(self, share=16):
         """Seconds a sample would take, for --time-budget before the first: the sampling kernel
@@ -1240,8 +1253,7 @@ class Trainer:
 
             with self._compiling(VALIDATION) as compiled:
                 try:
-                    val_loss = self.model.evaluate(val, state=state, progress=progress,
-                                                   streams=self.args.val_streams)
+                    val_loss = self._evaluate_text(val, state, progress)
                 finally:  # (before "compiled in", which would draw it again)
                     for b in bar:
                         b.close()
@@ -1435,9 +1447,9 @@ class Trainer:
         return True
 
     def _rescued(self, failure):
-        """The line for a run a failed write ends: the failure, then where the work is. Work
-        that no checkpoint holds yet is first saved in the checkpoint (a file of its own, the
-        one that failed being another), if it can be."""
+        """The line for a run a _RunFailed ends: the failure, then where the work is. Work
+        that no checkpoint holds yet is first saved in the checkpoint (if what failed was a
+        write, of a file of its own), if it can be."""
         message = str(failure)
         if failure.name != CHECKPOINT and self.iteration > 0 and not self._replaced() and \
                 self.iteration not in (self.saved, self.resumed_at):
@@ -1568,12 +1580,20 @@ class _CutShort(Exception):
     """A stop request (Ctrl-C) cut a validation short."""
 
 
-class _WriteFailed(cli.Failure):
+class _RunFailed(cli.Failure):
+    """What ends a run before its end, its work saved first (``Trainer._rescued``); ``name``:
+    the file that could not be written, if that is what failed."""
+
+    def __init__(self, message, name=None):
+        super().__init__(message)
+        self.name = name
+
+
+class _WriteFailed(_RunFailed):
     """A file of the run's (``name``: checkpoint.npz, best.npz, ...) could not be written."""
 
     def __init__(self, name, message):
-        super().__init__(message)
-        self.name = name
+        super().__init__(message, name)
 
 
 class _StopRequests:

@@ -723,6 +723,44 @@ def test_a_checkpoint_that_would_not_load_is_a_failure_and_not_a_file(tmp_path, 
     assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == 10
 
 
+@pytest.mark.parametrize("extra, at", [
+    (["--eval-every", "3", "--checkpoint-every", "3"], 6),
+    (["--eval-every", "0", "--checkpoint-every", "0", "--time-budget", "3600"], 1)])
+def test_a_validation_that_cannot_run_ends_the_run_with_its_work_saved(
+        tmp_path, corpus_file, capsys, monkeypatch, extra, at):
+    """A validation refused the memory it needs (here: from iteration 6 on; memory that other
+    programs took since the run started) ends the run in one line, the iterations since the
+    last checkpoint saved first (it was a traceback, and the work since that checkpoint lost);
+    so does the validation timed for a budget's estimate."""
+    from fastrnn import validate
+    real, trainer = validate.large_fits, {}
+    real_init = train.Trainer.__init__
+
+    def kept(self, *args):
+        real_init(self, *args)
+        trainer["it"] = self
+
+    def refused(need, what):
+        if what.startswith("evaluating") and trainer["it"].iteration >= at:
+            raise ValueError(f"{what} needs about 10.7 GiB of memory; this machine has 6.5 GiB "
+                             f"available")
+        real(need, what)
+
+    monkeypatch.setattr(train.Trainer, "__init__", kept)
+    monkeypatch.setattr(validate, "large_fits", refused)
+    out = tmp_path / "r"
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "9", *extra,
+                       "--sample-every", "0", "--out", str(out)]) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err == (f"fastrnn.train: error: the validation at iteration {at} cannot run: evaluating "
+                   f"1 stream needs about 10.7 GiB of memory; this machine has 6.5 GiB "
+                   f"available; the run is saved in {out}/checkpoint.npz (iteration {at})\n"), err
+    monkeypatch.undo()
+    assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == at
+    assert train.main(["--resume", str(out / "checkpoint.npz")]) == 0  # (to its 9)
+    assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == 9
+
+
 def test_a_finished_anneal_ends_the_run(tmp_path, corpus_file, capsys):
     # its rate is 0 from the window's end on: a longer --iterations trains nothing more, and
     # a run resumed inside its window ends at the window's end
