@@ -812,8 +812,8 @@ class Trainer:
         """Train to the target; returns the exit code. A file that cannot be written, or a
         validation that cannot run (the memory it needs), ends the run (exit 1) after its work
         is saved in the checkpoint, if that can still be written, with one line saying where
-        the work is; the progress bar is closed first. So does
-        running out of memory, without saving (the model may be part-way through a call)."""
+        the work is; the progress bar is closed first. So does running out of memory in
+        training, without saving (the model may be part-way through a call)."""
         try:
             return self._run()
         except _RunFailed as e:
