@@ -13,7 +13,6 @@ import numpy as np
 
 from . import optim, reference, validate
 from .backends import get_backend
-from .config import FLOAT_DTYPES
 from .spec import Spec
 
 _ADAGRAD = optim.get("adagrad")
@@ -22,9 +21,7 @@ _ADAGRAD = optim.get("adagrad")
 def init_params(hidden_size, vocab_size, seed=0, dtype=np.float64):
     """min-char-rnn's parameters (Wxh (H,V), Whh (H,H), Why (V,H), bh (H,1), by (V,1)): weights
     N(0,1)*0.01, biases 0, as the model initialises them (``Spec.init``), as separate arrays."""
-    dtype = np.dtype(dtype)
-    if dtype not in FLOAT_DTYPES:
-        raise ValueError(f"dtype {dtype} is not supported: use float32 or float64")
+    dtype = validate.float_dtype(dtype)
     hidden_size = validate.positive("hidden_size", hidden_size, int)
     w = Spec("rnn", vocab_size, hidden_size).init(seed, dtype)  # (Spec checks vocab_size)
     rnn = w.layers[0]

@@ -211,7 +211,7 @@ class CharRNN:
                 "threads": self.threads, "weights": self.weights.flat,
                 "states": [s.flat for s in self.states], "step": self.step,
                 "state": self.state, "position": self.position,
-                "dropout_rng": self.dropout_rng.bit_generator.state}
+                "dropout_rng": self._checked_dropout_rng().bit_generator.state}
 
     def __setstate__(self, saved):
         c = Config.from_dict(saved["config"])
@@ -405,11 +405,17 @@ class CharRNN:
         return state
 
     def _checked_dropout_rng(self):
-        if not isinstance(self.dropout_rng, np.random.Generator):
-            raise ValueError(f"dropout_rng must be a numpy.random.Generator (the model's "
-                             f"dropout masks are drawn from it; np.random.default_rng(seed) "
-                             f"makes one), got {type(self.dropout_rng).__name__}")
-        return self.dropout_rng
+        """``dropout_rng``: a Generator on PCG64, the bit generator whose state checkpoints,
+        copies and pickles keep (another one trained, then failed to save)."""
+        rng = self.dropout_rng
+        if not isinstance(rng, np.random.Generator) or \
+                not isinstance(rng.bit_generator, np.random.PCG64):
+            got = f"Generator({type(rng.bit_generator).__name__})" if isinstance(
+                rng, np.random.Generator) else type(rng).__name__
+            raise ValueError(f"dropout_rng must be a numpy.random.Generator on PCG64 (the "
+                             f"model's dropout masks are drawn from it, and checkpoints keep its "
+                             f"state; np.random.default_rng(seed) makes one), got {got}")
+        return rng
 
     def _checked_arrays(self, training):
         """``weights`` (and, for training, the optimizer's ``states``) as the kernels read

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import checkpoint, cli, compiling, corpus, files
+from . import checkpoint, cli, compiling, corpus, files, validate
 from .backends import BACKENDS
 from .config import DTYPES
 from .vocab import describe
@@ -183,6 +183,8 @@ def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False, 
     block at a time from ``state`` (L, S, 1, H): the loss of predicting each character from the
     ones before it, summed block by block (each block carries the state and its last character
     into the next). A file that cannot be read or scored is a ValueError naming it."""
+    corpus.check_encoding(encoding)
+    skip_unknown = validate.flag("skip_unknown", skip_unknown)
     loss, predicted, skipped, last = 0.0, 0, 0, None
     for text, dropped in _blocks(vocab, path, encoding, skip_unknown, progress):
         skipped += dropped

@@ -33,7 +33,7 @@ def float_dtype(dtype):
         dt = np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt not in FLOAT_DTYPES:
+    if dt is None or dt not in FLOAT_DTYPES:  # (None in FLOAT_DTYPES: NumPy says True)
         raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
     return dt
 

@@ -96,7 +96,8 @@ class Vocab:
         return "".join(self._chars)
 
     def unknown(self, text):
-        """The characters of ``text`` that are not in the vocabulary, sorted."""
+        """The characters of ``text`` (a str) that are not in the vocabulary, sorted."""
+        _text("unknown", text)
         return sorted(set(text) - self.index.keys())
 
     def encode(self, text, dtype=None):

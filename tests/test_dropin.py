@@ -1,5 +1,7 @@
 """The min-char-rnn drop-in API: same results as the oracle, clear errors for bad arguments."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -251,8 +253,10 @@ def test_init_params_are_the_models_initial_weights_in_min_char_rnn_shapes(dtype
                                       err_msg=name)
         assert not np.shares_memory(a, model.weights.flat), name
     assert not params[3].any() and not params[4].any()  # biases start at 0, as min-char-rnn's
-    with pytest.raises(ValueError, match="dtype float16 is not supported"):
-        fastrnn.init_params(H, V, dtype=np.float16)
+    for dtype in (np.float16, "floot"):  # (the second was numpy's TypeError)
+        with pytest.raises(ValueError, match=f"dtype must be float32 or float64, got "
+                                             f"{re.escape(repr(dtype))}"):
+            fastrnn.init_params(H, V, dtype=dtype)
     with pytest.raises(ValueError, match="hidden_size must be a positive integer, got 0"):
         fastrnn.init_params(0, V)  # (not zero-size arrays that fail at the first lossFun)
     with pytest.raises(ValueError, match="vocab_size must be an integer >= 2, got 2.5"):

@@ -1,6 +1,8 @@
 """CharRNN: the fused multi-chunk kernel equals min-char-rnn's loop, on every backend."""
 
+import copy
 import os
+import pickle
 import re
 
 import numpy as np
@@ -610,7 +612,8 @@ def test_vocab_refuses_ids_and_types_it_would_get_wrong():
         with pytest.raises(ValueError, match=f"dtype {np.dtype(dtype)} cannot hold the ids 0 "
                                              f"to 299"):
             big.encode(chr(0x100 + 299), dtype=dtype)
-    for call in (lambda: Vocab.from_text(b"hello"), lambda: vocab.encode(b"he")):
+    for call in (lambda: Vocab.from_text(b"hello"), lambda: vocab.encode(b"he"),
+                 lambda: vocab.unknown(b"he")):  # (the last: the bytes' integers, unknown)
         with pytest.raises(ValueError, match="takes text as a str, got bytes \\(decode the "
                                              "bytes first\\)"):
             call()
@@ -845,8 +848,18 @@ def test_a_replaced_dropout_generator_is_checked():
         model.train(np.arange(100) % 10, 2)
     with pytest.raises(ValueError, match=message):
         checkpoint.Checkpoint.of(model, Vocab("abcdefghij"), [], {})
+    # another bit generator than PCG64, whose state no checkpoint, copy or pickle would keep
+    model.dropout_rng = np.random.Generator(np.random.MT19937(5))
+    message = r"dropout_rng must be a numpy.random.Generator on PCG64 .* got Generator\(MT19937\)"
+    for call in (lambda: model.train(np.arange(100) % 10, 2), lambda: copy.deepcopy(model),
+                 lambda: pickle.dumps(model),
+                 lambda: checkpoint.Checkpoint.of(model, Vocab("abcdefghij"), [], {})):
+        with pytest.raises(ValueError, match=message):
+            call()
     model.dropout_rng = np.random.default_rng(1)
-    model.train(np.arange(100) % 10, 2)  # (any generator)
+    model.train(np.arange(100) % 10, 2)  # (any seed)
+    assert copy.deepcopy(model).dropout_rng.bit_generator.state == \
+        model.dropout_rng.bit_generator.state
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])

@@ -67,6 +67,22 @@ def test_several_files_a_line_each_and_unknown_characters(run, tmp_path):
     assert rc == 2 and out == ""
 
 
+def test_score_file_checks_its_arguments(run, tmp_path):
+    """From Python, ``score_file`` checks what the command line's parser checks: an unknown
+    encoding is a ValueError, not codecs' LookupError; ``skip_unknown`` a bool, not a string
+    that would be true."""
+    d, _ = run
+    ckpt = checkpoint.load(d / "out" / "checkpoint.npz")
+    model, other = ckpt.to_model(), tmp_path / "other.txt"
+    other.write_text("a good wife; {}", encoding="utf-8")
+    state = ckpt.state[:, :, :1]
+    with pytest.raises(ValueError, match="unknown encoding 'nonsense': give a text encoding"):
+        score.score_file(model, ckpt.vocab, state, other, encoding="nonsense")
+    with pytest.raises(ValueError, match="skip_unknown must be True or False, got 'no'"):
+        score.score_file(model, ckpt.vocab, state, other, skip_unknown="no")
+    assert score.score_file(model, ckpt.vocab, state, other, skip_unknown=True)["skipped"] == 3
+
+
 def test_a_file_mostly_outside_the_vocabulary_is_warned_about(run, tmp_path, capsys):
     """--skip-unknown over a file whose characters are nearly all unknown printed a score of
     the few left as any other (and the count without its thousands separator)."""
