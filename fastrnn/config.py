@@ -39,6 +39,9 @@ EVAL_STEPS = 256                # evaluation reads a text this many steps per ke
 EVAL_CALL_STEPS = 1 << 18       # ...and min-char-rnn's model on the CPU at most this many per
                                 # kernel call (a multiple of EVAL_STEPS: the same sums), so that
                                 # a second Ctrl-C does not wait for a whole long held-out text
+EVAL_CALL_MACS = 1 << 31        # ...and no more steps than make this many multiply-adds, H(H+V)
+                                # a step, but one pass (at H = 1024 one call was 26 s, deaf to
+                                # Ctrl-C; ~0.5 s now)
 
 # --- Numba, for every CPU kernel ----------------------------------------------------------------
 # fastmath: reassociation and FMA contraction let LLVM vectorise the dot-product loops;

@@ -584,14 +584,17 @@ class CharRNN:
         return float(loss), state
 
     def sample(self, n, seed_ix, rng=None, temperature=1.0, greedy=False, state=None, top_k=0,
-               top_p=1.0):
+               top_p=1.0, progress=None):
         """n ids generated after ``seed_ix``, from ``state`` (L, S, 1, H; default: the first
         training stream's, unchanged). Returns (ids, state_after) so that generation can
         continue where it stopped. ``top_k`` > 0 draws from the k most likely characters
         only, ``top_p`` < 1 from the fewest most likely ones whose probabilities reach p
         (nucleus sampling; ``reference.truncate`` defines both exactly); the same seed gives
         the same text on every backend. A temperature so small that the logits divided by it
-        could overflow the dtype samples greedily, its limit."""
+        could overflow the dtype samples greedily, its limit. ``progress``: called with the
+        number of ids drawn after each kernel call (of at most SAMPLE_CALL_CHARS); an exception
+        it raises ends the sampling and comes out of this call (``rng`` has drawn all n
+        uniforms, before the first call)."""
         c = self.config
         if not validate.is_integer(seed_ix) or not 0 <= seed_ix < c.vocab_size:
             raise ValueError(f"seed_ix must be a character id in [0, {c.vocab_size}), got {seed_ix!r}")
@@ -610,6 +613,8 @@ class CharRNN:
         rng = np.random.default_rng() if rng is None else rng
         if not isinstance(rng, np.random.Generator):
             raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        if progress is not None and not callable(progress):
+            raise ValueError(f"progress must be callable, got {type(progress).__name__}")
         self._checked_arrays(training=False)
         if not np.isfinite(self.weights.flat).all():
             raise ValueError("the model's weights hold NaN or infinite values (its training "
@@ -624,6 +629,8 @@ class CharRNN:
             self._kernels.sample(self.weights, state, seed_ix, uniforms[a:b], temperature,
                                  greedy, ixes[a:b], top_k, float(top_p))
             seed_ix = int(ixes[b - 1])
+            if progress is not None:
+                progress(b - a)
         return ixes.tolist(), state
 
     def reset_state(self):

@@ -1343,11 +1343,25 @@ class Trainer:
         return (self.iteration - self.data["from"]) / passes
 
     def _sample(self):
+        """The sample of this iteration, printed; a stop request (Ctrl-C) cuts it short between
+        two kernel calls (the run's generator has drawn it whole: the resumed run goes on with
+        the same)."""
         start = time.perf_counter()
         train = self.corpus.train
         seed_ix = int(train[min(self.model.position, len(train) - 1)])
-        with self._compiling(SAMPLING):
-            ids, _ = self.model.sample(self.args.sample_length, seed_ix, rng=self.rng)
+        n, done = self.args.sample_length, [0]
+
+        def progress(k):
+            done[0] += k
+            if self.stop is not None and self.stop.requested and done[0] < n:
+                raise _CutShort
+
+        try:
+            with self._compiling(SAMPLING):
+                ids, _ = self.model.sample(n, seed_ix, rng=self.rng, progress=progress)
+        except _CutShort:
+            _say(self.args, f"----- sample at iteration {self.iteration} cut short (stopping)")
+            return
         _say(self.args, f"----- sample at iteration {self.iteration}\n"
                         f"{_shown(self.corpus.vocab.decode(ids))}\n-----")
         self.sample_seconds = time.perf_counter() - start
@@ -1577,7 +1591,7 @@ class Trainer:
 
 
 class _CutShort(Exception):
-    """A stop request (Ctrl-C) cut a validation short."""
+    """A stop request (Ctrl-C) cut a validation or a sample short."""
 
 
 class _RunFailed(cli.Failure):

@@ -505,6 +505,41 @@ def test_ctrl_c_cuts_a_validation_short_and_the_resumed_run_does_it_first(
     assert "pending" not in best.run  # (it holds the validation it was written for)
 
 
+def test_ctrl_c_cuts_a_sample_short_and_the_run_goes_on_as_if_it_had_not(
+        tmp_path, corpus_file, capsys, monkeypatch):
+    """A sample stops at Ctrl-C between two kernel calls (one of a million characters made the
+    run wait minutes); the run's generator has drawn the whole sample's randomness, so the
+    resumed run samples and trains on as one never interrupted."""
+    common = ["--data", corpus_file, *SMALL[:-1], "--eval-every", "10", "--sample-every", "10",
+              "--sample-length", "3000", "--checkpoint-every", "0", "--iterations", "30"]
+    assert train.main(common + ["--out", str(tmp_path / "one")]) == 0
+    one_out = capsys.readouterr().out
+    from fastrnn.model import CharRNN
+    real, calls = CharRNN.sample, []
+
+    def sample(self, n, seed_ix, rng=None, progress=None, **kw):
+        calls.append(1)
+
+        def interrupted(k):
+            if len(calls) == 2:  # (the sample at iteration 20)
+                os.kill(os.getpid(), signal.SIGINT)
+            progress(k)
+        return real(self, n, seed_ix, rng=rng, progress=interrupted, **kw)
+
+    monkeypatch.setattr(CharRNN, "sample", sample)
+    assert train.main(common + ["--out", str(tmp_path / "two")]) == cli.EXIT_INTERRUPTED
+    out, err = capsys.readouterr()
+    assert "----- sample at iteration 20 cut short (stopping)\n" in out
+    assert "interrupted at iteration 20; saved" in err
+    monkeypatch.undo()
+    assert train.main(["--resume", str(tmp_path / "two" / "checkpoint.npz")]) == 0
+    resumed = printed_samples(capsys.readouterr().out)
+    assert resumed[30] == printed_samples(one_out)[30] and len(resumed[30]) == 3000
+    one, two = (checkpoint.load(tmp_path / d / "checkpoint.npz") for d in ("one", "two"))
+    same_state(one, two)
+    assert one.run["rng"] == two.run["rng"]
+
+
 def test_ctrl_c_as_a_validation_ends_keeps_it(tmp_path, corpus_file, capsys, monkeypatch):
     """A Ctrl-C heard at a validation's last kernel call (here its only one) does not throw
     the finished validation away for the resumed run to do again: the run stops with it."""

@@ -304,6 +304,25 @@ def test_evaluation_reports_its_progress_and_computes_the_same_bits(corpus, monk
         model.evaluate(text, streams=streams))
 
 
+def test_min_char_rnns_evaluation_calls_are_sized_by_their_work(corpus, monkeypatch):
+    """min-char-rnn's model is evaluated in calls of at most EVAL_CALL_MACS multiply-adds
+    (H(H + V) a step), whole passes of EVAL_STEPS, at least one (a large H was one call of
+    a whole held-out text, deaf to Ctrl-C): the same bits as one call."""
+    from fastrnn.backends import numba as numba_backend
+    vocab, data = corpus
+    H, V = 12, len(vocab)
+    model = CharRNN(V, hidden_size=H, seed=2)
+    model.train(data, 3)
+    text = data[:3000]
+    whole = model.evaluate(text)
+    for macs, calls in ((H * (H + V) * 600, [512] * 5 + [439]), (1, [256] * 11 + [183])):
+        monkeypatch.setattr(numba_backend, "EVAL_CALL_MACS", macs)
+        said = []
+        loss, state = model.evaluate(text, progress=said.append)
+        assert said == calls
+        assert (loss, state.tobytes()) == (whole[0], whole[1].tobytes())
+
+
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
 def test_weights_that_are_not_numbers_have_no_loss(corpus, backend):
     """(numba's fast math gave a model with an infinite weight a finite loss; numpy NaN)"""
@@ -328,6 +347,15 @@ def test_a_progress_callback_can_end_an_evaluation_and_must_be_callable(corpus):
     np.testing.assert_array_equal(model.state, before)
     with pytest.raises(ValueError, match="progress must be callable .*, got int"):
         model.evaluate(data[:20], progress=3)
+    # sample's: after each call of at most SAMPLE_CALL_CHARS; the same text as without it
+    said, rng = [], np.random.default_rng(4)
+    ids, _ = model.sample(2500, 0, rng=np.random.default_rng(4), progress=said.append)
+    assert said == [1024, 1024, 452] and ids == model.sample(2500, 0, rng=rng)[0]
+    with pytest.raises(KeyboardInterrupt):
+        model.sample(2500, 0, progress=stop)
+    np.testing.assert_array_equal(model.state, before)
+    with pytest.raises(ValueError, match="progress must be callable, got int"):
+        model.sample(5, 0, progress=3)
 
 
 @pytest.mark.parametrize("cell, L, B, backend", [("lstm", 2, 2, "numba"), ("rnn", 1, 1, "numba"),

@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from ..config import EVAL_CALL_STEPS, EVAL_STEPS
+from ..config import EVAL_CALL_MACS, EVAL_CALL_STEPS, EVAL_STEPS
 from ..cells import rnn
 from ..reference import spec_of
 
@@ -107,8 +107,10 @@ class NumbaBackend:
         work = scratch(("evaluate", L, H, V, w.Why.dtype),
                        lambda: (np.empty((L + 1, H), w.Why.dtype), np.empty((L, V), w.Why.dtype)))
         loss = 0.0
-        for start in range(0, len(data) - 1, EVAL_CALL_STEPS):  # (Ctrl-C is heard between)
-            part = data[start:start + EVAL_CALL_STEPS + 1]
+        steps = EVAL_STEPS * max(1, min(EVAL_CALL_STEPS, EVAL_CALL_MACS // (H * (H + V)))
+                                 // EVAL_STEPS)  # per call (passes of L: the same sums)
+        for start in range(0, len(data) - 1, steps):  # (Ctrl-C is heard between)
+            part = data[start:start + steps + 1]
             loss = self.cpu.evaluate(part, state[0, 0, 0], w, work, loss)
             if progress is not None:
                 progress(len(part) - 1)
