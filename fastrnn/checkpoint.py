@@ -79,9 +79,11 @@ class Checkpoint:
                 f"{self.step}, position {self.position})")
 
     @classmethod
-    def of(cls, model, vocab, losses, run):
-        """The model's state now: copies, which its further training leaves as they are.
-        ``losses``: one per iteration (the run's history, 1-D)."""
+    def of(cls, model, vocab, losses, run, views=False):
+        """The model's state now: copies, which its further training leaves as they are
+        (``views``: the model's own arrays instead, for a checkpoint written before the model
+        trains on: at a save, copies of the weights and optimizer state took their size in
+        memory again). ``losses``: one per iteration (the run's history, 1-D)."""
         if not isinstance(model, CharRNN):
             raise ValueError(f"model must be a CharRNN, got {type(model).__name__}")
         spec = model.spec
@@ -93,8 +95,9 @@ class Checkpoint:
         except (TypeError, ValueError) as e:  # (a list of train()'s arrays of unequal lengths)
             raise ValueError(f"losses must be one number per iteration, e.g. "
                              f"np.concatenate of train()'s returns ({e})") from None
-        return cls(model.config, vocab, spec.named(spec.copy(model.weights)),
-                   [spec.named(spec.copy(s)) for s in model.states], model.state.copy(),
+        kept = (lambda w: w) if views else spec.copy
+        return cls(model.config, vocab, spec.named(kept(model.weights)),
+                   [spec.named(kept(s)) for s in model.states], model.state.copy(),
                    model.position, losses, copy.deepcopy(run), model.step,
                    model._checked_dropout_rng().bit_generator.state)
 

@@ -1512,7 +1512,8 @@ class Trainer:
 
     def _save(self, name):
         start = time.perf_counter()
-        ckpt = Checkpoint.of(self.model, self.corpus.vocab, self.history[:self.iteration], self._state())
+        ckpt = Checkpoint.of(self.model, self.corpus.vocab, self.history[:self.iteration],
+                             self._state(), views=True)  # (written now: no copies)
         try:
             self._write(name, checkpoint.save, ckpt)
         except CheckpointError as e:  # (the file before it is left as it was)

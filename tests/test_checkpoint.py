@@ -54,8 +54,8 @@ def test_round_trip_is_exact(saved):
 
 
 def test_a_checkpoint_is_the_model_at_its_making_not_after(saved, tmp_path):
-    """Checkpoint.of copies: training on after it (as train does between taking a checkpoint
-    and a later write) leaves what it saves as it was."""
+    """Checkpoint.of copies: training on after it (as a program may do between taking a
+    checkpoint and a later write) leaves what it saves as it was."""
     path, model, _ = saved
     model = checkpoint.load(path).to_model()
     run = {"iteration": 7, "anneal": {"fraction": 0.5}}
@@ -72,6 +72,38 @@ def test_a_checkpoint_is_the_model_at_its_making_not_after(saved, tmp_path):
         assert_same_array(back.states[0][name], a, "m" + name)
     assert_same_array(back.state, before.state, "state")
     assert back.step == 7 and back.run["anneal"] == {"fraction": 0.5}
+
+
+def test_a_run_saves_its_checkpoints_without_copying_the_model(tmp_path, text, monkeypatch):
+    """The trainer writes a checkpoint as it takes it: from views of the model's weights and
+    optimizer state, not copies (which took their size in memory again at every save: at H =
+    20,000, 6.4 GB more than the run's own, past what the memory check had allowed); the
+    same file as from copies."""
+    import tracemalloc
+    corpus = tmp_path / "input.txt"
+    corpus.write_text(text)
+    held, real = [], Checkpoint.of
+
+    def of(model, *args, **kwargs):
+        tracemalloc.start()  # (only around it: numba under tracemalloc is slow)
+        try:
+            ckpt = real(model, *args, **kwargs)
+            held.append((tracemalloc.get_traced_memory()[0], model.weights.flat.nbytes))
+        finally:
+            tracemalloc.stop()
+        copied = real(model, *args)  # (what it saves: the same as copies)
+        for name, a in copied.params.items():
+            assert_same_array(ckpt.params[name], a, name)
+        for name, a in copied.states[0].items():
+            assert_same_array(ckpt.states[0][name], a, "m" + name)
+        return ckpt
+
+    monkeypatch.setattr(Checkpoint, "of", of)
+    assert train.main(["--data", str(corpus), "--hidden-size", "200", "--optimizer", "adam",
+                       "--learning-rate", "0.002", "--iterations", "4", "--eval-every", "2",
+                       "--checkpoint-every", "2", "--quiet", "--out", str(tmp_path)]) == 0
+    assert len(held) >= 3  # (best.npz, and the checkpoints at 2 and 4)
+    assert all(took < weights / 2 for took, weights in held), held
 
 
 def test_every_named_array_round_trips_for_adam_with_streams(tmp_path):
