@@ -2,10 +2,11 @@
 
     python -m fastrnn.sample out/checkpoint.npz --length 500 --prime "ROMEO:" --seed 1
 
-The prime text (default: a newline) is printed first; starting from a zero hidden state (as
-char-rnn's sampler does), the model reads it and continues from its last character. The same
-seed gives the same text on every backend, and a checkpoint trained with any backend or dtype
-samples on any other.
+The prime text (default: a newline) is printed first; starting from the checkpoint's hidden
+state (its first training stream's, as the run's own samples, its validation and score start;
+``--state zeros``: a zero state, as char-rnn's sampler), the model reads it and continues from
+its last character. The same seed gives the same text on every backend, and a checkpoint
+trained with any backend or dtype samples on any other.
 """
 
 import argparse
@@ -42,6 +43,11 @@ def build_parser():
                         "whose probabilities add up to P, in (0, 1] (default 1: all)")
     p.add_argument("--greedy", action="store_true",
                    help="always take the most likely character (deterministic)")
+    p.add_argument("--state", choices=("checkpoint", "zeros"), default="checkpoint",
+                   help="the hidden state the prime is read from: the checkpoint's (its first "
+                        "training stream's, where the run's own samples and validation start; "
+                        "the default) or zeros (char-rnn's; a tanh RNN may have learnt nothing "
+                        "from there)")
     p.add_argument("--seed", type=cli.non_negative_int, metavar="S",
                    help="random seed: the same seed gives the same text (default: fresh randomness)")
     p.add_argument("--backend", choices=BACKENDS, default="numba", help="kernels (default numba)")
@@ -107,7 +113,8 @@ def _main(argv, out):
 
 def _generate(model, vocab, prime, ids, rng, args, out):
     """Read the prime, then write it and ``args.length`` generated characters to ``out``."""
-    _, state = model.evaluate(ids)  # from zeros: the state after the prime but its last char
+    start = model.state[:, :, :1] if args.state == "checkpoint" else None  # (None: zeros)
+    _, state = model.evaluate(ids, state=start)  # the state after the prime but its last char
     seed_ix, left = int(ids[-1]), args.length
     try:
         out.write(prime)

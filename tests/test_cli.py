@@ -2608,6 +2608,28 @@ def test_a_checkpoint_whose_numbers_float32_cannot_hold_is_refused_in_it(trained
     assert run_sample([str(big), "--length", "5"])[0] == 0  # (in float64 it is a number)
 
 
+def test_the_prime_is_read_from_the_checkpoints_state_or_from_zeros(trained, tmp_path):
+    """The prime is read from the checkpoint's first training stream's state (where the run's
+    samples, validation and score start), or with --state zeros from a zero state (char-rnn's):
+    each the text CharRNN.sample gives from there. (This small model forgets its start within
+    a few characters: the checkpoint's state here is made far from zeros.)"""
+    ckpt = checkpoint.load(trained)
+    ckpt.state[...] = np.random.default_rng(0).choice([-1.0, 1.0], ckpt.state.shape) * 0.999
+    saved = str(tmp_path / "far.npz")
+    checkpoint.save(saved, ckpt)
+    model, vocab = ckpt.to_model(), ckpt.vocab
+    ids = vocab.encode("T")
+    argv = [saved, "--length", "50", "--seed", "5", "--prime", "T"]
+    texts = {}
+    for state, start in (("checkpoint", ckpt.state[:, :, :1]), ("zeros", None)):
+        _, after = model.evaluate(ids, state=start)
+        drawn, _ = model.sample(50, int(ids[-1]), rng=np.random.default_rng(5), state=after)
+        texts[state] = "T" + vocab.decode(drawn) + "\n"
+        assert run_sample(argv + ["--state", state]) == (0, texts[state]), state
+    assert run_sample(argv) == (0, texts["checkpoint"])  # (the default)
+    assert texts["checkpoint"][:10] != texts["zeros"][:10]
+
+
 def test_prime_warms_the_hidden_state(trained):
     # Greedy continuations of two primes with the same last character differ only through h.
     a = run_sample([trained, "--length", "60", "--greedy", "--prime", "What, ho! "])[1]
