@@ -10,6 +10,7 @@ and, when matplotlib is installed, ``loss.png`` into ``--out``. Exit codes: 0 do
 failed (diverged, disk error), 2 bad input, 130 interrupted (after saving a checkpoint).
 """
 
+import codecs
 import dataclasses
 import errno
 import math
@@ -208,6 +209,11 @@ def _main(argv):
         raise cli.UsageError("--threads sets the CPU threads of the numba backend; the " + (
             "cuda backend runs on the GPU" if args.backend == "cuda" else
             "numpy backend (the reference) runs on NumPy's own"))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if args.threads is not None and cpus and args.threads > cpus:
+        cli.warn(PROG, f"--threads {args.threads:,} is more than the {cpus} CPU"
+                       f"{'s' if cpus > 1 else ''} this process may run on: the threads past "
+                       f"them take turns (the same bits, no faster)")
     if args.val_streams > 1 and args.backend == "cuda":
         raise cli.UsageError("--val-streams > 1 runs on the numba and numpy backends; the cuda "
                              "backend evaluates one stream")
@@ -263,19 +269,19 @@ def _main(argv):
 
 def _train(args, model, corpus, data, out, ckpt, lr_decay, anneal, source):
     run = ckpt.run if ckpt else {}
-    if ckpt and run.get("backend", args.backend) != args.backend:
-        _say(args, f"note: the checkpoint was trained with --backend {run['backend']}; results "
-                   f"continue bit for bit only on the same backend and dtype")
+    if ckpt and run.get("backend", args.backend) != args.backend:  # (notes: said if it trains)
+        args.notes.append(f"note: the checkpoint was trained with --backend {run['backend']}; "
+                          f"results continue bit for bit only on the same backend and dtype")
     trainer = Trainer(model, corpus, data, args, out, ckpt)
     trainer.lr_decay, trainer.anneal = lr_decay, anneal
     for key in RESUME_MAY_CHANGE if ckpt else ():
         old, new = getattr(ckpt.config, key), getattr(model.config, key)
         if new != old:
             rate = trainer.learning_rate() if key == "learning_rate" else new
-            _say(args, f"note: --{key.replace('_', '-')} {new:g} replaces the checkpoint's "
-                       f"{old:g} from iteration {run['iteration']} on" + (
-                           f" (the schedule's base: its rate there is {rate:g})"
-                           if rate != new else ""))
+            args.notes.append(f"note: --{key.replace('_', '-')} {new:g} replaces the "
+                              f"checkpoint's {old:g} from iteration {run['iteration']} on" + (
+                                  f" (the schedule's base: its rate there is {rate:g})"
+                                  if rate != new else ""))
     if source:
         trainer.init_from = str(Path(args.init_from).resolve())
         trainer.smooth = None  # (from its first chunk's loss: not an untrained model's ln V)
@@ -381,9 +387,10 @@ def _lr_decay(args, ckpt):
         return given
     saved = ckpt.run.get("lr_decay")
     if given is not None and given != saved:
+        had = "none" if saved is None else f"--lr-decay {saved[0]:g} --lr-decay-every {saved[1]}"
         raise cli.UsageError(f"cannot resume with a different learning-rate schedule: "
-                             f"--lr-decay {args.lr_decay} --lr-decay-every {args.lr_decay_every} "
-                             f"(the checkpoint has {'none' if saved is None else saved})")
+                             f"--lr-decay {args.lr_decay:g} --lr-decay-every "
+                             f"{args.lr_decay_every} (the checkpoint has {had})")
     return saved  # (its form is checked by checkpoint.load)
 
 
@@ -572,6 +579,14 @@ def _check_output_dir(args, ckpt, out):
     files.remove_stale_temporaries(out, OUTPUTS)
 
 
+def _codec(encoding):
+    """An encoding's codec name (utf8 and UTF-8 are utf-8), or the name if it is none."""
+    try:
+        return codecs.lookup(encoding).name
+    except (LookupError, TypeError):
+        return encoding
+
+
 def _load_corpus(data, config, ckpt, vocab, say, given):
     """The run's text (``data``: its settings; ``given``: its path was given, --data, not
     taken from the resumed checkpoint), checked against the model and the checkpoint."""
@@ -589,6 +604,10 @@ def _load_corpus(data, config, ckpt, vocab, say, given):
         corpus = corpus_mod.load(path, data["val_fraction"], data["encoding"],
                                  ckpt.vocab if ckpt else vocab)
     except corpus_mod.UnknownText as e:
+        used = (ckpt.run.get("data") or {}).get("encoding") if ckpt else None
+        if used and _codec(used) != _codec(data["encoding"]):
+            raise cli.UsageError(f"{e}; the run it resumes read its text as {used}: --encoding "
+                                 f"{data['encoding']} reads other characters") from None
         if ckpt and not given:  # (the text the run trained on had none of those)
             raise cli.UsageError(f"{e}; {path} has changed since the checkpoint was written: "
                                  f"it is not the text the run trained on") from None

@@ -183,6 +183,15 @@ def test_validation_streams_with_nothing_held_out_are_warned_about(tmp_path, cor
         assert (said in capsys.readouterr().err) == (k == 0)
 
 
+def test_more_threads_than_cpus_are_warned_about(tmp_path, corpus_file, capsys):
+    cpus = len(os.sched_getaffinity(0))
+    for k, threads in enumerate((cpus + 1, cpus)):
+        assert train.main(["--data", corpus_file, *SMALL, "--iterations", "2", "--batch-size",
+                           "2", "--threads", str(threads), "--out", str(tmp_path / str(k))]) == 0
+        said = f"warning: --threads {cpus + 1} is more than the {cpus} CPU"
+        assert (said in capsys.readouterr().err) == (k == 0)
+
+
 def test_a_sample_length_without_samples_is_warned_about(tmp_path, corpus_file, capsys):
     """--sample-length with --sample-every 0, given or the resumed run's: no sample is drawn,
     said; not when samples are drawn or the length is not given."""
@@ -691,6 +700,29 @@ def test_learning_rate_decay_refusals(tmp_path, corpus_file, capsys):
     rc = train.main(["--resume", str(tmp_path / "r" / "checkpoint.npz"), "--iterations", "20",
                      "--lr-decay", "0.5", "--lr-decay-every", "5"])
     assert_usage_error(rc, capsys, "different learning-rate schedule", "the checkpoint has none")
+    decayed = tmp_path / "d"
+    assert train.main([*base[:-1], str(decayed), "--lr-decay", "0.9", "--lr-decay-every",
+                       "200"]) == 0
+    rc = train.main(["--resume", str(decayed / "checkpoint.npz"), "--iterations", "20",
+                     "--lr-decay", "0.5", "--lr-decay-every", "5"])
+    assert_usage_error(rc, capsys, "schedule: --lr-decay 0.5 --lr-decay-every 5 (the checkpoint "
+                                   "has --lr-decay 0.9 --lr-decay-every 200)")
+
+
+def test_a_resume_given_another_encoding_is_told_the_runs(tmp_path, capsys):
+    """A resume with another --encoding than its run's, whose text then reads as characters
+    the vocabulary lacks, names the run's encoding (it was told the text had changed)."""
+    text = tmp_path / "cafe.txt"
+    text.write_text("caf\u00e9 au lait, the caf\u00e9 is open.\n" * 30, encoding="utf-8")
+    assert train.main(["--data", str(text), *SMALL, "--iterations", "3", "--out",
+                       str(tmp_path / "r")]) == 0
+    ckpt = str(tmp_path / "r" / "checkpoint.npz")
+    for extra in ([], ["--data", str(text)]):
+        rc = train.main(["--resume", ckpt, "--encoding", "latin-1", "--iterations", "5", *extra])
+        assert_usage_error(rc, capsys, "the checkpoint's vocabulary lacks: '\u00a9', '\u00c3'; "
+                                       "the run it resumes read its text as utf-8: --encoding "
+                                       "latin-1 reads other characters")
+    assert train.main(["--resume", ckpt, "--encoding", "UTF8", "--iterations", "5"]) == 0
 
 
 def test_anneal_decays_the_rate_linearly_to_zero_and_resumes_exactly(tmp_path, corpus_file,
@@ -1283,6 +1315,11 @@ def test_resume_past_the_target_has_nothing_to_do(tmp_path, corpus_file, capsys)
     assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations", "5",
                        "--out", str(tmp_path / "new")]) == 0
     assert "nothing to train" in capsys.readouterr().out and not (tmp_path / "new").exists()
+    # what a run that trains would have noted is not said (it replaces nothing)
+    assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--learning-rate", "0.05",
+                       "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to train" in out and "note:" not in out, out
 
 
 def test_a_resume_whose_rate_decayed_to_0_is_not_told_to_train_on(tmp_path, corpus_file,
