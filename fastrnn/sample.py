@@ -2,11 +2,11 @@
 
     python -m fastrnn.sample out/checkpoint.npz --length 500 --prime "ROMEO:" --seed 1
 
-The prime text (default: a newline) is printed first; starting from the checkpoint's hidden
-state (its first training stream's, as the run's own samples, its validation and score start;
-``--state zeros``: a zero state, as char-rnn's sampler), the model reads it and continues from
-its last character. The same seed gives the same text on every backend, and a checkpoint
-trained with any backend or dtype samples on any other.
+The prime text (default: a newline) is printed first; starting from a zero hidden state (as
+char-rnn's sampler does; ``--state checkpoint``: the checkpoint's, where the run's own samples,
+its validation and score start), the model reads it and continues from its last character. The
+same seed gives the same text on every backend, and a checkpoint trained with any backend or
+dtype samples on any other.
 """
 
 import argparse
@@ -43,11 +43,11 @@ def build_parser():
                         "whose probabilities add up to P, in (0, 1] (default 1: all)")
     p.add_argument("--greedy", action="store_true",
                    help="always take the most likely character (deterministic)")
-    p.add_argument("--state", choices=("checkpoint", "zeros"), default="checkpoint",
-                   help="the hidden state the prime is read from: the checkpoint's (its first "
-                        "training stream's, where the run's own samples and validation start; "
-                        "the default) or zeros (char-rnn's; a tanh RNN may have learnt nothing "
-                        "from there)")
+    p.add_argument("--state", choices=("zeros", "checkpoint"), default="zeros",
+                   help="the hidden state the prime is read from: zeros (char-rnn's, the "
+                        "default: a text of its own) or the checkpoint's (its first training "
+                        "stream's, where the run's own samples and validation start: for a tanh "
+                        "model that writes nonsense from zeros)")
     p.add_argument("--seed", type=cli.non_negative_int, metavar="S",
                    help="random seed: the same seed gives the same text (default: fresh randomness)")
     p.add_argument("--backend", choices=BACKENDS, default="numba", help="kernels (default numba)")
