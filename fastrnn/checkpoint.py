@@ -95,7 +95,7 @@ class Checkpoint:
         except (TypeError, ValueError) as e:  # (a list of train()'s arrays of unequal lengths)
             raise ValueError(f"losses must be one number per iteration, e.g. "
                              f"np.concatenate of train()'s returns ({e})") from None
-        kept = (lambda w: w) if views else spec.copy
+        kept = (lambda w: w) if validate.flag("views", views) else spec.copy
         return cls(model.config, vocab, spec.named(kept(model.weights)),
                    [spec.named(kept(s)) for s in model.states], model.state.copy(),
                    model.position, losses, copy.deepcopy(run), model.step,

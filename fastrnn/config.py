@@ -25,6 +25,8 @@ SAMPLE_CALL_CHARS = 1024        # characters ``CharRNN.sample`` draws per kernel
                                 # (the state and last id carried: the same text as one call),
                                 # so that Ctrl-C is heard within ~0.2 s (a 2 x 384 LSTM: 169 us
                                 # a character; one call of 10**7 was minutes it could not stop)
+SAMPLE_CALL_MACS = 1 << 31      # ...and no more than make this many multiply-adds (about one a
+                                # parameter a character), but one
 SAMPLE_LENGTH_MAX = 1_000_000   # characters of a training run's samples, at most (the printed
                                 # preview; ``fastrnn.sample`` writes a text of any length)
 DIVERGED_LOSS = 100             # a training chunk whose loss per character is over this many

@@ -217,7 +217,13 @@ def oddities(corpus, encoding):
     said = []
     controls = share([c for c in vocab.chars if c in CONTROL_CODES])  # (C1's are below)
     nuls = share("\x00")
-    if controls > BINARY_CONTROLS:
+    c1 = share([c for c in vocab.chars if "\x80" <= c <= "\x9f"])
+    if _ebcdic(encoding) and c1 > C1_CONTROLS:  # (first: EBCDIC reads ASCII's . ' - / as C0)
+        said.append(f"{c1:.0%} of the characters of {path} read as {encoding} (an EBCDIC code "
+                    f"page) are control codes U+0080-U+009F, which text rarely holds: ASCII or "
+                    f"UTF-8 text read as EBCDIC gives them (its spaces come out as U+0080); if "
+                    f"it is, --encoding utf-8 reads it")
+    elif controls > BINARY_CONTROLS:
         said.append(f"{controls:.0%} of the characters of {path} are control characters "
                     f"(not counting NUL, tabs and line breaks): it looks like binary data, not "
                     f"text, and is trained on as it is")
@@ -230,12 +236,6 @@ def oddities(corpus, encoding):
             (paired := share([c for c in vocab.chars if _two_text_bytes(c)])) > EIGHT_BIT_PAIRS:
         said.append(f"{paired:.0%} of the characters of {path} read as {encoding} are two bytes "
                     f"of ASCII text each, as 8-bit text (ASCII, UTF-8) read as UTF-16 gives: if "
-                    f"it is, --encoding utf-8 reads it")
-    elif _ebcdic(encoding) and \
-            (c1 := share([c for c in vocab.chars if "\x80" <= c <= "\x9f"])) > C1_CONTROLS:
-        said.append(f"{c1:.0%} of the characters of {path} read as {encoding} (an EBCDIC code "
-                    f"page) are control codes U+0080-U+009F, which text rarely holds: ASCII or "
-                    f"UTF-8 text read as EBCDIC gives them (its spaces come out as U+0080); if "
                     f"it is, --encoding utf-8 reads it")
     elif codecs.lookup(encoding).name == "iso8859-1" and \
             any("\x80" <= c <= "\x9f" for c in vocab.chars):
@@ -259,7 +259,7 @@ def _ebcdic(encoding):
     """Whether ``encoding`` is an EBCDIC code page (its space is byte 0x40)."""
     try:
         return b"\x40".decode(encoding) == " "
-    except (UnicodeError, LookupError):  # (idna's, and UTF-16's for one byte)
+    except (UnicodeError, LookupError):  # (UTF-16's for one byte; punycode's)
         return False
 
 

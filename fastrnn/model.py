@@ -35,7 +35,10 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, losses, n_steps):
         super().__init__(f"training stopped by Ctrl-C after {len(losses):,} of {n_steps:,} "
                          f"chunks (their losses: .losses)")
-        self.losses = losses
+        self.losses, self.n_steps = losses, n_steps
+
+    def __reduce__(self):  # (pickled and copied whole: multiprocessing, concurrent.futures)
+        return type(self), (self.losses, self.n_steps)
 
 
 @contextmanager
@@ -592,7 +595,8 @@ class CharRNN:
         (nucleus sampling; ``reference.truncate`` defines both exactly); the same seed gives
         the same text on every backend. A temperature so small that the logits divided by it
         could overflow the dtype samples greedily, its limit. ``progress``: called with the
-        number of ids drawn after each kernel call (of at most SAMPLE_CALL_CHARS); an exception
+        number of ids drawn after each kernel call (of at most SAMPLE_CALL_CHARS, fewer for a
+        model of over SAMPLE_CALL_MACS / 1024 parameters: the same text); an exception
         it raises ends the sampling and comes out of this call (``rng`` has drawn all n
         uniforms, before the first call)."""
         c = self.config
@@ -624,8 +628,9 @@ class CharRNN:
         state = self._checked_state(state)
         greedy = greedy or reference.overflows(self.weights, state, temperature)
         ixes, uniforms, seed_ix = np.empty(n, np.int64), rng.random(n), int(seed_ix)
-        for a in range(0, n, config.SAMPLE_CALL_CHARS):  # (Ctrl-C is heard between calls)
-            b = min(n, a + config.SAMPLE_CALL_CHARS)
+        per_call = max(1, min(config.SAMPLE_CALL_CHARS, config.SAMPLE_CALL_MACS // self.spec.size))
+        for a in range(0, n, per_call):  # (Ctrl-C is heard between calls)
+            b = min(n, a + per_call)
             self._kernels.sample(self.weights, state, seed_ix, uniforms[a:b], temperature,
                                  greedy, ixes[a:b], top_k, float(top_p))
             seed_ix = int(ixes[b - 1])

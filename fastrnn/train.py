@@ -172,6 +172,7 @@ PLOT_SHARE = 0.05  # loss.png is redrawn at a validation if the last drawing too
 LONG_VALIDATION_CHARS = 1_000_000  # the first (untimed) validation said from this many
 VALIDATION_BAR_DELAY = 2.0  # seconds into a validation before its progress bar shows
 TRAINING, VALIDATION, SAMPLING = "training kernels", "validation kernels", "sampling kernels"
+OWED = "; once that memory is free, its --resume does this validation first"
 CADENCE = {"eval_every": 5000, "sample_every": 5000, "sample_length": 200,
            "checkpoint_every": 5000}
 
@@ -192,7 +193,7 @@ def _main(argv):
     for key, default in CADENCE.items():  # given, else the resumed run's, else the default
         if getattr(args, key) is None:
             setattr(args, key, saved.get(key, default))
-    if args.sample_length > SAMPLE_LENGTH_MAX:
+    if args.sample_length > SAMPLE_LENGTH_MAX and args.sample_every:  # (else: said below)
         whose, fix = ("", "python -m fastrnn.sample writes a text of any length from a "
                           "checkpoint") if given else \
             (" (the checkpoint's)", f"pass --sample-length N, at most {SAMPLE_LENGTH_MAX:,}")
@@ -387,9 +388,9 @@ def _lr_decay(args, ckpt):
         return given
     saved = ckpt.run.get("lr_decay")
     if given is not None and given != saved:
-        had = "none" if saved is None else f"--lr-decay {saved[0]:g} --lr-decay-every {saved[1]}"
+        had = "none" if saved is None else f"--lr-decay {saved[0]!r} --lr-decay-every {saved[1]}"
         raise cli.UsageError(f"cannot resume with a different learning-rate schedule: "
-                             f"--lr-decay {args.lr_decay:g} --lr-decay-every "
+                             f"--lr-decay {args.lr_decay!r} --lr-decay-every "
                              f"{args.lr_decay_every} (the checkpoint has {had})")
     return saved  # (its form is checked by checkpoint.load)
 
@@ -591,6 +592,11 @@ def _load_corpus(data, config, ckpt, vocab, say, given):
     """The run's text (``data``: its settings; ``given``: its path was given, --data, not
     taken from the resumed checkpoint), checked against the model and the checkpoint."""
     path = Path(data["path"])
+    used = (ckpt.run.get("data") or {}).get("encoding") if ckpt else None
+    if used and not given and _codec(used) != _codec(data["encoding"]):  # (its own text)
+        raise cli.UsageError(f"cannot resume with --encoding {data['encoding']}: the run read "
+                             f"its text as {used} (--data PATH --encoding E resumes on a text "
+                             f"of another encoding)")
     if ckpt is None and path == corpus_mod.DEFAULT_CORPUS and not path.exists():
         raise cli.UsageError(f"the bundled corpus {path} is missing (it ships in the source "
                              f"tree's data/ directory); pass --data PATH")
@@ -604,7 +610,6 @@ def _load_corpus(data, config, ckpt, vocab, say, given):
         corpus = corpus_mod.load(path, data["val_fraction"], data["encoding"],
                                  ckpt.vocab if ckpt else vocab)
     except corpus_mod.UnknownText as e:
-        used = (ckpt.run.get("data") or {}).get("encoding") if ckpt else None
         if used and _codec(used) != _codec(data["encoding"]):
             raise cli.UsageError(f"{e}; the run it resumes read its text as {used}: --encoding "
                                  f"{data['encoding']} reads other characters") from None
@@ -964,7 +969,12 @@ class Trainer:
             if self.stop_reason != "interrupted" and (
                     not self.records or self.records[-1]["iteration"] != self.iteration):
                 self.pending = None  # (not in best.npz, which this validation may write)
-                if not self._evaluate():
+                try:
+                    done = self._evaluate()
+                except _ValidationFailed as e:
+                    self.pending, e.then = "end", OWED
+                    raise
+                if not done:
                     self.pending, self.stop_reason = "end", "interrupted"
             if self.pending or self.ended_by or \
                     (self.saved, self.saved_records) != (self.iteration, len(self.records)):
@@ -1129,16 +1139,16 @@ class Trainer:
             VALIDATION)
 
     def _evaluate_text(self, text, state, progress=None):
-        """``model.evaluate`` of ``text`` with the run's --val-streams; what stops it from
-        running (the memory it needs, over what is available now) is a _RunFailed, which ends
-        the run with its work saved."""
+        """``model.evaluate`` of ``text`` with the run's --val-streams; the memory it needs,
+        over what is available now, is a _ValidationFailed, which ends the run with its work
+        saved (and the validation left for the resumed run to do first, if one was due)."""
         try:
             return self.model.evaluate(text, state=state, progress=progress,
                                        streams=self.args.val_streams)
-        except (ValueError, MemoryError) as e:
+        except (validate.NotEnoughMemory, MemoryError) as e:
             why = str(e) or "out of memory"
-            raise _RunFailed(f"the validation at iteration {self.iteration} cannot run: {why}") \
-                from None
+            raise _ValidationFailed(f"the validation at iteration {self.iteration} cannot run: "
+                                    f"{why}") from None
 
     def _estimate_sample(self, share=16):
         """Seconds a sample would take, for --time-budget before the first: the sampling kernel
@@ -1201,7 +1211,12 @@ class Trainer:
         owed, self.pending = self.pending == "iteration", None
         sample = args.sample_every and self.iteration % args.sample_every == 0
         if owed or args.eval_every and self.iteration % args.eval_every == 0:
-            if not self._evaluate(best_after_sample=sample):
+            try:
+                done = self._evaluate(best_after_sample=sample)
+            except _ValidationFailed as e:
+                self.pending, e.then = "iteration", OWED  # (saved so: the resumed run does it)
+                raise
+            if not done:
                 self.pending = "iteration"
                 return False
         if sample:
@@ -1485,14 +1500,14 @@ class Trainer:
         write, of a file of its own), if it can be."""
         message = str(failure)
         if failure.name != CHECKPOINT and self.iteration > 0 and not self._replaced() and \
-                self.iteration not in (self.saved, self.resumed_at):
+                (self.iteration not in (self.saved, self.resumed_at) or self.pending):
             try:
                 self._save(CHECKPOINT)
             except _WriteFailed as again:
                 message = f"{message}; {again}"
             else:
                 return (f"{message}; the run is saved in {self.out / CHECKPOINT} (iteration "
-                        f"{self.iteration})")
+                        f"{self.iteration}){failure.then}")
         return f"{message}; {self._where_the_work_is()}"
 
     def _where_the_work_is(self):
@@ -1616,11 +1631,16 @@ class _CutShort(Exception):
 
 class _RunFailed(cli.Failure):
     """What ends a run before its end, its work saved first (``Trainer._rescued``); ``name``:
-    the file that could not be written, if that is what failed."""
+    the file that could not be written, if that is what failed; ``then``: said after where the
+    run is saved."""
 
-    def __init__(self, message, name=None):
+    def __init__(self, message, name=None, then=""):
         super().__init__(message)
-        self.name = name
+        self.name, self.then = name, then
+
+
+class _ValidationFailed(_RunFailed):
+    """A validation that cannot run (the memory it needs)."""
 
 
 class _WriteFailed(_RunFailed):

@@ -34,7 +34,8 @@ def float_dtype(dtype):
     except TypeError:
         dt = None
     if dt is None or dt not in FLOAT_DTYPES:  # (None in FLOAT_DTYPES: NumPy says True)
-        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+        raise ValueError(f"dtype must be float32 or float64, got "
+                         f"{repr(dtype) if dt is None else dt.name}")
     return dt
 
 
@@ -187,10 +188,14 @@ def large_fits(need, what):
         fits(need, what)
 
 
+class NotEnoughMemory(ValueError):
+    """``fits``' refusal: more memory than is available now."""
+
+
 def fits(need, what):
-    """ValueError (one line) when ``need`` bytes exceed the memory available now, before
-    anything that large is allocated; ``what`` names what would need it."""
+    """NotEnoughMemory (a ValueError, one line) when ``need`` bytes exceed the memory available
+    now, before anything that large is allocated; ``what`` names what would need it."""
     available = available_memory()
     if available is not None and need > available:
-        raise ValueError(f"{what} needs about {human_bytes(need)} of memory; this machine has "
+        raise NotEnoughMemory(f"{what} needs about {human_bytes(need)} of memory; this machine has "
                          f"{human_bytes(available)} available")

@@ -184,7 +184,7 @@ def test_validation_streams_with_nothing_held_out_are_warned_about(tmp_path, cor
 
 
 def test_more_threads_than_cpus_are_warned_about(tmp_path, corpus_file, capsys):
-    cpus = len(os.sched_getaffinity(0))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     for k, threads in enumerate((cpus + 1, cpus)):
         assert train.main(["--data", corpus_file, *SMALL, "--iterations", "2", "--batch-size",
                            "2", "--threads", str(threads), "--out", str(tmp_path / str(k))]) == 0
@@ -544,9 +544,10 @@ def test_ctrl_c_cuts_a_sample_short_and_the_run_goes_on_as_if_it_had_not(
     assert train.main(["--resume", str(tmp_path / "two" / "checkpoint.npz")]) == 0
     resumed = printed_samples(capsys.readouterr().out)
     assert resumed[30] == printed_samples(one_out)[30] and len(resumed[30]) == 3000
-    one, two = (checkpoint.load(tmp_path / d / "checkpoint.npz") for d in ("one", "two"))
-    same_state(one, two)
-    assert one.run["rng"] == two.run["rng"]
+    for name in ("checkpoint.npz", "best.npz"):
+        one, two = (checkpoint.load(tmp_path / d / name) for d in ("one", "two"))
+        same_state(one, two)
+        assert one.run["rng"] == two.run["rng"], name
 
 
 def test_ctrl_c_as_a_validation_ends_keeps_it(tmp_path, corpus_file, capsys, monkeypatch):
@@ -707,21 +708,31 @@ def test_learning_rate_decay_refusals(tmp_path, corpus_file, capsys):
                      "--lr-decay", "0.5", "--lr-decay-every", "5"])
     assert_usage_error(rc, capsys, "schedule: --lr-decay 0.5 --lr-decay-every 5 (the checkpoint "
                                    "has --lr-decay 0.9 --lr-decay-every 200)")
+    rc = train.main(["--resume", str(decayed / "checkpoint.npz"), "--iterations", "20",
+                     "--lr-decay", "0.9000001", "--lr-decay-every", "200"])  # (all its digits)
+    assert_usage_error(rc, capsys, "--lr-decay 0.9000001 --lr-decay-every 200 (the checkpoint "
+                                   "has --lr-decay 0.9 ")
 
 
 def test_a_resume_given_another_encoding_is_told_the_runs(tmp_path, capsys):
-    """A resume with another --encoding than its run's, whose text then reads as characters
-    the vocabulary lacks, names the run's encoding (it was told the text had changed)."""
+    """A resume with another --encoding than its run's is refused on the run's own text (it
+    was told the text had changed, or, if the characters stayed in the vocabulary, trained on
+    other ids in silence); on a text given with --data, whose characters the vocabulary then
+    lacks, the run's encoding is named."""
     text = tmp_path / "cafe.txt"
     text.write_text("caf\u00e9 au lait, the caf\u00e9 is open.\n" * 30, encoding="utf-8")
     assert train.main(["--data", str(text), *SMALL, "--iterations", "3", "--out",
                        str(tmp_path / "r")]) == 0
     ckpt = str(tmp_path / "r" / "checkpoint.npz")
-    for extra in ([], ["--data", str(text)]):
-        rc = train.main(["--resume", ckpt, "--encoding", "latin-1", "--iterations", "5", *extra])
-        assert_usage_error(rc, capsys, "the checkpoint's vocabulary lacks: '\u00a9', '\u00c3'; "
-                                       "the run it resumes read its text as utf-8: --encoding "
-                                       "latin-1 reads other characters")
+    rc = train.main(["--resume", ckpt, "--encoding", "latin-1", "--iterations", "5"])
+    assert_usage_error(rc, capsys, "cannot resume with --encoding latin-1: the run read its text "
+                                   "as utf-8 (--data PATH --encoding E resumes on a text of "
+                                   "another encoding)")
+    rc = train.main(["--resume", ckpt, "--encoding", "latin-1", "--iterations", "5", "--data",
+                     str(text)])
+    assert_usage_error(rc, capsys, "the checkpoint's vocabulary lacks: '\u00a9', '\u00c3'; "
+                                   "the run it resumes read its text as utf-8: --encoding "
+                                   "latin-1 reads other characters")
     assert train.main(["--resume", ckpt, "--encoding", "UTF8", "--iterations", "5"]) == 0
 
 
@@ -790,15 +801,18 @@ def test_a_checkpoint_that_would_not_load_is_a_failure_and_not_a_file(tmp_path, 
     assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == 10
 
 
-@pytest.mark.parametrize("extra, at", [
-    (["--eval-every", "3", "--checkpoint-every", "3"], 6),
-    (["--eval-every", "0", "--checkpoint-every", "0", "--time-budget", "3600"], 1)])
+@pytest.mark.parametrize("extra, at, validated", [
+    (["--eval-every", "3", "--checkpoint-every", "3", "--sample-every", "3"], 6, [3, 6, 9]),
+    (["--eval-every", "0", "--checkpoint-every", "3"], 9, [9]),  # (the final one, at a save)
+    (["--eval-every", "0", "--checkpoint-every", "0", "--time-budget", "3600"], 1, [9])])
 def test_a_validation_that_cannot_run_ends_the_run_with_its_work_saved(
-        tmp_path, corpus_file, capsys, monkeypatch, extra, at):
-    """A validation refused the memory it needs (here: from iteration 6 on; memory that other
-    programs took since the run started) ends the run in one line, the iterations since the
-    last checkpoint saved first (it was a traceback, and the work since that checkpoint lost);
-    so does the validation timed for a budget's estimate."""
+        tmp_path, corpus_file, capsys, monkeypatch, extra, at, validated):
+    """A validation refused the memory it needs (here: from iteration ``at`` on; memory that
+    other programs took since the run started) ends the run in one line, the iterations since
+    the last checkpoint saved first (it was a traceback, and the work since that checkpoint
+    lost), and the validation left for the resumed run to do first (with the sample due), as
+    Ctrl-C leaves it: the same run as one never stopped; so does the validation timed for a
+    budget's estimate, which owes none."""
     from fastrnn import validate
     real, trainer = validate.large_fits, {}
     real_init = train.Trainer.__init__
@@ -809,23 +823,37 @@ def test_a_validation_that_cannot_run_ends_the_run_with_its_work_saved(
 
     def refused(need, what):
         if what.startswith("evaluating") and trainer["it"].iteration >= at:
-            raise ValueError(f"{what} needs about 10.7 GiB of memory; this machine has 6.5 GiB "
-                             f"available")
+            raise validate.NotEnoughMemory(f"{what} needs about 10.7 GiB of memory; this "
+                                           f"machine has 6.5 GiB available")
         real(need, what)
 
     monkeypatch.setattr(train.Trainer, "__init__", kept)
     monkeypatch.setattr(validate, "large_fits", refused)
     out = tmp_path / "r"
-    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "9", *extra,
-                       "--sample-every", "0", "--out", str(out)]) == cli.EXIT_FAILED
+    common = ["--data", corpus_file, *SMALL, "--iterations", "9", *extra]
+    common += ["--sample-length", "20"] if "--sample-every" in extra else ["--sample-every", "0"]
+    assert train.main([*common, "--out", str(out)]) == cli.EXIT_FAILED
     err = capsys.readouterr().err
+    owed = "; once that memory is free, its --resume does this validation first" \
+        if validated != [9] or at == 9 else ""
     assert err == (f"fastrnn.train: error: the validation at iteration {at} cannot run: evaluating "
                    f"1 stream needs about 10.7 GiB of memory; this machine has 6.5 GiB "
-                   f"available; the run is saved in {out}/checkpoint.npz (iteration {at})\n"), err
+                   f"available; the run is saved in {out}/checkpoint.npz (iteration {at}){owed}\n"
+                   ), err
     monkeypatch.undo()
     assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == at
     assert train.main(["--resume", str(out / "checkpoint.npz")]) == 0  # (to its 9)
-    assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == 9
+    resumed = checkpoint.load(out / "checkpoint.npz")
+    assert resumed.run["iteration"] == 9 and "pending" not in resumed.run
+    assert [r["iteration"] for r in resumed.run["metrics"]] == validated
+    if at < 9 and not owed:
+        return
+    assert train.main([*common, "--out", str(tmp_path / "one")]) == 0  # never stopped
+    one = checkpoint.load(tmp_path / "one" / "checkpoint.npz")
+    same_state(one, resumed)
+    assert one.run["rng"] == resumed.run["rng"]
+    assert [(r["iteration"], r["val_loss"]) for r in one.run["metrics"]] == \
+        [(r["iteration"], r["val_loss"]) for r in resumed.run["metrics"]]
 
 
 def test_a_finished_anneal_ends_the_run(tmp_path, corpus_file, capsys):
@@ -1068,6 +1096,10 @@ def test_a_sample_length_past_the_most_a_run_prints_is_refused(tmp_path, corpus_
                        "--sample-length 100,000,000,000 (the checkpoint's) is more than",
                        f"pass --sample-length N, at most {SAMPLE_LENGTH_MAX:,}")
     assert train.main(["--resume", str(path), "--iterations", "8", "--sample-length", "50"]) == 0
+    # with no sample drawn it is not refused, but said to change nothing
+    assert train.main([*base[:-1], str(tmp_path / "none"), "--sample-every", "0",
+                       "--sample-length", str(SAMPLE_LENGTH_MAX + 1)]) == 0
+    assert f"--sample-length {SAMPLE_LENGTH_MAX + 1:,} changes nothing" in capsys.readouterr().err
 
 
 def test_a_checkpoint_from_before_val_streams_read_one_stream(tmp_path, corpus_file, capsys):

@@ -238,7 +238,9 @@ def test_a_text_too_large_for_the_memory_is_one_line(tmp_path, monkeypatch):
       r"U\+0080-U\+009F, which text rarely holds: ASCII or UTF-8 text read as EBCDIC gives "
       r"them \(its spaces come out as U\+0080\); if it is, --encoding utf-8 reads it$"]),
     ("plain text,\nas text is.\n".encode("cp037") * 20, "cp037", []),
-    ("plain text, as text is. " * 20, "idna", []),  # (whose decode of one byte 0x40 raises)
+    ("plain text, as text is. " * 20, "idna", []),  # (an 8-bit codec that is not EBCDIC)
+    ("3.14, 2.72, 1.41/1.73 - 'e' - 0.577\n" * 20, "cp037",  # (numbers: C0 codes in EBCDIC)
+     [r"^\d\d% of the characters of .* read as cp037 \(an EBCDIC code page\) are control "]),
     ("\ufefftext\n" * 20, "utf-8", [r"starts with a byte-order mark \(U\+FEFF\)"]),
     ("line\r\n" * 20, "utf-8",
      [r"has Windows line endings \(\\r\\n\): the model learns the \\r before every line break "

@@ -334,7 +334,7 @@ def test_weights_that_are_not_numbers_have_no_loss(corpus, backend):
         model.evaluate(data[:100])
 
 
-def test_a_progress_callback_can_end_an_evaluation_and_must_be_callable(corpus):
+def test_a_progress_callback_can_end_an_evaluation_and_must_be_callable(corpus, monkeypatch):
     vocab, data = corpus
     model = CharRNN(len(vocab), hidden_size=12, cell="gru")
     before = model.state.copy()
@@ -351,6 +351,11 @@ def test_a_progress_callback_can_end_an_evaluation_and_must_be_callable(corpus):
     said, rng = [], np.random.default_rng(4)
     ids, _ = model.sample(2500, 0, rng=np.random.default_rng(4), progress=said.append)
     assert said == [1024, 1024, 452] and ids == model.sample(2500, 0, rng=rng)[0]
+    from fastrnn import config  # (a large model: calls of fewer characters, the same text)
+    monkeypatch.setattr(config, "SAMPLE_CALL_MACS", model.spec.size * 1000)
+    said = []
+    assert model.sample(2500, 0, rng=np.random.default_rng(4), progress=said.append)[0] == ids
+    assert said == [1000, 1000, 500]
     with pytest.raises(KeyboardInterrupt):
         model.sample(2500, 0, progress=stop)
     np.testing.assert_array_equal(model.state, before)
@@ -668,7 +673,9 @@ def test_a_specs_initial_weights_are_checked_before_they_are_made():
                           (lambda: spec.init(1.5), "seed 1.5 is not one numpy.random.default_rng "
                                                    "takes"),
                           (lambda: spec.init(0, "int64"), "dtype must be float32 or float64, "
-                                                          "got 'int64'"),
+                                                          "got int64"),
+                          (lambda: spec.init(0, "floot"), "dtype must be float32 or float64, "
+                                                          "got 'floot'"),
                           (lambda: spec.view([0.0] * 65), "holds 65 values, got a list"),
                           (lambda: Spec("rnn", 10 ** 6, 10 ** 6).init(),
                            "Spec\\('rnn', vocab_size=1000000, hidden_size=1000000, "
@@ -1178,6 +1185,8 @@ def test_a_long_train_call_is_split_into_calls_ctrl_c_can_stop_between(backend, 
     check = CharRNN(10, **settings)
     check.train(data, 7)
     assert np.array_equal(stopped.value.losses, check.train(data, 2))
+    again = pickle.loads(pickle.dumps(stopped.value))  # (through a process pool, whole)
+    assert str(again) == str(stopped.value) and np.array_equal(again.losses, stopped.value.losses)
 
 
 def test_sampling_a_diverged_model_is_refused():
