@@ -1652,10 +1652,20 @@ def test_a_finite_but_absurd_loss_is_a_divergence(tmp_path, corpus_file, capsys,
 
 # -- Ctrl-C and kill -9 ------------------------------------------------------------------------
 
+def _as_from_a_terminal():
+    """In a child, SIGHUP and SIGINT as a command started from a terminal has them: the tests
+    themselves may run where they are ignored (under nohup; a script's background job), which
+    a child inherits, and then no hangup or Ctrl-C would stop it."""
+    for name in ("SIGHUP", "SIGINT"):  # (Python then installs its own for SIGINT)
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+
+
 def _start(args, cwd):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "fastrnn.train", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_as_from_a_terminal)
 
 
 def _wait_for(path, proc, timeout=120):
@@ -1864,7 +1874,8 @@ def test_a_terminal_that_hangs_up_leaves_the_run_saved(tmp_path, corpus_file):
          "--iterations", "100000000", "--eval-every", "0", "--sample-every", "0",
          "--checkpoint-every", "100", "--out", str(out)],
         cwd=tmp_path, env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
-        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))  # (its controlling terminal)
+        preexec_fn=lambda: (_as_from_a_terminal(),  # (then its controlling terminal)
+                            fcntl.ioctl(0, termios.TIOCSCTTY, 0)))
     os.close(slave)
     deadline = time.monotonic() + 120
     while not (out / "checkpoint.npz").exists():  # (reading what it writes, as a terminal does)
