@@ -731,22 +731,26 @@ class _Progress:
             self.bar = tqdm(total=self.target, initial=iteration, unit="it", smoothing=0.05,
                             **common)
 
-    def advance(self, n, iteration, seconds, postfix):
-        """``n`` more iterations in ``seconds``, up to ``iteration``; ``postfix``: loss, speed."""
+    def advance(self, n, iteration, seconds, postfix, to_target=None):
+        """``n`` more iterations in ``seconds``, up to ``iteration``; ``postfix``: loss, speed;
+        ``to_target``: the seconds to the target, if the trainer knows them (its validations,
+        samples and checkpoints to come included; else from this block's pace alone)."""
         if self.budget:
-            done, text = self._time(n, iteration, seconds, postfix)
+            done, text = self._time(n, iteration, seconds, postfix, to_target)
             self.bar.set_description_str(text, refresh=False)
             self.bar.update(done - self.bar.n)
         else:
             self.bar.set_postfix_str(postfix, refresh=False)
             self.bar.update(n)
 
-    def _time(self, n, iteration, seconds, postfix):
+    def _time(self, n, iteration, seconds, postfix, to_target=None):
         """The fraction of the run's time done, and the bar's text."""
         clock = tqdm.format_interval
         spent = time.perf_counter() - self.start
         left = max(0.0, self.budget - spent)
-        if n or iteration >= self.target:  # the iterations at the latest block's rate
+        if to_target is not None:
+            left = min(left, to_target)
+        elif n or iteration >= self.target:  # the iterations at the latest block's rate
             left = min(left, (self.target - iteration) * seconds / max(n, 1))
         text = (f"{clock(spent)}<{clock(left)} of the {clock(self.budget)} budget, iteration "
                 f"{iteration:,}/{self.target:,}" + (f", {postfix}" if postfix else ""))
@@ -945,7 +949,8 @@ class Trainer:
                         self.paced_from = (t0, self.iteration - n, self.seconds - dt)
                     self.block_seconds, self.block_iterations = dt, n
                     bar.advance(n, self.iteration, dt, f"chunk loss {self.smooth:.3f}, "
-                                f"training {n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s")
+                                f"training {n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s",
+                                self._time_to(target))
                 # (before what is due at this iteration: a validation, checkpoint, sample)
                 target = self._start_anneal(target, start, bar, due_now=True)
                 if not self._between_blocks():
@@ -1027,12 +1032,18 @@ class Trainer:
                 if now - start < (1 - fraction) * budget or \
                         now - self.paced_from[0] < 0.02 * budget:
                     return target
+                if not left:  # (no iteration fits before the ending: the run stops
+                    return target  # unannealed, resumable, "before the anneal began")
                 end, first, of = self.iteration + left, self.iteration, f"the {budget:g} s budget"
                 steps = min(PIECES, max(1, left // (4 * self.block_iterations)))
                 self.budget_set_end = True
         if self.iteration < first:
             return target
         self.anneal = {**self.anneal, "window": [self.iteration, end], "steps": steps}
+        if self.records and self.records[-1]["iteration"] == self.iteration:  # (written with
+            # the rate before the window, which the iterations after it no longer train at)
+            self.records[-1] = {**self.records[-1], "learning_rate": self.learning_rate()}
+            self._write(METRICS, metrics.rewrite, self.records)
         began = f", which began at iteration {first}: from here on" if first < self.iteration \
             else ""  # (an anneal given on --resume, or a budget's found late)
         coarse = f" in only {steps} step{'s' * (steps > 1)} (a step lasts at least 4 kernel " \
@@ -1046,9 +1057,10 @@ class Trainer:
     def _iterations_left(self, start, budget, due_now=False):
         """How many iterations the rest of the budget holds, less the run's ending and the
         latest block (as ``_out_of_time`` counts them): the most whose time (``_cost``) fits
-        in 97% of it, so that the anneal ends within the budget if the pace holds."""
+        in 97% of it, so that the anneal ends within the budget if the pace holds; 0 if none
+        does."""
         left = 0.97 * (budget - (time.perf_counter() - start) - self._ending_seconds())
-        low, high = 1, max(1, int(left / max(self._cost(1), 1e-9)) + 1)
+        low, high = 0, max(0, int(left / max(self._cost(1), 1e-9)) + 1)  # (0: none fits)
         while low < high:  # (the cost grows with the iterations: the last that fits)
             mid = (low + high + 1) // 2
             low, high = (mid, high) if self._cost(mid, due_now) <= left else (low, mid - 1)
@@ -1073,6 +1085,14 @@ class Trainer:
         return (n * kernels + due(args.eval_every, end - 1) * self._validation_seconds()
                 + due(args.checkpoint_every, end) * self.save_seconds
                 + due(args.sample_every, end) * self.sample_seconds)
+
+    def _time_to(self, target):
+        """Seconds to the run's end at ``target``, for the progress bar: the iterations left,
+        with the validations, samples and checkpoints due among them (``_cost``), and the
+        run's closing; 0 once there (the bar is of training: 100% as it ends)."""
+        if self.iteration >= target:
+            return 0.0
+        return self._cost(target - self.iteration) + self._closing_seconds()
 
     def _ending_seconds(self):
         """The latest block's time and the run's closing (``_closing_seconds``)."""

@@ -893,8 +893,11 @@ def test_a_run_without_an_anneal_can_be_annealed_from_its_checkpoint(tmp_path, c
     run = checkpoint.load(ckpt).run
     assert run["anneal"] == {"fraction": 1.0, "window": [20, 30], "steps": 100}
     assert run["iteration"] == 30
-    rates = [r["learning_rate"] for r in run["metrics"]]
-    assert rates == [0.1, pytest.approx(0.1 * (1 - 5.5 / 10)), 0.0]  # at 20, 25 and 30
+    rates = [r["learning_rate"] for r in run["metrics"]]  # at 20, 25 and 30: each the rate of
+    # the iterations after it (the record at 20, the first run's, rewritten as the window began)
+    assert rates == pytest.approx([0.1 * (1 - 0.5 / 10), 0.1 * (1 - 5.5 / 10), 0.0])
+    assert [json.loads(line)["learning_rate"] for line in
+            (tmp_path / "metrics.jsonl").read_text().splitlines()] == rates
 
 
 def test_the_anneal_may_change_until_its_window_starts(tmp_path, corpus_file, capsys):
@@ -952,7 +955,8 @@ def test_under_a_time_budget_the_anneal_ends_with_the_budget(tmp_path, corpus_fi
         return train_one(self, *args, **kwargs)
 
     monkeypatch.setattr(train.CharRNN, "train", slow_first)
-    for budget in range(30, 61, 3) if val_fraction == "0.1" else range(90, 181, 9):
+    unannealed, budgets = [], range(30, 61, 3) if val_fraction == "0.1" else range(90, 181, 9)
+    for budget in budgets:
         out = tmp_path / str(budget)
         start = clock[0]
         calls.clear()
@@ -964,12 +968,18 @@ def test_under_a_time_budget_the_anneal_ends_with_the_budget(tmp_path, corpus_fi
         assert rc == 0 and "stopped by the time budget" in printed.out
         assert clock[0] - start <= budget, budget
         run = checkpoint.load(out / "checkpoint.npz").run
-        if "window" not in run["anneal"]:  # a 20 s first call left too little of the budget
-            assert first_call and "(before the anneal began)" in printed.out, budget
+        if "window" not in run["anneal"]:  # a 20 s first call left too little of the budget,
+            # or its last share no iteration past a validation due and the run's ending (a
+            # window of one iteration was fixed, which the budget then stopped the run before)
+            assert "(before the anneal began)" in printed.out, budget
+            unannealed.append(budget)
             continue
         first, end = run["anneal"]["window"]
         assert (f"annealing the learning rate linearly to 0 over iterations {first}-{end} (the "
                 f"last {fraction} of the {budget} s budget)") in printed.out
+        schedule = train.Schedule(0.1, None, (first, end, run["anneal"]["steps"]))
+        assert [r["learning_rate"] for r in run["metrics"]] == \
+            [schedule(r["iteration"]) for r in run["metrics"]], budget  # (the window's first too)
         steps = run["anneal"]["steps"]
         assert steps == min(100, max(1, (end - first) // 4))  # (1-iteration calls)
         assert (f"in only {steps} step{'s' * (steps > 1)} (a step lasts at least 4 kernel calls: "
@@ -977,6 +987,7 @@ def test_under_a_time_budget_the_anneal_ends_with_the_budget(tmp_path, corpus_fi
         # it ran to the window's end; validations every 4 iterations (5 s each, against 1 s
         # an iteration) make the pace uneven, and the budget may come one iteration before it
         assert end - (eval_every != "0") <= run["iteration"] <= end, (budget, first, end)
+        assert run["iteration"] > first, (budget, first, end)  # (it trained in its window)
         if run["iteration"] < end:
             assert f"(before the anneal's end at iteration {end}: the rate was" in printed.out
         else:
@@ -984,6 +995,36 @@ def test_under_a_time_budget_the_anneal_ends_with_the_budget(tmp_path, corpus_fi
                 printed.out
         if eval_every == "0":  # an even pace: the window uses the budget, to its 3% and a block
             assert clock[0] - start > budget - 0.03 * (budget - first_call) - 2, budget
+    if not first_call:
+        assert len(unannealed) <= len(budgets) // 2, unannealed
+
+
+@pytest.mark.parametrize("fraction, eval_every", [("0.1", "4"), ("0.15", "3"), ("0.2", "5")])
+def test_a_budget_with_no_room_for_its_anneal_stops_before_it(tmp_path, corpus_file, capsys,
+                                                              monkeypatch, fraction, eval_every):
+    """When the budget's last share begins with no iteration left to fit before the run's
+    ending (5 s validations, one due), the run stops unannealed, "before the anneal began",
+    and can be resumed (a window of one iteration was fixed, which the budget then stopped
+    the run before: its resume trained that one iteration, and no more); the validation
+    record at the iteration a window starts at holds the window's rate."""
+    clock = work_clock(monkeypatch)
+    for budget in range(24, 49, 2):
+        out = tmp_path / str(budget)
+        assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "100000000",
+                           "--time-budget", str(budget), "--anneal", fraction, "--eval-every",
+                           eval_every, "--sample-every", "0", "--out", str(out)]) == 0
+        printed = capsys.readouterr().out
+        run = checkpoint.load(out / "checkpoint.npz").run
+        window = run["anneal"].get("window")
+        if window is None:
+            assert "(before the anneal began)" in printed, budget
+            continue
+        assert window[1] - window[0] > 1 or run["iteration"] == window[1], (budget, window)
+        schedule = train.Schedule(0.1, None, (*window, run["anneal"]["steps"]))
+        for record in run["metrics"]:
+            assert record["learning_rate"] == schedule(record["iteration"]), (budget, record)
+        lines = (out / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(line) for line in lines] == run["metrics"]
 
 
 @pytest.mark.parametrize("fraction, eval_every, val_fraction", [
@@ -1450,6 +1491,21 @@ def work_clock(monkeypatch):
     monkeypatch.setattr(checkpoint, "save", timed(real_save, lambda *a, **k: 0.5))
     monkeypatch.setattr(CharRNN, "sample", timed(real_sample, lambda self, n, *a, **k: 0.01 * n))
     return clock
+
+
+def test_a_budgets_progress_bar_counts_the_validations_to_come(tmp_path, corpus_file, capsys,
+                                                               monkeypatch):
+    """Under --time-budget the bar's time left, when the iterations end the run first, is
+    theirs at the run's pace with the validations due among them and the run's ending (it
+    was the iterations' kernel time alone: 97% done with most of the run to come)."""
+    work_clock(monkeypatch)  # (1 s an iteration, 5 s a validation, 0.5 s a checkpoint)
+    assert train.main(["--data", corpus_file, "--hidden-size", "24", "--seq-length", "10",
+                       "--iterations", "40", "--time-budget", "3600", "--eval-every", "10",
+                       "--sample-every", "0", "--out", str(tmp_path)]) == 0
+    shown = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    at = [line for line in shown if "budget, iteration 20/40," in line][-1]
+    # 20 iterations, the validation at 30 with its best.npz, the final one and the checkpoint
+    assert "<00:31 of the 1:00:00 budget" in at, at
 
 
 @pytest.mark.parametrize("eval_every, sample_every, checkpoint_every",
