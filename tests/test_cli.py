@@ -1007,7 +1007,7 @@ def test_a_budget_with_no_room_for_its_anneal_stops_before_it(tmp_path, corpus_f
     and can be resumed (a window of one iteration was fixed, which the budget then stopped
     the run before: its resume trained that one iteration, and no more); the validation
     record at the iteration a window starts at holds the window's rate."""
-    clock = work_clock(monkeypatch)
+    work_clock(monkeypatch)  # (1 s an iteration, 5 s a validation)
     for budget in range(24, 49, 2):
         out = tmp_path / str(budget)
         assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "100000000",
