@@ -1008,6 +1008,7 @@ def test_a_budget_with_no_room_for_its_anneal_stops_before_it(tmp_path, corpus_f
     the run before: its resume trained that one iteration, and no more); the validation
     record at the iteration a window starts at holds the window's rate."""
     work_clock(monkeypatch)  # (1 s an iteration, 5 s a validation)
+    unannealed = []
     for budget in range(24, 49, 2):
         out = tmp_path / str(budget)
         assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "100000000",
@@ -1018,6 +1019,7 @@ def test_a_budget_with_no_room_for_its_anneal_stops_before_it(tmp_path, corpus_f
         window = run["anneal"].get("window")
         if window is None:
             assert "(before the anneal began)" in printed, budget
+            unannealed.append((out / "checkpoint.npz", run["iteration"]))
             continue
         assert window[1] - window[0] > 1 or run["iteration"] == window[1], (budget, window)
         schedule = train.Schedule(0.1, None, (*window, run["anneal"]["steps"]))
@@ -1025,6 +1027,10 @@ def test_a_budget_with_no_room_for_its_anneal_stops_before_it(tmp_path, corpus_f
             assert record["learning_rate"] == schedule(record["iteration"]), (budget, record)
         lines = (out / "metrics.jsonl").read_text().splitlines()
         assert [json.loads(line) for line in lines] == run["metrics"]
+    path, stopped = unannealed[0]  # (there is one: else the test tests nothing)
+    assert train.main(["--resume", str(path), "--time-budget", "200"]) == 0
+    run = checkpoint.load(path).run  # (trained on, and annealed at the end of the new budget)
+    assert run["iteration"] > stopped + 20 and run["iteration"] == run["anneal"]["window"][1]
 
 
 @pytest.mark.parametrize("fraction, eval_every, val_fraction", [
