@@ -802,7 +802,8 @@ class Trainer:
         self.stop_reason = self.ended_by = None  # (see the end of _run)
         self.stopped_before = run.get("stopped")  # (what ended the run it resumes)
         self.saved = None  # iteration of the latest checkpoint this run wrote...
-        self.saved_records = 0  # ...and the evaluation records it held
+        self.saved_records = 0  # ...and the evaluation records it held...
+        self.saved_pending = run.get("pending")  # ...and the validation it owed (or resumed)
         # For --time-budget: the latest timed block's, validation's, checkpoint's and sample's
         # seconds (0 until there was one; the validation's is estimated before the first)
         self.block_seconds = self.eval_seconds = self.save_seconds = self.sample_seconds = 0.0
@@ -1060,7 +1061,9 @@ class Trainer:
         in 97% of it, so that the anneal ends within the budget if the pace holds; 0 if none
         does."""
         left = 0.97 * (budget - (time.perf_counter() - start) - self._ending_seconds())
-        low, high = 0, max(0, int(left / max(self._cost(1), 1e-9)) + 1)  # (0: none fits)
+        # (bounded by the kernels' pace alone: the cost of one iteration, a checkpoint or
+        # sample due at it included, made the bound, and the window, a hundredth of the share)
+        low, high = 0, max(0, int(left / max(self._pace(), 1e-9)) + 1)  # (0: none fits)
         while low < high:  # (the cost grows with the iterations: the last that fits)
             mid = (low + high + 1) // 2
             low, high = (mid, high) if self._cost(mid, due_now) <= left else (low, mid - 1)
@@ -1080,19 +1083,23 @@ class Trainer:
         def due(every, last):  # how many multiples of ``every`` in (first, last]
             return last // every - first // every if every else 0
 
-        _, since, seconds = self.paced_from
-        kernels = (self.seconds - seconds) / max(1, self.iteration - since)
-        return (n * kernels + due(args.eval_every, end - 1) * self._validation_seconds()
+        return (n * self._pace() + due(args.eval_every, end - 1) * self._validation_seconds()
                 + due(args.checkpoint_every, end) * self.save_seconds
                 + due(args.sample_every, end) * self.sample_seconds)
 
+    def _pace(self):
+        """The kernel calls' seconds per iteration since the run's pace began (``paced_from``)."""
+        _, since, seconds = self.paced_from
+        return (self.seconds - seconds) / max(1, self.iteration - since)
+
     def _time_to(self, target):
-        """Seconds to the run's end at ``target``, for the progress bar: the iterations left,
-        with the validations, samples and checkpoints due among them (``_cost``), and the
-        run's closing; 0 once there (the bar is of training: 100% as it ends)."""
+        """Seconds to the run's end at ``target``, for the progress bar (after a block, before
+        what is due at its end): the iterations left, with the validations, samples and
+        checkpoints due among them and at this iteration (``_cost``), and the run's closing;
+        0 once there (the bar is of training: 100% as its last block ends)."""
         if self.iteration >= target:
             return 0.0
-        return self._cost(target - self.iteration) + self._closing_seconds()
+        return self._cost(target - self.iteration, due_now=True) + self._closing_seconds()
 
     def _ending_seconds(self):
         """The latest block's time and the run's closing (``_closing_seconds``)."""
@@ -1520,7 +1527,8 @@ class Trainer:
         write, of a file of its own), if it can be."""
         message = str(failure)
         if failure.name != CHECKPOINT and self.iteration > 0 and not self._replaced() and \
-                (self.iteration not in (self.saved, self.resumed_at) or self.pending):
+                (self.iteration not in (self.saved, self.resumed_at) or
+                 self.pending != self.saved_pending):
             try:
                 self._save(CHECKPOINT)
             except _WriteFailed as again:
@@ -1575,6 +1583,7 @@ class Trainer:
         self.save_seconds = time.perf_counter() - start  # best.npz's too: the same size
         if name == CHECKPOINT:
             self.saved, self.saved_records = self.iteration, len(self.records)
+            self.saved_pending = self.pending
         else:
             self.best_saved, self.best_here = self.iteration, True
 

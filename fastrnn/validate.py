@@ -197,5 +197,5 @@ def fits(need, what):
     now, before anything that large is allocated; ``what`` names what would need it."""
     available = available_memory()
     if available is not None and need > available:
-        raise NotEnoughMemory(f"{what} needs about {human_bytes(need)} of memory; this machine has "
-                         f"{human_bytes(available)} available")
+        raise NotEnoughMemory(f"{what} needs about {human_bytes(need)} of memory; this machine "
+                              f"has {human_bytes(available)} available")

@@ -1499,6 +1499,31 @@ def work_clock(monkeypatch):
     return clock
 
 
+def test_a_budgets_anneal_is_not_cut_short_by_a_checkpoint_due(tmp_path, corpus_file, capsys,
+                                                                 monkeypatch):
+    """The iterations a budget's last share holds are found up to a bound from the kernels'
+    pace alone: the cost of one iteration, with a checkpoint due at it, made the bound (and
+    the window) far too short. Checkpoints of 10 s every 20 iterations (of 1 s): the anneal
+    still ends near the budget's end, whichever iteration its share begins before."""
+    clock = work_clock(monkeypatch)
+    saving = checkpoint.save
+
+    def slow(*args, **kwargs):  # (10 s a checkpoint, with the work clock's 0.5)
+        clock[0] += 9.5
+        return saving(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save", slow)
+    for budget in range(200, 241):
+        start = clock[0]
+        assert train.main(["--data", corpus_file, *SMALL, "--iterations", "100000000",
+                           "--time-budget", str(budget), "--anneal", "0.5", "--eval-every", "0",
+                           "--checkpoint-every", "20", "--sample-every", "0", "--out",
+                           str(tmp_path / str(budget))]) == 0
+        run = checkpoint.load(tmp_path / str(budget) / "checkpoint.npz").run
+        assert run["iteration"] == run["anneal"]["window"][1], budget
+        assert clock[0] - start > budget - 0.03 * budget - 12, (budget, clock[0] - start)
+
+
 def test_a_budgets_progress_bar_counts_the_validations_to_come(tmp_path, corpus_file, capsys,
                                                                monkeypatch):
     """Under --time-budget the bar's time left, when the iterations end the run first, is
@@ -1510,8 +1535,9 @@ def test_a_budgets_progress_bar_counts_the_validations_to_come(tmp_path, corpus_
                        "--sample-every", "0", "--out", str(tmp_path)]) == 0
     shown = capsys.readouterr().err.replace("\r", "\n").splitlines()
     at = [line for line in shown if "budget, iteration 20/40," in line][-1]
-    # 20 iterations, the validation at 30 with its best.npz, the final one and the checkpoint
-    assert "<00:31 of the 1:00:00 budget" in at, at
+    # the validation due at 20 (5 s, and 0.5 s for best.npz), 20 iterations, the validation at
+    # 30 and its best.npz, the final validation, its best.npz and the checkpoint
+    assert "<00:37 of the 1:00:00 budget" in at, at
 
 
 @pytest.mark.parametrize("eval_every, sample_every, checkpoint_every",
