@@ -1406,7 +1406,7 @@ class Trainer:
     def _sample(self):
         """The sample of this iteration, printed; a stop request (Ctrl-C) cuts it short between
         two kernel calls (the run's generator has drawn it whole: the resumed run goes on with
-        the same)."""
+        the same). One refused the memory it needs (16 bytes a character) is skipped, said."""
         start = time.perf_counter()
         train = self.corpus.train
         seed_ix = int(train[min(self.model.position, len(train) - 1)])
@@ -1423,6 +1423,9 @@ class Trainer:
         except _CutShort:
             _say(self.args, f"----- sample at iteration {self.iteration} cut short (stopping)")
             return
+        except validate.NotEnoughMemory as e:  # (a traceback, the work since the last
+            _say(self.args, f"----- sample at iteration {self.iteration} skipped: {e}")  # save
+            return  # lost: a sample is only shown)
         _say(self.args, f"----- sample at iteration {self.iteration}\n"
                         f"{_shown(self.corpus.vocab.decode(ids))}\n-----")
         self.sample_seconds = time.perf_counter() - start

@@ -550,6 +550,28 @@ def test_ctrl_c_cuts_a_sample_short_and_the_run_goes_on_as_if_it_had_not(
         assert one.run["rng"] == two.run["rng"], name
 
 
+def test_a_sample_refused_its_memory_is_skipped(tmp_path, corpus_file, capsys, monkeypatch):
+    """A training-time sample that the memory available refuses is skipped, said (it was a
+    traceback, the work since the last checkpoint lost); the run goes on."""
+    from fastrnn import validate
+    real = validate.large_fits
+
+    def refused(need, what):
+        if what.startswith("sampling"):
+            raise validate.NotEnoughMemory(f"{what} needs about 16.0 MiB of memory; this "
+                                           f"machine has 1.0 MiB available")
+        real(need, what)
+
+    monkeypatch.setattr(validate, "large_fits", refused)
+    assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "6", "--sample-every",
+                       "3", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("----- sample at iteration ") == 2, out
+    assert "----- sample at iteration 3 skipped: sampling 200 characters needs about 16.0 MiB " \
+           "of memory; this machine has 1.0 MiB available" in out
+    assert checkpoint.load(tmp_path / "checkpoint.npz").run["iteration"] == 6
+
+
 def test_ctrl_c_as_a_validation_ends_keeps_it(tmp_path, corpus_file, capsys, monkeypatch):
     """A Ctrl-C heard at a validation's last kernel call (here its only one) does not throw
     the finished validation away for the resumed run to do again: the run stops with it."""
