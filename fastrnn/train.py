@@ -724,34 +724,33 @@ class _Progress:
         self.budget, self.start, self.target = args.time_budget, start, target
         common = dict(disable=args.quiet, dynamic_ncols=True, file=sys.stderr)
         if self.budget:
-            done, text = self._time(0, iteration, 0.0, "")
+            done, text = self._time(iteration, "", 0.0 if iteration >= target else None)
             self.bar = tqdm(total=1.0, initial=done, desc=text,
                             bar_format="{percentage:3.0f}%|{bar}| {desc}", **common)
         else:
             self.bar = tqdm(total=self.target, initial=iteration, unit="it", smoothing=0.05,
                             **common)
 
-    def advance(self, n, iteration, seconds, postfix, to_target=None):
-        """``n`` more iterations in ``seconds``, up to ``iteration``; ``postfix``: loss, speed;
-        ``to_target``: the seconds to the target, if the trainer knows them (its validations,
-        samples and checkpoints to come included; else from this block's pace alone)."""
+    def advance(self, n, iteration, postfix, to_target):
+        """``n`` more iterations, up to ``iteration``; ``postfix``: loss, speed; ``to_target``:
+        the seconds to the target (``Trainer._time_to``: its validations, samples and
+        checkpoints to come included)."""
         if self.budget:
-            done, text = self._time(n, iteration, seconds, postfix, to_target)
+            done, text = self._time(iteration, postfix, to_target)
             self.bar.set_description_str(text, refresh=False)
             self.bar.update(done - self.bar.n)
         else:
             self.bar.set_postfix_str(postfix, refresh=False)
             self.bar.update(n)
 
-    def _time(self, n, iteration, seconds, postfix, to_target=None):
-        """The fraction of the run's time done, and the bar's text."""
+    def _time(self, iteration, postfix, to_target):
+        """The fraction of the run's time done, and the bar's text (``to_target``: None when
+        not known yet, the budget's rest)."""
         clock = tqdm.format_interval
         spent = time.perf_counter() - self.start
         left = max(0.0, self.budget - spent)
         if to_target is not None:
             left = min(left, to_target)
-        elif n or iteration >= self.target:  # the iterations at the latest block's rate
-            left = min(left, (self.target - iteration) * seconds / max(n, 1))
         text = (f"{clock(spent)}<{clock(left)} of the {clock(self.budget)} budget, iteration "
                 f"{iteration:,}/{self.target:,}" + (f", {postfix}" if postfix else ""))
         return spent / max(spent + left, 1e-9), text
@@ -949,7 +948,7 @@ class Trainer:
                     if self.paced_from is None:  # the anneal's estimate paces the run from here
                         self.paced_from = (t0, self.iteration - n, self.seconds - dt)
                     self.block_seconds, self.block_iterations = dt, n
-                    bar.advance(n, self.iteration, dt, f"chunk loss {self.smooth:.3f}, "
+                    bar.advance(n, self.iteration, f"chunk loss {self.smooth:.3f}, "
                                 f"training {n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s",
                                 self._time_to(target))
                 # (before what is due at this iteration: a validation, checkpoint, sample)
