@@ -71,6 +71,14 @@ def bad_byte(error, end):
     return error.object[error.start], end - len(error.object) + error.start
 
 
+def codec_name(encoding):
+    """An encoding's codec name (utf8 and UTF-8 are utf-8), or the name if it names none."""
+    try:
+        return codecs.lookup(encoding).name
+    except (LookupError, TypeError):
+        return encoding
+
+
 def encoding_hint(raw, encoding):
     """What to pass with --encoding for a file whose bytes (or first block of them) ``raw``
     did not decode as ``encoding``: the UTF-32 or UTF-16 its byte-order mark names (unless that
@@ -80,7 +88,7 @@ def encoding_hint(raw, encoding):
     ``CONTROL_CODES``: then any 8-bit encoding decodes it, as nonsense);
     else an example."""
     head = raw[:4]
-    given = codecs.lookup(encoding).name
+    given = codec_name(encoding)
     first = np.frombuffer(raw[:COUNT_BLOCK], np.uint8)  # (its first MiB: enough to tell)
     codes = np.frombuffer(CONTROL_CODES.encode("ascii"), np.uint8)
     controls = np.count_nonzero(np.isin(first, codes)) / max(1, first.size)
@@ -214,7 +222,7 @@ def oddities(corpus, encoding):
     def share(chars):
         return sum(int(counts[vocab.index[c]]) for c in chars if c in vocab.index) / len(ids)
 
-    said = []
+    said, codec = [], codec_name(encoding)
     controls = share([c for c in vocab.chars if c in CONTROL_CODES])  # (C1's are below)
     nuls = share("\x00")
     c1 = share([c for c in vocab.chars if "\x80" <= c <= "\x9f"])
@@ -232,12 +240,12 @@ def oddities(corpus, encoding):
         order = "be" if ids[0] == vocab.index["\x00"] else "le"  # (the zero byte first)
         said.append(f"{nuls:.0%} of the characters of {path} are NUL (\\x00), as in UTF-{width} "
                     f"text read as {encoding}: if it is, --encoding utf-{width}-{order} reads it")
-    elif codecs.lookup(encoding).name.startswith("utf-16") and \
+    elif codec.startswith("utf-16") and \
             (paired := share([c for c in vocab.chars if _two_text_bytes(c)])) > EIGHT_BIT_PAIRS:
         said.append(f"{paired:.0%} of the characters of {path} read as {encoding} are two bytes "
                     f"of ASCII text each, as 8-bit text (ASCII, UTF-8) read as UTF-16 gives: if "
                     f"it is, --encoding utf-8 reads it")
-    elif codecs.lookup(encoding).name == "iso8859-1" and \
+    elif codec == "iso8859-1" and \
             any("\x80" <= c <= "\x9f" for c in vocab.chars):
         said.append(f"{path} read as {encoding} has characters U+0080-U+009F, control codes "
                     f"that text rarely holds: Windows-1252's quotes, dashes and signs come out "
@@ -286,7 +294,7 @@ def unknown_hint(text, missing, encoding, start=True):
     hint = ""
     reader = _bom_reader(encoding)
     if start and text.startswith("\ufeff") and "\ufeff" in missing and \
-            codecs.lookup(encoding).name != reader:
+            codec_name(encoding) != reader:
         hint += f"; it starts with a byte-order mark: --encoding {reader} reads past it"
     if "\r" in missing:
         pairs, crs = text.count("\r\n"), text.count("\r")
@@ -301,7 +309,7 @@ def unknown_hint(text, missing, encoding, start=True):
 
 def _bom_reader(encoding):
     """The codec that reads past a byte-order mark in text of ``encoding``'s family."""
-    name = codecs.lookup(encoding).name
+    name = codec_name(encoding)
     return "utf-16" if name.startswith("utf-16") else "utf-32" if name.startswith("utf-32") \
         else "utf-8-sig"
 

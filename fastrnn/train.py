@@ -10,7 +10,6 @@ and, when matplotlib is installed, ``loss.png`` into ``--out``. Exit codes: 0 do
 failed (diverged, disk error), 2 bad input, 130 interrupted (after saving a checkpoint).
 """
 
-import codecs
 import dataclasses
 import errno
 import math
@@ -580,20 +579,13 @@ def _check_output_dir(args, ckpt, out):
     files.remove_stale_temporaries(out, OUTPUTS)
 
 
-def _codec(encoding):
-    """An encoding's codec name (utf8 and UTF-8 are utf-8), or the name if it is none."""
-    try:
-        return codecs.lookup(encoding).name
-    except (LookupError, TypeError):
-        return encoding
-
-
 def _load_corpus(data, config, ckpt, vocab, say, given):
     """The run's text (``data``: its settings; ``given``: its path was given, --data, not
     taken from the resumed checkpoint), checked against the model and the checkpoint."""
     path = Path(data["path"])
     used = (ckpt.run.get("data") or {}).get("encoding") if ckpt else None
-    if used and not given and _codec(used) != _codec(data["encoding"]):  # (its own text)
+    recoded = used and corpus_mod.codec_name(used) != corpus_mod.codec_name(data["encoding"])
+    if recoded and not given:  # (its own text)
         raise cli.UsageError(f"cannot resume with --encoding {data['encoding']}: the run read "
                              f"its text as {used} (--data PATH --encoding E resumes on a text "
                              f"of another encoding)")
@@ -610,7 +602,7 @@ def _load_corpus(data, config, ckpt, vocab, say, given):
         corpus = corpus_mod.load(path, data["val_fraction"], data["encoding"],
                                  ckpt.vocab if ckpt else vocab)
     except corpus_mod.UnknownText as e:
-        if used and _codec(used) != _codec(data["encoding"]):
+        if recoded:
             raise cli.UsageError(f"{e}; the run it resumes read its text as {used}: --encoding "
                                  f"{data['encoding']} reads other characters") from None
         if ckpt and not given:  # (the text the run trained on had none of those)
@@ -976,8 +968,8 @@ class Trainer:
                 self.pending = None  # (not in best.npz, which this validation may write)
                 try:
                     done = self._evaluate()
-                except _ValidationFailed as e:
-                    self.pending, e.then = "end", OWED
+                except _ValidationFailed:
+                    self.pending = "end"
                     raise
                 if not done:
                     self.pending, self.stop_reason = "end", "interrupted"
@@ -1239,8 +1231,8 @@ class Trainer:
         if owed or args.eval_every and self.iteration % args.eval_every == 0:
             try:
                 done = self._evaluate(best_after_sample=sample)
-            except _ValidationFailed as e:
-                self.pending, e.then = "iteration", OWED  # (saved so: the resumed run does it)
+            except _ValidationFailed:
+                self.pending = "iteration"  # (saved so: the resumed run does it first)
                 raise
             if not done:
                 self.pending = "iteration"
@@ -1422,9 +1414,9 @@ class Trainer:
         except _CutShort:
             _say(self.args, f"----- sample at iteration {self.iteration} cut short (stopping)")
             return
-        except validate.NotEnoughMemory as e:  # (a traceback, the work since the last
-            _say(self.args, f"----- sample at iteration {self.iteration} skipped: {e}")  # save
-            return  # lost: a sample is only shown)
+        except validate.NotEnoughMemory as e:  # (a sample is only shown: the run goes on)
+            _say(self.args, f"----- sample at iteration {self.iteration} skipped: {e}")
+            return
         _say(self.args, f"----- sample at iteration {self.iteration}\n"
                         f"{_shown(self.corpus.vocab.decode(ids))}\n-----")
         self.sample_seconds = time.perf_counter() - start
@@ -1536,8 +1528,9 @@ class Trainer:
             except _WriteFailed as again:
                 message = f"{message}; {again}"
             else:
+                owed = OWED if isinstance(failure, _ValidationFailed) and self.pending else ""
                 return (f"{message}; the run is saved in {self.out / CHECKPOINT} (iteration "
-                        f"{self.iteration}){failure.then}")
+                        f"{self.iteration}){owed}")
         return f"{message}; {self._where_the_work_is()}"
 
     def _where_the_work_is(self):
@@ -1662,12 +1655,11 @@ class _CutShort(Exception):
 
 class _RunFailed(cli.Failure):
     """What ends a run before its end, its work saved first (``Trainer._rescued``); ``name``:
-    the file that could not be written, if that is what failed; ``then``: said after where the
-    run is saved."""
+    the file that could not be written, if that is what failed."""
 
-    def __init__(self, message, name=None, then=""):
+    def __init__(self, message, name=None):
         super().__init__(message)
-        self.name, self.then = name, then
+        self.name = name
 
 
 class _ValidationFailed(_RunFailed):
