@@ -1172,11 +1172,16 @@ class Trainer:
         """Seconds a sample would take, for --time-budget before the first: the sampling kernel
         compiled (or loaded) on one character, then timed on 1/``share`` of --sample-length,
         scaled. Its randomness is a generator of its own, not the run's; the model's state is
-        not changed."""
+        not changed. A sample the memory available refuses is skipped when due
+        (``_sample``): nothing (1e-9) to hold time for."""
         n = self.args.sample_length
         part = max(1, n // share)
-        return self._scaled_time(lambda k: self.model.sample(k, 0, rng=np.random.default_rng(0)),
-                                 1, part, n / part, SAMPLING)
+        try:
+            return self._scaled_time(
+                lambda k: self.model.sample(k, 0, rng=np.random.default_rng(0)), 1, part,
+                n / part, SAMPLING)
+        except validate.NotEnoughMemory:
+            return 1e-9
 
     def _scaled_time(self, call, warm, part, scale, kernels):
         """``call(part)``'s seconds times ``scale``, after ``call(warm)`` compiled (or loaded)

@@ -570,6 +570,12 @@ def test_a_sample_refused_its_memory_is_skipped(tmp_path, corpus_file, capsys, m
     assert "----- sample at iteration 3 skipped: sampling 200 characters needs about 16.0 MiB " \
            "of memory; this machine has 1.0 MiB available" in out
     assert checkpoint.load(tmp_path / "checkpoint.npz").run["iteration"] == 6
+    # a budget's estimate of a sample's time, before the first, is refused too (a traceback)
+    assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "6", "--sample-every",
+                       "3", "--time-budget", "600", "--out", str(tmp_path / "budget")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("----- sample at iteration ") == 2 and "skipped: sampling" in out, out
+    assert checkpoint.load(tmp_path / "budget" / "checkpoint.npz").run["iteration"] == 6
 
 
 def test_ctrl_c_as_a_validation_ends_keeps_it(tmp_path, corpus_file, capsys, monkeypatch):
