@@ -98,6 +98,29 @@ def test_every_cell_and_layer_count_through_the_backend_interface(cell, L, dropo
     assert_weights_close(g, expected, np.float64, prefix="d")
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_gates_saturated_far_past_exps_range_match_the_oracle(cell):
+    """Gate pre-activations of -800 and +800, past where e**x overflows a float64: the
+    sigmoid of -800 is 0, as the oracle's (the float64 exp built 2**k from bits that wrapped
+    into the sign above 709: a closed gate came out open, 1.0, or outside [0, 1])."""
+    rng = np.random.default_rng(3)
+    w = random_weights(rng, 6, 5, np.float64, 0.5, cell=cell)
+    H = 6
+    w.layers[0].bh[:H] = 800.0        # lstm: input gate; gru: reset gate (open)
+    w.layers[0].bh[H:2 * H] = -800.0  # lstm: forget gate; gru: update gate (closed: h = n)
+    x, y = random_chunk(rng, 4, 5, 3)
+    S = 2 if cell == "lstm" else 1
+    state = rng.standard_normal((1, S, 3, H)) * 0.5
+    loss, hs, ps = get_backend("numba").forward(w, x, y, state)
+    loss_ref, (hs_ref, ps_ref) = reference.forward(w, x, y, state)
+    assert_close(loss, loss_ref, np.float64, "loss")
+    assert_close(hs, hs_ref, np.float64, "hs")
+    g = spec(w).zeros(np.float64)
+    get_backend("numba").backward(w, x, y, hs, ps, g)
+    assert_weights_close(g, reference.backward(w, x, y, (hs_ref, ps_ref)), np.float64,
+                         prefix="d")
+
+
 @pytest.mark.parametrize("B", STREAMS)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_backward_clips_to_five(backend, B):
@@ -264,6 +287,22 @@ def test_nan_anywhere_gives_a_nan_loss(backend, B, which):
     x[:] = 0  # so that column 0 of Wxh, poisoned when which == "Wxh", is read
     loss, _, _ = run_forward(backend, w, x, y, state)
     assert np.isnan(loss), f"NaN in {which}"
+
+
+@pytest.mark.parametrize("B", STREAMS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_nan_logit_reaches_the_gradients(backend, B):
+    """NaN probabilities are not flushed to 0 with the subnormal ones: the gradients are NaN
+    where the oracle's are (numba's were finite, the NaN hidden from the optimizer)."""
+    w, x, y, state = problem(20, 9, 10, np.float64, B=B)
+    w.by[0] = np.nan
+    _, hs, ps = run_forward(backend, w, x, y, state)
+    assert np.isnan(ps).all()
+    g = spec(w).zeros(np.float64)
+    get_backend(backend).backward(w, x, y, hs, ps, g)
+    expected = reference.backward(w, x, y, (hs, ps))
+    assert np.isnan(expected.flat).any()
+    np.testing.assert_array_equal(np.isnan(g.flat), np.isnan(expected.flat))
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")

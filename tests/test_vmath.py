@@ -56,6 +56,13 @@ def test_special_values(f_id, x, expected):
         assert got == pytest.approx(expected, abs=1e-300)
 
 
+def test_exp_above_its_range_is_clamped_not_wrapped():
+    """Past 709, e**x is e**709 (finite and positive, as the float32 exp clamps at 88): it was
+    built from an exponent field that overflowed into the sign bit (e**711 = -1.9e-308)."""
+    got = apply(0, [709.5, 711.0, 1000.0, 1420.0, 2000.0, np.inf])
+    np.testing.assert_allclose(got, np.exp(709.0), rtol=3e-14)
+
+
 @njit(**dict(NJIT, cache=False))
 def _map32(f_id, x, out):
     for i in range(x.shape[0]):

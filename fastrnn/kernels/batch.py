@@ -445,7 +445,7 @@ def softmax_loss(ps, by, y, row_loss):
             flush = vmath.tiny(row[0])
             for v in range(V):  # subnormal probabilities -> 0, as in cpu.softmax_inplace
                 p = row[v] * inv
-                row[v] = p if p >= flush else row.dtype.type(0)
+                row[v] = row.dtype.type(0) if p < flush else p  # (NaN kept)
             row_loss[t, b] = m + np.log(s) - target_logit  # -log p[target], from the logits
 
 

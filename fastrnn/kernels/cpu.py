@@ -182,7 +182,7 @@ def softmax_inplace(y):
     flush = vmath.tiny(y[0])
     for v in range(y.shape[0]):
         p = y[v] * inv
-        y[v] = p if p >= flush else y.dtype.type(0)
+        y[v] = y.dtype.type(0) if p < flush else p  # (NaN kept)
     return ymax + math.log(s)
 
 

@@ -24,6 +24,7 @@ _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01      # fdlibm's split of ln 2
 _LN2_LO = 1.90821492927058770002e-10
 _EXP_MIN = -708.0                         # below this, exp underflows a float64
+_EXP_MAX = 709.0                          # above this, 2**k's exponent field overflows
 
 
 # Taylor coefficients 1/n!, highest degree first, for Horner's rule.
@@ -42,10 +43,14 @@ def _horner(coeffs, x):
 
 @njit(**NJIT)
 def _exp64(x):
-    """e**x for x <= 709, as float64: range reduction to |r| <= ln2/2, degree-13 Taylor."""
+    """e**x as float64 (x clamped to [-708, 709], as ``_exp32`` clamps): range reduction to
+    |r| <= ln2/2, degree-13 Taylor. (Unclamped above, 2**k was built from bits that wrapped
+    into the sign: e**711 came out -1.9e-308, and a sigmoid of -711 1.0.)"""
     x = float(x)
     if x < _EXP_MIN:  # NaN compares false and passes through
         x = _EXP_MIN
+    if x > _EXP_MAX:
+        x = _EXP_MAX
     k = round(x * _LOG2E)
     r = (x - k * _LN2_HI) - k * _LN2_LO
     scale = np.int64(np.int64(k + 1023) << 52).view(np.float64)  # 2**k built from its bits
