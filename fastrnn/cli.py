@@ -213,7 +213,7 @@ def run(main, prog, argv, output=False):
     said once at the end when it was the text on stdout (a file written through it holds the
     escapes); a stream closed when the program started (``>&-``, ``2>&-``) is /dev/null, but
     for a command whose ``output`` is its stdout (its text, its scores), which refuses to run
-    for nothing; stderr that fails is ``Stderr``'s."""
+    for nothing; stderr closed, or that fails, is ``Stderr``'s: lost."""
     closed = [name for name in ("stdout", "stderr") if getattr(sys, name) is None]
     for name in closed:
         setattr(sys, name, open(os.devnull, "w"))
@@ -227,6 +227,8 @@ def run(main, prog, argv, output=False):
         signal.signal(signal.SIGINT, _before_start)
     caller = sys.stderr
     sys.stderr = Stderr(caller)
+    if "stderr" in closed:  # (its final error line, and train's note, come on stdout)
+        sys.stderr.lost = "stderr is closed (2>&-)"
     try:
         if output and "stdout" in closed:
             raise UsageError("stdout is closed (>&-): what this command writes would be lost; "
@@ -246,9 +248,11 @@ def run(main, prog, argv, output=False):
         return EXIT_INTERRUPTED
     finally:
         if _escaped:
+            first = min(_escaped)  # (named by its code point: stderr may not show it either)
+            example = f"U+{ord(first):04X} as {first.encode('ascii', 'backslashreplace').decode()}"
             print(f"{prog}: note: stdout's encoding ({sys.stdout.encoding}) cannot write "
                   f"{len(_escaped):,} distinct character{'s' * (len(_escaped) > 1)} of what "
-                  f"was written to it, which came out as backslash escapes (\\u...): "
+                  f"was written to it, which came out as backslash escapes ({example}): "
                   f"PYTHONIOENCODING=utf-8 writes them as they are", file=sys.stderr)
         sys.stderr = caller
         for stream, errors in before:

@@ -49,8 +49,8 @@ def build_parser():
                                "min-char-rnn's settings.")
     d = p.add_argument_group("data")
     d.add_argument("--data", type=cli.path, metavar="PATH",
-                   help="UTF-8 text to train on (default: the bundled corpus data/tragedies.txt; "
-                        "with --resume: the checkpoint's)")
+                   help="text to train on, UTF-8 unless --encoding says otherwise (default: "
+                        "the bundled corpus data/tragedies.txt; with --resume: the checkpoint's)")
     d.add_argument("--encoding", help="the text's encoding (default utf-8)")
     d.add_argument("--val-fraction", type=cli.fraction, metavar="F",
                    help="fraction of the text held out from its end for validation, in [0, 1) "
@@ -1036,8 +1036,8 @@ class Trainer:
             # the rate before the window, which the iterations after it no longer train at)
             self.records[-1] = {**self.records[-1], "learning_rate": self.learning_rate()}
             self._write(METRICS, metrics.rewrite, self.records)
-        began = f", which began at iteration {first}: from here on" if first < self.iteration \
-            else ""  # (an anneal given on --resume, or a budget's found late)
+        began = f"; that share began at iteration {first}, so the anneal starts here" \
+            if first < self.iteration else ""  # (given on --resume, or a budget's found late)
         coarse = f" in only {steps} step{'s' * (steps > 1)} (a step lasts at least 4 kernel " \
             f"calls: a longer budget or --anneal makes more)" if steps < PIECES // 10 else ""
         _say(args, f"annealing the learning rate linearly to 0 over iterations "

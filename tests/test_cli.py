@@ -917,7 +917,7 @@ def test_a_run_without_an_anneal_can_be_annealed_from_its_checkpoint(tmp_path, c
     assert train.main(["--resume", ckpt, "--iterations", "30", "--anneal", "1", "--eval-every",
                        "5", "--sample-every", "0"]) == 0
     assert ("annealing the learning rate linearly to 0 over iterations 20-30 (the last 1 of "
-            "--iterations 30, which began at iteration 0: from here on)") in capsys.readouterr().out
+            "--iterations 30; that share began at iteration 0, so the anneal starts here)") in capsys.readouterr().out
     run = checkpoint.load(ckpt).run
     assert run["anneal"] == {"fraction": 1.0, "window": [20, 30], "steps": 100}
     assert run["iteration"] == 30
@@ -2041,6 +2041,12 @@ def test_closed_stdout_and_stderr_are_dev_null(tmp_path, corpus_file):
                           f">&- 2>&-", shell=True, cwd=tmp_path, env=env, timeout=300)
     assert done.returncode == 0
     assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == 20
+    # stderr alone closed: a refused run's error line on stdout (as when stderr fails)
+    done = subprocess.run(f"{sys.executable} -m fastrnn.train --data {corpus_file} --out {out} "
+                          f"2>&-", shell=True, cwd=tmp_path, env=env, timeout=300,
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout.startswith(
+        f"fastrnn.train: error: {out / 'checkpoint.npz'} already exists"), done.stdout
     for command in (f"-m fastrnn.sample {out / 'checkpoint.npz'} --length 20",
                     f"-m fastrnn.score {out / 'checkpoint.npz'} {corpus_file}"):
         for closed in (">&- 2>&-", ">&-"):
@@ -2128,9 +2134,9 @@ def test_a_vocabulary_the_terminal_cannot_show_is_escaped(tmp_path):
         assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
         assert "\\u4e" in done.stdout  # the characters, escaped, and said once at the end
         assert done.stderr.count("note: stdout's encoding (ascii) cannot write") == 1
-        assert done.stderr.endswith("which came out as backslash escapes (\\u...): "
-                                    "PYTHONIOENCODING=utf-8 writes them as they are\n"), \
-            done.stderr
+        assert re.search(r"which came out as backslash escapes \(U\+4E[0-3][0-9A-F] as "
+                         r"\\u4e[0-3][0-9a-f]\): PYTHONIOENCODING=utf-8 writes them as they "
+                         r"are\n$", done.stderr), done.stderr
 
 
 def test_a_command_called_from_python_leaves_stdout_as_it_was(monkeypatch, capsys):
@@ -2147,8 +2153,8 @@ def test_a_command_called_from_python_leaves_stdout_as_it_was(monkeypatch, capsy
     assert stream.buffer.getvalue() == b"caf\\xe9 \\u4e00\\u4e00\n"
     assert capsys.readouterr().err == (
         "fastrnn.x: note: stdout's encoding (ascii) cannot write 2 distinct characters of what "
-        "was written to it, which came out as backslash escapes (\\u...): PYTHONIOENCODING=utf-8 "
-        "writes them as they are\n")
+        "was written to it, which came out as backslash escapes (U+00E9 as \\xe9): "
+        "PYTHONIOENCODING=utf-8 writes them as they are\n")
 
 
 def _full_disk(*args):
