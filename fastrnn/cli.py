@@ -281,7 +281,10 @@ def _number(kind, text, ok, what):
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
     if not ok(value):
-        raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        rounded = kind is float and value == 0 and any(c in "123456789" for c in
+                                                       text.lower().partition("e")[0])
+        raise argparse.ArgumentTypeError(f"{text} is not {what}" + (
+            " (it rounds to 0 as a float64)" if rounded else ""))
     return value
 
 

@@ -2962,6 +2962,10 @@ def test_encoding_option(tmp_path, capsys):
     (["--learning-rate", "0"], "--learning-rate: 0 is not a positive finite number"),
     (["--learning-rate", "-0.1"], "--learning-rate: -0.1 is not a positive finite number"),
     (["--learning-rate", "nan"], "--learning-rate: nan is not a positive finite number"),
+    (["--learning-rate", "1e-400"], "--learning-rate: 1e-400 is not a positive finite number "
+                                    "(it rounds to 0 as a float64)"),
+    (["--learning-rate", "0.0e-400"], "--learning-rate: 0.0e-400 is not a positive finite "
+                                      "number (see --help)\n"),  # (0 as written)
     (["--val-fraction", "1"], "--val-fraction: 1 is not in [0, 1)"),
     (["--val-fraction", "-0.2"], "--val-fraction: -0.2 is not in [0, 1)"),
     (["--iterations", "0"], "--iterations: 0 is not a positive integer"),
