@@ -67,7 +67,15 @@ class Parser(argparse.ArgumentParser):
                                                         if o.startswith("--")], 1, 0.85)
             if close:
                 return f"; did you mean {close[0]}?"
+            for action in self._positionals._group_actions:  # (``--checkpoint X``)
+                metavar = action.metavar or action.dest
+                if isinstance(metavar, str) and metavar.lower() == name.lower():
+                    return f"; {metavar} is given without an option name ({self.prog} " \
+                           f"{' '.join(self._positional_metavars())})"
         return ""
+
+    def _positional_metavars(self):
+        return [a.metavar or a.dest for a in self._positionals._group_actions]
 
 
 class Stderr:

@@ -37,6 +37,7 @@ DEFAULT_ITERATIONS = 50_000
 
 PROG = "fastrnn.train"
 METRICS, PLOT = "metrics.jsonl", "loss.png"  # (and checkpoint.CHECKPOINT, checkpoint.BEST)
+ASIDE = ".overwritten"  # an old run's file in --out, renamed so while a new run replaces it
 OUTPUTS = (CHECKPOINT, BEST, METRICS, PLOT)  # what a run writes in --out
 CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # escaped in printed samples
 
@@ -170,6 +171,8 @@ PLOT_SHARE = 0.05  # loss.png is redrawn at a validation if the last drawing too
                    # of the run), and at the run's end
 LONG_VALIDATION_CHARS = 1_000_000  # the first (untimed) validation said from this many
 VALIDATION_BAR_DELAY = 2.0  # seconds into a validation before its progress bar shows
+SAME_STOP = 0.5  # seconds: a second stop signal this soon after the first is the same request
+                 # (``kill`` twice, a signal to the process and then its group)
 TRAINING, VALIDATION, SAMPLING = "training kernels", "validation kernels", "sampling kernels"
 OWED = "; once that memory is free, its --resume does this validation first"
 CADENCE = {"eval_every": 5000, "sample_every": 5000, "sample_length": 200,
@@ -263,6 +266,7 @@ def _main(argv):
     try:
         return _train(args, model, corpus, data, out, ckpt, lr_decay, anneal, source)
     finally:
+        _put_back(args, out)
         if args.lock is not None:
             args.lock.close()
 
@@ -560,12 +564,14 @@ def _check_output_dir(args, ckpt, out):
         if held(CHECKPOINT) and not args.overwrite:
             raise cli.UsageError(f"{out / CHECKPOINT} already exists: continue it with --resume "
                                  f"{out / CHECKPOINT}, or pass --overwrite or another --out")
-        for name, what in ((BEST, "another run's best model"), (METRICS, "another run's log")):
-            if held(name) and not args.overwrite:
-                raise cli.UsageError(f"{out / name} ({what}) already exists: pass --overwrite "
-                                     f"or another --out")
-        for name in (CHECKPOINT, BEST, PLOT):  # the old run's (--overwrite): not to be taken
-            (out / name).unlink(missing_ok=True)  # for this one's, should it stop before them
+        if held(BEST) and not args.overwrite:  # (a run killed before its first checkpoint)
+            raise cli.UsageError(f"{out / BEST} (a run's best model) already exists: continue "
+                                 f"it with --resume {out / BEST}, or pass --overwrite (which "
+                                 f"removes it) or another --out")
+        if held(METRICS) and not args.overwrite:
+            raise cli.UsageError(f"{out / METRICS} (another run's log) already exists: pass "
+                                 f"--overwrite or another --out")
+        _set_aside(args, out, held)
     elif not out.samefile(Path(args.resume).parent) and not args.overwrite:
         for name in (CHECKPOINT, BEST, METRICS):  # another run's, in another directory
             if held(name):
@@ -577,6 +583,39 @@ def _check_output_dir(args, ckpt, out):
         raise cli.UsageError(f"{out / CHECKPOINT} is not the checkpoint resumed ({args.resume}) "
                              f"and would be replaced: pass another --out, or --overwrite")
     files.remove_stale_temporaries(out, OUTPUTS)
+
+
+def _set_aside(args, out, held):
+    """--overwrite of a run in --out: its checkpoint, best model and log are renamed NAME +
+    ASIDE (what a killed overwrite left so already stays), to go when this run writes a
+    checkpoint or best model of its own (``Trainer._save``), or come back (``_put_back``) if
+    it ends before (diverging at once, a failed write): not lost to a run that saved nothing,
+    nor mixed with its files. Its loss.png goes (a resume of it draws it again)."""
+    args.overwritten = []
+    for name in (CHECKPOINT, BEST, METRICS):
+        aside = out / (name + ASIDE)
+        try:
+            if aside.exists():  # (set aside by a killed overwrite: what is here is its own)
+                (out / name).unlink(missing_ok=True)
+            elif held(name):
+                os.replace(out / name, aside)
+        except OSError as e:
+            raise cli.UsageError(f"cannot set {out / name} aside (--overwrite): "
+                                 f"{e.strerror or e}") from None
+        if aside.exists():
+            args.overwritten.append(name)
+    (out / PLOT).unlink(missing_ok=True)
+
+
+def _put_back(args, out):
+    """What ``_set_aside`` set aside, back in place: the run that was to replace it ended
+    without a checkpoint or best model of its own."""
+    for name in getattr(args, "overwritten", ()):
+        try:
+            os.replace(out / (name + ASIDE), out / name)
+            (out / PLOT).unlink(missing_ok=True)  # (this run's: a resume of it draws its own)
+        except OSError:  # (gone with --out, removed during the run)
+            pass
 
 
 def _load_corpus(data, config, ckpt, vocab, say, given):
@@ -1539,22 +1578,34 @@ class Trainer:
         return f"{message}; {self._where_the_work_is()}"
 
     def _where_the_work_is(self):
-        """The latest checkpoint on disk that holds this run's work, in words."""
+        """The latest checkpoint on disk that holds this run's work, in words (and best.npz,
+        if it holds a later iteration)."""
         replaced = self._replaced()
+        best = self.best_saved is not None and not replaced and (self.out / BEST).is_file()
+        later = f"; {self.out / BEST} holds iteration {self.best_saved}" if best and \
+            self.best_saved > max(self.saved or 0, self.resumed_at or 0) else ""
         if self.saved is not None:  # (of this --out: reset when it is made again)
-            if (self.out / CHECKPOINT).exists() and not replaced:
-                return f"the last checkpoint is {self.out / CHECKPOINT} (iteration {self.saved})"
-            return (f"the checkpoint of iteration {self.saved} went with {self.out} (removed or "
-                    f"moved)")
+            if replaced:
+                return (f"the checkpoint of iteration {self.saved} went with {self.out} "
+                        f"(removed or moved)")
+            if (self.out / CHECKPOINT).is_file():
+                return (f"the last checkpoint is {self.out / CHECKPOINT} (iteration "
+                        f"{self.saved}){later}")
+            return (f"the checkpoint of iteration {self.saved}, {self.out / CHECKPOINT}, was "
+                    f"removed or replaced{later}")
         if self.resumed_at is not None:
             resumed = Path(self.args.resume)
             inside = resumed.absolute().parent == self.out.absolute()
-            if resumed.exists() and not (inside and (replaced or self.out_lost)):
-                return f"the last checkpoint is {resumed} (iteration {self.resumed_at})"
-            return f"the checkpoint resumed ({resumed}, iteration {self.resumed_at}) is gone"
+            if resumed.is_file() and not (inside and (replaced or self.out_lost)):
+                return f"the last checkpoint is {resumed} (iteration {self.resumed_at}){later}"
+            return (f"the checkpoint resumed ({resumed}, iteration {self.resumed_at}) is "
+                    f"gone{later}")
         said = "no checkpoint of this run was written"
-        if self.best_saved is not None:
+        if best:
             said += f" ({self.out / BEST} holds iteration {self.best_saved})"
+        elif getattr(self.args, "overwritten", None) and not replaced:
+            said += (f"; the run --overwrite was to replace is put back ("
+                     f"{', '.join(self.args.overwritten)})")  # (by _put_back)
         return said
 
     def _draw(self, final=False):
@@ -1581,6 +1632,9 @@ class Trainer:
         except CheckpointError as e:  # (the file before it is left as it was)
             raise _WriteFailed(name, str(e)) from None
         self.save_seconds = time.perf_counter() - start  # best.npz's too: the same size
+        for old in getattr(self.args, "overwritten", ()):  # (--overwrite's: this run has a
+            (self.out / (old + ASIDE)).unlink(missing_ok=True)  # file of its own here now)
+        self.args.overwritten = []
         if name == CHECKPOINT:
             self.saved, self.saved_records = self.iteration, len(self.records)
             self.saved_pending = self.pending
@@ -1682,7 +1736,8 @@ class _StopRequests:
     """Ctrl-C (SIGINT), SIGTERM or SIGHUP asks the loop to stop after the current block (a
     validation under way stops between two kernel calls, for the resumed run to do) and
     save; a second SIGINT or SIGTERM stops at once (the latest checkpoint on disk is still
-    whole). SIGHUP (the terminal closed, an ssh session dropped) never stops it unsaved, and
+    whole), unless it comes within SAME_STOP seconds of the first, which it joins (two in one
+    kernel call are one already: Python sees a signal between two bytecodes). SIGHUP (the terminal closed, an ssh session dropped) never stops it unsaved, and
     sends what went to the terminal, which is gone, to /dev/null (a log file or pipe keeps
     its lines). A signal the process was started ignoring stays ignored, as it did while the
     run started: SIGHUP under nohup, SIGINT in a job a script starts with ``&`` (a group's
@@ -1695,6 +1750,7 @@ class _StopRequests:
     def __init__(self, args):
         self.args = args
         self.requested = False
+        self.requested_at = None
         self.previous = {}
 
     def __enter__(self):
@@ -1714,9 +1770,11 @@ class _StopRequests:
             if self.requested:  # (a hangup often comes twice: from the shell, then the kernel)
                 return
         if self.requested:
+            if time.monotonic() - self.requested_at < SAME_STOP:
+                return
             raise KeyboardInterrupt("quit at once, without saving (the latest checkpoint "
                                     "written, if any, is whole)")
-        self.requested = True
+        self.requested, self.requested_at = True, time.monotonic()
         _say(self.args, "stopping: saving a checkpoint after this block or validation (press "
                         "Ctrl-C again to quit without saving)")
 

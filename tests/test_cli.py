@@ -1813,15 +1813,22 @@ def test_ctrl_c_saves_and_the_resumed_run_equals_an_uninterrupted_one(tmp_path, 
                checkpoint.load(tmp_path / "b" / "checkpoint.npz"))
 
 
-def test_a_second_ctrl_c_quits_in_one_line(capsys):
-    # (in-process: two signals sent to a training process race the block's end)
+def test_a_second_ctrl_c_quits_in_one_line(capsys, monkeypatch):
+    """(in-process: two signals sent to a training process race the block's end.) A second
+    one within SAME_STOP seconds of the first is the same request (two close together, from
+    ``kill`` twice, quit without saving when they fell outside a kernel call)."""
     from types import SimpleNamespace
     from fastrnn import cli
     stop = train._StopRequests(SimpleNamespace(quiet=True, output_closed=None))
+    now = [1000.0]
+    monkeypatch.setattr(train.time, "monotonic", lambda: now[0])
 
     def training(argv):
         stop._handle(signal.SIGINT, None)  # the first asks for a save after the block
         assert stop.requested
+        now[0] += 0.9 * train.SAME_STOP
+        stop._handle(signal.SIGTERM, None)  # the same request
+        now[0] += 0.2 * train.SAME_STOP
         stop._handle(signal.SIGINT, None)  # the second quits at once
 
     assert cli.run(training, "fastrnn.train", []) == 130
@@ -2219,6 +2226,28 @@ def test_a_failed_checkpoint_write_names_the_last_one(tmp_path, corpus_file, cap
     assert err.endswith(f"; no checkpoint of this run was written ({tmp_path / 'b' / 'best.npz'} "
                         f"holds iteration 10)\n"), err
 
+    # the checkpoint of 10 replaced by a directory before 20's write: not named as the work,
+    # and best.npz named where it holds a later iteration
+    c = tmp_path / "c"
+
+    def replaced(name, i):
+        if name == "checkpoint.npz" and i == 20:
+            (c / name).unlink()
+            (c / name).mkdir()
+            return True
+        return False
+
+    monkeypatch.undo()
+    _failing_writes(monkeypatch, replaced)
+    assert train.main([*argv, "--eval-every", "5", "--learning-rate", "0.02", "--out",
+                       str(c)]) == 1
+    err = capsys.readouterr().err
+    best = checkpoint.load(c / "best.npz").run["iteration"]
+    assert err.endswith(f"; the checkpoint of iteration 10, {c / 'checkpoint.npz'}, was removed "
+                        f"or replaced" + (f"; {c / 'best.npz'} holds iteration {best}" if best > 10
+                                          else "") + "\n"), err
+    assert best == 20, "the test should see best.npz hold a later iteration"
+
 
 def test_a_failed_best_write_is_not_taken_for_a_best(tmp_path, corpus_file, capsys,
                                                      monkeypatch):
@@ -2471,7 +2500,7 @@ def test_only_the_runs_own_temporaries_are_removed_and_only_by_a_run(tmp_path, c
         (tmp_path / name).write_text("mine")
     (tmp_path / "best.npz").write_text("another run's")
     rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--out", str(tmp_path)])
-    assert_usage_error(rc, capsys, "best.npz (another run's best model) already exists")
+    assert_usage_error(rc, capsys, "best.npz (a run's best model) already exists")
     assert all((tmp_path / name).exists() for name in ours + theirs)  # (refused: nothing)
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--overwrite",
                        "--out", str(tmp_path)]) == 0
@@ -3078,9 +3107,53 @@ def test_a_new_run_over_an_old_one_keeps_none_of_its_files(tmp_path, corpus_file
     assert train.main([*common, "--iterations", "10", "--eval-every", "5"]) == 0
     (tmp_path / "checkpoint.npz").unlink()  # e.g. killed before its first checkpoint
     rc = train.main([*common, "--iterations", "10", "--val-fraction", "0"])
-    assert_usage_error(rc, capsys, "best.npz (another run's best model) already exists")
+    assert_usage_error(rc, capsys, f"{tmp_path / 'best.npz'} (a run's best model) already "
+                                   f"exists: continue it with --resume {tmp_path / 'best.npz'}, "
+                                   f"or pass --overwrite (which removes it) or another --out")
     assert train.main([*common, "--iterations", "10", "--val-fraction", "0", "--overwrite"]) == 0
     assert not (tmp_path / "best.npz").exists()  # no validation: no best model of this run
+
+
+def test_an_overwrite_that_saves_nothing_puts_the_old_run_back(tmp_path, corpus_file, capsys,
+                                                                 monkeypatch):
+    """--overwrite sets the old run's files aside: a new run that ends before a checkpoint or
+    best model of its own (diverging at once; a second Ctrl-C, which quits without saving)
+    puts them back, whole (they were deleted as it started: the old run lost to a run that
+    saved nothing); one that saves removes them."""
+    common = ["--data", corpus_file, *SMALL, "--sample-every", "0", "--out", str(tmp_path)]
+    assert train.main([*common, "--iterations", "10", "--eval-every", "5"]) == 0
+    names = ("checkpoint.npz", "best.npz", "metrics.jsonl")
+    old = {name: (tmp_path / name).read_bytes() for name in names}
+    capsys.readouterr()
+    assert train.main([*common, "--iterations", "10", "--learning-rate", "1e30",
+                       "--overwrite"]) == 1
+    assert capsys.readouterr().err.endswith(
+        "no checkpoint of this run was written; the run --overwrite was to replace is put back "
+        "(checkpoint.npz, best.npz, metrics.jsonl); try a smaller --learning-rate\n")
+    assert {name: (tmp_path / name).read_bytes() for name in names} == old
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == \
+        sorted(names)  # (no aside left, the failed run's loss.png gone)
+
+    from fastrnn.model import CharRNN
+
+    def quit_at_once(self, *args, **kwargs):  # (as a second Ctrl-C in the first call)
+        raise KeyboardInterrupt("quit at once, without saving")
+
+    monkeypatch.setattr(CharRNN, "train", quit_at_once)
+    assert train.main([*common, "--iterations", "10", "--overwrite"]) == cli.EXIT_INTERRUPTED
+    assert {name: (tmp_path / name).read_bytes() for name in names} == old
+    monkeypatch.undo()
+    for name in names:  # as an overwrite killed (-9) before it saved leaves them
+        (tmp_path / name).rename(tmp_path / f"{name}.overwritten")
+    (tmp_path / "metrics.jsonl").write_text('{"iteration": 5}\n')  # (the killed run's)
+    assert train.main([*common, "--iterations", "10", "--learning-rate", "1e30",
+                       "--overwrite"]) == 1
+    assert {name: (tmp_path / name).read_bytes() for name in names} == old
+    assert train.main([*common, "--iterations", "3", "--eval-every", "0", "--overwrite"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")
+                  and p.name != "loss.png") == ["best.npz", "checkpoint.npz", "metrics.jsonl"]
+    for name in ("checkpoint.npz", "best.npz"):  # (this run's: its final validation's)
+        assert checkpoint.load(tmp_path / name).run["iteration"] == 3
 
 
 @pytest.fixture
@@ -3226,6 +3299,8 @@ def test_a_run_that_trains_no_iteration_logs_no_training_loss(tmp_path, corpus_f
     (["--greedy", "--top-k", "3", "--top-p", "0.5"], "--top-k and --top-p would change nothing "
                                                      "(drop them, or --greedy)"),
     (["--start_text", "a"], "unrecognized arguments: --start_text a; did you mean --prime?"),
+    (["--checkpoint"], "unrecognized arguments: --checkpoint; CHECKPOINT is given without an "
+                       "option name (python -m fastrnn.sample CHECKPOINT)"),
 ])
 def test_bad_sample_options(trained, capsys, args, fragment):
     rc, text = run_sample([trained, *args])
