@@ -1737,9 +1737,9 @@ class _StopRequests:
     validation under way stops between two kernel calls, for the resumed run to do) and
     save; a second SIGINT or SIGTERM stops at once (the latest checkpoint on disk is still
     whole), unless it comes within SAME_STOP seconds of the first, which it joins (two in one
-    kernel call are one already: Python sees a signal between two bytecodes). SIGHUP (the terminal closed, an ssh session dropped) never stops it unsaved, and
-    sends what went to the terminal, which is gone, to /dev/null (a log file or pipe keeps
-    its lines). A signal the process was started ignoring stays ignored, as it did while the
+    kernel call are one already: Python sees a signal between two bytecodes). SIGHUP (the
+    terminal closed, an ssh session dropped) never stops it unsaved, and sends what went to
+    the terminal, which is gone, to /dev/null (a log file or pipe keeps its lines). A signal the process was started ignoring stays ignored, as it did while the
     run started: SIGHUP under nohup, SIGINT in a job a script starts with ``&`` (a group's
     SIGINT stopped the runs of a sweep past their start and not the others; SIGTERM stops
     them all)."""
