@@ -1340,7 +1340,9 @@ class Trainer:
                     bar.append(tqdm(total=len(val) - 1, initial=n, desc="validating",
                                     unit="char", unit_scale=True, leave=False,
                                     delay=VALIDATION_BAR_DELAY, dynamic_ncols=True,
-                                    file=sys.stderr,
+                                    file=sys.stderr,  # (below the training bar on a terminal;
+                                    # in a log file on its line: no cursor moves, ESC[A)
+                                    position=None if sys.stderr.isatty() else 0,
                                     disable=self.args.quiet or bool(cli.stderr_lost())))
                 else:
                     bar[0].update(n)
