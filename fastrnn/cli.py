@@ -75,7 +75,8 @@ class Parser(argparse.ArgumentParser):
         return ""
 
     def _positional_metavars(self):
-        return [a.metavar or a.dest for a in self._positionals._group_actions]
+        return [(a.metavar or a.dest) + ("..." if a.nargs in ("+", "*") else "")
+                for a in self._positionals._group_actions]
 
 
 class Stderr:

@@ -11,9 +11,12 @@ recurrent state ``(L, S, B, H)`` and ``model.position`` the next chunk's offset 
 stream, both carried from call to call exactly as min-char-rnn's loop carries them.
 """
 
+import functools
+import os
 import signal
 import sys
 import threading
+import weakref
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 
@@ -139,6 +142,29 @@ class _Params(dict):
 
 
 _SETTINGS = frozenset(f.name for f in fields(Config))
+_MODELS = weakref.WeakSet()  # (their locks made anew in a forked child: ``_after_fork``)
+
+
+def _taking_turns(method):
+    """A model's calls from several threads take turns (``_busy``, reentrant: a progress
+    callback may call the model): two threads training one model read the same position and
+    wrote the same weights and gradients at once, and a pickle taken while it trained held
+    weights of one chunk with the counters of another."""
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        with self._busy:
+            return method(self, *args, **kwargs)
+    return call
+
+
+def _after_fork():
+    # A child made by fork() while another thread held a model's lock inherits it held, by
+    # a thread it does not have: the model's first call there would wait for ever.
+    for model in list(_MODELS):
+        object.__setattr__(model, "_busy", threading.RLock())
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 class CharRNN:
@@ -150,6 +176,8 @@ class CharRNN:
                  learning_rate=_D["learning_rate"], dtype=None, seed=_D["seed"], backend="numba",
                  batch_size=_D["batch_size"], threads=None, optimizer=_D["optimizer"],
                  cell=_D["cell"], num_layers=_D["num_layers"], dropout=_D["dropout"]):
+        self._busy = threading.RLock()  # (``_taking_turns``)
+        _MODELS.add(self)
         if dtype is None:  # float32 is the GPU's natural type; float64 the CPU reference's
             dtype = config.GPU_DTYPE if backend == "cuda" else _D["dtype"]
         try:  # np.float32, np.dtype("float32"), "f4" -> "float32" (others: Config refuses them)
@@ -205,6 +233,7 @@ class CharRNN:
                 f"batch_size={c.batch_size}, backend={self.backend!r}: {self.spec.size:,} "
                 f"parameters, {self.step:,} updates)")
 
+    @_taking_turns
     def __getstate__(self):
         """What ``pickle`` and ``copy.deepcopy`` keep of a model: its config, backend and
         threads, and the numbers (weights and optimizer state as their flat buffers, the
@@ -479,6 +508,7 @@ class CharRNN:
             raise ValueError(f"state holds NaN or infinite values (in {expected.dtype})")
         return expected
 
+    @_taking_turns
     def train(self, data, n_steps=1, learning_rate=None):
         """Train on ``n_steps`` consecutive chunks of ``data`` (integer ids); return their losses.
         ``learning_rate``: this call's (a schedule's; default: the config's); 0 (a schedule's
@@ -544,6 +574,7 @@ class CharRNN:
         """Whether training applies dropout (a rate > 0 and layers to apply it between)."""
         return self.config.dropout > 0 and self.config.num_layers > 1
 
+    @_taking_turns
     def evaluate(self, data, state=None, streams=1, progress=None):
         """Summed loss (nats) of predicting ``data[1:]`` from ``data[:-1]``, without training.
 
@@ -586,6 +617,7 @@ class CharRNN:
         loss = self._kernels.evaluate(self.weights, ready, state, self.threads, progress)
         return float(loss), state
 
+    @_taking_turns
     def sample(self, n, seed_ix, rng=None, temperature=1.0, greedy=False, state=None, top_k=0,
                top_p=1.0, progress=None):
         """n ids generated after ``seed_ix``, from ``state`` (L, S, 1, H; default: the first
@@ -638,6 +670,7 @@ class CharRNN:
                 progress(b - a)
         return ixes.tolist(), state
 
+    @_taking_turns
     def reset_state(self):
         """Start the next chunk at position 0 with a zero state."""
         self.state[...] = 0

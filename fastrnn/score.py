@@ -63,6 +63,9 @@ def _main(argv, out):
     except (checkpoint.CheckpointError, ValueError) as e:
         raise cli.UsageError(str(e)) from None
     for path in args.files:  # every file is checked before any is scored
+        if path == "-" and not Path(path).exists():
+            raise cli.UsageError("- (standard input) cannot be scored: a file is read twice, "
+                                 "checked whole before any is scored; save it to a file first")
         kind = files.not_regular(path)
         if kind == "a directory":
             raise cli.UsageError(corpus.a_directory(Path(path)))
@@ -92,8 +95,10 @@ def _main(argv, out):
                                f"the model's vocabulary and were skipped, more than the "
                                f"{result['predicted']:,} scored")
             try:
+                bar.clear()  # (on a terminal the line would follow the bar's, on its line)
                 out.write(_json(result) if args.json else _line(result))
                 out.flush()
+                bar.refresh()
             except BrokenPipeError:  # e.g. piped into `head`: stop quietly
                 cli.drop_output()
                 break

@@ -38,6 +38,7 @@ DEFAULT_ITERATIONS = 50_000
 PROG = "fastrnn.train"
 METRICS, PLOT = "metrics.jsonl", "loss.png"  # (and checkpoint.CHECKPOINT, checkpoint.BEST)
 ASIDE = ".overwritten"  # an old run's file in --out, renamed so while a new run replaces it
+SET_ASIDE = (CHECKPOINT, BEST, METRICS, PLOT)  # (all but the lock and temporaries)
 OUTPUTS = (CHECKPOINT, BEST, METRICS, PLOT)  # what a run writes in --out
 CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # escaped in printed samples
 
@@ -424,7 +425,11 @@ def _load_resume(path):
     try:
         ckpt = checkpoint.load(path)
     except CheckpointError as e:
-        raise cli.UsageError(f"cannot resume: {e}") from None
+        aside = Path(str(path) + ASIDE)
+        hint = f" ({aside}, set aside by an --overwrite run that was killed before it saved, " \
+               f"is the run that was there: --resume {aside})" \
+            if not os.path.lexists(path) and aside.is_file() else ""
+        raise cli.UsageError(f"cannot resume: {e}{hint}") from None
     iteration = ckpt.run.get("iteration")
     if not isinstance(iteration, int) or iteration != len(ckpt.losses):
         raise cli.UsageError(f"cannot resume: {path} was not written by fastrnn.train (or is "
@@ -534,6 +539,7 @@ def _output_dir(args, ckpt):
     try:
         _check_output_dir(args, ckpt, out)
     except BaseException:  # refused: the directory as it was
+        _put_back(args, out)
         if had_lock_file and args.lock is not None:
             args.lock.close()
         else:
@@ -550,6 +556,7 @@ def _check_output_dir(args, ckpt, out):
         path = out / name
         return path.exists() and (name != METRICS or path.stat().st_size > 0)
 
+    _put_back_killed(args, out)
     for name in OUTPUTS:  # (found now, not at the first write)
         kind = files.unwritable(out / name)
         if kind:
@@ -571,7 +578,8 @@ def _check_output_dir(args, ckpt, out):
         if held(METRICS) and not args.overwrite:
             raise cli.UsageError(f"{out / METRICS} (another run's log) already exists: pass "
                                  f"--overwrite or another --out")
-        _set_aside(args, out, held)
+        if args.overwrite:
+            _set_aside(args, out, held)
     elif not out.samefile(Path(args.resume).parent) and not args.overwrite:
         for name in (CHECKPOINT, BEST, METRICS):  # another run's, in another directory
             if held(name):
@@ -586,36 +594,61 @@ def _check_output_dir(args, ckpt, out):
 
 
 def _set_aside(args, out, held):
-    """--overwrite of a run in --out: its checkpoint, best model and log are renamed NAME +
-    ASIDE (what a killed overwrite left so already stays), to go when this run writes a
-    checkpoint or best model of its own (``Trainer._save``), or come back (``_put_back``) if
-    it ends before (diverging at once, a failed write): not lost to a run that saved nothing,
-    nor mixed with its files. Its loss.png goes (a resume of it draws it again)."""
+    """--overwrite of a run in --out: its files (``SET_ASIDE``) are renamed NAME + ASIDE, to
+    go when this run writes a checkpoint or best model of its own (``Trainer._save``), or
+    come back (``_put_back``) if it ends before (diverging at once, a failed write): not
+    lost to a run that saved nothing, nor mixed with its files."""
     args.overwritten = []
-    for name in (CHECKPOINT, BEST, METRICS):
-        aside = out / (name + ASIDE)
-        try:
-            if aside.exists():  # (set aside by a killed overwrite: what is here is its own)
-                (out / name).unlink(missing_ok=True)
-            elif held(name):
-                os.replace(out / name, aside)
-        except OSError as e:
-            raise cli.UsageError(f"cannot set {out / name} aside (--overwrite): "
-                                 f"{e.strerror or e}") from None
-        if aside.exists():
+    for name in SET_ASIDE:
+        if held(name):
+            try:
+                os.replace(out / name, out / (name + ASIDE))
+            except OSError as e:
+                raise cli.UsageError(f"cannot set {out / name} aside (--overwrite): "
+                                     f"{e.strerror or e}") from None
             args.overwritten.append(name)
-    (out / PLOT).unlink(missing_ok=True)
 
 
 def _put_back(args, out):
     """What ``_set_aside`` set aside, back in place: the run that was to replace it ended
-    without a checkpoint or best model of its own."""
+    without a checkpoint or best model of its own (or was refused)."""
     for name in getattr(args, "overwritten", ()):
         try:
             os.replace(out / (name + ASIDE), out / name)
-            (out / PLOT).unlink(missing_ok=True)  # (this run's: a resume of it draws its own)
         except OSError:  # (gone with --out, removed during the run)
             pass
+    args.overwritten = []
+
+
+def _put_back_killed(args, out):
+    """Put back what an --overwrite run killed before it saved left aside (its place is free:
+    that run wrote no checkpoint or best model; its log and picture give way), so that --out
+    holds the old run again, which the rules that follow then protect. A --resume of a file
+    set aside resumes it where it is put back."""
+    asides = [name for name in SET_ASIDE if os.path.lexists(out / (name + ASIDE))]
+    if not asides:
+        return
+    for name in asides:
+        aside = out / (name + ASIDE)
+        if aside.is_symlink() or not aside.is_file():
+            raise cli.UsageError(f"{aside} is not a regular file: remove it, or pass another "
+                                 f"--out")
+    for name in (CHECKPOINT, BEST):
+        if os.path.lexists(out / name) and name in asides:
+            raise cli.UsageError(f"{out / name} and {out / (name + ASIDE)} both exist: the "
+                                 f"second is a run an --overwrite set aside, which the run "
+                                 f"that saved the first was to remove; remove one of them")
+    resumed = Path(args.resume).absolute() if args.resume else None
+    for name in asides:
+        try:
+            os.replace(out / (name + ASIDE), out / name)
+        except OSError as e:
+            raise cli.UsageError(f"cannot put {out / (name + ASIDE)} back: "
+                                 f"{e.strerror or e}") from None
+        if resumed == (out / (name + ASIDE)).absolute():
+            args.resume = str(out / name)
+    _say(args, f"note: put back in {out}: {', '.join(asides)}, set aside by an --overwrite run "
+               f"that was killed before it saved")
 
 
 def _load_corpus(data, config, ckpt, vocab, say, given):
@@ -1605,9 +1638,11 @@ class Trainer:
         said = "no checkpoint of this run was written"
         if best:
             said += f" ({self.out / BEST} holds iteration {self.best_saved})"
-        elif getattr(self.args, "overwritten", None) and not replaced:
-            said += (f"; the run --overwrite was to replace is put back ("
-                     f"{', '.join(self.args.overwritten)})")  # (by _put_back)
+        else:  # (what _put_back, as the run returns, will put back)
+            aside = [name for name in getattr(self.args, "overwritten", ())
+                     if (self.out / (name + ASIDE)).is_file()]
+            if aside and not replaced and not self.out_lost:
+                said += f"; the run --overwrite was to replace is put back ({', '.join(aside)})"
         return said
 
     def _draw(self, final=False):
@@ -1635,7 +1670,10 @@ class Trainer:
             raise _WriteFailed(name, str(e)) from None
         self.save_seconds = time.perf_counter() - start  # best.npz's too: the same size
         for old in getattr(self.args, "overwritten", ()):  # (--overwrite's: this run has a
-            (self.out / (old + ASIDE)).unlink(missing_ok=True)  # file of its own here now)
+            try:                                                # file of its own here now)
+                (self.out / (old + ASIDE)).unlink(missing_ok=True)
+            except OSError:  # (the save is done: what could not be removed stays)
+                pass
         self.args.overwritten = []
         if name == CHECKPOINT:
             self.saved, self.saved_records = self.iteration, len(self.records)
@@ -1736,15 +1774,15 @@ class _WriteFailed(_RunFailed):
 
 class _StopRequests:
     """Ctrl-C (SIGINT), SIGTERM or SIGHUP asks the loop to stop after the current block (a
-    validation under way stops between two kernel calls, for the resumed run to do) and
-    save; a second SIGINT or SIGTERM stops at once (the latest checkpoint on disk is still
-    whole), unless it comes within SAME_STOP seconds of the first, which it joins (two in one
-    kernel call are one already: Python sees a signal between two bytecodes). SIGHUP (the
-    terminal closed, an ssh session dropped) never stops it unsaved, and sends what went to
-    the terminal, which is gone, to /dev/null (a log file or pipe keeps its lines). A signal the process was started ignoring stays ignored, as it did while the
-    run started: SIGHUP under nohup, SIGINT in a job a script starts with ``&`` (a group's
-    SIGINT stopped the runs of a sweep past their start and not the others; SIGTERM stops
-    them all)."""
+    validation under way stops between two kernel calls, for the resumed run to do) and save; a
+    second SIGINT or SIGTERM stops at once (the latest checkpoint on disk is still whole),
+    unless it comes within SAME_STOP seconds of the first, which it joins (two in one kernel
+    call are one already: Python sees a signal between two bytecodes). SIGHUP (the terminal
+    closed, an ssh session dropped) never stops it unsaved, and sends what went to the terminal,
+    which is gone, to /dev/null (a log file or pipe keeps its lines). A signal the process was
+    started ignoring stays ignored, as it did while the run started: SIGHUP under nohup, SIGINT
+    in a job a script starts with ``&`` (a group's SIGINT stopped the runs of a sweep past their
+    start and not the others; SIGTERM stops them all)."""
 
     HANGUP = getattr(signal, "SIGHUP", None)
     SIGNALS = (signal.SIGINT, signal.SIGTERM) + ((HANGUP,) if HANGUP else ())

@@ -101,8 +101,9 @@ def test_every_cell_and_layer_count_through_the_backend_interface(cell, L, dropo
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_gates_saturated_far_past_exps_range_match_the_oracle(cell):
     """Gate pre-activations of -800 and +800, past where e**x overflows a float64: the
-    sigmoid of -800 is 0, as the oracle's (the float64 exp built 2**k from bits that wrapped
-    into the sign above 709: a closed gate came out open, 1.0, or outside [0, 1])."""
+    sigmoid of -800 is 1 / (1 + e**709), ~1e-308, where the oracle's is 0 (the float64 exp
+    built 2**k from bits that wrapped into the sign above 709: a closed gate came out open,
+    1.0, or outside [0, 1])."""
     rng = np.random.default_rng(3)
     w = random_weights(rng, 6, 5, np.float64, 0.5, cell=cell)
     H = 6

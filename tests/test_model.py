@@ -1235,3 +1235,55 @@ def test_a_huge_rate_gives_the_same_huge_losses_on_numpy_and_numba():
               for backend in ("numpy", "numba")]
     assert np.isfinite(losses[0]).all() and losses[0].max() > 1e30
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-6)
+
+
+def test_calls_from_two_threads_take_turns():
+    """Two threads training one model (they read the same position and wrote the weights and
+    gradients at once: a model of no order of the chunks) train it as one thread would, one
+    call after the other: the same bits as 600 chunks in one call."""
+    import copy
+    import threading
+    data = np.random.default_rng(0).integers(0, 10, 50_000).astype(np.uint8)
+    for kw in ({}, dict(cell="lstm", num_layers=2, dropout=0.2, batch_size=3)):
+        base = CharRNN(10, hidden_size=32, seq_length=10, **kw)
+        base.train(data, 20)
+        shared, alone = copy.deepcopy(base), copy.deepcopy(base)
+        threads = [threading.Thread(target=shared.train, args=(data, 300)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        alone.train(data, 600)
+        assert (shared.step, shared.position) == (alone.step, alone.position) == (620, 6200)
+        np.testing.assert_array_equal(shared.weights.flat, alone.weights.flat)
+
+
+def test_a_child_forked_while_another_thread_trains_can_train():
+    """(a fork while a thread held the model's turn left the lock held in the child, by a
+    thread it does not have: its first call waited for ever)"""
+    import multiprocessing
+    import threading
+    model = CharRNN(10, hidden_size=8, seq_length=5)
+    data = np.arange(200) % 10
+    model.train(data, 1)
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with model._busy:
+            held.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    try:
+        child = multiprocessing.get_context("fork").Process(target=model.train, args=(data, 2))
+        child.start()
+        child.join(timeout=60)
+        finished = child.exitcode
+        if finished is None:
+            child.kill()
+    finally:
+        release.set()
+        holder.join()
+    assert finished == 0

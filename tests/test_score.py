@@ -111,6 +111,7 @@ def test_a_file_mostly_outside_the_vocabulary_is_warned_about(run, tmp_path, cap
     (lambda p: (p / "best.npz", (p / "best.npz").write_bytes(b"PK\x03\x04 ..."))[0],
      "best.npz is a zip archive (an .npz checkpoint?), not a text: give the checkpoint once"),
     (lambda p: p / "missing.txt", "missing.txt: no such file"),
+    (lambda p: "-", "- (standard input) cannot be scored: a file is read twice"),
     (lambda p: (p / "f", (p / "f").write_text("ab"))[0] / "x", "cannot read it (Not a directory)"),
     (lambda p: (p / "one.txt", (p / "one.txt").write_text("a"))[0], "fewer than 2 characters"),
     (lambda p: (p / "bad.txt", (p / "bad.txt").write_bytes(b"a\xff\xfeb"))[0],
