@@ -57,7 +57,8 @@ def output_tensors(vocab, hidden):
 
 
 def sigmoid(a):
-    return 1 / (1 + np.exp(-a))
+    with np.errstate(over="ignore"):  # (e**800 is inf and the sigmoid 0: exact, no warning)
+        return 1 / (1 + np.exp(-a))
 
 
 def gates(layer, x, h):
