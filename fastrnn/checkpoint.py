@@ -96,10 +96,11 @@ class Checkpoint:
             raise ValueError(f"losses must be one number per iteration, e.g. "
                              f"np.concatenate of train()'s returns ({e})") from None
         kept = (lambda w: w) if validate.flag("views", views) else spec.copy
-        return cls(model.config, vocab, spec.named(kept(model.weights)),
-                   [spec.named(kept(s)) for s in model.states], model.state.copy(),
-                   model.position, losses, copy.deepcopy(run), model.step,
-                   model._checked_dropout_rng().bit_generator.state)
+        with model._busy:  # (not while a call in another thread trains it)
+            return cls(model.config, vocab, spec.named(kept(model.weights)),
+                       [spec.named(kept(s)) for s in model.states], model.state.copy(),
+                       model.position, losses, copy.deepcopy(run), model.step,
+                       model._checked_dropout_rng().bit_generator.state)
 
     def fine_tune(self, backend="numba", threads=None, **settings):
         """A new model for fine-tuning: this checkpoint's cell, layers, hidden size, dtype,

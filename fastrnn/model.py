@@ -145,15 +145,39 @@ _SETTINGS = frozenset(f.name for f in fields(Config))
 _MODELS = weakref.WeakSet()  # (their locks made anew in a forked child: ``_after_fork``)
 
 
+_computing = threading.local()  # ``.call``: the computing call under way in this thread
+
+
 def _taking_turns(method):
-    """A model's calls from several threads take turns (``_busy``, reentrant: a progress
-    callback may call the model): two threads training one model read the same position and
-    wrote the same weights and gradients at once, and a pickle taken while it trained held
-    weights of one chunk with the counters of another."""
+    """A model's calls (and replacing its attributes) from several threads take turns
+    (``_busy``): two threads training one model read the same position and wrote the same
+    weights and gradients at once, and a pickle taken while it trained held weights of one
+    chunk with the counters of another. Reentrant, for a pickle or copy taken in a progress
+    callback; a computing call there (``_computes``) is refused."""
     @functools.wraps(method)
     def call(self, *args, **kwargs):
         with self._busy:
             return method(self, *args, **kwargs)
+    return call
+
+
+def _computes(method):
+    """``_taking_turns``, for train, evaluate and sample: one may not run inside another
+    (called from its progress callback), on any model: a thread's calls share its work
+    buffers (by shape), and the outer call's numbers changed."""
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        outer = getattr(_computing, "call", None)
+        if outer is not None:
+            raise RuntimeError(f"CharRNN.{method.__name__} cannot run inside CharRNN.{outer} "
+                               f"(from its progress callback): the calls of a thread share its "
+                               f"work buffers; call it once that call has returned")
+        with self._busy:
+            _computing.call = method.__name__
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                _computing.call = None
     return call
 
 
@@ -207,6 +231,15 @@ class CharRNN:
         self._laid_out = ()  # Weights whose tensors were checked to be views of their flat
 
     def __setattr__(self, name, value):
+        """Waits for a call under way in another thread (``_taking_turns``: it read the
+        attribute once checked); ``_set``."""
+        busy = self.__dict__.get("_busy")  # (in __init__, not yet)
+        if busy is not None and name != "_busy":
+            with busy:
+                return self._set(name, value)
+        return self._set(name, value)
+
+    def _set(self, name, value):
         """Refuses the names of the config's fields: ``model.learning_rate = 0.01`` made an
         attribute that nothing read, and training went on at the config's rate in silence."""
         if name in _SETTINGS:  # (one set lookup for every other attribute)
@@ -240,9 +273,10 @@ class CharRNN:
         recurrent state, counters, the dropout generator); ``__setstate__`` lays them out
         again (copied tensor by tensor, the views would no longer view their buffer)."""
         return {"config": self.config.to_dict(), "backend": self.backend,
-                "threads": self.threads, "weights": self.weights.flat,
-                "states": [s.flat for s in self.states], "step": self.step,
-                "state": self.state, "position": self.position,
+                "threads": self.threads, "weights": self.weights.flat.copy(),
+                "states": [s.flat.copy() for s in self.states], "step": self.step,
+                "state": self.state.copy(), "position": self.position,  # (copied now, under
+                # the lock: read later by pickle, they changed with a training in another thread)
                 "dropout_rng": self._checked_dropout_rng().bit_generator.state}
 
     def __setstate__(self, saved):
@@ -508,7 +542,7 @@ class CharRNN:
             raise ValueError(f"state holds NaN or infinite values (in {expected.dtype})")
         return expected
 
-    @_taking_turns
+    @_computes
     def train(self, data, n_steps=1, learning_rate=None):
         """Train on ``n_steps`` consecutive chunks of ``data`` (integer ids); return their losses.
         ``learning_rate``: this call's (a schedule's; default: the config's); 0 (a schedule's
@@ -574,7 +608,7 @@ class CharRNN:
         """Whether training applies dropout (a rate > 0 and layers to apply it between)."""
         return self.config.dropout > 0 and self.config.num_layers > 1
 
-    @_taking_turns
+    @_computes
     def evaluate(self, data, state=None, streams=1, progress=None):
         """Summed loss (nats) of predicting ``data[1:]`` from ``data[:-1]``, without training.
 
@@ -617,7 +651,7 @@ class CharRNN:
         loss = self._kernels.evaluate(self.weights, ready, state, self.threads, progress)
         return float(loss), state
 
-    @_taking_turns
+    @_computes
     def sample(self, n, seed_ix, rng=None, temperature=1.0, greedy=False, state=None, top_k=0,
                top_p=1.0, progress=None):
         """n ids generated after ``seed_ix``, from ``state`` (L, S, 1, H; default: the first

@@ -90,12 +90,12 @@ def _main(argv, out):
                                     args.encoding, args.skip_unknown, bar.update)
             except ValueError as e:  # (a file changed since it was checked)
                 raise cli.UsageError(str(e)) from None
+            bar.clear()  # (on a terminal a line would follow the bar's, on its line)
             if result["skipped"] > result["predicted"]:  # (the score is of what is left)
                 cli.warn(PROG, f"{path}: {result['skipped']:,} of its characters are outside "
                                f"the model's vocabulary and were skipped, more than the "
                                f"{result['predicted']:,} scored")
             try:
-                bar.clear()  # (on a terminal the line would follow the bar's, on its line)
                 out.write(_json(result) if args.json else _line(result))
                 out.flush()
                 bar.refresh()

@@ -152,7 +152,8 @@ def build_parser():
                         "of the checkpoint's unless given)")
     r.add_argument("--overwrite", action="store_true",
                    help="start a new run even if --out holds another run's checkpoint.npz, "
-                        "best.npz or metrics.jsonl (removed as it starts, with loss.png), or "
+                        "best.npz or metrics.jsonl (set aside as it starts, with loss.png, and "
+                        "removed once the new run saves; put back if it ends before), or "
                         "let --resume write over a checkpoint.npz that is not the one resumed")
     r.add_argument("--quiet", action="store_true", help="no progress bar, samples or messages")
     return p
@@ -426,8 +427,8 @@ def _load_resume(path):
         ckpt = checkpoint.load(path)
     except CheckpointError as e:
         aside = Path(str(path) + ASIDE)
-        hint = f" ({aside}, set aside by an --overwrite run that was killed before it saved, " \
-               f"is the run that was there: --resume {aside})" \
+        hint = f" ({aside}, set aside by an --overwrite run that has not saved yet, or was " \
+               f"killed before it did, is the run that was there: --resume {aside})" \
             if not os.path.lexists(path) and aside.is_file() else ""
         raise cli.UsageError(f"cannot resume: {e}{hint}") from None
     iteration = ckpt.run.get("iteration")
@@ -580,12 +581,14 @@ def _check_output_dir(args, ckpt, out):
                                  f"--overwrite or another --out")
         if args.overwrite:
             _set_aside(args, out, held)
-    elif not out.samefile(Path(args.resume).parent) and not args.overwrite:
+    elif not out.samefile(Path(args.resume).parent):
         for name in (CHECKPOINT, BEST, METRICS):  # another run's, in another directory
-            if held(name):
+            if held(name) and not args.overwrite:
                 raise cli.UsageError(f"{out / name} is not the resumed run's ({args.resume}) "
                                      f"and would be replaced: pass another --out, or "
                                      f"--overwrite")
+        if args.overwrite:
+            _set_aside(args, out, held)
     elif (out / CHECKPOINT).exists() and not args.overwrite and \
             not (out / CHECKPOINT).samefile(args.resume):
         raise cli.UsageError(f"{out / CHECKPOINT} is not the checkpoint resumed ({args.resume}) "
@@ -607,17 +610,42 @@ def _set_aside(args, out, held):
                 raise cli.UsageError(f"cannot set {out / name} aside (--overwrite): "
                                      f"{e.strerror or e}") from None
             args.overwritten.append(name)
+    args.fresh = [name for name in (METRICS, PLOT) if name not in args.overwritten]
 
 
 def _put_back(args, out):
-    """What ``_set_aside`` set aside, back in place: the run that was to replace it ended
-    without a checkpoint or best model of its own (or was refused)."""
-    for name in getattr(args, "overwritten", ()):
+    """What ``_set_aside`` set aside, back in place, if the run that was to replace it ended
+    without a checkpoint or best model of its own (diverging, refused, a second Ctrl-C), its
+    log and picture first removed; else (a save it made, then a Ctrl-C before it removed
+    them) removed."""
+    aside, args.overwritten = getattr(args, "overwritten", []), []
+    # (a save a Ctrl-C cut short once its file was in place counts: the file is there)
+    saved = getattr(args, "saved_here", False) or any(
+        os.path.lexists(out / name) for name in (CHECKPOINT, BEST) if name in aside)
+    fresh, args.fresh = getattr(args, "fresh", []), []
+    for name in ([] if saved or not aside else fresh):  # (this run's, of nothing saved: not
+        _remove(out / name)                             # to pass for the old run's)
+    for name in _removal_order(aside):
         try:
-            os.replace(out / (name + ASIDE), out / name)
+            if saved:
+                (out / (name + ASIDE)).unlink(missing_ok=True)
+            else:
+                os.replace(out / (name + ASIDE), out / name)
         except OSError:  # (gone with --out, removed during the run)
             pass
-    args.overwritten = []
+
+
+def _removal_order(names):
+    """Set-aside files in the order to remove them: the checkpoint last, so that one killed
+    part-way leaves the old run's checkpoint, if any of it."""
+    return [name for name in reversed(SET_ASIDE) if name in names]
+
+
+def _remove(path):
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _put_back_killed(args, out):
@@ -633,20 +661,26 @@ def _put_back_killed(args, out):
         if aside.is_symlink() or not aside.is_file():
             raise cli.UsageError(f"{aside} is not a regular file: remove it, or pass another "
                                  f"--out")
-    for name in (CHECKPOINT, BEST):
-        if os.path.lexists(out / name) and name in asides:
-            raise cli.UsageError(f"{out / name} and {out / (name + ASIDE)} both exist: the "
-                                 f"second is a run an --overwrite set aside, which the run "
-                                 f"that saved the first was to remove; remove one of them")
-    resumed = Path(args.resume).absolute() if args.resume else None
+    if any(os.path.lexists(out / name) for name in (CHECKPOINT, BEST)):
+        clash = [str(out / (name + ASIDE)) for name in asides]
+        raise cli.UsageError(f"{', '.join(clash)} (set aside by an --overwrite run) and that "
+                             f"run's own checkpoint or best model are both in {out}: it saved, "
+                             f"and was killed before it removed them; remove them, or the "
+                             f"run's own files")
+    sources = {key: Path(getattr(args, key)).absolute() if getattr(args, key) else None
+               for key in ("resume", "init_from")}
+    for name in (METRICS, PLOT):  # (the killed run's, of nothing saved)
+        if name not in asides:
+            _remove(out / name)
     for name in asides:
         try:
             os.replace(out / (name + ASIDE), out / name)
         except OSError as e:
             raise cli.UsageError(f"cannot put {out / (name + ASIDE)} back: "
                                  f"{e.strerror or e}") from None
-        if resumed == (out / (name + ASIDE)).absolute():
-            args.resume = str(out / name)
+        for key, source in sources.items():  # (--resume or --init-from of a file set aside)
+            if source == (out / (name + ASIDE)).absolute():
+                setattr(args, key, str(out / name))
     _say(args, f"note: put back in {out}: {', '.join(asides)}, set aside by an --overwrite run "
                f"that was killed before it saved")
 
@@ -1669,12 +1703,10 @@ class Trainer:
         except CheckpointError as e:  # (the file before it is left as it was)
             raise _WriteFailed(name, str(e)) from None
         self.save_seconds = time.perf_counter() - start  # best.npz's too: the same size
-        for old in getattr(self.args, "overwritten", ()):  # (--overwrite's: this run has a
-            try:                                                # file of its own here now)
-                (self.out / (old + ASIDE)).unlink(missing_ok=True)
-            except OSError:  # (the save is done: what could not be removed stays)
-                pass
-        self.args.overwritten = []
+        self.args.saved_here = True
+        aside, self.args.overwritten = getattr(self.args, "overwritten", []), []
+        for old in _removal_order(aside):  # (--overwrite's: this run has a file here now)
+            _remove(self.out / (old + ASIDE))
         if name == CHECKPOINT:
             self.saved, self.saved_records = self.iteration, len(self.records)
             self.saved_pending = self.pending

@@ -3166,8 +3166,8 @@ def test_an_overwrite_that_saves_nothing_puts_the_old_run_back(tmp_path, corpus_
     killed()
     rc = train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations", "12"])
     assert_usage_error(rc, capsys, f"({tmp_path / 'checkpoint.npz.overwritten'}, set aside by an "
-                                   f"--overwrite run that was killed before it saved, is the run "
-                                   f"that was there: --resume "
+                                   f"--overwrite run that has not saved yet, or was killed before "
+                                   f"it did, is the run that was there: --resume "
                                    f"{tmp_path / 'checkpoint.npz.overwritten'})")
     assert train.main(["--resume", str(tmp_path / "checkpoint.npz.overwritten"), "--iterations",
                        "12", "--eval-every", "0", "--quiet"]) == 0
@@ -3183,8 +3183,9 @@ def test_an_overwrite_that_saves_nothing_puts_the_old_run_back(tmp_path, corpus_
            f"that was killed before it saved" in capsys.readouterr().out
     (tmp_path / "checkpoint.npz.overwritten").write_bytes(b"")  # (and both there: refused)
     rc = train.main([*common, "--iterations", "3", "--overwrite"])
-    assert_usage_error(rc, capsys, f"{tmp_path / 'checkpoint.npz'} and "
-                                   f"{tmp_path / 'checkpoint.npz.overwritten'} both exist")
+    assert_usage_error(rc, capsys, f"{tmp_path / 'checkpoint.npz.overwritten'} (set aside by an "
+                                   f"--overwrite run) and that run's own checkpoint or best "
+                                   f"model are both in {tmp_path}")
     (tmp_path / "checkpoint.npz.overwritten").unlink()
     replace = os.replace  # a refusal part-way through setting aside puts back what it moved
 
@@ -3204,6 +3205,60 @@ def test_an_overwrite_that_saves_nothing_puts_the_old_run_back(tmp_path, corpus_
                   and p.name != "loss.png") == ["best.npz", "checkpoint.npz", "metrics.jsonl"]
     for name in ("checkpoint.npz", "best.npz"):  # (this run's: its final validation's)
         assert checkpoint.load(tmp_path / name).run["iteration"] == 3
+
+
+def test_overwrite_edges_keep_one_run_whole(tmp_path, corpus_file, capsys, monkeypatch):
+    """(review) A resume into another run's directory with --overwrite sets that run aside as a
+    new run does (a resume that diverged left the other run's checkpoint beside its own log);
+    a save a Ctrl-C cuts short once its file is in place is kept, the old run removed (the old
+    one was put back over it); a run that saved nothing leaves no picture of its own beside the
+    old run's files (an old run without one); --init-from a checkpoint set aside in --out is
+    refused as the checkpoint itself is."""
+    from fastrnn.model import CharRNN
+    common = ["--data", corpus_file, *SMALL, "--sample-every", "0"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert train.main([*common, "--iterations", "10", "--eval-every", "5", "--out", str(a)]) == 0
+    assert train.main([*common, "--iterations", "6", "--eval-every", "3", "--out", str(b)]) == 0
+    names = ("checkpoint.npz", "best.npz", "metrics.jsonl")
+    old = {name: (b / name).read_bytes() for name in names}
+    assert train.main(["--resume", str(a / "checkpoint.npz"), "--iterations", "12",
+                       "--learning-rate", "1e30", "--out", str(b), "--overwrite"]) == 1
+    assert {name: (b / name).read_bytes() for name in names} == old
+    assert not list(b.glob("*.overwritten"))
+
+    save = checkpoint.save
+
+    def then_ctrl_c(path, ckpt):  # (the file renamed into place, then the interrupt)
+        save(path, ckpt)
+        raise KeyboardInterrupt("quit at once, without saving")
+
+    monkeypatch.setattr(checkpoint, "save", then_ctrl_c)
+    assert train.main([*common, "--iterations", "4", "--eval-every", "0", "--out", str(b),
+                       "--overwrite"]) == cli.EXIT_INTERRUPTED
+    monkeypatch.undo()
+    saved = [p.name for p in b.iterdir() if p.name.endswith(".npz")]
+    assert len(saved) == 1 and not list(b.glob("*.overwritten"))
+    assert checkpoint.load(b / saved[0]).run["iteration"] < 6  # (the new run's)
+
+    c = tmp_path / "c"  # an old run with no loss.png
+    assert train.main([*common, "--iterations", "6", "--eval-every", "3", "--out", str(c)]) == 0
+    (c / "loss.png").unlink(missing_ok=True)
+    drawn = []
+    monkeypatch.setattr(train.metrics, "plot", lambda path, records: (
+        drawn.append(path), Path(path).write_bytes(b"png"))[1] and None)
+    assert train.main([*common, "--iterations", "6", "--eval-every", "1", "--val-fraction",
+                       "0", "--learning-rate", "1e30", "--out", str(c), "--overwrite"]) == 1
+    assert drawn and not (c / "loss.png").exists()
+    monkeypatch.undo()
+
+    for name in names:  # (an overwrite killed before it saved, as it left them)
+        (c / name).rename(c / f"{name}.overwritten")
+    capsys.readouterr()
+    rc = train.main(["--init-from", str(c / "checkpoint.npz.overwritten"), "--data", corpus_file,
+                     "--iterations", "2", "--out", str(c), "--overwrite"])
+    assert_usage_error(rc, capsys, f"--init-from {c / 'checkpoint.npz'} is in --out {c}")
+    assert (c / "checkpoint.npz").exists() and not (c / "checkpoint.npz.overwritten").exists()
+    del CharRNN
 
 
 @pytest.fixture

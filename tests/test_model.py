@@ -1287,3 +1287,53 @@ def test_a_child_forked_while_another_thread_trains_can_train():
         release.set()
         holder.join()
     assert finished == 0
+
+
+def test_a_pickle_holds_the_numbers_of_its_moment():
+    """__getstate__ copies under the lock: it returned the model's own arrays, which pickle
+    read later, while a training in another thread went on writing them."""
+    model = CharRNN(10, hidden_size=8, seq_length=5)
+    data = np.arange(200) % 10
+    saved = model.__getstate__()
+    weights, step = saved["weights"].copy(), saved["step"]
+    model.train(data, 1)
+    np.testing.assert_array_equal(saved["weights"], weights)
+    assert step == 0 and model.step == 1
+
+
+def test_a_call_inside_another_calls_progress_is_refused():
+    """A thread's calls share its work buffers: an evaluate from a progress callback of an
+    evaluate (of this model, or one of its shape) changed the outer one's numbers."""
+    model = CharRNN(10, hidden_size=16, seq_length=5, cell="lstm", num_layers=2)
+    data = np.arange(3000) % 10
+    expected = model.evaluate(data)[0]
+    with pytest.raises(RuntimeError, match=r"CharRNN.evaluate cannot run inside "
+                                           r"CharRNN.evaluate \(from its progress callback\)"):
+        model.evaluate(data, progress=lambda n: model.evaluate(data[:100]))
+    with pytest.raises(RuntimeError, match="CharRNN.train cannot run inside CharRNN.sample"):
+        model.sample(5, 0, progress=lambda n: copy.deepcopy(model).train(data, 1))
+    assert model.evaluate(data)[0] == expected  # (a copy, a pickle there: allowed)
+    assert model.evaluate(data, progress=lambda n: pickle.dumps(model))[0] == expected
+
+
+def test_replacing_an_attribute_waits_for_a_call_in_another_thread():
+    import threading
+    model = CharRNN(10, hidden_size=8, seq_length=5)
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with model._busy:
+            held.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    setter = threading.Thread(target=lambda: setattr(model, "position", 5))
+    setter.start()
+    setter.join(timeout=0.3)
+    waited = setter.is_alive() and model.position == 0
+    release.set()
+    holder.join()
+    setter.join()
+    assert waited and model.position == 5
