@@ -1,5 +1,6 @@
 """CharRNN: the fused multi-chunk kernel equals min-char-rnn's loop, on every backend."""
 
+import contextlib
 import copy
 import os
 import pickle
@@ -1262,10 +1263,23 @@ def test_a_child_forked_while_another_thread_trains_can_train():
     """(a fork while a thread held the model's turn left the lock held in the child, by a
     thread it does not have: its first call waited for ever)"""
     import multiprocessing
-    import threading
     model = CharRNN(10, hidden_size=8, seq_length=5)
     data = np.arange(200) % 10
     model.train(data, 1)
+    with _turn_held(model):
+        child = multiprocessing.get_context("fork").Process(target=model.train, args=(data, 2))
+        child.start()
+        child.join(timeout=60)
+        finished = child.exitcode
+        if finished is None:
+            child.kill()
+    assert finished == 0
+
+
+@contextlib.contextmanager
+def _turn_held(model):
+    """Another thread holds the model's turn (as a call under way there) while the block runs."""
+    import threading
     held, release = threading.Event(), threading.Event()
 
     def hold():
@@ -1277,16 +1291,10 @@ def test_a_child_forked_while_another_thread_trains_can_train():
     holder.start()
     held.wait()
     try:
-        child = multiprocessing.get_context("fork").Process(target=model.train, args=(data, 2))
-        child.start()
-        child.join(timeout=60)
-        finished = child.exitcode
-        if finished is None:
-            child.kill()
+        yield
     finally:
         release.set()
         holder.join()
-    assert finished == 0
 
 
 def test_a_pickle_holds_the_numbers_of_its_moment():
@@ -1319,21 +1327,10 @@ def test_a_call_inside_another_calls_progress_is_refused():
 def test_replacing_an_attribute_waits_for_a_call_in_another_thread():
     import threading
     model = CharRNN(10, hidden_size=8, seq_length=5)
-    held, release = threading.Event(), threading.Event()
-
-    def hold():
-        with model._busy:
-            held.set()
-            release.wait()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    held.wait()
-    setter = threading.Thread(target=lambda: setattr(model, "position", 5))
-    setter.start()
-    setter.join(timeout=0.3)
-    waited = setter.is_alive() and model.position == 0
-    release.set()
-    holder.join()
+    with _turn_held(model):
+        setter = threading.Thread(target=lambda: setattr(model, "position", 5))
+        setter.start()
+        setter.join(timeout=0.3)
+        waited = setter.is_alive() and model.position == 0
     setter.join()
     assert waited and model.position == 5
