@@ -268,7 +268,7 @@ def _main(argv):
     try:
         return _train(args, model, corpus, data, out, ckpt, lr_decay, anneal, source)
     finally:
-        _put_back(args, out)
+        _settle_aside(args, out)
         if args.lock is not None:
             args.lock.close()
 
@@ -540,7 +540,7 @@ def _output_dir(args, ckpt):
     try:
         _check_output_dir(args, ckpt, out)
     except BaseException:  # refused: the directory as it was
-        _put_back(args, out)
+        _settle_aside(args, out)
         if had_lock_file and args.lock is not None:
             args.lock.close()
         else:
@@ -599,46 +599,60 @@ def _check_output_dir(args, ckpt, out):
 def _set_aside(args, out, held):
     """--overwrite of a run in --out: its files (``SET_ASIDE``) are renamed NAME + ASIDE, to
     go when this run writes a checkpoint or best model of its own (``Trainer._save``), or
-    come back (``_put_back``) if it ends before (diverging at once, a failed write): not
-    lost to a run that saved nothing, nor mixed with its files."""
+    come back (``_settle_aside``) if it ends before (diverging at once, a failed write): not
+    lost to a run that saved nothing, nor mixed with its files. One that cannot be set aside
+    refuses the run, what was moved put back first."""
     args.overwritten = []
     for name in SET_ASIDE:
         if held(name):
             try:
                 os.replace(out / name, out / (name + ASIDE))
             except OSError as e:
+                for moved in args.overwritten:  # (the refused run made nothing: all back;
+                    try:                            # else the next run puts it back)
+                        os.replace(out / (moved + ASIDE), out / moved)
+                    except OSError:
+                        pass
+                args.overwritten = []
                 raise cli.UsageError(f"cannot set {out / name} aside (--overwrite): "
                                      f"{e.strerror or e}") from None
             args.overwritten.append(name)
-    args.fresh = [name for name in (METRICS, PLOT) if name not in args.overwritten]
 
 
-def _put_back(args, out):
-    """What ``_set_aside`` set aside, back in place, if the run that was to replace it ended
-    without a checkpoint or best model of its own (diverging, refused, a second Ctrl-C), its
-    log and picture first removed; else (a save it made, then a Ctrl-C before it removed
-    them) removed."""
+def _settle_aside(args, out):
+    """What ``_set_aside`` set aside: removed once the run that replaces it has a checkpoint
+    or best model of its own (its first save; or, as the run returns, a save a Ctrl-C cut
+    short once its file was in place), else put back in place (diverging, refused, a second
+    Ctrl-C), its log and picture first removed."""
     aside, args.overwritten = getattr(args, "overwritten", []), []
-    # (a save a Ctrl-C cut short once its file was in place counts: the file is there)
-    saved = getattr(args, "saved_here", False) or any(
-        os.path.lexists(out / name) for name in (CHECKPOINT, BEST) if name in aside)
-    fresh, args.fresh = getattr(args, "fresh", []), []
-    for name in ([] if saved or not aside else fresh):  # (this run's, of nothing saved: not
-        _remove(out / name)                             # to pass for the old run's)
+    if not aside:
+        return
+    # (a checkpoint or best model here is this run's: the old run's were set aside)
+    saved = any(os.path.lexists(out / name) for name in (CHECKPOINT, BEST))
+    if not saved:
+        _remove_unsaved(out, aside)
     for name in _removal_order(aside):
-        try:
-            if saved:
-                (out / (name + ASIDE)).unlink(missing_ok=True)
-            else:
+        if saved:
+            _remove(out / (name + ASIDE))
+        else:
+            try:
                 os.replace(out / (name + ASIDE), out / name)
-        except OSError:  # (gone with --out, removed during the run)
-            pass
+            except OSError:  # (gone with --out, removed during the run)
+                pass
 
 
 def _removal_order(names):
     """Set-aside files in the order to remove them: the checkpoint last, so that one killed
     part-way leaves the old run's checkpoint, if any of it."""
     return [name for name in reversed(SET_ASIDE) if name in names]
+
+
+def _remove_unsaved(out, asides):
+    """The log and picture of a run that saved nothing, where no file of the old run set aside
+    (``asides``) is to take their place: they would pass for the old run's."""
+    for name in (METRICS, PLOT):
+        if name not in asides:
+            _remove(out / name)
 
 
 def _remove(path):
@@ -669,9 +683,7 @@ def _put_back_killed(args, out):
                              f"run's own files")
     sources = {key: Path(getattr(args, key)).absolute() if getattr(args, key) else None
                for key in ("resume", "init_from")}
-    for name in (METRICS, PLOT):  # (the killed run's, of nothing saved)
-        if name not in asides:
-            _remove(out / name)
+    _remove_unsaved(out, asides)  # (the killed run's)
     for name in asides:
         try:
             os.replace(out / (name + ASIDE), out / name)
@@ -1672,7 +1684,7 @@ class Trainer:
         said = "no checkpoint of this run was written"
         if best:
             said += f" ({self.out / BEST} holds iteration {self.best_saved})"
-        else:  # (what _put_back, as the run returns, will put back)
+        else:  # (what _settle_aside, as the run returns, will put back)
             aside = [name for name in getattr(self.args, "overwritten", ())
                      if (self.out / (name + ASIDE)).is_file()]
             if aside and not replaced and not self.out_lost:
@@ -1703,10 +1715,8 @@ class Trainer:
         except CheckpointError as e:  # (the file before it is left as it was)
             raise _WriteFailed(name, str(e)) from None
         self.save_seconds = time.perf_counter() - start  # best.npz's too: the same size
-        self.args.saved_here = True
-        aside, self.args.overwritten = getattr(self.args, "overwritten", []), []
-        for old in _removal_order(aside):  # (--overwrite's: this run has a file here now)
-            _remove(self.out / (old + ASIDE))
+        _settle_aside(self.args, self.out)  # (--overwrite's old run: removed, now that this
+                                            # run has a file of its own here)
         if name == CHECKPOINT:
             self.saved, self.saved_records = self.iteration, len(self.records)
             self.saved_pending = self.pending
@@ -1821,9 +1831,13 @@ class _StopRequests:
 
     def __init__(self, args):
         self.args = args
-        self.requested = False
-        self.requested_at = None
+        self.requested_at = None  # (time.monotonic() of the first stop request)
         self.previous = {}
+
+    @property
+    def requested(self):
+        """Whether a stop was requested."""
+        return self.requested_at is not None
 
     def __enter__(self):
         # (after a hangup a terminal no longer says it is one: which were, is known now)
@@ -1846,7 +1860,7 @@ class _StopRequests:
                 return
             raise KeyboardInterrupt("quit at once, without saving (the latest checkpoint "
                                     "written, if any, is whole)")
-        self.requested, self.requested_at = True, time.monotonic()
+        self.requested_at = time.monotonic()
         _say(self.args, "stopping: saving a checkpoint after this block or validation (press "
                         "Ctrl-C again to quit without saving)")
 

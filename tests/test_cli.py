@@ -3200,7 +3200,13 @@ def test_an_overwrite_that_saves_nothing_puts_the_old_run_back(tmp_path, corpus_
                                    f"Permission denied")
     monkeypatch.undo()
     assert {name: (tmp_path / name).read_bytes() for name in names} == old
-    assert train.main([*common, "--iterations", "3", "--eval-every", "0", "--overwrite"]) == 0
+    save, asides = checkpoint.save, []  # (the old run goes at the first save, not at the end:
+    monkeypatch.setattr(checkpoint, "save", lambda path, ckpt: (  # one killed after it left both)
+        asides.append(len(list(tmp_path.glob("*.overwritten")))), save(path, ckpt))[1])
+    assert train.main([*common, "--iterations", "3", "--eval-every", "0", "--checkpoint-every",
+                       "1", "--overwrite"]) == 0
+    monkeypatch.undo()
+    assert asides[0] > 0 and asides[1:] == [0] * (len(asides) - 1), asides
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")
                   and p.name != "loss.png") == ["best.npz", "checkpoint.npz", "metrics.jsonl"]
     for name in ("checkpoint.npz", "best.npz"):  # (this run's: its final validation's)
