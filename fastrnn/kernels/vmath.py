@@ -43,14 +43,23 @@ def _horner(coeffs, x):
 
 @njit(**NJIT)
 def _exp64(x):
-    """e**x as float64 (x clamped to [-708, 709], as ``_exp32`` clamps): range reduction to
-    |r| <= ln2/2, degree-13 Taylor. (Unclamped above, 2**k was built from bits that wrapped
-    into the sign: e**711 came out -1.9e-308, and a sigmoid of -711 1.0.)"""
+    """e**x as float64 (x clamped to [-708, 709], as ``_exp32`` clamps): ``_exp64_upto``
+    clamped above too. (Unclamped, 2**k was built from bits that wrapped into the sign:
+    e**711 came out -1.9e-308, and a sigmoid of -711 1.0.)"""
+    x = float(x)
+    if x > _EXP_MAX:  # NaN compares false and passes through
+        x = _EXP_MAX
+    return _exp64_upto(x)
+
+
+@njit(**NJIT)
+def _exp64_upto(x):
+    """e**x for x <= 709, as float64: range reduction to |r| <= ln2/2, degree-13 Taylor.
+    (tanh's, whose argument is <= 0: with the upper clamp, LLVM left tanh's loops scalar,
+    4.5x slower.)"""
     x = float(x)
     if x < _EXP_MIN:  # NaN compares false and passes through
         x = _EXP_MIN
-    if x > _EXP_MAX:
-        x = _EXP_MAX
     k = round(x * _LOG2E)
     r = (x - k * _LN2_HI) - k * _LN2_LO
     scale = np.int64(np.int64(k + 1023) << 52).view(np.float64)  # 2**k built from its bits
@@ -62,7 +71,7 @@ def _tanh64(x):
     """tanh(x) as float64: (1 - e)/(1 + e) with e = exp(-2|x|); e**z - 1 by Taylor near 0."""
     x = float(x)
     a = abs(x)
-    e = _exp64(-2.0 * a)
+    e = _exp64_upto(-2.0 * a)
     big = (1.0 - e) / (1.0 + e)
     z = -2.0 * a if a < 0.25 else -0.5
     m = z * _horner(_EXPM1_COEFFS, z)  # e**z - 1 without cancellation, |z| <= 0.5
