@@ -8,13 +8,17 @@ stream from the checkpoint's first training stream's state, exactly as the train
 validation reads its held-out text (the same number for the same text), a block at a time, so
 a file of any size takes bounded memory. Characters outside the model's vocabulary are an error
 that names them, unless ``--skip-unknown`` drops them (the count is reported). Every file is
-read through and checked before any is scored: one bad file is an error with no output.
+read through and checked before any is scored: one bad file is an error with no output. ``-``
+is standard input, kept in a temporary file until the scores are out (a file named ``-`` is
+``./-``).
 """
 
 import codecs
 import json
 import math
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +32,7 @@ from .vocab import describe
 PROG = "fastrnn.score"
 BLOCK = 1 << 20  # bytes read at a time
 PROGRESS_BYTES = 1 << 23  # files of this many bytes in all or more show a progress bar
+STDIN = "<stdin>"  # standard input's name in the scores and messages
 
 
 def build_parser():
@@ -36,7 +41,8 @@ def build_parser():
                                "per character and perplexity, one line per file.")
     p.add_argument("checkpoint", type=cli.path, metavar="CHECKPOINT",
                    help="a checkpoint written by fastrnn.train")
-    p.add_argument("files", type=cli.path, metavar="FILE", nargs="+", help="texts to score")
+    p.add_argument("files", type=cli.path, metavar="FILE", nargs="+",
+                   help="texts to score (- for standard input)")
     p.add_argument("--encoding", default="utf-8", help="the texts' encoding (default utf-8)")
     p.add_argument("--skip-unknown", action="store_true",
                    help="drop characters outside the model's vocabulary (and count them) instead "
@@ -62,10 +68,11 @@ def _main(argv, out):
         model = ckpt.to_model(args.backend, args.dtype)
     except (checkpoint.CheckpointError, ValueError) as e:
         raise cli.UsageError(str(e)) from None
+    if args.files.count("-") > 1:
+        raise cli.UsageError("- (standard input) is given more than once: it can be read once")
     for path in args.files:  # every file is checked before any is scored
-        if path == "-" and not Path(path).exists():
-            raise cli.UsageError("- (standard input) cannot be scored: a file is read twice, "
-                                 "checked whole before any is scored; save it to a file first")
+        if path == "-":
+            continue
         kind = files.not_regular(path)
         if kind == "a directory":
             raise cli.UsageError(corpus.a_directory(Path(path)))
@@ -74,25 +81,54 @@ def _main(argv, out):
         if checkpoint.is_archive(path):
             raise cli.UsageError(f"{path} is a zip archive (an .npz checkpoint?), not a text: "
                                  f"give the checkpoint once, first, then the texts to score")
+    if "-" not in args.files:
+        return _score(args, ckpt, model, [(path, path) for path in args.files], out)
+    if sys.stdin is None:
+        raise cli.UsageError("- (standard input) is closed")
     try:
-        for path in args.files:
-            check_file(ckpt.vocab, path, args.encoding, args.skip_unknown)
+        spool = tempfile.TemporaryDirectory(prefix="fastrnn-score-")
+    except OSError as e:
+        raise cli.Failure(f"cannot make a temporary folder to keep standard input in: "
+                          f"{e.strerror or e}") from None
+    with spool as folder:
+        kept = _keep_stdin(Path(folder) / "stdin")
+        texts = [(kept, STDIN) if path == "-" else (path, path) for path in args.files]
+        return _score(args, ckpt, model, texts, out)
+
+
+def _keep_stdin(kept):
+    """Standard input read through into the file ``kept``, which is read twice (checked whole,
+    then scored)."""
+    try:
+        with open(kept, "wb") as f:
+            shutil.copyfileobj(sys.stdin.buffer, f, BLOCK)
+    except OSError as e:
+        raise cli.Failure(f"cannot keep standard input in {kept.parent} to score it: "
+                          f"{e.strerror or e}") from None
+    return kept
+
+
+def _score(args, ckpt, model, texts, out):
+    """Checks every text of ``texts`` ((path, name) pairs), then writes each one's score."""
+    try:
+        for path, name in texts:
+            check_file(ckpt.vocab, path, args.encoding, args.skip_unknown, name=name)
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
     say = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
-    total = sum(_size(path) for path in args.files)
+    total = sum(_size(path) for path, _ in texts)
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="scoring", file=sys.stderr,
                leave=False, dynamic_ncols=True, disable=total < PROGRESS_BYTES)
     with compiling.announce(say, model.config.dtype, "scoring kernels"), bar:
-        for path in args.files:
+        for path, name in texts:
             try:
                 result = score_file(model, ckpt.vocab, ckpt.state[:, :, :1], path,
-                                    args.encoding, args.skip_unknown, bar.update)
+                                    args.encoding, args.skip_unknown, bar.update, name=name)
             except ValueError as e:  # (a file changed since it was checked)
                 raise cli.UsageError(str(e)) from None
             bar.clear()  # (on a terminal a line would follow the bar's, on its line)
             if result["skipped"] > result["predicted"]:  # (the score is of what is left)
-                cli.warn(PROG, f"{path}: {result['skipped']:,} of its characters are outside "
+                cli.warn(PROG, f"{name}: {result['skipped']:,} of its characters are outside "
                                f"the model's vocabulary and were skipped, more than the "
                                f"{result['predicted']:,} scored")
             try:
@@ -131,11 +167,12 @@ def _line(r):
             f"{skipped}\n")
 
 
-def _blocks(vocab, path, encoding, skip_unknown, progress=None):
+def _blocks(vocab, path, encoding, skip_unknown, progress=None, name=None):
     """The file's text a block at a time, each as (kept text, characters dropped from it):
     decoded, its characters checked against the vocabulary (``progress(n)``: n more bytes
     read). A file that cannot be read, decoded or (without ``skip_unknown``) encoded is a
-    ValueError naming it."""
+    ValueError naming it (``name``, default the path)."""
+    name = path if name is None else name
     decoder = codecs.getincrementaldecoder(encoding)()
     read = 0  # bytes read before this block
     held = ""  # a block's last \r, given to the next block: a \r\n is never cut in two
@@ -147,9 +184,9 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None):
                     text = held + decoder.decode(raw, final=not raw)
                 except UnicodeDecodeError as e:
                     raise ValueError(corpus.undecodable(
-                        path, encoding, e, read + len(raw), raw if read == 0 else None)) from None
+                        name, encoding, e, read + len(raw), raw if read == 0 else None)) from None
                 except UnicodeError as e:  # (UTF-16's missing BOM is not a DecodeError)
-                    raise ValueError(corpus.codec_failure(path, encoding, e)) from None
+                    raise ValueError(corpus.codec_failure(name, encoding, e)) from None
                 read += len(raw)
                 if progress is not None:
                     progress(len(raw))
@@ -158,7 +195,7 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None):
                 missing = vocab.unknown(text)
                 if missing and not skip_unknown:
                     raise ValueError(
-                        f"{path} has characters the model never saw: {describe(missing)} "
+                        f"{name} has characters the model never saw: {describe(missing)} "
                         f"(--skip-unknown, or skip_unknown=True, drops them)"
                         f"{corpus.unknown_hint(text, missing, encoding, read == len(raw))}")
                 kept = "".join(c for c in text if c in vocab.index) if missing else text
@@ -167,31 +204,36 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None):
                 if not raw:
                     return
     except FileNotFoundError:  # (worded as train's and sample's)
-        raise ValueError(f"{path}: no such file") from None
+        raise ValueError(f"{name}: no such file") from None
     except OSError as e:
-        raise ValueError(f"{path}: cannot read it ({e.strerror or e})") from None
+        raise ValueError(f"{name}: cannot read it ({e.strerror or e})") from None
 
 
-def check_file(vocab, path, encoding="utf-8", skip_unknown=False):
+def check_file(vocab, path, encoding="utf-8", skip_unknown=False, name=None):
     """Reads the file through once, as ``score_file`` will, without the model: a ValueError
-    naming the file if it cannot be scored (so that no file is scored if one cannot be)."""
+    naming the file (``name``, default the path) if it cannot be scored (so that no file is
+    scored if one cannot be)."""
+    name = path if name is None else name
     kept = skipped = 0
-    for text, dropped in _blocks(vocab, path, encoding, skip_unknown):
+    for text, dropped in _blocks(vocab, path, encoding, skip_unknown, name=name):
         kept, skipped = kept + len(text), skipped + dropped
     if kept < 2:
-        raise ValueError(f"{path} has fewer than 2 characters to score" + (
+        raise ValueError(f"{name} has fewer than 2 characters to score" + (
             f" once the {skipped:,} the vocabulary lacks are skipped" if skipped else ""))
 
 
-def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False, progress=None):
+def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False, progress=None,
+               name=None):
     """{file, predicted, nats_per_char, bits_per_char, perplexity, skipped} for one file, read a
     block at a time from ``state`` (L, S, 1, H): the loss of predicting each character from the
     ones before it, summed block by block (each block carries the state and its last character
-    into the next). A file that cannot be read or scored is a ValueError naming it."""
+    into the next). ``name`` (default the path) is the file's in the result and in the
+    ValueError a file that cannot be read or scored is."""
+    name = path if name is None else name
     corpus.check_encoding(encoding)
     skip_unknown = validate.flag("skip_unknown", skip_unknown)
     loss, predicted, skipped, last = 0.0, 0, 0, None
-    for text, dropped in _blocks(vocab, path, encoding, skip_unknown, progress):
+    for text, dropped in _blocks(vocab, path, encoding, skip_unknown, progress, name):
         skipped += dropped
         ids = vocab.encode(text, np.int64)
         if last is not None:
@@ -203,10 +245,10 @@ def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False, 
             ids = ids[-1:]
         last = int(ids[-1]) if len(ids) else last
     if predicted == 0:
-        raise ValueError(f"{path} has fewer than 2 characters to score")
+        raise ValueError(f"{name} has fewer than 2 characters to score")
     nats = loss / predicted
     perplexity = math.exp(nats) if nats < math.log(sys.float_info.max) else math.inf
-    return {"file": str(path), "predicted": predicted, "nats_per_char": nats,
+    return {"file": str(name), "predicted": predicted, "nats_per_char": nats,
             "bits_per_char": nats / math.log(2), "perplexity": perplexity, "skipped": skipped}
 
 

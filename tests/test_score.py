@@ -4,6 +4,7 @@ import io
 import json
 import math
 import os
+import tempfile
 
 import pytest
 
@@ -67,6 +68,34 @@ def test_several_files_a_line_each_and_unknown_characters(run, tmp_path):
     assert rc == 2 and out == ""
 
 
+def test_standard_input_is_scored_as_a_file(run, tmp_path, capsys, monkeypatch):
+    """``-`` reads standard input (kept in a temporary file, removed after, as every text is
+    checked whole before any is scored): the file's numbers, named <stdin>; a bad one is refused
+    before any output, naming <stdin>; given twice or closed, refused."""
+    d, corpus = run
+    ckpt = str(d / "out" / "checkpoint.npz")
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    stdin = lambda data: monkeypatch.setattr(  # noqa: E731
+        "sys.stdin", type("Stdin", (), {"buffer": io.BytesIO(data)})())
+    stdin(corpus.read_bytes())
+    rc, out = scored([ckpt, "-", str(corpus), "--json"])
+    piped, direct = map(json.loads, out.splitlines())
+    assert rc == 0 and piped.pop("file") == "<stdin>" and direct.pop("file") == str(corpus)
+    assert piped == direct and list(spool.iterdir()) == []
+    stdin("a good wife {".encode())
+    rc, out = scored([ckpt, str(corpus), "-"])
+    assert rc == 2 and out == "" and list(spool.iterdir()) == []
+    assert "error: <stdin> has characters the model never saw: '{'" in capsys.readouterr().err
+    for argv, fragment in [([ckpt, "-", str(corpus), "-"], "- (standard input) is given more "
+                             "than once: it can be read once"), ([ckpt, "-"], "- (standard "
+                                                                 "input) is closed")]:
+        monkeypatch.setattr("sys.stdin", None)
+        rc, out = scored(argv)
+        assert rc == 2 and out == "" and fragment in capsys.readouterr().err
+
+
 def test_score_file_checks_its_arguments(run, tmp_path):
     """From Python, ``score_file`` checks what the command line's parser checks: an unknown
     encoding is a ValueError, not codecs' LookupError; ``skip_unknown`` a bool, not a string
@@ -111,7 +140,6 @@ def test_a_file_mostly_outside_the_vocabulary_is_warned_about(run, tmp_path, cap
     (lambda p: (p / "best.npz", (p / "best.npz").write_bytes(b"PK\x03\x04 ..."))[0],
      "best.npz is a zip archive (an .npz checkpoint?), not a text: give the checkpoint once"),
     (lambda p: p / "missing.txt", "missing.txt: no such file"),
-    (lambda p: "-", "- (standard input) cannot be scored: a file is read twice"),
     (lambda p: (p / "f", (p / "f").write_text("ab"))[0] / "x", "cannot read it (Not a directory)"),
     (lambda p: (p / "one.txt", (p / "one.txt").write_text("a"))[0], "fewer than 2 characters"),
     (lambda p: (p / "bad.txt", (p / "bad.txt").write_bytes(b"a\xff\xfeb"))[0],
