@@ -41,6 +41,7 @@ class Parser(argparse.ArgumentParser):
     ``--rnn_size``) names this command's."""
 
     def parse_args(self, args=None, namespace=None):
+        self._words = list(sys.argv[1:] if args is None else args)  # (for ``error``'s hint)
         namespace, extras = self.parse_known_args(args, namespace)
         if extras:  # (as argparse's own parse_args, with the hint)
             self.error(f"unrecognized arguments: {' '.join(extras)}{self._meant(extras)}")
@@ -50,6 +51,9 @@ class Parser(argparse.ArgumentParser):
         ambiguous = re.match(r"ambiguous option: (\S+) could match", message)
         if ambiguous:
             message += self._meant([ambiguous.group(1)])
+        elif message.startswith("the following arguments are required"):  # --checkpoint=X
+            message += self._meant([w for w in getattr(self, "_words", ()) if w.startswith("-")
+                                    and w.partition("=")[0] not in self._option_string_actions])
         raise UsageError(f"{message} (see --help)")
 
     def _meant(self, words):

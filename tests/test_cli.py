@@ -3419,6 +3419,23 @@ def test_bad_sample_options(trained, capsys, args, fragment):
     assert text == ""
 
 
+def test_a_positional_given_as_an_option_with_its_value_is_named(trained, capsys):
+    """``--checkpoint=X`` leaves CHECKPOINT missing, the error argparse gives first: the hint
+    follows it, as it does ``--checkpoint X`` (above); an option misspelt, likewise."""
+    rc, text = run_sample([f"--checkpoint={trained}"])
+    assert_usage_error(rc, capsys, "the following arguments are required: CHECKPOINT; "
+                                   "CHECKPOINT is given without an option name (python -m "
+                                   "fastrnn.sample CHECKPOINT)")
+    assert score.main([trained, "--file=x.txt"], out=io.StringIO()) == 2
+    assert capsys.readouterr().err == (
+        "fastrnn.score: error: the following arguments are required: FILE; FILE is given "
+        "without an option name (python -m fastrnn.score CHECKPOINT FILE...) (see --help)\n")
+    assert score.main(["--jsn"], out=io.StringIO()) == 2
+    assert capsys.readouterr().err == (
+        "fastrnn.score: error: the following arguments are required: CHECKPOINT, FILE; did you "
+        "mean --json? (see --help)\n")
+
+
 def test_an_empty_checkpoint_or_file_path_is_refused(trained, capsys):
     """Not read as the current directory ("." is a directory)."""
     rc, text = run_sample([""])
