@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, config, files, optim, validate
-from .model import CharRNN, Config
+from .model import ARCHITECTURE, CharRNN, Config
 from .schedule import PIECES
 from .spec import Spec
 from .vocab import Vocab
@@ -110,12 +110,10 @@ class Checkpoint:
         divided by ``config.FINE_TUNE_DIVISOR`` (10, ``fine_tune_rate``). Train it on a text
         encoded with this checkpoint's ``vocab``."""
         c = self.config.to_dict()
-        kept = {k: c[k] for k in ("vocab_size", "hidden_size", "dtype", "cell", "num_layers")}
-        clash = sorted(set(settings) & set(kept))
+        clash = sorted(set(settings) & set(ARCHITECTURE))
         if clash:
             raise ValueError(f"fine-tuning keeps the checkpoint's {', '.join(clash)}")
-        unknown = sorted(set(settings) - {"learning_rate", "seq_length", "batch_size",
-                                          "optimizer", "seed", "dropout"})
+        unknown = sorted(set(settings) - set(c))
         if unknown:
             raise ValueError(f"unknown setting(s) {', '.join(unknown)}")
         if "learning_rate" not in settings:
@@ -123,30 +121,21 @@ class Checkpoint:
                 settings["learning_rate"] = fine_tune_rate(c["learning_rate"], c["dtype"])
             except ValueError as e:
                 raise ValueError(f"{e}: give learning_rate") from None
-        merged = {**c, **settings}
-        model = CharRNN(merged["vocab_size"], merged["hidden_size"], merged["seq_length"],
-                        merged["learning_rate"], merged["dtype"], merged["seed"], backend,
-                        merged["batch_size"], threads, merged["optimizer"], merged["cell"],
-                        merged["num_layers"], merged["dropout"])
-        _copy_into(model.spec.named(model.weights), self.params, "", merged["dtype"])
+        model = CharRNN(**{**c, **settings}, backend=backend, threads=threads)
+        _copy_into(model.spec.named(model.weights), self.params, "", c["dtype"])
         return model
 
     def to_model(self, backend="numba", dtype=None, threads=None):
         """A CharRNN holding this state (cast to ``dtype`` if given), on ``backend``; a
         ValueError if a number does not fit in ``dtype`` (float64's 1e300 in float32)."""
-        c = self.config
-        dtype = c.dtype if dtype is None else dtype
-        model = CharRNN(c.vocab_size, c.hidden_size, c.seq_length, c.learning_rate, dtype,
-                        c.seed, backend, c.batch_size, threads, c.optimizer, c.cell,
-                        c.num_layers, c.dropout)
+        dtype = self.config.dtype if dtype is None else dtype
+        model = CharRNN(**{**self.config.to_dict(), "dtype": dtype}, backend=backend,
+                        threads=threads)
         for prefix, dst, src in zip(("",) + tuple(model.optimizer.states),
                                     [model.weights, *model.states], [self.params, *self.states]):
             _copy_into(model.spec.named(dst), src, prefix, dtype)
         model.step = self.step
-        if np.shape(self.state) != model.state.shape:
-            raise ValueError(f"state has shape {np.shape(self.state)}, the model's is "
-                             f"{model.state.shape}")
-        model.state[...] = self.state
+        _copy_into({"state": model.state}, {"state": self.state}, "", dtype)
         model.position = self.position
         if self.dropout_rng is not None:
             model.dropout_rng.bit_generator.state = self.dropout_rng

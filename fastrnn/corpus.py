@@ -324,8 +324,9 @@ def load(path, val_fraction=0.1, encoding="utf-8", vocab=None):
     ``vocab``: encode with this vocabulary (a resumed run) instead of the text's own; characters
     outside it raise CorpusError naming them.
     """
-    if not 0 <= val_fraction < 1:
-        raise CorpusError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if isinstance(val_fraction, bool) or not isinstance(
+            val_fraction, (int, float, np.integer, np.floating)) or not 0 <= val_fraction < 1:
+        raise CorpusError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
     text, digest = read_text(path, encoding)
     try:
         if vocab is None:

@@ -142,6 +142,9 @@ class _Params(dict):
 
 
 _SETTINGS = frozenset(f.name for f in fields(Config))
+# what the weights' shapes and type are made of: a fine-tuned model (``Checkpoint.fine_tune``,
+# ``--init-from``) keeps these of its checkpoint, and may take every other setting afresh
+ARCHITECTURE = ("vocab_size", "hidden_size", "dtype", "cell", "num_layers")
 _MODELS = weakref.WeakSet()  # (their locks made anew in a forked child: ``_after_fork``)
 
 
@@ -280,10 +283,8 @@ class CharRNN:
                 "dropout_rng": self._checked_dropout_rng().bit_generator.state}
 
     def __setstate__(self, saved):
-        c = Config.from_dict(saved["config"])
-        self.__init__(c.vocab_size, c.hidden_size, c.seq_length, c.learning_rate, c.dtype,
-                      c.seed, saved["backend"], c.batch_size, saved["threads"], c.optimizer,
-                      c.cell, c.num_layers, c.dropout)
+        self.__init__(**Config.from_dict(saved["config"]).to_dict(), backend=saved["backend"],
+                      threads=saved["threads"])
         for mine, theirs in zip([self.weights, *self.states], [saved["weights"],
                                                                *saved["states"]]):
             mine.flat[...] = theirs
@@ -322,7 +323,7 @@ class CharRNN:
 
     # what the weights, the optimizer's state and the dropout generator were made by: a config
     # replaced later keeps them (its other fields, settings read at every call, may change)
-    FIXED = ("vocab_size", "hidden_size", "dtype", "cell", "num_layers", "optimizer", "seed")
+    FIXED = ARCHITECTURE + ("optimizer", "seed")
 
     @property
     def config(self):

@@ -30,7 +30,7 @@ from .backends import BACKENDS
 from .checkpoint import BEST, CHECKPOINT, Checkpoint, CheckpointError
 from .config import (COUNT_MAX, DATA_DEFAULTS, DIVERGED_LOSS, DTYPES, FINE_TUNE_DIVISOR,
                      MODEL_DEFAULTS, SAMPLE_LENGTH_MAX)
-from .model import CharRNN
+from .model import ARCHITECTURE, CharRNN
 from .schedule import PIECES, Schedule, anneal_start
 
 DEFAULT_ITERATIONS = 50_000
@@ -438,8 +438,6 @@ def _load_resume(path):
     return ckpt
 
 
-# what --init-from keeps of the checkpoint's model (the rest of its settings may change)
-ARCHITECTURE = ("cell", "hidden_size", "num_layers", "dtype")
 # what --resume may change (read at every training call; the rest made the weights, the
 # optimizer state or the streams' layout)
 RESUME_MAY_CHANGE = ("learning_rate", "dropout")

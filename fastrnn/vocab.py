@@ -109,7 +109,10 @@ class Vocab:
         if dtype is None:
             dtype = id_dtype(len(self))
         else:
-            dtype = np.dtype(dtype)
+            try:
+                dtype = np.dtype(dtype)
+            except TypeError:
+                raise ValueError(f"encode: dtype {dtype!r} is not a NumPy type") from None
             if dtype.kind not in "iu" or np.iinfo(dtype).max < len(self) - 1:
                 raise ValueError(f"encode: dtype {dtype} cannot hold the ids 0 to "
                                  f"{len(self) - 1} of this vocabulary")

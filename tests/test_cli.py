@@ -2827,20 +2827,22 @@ def test_a_checkpoint_whose_numbers_float32_cannot_hold_is_refused_in_it(trained
     then a traceback from sample, and a finite score from score on numba, None on numpy)"""
     from fastrnn import score
     big = tmp_path / "big.npz"
-    ckpt = checkpoint.load(trained)
-    ckpt.params["Whh"][0, 0] = 1e300
-    checkpoint.save(big, ckpt)
     text = tmp_path / "text.txt"
     text.write_text(SENTENCE, encoding="utf-8")
-    message = ("Whh holds 1e+300, more than float32 can hold: this checkpoint cannot be used "
-               "in float32")
-    for backend in ("numba", "numpy"):
-        options = ["--dtype", "float32", "--backend", backend]
-        for command in (lambda: run_sample([str(big), *options])[0],
-                        lambda: score.main([str(big), str(text), *options], out=io.StringIO())):
-            rc, err = command(), capsys.readouterr().err
-            assert rc == 2 and err.count("\n") == 1 and message in err, err
-    assert run_sample([str(big), "--length", "5"])[0] == 0  # (in float64 it is a number)
+    for name in ("Whh", "state"):  # (the state: a traceback from sample --state checkpoint)
+        ckpt = checkpoint.load(trained)
+        (ckpt.params["Whh"] if name == "Whh" else ckpt.state)[0, 0] = 1e300
+        checkpoint.save(big, ckpt)
+        message = (f"{name} holds 1e+300, more than float32 can hold: this checkpoint cannot be "
+                   f"used in float32")
+        for backend in ("numba", "numpy"):
+            options = ["--dtype", "float32", "--backend", backend]
+            for command in (lambda: run_sample([str(big), *options, "--state", "checkpoint"])[0],
+                            lambda: score.main([str(big), str(text), *options],
+                                               out=io.StringIO())):
+                rc, err = command(), capsys.readouterr().err
+                assert rc == 2 and err.count("\n") == 1 and message in err, err
+        assert run_sample([str(big), "--length", "5"])[0] == 0  # (in float64 it is a number)
 
 
 def test_the_prime_is_read_from_zeros_or_from_the_checkpoints_state(trained, tmp_path):

@@ -129,8 +129,10 @@ def test_other_encodings_and_missing_files(tmp_path):
         load(tmp_path / "nope.txt")
     with pytest.raises(CorpusError, match="is a directory"):
         load(tmp_path)
-    with pytest.raises(CorpusError, match=r"val_fraction must be in \[0, 1\)"):
-        load(path, val_fraction=1.0)
+    for bad in (1.0, "0.1", True, float("nan")):
+        with pytest.raises(CorpusError, match=r"val_fraction must be a number in \[0, 1\), "
+                                              r"got " + re.escape(repr(bad))):
+            load(path, val_fraction=bad)
 
 
 @pytest.mark.parametrize("encoding", ["rot13", "base64", "hex", "zlib", "bz2", "undefined", 123])

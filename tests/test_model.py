@@ -646,6 +646,8 @@ def test_vocab_refuses_ids_and_types_it_would_get_wrong():
         with pytest.raises(ValueError, match=f"dtype {np.dtype(dtype)} cannot hold the ids 0 "
                                              f"to 299"):
             big.encode(chr(0x100 + 299), dtype=dtype)
+    with pytest.raises(ValueError, match="encode: dtype 'unit16' is not a NumPy type"):
+        big.encode("a", dtype="unit16")
     for call in (lambda: Vocab.from_text(b"hello"), lambda: vocab.encode(b"he"),
                  lambda: vocab.unknown(b"he")):  # (the last: the bytes' integers, unknown)
         with pytest.raises(ValueError, match="takes text as a str, got bytes \\(decode the "
