@@ -1,7 +1,8 @@
-"""Every constant, default and tunable of fastrnn, in one place.
+"""Every default, limit and tunable of fastrnn's model, kernels and training, in one place.
 
 The oracle, the kernels (CPU and CUDA), the model, the command lines and the tests import
-their numbers from here, so that a value is changed once and every layer sees it.
+their numbers from here, so that a value is changed once and every layer sees it. (A
+command's own thresholds for what it says, and when, stay beside its code.)
 """
 
 import numpy as np

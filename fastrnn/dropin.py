@@ -4,7 +4,7 @@
     adagrad([Wxh, Whh, Why, bh, by], [dWxh, ...], [mWxh, ...], learning_rate)   # in place
     ixes = sample(h, seed_ix, n, Wxh, Whh, Why, bh, by, rng=np.random.default_rng(0))
 
-Each takes ``backend="numba"`` (default) or ``"numpy"`` (the reference); arrays may be float32 or
+Each takes ``backend="numba"`` (default), ``"numpy"`` (the reference) or ``"cuda"``; arrays may be float32 or
 float64 and results keep that dtype. min-char-rnn's ``(H, 1)`` columns exist only here, at the
 boundary: inside, these are one stream of the package's one model path.
 """

@@ -484,6 +484,14 @@ class CharRNN:
                              f"state; np.random.default_rng(seed) makes one), got {got}")
         return rng
 
+    def _checked_finite(self, otherwise):
+        """``_checked_arrays`` for a call that does not train, and weights that are numbers
+        (numba's fast math would hide a NaN): a ValueError ending with ``otherwise``."""
+        self._checked_arrays(training=False)
+        if not np.isfinite(self.weights.flat).all():
+            raise ValueError(f"the model's weights hold NaN or infinite values (its training "
+                             f"diverged): {otherwise}")
+
     def _checked_arrays(self, training):
         """``weights`` (and, for training, the optimizer's ``states``) as the kernels read
         them: ValueError naming what is wrong, for they are public attributes a caller may
@@ -639,10 +647,7 @@ class CharRNN:
             c.num_layers * (3 * self.spec.cell.GATES + 4) * c.hidden_size + 2 * c.vocab_size)
         validate.large_fits(streams * per_stream * np.dtype(c.dtype).itemsize,  # (about)
                             f"evaluating {streams:,} stream{'s' if streams > 1 else ''}")
-        self._checked_arrays(training=False)
-        if not np.isfinite(self.weights.flat).all():  # (numba's fast math would hide them)
-            raise ValueError("the model's weights hold NaN or infinite values (its training "
-                             "diverged): there is no loss to compute")
+        self._checked_finite("there is no loss to compute")
         state = self.zero_state(1) if state is None else self._checked_state(state)
         if streams > 1:
             state = np.ascontiguousarray(np.repeat(state, streams, axis=2))
@@ -686,10 +691,7 @@ class CharRNN:
             raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         if progress is not None and not callable(progress):
             raise ValueError(f"progress must be callable, got {type(progress).__name__}")
-        self._checked_arrays(training=False)
-        if not np.isfinite(self.weights.flat).all():
-            raise ValueError("the model's weights hold NaN or infinite values (its training "
-                             "diverged): there is nothing to sample from")
+        self._checked_finite("there is nothing to sample from")
         if state is None:  # (the first training stream's: a public attribute, checked)
             state = self._checked_training_state(training=False)[:, :, :1]
         state = self._checked_state(state)

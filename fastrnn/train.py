@@ -38,8 +38,8 @@ DEFAULT_ITERATIONS = 50_000
 PROG = "fastrnn.train"
 METRICS, PLOT = "metrics.jsonl", "loss.png"  # (and checkpoint.CHECKPOINT, checkpoint.BEST)
 ASIDE = ".overwritten"  # an old run's file in --out, renamed so while a new run replaces it
-SET_ASIDE = (CHECKPOINT, BEST, METRICS, PLOT)  # (all but the lock and temporaries)
-OUTPUTS = (CHECKPOINT, BEST, METRICS, PLOT)  # what a run writes in --out
+OUTPUTS = (CHECKPOINT, BEST, METRICS, PLOT)  # what a run writes in --out (and --overwrite
+                                             # sets aside), besides its lock and temporaries
 CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # escaped in printed samples
 
 
@@ -163,7 +163,6 @@ def main(argv=None):
     return cli.run(_main, PROG, argv)
 
 
-# what a run does every so often, and its defaults; saved, and kept by a resumed run
 LOCK_PID_WAITS = 50  # a run refused --out waits up to this many 10 ms for its holder's pid
 LOUD_TEXT_BYTES = 1 << 25  # a text this large is said to be read (it takes seconds)
 LONG_VALIDATION = 10.0  # seconds: a validation this long is said before it starts
@@ -177,6 +176,7 @@ SAME_STOP = 0.5  # seconds: a second stop signal this soon after the first is th
                  # (``kill`` twice, a signal to the process and then its group)
 TRAINING, VALIDATION, SAMPLING = "training kernels", "validation kernels", "sampling kernels"
 OWED = "; once that memory is free, its --resume does this validation first"
+# what a run does every so often, and its defaults; saved, and kept by a resumed run
 CADENCE = {"eval_every": 5000, "sample_every": 5000, "sample_length": 200,
            "checkpoint_every": 5000}
 
@@ -243,6 +243,9 @@ def _main(argv):
     if streams_given and args.val_streams > 1 and len(corpus.val) < 2:
         cli.warn(PROG, f"--val-streams {args.val_streams} changes nothing: no text is held out "
                        f"to validate on (--val-fraction {data['val_fraction']:g})")
+    if config["dropout"] and config["num_layers"] < 2:  # (Config's check, in the flags' words)
+        raise cli.UsageError(f"--dropout {config['dropout']:g} applies between layers: it needs "
+                             f"--num-layers >= 2, got {config['num_layers']}")
     zero = _zero_rate_at(config, lr_decay, args.iterations)
     if zero == 0:
         raise cli.UsageError(f"--learning-rate {config['learning_rate']:g} is 0 in "
@@ -595,13 +598,13 @@ def _check_output_dir(args, ckpt, out):
 
 
 def _set_aside(args, out, held):
-    """--overwrite of a run in --out: its files (``SET_ASIDE``) are renamed NAME + ASIDE, to
+    """--overwrite of a run in --out: its files (``OUTPUTS``) are renamed NAME + ASIDE, to
     go when this run writes a checkpoint or best model of its own (``Trainer._save``), or
     come back (``_settle_aside``) if it ends before (diverging at once, a failed write): not
     lost to a run that saved nothing, nor mixed with its files. One that cannot be set aside
     refuses the run, what was moved put back first."""
     args.overwritten = []
-    for name in SET_ASIDE:
+    for name in OUTPUTS:
         if held(name):
             try:
                 os.replace(out / name, out / (name + ASIDE))
@@ -642,7 +645,7 @@ def _settle_aside(args, out):
 def _removal_order(names):
     """Set-aside files in the order to remove them: the checkpoint last, so that one killed
     part-way leaves the old run's checkpoint, if any of it."""
-    return [name for name in reversed(SET_ASIDE) if name in names]
+    return [name for name in reversed(OUTPUTS) if name in names]
 
 
 def _remove_unsaved(out, asides):
@@ -665,7 +668,7 @@ def _put_back_killed(args, out):
     that run wrote no checkpoint or best model; its log and picture give way), so that --out
     holds the old run again, which the rules that follow then protect. A --resume of a file
     set aside resumes it where it is put back."""
-    asides = [name for name in SET_ASIDE if os.path.lexists(out / (name + ASIDE))]
+    asides = [name for name in OUTPUTS if os.path.lexists(out / (name + ASIDE))]
     if not asides:
         return
     for name in asides:

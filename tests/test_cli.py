@@ -3029,7 +3029,7 @@ def test_encoding_option(tmp_path, capsys):
     (["--cell", "transformer"], "invalid choice: 'transformer'"),
     (["--num-layers", "0"], "--num-layers"),
     (["--dropout", "1"], "--dropout"),
-    (["--dropout", "0.5"], "dropout 0.5 applies between layers: it needs num_layers >= 2"),
+    (["--dropout", "0.5"], "--dropout 0.5 applies between layers: it needs --num-layers >= 2"),
     (["--backend", "tpu"], "invalid choice: 'tpu'"),
     # an empty path (``--resume "$CKPT"`` with CKPT unset) is not an option left out
     (["--resume", ""], "argument --resume: an empty path"),
@@ -3330,7 +3330,8 @@ def test_resume_with_other_text_or_model_is_refused_and_changes_nothing(saved_ru
     rc = train.main(["--resume", str(saved_run), "--val-fraction", "0.2", "--iterations", "40"])
     assert_usage_error(rc, capsys, "--val-fraction 0.2", "held out 0.1")
     rc = train.main(["--resume", str(saved_run), "--dropout", "0.5", "--iterations", "40"])
-    assert_usage_error(rc, capsys, "dropout 0.5 applies between layers")
+    assert_usage_error(rc, capsys, "--dropout 0.5 applies between layers: it needs "
+                                   "--num-layers >= 2")
     assert saved_run.read_bytes() == before
 
 
