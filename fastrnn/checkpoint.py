@@ -398,10 +398,9 @@ def _check_fields(where, ckpt):
         if not np.isfinite(a).all():
             raise CheckpointError(f"{where}: {name} holds NaN or infinite values")
     # squared-gradient averages (Adagrad's and RMSprop's m, Adam's v) are never negative
-    squares = {"adagrad": "m", "rmsprop": "m", "adam": "v"}.get(c.optimizer)
     for prefix, named in zip(optimizer.states, ckpt.states):
         for name, a in named.items():
-            if prefix == squares and (a < 0).any():
+            if prefix == optimizer.squares and (a < 0).any():
                 raise CheckpointError(f"{where}: {prefix + name} holds negative values "
                                       f"(a sum of squares)")
     run = ckpt.run

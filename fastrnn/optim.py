@@ -3,8 +3,10 @@
 An entry gives the optimizer's name, the id the fused kernels switch on (the update loop of
 every optimizer is written out inside the kernels: routing it through a per-element helper
 measured 1.5x slower), the names of its state buffers (each shaped like the parameters; they
-are the prefixes of its arrays in a checkpoint) and its reference update in
-``fastrnn.reference``. Gradients are clipped to [-CLIP, CLIP] before any of them.
+are the prefixes of its arrays in a checkpoint), the named tuple of them the CPU kernels take,
+the one that sums squares (never negative: a checkpoint is checked), its reference update in
+``fastrnn.reference`` and its description for ``--help``. Gradients are clipped to [-CLIP,
+CLIP] before any of them.
 
 Adding an optimizer: an entry here, its reference function, and its loop in
 ``kernels/cpu.py:optimizer_update`` and ``kernels/cuda.py:optimize`` (see ARCHITECTURE.md).
@@ -14,6 +16,7 @@ from collections import namedtuple
 from dataclasses import dataclass
 
 from . import reference
+from .config import ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, RMSPROP_DECAY, RMSPROP_EPS
 
 ADAGRAD, RMSPROP, ADAM = 0, 1, 2  # the kernels' ids
 
@@ -22,15 +25,17 @@ ADAGRAD, RMSPROP, ADAM = 0, 1, 2  # the kernels' ids
 class Optimizer:
     name: str
     id: int
-    states: tuple        # names of its state buffers, e.g. ("m",) or ("m", "v")
+    State: type          # the named tuple of its state buffers that the CPU kernels take: its
+                         # type selects the optimizer's loop when a kernel is compiled (a run
+                         # compiles only its own)
+    squares: str         # the state buffer of squared gradients' sums or averages
     reference: object    # fn(params, grads, states, lr, step), lists of arrays, in place
-    help: str
+    help: str            # what it is, for --help
 
     @property
-    def State(self):
-        """The named tuple of its state buffers that the CPU kernels take: its type selects
-        the optimizer's loop when the kernel is compiled, so a run compiles only its own."""
-        return _STATES[self.name]
+    def states(self):
+        """The names of its state buffers, e.g. ("m",) or ("m", "v")."""
+        return self.State._fields
 
     def state(self, buffers):
         """Its state for the kernels from one flat buffer per state name."""
@@ -53,12 +58,19 @@ def _adam(params, grads, states, lr, step):
 AdagradState = namedtuple("AdagradState", ["m"])
 RMSpropState = namedtuple("RMSpropState", ["m"])
 AdamState = namedtuple("AdamState", ["m", "v"])
-_STATES = {"adagrad": AdagradState, "rmsprop": RMSpropState, "adam": AdamState}
+
+
+def _g(x):  # 1e-8 as it is written, not 1e-08
+    return f"{x:g}".replace("e-0", "e-")
+
 
 OPTIMIZERS = {o.name: o for o in (
-    Optimizer("adagrad", ADAGRAD, ("m",), _adagrad, "min-char-rnn's: m += g*g; w -= lr g / sqrt(m + 1e-8)"),
-    Optimizer("rmsprop", RMSPROP, ("m",), _rmsprop, "char-rnn's: decay 0.95, eps 1e-8"),
-    Optimizer("adam", ADAM, ("m", "v"), _adam, "PyTorch's: betas 0.9/0.999, eps 1e-8"),
+    Optimizer("adagrad", ADAGRAD, AdagradState, "m", _adagrad,
+              f"min-char-rnn's: m += g*g; w -= lr g / sqrt(m + {_g(ADAGRAD_EPS)})"),
+    Optimizer("rmsprop", RMSPROP, RMSpropState, "m", _rmsprop,
+              f"char-rnn's: decay {_g(RMSPROP_DECAY)}, eps {_g(RMSPROP_EPS)}"),
+    Optimizer("adam", ADAM, AdamState, "v", _adam,
+              f"PyTorch's: betas {_g(ADAM_BETA1)}/{_g(ADAM_BETA2)}, eps {_g(ADAM_EPS)}"),
 )}
 
 

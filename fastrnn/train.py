@@ -28,7 +28,7 @@ from . import (cells, checkpoint, cli, compiling, corpus as corpus_mod, files, m
                reference, validate)
 from .backends import BACKENDS
 from .checkpoint import BEST, CHECKPOINT, Checkpoint, CheckpointError
-from .config import (COUNT_MAX, DATA_DEFAULTS, DIVERGED_LOSS, DTYPES, FINE_TUNE_DIVISOR,
+from .config import (CLIP, COUNT_MAX, DATA_DEFAULTS, DIVERGED_LOSS, DTYPES, FINE_TUNE_DIVISOR,
                      MODEL_DEFAULTS, SAMPLE_LENGTH_MAX)
 from .model import ARCHITECTURE, CharRNN
 from .schedule import PIECES, Schedule, anneal_start
@@ -77,9 +77,9 @@ def build_parser():
                    help="floating-point type (default float64; float32 with --backend cuda)")
     m.add_argument("--seed", type=cli.non_negative_int, help="seeds initialisation and samples (default 0)")
     m.add_argument("--optimizer", choices=tuple(optim.OPTIMIZERS),
-                   help="adagrad (min-char-rnn's, the default), rmsprop (char-rnn's: decay 0.95) "
-                        "or adam (PyTorch's: betas 0.9/0.999, eps 1e-8); gradients are clipped to "
-                        "[-5, 5] first")
+                   help="; ".join(f"{o.name} ({o.help})" for o in optim.OPTIMIZERS.values())
+                   + f" (default {MODEL_DEFAULTS['optimizer']}); gradients are clipped to "
+                     f"[-{CLIP:g}, {CLIP:g}] first")
     m.add_argument("--batch-size", type=cli.positive_int, metavar="B",
                    help="train B streams at once: the text is cut into B contiguous pieces, each "
                         "with its own hidden state; an iteration is one chunk of every stream "
