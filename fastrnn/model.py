@@ -142,6 +142,12 @@ class _Params(dict):
 
 
 _SETTINGS = frozenset(f.name for f in fields(Config))
+
+
+def _per_step(c):
+    """Numbers a step of one stream keeps in a chunk's buffers, about: per layer, a few
+    (G*H)-sized ones for G gates; (V) for the output."""
+    return c.num_layers * (3 * cells.get(c.cell).GATES + 4) * c.hidden_size + 2 * c.vocab_size
 # what the weights' shapes and type are made of: a fine-tuned model (``Checkpoint.fine_tune``,
 # ``--init-from``) keeps these of its checkpoint, and may take every other setting afresh
 ARCHITECTURE = ("vocab_size", "hidden_size", "dtype", "cell", "num_layers")
@@ -306,8 +312,7 @@ class CharRNN:
         not a MemoryError. ``c``: of another config (default: the model's)."""
         c = self.config if c is None else c
         units = -(-c.batch_size // config.STREAMS_PER_UNIT) if c.batch_size > 1 else 0
-        per_layer = (3 * cells.get(c.cell).GATES + 4) * c.hidden_size
-        per_chunk = c.seq_length * c.batch_size * (c.num_layers * per_layer + 2 * c.vocab_size)
+        per_chunk = c.seq_length * c.batch_size * _per_step(c)
         # the parameters, counted before the spec of every layer is built (layers 2 to L are
         # alike: a million layers is a clear error at once, not a minute building them)
         one, two = (Spec(c.cell, c.vocab_size, c.hidden_size, n).size for n in (1, 2))
@@ -447,6 +452,12 @@ class CharRNN:
             raise ValueError(f"data holds id {lo if lo < 0 else hi}, outside the vocabulary "
                              f"[0, {c.vocab_size})")
         return np.ascontiguousarray(arr, dtype=id_dtype(c.vocab_size))
+
+    def first_stream_state(self):
+        """The first training stream's state (L, S, 1, H), a view of ``state``: where sampling
+        starts by default, and where the trainer's validation and ``fastrnn.score`` read
+        from."""
+        return self._checked_training_state(training=False)[:, :, :1]
 
     def _checked_training_state(self, training=True):
         """``state`` as training carries it in place, (L, S, batch_size, H): ValueError naming
@@ -643,8 +654,8 @@ class CharRNN:
         ready = self._checked_ids(data, 1, "evaluate")
         c = self.config
         steps = min(config.EVAL_STEPS, max(1, (len(ready) - 1) // streams))  # (per call)
-        per_stream = 2 * c.num_layers * len(self.spec.cell.STATES) * c.hidden_size + steps * (
-            c.num_layers * (3 * self.spec.cell.GATES + 4) * c.hidden_size + 2 * c.vocab_size)
+        per_stream = 2 * c.num_layers * len(self.spec.cell.STATES) * c.hidden_size + \
+            steps * _per_step(c)
         validate.large_fits(streams * per_stream * np.dtype(c.dtype).itemsize,  # (about)
                             f"evaluating {streams:,} stream{'s' if streams > 1 else ''}")
         self._checked_finite("there is no loss to compute")
@@ -693,7 +704,7 @@ class CharRNN:
             raise ValueError(f"progress must be callable, got {type(progress).__name__}")
         self._checked_finite("there is nothing to sample from")
         if state is None:  # (the first training stream's: a public attribute, checked)
-            state = self._checked_training_state(training=False)[:, :, :1]
+            state = self.first_stream_state()
         state = self._checked_state(state)
         greedy = greedy or reference.overflows(self.weights, state, temperature)
         ixes, uniforms, seed_ix = np.empty(n, np.int64), rng.random(n), int(seed_ix)

@@ -113,7 +113,7 @@ def _main(argv, out):
 
 def _generate(model, vocab, prime, ids, rng, args, out):
     """Read the prime, then write it and ``args.length`` generated characters to ``out``."""
-    start = model.state[:, :, :1] if args.state == "checkpoint" else None  # (None: zeros)
+    start = model.first_stream_state() if args.state == "checkpoint" else None  # (None: zeros)
     _, state = model.evaluate(ids, state=start)  # the state after the prime but its last char
     seed_ix, left = int(ids[-1]), args.length
     try:

@@ -122,7 +122,7 @@ def _score(args, ckpt, model, texts, out):
     with compiling.announce(say, model.config.dtype, "scoring kernels"), bar:
         for path, name in texts:
             try:
-                result = score_file(model, ckpt.vocab, ckpt.state[:, :, :1], path,
+                result = score_file(model, ckpt.vocab, model.first_stream_state(), path,
                                     args.encoding, args.skip_unknown, bar.update, name=name)
             except ValueError as e:  # (a file changed since it was checked)
                 raise cli.UsageError(str(e)) from None

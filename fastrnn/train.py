@@ -29,7 +29,7 @@ from . import (cells, checkpoint, cli, compiling, corpus as corpus_mod, files, m
 from .backends import BACKENDS
 from .checkpoint import BEST, CHECKPOINT, Checkpoint, CheckpointError
 from .config import (CLIP, COUNT_MAX, DATA_DEFAULTS, DIVERGED_LOSS, DTYPES, FINE_TUNE_DIVISOR,
-                     MODEL_DEFAULTS, SAMPLE_LENGTH_MAX)
+                     GPU_DTYPE, MODEL_DEFAULTS, SAMPLE_LENGTH_MAX)
 from .model import ARCHITECTURE, CharRNN
 from .schedule import PIECES, Schedule, anneal_start
 
@@ -107,7 +107,7 @@ def build_parser():
     r.add_argument("--backend", choices=BACKENDS, default="numba",
                    help="kernels to train with (default numba; numpy is the slow reference; cuda "
                         "needs an NVIDIA GPU and numba-cuda)")
-    r.add_argument("--lr-decay", type=cli.positive_float, metavar="FACTOR",
+    r.add_argument("--lr-decay", type=cli.share, metavar="FACTOR",
                    help="multiply the learning rate by FACTOR (in (0, 1]) every --lr-decay-every "
                         "iterations, as char-rnn does (default: no decay; with --resume: the "
                         "checkpoint's schedule)")
@@ -389,8 +389,6 @@ def _lr_decay(args, ckpt):
     the checkpoint's (a different one is refused: resuming must repeat the run)."""
     if (args.lr_decay is None) != (args.lr_decay_every is None):
         raise cli.UsageError("--lr-decay FACTOR and --lr-decay-every N go together")
-    if args.lr_decay is not None and args.lr_decay > 1:
-        raise cli.UsageError(f"--lr-decay: {args.lr_decay} is not in (0, 1]")
     given = None if args.lr_decay is None else [args.lr_decay, args.lr_decay_every]
     if ckpt is None:
         return given
@@ -454,7 +452,7 @@ def _settings(args, ckpt, source=None):
         if source is None:
             config = {**MODEL_DEFAULTS, **given}
             if args.backend == "cuda" and args.dtype is None:
-                config["dtype"] = "float32"
+                config["dtype"] = GPU_DTYPE
         else:
             kept = {k: v for k, v in source.config.to_dict().items() if k in MODEL_DEFAULTS}
             clash = [f"--{k.replace('_', '-')} {given[k]} (the checkpoint has {kept[k]})"
@@ -1268,7 +1266,7 @@ class Trainer:
         val, streams = self.corpus.val, self.args.val_streams
         if len(val) < 2:
             return 1e-9  # no validation to hold time for (nonzero: estimated)
-        state = self.model.state[:, :, :1]
+        state = self.model.first_stream_state()
         part = val[:max(2, min(len(val), len(val) // share))]
         return self._scaled_time(
             lambda text: self._evaluate_text(text, state),
@@ -1403,7 +1401,7 @@ class Trainer:
         if len(val) >= 2:
             # From (a copy of) the training state, not zeros: early in training a vanilla RNN's
             # state can have several attractors, and zeros may lead to one training never visits.
-            state = self.model.state[:, :, :1]  # the first stream's
+            state = self.model.first_stream_state()
             took = self.eval_seconds if self.eval_work is None else self.eval_work
             if not took:  # (not timed yet)
                 if len(val) >= LONG_VALIDATION_CHARS:

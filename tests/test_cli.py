@@ -723,7 +723,7 @@ def test_learning_rate_decay_refusals(tmp_path, corpus_file, capsys):
     for extra, fragment in [(["--lr-decay", "0.5"], "--lr-decay FACTOR and --lr-decay-every N"),
                             (["--lr-decay", "1.5", "--lr-decay-every", "3"], "is not in (0, 1]"),
                             (["--lr-decay", "0", "--lr-decay-every", "3"],
-                             "--lr-decay: 0 is not a positive finite number")]:
+                             "--lr-decay: 0 is not in (0, 1]")]:
         assert_usage_error(train.main([*base, *extra]), capsys, fragment)
         assert not (tmp_path / "r").exists(), "nothing written"
     assert train.main(base) == 0
