@@ -375,7 +375,9 @@ class CharRNN:
 
     @threads.setter
     def threads(self, n):
-        """Threads for mini-batch training (default: Numba's thread count, NUMBA_NUM_THREADS)."""
+        """Threads for training and evaluation on the batch path (every model but min-char-rnn's
+        at one stream: units of streams, the packing of each layer's weights, an evaluation's
+        layers as a pipeline and its streams); default Numba's count, NUMBA_NUM_THREADS."""
         if n is None:
             import numba
             n = numba.config.NUMBA_NUM_THREADS

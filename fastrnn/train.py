@@ -1320,10 +1320,10 @@ class Trainer:
         n = len(losses)
         self._reserve(self.iteration + n)
         self.history[self.iteration:self.iteration + n] = losses
-        per_stream = self.model.config.batch_size
-        smooth = float(losses[0]) / per_stream if self.smooth is None else self.smooth
+        streams = self.model.config.batch_size
+        smooth = float(losses[0]) / streams if self.smooth is None else self.smooth
         for loss in losses.tolist():  # min-char-rnn's smoothed loss of one stream's chunk
-            smooth = smooth * 0.999 + (loss / per_stream) * 0.001
+            smooth = smooth * 0.999 + (loss / streams) * 0.001
         self.smooth = smooth
         self.iteration += n
         if seconds is not None:

@@ -478,6 +478,26 @@ def test_sample_continues_from_the_returned_state():
     assert first + second == whole
 
 
+def test_first_stream_state_and_reset_state(corpus):
+    """``first_stream_state`` is a view of the first training stream's state (where sampling
+    starts by default); ``reset_state`` starts the next chunk at 0 from zeros, as a new model
+    of the same weights does."""
+    _, data = corpus
+    model = CharRNN(int(data.max()) + 1, hidden_size=8, seq_length=5, batch_size=3,
+                    cell="lstm")
+    model.train(data, 4)
+    first = model.first_stream_state()
+    assert first.shape == (1, 2, 1, 8) and np.shares_memory(first, model.state)
+    np.testing.assert_array_equal(first[:, :, 0], model.state[:, :, 0])
+    assert np.abs(first).sum() > 0
+    fresh = copy.deepcopy(model)
+    fresh.state[...] = 0
+    fresh.position = 0
+    model.reset_state()
+    assert model.position == 0 and not model.state.any()
+    np.testing.assert_array_equal(model.train(data, 2), fresh.train(data, 2))
+
+
 def test_a_state_of_the_wrong_shape_is_named():
     model = CharRNN(7, hidden_size=10)
     with pytest.raises(ValueError, match=r"state has shape \(10, 1\), expected \(1, 1, 1, 10\)"):
