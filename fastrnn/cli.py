@@ -1,4 +1,5 @@
-"""What the command lines share: one-line errors with exit code 2, and argument types."""
+"""What the command lines share: one-line errors (exit code 2 for bad input, 1 for a failure
+such as a full disk, 130 for Ctrl-C), and argument types."""
 
 import argparse
 import codecs

@@ -3,10 +3,11 @@
 Each evaluation is one line of ``metrics.jsonl``::
 
     {"iteration": 5000, "epoch": 0.1398, "chars": 125000, "train_loss": 1.93,
-     "train_bpc": 2.78, "val_loss": 1.98, "val_bpc": 2.86, "train_seconds": 0.8,
-     "wall_seconds": 2.4, "chars_per_s": 160000.0}
+     "train_bpc": 2.78, "val_loss": 1.98, "val_bpc": 2.86, "val_streams": 1,
+     "learning_rate": 0.1, "train_seconds": 0.8, "wall_seconds": 2.4, "chars_per_s": 160000.0}
 
-``epoch`` counts passes over the training text (iterations over the chunks per pass); losses in nats
+``val_streams`` is how many streams the validation read the held-out text as, and
+``learning_rate`` the rate at the record's iteration (a schedule's). ``epoch`` counts passes over the training text (iterations over the chunks per pass); losses in nats
 per character (``train_loss`` is the mean over the iterations since the previous record, with
 dropout if the run has it; null before the first iteration), ``*_bpc`` the same in bits per
 character; ``train_seconds`` is the time spent in training kernel calls (not evaluation or

@@ -634,11 +634,11 @@ class CharRNN:
     def evaluate(self, data, state=None, streams=1, progress=None):
         """Summed loss (nats) of predicting ``data[1:]`` from ``data[:-1]``, without training.
 
-        One stream (the default), from ``state`` (L, S, 1, H; default zeros) through the whole
-        sequence. Returns (loss, state_after) where ``state_after`` is the state after reading
-        ``data[:-1]``: ``loss / (len(data) - 1)`` is the mean per character, and priming a
-        sample on a text is ``evaluate(text)`` then ``sample(..., seed_ix=text[-1],
-        state=state_after)``.
+        One stream (the default), from ``state`` (L, S, 1, H; default zeros, unlike ``sample``,
+        which starts from ``first_stream_state()``) through the whole sequence. Returns (loss,
+        state_after) where ``state_after`` is the state after reading ``data[:-1]``: ``loss /
+        (len(data) - 1)`` is the mean per character, and priming a sample on a text is
+        ``evaluate(text)`` then ``sample(..., seed_ix=text[-1], state=state_after)``.
 
         ``streams`` > 1 reads the text as that many contiguous streams side by side, each from
         a copy of ``state`` (``reference.evaluate`` states exactly how); on the numba backend
