@@ -172,6 +172,9 @@ PLOT_SHARE = 0.05  # loss.png is redrawn at a validation if the last drawing too
                    # of the run), and at the run's end
 LONG_VALIDATION_CHARS = 1_000_000  # the first (untimed) validation said from this many
 VALIDATION_BAR_DELAY = 2.0  # seconds into a validation before its progress bar shows
+BLOCK_SECONDS = 0.2  # a training call's length, about (the bar and Ctrl-C's pace), in chunks
+BLOCK_MAX = 100_000  # ...of at most this many
+UNREAD_SHARE = 0.1  # streams that leave more than this share of their text unread are said to
 SAME_STOP = 0.5  # seconds: a second stop signal this soon after the first is the same request
                  # (``kill`` twice, a signal to the process and then its group)
 TRAINING, VALIDATION, SAMPLING = "training kernels", "validation kernels", "sampling kernels"
@@ -765,7 +768,7 @@ def _load_corpus(data, config, ckpt, vocab, say, given):
                              f"{ckpt.position} lies beyond its own text's {piece}-character "
                              f"streams")
     read = reference.chunks_per_pass(piece, T) * T + 1  # of each stream, before it wraps
-    if piece - read > 0.1 * piece:  # (min-char-rnn's rule leaves at most T of a long stream)
+    if piece - read > UNREAD_SHARE * piece:  # (min-char-rnn's rule leaves at most T of one)
         cli.warn(PROG, f"each of the {B} streams has {piece:,} characters, and chunks of "
                        f"--seq-length {T} read {read:,} of them before starting again: "
                        f"{(piece - read) / piece:.0%} of the training text is never trained on "
@@ -1053,7 +1056,7 @@ class Trainer:
                     bar = self.bar = _Progress(args, self.iteration, target, start)
                     self.block_seconds = max(0.0, dt - compiled.seconds)  # its work, roughly
                 else:
-                    block = max(1, min(100_000, int(n * 0.2 / max(dt, 1e-6))))  # ~0.2 s a call
+                    block = max(1, min(BLOCK_MAX, int(n * BLOCK_SECONDS / max(dt, 1e-6))))
                     if self.paced_from is None:  # the anneal's estimate paces the run from here
                         self.paced_from = (t0, self.iteration - n, self.seconds - dt)
                     self.block_seconds, self.block_iterations = dt, n
