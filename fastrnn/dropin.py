@@ -97,23 +97,15 @@ def sample(h, seed_ix, n, Wxh, Whh, Why, bh, by, rng=None, temperature=1.0, gree
     """
     H, V, dtype = validate.minchar_params(Wxh, Whh, Why, bh, by)
     validate.hidden("h", h, H, dtype)
-    if not validate.is_integer(seed_ix) or not 0 <= seed_ix < V:
-        raise ValueError(f"seed_ix must be a character id in [0, {V}), got {seed_ix!r}")
-    if not validate.is_integer(n) or n < 0:
-        raise ValueError(f"n must be a non-negative integer, got {n!r}")
-    temperature = validate.positive("temperature", temperature)
-    greedy = validate.flag("greedy", greedy)
-    rng = np.random.default_rng() if rng is None else rng
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    seed_ix, n, temperature, greedy, rng = validate.sampling(seed_ix, n, V, temperature,
+                                                             greedy, rng)
     for name, a in zip(("h",) + validate.MINCHAR_NAMES, (h, Wxh, Whh, Why, bh, by)):
         if not np.isfinite(a).all():  # (before drawing: a refused call leaves rng as it was)
             raise ValueError(f"{name} holds NaN or infinite values: there is nothing to sample "
                              f"from")
-    validate.large_fits(16 * int(n), f"sampling {int(n):,} characters")  # (ids and uniforms)
-    uniforms = rng.random(int(n))
-    ixes = np.empty(int(n), np.int64)
+    uniforms = rng.random(n)
+    ixes = np.empty(n, np.int64)
     w, state = reference.weights(Wxh, Whh, Why, bh, by), _state(h).copy()
     greedy = greedy or reference.overflows(w, state, temperature)  # T -> 0: greedy
-    get_backend(backend).sample(w, state, int(seed_ix), uniforms, temperature, greedy, ixes)
+    get_backend(backend).sample(w, state, seed_ix, uniforms, temperature, greedy, ixes)
     return ixes.tolist()

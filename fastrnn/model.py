@@ -685,23 +685,14 @@ class CharRNN:
         it raises ends the sampling and comes out of this call (``rng`` has drawn all n
         uniforms, before the first call)."""
         c = self.config
-        if not validate.is_integer(seed_ix) or not 0 <= seed_ix < c.vocab_size:
-            raise ValueError(f"seed_ix must be a character id in [0, {c.vocab_size}), got {seed_ix!r}")
-        if not validate.is_integer(n) or n < 0:
-            raise ValueError(f"n must be a non-negative integer, got {n!r}")
-        n = int(n)
-        validate.large_fits(16 * n, f"sampling {n:,} characters")  # (ids and uniforms)
-        temperature = validate.positive("temperature", temperature)
-        greedy = validate.flag("greedy", greedy)
+        seed_ix, n, temperature, greedy, rng = validate.sampling(
+            seed_ix, n, c.vocab_size, temperature, greedy, rng)
         if not validate.is_integer(top_k) or top_k < 0:
             raise ValueError(f"top_k must be an integer >= 0 (0: no limit), got {top_k!r}")
         top_k = min(int(top_k), c.vocab_size)  # k >= V keeps every character, as V does
         top_p = validate.positive("top_p", top_p)
         if top_p > 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
-        rng = np.random.default_rng() if rng is None else rng
-        if not isinstance(rng, np.random.Generator):
-            raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         if progress is not None and not callable(progress):
             raise ValueError(f"progress must be callable, got {type(progress).__name__}")
         self._checked_finite("there is nothing to sample from")
@@ -709,7 +700,7 @@ class CharRNN:
             state = self.first_stream_state()
         state = self._checked_state(state)
         greedy = greedy or reference.overflows(self.weights, state, temperature)
-        ixes, uniforms, seed_ix = np.empty(n, np.int64), rng.random(n), int(seed_ix)
+        ixes, uniforms = np.empty(n, np.int64), rng.random(n)
         per_call = max(1, min(config.SAMPLE_CALL_CHARS, config.SAMPLE_CALL_MACS // self.spec.size))
         for a in range(0, n, per_call):  # (Ctrl-C is heard between calls)
             b = min(n, a + per_call)

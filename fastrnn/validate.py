@@ -129,6 +129,23 @@ def flag(name, value):
     return bool(value)
 
 
+def sampling(seed_ix, n, vocab_size, temperature, greedy, rng):
+    """A sampling call's arguments (``CharRNN.sample``'s and the drop-in ``sample``'s), as
+    (seed_ix, n, temperature, greedy, rng): rng None is a fresh generator; n characters' ids and
+    uniforms must fit in memory."""
+    if not is_integer(seed_ix) or not 0 <= seed_ix < vocab_size:
+        raise ValueError(f"seed_ix must be a character id in [0, {vocab_size}), got {seed_ix!r}")
+    if not is_integer(n) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    large_fits(SAMPLE_BYTES_PER_CHAR * int(n), f"sampling {int(n):,} characters")
+    temperature = positive("temperature", temperature)
+    greedy = flag("greedy", greedy)
+    rng = np.random.default_rng() if rng is None else rng
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    return int(seed_ix), int(n), temperature, greedy, rng
+
+
 def vanishes(rate, dtype):
     """Whether a learning rate is 0 in ``dtype`` (too small to move any weight)."""
     with np.errstate(over="ignore"):  # (too large for the dtype: inf, not 0)
@@ -178,6 +195,9 @@ def human_bytes(n):
 
 
 LARGE = 1 << 23  # bytes: less than any machine has free
+
+
+SAMPLE_BYTES_PER_CHAR = 16  # a sampled character's id (int64) and uniform (float64)
 
 
 def large_fits(need, what):
