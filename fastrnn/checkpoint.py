@@ -486,11 +486,8 @@ def _check_fields(where, ckpt):
                                   f"state ({e})") from None
     schedule = run.get("lr_decay")
     if schedule is not None and not (isinstance(schedule, list) and len(schedule) == 2
-                                     and isinstance(schedule[0], (int, float))
-                                     and not isinstance(schedule[0], bool)
-                                     and 0 < schedule[0] <= 1
-                                     and isinstance(schedule[1], int)
-                                     and not isinstance(schedule[1], bool) and schedule[1] > 0):
+                                     and _number(schedule[0]) and 0 < schedule[0] <= 1
+                                     and _integer(schedule[1]) and schedule[1] > 0):
         bad("run.lr_decay", schedule, "[factor in (0, 1], iterations >= 1]")
     anneal = run.get("anneal")
     if anneal is not None:
