@@ -7,12 +7,13 @@ Each evaluation is one line of ``metrics.jsonl``::
      "learning_rate": 0.1, "train_seconds": 0.8, "wall_seconds": 2.4, "chars_per_s": 160000.0}
 
 ``val_streams`` is how many streams the validation read the held-out text as, and
-``learning_rate`` the rate at the record's iteration (a schedule's). ``epoch`` counts passes over the training text (iterations over the chunks per pass); losses in nats
-per character (``train_loss`` is the mean over the iterations since the previous record, with
-dropout if the run has it; null before the first iteration), ``*_bpc`` the same in bits per
-character; ``train_seconds`` is the time spent in training kernel calls (not evaluation or
-compilation) and ``chars_per_s`` the rate in it; ``wall_seconds`` the time since the start of
-training, everything included (over every process of a resumed run).
+``learning_rate`` the rate at the record's iteration (a schedule's). ``epoch`` counts passes
+over the training text (iterations over the chunks per pass); losses in nats per character
+(``train_loss`` is the mean over the iterations since the previous record, with dropout if the
+run has it; null before the first iteration), ``*_bpc`` the same in bits per character;
+``train_seconds`` is the time spent in training kernel calls (not evaluation or compilation) and
+``chars_per_s`` the rate in it; ``wall_seconds`` the time since the start of training,
+everything included (over every process of a resumed run).
 """
 
 import json

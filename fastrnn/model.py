@@ -591,9 +591,11 @@ class CharRNN:
             raise ValueError(f"position must be an integer >= 0, got {self.position!r}")
         start = int(self.position)  # (read once: what is checked is where the kernels read)
         ready = self._prepared(data, n_steps, start)
-        if not validate.is_integer(self.step) or not 0 <= self.step <= config.COUNT_MAX - n_steps:
-            raise ValueError(f"step must be an integer in [0, 2**62 - n_steps], got "
-                             f"{self.step!r}")
+        if not validate.is_integer(self.step) or not 0 <= self.step <= config.COUNT_MAX:
+            raise ValueError(f"step must be an integer in [0, 2**62], got {self.step!r}")
+        if self.step > config.COUNT_MAX - n_steps:
+            raise ValueError(f"n_steps {n_steps:,} would take step past 2**62 (step is "
+                             f"{self.step:,})")
         self._checked_training_state()
         self._checked_arrays(training=True)
         c = self.config

@@ -266,7 +266,8 @@ def _main(argv):
                             threads=args.threads, **config)
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
-    out = rundir.prepare(args, ckpt, lambda m: _say(args, m))  # last: a refused run leaves nothing on disk
+    # last: a refused run leaves nothing on disk
+    out = rundir.prepare(args, ckpt, lambda m: _say(args, m))
     try:
         return _train(args, model, corpus, data, out, ckpt, lr_decay, anneal, source)
     finally:

@@ -17,6 +17,9 @@ def float_array(name, a, dtype=None):
     """a must be a C-contiguous float32/float64 ndarray (of ``dtype`` when given)."""
     if not isinstance(a, np.ndarray):
         raise ValueError(f"{name} must be a NumPy array, got {type(a).__name__}")
+    if isinstance(a, np.matrix):  # (its rows are matrices: the kernels' indexing fails)
+        raise ValueError(f"{name} is a numpy.matrix: pass np.asarray({name}), an array of its "
+                         f"numbers")
     if a.dtype not in FLOAT_DTYPES:
         raise ValueError(f"{name} has dtype {a.dtype}; fastrnn supports float32 and float64")
     if dtype is not None and a.dtype != dtype:

@@ -49,6 +49,9 @@ class Vocab:
     """Characters sorted by code point, so the same text always gives the same ids."""
 
     def __init__(self, chars):
+        if isinstance(chars, (bytes, bytearray)) or not hasattr(chars, "__iter__"):
+            raise ValueError(f"a vocabulary is made of characters (a str or a list of them), "
+                             f"got {type(chars).__name__}")
         chars = list(chars)
         if not all(isinstance(c, str) and len(c) == 1 for c in chars):
             raise ValueError("vocabulary entries must be single characters")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import dropin, reference
+from fastrnn import dropin, reference, validate
 from tests.helpers import assert_close, random_chunk
 
 NAMES = ("loss", "dWxh", "dWhh", "dWhy", "dbh", "dby", "h")
@@ -142,6 +142,8 @@ BAD_LOSSFUN_ARGS = [
     (3, np.zeros((6, 4), np.int64), "Wxh has dtype int64"),
     (4, np.zeros((6, 12))[:, ::2], "Whh is not C-contiguous"),
     (5, [[0.0] * 6] * 4, "Why must be a NumPy array"),
+    (4, np.zeros((6, 6)).view(np.matrix), "Whh is a numpy.matrix: pass np.asarray(Whh), an array"),
+    (2, np.zeros((6, 1)).view(np.matrix), "hprev is a numpy.matrix: pass np.asarray(hprev)"),
     (0, [0, 4, 1], "inputs holds id 4, outside the vocabulary [0, 4)"),
     (1, [0, -1, 1], "targets holds id -1"),
     (0, [], "inputs is empty"),
@@ -158,6 +160,17 @@ def test_lossfun_rejects_bad_arguments_clearly(backend, index, value, message):
     args[index] = value
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         fastrnn.lossFun(*args, backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_lossfun_checks_the_memory_a_chunk_needs(backend, monkeypatch):
+    """(a chunk of 10**8 characters at H = 100 was NumPy's MemoryError from inside)"""
+    inputs, targets, *rest = good_args()
+    monkeypatch.setattr(validate, "LARGE", 0)
+    monkeypatch.setattr(validate, "available_memory", lambda: 100 * 2 * (6 + 4) * 8 - 1)
+    with pytest.raises(validate.NotEnoughMemory, match="a chunk of 100 characters needs about"):
+        fastrnn.lossFun([0] * 100, [1] * 100, *rest, backend=backend)
+    assert np.isfinite(fastrnn.lossFun([0] * 99, [1] * 99, *rest, backend=backend)[0])
 
 
 def test_the_array_of_the_odd_dtype_is_named():
@@ -188,6 +201,13 @@ def test_adagrad_rejects_bad_arguments_clearly():
     with pytest.raises(ValueError, match="learning_rate 1e\\+300 is infinite in float32"):
         fastrnn.adagrad([w.astype(np.float32)], [g.astype(np.float32)],
                         [m.astype(np.float32)], 1e300)
+    with pytest.raises(ValueError, match=r"params\[0\] is a numpy.matrix"):
+        fastrnn.adagrad([w.view(np.matrix)], [g], [m], 0.1)
+    # one dtype: the learning rate is checked in the first's (1e-50 would move no float32)
+    with pytest.raises(ValueError, match=r"params\[1\] has dtype float32 but the parameters "
+                                         r"are float64: use one dtype for every array"):
+        fastrnn.adagrad([w, w.astype(np.float32)], [g, g.astype(np.float32)],
+                        [m, m.astype(np.float32)], 1e-50)
     w.flags.writeable = False
     with pytest.raises(ValueError, match=r"params\[0\] is read-only"):
         fastrnn.adagrad([w], [g], [m], 0.1)
@@ -212,6 +232,8 @@ def test_sample_rejects_bad_arguments_clearly():
         dropin.sample(h, 0, 5, *params, temperature=0)
     with pytest.raises(ValueError, match="rng must be a numpy.random.Generator"):
         dropin.sample(h, 0, 5, *params, rng=42)
+    with pytest.raises(ValueError, match=r"h is a numpy.matrix: pass np.asarray\(h\)"):
+        dropin.sample(h.view(np.matrix), 0, 5, *params)
     with pytest.raises(ValueError, match="sampling 1,000,000,000,000,000 characters needs"):
         dropin.sample(h, 0, 10 ** 15, *params)
 

@@ -668,6 +668,10 @@ def test_vocab_refuses_ids_and_types_it_would_get_wrong():
             big.encode(chr(0x100 + 299), dtype=dtype)
     with pytest.raises(ValueError, match="encode: dtype 'unit16' is not a NumPy type"):
         big.encode("a", dtype="unit16")
+    for chars, kind in ((5, "int"), (None, "NoneType"), (b"ab", "bytes")):
+        with pytest.raises(ValueError, match=f"a vocabulary is made of characters \\(a str or "
+                                             f"a list of them\\), got {kind}"):
+            Vocab(chars)
     for call in (lambda: Vocab.from_text(b"hello"), lambda: vocab.encode(b"he"),
                  lambda: vocab.unknown(b"he")):  # (the last: the bytes' integers, unknown)
         with pytest.raises(ValueError, match="takes text as a str, got bytes \\(decode the "
@@ -1113,12 +1117,18 @@ def test_odd_arguments_are_named_not_failed_on():
         ckpt.to_model()
 
 
-@pytest.mark.parametrize("step", [-1, 2.0, 2**62, 2**80])
-def test_an_update_count_out_of_range_is_refused(step):
+@pytest.mark.parametrize("step, n_steps, message", [
+    (-1, 1, r"step must be an integer in \[0, 2\*\*62\], got -1"),
+    (2.0, 1, r"step must be an integer in \[0, 2\*\*62\], got 2.0"),
+    (2**80, 1, r"step must be an integer in \[0, 2\*\*62\], got 1208925819614629174706176"),
+    (2**62, 1, r"n_steps 1 would take step past 2\*\*62 \(step is 4,611,686,018,427,387,904\)"),
+    (16, 2**62, r"n_steps 4,611,686,018,427,387,904 would take step past 2\*\*62 \(step is "
+                r"16\)")])  # (n_steps named: it is the argument given)
+def test_an_update_count_out_of_range_is_refused(step, n_steps, message):
     model = CharRNN(10, hidden_size=8, seq_length=5, optimizer="adam", learning_rate=0.01)
     model.step = step
-    with pytest.raises(ValueError, match=r"step must be an integer in \[0, 2\*\*62 - n_steps\]"):
-        model.train(np.zeros(100, np.uint8), 1)
+    with pytest.raises(ValueError, match=message):
+        model.train(np.zeros(100, np.uint8), n_steps)
 
 
 def _ctrl_c_during(kernel):
