@@ -101,9 +101,9 @@ def build_parser():
                         "models, validation streams; default: NUMBA_NUM_THREADS, i.e. all cores; "
                         "results are the same bits for any N; refused with --backend numpy or "
                         "cuda)")
-    r.add_argument("--backend", choices=BACKENDS, default="numba",
-                   help="kernels to train with (default numba; numpy is the slow reference; cuda "
-                        "needs an NVIDIA GPU and numba-cuda)")
+    r.add_argument("--backend", choices=BACKENDS,
+                   help="kernels to train with (default numba, or a resumed run's own; numpy is "
+                        "the slow reference; cuda needs an NVIDIA GPU and numba-cuda)")
     r.add_argument("--lr-decay", type=cli.share, metavar="FACTOR",
                    help="multiply the learning rate by FACTOR (in (0, 1]) every --lr-decay-every "
                         "iterations, as char-rnn does (default: no decay; with --resume: the "
@@ -190,6 +190,10 @@ def _main(argv):
     if args.iterations is not None and args.epochs is not None:
         raise cli.UsageError("--iterations and --epochs both set the end of training: give one")
     ckpt = _load_resume(args.resume) if args.resume else None
+    backend_kept = args.backend is None and ckpt is not None and \
+        ckpt.run.get("backend") in BACKENDS  # (a resumed run continues bit for bit on its own)
+    if args.backend is None:
+        args.backend = ckpt.run["backend"] if backend_kept else "numba"
     saved = ckpt.run.get("cadence", {}) if ckpt else {}
     given = args.sample_length is not None
     every_given = args.sample_every is not None
@@ -212,7 +216,9 @@ def _main(argv):
     if args.threads is not None and args.backend != "numba":
         raise cli.UsageError("--threads sets the CPU threads of the numba backend; the " + (
             "cuda backend runs on the GPU" if args.backend == "cuda" else
-            "numpy backend (the reference) runs on NumPy's own"))
+            "numpy backend (the reference) runs on NumPy's own") + (
+            f" (--backend {args.backend} is the checkpoint's: --backend numba changes it)"
+            if backend_kept else ""))
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if args.threads is not None and cpus and args.threads > cpus:
         cli.warn(PROG, f"--threads {args.threads:,} is more than the {cpus} CPU"
@@ -265,7 +271,9 @@ def _main(argv):
             model = CharRNN(vocab_size=len(corpus.vocab), backend=args.backend,
                             threads=args.threads, **config)
     except ValueError as e:
-        raise cli.UsageError(str(e)) from None
+        kept = f" (the checkpoint's --backend {args.backend}; --backend numba continues it on " \
+               f"the CPU, not bit for bit)" if backend_kept and args.backend != "numba" else ""
+        raise cli.UsageError(f"{e}{kept}") from None
     # last: a refused run leaves nothing on disk
     out = rundir.prepare(args, ckpt, lambda m: _say(args, m))
     try:

@@ -1431,6 +1431,29 @@ def test_resume_past_the_target_has_nothing_to_do(tmp_path, corpus_file, capsys)
     assert "nothing to train" in out and "note:" not in out, out
 
 
+def test_a_resume_keeps_the_runs_backend(tmp_path, corpus_file, capsys):
+    """Without --backend, a resumed run trains on its checkpoint's (a numpy run resumed to
+    go further went on on numba: 7e-13 off the run it continues); given, the one given."""
+    base = ["--data", corpus_file, *SMALL, "--eval-every", "20", "--sample-every", "0",
+            "--backend", "numpy"]
+    assert train.main([*base, "--iterations", "40", "--out", str(tmp_path / "whole")]) == 0
+    assert train.main([*base, "--iterations", "20", "--out", str(tmp_path / "part")]) == 0
+    capsys.readouterr()
+    assert train.main(["--resume", str(tmp_path / "part" / "checkpoint.npz"),
+                       "--iterations", "40"]) == 0
+    assert "note: the checkpoint was trained with --backend" not in capsys.readouterr().out
+    whole, part = (checkpoint.load(tmp_path / d / "checkpoint.npz") for d in ("whole", "part"))
+    assert part.run["backend"] == "numpy"
+    same_state(whole, part)
+    rc = train.main(["--resume", str(tmp_path / "part" / "checkpoint.npz"), "--threads", "2",
+                     "--iterations", "60"])
+    assert_usage_error(rc, capsys, "(--backend numpy is the checkpoint's: --backend numba "
+                                   "changes it)")
+    assert train.main(["--resume", str(tmp_path / "part" / "checkpoint.npz"), "--backend",
+                       "numba", "--iterations", "60"]) == 0
+    assert checkpoint.load(tmp_path / "part" / "checkpoint.npz").run["backend"] == "numba"
+
+
 def test_a_resume_whose_rate_decayed_to_0_is_not_told_to_train_on(tmp_path, corpus_file,
                                                                   capsys):
     """A run --lr-decay stopped at a rate of 0, resumed with an --iterations below it: nothing
