@@ -515,11 +515,13 @@ def test_ctrl_c_cuts_a_validation_short_and_the_resumed_run_does_it_first(
     assert "pending" not in best.run  # (it holds the validation it was written for)
 
 
+@pytest.mark.parametrize("cut", [2, 3])
 def test_ctrl_c_cuts_a_sample_short_and_the_run_goes_on_as_if_it_had_not(
-        tmp_path, corpus_file, capsys, monkeypatch):
+        tmp_path, corpus_file, capsys, monkeypatch, cut):
     """A sample stops at Ctrl-C between two kernel calls (one of a million characters made the
     run wait minutes); the run's generator has drawn the whole sample's randomness, so the
-    resumed run samples and trains on as one never interrupted."""
+    resumed run samples and trains on as one never interrupted. The last iteration's sample cut
+    so ends a run that has trained all it was asked: done, exit code 0, as the README says."""
     common = ["--data", corpus_file, *SMALL[:-1], "--eval-every", "10", "--sample-every", "10",
               "--sample-length", "3000", "--checkpoint-every", "0", "--iterations", "30"]
     assert train.main(common + ["--out", str(tmp_path / "one")]) == 0
@@ -531,16 +533,20 @@ def test_ctrl_c_cuts_a_sample_short_and_the_run_goes_on_as_if_it_had_not(
         calls.append(1)
 
         def interrupted(k):
-            if len(calls) == 2:  # (the sample at iteration 20)
+            if len(calls) == cut:  # (the sample at iteration 10 * cut)
                 os.kill(os.getpid(), signal.SIGINT)
             progress(k)
         return real(self, n, seed_ix, rng=rng, progress=interrupted, **kw)
 
     monkeypatch.setattr(CharRNN, "sample", sample)
-    assert train.main(common + ["--out", str(tmp_path / "two")]) == cli.EXIT_INTERRUPTED
+    rc = train.main(common + ["--out", str(tmp_path / "two")])
     out, err = capsys.readouterr()
-    assert "----- sample at iteration 20 cut short (stopping)\n" in out
-    assert "interrupted at iteration 20; saved" in err
+    assert f"----- sample at iteration {10 * cut} cut short (stopping)\n" in out
+    if cut == 3:
+        assert rc == 0 and "\ndone: " in out and "interrupted" not in err, (out, err)
+        same_state(*(checkpoint.load(tmp_path / d / "checkpoint.npz") for d in ("one", "two")))
+        return
+    assert rc == cli.EXIT_INTERRUPTED and "interrupted at iteration 20; saved" in err
     monkeypatch.undo()
     assert train.main(["--resume", str(tmp_path / "two" / "checkpoint.npz")]) == 0
     resumed = printed_samples(capsys.readouterr().out)
