@@ -289,6 +289,12 @@ def _train(args, model, corpus, data, out, ckpt, lr_decay, anneal, source):
     if ckpt and run.get("backend", args.backend) != args.backend:  # (notes: said if it trains)
         args.notes.append(f"note: the checkpoint was trained with --backend {run['backend']}; "
                           f"results continue bit for bit only on the same backend and dtype")
+    later = (checkpoint.run_record(out / BEST) or {}).get("iteration") if ckpt else None
+    if validate.is_integer(later) and later > run.get("iteration", 0):  # (a kill after it)
+        args.notes.append(f"note: {out / BEST} holds iteration {later:,}, past the checkpoint's "
+                          f"{run.get('iteration', 0):,}: this run replaces it at its first "
+                          f"validation better than the checkpoint's best (copy it elsewhere to "
+                          f"keep it)")
     trainer = Trainer(model, corpus, data, args, out, ckpt)
     trainer.lr_decay, trainer.anneal = lr_decay, anneal
     for key in RESUME_MAY_CHANGE if ckpt else ():

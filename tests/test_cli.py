@@ -1460,6 +1460,26 @@ def test_a_resume_keeps_the_runs_backend(tmp_path, corpus_file, capsys):
     assert checkpoint.load(tmp_path / "part" / "checkpoint.npz").run["backend"] == "numba"
 
 
+def test_a_resume_notes_a_best_model_saved_after_its_checkpoint(tmp_path, corpus_file,
+                                                                capsys):
+    """(a run killed after it wrote best.npz past its last checkpoint: the resumed run replaces
+    that model at its first better validation, and said nothing of it)"""
+    assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "20", "--eval-every",
+                       "10", "--sample-every", "0", "--out", str(tmp_path)]) == 0
+    early = (tmp_path / "checkpoint.npz").read_bytes()
+    assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations", "40"]) == 0
+    best = checkpoint.run_record(tmp_path / "best.npz")["iteration"]
+    assert best > 20
+    (tmp_path / "checkpoint.npz").write_bytes(early)  # (as if killed after best.npz)
+    capsys.readouterr()
+    assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations", "30"]) == 0
+    assert (f"note: {tmp_path / 'best.npz'} holds iteration {best}, past the checkpoint's 20: "
+            f"this run replaces it at its first validation better than the checkpoint's best "
+            f"(copy it elsewhere to keep it)") in capsys.readouterr().out
+    assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations", "40"]) == 0
+    assert "past the checkpoint's" not in capsys.readouterr().out
+
+
 def test_a_resume_whose_rate_decayed_to_0_is_not_told_to_train_on(tmp_path, corpus_file,
                                                                   capsys):
     """A run --lr-decay stopped at a rate of 0, resumed with an --iterations below it: nothing
