@@ -123,11 +123,16 @@ def stderr_lost():
     return getattr(sys.stderr, "lost", None)
 
 
+def one_line(text):
+    """``text`` with its line breaks written as \\r and \\n (a path may hold them)."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def error(line):
     """A command's last line, saying why it failed or stopped: on stderr, or on stdout if
     stderr cannot be written (a failure must not pass in silence). One line: a line break
     inside it (a codec's message quoting one) is written as \\n."""
-    line = line.replace("\r", "\\r").replace("\n", "\\n")
+    line = one_line(line)
     print(line, file=sys.stderr)
     sys.stderr.flush()
     if stderr_lost():
@@ -286,7 +291,7 @@ def drop_output(stream=None):
 
 
 def warn(prog, message):
-    print(f"{prog}: warning: {message}", file=sys.stderr)
+    print(f"{prog}: warning: {one_line(message)}", file=sys.stderr)
 
 
 def _number(kind, text, ok, what):

@@ -26,6 +26,9 @@ EIGHT_BIT_PAIRS = 0.9
 # more than this share of control codes U+0080-U+009F read as EBCDIC: ASCII text (its spaces
 # come out as U+0080, its line breaks as U+008E)
 C1_CONTROLS = 0.05
+# more than this share of NUL characters: UTF-16 text read as 8-bit (ASCII in it: one in two);
+# more than the second, UTF-32 (three in four)
+NUL_SHARE, NUL_SHARE_32 = 0.1, 0.6
 _TEXT_BYTES = frozenset([0x09, 0x0A, 0x0D, *range(0x20, 0x7F)])  # (ASCII text: those bytes)
 CONTROL_CODES = "".join(map(chr, [*range(1, 9), *range(14, 32), 127]))  # (those counted: C0 and
 # DEL, but NUL, \t, \n, \v, \f and \r)
@@ -235,8 +238,8 @@ def oddities(corpus, encoding):
         said.append(f"{controls:.0%} of the characters of {path} are control characters "
                     f"(not counting NUL, tabs and line breaks): it looks like binary data, not "
                     f"text, and is trained on as it is")
-    elif nuls > 0.1:  # (UTF-16 or -32 text without a byte-order mark)
-        width = 32 if nuls > 0.6 else 16  # (ASCII text: 3 NULs in 4 characters, or 1 in 2)
+    elif nuls > NUL_SHARE:  # (UTF-16 or -32 text without a byte-order mark)
+        width = 32 if nuls > NUL_SHARE_32 else 16  # (ASCII: 3 NULs in 4 characters, or 1 in 2)
         order = "be" if ids[0] == vocab.index["\x00"] else "le"  # (the zero byte first)
         said.append(f"{nuls:.0%} of the characters of {path} are NUL (\\x00), as in UTF-{width} "
                     f"text read as {encoding}: if it is, --encoding utf-{width}-{order} reads it")
@@ -290,8 +293,15 @@ def unknown_hint(text, missing, encoding, start=True):
     """What explains some of the characters ``missing`` from a model's vocabulary in
     ``text`` read as ``encoding`` (``start``: the file's beginning), as "; ..." clauses, or
     "": a byte-order mark the model never saw (and the codec that reads past it); Windows line
-    endings, when its text had none and most of its \\r are theirs (as ``oddities`` counts)."""
+    endings, when its text had none and most of its \\r are theirs (as ``oddities`` counts);
+    NULs as many as UTF-16 or -32 text read as 8-bit gives (as ``oddities`` says them)."""
     hint = ""
+    nuls = text.count("\x00") / max(1, len(text)) if "\x00" in missing else 0
+    if nuls > NUL_SHARE:
+        width = 32 if nuls > NUL_SHARE_32 else 16  # (ASCII: 3 NULs in 4 characters, or 1 in 2)
+        order = "be" if text[0] == "\x00" else "le"  # (the zero byte first)
+        hint += (f"; {nuls:.0%} of its characters are NUL (\\x00), as in UTF-{width} text read "
+                 f"as {encoding}: if it is, --encoding utf-{width}-{order} reads it")
     reader = _bom_reader(encoding)
     if start and text.startswith("\ufeff") and "\ufeff" in missing and \
             codec_name(encoding) != reader:

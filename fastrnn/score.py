@@ -77,7 +77,9 @@ def _main(argv, out):
         if kind == "a directory":
             raise cli.UsageError(corpus.a_directory(Path(path)))
         if kind:
-            raise cli.UsageError(f"{path} is {kind}, not a regular file")
+            pipe = f" (a pipe's text is read as -: ... | python -m {PROG} CHECKPOINT -)" \
+                if "FIFO" in kind else ""
+            raise cli.UsageError(f"{path} is {kind}, not a regular file{pipe}")
         if checkpoint.is_archive(path):
             raise cli.UsageError(f"{path} is a zip archive (an .npz checkpoint?), not a text: "
                                  f"give the checkpoint once, first, then the texts to score")
@@ -161,7 +163,7 @@ def _json(r):
 def _line(r):
     n = r["skipped"]
     skipped = f", {n:,} unknown character{'s' if n != 1 else ''} skipped" if n else ""
-    return (f"{r['file']}: {r['nats_per_char']:.4f} nats/char = {r['bits_per_char']:.4f} "
+    return (f"{cli.one_line(r['file'])}: {r['nats_per_char']:.4f} nats/char = {r['bits_per_char']:.4f} "
             f"bits/char, perplexity {r['perplexity']:.3f} over {r['predicted']:,} character"
             f"{'s' if r['predicted'] != 1 else ''}"
             f"{skipped}\n")
@@ -173,6 +175,9 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None, name=None):
     read). A file that cannot be read, decoded or (without ``skip_unknown``) encoded is a
     ValueError naming it (``name``, default the path)."""
     name = path if name is None else name
+    kind = files.not_regular(path)
+    if kind:  # (a FIFO's read waits for ever, /dev/zero's never ends)
+        raise ValueError(f"{name} is {kind}, not a regular file")
     decoder = codecs.getincrementaldecoder(encoding)()
     read = 0  # bytes read before this block
     held = ""  # a block's last \r, given to the next block: a \r\n is never cut in two

@@ -96,6 +96,16 @@ def test_standard_input_is_scored_as_a_file(run, tmp_path, capsys, monkeypatch):
         assert rc == 2 and out == "" and fragment in capsys.readouterr().err
 
 
+def test_a_file_name_with_a_line_break_is_one_line(run, tmp_path):
+    """(a result line was two for a path holding \\n, where error lines escape it)"""
+    d, corpus = run
+    odd = tmp_path / "new\nline.txt"
+    odd.write_bytes(corpus.read_bytes())
+    rc, out = scored([str(d / "out" / "checkpoint.npz"), str(odd), str(corpus)])
+    assert rc == 0 and out.count("\n") == 2 and out.startswith(
+        str(tmp_path / "new\\nline.txt: ")), out
+
+
 def test_score_file_checks_its_arguments(run, tmp_path):
     """From Python, ``score_file`` checks what the command line's parser checks: an unknown
     encoding is a ValueError, not codecs' LookupError; ``skip_unknown`` a bool, not a string
@@ -148,6 +158,9 @@ def test_a_file_mostly_outside_the_vocabulary_is_warned_about(run, tmp_path, cap
      "characters the model never saw: '{' (--skip-unknown"),
     (lambda p: (p / "many.txt", (p / "many.txt").write_text("a" + "".join(
         chr(0x4e00 + k) for k in range(13))))[0], "'\u4e09' and 3 more (--skip-unknown"),
+    (lambda p: (p / "u16.txt", (p / "u16.txt").write_bytes("a good wife".encode("utf-16-be")))[0],
+     "'\\x00' (--skip-unknown, or skip_unknown=True, drops them); 50% of its characters are NUL "
+     "(\\x00), as in UTF-16 text read as utf-8: if it is, --encoding utf-16-be reads it"),
     (lambda p: (p / "crlf.txt", (p / "crlf.txt").write_bytes(b"a good\r\nwife\r\n"))[0],
      "'\\r' (--skip-unknown, or skip_unknown=True, drops them); it has Windows line endings "
      "(\\r\\n), and the model's text had no \\r: converted to \\n (dos2unix) it reads "
@@ -234,7 +247,14 @@ def test_a_fifo_is_refused_without_reading_it(run, tmp_path, capsys):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     assert score.main([str(d / "out" / "checkpoint.npz"), str(fifo)], out=io.StringIO()) == 2
-    assert "is a FIFO (named pipe), not a regular file" in capsys.readouterr().err
+    assert ("is a FIFO (named pipe), not a regular file (a pipe's text is read as -: ... | "
+            "python -m fastrnn.score CHECKPOINT -)") in capsys.readouterr().err
+    # from Python too (its read waited for a writer for ever)
+    ckpt = checkpoint.load(d / "out" / "checkpoint.npz")
+    model = ckpt.to_model()
+    for call in (score.check_file, lambda v, p: score.score_file(model, v, None, p)):
+        with pytest.raises(ValueError, match="pipe is a FIFO \\(named pipe\\), not a regular"):
+            call(ckpt.vocab, fifo)
 
 
 def test_unusable_checkpoint_and_encoding(run, tmp_path, capsys):
