@@ -49,12 +49,24 @@ class Parser(argparse.ArgumentParser):
         return namespace
 
     def error(self, message):
+        words = getattr(self, "_words", [])
         ambiguous = re.match(r"ambiguous option: (\S+) could match", message)
+        valueless = re.match(r"argument (\S+?)(/\S+)?: expected one argument", message)
         if ambiguous:
             message += self._meant([ambiguous.group(1)])
-        elif message.startswith("the following arguments are required"):  # --checkpoint=X
-            message += self._meant([w for w in getattr(self, "_words", ()) if w.startswith("-")
-                                    and w.partition("=")[0] not in self._option_string_actions])
+        elif valueless:  # (``--prime -x``: a value that starts with - reads as an option)
+            option = valueless.group(1)
+            after = words[words.index(option) + 1:][:1] if option in words else []
+            if after and after[0].startswith("-"):
+                message += f" ({after[0]} reads as an option: write {option}={after[0]})"
+        elif message.startswith("the following arguments are required"):
+            unknown = [w for w in words if w.startswith("-") and w != "-"
+                       and w.partition("=")[0] not in self._option_string_actions]
+            meant = self._meant(unknown)  # (``--checkpoint=X``)
+            if not meant and unknown:  # (a file named -x.txt)
+                meant = (f"; {unknown[0]} reads as an option: a name that starts with - is "
+                         f"given as ./{unknown[0]}")
+            message += meant
         raise UsageError(f"{message} (see --help)")
 
     def _meant(self, words):

@@ -3462,6 +3462,8 @@ def test_a_run_that_trains_no_iteration_logs_no_training_loss(tmp_path, corpus_f
     (["--greedy", "--top-k", "3", "--top-p", "0.5"], "--top-k and --top-p would change nothing "
                                                      "(drop them, or --greedy)"),
     (["--start_text", "a"], "unrecognized arguments: --start_text a; did you mean --prime?"),
+    (["--prime", "-x"], "argument --prime: expected one argument (-x reads as an option: "
+                        "write --prime=-x)"),
     (["--checkpoint"], "unrecognized arguments: --checkpoint; CHECKPOINT is given without an "
                        "option name (python -m fastrnn.sample CHECKPOINT)"),
 ])
@@ -3482,6 +3484,10 @@ def test_a_positional_given_as_an_option_with_its_value_is_named(trained, capsys
     assert capsys.readouterr().err == (
         "fastrnn.score: error: the following arguments are required: FILE; FILE is given "
         "without an option name (python -m fastrnn.score CHECKPOINT FILE...) (see --help)\n")
+    assert score.main([trained, "-x.txt"], out=io.StringIO()) == 2  # (a file named so)
+    assert capsys.readouterr().err == (
+        "fastrnn.score: error: the following arguments are required: FILE; -x.txt reads as an "
+        "option: a name that starts with - is given as ./-x.txt (see --help)\n")
     assert score.main(["--jsn"], out=io.StringIO()) == 2
     assert capsys.readouterr().err == (
         "fastrnn.score: error: the following arguments are required: CHECKPOINT, FILE; did you "
