@@ -237,6 +237,25 @@ def _escape(error):
 codecs.register_error("fastrnn-escape", _escape)
 
 
+def _note_escaped(prog):
+    """What ``run`` wrote escaped to stdout, said: characters its encoding lacks (which
+    PYTHONIOENCODING=utf-8 writes), and lone surrogates, which no encoding writes (Python's
+    stand-ins for bytes that were not valid in their encoding: in a file name, or a text read
+    with errors="surrogateescape")."""
+    surrogates = {c for c in _escaped if "\ud800" <= c <= "\udfff"}
+    for chars, why in ((_escaped - surrogates, f"stdout's encoding ({sys.stdout.encoding}) "
+                        f"cannot write"), (surrogates, "no encoding writes")):
+        if chars:
+            first = min(chars)  # (named by its code point: stderr may not show it either)
+            example = f"U+{ord(first):04X} as {first.encode('ascii', 'backslashreplace').decode()}"
+            fix = "PYTHONIOENCODING=utf-8 writes them as they are" if chars is not surrogates \
+                else "they are lone surrogates, Python's stand-ins for bytes not valid in " \
+                     "their encoding (in a file name, say)"
+            print(f"{prog}: note: {why} {len(chars):,} distinct character"
+                  f"{'s' * (len(chars) > 1)} of what was written to stdout, which came out as "
+                  f"backslash escapes ({example}): {fix}", file=sys.stderr)
+
+
 def run(main, prog, argv, output=False):
     """Call main(argv) -> exit code; a UsageError or Failure becomes ``prog: error: message``
     (``error``) and exit code 2 or 1, Ctrl-C one line and 130. Text the terminal's encoding
@@ -278,13 +297,7 @@ def run(main, prog, argv, output=False):
         error(f"{prog}: {str(e) or 'interrupted'}")
         return EXIT_INTERRUPTED
     finally:
-        if _escaped:
-            first = min(_escaped)  # (named by its code point: stderr may not show it either)
-            example = f"U+{ord(first):04X} as {first.encode('ascii', 'backslashreplace').decode()}"
-            print(f"{prog}: note: stdout's encoding ({sys.stdout.encoding}) cannot write "
-                  f"{len(_escaped):,} distinct character{'s' * (len(_escaped) > 1)} of what "
-                  f"was written to it, which came out as backslash escapes ({example}): "
-                  f"PYTHONIOENCODING=utf-8 writes them as they are", file=sys.stderr)
+        _note_escaped(prog)
         sys.stderr = caller
         for stream, errors in before:
             try:

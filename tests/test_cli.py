@@ -2215,8 +2215,19 @@ def test_a_command_called_from_python_leaves_stdout_as_it_was(monkeypatch, capsy
     assert stream.buffer.getvalue() == b"caf\\xe9 \\u4e00\\u4e00\n"
     assert capsys.readouterr().err == (
         "fastrnn.x: note: stdout's encoding (ascii) cannot write 2 distinct characters of what "
-        "was written to it, which came out as backslash escapes (U+00E9 as \\xe9): "
+        "was written to stdout, which came out as backslash escapes (U+00E9 as \\xe9): "
         "PYTHONIOENCODING=utf-8 writes them as they are\n")
+    # a lone surrogate (a file name's byte 0xff) no encoding writes: not told to change it
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+    monkeypatch.setattr(sys, "stdout", stream)
+    assert cli.run(lambda argv: print("\udcff.txt \u4e00") or 0, "fastrnn.x", []) == 0
+    stream.flush()
+    assert stream.buffer.getvalue() == "\\udcff.txt \u4e00\n".encode()
+    assert capsys.readouterr().err == (
+        "fastrnn.x: note: no encoding writes 1 distinct character of what was written to "
+        "stdout, which came out as backslash escapes (U+DCFF as \\udcff): they are lone "
+        "surrogates, Python's stand-ins for bytes not valid in their encoding (in a file "
+        "name, say)\n")
 
 
 def _full_disk(*args):
