@@ -4,6 +4,8 @@ Texts are handled a block of characters at a time as arrays of code points, so b
 vocabulary of a 100 MB corpus and encoding it never holds more than the text and its ids.
 """
 
+import unicodedata
+
 import numpy as np
 
 _BLOCK = 1 << 20  # characters per block
@@ -79,9 +81,12 @@ class Vocab:
 
     def __repr__(self):
         chars = self._chars
-        shown = "".join(chars[:40])
+        shown = repr("".join(chars[:40]))
+        for c in set(chars[:40]):  # combining marks escaped: shown, they join the one before
+            if unicodedata.category(c).startswith("M"):
+                shown = shown.replace(c, f"\\u{ord(c):04x}")
         more = f" and {len(chars) - 40:,} more" if len(chars) > 40 else ""
-        return f"Vocab({len(chars)} characters: {shown!r}{more})"
+        return f"Vocab({len(chars)} characters: {shown}{more})"
 
     @property
     def chars(self):

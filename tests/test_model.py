@@ -457,6 +457,8 @@ def test_a_model_its_vocabulary_and_checkpoint_say_what_they_are():
     vocab = Vocab("abcdefghij")
     assert repr(vocab) == "Vocab(10 characters: 'abcdefghij')"
     assert repr(Vocab([chr(0x4E00 + k) for k in range(45)])).endswith("' and 5 more)")
+    # combining marks escaped (shown, they joined the character before: 'è́' for three)
+    assert repr(Vocab.from_text("ae\u0300\u0301")) == "Vocab(4 characters: 'ae\\u0300\\u0301')"
     ckpt = Checkpoint.of(model, vocab, [], {"iteration": 0})
     assert repr(ckpt) == f"Checkpoint({model.config!r}, {vocab!r}, iteration 0, step 0, position 0)"
 
