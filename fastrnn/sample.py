@@ -11,6 +11,7 @@ dtype samples on any other.
 
 import argparse
 import sys
+import types
 
 import numpy as np
 
@@ -135,6 +136,17 @@ def _generate(model, vocab, prime, ids, rng, args, out):
         raise cli.Failure(f"cannot write the text: {e.strerror or e}") from None
     return 0
 
+
+class _Command(types.ModuleType):
+    """This module, called as min-char-rnn's ``sample`` (``from fastrnn import sample``, which
+    the package's ``lossFun`` and ``adagrad`` invite): a TypeError naming the drop-in."""
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError("fastrnn.sample is the command python -m fastrnn.sample; min-char-rnn's "
+                        "sample(h, seed_ix, n, Wxh, Whh, Why, bh, by) is fastrnn.dropin.sample")
+
+
+sys.modules[__name__].__class__ = _Command
 
 if __name__ == "__main__":
     sys.exit(main())
