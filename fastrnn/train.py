@@ -50,42 +50,46 @@ def build_parser():
     d.add_argument("--data", type=cli.path, metavar="PATH",
                    help="text to train on, UTF-8 unless --encoding says otherwise (default: "
                         "the bundled corpus data/tragedies.txt; with --resume: the checkpoint's)")
-    d.add_argument("--encoding", help="the text's encoding (default utf-8)")
+    d.add_argument("--encoding", help=f"the text's encoding (default {DATA_DEFAULTS['encoding']})")
     d.add_argument("--val-fraction", type=cli.fraction, metavar="F",
-                   help="fraction of the text held out from its end for validation, in [0, 1) "
-                        "(default 0.1)")
+                   help=f"fraction of the text held out from its end for validation, in [0, 1) "
+                        f"(default {DATA_DEFAULTS['val_fraction']:g})")
     m = p.add_argument_group("model (the checkpoint's when resuming; --learning-rate and "
                              "--dropout may change)")
     m.add_argument("--cell", choices=tuple(cells.CELLS),
-                   help="the recurrent cell (default rnn: min-char-rnn's tanh cell)")
-    m.add_argument("--hidden-size", type=cli.positive_int, metavar="H", help="hidden units (default 100)")
+                   help=f"the recurrent cell (default {MODEL_DEFAULTS['cell']}: min-char-rnn's tanh cell)")
+    m.add_argument("--hidden-size", type=cli.positive_int, metavar="H",
+                   help=f"hidden units (default {MODEL_DEFAULTS['hidden_size']})")
     m.add_argument("--num-layers", type=cli.positive_int, metavar="L",
-                   help="stacked recurrent layers (default 1)")
+                   help=f"stacked recurrent layers (default {MODEL_DEFAULTS['num_layers']})")
     m.add_argument("--dropout", type=cli.fraction, metavar="P",
-                   help="dropout on the output of every layer but the last, in training "
-                        "(default 0; needs --num-layers >= 2)")
+                   help=f"dropout on the output of every layer but the last, in training "
+                        f"(default {MODEL_DEFAULTS['dropout']:g}; needs --num-layers >= 2)")
     m.add_argument("--seq-length", type=cli.positive_int, metavar="T",
-                   help="characters per truncated-BPTT chunk (default 25)")
+                   help=f"characters per truncated-BPTT chunk (default {MODEL_DEFAULTS['seq_length']})")
     m.add_argument("--learning-rate", type=cli.positive_float, metavar="LR",
-                   help="learning rate (default 0.1, min-char-rnn's for Adagrad; Adam and "
-                        "RMSprop usually want about 0.002; with --init-from, a tenth of the "
-                        "checkpoint's)")
+                   help=f"learning rate (default {MODEL_DEFAULTS['learning_rate']:g}, min-char-rnn's for "
+                        f"Adagrad; Adam and RMSprop usually want about 0.002; with --init-from, "
+                        f"1/{FINE_TUNE_DIVISOR} of the checkpoint's)")
     m.add_argument("--dtype", choices=DTYPES,
-                   help="floating-point type (default float64; float32 with --backend cuda)")
-    m.add_argument("--seed", type=cli.non_negative_int, help="seeds initialisation and samples (default 0)")
+                   help=f"floating-point type (default {MODEL_DEFAULTS['dtype']}; {GPU_DTYPE} with --backend "
+                        f"cuda)")
+    m.add_argument("--seed", type=cli.non_negative_int,
+                   help=f"seeds initialisation and samples (default {MODEL_DEFAULTS['seed']})")
     m.add_argument("--optimizer", choices=tuple(optim.OPTIMIZERS),
                    help="; ".join(f"{o.name} ({o.help})" for o in optim.OPTIMIZERS.values())
                    + f" (default {MODEL_DEFAULTS['optimizer']}); gradients are clipped to "
                      f"[-{CLIP:g}, {CLIP:g}] first")
     m.add_argument("--batch-size", type=cli.positive_int, metavar="B",
-                   help="train B streams at once: the text is cut into B contiguous pieces, each "
-                        "with its own hidden state; an iteration is one chunk of every stream "
-                        "(default 1, min-char-rnn)")
+                   help=f"train B streams at once: the text is cut into B contiguous pieces, "
+                        f"each with its own hidden state; an iteration is one chunk of every "
+                        f"stream (default {MODEL_DEFAULTS['batch_size']}, min-char-rnn)")
     r = p.add_argument_group("run")
     r.add_argument("--iterations", type=cli.positive_int, metavar="N",
-                   help="train until this many chunks in total, counted from the start of training "
-                        "(a resumed run continues up to it; default 50000, or with --resume "
-                        "the end of its anneal, or the end its run was going to)")
+                   help=f"train until this many chunks in total, counted from the start of "
+                        f"training (a resumed run continues up to it; default "
+                        f"{DEFAULT_ITERATIONS}, or with --resume the end of its anneal, or the "
+                        f"end its run was going to)")
     r.add_argument("--epochs", type=cli.positive_float, metavar="E",
                    help="instead of --iterations: train until E passes over the training text in "
                         "total (rounded up to whole iterations; counted like --iterations)")
@@ -117,8 +121,9 @@ def build_parser():
                         "estimated when the anneal starts); the window is saved and resume "
                         "repeats it (default: no anneal; with --resume: the checkpoint's)")
     r.add_argument("--eval-every", type=cli.non_negative_int, metavar="N",
-                   help="validation loss over the whole held-out text every N iterations "
-                        "(0: only at the end; default 5000; with --resume: the checkpoint's)")
+                   help=f"validation loss over the whole held-out text every N iterations "
+                        f"(0: only at the end; default {CADENCE['eval_every']}; with --resume: "
+                        f"the checkpoint's)")
     r.add_argument("--val-streams", type=cli.positive_int, metavar="N",
                    help="read the held-out text as N contiguous streams side by side (on all "
                         "threads with numba): faster on many cores, but each stream after the "
@@ -126,15 +131,16 @@ def build_parser():
                         "than one stream's; 1 (default) is min-char-rnn's one-stream value; "
                         "with --resume: the checkpoint's")
     r.add_argument("--sample-every", type=cli.non_negative_int, metavar="N",
-                   help="print a generated sample every N iterations (0: never; default 5000; "
-                        "with --resume: the checkpoint's)")
+                   help=f"print a generated sample every N iterations (0: never; default "
+                        f"{CADENCE['sample_every']}; with --resume: the checkpoint's)")
     r.add_argument("--sample-length", type=cli.positive_int, metavar="N",
-                   help=f"characters per sample (default 200, at most {SAMPLE_LENGTH_MAX:,}; "
+                   help=f"characters per sample (default {CADENCE['sample_length']}, at most "
+                        f"{SAMPLE_LENGTH_MAX:,}; "
                         f"with --resume: the checkpoint's)")
     r.add_argument("--checkpoint-every", type=cli.non_negative_int, metavar="N",
-                   help="write the checkpoint every N iterations (0: only at the end; default "
-                        "5000; with --resume: the checkpoint's); it is also written at the end "
-                        "and on Ctrl-C")
+                   help=f"write the checkpoint every N iterations (0: only at the end; default "
+                        f"{CADENCE['checkpoint_every']}; with --resume: the checkpoint's); it is "
+                        f"also written at the end and on Ctrl-C")
     r.add_argument("--out", type=cli.path, metavar="DIR",
                    help="directory for checkpoints and metrics (default ./out; with --resume: "
                         "the checkpoint's directory)")
@@ -145,8 +151,8 @@ def build_parser():
                    help="fine-tune: start a new run (fresh optimizer state, counters and hidden "
                         "state) from this checkpoint's weights, model and vocabulary, on --data; "
                         "--learning-rate, --seq-length, --batch-size, --optimizer, --seed and "
-                        "--dropout may differ from the checkpoint's (the learning rate: a tenth "
-                        "of the checkpoint's unless given)")
+                        "--dropout may differ from the checkpoint's (the learning rate: "
+                        f"1/{FINE_TUNE_DIVISOR} of the checkpoint's unless given)")
     r.add_argument("--overwrite", action="store_true",
                    help="start a new run even if --out holds another run's checkpoint.npz, "
                         "best.npz or metrics.jsonl (set aside as it starts, with loss.png, and "
