@@ -57,7 +57,8 @@ def build_parser():
     m = p.add_argument_group("model (the checkpoint's when resuming; --learning-rate and "
                              "--dropout may change)")
     m.add_argument("--cell", choices=tuple(cells.CELLS),
-                   help=f"the recurrent cell (default {MODEL_DEFAULTS['cell']}: min-char-rnn's tanh cell)")
+                   help=f"the recurrent cell (default {MODEL_DEFAULTS['cell']}: min-char-rnn's "
+                        f"tanh cell)")
     m.add_argument("--hidden-size", type=cli.positive_int, metavar="H",
                    help=f"hidden units (default {MODEL_DEFAULTS['hidden_size']})")
     m.add_argument("--num-layers", type=cli.positive_int, metavar="L",
@@ -66,14 +67,15 @@ def build_parser():
                    help=f"dropout on the output of every layer but the last, in training "
                         f"(default {MODEL_DEFAULTS['dropout']:g}; needs --num-layers >= 2)")
     m.add_argument("--seq-length", type=cli.positive_int, metavar="T",
-                   help=f"characters per truncated-BPTT chunk (default {MODEL_DEFAULTS['seq_length']})")
+                   help=f"characters per truncated-BPTT chunk (default "
+                        f"{MODEL_DEFAULTS['seq_length']})")
     m.add_argument("--learning-rate", type=cli.positive_float, metavar="LR",
-                   help=f"learning rate (default {MODEL_DEFAULTS['learning_rate']:g}, min-char-rnn's for "
-                        f"Adagrad; Adam and RMSprop usually want about 0.002; with --init-from, "
-                        f"1/{FINE_TUNE_DIVISOR} of the checkpoint's)")
+                   help=f"learning rate (default {MODEL_DEFAULTS['learning_rate']:g}, "
+                        f"min-char-rnn's for Adagrad; Adam and RMSprop usually want about "
+                        f"0.002; with --init-from, 1/{FINE_TUNE_DIVISOR} of the checkpoint's)")
     m.add_argument("--dtype", choices=DTYPES,
-                   help=f"floating-point type (default {MODEL_DEFAULTS['dtype']}; {GPU_DTYPE} with --backend "
-                        f"cuda)")
+                   help=f"floating-point type (default {MODEL_DEFAULTS['dtype']}; {GPU_DTYPE} "
+                        f"with --backend cuda)")
     m.add_argument("--seed", type=cli.non_negative_int,
                    help=f"seeds initialisation and samples (default {MODEL_DEFAULTS['seed']})")
     m.add_argument("--optimizer", choices=tuple(optim.OPTIMIZERS),
