@@ -38,6 +38,7 @@ from .vocab import Vocab
 
 FORMAT = "fastrnn-checkpoint"
 VERSION = 3  # the newest format this reads (and writes, for a checkpoint with run.pending)
+PLAIN_VERSION = 2  # the format of one without (which fastrnn before format 3 reads too)
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # what an .npz (a zip archive) starts with
 CHECKPOINT, BEST = "checkpoint.npz", "best.npz"  # what fastrnn.train writes in its --out
 
@@ -180,8 +181,8 @@ def save(path, ckpt):
         raise CheckpointError(f"{where}: run is not a JSON record ({e})") from None
     _check_shapes(where, ckpt, Spec(c.cell, c.vocab_size, c.hidden_size, c.num_layers))
     _check_fields(where, replace(ckpt, run=run, **counts))
-    meta = {"format": FORMAT, "version": 3 if run.get("pending") else 2, "fastrnn": __version__,
-            "config": ckpt.config.to_dict(), "vocab": ckpt.vocab.chars, **counts, "run": run}
+    meta = {"format": FORMAT, "version": VERSION if run.get("pending") else PLAIN_VERSION,
+            "fastrnn": __version__, "config": ckpt.config.to_dict(), "vocab": ckpt.vocab.chars, **counts, "run": run}
     if ckpt.dropout_rng is not None:
         meta["dropout_rng"] = ckpt.dropout_rng
     arrays = dict(ckpt.params)
