@@ -36,6 +36,14 @@ OTHER_NAMES = {"rnn_size": "--hidden-size", "lr": "--learning-rate", "max_iters"
                "device": "--backend", "sample_length": "--length"}
 
 
+def _is_number(word):
+    try:
+        float(word)
+        return True
+    except ValueError:
+        return False
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line on stderr (exit 2), not usage plus a line,
     and an option spelled as other tools spell it (``--batch_size``, ``-seq_length``,
@@ -45,7 +53,8 @@ class Parser(argparse.ArgumentParser):
         self._words = list(sys.argv[1:] if args is None else args)  # (for ``error``'s hint)
         namespace, extras = self.parse_known_args(args, namespace)
         if extras:  # (as argparse's own parse_args, with the hint)
-            self.error(f"unrecognized arguments: {' '.join(extras)}{self._meant(extras)}")
+            self.error(f"unrecognized arguments: {' '.join(extras)}"
+                       f"{self._meant(extras) or self._dashed(extras)}")
         return namespace
 
     def error(self, message):
@@ -57,17 +66,29 @@ class Parser(argparse.ArgumentParser):
         elif valueless:  # (``--prime -x``: a value that starts with - reads as an option)
             option = valueless.group(1)
             after = words[words.index(option) + 1:][:1] if option in words else []
-            if after and after[0].startswith("-"):
+            if after and after[0].startswith("-") and not self._known(after[0]):
                 message += f" ({after[0]} reads as an option: write {option}={after[0]})"
         elif message.startswith("the following arguments are required"):
-            unknown = [w for w in words if w.startswith("-") and w != "-"
-                       and w.partition("=")[0] not in self._option_string_actions]
-            meant = self._meant(unknown)  # (``--checkpoint=X``)
-            if not meant and unknown:  # (a file named -x.txt)
-                meant = (f"; {unknown[0]} reads as an option: a name that starts with - is "
-                         f"given as ./{unknown[0]}")
-            message += meant
+            unknown = [w for w in words if w.startswith("-") and not self._known(w)]
+            message += self._meant(unknown) or self._dashed(unknown)  # (``--checkpoint=X``)
         raise UsageError(f"{message} (see --help)")
+
+    def _known(self, word):
+        """Whether ``word`` names one of the options (or abbreviates a long one, as argparse
+        takes it), with or without ``=value``."""
+        name = word.partition("=")[0]
+        return name in self._option_string_actions or name.startswith("--") and any(
+            option.startswith(name) for option in self._option_string_actions)
+
+    def _dashed(self, words):
+        """"; -x.txt reads as an option: ..." for the first of ``words`` that could be a file
+        name starting with -, for a command that takes names (``score CKPT -x.txt``)."""
+        for word in words:
+            if self._positionals._group_actions and len(word) > 1 and word[0] == "-" and \
+                    word[1] != "-" and not self._known(word) and not _is_number(word):
+                return (f"; {word} reads as an option: a name that starts with - is given as "
+                        f"./{word}")
+        return ""
 
     def _meant(self, words):
         """"; did you mean --x?" for the first of ``words`` that names one of the options, as

@@ -8,7 +8,9 @@ that holds its ids, so a 100 MB ASCII corpus needs about 300 MB at its peak and 
 """
 
 import codecs
+import decimal
 import hashlib
+import numbers
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -335,7 +337,7 @@ def load(path, val_fraction=0.1, encoding="utf-8", vocab=None):
     outside it raise CorpusError naming them.
     """
     if isinstance(val_fraction, bool) or not isinstance(
-            val_fraction, (int, float, np.integer, np.floating)) or not 0 <= val_fraction < 1:
+            val_fraction, (numbers.Real, decimal.Decimal)) or not 0 <= float(val_fraction) < 1:
         raise CorpusError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
     text, digest = read_text(path, encoding)
     try:

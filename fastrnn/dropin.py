@@ -19,6 +19,7 @@ _ADAGRAD = optim.get("adagrad")
 CHUNK_NUMBERS = 2  # numbers a lossFun chunk keeps, in H + V per character: its states and
                    # probabilities, and the backward pass's work (measured: 2.02 on numba)
 
+
 def init_params(hidden_size, vocab_size, seed=0, dtype=np.float64):
     """min-char-rnn's parameters (Wxh (H,V), Whh (H,H), Why (V,H), bh (H,1), by (V,1)): weights
     N(0,1)*0.01, biases 0, as the model initialises them (``Spec.init``), as separate arrays."""

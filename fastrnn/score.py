@@ -14,11 +14,13 @@ is standard input, kept in a temporary file until the scores are out (a file nam
 """
 
 import codecs
+import contextlib
 import json
 import math
-import shutil
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -83,40 +85,91 @@ def _main(argv, out):
         if checkpoint.is_archive(path):
             raise cli.UsageError(f"{path} is a zip archive (an .npz checkpoint?), not a text: "
                                  f"give the checkpoint once, first, then the texts to score")
+    given = [(path, path) for path in args.files if path != "-"]
+    _check(args, ckpt, given)  # (before standard input is read: a missing file said at once)
     if "-" not in args.files:
-        return _score(args, ckpt, model, [(path, path) for path in args.files], out)
-    if sys.stdin is None:
-        raise cli.UsageError("- (standard input) is closed")
+        return _score(args, ckpt, model, given, out)
     try:
         spool = tempfile.TemporaryDirectory(prefix="fastrnn-score-")
     except OSError as e:
         raise cli.Failure(f"cannot make a temporary folder to keep standard input in: "
-                          f"{e.strerror or e}") from None
-    with spool as folder:
-        kept = _keep_stdin(Path(folder) / "stdin")
+                          f"{e.strerror or e} (TMPDIR sets where)") from None
+    with _stops_interrupt(), spool as folder:  # (the folder removed on SIGTERM and SIGHUP too)
+        kept = _keep_stdin(Path(folder) / "stdin", args.encoding)
+        _check(args, ckpt, [(kept, STDIN)])
         texts = [(kept, STDIN) if path == "-" else (path, path) for path in args.files]
         return _score(args, ckpt, model, texts, out)
 
 
-def _keep_stdin(kept):
-    """Standard input read through into the file ``kept``, which is read twice (checked whole,
-    then scored)."""
-    try:
-        with open(kept, "wb") as f:
-            shutil.copyfileobj(sys.stdin.buffer, f, BLOCK)
-    except OSError as e:
-        raise cli.Failure(f"cannot keep standard input in {kept.parent} to score it: "
-                          f"{e.strerror or e}") from None
-    return kept
-
-
-def _score(args, ckpt, model, texts, out):
-    """Checks every text of ``texts`` ((path, name) pairs), then writes each one's score."""
+def _check(args, ckpt, texts):
+    """Every text of ``texts`` ((path, name) pairs) read through and checked: a UsageError
+    naming the first that cannot be scored."""
     try:
         for path, name in texts:
             check_file(ckpt.vocab, path, args.encoding, args.skip_unknown, name=name)
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
+
+
+@contextlib.contextmanager
+def _stops_interrupt():
+    """SIGTERM and SIGHUP as Ctrl-C (KeyboardInterrupt) while it is held: what is kept is
+    removed, and the command ends with one line and exit code 130; a second one (``kill``
+    twice, a signal to the process and then its group) does not cut that removal short."""
+    heard = []
+
+    def interrupt(signum, frame):
+        if not heard:
+            heard.append(signum)
+            raise KeyboardInterrupt
+    stops = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None))
+             if s is not None and signal.getsignal(s) is signal.SIG_DFL]  # (nohup's: ignored)
+    if threading.current_thread() is not threading.main_thread():
+        stops = []  # (only the main thread handles signals)
+    before = [(s, signal.signal(s, interrupt)) for s in stops]
+    try:
+        yield
+    finally:
+        for s, handler in before:
+            signal.signal(s, handler)
+
+
+def _keep_stdin(kept, encoding):
+    """Standard input read through into the file ``kept``, which is read twice (checked whole,
+    then scored); a text stream (a caller's ``sys.stdin``, without bytes) written in
+    ``encoding``, in which it is then read."""
+    stream = sys.stdin
+    if stream is None:
+        raise cli.UsageError("- (standard input) is closed")
+    raw = getattr(stream, "buffer", None)
+    source = stream if raw is None else raw
+    encoder = None if raw is not None else codecs.getincrementalencoder(encoding)()
+
+    def cannot_keep(e):
+        return cli.Failure(f"cannot keep standard input in {kept.parent} to score it: "
+                           f"{e.strerror or e} (TMPDIR sets where)")
+
+    try:
+        f = open(kept, "wb")
+    except OSError as e:
+        raise cannot_keep(e) from None
+    with f:
+        while True:
+            try:
+                block = source.read(BLOCK)
+            except OSError as e:
+                raise cli.UsageError(f"cannot read standard input (-): {e.strerror or e}") \
+                    from None
+            try:
+                f.write(block if encoder is None else encoder.encode(block, final=not block))
+            except OSError as e:
+                raise cannot_keep(e) from None
+            if not block:
+                return kept
+
+
+def _score(args, ckpt, model, texts, out):
+    """Each text of ``texts`` ((path, name) pairs, checked) scored, a line each on ``out``."""
     say = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
     total = sum(_size(path) for path, _ in texts)
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="scoring", file=sys.stderr,
@@ -163,8 +216,8 @@ def _json(r):
 def _line(r):
     n = r["skipped"]
     skipped = f", {n:,} unknown character{'s' if n != 1 else ''} skipped" if n else ""
-    return (f"{cli.one_line(r['file'])}: {r['nats_per_char']:.4f} nats/char = {r['bits_per_char']:.4f} "
-            f"bits/char, perplexity {r['perplexity']:.3f} over {r['predicted']:,} character"
+    return (f"{cli.one_line(r['file'])}: {r['nats_per_char']:.4f} nats/char = "
+            f"{r['bits_per_char']:.4f} bits/char, perplexity {r['perplexity']:.3f} over {r['predicted']:,} character"
             f"{'s' if r['predicted'] != 1 else ''}"
             f"{skipped}\n")
 

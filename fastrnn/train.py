@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from . import (cells, checkpoint, cli, compiling, corpus as corpus_mod, files, metrics, optim,
                reference, rundir, validate)
-from .backends import BACKENDS
+from .backends import BACKENDS, get_backend
 from .checkpoint import BEST, CHECKPOINT, Checkpoint, CheckpointError
 from .config import (CLIP, COUNT_MAX, DATA_DEFAULTS, DIVERGED_LOSS, DTYPES, FINE_TUNE_DIVISOR,
                      GPU_DTYPE, MODEL_DEFAULTS, SAMPLE_LENGTH_MAX)
@@ -176,9 +176,11 @@ PLOT_SHARE = 0.05  # loss.png is redrawn at a validation if the last drawing too
                    # of the run), and at the run's end
 LONG_VALIDATION_CHARS = 1_000_000  # the first (untimed) validation said from this many
 VALIDATION_BAR_DELAY = 2.0  # seconds into a validation before its progress bar shows
-BLOCK_SECONDS = 0.2  # a training call's length, about (the bar and Ctrl-C's pace), in chunks
-BLOCK_MAX = 100_000  # ...of at most this many
-UNREAD_SHARE = 0.1  # streams that leave more than this share of their text unread are said to
+BLOCK_SECONDS = 0.2  # seconds a training call (a block of chunks) takes, about: the pace of the
+                    # progress bar and of Ctrl-C
+BLOCK_MAX = 100_000  # chunks in a block, at most
+UNREAD_SHARE = 0.1  # a warning says when the streams leave more than this share of the text
+                    # unread
 SAME_STOP = 0.5  # seconds: a second stop signal this soon after the first is the same request
                  # (``kill`` twice, a signal to the process and then its group)
 TRAINING, VALIDATION, SAMPLING = "training kernels", "validation kernels", "sampling kernels"
@@ -198,9 +200,8 @@ def _main(argv):
     if args.iterations is not None and args.epochs is not None:
         raise cli.UsageError("--iterations and --epochs both set the end of training: give one")
     ckpt = _load_resume(args.resume) if args.resume else None
-    backend_kept = args.backend is None and ckpt is not None and \
-        ckpt.run.get("backend") in BACKENDS  # (a resumed run continues bit for bit on its own)
-    if args.backend is None:
+    backend_kept = args.backend is None and _usable(ckpt.run.get("backend") if ckpt else None)
+    if args.backend is None:  # (a resumed run continues bit for bit on its own backend)
         args.backend = ckpt.run["backend"] if backend_kept else "numba"
     saved = ckpt.run.get("cadence", {}) if ckpt else {}
     given = args.sample_length is not None
@@ -257,8 +258,9 @@ def _main(argv):
         cli.warn(PROG, f"--val-streams {args.val_streams} changes nothing: no text is held out "
                        f"to validate on (--val-fraction {data['val_fraction']:g})")
     if config["dropout"] and config["num_layers"] < 2:  # (Config's check, in the flags' words)
-        raise cli.UsageError(f"--dropout {config['dropout']:g} applies between layers: it needs "
-                             f"--num-layers >= 2, got {config['num_layers']}")
+        raise cli.UsageError(f"--dropout {config['dropout']:g} applies between layers: " + (
+            "the checkpoint's model has one layer" if ckpt else
+            f"it needs --num-layers >= 2, got {config['num_layers']}"))
     zero = _zero_rate_at(config, lr_decay, args.iterations)
     if zero == 0:
         raise cli.UsageError(f"--learning-rate {config['learning_rate']:g} is 0 in "
@@ -279,9 +281,7 @@ def _main(argv):
             model = CharRNN(vocab_size=len(corpus.vocab), backend=args.backend,
                             threads=args.threads, **config)
     except ValueError as e:
-        kept = f" (the checkpoint's --backend {args.backend}; --backend numba continues it on " \
-               f"the CPU, not bit for bit)" if backend_kept and args.backend != "numba" else ""
-        raise cli.UsageError(f"{e}{kept}") from None
+        raise cli.UsageError(str(e)) from None
     # last: a refused run leaves nothing on disk
     out = rundir.prepare(args, ckpt, lambda m: _say(args, m))
     try:
@@ -317,6 +317,15 @@ def _train(args, model, corpus, data, out, ckpt, lr_decay, anneal, source):
         trainer.init_from = str(Path(args.init_from).resolve())
         trainer.smooth = None  # (from its first chunk's loss: not an untrained model's ln V)
     return trainer.run()
+
+
+def _usable(backend):
+    """Whether ``backend`` (a checkpoint's) is one this machine runs: a run trained on a GPU
+    goes on on numba where there is none (with a note, ``_train``'s)."""
+    try:
+        return backend in BACKENDS and get_backend(backend) is not None
+    except ValueError:
+        return False
 
 
 def _asked(args, whose=True):

@@ -84,7 +84,7 @@ class Vocab:
         shown = repr("".join(chars[:40]))
         for c in set(chars[:40]):  # combining marks escaped: shown, they join the one before
             if unicodedata.category(c).startswith("M"):
-                shown = shown.replace(c, f"\\u{ord(c):04x}")
+                shown = shown.replace(c, c.encode("unicode_escape").decode("ascii"))
         more = f" and {len(chars) - 40:,} more" if len(chars) > 40 else ""
         return f"Vocab({len(chars)} characters: {shown}{more})"
 

@@ -1437,7 +1437,7 @@ def test_resume_past_the_target_has_nothing_to_do(tmp_path, corpus_file, capsys)
     assert "nothing to train" in out and "note:" not in out, out
 
 
-def test_a_resume_keeps_the_runs_backend(tmp_path, corpus_file, capsys):
+def test_a_resume_keeps_the_runs_backend(tmp_path, corpus_file, capsys, monkeypatch):
     """Without --backend, a resumed run trains on its checkpoint's (a numpy run resumed to
     go further went on on numba: 7e-13 off the run it continues); given, the one given."""
     base = ["--data", corpus_file, *SMALL, "--eval-every", "20", "--sample-every", "0",
@@ -1457,6 +1457,23 @@ def test_a_resume_keeps_the_runs_backend(tmp_path, corpus_file, capsys):
                                    "changes it)")
     assert train.main(["--resume", str(tmp_path / "part" / "checkpoint.npz"), "--backend",
                        "numba", "--iterations", "60"]) == 0
+    assert checkpoint.load(tmp_path / "part" / "checkpoint.npz").run["backend"] == "numba"
+    # a run trained on a GPU, resumed where there is none: on numba, said (not refused)
+    rewrite_meta(tmp_path / "part" / "checkpoint.npz",
+                 lambda meta, arrays: meta["run"].update(backend="cuda"))
+    real = train.get_backend
+
+    def no_gpu(name):
+        if name == "cuda":
+            raise ValueError("backend 'cuda' is not usable here: no GPU")
+        return real(name)
+
+    monkeypatch.setattr(train, "get_backend", no_gpu)
+    capsys.readouterr()
+    assert train.main(["--resume", str(tmp_path / "part" / "checkpoint.npz"),
+                       "--iterations", "80"]) == 0
+    assert ("note: the checkpoint was trained with --backend cuda; results continue bit for bit "
+            "only on the same backend and dtype") in capsys.readouterr().out
     assert checkpoint.load(tmp_path / "part" / "checkpoint.npz").run["backend"] == "numba"
 
 
@@ -3390,8 +3407,8 @@ def test_resume_with_other_text_or_model_is_refused_and_changes_nothing(saved_ru
     rc = train.main(["--resume", str(saved_run), "--val-fraction", "0.2", "--iterations", "40"])
     assert_usage_error(rc, capsys, "--val-fraction 0.2", "held out 0.1")
     rc = train.main(["--resume", str(saved_run), "--dropout", "0.5", "--iterations", "40"])
-    assert_usage_error(rc, capsys, "--dropout 0.5 applies between layers: it needs "
-                                   "--num-layers >= 2")
+    assert_usage_error(rc, capsys, "--dropout 0.5 applies between layers: the checkpoint's "
+                                   "model has one layer")
     assert saved_run.read_bytes() == before
 
 
@@ -3495,10 +3512,19 @@ def test_a_positional_given_as_an_option_with_its_value_is_named(trained, capsys
     assert capsys.readouterr().err == (
         "fastrnn.score: error: the following arguments are required: FILE; FILE is given "
         "without an option name (python -m fastrnn.score CHECKPOINT FILE...) (see --help)\n")
-    assert score.main([trained, "-x.txt"], out=io.StringIO()) == 2  # (a file named so)
-    assert capsys.readouterr().err == (
-        "fastrnn.score: error: the following arguments are required: FILE; -x.txt reads as an "
-        "option: a name that starts with - is given as ./-x.txt (see --help)\n")
+    for files, first in (["-x.txt"], "the following arguments are required: FILE;"), \
+            ([trained, "-x.txt"], "unrecognized arguments: -x.txt;"):  # (a file named so)
+        assert score.main([trained, *files], out=io.StringIO()) == 2
+        assert capsys.readouterr().err == (
+            f"fastrnn.score: error: {first} -x.txt reads as an option: a name that starts with - "
+            f"is given as ./-x.txt (see --help)\n")
+    # no hint where the words are options (--temp abbreviates --temperature) or a value is left
+    # out before one
+    for argv, said in (["--temp", "0.5"], "the following arguments are required: CHECKPOINT"), \
+            ([trained, "--prime", "--length", "5"], "argument --prime: expected one argument"):
+        rc, text = run_sample(argv)
+        assert rc == 2 and capsys.readouterr().err == (f"fastrnn.sample: error: {said} (see "
+                                                       f"--help)\n")
     assert score.main(["--jsn"], out=io.StringIO()) == 2
     assert capsys.readouterr().err == (
         "fastrnn.score: error: the following arguments are required: CHECKPOINT, FILE; did you "
@@ -3577,10 +3603,11 @@ def test_the_command_module_and_the_drop_in_sampler_are_separate():
     import fastrnn.sample  # noqa: F401  (sets the package attribute to the module)
     from fastrnn import dropin
     assert fastrnn.sample.main is sample_main and fastrnn.sample.PROG == "fastrnn.sample"
-    assert not callable(fastrnn.sample)  # the command, not a function in disguise
     rng_params = np.random.default_rng(0)
     params = [rng_params.standard_normal(s) * 0.1 for s in ((8, 5), (8, 8), (5, 8), (8, 1), (5, 1))]
     h = np.zeros((8, 1))
+    with pytest.raises(TypeError, match="is fastrnn.dropin.sample"):  # the command, called as
+        fastrnn.sample(h, 1, 20, *params)                             # the sampler: named
     got = dropin.sample(h, 1, 20, *params, rng=np.random.default_rng(3))
     expected, _ = reference.sample(reference.weights(*params), np.zeros((1, 1, 1, 8)), 1,
                                    np.random.default_rng(3).random(20))

@@ -2,6 +2,8 @@
 
 import os
 import re
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +131,9 @@ def test_other_encodings_and_missing_files(tmp_path):
         load(tmp_path / "nope.txt")
     with pytest.raises(CorpusError, match="is a directory"):
         load(tmp_path)
-    for bad in (1.0, "0.1", True, float("nan")):
+    for good in (Fraction(1, 10), Decimal("0.1")):  # (numbers, as 0.1)
+        assert len(load(path, val_fraction=good).val) == len(load(path, val_fraction=0.1).val)
+    for bad in (1.0, "0.1", True, float("nan"), Decimal("NaN")):
         with pytest.raises(CorpusError, match=r"val_fraction must be a number in \[0, 1\), "
                                               r"got " + re.escape(repr(bad))):
             load(path, val_fraction=bad)

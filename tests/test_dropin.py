@@ -183,16 +183,6 @@ def test_the_array_of_the_odd_dtype_is_named():
         fastrnn.lossFun(*args)
 
 
-def test_the_command_module_called_as_the_sampler_names_the_drop_in():
-    """``from fastrnn import sample`` is the command's module (``lossFun`` and ``adagrad`` come
-    from fastrnn itself): called as min-char-rnn's sample, "'module' object is not callable"."""
-    from fastrnn import sample
-    _, _, h, *params = good_args()
-    with pytest.raises(TypeError, match="fastrnn.sample is the command python -m "
-                                        "fastrnn.sample; .* is fastrnn.dropin.sample"):
-        sample(h, 0, 5, *params)
-
-
 def test_unknown_backend_is_named():
     with pytest.raises(ValueError, match="unknown backend 'fortran'"):
         fastrnn.lossFun(*good_args(), backend="fortran")

@@ -58,7 +58,14 @@ def test_the_registry_names_each_optimizers_reference():
     assert set(optim.OPTIMIZERS) == set(direct)
     for name, opt in optim.OPTIMIZERS.items():
         assert optim.get(name) is opt and opt.name == name
-        assert opt.squares in opt.states, name
+        # the buffer named as the squares' is the one a step from zeros makes g*g times a
+        # constant of (the other, Adam's m, follows g's sign)
+        zero = [np.zeros(5) for _ in opt.states]
+        opt.reference([w0.copy()], [g], [[s] for s in zero], 0.01, 1)
+        for state, buffer in zip(opt.states, zero):
+            ratio = buffer / (g * g)
+            squares = bool(np.allclose(ratio, ratio[0]) and ratio[0] > 0)
+            assert squares == (state == opt.squares), (name, state)
         w1, s1 = w0.copy(), [np.full(5, 0.5) for _ in opt.states]
         w2, s2 = w0.copy(), [np.full(5, 0.5) for _ in opt.states]
         opt.reference([w1], [g], [[s] for s in s1], 0.01, 2)

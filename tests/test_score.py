@@ -4,7 +4,10 @@ import io
 import json
 import math
 import os
+import signal
+import sys
 import tempfile
+import time
 
 import pytest
 
@@ -94,6 +97,46 @@ def test_standard_input_is_scored_as_a_file(run, tmp_path, capsys, monkeypatch):
         monkeypatch.setattr("sys.stdin", None)
         rc, out = scored(argv)
         assert rc == 2 and out == "" and fragment in capsys.readouterr().err
+    # the other files are checked first: a missing one is said before standard input is read
+    stdin(corpus.read_bytes())
+    rc, out = scored([ckpt, "-", str(tmp_path / "missing.txt")])
+    assert rc == 2 and "missing.txt: no such file" in capsys.readouterr().err
+    assert sys.stdin.buffer.tell() == 0 and list(spool.iterdir()) == []
+    # a caller's text stream (no bytes: io.StringIO) is read too, in --encoding
+    monkeypatch.setattr("sys.stdin", io.StringIO(corpus.read_text(encoding="utf-8")))
+    rc, out = scored([ckpt, "-", "--json"])
+    assert rc == 0 and json.loads(out)["nats_per_char"] == direct["nats_per_char"]
+    # a stream that cannot be read is said as such (it was "cannot keep standard input in ...")
+    broken = type("Stdin", (), {"buffer": type("Raw", (), {"read": lambda self, n: (
+        _ for _ in ()).throw(OSError(9, "Bad file descriptor"))})()})()
+    monkeypatch.setattr("sys.stdin", broken)
+    rc, out = scored([ckpt, "-"])
+    assert rc == 2 and capsys.readouterr().err == ("fastrnn.score: error: cannot read standard "
+                                                   "input (-): Bad file descriptor\n")
+    assert list(spool.iterdir()) == []
+    # a file named - is ./-
+    (tmp_path / "-").write_bytes(corpus.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    rc, out = scored([ckpt, "./-", "--json"])
+    assert rc == 0 and json.loads(out)["file"] == "./-"
+
+
+def test_sigterm_while_standard_input_is_kept_is_ctrl_c():
+    """(SIGTERM left the temporary folder, a copy of standard input, behind): while held,
+    SIGTERM is a KeyboardInterrupt, once (a second does not cut the clean-up short); the
+    handler before it is put back after."""
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with score._stops_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGTERM) is before
+    with score._stops_interrupt():  # (the second, heard in the clean-up: nothing)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
 
 
 def test_a_file_name_with_a_line_break_is_one_line(run, tmp_path):
