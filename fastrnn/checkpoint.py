@@ -182,7 +182,8 @@ def save(path, ckpt):
     _check_shapes(where, ckpt, Spec(c.cell, c.vocab_size, c.hidden_size, c.num_layers))
     _check_fields(where, replace(ckpt, run=run, **counts))
     meta = {"format": FORMAT, "version": VERSION if run.get("pending") else PLAIN_VERSION,
-            "fastrnn": __version__, "config": ckpt.config.to_dict(), "vocab": ckpt.vocab.chars, **counts, "run": run}
+            "fastrnn": __version__, "config": ckpt.config.to_dict(), "vocab": ckpt.vocab.chars,
+            **counts, "run": run}
     if ckpt.dropout_rng is not None:
         meta["dropout_rng"] = ckpt.dropout_rng
     arrays = dict(ckpt.params)

@@ -217,7 +217,8 @@ def _line(r):
     n = r["skipped"]
     skipped = f", {n:,} unknown character{'s' if n != 1 else ''} skipped" if n else ""
     return (f"{cli.one_line(r['file'])}: {r['nats_per_char']:.4f} nats/char = "
-            f"{r['bits_per_char']:.4f} bits/char, perplexity {r['perplexity']:.3f} over {r['predicted']:,} character"
+            f"{r['bits_per_char']:.4f} bits/char, perplexity {r['perplexity']:.3f} over "
+            f"{r['predicted']:,} character"
             f"{'s' if r['predicted'] != 1 else ''}"
             f"{skipped}\n")
 
