@@ -124,6 +124,13 @@ def test_other_encodings_and_missing_files(tmp_path):
         load(path, val_fraction=0, encoding="latin-1").train) == "café crème"
     with pytest.raises(CorpusError, match="unknown encoding 'klingon'"):
         load(path, encoding="klingon")
+    for good in (Fraction(1, 10), Decimal("0.1")):  # (numbers, as 0.1)
+        assert len(load(path, val_fraction=good, encoding="latin-1").val) == \
+            len(load(path, val_fraction=0.1, encoding="latin-1").val) == 1
+    for bad in (1.0, "0.1", True, float("nan"), Decimal("NaN")):
+        with pytest.raises(CorpusError, match=r"val_fraction must be a number in \[0, 1\), "
+                                              r"got " + re.escape(repr(bad))):
+            load(path, val_fraction=bad)
     bom = write(tmp_path, b"\xef\xbb\xbfgood text \xff more")  # (the mark's 3 bytes count)
     with pytest.raises(CorpusError, match=r"byte 0xff at offset 13 is not valid utf-8-sig"):
         load(bom, encoding="utf-8-sig")
@@ -131,12 +138,6 @@ def test_other_encodings_and_missing_files(tmp_path):
         load(tmp_path / "nope.txt")
     with pytest.raises(CorpusError, match="is a directory"):
         load(tmp_path)
-    for good in (Fraction(1, 10), Decimal("0.1")):  # (numbers, as 0.1)
-        assert len(load(path, val_fraction=good).val) == len(load(path, val_fraction=0.1).val)
-    for bad in (1.0, "0.1", True, float("nan"), Decimal("NaN")):
-        with pytest.raises(CorpusError, match=r"val_fraction must be a number in \[0, 1\), "
-                                              r"got " + re.escape(repr(bad))):
-            load(path, val_fraction=bad)
 
 
 @pytest.mark.parametrize("encoding", ["rot13", "base64", "hex", "zlib", "bz2", "undefined", 123])
