@@ -6,6 +6,7 @@
 The default model (the tanh RNN, H = 100, T = 25, Adagrad); medians of 5 runs of 100 calls.
 """
 
+import argparse
 import statistics
 import sys
 import time
@@ -22,6 +23,7 @@ TEXT = describe.SHARED_TEXT
 
 
 def main(argv=None):
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     print(describe.header(__file__, argv))
     if not TEXT.is_file():
         sys.exit(f"call_overhead.py: {TEXT} is missing (the shared tinyshakespeare corpus)")
