@@ -246,6 +246,9 @@ def main(argv=None):
         print("100 KB dynamic shared memory:", result["shared_100KB"], flush=True)
     B, H, T = (2, 8, 3) if args.tiny else (128, 1024, 100)
     result["products"] = products(B, H, T, 2 if args.tiny else 20, torch)
+    for row in result["products"].values() if sim else ():
+        for r in row.values():
+            r["tflops"] = r["seconds"] = None  # (not timed)
     for label, row in result["products"].items():
         print(label)
         for impl, r in row.items():
@@ -257,6 +260,10 @@ def main(argv=None):
     sizes = [(1, 8, 4), (3, 6, 3)] if args.tiny else [(1, 32, 100), (1, 512, 100),
                                                        (128, 1024, 100), (40, 150, 100)]
     result["recurrence"] = recurrences(sizes, 2 if args.tiny else 10)
+    for row in result["recurrence"].values() if sim else ():
+        for r in row.values():
+            if isinstance(r, dict):
+                r["us_per_step"] = None  # (not timed)
     for size, row in result["recurrence"].items():
         print(size, "auto:", row["auto"], flush=True)
         for form, r in row.items():

@@ -36,12 +36,7 @@ OTHER_NAMES = {"rnn_size": "--hidden-size", "lr": "--learning-rate", "max_iters"
                "device": "--backend", "sample_length": "--length"}
 
 
-def _is_number(word):
-    try:
-        float(word)
-        return True
-    except ValueError:
-        return False
+NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # (argparse's: a value, not an option)
 
 
 class Parser(argparse.ArgumentParser):
@@ -53,8 +48,9 @@ class Parser(argparse.ArgumentParser):
         self._words = list(sys.argv[1:] if args is None else args)  # (for ``error``'s hint)
         namespace, extras = self.parse_known_args(args, namespace)
         if extras:  # (as argparse's own parse_args, with the hint)
+            many = any(a.nargs in ("+", "*") for a in self._positionals._group_actions)
             self.error(f"unrecognized arguments: {' '.join(extras)}"
-                       f"{self._meant(extras) or self._dashed(extras)}")
+                       f"{self._meant(extras) or (self._dashed(extras) if many else '')}")
         return namespace
 
     def error(self, message):
@@ -82,10 +78,12 @@ class Parser(argparse.ArgumentParser):
 
     def _dashed(self, words):
         """"; -x.txt reads as an option: ..." for the first of ``words`` that could be a file
-        name starting with -, for a command that takes names (``score CKPT -x.txt``)."""
+        name starting with -, for a command that takes names (``score CKPT -x.txt``; the
+        caller says whether one more would be taken)."""
         for word in words:
             if self._positionals._group_actions and len(word) > 1 and word[0] == "-" and \
-                    word[1] != "-" and not self._known(word) and not _is_number(word):
+                    word[1] != "-" and not self._known(word) and \
+                    not NEGATIVE_NUMBER.match(word):
                 return (f"; {word} reads as an option: a name that starts with - is given as "
                         f"./{word}")
         return ""

@@ -330,14 +330,23 @@ class UnknownText(CorpusError):
     """The text has characters that the vocabulary it is encoded with lacks."""
 
 
+def _a_fraction(value):
+    """Whether ``value`` is a number in [0, 1) (a Fraction or Decimal too)."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, decimal.Decimal)):
+        return False
+    try:
+        return bool(0 <= value < 1)
+    except ArithmeticError:  # (a Decimal's NaN, which does not compare)
+        return False
+
+
 def load(path, val_fraction=0.1, encoding="utf-8", vocab=None):
     """Read ``path`` and hold out its last ``val_fraction`` of characters for validation.
 
     ``vocab``: encode with this vocabulary (a resumed run) instead of the text's own; characters
     outside it raise CorpusError naming them.
     """
-    if isinstance(val_fraction, bool) or not isinstance(
-            val_fraction, (numbers.Real, decimal.Decimal)) or not 0 <= float(val_fraction) < 1:
+    if not _a_fraction(val_fraction):
         raise CorpusError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
     text, digest = read_text(path, encoding)
     try:

@@ -89,16 +89,20 @@ def _main(argv, out):
     _check(args, ckpt, given)  # (before standard input is read: a missing file said at once)
     if "-" not in args.files:
         return _score(args, ckpt, model, given, out)
-    try:
-        spool = tempfile.TemporaryDirectory(prefix="fastrnn-score-")
-    except OSError as e:
-        raise cli.Failure(f"cannot make a temporary folder to keep standard input in: "
-                          f"{e.strerror or e} (TMPDIR sets where)") from None
-    with _stops_interrupt(), spool as folder:  # (the folder removed on SIGTERM and SIGHUP too)
-        kept = _keep_stdin(Path(folder) / "stdin", args.encoding)
-        _check(args, ckpt, [(kept, STDIN)])
-        texts = [(kept, STDIN) if path == "-" else (path, path) for path in args.files]
-        return _score(args, ckpt, model, texts, out)
+    with _stops_interrupt() as quiet:  # (the folder removed on SIGTERM and SIGHUP too)
+        try:
+            spool = tempfile.TemporaryDirectory(prefix="fastrnn-score-")
+        except OSError as e:
+            raise cli.Failure(f"cannot make a temporary folder to keep standard input in: "
+                              f"{e.strerror or e} (TMPDIR sets where)") from None
+        with spool as folder:
+            try:
+                kept = _keep_stdin(Path(folder) / "stdin", args.encoding)
+                _check(args, ckpt, [(kept, STDIN)])
+                texts = [(kept, STDIN) if path == "-" else (path, path) for path in args.files]
+                return _score(args, ckpt, model, texts, out)
+            finally:
+                quiet()  # (a stop from here on does not cut the folder's removal short)
 
 
 def _check(args, ckpt, texts):
@@ -113,9 +117,10 @@ def _check(args, ckpt, texts):
 
 @contextlib.contextmanager
 def _stops_interrupt():
-    """SIGTERM and SIGHUP as Ctrl-C (KeyboardInterrupt) while it is held: what is kept is
-    removed, and the command ends with one line and exit code 130; a second one (``kill``
-    twice, a signal to the process and then its group) does not cut that removal short."""
+    """SIGTERM and SIGHUP as Ctrl-C (KeyboardInterrupt) while it is held, once: what is kept
+    is removed, and the command ends with one line and exit code 130. It gives a function
+    that makes them ignored from then on (the removal under way, which a second stop, ``kill``
+    twice, would cut short)."""
     heard = []
 
     def interrupt(signum, frame):
@@ -128,7 +133,7 @@ def _stops_interrupt():
         stops = []  # (only the main thread handles signals)
     before = [(s, signal.signal(s, interrupt)) for s in stops]
     try:
-        yield
+        yield lambda: heard.append(None)
     finally:
         for s, handler in before:
             signal.signal(s, handler)
@@ -156,15 +161,19 @@ def _keep_stdin(kept, encoding):
     with f:
         while True:
             try:
-                block = source.read(BLOCK)
+                read = source.read(BLOCK)
+                block = read if encoder is None else encoder.encode(read, final=not read)
             except OSError as e:
                 raise cli.UsageError(f"cannot read standard input (-): {e.strerror or e}") \
                     from None
+            except UnicodeError as e:  # (a text stream's: undecodable, or not in --encoding)
+                raise cli.UsageError(f"{STDIN}: {e} (--encoding sets the one it is read in)") \
+                    from None
             try:
-                f.write(block if encoder is None else encoder.encode(block, final=not block))
+                f.write(block)
             except OSError as e:
                 raise cannot_keep(e) from None
-            if not block:
+            if not read:
                 return kept
 
 

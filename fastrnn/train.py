@@ -200,7 +200,9 @@ def _main(argv):
     if args.iterations is not None and args.epochs is not None:
         raise cli.UsageError("--iterations and --epochs both set the end of training: give one")
     ckpt = _load_resume(args.resume) if args.resume else None
-    backend_kept = args.backend is None and _usable(ckpt.run.get("backend") if ckpt else None)
+    args.unusable = _unusable(ckpt.run.get("backend")) if ckpt else None
+    backend_kept = args.backend is None and ckpt is not None and \
+        ckpt.run.get("backend") in BACKENDS and not args.unusable
     if args.backend is None:  # (a resumed run continues bit for bit on its own backend)
         args.backend = ckpt.run["backend"] if backend_kept else "numba"
     saved = ckpt.run.get("cadence", {}) if ckpt else {}
@@ -259,7 +261,7 @@ def _main(argv):
                        f"to validate on (--val-fraction {data['val_fraction']:g})")
     if config["dropout"] and config["num_layers"] < 2:  # (Config's check, in the flags' words)
         raise cli.UsageError(f"--dropout {config['dropout']:g} applies between layers: " + (
-            "the checkpoint's model has one layer" if ckpt else
+            "the checkpoint's model has one layer" if ckpt or source else
             f"it needs --num-layers >= 2, got {config['num_layers']}"))
     zero = _zero_rate_at(config, lr_decay, args.iterations)
     if zero == 0:
@@ -296,7 +298,9 @@ def _train(args, model, corpus, data, out, ckpt, lr_decay, anneal, source):
     run = ckpt.run if ckpt else {}
     if ckpt and run.get("backend", args.backend) != args.backend:  # (notes: said if it trains)
         args.notes.append(f"note: the checkpoint was trained with --backend {run['backend']}; "
-                          f"results continue bit for bit only on the same backend and dtype")
+                          f"results continue bit for bit only on the same backend and dtype" + (
+                              f" ({args.unusable})" if args.unusable and args.backend == "numba"
+                              and run.get("backend") in BACKENDS else ""))
     later = (checkpoint.run_record(out / BEST) or {}).get("iteration") if ckpt else None
     if validate.is_integer(later) and later > run.get("iteration", 0):  # (a kill after it)
         args.notes.append(f"note: {out / BEST} holds iteration {later:,}, past the checkpoint's "
@@ -319,13 +323,14 @@ def _train(args, model, corpus, data, out, ckpt, lr_decay, anneal, source):
     return trainer.run()
 
 
-def _usable(backend):
-    """Whether ``backend`` (a checkpoint's) is one this machine runs: a run trained on a GPU
-    goes on on numba where there is none (with a note, ``_train``'s)."""
+def _unusable(backend):
+    """Why ``backend`` (a checkpoint's) does not run here, or None: a run trained on a GPU goes
+    on on numba where there is none (with a note that says why, ``_train``'s)."""
     try:
-        return backend in BACKENDS and get_backend(backend) is not None
-    except ValueError:
-        return False
+        get_backend(backend)
+        return None
+    except ValueError as e:
+        return str(e)
 
 
 def _asked(args, whose=True):

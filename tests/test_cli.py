@@ -667,6 +667,8 @@ def test_fine_tuning_refuses_what_it_cannot_do(tmp_path, corpus_file, capsys):
          "and the model's text had no \\r: converted to \\n (dos2unix) it reads as the model's"),
         (["--data", corpus_file, "--hidden-size", "32"],
          "--init-from keeps the checkpoint's model: --hidden-size 32 (the checkpoint has 24)"),
+        (["--data", corpus_file, "--dropout", "0.5"],  # (not told to give --num-layers, refused)
+         "--dropout 0.5 applies between layers: the checkpoint's model has one layer"),
         (["--data", corpus_file, "--resume", ckpt], "give one of them"),
         (["--data", corpus_file, "--init-from", str(tmp_path / "none.npz")],
          "cannot fine-tune"),
@@ -1473,7 +1475,8 @@ def test_a_resume_keeps_the_runs_backend(tmp_path, corpus_file, capsys, monkeypa
     assert train.main(["--resume", str(tmp_path / "part" / "checkpoint.npz"),
                        "--iterations", "80"]) == 0
     assert ("note: the checkpoint was trained with --backend cuda; results continue bit for bit "
-            "only on the same backend and dtype") in capsys.readouterr().out
+            "only on the same backend and dtype (backend 'cuda' is not usable here: no GPU)"
+            ) in capsys.readouterr().out  # (why it is not, said)
     assert checkpoint.load(tmp_path / "part" / "checkpoint.npz").run["backend"] == "numba"
 
 
@@ -3518,10 +3521,11 @@ def test_a_positional_given_as_an_option_with_its_value_is_named(trained, capsys
         assert capsys.readouterr().err == (
             f"fastrnn.score: error: {first} -x.txt reads as an option: a name that starts with - "
             f"is given as ./-x.txt (see --help)\n")
-    # no hint where the words are options (--temp abbreviates --temperature) or a value is left
-    # out before one
+    # no hint where the words are options (--temp abbreviates --temperature), a value is left
+    # out before one, or no more names are taken (sample's one checkpoint)
     for argv, said in (["--temp", "0.5"], "the following arguments are required: CHECKPOINT"), \
-            ([trained, "--prime", "--length", "5"], "argument --prime: expected one argument"):
+            ([trained, "--prime", "--length", "5"], "argument --prime: expected one argument"), \
+            ([trained, "-x", "5"], "unrecognized arguments: -x 5"):
         rc, text = run_sample(argv)
         assert rc == 2 and capsys.readouterr().err == (f"fastrnn.sample: error: {said} (see "
                                                        f"--help)\n")

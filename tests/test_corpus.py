@@ -127,7 +127,7 @@ def test_other_encodings_and_missing_files(tmp_path):
     for good in (Fraction(1, 10), Decimal("0.1")):  # (numbers, as 0.1)
         assert len(load(path, val_fraction=good, encoding="latin-1").val) == \
             len(load(path, val_fraction=0.1, encoding="latin-1").val) == 1
-    for bad in (1.0, "0.1", True, float("nan"), Decimal("NaN")):
+    for bad in (1.0, "0.1", True, float("nan"), Decimal("NaN"), Decimal("sNaN"), 10 ** 400):
         with pytest.raises(CorpusError, match=r"val_fraction must be a number in \[0, 1\), "
                                               r"got " + re.escape(repr(bad))):
             load(path, val_fraction=bad)

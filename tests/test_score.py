@@ -106,6 +106,10 @@ def test_standard_input_is_scored_as_a_file(run, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO(corpus.read_text(encoding="utf-8")))
     rc, out = scored([ckpt, "-", "--json"])
     assert rc == 0 and json.loads(out)["nats_per_char"] == direct["nats_per_char"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("a good wife \u4e2d"))  # (not latin-1)
+    rc, out = scored([ckpt, "-", "--encoding", "latin-1"])
+    assert rc == 2 and "error: <stdin>: 'latin-1' codec can't encode character '\\u4e2d'" in \
+        capsys.readouterr().err and list(spool.iterdir()) == []
     # a stream that cannot be read is said as such (it was "cannot keep standard input in ...")
     broken = type("Stdin", (), {"buffer": type("Raw", (), {"read": lambda self, n: (
         _ for _ in ()).throw(OSError(9, "Bad file descriptor"))})()})()
@@ -135,6 +139,10 @@ def test_sigterm_while_standard_input_is_kept_is_ctrl_c():
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+    with score._stops_interrupt() as quiet:  # (nor one once the removal begins: ``quiet``)
+        quiet()
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.1)
 
