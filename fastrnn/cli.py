@@ -39,6 +39,11 @@ OTHER_NAMES = {"rnn_size": "--hidden-size", "lr": "--learning-rate", "max_iters"
 NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # (argparse's: a value, not an option)
 
 
+def _takes_many(action):
+    """Whether a positional argument takes any number of words (score's FILE...)."""
+    return action.nargs in ("+", "*")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line on stderr (exit 2), not usage plus a line,
     and an option spelled as other tools spell it (``--batch_size``, ``-seq_length``,
@@ -48,7 +53,7 @@ class Parser(argparse.ArgumentParser):
         self._words = list(sys.argv[1:] if args is None else args)  # (for ``error``'s hint)
         namespace, extras = self.parse_known_args(args, namespace)
         if extras:  # (as argparse's own parse_args, with the hint)
-            many = any(a.nargs in ("+", "*") for a in self._positionals._group_actions)
+            many = any(_takes_many(a) for a in self._positionals._group_actions)  # (names)
             self.error(f"unrecognized arguments: {' '.join(extras)}"
                        f"{self._meant(extras) or (self._dashed(extras) if many else '')}")
         return namespace
@@ -78,12 +83,11 @@ class Parser(argparse.ArgumentParser):
 
     def _dashed(self, words):
         """"; -x.txt reads as an option: ..." for the first of ``words`` that could be a file
-        name starting with -, for a command that takes names (``score CKPT -x.txt``; the
-        caller says whether one more would be taken)."""
+        name starting with -, where the command would take one more name (the caller knows:
+        ``score CKPT -x.txt``, ``sample -x.npz``)."""
         for word in words:
-            if self._positionals._group_actions and len(word) > 1 and word[0] == "-" and \
-                    word[1] != "-" and not self._known(word) and \
-                    not NEGATIVE_NUMBER.match(word):
+            if len(word) > 1 and word[0] == "-" and word[1] != "-" and not self._known(word) \
+                    and not NEGATIVE_NUMBER.match(word):
                 return (f"; {word} reads as an option: a name that starts with - is given as "
                         f"./{word}")
         return ""
@@ -111,7 +115,7 @@ class Parser(argparse.ArgumentParser):
         return ""
 
     def _positional_metavars(self):
-        return [(a.metavar or a.dest) + ("..." if a.nargs in ("+", "*") else "")
+        return [(a.metavar or a.dest) + ("..." if _takes_many(a) else "")
                 for a in self._positionals._group_actions]
 
 
@@ -262,14 +266,15 @@ def _note_escaped(prog):
     stand-ins for bytes that were not valid in their encoding: in a file name, or a text read
     with errors="surrogateescape")."""
     surrogates = {c for c in _escaped if "\ud800" <= c <= "\udfff"}
-    for chars, why in ((_escaped - surrogates, f"stdout's encoding ({sys.stdout.encoding}) "
-                        f"cannot write"), (surrogates, "no encoding writes")):
+    for chars, why, fix in (
+            (_escaped - surrogates, f"stdout's encoding ({sys.stdout.encoding}) cannot write",
+             "PYTHONIOENCODING=utf-8 writes them as they are"),
+            (surrogates, "no encoding writes", "they are lone surrogates, Python's stand-ins "
+                                               "for bytes not valid in their encoding (in a "
+                                               "file name, say)")):
         if chars:
             first = min(chars)  # (named by its code point: stderr may not show it either)
             example = f"U+{ord(first):04X} as {first.encode('ascii', 'backslashreplace').decode()}"
-            fix = "PYTHONIOENCODING=utf-8 writes them as they are" if chars is not surrogates \
-                else "they are lone surrogates, Python's stand-ins for bytes not valid in " \
-                     "their encoding (in a file name, say)"
             print(f"{prog}: note: {why} {len(chars):,} distinct character"
                   f"{'s' * (len(chars) > 1)} of what was written to stdout, which came out as "
                   f"backslash escapes ({example}): {fix}", file=sys.stderr)

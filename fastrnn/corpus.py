@@ -241,10 +241,8 @@ def oddities(corpus, encoding):
                     f"(not counting NUL, tabs and line breaks): it looks like binary data, not "
                     f"text, and is trained on as it is")
     elif nuls > NUL_SHARE:  # (UTF-16 or -32 text without a byte-order mark)
-        width = 32 if nuls > NUL_SHARE_32 else 16  # (ASCII: 3 NULs in 4 characters, or 1 in 2)
-        order = "be" if ids[0] == vocab.index["\x00"] else "le"  # (the zero byte first)
-        said.append(f"{nuls:.0%} of the characters of {path} are NUL (\\x00), as in UTF-{width} "
-                    f"text read as {encoding}: if it is, --encoding utf-{width}-{order} reads it")
+        said.append(f"{nuls:.0%} of the characters of {path} are NUL (\\x00), "
+                    f"{_wide_text(nuls, ids[0] == vocab.index[chr(0)], encoding)}")
     elif codec.startswith("utf-16") and \
             (paired := share([c for c in vocab.chars if _two_text_bytes(c)])) > EIGHT_BIT_PAIRS:
         said.append(f"{paired:.0%} of the characters of {path} read as {encoding} are two bytes "
@@ -266,6 +264,15 @@ def oddities(corpus, encoding):
                         f"text it scores or starts from); a copy with Unix line endings "
                         f"(dos2unix) leaves it out")
     return said
+
+
+def _wide_text(nuls, nul_first, encoding):
+    """What a share ``nuls`` (> NUL_SHARE) of NULs in text read as ``encoding`` suggests, and
+    the encoding that reads it: UTF-16 or -32 text, big-endian if a NUL comes first."""
+    width = 32 if nuls > NUL_SHARE_32 else 16  # (ASCII: 3 NULs in 4 characters, or 1 in 2)
+    order = "be" if nul_first else "le"  # (the zero byte first)
+    return (f"as in UTF-{width} text read as {encoding}: if it is, --encoding "
+            f"utf-{width}-{order} reads it")
 
 
 def _ebcdic(encoding):
@@ -300,10 +307,8 @@ def unknown_hint(text, missing, encoding, start=True):
     hint = ""
     nuls = text.count("\x00") / max(1, len(text)) if "\x00" in missing else 0
     if nuls > NUL_SHARE:
-        width = 32 if nuls > NUL_SHARE_32 else 16  # (ASCII: 3 NULs in 4 characters, or 1 in 2)
-        order = "be" if text[0] == "\x00" else "le"  # (the zero byte first)
-        hint += (f"; {nuls:.0%} of its characters are NUL (\\x00), as in UTF-{width} text read "
-                 f"as {encoding}: if it is, --encoding utf-{width}-{order} reads it")
+        hint += (f"; {nuls:.0%} of its characters are NUL (\\x00), "
+                 f"{_wide_text(nuls, text[0] == chr(0), encoding)}")
     reader = _bom_reader(encoding)
     if start and text.startswith("\ufeff") and "\ufeff" in missing and \
             codec_name(encoding) != reader:

@@ -71,9 +71,10 @@ def adagrad(params, grads, mems, learning_rate, backend="numba"):
                          f"{len(params)} parameters, {len(grads)} gradients, {len(mems)} memories")
     lr = validate.positive("learning_rate", learning_rate)
     kern = get_backend(backend)
-    flat = []
-    for k, (w, g, m) in enumerate(zip(params, grads, mems)):  # (of one dtype: lr is checked
-        w = validate.float_array(f"params[{k}]", w, flat[0][0].dtype if flat else None)  # in it)
+    flat, dtype = [], None  # (one dtype, the first parameter's: lr is checked in it)
+    for k, (w, g, m) in enumerate(zip(params, grads, mems)):
+        w = validate.float_array(f"params[{k}]", w, dtype)
+        dtype = w.dtype
         validate.float_array(f"grads[{k}]", g, w.dtype)
         validate.float_array(f"mems[{k}]", m, w.dtype)
         if not g.shape == m.shape == w.shape:

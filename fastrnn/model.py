@@ -148,6 +148,8 @@ def _per_step(c):
     """Numbers a step of one stream keeps in a chunk's buffers, about: per layer, a few
     (G*H)-sized ones for G gates; (V) for the output."""
     return c.num_layers * (3 * cells.get(c.cell).GATES + 4) * c.hidden_size + 2 * c.vocab_size
+
+
 # what the weights' shapes and type are made of: a fine-tuned model (``Checkpoint.fine_tune``,
 # ``--init-from``) keeps these of its checkpoint, and may take every other setting afresh
 ARCHITECTURE = ("vocab_size", "hidden_size", "dtype", "cell", "num_layers")

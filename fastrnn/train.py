@@ -200,11 +200,13 @@ def _main(argv):
     if args.iterations is not None and args.epochs is not None:
         raise cli.UsageError("--iterations and --epochs both set the end of training: give one")
     ckpt = _load_resume(args.resume) if args.resume else None
-    args.unusable = _unusable(ckpt.run.get("backend")) if ckpt else None
-    backend_kept = args.backend is None and ckpt is not None and \
-        ckpt.run.get("backend") in BACKENDS and not args.unusable
-    if args.backend is None:  # (a resumed run continues bit for bit on its own backend)
-        args.backend = ckpt.run["backend"] if backend_kept else "numba"
+    # a resumed run continues bit for bit on its own backend, unless given one or it cannot run
+    # here (then ``unusable`` says why, in ``_train``'s note)
+    own = ckpt.run.get("backend") if ckpt and args.backend is None else None
+    args.unusable = _unusable(own) if own in BACKENDS else None
+    backend_kept = own in BACKENDS and not args.unusable
+    if args.backend is None:
+        args.backend = own if backend_kept else "numba"
     saved = ckpt.run.get("cadence", {}) if ckpt else {}
     given = args.sample_length is not None
     every_given = args.sample_every is not None
@@ -299,8 +301,7 @@ def _train(args, model, corpus, data, out, ckpt, lr_decay, anneal, source):
     if ckpt and run.get("backend", args.backend) != args.backend:  # (notes: said if it trains)
         args.notes.append(f"note: the checkpoint was trained with --backend {run['backend']}; "
                           f"results continue bit for bit only on the same backend and dtype" + (
-                              f" ({args.unusable})" if args.unusable and args.backend == "numba"
-                              and run.get("backend") in BACKENDS else ""))
+                              f" ({args.unusable})" if args.unusable else ""))
     later = (checkpoint.run_record(out / BEST) or {}).get("iteration") if ckpt else None
     if validate.is_integer(later) and later > run.get("iteration", 0):  # (a kill after it)
         args.notes.append(f"note: {out / BEST} holds iteration {later:,}, past the checkpoint's "
