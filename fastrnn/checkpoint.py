@@ -41,6 +41,7 @@ VERSION = 3  # the newest format this reads (and writes, for a checkpoint with r
 PLAIN_VERSION = 2  # the format of one without (which fastrnn before format 3 reads too)
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # what an .npz (a zip archive) starts with
 CHECKPOINT, BEST = "checkpoint.npz", "best.npz"  # what fastrnn.train writes in its --out
+ASIDE = ".overwritten"  # an old run's file in --out, renamed so while a new run replaces it
 
 
 class CheckpointError(ValueError):
@@ -219,7 +220,19 @@ def load(path):
     if kind:
         raise CheckpointError(f"{path} is {kind}, not a checkpoint file")
     try:
-        with open(path, "rb") as f:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        aside = Path(str(path) + ASIDE)
+        raise CheckpointError(f"{path}: no such checkpoint" + (
+            f" ({aside}, set aside by an --overwrite run that has not saved yet, or was killed "
+            f"before it did, is the run that was there: give that file)" if aside.is_file()
+            else "")) from None
+    except IsADirectoryError:
+        raise CheckpointError(_a_directory(path)) from None
+    except OSError as e:  # (not the file's content: a symbolic link's loop, a permission)
+        raise CheckpointError(f"{path}: cannot read it ({e.strerror or e})") from None
+    try:
+        with f:
             head = f.read(len(ZIP_MAGIC[0]))
             if head not in ZIP_MAGIC:
                 if not head:
@@ -244,10 +257,6 @@ def load(path):
                 arrays = _read(path, npz, wanted, config.dtype)
     except CheckpointError:
         raise
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint") from None
-    except IsADirectoryError:
-        raise CheckpointError(_a_directory(path)) from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{path} is not a readable fastrnn checkpoint "
                               f"(corrupt or truncated: {e})") from None

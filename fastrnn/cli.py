@@ -7,6 +7,7 @@ import difflib
 import math
 import os
 import re
+import shlex
 import signal
 import sys
 
@@ -156,6 +157,11 @@ class Stderr:
 def stderr_lost():
     """Why stderr can no longer be written, or None."""
     return getattr(sys.stderr, "lost", None)
+
+
+def quoted(path):
+    """``path`` as a shell command's argument: quoted where a shell would split or read it."""
+    return shlex.quote(str(path))
 
 
 def one_line(text):

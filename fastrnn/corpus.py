@@ -12,6 +12,7 @@ import decimal
 import hashlib
 import numbers
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +26,21 @@ BINARY_CONTROLS = 0.05
 # more than this share of characters, read as UTF-16, that are two bytes of ASCII text each:
 # 8-bit text read as UTF-16 (all of them; a Chinese text's are about a fifth)
 EIGHT_BIT_PAIRS = 0.9
+# more than this share of characters, read as UTF-16, that are an ASCII text byte and a zero
+# byte: UTF-16 read in the other byte order (a Chinese text's, such as U+4E00, are a few in 100)
+SWAPPED_PAIRS = 0.5
 # more than this share of control codes U+0080-U+009F read as EBCDIC: ASCII text (its spaces
 # come out as U+0080, its line breaks as U+008E)
 C1_CONTROLS = 0.05
 # more than this share of NUL characters: UTF-16 text read as 8-bit (ASCII in it: one in two);
 # more than the second, UTF-32 (three in four)
 NUL_SHARE, NUL_SHARE_32 = 0.1, 0.6
+# at least this share of the other characters in one place of every 2 (4 for UTF-32): UTF-16
+# (-32) text, its zero bytes between them; fewer, binary data padded with NULs
+WIDE_PLACE = 0.8
+# more than this many runs of non-ASCII bytes that are UTF-8 for each that is not, in the bytes
+# around one that is not: a stray byte in UTF-8 text (not text in another encoding)
+UTF8_RUNS = 9
 _TEXT_BYTES = frozenset([0x09, 0x0A, 0x0D, *range(0x20, 0x7F)])  # (ASCII text: those bytes)
 CONTROL_CODES = "".join(map(chr, [*range(1, 9), *range(14, 32), 127]))  # (those counted: C0 and
 # DEL, but NUL, \t, \n, \v, \f and \r)
@@ -76,6 +86,18 @@ def bad_byte(error, end):
     return error.object[error.start], end - len(error.object) + error.start
 
 
+def incremental_decoder(encoding, head):
+    """An incremental decoder of ``encoding`` that reads a file whose first bytes are ``head``
+    as ``bytes.decode`` reads it whole (``read_text``): UTF-16 or -32 without a byte-order mark
+    in this machine's byte order, where Python's incremental decoder refuses it."""
+    name = codec_name(encoding)
+    marks = {"utf-16": (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE),
+             "utf-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)}
+    if name in marks and not head.startswith(marks[name]):
+        encoding = f"{name}-{'le' if sys.byteorder == 'little' else 'be'}"
+    return codecs.getincrementaldecoder(encoding)()
+
+
 def codec_name(encoding):
     """An encoding's codec name (utf8 and UTF-8 are utf-8), or the name if it names none."""
     try:
@@ -106,6 +128,9 @@ def encoding_hint(raw, encoding):
         return "it starts with a UTF-32 byte-order mark: --encoding utf-32"
     if head[:2] in (b"\xff\xfe", b"\xfe\xff") and not given.startswith("utf-16"):
         return "it starts with a UTF-16 byte-order mark: --encoding utf-16"
+    nuls = np.count_nonzero(first == 0) / max(1, first.size)
+    if nuls > NUL_SHARE and not given.startswith(("utf-16", "utf-32")):
+        return f"{nuls:.0%} of its bytes are NUL (\\x00), {_wide_text(first == 0, encoding)}"
     if given != "cp1252" and _windows_1252(raw):
         return ("for example --encoding cp1252, Windows' Western European: it has bytes "
                 "0x80-0x9f, its quotes, dashes and signs, which latin-1 reads as control "
@@ -146,7 +171,9 @@ def read_text(path, encoding="utf-8"):
         raise CorpusError(f"{path}: not enough memory to read its {path.stat().st_size:,} "
                           f"bytes") from None
     except FileNotFoundError:
-        raise CorpusError(f"{path}: no such file") from None
+        raise CorpusError(f"{path}: no such file" + (
+            " (the text is read from a file, not standard input: save it to one and give its "
+            "name)" if str(path) == "-" else "")) from None
     except IsADirectoryError:
         raise CorpusError(a_directory(path)) from None
     except OSError as e:
@@ -168,13 +195,45 @@ def read_text(path, encoding="utf-8"):
 
 
 def undecodable(path, encoding, error, end, raw=None):
-    """The message for a byte that is not valid ``encoding``: ``error``, the UnicodeDecodeError
-    of a decode of bytes that end at offset ``end`` of the file (``bad_byte``); ``raw``, the
-    file's first bytes, to hint at its encoding (``encoding_hint``)."""
+    """The message for a byte that is not valid ``encoding``: ``error``, the first
+    UnicodeDecodeError of a decode of the file in order, of bytes that end at offset ``end``
+    of the file (``bad_byte``); ``raw``, the file's first bytes, to hint at its encoding
+    (``encoding_hint``). Two cases are not another encoding: the text's last bytes begin a
+    character the file ends before (a file cut short, by ``head -c`` say), and a stray
+    byte in text that is UTF-8 around it (``_utf8_around``)."""
     byte, offset = bad_byte(error, end)
+    where = f"{path}: byte 0x{byte:02x} at offset {offset} is not valid {encoding} " \
+            f"({error.reason})"
+    if error.end == len(error.object) and error.reason in (
+            "unexpected end of data", "truncated data", "incomplete multibyte sequence"):
+        cut = len(error.object) - error.start
+        return (f"{where}: the file ends in the middle of a character, as one cut short (by "
+                f"head -c, say) does; all before its last {cut} byte"
+                f"{'s' if cut > 1 else ''} reads as {encoding}: remove "
+                f"{'them' if cut > 1 else 'it'}")
+    if codec_name(encoding) in ("utf-8", "utf-8-sig") and \
+            (runs := _utf8_around(error.object, error.start)):
+        return (f"{where}, but the text around it is UTF-8 ({runs[0]:,} of {runs[1]:,} runs of "
+                f"non-ASCII bytes there are): a stray byte, not another encoding? iconv -c -f "
+                f"utf-8 -t utf-8 copies a text without the bytes that are not UTF-8")
     hint = f" ({encoding_hint(raw, encoding)})" if raw is not None else ""
-    return (f"{path}: byte 0x{byte:02x} at offset {offset} is not valid {encoding} "
-            f"({error.reason}); pass its encoding with --encoding{hint}")
+    return f"{where}; pass its encoding with --encoding{hint}"
+
+
+def _utf8_around(raw, at):
+    """(runs that are UTF-8, runs) of the runs of non-ASCII bytes in the ``COUNT_BLOCK`` bytes
+    of ``raw`` around offset ``at`` (the first thousand), if more than ``UTF8_RUNS`` times as
+    many are UTF-8 as are not; else None."""
+    near = raw[max(0, at - COUNT_BLOCK // 2):at + COUNT_BLOCK // 2]
+    utf8 = runs = 0
+    for _, run in zip(range(1000), re.finditer(rb"[\x80-\xff]+", near)):
+        runs += 1
+        try:
+            run.group().decode("utf-8")
+            utf8 += 1
+        except UnicodeDecodeError:
+            pass
+    return (utf8, runs) if utf8 > UTF8_RUNS * (runs - utf8) else None
 
 
 def codec_failure(path, encoding, e):
@@ -199,6 +258,13 @@ def _two_text_bytes(c):
     line break): what 8-bit text read as UTF-16 is made of (CJK-looking characters)."""
     code = ord(c)
     return code <= 0xFFFF and all(b in _TEXT_BYTES for b in (code >> 8, code & 0xFF))
+
+
+def _swapped(c):
+    """Whether character c's UTF-16 code unit is an ASCII text byte then a zero byte: what
+    UTF-16 text read in the other byte order makes of ASCII (its letters U+4100-U+7A00)."""
+    code = ord(c)
+    return code <= 0xFFFF and code & 0xFF == 0 and code >> 8 in _TEXT_BYTES
 
 
 def _crlf(ids, cr, lf):
@@ -242,20 +308,28 @@ def oddities(corpus, encoding):
                     f"text, and is trained on as it is")
     elif nuls > NUL_SHARE:  # (UTF-16 or -32 text without a byte-order mark)
         said.append(f"{nuls:.0%} of the characters of {path} are NUL (\\x00), "
-                    f"{_wide_text(nuls, ids[0] == vocab.index[chr(0)], encoding)}")
+                    f"{_wide_text(ids[:COUNT_BLOCK] == vocab.index[chr(0)], encoding)}")
     elif codec.startswith("utf-16") and \
             (paired := share([c for c in vocab.chars if _two_text_bytes(c)])) > EIGHT_BIT_PAIRS:
         said.append(f"{paired:.0%} of the characters of {path} read as {encoding} are two bytes "
                     f"of ASCII text each, as 8-bit text (ASCII, UTF-8) read as UTF-16 gives: if "
                     f"it is, --encoding utf-8 reads it")
+    elif codec.startswith("utf-16") and \
+            (swapped := share([c for c in vocab.chars if _swapped(c)])) > SWAPPED_PAIRS:
+        other = "utf-16-le" if codec == "utf-16-be" else "utf-16-be"
+        said.append(f"{swapped:.0%} of the characters of {path} read as {encoding} are an ASCII "
+                    f"character's byte and a zero byte, as UTF-16 text read in the other byte "
+                    f"order gives: if it is, --encoding {other} reads it")
     elif codec == "iso8859-1" and \
             any("\x80" <= c <= "\x9f" for c in vocab.chars):
         said.append(f"{path} read as {encoding} has characters U+0080-U+009F, control codes "
                     f"that text rarely holds: Windows-1252's quotes, dashes and signs come out "
                     f"as these; if it is Windows text, --encoding cp1252 reads them as meant")
     if "\ufeff" in vocab.index and ids[0] == vocab.index["\ufeff"]:
+        reader = _bom_reader(encoding)
         said.append(f"{path} starts with a byte-order mark (U+FEFF), which the model learns "
-                    f"as a character of its vocabulary; --encoding utf-8-sig leaves it out")
+                    f"as a character of its vocabulary"
+                    + (f"; --encoding {reader} leaves it out" if codec != reader else ""))
     if "\r" in vocab.index and "\n" in vocab.index:
         pairs, crs = _crlf(ids, vocab.index["\r"], vocab.index["\n"])
         if pairs > crs / 2:
@@ -266,13 +340,20 @@ def oddities(corpus, encoding):
     return said
 
 
-def _wide_text(nuls, nul_first, encoding):
-    """What a share ``nuls`` (> NUL_SHARE) of NULs in text read as ``encoding`` suggests, and
-    the encoding that reads it: UTF-16 or -32 text, big-endian if a NUL comes first."""
-    width = 32 if nuls > NUL_SHARE_32 else 16  # (ASCII: 3 NULs in 4 characters, or 1 in 2)
-    order = "be" if nul_first else "le"  # (the zero byte first)
-    return (f"as in UTF-{width} text read as {encoding}: if it is, --encoding "
-            f"utf-{width}-{order} reads it")
+def _wide_text(nul, encoding):
+    """What NULs (``nul``: whether each of the text's first characters, or bytes, is one; more
+    than NUL_SHARE of them) in text read as ``encoding`` suggest, and the encoding that reads
+    it: UTF-16 or -32 text, where the other characters keep to one place of every 2 (or 4:
+    ASCII's byte and its zero bytes), little-endian if the first, big-endian if the last; else
+    binary data padded with NULs."""
+    nuls = np.count_nonzero(nul) / max(1, nul.size)
+    width = 4 if nuls > NUL_SHARE_32 else 2  # (ASCII: 3 NULs in 4 characters, or 1 in 2)
+    places = np.bincount(np.flatnonzero(~nul) % width, minlength=width)
+    place = int(np.argmax(places))
+    if places[place] < WIDE_PLACE * places.sum() or place not in (0, width - 1):
+        return "not between letters as in UTF-16 or -32 text: it looks like binary data"
+    return (f"as in UTF-{8 * width} text read as {encoding}: if it is, --encoding "
+            f"utf-{8 * width}-{'le' if place == 0 else 'be'} reads it")
 
 
 def _ebcdic(encoding):
@@ -307,8 +388,10 @@ def unknown_hint(text, missing, encoding, start=True):
     hint = ""
     nuls = text.count("\x00") / max(1, len(text)) if "\x00" in missing else 0
     if nuls > NUL_SHARE:
+        first = np.frombuffer(text[:COUNT_BLOCK].encode("utf-32-le", "surrogatepass"),
+                              np.uint32)
         hint += (f"; {nuls:.0%} of its characters are NUL (\\x00), "
-                 f"{_wide_text(nuls, text[0] == chr(0), encoding)}")
+                 f"{_wide_text(first == 0, encoding)}")
     reader = _bom_reader(encoding)
     if start and text.startswith("\ufeff") and "\ufeff" in missing and \
             codec_name(encoding) != reader:

@@ -7,12 +7,11 @@ import time
 from pathlib import Path
 
 from . import cli, files
-from .checkpoint import BEST, CHECKPOINT
+from .checkpoint import ASIDE, BEST, CHECKPOINT
 
 METRICS, PLOT = "metrics.jsonl", "loss.png"  # (and checkpoint.CHECKPOINT, checkpoint.BEST)
 OUTPUTS = (CHECKPOINT, BEST, METRICS, PLOT)  # what a run writes in --out (and --overwrite
                                              # sets aside), besides its lock and temporaries
-ASIDE = ".overwritten"  # an old run's file in --out, renamed so while a new run replaces it
 LOCK_PID_WAITS = 50  # a run refused --out waits up to this many 10 ms for its holder's pid
 
 
@@ -91,10 +90,10 @@ def _check(args, ckpt, out, say):
                                  f"elsewhere)")
         if held(CHECKPOINT) and not args.overwrite:
             raise cli.UsageError(f"{out / CHECKPOINT} already exists: continue it with --resume "
-                                 f"{out / CHECKPOINT}, or pass --overwrite or another --out")
+                                 f"{cli.quoted(out / CHECKPOINT)}, or pass --overwrite or another --out")
         if held(BEST) and not args.overwrite:  # (a run killed before its first checkpoint)
             raise cli.UsageError(f"{out / BEST} (a run's best model) already exists: continue "
-                                 f"it with --resume {out / BEST}, or pass --overwrite (which "
+                                 f"it with --resume {cli.quoted(out / BEST)}, or pass --overwrite (which "
                                  f"removes it) or another --out")
         if held(METRICS) and not args.overwrite:
             raise cli.UsageError(f"{out / METRICS} (another run's log) already exists: pass "

@@ -18,7 +18,7 @@ import numpy as np
 from . import checkpoint, cli, compiling
 from .backends import BACKENDS
 from .config import DTYPES
-from .vocab import describe
+from .vocab import describe, shown
 
 PROG = "fastrnn.sample"
 PIECE = 64  # characters generated per kernel call, then written out
@@ -87,10 +87,10 @@ def _main(argv, out):
     missing = vocab.unknown(prime)
     if missing:
         undecoded = any("\udc80" <= c <= "\udcff" for c in missing)  # (bytes as Python keeps them)
-        shown = str(vocab) if len(vocab) <= 100 else str(vocab)[:100]  # (thousands, in CJK)
+        first = str(vocab) if len(vocab) <= 100 else str(vocab)[:100]  # (thousands, in CJK)
         whole = ": " if len(vocab) <= 100 else f" of {len(vocab):,} characters begins "
         raise cli.UsageError(f"--prime has characters the model never saw: "
-                             f"{describe(missing)} (its vocabulary{whole}{shown!r})" + (
+                             f"{describe(missing)} (its vocabulary{whole}{shown(first)})" + (
                                  f"; the '\\udc..' are bytes that are not "
                                  f"{sys.getfilesystemencoding()} text, the encoding of this "
                                  f"locale: give --prime in it, or set a UTF-8 locale (e.g. "

@@ -33,7 +33,7 @@ from .vocab import describe
 
 PROG = "fastrnn.score"
 BLOCK = 1 << 20  # bytes read at a time
-PROGRESS_BYTES = 1 << 23  # files of this many bytes in all or more show a progress bar
+BAR_DELAY = 2.0  # seconds into a file's check or score before its progress bar shows
 STDIN = "<stdin>"  # standard input's name in the scores and messages
 
 
@@ -86,9 +86,9 @@ def _main(argv, out):
             raise cli.UsageError(f"{path} is a zip archive (an .npz checkpoint?), not a text: "
                                  f"give the checkpoint once, first, then the texts to score")
     given = [(path, path) for path in args.files if path != "-"]
-    _check(args, ckpt, given)  # (before standard input is read: a missing file said at once)
-    if "-" not in args.files:
-        return _score(args, ckpt, model, given, out)
+    counts = _check(args, ckpt, given)  # (before standard input is read: a missing file said
+    if "-" not in args.files:           # at once)
+        return _score(args, ckpt, model, given, counts, out)
     with _stops_interrupt() as quiet:  # (the folder removed on SIGTERM and SIGHUP too)
         try:
             spool = tempfile.TemporaryDirectory(prefix="fastrnn-score-")
@@ -98,21 +98,33 @@ def _main(argv, out):
         with spool as folder:
             try:
                 kept = _keep_stdin(Path(folder) / "stdin", args.encoding)
-                _check(args, ckpt, [(kept, STDIN)])
+                counts.update(_check(args, ckpt, [(kept, STDIN)]))
                 texts = [(kept, STDIN) if path == "-" else (path, path) for path in args.files]
-                return _score(args, ckpt, model, texts, out)
+                return _score(args, ckpt, model, texts, counts, out)
             finally:
                 quiet()  # (a stop from here on does not cut the folder's removal short)
 
 
 def _check(args, ckpt, texts):
     """Every text of ``texts`` ((path, name) pairs) read through and checked: a UsageError
-    naming the first that cannot be scored."""
+    naming the first that cannot be scored; else {name: characters it has to score}."""
+    counts = {}
     try:
         for path, name in texts:
-            check_file(ckpt.vocab, path, args.encoding, args.skip_unknown, name=name)
+            with _bar(f"checking {cli.one_line(str(name))}", _size(path), "B") as bar:
+                counts[name] = check_file(ckpt.vocab, path, args.encoding, args.skip_unknown,
+                                          name=name, progress=bar.update)
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
+    return counts
+
+
+def _bar(desc, total, unit):
+    """A progress bar on stderr that shows only once its work has taken BAR_DELAY seconds
+    (and is gone when closed)."""
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False,
+                delay=BAR_DELAY, dynamic_ncols=True, file=sys.stderr,
+                disable=bool(cli.stderr_lost()))
 
 
 @contextlib.contextmanager
@@ -177,20 +189,19 @@ def _keep_stdin(kept, encoding):
                 return kept
 
 
-def _score(args, ckpt, model, texts, out):
-    """Each text of ``texts`` ((path, name) pairs, checked) scored, a line each on ``out``."""
+def _score(args, ckpt, model, texts, counts, out):
+    """Each text of ``texts`` ((path, name) pairs, checked: ``counts``, {name: characters it
+    has to score}) scored, a line each on ``out``."""
     say = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
-    total = sum(_size(path) for path, _ in texts)
-    bar = tqdm(total=total, unit="B", unit_scale=True, desc="scoring", file=sys.stderr,
-               leave=False, dynamic_ncols=True, disable=total < PROGRESS_BYTES)
-    with compiling.announce(say, model.config.dtype, "scoring kernels"), bar:
+    with compiling.announce(say, model.config.dtype, "scoring kernels"):
         for path, name in texts:
-            try:
-                result = score_file(model, ckpt.vocab, model.first_stream_state(), path,
-                                    args.encoding, args.skip_unknown, bar.update, name=name)
+            try:  # (the bar gone before the line: on a terminal the line would follow it)
+                with _bar(f"scoring {cli.one_line(str(name))}", max(0, counts[name] - 1),
+                          "char") as bar:
+                    result = score_file(model, ckpt.vocab, model.first_stream_state(), path,
+                                        args.encoding, args.skip_unknown, bar.update, name=name)
             except ValueError as e:  # (a file changed since it was checked)
                 raise cli.UsageError(str(e)) from None
-            bar.clear()  # (on a terminal a line would follow the bar's, on its line)
             if result["skipped"] > result["predicted"]:  # (the score is of what is left)
                 cli.warn(PROG, f"{name}: {result['skipped']:,} of its characters are outside "
                                f"the model's vocabulary and were skipped, more than the "
@@ -198,7 +209,6 @@ def _score(args, ckpt, model, texts, out):
             try:
                 out.write(_json(result) if args.json else _line(result))
                 out.flush()
-                bar.refresh()
             except BrokenPipeError:  # e.g. piped into `head`: stop quietly
                 cli.drop_output()
                 break
@@ -234,20 +244,22 @@ def _line(r):
 
 def _blocks(vocab, path, encoding, skip_unknown, progress=None, name=None):
     """The file's text a block at a time, each as (kept text, characters dropped from it):
-    decoded, its characters checked against the vocabulary (``progress(n)``: n more bytes
-    read). A file that cannot be read, decoded or (without ``skip_unknown``) encoded is a
-    ValueError naming it (``name``, default the path)."""
+    decoded as ``corpus.read_text`` decodes a whole file, its characters checked against the
+    vocabulary (``progress(n)``: n more bytes read). A file that cannot be read, decoded or
+    (without ``skip_unknown``) encoded is a ValueError naming it (``name``, default the
+    path)."""
     name = path if name is None else name
     kind = files.not_regular(path)
     if kind:  # (a FIFO's read waits for ever, /dev/zero's never ends)
         raise ValueError(f"{name} is {kind}, not a regular file")
-    decoder = codecs.getincrementaldecoder(encoding)()
+    decoder = None  # (made for the file's first bytes)
     read = 0  # bytes read before this block
     held = ""  # a block's last \r, given to the next block: a \r\n is never cut in two
     try:
         with open(path, "rb") as f:
             while True:
                 raw = f.read(BLOCK)
+                decoder = decoder or corpus.incremental_decoder(encoding, raw)
                 try:
                     text = held + decoder.decode(raw, final=not raw)
                 except UnicodeDecodeError as e:
@@ -277,17 +289,20 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None, name=None):
         raise ValueError(f"{name}: cannot read it ({e.strerror or e})") from None
 
 
-def check_file(vocab, path, encoding="utf-8", skip_unknown=False, name=None):
+def check_file(vocab, path, encoding="utf-8", skip_unknown=False, name=None, progress=None):
     """Reads the file through once, as ``score_file`` will, without the model: a ValueError
     naming the file (``name``, default the path) if it cannot be scored (so that no file is
-    scored if one cannot be)."""
+    scored if one cannot be); else the number of its characters that are scored, the first
+    included (``progress(n)``: n more bytes read)."""
     name = path if name is None else name
     kept = skipped = 0
-    for text, dropped in _blocks(vocab, path, encoding, skip_unknown, name=name):
+    for text, dropped in _blocks(vocab, path, encoding, skip_unknown, progress, name):
         kept, skipped = kept + len(text), skipped + dropped
     if kept < 2:
         raise ValueError(f"{name} has fewer than 2 characters to score" + (
-            f" once the {skipped:,} the vocabulary lacks are skipped" if skipped else ""))
+            f" once the {skipped:,} the vocabulary lacks {'are' if skipped > 1 else 'is'} "
+            f"skipped" if skipped else ""))
+    return kept
 
 
 def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False, progress=None,
@@ -296,18 +311,19 @@ def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False, 
     block at a time from ``state`` (L, S, 1, H): the loss of predicting each character from the
     ones before it, summed block by block (each block carries the state and its last character
     into the next). ``name`` (default the path) is the file's in the result and in the
-    ValueError a file that cannot be read or scored is."""
+    ValueError a file that cannot be read or scored is; ``progress(n)``: n more characters
+    predicted (``model.evaluate``'s)."""
     name = path if name is None else name
     corpus.check_encoding(encoding)
     skip_unknown = validate.flag("skip_unknown", skip_unknown)
     loss, predicted, skipped, last = 0.0, 0, 0, None
-    for text, dropped in _blocks(vocab, path, encoding, skip_unknown, progress, name):
+    for text, dropped in _blocks(vocab, path, encoding, skip_unknown, name=name):
         skipped += dropped
         ids = vocab.encode(text, np.int64)
         if last is not None:
             ids = np.concatenate([[last], ids])
         if len(ids) >= 2:
-            block_loss, state = model.evaluate(ids, state=state)
+            block_loss, state = model.evaluate(ids, state=state, progress=progress)
             loss += block_loss
             predicted += len(ids) - 1
             ids = ids[-1:]

@@ -464,11 +464,7 @@ def _load_resume(path):
     try:
         ckpt = checkpoint.load(path)
     except CheckpointError as e:
-        aside = Path(str(path) + ASIDE)
-        hint = f" ({aside}, set aside by an --overwrite run that has not saved yet, or was " \
-               f"killed before it did, is the run that was there: --resume {aside})" \
-            if not os.path.lexists(path) and aside.is_file() else ""
-        raise cli.UsageError(f"cannot resume: {e}{hint}") from None
+        raise cli.UsageError(f"cannot resume: {e}") from None
     iteration = ckpt.run.get("iteration")
     if not isinstance(iteration, int) or iteration != len(ckpt.losses):
         raise cli.UsageError(f"cannot resume: {path} was not written by fastrnn.train (or is "
@@ -519,8 +515,10 @@ def _settings(args, ckpt, source=None):
                                  f"(--learning-rate and --dropout may change; --init-from "
                                  f"starts a new run from its weights)")
         config.update({k: v for k, v in given.items() if k in RESUME_MAY_CHANGE})
-        data = {**DATA_DEFAULTS, **ckpt.run.get("data", {})}
-        if args.val_fraction is not None and args.val_fraction != data["val_fraction"]:
+        recorded = ckpt.run.get("data", {})  # (none in a checkpoint saved from Python)
+        data = {**DATA_DEFAULTS, **recorded}
+        if args.val_fraction is not None and "val_fraction" in recorded and \
+                args.val_fraction != data["val_fraction"]:
             raise cli.UsageError(f"cannot resume with --val-fraction {args.val_fraction}: the "
                                  f"checkpoint held out {data['val_fraction']} of its text")
         if args.data:
@@ -584,7 +582,7 @@ def _load_corpus(data, config, ckpt, vocab, say, given):
     saved = ckpt.run.get("data", {}).get("sha256") if ckpt else None
     if ckpt and saved and corpus.sha256 != saved and not given:  # (changed since, in place)
         raise cli.UsageError(f"{path} has changed since the checkpoint was written: it is not "
-                             f"the text the run trained on; pass --data {path} to resume on it "
+                             f"the text the run trained on; pass --data {cli.quoted(path)} to resume on it "
                              f"as it is now (the run then keeps a best of its own: {BEST} is "
                              f"replaced at its first validation)")
     if ckpt and corpus.sha256 != saved:  # (another text, or one the checkpoint does not name)
@@ -648,14 +646,15 @@ def _seconds(s):
     return f"{s:.0f}" if s >= 10 else f"{s:.2g}"
 
 
-def _say(args, message):
-    """A line on stdout (progress-bar safe). If stdout cannot be written (its reader went
-    away, ``| head``; a full disk; a terminal that hung up), the rest goes nowhere and the run
-    stops as if interrupted: saved, resumable."""
+def _say(args, message, lines=False):
+    """A line on stdout (progress-bar safe), its line breaks (a path's) written as \\n, or,
+    with ``lines``, the lines of ``message`` (a sample's). If stdout cannot be written (its
+    reader went away, ``| head``; a full disk; a terminal that hung up), the rest goes nowhere
+    and the run stops as if interrupted: saved, resumable."""
     if args.quiet or args.output_closed:
         return
     try:
-        tqdm.write(message)
+        tqdm.write(message if lines else cli.one_line(message))
         sys.stdout.flush()
     except OSError as e:
         args.output_closed = "stdout was closed" if isinstance(e, BrokenPipeError) else \
@@ -1381,7 +1380,7 @@ class Trainer:
             _say(self.args, f"----- sample at iteration {self.iteration} skipped: {e}")
             return
         _say(self.args, f"----- sample at iteration {self.iteration}\n"
-                        f"{_shown(self.corpus.vocab.decode(ids))}\n-----")
+                        f"{_shown(self.corpus.vocab.decode(ids))}\n-----", lines=True)
         self.sample_seconds = time.perf_counter() - start
 
     @property
@@ -1595,7 +1594,7 @@ class Trainer:
             if self.model.backend != "numba":  # (the default; the same kernels: the same bits)
                 more += f" --backend {self.model.backend}"
             cli.error(f"{PROG}: {why} at iteration {self.iteration}; saved {where}; continue "
-                      f"with: python -m fastrnn.train --resume {where}{more}")
+                      f"with: python -m fastrnn.train --resume {cli.quoted(where)}{more}")
             return cli.EXIT_INTERRUPTED
         last = self.records[-1] if self.records else {}
         summary = f"done: iteration {self.iteration}"

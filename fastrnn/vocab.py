@@ -35,8 +35,18 @@ def _text(what, text):
 
 def describe(chars, limit=10):
     """'a', 'b', 'c' and 4 more"""
-    shown = ", ".join(repr(c) for c in chars[:limit])
-    return shown + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
+    listed = ", ".join(shown(c) for c in chars[:limit])
+    return listed + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
+
+
+def shown(text):
+    """``repr(text)`` with its combining marks escaped: shown, they join the character before
+    them (a quote, or another character)."""
+    out = repr(text)
+    for c in set(text):
+        if unicodedata.category(c).startswith("M"):
+            out = out.replace(c, c.encode("unicode_escape").decode("ascii"))
+    return out
 
 
 class UnknownCharacters(ValueError):
@@ -81,12 +91,8 @@ class Vocab:
 
     def __repr__(self):
         chars = self._chars
-        shown = repr("".join(chars[:40]))
-        for c in set(chars[:40]):  # combining marks escaped: shown, they join the one before
-            if unicodedata.category(c).startswith("M"):
-                shown = shown.replace(c, c.encode("unicode_escape").decode("ascii"))
         more = f" and {len(chars) - 40:,} more" if len(chars) > 40 else ""
-        return f"Vocab({len(chars)} characters: {shown}{more})"
+        return f"Vocab({len(chars)} characters: {shown(''.join(chars[:40]))}{more})"
 
     @property
     def chars(self):

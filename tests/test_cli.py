@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -1263,8 +1264,8 @@ def test_a_resume_keeps_the_rest_of_the_runs_time_budget(tmp_path, corpus_file, 
     within what is left of the budget, counted in the time the run has spent since its
     training started (``wall_seconds``, over all its processes). A run the budget stopped has
     nothing to train; --time-budget S gives a resume S seconds from its start; --iterations
-    drops the budget."""
-    out = tmp_path / "run"
+    drops the budget. (The closing line's command quotes the path as a shell must read it.)"""
+    out = tmp_path / "the run's out"
     path = out / "checkpoint.npz"
     # Ctrl-C at the first validation, iteration 10 (evaluate's third call: the budget's
     # estimate of a validation makes two)
@@ -1272,8 +1273,11 @@ def test_a_resume_keeps_the_rest_of_the_runs_time_budget(tmp_path, corpus_file, 
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "40", "--time-budget",
                        "3600", "--eval-every", "10", "--out", str(out)]) == cli.EXIT_INTERRUPTED
     monkeypatch.undo()
-    assert capsys.readouterr().err.endswith(
-        f"continue with: python -m fastrnn.train --resume {path}\n")  # (not --iterations 40)
+    err = capsys.readouterr().err
+    assert err.endswith(f"continue with: python -m fastrnn.train --resume "
+                        f"'{tmp_path}/the run'\"'\"'s out/checkpoint.npz'\n")  # (not --iterations 40)
+    assert shlex.split(err.split("continue with: ")[1]) == [
+        "python", "-m", "fastrnn.train", "--resume", str(path)]
     run = checkpoint.load(path).run
     assert (run["iteration"], run["target"], run["time_budget"], run["budget_from"]) == \
         (10, 40, 3600, 0)
@@ -2481,6 +2485,12 @@ def test_a_checkpoint_without_its_texts_name_needs_data(tmp_path, corpus_file, c
                        "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "the checkpoint does not record the text it was trained on" in err, err
+    # nor what it held out: any --val-fraction (was told it held out the default, 0.1)
+    again = tmp_path / "again"
+    assert train.main(["--resume", str(path), "--data", corpus_file, "--iterations", "5",
+                       "--val-fraction", "0", "--quiet", "--out", str(again)]) == 0, \
+        capsys.readouterr().err
+    assert checkpoint.load(again / "checkpoint.npz").run["data"]["val_fraction"] == 0
 
 
 def test_a_run_resumed_on_another_text_keeps_a_best_of_its_own(tmp_path, corpus_file, capsys):
@@ -2960,7 +2970,8 @@ def assert_usage_error(rc, capsys, *fragments):
     err = capsys.readouterr().err
     assert rc == 2, err
     assert err.count("\n") == 1 and "Traceback" not in err, err
-    assert err.startswith(("fastrnn.train: error: ", "fastrnn.sample: error: ")), err
+    assert err.startswith(("fastrnn.train: error: ", "fastrnn.sample: error: ",
+                           "fastrnn.score: error: ")), err
     for fragment in fragments:
         assert fragment in err, err
 
@@ -3247,10 +3258,16 @@ def test_an_overwrite_that_saves_nothing_puts_the_old_run_back(tmp_path, corpus_
     assert {name: (tmp_path / name).read_bytes() for name in names} == old
     killed()
     rc = train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations", "12"])
-    assert_usage_error(rc, capsys, f"({tmp_path / 'checkpoint.npz.overwritten'}, set aside by an "
-                                   f"--overwrite run that has not saved yet, or was killed before "
-                                   f"it did, is the run that was there: --resume "
-                                   f"{tmp_path / 'checkpoint.npz.overwritten'})")
+    hint = (f"({tmp_path / 'checkpoint.npz.overwritten'}, set aside by an --overwrite run that "
+            f"has not saved yet, or was killed before it did, is the run that was there: give "
+            f"that file)")
+    assert_usage_error(rc, capsys, hint)
+    # so do sample, score and --init-from
+    for command, argv in ((sample_main, [str(tmp_path / "checkpoint.npz")]),
+                          (score.main, [str(tmp_path / "checkpoint.npz"), corpus_file]),
+                          (train.main, ["--init-from", str(tmp_path / "checkpoint.npz"), "--data",
+                                        corpus_file, "--out", str(tmp_path / "new")])):
+        assert_usage_error(command(argv), capsys, hint)
     assert train.main(["--resume", str(tmp_path / "checkpoint.npz.overwritten"), "--iterations",
                        "12", "--eval-every", "0", "--quiet"]) == 0
     assert checkpoint.load(tmp_path / "checkpoint.npz").run["iteration"] == 12
@@ -3648,3 +3665,21 @@ def test_kernels_compiled_now_and_loaded_from_the_cache_give_the_same_bits(tmp_p
     for batch in ("1", "3"):
         same_state(checkpoint.load(tmp_path / "compiled" / batch / "checkpoint.npz"),
                    checkpoint.load(tmp_path / "cached" / batch / "checkpoint.npz"))
+
+
+def test_paths_with_line_breaks_are_one_line_each(tmp_path, corpus_file, capsys):
+    """(a text or --out whose name holds a line break split the opening and closing lines in
+    two) A path's line breaks are written as \\n in the run's lines on stdout; a sample's own
+    lines stay lines."""
+    text = tmp_path / "two\nlines.txt"
+    text.write_bytes(Path(corpus_file).read_bytes())
+    out = tmp_path / "out\rdir"
+    assert train.main(["--data", str(text), *SMALL[:-1], "--iterations", "10", "--eval-every",
+                       "10", "--sample-every", "10", "--sample-length", "200",
+                       "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith(f"training on {tmp_path}/two\\nlines.txt: ") for line in lines)
+    assert lines[-1].startswith("done: ") and lines[-1].endswith(
+        f"; checkpoint {tmp_path}/out\\rdir/checkpoint.npz"), lines
+    sample = lines.index("----- sample at iteration 10")
+    assert lines[sample + 1:].index("-----") > 0  # (its text, on lines of its own)

@@ -71,7 +71,16 @@ def test_encoding_in_blocks_matches_a_plain_lookup(monkeypatch):
     ("hello".encode("utf-16"), r"byte 0xff at offset 0 is not valid utf-8 \(invalid start "
                                r"byte\); pass its encoding with --encoding \(it starts "
                                r"with a UTF-16 byte-order mark: --encoding utf-16\)"),
-    ("hello".encode("utf-16-be") + b"\xff", r"\(for example --encoding latin-1\)"),
+    # ... and UTF-16 and -32 without one, by where their NULs are (binary data has NULs too)
+    ("hello".encode("utf-16-be") + b"\xff", r"\(45% of its bytes are NUL \(\\x00\), as in "
+                                           r"UTF-16 text read as utf-8: if it is, --encoding "
+                                           r"utf-16-be reads it\)"),
+    ("caf\u00e9\n".encode("utf-16-le") * 9, r"byte 0xe9 at offset 6 .*--encoding utf-16-le "
+                                            r"reads it\)$"),
+    ("caf\u00e9\n".encode("utf-32-le") * 9, r"--encoding utf-32-le reads it\)$"),
+    ((b"name\xff" + b"\x00" * 11) * 9, r"\(69% of its bytes are NUL \(\\x00\), not between "
+                                      r"letters as in UTF-16 or -32 text: it looks like binary "
+                                      r"data\)$"),
     (b"\xfe\xff" + "hello".encode("utf-16-be"), r"--encoding utf-16\)"),
     ("hello".encode("utf-32"), r"\(it starts with a UTF-32 byte-order mark: --encoding "
                                r"utf-32\)"),
@@ -85,11 +94,21 @@ def test_encoding_in_blocks_matches_a_plain_lookup(monkeypatch):
     (np.random.default_rng(0).integers(0, 256, 4000, np.uint8).tobytes(),
      r"--encoding \(if it is text at all: 1[0-2]% of its bytes are control codes, as in binary "
      r"data\)"),
-    # UTF-8 with one bad byte (its quotes' bytes are 0x80-0x9f too; so is a stray one)
-    ("\u201cquoted\u2019s\u201c \u2014 dash\n".encode() * 9 + b"caf\xe9",
-     r"byte 0xe9 at offset 237 .*\(for example --encoding latin-1\)"),
+    # UTF-8 with one bad byte (its quotes' bytes are 0x80-0x9f too; so is a stray one): not
+    # another encoding, which latin-1 would read in silence, as mojibake
+    ("\u201cquoted\u2019s\u201c \u2014 dash\n".encode() * 9 + b"caf\xe9 ",
+     r"byte 0xe9 at offset 237 is not valid utf-8 \(invalid continuation byte\), but the text "
+     r"around it is UTF-8 \(36 of 37 runs of non-ASCII bytes there are\): a stray byte, not "
+     r"another encoding\? iconv -c -f utf-8 -t utf-8 copies a text without the bytes that are "
+     r"not UTF-8$"),
     ("caf\u00e9 na\u00efve r\u00e9sum\u00e9\n".encode() * 20 + b"don\x92t",
-     r"byte 0x92 at offset 443 .*\(for example --encoding latin-1\)"),
+     r"byte 0x92 at offset 443 .*, but the text around it is UTF-8 \(80 of 81 runs"),
+    ("caf\u00e9 na\u00efve\n".encode() * 2 + b"\x92 " * 3, r"\(for example --encoding "),
+    # a file cut short in a character (head -c)
+    ("caf\u00e9 \U0001f600".encode()[:-2], r"byte 0xf0 at offset 6 is not valid utf-8 "
+     r"\(unexpected end of data\): the file ends in the middle of a character, as one cut "
+     r"short \(by head -c, say\) does; all before its last 2 bytes reads as utf-8: "
+     r"remove them$"),
 ])
 def test_bad_files_are_named(tmp_path, content, message):
     path = write(tmp_path, content)
@@ -111,10 +130,16 @@ def test_a_file_empty_once_decoded_is_named(tmp_path, content, encoding):
 
 def test_a_byte_order_mark_is_not_hinted_at_when_its_encoding_was_given(tmp_path):
     """(a corrupt UTF-16 file read as utf-16 was told to pass --encoding utf-16)"""
-    path = write(tmp_path, b"\xff\xfe" + "hello".encode("utf-16-le") + b"a")  # an odd byte
-    with pytest.raises(CorpusError, match=r"is not valid utf-16 \(truncated data\); pass its "
-                                          r"encoding with --encoding \(for example "
-                                          r"--encoding latin-1\)$"):
+    path = write(tmp_path, b"\xff\xfe" + "hello".encode("utf-16-le") + b"\x00\xdca\x00")
+    with pytest.raises(CorpusError, match=r"byte 0x00 at offset 12 is not valid utf-16 "
+                                          r"\(illegal encoding\); pass its encoding with "
+                                          r"--encoding \(for example --encoding latin-1\)$"):
+        load(path, encoding="utf-16")
+    # an odd byte at its end: cut short, not another encoding
+    path = write(tmp_path, b"\xff\xfe" + "hello".encode("utf-16-le") + b"a")
+    with pytest.raises(CorpusError, match=r"is not valid utf-16 \(truncated data\): the file "
+                                          r"ends in the middle of a character.*its last 1 byte "
+                                          r"reads as utf-16: remove it$"):
         load(path, encoding="utf-16")
 
 
@@ -248,7 +273,20 @@ def test_a_text_too_large_for_the_memory_is_one_line(tmp_path, monkeypatch):
     ("plain text, as text is. " * 20, "idna", []),  # (an 8-bit codec that is not EBCDIC)
     ("3.14, 2.72, 1.41/1.73 - 'e' - 0.577\n" * 20, "cp037",  # (numbers: C0 codes in EBCDIC)
      [r"^\d\d% of the characters of .* read as cp037 \(an EBCDIC code page\) are control "]),
-    ("\ufefftext\n" * 20, "utf-8", [r"starts with a byte-order mark \(U\+FEFF\)"]),
+    ("\ufefftext\n" * 20, "utf-8", [r"starts with a byte-order mark \(U\+FEFF\), which the model "
+                                   r"learns as a character of its vocabulary; --encoding "
+                                   r"utf-8-sig leaves it out$"]),
+    (("\ufeff" + "text\n" * 20).encode("utf-16-le"), "utf-16-le",
+     [r"starts with a byte-order mark .*; --encoding utf-16 leaves it out$"]),
+    # UTF-16 read in the other byte order, and NULs that are not UTF-16's
+    ("text\n".encode("utf-16-be") * 20, "utf-16",
+     [r"^100% of the characters of .* read as utf-16 are an ASCII character's byte and a zero "
+      r"byte, as UTF-16 text read in the other byte order gives: if it is, --encoding utf-16-be "
+      r"reads it$"]),
+    ("text\n".encode("utf-16-le") * 20, "utf-16-be", [r"--encoding utf-16-le reads it$"]),
+    ((b"name" + b"\x00" * 12) * 20, "latin-1",
+     [r"^75% of the characters of .* are NUL \(\\x00\), not between letters as in UTF-16 or -32 "
+      r"text: it looks like binary data$"]),
     ("line\r\n" * 20, "utf-8",
      [r"has Windows line endings \(\\r\\n\): the model learns the \\r before every line break "
       r"as a character .*; a copy with Unix line endings \(dos2unix\) leaves it out$"]),

@@ -251,6 +251,13 @@ def test_a_decoding_error_names_its_byte_offset_across_blocks(run, tmp_path, cap
     assert score.main([str(d / "out" / "checkpoint.npz"), str(tmp_path / "bom.txt"),
                        "--skip-unknown", "--encoding", "utf-8-sig"], out=io.StringIO()) == 2
     assert "bom.txt: byte 0xe2 at offset 10 is not valid utf-8-sig" in capsys.readouterr().err
+    # a file cut short in a character: its last block's end, not another encoding
+    (tmp_path / "cut.txt").write_bytes(TEXT[:10].encode() + "\u20ac".encode()[:2])
+    assert score.main([str(d / "out" / "checkpoint.npz"), str(tmp_path / "cut.txt")],
+                      out=io.StringIO()) == 2
+    assert ("cut.txt: byte 0xe2 at offset 10 is not valid utf-8 (unexpected end of data): the "
+            "file ends in the middle of a character, as one cut short (by head -c, say) does; "
+            "all before its last 2 bytes reads as utf-8: remove them\n") in capsys.readouterr().err
 
 
 def test_a_line_ending_cut_by_a_block_is_still_named(run, tmp_path, capsys, monkeypatch):
@@ -319,10 +326,11 @@ def test_unusable_checkpoint_and_encoding(run, tmp_path, capsys):
                       out=io.StringIO()) == 2  # a codec, but not a text encoding
     assert "unknown encoding 'rot13'" in capsys.readouterr().err
     plain = tmp_path / "plain.txt"
-    plain.write_bytes(b"ab")  # UTF-16 without its byte-order mark
+    plain.write_bytes(b"ab")  # UTF-16 without its byte-order mark: read as train reads it
     assert score.main([str(d / "out" / "checkpoint.npz"), str(plain), "--encoding", "utf-16"],
                       out=io.StringIO()) == 2
-    assert f"{plain}: not valid utf-16 (" in capsys.readouterr().err
+    assert f"{plain} has characters the model never saw: '{b'ab'.decode('utf-16')}'" in \
+        capsys.readouterr().err
     plain.write_bytes(TEXT[:40].encode("utf-16"))  # UTF-16, its byte-order mark named
     assert score.main([str(d / "out" / "checkpoint.npz"), str(plain)], out=io.StringIO()) == 2
     assert ("byte 0xff at offset 0 is not valid utf-8 (invalid start byte); pass its encoding "
@@ -355,15 +363,41 @@ def test_a_loss_past_the_float_range_of_its_exponential_is_an_infinite_perplexit
 
 
 def test_a_long_score_shows_its_progress(run, tmp_path, capsys, monkeypatch):
-    """(a large file was minutes of silence) A progress bar by bytes read, on stderr, for
-    files of PROGRESS_BYTES in all or more (lowered here to reach it); the counts with
-    thousands separators."""
+    """(a large file was minutes of silence, and a slow model's smaller one too: the bar
+    went by file size) A progress bar on stderr for each file's check (bytes read) and score
+    (characters predicted, as the model's calls go) that has taken BAR_DELAY seconds
+    (lowered here to reach it); none for one that has not."""
     d, corpus = run
+    ckpt = str(d / "out" / "checkpoint.npz")
     monkeypatch.setattr(score, "BLOCK", 1000)
-    monkeypatch.setattr(score, "PROGRESS_BYTES", 1)
-    rc, out = scored([str(d / "out" / "checkpoint.npz"), str(corpus)])
+    monkeypatch.setattr(score, "BAR_DELAY", 0)
+    rc, out = scored([ckpt, str(corpus)])
     assert rc == 0 and f"over {len(TEXT) - 1:,} characters" in out
-    assert "scoring:" in capsys.readouterr().err
-    monkeypatch.setattr(score, "PROGRESS_BYTES", 1 << 40)
-    assert scored([str(d / "out" / "checkpoint.npz"), str(corpus)]) == (rc, out)
+    err = capsys.readouterr().err
+    assert "checking " in err and "scoring " in err
+    scoring = err[err.index(f"scoring {corpus}:"):]
+    assert f"/{(len(TEXT) - 1) / 1000:.2f}k [" in scoring and "char/s" in scoring  # (predicted)
+    monkeypatch.setattr(score, "BAR_DELAY", 1e9)
+    assert scored([ckpt, str(corpus)]) == (rc, out)
     assert "scoring" not in capsys.readouterr().err
+    # from Python: the characters predicted, as they are
+    done = []
+    ckpt = checkpoint.load(ckpt)
+    model = ckpt.to_model("numba")
+    result = score.score_file(model, ckpt.vocab, None, corpus, progress=done.append)
+    assert sum(done) == result["predicted"] == len(TEXT) - 1 and len(done) > 1
+
+
+def test_utf16_without_a_byte_order_mark_reads_as_training_reads_it(run, tmp_path):
+    """(Python's UTF-16 decoder for blocks refuses text without a byte-order mark, which train
+    reads whole: a model could not score its own text) --encoding utf-16 or utf-32 without a
+    mark is this machine's byte order, as train reads it."""
+    d, corpus = run
+    ckpt = str(d / "out" / "checkpoint.npz")
+    expected = json.loads(scored([ckpt, str(corpus), "--json"])[1])["nats_per_char"]
+    for encoding in ("utf-16", "utf-32"):
+        wide = tmp_path / f"{encoding}.txt"
+        wide.write_bytes(TEXT.encode(f"{encoding}-{sys.byteorder[0]}e"))
+        assert load(wide, encoding=encoding).n_chars == len(TEXT)
+        rc, out = scored([ckpt, str(wide), "--json", "--encoding", encoding])
+        assert rc == 0 and json.loads(out)["nats_per_char"] == expected, out
