@@ -734,6 +734,7 @@ class Trainer:
         self.failing_said = False  # whether it said that the run is failing...
         self.last_loss = None  # ...from this loss and the one before (this process's)
         self.drawn = (None, 0.0, 0.0)  # loss.png's records, when it was drawn, how long it took
+        self.log_due = True  # metrics.jsonl not yet rewritten with this run's records (``_log``)
         self.init_from = run.get("init_from")  # the checkpoint a fine-tuned run started from
         self.lr_decay = None  # (factor, every): set by _main...
         self.anneal = None  # ...and {"fraction": F[, "window": [start, end]]}
@@ -829,7 +830,6 @@ class Trainer:
             return self._nothing_to_train(
                 f"the run it resumes has spent its --time-budget {args.time_budget:g} (at "
                 f"iteration {self.iteration})", " (--time-budget S trains S seconds more)")
-        self._write(METRICS, metrics.rewrite, self.records)
         for note in args.notes:
             _say(args, note)
         _say(args, f"training on {self.data['path']}: {len(self.corpus.train):,} characters "
@@ -990,7 +990,8 @@ class Trainer:
         if self.records and self.records[-1]["iteration"] == self.iteration:  # (written with
             # the rate before the window, which the iterations after it no longer train at)
             self.records[-1] = {**self.records[-1], "learning_rate": self.learning_rate()}
-            self._write(METRICS, metrics.rewrite, self.records)
+            self.log_due = True
+            self._log()
         began = f"; that share began at iteration {first}, so the anneal starts here" \
             if first < self.iteration else ""  # (given on --resume, or a budget's found late)
         coarse = f" in only {steps} step{'s' * (steps > 1)} (a step lasts at least 4 kernel " \
@@ -1283,7 +1284,7 @@ class Trainer:
                   "train_seconds": round(self.seconds, 3), "wall_seconds": round(self._wall(), 3),
                   "chars_per_s": round(self.timed_chars / self.seconds, 1) if self.seconds else None}
         self.records.append(record)
-        self._write(METRICS, metrics.append, record)
+        self._log(record)
         self._draw()
         line = f"iteration {self.iteration} (epoch {record['epoch']:.2f}):"
         if train_loss is not None:
@@ -1473,6 +1474,7 @@ class Trainer:
             metrics.rewrite(self.out / METRICS, self.records)
         except OSError:
             return False
+        self.log_due = False
         _say(self.args, f"note: {self.out} was removed or moved while the run wrote there: "
                         f"made again, to save the run in")
         return True
@@ -1528,13 +1530,25 @@ class Trainer:
                 said += f"; the run --overwrite was to replace is put back ({', '.join(aside)})"
         return said
 
+    def _log(self, record=None):
+        """metrics.jsonl: ``record`` appended (the latest of ``records``), or, at the run's first
+        write to it (its first validation or checkpoint), rewritten whole with the run's records
+        (a resumed checkpoint's: a log may hold records past it, a killed run's, or another
+        file's, resuming best.npz), so that a run that writes nothing (diverging at once) leaves
+        the log as it found it."""
+        if self.log_due:
+            self._write(METRICS, metrics.rewrite, self.records)
+            self.log_due = False
+        elif record is not None:
+            self._write(METRICS, metrics.append, record)
+
     def _draw(self, final=False):
         """Draw loss.png from the records, unless it holds them all, or (but for the ``final``
         drawing) the latest drawing took more than PLOT_SHARE of the time since."""
         now = time.perf_counter()
-        if not self.records or self.drawn[0] == len(self.records) or not final and \
-                self.drawn[2] > PLOT_SHARE * (now - self.drawn[1]):
-            return
+        if not self.records or self.log_due or self.drawn[0] == len(self.records) or \
+                not final and self.drawn[2] > PLOT_SHARE * (now - self.drawn[1]):
+            return  # (the picture follows the log: none from a run that wrote nothing)
         first = self.drawn[0] is None  # (its time is mostly matplotlib's import: not counted)
         why = self._write(PLOT, metrics.plot, self.records)
         done = time.perf_counter()
@@ -1552,6 +1566,10 @@ class Trainer:
         except CheckpointError as e:  # (the file before it is left as it was)
             raise _WriteFailed(name, str(e)) from None
         self.save_seconds = time.perf_counter() - start  # best.npz's too: the same size
+        try:
+            self._log()  # (the log of what the checkpoint holds, if not yet written)
+        except _WriteFailed:  # (the checkpoint is saved; the log's next write says why not)
+            pass
         rundir.settle_aside(self.args, self.out)  # (--overwrite's old run: removed, now that this
                                             # run has a file of its own here)
         if name == CHECKPOINT:

@@ -2263,6 +2263,7 @@ def test_a_full_disk_is_a_one_line_failure(tmp_path, corpus_file, capsys, monkey
     from fastrnn import metrics
 
     monkeypatch.setattr(metrics, "append", _full_disk)
+    monkeypatch.setattr(metrics, "rewrite", _full_disk)
     rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "10", "--eval-every", "5",
                      "--out", str(tmp_path)])
     err = capsys.readouterr().err
@@ -2631,7 +2632,7 @@ def test_a_log_of_another_run_is_not_written_over(tmp_path, corpus_file, capsys,
     monkeypatch.undo()
     rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--learning-rate",
                      "1e30", "--out", str(tmp_path / "diverged")])
-    assert rc == 1 and (tmp_path / "diverged" / "metrics.jsonl").read_text() == ""
+    assert rc == 1 and not (tmp_path / "diverged" / "metrics.jsonl").exists()  # (wrote none)
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--out",
                        str(tmp_path / "diverged")]) == 0
 
@@ -3683,3 +3684,30 @@ def test_paths_with_line_breaks_are_one_line_each(tmp_path, corpus_file, capsys)
         f"; checkpoint {tmp_path}/out\\rdir/checkpoint.npz"), lines
     sample = lines.index("----- sample at iteration 10")
     assert lines[sample + 1:].index("-----") > 0  # (its text, on lines of its own)
+
+
+def test_a_resume_that_writes_nothing_leaves_the_log_as_it_found_it(tmp_path, corpus_file,
+                                                                     capsys):
+    """(a resume rewrote metrics.jsonl with its checkpoint's records as it started: one that
+    diverged at once left a log cut down to, say, best.npz's records beside the checkpoint.npz
+    it never replaced) The log is rewritten with the run's records at its first write, a
+    validation's record or a checkpoint: a resume that writes nothing leaves the log and its
+    picture as they were, one that writes rewrites the log whole (a record past its checkpoint,
+    as a killed run leaves, dropped)."""
+    out = tmp_path / "run"
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "10", "--eval-every", "5",
+                       "--out", str(out)]) == 0
+    log = out / "metrics.jsonl"
+    killed = json.loads(log.read_text().splitlines()[-1])
+    log.write_text(log.read_text() + json.dumps({**killed, "iteration": 15}) + "\n")
+    before = {name: (out / name).read_bytes() for name in ("metrics.jsonl", "loss.png")}
+    rc = train.main(["--resume", str(out / "checkpoint.npz"), "--iterations", "20",
+                     "--learning-rate", "1e30", "--quiet"])
+    assert rc == 1 and "training diverged" in capsys.readouterr().err
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert train.main(["--resume", str(out / "checkpoint.npz"), "--iterations", "15",
+                       "--eval-every", "5", "--quiet"]) == 0
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [5, 10, 15] and records[-1] != \
+        {**killed, "iteration": 15}
+    assert records == checkpoint.load(out / "checkpoint.npz").run["metrics"]
