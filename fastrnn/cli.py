@@ -16,6 +16,9 @@ EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 
 
+BAR_DELAY = 2.0  # seconds a piece of work runs before its progress bar shows (``delayed_bar``)
+
+
 class UsageError(Exception):
     """A problem with what the user asked for; printed as one line, exit code 2."""
 
@@ -157,6 +160,16 @@ class Stderr:
 def stderr_lost():
     """Why stderr can no longer be written, or None."""
     return getattr(sys.stderr, "lost", None)
+
+
+def delayed_bar(desc, total, unit, quiet=False, **options):
+    """A progress bar on stderr that shows once its work has taken BAR_DELAY seconds (none for
+    shorter work, nor with ``quiet`` or a stderr that cannot be written) and is gone when
+    closed; ``options``: tqdm's."""
+    from tqdm import tqdm  # (imported by the commands that draw one, when they do)
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False,
+                delay=BAR_DELAY, dynamic_ncols=True, file=sys.stderr,
+                disable=quiet or bool(stderr_lost()), **options)
 
 
 def quoted(path):

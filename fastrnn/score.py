@@ -24,8 +24,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
-
 from . import checkpoint, cli, compiling, corpus, files, validate
 from .backends import BACKENDS
 from .config import DTYPES
@@ -33,7 +31,6 @@ from .vocab import describe
 
 PROG = "fastrnn.score"
 BLOCK = 1 << 20  # bytes read at a time
-BAR_DELAY = 2.0  # seconds into a file's check or score before its progress bar shows
 STDIN = "<stdin>"  # standard input's name in the scores and messages
 
 
@@ -111,20 +108,13 @@ def _check(args, ckpt, texts):
     counts = {}
     try:
         for path, name in texts:
-            with _bar(f"checking {cli.one_line(str(name))}", _size(path), "B") as bar:
+            with cli.delayed_bar(f"checking {cli.one_line(str(name))}", _size(path),
+                                 "B") as bar:
                 counts[name] = check_file(ckpt.vocab, path, args.encoding, args.skip_unknown,
                                           name=name, progress=bar.update)
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
     return counts
-
-
-def _bar(desc, total, unit):
-    """A progress bar on stderr that shows only once its work has taken BAR_DELAY seconds
-    (and is gone when closed)."""
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False,
-                delay=BAR_DELAY, dynamic_ncols=True, file=sys.stderr,
-                disable=bool(cli.stderr_lost()))
 
 
 @contextlib.contextmanager
@@ -196,8 +186,8 @@ def _score(args, ckpt, model, texts, counts, out):
     with compiling.announce(say, model.config.dtype, "scoring kernels"):
         for path, name in texts:
             try:  # (the bar gone before the line: on a terminal the line would follow it)
-                with _bar(f"scoring {cli.one_line(str(name))}", max(0, counts[name] - 1),
-                          "char") as bar:
+                with cli.delayed_bar(f"scoring {cli.one_line(str(name))}",
+                                     max(0, counts[name] - 1), "char") as bar:
                     result = score_file(model, ckpt.vocab, model.first_stream_state(), path,
                                         args.encoding, args.skip_unknown, bar.update, name=name)
             except ValueError as e:  # (a file changed since it was checked)

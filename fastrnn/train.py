@@ -175,7 +175,6 @@ PLOT_SHARE = 0.05  # loss.png is redrawn at a validation if the last drawing too
                    # share of the time since (~0.1 s a drawing: with --eval-every 1 it was most
                    # of the run), and at the run's end
 LONG_VALIDATION_CHARS = 1_000_000  # the first (untimed) validation said from this many
-VALIDATION_BAR_DELAY = 2.0  # seconds into a validation before its progress bar shows
 BLOCK_SECONDS = 0.2  # seconds a training call (a block of chunks) takes, about: the pace of the
                     # progress bar and of Ctrl-C
 BLOCK_MAX = 100_000  # chunks in a block, at most
@@ -1254,13 +1253,11 @@ class Trainer:
             def progress(n):
                 done[0] += n
                 if not bar:
-                    bar.append(tqdm(total=len(val) - 1, initial=n, desc="validating",
-                                    unit="char", unit_scale=True, leave=False,
-                                    delay=VALIDATION_BAR_DELAY, dynamic_ncols=True,
-                                    file=sys.stderr,  # (below the training bar on a terminal;
-                                    # in a log file on its line: no cursor moves, ESC[A)
-                                    position=None if sys.stderr.isatty() else 0,
-                                    disable=self.args.quiet or bool(cli.stderr_lost())))
+                    bar.append(cli.delayed_bar(
+                        "validating", len(val) - 1, "char", self.args.quiet, initial=n,
+                        # (below the training bar on a terminal; in a log file on its line:
+                        # no cursor moves, ESC[A)
+                        position=None if sys.stderr.isatty() else 0))
                 else:
                     bar[0].update(n)
                 if self.stop is not None and self.stop.requested and done[0] < len(val) - 1:

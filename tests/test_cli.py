@@ -441,7 +441,7 @@ def test_a_validation_shows_a_progress_bar_once_it_takes_a_while(tmp_path, corpu
                                                                  monkeypatch):
     """(one of minutes, on a large held-out text, was a line and then silence) Here the bar's
     delay is 0; --quiet shows none."""
-    monkeypatch.setattr(train, "VALIDATION_BAR_DELAY", 0.0)
+    monkeypatch.setattr(cli, "BAR_DELAY", 0.0)
     argv = ["--data", corpus_file, "--hidden-size", "24", "--seq-length", "10", "--iterations",
             "2", "--eval-every", "1", "--sample-every", "0"]
     assert train.main(argv + ["--out", str(tmp_path / "a")]) == 0
@@ -2956,6 +2956,19 @@ def test_the_prime_is_read_from_zeros_or_from_the_checkpoints_state(trained, tmp
         assert run_sample(argv + ["--state", state]) == (0, texts[state]), state
     assert run_sample(argv) == (0, texts["zeros"])  # (the default)
     assert texts["checkpoint"][:10] != texts["zeros"][:10]
+
+
+def test_a_long_prime_shows_its_progress(trained, capsys, monkeypatch):
+    """(a long --prime was read in silence) A bar on stderr once reading it has taken
+    cli.BAR_DELAY seconds (0 here), of the characters read; the same text with it or not."""
+    prime = "What, ho! " * 300
+    argv = [trained, "--length", "20", "--seed", "1", "--prime", prime]
+    quiet = run_sample(argv)
+    assert quiet[0] == 0 and "reading --prime" not in capsys.readouterr().err
+    monkeypatch.setattr(cli, "BAR_DELAY", 0.0)
+    assert run_sample(argv) == quiet
+    err = capsys.readouterr().err
+    assert "reading --prime: " in err and f"/{(len(prime) - 1) / 1000:.2f}k [" in err, err
 
 
 def test_prime_warms_the_hidden_state(trained):

@@ -370,14 +370,14 @@ def test_a_long_score_shows_its_progress(run, tmp_path, capsys, monkeypatch):
     d, corpus = run
     ckpt = str(d / "out" / "checkpoint.npz")
     monkeypatch.setattr(score, "BLOCK", 1000)
-    monkeypatch.setattr(score, "BAR_DELAY", 0)
+    monkeypatch.setattr(cli, "BAR_DELAY", 0)
     rc, out = scored([ckpt, str(corpus)])
     assert rc == 0 and f"over {len(TEXT) - 1:,} characters" in out
     err = capsys.readouterr().err
     assert "checking " in err and "scoring " in err
     scoring = err[err.index(f"scoring {corpus}:"):]
     assert f"/{(len(TEXT) - 1) / 1000:.2f}k [" in scoring and "char/s" in scoring  # (predicted)
-    monkeypatch.setattr(score, "BAR_DELAY", 1e9)
+    monkeypatch.setattr(cli, "BAR_DELAY", 1e9)
     assert scored([ckpt, str(corpus)]) == (rc, out)
     assert "scoring" not in capsys.readouterr().err
     # from Python: the characters predicted, as they are
