@@ -10,6 +10,7 @@ import re
 import shlex
 import signal
 import sys
+import time
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -162,14 +163,35 @@ def stderr_lost():
     return getattr(sys.stderr, "lost", None)
 
 
-def delayed_bar(desc, total, unit, quiet=False, **options):
-    """A progress bar on stderr that shows once its work has taken BAR_DELAY seconds (none for
-    shorter work, nor with ``quiet`` or a stderr that cannot be written) and is gone when
-    closed; ``options``: tqdm's."""
-    from tqdm import tqdm  # (imported by the commands that draw one, when they do)
-    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, leave=False,
-                delay=BAR_DELAY, dynamic_ncols=True, file=sys.stderr,
-                disable=quiet or bool(stderr_lost()), **options)
+class DelayedBar:
+    """A progress bar on stderr, made at the first ``update`` once its work has taken
+    BAR_DELAY seconds (none for shorter work, nor with ``quiet`` or a stderr that cannot be
+    written: tqdm is not even imported) and gone when closed; ``options``: tqdm's. Made at an
+    update, it never draws while a kernel compiles (between two of its work's calls)."""
+
+    def __init__(self, desc, total, unit, quiet=False, **options):
+        self.start, self.done, self.bar, self.quiet = time.monotonic(), 0, None, quiet
+        self.options = dict(desc=desc, total=total, unit=unit, **options)
+
+    def update(self, n):
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif not self.quiet and not stderr_lost() and \
+                time.monotonic() - self.start >= BAR_DELAY:
+            from tqdm import tqdm
+            self.bar = tqdm(initial=self.done, unit_scale=True, leave=False, dynamic_ncols=True,
+                            file=sys.stderr, **self.options)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def quoted(path):

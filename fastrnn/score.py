@@ -108,8 +108,8 @@ def _check(args, ckpt, texts):
     counts = {}
     try:
         for path, name in texts:
-            with cli.delayed_bar(f"checking {cli.one_line(str(name))}", _size(path),
-                                 "B") as bar:
+            with cli.DelayedBar(f"checking {cli.one_line(str(name))}", _size(path),
+                                "B") as bar:
                 counts[name] = check_file(ckpt.vocab, path, args.encoding, args.skip_unknown,
                                           name=name, progress=bar.update)
     except ValueError as e:
@@ -186,8 +186,8 @@ def _score(args, ckpt, model, texts, counts, out):
     with compiling.announce(say, model.config.dtype, "scoring kernels"):
         for path, name in texts:
             try:  # (the bar gone before the line: on a terminal the line would follow it)
-                with cli.delayed_bar(f"scoring {cli.one_line(str(name))}",
-                                     max(0, counts[name] - 1), "char") as bar:
+                with cli.DelayedBar(f"scoring {cli.one_line(str(name))}",
+                                    max(0, counts[name] - 1), "char") as bar:
                     result = score_file(model, ckpt.vocab, model.first_stream_state(), path,
                                         args.encoding, args.skip_unknown, bar.update, name=name)
             except ValueError as e:  # (a file changed since it was checked)

@@ -1247,19 +1247,15 @@ class Trainer:
             elif took >= LONG_VALIDATION:  # (the latest one's, or --time-budget's estimate)
                 _say(self.args, f"validating on {len(val):,} held-out characters (about "
                                 f"{took:.0f} s)...")
-            done, bar = [0], []  # characters predicted; the bar, from the first kernel call's
-            # end (one there before would mix its cursor moves into "compiling kernels")
+            done = [0]  # characters predicted
+            bar = cli.DelayedBar("validating", len(val) - 1, "char", self.args.quiet,
+                                 # (below the training bar on a terminal; in a log file on
+                                 # its line: no cursor moves, ESC[A)
+                                 position=None if sys.stderr.isatty() else 0)
 
             def progress(n):
                 done[0] += n
-                if not bar:
-                    bar.append(cli.delayed_bar(
-                        "validating", len(val) - 1, "char", self.args.quiet, initial=n,
-                        # (below the training bar on a terminal; in a log file on its line:
-                        # no cursor moves, ESC[A)
-                        position=None if sys.stderr.isatty() else 0))
-                else:
-                    bar[0].update(n)
+                bar.update(n)
                 if self.stop is not None and self.stop.requested and done[0] < len(val) - 1:
                     raise _CutShort  # (not once it is done: kept, not done again)
 
@@ -1267,8 +1263,7 @@ class Trainer:
                 try:
                     val_loss = self._evaluate_text(val, state, progress)
                 finally:  # (before "compiled in", which would draw it again)
-                    for b in bar:
-                        b.close()
+                    bar.close()
             val_loss = val_loss[0] / (len(val) - 1)
         self.eval_seconds = max(1e-9, time.perf_counter() - start)  # (nonzero: timed)
         train_loss = self._train_loss()
