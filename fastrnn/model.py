@@ -440,7 +440,11 @@ class CharRNN:
         if isinstance(data, np.ndarray) and data.dtype.kind in "iu" and data.ndim == 1:
             arr = data
         else:
-            arr = np.asarray(data)
+            try:
+                arr = np.asarray(data)
+            except ValueError:  # (a ragged list: NumPy's words name no argument)
+                raise ValueError(f"data must be a one-dimensional sequence of integer character "
+                                 f"ids, got a ragged {type(data).__name__}") from None
             if arr.dtype.kind in "US" or isinstance(data, bytearray):  # text (a str: 0-d)
                 raise ValueError(f"data must be integer character ids, got "
                                  f"{type(data).__name__} of text: encode text first "
@@ -523,6 +527,14 @@ class CharRNN:
                                     else ""))
             for name, w in zip(names, states):
                 self._checked_weights(f"states ({name})", w, True)
+            buffers = [("weights", self.weights.flat)] + [
+                (f"states ({name})", w.flat) for name, w in zip(names, states)]
+            for k, (name, flat) in enumerate(buffers):  # (the kernels update them all in place)
+                for other, other_flat in buffers[k + 1:]:
+                    if np.may_share_memory(flat, other_flat):
+                        raise ValueError(f"{name} and {other} share memory: each must be an "
+                                         f"array of its own (model.spec.view(np.zeros(...)) "
+                                         f"makes one)")
         current = [self.weights, *(self.states if isinstance(self.states, (list, tuple))
                                    else ())]
         self._laid_out = tuple(w for w in self._laid_out if any(w is c for c in current))

@@ -977,7 +977,12 @@ def test_replaced_weights_and_optimizer_states_are_checked(backend):
                             (other(optimizer="adam", dtype="float32").states,
                              "states \\(m\\) have dtype float32"),
                             ([model.spec.view(np.zeros(2 * model.spec.size)[::2]), adam[1]],
-                             "states \\(m\\).flat is not contiguous")]:
+                             "states \\(m\\).flat is not contiguous"),
+                            # (one buffer for two: the backends updated it differently)
+                            ([adam[0], adam[0]], "states \\(m\\) and states \\(v\\) share "
+                                                 "memory: each must be an array of its own"),
+                            ([model.weights, adam[1]], "weights and states \\(m\\) share "
+                                                       "memory")]:
         model.states = states
         with pytest.raises(ValueError, match=message):
             model.train(data, 1)
@@ -1080,6 +1085,9 @@ def test_odd_arguments_are_named_not_failed_on():
     model = CharRNN(5, hidden_size=8, seq_length=4)
     with pytest.raises(ValueError, match="data must be a one-dimensional sequence"):
         model.train(None, 1)
+    with pytest.raises(ValueError, match="data must be a one-dimensional sequence of integer "
+                                         "character ids, got a ragged list$"):
+        model.evaluate([[1, 2], [1]])  # (NumPy's message named no argument)
     with pytest.raises(ValueError, match="n_steps must be at most 2\\*\\*62, got "
                                          "9,223,372,036,854,775,808"):
         model.train(np.arange(50) % 5, 2**63)
