@@ -164,24 +164,36 @@ def stderr_lost():
 
 
 class DelayedBar:
-    """A progress bar on stderr, made at the first ``update`` once its work has taken
-    BAR_DELAY seconds (none for shorter work, nor with ``quiet`` or a stderr that cannot be
-    written: tqdm is not even imported) and gone when closed; ``options``: tqdm's. Made at an
-    update, it never draws while a kernel compiles (between two of its work's calls)."""
+    """A progress bar on stderr, made at an ``update`` BAR_DELAY seconds or more after the
+    first (the first call of the work, which may compile its kernels, is not counted; none for
+    shorter work, nor with ``quiet`` or a stderr that cannot be written: tqdm is not even
+    imported) and gone when closed; ``options``: tqdm's. Made at an update, it never draws
+    while a kernel compiles (between two of its work's calls)."""
 
     def __init__(self, desc, total, unit, quiet=False, **options):
-        self.start, self.done, self.bar, self.quiet = time.monotonic(), 0, None, quiet
+        self.start, self.done, self.bar, self.quiet = None, 0, None, quiet
         self.options = dict(desc=desc, total=total, unit=unit, **options)
 
     def update(self, n):
         self.done += n
         if self.bar is not None:
             self.bar.update(n)
+        elif self.start is None:
+            self.start = time.monotonic()
         elif not self.quiet and not stderr_lost() and \
                 time.monotonic() - self.start >= BAR_DELAY:
             from tqdm import tqdm
             self.bar = tqdm(initial=self.done, unit_scale=True, leave=False, dynamic_ncols=True,
                             file=sys.stderr, **self.options)
+
+    def clear(self):
+        """Off the screen (for a line to be written where it is), if it is on."""
+        if self.bar is not None:
+            self.bar.clear()
+
+    def refresh(self):
+        if self.bar is not None:
+            self.bar.refresh()
 
     def close(self):
         if self.bar is not None:
@@ -195,8 +207,14 @@ class DelayedBar:
 
 
 def quoted(path):
-    """``path`` as a shell command's argument: quoted where a shell would split or read it."""
-    return shlex.quote(str(path))
+    """``path`` as a shell command's argument: quoted where a shell would split or read it,
+    and with control characters (a line break) as bash's $'...' escapes, one line."""
+    text = str(path)
+    if not any(c < " " or c == "\x7f" for c in text):
+        return shlex.quote(text)
+    return "$'" + "".join("\\" + c if c in "\\'" else
+                          f"\\x{ord(c):02x}" if c < " " or c == "\x7f" else c
+                          for c in text) + "'"
 
 
 def one_line(text):

@@ -8,8 +8,10 @@ that holds its ids, so a 100 MB ASCII corpus needs about 300 MB at its peak and 
 """
 
 import codecs
+import collections
 import decimal
 import hashlib
+import itertools
 import numbers
 import re
 import sys
@@ -32,15 +34,19 @@ SWAPPED_PAIRS = 0.5
 # more than this share of control codes U+0080-U+009F read as EBCDIC: ASCII text (its spaces
 # come out as U+0080, its line breaks as U+008E)
 C1_CONTROLS = 0.05
-# more than this share of NUL characters: UTF-16 text read as 8-bit (ASCII in it: one in two);
-# more than the second, UTF-32 (three in four)
-NUL_SHARE, NUL_SHARE_32 = 0.1, 0.6
-# at least this share of the other characters in one place of every 2 (4 for UTF-32): UTF-16
-# (-32) text, its zero bytes between them; fewer, binary data padded with NULs
-WIDE_PLACE = 0.8
+# more than this share of NUL characters: UTF-16 or -32 text read as 8-bit (ASCII in it: one
+# in two, three in four), or binary data
+NUL_SHARE = 0.1
+# UTF-16 text's NULs (its ASCII's high bytes) fall in one place of every 2: at least this share
+# of them (binary data's fall anywhere: half); and UTF-32's in the place of every 4-byte code
+# unit's top byte (all of them, for any character) and at least this share in the next byte's
+# place (all for a character of the Basic Multilingual Plane)
+WIDE_PLACE = 0.9
 # more than this many runs of non-ASCII bytes that are UTF-8 for each that is not, in the bytes
 # around one that is not: a stray byte in UTF-8 text (not text in another encoding)
 UTF8_RUNS = 9
+RUNS = 1000  # runs of non-ASCII bytes a UTF-8 check counts (``_utf8_runs``)
+_HIGH_BYTES = bytes(range(0x80, 0x100))
 _TEXT_BYTES = frozenset([0x09, 0x0A, 0x0D, *range(0x20, 0x7F)])  # (ASCII text: those bytes)
 CONTROL_CODES = "".join(map(chr, [*range(1, 9), *range(14, 32), 127]))  # (those counted: C0 and
 # DEL, but NUL, \t, \n, \v, \f and \r)
@@ -108,12 +114,13 @@ def codec_name(encoding):
 
 def encoding_hint(raw, encoding):
     """What to pass with --encoding for a file whose bytes (or first block of them) ``raw``
-    did not decode as ``encoding``: the UTF-32 or UTF-16 its byte-order mark names (unless that
-    is the encoding given); Windows-1252 for bytes 0x80-0x9f it reads (its quotes, dashes and
-    signs, which latin-1 would read as control characters in silence); that no encoding will
-    do for what looks like binary data (over ``BINARY_CONTROLS`` of its bytes
-    ``CONTROL_CODES``: then any 8-bit encoding decodes it, as nonsense);
-    else an example."""
+    did not decode as ``encoding``: that no encoding will do for what looks like binary data
+    (over ``BINARY_CONTROLS`` of its bytes ``CONTROL_CODES``: then any 8-bit encoding decodes
+    it, as nonsense); none if it starts with a byte-order mark of that encoding's family
+    (damaged text of it); the UTF-32 or UTF-16 its byte-order mark names; the UTF-16 or -32
+    its NULs suggest (``_wide_text``), or binary data; Windows-1252 for bytes 0x80-0x9f it
+    reads (its quotes, dashes and signs, which latin-1 would read as control characters in
+    silence); else an example."""
     head = raw[:4]
     given = codec_name(encoding)
     first = np.frombuffer(raw[:COUNT_BLOCK], np.uint8)  # (its first MiB: enough to tell)
@@ -123,6 +130,9 @@ def encoding_hint(raw, encoding):
             head[:4] != b"\x00\x00\xfe\xff":
         return (f"if it is text at all: {controls:.0%} of its bytes are control codes, as in "
                 f"binary data")
+    if family := _marked(encoding, head):
+        return (f"its byte-order mark is {family}'s: damaged {family} text, rather than another "
+                f"encoding?")
     if head in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff") and \
             not given.startswith("utf-32"):
         return "it starts with a UTF-32 byte-order mark: --encoding utf-32"
@@ -144,14 +154,23 @@ def _windows_1252(raw):
     byte has such bytes too: its quotes are e2 80 9c). From the first thousand runs."""
     if not re.search(rb"[\x80-\x9f]", raw) or re.search(rb"[\x81\x8d\x8f\x90\x9d]", raw):
         return False
-    utf8 = other = 0
-    for _, run in zip(range(1000), re.finditer(rb"[\x80-\xff]+", raw)):
+    utf8, runs = _utf8_runs(raw)
+    return runs - utf8 > utf8
+
+
+def _utf8_runs(raw, limit=RUNS, last=False):
+    """(runs that are UTF-8, runs) of the first ``limit`` runs of non-ASCII bytes in ``raw``
+    (``last``: its last)."""
+    found = re.finditer(rb"[\x80-\xff]+", raw)
+    utf8 = runs = 0
+    for run in collections.deque(found, limit) if last else itertools.islice(found, limit):
+        runs += 1
         try:
             run.group().decode("utf-8")
             utf8 += 1
         except UnicodeDecodeError:
-            other += 1
-    return other > utf8
+            pass
+    return utf8, runs
 
 
 def read_text(path, encoding="utf-8"):
@@ -194,45 +213,96 @@ def read_text(path, encoding="utf-8"):
     return text, hashlib.sha256(raw).hexdigest()
 
 
-def undecodable(path, encoding, error, end, raw=None):
+def undecodable(path, encoding, error, end, raw=None, before=None):
     """The message for a byte that is not valid ``encoding``: ``error``, the first
     UnicodeDecodeError of a decode of the file in order, of bytes that end at offset ``end``
     of the file (``bad_byte``); ``raw``, the file's first bytes, to hint at its encoding
     (``encoding_hint``). Two cases are not another encoding: the text's last bytes begin a
-    character the file ends before (a file cut short, by ``head -c`` say), and a stray
-    byte in text that is UTF-8 around it (``_utf8_around``)."""
+    character the file ends before, where the text before them reads as ``encoding``'s
+    (``_reads_as``; ``before``, some of it, if ``error.object`` does not hold it): a file
+    cut short, by ``head -c`` say (without that sign, both are said); and a stray byte in
+    text that is UTF-8 around it (``_utf8_around``)."""
     byte, offset = bad_byte(error, end)
     where = f"{path}: byte 0x{byte:02x} at offset {offset} is not valid {encoding} " \
             f"({error.reason})"
+    hint = f" ({encoding_hint(raw, encoding)})" if raw is not None else ""
     if error.end == len(error.object) and error.reason in (
             "unexpected end of data", "truncated data", "incomplete multibyte sequence"):
         cut = len(error.object) - error.start
-        return (f"{where}: the file ends in the middle of a character, as one cut short (by "
-                f"head -c, say) does; all before its last {cut} byte"
-                f"{'s' if cut > 1 else ''} reads as {encoding}: remove "
-                f"{'them' if cut > 1 else 'it'}")
+        remove = (f"all before its last {cut} byte{'s' if cut > 1 else ''} reads as "
+                  f"{encoding}: remove {'them' if cut > 1 else 'it'}")
+        if before is None:
+            before = _decoded_before(encoding, error.object, error.start)
+        if _marked(encoding, (error.object if raw is None else raw)[:4]) or \
+                _reads_as(encoding, before):
+            return (f"{where}: the file ends in the middle of a character, as one cut short "
+                    f"(by head -c, say) does; {remove}")
+        return (f"{where}: the file ends in the middle of a character: if it was cut short (by "
+                f"head -c, say), {remove}; if not, pass its encoding with --encoding{hint}")
     if codec_name(encoding) in ("utf-8", "utf-8-sig") and \
             (runs := _utf8_around(error.object, error.start)):
         return (f"{where}, but the text around it is UTF-8 ({runs[0]:,} of {runs[1]:,} runs of "
                 f"non-ASCII bytes there are): a stray byte, not another encoding? iconv -c -f "
                 f"utf-8 -t utf-8 copies a text without the bytes that are not UTF-8")
-    hint = f" ({encoding_hint(raw, encoding)})" if raw is not None else ""
     return f"{where}; pass its encoding with --encoding{hint}"
 
 
+def _decoded_before(encoding, raw, at):
+    """The text of the ``COUNT_BLOCK`` bytes of ``raw`` (from a file's start, a byte-order mark
+    included) before offset ``at`` (where a character begins), a character the window's start
+    cuts dropped; UTF-16 or -32 in the byte order a mark at ``raw``'s start names (else this
+    machine's, as ``bytes.decode`` reads it)."""
+    name = codec_name(encoding)
+    start = max(0, at - COUNT_BLOCK)
+    if name.startswith(("utf-16", "utf-32")):
+        start += (at - start) % 4  # (on a code unit's start)
+    if name in ("utf-16", "utf-32"):
+        big, little = (codecs.BOM_UTF16_BE, codecs.BOM_UTF16_LE) if name == "utf-16" else \
+            (codecs.BOM_UTF32_BE, codecs.BOM_UTF32_LE)
+        order = "be" if raw.startswith(big) else "le" if raw.startswith(little) else \
+            sys.byteorder[0] + "e"
+        name = f"{name}-{order}"
+    return raw[start:at].decode("utf-8" if name == "utf-8-sig" else name, "ignore")
+
+
+def _marked(encoding, head):
+    """``encoding``'s family ("UTF-8", "UTF-16" or "UTF-32") if bytes ``head`` start with a
+    byte-order mark of it (text of it), else None."""
+    name = codec_name(encoding)
+    for family, marks in (("UTF-32", (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)),
+                          ("UTF-16", (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)),
+                          ("UTF-8", (codecs.BOM_UTF8,))):
+        if name.startswith(family.lower()) and head.startswith(marks):
+            return family
+    return None
+
+
+def _reads_as(encoding, text):
+    """Whether ``text``, read as ``encoding``, looks like text of it: for UTF-16 or -32, not
+    mostly 8-bit text read so (two ASCII bytes a character, or one and a zero byte: the other
+    byte order); for another encoding, some characters past ASCII (its own multibyte ones:
+    ASCII alone is any encoding's)."""
+    if not text:
+        return False
+    if codec_name(encoding).startswith(("utf-16", "utf-32")):
+        sample = text[-COUNT_BLOCK // 16:]
+        return sum(_two_text_bytes(c) or _swapped(c) for c in sample) < len(sample) / 2
+    return not text.isascii()
+
+
 def _utf8_around(raw, at):
-    """(runs that are UTF-8, runs) of the runs of non-ASCII bytes in the ``COUNT_BLOCK`` bytes
-    of ``raw`` around offset ``at`` (the first thousand), if more than ``UTF8_RUNS`` times as
-    many are UTF-8 as are not; else None."""
-    near = raw[max(0, at - COUNT_BLOCK // 2):at + COUNT_BLOCK // 2]
-    utf8 = runs = 0
-    for _, run in zip(range(1000), re.finditer(rb"[\x80-\xff]+", near)):
-        runs += 1
-        try:
-            run.group().decode("utf-8")
-            utf8 += 1
-        except UnicodeDecodeError:
-            pass
+    """(runs that are UTF-8, runs) of the runs of non-ASCII bytes around offset ``at`` of
+    ``raw`` (the last RUNS / 2 before it and the first after, in the ``COUNT_BLOCK`` bytes
+    around it, but a run the window's edge cuts), if more than ``UTF8_RUNS`` times as many are
+    UTF-8 as are not; else None."""
+    start, end = max(0, at - COUNT_BLOCK // 2), at + COUNT_BLOCK // 2
+    before, after = raw[start:at], raw[at:end]
+    if start > 0:
+        before = before.lstrip(_HIGH_BYTES)
+    if end < len(raw):
+        after = after.rstrip(_HIGH_BYTES)
+    counts = [_utf8_runs(before, RUNS // 2, last=True), _utf8_runs(after, RUNS // 2)]
+    utf8, runs = (sum(n) for n in zip(*counts))
     return (utf8, runs) if utf8 > UTF8_RUNS * (runs - utf8) else None
 
 
@@ -282,7 +352,8 @@ def oddities(corpus, encoding):
     """What a new run's training text holds that text rarely does, each in a sentence (the
     model would learn it as it is, in silence): binary data; NULs between letters (UTF-16 or
     -32 read as UTF-8: valid, when the text is ASCII); 8-bit text read as UTF-16 (characters
-    that are two bytes of ASCII text each); Windows-1252's quotes and dashes read as latin-1's
+    that are two bytes of ASCII text each), and UTF-16 read in the other byte order (an ASCII
+    byte and a zero byte each); Windows-1252's quotes and dashes read as latin-1's
     control codes; ASCII text read as EBCDIC (spaces as control codes); a byte-order mark;
     Windows line endings."""
     path, ids, vocab = corpus.path, corpus.train, corpus.vocab
@@ -316,7 +387,8 @@ def oddities(corpus, encoding):
                     f"it is, --encoding utf-8 reads it")
     elif codec.startswith("utf-16") and \
             (swapped := share([c for c in vocab.chars if _swapped(c)])) > SWAPPED_PAIRS:
-        other = "utf-16-le" if codec == "utf-16-be" else "utf-16-be"
+        read = {"utf-16": sys.byteorder[0] + "e"}.get(codec, codec[-2:])  # (no mark: as
+        other = "utf-16-be" if read == "le" else "utf-16-le"  # bytes.decode reads it)
         said.append(f"{swapped:.0%} of the characters of {path} read as {encoding} are an ASCII "
                     f"character's byte and a zero byte, as UTF-16 text read in the other byte "
                     f"order gives: if it is, --encoding {other} reads it")
@@ -343,17 +415,20 @@ def oddities(corpus, encoding):
 def _wide_text(nul, encoding):
     """What NULs (``nul``: whether each of the text's first characters, or bytes, is one; more
     than NUL_SHARE of them) in text read as ``encoding`` suggest, and the encoding that reads
-    it: UTF-16 or -32 text, where the other characters keep to one place of every 2 (or 4:
-    ASCII's byte and its zero bytes), little-endian if the first, big-endian if the last; else
-    binary data padded with NULs."""
-    nuls = np.count_nonzero(nul) / max(1, nul.size)
-    width = 4 if nuls > NUL_SHARE_32 else 2  # (ASCII: 3 NULs in 4 characters, or 1 in 2)
-    places = np.bincount(np.flatnonzero(~nul) % width, minlength=width)
-    place = int(np.argmax(places))
-    if places[place] < WIDE_PLACE * places.sum() or place not in (0, width - 1):
-        return "not between letters as in UTF-16 or -32 text: it looks like binary data"
-    return (f"as in UTF-{8 * width} text read as {encoding}: if it is, --encoding "
-            f"utf-{8 * width}-{'le' if place == 0 else 'be'} reads it")
+    it, from where they fall (WIDE_PLACE): UTF-32 text, a NUL in every 4 bytes' top one (the
+    last, little-endian; the first, big-endian); UTF-16, most in one place of every 2 (the
+    second, little-endian); else binary data."""
+    n = nul.size
+    fours = nul[:n - n % 4].reshape(-1, 4).mean(axis=0) if n >= 4 else np.zeros(4)
+    for top, next_, low, order in ((3, 2, 0, "le"), (0, 1, 3, "be")):
+        if fours[top] == 1 and fours[next_] >= WIDE_PLACE and fours[low] < 0.5:
+            return (f"as in UTF-32 text read as {encoding}: if it is, --encoding utf-32-{order} "
+                    f"reads it")
+    twos = nul[:n - n % 2].reshape(-1, 2).sum(axis=0)  # (NULs in the first place, the second)
+    if twos.max() >= WIDE_PLACE * max(1, twos.sum()):
+        return (f"as in UTF-16 text read as {encoding}: if it is, --encoding "
+                f"utf-16-{'le' if twos[1] > twos[0] else 'be'} reads it")
+    return "not between letters as in UTF-16 or -32 text: it looks like binary data"
 
 
 def _ebcdic(encoding):

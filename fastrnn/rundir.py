@@ -90,11 +90,12 @@ def _check(args, ckpt, out, say):
                                  f"elsewhere)")
         if held(CHECKPOINT) and not args.overwrite:
             raise cli.UsageError(f"{out / CHECKPOINT} already exists: continue it with --resume "
-                                 f"{cli.quoted(out / CHECKPOINT)}, or pass --overwrite or another --out")
+                                 f"{cli.quoted(out / CHECKPOINT)}, or pass --overwrite or "
+                                 f"another --out")
         if held(BEST) and not args.overwrite:  # (a run killed before its first checkpoint)
             raise cli.UsageError(f"{out / BEST} (a run's best model) already exists: continue "
-                                 f"it with --resume {cli.quoted(out / BEST)}, or pass --overwrite (which "
-                                 f"removes it) or another --out")
+                                 f"it with --resume {cli.quoted(out / BEST)}, or pass "
+                                 f"--overwrite (which removes it) or another --out")
         if held(METRICS) and not args.overwrite:
             raise cli.UsageError(f"{out / METRICS} (another run's log) already exists: pass "
                                  f"--overwrite or another --out")

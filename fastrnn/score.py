@@ -31,6 +31,7 @@ from .vocab import describe
 
 PROG = "fastrnn.score"
 BLOCK = 1 << 20  # bytes read at a time
+TAIL = 1 << 16  # characters before a decoding error at a file's end, to tell what they read as
 STDIN = "<stdin>"  # standard input's name in the scores and messages
 
 
@@ -107,9 +108,8 @@ def _check(args, ckpt, texts):
     naming the first that cannot be scored; else {name: characters it has to score}."""
     counts = {}
     try:
-        for path, name in texts:
-            with cli.DelayedBar(f"checking {cli.one_line(str(name))}", _size(path),
-                                "B") as bar:
+        with cli.DelayedBar("checking", sum(_size(path) for path, _ in texts), "B") as bar:
+            for path, name in texts:
                 counts[name] = check_file(ckpt.vocab, path, args.encoding, args.skip_unknown,
                                           name=name, progress=bar.update)
     except ValueError as e:
@@ -183,15 +183,16 @@ def _score(args, ckpt, model, texts, counts, out):
     """Each text of ``texts`` ((path, name) pairs, checked: ``counts``, {name: characters it
     has to score}) scored, a line each on ``out``."""
     say = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
-    with compiling.announce(say, model.config.dtype, "scoring kernels"):
+    total = sum(max(0, counts[name] - 1) for _, name in texts)  # (characters predicted)
+    with compiling.announce(say, model.config.dtype, "scoring kernels"), \
+            cli.DelayedBar("scoring", total, "char") as bar:
         for path, name in texts:
-            try:  # (the bar gone before the line: on a terminal the line would follow it)
-                with cli.DelayedBar(f"scoring {cli.one_line(str(name))}",
-                                    max(0, counts[name] - 1), "char") as bar:
-                    result = score_file(model, ckpt.vocab, model.first_stream_state(), path,
-                                        args.encoding, args.skip_unknown, bar.update, name=name)
+            try:
+                result = score_file(model, ckpt.vocab, model.first_stream_state(), path,
+                                    args.encoding, args.skip_unknown, bar.update, name=name)
             except ValueError as e:  # (a file changed since it was checked)
                 raise cli.UsageError(str(e)) from None
+            bar.clear()  # (on a terminal a line would follow the bar's, on its line)
             if result["skipped"] > result["predicted"]:  # (the score is of what is left)
                 cli.warn(PROG, f"{name}: {result['skipped']:,} of its characters are outside "
                                f"the model's vocabulary and were skipped, more than the "
@@ -199,6 +200,7 @@ def _score(args, ckpt, model, texts, counts, out):
             try:
                 out.write(_json(result) if args.json else _line(result))
                 out.flush()
+                bar.refresh()
             except BrokenPipeError:  # e.g. piped into `head`: stop quietly
                 cli.drop_output()
                 break
@@ -245,6 +247,8 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None, name=None):
     decoder = None  # (made for the file's first bytes)
     read = 0  # bytes read before this block
     held = ""  # a block's last \r, given to the next block: a \r\n is never cut in two
+    tail = ""  # the text's last TAIL characters so far (what a decoding error at its end
+    # says the text before read as)
     try:
         with open(path, "rb") as f:
             while True:
@@ -254,10 +258,12 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None, name=None):
                     text = held + decoder.decode(raw, final=not raw)
                 except UnicodeDecodeError as e:
                     raise ValueError(corpus.undecodable(
-                        name, encoding, e, read + len(raw), raw if read == 0 else None)) from None
-                except UnicodeError as e:  # (UTF-16's missing BOM is not a DecodeError)
+                        name, encoding, e, read + len(raw), raw if read == 0 else None,
+                        tail or None)) from None
+                except UnicodeError as e:  # (a codec's own: punycode's)
                     raise ValueError(corpus.codec_failure(name, encoding, e)) from None
                 read += len(raw)
+                tail = (tail + text)[-TAIL:]
                 if progress is not None:
                     progress(len(raw))
                 held = "\r" if raw and text.endswith("\r") else ""

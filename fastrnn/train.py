@@ -581,9 +581,9 @@ def _load_corpus(data, config, ckpt, vocab, say, given):
     saved = ckpt.run.get("data", {}).get("sha256") if ckpt else None
     if ckpt and saved and corpus.sha256 != saved and not given:  # (changed since, in place)
         raise cli.UsageError(f"{path} has changed since the checkpoint was written: it is not "
-                             f"the text the run trained on; pass --data {cli.quoted(path)} to resume on it "
-                             f"as it is now (the run then keeps a best of its own: {BEST} is "
-                             f"replaced at its first validation)")
+                             f"the text the run trained on; pass --data {cli.quoted(path)} to "
+                             f"resume on it as it is now (the run then keeps a best of its "
+                             f"own: {BEST} is replaced at its first validation)")
     if ckpt and corpus.sha256 != saved:  # (another text, or one the checkpoint does not name)
         best, other = ckpt.run.get("best_val_loss"), _another_text(ckpt.run, corpus)
         cli.warn(PROG, (f"{path} is not the text this checkpoint was trained on" if saved else
@@ -734,6 +734,7 @@ class Trainer:
         self.last_loss = None  # ...from this loss and the one before (this process's)
         self.drawn = (None, 0.0, 0.0)  # loss.png's records, when it was drawn, how long it took
         self.log_due = True  # metrics.jsonl not yet rewritten with this run's records (``_log``)
+        self.log_failed = None  # why a checkpoint's rewrite of it failed (said at the end)
         self.init_from = run.get("init_from")  # the checkpoint a fine-tuned run started from
         self.lr_decay = None  # (factor, every): set by _main...
         self.anneal = None  # ...and {"fraction": F[, "window": [start, end]]}
@@ -989,8 +990,7 @@ class Trainer:
         if self.records and self.records[-1]["iteration"] == self.iteration:  # (written with
             # the rate before the window, which the iterations after it no longer train at)
             self.records[-1] = {**self.records[-1], "learning_rate": self.learning_rate()}
-            self.log_due = True
-            self._log()
+            self.log_due = True  # (rewritten whole at the run's next write)
         began = f"; that share began at iteration {first}, so the anneal starts here" \
             if first < self.iteration else ""  # (given on --resume, or a budget's found late)
         coarse = f" in only {steps} step{'s' * (steps > 1)} (a step lasts at least 4 kernel " \
@@ -1560,8 +1560,8 @@ class Trainer:
         self.save_seconds = time.perf_counter() - start  # best.npz's too: the same size
         try:
             self._log()  # (the log of what the checkpoint holds, if not yet written)
-        except _WriteFailed:  # (the checkpoint is saved; the log's next write says why not)
-            pass
+        except _WriteFailed as e:  # (the checkpoint is saved: the log's next write, or the
+            self.log_failed = str(e)  # run's end, says why the log is not)
         rundir.settle_aside(self.args, self.out)  # (--overwrite's old run: removed, now that this
                                             # run has a file of its own here)
         if name == CHECKPOINT:
@@ -1593,6 +1593,9 @@ class Trainer:
 
     def _finish(self):
         where = self.out / CHECKPOINT
+        if self.log_due and self.log_failed:
+            _say(self.args, f"note: {self.log_failed}: it does not hold the run's records, "
+                            f"which its checkpoint does (a resume writes them)")
         window = self.window
         if self.stop_reason == "interrupted":
             why = self.args.output_closed or "interrupted"

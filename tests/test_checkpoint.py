@@ -778,3 +778,16 @@ def test_a_checkpoint_from_before_layers_and_dropout_loads_as_one_layer(saved):
     assert back.config.num_layers == 1 and back.config.dropout == 0.0
     restored = back.to_model("numba")
     assert np.array_equal(restored.weights.flat, model.weights.flat)
+
+
+def test_a_file_that_cannot_be_opened_is_not_called_corrupt(tmp_path):
+    """(a symbolic link's loop was "not a readable fastrnn checkpoint (corrupt or truncated:
+    [Errno 40] ...)") An error opening the file names itself; one in its content is
+    corruption."""
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(CheckpointError, match=f"^{re.escape(str(tmp_path / 'loop'))}: cannot "
+                                              f"read it \\(Too many levels of symbolic links\\)$"):
+        checkpoint.load(tmp_path / "loop")
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04" + b"x" * 100)
+    with pytest.raises(CheckpointError, match="is not a readable fastrnn checkpoint \\(corrupt"):
+        checkpoint.load(tmp_path / "bad.npz")

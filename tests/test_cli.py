@@ -440,7 +440,10 @@ def test_long_reads_and_validations_are_said(tmp_path, corpus_file, capsys, monk
 def test_a_validation_shows_a_progress_bar_once_it_takes_a_while(tmp_path, corpus_file, capsys,
                                                                  monkeypatch):
     """(one of minutes, on a large held-out text, was a line and then silence) Here the bar's
-    delay is 0; --quiet shows none."""
+    delay is 0 (past the first of its kernel calls, made of 256 characters); --quiet shows
+    none."""
+    from fastrnn.backends import numba as numba_backend
+    monkeypatch.setattr(numba_backend, "EVAL_CALL_STEPS", 256)
     monkeypatch.setattr(cli, "BAR_DELAY", 0.0)
     argv = ["--data", corpus_file, "--hidden-size", "24", "--seq-length", "10", "--iterations",
             "2", "--eval-every", "1", "--sample-every", "0"]
@@ -1274,8 +1277,8 @@ def test_a_resume_keeps_the_rest_of_the_runs_time_budget(tmp_path, corpus_file, 
                        "3600", "--eval-every", "10", "--out", str(out)]) == cli.EXIT_INTERRUPTED
     monkeypatch.undo()
     err = capsys.readouterr().err
-    assert err.endswith(f"continue with: python -m fastrnn.train --resume "
-                        f"'{tmp_path}/the run'\"'\"'s out/checkpoint.npz'\n")  # (not --iterations 40)
+    assert err.endswith(f"continue with: python -m fastrnn.train --resume "  # (no --iterations:
+                        f"'{tmp_path}/the run'\"'\"'s out/checkpoint.npz'\n")  # the run's end)
     assert shlex.split(err.split("continue with: ")[1]) == [
         "python", "-m", "fastrnn.train", "--resume", str(path)]
     run = checkpoint.load(path).run
@@ -2960,7 +2963,10 @@ def test_the_prime_is_read_from_zeros_or_from_the_checkpoints_state(trained, tmp
 
 def test_a_long_prime_shows_its_progress(trained, capsys, monkeypatch):
     """(a long --prime was read in silence) A bar on stderr once reading it has taken
-    cli.BAR_DELAY seconds (0 here), of the characters read; the same text with it or not."""
+    cli.BAR_DELAY seconds past its first kernel call (0 here; calls of 256 characters), of the
+    characters read; the same text with it or not."""
+    from fastrnn.backends import numba as numba_backend
+    monkeypatch.setattr(numba_backend, "EVAL_CALL_STEPS", 256)
     prime = "What, ho! " * 300
     argv = [trained, "--length", "20", "--seed", "1", "--prime", prime]
     quiet = run_sample(argv)
@@ -3700,7 +3706,7 @@ def test_paths_with_line_breaks_are_one_line_each(tmp_path, corpus_file, capsys)
 
 
 def test_a_resume_that_writes_nothing_leaves_the_log_as_it_found_it(tmp_path, corpus_file,
-                                                                     capsys):
+                                                                     capsys, monkeypatch):
     """(a resume rewrote metrics.jsonl with its checkpoint's records as it started: one that
     diverged at once left a log cut down to, say, best.npz's records beside the checkpoint.npz
     it never replaced) The log is rewritten with the run's records at its first write, a
@@ -3714,13 +3720,37 @@ def test_a_resume_that_writes_nothing_leaves_the_log_as_it_found_it(tmp_path, co
     killed = json.loads(log.read_text().splitlines()[-1])
     log.write_text(log.read_text() + json.dumps({**killed, "iteration": 15}) + "\n")
     before = {name: (out / name).read_bytes() for name in ("metrics.jsonl", "loss.png")}
-    rc = train.main(["--resume", str(out / "checkpoint.npz"), "--iterations", "20",
-                     "--learning-rate", "1e30", "--quiet"])
-    assert rc == 1 and "training diverged" in capsys.readouterr().err
-    assert {name: (out / name).read_bytes() for name in before} == before
+    for anneal in ([], ["--anneal", "0.9"]):  # (one starting here rewrites the last record's
+        rc = train.main(["--resume", str(out / "checkpoint.npz"), "--iterations", "20",  # rate)
+                         "--learning-rate", "1e30", "--quiet", *anneal])
+        assert rc == 1 and "training diverged" in capsys.readouterr().err
+        assert {name: (out / name).read_bytes() for name in before} == before, anneal
     assert train.main(["--resume", str(out / "checkpoint.npz"), "--iterations", "15",
                        "--eval-every", "5", "--quiet"]) == 0
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["iteration"] for r in records] == [5, 10, 15] and records[-1] != \
         {**killed, "iteration": 15}
     assert records == checkpoint.load(out / "checkpoint.npz").run["metrics"]
+    # one whose first write is its checkpoint (Ctrl-C in its final validation, the first under
+    # --eval-every 0) rewrites the log with it
+    log.write_text(log.read_text() + json.dumps({**killed, "iteration": 25}) + "\n")
+    from fastrnn.backends import numba as numba_backend  # (kernel calls of 256 characters: a
+    monkeypatch.setattr(numba_backend, "EVAL_CALL_STEPS", 256)  # Ctrl-C at the first is early)
+    _interrupting(monkeypatch, 1)
+    assert train.main(["--resume", str(out / "checkpoint.npz"), "--iterations", "20",
+                       "--eval-every", "0", "--quiet"]) == cli.EXIT_INTERRUPTED
+    monkeypatch.undo()
+    saved = checkpoint.load(out / "checkpoint.npz").run
+    assert saved["iteration"] == 20 and saved["metrics"] == records  # (no new record)
+    assert [json.loads(line) for line in log.read_text().splitlines()] == records
+    # ... and if that rewrite fails, the run's end says so (no write of the log follows)
+    from fastrnn import metrics
+    monkeypatch.setattr(numba_backend, "EVAL_CALL_STEPS", 256)
+    _interrupting(monkeypatch, 1)
+    monkeypatch.setattr(metrics, "rewrite", _full_disk)
+    assert train.main(["--resume", str(out / "checkpoint.npz"), "--iterations", "25",
+                       "--eval-every", "0"]) == cli.EXIT_INTERRUPTED
+    assert (f"note: could not write {log}: No space left on device: it does not hold the run's "
+            f"records, which its checkpoint does (a resume writes them)\n"
+            ) in capsys.readouterr().out
+    assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == 25

@@ -78,6 +78,11 @@ def test_encoding_in_blocks_matches_a_plain_lookup(monkeypatch):
     ("caf\u00e9\n".encode("utf-16-le") * 9, r"byte 0xe9 at offset 6 .*--encoding utf-16-le "
                                             r"reads it\)$"),
     ("caf\u00e9\n".encode("utf-32-le") * 9, r"--encoding utf-32-le reads it\)$"),
+    # (English with Chinese: its NULs fall in one place, the other bytes in both)
+    (" ".join(["the cat", "\u8fd9\u662f\u4e00\u4e2a", "sat on", "\u4e2d\u6587"] * 50).encode(
+        "utf-16-le"), r"\(3\d% of its bytes are NUL .*--encoding utf-16-le reads it\)$"),
+    ("\u4e2d\u6587\u53e5\u5b50\u8fd9\u662f\u4e00\u4e2a".encode("utf-32-le") * 9,
+     r"--encoding utf-32-le reads it\)$"),
     ((b"name\xff" + b"\x00" * 11) * 9, r"\(69% of its bytes are NUL \(\\x00\), not between "
                                       r"letters as in UTF-16 or -32 text: it looks like binary "
                                       r"data\)$"),
@@ -104,11 +109,22 @@ def test_encoding_in_blocks_matches_a_plain_lookup(monkeypatch):
     ("caf\u00e9 na\u00efve r\u00e9sum\u00e9\n".encode() * 20 + b"don\x92t",
      r"byte 0x92 at offset 443 .*, but the text around it is UTF-8 \(80 of 81 runs"),
     ("caf\u00e9 na\u00efve\n".encode() * 2 + b"\x92 " * 3, r"\(for example --encoding "),
+    # (a UTF-8 text and a latin-1 one joined: the runs on both sides of the first bad byte)
+    ("caf\u00e9 ".encode() * 2000 + "caf\u00e9 ".encode("latin-1") * 2000,
+     r"byte 0xe9 at offset 12003 .*; pass its encoding with --encoding \(for example "
+     r"--encoding latin-1\)$"),
     # a file cut short in a character (head -c)
     ("caf\u00e9 \U0001f600".encode()[:-2], r"byte 0xf0 at offset 6 is not valid utf-8 "
      r"\(unexpected end of data\): the file ends in the middle of a character, as one cut "
      r"short \(by head -c, say\) does; all before its last 2 bytes reads as utf-8: "
      r"remove them$"),
+    # ... or in another encoding, where nothing before says it is UTF-8: both said
+    (b"Il est all\xe9", r"byte 0xe9 at offset 10 is not valid utf-8 \(unexpected end of data\): "
+     r"the file ends in the middle of a character: if it was cut short \(by head -c, say\), "
+     r"all before its last 1 byte reads as utf-8: remove it; if not, pass its encoding with "
+     r"--encoding \(for example --encoding latin-1\)$"),
+    ("abc\u00e9".encode("utf-16-be"), r"if not, pass its encoding with --encoding \(50% of its "
+     r"bytes are NUL .*--encoding utf-16-be reads it\)$"),
 ])
 def test_bad_files_are_named(tmp_path, content, message):
     path = write(tmp_path, content)
@@ -133,13 +149,21 @@ def test_a_byte_order_mark_is_not_hinted_at_when_its_encoding_was_given(tmp_path
     path = write(tmp_path, b"\xff\xfe" + "hello".encode("utf-16-le") + b"\x00\xdca\x00")
     with pytest.raises(CorpusError, match=r"byte 0x00 at offset 12 is not valid utf-16 "
                                           r"\(illegal encoding\); pass its encoding with "
-                                          r"--encoding \(for example --encoding latin-1\)$"):
+                                          r"--encoding \(its byte-order mark is UTF-16's: "
+                                          r"damaged UTF-16 text, rather than another "
+                                          r"encoding\?\)$"):
         load(path, encoding="utf-16")
     # an odd byte at its end: cut short, not another encoding
     path = write(tmp_path, b"\xff\xfe" + "hello".encode("utf-16-le") + b"a")
     with pytest.raises(CorpusError, match=r"is not valid utf-16 \(truncated data\): the file "
                                           r"ends in the middle of a character.*its last 1 byte "
                                           r"reads as utf-16: remove it$"):
+        load(path, encoding="utf-16")
+    # ASCII read as UTF-16 (two of its bytes a character) ends there too: not said to be cut
+    path = write(tmp_path, b"plain text " * 9)
+    with pytest.raises(CorpusError, match=r"\(truncated data\): the file ends in the middle of "
+                                          r"a character: if it was cut short .*; if not, pass its "
+                                          r"encoding with --encoding"):
         load(path, encoding="utf-16")
 
 

@@ -251,13 +251,21 @@ def test_a_decoding_error_names_its_byte_offset_across_blocks(run, tmp_path, cap
     assert score.main([str(d / "out" / "checkpoint.npz"), str(tmp_path / "bom.txt"),
                        "--skip-unknown", "--encoding", "utf-8-sig"], out=io.StringIO()) == 2
     assert "bom.txt: byte 0xe2 at offset 10 is not valid utf-8-sig" in capsys.readouterr().err
-    # a file cut short in a character: its last block's end, not another encoding
+    # a file cut short in a character: its last block's end, not another encoding (the text
+    # before is UTF-8's: it has a character past ASCII); without that sign, both are said
+    (tmp_path / "cut.txt").write_bytes(("caf\u00e9 " + TEXT[:10]).encode() + "\u20ac".encode()[:2])
+    assert score.main([str(d / "out" / "checkpoint.npz"), str(tmp_path / "cut.txt"),
+                       "--skip-unknown"], out=io.StringIO()) == 2
+    assert ("cut.txt: byte 0xe2 at offset 16 is not valid utf-8 (unexpected end of data): the "
+            "file ends in the middle of a character, as one cut short (by head -c, say) does; "
+            "all before its last 2 bytes reads as utf-8: remove them\n") in capsys.readouterr().err
     (tmp_path / "cut.txt").write_bytes(TEXT[:10].encode() + "\u20ac".encode()[:2])
     assert score.main([str(d / "out" / "checkpoint.npz"), str(tmp_path / "cut.txt")],
                       out=io.StringIO()) == 2
     assert ("cut.txt: byte 0xe2 at offset 10 is not valid utf-8 (unexpected end of data): the "
-            "file ends in the middle of a character, as one cut short (by head -c, say) does; "
-            "all before its last 2 bytes reads as utf-8: remove them\n") in capsys.readouterr().err
+            "file ends in the middle of a character: if it was cut short (by head -c, say), all "
+            "before its last 2 bytes reads as utf-8: remove them; if not, pass its encoding with "
+            "--encoding\n") in capsys.readouterr().err
 
 
 def test_a_line_ending_cut_by_a_block_is_still_named(run, tmp_path, capsys, monkeypatch):
@@ -364,21 +372,21 @@ def test_a_loss_past_the_float_range_of_its_exponential_is_an_infinite_perplexit
 
 def test_a_long_score_shows_its_progress(run, tmp_path, capsys, monkeypatch):
     """(a large file was minutes of silence, and a slow model's smaller one too: the bar
-    went by file size) A progress bar on stderr for each file's check (bytes read) and score
-    (characters predicted, as the model's calls go) that has taken BAR_DELAY seconds
-    (lowered here to reach it); none for one that has not."""
+    went by file size) A progress bar on stderr for the files' check (bytes read) and score
+    (characters predicted, as the model's calls go, over all the files) once they have taken
+    cli.BAR_DELAY seconds past their first call (0 here); none before."""
     d, corpus = run
     ckpt = str(d / "out" / "checkpoint.npz")
     monkeypatch.setattr(score, "BLOCK", 1000)
     monkeypatch.setattr(cli, "BAR_DELAY", 0)
-    rc, out = scored([ckpt, str(corpus)])
-    assert rc == 0 and f"over {len(TEXT) - 1:,} characters" in out
+    rc, out = scored([ckpt, str(corpus), str(corpus)])
+    assert rc == 0 and out.count(f"over {len(TEXT) - 1:,} characters") == 2
     err = capsys.readouterr().err
-    assert "checking " in err and "scoring " in err
-    scoring = err[err.index(f"scoring {corpus}:"):]
-    assert f"/{(len(TEXT) - 1) / 1000:.2f}k [" in scoring and "char/s" in scoring  # (predicted)
+    assert "checking: " in err and f"/{2 * len(TEXT) / 1000:.1f}k [" in err  # (bytes of both)
+    scoring = err[err.index("scoring: "):]
+    assert f"/{2 * (len(TEXT) - 1) / 1000:.1f}k [" in scoring and "char/s" in scoring
     monkeypatch.setattr(cli, "BAR_DELAY", 1e9)
-    assert scored([ckpt, str(corpus)]) == (rc, out)
+    assert scored([ckpt, str(corpus), str(corpus)]) == (rc, out)
     assert "scoring" not in capsys.readouterr().err
     # from Python: the characters predicted, as they are
     done = []
