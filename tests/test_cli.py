@@ -3754,3 +3754,16 @@ def test_a_resume_that_writes_nothing_leaves_the_log_as_it_found_it(tmp_path, co
             f"records, which its checkpoint does (a resume writes them)\n"
             ) in capsys.readouterr().out
     assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == 25
+
+
+@pytest.mark.parametrize("path", ["/tmp/a b", "it's", "two\nlines", "back\\slash\r'",
+                                  "$HOME`x`", "plain/path.npz"])
+def test_a_suggested_commands_path_reads_back_in_a_shell(path):
+    """(the closing line's "continue with" split at a space, or waited for a closing quote)
+    A path in a suggested command is quoted as a shell reads it, on one line: with control
+    characters (a line break) as bash's $'...' escapes."""
+    quoted = cli.quoted(path)
+    assert "\n" not in quoted and "\r" not in quoted
+    assert quoted == path or path != shlex.quote(path)  # (a plain path as it is)
+    done = subprocess.run(["bash", "-c", f"printf %s {quoted}"], capture_output=True)
+    assert done.returncode == 0 and done.stdout == path.encode()
