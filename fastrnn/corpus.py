@@ -34,13 +34,12 @@ SWAPPED_PAIRS = 0.5
 # more than this share of control codes U+0080-U+009F read as EBCDIC: ASCII text (its spaces
 # come out as U+0080, its line breaks as U+008E)
 C1_CONTROLS = 0.05
-# more than this share of NUL characters: UTF-16 or -32 text read as 8-bit (ASCII in it: one
-# in two, three in four), or binary data
+# more than this share of NUL characters (or of bytes below 0x20): UTF-16 or -32 text read as
+# 8-bit (ASCII in it: one in two, three in four), or binary data
 NUL_SHARE = 0.1
-# UTF-16 text's NULs (its ASCII's high bytes) fall in one place of every 2: at least this share
-# of them (binary data's fall anywhere: half); and UTF-32's in the place of every 4-byte code
-# unit's top byte (all of them, for any character) and at least this share in the next byte's
-# place (all for a character of the Basic Multilingual Plane)
+# UTF-16 text's NULs, or bytes below 0x20 (its ASCII's, Greek's or Cyrillic's high bytes),
+# fall in one place of every 2: at least this share of them (binary data's fall anywhere:
+# half); UTF-32's top two bytes of every 4 are below 0x20 for any character (``_wide``)
 WIDE_PLACE = 0.9
 # more than this many runs of non-ASCII bytes that are UTF-8 for each that is not, in the bytes
 # around one that is not: a stray byte in UTF-8 text (not text in another encoding)
@@ -92,15 +91,42 @@ def bad_byte(error, end):
     return error.object[error.start], end - len(error.object) + error.start
 
 
+# byte-order marks by family, little-endian first (a text that starts with UTF-32's
+# little-endian mark starts with UTF-16's too: the family given decides)
+MARKS = {"utf-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE),
+         "utf-16": (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE), "utf-8": (codecs.BOM_UTF8,)}
+
+
+def byte_order(encoding, head):
+    """"le" or "be": the byte order UTF-16 or -32 ``encoding`` reads a file whose first bytes
+    are ``head`` in: its own (utf-16-le), its byte-order mark's, else this machine's (as
+    ``bytes.decode`` reads one without a mark)."""
+    name = codec_name(encoding)
+    if name.endswith(("-le", "-be")):
+        return name[-2:]
+    for order, mark in zip(("le", "be"), MARKS.get(name[:6], ())):
+        if head.startswith(mark):
+            return order
+    return sys.byteorder[0] + "e"
+
+
+def _mark(head):
+    """(family, order) of the byte-order mark bytes ``head`` start with (UTF-32's before
+    UTF-16's), or None."""
+    for family, marks in MARKS.items():
+        for order, mark in zip(("le", "be"), marks):
+            if head.startswith(mark):
+                return family, order
+    return None
+
+
 def incremental_decoder(encoding, head):
     """An incremental decoder of ``encoding`` that reads a file whose first bytes are ``head``
     as ``bytes.decode`` reads it whole (``read_text``): UTF-16 or -32 without a byte-order mark
     in this machine's byte order, where Python's incremental decoder refuses it."""
     name = codec_name(encoding)
-    marks = {"utf-16": (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE),
-             "utf-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)}
-    if name in marks and not head.startswith(marks[name]):
-        encoding = f"{name}-{'le' if sys.byteorder == 'little' else 'be'}"
+    if name in ("utf-16", "utf-32") and not head.startswith(MARKS[name]):
+        encoding = f"{name}-{byte_order(name, head)}"
     return codecs.getincrementaldecoder(encoding)()
 
 
@@ -114,38 +140,51 @@ def codec_name(encoding):
 
 def encoding_hint(raw, encoding):
     """What to pass with --encoding for a file whose bytes (or first block of them) ``raw``
-    did not decode as ``encoding``: that no encoding will do for what looks like binary data
-    (over ``BINARY_CONTROLS`` of its bytes ``CONTROL_CODES``: then any 8-bit encoding decodes
-    it, as nonsense); none if it starts with a byte-order mark of that encoding's family
-    (damaged text of it); the UTF-32 or UTF-16 its byte-order mark names; the UTF-16 or -32
-    its NULs suggest (``_wide_text``), or binary data; Windows-1252 for bytes 0x80-0x9f it
-    reads (its quotes, dashes and signs, which latin-1 would read as control characters in
-    silence); else an example."""
-    head = raw[:4]
+    did not decode as ``encoding``: the family a byte-order mark names (one of the encoding's
+    own family, in its order, is ``undecodable``'s: damaged text); UTF-16 or -32 where its NULs
+    or control codes fall as in such text (``_wide``); that no encoding will do for what looks
+    like binary data (over ``BINARY_CONTROLS`` of its bytes ``CONTROL_CODES``, or over
+    NUL_SHARE NULs: then any 8-bit encoding decodes it, as nonsense); UTF-8 where its bytes
+    read as that; Windows-1252 for bytes 0x80-0x9f it reads (its quotes, dashes and signs,
+    which latin-1 would read as control characters in silence); else an example."""
     given = codec_name(encoding)
     first = np.frombuffer(raw[:COUNT_BLOCK], np.uint8)  # (its first MiB: enough to tell)
+    if (mark := _mark(raw[:4])) and not _marked(encoding, raw[:4]):
+        return (f"it starts with a {mark[0].upper()} byte-order mark: --encoding "
+                f"{_bom_reader(mark[0])}")
+    if clause := _wide_clause(first == 0, _low(first), "its bytes", encoding):
+        return clause
     codes = np.frombuffer(CONTROL_CODES.encode("ascii"), np.uint8)
     controls = np.count_nonzero(np.isin(first, codes)) / max(1, first.size)
-    if controls > BINARY_CONTROLS and not head.startswith((b"\xff\xfe", b"\xfe\xff")) and \
-            head[:4] != b"\x00\x00\xfe\xff":
+    if controls > BINARY_CONTROLS:
         return (f"if it is text at all: {controls:.0%} of its bytes are control codes, as in "
                 f"binary data")
-    if family := _marked(encoding, head):
-        return (f"its byte-order mark is {family}'s: damaged {family} text, rather than another "
-                f"encoding?")
-    if head in (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff") and \
-            not given.startswith("utf-32"):
-        return "it starts with a UTF-32 byte-order mark: --encoding utf-32"
-    if head[:2] in (b"\xff\xfe", b"\xfe\xff") and not given.startswith("utf-16"):
-        return "it starts with a UTF-16 byte-order mark: --encoding utf-16"
     nuls = np.count_nonzero(first == 0) / max(1, first.size)
-    if nuls > NUL_SHARE and not given.startswith(("utf-16", "utf-32")):
-        return f"{nuls:.0%} of its bytes are NUL (\\x00), {_wide_text(first == 0, encoding)}"
+    if nuls > NUL_SHARE:
+        return f"if it is text at all: {nuls:.0%} of its bytes are NUL (\\x00), as in binary data"
+    if not given.startswith("utf-8") and not raw.isascii() and _utf8(raw[:COUNT_BLOCK]):
+        return "its bytes read as UTF-8: --encoding utf-8"
     if given != "cp1252" and _windows_1252(raw):
         return ("for example --encoding cp1252, Windows' Western European: it has bytes "
                 "0x80-0x9f, its quotes, dashes and signs, which latin-1 reads as control "
                 "characters")
     return "for example --encoding latin-1"
+
+
+def _utf8(raw):
+    """Whether bytes ``raw`` are UTF-8 (but for a character their end cuts)."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(raw, final=False)
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def _low(codes):
+    """Which of ``codes`` (bytes, or characters' code points) are below 0x20 but tab and line
+    breaks: NUL and the control codes UTF-16's and -32's high bytes are in text of the
+    alphabets below U+2000 (ASCII's, Cyrillic's 0x04) and of any script past U+FFFF."""
+    return (codes < 0x20) & ~np.isin(codes, (9, 10, 13))
 
 
 def _windows_1252(raw):
@@ -226,6 +265,7 @@ def undecodable(path, encoding, error, end, raw=None, before=None):
     where = f"{path}: byte 0x{byte:02x} at offset {offset} is not valid {encoding} " \
             f"({error.reason})"
     hint = f" ({encoding_hint(raw, encoding)})" if raw is not None else ""
+    marked = _marked(encoding, (error.object if raw is None else raw)[:4])
     if error.end == len(error.object) and error.reason in (
             "unexpected end of data", "truncated data", "incomplete multibyte sequence"):
         cut = len(error.object) - error.start
@@ -233,12 +273,14 @@ def undecodable(path, encoding, error, end, raw=None, before=None):
                   f"{encoding}: remove {'them' if cut > 1 else 'it'}")
         if before is None:
             before = _decoded_before(encoding, error.object, error.start)
-        if _marked(encoding, (error.object if raw is None else raw)[:4]) or \
-                _reads_as(encoding, before):
+        if marked or _reads_as(encoding, before):
             return (f"{where}: the file ends in the middle of a character, as one cut short "
                     f"(by head -c, say) does; {remove}")
         return (f"{where}: the file ends in the middle of a character: if it was cut short (by "
                 f"head -c, say), {remove}; if not, pass its encoding with --encoding{hint}")
+    if marked:
+        return (f"{where}; its byte-order mark says it is {marked} text: damaged there, not in "
+                f"another encoding")
     if codec_name(encoding) in ("utf-8", "utf-8-sig") and \
             (runs := _utf8_around(error.object, error.start)):
         return (f"{where}, but the text around it is UTF-8 ({runs[0]:,} of {runs[1]:,} runs of "
@@ -250,44 +292,42 @@ def undecodable(path, encoding, error, end, raw=None, before=None):
 def _decoded_before(encoding, raw, at):
     """The text of the ``COUNT_BLOCK`` bytes of ``raw`` (from a file's start, a byte-order mark
     included) before offset ``at`` (where a character begins), a character the window's start
-    cuts dropped; UTF-16 or -32 in the byte order a mark at ``raw``'s start names (else this
-    machine's, as ``bytes.decode`` reads it)."""
+    cuts dropped; UTF-16 or -32 in the byte order ``byte_order`` gives."""
     name = codec_name(encoding)
     start = max(0, at - COUNT_BLOCK)
     if name.startswith(("utf-16", "utf-32")):
-        start += (at - start) % 4  # (on a code unit's start)
-    if name in ("utf-16", "utf-32"):
-        big, little = (codecs.BOM_UTF16_BE, codecs.BOM_UTF16_LE) if name == "utf-16" else \
-            (codecs.BOM_UTF32_BE, codecs.BOM_UTF32_LE)
-        order = "be" if raw.startswith(big) else "le" if raw.startswith(little) else \
-            sys.byteorder[0] + "e"
-        name = f"{name}-{order}"
+        if start:  # (on a code unit's start)
+            start += (at - start) % (4 if name.startswith("utf-32") else 2)
+        name = f"{name[:6]}-{byte_order(name, raw[:4])}"
     return raw[start:at].decode("utf-8" if name == "utf-8-sig" else name, "ignore")
 
 
 def _marked(encoding, head):
     """``encoding``'s family ("UTF-8", "UTF-16" or "UTF-32") if bytes ``head`` start with a
-    byte-order mark of it (text of it), else None."""
-    name = codec_name(encoding)
-    for family, marks in (("UTF-32", (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)),
-                          ("UTF-16", (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)),
-                          ("UTF-8", (codecs.BOM_UTF8,))):
-        if name.startswith(family.lower()) and head.startswith(marks):
-            return family
-    return None
+    byte-order mark of it, in the encoding's byte order if it names one (text of it), else
+    None."""
+    mark, name = _mark(head), codec_name(encoding)
+    if mark is None:
+        return None
+    family, order = mark
+    ours = name in ("utf-8", "utf-8-sig") if family == "utf-8" else \
+        name in (family, f"{family}-{order}")
+    return family.upper() if ours else None
 
 
 def _reads_as(encoding, text):
     """Whether ``text``, read as ``encoding``, looks like text of it: for UTF-16 or -32, not
     mostly 8-bit text read so (two ASCII bytes a character, or one and a zero byte: the other
-    byte order); for another encoding, some characters past ASCII (its own multibyte ones:
-    ASCII alone is any encoding's)."""
+    byte order); for UTF-8, some characters past ASCII (its own multibyte ones: ASCII alone is
+    any encoding's); for another, never."""
     if not text:
         return False
-    if codec_name(encoding).startswith(("utf-16", "utf-32")):
+    name = codec_name(encoding)
+    if name.startswith(("utf-16", "utf-32")):
         sample = text[-COUNT_BLOCK // 16:]
         return sum(_two_text_bytes(c) or _swapped(c) for c in sample) < len(sample) / 2
-    return not text.isascii()
+    return name.startswith("utf-8") and not text.isascii()  # (a legacy multibyte codec, gbk
+    # or shift_jis, reads UTF-8's bytes as its own characters: no sign)
 
 
 def _utf8_around(raw, at):
@@ -365,6 +405,8 @@ def oddities(corpus, encoding):
         return sum(int(counts[vocab.index[c]]) for c in chars if c in vocab.index) / len(ids)
 
     said, codec = [], codec_name(encoding)
+    points = np.array([ord(c) for c in vocab.chars], np.int64)
+    codes = points[ids[:COUNT_BLOCK]]  # (the first characters' code points)
     controls = share([c for c in vocab.chars if c in CONTROL_CODES])  # (C1's are below)
     nuls = share("\x00")
     c1 = share([c for c in vocab.chars if "\x80" <= c <= "\x9f"])
@@ -373,13 +415,16 @@ def oddities(corpus, encoding):
                     f"page) are control codes U+0080-U+009F, which text rarely holds: ASCII or "
                     f"UTF-8 text read as EBCDIC gives them (its spaces come out as U+0080); if "
                     f"it is, --encoding utf-8 reads it")
+    elif clause := _wide_clause(codes == 0, _low(codes), f"the characters of {path}",
+                                encoding, 2 if codec.startswith("utf-16") else 1):
+        said.append(clause)  # (UTF-16 or -32 text without a byte-order mark)
     elif controls > BINARY_CONTROLS:
         said.append(f"{controls:.0%} of the characters of {path} are control characters "
                     f"(not counting NUL, tabs and line breaks): it looks like binary data, not "
                     f"text, and is trained on as it is")
-    elif nuls > NUL_SHARE:  # (UTF-16 or -32 text without a byte-order mark)
-        said.append(f"{nuls:.0%} of the characters of {path} are NUL (\\x00), "
-                    f"{_wide_text(ids[:COUNT_BLOCK] == vocab.index[chr(0)], encoding)}")
+    elif nuls > NUL_SHARE:
+        said.append(f"{nuls:.0%} of the characters of {path} are NUL (\\x00), not between "
+                    f"letters as in UTF-16 or -32 text: it looks like binary data")
     elif codec.startswith("utf-16") and \
             (paired := share([c for c in vocab.chars if _two_text_bytes(c)])) > EIGHT_BIT_PAIRS:
         said.append(f"{paired:.0%} of the characters of {path} read as {encoding} are two bytes "
@@ -387,8 +432,7 @@ def oddities(corpus, encoding):
                     f"it is, --encoding utf-8 reads it")
     elif codec.startswith("utf-16") and \
             (swapped := share([c for c in vocab.chars if _swapped(c)])) > SWAPPED_PAIRS:
-        read = {"utf-16": sys.byteorder[0] + "e"}.get(codec, codec[-2:])  # (no mark: as
-        other = "utf-16-be" if read == "le" else "utf-16-le"  # bytes.decode reads it)
+        other = "utf-16-be" if byte_order(encoding, b"") == "le" else "utf-16-le"
         said.append(f"{swapped:.0%} of the characters of {path} read as {encoding} are an ASCII "
                     f"character's byte and a zero byte, as UTF-16 text read in the other byte "
                     f"order gives: if it is, --encoding {other} reads it")
@@ -412,23 +456,39 @@ def oddities(corpus, encoding):
     return said
 
 
-def _wide_text(nul, encoding):
-    """What NULs (``nul``: whether each of the text's first characters, or bytes, is one; more
-    than NUL_SHARE of them) in text read as ``encoding`` suggest, and the encoding that reads
-    it, from where they fall (WIDE_PLACE): UTF-32 text, a NUL in every 4 bytes' top one (the
-    last, little-endian; the first, big-endian); UTF-16, most in one place of every 2 (the
-    second, little-endian); else binary data."""
-    n = nul.size
-    fours = nul[:n - n % 4].reshape(-1, 4).mean(axis=0) if n >= 4 else np.zeros(4)
-    for top, next_, low, order in ((3, 2, 0, "le"), (0, 1, 3, "be")):
-        if fours[top] == 1 and fours[next_] >= WIDE_PLACE and fours[low] < 0.5:
-            return (f"as in UTF-32 text read as {encoding}: if it is, --encoding utf-32-{order} "
-                    f"reads it")
-    twos = nul[:n - n % 2].reshape(-1, 2).sum(axis=0)  # (NULs in the first place, the second)
-    if twos.max() >= WIDE_PLACE * max(1, twos.sum()):
-        return (f"as in UTF-16 text read as {encoding}: if it is, --encoding "
-                f"utf-16-{'le' if twos[1] > twos[0] else 'be'} reads it")
-    return "not between letters as in UTF-16 or -32 text: it looks like binary data"
+def _wide(low):
+    """The UTF-16 or -32 codec (with its byte order) whose text has its bytes below 0x20
+    (``low``: whether each of a text's first bytes, or characters read one a byte, is; more
+    than NUL_SHARE of them) where they fall: UTF-32's top two bytes in every four (all of
+    them, for any character; the last two, little-endian), UTF-16's in one place of every two
+    (WIDE_PLACE of them: the second, little-endian; binary data's fall anywhere); else None."""
+    n = low.size
+    fours = low[:n - n % 4].reshape(-1, 4).mean(axis=0) if n >= 4 else np.zeros(4)
+    for top, low_place, order in (((2, 3), 0, "le"), ((0, 1), 3, "be")):
+        if fours[list(top)].min() == 1 and fours[low_place] < 0.5:
+            return f"utf-32-{order}"
+    twos = low[:n - n % 2].reshape(-1, 2).sum(axis=0)  # (in the first place, the second)
+    if twos.sum() and twos.max() >= WIDE_PLACE * twos.sum():
+        return f"utf-16-{'le' if twos[1] > twos[0] else 'be'}"
+    return None
+
+
+def _wide_clause(nul, low, what, encoding, units=1):
+    """"N% of ``what`` are NUL ..., as in UTF-16 text read as ...: if it is, --encoding ...
+    reads it" for a text whose NULs (``nul``) or bytes below 0x20 (``low``: ``_low``) fall as
+    in UTF-16 or -32 text (``_wide``; what ``what`` names: "its bytes"), or "". ``units``:
+    2 for a text read as UTF-16, whose characters are two bytes (so UTF-16 in them is UTF-32
+    in the order read)."""
+    for mask, named in ((nul, "NUL (\\x00)"), (low, "NUL or control codes below 0x20")):
+        share = np.count_nonzero(mask) / max(1, mask.size)
+        if share > NUL_SHARE and (wide := _wide(mask)):
+            if units == 2:
+                wide = f"utf-32-{byte_order(encoding, b'')}"
+            if wide == codec_name(encoding):
+                return ""
+            return (f"{share:.0%} of {what} are {named}, as in {wide[:6].upper()} text read as "
+                    f"{encoding}: if it is, --encoding {wide} reads it")
+    return ""
 
 
 def _ebcdic(encoding):
@@ -464,9 +524,12 @@ def unknown_hint(text, missing, encoding, start=True):
     nuls = text.count("\x00") / max(1, len(text)) if "\x00" in missing else 0
     if nuls > NUL_SHARE:
         first = np.frombuffer(text[:COUNT_BLOCK].encode("utf-32-le", "surrogatepass"),
-                              np.uint32)
-        hint += (f"; {nuls:.0%} of its characters are NUL (\\x00), "
-                 f"{_wide_text(first == 0, encoding)}")
+                              np.uint32).astype(np.int64)
+        hint += "; " + (_wide_clause(
+            first == 0, _low(first), "its characters", encoding,
+            2 if codec_name(encoding).startswith("utf-16") else 1) or (
+            f"{nuls:.0%} of its characters are NUL (\\x00), not between letters as in UTF-16 "
+            f"or -32 text: it looks like binary data"))
     reader = _bom_reader(encoding)
     if start and text.startswith("\ufeff") and "\ufeff" in missing and \
             codec_name(encoding) != reader:

@@ -527,7 +527,7 @@ class CharRNN:
                                     else ""))
             for name, w in zip(names, states):
                 self._checked_weights(f"states ({name})", w, True)
-            buffers = [("weights", self.weights.flat)] + [
+            buffers = [("weights", self.weights.flat), ("state", self.state)] + [
                 (f"states ({name})", w.flat) for name, w in zip(names, states)]
             for k, (name, flat) in enumerate(buffers):  # (the kernels update them all in place)
                 for other, other_flat in buffers[k + 1:]:

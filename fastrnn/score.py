@@ -31,7 +31,8 @@ from .vocab import describe
 
 PROG = "fastrnn.score"
 BLOCK = 1 << 20  # bytes read at a time
-TAIL = 1 << 16  # characters before a decoding error at a file's end, to tell what they read as
+TAIL = corpus.COUNT_BLOCK  # characters before a decoding error at a file's end (what they
+# read as), as many as train looks at
 STDIN = "<stdin>"  # standard input's name in the scores and messages
 
 
@@ -244,7 +245,7 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None, name=None):
     kind = files.not_regular(path)
     if kind:  # (a FIFO's read waits for ever, /dev/zero's never ends)
         raise ValueError(f"{name} is {kind}, not a regular file")
-    decoder = None  # (made for the file's first bytes)
+    decoder = first = None  # (made for the file's first bytes; those bytes)
     read = 0  # bytes read before this block
     held = ""  # a block's last \r, given to the next block: a \r\n is never cut in two
     tail = ""  # the text's last TAIL characters so far (what a decoding error at its end
@@ -253,13 +254,13 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None, name=None):
         with open(path, "rb") as f:
             while True:
                 raw = f.read(BLOCK)
-                decoder = decoder or corpus.incremental_decoder(encoding, raw)
+                if decoder is None:
+                    decoder, first = corpus.incremental_decoder(encoding, raw), raw
                 try:
                     text = held + decoder.decode(raw, final=not raw)
                 except UnicodeDecodeError as e:
                     raise ValueError(corpus.undecodable(
-                        name, encoding, e, read + len(raw), raw if read == 0 else None,
-                        tail or None)) from None
+                        name, encoding, e, read + len(raw), first, tail or None)) from None
                 except UnicodeError as e:  # (a codec's own: punycode's)
                     raise ValueError(corpus.codec_failure(name, encoding, e)) from None
                 read += len(raw)

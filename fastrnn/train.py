@@ -1485,6 +1485,8 @@ class Trainer:
                 message = f"{message}; {again}"
             else:
                 owed = OWED if isinstance(failure, _ValidationFailed) and self.pending else ""
+                if failure.name != METRICS:  # (else the line says it)
+                    self._stale_log()
                 return (f"{message}; the run is saved in {self.out / CHECKPOINT} (iteration "
                         f"{self.iteration}){owed}")
         return f"{message}; {self._where_the_work_is()}"
@@ -1521,6 +1523,13 @@ class Trainer:
             if aside and not replaced and not self.out_lost:
                 said += f"; the run --overwrite was to replace is put back ({', '.join(aside)})"
         return said
+
+    def _stale_log(self):
+        """A warning, as the run ends, that metrics.jsonl could not be rewritten with its
+        records (at a checkpoint, ``_save``; no write of it followed)."""
+        if self.log_due and self.log_failed:
+            cli.warn(PROG, f"{self.log_failed}: it does not hold the run's records, which its "
+                           f"checkpoint does (a resume writes them)")
 
     def _log(self, record=None):
         """metrics.jsonl: ``record`` appended (the latest of ``records``), or, at the run's first
@@ -1587,15 +1596,14 @@ class Trainer:
             self._draw(final=True)
         except _WriteFailed:  # (the divergence is what to say)
             pass
+        self._stale_log()
         cli.error(f"{PROG}: error: training diverged at {what}; {self._where_the_work_is()}; "
                   f"try a smaller --learning-rate")
         return cli.EXIT_FAILED
 
     def _finish(self):
         where = self.out / CHECKPOINT
-        if self.log_due and self.log_failed:
-            _say(self.args, f"note: {self.log_failed}: it does not hold the run's records, "
-                            f"which its checkpoint does (a resume writes them)")
+        self._stale_log()
         window = self.window
         if self.stop_reason == "interrupted":
             why = self.args.output_closed or "interrupted"

@@ -3750,9 +3750,9 @@ def test_a_resume_that_writes_nothing_leaves_the_log_as_it_found_it(tmp_path, co
     monkeypatch.setattr(metrics, "rewrite", _full_disk)
     assert train.main(["--resume", str(out / "checkpoint.npz"), "--iterations", "25",
                        "--eval-every", "0"]) == cli.EXIT_INTERRUPTED
-    assert (f"note: could not write {log}: No space left on device: it does not hold the run's "
-            f"records, which its checkpoint does (a resume writes them)\n"
-            ) in capsys.readouterr().out
+    assert (f"warning: could not write {log}: No space left on device: it does not hold the "
+            f"run's records, which its checkpoint does (a resume writes them)\n"
+            ) in capsys.readouterr().err
     assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == 25
 
 
@@ -3767,3 +3767,24 @@ def test_a_suggested_commands_path_reads_back_in_a_shell(path):
     assert quoted == path or path != shlex.quote(path)  # (a plain path as it is)
     done = subprocess.run(["bash", "-c", f"printf %s {quoted}"], capture_output=True)
     assert done.returncode == 0 and done.stdout == path.encode()
+
+
+def test_a_delayed_bar_counts_from_the_works_first_call(monkeypatch, capsys):
+    """(a cold compile in the first kernel call drew a bar for tiny work) cli.DelayedBar's
+    clock starts at its first update: a bar is made at an update BAR_DELAY seconds after it,
+    never with quiet."""
+    import types
+    now = [100.0]
+    monkeypatch.setattr(cli, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    for quiet in (False, True):
+        bar = cli.DelayedBar("work", 10, "char", quiet)
+        now[0] += 50.0  # (a first call that compiled its kernels)
+        bar.update(1)
+        now[0] += cli.BAR_DELAY / 2
+        bar.update(1)
+        assert bar.bar is None and "work" not in capsys.readouterr().err
+        now[0] += cli.BAR_DELAY
+        bar.update(1)
+        bar.close()
+        assert (bar.bar is None) == quiet
+        assert ("work: " in capsys.readouterr().err) != quiet

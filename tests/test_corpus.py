@@ -83,9 +83,8 @@ def test_encoding_in_blocks_matches_a_plain_lookup(monkeypatch):
         "utf-16-le"), r"\(3\d% of its bytes are NUL .*--encoding utf-16-le reads it\)$"),
     ("\u4e2d\u6587\u53e5\u5b50\u8fd9\u662f\u4e00\u4e2a".encode("utf-32-le") * 9,
      r"--encoding utf-32-le reads it\)$"),
-    ((b"name\xff" + b"\x00" * 11) * 9, r"\(69% of its bytes are NUL \(\\x00\), not between "
-                                      r"letters as in UTF-16 or -32 text: it looks like binary "
-                                      r"data\)$"),
+    ((b"name\xff" + b"\x00" * 11) * 9, r"\(if it is text at all: 69% of its bytes are NUL "
+                                      r"\(\\x00\), as in binary data\)$"),
     (b"\xfe\xff" + "hello".encode("utf-16-be"), r"--encoding utf-16\)"),
     ("hello".encode("utf-32"), r"\(it starts with a UTF-32 byte-order mark: --encoding "
                                r"utf-32\)"),
@@ -144,15 +143,46 @@ def test_a_file_empty_once_decoded_is_named(tmp_path, content, encoding):
     assert str(path) in str(e.value)
 
 
+@pytest.mark.parametrize("content, encoding, message", [
+    # UTF-16 or -32 by where the bytes below 0x20 fall: Greek's high bytes (0x03) and the
+    # emoji's plane (0x01) are control codes, not binary data's
+    ("\u0393\u03b5\u03b9\u03ac \u03c3\u03bf\u03c5.\n".encode("utf-16-le") * 20, "utf-8",
+     r"byte 0x93 at offset 0 .*as in UTF-16 text read as utf-8: if it is, --encoding utf-16-le "
+     r"reads it\)$"),
+    ("smile \U0001f600 ok\n".encode("utf-32-be") * 5, "utf-8",
+     r"\(7\d% of its bytes are NUL or control codes below 0x20, as in UTF-32 text read as "
+     r"utf-8: if it is, --encoding utf-32-be reads it\)$"),
+    # UTF-8 read as a multibyte legacy codec: no sign that it was cut short; UTF-8 named
+    ("\u042d\u0442\u043e \u0442\u0435\u043a\u0441\u0442.".encode()[:-1] + b"\xd1", "gbk",
+     r"the file ends in the middle of a character: if it was cut short .*; if not, pass its "
+     r"encoding with --encoding \(its bytes read as UTF-8: --encoding utf-8\)$"),
+    ("\u8fd9\u662f\u4e2d\u6587\u3002".encode() * 5, "big5",
+     r"\(its bytes read as UTF-8: --encoding utf-8\)$"),
+    # a UTF-16 character in the file's first bytes, then one cut: cut short
+    (b"\x16\x04A", "utf-16", r"\(truncated data\): the file ends in the middle of a character, "
+                             r"as one cut short"),
+])
+def test_bad_files_in_an_encoding_given_are_named(tmp_path, content, encoding, message):
+    with pytest.raises(CorpusError, match=message):
+        load(write(tmp_path, content), encoding=encoding)
+
+
 def test_a_byte_order_mark_is_not_hinted_at_when_its_encoding_was_given(tmp_path):
     """(a corrupt UTF-16 file read as utf-16 was told to pass --encoding utf-16)"""
     path = write(tmp_path, b"\xff\xfe" + "hello".encode("utf-16-le") + b"\x00\xdca\x00")
     with pytest.raises(CorpusError, match=r"byte 0x00 at offset 12 is not valid utf-16 "
-                                          r"\(illegal encoding\); pass its encoding with "
-                                          r"--encoding \(its byte-order mark is UTF-16's: "
-                                          r"damaged UTF-16 text, rather than another "
-                                          r"encoding\?\)$"):
+                                          r"\(illegal encoding\); its byte-order mark says it "
+                                          r"is UTF-16 text: damaged there, not in another "
+                                          r"encoding$"):
         load(path, encoding="utf-16")
+    # (a mark of the other byte order than the encoding's, or UTF-32's, is not its text)
+    for content, encoding, name in (
+            ("\u00d8l \u00df".encode("utf-16-be") + b"\x00", "utf-16-le", "UTF-16"),
+            ("hello \U0002d800 x".encode("utf-32"), "utf-16", "UTF-32")):
+        path = write(tmp_path, b"\xfe\xff" * (name == "UTF-16") + content)
+        with pytest.raises(CorpusError, match=f"it starts with a {name} byte-order mark: "
+                                              f"--encoding {name.lower()}\\)$"):
+            load(path, encoding=encoding)
     # an odd byte at its end: cut short, not another encoding
     path = write(tmp_path, b"\xff\xfe" + "hello".encode("utf-16-le") + b"a")
     with pytest.raises(CorpusError, match=r"is not valid utf-16 \(truncated data\): the file "
@@ -308,6 +338,14 @@ def test_a_text_too_large_for_the_memory_is_one_line(tmp_path, monkeypatch):
       r"byte, as UTF-16 text read in the other byte order gives: if it is, --encoding utf-16-be "
       r"reads it$"]),
     ("text\n".encode("utf-16-le") * 20, "utf-16-be", [r"--encoding utf-16-le reads it$"]),
+    # UTF-32 read as UTF-16 (NULs in every other character), emoji in UTF-32 (their plane's
+    # byte, 0x01, beside the NULs)
+    ("text\n".encode("utf-32-le") * 20, "utf-16-le",
+     [r"^50% of the characters of .* are NUL \(\\x00\), as in UTF-32 text read as utf-16-le: if "
+      r"it is, --encoding utf-32-le reads it$"]),
+    ("ok \U0001f600\n".encode("utf-32-le") * 20, "latin-1",
+     [r"are NUL or control codes below 0x20, as in UTF-32 text read as latin-1: if it is, "
+      r"--encoding utf-32-le reads it$"]),
     ((b"name" + b"\x00" * 12) * 20, "latin-1",
      [r"^75% of the characters of .* are NUL \(\\x00\), not between letters as in UTF-16 or -32 "
       r"text: it looks like binary data$"]),

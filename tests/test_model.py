@@ -987,6 +987,11 @@ def test_replaced_weights_and_optimizer_states_are_checked(backend):
         with pytest.raises(ValueError, match=message):
             model.train(data, 1)
     model.states = adam
+    own_state = model.state  # (the recurrent state, updated in place too)
+    model.state = model.weights.flat[:own_state.size].reshape(own_state.shape)
+    with pytest.raises(ValueError, match="weights and state share memory"):
+        model.train(data, 1)
+    model.state = own_state
     assert model.step == 0 and np.array_equal(model.weights.flat, model.spec.init(0).flat)
     model.train(data, 2)  # its own again: trained
     assert model.step == 2

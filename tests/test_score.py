@@ -265,7 +265,7 @@ def test_a_decoding_error_names_its_byte_offset_across_blocks(run, tmp_path, cap
     assert ("cut.txt: byte 0xe2 at offset 10 is not valid utf-8 (unexpected end of data): the "
             "file ends in the middle of a character: if it was cut short (by head -c, say), all "
             "before its last 2 bytes reads as utf-8: remove them; if not, pass its encoding with "
-            "--encoding\n") in capsys.readouterr().err
+            "--encoding (for example --encoding latin-1)\n") in capsys.readouterr().err  # (train's)
 
 
 def test_a_line_ending_cut_by_a_block_is_still_named(run, tmp_path, capsys, monkeypatch):
@@ -382,8 +382,9 @@ def test_a_long_score_shows_its_progress(run, tmp_path, capsys, monkeypatch):
     rc, out = scored([ckpt, str(corpus), str(corpus)])
     assert rc == 0 and out.count(f"over {len(TEXT) - 1:,} characters") == 2
     err = capsys.readouterr().err
-    assert "checking: " in err and f"/{2 * len(TEXT) / 1000:.1f}k [" in err  # (bytes of both)
-    scoring = err[err.index("scoring: "):]
+    checking, scoring = err[err.index("checking: "):err.index("scoring: ")], \
+        err[err.index("scoring: "):]
+    assert f"/{2 * len(TEXT) / 1000:.1f}k [" in checking and "B/s" in checking  # (both files)
     assert f"/{2 * (len(TEXT) - 1) / 1000:.1f}k [" in scoring and "char/s" in scoring
     monkeypatch.setattr(cli, "BAR_DELAY", 1e9)
     assert scored([ckpt, str(corpus), str(corpus)]) == (rc, out)
