@@ -28,9 +28,6 @@ BINARY_CONTROLS = 0.05
 # more than this share of characters, read as UTF-16, that are two bytes of ASCII text each:
 # 8-bit text read as UTF-16 (all of them; a Chinese text's are about a fifth)
 EIGHT_BIT_PAIRS = 0.9
-# more than this share of characters, read as UTF-16, that are an ASCII text byte and a zero
-# byte: UTF-16 read in the other byte order (a Chinese text's, such as U+4E00, are a few in 100)
-SWAPPED_PAIRS = 0.5
 # more than this share of control codes U+0080-U+009F read as EBCDIC: ASCII text (its spaces
 # come out as U+0080, its line breaks as U+008E)
 C1_CONTROLS = 0.05
@@ -41,6 +38,9 @@ NUL_SHARE = 0.1
 # fall in one place of every 2: at least this share of them (binary data's fall anywhere:
 # half); UTF-32's top two bytes of every 4 are below 0x20 for any character (``_wide``)
 WIDE_PLACE = 0.9
+# at most this share of code units that do not decode, in a text whose NULs fall as UTF-16's or
+# -32's: damaged text of it (binary data's: many)
+DAMAGED_UNITS = 0.01
 # more than this many runs of non-ASCII bytes that are UTF-8 for each that is not, in the bytes
 # around one that is not: a stray byte in UTF-8 text (not text in another encoding)
 UTF8_RUNS = 9
@@ -152,7 +152,7 @@ def encoding_hint(raw, encoding):
     if (mark := _mark(raw[:4])) and not _marked(encoding, raw[:4]):
         return (f"it starts with a {mark[0].upper()} byte-order mark: --encoding "
                 f"{_bom_reader(mark[0])}")
-    if clause := _wide_clause(first == 0, _low(first), "its bytes", encoding):
+    if clause := _wide_clause(raw[:COUNT_BLOCK], "its bytes", encoding, failed=True):
         return clause
     codes = np.frombuffer(CONTROL_CODES.encode("ascii"), np.uint8)
     controls = np.count_nonzero(np.isin(first, codes)) / max(1, first.size)
@@ -162,7 +162,7 @@ def encoding_hint(raw, encoding):
     nuls = np.count_nonzero(first == 0) / max(1, first.size)
     if nuls > NUL_SHARE:
         return f"if it is text at all: {nuls:.0%} of its bytes are NUL (\\x00), as in binary data"
-    if not given.startswith("utf-8") and not raw.isascii() and _utf8(raw[:COUNT_BLOCK]):
+    if not given.startswith("utf-8") and _utf8(raw[:COUNT_BLOCK]):
         return "its bytes read as UTF-8: --encoding utf-8"
     if given != "cp1252" and _windows_1252(raw):
         return ("for example --encoding cp1252, Windows' Western European: it has bytes "
@@ -172,10 +172,10 @@ def encoding_hint(raw, encoding):
 
 
 def _utf8(raw):
-    """Whether bytes ``raw`` are UTF-8 (but for a character their end cuts)."""
+    """Whether bytes ``raw`` are UTF-8 with a character past ASCII (but for a character their
+    end cuts)."""
     try:
-        codecs.getincrementaldecoder("utf-8")().decode(raw, final=False)
-        return True
+        return not codecs.getincrementaldecoder("utf-8")().decode(raw, final=False).isascii()
     except UnicodeDecodeError:
         return False
 
@@ -266,6 +266,8 @@ def undecodable(path, encoding, error, end, raw=None, before=None):
             f"({error.reason})"
     hint = f" ({encoding_hint(raw, encoding)})" if raw is not None else ""
     marked = _marked(encoding, (error.object if raw is None else raw)[:4])
+    if marked == "UTF-8":  # (editors add it to text of any encoding: no sign)
+        marked = None
     if error.end == len(error.object) and error.reason in (
             "unexpected end of data", "truncated data", "incomplete multibyte sequence"):
         cut = len(error.object) - error.start
@@ -273,7 +275,9 @@ def undecodable(path, encoding, error, end, raw=None, before=None):
                   f"{encoding}: remove {'them' if cut > 1 else 'it'}")
         if before is None:
             before = _decoded_before(encoding, error.object, error.start)
-        if marked or _reads_as(encoding, before):
+        if marked or _reads_as(encoding, before) and not (
+                codec_name(encoding).startswith(("utf-16", "utf-32")) and raw is not None
+                and _utf8(raw[:COUNT_BLOCK])):  # (UTF-8 read as UTF-16 reads as CJK)
             return (f"{where}: the file ends in the middle of a character, as one cut short "
                     f"(by head -c, say) does; {remove}")
         return (f"{where}: the file ends in the middle of a character: if it was cut short (by "
@@ -390,12 +394,11 @@ def _crlf(ids, cr, lf):
 
 def oddities(corpus, encoding):
     """What a new run's training text holds that text rarely does, each in a sentence (the
-    model would learn it as it is, in silence): binary data; NULs between letters (UTF-16 or
-    -32 read as UTF-8: valid, when the text is ASCII); 8-bit text read as UTF-16 (characters
-    that are two bytes of ASCII text each), and UTF-16 read in the other byte order (an ASCII
-    byte and a zero byte each); Windows-1252's quotes and dashes read as latin-1's
-    control codes; ASCII text read as EBCDIC (spaces as control codes); a byte-order mark;
-    Windows line endings."""
+    model would learn it as it is, in silence): binary data; its first bytes as UTF-16 or -32
+    text's (``_wide_clause``: read as UTF-8, valid when the text is ASCII); 8-bit text read
+    as UTF-16 (characters that are two bytes of ASCII text each); UTF-8 read as another
+    encoding; Windows-1252's quotes and dashes read as latin-1's control codes; ASCII text
+    read as EBCDIC (spaces as control codes); a byte-order mark; Windows line endings."""
     path, ids, vocab = corpus.path, corpus.train, corpus.vocab
     if not len(ids):
         return []
@@ -405,8 +408,7 @@ def oddities(corpus, encoding):
         return sum(int(counts[vocab.index[c]]) for c in chars if c in vocab.index) / len(ids)
 
     said, codec = [], codec_name(encoding)
-    points = np.array([ord(c) for c in vocab.chars], np.int64)
-    codes = points[ids[:COUNT_BLOCK]]  # (the first characters' code points)
+    head = _first_bytes(vocab.decode(ids[:COUNT_BLOCK]), encoding)  # (its first bytes)
     controls = share([c for c in vocab.chars if c in CONTROL_CODES])  # (C1's are below)
     nuls = share("\x00")
     c1 = share([c for c in vocab.chars if "\x80" <= c <= "\x9f"])
@@ -415,8 +417,7 @@ def oddities(corpus, encoding):
                     f"page) are control codes U+0080-U+009F, which text rarely holds: ASCII or "
                     f"UTF-8 text read as EBCDIC gives them (its spaces come out as U+0080); if "
                     f"it is, --encoding utf-8 reads it")
-    elif clause := _wide_clause(codes == 0, _low(codes), f"the characters of {path}",
-                                encoding, 2 if codec.startswith("utf-16") else 1):
+    elif clause := _wide_clause(head, f"the bytes of {path}", encoding):
         said.append(clause)  # (UTF-16 or -32 text without a byte-order mark)
     elif controls > BINARY_CONTROLS:
         said.append(f"{controls:.0%} of the characters of {path} are control characters "
@@ -430,12 +431,9 @@ def oddities(corpus, encoding):
         said.append(f"{paired:.0%} of the characters of {path} read as {encoding} are two bytes "
                     f"of ASCII text each, as 8-bit text (ASCII, UTF-8) read as UTF-16 gives: if "
                     f"it is, --encoding utf-8 reads it")
-    elif codec.startswith("utf-16") and \
-            (swapped := share([c for c in vocab.chars if _swapped(c)])) > SWAPPED_PAIRS:
-        other = "utf-16-be" if byte_order(encoding, b"") == "le" else "utf-16-le"
-        said.append(f"{swapped:.0%} of the characters of {path} read as {encoding} are an ASCII "
-                    f"character's byte and a zero byte, as UTF-16 text read in the other byte "
-                    f"order gives: if it is, --encoding {other} reads it")
+    elif not codec.startswith(("utf-8", "utf-16", "utf-32")) and _utf8(head):
+        said.append(f"{path} read as {encoding} is UTF-8 (its bytes past ASCII are UTF-8's): "
+                    f"if it is, --encoding utf-8 reads its characters as they are")
     elif codec == "iso8859-1" and \
             any("\x80" <= c <= "\x9f" for c in vocab.chars):
         said.append(f"{path} read as {encoding} has characters U+0080-U+009F, control codes "
@@ -465,7 +463,7 @@ def _wide(low):
     n = low.size
     fours = low[:n - n % 4].reshape(-1, 4).mean(axis=0) if n >= 4 else np.zeros(4)
     for top, low_place, order in (((2, 3), 0, "le"), ((0, 1), 3, "be")):
-        if fours[list(top)].min() == 1 and fours[low_place] < 0.5:
+        if fours[list(top)].min() >= WIDE_PLACE and fours[low_place] < 0.5:
             return f"utf-32-{order}"
     twos = low[:n - n % 2].reshape(-1, 2).sum(axis=0)  # (in the first place, the second)
     if twos.sum() and twos.max() >= WIDE_PLACE * twos.sum():
@@ -473,22 +471,46 @@ def _wide(low):
     return None
 
 
-def _wide_clause(nul, low, what, encoding, units=1):
+def _wide_clause(raw, what, encoding, failed=False):
     """"N% of ``what`` are NUL ..., as in UTF-16 text read as ...: if it is, --encoding ...
-    reads it" for a text whose NULs (``nul``) or bytes below 0x20 (``low``: ``_low``) fall as
-    in UTF-16 or -32 text (``_wide``; what ``what`` names: "its bytes"), or "". ``units``:
-    2 for a text read as UTF-16, whose characters are two bytes (so UTF-16 in them is UTF-32
-    in the order read)."""
-    for mask, named in ((nul, "NUL (\\x00)"), (low, "NUL or control codes below 0x20")):
+    reads it" for bytes ``raw`` (a text's first) whose NULs, or bytes below 0x20 (``_low``),
+    fall as in UTF-16 or -32 text (``_wide``) and that decode so, but for a few bad code units
+    (DAMAGED_UNITS; binary data's do not); "" if none does, or if the codec is ``encoding``'s
+    own (in the order it reads), unless the text ``failed`` to decode so: then damaged text."""
+    first = np.frombuffer(raw, np.uint8)
+    for mask, named in ((first == 0, "NUL (\\x00)"), (_low(first), "NUL or control codes below "
+                                                                 "0x20")):
         share = np.count_nonzero(mask) / max(1, mask.size)
-        if share > NUL_SHARE and (wide := _wide(mask)):
-            if units == 2:
-                wide = f"utf-32-{byte_order(encoding, b'')}"
-            if wide == codec_name(encoding):
-                return ""
+        wide = _wide(mask) if share > NUL_SHARE else None
+        if wide is None:
+            continue
+        if wide == _ordered(encoding, raw):
+            return (f"its {named.split(' (')[0]} bytes fall as in {wide} text: damaged "
+                    f"{wide[:6].upper()} text, rather than another encoding?") if failed else ""
+        unit = 4 if wide.startswith("utf-32") else 2
+        text = raw[:len(raw) - len(raw) % unit].decode(wide, "replace")
+        if text.count("\ufffd") <= DAMAGED_UNITS * len(text):
             return (f"{share:.0%} of {what} are {named}, as in {wide[:6].upper()} text read as "
                     f"{encoding}: if it is, --encoding {wide} reads it")
     return ""
+
+
+def _ordered(encoding, head):
+    """``encoding``'s codec name, a UTF-16 or -32 one with the byte order it reads a file
+    whose first bytes are ``head`` in (``byte_order``)."""
+    name = codec_name(encoding)
+    return f"{name[:6]}-{byte_order(name, head)}" if name.startswith(("utf-16", "utf-32")) \
+        else name
+
+
+def _first_bytes(text, encoding):
+    """The bytes of ``text`` (a file's first, read as ``encoding``) as they were in the file
+    (as near as can be: a byte-order mark the codec took off is not there)."""
+    name = _ordered(encoding, b"")
+    try:
+        return text.encode("utf-8" if name == "utf-8-sig" else name, "surrogatepass")
+    except UnicodeError:  # (a codec that does not encode all it decodes: idna's)
+        return b""
 
 
 def _ebcdic(encoding):
@@ -523,11 +545,8 @@ def unknown_hint(text, missing, encoding, start=True):
     hint = ""
     nuls = text.count("\x00") / max(1, len(text)) if "\x00" in missing else 0
     if nuls > NUL_SHARE:
-        first = np.frombuffer(text[:COUNT_BLOCK].encode("utf-32-le", "surrogatepass"),
-                              np.uint32).astype(np.int64)
         hint += "; " + (_wide_clause(
-            first == 0, _low(first), "its characters", encoding,
-            2 if codec_name(encoding).startswith("utf-16") else 1) or (
+            _first_bytes(text[:COUNT_BLOCK], encoding), "its bytes", encoding) or (
             f"{nuls:.0%} of its characters are NUL (\\x00), not between letters as in UTF-16 "
             f"or -32 text: it looks like binary data"))
     reader = _bom_reader(encoding)

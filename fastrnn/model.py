@@ -533,8 +533,10 @@ class CharRNN:
                 for other, other_flat in buffers[k + 1:]:
                     if np.may_share_memory(flat, other_flat):
                         raise ValueError(f"{name} and {other} share memory: each must be an "
-                                         f"array of its own (model.spec.view(np.zeros(...)) "
-                                         f"makes one)")
+                                         f"array of its own (" + (
+                                             "model.zero_state(batch_size)" if "state" in
+                                             (name, other) else "model.spec.view(np.zeros(...))"
+                                         ) + " makes one)")
         current = [self.weights, *(self.states if isinstance(self.states, (list, tuple))
                                    else ())]
         self._laid_out = tuple(w for w in self._laid_out if any(w is c for c in current))

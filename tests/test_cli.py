@@ -3071,7 +3071,7 @@ def test_utf16_text_read_as_utf8_is_warned_about(tmp_path, capsys):
         path.write_bytes("hello world, ".encode(codec) * 40)
         args = ["--data", str(path), "--iterations", "3", "--seq-length", "5", "--quiet"]
         assert train.main([*args, "--out", str(tmp_path / "a" / codec)]) == 0
-        assert (f"fastrnn.train: warning: {share}% of the characters of {path} are NUL (\\x00), "
+        assert (f"fastrnn.train: warning: {share}% of the bytes of {path} are NUL (\\x00), "
                 f"as in UTF-{codec[4:6]} text read as utf-8: if it is, --encoding {codec} reads "
                 f"it\n") in capsys.readouterr().err
         assert train.main([*args, "--encoding", codec, "--out", str(tmp_path / "b" / codec)]) == 0

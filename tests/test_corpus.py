@@ -108,6 +108,9 @@ def test_encoding_in_blocks_matches_a_plain_lookup(monkeypatch):
     ("caf\u00e9 na\u00efve r\u00e9sum\u00e9\n".encode() * 20 + b"don\x92t",
      r"byte 0x92 at offset 443 .*, but the text around it is UTF-8 \(80 of 81 runs"),
     ("caf\u00e9 na\u00efve\n".encode() * 2 + b"\x92 " * 3, r"\(for example --encoding "),
+    # (a UTF-8 byte-order mark says nothing: editors add it to any text)
+    (b"\xef\xbb\xbf" + "caf\u00e9\n".encode() * 30 + b"\xff" + "caf\u00e9\n".encode() * 30,
+     r"byte 0xff at offset 183 .*a stray byte, not another encoding\?"),
     # (a UTF-8 text and a latin-1 one joined: the runs on both sides of the first bad byte)
     ("caf\u00e9 ".encode() * 2000 + "caf\u00e9 ".encode("latin-1") * 2000,
      r"byte 0xe9 at offset 12003 .*; pass its encoding with --encoding \(for example "
@@ -150,14 +153,25 @@ def test_a_file_empty_once_decoded_is_named(tmp_path, content, encoding):
      r"byte 0x93 at offset 0 .*as in UTF-16 text read as utf-8: if it is, --encoding utf-16-le "
      r"reads it\)$"),
     ("smile \U0001f600 ok\n".encode("utf-32-be") * 5, "utf-8",
-     r"\(7\d% of its bytes are NUL or control codes below 0x20, as in UTF-32 text read as "
-     r"utf-8: if it is, --encoding utf-32-be reads it\)$"),
+     r"\(7\d% of its bytes are NUL \(\\x00\), as in UTF-32 text read as utf-8: if it is, "
+     r"--encoding utf-32-be reads it\)$"),
     # UTF-8 read as a multibyte legacy codec: no sign that it was cut short; UTF-8 named
     ("\u042d\u0442\u043e \u0442\u0435\u043a\u0441\u0442.".encode()[:-1] + b"\xd1", "gbk",
      r"the file ends in the middle of a character: if it was cut short .*; if not, pass its "
      r"encoding with --encoding \(its bytes read as UTF-8: --encoding utf-8\)$"),
     ("\u8fd9\u662f\u4e2d\u6587\u3002".encode() * 5, "big5",
      r"\(its bytes read as UTF-8: --encoding utf-8\)$"),
+    # UTF-16 damaged in the middle: not told its own encoding again
+    ("hello\n".encode("utf-16-le") * 20 + b"\x00\xdc" + "hello\n".encode("utf-16-le") * 20,
+     "utf-16", r"\(its NUL bytes fall as in utf-16-le text: damaged UTF-16 text, rather than "
+               r"another encoding\?\)$"),
+    # big-endian integers (NULs where UTF-32's fall, but no text when decoded so): binary
+    (b"".join(k.to_bytes(4, "big") for k in range(0, 100000, 100)), "utf-8",
+     r"\(if it is text at all: .* as in binary data\)$"),
+    # UTF-8 with a character past ASCII, of an odd length, read as UTF-16
+    ("\u041f\u0440\u0438\u0432\u0435\u0442.\n".encode() * 5 + b"\n", "utf-16",
+     r"if not, pass its encoding with --encoding \(its bytes read as UTF-8: --encoding utf-8\)$"),
+    (b"A\xc3", "ascii", r"\(for example --encoding latin-1\)$"),  # (a cut character: no UTF-8)
     # a UTF-16 character in the file's first bytes, then one cut: cut short
     (b"\x16\x04A", "utf-16", r"\(truncated data\): the file ends in the middle of a character, "
                              r"as one cut short"),
@@ -312,7 +326,7 @@ def test_a_text_too_large_for_the_memory_is_one_line(tmp_path, monkeypatch):
      [r"^11% of the characters of .* are control characters \(not counting NUL, tabs and line "
       r"breaks\): it looks like binary data, not text, and is trained on as it is$"]),
     ("text\n".encode("utf-16-le") * 20, "utf-8",
-     [r"^50% of the characters of .* are NUL \(\\x00\), as in UTF-16 text read as utf-8: if it "
+     [r"^50% of the bytes of .* are NUL \(\\x00\), as in UTF-16 text read as utf-8: if it "
       r"is, --encoding utf-16-le reads it$"]),
     ("\u201cquoted\u201d text\n".encode("cp1252") * 20, "latin-1",
      [r"read as latin-1 has characters U\+0080-U\+009F, control codes that text rarely holds: "
@@ -334,15 +348,20 @@ def test_a_text_too_large_for_the_memory_is_one_line(tmp_path, monkeypatch):
      [r"starts with a byte-order mark .*; --encoding utf-16 leaves it out$"]),
     # UTF-16 read in the other byte order, and NULs that are not UTF-16's
     ("text\n".encode("utf-16-be") * 20, "utf-16",
-     [r"^100% of the characters of .* read as utf-16 are an ASCII character's byte and a zero "
-      r"byte, as UTF-16 text read in the other byte order gives: if it is, --encoding utf-16-be "
-      r"reads it$"]),
+     [r"^50% of the bytes of .* are NUL \(\\x00\), as in UTF-16 text read as utf-16: if it is, "
+      r"--encoding utf-16-be reads it$"]),
     ("text\n".encode("utf-16-le") * 20, "utf-16-be", [r"--encoding utf-16-le reads it$"]),
     # UTF-32 read as UTF-16 (NULs in every other character), emoji in UTF-32 (their plane's
     # byte, 0x01, beside the NULs)
     ("text\n".encode("utf-32-le") * 20, "utf-16-le",
-     [r"^50% of the characters of .* are NUL \(\\x00\), as in UTF-32 text read as utf-16-le: if "
-      r"it is, --encoding utf-32-le reads it$"]),
+     [r"^75% of the bytes of .* are NUL \(\\x00\), as in UTF-32 text read as utf-16-le: if it "
+      r"is, --encoding utf-32-le reads it$"]),
+    ("text\n".encode("utf-32-be") * 20, "utf-16-le", [r"--encoding utf-32-be reads it$"]),
+    # UTF-8 read as latin-1 (its characters as two each: a Windows-1252 text's would not be
+    # UTF-8)
+    ("caf\u00e9 na\u00efve\n".encode() * 20, "latin-1",
+     [r"read as latin-1 is UTF-8 \(its bytes past ASCII are UTF-8's\): if it is, --encoding "
+      r"utf-8 reads its characters as they are$"]),
     ("ok \U0001f600\n".encode("utf-32-le") * 20, "latin-1",
      [r"are NUL or control codes below 0x20, as in UTF-32 text read as latin-1: if it is, "
       r"--encoding utf-32-le reads it$"]),

@@ -210,7 +210,7 @@ def test_a_file_mostly_outside_the_vocabulary_is_warned_about(run, tmp_path, cap
     (lambda p: (p / "many.txt", (p / "many.txt").write_text("a" + "".join(
         chr(0x4e00 + k) for k in range(13))))[0], "'\u4e09' and 3 more (--skip-unknown"),
     (lambda p: (p / "u16.txt", (p / "u16.txt").write_bytes("a good wife".encode("utf-16-be")))[0],
-     "'\\x00' (--skip-unknown, or skip_unknown=True, drops them); 50% of its characters are NUL "
+     "'\\x00' (--skip-unknown, or skip_unknown=True, drops them); 50% of its bytes are NUL "
      "(\\x00), as in UTF-16 text read as utf-8: if it is, --encoding utf-16-be reads it"),
     (lambda p: (p / "crlf.txt", (p / "crlf.txt").write_bytes(b"a good\r\nwife\r\n"))[0],
      "'\\r' (--skip-unknown, or skip_unknown=True, drops them); it has Windows line endings "
