@@ -17,7 +17,7 @@ EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
 
 
-BAR_DELAY = 2.0  # seconds a piece of work runs before its progress bar shows (``delayed_bar``)
+BAR_DELAY = 2.0  # seconds a piece of work runs before its progress bar shows (DelayedBar)
 
 
 class UsageError(Exception):

@@ -181,9 +181,9 @@ def _utf8(raw):
 
 
 def _low(codes):
-    """Which of ``codes`` (bytes, or characters' code points) are below 0x20 but tab and line
-    breaks: NUL and the control codes UTF-16's and -32's high bytes are in text of the
-    alphabets below U+2000 (ASCII's, Cyrillic's 0x04) and of any script past U+FFFF."""
+    """Which of ``codes`` (a text's bytes) are below 0x20 but tab and line breaks: NUL and the
+    control codes UTF-16's and -32's high bytes are in text of the alphabets below U+2000
+    (ASCII's, Cyrillic's 0x04) and of any script past U+FFFF."""
     return (codes < 0x20) & ~np.isin(codes, (9, 10, 13))
 
 
@@ -455,11 +455,12 @@ def oddities(corpus, encoding):
 
 
 def _wide(low):
-    """The UTF-16 or -32 codec (with its byte order) whose text has its bytes below 0x20
-    (``low``: whether each of a text's first bytes, or characters read one a byte, is; more
-    than NUL_SHARE of them) where they fall: UTF-32's top two bytes in every four (all of
-    them, for any character; the last two, little-endian), UTF-16's in one place of every two
-    (WIDE_PLACE of them: the second, little-endian; binary data's fall anywhere); else None."""
+    """The UTF-16 or -32 codec (with its byte order) whose text has its NULs, or bytes below
+    0x20 (``low``: whether each of a text's first bytes is one; more than NUL_SHARE of them),
+    where they fall: UTF-32's in the top two bytes of every four (WIDE_PLACE of them: all for
+    any character but a damaged one; the last two, little-endian), UTF-16's in one place of
+    every two (WIDE_PLACE of them: the second, little-endian; binary data's fall anywhere);
+    else None."""
     n = low.size
     fours = low[:n - n % 4].reshape(-1, 4).mean(axis=0) if n >= 4 else np.zeros(4)
     for top, low_place, order in (((2, 3), 0, "le"), ((0, 1), 3, "be")):
