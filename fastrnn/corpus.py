@@ -424,8 +424,7 @@ def oddities(corpus, encoding):
                     f"(not counting NUL, tabs and line breaks): it looks like binary data, not "
                     f"text, and is trained on as it is")
     elif nuls > NUL_SHARE:
-        said.append(f"{nuls:.0%} of the characters of {path} are NUL (\\x00), not between "
-                    f"letters as in UTF-16 or -32 text: it looks like binary data")
+        said.append(_scattered_nuls(nuls, f"the characters of {path}"))
     elif codec.startswith("utf-16") and \
             (paired := share([c for c in vocab.chars if _two_text_bytes(c)])) > EIGHT_BIT_PAIRS:
         said.append(f"{paired:.0%} of the characters of {path} read as {encoding} are two bytes "
@@ -496,6 +495,13 @@ def _wide_clause(raw, what, encoding, failed=False):
     return ""
 
 
+def _scattered_nuls(share, what):
+    """The sentence for NULs, a ``share`` of ``what``, that do not fall as UTF-16's or -32's
+    (``_wide_clause`` found none)."""
+    return (f"{share:.0%} of {what} are NUL (\\x00), not between letters as in UTF-16 or -32 "
+            f"text: it looks like binary data")
+
+
 def _ordered(encoding, head):
     """``encoding``'s codec name, a UTF-16 or -32 one with the byte order it reads a file
     whose first bytes are ``head`` in (``byte_order``)."""
@@ -546,10 +552,8 @@ def unknown_hint(text, missing, encoding, start=True):
     hint = ""
     nuls = text.count("\x00") / max(1, len(text)) if "\x00" in missing else 0
     if nuls > NUL_SHARE:
-        hint += "; " + (_wide_clause(
-            _first_bytes(text[:COUNT_BLOCK], encoding), "its bytes", encoding) or (
-            f"{nuls:.0%} of its characters are NUL (\\x00), not between letters as in UTF-16 "
-            f"or -32 text: it looks like binary data"))
+        hint += "; " + (_wide_clause(_first_bytes(text[:COUNT_BLOCK], encoding), "its bytes",
+                                     encoding) or _scattered_nuls(nuls, "its characters"))
     reader = _bom_reader(encoding)
     if start and text.startswith("\ufeff") and "\ufeff" in missing and \
             codec_name(encoding) != reader:

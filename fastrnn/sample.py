@@ -115,9 +115,9 @@ def _main(argv, out):
 def _generate(model, vocab, prime, ids, rng, args, out):
     """Read the prime, then write it and ``args.length`` generated characters to ``out``."""
     start = model.first_stream_state() if args.state == "checkpoint" else None  # (None: zeros)
-    with cli.DelayedBar("reading --prime", len(ids) - 1, "char") as bar:  # (a long one)
-        _, state = model.evaluate(ids, state=start, progress=bar.update)  # (the state after
-    # the prime but its last character)
+    # the state after the prime but its last character (a bar if a long one takes a while)
+    with cli.DelayedBar("reading --prime", len(ids) - 1, "char") as bar:
+        _, state = model.evaluate(ids, state=start, progress=bar.update)
     seed_ix, left = int(ids[-1]), args.length
     try:
         out.write(prime)

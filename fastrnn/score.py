@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+
 from . import checkpoint, cli, compiling, corpus, files, validate
 from .backends import BACKENDS
 from .config import DTYPES
@@ -264,7 +265,8 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None, name=None):
                 except UnicodeError as e:  # (a codec's own: punycode's)
                     raise ValueError(corpus.codec_failure(name, encoding, e)) from None
                 read += len(raw)
-                tail = (tail + text)[-TAIL:]
+                tail = text[-TAIL:] if len(text) >= TAIL else (tail + text)[-TAIL:]  # (no
+                # copy of a whole block on top of the last one's)
                 if progress is not None:
                     progress(len(raw))
                 held = "\r" if raw and text.endswith("\r") else ""
