@@ -15,6 +15,7 @@ import itertools
 import numbers
 import re
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,11 @@ WIDE_PLACE = 0.9
 # at most this share of code units that do not decode, in a text whose NULs fall as UTF-16's or
 # -32's: damaged text of it (binary data's: many)
 DAMAGED_UNITS = 0.01
+# more than this share of code units that are line breaks and spaces (``BREAKS``), read as
+# UTF-16, in text that decodes so: UTF-16 text (Chinese, Korean, Japanese: with too few NULs
+# or control codes to tell by where they fall; 8-bit text's are none: they need a zero byte)
+SPACED = 0.001
+BREAKS = (0x0A, 0x20)  # the code units of a line break and a space (``_utf16_order``)
 # more than this many runs of non-ASCII bytes that are UTF-8 for each that is not, in the bytes
 # around one that is not: a stray byte in UTF-8 text (not text in another encoding)
 UTF8_RUNS = 9
@@ -453,13 +459,13 @@ def oddities(corpus, encoding):
     return said
 
 
-def _wide(low):
+def _wide(codes, low):
     """The UTF-16 or -32 codec (with its byte order) whose text has its NULs, or bytes below
-    0x20 (``low``: whether each of a text's first bytes is one; more than NUL_SHARE of them),
-    where they fall: UTF-32's in the top two bytes of every four (WIDE_PLACE of them: all for
-    any character but a damaged one; the last two, little-endian), UTF-16's in one place of
-    every two (WIDE_PLACE of them: the second, little-endian; binary data's fall anywhere);
-    else None."""
+    0x20 (``low``: whether each of a text's first bytes ``codes`` is one; more than NUL_SHARE
+    of them), where they fall: UTF-32's in the top two bytes of every four (WIDE_PLACE of
+    them: all for any character but a damaged one; the last two, little-endian), UTF-16's in
+    one place of every two (WIDE_PLACE of them; binary data's fall anywhere), its byte order
+    the one whose high bytes vary less (``_high_place``); else None."""
     n = low.size
     fours = low[:n - n % 4].reshape(-1, 4).mean(axis=0) if n >= 4 else np.zeros(4)
     for top, low_place, order in (((2, 3), 0, "le"), ((0, 1), 3, "be")):
@@ -467,31 +473,91 @@ def _wide(low):
             return f"utf-32-{order}"
     twos = low[:n - n % 2].reshape(-1, 2).sum(axis=0)  # (in the first place, the second)
     if twos.sum() and twos.max() >= WIDE_PLACE * twos.sum():
-        return f"utf-16-{'le' if twos[1] > twos[0] else 'be'}"
+        # (as often as not, ``_utf16_order`` tells; else where the low bytes fall: ASCII's
+        # NULs are its high bytes, but a Chinese text's bytes below 0x20 are its low ones)
+        return f"utf-16-{_utf16_order(codes) or ('le' if twos[1] > twos[0] else 'be')}"
     return None
+
+
+def _utf16_order(codes):
+    """"le" or "be": the byte order of UTF-16 text whose bytes are ``codes`` (a uint8 array):
+    the one that reads more of its code units as line breaks and spaces (``BREAKS``; the
+    other reads them as U+0A00 and U+2000); else the one whose high bytes vary less (lower
+    entropy): a script's characters share a few high bytes (ASCII's 0x00, Cyrillic's 0x04,
+    Chinese's 0x4E-0x9F) and spread over the low ones. (Not where its bytes below 0x20 fall:
+    ASCII's NULs are high bytes, but an eighth of Chinese characters' low bytes are, U+4E0D's,
+    and its comma U+FF0C's.) None if neither tells."""
+    codes = codes[:codes.size - codes.size % 2]
+    breaks = [np.count_nonzero(np.isin(codes.view(f"{end}u2"), BREAKS)) for end in "<>"]
+    if breaks[0] != breaks[1]:
+        return "le" if breaks[0] > breaks[1] else "be"
+    entropy = []
+    for place in (0, 1):  # (the first byte of each two, the second)
+        p = np.bincount(codes[place::2], minlength=256) / max(1, codes.size // 2)
+        p = p[p > 0]
+        entropy.append(float(-(p * np.log2(p)).sum()))
+    if abs(entropy[0] - entropy[1]) < 1e-9:
+        return None
+    return "be" if entropy[0] < entropy[1] else "le"
+
+
+def _spaced_utf16(raw):
+    """(codec, share) where bytes ``raw`` (a text's first) are UTF-16 text without NULs or
+    control codes enough to tell (Chinese, Korean or Japanese text: ``_wide`` tells by them):
+    in the order ``_utf16_order`` gives, over SPACED of their code units are line breaks and
+    spaces (``BREAKS``, ``share`` of them; none of 8-bit text's are: they need a zero byte),
+    and they read as text (``_plain``); else None."""
+    codes = np.frombuffer(raw[:len(raw) - len(raw) % 2], np.uint8)
+    order = _utf16_order(codes) if codes.size else None
+    if order is None:
+        return None
+    units = codes.view(f"{'<' if order == 'le' else '>'}u2")
+    share = np.count_nonzero(np.isin(units, BREAKS)) / units.size
+    if share <= SPACED:
+        return None
+    return (f"utf-16-{order}", share) if _plain(raw, f"utf-16-{order}") else None
+
+
+def _plain(raw, codec):
+    """Whether bytes ``raw`` (a text's first) read as text of ``codec`` (UTF-16 or -32):
+    under DAMAGED_UNITS of the characters are code units that do not decode, control codes
+    (but tab and line breaks), unassigned or private code points. (Damaged text's are a few;
+    binary data's, many: 16-bit numbers have NULs where UTF-16 text has them.)"""
+    unit = 4 if codec.startswith("utf-32") else 2
+    text = raw[:len(raw) - len(raw) % unit].decode(codec, "replace")
+    odd = sum(n for c, n in collections.Counter(text).items() if c == "\ufffd" or
+              c not in "\t\n\r" and unicodedata.category(c) in ("Cc", "Cn", "Co", "Cs"))
+    return odd <= DAMAGED_UNITS * len(text)
 
 
 def _wide_clause(raw, what, encoding, failed=False):
     """"N% of ``what`` are NUL ..., as in UTF-16 text read as ...: if it is, --encoding ...
     reads it" for bytes ``raw`` (a text's first) whose NULs, or bytes below 0x20 (``_low``),
-    fall as in UTF-16 or -32 text (``_wide``) and that decode so, but for a few bad code units
-    (DAMAGED_UNITS; binary data's do not); "" if none does, or if the codec is ``encoding``'s
-    own (in the order it reads), unless the text ``failed`` to decode so: then damaged text."""
+    fall as in UTF-16 or -32 text (``_wide``), or that are UTF-16 text with line breaks and
+    spaces but few of those bytes (``_spaced_utf16``), and that read as text so (``_plain``);
+    "" if none does, or if the codec is ``encoding``'s own (in the order it reads), unless the
+    text ``failed`` to decode so: then damaged text."""
     first = np.frombuffer(raw, np.uint8)
     for mask, named in ((first == 0, "NUL (\\x00)"), (_low(first), "NUL or control codes below "
                                                                  "0x20")):
         share = np.count_nonzero(mask) / max(1, mask.size)
-        wide = _wide(mask) if share > NUL_SHARE else None
+        wide = _wide(first, mask) if share > NUL_SHARE else None
         if wide is None:
             continue
         if wide == _ordered(encoding, raw):
             return (f"its {named.split(' (')[0]} bytes fall as in {wide} text: damaged "
                     f"{wide[:6].upper()} text, rather than another encoding?") if failed else ""
-        unit = 4 if wide.startswith("utf-32") else 2
-        text = raw[:len(raw) - len(raw) % unit].decode(wide, "replace")
-        if text.count("\ufffd") <= DAMAGED_UNITS * len(text):
+        if _plain(raw, wide):
             return (f"{share:.0%} of {what} are {named}, as in {wide[:6].upper()} text read as "
                     f"{encoding}: if it is, --encoding {wide} reads it")
+    if (spaced := _spaced_utf16(raw)) is not None:
+        wide, share = spaced
+        if wide == _ordered(encoding, raw):
+            return (f"its bytes read as {wide} are text, with line breaks and spaces: damaged "
+                    f"UTF-16 text, rather than another encoding?") if failed else ""
+        return (f"{what} read as {wide} are text, with line breaks and spaces ({share:.0%} of "
+                f"the characters), as UTF-16 text read as {encoding} gives: if it is, "
+                f"--encoding {wide} reads it")
     return ""
 
 

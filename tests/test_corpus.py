@@ -14,6 +14,14 @@ from fastrnn.corpus import CorpusError, load, oddities, unknown_hint
 from fastrnn.vocab import id_dtype
 
 
+# Chinese and Korean, whose UTF-16 has too few NULs (its line breaks', its spaces', Korean's
+# U+B300's low byte) and bytes below 0x20 (the Chinese comma U+FF0C's low byte) to tell by
+# where they fall, as ASCII's or Greek's can be: they fall in both places of every two
+POEM = ("\u6625\u7720\u4e0d\u89c9\u6653\uff0c\u5904\u5904\u95fb\u557c\u9e1f\u3002\n"
+        "\u591c\u6765\u98ce\u96e8\u58f0\uff0c\u82b1\u843d\u77e5\u591a\u5c11\u3002\n")
+KOREAN = "\ub300\ud55c\ubbfc\uad6d\uc740 \ubbfc\uc8fc\uacf5\ud654\uad6d\uc774\ub2e4.\n"
+
+
 def write(tmp_path, content, name="text.txt"):
     path = tmp_path / name
     (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
@@ -155,6 +163,31 @@ def test_a_file_empty_once_decoded_is_named(tmp_path, content, encoding):
     ("smile \U0001f600 ok\n".encode("utf-32-be") * 5, "utf-8",
      r"\(7\d% of its bytes are NUL \(\\x00\), as in UTF-32 text read as utf-8: if it is, "
      r"--encoding utf-32-be reads it\)$"),
+    # ... and Chinese's (its control codes are low bytes: the order was told backwards) and
+    # Korean's, whose NULs and control codes fall in both places, by their line breaks and
+    # spaces (or else by which bytes vary less: the high ones); their legacy encodings and
+    # 16-bit audio samples are not UTF-16
+    (POEM.replace("\n", "").encode("utf-16-le") * 20, "utf-8",
+     r"\(2\d% of its bytes are NUL or control codes below 0x20, as in UTF-16 text read as "
+     r"utf-8: if it is, --encoding utf-16-le reads it\)$"),
+    (POEM.encode("utf-16-le") * 20, "utf-8",
+     r"byte 0xff at offset 11 .*\(its bytes read as utf-16-le are text, with line breaks and "
+     r"spaces \(8% of the characters\), as UTF-16 text read as utf-8 gives: if it is, "
+     r"--encoding utf-16-le reads it\)$"),
+    (POEM.encode("utf-16-be") * 20, "utf-8", r"--encoding utf-16-be reads it\)$"),
+    (KOREAN.encode("utf-16-be") * 20, "ascii",
+     r"\(its bytes read as utf-16-be are text, with line breaks and spaces \(1\d% .*"
+     r"--encoding utf-16-be reads it\)$"),
+    # (the line breaks and spaces tell first: these characters' high bytes vary more)
+    ("\u4e00\u5e00\u6e00\u7e00\u8e00\u9e00 \u4f00\u5f00\n".encode("utf-16-be") * 20, "utf-8",
+     r"--encoding utf-16-be reads it\)$"),
+    (KOREAN.encode("euc-kr") * 20, "utf-8", r"\(for example --encoding latin-1\)$"),
+    (POEM.encode("gbk") * 20, "utf-8", r"\(for example --encoding latin-1\)$"),
+    ((np.sin(np.arange(2000) / 30) * 3000).astype("<i2").tobytes() + b"\xff", "utf-8",
+     r"\(if it is text at all: \d+% of its bytes are control codes, as in binary data\)$"),
+    # 16-bit numbers, one in a hundred 10 (a line break's code unit): not text read so
+    (np.where(np.arange(4000) % 100 == 0, 10, np.random.default_rng(0).integers(
+        256, 65536, 4000)).astype("<u2").tobytes(), "utf-8", r"as in binary data\)$"),
     # UTF-8 read as a multibyte legacy codec: no sign that it was cut short; UTF-8 named
     ("\u042d\u0442\u043e \u0442\u0435\u043a\u0441\u0442.".encode()[:-1] + b"\xd1", "gbk",
      r"the file ends in the middle of a character: if it was cut short .*; if not, pass its "
@@ -377,6 +410,18 @@ def test_a_text_too_large_for_the_memory_is_one_line(tmp_path, monkeypatch):
       r"8-bit text \(ASCII, UTF-8\) read as UTF-16 gives: if it is, --encoding utf-8 reads it$"]),
     ("\u4e00\u4e8c\u4e09\u56db\u4e94\u516d\u4e03\u516b\u4e5d\u5341\u3002\n".encode("utf-16")
      * 20, "utf-16", []),  # (Chinese: some of its characters are such pairs, not most)
+    # Chinese and Korean UTF-16 read in the other byte order, or as 8-bit text; as it is
+    (POEM.encode("utf-16-le") * 20, "utf-16-be",
+     [r"^the bytes of .* read as utf-16-le are text, with line breaks and spaces \(8% of the "
+      r"characters\), as UTF-16 text read as utf-16-be gives: if it is, --encoding utf-16-le "
+      r"reads it$"]),
+    (KOREAN.encode("utf-16-le") * 20, "latin-1", [r"--encoding utf-16-le reads it$"]),
+    (POEM.encode("utf-16-be") * 20, "utf-16-be", []),
+    (KOREAN.encode("utf-16-le") * 20, "utf-16-le", []),
+    # 16-bit numbers: NULs between bytes as ASCII's in UTF-16, but control codes read so
+    (np.random.default_rng(0).integers(0, 40, 2000).astype("<i2").tobytes(), "utf-8",
+     [r"^\d+% of the characters of .* are control characters \(not counting NUL, tabs and "
+      r"line breaks\): it looks like binary data"]),
 ])
 def test_oddities_of_a_text_are_said(tmp_path, content, encoding, said):
     """What a text holds that text rarely does, said when a run starts (it trains on it as it
