@@ -50,6 +50,8 @@ BREAKS = (0x0A, 0x20)  # the code units of a line break and a space (``_utf16_or
 # more than this many runs of non-ASCII bytes that are UTF-8 for each that is not, in the bytes
 # around one that is not: a stray byte in UTF-8 text (not text in another encoding)
 UTF8_RUNS = 9
+SCRIPTS = {"CJK": "CJK", "HANGUL": "Korean", "HIRAGANA": "Japanese", "KATAKANA": "Japanese"}
+GUESS_BYTES = 256  # bytes past ASCII a text needs for another script's codec to be guessed
 RUNS = 1000  # runs of non-ASCII bytes a UTF-8 check counts (``_utf8_runs``)
 _HIGH_BYTES = bytes(range(0x80, 0x100))
 _TEXT_BYTES = frozenset([0x09, 0x0A, 0x0D, *range(0x20, 0x7F)])  # (ASCII text: those bytes)
@@ -152,7 +154,9 @@ def encoding_hint(raw, encoding):
     like binary data (over ``BINARY_CONTROLS`` of its bytes ``CONTROL_CODES``, or over
     NUL_SHARE NULs: then any 8-bit encoding decodes it, as nonsense); UTF-8 where its bytes
     read as that; Windows-1252 for bytes 0x80-0x9f it reads (its quotes, dashes and signs,
-    which latin-1 would read as control characters in silence); else an example."""
+    which latin-1 would read as control characters in silence), or the codec of another
+    script's text (``_script_guess``: Chinese in gb18030, Russian in cp1251); else an
+    example."""
     given = codec_name(encoding)
     first = np.frombuffer(raw[:COUNT_BLOCK], np.uint8)  # (its first MiB: enough to tell)
     if (mark := _mark(raw[:4])) and not _marked(encoding, raw[:4]):
@@ -170,11 +174,42 @@ def encoding_hint(raw, encoding):
         return f"if it is text at all: {nuls:.0%} of its bytes are NUL (\\x00), as in binary data"
     if not given.startswith("utf-8") and _utf8(raw[:COUNT_BLOCK]):
         return "its bytes read as UTF-8: --encoding utf-8"
+    if (guess := _script_guess(raw)) and codec_name(guess[0]) != given:
+        return (f"its bytes read as {guess[1]} text in {guess[0]} (charset-normalizer's guess): "
+                f"--encoding {guess[0]}")
     if given != "cp1252" and _windows_1252(raw):
         return ("for example --encoding cp1252, Windows' Western European: it has bytes "
                 "0x80-0x9f, its quotes, dashes and signs, which latin-1 reads as control "
                 "characters")
     return "for example --encoding latin-1"
+
+
+def _script_guess(raw):
+    """(codec, script): charset-normalizer's best reading of bytes ``raw`` (a text's first),
+    if it is text in a legacy codec of a script other than the Latin alphabet (Chinese in
+    gb18030 or big5, Japanese in cp932, Korean in cp949, Russian in cp1251 or koi8_r, Greek;
+    ``script`` the Unicode name's first word of most of its letters, as SCRIPTS says them):
+    at least GUESS_BYTES bytes past ASCII (a dozen Chinese characters in GBK were read as
+    Korean), most of the letters they read as not Latin ones, nor half-width katakana (as
+    cp932 reads latin-1's signs, £ ± °); else None. (Its guesses for Western text, cp1250 for
+    French, are not taken: ``_windows_1252`` and latin-1 read those.)"""
+    raw = raw[:COUNT_BLOCK]
+    if len(raw) - len(raw.translate(None, _HIGH_BYTES)) < GUESS_BYTES:
+        return None
+    import charset_normalizer  # (here: only a text that fails to decode, or reads as Latin
+    best = charset_normalizer.from_bytes(raw).best()  # letters, needs it)
+    if best is None or codec_name(best.encoding).startswith(("utf-8", "utf-16", "utf-32")):
+        return None
+    letters = collections.Counter(c for c in str(best) if c > "\x7f" and c.isalpha())
+    latin = sum(n for c, n in letters.items() if "\uff61" <= c <= "\uff9f" or
+                unicodedata.name(c, "").startswith("LATIN"))
+    if not letters or latin >= sum(letters.values()) / 2:
+        return None
+    scripts = collections.Counter()
+    for c, n in letters.items():
+        scripts[unicodedata.name(c, "").partition(" ")[0]] += n
+    script = scripts.most_common(1)[0][0]
+    return best.encoding, SCRIPTS.get(script, script.title())
 
 
 def _utf8(raw):
@@ -373,6 +408,18 @@ def _counts(ids, size):
     return counts
 
 
+def _latin(counts, vocab):
+    """Whether a text's characters past ASCII (``counts`` of ``vocab``'s) that are letters are
+    mostly Latin ones, or none are letters: what text in another script's legacy codec read
+    as latin-1 or cp1252 is made of."""
+    letters = latin = 0
+    for c, n in zip(vocab.chars, counts):
+        if c > "\x7f" and c.isalpha():
+            letters += int(n)
+            latin += int(n) * unicodedata.name(c, "").startswith("LATIN")
+    return latin >= letters / 2
+
+
 def _two_text_bytes(c):
     """Whether character c's UTF-16 code unit is two bytes of ASCII text (printable, tab or
     line break): what 8-bit text read as UTF-16 is made of (CJK-looking characters)."""
@@ -403,8 +450,9 @@ def oddities(corpus, encoding):
     model would learn it as it is, in silence): binary data; its first bytes as UTF-16 or -32
     text's (``_wide_clause``: read as UTF-8, valid when the text is ASCII); 8-bit text read
     as UTF-16 (characters that are two bytes of ASCII text each); UTF-8 read as another
-    encoding; Windows-1252's quotes and dashes read as latin-1's control codes; ASCII text
-    read as EBCDIC (spaces as control codes); a byte-order mark; Windows line endings."""
+    encoding; another script's text (Chinese, Russian) read as Latin letters (``_latin``,
+    ``_script_guess``); Windows-1252's quotes and dashes read as latin-1's control codes;
+    ASCII text read as EBCDIC (spaces as control codes); a byte-order mark; Windows line endings."""
     path, ids, vocab = corpus.path, corpus.train, corpus.vocab
     if not len(ids):
         return []
@@ -439,6 +487,12 @@ def oddities(corpus, encoding):
     elif not codec.startswith(("utf-8", "utf-16", "utf-32")) and _utf8(head):
         said.append(f"{path} read as {encoding} is UTF-8 (its bytes past ASCII are UTF-8's): "
                     f"if it is, --encoding utf-8 reads its characters as they are")
+    elif not codec.startswith(("utf-8", "utf-16", "utf-32")) and not head.isascii() and \
+            _latin(counts, vocab) and (guess := _script_guess(head)) and \
+            codec_name(guess[0]) != codec:
+        said.append(f"{path} read as {encoding} is Latin letters and signs past ASCII, where "
+                    f"its bytes read as {guess[1]} text in {guess[0]} (charset-normalizer's "
+                    f"guess): if it is, --encoding {guess[0]} reads its characters as they are")
     elif codec == "iso8859-1" and \
             any("\x80" <= c <= "\x9f" for c in vocab.chars):
         said.append(f"{path} read as {encoding} has characters U+0080-U+009F, control codes "

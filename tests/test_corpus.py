@@ -181,8 +181,18 @@ def test_a_file_empty_once_decoded_is_named(tmp_path, content, encoding):
     # (the line breaks and spaces tell first: these characters' high bytes vary more)
     ("\u4e00\u5e00\u6e00\u7e00\u8e00\u9e00 \u4f00\u5f00\n".encode("utf-16-be") * 20, "utf-8",
      r"--encoding utf-16-be reads it\)$"),
-    (KOREAN.encode("euc-kr") * 20, "utf-8", r"\(for example --encoding latin-1\)$"),
-    (POEM.encode("gbk") * 20, "utf-8", r"\(for example --encoding latin-1\)$"),
+    # another script's legacy codec: charset-normalizer's guess (but for a few characters, or
+    # Latin-1's signs alone, which cp932 reads as half-width katakana)
+    (KOREAN.encode("euc-kr") * 20, "utf-8", r"\(its bytes read as Korean text in cp949 "
+                                            r"\(charset-normalizer's guess\): --encoding cp949\)$"),
+    (POEM.encode("gbk") * 20, "utf-8", r"\(its bytes read as CJK text in gb18030 .*: "
+                                       r"--encoding gb18030\)$"),
+    ("\u041c\u043e\u0441\u043a\u0432\u0430 \u2014 \u0441\u0442\u043e\u043b\u0438\u0446\u0430 "
+     "\u0420\u043e\u0441\u0441\u0438\u0438.\n".encode("cp1251") * 20, "utf-8",
+     r"\(its bytes read as Cyrillic text in cp1251 .*: --encoding cp1251\)$"),
+    (POEM.encode("gbk"), "utf-8", r"\(for example --encoding latin-1\)$"),
+    ("Price: 5\u00a3 \u00b12\u00b0 \u00a92020 \u00ae, \u00bd \u00bc \u00be \u00b5 \u00a7\n"
+     .encode("latin-1") * 40, "utf-8", r"\(for example --encoding latin-1\)$"),
     ((np.sin(np.arange(2000) / 30) * 3000).astype("<i2").tobytes() + b"\xff", "utf-8",
      r"\(if it is text at all: \d+% of its bytes are control codes, as in binary data\)$"),
     # 16-bit numbers, one in a hundred 10 (a line break's code unit): not text read so
@@ -418,6 +428,15 @@ def test_a_text_too_large_for_the_memory_is_one_line(tmp_path, monkeypatch):
     (KOREAN.encode("utf-16-le") * 20, "latin-1", [r"--encoding utf-16-le reads it$"]),
     (POEM.encode("utf-16-be") * 20, "utf-16-be", []),
     (KOREAN.encode("utf-16-le") * 20, "utf-16-le", []),
+    # another script's legacy codec read as Latin letters (not Latin text, nor its own codec)
+    (POEM.encode("gbk") * 20, "latin-1",
+     [r"^.* read as latin-1 is Latin letters and signs past ASCII, where its bytes read as "
+      r"CJK text in gb18030 \(charset-normalizer's guess\): if it is, --encoding gb18030 "
+      r"reads its characters as they are$"]),
+    (KOREAN.encode("euc-kr") * 20, "cp1252", [r"--encoding cp949 reads its characters "]),
+    (POEM.encode("gbk") * 20, "gbk", []),
+    ("\u00dcber den Wolken mu\u00df die Freiheit wohl grenzenlos sein. Gr\u00f6\u00dfe, "
+     "\u00c4pfel, sch\u00f6n.\n".encode("latin-1") * 20, "latin-1", []),
     # 16-bit numbers: NULs between bytes as ASCII's in UTF-16, but control codes read so
     (np.random.default_rng(0).integers(0, 40, 2000).astype("<i2").tobytes(), "utf-8",
      [r"^\d+% of the characters of .* are control characters \(not counting NUL, tabs and "
