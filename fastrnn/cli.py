@@ -72,7 +72,9 @@ class Parser(argparse.ArgumentParser):
         elif valueless:  # (``--prime -x``: a value that starts with - reads as an option)
             option = valueless.group(1)
             after = words[words.index(option) + 1:][:1] if option in words else []
-            if after and after[0].startswith("-") and not self._known(after[0]):
+            if after == ["--"]:  # (argparse's end of the options; _known takes it for one)
+                message += " (-- reads as the end of the options, not as its value)"
+            elif after and after[0].startswith("-") and not self._known(after[0]):
                 message += f" ({after[0]} reads as an option: write {option}={after[0]})"
         elif message.startswith("the following arguments are required"):
             unknown = [w for w in words if w.startswith("-") and not self._known(w)]

@@ -3532,6 +3532,8 @@ def test_a_run_that_trains_no_iteration_logs_no_training_loss(tmp_path, corpus_f
     (["--start_text", "a"], "unrecognized arguments: --start_text a; did you mean --prime?"),
     (["--prime", "-x"], "argument --prime: expected one argument (-x reads as an option: "
                         "write --prime=-x)"),
+    (["--prime", "--", "hello"], "argument --prime: expected one argument (-- reads as the end "
+                                 "of the options, not as its value)"),
     (["--checkpoint"], "unrecognized arguments: --checkpoint; CHECKPOINT is given without an "
                        "option name (python -m fastrnn.sample CHECKPOINT)"),
 ])
