@@ -598,15 +598,18 @@ class CharRNN:
         effect when the kernel call in flight returns (calls of at most the backend's
         ``call_chars`` characters on the CPU), with ``position`` and ``step`` matching the
         weights (``_interrupts_after_each_call``): a ``TrainingInterrupted`` (a
-        KeyboardInterrupt) whose ``losses`` are those of the chunks trained.
+        KeyboardInterrupt) whose ``losses`` are those of the chunks trained. ``n_steps`` 0
+        trains nothing and returns no losses (the arguments checked as for one chunk).
         """
-        n_steps = validate.positive("n_steps", n_steps, int)
+        if not validate.is_integer(n_steps) or n_steps < 0:
+            raise ValueError(f"n_steps must be an integer >= 0, got {n_steps!r}")
+        n_steps = int(n_steps)
         if n_steps > config.COUNT_MAX:
             raise ValueError(f"n_steps must be at most 2**62, got {n_steps:,}")
         if not validate.is_integer(self.position) or self.position < 0:
             raise ValueError(f"position must be an integer >= 0, got {self.position!r}")
         start = int(self.position)  # (read once: what is checked is where the kernels read)
-        ready = self._prepared(data, n_steps, start)
+        ready = self._prepared(data, max(n_steps, 1), start)
         if not validate.is_integer(self.step) or not 0 <= self.step <= config.COUNT_MAX:
             raise ValueError(f"step must be an integer in [0, 2**62], got {self.step!r}")
         if self.step > config.COUNT_MAX - n_steps:
@@ -622,7 +625,7 @@ class CharRNN:
         shape = (c.num_layers - 1, c.seq_length, c.batch_size, c.hidden_size)
         # calls of at most the backend's call_chars (for Ctrl-C), and with dropout of at most
         # MASK_ELEMENTS mask elements; the same bits for any grouping
-        group = n_steps
+        group = max(n_steps, 1)
         if self._kernels.call_chars is not None:
             group = max(1, self._kernels.call_chars // (c.seq_length * c.batch_size))
         if self.drops:

@@ -1148,6 +1148,32 @@ def test_an_update_count_out_of_range_is_refused(step, n_steps, message):
         model.train(np.zeros(100, np.uint8), n_steps)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_training_zero_chunks_returns_no_losses_and_changes_nothing(backend):
+    """``train(data, 0)``, as a loop's last call may make it: no losses, every array and
+    counter as it was (it had been refused as not a positive count); a count below 0, or not
+    an integer, is refused."""
+    model = CharRNN(10, hidden_size=8, seq_length=5, optimizer="adam", learning_rate=0.01,
+                    backend=backend, cell="lstm", num_layers=2, dropout=0.5)
+    data = np.arange(100) % 10
+    model.train(data, 3)
+    before = copy.deepcopy(model)
+    losses = model.train(data, 0)
+    assert losses.shape == (0,) and losses.dtype == np.float64
+    assert (model.step, model.position) == (before.step, before.position)
+    for mine, theirs in zip(model.params, before.params):
+        assert np.array_equal(mine, theirs)
+    assert np.array_equal(model.state, before.state)
+    assert all(np.array_equal(a.flat, b.flat) for a, b in zip(model.states, before.states))
+    assert np.array_equal(model.train(data, 2), before.train(data, 2))  # (masks: none drawn)
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match=r"n_steps must be an integer >= 0, got "):
+            model.train(data, bad)
+    with pytest.raises(ValueError, match="data has 3 characters; training with seq_length=5 "
+                                         "needs at least 6"):
+        model.train(data[:3], 0)
+
+
 def _ctrl_c_during(kernel):
     """``kernel`` (a backend's train) with a SIGINT sent as it starts: Python handles it at
     the next bytecode, after the call."""
