@@ -72,6 +72,7 @@ class Corpus:
     train: np.ndarray   # ids of the text before the held-out tail
     val: np.ndarray     # ids of the held-out tail (may be empty)
     sha256: str         # of the file's bytes, to tell a resumed run whether its text changed
+    head: bytes = b""   # the file's first COUNT_BLOCK bytes (``oddities``)
 
     @property
     def n_chars(self):
@@ -254,7 +255,8 @@ def _utf8_runs(raw, limit=RUNS, last=False):
 
 
 def read_text(path, encoding="utf-8"):
-    """The file's text and the sha256 of its bytes; CorpusError for anything that stops us."""
+    """The file's text, the sha256 of its bytes and its first ``COUNT_BLOCK`` bytes;
+    CorpusError for anything that stops us."""
     path = Path(path)
     check_encoding(encoding)
     kind = files.not_regular(path)
@@ -290,7 +292,7 @@ def read_text(path, encoding="utf-8"):
         raise CorpusError(undecodable(path, encoding, e, len(raw), raw)) from None
     except UnicodeError as e:  # (a codec's own, not a DecodeError: punycode's)
         raise CorpusError(codec_failure(path, encoding, e)) from None
-    return text, hashlib.sha256(raw).hexdigest()
+    return text, hashlib.sha256(raw).hexdigest(), raw[:COUNT_BLOCK]
 
 
 def undecodable(path, encoding, error, end, raw=None, before=None):
@@ -462,7 +464,8 @@ def oddities(corpus, encoding):
         return sum(int(counts[vocab.index[c]]) for c in chars if c in vocab.index) / len(ids)
 
     said, codec = [], codec_name(encoding)
-    head = _first_bytes(vocab.decode(ids[:COUNT_BLOCK]), encoding)  # (its first bytes)
+    # its first bytes (re-encoded, if not kept: a byte-order mark the codec took is not there)
+    head = corpus.head or _first_bytes(vocab.decode(ids[:COUNT_BLOCK]), encoding)
     controls = share([c for c in vocab.chars if c in CONTROL_CODES])  # (C1's are below)
     nuls = share("\x00")
     c1 = share([c for c in vocab.chars if "\x80" <= c <= "\x9f"])
@@ -718,7 +721,7 @@ def load(path, val_fraction=0.1, encoding="utf-8", vocab=None):
     """
     if not _a_fraction(val_fraction):
         raise CorpusError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
-    text, digest = read_text(path, encoding)
+    text, digest, head = read_text(path, encoding)
     try:
         if vocab is None:
             try:
@@ -739,4 +742,5 @@ def load(path, val_fraction=0.1, encoding="utf-8", vocab=None):
                           f"characters") from None
     del text
     n_val = int(len(ids) * val_fraction)
-    return Corpus(Path(path), vocab, ids[:len(ids) - n_val], ids[len(ids) - n_val:], digest)
+    return Corpus(Path(path), vocab, ids[:len(ids) - n_val], ids[len(ids) - n_val:], digest,
+                  head)

@@ -1,5 +1,6 @@
 """Reading a corpus: vocabulary, compact ids, the validation split, and each way a file is bad."""
 
+import codecs
 import os
 import re
 from decimal import Decimal
@@ -400,6 +401,11 @@ def test_a_text_too_large_for_the_memory_is_one_line(tmp_path, monkeypatch):
      [r"^75% of the bytes of .* are NUL \(\\x00\), as in UTF-32 text read as utf-16-le: if it "
       r"is, --encoding utf-32-le reads it$"]),
     ("text\n".encode("utf-32-be") * 20, "utf-16-le", [r"--encoding utf-32-be reads it$"]),
+    # ... with UTF-32's mark, which the generic utf-16 takes for its own (its first two bytes,
+    # ff fe) and reads past: the file's bytes are looked at, not the text's
+    (codecs.BOM_UTF32_LE + "text\n".encode("utf-32-le") * 20, "utf-16",
+     [r"^75% of the bytes of .* are NUL \(\\x00\), as in UTF-32 text read as utf-16: if it is, "
+      r"--encoding utf-32-le reads it$"]),
     # UTF-8 read as latin-1 (its characters as two each: a Windows-1252 text's would not be
     # UTF-8)
     ("caf\u00e9 na\u00efve\n".encode() * 20, "latin-1",
