@@ -478,3 +478,39 @@ def test_oddities_are_counted_the_same_a_few_characters_at_a_time(tmp_path, monk
         assert corpus._crlf(ids, cr, lf) == expected, block
         assert list(corpus._counts(ids, len(vocab))) == list(np.bincount(ids)), block
         assert oddities(loaded, "utf-8") == whole, block
+
+
+def test_a_run_cut_by_the_stray_byte_window_is_not_counted(monkeypatch):
+    """The runs of non-ASCII bytes around a bad byte are counted in a window of COUNT_BLOCK
+    bytes: a character the window's edge cuts is not a run that is not UTF-8 (12 runs of UTF-8
+    for the bad byte's one make a stray byte; a 14th run, not UTF-8, would not)."""
+    import fastrnn.corpus as corpus
+    monkeypatch.setattr(corpus, "COUNT_BLOCK", 100)
+    e_acute, runs = "\u00e9".encode(), "\u00e9 ".encode() * 12
+    # the window [at - 50, at + 50) starts inside an e-acute, and the file ends inside it
+    start = b"x" * 59 + e_acute + b" " + runs + b"y" * 12
+    at = len(start)
+    assert at - 50 == 60  # (the e-acute's second byte)
+    assert corpus._utf8_around(start + b"\xff tail", at) == (12, 13)
+    # ... or it ends inside one, and the file goes on
+    end = b"x" * 80 + b"\xff " + runs + b"y" * 11 + e_acute + b"z" * 10
+    assert end[130:131] == e_acute[1:]  # (the window's end, at + 50)
+    assert corpus._utf8_around(end, 80) == (12, 13)
+    # (a byte such as the cut one, inside the window: a run that is not UTF-8)
+    inside = b"x" * 65 + b"\xa9 " + runs + b"y" * 7
+    assert corpus._utf8_around(inside + b"\xff", len(inside)) is None
+
+
+def test_utf16_read_as_such_is_judged_by_its_last_characters():
+    """Whether text read as UTF-16 reads as UTF-16 text, not 8-bit text read so (a cut at
+    its end is then a file cut short), rests on its last COUNT_BLOCK / 16 characters."""
+    import fastrnn.corpus as corpus
+    greek = "\u0393\u03b5\u03b9\u03ac \u03c3\u03bf\u03c5.\n"
+    pairs = "ab".encode().decode("utf-16-le")  # (a character of two ASCII bytes)
+    sample = corpus.COUNT_BLOCK // 16
+    assert sample == 65536
+    assert not corpus._reads_as("utf-16-le", pairs * sample + greek * 100)
+    # (mostly Greek in their last 65,536 characters; mostly pairs in the first's last 32,768,
+    # and in the second's last 131,072)
+    assert corpus._reads_as("utf-16-le", greek * 4000 + pairs * 20000)
+    assert corpus._reads_as("utf-16-le", pairs * 100000 + greek * 4000)
