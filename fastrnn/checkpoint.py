@@ -48,15 +48,20 @@ class CheckpointError(ValueError):
     """A checkpoint cannot be read or used; the message names the file and the reason."""
 
 
-def fine_tune_rate(rate, dtype):
+def fine_tune_rate(rate, dtype, optimizer=None):
     """A fine-tune's learning rate unless given: ``rate`` (the checkpoint's --learning-rate,
-    its base rate, before any decay or anneal) divided by ``config.FINE_TUNE_DIVISOR``, to 12
-    significant digits (0.003 / 10 is 0.00030000000000000003); a ValueError if that is 0 in
-    ``dtype``."""
+    its base rate, before any decay or anneal), or with another ``optimizer`` than the
+    checkpoint's (its name) that optimizer's usual rate (``optim.Optimizer.rate``: Adagrad's
+    0.1 is 50 times Adam's), divided by ``config.FINE_TUNE_DIVISOR``, to 12 significant digits
+    (0.003 / 10 is 0.00030000000000000003); a ValueError if that is 0 in ``dtype``."""
+    whose = f"the checkpoint's {rate:g}"
+    if optimizer is not None:
+        rate = optim.get(optimizer).rate
+        whose = f"{optimizer}'s usual {rate:g}"
     tuned = float(f"{rate / config.FINE_TUNE_DIVISOR:.12g}")
     if validate.vanishes(tuned, dtype):
-        raise ValueError(f"a fine-tune's learning rate, 1/{config.FINE_TUNE_DIVISOR} of the "
-                         f"checkpoint's {rate:g}, is 0 in {dtype}")
+        raise ValueError(f"a fine-tune's learning rate, 1/{config.FINE_TUNE_DIVISOR} of "
+                         f"{whose}, is 0 in {dtype}")
     return tuned
 
 
@@ -109,8 +114,9 @@ class Checkpoint:
         vocabulary size and weights; fresh optimizer state, update count, hidden state and
         position; its other settings (learning_rate, seq_length, batch_size, optimizer, seed,
         dropout) as given, else the checkpoint's, but for the learning rate: the checkpoint's
-        divided by ``config.FINE_TUNE_DIVISOR`` (10, ``fine_tune_rate``). Train it on a text
-        encoded with this checkpoint's ``vocab``."""
+        (or, with another optimizer, that one's usual rate) divided by
+        ``config.FINE_TUNE_DIVISOR`` (10, ``fine_tune_rate``). Train it on a text encoded with
+        this checkpoint's ``vocab``."""
         c = self.config.to_dict()
         clash = sorted(set(settings) & set(ARCHITECTURE))
         if clash:
@@ -120,7 +126,9 @@ class Checkpoint:
             raise ValueError(f"unknown setting(s) {', '.join(unknown)}")
         if "learning_rate" not in settings:
             try:
-                settings["learning_rate"] = fine_tune_rate(c["learning_rate"], c["dtype"])
+                other = settings.get("optimizer", c["optimizer"])
+                settings["learning_rate"] = fine_tune_rate(
+                    c["learning_rate"], c["dtype"], other if other != c["optimizer"] else None)
             except ValueError as e:
                 raise ValueError(f"{e}: give learning_rate") from None
         model = CharRNN(**{**c, **settings}, backend=backend, threads=threads)

@@ -5,8 +5,8 @@ every optimizer is written out inside the kernels: routing it through a per-elem
 measured 1.5x slower), the names of its state buffers (each shaped like the parameters; they
 are the prefixes of its arrays in a checkpoint), the named tuple of them the CPU kernels take,
 the one that sums squares (never negative: a checkpoint is checked), its reference update in
-``fastrnn.reference`` and its description for ``--help``. Gradients are clipped to [-CLIP,
-CLIP] before any of them.
+``fastrnn.reference``, its usual learning rate and its description for ``--help``. Gradients
+are clipped to [-CLIP, CLIP] before any of them.
 
 Adding an optimizer: an entry here, its reference function, and its loop in
 ``kernels/cpu.py:optimizer_update`` and ``kernels/cuda.py:optimize`` (see ARCHITECTURE.md).
@@ -16,7 +16,8 @@ from collections import namedtuple
 from dataclasses import dataclass
 
 from . import reference
-from .config import ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, RMSPROP_DECAY, RMSPROP_EPS
+from .config import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, MODEL_DEFAULTS, RMSPROP_DECAY,
+                     RMSPROP_EPS)
 
 ADAGRAD, RMSPROP, ADAM = 0, 1, 2  # the kernels' ids
 
@@ -30,6 +31,8 @@ class Optimizer:
                          # compiles only its own)
     squares: str         # the state buffer of squared gradients' sums or averages
     reference: object    # fn(params, grads, states, lr, step), lists of arrays, in place
+    rate: float          # its usual learning rate: a new training run's default, and the base
+                         # of a fine-tune's that changes to it (``checkpoint.fine_tune_rate``)
     help: str            # what it is, for --help
 
     @property
@@ -65,11 +68,11 @@ def _g(x):  # 1e-8 as it is written, not 1e-08
 
 
 OPTIMIZERS = {o.name: o for o in (
-    Optimizer("adagrad", ADAGRAD, AdagradState, "m", _adagrad,
+    Optimizer("adagrad", ADAGRAD, AdagradState, "m", _adagrad, MODEL_DEFAULTS["learning_rate"],
               f"min-char-rnn's: m += g*g; w -= lr g / sqrt(m + {_g(ADAGRAD_EPS)})"),
-    Optimizer("rmsprop", RMSPROP, RMSpropState, "m", _rmsprop,
+    Optimizer("rmsprop", RMSPROP, RMSpropState, "m", _rmsprop, 0.002,  # (char-rnn's)
               f"char-rnn's: decay {_g(RMSPROP_DECAY)}, eps {_g(RMSPROP_EPS)}"),
-    Optimizer("adam", ADAM, AdamState, "v", _adam,
+    Optimizer("adam", ADAM, AdamState, "v", _adam, 0.002,  # (torch-rnn's)
               f"PyTorch's: betas {_g(ADAM_BETA1)}/{_g(ADAM_BETA2)}, eps {_g(ADAM_EPS)}"),
 )}
 

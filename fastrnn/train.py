@@ -70,9 +70,11 @@ def build_parser():
                    help=f"characters per truncated-BPTT chunk (default "
                         f"{MODEL_DEFAULTS['seq_length']})")
     m.add_argument("--learning-rate", type=cli.positive_float, metavar="LR",
-                   help=f"learning rate (default {MODEL_DEFAULTS['learning_rate']:g}, "
-                        f"min-char-rnn's for Adagrad; Adam and RMSprop usually want about "
-                        f"0.002; with --init-from, 1/{FINE_TUNE_DIVISOR} of the checkpoint's)")
+                   help=f"learning rate (default: the optimizer's usual one, "
+                        f"{optim.get('adagrad').rate:g} for adagrad, min-char-rnn's, "
+                        f"{optim.get('rmsprop').rate:g} for rmsprop, {optim.get('adam').rate:g} "
+                        f"for adam; with --init-from, 1/{FINE_TUNE_DIVISOR} of the "
+                        f"checkpoint's, or of the usual one of another --optimizer)")
     m.add_argument("--dtype", choices=DTYPES,
                    help=f"floating-point type (default {MODEL_DEFAULTS['dtype']}; {GPU_DTYPE} "
                         f"with --backend cuda)")
@@ -483,6 +485,8 @@ def _settings(args, ckpt, source=None):
     if ckpt is None:
         if source is None:
             config = {**MODEL_DEFAULTS, **given}
+            if "learning_rate" not in given:  # (the optimizer's: Adagrad's is 50 times Adam's)
+                config["learning_rate"] = optim.get(config["optimizer"]).rate
             if args.backend == "cuda" and args.dtype is None:
                 config["dtype"] = GPU_DTYPE
         else:
@@ -494,16 +498,20 @@ def _settings(args, ckpt, source=None):
                                      f"{'; '.join(clash)}")
             config = {**kept, **given}
             if "learning_rate" not in given:  # (Checkpoint.fine_tune's default)
+                other = config["optimizer"] if config["optimizer"] != kept["optimizer"] else None
                 try:
                     config["learning_rate"] = checkpoint.fine_tune_rate(kept["learning_rate"],
-                                                                        kept["dtype"])
+                                                                        kept["dtype"], other)
                 except ValueError as e:
                     raise cli.UsageError(f"{e}: pass --learning-rate") from None
+                whose = f"the checkpoint's {kept['learning_rate']:g}" if other is None else \
+                    f"{other}'s usual {optim.get(other).rate:g} (the checkpoint's " \
+                    f"{kept['learning_rate']:g} was {kept['optimizer']}'s)"
                 args.notes.append(
                     f"note: fine-tuning at --learning-rate {config['learning_rate']:g}, "
-                    f"1/{FINE_TUNE_DIVISOR} of the checkpoint's {kept['learning_rate']:g}: a "
-                    f"fresh optimizer's first steps at the full rate undo much of what the "
-                    f"model learnt (--learning-rate sets another)")
+                    f"1/{FINE_TUNE_DIVISOR} of {whose}: a fresh optimizer's first steps at the "
+                    f"full rate undo much of what the model learnt (--learning-rate sets "
+                    f"another)")
         data = {**DATA_DEFAULTS, "path": args.data or str(corpus_mod.DEFAULT_CORPUS)}
     else:
         config = {k: v for k, v in ckpt.config.to_dict().items() if k in MODEL_DEFAULTS}

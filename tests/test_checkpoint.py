@@ -718,6 +718,12 @@ def test_fine_tune_keeps_the_weights_and_starts_everything_else_afresh(saved):
         checkpoint.load(path).fine_tune()
     assert checkpoint.load(path).fine_tune(learning_rate=0.5).config.learning_rate == 0.5
     assert default.config.optimizer == model.config.optimizer
+    # another optimizer: a tenth of its usual rate, not of the checkpoint's (another's)
+    other = next(o for o in optim.OPTIMIZERS.values() if o.name != model.config.optimizer)
+    assert other.rate != model.config.learning_rate
+    assert checkpoint.load(path).fine_tune(optimizer=other.name).config.learning_rate == \
+        other.rate / 10
+    assert checkpoint.fine_tune_rate(0.1, "float64", "adam") == 0.0002
     with pytest.raises(ValueError, match="keeps the checkpoint's hidden_size"):
         checkpoint.load(path).fine_tune(hidden_size=16)
     with pytest.raises(ValueError, match="unknown setting"):

@@ -600,6 +600,18 @@ def test_ctrl_c_as_a_validation_ends_keeps_it(tmp_path, corpus_file, capsys, mon
     assert [r["iteration"] for r in ckpt.run["metrics"]] == [10, 20]
 
 
+@pytest.mark.parametrize("optimizer, rate", [("adagrad", 0.1), ("rmsprop", 0.002),
+                                             ("adam", 0.002)])
+def test_the_default_learning_rate_is_the_optimizers(tmp_path, corpus_file, optimizer, rate):
+    """Without --learning-rate, a new run trains at its optimizer's usual rate: min-char-rnn's
+    0.1 for Adagrad, 0.002 for RMSprop (char-rnn's) and Adam (torch-rnn's; 0.1 had been every
+    optimizer's, 50 times what Adam wants)."""
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "2", "--optimizer",
+                       optimizer, "--eval-every", "0", "--sample-every", "0",
+                       "--out", str(tmp_path)]) == 0
+    assert checkpoint.load(tmp_path / "checkpoint.npz").config.learning_rate == rate
+
+
 def test_fine_tuning_defaults_to_a_tenth_of_the_checkpoints_rate(tmp_path, corpus_file,
                                                                  capsys):
     """--init-from without --learning-rate: the checkpoint's rate / 10 (as Checkpoint.fine_tune),
@@ -617,6 +629,14 @@ def test_fine_tuning_defaults_to_a_tenth_of_the_checkpoints_rate(tmp_path, corpu
         assert checkpoint.load(out / "checkpoint.npz").config.learning_rate == rate
         said = "note: fine-tuning at --learning-rate 0.005, 1/10 of the checkpoint's 0.05"
         assert (said in capsys.readouterr().out) == (not extra)
+    # another optimizer: a tenth of its usual rate (Adagrad's rate would undo Adam's model)
+    capsys.readouterr()
+    assert train.main(["--init-from", source, "--data", corpus_file, "--iterations", "2",
+                       "--eval-every", "0", "--sample-every", "0", "--optimizer", "adam",
+                       "--out", str(tmp_path / "adam")]) == 0
+    assert checkpoint.load(tmp_path / "adam" / "checkpoint.npz").config.learning_rate == 0.0002
+    assert "note: fine-tuning at --learning-rate 0.0002, 1/10 of adam's usual 0.002 (the " \
+           "checkpoint's 0.05 was adagrad's): " in capsys.readouterr().out
     rc = train.main(["--init-from", source, "--data", corpus_file, "--out", str(tmp_path / "a")])
     assert rc == 2 and "note:" not in capsys.readouterr().out  # refused: --out is a's
     rewrite_meta(source, lambda m, a: m["config"].update(learning_rate=5e-324))
