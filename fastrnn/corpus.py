@@ -50,8 +50,14 @@ BREAKS = (0x0A, 0x20)  # the code units of a line break and a space (``_utf16_or
 # more than this many runs of non-ASCII bytes that are UTF-8 for each that is not, in the bytes
 # around one that is not: a stray byte in UTF-8 text (not text in another encoding)
 UTF8_RUNS = 9
-SCRIPTS = {"CJK": "CJK", "HANGUL": "Korean", "HIRAGANA": "Japanese", "KATAKANA": "Japanese"}
+# the scripts of legacy codecs (``_script_guess``), as their letters' Unicode names start, and
+# as said (half-width katakana's names start HALFWIDTH: cp932 reads latin-1's signs so)
+SCRIPTS = {"CJK": "CJK", "HANGUL": "Korean", "HIRAGANA": "Japanese", "KATAKANA": "Japanese",
+           "CYRILLIC": "Cyrillic", "GREEK": "Greek", "ARABIC": "Arabic", "HEBREW": "Hebrew",
+           "THAI": "Thai"}
 GUESS_BYTES = 256  # bytes past ASCII a text needs for another script's codec to be guessed
+GUESS_RIVAL = 0.05  # readings this close to the least mess (charset-normalizer's chaos) compete
+GUESS_TIE = 0.01  # ... and this close in coherence (and mess) are as good as each other
 RUNS = 1000  # runs of non-ASCII bytes a UTF-8 check counts (``_utf8_runs``)
 _HIGH_BYTES = bytes(range(0x80, 0x100))
 _TEXT_BYTES = frozenset([0x09, 0x0A, 0x0D, *range(0x20, 0x7F)])  # (ASCII text: those bytes)
@@ -175,9 +181,10 @@ def encoding_hint(raw, encoding):
         return f"if it is text at all: {nuls:.0%} of its bytes are NUL (\\x00), as in binary data"
     if not given.startswith("utf-8") and _utf8(raw[:COUNT_BLOCK]):
         return "its bytes read as UTF-8: --encoding utf-8"
-    if (guess := _script_guess(raw)) and codec_name(guess[0]) != given:
-        return (f"its bytes read as {guess[1]} text in {guess[0]} (charset-normalizer's guess): "
-                f"--encoding {guess[0]}")
+    if guess := _script_guess(raw):
+        if given in map(codec_name, guess.codecs):
+            return f"its bytes read as {guess}: damaged {given} text, rather than another encoding?"
+        return f"its bytes read as {guess}: --encoding {guess.codecs[0]}"
     if given != "cp1252" and _windows_1252(raw):
         return ("for example --encoding cp1252, Windows' Western European: it has bytes "
                 "0x80-0x9f, its quotes, dashes and signs, which latin-1 reads as control "
@@ -186,31 +193,67 @@ def encoding_hint(raw, encoding):
 
 
 def _script_guess(raw):
-    """(codec, script): charset-normalizer's best reading of bytes ``raw`` (a text's first),
-    if it is text in a legacy codec of a script other than the Latin alphabet (Chinese in
-    gb18030 or big5, Japanese in cp932, Korean in cp949, Russian in cp1251 or koi8_r, Greek;
-    ``script`` the Unicode name's first word of most of its letters, as SCRIPTS says them):
-    at least GUESS_BYTES bytes past ASCII (a dozen Chinese characters in GBK were read as
-    Korean), most of the letters they read as not Latin ones, nor half-width katakana (as
-    cp932 reads latin-1's signs, £ ± °); else None. (Its guesses for Western text, cp1250 for
-    French, are not taken: ``_windows_1252`` and latin-1 read those.)"""
+    """A ``Guess``: charset-normalizer's readings of bytes ``raw`` (a text's first, cut to whole
+    lines: a multibyte codec refuses a character the cut splits) if it is text in a legacy codec
+    of a script other than the Latin alphabet (Chinese in gb18030 or big5, Japanese in cp932,
+    Korean in cp949, Russian in cp1251 or koi8_r, Greek, Arabic, Hebrew, Thai: SCRIPTS); else
+    None. It needs GUESS_BYTES bytes past ASCII (a dozen Chinese characters in GBK were read as
+    Korean). Its best reading: of those whose mess ratio (chaos) is within GUESS_RIVAL of the
+    least, the most coherent (its letters' frequencies a language's: German latin-1 was read as
+    shift_jis with less mess, Hebrew as cp1251), with most of its letters past ASCII in one of
+    SCRIPTS (``_script``); with it, the readings within GUESS_TIE of it in both, as good as it
+    (iso8859_7 and cp1253; cp932 and cp949 for a little Japanese), none of them Latin."""
     raw = raw[:COUNT_BLOCK]
+    raw = raw[:raw.rfind(b"\n") + 1] or raw
     if len(raw) - len(raw.translate(None, _HIGH_BYTES)) < GUESS_BYTES:
         return None
-    import charset_normalizer  # (here: only a text that fails to decode, or reads as Latin
-    best = charset_normalizer.from_bytes(raw).best()  # letters, needs it)
-    if best is None or codec_name(best.encoding).startswith(("utf-8", "utf-16", "utf-32")):
+    try:
+        import charset_normalizer  # (here: only a text that fails to decode, or reads as
+    except ImportError:            # Latin letters in an 8-bit codec, needs it)
         return None
-    letters = collections.Counter(c for c in str(best) if c > "\x7f" and c.isalpha())
-    latin = sum(n for c, n in letters.items() if "\uff61" <= c <= "\uff9f" or
-                unicodedata.name(c, "").startswith("LATIN"))
-    if not letters or latin >= sum(letters.values()) / 2:
+    matches = sorted(charset_normalizer.from_bytes(raw), key=lambda m: m.chaos)
+    if not matches:
         return None
+    near = [m for m in matches if m.chaos <= matches[0].chaos + GUESS_RIVAL]
+    best = max(near, key=lambda m: (m.coherence, -m.chaos))
+    if codec_name(best.encoding).startswith(("utf-8", "utf-16", "utf-32")) or \
+            (script := _script(str(best))) not in SCRIPTS:
+        return None
+    guesses = {script: [best.encoding]}
+    for m in near:
+        if m is not best and m.coherence >= best.coherence - GUESS_TIE and \
+                abs(m.chaos - best.chaos) <= GUESS_TIE:
+            if (other := _script(str(m))) not in SCRIPTS:
+                return None  # (as good a reading in Latin letters: not another script's text)
+            if m.encoding not in guesses.setdefault(other, []):
+                guesses[other].append(m.encoding)
+    return Guess([(SCRIPTS[k], codecs) for k, codecs in guesses.items()])
+
+
+class Guess(list):
+    """``_script_guess``'s readings: [(script, [codec, ...]), ...], the best first."""
+
+    @property
+    def codecs(self):
+        return [c for _, codecs in self for c in codecs]
+
+    def __str__(self):
+        """"Korean text in cp949 or euc_kr, or Japanese text in cp932 (charset-normalizer's
+        guess)"."""
+        readings = ", or ".join(f"{script} text in {' or '.join(codecs)}"
+                                for script, codecs in self)
+        return f"{readings} (charset-normalizer's guess{'es' if len(self.codecs) > 1 else ''})"
+
+
+def _script(text):
+    """The script (the first word of their Unicode names: "CYRILLIC", "LATIN") most of the
+    letters past ASCII in ``text`` are in, or None if it has none. Letters: categories Lu, Ll
+    and Lo, not modifier letters (the ˆ a Mac codec makes of ö), nor ª and º."""
     scripts = collections.Counter()
-    for c, n in letters.items():
-        scripts[unicodedata.name(c, "").partition(" ")[0]] += n
-    script = scripts.most_common(1)[0][0]
-    return best.encoding, SCRIPTS.get(script, script.title())
+    for c, n in collections.Counter(c for c in text if c > "\x7f").items():
+        if unicodedata.category(c) in ("Lu", "Ll", "Lo") and c not in "\u00aa\u00ba":
+            scripts[unicodedata.name(c, "").partition(" ")[0]] += n
+    return scripts.most_common(1)[0][0] if scripts else None
 
 
 def _utf8(raw):
@@ -492,10 +535,10 @@ def oddities(corpus, encoding):
                     f"if it is, --encoding utf-8 reads its characters as they are")
     elif not codec.startswith(("utf-8", "utf-16", "utf-32")) and not head.isascii() and \
             _latin(counts, vocab) and (guess := _script_guess(head)) and \
-            codec_name(guess[0]) != codec:
+            codec not in map(codec_name, guess.codecs):
         said.append(f"{path} read as {encoding} is Latin letters and signs past ASCII, where "
-                    f"its bytes read as {guess[1]} text in {guess[0]} (charset-normalizer's "
-                    f"guess): if it is, --encoding {guess[0]} reads its characters as they are")
+                    f"its bytes read as {guess}: if it is, --encoding {guess.codecs[0]} reads "
+                    f"its characters as they are")
     elif codec == "iso8859-1" and \
             any("\x80" <= c <= "\x9f" for c in vocab.chars):
         said.append(f"{path} read as {encoding} has characters U+0080-U+009F, control codes "
@@ -521,8 +564,8 @@ def _wide(codes, low):
     0x20 (``low``: whether each of a text's first bytes ``codes`` is one; more than NUL_SHARE
     of them), where they fall: UTF-32's in the top two bytes of every four (WIDE_PLACE of
     them: all for any character but a damaged one; the last two, little-endian), UTF-16's in
-    one place of every two (WIDE_PLACE of them; binary data's fall anywhere), its byte order
-    the one whose high bytes vary less (``_high_place``); else None."""
+    one place of every two (WIDE_PLACE of them; binary data's fall anywhere), in the byte order
+    ``_utf16_order`` gives; else None."""
     n = low.size
     fours = low[:n - n % 4].reshape(-1, 4).mean(axis=0) if n >= 4 else np.zeros(4)
     for top, low_place, order in (((2, 3), 0, "le"), ((0, 1), 3, "be")):
@@ -530,8 +573,8 @@ def _wide(codes, low):
             return f"utf-32-{order}"
     twos = low[:n - n % 2].reshape(-1, 2).sum(axis=0)  # (in the first place, the second)
     if twos.sum() and twos.max() >= WIDE_PLACE * twos.sum():
-        # (as often as not, ``_utf16_order`` tells; else where the low bytes fall: ASCII's
-        # NULs are its high bytes, but a Chinese text's bytes below 0x20 are its low ones)
+        # (``_utf16_order`` tells but for bytes whose two places vary exactly as much; not
+        # where the low bytes fall: ASCII's NULs are high bytes, Chinese text's below 0x20 low)
         return f"utf-16-{_utf16_order(codes) or ('le' if twos[1] > twos[0] else 'be')}"
     return None
 
@@ -578,12 +621,14 @@ def _spaced_utf16(raw):
 def _plain(raw, codec):
     """Whether bytes ``raw`` (a text's first) read as text of ``codec`` (UTF-16 or -32):
     under DAMAGED_UNITS of the characters are code units that do not decode, control codes
-    (but tab and line breaks), unassigned or private code points. (Damaged text's are a few;
-    binary data's, many: 16-bit numbers have NULs where UTF-16 text has them.)"""
+    (but tab and line breaks), private code points or ones unassigned in the basic plane (past
+    it, Unicode assigns new emoji this Python may not know). (Damaged text's are a few; binary
+    data's, many: 16-bit numbers have NULs where UTF-16 text has them.)"""
     unit = 4 if codec.startswith("utf-32") else 2
     text = raw[:len(raw) - len(raw) % unit].decode(codec, "replace")
     odd = sum(n for c, n in collections.Counter(text).items() if c == "\ufffd" or
-              c not in "\t\n\r" and unicodedata.category(c) in ("Cc", "Cn", "Co", "Cs"))
+              c not in "\t\n\r" and unicodedata.category(c) in ("Cc", "Co", "Cs") or
+              c <= "\uffff" and unicodedata.category(c) == "Cn")
     return odd <= DAMAGED_UNITS * len(text)
 
 

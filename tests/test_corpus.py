@@ -21,6 +21,16 @@ from fastrnn.vocab import id_dtype
 POEM = ("\u6625\u7720\u4e0d\u89c9\u6653\uff0c\u5904\u5904\u95fb\u557c\u9e1f\u3002\n"
         "\u591c\u6765\u98ce\u96e8\u58f0\uff0c\u82b1\u843d\u77e5\u591a\u5c11\u3002\n")
 KOREAN = "\ub300\ud55c\ubbfc\uad6d\uc740 \ubbfc\uc8fc\uacf5\ud654\uad6d\uc774\ub2e4.\n"
+# Hebrew, whose 8-bit codecs' bytes read with as little mess as Cyrillic and Greek (cp1251,
+# cp1253): the frequencies of its letters tell
+HEBREW = ("\u05e9\u05dc\u05d5\u05dd \u05dc\u05db\u05d5\u05dc\u05dd. \u05d6\u05d4\u05d5 "
+          "\u05d8\u05e7\u05e1\u05d8 \u05e7\u05e6\u05e8 \u05d1\u05e2\u05d1\u05e8\u05d9\u05ea, "
+          "\u05e9\u05e0\u05db\u05ea\u05d1 \u05db\u05d3\u05d9 \u05dc\u05d1\u05d3\u05d5\u05e7 "
+          "\u05d0\u05ea \u05d6\u05d9\u05d4\u05d5\u05d9 \u05d4\u05e7\u05d9\u05d3\u05d5\u05d3 "
+          "\u05e9\u05dc \u05d4\u05e7\u05d5\u05d1\u05e5.\n\u05d4\u05de\u05e9\u05e4\u05d8 "
+          "\u05d4\u05e9\u05e0\u05d9 \u05de\u05e1\u05e4\u05e8 \u05e2\u05dc \u05e1\u05e4\u05e8 "
+          "\u05d9\u05e9\u05df \u05e9\u05e0\u05de\u05e6\u05d0 \u05d1\u05e1\u05e4\u05e8\u05d9\u05d9"
+          "\u05d4 \u05d4\u05d2\u05d3\u05d5\u05dc\u05d4 \u05e9\u05dc \u05d4\u05e2\u05d9\u05e8.\n")
 
 
 def write(tmp_path, content, name="text.txt"):
@@ -161,6 +171,9 @@ def test_a_file_empty_once_decoded_is_named(tmp_path, content, encoding):
     ("\u0393\u03b5\u03b9\u03ac \u03c3\u03bf\u03c5.\n".encode("utf-16-le") * 20, "utf-8",
      r"byte 0x93 at offset 0 .*as in UTF-16 text read as utf-8: if it is, --encoding utf-16-le "
      r"reads it\)$"),
+    # (emoji that this Python's Unicode may not know yet: U+1FAE8, Unicode 15's, is text)
+    ("shaking \U0001fae8 face\n".encode("utf-32-le") * 5, "utf-8",
+     r"--encoding utf-32-le reads it\)$"),
     ("smile \U0001f600 ok\n".encode("utf-32-be") * 5, "utf-8",
      r"\(7\d% of its bytes are NUL \(\\x00\), as in UTF-32 text read as utf-8: if it is, "
      r"--encoding utf-32-be reads it\)$"),
@@ -191,6 +204,13 @@ def test_a_file_empty_once_decoded_is_named(tmp_path, content, encoding):
     ("\u041c\u043e\u0441\u043a\u0432\u0430 \u2014 \u0441\u0442\u043e\u043b\u0438\u0446\u0430 "
      "\u0420\u043e\u0441\u0441\u0438\u0438.\n".encode("cp1251") * 20, "utf-8",
      r"\(its bytes read as Cyrillic text in cp1251 .*: --encoding cp1251\)$"),
+    (HEBREW.encode("iso8859-8") * 6, "utf-8", r"\(its bytes read as Hebrew text in cp1255 "
+                                               r"\(charset-normalizer's guess\): --encoding "
+                                               r"cp1255\)$"),
+    # (damaged in its own codec, past the lines the guess reads)
+    (POEM.encode("gb18030") * 20 + b"\x81\x20", "gb18030",
+     r"byte 0x81 at offset 1000 .*\(its bytes read as CJK text in gb18030 \(charset-normalizer's "
+     r"guess\): damaged gb18030 text, rather than another encoding\?\)$"),
     (POEM.encode("gbk"), "utf-8", r"\(for example --encoding latin-1\)$"),
     ("Price: 5\u00a3 \u00b12\u00b0 \u00a92020 \u00ae, \u00bd \u00bc \u00be \u00b5 \u00a7\n"
      .encode("latin-1") * 40, "utf-8", r"\(for example --encoding latin-1\)$"),
@@ -514,3 +534,64 @@ def test_utf16_read_as_such_is_judged_by_its_last_characters():
     # and in the second's last 131,072)
     assert corpus._reads_as("utf-16-le", greek * 4000 + pairs * 20000)
     assert corpus._reads_as("utf-16-le", pairs * 100000 + greek * 4000)
+
+
+def test_another_scripts_codec_is_guessed_from_whole_lines_and_real_letters():
+    """charset-normalizer's guess reads whole lines (a multibyte codec refuses a character the
+    first block's end cuts, and a wrong codec was named), and counts letters of a script, not
+    modifier letters (a Mac codec reads a Finnish \u00f6 as \u02c6: Finnish latin-1 was called
+    "Modifier text"); readings as good as each other are all named."""
+    import fastrnn.corpus as corpus
+    korean = KOREAN.encode("euc-kr")
+    guess = corpus._script_guess(korean * 30 + korean[:3])  # (its second character cut)
+    assert guess is not None and guess[0][0] == "Korean", guess
+    assert corpus._script("t\u00e4m\u00e4 \u02c6\u02c6\u02c6 \u2030") == "LATIN"
+    assert corpus._script("\u00aa\u00ba 123") is None
+    assert corpus._script("\u0416\u0416 \u00e4") == "CYRILLIC"
+    assert str(corpus.Guess([("Japanese", ["cp932"]), ("Korean", ["cp949", "euc_kr"])])) == \
+        "Japanese text in cp932, or Korean text in cp949 or euc_kr (charset-normalizer's guesses)"
+    assert corpus.Guess([("Japanese", ["cp932"]), ("Korean", ["cp949"])]).codecs == \
+        ["cp932", "cp949"]
+
+
+class _Reading:
+    """A stand-in for charset-normalizer's CharsetMatch: a codec's reading of some bytes."""
+
+    def __init__(self, encoding, chaos, coherence, text):
+        self.encoding, self.chaos, self.coherence, self.text = encoding, chaos, coherence, text
+
+    def __str__(self):
+        return self.text
+
+
+@pytest.mark.parametrize("readings, said", [
+    # the most coherent of the least messy: Hebrew, not the Cyrillic with a little less mess
+    ([("cp1251", 0.003, 0.30, "\u0416\u0436"), ("cp1253", 0.003, 0.23, "\u0391\u03b1"),
+      ("cp1255", 0.008, 0.81, "\u05d0\u05d1")], "Hebrew text in cp1255"),
+    # a Latin reading about as good: no guess (German latin-1 read as shift_jis)
+    ([("shift_jis_2004", 0.059, 0.0, "\u6625\u7720"), ("cp1252", 0.083, 0.79, "\u00e4\u00f6")],
+     None),
+    ([("gb18030", 0.0, 0.1, "\u6625\u7720"), ("cp1252", 0.005, 0.1, "\u00e4\u00f6")], None),
+    # readings as good as each other: all named, the best first
+    ([("cp932", 0.0, 0.0, "\u3042\u6625"), ("cp949", 0.0, 0.0, "\ub300\ud55c"),
+      ("koi8_r", 0.2, 0.5, "\u0416")],
+     "Japanese text in cp932, or Korean text in cp949 (charset-normalizer's guesses)"),
+    ([("cp1253", 0.0, 0.5, "\u0391"), ("iso8859_7", 0.0, 0.5, "\u0391")],
+     "Greek text in cp1253 or iso8859_7 (charset-normalizer's guesses)"),
+    # the best a UTF's, or in no script of a legacy codec's
+    ([("utf_8", 0.0, 0.5, "\u0416")], None),
+    ([("mac_iceland", 0.0, 0.5, "\u02c6\u00e4")], None),
+])
+def test_the_guess_is_the_most_coherent_of_the_least_messy_readings(monkeypatch, readings,
+                                                                    said):
+    """``_script_guess`` over charset-normalizer's readings (stand-ins): which it takes."""
+    import charset_normalizer
+
+    import fastrnn.corpus as corpus
+    monkeypatch.setattr(charset_normalizer, "from_bytes",
+                        lambda raw: [_Reading(*r) for r in readings])
+    guess = corpus._script_guess(b"\xe0" * corpus.GUESS_BYTES)
+    if said is None:
+        assert guess is None
+    else:
+        assert said in str(guess), str(guess)
