@@ -497,6 +497,12 @@ def _settings(args, ckpt, source=None):
                 raise cli.UsageError(f"--init-from keeps the checkpoint's model: "
                                      f"{'; '.join(clash)}")
             config = {**kept, **given}
+            if args.data is None:  # (not the bundled corpus in silence: its own text, or another?)
+                trained = source.run.get("data", {}).get("path")
+                raise cli.UsageError(
+                    "--init-from starts a new run on a text: give it with --data" + (
+                        f" (the checkpoint was trained on {trained})" if isinstance(trained, str)
+                        else ""))
             if "learning_rate" not in given:  # (Checkpoint.fine_tune's default)
                 other = config["optimizer"] if config["optimizer"] != kept["optimizer"] else None
                 try:

@@ -34,7 +34,10 @@ def _text(what, text):
 
 
 def describe(chars, limit=10):
-    """'a', 'b', 'c' and 4 more"""
+    """'a', 'b', 'c' and 4 more: the first ``limit`` of ``chars``, or all of them if one more
+    would be left ("and 1 more" is as long as the one)."""
+    if len(chars) <= limit + 1:
+        limit = len(chars)
     listed = ", ".join(shown(c) for c in chars[:limit])
     return listed + (f" and {len(chars) - limit} more" if len(chars) > limit else "")
 

@@ -696,6 +696,9 @@ def test_fine_tuning_refuses_what_it_cannot_do(tmp_path, corpus_file, capsys):
         (["--data", corpus_file, "--resume", ckpt], "give one of them"),
         (["--data", corpus_file, "--init-from", str(tmp_path / "none.npz")],
          "cannot fine-tune"),
+        # (not the bundled corpus in silence)
+        ([], "--init-from starts a new run on a text: give it with --data (the checkpoint was "
+             f"trained on {corpus_file})"),
     ]:
         argv = ["--init-from", ckpt, *argv] if "--init-from" not in argv else argv
         rc = train.main([*argv, "--out", str(tmp_path / "b")])

@@ -464,6 +464,15 @@ def test_a_model_its_vocabulary_and_checkpoint_say_what_they_are():
     assert repr(ckpt) == f"Checkpoint({model.config!r}, {vocab!r}, iteration 0, step 0, position 0)"
 
 
+def test_characters_listed_name_all_but_a_few():
+    """An error's list of characters names the first ten and counts the rest, but lists an
+    eleventh: "and 1 more" is as long as it, and hid the one a user was looking for."""
+    from fastrnn.vocab import describe
+    assert describe(list("abc")) == "'a', 'b', 'c'"
+    assert describe(list("abcdefghijk")) == ", ".join(map(repr, "abcdefghijk"))
+    assert describe(list("abcdefghijkl")) == ", ".join(map(repr, "abcdefghij")) + " and 2 more"
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.dtype("float32"), "float32", "f4"])
 def test_dtype_may_be_given_as_type_dtype_or_name(dtype):
     model = CharRNN(5, hidden_size=3, dtype=dtype)
