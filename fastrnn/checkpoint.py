@@ -467,6 +467,8 @@ def _check_fields(where, ckpt):
         bad("run.budget_from", run["budget_from"], "at most run.wall_seconds")
     if not isinstance(run.get("stopped", ""), str):  # what ended the run's last process
         bad("run.stopped", run["stopped"], "a reason, in words")
+    if not isinstance(run.get("failing_said", False), bool):  # (the run's "learning nothing")
+        bad("run.failing_said", run["failing_said"], "true or false")
     cadence = run.get("cadence", {})  # --eval-every and the like, which a resume keeps
     if not (isinstance(cadence, dict) and set(cadence) <= {"eval_every", "sample_every",
                                                            "sample_length", "checkpoint_every"}

@@ -744,8 +744,14 @@ class Trainer:
             self.rng.bit_generator.state = run["rng"]
         self.records = list(run.get("metrics", []))
         self.plot_note_said = False
-        self.failing_said = False  # whether it said that the run is failing...
-        self.last_loss = None  # ...from this loss and the one before (this process's)
+        # whether it said that the run is failing (the resumed run's too)...
+        self.failing_said = bool(run.get("failing_said"))
+        self.last_loss = None  # ...from this loss and the one before (``_warn_if_failing``)
+        if self.records and not _another_text(run, corpus):
+            last = self.records[-1]
+            self.last_loss = last["val_loss"] if last.get("val_loss") is not None else \
+                last.get("train_loss")
+        self.resumed_end = run.get("pending") == "end"  # (the final validation owed)
         self.drawn = (None, 0.0, 0.0)  # loss.png's records, when it was drawn, how long it took
         self.log_due = True  # metrics.jsonl not yet rewritten with this run's records (``_log``)
         self.log_failed = None  # why a checkpoint's rewrite of it failed (said at the end)
@@ -946,8 +952,9 @@ class Trainer:
                     (self.saved, self.saved_records) != (self.iteration, len(self.records)):
                 self._save(CHECKPOINT)  # (unless the latest checkpoint holds all of it)
             self._draw(final=True)
-            if self.stop_reason != "interrupted" and self.iteration > first:  # (trained to its
-                self._warn_if_failing(self.best, best=True)                   # end, here)
+            if self.stop_reason != "interrupted" and (self.iteration > first or
+                                                      self.resumed_end):  # (trained to its end)
+                self._warn_if_failing(self.best, best=True)
             return self._finish()  # (inside: a hangup while it prints does not kill it)
 
     def _nothing_to_train(self, why, hint=""):
@@ -1311,7 +1318,8 @@ class Trainer:
         return compiled.seconds if len(val) >= 2 else 0.0
 
     def _warn_if_failing(self, loss, best=False):
-        """Once a process: a warning when two validation (or, without them, training) losses
+        """Once a run (resumed runs included: the checkpoint says whether it was said, and
+        the loss before is the latest record's): a warning when two validation (or, without them, training) losses
         in a row are more than FAILING times a uniform guess's, ln V (an untrained model's is
         about 1 times), the second no lower, or when the ``best`` validation loss of a run
         that has trained to its end is: the run is failing, short of diverging
@@ -1419,6 +1427,7 @@ class Trainer:
                    if self.args.time_budget else {}),
                 **({"stopped": self.ended_by} if self.ended_by else {}),
                 **({"pending": self.pending} if self.pending else {}),
+                **({"failing_said": True} if self.failing_said else {}),
                 **({"init_from": self.init_from} if self.init_from else {}),
                 **({"lr_decay": self.lr_decay} if self.lr_decay else {}),
                 **({"anneal": self.anneal} if self.anneal else {})}

@@ -598,6 +598,8 @@ def _scale(name, factor):
     (lambda m, a: m["run"].update(budget_from=5.0, wall_seconds=2.0),
      r"run.budget_from is 5.0, expected at most run.wall_seconds"),
     (lambda m, a: m["run"].update(stopped=1), r"run.stopped is 1, expected a reason"),
+    (lambda m, a: m["run"].update(failing_said="yes"), r"run.failing_said is 'yes', expected "
+                                                       r"true or false"),
     (lambda m, a: m["run"].update(rng=[1, 2]), r"run.rng is \[1, 2\], expected a dict"),
     (lambda m, a: m.update(run=[]), r"run is \[\], expected a record"),
     (lambda m, a: m.update(step=8), "step 8 exceeds its iteration count 7"),

@@ -1819,6 +1819,31 @@ def test_a_run_worse_than_a_uniform_guess_is_warned_about(tmp_path, corpus_file,
                      fr"nats/char, is more than 2 times a uniform guess's \(ln {V} = "
                      fr"{math.log(V):.4f}\): the model is learning nothing; a smaller "
                      fr"--learning-rate usually helps\n", capsys.readouterr().out)
+    # interrupted and resumed, the warning where the run never interrupted said it: after the
+    # validation at 20, whose loss before was the interrupted run's (the resumed run warned at
+    # 30, or at the end); once a run (said before the stop, the end's was said again)
+    for factors, last in (((-3, 3, 3, 3), 10), ((3, -3, 3, 3), 20)):
+        out = tmp_path / f"r{last}"
+        monkeypatch.setattr(CharRNN, "evaluate", validating_at(*factors))
+        assert train.main(argv + ["--out", str(out)]) == cli.EXIT_INTERRUPTED
+        assert checkpoint.load(out / "checkpoint.npz").run["iteration"] == last
+        monkeypatch.setattr(CharRNN, "evaluate", validating_at(3))
+        assert train.main(["--resume", str(out / "checkpoint.npz")]) == 0
+        printed = capsys.readouterr().out  # (both processes')
+        assert re.search("iteration 20 .*\nwarning: a loss", printed), printed
+        assert printed.count("warning: ") == 1, printed
+    # ... and a run whose final validation was cut short: its end's warning, after it
+    from fastrnn.backends import numba as numba_backend
+    monkeypatch.setattr(CharRNN, "evaluate", validating_at(3, 2.8, 2.6, 2.4))
+    monkeypatch.setattr(numba_backend, "EVAL_CALL_STEPS", 256)
+    _interrupting(monkeypatch, 4)
+    assert train.main(argv + ["--iterations", "35", "--out", str(tmp_path / "e")]) == \
+        cli.EXIT_INTERRUPTED  # (at 35: the end's validation, not one every 10)
+    assert checkpoint.load(tmp_path / "e" / "checkpoint.npz").run["pending"] == "end"
+    assert "warning" not in capsys.readouterr().out
+    monkeypatch.setattr(CharRNN, "evaluate", validating_at(2.4))
+    assert train.main(["--resume", str(tmp_path / "e" / "checkpoint.npz")]) == 0
+    assert "warning: its best validation loss" in capsys.readouterr().out
     monkeypatch.undo()  # a run that learns: nothing said
     assert train.main(argv + ["--out", str(tmp_path / "b")]) == 0
     assert "uniform guess" not in capsys.readouterr().out
