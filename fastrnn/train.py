@@ -1319,13 +1319,14 @@ class Trainer:
 
     def _warn_if_failing(self, loss, best=False):
         """Once a run (resumed runs included: the checkpoint says whether it was said, and
-        the loss before is the latest record's): a warning when two validation (or, without them, training) losses
-        in a row are more than FAILING times a uniform guess's, ln V (an untrained model's is
-        about 1 times), the second no lower, or when the ``best`` validation loss of a run
-        that has trained to its end is: the run is failing, short of diverging
-        (config.DIVERGED_LOSS), e.g. at a learning rate too high to learn yet not to blow up,
-        and its best.npz is worse than untrained. (One such loss, or falling ones, are not: a
-        spike, or a fine-tuned model's first steps on a text unlike its own.)"""
+        the loss before is the latest record's): a warning when two validation (or, without
+        them, training) losses in a row are more than FAILING times a uniform guess's, ln V
+        (an untrained model's is about 1 times), the second no lower, or when the ``best``
+        validation loss of a run that has trained to its end is: the run is failing, short
+        of diverging (config.DIVERGED_LOSS), e.g. at a learning rate too high to learn yet
+        not to blow up, and its best.npz is worse than untrained. (One such loss, or falling
+        ones, are not: a spike, or a fine-tuned model's first steps on a text unlike its
+        own.)"""
         V = self.model.config.vocab_size
         bound, before = FAILING * math.log(V), self.last_loss
         if not best:
