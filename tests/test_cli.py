@@ -645,6 +645,32 @@ def test_fine_tuning_defaults_to_a_tenth_of_the_checkpoints_rate(tmp_path, corpu
                                    "4.94066e-324, is 0 in float64: pass --learning-rate")
 
 
+def test_fine_tuning_validates_the_model_it_starts_from(tmp_path, corpus_file, capsys):
+    """A fine-tune validates at iteration 0, the checkpoint's model on the new text: best.npz
+    holds it until training betters it (a fine-tune that made the model worse ended with a
+    best.npz worse than the checkpoint it started from, and no line said so); not with
+    --eval-every 0."""
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30",
+                       "--out", str(tmp_path / "a")]) == 0
+    source = checkpoint.load(tmp_path / "a" / "checkpoint.npz")
+    argv = ["--init-from", str(tmp_path / "a" / "checkpoint.npz"), "--data", corpus_file,
+            "--iterations", "10", "--sample-every", "0", "--learning-rate", "3"]  # (worse)
+    capsys.readouterr()
+    assert train.main(argv + ["--eval-every", "5", "--out", str(tmp_path / "b")]) == 0
+    assert "\niteration 0 (epoch 0.00): validation " in capsys.readouterr().out
+    tuned = checkpoint.load(tmp_path / "b" / "checkpoint.npz")
+    first = tuned.run["metrics"][0]
+    assert first["iteration"] == 0 and first["train_loss"] is None
+    assert [r["iteration"] for r in tuned.run["metrics"]] == [0, 5, 10]
+    best = checkpoint.load(tmp_path / "b" / "best.npz")
+    assert best.run["iteration"] == 0 and best.run["best_val_loss"] == first["val_loss"]
+    for name, value in source.params.items():
+        assert np.array_equal(best.params[name], value), name
+    assert train.main(argv + ["--eval-every", "0", "--out", str(tmp_path / "c")]) == 0
+    assert [r["iteration"] for r in
+            checkpoint.load(tmp_path / "c" / "checkpoint.npz").run["metrics"]] == [10]
+
+
 def test_fine_tuning_starts_a_new_run_from_the_weights(tmp_path, corpus_file, text):
     """--init-from: the checkpoint's weights, model and vocabulary; fresh optimizer state,
     counters and hidden state; another text and learning rate. Equal, bit for bit, to the API
