@@ -174,6 +174,7 @@ class DelayedBar:
 
     def __init__(self, desc, total, unit, quiet=False, **options):
         self.start, self.done, self.bar, self.quiet = None, 0, None, quiet
+        self.before = 0  # the work done before the clock started (the first call's)
         self.options = dict(desc=desc, total=total, unit=unit, **options)
 
     def update(self, n):
@@ -181,12 +182,17 @@ class DelayedBar:
         if self.bar is not None:
             self.bar.update(n)
         elif self.start is None:
-            self.start = time.monotonic()
+            self.start, self.before = time.monotonic(), self.done
         elif not self.quiet and not stderr_lost() and \
                 time.monotonic() - self.start >= BAR_DELAY:
             from tqdm import tqdm
-            self.bar = tqdm(initial=self.done, unit_scale=True, leave=False, dynamic_ncols=True,
-                            file=sys.stderr, **self.options)
+            bar = self.bar = tqdm(initial=self.before, unit_scale=True, leave=False,
+                                  dynamic_ncols=True, file=sys.stderr, **self.options)
+            # (its clock from the first update, not from now: the time and rate of the work
+            # done since; it showed 00:00 and no rate, at more than half of the work)
+            bar.n = bar.last_print_n = self.done
+            bar.start_t = bar.last_print_t = bar._time() - (time.monotonic() - self.start)
+            bar.refresh()
 
     def clear(self):
         """Off the screen (for a line to be written where it is), if it is on."""

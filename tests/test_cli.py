@@ -3863,4 +3863,8 @@ def test_a_delayed_bar_counts_from_the_works_first_call(monkeypatch, capsys):
         bar.update(1)
         bar.close()
         assert (bar.bar is None) == quiet
-        assert ("work: " in capsys.readouterr().err) != quiet
+        err = capsys.readouterr().err
+        assert ("work: " in err) != quiet
+        # its time and rate from the first update: 3 s, 2 characters since (it showed 00:00
+        # and no rate however long it had run)
+        assert quiet or "3.00/10.0 [00:03<00:10, 1.50s/char]" in err, err
