@@ -1339,10 +1339,14 @@ class Trainer:
                 before is None or not bound < before <= loss):
             return
         self.failing_said = True
-        _say(self.args, f"warning: {'its best validation loss' if best else 'a loss'}, "
-                        f"{loss:.4f} nats/char, is more than {FAILING} times a uniform guess's "
-                        f"(ln {V} = {math.log(V):.4f}): the model is learning nothing; a smaller "
-                        f"--learning-rate usually helps")
+        warning = (f"{'its best validation loss' if best else 'a loss'}, {loss:.4f} nats/char, "
+                   f"is more than {FAILING} times a uniform guess's (ln {V} = "
+                   f"{math.log(V):.4f}): the model is learning nothing; a smaller "
+                   f"--learning-rate usually helps")
+        if self.args.quiet:  # (on stderr, as the other warnings: --quiet had hidden it)
+            cli.warn(PROG, warning)
+        else:
+            _say(self.args, f"warning: {warning}")
 
     def _train_loss(self):
         """The mean loss per character of the iterations since the previous record (the

@@ -1870,6 +1870,11 @@ def test_a_run_worse_than_a_uniform_guess_is_warned_about(tmp_path, corpus_file,
     monkeypatch.setattr(CharRNN, "evaluate", validating_at(2.4))
     assert train.main(["--resume", str(tmp_path / "e" / "checkpoint.npz")]) == 0
     assert "warning: its best validation loss" in capsys.readouterr().out
+    # --quiet: said on stderr, as the other warnings are (it had been hidden)
+    monkeypatch.setattr(CharRNN, "evaluate", validating_at(3))
+    assert train.main(argv + ["--quiet", "--out", str(tmp_path / "q")]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("fastrnn.train: warning: a loss, "), err
     monkeypatch.undo()  # a run that learns: nothing said
     assert train.main(argv + ["--out", str(tmp_path / "b")]) == 0
     assert "uniform guess" not in capsys.readouterr().out
