@@ -869,7 +869,7 @@ class Trainer:
             if self.pending == "iteration" and not self._between_blocks():
                 self.stop_reason = "interrupted"  # (cut short again)
             elif self.init_from and self.iteration == 0 and not self.records and \
-                    args.eval_every and not self._between_blocks():
+                    args.eval_every and len(self.corpus.val) >= 2 and not self._between_blocks():
                 self.stop_reason = "interrupted"  # (a fine-tune's start validated: its best.npz
                 # is the checkpoint's model until training betters it)
             while self.iteration < target and self.stop_reason != "interrupted":

@@ -649,7 +649,7 @@ def test_fine_tuning_validates_the_model_it_starts_from(tmp_path, corpus_file, c
     """A fine-tune validates at iteration 0, the checkpoint's model on the new text: best.npz
     holds it until training betters it (a fine-tune that made the model worse ended with a
     best.npz worse than the checkpoint it started from, and no line said so); not with
-    --eval-every 0."""
+    --eval-every 0, nor without held-out text."""
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "30",
                        "--out", str(tmp_path / "a")]) == 0
     source = checkpoint.load(tmp_path / "a" / "checkpoint.npz")
@@ -666,9 +666,11 @@ def test_fine_tuning_validates_the_model_it_starts_from(tmp_path, corpus_file, c
     assert best.run["iteration"] == 0 and best.run["best_val_loss"] == first["val_loss"]
     for name, value in source.params.items():
         assert np.array_equal(best.params[name], value), name
-    assert train.main(argv + ["--eval-every", "0", "--out", str(tmp_path / "c")]) == 0
-    assert [r["iteration"] for r in
-            checkpoint.load(tmp_path / "c" / "checkpoint.npz").run["metrics"]] == [10]
+    for extra in (["--eval-every", "0"], ["--val-fraction", "0"]):  # (nothing to validate)
+        out = tmp_path / extra[0]
+        assert train.main(argv + [*extra, "--out", str(out)]) == 0
+        assert [r["iteration"] for r in
+                checkpoint.load(out / "checkpoint.npz").run["metrics"]][0] == 10
 
 
 def test_fine_tuning_starts_a_new_run_from_the_weights(tmp_path, corpus_file, text):
