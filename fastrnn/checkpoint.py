@@ -125,8 +125,9 @@ class Checkpoint:
         if unknown:
             raise ValueError(f"unknown setting(s) {', '.join(unknown)}")
         if "learning_rate" not in settings:
+            other = settings.get("optimizer", c["optimizer"])
+            optim.get(other)  # (an unknown one refused as such, not as a rate to give)
             try:
-                other = settings.get("optimizer", c["optimizer"])
                 settings["learning_rate"] = fine_tune_rate(
                     c["learning_rate"], c["dtype"], other if other != c["optimizer"] else None)
             except ValueError as e:

@@ -16,7 +16,7 @@ import numbers
 import re
 import sys
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +78,8 @@ class Corpus:
     train: np.ndarray   # ids of the text before the held-out tail
     val: np.ndarray     # ids of the held-out tail (may be empty)
     sha256: str         # of the file's bytes, to tell a resumed run whether its text changed
-    head: bytes = b""   # the file's first COUNT_BLOCK bytes (``oddities``)
+    # the file's first COUNT_BLOCK bytes (``oddities``; not in repr or ==: up to 1 MiB)
+    head: bytes = field(default=b"", repr=False, compare=False)
 
     @property
     def n_chars(self):
@@ -211,7 +212,14 @@ def _script_guess(raw):
         import charset_normalizer  # (here: only a text that fails to decode, or reads as
     except ImportError:            # Latin letters in an 8-bit codec, needs it)
         return None
-    matches = sorted(charset_normalizer.from_bytes(raw), key=lambda m: m.chaos)
+    try:  # (a hint: a failure of the library's, 3.4.8's UnicodeDecodeError, is no hint)
+        return _guess(sorted(charset_normalizer.from_bytes(raw), key=lambda m: m.chaos))
+    except Exception:
+        return None
+
+
+def _guess(matches):
+    """``_script_guess``'s choice among charset-normalizer's ``matches``, least messy first."""
     if not matches:
         return None
     near = [m for m in matches if m.chaos <= matches[0].chaos + GUESS_RIVAL]

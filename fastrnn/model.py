@@ -205,13 +205,20 @@ os.register_at_fork(after_in_child=_after_fork)
 class CharRNN:
     """A character RNN trained with truncated BPTT and (by default) Adagrad, as min-char-rnn;
     optionally on B streams at once, with RMSprop or Adam, with the LSTM or GRU cell
-    (``cell``), ``num_layers`` stacked layers and ``dropout`` between them."""
+    (``cell``), ``num_layers`` stacked layers and ``dropout`` between them. ``learning_rate``
+    unless given: the optimizer's usual one (``optim.Optimizer.rate``: Adagrad's 0.1,
+    min-char-rnn's; RMSprop's and Adam's 0.002)."""
 
     def __init__(self, vocab_size, hidden_size=_D["hidden_size"], seq_length=_D["seq_length"],
-                 learning_rate=_D["learning_rate"], dtype=None, seed=_D["seed"], backend="numba",
+                 learning_rate=None, dtype=None, seed=_D["seed"], backend="numba",
                  batch_size=_D["batch_size"], threads=None, optimizer=_D["optimizer"],
                  cell=_D["cell"], num_layers=_D["num_layers"], dropout=_D["dropout"]):
         self._busy = threading.RLock()  # (``_taking_turns``)
+        if learning_rate is None:
+            try:
+                learning_rate = optim.get(optimizer).rate
+            except ValueError:  # (Config refuses the optimizer by name)
+                learning_rate = _D["learning_rate"]
         _MODELS.add(self)
         if dtype is None:  # float32 is the GPU's natural type; float64 the CPU reference's
             dtype = config.GPU_DTYPE if backend == "cuda" else _D["dtype"]

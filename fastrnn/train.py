@@ -156,7 +156,8 @@ def build_parser():
                         "state) from this checkpoint's weights, model and vocabulary, on --data; "
                         "--learning-rate, --seq-length, --batch-size, --optimizer, --seed and "
                         "--dropout may differ from the checkpoint's (the learning rate: "
-                        f"1/{FINE_TUNE_DIVISOR} of the checkpoint's unless given)")
+                        f"1/{FINE_TUNE_DIVISOR} of the checkpoint's unless given, or of another "
+                        f"--optimizer's usual one); --data is required")
     r.add_argument("--overwrite", action="store_true",
                    help="start a new run even if --out holds another run's checkpoint.npz, "
                         "best.npz or metrics.jsonl (set aside as it starts, with loss.png, and "
@@ -751,7 +752,7 @@ class Trainer:
             last = self.records[-1]
             self.last_loss = last["val_loss"] if last.get("val_loss") is not None else \
                 last.get("train_loss")
-        self.resumed_end = run.get("pending") == "end"  # (the final validation owed)
+        self.resumed_end = run.get("pending") is not None  # (a validation owed: at the end?)
         self.drawn = (None, 0.0, 0.0)  # loss.png's records, when it was drawn, how long it took
         self.log_due = True  # metrics.jsonl not yet rewritten with this run's records (``_log``)
         self.log_failed = None  # why a checkpoint's rewrite of it failed (said at the end)
@@ -892,9 +893,9 @@ class Trainer:
                 target = self._start_anneal(target, start, bar)
                 change = self.schedule().constant_until(self.iteration)
                 if self.anneal and "window" not in self.anneal:  # (where it may start)
-                    first = anneal_start(self.anneal["fraction"], target)
-                    if first > self.iteration:
-                        change = min(change or target, first)
+                    anneal_from = anneal_start(self.anneal["fraction"], target)
+                    if anneal_from > self.iteration:
+                        change = min(change or target, anneal_from)
                 n = min([block, target - self.iteration] +
                         [e - self.iteration % e for e in
                          (args.eval_every, args.sample_every, args.checkpoint_every) if e] +
@@ -1082,10 +1083,11 @@ class Trainer:
         return self._validation_seconds() + self.save_seconds
 
     def _validation_seconds(self):
-        """A validation's seconds, as long as the latest: its evaluation, its drawing of
+        """A validation's seconds, as long as the latest: its evaluation (without compiling
+        its kernels: a fine-tune's first, at iteration 0, compiles them), its drawing of
         loss.png and, with a held-out text, the best.npz it may write."""
-        return self.eval_seconds + self.drawn[2] + \
-            (self.save_seconds if len(self.corpus.val) >= 2 else 0.0)
+        took = self.eval_seconds if self.eval_work is None else self.eval_work  # (no compiling)
+        return took + self.drawn[2] + (self.save_seconds if len(self.corpus.val) >= 2 else 0.0)
 
     def _warn_if_the_ending_overruns(self, start, budget):
         """A note when the run's ending (the final validation and checkpoint, as timed now)
@@ -1395,7 +1397,7 @@ class Trainer:
                 raise _CutShort
 
         try:
-            with self._compiling(SAMPLING):
+            with self._compiling(SAMPLING) as compiled:
                 ids, _ = self.model.sample(n, seed_ix, rng=self.rng, progress=progress)
         except _CutShort:
             _say(self.args, f"----- sample at iteration {self.iteration} cut short (stopping)")
@@ -1405,7 +1407,7 @@ class Trainer:
             return
         _say(self.args, f"----- sample at iteration {self.iteration}\n"
                         f"{_shown(self.corpus.vocab.decode(ids))}\n-----", lines=True)
-        self.sample_seconds = time.perf_counter() - start
+        self.sample_seconds = time.perf_counter() - start - compiled.seconds  # (its work)
 
     @property
     def window(self):

@@ -1860,18 +1860,21 @@ def test_a_run_worse_than_a_uniform_guess_is_warned_about(tmp_path, corpus_file,
         printed = capsys.readouterr().out  # (both processes')
         assert re.search("iteration 20 .*\nwarning: a loss", printed), printed
         assert printed.count("warning: ") == 1, printed
-    # ... and a run whose final validation was cut short: its end's warning, after it
+    # ... and a run whose last validation was cut short, the end's (at 35) or the one due at
+    # its last iteration (40): its end's warning, after it
     from fastrnn.backends import numba as numba_backend
-    monkeypatch.setattr(CharRNN, "evaluate", validating_at(3, 2.8, 2.6, 2.4))
-    monkeypatch.setattr(numba_backend, "EVAL_CALL_STEPS", 256)
-    _interrupting(monkeypatch, 4)
-    assert train.main(argv + ["--iterations", "35", "--out", str(tmp_path / "e")]) == \
-        cli.EXIT_INTERRUPTED  # (at 35: the end's validation, not one every 10)
-    assert checkpoint.load(tmp_path / "e" / "checkpoint.npz").run["pending"] == "end"
-    assert "warning" not in capsys.readouterr().out
-    monkeypatch.setattr(CharRNN, "evaluate", validating_at(2.4))
-    assert train.main(["--resume", str(tmp_path / "e" / "checkpoint.npz")]) == 0
-    assert "warning: its best validation loss" in capsys.readouterr().out
+    for iterations, pending in (("35", "end"), ("40", "iteration")):
+        out = tmp_path / f"e{iterations}"
+        monkeypatch.setattr(CharRNN, "evaluate", validating_at(3, 2.8, 2.6, 2.4))
+        monkeypatch.setattr(numba_backend, "EVAL_CALL_STEPS", 256)
+        _interrupting(monkeypatch, 4)
+        assert train.main(argv + ["--iterations", iterations, "--out", str(out)]) == \
+            cli.EXIT_INTERRUPTED
+        assert checkpoint.load(out / "checkpoint.npz").run["pending"] == pending
+        assert "warning" not in capsys.readouterr().out
+        monkeypatch.setattr(CharRNN, "evaluate", validating_at(2.4))
+        assert train.main(["--resume", str(out / "checkpoint.npz")]) == 0
+        assert "warning: its best validation loss" in capsys.readouterr().out
     # --quiet: said on stderr, as the other warnings are (it had been hidden)
     monkeypatch.setattr(CharRNN, "evaluate", validating_at(3))
     assert train.main(argv + ["--quiet", "--out", str(tmp_path / "q")]) == 0

@@ -595,3 +595,23 @@ def test_the_guess_is_the_most_coherent_of_the_least_messy_readings(monkeypatch,
         assert guess is None
     else:
         assert said in str(guess), str(guess)
+
+
+def test_a_failure_of_charset_normalizer_is_no_guess(monkeypatch, tmp_path):
+    """A hint is not worth a traceback: an exception from charset-normalizer (3.4.8 raised
+    UnicodeDecodeError from from_bytes) gives no guess, and the message it would have joined
+    is given without it; the bytes a corpus keeps for its checks are not in its repr."""
+    import charset_normalizer
+
+    import fastrnn.corpus as corpus
+
+    def broken(raw):
+        raise UnicodeDecodeError("gb18030", raw, 0, 1, "illegal multibyte sequence")
+
+    monkeypatch.setattr(charset_normalizer, "from_bytes", broken)
+    assert corpus._script_guess(POEM.encode("gbk") * 20) is None
+    with pytest.raises(CorpusError, match=r"\(for example --encoding latin-1\)$"):
+        load(write(tmp_path, POEM.encode("gbk") * 20))
+    monkeypatch.undo()
+    loaded = load(write(tmp_path, "plain text, as text is\n" * 100))
+    assert loaded.head == b"plain text, as text is\n" * 100 and "plain" not in repr(loaded)

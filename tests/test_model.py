@@ -464,6 +464,19 @@ def test_a_model_its_vocabulary_and_checkpoint_say_what_they_are():
     assert repr(ckpt) == f"Checkpoint({model.config!r}, {vocab!r}, iteration 0, step 0, position 0)"
 
 
+def test_the_default_learning_rate_is_the_optimizers():
+    """Unless given, the learning rate is the optimizer's usual one, as train's: Adagrad's
+    0.1 (min-char-rnn's), RMSprop's and Adam's 0.002 (0.1 had been every optimizer's)."""
+    from fastrnn import optim
+    for name, rate in (("adagrad", 0.1), ("rmsprop", 0.002), ("adam", 0.002)):
+        assert optim.get(name).rate == rate
+        assert CharRNN(5, hidden_size=4, optimizer=name).config.learning_rate == rate
+        assert CharRNN(5, hidden_size=4, optimizer=name,
+                       learning_rate=0.5).config.learning_rate == 0.5
+    with pytest.raises(ValueError, match="unknown optimizer 'bogus'"):
+        CharRNN(5, optimizer="bogus")
+
+
 def test_characters_listed_name_all_but_a_few():
     """An error's list of characters names the first ten and counts the rest, but lists an
     eleventh: "and 1 more" is as long as it, and hid the one a user was looking for."""
