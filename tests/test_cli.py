@@ -3170,6 +3170,7 @@ def test_encoding_option(tmp_path, capsys):
     args = ["--data", str(path), "--iterations", "3", "--seq-length", "5", "--out", str(tmp_path)]
     assert train.main(args + ["--encoding", "latin-1", "--quiet"]) == 0
     assert "é" in checkpoint.load(tmp_path / "checkpoint.npz").vocab.chars
+    capsys.readouterr()  # (its warnings, if any: --quiet writes them)
     assert_usage_error(train.main(args + ["--encoding", "klingon", "--overwrite"]), capsys,
                        "unknown encoding 'klingon'")
     assert_usage_error(train.main(args + ["--encoding", "", "--overwrite"]), capsys,
