@@ -55,6 +55,8 @@ UTF8_RUNS = 9
 SCRIPTS = {"CJK": "CJK", "HANGUL": "Korean", "HIRAGANA": "Japanese", "KATAKANA": "Japanese",
            "CYRILLIC": "Cyrillic", "GREEK": "Greek", "ARABIC": "Arabic", "HEBREW": "Hebrew",
            "THAI": "Thai"}
+CJK_CODECS = ("gb18030", "big5", "cp932", "euc_jis_2004", "cp949")  # (tried when no codec reads
+# a text with little mess: CJK text among much ASCII reads with more)
 GUESS_BYTES = 256  # bytes past ASCII a text needs for another script's codec to be guessed
 GUESS_RIVAL = 0.05  # readings this close to the least mess (charset-normalizer's chaos) compete
 GUESS_TIE = 0.01  # ... and this close in coherence (and mess) are as good as each other
@@ -203,7 +205,8 @@ def _script_guess(raw):
     least, the most coherent (its letters' frequencies a language's: German latin-1 was read as
     shift_jis with less mess, Hebrew as cp1251), with most of its letters past ASCII in one of
     SCRIPTS (``_script``); with it, the readings within GUESS_TIE of it in both, as good as it
-    (iso8859_7 and cp1253; cp932 and cp949 for a little Japanese), none of them Latin."""
+    (iso8859_7 and cp1253; cp932 and cp949 for a little Japanese), none of them Latin. Where no
+    reading has little mess, the CJK codecs' (CJK_CODECS) with more."""
     raw = raw[:COUNT_BLOCK]
     raw = raw[:raw.rfind(b"\n") + 1] or raw
     if len(raw) - len(raw.translate(None, _HIGH_BYTES)) < GUESS_BYTES:
@@ -213,7 +216,11 @@ def _script_guess(raw):
     except ImportError:            # Latin letters in an 8-bit codec, needs it)
         return None
     try:  # (a hint: a failure of the library's, 3.4.8's UnicodeDecodeError, is no hint)
-        return _guess(sorted(charset_normalizer.from_bytes(raw), key=lambda m: m.chaos))
+        matches = list(charset_normalizer.from_bytes(raw))
+        if not matches:  # (Chinese or Japanese among much ASCII, a program's messages: none
+            matches = list(charset_normalizer.from_bytes(  # at its default threshold)
+                raw, threshold=0.5, cp_isolation=list(CJK_CODECS)))
+        return _guess(sorted(matches, key=lambda m: m.chaos))
     except Exception:
         return None
 

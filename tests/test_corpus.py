@@ -589,7 +589,7 @@ def test_the_guess_is_the_most_coherent_of_the_least_messy_readings(monkeypatch,
 
     import fastrnn.corpus as corpus
     monkeypatch.setattr(charset_normalizer, "from_bytes",
-                        lambda raw: [_Reading(*r) for r in readings])
+                        lambda raw, **options: [_Reading(*r) for r in readings])
     guess = corpus._script_guess(b"\xe0" * corpus.GUESS_BYTES)
     if said is None:
         assert guess is None
@@ -615,3 +615,23 @@ def test_a_failure_of_charset_normalizer_is_no_guess(monkeypatch, tmp_path):
     monkeypatch.undo()
     loaded = load(write(tmp_path, "plain text, as text is\n" * 100))
     assert loaded.head == b"plain text, as text is\n" * 100 and "plain" not in repr(loaded)
+
+
+def test_cjk_codecs_are_tried_when_no_codec_reads_a_text_with_little_mess(monkeypatch):
+    """Chinese or Japanese among much ASCII (a program's translated messages) read with more
+    mess than charset-normalizer's default threshold in every codec: the CJK codecs are
+    tried then, with more (they were told --encoding latin-1)."""
+    import charset_normalizer
+
+    import fastrnn.corpus as corpus
+    calls = []
+
+    def from_bytes(raw, **options):
+        calls.append(options)
+        return [_Reading("gb18030", 0.3, 0.1, "\u6253\u5f00")] if options else []
+
+    monkeypatch.setattr(charset_normalizer, "from_bytes", from_bytes)
+    assert str(corpus._script_guess(b"\xb4\xf2" * corpus.GUESS_BYTES)) == \
+        "CJK text in gb18030 (charset-normalizer's guess)"
+    assert calls[0] == {} and calls[1]["threshold"] == 0.5
+    assert set(calls[1]["cp_isolation"]) >= {"gb18030", "big5", "cp932", "cp949"}
