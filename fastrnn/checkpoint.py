@@ -48,16 +48,22 @@ class CheckpointError(ValueError):
     """A checkpoint cannot be read or used; the message names the file and the reason."""
 
 
-def fine_tune_rate(rate, dtype, optimizer=None):
-    """A fine-tune's learning rate unless given: ``rate`` (the checkpoint's --learning-rate,
-    its base rate, before any decay or anneal), or with another ``optimizer`` than the
-    checkpoint's (its name) that optimizer's usual rate (``optim.Optimizer.rate``: Adagrad's
-    0.1 is 50 times Adam's), divided by ``config.FINE_TUNE_DIVISOR``, to 12 significant digits
-    (0.003 / 10 is 0.00030000000000000003); a ValueError if that is 0 in ``dtype``."""
-    whose = f"the checkpoint's {rate:g}"
-    if optimizer is not None:
-        rate = optim.get(optimizer).rate
-        whose = f"{optimizer}'s usual {rate:g}"
+def fine_tune_base(rate, optimizer=None, to=None):
+    """(rate, its words): what a fine-tune's learning rate is a part of, for a checkpoint
+    trained by ``optimizer`` at ``rate`` (its --learning-rate, its base rate, before any decay
+    or anneal) and fine-tuned by ``to`` (None: the same): that rate, or another optimizer's
+    usual one (``optim.Optimizer.rate``: Adagrad's 0.1 is 50 times Adam's)."""
+    if to is None or to == optimizer:
+        return rate, f"the checkpoint's {rate:g}"
+    usual = optim.get(to).rate
+    return usual, f"{to}'s usual {usual:g} (the checkpoint's {rate:g} was {optimizer}'s)"
+
+
+def fine_tune_rate(rate, dtype, optimizer=None, to=None):
+    """A fine-tune's learning rate unless given: ``fine_tune_base``'s rate divided by
+    ``config.FINE_TUNE_DIVISOR``, to 12 significant digits (0.003 / 10 is
+    0.00030000000000000003); a ValueError if that is 0 in ``dtype``."""
+    rate, whose = fine_tune_base(rate, optimizer, to)
     tuned = float(f"{rate / config.FINE_TUNE_DIVISOR:.12g}")
     if validate.vanishes(tuned, dtype):
         raise ValueError(f"a fine-tune's learning rate, 1/{config.FINE_TUNE_DIVISOR} of "
@@ -128,8 +134,8 @@ class Checkpoint:
             other = settings.get("optimizer", c["optimizer"])
             optim.get(other)  # (an unknown one refused as such, not as a rate to give)
             try:
-                settings["learning_rate"] = fine_tune_rate(
-                    c["learning_rate"], c["dtype"], other if other != c["optimizer"] else None)
+                settings["learning_rate"] = fine_tune_rate(c["learning_rate"], c["dtype"],
+                                                           c["optimizer"], other)
             except ValueError as e:
                 raise ValueError(f"{e}: give learning_rate") from None
         model = CharRNN(**{**c, **settings}, backend=backend, threads=threads)

@@ -32,7 +32,7 @@ class Optimizer:
     squares: str         # the state buffer of squared gradients' sums or averages
     reference: object    # fn(params, grads, states, lr, step), lists of arrays, in place
     rate: float          # its usual learning rate: a new training run's default, and the base
-                         # of a fine-tune's that changes to it (``checkpoint.fine_tune_rate``)
+                         # of a fine-tune's that changes to it (``checkpoint.fine_tune_base``)
     help: str            # what it is, for --help
 
     @property

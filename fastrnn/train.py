@@ -505,15 +505,13 @@ def _settings(args, ckpt, source=None):
                         f" (the checkpoint was trained on {trained})" if isinstance(trained, str)
                         else ""))
             if "learning_rate" not in given:  # (Checkpoint.fine_tune's default)
-                other = config["optimizer"] if config["optimizer"] != kept["optimizer"] else None
+                rate, old, new = kept["learning_rate"], kept["optimizer"], config["optimizer"]
                 try:
-                    config["learning_rate"] = checkpoint.fine_tune_rate(kept["learning_rate"],
-                                                                        kept["dtype"], other)
+                    config["learning_rate"] = checkpoint.fine_tune_rate(rate, kept["dtype"], old,
+                                                                        new)
                 except ValueError as e:
                     raise cli.UsageError(f"{e}: pass --learning-rate") from None
-                whose = f"the checkpoint's {kept['learning_rate']:g}" if other is None else \
-                    f"{other}'s usual {optim.get(other).rate:g} (the checkpoint's " \
-                    f"{kept['learning_rate']:g} was {kept['optimizer']}'s)"
+                _, whose = checkpoint.fine_tune_base(rate, old, new)
                 args.notes.append(
                     f"note: fine-tuning at --learning-rate {config['learning_rate']:g}, "
                     f"1/{FINE_TUNE_DIVISOR} of {whose}: a fresh optimizer's first steps at the "
@@ -752,7 +750,7 @@ class Trainer:
             last = self.records[-1]
             self.last_loss = last["val_loss"] if last.get("val_loss") is not None else \
                 last.get("train_loss")
-        self.resumed_end = run.get("pending") is not None  # (a validation owed: at the end?)
+        self.resumed_owing = run.get("pending") is not None  # (a validation: at the end?)
         self.drawn = (None, 0.0, 0.0)  # loss.png's records, when it was drawn, how long it took
         self.log_due = True  # metrics.jsonl not yet rewritten with this run's records (``_log``)
         self.log_failed = None  # why a checkpoint's rewrite of it failed (said at the end)
@@ -958,7 +956,7 @@ class Trainer:
                 self._save(CHECKPOINT)  # (unless the latest checkpoint holds all of it)
             self._draw(final=True)
             if self.stop_reason != "interrupted" and (self.iteration > first or
-                                                      self.resumed_end):  # (trained to its end)
+                                                      self.resumed_owing):  # (to its end)
                 self._warn_if_failing(self.best, best=True)
             return self._finish()  # (inside: a hangup while it prints does not kill it)
 

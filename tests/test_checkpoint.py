@@ -725,7 +725,7 @@ def test_fine_tune_keeps_the_weights_and_starts_everything_else_afresh(saved):
     assert other.rate != model.config.learning_rate
     assert checkpoint.load(path).fine_tune(optimizer=other.name).config.learning_rate == \
         other.rate / 10
-    assert checkpoint.fine_tune_rate(0.1, "float64", "adam") == 0.0002
+    assert checkpoint.fine_tune_rate(0.1, "float64", "adagrad", "adam") == 0.0002
     with pytest.raises(ValueError, match="^unknown optimizer 'bogus': choose one of adagrad, "
                                          "rmsprop, adam$"):  # (not told to give a rate)
         checkpoint.load(path).fine_tune(optimizer="bogus")
