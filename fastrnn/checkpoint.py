@@ -48,22 +48,48 @@ class CheckpointError(ValueError):
     """A checkpoint cannot be read or used; the message names the file and the reason."""
 
 
-def fine_tune_base(rate, optimizer=None, to=None):
+def lineage(ckpt):
+    """(rate, optimizer, own): the learning rate a fine-tune of ``ckpt`` is a part of, and the
+    optimizer it was for: the rate its model was first trained at, which the checkpoint of a
+    fine-tune records (``run.rate_base``, ``fastrnn.train``'s), so that a fine-tune of a
+    fine-tune is not a tenth of a tenth (each generation ten times slower); ``own``, the
+    checkpoint's own rate then, else None. Otherwise the checkpoint's own --learning-rate (its
+    base rate, before any decay or anneal) and optimizer."""
+    rate, optimizer = ckpt.config.learning_rate, ckpt.config.optimizer
+    base = ckpt.run.get("rate_base") if isinstance(ckpt.run, dict) else None
+    if not _rate_base(base) or (base["learning_rate"], base["optimizer"]) == (rate, optimizer):
+        return rate, optimizer, None
+    return base["learning_rate"], base["optimizer"], rate
+
+
+def _rate_base(base):
+    """Whether ``base`` is a ``run.rate_base`` record: {"learning_rate": a number > 0,
+    "optimizer": a name in ``optim.OPTIMIZERS``}."""
+    return isinstance(base, dict) and set(base) == {"learning_rate", "optimizer"} and \
+        _number(base["learning_rate"]) and base["learning_rate"] > 0 and \
+        isinstance(base["optimizer"], str) and base["optimizer"] in optim.OPTIMIZERS
+
+
+def fine_tune_base(rate, optimizer=None, to=None, own=None):
     """(rate, its words): what a fine-tune's learning rate is a part of, for a checkpoint
-    trained by ``optimizer`` at ``rate`` (its --learning-rate, its base rate, before any decay
-    or anneal) and fine-tuned by ``to`` (None: the same): that rate, or another optimizer's
-    usual one (``optim.Optimizer.rate``: Adagrad's 0.1 is 50 times Adam's)."""
+    whose model ``optimizer`` trained at ``rate`` (``lineage``'s; ``own``: the checkpoint's own
+    rate, where that is a fine-tune's) and fine-tuned by ``to`` (None: the same): that rate,
+    or another optimizer's usual one (``optim.Optimizer.rate``: Adagrad's 0.1 is 50 times
+    Adam's)."""
+    first = f"the checkpoint's {rate:g}" if own is None else \
+        f"the {rate:g} its model was first trained at"
     if to is None or to == optimizer:
-        return rate, f"the checkpoint's {rate:g}"
+        return rate, first + ("" if own is None else
+                              f" (the checkpoint's own {own:g} is a fine-tune's)")
     usual = optim.get(to).rate
-    return usual, f"{to}'s usual {usual:g} (the checkpoint's {rate:g} was {optimizer}'s)"
+    return usual, f"{to}'s usual {usual:g} ({first} was {optimizer}'s)"
 
 
-def fine_tune_rate(rate, dtype, optimizer=None, to=None):
+def fine_tune_rate(rate, dtype, optimizer=None, to=None, own=None):
     """A fine-tune's learning rate unless given: ``fine_tune_base``'s rate divided by
     ``config.FINE_TUNE_DIVISOR``, to 12 significant digits (0.003 / 10 is
     0.00030000000000000003); a ValueError if that is 0 in ``dtype``."""
-    rate, whose = fine_tune_base(rate, optimizer, to)
+    rate, whose = fine_tune_base(rate, optimizer, to, own)
     tuned = float(f"{rate / config.FINE_TUNE_DIVISOR:.12g}")
     if validate.vanishes(tuned, dtype):
         raise ValueError(f"a fine-tune's learning rate, 1/{config.FINE_TUNE_DIVISOR} of "
@@ -120,8 +146,9 @@ class Checkpoint:
         vocabulary size and weights; fresh optimizer state, update count, hidden state and
         position; its other settings (learning_rate, seq_length, batch_size, optimizer, seed,
         dropout) as given, else the checkpoint's, but for the learning rate: the checkpoint's
-        (or, with another optimizer, that one's usual rate) divided by
-        ``config.FINE_TUNE_DIVISOR`` (10, ``fine_tune_rate``). Train it on a text encoded with
+        (that of its model's first training, for the checkpoint of a fine-tune that
+        ``fastrnn.train`` ran: ``lineage``; or, with another optimizer, that one's usual rate)
+        divided by ``config.FINE_TUNE_DIVISOR`` (10, ``fine_tune_rate``). Train it on a text encoded with
         this checkpoint's ``vocab``."""
         c = self.config.to_dict()
         clash = sorted(set(settings) & set(ARCHITECTURE))
@@ -133,9 +160,10 @@ class Checkpoint:
         if "learning_rate" not in settings:
             other = settings.get("optimizer", c["optimizer"])
             optim.get(other)  # (an unknown one refused as such, not as a rate to give)
+            rate, optimizer, own = lineage(self)
             try:
-                settings["learning_rate"] = fine_tune_rate(c["learning_rate"], c["dtype"],
-                                                           c["optimizer"], other)
+                settings["learning_rate"] = fine_tune_rate(rate, c["dtype"], optimizer, other,
+                                                           own)
             except ValueError as e:
                 raise ValueError(f"{e}: give learning_rate") from None
         model = CharRNN(**{**c, **settings}, backend=backend, threads=threads)
@@ -476,6 +504,9 @@ def _check_fields(where, ckpt):
         bad("run.stopped", run["stopped"], "a reason, in words")
     if not isinstance(run.get("failing_said", False), bool):  # (the run's "learning nothing")
         bad("run.failing_said", run["failing_said"], "true or false")
+    if "rate_base" in run and not _rate_base(run["rate_base"]):  # (a fine-tune's: ``lineage``)
+        bad("run.rate_base", run["rate_base"], "a record of a learning rate > 0 and its "
+                                               f"optimizer ({', '.join(optim.OPTIMIZERS)})")
     cadence = run.get("cadence", {})  # --eval-every and the like, which a resume keeps
     if not (isinstance(cadence, dict) and set(cadence) <= {"eval_every", "sample_every",
                                                            "sample_length", "checkpoint_every"}

@@ -322,6 +322,8 @@ def _train(args, model, corpus, data, out, ckpt, lr_decay, anneal, source):
                                   if rate != new else ""))
     if source:
         trainer.init_from = str(Path(args.init_from).resolve())
+        rate, optimizer, _ = checkpoint.lineage(source)  # (what a fine-tune of it is a part of)
+        trainer.rate_base = {"learning_rate": rate, "optimizer": optimizer}
         trainer.smooth = None  # (from its first chunk's loss: not an untrained model's ln V)
     return trainer.run()
 
@@ -505,13 +507,14 @@ def _settings(args, ckpt, source=None):
                         f" (the checkpoint was trained on {trained})" if isinstance(trained, str)
                         else ""))
             if "learning_rate" not in given:  # (Checkpoint.fine_tune's default)
-                rate, old, new = kept["learning_rate"], kept["optimizer"], config["optimizer"]
+                rate, old, own = checkpoint.lineage(source)
+                new = config["optimizer"]
                 try:
                     config["learning_rate"] = checkpoint.fine_tune_rate(rate, kept["dtype"], old,
-                                                                        new)
+                                                                        new, own)
                 except ValueError as e:
                     raise cli.UsageError(f"{e}: pass --learning-rate") from None
-                _, whose = checkpoint.fine_tune_base(rate, old, new)
+                _, whose = checkpoint.fine_tune_base(rate, old, new, own)
                 args.notes.append(
                     f"note: fine-tuning at --learning-rate {config['learning_rate']:g}, "
                     f"1/{FINE_TUNE_DIVISOR} of {whose}: a fresh optimizer's first steps at the "
@@ -755,6 +758,7 @@ class Trainer:
         self.log_due = True  # metrics.jsonl not yet rewritten with this run's records (``_log``)
         self.log_failed = None  # why a checkpoint's rewrite of it failed (said at the end)
         self.init_from = run.get("init_from")  # the checkpoint a fine-tuned run started from
+        self.rate_base = run.get("rate_base")  # ...and its model's first rate (``lineage``)
         self.lr_decay = None  # (factor, every): set by _main...
         self.anneal = None  # ...and {"fraction": F[, "window": [start, end]]}
         # the best validation loss: of the resumed run, if on the same text (validation
@@ -1438,6 +1442,7 @@ class Trainer:
                 **({"pending": self.pending} if self.pending else {}),
                 **({"failing_said": True} if self.failing_said else {}),
                 **({"init_from": self.init_from} if self.init_from else {}),
+                **({"rate_base": self.rate_base} if self.rate_base else {}),
                 **({"lr_decay": self.lr_decay} if self.lr_decay else {}),
                 **({"anneal": self.anneal} if self.anneal else {})}
 

@@ -601,6 +601,15 @@ def _scale(name, factor):
     (lambda m, a: m["run"].update(failing_said="yes"), r"run.failing_said is 'yes', expected "
                                                        r"true or false"),
     (lambda m, a: m["run"].update(rng=[1, 2]), r"run.rng is \[1, 2\], expected a dict"),
+    (lambda m, a: m["run"].update(rate_base={"learning_rate": 0, "optimizer": "adam"}),
+     r"run.rate_base is \{'learning_rate': 0, 'optimizer': 'adam'\}, expected a record of a "
+     r"learning rate > 0 and its optimizer \(adagrad, rmsprop, adam\)"),
+    (lambda m, a: m["run"].update(rate_base={"learning_rate": 0.1, "optimizer": "sgd"}),
+     "run.rate_base is"),
+    (lambda m, a: m["run"].update(rate_base={"learning_rate": 0.1, "optimizer": ["adam"]}),
+     "run.rate_base is"),
+    (lambda m, a: m["run"].update(rate_base={"learning_rate": 0.1}), "run.rate_base is"),
+    (lambda m, a: m["run"].update(rate_base=0.1), "run.rate_base is 0.1"),
     (lambda m, a: m.update(run=[]), r"run is \[\], expected a record"),
     (lambda m, a: m.update(step=8), "step 8 exceeds its iteration count 7"),
     (lambda m, a: m["run"].update(rng={"bit_generator": "nope"}), "run.rng is not a random"),
@@ -726,6 +735,19 @@ def test_fine_tune_keeps_the_weights_and_starts_everything_else_afresh(saved):
     assert checkpoint.load(path).fine_tune(optimizer=other.name).config.learning_rate == \
         other.rate / 10
     assert checkpoint.fine_tune_rate(0.1, "float64", "adagrad", "adam") == 0.0002
+    # the checkpoint of a fine-tune: a tenth of the rate its model was first trained at (its
+    # run.rate_base, fastrnn.train's record), not of its own (each generation ten times slower)
+    first = {"learning_rate": 20 * model.config.learning_rate, "optimizer": model.config.optimizer}
+    rewrite_meta(path, lambda m, a: m["run"].update(rate_base=first))
+    assert checkpoint.load(path).fine_tune().config.learning_rate == 2 * model.config.learning_rate
+    assert checkpoint.load(path).fine_tune(optimizer=other.name).config.learning_rate == \
+        other.rate / 10
+    first["optimizer"] = other.name  # (its first training's optimizer, not the checkpoint's)
+    rewrite_meta(path, lambda m, a: m["run"].update(rate_base=first))
+    assert checkpoint.load(path).fine_tune(optimizer=other.name).config.learning_rate == \
+        2 * model.config.learning_rate
+    assert checkpoint.load(path).fine_tune().config.learning_rate == \
+        optim.get(model.config.optimizer).rate / 10
     with pytest.raises(ValueError, match="^unknown optimizer 'bogus': choose one of adagrad, "
                                          "rmsprop, adam$"):  # (not told to give a rate)
         checkpoint.load(path).fine_tune(optimizer="bogus")

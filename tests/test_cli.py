@@ -637,6 +637,36 @@ def test_fine_tuning_defaults_to_a_tenth_of_the_checkpoints_rate(tmp_path, corpu
     assert checkpoint.load(tmp_path / "adam" / "checkpoint.npz").config.learning_rate == 0.0002
     assert "note: fine-tuning at --learning-rate 0.0002, 1/10 of adam's usual 0.002 (the " \
            "checkpoint's 0.05 was adagrad's): " in capsys.readouterr().out
+    # a fine-tune of a fine-tune: a tenth of the rate its model was first trained at, which
+    # the fine-tune's checkpoint records (a tenth of a tenth: each generation ten times slower)
+    for tuned in ("b0.005", "b0.02", "adam"):
+        recorded = checkpoint.load(tmp_path / tuned / "checkpoint.npz").run["rate_base"]
+        assert recorded == {"learning_rate": 0.05, "optimizer": "adagrad"}, tuned
+    for tuned, extra, rate, said in (
+            ("b0.02", [], 0.005, "1/10 of the 0.05 its model was first trained at (the "
+                                 "checkpoint's own 0.02 is a fine-tune's): "),
+            ("b0.005", ["--optimizer", "adam"], 0.0002, "1/10 of adam's usual 0.002 (the 0.05 "
+                                                        "its model was first trained at was "
+                                                        "adagrad's): "),
+            ("adam", ["--optimizer", "adagrad"], 0.005, "1/10 of the 0.05 its model was first "
+                                                        "trained at (the checkpoint's own "
+                                                        "0.0002 is a fine-tune's): ")):
+        again = tmp_path / f"again-{tuned}"
+        assert train.main(["--init-from", str(tmp_path / tuned / "checkpoint.npz"), "--data",
+                           corpus_file, "--iterations", "2", "--eval-every", "0",
+                           "--sample-every", "0", *extra, "--out", str(again)]) == 0
+        resumed = checkpoint.load(again / "checkpoint.npz")
+        assert resumed.config.learning_rate == rate, tuned
+        assert resumed.run["rate_base"] == {"learning_rate": 0.05, "optimizer": "adagrad"}
+        assert f"note: fine-tuning at --learning-rate {rate:g}, {said}" in \
+            capsys.readouterr().out, tuned
+        assert checkpoint.load(again / "checkpoint.npz").fine_tune().config.learning_rate \
+            == {"adagrad": 0.005, "adam": 0.0002}[resumed.config.optimizer]
+    # a resumed fine-tune keeps the record
+    assert train.main(["--resume", str(tmp_path / "again-b0.02" / "checkpoint.npz"),
+                       "--iterations", "3"]) == 0
+    assert checkpoint.load(tmp_path / "again-b0.02" / "checkpoint.npz").run["rate_base"] == \
+        {"learning_rate": 0.05, "optimizer": "adagrad"}
     rc = train.main(["--init-from", source, "--data", corpus_file, "--out", str(tmp_path / "a")])
     assert rc == 2 and "note:" not in capsys.readouterr().out  # refused: --out is a's
     rewrite_meta(source, lambda m, a: m["config"].update(learning_rate=5e-324))
