@@ -1905,6 +1905,13 @@ def test_a_run_worse_than_a_uniform_guess_is_warned_about(tmp_path, corpus_file,
         monkeypatch.setattr(CharRNN, "evaluate", validating_at(2.4))
         assert train.main(["--resume", str(out / "checkpoint.npz")]) == 0
         assert "warning: its best validation loss" in capsys.readouterr().out
+    # a run that ends before its anneal was to start (here its rate's decay to 0 at iteration
+    # 10): its end's warning all the same (the anneal's start had been taken for the run's)
+    monkeypatch.setattr(CharRNN, "evaluate", validating_at(3, 2.8))
+    assert train.main(argv + ["--anneal", "0.5", "--lr-decay", "1e-30", "--lr-decay-every", "1",
+                              "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "learning rate's decay to 0" in out and "warning: its best validation loss" in out, out
     # --quiet: said on stderr, as the other warnings are (it had been hidden)
     monkeypatch.setattr(CharRNN, "evaluate", validating_at(3))
     assert train.main(argv + ["--quiet", "--out", str(tmp_path / "q")]) == 0
