@@ -1341,6 +1341,48 @@ def test_a_resume_without_iterations_trains_to_the_runs_own_end(tmp_path, corpus
     assert checkpoint.load(out / "checkpoint.npz").run["target"] == 40
 
 
+def test_a_budget_plans_validations_and_samples_without_their_compiling(tmp_path, corpus_file,
+                                                                        monkeypatch):
+    """Under --time-budget, the run plans each validation and sample as long as the latest's
+    work, without the compiling of their kernels that the first of each may do (a fine-tune's
+    first validation, at iteration 0, compiles them: its whole time had been taken for every
+    validation's, and the budget's end planned that much too early)."""
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+    from fastrnn import compiling
+    compile_seconds, compiled, real = 0.5, set(), compiling.announce
+
+    @contextmanager
+    def announce(say, what, kernels="kernels"):  # the first validation and sample compile
+        record = SimpleNamespace(seconds=0.0)
+        with real(say, what, kernels) as listened:
+            yield record
+        record.seconds = listened.seconds
+        if kernels in (train.VALIDATION, train.SAMPLING) and kernels not in compiled:
+            compiled.add(kernels)
+            time.sleep(compile_seconds)
+            record.seconds += compile_seconds
+
+    planned, out_of_time = [], train.Trainer._out_of_time
+
+    def planning(self, *args):
+        if compiled:
+            planned.append((self._validation_seconds(), self.sample_seconds))
+        return out_of_time(self, *args)
+
+    monkeypatch.setattr(compiling, "announce", announce)
+    monkeypatch.setattr(train.Trainer, "_out_of_time", planning)
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "20", "--out",
+                       str(tmp_path / "a")]) == 0
+    compiled.clear()
+    assert train.main(["--init-from", str(tmp_path / "a" / "checkpoint.npz"), "--data",
+                       corpus_file, "--iterations", "30", "--eval-every", "10", "--sample-every",
+                       "10", "--time-budget", "600", "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    assert compiled == {train.VALIDATION, train.SAMPLING} and planned
+    assert max(v for v, _ in planned) < compile_seconds / 2, planned
+    assert max(s for _, s in planned) < compile_seconds / 2, planned
+
+
 def test_a_resume_keeps_the_rest_of_the_runs_time_budget(tmp_path, corpus_file, capsys,
                                                          monkeypatch):
     """A run under --time-budget, interrupted and resumed as its closing line says (--resume
