@@ -23,6 +23,7 @@ the old file or the new one, never a partial one.
 import copy
 import json
 import math
+import numbers
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -50,37 +51,54 @@ class CheckpointError(ValueError):
 
 def lineage(ckpt):
     """(rate, optimizer, own): the learning rate a fine-tune of ``ckpt`` is a part of, and the
-    optimizer it was for: the rate its model was first trained at, which the checkpoint of a
-    fine-tune records (``run.rate_base``, ``fastrnn.train``'s), so that a fine-tune of a
-    fine-tune is not a tenth of a tenth (each generation ten times slower); ``own``, the
-    checkpoint's own rate then, else None. Otherwise the checkpoint's own --learning-rate (its
-    base rate, before any decay or anneal) and optimizer."""
+    optimizer it was for: for the checkpoint of a fine-tune, the rate of its model's training
+    before any fine-tune, which it records (``run.rate_base``, ``fastrnn.train``'s), so that
+    a fine-tune of a fine-tune is not a tenth of a tenth (each generation ten times slower),
+    with ``own`` the checkpoint's own (rate, optimizer); otherwise the checkpoint's own
+    --learning-rate (its base rate, before any decay or anneal) and optimizer, and ``own``
+    None. A CheckpointError if ``run.rate_base`` is there but not such a record."""
     rate, optimizer = ckpt.config.learning_rate, ckpt.config.optimizer
-    base = ckpt.run.get("rate_base") if isinstance(ckpt.run, dict) else None
-    if not _rate_base(base) or (base["learning_rate"], base["optimizer"]) == (rate, optimizer):
+    if not isinstance(ckpt.run, dict) or "rate_base" not in ckpt.run:
         return rate, optimizer, None
-    return base["learning_rate"], base["optimizer"], rate
+    base = _rate_base(ckpt.run["rate_base"])
+    if base is None:
+        raise CheckpointError(f"run.rate_base is {_shown(ckpt.run['rate_base'])}, expected "
+                              f"{RATE_BASE}")
+    return (*base, None if base == (rate, optimizer) else (rate, optimizer))
+
+
+RATE_BASE = f"a record of a learning rate > 0 and its optimizer ({', '.join(optim.OPTIMIZERS)})"
 
 
 def _rate_base(base):
-    """Whether ``base`` is a ``run.rate_base`` record: {"learning_rate": a number > 0,
-    "optimizer": a name in ``optim.OPTIMIZERS``}."""
-    return isinstance(base, dict) and set(base) == {"learning_rate", "optimizer"} and \
-        _number(base["learning_rate"]) and base["learning_rate"] > 0 and \
-        isinstance(base["optimizer"], str) and base["optimizer"] in optim.OPTIMIZERS
+    """``base``, a ``run.rate_base`` record, as (rate, optimizer): {"learning_rate": a finite
+    number > 0 (JSON's or NumPy's), "optimizer": a name in ``optim.OPTIMIZERS``}, keys a later
+    version may add aside; None if it is not one."""
+    if not isinstance(base, dict) or not {"learning_rate", "optimizer"} <= set(base):
+        return None
+    rate, optimizer = base["learning_rate"], base["optimizer"]
+    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, numbers.Real) or \
+            not isinstance(optimizer, str) or optimizer not in optim.OPTIMIZERS:
+        return None
+    try:
+        rate = float(rate)
+    except OverflowError:  # (an int past float's range)
+        return None
+    return (rate, optimizer) if math.isfinite(rate) and rate > 0 else None
 
 
 def fine_tune_base(rate, optimizer=None, to=None, own=None):
     """(rate, its words): what a fine-tune's learning rate is a part of, for a checkpoint
-    whose model ``optimizer`` trained at ``rate`` (``lineage``'s; ``own``: the checkpoint's own
-    rate, where that is a fine-tune's) and fine-tuned by ``to`` (None: the same): that rate,
-    or another optimizer's usual one (``optim.Optimizer.rate``: Adagrad's 0.1 is 50 times
-    Adam's)."""
+    whose model ``optimizer`` trained at ``rate`` (``lineage``'s; ``own``: the checkpoint's
+    own (rate, optimizer), where that is a fine-tune's) and fine-tuned by ``to`` (None: the
+    same): that rate, or another optimizer's usual one (``optim.Optimizer.rate``: Adagrad's
+    0.1 is 50 times Adam's)."""
     first = f"the checkpoint's {rate:g}" if own is None else \
-        f"the {rate:g} its model was first trained at"
+        f"the {rate:g} its model was trained at before any fine-tune"
     if to is None or to == optimizer:
-        return rate, first + ("" if own is None else
-                              f" (the checkpoint's own {own:g} is a fine-tune's)")
+        return rate, first + ("" if own is None else (
+            f" (the checkpoint's own {own[0]:g} is a fine-tune's"
+            + (f", {own[1]}'s" if own[1] != optimizer else "") + ")"))
     usual = optim.get(to).rate
     return usual, f"{to}'s usual {usual:g} ({first} was {optimizer}'s)"
 
@@ -88,13 +106,21 @@ def fine_tune_base(rate, optimizer=None, to=None, own=None):
 def fine_tune_rate(rate, dtype, optimizer=None, to=None, own=None):
     """A fine-tune's learning rate unless given: ``fine_tune_base``'s rate divided by
     ``config.FINE_TUNE_DIVISOR``, to 12 significant digits (0.003 / 10 is
-    0.00030000000000000003); a ValueError if that is 0 in ``dtype``."""
+    0.00030000000000000003); a ValueError if that is 0 or infinite in ``dtype``."""
     rate, whose = fine_tune_base(rate, optimizer, to, own)
     tuned = float(f"{rate / config.FINE_TUNE_DIVISOR:.12g}")
-    if validate.vanishes(tuned, dtype):
+    with np.errstate(over="ignore"):
+        cast = np.dtype(dtype).type(tuned)
+    if cast == 0 or not np.isfinite(cast):
         raise ValueError(f"a fine-tune's learning rate, 1/{config.FINE_TUNE_DIVISOR} of "
-                         f"{whose}, is 0 in {dtype}")
+                         f"{whose}, is {'0' if cast == 0 else 'infinite'} in {dtype}")
     return tuned
+
+
+def _shown(value, most=200):
+    """repr(value), cut to ``most`` characters (a refused field may be a list of millions)."""
+    text = repr(value)
+    return text if len(text) <= most else f"{text[:most - 5]} ...{text[-1]}"
 
 
 @dataclass
@@ -157,7 +183,7 @@ class Checkpoint:
         unknown = sorted(set(settings) - set(c))
         if unknown:
             raise ValueError(f"unknown setting(s) {', '.join(unknown)}")
-        if "learning_rate" not in settings:
+        if settings.get("learning_rate") is None:  # (None: not given, as CharRNN's)
             other = settings.get("optimizer", c["optimizer"])
             optim.get(other)  # (an unknown one refused as such, not as a rate to give)
             rate, optimizer, own = lineage(self)
@@ -436,7 +462,7 @@ def _check_fields(where, ckpt):
     c = ckpt.config
 
     def bad(field, value, expected):
-        raise CheckpointError(f"{where}: {field} is {value!r}, expected {expected}")
+        raise CheckpointError(f"{where}: {field} is {_shown(value)}, expected {expected}")
 
     if not _integer(ckpt.position) or not 0 <= ckpt.position <= config.COUNT_MAX \
             or ckpt.position % c.seq_length:
@@ -505,8 +531,7 @@ def _check_fields(where, ckpt):
     if not isinstance(run.get("failing_said", False), bool):  # (the run's "learning nothing")
         bad("run.failing_said", run["failing_said"], "true or false")
     if "rate_base" in run and not _rate_base(run["rate_base"]):  # (a fine-tune's: ``lineage``)
-        bad("run.rate_base", run["rate_base"], "a record of a learning rate > 0 and its "
-                                               f"optimizer ({', '.join(optim.OPTIMIZERS)})")
+        bad("run.rate_base", run["rate_base"], RATE_BASE)
     cadence = run.get("cadence", {})  # --eval-every and the like, which a resume keeps
     if not (isinstance(cadence, dict) and set(cadence) <= {"eval_every", "sample_every",
                                                            "sample_length", "checkpoint_every"}

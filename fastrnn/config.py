@@ -65,6 +65,7 @@ INLINE = dict(NJIT, inline="always")
 
 # --- Fine-tuning ---------------------------------------------------------------------------------
 FINE_TUNE_DIVISOR = 10          # a fine-tune's learning rate, unless given: the checkpoint's
+                                # (a fine-tune's: its model's before any, checkpoint.lineage)
                                 # divided by this (a fresh optimizer's first steps at the full
                                 # rate undo much of what the model learnt: README, Fine-tuning)
 

@@ -74,7 +74,8 @@ def build_parser():
                         f"{optim.get('adagrad').rate:g} for adagrad, min-char-rnn's, "
                         f"{optim.get('rmsprop').rate:g} for rmsprop, {optim.get('adam').rate:g} "
                         f"for adam; with --init-from, 1/{FINE_TUNE_DIVISOR} of the "
-                        f"checkpoint's, or of the usual one of another --optimizer)")
+                        f"checkpoint's (a fine-tune's: of its model's before any fine-tune), "
+                        f"or of the usual one of another --optimizer)")
     m.add_argument("--dtype", choices=DTYPES,
                    help=f"floating-point type (default {MODEL_DEFAULTS['dtype']}; {GPU_DTYPE} "
                         f"with --backend cuda)")
@@ -156,8 +157,9 @@ def build_parser():
                         "state) from this checkpoint's weights, model and vocabulary, on --data; "
                         "--learning-rate, --seq-length, --batch-size, --optimizer, --seed and "
                         "--dropout may differ from the checkpoint's (the learning rate: "
-                        f"1/{FINE_TUNE_DIVISOR} of the checkpoint's unless given, or of another "
-                        f"--optimizer's usual one); --data is required")
+                        f"1/{FINE_TUNE_DIVISOR} of the checkpoint's unless given, or of its "
+                        f"model's before any fine-tune, or of another --optimizer's usual one); "
+                        f"--data is required")
     r.add_argument("--overwrite", action="store_true",
                    help="start a new run even if --out holds another run's checkpoint.npz, "
                         "best.npz or metrics.jsonl (set aside as it starts, with loss.png, and "

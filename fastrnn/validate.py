@@ -4,6 +4,7 @@ Each failure is a ``ValueError`` with one line naming the argument, what it is a
 expected.
 """
 
+import math
 import os
 
 import numpy as np
@@ -119,7 +120,10 @@ def positive(name, value, kind=float):
         return int(value)
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{name} must be a positive number, got {value!r}")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # (an int past float's range)
+        v = math.inf
     if not np.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
     return v

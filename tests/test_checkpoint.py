@@ -610,6 +610,14 @@ def _scale(name, factor):
      "run.rate_base is"),
     (lambda m, a: m["run"].update(rate_base={"learning_rate": 0.1}), "run.rate_base is"),
     (lambda m, a: m["run"].update(rate_base=0.1), "run.rate_base is 0.1"),
+    (lambda m, a: m["run"].update(rate_base={"learning_rate": 10 ** 400, "optimizer": "adam"}),
+     "run.rate_base is"),  # (past float's range: it was taken, then a traceback)
+    (lambda m, a: m["run"].update(rate_base={"learning_rate": True, "optimizer": "adam"}),
+     "run.rate_base is"),
+    (lambda m, a: m["run"].update(rate_base=[1] * 100_000),
+     r"run.rate_base is \[1, 1, .{100,200} \.\.\.\], expected"),  # (one short line)
+    (lambda m, a: m["config"].update(learning_rate=10 ** 400),
+     "learning_rate must be a positive number"),  # (a traceback from float())
     (lambda m, a: m.update(run=[]), r"run is \[\], expected a record"),
     (lambda m, a: m.update(step=8), "step 8 exceeds its iteration count 7"),
     (lambda m, a: m["run"].update(rng={"bit_generator": "nope"}), "run.rng is not a random"),
@@ -748,6 +756,29 @@ def test_fine_tune_keeps_the_weights_and_starts_everything_else_afresh(saved):
         2 * model.config.learning_rate
     assert checkpoint.load(path).fine_tune().config.learning_rate == \
         optim.get(model.config.optimizer).rate / 10
+    assert checkpoint.load(path).fine_tune(learning_rate=None).config.learning_rate == \
+        optim.get(model.config.optimizer).rate / 10  # (None: not given; it was the full rate)
+    # a record a later version adds to is read; one NumPy's numbers make is read as after a
+    # save (it was ignored before one, and read after it); a malformed one held in memory is
+    # refused by name, as load refuses it (it was ignored: a tenth of a tenth)
+    rewrite_meta(path, lambda m, a: m["run"].update(rate_base={**first, "since": "1.0"}))
+    tuned = checkpoint.load(path)
+    assert tuned.fine_tune(optimizer=other.name).config.learning_rate == \
+        2 * model.config.learning_rate
+    tuned.run["rate_base"] = {"learning_rate": np.float64(0.5), "optimizer": np.str_(other.name)}
+    assert tuned.fine_tune(optimizer=other.name).config.learning_rate == 0.05
+    for malformed in ({"learning_rate": float("nan"), "optimizer": other.name}, [0.5],
+                      {"learning_rate": 10 ** 400, "optimizer": other.name}, None):
+        tuned.run["rate_base"] = malformed
+        with pytest.raises(CheckpointError, match="^run.rate_base is .*, expected a record of a "
+                                                  "learning rate > 0 and its optimizer"):
+            tuned.fine_tune(optimizer=other.name)
+    # a tenth that is infinite in the dtype: said as such, with what to do
+    tuned.run["rate_base"] = {"learning_rate": 1e300, "optimizer": "adagrad"}
+    with pytest.raises(ValueError, match="^a fine-tune's learning rate, 1/10 of the 1e\\+300 its "
+                                         "model was trained at before any fine-tune .*, is "
+                                         "infinite in float32: give learning_rate$"):
+        tuned.fine_tune(optimizer="adagrad")
     with pytest.raises(ValueError, match="^unknown optimizer 'bogus': choose one of adagrad, "
                                          "rmsprop, adam$"):  # (not told to give a rate)
         checkpoint.load(path).fine_tune(optimizer="bogus")

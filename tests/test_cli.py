@@ -643,14 +643,15 @@ def test_fine_tuning_defaults_to_a_tenth_of_the_checkpoints_rate(tmp_path, corpu
         recorded = checkpoint.load(tmp_path / tuned / "checkpoint.npz").run["rate_base"]
         assert recorded == {"learning_rate": 0.05, "optimizer": "adagrad"}, tuned
     for tuned, extra, rate, said in (
-            ("b0.02", [], 0.005, "1/10 of the 0.05 its model was first trained at (the "
-                                 "checkpoint's own 0.02 is a fine-tune's): "),
+            ("b0.02", [], 0.005, "1/10 of the 0.05 its model was trained at before any "
+                                 "fine-tune (the checkpoint's own 0.02 is a fine-tune's): "),
             ("b0.005", ["--optimizer", "adam"], 0.0002, "1/10 of adam's usual 0.002 (the 0.05 "
-                                                        "its model was first trained at was "
-                                                        "adagrad's): "),
-            ("adam", ["--optimizer", "adagrad"], 0.005, "1/10 of the 0.05 its model was first "
-                                                        "trained at (the checkpoint's own "
-                                                        "0.0002 is a fine-tune's): ")):
+                                                        "its model was trained at before any "
+                                                        "fine-tune was adagrad's): "),
+            ("adam", ["--optimizer", "adagrad"], 0.005, "1/10 of the 0.05 its model was trained "
+                                                        "at before any fine-tune (the "
+                                                        "checkpoint's own 0.0002 is a "
+                                                        "fine-tune's, adam's): ")):
         again = tmp_path / f"again-{tuned}"
         assert train.main(["--init-from", str(tmp_path / tuned / "checkpoint.npz"), "--data",
                            corpus_file, "--iterations", "2", "--eval-every", "0",
