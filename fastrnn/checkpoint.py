@@ -24,6 +24,7 @@ import copy
 import json
 import math
 import numbers
+import tokenize
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -47,6 +48,13 @@ ASIDE = ".overwritten"  # an old run's file in --out, renamed so while a new run
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read or used; the message names the file and the reason."""
+
+
+# What reading a damaged archive raises: zipfile's errors (an unknown zip version, a
+# NotImplementedError), np.load's (a .npy header it cannot parse: tokenize.TokenError or a
+# SyntaxError), json's (nesting past the recursion limit: RecursionError) and the rest
+CORRUPT = (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError, SyntaxError,
+           tokenize.TokenError, RecursionError)
 
 
 def lineage(ckpt):
@@ -162,6 +170,8 @@ class Checkpoint:
                              f"np.concatenate of train()'s returns ({e})") from None
         kept = (lambda w: w) if validate.flag("views", views) else spec.copy
         with model._busy:  # (not while a call in another thread trains it)
+            model._checked_arrays(training=True, writable=False)  # (replaced: named)
+            model._checked_training_state(training=False)
             return cls(model.config, vocab, spec.named(kept(model.weights)),
                        [spec.named(kept(s)) for s in model.states], model.state.copy(),
                        model.position, losses, copy.deepcopy(run), model.step,
@@ -326,7 +336,7 @@ def load(path):
                 arrays = _read(path, npz, wanted, config.dtype)
     except CheckpointError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except CORRUPT as e:
         raise CheckpointError(f"{path} is not a readable fastrnn checkpoint "
                               f"(corrupt or truncated: {e})") from None
     with _unusable(path):
@@ -364,7 +374,7 @@ def run_record(path):
             meta = json.loads(str(_read(path, npz, {"meta": None})["meta"]))
         run = meta.get("run") if isinstance(meta, dict) and meta.get("format") == FORMAT else None
         return run if isinstance(run, dict) else None
-    except (CheckpointError, OSError, ValueError, EOFError, zipfile.BadZipFile):
+    except (CheckpointError, *CORRUPT):
         return None
 
 
@@ -464,9 +474,10 @@ def _check_fields(where, ckpt):
     def bad(field, value, expected):
         raise CheckpointError(f"{where}: {field} is {_shown(value)}, expected {expected}")
 
-    if not _integer(ckpt.position) or not 0 <= ckpt.position <= config.COUNT_MAX \
-            or ckpt.position % c.seq_length:
-        bad("position", ckpt.position, f"a multiple of seq_length {c.seq_length}, 0 to 2**62")
+    # (any offset, not only a multiple of seq_length: a model's seq_length may change between
+    # its train calls, README's "From Python", and then its position is of neither length)
+    if not _integer(ckpt.position) or not 0 <= ckpt.position <= config.COUNT_MAX:
+        bad("position", ckpt.position, "an integer, 0 to 2**62")
     if not _integer(ckpt.step) or not 0 <= ckpt.step <= config.COUNT_MAX:
         bad("step", ckpt.step, "a count of updates, 0 to 2**62")
     arrays = [(name, a) for name, a in ckpt.params.items()]

@@ -781,6 +781,9 @@ def load(path, val_fraction=0.1, encoding="utf-8", vocab=None):
     """
     if not _a_fraction(val_fraction):
         raise CorpusError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
+    if vocab is not None and not isinstance(vocab, Vocab):  # (a str was taken for an encoding)
+        raise CorpusError(f"vocab must be a Vocab (Vocab.from_text(text) makes one), got "
+                          f"{type(vocab).__name__}")
     text, digest, head = read_text(path, encoding)
     try:
         if vocab is None:

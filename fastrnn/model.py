@@ -289,7 +289,12 @@ class CharRNN:
         """What ``pickle`` and ``copy.deepcopy`` keep of a model: its config, backend and
         threads, and the numbers (weights and optimizer state as their flat buffers, the
         recurrent state, counters, the dropout generator); ``__setstate__`` lays them out
-        again (copied tensor by tensor, the views would no longer view their buffer)."""
+        again (copied tensor by tensor, the views would no longer view their buffer). Its
+        public arrays checked first, as a training call checks them: a replaced one that
+        does not fit is a ValueError naming it (a pickle was written that could not be
+        loaded, or copying failed on an AttributeError)."""
+        self._checked_arrays(training=True, writable=False)
+        self._checked_training_state(training=False)
         return {"config": self.config.to_dict(), "backend": self.backend,
                 "threads": self.threads, "weights": self.weights.flat.copy(),
                 "states": [s.flat.copy() for s in self.states], "step": self.step,
@@ -376,7 +381,7 @@ class CharRNN:
     @property
     def h(self):
         """The top layer's hidden state of every stream, (B, H) (a view of ``state``)."""
-        return self.state[-1, 0]
+        return self._checked_training_state(training=False)[-1, 0]
 
     @property
     def threads(self):
@@ -444,6 +449,7 @@ class CharRNN:
     def _checked_ids(self, data, min_length, purpose):
         """data as a contiguous array of valid ids of at least min_length; ValueError otherwise."""
         c = self.config
+        validate.not_masked("data", data)
         if isinstance(data, np.ndarray) and data.dtype.kind in "iu" and data.ndim == 1:
             arr = data
         else:
@@ -480,6 +486,7 @@ class CharRNN:
         ``training``, writable and contiguous too. Also checks ``dropout_rng``, for training
         with dropout."""
         expected, state = self.zero_state(self.config.batch_size), self.state
+        validate.not_masked("state", state)
         if not isinstance(state, np.ndarray) or state.shape != expected.shape:
             raise ValueError(f"state has shape {getattr(state, 'shape', type(state).__name__)}, "
                              f"expected {expected.shape} (layers, state vectors, batch_size "
@@ -518,11 +525,13 @@ class CharRNN:
             raise ValueError(f"the model's weights hold NaN or infinite values (its training "
                              f"diverged): {otherwise}")
 
-    def _checked_arrays(self, training):
+    def _checked_arrays(self, training, writable=True):
         """``weights`` (and, for training, the optimizer's ``states``) as the kernels read
         them: ValueError naming what is wrong, for they are public attributes a caller may
-        have replaced, and a kernel reads a misshapen buffer out of bounds."""
-        self._checked_weights("weights", self.weights, training)
+        have replaced, and a kernel reads a misshapen buffer out of bounds. ``writable``
+        False: what a copy of the model reads (``__getstate__``, ``Checkpoint.of``), which
+        may be read-only."""
+        self._checked_weights("weights", self.weights, training and writable)
         if training:
             states = self.states
             names = self.optimizer.states
@@ -533,7 +542,7 @@ class CharRNN:
                                  + (f" of {len(states)}" if isinstance(states, (list, tuple))
                                     else ""))
             for name, w in zip(names, states):
-                self._checked_weights(f"states ({name})", w, True)
+                self._checked_weights(f"states ({name})", w, writable)
             buffers = [("weights", self.weights.flat), ("state", self.state)] + [
                 (f"states ({name})", w.flat) for name, w in zip(names, states)]
             for k, (name, flat) in enumerate(buffers):  # (the kernels update them all in place)
@@ -548,8 +557,32 @@ class CharRNN:
                                    else ())]
         self._laid_out = tuple(w for w in self._laid_out if any(w is c for c in current))
 
+    def _checked_values(self):
+        """The weights and the optimizer's state finite, and its sums of squares not negative,
+        as a checkpoint's must be: a ValueError naming the first tensor that is not (training
+        had turned such values into NaN losses and NaN weights in silence, which
+        ``checkpoint.save`` then refused). About 0.15 ms a call for an LSTM's 346,433
+        parameters and Adam's state."""
+        named = [("weights", self.weights)] + list(zip(
+            (f"states ({name})" for name in self.optimizer.states), self.states))
+        for name, w in named:
+            flat = w.flat
+            finite = np.isfinite(flat.max()) and np.isfinite(flat.min())  # (NaN: max is NaN)
+            squares = name == f"states ({self.optimizer.squares})"
+            if finite and not (squares and flat.min() < 0):
+                continue
+            for key, a in self.spec.named(w).items():
+                if not np.isfinite(a).all():
+                    raise ValueError(f"{name} hold NaN or infinite values (in {key}): there is "
+                                     f"nothing to train from")
+                if squares and (a < 0).any():
+                    raise ValueError(f"{name} hold negative values (in {key}): the "
+                                     f"{self.config.optimizer} optimizer's squared gradients, "
+                                     f"never negative")
+
     def _checked_weights(self, name, w, writable):
         spec, dtype = self.spec, np.dtype(self.config.dtype)
+        validate.not_masked(f"{name}.flat", getattr(w, "flat", None))
         if not isinstance(w, Weights) or not isinstance(w.flat, np.ndarray):
             raise ValueError(f"{name} must be Weights over a NumPy array (model.spec.view(flat) "
                              f"makes them), got {type(w).__name__}")
@@ -574,6 +607,7 @@ class CharRNN:
 
     def _checked_state(self, state):
         """A copy of a caller's one-stream state (L, S, 1, H) in the model's dtype."""
+        validate.not_masked("state", state)
         expected = self.zero_state(1)
         state = np.asarray(state)
         if state.shape != expected.shape:
@@ -624,6 +658,7 @@ class CharRNN:
                              f"{self.step:,})")
         self._checked_training_state()
         self._checked_arrays(training=True)
+        self._checked_values()
         c = self.config
         lr = c.learning_rate if learning_rate is None else \
             validate.rate("learning_rate", learning_rate, c.dtype, zero=True)
@@ -682,6 +717,9 @@ class CharRNN:
         """
         streams = validate.positive("streams", streams, int)
         ready = self._checked_ids(data, 1, "evaluate")
+        if streams > max(1, len(ready) - 1):  # (streams past them: memory and time for nothing)
+            raise ValueError(f"streams {streams:,} is more than the {len(ready) - 1:,} "
+                             f"characters to predict")
         c = self.config
         steps = min(config.EVAL_STEPS, max(1, (len(ready) - 1) // streams))  # (per call)
         per_stream = 2 * c.num_layers * len(self.spec.cell.STATES) * c.hidden_size + \
@@ -742,5 +780,5 @@ class CharRNN:
     @_taking_turns
     def reset_state(self):
         """Start the next chunk at position 0 with a zero state."""
-        self.state[...] = 0
+        self._checked_training_state(training=False)[...] = 0
         self.position = 0

@@ -14,10 +14,20 @@ from .config import FLOAT_DTYPES
 MINCHAR_NAMES = ("Wxh", "Whh", "Why", "bh", "by")  # the drop-in functions' arguments, in order
 
 
+def not_masked(name, a):
+    """A ValueError if ``a`` is a NumPy masked array: the kernels read every value, masked ones
+    too (an id masked for being outside the vocabulary was read as one, past the weights)."""
+    if isinstance(a, np.ma.MaskedArray):
+        raise ValueError(f"{name} is a masked array, whose masked values fastrnn would read "
+                         f"too: pass {name}.compressed() (the values not masked) or "
+                         f"{name}.filled(value)")
+
+
 def float_array(name, a, dtype=None):
     """a must be a C-contiguous float32/float64 ndarray (of ``dtype`` when given)."""
     if not isinstance(a, np.ndarray):
         raise ValueError(f"{name} must be a NumPy array, got {type(a).__name__}")
+    not_masked(name, a)
     if isinstance(a, np.matrix):  # (its rows are matrices: the kernels' indexing fails)
         raise ValueError(f"{name} is a numpy.matrix: pass np.asarray({name}), an array of its "
                          f"numbers")
@@ -85,6 +95,7 @@ def hidden(name, h, H, dtype):
 
 def indices(name, x, V):
     """x (list or integer array) as a 1-D intp array of ids in [0, V)."""
+    not_masked(name, x)
     if isinstance(x, np.ndarray):
         if x.dtype.kind not in "iu":
             raise ValueError(f"{name} must hold integer character ids, got dtype {x.dtype}")

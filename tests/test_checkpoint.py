@@ -1,6 +1,7 @@
 """Checkpoints: exact round trip, atomic writes, format-1 files, and a clear error for every
 unusable file."""
 
+import dataclasses
 import errno
 import io
 import json
@@ -51,6 +52,24 @@ def test_round_trip_is_exact(saved):
     assert restored.params["Whh"].dtype == np.float64
     assert np.array_equal(restored.params["Whh"], model.params["Whh"])
     assert np.array_equal(restored.state, model.state) and restored.state.dtype == np.float64
+
+
+def test_a_model_whose_seq_length_changed_saves_and_resumes_exactly(tmp_path):
+    """A position that is not a multiple of seq_length: a model's seq_length may change between
+    train calls (README, "From Python"), and its checkpoint was refused ("expected a multiple
+    of seq_length"), the work it held unsaveable."""
+    data = np.arange(300) % 7
+    model = CharRNN(7, hidden_size=8, seq_length=5)
+    model.train(data, 2)
+    model.config = dataclasses.replace(model.config, seq_length=4)
+    model.train(data, 1)
+    assert model.position == 14
+    checkpoint.save(tmp_path / "s.npz", Checkpoint.of(model, Vocab("abcdefg"), [1.0] * 3,
+                                                      {"iteration": 3}))
+    back = checkpoint.load(tmp_path / "s.npz").to_model()
+    assert back.position == 14 and back.config == model.config
+    assert np.array_equal(back.train(data, 3), model.train(data, 3))
+    assert np.array_equal(back.weights.flat, model.weights.flat)
 
 
 def test_a_checkpoint_is_the_model_at_its_making_not_after(saved, tmp_path):
@@ -342,7 +361,7 @@ def _npy(array):
     (lambda c: c.state.fill(np.nan), "state holds NaN or infinite values"),
     (lambda c: setattr(c, "state", c.state[:, :, :0]), "state is float32(1, 1, 0, 8), the config "
                                                        "says float32(1, 1, 1, 8)"),
-    (lambda c: setattr(c, "position", 5), "position is 5, expected a multiple of seq_length 4"),
+    (lambda c: setattr(c, "position", -5), "position is -5, expected an integer, 0 to 2"),
     (lambda c: setattr(c, "position", np.int64(2 ** 63 - 4)), "position is 9223372036854775804"),
     (lambda c: setattr(c, "step", 8.0), "step is 8.0, expected a count of updates"),
     (lambda c: c.run.update(iteration=-1), "run.iteration is -1"),
@@ -430,6 +449,15 @@ def _meta_as(path, text):
         np.savez(f, **arrays)
 
 
+def _flipped(path, mark, offset, value, after=b""):
+    """The byte ``offset`` past ``mark`` (its first after ``after``) set to ``value``: a zip
+    directory's version (zipfile's NotImplementedError), a .npy header's length (np.load's
+    tokenize.TokenError); QA's damaged files, which were tracebacks."""
+    raw = bytearray(path.read_bytes())
+    raw[raw.find(mark, raw.find(after)) + offset] = value
+    path.write_bytes(bytes(raw))
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda p: p.write_bytes(b"not a zip file at all"), r"not a fastrnn checkpoint \(not an .npz"),
     (lambda p: p.write_bytes(_npy(np.arange(3))), r"not a fastrnn checkpoint \(not an .npz arch"),
@@ -439,6 +467,9 @@ def _meta_as(path, text):
     (lambda p: p.write_bytes(b"\0" * 100), r"corrupt or truncated: it starts with zero bytes"),
     (lambda p: p.write_bytes(p.read_bytes()[:len(p.read_bytes()) // 2]), "corrupt or truncated"),
     (lambda p: p.write_bytes(p.read_bytes()[:-30]), "corrupt or truncated"),
+    (lambda p: _flipped(p, b"PK\x01\x02", 6, 0xff), "corrupt or truncated: zip file version"),
+    (lambda p: _meta_as(p, "[" * 100_000 + "]" * 100_000), "corrupt or truncated: maximum "
+                                                            "recursion depth"),
     (lambda p: rewrite_meta(p, lambda m, a: m.update(version=99, fastrnn="9.0")),
      r"newer fastrnn \(9.0, checkpoint format 99\).*upgrade"),
     (lambda p: rewrite_meta(p, lambda m, a: m.update(format="something-else")), "not a fastrnn checkpoint"),
@@ -467,6 +498,19 @@ def test_unusable_checkpoints_are_named(saved, damage, message):
     with pytest.raises(CheckpointError, match=message) as e:
         checkpoint.load(path)
     assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_npy_header_cut_short_is_named_corrupt(tmp_path):
+    """A member's .npy header whose length byte is damaged, so that np.load parses part of
+    it (tokenize.TokenError from NumPy: a traceback), in a member large enough that its header
+    is read before its checksum is."""
+    model = CharRNN(64, hidden_size=32, seq_length=4)
+    path = tmp_path / "c.npz"
+    checkpoint.save(path, Checkpoint.of(model, Vocab([chr(i) for i in range(32, 96)]), [], {}))
+    _flipped(path, b"\x93NUMPY", 8, 22, b"Wxh.npy")
+    with pytest.raises(CheckpointError, match=r"c.npz is not a readable fastrnn checkpoint "
+                                              r"\(corrupt or truncated: .*EOF in multi-line"):
+        checkpoint.load(path)
 
 
 def _add_member(path, name, header, data=b"", compressed=False):
@@ -572,11 +616,11 @@ def _scale(name, factor):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda m, a: m.update(position=-4), r"position is -4, expected a multiple of seq_length 4"),
-    (lambda m, a: m.update(position=6), r"position is 6, expected a multiple of seq_length 4"),
+    (lambda m, a: m.update(position=-4), r"position is -4, expected an integer, 0 to 2\*\*62"),
+    (lambda m, a: m.update(position=2 ** 62 + 1), r"position is 4611686018427387905, expected"),
     (lambda m, a: m.update(step=-1), r"step is -1, expected a count of updates"),
-    (lambda m, a: m.update(position=8.5), r"position is 8.5, expected a multiple of"),
-    (lambda m, a: m.update(position="8"), r"position is '8', expected a multiple of"),
+    (lambda m, a: m.update(position=8.5), r"position is 8.5, expected an integer"),
+    (lambda m, a: m.update(position="8"), r"position is '8', expected an integer"),
     (lambda m, a: m.update(position=2**70), r"position is 1180591620717411303424, expected .* "
                                             r"0 to 2\*\*62"),
     (lambda m, a: m.update(step=2.5), r"step is 2.5, expected a count of updates"),

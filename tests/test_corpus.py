@@ -329,6 +329,10 @@ def test_only_regular_files_are_read(tmp_path):
 
 
 def test_a_given_vocabulary_names_the_characters_it_lacks(tmp_path):
+    for vocab in ("abc", list("abc")):  # (a str was taken for an encoding, naming the text)
+        with pytest.raises(CorpusError, match=f"^vocab must be a Vocab .*, got "
+                                              f"{type(vocab).__name__}$"):
+            load(write(tmp_path, "abcz"), vocab=vocab)
     with pytest.raises(CorpusError, match="the checkpoint's vocabulary lacks: 'z'$"):
         load(write(tmp_path, "abcz"), vocab=Vocab("abc"))
     # and what explains them: Windows line endings in a text whose model had none

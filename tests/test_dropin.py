@@ -208,6 +208,15 @@ def test_adagrad_rejects_bad_arguments_clearly():
                                          r"are float64: use one dtype for every array"):
         fastrnn.adagrad([w, w.astype(np.float32)], [g, g.astype(np.float32)],
                         [m, m.astype(np.float32)], 1e-50)
+    # one array given for two of a parameter's (the backends disagreed, or it went NaN)
+    for grads, mems, names in (([g], [g], "grads.0. and mems.0."), ([g], [w], "params.0. and "
+                                                                              "mems.0."),
+                               ([w[:2]], [m[:2]], "params.0. and grads.0.")):
+        params = [w[:2]] if names.startswith("params.0. and grads") else [w]
+        with pytest.raises(ValueError, match=f"^{names} share memory: adagrad updates "
+                                             f"params.0. and mems.0. in place from grads.0., "
+                                             f"each an array of its own$"):
+            fastrnn.adagrad(params, grads, mems, 0.1)
     w.flags.writeable = False
     with pytest.raises(ValueError, match=r"params\[0\] is read-only"):
         fastrnn.adagrad([w], [g], [m], 0.1)

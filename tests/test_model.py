@@ -549,6 +549,94 @@ def test_a_state_that_is_not_real_and_finite_is_refused(state, message):
             call()
 
 
+def test_replaced_arrays_that_do_not_fit_are_named_by_copies_too():
+    """A replaced public array that does not fit the model: pickling, copying, a Checkpoint,
+    ``h`` and ``reset_state`` name it as a training call does (pickle wrote a file that could
+    not be loaded; the others raised AttributeError or TypeError)."""
+    import copy
+    import pickle
+    from fastrnn.checkpoint import Checkpoint
+    for attribute, value, message in (
+            ("state", np.zeros((1, 1, 1, 9)), r"^state has shape \(1, 1, 1, 9\), expected"),
+            ("state", None, r"^state has shape NoneType"),
+            ("weights", None, r"^weights must be Weights over a NumPy array"),
+            ("states", None, r"^states must be a list of 1 Weights")):
+        model = CharRNN(7, hidden_size=8, seq_length=5)
+        setattr(model, attribute, value)
+        calls = [lambda: pickle.dumps(model), lambda: copy.deepcopy(model),
+                 lambda: Checkpoint.of(model, Vocab("abcdefg"), [], {})]
+        if attribute == "state":
+            calls += [lambda: model.h, model.reset_state]
+        for call in calls:
+            with pytest.raises(ValueError, match=message):
+                call()
+    model = CharRNN(7, hidden_size=8, seq_length=5)
+    model.weights.flat.flags.writeable = False  # (read-only arrays still copy)
+    assert np.array_equal(pickle.loads(pickle.dumps(model)).weights.flat, model.weights.flat)
+
+
+def test_more_streams_than_characters_to_predict_are_refused():
+    """(10**7 streams over 9 characters took 73 s and gigabytes, for one stream's loss.)"""
+    model = CharRNN(7, hidden_size=8)
+    data = np.arange(10) % 7
+    assert model.evaluate(data, streams=9)[0] > 0
+    with pytest.raises(ValueError, match="^streams 10 is more than the 9 characters to predict$"):
+        model.evaluate(data, streams=10)
+    assert model.evaluate(data[:1])[0] == 0.0
+
+
+def test_weights_or_optimizer_state_no_checkpoint_could_hold_are_refused_by_train():
+    """NaN or infinite weights or optimizer state, or negative squared gradients: a ValueError
+    naming the tensor (training turned them into NaN losses and weights in silence, which
+    checkpoint.save then refused)."""
+    data = np.arange(200) % 7
+    for optimizer, buffer, value, message in (
+            ("adagrad", None, np.nan, r"^weights hold NaN or infinite values \(in Why\): "),
+            ("adam", None, -np.inf, r"^weights hold NaN or infinite values \(in Why\): "),
+            ("adam", 0, np.nan, r"^states \(m\) hold NaN or infinite values \(in Why\)"),
+            ("adagrad", 0, -1.0, r"^states \(m\) hold negative values \(in Why\): the "
+                                 r"adagrad optimizer's squared gradients, never negative$"),
+            ("adam", 1, -1.0, r"^states \(v\) hold negative values \(in Why\)")):
+        model = CharRNN(7, hidden_size=10, seq_length=5, optimizer=optimizer)
+        model.train(data, 1)
+        target = model.weights if buffer is None else model.states[buffer]
+        target.Why[2, 3] = value
+        before = model.step, model.position, model.weights.flat.copy()
+        with pytest.raises(ValueError, match=message):
+            model.train(data, 1)
+        assert (model.step, model.position) == before[:2]
+        assert np.array_equal(model.weights.flat, before[2], equal_nan=True)
+    model = CharRNN(7, hidden_size=10, seq_length=5, optimizer="adam")
+    model.states[0].flat[:] = -1.0  # (Adam's first moments may be negative)
+    assert np.isfinite(model.train(data, 2)).all()
+
+
+def test_masked_arrays_are_refused_not_read_masked_values_and_all():
+    """A NumPy masked array (of ids, a state, weights): a ValueError saying what to pass (an
+    id masked for being outside the vocabulary was read as one, past the weights, on numba;
+    numpy's backend raised an IndexError; the drop-ins a Numba typing error)."""
+    from fastrnn import dropin
+    data = np.arange(200) % 7
+    masked = np.ma.masked_array(data.copy(), mask=data > 5)
+    masked.data[masked.mask] = 64  # (an id past the vocabulary, under the mask)
+    for backend in ("numba", "numpy"):
+        model = CharRNN(7, hidden_size=10, seq_length=5, backend=backend)
+        for call in (lambda: model.train(masked, 2), lambda: model.evaluate(masked),
+                     lambda: model.evaluate(data, state=np.ma.masked_array(model.zero_state(1)))):
+            with pytest.raises(ValueError, match=r"(data|state) is a masked array, "
+                                                 r"whose masked values fastrnn would read too"):
+                call()
+        model.weights = model.spec.view(np.ma.masked_array(model.weights.flat))
+        with pytest.raises(ValueError, match=r"^weights.flat is a masked array"):
+            model.train(data, 1)
+    params = dropin.init_params(8, 7, seed=0)
+    with pytest.raises(ValueError, match=r"^inputs is a masked array"):
+        dropin.lossFun(np.ma.masked_array([1, 2, 3]), [2, 3, 4], np.zeros((8, 1)), *params)
+    with pytest.raises(ValueError, match=r"^Whh is a masked array"):
+        dropin.lossFun([1, 2, 3], [2, 3, 4], np.zeros((8, 1)), params[0],
+                       np.ma.masked_array(params[1]), *params[2:])
+
+
 @pytest.mark.parametrize("kwargs,message", [
     (dict(vocab_size=1), "vocab_size must be an integer >= 2"),
     (dict(vocab_size=5, hidden_size=0), "hidden_size must be a positive integer"),
