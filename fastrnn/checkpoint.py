@@ -208,7 +208,10 @@ class Checkpoint:
 
     def to_model(self, backend="numba", dtype=None, threads=None):
         """A CharRNN holding this state (cast to ``dtype`` if given), on ``backend``; a
-        ValueError if a number does not fit in ``dtype`` (float64's 1e300 in float32)."""
+        ValueError if a number does not fit in ``dtype`` (float64's 1e300 in float32), and
+        a CheckpointError for what else ``load`` refuses (a Checkpoint made or changed in
+        memory: its counters and generator state were copied into the model unchecked), after
+        the arrays, which the copies name."""
         dtype = self.config.dtype if dtype is None else dtype
         model = CharRNN(**{**self.config.to_dict(), "dtype": dtype}, backend=backend,
                         threads=threads)
@@ -218,6 +221,7 @@ class Checkpoint:
         model.step = self.step
         _copy_into({"state": model.state}, {"state": self.state}, "", dtype)
         model.position = self.position
+        _checked("the checkpoint cannot be used", self)
         if self.dropout_rng is not None:
             model.dropout_rng.bit_generator.state = self.dropout_rng
         return model
@@ -250,17 +254,8 @@ def save(path, ckpt):
     if not isinstance(ckpt, Checkpoint):
         raise ValueError(f"ckpt must be a Checkpoint (Checkpoint.of(model, vocab, losses, run) "
                          f"makes one), got {type(ckpt).__name__}")
-    path = Path(path)
-    c = ckpt.config
-    where = f"{path} not written, it would not load"
-    counts = {k: int(v) if validate.is_integer(v) else v  # (a NumPy int is written as an int)
-              for k, v in (("position", ckpt.position), ("step", ckpt.step))}
-    try:  # (NumPy numbers in the run record as the JSON numbers they are)
-        run = json.loads(json.dumps(ckpt.run, default=_plain))
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{where}: run is not a JSON record ({e})") from None
-    _check_shapes(where, ckpt, Spec(c.cell, c.vocab_size, c.hidden_size, c.num_layers))
-    _check_fields(where, replace(ckpt, run=run, **counts))
+    path = files.path_of(path)
+    run, counts = _checked(f"{path} not written, it would not load", ckpt)
     meta = {"format": FORMAT, "version": VERSION if run.get("pending") else PLAIN_VERSION,
             "fastrnn": __version__, "config": ckpt.config.to_dict(), "vocab": ckpt.vocab.chars,
             **counts, "run": run}
@@ -271,6 +266,22 @@ def save(path, ckpt):
         arrays.update({prefix + name: a for name, a in named.items()})
     arrays.update(state=ckpt.state, losses=ckpt.losses, meta=np.array(json.dumps(meta)))
     files.write_atomically(path, lambda f: np.savez(f, **arrays))
+
+
+def _checked(where, ckpt):
+    """``load``'s checks of a Checkpoint held in memory (CheckpointError: ``where``, then what
+    is wrong); returns (run, counts): its run record as JSON's numbers, and its position and
+    step as ints, as a file holds them (NumPy's numbers written as JSON's)."""
+    c = ckpt.config
+    counts = {k: int(v) if validate.is_integer(v) else v
+              for k, v in (("position", ckpt.position), ("step", ckpt.step))}
+    try:  # (NumPy numbers in the run record as the JSON numbers they are)
+        run = json.loads(json.dumps(ckpt.run, default=_plain))
+    except (TypeError, ValueError, RecursionError) as e:
+        raise CheckpointError(f"{where}: run is not a JSON record ({e})") from None
+    _check_shapes(where, ckpt, Spec(c.cell, c.vocab_size, c.hidden_size, c.num_layers))
+    _check_fields(where, replace(ckpt, run=run, **counts))
+    return run, counts
 
 
 def _plain(value):
@@ -292,7 +303,7 @@ def load(path):
     """Read a checkpoint; CheckpointError (one line, naming the file) if it is unusable. Only
     the arrays a checkpoint has are read, each after its header: one whose data could not be
     in the file, that the config contradicts, or that memory cannot hold is refused unread."""
-    path = Path(path)
+    path = files.path_of(path, CheckpointError)
     kind = files.not_regular(path)
     if kind == "a directory":
         raise CheckpointError(_a_directory(path))

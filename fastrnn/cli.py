@@ -214,20 +214,27 @@ class DelayedBar:
         self.close()
 
 
+UNPRINTABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # (control characters but tab)
+
+
 def quoted(path):
     """``path`` as a shell command's argument: quoted where a shell would split or read it,
-    and with control characters (a line break) as bash's $'...' escapes, one line."""
+    and with control characters (a line break) as bash's $'...' escapes, one line (C1's as
+    \\u0085 and the like: \\x85 would be a byte, not the character)."""
     text = str(path)
-    if not any(c < " " or c == "\x7f" for c in text):
+    if not UNPRINTABLE.search(text) and "\t" not in text:
         return shlex.quote(text)
     return "$'" + "".join("\\" + c if c in "\\'" else
-                          f"\\x{ord(c):02x}" if c < " " or c == "\x7f" else c
+                          f"\\x{ord(c):02x}" if c < " " or c == "\x7f" else
+                          f"\\u{ord(c):04x}" if UNPRINTABLE.match(c) else c
                           for c in text) + "'"
 
 
 def one_line(text):
-    """``text`` with its line breaks written as \\r and \\n (a path may hold them)."""
-    return text.replace("\r", "\\r").replace("\n", "\\n")
+    """``text`` as one line a terminal shows as it is: its line breaks written as \\r and
+    \\n (a path may hold them), and its other control characters but tabs as \\x1b and the
+    like (an escape sequence in a file name recoloured the terminal or moved its cursor)."""
+    return UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def error(line):

@@ -98,8 +98,14 @@ def check_encoding(encoding):
     except UnicodeDecodeError:
         pass  # a text encoding, for which "a" alone is incomplete (utf-16)
     except (LookupError, UnicodeError):  # UnicodeError: the codec "undefined"
-        raise CorpusError(f"unknown encoding {encoding!r}: give a text encoding, such as utf-8 "
-                          f"or latin-1") from None
+        try:
+            known = isinstance(encoding, str) and codecs.lookup(encoding)
+        except LookupError:
+            known = False
+        raise CorpusError((f"{encoding!r} is not a text encoding (Python's codec of that name "
+                           f"does not turn bytes into text)" if known else
+                           f"unknown encoding {encoding!r}")
+                          + ": give a text encoding, such as utf-8 or latin-1") from None
 
 
 def bad_byte(error, end):
@@ -315,7 +321,7 @@ def _utf8_runs(raw, limit=RUNS, last=False):
 def read_text(path, encoding="utf-8"):
     """The file's text, the sha256 of its bytes and its first ``COUNT_BLOCK`` bytes;
     CorpusError for anything that stops us."""
-    path = Path(path)
+    path = files.path_of(path, CorpusError)
     check_encoding(encoding)
     kind = files.not_regular(path)
     if kind == "a directory":

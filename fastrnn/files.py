@@ -13,6 +13,17 @@ import stat
 from pathlib import Path
 
 
+def path_of(path, error=ValueError):
+    """``path`` (a str, bytes or an os.PathLike) as a Path; ``error`` if it is none of them
+    (pathlib's TypeError named no argument)."""
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise error(f"path must be a file name (a str or a pathlib.Path), got "
+                    f"{type(path).__name__}")
+    return Path(path)
+
+
 def not_regular(path):
     """What ``path`` is when it exists but is not a regular file ("a directory", "a FIFO (named
     pipe)", "a character device", ...), else None. Reading such a thing can block forever (a

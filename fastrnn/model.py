@@ -717,9 +717,6 @@ class CharRNN:
         """
         streams = validate.positive("streams", streams, int)
         ready = self._checked_ids(data, 1, "evaluate")
-        if streams > max(1, len(ready) - 1):  # (streams past them: memory and time for nothing)
-            raise ValueError(f"streams {streams:,} is more than the {len(ready) - 1:,} "
-                             f"characters to predict")
         c = self.config
         steps = min(config.EVAL_STEPS, max(1, (len(ready) - 1) // streams))  # (per call)
         per_stream = 2 * c.num_layers * len(self.spec.cell.STATES) * c.hidden_size + \

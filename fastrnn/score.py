@@ -162,10 +162,20 @@ def _keep_stdin(kept, encoding):
         f = open(kept, "wb")
     except OSError as e:
         raise cannot_keep(e) from None
+    try:
+        terminal = stream.isatty()
+    except (AttributeError, ValueError):  # (a caller's stream without it, or closed)
+        terminal = False
+    if terminal:  # (else it waits in silence)
+        print(f"{PROG}: reading standard input (Ctrl-D on a line of its own ends it)",
+              file=sys.stderr)
+    # one read of the terminal at a time (read1): a buffered read(BLOCK) goes on past the
+    # first Ctrl-D, which then needed a second
+    read_some = getattr(source, "read1", source.read)
     with f:
         while True:
             try:
-                read = source.read(BLOCK)
+                read = read_some(BLOCK)
                 block = read if encoder is None else encoder.encode(read, final=not read)
             except OSError as e:
                 raise cli.UsageError(f"cannot read standard input (-): {e.strerror or e}") \
@@ -315,6 +325,9 @@ def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False, 
     name = path if name is None else name
     corpus.check_encoding(encoding)
     skip_unknown = validate.flag("skip_unknown", skip_unknown)
+    if len(vocab) != model.config.vocab_size:  # (its ids past the model's were "outside")
+        raise ValueError(f"vocab has {len(vocab)} characters, the model {model.config.vocab_size}"
+                         f": give the Vocab its ids stand for (its checkpoint's)")
     loss, predicted, skipped, last = 0.0, 0, 0, None
     for text, dropped in _blocks(vocab, path, encoding, skip_unknown, name=name):
         skipped += dropped

@@ -528,7 +528,7 @@ def _settings(args, ckpt, source=None):
         clash = [f"--{k.replace('_', '-')} {v} (the checkpoint has {config[k]})"
                  for k, v in given.items() if v != config[k] and k not in RESUME_MAY_CHANGE]
         if clash:
-            raise cli.UsageError(f"cannot resume with a different model: {'; '.join(clash)} "
+            raise cli.UsageError(f"cannot resume with other settings: {'; '.join(clash)} "
                                  f"(--learning-rate and --dropout may change; --init-from "
                                  f"starts a new run from its weights)")
         config.update({k: v for k, v in given.items() if k in RESUME_MAY_CHANGE})

@@ -72,6 +72,35 @@ def test_a_model_whose_seq_length_changed_saves_and_resumes_exactly(tmp_path):
     assert np.array_equal(back.weights.flat, model.weights.flat)
 
 
+def test_a_path_that_is_not_a_file_name_is_named(saved, tmp_path):
+    """None (or a number) as a path: an error naming it, not pathlib's TypeError; bytes are a
+    file name, as os takes them."""
+    path, model, _ = saved
+    ckpt = checkpoint.load(path)
+    with pytest.raises(CheckpointError, match="^path must be a file name .*, got NoneType$"):
+        checkpoint.load(None)
+    with pytest.raises(ValueError, match="^path must be a file name .*, got int$"):
+        checkpoint.save(3, ckpt)
+    checkpoint.save(os.fsencode(tmp_path / "b.npz"), ckpt)
+    assert checkpoint.load(os.fsencode(tmp_path / "b.npz")).step == ckpt.step
+
+
+def test_to_model_checks_a_checkpoint_held_in_memory_as_load_does(saved):
+    """A Checkpoint made or changed in memory: what load would refuse is a CheckpointError
+    naming the field (its position and update count were copied into the model unchecked, and
+    a foreign generator state was numpy's words, naming no field)."""
+    ckpt = checkpoint.load(saved[0])
+    for change, message in ((dict(dropout_rng={"bit_generator": "MT19937"}),
+                             "dropout_rng is not a random generator's state"),
+                            (dict(position=-5), "position is -5, expected an integer"),
+                            (dict(step=1.5), "step is 1.5, expected a count of updates"),
+                            (dict(run={"iteration": -1}), "run.iteration is -1")):
+        with pytest.raises(CheckpointError, match=f"^the checkpoint cannot be used: {message}"):
+            dataclasses.replace(ckpt, **change).to_model()
+    model = dataclasses.replace(ckpt, position=np.int64(8), step=np.int64(7)).to_model()
+    assert (model.position, model.step) == (8, 7)
+
+
 def test_a_checkpoint_is_the_model_at_its_making_not_after(saved, tmp_path):
     """Checkpoint.of copies: training on after it (as a program may do between taking a
     checkpoint and a later write) leaves what it saves as it was."""

@@ -3604,11 +3604,14 @@ def test_resume_with_other_text_or_model_is_refused_and_changes_nothing(saved_ru
     rc = train.main(["--resume", str(saved_run), "--data", str(other), "--iterations", "40"])
     assert_usage_error(rc, capsys, str(other), "characters that the checkpoint's vocabulary lacks: '~', 'Ü'")
     rc = train.main(["--resume", str(saved_run), "--hidden-size", "50", "--iterations", "40"])
-    assert_usage_error(rc, capsys, "different model", "--hidden-size 50 (the checkpoint has 24)")
+    assert_usage_error(rc, capsys, "cannot resume with other settings",
+                       "--hidden-size 50 (the checkpoint has 24)")
     rc = train.main(["--resume", str(saved_run), "--optimizer", "adam", "--iterations", "40"])
-    assert_usage_error(rc, capsys, "different model", "--optimizer adam (the checkpoint has adagrad)")
+    assert_usage_error(rc, capsys, "cannot resume with other settings",
+                       "--optimizer adam (the checkpoint has adagrad)")
     rc = train.main(["--resume", str(saved_run), "--batch-size", "4", "--iterations", "40"])
-    assert_usage_error(rc, capsys, "different model", "--batch-size 4 (the checkpoint has 1)")
+    assert_usage_error(rc, capsys, "cannot resume with other settings",
+                       "--batch-size 4 (the checkpoint has 1)")
     rc = train.main(["--resume", str(saved_run), "--val-fraction", "0.2", "--iterations", "40"])
     assert_usage_error(rc, capsys, "--val-fraction 0.2", "held out 0.1")
     rc = train.main(["--resume", str(saved_run), "--dropout", "0.5", "--iterations", "40"])
@@ -3854,20 +3857,45 @@ def test_kernels_compiled_now_and_loaded_from_the_cache_give_the_same_bits(tmp_p
                    checkpoint.load(tmp_path / "cached" / batch / "checkpoint.npz"))
 
 
+def test_python_m_fastrnn_names_its_commands_and_runs_them(tmp_path, capsys):
+    """``python -m fastrnn`` alone names the three commands (exit 2, a usage error), with
+    --help too (exit 0: it exited 1 either way), and ``python -m fastrnn sample ...`` runs
+    ``python -m fastrnn.sample ...`` (it printed the names)."""
+    from fastrnn import __main__ as entry
+    assert entry.main(["--help"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("usage: python -m fastrnn.train [--help]") and err == ""
+    assert entry.main([]) == 2 and capsys.readouterr().err.startswith("usage: ")
+    assert entry.main(["bogus"]) == 2
+    assert "fastrnn: error: unknown command 'bogus': choose one of train, sample, score" in \
+        capsys.readouterr().err
+    assert entry.main(["sample", str(tmp_path / "none.npz")]) == 2
+    assert "fastrnn.sample: error: " in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        entry.main(["score", "--help"])
+    assert e.value.code == 0 and "usage: python -m fastrnn.score" in capsys.readouterr().out
+
+
 def test_paths_with_line_breaks_are_one_line_each(tmp_path, corpus_file, capsys):
     """(a text or --out whose name holds a line break split the opening and closing lines in
     two) A path's line breaks are written as \\n in the run's lines on stdout; a sample's own
     lines stay lines."""
-    text = tmp_path / "two\nlines.txt"
+    text = tmp_path / "two\nlines\x1b[31m.txt"
     text.write_bytes(Path(corpus_file).read_bytes())
-    out = tmp_path / "out\rdir"
+    out = tmp_path / "out\rdir\x9b"
     assert train.main(["--data", str(text), *SMALL[:-1], "--iterations", "10", "--eval-every",
                        "10", "--sample-every", "10", "--sample-length", "200",
                        "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert any(line.startswith(f"training on {tmp_path}/two\\nlines.txt: ") for line in lines)
+    # (and its other control characters escaped: an escape sequence recoloured the terminal)
+    assert any(line.startswith(f"training on {tmp_path}/two\\nlines\\x1b[31m.txt: ")
+               for line in lines)
     assert lines[-1].startswith("done: ") and lines[-1].endswith(
-        f"; checkpoint {tmp_path}/out\\rdir/checkpoint.npz"), lines
+        f"; checkpoint {tmp_path}/out\\rdir\\x9b/checkpoint.npz"), lines
+    assert train.main(["--data", str(text), *SMALL[:-1], "--out", str(out)]) == 2
+    error = capsys.readouterr().err  # (the command it suggests names the directory for bash)
+    assert not cli.UNPRINTABLE.search(error[:-1]) and "out\\rdir\\x9b/checkpoint.npz" in error
+    assert "--resume $'" + str(tmp_path) + "/out\\x0ddir\\u009b/checkpoint.npz'" in error
     sample = lines.index("----- sample at iteration 10")
     assert lines[sample + 1:].index("-----") > 0  # (its text, on lines of its own)
 

@@ -302,7 +302,10 @@ def test_a_codec_that_is_not_a_text_encoding_is_named(tmp_path, encoding):
     """codecs.lookup knows them, but they do not turn bytes into text: refused as an unknown
     encoding is, before the file is read."""
     path = write(tmp_path, "some text\n")
-    with pytest.raises(CorpusError, match=f"unknown encoding {encoding!r}: give a text encoding"):
+    said = f"unknown encoding {encoding!r}" if encoding == 123 else \
+        f"{encoding!r} is not a text encoding \\(Python's codec of that name does not turn bytes " \
+        f"into text\\)"  # (one Python has was said to be unknown)
+    with pytest.raises(CorpusError, match=f"^{said}: give a text encoding, such as utf-8"):
         load(path, encoding=encoding)
 
 
@@ -326,6 +329,11 @@ def test_only_regular_files_are_read(tmp_path):
     from fastrnn import checkpoint
     with pytest.raises(checkpoint.CheckpointError, match="is a FIFO .named pipe., not a check"):
         checkpoint.load(fifo)
+
+
+def test_a_path_that_is_not_a_file_name_is_named():
+    with pytest.raises(CorpusError, match="^path must be a file name .*, got NoneType$"):
+        load(None)
 
 
 def test_a_given_vocabulary_names_the_characters_it_lacks(tmp_path):

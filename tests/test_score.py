@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from fastrnn import checkpoint, cli, score, train
+from fastrnn import Vocab, checkpoint, cli, score, train
 from fastrnn.corpus import load
 
 TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good "
@@ -110,6 +110,17 @@ def test_standard_input_is_scored_as_a_file(run, tmp_path, capsys, monkeypatch):
     rc, out = scored([ckpt, "-", "--encoding", "latin-1"])
     assert rc == 2 and "error: <stdin>: 'latin-1' codec can't encode character '\\u4e2d'" in \
         capsys.readouterr().err and list(spool.iterdir()) == []
+    # a terminal: says it is read, and one Ctrl-D ends it (a buffered read went on past the
+    # first, which then needed a second)
+    reads = [corpus.read_bytes()[:5000], corpus.read_bytes()[5000:], b""]
+    terminal = type("Raw", (), {"read1": lambda self, n: reads.pop(0),
+                                "read": lambda self, n: pytest.fail("read past Ctrl-D")})()
+    monkeypatch.setattr("sys.stdin", type("Stdin", (), {"buffer": terminal,
+                                                        "isatty": lambda self: True})())
+    rc, out = scored([ckpt, "-", "--json"])
+    assert rc == 0 and json.loads(out)["nats_per_char"] == direct["nats_per_char"] and not reads
+    assert "fastrnn.score: reading standard input (Ctrl-D on a line of its own ends it)\n" in \
+        capsys.readouterr().err
     # a stream that cannot be read is said as such (it was "cannot keep standard input in ...")
     broken = type("Stdin", (), {"buffer": type("Raw", (), {"read": lambda self, n: (
         _ for _ in ()).throw(OSError(9, "Bad file descriptor"))})()})()
@@ -171,6 +182,11 @@ def test_score_file_checks_its_arguments(run, tmp_path):
     with pytest.raises(ValueError, match="skip_unknown must be True or False, got 'no'"):
         score.score_file(model, ckpt.vocab, state, other, skip_unknown="no")
     assert score.score_file(model, ckpt.vocab, state, other, skip_unknown=True)["skipped"] == 3
+    # another vocabulary than the model's: said as such (its ids were "outside the vocabulary")
+    wider = Vocab(ckpt.vocab.chars + ["\u263a"])
+    with pytest.raises(ValueError, match=f"^vocab has {len(wider)} characters, the model "
+                                         f"{len(ckpt.vocab)}: give the Vocab its ids stand for"):
+        score.score_file(model, wider, state, other, skip_unknown=True)
 
 
 def test_a_file_mostly_outside_the_vocabulary_is_warned_about(run, tmp_path, capsys):
@@ -332,7 +348,7 @@ def test_unusable_checkpoint_and_encoding(run, tmp_path, capsys):
     assert "unknown encoding 'klingon'" in capsys.readouterr().err
     assert score.main([str(d / "out" / "checkpoint.npz"), str(corpus), "--encoding", "rot13"],
                       out=io.StringIO()) == 2  # a codec, but not a text encoding
-    assert "unknown encoding 'rot13'" in capsys.readouterr().err
+    assert "'rot13' is not a text encoding" in capsys.readouterr().err
     plain = tmp_path / "plain.txt"
     plain.write_bytes(b"ab")  # UTF-16 without its byte-order mark: read as train reads it
     assert score.main([str(d / "out" / "checkpoint.npz"), str(plain), "--encoding", "utf-16"],
