@@ -17,8 +17,9 @@ def main(argv=None):
     if argv in (["--help"], ["-h"]):
         print(USAGE)
         return 0
-    print(USAGE if not argv else f"{USAGE}\nfastrnn: error: unknown command {argv[0]!r}: "
-          f"choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+    what = "option" if argv and argv[0].startswith("-") else "command"
+    print(USAGE if not argv else f"{USAGE}\nfastrnn: error: unknown {what} {argv[0]!r}: "
+          f"choose a command, one of {', '.join(COMMANDS)}", file=sys.stderr)
     return 2
 
 

@@ -64,14 +64,15 @@ def lineage(ckpt):
     a fine-tune of a fine-tune is not a tenth of a tenth (each generation ten times slower),
     with ``own`` the checkpoint's own (rate, optimizer); otherwise the checkpoint's own
     --learning-rate (its base rate, before any decay or anneal) and optimizer, and ``own``
-    None. A CheckpointError if ``run.rate_base`` is there but not such a record."""
+    None. A CheckpointError if ``run.rate_base`` is there but not such a record (``load``
+    refuses it: a Checkpoint held in memory)."""
     rate, optimizer = ckpt.config.learning_rate, ckpt.config.optimizer
     if not isinstance(ckpt.run, dict) or "rate_base" not in ckpt.run:
         return rate, optimizer, None
     base = _rate_base(ckpt.run["rate_base"])
     if base is None:
-        raise CheckpointError(f"run.rate_base is {_shown(ckpt.run['rate_base'])}, expected "
-                              f"{RATE_BASE}")
+        raise CheckpointError(f"the checkpoint cannot be used: run.rate_base is "
+                              f"{validate.shown(ckpt.run['rate_base'])}, expected {RATE_BASE}")
     return (*base, None if base == (rate, optimizer) else (rate, optimizer))
 
 
@@ -123,12 +124,6 @@ def fine_tune_rate(rate, dtype, optimizer=None, to=None, own=None):
         raise ValueError(f"a fine-tune's learning rate, 1/{config.FINE_TUNE_DIVISOR} of "
                          f"{whose}, is {'0' if cast == 0 else 'infinite'} in {dtype}")
     return tuned
-
-
-def _shown(value, most=200):
-    """repr(value), cut to ``most`` characters (a refused field may be a list of millions)."""
-    text = repr(value)
-    return text if len(text) <= most else f"{text[:most - 5]} ...{text[-1]}"
 
 
 @dataclass
@@ -209,9 +204,9 @@ class Checkpoint:
     def to_model(self, backend="numba", dtype=None, threads=None):
         """A CharRNN holding this state (cast to ``dtype`` if given), on ``backend``; a
         ValueError if a number does not fit in ``dtype`` (float64's 1e300 in float32), and
-        a CheckpointError for what else ``load`` refuses (a Checkpoint made or changed in
-        memory: its counters and generator state were copied into the model unchecked), after
-        the arrays, which the copies name."""
+        a CheckpointError for a position, update count or dropout generator state that
+        ``load`` refuses (a Checkpoint made or changed in memory: they were copied into the
+        model unchecked); the arrays' copies name theirs."""
         dtype = self.config.dtype if dtype is None else dtype
         model = CharRNN(**{**self.config.to_dict(), "dtype": dtype}, backend=backend,
                         threads=threads)
@@ -221,7 +216,9 @@ class Checkpoint:
         model.step = self.step
         _copy_into({"state": model.state}, {"state": self.state}, "", dtype)
         model.position = self.position
-        _checked("the checkpoint cannot be used", self)
+        _check_counters("the checkpoint cannot be used",
+                        *(int(v) if validate.is_integer(v) else v  # (NumPy's ints too)
+                          for v in (self.position, self.step)), self.dropout_rng)
         if self.dropout_rng is not None:
             model.dropout_rng.bit_generator.state = self.dropout_rng
         return model
@@ -483,14 +480,9 @@ def _check_fields(where, ckpt):
     c = ckpt.config
 
     def bad(field, value, expected):
-        raise CheckpointError(f"{where}: {field} is {_shown(value)}, expected {expected}")
+        raise CheckpointError(f"{where}: {field} is {validate.shown(value)}, expected {expected}")
 
-    # (any offset, not only a multiple of seq_length: a model's seq_length may change between
-    # its train calls, README's "From Python", and then its position is of neither length)
-    if not _integer(ckpt.position) or not 0 <= ckpt.position <= config.COUNT_MAX:
-        bad("position", ckpt.position, "an integer, 0 to 2**62")
-    if not _integer(ckpt.step) or not 0 <= ckpt.step <= config.COUNT_MAX:
-        bad("step", ckpt.step, "a count of updates, 0 to 2**62")
+    _check_counters(where, ckpt.position, ckpt.step, ckpt.dropout_rng)
     arrays = [(name, a) for name, a in ckpt.params.items()]
     optimizer = optim.get(c.optimizer)
     for prefix, named in zip(optimizer.states, ckpt.states):
@@ -582,14 +574,7 @@ def _check_fields(where, ckpt):
     if iteration is not None and ckpt.step > iteration:  # one update per iteration (0 in old
         raise CheckpointError(f"{where}: step {ckpt.step} exceeds its "  # files)
                               f"iteration count {iteration}")
-    for name, state in (("run.rng", run.get("rng")), ("dropout_rng", ckpt.dropout_rng)):
-        if state is None:
-            continue
-        try:
-            np.random.default_rng().bit_generator.state = state
-        except (TypeError, ValueError, KeyError, OverflowError) as e:
-            raise CheckpointError(f"{where}: {name} is not a random generator's "
-                                  f"state ({e})") from None
+    _check_generator(where, "run.rng", run.get("rng"))
     schedule = run.get("lr_decay")
     if schedule is not None and not (isinstance(schedule, list) and len(schedule) == 2
                                      and _number(schedule[0]) and 0 < schedule[0] <= 1
@@ -607,6 +592,31 @@ def _check_fields(where, ckpt):
                 and _integer(steps) and 1 <= steps <= PIECES):
             bad("run.anneal", anneal, '{"fraction": F in (0, 1][, "window": [start, end], '
                                       f'0 <= start < end, "steps": 1 to {PIECES}]}}')
+
+
+def _check_counters(where, position, step, dropout_rng):
+    """What ``to_model`` copies into a model besides its arrays (part of ``_check_fields``):
+    the position, the update count and the dropout generator's state."""
+    # (any offset, not only a multiple of seq_length: a model's seq_length may change between
+    # its train calls, README's "From Python", and then its position is of neither length)
+    if not _integer(position) or not 0 <= position <= config.COUNT_MAX:
+        raise CheckpointError(f"{where}: position is {validate.shown(position)}, expected an "
+                              f"integer, 0 to 2**62")
+    if not _integer(step) or not 0 <= step <= config.COUNT_MAX:
+        raise CheckpointError(f"{where}: step is {validate.shown(step)}, expected a count of "
+                              f"updates, 0 to 2**62")
+    _check_generator(where, "dropout_rng", dropout_rng)
+
+
+def _check_generator(where, name, state):
+    """A CheckpointError unless ``state`` is a NumPy generator's state (or None: none kept)."""
+    if state is None:
+        return
+    try:
+        np.random.default_rng().bit_generator.state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as e:
+        raise CheckpointError(f"{where}: {name} is not a random generator's state "
+                              f"({e})") from None
 
 
 def _integer(value):

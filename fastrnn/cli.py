@@ -214,27 +214,48 @@ class DelayedBar:
         self.close()
 
 
-UNPRINTABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # (control characters but tab)
+# What a terminal does not show as it is: control characters but tab and line breaks (an escape
+# sequence recolours the terminal or moves its cursor), the C1 ones too; and, in a line of
+# fastrnn's own, line breaks (a path may hold them), Unicode's line and paragraph separators,
+# its bidirectional controls (U+202E shows what follows it reversed) and lone surrogates (a
+# file name's undecodable bytes, which a UTF-8 stream refuses to write)
+CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e"
+                         "\u2066-\u2069\ud800-\udfff]")
+
+
+def escaped(text, which=UNPRINTABLE):
+    """``text`` with the characters ``which`` matches written as Python writes them (\\n,
+    \\x1b, \\u202e)."""
+    return which.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def quoted(path):
     """``path`` as a shell command's argument: quoted where a shell would split or read it,
-    and with control characters (a line break) as bash's $'...' escapes, one line (C1's as
-    \\u0085 and the like: \\x85 would be a byte, not the character)."""
+    and with what ``UNPRINTABLE`` matches (a line break) and tabs as bash's $'...' escapes of
+    their bytes, one line (C1's \\x85 as \\xc2\\x85, their UTF-8, which bash's \\u0085
+    is only in a UTF-8 locale; a name's undecodable byte as itself)."""
     text = str(path)
     if not UNPRINTABLE.search(text) and "\t" not in text:
         return shlex.quote(text)
-    return "$'" + "".join("\\" + c if c in "\\'" else
-                          f"\\x{ord(c):02x}" if c < " " or c == "\x7f" else
-                          f"\\u{ord(c):04x}" if UNPRINTABLE.match(c) else c
-                          for c in text) + "'"
+    return "$'" + "".join("\\" + c if c in "\\'" else _bytes_escaped(c)
+                          if c == "\t" or UNPRINTABLE.match(c) else c for c in text) + "'"
+
+
+def _bytes_escaped(c):
+    """Character ``c`` as bash's escapes of the bytes a file name holds for it (\\xc2\\x85),
+    or, if it stands for none (a surrogate os.fsdecode does not make), as \\uXXXX."""
+    try:
+        return "".join(f"\\x{b:02x}" for b in os.fsencode(c))
+    except UnicodeError:
+        return f"\\u{ord(c):04x}"
 
 
 def one_line(text):
-    """``text`` as one line a terminal shows as it is: its line breaks written as \\r and
-    \\n (a path may hold them), and its other control characters but tabs as \\x1b and the
-    like (an escape sequence in a file name recoloured the terminal or moved its cursor)."""
-    return UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
+    """``text`` as one line a terminal shows as it is (``escaped``): its line breaks written
+    as \\r and \\n (a path may hold them), and its other control characters but tabs as
+    \\x1b and the like (an escape sequence in a file name recoloured the terminal)."""
+    return escaped(text)
 
 
 def error(line):
@@ -255,9 +276,10 @@ COMMANDS = ("fastrnn.train", "fastrnn.sample", "fastrnn.score")
 
 
 def starting_command():
-    """The command Python is starting (``python -m fastrnn.train``: "fastrnn.train"), or None:
-    it is importing the package to find the module (argv[0] is "-m" until then) named after
-    the interpreter's -m option (``python -X utf8 -Im fastrnn.train`` too)."""
+    """The command Python is starting (``python -m fastrnn.train``, and ``python -m fastrnn
+    train``: "fastrnn.train"), or None: it is importing the package to find the module
+    (argv[0] is "-m" until then) named after the interpreter's -m option (``python -X utf8
+    -Im fastrnn.train`` too)."""
     if sys.argv[:1] != ["-m"]:
         return None
     argv = list(getattr(sys, "orig_argv", []))[1:]
@@ -274,6 +296,8 @@ def starting_command():
             if flag in "mXWc":  # (the options with an argument: the rest, or the next one)
                 rest = option[k + 1:] or (argv.pop(0) if argv else "")
                 if flag == "m":
+                    if rest == "fastrnn" and argv:  # (``__main__``'s: python -m fastrnn train)
+                        rest = f"fastrnn.{argv[0]}"
                     return rest if rest in COMMANDS else None
                 if flag == "c":
                     return None

@@ -561,15 +561,18 @@ class CharRNN:
         """The weights and the optimizer's state finite, and its sums of squares not negative,
         as a checkpoint's must be: a ValueError naming the first tensor that is not (training
         had turned such values into NaN losses and NaN weights in silence, which
-        ``checkpoint.save`` then refused). About 0.15 ms a call for an LSTM's 346,433
-        parameters and Adam's state."""
+        ``checkpoint.save`` then refused). One pass over each buffer (a sum: NaN or infinite
+        if a value is, or if the sum overflows, which sends it to the exact check that follows),
+        two over the squares: 4 for Adam's, 0.1-0.2 ms a call for an LSTM's 346,433
+        parameters."""
         named = [("weights", self.weights)] + list(zip(
             (f"states ({name})" for name in self.optimizer.states), self.states))
         for name, w in named:
             flat = w.flat
-            finite = np.isfinite(flat.max()) and np.isfinite(flat.min())  # (NaN: max is NaN)
             squares = name == f"states ({self.optimizer.squares})"
-            if finite and not (squares and flat.min() < 0):
+            with np.errstate(over="ignore", invalid="ignore"):  # (no warning: the check's)
+                total = flat.sum()
+            if np.isfinite(total) and not (squares and flat.min() < 0):
                 continue
             for key, a in self.spec.named(w).items():
                 if not np.isfinite(a).all():

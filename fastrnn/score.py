@@ -28,7 +28,7 @@ import numpy as np
 from . import checkpoint, cli, compiling, corpus, files, validate
 from .backends import BACKENDS
 from .config import DTYPES
-from .vocab import describe
+from .vocab import Vocab, describe
 
 PROG = "fastrnn.score"
 BLOCK = 1 << 20  # bytes read at a time
@@ -325,6 +325,8 @@ def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False, 
     name = path if name is None else name
     corpus.check_encoding(encoding)
     skip_unknown = validate.flag("skip_unknown", skip_unknown)
+    if not isinstance(vocab, Vocab):
+        raise ValueError(f"vocab must be a Vocab (the checkpoint's), got {type(vocab).__name__}")
     if len(vocab) != model.config.vocab_size:  # (its ids past the model's were "outside")
         raise ValueError(f"vocab has {len(vocab)} characters, the model {model.config.vocab_size}"
                          f": give the Vocab its ids stand for (its checkpoint's)")

@@ -14,7 +14,6 @@ import dataclasses
 import errno
 import math
 import os
-import re
 import signal
 import sys
 import threading
@@ -37,7 +36,6 @@ from .schedule import PIECES, Schedule, anneal_start
 DEFAULT_ITERATIONS = 50_000
 
 PROG = "fastrnn.train"
-CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # escaped in printed samples
 
 
 def build_parser():
@@ -157,9 +155,9 @@ def build_parser():
                         "state) from this checkpoint's weights, model and vocabulary, on --data; "
                         "--learning-rate, --seq-length, --batch-size, --optimizer, --seed and "
                         "--dropout may differ from the checkpoint's (the learning rate: "
-                        f"1/{FINE_TUNE_DIVISOR} of the checkpoint's unless given, or of its "
-                        f"model's before any fine-tune, or of another --optimizer's usual one); "
-                        f"--data is required")
+                        f"1/{FINE_TUNE_DIVISOR} of the checkpoint's (a fine-tune's: of its "
+                        f"model's before any fine-tune) unless given, or of another "
+                        f"--optimizer's usual one); --data is required")
     r.add_argument("--overwrite", action="store_true",
                    help="start a new run even if --out holds another run's checkpoint.npz, "
                         "best.npz or metrics.jsonl (set aside as it starts, with loss.png, and "
@@ -655,7 +653,7 @@ def _shown(text):
     """A sample as printed among the run's lines: control characters but tabs and line breaks
     escaped (``\\r``, ``\\x1b``), which would move the cursor over the progress bar or recolour
     the terminal (``python -m fastrnn.sample`` writes the text as it is)."""
-    return CONTROLS.sub(lambda m: repr(m.group())[1:-1], text)
+    return cli.escaped(text, cli.CONTROLS)
 
 
 def _seconds(s):

@@ -123,6 +123,16 @@ def is_integer(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def shown(value, most=200):
+    """repr(value) for a message, cut to ``most`` characters (a refused field may be a list of
+    millions; an int past 4,300 digits has no repr at all, Python's limit)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"an integer of {int(value.bit_length() * math.log10(2)) + 1:,} digits"
+    return text if len(text) <= most else f"{text[:most - 5]} ...{text[-1]}"
+
+
 def positive(name, value, kind=float):
     """value must be a finite number > 0 (an int when kind is int)."""
     if kind is int:
@@ -130,13 +140,13 @@ def positive(name, value, kind=float):
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
         return int(value)
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+        raise ValueError(f"{name} must be a positive number, got {shown(value)}")
     try:
         v = float(value)
     except OverflowError:  # (an int past float's range)
         v = math.inf
     if not np.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+        raise ValueError(f"{name} must be a positive number, got {shown(value)}")
     return v
 
 

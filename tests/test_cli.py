@@ -2157,12 +2157,15 @@ def test_the_commands_are_known_from_the_interpreters_options(monkeypatch, argv,
     assert cli.starting_command() == command
 
 
-@pytest.mark.parametrize("value", ["0", "abc", "", "2"])
-def test_a_thread_count_numba_cannot_read_is_one_line(tmp_path, value):
+@pytest.mark.parametrize("value, module", [("0", "fastrnn.sample"), ("abc", "fastrnn.sample"),
+                                           ("", "fastrnn.sample"), ("2", "fastrnn.sample"),
+                                           ("abc", "fastrnn sample")])
+def test_a_thread_count_numba_cannot_read_is_one_line(tmp_path, value, module):
     """NUMBA_NUM_THREADS is read when Numba is imported: 0 was a traceback from inside it,
-    'abc' a warning with a traceback in it; an empty one is unset, as Numba takes it."""
+    'abc' a warning with a traceback in it; an empty one is unset, as Numba takes it. As
+    ``python -m fastrnn sample`` too (which skipped the check: Numba's traceback)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_NUM_THREADS": value}
-    done = subprocess.run([sys.executable, "-m", "fastrnn.sample", "missing.npz"], cwd=tmp_path,
+    done = subprocess.run([sys.executable, "-m", *module.split(), "missing.npz"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120)
     if value.strip() and not (value.isdigit() and int(value) > 0):
         said = (f"NUMBA_NUM_THREADS={value!r} is not a positive integer (the threads to use; "
@@ -3867,8 +3870,10 @@ def test_python_m_fastrnn_names_its_commands_and_runs_them(tmp_path, capsys):
     assert out.startswith("usage: python -m fastrnn.train [--help]") and err == ""
     assert entry.main([]) == 2 and capsys.readouterr().err.startswith("usage: ")
     assert entry.main(["bogus"]) == 2
-    assert "fastrnn: error: unknown command 'bogus': choose one of train, sample, score" in \
-        capsys.readouterr().err
+    assert "fastrnn: error: unknown command 'bogus': choose a command, one of train, sample, " \
+           "score" in capsys.readouterr().err
+    assert entry.main(["--version"]) == 2
+    assert "fastrnn: error: unknown option '--version'" in capsys.readouterr().err
     assert entry.main(["sample", str(tmp_path / "none.npz")]) == 2
     assert "fastrnn.sample: error: " in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
@@ -3895,7 +3900,9 @@ def test_paths_with_line_breaks_are_one_line_each(tmp_path, corpus_file, capsys)
     assert train.main(["--data", str(text), *SMALL[:-1], "--out", str(out)]) == 2
     error = capsys.readouterr().err  # (the command it suggests names the directory for bash)
     assert not cli.UNPRINTABLE.search(error[:-1]) and "out\\rdir\\x9b/checkpoint.npz" in error
-    assert "--resume $'" + str(tmp_path) + "/out\\x0ddir\\u009b/checkpoint.npz'" in error
+    # (C1's as the bytes of their UTF-8, which bash reads in any locale: \\u009b only in a
+    # UTF-8 one)
+    assert "--resume $'" + str(tmp_path) + "/out\\x0ddir\\xc2\\x9b/checkpoint.npz'" in error
     sample = lines.index("----- sample at iteration 10")
     assert lines[sample + 1:].index("-----") > 0  # (its text, on lines of its own)
 
@@ -3952,16 +3959,20 @@ def test_a_resume_that_writes_nothing_leaves_the_log_as_it_found_it(tmp_path, co
 
 
 @pytest.mark.parametrize("path", ["/tmp/a b", "it's", "two\nlines", "back\\slash\r'",
-                                  "$HOME`x`", "plain/path.npz"])
+                                  "$HOME`x`", "plain/path.npz", "c1\x85\x9b", "rtl\u202eevil",
+                                  "tab\there", "caf\u00e9", os.fsdecode(b"latin\xe9")])
 def test_a_suggested_commands_path_reads_back_in_a_shell(path):
     """(the closing line's "continue with" split at a space, or waited for a closing quote)
     A path in a suggested command is quoted as a shell reads it, on one line: with control
-    characters (a line break) as bash's $'...' escapes."""
+    characters (a line break; C1's, a bidirectional override) as bash's $'...' escapes of
+    their bytes, read back as the name in any locale (a name's undecodable byte too)."""
     quoted = cli.quoted(path)
-    assert "\n" not in quoted and "\r" not in quoted
+    assert not cli.UNPRINTABLE.search(quoted) and "\t" not in quoted
     assert quoted == path or path != shlex.quote(path)  # (a plain path as it is)
-    done = subprocess.run(["bash", "-c", f"printf %s {quoted}"], capture_output=True)
-    assert done.returncode == 0 and done.stdout == path.encode()
+    for locale in ("C.UTF-8", "C"):
+        done = subprocess.run(["bash", "-c", f"printf %s {quoted}"], capture_output=True,
+                              env={**os.environ, "LC_ALL": locale})
+        assert done.returncode == 0 and done.stdout == os.fsencode(path), locale
 
 
 def test_a_delayed_bar_counts_from_the_works_first_call(monkeypatch, capsys):

@@ -632,6 +632,8 @@ def test_masked_arrays_are_refused_not_read_masked_values_and_all():
     (dict(vocab_size=5, hidden_size=0), "hidden_size must be a positive integer"),
     (dict(vocab_size=5, seq_length=-3), "seq_length must be a positive integer"),
     (dict(vocab_size=5, learning_rate=-0.1), "learning_rate must be a positive number"),
+    (dict(vocab_size=5, learning_rate=10 ** 5000),  # (no repr: Python's 4,300-digit limit)
+     "learning_rate must be a positive number, got an integer of 5,001 digits"),
     (dict(vocab_size=5, dtype="float16"), "dtype must be 'float32' or 'float64'"),
     (dict(vocab_size=5, dtype="double precision"), "dtype must be 'float32' or 'float64'"),
     (dict(vocab_size=5, backend="tpu"), "unknown backend 'tpu'"),

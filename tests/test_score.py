@@ -183,6 +183,8 @@ def test_score_file_checks_its_arguments(run, tmp_path):
         score.score_file(model, ckpt.vocab, state, other, skip_unknown="no")
     assert score.score_file(model, ckpt.vocab, state, other, skip_unknown=True)["skipped"] == 3
     # another vocabulary than the model's: said as such (its ids were "outside the vocabulary")
+    with pytest.raises(ValueError, match="^vocab must be a Vocab \\(the checkpoint's\\), got str$"):
+        score.score_file(model, "abc", state, other)
     wider = Vocab(ckpt.vocab.chars + ["\u263a"])
     with pytest.raises(ValueError, match=f"^vocab has {len(wider)} characters, the model "
                                          f"{len(ckpt.vocab)}: give the Vocab its ids stand for"):
