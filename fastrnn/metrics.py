@@ -17,6 +17,7 @@ everything included (over every process of a resumed run).
 """
 
 import json
+import logging
 import math
 
 from . import files
@@ -46,6 +47,12 @@ def plot(path, records):
     drawn, else why not, in words (nothing to draw is said too): the picture is optional, so
     matplotlib missing or failing (a bad MPLBACKEND, a broken install) is said, not raised;
     writing the file is not, and its OSError (a full disk) comes out."""
+    log = logging.getLogger("matplotlib")
+    level = log.level
+    # (its warnings at import, of a config folder it cannot write, MPLCONFIGDIR's, were
+    # paragraphs among the run's lines, --quiet's too: it draws all the same, from a
+    # temporary cache)
+    log.setLevel(logging.ERROR)
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -54,6 +61,8 @@ def plot(path, records):
         if isinstance(e, ImportError) and e.name == "matplotlib":
             return "matplotlib is not installed (pip install -e \".[plot]\")"
         return f"matplotlib could not be imported ({_first_line(e)})"
+    finally:
+        log.setLevel(level)
     try:
         fig, ax = plt.subplots(figsize=(7, 4))
     except Exception as e:

@@ -225,6 +225,22 @@ def test_loss_curve_picture_when_matplotlib_is_installed(tmp_path, corpus_file):
     assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_a_config_folder_matplotlib_cannot_write_is_no_paragraph(tmp_path, corpus_file):
+    """MPLCONFIGDIR unusable (a read-only home): matplotlib's warnings at its import were two
+    paragraphs among the run's lines; it draws all the same, from a temporary cache."""
+    if not os.environ.get("CI"):
+        pytest.importorskip("matplotlib")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLCONFIGDIR": str(tmp_path / "f" / "x")}
+    (tmp_path / "f").write_text("a file, where a folder would be")
+    done = subprocess.run([sys.executable, "-m", "fastrnn.train", "--data", corpus_file,
+                           *SMALL, "--iterations", "20", "--eval-every", "10", "--out",
+                           str(tmp_path / "out")], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "matplotlib" not in done.stderr.lower() and "mkdir" not in done.stderr, done.stderr
+    assert (tmp_path / "out" / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def _broken_matplotlib():
     """A matplotlib whose import fails as MPLBACKEND=bogus makes the real one fail."""
     import types
