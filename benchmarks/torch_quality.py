@@ -32,7 +32,7 @@ Each evaluation is one JSON line, written to ``--out`` as it happens and printed
 
 ``train_minutes`` counts training alone (chunks: batching, forward, backward, clip, Adam), not
 evaluation; ``val_loss`` and ``train_loss`` are nats per character, ``*_bpc`` the same over
-ln 2; ``train_loss`` is the mean over the characters trained since the previous line (None on
+ln 2; ``train_loss`` is the mean over the characters trained since the previous line (null on
 the first). Training stops at the first chunk that ends after ``--minutes`` minutes.
 ``--lr-decay``/``--lr-decay-every`` and ``--anneal`` apply ``python -m fastrnn.train``'s schedule
 (``fastrnn.schedule``) per chunk; the anneal starts when the last ``--anneal`` of the training

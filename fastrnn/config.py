@@ -35,6 +35,10 @@ DIVERGED_LOSS = 100             # a training chunk whose loss per character is o
                                 # (as one whose loss or parameters are inf or NaN): finite
                                 # losses of 1e30 nats come from weights blown up just as far
 DATA_DEFAULTS = {"val_fraction": 0.1, "encoding": "utf-8"}
+DEFAULT_ITERATIONS = 50_000     # ``python -m fastrnn.train``'s run, unless given
+# what a run does every so often, and its defaults; saved, and kept by a resumed run
+CADENCE = {"eval_every": 5000, "sample_every": 5000, "sample_length": 200,
+           "checkpoint_every": 5000}
 DTYPES = ("float64", "float32")
 FLOAT_DTYPES = tuple(np.dtype(d) for d in DTYPES)
 GPU_DTYPE = "float32"           # the default dtype on backend "cuda"

@@ -27,13 +27,11 @@ from . import (cells, checkpoint, cli, compiling, corpus as corpus_mod, files, m
                reference, rundir, validate)
 from .backends import BACKENDS, get_backend
 from .checkpoint import BEST, CHECKPOINT, Checkpoint, CheckpointError
-from .config import (CLIP, COUNT_MAX, DATA_DEFAULTS, DIVERGED_LOSS, DTYPES, FINE_TUNE_DIVISOR,
-                     GPU_DTYPE, MODEL_DEFAULTS, SAMPLE_LENGTH_MAX)
+from .config import (CADENCE, CLIP, COUNT_MAX, DATA_DEFAULTS, DEFAULT_ITERATIONS, DIVERGED_LOSS,
+                     DTYPES, FINE_TUNE_DIVISOR, GPU_DTYPE, MODEL_DEFAULTS, SAMPLE_LENGTH_MAX)
 from .model import ARCHITECTURE, CharRNN
 from .rundir import ASIDE, METRICS, PLOT
 from .schedule import PIECES, Schedule, anneal_start
-
-DEFAULT_ITERATIONS = 50_000
 
 PROG = "fastrnn.train"
 
@@ -187,9 +185,6 @@ SAME_STOP = 0.5  # seconds: a second stop signal this soon after the first is th
                  # (``kill`` twice, a signal to the process and then its group)
 TRAINING, VALIDATION, SAMPLING = "training kernels", "validation kernels", "sampling kernels"
 OWED = "; once that memory is free, its --resume does this validation first"
-# what a run does every so often, and its defaults; saved, and kept by a resumed run
-CADENCE = {"eval_every": 5000, "sample_every": 5000, "sample_length": 200,
-           "checkpoint_every": 5000}
 
 
 def _main(argv):
