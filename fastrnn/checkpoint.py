@@ -177,8 +177,9 @@ class Checkpoint:
         vocabulary size and weights; fresh optimizer state, update count, hidden state and
         position; its other settings (learning_rate, seq_length, batch_size, optimizer, seed,
         dropout) as given, else the checkpoint's, but for the learning rate: the checkpoint's
-        (that of its model's first training, for the checkpoint of a fine-tune that
-        ``fastrnn.train`` ran: ``lineage``; or, with another optimizer, that one's usual rate)
+        (that of its model's training before any fine-tune, for the checkpoint of a fine-tune
+        that ``fastrnn.train`` ran: ``lineage``; or, with another optimizer, that one's usual
+        rate)
         divided by ``config.FINE_TUNE_DIVISOR`` (10, ``fine_tune_rate``). Train it on a text
         encoded with this checkpoint's ``vocab``."""
         c = self.config.to_dict()

@@ -86,8 +86,8 @@ def adagrad(params, grads, mems, learning_rate, backend="numba"):
         if not g.flags.writeable:  # (only read; the kernels are compiled for writable arrays)
             g = g.copy()
         # One array given for two of a parameter's (a memory as its gradient) went NaN in
-        # silence, the backends disagreeing. (A parameter's three arrays only: 0.2 us a pair,
-        # where every pair of all of them took 35 us, in a call of 40.)
+        # silence, the backends disagreeing. (A parameter's three arrays only, 0.2 us a pair:
+        # every pair of all the arrays took 35 us, in a call that takes about 40.)
         for a, b, a_name, b_name in ((w, g, "params", "grads"), (w, m, "params", "mems"),
                                      (g, m, "grads", "mems")):
             if np.may_share_memory(a, b):
