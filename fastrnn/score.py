@@ -17,6 +17,8 @@ import codecs
 import contextlib
 import json
 import math
+import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -31,6 +33,7 @@ from .config import DTYPES
 from .vocab import Vocab, describe
 
 PROG = "fastrnn.score"
+SPOOL = "fastrnn-score-"  # the temporary folder of standard input's copy: SPOOL PID-...
 BLOCK = 1 << 20  # bytes read at a time
 TAIL = corpus.COUNT_BLOCK  # characters before a decoding error at a file's end (what they
 # read as), as many as train looks at
@@ -89,9 +92,10 @@ def _main(argv, out):
     counts = _check(args, ckpt, given)  # (before standard input is read: a missing file said
     if "-" not in args.files:           # at once)
         return _score(args, ckpt, model, given, counts, out)
+    _remove_stale_spools()
     with _stops_interrupt() as quiet:  # (the folder removed on SIGTERM and SIGHUP too)
         try:
-            spool = tempfile.TemporaryDirectory(prefix="fastrnn-score-")
+            spool = tempfile.TemporaryDirectory(prefix=f"{SPOOL}{os.getpid()}-")
         except OSError as e:
             raise cli.Failure(f"cannot make a temporary folder to keep standard input in: "
                               f"{e.strerror or e} (TMPDIR sets where)") from None
@@ -103,6 +107,25 @@ def _main(argv, out):
                 return _score(args, ckpt, model, texts, counts, out)
             finally:
                 quiet()  # (a stop from here on does not cut the folder's removal short)
+
+
+def _remove_stale_spools():
+    """The folders of standard input (``SPOOL`` PID-...) that scores killed by SIGKILL left in
+    the temporary folder (a copy of all the text they were given, for ever): this user's, of
+    a process that is gone; nothing else, and a folder that cannot be removed is left."""
+    try:
+        folders = list(Path(tempfile.gettempdir()).glob(f"{SPOOL}*-*"))
+    except OSError:
+        return
+    for folder in folders:
+        owner = files.pid(folder.name[len(SPOOL):].partition("-")[0])
+        try:
+            mine = folder.is_dir() and not folder.is_symlink() and \
+                folder.stat().st_uid == os.getuid()
+        except (OSError, AttributeError):  # (AttributeError: no getuid, Windows)
+            mine = False
+        if mine and owner is not None and owner != os.getpid() and not files.alive(owner):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _check(args, ckpt, texts):

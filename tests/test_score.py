@@ -129,6 +129,19 @@ def test_standard_input_is_scored_as_a_file(run, tmp_path, capsys, monkeypatch):
     assert rc == 2 and capsys.readouterr().err == ("fastrnn.score: error: cannot read standard "
                                                    "input (-): Bad file descriptor\n")
     assert list(spool.iterdir()) == []
+    # the spool a score killed by SIGKILL left (a copy of its text, for ever) is removed by
+    # the next score that reads -; one of a live process, or not named by a pid, is not
+    import subprocess
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    left = [spool / f"{score.SPOOL}{pid}-x1y2" for pid in (gone.pid, os.getppid())] + [
+        spool / f"{score.SPOOL}abc-x1y2"]
+    for folder in left:
+        folder.mkdir()
+        (folder / "stdin").write_bytes(corpus.read_bytes())
+    stdin(corpus.read_bytes())
+    rc, out = scored([ckpt, "-", "--json"])
+    assert rc == 0 and [folder.exists() for folder in left] == [False, True, True]
     # a file named - is ./-
     (tmp_path / "-").write_bytes(corpus.read_bytes())
     monkeypatch.chdir(tmp_path)
