@@ -23,7 +23,6 @@ the old file or the new one, never a partial one.
 import copy
 import json
 import math
-import numbers
 import tokenize
 import zipfile
 from contextlib import contextmanager
@@ -85,15 +84,13 @@ def _rate_base(base):
     version may add aside; None if it is not one."""
     if not isinstance(base, dict) or not {"learning_rate", "optimizer"} <= set(base):
         return None
-    rate, optimizer = base["learning_rate"], base["optimizer"]
-    if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, numbers.Real) or \
-            not isinstance(optimizer, str) or optimizer not in optim.OPTIMIZERS:
+    optimizer = base["optimizer"]
+    if not isinstance(optimizer, str) or optimizer not in optim.OPTIMIZERS:
         return None
     try:
-        rate = float(rate)
-    except OverflowError:  # (an int past float's range)
+        return validate.positive("learning_rate", base["learning_rate"]), optimizer
+    except ValueError:
         return None
-    return (rate, optimizer) if math.isfinite(rate) and rate > 0 else None
 
 
 def fine_tune_base(rate, optimizer=None, to=None, own=None):
@@ -118,11 +115,9 @@ def fine_tune_rate(rate, dtype, optimizer=None, to=None, own=None):
     0.00030000000000000003); a ValueError if that is 0 or infinite in ``dtype``."""
     rate, whose = fine_tune_base(rate, optimizer, to, own)
     tuned = float(f"{rate / config.FINE_TUNE_DIVISOR:.12g}")
-    with np.errstate(over="ignore"):
-        cast = np.dtype(dtype).type(tuned)
-    if cast == 0 or not np.isfinite(cast):
+    if lost := validate.lost_in(tuned, dtype):
         raise ValueError(f"a fine-tune's learning rate, 1/{config.FINE_TUNE_DIVISOR} of "
-                         f"{whose}, is {'0' if cast == 0 else 'infinite'} in {dtype}")
+                         f"{whose}, is {lost} in {dtype}")
     return tuned
 
 
@@ -165,8 +160,7 @@ class Checkpoint:
                              f"np.concatenate of train()'s returns ({e})") from None
         kept = (lambda w: w) if validate.flag("views", views) else spec.copy
         with model._busy:  # (not while a call in another thread trains it)
-            model._checked_arrays(training=True, writable=False)  # (replaced: named)
-            model._checked_training_state(training=False)
+            model._checked_whole()  # (a replaced array that does not fit: named)
             return cls(model.config, vocab, spec.named(kept(model.weights)),
                        [spec.named(kept(s)) for s in model.states], model.state.copy(),
                        model.position, losses, copy.deepcopy(run), model.step,
@@ -217,9 +211,8 @@ class Checkpoint:
         model.step = self.step
         _copy_into({"state": model.state}, {"state": self.state}, "", dtype)
         model.position = self.position
-        _check_counters("the checkpoint cannot be used",
-                        *(int(v) if validate.is_integer(v) else v  # (NumPy's ints too)
-                          for v in (self.position, self.step)), self.dropout_rng)
+        _check_counters("the checkpoint cannot be used", **_counters(self),
+                        dropout_rng=self.dropout_rng)
         if self.dropout_rng is not None:
             model.dropout_rng.bit_generator.state = self.dropout_rng
         return model
@@ -271,8 +264,7 @@ def _checked(where, ckpt):
     is wrong); returns (run, counts): its run record as JSON's numbers, and its position and
     step as ints, as a file holds them (NumPy's numbers written as JSON's)."""
     c = ckpt.config
-    counts = {k: int(v) if validate.is_integer(v) else v
-              for k, v in (("position", ckpt.position), ("step", ckpt.step))}
+    counts = _counters(ckpt)
     try:  # (NumPy numbers in the run record as the JSON numbers they are)
         run = json.loads(json.dumps(ckpt.run, default=_plain))
     except (TypeError, ValueError, RecursionError) as e:
@@ -280,6 +272,13 @@ def _checked(where, ckpt):
     _check_shapes(where, ckpt, Spec(c.cell, c.vocab_size, c.hidden_size, c.num_layers))
     _check_fields(where, replace(ckpt, run=run, **counts))
     return run, counts
+
+
+def _counters(ckpt):
+    """{"position": ..., "step": ...} of ``ckpt`` as a file holds them: a NumPy int as an int
+    (anything else as it is, for the checks to name)."""
+    return {k: int(v) if validate.is_integer(v) else v
+            for k, v in (("position", ckpt.position), ("step", ckpt.step))}
 
 
 def _plain(value):

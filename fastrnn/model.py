@@ -293,8 +293,7 @@ class CharRNN:
         public arrays checked first, as a training call checks them: a replaced one that
         does not fit is a ValueError naming it (a pickle was written that could not be
         loaded, or copying failed on an AttributeError)."""
-        self._checked_arrays(training=True, writable=False)
-        self._checked_training_state(training=False)
+        self._checked_whole()
         return {"config": self.config.to_dict(), "backend": self.backend,
                 "threads": self.threads, "weights": self.weights.flat.copy(),
                 "states": [s.flat.copy() for s in self.states], "step": self.step,
@@ -556,6 +555,12 @@ class CharRNN:
         current = [self.weights, *(self.states if isinstance(self.states, (list, tuple))
                                    else ())]
         self._laid_out = tuple(w for w in self._laid_out if any(w is c for c in current))
+
+    def _checked_whole(self):
+        """Every public array a copy of the model reads (``__getstate__``,
+        ``Checkpoint.of``), checked as a training call checks them, read-only ones allowed."""
+        self._checked_arrays(training=True, writable=False)
+        self._checked_training_state(training=False)
 
     def _checked_values(self):
         """The weights and the optimizer's state finite, and its sums of squares not negative,

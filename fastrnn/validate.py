@@ -174,10 +174,17 @@ def sampling(seed_ix, n, vocab_size, temperature, greedy, rng):
     return int(seed_ix), int(n), temperature, greedy, rng
 
 
+def lost_in(rate, dtype):
+    """What a learning rate becomes in ``dtype`` where it is not a number there: "0" (too
+    small to move any weight) or "infinite"; else None."""
+    with np.errstate(over="ignore"):  # (too large for the dtype: inf, not 0)
+        cast = np.dtype(dtype).type(rate)
+    return "0" if cast == 0 else "infinite" if np.isinf(cast) else None
+
+
 def vanishes(rate, dtype):
     """Whether a learning rate is 0 in ``dtype`` (too small to move any weight)."""
-    with np.errstate(over="ignore"):  # (too large for the dtype: inf, not 0)
-        return np.dtype(dtype).type(rate) == 0
+    return lost_in(rate, dtype) == "0"
 
 
 def rate(name, value, dtype, zero=False):
@@ -188,11 +195,8 @@ def rate(name, value, dtype, zero=False):
             isinstance(value, (int, float, np.integer, np.floating)) and value == 0:
         return 0.0
     value = positive(name, value)
-    with np.errstate(over="ignore"):
-        cast = np.dtype(dtype).type(value)
-    if cast == 0 or not np.isfinite(cast):
-        raise ValueError(f"{name} {value:g} is {'0' if cast == 0 else 'infinite'} in "
-                         f"{np.dtype(dtype).name}")
+    if lost := lost_in(value, dtype):
+        raise ValueError(f"{name} {value:g} is {lost} in {np.dtype(dtype).name}")
     return value
 
 
