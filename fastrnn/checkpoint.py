@@ -198,11 +198,17 @@ class Checkpoint:
 
     def to_model(self, backend="numba", dtype=None, threads=None):
         """A CharRNN holding this state (cast to ``dtype`` if given), on ``backend``; a
-        ValueError if a number does not fit in ``dtype`` (float64's 1e300 in float32), and
+        ValueError if a number does not fit in ``dtype`` (float64's 1e300 in float32, or a
+        learning rate of 1e-50: 0 in float32), and
         a CheckpointError for a position, update count or dropout generator state that
         ``load`` refuses (a Checkpoint made or changed in memory: they were copied into the
         model unchecked); the arrays' copies name theirs."""
         dtype = self.config.dtype if dtype is None else dtype
+        rate = self.config.learning_rate
+        if dtype in config.DTYPES and (lost := validate.lost_in(rate, dtype)):
+            raise ValueError(f"the checkpoint's learning rate {rate:g} is {lost} in {dtype}, "
+                             f"and a model's must be a number in its dtype, even to sample or "
+                             f"score: use it in {self.config.dtype}, its own")
         model = CharRNN(**{**self.config.to_dict(), "dtype": dtype}, backend=backend,
                         threads=threads)
         for prefix, dst, src in zip(("",) + tuple(model.optimizer.states),

@@ -1,5 +1,6 @@
 """python -m fastrnn.train / fastrnn.sample: end to end, exact resume, and every bad input."""
 
+import dataclasses
 import errno
 import io
 import json
@@ -3122,6 +3123,26 @@ def test_a_checkpoint_whose_numbers_float32_cannot_hold_is_refused_in_it(trained
         assert run_sample([str(big), "--length", "5"])[0] == 0  # (in float64 it is a number)
 
 
+def test_a_checkpoint_whose_learning_rate_float32_cannot_hold_says_so_in_it(trained, tmp_path,
+                                                                            capsys):
+    """(--dtype float32 of a float64 checkpoint trained at 1e-50: "learning_rate 1e-50 is 0 in
+    float32", the words of a CharRNN made with it, naming neither the checkpoint nor a way out)"""
+    tiny = tmp_path / "tiny.npz"
+    text = tmp_path / "text.txt"
+    text.write_text(SENTENCE, encoding="utf-8")
+    ckpt = checkpoint.load(trained)
+    ckpt.config = dataclasses.replace(ckpt.config, learning_rate=1e-50)
+    checkpoint.save(tiny, ckpt)
+    message = ("the checkpoint's learning rate 1e-50 is 0 in float32, and a model's must be a "
+               "number in its dtype, even to sample or score: use it in float64, its own\n")
+    for command in (lambda: run_sample([str(tiny), "--dtype", "float32"])[0],
+                    lambda: score.main([str(tiny), str(text), "--dtype", "float32"],
+                                       out=io.StringIO())):
+        rc, err = command(), capsys.readouterr().err
+        assert rc == 2 and err.count("\n") == 1 and err.endswith(message), err
+    assert run_sample([str(tiny), "--length", "5"])[0] == 0
+
+
 def test_the_prime_is_read_from_zeros_or_from_the_checkpoints_state(trained, tmp_path):
     """The prime is read from a zero state (char-rnn's), or with --state checkpoint from the
     checkpoint's first training stream's state (where the run's samples, validation and score
@@ -3644,7 +3665,6 @@ def test_a_resumed_run_may_change_its_learning_rate(saved_run, corpus_file, caps
     "a different model": it is a setting read at every call, and it now continues the run
     with the new rate, its weights, optimizer state and position (the same numbers as the
     model continued with that rate from Python), and is kept in the checkpoint."""
-    import dataclasses
     start = checkpoint.load(saved_run)
     rc = train.main(["--resume", str(saved_run), "--learning-rate", "0.03", "--iterations", "30",
                      "--eval-every", "10"])
