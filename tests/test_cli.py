@@ -4034,3 +4034,15 @@ def test_a_delayed_bar_counts_from_the_works_first_call(monkeypatch, capsys):
         # its time and rate from the first update: 3 s, 2 characters since (it showed 00:00
         # and no rate however long it had run)
         assert quiet or "3.00/10.0 [00:03<00:10, 1.50s/char]" in err, err
+    # then the rate of the work done since it showed, not of all since the first update
+    # (the first sample of its moving average: 1 character in 1 s, not in 3 + 1: 4.00s/char)
+    bar = cli.DelayedBar("work", 10, "char")
+    bar.update(1)
+    now[0] += cli.BAR_DELAY + 1
+    bar.update(1)
+    clock = [bar.bar.last_print_t]
+    bar.bar._time = lambda: clock[0]
+    clock[0] += 1.0
+    bar.update(1)
+    bar.close()
+    assert "3.00/10.0 [00:04<00:07, 1.00char/s]" in capsys.readouterr().err
