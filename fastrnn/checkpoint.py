@@ -315,11 +315,13 @@ def load(path):
     try:
         f = open(path, "rb")
     except FileNotFoundError:
-        aside = Path(str(path) + ASIDE)
+        aside, best = Path(str(path) + ASIDE), path.with_name(BEST)
         raise CheckpointError(f"{path}: no such checkpoint" + (
             f" ({aside}, set aside by an --overwrite run that has not saved yet, or was killed "
             f"before it did, is the run that was there: give that file)" if aside.is_file()
-            else "")) from None
+            else f" ({best} is there: a run killed before its first checkpoint leaves only its "
+                 f"best model, which continues it)" if path.name == CHECKPOINT
+            and best.is_file() else "")) from None
     except IsADirectoryError:
         raise CheckpointError(_a_directory(path)) from None
     except OSError as e:  # (not the file's content: a symbolic link's loop, a permission)

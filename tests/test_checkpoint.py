@@ -770,6 +770,24 @@ def test_missing_checkpoint(tmp_path):
         checkpoint.load(tmp_path / "none.npz")
 
 
+def test_a_missing_checkpoint_beside_a_best_model_names_it(saved):
+    """(--resume DIR/checkpoint.npz of a run killed before its first checkpoint: "no such
+    checkpoint", where best.npz, which continues the run, was beside it)"""
+    path = saved[0]
+    best = path.with_name("best.npz")
+    path.rename(best)
+    with pytest.raises(CheckpointError) as e:
+        checkpoint.load(path)
+    assert str(e.value) == (f"{path}: no such checkpoint ({best} is there: a run killed before "
+                            f"its first checkpoint leaves only its best model, which continues "
+                            f"it)")
+    with pytest.raises(CheckpointError, match=r"other.npz: no such checkpoint$"):
+        checkpoint.load(path.with_name("other.npz"))  # (not the run's name for its checkpoint)
+    best.unlink()
+    with pytest.raises(CheckpointError, match=r"checkpoint.npz: no such checkpoint$"):
+        checkpoint.load(path)
+
+
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
 def test_the_squares_an_optimizer_keeps_are_checked_and_only_those(tmp_path, optimizer):
     """RMSprop's m and Adam's v average squared gradients: negative there is a damaged file
