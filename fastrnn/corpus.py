@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import files, validate
+from . import cli, files, validate
 from .vocab import UnknownCharacters, Vocab, describe
 
 # more than this share of control characters (but NUL, tabs and line breaks): binary data
@@ -717,12 +717,24 @@ def _ebcdic(encoding):
         return False
 
 
-def a_directory(path):
+def a_directory(path, scoring=False):
     """The message for a directory given as the text; char-rnn's data directories hold theirs
-    as input.txt (data/tinyshakespeare/input.txt), which it names."""
+    as input.txt (data/tinyshakespeare/input.txt), which it names. A directory of several
+    texts (.txt files) is read as one text by none of these tools: it says how to make one,
+    or with ``scoring`` (score's files, several at once) how to give them all."""
     meant = path / "input.txt"
+    if meant.is_file():
+        return f"{path} is a directory, not a text file (did you mean {meant}?)"
+    try:
+        texts = sorted(p.name for p in path.iterdir() if p.suffix == ".txt" and p.is_file())
+    except OSError:  # (one that cannot be listed)
+        texts = []
     return f"{path} is a directory, not a text file" + (
-        f" (did you mean {meant}?)" if meant.is_file() else "")
+        f" (it holds {len(texts)} .txt files: " + (
+            f"{cli.quoted(path)}/*.txt gives them all" if scoring else
+            f"to train on them all, join them into one, as cat {cli.quoted(path)}/*.txt > "
+            f"all.txt does") + ")" if len(texts) > 1 else
+        f" (did you mean {path / texts[0]}?)" if texts else "")
 
 
 def _fits(need, path, what):

@@ -80,7 +80,7 @@ def _main(argv, out):
             continue
         kind = files.not_regular(path)
         if kind == "a directory":
-            raise cli.UsageError(corpus.a_directory(Path(path)))
+            raise cli.UsageError(corpus.a_directory(Path(path), scoring=True))
         if kind:
             pipe = f" (a pipe's text is read as -: ... | python -m {PROG} CHECKPOINT -)" \
                 if "FIFO" in kind else ""

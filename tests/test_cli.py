@@ -3823,6 +3823,20 @@ def test_a_directory_for_a_file_names_what_it_holds(tmp_path, corpus_file, capsy
                                    f"{data / 'input.txt'}?)")
     rc = train.main(["--data", str(data.parent), "--out", str(tmp_path / "out")])
     assert_usage_error(rc, capsys, f"{data.parent} is a directory, not a text file\n")
+    # a folder of texts, as nanoGPT's and char-rnn's users keep theirs: how to make one
+    texts = tmp_path / "my texts"
+    texts.mkdir()
+    (texts / "notes.md").write_text("not one\n")
+    (texts / "a.txt").write_text("hello world\n")
+    rc = train.main(["--data", str(texts), "--out", str(tmp_path / "out")])
+    assert_usage_error(rc, capsys, f"{texts} is a directory, not a text file (did you mean "
+                                   f"{texts / 'a.txt'}?)\n")
+    (texts / "C.TXT").write_text("not read by cat *.txt\n")
+    (texts / "b.txt").write_text("hello again\n")
+    rc = train.main(["--data", str(texts), "--out", str(tmp_path / "out")])
+    assert_usage_error(rc, capsys, f"{texts} is a directory, not a text file (it holds 2 .txt "
+                                   f"files: to train on them all, join them into one, as cat "
+                                   f"'{texts}'/*.txt > all.txt does)\n")
     out = tmp_path / "run"
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "10", "--out",
                        str(out)]) == 0

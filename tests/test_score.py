@@ -229,6 +229,9 @@ def test_a_file_mostly_outside_the_vocabulary_is_warned_about(run, tmp_path, cap
 
 @pytest.mark.parametrize("make, fragment", [
     (lambda p: p, "is a directory, not a text file"),
+    (lambda p: (p / "texts", (p / "texts").mkdir(), (p / "texts" / "a.txt").write_text("ab"),
+                (p / "texts" / "b.txt").write_text("ba"))[0],
+     "texts is a directory, not a text file (it holds 2 .txt files: "),
     (lambda p: (p / "best.npz", (p / "best.npz").write_bytes(b"PK\x03\x04 ..."))[0],
      "best.npz is a zip archive (an .npz checkpoint?), not a text: give the checkpoint once"),
     (lambda p: p / "missing.txt", "missing.txt: no such file"),
@@ -259,6 +262,8 @@ def test_bad_inputs_are_one_line(run, tmp_path, capsys, make, fragment):
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and fragment in err, err
     assert err.startswith("fastrnn.score: error: ")
+    if "2 .txt files" in fragment:  # (all given by score's own arguments, not joined)
+        assert err.endswith(f"{bad}/*.txt gives them all)\n"), err
     # after a good file, nothing is scored: every file is checked first
     rc, out = scored([str(d / "out" / "checkpoint.npz"), str(corpus), bad])
     assert rc == 2 and out == "" and fragment in capsys.readouterr().err
