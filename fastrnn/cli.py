@@ -38,7 +38,8 @@ OTHER_NAMES = {"rnn_size": "--hidden-size", "lr": "--learning-rate", "max_iters"
                "model": "--cell", "n_layer": "--num-layers", "block_size": "--seq-length",
                "start_text": "--prime", "primetext": "--prime", "start": "--prime",
                "max_new_tokens": "--length", "gpu": "--backend", "gpuid": "--backend",
-               "device": "--backend", "sample_length": "--length"}
+               "device": "--backend", "sample_length": "--length",
+               "sample": "--greedy"}  # (char-rnn's sample.lua: -sample 0 takes the most likely)
 
 
 NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # (argparse's: a value, not an option)
@@ -100,26 +101,43 @@ class Parser(argparse.ArgumentParser):
         return ""
 
     def _meant(self, words):
-        """"; did you mean --x?" for the first of ``words`` that names one of the options, as
-        other tools spell it or with a typo (``--hiden-size``: difflib's closest, at 0.85)."""
+        """"; did you mean --x?" for the ``words`` that name one of the options, as other tools
+        spell it or with a typo (``--hiden-size``: difflib's closest, at 0.85), each of them
+        ("--x (for -a) and --y (for -b)": char-rnn's ``-length 50 -primetext x`` had only the
+        first named); else what says a positional argument was given an option's name."""
+        found = []  # (word, option)
+        for word in words:
+            option = self._option_meant(word)
+            if option and option not in [o for _, o in found]:
+                found.append((word.partition("=")[0], option))
+        if len(found) == 1:
+            return f"; did you mean {found[0][1]}?"
+        if found:
+            return "; did you mean " + " and ".join(f"{o} (for {w})" for w, o in found) + "?"
         for word in words:
             name = word.lstrip("-").partition("=")[0]
             if not word.startswith("-") or not name:
                 continue
-            spelled = "--" + name.lower().replace("_", "-")
-            for option in (spelled, OTHER_NAMES.get(name.lower())):
-                if option in self._option_string_actions and option != word:
-                    return f"; did you mean {option}?"
-            close = difflib.get_close_matches(spelled, [o for o in self._option_string_actions
-                                                        if o.startswith("--")], 1, 0.85)
-            if close:
-                return f"; did you mean {close[0]}?"
             for action in self._positionals._group_actions:  # (``--checkpoint X``)
                 metavar = action.metavar or action.dest
                 if isinstance(metavar, str) and metavar.lower() == name.lower():
                     return f"; {metavar} is given without an option name ({self.prog} " \
                            f"{' '.join(self._positional_metavars())})"
         return ""
+
+    def _option_meant(self, word):
+        """The option ``word`` stands for, as other tools spell it (``--batch_size``,
+        ``-seq_length``, ``--max-iters``) or with a typo; None if none."""
+        name = word.lstrip("-").partition("=")[0]
+        if not word.startswith("-") or not name:
+            return None
+        spelled = "--" + name.lower().replace("_", "-")
+        for option in (spelled, OTHER_NAMES.get(name.lower().replace("-", "_"))):
+            if option in self._option_string_actions and option != word:
+                return option
+        close = difflib.get_close_matches(spelled, [o for o in self._option_string_actions
+                                                    if o.startswith("--")], 1, 0.85)
+        return close[0] if close else None
 
     def _positional_metavars(self):
         return [(a.metavar or a.dest) + ("..." if _takes_many(a) else "")

@@ -10,6 +10,7 @@ dtype samples on any other.
 """
 
 import argparse
+import re
 import sys
 import types
 
@@ -94,7 +95,7 @@ def _main(argv, out):
                                  f"; the '\\udc..' are bytes that are not "
                                  f"{sys.getfilesystemencoding()} text, the encoding of this "
                                  f"locale: give --prime in it, or set a UTF-8 locale (e.g. "
-                                 f"LC_ALL=C.UTF-8)" if undecoded else ""))
+                                 f"LC_ALL=C.UTF-8)" if undecoded else "") + _escapes_hint(prime, missing))
     try:
         model = ckpt.to_model(args.backend, args.dtype)
     except ValueError as e:
@@ -110,6 +111,16 @@ def _main(argv, out):
     say = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
     with compiling.announce(say, model.config.dtype, "sampling kernels"):
         return _generate(model, vocab, prime, ids, rng, args, out)
+
+
+def _escapes_hint(prime, missing):
+    """What explains a backslash the model never saw in --prime, where it is followed by n, t or
+    r: the shell passed \\n as two characters, and bash's $'...' passes a line break."""
+    if "\\" not in missing or not re.search(r"\\[ntr]", prime):
+        return ""
+    example = f" (in bash, --prime $'{prime}' gives them)" if "'" not in prime else ""
+    return (f"; --prime takes its text as it is: \\n, \\t and \\r are a backslash and a letter, "
+            f"not a line break, a tab or a carriage return{example}")
 
 
 def _generate(model, vocab, prime, ids, rng, args, out):

@@ -3737,6 +3737,14 @@ def test_a_run_that_trains_no_iteration_logs_no_training_loss(tmp_path, corpus_f
     (["--greedy", "--top-k", "3", "--top-p", "0.5"], "--top-k and --top-p would change nothing "
                                                      "(drop them, or --greedy)"),
     (["--start_text", "a"], "unrecognized arguments: --start_text a; did you mean --prime?"),
+    # char-rnn's sample.lua options: each named, not only the first
+    (["-length", "50", "-primetext", "x", "-sample", "0"],
+     "unrecognized arguments: -length 50 -primetext x -sample 0; did you mean --length (for "
+     "-length) and --prime (for -primetext) and --greedy (for -sample)? (see --help)\n"),
+    # (a shell's '\n' is two characters: "'\\\\'" alone was said, and no why)
+    (["--prime", "the \\n"], "; --prime takes its text as it is: \\n, \\t and \\r are a backslash "
+                             "and a letter, not a line break, a tab or a carriage return (in "
+                             "bash, --prime $'the \\n' gives them)\n"),
     (["--prime", "-x"], "argument --prime: expected one argument (-x reads as an option: "
                         "write --prime=-x)"),
     (["--prime", "--", "hello"], "argument --prime: expected one argument (-- reads as the end "
@@ -3797,6 +3805,11 @@ def test_an_empty_checkpoint_or_file_path_is_refused(trained, capsys):
     (["--rnn_size=128"], "unrecognized arguments: --rnn_size=128; did you mean --hidden-size?"),
     (["--Batch_Size", "16"], "did you mean --batch-size?"),
     (["--max_iters", "5"], "did you mean --iterations?"),
+    (["--max-iters", "5"], "did you mean --iterations?"),
+    (["--Max-Iters=5"], "did you mean --iterations?"),
+    (["-rnn_size", "128", "-max_epochs", "2", "--rnn_size", "3"],
+     "unrecognized arguments: -rnn_size 128 -max_epochs 2 --rnn_size 3; did you mean "
+     "--hidden-size (for -rnn_size) and --epochs (for -max_epochs)? (see --help)\n"),
     (["--lr", "0.01"], "ambiguous option: --lr could match --lr-decay, --lr-decay-every; did you "
                        "mean --learning-rate?"),
     (["--no-such-thing", "3"], "unrecognized arguments: --no-such-thing 3 (see --help)"),
