@@ -855,10 +855,12 @@ class Trainer:
                    + (f"{c.cell} " if c.cell != "rnn" else "")
                    + (f"L={c.num_layers} " if c.num_layers > 1 else "")
                    + (f"dropout {c.dropout!r} " if c.dropout else "")
-                   + f"H={c.hidden_size} T={c.seq_length} lr={c.learning_rate} {c.dtype} "
+                   + f"H={c.hidden_size} T={c.seq_length} lr={c.learning_rate}"
+                   + self._rate_now() + f" {c.dtype} "
                    + (f"B={c.batch_size} streams " if c.batch_size > 1 else "")
                    + (f"{c.optimizer} " if c.optimizer != "adagrad" else "") +
-                   f"on {self.model.backend}")
+                   f"on {self.model.backend}"
+                   + (f", from iteration {self.iteration}" if self.iteration else ""))
         self.started, first = time.perf_counter(), self.iteration
         start = self.started - args.budget_spent  # (the budget's: a resume keeps it)
         bar, block, probed = None, 1, False
@@ -1419,6 +1421,19 @@ class Trainer:
     def learning_rate(self):
         """The learning rate of the next iterations (blocks never cross a change of it)."""
         return self.schedule()(self.iteration)
+
+    def _rate_now(self):
+        """" (now R: why)" for the header of a run resumed where its schedule has moved the
+        rate from the config's (which it showed alone, as if the schedule had been lost)."""
+        rate, why = self.learning_rate(), []
+        if rate == self.model.config.learning_rate:
+            return ""
+        if self.lr_decay:
+            factor, every = self.lr_decay
+            why.append(f"decayed by {factor:g} every {every} iterations")
+        if self.window:  # (once it has begun)
+            why.append(f"annealing to 0 by iteration {self.window[1]}")
+        return f" (now {rate:.4g}: {', '.join(why)})"
 
     def _state(self):
         return {"iteration": self.iteration, "smooth_loss": self.smooth,

@@ -809,6 +809,39 @@ def test_learning_rate_decay_is_char_rnns_and_resumes_exactly(tmp_path, corpus_f
     same_state(checkpoint.load(tmp_path / "split" / "checkpoint.npz"), whole)
 
 
+def test_a_resumed_runs_header_says_where_its_schedule_is(tmp_path, corpus_file, capsys,
+                                                          monkeypatch):
+    """(a run resumed at iteration 15 of a halving every 10, or inside its anneal, said
+    "lr=0.08" alone, as a new run does: as if its schedule had been lost)"""
+    def header(argv):
+        capsys.readouterr()
+        assert train.main([*argv, "--sample-every", "0"]) == 0
+        return [line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("training on ")][0]
+
+    def interrupted(argv):  # (Ctrl-C in the run's first validation: a checkpoint there)
+        with monkeypatch.context() as m:
+            _interrupting(m, 1)
+            assert train.main([*argv, "--sample-every", "0"]) == 130
+
+    argv = ["--data", corpus_file, *SMALL[:-1], "--learning-rate", "0.08"]
+    decayed, annealed = tmp_path / "decayed", tmp_path / "annealed"
+    interrupted([*argv, "--lr-decay", "0.5", "--lr-decay-every", "10", "--anneal", "0.2",
+                 "--iterations", "25", "--eval-every", "15", "--out", str(decayed)])
+    assert header(["--resume", str(decayed / "checkpoint.npz")]).endswith(
+        "lr=0.08 (now 0.04: decayed by 0.5 every 10 iterations) float64 on numba, from "
+        "iteration 15")  # (its anneal, over 20-25, not begun)
+    interrupted([*argv, "--anneal", "0.5", "--iterations", "10", "--eval-every", "6", "--out",
+                 str(annealed)])
+    now = train.Schedule(0.08, anneal=(5, 10))(6)
+    assert 0 < now < 0.08
+    assert header(["--resume", str(annealed / "checkpoint.npz")]).endswith(
+        f"lr=0.08 (now {now:.4g}: annealing to 0 by iteration 10) float64 on numba, from "
+        f"iteration 6")
+    assert header([*argv, "--iterations", "3", "--out", str(tmp_path / "new")]).endswith(
+        "lr=0.08 float64 on numba")
+
+
 @pytest.mark.parametrize("dtype, at", [("float64", 1072), ("float32", 147)])
 def test_a_decay_to_a_zero_rate_stops_the_run_there(tmp_path, corpus_file, capsys, dtype, at):
     # 0.1 halved every iteration is 0 in float64 after 1072 halvings, in float32 after 147:
