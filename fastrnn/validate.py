@@ -74,10 +74,14 @@ def minchar_params(Wxh, Whh, Why, bh, by):
     H, V = Wxh.shape
     if H < 1 or V < 2:
         raise ValueError(f"Wxh has shape {Wxh.shape}: need hidden_size >= 1 and vocab_size >= 2")
-    shape("Whh", Whh, (H, H))
-    shape("Why", Why, (V, H))
-    column("bh", bh, H)
-    column("by", by, V)
+    try:
+        shape("Whh", Whh, (H, H))
+        shape("Why", Why, (V, H))
+        column("bh", bh, H)
+        column("by", by, V)
+    except ValueError as e:  # (the sizes are Wxh's: a wrong Wxh made Why look wrong)
+        raise ValueError(f"{e}: hidden_size {H} and vocab_size {V}, as Wxh's shape {Wxh.shape} "
+                         f"says") from None
     return H, V, dtype
 
 

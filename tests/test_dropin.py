@@ -135,6 +135,9 @@ BAD_LOSSFUN_ARGS = [
     (5, np.zeros((4, 7)), "Why has shape (4, 7), expected (4, 6)"),
     (6, np.zeros((7, 1)), "bh has shape (7, 1), expected (6, 1)"),
     (7, np.zeros((4, 2)), "by has shape (4, 2), expected (4, 1)"),
+    # (a Wxh of 5 characters, not 4: "Why has shape (4, 6), expected (5, 6)" named only Why)
+    (3, np.zeros((6, 5)), "Why has shape (4, 6), expected (5, 6): hidden_size 6 and vocab_size "
+                          "5, as Wxh's shape (6, 5) says"),
     (2, np.zeros((5, 1)), "hprev has shape (5, 1), expected (6, 1)"),
     (4, np.zeros((6, 6), np.float32), "Whh has dtype float32 but the other parameters are float64"),
     (3, np.zeros((6, 4), np.float32), "Wxh has dtype float32 but the other parameters are float64"),
