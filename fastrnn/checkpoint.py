@@ -529,6 +529,7 @@ def _check_fields(where, ckpt):
                               ("val_fraction", lambda v: _number(v) and 0 <= v < 1,
                                "a number in [0, 1)"),
                               ("sha256", _text, "a hex digest"),
+                              ("skip_unknown", lambda v: isinstance(v, bool), "true or false"),
                               ("chars", lambda v: _integer(v) and v >= 0, "an integer >= 0"),
                               ("from", lambda v: _integer(v) and 0 <= v <= run.get("iteration", v),
                                "the iteration its training began, at most the checkpoint's")):

@@ -82,6 +82,8 @@ class Corpus:
     sha256: str         # of the file's bytes, to tell a resumed run whether its text changed
     # the file's first COUNT_BLOCK bytes (``oddities``; not in repr or ==: up to 1 MiB)
     head: bytes = field(default=b"", repr=False, compare=False)
+    dropped: int = 0    # characters left out (``load``'s skip_unknown), and which they were
+    dropped_chars: tuple = ()
 
     @property
     def n_chars(self):
@@ -778,7 +780,13 @@ def _bom_reader(encoding):
 
 
 class UnknownText(CorpusError):
-    """The text has characters that the vocabulary it is encoded with lacks."""
+    """The text has characters that the vocabulary it is encoded with lacks; ``plain``: the
+    message without what drops them (for a caller that knows another cause: an encoding, a
+    text that changed)."""
+
+    def __init__(self, message, plain=None):
+        super().__init__(message)
+        self.plain = message if plain is None else plain
 
 
 def _a_fraction(value):
@@ -791,14 +799,19 @@ def _a_fraction(value):
         return False
 
 
-def load(path, val_fraction=0.1, encoding="utf-8", vocab=None):
+def load(path, val_fraction=0.1, encoding="utf-8", vocab=None, skip_unknown=False):
     """Read ``path`` and hold out its last ``val_fraction`` of characters for validation.
 
     ``vocab``: encode with this vocabulary (a resumed run) instead of the text's own; characters
-    outside it raise CorpusError naming them.
+    outside it raise CorpusError naming them, or with ``skip_unknown`` are left out (their
+    count and set: the Corpus's ``dropped`` and ``dropped_chars``).
     """
     if not _a_fraction(val_fraction):
         raise CorpusError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
+    try:
+        skip_unknown = validate.flag("skip_unknown", skip_unknown)
+    except ValueError as e:
+        raise CorpusError(str(e)) from None
     if vocab is not None and not isinstance(vocab, Vocab):  # (a str was taken for an encoding)
         raise CorpusError(f"vocab must be a Vocab (Vocab.from_text(text) makes one), got "
                           f"{type(vocab).__name__}")
@@ -812,16 +825,22 @@ def load(path, val_fraction=0.1, encoding="utf-8", vocab=None):
                                   "a language model needs at least 2" if text else
                                   f"{path} is empty once decoded as {encoding} (a byte-order "
                                   f"mark alone)") from None
+        dropped, dropped_chars = 0, ()
         try:
             ids = vocab.encode(text)
         except UnknownCharacters as e:
-            raise UnknownText(f"{path} has characters that the checkpoint's vocabulary lacks: "
-                              f"{describe(e.chars)}"
-                              f"{unknown_hint(text, e.chars, encoding)}") from None
+            if not skip_unknown:
+                lacks = f"{path} has characters that the checkpoint's vocabulary lacks: " \
+                        f"{describe(e.chars)}"
+                hint = unknown_hint(text, e.chars, encoding)
+                raise UnknownText(f"{lacks} (--skip-unknown, or skip_unknown=True, drops them)"
+                                  f"{hint}", lacks + hint) from None
+            ids = vocab.encode(text, skip_unknown=True)
+            dropped, dropped_chars = len(text) - len(ids), tuple(vocab.unknown(text))
     except MemoryError:
         raise CorpusError(f"{path}: not enough memory to encode its {len(text):,} "
                           f"characters") from None
     del text
     n_val = int(len(ids) * val_fraction)
     return Corpus(Path(path), vocab, ids[:len(ids) - n_val], ids[len(ids) - n_val:], digest,
-                  head)
+                  head, dropped, dropped_chars)

@@ -32,6 +32,7 @@ from .config import (CADENCE, CLIP, COUNT_MAX, DATA_DEFAULTS, DEFAULT_ITERATIONS
 from .model import ARCHITECTURE, CharRNN
 from .rundir import ASIDE, METRICS, PLOT
 from .schedule import PIECES, Schedule, anneal_start
+from .vocab import describe
 
 PROG = "fastrnn.train"
 
@@ -47,6 +48,10 @@ def build_parser():
                    help="text to train on, UTF-8 unless --encoding says otherwise (default: "
                         "the bundled corpus data/tragedies.txt; with --resume: the checkpoint's)")
     d.add_argument("--encoding", help=f"the text's encoding (default {DATA_DEFAULTS['encoding']})")
+    d.add_argument("--skip-unknown", action="store_true",
+                   help="with --init-from or --resume: leave out the characters of the text "
+                        "that the checkpoint's vocabulary lacks (counted in a note; a resume "
+                        "keeps it), where they are an error")
     d.add_argument("--val-fraction", type=cli.fraction, metavar="F",
                    help=f"fraction of the text held out from its end for validation, in [0, 1) "
                         f"(default {DATA_DEFAULTS['val_fraction']:g})")
@@ -243,6 +248,11 @@ def _main(argv):
     config, data = _settings(args, ckpt, source)
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None,
                           lambda line: _say(args, line), args.data is not None)
+    if corpus.dropped:
+        n = corpus.dropped
+        args.notes.append(f"note: {n:,} character{'s' * (n != 1)} of {corpus.path} that the "
+                          f"checkpoint's vocabulary lacks {'are' if n != 1 else 'is'} left out "
+                          f"(--skip-unknown): {describe(list(corpus.dropped_chars))}")
     saved_target = ckpt.run.get("target") if ckpt else None  # (the resumed run's own end)
     data["from"] = _text_from(ckpt, corpus)
     args.target_from = "given" if args.iterations or args.epochs else \
@@ -540,6 +550,12 @@ def _settings(args, ckpt, source=None):
         data["val_fraction"] = args.val_fraction
     if args.encoding is not None:  # ("" too: refused by name as an unknown encoding)
         data["encoding"] = args.encoding
+    if args.skip_unknown:
+        if ckpt is None and source is None:
+            raise cli.UsageError("--skip-unknown leaves out the characters a checkpoint's "
+                                 "vocabulary lacks: it goes with --init-from or --resume (a new "
+                                 "run's vocabulary is its text's own)")
+        data["skip_unknown"] = True  # (kept in the checkpoint: its resume reads the text so)
     return config, data
 
 
@@ -564,14 +580,14 @@ def _load_corpus(data, config, ckpt, vocab, say, given):
         say(f"reading {path} ({validate.human_bytes(size)})...")
     try:
         corpus = corpus_mod.load(path, data["val_fraction"], data["encoding"],
-                                 ckpt.vocab if ckpt else vocab)
+                                 ckpt.vocab if ckpt else vocab, data.get("skip_unknown", False))
     except corpus_mod.UnknownText as e:
         if recoded:
-            raise cli.UsageError(f"{e}; the run it resumes read its text as {used}: --encoding "
-                                 f"{data['encoding']} reads other characters") from None
+            raise cli.UsageError(f"{e.plain}; the run it resumes read its text as {used}: "
+                                 f"--encoding {data['encoding']} reads other characters") from None
         if ckpt and not given:  # (the text the run trained on had none of those)
-            raise cli.UsageError(f"{e}; {path} has changed since the checkpoint was written: "
-                                 f"it is not the text the run trained on") from None
+            raise cli.UsageError(f"{e.plain}; {path} has changed since the checkpoint was "
+                                 f"written: it is not the text the run trained on") from None
         raise cli.UsageError(str(e)) from None
     except corpus_mod.CorpusError as e:
         recorded = ckpt and str(path) == ckpt.run.get("data", {}).get("path")

@@ -117,12 +117,15 @@ class Vocab:
         _text("unknown", text)
         return sorted(set(text) - self.index.keys())
 
-    def encode(self, text, dtype=None):
+    def encode(self, text, dtype=None, skip_unknown=False):
         """text -> ids (default: the smallest unsigned dtype that fits).
 
-        Raises UnknownCharacters (a ValueError) naming the characters not in the vocabulary.
+        Raises UnknownCharacters (a ValueError) naming the characters not in the vocabulary;
+        with ``skip_unknown``, leaves them out instead (fewer ids than characters).
         """
         _text("encode", text)
+        if not isinstance(skip_unknown, (bool, np.bool_)):
+            raise ValueError(f"skip_unknown must be True or False, got {skip_unknown!r}")
         if dtype is None:
             dtype = id_dtype(len(self))
         else:
@@ -135,13 +138,17 @@ class Vocab:
                                  f"{len(self) - 1} of this vocabulary")
         out = np.empty(len(text), dtype)
         ids, top = self._ids, len(self._ids) - 1
+        end = 0  # ids written
         for start, cps in _code_points(text):
             found = ids[np.minimum(cps, top)] if cps.size and cps.max() > top else ids[cps]
             bad = (found < 0) | (cps > top)
             if bad.any():
-                raise UnknownCharacters([chr(c) for c in np.unique(cps[bad])])
-            out[start:start + len(cps)] = found
-        return out
+                if not skip_unknown:
+                    raise UnknownCharacters([chr(c) for c in np.unique(cps[bad])])
+                found = found[~bad]
+            out[end:end + len(found)] = found
+            end += len(found)
+        return out if end == len(out) else out[:end].copy()
 
     def decode(self, ids):
         """ids -> text; ValueError for an id outside [0, len(vocab))."""

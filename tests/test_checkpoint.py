@@ -725,6 +725,8 @@ def _scale(name, factor):
     (lambda m, a: m["run"].update(data=dict(DATA, **{"from": 8})),
      r"run.data.from is 8, expected the iteration its training began, at most the checkpoint's"),
     (lambda m, a: m["run"].update(data=dict(DATA, chars=-5)), r"run.data.chars is -5, expected"),
+    (lambda m, a: m["run"].update(data=dict(DATA, skip_unknown="no")),  # (true as a string)
+     r"run.data.skip_unknown is 'no', expected true or false"),
     (lambda m, a: m["run"].update(metrics=[1, 2]),
      r"run.metrics\[0\] is 1, expected a record of an evaluation"),
     (lambda m, a: m["run"].update(metrics=[RECORD, {}]), r"run.metrics\[1\] has no iteration"),

@@ -753,6 +753,46 @@ def test_fine_tuning_starts_a_new_run_from_the_weights(tmp_path, corpus_file, te
     assert tuned.run["smooth_loss"] == smooth and smooth < 0.9 * 10 * np.log(len(source.vocab))
 
 
+def test_fine_tuning_may_leave_out_what_its_vocabulary_lacks(tmp_path, corpus_file, text,
+                                                              capsys):
+    """--skip-unknown: a fine-tune's text with characters its model lacks (refused, with
+    nothing to do about it but to edit the text) trains without them, as the API's model on
+    the text without them; the checkpoint keeps it, and its resume reads the text so, bit for
+    bit the run never stopped. A new run has nothing to leave out: refused."""
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "10",
+                       "--out", str(tmp_path / "a")]) == 0
+    source = checkpoint.load(tmp_path / "a" / "checkpoint.npz")
+    odd = tmp_path / "odd.txt"
+    words = text[20_000:26_000]
+    odd.write_text(words[:3000] + "\u2603" + words[3000:] + "\u2602\u2603", encoding="utf-8")
+    tune = ["--init-from", str(tmp_path / "a" / "checkpoint.npz"), "--data", str(odd),
+            "--skip-unknown", *SMALL[:-1], "--learning-rate", "0.05", "--eval-every", "5",
+            "--sample-every", "0"]
+    capsys.readouterr()
+    assert train.main([*tune, "--iterations", "10", "--out", str(tmp_path / "whole")]) == 0
+    assert (f"note: 3 characters of {odd} that the checkpoint's vocabulary lacks are left out "
+            f"(--skip-unknown): '\u2602', '\u2603'\n") in capsys.readouterr().out
+    whole = checkpoint.load(tmp_path / "whole" / "checkpoint.npz")
+    assert whole.run["data"]["skip_unknown"] is True
+    model = source.to_model()
+    model = type(model)(model.config.vocab_size, 24, 10, 0.05, model.config.dtype,
+                        model.config.seed)
+    for name, array in model.spec.named(model.weights).items():
+        array[...] = source.params[name]
+    kept = tmp_path / "kept.txt"
+    kept.write_text(words, encoding="utf-8")
+    assert np.array_equal(model.train(load(kept, 0.1, vocab=source.vocab).train, 10),
+                          whole.losses)
+    assert train.main([*tune, "--iterations", "5", "--out", str(tmp_path / "split")]) == 0
+    assert train.main(["--resume", str(tmp_path / "split" / "checkpoint.npz"), "--iterations",
+                       "10", "--quiet"]) == 0  # (reading the text as it did: no error)
+    same_state(checkpoint.load(tmp_path / "split" / "checkpoint.npz"), whole)
+    capsys.readouterr()
+    rc = train.main(["--data", str(odd), "--skip-unknown", "--out", str(tmp_path / "new")])
+    assert_usage_error(rc, capsys, "--skip-unknown leaves out the characters a checkpoint's "
+                                   "vocabulary lacks: it goes with --init-from or --resume")
+
+
 def test_fine_tuning_refuses_what_it_cannot_do(tmp_path, corpus_file, capsys):
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "10",
                        "--out", str(tmp_path / "a")]) == 0
@@ -762,9 +802,11 @@ def test_fine_tuning_refuses_what_it_cannot_do(tmp_path, corpus_file, capsys):
     crlf = tmp_path / "crlf.txt"
     crlf.write_bytes(Path(corpus_file).read_bytes().replace(b"\n", b"\r\n"))
     for argv, fragment in [
-        (["--data", str(odd)], "vocabulary lacks: '\u2602', '\u2603'"),
-        (["--data", str(crlf)], "vocabulary lacks: '\\r'; it has Windows line endings (\\r\\n), "
-         "and the model's text had no \\r: converted to \\n (dos2unix) it reads as the model's"),
+        (["--data", str(odd)], "vocabulary lacks: '\u2602', '\u2603' (--skip-unknown, or "
+                               "skip_unknown=True, drops them)\n"),
+        (["--data", str(crlf)], "vocabulary lacks: '\\r' (--skip-unknown, or skip_unknown=True, "
+         "drops them); it has Windows line endings (\\r\\n), and the model's text had no \\r: "
+         "converted to \\n (dos2unix) it reads as the model's"),
         (["--data", corpus_file, "--hidden-size", "32"],
          "--init-from keeps the checkpoint's model: --hidden-size 32 (the checkpoint has 24)"),
         (["--data", corpus_file, "--dropout", "0.5"],  # (not told to give --num-layers, refused)

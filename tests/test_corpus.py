@@ -341,13 +341,36 @@ def test_a_given_vocabulary_names_the_characters_it_lacks(tmp_path):
         with pytest.raises(CorpusError, match=f"^vocab must be a Vocab .*, got "
                                               f"{type(vocab).__name__}$"):
             load(write(tmp_path, "abcz"), vocab=vocab)
-    with pytest.raises(CorpusError, match="the checkpoint's vocabulary lacks: 'z'$"):
+    with pytest.raises(CorpusError, match=re.escape(
+            "the checkpoint's vocabulary lacks: 'z' (--skip-unknown, or skip_unknown=True, "
+            "drops them)") + "$"):
         load(write(tmp_path, "abcz"), vocab=Vocab("abc"))
     # and what explains them: Windows line endings in a text whose model had none
     with pytest.raises(CorpusError, match=re.escape(
-            "lacks: '\\r'; it has Windows line endings (\\r\\n), and the model's text had "
-            "no \\r: converted to \\n (dos2unix) it reads as the model's")):
+            "lacks: '\\r' (--skip-unknown, or skip_unknown=True, drops them); it has Windows "
+            "line endings (\\r\\n), and the model's text had no \\r: converted to \\n "
+            "(dos2unix) it reads as the model's")) as e:
         load(write(tmp_path, "ab\r\nca\r\n"), vocab=Vocab("abc\n"))
+    assert e.value.plain.endswith("lacks: '\\r'; it has Windows line endings (\\r\\n), and "
+                                  "the model's text had no \\r: converted to \\n (dos2unix) it "
+                                  "reads as the model's")
+
+
+def test_characters_a_given_vocabulary_lacks_may_be_left_out(tmp_path, monkeypatch):
+    """(a fine-tune's text with one character its model lacks could not be used at all)"""
+    from fastrnn import vocab as vocab_module
+    monkeypatch.setattr(vocab_module, "_BLOCK", 7)  # (blocks of the encoding: 0-3 dropped each)
+    text = "ab\u2603c" * 3000 + "zab"
+    path = write(tmp_path, text)
+    kept = load(path, 0.1, vocab=Vocab("abc"), skip_unknown=True)
+    ids = Vocab("abc").encode(text.replace("\u2603", "").replace("z", ""))
+    assert np.array_equal(np.concatenate([kept.train, kept.val]), ids)
+    assert len(kept.val) == int(len(ids) * 0.1)  # (held out from what is kept)
+    assert kept.dropped == 3001 and kept.dropped_chars == ("z", "\u2603")
+    whole = load(write(tmp_path, "abcab"), vocab=Vocab("abc"), skip_unknown=True)
+    assert whole.dropped == 0 and whole.dropped_chars == ()
+    with pytest.raises(CorpusError, match="^skip_unknown must be True or False, got 'yes'$"):
+        load(path, vocab=Vocab("abc"), skip_unknown="yes")
 
 
 def test_unknown_characters_are_explained_only_by_what_explains_them():
