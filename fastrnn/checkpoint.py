@@ -205,8 +205,12 @@ class Checkpoint:
         model unchecked); the arrays' copies name theirs."""
         dtype = self.config.dtype if dtype is None else dtype
         rate = self.config.learning_rate
-        if dtype in config.DTYPES and (lost := validate.lost_in(rate, dtype)):
-            raise ValueError(f"the checkpoint's learning rate {rate:g} is {lost} in {dtype}, "
+        try:  # (as CharRNN names it: np.float32 and "f4" too; else it says why not)
+            name = np.dtype(dtype).name if not isinstance(dtype, bool) else None
+        except (TypeError, ValueError, SyntaxError):
+            name = None
+        if name in config.DTYPES and (lost := validate.lost_in(rate, name)):
+            raise ValueError(f"the checkpoint's learning rate {rate:g} is {lost} in {name}, "
                              f"and a model's must be a number in its dtype, even to sample or "
                              f"score: use it in {self.config.dtype}, its own")
         model = CharRNN(**{**self.config.to_dict(), "dtype": dtype}, backend=backend,
@@ -320,7 +324,7 @@ def load(path):
             f" ({aside}, set aside by an --overwrite run that has not saved yet, or was killed "
             f"before it did, is the run that was there: give that file)" if aside.is_file()
             else f" ({best} is there: a run killed before its first checkpoint leaves only its "
-                 f"best model, which continues it)" if path.name == CHECKPOINT
+                 f"best model)" if path.name == CHECKPOINT
             and best.is_file() else "")) from None
     except IsADirectoryError:
         raise CheckpointError(_a_directory(path)) from None

@@ -39,7 +39,8 @@ OTHER_NAMES = {"rnn_size": "--hidden-size", "lr": "--learning-rate", "max_iters"
                "start_text": "--prime", "primetext": "--prime", "start": "--prime",
                "max_new_tokens": "--length", "gpu": "--backend", "gpuid": "--backend",
                "device": "--backend", "sample_length": "--length",
-               "sample": "--greedy"}  # (char-rnn's sample.lua: -sample 0 takes the most likely)
+               "sample": "--greedy"}  # (char-rnn's sample.lua: -sample 0 takes the most likely;
+                                      # -sample 1, its default, is named nothing)
 
 
 NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # (argparse's: a value, not an option)
@@ -104,16 +105,15 @@ class Parser(argparse.ArgumentParser):
         """"; did you mean --x?" for the ``words`` that name one of the options, as other tools
         spell it or with a typo (``--hiden-size``: difflib's closest, at 0.85), each of them
         ("--x (for -a) and --y (for -b)": char-rnn's ``-length 50 -primetext x`` had only the
-        first named); else what says a positional argument was given an option's name."""
+        first named), and what says a positional argument was given an option's name."""
         found = []  # (word, option)
-        for word in words:
-            option = self._option_meant(word)
+        for k, word in enumerate(words):
+            option = self._option_meant(word, words[k + 1] if k + 1 < len(words) else None)
             if option and option not in [o for _, o in found]:
                 found.append((word.partition("=")[0], option))
-        if len(found) == 1:
-            return f"; did you mean {found[0][1]}?"
-        if found:
-            return "; did you mean " + " and ".join(f"{o} (for {w})" for w, o in found) + "?"
+        meant = f"; did you mean {found[0][1]}?" if len(found) == 1 else \
+            "; did you mean " + " and ".join(f"{o} (for {w})" for w, o in found) + "?" \
+            if found else ""
         for word in words:
             name = word.lstrip("-").partition("=")[0]
             if not word.startswith("-") or not name:
@@ -121,18 +121,22 @@ class Parser(argparse.ArgumentParser):
             for action in self._positionals._group_actions:  # (``--checkpoint X``)
                 metavar = action.metavar or action.dest
                 if isinstance(metavar, str) and metavar.lower() == name.lower():
-                    return f"; {metavar} is given without an option name ({self.prog} " \
-                           f"{' '.join(self._positional_metavars())})"
-        return ""
+                    return meant + f"; {metavar} is given without an option name " \
+                                   f"({self.prog} {' '.join(self._positional_metavars())})"
+        return meant
 
-    def _option_meant(self, word):
+    def _option_meant(self, word, after):
         """The option ``word`` stands for, as other tools spell it (``--batch_size``,
-        ``-seq_length``, ``--max-iters``) or with a typo; None if none."""
-        name = word.lstrip("-").partition("=")[0]
+        ``-seq_length``, ``--max-iters``) or with a typo; None if none. ``after``: the word
+        that follows it (char-rnn's ``-sample 0``, not ``-sample 1``, is --greedy)."""
+        name, equals, value = word.lstrip("-").partition("=")
         if not word.startswith("-") or not name:
             return None
         spelled = "--" + name.lower().replace("_", "-")
-        for option in (spelled, OTHER_NAMES.get(name.lower().replace("-", "_"))):
+        other = OTHER_NAMES.get(name.lower().replace("-", "_"))
+        if other == "--greedy" and (value if equals else after) != "0":
+            other = None  # (-sample 1 draws, as this command does by default)
+        for option in (spelled, other):
             if option in self._option_string_actions and option != word:
                 return option
         close = difflib.get_close_matches(spelled, [o for o in self._option_string_actions

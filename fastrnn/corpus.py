@@ -725,18 +725,21 @@ def a_directory(path, scoring=False):
     texts (.txt files) is read as one text by none of these tools: it says how to make one,
     or with ``scoring`` (score's files, several at once) how to give them all."""
     meant = path / "input.txt"
-    if meant.is_file():
-        return f"{path} is a directory, not a text file (did you mean {meant}?)"
     try:
-        texts = sorted(p.name for p in path.iterdir() if p.suffix == ".txt" and p.is_file())
-    except OSError:  # (one that cannot be listed)
+        if meant.is_file():
+            return f"{path} is a directory, not a text file (did you mean {meant}?)"
+        # (the names a shell's *.txt reads: not hidden ones)
+        texts = sorted(p.name for p in path.iterdir() if p.suffix == ".txt"
+                       and not p.name.startswith(".") and p.is_file())
+    except OSError:  # (one that cannot be listed or searched)
         texts = []
+    glob = cli.quoted(("./" if str(path).startswith("-") else "") + str(path)) + \
+        "/*.txt"  # (-dir/*.txt would be an option to cat)
     return f"{path} is a directory, not a text file" + (
         f" (it holds {len(texts)} .txt files: " + (
-            f"{cli.quoted(path)}/*.txt gives them all" if scoring else
-            f"to train on them all, join them into one, as cat {cli.quoted(path)}/*.txt > "
-            f"all.txt does") + ")" if len(texts) > 1 else
-        f" (did you mean {path / texts[0]}?)" if texts else "")
+            f"{glob} gives them all" if scoring else
+            f"to train on them all, join them into one, as cat {glob} > all.txt does") + ")"
+        if len(texts) > 1 else f" (did you mean {path / texts[0]}?)" if texts else "")
 
 
 def _fits(need, path, what):
@@ -826,17 +829,18 @@ def load(path, val_fraction=0.1, encoding="utf-8", vocab=None, skip_unknown=Fals
                                   f"{path} is empty once decoded as {encoding} (a byte-order "
                                   f"mark alone)") from None
         dropped, dropped_chars = 0, ()
-        try:
-            ids = vocab.encode(text)
-        except UnknownCharacters as e:
-            if not skip_unknown:
+        if skip_unknown:
+            ids, unknown = vocab.encode_known(text)
+            dropped, dropped_chars = len(text) - len(ids), tuple(unknown)
+        else:
+            try:
+                ids = vocab.encode(text)
+            except UnknownCharacters as e:
                 lacks = f"{path} has characters that the checkpoint's vocabulary lacks: " \
                         f"{describe(e.chars)}"
                 hint = unknown_hint(text, e.chars, encoding)
                 raise UnknownText(f"{lacks} (--skip-unknown, or skip_unknown=True, drops them)"
                                   f"{hint}", lacks + hint) from None
-            ids = vocab.encode(text, skip_unknown=True)
-            dropped, dropped_chars = len(text) - len(ids), tuple(vocab.unknown(text))
     except MemoryError:
         raise CorpusError(f"{path}: not enough memory to encode its {len(text):,} "
                           f"characters") from None

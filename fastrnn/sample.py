@@ -95,7 +95,8 @@ def _main(argv, out):
                                  f"; the '\\udc..' are bytes that are not "
                                  f"{sys.getfilesystemencoding()} text, the encoding of this "
                                  f"locale: give --prime in it, or set a UTF-8 locale (e.g. "
-                                 f"LC_ALL=C.UTF-8)" if undecoded else "") + _escapes_hint(prime, missing))
+                                 f"LC_ALL=C.UTF-8)" if undecoded else "")
+                             + _escapes_hint(prime, missing))
     try:
         model = ckpt.to_model(args.backend, args.dtype)
     except ValueError as e:

@@ -249,10 +249,7 @@ def _main(argv):
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None,
                           lambda line: _say(args, line), args.data is not None)
     if corpus.dropped:
-        n = corpus.dropped
-        args.notes.append(f"note: {n:,} character{'s' * (n != 1)} of {corpus.path} that the "
-                          f"checkpoint's vocabulary lacks {'are' if n != 1 else 'is'} left out "
-                          f"(--skip-unknown): {describe(list(corpus.dropped_chars))}")
+        _said_dropped(args, corpus)
     saved_target = ckpt.run.get("target") if ckpt else None  # (the resumed run's own end)
     data["from"] = _text_from(ckpt, corpus)
     args.target_from = "given" if args.iterations or args.epochs else \
@@ -559,6 +556,22 @@ def _settings(args, ckpt, source=None):
     return config, data
 
 
+def _said_dropped(args, corpus):
+    """What --skip-unknown left out of the text: a note, or a warning where it is most of it
+    (a text of another script or language, which the model cannot learn from)."""
+    n = corpus.dropped
+    whose = "" if args.skip_unknown else ", the checkpoint's"
+    share = 100 * n / (n + corpus.n_chars)
+    said = (f"{n:,} character{'s' * (n != 1)} of {corpus.path} ({share:.2g}%) "
+            f"that the checkpoint's vocabulary lacks {'are' if n != 1 else 'is'} left out "
+            f"(--skip-unknown{whose}): {describe(list(corpus.dropped_chars))}")
+    if n > corpus.n_chars:
+        cli.warn(PROG, f"{said}: most of the text, which the model then trains on without them "
+                       f"(a new run, without --init-from, has a vocabulary of the text's own)")
+    else:
+        args.notes.append(f"note: {said}")
+
+
 def _load_corpus(data, config, ckpt, vocab, say, given):
     """The run's text (``data``: its settings; ``given``: its path was given, --data, not
     taken from the resumed checkpoint), checked against the model and the checkpoint."""
@@ -594,10 +607,16 @@ def _load_corpus(data, config, ckpt, vocab, say, given):
         raise cli.UsageError(str(e) + ("; it is the text the checkpoint was trained on: if it "
                                        "has moved, pass --data with where it is now"
                                        if recorded and not path.exists() else "")) from None
+    if recoded and corpus.dropped:  # (refused without --skip-unknown: said so here)
+        cli.warn(PROG, f"the run it resumes read its text as {used}, and --encoding "
+                       f"{data['encoding']} reads characters its vocabulary lacks, left out "
+                       f"(--skip-unknown): is {data['encoding']} the encoding of {path}?")
     T, B = config["seq_length"], config["batch_size"]
     if len(corpus.train) < B * (T + 1):
-        held = f" after holding out {data['val_fraction']} for validation" \
-            if len(corpus.val) else ""
+        after = ([f"leaving out the {corpus.dropped:,} its checkpoint's vocabulary lacks "
+                  f"(--skip-unknown)"] if corpus.dropped else []) + (
+            [f"holding out {data['val_fraction']} for validation"] if len(corpus.val) else [])
+        held = f" after {' and '.join(after)}" if after else ""
         streams = f" in each of --batch-size {B} streams" if B > 1 else ""
         n = len(corpus.train)
         raise cli.UsageError(
@@ -1444,7 +1463,7 @@ class Trainer:
         rate, why = self.learning_rate(), []
         if rate == self.model.config.learning_rate:
             return ""
-        if self.lr_decay:
+        if self.lr_decay and self.iteration >= self.lr_decay[1]:  # (once it has begun)
             factor, every = self.lr_decay
             why.append(f"decayed by {factor:g} every {every} iterations")
         if self.window:  # (once it has begun)

@@ -117,15 +117,20 @@ class Vocab:
         _text("unknown", text)
         return sorted(set(text) - self.index.keys())
 
-    def encode(self, text, dtype=None, skip_unknown=False):
+    def encode(self, text, dtype=None):
         """text -> ids (default: the smallest unsigned dtype that fits).
 
-        Raises UnknownCharacters (a ValueError) naming the characters not in the vocabulary;
-        with ``skip_unknown``, leaves them out instead (fewer ids than characters).
+        Raises UnknownCharacters (a ValueError) naming the characters not in the vocabulary.
         """
+        return self._encoded(text, dtype, False)[0]
+
+    def encode_known(self, text, dtype=None):
+        """(ids, unknown): ``encode`` of text without the characters not in the vocabulary
+        (fewer ids than characters), and those characters, sorted."""
+        return self._encoded(text, dtype, True)
+
+    def _encoded(self, text, dtype, skip):
         _text("encode", text)
-        if not isinstance(skip_unknown, (bool, np.bool_)):
-            raise ValueError(f"skip_unknown must be True or False, got {skip_unknown!r}")
         if dtype is None:
             dtype = id_dtype(len(self))
         else:
@@ -138,17 +143,20 @@ class Vocab:
                                  f"{len(self) - 1} of this vocabulary")
         out = np.empty(len(text), dtype)
         ids, top = self._ids, len(self._ids) - 1
-        end = 0  # ids written
+        end, unknown = 0, set()  # ids written; the code points left out
         for start, cps in _code_points(text):
             found = ids[np.minimum(cps, top)] if cps.size and cps.max() > top else ids[cps]
             bad = (found < 0) | (cps > top)
             if bad.any():
-                if not skip_unknown:
+                if not skip:
                     raise UnknownCharacters([chr(c) for c in np.unique(cps[bad])])
+                unknown.update(np.unique(cps[bad]).tolist())
                 found = found[~bad]
             out[end:end + len(found)] = found
             end += len(found)
-        return out if end == len(out) else out[:end].copy()
+        if end < len(out):
+            out.resize(end, refcheck=False)  # (in place: no second copy of the ids)
+        return out, [chr(c) for c in sorted(unknown)]
 
     def decode(self, ids):
         """ids -> text; ValueError for an id outside [0, len(vocab))."""

@@ -772,6 +772,18 @@ def test_missing_checkpoint(tmp_path):
         checkpoint.load(tmp_path / "none.npz")
 
 
+def test_a_learning_rate_lost_in_the_dtype_asked_for_is_said_of_the_checkpoint():
+    """(to_model(dtype="float32") of a float64 checkpoint trained at 1e-50 said CharRNN's words,
+    "learning_rate 1e-50 is 0 in float32", naming neither the checkpoint nor what to do)"""
+    model = CharRNN(5, hidden_size=4, learning_rate=1e-50, dtype="float64")
+    ckpt = Checkpoint.of(model, Vocab("abcde"), [], {"iteration": 0})
+    for dtype in ("float32", np.float32, np.dtype("f4")):
+        with pytest.raises(ValueError, match=r"^the checkpoint's learning rate 1e-50 is 0 in "
+                                             r"float32, .*: use it in float64, its own$"):
+            ckpt.to_model(dtype=dtype)
+    assert ckpt.to_model(dtype=np.float64).config.dtype == "float64"
+
+
 def test_a_missing_checkpoint_beside_a_best_model_names_it(saved):
     """(--resume DIR/checkpoint.npz of a run killed before its first checkpoint: "no such
     checkpoint", where best.npz, which continues the run, was beside it)"""
@@ -781,8 +793,7 @@ def test_a_missing_checkpoint_beside_a_best_model_names_it(saved):
     with pytest.raises(CheckpointError) as e:
         checkpoint.load(path)
     assert str(e.value) == (f"{path}: no such checkpoint ({best} is there: a run killed before "
-                            f"its first checkpoint leaves only its best model, which continues "
-                            f"it)")
+                            f"its first checkpoint leaves only its best model)")
     with pytest.raises(CheckpointError, match=r"other.npz: no such checkpoint$"):
         checkpoint.load(path.with_name("other.npz"))  # (not the run's name for its checkpoint)
     best.unlink()

@@ -8,6 +8,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -770,8 +771,8 @@ def test_fine_tuning_may_leave_out_what_its_vocabulary_lacks(tmp_path, corpus_fi
             "--sample-every", "0"]
     capsys.readouterr()
     assert train.main([*tune, "--iterations", "10", "--out", str(tmp_path / "whole")]) == 0
-    assert (f"note: 3 characters of {odd} that the checkpoint's vocabulary lacks are left out "
-            f"(--skip-unknown): '\u2602', '\u2603'\n") in capsys.readouterr().out
+    assert (f"note: 3 characters of {odd} (0.05%) that the checkpoint's vocabulary lacks are "
+            f"left out (--skip-unknown): '\u2602', '\u2603'\n") in capsys.readouterr().out
     whole = checkpoint.load(tmp_path / "whole" / "checkpoint.npz")
     assert whole.run["data"]["skip_unknown"] is True
     model = source.to_model()
@@ -784,10 +785,31 @@ def test_fine_tuning_may_leave_out_what_its_vocabulary_lacks(tmp_path, corpus_fi
     assert np.array_equal(model.train(load(kept, 0.1, vocab=source.vocab).train, 10),
                           whole.losses)
     assert train.main([*tune, "--iterations", "5", "--out", str(tmp_path / "split")]) == 0
-    assert train.main(["--resume", str(tmp_path / "split" / "checkpoint.npz"), "--iterations",
-                       "10", "--quiet"]) == 0  # (reading the text as it did: no error)
-    same_state(checkpoint.load(tmp_path / "split" / "checkpoint.npz"), whole)
     capsys.readouterr()
+    assert train.main(["--resume", str(tmp_path / "split" / "checkpoint.npz"), "--iterations",
+                       "10", "--sample-every", "0"]) == 0  # (reading the text as it did)
+    assert "are left out (--skip-unknown, the checkpoint's): " in capsys.readouterr().out
+    same_state(checkpoint.load(tmp_path / "split" / "checkpoint.npz"), whole)
+    # most of a text left out (another script's): a warning; all of it: said in the refusal
+    foreign = tmp_path / "foreign.txt"
+    foreign.write_text("\u0416\u0443\u043a " * 30 + words[:100], encoding="utf-8")
+    assert train.main([*tune[:3], str(foreign), *tune[4:], "--iterations", "2", "--out",
+                       str(tmp_path / "foreign")]) == 0
+    said = capsys.readouterr()
+    assert "most of the text" not in said.err and (f"note: 90 characters of {foreign} (41%) "
+                                                  f"that the checkpoint's vocabulary lacks are "
+                                                  f"left out") in said.out
+    foreign.write_text("\u0416\u0443\u043a " * 60 + words[:100], encoding="utf-8")
+    assert train.main([*tune[:3], str(foreign), *tune[4:], "--iterations", "2", "--overwrite",
+                       "--out", str(tmp_path / "foreign")]) == 0
+    assert (f"fastrnn.train: warning: 180 characters of {foreign} (53%) that the checkpoint's "
+            f"vocabulary lacks are left out (--skip-unknown): '\u0416', '\u043a', '\u0443': "
+            f"most of the text") in capsys.readouterr().err
+    foreign.write_text("\u2603" * 500 + "\n", encoding="utf-8")
+    rc = train.main([*tune[:3], str(foreign), *tune[4:], "--out", str(tmp_path / "none")])
+    assert_usage_error(rc, capsys, f"{foreign} has 1 character to train on after leaving out "
+                                   f"the 500 its checkpoint's vocabulary lacks (--skip-unknown); "
+                                   f"--seq-length 10 needs at least 11")
     rc = train.main(["--data", str(odd), "--skip-unknown", "--out", str(tmp_path / "new")])
     assert_usage_error(rc, capsys, "--skip-unknown leaves out the characters a checkpoint's "
                                    "vocabulary lacks: it goes with --init-from or --resume")
@@ -882,6 +904,12 @@ def test_a_resumed_runs_header_says_where_its_schedule_is(tmp_path, corpus_file,
         f"iteration 6")
     assert header([*argv, "--iterations", "3", "--out", str(tmp_path / "new")]).endswith(
         "lr=0.08 float64 on numba")
+    both = tmp_path / "both"  # (a decay not yet begun is not why)
+    interrupted([*argv, "--lr-decay", "0.5", "--lr-decay-every", "100", "--anneal", "0.5",
+                 "--iterations", "10", "--eval-every", "6", "--out", str(both)])
+    assert header(["--resume", str(both / "checkpoint.npz")]).endswith(
+        f"lr=0.08 (now {now:.4g}: annealing to 0 by iteration 10) float64 on numba, from "
+        f"iteration 6")
 
 
 @pytest.mark.parametrize("dtype, at", [("float64", 1072), ("float32", 147)])
@@ -948,6 +976,14 @@ def test_a_resume_given_another_encoding_is_told_the_runs(tmp_path, capsys):
     assert_usage_error(rc, capsys, "the checkpoint's vocabulary lacks: '\u00a9', '\u00c3'; "
                                    "the run it resumes read its text as utf-8: --encoding "
                                    "latin-1 reads other characters")
+    # (with --skip-unknown it trains on, what the refusal said now a warning)
+    shutil.copytree(tmp_path / "r", tmp_path / "copy")
+    assert train.main(["--resume", str(tmp_path / "copy" / "checkpoint.npz"), "--encoding",
+                       "latin-1", "--iterations", "4", "--data", str(text),
+                       "--skip-unknown"]) == 0
+    assert (f"fastrnn.train: warning: the run it resumes read its text as utf-8, and --encoding "
+            f"latin-1 reads characters its vocabulary lacks, left out (--skip-unknown): is "
+            f"latin-1 the encoding of {text}?\n") in capsys.readouterr().err
     assert train.main(["--resume", ckpt, "--encoding", "UTF8", "--iterations", "5"]) == 0
 
 
@@ -2941,7 +2977,6 @@ def test_an_output_directory_removed_during_the_run_is_made_again(tmp_path, corp
     """--out removed (or moved) during a run: every write failed, the work since the last
     checkpoint was lost, and the closing line named that checkpoint, gone with the directory.
     The directory is now made again, locked, its log written whole, and the run goes on."""
-    import shutil
     out = tmp_path / "run"
     save = checkpoint.save
 
@@ -3816,6 +3851,11 @@ def test_a_run_that_trains_no_iteration_logs_no_training_loss(tmp_path, corpus_f
     (["-length", "50", "-primetext", "x", "-sample", "0"],
      "unrecognized arguments: -length 50 -primetext x -sample 0; did you mean --length (for "
      "-length) and --prime (for -primetext) and --greedy (for -sample)? (see --help)\n"),
+    (["-sample", "1"], "unrecognized arguments: -sample 1 (see --help)\n"),  # (it draws: not
+    (["-sample=1"], "unrecognized arguments: -sample=1 (see --help)\n"),     # --greedy)
+    (["--checkpoint", "--lenght", "5"], "unrecognized arguments: --checkpoint --lenght 5; did "
+                                        "you mean --length?; CHECKPOINT is given without an "
+                                        "option name (python -m fastrnn.sample CHECKPOINT)"),
     # (a shell's '\n' is two characters: "'\\\\'" alone was said, and no why)
     (["--prime", "the \\n"], "; --prime takes its text as it is: \\n, \\t and \\r are a backslash "
                              "and a letter, not a line break, a tab or a carriage return (in "
@@ -3900,7 +3940,8 @@ def test_options_spelled_as_other_tools_spell_them_are_named(tmp_path, capsys, a
     assert not (tmp_path / "out").exists()
 
 
-def test_a_directory_for_a_file_names_what_it_holds(tmp_path, corpus_file, capsys):
+def test_a_directory_for_a_file_names_what_it_holds(tmp_path, corpus_file, capsys,
+                                                    monkeypatch):
     """char-rnn keeps its texts as data/NAME/input.txt, and a run's --out holds its
     checkpoints: a directory given for either names the file meant."""
     data = tmp_path / "data" / "tiny"
@@ -3920,11 +3961,25 @@ def test_a_directory_for_a_file_names_what_it_holds(tmp_path, corpus_file, capsy
     assert_usage_error(rc, capsys, f"{texts} is a directory, not a text file (did you mean "
                                    f"{texts / 'a.txt'}?)\n")
     (texts / "C.TXT").write_text("not read by cat *.txt\n")
+    (texts / ".hidden.txt").write_text("nor this\n")
+    rc = train.main(["--data", str(texts), "--out", str(tmp_path / "out")])
+    assert_usage_error(rc, capsys, f"(did you mean {texts / 'a.txt'}?)\n")
     (texts / "b.txt").write_text("hello again\n")
     rc = train.main(["--data", str(texts), "--out", str(tmp_path / "out")])
     assert_usage_error(rc, capsys, f"{texts} is a directory, not a text file (it holds 2 .txt "
                                    f"files: to train on them all, join them into one, as cat "
                                    f"'{texts}'/*.txt > all.txt does)\n")
+    dashed = tmp_path / "-texts"  # (given as -texts: cat would read -texts/*.txt as options)
+    texts.rename(dashed)
+    monkeypatch.chdir(tmp_path)
+    rc = train.main(["--data=-texts", "--out", str(tmp_path / "out")])
+    assert_usage_error(rc, capsys, "as cat ./-texts/*.txt > all.txt does)\n")
+    real = Path.is_file  # (a directory that cannot be searched: no traceback)
+    with monkeypatch.context() as m:
+        m.setattr(Path, "is_file", lambda p: (_ for _ in ()).throw(
+            PermissionError(13, "Permission denied")) if p.name == "input.txt" else real(p))
+        rc = train.main(["--data", str(dashed), "--out", str(tmp_path / "out")])
+    assert_usage_error(rc, capsys, f"{dashed} is a directory, not a text file\n")
     out = tmp_path / "run"
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "10", "--out",
                        str(out)]) == 0
@@ -4138,12 +4193,15 @@ def test_a_delayed_bar_counts_from_the_works_first_call(monkeypatch, capsys):
         assert quiet or "3.00/10.0 [00:03<00:10, 1.50s/char]" in err, err
     # then the rate of the work done since it showed, not of all since the first update
     # (the first sample of its moving average: 1 character in 1 s, not in 3 + 1: 4.00s/char)
+    import tqdm.std
+    clock = [1000.0]  # (tqdm's, moved as the monotonic one)
+    monkeypatch.setattr(tqdm.std, "time", lambda: clock[0])
     bar = cli.DelayedBar("work", 10, "char")
     bar.update(1)
     now[0] += cli.BAR_DELAY + 1
+    clock[0] += cli.BAR_DELAY + 1
     bar.update(1)
-    clock = [bar.bar.last_print_t]
-    bar.bar._time = lambda: clock[0]
+    now[0] += 1.0
     clock[0] += 1.0
     bar.update(1)
     bar.close()
