@@ -49,9 +49,9 @@ def build_parser():
                         "the bundled corpus data/tragedies.txt; with --resume: the checkpoint's)")
     d.add_argument("--encoding", help=f"the text's encoding (default {DATA_DEFAULTS['encoding']})")
     d.add_argument("--skip-unknown", action="store_true",
-                   help="with --init-from or --resume: leave out the characters of the text "
-                        "that the checkpoint's vocabulary lacks (counted in a note; a resume "
-                        "keeps it), where they are an error")
+                   help="with --init-from or --resume: leave out the text's characters that "
+                        "the checkpoint's vocabulary lacks, otherwise an error (a note counts "
+                        "them; a resume keeps this)")
     d.add_argument("--val-fraction", type=cli.fraction, metavar="F",
                    help=f"fraction of the text held out from its end for validation, in [0, 1) "
                         f"(default {DATA_DEFAULTS['val_fraction']:g})")
