@@ -62,9 +62,11 @@ NJIT = dict(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 # the callee's own separately optimised copy; in a process that loads the caller from the
 # cache, to the copy inside the caller. With fast-math the two may round differently (a few
 # ulp), which made a run resumed from the cache drift from the run that compiled. Inlined, a
-# kernel's machine code is the same in both cases. (Not inlined: ``tiles.product`` and
-# ``tiles.transpose``, which do no floating-point arithmetic: they check their operands and
-# call LLVM IR.)
+# kernel's machine code is the same in both cases. (Not inlined here: ``tiles.product``,
+# ``tiles.transpose`` and ``blas.gemm``, which do no floating-point arithmetic: they check their
+# operands and call LLVM IR or OpenBLAS; and vmath's exp/tanh/tiny overloads and scalar.py's
+# register_jitable formulas, small functions LLVM inlines. A test compares the bits both ways:
+# tests/test_cli.py::test_kernels_compiled_now_and_loaded_from_the_cache_give_the_same_bits.)
 INLINE = dict(NJIT, inline="always")
 
 # --- Fine-tuning ---------------------------------------------------------------------------------
