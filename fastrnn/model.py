@@ -486,10 +486,15 @@ class CharRNN:
         with dropout."""
         expected, state = self.zero_state(self.config.batch_size), self.state
         validate.not_masked("state", state)
-        if not isinstance(state, np.ndarray) or state.shape != expected.shape:
-            raise ValueError(f"state has shape {getattr(state, 'shape', type(state).__name__)}, "
-                             f"expected {expected.shape} (layers, state vectors, batch_size "
-                             f"streams, hidden size; zero_state({expected.shape[2]}) makes one)")
+        if not isinstance(state, np.ndarray):  # (not "state has shape list")
+            raise ValueError(f"state must be a NumPy array of shape {expected.shape} (layers, "
+                             f"state vectors, batch_size streams, hidden size; "
+                             f"zero_state({expected.shape[2]}) makes one), got "
+                             f"{type(state).__name__}")
+        if state.shape != expected.shape:
+            raise ValueError(f"state has shape {state.shape}, expected {expected.shape} (layers, "
+                             f"state vectors, batch_size streams, hidden size; "
+                             f"zero_state({expected.shape[2]}) makes one)")
         if state.dtype != expected.dtype:
             raise ValueError(f"state has dtype {state.dtype}, the model's is {expected.dtype}")
         if not training:
@@ -618,7 +623,12 @@ class CharRNN:
         """A copy of a caller's one-stream state (L, S, 1, H) in the model's dtype."""
         validate.not_masked("state", state)
         expected = self.zero_state(1)
-        state = np.asarray(state)
+        try:
+            state = np.asarray(state)
+        except ValueError:  # (a ragged list: NumPy's words name no argument)
+            raise ValueError(f"state must be an array of shape {expected.shape} (layers, state "
+                             f"vectors, 1 stream, hidden size), got a ragged "
+                             f"{type(state).__name__}") from None
         if state.shape != expected.shape:
             raise ValueError(f"state has shape {state.shape}, expected {expected.shape} "
                              f"(layers, state vectors, 1 stream, hidden size)")
@@ -785,6 +795,16 @@ class CharRNN:
 
     @_taking_turns
     def reset_state(self):
-        """Start the next chunk at position 0 with a zero state."""
-        self._checked_training_state(training=False)[...] = 0
+        """Start the next chunk at position 0 with a zero state: the state zeroed in place, or
+        a new one where it cannot be (of another batch_size than the config's now, read-only,
+        not an array: it was refused, and with it the way out of a batch_size change)."""
+        try:
+            state = self._checked_training_state(training=False)
+        except ValueError:
+            self.state = self.zero_state(self.config.batch_size)
+        else:
+            if state.flags.writeable:
+                state[...] = 0
+            else:
+                self.state = self.zero_state(self.config.batch_size)
         self.position = 0

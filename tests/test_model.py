@@ -530,6 +530,38 @@ def test_a_state_of_the_wrong_shape_is_named():
         model.sample(5, 1, state=np.zeros((10, 1)))
     with pytest.raises(ValueError, match=r"state has shape \(1, 1, 2, 10\), expected \(1, 1, 1, 10\)"):
         model.evaluate([1, 2, 3], state=np.zeros((1, 1, 2, 10)))
+    # a ragged one: NumPy's "setting an array element with a sequence", naming no argument
+    for call in (lambda: model.sample(5, 1, state=[[0.1], [0.2, 0.3]]),
+                 lambda: model.evaluate([1, 2, 3], state=[[0.1], [0.2, 0.3]])):
+        with pytest.raises(ValueError, match=r"^state must be an array of shape \(1, 1, 1, 10\) "
+                                             r"\(layers, state vectors, 1 stream, hidden size\), "
+                                             r"got a ragged list$"):
+            call()
+
+
+def test_reset_state_makes_a_state_of_the_batch_size_now():
+    """(after a batch_size change, reset_state refused the old state's shape: the way out it
+    promises, a zero state, blocked; its array is zeroed in place where it fits)"""
+    import dataclasses
+    model = CharRNN(7, hidden_size=8, cell="lstm", num_layers=2, batch_size=4)
+    kept = model.state
+    kept[...] = 1
+    model.reset_state()
+    assert model.state is kept and not kept.any()  # (in place: a caller's view sees it)
+    model.config = dataclasses.replace(model.config, batch_size=2)
+    model.position = 9
+    model.reset_state()
+    assert model.state.shape == (2, 2, 2, 8) and not model.state.any() and model.position == 0
+    for other in (None, model.zero_state(2).tolist()):
+        model.state = other
+        model.reset_state()
+        assert isinstance(model.state, np.ndarray) and model.state.shape == (2, 2, 2, 8)
+    frozen = model.zero_state(2) + 1
+    frozen.flags.writeable = False
+    model.state = frozen
+    model.reset_state()
+    assert model.state is not frozen and not model.state.any()
+    model.train(np.arange(100) % 7, 1)  # (trains on, with it)
 
 
 @pytest.mark.parametrize("state, message", [
@@ -550,15 +582,17 @@ def test_a_state_that_is_not_real_and_finite_is_refused(state, message):
 
 
 def test_replaced_arrays_that_do_not_fit_are_named_by_copies_too():
-    """A replaced public array that does not fit the model: pickling, copying, a Checkpoint,
-    ``h`` and ``reset_state`` name it as a training call does (pickle wrote a file that could
-    not be loaded; the others raised AttributeError or TypeError)."""
+    """A replaced public array that does not fit the model: pickling, copying, a Checkpoint
+    and ``h`` name it as a training call does (pickle wrote a file that could not be loaded;
+    the others raised AttributeError or TypeError). (``reset_state`` makes a state that fits:
+    ``test_reset_state_makes_a_state_of_the_batch_size_now``.)"""
     import copy
     import pickle
     from fastrnn.checkpoint import Checkpoint
     for attribute, value, message in (
             ("state", np.zeros((1, 1, 1, 9)), r"^state has shape \(1, 1, 1, 9\), expected"),
-            ("state", None, r"^state has shape NoneType"),
+            ("state", None, r"^state must be a NumPy array of shape \(1, 1, 1, 8\) .*, got "
+                            r"NoneType$"),
             ("weights", None, r"^weights must be Weights over a NumPy array"),
             ("states", None, r"^states must be a list of 1 Weights")):
         model = CharRNN(7, hidden_size=8, seq_length=5)
@@ -566,7 +600,7 @@ def test_replaced_arrays_that_do_not_fit_are_named_by_copies_too():
         calls = [lambda: pickle.dumps(model), lambda: copy.deepcopy(model),
                  lambda: Checkpoint.of(model, Vocab("abcdefg"), [], {})]
         if attribute == "state":
-            calls += [lambda: model.h, model.reset_state]
+            calls += [lambda: model.h]
         for call in calls:
             with pytest.raises(ValueError, match=message):
                 call()
@@ -989,7 +1023,9 @@ def test_a_replaced_training_state_is_checked(cell, layers, batch):
                                                      "float64"),
            (np.full((L, S, batch, 8), np.nan), "state holds NaN or infinite values"),
            (np.zeros((L, S, batch, 16))[..., ::2], "writable C-contiguous"),
-           ([[0.0]], "state has shape list")]
+           ([[0.0]], "state must be a NumPy array of shape"),
+           (model.zero_state(batch).tolist(), r"state must be a NumPy array of shape .* "
+                                              r"makes one\), got list$")]  # (not "shape list")
     frozen = model.zero_state(batch)
     frozen.flags.writeable = False
     bad.append((frozen, "writable C-contiguous"))
@@ -1002,7 +1038,8 @@ def test_a_replaced_training_state_is_checked(cell, layers, batch):
     # sampling reads it too (its first stream's): a TypeError before
     for state in (None, [[[[0.0] * 8]]]):
         model.state = state
-        with pytest.raises(ValueError, match=r"state has shape (NoneType|list), expected"):
+        with pytest.raises(ValueError, match=r"state must be a NumPy array of shape \(%d, %d, "
+                                             r"%d, 8\) .*, got (NoneType|list)$" % (L, S, batch)):
             model.sample(5, 0)
 
 
@@ -1210,6 +1247,10 @@ def test_odd_arguments_are_named_not_failed_on():
     with pytest.raises(ValueError, match="vocab must be the Vocab the model's ids stand for "
                                          ".* got str"):
         checkpoint.Checkpoint.of(model, "abcde", [], {})
+    # (another vocabulary's size: refused by save, later, as a file it would not write)
+    with pytest.raises(ValueError, match=r"^vocab has 3 characters and the model \d+: the "
+                                         r"model's ids stand for another vocabulary$"):
+        checkpoint.Checkpoint.of(model, Vocab("abc"), [], {})
     with pytest.raises(ValueError, match="model must be a CharRNN, got Vocab"):
         checkpoint.Checkpoint.of(Vocab("abcde"), model, [], {})
     with pytest.raises(ValueError, match=r"ckpt must be a Checkpoint \(Checkpoint.of\(model, "
