@@ -16,9 +16,11 @@ run has it; null before the first iteration), ``*_bpc`` the same in bits per cha
 everything included (over every process of a resumed run).
 """
 
+import io
 import json
 import logging
 import math
+import time
 
 from . import files
 
@@ -42,11 +44,8 @@ def append(path, record):
         f.write(_line(record))
 
 
-def plot(path, records):
-    """Training and validation loss against iteration as a PNG at ``path``. Returns None when
-    drawn, else why not, in words (nothing to draw is said too): the picture is optional, so
-    matplotlib missing or failing (a bad MPLBACKEND, a broken install) is said, not raised;
-    writing the file is not, and its OSError (a full disk) comes out."""
+def _pyplot():
+    """(matplotlib.pyplot, None), imported for drawing off screen, or (None, why not)."""
     log = logging.getLogger("matplotlib")
     level = log.level
     # (its warnings at import, of a config folder it cannot write, MPLCONFIGDIR's, were
@@ -59,14 +58,53 @@ def plot(path, records):
         import matplotlib.pyplot as plt
     except Exception as e:  # (MPLBACKEND=bogus is a ValueError at import)
         if isinstance(e, ImportError) and e.name == "matplotlib":
-            return "matplotlib is not installed (pip install -e \".[plot]\")"
-        return f"matplotlib could not be imported ({_first_line(e)})"
+            return None, "matplotlib is not installed (pip install -e \".[plot]\")"
+        return None, f"matplotlib could not be imported ({_first_line(e)})"
     finally:
         log.setLevel(level)
+    return plt, None
+
+
+def prepare():
+    """Import matplotlib and draw a picture like ``plot``'s, in memory: returns its seconds, what
+    a drawing costs from then on (the first ``plot`` no longer pays for the import, 0.35-0.5 s,
+    nor for loading fonts), or None where matplotlib fails (``plot`` says why). A training run
+    under --time-budget does this before its clock starts, and plans with those seconds: the
+    import had been an unplanned cost inside the budget."""
+    plt, why = _pyplot()
+    if plt is None:
+        return None
+    start = time.perf_counter()
     try:
-        fig, ax = plt.subplots(figsize=(7, 4))
-    except Exception as e:
+        _draw(plt, [{"iteration": i, "train_loss": 3.0 - i, "val_loss": 3.5 - i}
+                    for i in range(3)], lambda fig: fig.savefig(io.BytesIO(), format="png",
+                                                                dpi=100))
+    except Exception:  # (``plot`` says what fails)
+        return None
+    return time.perf_counter() - start
+
+
+def plot(path, records):
+    """Training and validation loss against iteration as a PNG at ``path``. Returns None when
+    drawn, else why not, in words (nothing to draw is said too): the picture is optional, so
+    matplotlib missing or failing (a bad MPLBACKEND, a broken install) is said, not raised;
+    writing the file is not, and its OSError (a full disk) comes out."""
+    plt, why = _pyplot()
+    if plt is None:
+        return why
+    try:
+        return _draw(plt, records, lambda fig: files.write_atomically(
+            path, lambda f: fig.savefig(f, format="png", dpi=100)))
+    except OSError:
+        raise
+    except Exception as e:  # (write_atomically has removed its temporary file)
         return f"matplotlib failed ({_first_line(e)})"
+
+
+def _draw(plt, records, save):
+    """The picture of ``records``, given to ``save(fig)``; None, or why there is nothing to
+    draw."""
+    fig, ax = plt.subplots(figsize=(7, 4))
     try:
         for key, label, style in (("train_loss", "training", {}),
                                   ("val_loss", "validation", {"marker": "o"})):
@@ -79,11 +117,7 @@ def plot(path, records):
         ax.set_ylabel("loss (nats per character)")
         ax.legend()
         ax.grid(alpha=0.3)
-        files.write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    except OSError:
-        raise
-    except Exception as e:  # (write_atomically has removed its temporary file)
-        return f"matplotlib failed ({_first_line(e)})"
+        save(fig)
     finally:
         plt.close(fig)
     return None
