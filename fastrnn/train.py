@@ -1029,8 +1029,8 @@ class Trainer:
         when the budget's last share begins and ends where the rest of the budget runs out,
         in no more steps than keep the kernel calls as long as they were (each step at least
         4 of the latest calls), so that the pace holds to the end. Under a budget, which ends
-        the run first is known once two calls are timed: a share that begins before that
-        (--anneal near 1, or a resume at its start) starts there, an iteration or two late."""
+        the run first is known once its pace is measured, over 2% of the budget: a share
+        that begins before that (--anneal near 1, or a resume inside it) starts then."""
         if not self.anneal or "window" in self.anneal:
             return target
         args, fraction, budget = self.args, self.anneal["fraction"], self.args.time_budget
