@@ -401,9 +401,11 @@ def _budget(args, ckpt):
         spent = max(spent, budget)
     if spent < budget and run.get("iteration", 0) < args.iterations and \
             not run.get("stopped"):  # (else: nothing to train; said then)
+        owed = "; it first does the validation its stop cut short, past them if that takes " \
+            "longer" if run.get("pending") else ""  # (a resume redoes it to stay the same run)
         _say(args, f"note: the run it resumes has spent {_seconds(spent)} s of its --time-budget "
-                   f"{budget:g}: this one ends within the {_seconds(budget - spent)} s left "
-                   f"(--time-budget S gives it S seconds from now)")
+                   f"{budget:g}: this one ends within the {_seconds(budget - spent)} s left"
+                   f"{owed} (--time-budget S gives it S seconds from now)")
     return spent
 
 

@@ -1589,6 +1589,22 @@ def test_a_resume_keeps_the_rest_of_the_runs_time_budget(tmp_path, corpus_file, 
     assert run["iteration"] == 50 and "time_budget" not in run and "stopped" not in run
 
 
+def test_a_resumes_budget_note_says_the_validation_it_owes_comes_first(capsys):
+    """(a resume whose checkpoint owes a validation, cut short by the stop, said "this one ends
+    within the 0.54 s left", then took 2 s to redo it first, as it must to stay the same run)"""
+    import types
+    for pending, said in ((None, ""), ("iteration", "; it first does the validation its stop "
+                                                    "cut short, past them if that takes longer")):
+        run = {"time_budget": 8.0, "wall_seconds": 7.46, "iteration": 6000, "target": 10000,
+               **({"pending": pending} if pending else {})}
+        args = types.SimpleNamespace(time_budget=None, target_from="checkpoint",
+                                     iterations=10000, quiet=False, output_closed=None)
+        assert train._budget(args, types.SimpleNamespace(run=run)) == pytest.approx(7.46)
+        assert capsys.readouterr().out == (
+            f"note: the run it resumes has spent 7.5 s of its --time-budget 8: this one ends "
+            f"within the 0.54 s left{said} (--time-budget S gives it S seconds from now)\n")
+
+
 def test_a_budget_run_its_decay_stopped_resumes_to_nothing_without_a_budget_note(
         tmp_path, corpus_file, capsys):
     """Under a budget, a run its learning rate's decay to 0 stopped: its resume said how much
