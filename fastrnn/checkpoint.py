@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, config, files, optim, validate
-from .model import ARCHITECTURE, CharRNN, Config
+from .model import ARCHITECTURE, CharRNN, Config, dtype_name
 from .schedule import PIECES
 from .spec import Spec
 from .vocab import Vocab
@@ -209,11 +209,8 @@ class Checkpoint:
         model unchecked); the arrays' copies name theirs."""
         dtype = self.config.dtype if dtype is None else dtype
         rate = self.config.learning_rate
-        try:  # (as CharRNN names it: np.float32 and "f4" too; else it says why not)
-            name = np.dtype(dtype).name if not isinstance(dtype, bool) else None
-        except (TypeError, ValueError, SyntaxError):
-            name = None
-        if name in config.DTYPES and (lost := validate.lost_in(rate, name)):
+        name = dtype_name(dtype)  # (as CharRNN names it; one it does not take: it says why)
+        if name and (lost := validate.lost_in(rate, name)):
             raise ValueError(f"the checkpoint's learning rate {rate:g} is {lost} in {name}, "
                              f"and a model's must be a number in its dtype, even to sample or "
                              f"score: use it in {self.config.dtype}, its own")

@@ -44,6 +44,18 @@ class TrainingInterrupted(KeyboardInterrupt):
         return type(self), (self.losses, self.n_steps)
 
 
+def dtype_name(dtype):
+    """The name in ``config.DTYPES`` that ``dtype`` stands for (np.float32, np.dtype("float32"),
+    "f4" -> "float32"), or None (a dtype the model does not take, or not a dtype at all)."""
+    if isinstance(dtype, bool):  # (np.dtype(True) is bool's)
+        return None
+    try:
+        named = np.dtype(dtype).name
+    except (TypeError, ValueError, SyntaxError):
+        return None
+    return named if named in config.DTYPES else None
+
+
 @contextmanager
 def _interrupts_after_each_call():
     """Ctrl-C (SIGINT) during ``train`` takes effect when the kernel call in flight returns
@@ -222,12 +234,7 @@ class CharRNN:
         _MODELS.add(self)
         if dtype is None:  # float32 is the GPU's natural type; float64 the CPU reference's
             dtype = config.GPU_DTYPE if backend == "cuda" else _D["dtype"]
-        try:  # np.float32, np.dtype("float32"), "f4" -> "float32" (others: Config refuses them)
-            named = np.dtype(dtype).name
-        except (TypeError, ValueError, SyntaxError):
-            named = None
-        if named in config.DTYPES and not isinstance(dtype, bool):
-            dtype = named
+        dtype = dtype_name(dtype) or dtype  # (others: Config refuses them by name)
         self.config = Config(vocab_size, hidden_size, seq_length, learning_rate, dtype, seed,
                              batch_size, optimizer, cell, num_layers, dropout)
         self.backend = backend

@@ -899,8 +899,8 @@ class Trainer:
                    + (f"{c.optimizer} " if c.optimizer != "adagrad" else "") +
                    f"on {self.model.backend}"
                    + (f", from iteration {self.iteration}" if self.iteration else ""))
-        if args.time_budget and self.drawn[0] is None:  # (matplotlib's import: before the
-            # clock, as the other imports; and a drawing's time, which the plans count)
+        if args.time_budget:  # (matplotlib's import: before the clock, as the other
+            # imports; and a drawing's time, which the plans count)
             seconds = metrics.prepare()
             if seconds is not None:
                 self.drawn, self.plot_prepared = (None, 0.0, seconds), True
