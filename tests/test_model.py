@@ -212,6 +212,23 @@ def test_top_k_and_top_p_sampling_is_the_same_text_on_both_backends(corpus, top_
         model.sample(3, 0, top_p=1.5)
 
 
+def test_greedy_sampling_refuses_the_settings_it_would_ignore():
+    """greedy=True takes the most likely character: a temperature, top_k or top_p with it would
+    change nothing, so it is refused (as the sample command's --greedy is), not ignored; the
+    settings that draw from every character go with it."""
+    model = CharRNN(6, hidden_size=8, seed=1)
+    greedy, _ = model.sample(20, 0, greedy=True)
+    for settings, named in [({"top_k": 3}, "top_k=3 would"), ({"top_p": 0.5}, "top_p=0.5 would"),
+                            ({"temperature": 0.7, "top_k": 2},
+                             "temperature=0.7 and top_k=2 would change nothing .drop them")]:
+        with pytest.raises(ValueError, match=f"greedy=True takes the most likely character: "
+                                             f"{named}"):
+            model.sample(20, 0, greedy=True, **settings)
+    for same in ({"top_k": 0}, {"top_k": 6}, {"top_k": 60}, {"top_p": 1.0},
+                 {"temperature": 1}):
+        assert model.sample(20, 0, greedy=True, **same)[0] == greedy, same
+
+
 @pytest.mark.parametrize("cell, num_layers", [("rnn", 1), ("lstm", 2), ("gru", 1)])
 @pytest.mark.parametrize("dtype, tiny", [("float64", 1e-320), ("float64", 1e-308),
                                          ("float32", 1e-40), ("float32", 1e-38)])
