@@ -40,7 +40,7 @@ OTHER_NAMES = {"rnn_size": "--hidden-size", "lr": "--learning-rate", "max_iters"
                "max_new_tokens": "--length", "gpu": "--backend", "gpuid": "--backend",
                "device": "--backend", "sample_length": "--length",
                "sample": "--greedy"}  # (char-rnn's sample.lua: -sample 0 takes the most likely;
-                                      # -sample 1, its default, is named nothing)
+                                      # -sample 1, its default, draws: ``_default_meant``)
 
 
 NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # (argparse's: a value, not an option)
@@ -114,6 +114,7 @@ class Parser(argparse.ArgumentParser):
         meant = f"; did you mean {found[0][1]}?" if len(found) == 1 else \
             "; did you mean " + " and ".join(f"{o} (for {w})" for w, o in found) + "?" \
             if found else ""
+        meant += self._default_meant(words)
         for word in words:
             name = word.lstrip("-").partition("=")[0]
             if not word.startswith("-") or not name:
@@ -124,6 +125,18 @@ class Parser(argparse.ArgumentParser):
                     return meant + f"; {metavar} is given without an option name " \
                                    f"({self.prog} {' '.join(self._positional_metavars())})"
         return meant
+
+    def _default_meant(self, words):
+        """"; -sample 1 ... is what this command does": char-rnn's ``-sample 1`` (sample.lua's
+        default, drawing each character) given to the command that does it (has --greedy)."""
+        for k, word in enumerate(words):
+            name, equals, value = word.lstrip("-").partition("=")
+            after = value if equals else words[k + 1] if k + 1 < len(words) else None
+            if word.startswith("-") and OTHER_NAMES.get(name.lower()) == "--greedy" and \
+                    after == "1" and "--greedy" in self._option_string_actions:
+                return (f"; {word.partition('=')[0]} 1 (char-rnn's: draw each character from "
+                        f"the probabilities) is what this command does without --greedy: drop it")
+        return ""
 
     def _option_meant(self, word, after):
         """The option ``word`` stands for, as other tools spell it (``--batch_size``,

@@ -3904,8 +3904,13 @@ def test_a_run_that_trains_no_iteration_logs_no_training_loss(tmp_path, corpus_f
     (["-length", "50", "-primetext", "x", "-sample", "0"],
      "unrecognized arguments: -length 50 -primetext x -sample 0; did you mean --length (for "
      "-length) and --prime (for -primetext) and --greedy (for -sample)? (see --help)\n"),
-    (["-sample", "1"], "unrecognized arguments: -sample 1 (see --help)\n"),  # (it draws: not
-    (["-sample=1"], "unrecognized arguments: -sample=1 (see --help)\n"),     # --greedy)
+    # (-sample 1 draws, as the command does: not --greedy)
+    (["-sample", "1"], "unrecognized arguments: -sample 1; -sample 1 (char-rnn's: draw each "
+                       "character from the probabilities) is what this command does without "
+                       "--greedy: drop it (see --help)\n"),
+    (["-sample=1", "--lenght", "5"], "unrecognized arguments: -sample=1 --lenght 5; did you mean "
+                                     "--length?; -sample 1 (char-rnn's: draw"),
+    (["-sample", "2"], "unrecognized arguments: -sample 2 (see --help)\n"),
     (["--checkpoint", "--lenght", "5"], "unrecognized arguments: --checkpoint --lenght 5; did "
                                         "you mean --length?; CHECKPOINT is given without an "
                                         "option name (python -m fastrnn.sample CHECKPOINT)"),
