@@ -130,15 +130,20 @@ def _remove_stale_spools():
 
 def _check(args, ckpt, texts):
     """Every text of ``texts`` ((path, name) pairs) read through and checked: a UsageError
-    naming the first that cannot be scored; else {name: characters it has to score}."""
-    counts = {}
+    naming the first that cannot be scored; else {name: characters it has to score}. Each
+    text with Unix line endings, when the model's may have been Windows ones, is warned
+    about (``_line_endings_note``)."""
+    counts, notes = {}, []
     try:
         with cli.DelayedBar("checking", sum(_size(path) for path, _ in texts), "B") as bar:
             for path, name in texts:
-                counts[name] = check_file(ckpt.vocab, path, args.encoding, args.skip_unknown,
-                                          name=name, progress=bar.update)
+                counts[name], breaks, crs = _read_through(ckpt.vocab, path, args.encoding,
+                                                          args.skip_unknown, name, bar.update)
+                notes.append(_line_endings_note(ckpt.vocab, name, breaks, crs))
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
+    for note in filter(None, notes):
+        cli.warn(PROG, note)
     return counts
 
 
@@ -326,15 +331,35 @@ def check_file(vocab, path, encoding="utf-8", skip_unknown=False, name=None, pro
     naming the file (``name``, default the path) if it cannot be scored (so that no file is
     scored if one cannot be); else the number of its characters that are scored, the first
     included (``progress(n)``: n more bytes read)."""
+    return _read_through(vocab, path, encoding, skip_unknown, name, progress)[0]
+
+
+def _read_through(vocab, path, encoding="utf-8", skip_unknown=False, name=None, progress=None):
+    """``check_file``'s reading: (characters scored, line breaks among them (\\n), \\r among
+    them)."""
     name = path if name is None else name
-    kept = skipped = 0
+    kept = skipped = breaks = crs = 0
     for text, dropped in _blocks(vocab, path, encoding, skip_unknown, progress, name):
         kept, skipped = kept + len(text), skipped + dropped
+        breaks, crs = breaks + text.count("\n"), crs + text.count("\r")
     if kept < 2:
         raise ValueError(f"{name} has fewer than 2 characters to score" + (
             f" once the {skipped:,} the vocabulary lacks {'are' if skipped > 1 else 'is'} "
             f"skipped" if skipped else ""))
-    return kept
+    return kept, breaks, crs
+
+
+def _line_endings_note(vocab, name, breaks, crs):
+    """What says that a text with Unix line endings (line breaks, no \\r) may score worse
+    than it would with Windows ones, for a model whose vocabulary has \\r (its text had \\r:
+    Windows line endings, as a rule, whose \\r it expects before each line break); else
+    None. (The other way round, a \\r the model never saw is refused: ``unknown_hint``.)"""
+    if "\r" in vocab.index and "\n" in vocab.index and breaks and not crs:
+        return (f"{name} has Unix line endings (\\n) and no \\r, which the model's vocabulary "
+                f"has: if the model's text had Windows line endings (\\r\\n), it expects a "
+                f"\\r before each line break, and this text scores worse than it would with "
+                f"them (unix2dos converts)")
+    return None
 
 
 def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False, progress=None,

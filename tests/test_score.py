@@ -323,6 +323,35 @@ def test_a_line_ending_cut_by_a_block_is_still_named(run, tmp_path, capsys, monk
     assert "'\\r' (--skip-unknown" in capsys.readouterr().err
 
 
+def test_unix_line_endings_scored_by_a_model_of_windows_ones_are_warned_about(run, tmp_path,
+                                                                              capsys):
+    """A model that learned \\r\\n expects a \\r before each line break: a text with \\n
+    alone scores worse than the same text with them, and is warned about (the other way round
+    is refused: above); a text with its \\r, or no line break, and a model without \\r in its
+    vocabulary, are not."""
+    crlf, lf = tmp_path / "crlf.txt", tmp_path / "lf.txt"
+    crlf.write_bytes(TEXT.replace("\n", "\r\n").encode())
+    lf.write_bytes(TEXT.encode())
+    (tmp_path / "line.txt").write_bytes(b"a single man")
+    assert train.main(["--data", str(crlf), "--hidden-size", "24", "--seq-length", "10",
+                       "--iterations", "200", "--eval-every", "0", "--quiet",
+                       "--out", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    rc, out = scored([str(tmp_path / "out" / "checkpoint.npz"), *map(str, (lf, crlf)),
+                      str(tmp_path / "line.txt"), "--json"])
+    assert rc == 0
+    scores = [json.loads(line)["nats_per_char"] for line in out.splitlines()]
+    assert scores[0] > scores[1]  # (what the warning says)
+    assert capsys.readouterr().err == (
+        f"fastrnn.score: warning: {lf} has Unix line endings (\\n) and no \\r, which the "
+        f"model's vocabulary has: if the model's text had Windows line endings (\\r\\n), it "
+        f"expects a \\r before each line break, and this text scores worse than it would with "
+        f"them (unix2dos converts)\n")
+    d, _ = run
+    assert scored([str(d / "out" / "checkpoint.npz"), str(lf)])[0] == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_a_reader_gone_away_stops_scoring_quietly(run, monkeypatch, capsys):
     """`python -m fastrnn.score ... | head -1`: the second line's write fails with a broken
     pipe; scoring stops there, exit code 0, no traceback (as fastrnn.sample does)."""
