@@ -807,13 +807,15 @@ class Trainer:
         self.saved = None  # iteration of the latest checkpoint this run wrote...
         self.saved_records = 0  # ...and the evaluation records it held...
         self.saved_pending = run.get("pending")  # ...and the validation it owed (or resumed)
-        # For --time-budget: the latest timed block's, validation's, checkpoint's and sample's
-        # seconds (0 until there was one; the validation's is estimated before the first)
-        self.block_seconds = self.eval_seconds = self.save_seconds = self.sample_seconds = 0.0
+        # For --time-budget: the latest timed block's seconds per iteration, a validation's,
+        # checkpoint's and sample's seconds (0 until there was one; the validation's is
+        # estimated before the first)
+        self.iteration_seconds = self.eval_seconds = self.save_seconds = self.sample_seconds = 0.0
         # (time, iteration, training seconds) at the first timed block's start: every block
         # after it is timed, its seconds added to ``seconds``
         self.paced_from = None
-        self.block_iterations = 1  # (the latest timed block's)
+        self.block_iterations = 1  # a whole block's, at the latest timed one's pace (a call
+        # cut short by what is due, a validation or a rate change, is not one)
         self.budget_set_end = False  # whether --time-budget set the anneal's end
         self.bar = None  # the progress bar, once the first block has run
         self.best_saved = None  # the iteration best.npz holds, once this run wrote it
@@ -956,12 +958,13 @@ class Trainer:
                 self._record(losses, dt if bar is not None else None)
                 if bar is None:  # the first call compiled (or loaded) the kernels: not timed
                     bar = self.bar = _Progress(args, self.iteration, target, start)
-                    self.block_seconds = max(0.0, dt - compiled.seconds)  # its work, roughly
+                    self.iteration_seconds = max(0.0, dt - compiled.seconds) / n  # (its work,
+                    # roughly)
                 else:
                     block = max(1, min(BLOCK_MAX, int(n * BLOCK_SECONDS / max(dt, 1e-6))))
                     if self.paced_from is None:  # the anneal's estimate paces the run from here
                         self.paced_from = (t0, self.iteration - n, self.seconds - dt)
-                    self.block_seconds, self.block_iterations = dt, n
+                    self.iteration_seconds, self.block_iterations = dt / n, block
                     bar.advance(n, self.iteration, f"chunk loss {self.smooth:.3f}, "
                                 f"training {n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s",
                                 self._time_to(target))
@@ -1030,9 +1033,10 @@ class Trainer:
         first (at the run's pace, measured over at least 2% of the budget), the window starts
         when the budget's last share begins and ends where the rest of the budget runs out,
         in no more steps than keep the kernel calls as long as they were (each step at least
-        4 of the latest calls), so that the pace holds to the end. Under a budget, which ends
-        the run first is known once its pace is measured, over 2% of the budget: a share
-        that begins before that (--anneal near 1, or a resume inside it) starts then."""
+        4 whole blocks, at the latest call's pace), so that the pace holds to the end. Under a
+        budget, which ends the run first is known once its pace is measured, over 2% of the
+        budget: a share that begins before that (--anneal near 1, or a resume inside it)
+        starts then."""
         if not self.anneal or "window" in self.anneal:
             return target
         args, fraction, budget = self.args, self.anneal["fraction"], self.args.time_budget
@@ -1070,8 +1074,8 @@ class Trainer:
         return end
 
     def _iterations_left(self, start, budget, due_now=False):
-        """How many iterations the rest of the budget holds, less the run's ending and the
-        latest block (as ``_out_of_time`` counts them): the most whose time (``_cost``) fits
+        """How many iterations the rest of the budget holds, less the run's ending and a
+        whole block (``_ending_seconds``): the most whose time (``_cost``) fits
         in 97% of it, so that the anneal ends within the budget if the pace holds; 0 if none
         does."""
         left = 0.97 * (budget - (time.perf_counter() - start) - self._ending_seconds())
@@ -1116,8 +1120,9 @@ class Trainer:
         return self._cost(target - self.iteration, due_now=True) + self._closing_seconds()
 
     def _ending_seconds(self):
-        """The latest block's time and the run's closing (``_closing_seconds``)."""
-        return self.block_seconds + self._closing_seconds()
+        """A whole block's time, at the latest block's pace, and the run's closing
+        (``_closing_seconds``)."""
+        return self.block_iterations * self.iteration_seconds + self._closing_seconds()
 
     def _closing_seconds(self):
         """The final validation (``_validation_seconds``) and the final checkpoint, each as
@@ -1153,12 +1158,13 @@ class Trainer:
 
     def _out_of_time(self, start, budget, n):
         """Whether a block of ``n`` iterations would end the run past ``budget`` seconds from
-        ``start``: the time so far, plus the latest block's, the sample and checkpoint it ends
-        at (if it does), the final validation with the best.npz it may write, and the final
+        ``start``: the time so far, plus the block's at the latest block's pace (not its time:
+        it may have been cut short by what was due), the sample and checkpoint it ends at (if
+        it does), the final validation with the best.npz it may write, and the final
         checkpoint, each as long as the latest (so that the run, its final validation and
         checkpoint included, ends within the budget)."""
         args, end = self.args, self.iteration + n
-        ending = self._ending_seconds()
+        ending = n * self.iteration_seconds + self._closing_seconds()  # (at the latest pace)
         if args.sample_every and end % args.sample_every == 0:
             ending += self.sample_seconds
         if args.checkpoint_every and end % args.checkpoint_every == 0:

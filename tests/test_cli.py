@@ -1879,6 +1879,38 @@ def work_clock(monkeypatch):
     return clock
 
 
+def test_a_call_cut_short_by_what_is_due_is_not_taken_for_a_block(tmp_path, corpus_file, capsys,
+                                                                   monkeypatch):
+    """Under a budget, a budget-sized anneal's steps are reckoned from a whole block
+    (BLOCK_SECONDS of chunks at the latest call's pace), not from the latest call, which what
+    was due may have cut short: at 1/128 s a chunk a block is 25 chunks, and samples every 30
+    cut every other call to 5. Each anneal step is at least 4 blocks long (it was 4 of the
+    latest calls, 4 x 5 chunks: 11 steps where 2 were due), and the run ends within every
+    budget, with the anneal or without (the next call is reckoned at the latest's pace)."""
+    clock = work_clock(monkeypatch)
+    timed = train.CharRNN.train  # (1 s a chunk)
+
+    def fast(self, data, n=1, lr=None):
+        losses = timed(self, data, n, lr)
+        clock[0] -= n * (1 - 1 / 128)
+        return losses
+
+    monkeypatch.setattr(train.CharRNN, "train", fast)
+    for budget in [8 + k / 17 for k in range(17)]:
+        for anneal in ([], ["--anneal", "0.5"]):
+            start, out = clock[0], tmp_path / f"{budget:.3f}{anneal}"
+            assert train.main(["--data", corpus_file, *SMALL, "--iterations", "100000000",
+                               "--time-budget", str(budget), "--eval-every", "0",
+                               "--sample-every", "30", "--sample-length", "1",
+                               "--checkpoint-every", "0", "--val-fraction", "0.02", *anneal,
+                               "--out", str(out)]) == 0
+            assert clock[0] - start <= budget, (budget, anneal)
+            if anneal:
+                run = checkpoint.load(out / "checkpoint.npz").run
+                first, end = run["anneal"]["window"]
+                assert run["anneal"]["steps"] == min(100, max(1, (end - first) // (4 * 25)))
+
+
 def test_a_budgets_anneal_is_not_cut_short_by_a_checkpoint_due(tmp_path, corpus_file, capsys,
                                                                  monkeypatch):
     """The iterations a budget's last share holds are found up to a bound from the kernels'
