@@ -150,13 +150,9 @@ class Checkpoint:
         if not isinstance(model, CharRNN):
             raise ValueError(f"model must be a CharRNN, got {type(model).__name__}")
         spec = model.spec
-        if not isinstance(vocab, Vocab):
-            raise ValueError(f"vocab must be the Vocab the model's ids stand for "
-                             f"(Vocab.from_text(text) makes one), got {type(vocab).__name__}")
-        if len(vocab) != model.config.vocab_size:  # (save refused it, later, as a file's fault)
-            raise ValueError(f"vocab has {len(vocab):,} characters and the model "
-                             f"{model.config.vocab_size:,}: the model's ids stand for another "
-                             f"vocabulary")
+        vocab = Vocab.checked(vocab, "Vocab.from_text(text) of its training text",
+                              model.config.vocab_size)  # (a size save refused, later, as a
+        # file's fault)
         try:
             losses = np.array(losses, np.float64)
         except (TypeError, ValueError) as e:  # (a list of train()'s arrays of unequal lengths)

@@ -815,9 +815,11 @@ def load(path, val_fraction=0.1, encoding="utf-8", vocab=None, skip_unknown=Fals
         skip_unknown = validate.flag("skip_unknown", skip_unknown)
     except ValueError as e:
         raise CorpusError(str(e)) from None
-    if vocab is not None and not isinstance(vocab, Vocab):  # (a str was taken for an encoding)
-        raise CorpusError(f"vocab must be a Vocab (Vocab.from_text(text) makes one), got "
-                          f"{type(vocab).__name__}")
+    if vocab is not None:  # (a str was taken for an encoding)
+        try:
+            Vocab.checked(vocab, "Vocab.from_text(text) makes one")
+        except ValueError as e:
+            raise CorpusError(str(e)) from None
     text, digest, head = read_text(path, encoding)
     try:
         if vocab is None:

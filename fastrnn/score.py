@@ -373,11 +373,8 @@ def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False, 
     name = path if name is None else name
     corpus.check_encoding(encoding)
     skip_unknown = validate.flag("skip_unknown", skip_unknown)
-    if not isinstance(vocab, Vocab):
-        raise ValueError(f"vocab must be a Vocab (the checkpoint's), got {type(vocab).__name__}")
-    if len(vocab) != model.config.vocab_size:  # (its ids past the model's were "outside")
-        raise ValueError(f"vocab has {len(vocab)} characters, the model {model.config.vocab_size}"
-                         f": give the Vocab its ids stand for (its checkpoint's)")
+    Vocab.checked(vocab, "the checkpoint's", model.config.vocab_size)  # (its ids past the
+    # model's were "outside the vocabulary")
     loss, predicted, skipped, last = 0.0, 0, 0, None
     for text, dropped in _blocks(vocab, path, encoding, skip_unknown, name=name):
         skipped += dropped

@@ -63,6 +63,18 @@ class UnknownCharacters(ValueError):
 class Vocab:
     """Characters sorted by code point, so the same text always gives the same ids."""
 
+    @staticmethod
+    def checked(vocab, where, model_size=None):
+        """``vocab`` if it is a Vocab, and one of ``model_size`` characters where that is given
+        (a model's: its ids stand for that vocabulary); else a ValueError, in one wording for
+        every caller, ``where`` saying where the right one comes from."""
+        if not isinstance(vocab, Vocab):
+            raise ValueError(f"vocab must be a Vocab ({where}), got {type(vocab).__name__}")
+        if model_size is not None and len(vocab) != model_size:
+            raise ValueError(f"vocab has {len(vocab):,} characters and the model "
+                             f"{model_size:,}: give the Vocab the model's ids stand for ({where})")
+        return vocab
+
     def __init__(self, chars):
         if isinstance(chars, (bytes, bytearray)) or not hasattr(chars, "__iter__"):
             raise ValueError(f"a vocabulary is made of characters (a str or a list of them), "
@@ -179,3 +191,4 @@ class Vocab:
             raise ValueError(f"decode: id {bad} is outside the vocabulary [0, {len(self)})")
         chars = self._chars
         return "".join([chars[i] for i in ids.tolist()])
+

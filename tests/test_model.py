@@ -1261,12 +1261,12 @@ def test_odd_arguments_are_named_not_failed_on():
             dropin.sample(np.zeros((8, 1)), 1, 3, *p, greedy=greedy)
     ids, _ = model.sample(3, 1, greedy=np.True_, rng=np.random.default_rng(0))
     assert ids == model.sample(3, 1, greedy=True, rng=np.random.default_rng(1))[0]
-    with pytest.raises(ValueError, match="vocab must be the Vocab the model's ids stand for "
-                                         ".* got str"):
+    with pytest.raises(ValueError, match=r"^vocab must be a Vocab \(Vocab.from_text\(text\) "
+                                         r"of its training text\), got str$"):
         checkpoint.Checkpoint.of(model, "abcde", [], {})
     # (another vocabulary's size: refused by save, later, as a file it would not write)
-    with pytest.raises(ValueError, match=r"^vocab has 3 characters and the model \d+: the "
-                                         r"model's ids stand for another vocabulary$"):
+    with pytest.raises(ValueError, match=r"^vocab has 3 characters and the model \d+: give the "
+                                         r"Vocab the model's ids stand for \(Vocab.from_text"):
         checkpoint.Checkpoint.of(model, Vocab("abc"), [], {})
     with pytest.raises(ValueError, match="model must be a CharRNN, got Vocab"):
         checkpoint.Checkpoint.of(Vocab("abcde"), model, [], {})

@@ -199,8 +199,9 @@ def test_score_file_checks_its_arguments(run, tmp_path):
     with pytest.raises(ValueError, match="^vocab must be a Vocab \\(the checkpoint's\\), got str$"):
         score.score_file(model, "abc", state, other)
     wider = Vocab(ckpt.vocab.chars + ["\u263a"])
-    with pytest.raises(ValueError, match=f"^vocab has {len(wider)} characters, the model "
-                                         f"{len(ckpt.vocab)}: give the Vocab its ids stand for"):
+    with pytest.raises(ValueError, match=f"^vocab has {len(wider)} characters and the model "
+                                         f"{len(ckpt.vocab)}: give the Vocab the model's ids "
+                                         f"stand for \\(the checkpoint's\\)$"):
         score.score_file(model, wider, state, other, skip_unknown=True)
 
 
