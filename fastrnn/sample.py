@@ -4,9 +4,10 @@
 
 The prime text (default: a newline) is printed first; starting from a zero hidden state (as
 char-rnn's sampler does; ``--state checkpoint``: the checkpoint's, where the run's own samples,
-its validation and score start), the model reads it and continues from its last character. The
-same seed gives the same text on every backend, and a checkpoint trained with any backend or
-dtype samples on any other.
+its validation and score start), the model reads it and continues from its last character
+(``--num-samples N``: N times, each from the state after the prime, a line of dashes between
+two). The same seed gives the same text on every backend, and a checkpoint trained with any
+backend or dtype samples on any other.
 """
 
 import argparse
@@ -23,6 +24,7 @@ from .vocab import describe, shown
 
 PROG = "fastrnn.sample"
 PIECE = 64  # characters generated per kernel call, then written out
+SEPARATOR = "-----"  # the line between two samples (the trainer's samples end with it)
 
 
 def build_parser():
@@ -45,6 +47,11 @@ def build_parser():
                         "whose probabilities add up to P, in (0, 1] (default 1: all)")
     p.add_argument("--greedy", action="store_true",
                    help="always take the most likely character (deterministic)")
+    p.add_argument("--num-samples", type=cli.positive_int, default=1, metavar="N",
+                   help="write N samples from the prime, read once: each is the prime and "
+                        "--length characters drawn after it, one sample after another (the "
+                        "first is what the same --seed writes alone), with a line "
+                        f"'{SEPARATOR}' between two (default 1)")
     p.add_argument("--state", choices=("zeros", "checkpoint"), default="zeros",
                    help="the hidden state the prime is read from: zeros (char-rnn's, the "
                         "default: a text of its own) or the checkpoint's (its first training "
@@ -107,6 +114,9 @@ def _main(argv, out):
         raise cli.UsageError(f"--greedy takes the most likely character: {' and '.join(ignored)} "
                              f"would change nothing (drop {'them' if len(ignored) > 1 else 'it'}"
                              f", or --greedy)")
+    if args.greedy and args.num_samples > 1:
+        raise cli.UsageError(f"--greedy writes the same text every time: --num-samples "
+                             f"{args.num_samples} would repeat it (drop one of them)")
     rng = np.random.default_rng(args.seed)
     ids = vocab.encode(prime)
     say = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
@@ -125,24 +135,28 @@ def _escapes_hint(prime, missing):
 
 
 def _generate(model, vocab, prime, ids, rng, args, out):
-    """Read the prime, then write it and ``args.length`` generated characters to ``out``."""
+    """Read the prime, then write it and ``args.length`` generated characters to ``out``,
+    ``args.num_samples`` times, each from the state after the prime."""
     start = model.first_stream_state() if args.state == "checkpoint" else None  # (None: zeros)
     # the state after the prime but its last character (a bar if a long one takes a while)
     with cli.DelayedBar("reading --prime", len(ids) - 1, "char") as bar:
-        _, state = model.evaluate(ids, state=start, progress=bar.update)
-    seed_ix, left = int(ids[-1]), args.length
+        _, primed = model.evaluate(ids, state=start, progress=bar.update)
     try:
-        out.write(prime)
-        while left:
-            n = min(PIECE, left)
-            piece, state = model.sample(n, seed_ix, rng=rng, temperature=args.temperature,
-                                        greedy=args.greedy, state=state, top_k=args.top_k,
-                                        top_p=args.top_p)
-            out.write(vocab.decode(piece))
+        for k in range(args.num_samples):
+            if k:
+                out.write(SEPARATOR + "\n")
+            out.write(prime)
+            seed_ix, left, state = int(ids[-1]), args.length, primed
+            while left:
+                n = min(PIECE, left)
+                piece, state = model.sample(n, seed_ix, rng=rng, temperature=args.temperature,
+                                            greedy=args.greedy, state=state, top_k=args.top_k,
+                                            top_p=args.top_p)  # (a new state: primed is kept)
+                out.write(vocab.decode(piece))
+                out.flush()
+                seed_ix, left = piece[-1], left - n
+            out.write("\n")
             out.flush()
-            seed_ix, left = piece[-1], left - n
-        out.write("\n")
-        out.flush()
     except BrokenPipeError:  # e.g. piped into `head`: stop quietly
         cli.drop_output()
     except OSError as e:  # e.g. a full disk

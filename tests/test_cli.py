@@ -3280,6 +3280,29 @@ def test_sample_same_seed_same_text_on_every_backend(trained):
     assert run_sample([trained, "--length", "300", "--seed", "7", "--prime", "The"])[1] == text
 
 
+def test_several_samples_each_start_from_the_prime(trained):
+    """--num-samples N: N samples of the prime and --length characters, a line of dashes
+    between two, each drawn from the state after the prime (read once), one after another
+    from the seed's generator: the first is the seed's one sample; the same on every backend."""
+    argv = [trained, "--length", "100", "--seed", "7", "--prime", "The", "--num-samples", "3"]
+    texts = {b: run_sample([*argv, "--backend", b]) for b in ("numba", "numpy")}
+    assert texts["numba"] == texts["numpy"]
+    rc, text = texts["numba"]
+    assert rc == 0 and len(text) == 3 * (3 + 100 + 1) + 2 * len("-----\n")
+    samples = [text[k * 110:k * 110 + 103] for k in range(3)]
+    assert [text[k * 110 + 103:k * 110 + 110] for k in range(2)] == ["\n-----\n"] * 2
+    assert text.endswith(samples[2] + "\n")
+    assert samples[0] == run_sample(argv[:-2])[1][:-1]  # (the one sample of seed 7)
+    ckpt = checkpoint.load(trained)
+    model, ids = ckpt.to_model(), ckpt.vocab.encode("The")
+    _, primed = model.evaluate(ids)
+    rng = np.random.default_rng(7)
+    for expected in samples:
+        drawn, _ = model.sample(100, int(ids[-1]), rng=rng, state=primed)
+        assert expected == "The" + ckpt.vocab.decode(drawn)
+    assert len(set(samples)) == 3
+
+
 def test_sample_top_k_and_top_p_same_text_on_every_backend(trained):
     argv = [trained, "--length", "200", "--seed", "7", "--top-k", "5", "--top-p", "0.9"]
     texts = {b: run_sample([*argv, "--backend", b]) for b in ("numba", "numpy")}
@@ -3931,6 +3954,10 @@ def test_a_run_that_trains_no_iteration_logs_no_training_loss(tmp_path, corpus_f
                                          "--greedy)"),
     (["--greedy", "--top-k", "3", "--top-p", "0.5"], "--top-k and --top-p would change nothing "
                                                      "(drop them, or --greedy)"),
+    (["--greedy", "--num-samples", "2"], "--greedy writes the same text every time: "
+                                         "--num-samples 2 would repeat it (drop one of them)"),
+    (["--num-samples", "0"], "argument --num-samples: 0 is not"),
+    (["--num_samples", "2"], "did you mean --num-samples?"),
     (["--start_text", "a"], "unrecognized arguments: --start_text a; did you mean --prime?"),
     # char-rnn's sample.lua options: each named, not only the first
     (["-length", "50", "-primetext", "x", "-sample", "0"],
