@@ -1717,13 +1717,15 @@ class Trainer:
             return cli.EXIT_INTERRUPTED
         last = self.records[-1] if self.records else {}
         summary = f"done: iteration {self.iteration}"
-        if self.stop_reason:
+        annealed = window is not None and self.iteration >= window[1]  # (to its end: said
+        # alike however the run got there, resumed or not, its --iterations given or not)
+        if self.stop_reason and not (annealed and self.stop_reason.endswith("anneal to 0")):
             summary = f"stopped by the {self.stop_reason}: iteration {self.iteration}"
-        if self.stop_reason == "time budget" and self.anneal:
+        if self.stop_reason == "time budget" and self.anneal and not annealed:
             summary += (f" (before the anneal's end at iteration {window[1]}: the rate was "
-                        f"{self.learning_rate():.3g})" if window and self.iteration < window[1]
-                        else " (the end of its anneal)" if window
-                        else " (before the anneal began)")
+                        f"{self.learning_rate():.3g})" if window else " (before the anneal began)")
+        elif annealed:
+            summary += " (the end of its anneal)"
         if last.get("val_loss") is not None:
             streams = last.get("val_streams") or 1  # (as the validation's own line says)
             summary += (f", validation{f' ({streams} streams)' if streams > 1 else ''} "

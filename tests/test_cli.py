@@ -1124,10 +1124,18 @@ def test_a_finished_anneal_ends_the_run(tmp_path, corpus_file, capsys):
         capsys.readouterr().out
     assert Path(ckpt).read_bytes() == before
 
+    # (the run that reaches its anneal's end says so in one way, whatever --iterations says:
+    # "stopped by the learning rate's anneal to 0" past it, "done" at it, before)
     rewrite_meta(ckpt, lambda m, a: m["run"]["anneal"].update(window=[15, 25]))
     assert train.main(["--resume", ckpt, "--iterations", "100", "--sample-every", "0"]) == 0
-    assert "stopped by the learning rate's anneal to 0: iteration 25" in capsys.readouterr().out
+    assert "\ndone: iteration 25 (the end of its anneal), validation" in capsys.readouterr().out
     assert checkpoint.load(ckpt).run["iteration"] == 25
+    rewrite_meta(ckpt, lambda m, a: m["run"]["anneal"].update(window=[15, 30]))
+    assert train.main(["--resume", ckpt, "--sample-every", "0"]) == 0
+    assert "\ndone: iteration 30 (the end of its anneal), validation" in capsys.readouterr().out
+    assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "8", "--anneal", "0.5",
+                       "--out", str(tmp_path / "plain")]) == 0
+    assert "\ndone: iteration 8 (the end of its anneal), validation" in capsys.readouterr().out
 
 
 def test_a_run_without_an_anneal_can_be_annealed_from_its_checkpoint(tmp_path, corpus_file,
