@@ -35,6 +35,8 @@ from .vocab import Vocab, describe
 PROG = "fastrnn.score"
 SPOOL = "fastrnn-score-"  # the temporary folder of standard input's copy: SPOOL PID-...
 BLOCK = 1 << 20  # bytes read at a time
+PROBE = 4096  # characters of a text's first lines scored with Windows line endings, to tell
+# whether the model learned them (``_windows_endings``)
 TAIL = corpus.COUNT_BLOCK  # characters before a decoding error at a file's end (what they
 # read as), as many as train looks at
 STDIN = "<stdin>"  # standard input's name in the scores and messages
@@ -89,9 +91,9 @@ def _main(argv, out):
             raise cli.UsageError(f"{path} is a zip archive (an .npz checkpoint?), not a text: "
                                  f"give the checkpoint once, first, then the texts to score")
     given = [(path, path) for path in args.files if path != "-"]
-    counts = _check(args, ckpt, given)  # (before standard input is read: a missing file said
-    if "-" not in args.files:           # at once)
-        return _score(args, ckpt, model, given, counts, out)
+    counts, unix = _check(args, ckpt, given)  # (before standard input is read: a missing
+    if "-" not in args.files:                 # file said at once)
+        return _score(args, ckpt, model, given, counts, unix, out)
     _remove_stale_spools()
     with _stops_interrupt() as quiet:  # (the folder removed on SIGTERM and SIGHUP too)
         try:
@@ -102,9 +104,11 @@ def _main(argv, out):
         with spool as folder:
             try:
                 kept = _keep_stdin(Path(folder) / "stdin", args.encoding)
-                counts.update(_check(args, ckpt, [(kept, STDIN)]))
+                more, more_unix = _check(args, ckpt, [(kept, STDIN)])
+                counts.update(more)
                 texts = [(kept, STDIN) if path == "-" else (path, path) for path in args.files]
-                return _score(args, ckpt, model, texts, counts, out)
+                unix += more_unix
+                return _score(args, ckpt, model, texts, counts, unix, out)
             finally:
                 quiet()  # (a stop from here on does not cut the folder's removal short)
 
@@ -130,21 +134,19 @@ def _remove_stale_spools():
 
 def _check(args, ckpt, texts):
     """Every text of ``texts`` ((path, name) pairs) read through and checked: a UsageError
-    naming the first that cannot be scored; else {name: characters it has to score}. Each
-    text with Unix line endings, when the model's may have been Windows ones, is warned
-    about (``_line_endings_note``)."""
-    counts, notes = {}, []
+    naming the first that cannot be scored; else ({name: characters it has to score}, the
+    (name, first lines) of those with Unix line endings, line breaks and no \\r)."""
+    counts, unix = {}, []
     try:
         with cli.DelayedBar("checking", sum(_size(path) for path, _ in texts), "B") as bar:
             for path, name in texts:
-                counts[name], breaks, crs = _read_through(ckpt.vocab, path, args.encoding,
-                                                          args.skip_unknown, name, bar.update)
-                notes.append(_line_endings_note(ckpt.vocab, name, breaks, crs))
+                counts[name], breaks, crs, head = _read_through(
+                    ckpt.vocab, path, args.encoding, args.skip_unknown, name, bar.update)
+                if breaks and not crs:
+                    unix.append((name, head))
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
-    for note in filter(None, notes):
-        cli.warn(PROG, note)
-    return counts
+    return counts, unix
 
 
 @contextlib.contextmanager
@@ -219,13 +221,21 @@ def _keep_stdin(kept, encoding):
                 return kept
 
 
-def _score(args, ckpt, model, texts, counts, out):
+def _score(args, ckpt, model, texts, counts, unix, out):
     """Each text of ``texts`` ((path, name) pairs, checked: ``counts``, {name: characters it
-    has to score}) scored, a line each on ``out``."""
+    has to score}) scored, a line each on ``out``; those of ``unix`` ((name, first lines) of
+    those with Unix line endings) warned about first if the model learned Windows ones
+    (``_windows_endings``)."""
     say = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
     total = sum(max(0, counts[name] - 1) for _, name in texts)  # (characters predicted)
     with compiling.announce(say, model.config.dtype, "scoring kernels"), \
             cli.DelayedBar("scoring", total, "char") as bar:
+        found = _windows_endings(model, ckpt.vocab, *unix[0]) if unix else None
+        if found:
+            cli.warn(PROG, f"{_names([name for name, _ in unix])} "
+                           f"{'has' if len(unix) == 1 else 'have'} Unix line endings (\\n), and "
+                           f"the model learned Windows ones (\\r\\n): {found} (unix2dos "
+                           f"converts)")
         for path, name in texts:
             try:
                 result = score_file(model, ckpt.vocab, model.first_stream_state(), path,
@@ -336,30 +346,47 @@ def check_file(vocab, path, encoding="utf-8", skip_unknown=False, name=None, pro
 
 def _read_through(vocab, path, encoding="utf-8", skip_unknown=False, name=None, progress=None):
     """``check_file``'s reading: (characters scored, line breaks among them (\\n), \\r among
-    them)."""
+    them, the lines among its first ``PROBE`` characters)."""
     name = path if name is None else name
     kept = skipped = breaks = crs = 0
+    head = None
     for text, dropped in _blocks(vocab, path, encoding, skip_unknown, progress, name):
         kept, skipped = kept + len(text), skipped + dropped
         breaks, crs = breaks + text.count("\n"), crs + text.count("\r")
+        if head is None:  # (whole lines; of a first line longer than PROBE, its end)
+            end = text.rfind("\n", 0, PROBE) + 1 or text.find("\n") + 1
+            head = text[max(0, end - PROBE):end]
     if kept < 2:
         raise ValueError(f"{name} has fewer than 2 characters to score" + (
             f" once the {skipped:,} the vocabulary lacks {'are' if skipped > 1 else 'is'} "
             f"skipped" if skipped else ""))
-    return kept, breaks, crs
+    return kept, breaks, crs, head or ""
 
 
-def _line_endings_note(vocab, name, breaks, crs):
-    """What says that a text with Unix line endings (line breaks, no \\r) may score worse
-    than it would with Windows ones, for a model whose vocabulary has \\r (its text had \\r:
-    Windows line endings, as a rule, whose \\r it expects before each line break); else
-    None. (The other way round, a \\r the model never saw is refused: ``unknown_hint``.)"""
-    if "\r" in vocab.index and "\n" in vocab.index and breaks and not crs:
-        return (f"{name} has Unix line endings (\\n) and no \\r, which the model's vocabulary "
-                f"has: if the model's text had Windows line endings (\\r\\n), it expects a "
-                f"\\r before each line break, and this text scores worse than it would with "
-                f"them (unix2dos converts)")
-    return None
+def _windows_endings(model, vocab, name, lines):
+    """What shows that the model learned Windows line endings (\\r\\n), which a text with
+    Unix ones lacks: ``lines``, the first lines of ``name``, score better (in nats a
+    character, from where scoring starts) with \\r\\n than as they are; else None (a
+    vocabulary without \\r, or a stray \\r in the model's text, a progress line's: there
+    \\r\\n scores worse). (The other way round, a \\r the model never saw is refused:
+    ``corpus.unknown_hint``.)"""
+    if "\r" not in vocab.index or "\n" not in vocab.index or len(lines) < 2:
+        return None
+    as_is, windows = (model.evaluate(vocab.encode(text, np.int64),
+                                     state=model.first_stream_state())[0] / (len(text) - 1)
+                      for text in (lines, lines.replace("\n", "\r\n")))
+    if windows >= as_is:
+        return None
+    n = lines.count("\n")
+    which = f"the first {n} lines of {name} score" if n > 1 else f"the first line of {name} scores"
+    return f"{which} {as_is:.4f} nats/char as they are, {windows:.4f} with \\r\\n"
+
+
+def _names(names):
+    """"a", "a and b", "a, b and c", "a, b, c and 2 more"."""
+    return names[0] if len(names) == 1 else \
+        f"{', '.join(names[:-1])} and {names[-1]}" if len(names) <= 3 else \
+        f"{', '.join(names[:3])} and {len(names) - 3} more"
 
 
 def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False, progress=None,

@@ -4,6 +4,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -326,31 +327,46 @@ def test_a_line_ending_cut_by_a_block_is_still_named(run, tmp_path, capsys, monk
 
 def test_unix_line_endings_scored_by_a_model_of_windows_ones_are_warned_about(run, tmp_path,
                                                                               capsys):
-    """A model that learned \\r\\n expects a \\r before each line break: a text with \\n
-    alone scores worse than the same text with them, and is warned about (the other way round
-    is refused: above); a text with its \\r, or no line break, and a model without \\r in its
-    vocabulary, are not."""
-    crlf, lf = tmp_path / "crlf.txt", tmp_path / "lf.txt"
+    """A model that learned \\r\\n expects a \\r before each line break: texts with \\n
+    alone score worse than the same texts with them, and are warned about, in one line (the
+    other way round is refused: above); not a text with its \\r or no line break, nor a
+    model with \\r in its vocabulary that did not learn them (a stray \\r, a progress
+    line's), nor one without \\r."""
+    crlf, lf, lf_30, crlf_30 = (tmp_path / f"{name}.txt" for name in ("crlf", "lf", "lf_30",
+                                                                       "crlf_30"))
     crlf.write_bytes(TEXT.replace("\n", "\r\n").encode())
     lf.write_bytes(TEXT.encode())
+    lines = TEXT[:TEXT.index("\n") + 1] * 30  # (3,570 characters: the probe's lines, whole)
+    lf_30.write_bytes(lines.encode())
+    crlf_30.write_bytes(lines.replace("\n", "\r\n").encode())
     (tmp_path / "line.txt").write_bytes(b"a single man")
-    assert train.main(["--data", str(crlf), "--hidden-size", "24", "--seq-length", "10",
-                       "--iterations", "200", "--eval-every", "0", "--quiet",
-                       "--out", str(tmp_path / "out")]) == 0
+    stray = tmp_path / "stray.txt"
+    stray.write_bytes(TEXT[:3000].encode() + b"50%\r100%\n" + TEXT[3000:].encode())
+    for text in (crlf, stray):
+        assert train.main(["--data", str(text), "--hidden-size", "24", "--seq-length", "10",
+                           "--iterations", "200", "--eval-every", "0", "--quiet",
+                           "--out", str(tmp_path / text.stem)]) == 0
     capsys.readouterr()
-    rc, out = scored([str(tmp_path / "out" / "checkpoint.npz"), *map(str, (lf, crlf)),
-                      str(tmp_path / "line.txt"), "--json"])
+    files = [str(lf_30), str(crlf_30), str(tmp_path / "line.txt"), str(lf), "--json"]
+    rc, out = scored([str(tmp_path / "crlf" / "checkpoint.npz"), *files])
     assert rc == 0
     scores = [json.loads(line)["nats_per_char"] for line in out.splitlines()]
-    assert scores[0] > scores[1]  # (what the warning says)
+    assert scores[0] > scores[1]  # (the 30 lines as they are, and with \r\n)
     assert capsys.readouterr().err == (
-        f"fastrnn.score: warning: {lf} has Unix line endings (\\n) and no \\r, which the "
-        f"model's vocabulary has: if the model's text had Windows line endings (\\r\\n), it "
-        f"expects a \\r before each line break, and this text scores worse than it would with "
-        f"them (unix2dos converts)\n")
-    d, _ = run
-    assert scored([str(d / "out" / "checkpoint.npz"), str(lf)])[0] == 0
-    assert capsys.readouterr().err == ""
+        f"fastrnn.score: warning: {lf_30} and {lf} have Unix line endings (\\n), and the model "
+        f"learned Windows ones (\\r\\n): the first 30 lines of {lf_30} score {scores[0]:.4f} "
+        f"nats/char as they are, {scores[1]:.4f} with \\r\\n (unix2dos converts)\n")
+    model = checkpoint.load(tmp_path / "stray" / "checkpoint.npz")
+    assert "\r" in model.vocab.index
+    # the probe's lines: whole ones within its first PROBE characters, or a long first line's end
+    long = tmp_path / "long.txt"
+    long.write_bytes(b"a" * 5000 + b"\n" + lines.encode())
+    for path, head in [(lf, lines[:lines.index("\n") + 1] * 34), (long, "a" * 4095 + "\n"),
+                       (tmp_path / "line.txt", "")]:
+        assert score._read_through(model.vocab, path)[3] == head
+    for ckpt in (tmp_path / "stray" / "checkpoint.npz", run[0] / "out" / "checkpoint.npz"):
+        assert scored([str(ckpt), str(lf)])[0] == 0
+        assert capsys.readouterr().err == ""
 
 
 def test_a_reader_gone_away_stops_scoring_quietly(run, monkeypatch, capsys):
