@@ -162,7 +162,22 @@ def _generate(model, vocab, prime, ids, rng, args, out):
     except OSError as e:  # e.g. a full disk
         cli.drop_output()
         raise cli.Failure(f"cannot write the text: {e.strerror or e}") from None
+    except KeyboardInterrupt:  # (on a terminal, the text's line ended: the message's own)
+        if _terminal(out):
+            try:
+                out.write("\n")
+                out.flush()
+            except OSError:
+                pass
+        raise
     return 0
+
+
+def _terminal(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):  # (a caller's stream without it, or closed)
+        return False
 
 
 class _Command(types.ModuleType):

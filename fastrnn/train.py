@@ -184,6 +184,8 @@ LONG_VALIDATION_CHARS = 1_000_000  # the first (untimed) validation said from th
 BLOCK_SECONDS = 0.2  # seconds a training call (a block of chunks) takes, about: the pace of the
                     # progress bar and of Ctrl-C
 BLOCK_MAX = 100_000  # chunks in a block, at most
+STEP_BLOCKS = 4  # a budget-sized anneal's steps last at least this many blocks: the kernel
+                 # calls stay as long as the pace was measured on
 UNREAD_SHARE = 0.1  # a warning says when the streams leave more than this share of the text
                     # unread
 SAME_STOP = 0.5  # seconds: a second stop signal this soon after the first is the same request
@@ -1033,10 +1035,10 @@ class Trainer:
         first (at the run's pace, measured over at least 2% of the budget), the window starts
         when the budget's last share begins and ends where the rest of the budget runs out,
         in no more steps than keep the kernel calls as long as they were (each step at least
-        4 whole blocks, at the latest call's pace), so that the pace holds to the end. Under a
-        budget, which ends the run first is known once its pace is measured, over 2% of the
-        budget: a share that begins before that (--anneal near 1, or a resume inside it)
-        starts then."""
+        ``STEP_BLOCKS`` whole blocks, at the latest call's pace), so that the pace holds to the
+        end. Under a budget, which ends the run first is known once its pace is measured, over
+        2% of the budget: a share that begins before that (--anneal near 1, or a resume inside
+        it) starts then."""
         if not self.anneal or "window" in self.anneal:
             return target
         args, fraction, budget = self.args, self.anneal["fraction"], self.args.time_budget
@@ -1054,7 +1056,7 @@ class Trainer:
                 if not left:  # (no iteration fits before the ending: the run stops
                     return target  # unannealed, resumable, "before the anneal began")
                 end, first, of = self.iteration + left, self.iteration, f"the {budget:g} s budget"
-                steps = min(PIECES, max(1, left // (4 * self.block_iterations)))
+                steps = min(PIECES, max(1, left // (STEP_BLOCKS * self.block_iterations)))
                 self.budget_set_end = True
         if self.iteration < first:
             return target
@@ -1065,8 +1067,9 @@ class Trainer:
             self.log_due = True  # (rewritten whole at the run's next write)
         began = f"; that share began at iteration {first}, so the anneal starts here" \
             if first < self.iteration else ""  # (given on --resume, or a budget's found late)
-        coarse = f" in only {steps} step{'s' * (steps > 1)} (a step lasts at least 4 kernel " \
-            f"calls: a longer budget or --anneal makes more)" if steps < PIECES // 10 else ""
+        coarse = f" in only {steps} step{'s' * (steps > 1)} (a step lasts at least " \
+            f"{STEP_BLOCKS * BLOCK_SECONDS:g} s of training: a longer budget or --anneal makes " \
+            f"more)" if steps < PIECES // 10 else ""
         _say(args, f"annealing the learning rate linearly to 0 over iterations "
                    f"{self.iteration}-{end} (the last {fraction:g} of {of}{began}){coarse}")
         if bar is not None:
@@ -1718,14 +1721,17 @@ class Trainer:
         last = self.records[-1] if self.records else {}
         summary = f"done: iteration {self.iteration}"
         annealed = window is not None and self.iteration >= window[1]  # (to its end: said
-        # alike however the run got there, resumed or not, its --iterations given or not)
-        if self.stop_reason and not (annealed and self.stop_reason.endswith("anneal to 0")):
+        # alike however the run got there: resumed or not, its end set by a budget or not)
+        if self.stop_reason and not annealed:
             summary = f"stopped by the {self.stop_reason}: iteration {self.iteration}"
-        if self.stop_reason == "time budget" and self.anneal and not annealed:
-            summary += (f" (before the anneal's end at iteration {window[1]}: the rate was "
-                        f"{self.learning_rate():.3g})" if window else " (before the anneal began)")
-        elif annealed:
+        if annealed:
             summary += " (the end of its anneal)"
+        elif window and not (self.stop_reason or "").endswith("to 0"):  # (a rate that
+            # vanished says so)
+            summary += (f" (before the anneal's end at iteration {window[1]}: the rate was "
+                        f"{self.learning_rate():.3g})")
+        elif self.stop_reason == "time budget" and self.anneal:
+            summary += " (before the anneal began)"
         if last.get("val_loss") is not None:
             streams = last.get("val_streams") or 1  # (as the validation's own line says)
             summary += (f", validation{f' ({streams} streams)' if streams > 1 else ''} "

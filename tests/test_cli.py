@@ -1131,6 +1131,10 @@ def test_a_finished_anneal_ends_the_run(tmp_path, corpus_file, capsys):
     assert "\ndone: iteration 25 (the end of its anneal), validation" in capsys.readouterr().out
     assert checkpoint.load(ckpt).run["iteration"] == 25
     rewrite_meta(ckpt, lambda m, a: m["run"]["anneal"].update(window=[15, 30]))
+    assert train.main(["--resume", ckpt, "--iterations", "27", "--sample-every", "0"]) == 0
+    rate = train.Schedule(0.1, None, (15, 30, 100))(27)
+    assert f"\ndone: iteration 27 (before the anneal's end at iteration 30: the rate was " \
+           f"{rate:.3g}), validation" in capsys.readouterr().out
     assert train.main(["--resume", ckpt, "--sample-every", "0"]) == 0
     assert "\ndone: iteration 30 (the end of its anneal), validation" in capsys.readouterr().out
     assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "8", "--anneal", "0.5",
@@ -1177,7 +1181,7 @@ def test_a_rate_that_vanishes_in_the_window_is_the_anneals(tmp_path, corpus_file
                      "1e-44", "--iterations", "400", "--anneal", "0.5", "--sample-every", "0",
                      "--out", str(tmp_path)])
     printed = capsys.readouterr()
-    assert rc == 0 and "stopped by the learning rate's anneal to 0: iteration 3" in printed.out
+    assert rc == 0 and "stopped by the learning rate's anneal to 0: iteration 386, " in printed.out
     assert "warning" not in printed.err
 
 
@@ -1225,9 +1229,9 @@ def test_under_a_time_budget_the_anneal_ends_with_the_budget(tmp_path, corpus_fi
                          eval_every, "--val-fraction", val_fraction, "--sample-every", "0",
                          "--out", str(out)])
         printed = capsys.readouterr()
-        assert rc == 0 and "stopped by the time budget" in printed.out
-        assert clock[0] - start <= budget, budget
+        assert rc == 0 and clock[0] - start <= budget, budget
         run = checkpoint.load(out / "checkpoint.npz").run
+        assert run["stopped"] == "time budget"
         if "window" not in run["anneal"]:  # a 20 s first call left too little of the budget,
             # or its last share no iteration past a validation due and the run's ending (a
             # window of one iteration was fixed, which the budget then stopped the run before)
@@ -1242,17 +1246,18 @@ def test_under_a_time_budget_the_anneal_ends_with_the_budget(tmp_path, corpus_fi
             [schedule(r["iteration"]) for r in run["metrics"]], budget  # (the window's first too)
         steps = run["anneal"]["steps"]
         assert steps == min(100, max(1, (end - first) // 4))  # (1-iteration calls)
-        assert (f"in only {steps} step{'s' * (steps > 1)} (a step lasts at least 4 kernel calls: "
-                f"a longer budget or --anneal makes more)" in printed.out) == (steps < 10), steps
+        assert (f"in only {steps} step{'s' * (steps > 1)} (a step lasts at least 0.8 s of "
+                f"training: a longer budget or --anneal makes more)" in printed.out) == \
+            (steps < 10), steps
         # it ran to the window's end; validations every 4 iterations (5 s each, against 1 s
         # an iteration) make the pace uneven, and the budget may come one iteration before it
         assert end - (eval_every != "0") <= run["iteration"] <= end, (budget, first, end)
         assert run["iteration"] > first, (budget, first, end)  # (it trained in its window)
         if run["iteration"] < end:
-            assert f"(before the anneal's end at iteration {end}: the rate was" in printed.out
+            assert f"stopped by the time budget: iteration {run['iteration']} (before the " \
+                   f"anneal's end at iteration {end}: the rate was" in printed.out
         else:
-            assert f"iteration {end} (the end of its anneal)" in \
-                printed.out
+            assert f"\ndone: iteration {end} (the end of its anneal)" in printed.out
         if eval_every == "0":  # an even pace: the window uses the budget, to its 3% and a block
             assert clock[0] - start > budget - 0.03 * (budget - first_call) - 2, budget
     if not first_call:
@@ -1699,8 +1704,7 @@ def test_a_budget_stop_is_recorded_whatever_comes_after_it(tmp_path, corpus_file
     run = checkpoint.load(path).run
     assert (run["iteration"], run["pending"], run["anneal"]["window"]) == (20, "end", [10, 20])
     assert train.main(["--resume", str(path)]) == 0
-    assert "stopped by the time budget: iteration 20 (the end of its anneal)" in \
-        capsys.readouterr().out
+    assert "\ndone: iteration 20 (the end of its anneal)" in capsys.readouterr().out
     run = checkpoint.load(path).run
     assert run["iteration"] == 20 and run["stopped"] == "time budget" and \
         run["budget_from"] == 2.0 and "pending" not in run
@@ -3309,6 +3313,34 @@ def test_several_samples_each_start_from_the_prime(trained):
         drawn, _ = model.sample(100, int(ids[-1]), rng=rng, state=primed)
         assert expected == "The" + ckpt.vocab.decode(drawn)
     assert len(set(samples)) == 3
+
+
+def test_ctrl_c_while_sampling_to_a_terminal_ends_the_texts_line(trained, monkeypatch, capsys):
+    """Ctrl-C between two pieces of a sample: exit code 130, "interrupted" on stderr; on a
+    terminal the text's line is ended first, so that the message does not follow the text on
+    its line (in a file or a pipe, the text is left as it was written)."""
+    from fastrnn.model import CharRNN
+    real, calls = CharRNN.sample, []
+
+    def stopped(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(CharRNN, "sample", stopped)
+    texts = []
+    for out in (Terminal(), io.StringIO()):
+        calls.clear()
+        assert sample_main([trained, "--length", "200", "--seed", "1", "--prime", "The"],
+                           out=out) == cli.EXIT_INTERRUPTED
+        texts.append(out.getvalue())
+        assert capsys.readouterr().err.endswith("fastrnn.sample: interrupted\n")
+    assert len(texts[1]) == 3 + 64 and texts[0] == texts[1] + "\n"  # (the prime, one piece)
 
 
 def test_sample_top_k_and_top_p_same_text_on_every_backend(trained):
