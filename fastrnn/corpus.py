@@ -817,7 +817,7 @@ def load(path, val_fraction=0.1, encoding="utf-8", vocab=None, skip_unknown=Fals
         raise CorpusError(str(e)) from None
     if vocab is not None:  # (a str was taken for an encoding)
         try:
-            Vocab.checked(vocab, "Vocab.from_text(text) makes one")
+            Vocab.checked(vocab, "Vocab.from_text(text), or a checkpoint's")
         except ValueError as e:
             raise CorpusError(str(e)) from None
     text, digest, head = read_text(path, encoding)

@@ -770,12 +770,13 @@ class CharRNN:
         the same text on every backend. ``greedy`` takes the most likely character (a
         temperature, top_k or top_p given with it would change nothing: refused). A temperature
         so small that the logits divided by it could overflow the dtype samples greedily, its
-        limit. ``progress``: called with the
-        number of ids drawn after each kernel call (of at most SAMPLE_CALL_CHARS, fewer for a
-        model of over SAMPLE_CALL_MACS / 1024 parameters: the same text); an exception
-        it raises ends the sampling and comes out of this call (``rng`` has drawn all n
-        uniforms, before the first call)."""
+        limit. ``progress``: called with the number of ids drawn after each kernel call (of at
+        most SAMPLE_CALL_CHARS, fewer for a model of over SAMPLE_CALL_MACS / 1024 parameters:
+        the same text); an exception it raises ends the sampling and comes out of this call
+        (``rng`` has drawn all n uniforms, before the first call)."""
         c = self.config
+        given = {"temperature": temperature, "top_k": top_k, "top_p": top_p}  # (as given, for
+        # the message: np.float32(0.7) is 0.699999988079071 as a float)
         seed_ix, n, temperature, greedy, rng = validate.sampling(
             seed_ix, n, c.vocab_size, temperature, greedy, rng)
         if not validate.is_integer(top_k) or top_k < 0:
@@ -784,13 +785,13 @@ class CharRNN:
         top_p = validate.positive("top_p", top_p)
         if top_p > 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
-        ignored = [f"{name}={value!r}" for name, value, changes in (
-            ("temperature", temperature, temperature != 1),
-            ("top_k", top_k, 0 < top_k < c.vocab_size), ("top_p", top_p, top_p < 1)) if changes]
+        ignored = [f"{name}={given[name]!s}" for name, changes in (
+            ("temperature", temperature != 1), ("top_k", 0 < top_k < c.vocab_size),
+            ("top_p", top_p < 1)) if changes]
         if greedy and ignored:  # (as the sample command's --greedy)
             raise ValueError(f"greedy=True takes the most likely character: "
                              f"{' and '.join(ignored)} would change nothing (drop "
-                             f"{'them' if len(ignored) > 1 else 'it'}, or greedy)")
+                             f"{'them' if len(ignored) > 1 else 'it'}, or greedy=True)")
         if progress is not None and not callable(progress):
             raise ValueError(f"progress must be callable, got {type(progress).__name__}")
         self._checked_finite("there is nothing to sample from")

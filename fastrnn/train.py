@@ -816,8 +816,9 @@ class Trainer:
         # (time, iteration, training seconds) at the first timed block's start: every block
         # after it is timed, its seconds added to ``seconds``
         self.paced_from = None
-        self.block_iterations = 1  # a whole block's, at the latest timed one's pace (a call
-        # cut short by what is due, a validation or a rate change, is not one)
+        self.block_iterations = 1  # a whole call's: a block's at the latest timed one's pace,
+        # or the shortest cadence of what is due (a call cut short by what is due, or a rate
+        # change, is not one)
         self.budget_set_end = False  # whether --time-budget set the anneal's end
         self.bar = None  # the progress bar, once the first block has run
         self.best_saved = None  # the iteration best.npz holds, once this run wrote it
@@ -966,7 +967,8 @@ class Trainer:
                     block = max(1, min(BLOCK_MAX, int(n * BLOCK_SECONDS / max(dt, 1e-6))))
                     if self.paced_from is None:  # the anneal's estimate paces the run from here
                         self.paced_from = (t0, self.iteration - n, self.seconds - dt)
-                    self.iteration_seconds, self.block_iterations = dt / n, block
+                    self.iteration_seconds = dt / n
+                    self.block_iterations = min([block] + self._cadences())
                     bar.advance(n, self.iteration, f"chunk loss {self.smooth:.3f}, "
                                 f"training {n * self.chunk_chars / max(dt, 1e-9):,.0f} chars/s",
                                 self._time_to(target))
@@ -1121,6 +1123,13 @@ class Trainer:
         if self.iteration >= target:
             return 0.0
         return self._cost(target - self.iteration, due_now=True) + self._closing_seconds()
+
+    def _cadences(self):
+        """The intervals at which something due cuts every kernel call (validations, samples,
+        checkpoints, char-rnn's decay steps): a call is never longer than the shortest."""
+        args, decay = self.args, self.schedule().decay
+        return [e for e in (args.eval_every, args.sample_every, args.checkpoint_every,
+                            decay[1] if decay else 0) if e]
 
     def _ending_seconds(self):
         """A whole block's time, at the latest block's pace, and the run's closing

@@ -191,4 +191,3 @@ class Vocab:
             raise ValueError(f"decode: id {bad} is outside the vocabulary [0, {len(self)})")
         chars = self._chars
         return "".join([chars[i] for i in ids.tolist()])
-

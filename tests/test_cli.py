@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 import warnings
 from pathlib import Path
 
@@ -245,7 +246,6 @@ def test_a_config_folder_matplotlib_cannot_write_is_no_paragraph(tmp_path, corpu
 
 def _broken_matplotlib():
     """A matplotlib whose import fails as MPLBACKEND=bogus makes the real one fail."""
-    import types
     module = types.ModuleType("matplotlib")
 
     def use(backend):
@@ -1605,7 +1605,6 @@ def test_a_resume_keeps_the_rest_of_the_runs_time_budget(tmp_path, corpus_file, 
 def test_a_resumes_budget_note_says_the_validation_it_owes_comes_first(capsys):
     """(a resume whose checkpoint owes a validation, cut short by the stop, said "this one ends
     within the 0.54 s left", then took 2 s to redo it first, as it must to stay the same run)"""
-    import types
     for pending, said in ((None, ""), ("iteration", "; it first does the validation its stop "
                                                     "cut short, past them if that takes longer")):
         run = {"time_budget": 8.0, "wall_seconds": 7.46, "iteration": 6000, "target": 10000,
@@ -1893,12 +1892,14 @@ def work_clock(monkeypatch):
 
 def test_a_call_cut_short_by_what_is_due_is_not_taken_for_a_block(tmp_path, corpus_file, capsys,
                                                                    monkeypatch):
-    """Under a budget, a budget-sized anneal's steps are reckoned from a whole block
-    (BLOCK_SECONDS of chunks at the latest call's pace), not from the latest call, which what
-    was due may have cut short: at 1/128 s a chunk a block is 25 chunks, and samples every 30
-    cut every other call to 5. Each anneal step is at least 4 blocks long (it was 4 of the
-    latest calls, 4 x 5 chunks: 11 steps where 2 were due), and the run ends within every
-    budget, with the anneal or without (the next call is reckoned at the latest's pace)."""
+    """Under a budget, a budget-sized anneal's steps are reckoned from a whole call (a block,
+    BLOCK_SECONDS of chunks at the latest call's pace, or the cadence of what is due if that
+    is shorter), not from the latest call, which what was due may have cut short: at 1/128 s
+    a chunk a block is 25 chunks, and samples every 30 cut every other call to 5; samples
+    every 10 cut every call to 10. Each anneal step is at least 4 whole calls long (it was 4
+    of the latest calls, 4 x 5 chunks: 11 steps where 2 were due; with checkpoints every
+    5,000 iterations and blocks of 14,000, 3 steps where 10 were), and the run ends within
+    every budget, with the anneal or without."""
     clock = work_clock(monkeypatch)
     timed = train.CharRNN.train  # (1 s a chunk)
 
@@ -1908,19 +1909,35 @@ def test_a_call_cut_short_by_what_is_due_is_not_taken_for_a_block(tmp_path, corp
         return losses
 
     monkeypatch.setattr(train.CharRNN, "train", fast)
-    for budget in [8 + k / 17 for k in range(17)]:
-        for anneal in ([], ["--anneal", "0.5"]):
-            start, out = clock[0], tmp_path / f"{budget:.3f}{anneal}"
-            assert train.main(["--data", corpus_file, *SMALL, "--iterations", "100000000",
-                               "--time-budget", str(budget), "--eval-every", "0",
-                               "--sample-every", "30", "--sample-length", "1",
-                               "--checkpoint-every", "0", "--val-fraction", "0.02", *anneal,
-                               "--out", str(out)]) == 0
-            assert clock[0] - start <= budget, (budget, anneal)
-            if anneal:
-                run = checkpoint.load(out / "checkpoint.npz").run
-                first, end = run["anneal"]["window"]
-                assert run["anneal"]["steps"] == min(100, max(1, (end - first) // (4 * 25)))
+    for budget, every, anneal in [(8 + k / 9, every, anneal) for k in range(9)
+                                  for every in (30, 10) for anneal in ([], ["--anneal", "0.5"])]:
+        start, out = clock[0], tmp_path / f"{budget:.3f}-{every}{anneal}"
+        assert train.main(["--data", corpus_file, *SMALL, "--iterations", "100000000",
+                           "--time-budget", str(budget), "--eval-every", "0", "--sample-every",
+                           str(every), "--sample-length", "1", "--checkpoint-every", "0",
+                           "--val-fraction", "0.02", *anneal, "--out", str(out)]) == 0
+        assert clock[0] - start <= budget, (budget, every, anneal)
+        if anneal:
+            run = checkpoint.load(out / "checkpoint.npz").run
+            first, end = run["anneal"]["window"]
+            call = min(25, every)
+            assert run["anneal"]["steps"] == min(100, max(1, (end - first) // (4 * call)))
+
+
+def test_the_next_call_is_reckoned_at_the_latest_pace_for_its_own_length(monkeypatch):
+    """Under a budget, whether the next call of n iterations fits is reckoned at the latest
+    call's seconds per iteration, for n: after a call of 5 cut short by what was due, a call of
+    25 takes 5 times as long (the latest call's own time, reserved for it, let a run end up to
+    a block's time past its budget), and one of 5 no longer than it."""
+    clock = [100.0]
+    monkeypatch.setattr(train.time, "perf_counter", lambda: clock[0])
+    trainer = train.Trainer.__new__(train.Trainer)  # (what _out_of_time reads, alone)
+    trainer.args = types.SimpleNamespace(sample_every=0, checkpoint_every=0)
+    trainer.iteration, trainer.iteration_seconds = 40, 0.01
+    trainer._closing_seconds = lambda: 1.0
+    start, budget = 90.0, 11.2  # (10 s spent; the closing and 25 x 0.01 s are 1.25 s)
+    assert trainer._out_of_time(start, budget, 25)
+    assert not trainer._out_of_time(start, budget, 5)
 
 
 def test_a_budgets_anneal_is_not_cut_short_by_a_checkpoint_due(tmp_path, corpus_file, capsys,
@@ -3307,10 +3324,9 @@ def test_several_samples_each_start_from_the_prime(trained):
     assert samples[0] == run_sample(argv[:-2])[1][:-1]  # (the one sample of seed 7)
     ckpt = checkpoint.load(trained)
     model, ids = ckpt.to_model(), ckpt.vocab.encode("The")
-    _, primed = model.evaluate(ids)
     rng = np.random.default_rng(7)
     for expected in samples:
-        drawn, _ = model.sample(100, int(ids[-1]), rng=rng, state=primed)
+        drawn, _ = model.sample(100, int(ids[-1]), rng=rng, state=model.evaluate(ids)[1])
         assert expected == "The" + ckpt.vocab.decode(drawn)
     assert len(set(samples)) == 3
 
@@ -4329,7 +4345,6 @@ def test_a_delayed_bar_counts_from_the_works_first_call(monkeypatch, capsys):
     """(a cold compile in the first kernel call drew a bar for tiny work) cli.DelayedBar's
     clock starts at its first update: a bar is made at an update BAR_DELAY seconds after it,
     never with quiet."""
-    import types
     now = [100.0]
     monkeypatch.setattr(cli, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
     for quiet in (False, True):

@@ -219,8 +219,9 @@ def test_greedy_sampling_refuses_the_settings_it_would_ignore():
     model = CharRNN(6, hidden_size=8, seed=1)
     greedy, _ = model.sample(20, 0, greedy=True)
     for settings, named in [({"top_k": 3}, "top_k=3 would"), ({"top_p": 0.5}, "top_p=0.5 would"),
-                            ({"temperature": 0.7, "top_k": 2},
-                             "temperature=0.7 and top_k=2 would change nothing .drop them")]:
+                            ({"temperature": np.float32(0.7), "top_k": np.int8(2)},
+                             "temperature=0.7 and top_k=2 would change nothing .drop them, or "
+                             "greedy=True.")]:
         with pytest.raises(ValueError, match=f"greedy=True takes the most likely character: "
                                              f"{named}"):
             model.sample(20, 0, greedy=True, **settings)
