@@ -329,8 +329,8 @@ def read_text(path, encoding="utf-8"):
     if kind == "a directory":
         raise CorpusError(a_directory(path))
     if kind:
-        raise CorpusError(f"{path} is {kind}, not a regular file: training text is read from "
-                          f"regular files only")
+        raise CorpusError(f"{path} is {kind}, not a regular file: text is read from regular "
+                          f"files only")
     try:
         _fits(path.stat().st_size, path, "to read")
         raw = path.read_bytes()

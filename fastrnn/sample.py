@@ -2,18 +2,19 @@
 
     python -m fastrnn.sample out/checkpoint.npz --length 500 --prime "ROMEO:" --seed 1
 
-The prime text (default: a newline) is printed first; starting from a zero hidden state (as
-char-rnn's sampler does; ``--state checkpoint``: the checkpoint's, where the run's own samples,
-its validation and score start), the model reads it and continues from its last character
-(``--num-samples N``: N times, each from the state after the prime, a line of dashes between
-two). The same seed gives the same text on every backend, and a checkpoint trained with any
-backend or dtype samples on any other.
+The prime text (default: a newline; ``--prime-file``: a file's) is printed first; starting from
+a zero hidden state (as char-rnn's sampler does; ``--state checkpoint``: the checkpoint's, where
+the run's own samples, its validation and score start), the model reads it and continues from
+its last character (``--num-samples N``: N times, each from the state after the prime, a line of
+dashes between two). The same seed gives the same text on every backend, and a checkpoint
+trained with any backend or dtype samples on any other.
 """
 
 import argparse
 import re
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 
@@ -34,9 +35,17 @@ def build_parser():
                    help="a checkpoint written by fastrnn.train")
     p.add_argument("--length", type=cli.non_negative_int, default=500, metavar="N",
                    help="characters to generate after the prime text (default 500)")
-    p.add_argument("--prime", metavar="TEXT",
-                   help="text to start from: the model reads it, then continues it (default: a "
-                        "newline, or the vocabulary's first character if it has none)")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--prime", metavar="TEXT",
+                       help="text to start from: the model reads it, then continues it "
+                            "(default: a newline, or the vocabulary's first character if it has "
+                            "none)")
+    start.add_argument("--prime-file", type=cli.path, metavar="PATH",
+                       help="the text to start from read from a file, as it is (its last line "
+                            "break included), UTF-8 unless --encoding says otherwise (nanoGPT's "
+                            "--start=FILE:PATH)")
+    p.add_argument("--encoding", metavar="ENCODING",
+                   help="the encoding of --prime-file (default utf-8)")
     p.add_argument("--temperature", type=_temperature, default=1.0, metavar="T",
                    help="divide the logits by T before sampling: < 1 is more conservative, "
                         "> 1 more varied (default 1)")
@@ -89,21 +98,7 @@ def _main(argv, out):
     except checkpoint.CheckpointError as e:
         raise cli.UsageError(str(e)) from None
     vocab = ckpt.vocab
-    prime = args.prime if args.prime is not None else ("\n" if "\n" in vocab.index else vocab.chars[0])
-    if not prime:
-        raise cli.UsageError("--prime is empty: give at least one character")
-    missing = vocab.unknown(prime)
-    if missing:
-        undecoded = any("\udc80" <= c <= "\udcff" for c in missing)  # (bytes as Python keeps them)
-        first = str(vocab) if len(vocab) <= 100 else str(vocab)[:100]  # (thousands, in CJK)
-        whole = ": " if len(vocab) <= 100 else f" of {len(vocab):,} characters begins "
-        raise cli.UsageError(f"--prime has characters the model never saw: "
-                             f"{describe(missing)} (its vocabulary{whole}{shown(first)})" + (
-                                 f"; the '\\udc..' are bytes that are not "
-                                 f"{sys.getfilesystemencoding()} text, the encoding of this "
-                                 f"locale: give --prime in it, or set a UTF-8 locale (e.g. "
-                                 f"LC_ALL=C.UTF-8)" if undecoded else "")
-                             + _escapes_hint(prime, missing))
+    prime = _prime(args, vocab)
     try:
         model = ckpt.to_model(args.backend, args.dtype)
     except ValueError as e:
@@ -122,6 +117,54 @@ def _main(argv, out):
     say = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
     with compiling.announce(say, model.config.dtype, "sampling kernels"):
         return _generate(model, vocab, prime, ids, rng, args, out)
+
+
+def _prime(args, vocab):
+    """The text to start from: --prime's, --prime-file's, or the default; a UsageError naming
+    what is wrong with it (empty, characters the model never saw)."""
+    if args.encoding is not None and args.prime_file is None:
+        raise cli.UsageError("--encoding is the encoding of --prime-file: give one, or drop it")
+    if args.prime is not None and args.prime.startswith("FILE:") and \
+            Path(args.prime[len("FILE:"):]).is_file():
+        raise cli.UsageError(f"--prime {args.prime} reads as nanoGPT's way to start from a file: "
+                             f"--prime-file {args.prime[len('FILE:'):]} reads it")
+    if args.prime_file is not None:
+        from . import corpus, files  # (25 ms of imports a sample without a file need not pay)
+        if files.not_regular(args.prime_file) == "a directory":
+            raise cli.UsageError(f"--prime-file {args.prime_file} is a directory: give a text "
+                                 f"file")
+        encoding = args.encoding or "utf-8"
+        try:
+            prime = corpus.read_text(args.prime_file, encoding)[0]
+        except corpus.CorpusError as e:
+            raise cli.UsageError(f"--prime-file: {e}") from None
+        missing = vocab.unknown(prime)
+        if missing:
+            raise cli.UsageError(f"--prime-file {args.prime_file} has characters the model never "
+                                 f"saw: {describe(missing)} ({_vocabulary(vocab)})"
+                                 f"{corpus.unknown_hint(prime, missing, encoding)}")
+        return prime
+    prime = args.prime if args.prime is not None else ("\n" if "\n" in vocab.index else vocab.chars[0])
+    if not prime:
+        raise cli.UsageError("--prime is empty: give at least one character")
+    missing = vocab.unknown(prime)
+    if missing:
+        undecoded = any("\udc80" <= c <= "\udcff" for c in missing)  # (bytes as Python keeps them)
+        raise cli.UsageError(f"--prime has characters the model never saw: "
+                             f"{describe(missing)} ({_vocabulary(vocab)})" + (
+                                 f"; the '\\udc..' are bytes that are not "
+                                 f"{sys.getfilesystemencoding()} text, the encoding of this "
+                                 f"locale: give --prime in it, or set a UTF-8 locale (e.g. "
+                                 f"LC_ALL=C.UTF-8)" if undecoded else "")
+                             + _escapes_hint(prime, missing))
+    return prime
+
+
+def _vocabulary(vocab):
+    """"its vocabulary: ..." (its first 100 characters, of thousands in CJK)."""
+    if len(vocab) <= 100:
+        return f"its vocabulary: {shown(str(vocab))}"
+    return f"its vocabulary of {len(vocab):,} characters begins {shown(str(vocab)[:100])}"
 
 
 def _escapes_hint(prime, missing):

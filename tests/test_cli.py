@@ -3359,6 +3359,47 @@ def test_ctrl_c_while_sampling_to_a_terminal_ends_the_texts_line(trained, monkey
     assert len(texts[1]) == 3 + 64 and texts[0] == texts[1] + "\n"  # (the prime, one piece)
 
 
+def test_the_prime_read_from_a_file(trained, tmp_path, capsys):
+    """--prime-file PATH (nanoGPT's --start=FILE:PATH): its text as it is, a last line break
+    included, read as --prime's text is; in --encoding if given. What stops it is named
+    (--prime with it, --encoding without it, nanoGPT's spelling given to --prime, a missing
+    file, a folder, an empty file, bytes not in the encoding, characters the model never saw,
+    with what explains them)."""
+    prime = tmp_path / "prime.txt"
+    prime.write_bytes("The \nking".encode())
+    argv = [trained, "--length", "100", "--seed", "3"]
+    rc, text = run_sample([*argv, "--prime-file", str(prime)])
+    assert rc == 0 and text == run_sample([*argv, "--prime", "The \nking"])[1]
+    assert text.startswith("The \nking") and len(text) == 9 + 100 + 1
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("The king".encode("utf-16"))
+    assert run_sample([*argv, "--prime-file", str(latin), "--encoding", "utf-16"])[1] == \
+        run_sample([*argv, "--prime", "The king"])[1]
+    capsys.readouterr()
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbfThe\r\n")
+    for args, message in [
+            (["--prime-file", str(prime), "--prime", "x"],
+             "argument --prime: not allowed with argument --prime-file"),
+            (["--encoding", "latin-1"], "--encoding is the encoding of --prime-file: give one, "
+                                        "or drop it"),
+            (["--prime", f"FILE:{prime}"], f"--prime FILE:{prime} reads as nanoGPT's way to start "
+                                           f"from a file: --prime-file {prime} reads it"),
+            (["--prime-file", str(tmp_path / "none.txt")], f"--prime-file: {tmp_path}/none.txt: "
+                                                          f"no such file"),
+            (["--prime-file", str(tmp_path)], f"--prime-file {tmp_path} is a directory: give a "
+                                             f"text file"),
+            (["--prime-file", str(tmp_path / "empty.txt")], "empty.txt is empty"),
+            (["--prime-file", str(latin)], "latin.txt: byte 0xff at offset 0 is not valid utf-8"),
+            (["--prime-file", str(tmp_path / "bom.txt")],
+             "bom.txt has characters the model never saw: '\\r', '\\ufeff' (its vocabulary: "),
+            (["--prime-file", str(tmp_path / "bom.txt")], "; it starts with a byte-order mark: "
+                                                          "--encoding utf-8-sig reads past it")]:
+        rc, text = run_sample([trained, *args])
+        assert_usage_error(rc, capsys, message)
+        assert text == ""
+
+
 def test_sample_top_k_and_top_p_same_text_on_every_backend(trained):
     argv = [trained, "--length", "200", "--seed", "7", "--top-k", "5", "--top-p", "0.9"]
     texts = {b: run_sample([*argv, "--backend", b]) for b in ("numba", "numpy")}
