@@ -184,8 +184,9 @@ LONG_VALIDATION_CHARS = 1_000_000  # the first (untimed) validation said from th
 BLOCK_SECONDS = 0.2  # seconds a training call (a block of chunks) takes, about: the pace of the
                     # progress bar and of Ctrl-C
 BLOCK_MAX = 100_000  # chunks in a block, at most
-STEP_BLOCKS = 4  # a budget-sized anneal's steps last at least this many blocks: the kernel
-                 # calls stay as long as the pace was measured on
+STEP_CALLS = 4  # a budget-sized anneal's steps last at least this many whole kernel calls (a
+                # block, or the cadence of what is due if shorter): the calls stay as long as
+                # the pace was measured on
 UNREAD_SHARE = 0.1  # a warning says when the streams leave more than this share of the text
                     # unread
 SAME_STOP = 0.5  # seconds: a second stop signal this soon after the first is the same request
@@ -1037,7 +1038,7 @@ class Trainer:
         first (at the run's pace, measured over at least 2% of the budget), the window starts
         when the budget's last share begins and ends where the rest of the budget runs out,
         in no more steps than keep the kernel calls as long as they were (each step at least
-        ``STEP_BLOCKS`` whole blocks, at the latest call's pace), so that the pace holds to the
+        ``STEP_CALLS`` whole calls, at the latest call's pace), so that the pace holds to the
         end. Under a budget, which ends the run first is known once its pace is measured, over
         2% of the budget: a share that begins before that (--anneal near 1, or a resume inside
         it) starts then."""
@@ -1058,7 +1059,7 @@ class Trainer:
                 if not left:  # (no iteration fits before the ending: the run stops
                     return target  # unannealed, resumable, "before the anneal began")
                 end, first, of = self.iteration + left, self.iteration, f"the {budget:g} s budget"
-                steps = min(PIECES, max(1, left // (STEP_BLOCKS * self.block_iterations)))
+                steps = min(PIECES, max(1, left // (STEP_CALLS * self.block_iterations)))
                 self.budget_set_end = True
         if self.iteration < first:
             return target
@@ -1070,8 +1071,8 @@ class Trainer:
         began = f"; that share began at iteration {first}, so the anneal starts here" \
             if first < self.iteration else ""  # (given on --resume, or a budget's found late)
         coarse = f" in only {steps} step{'s' * (steps > 1)} (a step lasts at least " \
-            f"{STEP_BLOCKS * BLOCK_SECONDS:g} s of training: a longer budget or --anneal makes " \
-            f"more)" if steps < PIECES // 10 else ""
+            f"{STEP_CALLS} kernel calls: a longer budget or --anneal makes more)" \
+            if steps < PIECES // 10 else ""
         _say(args, f"annealing the learning rate linearly to 0 over iterations "
                    f"{self.iteration}-{end} (the last {fraction:g} of {of}{began}){coarse}")
         if bar is not None:
@@ -1132,8 +1133,8 @@ class Trainer:
                             decay[1] if decay else 0) if e]
 
     def _ending_seconds(self):
-        """A whole block's time, at the latest block's pace, and the run's closing
-        (``_closing_seconds``)."""
+        """A whole call's time (``block_iterations``), at the latest call's pace, and the run's
+        closing (``_closing_seconds``)."""
         return self.block_iterations * self.iteration_seconds + self._closing_seconds()
 
     def _closing_seconds(self):
