@@ -107,9 +107,10 @@ class Parser(argparse.ArgumentParser):
         ("--x (for -a) and --y (for -b)": char-rnn's ``-length 50 -primetext x`` had only the
         first named), and what says a positional argument was given an option's name."""
         found = []  # (word, option)
+        given = {w.partition("=")[0] for w in getattr(self, "_words", [])}  # (not meant anew)
         for k, word in enumerate(words):
             option = self._option_meant(word, words[k + 1] if k + 1 < len(words) else None)
-            if option and option not in [o for _, o in found]:
+            if option and option not in [o for _, o in found] and option not in given:
                 found.append((word.partition("=")[0], option))
         meant = f"; did you mean {found[0][1]}?" if len(found) == 1 else \
             "; did you mean " + " and ".join(f"{o} (for {w})" for w, o in found) + "?" \

@@ -109,8 +109,10 @@ def _main(argv, out):
         raise cli.UsageError(f"--greedy takes the most likely character: {' and '.join(ignored)} "
                              f"would change nothing (drop {'them' if len(ignored) > 1 else 'it'}"
                              f", or --greedy)")
-    if args.greedy and args.num_samples > 1:
-        raise cli.UsageError(f"--greedy writes the same text every time: --num-samples "
+    same = "--greedy" if args.greedy else "--top-k 1" if args.top_k == 1 else \
+        "--length 0" if args.length == 0 else None
+    if same and args.num_samples > 1:
+        raise cli.UsageError(f"{same} writes the same text every time: --num-samples "
                              f"{args.num_samples} would repeat it (drop one of them)")
     rng = np.random.default_rng(args.seed)
     ids = vocab.encode(prime)

@@ -4052,6 +4052,10 @@ def test_a_run_that_trains_no_iteration_logs_no_training_loss(tmp_path, corpus_f
                                                      "(drop them, or --greedy)"),
     (["--greedy", "--num-samples", "2"], "--greedy writes the same text every time: "
                                          "--num-samples 2 would repeat it (drop one of them)"),
+    (["--top-k", "1", "--num-samples", "3"], "--top-k 1 writes the same text every time: "
+                                             "--num-samples 3 would repeat it"),
+    (["--length", "0", "--num-samples", "2"], "--length 0 writes the same text every time"),
+    (["-sample", "0", "--greedy"], "unrecognized arguments: -sample 0 (see --help)\n"),  # (given)
     (["--num-samples", "0"], "argument --num-samples: 0 is not"),
     (["--num_samples", "2"], "did you mean --num-samples?"),
     (["--start_text", "a"], "unrecognized arguments: --start_text a; did you mean --prime?"),
