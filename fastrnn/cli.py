@@ -106,15 +106,16 @@ class Parser(argparse.ArgumentParser):
         spell it or with a typo (``--hiden-size``: difflib's closest, at 0.85), each of them
         ("--x (for -a) and --y (for -b)": char-rnn's ``-length 50 -primetext x`` had only the
         first named), and what says a positional argument was given an option's name."""
-        found = []  # (word, option)
-        given = {w.partition("=")[0] for w in getattr(self, "_words", [])}  # (not meant anew)
+        found, twice = [], []  # (word, option): meant, and meant but given already
+        given = self._given()
         for k, word in enumerate(words):
             option = self._option_meant(word, words[k + 1] if k + 1 < len(words) else None)
-            if option and option not in [o for _, o in found] and option not in given:
-                found.append((word.partition("=")[0], option))
+            if option and option not in [o for _, o in found + twice]:
+                (twice if option in given else found).append((word.partition("=")[0], option))
         meant = f"; did you mean {found[0][1]}?" if len(found) == 1 else \
             "; did you mean " + " and ".join(f"{o} (for {w})" for w, o in found) + "?" \
             if found else ""
+        meant += "".join(f"; {w} is {o}, given already: drop it" for w, o in twice)
         meant += self._default_meant(words)
         for word in words:
             name = word.lstrip("-").partition("=")[0]
@@ -126,6 +127,19 @@ class Parser(argparse.ArgumentParser):
                     return meant + f"; {metavar} is given without an option name " \
                                    f"({self.prog} {' '.join(self._positional_metavars())})"
         return meant
+
+    def _given(self):
+        """The options the command line gives, by their names (an abbreviation, ``--hid``,
+        as the option argparse takes it for)."""
+        given = set()
+        for word in getattr(self, "_words", []):
+            name = word.partition("=")[0]
+            if name in self._option_string_actions:
+                given.add(name)
+            elif name.startswith("--"):
+                options = [o for o in self._option_string_actions if o.startswith(name)]
+                given.update(options if len(options) == 1 else [])
+        return given
 
     def _default_meant(self, words):
         """"; -sample 1 ... is what this command does": char-rnn's ``-sample 1`` (sample.lua's

@@ -11,10 +11,10 @@ trained with any backend or dtype samples on any other.
 """
 
 import argparse
+import os
 import re
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 
@@ -126,20 +126,24 @@ def _prime(args, vocab):
     what is wrong with it (empty, characters the model never saw)."""
     if args.encoding is not None and args.prime_file is None:
         raise cli.UsageError("--encoding is the encoding of --prime-file: give one, or drop it")
-    if args.prime is not None and args.prime.startswith("FILE:") and \
-            Path(args.prime[len("FILE:"):]).is_file():
-        raise cli.UsageError(f"--prime {args.prime} reads as nanoGPT's way to start from a file: "
-                             f"--prime-file {args.prime[len('FILE:'):]} reads it")
+    named = _nanogpt_file(args.prime) if args.prime is not None else None
+    if named:
+        raise cli.UsageError(f"--prime {cli.quoted(args.prime)} reads as nanoGPT's way to start "
+                             f"from a file: --prime-file {cli.quoted(named)} reads it")
     if args.prime_file is not None:
         from . import corpus, files  # (25 ms of imports a sample without a file need not pay)
         if files.not_regular(args.prime_file) == "a directory":
             raise cli.UsageError(f"--prime-file {args.prime_file} is a directory: give a text "
                                  f"file")
+        named = _nanogpt_file(str(args.prime_file))
+        if named and not os.path.exists(args.prime_file):
+            raise cli.UsageError(f"--prime-file {args.prime_file}: no such file (nanoGPT's "
+                                 f"FILE: is not written here: --prime-file {cli.quoted(named)})")
         encoding = args.encoding or "utf-8"
         try:
             prime = corpus.read_text(args.prime_file, encoding)[0]
         except corpus.CorpusError as e:
-            raise cli.UsageError(f"--prime-file: {e}") from None
+            raise cli.UsageError(f"--prime-file {e}") from None
         missing = vocab.unknown(prime)
         if missing:
             raise cli.UsageError(f"--prime-file {args.prime_file} has characters the model never "
@@ -160,6 +164,12 @@ def _prime(args, vocab):
                                  f"LC_ALL=C.UTF-8)" if undecoded else "")
                              + _escapes_hint(prime, missing))
     return prime
+
+
+def _nanogpt_file(text):
+    """The file that ``text``, nanoGPT's ``FILE:PATH``, names, if it is one; else None."""
+    path = text[len("FILE:"):] if text.startswith("FILE:") else ""
+    return path if path and os.path.isfile(path) else None  # (False for any OSError)
 
 
 def _vocabulary(vocab):
@@ -186,21 +196,28 @@ def _generate(model, vocab, prime, ids, rng, args, out):
     # the state after the prime but its last character (a bar if a long one takes a while)
     with cli.DelayedBar("reading --prime", len(ids) - 1, "char") as bar:
         _, primed = model.evaluate(ids, state=start, progress=bar.update)
+    written = ""  # (the text's last piece)
+
+    def write(text):
+        nonlocal written
+        out.write(text)
+        written = text or written
+
     try:
         for k in range(args.num_samples):
             if k:
-                out.write(SEPARATOR + "\n")
-            out.write(prime)
+                write(SEPARATOR + "\n")
+            write(prime)
             seed_ix, left, state = int(ids[-1]), args.length, primed
             while left:
                 n = min(PIECE, left)
                 piece, state = model.sample(n, seed_ix, rng=rng, temperature=args.temperature,
                                             greedy=args.greedy, state=state, top_k=args.top_k,
                                             top_p=args.top_p)  # (a new state: primed is kept)
-                out.write(vocab.decode(piece))
+                write(vocab.decode(piece))
                 out.flush()
                 seed_ix, left = piece[-1], left - n
-            out.write("\n")
+            write("\n")
             out.flush()
     except BrokenPipeError:  # e.g. piped into `head`: stop quietly
         cli.drop_output()
@@ -208,7 +225,7 @@ def _generate(model, vocab, prime, ids, rng, args, out):
         cli.drop_output()
         raise cli.Failure(f"cannot write the text: {e.strerror or e}") from None
     except KeyboardInterrupt:  # (on a terminal, the text's line ended: the message's own)
-        if _terminal(out):
+        if _terminal(out) and not written.endswith("\n"):
             try:
                 out.write("\n")
                 out.flush()

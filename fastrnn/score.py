@@ -36,7 +36,8 @@ PROG = "fastrnn.score"
 SPOOL = "fastrnn-score-"  # the temporary folder of standard input's copy: SPOOL PID-...
 BLOCK = 1 << 20  # bytes read at a time
 PROBE = 4096  # characters of a text's first lines scored with Windows line endings, to tell
-# whether the model learned them (``_windows_endings``)
+# whether the model learned them (``_windows_endings``)...
+PROBE_LINES = 3  # ...if they hold this many line breaks at least
 TAIL = corpus.COUNT_BLOCK  # characters before a decoding error at a file's end (what they
 # read as), as many as train looks at
 STDIN = "<stdin>"  # standard input's name in the scores and messages
@@ -107,7 +108,8 @@ def _main(argv, out):
                 more, more_unix = _check(args, ckpt, [(kept, STDIN)])
                 counts.update(more)
                 texts = [(kept, STDIN) if path == "-" else (path, path) for path in args.files]
-                unix += more_unix
+                order = [name for _, name in texts]  # (the command line's)
+                unix = sorted(unix + more_unix, key=lambda u: order.index(u[0]))
                 return _score(args, ckpt, model, texts, counts, unix, out)
             finally:
                 quiet()  # (a stop from here on does not cut the folder's removal short)
@@ -230,7 +232,7 @@ def _score(args, ckpt, model, texts, counts, unix, out):
     total = sum(max(0, counts[name] - 1) for _, name in texts)  # (characters predicted)
     with compiling.announce(say, model.config.dtype, "scoring kernels"), \
             cli.DelayedBar("scoring", total, "char") as bar:
-        found = _windows_endings(model, ckpt.vocab, *unix[0]) if unix else None
+        found = _windows_endings(model, ckpt.vocab, unix) if unix else None
         if found:
             cli.warn(PROG, f"{_names([name for name, _ in unix])} "
                            f"{'has' if len(unix) == 1 else 'have'} Unix line endings (\\n), and "
@@ -346,40 +348,55 @@ def check_file(vocab, path, encoding="utf-8", skip_unknown=False, name=None, pro
 
 def _read_through(vocab, path, encoding="utf-8", skip_unknown=False, name=None, progress=None):
     """``check_file``'s reading: (characters scored, line breaks among them (\\n), \\r among
-    them, the lines among its first ``PROBE`` characters)."""
+    them, its first lines to probe, ``_probe``'s, or None)."""
     name = path if name is None else name
     kept = skipped = breaks = crs = 0
     head = None
     for text, dropped in _blocks(vocab, path, encoding, skip_unknown, progress, name):
+        head = head or _probe(text, start=not kept)
         kept, skipped = kept + len(text), skipped + dropped
         breaks, crs = breaks + text.count("\n"), crs + text.count("\r")
-        if head is None:  # (whole lines; of a first line longer than PROBE, its end)
-            end = text.rfind("\n", 0, PROBE) + 1 or text.find("\n") + 1
-            head = text[max(0, end - PROBE):end]
     if kept < 2:
         raise ValueError(f"{name} has fewer than 2 characters to score" + (
             f" once the {skipped:,} the vocabulary lacks {'are' if skipped > 1 else 'is'} "
             f"skipped" if skipped else ""))
-    return kept, breaks, crs, head or ""
+    return kept, breaks, crs, head
 
 
-def _windows_endings(model, vocab, name, lines):
-    """What shows that the model learned Windows line endings (\\r\\n), which a text with
-    Unix ones lacks: ``lines``, the first lines of ``name``, score better (in nats a
-    character, from where scoring starts) with \\r\\n than as they are; else None (a
-    vocabulary without \\r, or a stray \\r in the model's text, a progress line's: there
-    \\r\\n scores worse). (The other way round, a \\r the model never saw is refused:
-    ``corpus.unknown_hint``.)"""
-    if "\r" not in vocab.index or "\n" not in vocab.index or len(lines) < 2:
+def _probe(text, start):
+    """(lines, whether they start the text) of a block of text (``start``: its first), for
+    ``_windows_endings``: whole lines within its first ``PROBE`` characters, from its start,
+    or else from its first line break on (a long first line); None unless they hold
+    ``PROBE_LINES`` line breaks."""
+    if start:
+        end = text.rfind("\n", 0, PROBE) + 1
+        if text.count("\n", 0, end) >= PROBE_LINES:
+            return text[:end], True
+    first = text.find("\n") + 1
+    end = text.rfind("\n", first, first + PROBE) + 1 if first else 0
+    lines = text[first:end]
+    return (lines, False) if lines.count("\n") >= PROBE_LINES else None
+
+
+def _windows_endings(model, vocab, unix):
+    """What shows that the model learned Windows line endings (\\r\\n), which texts with
+    Unix ones lack: the first lines of the first of ``unix`` ((name, (lines, from the start))
+    of each) with ``PROBE_LINES`` line breaks or more score better (in nats a character, from
+    where scoring starts) with \\r\\n than as they are; else None (a vocabulary without \\r,
+    or a stray \\r in the model's text, a progress line's: there \\r\\n scores worse). (The
+    other way round, a \\r the model never saw is refused: ``corpus.unknown_hint``.)"""
+    probes = [(name, *head) for name, head in unix if head is not None]
+    if "\r" not in vocab.index or "\n" not in vocab.index or not probes:
         return None
+    name, lines, start = probes[0]
     as_is, windows = (model.evaluate(vocab.encode(text, np.int64),
                                      state=model.first_stream_state())[0] / (len(text) - 1)
                       for text in (lines, lines.replace("\n", "\r\n")))
     if windows >= as_is:
         return None
     n = lines.count("\n")
-    which = f"the first {n} lines of {name} score" if n > 1 else f"the first line of {name} scores"
-    return f"{which} {as_is:.4f} nats/char as they are, {windows:.4f} with \\r\\n"
+    where = f"the first {n} lines of {name}" if start else f"{n} lines near the start of {name}"
+    return f"{where} score {as_is:.4f} nats/char as they are, {windows:.4f} with \\r\\n"
 
 
 def _names(names):

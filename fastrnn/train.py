@@ -1081,7 +1081,7 @@ class Trainer:
 
     def _iterations_left(self, start, budget, due_now=False):
         """How many iterations the rest of the budget holds, less the run's ending and a
-        whole block (``_ending_seconds``): the most whose time (``_cost``) fits
+        whole call (``_ending_seconds``): the most whose time (``_cost``) fits
         in 97% of it, so that the anneal ends within the budget if the pace holds; 0 if none
         does."""
         left = 0.97 * (budget - (time.perf_counter() - start) - self._ending_seconds())
@@ -1171,11 +1171,11 @@ class Trainer:
 
     def _out_of_time(self, start, budget, n):
         """Whether a block of ``n`` iterations would end the run past ``budget`` seconds from
-        ``start``: the time so far, plus the block's at the latest block's pace (not its time:
-        it may have been cut short by what was due), the sample and checkpoint it ends at (if
-        it does), the final validation with the best.npz it may write, and the final
-        checkpoint, each as long as the latest (so that the run, its final validation and
-        checkpoint included, ends within the budget)."""
+        ``start``: the time so far, plus the block's at the latest call's pace (not that call's
+        time: what was due may have cut it short), the sample and checkpoint it ends at (if it
+        does), the final validation with the best.npz it may write, and the final checkpoint,
+        each as long as the latest (so that the run, its final validation and checkpoint
+        included, ends within the budget)."""
         args, end = self.args, self.iteration + n
         ending = n * self.iteration_seconds + self._closing_seconds()  # (at the latest pace)
         if args.sample_every and end % args.sample_every == 0:
@@ -1738,8 +1738,9 @@ class Trainer:
             summary += " (the end of its anneal)"
         elif window and not (self.stop_reason or "").endswith("to 0"):  # (a rate that
             # vanished says so)
-            summary += (f" (before the anneal's end at iteration {window[1]}: the rate was "
-                        f"{self.learning_rate():.3g})")
+            reached = self.schedule()(max(self.iteration - 1, window[0]))  # (the last trained)
+            summary += f" (before the anneal's end at iteration {window[1]}: the rate was " \
+                       f"{reached:.3g})"
         elif self.stop_reason == "time budget" and self.anneal:
             summary += " (before the anneal began)"
         if last.get("val_loss") is not None:

@@ -1132,7 +1132,7 @@ def test_a_finished_anneal_ends_the_run(tmp_path, corpus_file, capsys):
     assert checkpoint.load(ckpt).run["iteration"] == 25
     rewrite_meta(ckpt, lambda m, a: m["run"]["anneal"].update(window=[15, 30]))
     assert train.main(["--resume", ckpt, "--iterations", "27", "--sample-every", "0"]) == 0
-    rate = train.Schedule(0.1, None, (15, 30, 100))(27)
+    rate = train.Schedule(0.1, None, (15, 30, 100))(26)  # (the last iteration trained's)
     assert f"\ndone: iteration 27 (before the anneal's end at iteration 30: the rate was " \
            f"{rate:.3g}), validation" in capsys.readouterr().out
     assert train.main(["--resume", ckpt, "--sample-every", "0"]) == 0
@@ -3356,6 +3356,10 @@ def test_ctrl_c_while_sampling_to_a_terminal_ends_the_texts_line(trained, monkey
         texts.append(out.getvalue())
         assert capsys.readouterr().err.endswith("fastrnn.sample: interrupted\n")
     assert len(texts[1]) == 3 + 64 and texts[0] == texts[1] + "\n"  # (the prime, one piece)
+    out = Terminal()  # (a line already ended, by the default prime: no blank line after it)
+    calls[:] = [1]
+    assert sample_main([trained, "--length", "200"], out=out) == cli.EXIT_INTERRUPTED
+    assert out.getvalue() == "\n"
 
 
 def test_the_prime_read_from_a_file(trained, tmp_path, capsys):
@@ -3384,8 +3388,11 @@ def test_the_prime_read_from_a_file(trained, tmp_path, capsys):
                                         "or drop it"),
             (["--prime", f"FILE:{prime}"], f"--prime FILE:{prime} reads as nanoGPT's way to start "
                                            f"from a file: --prime-file {prime} reads it"),
-            (["--prime-file", str(tmp_path / "none.txt")], f"--prime-file: {tmp_path}/none.txt: "
+            (["--prime-file", str(tmp_path / "none.txt")], f"--prime-file {tmp_path}/none.txt: "
                                                           f"no such file"),
+            (["--prime-file", f"FILE:{prime}"], f"--prime-file FILE:{prime}: no such file "
+                                                f"(nanoGPT's FILE: is not written here: "
+                                                f"--prime-file {prime})"),
             (["--prime-file", str(tmp_path)], f"--prime-file {tmp_path} is a directory: give a "
                                              f"text file"),
             (["--prime-file", str(tmp_path / "empty.txt")], "empty.txt is empty"),
@@ -3397,6 +3404,8 @@ def test_the_prime_read_from_a_file(trained, tmp_path, capsys):
         rc, text = run_sample([trained, *args])
         assert_usage_error(rc, capsys, message)
         assert text == ""
+    # (a FILE: text too long to be a file name is a prime like another: it was a traceback)
+    assert run_sample([*argv, "--prime", "FILE:" + "a" * 300])[0] == 0
 
 
 def test_sample_top_k_and_top_p_same_text_on_every_backend(trained):
@@ -4055,7 +4064,10 @@ def test_a_run_that_trains_no_iteration_logs_no_training_loss(tmp_path, corpus_f
     (["--top-k", "1", "--num-samples", "3"], "--top-k 1 writes the same text every time: "
                                              "--num-samples 3 would repeat it"),
     (["--length", "0", "--num-samples", "2"], "--length 0 writes the same text every time"),
-    (["-sample", "0", "--greedy"], "unrecognized arguments: -sample 0 (see --help)\n"),  # (given)
+    (["-sample", "0", "--greedy"], "unrecognized arguments: -sample 0; -sample is --greedy, "
+                                   "given already: drop it (see --help)\n"),
+    (["--len", "9", "--max_new_tokens", "9"], "--max_new_tokens is --length, given already: "
+                                              "drop it (see --help)\n"),
     (["--num-samples", "0"], "argument --num-samples: 0 is not"),
     (["--num_samples", "2"], "did you mean --num-samples?"),
     (["--start_text", "a"], "unrecognized arguments: --start_text a; did you mean --prime?"),

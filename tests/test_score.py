@@ -325,7 +325,8 @@ def test_a_line_ending_cut_by_a_block_is_still_named(run, tmp_path, capsys, monk
 
 
 def test_unix_line_endings_scored_by_a_model_of_windows_ones_are_warned_about(run, tmp_path,
-                                                                              capsys):
+                                                                              capsys,
+                                                                              monkeypatch):
     """A model that learned \\r\\n expects a \\r before each line break: texts with \\n
     alone score worse than the same texts with them, and are warned about, in one line (the
     other way round is refused: above); not a text with its \\r or no line break, nor a
@@ -355,13 +356,29 @@ def test_unix_line_endings_scored_by_a_model_of_windows_ones_are_warned_about(ru
         f"fastrnn.score: warning: {lf_30} and {lf} have Unix line endings (\\n), and the model "
         f"learned Windows ones (\\r\\n): the first 30 lines of {lf_30} score {scores[0]:.4f} "
         f"nats/char as they are, {scores[1]:.4f} with \\r\\n (unix2dos converts)\n")
+    # the probe reads the first text in the command line's order (standard input's place
+    # too) with PROBE_LINES line breaks: not a two-line one, nor a long line's first block
+    (tmp_path / "two.txt").write_bytes(b"a good wife\na single man\n")
+    monkeypatch.setattr(score, "BLOCK", 1000)
+    monkeypatch.setattr(score, "PROBE", 400)  # (lines of 119: 3 from the start, 2 after the
+    # first break of standard input's first block, 3 after that of its second)
+    monkeypatch.setattr("sys.stdin", type("Stdin", (), {"buffer": io.BytesIO(
+        b"a" * 600 + lines.encode())})())
+    rc, out = scored([str(tmp_path / "crlf" / "checkpoint.npz"), str(tmp_path / "two.txt"), "-",
+                      str(lf_30), "--json"])
+    assert rc == 0 and capsys.readouterr().err.startswith(
+        f"fastrnn.score: warning: {tmp_path / 'two.txt'}, <stdin> and {lf_30} have Unix line "
+        f"endings (\\n), and the model learned Windows ones (\\r\\n): 3 lines near the start "
+        f"of <stdin> score ")
+    monkeypatch.undo()
     model = checkpoint.load(tmp_path / "stray" / "checkpoint.npz")
     assert "\r" in model.vocab.index
-    # the probe's lines: whole ones within its first PROBE characters, or a long first line's end
+    # the probe's lines: whole ones within its first PROBE characters, or after a long first
+    # line; none if it has no line break
     long = tmp_path / "long.txt"
     long.write_bytes(b"a" * 5000 + b"\n" + lines.encode())
-    for path, head in [(lf, lines[:lines.index("\n") + 1] * 34), (long, "a" * 4095 + "\n"),
-                       (tmp_path / "line.txt", "")]:
+    for path, head in [(lf, (lines[:lines.index("\n") + 1] * 34, True)), (long, (lines, False)),
+                       (tmp_path / "line.txt", None)]:
         assert score._read_through(model.vocab, path)[3] == head
     for ckpt in (tmp_path / "stray" / "checkpoint.npz", run[0] / "out" / "checkpoint.npz"):
         assert scored([str(ckpt), str(lf)])[0] == 0
