@@ -150,7 +150,8 @@ def _prime(args, vocab):
                                  f"saw: {describe(missing)} ({_vocabulary(vocab)})"
                                  f"{corpus.unknown_hint(prime, missing, encoding)}")
         return prime
-    prime = args.prime if args.prime is not None else ("\n" if "\n" in vocab.index else vocab.chars[0])
+    prime = args.prime if args.prime is not None else \
+        ("\n" if "\n" in vocab.index else vocab.chars[0])
     if not prime:
         raise cli.UsageError("--prime is empty: give at least one character")
     missing = vocab.unknown(prime)
