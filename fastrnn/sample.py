@@ -141,6 +141,10 @@ def _prime(args, vocab):
                                  f"FILE: is not written here: --prime-file {cli.quoted(named)})")
         encoding = args.encoding or "utf-8"
         try:
+            corpus.check_encoding(encoding)
+        except corpus.CorpusError as e:  # (as train's and score's)
+            raise cli.UsageError(str(e)) from None
+        try:
             prime = corpus.read_text(args.prime_file, encoding)[0]
         except corpus.CorpusError as e:
             raise cli.UsageError(f"--prime-file {e}") from None

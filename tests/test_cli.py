@@ -3396,6 +3396,8 @@ def test_the_prime_read_from_a_file(trained, tmp_path, capsys):
             (["--prime-file", str(tmp_path)], f"--prime-file {tmp_path} is a directory: give a "
                                              f"text file"),
             (["--prime-file", str(tmp_path / "empty.txt")], "empty.txt is empty"),
+            (["--prime-file", str(prime), "--encoding", "nosuch"], "error: unknown encoding "
+                                                                   "'nosuch': give a text "),
             (["--prime-file", str(latin)], "latin.txt: byte 0xff at offset 0 is not valid utf-8"),
             (["--prime-file", str(tmp_path / "bom.txt")],
              "bom.txt has characters the model never saw: '\\r', '\\ufeff' (its vocabulary: "),
