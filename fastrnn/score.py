@@ -137,7 +137,8 @@ def _remove_stale_spools():
 def _check(args, ckpt, texts):
     """Every text of ``texts`` ((path, name) pairs) read through and checked: a UsageError
     naming the first that cannot be scored; else ({name: characters it has to score}, the
-    (name, first lines) of those with Unix line endings, line breaks and no \\r)."""
+    (name, lines to probe: ``_probe``'s) of those with Unix line endings, line breaks and no
+    \\r)."""
     counts, unix = {}, []
     try:
         with cli.DelayedBar("checking", sum(_size(path) for path, _ in texts), "B") as bar:
@@ -225,8 +226,8 @@ def _keep_stdin(kept, encoding):
 
 def _score(args, ckpt, model, texts, counts, unix, out):
     """Each text of ``texts`` ((path, name) pairs, checked: ``counts``, {name: characters it
-    has to score}) scored, a line each on ``out``; those of ``unix`` ((name, first lines) of
-    those with Unix line endings) warned about first if the model learned Windows ones
+    has to score}) scored, a line each on ``out``; those of ``unix`` (``_check``'s, with Unix
+    line endings) warned about first if the model learned Windows ones
     (``_windows_endings``)."""
     say = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
     total = sum(max(0, counts[name] - 1) for _, name in texts)  # (characters predicted)
