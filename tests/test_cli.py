@@ -1124,8 +1124,9 @@ def test_a_finished_anneal_ends_the_run(tmp_path, corpus_file, capsys):
         capsys.readouterr().out
     assert Path(ckpt).read_bytes() == before
 
-    # (the run that reaches its anneal's end says so in one way, whatever --iterations says:
-    # "stopped by the learning rate's anneal to 0" past it, "done" at it, before)
+    # (a run that reaches its anneal's end says so in one way, whatever --iterations says; it
+    # said "stopped by the learning rate's anneal to 0" with --iterations past the end, "done"
+    # at it)
     rewrite_meta(ckpt, lambda m, a: m["run"]["anneal"].update(window=[15, 25]))
     assert train.main(["--resume", ckpt, "--iterations", "100", "--sample-every", "0"]) == 0
     assert "\ndone: iteration 25 (the end of its anneal), validation" in capsys.readouterr().out
