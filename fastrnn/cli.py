@@ -491,6 +491,15 @@ def drop_output(stream=None):
     os.close(devnull)
 
 
+def terminal(stream):
+    """Whether ``stream`` is a terminal: False too for a caller's stream without ``isatty``,
+    or a closed one."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 def warn(prog, message):
     print(f"{prog}: warning: {one_line(message)}", file=sys.stderr)
 

@@ -230,7 +230,7 @@ def _generate(model, vocab, prime, ids, rng, args, out):
         cli.drop_output()
         raise cli.Failure(f"cannot write the text: {e.strerror or e}") from None
     except KeyboardInterrupt:  # (on a terminal, the text's line ended: the message's own)
-        if _terminal(out) and not written.endswith("\n"):
+        if cli.terminal(out) and not written.endswith("\n"):
             try:
                 out.write("\n")
                 out.flush()
@@ -238,13 +238,6 @@ def _generate(model, vocab, prime, ids, rng, args, out):
                 pass
         raise
     return 0
-
-
-def _terminal(stream):
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError, OSError):  # (a caller's stream without it, or closed)
-        return False
 
 
 class _Command(types.ModuleType):

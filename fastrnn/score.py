@@ -195,11 +195,7 @@ def _keep_stdin(kept, encoding):
         f = open(kept, "wb")
     except OSError as e:
         raise cannot_keep(e) from None
-    try:
-        terminal = stream.isatty()
-    except (AttributeError, ValueError):  # (a caller's stream without it, or closed)
-        terminal = False
-    if terminal:  # (else it waits in silence)
+    if cli.terminal(stream):  # (else it waits in silence)
         print(f"{PROG}: reading standard input (Ctrl-D on a line of its own ends it)",
               file=sys.stderr)
     # one read of the terminal at a time (read1): a buffered read(BLOCK) goes on past the
