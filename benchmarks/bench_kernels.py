@@ -137,7 +137,7 @@ def test_adagrad(benchmark, corpus, backend, H, T, dtype):
     mems = [m.flat for m in c.mems]
     expected_p, expected_m = c.w.flat.astype(np.float64), mems[0].astype(np.float64)
     reference.adagrad([expected_p], [c.g.flat.astype(np.float64)], [expected_m], 0.1)
-    c.kern.update(ADAGRAD, c.w.flat, c.g.flat, mems, 0.1, 1, False)
+    c.kern.update(ADAGRAD, c.w.flat, c.g.flat, mems, 0.1, 1, 0)
     for (name, p), e in zip(c.spec.named(c.w).items(), c.spec.arrays(c.spec.view(expected_p))):
         check(p, e, dtype, name)
     check(mems[0], expected_m, dtype, "memory")

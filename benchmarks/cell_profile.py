@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fastrnn import optim, reference  # noqa: E402
-from fastrnn.config import NJIT, STREAMS_PER_UNIT  # noqa: E402
+from fastrnn.config import CLIP, NJIT, STREAMS_PER_UNIT  # noqa: E402
 from fastrnn.kernels import batch, tiles  # noqa: E402
 from fastrnn.kernels.blas import gemm  # noqa: E402
 from fastrnn.spec import Spec  # noqa: E402
@@ -133,7 +133,7 @@ def main(argv=None):
         step = iter(range(1, 10 ** 6))
 
         def update():
-            batch.sum_and_update(work.partials, opt, w.flat, grad, 1e-9, next(step), 0,
+            batch.sum_and_update(work.partials, opt, w.flat, grad, 1e-9, next(step), CLIP, 0,
                                  spec.size)
         update()
         updates = median_time(update, args.repeats)

@@ -170,11 +170,10 @@ class Checkpoint:
         """A new model for fine-tuning: this checkpoint's cell, layers, hidden size, dtype,
         vocabulary size and weights; fresh optimizer state, update count, hidden state and
         position; its other settings (learning_rate, seq_length, batch_size, optimizer, seed,
-        dropout) as given, else the checkpoint's, but for the learning rate: the checkpoint's
-        (that of its model's training before any fine-tune, for the checkpoint of a fine-tune
-        that ``fastrnn.train`` ran: ``lineage``; or, with another optimizer, that one's usual
-        rate)
-        divided by ``config.FINE_TUNE_DIVISOR`` (10, ``fine_tune_rate``). Train it on a text
+        dropout, grad_clip) as given, else the checkpoint's, but for the learning rate: the
+        checkpoint's (that of its model's training before any fine-tune, for the checkpoint of a
+        fine-tune that ``fastrnn.train`` ran: ``lineage``; or, with another optimizer, that
+        one's usual rate) divided by ``config.FINE_TUNE_DIVISOR`` (10, ``fine_tune_rate``). Train it on a text
         encoded with this checkpoint's ``vocab``."""
         c = self.config.to_dict()
         clash = sorted(set(settings) & set(ARCHITECTURE))
@@ -204,12 +203,13 @@ class Checkpoint:
         ``load`` refuses (a Checkpoint made or changed in memory: they were copied into the
         model unchecked); the arrays' copies name theirs."""
         dtype = self.config.dtype if dtype is None else dtype
-        rate = self.config.learning_rate
         name = dtype_name(dtype)  # (as CharRNN names it; one it does not take: it says why)
-        if name and (lost := validate.lost_in(rate, name)):
-            raise ValueError(f"the checkpoint's learning rate {rate:g} is {lost} in {name}, "
-                             f"and a model's must be a number in its dtype, even to sample or "
-                             f"score: use it in {self.config.dtype}, its own")
+        for setting, said in (("learning_rate", "learning rate"), ("grad_clip", "grad_clip")):
+            value = getattr(self.config, setting)
+            if name and value and (lost := validate.lost_in(value, name)):
+                raise ValueError(f"the checkpoint's {said} {value:g} is {lost} in {name}, and a "
+                                 f"model's must be a number in its dtype, even to sample or "
+                                 f"score: use it in {self.config.dtype}, its own")
         model = CharRNN(**{**self.config.to_dict(), "dtype": dtype}, backend=backend,
                         threads=threads)
         for prefix, dst, src in zip(("",) + tuple(model.optimizer.states),

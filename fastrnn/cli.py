@@ -538,6 +538,10 @@ def positive_float(text):
                    "a positive finite number")
 
 
+def non_negative_float(text):
+    return _number(float, text, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+
+
 def fraction(text):
     return _number(float, text, lambda v: 0 <= v < 1, "in [0, 1)")
 

@@ -9,6 +9,7 @@ import numpy as np
 
 # --- The model's mathematics ------------------------------------------------------------------
 CLIP = 5.0                      # gradients are clipped to [-CLIP, CLIP] before every update
+                                # (min-char-rnn's, and the default of a model's grad_clip)
 INIT_SCALE = 0.01               # min-char-rnn's weights: N(0, 1) * 0.01; biases 0
 ADAGRAD_EPS = 1e-8              # min-char-rnn's Adagrad
 RMSPROP_DECAY, RMSPROP_EPS = 0.95, 1e-8               # char-rnn's RMSprop
@@ -17,7 +18,7 @@ ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8   # PyTorch's Adam defaults
 # --- Defaults of a model and its training run (min-char-rnn's) ----------------------------------
 MODEL_DEFAULTS = {"cell": "rnn", "hidden_size": 100, "seq_length": 25, "learning_rate": 0.1,
                   "dtype": "float64", "seed": 0, "batch_size": 1, "optimizer": "adagrad",
-                  "num_layers": 1, "dropout": 0.0}
+                  "num_layers": 1, "dropout": 0.0, "grad_clip": CLIP}
 COUNT_MAX = 1 << 62             # the most updates (and the furthest position) a model counts:
                                 # past it no run goes, and int64 arithmetic would overflow
 MASK_ELEMENTS = 1 << 22         # dropout mask elements drawn per kernel call, at most (chunks

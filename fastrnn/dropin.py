@@ -98,7 +98,7 @@ def adagrad(params, grads, mems, learning_rate, backend="numba"):
     if flat and not 1e-30 < lr < 1e30:  # (0 or infinite in the parameters' dtype? 6 us)
         lr = validate.rate("learning_rate", lr, flat[0][0].dtype)
     for w, g, m in flat:
-        kern.update(_ADAGRAD, w, g, [m], lr, 0, False)
+        kern.update(_ADAGRAD, w, g, [m], lr, 0, 0)  # (clip 0: lossFun clipped g already)
 
 
 def sample(h, seed_ix, n, Wxh, Whh, Why, bh, by, rng=None, temperature=1.0, greedy=False,

@@ -98,6 +98,8 @@ class Config:
     cell: str = _D["cell"]
     num_layers: int = _D["num_layers"]
     dropout: float = _D["dropout"]
+    grad_clip: float = _D["grad_clip"]  # each gradient element clipped to [-grad_clip,
+                                        # grad_clip] before every update; 0: none
 
     def __post_init__(self):
         if not validate.is_integer(self.vocab_size) or self.vocab_size < 2:
@@ -125,6 +127,7 @@ class Config:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         object.__setattr__(self, "dtype", str(self.dtype))
         validate.rate("learning_rate", self.learning_rate, self.dtype)
+        keep("grad_clip", validate.clip("grad_clip", self.grad_clip, self.dtype))
 
     def to_dict(self):
         return asdict(self)
@@ -219,12 +222,15 @@ class CharRNN:
     optionally on B streams at once, with RMSprop or Adam, with the LSTM or GRU cell
     (``cell``), ``num_layers`` stacked layers and ``dropout`` between them. ``learning_rate``
     unless given: the optimizer's usual one (``optim.Optimizer.rate``: Adagrad's 0.1,
-    min-char-rnn's; RMSprop's and Adam's 0.002)."""
+    min-char-rnn's; RMSprop's and Adam's 0.002). ``grad_clip``: every element of a chunk's
+    gradients is clipped to [-grad_clip, grad_clip] before the update (min-char-rnn's,
+    char-rnn's and torch-rnn's clip, PyTorch's ``clip_grad_value_``; 5 by default, 0: none)."""
 
     def __init__(self, vocab_size, hidden_size=_D["hidden_size"], seq_length=_D["seq_length"],
                  learning_rate=None, dtype=None, seed=_D["seed"], backend="numba",
                  batch_size=_D["batch_size"], threads=None, optimizer=_D["optimizer"],
-                 cell=_D["cell"], num_layers=_D["num_layers"], dropout=_D["dropout"]):
+                 cell=_D["cell"], num_layers=_D["num_layers"], dropout=_D["dropout"],
+                 grad_clip=_D["grad_clip"]):
         self._busy = threading.RLock()  # (``_taking_turns``)
         if learning_rate is None:
             try:
@@ -236,7 +242,7 @@ class CharRNN:
             dtype = config.GPU_DTYPE if backend == "cuda" else _D["dtype"]
         dtype = dtype_name(dtype) or dtype  # (others: Config refuses them by name)
         self.config = Config(vocab_size, hidden_size, seq_length, learning_rate, dtype, seed,
-                             batch_size, optimizer, cell, num_layers, dropout)
+                             batch_size, optimizer, cell, num_layers, dropout, grad_clip)
         self.backend = backend
         self.threads = threads
         c = self.config
@@ -371,7 +377,7 @@ class CharRNN:
                     f"config.{name} is fixed for a model ({getattr(old, name)!r}; asked "
                     f"{getattr(new, name)!r}): its weights and optimizer state were made by "
                     f"it; build a new CharRNN for another (seq_length, learning_rate, "
-                    f"batch_size and dropout may change)")
+                    f"batch_size, dropout and grad_clip may change)")
             self._check_memory(new)
             self._data = self._seen = None  # (ids checked for the old seq_length, batch_size)
         self._config = new
@@ -707,7 +713,7 @@ class CharRNN:
                 start = int(self._kernels.train(
                     self.weights, self._grads, self.optimizer, self.states, ready, start,
                     self.state, lr, c.seq_length, int(self.step), losses[first:first + n],
-                    self.threads, masks))
+                    self.threads, masks, c.grad_clip))
                 self.position = start
                 self.step += n
                 if interrupted:

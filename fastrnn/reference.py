@@ -23,8 +23,9 @@ Dropout (char-rnn's: on the output of every layer but the last, in training only
 generator, outside every kernel, so each backend applies the same masks); ``masks=None`` is
 no dropout.
 
-Loss and gradients are summed over steps and streams; gradients are then clipped to
-[-CLIP, CLIP] and the optimizer (``optim.OPTIMIZERS``) updates the parameters. With B = 1,
+Loss and gradients are summed over steps and streams; gradients are then clipped element by
+element to [-clip, clip] (a model's ``grad_clip``: min-char-rnn's CLIP = 5 unless set; 0 clips
+nothing) and the optimizer (``optim.OPTIMIZERS``) updates the parameters. With B = 1,
 L = 1 and the rnn cell this is min-char-rnn: ``loss_fun`` and ``adagrad`` keep its arguments
 and shapes.
 """
@@ -327,13 +328,14 @@ def chunks_per_pass(piece, seq_length):
 
 
 def train(w, optimizer, states, data, position, state, learning_rate, seq_length, n_steps,
-          step=0, masks=None):
+          step=0, masks=None, clip=CLIP):
     """``n_steps`` chunks of training; return (losses, position, state).
 
     B = state.shape[2] streams: stream b reads ``data[b*P + position : ...]`` with
     P = len(data) // B; the streams move in lockstep. Weights and optimizer state are updated
     in place; ``step`` is the number of updates made before this call. ``masks``: dropout
-    masks (n_steps, L-1, T, B, H), chunk n's ``masks[n]``, or None.
+    masks (n_steps, L-1, T, B, H), chunk n's ``masks[n]``, or None. ``clip``: gradients are
+    clipped to [-clip, clip] before each update; 0 clips nothing.
     """
     B = state.shape[2]
     piece = len(data) // B
@@ -346,7 +348,7 @@ def train(w, optimizer, states, data, position, state, learning_rate, seq_length
         x, y = window[:, :-1], window[:, 1:]
         chunk_masks = None if masks is None else masks[n]
         loss, cache = forward(w, x, y, state, chunk_masks)
-        g = backward(w, x, y, cache, masks=chunk_masks)
+        g = backward(w, x, y, cache, clip=clip or None, masks=chunk_masks)
         step += 1
         update(optimizer, w, g, states, learning_rate, step)
         losses.append(loss)

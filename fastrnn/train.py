@@ -27,7 +27,7 @@ from . import (cells, checkpoint, cli, compiling, corpus as corpus_mod, files, m
                reference, rundir, validate)
 from .backends import BACKENDS, get_backend
 from .checkpoint import BEST, CHECKPOINT, Checkpoint, CheckpointError
-from .config import (CADENCE, CLIP, COUNT_MAX, DATA_DEFAULTS, DEFAULT_ITERATIONS, DIVERGED_LOSS,
+from .config import (CADENCE, COUNT_MAX, DATA_DEFAULTS, DEFAULT_ITERATIONS, DIVERGED_LOSS,
                      DTYPES, FINE_TUNE_DIVISOR, GPU_DTYPE, MODEL_DEFAULTS, SAMPLE_LENGTH_MAX)
 from .model import ARCHITECTURE, CharRNN
 from .rundir import ASIDE, METRICS, PLOT
@@ -55,8 +55,8 @@ def build_parser():
     d.add_argument("--val-fraction", type=cli.fraction, metavar="F",
                    help=f"fraction of the text held out from its end for validation, in [0, 1) "
                         f"(default {DATA_DEFAULTS['val_fraction']:g})")
-    m = p.add_argument_group("model (the checkpoint's when resuming; --learning-rate and "
-                             "--dropout may change)")
+    m = p.add_argument_group("model (the checkpoint's when resuming; --learning-rate, "
+                             "--dropout and --grad-clip may change)")
     m.add_argument("--cell", choices=tuple(cells.CELLS),
                    help=f"the recurrent cell (default {MODEL_DEFAULTS['cell']}: min-char-rnn's "
                         f"tanh cell)")
@@ -84,8 +84,14 @@ def build_parser():
                    help=f"seeds initialisation and samples (default {MODEL_DEFAULTS['seed']})")
     m.add_argument("--optimizer", choices=tuple(optim.OPTIMIZERS),
                    help="; ".join(f"{o.name} ({o.help})" for o in optim.OPTIMIZERS.values())
-                   + f" (default {MODEL_DEFAULTS['optimizer']}); gradients are clipped to "
-                     f"[-{CLIP:g}, {CLIP:g}] first")
+                   + f" (default {MODEL_DEFAULTS['optimizer']}); gradients are clipped "
+                     f"first (--grad-clip)")
+    m.add_argument("--grad-clip", type=cli.non_negative_float, metavar="C",
+                   help=f"clip every element of an iteration's gradients to [-C, C] before the "
+                        f"update, as min-char-rnn, char-rnn and torch-rnn do (their "
+                        f"-grad_clip; PyTorch's clip_grad_value_; not nanoGPT's grad_clip, "
+                        f"which scales the gradients' norm); 0: no clipping (default "
+                        f"{MODEL_DEFAULTS['grad_clip']:g})")
     m.add_argument("--batch-size", type=cli.positive_int, metavar="B",
                    help=f"train B streams at once: the text is cut into B contiguous pieces, "
                         f"each with its own hidden state; an iteration is one chunk of every "
@@ -152,15 +158,16 @@ def build_parser():
                         "the checkpoint's directory)")
     r.add_argument("--resume", type=cli.path, metavar="CHECKPOINT",
                    help="continue training from this checkpoint: its model, optimizer state, "
-                        "schedule and text (--learning-rate and --dropout may be given anew)")
+                        "schedule and text (--learning-rate, --dropout and --grad-clip may be "
+                        "given anew)")
     r.add_argument("--init-from", type=cli.path, metavar="CHECKPOINT",
                    help="fine-tune: start a new run (fresh optimizer state, counters and hidden "
                         "state) from this checkpoint's weights, model and vocabulary, on --data; "
-                        "--learning-rate, --seq-length, --batch-size, --optimizer, --seed and "
-                        "--dropout may differ from the checkpoint's (the learning rate: "
-                        f"1/{FINE_TUNE_DIVISOR} of the checkpoint's (a fine-tune's: of its "
-                        f"model's before any fine-tune) unless given, or of another "
-                        f"--optimizer's usual one); --data is required")
+                        "--learning-rate, --seq-length, --batch-size, --optimizer, --seed, "
+                        "--dropout and --grad-clip may differ from the checkpoint's (the "
+                        f"learning rate: 1/{FINE_TUNE_DIVISOR} of the checkpoint's (a "
+                        f"fine-tune's: of its model's before any fine-tune) unless given, or "
+                        f"of another --optimizer's usual one); --data is required")
     r.add_argument("--overwrite", action="store_true",
                    help="start a new run even if --out holds another run's checkpoint.npz, "
                         "best.npz or metrics.jsonl (set aside as it starts, with loss.png, and "
@@ -272,6 +279,8 @@ def _main(argv):
         raise cli.UsageError(f"--dropout {config['dropout']:g} applies between layers: " + (
             "the checkpoint's model has one layer" if ckpt or source else
             f"it needs --num-layers >= 2, got {config['num_layers']}"))
+    if lost := validate.clip_lost(config["grad_clip"], config["dtype"]):  # (in flags' words)
+        raise cli.UsageError(f"--grad-clip {config['grad_clip']:g} {lost}")
     zero = _zero_rate_at(config, lr_decay, args.iterations)
     if zero == 0:
         raise cli.UsageError(f"--learning-rate {config['learning_rate']:g} is 0 in "
@@ -485,7 +494,7 @@ def _load_resume(path):
 
 # what --resume may change (read at every training call; the rest made the weights, the
 # optimizer state or the streams' layout)
-RESUME_MAY_CHANGE = ("learning_rate", "dropout")
+RESUME_MAY_CHANGE = ("learning_rate", "dropout", "grad_clip")
 
 
 def _settings(args, ckpt, source=None):
@@ -534,8 +543,8 @@ def _settings(args, ckpt, source=None):
                  for k, v in given.items() if v != config[k] and k not in RESUME_MAY_CHANGE]
         if clash:
             raise cli.UsageError(f"cannot resume with other settings: {'; '.join(clash)} "
-                                 f"(--learning-rate and --dropout may change; --init-from "
-                                 f"starts a new run from its weights)")
+                                 f"(--learning-rate, --dropout and --grad-clip may change; "
+                                 f"--init-from starts a new run from its weights)")
         config.update({k: v for k, v in given.items() if k in RESUME_MAY_CHANGE})
         recorded = ckpt.run.get("data", {})  # (none in a checkpoint saved from Python)
         data = {**DATA_DEFAULTS, **recorded}
@@ -902,7 +911,9 @@ class Trainer:
                    + f"H={c.hidden_size} T={c.seq_length} lr={c.learning_rate}"
                    + self._rate_now() + f" {c.dtype} "
                    + (f"B={c.batch_size} streams " if c.batch_size > 1 else "")
-                   + (f"{c.optimizer} " if c.optimizer != "adagrad" else "") +
+                   + (f"{c.optimizer} " if c.optimizer != "adagrad" else "")
+                   + ("" if c.grad_clip == MODEL_DEFAULTS["grad_clip"] else
+                      f"grad clip {c.grad_clip:g} " if c.grad_clip else "no grad clip ") +
                    f"on {self.model.backend}"
                    + (f", from iteration {self.iteration}" if self.iteration else ""))
         if args.time_budget:  # (matplotlib's import: before the clock, as the other

@@ -204,6 +204,31 @@ def rate(name, value, dtype, zero=False):
     return value
 
 
+def clip(name, value, dtype):
+    """A gradient clip: a finite number >= 0 (0: no clipping) that is neither 0 nor infinite
+    in ``dtype`` when it is not 0 itself (a clip of 1e-50 in float32 would hold every gradient
+    at 0); as a float."""
+    said = f"{name} must be a finite number >= 0 (0: no clipping), got {shown(value)}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(said)
+    try:
+        v = float(value)
+    except OverflowError:  # (an int past float's range)
+        v = math.inf
+    if not np.isfinite(v) or v < 0:
+        raise ValueError(said)
+    if lost := clip_lost(v, dtype):
+        raise ValueError(f"{name} {v:g} {lost}")
+    return v or 0.0  # (-0.0 as 0.0)
+
+
+def clip_lost(clip, dtype):
+    """What is wrong with a gradient clip >= 0 in ``dtype`` ("is 0 in float32: ..."), or None."""
+    lost = lost_in(clip, dtype) if clip else None
+    return lost and f"is {lost} in {np.dtype(dtype).name}" + (
+        ": it would hold every gradient at 0" if lost == "0" else " (0: no clipping)")
+
+
 def available_memory():
     """Bytes of memory the machine can still give a process (Linux: MemAvailable; elsewhere the
     free physical pages), or None where the system does not say."""

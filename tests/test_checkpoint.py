@@ -240,7 +240,7 @@ def test_a_format_1_checkpoint_loads_and_resumes(tmp_path, optimizer, batch_size
 
     ckpt = checkpoint.load(path)
     assert ckpt.config.to_dict() == {**written["config"], "cell": "rnn", "num_layers": 1,
-                                     "dropout": 0.0}
+                                     "dropout": 0.0, "grad_clip": 5.0}
     assert ckpt.vocab.chars == written["vocab"]
     assert ckpt.position == position and ckpt.step == step
     assert ckpt.run == {"iteration": step, "note": "from 0.1"}
@@ -948,6 +948,25 @@ def test_a_checkpoint_from_before_layers_and_dropout_loads_as_one_layer(saved):
     assert back.config.num_layers == 1 and back.config.dropout == 0.0
     restored = back.to_model("numba")
     assert np.array_equal(restored.weights.flat, model.weights.flat)
+
+
+def test_a_checkpoint_from_before_grad_clip_loads_with_min_char_rnns_clip(saved):
+    """Files written before the config knew grad_clip load with the clip they were trained
+    with, 5; a grad_clip set is saved, and kept by a fine-tune unless given."""
+    path, model, _ = saved
+    rewrite_meta(path, lambda meta, arrays: meta["config"].pop("grad_clip"))
+    assert checkpoint.load(path).config.grad_clip == 5.0
+    assert checkpoint.load(path).to_model("numba").config.grad_clip == 5.0
+    model.config = dataclasses.replace(model.config, grad_clip=0.25)
+    checkpoint.save(path, Checkpoint.of(model, Vocab("abcde"), [], {}))
+    assert checkpoint.load(path).config.grad_clip == 0.25
+    assert checkpoint.load(path).to_model("numpy").config.grad_clip == 0.25
+    assert checkpoint.load(path).fine_tune().config.grad_clip == 0.25
+    assert checkpoint.load(path).fine_tune(grad_clip=0).config.grad_clip == 0.0
+    rewrite_meta(path, lambda meta, arrays: meta["config"].update(grad_clip=-2))
+    with pytest.raises(CheckpointError, match=r"grad_clip must be a finite number >= 0 "
+                                              r"\(0: no clipping\), got -2"):
+        checkpoint.load(path)
 
 
 def test_a_file_that_cannot_be_opened_is_not_called_corrupt(tmp_path):

@@ -365,7 +365,10 @@ def test_default_corpus_is_the_bundled_one(tmp_path):
                                                          "--dropout", "0.25"]),
     ("numba", "float32", "12", 90, 37, "3", "rmsprop", ["--num-layers", "3", "--dropout", "0.2"]),
     ("numpy", "float64", "6", 30, 11, "2", "adam", ["--cell", "lstm", "--num-layers", "2",
-                                                    "--dropout", "0.3"])])
+                                                    "--dropout", "0.3"]),
+    # a clip of its own, and none: the checkpoint's is the resumed run's
+    ("numba", "float32", "16", 120, 47, "3", "adam", ["--cell", "gru", "--grad-clip", "0.5"]),
+    ("numba", "float64", "16", 150, 61, "1", "rmsprop", ["--grad-clip", "0"])])
 def test_resume_continues_bit_for_bit(tmp_path, corpus_file, backend, dtype, hidden, n, k, batch,
                                       optimizer, model, capsys):
     common = ["--data", corpus_file, "--hidden-size", hidden, "--seq-length", "10", "--dtype", dtype,
@@ -3674,6 +3677,12 @@ def test_encoding_option(tmp_path, capsys):
     (["--num-layers", "0"], "--num-layers"),
     (["--dropout", "1"], "--dropout"),
     (["--dropout", "0.5"], "--dropout 0.5 applies between layers: it needs --num-layers >= 2"),
+    (["--grad-clip", "-1"], "argument --grad-clip: -1 is not a finite number >= 0"),
+    (["--grad-clip", "inf"], "argument --grad-clip: inf is not a finite number >= 0"),
+    (["--grad-clip", "1e-50", "--dtype", "float32"],
+     "--grad-clip 1e-50 is 0 in float32: it would hold every gradient at 0"),
+    (["--grad-clip", "1e300", "--dtype", "float32"],
+     "--grad-clip 1e+300 is infinite in float32 (0: no clipping)"),
     (["--backend", "tpu"], "invalid choice: 'tpu'"),
     # an empty path (``--resume "$CKPT"`` with CKPT unset) is not an option left out
     (["--resume", ""], "argument --resume: an empty path"),
@@ -4011,6 +4020,39 @@ def test_a_resumed_run_may_change_its_learning_rate(saved_run, corpus_file, caps
     assert checkpoint.load(saved_run).config.learning_rate == 0.03
 
 
+def test_grad_clip_is_saved_said_and_may_change_on_resume(tmp_path, corpus_file, capsys):
+    """--grad-clip is the model's clip: said in the run's first line, saved, kept by a resume,
+    and, given anew there (as --learning-rate), the clip from there on: the same numbers as
+    the model continued with it from Python."""
+    out = tmp_path / "run"
+    assert train.main(["--data", corpus_file, *SMALL[:-1], "--iterations", "20",
+                       "--grad-clip", "0.5", "--out", str(out)]) == 0
+    assert re.search(r"^training on .* float64 grad clip 0\.5 on numba$",
+                     capsys.readouterr().out, re.M)
+    path = out / "checkpoint.npz"
+    start = checkpoint.load(path)
+    assert start.config.grad_clip == 0.5
+    assert train.main(["--resume", str(path), "--grad-clip", "0", "--iterations", "30"]) == 0
+    printed = capsys.readouterr().out
+    assert "note: --grad-clip 0 replaces the checkpoint's 0.5 from iteration 20 on\n" in printed
+    assert re.search(r"^training on .* float64 no grad clip on numba, from iteration 20$",
+                     printed, re.M), printed
+    ckpt = checkpoint.load(path)
+    assert ckpt.config.grad_clip == 0
+    model = start.to_model()
+    model.config = dataclasses.replace(model.config, grad_clip=0)
+    model.train(load(corpus_file).train, 10)
+    np.testing.assert_array_equal(ckpt.to_model().weights.flat, model.weights.flat)
+    clipped = start.to_model()
+    clipped.train(load(corpus_file).train, 10)
+    assert not np.array_equal(clipped.weights.flat, model.weights.flat), "the clip mattered"
+    # resumed again without it: the checkpoint's clip, said nowhere
+    assert train.main(["--resume", str(path), "--iterations", "40"]) == 0
+    printed = capsys.readouterr().out
+    assert "--grad-clip" not in printed and "no grad clip" in printed
+    assert checkpoint.load(path).config.grad_clip == 0
+
+
 def test_a_new_learning_rate_on_resume_is_the_schedules_base(tmp_path, corpus_file, capsys):
     """With a decay, --learning-rate on --resume is the base the schedule decays (as for a new
     run), not the rate from there on: the note says the rate it makes there."""
@@ -4152,6 +4194,7 @@ def test_an_empty_checkpoint_or_file_path_is_refused(trained, capsys):
     (["--batch_size", "16"], "unrecognized arguments: --batch_size 16; did you mean --batch-size?"),
     (["-seq_length", "50"], "unrecognized arguments: -seq_length 50; did you mean --seq-length?"),
     (["--rnn_size=128"], "unrecognized arguments: --rnn_size=128; did you mean --hidden-size?"),
+    (["-grad_clip", "1"], "unrecognized arguments: -grad_clip 1; did you mean --grad-clip?"),
     (["--Batch_Size", "16"], "did you mean --batch-size?"),
     (["--max_iters", "5"], "did you mean --iterations?"),
     (["--max-iters", "5"], "did you mean --iterations?"),

@@ -43,7 +43,7 @@ def signatures(f):
         column_sums=(a2, a1),
         grad_xh=(int32[::1], int32[::1], a2, a2),
         clip_all=(a1,),
-        optimize=(a1, a1, a1, a1, int64, float64, int64, boolean),
+        optimize=(a1, a1, a1, a1, int64, float64, int64, float64),
         zero=(a1,),
         sample=(a1, int64, f64, a2, a2, a2, a1, a1, float64, boolean, int64, float64, int64[::1],
                 a1, f64),

@@ -148,7 +148,7 @@ def test_adagrad_matches_reference(backend, n, dtype):
     m = (rng.random(n) * 10 ** rng.uniform(-12, 2, n)).astype(dtype)
     w0 = w.copy()
     w_ref, g_ref, m_ref = (a.astype(np.float64) for a in (w, g, m))
-    get_backend(backend).update(ADAGRAD, w, g, [m], 0.1, 1, False)
+    get_backend(backend).update(ADAGRAD, w, g, [m], 0.1, 1, 0)
     reference.adagrad([w_ref], [g_ref], [m_ref], 0.1)
     assert_close(m, m_ref, dtype, "memory")
     assert_close(w, w_ref, dtype, "weights")
@@ -165,7 +165,7 @@ def test_adagrad_of_all_parameters(backend, dtype):
     m = s.view(rng.random(s.size).astype(dtype))
     expected_w, expected_m = as64(w), as64(m)
     reference.adagrad(s.arrays(expected_w), s.arrays(as64(g)), s.arrays(expected_m), 0.05)
-    get_backend(backend).update(ADAGRAD, w.flat, g.flat, [m.flat], 0.05, 1, False)
+    get_backend(backend).update(ADAGRAD, w.flat, g.flat, [m.flat], 0.05, 1, 0)
     assert_weights_close(w, expected_w, dtype)
     assert_weights_close(m, expected_m, dtype, prefix="m")
 

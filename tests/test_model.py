@@ -83,6 +83,41 @@ def test_training_with_dropout_equals_the_oracle_with_the_documented_masks(corpu
     assert np.abs(first.flat - w.flat).max() > 1e-3, "the masks changed the training"
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("cell, B, dtype, optimizer, clip", [
+    ("rnn", 1, np.float64, "adagrad", 0.05),  # min-char-rnn's model: the single-stream kernels
+    ("rnn", 1, np.float32, "rmsprop", 0),
+    ("lstm", 3, np.float64, "adam", 0.05),    # the mini-batch kernels
+    ("gru", 2, np.float32, "adagrad", 0)])
+def test_training_clips_the_gradients_at_grad_clip(corpus, backend, cell, B, dtype, optimizer,
+                                                   clip):
+    """grad_clip clips every element of a chunk's gradients to [-grad_clip, grad_clip] before
+    its update, 0 not at all, as ``reference.train``'s ``clip`` does, on every path; the data
+    is such that the default clip (5) trains otherwise."""
+    vocab, data = corpus
+    V, H, T, n = len(vocab), 8, 40, 6
+    model = CharRNN(V, hidden_size=H, seq_length=T, batch_size=B, cell=cell,
+                    optimizer=optimizer, learning_rate=0.01, seed=3, dtype=dtype,
+                    backend=backend, threads=1, grad_clip=clip)
+    assert model.config.grad_clip == clip
+    first = model.weights.flat.astype(np.float64)
+    losses = model.train(data, n)
+    ends = {}
+    for bound in (clip, fastrnn.config.CLIP):
+        w = model.spec.view(first.copy())
+        states = [model.spec.zeros(np.float64) for _ in model.optimizer.states]
+        expected, pos, state = reference.train(w, model.optimizer, states, data, 0,
+                                               np.zeros(model.state.shape), 0.01, T, n,
+                                               clip=bound)
+        ends[bound] = (w, expected, state)
+    w, expected, state = ends[clip]
+    assert_close(losses, expected, dtype, "losses")
+    assert_close(model.state, state, dtype, "state")
+    assert_close(model.weights.flat, w.flat, dtype, "weights")
+    assert np.abs(ends[fastrnn.config.CLIP][0].flat - w.flat).max() > 1e-3, \
+        "the default clip trains otherwise"
+
+
 def test_params_are_named_views_of_the_weights():
     model = CharRNN(6, hidden_size=5, seed=1)
     assert tuple(model.params) == NAMES
@@ -695,6 +730,16 @@ def test_masked_arrays_are_refused_not_read_masked_values_and_all():
     (dict(vocab_size=5, num_layers=2, dropout=1.0), r"dropout must be a number in \[0, 1\)"),
     (dict(vocab_size=5, num_layers=2, dropout=-0.1), r"dropout must be a number in \[0, 1\)"),
     (dict(vocab_size=5, dropout=0.2), "dropout 0.2 applies between layers: it needs num_layers >= 2"),
+    (dict(vocab_size=5, grad_clip=-1), r"grad_clip must be a finite number >= 0 \(0: no clipping\), "
+                                       r"got -1$"),
+    (dict(vocab_size=5, grad_clip=float("inf")), r"grad_clip must be a finite number >= 0"),
+    (dict(vocab_size=5, grad_clip=float("nan")), r"grad_clip must be a finite number >= 0"),
+    (dict(vocab_size=5, grad_clip=True), r"grad_clip must be a finite number >= 0 .*got True"),
+    (dict(vocab_size=5, grad_clip="5"), r"grad_clip must be a finite number >= 0 .*got '5'"),
+    (dict(vocab_size=5, grad_clip=1e-50, dtype="float32"),
+     r"^grad_clip 1e-50 is 0 in float32: it would hold every gradient at 0$"),
+    (dict(vocab_size=5, grad_clip=1e300, dtype="float32"),
+     r"^grad_clip 1e\+300 is infinite in float32 \(0: no clipping\)$"),
 ])
 def test_bad_configuration_is_named(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -9,6 +9,7 @@ import pytest
 
 from fastrnn import CharRNN, optim, reference
 from fastrnn.backends import get_backend
+from fastrnn.config import CLIP
 from fastrnn.kernels import cpu
 from fastrnn.spec import Spec
 from tests.helpers import as64, assert_close, assert_weights_close, random_weights
@@ -86,11 +87,13 @@ def update_problem(optimizer, dtype, seed=2):
     return w, g, states
 
 
-def reference_update(optimizer, w, g, states, lr, step, clip_first):
-    """The oracle's update on float64 copies: (weights, gradients, states)."""
+def reference_update(optimizer, w, g, states, lr, step, clip):
+    """The oracle's update on float64 copies: (weights, gradients, states), the gradients
+    clipped to [-clip, clip] first (0: not)."""
     w, g, states = as64(w), as64(g), [as64(s) for s in states]
-    if clip_first:
-        np.clip(g.flat, -5, 5, out=g.flat)
+    if clip:
+        assert np.abs(g.flat).max() > clip, "the test must exceed the clip bound"
+        np.clip(g.flat, -clip, clip, out=g.flat)
     reference.update(optimizer, w, g, states, lr, step)
     return w, g, states
 
@@ -103,19 +106,21 @@ def assert_update_close(optimizer, actual, expected, dtype):
         assert_weights_close(s, e, dtype, prefix=f"{name} of ")
 
 
+@pytest.mark.parametrize("clip", [CLIP, 1.5, 0])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
-def test_fused_kernel_matches_the_oracle(name, dtype):
+def test_fused_kernel_matches_the_oracle(name, dtype, clip):
     optimizer = optim.get(name)
     w, g, states = update_problem(optimizer, dtype)
-    expected = reference_update(optimizer, w, g, states, 0.01, 3, True)
-    cpu.update(optimizer.state([s.flat for s in states]), w.flat, g.flat, 0.01, 3, True)
+    expected = reference_update(optimizer, w, g, states, 0.01, 3, clip)
+    cpu.update(optimizer.state([s.flat for s in states]), w.flat, g.flat, 0.01, 3, clip > 0,
+               cpu.clip_limit(clip))
     assert_update_close(optimizer, (w, g, states), expected, dtype)
 
 
-@pytest.mark.parametrize("clip_first", [True, False])
+@pytest.mark.parametrize("clip", [CLIP, 0])
 @pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
-def test_every_optimizer_has_its_kernel_loop(name, clip_first):
+def test_every_optimizer_has_its_kernel_loop(name, clip):
     """The numba backend's update of every registered optimizer equals its reference, over
     several steps (an optimizer added without its loop in the kernels fails here)."""
     optimizer = optim.get(name)
@@ -126,9 +131,9 @@ def test_every_optimizer_has_its_kernel_loop(name, clip_first):
         g_step = Spec("rnn", 5, 9).view(g.flat * step)  # a new gradient every step
         g_ref = as64(g_step)
         w_ref, g_ref, states_ref = reference_update(optimizer, w_ref, g_ref, states_ref, 0.02,
-                                                    step, clip_first)
+                                                    step, clip)
         backend.update(optimizer, w.flat, g_step.flat, [s.flat for s in states], 0.02, step,
-                       clip_first)
+                       clip)
         assert_update_close(optimizer, (w, g_step, states), (w_ref, g_ref, states_ref),
                             np.float64)
 

@@ -90,18 +90,20 @@ def test_backward_clips_to_five(cuda):
     assert_weights_close(g, expected, np.float64, "d")
 
 
-# each model with each optimizer in one dtype or the other
-TRAIN_CASES = [(cell, L, name, dtype) for k, (cell, L) in enumerate(MODELS)
+# each model with each optimizer in one dtype or the other, two of them with a clip of 0.1
+TRAIN_CASES = [(cell, L, name, dtype, 0.1 if k + j in (1, 4) else 5.0)
+               for k, (cell, L) in enumerate(MODELS)
                for j, name in enumerate(["adam", "adagrad"])
                for dtype in [DTYPES[(k + j) % 2]]]
 
 
-@pytest.mark.parametrize("cell, L, name, dtype", TRAIN_CASES,
-                         ids=[ids((c, L, n, np.dtype(d).name)) for c, L, n, d in TRAIN_CASES])
-def test_train_matches_reference_including_the_wrap(cuda, cell, L, name, dtype):
+@pytest.mark.parametrize("cell, L, name, dtype, clip", TRAIN_CASES,
+                         ids=[ids((c, L, n, np.dtype(d).name, f"clip{k:g}"))
+                              for c, L, n, d, k in TRAIN_CASES])
+def test_train_matches_reference_including_the_wrap(cuda, cell, L, name, dtype, clip):
     """Three chunks of two streams (the third wraps to position 0 with the state reset), with
     dropout masks between the layers: losses, position, final state, every weight and every
-    optimizer state buffer, from a step count of 2."""
+    optimizer state buffer, from a step count of 2; the gradients clipped to [-clip, clip]."""
     optimizer = optim.get(name)
     n, step, Tc = 3, 2, 2
     rng = np.random.default_rng([len(cell), L, len(name)])
@@ -114,12 +116,18 @@ def test_train_matches_reference_including_the_wrap(cuda, cell, L, name, dtype):
     ref_w, ref_states = as64(w), [spec.zeros(np.float64) for _ in optimizer.states]
     ref_losses, ref_pos, ref_state = reference.train(
         ref_w, optimizer, ref_states, data, 0, state0.astype(np.float64), 0.05, Tc, n, step,
-        masks)
+        masks, clip)
+    if clip != 5:  # (the clip matters here)
+        other = as64(w)
+        reference.train(other, optimizer, [spec.zeros(np.float64) for _ in ref_states], data, 0,
+                        state0.astype(np.float64), 0.05, Tc, n, step, masks)
+        assert np.abs(other.flat - ref_w.flat).max() > 1e-3, "the clip mattered"
     p, g = spec.copy(w), spec.zeros(dtype)
     states = [spec.zeros(dtype) for _ in optimizer.states]
     state = state0.copy()
     losses = np.full(n, np.nan)
-    pos = cuda.train(p, g, optimizer, states, data, 0, state, 0.05, Tc, step, losses, 1, masks)
+    pos = cuda.train(p, g, optimizer, states, data, 0, state, 0.05, Tc, step, losses, 1, masks,
+                     clip)
     assert pos == ref_pos, "position"
     assert_close(losses, ref_losses, dtype, "losses")
     assert_close(state, ref_state, dtype, "state")

@@ -110,11 +110,11 @@ def test_backward_clips_to_five(cuda):
     assert_weights_close(g, expected, np.float64, "d")
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype, clip", [(d, c) for d in DTYPES for c in (5.0, 1.5)])
 @pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
-def test_update_matches_reference(cuda, name, dtype):
+def test_update_matches_reference(cuda, name, dtype, clip):
     """One fused update of every optimizer over the whole flat buffer, and over one tensor's
-    values with the gradient clipped first (in place)."""
+    values with the gradient clipped first to [-clip, clip] (in place)."""
     optimizer = optim.get(name)
     rng = np.random.default_rng(1)
     spec = Spec("rnn", 4, 5)
@@ -128,24 +128,24 @@ def test_update_matches_reference(cuda, name, dtype):
     reference.update(optimizer, w64, g64, s64, 0.1, step)
     p, m = spec.copy(w), [spec.copy(s) for s in states]
     gg = spec.copy(g)
-    cuda.update(optimizer, p.flat, gg.flat, [s.flat for s in m], 0.1, step, False)
+    cuda.update(optimizer, p.flat, gg.flat, [s.flat for s in m], 0.1, step, 0)
     assert_weights_close(p, w64, dtype, f"{name} ")
     assert_states_close(m, s64, optimizer, dtype)
-    assert np.array_equal(gg.flat, g.flat), "without clip_first the gradient is left alone"
+    assert np.array_equal(gg.flat, g.flat), "without a clip the gradient is left alone"
 
-    # clip_first, over one tensor's values only (Whh)
-    assert np.abs(g.layers[0].Whh).max() > 5, "the test must exceed the clip bound"
-    clipped = np.clip(g.layers[0].Whh.astype(np.float64), -5, 5)
+    # clipped first, over one tensor's values only (Whh)
+    assert np.abs(g.layers[0].Whh).max() > clip, "the test must exceed the clip bound"
+    clipped = np.clip(g.layers[0].Whh.astype(np.float64), -clip, clip)
     wt = w.layers[0].Whh.astype(np.float64)
     st = [s.layers[0].Whh.astype(np.float64) for s in states]
     optimizer.reference([wt], [clipped.copy()], [[s] for s in st], 0.1, step)
     p, m = spec.copy(w), [spec.copy(s) for s in states]
     gt = g.layers[0].Whh.reshape(-1).copy()
     cuda.update(optimizer, p.layers[0].Whh.reshape(-1), gt,
-                [s.layers[0].Whh.reshape(-1) for s in m], 0.1, step, True)
-    assert_close(p.layers[0].Whh, wt, dtype, f"{name} Whh (clip_first)")
+                [s.layers[0].Whh.reshape(-1) for s in m], 0.1, step, clip)
+    assert_close(p.layers[0].Whh, wt, dtype, f"{name} Whh (clipped first)")
     for sname, s, e in zip(optimizer.states, m, st):
-        assert_close(s.layers[0].Whh, e, dtype, f"{name} {sname}Whh (clip_first)")
+        assert_close(s.layers[0].Whh, e, dtype, f"{name} {sname}Whh (clipped first)")
     assert_close(gt, clipped.reshape(-1), dtype, "the gradient, clipped in place")
     for other in ("Wxh", "bh", "Why", "by"):  # the other tensors are not touched
         assert np.array_equal(spec.named(p)[other], spec.named(w)[other]), other
@@ -180,9 +180,14 @@ def test_top_k_and_top_p_sampling_matches_reference(cuda, top_k, top_p):
     assert_close(state_out, state_ref, np.float64, "state")
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", list(optim.OPTIMIZERS))
-def test_train_matches_reference_including_the_wrap(cuda, name, dtype):
+TRAIN_CASES = [(name, dtype, fastrnn.config.CLIP) for name in optim.OPTIMIZERS
+               for dtype in DTYPES] + [("adam", np.float32, 0.1), ("rmsprop", np.float64, 0)]
+
+
+@pytest.mark.parametrize("name, dtype, clip", TRAIN_CASES)
+def test_train_matches_reference_including_the_wrap(cuda, name, dtype, clip):
+    """(The gradients clipped to [-clip, clip], 0: not at all; the tests' chunks pass 0.1
+    but not the default 5.)"""
     optimizer = optim.get(name)
     H, V, T, n, step = 4, 3, 3, 4, 2
     rng = np.random.default_rng(3)
@@ -191,13 +196,20 @@ def test_train_matches_reference_including_the_wrap(cuda, name, dtype):
     data = rng.integers(0, V, 10).astype(np.uint8)  # 10 characters: chunk 3 wraps to position 0
     ref_w, ref_states = as64(w), [spec.zeros(np.float64) for _ in optimizer.states]
     ref_losses, ref_pos, ref_state = reference.train(ref_w, optimizer, ref_states, data, 0,
-                                                     np.full((1, 1, 1, H), 0.1), 0.1, T, n, step)
+                                                     np.full((1, 1, 1, H), 0.1), 0.1, T, n, step,
+                                                     clip=clip)
+    if clip == 0.1:  # (else the default clip changes nothing here)
+        other = as64(w)
+        reference.train(other, optimizer, [spec.zeros(np.float64) for _ in ref_states], data,
+                        0, np.full((1, 1, 1, H), 0.1), 0.1, T, n, step)
+        assert np.abs(other.flat - ref_w.flat).max() > 1e-3, "the clip mattered"
     p = spec.copy(w)
     g = spec.zeros(dtype)
     states = [spec.zeros(dtype) for _ in optimizer.states]
     state = np.full((1, 1, 1, H), 0.1, dtype)
     losses = np.full(n, np.nan)
-    pos = cuda.train(p, g, optimizer, states, data, 0, state, 0.1, T, step, losses, 1)
+    pos = cuda.train(p, g, optimizer, states, data, 0, state, 0.1, T, step, losses, 1,
+                     clip=clip)
     assert pos == ref_pos, "position"
     assert_close(losses, ref_losses, dtype, "losses")
     assert_close(state, ref_state, dtype, "state")

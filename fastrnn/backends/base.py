@@ -19,6 +19,8 @@ allocated inside a time loop.
 
 from typing import Protocol
 
+from ..config import CLIP
+
 
 class Backend(Protocol):
     name: str
@@ -31,12 +33,14 @@ class Backend(Protocol):
         backend's scratch: valid until its next call from this thread."""
 
     def backward(self, w, x, y, hs, ps, g, masks=None):
-        """Overwrite g with the chunk's gradients, clipped to [-CLIP, CLIP]."""
+        """Overwrite g with the chunk's gradients, clipped to [-CLIP, CLIP] (min-char-rnn's:
+        the drop-in ``lossFun``'s)."""
 
     def train(self, w, g, optimizer, states, data, position, state, learning_rate, seq_length,
-              step, losses, threads, masks=None):
+              step, losses, threads, masks=None, clip=CLIP):
         """``len(losses)`` chunks of training (``reference.train``): weights, optimizer state,
-        state updated in place, losses written; ``step``: updates made before. Returns the
+        state updated in place, losses written; ``step``: updates made before; each chunk's
+        gradients clipped to [-clip, clip] before its update (0: not clipped). Returns the
         position in every stream after the last chunk."""
 
     def evaluate(self, w, data, state, threads=1, progress=None):
@@ -50,5 +54,6 @@ class Backend(Protocol):
         """len(uniforms) ids into ixes, drawn after seed_ix (``reference.sample``, top-k and
         top-p included); state (L, S, 1, H) advanced."""
 
-    def update(self, optimizer, w, g, states, learning_rate, step, clip_first):
-        """One optimizer update over flat arrays (w, g and one per state), in place."""
+    def update(self, optimizer, w, g, states, learning_rate, step, clip):
+        """One optimizer update over flat arrays (w, g and one per state), in place; g first
+        clipped to [-clip, clip] in place, unless ``clip`` is 0."""

@@ -29,7 +29,7 @@ from numba import config, cuda
 
 from .. import cells, reference
 from ..cells import gru, rnn
-from ..config import EVAL_CALL_STEPS, EVAL_STEPS, FLOAT_DTYPES
+from ..config import CLIP, EVAL_CALL_STEPS, EVAL_STEPS, FLOAT_DTYPES
 from ..kernels import cuda as ck
 from ..kernels import cuda_cells
 
@@ -662,7 +662,7 @@ class _Generic:
 
     @staticmethod
     def train(w, g, optimizer, states, data, position, state, learning_rate, T, step, losses,
-              masks):
+              masks, clip):
         m = _model(w)
         B, n = state.shape[2], len(losses)
         _check_state(m, state, B)
@@ -689,7 +689,7 @@ class _Generic:
                             recompute=False)
             m.K["optimize"][_grid1(p_flat.shape[0])](p_flat, g_flat, *_two_states(s_flats),
                                                      optimizer.id, learning_rate, step + k + 1,
-                                                     True)
+                                                     float(clip))
             m.C["state_out"][_grid1(size)](c.hs, T, d_state)
         _to_host(p_flat, w)
         _to_host(g_flat, g)
@@ -799,14 +799,14 @@ class CudaBackend:
         K["clip_all"][_grid1(flat.shape[0])](flat)
         _to_host(flat, g)
 
-    def update(self, optimizer, w, g, states, learning_rate, step, clip_first):
+    def update(self, optimizer, w, g, states, learning_rate, step, clip):
         K = _kernels(w.dtype)
         dw, dg = cuda.to_device(w), cuda.to_device(g)
         ds = [cuda.to_device(s) for s in states]
         K["optimize"][_grid1(w.shape[0])](dw, dg, *_two_states(ds), optimizer.id, learning_rate,
-                                          step, clip_first)
+                                          step, float(clip))
         dw.copy_to_host(w)
-        if clip_first:
+        if clip:
             dg.copy_to_host(g)
         for host, dev in zip(states, ds):
             dev.copy_to_host(host)
@@ -836,12 +836,12 @@ class CudaBackend:
         d_h.copy_to_host(h)
 
     def train(self, w, g, optimizer, states, data, position, state, learning_rate, seq_length,
-              step, losses, threads, masks=None):
+              step, losses, threads, masks=None, clip=CLIP):
         """B = state.shape[2] streams over len(losses) chunks; everything stays on the device
         for the whole call."""
         if not _one_layer_rnn(w, masks):
             return _Generic.train(w, g, optimizer, states, data, position, state, learning_rate,
-                                  seq_length, step, losses, masks)
+                                  seq_length, step, losses, masks, clip)
         h = state[0, 0]
         V, H = w.Why.shape
         B, T, n = h.shape[0], seq_length, len(losses)
@@ -865,7 +865,8 @@ class CudaBackend:
             _forward(K, x, y, d_h, P, c, d_losses, k)
             _gradients(K, x, y, order[k], offsets[k], P, G, c)
             K["optimize"][_grid1(p_flat.shape[0])](p_flat, g_flat, *_two_states(s_flats),
-                                                   optimizer.id, learning_rate, step + k + 1, True)
+                                                   optimizer.id, learning_rate, step + k + 1,
+                                                   float(clip))
             d_h.copy_to_device(c.hs[T])
         _to_host(p_flat, w)
         _to_host(g_flat, g)

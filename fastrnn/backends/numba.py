@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 
-from ..config import EVAL_CALL_MACS, EVAL_CALL_STEPS, EVAL_STEPS
+from ..config import CLIP, EVAL_CALL_MACS, EVAL_CALL_STEPS, EVAL_STEPS
 from ..cells import rnn
 from ..reference import spec_of
 
@@ -86,15 +86,16 @@ class NumbaBackend:
                                    self._batch_work(B, T, w), masks=masks)
 
     def train(self, w, g, optimizer, states, data, position, state, learning_rate, seq_length,
-              step, losses, threads, masks=None):
+              step, losses, threads, masks=None, clip=CLIP):
         B = state.shape[2]
         opt = optimizer.state([s.flat for s in states])
         if minchar(w, B) and masks is None:
             return self.cpu.train(data, position, state[0, 0, 0], w, g, opt, learning_rate,
-                                  seq_length, step, losses, self._chunk(seq_length, w))
+                                  seq_length, step, losses, self._chunk(seq_length, w),
+                                  self.cpu.clip_limit(clip))
         return self._batch().train(data, position, state, w, g, opt, learning_rate, seq_length,
                                    step, losses, self._batch_work(B, seq_length, w), threads,
-                                   masks)
+                                   masks, clip)
 
     def evaluate(self, w, data, state, threads=1, progress=None):
         V, H = w.Why.shape
@@ -134,8 +135,9 @@ class NumbaBackend:
         self.cpu.sample(state[0, 0, 0], seed_ix, uniforms, w, temperature, greedy, top_k,
                         float(top_p), ixes, work)
 
-    def update(self, optimizer, w, g, states, learning_rate, step, clip_first):
-        self.cpu.update(optimizer.state(states), w, g, learning_rate, step, clip_first)
+    def update(self, optimizer, w, g, states, learning_rate, step, clip):
+        self.cpu.update(optimizer.state(states), w, g, learning_rate, step, clip > 0,
+                        self.cpu.clip_limit(clip))
 
 
 def load():

@@ -7,7 +7,7 @@ batch size.
 import numpy as np
 
 from .. import reference
-from ..config import EVAL_STEPS
+from ..config import CLIP, EVAL_STEPS
 
 # A diverging model's inf and NaN come out in its losses, weights and state, as on the other
 # backends (and the trainer names them in one line), without NumPy's warnings on the way.
@@ -28,11 +28,11 @@ class NumpyBackend:
             g.flat[...] = reference.backward(w, x, y, (hs, ps), masks=masks).flat
 
     def train(self, w, g, optimizer, states, data, position, state, learning_rate, seq_length,
-              step, losses, threads, masks=None):
+              step, losses, threads, masks=None, clip=CLIP):
         with np.errstate(**QUIET):
             out, position, after = reference.train(w, optimizer, states, data, position, state,
                                                    learning_rate, seq_length, len(losses), step,
-                                                   masks)
+                                                   masks, clip)
         losses[:] = out
         state[...] = after
         return position
@@ -50,9 +50,9 @@ class NumpyBackend:
         ixes[:len(out)] = out
         state[...] = after
 
-    def update(self, optimizer, w, g, states, learning_rate, step, clip_first):
-        if clip_first:
-            np.clip(g, -reference.CLIP, reference.CLIP, out=g)
+    def update(self, optimizer, w, g, states, learning_rate, step, clip):
+        if clip:
+            np.clip(g, -clip, clip, out=g)
         optimizer.reference([w], [g], [[s] for s in states], learning_rate, step)
 
 

@@ -61,7 +61,7 @@ from ..config import (CLIP, INLINE, NJIT, PIPELINE_BYTES, STREAMS_PER_UNIT, TILE
 from ..reference import wraps
 from . import tiles, vmath
 from .blas import gemm
-from .cpu import draw, optimizer_update
+from .cpu import clip_limit, draw, optimizer_update
 from .scalar import gru_state, lstm_cell, sigmoid_backward, tanh_backward
 
 
@@ -657,18 +657,19 @@ def sum_gradients(partials, out, a, b):
 
 
 @njit(**NJIT)
-def sum_and_update(partials, opt, w, g, lr, step, a, b):
-    """Over the parameter range [a, b): the units' gradient sum, then the clipped optimizer
-    update of w (``opt``: the optimizer's state tuple of flat arrays). Several units' sum goes
-    into g; a single unit's gradients are the sum: the update reads (and clips) them where
-    they are, and g is left as it was (a copy saved: the update of an LSTM's 346,433
-    parameters at H = 256, one stream, took 0.24-0.25 ms against 0.33-0.34 with it on an
-    Intel Xeon, ``benchmarks/cell_profile.py --cell lstm --layers 1 --streams 1``)."""
+def sum_and_update(partials, opt, w, g, lr, step, limit, a, b):
+    """Over the parameter range [a, b): the units' gradient sum, then the optimizer update of
+    w (``opt``: the optimizer's state tuple of flat arrays), the sum clipped to [-limit, limit]
+    first (``cpu.clip_limit``). Several units' sum goes into g; a single unit's
+    gradients are the sum: the update reads (and clips) them where they are, and g is left as
+    it was (a copy saved: the update of an LSTM's 346,433 parameters at H = 256, one stream,
+    took 0.24-0.25 ms against 0.33-0.34 with it on an Intel Xeon,
+    ``benchmarks/cell_profile.py --cell lstm --layers 1 --streams 1``)."""
     total = partials[0]
     if partials.shape[0] > 1:
         reduce_units(partials, g, a, b)
         total = g
-    optimizer_update(state_range(opt, a, b), w[a:b], total[a:b], lr, step, True)
+    optimizer_update(state_range(opt, a, b), w[a:b], total[a:b], lr, step, True, limit)
 
 
 @njit(**NJIT)
@@ -909,10 +910,11 @@ def backward(inputs, targets, state, w, g, work, threads=1, masks=None):
 
 
 def train(data, position, state, w, g, opt, lr, seq_length, step, losses, work, threads=1,
-          masks=None):
+          masks=None, clip=CLIP):
     """reference.train for B streams and len(losses) chunks; ``state`` (L, S, B, H) carried in
     place; ``opt``: the optimizer's state tuple; ``step``: updates made before; ``masks``:
-    (len(losses), L-1, T, B, H) dropout masks or None. Returns the position.
+    (len(losses), L-1, T, B, H) dropout masks or None; ``clip`` as reference.train's. Returns
+    the position.
 
     Per chunk, two parallel phases: each unit's load, forward and backward pass (one task
     per unit), then, per element range, the units' gradient sum and the clipped optimizer
@@ -922,6 +924,7 @@ def train(data, position, state, w, g, opt, lr, seq_length, step, losses, work, 
     starts = (np.arange(B) * piece)[:, None] + np.arange(T + 1)
     ranges = spans(w.flat.shape[0])
     drop = masks is not None
+    limit = clip_limit(clip)
     chunk = {}  # what the running chunk's tasks read
 
     def unit(k):
@@ -931,7 +934,7 @@ def train(data, position, state, w, g, opt, lr, seq_length, step, losses, work, 
         return loss
 
     def update(span):
-        sum_and_update(work.partials, opt, w.flat, g.flat, lr, chunk["step"], *span)
+        sum_and_update(work.partials, opt, w.flat, g.flat, lr, chunk["step"], limit, *span)
 
     with one_blas_thread():  # one BLAS thread per unit
         for n in range(losses.shape[0]):

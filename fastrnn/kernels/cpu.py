@@ -303,15 +303,18 @@ def gradients(inputs, targets, hs, ps, w, g, work):
 
 
 # The optimizers: one loop each, written out, selected by the type of the state tuple when the
-# calling kernel is compiled (so a run compiles only its own). The clip stays inline in each
-# loop (clip_first is loop-invariant, LLVM moves the test out): through a helper (as the CUDA
-# kernel's scalar.gradient) the fused training step measured 1.5x slower.
+# calling kernel is compiled (so a run compiles only its own). With ``clip_first`` the
+# gradients are clipped to [-limit, limit] first, in place. The training kernels pass a literal
+# True, which LLVM folds away, and ``clip_limit``'s limit: with the test made at run time
+# (``limit > 0``), Adam's loop compiled otherwise and its updates differed in the last bits.
+# The clip stays inline in each loop: through a helper (as the CUDA kernel's scalar.gradient)
+# the fused training step measured 1.5x slower.
 
-def _adagrad(state, w, g, lr, step, clip_first):
+def _adagrad(state, w, g, lr, step, clip_first, limit):
     """reference.adagrad over flat arrays."""
     m = state.m
     dt = w.dtype.type
-    lr_, bound, eps = dt(lr), dt(CLIP), dt(ADAGRAD_EPS)
+    lr_, bound, eps = dt(lr), dt(limit), dt(ADAGRAD_EPS)
     for i in range(w.shape[0]):
         gi = g[i]
         if clip_first:
@@ -322,11 +325,11 @@ def _adagrad(state, w, g, lr, step, clip_first):
         w[i] = adagrad_weight(w[i], gi, mi, lr_, eps)
 
 
-def _rmsprop(state, w, g, lr, step, clip_first):
+def _rmsprop(state, w, g, lr, step, clip_first, limit):
     """reference.rmsprop over flat arrays."""
     m = state.m
     dt = w.dtype.type
-    one, lr_, bound = dt(1), dt(lr), dt(CLIP)
+    one, lr_, bound = dt(1), dt(lr), dt(limit)
     decay, eps = dt(RMSPROP_DECAY), dt(RMSPROP_EPS)
     for i in range(w.shape[0]):
         gi = g[i]
@@ -338,11 +341,11 @@ def _rmsprop(state, w, g, lr, step, clip_first):
         w[i] = rmsprop_weight(w[i], gi, mi, lr_, eps)
 
 
-def _adam(state, w, g, lr, step, clip_first):
+def _adam(state, w, g, lr, step, clip_first, limit):
     """reference.adam over flat arrays; ``step`` counts updates, this one included."""
     m, v = state.m, state.v
     dt = w.dtype.type
-    one, bound = dt(1), dt(CLIP)
+    one, bound = dt(1), dt(limit)
     b1, b2, eps = dt(ADAM_BETA1), dt(ADAM_BETA2), dt(ADAM_EPS)
     corrections = adam_corrections(lr, step)
     step_size, root_correction = dt(corrections[0]), dt(corrections[1])
@@ -358,24 +361,31 @@ def _adam(state, w, g, lr, step, clip_first):
         w[i] = adam_weight(w[i], mi, vi, step_size, root_correction, eps)
 
 
+def clip_limit(clip):
+    """The limit the training kernels clip to for a model's clip: the clip, or for 0 (no
+    clipping) infinity (min and max with it change no finite number: one loop serves both)."""
+    return float(clip) if clip > 0 else math.inf
+
+
 _LOOPS = {optim.AdagradState: _adagrad, optim.RMSpropState: _rmsprop, optim.AdamState: _adam}
 
 
-def optimizer_update(state, w, g, lr, step, clip_first):
-    """One update of the flat weights w by gradients g, in place (clipped first when asked),
-    with the optimizer whose state tuple ``state`` is (``optim.Optimizer.state``)."""
+def optimizer_update(state, w, g, lr, step, clip_first, limit):
+    """One update of the flat weights w by gradients g, in place (clipped first to
+    [-limit, limit] in place if ``clip_first``), with the optimizer whose
+    state tuple ``state`` is (``optim.Optimizer.state``)."""
     raise NotImplementedError("compiled by Numba only (see the overload below)")
 
 
 @overload(optimizer_update, jit_options=NJIT, inline="always")
-def _optimizer_update(state, w, g, lr, step, clip_first):
+def _optimizer_update(state, w, g, lr, step, clip_first, limit):
     return _LOOPS[state.instance_class]
 
 
 @njit(**NJIT)
-def update(state, w, g, lr, step, clip_first):
+def update(state, w, g, lr, step, clip_first, limit):
     """``optimizer_update`` as a kernel of its own (the drop-in ``adagrad``, tests)."""
-    optimizer_update(state, w, g, lr, step, clip_first)
+    optimizer_update(state, w, g, lr, step, clip_first, limit)
 
 
 @njit(**INLINE)
@@ -429,9 +439,10 @@ def sample(h, seed_ix, uniforms, w, temperature, greedy, top_k, top_p, ixes, wor
 
 
 @njit(**INLINE)
-def train(data, position, h, w, g, state, lr, seq_length, step, losses, work):
+def train(data, position, h, w, g, state, lr, seq_length, step, losses, work, limit):
     """reference.train for one stream and len(losses) chunks of ``data``; h (H,) is carried in
-    place; ``step`` counts the updates made before. Returns the position after the last chunk.
+    place; ``step`` counts the updates made before; ``limit``: the clip's (``clip_limit``).
+    Returns the position after the last chunk.
 
     work = (hs (T+1, H), ps (T, V), dys (T, V), dhs (T, H), dh_next (H,)).
     """
@@ -445,7 +456,7 @@ def train(data, position, h, w, g, state, lr, seq_length, step, losses, work):
         targets = data[position + 1:position + T + 1]
         losses[n] = forward(inputs, targets, h, w, hs, ps)
         gradients(inputs, targets, hs, ps, w, g, (dys, dhs, dh_next))
-        optimizer_update(state, w.flat, g.flat, lr, step + n + 1, True)  # clip fused
+        optimizer_update(state, w.flat, g.flat, lr, step + n + 1, True, limit)  # clip fused
         h[:] = hs[T]
         position += T
     return position

@@ -515,9 +515,11 @@ def kernels(dtype, tile, work, max_h):
             g[k] = clip(g[k], bound)
 
     @cuda.jit
-    def optimize(w, g, s1, s2, kind, lr, step, clip_first):
-        """Flat buffers: (clip;) one Adagrad, RMSprop or Adam update (kind: the scalar.py ids)."""
-        lr_, bound = nb(lr), nb(CLIP)
+    def optimize(w, g, s1, s2, kind, lr, step, grad_clip):
+        """Flat buffers: g clipped to [-grad_clip, grad_clip] in place (unless grad_clip is
+        0), then one Adagrad, RMSprop or Adam update (kind: the scalar.py ids)."""
+        lr_, bound = nb(lr), nb(grad_clip)
+        clip_first = grad_clip > 0
         corrections = adam_corrections(lr, max(step, 1))  # used by Adam only
         step_size, root_correction = nb(corrections[0]), nb(corrections[1])
         for k in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):
