@@ -71,7 +71,7 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fastrnn import CharRNN, cells, corpus, reference  # noqa: E402
+from fastrnn import CharRNN, cells, corpus, interop, reference  # noqa: E402
 from fastrnn.backends import BACKENDS  # noqa: E402
 from fastrnn.config import CLIP  # noqa: E402
 from fastrnn.spec import Spec  # noqa: E402
@@ -125,8 +125,9 @@ class TorchCharModel:
     """A character model in PyTorch: ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (sequence-first) on
     one-hot inputs, ``nn.Linear(H, V)``, summed cross-entropy, gradients clipped by value, Adam.
 
-    ``params``: fastrnn's weights ({key: array}, ``Spec.named``) to start from, with the second
-    bias held at zero (gru: but for b_hn = ``bhn``), which makes it fastrnn's model; None keeps
+    ``params``: fastrnn's weights (``spec.Weights``) to start from, loaded by
+    ``fastrnn.interop``, with the second bias held at zero (gru: but for b_hn = ``bhn``),
+    which makes it fastrnn's model; None keeps
     PyTorch's own initialisation and trains both biases (PyTorch's model as its users run it).
     ``dropout``: between layers, ``nn.LSTM``'s argument (active in ``train()`` mode only).
     """
@@ -140,30 +141,24 @@ class TorchCharModel:
         self.rnn = kind(input_size=V, hidden_size=H, num_layers=num_layers, dropout=dropout)
         self.out = nn.Linear(H, V)
         if params is not None:
-            self._load(params, num_layers, H)
+            self._load(params, H)
         self.params = [p for m in (self.rnn, self.out) for p in m.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=learning_rate)
         self.state = [torch.zeros(num_layers, B, H) for _ in cells.get(cell).STATES]
 
-    def _load(self, params, num_layers, H):
+    def _load(self, params, H):
         torch = self.torch
-        with torch.no_grad():
-            for l in range(num_layers):
-                key = "" if l == 0 else f".{l}"
-                for ours, theirs in (("Wxh", "weight_ih"), ("Whh", "weight_hh"),
-                                     ("bh", "bias_ih")):
-                    getattr(self.rnn, f"{theirs}_l{l}").copy_(
-                        torch.from_numpy(np.asarray(params[ours + key], np.float32)))
-                b_hh = getattr(self.rnn, f"bias_hh_l{l}")
-                b_hh.zero_()
-                if self.cell == "gru":  # b_hn is fastrnn's bhn; b_hr, b_hz stay 0
-                    b_hh[2 * H:] = torch.from_numpy(np.asarray(params["bhn" + key], np.float32))
-                    b_hh.register_hook(lambda g: torch.cat([torch.zeros_like(g[:2 * H]),
-                                                            g[2 * H:]]))
-                else:
-                    b_hh.requires_grad_(False)
-            self.out.weight.copy_(torch.from_numpy(np.asarray(params["Why"], np.float32)))
-            self.out.bias.copy_(torch.from_numpy(np.asarray(params["by"], np.float32)))
+        for module, state in zip((self.rnn, self.out), interop.torch_state_dicts(params)):
+            module.load_state_dict({k: torch.from_numpy(np.asarray(a, np.float32))
+                                    for k, a in state.items()})
+        for name, b_hh in self.rnn.named_parameters():
+            if not name.startswith("bias_hh"):
+                continue
+            if self.cell == "gru":  # b_hn is fastrnn's bhn; b_hr, b_hz stay 0
+                b_hh.register_hook(lambda g: torch.cat([torch.zeros_like(g[:2 * H]),
+                                                        g[2 * H:]]))
+            else:
+                b_hh.requires_grad_(False)
 
     def forward(self, inputs, state):
         """(logits (T, B, V), new state list) for input ids (T, B) from ``state``."""
@@ -234,7 +229,7 @@ def run_case(torch, ids, V, cell, B, H, threads, args):
     row = dict(cell=cell, L=L, B=B, H=H, threads=threads, fastrnn=None, torch=None,
                error=None, check=None)
     spec = Spec(cell, V, H, L)
-    tm = TorchCharModel(torch, cell, V, H, L, B, LR, params=spec.named(spec.init(SEED, DTYPE)))
+    tm = TorchCharModel(torch, cell, V, H, L, B, LR, params=spec.init(SEED, DTYPE))
     streams = Streams(torch, ids, B, T)
     with threadpool_limits(threads, user_api="blas"):
         try:

@@ -5,7 +5,8 @@ gradient of ``reference.backward(clip=None)`` and the final state must equal wha
 ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN(nonlinearity="tanh")`` + ``nn.Linear`` and a summed
 cross-entropy compute, in float64, for 1 and 2 layers and 1 and 3 streams.
 
-The mapping, layer l (input size V for layer 0, read as one-hot vectors, else H):
+The modules are ``fastrnn.interop.to_torch``'s (so this checks its mapping too), layer l
+(input size V for layer 0, read as one-hot vectors, else H):
 
     weight_ih_l{l} = Wxh (G*H, I)       weight_hh_l{l} = Whh (G*H, H)
     bias_ih_l{l}   = bh (G*H,)          bias_hh_l{l}   = 0, except gru's last H: bhn
@@ -18,34 +19,13 @@ d bhn is d bias_hh[2H:].
 import numpy as np
 import pytest
 
-from fastrnn import reference
+from fastrnn import interop, reference
 from fastrnn.spec import Spec
 from tests.helpers import assert_close, random_chunk, random_weights
 
 torch = pytest.importorskip("torch")
 
-MODULES = {"rnn": lambda V, H, L: torch.nn.RNN(V, H, L, nonlinearity="tanh"),
-           "lstm": lambda V, H, L: torch.nn.LSTM(V, H, L),
-           "gru": lambda V, H, L: torch.nn.GRU(V, H, L)}
 F64 = np.float64
-
-
-def torch_model(w, cell):
-    """PyTorch's recurrent module and output layer holding the weights ``w`` (float64)."""
-    L, (V, H) = len(w.layers), w.Why.shape
-    rnn, out = MODULES[cell](V, H, L).double(), torch.nn.Linear(H, V).double()
-    with torch.no_grad():
-        for l, layer in enumerate(w.layers):
-            getattr(rnn, f"weight_ih_l{l}").copy_(torch.from_numpy(layer.Wxh))
-            getattr(rnn, f"weight_hh_l{l}").copy_(torch.from_numpy(layer.Whh))
-            getattr(rnn, f"bias_ih_l{l}").copy_(torch.from_numpy(layer.bh))
-            b_hh = getattr(rnn, f"bias_hh_l{l}")
-            b_hh.zero_()
-            if cell == "gru":
-                b_hh[2 * H:] = torch.from_numpy(layer.bhn)
-        out.weight.copy_(torch.from_numpy(w.Why))
-        out.bias.copy_(torch.from_numpy(w.by))
-    return rnn, out
 
 
 def torch_chunk(rnn, out, x, y, state, cell, V):
@@ -95,7 +75,7 @@ def test_reference_matches_pytorch(cell, L, B):
     loss, cache = reference.forward(w, x, y, state)
     grads = spec.named(reference.backward(w, x, y, cache, clip=None))
 
-    rnn, out = torch_model(w, cell)
+    rnn, out = interop.to_torch(w)
     t_loss, t_state = torch_chunk(rnn, out, x, y, state, cell, V)
     t_grads, twins = torch_grads(rnn, out, cell, L, H)
 

@@ -26,6 +26,7 @@ NAME = "gru"
 STATES = ("h",)
 GATES = 3
 GRULayer = Layer = namedtuple("GRULayer", ["Wxh", "Whh", "bh", "bhn"])  # (as lstm.LSTMLayer)
+TORCH = "GRU"
 
 
 def tensors(inputs, hidden):
@@ -38,6 +39,24 @@ def tensors(inputs, hidden):
 
 
 output_tensors = lstm.output_tensors  # the softmax layer on top: the LSTM's (nn.Linear's rule)
+
+
+def torch_biases(biases):
+    """PyTorch's (bias_ih, bias_hh) of a layer whose biases are ``biases`` ({name: array}):
+    bias_ih is bh, bias_hh is 0 for r and z (bh holds their sums) and bhn for n."""
+    bh, bhn = biases["bh"], biases["bhn"]
+    hidden = np.zeros_like(bh)
+    hidden[2 * bhn.shape[0]:] = bhn
+    return bh, hidden
+
+
+def from_torch_biases(bias_ih, bias_hh):
+    """The layer's biases by name from PyTorch's two (``torch_biases``' inverse): r's and z's
+    summed into bh, n's kept apart (r scales b_hn alone)."""
+    H = bias_ih.shape[0] // GATES
+    bh = bias_ih.copy()
+    bh[:2 * H] += bias_hh[:2 * H]
+    return {"bh": bh, "bhn": bias_hh[2 * H:].copy()}
 
 
 def parts(layer, x, h):

@@ -17,6 +17,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from . import rnn
 from .rnn import input_backward, input_term
 
 NAME = "lstm"
@@ -27,6 +28,8 @@ GATES = 4
 # class by reference when Numba's cache index stores kernel signatures: pickled by value, it
 # would be a new class in every process, and no cached LSTM kernel would ever match)
 LSTMLayer = Layer = namedtuple("LSTMLayer", ["Wxh", "Whh", "bh"])
+TORCH = "LSTM"
+torch_biases, from_torch_biases = rnn.torch_biases, rnn.from_torch_biases  # (bh: b_ih + b_hh)
 
 
 def uniform(hidden):

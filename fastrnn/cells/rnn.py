@@ -29,6 +29,8 @@ NAME = "rnn"
 STATES = ("h",)                                         # what a layer carries from step to step
 GATES = 1                                               # rows of Wxh and Whh per hidden unit
 Layer = namedtuple("Layer", ["Wxh", "Whh", "bh"])      # one layer's parameters, by name
+TORCH = "RNN"                                           # PyTorch's module computing the cell:
+                                                        # nn.RNN(nonlinearity="tanh")
 
 
 def normal(rng, shape):
@@ -51,6 +53,17 @@ def output_tensors(vocab, hidden):
     """(name, shape, initialiser) of the softmax layer on top (min-char-rnn's)."""
     return (("Why", (vocab, hidden), normal),
             ("by", (vocab,), zeros))
+
+
+def torch_biases(biases):
+    """PyTorch's (bias_ih, bias_hh) of a layer whose biases are ``biases`` ({name: array}): its
+    module adds both to the same sum, which ``bh`` is, so bias_hh is 0 (``interop``)."""
+    return biases["bh"], np.zeros_like(biases["bh"])
+
+
+def from_torch_biases(bias_ih, bias_hh):
+    """The layer's biases by name from PyTorch's two (``torch_biases``' inverse)."""
+    return {"bh": bias_ih + bias_hh}
 
 
 def input_term(layer, x):
