@@ -97,7 +97,7 @@ timed("sample", lambda: k.sample(w, state, 0, np.random.default_rng(0).random(3)
 for name, opt in optim.OPTIMIZERS.items():
     states = [spec.zeros(dtype) for _ in opt.states]
     timed(f"update {{name}}", lambda: k.update(opt, w.flat, g.flat, [s.flat for s in states],
-                                              1e-3, 1, True))
+                                              1e-3, 1, 5.0))
 for name, opt in optim.OPTIMIZERS.items():
     states = [spec.zeros(dtype) for _ in opt.states]
     timed(f"train {{name}}", lambda: k.train(w, g, opt, states, data, 0,

@@ -4,17 +4,19 @@ The file is a NumPy ``.npz`` archive (no pickles). Arrays, named by the model's 
 (``Spec.named``): the parameters (``Wxh Whh bh Why by`` for min-char-rnn's model), the
 optimizer's state buffers prefixed by their names (``mWxh ...``; Adam also ``vWxh ...``), the
 recurrent state ``state (L, S, B, H)`` and the per-iteration loss history ``losses``; a JSON
-document ``meta`` holds the format name and version, the model config (cell, layers and
-dropout included), the vocabulary, the data position, the update count, the dropout
+document ``meta`` holds the format name and version, the model config (cell, layers, dropout
+and gradient clip included), the vocabulary, the data position, the update count, the dropout
 generator's state, and the training run's bookkeeping (iteration, sampling RNG state,
 metrics). Files written before the cell, layer and dropout settings existed load as the
-one-layer model they hold.
+one-layer model they hold, and those without a gradient clip with min-char-rnn's, 5.
 
 Format 2 writes biases as vectors and the state with its layer axis; format 1 files (biases
 (n, 1), the hidden state as ``h``) still load. Format 3 is format 2 with a validation that a
 stop request cut short (``run.pending``, which the resumed run does first): written only
 then, so that an older fastrnn, which would resume without it (its samples then differing
-from the uninterrupted run's), refuses the file and says to upgrade.
+from the uninterrupted run's), refuses the file and says to upgrade. Format 4 is a model whose
+gradient clip is not 5 (``grad_clip`` in its config; with 5 the config leaves it out), which an
+older fastrnn would train at 5: it refuses the file the same way.
 
 Writes are atomic (``files.write_atomically``): a reader, or a crash at any moment, sees either
 the old file or the new one, never a partial one.
@@ -38,8 +40,9 @@ from .spec import Spec
 from .vocab import Vocab
 
 FORMAT = "fastrnn-checkpoint"
-VERSION = 3  # the newest format this reads (and writes, for a checkpoint with run.pending)
-PLAIN_VERSION = 2  # the format of one without (which fastrnn before format 3 reads too)
+VERSION = 4  # the newest format this reads (and writes, for a model of another grad_clip)
+PENDING_VERSION = 3  # the format of one with run.pending (a validation owed)
+PLAIN_VERSION = 2  # the format of one with neither (fastrnn before format 3 reads it too)
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # what an .npz (a zip archive) starts with
 CHECKPOINT, BEST = "checkpoint.npz", "best.npz"  # what fastrnn.train writes in its --out
 ASIDE = ".overwritten"  # an old run's file in --out, renamed so while a new run replaces it
@@ -254,9 +257,13 @@ def save(path, ckpt):
                          f"makes one), got {type(ckpt).__name__}")
     path = files.path_of(path)
     run, counts = _checked(f"{path} not written, it would not load", ckpt)
-    meta = {"format": FORMAT, "version": VERSION if run.get("pending") else PLAIN_VERSION,
-            "fastrnn": __version__, "config": ckpt.config.to_dict(), "vocab": ckpt.vocab.chars,
-            **counts, "run": run}
+    settings = ckpt.config.to_dict()
+    if settings["grad_clip"] == config.CLIP:  # (what fastrnn before the setting trained with)
+        del settings["grad_clip"]
+    version = VERSION if "grad_clip" in settings else \
+        PENDING_VERSION if run.get("pending") else PLAIN_VERSION
+    meta = {"format": FORMAT, "version": version, "fastrnn": __version__, "config": settings,
+            "vocab": ckpt.vocab.chars, **counts, "run": run}
     if ckpt.dropout_rng is not None:
         meta["dropout_rng"] = ckpt.dropout_rng
     arrays = dict(ckpt.params)

@@ -223,8 +223,8 @@ class CharRNN:
     (``cell``), ``num_layers`` stacked layers and ``dropout`` between them. ``learning_rate``
     unless given: the optimizer's usual one (``optim.Optimizer.rate``: Adagrad's 0.1,
     min-char-rnn's; RMSprop's and Adam's 0.002). ``grad_clip``: every element of a chunk's
-    gradients is clipped to [-grad_clip, grad_clip] before the update (min-char-rnn's,
-    char-rnn's and torch-rnn's clip, PyTorch's ``clip_grad_value_``; 5 by default, 0: none)."""
+    gradients (of its summed loss) is clipped to [-grad_clip, grad_clip] before the update
+    (PyTorch's ``clip_grad_value_``; min-char-rnn's 5 by default, 0: none)."""
 
     def __init__(self, vocab_size, hidden_size=_D["hidden_size"], seq_length=_D["seq_length"],
                  learning_rate=None, dtype=None, seed=_D["seed"], backend="numba",

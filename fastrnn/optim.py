@@ -6,7 +6,7 @@ measured 1.5x slower), the names of its state buffers (each shaped like the para
 are the prefixes of its arrays in a checkpoint), the named tuple of them the CPU kernels take,
 the one that sums squares (never negative: a checkpoint is checked), its reference update in
 ``fastrnn.reference``, its usual learning rate and its description for ``--help``. Gradients
-are clipped to [-CLIP, CLIP] before any of them.
+are clipped to [-grad_clip, grad_clip] (the model's; CLIP = 5 unless set) before any of them.
 
 Adding an optimizer: an entry here, its reference function, and its loop in
 ``kernels/cpu.py:optimizer_update`` and ``kernels/cuda.py:optimize`` (see ARCHITECTURE.md).

@@ -88,10 +88,12 @@ def build_parser():
                      f"first (--grad-clip)")
     m.add_argument("--grad-clip", type=cli.non_negative_float, metavar="C",
                    help=f"clip every element of an iteration's gradients to [-C, C] before the "
-                        f"update, as min-char-rnn, char-rnn and torch-rnn do (their "
-                        f"-grad_clip; PyTorch's clip_grad_value_; not nanoGPT's grad_clip, "
-                        f"which scales the gradients' norm); 0: no clipping (default "
-                        f"{MODEL_DEFAULTS['grad_clip']:g})")
+                        f"update (default {MODEL_DEFAULTS['grad_clip']:g}, min-char-rnn's; 0: "
+                        f"no clipping). char-rnn's and torch-rnn's -grad_clip clip the same "
+                        f"way, but the gradients of a mean loss: these are of the sum over "
+                        f"the chunk's characters, as min-char-rnn's, so the same C clips "
+                        f"harder here. Not nanoGPT's grad_clip, which scales the gradients' "
+                        f"norm")
     m.add_argument("--batch-size", type=cli.positive_int, metavar="B",
                    help=f"train B streams at once: the text is cut into B contiguous pieces, "
                         f"each with its own hidden state; an iteration is one chunk of every "

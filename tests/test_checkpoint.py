@@ -173,7 +173,9 @@ def test_every_named_array_round_trips_for_adam_with_streams(tmp_path):
         assert_same_array(npz["losses"], losses, "losses")
         meta = json.loads(str(npz["meta"]))
     assert meta["format"] == checkpoint.FORMAT and meta["version"] == 2  # (3: with run.pending)
-    assert meta["config"] == model.config.to_dict() and meta["step"] == 5
+    assert meta["config"] == {k: v for k, v in model.config.to_dict().items()
+                              if k != "grad_clip"}  # (5, the one before the setting: left out)
+    assert meta["step"] == 5
 
     back = checkpoint.load(path)
     assert model.state.shape == back.state.shape == (1, 1, 2, 5)
@@ -950,16 +952,30 @@ def test_a_checkpoint_from_before_layers_and_dropout_loads_as_one_layer(saved):
     assert np.array_equal(restored.weights.flat, model.weights.flat)
 
 
-def test_a_checkpoint_from_before_grad_clip_loads_with_min_char_rnns_clip(saved):
+def test_grad_clip_is_saved_as_an_older_fastrnn_would_read_it(saved, monkeypatch):
     """Files written before the config knew grad_clip load with the clip they were trained
-    with, 5; a grad_clip set is saved, and kept by a fine-tune unless given."""
+    with, 5; a model of that clip is saved as before (format 2, no grad_clip: an older
+    fastrnn reads it), one of another clip as format 4, which an older fastrnn refuses (it
+    would train at 5) by saying to upgrade; the clip is kept by a fine-tune unless given."""
     path, model, _ = saved
-    rewrite_meta(path, lambda meta, arrays: meta["config"].pop("grad_clip"))
+
+    def meta():
+        with np.load(path) as npz:
+            return json.loads(str(npz["meta"]))
+
+    assert meta()["version"] == 2 and "grad_clip" not in meta()["config"]
     assert checkpoint.load(path).config.grad_clip == 5.0
     assert checkpoint.load(path).to_model("numba").config.grad_clip == 5.0
     model.config = dataclasses.replace(model.config, grad_clip=0.25)
     checkpoint.save(path, Checkpoint.of(model, Vocab("abcde"), [], {}))
+    assert meta()["version"] == 4 and meta()["config"]["grad_clip"] == 0.25
     assert checkpoint.load(path).config.grad_clip == 0.25
+    with monkeypatch.context() as older:  # (fastrnn before format 4)
+        older.setattr(checkpoint, "VERSION", 3)
+        with pytest.raises(CheckpointError, match=r"was written by a newer fastrnn \(.*, "
+                                                  r"checkpoint format 4\); this fastrnn .* reads "
+                                                  r"format 3 or older: upgrade"):
+            checkpoint.load(path)
     assert checkpoint.load(path).to_model("numpy").config.grad_clip == 0.25
     assert checkpoint.load(path).fine_tune().config.grad_clip == 0.25
     assert checkpoint.load(path).fine_tune(grad_clip=0).config.grad_clip == 0.0
@@ -967,6 +983,12 @@ def test_a_checkpoint_from_before_grad_clip_loads_with_min_char_rnns_clip(saved)
     with pytest.raises(CheckpointError, match=r"grad_clip must be a finite number >= 0 "
                                               r"\(0: no clipping\), got -2"):
         checkpoint.load(path)
+    pending = Checkpoint.of(model, Vocab("abcde"), [], {"pending": "end"})
+    checkpoint.save(path, pending)
+    assert meta()["version"] == 4 and meta()["run"]["pending"] == "end"
+    checkpoint.save(path, dataclasses.replace(pending, config=dataclasses.replace(
+        pending.config, grad_clip=5)))
+    assert meta()["version"] == 3 and "grad_clip" not in meta()["config"]
 
 
 def test_a_file_that_cannot_be_opened_is_not_called_corrupt(tmp_path):

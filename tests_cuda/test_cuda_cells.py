@@ -90,11 +90,12 @@ def test_backward_clips_to_five(cuda):
     assert_weights_close(g, expected, np.float64, "d")
 
 
-# each model with each optimizer in one dtype or the other, two of them with a clip of 0.1
+# each model with each optimizer in one dtype or the other, two of them with a clip of 0.1;
+# and one with none (0), whose weights are ten times larger so that the default clip, 5, binds
 TRAIN_CASES = [(cell, L, name, dtype, 0.1 if k + j in (1, 4) else 5.0)
                for k, (cell, L) in enumerate(MODELS)
                for j, name in enumerate(["adam", "adagrad"])
-               for dtype in [DTYPES[(k + j) % 2]]]
+               for dtype in [DTYPES[(k + j) % 2]]] + [("rnn", 2, "adagrad", np.float64, 0.0)]
 
 
 @pytest.mark.parametrize("cell, L, name, dtype, clip", TRAIN_CASES,
@@ -108,7 +109,7 @@ def test_train_matches_reference_including_the_wrap(cuda, cell, L, name, dtype, 
     n, step, Tc = 3, 2, 2
     rng = np.random.default_rng([len(cell), L, len(name)])
     spec = Spec(cell, V, H, L)
-    w = random_weights(rng, H, V, dtype, 0.3, L, cell)
+    w = random_weights(rng, H, V, dtype, 3.0 if clip == 0 else 0.3, L, cell)
     data = rng.integers(0, V, 12).astype(np.uint8)  # streams of 6: chunk 2 wraps
     S = len(spec.cell.STATES)
     state0 = (rng.standard_normal((L, S, 2, H)) * 0.3).astype(dtype)
