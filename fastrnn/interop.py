@@ -76,7 +76,8 @@ def to_torch(source):
     """(rnn, out): PyTorch's recurrent module (``nn.RNN``, ``nn.LSTM`` or ``nn.GRU``) and
     ``nn.Linear`` computing the model of a CharRNN, a Checkpoint or Weights, in its dtype,
     with its dropout between layers (a model's, a checkpoint's); they read one-hot
-    characters, time-major (the module's docstring). Needs PyTorch."""
+    characters, time-major (the module's docstring), and come in eval mode (no dropout, as
+    fastrnn evaluates and samples: ``.train()`` to train them). Needs PyTorch."""
     torch = _torch()
     cell, named = _named(source)
     (V, H), dtype = named["Why"].shape, getattr(torch, named["Why"].dtype.name)
@@ -88,24 +89,26 @@ def to_torch(source):
     out = torch.nn.Linear(H, V, dtype=dtype)
     for module, state in zip((rnn, out), torch_state_dicts(source)):
         module.load_state_dict({k: torch.from_numpy(a) for k, a in state.items()})
-    return rnn, out
+    return rnn.eval(), out.eval()
 
 
-def from_torch(rnn, out, **settings):
+def from_torch(rnn, out, embedding=None, **settings):
     """A CharRNN computing what PyTorch's ``rnn`` (``nn.LSTM``, ``nn.GRU`` or ``nn.RNN`` with
-    tanh, reading one-hot vectors of its ``input_size`` characters) and ``out`` (``nn.Linear``
-    to as many logits) compute: its cell, sizes, layers, dropout and dtype (float32 or
-    float64) theirs, its weights copies of theirs (``from_torch_state_dicts``). ``settings``:
-    the rest of CharRNN's arguments (seq_length, learning_rate, optimizer, ...). A
-    ValueError names what fastrnn has no counterpart of (a bidirectional module, an LSTM's
-    projection, relu); ``batch_first`` changes no weight."""
+    tanh, reading one-hot vectors of its ``input_size`` characters, or with ``embedding``,
+    an ``nn.Embedding``, its vectors of them) and ``out`` (``nn.Linear`` to as many logits)
+    compute: its cell, sizes, layers, dropout and dtype (float32 or float64) theirs, its
+    weights copies of theirs (``from_torch_state_dicts``). ``settings``: the rest of
+    CharRNN's arguments (seq_length, learning_rate, optimizer, ...). A ValueError names what
+    fastrnn has no counterpart of (a bidirectional module, an LSTM's projection, relu);
+    ``batch_first`` changes no weight."""
     torch = _torch()
     name = type(rnn).__name__
     cell = next((c.NAME for c in cells.CELLS.values()
                  if c.TORCH and type(rnn) is getattr(torch.nn, c.TORCH)), None)
     if cell is None:
         kinds = [f"torch.nn.{c.TORCH}" for c in cells.CELLS.values() if c.TORCH]
-        raise ValueError(f"rnn must be {', '.join(kinds[:-1])} or {kinds[-1]}, got {name}")
+        raise ValueError(f"rnn must be {', '.join(kinds[:-1])} or {kinds[-1]} (that class: a "
+                         f"subclass may compute otherwise), got {name}")
     if rnn.bidirectional:
         raise ValueError(f"a bidirectional {name} reads the text backwards too: a character "
                          f"model has no counterpart of it")
@@ -117,25 +120,63 @@ def from_torch(rnn, out, **settings):
                          f"computes nonlinearity='tanh' only")
     if not isinstance(out, torch.nn.Linear):
         raise ValueError(f"out must be torch.nn.Linear, got {type(out).__name__}")
+    if embedding is not None:
+        if not isinstance(embedding, torch.nn.Embedding):
+            raise ValueError(f"embedding must be torch.nn.Embedding, got "
+                             f"{type(embedding).__name__}")
+        if embedding.max_norm is not None:
+            raise ValueError(f"an nn.Embedding with max_norm {embedding.max_norm:g} rescales "
+                             f"the vectors it looks up: fastrnn reads them as they are")
+        embedding = embedding.weight
+    if "cell" in settings:
+        raise ValueError(f"cell comes from the module ({name}): give the others only")
     if "dropout" not in settings and rnn.dropout and rnn.num_layers > 1:
         settings["dropout"] = float(rnn.dropout)
-    return from_torch_state_dicts(cell, rnn.state_dict(), out.state_dict(), **settings)
+    return from_torch_state_dicts(cell, rnn.state_dict(), out.state_dict(), embedding,
+                                  **settings)
 
 
-def from_torch_state_dicts(cell, recurrent, output, **settings):
+def from_torch_state_dicts(cell, recurrent, output, embedding=None, **settings):
     """A CharRNN of ``cell`` holding the weights of PyTorch's state dicts (``torch_state_dicts``'
     names; tensors or arrays): the recurrent module's ``recurrent`` and the ``nn.Linear``'s
     ``output``; the sizes and the number of layers from the tensors' shapes, the dtype from
-    theirs unless ``settings`` give one. A module made with ``bias=False`` has no biases:
-    zeros here. ``settings``: CharRNN's other arguments. Needs no PyTorch."""
+    theirs unless ``settings`` give one (then they are converted to it). A module made with
+    ``bias=False`` has no biases: zeros here. ``embedding``: the weight (V, D) of an
+    ``nn.Embedding`` whose vectors the module reads instead of one-hot characters: a lookup
+    followed by the layer's product is the product of their product, ``Wxh = weight_ih_l0
+    embedding^T`` (G*H, V), computed in float64. ``settings``: CharRNN's other arguments.
+    Needs no PyTorch."""
     c = cells.get(cell)
     _module_name(cell)
-    recurrent = {k: _array(f"recurrent[{k!r}]", v) for k, v in dict(recurrent).items()}
-    output = {k: _array(f"output[{k!r}]", v) for k, v in dict(output).items()}
+    for given, what in ((recurrent, "recurrent"), (output, "output")):
+        if not hasattr(given, "items"):
+            raise ValueError(f"{what} must be a state dict ({{name: tensor}}, a module's "
+                             f"state_dict()), got {type(given).__name__}" + (
+                                 ": from_torch takes the modules" if hasattr(given, "state_dict")
+                                 else ""))
+    dtype = settings.get("dtype")
+    if dtype is not None and str(dtype).startswith("torch."):  # (torch.float32: "float32")
+        settings["dtype"] = dtype = str(dtype)[6:]
+    recurrent = {k: _array(f"recurrent[{k!r}]", v, dtype) for k, v in dict(recurrent).items()}
+    output = {k: _array(f"output's {k}", v, dtype) for k, v in dict(output).items()}
+    if embedding is not None:
+        embedding = _array("embedding", embedding, dtype)
     first = [recurrent.get(f"weight_{k}_l0") for k in ("ih", "hh")]
     if any(a is None or a.ndim != 2 for a in first):
+        prefixed = sorted(k[:-len("weight_ih_l0")] for k in recurrent
+                          if k.endswith("weight_ih_l0") and k != "weight_ih_l0")
         raise ValueError(f"recurrent must hold a module's weight_ih_l0 and weight_hh_l0, each "
-                         f"2-d (PyTorch's names: {', '.join(TORCH_KEYS)}, with _l0, _l1, ...)")
+                         f"2-d (PyTorch's names: {', '.join(TORCH_KEYS)}, with _l0, _l1, ...)"
+                         + (f"; its keys start with {prefixed[0]!r}: give the recurrent "
+                            f"module's own state_dict()" if prefixed else ""))
+    if embedding is not None:
+        if embedding.ndim != 2 or embedding.shape[1] != first[0].shape[1]:
+            raise ValueError(f"embedding has shape {embedding.shape}, expected (vocabulary, "
+                             f"{first[0].shape[1]}): the module reads vectors of "
+                             f"{first[0].shape[1]}")
+        recurrent["weight_ih_l0"] = (first[0].astype(np.float64) @
+                                     embedding.astype(np.float64).T).astype(first[0].dtype)
+        first[0] = recurrent["weight_ih_l0"]
     V, H = first[0].shape[1], first[1].shape[1]  # (input size, hidden size)
     L = 0
     while f"weight_ih_l{L}" in recurrent:
@@ -151,6 +192,11 @@ def from_torch_state_dicts(cell, recurrent, output, **settings):
         [f"output's {k}" for k in sorted(set(output) - set(expected_out))]
     if unknown:
         raise ValueError(f"no fastrnn counterpart for {', '.join(unknown)} ({module})")
+    if "weight" in output and output["weight"].shape[0] != V:
+        raise ValueError(f"output's weight has shape {output['weight'].shape}: {V} logits "
+                         f"expected, one per character of the module's input ({module}" + (
+                             ")" if embedding is not None else "; a module that reads an "
+                             "nn.Embedding's vectors: give embedding=)"))
     for given, wanted, whose in ((recurrent, expected, ""), (output, expected_out, "output's ")):
         for key, shape in wanted.items():
             if key in given and given[key].shape != shape:
@@ -161,12 +207,21 @@ def from_torch_state_dicts(cell, recurrent, output, **settings):
     missing += ["output's weight"] if "weight" not in output else []
     if missing:
         raise ValueError(f"no {', '.join(missing)} ({module})")
-    dtypes = sorted({a.dtype.name for a in (*recurrent.values(), *output.values())})
-    if "dtype" not in settings:
-        if len(dtypes) > 1 or dtypes[0] not in config.DTYPES:
-            raise ValueError(f"the weights are {' and '.join(dtypes)}: fastrnn computes in "
-                             f"float32 or float64 (give dtype=...)")
-        settings["dtype"] = dtypes[0]
+    if dtype is None:
+        kinds = {}
+        for whose, arrays in (("", recurrent), ("output's ", output)):
+            for key, a in arrays.items():
+                kinds.setdefault(a.dtype.name, []).append(whose + key)
+        if len(kinds) > 1:
+            raise ValueError("the weights are of mixed types: " + "; ".join(
+                f"{d} ({', '.join(names[:2])}" + (f" and {len(names) - 2} more" if
+                                                   len(names) > 2 else "") + ")"
+                for d, names in sorted(kinds.items()))
+                + ": give dtype='float32' or 'float64' (they are converted)")
+        dtype = settings["dtype"] = next(iter(kinds))
+        if dtype not in config.DTYPES:
+            raise ValueError(f"the weights are {dtype}: fastrnn computes in float32 or "
+                             f"float64 (give dtype=...: they are converted)")
     from .model import CharRNN
     fixed = {"vocab_size": V, "hidden_size": H, "num_layers": L, "cell": c.NAME}
     clash = sorted(set(settings) & set(fixed))
@@ -175,7 +230,7 @@ def from_torch_state_dicts(cell, recurrent, output, **settings):
                          f"({module}): give the others only")
     model = CharRNN(**fixed, **settings)
     for l in range(L):
-        zero = np.zeros(G, settings["dtype"])
+        zero = np.zeros(G, model.config.dtype)
         biases = c.from_torch_biases(recurrent.get(f"bias_ih_l{l}", zero),
                                      recurrent.get(f"bias_hh_l{l}", zero))
         own = {"Wxh": recurrent[f"weight_ih_l{l}"], "Whh": recurrent[f"weight_hh_l{l}"],
@@ -187,13 +242,19 @@ def from_torch_state_dicts(cell, recurrent, output, **settings):
     return model
 
 
-def _array(name, value):
-    """A tensor (any device) or array as a NumPy array."""
+def _array(name, value, dtype=None):
+    """A tensor (any device) or array as a NumPy array; one of another floating-point type
+    than fastrnn's (float16, bfloat16) converted to ``dtype`` when given, else refused."""
     if hasattr(value, "detach"):  # (a torch tensor: bfloat16 has no NumPy dtype)
         value = value.detach().cpu()
-        if str(value.dtype) not in ("torch.float32", "torch.float64"):
-            raise ValueError(f"{name} is {str(value.dtype)[6:]}: fastrnn computes in float32 "
-                             f"or float64")
+        kind = str(value.dtype)[6:]
+        if kind not in config.DTYPES:
+            if not value.is_floating_point():
+                raise ValueError(f"{name} holds {kind}, not floating-point weights")
+            if dtype is None:
+                raise ValueError(f"{name} is {kind}: fastrnn computes in float32 or float64 "
+                                 f"(give dtype=...: the weights are converted)")
+            value = value.double()
         value = value.numpy()
     a = np.asarray(value)
     if a.dtype.kind != "f":

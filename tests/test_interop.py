@@ -126,11 +126,13 @@ def test_what_has_no_counterpart_is_named():
     refused(r"^no fastrnn counterpart for output's scale", out={**output, "scale": 1.0})
     refused(r"^output's weight has shape \(7, 4\), expected \(7, 5\)",
             out={**output, "weight": np.zeros((7, 4))})
-    refused(r"^the weights are float32 and float64: fastrnn computes in float32 or float64 "
-            r"\(give dtype=...\)", out={**output, "bias": output["bias"].astype(np.float32)})
+    refused(r"^the weights are of mixed types: float32 \(output's bias\); float64 "
+            r"\(weight_ih_l0, weight_hh_l0 and 7 more\): give dtype='float32' or 'float64' "
+            r"\(they are converted\)$", out={**output, "bias": output["bias"].astype(np.float32)})
     refused(r"^recurrent\['weight_hh_l0'\] holds int64, not floating-point weights",
             rec={**recurrent, "weight_hh_l0": np.zeros((15, 5), np.int64)})
-    refused(r"^the weights are float16: fastrnn computes in float32 or float64",
+    refused(r"^the weights are float16: fastrnn computes in float32 or float64 \(give "
+            r"dtype=...: they are converted\)$",
             rec={k: a.astype(np.float16) for k, a in recurrent.items()},
             out={k: a.astype(np.float16) for k, a in output.items()})
     refused(r"^hidden_size comes from the modules \(an nn.GRU of 2 layers over 7 characters, 5 "
@@ -151,13 +153,13 @@ def test_to_torch_computes_the_models_loss_and_state(cell, L, dtype, tmp_path):
     model = trained(cell, L, dtype, dropout=0.25 if L > 1 else 0.0)
     rnn, out = interop.to_torch(model)
     assert type(rnn).__name__ == {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}[cell]
+    assert not rnn.training and not out.training, "eval mode: no dropout"
     assert (rnn.input_size, rnn.hidden_size, rnn.num_layers, rnn.dropout) == \
         (7, 5, L, model.config.dropout)
     assert out.weight.dtype == getattr(torch, dtype)
     ids = np.random.default_rng(3).integers(0, 7, 60)
     state = model.first_stream_state()
     loss, after = model.evaluate(ids, state=state)
-    rnn.eval()
     x = torch.nn.functional.one_hot(torch.from_numpy(ids[:-1]), 7).to(out.weight.dtype)[:, None]
     h0 = torch.from_numpy(state[:, 0].copy())
     hs, final = rnn(x, (h0, torch.from_numpy(state[:, 1].copy())) if cell == "lstm" else h0)
@@ -212,8 +214,9 @@ def test_from_torch_names_what_it_cannot_bring():
             (torch.nn.LSTM(5, 4, proj_size=2), "an LSTM with proj_size 2 projects its output"),
             (torch.nn.RNN(5, 4, nonlinearity="relu"), r"nn.RNN\(nonlinearity='relu'\): "
                                                       r"fastrnn's tanh cell"),
-            (torch.nn.Linear(5, 4), "rnn must be torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU, "
-                                    "got Linear")]:
+            (torch.nn.Linear(5, 4), r"rnn must be torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU "
+                                    r"\(that class: a subclass may compute otherwise\), got "
+                                    r"Linear")]:
         with pytest.raises(ValueError, match=message):
             interop.from_torch(rnn, out)
     with pytest.raises(ValueError, match="out must be torch.nn.Linear, got LSTM"):
@@ -221,8 +224,57 @@ def test_from_torch_names_what_it_cannot_bring():
     with pytest.raises(ValueError, match=r"^output's weight has shape \(5, 3\), expected "
                                          r"\(5, 4\) \(an nn.LSTM of 1 layer over 5 characters"):
         interop.from_torch(torch.nn.LSTM(5, 4), torch.nn.Linear(3, 5))
-    with pytest.raises(ValueError, match=r"recurrent\['weight_ih_l0'\] is bfloat16"):
+    with pytest.raises(ValueError, match=r"^recurrent\['weight_ih_l0'\] is bfloat16: fastrnn "
+                                         r"computes in float32 or float64 \(give dtype=...: the "
+                                         r"weights are converted\)$"):
         interop.from_torch(torch.nn.GRU(5, 4).to(torch.bfloat16), out)
+    half = torch.nn.GRU(5, 4).to(torch.float16)
+    model = interop.from_torch(half, out, dtype=torch.float32)  # (PyTorch's dtype too)
+    assert model.config.dtype == "float32"
+    assert np.array_equal(model.params["Whh"], half.weight_hh_l0.float().detach().numpy())
+    with pytest.raises(ValueError, match=r"^cell comes from the module \(LSTM\): give the "
+                                         r"others only$"):
+        interop.from_torch(torch.nn.LSTM(5, 4), out, cell="gru")
+    with pytest.raises(ValueError, match=r"^recurrent must be a state dict \(\{name: tensor\}, "
+                                         r"a module's state_dict\(\)\), got LSTM: from_torch "
+                                         r"takes the modules$"):
+        interop.from_torch_state_dicts("lstm", torch.nn.LSTM(5, 4), out.state_dict())
+    container = torch.nn.ModuleDict({"rnn": torch.nn.LSTM(5, 4), "out": out})
+    with pytest.raises(ValueError, match=r"its keys start with 'rnn\.': give the recurrent "
+                                         r"module's own state_dict\(\)$"):
+        interop.from_torch_state_dicts("lstm", container.state_dict(), out.state_dict())
+
+
+@needs_torch
+def test_a_model_that_reads_an_embedding_comes_with_it():
+    """nn.Embedding -> nn.LSTM -> nn.Linear (a PyTorch char model's usual form): given the
+    embedding, its lookup is folded into Wxh, and the model computes PyTorch's loss; without
+    it the shapes disagree, and the message says to give it."""
+    import torch
+    torch.manual_seed(5)
+    emb, rnn, out = torch.nn.Embedding(11, 6), torch.nn.LSTM(6, 8, 2), torch.nn.Linear(8, 11)
+    for m in (emb, rnn, out):
+        m.double()
+    model = interop.from_torch(rnn, out, embedding=emb)
+    assert (model.config.vocab_size, model.params["Wxh"].shape) == (11, (32, 11))
+    ids = np.random.default_rng(6).integers(0, 11, 40)
+    logits = out(rnn(emb(torch.from_numpy(ids[:-1]))[:, None])[0])[:, 0]
+    t_loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(ids[1:]),
+                                               reduction="sum")
+    assert_close(model.evaluate(ids)[0], t_loss.item(), np.float64, "loss")
+    with pytest.raises(ValueError, match=r"^output's weight has shape \(11, 8\): 6 logits "
+                                         r"expected, one per character of the module's input "
+                                         r"\(an nn.LSTM of 2 layers over 6 characters, 8 units; "
+                                         r"a module that reads an nn.Embedding's vectors: give "
+                                         r"embedding=\)$"):
+        interop.from_torch(rnn, out)
+    with pytest.raises(ValueError, match=r"^embedding has shape \(11, 5\), expected "
+                                         r"\(vocabulary, 6\)"):
+        interop.from_torch(rnn, out, embedding=torch.nn.Embedding(11, 5))
+    with pytest.raises(ValueError, match=r"^an nn.Embedding with max_norm 1 rescales"):
+        interop.from_torch(rnn, out, embedding=torch.nn.Embedding(11, 6, max_norm=1.0))
+    with pytest.raises(ValueError, match=r"^embedding must be torch.nn.Embedding, got Linear"):
+        interop.from_torch(rnn, out, embedding=out)
 
 
 def test_to_torch_without_pytorch_says_what_to_do(monkeypatch):
