@@ -96,7 +96,7 @@ def run(args, torch):
     params = None
     if args.init == "fastrnn":
         spec = Spec(args.cell, V, H, L)
-        params = spec.named(spec.init(args.seed, "float32"))
+        params = spec.init(args.seed, "float32")
     model = TorchCharModel(torch, args.cell, V, H, L, B, args.learning_rate, args.dropout,
                            params)
     streams = Streams(torch, data.train, B, T)

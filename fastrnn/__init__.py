@@ -15,7 +15,7 @@ Drop-in functions for min-char-rnn-style code (same shapes, same results), in
 ``fastrnn.dropin.sample``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from . import cli as _cli
 

@@ -176,8 +176,8 @@ class Checkpoint:
         dropout, grad_clip) as given, else the checkpoint's, but for the learning rate: the
         checkpoint's (that of its model's training before any fine-tune, for the checkpoint of a
         fine-tune that ``fastrnn.train`` ran: ``lineage``; or, with another optimizer, that
-        one's usual rate) divided by ``config.FINE_TUNE_DIVISOR`` (10, ``fine_tune_rate``). Train it on a text
-        encoded with this checkpoint's ``vocab``."""
+        one's usual rate) divided by ``config.FINE_TUNE_DIVISOR`` (10, ``fine_tune_rate``).
+        Train it on a text encoded with this checkpoint's ``vocab``."""
         c = self.config.to_dict()
         clash = sorted(set(settings) & set(ARCHITECTURE))
         if clash:

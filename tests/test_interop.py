@@ -48,7 +48,8 @@ def test_state_dicts_have_pytorchs_names_and_shapes_and_come_back_the_same(cell,
             assert not hidden.any()
     assert np.array_equal(output["weight"], model.params["Why"])
     assert np.array_equal(output["bias"], model.params["by"])
-    assert not np.shares_memory(output["weight"], model.weights.flat), "copies"
+    for a in (*recurrent.values(), *output.values()):
+        assert not np.shares_memory(a, model.weights.flat), "copies"
     back = interop.from_torch_state_dicts(cell, recurrent, output, seq_length=9)
     assert (back.config.cell, back.config.num_layers, back.config.hidden_size,
             back.config.vocab_size, back.config.dtype, back.config.seq_length) == \
@@ -82,6 +83,29 @@ def test_pytorchs_two_biases_become_one_where_they_are_summed(cell):
     ids = rng.integers(0, 6, 80)
     assert_close(back.evaluate(ids)[0], model.evaluate(ids)[0], np.float64, "loss")
     assert_close(back.weights.flat, model.weights.flat, np.float64, "weights")
+
+
+@pytest.mark.parametrize("source, target", [(np.float16, "float64"), (np.float16, "float32"),
+                                            (np.float32, "float64")])
+def test_sums_and_the_embeddings_product_are_rounded_once_into_the_models_dtype(source, target):
+    """The two biases' sum and an embedding's product are computed in float64 and rounded once
+    into the model's dtype, whatever the weights' own (float16 given as NumPy arrays too)."""
+    rng = np.random.default_rng(7)
+    recurrent, output = interop.torch_state_dicts(trained("gru", 1, V=6, H=4))
+    recurrent = {k: (a + rng.standard_normal(a.shape)).astype(source)
+                 for k, a in recurrent.items()}
+    embedding = rng.standard_normal((9, 6)).astype(source)
+    output = {"weight": rng.standard_normal((9, 4)).astype(source),
+              "bias": output["bias"][:1].repeat(9).astype(source)}
+    model = interop.from_torch_state_dicts("gru", recurrent, output, embedding, dtype=target)
+    wide = {k: a.astype(np.float64) for k, a in recurrent.items()}
+    assert model.config.dtype == target and model.config.vocab_size == 9
+    exact = {"bh": np.concatenate([wide["bias_ih_l0"][:8] + wide["bias_hh_l0"][:8],
+                                   wide["bias_ih_l0"][8:]]),
+             "bhn": wide["bias_hh_l0"][8:],
+             "Wxh": wide["weight_ih_l0"] @ embedding.astype(np.float64).T}
+    for name, a in exact.items():
+        assert np.array_equal(model.params[name], a.astype(target)), name
 
 
 def test_a_module_without_biases_and_the_dtype():
@@ -129,19 +153,23 @@ def test_what_has_no_counterpart_is_named():
     refused(r"^the weights are of mixed types: float32 \(output's bias\); float64 "
             r"\(weight_ih_l0, weight_hh_l0 and 7 more\): give dtype='float32' or 'float64' "
             r"\(they are converted\)$", out={**output, "bias": output["bias"].astype(np.float32)})
-    refused(r"^recurrent\['weight_hh_l0'\] holds int64, not floating-point weights",
+    refused(r"^weight_hh_l0 holds int64, not floating-point weights",
             rec={**recurrent, "weight_hh_l0": np.zeros((15, 5), np.int64)})
     refused(r"^the weights are float16: fastrnn computes in float32 or float64 \(give "
-            r"dtype=...: they are converted\)$",
+            r"dtype=...: the weights are converted\)$",
             rec={k: a.astype(np.float16) for k, a in recurrent.items()},
             out={k: a.astype(np.float16) for k, a in output.items()})
     refused(r"^hidden_size comes from the modules \(an nn.GRU of 2 layers over 7 characters, 5 "
             r"units\): give the others only$", hidden_size=8)
-    refused(r"^Why holds values that are not finite in float32",
+    refused(r"^output's weight holds values too large for float32$",
             out={**output, "weight": np.full((7, 5), 1e300)}, dtype="float32")
+    refused(r"^weight_hh_l1 holds NaN or infinite values$",
+            rec={**recurrent, "weight_hh_l1": np.full((15, 5), np.nan)})
+    refused(r"^bias_ih_l0 and bias_hh_l0 hold NaN or infinite values$",
+            rec={**recurrent, "bias_ih_l0": np.full(15, np.inf)})
     refused(r"^unknown cell 'transformer'", cell="transformer")
-    with pytest.raises(ValueError, match=r"^expected a CharRNN, a Checkpoint or Weights, got "
-                                         r"dict"):
+    with pytest.raises(ValueError, match=r"^source must be a CharRNN, a Checkpoint or Weights, "
+                                         r"got dict$"):
         interop.torch_state_dicts(recurrent)
 
 
@@ -214,9 +242,11 @@ def test_from_torch_names_what_it_cannot_bring():
             (torch.nn.LSTM(5, 4, proj_size=2), "an LSTM with proj_size 2 projects its output"),
             (torch.nn.RNN(5, 4, nonlinearity="relu"), r"nn.RNN\(nonlinearity='relu'\): "
                                                       r"fastrnn's tanh cell"),
-            (torch.nn.Linear(5, 4), r"rnn must be torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU "
-                                    r"\(that class: a subclass may compute otherwise\), got "
-                                    r"Linear")]:
+            (torch.nn.Linear(5, 4), r"^rnn must be a torch.nn.RNN, torch.nn.LSTM or "
+                                    r"torch.nn.GRU itself, not a subclass \(which may compute "
+                                    r"otherwise\), got Linear$"),
+            (type("MyLSTM", (torch.nn.LSTM,), {})(5, 4), r"not a subclass .*got MyLSTM$"),
+            ({"weight_ih_l0": 1}, r"got dict: state dicts go to from_torch_state_dicts$")]:
         with pytest.raises(ValueError, match=message):
             interop.from_torch(rnn, out)
     with pytest.raises(ValueError, match="out must be torch.nn.Linear, got LSTM"):
@@ -224,7 +254,7 @@ def test_from_torch_names_what_it_cannot_bring():
     with pytest.raises(ValueError, match=r"^output's weight has shape \(5, 3\), expected "
                                          r"\(5, 4\) \(an nn.LSTM of 1 layer over 5 characters"):
         interop.from_torch(torch.nn.LSTM(5, 4), torch.nn.Linear(3, 5))
-    with pytest.raises(ValueError, match=r"^recurrent\['weight_ih_l0'\] is bfloat16: fastrnn "
+    with pytest.raises(ValueError, match=r"^weight_ih_l0 is bfloat16: fastrnn "
                                          r"computes in float32 or float64 \(give dtype=...: the "
                                          r"weights are converted\)$"):
         interop.from_torch(torch.nn.GRU(5, 4).to(torch.bfloat16), out)

@@ -730,8 +730,8 @@ def test_masked_arrays_are_refused_not_read_masked_values_and_all():
     (dict(vocab_size=5, num_layers=2, dropout=1.0), r"dropout must be a number in \[0, 1\)"),
     (dict(vocab_size=5, num_layers=2, dropout=-0.1), r"dropout must be a number in \[0, 1\)"),
     (dict(vocab_size=5, dropout=0.2), "dropout 0.2 applies between layers: it needs num_layers >= 2"),
-    (dict(vocab_size=5, grad_clip=-1), r"grad_clip must be a finite number >= 0 \(0: no clipping\), "
-                                       r"got -1$"),
+    (dict(vocab_size=5, grad_clip=-1),
+     r"grad_clip must be a finite number >= 0 \(0: no clipping\), got -1$"),
     (dict(vocab_size=5, grad_clip=float("inf")), r"grad_clip must be a finite number >= 0"),
     (dict(vocab_size=5, grad_clip=float("nan")), r"grad_clip must be a finite number >= 0"),
     (dict(vocab_size=5, grad_clip=True), r"grad_clip must be a finite number >= 0 .*got True"),
