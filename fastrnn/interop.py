@@ -160,7 +160,7 @@ def from_torch_state_dicts(cell, recurrent, output, embedding=None, **settings):
     spec = _spec_of(c, recurrent, output, embedding)
     if given is None:
         settings["dtype"] = _common_dtype(recurrent, output)
-    if "weight_ih_l0" in recurrent and embedding is not None:
+    if embedding is not None:
         recurrent["weight_ih_l0"] = recurrent["weight_ih_l0"].astype(np.float64) @ \
             embedding.astype(np.float64).T
     from .model import CharRNN
@@ -211,8 +211,8 @@ def _array(name, value, convert):
         if value.is_floating_point() and str(value.dtype)[len("torch."):] not in config.DTYPES:
             if not convert:
                 raise ValueError(f"{name} is {str(value.dtype)[len('torch.'):]}: fastrnn "
-                                 f"computes in float32 or float64 (give dtype=...: the weights "
-                                 f"are converted)")
+                                 f"computes in float32 or float64: give dtype=...: the weights "
+                                 f"are converted")
             value = value.double()
         value = value.numpy()
     a = np.asarray(value)
@@ -294,11 +294,11 @@ def _common_dtype(recurrent, output):
             f"{d} ({', '.join(names[:2])}" + (f" and {len(names) - 2} more" if len(names) > 2
                                               else "") + ")"
             for d, names in sorted(kinds.items()))
-            + ": give dtype='float32' or 'float64' (they are converted)")
+            + ": give dtype=...: the weights are converted")
     dtype = next(iter(kinds))
     if dtype not in config.DTYPES:
-        raise ValueError(f"the weights are {dtype}: fastrnn computes in float32 or float64 "
-                         f"(give dtype=...: the weights are converted)")
+        raise ValueError(f"the weights are {dtype}: fastrnn computes in float32 or float64: "
+                         f"give dtype=...: the weights are converted")
     return dtype
 
 
