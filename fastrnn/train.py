@@ -281,12 +281,14 @@ def _main(argv):
         raise cli.UsageError(f"--dropout {config['dropout']:g} applies between layers: " + (
             "the checkpoint's model has one layer" if ckpt or source else
             f"it needs --num-layers >= 2, got {config['num_layers']}"))
-    if lost := validate.clip_lost(config["grad_clip"], config["dtype"]):  # (in flags' words)
+    if lost := validate.clip_lost(config["grad_clip"], config["dtype"],  # (in flags' words)
+                                  _whose_dtype(args, ckpt or source)):
         raise cli.UsageError(f"--grad-clip {config['grad_clip']:g} {lost}")
     zero = _zero_rate_at(config, lr_decay, args.iterations)
     if zero == 0:
         raise cli.UsageError(f"--learning-rate {config['learning_rate']:g} is 0 in "
-                             f"{config['dtype']}: nothing would be learned")
+                             f"{config['dtype']}{_whose_dtype(args, ckpt or source)}: nothing "
+                             f"would be learned")
     if zero is not None and not args.time_budget:
         cli.warn(PROG, f"--lr-decay {lr_decay[0]:g} every {lr_decay[1]} iterations takes the "
                        f"learning rate {config['learning_rate']:g} to 0 ({config['dtype']}) at "
@@ -421,6 +423,15 @@ def _budget(args, ckpt):
                    f"{budget:g}: this one ends within the {_seconds(budget - spent)} s left"
                    f"{owed} (--time-budget S gives it S seconds from now)")
     return spent
+
+
+def _whose_dtype(args, kept):
+    """" (the checkpoint's dtype)" or " (the cuda backend's dtype)" where the run's dtype was
+    not given with --dtype, for a message that names it."""
+    if kept:
+        return " (the checkpoint's dtype)"
+    return f" (the {args.backend} backend's dtype)" if args.dtype is None and \
+        args.backend == "cuda" else ""
 
 
 def _zero_rate_at(config, lr_decay, target):

@@ -222,11 +222,12 @@ def clip(name, value, dtype):
     return v or 0.0  # (-0.0 as 0.0)
 
 
-def clip_lost(clip, dtype):
-    """What is wrong with a gradient clip >= 0 in ``dtype`` ("is 0 in float32: ..."), or None."""
+def clip_lost(clip, dtype, whose=""):
+    """What is wrong with a gradient clip >= 0 in ``dtype`` ("is 0 in float32: ..."; ``whose``
+    after the dtype's name), or None."""
     lost = lost_in(clip, dtype) if clip else None
-    return lost and f"is {lost} in {np.dtype(dtype).name}" + (
-        ": it would hold every gradient at 0" if lost == "0" else " (0: no clipping)")
+    return lost and f"is {lost} in {np.dtype(dtype).name}{whose}" + (
+        ": it would hold every gradient at 0" if lost == "0" else ": give 0 for no clipping")
 
 
 def available_memory():

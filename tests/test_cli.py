@@ -3682,7 +3682,13 @@ def test_encoding_option(tmp_path, capsys):
     (["--grad-clip", "1e-50", "--dtype", "float32"],
      "--grad-clip 1e-50 is 0 in float32: it would hold every gradient at 0"),
     (["--grad-clip", "1e300", "--dtype", "float32"],
-     "--grad-clip 1e+300 is infinite in float32 (0: no clipping)"),
+     "--grad-clip 1e+300 is infinite in float32: give 0 for no clipping"),
+    (["--grad-clip", "1e-50", "--backend", "cuda"],
+     "--grad-clip 1e-50 is 0 in float32 (the cuda backend's dtype): it would hold every "
+     "gradient at 0"),
+    (["--learning-rate", "1e-50", "--backend", "cuda"],
+     "--learning-rate 1e-50 is 0 in float32 (the cuda backend's dtype): nothing would be "
+     "learned"),
     (["--backend", "tpu"], "invalid choice: 'tpu'"),
     # an empty path (``--resume "$CKPT"`` with CKPT unset) is not an option left out
     (["--resume", ""], "argument --resume: an empty path"),
@@ -4051,6 +4057,13 @@ def test_grad_clip_is_saved_said_and_may_change_on_resume(tmp_path, corpus_file,
     printed = capsys.readouterr().out
     assert "--grad-clip" not in printed and "no grad clip" in printed
     assert checkpoint.load(path).config.grad_clip == 0
+    # a clip the checkpoint's float32 cannot hold: the dtype named as the checkpoint's
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "5", "--dtype", "float32",
+                       "--out", str(tmp_path / "f32")]) == 0
+    rc = train.main(["--resume", str(tmp_path / "f32" / "checkpoint.npz"), "--grad-clip",
+                     "1e300", "--iterations", "10"])
+    assert_usage_error(rc, capsys, "--grad-clip 1e+300 is infinite in float32 (the checkpoint's "
+                                   "dtype): give 0 for no clipping")
 
 
 def test_a_new_learning_rate_on_resume_is_the_schedules_base(tmp_path, corpus_file, capsys):
