@@ -154,7 +154,7 @@ def from_torch_state_dicts(cell, recurrent, output, embedding=None, **settings):
     c = cells.get(cell)
     _module_name(c)
     if settings.get("dtype") is not None and str(settings["dtype"]).startswith("torch."):
-        settings["dtype"] = str(settings["dtype"])[len("torch."):]  # (torch.float32)
+        settings["dtype"] = _torch_dtype_name(settings["dtype"])  # (torch.float32)
     given = settings.get("dtype")
     recurrent, output, embedding = _arrays(recurrent, output, embedding, given is not None)
     spec = _spec_of(c, recurrent, output, embedding)
@@ -208,9 +208,9 @@ def _array(name, value, convert):
                          f"(from_torch takes the modules)")
     if hasattr(value, "detach"):  # (a torch tensor: bfloat16 has no NumPy dtype)
         value = value.detach().cpu()
-        if value.is_floating_point() and str(value.dtype)[len("torch."):] not in config.DTYPES:
+        if value.is_floating_point() and _torch_dtype_name(value.dtype) not in config.DTYPES:
             if not convert:
-                raise ValueError(f"{name} is {str(value.dtype)[len('torch.'):]}: fastrnn "
+                raise ValueError(f"{name} is {_torch_dtype_name(value.dtype)}: fastrnn "
                                  f"computes in float32 or float64: give dtype=...: the weights "
                                  f"are converted")
             value = value.double()
@@ -219,6 +219,11 @@ def _array(name, value, convert):
     if a.dtype.kind != "f":
         raise ValueError(f"{name} holds {a.dtype}, not floating-point weights")
     return a
+
+
+def _torch_dtype_name(dtype):
+    """NumPy's name of a torch dtype: "float32" for torch.float32."""
+    return str(dtype)[len("torch."):]
 
 
 def _spec_of(cell, recurrent, output, embedding):

@@ -143,15 +143,21 @@ def positive(name, value, kind=float):
         if not is_integer(value) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
         return int(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a positive number, got {shown(value)}")
-    try:
-        v = float(value)
-    except OverflowError:  # (an int past float's range)
-        v = math.inf
-    if not np.isfinite(v) or v <= 0:
+    v = _real(value)
+    if v is None or not np.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be a positive number, got {shown(value)}")
     return v
+
+
+def _real(value):
+    """A Python or NumPy real number (not a bool) as a float (an int past float's range as
+    inf); None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def flag(name, value):
@@ -208,15 +214,10 @@ def clip(name, value, dtype):
     """A gradient clip: a finite number >= 0 (0: no clipping) that is neither 0 nor infinite
     in ``dtype`` when it is not 0 itself (a clip of 1e-50 in float32 would hold every gradient
     at 0); as a float."""
-    said = f"{name} must be a finite number >= 0 (0: no clipping), got {shown(value)}"
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(said)
-    try:
-        v = float(value)
-    except OverflowError:  # (an int past float's range)
-        v = math.inf
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(said)
+    v = _real(value)
+    if v is None or not np.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a finite number >= 0 (0: no clipping), got "
+                         f"{shown(value)}")
     if lost := clip_lost(v, dtype):
         raise ValueError(f"{name} {v:g} {lost}")
     return v or 0.0  # (-0.0 as 0.0)
