@@ -165,7 +165,7 @@ def test_the_fused_clip_feeds_the_update(sm90):
     ``inline="always"``: the clipped value was stored but the unclipped one returned, so the
     GPU's training updates used unclipped gradients (found on an H200; the simulator, which
     runs Python, cannot see it). In the PTX of a kernel using ``scalar.gradient``, the value
-    the update squares must be the ``min`` that clipped it."""
+    the update squares must be the clipped one written back to the gradient."""
     from numba import cuda
     from fastrnn.kernels.scalar import gradient
 
@@ -174,15 +174,37 @@ def test_the_fused_clip_feeds_the_update(sm90):
         out[0] = gk * gk
 
     ptx, _ = cuda.compile_ptx(kernel, (float64[::1], float64[::1], boolean), cc=(9, 0))
-    clipped = re.search(r"min\.f64\s+(%fd\d+),", ptx).group(1)
-    squares = re.findall(r"mul\.f64\s+%fd\d+,\s*(%fd\d+),\s*(%fd\d+);", ptx)
-    assert (clipped, clipped) in squares, ptx
+    assert clipped_store(ptx) in squares(ptx), ptx
     # and in the optimizers' own kernel: Adagrad's m + g g squares the clipped gradient
     ptx = ptx_of(dict(cb._kernels(np.float64, ck.TILE))["optimize"],
                  signatures(float64)["optimize"])
-    clipped = re.search(r"min\.f64\s+(%fd\d+),", ptx).group(1)
-    squares = re.findall(r"(?:mul|fma\.rn)\.f64\s+%fd\d+,\s*(%fd\d+),\s*(%fd\d+)[,;]", ptx)
-    assert (clipped, clipped) in squares, ptx
+    assert clipped_store(ptx) in squares(ptx), ptx
+
+
+def clipped_store(ptx):
+    """(r, r) for the register r that the first store after the clip's first comparison
+    writes back to the gradient."""
+    after = ptx[re.search(r"setp\.gt\.f64\s", ptx).end():]
+    register = re.search(r"st\.global\.f64\s+\[%rd\d+\],\s*(%fd\d+);", after).group(1)
+    return register, register
+
+
+def squares(ptx):
+    """The operand pairs of the PTX's float64 products (and fused multiply-adds)."""
+    return re.findall(r"(?:mul|fma\.rn)\.f64\s+%fd\d+,\s*(%fd\d+),\s*(%fd\d+)[,;]", ptx)
+
+
+@pytest.mark.parametrize("f", [float32, float64], ids=str)
+@pytest.mark.parametrize("name", ["clip_all", "optimize"])
+def test_the_gpu_clip_keeps_a_nan(sm90, name, f):
+    """A GPU's ``min`` and ``max`` of floats are ``fmin`` and ``fmax`` (``min.f32``,
+    ``max.f64``...), which return the other operand for a NaN: a clip written with them turns a
+    diverging run's NaN gradient into -C, where the CPU kernels and the oracle keep the NaN.
+    The simulator runs Python's ``min``/``max``, which keep it: only the PTX shows it."""
+    dtype = np.float32 if f is float32 else np.float64
+    ptx = ptx_of(dict(cb._kernels(dtype, ck.TILE))[name], signatures(f)[name])
+    assert re.search(r"setp\.[a-z]+\.f(32|64)\s", ptx), ptx  # the clip compares
+    assert not re.search(r"\b(min|max)\.f(32|64)\s", ptx), ptx
 
 
 def cell_signatures(f):

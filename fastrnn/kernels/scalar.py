@@ -19,13 +19,27 @@ def clip(g, bound):
 
 
 @register_jitable
+def clip_keeping_nan(g, bound):
+    """``clip`` for the GPU: a NaN stays NaN, as in ``np.clip`` and the CPU kernels. On a GPU
+    ``min`` and ``max`` lower to ``fmin`` and ``fmax``, which return the other operand for a
+    NaN, so ``clip`` would turn a diverging run's NaN gradient into -bound; comparisons with a
+    NaN are false, so here it falls through."""
+    if g > bound:
+        return bound
+    if g < -bound:
+        return -bound
+    return g
+
+
+@register_jitable
 def gradient(g, i, clip_first, bound):
-    """``g[i]``; first clipped to [-bound, bound] in place when ``clip_first`` (the training
-    kernels' fused clip + update). Written without rebinding a local: numba-cuda 0.30.4's
-    ``inline="always"`` of the earlier ``gi = clip(gi, bound)`` form returned the unclipped
-    value on a GPU (seen on an H200; tests/test_cuda_compile.py checks the PTX)."""
+    """``g[i]``; first clipped to [-bound, bound] in place when ``clip_first`` (the CUDA
+    kernels' fused clip + update; a NaN kept). Written without rebinding a local:
+    numba-cuda 0.30.4's ``inline="always"`` of the earlier ``gi = clip(gi, bound)`` form
+    returned the unclipped value on a GPU (seen on an H200; tests/test_cuda_compile.py checks
+    the PTX)."""
     if clip_first:
-        g[i] = clip(g[i], bound)
+        g[i] = clip_keeping_nan(g[i], bound)
     return g[i]
 
 
