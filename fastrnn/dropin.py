@@ -107,12 +107,15 @@ def sample(h, seed_ix, n, Wxh, Whh, Why, bh, by, rng=None, temperature=1.0, gree
 
     rng: a ``np.random.Generator`` (default: a fresh, unseeded one). One uniform per character is
     drawn from it outside the kernels, so every backend gives the same ids for the same seed.
-    temperature divides the logits; greedy takes the most likely character. h is not modified.
+    temperature divides the logits; greedy takes the most likely character (with a temperature
+    other than 1, which would change nothing: refused). h is not modified.
     """
     H, V, dtype = validate.minchar_params(Wxh, Whh, Why, bh, by)
     validate.hidden("h", h, H, dtype)
+    given = temperature  # (as given, for the message)
     seed_ix, n, temperature, greedy, rng = validate.sampling(seed_ix, n, V, temperature,
                                                              greedy, rng)
+    validate.greedy_alone(greedy, [f"temperature={given!s}"] if temperature != 1 else [])
     for name, a in zip(("h",) + validate.MINCHAR_NAMES, (h, Wxh, Whh, Why, bh, by)):
         if not np.isfinite(a).all():  # (before drawing: a refused call leaves rng as it was)
             raise ValueError(f"{name} holds NaN or infinite values: there is nothing to sample "

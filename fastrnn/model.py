@@ -794,10 +794,7 @@ class CharRNN:
         ignored = [f"{name}={given[name]!s}" for name, changes in (
             ("temperature", temperature != 1), ("top_k", 0 < top_k < c.vocab_size),
             ("top_p", top_p < 1)) if changes]
-        if greedy and ignored:  # (as the sample command's --greedy)
-            raise ValueError(f"greedy=True takes the most likely character: "
-                             f"{' and '.join(ignored)} would change nothing (drop "
-                             f"{'them' if len(ignored) > 1 else 'it'}, or greedy=True)")
+        validate.greedy_alone(greedy, ignored)  # (as the sample command's --greedy)
         if progress is not None and not callable(progress):
             raise ValueError(f"progress must be callable, got {type(progress).__name__}")
         self._checked_finite("there is nothing to sample from")

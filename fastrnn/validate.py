@@ -184,6 +184,15 @@ def sampling(seed_ix, n, vocab_size, temperature, greedy, rng):
     return int(seed_ix), int(n), temperature, greedy, rng
 
 
+def greedy_alone(greedy, ignored):
+    """Refuses ``greedy`` sampling with settings that would change nothing (``ignored``: how
+    the caller was given them, e.g. ["temperature=0.5"])."""
+    if greedy and ignored:
+        raise ValueError(f"greedy=True takes the most likely character: "
+                         f"{' and '.join(ignored)} would change nothing (drop "
+                         f"{'them' if len(ignored) > 1 else 'it'}, or greedy=True)")
+
+
 def lost_in(rate, dtype):
     """What a learning rate becomes in ``dtype`` where it is not a number there: "0" (too
     small to move any weight) or "infinite"; else None."""

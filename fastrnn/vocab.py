@@ -5,6 +5,7 @@ vocabulary of a 100 MB corpus and encoding it never holds more than the text and
 """
 
 import unicodedata
+from types import MappingProxyType
 
 import numpy as np
 
@@ -87,7 +88,7 @@ class Vocab:
         if len(chars) < 2:
             raise ValueError(f"a vocabulary needs at least 2 distinct characters, got {len(chars)}")
         self._chars = tuple(chars)
-        self.index = {ch: i for i, ch in enumerate(chars)}
+        self._index = {ch: i for i, ch in enumerate(chars)}
         codes = np.array([ord(c) for c in chars], np.int64)
         # id of each code point up to the largest (-1: not in the vocabulary), at most 4.4 MB:
         # encoding looks ids up (a 100 MB text in ~0.5 s; a binary search took ~3 s)
@@ -115,6 +116,12 @@ class Vocab:
         vocabulary's length, ids and lookups disagreeing)."""
         return list(self._chars)
 
+    @property
+    def index(self):
+        """{character: id}, read-only (a character added to it would have been in ``index``
+        and not in the vocabulary that ``encode`` reads)."""
+        return MappingProxyType(self._index)
+
     def __len__(self):
         return len(self._chars)
 
@@ -127,7 +134,7 @@ class Vocab:
     def unknown(self, text):
         """The characters of ``text`` (a str) that are not in the vocabulary, sorted."""
         _text("unknown", text)
-        return sorted(set(text) - self.index.keys())
+        return sorted(set(text) - self._index.keys())
 
     def encode(self, text, dtype=None):
         """text -> ids (default: the smallest unsigned dtype that fits).

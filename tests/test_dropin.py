@@ -43,6 +43,13 @@ def test_lossfun_gradients_take_the_parameters_shapes():
     assert out[4].shape == (8,) and out[5].shape == (5,)
     params = [Wxh, Whh, Why, bh, by]
     fastrnn.adagrad(params, list(out[1:6]), [np.zeros_like(p) for p in params], 0.1)
+    # an hprev given as (H,) is taken as (H, 1) (README); the state returned is (H, 1)
+    h = rng.standard_normal(8) * 0.1
+    flat = fastrnn.lossFun([1, 2], [2, 3], h, *params)
+    column = fastrnn.lossFun([1, 2], [2, 3], h.reshape(8, 1), *params)
+    assert flat[6].shape == (8, 1)
+    for a, b in zip(flat, column):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_lossfun_returns_fresh_arrays_each_call():
@@ -244,6 +251,13 @@ def test_sample_rejects_bad_arguments_clearly():
         dropin.sample(h, 0, 5, *params, temperature=0)
     with pytest.raises(ValueError, match="rng must be a numpy.random.Generator"):
         dropin.sample(h, 0, 5, *params, rng=42)
+    rng = np.random.default_rng(3)
+    with pytest.raises(ValueError, match=r"^greedy=True takes the most likely character: "
+                                         r"temperature=0.5 would change nothing \(drop it, or "):
+        dropin.sample(h, 0, 5, *params, rng=rng, greedy=True, temperature=0.5)
+    assert rng.random() == np.random.default_rng(3).random()  # (refused before drawing)
+    assert dropin.sample(h, 0, 5, *params, greedy=True, temperature=1) == \
+        dropin.sample(h, 0, 5, *params, greedy=True)
     with pytest.raises(ValueError, match=r"h is a numpy.matrix: pass np.asarray\(h\)"):
         dropin.sample(h.view(np.matrix), 0, 5, *params)
     with pytest.raises(ValueError, match="sampling 1,000,000,000,000,000 characters needs"):

@@ -841,6 +841,12 @@ def test_vocab_round_trip_and_unknown_characters():
     assert len(vocab) == 8 and vocab.chars == sorted(set("hello world"))
     with pytest.raises(ValueError, match="characters not in the vocabulary: 'z'"):
         vocab.encode("z")
+    assert vocab.index["w"] == 7 and dict(vocab.index) == {c: i for i, c in enumerate(vocab.chars)}
+    with pytest.raises(TypeError):
+        vocab.index["z"] = 3  # (read-only: it would disagree with encode)
+    assert "z" not in vocab.index and vocab.unknown("zw") == ["z"]
+    copied = pickle.loads(pickle.dumps(vocab))
+    assert copied == vocab and copied.index == vocab.index
 
 
 def test_vocab_refuses_ids_and_types_it_would_get_wrong():
