@@ -39,6 +39,7 @@ OTHER_NAMES = {"rnn_size": "--hidden-size", "lr": "--learning-rate", "max_iters"
                "start_text": "--prime", "primetext": "--prime", "start": "--prime",
                "max_new_tokens": "--length", "gpu": "--backend", "gpuid": "--backend",
                "device": "--backend", "sample_length": "--length",
+               "learning_rate_decay": "--lr-decay", "lr_decay_factor": "--lr-decay",
                "sample": "--greedy"}  # (char-rnn's sample.lua: -sample 0 takes the most likely;
                                       # -sample 1, its default, draws: ``_default_meant``)
 
@@ -164,6 +165,8 @@ class Parser(argparse.ArgumentParser):
         other = OTHER_NAMES.get(name.lower().replace("-", "_"))
         if other == "--greedy" and (value if equals else after) != "0":
             other = None  # (-sample 1 draws, as this command does by default)
+        if other == "--prime" and (value if equals else after or "").startswith("FILE:"):
+            other = "--prime-file"  # (nanoGPT's --start=FILE:path)
         for option in (spelled, other):
             if option in self._option_string_actions and option != word:
                 return option

@@ -284,6 +284,10 @@ def _main(argv):
     if lost := validate.clip_lost(config["grad_clip"], config["dtype"],  # (in flags' words)
                                   _whose_dtype(args, ckpt or source)):
         raise cli.UsageError(f"--grad-clip {config['grad_clip']:g} {lost}")
+    if validate.lost_in(config["learning_rate"], config["dtype"]) == "infinite":
+        raise cli.UsageError(f"--learning-rate {config['learning_rate']:g} is infinite in "
+                             f"{config['dtype']}{_whose_dtype(args, ckpt or source)}: its "
+                             f"first update would leave no weight a number")
     zero = _zero_rate_at(config, lr_decay, args.iterations)
     if zero == 0:
         raise cli.UsageError(f"--learning-rate {config['learning_rate']:g} is 0 in "
@@ -741,6 +745,7 @@ class _Progress:
 
     def __init__(self, args, iteration, target, start):
         self.budget, self.start, self.target = args.time_budget, start, target
+        self.postfix = ""  # (the latest: loss, speed)
         common = dict(disable=args.quiet, dynamic_ncols=True, file=sys.stderr)
         if self.budget:
             done, text = self._time(iteration, "", 0.0 if iteration >= target else None)
@@ -754,6 +759,7 @@ class _Progress:
         """``n`` more iterations, up to ``iteration``; ``postfix``: loss, speed; ``to_target``:
         the seconds to the target (``Trainer._time_to``: its validations, samples and
         checkpoints to come included)."""
+        self.postfix = postfix
         if self.budget:
             done, text = self._time(iteration, postfix, to_target)
             self.bar.set_description_str(text, refresh=False)
@@ -761,6 +767,15 @@ class _Progress:
         else:
             self.bar.set_postfix_str(postfix, refresh=False)
             self.bar.update(n)
+
+    def finish(self, iteration):
+        """Training is over, not cut short: with --time-budget the bar at 100%, whatever
+        ended it (the time it kept for the final validation and checkpoint is theirs now,
+        with a bar of their own). Counting iterations, it shows the last one trained."""
+        if self.budget:
+            _, text = self._time(iteration, self.postfix, 0.0)
+            self.bar.set_description_str(text, refresh=False)
+            self.bar.update(1.0 - self.bar.n)
 
     def _time(self, iteration, postfix, to_target):
         """The fraction of the run's time done, and the bar's text (``to_target``: None when
@@ -1007,6 +1022,8 @@ class Trainer:
                     _say(args, f"note: {cli.stderr_lost()}: the progress bar is dropped; "
                                f"training goes on")
             if bar is not None:
+                if self.stop_reason != "interrupted":
+                    bar.finish(self.iteration)
                 bar.close()
             if self.iteration == target < args.iterations and not self.stop_reason:
                 self.stop_reason = "time budget" if self.budget_set_end else \

@@ -2006,6 +2006,11 @@ def test_time_budget_holds_the_final_validation_and_checkpoint(tmp_path, corpus_
         assert rc == 0 and "stopped by the time budget" in printed.out
         assert budget - 12 <= clock[0] - start <= budget, budget
         assert f"of the 00:{budget} budget, iteration 1" in printed.err  # the bar counts time
+        # and ends at 100% (README), the time it kept for what ends the run spent: not at the
+        # share of the budget that training had (80-90%)
+        frames = printed.err.replace("\r", "\n").splitlines()
+        last = [line for line in frames if f"of the 00:{budget} budget" in line][-1]
+        assert last.startswith("100%|") and f"<00:00 of the 00:{budget} budget" in last, last
         run = checkpoint.load(out / "checkpoint.npz").run
         assert run["metrics"][-1]["iteration"] == run["iteration"] >= 1
 
@@ -3594,7 +3599,8 @@ def test_a_learning_rate_past_float32_is_one_line(tmp_path, corpus_file, capsys)
         warnings.simplefilter("error")
         assert_usage_error(train.main(["--data", corpus_file, *SMALL, "--dtype", "float32",
                                        "--learning-rate", "1e39", "--out", str(tmp_path)]),
-                           capsys, "learning_rate 1e+39 is infinite in float32")
+                           capsys, "--learning-rate 1e+39 is infinite in float32: its first "
+                                   "update would leave no weight a number")
 
 
 def test_utf16_text_read_as_utf8_is_warned_about(tmp_path, capsys):
@@ -3689,6 +3695,9 @@ def test_encoding_option(tmp_path, capsys):
     (["--learning-rate", "1e-50", "--backend", "cuda"],
      "--learning-rate 1e-50 is 0 in float32 (the cuda backend's dtype): nothing would be "
      "learned"),
+    (["--learning-rate", "1e300", "--backend", "cuda"],
+     "--learning-rate 1e+300 is infinite in float32 (the cuda backend's dtype): its first "
+     "update would leave no weight a number"),
     (["--backend", "tpu"], "invalid choice: 'tpu'"),
     # an empty path (``--resume "$CKPT"`` with CKPT unset) is not an option left out
     (["--resume", ""], "argument --resume: an empty path"),
@@ -4131,6 +4140,9 @@ def test_a_run_that_trains_no_iteration_logs_no_training_loss(tmp_path, corpus_f
     (["--num-samples", "0"], "argument --num-samples: 0 is not"),
     (["--num_samples", "2"], "did you mean --num-samples?"),
     (["--start_text", "a"], "unrecognized arguments: --start_text a; did you mean --prime?"),
+    (["--start=FILE:prompt.txt"], "unrecognized arguments: --start=FILE:prompt.txt; did you "
+                                  "mean --prime-file?"),
+    (["--start", "FILE:prompt.txt"], "did you mean --prime-file?"),
     # char-rnn's sample.lua options: each named, not only the first
     (["-length", "50", "-primetext", "x", "-sample", "0"],
      "unrecognized arguments: -length 50 -primetext x -sample 0; did you mean --length (for "
@@ -4221,6 +4233,9 @@ def test_an_empty_checkpoint_or_file_path_is_refused(trained, capsys):
     (["--hiden-size", "3"], "unrecognized arguments: --hiden-size 3; did you mean "
                             "--hidden-size?"),
     (["--itterations=3"], "did you mean --iterations?"),
+    (["-learning_rate_decay", "0.97"], "did you mean --lr-decay?"),   # char-rnn's
+    (["-lr_decay_factor", "0.5"], "did you mean --lr-decay?"),        # torch-rnn's
+    (["-lr_decay_every", "5"], "did you mean --lr-decay-every?"),
 ])
 def test_options_spelled_as_other_tools_spell_them_are_named(tmp_path, capsys, args, fragment):
     """char-rnn, torch-rnn and nanoGPT spell their options with underscores, one dash, or
