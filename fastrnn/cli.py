@@ -4,6 +4,7 @@ such as a full disk, 130 for Ctrl-C), and argument types."""
 import argparse
 import codecs
 import difflib
+import io
 import math
 import os
 import re
@@ -501,6 +502,16 @@ def terminal(stream):
         return stream.isatty()
     except (AttributeError, ValueError, OSError):
         return False
+
+
+def shares_stderr(stream):
+    """Whether ``stream`` writes where stderr does (``2>&1``: the same pipe or file), so that
+    a line on stderr lands after the stream's text; False for streams without a descriptor."""
+    try:
+        mine, theirs = os.fstat(stream.fileno()), os.fstat(sys.stderr.fileno())
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        return False
+    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
 def warn(prog, message):

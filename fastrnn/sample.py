@@ -229,8 +229,9 @@ def _generate(model, vocab, prime, ids, rng, args, out):
     except OSError as e:  # e.g. a full disk
         cli.drop_output()
         raise cli.Failure(f"cannot write the text: {e.strerror or e}") from None
-    except KeyboardInterrupt:  # (on a terminal, the text's line ended: the message's own)
-        if cli.terminal(out) and not written.endswith("\n"):
+    except KeyboardInterrupt:  # (on a terminal, or where stderr goes too (2>&1), the text's
+        # line ended: the message's own)
+        if (cli.terminal(out) or cli.shares_stderr(out)) and not written.endswith("\n"):
             try:
                 out.write("\n")
                 out.flush()

@@ -28,7 +28,8 @@ from . import (cells, checkpoint, cli, compiling, corpus as corpus_mod, files, m
 from .backends import BACKENDS, get_backend
 from .checkpoint import BEST, CHECKPOINT, Checkpoint, CheckpointError
 from .config import (CADENCE, COUNT_MAX, DATA_DEFAULTS, DEFAULT_ITERATIONS, DIVERGED_LOSS,
-                     DTYPES, FINE_TUNE_DIVISOR, GPU_DTYPE, MODEL_DEFAULTS, SAMPLE_LENGTH_MAX)
+                     DTYPES, FINE_TUNE_DIVISOR, GPU_DTYPE, MODEL_DEFAULTS, SAMPLE_CALL_CHARS,
+                     SAMPLE_LENGTH_MAX)
 from .model import ARCHITECTURE, CharRNN
 from .rundir import ASIDE, METRICS, PLOT
 from .schedule import PIECES, Schedule, anneal_start
@@ -1333,11 +1334,15 @@ class Trainer:
             self._save(CHECKPOINT)
         return True
 
+    def _stopping(self):
+        """Whether a stop (Ctrl-C, SIGTERM) was asked for during the training loop."""
+        return self.stop is not None and self.stop.requested
+
     def _evaluate(self, best_after_sample=False):
         """A validation (``_validate``); False if a stop request cut it short (or came before
         it began)."""
         try:
-            if self.stop is not None and self.stop.requested:
+            if self._stopping():
                 raise _CutShort
             compiled = self._validate(best_after_sample)
         except _CutShort:
@@ -1385,7 +1390,7 @@ class Trainer:
             def progress(n):
                 done[0] += n
                 bar.update(n)
-                if self.stop is not None and self.stop.requested and done[0] < len(val) - 1:
+                if self._stopping() and done[0] < len(val) - 1:
                     raise _CutShort  # (not once it is done: kept, not done again)
 
             with self._compiling(VALIDATION) as compiled:
@@ -1486,29 +1491,46 @@ class Trainer:
 
     def _sample(self):
         """The sample of this iteration, printed; a stop request (Ctrl-C) cuts it short between
-        two kernel calls (the run's generator has drawn it whole: the resumed run goes on with
-        the same). One refused the memory it needs (16 bytes a character) is skipped, said."""
+        two kernel calls, the text drawn so far printed (the run's generator draws the rest's
+        randomness all the same: the resumed run goes on as one not interrupted). It is drawn
+        in pieces of SAMPLE_CALL_CHARS from the state the last one left, the same text as in
+        one call. One refused the memory it needs (16 bytes a character) is skipped, said."""
         start = time.perf_counter()
         train = self.corpus.train
         seed_ix = int(train[min(self.model.position, len(train) - 1)])
-        n, done = self.args.sample_length, [0]
+        n, drawn, pieces, state = self.args.sample_length, 0, [], None
+        done = [0]  # (of the piece under way)
 
-        def progress(k):
+        def progress(k):  # (a large model's piece takes several kernel calls)
             done[0] += k
-            if self.stop is not None and self.stop.requested and done[0] < n:
+            if self._stopping() and done[0] < size:
                 raise _CutShort
 
         try:
+            what = f"sampling {n:,} characters"  # (the whole sample's, as in one call)
+            validate.large_fits(validate.SAMPLE_BYTES_PER_CHAR * n, what)
             with self._compiling(SAMPLING) as compiled:
-                ids, _ = self.model.sample(n, seed_ix, rng=self.rng, progress=progress)
+                while drawn < n and not (pieces and self._stopping()):
+                    size, done[0] = min(SAMPLE_CALL_CHARS, n - drawn), 0
+                    drawn += size  # (its uniforms drawn first: counted if it is cut short)
+                    piece, state = self.model.sample(size, seed_ix, rng=self.rng, state=state,
+                                                     progress=progress)
+                    pieces.append(piece)
+                    seed_ix = piece[-1]
         except _CutShort:
-            _say(self.args, f"----- sample at iteration {self.iteration} cut short (stopping)")
-            return
+            pass
         except validate.NotEnoughMemory as e:  # (a sample is only shown: the run goes on)
             _say(self.args, f"----- sample at iteration {self.iteration} skipped: {e}")
             return
-        _say(self.args, f"----- sample at iteration {self.iteration}\n"
-                        f"{_shown(self.corpus.vocab.decode(ids))}\n-----", lines=True)
+        ids = [i for piece in pieces for i in piece]
+        text = _shown(self.corpus.vocab.decode(ids))
+        if len(ids) < n:  # (cut short)
+            self.rng.random(n - drawn)  # (the rest's randomness, as if it had been drawn)
+            _say(self.args, f"----- sample at iteration {self.iteration} cut short (stopping)"
+                            + (f"\n{text}\n-----" if text else ""), lines=True)
+            return
+        _say(self.args, f"----- sample at iteration {self.iteration}\n{text}\n-----",
+             lines=True)
         self.sample_seconds = time.perf_counter() - start - compiled.seconds  # (its work)
 
     @property

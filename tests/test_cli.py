@@ -541,32 +541,44 @@ def test_ctrl_c_cuts_a_validation_short_and_the_resumed_run_does_it_first(
 
 
 @pytest.mark.parametrize("cut", [2, 3])
+@pytest.mark.parametrize("calls_a_piece", [1, 11])
 def test_ctrl_c_cuts_a_sample_short_and_the_run_goes_on_as_if_it_had_not(
-        tmp_path, corpus_file, capsys, monkeypatch, cut):
+        tmp_path, corpus_file, capsys, monkeypatch, cut, calls_a_piece):
     """A sample stops at Ctrl-C between two kernel calls (one of a million characters made the
-    run wait minutes); the run's generator has drawn the whole sample's randomness, so the
-    resumed run samples and trains on as one never interrupted. The last iteration's sample cut
-    so ends a run that has trained all it was asked: done, exit code 0, as the README says."""
+    run wait minutes), the text drawn so far printed (none was); the run's generator has drawn
+    the whole sample's randomness, so the resumed run samples and trains on as one never
+    interrupted. The last iteration's sample cut so ends a run that has trained all it was
+    asked: done, exit code 0, as the README says. Samples of 3,000 characters are drawn 1,024
+    at a time: Ctrl-C in the second piece's last kernel call keeps two pieces; with 11 calls a
+    piece (a model too large for 1,024 characters a call), in its sixth, one."""
+    from fastrnn import config
+    if calls_a_piece > 1:  # (CharRNN.sample's calls of 100 characters; train's pieces 1,024)
+        monkeypatch.setattr(config, "SAMPLE_CALL_CHARS", 100)
     common = ["--data", corpus_file, *SMALL[:-1], "--eval-every", "10", "--sample-every", "10",
               "--sample-length", "3000", "--checkpoint-every", "0", "--iterations", "30"]
     assert train.main(common + ["--out", str(tmp_path / "one")]) == 0
     one_out = capsys.readouterr().out
     from fastrnn.model import CharRNN
-    real, calls = CharRNN.sample, []
+    real, pieces = CharRNN.sample, []
 
     def sample(self, n, seed_ix, rng=None, progress=None, **kw):
-        calls.append(1)
+        pieces.append(n)
+        kernel_calls = []
 
         def interrupted(k):
-            if len(calls) == cut:  # (the sample at iteration 10 * cut)
-                os.kill(os.getpid(), signal.SIGINT)
+            kernel_calls.append(k)
+            if len(pieces) == 3 * (cut - 1) + 2 and len(kernel_calls) == min(calls_a_piece, 6):
+                os.kill(os.getpid(), signal.SIGINT)  # (in the sample at iteration 10 * cut)
             progress(k)
         return real(self, n, seed_ix, rng=rng, progress=interrupted, **kw)
 
     monkeypatch.setattr(CharRNN, "sample", sample)
     rc = train.main(common + ["--out", str(tmp_path / "two")])
     out, err = capsys.readouterr()
-    assert f"----- sample at iteration {10 * cut} cut short (stopping)\n" in out
+    assert pieces[:3] == [1024, 1024, 952]
+    kept = 2048 if calls_a_piece == 1 else 1024
+    assert f"----- sample at iteration {10 * cut} cut short (stopping)\n" \
+           f"{printed_samples(one_out)[10 * cut][:kept]}\n-----\n" in out
     if cut == 3:
         assert rc == 0 and "\ndone: " in out and "interrupted" not in err, (out, err)
         same_state(*(checkpoint.load(tmp_path / d / "checkpoint.npz") for d in ("one", "two")))
@@ -3369,6 +3381,38 @@ def test_ctrl_c_while_sampling_to_a_terminal_ends_the_texts_line(trained, monkey
     calls[:] = [1]
     assert sample_main([trained, "--length", "200"], out=out) == cli.EXIT_INTERRUPTED
     assert out.getvalue() == "\n"
+
+
+def test_ctrl_c_while_sampling_where_stderr_goes_too_ends_the_texts_line(trained, monkeypatch,
+                                                                          tmp_path):
+    """``sample ... > log 2>&1`` (or ``2>&1 | tail``): stdout and stderr the same file, the
+    message lands after the text, on a line of its own; another file keeps the text as it was
+    written."""
+    from fastrnn.model import CharRNN
+    real, calls = CharRNN.sample, []
+
+    def stopped(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(CharRNN, "sample", stopped)
+    texts = {}
+    for shared in (True, False):
+        calls.clear()
+        log, text = tmp_path / f"log{shared}", tmp_path / f"text{shared}"
+        log.write_text("")
+        with open(log, "a") as err, open(log if shared else text, "a") as out:
+            monkeypatch.setattr(sys, "stderr", err)
+            assert sample_main([trained, "--length", "200", "--seed", "1", "--prime", "The"],
+                               out=out) == cli.EXIT_INTERRUPTED
+        texts[shared] = log.read_text()
+        if not shared:
+            assert texts[False] == "fastrnn.sample: interrupted\n"
+            texts[False] = text.read_text()
+    assert len(texts[False]) == 3 + 64 and not texts[False].endswith("\n")
+    assert texts[True] == texts[False] + "\nfastrnn.sample: interrupted\n"
 
 
 def test_the_prime_read_from_a_file(trained, tmp_path, capsys):
