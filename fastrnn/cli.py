@@ -4,7 +4,6 @@ such as a full disk, 130 for Ctrl-C), and argument types."""
 import argparse
 import codecs
 import difflib
-import io
 import math
 import os
 import re
@@ -509,7 +508,7 @@ def shares_stderr(stream):
     a line on stderr lands after the stream's text; False for streams without a descriptor."""
     try:
         mine, theirs = os.fstat(stream.fileno()), os.fstat(sys.stderr.fileno())
-    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+    except (AttributeError, ValueError, OSError):  # (io.UnsupportedOperation is both)
         return False
     return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
 

@@ -24,7 +24,8 @@ COUNT_MAX = 1 << 62             # the most updates (and the furthest position) a
 MASK_ELEMENTS = 1 << 22         # dropout mask elements drawn per kernel call, at most (chunks
                                 # are grouped so; 32 MiB of float64 draws)
 SAMPLE_CALL_CHARS = 1024        # characters ``CharRNN.sample`` draws per kernel call, at most
-                                # (the state and last id carried: the same text as one call),
+                                # (the state and last id carried: the same text as one call;
+                                # a training run's samples are drawn a call at a time),
                                 # so that Ctrl-C is heard within ~0.2 s (a 2 x 384 LSTM: 169 us
                                 # a character; one call of 10**7 was minutes it could not stop)
 SAMPLE_CALL_MACS = 1 << 31      # ...and no more than make this many multiply-adds (about one a

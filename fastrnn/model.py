@@ -391,6 +391,13 @@ class CharRNN:
         return _Params(self.spec.named(self.weights))
 
     @property
+    def sample_call_chars(self):
+        """Characters ``sample`` draws per kernel call, at most (SAMPLE_CALL_CHARS, fewer for a
+        model of over SAMPLE_CALL_MACS / SAMPLE_CALL_CHARS parameters, at least one): the
+        ``progress`` step, between which Ctrl-C is heard."""
+        return max(1, min(config.SAMPLE_CALL_CHARS, config.SAMPLE_CALL_MACS // self.spec.size))
+
+    @property
     def h(self):
         """The top layer's hidden state of every stream, (B, H) (a view of ``state``)."""
         return self._checked_training_state(training=False)[-1, 0]
@@ -777,9 +784,8 @@ class CharRNN:
         temperature, top_k or top_p given with it would change nothing: refused). A temperature
         so small that the logits divided by it could overflow the dtype samples greedily, its
         limit. ``progress``: called with the number of ids drawn after each kernel call (of at
-        most SAMPLE_CALL_CHARS, fewer for a model of over SAMPLE_CALL_MACS / 1024 parameters:
-        the same text); an exception it raises ends the sampling and comes out of this call
-        (``rng`` has drawn all n uniforms, before the first call)."""
+        most ``sample_call_chars``: the same text); an exception it raises ends the sampling
+        and comes out of this call (``rng`` has drawn all n uniforms, before the first call)."""
         c = self.config
         given = {"temperature": temperature, "top_k": top_k, "top_p": top_p}  # (as given, for
         # the message: np.float32(0.7) is 0.699999988079071 as a float)
@@ -803,7 +809,7 @@ class CharRNN:
         state = self._checked_state(state)
         greedy = greedy or reference.overflows(self.weights, state, temperature)
         ixes, uniforms = np.empty(n, np.int64), rng.random(n)
-        per_call = max(1, min(config.SAMPLE_CALL_CHARS, config.SAMPLE_CALL_MACS // self.spec.size))
+        per_call = self.sample_call_chars
         for a in range(0, n, per_call):  # (Ctrl-C is heard between calls)
             b = min(n, a + per_call)
             self._kernels.sample(self.weights, state, seed_ix, uniforms[a:b], temperature,

@@ -28,8 +28,7 @@ from . import (cells, checkpoint, cli, compiling, corpus as corpus_mod, files, m
 from .backends import BACKENDS, get_backend
 from .checkpoint import BEST, CHECKPOINT, Checkpoint, CheckpointError
 from .config import (CADENCE, COUNT_MAX, DATA_DEFAULTS, DEFAULT_ITERATIONS, DIVERGED_LOSS,
-                     DTYPES, FINE_TUNE_DIVISOR, GPU_DTYPE, MODEL_DEFAULTS, SAMPLE_CALL_CHARS,
-                     SAMPLE_LENGTH_MAX)
+                     DTYPES, FINE_TUNE_DIVISOR, GPU_DTYPE, MODEL_DEFAULTS, SAMPLE_LENGTH_MAX)
 from .model import ARCHITECTURE, CharRNN
 from .rundir import ASIDE, METRICS, PLOT
 from .schedule import PIECES, Schedule, anneal_start
@@ -1493,41 +1492,28 @@ class Trainer:
         """The sample of this iteration, printed; a stop request (Ctrl-C) cuts it short between
         two kernel calls, the text drawn so far printed (the run's generator draws the rest's
         randomness all the same: the resumed run goes on as one not interrupted). It is drawn
-        in pieces of SAMPLE_CALL_CHARS from the state the last one left, the same text as in
-        one call. One refused the memory it needs (16 bytes a character) is skipped, said."""
+        a kernel call at a time (``CharRNN.sample_call_chars``), each from the state the last
+        left: the same text as one call. One refused the memory it needs is skipped, said."""
         start = time.perf_counter()
         train = self.corpus.train
         seed_ix = int(train[min(self.model.position, len(train) - 1)])
-        n, drawn, pieces, state = self.args.sample_length, 0, [], None
-        done = [0]  # (of the piece under way)
-
-        def progress(k):  # (a large model's piece takes several kernel calls)
-            done[0] += k
-            if self._stopping() and done[0] < size:
-                raise _CutShort
-
+        n, ids, state = self.args.sample_length, [], None
         try:
-            what = f"sampling {n:,} characters"  # (the whole sample's, as in one call)
-            validate.large_fits(validate.SAMPLE_BYTES_PER_CHAR * n, what)
-            with self._compiling(SAMPLING) as compiled:
-                while drawn < n and not (pieces and self._stopping()):
-                    size, done[0] = min(SAMPLE_CALL_CHARS, n - drawn), 0
-                    drawn += size  # (its uniforms drawn first: counted if it is cut short)
-                    piece, state = self.model.sample(size, seed_ix, rng=self.rng, state=state,
-                                                     progress=progress)
-                    pieces.append(piece)
-                    seed_ix = piece[-1]
-        except _CutShort:
-            pass
+            validate.sample_fits(n)  # (the whole sample's, as one call's)
         except validate.NotEnoughMemory as e:  # (a sample is only shown: the run goes on)
             _say(self.args, f"----- sample at iteration {self.iteration} skipped: {e}")
             return
-        ids = [i for piece in pieces for i in piece]
+        with self._compiling(SAMPLING) as compiled:
+            while len(ids) < n and not (ids and self._stopping()):
+                piece, state = self.model.sample(min(self.model.sample_call_chars, n - len(ids)),
+                                                 seed_ix, rng=self.rng, state=state)
+                ids += piece
+                seed_ix = piece[-1]
         text = _shown(self.corpus.vocab.decode(ids))
         if len(ids) < n:  # (cut short)
-            self.rng.random(n - drawn)  # (the rest's randomness, as if it had been drawn)
-            _say(self.args, f"----- sample at iteration {self.iteration} cut short (stopping)"
-                            + (f"\n{text}\n-----" if text else ""), lines=True)
+            self.rng.random(n - len(ids))  # (the rest's randomness, as if it had been drawn)
+            _say(self.args, f"----- sample at iteration {self.iteration} cut short (stopping)\n"
+                            f"{text}\n-----", lines=True)
             return
         _say(self.args, f"----- sample at iteration {self.iteration}\n{text}\n-----",
              lines=True)

@@ -175,13 +175,19 @@ def sampling(seed_ix, n, vocab_size, temperature, greedy, rng):
         raise ValueError(f"seed_ix must be a character id in [0, {vocab_size}), got {seed_ix!r}")
     if not is_integer(n) or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}")
-    large_fits(SAMPLE_BYTES_PER_CHAR * int(n), f"sampling {int(n):,} characters")
+    sample_fits(n)
     temperature = positive("temperature", temperature)
     greedy = flag("greedy", greedy)
     rng = np.random.default_rng() if rng is None else rng
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     return int(seed_ix), int(n), temperature, greedy, rng
+
+
+def sample_fits(n):
+    """Refuses (NotEnoughMemory) a sample of n characters whose ids and uniforms would not fit
+    in the memory available."""
+    large_fits(SAMPLE_BYTES_PER_CHAR * int(n), f"sampling {int(n):,} characters")
 
 
 def greedy_alone(greedy, ignored):

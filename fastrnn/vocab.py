@@ -89,6 +89,7 @@ class Vocab:
             raise ValueError(f"a vocabulary needs at least 2 distinct characters, got {len(chars)}")
         self._chars = tuple(chars)
         self._index = {ch: i for i, ch in enumerate(chars)}
+        self._view = MappingProxyType(self._index)  # (``index``: made once, not per lookup)
         codes = np.array([ord(c) for c in chars], np.int64)
         # id of each code point up to the largest (-1: not in the vocabulary), at most 4.4 MB:
         # encoding looks ids up (a 100 MB text in ~0.5 s; a binary search took ~3 s)
@@ -120,7 +121,16 @@ class Vocab:
     def index(self):
         """{character: id}, read-only (a character added to it would have been in ``index``
         and not in the vocabulary that ``encode`` reads)."""
-        return MappingProxyType(self._index)
+        return self._view
+
+    def __getstate__(self):  # (a mappingproxy does not pickle: made again when loaded)
+        return {k: v for k, v in self.__dict__.items() if k != "_view"}
+
+    def __setstate__(self, state):
+        if "index" in state:  # (pickled before ``index`` was read-only)
+            state["_index"] = state.pop("index")
+        self.__dict__.update(state)
+        self._view = MappingProxyType(self._index)
 
     def __len__(self):
         return len(self._chars)

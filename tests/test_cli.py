@@ -541,44 +541,39 @@ def test_ctrl_c_cuts_a_validation_short_and_the_resumed_run_does_it_first(
 
 
 @pytest.mark.parametrize("cut", [2, 3])
-@pytest.mark.parametrize("calls_a_piece", [1, 11])
+@pytest.mark.parametrize("per_call", [1024, 100])
 def test_ctrl_c_cuts_a_sample_short_and_the_run_goes_on_as_if_it_had_not(
-        tmp_path, corpus_file, capsys, monkeypatch, cut, calls_a_piece):
+        tmp_path, corpus_file, capsys, monkeypatch, cut, per_call):
     """A sample stops at Ctrl-C between two kernel calls (one of a million characters made the
     run wait minutes), the text drawn so far printed (none was); the run's generator has drawn
     the whole sample's randomness, so the resumed run samples and trains on as one never
     interrupted. The last iteration's sample cut so ends a run that has trained all it was
-    asked: done, exit code 0, as the README says. Samples of 3,000 characters are drawn 1,024
-    at a time: Ctrl-C in the second piece's last kernel call keeps two pieces; with 11 calls a
-    piece (a model too large for 1,024 characters a call), in its sixth, one."""
+    asked: done, exit code 0, as the README says. Samples of 3,000 characters are drawn a
+    kernel call at a time, 1,024 characters (or 100, as for a large model): Ctrl-C in the
+    second keeps two calls' text."""
     from fastrnn import config
-    if calls_a_piece > 1:  # (CharRNN.sample's calls of 100 characters; train's pieces 1,024)
-        monkeypatch.setattr(config, "SAMPLE_CALL_CHARS", 100)
+    monkeypatch.setattr(config, "SAMPLE_CALL_CHARS", per_call)
     common = ["--data", corpus_file, *SMALL[:-1], "--eval-every", "10", "--sample-every", "10",
               "--sample-length", "3000", "--checkpoint-every", "0", "--iterations", "30"]
     assert train.main(common + ["--out", str(tmp_path / "one")]) == 0
     one_out = capsys.readouterr().out
     from fastrnn.model import CharRNN
-    real, pieces = CharRNN.sample, []
+    real, calls = CharRNN.sample, []
+    per_sample = -(-3000 // per_call)
 
-    def sample(self, n, seed_ix, rng=None, progress=None, **kw):
-        pieces.append(n)
-        kernel_calls = []
-
-        def interrupted(k):
-            kernel_calls.append(k)
-            if len(pieces) == 3 * (cut - 1) + 2 and len(kernel_calls) == min(calls_a_piece, 6):
-                os.kill(os.getpid(), signal.SIGINT)  # (in the sample at iteration 10 * cut)
-            progress(k)
-        return real(self, n, seed_ix, rng=rng, progress=interrupted, **kw)
+    def sample(self, n, seed_ix, **kw):
+        calls.append(n)
+        drawn = real(self, n, seed_ix, **kw)
+        if len(calls) == per_sample * (cut - 1) + 2:  # (in the sample at iteration 10 * cut)
+            os.kill(os.getpid(), signal.SIGINT)
+        return drawn
 
     monkeypatch.setattr(CharRNN, "sample", sample)
     rc = train.main(common + ["--out", str(tmp_path / "two")])
     out, err = capsys.readouterr()
-    assert pieces[:3] == [1024, 1024, 952]
-    kept = 2048 if calls_a_piece == 1 else 1024
+    assert calls[:per_sample] == [per_call] * (per_sample - 1) + [3000 % per_call or per_call]
     assert f"----- sample at iteration {10 * cut} cut short (stopping)\n" \
-           f"{printed_samples(one_out)[10 * cut][:kept]}\n-----\n" in out
+           f"{printed_samples(one_out)[10 * cut][:2 * per_call]}\n-----\n" in out
     if cut == 3:
         assert rc == 0 and "\ndone: " in out and "interrupted" not in err, (out, err)
         same_state(*(checkpoint.load(tmp_path / d / "checkpoint.npz") for d in ("one", "two")))

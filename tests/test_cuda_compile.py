@@ -174,24 +174,31 @@ def test_the_fused_clip_feeds_the_update(sm90):
         out[0] = gk * gk
 
     ptx, _ = cuda.compile_ptx(kernel, (float64[::1], float64[::1], boolean), cc=(9, 0))
-    assert clipped_store(ptx) in squares(ptx), ptx
+    assert clipped_store(ptx, "f64") in squares(ptx, "f64"), ptx
     # and in the optimizers' own kernel: Adagrad's m + g g squares the clipped gradient
     ptx = ptx_of(dict(cb._kernels(np.float64, ck.TILE))["optimize"],
                  signatures(float64)["optimize"])
-    assert clipped_store(ptx) in squares(ptx), ptx
+    assert clipped_store(ptx, "f64") in squares(ptx, "f64"), ptx
 
 
-def clipped_store(ptx):
+def _register(real):
+    """A PTX register of floats of type ``real`` ("f32" or "f64")."""
+    return r"%fd\d+" if real == "f64" else r"%f\d+"
+
+
+def clipped_store(ptx, real):
     """(r, r) for the register r that the first store after the clip's first comparison
-    writes back to the gradient."""
-    after = ptx[re.search(r"setp\.gt\.f64\s", ptx).end():]
-    register = re.search(r"st\.global\.f64\s+\[%rd\d+\],\s*(%fd\d+);", after).group(1)
-    return register, register
+    (``g > bound``) writes back to the gradient; None if the PTX has neither."""
+    compared = re.search(rf"setp\.gt\.{real}\s", ptx)
+    stored = compared and re.search(rf"st\.global\.{real}\s+\[%rd\d+\],\s*({_register(real)});",
+                                    ptx[compared.end():])
+    return stored and (stored.group(1), stored.group(1))
 
 
-def squares(ptx):
-    """The operand pairs of the PTX's float64 products (and fused multiply-adds)."""
-    return re.findall(r"(?:mul|fma\.rn)\.f64\s+%fd\d+,\s*(%fd\d+),\s*(%fd\d+)[,;]", ptx)
+def squares(ptx, real):
+    """The operand pairs of the PTX's products (and fused multiply-adds) of type ``real``."""
+    r = _register(real)
+    return re.findall(rf"(?:mul|fma\.rn)\.{real}\s+{r},\s*({r}),\s*({r})[,;]", ptx)
 
 
 @pytest.mark.parametrize("f", [float32, float64], ids=str)
@@ -200,11 +207,19 @@ def test_the_gpu_clip_keeps_a_nan(sm90, name, f):
     """A GPU's ``min`` and ``max`` of floats are ``fmin`` and ``fmax`` (``min.f32``,
     ``max.f64``...), which return the other operand for a NaN: a clip written with them turns a
     diverging run's NaN gradient into -C, where the CPU kernels and the oracle keep the NaN.
-    The simulator runs Python's ``min``/``max``, which keep it: only the PTX shows it."""
-    dtype = np.float32 if f is float32 else np.float64
+    The simulator runs Python's ``min``/``max``, which keep it: only the PTX shows it. (And the
+    clip is there: clip_all compares with 5 and -5; optimize updates with what it clipped.)"""
+    dtype, real = (np.float32, "f32") if f is float32 else (np.float64, "f64")
     ptx = ptx_of(dict(cb._kernels(dtype, ck.TILE))[name], signatures(f)[name])
-    assert re.search(r"setp\.[a-z]+\.f(32|64)\s", ptx), ptx  # the clip compares
     assert not re.search(r"\b(min|max)\.f(32|64)\s", ptx), ptx
+    if name == "clip_all":
+        five, minus = ("0f40A00000", "0fC0A00000") if real == "f32" else \
+            ("0d4014000000000000", "0dC014000000000000")
+        for compare, bound in (("gt", five), ("lt", minus)):
+            assert re.search(rf"setp\.{compare}\.{real}\s+%p\d+, {_register(real)}, {bound};",
+                             ptx), ptx
+    else:
+        assert clipped_store(ptx, real) in squares(ptx, real), ptx
 
 
 def cell_signatures(f):

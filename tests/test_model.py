@@ -846,7 +846,12 @@ def test_vocab_round_trip_and_unknown_characters():
         vocab.index["z"] = 3  # (read-only: it would disagree with encode)
     assert "z" not in vocab.index and vocab.unknown("zw") == ["z"]
     copied = pickle.loads(pickle.dumps(vocab))
-    assert copied == vocab and copied.index == vocab.index
+    assert copied == vocab and copied.index == vocab.index and copied.encode("w").tolist() == [7]
+    assert copy.deepcopy(vocab).index == vocab.index
+    old = Vocab.__new__(Vocab)  # (a Vocab pickled when its index was a plain attribute)
+    old.__setstate__({"_chars": tuple(vocab.chars), "index": dict(vocab.index),
+                      "_ids": vocab._ids})
+    assert old == vocab and old.index == vocab.index and old.encode("w").tolist() == [7]
 
 
 def test_vocab_refuses_ids_and_types_it_would_get_wrong():

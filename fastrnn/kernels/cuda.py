@@ -61,7 +61,7 @@ from ..config import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, CLIP, RMSPR
                       RMSPROP_EPS)
 from ..optim import ADAGRAD, RMSPROP
 from .scalar import (adagrad_memory, adagrad_weight, adam_corrections, adam_moment, adam_weight,
-                     clip_keeping_nan, draw, gradient, rmsprop_memory, rmsprop_weight,
+                     clip, draw, gradient, rmsprop_memory, rmsprop_weight,
                      tanh_backward)
 
 # Launch configuration, read at launch time (tests shrink BLOCK, STREAM_BLOCK, TILE and
@@ -513,7 +513,7 @@ def kernels(dtype, tile, work, max_h):
         """g <- clip(g, -5, 5) over a flat buffer (a NaN kept)."""
         bound = nb(CLIP)
         for k in range(cuda.grid(1), g.shape[0], cuda.gridsize(1)):
-            g[k] = clip_keeping_nan(g[k], bound)
+            g[k] = clip(g[k], bound)
 
     @cuda.jit
     def optimize(w, g, s1, s2, kind, lr, step, grad_clip):

@@ -14,16 +14,10 @@ from .vmath import rsqrt
 
 @register_jitable
 def clip(g, bound):
-    """min-char-rnn's ``np.clip(g, -5, 5)``."""
-    return min(max(g, -bound), bound)
-
-
-@register_jitable
-def clip_keeping_nan(g, bound):
-    """``clip`` for the GPU: a NaN stays NaN, as in ``np.clip`` and the CPU kernels. On a GPU
-    ``min`` and ``max`` lower to ``fmin`` and ``fmax``, which return the other operand for a
-    NaN, so ``clip`` would turn a diverging run's NaN gradient into -bound; comparisons with a
-    NaN are false, so here it falls through."""
+    """min-char-rnn's ``np.clip(g, -5, 5)``, a NaN kept (comparisons with it are false). Not
+    ``min(max(g, -bound), bound)``: on a GPU ``min`` and ``max`` lower to ``fmin`` and ``fmax``,
+    which return the other operand for a NaN, and turned a diverging run's NaN gradient into
+    -bound there (tests/test_cuda_compile.py checks the PTX)."""
     if g > bound:
         return bound
     if g < -bound:
@@ -39,7 +33,7 @@ def gradient(g, i, clip_first, bound):
     returned the unclipped value on a GPU (seen on an H200; tests/test_cuda_compile.py checks
     the PTX)."""
     if clip_first:
-        g[i] = clip_keeping_nan(g[i], bound)
+        g[i] = clip(g[i], bound)
     return g[i]
 
 
