@@ -3346,10 +3346,9 @@ def test_several_samples_each_start_from_the_prime(trained):
     assert len(set(samples)) == 3
 
 
-def test_ctrl_c_while_sampling_to_a_terminal_ends_the_texts_line(trained, monkeypatch, capsys):
-    """Ctrl-C between two pieces of a sample: exit code 130, "interrupted" on stderr; on a
-    terminal the text's line is ended first, so that the message does not follow the text on
-    its line (in a file or a pipe, the text is left as it was written)."""
+def ctrl_c_at_the_second_sample_call(monkeypatch):
+    """CharRNN.sample, patched to raise KeyboardInterrupt at its second call (of the calls
+    listed in the list returned: clear it to start again)."""
     from fastrnn.model import CharRNN
     real, calls = CharRNN.sample, []
 
@@ -3359,11 +3358,20 @@ def test_ctrl_c_while_sampling_to_a_terminal_ends_the_texts_line(trained, monkey
             raise KeyboardInterrupt
         return real(self, *args, **kwargs)
 
+    monkeypatch.setattr(CharRNN, "sample", stopped)
+    return calls
+
+
+def test_ctrl_c_while_sampling_to_a_terminal_ends_the_texts_line(trained, monkeypatch, capsys):
+    """Ctrl-C between two pieces of a sample: exit code 130, "interrupted" on stderr; on a
+    terminal the text's line is ended first, so that the message does not follow the text on
+    its line (in a file or a pipe, the text is left as it was written)."""
+    calls = ctrl_c_at_the_second_sample_call(monkeypatch)
+
     class Terminal(io.StringIO):
         def isatty(self):
             return True
 
-    monkeypatch.setattr(CharRNN, "sample", stopped)
     texts = []
     for out in (Terminal(), io.StringIO()):
         calls.clear()
@@ -3383,16 +3391,7 @@ def test_ctrl_c_while_sampling_where_stderr_goes_too_ends_the_texts_line(trained
     """``sample ... > log 2>&1`` (or ``2>&1 | tail``): stdout and stderr the same file, the
     message lands after the text, on a line of its own; another file keeps the text as it was
     written."""
-    from fastrnn.model import CharRNN
-    real, calls = CharRNN.sample, []
-
-    def stopped(self, *args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(CharRNN, "sample", stopped)
+    calls = ctrl_c_at_the_second_sample_call(monkeypatch)
     texts = {}
     for shared in (True, False):
         calls.clear()
