@@ -61,8 +61,7 @@ from ..config import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, CLIP, RMSPR
                       RMSPROP_EPS)
 from ..optim import ADAGRAD, RMSPROP
 from .scalar import (adagrad_memory, adagrad_weight, adam_corrections, adam_moment, adam_weight,
-                     clip, draw, gradient, rmsprop_memory, rmsprop_weight,
-                     tanh_backward)
+                     clip, draw, gradient, rmsprop_memory, rmsprop_weight, tanh_backward)
 
 # Launch configuration, read at launch time (tests shrink BLOCK, STREAM_BLOCK, TILE and
 # SEGMENTS so that the striding and multi-tile paths run in the simulator).
