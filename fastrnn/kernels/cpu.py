@@ -363,7 +363,7 @@ def _adam(state, w, g, lr, step, clip_first, limit):
 
 def clip_limit(clip):
     """The limit the training kernels clip to for a model's clip: the clip, or for 0 (no
-    clipping) infinity (min and max with it change no finite number: one loop serves both)."""
+    clipping) infinity (clipped to it, no finite number changes: one loop serves both)."""
     return float(clip) if clip > 0 else math.inf
 
 
