@@ -1,9 +1,14 @@
-"""What one ``CharRNN.train(data, 1)`` call costs as the text grows: the API's per-call work
-(checking the ids it reads) against the chunk itself.
+"""What one ``CharRNN.train(data, 1)`` call costs beyond its chunk: the API's per-call work
+(checking the ids it reads, the weights and the optimizer's state) against the chunk itself.
 
     python benchmarks/call_overhead.py            # tinyshakespeare, then 95 copies (106 MB)
 
-The default model (the tanh RNN, H = 100, T = 25, Adagrad); medians of 5 runs of 100 calls.
+First the default model (the tanh RNN, H = 100, T = 25, Adagrad) as the text grows: medians
+of 5 runs of 100 calls. Then, for the default model and an LSTM (H = 256, T = 50, Adam,
+float32), a call of one chunk against a chunk of a call of 20, alternating, medians of 7 runs
+(the difference is what a call adds), and the check of the weights and the optimizer's state
+that opens every call (the backend's ``values_fit``), timed alone after a chunk, against
+NumPy's passes over the same buffers (``reference.values_fit``).
 """
 
 import argparse
@@ -17,9 +22,32 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks import describe  # noqa: E402
-from fastrnn import CharRNN, Vocab  # noqa: E402
+from fastrnn import CharRNN, Vocab, reference  # noqa: E402
 
 TEXT = describe.SHARED_TEXT
+MODELS = {"default model (tanh, H = 100, Adagrad, float64)": dict(hidden_size=100),
+          "LSTM (H = 256, T = 50, Adam, float32)": dict(hidden_size=256, seq_length=50,
+                                                        cell="lstm", optimizer="adam",
+                                                        dtype="float32")}
+
+
+def per_chunk(model, data, chunks, calls):
+    """Seconds a chunk, over ``calls`` calls of ``chunks`` chunks."""
+    start = time.perf_counter()
+    for _ in range(calls):
+        model.train(data, chunks)
+    return (time.perf_counter() - start) / (calls * chunks)
+
+
+def check_after_a_chunk(model, data, check):
+    """Seconds of ``check`` on the model's buffers, timed right after a training chunk (as a
+    call meets them)."""
+    flats = [model.weights.flat] + [s.flat for s in model.states]
+    squares = 1 + model.optimizer.states.index(model.optimizer.squares)
+    model.train(data, 1)
+    start = time.perf_counter()
+    check(flats, squares)
+    return time.perf_counter() - start
 
 
 def main(argv=None):
@@ -34,14 +62,25 @@ def main(argv=None):
     for copies in (1, 95):
         data = np.tile(ids, copies)
         model.train(data, 1)  # (compiled, and the array checked whole: its first call)
-        runs = []
-        for _ in range(5):
-            start = time.perf_counter()
-            for _ in range(100):
-                model.train(data, 1)
-            runs.append((time.perf_counter() - start) / 100)
+        runs = [per_chunk(model, data, 1, 100) for _ in range(5)]
         print(f"{data.nbytes / 1e6:6.1f} MB of ids: train(data, 1) "
               f"{statistics.median(runs) * 1e3:.3f} ms a call")
+    for name, kwargs in MODELS.items():
+        model = CharRNN(len(vocab), **kwargs)
+        model.train(ids, 20)  # (compiled; the weights past their first steps)
+        one, many, ours, numpy = [], [], [], []
+        for _ in range(7):
+            one.append(per_chunk(model, ids, 1, 20))
+            many.append(per_chunk(model, ids, 20, 1))
+            ours.append(statistics.median(
+                check_after_a_chunk(model, ids, model._kernels.values_fit) for _ in range(9)))
+            numpy.append(statistics.median(
+                check_after_a_chunk(model, ids, reference.values_fit) for _ in range(9)))
+        one, many = statistics.median(one) * 1e6, statistics.median(many) * 1e6
+        print(f"{name}: a call of 1 chunk {one:.0f} us, a chunk of a call of 20 {many:.0f} us "
+              f"(a call adds {one - many:.0f} us); the check alone after a chunk: "
+              f"{model.backend} {statistics.median(ours) * 1e6:.0f} us, NumPy's passes "
+              f"{statistics.median(numpy) * 1e6:.0f} us")
 
 
 if __name__ == "__main__":

@@ -591,20 +591,16 @@ class CharRNN:
         """The weights and the optimizer's state finite, and its sums of squares not negative,
         as a checkpoint's must be: a ValueError naming the first tensor that is not (training
         had turned such values into NaN losses and NaN weights in silence, which
-        ``checkpoint.save`` then refused). One pass over each buffer, BLAS's dot product with
-        itself (NaN or infinite if a value is, or if the sum of squares overflows, which sends
-        it to the exact check that follows; 30 us for 346,433 numbers where NumPy's sum took
-        75-120), and its minimum for the squares: 0.12-0.2 ms a call for an LSTM at H = 256
-        with Adam."""
+        ``checkpoint.save`` then refused). The backend's ``values_fit`` first (numba's: one
+        pass over all the buffers at once); only if it finds something, each tensor in turn."""
+        opt = self.optimizer
         named = [("weights", self.weights)] + list(zip(
-            (f"states ({name})" for name in self.optimizer.states), self.states))
+            (f"states ({name})" for name in opt.states), self.states))
+        if self._kernels.values_fit([w.flat for _, w in named],
+                                    1 + opt.states.index(opt.squares)):
+            return
         for name, w in named:
-            flat = w.flat
-            squares = name == f"states ({self.optimizer.squares})"
-            with np.errstate(over="ignore", invalid="ignore"):  # (no warning: the check's)
-                total = np.dot(flat, flat)
-            if np.isfinite(total) and not (squares and flat.min() < 0):
-                continue
+            squares = name == f"states ({opt.squares})"
             for key, a in self.spec.named(w).items():
                 if not np.isfinite(a).all():
                     raise ValueError(f"{name} hold NaN or infinite values (in {key}): there is "

@@ -294,6 +294,13 @@ def update(optimizer, w, g, states, learning_rate, step):
     optimizer.reference([w.flat], [g.flat], [[s.flat] for s in states], learning_rate, step)
 
 
+def values_fit(flats, squares):
+    """Whether training may start from these flat buffers, the weights and then the
+    optimizer's states: every value finite, and none negative in ``flats[squares]``, the
+    optimizer's sums (or averages) of squared gradients."""
+    return all(np.isfinite(f).all() for f in flats) and not (flats[squares] < 0).any()
+
+
 # ---------------------------------------------------------------------------------------------
 # Training: the walk through the data
 

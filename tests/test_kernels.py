@@ -171,6 +171,43 @@ def test_adagrad_of_all_parameters(backend, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 100, 1003])
+def test_values_fit_finds_every_value_that_does_not(n, dtype):
+    """The check before every training call (``cpu.values_fit``, one pass over the weights
+    and both optimizer states) says what ``reference.values_fit`` says: a NaN, an infinity
+    or (in the sums of squares) a negative value, however small, at the first, a middle or
+    the last element (past the vectorised loop's last whole vector) of any of the three
+    buffers; not -0.0. Finite values whose sum overflows may say False (the caller then
+    checks exactly), never True where a value does not fit."""
+    rng = np.random.default_rng(n)
+    kernel = get_backend("numba")
+    tiny = -np.finfo(dtype).smallest_subnormal
+    huge = np.finfo(dtype).max
+    for which in range(3):
+        for e in sorted({0, n // 2, n - 1}):
+            for value in (np.nan, np.inf, -np.inf, -1.0, tiny, -0.0, huge):
+                flats = [rng.standard_normal(n).astype(dtype) for _ in range(3)]
+                flats[2] = np.abs(flats[2])
+                flats[which][e] = value
+                if value == huge:
+                    flats[(which + 1) % 3][e] = huge  # (finite, their sum is not)
+                expected = reference.values_fit(flats, 2)
+                fits = cpu.values_fit(*flats)
+                assert kernel.values_fit(flats, 2) == fits
+                if value == huge:
+                    assert expected and not fits, (which, e)
+                else:
+                    assert fits == expected == (value == -0.0 or (which < 2 and value in
+                                                                   (-1.0, tiny))), (which, e, value)
+            for value in (np.nan, -1.0, 0.5):  # an optimizer of one state, its sums of squares
+                one_state = [rng.standard_normal(n).astype(dtype), np.full(n, 0.25, dtype)]
+                one_state[1][e] = value
+                assert kernel.values_fit(one_state, 1) == (value == 0.5)
+                four = one_state + one_state  # (no kernel for three states: NumPy's passes)
+                assert kernel.values_fit(four, 1) == (value == 0.5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("temperature,greedy", [(1.0, False), (0.6, False), (1.7, False), (1.0, True)])
 @pytest.mark.parametrize("H,V", [(1, 2), (30, 11), (100, 65)])
 @pytest.mark.parametrize("backend", BACKENDS)

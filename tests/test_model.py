@@ -662,7 +662,8 @@ def test_replaced_arrays_that_do_not_fit_are_named_by_copies_too():
     assert np.array_equal(pickle.loads(pickle.dumps(model)).weights.flat, model.weights.flat)
 
 
-def test_weights_or_optimizer_state_no_checkpoint_could_hold_are_refused_by_train():
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_weights_or_optimizer_state_no_checkpoint_could_hold_are_refused_by_train(backend):
     """NaN or infinite weights or optimizer state, or negative squared gradients: a ValueError
     naming the tensor (training turned them into NaN losses and weights in silence, which
     checkpoint.save then refused)."""
@@ -673,8 +674,9 @@ def test_weights_or_optimizer_state_no_checkpoint_could_hold_are_refused_by_trai
             ("adam", 0, np.nan, r"^states \(m\) hold NaN or infinite values \(in Why\)"),
             ("adagrad", 0, -1.0, r"^states \(m\) hold negative values \(in Why\): the "
                                  r"adagrad optimizer's squared gradients, never negative$"),
+            ("rmsprop", 0, -1e-300, r"^states \(m\) hold negative values \(in Why\)"),
             ("adam", 1, -1.0, r"^states \(v\) hold negative values \(in Why\)")):
-        model = CharRNN(7, hidden_size=10, seq_length=5, optimizer=optimizer)
+        model = CharRNN(7, hidden_size=10, seq_length=5, optimizer=optimizer, backend=backend)
         model.train(data, 1)
         target = model.weights if buffer is None else model.states[buffer]
         target.Why[2, 3] = value
@@ -683,9 +685,31 @@ def test_weights_or_optimizer_state_no_checkpoint_could_hold_are_refused_by_trai
             model.train(data, 1)
         assert (model.step, model.position) == before[:2]
         assert np.array_equal(model.weights.flat, before[2], equal_nan=True)
-    model = CharRNN(7, hidden_size=10, seq_length=5, optimizer="adam")
+    model = CharRNN(7, hidden_size=10, seq_length=5, optimizer="adam", backend=backend)
     model.states[0].flat[:] = -1.0  # (Adam's first moments may be negative)
     assert np.isfinite(model.train(data, 2)).all()
+
+
+def test_a_training_call_checked_exactly_after_a_false_alarm_trains_as_any(monkeypatch):
+    """The backend's quick check (``values_fit``) may say False where every value fits (finite
+    values whose sum overflows, on numba): the exact check then finds nothing and the call
+    trains, with the same numbers."""
+    from fastrnn.backends.numba import NumbaBackend
+    data = np.arange(200) % 7
+    runs = []
+    for alarm in (False, True):
+        if alarm:
+            monkeypatch.setattr(NumbaBackend, "values_fit", lambda self, flats, squares: False)
+        model = CharRNN(7, hidden_size=10, seq_length=5, optimizer="adam", cell="lstm")
+        runs.append((model.train(data, 3), model.weights.flat.copy()))
+    assert np.array_equal(runs[0][0], runs[1][0]) and np.array_equal(runs[0][1], runs[1][1])
+    model = CharRNN(7, hidden_size=10, seq_length=5, dtype="float32", optimizer="adam")
+    monkeypatch.undo()
+    huge = np.finfo(np.float32).max
+    model.weights.layers[0].bh[0] = model.states[0].layers[0].bh[0] = huge  # (tanh of it: 1)
+    assert not model._kernels.values_fit([model.weights.flat, *(s.flat for s in model.states)],
+                                         2)
+    assert np.isfinite(model.train(data, 1)).all()
 
 
 def test_masked_arrays_are_refused_not_read_masked_values_and_all():

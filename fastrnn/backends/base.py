@@ -54,6 +54,10 @@ class Backend(Protocol):
         """len(uniforms) ids into ixes, drawn after seed_ix (``reference.sample``, top-k and
         top-p included); state (L, S, 1, H) advanced."""
 
+    def values_fit(self, flats, squares):
+        """``reference.values_fit(flats, squares)``, or False where a value may not fit (the
+        caller then finds which, exactly): checked before every training call."""
+
     def update(self, optimizer, w, g, states, learning_rate, step, clip):
         """One optimizer update over flat arrays (w, g and one per state), in place; g first
         clipped to [-clip, clip] in place, unless ``clip`` is 0."""

@@ -12,6 +12,7 @@ import threading
 
 import numpy as np
 
+from .. import reference
 from ..config import CLIP, EVAL_CALL_MACS, EVAL_CALL_STEPS, EVAL_STEPS
 from ..cells import rnn
 from ..reference import spec_of
@@ -134,6 +135,13 @@ class NumbaBackend:
                                 np.empty(V, np.float64)))
         self.cpu.sample(state[0, 0, 0], seed_ix, uniforms, w, temperature, greedy, top_k,
                         float(top_p), ixes, work)
+
+    def values_fit(self, flats, squares):
+        w, *states = flats
+        others = [s for k, s in enumerate(states, 1) if k != squares]
+        if len(others) > 1:  # (no optimizer here has three states)
+            return reference.values_fit(flats, squares)
+        return self.cpu.values_fit(w, others[0] if others else flats[squares], flats[squares])
 
     def update(self, optimizer, w, g, states, learning_rate, step, clip):
         self.cpu.update(optimizer.state(states), w, g, learning_rate, step, clip > 0,

@@ -388,6 +388,24 @@ def update(state, w, g, lr, step, clip_first, limit):
     optimizer_update(state, w, g, lr, step, clip_first, limit)
 
 
+@njit(**NJIT)
+def values_fit(w, other, squares):
+    """``reference.values_fit`` for the weights w and an optimizer's states ``other`` and
+    ``squares`` (the sums of squares; ``other`` is ``squares`` again for an optimizer of one
+    state), in one pass that reads the three side by side, before every training call. A value
+    that is NaN or infinite makes its term NaN, a negative one in ``squares`` its term 1;
+    otherwise every term is 0 (fast math keeps NaN and infinities: ``config.NJIT``; and a
+    term is never a difference, which its reassociation could split into two sums that
+    round a subnormal away). True: every value fits. False: one may not (finite values whose
+    sum overflows say so too): the caller looks for it exactly."""
+    zero, one = w.dtype.type(0), w.dtype.type(1)
+    bad = zero
+    for e in range(w.shape[0]):
+        s = squares[e]
+        bad += (w[e] + other[e] + s) * zero + (one if s < zero else zero)
+    return bad == zero
+
+
 @njit(**INLINE)
 def choose(p, u, cdf):
     """reference.choose: first index whose float64 cumulative probability exceeds u * total."""
