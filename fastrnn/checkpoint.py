@@ -53,10 +53,11 @@ class CheckpointError(ValueError):
 
 
 # What reading a damaged archive raises: zipfile's errors (an unknown zip version, a
-# NotImplementedError), np.load's (a .npy header it cannot parse: tokenize.TokenError or a
-# SyntaxError), json's (nesting past the recursion limit: RecursionError) and the rest
-CORRUPT = (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError, SyntaxError,
-           tokenize.TokenError, RecursionError)
+# NotImplementedError; a member flagged as encrypted, a RuntimeError), np.load's (a .npy header
+# it cannot parse: tokenize.TokenError or a SyntaxError), json's (nesting past the recursion
+# limit: RecursionError, a RuntimeError too) and the rest
+CORRUPT = (OSError, ValueError, EOFError, zipfile.BadZipFile, RuntimeError, SyntaxError,
+           tokenize.TokenError)
 
 
 def lineage(ckpt):

@@ -2,14 +2,15 @@
 inputs read only when they are regular files.
 
 Every file fastrnn writes (checkpoints, the metrics log, the loss picture) goes to a temporary
-file in the same directory -- ``.NAME.PID.tmp`` -- is flushed to disk and then renamed over
-NAME, so NAME is always either the old file or the new one.
+file in the same directory -- ``.NAME.PID-THREAD.tmp``, the writer's own -- is flushed to disk
+and then renamed over NAME, so NAME is always either the old file or a new one whole.
 """
 
 import errno
 import os
 import re
 import stat
+import threading
 from pathlib import Path
 
 
@@ -66,7 +67,9 @@ def write_atomically(path, write):
     if kind:
         raise OSError(errno.EISDIR if kind == "a directory" else errno.EINVAL,
                       f"it is {kind}, not a regular file", str(path))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # (a temporary per thread: two threads saving to one path shared one and wrote it at once,
+    # a torn file that then replaced the checkpoint)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_native_id()}.tmp")
     try:
         with open(tmp, "wb") as f:
             write(f)
@@ -147,11 +150,13 @@ def unlock(f, directory):
 
 
 def remove_stale_temporaries(directory, names):
-    """Delete the temporaries of the files ``names`` (``.NAME.PID.tmp``, ``write_atomically``'s)
-    left by writers that were killed mid-write (their pid is gone); nothing else."""
+    """Delete the temporaries of the files ``names`` (``.NAME.PID-THREAD.tmp``,
+    ``write_atomically``'s, or an earlier version's ``.NAME.PID.tmp``) left by writers that
+    were killed mid-write (their pid is gone); nothing else."""
     for name in names:
         for tmp in Path(directory).glob(f".{name}.*.tmp"):
-            writer = pid(tmp.name[len(name) + 2:-len(".tmp")])
+            middle = tmp.name[len(name) + 2:-len(".tmp")]
+            writer = pid(re.sub("-[0-9]{1,9}$", "", middle))
             if writer is not None and writer != os.getpid() and not alive(writer):
                 tmp.unlink(missing_ok=True)
 

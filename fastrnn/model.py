@@ -259,7 +259,7 @@ class CharRNN:
         self._grads = self.spec.zeros(c.dtype)
         self._data = None  # (the caller's array, the validated copy)
         self._seen = None  # the caller's array of ids, checked whole once (``_prepared``)
-        self._laid_out = ()  # Weights whose tensors were checked to be views of their flat
+        self._laid_out = ()  # (Weights, their tensors' shapes) checked to be views of the flat
 
     def __setattr__(self, name, value):
         """Waits for a call under way in another thread (``_taking_turns``: it read the
@@ -482,6 +482,15 @@ class CharRNN:
                                  f"{type(data).__name__} of text: encode text first "
                                  f"(vocab.encode(text), with the Vocab the model's ids stand "
                                  f"for)")
+            if arr.ndim == 1 and arr.dtype == object and all(
+                    validate.is_integer(v) for v in arr):  # (Python ints past int64's range)
+                bad = next((v for v in arr if not 0 <= v < c.vocab_size), None)
+                if bad is not None:
+                    text = validate.shown(int(bad))  # (an int too long to print: its size)
+                    what = text.replace("an integer", "an id", 1) if \
+                        text.startswith("an integer") else f"id {text}"
+                    raise ValueError(f"data holds {what}, outside the vocabulary "
+                                     f"[0, {c.vocab_size})")
             if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
                 raise ValueError(f"data must be a one-dimensional sequence of integer character "
                                  f"ids, got {arr.dtype} values in shape {arr.shape}")
@@ -579,7 +588,8 @@ class CharRNN:
                                          ) + " makes one)")
         current = [self.weights, *(self.states if isinstance(self.states, (list, tuple))
                                    else ())]
-        self._laid_out = tuple(w for w in self._laid_out if any(w is c for c in current))
+        self._laid_out = tuple(known for known in self._laid_out
+                               if any(known[0] is c for c in current))
 
     def _checked_whole(self):
         """Every public array a copy of the model reads (``__getstate__``,
@@ -628,12 +638,17 @@ class CharRNN:
         if writable and not w.flat.flags.writeable:
             raise ValueError(f"{name} are read-only (training updates them in place): pass "
                              f"model.spec.view(flat.copy())")
-        if any(w is known for known in self._laid_out):  # (checked once: ~80 us a model)
+        # Checked once (~80 us a model), then only the tensors' shapes and strides, which can
+        # be set on a view in place (a bias given min-char-rnn's column shape reached the
+        # kernels: a Numba typing error); its memory cannot
+        shapes = tuple((a.shape, a.strides) for a in spec.arrays(w))
+        if any(w is known and shapes == seen for known, seen in self._laid_out):
             return
         if not spec.lays_out(w):
             raise ValueError(f"{name}' tensors are not the views of {name}.flat that "
                              f"model.spec.view makes (another model's, or arrays of their own)")
-        self._laid_out += (w,)  # (kept while it is the model's: ``_checked_arrays``)
+        self._laid_out = tuple(known for known in self._laid_out if known[0] is not w) + (
+            (w, shapes),)  # (kept while it is the model's: ``_checked_arrays``)
 
     def _checked_state(self, state):
         """A copy of a caller's one-stream state (L, S, 1, H) in the model's dtype."""

@@ -462,6 +462,37 @@ def test_a_read_only_filesystem_is_named_on_the_file_asked_for(saved, monkeypatc
         checkpoint.save(path, ckpt)
 
 
+def test_two_threads_saving_to_one_path_leave_one_whole_file(tmp_path):
+    """Each writer has a temporary of its own (``.NAME.PID-THREAD.tmp``): two threads of one
+    process shared one, and the second's rename left the first writing into the checkpoint
+    itself (a torn file, and a FileNotFoundError for the first)."""
+    import threading
+    from fastrnn import files
+    path = tmp_path / "checkpoint.npz"
+    halfway, other_done, errors = threading.Event(), threading.Event(), []
+
+    def first(f):
+        f.write(b"A" * 1000)
+        halfway.set()
+        other_done.wait(10)
+        f.write(b"A" * 1000)
+
+    def write_first():
+        try:
+            files.write_atomically(path, first)
+        except BaseException as e:  # (reported by the test's thread)
+            errors.append(e)
+
+    thread = threading.Thread(target=write_first)
+    thread.start()
+    halfway.wait(10)
+    files.write_atomically(path, lambda f: f.write(b"B" * 3000))
+    other_done.set()
+    thread.join()
+    assert not errors and path.read_bytes() == b"A" * 2000  # (the last one renamed, whole)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.npz"]
+
+
 def test_save_writes_numpy_integer_counts_as_json_integers(saved):
     """(A guard: save's new checks must take a NumPy int as the int it is.)"""
     path, model, losses = saved
@@ -543,6 +574,26 @@ def test_a_npy_header_cut_short_is_named_corrupt(tmp_path):
     with pytest.raises(CheckpointError, match=r"c.npz is not a readable fastrnn checkpoint "
                                               r"\(corrupt or truncated: .*EOF in multi-line"):
         checkpoint.load(path)
+
+
+def test_a_member_flagged_encrypted_is_named_corrupt(tmp_path, capsys):
+    """A damaged flag in the zip directory that says a member is encrypted (zipfile's
+    RuntimeError: a traceback from load, sample, score and train --resume)."""
+    from fastrnn import sample, score
+    model = CharRNN(5, hidden_size=8, seq_length=4)
+    path = tmp_path / "c.npz"
+    checkpoint.save(path, Checkpoint.of(model, Vocab("abcde"), [], {}))
+    raw = bytearray(path.read_bytes())
+    raw[raw.rfind(b"PK\x01\x02") + 8] |= 1  # (the last member's "encrypted" bit)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match=r"c.npz is not a readable fastrnn checkpoint "
+                                              r"\(corrupt or truncated: .*encrypted"):
+        checkpoint.load(path)
+    for main, args in ((sample.main, [str(path)]), (score.main, [str(path), str(path)]),
+                       (train.main, ["--resume", str(path), "--quiet"])):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "encrypted" in err and err.count("\n") == 1 and "Traceback" not in err, err
 
 
 def _add_member(path, name, header, data=b"", compressed=False):

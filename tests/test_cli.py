@@ -3009,13 +3009,16 @@ def test_kill_at_any_moment_leaves_a_whole_checkpoint(tmp_path, corpus_file, del
 
 def test_only_the_runs_own_temporaries_are_removed_and_only_by_a_run(tmp_path, corpus_file,
                                                                       capsys):
-    """A killed writer's temporaries (.NAME.PID.tmp of a process gone) are removed when a run
-    starts; a file of the user's that looks like one (.report.2024.tmp, in --out .) was
-    deleted too, and by a run that was then refused."""
+    """A killed writer's temporaries (.NAME.PID-THREAD.tmp, or an earlier version's
+    .NAME.PID.tmp, of a process gone) are removed when a run starts; a file of the user's
+    that looks like one (.report.2024.tmp, in --out .) was deleted too, and by a run that was
+    then refused."""
     dead = 2**22 + 7  # (past the pid range)
-    ours = [f".{name}.{dead}.tmp" for name in ("checkpoint.npz", "best.npz", "metrics.jsonl",
-                                                "loss.png")]
+    ours = [f".{name}.{dead}{thread}.tmp" for name in ("checkpoint.npz", "best.npz",
+                                                        "metrics.jsonl", "loss.png")
+            for thread in ("", "-1234")]
     theirs = [f".important.{dead}.tmp", ".report.2024.tmp", ".x.tmp", "notes.txt",
+              f".checkpoint.npz.{dead}-x.tmp", f".checkpoint.npz.{dead}-1-2.tmp",
               f".checkpoint.npz.{dead}.bak", f".checkpoint.npz.{os.getppid()}.tmp",  # (alive)
               ".best.npz.\u00b2.tmp", f".best.npz.{10**20}.tmp"]  # (not pids: no traceback)
     for name in ours + theirs:

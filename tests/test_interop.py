@@ -144,8 +144,11 @@ def test_what_has_no_counterpart_is_named():
             r"\(PyTorch's names", rec={k: a for k, a in recurrent.items() if k != "weight_hh_l0"})
     refused(r"^recurrent must hold", rec={k: a for k, a in recurrent.items()
                                            if not k.endswith("_l0")})
+    refused(r"^weight_hh_l0 has shape \(15, 5\), not an nn.LSTM's \(4H, H\)$", cell="lstm")
+    refused(r"^weight_hh_l0 has shape \(15, 6\), not an nn.GRU's \(3H, H\)$",  # (not the
+            rec={**recurrent, "weight_hh_l0": np.zeros((15, 6))})  # right weight_ih_l0's)
     refused(r"^weight_ih_l0 has shape \(15, 7\), expected \(20, 7\) \(an nn.LSTM of 2 layers",
-            cell="lstm")
+            cell="lstm", rec={**recurrent, "weight_hh_l0": np.zeros((20, 5))})
     refused(r"^no output's weight \(an nn.GRU", out={"bias": output["bias"]})
     refused(r"^no fastrnn counterpart for output's scale", out={**output, "scale": 1.0})
     refused(r"^output's weight has shape \(7, 4\), expected \(7, 5\)",

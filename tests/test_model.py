@@ -778,6 +778,13 @@ def test_bad_training_data_is_named():
         model.train(np.arange(20) % 6)
     with pytest.raises(ValueError, match="one-dimensional sequence of integer"):
         model.train(np.zeros(20) + 0.5)
+    for big in (2**70, -2**64):  # (past int64: NumPy makes an array of objects of them)
+        for call in (model.train, model.evaluate):
+            with pytest.raises(ValueError, match=rf"^data holds id {big}, outside the "
+                                                 rf"vocabulary \[0, 5\)$"):
+                call([1, 2, 3] * 5 + [big])
+    with pytest.raises(ValueError, match=r"^data holds an id of 5,001 digits, outside the "):
+        model.train([1] * 20 + [10**5000])  # (more digits than Python prints)
     for text in ("hello world, " * 3, b"hello world, " * 3, bytearray(b"hello world, " * 3),
                  list("hello world, " * 3)):
         for call in (model.train, model.evaluate):  # (text for ids: a 0-d array of it)
@@ -1163,6 +1170,31 @@ def test_a_replaced_dropout_generator_is_checked():
     model.train(np.arange(100) % 10, 2)  # (any seed)
     assert copy.deepcopy(model).dropout_rng.bit_generator.state == \
         model.dropout_rng.bit_generator.state
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_a_tensor_reshaped_in_place_after_a_call_is_refused(backend):
+    """A view's shape (or strides) set in place after the model's tensors were checked, e.g.
+    a bias given min-char-rnn's column shape: refused like any tensor that is not the view
+    ``spec.view`` makes (it got past the check made once: a Numba typing error, a NumPy
+    broadcasting error; a transpose by strides, different numbers in silence)."""
+    import warnings
+    data = np.arange(200) % 11
+    for reshape in (lambda w: setattr(w.layers[0].bh, "shape", (6, 1)),
+                    lambda w: setattr(w.layers[0].Whh, "strides", w.layers[0].Whh.strides[::-1])):
+        for which in ("weights", "states (v)"):
+            model = CharRNN(11, hidden_size=6, seq_length=5, backend=backend, optimizer="adam")
+            model.train(data, 2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # (strides: NumPy 2.4's)
+                reshape(model.weights if which == "weights" else model.states[1])
+            calls = [lambda: model.train(data, 1)]
+            if which == "weights":  # (evaluate and sample read no optimizer state)
+                calls += [lambda: model.evaluate(data), lambda: model.sample(3, 1)]
+            for call in calls:
+                with pytest.raises(ValueError, match=re.escape(f"{which}' tensors are not the "
+                                                               f"views of {which}.flat")):
+                    call()
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])

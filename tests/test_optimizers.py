@@ -9,7 +9,7 @@ import pytest
 
 from fastrnn import CharRNN, optim, reference
 from fastrnn.backends import get_backend
-from fastrnn.config import CLIP
+from fastrnn.config import ADAM_BETA1, ADAM_BETA2, CLIP, RMSPROP_DECAY
 from fastrnn.kernels import cpu
 from fastrnn.spec import Spec
 from tests.helpers import as64, assert_close, assert_weights_close, random_weights
@@ -116,6 +116,23 @@ def test_fused_kernel_matches_the_oracle(name, dtype, clip):
     cpu.update(optimizer.state([s.flat for s in states]), w.flat, g.flat, 0.01, 3, clip > 0,
                cpu.clip_limit(clip))
     assert_update_close(optimizer, (w, g, states), expected, dtype)
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "adam"])
+def test_float32_moments_take_one_minus_beta_rounded_once(name):
+    """A float32 moment from zeros is (1 - beta) g (g*g for the squares) within 3 ulp, as
+    the oracle and PyTorch compute it: 1 - beta rounded to float32 once, not 1 - float32(beta)
+    (for Adam's 0.999, 1.3e-5 too small: a bias in every update)."""
+    optimizer = optim.get(name)
+    decay = {"rmsprop": {"m": RMSPROP_DECAY}, "adam": {"m": ADAM_BETA1, "v": ADAM_BETA2}}[name]
+    g = np.random.default_rng(0).uniform(0.5, 2.0, 1000).astype(np.float32)
+    states = [np.zeros_like(g) for _ in optimizer.states]
+    cpu.update(optimizer.state(states), np.zeros_like(g), g.copy(), 0.01, 1, False, np.inf)
+    for state, s in zip(optimizer.states, states):
+        g64 = g.astype(np.float64)
+        exact = (1 - decay[state]) * (g64 * g64 if state == optimizer.squares else g64)
+        ulps = np.abs(s - exact) / np.spacing(np.float32(exact))
+        assert ulps.max() <= 3, (state, ulps.max())
 
 
 @pytest.mark.parametrize("clip", [CLIP, 0])

@@ -329,14 +329,14 @@ def _rmsprop(state, w, g, lr, step, clip_first, limit):
     """reference.rmsprop over flat arrays."""
     m = state.m
     dt = w.dtype.type
-    one, lr_, bound = dt(1), dt(lr), dt(limit)
-    decay, eps = dt(RMSPROP_DECAY), dt(RMSPROP_EPS)
+    lr_, bound = dt(lr), dt(limit)
+    decay, rest, eps = dt(RMSPROP_DECAY), dt(1.0 - RMSPROP_DECAY), dt(RMSPROP_EPS)
     for i in range(w.shape[0]):
         gi = g[i]
         if clip_first:
             gi = clip(gi, bound)
             g[i] = gi
-        mi = rmsprop_memory(m[i], gi, decay, one)
+        mi = rmsprop_memory(m[i], gi, decay, rest)
         m[i] = mi
         w[i] = rmsprop_weight(w[i], gi, mi, lr_, eps)
 
@@ -345,8 +345,9 @@ def _adam(state, w, g, lr, step, clip_first, limit):
     """reference.adam over flat arrays; ``step`` counts updates, this one included."""
     m, v = state.m, state.v
     dt = w.dtype.type
-    one, bound = dt(1), dt(limit)
+    bound = dt(limit)
     b1, b2, eps = dt(ADAM_BETA1), dt(ADAM_BETA2), dt(ADAM_EPS)
+    rest1, rest2 = dt(1.0 - ADAM_BETA1), dt(1.0 - ADAM_BETA2)
     corrections = adam_corrections(lr, step)
     step_size, root_correction = dt(corrections[0]), dt(corrections[1])
     for i in range(w.shape[0]):
@@ -354,8 +355,8 @@ def _adam(state, w, g, lr, step, clip_first, limit):
         if clip_first:
             gi = clip(gi, bound)
             g[i] = gi
-        mi = adam_moment(m[i], gi, b1, one)
-        vi = adam_moment(v[i], gi * gi, b2, one)
+        mi = adam_moment(m[i], gi, b1, rest1)
+        vi = adam_moment(v[i], gi * gi, b2, rest2)
         m[i] = mi
         v[i] = vi
         w[i] = adam_weight(w[i], mi, vi, step_size, root_correction, eps)

@@ -529,12 +529,12 @@ def kernels(dtype, tile, work, max_h):
                 s1[k] = mk
                 w[k] = adagrad_weight(w[k], gk, mk, lr_, nb(ADAGRAD_EPS))
             elif kind == RMSPROP:
-                mk = rmsprop_memory(s1[k], gk, nb(RMSPROP_DECAY), one)
+                mk = rmsprop_memory(s1[k], gk, nb(RMSPROP_DECAY), nb(1.0 - RMSPROP_DECAY))
                 s1[k] = mk
                 w[k] = rmsprop_weight(w[k], gk, mk, lr_, nb(RMSPROP_EPS))
             else:
-                mk = adam_moment(s1[k], gk, nb(ADAM_BETA1), one)
-                vk = adam_moment(s2[k], gk * gk, nb(ADAM_BETA2), one)
+                mk = adam_moment(s1[k], gk, nb(ADAM_BETA1), nb(1.0 - ADAM_BETA1))
+                vk = adam_moment(s2[k], gk * gk, nb(ADAM_BETA2), nb(1.0 - ADAM_BETA2))
                 s1[k] = mk
                 s2[k] = vk
                 w[k] = adam_weight(w[k], mk, vk, step_size, root_correction, nb(ADAM_EPS))
