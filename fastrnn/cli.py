@@ -40,8 +40,14 @@ OTHER_NAMES = {"rnn_size": "--hidden-size", "lr": "--learning-rate", "max_iters"
                "max_new_tokens": "--length", "gpu": "--backend", "gpuid": "--backend",
                "device": "--backend", "sample_length": "--length",
                "learning_rate_decay": "--lr-decay", "lr_decay_factor": "--lr-decay",
+               "val_frac": "--val-fraction", "model_type": "--cell", "checkpoint": "--resume",
+               "resume_from": "--resume", "restore": "--resume", "load": "--resume",
                "sample": "--greedy"}  # (char-rnn's sample.lua: -sample 0 takes the most likely;
                                       # -sample 1, its default, draws: ``_default_meant``)
+# ...and for a checkpoint, which sample and score take as their first argument (nanoGPT's
+# --out_dir and --init_from=resume, torch-rnn's -checkpoint)
+CHECKPOINT_NAMES = {"checkpoint", "out_dir", "checkpoint_dir", "init_from", "resume",
+                    "resume_from", "restore", "load"}
 
 
 NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # (argparse's: a value, not an option)
@@ -70,6 +76,9 @@ class Parser(argparse.ArgumentParser):
         words = getattr(self, "_words", [])
         ambiguous = re.match(r"ambiguous option: (\S+) could match", message)
         valueless = re.match(r"argument (\S+?)(/\S+)?: expected one argument", message)
+        valued = re.match(r"argument (--\S+?)(/\S+)?: ", message)
+        if valued:  # (``--checkpoint X``: argparse's abbreviation of --checkpoint-every)
+            message += self._abbreviated(valued.group(1), words)
         if ambiguous:
             message += self._meant([ambiguous.group(1)])
         elif valueless:  # (``--prime -x``: a value that starts with - reads as an option)
@@ -83,6 +92,17 @@ class Parser(argparse.ArgumentParser):
             unknown = [w for w in words if w.startswith("-") and not self._known(w)]
             message += self._meant(unknown) or self._dashed(unknown)  # (``--checkpoint=X``)
         raise UsageError(f"{message} (see --help)")
+
+    def _abbreviated(self, option, words):
+        """" (--x abbreviates OPTION here: did you mean --y?)" where the words abbreviate
+        ``option`` with a name another tool gives to --y of this command."""
+        for word in words:
+            name = word.partition("=")[0]
+            other = OTHER_NAMES.get(name.lstrip("-").lower().replace("-", "_"))
+            if name.startswith("--") and name != option and option.startswith(name) and \
+                    other in self._option_string_actions and other != option:
+                return f" ({name} abbreviates {option} here: did you mean {other}?)"
+        return ""
 
     def _known(self, word):
         """Whether ``word`` names one of the options (or abbreviates a long one, as argparse
@@ -124,7 +144,9 @@ class Parser(argparse.ArgumentParser):
                 continue
             for action in self._positionals._group_actions:  # (``--checkpoint X``)
                 metavar = action.metavar or action.dest
-                if isinstance(metavar, str) and metavar.lower() == name.lower():
+                if isinstance(metavar, str) and (metavar.lower() == name.lower() or (
+                        metavar == "CHECKPOINT" and not meant and
+                        name.lower().replace("-", "_") in CHECKPOINT_NAMES)):
                     return meant + f"; {metavar} is given without an option name " \
                                    f"({self.prog} {' '.join(self._positional_metavars())})"
         return meant
@@ -167,6 +189,8 @@ class Parser(argparse.ArgumentParser):
             other = None  # (-sample 1 draws, as this command does by default)
         if other == "--prime" and (value if equals else after or "").startswith("FILE:"):
             other = "--prime-file"  # (nanoGPT's --start=FILE:path)
+        if spelled == "--init-from" and (value if equals else after) == "resume":
+            spelled = other = "--resume"  # (nanoGPT's --init_from=resume)
         for option in (spelled, other):
             if option in self._option_string_actions and option != word:
                 return option

@@ -783,13 +783,21 @@ def _bom_reader(encoding):
 
 
 class UnknownText(CorpusError):
-    """The text has characters that the vocabulary it is encoded with lacks; ``plain``: the
-    message without what drops them (for a caller that knows another cause: an encoding, a
-    text that changed)."""
+    """The text has characters that the vocabulary it is encoded with lacks (``lacks``: what
+    says so; ``hint``: what explains them, or ""). Its message says that skip_unknown=True
+    drops them; ``said("--skip-unknown")``, a command's option does; ``plain``, neither (for
+    a caller that knows another cause: an encoding, a text that changed)."""
 
-    def __init__(self, message, plain=None):
-        super().__init__(message)
-        self.plain = message if plain is None else plain
+    def __init__(self, lacks, hint=""):
+        self.lacks, self.hint = lacks, hint
+        super().__init__(self.said("skip_unknown=True"))
+
+    @property
+    def plain(self):
+        return self.lacks + self.hint
+
+    def said(self, skip):
+        return f"{self.lacks} ({skip} drops them){self.hint}"
 
 
 def _a_fraction(value):
@@ -838,11 +846,9 @@ def load(path, val_fraction=0.1, encoding="utf-8", vocab=None, skip_unknown=Fals
             try:
                 ids = vocab.encode(text)
             except UnknownCharacters as e:
-                lacks = f"{path} has characters that the checkpoint's vocabulary lacks: " \
-                        f"{describe(e.chars)}"
-                hint = unknown_hint(text, e.chars, encoding)
-                raise UnknownText(f"{lacks} (--skip-unknown, or skip_unknown=True, drops them)"
-                                  f"{hint}", lacks + hint) from None
+                raise UnknownText(f"{path} has characters that the checkpoint's vocabulary "
+                                  f"lacks: {describe(e.chars)}",
+                                  unknown_hint(text, e.chars, encoding)) from None
     except MemoryError:
         raise CorpusError(f"{path}: not enough memory to encode its {len(text):,} "
                           f"characters") from None

@@ -110,7 +110,10 @@ def from_torch(rnn, out, embedding=None, **settings):
         raise ValueError(f"rnn must be a {', '.join(listed[:-1])} or {listed[-1]} itself, not "
                          f"a subclass (which may compute otherwise), got {name}" + (
                              ": state dicts go to from_torch_state_dicts"
-                             if hasattr(rnn, "items") else ""))
+                             if hasattr(rnn, "items") else
+                             ": one that computes as its base class does goes to "
+                             "from_torch_state_dicts(cell, rnn.state_dict(), out.state_dict())"
+                             if isinstance(rnn, torch.nn.RNNBase) else ""))
     if rnn.bidirectional:
         raise ValueError(f"a bidirectional {name} reads the text backwards too: a character "
                          f"model has no counterpart of it")

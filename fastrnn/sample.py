@@ -167,7 +167,7 @@ def _prime(args, vocab):
                                  f"{sys.getfilesystemencoding()} text, the encoding of this "
                                  f"locale: give --prime in it, or set a UTF-8 locale (e.g. "
                                  f"LC_ALL=C.UTF-8)" if undecoded else "")
-                             + _escapes_hint(prime, missing))
+                             + _escapes_hint(prime, missing, vocab))
     return prime
 
 
@@ -184,12 +184,18 @@ def _vocabulary(vocab):
     return f"its vocabulary of {len(vocab):,} characters begins {shown(str(vocab)[:100])}"
 
 
-def _escapes_hint(prime, missing):
+def _escapes_hint(prime, missing, vocab):
     """What explains a backslash the model never saw in --prime, where it is followed by n, t or
-    r: the shell passed \\n as two characters, and bash's $'...' passes a line break."""
+    r: the shell passed \\n as two characters, and bash's $'...' passes a line break (the
+    example given where the model knows the characters it would pass)."""
     if "\\" not in missing or not re.search(r"\\[ntr]", prime):
         return ""
-    example = f" (in bash, --prime $'{prime}' gives them)" if "'" not in prime else ""
+    meant = {"\\n": "\n", "\\t": "\t", "\\r": "\r"}
+    passed = prime
+    for escape, c in meant.items():
+        passed = passed.replace(escape, c)
+    example = f" (in bash, --prime $'{prime}' gives them)" if "'" not in prime and \
+        not vocab.unknown(passed) else ""
     return (f"; --prime takes its text as it is: \\n, \\t and \\r are a backslash and a letter, "
             f"not a line break, a tab or a carriage return{example}")
 

@@ -148,7 +148,7 @@ def _check(args, ckpt, texts):
                 if breaks and not crs:
                     unix.append((name, head))
     except ValueError as e:
-        raise cli.UsageError(str(e)) from None
+        raise cli.UsageError(_said(e)) from None
     return counts, unix
 
 
@@ -240,7 +240,7 @@ def _score(args, ckpt, model, texts, counts, unix, out):
                 result = score_file(model, ckpt.vocab, model.first_stream_state(), path,
                                     args.encoding, args.skip_unknown, bar.update, name=name)
             except ValueError as e:  # (a file changed since it was checked)
-                raise cli.UsageError(str(e)) from None
+                raise cli.UsageError(_said(e)) from None
             bar.clear()  # (on a terminal a line would follow the bar's, on its line)
             if result["skipped"] > result["predicted"]:  # (the score is of what is left)
                 cli.warn(PROG, f"{name}: {result['skipped']:,} of its characters are outside "
@@ -283,12 +283,18 @@ def _line(r):
             f"{skipped}\n")
 
 
+def _said(error):
+    """A file's error as the command says it (characters outside the vocabulary: the option
+    that drops them)."""
+    return error.said("--skip-unknown") if isinstance(error, corpus.UnknownText) else str(error)
+
+
 def _blocks(vocab, path, encoding, skip_unknown, progress=None, name=None):
     """The file's text a block at a time, each as (kept text, characters dropped from it):
     decoded as ``corpus.read_text`` decodes a whole file, its characters checked against the
     vocabulary (``progress(n)``: n more bytes read). A file that cannot be read, decoded or
     (without ``skip_unknown``) encoded is a ValueError naming it (``name``, default the
-    path)."""
+    path; one that cannot be encoded, a ``corpus.UnknownText``)."""
     name = path if name is None else name
     kind = files.not_regular(path)
     if kind:  # (a FIFO's read waits for ever, /dev/zero's never ends)
@@ -320,10 +326,9 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None, name=None):
                 text = text[:len(text) - len(held)]
                 missing = vocab.unknown(text)
                 if missing and not skip_unknown:
-                    raise ValueError(
-                        f"{name} has characters the model never saw: {describe(missing)} "
-                        f"(--skip-unknown, or skip_unknown=True, drops them)"
-                        f"{corpus.unknown_hint(text, missing, encoding, read == len(raw))}")
+                    raise corpus.UnknownText(
+                        f"{name} has characters the model never saw: {describe(missing)}",
+                        corpus.unknown_hint(text, missing, encoding, read == len(raw)))
                 kept = "".join(c for c in text if c in vocab.index) if missing else text
                 if text:
                     yield kept, len(text) - len(kept)

@@ -186,6 +186,8 @@ def main(argv=None):
 LOUD_TEXT_BYTES = 1 << 25  # a text this large is said to be read (it takes seconds)
 LONG_VALIDATION = 10.0  # seconds: a validation this long is said before it starts
 FAILING = 2  # a loss this many times a uniform guess's is said to be failing
+FAILING_AFTER = 25  # ...at a run's end, if it has trained this many iterations (a smoke test
+                    # of 5 was told a smaller rate would help: its first steps' overshoot)
 PLOT_SHARE = 0.05  # loss.png is redrawn at a validation if the last drawing took at most this
                    # share of the time since (~0.1 s a drawing: with --eval-every 1 it was most
                    # of the run), and at the run's end
@@ -503,9 +505,15 @@ def _load_resume(path):
     except CheckpointError as e:
         raise cli.UsageError(f"cannot resume: {e}") from None
     iteration = ckpt.run.get("iteration")
-    if not isinstance(iteration, int) or iteration != len(ckpt.losses):
-        raise cli.UsageError(f"cannot resume: {path} was not written by fastrnn.train (or is "
-                             f"corrupt): its iteration count does not match its loss history")
+    if not isinstance(iteration, int):
+        raise cli.UsageError(f"cannot resume: {path} was not written by fastrnn.train (its run "
+                             f"record has no iteration count): --init-from trains on from its "
+                             f"weights")
+    if iteration != len(ckpt.losses):
+        raise cli.UsageError(f"cannot resume: {path} holds {len(ckpt.losses):,} losses for its "
+                             f"{iteration:,} iterations (fastrnn.train's checkpoints hold one "
+                             f"per iteration; one saved otherwise, or damaged): --init-from "
+                             f"trains on from its weights")
     return ckpt
 
 
@@ -632,7 +640,7 @@ def _load_corpus(data, config, ckpt, vocab, say, given):
         if ckpt and not given:  # (the text the run trained on had none of those)
             raise cli.UsageError(f"{e.plain}; {path} has changed since the checkpoint was "
                                  f"written: it is not the text the run trained on") from None
-        raise cli.UsageError(str(e)) from None
+        raise cli.UsageError(e.said("--skip-unknown")) from None
     except corpus_mod.CorpusError as e:
         recorded = ckpt and str(path) == ckpt.run.get("data", {}).get("path")
         raise cli.UsageError(str(e) + ("; it is the text the checkpoint was trained on: if it "
@@ -679,10 +687,11 @@ def _load_corpus(data, config, ckpt, vocab, say, given):
                              f"streams")
     read = reference.chunks_per_pass(piece, T) * T + 1  # of each stream, before it wraps
     if piece - read > UNREAD_SHARE * piece:  # (min-char-rnn's rule leaves at most T of one)
-        cli.warn(PROG, f"each of the {B} streams has {piece:,} characters, and chunks of "
-                       f"--seq-length {T} read {read:,} of them before starting again: "
-                       f"{(piece - read) / piece:.0%} of the training text is never trained on "
-                       f"(a smaller --batch-size or --seq-length reads more of it)")
+        cli.warn(PROG, (f"each of the {B} streams has" if B > 1 else "the text has") +
+                 f" {piece:,} characters, and chunks of --seq-length {T} read {read:,} of "
+                 f"them before starting again: {(piece - read) / piece:.0%} of the training "
+                 f"text is never trained on (a smaller " +
+                 ("--batch-size or " if B > 1 else "") + "--seq-length reads more of it)")
     n = len(corpus.val)
     if data["val_fraction"] > 0 and n < 2:  # (a fraction of a short text rounds down)
         cli.warn(PROG, f"the validation split of {path} is {n} character{'s' * (n != 1)}: no "
@@ -1434,17 +1443,18 @@ class Trainer:
         the loss before is the latest record's): a warning when two validation (or, without
         them, training) losses in a row are more than FAILING times a uniform guess's, ln V
         (an untrained model's is about 1 times), the second no lower, or when the ``best``
-        validation loss of a run that has trained to its end is: the run is failing, short
-        of diverging (config.DIVERGED_LOSS), e.g. at a learning rate too high to learn yet
-        not to blow up, and its best.npz is worse than untrained. (One such loss, or falling
-        ones, are not: a spike, or a fine-tuned model's first steps on a text unlike its
-        own.)"""
+        validation loss of a run that has trained to its end is (after FAILING_AFTER
+        iterations at least: fewer tell too little): the run is failing, short of diverging
+        (config.DIVERGED_LOSS), e.g. at a learning rate too high to learn yet not to blow up,
+        and its best.npz is worse than untrained. (One such loss, or falling ones, are not: a
+        spike, or a fine-tuned model's first steps on a text unlike its own.)"""
         V = self.model.config.vocab_size
         bound, before = FAILING * math.log(V), self.last_loss
         if not best:
             self.last_loss = loss
         if loss is None or loss <= bound or self.failing_said or not best and (
-                before is None or not bound < before <= loss):
+                before is None or not bound < before <= loss) or \
+                best and self.iteration < FAILING_AFTER:
             return
         self.failing_said = True
         warning = (f"{'its best validation loss' if best else 'a loss'}, {loss:.4f} nats/char, "
@@ -1800,16 +1810,23 @@ class Trainer:
             best = next((r for r in self.records if r["val_loss"] == self.best), None)
             if best is not None and best["val_loss"] < last["val_loss"]:
                 kept = self.out / BEST
-                held = checkpoint.run_record(kept) or {}  # (another run's, copied there?)
-                ours = held.get("iteration") == best["iteration"] and \
-                    held.get("best_val_loss") == best["val_loss"]
+                before = Path(self.args.resume).parent / BEST if self.args.resume else None
+
+                def holds(path):  # (another run's best.npz, copied there?)
+                    held = checkpoint.run_record(path) or {}
+                    return held.get("iteration") == best["iteration"] and \
+                        held.get("best_val_loss") == best["val_loss"]
+
                 summary += (f" (the best, {best['val_bpc']:.4f} bits/char at iteration "
                             f"{best['iteration']}, " + (
-                                f"is in {kept})" if ours else
+                                f"is in {kept})" if holds(kept) else
                                 f"is not in {kept}, which holds another model)"
                                 if kept.exists() else
                                 "went with the --out removed or moved during the run)"
-                                if self.best_gone else "was before this run's --out)"))
+                                if self.best_gone else
+                                f"was before this run's --out: it is in {before})"
+                                if before is not None and holds(before) else
+                                "was before this run's --out)"))
         _say(self.args, f"{summary}; checkpoint {where}")
         return 0
 

@@ -23,8 +23,9 @@ def not_masked(name, a):
                          f"{name}.filled(value)")
 
 
-def float_array(name, a, dtype=None):
-    """a must be a C-contiguous float32/float64 ndarray (of ``dtype`` when given)."""
+def float_array(name, a, dtype=None, contiguous=True):
+    """a must be a C-contiguous float32/float64 ndarray (of ``dtype`` when given; not
+    necessarily contiguous if not ``contiguous``: a caller that checks its shape first)."""
     if not isinstance(a, np.ndarray):
         raise ValueError(f"{name} must be a NumPy array, got {type(a).__name__}")
     not_masked(name, a)
@@ -36,7 +37,7 @@ def float_array(name, a, dtype=None):
     if dtype is not None and a.dtype != dtype:
         raise ValueError(f"{name} has dtype {a.dtype} but the parameters are {dtype}: "
                          f"use one dtype for every array")
-    if not a.flags.c_contiguous:
+    if contiguous and not a.flags.c_contiguous:
         raise ValueError(f"{name} is not C-contiguous: pass np.ascontiguousarray({name})")
     return a
 
@@ -61,7 +62,7 @@ def shape(name, a, expected):
 def minchar_params(Wxh, Whh, Why, bh, by):
     """Check min-char-rnn's five parameters (the drop-in functions); return (H, V, dtype)."""
     arrays = dict(zip(MINCHAR_NAMES, (Wxh, Whh, Why, bh, by)))
-    dtypes = [float_array(name, a).dtype for name, a in arrays.items()]
+    dtypes = [float_array(name, a, contiguous=False).dtype for name, a in arrays.items()]
     dtype = max(dtypes, key=dtypes.count)  # (most arrays': one of another is named)
     for name, a in arrays.items():
         if a.dtype != dtype:
@@ -74,14 +75,25 @@ def minchar_params(Wxh, Whh, Why, bh, by):
     H, V = Wxh.shape
     if H < 1 or V < 2:
         raise ValueError(f"Wxh has shape {Wxh.shape}: need hidden_size >= 1 and vocab_size >= 2")
-    try:
+    def sized(H, V):
         shape("Whh", Whh, (H, H))
         shape("Why", Why, (V, H))
         column("bh", bh, H)
         column("by", by, V)
+
+    try:
+        sized(H, V)
     except ValueError as e:  # (the sizes are Wxh's: a wrong Wxh made Why look wrong)
-        raise ValueError(f"{e}: hidden_size {H} and vocab_size {V}, as Wxh's shape {Wxh.shape} "
-                         f"says") from None
+        try:
+            sized(V, H)
+        except ValueError:
+            raise ValueError(f"{e}: hidden_size {H} and vocab_size {V}, as Wxh's shape "
+                             f"{Wxh.shape} says") from None
+        raise ValueError(f"Wxh has shape {Wxh.shape}, expected {(V, H)}, as the other "
+                         f"parameters say (hidden_size {V}, vocab_size {H}): a transposed "
+                         f"Wxh?") from None
+    for name, a in arrays.items():  # (after the shapes: Wxh.T is named as transposed)
+        float_array(name, a)
     return H, V, dtype
 
 

@@ -342,12 +342,11 @@ def test_a_given_vocabulary_names_the_characters_it_lacks(tmp_path):
                                               f"{type(vocab).__name__}$"):
             load(write(tmp_path, "abcz"), vocab=vocab)
     with pytest.raises(CorpusError, match=re.escape(
-            "the checkpoint's vocabulary lacks: 'z' (--skip-unknown, or skip_unknown=True, "
-            "drops them)") + "$"):
+            "the checkpoint's vocabulary lacks: 'z' (skip_unknown=True drops them)") + "$"):
         load(write(tmp_path, "abcz"), vocab=Vocab("abc"))
     # and what explains them: Windows line endings in a text whose model had none
     with pytest.raises(CorpusError, match=re.escape(
-            "lacks: '\\r' (--skip-unknown, or skip_unknown=True, drops them); it has Windows "
+            "lacks: '\\r' (skip_unknown=True drops them); it has Windows "
             "line endings (\\r\\n), and the model's text had no \\r: converted to \\n "
             "(dos2unix) it reads as the model's")) as e:
         load(write(tmp_path, "ab\r\nca\r\n"), vocab=Vocab("abc\n"))

@@ -151,6 +151,10 @@ BAD_LOSSFUN_ARGS = [
     (2, np.zeros((6, 1), np.float32), "hprev has dtype float32"),
     (3, np.zeros((6, 4), np.int64), "Wxh has dtype int64"),
     (4, np.zeros((6, 12))[:, ::2], "Whh is not C-contiguous"),
+    # (Wxh.T: named transposed, not "not C-contiguous", which fixed led to "Whh has shape")
+    (3, np.zeros((4, 6)), "Wxh has shape (4, 6), expected (6, 4), as the other parameters say "
+                          "(hidden_size 6, vocab_size 4): a transposed Wxh?"),
+    (3, np.zeros((6, 4)).T, "Wxh has shape (4, 6), expected (6, 4), as the other"),
     (5, [[0.0] * 6] * 4, "Why must be a NumPy array"),
     (4, np.zeros((6, 6)).view(np.matrix), "Whh is a numpy.matrix: pass np.asarray(Whh), an array"),
     (2, np.zeros((6, 1)).view(np.matrix), "hprev is a numpy.matrix: pass np.asarray(hprev)"),

@@ -248,7 +248,11 @@ def test_from_torch_names_what_it_cannot_bring():
             (torch.nn.Linear(5, 4), r"^rnn must be a torch.nn.RNN, torch.nn.LSTM or "
                                     r"torch.nn.GRU itself, not a subclass \(which may compute "
                                     r"otherwise\), got Linear$"),
-            (type("MyLSTM", (torch.nn.LSTM,), {})(5, 4), r"not a subclass .*got MyLSTM$"),
+            (type("MyLSTM", (torch.nn.LSTM,), {})(5, 4), r"not a subclass .*got MyLSTM: one "
+                                                         r"that computes as its base class does "
+                                                         r"goes to from_torch_state_dicts\(cell, "
+                                                         r"rnn.state_dict\(\), "
+                                                         r"out.state_dict\(\)\)$"),
             ({"weight_ih_l0": 1}, r"got dict: state dicts go to from_torch_state_dicts$")]:
         with pytest.raises(ValueError, match=message):
             interop.from_torch(rnn, out)

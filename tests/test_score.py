@@ -245,15 +245,15 @@ def test_a_file_mostly_outside_the_vocabulary_is_warned_about(run, tmp_path, cap
     (lambda p: (p / "many.txt", (p / "many.txt").write_text("a" + "".join(
         chr(0x4e00 + k) for k in range(13))))[0], "'\u4e09' and 3 more (--skip-unknown"),
     (lambda p: (p / "u16.txt", (p / "u16.txt").write_bytes("a good wife".encode("utf-16-be")))[0],
-     "'\\x00' (--skip-unknown, or skip_unknown=True, drops them); 50% of its bytes are NUL "
+     "'\\x00' (--skip-unknown drops them); 50% of its bytes are NUL "
      "(\\x00), as in UTF-16 text read as utf-8: if it is, --encoding utf-16-be reads it"),
     (lambda p: (p / "crlf.txt", (p / "crlf.txt").write_bytes(b"a good\r\nwife\r\n"))[0],
-     "'\\r' (--skip-unknown, or skip_unknown=True, drops them); it has Windows line endings "
+     "'\\r' (--skip-unknown drops them); it has Windows line endings "
      "(\\r\\n), and the model's text had no \\r: converted to \\n (dos2unix) it reads "
      "as the model's"),
     (lambda p: (p / "mixed.txt", (p / "mixed.txt").write_bytes(
         "a good\r\nwife \u4e00\r\n".encode()))[0],
-     "'\\r', '\u4e00' (--skip-unknown, or skip_unknown=True, drops them); its '\\r' come from "
+     "'\\r', '\u4e00' (--skip-unknown drops them); its '\\r' come from "
      "Windows line endings (\\r\\n): dos2unix removes them"),
 ])
 def test_bad_inputs_are_one_line(run, tmp_path, capsys, make, fragment):
@@ -444,7 +444,7 @@ def test_unusable_checkpoint_and_encoding(run, tmp_path, capsys):
             ) in capsys.readouterr().err
     plain.write_bytes(b"\xef\xbb\xbf" + TEXT[:40].encode())  # a byte-order mark: said to be one
     assert score.main([str(d / "out" / "checkpoint.npz"), str(plain)], out=io.StringIO()) == 2
-    assert ("'\\ufeff' (--skip-unknown, or skip_unknown=True, drops them); it starts with a "
+    assert ("'\\ufeff' (--skip-unknown drops them); it starts with a "
             "byte-order mark: --encoding utf-8-sig reads past it") in capsys.readouterr().err
     plain.write_bytes(b"abc\n")  # (punycode's message quotes the line break: one line still)
     assert score.main([str(d / "out" / "checkpoint.npz"), str(plain), "--encoding", "punycode"],
