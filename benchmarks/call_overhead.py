@@ -7,11 +7,13 @@ First the default model (the tanh RNN, H = 100, T = 25, Adagrad) as the text gro
 of 5 runs of 100 calls. Then, for the default model and an LSTM (H = 256, T = 50, Adam,
 float32), a call of one chunk against a chunk of a call of 20, alternating, medians of 7 runs
 (the difference is what a call adds), and the check of the weights and the optimizer's state
-that opens every call (the backend's ``values_fit``), timed alone after a chunk, against
-NumPy's passes over the same buffers (``reference.values_fit``).
+that opens every call (``CharRNN._checked_values``), timed alone right after a chunk, as a call
+meets the buffers (medians of 9). To compare two trees, run the script of one with the other's
+package: ``PYTHONPATH=OTHER python benchmarks/call_overhead.py``.
 """
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -20,9 +22,13 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# (after PYTHONPATH's entries, which follow the script's folder: another tree's package may be
+# timed)
+sys.path.insert(1 + len([p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+                str(ROOT))
 from benchmarks import describe  # noqa: E402
-from fastrnn import CharRNN, Vocab, reference  # noqa: E402
+import fastrnn  # noqa: E402
+from fastrnn import CharRNN, Vocab  # noqa: E402
 
 TEXT = describe.SHARED_TEXT
 MODELS = {"default model (tanh, H = 100, Adagrad, float64)": dict(hidden_size=100),
@@ -39,20 +45,19 @@ def per_chunk(model, data, chunks, calls):
     return (time.perf_counter() - start) / (calls * chunks)
 
 
-def check_after_a_chunk(model, data, check):
-    """Seconds of ``check`` on the model's buffers, timed right after a training chunk (as a
-    call meets them)."""
-    flats = [model.weights.flat] + [s.flat for s in model.states]
-    squares = 1 + model.optimizer.states.index(model.optimizer.squares)
+def check_after_a_chunk(model, data):
+    """Seconds of the check of the model's weights and optimizer state that opens a training
+    call, timed right after a chunk."""
     model.train(data, 1)
     start = time.perf_counter()
-    check(flats, squares)
+    model._checked_values()
     return time.perf_counter() - start
 
 
 def main(argv=None):
     argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     print(describe.header(__file__, argv))
+    print(f"fastrnn from {Path(fastrnn.__file__).parent}")
     if not TEXT.is_file():
         sys.exit(f"call_overhead.py: {TEXT} is missing (the shared tinyshakespeare corpus)")
     text = TEXT.read_text(encoding="utf-8")
@@ -68,19 +73,15 @@ def main(argv=None):
     for name, kwargs in MODELS.items():
         model = CharRNN(len(vocab), **kwargs)
         model.train(ids, 20)  # (compiled; the weights past their first steps)
-        one, many, ours, numpy = [], [], [], []
+        one, many, check = [], [], []
         for _ in range(7):
             one.append(per_chunk(model, ids, 1, 20))
             many.append(per_chunk(model, ids, 20, 1))
-            ours.append(statistics.median(
-                check_after_a_chunk(model, ids, model._kernels.values_fit) for _ in range(9)))
-            numpy.append(statistics.median(
-                check_after_a_chunk(model, ids, reference.values_fit) for _ in range(9)))
+            check.append(statistics.median(check_after_a_chunk(model, ids) for _ in range(9)))
         one, many = statistics.median(one) * 1e6, statistics.median(many) * 1e6
         print(f"{name}: a call of 1 chunk {one:.0f} us, a chunk of a call of 20 {many:.0f} us "
-              f"(a call adds {one - many:.0f} us); the check alone after a chunk: "
-              f"{model.backend} {statistics.median(ours) * 1e6:.0f} us, NumPy's passes "
-              f"{statistics.median(numpy) * 1e6:.0f} us")
+              f"(a call adds {one - many:.0f} us); the check alone after a chunk "
+              f"{statistics.median(check) * 1e6:.0f} us")
 
 
 if __name__ == "__main__":
