@@ -4274,9 +4274,9 @@ def test_a_run_that_trains_no_iteration_logs_no_training_loss(tmp_path, corpus_f
                                  "of the options, not as its value)"),
     (["--checkpoint"], "unrecognized arguments: --checkpoint; CHECKPOINT is given without an "
                        "option name (python -m fastrnn.sample CHECKPOINT)"),
-    (["--init_from", "resume"], "unrecognized arguments: --init_from resume; CHECKPOINT is "  # nanoGPT
+    (["--init_from", "resume"], "unrecognized arguments: --init_from resume; CHECKPOINT is "
                                 "given without an option name (python -m fastrnn.sample "
-                                "CHECKPOINT)"),
+                                "CHECKPOINT)"),  # (nanoGPT's)
     (["--out_dir"], "unrecognized arguments: --out_dir; CHECKPOINT is given without an option"),
 ])
 def test_bad_sample_options(trained, capsys, args, fragment):
