@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-# (after PYTHONPATH's entries, which follow the script's folder: another tree's package may be
-# timed)
-sys.path.insert(1 + len([p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
-                str(ROOT))
+if os.environ.get("PYTHONPATH"):  # (after its entries: another tree's package may be timed)
+    sys.path.append(str(ROOT))
+else:
+    sys.path.insert(0, str(ROOT))
 from benchmarks import describe  # noqa: E402
 import fastrnn  # noqa: E402
 from fastrnn import CharRNN, Vocab  # noqa: E402

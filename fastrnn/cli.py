@@ -95,12 +95,15 @@ class Parser(argparse.ArgumentParser):
 
     def _abbreviated(self, option, words):
         """" (--x abbreviates OPTION here: did you mean --y?)" where the words abbreviate
-        ``option`` with a name another tool gives to --y of this command."""
-        for word in words:
-            name = word.partition("=")[0]
+        ``option`` with a name another tool gives to --y of this command, and give it a value
+        that is no number (``--checkpoint out/checkpoint.npz``, not ``--checkpoint 0.5``)."""
+        for k, word in enumerate(words):
+            name, equals, value = word.partition("=")
+            value = value if equals else words[k + 1] if k + 1 < len(words) else ""
             other = OTHER_NAMES.get(name.lstrip("-").lower().replace("-", "_"))
             if name.startswith("--") and name != option and option.startswith(name) and \
-                    other in self._option_string_actions and other != option:
+                    other in self._option_string_actions and other != option and \
+                    not re.match(r"[-+.]?\d", value):
                 return f" ({name} abbreviates {option} here: did you mean {other}?)"
         return ""
 
@@ -166,10 +169,15 @@ class Parser(argparse.ArgumentParser):
 
     def _default_meant(self, words):
         """"; -sample 1 ... is what this command does": char-rnn's ``-sample 1`` (sample.lua's
-        default, drawing each character) given to the command that does it (has --greedy)."""
+        default, drawing each character) given to the command that does it (has --greedy),
+        and nanoGPT's ``--init_from=scratch`` given to the one that can do otherwise."""
         for k, word in enumerate(words):
             name, equals, value = word.lstrip("-").partition("=")
             after = value if equals else words[k + 1] if k + 1 < len(words) else None
+            if word.startswith("-") and name.lower().replace("-", "_") == "init_from" and \
+                    after == "scratch" and "--init-from" in self._option_string_actions:
+                return (f"; {word.partition('=')[0]} scratch (nanoGPT's: a new model) is what "
+                        f"this command does without --init-from: drop it")
             if word.startswith("-") and OTHER_NAMES.get(name.lower()) == "--greedy" and \
                     after == "1" and "--greedy" in self._option_string_actions:
                 return (f"; {word.partition('=')[0]} 1 (char-rnn's: draw each character from "
@@ -189,7 +197,9 @@ class Parser(argparse.ArgumentParser):
             other = None  # (-sample 1 draws, as this command does by default)
         if other == "--prime" and (value if equals else after or "").startswith("FILE:"):
             other = "--prime-file"  # (nanoGPT's --start=FILE:path)
-        if spelled == "--init-from" and (value if equals else after) == "resume":
+        if spelled == "--init-from" and (value if equals else after) in ("resume", "scratch"):
+            if (value if equals else after) == "scratch":
+                return None  # (nanoGPT's --init_from=scratch: ``_default_meant``)
             spelled = other = "--resume"  # (nanoGPT's --init_from=resume)
         for option in (spelled, other):
             if option in self._option_string_actions and option != word:

@@ -792,6 +792,9 @@ class UnknownText(CorpusError):
         self.lacks, self.hint = lacks, hint
         super().__init__(self.said("skip_unknown=True"))
 
+    def __reduce__(self):  # (pickled and copied from its parts, not from its message)
+        return type(self), (self.lacks, self.hint)
+
     @property
     def plain(self):
         return self.lacks + self.hint

@@ -156,7 +156,7 @@ def remove_stale_temporaries(directory, names):
     for name in names:
         for tmp in Path(directory).glob(f".{name}.*.tmp"):
             middle = tmp.name[len(name) + 2:-len(".tmp")]
-            writer = pid(re.sub("-[0-9]{1,9}$", "", middle))
+            writer = pid(re.sub("-[0-9]+$", "", middle))
             if writer is not None and writer != os.getpid() and not alive(writer):
                 tmp.unlink(missing_ok=True)
 

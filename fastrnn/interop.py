@@ -244,8 +244,9 @@ def _spec_of(cell, recurrent, output, embedding):
                          + (f"; its keys start with {prefixed[0]!r}: give the recurrent "
                             f"module's own state_dict()" if prefixed else ""))
     inputs, H = first[0].shape[1], first[1].shape[1]
-    if first[1].shape[0] != cell.GATES * H:  # (H is read from it: the other tensors would be
-        G = f"{cell.GATES}H" if cell.GATES > 1 else "H"  # blamed for its mistake)
+    if first[1].shape[0] != cell.GATES * H and "weight_hr_l0" not in recurrent:  # (H is read
+        G = f"{cell.GATES}H" if cell.GATES > 1 else "H"  # from it: the other tensors would be
+        # blamed for its mistake; a projection's, named below)
         raise ValueError(f"weight_hh_l0 has shape {first[1].shape}, not an nn.{cell.TORCH}'s "
                          f"({G}, H)")
     if embedding is not None and (embedding.ndim != 2 or embedding.shape[1] != inputs):

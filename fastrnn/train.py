@@ -496,7 +496,9 @@ def _load_source(path):
     try:
         return checkpoint.load(path)
     except CheckpointError as e:
-        raise cli.UsageError(f"cannot fine-tune: {e}") from None
+        meant = " (nanoGPT's --init_from=resume is --resume OUT/checkpoint.npz here)" if \
+            path == "resume" and not Path(path).exists() else ""
+        raise cli.UsageError(f"cannot fine-tune: {e}{meant}") from None
 
 
 def _load_resume(path):

@@ -75,6 +75,7 @@ def minchar_params(Wxh, Whh, Why, bh, by):
     H, V = Wxh.shape
     if H < 1 or V < 2:
         raise ValueError(f"Wxh has shape {Wxh.shape}: need hidden_size >= 1 and vocab_size >= 2")
+
     def sized(H, V):
         shape("Whh", Whh, (H, H))
         shape("Why", Why, (V, H))

@@ -3078,7 +3078,7 @@ def test_only_the_runs_own_temporaries_are_removed_and_only_by_a_run(tmp_path, c
     dead = 2**22 + 7  # (past the pid range)
     ours = [f".{name}.{dead}{thread}.tmp" for name in ("checkpoint.npz", "best.npz",
                                                         "metrics.jsonl", "loss.png")
-            for thread in ("", "-1234")]
+            for thread in ("", "-1234", "-18446744073709551615")]  # (macOS: 64-bit thread ids)
     theirs = [f".important.{dead}.tmp", ".report.2024.tmp", ".x.tmp", "notes.txt",
               f".checkpoint.npz.{dead}-x.tmp", f".checkpoint.npz.{dead}-1-2.tmp",
               f".checkpoint.npz.{dead}.bak", f".checkpoint.npz.{os.getppid()}.tmp",  # (alive)
@@ -4357,6 +4357,13 @@ def test_an_empty_checkpoint_or_file_path_is_refused(trained, capsys):
                                              "is not an integer (--checkpoint abbreviates "
                                              "--checkpoint-every here: did you mean --resume?)"),
     (["--checkpoint-every", "x"], "argument --checkpoint-every: 'x' is not an integer (see "),
+    (["--checkpoint", "0.5"], "argument --checkpoint-every: '0.5' is not an integer (see "),
+    (["--checkpoint=-5"], "argument --checkpoint-every: -5 is not an integer >= 0 (see "),
+    (["--init_from=scratch"], "unrecognized arguments: --init_from=scratch; --init_from scratch "
+                              "(nanoGPT's: a new model) is what this command does without "
+                              "--init-from: drop it (see --help)\n"),
+    (["--init-from", "resume"], "cannot fine-tune: resume: no such checkpoint (nanoGPT's "
+                                "--init_from=resume is --resume OUT/checkpoint.npz here)"),
 ])
 def test_options_spelled_as_other_tools_spell_them_are_named(tmp_path, capsys, args, fragment):
     """char-rnn, torch-rnn and nanoGPT spell their options with underscores, one dash, or

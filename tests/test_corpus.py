@@ -353,6 +353,11 @@ def test_a_given_vocabulary_names_the_characters_it_lacks(tmp_path):
     assert e.value.plain.endswith("lacks: '\\r'; it has Windows line endings (\\r\\n), and "
                                   "the model's text had no \\r: converted to \\n (dos2unix) it "
                                   "reads as the model's")
+    import copy
+    import pickle
+    for again in (pickle.loads(pickle.dumps(e.value)), copy.copy(e.value)):  # (its parts kept)
+        assert type(again) is type(e.value) and str(again) == str(e.value)
+        assert again.plain == e.value.plain and again.said("--x") == e.value.said("--x")
 
 
 def test_characters_a_given_vocabulary_lacks_may_be_left_out(tmp_path, monkeypatch):

@@ -205,6 +205,8 @@ def test_values_fit_finds_every_value_that_does_not(n, dtype):
                 assert kernel.values_fit(one_state, 1) == (value == 0.5)
                 four = one_state + one_state  # (no kernel for three states: NumPy's passes)
                 assert kernel.values_fit(four, 1) == (value == 0.5)
+    with pytest.raises(ValueError, match=r"^values_fit: buffers of shapes"):  # (read past)
+        kernel.values_fit([np.zeros(n + 1, dtype), np.zeros(n, dtype)], 1)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

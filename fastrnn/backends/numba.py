@@ -138,6 +138,9 @@ class NumbaBackend:
 
     def values_fit(self, flats, squares):
         w, *states = flats
+        if any(s.shape != w.shape for s in states):  # (the kernel reads them to w's length)
+            raise ValueError(f"values_fit: buffers of shapes {[f.shape for f in flats]}, "
+                             f"expected one shape")
         others = [s for k, s in enumerate(states, 1) if k != squares]
         if len(others) > 1:  # (no optimizer here has three states)
             return reference.values_fit(flats, squares)

@@ -100,8 +100,9 @@ def adagrad_weight(w, g, m, lr, eps):
 @register_jitable
 def rmsprop_memory(m, g, decay, rest):
     """``m = decay m + (1 - decay) g*g``; ``rest``: 1 - decay computed in float64 and rounded
-    to the dtype once, as the oracle and PyTorch have it (1 - decay in float32 is 2.4e-7 off
-    for 0.95, 1.3e-5 for Adam's 0.999: a bias, small and systematic, in every update)."""
+    to the dtype once, as the oracle and PyTorch have it (1 - decay in float32 is off by
+    2.4e-7 of it for 0.95, 1.3e-5 for Adam's 0.999: a bias, small and systematic, in every
+    update)."""
     return decay * m + rest * g * g
 
 
