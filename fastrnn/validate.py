@@ -37,9 +37,15 @@ def float_array(name, a, dtype=None, contiguous=True):
     if dtype is not None and a.dtype != dtype:
         raise ValueError(f"{name} has dtype {a.dtype} but the parameters are {dtype}: "
                          f"use one dtype for every array")
-    if contiguous and not a.flags.c_contiguous:
-        raise ValueError(f"{name} is not C-contiguous: pass np.ascontiguousarray({name})")
+    if contiguous:
+        c_contiguous(name, a)
     return a
+
+
+def c_contiguous(name, a):
+    """a (an ndarray) must be C-contiguous."""
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} is not C-contiguous: pass np.ascontiguousarray({name})")
 
 
 def float_dtype(dtype):
@@ -94,7 +100,7 @@ def minchar_params(Wxh, Whh, Why, bh, by):
                          f"parameters say (hidden_size {V}, vocab_size {H}): a transposed "
                          f"Wxh?") from None
     for name, a in arrays.items():  # (after the shapes: Wxh.T is named as transposed)
-        float_array(name, a)
+        c_contiguous(name, a)
     return H, V, dtype
 
 

@@ -122,7 +122,7 @@ def test_fused_kernel_matches_the_oracle(name, dtype, clip):
 def test_float32_moments_take_one_minus_beta_rounded_once(name):
     """A float32 moment from zeros is (1 - beta) g (g*g for the squares) within 3 ulp, as
     the oracle and PyTorch compute it: 1 - beta rounded to float32 once, not 1 - float32(beta)
-    (for Adam's 0.999, 1.3e-5 too small: a bias in every update)."""
+    (for Adam's 0.999, 1.3e-5 of it too small: a bias in every update)."""
     optimizer = optim.get(name)
     decay = {"rmsprop": {"m": RMSPROP_DECAY}, "adam": {"m": ADAM_BETA1, "v": ADAM_BETA2}}[name]
     g = np.random.default_rng(0).uniform(0.5, 2.0, 1000).astype(np.float32)
