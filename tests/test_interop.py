@@ -145,10 +145,11 @@ def test_what_has_no_counterpart_is_named():
     refused(r"^recurrent must hold", rec={k: a for k, a in recurrent.items()
                                            if not k.endswith("_l0")})
     refused(r"^weight_hh_l0 has shape \(15, 5\), not an nn.LSTM's \(4H, H\)$", cell="lstm")
-    import torch  # (an LSTM with a projection: its extra tensor named, not weight_hh_l0)
-    projected = torch.nn.LSTM(7, 6, proj_size=3).state_dict()
-    refused(r"^no fastrnn counterpart for weight_hr_l0 ", cell="lstm",
-            rec={k: v.numpy() for k, v in projected.items()})
+    # an nn.LSTM(7, 6, proj_size=3)'s tensors: its extra one named, not weight_hh_l0's shape
+    projected = {"weight_ih_l0": np.zeros((24, 7)), "weight_hh_l0": np.zeros((24, 3)),
+                 "bias_ih_l0": np.zeros(24), "bias_hh_l0": np.zeros(24),
+                 "weight_hr_l0": np.zeros((3, 6))}
+    refused(r"^no fastrnn counterpart for weight_hr_l0 ", cell="lstm", rec=projected)
     refused(r"^weight_hh_l0 has shape \(15, 6\), not an nn.GRU's \(3H, H\)$",  # (not the
             rec={**recurrent, "weight_hh_l0": np.zeros((15, 6))})  # right weight_ih_l0's)
     refused(r"^weight_ih_l0 has shape \(15, 7\), expected \(20, 7\) \(an nn.LSTM of 2 layers",
