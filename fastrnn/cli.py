@@ -53,6 +53,13 @@ CHECKPOINT_NAMES = {"checkpoint", "out_dir", "checkpoint_dir", "init_from", "res
 NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # (argparse's: a value, not an option)
 
 
+def _value(words, k):
+    """What the option ``words[k]`` is given: its value after "=", else the word after it (None
+    if none)."""
+    _, equals, value = words[k].partition("=")
+    return value if equals else words[k + 1] if k + 1 < len(words) else None
+
+
 def _takes_many(action):
     """Whether a positional argument takes any number of words (score's FILE...)."""
     return action.nargs in ("+", "*")
@@ -98,12 +105,11 @@ class Parser(argparse.ArgumentParser):
         ``option`` with a name another tool gives to --y of this command, and give it a value
         that is no number (``--checkpoint out/checkpoint.npz``, not ``--checkpoint 0.5``)."""
         for k, word in enumerate(words):
-            name, equals, value = word.partition("=")
-            value = value if equals else words[k + 1] if k + 1 < len(words) else ""
+            name = word.partition("=")[0]
             other = OTHER_NAMES.get(name.lstrip("-").lower().replace("-", "_"))
             if name.startswith("--") and name != option and option.startswith(name) and \
                     other in self._option_string_actions and other != option and \
-                    not re.match(r"[-+.]?\d", value):
+                    not re.match(r"[-+.]?\d", _value(words, k) or ""):
                 return f" ({name} abbreviates {option} here: did you mean {other}?)"
         return ""
 
@@ -133,7 +139,7 @@ class Parser(argparse.ArgumentParser):
         found, twice = [], []  # (word, option): meant, and meant but given already
         given = self._given()
         for k, word in enumerate(words):
-            option = self._option_meant(word, words[k + 1] if k + 1 < len(words) else None)
+            option = self._option_meant(word, _value(words, k))
             if option and option not in [o for _, o in found + twice]:
                 (twice if option in given else found).append((word.partition("=")[0], option))
         meant = f"; did you mean {found[0][1]}?" if len(found) == 1 else \
@@ -172,8 +178,7 @@ class Parser(argparse.ArgumentParser):
         default, drawing each character) given to the command that does it (has --greedy),
         and nanoGPT's ``--init_from=scratch`` given to the one that can do otherwise."""
         for k, word in enumerate(words):
-            name, equals, value = word.lstrip("-").partition("=")
-            after = value if equals else words[k + 1] if k + 1 < len(words) else None
+            name, after = word.lstrip("-").partition("=")[0], _value(words, k)
             if word.startswith("-") and name.lower().replace("-", "_") == "init_from" and \
                     after == "scratch" and "--init-from" in self._option_string_actions:
                 return (f"; {word.partition('=')[0]} scratch (nanoGPT's: a new model) is what "
@@ -184,22 +189,22 @@ class Parser(argparse.ArgumentParser):
                         f"the probabilities) is what this command does without --greedy: drop it")
         return ""
 
-    def _option_meant(self, word, after):
+    def _option_meant(self, word, value):
         """The option ``word`` stands for, as other tools spell it (``--batch_size``,
-        ``-seq_length``, ``--max-iters``) or with a typo; None if none. ``after``: the word
-        that follows it (char-rnn's ``-sample 0``, not ``-sample 1``, is --greedy)."""
-        name, equals, value = word.lstrip("-").partition("=")
+        ``-seq_length``, ``--max-iters``) or with a typo; None if none. ``value``: what it is
+        given (``_value``: char-rnn's ``-sample 0``, not ``-sample 1``, is --greedy)."""
+        name = word.lstrip("-").partition("=")[0]
         if not word.startswith("-") or not name:
             return None
         spelled = "--" + name.lower().replace("_", "-")
         other = OTHER_NAMES.get(name.lower().replace("-", "_"))
-        if other == "--greedy" and (value if equals else after) != "0":
+        if other == "--greedy" and value != "0":
             other = None  # (-sample 1 draws, as this command does by default)
-        if other == "--prime" and (value if equals else after or "").startswith("FILE:"):
+        if other == "--prime" and (value or "").startswith("FILE:"):
             other = "--prime-file"  # (nanoGPT's --start=FILE:path)
-        if spelled == "--init-from" and (value if equals else after) in ("resume", "scratch"):
-            if (value if equals else after) == "scratch":
-                return None  # (nanoGPT's --init_from=scratch: ``_default_meant``)
+        if spelled == "--init-from" and value == "scratch":
+            return None  # (nanoGPT's --init_from=scratch: ``_default_meant``)
+        if spelled == "--init-from" and value == "resume":
             spelled = other = "--resume"  # (nanoGPT's --init_from=resume)
         for option in (spelled, other):
             if option in self._option_string_actions and option != word:
