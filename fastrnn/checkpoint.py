@@ -145,6 +145,14 @@ class Checkpoint:
                 f"{self.run.get('iteration') if isinstance(self.run, dict) else None}, step "
                 f"{self.step}, position {self.position})")
 
+    @property
+    def encoding(self):
+        """The encoding of the text the model was trained on, as ``fastrnn.train`` recorded it
+        (``run.data.encoding``): what ``score`` and ``sample --prime-file`` read a text in
+        unless told; None where none is recorded (a checkpoint saved from Python)."""
+        data = self.run.get("data") if isinstance(self.run, dict) else None
+        return data.get("encoding") if isinstance(data, dict) else None
+
     @classmethod
     def of(cls, model, vocab, losses, run, views=False):
         """The model's state now: copies, which its further training leaves as they are

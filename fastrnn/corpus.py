@@ -110,6 +110,23 @@ def check_encoding(encoding):
                           + ": give a text encoding, such as utf-8 or latin-1") from None
 
 
+def model_encoding(given, recorded):
+    """The encoding to read a text for a model in: ``given`` (--encoding) if not None, else
+    ``recorded``, the one its training text was read in (``Checkpoint.encoding``), else utf-8;
+    a CorpusError for one that is not a text encoding (a recorded one named as the
+    checkpoint's)."""
+    if given is not None or recorded is None:
+        encoding = "utf-8" if given is None else given
+        check_encoding(encoding)
+        return encoding
+    try:
+        check_encoding(recorded)
+    except CorpusError:
+        raise CorpusError(f"the checkpoint says its text was read as {recorded!r}, which is not "
+                          f"a text encoding this Python knows: give --encoding") from None
+    return recorded
+
+
 def bad_byte(error, end):
     """(the byte, its offset in the file) a UnicodeDecodeError names, for a decode of bytes that
     end at offset ``end`` of the file: ``error.object`` is what was decoded, which ends there (it
@@ -350,15 +367,20 @@ def read_text(path, encoding="utf-8"):
     # decoded, and then its ids: a character is 1 byte of Python's text if the file is ASCII,
     # up to 4 if not; its id up to 4 (both held with the bytes for a moment)
     _fits(len(raw) * (2 if raw.isascii() else 8), path, "to decode and encode")
+    return decoded(raw, path, encoding), hashlib.sha256(raw).hexdigest(), raw[:COUNT_BLOCK]
+
+
+def decoded(raw, path, encoding):
+    """The bytes ``raw``, all of the file ``path`` (a name, for the message), decoded in
+    ``encoding``; a CorpusError naming the first byte that is not valid there."""
     try:
-        text = raw.decode(encoding)
+        return raw.decode(encoding)
     except MemoryError:
         raise CorpusError(f"{path}: not enough memory to decode its {len(raw):,} bytes") from None
     except UnicodeDecodeError as e:
         raise CorpusError(undecodable(path, encoding, e, len(raw), raw)) from None
     except UnicodeError as e:  # (a codec's own, not a DecodeError: punycode's)
         raise CorpusError(codec_failure(path, encoding, e)) from None
-    return text, hashlib.sha256(raw).hexdigest(), raw[:COUNT_BLOCK]
 
 
 def undecodable(path, encoding, error, end, raw=None, before=None):

@@ -26,6 +26,8 @@ from .vocab import describe, shown
 PROG = "fastrnn.sample"
 PIECE = 64  # characters generated per kernel call, then written out
 SEPARATOR = "-----"  # the line between two samples (the trainer's samples end with it)
+LONE_SHARE = 0.99  # --top-p under this over V keeps one character (rounding of 1/V allowed)
+STDIN = "<stdin>"  # standard input's name in messages (--prime-file -)
 
 
 def build_parser():
@@ -41,11 +43,14 @@ def build_parser():
                             "(default: a newline, or the vocabulary's first character if it has "
                             "none)")
     start.add_argument("--prime-file", type=cli.path, metavar="PATH",
-                       help="the text to start from read from a file, as it is (its last line "
-                            "break included), UTF-8 unless --encoding says otherwise (nanoGPT's "
-                            "--start=FILE:PATH)")
+                       help="the text to start from read from a file (- for standard input), "
+                            "as it is (its last line break included), in the encoding the "
+                            "model's training text was read in unless --encoding says "
+                            "otherwise (nanoGPT's --start=FILE:PATH)")
     p.add_argument("--encoding", metavar="ENCODING",
-                   help="the encoding of --prime-file (default utf-8)")
+                   help="the encoding of --prime-file (default: the one the model's training "
+                        "text was read in, as the checkpoint records it; utf-8 if it records "
+                        "none)")
     p.add_argument("--temperature", type=_temperature, default=1.0, metavar="T",
                    help="divide the logits by T before sampling: < 1 is more conservative, "
                         "> 1 more varied (default 1)")
@@ -98,7 +103,7 @@ def _main(argv, out):
     except checkpoint.CheckpointError as e:
         raise cli.UsageError(str(e)) from None
     vocab = ckpt.vocab
-    prime = _prime(args, vocab)
+    prime = _prime(args, vocab, ckpt.encoding)
     try:
         model = ckpt.to_model(args.backend, args.dtype)
     except ValueError as e:
@@ -109,8 +114,12 @@ def _main(argv, out):
         raise cli.UsageError(f"--greedy takes the most likely character: {' and '.join(ignored)} "
                              f"would change nothing (drop {'them' if len(ignored) > 1 else 'it'}"
                              f", or --greedy)")
+    lone = args.top_p < LONE_SHARE / len(vocab)  # (the most likely of V characters has 1/V
+    # of the mass at least: kept alone, as --greedy's)
     same = "--greedy" if args.greedy else "--top-k 1" if args.top_k == 1 else \
-        "--length 0" if args.length == 0 else None
+        "--length 0" if args.length == 0 else \
+        f"--top-p {args.top_p:g} (under 1/{len(vocab)}: only the most likely character)" \
+        if lone else None
     if same and args.num_samples > 1:
         raise cli.UsageError(f"{same} writes the same text every time: --num-samples "
                              f"{args.num_samples} would repeat it (drop one of them)")
@@ -121,9 +130,10 @@ def _main(argv, out):
         return _generate(model, vocab, prime, ids, rng, args, out)
 
 
-def _prime(args, vocab):
-    """The text to start from: --prime's, --prime-file's, or the default; a UsageError naming
-    what is wrong with it (empty, characters the model never saw)."""
+def _prime(args, vocab, recorded):
+    """The text to start from: --prime's, --prime-file's (read in --encoding, else in
+    ``recorded``, the encoding of the model's training text, else UTF-8), or the default; a
+    UsageError naming what is wrong with it (empty, characters the model never saw)."""
     if args.encoding is not None and args.prime_file is None:
         raise cli.UsageError("--encoding is the encoding of --prime-file: give one, or drop it")
     named = _nanogpt_file(args.prime) if args.prime is not None else None
@@ -132,20 +142,25 @@ def _prime(args, vocab):
                              f"from a file: --prime-file {cli.quoted(named)} reads it")
     if args.prime_file is not None:
         from . import corpus, files  # (25 ms of imports a sample without a file need not pay)
-        if files.not_regular(args.prime_file) == "a directory":
+        stdin = args.prime_file == "-"
+        if not stdin and files.not_regular(args.prime_file) == "a directory":
             raise cli.UsageError(f"--prime-file {args.prime_file} is a directory: give a text "
                                  f"file")
         named = _nanogpt_file(str(args.prime_file))
         if named and not os.path.exists(args.prime_file):
             raise cli.UsageError(f"--prime-file {args.prime_file}: no such file (nanoGPT's "
                                  f"FILE: is not written here: --prime-file {cli.quoted(named)})")
-        encoding = args.encoding or "utf-8"
         try:
-            corpus.check_encoding(encoding)
+            encoding = corpus.model_encoding(args.encoding, recorded)
         except corpus.CorpusError as e:  # (as train's and score's)
             raise cli.UsageError(str(e)) from None
+        if args.encoding is None and recorded is not None and \
+                corpus.codec_name(encoding) != "utf-8":
+            print(f"{PROG}: reading --prime-file as {encoding}, as the model's training text "
+                  f"was read (--encoding reads it in another)", file=sys.stderr)
         try:
-            prime = corpus.read_text(args.prime_file, encoding)[0]
+            prime = _read_stdin(corpus, encoding) if stdin else \
+                corpus.read_text(args.prime_file, encoding)[0]
         except corpus.CorpusError as e:
             raise cli.UsageError(f"--prime-file {e}") from None
         missing = vocab.unknown(prime)
@@ -169,6 +184,26 @@ def _prime(args, vocab):
                                  f"LC_ALL=C.UTF-8)" if undecoded else "")
                              + _escapes_hint(prime, missing, vocab))
     return prime
+
+
+def _read_stdin(corpus, encoding):
+    """--prime-file -: standard input's text, read to its end and decoded in ``encoding`` (a
+    caller's text stream, without bytes: as it is); ``corpus``, the module."""
+    stream = sys.stdin
+    if stream is None:
+        raise corpus.CorpusError(f"{STDIN}: standard input is closed")
+    if cli.terminal(stream):  # (else it waits in silence)
+        print(f"{PROG}: reading the prime from standard input (Ctrl-D on a line of its own ends "
+              f"it)", file=sys.stderr)
+    try:
+        raw = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
+    except OSError as e:
+        raise corpus.CorpusError(f"{STDIN}: cannot read standard input: {e.strerror or e}") \
+            from None
+    if not raw:
+        raise corpus.CorpusError(f"{STDIN}: standard input is empty: give at least one "
+                                 f"character")
+    return raw if isinstance(raw, str) else corpus.decoded(raw, STDIN, encoding)
 
 
 def _nanogpt_file(text):

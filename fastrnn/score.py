@@ -51,7 +51,9 @@ def build_parser():
                    help="a checkpoint written by fastrnn.train")
     p.add_argument("files", type=cli.path, metavar="FILE", nargs="+",
                    help="texts to score (- for standard input)")
-    p.add_argument("--encoding", default="utf-8", help="the texts' encoding (default utf-8)")
+    p.add_argument("--encoding",
+                   help="the texts' encoding (default: the one the model's training text was "
+                        "read in, as the checkpoint records it; utf-8 if it records none)")
     p.add_argument("--skip-unknown", action="store_true",
                    help="drop characters outside the model's vocabulary (and count them) instead "
                         "of refusing the file")
@@ -68,14 +70,17 @@ def main(argv=None, out=None):
 def _main(argv, out):
     args = build_parser().parse_args(argv)
     try:
-        corpus.check_encoding(args.encoding)
-    except corpus.CorpusError as e:
-        raise cli.UsageError(str(e)) from None
-    try:
+        if args.encoding is not None:  # (refused before the checkpoint is read)
+            corpus.check_encoding(args.encoding)
         ckpt = checkpoint.load(args.checkpoint)
+        recorded = args.encoding is None and ckpt.encoding is not None
+        args.encoding = corpus.model_encoding(args.encoding, ckpt.encoding)
         model = ckpt.to_model(args.backend, args.dtype)
     except (checkpoint.CheckpointError, ValueError) as e:
         raise cli.UsageError(str(e)) from None
+    if recorded and corpus.codec_name(args.encoding) != "utf-8":
+        print(f"{PROG}: reading the texts as {args.encoding}, as the model's training text was "
+              f"read (--encoding reads them in another)", file=sys.stderr)
     if args.files.count("-") > 1:
         raise cli.UsageError("- (standard input) is given more than once: it can be read once")
     for path in args.files:  # every file is checked before any is scored

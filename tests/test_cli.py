@@ -3474,18 +3474,19 @@ def test_ctrl_c_while_sampling_where_stderr_goes_too_ends_the_texts_line(trained
     assert texts[True] == texts[False] + "\nfastrnn.sample: interrupted\n"
 
 
-def test_the_prime_read_from_a_file(trained, tmp_path, capsys):
-    """--prime-file PATH (nanoGPT's --start=FILE:PATH): its text as it is, a last line break
-    included, read as --prime's text is; in --encoding if given. What stops it is named
+def test_the_prime_read_from_a_file(trained, tmp_path, capsys, monkeypatch):
+    """--prime-file PATH (nanoGPT's --start=FILE:PATH; - for standard input): its text as it
+    is, a last line break included, read as --prime's text is; in --encoding if given. What
+    stops it is named
     (--prime with it, --encoding without it, nanoGPT's spelling given to --prime, a missing
     file, a folder, an empty file, bytes not in the encoding, characters the model never saw,
     with what explains them)."""
     prime = tmp_path / "prime.txt"
     prime.write_bytes("The \nking".encode())
     argv = [trained, "--length", "100", "--seed", "3"]
-    rc, text = run_sample([*argv, "--prime-file", str(prime)])
-    assert rc == 0 and text == run_sample([*argv, "--prime", "The \nking"])[1]
-    assert text.startswith("The \nking") and len(text) == 9 + 100 + 1
+    rc, primed = run_sample([*argv, "--prime-file", str(prime)])
+    assert rc == 0 and primed == run_sample([*argv, "--prime", "The \nking"])[1]
+    assert primed.startswith("The \nking") and len(primed) == 9 + 100 + 1
     latin = tmp_path / "latin.txt"
     latin.write_bytes("The king".encode("utf-16"))
     assert run_sample([*argv, "--prime-file", str(latin), "--encoding", "utf-16"])[1] == \
@@ -3518,6 +3519,21 @@ def test_the_prime_read_from_a_file(trained, tmp_path, capsys):
         rc, text = run_sample([trained, *args])
         assert_usage_error(rc, capsys, message)
         assert text == ""
+    # - is standard input, read to its end (a caller's text stream, without bytes, as it is)
+    for stdin in (io.TextIOWrapper(io.BytesIO("The \nking".encode())), io.StringIO("The \nking")):
+        monkeypatch.setattr("sys.stdin", stdin)
+        assert run_sample([*argv, "--prime-file", "-"]) == (0, primed)
+    for stdin, message in ((io.TextIOWrapper(io.BytesIO(b"")), "--prime-file <stdin>: standard "
+                                                               "input is empty: give at least "
+                                                               "one character"),
+                           (io.TextIOWrapper(io.BytesIO(b"The \xff")), "--prime-file <stdin>: "
+                                                                        "byte 0xff at offset 4 "
+                                                                        "is not valid utf-8"),
+                           (None, "--prime-file <stdin>: standard input is closed")):
+        monkeypatch.setattr("sys.stdin", stdin)
+        rc, text = run_sample([*argv, "--prime-file", "-"])
+        assert_usage_error(rc, capsys, message)
+        assert text == ""
     # (a FILE: text too long to be a file name is a prime like another, sampled or refused for
     # its characters: it was an OSError's traceback)
     rc, _ = run_sample([*argv, "--prime", "FILE:" + "a" * 300])
@@ -3529,6 +3545,14 @@ def test_sample_top_k_and_top_p_same_text_on_every_backend(trained):
     texts = {b: run_sample([*argv, "--backend", b]) for b in ("numba", "numpy")}
     assert texts["numba"] == texts["numpy"] and texts["numba"][0] == 0
     assert texts["numba"][1] != run_sample([trained, "--length", "200", "--seed", "7"])[1]
+    # a --top-p under 1/V keeps the most likely character alone (what --num-samples refuses)
+    lone = 0.98 / len(checkpoint.load(trained).vocab)
+    greedy = run_sample([trained, "--length", "200", "--greedy"])
+    for seed in ("1", "2"):
+        assert run_sample([trained, "--length", "200", "--top-p", f"{lone!r}", "--seed", seed,
+                           "--temperature", "2"]) == greedy
+    assert run_sample([trained, "--length", "20", "--top-p", f"{1.01 * lone / 0.98!r}",
+                       "--num-samples", "2"])[0] == 0  # (not under 1/V: not refused)
 
 
 def test_sample_in_another_dtype_and_greedy(trained):
@@ -4236,6 +4260,10 @@ def test_a_run_that_trains_no_iteration_logs_no_training_loss(tmp_path, corpus_f
     (["--top-k", "1", "--num-samples", "3"], "--top-k 1 writes the same text every time: "
                                              "--num-samples 3 would repeat it"),
     (["--length", "0", "--num-samples", "2"], "--length 0 writes the same text every time"),
+    (["--top-p", "0.001", "--num-samples", "2"], "--top-p 0.001 (under 1/"),
+    (["--top-p", "0.001", "--num-samples", "2"], ": only the most likely character) writes the "
+                                                 "same text every time: --num-samples 2 would "
+                                                 "repeat it"),
     (["-sample", "0", "--greedy"], "unrecognized arguments: -sample 0; -sample is --greedy, "
                                    "given already: drop it (see --help)\n"),
     (["--len", "9", "--max_new_tokens", "9"], "--max_new_tokens is --length, given already: "

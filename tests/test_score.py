@@ -453,6 +453,63 @@ def test_unusable_checkpoint_and_encoding(run, tmp_path, capsys):
     assert err.count("\n") == 1 and "'\\n'" in err, err
 
 
+def test_texts_are_read_in_the_encoding_the_model_was_trained_on(tmp_path, capsys):
+    """score and sample --prime-file read a text in the encoding the checkpoint records for its
+    own text (train's --encoding), said on stderr where it is not UTF-8; --encoding reads it in
+    another; a checkpoint that records no encoding (saved from Python) reads UTF-8, and one
+    that records an encoding Python does not know is named."""
+    from fastrnn import sample
+    text = TEXT.replace("wife", "caf\u00e9 wife")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(text.encode("latin-1"))  # (\xe9: not UTF-8)
+    assert train.main(["--data", str(latin), "--encoding", "latin-1", "--hidden-size", "16",
+                       "--seq-length", "10", "--iterations", "20", "--quiet",
+                       "--out", str(tmp_path / "out")]) == 0
+    ckpt = str(tmp_path / "out" / "checkpoint.npz")
+    assert checkpoint.load(ckpt).encoding == "latin-1"
+    capsys.readouterr()
+    rc, out = scored([ckpt, str(latin)])
+    assert rc == 0 and out.startswith(f"{latin}: ")
+    assert capsys.readouterr().err == ("fastrnn.score: reading the texts as latin-1, as the "
+                                       "model's training text was read (--encoding reads them "
+                                       "in another)\n")
+    assert scored([ckpt, str(latin), "--encoding", "latin-1"]) == (0, out)
+    assert capsys.readouterr().err == ""  # (given: not said)
+    assert scored([ckpt, str(latin), "--encoding", "utf-8"])[0] == 2
+    assert "is not valid utf-8" in capsys.readouterr().err
+    prime = tmp_path / "prime.txt"
+    prime.write_bytes("caf\u00e9".encode("latin-1"))
+    argv = [ckpt, "--length", "20", "--seed", "4"]
+    got = io.StringIO()
+    assert sample.main([*argv, "--prime-file", str(prime)], out=got) == 0
+    assert capsys.readouterr().err == ("fastrnn.sample: reading --prime-file as latin-1, as the "
+                                       "model's training text was read (--encoding reads it in "
+                                       "another)\n")
+    primed = io.StringIO()
+    assert sample.main([*argv, "--prime", "caf\u00e9"], out=primed) == 0
+    assert got.getvalue() == primed.getvalue() and got.getvalue().startswith("caf\u00e9")
+    assert sample.main([*argv, "--prime-file", str(prime), "--encoding", "utf-8"],
+                       out=io.StringIO()) == 2
+    assert "is not valid utf-8" in capsys.readouterr().err
+    saved = checkpoint.load(ckpt)
+    for recorded, said in ((None, "is not valid utf-8"),  # (as a checkpoint saved from Python)
+                           ("klingon", "error: the checkpoint says its text was read as "
+                                       "'klingon', which is not a text encoding this Python "
+                                       "knows: give --encoding\n")):
+        saved.run["data"]["encoding"] = recorded
+        if recorded is None:
+            del saved.run["data"]["encoding"]
+        checkpoint.save(tmp_path / "other.npz", saved)
+        assert checkpoint.load(tmp_path / "other.npz").encoding == recorded
+        assert scored([str(tmp_path / "other.npz"), str(latin)])[0] == 2
+        assert said in capsys.readouterr().err
+        assert sample.main([str(tmp_path / "other.npz"), "--prime-file", str(prime)],
+                           out=io.StringIO()) == 2
+        assert said in capsys.readouterr().err
+        assert scored([str(tmp_path / "other.npz"), str(latin), "--encoding", "latin-1"]) == \
+            (0, out)
+
+
 def test_a_loss_past_the_float_range_of_its_exponential_is_an_infinite_perplexity(run, tmp_path):
     """A model whose loss is over ~709.8 nats/char (e^loss overflows): its perplexity is inf
     on the line and null in the JSON (which has no infinity), not a traceback."""
