@@ -776,8 +776,14 @@ def unknown_hint(text, missing, encoding, start=True):
     ``text`` read as ``encoding`` (``start``: the file's beginning), as "; ..." clauses, or
     "": a byte-order mark the model never saw (and the codec that reads past it); Windows line
     endings, when its text had none and most of its \\r are theirs (as ``oddities`` counts);
-    NULs as many as UTF-16 or -32 text read as 8-bit gives (as ``oddities`` says them)."""
+    NULs as many as UTF-16 or -32 text read as 8-bit gives (as ``oddities`` says them); bytes
+    past ASCII that are UTF-8's, read in an 8-bit encoding (a model of latin-1 text, whose
+    encoding ``score`` takes, given a UTF-8 file)."""
     hint = ""
+    if not codec_name(encoding).startswith(("utf-8", "utf-16", "utf-32")) and \
+            any(c > "\x7f" for c in missing) and _utf8(_first_bytes(text[:COUNT_BLOCK], encoding)):
+        hint += (f"; its bytes past ASCII are UTF-8's, which {encoding} reads as other "
+                 f"characters: if it is UTF-8, --encoding utf-8 reads it")
     nuls = text.count("\x00") / max(1, len(text)) if "\x00" in missing else 0
     if nuls > NUL_SHARE:
         hint += "; " + (_wide_clause(_first_bytes(text[:COUNT_BLOCK], encoding), "its bytes",

@@ -477,6 +477,14 @@ def test_texts_are_read_in_the_encoding_the_model_was_trained_on(tmp_path, capsy
     assert capsys.readouterr().err == ""  # (given: not said)
     assert scored([ckpt, str(latin), "--encoding", "utf-8"])[0] == 2
     assert "is not valid utf-8" in capsys.readouterr().err
+    utf8 = tmp_path / "utf8.txt"  # (the same text in UTF-8: latin-1 reads other characters)
+    utf8.write_bytes(text.encode("utf-8"))
+    assert scored([ckpt, str(utf8)])[0] == 2
+    assert ("characters the model never saw: '\u00a9', '\u00c3' (--skip-unknown drops them); its "
+            "bytes past ASCII are UTF-8's, which latin-1 reads as other characters: if it is "
+            "UTF-8, --encoding utf-8 reads it\n") in capsys.readouterr().err
+    assert scored([ckpt, str(utf8), "--encoding", "utf-8"]) == \
+        (0, out.replace(str(latin), str(utf8)))
     prime = tmp_path / "prime.txt"
     prime.write_bytes("caf\u00e9".encode("latin-1"))
     argv = [ckpt, "--length", "20", "--seed", "4"]
