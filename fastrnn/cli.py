@@ -42,8 +42,11 @@ OTHER_NAMES = {"rnn_size": "--hidden-size", "lr": "--learning-rate", "max_iters"
                "learning_rate_decay": "--lr-decay", "lr_decay_factor": "--lr-decay",
                "val_frac": "--val-fraction", "model_type": "--cell", "checkpoint": "--resume",
                "resume_from": "--resume", "restore": "--resume", "load": "--resume",
-               "sample": "--greedy"}  # (char-rnn's sample.lua: -sample 0 takes the most likely;
-                                      # -sample 1, its default, draws: ``_default_meant``)
+               "sample": "--greedy",  # (char-rnn's sample.lua: -sample 0 takes the most
+               # likely; -sample 1, its default, draws: ``_default_meant``)
+               "bptt": "--seq-length", "clip": "--grad-clip", "nhid": "--hidden-size",
+               "n_embd": "--hidden-size", "layers": "--num-layers", "num_epochs": "--epochs"}
+# (PyTorch's word_language_model example: --bptt, --clip, --nhid; nanoGPT's --n_embd)
 # ...and for a checkpoint, which sample and score take as their first argument (nanoGPT's
 # --out_dir and --init_from=resume, torch-rnn's -checkpoint)
 CHECKPOINT_NAMES = {"checkpoint", "out_dir", "checkpoint_dir", "init_from", "resume",
@@ -68,7 +71,12 @@ def _takes_many(action):
 class Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line on stderr (exit 2), not usage plus a line,
     and an option spelled as other tools spell it (``--batch_size``, ``-seq_length``,
-    ``--rnn_size``) names this command's."""
+    ``--rnn_size``) names this command's; ``elsewhere``, {option: whose it is}, names another
+    command's options (train given sample's --temperature: "is python -m fastrnn.sample's")."""
+
+    def __init__(self, *args, elsewhere=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.elsewhere = elsewhere or {}
 
     def parse_args(self, args=None, namespace=None):
         self._words = list(sys.argv[1:] if args is None else args)  # (for ``error``'s hint)
@@ -147,6 +155,14 @@ class Parser(argparse.ArgumentParser):
             if found else ""
         meant += "".join(f"; {w} is {o}, given already: drop it" for w, o in twice)
         meant += self._default_meant(words)
+        said = {}  # {what is said: the words it is said of}
+        for word in words:
+            name = "--" + word.lstrip("-").partition("=")[0].lower().replace("_", "-")
+            if word.startswith("-") and name in self.elsewhere and \
+                    not self._option_meant(word, None):
+                said.setdefault(self.elsewhere[name], []).append(word.partition("=")[0])
+        for what, named in said.items():
+            meant += f"; {' and '.join(named)} {'is' if len(named) == 1 else 'are'} {what}"
         for word in words:
             name = word.lstrip("-").partition("=")[0]
             if not word.startswith("-") or not name:

@@ -35,6 +35,8 @@ from .schedule import PIECES, Schedule, anneal_start
 from .vocab import describe
 
 PROG = "fastrnn.train"
+SAMPLING_OPTIONS = ("--temperature", "--top-k", "--top-p", "--greedy", "--prime", "--prime-file",
+                    "--num-samples")  # (sample's, named when given to train)
 
 
 def build_parser():
@@ -42,7 +44,11 @@ def build_parser():
                    description="Train a character-level language model on a text file: "
                                "min-char-rnn's tanh RNN, or LSTM and GRU cells with layers and "
                                "dropout (truncated BPTT; Adagrad, RMSprop or Adam). Defaults are "
-                               "min-char-rnn's settings.")
+                               "min-char-rnn's settings.",
+                   elsewhere=dict.fromkeys(SAMPLING_OPTIONS, "python -m fastrnn.sample's: "
+                                           "the samples training prints are drawn from all the "
+                                           "characters at temperature 1 (sample the checkpoint "
+                                           "with it)"))
     d = p.add_argument_group("data")
     d.add_argument("--data", type=cli.path, metavar="PATH",
                    help="text to train on, UTF-8 unless --encoding says otherwise (default: "

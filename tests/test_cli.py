@@ -4392,6 +4392,23 @@ def test_an_empty_checkpoint_or_file_path_is_refused(trained, capsys):
                               "--init-from: drop it (see --help)\n"),
     (["--init-from", "resume"], "cannot fine-tune: resume: no such checkpoint (nanoGPT's "
                                 "--init_from=resume is --resume OUT/checkpoint.npz here)"),
+    # PyTorch's word_language_model example's, and nanoGPT's n_embd
+    (["--bptt", "50", "--nhid=64", "--layers", "2", "--clip", "1", "--num-epochs", "2"],
+     "unrecognized arguments: --bptt 50 --nhid=64 --layers 2 --clip 1 --num-epochs 2; did you "
+     "mean --seq-length (for --bptt) and --hidden-size (for --nhid) and --num-layers (for "
+     "--layers) and --grad-clip (for --clip) and --epochs (for --num-epochs)? (see --help)\n"),
+    (["--n_embd", "64"], "unrecognized arguments: --n_embd 64; did you mean --hidden-size?"),
+    # the sampler's options, given to train (its samples: temperature 1, all the characters)
+    (["--temperature", "0.5"], "unrecognized arguments: --temperature 0.5; --temperature is "
+                               "python -m fastrnn.sample's: the samples training prints are "
+                               "drawn from all the characters at temperature 1 (sample the "
+                               "checkpoint with it) (see --help)\n"),
+    (["-top_k", "5", "--greedy", "--bptt=5"], "unrecognized arguments: -top_k 5 --greedy "
+                                              "--bptt=5; did you mean --seq-length?; -top_k and "
+                                              "--greedy are python -m fastrnn.sample's: the "
+                                              "samples training prints are drawn from all the "
+                                              "characters at temperature 1 (sample the "
+                                              "checkpoint with it) (see --help)\n"),
 ])
 def test_options_spelled_as_other_tools_spell_them_are_named(tmp_path, capsys, args, fragment):
     """char-rnn, torch-rnn and nanoGPT spell their options with underscores, one dash, or
