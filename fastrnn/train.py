@@ -301,7 +301,9 @@ def _main(argv):
         raise cli.UsageError(f"--learning-rate {config['learning_rate']:g} is 0 in "
                              f"{config['dtype']}{_whose_dtype(args, ckpt or source)}: nothing "
                              f"would be learned")
-    if zero is not None and not args.time_budget:
+    if zero is not None and not args.time_budget and \
+            zero > (ckpt.run.get("iteration") or 0 if ckpt else 0):  # (else: nothing to
+        # train, said as such)
         cli.warn(PROG, f"--lr-decay {lr_decay[0]:g} every {lr_decay[1]} iterations takes the "
                        f"learning rate {config['learning_rate']:g} to 0 ({config['dtype']}) at "
                        f"iteration {zero}, before {_asked(args)}: the run will stop there")
@@ -943,6 +945,12 @@ class Trainer:
             return self._nothing_to_train(
                 f"the checkpoint is already at iteration {self.iteration} ({asked})",
                 "" if ended else f" (--iterations N, above {self.iteration}, trains on)")
+        if validate.vanishes(self.learning_rate(), c.dtype) and not self.pending:
+            factor, every = self.lr_decay or (None, None)  # (an anneal's end: above)
+            return self._nothing_to_train(
+                f"the run's learning rate has decayed to 0 in {c.dtype} by iteration "
+                f"{self.iteration} (--lr-decay {factor:g} every {every} iterations)",
+                "; --init-from starts a new run from its weights")
         if args.time_budget and args.budget_spent >= args.time_budget and not self.pending:
             return self._nothing_to_train(
                 f"the run it resumes has spent its --time-budget {args.time_budget:g} (at "

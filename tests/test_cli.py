@@ -938,6 +938,17 @@ def test_a_decay_to_a_zero_rate_stops_the_run_there(tmp_path, corpus_file, capsy
     assert f"stopped by the learning rate's decay to 0: iteration {at}," in printed.out
     run = checkpoint.load(tmp_path / "checkpoint.npz").run
     assert run["iteration"] == at and run["metrics"][-1]["iteration"] == at
+    # resumed, with more iterations or without: nothing to train, said (no warning of a stop
+    # to come), and the checkpoint left as it is
+    saved = (tmp_path / "checkpoint.npz").read_bytes()
+    for more in (["--iterations", "3000"], []):
+        assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), *more]) == 0
+        printed = capsys.readouterr()
+        assert printed.err == "" and printed.out == (
+            f"the run's learning rate has decayed to 0 in {dtype} by iteration {at} (--lr-decay "
+            f"0.5 every 1 iterations): nothing to train; --init-from starts a new run from its "
+            f"weights\n")
+        assert (tmp_path / "checkpoint.npz").read_bytes() == saved
     # under a time budget (--iterations a bound never reached) there is no warning
     assert train.main(["--data", corpus_file, *SMALL, "--dtype", dtype, "--iterations", "2000",
                        "--lr-decay", "0.5", "--lr-decay-every", "1", "--time-budget", "600",
@@ -1633,7 +1644,8 @@ def test_a_resumes_budget_note_says_the_validation_it_owes_comes_first(capsys):
 def test_a_budget_run_its_decay_stopped_resumes_to_nothing_without_a_budget_note(
         tmp_path, corpus_file, capsys):
     """Under a budget, a run its learning rate's decay to 0 stopped: its resume said how much
-    of the budget was left before stopping at once, by the decay."""
+    of the budget was left before stopping at once, by the decay; it says there is nothing to
+    train, why, and nothing of the budget."""
     path = tmp_path / "checkpoint.npz"
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "50", "--time-budget",
                        "3600", "--lr-decay", "1e-200", "--lr-decay-every", "10", "--out",
@@ -1642,8 +1654,9 @@ def test_a_budget_run_its_decay_stopped_resumes_to_nothing_without_a_budget_note
     capsys.readouterr()
     assert train.main(["--resume", str(path)]) == 0
     printed = capsys.readouterr().out
-    assert "stopped by the learning rate's decay to 0" in printed and "spent" not in printed, \
-        printed
+    assert printed.startswith("the run's learning rate has decayed to 0 in float64 by iteration "
+                              "20 (--lr-decay 1e-200 every 10 iterations): nothing to train") \
+        and "spent" not in printed, printed
 
 
 def test_a_budget_run_with_no_time_recorded_resumes_to_its_iterations(tmp_path, corpus_file,
