@@ -53,7 +53,9 @@ def build_parser():
     d.add_argument("--data", type=cli.path, metavar="PATH",
                    help="text to train on, UTF-8 unless --encoding says otherwise (default: "
                         "the bundled corpus data/tragedies.txt; with --resume: the checkpoint's)")
-    d.add_argument("--encoding", help=f"the text's encoding (default {DATA_DEFAULTS['encoding']})")
+    d.add_argument("--encoding", help=f"the text's encoding (default {DATA_DEFAULTS['encoding']}; "
+                                      f"with --init-from or --resume, the one the checkpoint's "
+                                      f"text was read in)")
     d.add_argument("--skip-unknown", action="store_true",
                    help="with --init-from or --resume: leave out the text's characters that "
                         "the checkpoint's vocabulary lacks, otherwise an error (a note counts "
@@ -572,6 +574,11 @@ def _settings(args, ckpt, source=None):
                     f"full rate undo much of what the model learnt (--learning-rate sets "
                     f"another)")
         data = {**DATA_DEFAULTS, "path": args.data or str(corpus_mod.DEFAULT_CORPUS)}
+        if source and source.encoding and args.encoding is None:  # (as score and sample read)
+            data["encoding"] = source.encoding
+            if corpus_mod.codec_name(source.encoding) != "utf-8":
+                args.notes.append(f"note: reading {args.data} as {source.encoding}, as the "
+                                  f"checkpoint's text was read (--encoding reads it in another)")
     else:
         config = {k: v for k, v in ckpt.config.to_dict().items() if k in MODEL_DEFAULTS}
         clash = [f"--{k.replace('_', '-')} {v} (the checkpoint has {config[k]})"

@@ -499,6 +499,15 @@ def test_texts_are_read_in_the_encoding_the_model_was_trained_on(tmp_path, capsy
     assert sample.main([*argv, "--prime-file", str(prime), "--encoding", "utf-8"],
                        out=io.StringIO()) == 2
     assert "is not valid utf-8" in capsys.readouterr().err
+    # train --init-from reads its new text so too (and records it for its own run)
+    assert train.main(["--init-from", ckpt, "--data", str(latin), "--iterations", "2",
+                       "--out", str(tmp_path / "tuned")]) == 0
+    assert ("note: reading {} as latin-1, as the checkpoint's text was read (--encoding reads it "
+            "in another)\n".format(latin)) in capsys.readouterr().out
+    assert checkpoint.load(tmp_path / "tuned" / "checkpoint.npz").encoding == "latin-1"
+    assert train.main(["--init-from", ckpt, "--data", str(utf8), "--iterations", "2",
+                       "--out", str(tmp_path / "tuned8"), "--encoding", "utf-8"]) == 0
+    assert "reading" not in capsys.readouterr().out
     saved = checkpoint.load(ckpt)
     for recorded, said in ((None, "is not valid utf-8"),  # (as a checkpoint saved from Python)
                            ("klingon", "error: the checkpoint says its text was read as "
