@@ -653,7 +653,7 @@ def _load_corpus(data, config, ckpt, vocab, say, given):
                                  ckpt.vocab if ckpt else vocab, data.get("skip_unknown", False))
     except corpus_mod.UnknownText as e:
         if recoded:
-            raise cli.UsageError(f"{e.plain}; the run it resumes read its text as {used}: "
+            raise cli.UsageError(f"{e.lacks}; the run it resumes read its text as {used}: "
                                  f"--encoding {data['encoding']} reads other characters") from None
         if ckpt and not given:  # (the text the run trained on had none of those)
             raise cli.UsageError(f"{e.plain}; {path} has changed since the checkpoint was "
