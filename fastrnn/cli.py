@@ -45,8 +45,10 @@ OTHER_NAMES = {"rnn_size": "--hidden-size", "lr": "--learning-rate", "max_iters"
                "sample": "--greedy",  # (char-rnn's sample.lua: -sample 0 takes the most
                # likely; -sample 1, its default, draws: ``_default_meant``)
                "bptt": "--seq-length", "clip": "--grad-clip", "nhid": "--hidden-size",
-               "n_embd": "--hidden-size", "layers": "--num-layers", "num_epochs": "--epochs"}
-# (PyTorch's word_language_model example: --bptt, --clip, --nhid; nanoGPT's --n_embd)
+               "nlayers": "--num-layers", "save": "--out",  # (PyTorch's word_language_model)
+               "n_embd": "--hidden-size",  # (nanoGPT's)
+               "layers": "--num-layers", "num_epochs": "--epochs",
+               "length": "--sample-length"}  # (sample's, given to train)
 # ...and for a checkpoint, which sample and score take as their first argument (nanoGPT's
 # --out_dir and --init_from=resume, torch-rnn's -checkpoint)
 CHECKPOINT_NAMES = {"checkpoint", "out_dir", "checkpoint_dir", "init_from", "resume",
@@ -547,6 +549,19 @@ def drop_output(stream=None):
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, (stream or sys.stdout).fileno())
     os.close(devnull)
+
+
+def stdin_to_read(prog, name):
+    """sys.stdin, which a command reads to its end (``name``: how its command line names it); a
+    UsageError if it is closed; on a terminal, a line on stderr says how to end it (else it
+    waits in silence)."""
+    stream = sys.stdin
+    if stream is None:
+        raise UsageError(f"{name} (standard input) is closed")
+    if terminal(stream):
+        print(f"{prog}: reading standard input (Ctrl-D on a line of its own ends it)",
+              file=sys.stderr)
+    return stream
 
 
 def terminal(stream):

@@ -110,21 +110,24 @@ def check_encoding(encoding):
                           + ": give a text encoding, such as utf-8 or latin-1") from None
 
 
-def model_encoding(given, recorded):
-    """The encoding to read a text for a model in: ``given`` (--encoding) if not None, else
-    ``recorded``, the one its training text was read in (``Checkpoint.encoding``), else utf-8;
-    a CorpusError for one that is not a text encoding (a recorded one named as the
-    checkpoint's)."""
+def model_encoding(given, recorded, reading):
+    """(the encoding to read a text for a model in, a note or None): ``given`` (--encoding) if
+    not None, else ``recorded``, the one its training text was read in
+    (``Checkpoint.encoding``), else utf-8; the note, where it is ``recorded`` and not UTF-8,
+    says that ``reading`` (what is read: "the texts") is read in it. A CorpusError for one that
+    is not a text encoding (a recorded one named as the checkpoint's)."""
     if given is not None or recorded is None:
         encoding = "utf-8" if given is None else given
         check_encoding(encoding)
-        return encoding
+        return encoding, None
     try:
         check_encoding(recorded)
     except CorpusError:
         raise CorpusError(f"the checkpoint says its text was read as {recorded!r}, which is not "
                           f"a text encoding this Python knows: give --encoding") from None
-    return recorded
+    return recorded, None if codec_name(recorded) in ("utf-8", "utf-8-sig") else (
+        f"reading {reading} as {recorded}, the encoding the model's training text was read in "
+        f"(--encoding sets another)")
 
 
 def bad_byte(error, end):
@@ -188,7 +191,7 @@ def encoding_hint(raw, encoding):
     or control codes fall as in such text (``_wide``); that no encoding will do for what looks
     like binary data (over ``BINARY_CONTROLS`` of its bytes ``CONTROL_CODES``, or over
     NUL_SHARE NULs: then any 8-bit encoding decodes it, as nonsense); UTF-8 where its bytes
-    read as that; Windows-1252 for bytes 0x80-0x9f it reads (its quotes, dashes and signs,
+    read as that (or are all ASCII, which UTF-16 and -32 refuse); Windows-1252 for bytes 0x80-0x9f it reads (its quotes, dashes and signs,
     which latin-1 would read as control characters in silence), or the codec of another
     script's text (``_script_guess``: Chinese in gb18030, Russian in cp1251); else an
     example."""
@@ -209,6 +212,9 @@ def encoding_hint(raw, encoding):
         return f"if it is text at all: {nuls:.0%} of its bytes are NUL (\\x00), as in binary data"
     if not given.startswith("utf-8") and _utf8(raw[:COUNT_BLOCK]):
         return "its bytes read as UTF-8: --encoding utf-8"
+    if not given.startswith("utf-8") and raw[:COUNT_BLOCK].isascii():  # (UTF-16's or -32's
+        # reading of ASCII text)
+        return "its bytes are all ASCII: --encoding utf-8"
     if guess := _script_guess(raw):
         if given in map(codec_name, guess.codecs):
             return f"its bytes read as {guess}: damaged {given} text, rather than another encoding?"
@@ -368,6 +374,33 @@ def read_text(path, encoding="utf-8"):
     # up to 4 if not; its id up to 4 (both held with the bytes for a moment)
     _fits(len(raw) * (2 if raw.isascii() else 8), path, "to decode and encode")
     return decoded(raw, path, encoding), hashlib.sha256(raw).hexdigest(), raw[:COUNT_BLOCK]
+
+
+def read_stream(stream, name, encoding):
+    """The text of ``stream`` (standard input), read to its end and decoded in ``encoding`` as
+    ``read_text`` decodes a file (a text stream, without bytes: as it is); a CorpusError naming
+    ``name`` for what stops it (nothing in it, too little memory, a byte not in the
+    encoding)."""
+    source = getattr(stream, "buffer", stream)
+    read_some = getattr(source, "read1", source.read)  # (a terminal's line at a time: one
+    # Ctrl-D ends it)
+    pieces, size = [], 0
+    try:
+        while piece := read_some(COUNT_BLOCK):
+            size += len(piece)
+            _fits(2 * size, name, "to read")  # (its pieces, then joined)
+            pieces.append(piece)
+    except MemoryError:
+        raise CorpusError(f"{name}: not enough memory to read its {size:,} bytes") from None
+    except OSError as e:
+        raise CorpusError(f"{name}: cannot read it ({e.strerror or e})") from None
+    if not pieces:
+        raise CorpusError(f"{name} is empty")
+    if isinstance(pieces[0], str):
+        return "".join(pieces)
+    raw = b"".join(pieces)
+    _fits(len(raw) * (2 if raw.isascii() else 8), name, "to decode and encode")
+    return decoded(raw, name, encoding)
 
 
 def decoded(raw, path, encoding):
@@ -778,12 +811,16 @@ def unknown_hint(text, missing, encoding, start=True):
     endings, when its text had none and most of its \\r are theirs (as ``oddities`` counts);
     NULs as many as UTF-16 or -32 text read as 8-bit gives (as ``oddities`` says them); bytes
     past ASCII that are UTF-8's, read in an 8-bit encoding (a model of latin-1 text, whose
-    encoding ``score`` takes, given a UTF-8 file)."""
-    hint = ""
-    if not codec_name(encoding).startswith(("utf-8", "utf-16", "utf-32")) and \
+    encoding ``score`` takes, given a UTF-8 file); 8-bit text read as UTF-16 (a model of
+    UTF-16 text given an ASCII file)."""
+    hint, codec = "", codec_name(encoding)
+    if not codec.startswith(("utf-8", "utf-16", "utf-32")) and \
             any(c > "\x7f" for c in missing) and _utf8(_first_bytes(text[:COUNT_BLOCK], encoding)):
         hint += (f"; its bytes past ASCII are UTF-8's, which {encoding} reads as other "
                  f"characters: if it is UTF-8, --encoding utf-8 reads it")
+    elif codec.startswith("utf-16") and sum(map(_two_text_bytes, missing)) > len(missing) / 2:
+        hint += ("; most of them are two bytes of ASCII text each, as 8-bit text (ASCII, "
+                 "UTF-8) read as UTF-16 gives: if it is, --encoding utf-8 reads it")
     nuls = text.count("\x00") / max(1, len(text)) if "\x00" in missing else 0
     if nuls > NUL_SHARE:
         hint += "; " + (_wide_clause(_first_bytes(text[:COUNT_BLOCK], encoding), "its bytes",

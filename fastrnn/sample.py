@@ -143,29 +143,34 @@ def _prime(args, vocab, recorded):
     if args.prime_file is not None:
         from . import corpus, files  # (25 ms of imports a sample without a file need not pay)
         stdin = args.prime_file == "-"
-        if not stdin and files.not_regular(args.prime_file) == "a directory":
+        name = STDIN if stdin else args.prime_file
+        kind = None if stdin else files.not_regular(args.prime_file)
+        if kind == "a directory":
             raise cli.UsageError(f"--prime-file {args.prime_file} is a directory: give a text "
                                  f"file")
+        if kind and "FIFO" in kind:  # (/dev/stdin and <(...) of a pipe)
+            raise cli.UsageError(f"--prime-file {args.prime_file} is {kind}, not a regular "
+                                 f"file (a pipe's text is read as -: ... | python -m {PROG} "
+                                 f"CHECKPOINT --prime-file -)")
         named = _nanogpt_file(str(args.prime_file))
         if named and not os.path.exists(args.prime_file):
             raise cli.UsageError(f"--prime-file {args.prime_file}: no such file (nanoGPT's "
                                  f"FILE: is not written here: --prime-file {cli.quoted(named)})")
         try:
-            encoding = corpus.model_encoding(args.encoding, recorded)
+            encoding, note = corpus.model_encoding(args.encoding, recorded, "--prime-file")
         except corpus.CorpusError as e:  # (as train's and score's)
             raise cli.UsageError(str(e)) from None
-        if args.encoding is None and recorded is not None and \
-                corpus.codec_name(encoding) != "utf-8":
-            print(f"{PROG}: reading --prime-file as {encoding}, as the model's training text "
-                  f"was read (--encoding reads it in another)", file=sys.stderr)
+        if note:
+            print(f"{PROG}: {note}", file=sys.stderr)
         try:
-            prime = _read_stdin(corpus, encoding) if stdin else \
+            prime = corpus.read_stream(cli.stdin_to_read(PROG, "--prime-file -"), STDIN,
+                                       encoding) if stdin else \
                 corpus.read_text(args.prime_file, encoding)[0]
         except corpus.CorpusError as e:
             raise cli.UsageError(f"--prime-file {e}") from None
         missing = vocab.unknown(prime)
         if missing:
-            raise cli.UsageError(f"--prime-file {args.prime_file} has characters the model never "
+            raise cli.UsageError(f"--prime-file {name} has characters the model never "
                                  f"saw: {describe(missing)} ({_vocabulary(vocab)})"
                                  f"{corpus.unknown_hint(prime, missing, encoding)}")
         return prime
@@ -184,26 +189,6 @@ def _prime(args, vocab, recorded):
                                  f"LC_ALL=C.UTF-8)" if undecoded else "")
                              + _escapes_hint(prime, missing, vocab))
     return prime
-
-
-def _read_stdin(corpus, encoding):
-    """--prime-file -: standard input's text, read to its end and decoded in ``encoding`` (a
-    caller's text stream, without bytes: as it is); ``corpus``, the module."""
-    stream = sys.stdin
-    if stream is None:
-        raise corpus.CorpusError(f"{STDIN}: standard input is closed")
-    if cli.terminal(stream):  # (else it waits in silence)
-        print(f"{PROG}: reading the prime from standard input (Ctrl-D on a line of its own ends "
-              f"it)", file=sys.stderr)
-    try:
-        raw = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
-    except OSError as e:
-        raise corpus.CorpusError(f"{STDIN}: cannot read standard input: {e.strerror or e}") \
-            from None
-    if not raw:
-        raise corpus.CorpusError(f"{STDIN}: standard input is empty: give at least one "
-                                 f"character")
-    return raw if isinstance(raw, str) else corpus.decoded(raw, STDIN, encoding)
 
 
 def _nanogpt_file(text):

@@ -73,14 +73,12 @@ def _main(argv, out):
         if args.encoding is not None:  # (refused before the checkpoint is read)
             corpus.check_encoding(args.encoding)
         ckpt = checkpoint.load(args.checkpoint)
-        recorded = args.encoding is None and ckpt.encoding is not None
-        args.encoding = corpus.model_encoding(args.encoding, ckpt.encoding)
+        args.encoding, note = corpus.model_encoding(args.encoding, ckpt.encoding, "the texts")
         model = ckpt.to_model(args.backend, args.dtype)
     except (checkpoint.CheckpointError, ValueError) as e:
         raise cli.UsageError(str(e)) from None
-    if recorded and corpus.codec_name(args.encoding) != "utf-8":
-        print(f"{PROG}: reading the texts as {args.encoding}, as the model's training text was "
-              f"read (--encoding reads them in another)", file=sys.stderr)
+    if note:
+        print(f"{PROG}: {note}", file=sys.stderr)
     if args.files.count("-") > 1:
         raise cli.UsageError("- (standard input) is given more than once: it can be read once")
     for path in args.files:  # every file is checked before any is scored
@@ -185,9 +183,7 @@ def _keep_stdin(kept, encoding):
     """Standard input read through into the file ``kept``, which is read twice (checked whole,
     then scored); a text stream (a caller's ``sys.stdin``, without bytes) written in
     ``encoding``, in which it is then read."""
-    stream = sys.stdin
-    if stream is None:
-        raise cli.UsageError("- (standard input) is closed")
+    stream = cli.stdin_to_read(PROG, "-")
     raw = getattr(stream, "buffer", None)
     source = stream if raw is None else raw
     encoder = None if raw is not None else codecs.getincrementalencoder(encoding)()
@@ -200,9 +196,6 @@ def _keep_stdin(kept, encoding):
         f = open(kept, "wb")
     except OSError as e:
         raise cannot_keep(e) from None
-    if cli.terminal(stream):  # (else it waits in silence)
-        print(f"{PROG}: reading standard input (Ctrl-D on a line of its own ends it)",
-              file=sys.stderr)
     # one read of the terminal at a time (read1): a buffered read(BLOCK) goes on past the
     # first Ctrl-D, which then needed a second
     read_some = getattr(source, "read1", source.read)

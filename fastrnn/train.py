@@ -35,8 +35,11 @@ from .schedule import PIECES, Schedule, anneal_start
 from .vocab import describe
 
 PROG = "fastrnn.train"
-SAMPLING_OPTIONS = ("--temperature", "--top-k", "--top-p", "--greedy", "--prime", "--prime-file",
-                    "--num-samples")  # (sample's, named when given to train)
+# sample's options, named when given to train: those that change how characters are drawn,
+# and the others
+DRAWING_OPTIONS = ("--temperature", "--top-k", "--top-p", "--greedy")
+SAMPLING_OPTIONS = ("--prime", "--prime-file", "--num-samples")
+SAMPLE_ONLY = "python -m fastrnn.sample's, which samples a checkpoint (OUT/checkpoint.npz)"
 
 
 def build_parser():
@@ -45,13 +48,13 @@ def build_parser():
                                "min-char-rnn's tanh RNN, or LSTM and GRU cells with layers and "
                                "dropout (truncated BPTT; Adagrad, RMSprop or Adam). Defaults are "
                                "min-char-rnn's settings.",
-                   elsewhere=dict.fromkeys(SAMPLING_OPTIONS, "python -m fastrnn.sample's: "
-                                           "the samples training prints are drawn from all the "
-                                           "characters at temperature 1 (sample the checkpoint "
-                                           "with it)"))
+                   elsewhere={**dict.fromkeys(SAMPLING_OPTIONS, SAMPLE_ONLY),
+                              **dict.fromkeys(DRAWING_OPTIONS, SAMPLE_ONLY + ": the samples "
+                                              "training prints are drawn from all the "
+                                              "characters at temperature 1")})
     d = p.add_argument_group("data")
     d.add_argument("--data", type=cli.path, metavar="PATH",
-                   help="text to train on, UTF-8 unless --encoding says otherwise (default: "
+                   help="text to train on, in --encoding's encoding (default: "
                         "the bundled corpus data/tragedies.txt; with --resume: the checkpoint's)")
     d.add_argument("--encoding", help=f"the text's encoding (default {DATA_DEFAULTS['encoding']}; "
                                       f"with --init-from or --resume, the one the checkpoint's "
@@ -303,8 +306,8 @@ def _main(argv):
         raise cli.UsageError(f"--learning-rate {config['learning_rate']:g} is 0 in "
                              f"{config['dtype']}{_whose_dtype(args, ckpt or source)}: nothing "
                              f"would be learned")
-    if zero is not None and not args.time_budget and \
-            zero > (ckpt.run.get("iteration") or 0 if ckpt else 0):  # (else: nothing to
+    resumed_at = (ckpt.run.get("iteration") or 0) if ckpt else 0
+    if zero is not None and not args.time_budget and zero > resumed_at:  # (else: nothing to
         # train, said as such)
         cli.warn(PROG, f"--lr-decay {lr_decay[0]:g} every {lr_decay[1]} iterations takes the "
                        f"learning rate {config['learning_rate']:g} to 0 ({config['dtype']}) at "
@@ -574,11 +577,14 @@ def _settings(args, ckpt, source=None):
                     f"full rate undo much of what the model learnt (--learning-rate sets "
                     f"another)")
         data = {**DATA_DEFAULTS, "path": args.data or str(corpus_mod.DEFAULT_CORPUS)}
-        if source and source.encoding and args.encoding is None:  # (as score and sample read)
-            data["encoding"] = source.encoding
-            if corpus_mod.codec_name(source.encoding) != "utf-8":
-                args.notes.append(f"note: reading {args.data} as {source.encoding}, as the "
-                                  f"checkpoint's text was read (--encoding reads it in another)")
+        if source and args.encoding is None:  # (as score and sample read)
+            try:
+                data["encoding"], note = corpus_mod.model_encoding(None, source.encoding,
+                                                                   args.data)
+            except corpus_mod.CorpusError as e:
+                raise cli.UsageError(str(e)) from None
+            if note:  # (now: before a text it cannot read is said)
+                _say(args, f"note: {note}")
     else:
         config = {k: v for k, v in ckpt.config.to_dict().items() if k in MODEL_DEFAULTS}
         clash = [f"--{k.replace('_', '-')} {v} (the checkpoint has {config[k]})"
@@ -953,10 +959,12 @@ class Trainer:
                 f"the checkpoint is already at iteration {self.iteration} ({asked})",
                 "" if ended else f" (--iterations N, above {self.iteration}, trains on)")
         if validate.vanishes(self.learning_rate(), c.dtype) and not self.pending:
-            factor, every = self.lr_decay or (None, None)  # (an anneal's end: above)
+            annealed = window and self.iteration >= window[0]  # (as the stop was said)
+            how = "" if annealed or not self.lr_decay else \
+                f" (--lr-decay {self.lr_decay[0]:g} every {self.lr_decay[1]} iterations)"
             return self._nothing_to_train(
-                f"the run's learning rate has decayed to 0 in {c.dtype} by iteration "
-                f"{self.iteration} (--lr-decay {factor:g} every {every} iterations)",
+                f"the run's learning rate has {'annealed' if annealed else 'decayed'} to 0 in "
+                f"{c.dtype} by iteration {self.iteration}{how}",
                 "; --init-from starts a new run from its weights")
         if args.time_budget and args.budget_spent >= args.time_budget and not self.pending:
             return self._nothing_to_train(

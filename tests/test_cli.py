@@ -1659,6 +1659,22 @@ def test_a_budget_run_its_decay_stopped_resumes_to_nothing_without_a_budget_note
         and "spent" not in printed, printed
 
 
+def test_a_run_its_anneal_took_to_a_zero_rate_resumes_to_nothing(tmp_path, corpus_file, capsys):
+    """An anneal that takes a tiny rate to 0 before its end stops the run there (the rate's
+    "anneal to 0"); its resume says so (it was a TypeError: no --lr-decay to name)."""
+    path = tmp_path / "checkpoint.npz"
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "200", "--anneal", "0.5",
+                       "--learning-rate", "1e-322", "--eval-every", "50", "--out",
+                       str(tmp_path)]) == 0
+    run = checkpoint.load(path).run
+    assert run["stopped"] == "learning rate's anneal to 0" and 100 < run["iteration"] < 200
+    capsys.readouterr()
+    assert train.main(["--resume", str(path)]) == 0
+    assert capsys.readouterr().out == (
+        f"the run's learning rate has annealed to 0 in float64 by iteration {run['iteration']}: "
+        f"nothing to train; --init-from starts a new run from its weights\n")
+
+
 def test_a_budget_run_with_no_time_recorded_resumes_to_its_iterations(tmp_path, corpus_file,
                                                                         capsys):
     """A checkpoint whose run.wall_seconds is null or missing (hand-edited; or from before it
@@ -3536,17 +3552,23 @@ def test_the_prime_read_from_a_file(trained, tmp_path, capsys, monkeypatch):
     for stdin in (io.TextIOWrapper(io.BytesIO("The \nking".encode())), io.StringIO("The \nking")):
         monkeypatch.setattr("sys.stdin", stdin)
         assert run_sample([*argv, "--prime-file", "-"]) == (0, primed)
-    for stdin, message in ((io.TextIOWrapper(io.BytesIO(b"")), "--prime-file <stdin>: standard "
-                                                               "input is empty: give at least "
-                                                               "one character"),
+    for stdin, message in ((io.TextIOWrapper(io.BytesIO(b"")), "--prime-file <stdin> is empty"),
                            (io.TextIOWrapper(io.BytesIO(b"The \xff")), "--prime-file <stdin>: "
                                                                         "byte 0xff at offset 4 "
                                                                         "is not valid utf-8"),
-                           (None, "--prime-file <stdin>: standard input is closed")):
+                           (io.TextIOWrapper(io.BytesIO("The \u2603".encode())),
+                            "--prime-file <stdin> has characters the model never saw: '\u2603'"),
+                           (None, "--prime-file - (standard input) is closed")):
         monkeypatch.setattr("sys.stdin", stdin)
         rc, text = run_sample([*argv, "--prime-file", "-"])
         assert_usage_error(rc, capsys, message)
         assert text == ""
+    if hasattr(os, "mkfifo"):  # a pipe given as a file (/dev/stdin, <(...)): - named
+        os.mkfifo(tmp_path / "pipe")
+        rc, text = run_sample([*argv, "--prime-file", str(tmp_path / "pipe")])
+        assert_usage_error(rc, capsys, f"--prime-file {tmp_path / 'pipe'} is a FIFO (named pipe), "
+                                       f"not a regular file (a pipe's text is read as -: ... | "
+                                       f"python -m fastrnn.sample CHECKPOINT --prime-file -)\n")
     # (a FILE: text too long to be a file name is a prime like another, sampled or refused for
     # its characters: it was an OSError's traceback)
     rc, _ = run_sample([*argv, "--prime", "FILE:" + "a" * 300])
@@ -3559,13 +3581,15 @@ def test_sample_top_k_and_top_p_same_text_on_every_backend(trained):
     assert texts["numba"] == texts["numpy"] and texts["numba"][0] == 0
     assert texts["numba"][1] != run_sample([trained, "--length", "200", "--seed", "7"])[1]
     # a --top-p under 1/V keeps the most likely character alone (what --num-samples refuses)
-    lone = 0.98 / len(checkpoint.load(trained).vocab)
+    V = len(checkpoint.load(trained).vocab)
     greedy = run_sample([trained, "--length", "200", "--greedy"])
     for seed in ("1", "2"):
-        assert run_sample([trained, "--length", "200", "--top-p", f"{lone!r}", "--seed", seed,
-                           "--temperature", "2"]) == greedy
-    assert run_sample([trained, "--length", "20", "--top-p", f"{1.01 * lone / 0.98!r}",
-                       "--num-samples", "2"])[0] == 0  # (not under 1/V: not refused)
+        assert run_sample([trained, "--length", "200", "--top-p", f"{0.98 / V!r}", "--seed",
+                           seed, "--temperature", "2"]) == greedy
+    for share, refused in ((0.985, True), (0.995, False), (1.01, False)):  # (sample.LONE_SHARE)
+        rc, _ = run_sample([trained, "--length", "20", "--top-p", f"{share / V!r}",
+                            "--num-samples", "2"])
+        assert rc == (2 if refused else 0), share
 
 
 def test_sample_in_another_dtype_and_greedy(trained):
@@ -4405,7 +4429,7 @@ def test_an_empty_checkpoint_or_file_path_is_refused(trained, capsys):
                               "--init-from: drop it (see --help)\n"),
     (["--init-from", "resume"], "cannot fine-tune: resume: no such checkpoint (nanoGPT's "
                                 "--init_from=resume is --resume OUT/checkpoint.npz here)"),
-    # PyTorch's word_language_model example's, and nanoGPT's n_embd
+    # PyTorch's word_language_model example's (--bptt, --nhid, --clip), and other names
     (["--bptt", "50", "--nhid=64", "--layers", "2", "--clip", "1", "--num-epochs", "2"],
      "unrecognized arguments: --bptt 50 --nhid=64 --layers 2 --clip 1 --num-epochs 2; did you "
      "mean --seq-length (for --bptt) and --hidden-size (for --nhid) and --num-layers (for "
@@ -4413,15 +4437,17 @@ def test_an_empty_checkpoint_or_file_path_is_refused(trained, capsys):
     (["--n_embd", "64"], "unrecognized arguments: --n_embd 64; did you mean --hidden-size?"),
     # the sampler's options, given to train (its samples: temperature 1, all the characters)
     (["--temperature", "0.5"], "unrecognized arguments: --temperature 0.5; --temperature is "
-                               "python -m fastrnn.sample's: the samples training prints are "
-                               "drawn from all the characters at temperature 1 (sample the "
-                               "checkpoint with it) (see --help)\n"),
-    (["-top_k", "5", "--greedy", "--bptt=5"], "unrecognized arguments: -top_k 5 --greedy "
-                                              "--bptt=5; did you mean --seq-length?; -top_k and "
-                                              "--greedy are python -m fastrnn.sample's: the "
-                                              "samples training prints are drawn from all the "
-                                              "characters at temperature 1 (sample the "
-                                              "checkpoint with it) (see --help)\n"),
+                               "python -m fastrnn.sample's, which samples a checkpoint "
+                               "(OUT/checkpoint.npz): the samples training prints are drawn "
+                               "from all the characters at temperature 1 (see --help)\n"),
+    (["-top_k", "5", "--greedy", "--bptt=5", "--prime", "x"],
+     "unrecognized arguments: -top_k 5 --greedy --bptt=5 --prime x; did you mean --seq-length?; "
+     "-top_k and --greedy are python -m fastrnn.sample's, which samples a checkpoint "
+     "(OUT/checkpoint.npz): the samples training prints are drawn from all the characters at "
+     "temperature 1; --prime is python -m fastrnn.sample's, which samples a checkpoint "
+     "(OUT/checkpoint.npz) (see --help)\n"),
+    (["--length", "100"], "unrecognized arguments: --length 100; did you mean --sample-length?"),
+    (["--nlayers", "2"], "unrecognized arguments: --nlayers 2; did you mean --num-layers?"),
 ])
 def test_options_spelled_as_other_tools_spell_them_are_named(tmp_path, capsys, args, fragment):
     """char-rnn, torch-rnn and nanoGPT spell their options with underscores, one dash, or

@@ -470,9 +470,9 @@ def test_texts_are_read_in_the_encoding_the_model_was_trained_on(tmp_path, capsy
     capsys.readouterr()
     rc, out = scored([ckpt, str(latin)])
     assert rc == 0 and out.startswith(f"{latin}: ")
-    assert capsys.readouterr().err == ("fastrnn.score: reading the texts as latin-1, as the "
-                                       "model's training text was read (--encoding reads them "
-                                       "in another)\n")
+    assert capsys.readouterr().err == ("fastrnn.score: reading the texts as latin-1, the "
+                                       "encoding the model's training text was read in "
+                                       "(--encoding sets another)\n")
     assert scored([ckpt, str(latin), "--encoding", "latin-1"]) == (0, out)
     assert capsys.readouterr().err == ""  # (given: not said)
     assert scored([ckpt, str(latin), "--encoding", "utf-8"])[0] == 2
@@ -490,9 +490,9 @@ def test_texts_are_read_in_the_encoding_the_model_was_trained_on(tmp_path, capsy
     argv = [ckpt, "--length", "20", "--seed", "4"]
     got = io.StringIO()
     assert sample.main([*argv, "--prime-file", str(prime)], out=got) == 0
-    assert capsys.readouterr().err == ("fastrnn.sample: reading --prime-file as latin-1, as the "
-                                       "model's training text was read (--encoding reads it in "
-                                       "another)\n")
+    assert capsys.readouterr().err == ("fastrnn.sample: reading --prime-file as latin-1, the "
+                                       "encoding the model's training text was read in "
+                                       "(--encoding sets another)\n")
     primed = io.StringIO()
     assert sample.main([*argv, "--prime", "caf\u00e9"], out=primed) == 0
     assert got.getvalue() == primed.getvalue() and got.getvalue().startswith("caf\u00e9")
@@ -502,8 +502,8 @@ def test_texts_are_read_in_the_encoding_the_model_was_trained_on(tmp_path, capsy
     # train --init-from reads its new text so too (and records it for its own run)
     assert train.main(["--init-from", ckpt, "--data", str(latin), "--iterations", "2",
                        "--out", str(tmp_path / "tuned")]) == 0
-    assert ("note: reading {} as latin-1, as the checkpoint's text was read (--encoding reads it "
-            "in another)\n".format(latin)) in capsys.readouterr().out
+    assert (f"note: reading {latin} as latin-1, the encoding the model's training text was read "
+            f"in (--encoding sets another)\n") in capsys.readouterr().out
     assert checkpoint.load(tmp_path / "tuned" / "checkpoint.npz").encoding == "latin-1"
     assert train.main(["--init-from", ckpt, "--data", str(utf8), "--iterations", "2",
                        "--out", str(tmp_path / "tuned8"), "--encoding", "utf-8"]) == 0
@@ -525,6 +525,42 @@ def test_texts_are_read_in_the_encoding_the_model_was_trained_on(tmp_path, capsy
         assert said in capsys.readouterr().err
         assert scored([str(tmp_path / "other.npz"), str(latin), "--encoding", "latin-1"]) == \
             (0, out)
+        assert train.main(["--init-from", str(tmp_path / "other.npz"), "--data", str(latin),
+                           "--iterations", "2", "--out", str(tmp_path / f"{recorded}")]) == 2
+        assert said.replace("error: ", "") in capsys.readouterr().err
+
+
+def test_a_model_of_utf16_text_given_ascii_or_a_byte_order_mark_model(tmp_path, capsys):
+    """A model of UTF-16 text reads other texts as UTF-16 too: an ASCII or UTF-8 file is told
+    --encoding utf-8 (its characters are two ASCII bytes each; or, of an odd length, it does
+    not decode at all); a model of text read as utf-8-sig reads UTF-8 without a note."""
+    from fastrnn import sample
+    wide = tmp_path / "wide.txt"
+    wide.write_bytes(TEXT.encode("utf-16"))
+    assert train.main(["--data", str(wide), "--encoding", "utf-16", "--hidden-size", "16",
+                       "--seq-length", "10", "--iterations", "5", "--quiet",
+                       "--out", str(tmp_path / "out")]) == 0
+    ckpt = str(tmp_path / "out" / "checkpoint.npz")
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(TEXT[:200].encode())  # (an even number of bytes: it decodes)
+    assert scored([ckpt, str(plain)])[0] == 2
+    assert ("(--skip-unknown drops them); most of them are two bytes of ASCII text each, as "
+            "8-bit text (ASCII, UTF-8) read as UTF-16 gives: if it is, --encoding utf-8 reads "
+            "it\n") in capsys.readouterr().err
+    assert scored([ckpt, str(plain), "--encoding", "utf-8"])[0] == 0
+    plain.write_bytes(TEXT[:201].encode())  # (an odd number: it does not)
+    assert sample.main([ckpt, "--prime-file", str(plain)], out=io.StringIO()) == 2
+    err = capsys.readouterr().err
+    assert "is not valid utf-16 (truncated data)" in err and \
+        "(its bytes are all ASCII: --encoding utf-8)\n" in err, err
+    marked = tmp_path / "marked.txt"
+    marked.write_bytes(b"\xef\xbb\xbf" + TEXT.encode())
+    assert train.main(["--data", str(marked), "--encoding", "utf-8-sig", "--hidden-size", "16",
+                       "--seq-length", "10", "--iterations", "5", "--quiet",
+                       "--out", str(tmp_path / "sig")]) == 0
+    capsys.readouterr()
+    assert scored([str(tmp_path / "sig" / "checkpoint.npz"), str(marked)])[0] == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_a_loss_past_the_float_range_of_its_exponential_is_an_infinite_perplexity(run, tmp_path):
