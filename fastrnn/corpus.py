@@ -191,8 +191,9 @@ def encoding_hint(raw, encoding):
     or control codes fall as in such text (``_wide``); that no encoding will do for what looks
     like binary data (over ``BINARY_CONTROLS`` of its bytes ``CONTROL_CODES``, or over
     NUL_SHARE NULs: then any 8-bit encoding decodes it, as nonsense); UTF-8 where its bytes
-    read as that (or are all ASCII, which UTF-16 and -32 refuse); Windows-1252 for bytes 0x80-0x9f it reads (its quotes, dashes and signs,
-    which latin-1 would read as control characters in silence), or the codec of another
+    read as that (or are all ASCII, which UTF-16 and -32 refuse); Windows-1252 for bytes
+    0x80-0x9f it reads (its quotes, dashes and signs, which latin-1 would read as control
+    characters in silence), or the codec of another
     script's text (``_script_guess``: Chinese in gb18030, Russian in cp1251); else an
     example."""
     given = codec_name(encoding)
