@@ -193,9 +193,8 @@ def encoding_hint(raw, encoding):
     NUL_SHARE NULs: then any 8-bit encoding decodes it, as nonsense); UTF-8 where its bytes
     read as that (or are all ASCII, which UTF-16 and -32 refuse); Windows-1252 for bytes
     0x80-0x9f it reads (its quotes, dashes and signs, which latin-1 would read as control
-    characters in silence), or the codec of another
-    script's text (``_script_guess``: Chinese in gb18030, Russian in cp1251); else an
-    example."""
+    characters in silence), or the codec of another script's text (``_script_guess``: Chinese
+    in gb18030, Russian in cp1251); else an example."""
     given = codec_name(encoding)
     first = np.frombuffer(raw[:COUNT_BLOCK], np.uint8)  # (its first MiB: enough to tell)
     if (mark := _mark(raw[:4])) and not _marked(encoding, raw[:4]):
