@@ -191,7 +191,7 @@ def encoding_hint(raw, encoding):
     or control codes fall as in such text (``_wide``); that no encoding will do for what looks
     like binary data (over ``BINARY_CONTROLS`` of its bytes ``CONTROL_CODES``, or over
     NUL_SHARE NULs: then any 8-bit encoding decodes it, as nonsense); UTF-8 where its bytes
-    read as that (or are all ASCII, which UTF-16 and -32 refuse); Windows-1252 for bytes
+    read as that (or, for UTF-16 or -32, are ASCII text); Windows-1252 for bytes
     0x80-0x9f it reads (its quotes, dashes and signs, which latin-1 would read as control
     characters in silence), or the codec of another script's text (``_script_guess``: Chinese
     in gb18030, Russian in cp1251); else an example."""
@@ -212,9 +212,10 @@ def encoding_hint(raw, encoding):
         return f"if it is text at all: {nuls:.0%} of its bytes are NUL (\\x00), as in binary data"
     if not given.startswith("utf-8") and _utf8(raw[:COUNT_BLOCK]):
         return "its bytes read as UTF-8: --encoding utf-8"
-    if not given.startswith("utf-8") and raw[:COUNT_BLOCK].isascii():  # (UTF-16's or -32's
-        # reading of ASCII text)
-        return "its bytes are all ASCII: --encoding utf-8"
+    if given.startswith(("utf-16", "utf-32")) and raw[:COUNT_BLOCK].isascii():  # (8-bit text:
+        # no NULs, which UTF-16's and -32's ASCII have)
+        return (f"its {'first MiB is' if len(raw) > COUNT_BLOCK else 'bytes are'} ASCII text, "
+                f"not {given}: --encoding utf-8")
     if guess := _script_guess(raw):
         if given in map(codec_name, guess.codecs):
             return f"its bytes read as {guess}: damaged {given} text, rather than another encoding?"
@@ -390,15 +391,16 @@ def read_stream(stream, name, encoding):
             size += len(piece)
             _fits(2 * size, name, "to read")  # (its pieces, then joined)
             pieces.append(piece)
+        raw = pieces[0][:0].join(pieces) if pieces else b""
+        del pieces
     except MemoryError:
         raise CorpusError(f"{name}: not enough memory to read its {size:,} bytes") from None
     except OSError as e:
         raise CorpusError(f"{name}: cannot read it ({e.strerror or e})") from None
-    if not pieces:
+    if not raw:
         raise CorpusError(f"{name} is empty")
-    if isinstance(pieces[0], str):
-        return "".join(pieces)
-    raw = b"".join(pieces)
+    if isinstance(raw, str):
+        return raw
     _fits(len(raw) * (2 if raw.isascii() else 8), name, "to decode and encode")
     return decoded(raw, name, encoding)
 
@@ -818,9 +820,13 @@ def unknown_hint(text, missing, encoding, start=True):
             any(c > "\x7f" for c in missing) and _utf8(_first_bytes(text[:COUNT_BLOCK], encoding)):
         hint += (f"; its bytes past ASCII are UTF-8's, which {encoding} reads as other "
                  f"characters: if it is UTF-8, --encoding utf-8 reads it")
-    elif codec.startswith("utf-16") and sum(map(_two_text_bytes, missing)) > len(missing) / 2:
+    elif codec.startswith("utf-16") and sum(map(_two_text_bytes, missing)) > len(missing) / 2 \
+            and b"\0" not in (first := _first_bytes(text[:COUNT_BLOCK], encoding)) and \
+            (first.isascii() or _utf8(first)):  # (UTF-16 text has NULs: its line breaks' high
+        # bytes)
         hint += ("; most of them are two bytes of ASCII text each, as 8-bit text (ASCII, "
-                 "UTF-8) read as UTF-16 gives: if it is, --encoding utf-8 reads it")
+                 "UTF-8) read as UTF-16 gives, and its bytes are that: if it is, --encoding "
+                 "utf-8 reads it")
     nuls = text.count("\x00") / max(1, len(text)) if "\x00" in missing else 0
     if nuls > NUL_SHARE:
         hint += "; " + (_wide_clause(_first_bytes(text[:COUNT_BLOCK], encoding), "its bytes",

@@ -27,7 +27,6 @@ PROG = "fastrnn.sample"
 PIECE = 64  # characters generated per kernel call, then written out
 SEPARATOR = "-----"  # the line between two samples (the trainer's samples end with it)
 LONE_SHARE = 0.99  # --top-p under this over V keeps one character (rounding of 1/V allowed)
-STDIN = "<stdin>"  # standard input's name in messages (--prime-file -)
 
 
 def build_parser():
@@ -143,7 +142,6 @@ def _prime(args, vocab, recorded):
     if args.prime_file is not None:
         from . import corpus, files  # (25 ms of imports a sample without a file need not pay)
         stdin = args.prime_file == "-"
-        name = STDIN if stdin else args.prime_file
         kind = None if stdin else files.not_regular(args.prime_file)
         if kind == "a directory":
             raise cli.UsageError(f"--prime-file {args.prime_file} is a directory: give a text "
@@ -163,14 +161,14 @@ def _prime(args, vocab, recorded):
         if note:
             print(f"{PROG}: {note}", file=sys.stderr)
         try:
-            prime = corpus.read_stream(cli.stdin_to_read(PROG, "--prime-file -"), STDIN,
+            prime = corpus.read_stream(cli.stdin_to_read(PROG, "--prime-file -"), "-",
                                        encoding) if stdin else \
                 corpus.read_text(args.prime_file, encoding)[0]
         except corpus.CorpusError as e:
             raise cli.UsageError(f"--prime-file {e}") from None
         missing = vocab.unknown(prime)
         if missing:
-            raise cli.UsageError(f"--prime-file {name} has characters the model never "
+            raise cli.UsageError(f"--prime-file {args.prime_file} has characters the model never "
                                  f"saw: {describe(missing)} ({_vocabulary(vocab)})"
                                  f"{corpus.unknown_hint(prime, missing, encoding)}")
         return prime

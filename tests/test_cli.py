@@ -3552,12 +3552,12 @@ def test_the_prime_read_from_a_file(trained, tmp_path, capsys, monkeypatch):
     for stdin in (io.TextIOWrapper(io.BytesIO("The \nking".encode())), io.StringIO("The \nking")):
         monkeypatch.setattr("sys.stdin", stdin)
         assert run_sample([*argv, "--prime-file", "-"]) == (0, primed)
-    for stdin, message in ((io.TextIOWrapper(io.BytesIO(b"")), "--prime-file <stdin> is empty"),
-                           (io.TextIOWrapper(io.BytesIO(b"The \xff")), "--prime-file <stdin>: "
-                                                                        "byte 0xff at offset 4 "
-                                                                        "is not valid utf-8"),
+    for stdin, message in ((io.TextIOWrapper(io.BytesIO(b"")), "--prime-file - is empty"),
+                           (io.TextIOWrapper(io.BytesIO(b"The \xff")), "--prime-file -: byte "
+                                                                        "0xff at offset 4 is "
+                                                                        "not valid utf-8"),
                            (io.TextIOWrapper(io.BytesIO("The \u2603".encode())),
-                            "--prime-file <stdin> has characters the model never saw: '\u2603'"),
+                            "--prime-file - has characters the model never saw: '\u2603'"),
                            (None, "--prime-file - (standard input) is closed")):
         monkeypatch.setattr("sys.stdin", stdin)
         rc, text = run_sample([*argv, "--prime-file", "-"])

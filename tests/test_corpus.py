@@ -236,6 +236,13 @@ def test_a_file_empty_once_decoded_is_named(tmp_path, content, encoding):
     ("\u041f\u0440\u0438\u0432\u0435\u0442.\n".encode() * 5 + b"\n", "utf-16",
      r"if not, pass its encoding with --encoding \(its bytes read as UTF-8: --encoding utf-8\)$"),
     (b"A\xc3", "ascii", r"\(for example --encoding latin-1\)$"),  # (a cut character: no UTF-8)
+    # ASCII text read as UTF-16 or -32 (a model of such text scoring it): UTF-8 named; not so
+    # damaged UTF-7, whose own text is ASCII
+    (b"The king is dead.\n\n", "utf-16", r"\(its bytes are ASCII text, not utf-16: --encoding "
+                                       r"utf-8\)$"),
+    (b"The king is dead.\n", "utf-32", r"\(its bytes are ASCII text, not utf-32: --encoding "
+                                       r"utf-8\)$"),
+    (b"The +AOk- king +Ze!x is dead.\n", "utf-7", r"\(for example --encoding latin-1\)$"),
     # a UTF-16 character in the file's first bytes, then one cut: cut short
     (b"\x16\x04A", "utf-16", r"\(truncated data\): the file ends in the middle of a character, "
                              r"as one cut short"),

@@ -545,14 +545,19 @@ def test_a_model_of_utf16_text_given_ascii_or_a_byte_order_mark_model(tmp_path, 
     plain.write_bytes(TEXT[:200].encode())  # (an even number of bytes: it decodes)
     assert scored([ckpt, str(plain)])[0] == 2
     assert ("(--skip-unknown drops them); most of them are two bytes of ASCII text each, as "
-            "8-bit text (ASCII, UTF-8) read as UTF-16 gives: if it is, --encoding utf-8 reads "
-            "it\n") in capsys.readouterr().err
+            "8-bit text (ASCII, UTF-8) read as UTF-16 gives, and its bytes are that: if it is, "
+            "--encoding utf-8 reads it\n") in capsys.readouterr().err
+    cjk = tmp_path / "cjk.txt"  # (UTF-16 text whose unknown characters are such pairs too:
+    cjk.write_bytes((TEXT[:100] + "\u4f60").encode("utf-16"))  # its NULs say it is UTF-16)
+    assert scored([ckpt, str(cjk)])[0] == 2
+    err = capsys.readouterr().err
+    assert "never saw: '\u4f60'" in err and "ASCII" not in err, err
     assert scored([ckpt, str(plain), "--encoding", "utf-8"])[0] == 0
     plain.write_bytes(TEXT[:201].encode())  # (an odd number: it does not)
     assert sample.main([ckpt, "--prime-file", str(plain)], out=io.StringIO()) == 2
     err = capsys.readouterr().err
     assert "is not valid utf-16 (truncated data)" in err and \
-        "(its bytes are all ASCII: --encoding utf-8)\n" in err, err
+        "(its bytes are ASCII text, not utf-16: --encoding utf-8)\n" in err, err
     marked = tmp_path / "marked.txt"
     marked.write_bytes(b"\xef\xbb\xbf" + TEXT.encode())
     assert train.main(["--data", str(marked), "--encoding", "utf-8-sig", "--hidden-size", "16",
