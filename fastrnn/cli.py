@@ -147,22 +147,20 @@ class Parser(argparse.ArgumentParser):
         ("--x (for -a) and --y (for -b)": char-rnn's ``-length 50 -primetext x`` had only the
         first named), and what says a positional argument was given an option's name."""
         found, twice = [], []  # (word, option): meant, and meant but given already
+        said = {}  # {whose it is: the words given that are another command's options}
         given = self._given()
         for k, word in enumerate(words):
             option = self._option_meant(word, _value(words, k))
             if option and option not in [o for _, o in found + twice]:
                 (twice if option in given else found).append((word.partition("=")[0], option))
+            elif not option and word.startswith("-") and (whose := self.elsewhere.get(
+                    "--" + word.lstrip("-").partition("=")[0].lower().replace("_", "-"))):
+                said.setdefault(whose, []).append(word.partition("=")[0])
         meant = f"; did you mean {found[0][1]}?" if len(found) == 1 else \
             "; did you mean " + " and ".join(f"{o} (for {w})" for w, o in found) + "?" \
             if found else ""
         meant += "".join(f"; {w} is {o}, given already: drop it" for w, o in twice)
         meant += self._default_meant(words)
-        said = {}  # {what is said: the words it is said of}
-        for word in words:
-            name = "--" + word.lstrip("-").partition("=")[0].lower().replace("_", "-")
-            if word.startswith("-") and name in self.elsewhere and \
-                    not self._option_meant(word, None):
-                said.setdefault(self.elsewhere[name], []).append(word.partition("=")[0])
         for what, named in said.items():
             meant += f"; {' and '.join(named)} {'is' if len(named) == 1 else 'are'} {what}"
         for word in words:

@@ -371,9 +371,6 @@ def read_text(path, encoding="utf-8"):
         raise CorpusError(f"{path}: cannot read it ({e.strerror or e})") from None
     if not raw:
         raise CorpusError(f"{path} is empty")
-    # decoded, and then its ids: a character is 1 byte of Python's text if the file is ASCII,
-    # up to 4 if not; its id up to 4 (both held with the bytes for a moment)
-    _fits(len(raw) * (2 if raw.isascii() else 8), path, "to decode and encode")
     return decoded(raw, path, encoding), hashlib.sha256(raw).hexdigest(), raw[:COUNT_BLOCK]
 
 
@@ -399,15 +396,16 @@ def read_stream(stream, name, encoding):
         raise CorpusError(f"{name}: cannot read it ({e.strerror or e})") from None
     if not raw:
         raise CorpusError(f"{name} is empty")
-    if isinstance(raw, str):
-        return raw
-    _fits(len(raw) * (2 if raw.isascii() else 8), name, "to decode and encode")
-    return decoded(raw, name, encoding)
+    return raw if isinstance(raw, str) else decoded(raw, name, encoding)
 
 
 def decoded(raw, path, encoding):
     """The bytes ``raw``, all of the file ``path`` (a name, for the message), decoded in
-    ``encoding``; a CorpusError naming the first byte that is not valid there."""
+    ``encoding``; a CorpusError naming the first byte that is not valid there, or the memory
+    it would need."""
+    # decoded, and then its ids: a character is 1 byte of Python's text if the file is ASCII,
+    # up to 4 if not; its id up to 4 (both held with the bytes for a moment)
+    _fits(len(raw) * (2 if raw.isascii() else 8), path, "to decode and encode")
     try:
         return raw.decode(encoding)
     except MemoryError:
