@@ -3,7 +3,8 @@
 The file is a NumPy ``.npz`` archive (no pickles). Arrays, named by the model's spec
 (``Spec.named``): the parameters (``Wxh Whh bh Why by`` for min-char-rnn's model), the
 optimizer's state buffers prefixed by their names (``mWxh ...``; Adam also ``vWxh ...``), the
-recurrent state ``state (L, S, B, H)`` and the per-iteration loss history ``losses``; a JSON
+recurrent state ``state (L, S, B, H)`` and the loss history ``losses`` (one per iteration, or
+past 2^20 the entries of ``metrics.LossHistory``, its stride in the run record); a JSON
 document ``meta`` holds the format name and version, the model config (cell, layers, dropout
 and gradient clip included), the vocabulary, the data position, the update count, the dropout
 generator's state, and the training run's bookkeeping (iteration, sampling RNG state,
@@ -135,7 +136,8 @@ class Checkpoint:
     states: list            # one {name: array} per optimizer state buffer
     state: np.ndarray       # (L, S, B, H)
     position: int
-    losses: np.ndarray      # float64, one per iteration so far
+    losses: np.ndarray      # float64, one per iteration so far (fastrnn.train's, past 2^20
+                            # iterations: the means of run["loss_stride"], metrics.LossHistory)
     run: dict = field(default_factory=dict)
     step: int = 0           # optimizer updates made
     dropout_rng: dict = None  # the dropout generator's state (None: a fresh one from the seed)
@@ -158,7 +160,8 @@ class Checkpoint:
         """The model's state now: copies, which its further training leaves as they are
         (``views``: the model's own arrays instead, for a checkpoint written before the model
         trains on: at a save, copies of the weights and optimizer state took their size in
-        memory again). ``losses``: one per iteration (the run's history, 1-D)."""
+        memory again). ``losses``: one per iteration (the run's history, 1-D; or as
+        ``metrics.LossHistory.entries()`` holds it, with its stride in ``run``)."""
         if not isinstance(model, CharRNN):
             raise ValueError(f"model must be a CharRNN, got {type(model).__name__}")
         spec = model.spec

@@ -1,4 +1,5 @@
-"""The training run's record: evaluations as JSON lines, and a loss-curve picture.
+"""The training run's record: evaluations as JSON lines, a loss-curve picture, and the loss of
+every iteration, bounded (``LossHistory``).
 
 Each evaluation is one line of ``metrics.jsonl``::
 
@@ -9,8 +10,9 @@ Each evaluation is one line of ``metrics.jsonl``::
 ``val_streams`` is how many streams the validation read the held-out text as, and
 ``learning_rate`` the rate at the record's iteration (a schedule's). ``epoch`` counts passes
 over the training text (iterations over the chunks per pass); losses in nats per character
-(``train_loss`` is the mean over the iterations since the previous record, with dropout if the
-run has it; null before the first iteration), ``*_bpc`` the same in bits per character;
+(``train_loss`` is the mean over the iterations since the previous record, from
+``LossHistory.sum_since``, with dropout if the run has it; null before the first iteration),
+``*_bpc`` the same in bits per character;
 ``train_seconds`` is the time spent in training kernel calls (not evaluation or compilation) and
 ``chars_per_s`` the rate in it; ``wall_seconds`` the time since the start of training,
 everything included (over every process of a resumed run).
@@ -22,7 +24,10 @@ import logging
 import math
 import time
 
+import numpy as np
+
 from . import files
+from .config import LOSS_ENTRIES
 
 
 def bits(nats):
@@ -126,3 +131,114 @@ def _draw(plt, records, save):
 def _first_line(e):
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+class LossHistory:
+    """The loss of every iteration of a run (each chunk's, summed over its characters and
+    streams, as ``CharRNN.train`` returns it) in at most about ``LOSS_ENTRIES`` float64
+    entries, so that a run of any length keeps a history, and writes checkpoints, of bounded
+    size: one entry per iteration up to ``LOSS_ENTRIES`` iterations; past them, one per
+    ``stride`` iterations (2, 4, 8, ...: the smallest power of two that keeps the whole entries
+    within ``LOSS_ENTRIES``, pairs of entries merged as it doubles), then the iterations after
+    the last whole entry in entries of stride/2, /4, ..., 1 iterations (one of each at most: the
+    binary digits of ``iterations % stride``). An entry of 2k iterations holds (a + b) / 2 of its
+    two halves' entries, down to single losses, so the entries are a function of the losses
+    alone, however they came: a run stopped and resumed holds the same bits as one that was
+    not."""
+
+    def __init__(self, entries=(), iterations=0, stride=1, capacity=1024):
+        """From a checkpoint's ``losses`` (``entries()``) of ``iterations`` at ``stride``;
+        ``capacity``: entries to make room for at once."""
+        entries = np.asarray(entries, np.float64)
+        expected = self.count(iterations, stride)
+        if len(entries) != expected:
+            raise ValueError(f"{len(entries):,} loss entries for {iterations:,} iterations "
+                             f"{f'at stride {stride} ' if stride > 1 else ''}(expected "
+                             f"{expected:,})")
+        self.stride, self.iterations = stride, iterations
+        self.whole = iterations // stride  # entries of ``stride`` iterations, then the tail's
+        self._entries = np.empty(max(min(capacity, LOSS_ENTRIES), self.whole))
+        self._entries[:self.whole] = entries[:self.whole]
+        sizes = [1 << k for k in reversed(range(stride.bit_length() - 1))
+                 if iterations % stride >> k & 1]
+        self.tail = list(zip(sizes, entries[self.whole:].tolist()))  # [(iterations, mean)]
+        while self.whole > LOSS_ENTRIES:  # (an earlier checkpoint's longer history)
+            self._halve()
+
+    @staticmethod
+    def count(iterations, stride):
+        """The entries of a history of ``iterations`` at ``stride``."""
+        return iterations // stride + (iterations % stride).bit_count()
+
+    def entries(self):
+        """The history as a checkpoint holds it (a view at stride 1, else a copy)."""
+        head = self._entries[:self.whole]
+        return np.concatenate([head, [mean for _, mean in self.tail]]) if self.tail else head
+
+    def spans(self):
+        """(first iteration, iterations) of each entry, as two int64 arrays."""
+        sizes = np.concatenate([np.full(self.whole, self.stride, np.int64),
+                                np.array([size for size, _ in self.tail], np.int64)])
+        return np.cumsum(sizes) - sizes, sizes
+
+    def extend(self, losses):
+        """Add the losses of the next ``len(losses)`` iterations."""
+        losses = np.asarray(losses, np.float64)
+        i = 0
+        while i < len(losses):
+            whole = min((len(losses) - i) // self.stride, LOSS_ENTRIES - self.whole)
+            if self.tail or whole <= 0:  # (one at a time, up to the next whole entry)
+                self._add(1, float(losses[i]))
+                i += 1
+                continue
+            block = losses[i:i + whole * self.stride].reshape(whole, self.stride)
+            while block.shape[1] > 1:  # (the pairs' means, as _add takes them)
+                block = (block[:, 0::2] + block[:, 1::2]) / 2
+            self._put(block[:, 0])
+            i += whole * self.stride
+        self.iterations += len(losses)
+
+    def sum_since(self, start):
+        """The sum of the losses of iterations ``start`` onwards (where ``start`` cuts an
+        entry, past ``LOSS_ENTRIES`` iterations: its share, as if each of its iterations had
+        its mean)."""
+        total, end = 0.0, self.whole * self.stride
+        if start < end:
+            k = -(-start // self.stride)  # the first whole entry from ``start``
+            if start % self.stride:
+                total += float(self._entries[k - 1]) * (k * self.stride - start)
+            total += float(self._entries[k:self.whole].sum()) * self.stride
+        for size, mean in self.tail:
+            total += mean * min(size, max(0, end + size - start))
+            end += size
+        return total
+
+    def _add(self, size, mean):
+        """An entry of ``size`` iterations after the others (the tail's are all larger)."""
+        while self.tail and self.tail[-1][0] == size:
+            size, mean = 2 * size, (self.tail.pop()[1] + mean) / 2
+        if size < self.stride:
+            self.tail.append((size, mean))
+        elif self.whole < LOSS_ENTRIES:
+            self._put(np.array([mean]))
+        else:
+            self._halve()
+            self._add(size, mean)
+
+    def _halve(self):
+        """Merge the whole entries in pairs, the stride doubled (the odd one out, if any, is the
+        tail's first)."""
+        head, pairs = self._entries[:self.whole], self.whole // 2
+        if self.whole % 2:
+            self.tail.insert(0, (self.stride, float(head[-1])))
+        self._entries[:pairs] = (head[0:2 * pairs:2] + head[1:2 * pairs:2]) / 2
+        self.whole, self.stride = pairs, 2 * self.stride
+
+    def _put(self, means):
+        if self.whole + len(means) > len(self._entries):
+            grown = np.empty(min(max(self.whole + len(means), 2 * len(self._entries)),
+                                 LOSS_ENTRIES))
+            grown[:self.whole] = self._entries[:self.whole]
+            self._entries = grown
+        self._entries[self.whole:self.whole + len(means)] = means
+        self.whole += len(means)

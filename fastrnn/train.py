@@ -28,7 +28,8 @@ from . import (cells, checkpoint, cli, compiling, corpus as corpus_mod, files, m
 from .backends import BACKENDS, get_backend
 from .checkpoint import BEST, CHECKPOINT, Checkpoint, CheckpointError
 from .config import (CADENCE, COUNT_MAX, DATA_DEFAULTS, DEFAULT_ITERATIONS, DIVERGED_LOSS,
-                     DTYPES, FINE_TUNE_DIVISOR, GPU_DTYPE, MODEL_DEFAULTS, SAMPLE_LENGTH_MAX)
+                     DTYPES, FINE_TUNE_DIVISOR, GPU_DTYPE, LOSS_ENTRIES, MODEL_DEFAULTS,
+                     SAMPLE_LENGTH_MAX)
 from .model import ARCHITECTURE, CharRNN
 from .rundir import ASIDE, METRICS, PLOT
 from .schedule import PIECES, Schedule, anneal_start
@@ -524,10 +525,15 @@ def _load_resume(path):
         raise cli.UsageError(f"cannot resume: {path} was not written by fastrnn.train (its run "
                              f"record has no iteration count): --init-from trains on from its "
                              f"weights")
-    if iteration != len(ckpt.losses):
+    stride = ckpt.run.get("loss_stride", 1)
+    if not (validate.is_integer(stride) and stride >= 1 and stride & (stride - 1) == 0):
+        raise cli.UsageError(f"cannot resume: {path}'s loss_stride is {stride!r}, not a power "
+                             f"of two (damaged?): --init-from trains on from its weights")
+    if iteration < 0 or len(ckpt.losses) != metrics.LossHistory.count(iteration, stride):
         raise cli.UsageError(f"cannot resume: {path} holds {len(ckpt.losses):,} losses for its "
                              f"{iteration:,} iterations (fastrnn.train's checkpoints hold one "
-                             f"per iteration; one saved otherwise, or damaged): --init-from "
+                             f"per iteration, or past {LOSS_ENTRIES:,} iterations one per "
+                             f"loss_stride; one saved otherwise, or damaged): --init-from "
                              f"trains on from its weights")
     return ckpt
 
@@ -837,11 +843,10 @@ class Trainer:
                      "chars": corpus.n_chars}
         self.iteration = run.get("iteration", 0)
         self.resumed_at = self.iteration if ckpt else None  # (the checkpoint it is, on disk)
-        # the loss of every iteration: the checkpoint's, and room for this run's (grown if need be)
-        self.history = np.empty(max(1024, self.iteration,
-                                    min(args.iterations, self.iteration + 1_000_000)))
-        if ckpt:
-            self.history[:self.iteration] = ckpt.losses[:self.iteration]
+        # the loss of every iteration (the checkpoint's, and room for this run's)
+        self.history = metrics.LossHistory(
+            ckpt.losses if ckpt else (), self.iteration, run.get("loss_stride", 1),
+            capacity=max(1024, min(args.iterations - self.iteration, 1 << 20)))
         self.smooth = run.get("smooth_loss", -math.log(1.0 / c.vocab_size) * c.seq_length)
         self.chunk_chars = c.seq_length * c.batch_size  # characters per iteration
         # a chunk's loss past this has diverged (config.DIVERGED_LOSS)
@@ -1326,8 +1331,7 @@ class Trainer:
     def _record(self, losses, seconds):
         """Append a block's losses; ``seconds`` is its time (None: untimed, e.g. compilation)."""
         n = len(losses)
-        self._reserve(self.iteration + n)
-        self.history[self.iteration:self.iteration + n] = losses
+        self.history.extend(losses)
         streams = self.model.config.batch_size
         smooth = float(losses[0]) / streams if self.smooth is None else self.smooth
         for loss in losses.tolist():  # min-char-rnn's smoothed loss of one stream's chunk
@@ -1337,13 +1341,6 @@ class Trainer:
         if seconds is not None:
             self.seconds += seconds
             self.timed_chars += n * self.chunk_chars
-
-    def _reserve(self, size):
-        """Grow the loss history (one float64 per iteration) to hold ``size`` entries."""
-        if size > len(self.history):
-            grown = np.empty(max(size, 2 * len(self.history)))
-            grown[:self.iteration] = self.history[:self.iteration]
-            self.history = grown
 
     def _params_finite(self):
         return bool(np.isfinite(self.model.weights.flat).all())
@@ -1508,8 +1505,7 @@ class Trainer:
         if self.iteration == 0:
             return None
         start = min(self.records[-1]["iteration"] if self.records else 0, self.iteration - 1)
-        window = self.history[start:self.iteration]
-        return float(window.sum()) / (len(window) * self.chunk_chars)
+        return self.history.sum_since(start) / ((self.iteration - start) * self.chunk_chars)
 
     def _save_best(self):
         """best.npz, if the latest validation improved on the best."""
@@ -1599,6 +1595,7 @@ class Trainer:
                 # the run's end, which a resume without --iterations trains to, and its budget,
                 # counted from budget_from (in wall_seconds), which such a resume keeps
                 "target": self.args.iterations,
+                **({"loss_stride": self.history.stride} if self.history.stride > 1 else {}),
                 **({"time_budget": self.args.time_budget, "budget_from": self.args.budget_from}
                    if self.args.time_budget else {}),
                 **({"stopped": self.ended_by} if self.ended_by else {}),
@@ -1762,7 +1759,7 @@ class Trainer:
 
     def _save(self, name):
         start = time.perf_counter()
-        ckpt = Checkpoint.of(self.model, self.corpus.vocab, self.history[:self.iteration],
+        ckpt = Checkpoint.of(self.model, self.corpus.vocab, self.history.entries(),
                              self._state(), views=True)  # (written now: no copies)
         try:
             self._write(name, checkpoint.save, ckpt)

@@ -50,3 +50,27 @@ def as64(w):
 
 def random_chunk(rng, T, V, B=1):
     return rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
+
+
+def loss_history(losses, cap):
+    """What ``metrics.LossHistory`` holds for these per-iteration losses with at most ``cap``
+    whole entries, written plainly: (entries, stride, entry sizes). The stride is the least
+    power of two that makes len // stride at most ``cap``; whole entries of ``stride`` losses
+    come first, then one entry for each binary digit of the rest, largest first; an entry is
+    the mean of its two halves' entries, down to single losses."""
+    def mean(block):  # (a + b) / 2, level by level
+        block = list(block)
+        while len(block) > 1:
+            block = [(a + b) / 2 for a, b in zip(block[0::2], block[1::2])]
+        return block[0]
+
+    n, stride = len(losses), 1
+    while n // stride > cap:
+        stride *= 2
+    sizes = [stride] * (n // stride) + [b for b in (stride >> k for k in range(1, 64))
+                                        if b and n % stride & b]
+    entries, start = [], 0
+    for size in sizes:
+        entries.append(mean(losses[start:start + size]))
+        start += size
+    return np.array(entries), stride, sizes

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastrnn import checkpoint, cli, reference, score, train
+from fastrnn import checkpoint, cli, metrics, reference, score, train
 from fastrnn.corpus import DEFAULT_CORPUS, load
 from fastrnn.sample import main as sample_main
-from tests.helpers import NAMES, rewrite_meta
+from tests.helpers import NAMES, loss_history, rewrite_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCE = ("Hope is the thing with feathers that perches in the soul. And sings the tune without "
@@ -2378,6 +2378,33 @@ def test_ctrl_c_saves_and_the_resumed_run_equals_an_uninterrupted_one(tmp_path, 
                checkpoint.load(tmp_path / "b" / "checkpoint.npz"))
 
 
+def test_a_long_runs_loss_history_is_bounded_and_resumes_bit_for_bit(tmp_path, corpus_file,
+                                                                     monkeypatch):
+    """Past LOSS_ENTRIES iterations (here 16) a run's loss history holds means of 2, 4, ...
+    iterations: the checkpoint's entries are the same run's per-iteration losses (with the cap
+    it ships with) merged as ``helpers.loss_history`` states, the same bits when the run was
+    stopped and resumed; the records' training losses are the losses' means."""
+    common = ["--data", corpus_file, *SMALL, "--eval-every", "25", "--sample-every", "0",
+              "--checkpoint-every", "40"]
+    assert train.main([*common, "--iterations", "150", "--out", str(tmp_path / "all")]) == 0
+    monkeypatch.setattr(metrics, "LOSS_ENTRIES", 16)
+    assert train.main([*common, "--iterations", "150", "--out", str(tmp_path / "a")]) == 0
+    assert train.main([*common, "--iterations", "70", "--out", str(tmp_path / "b")]) == 0
+    assert train.main(["--resume", str(tmp_path / "b" / "checkpoint.npz"), "--iterations", "150",
+                       "--quiet"]) == 0
+    every, a, b = (checkpoint.load(tmp_path / run / "checkpoint.npz") for run in ("all", "a", "b"))
+    assert len(every.losses) == 150 and "loss_stride" not in every.run
+    entries, stride, _ = loss_history(every.losses.tolist(), 16)
+    assert a.run["loss_stride"] == stride == 16 and len(a.losses) == 9 + 2  # 150 = 9 x 16 + 6
+    assert np.array_equal(a.losses, entries)
+    same_state(a, b)
+    records = [[r["train_loss"] for r in ckpt.run["metrics"]] for ckpt in (every, a)]
+    assert len(records[0]) == len(records[1]) == 6
+    assert records[1][0] == records[0][0]  # (iterations 0-24: whole entries, exact)
+    for got, exact in zip(records[1], records[0]):  # (an entry cut by a window: its share)
+        assert math.isclose(got, exact, rel_tol=0.02)
+
+
 def test_a_second_ctrl_c_quits_in_one_line(capsys, monkeypatch):
     """(in-process: two signals sent to a training process race the block's end.) A second
     one within SAME_STOP seconds of the first is the same request (two close together, from
@@ -3000,7 +3027,8 @@ def test_a_checkpoint_saved_from_python_without_its_history_says_what_resumes(
     losses = model.train(ids, 30)
     for losses_kept, run, said in (
             ([], {"iteration": 30}, "holds 0 losses for its 30 iterations (fastrnn.train's "
-                                    "checkpoints hold one per iteration; one saved otherwise, "
+                                    "checkpoints hold one per iteration, or past 1,048,576 "
+                                    "iterations one per loss_stride; one saved otherwise, "
                                     "or damaged): --init-from trains on from its weights"),
             (losses, {}, "was not written by fastrnn.train (its run record has no iteration "
                          "count): --init-from trains on from its weights")):
@@ -4135,6 +4163,8 @@ def test_resume_from_an_unusable_checkpoint(saved_run, capsys, damage, fragment)
     (lambda m: m.update(position=10 ** 9), "its position 1000000000 lies beyond its own text"),
     (lambda m: m.update(step=10 ** 6), "step 1000000 exceeds its iteration count"),
     (lambda m: m["run"].update(rng={"bit_generator": "nope"}), "run.rng is not a random"),
+    (lambda m: m["run"].update(loss_stride=3), "loss_stride is 3, not a power of two"),
+    (lambda m: m["run"].update(loss_stride=4), "holds 20 losses for its 20 iterations"),
 ])
 def test_resume_refuses_fields_inconsistent_with_the_run(saved_run, capsys, change, fragment):
     """Fields checked against the run and its text (position, update count, generator state):

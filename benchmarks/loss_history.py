@@ -1,0 +1,93 @@
+"""What a long run's loss history costs at each checkpoint: the write of a checkpoint of the
+default model after N iterations, with the history one float64 per iteration (as before
+``metrics.LossHistory``) and as ``LossHistory`` keeps it (at most 2^20 entries), against the
+training time between two checkpoints (``--checkpoint-every`` 5000 iterations of the default
+model, timed in the same run).
+
+    python benchmarks/loss_history.py                   # 1.8, 18 and 72 million iterations
+    python benchmarks/loss_history.py --iterations 1e9
+
+Medians of 5 writes each, alternating, into a temporary directory; then the time
+``LossHistory.extend`` takes for a run's calls (blocks of 1,310 iterations, a numba call of the
+default model) per million iterations.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import describe  # noqa: E402
+from fastrnn import CharRNN, Vocab, checkpoint  # noqa: E402
+from fastrnn.checkpoint import Checkpoint  # noqa: E402
+from fastrnn.config import CADENCE  # noqa: E402
+from fastrnn.metrics import LossHistory  # noqa: E402
+
+BLOCK = 1310  # iterations of one numba call of the default model (32,768 characters / 25)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iterations", type=float, nargs="+", default=[1.8e6, 18e6, 72e6])
+    args = parser.parse_args()
+    print(describe.header(__file__) + "\n")
+    text = describe.SHARED_TEXT.read_text(encoding="utf-8")
+    vocab = Vocab.from_text(text)
+    data = vocab.encode(text[:len(text) * 9 // 10])
+    model = CharRNN(len(vocab))
+    model.train(data, BLOCK)  # (compiled)
+    every = CADENCE["checkpoint_every"]
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        model.train(data, every)
+        times.append(time.perf_counter() - start)
+    between = statistics.median(times)
+    print(f"the default model: {every:,} iterations (one --checkpoint-every) in {between:.3f} s, "
+          f"{every / between:,.0f} iterations/s (median of 5)\n")
+    rng = np.random.default_rng(0)
+    print("| iterations | history | entries | file | checkpoint write | share of the training "
+          "between two |")
+    print("|---:|---|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in map(int, args.iterations):
+            losses = rng.random(n) * 60
+            history = LossHistory()
+            history.extend(losses)
+            kinds = {"one per iteration": losses, "LossHistory": history.entries()}
+            runs = {kind: {"iteration": n, **({"loss_stride": history.stride}
+                                               if kind == "LossHistory" else {})}
+                    for kind in kinds}
+            spent = {kind: [] for kind in kinds}
+            for _ in range(5):
+                for kind, entries in kinds.items():
+                    ckpt = Checkpoint.of(model, vocab, entries, runs[kind], views=True)
+                    path = Path(tmp) / f"{len(entries)}.npz"  # (each its own: a write
+                    # over the other's would pay for freeing its blocks)
+                    start = time.perf_counter()
+                    checkpoint.save(path, ckpt)
+                    spent[kind].append(time.perf_counter() - start)
+                    size = os.path.getsize(path)
+                    spent[kind + " size"] = size
+            for kind, entries in kinds.items():
+                t = statistics.median(spent[kind])
+                print(f"| {n:,} | {kind} | {len(entries):,} | {spent[kind + ' size'] / 2**20:.1f}"
+                      f" MiB | {t:.3f} s | {t / (t + between):.0%} |")
+    losses = rng.random(BLOCK * 2000) * 60
+    history, start = LossHistory(), time.perf_counter()
+    for i in range(0, len(losses), BLOCK):
+        history.extend(losses[i:i + BLOCK])
+    spent = time.perf_counter() - start
+    print(f"\nLossHistory.extend: {spent / len(losses) * 1e6:.3f} s per million iterations (at "
+          f"stride 1, then up to {history.stride}; {len(losses):,} iterations in calls of "
+          f"{BLOCK:,})")
+
+
+if __name__ == "__main__":
+    main()
