@@ -8,8 +8,8 @@ model, timed in the same run).
     python benchmarks/loss_history.py --iterations 1e9
 
 Medians of 5 writes each, alternating, into a temporary directory; then the time
-``LossHistory.extend`` takes for a run's calls (blocks of 1,310 iterations, a numba call of the
-default model) per million iterations.
+``LossHistory.extend`` takes per million iterations given in a run's calls (blocks of 1,310
+iterations, a numba call of the default model), at strides 1 to 8,192.
 """
 
 import argparse
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import describe  # noqa: E402
 from fastrnn import CharRNN, Vocab, checkpoint  # noqa: E402
 from fastrnn.checkpoint import Checkpoint  # noqa: E402
-from fastrnn.config import CADENCE  # noqa: E402
+from fastrnn.config import CADENCE, LOSS_ENTRIES  # noqa: E402
 from fastrnn.metrics import LossHistory  # noqa: E402
 
 BLOCK = 1310  # iterations of one numba call of the default model (32,768 characters / 25)
@@ -79,14 +79,20 @@ def main():
                 t = statistics.median(spent[kind])
                 print(f"| {n:,} | {kind} | {len(entries):,} | {spent[kind + ' size'] / 2**20:.1f}"
                       f" MiB | {t:.3f} s | {t / (t + between):.0%} |")
-    losses = rng.random(BLOCK * 2000) * 60
-    history, start = LossHistory(), time.perf_counter()
-    for i in range(0, len(losses), BLOCK):
-        history.extend(losses[i:i + BLOCK])
-    spent = time.perf_counter() - start
-    print(f"\nLossHistory.extend: {spent / len(losses) * 1e6:.3f} s per million iterations (at "
-          f"stride 1, then up to {history.stride}; {len(losses):,} iterations in calls of "
-          f"{BLOCK:,})")
+    losses = rng.random(BLOCK * 800) * 60
+    print(f"\nLossHistory.extend, {len(losses):,} iterations in calls of {BLOCK:,}, from a history"
+          f" of LOSS_ENTRIES x stride iterations (median of 5):\n")
+    print("| stride | seconds per million iterations |\n|---:|---:|")
+    for stride in (1, 128, 1024, 8192):
+        spent = []
+        for _ in range(5):
+            n = LOSS_ENTRIES * stride if stride > 1 else 0
+            history = LossHistory(np.zeros(n // stride), n, stride)
+            start = time.perf_counter()
+            for i in range(0, len(losses), BLOCK):
+                history.extend(losses[i:i + BLOCK])
+            spent.append(time.perf_counter() - start)
+        print(f"| {stride:,} | {statistics.median(spent) / len(losses) * 1e6:.4f} |")
 
 
 if __name__ == "__main__":

@@ -147,9 +147,11 @@ class LossHistory:
     not."""
 
     def __init__(self, entries=(), iterations=0, stride=1, capacity=1024):
-        """From a checkpoint's ``losses`` (``entries()``) of ``iterations`` at ``stride``;
-        ``capacity``: entries to make room for at once."""
+        """From a checkpoint's ``losses`` (``entries()``) of ``iterations`` at ``stride`` (a
+        power of two; a smaller one than ``stride_for(iterations)``, an earlier checkpoint's,
+        is merged to it); ``capacity``: room for this many more entries at once."""
         entries = np.asarray(entries, np.float64)
+        stride = int(stride)
         expected = self.count(iterations, stride)
         if len(entries) != expected:
             raise ValueError(f"{len(entries):,} loss entries for {iterations:,} iterations "
@@ -157,21 +159,33 @@ class LossHistory:
                              f"{expected:,})")
         self.stride, self.iterations = stride, iterations
         self.whole = iterations // stride  # entries of ``stride`` iterations, then the tail's
-        self._entries = np.empty(max(min(capacity, LOSS_ENTRIES), self.whole))
+        self._entries = np.empty(max(min(self.whole + capacity, LOSS_ENTRIES), self.whole))
         self._entries[:self.whole] = entries[:self.whole]
         sizes = [1 << k for k in reversed(range(stride.bit_length() - 1))
                  if iterations % stride >> k & 1]
         self.tail = list(zip(sizes, entries[self.whole:].tolist()))  # [(iterations, mean)]
-        while self.whole > LOSS_ENTRIES:  # (an earlier checkpoint's longer history)
-            self._halve()
+        if self.whole > LOSS_ENTRIES:  # (an earlier checkpoint's longer history)
+            while self.whole > LOSS_ENTRIES:
+                self._halve()
+            self._entries = self._entries[:LOSS_ENTRIES].copy()  # (its memory freed)
 
     @staticmethod
     def count(iterations, stride):
         """The entries of a history of ``iterations`` at ``stride``."""
         return iterations // stride + (iterations % stride).bit_count()
 
+    @staticmethod
+    def stride_for(iterations):
+        """The stride of a history of ``iterations`` made here: the smallest power of two that
+        keeps its whole entries within ``LOSS_ENTRIES``."""
+        stride = 1
+        while iterations // stride > LOSS_ENTRIES:
+            stride *= 2
+        return stride
+
     def entries(self):
-        """The history as a checkpoint holds it (a view at stride 1, else a copy)."""
+        """The history as a checkpoint holds it (a view of its own memory where it can be,
+        which adding losses may change: copy it to keep it)."""
         head = self._entries[:self.whole]
         return np.concatenate([head, [mean for _, mean in self.tail]]) if self.tail else head
 
@@ -184,25 +198,27 @@ class LossHistory:
     def extend(self, losses):
         """Add the losses of the next ``len(losses)`` iterations."""
         losses = np.asarray(losses, np.float64)
-        i = 0
-        while i < len(losses):
-            whole = min((len(losses) - i) // self.stride, LOSS_ENTRIES - self.whole)
-            if self.tail or whole <= 0:  # (one at a time, up to the next whole entry)
-                self._add(1, float(losses[i]))
-                i += 1
+        i, n = 0, len(losses)
+        while i < n:
+            whole = min((n - i) // self.stride, LOSS_ENTRIES - self.whole)
+            if not self.tail and whole > 0:
+                self._put(_means(losses[i:i + whole * self.stride], self.stride))
+                i += whole * self.stride
                 continue
-            block = losses[i:i + whole * self.stride].reshape(whole, self.stride)
-            while block.shape[1] > 1:  # (the pairs' means, as _add takes them)
-                block = (block[:, 0::2] + block[:, 1::2]) / 2
-            self._put(block[:, 0])
-            i += whole * self.stride
-        self.iterations += len(losses)
+            # the next block: as long as the tail's last entry, which it joins (iterations is
+            # a multiple of it), or a whole entry's, or the largest power of two that is left
+            size = self.tail[-1][0] if self.tail else self.stride
+            while size > n - i:
+                size //= 2
+            self._add(size, float(_means(losses[i:i + size], size)[0]))
+            i += size
+        self.iterations += n
 
     def sum_since(self, start):
-        """The sum of the losses of iterations ``start`` onwards (where ``start`` cuts an
+        """The sum of the losses of iterations ``start`` (>= 0) onwards (where ``start`` cuts an
         entry, past ``LOSS_ENTRIES`` iterations: its share, as if each of its iterations had
         its mean)."""
-        total, end = 0.0, self.whole * self.stride
+        start, total, end = max(start, 0), 0.0, self.whole * self.stride
         if start < end:
             k = -(-start // self.stride)  # the first whole entry from ``start``
             if start % self.stride:
@@ -214,7 +230,8 @@ class LossHistory:
         return total
 
     def _add(self, size, mean):
-        """An entry of ``size`` iterations after the others (the tail's are all larger)."""
+        """An entry of ``size`` iterations after the others (the tail's are all as long or
+        longer)."""
         while self.tail and self.tail[-1][0] == size:
             size, mean = 2 * size, (self.tail.pop()[1] + mean) / 2
         if size < self.stride:
@@ -242,3 +259,12 @@ class LossHistory:
             self._entries = grown
         self._entries[self.whole:self.whole + len(means)] = means
         self.whole += len(means)
+
+
+def _means(losses, size):
+    """The entries of consecutive blocks of ``size`` (a power of two) losses: pairs' means,
+    level by level, as ``LossHistory._add`` makes them."""
+    block = losses.reshape(-1, size)
+    while block.shape[1] > 1:
+        block = (block[:, 0::2] + block[:, 1::2]) / 2
+    return block[:, 0]

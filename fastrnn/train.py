@@ -525,11 +525,13 @@ def _load_resume(path):
         raise cli.UsageError(f"cannot resume: {path} was not written by fastrnn.train (its run "
                              f"record has no iteration count): --init-from trains on from its "
                              f"weights")
-    stride = ckpt.run.get("loss_stride", 1)
-    if not (validate.is_integer(stride) and stride >= 1 and stride & (stride - 1) == 0):
-        raise cli.UsageError(f"cannot resume: {path}'s loss_stride is {stride!r}, not a power "
-                             f"of two (damaged?): --init-from trains on from its weights")
-    if iteration < 0 or len(ckpt.losses) != metrics.LossHistory.count(iteration, stride):
+    stride, most = ckpt.run.get("loss_stride", 1), metrics.LossHistory.stride_for(iteration)
+    if not (validate.is_integer(stride) and 1 <= stride <= most and stride & (stride - 1) == 0):
+        raise cli.UsageError(f"cannot resume: {path}'s loss_stride is {validate.shown(stride)}, "
+                             f"not an integer power of two of at most {most:,} for its "
+                             f"{iteration:,} iterations (damaged?): --init-from trains on from "
+                             f"its weights")
+    if len(ckpt.losses) != metrics.LossHistory.count(iteration, stride):
         raise cli.UsageError(f"cannot resume: {path} holds {len(ckpt.losses):,} losses for its "
                              f"{iteration:,} iterations (fastrnn.train's checkpoints hold one "
                              f"per iteration, or past {LOSS_ENTRIES:,} iterations one per "

@@ -51,6 +51,7 @@ def test_a_longer_history_than_the_cap_is_merged_as_if_it_had_come_one_by_one(sm
     history = LossHistory(losses, 100, 1)  # (an earlier checkpoint: one per iteration)
     entries, stride, _ = loss_history(losses.tolist(), CAP)
     assert history.stride == stride == 16 and np.array_equal(history.entries(), entries)
+    assert history._entries.size <= CAP  # (the longer one's memory not kept)
     history.extend(losses[:17])  # 117 = 7 x 16 + 4 + 1
     assert np.array_equal(history.entries(), loss_history(np.r_[losses, losses[:17]].tolist(),
                                                           CAP)[0])
