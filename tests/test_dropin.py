@@ -245,6 +245,24 @@ def test_adagrad_reads_a_read_only_gradient(backend):
     np.testing.assert_array_equal(m, 0.25)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adagrad_with_an_overflowed_memory_moves_nothing_on_every_backend(dtype):
+    """A memory that has overflowed to inf: g / sqrt(inf) is 0, the parameter stays (numba's
+    float32 update made it NaN, numpy's kept it)."""
+    huge = np.finfo(dtype).max ** 0.5 * 2  # (its square overflows)
+    results = []
+    for backend in ("numpy", "numba"):
+        w, m = np.ones(19, dtype), np.full(19, np.inf, dtype)
+        g = np.linspace(-5, 5, 19).astype(dtype)
+        m[-2:], g[-2:] = 0, (huge, 1)
+        with np.errstate(over="ignore"):
+            fastrnn.adagrad([w], [g], [m], 0.1, backend=backend)
+        results.append((w, m))
+    for w, m in results:
+        assert (w[:-2] == 1).all() and w[-2] == 1 and np.isinf(m[:-1]).all()
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+
+
 def test_sample_rejects_bad_arguments_clearly():
     _, _, h, *params = good_args()
     with pytest.raises(ValueError, match=r"seed_ix must be a character id in \[0, 4\)"):

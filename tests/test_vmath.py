@@ -66,7 +66,8 @@ def test_exp_above_its_range_is_clamped_not_wrapped():
 @njit(**dict(NJIT, cache=False))
 def _map32(f_id, x, out):
     for i in range(x.shape[0]):
-        out[i] = vmath.exp(x[i]) if f_id == 0 else vmath.tanh(x[i])
+        out[i] = vmath.exp(x[i]) if f_id == 0 else vmath.tanh(x[i]) if f_id == 1 else \
+            vmath.rsqrt(x[i])
 
 
 def apply32(f_id, x):
@@ -89,3 +90,8 @@ def test_float32_special_values():
     assert np.isnan(got[0]) and got[1] == got[2] == pytest.approx(0.0, abs=1e-37) and got[3] == 1.0
     got, _ = apply32(1, [np.nan, np.inf, -np.inf, 0.0, -0.0])
     assert np.isnan(got[0]) and got[1] == 1.0 and got[2] == -1.0 and got[3] == got[4] == 0.0
+    # rsqrt: 0 at inf (an Adagrad memory overflowed), as NumPy's 1 / sqrt; fastmath's estimate
+    # and Newton step, in a loop LLVM vectorises, made it inf * 0 = NaN
+    got, x = apply32(2, [np.inf] * 17 + [np.nan, 1e-8, 4.0, 3e38])
+    assert (got[:17] == 0).all() and np.isnan(got[17])
+    np.testing.assert_allclose(got[18:], 1 / np.sqrt(x[18:]), rtol=6e-7)

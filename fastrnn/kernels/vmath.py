@@ -160,7 +160,11 @@ def _rsqrt(x):
             y = y * (1.5 - 0.5 * x * y * y)
             return 0.0 if x == math.inf else y
         return impl
-    return lambda x: np.float32(1.0) / math.sqrt(x)
+
+    def impl32(x):
+        y = np.float32(1.0) / math.sqrt(x)  # (under fastmath, LLVM's estimate and a Newton
+        return np.float32(0.0) if x == math.inf else y  # step: NaN at inf, not 0)
+    return impl32
 
 
 def tiny(x):
