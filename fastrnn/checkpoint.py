@@ -158,9 +158,10 @@ class Checkpoint:
     @classmethod
     def of(cls, model, vocab, losses, run, views=False):
         """The model's state now: copies, which its further training leaves as they are
-        (``views``: the model's own arrays instead, for a checkpoint written before the model
-        trains on: at a save, copies of the weights and optimizer state took their size in
-        memory again). ``losses``: one per iteration (the run's history, 1-D; or as
+        (``views``: the model's own arrays instead, and ``run`` itself, not a deep copy, for a
+        checkpoint written before the model trains on: at a save, copies of the weights and
+        optimizer state took their size in memory again, and the copy of a long run's records
+        most of a save's time). ``losses``: one per iteration (the run's history, 1-D; or as
         ``metrics.LossHistory.entries()`` holds it, with its stride in ``run``)."""
         if not isinstance(model, CharRNN):
             raise ValueError(f"model must be a CharRNN, got {type(model).__name__}")
@@ -178,7 +179,8 @@ class Checkpoint:
             model._checked_whole()  # (a replaced array that does not fit: named)
             return cls(model.config, vocab, spec.named(kept(model.weights)),
                        [spec.named(kept(s)) for s in model.states], model.state.copy(),
-                       model.position, losses, copy.deepcopy(run), model.step,
+                       model.position, losses, run if views else copy.deepcopy(run),
+                       model.step,
                        model._checked_dropout_rng().bit_generator.state)
 
     def fine_tune(self, backend="numba", threads=None, **settings):
@@ -268,36 +270,40 @@ def save(path, ckpt):
         raise ValueError(f"ckpt must be a Checkpoint (Checkpoint.of(model, vocab, losses, run) "
                          f"makes one), got {type(ckpt).__name__}")
     path = files.path_of(path)
-    run, counts = _checked(f"{path} not written, it would not load", ckpt)
+    run, run_text, counts = _checked(f"{path} not written, it would not load", ckpt)
     settings = ckpt.config.to_dict()
     if settings["grad_clip"] == config.CLIP:  # (what fastrnn before the setting trained with)
         del settings["grad_clip"]
     version = VERSION if "grad_clip" in settings else \
         PENDING_VERSION if run.get("pending") else PLAIN_VERSION
     meta = {"format": FORMAT, "version": version, "fastrnn": __version__, "config": settings,
-            "vocab": ckpt.vocab.chars, **counts, "run": run}
+            "vocab": ckpt.vocab.chars, **counts}
     if ckpt.dropout_rng is not None:
         meta["dropout_rng"] = ckpt.dropout_rng
+    # the run record's JSON as _checked made it (a long run's records: most of a save's time)
+    meta = f'{json.dumps(meta)[:-1]}, "run": {run_text}}}'
     arrays = dict(ckpt.params)
     for prefix, named in zip(optim.get(ckpt.config.optimizer).states, ckpt.states):
         arrays.update({prefix + name: a for name, a in named.items()})
-    arrays.update(state=ckpt.state, losses=ckpt.losses, meta=np.array(json.dumps(meta)))
+    arrays.update(state=ckpt.state, losses=ckpt.losses, meta=np.array(meta))
     files.write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
 def _checked(where, ckpt):
     """``load``'s checks of a Checkpoint held in memory (CheckpointError: ``where``, then what
-    is wrong); returns (run, counts): its run record as JSON's numbers, and its position and
-    step as ints, as a file holds them (NumPy's numbers written as JSON's)."""
+    is wrong); returns (run, text, counts): its run record as JSON's numbers and as the JSON
+    text a file holds (NumPy's numbers written as JSON's), and its position and step as
+    ints."""
     c = ckpt.config
     counts = _counters(ckpt)
     try:  # (NumPy numbers in the run record as the JSON numbers they are)
-        run = json.loads(json.dumps(ckpt.run, default=_plain))
+        text = json.dumps(ckpt.run, default=_plain)
+        run = json.loads(text)
     except (TypeError, ValueError, RecursionError) as e:
         raise CheckpointError(f"{where}: run is not a JSON record ({e})") from None
     _check_shapes(where, ckpt, Spec(c.cell, c.vocab_size, c.hidden_size, c.num_layers))
     _check_fields(where, replace(ckpt, run=run, **counts))
-    return run, counts
+    return run, text, counts
 
 
 def _counters(ckpt):
@@ -585,6 +591,8 @@ def _check_fields(where, ckpt):
         bad("run.pending", run["pending"], '"iteration" or "end"')
     for i, record in enumerate(run.get("metrics", [])):
         # what train reads back: the iteration, the losses (val_* None without held-out text)
+        if _record_fits(record):  # (tens of thousands in a long run: checked fast first)
+            continue
         if not isinstance(record, dict):
             bad(f"run.metrics[{i}]", record, "a record of an evaluation")
         for key, ok, expected in (
@@ -646,6 +654,25 @@ def _check_generator(where, name, state):
     except (TypeError, ValueError, KeyError, OverflowError) as e:
         raise CheckpointError(f"{where}: {name} is not a random generator's state "
                               f"({e})") from None
+
+
+def _record_fits(record):
+    """Whether a record of ``run.metrics`` passes ``_check_fields``' checks of one (the same
+    checks, without naming what fails)."""
+    try:
+        iteration, val_loss, streams = (record["iteration"], record["val_loss"],
+                                        record.get("val_streams"))
+        return (type(iteration) is int and iteration >= 0 and _optional(record["train_loss"])
+                and _optional(val_loss) and _optional(record["val_bpc"])
+                and (val_loss is None) == (record["val_bpc"] is None)
+                and (streams is None or type(streams) is int and streams >= 1))
+    except (TypeError, KeyError, AttributeError):
+        return False
+
+
+def _optional(value):
+    """None or a finite number as JSON gives one."""
+    return value is None or type(value) is float and math.isfinite(value) or type(value) is int
 
 
 def _integer(value):

@@ -5,6 +5,7 @@ import dataclasses
 import errno
 import io
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -141,6 +142,8 @@ def test_a_run_saves_its_checkpoints_without_copying_the_model(tmp_path, text, m
         finally:
             tracemalloc.stop()
         copied = real(model, *args)  # (what it saves: the same as copies)
+        run = args[2]  # (the run record as given: its deep copy, a long run's records, was
+        assert ckpt.run is run and copied.run == run and copied.run is not run  # most of a save)
         for name, a in copied.params.items():
             assert_same_array(ckpt.params[name], a, name)
         for name, a in copied.states[0].items():
@@ -799,6 +802,14 @@ def _scale(name, factor):
     (lambda m, a: m["run"].update(pending="later"), r"run.pending is 'later', expected "),
     (lambda m, a: m["run"].update(metrics=[dict(RECORD, val_streams=0)]),
      r"run.metrics\[0\].val_streams is 0, expected an integer >= 1"),
+    # (records after good ones, each past the fast check that passes the good)
+    *[(lambda m, a, bad=bad: m["run"].update(metrics=[RECORD, RECORD, dict(RECORD, **bad)]),
+       fr"run.metrics\[2\].{message}") for bad, message in [
+        ({"iteration": -1}, "iteration is -1"), ({"iteration": True}, "iteration is True"),
+        ({"iteration": 2.0}, "iteration is 2.0"), ({"train_loss": math.inf}, "train_loss is inf"),
+        ({"train_loss": False}, "train_loss is False"), ({"val_loss": "1"}, "val_loss is '1'"),
+        ({"val_loss": None}, "val_bpc is 2.45, expected a finite number if val_loss is one"),
+        ({"val_streams": True}, "val_streams is True"), ({"val_streams": 1.0}, "val_streams is")]],
 ])
 def test_impossible_fields_are_refused_by_name(saved, change, message):
     """Each metadata field and array is checked on load: an impossible or inconsistent value is

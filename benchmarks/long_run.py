@@ -1,18 +1,22 @@
-"""What a long run's loss history costs at each checkpoint: the write of a checkpoint of the
-default model after N iterations, with the history one float64 per iteration (as before
-``metrics.LossHistory``) and as ``LossHistory`` keeps it (at most 2^20 entries), against the
-training time between two checkpoints (``--checkpoint-every`` 5000 iterations of the default
-model, timed in the same run).
+"""What a long run costs at each checkpoint: the write of a checkpoint of the default model after
+N iterations, with the loss history one float64 per iteration (as before ``metrics.LossHistory``)
+and as ``LossHistory`` keeps it (at most 2^20 entries), and with the run's records (one per
+validation, kept in the checkpoint), against the training time between two checkpoints
+(``--checkpoint-every`` 5000 iterations of the default model, timed in the same run).
 
-    python benchmarks/loss_history.py                   # 1.8, 18 and 72 million iterations
-    python benchmarks/loss_history.py --iterations 1e9
+    python benchmarks/long_run.py                   # 1.8, 18 and 72 million iterations
+    python benchmarks/long_run.py --iterations 1e9
 
 Medians of 5 writes each, alternating, into a temporary directory; then the time
 ``LossHistory.extend`` takes per million iterations given in a run's calls (blocks of 1,310
-iterations, a numba call of the default model), at strides 1 to 8,192.
+iterations, a numba call of the default model), at strides 1 to 8,192; then a checkpoint with
+1,000 to 64,000 records (``--records``; 14,400 are 72 million iterations at the default
+cadence), its ``Checkpoint.of`` (as the trainer makes it: ``views=True``) and write, medians of
+5.
 """
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -35,6 +39,7 @@ BLOCK = 1310  # iterations of one numba call of the default model (32,768 charac
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iterations", type=float, nargs="+", default=[1.8e6, 18e6, 72e6])
+    parser.add_argument("--records", type=int, nargs="+", default=[1000, 16000, 64000])
     args = parser.parse_args()
     print(describe.header(__file__) + "\n")
     text = describe.SHARED_TEXT.read_text(encoding="utf-8")
@@ -93,6 +98,31 @@ def main():
                 history.extend(losses[i:i + BLOCK])
             spent.append(time.perf_counter() - start)
         print(f"| {stride:,} | {statistics.median(spent) / len(losses) * 1e6:.4f} |")
+    record = {"iteration": 5000, "epoch": 0.1398, "chars": 125000, "train_loss": 1.93,
+              "train_bpc": 2.78, "val_loss": 1.98, "val_bpc": 2.86, "val_streams": 1,
+              "learning_rate": 0.1, "train_seconds": 0.8, "wall_seconds": 2.4,
+              "chars_per_s": 160000.0}  # (as metrics.py's docstring shows one)
+    print("\n| records | Checkpoint.of | checkpoint write | file | share of the training between "
+          "two |\n|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.records:
+            run = {"iteration": 5000 * n, "metrics": [
+                dict(record, iteration=5000 * (i + 1), wall_seconds=0.8 * i) for i in range(n)]}
+            made, written = [], []
+            for _ in range(5):
+                start = time.perf_counter()
+                ckpt = Checkpoint.of(model, vocab, [], run, views=True)
+                made.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                stride = LossHistory.stride_for(5000 * n)
+                checkpoint.save(Path(tmp) / "records.npz", dataclasses.replace(
+                    ckpt, losses=np.zeros(LossHistory.count(5000 * n, stride)),
+                    run=dict(run, loss_stride=stride)))
+                written.append(time.perf_counter() - start)
+            t = statistics.median(made) + statistics.median(written)
+            print(f"| {n:,} | {statistics.median(made):.3f} s | {statistics.median(written):.3f} s"
+                  f" | {os.path.getsize(Path(tmp) / 'records.npz') / 2**20:.1f} MiB | "
+                  f"{t / (t + between):.0%} |")
 
 
 if __name__ == "__main__":
