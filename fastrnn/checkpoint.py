@@ -4,7 +4,7 @@ The file is a NumPy ``.npz`` archive (no pickles). Arrays, named by the model's 
 (``Spec.named``): the parameters (``Wxh Whh bh Why by`` for min-char-rnn's model), the
 optimizer's state buffers prefixed by their names (``mWxh ...``; Adam also ``vWxh ...``), the
 recurrent state ``state (L, S, B, H)`` and the loss history ``losses`` (one per iteration, or
-past 2^20 the entries of ``metrics.LossHistory``, its stride in the run record); a JSON
+past 2^16 the entries of ``metrics.LossHistory``, its stride in the run record); a JSON
 document ``meta`` holds the format name and version, the model config (cell, layers, dropout
 and gradient clip included), the vocabulary, the data position, the update count, the dropout
 generator's state, and the training run's bookkeeping (iteration, sampling RNG state,
@@ -136,7 +136,7 @@ class Checkpoint:
     states: list            # one {name: array} per optimizer state buffer
     state: np.ndarray       # (L, S, B, H)
     position: int
-    losses: np.ndarray      # float64, one per iteration so far (fastrnn.train's, past 2^20
+    losses: np.ndarray      # float64, one per iteration so far (fastrnn.train's, past 2^16
                             # iterations: the means of run["loss_stride"], metrics.LossHistory)
     run: dict = field(default_factory=dict)
     step: int = 0           # optimizer updates made

@@ -38,8 +38,8 @@ DIVERGED_LOSS = 100             # a training chunk whose loss per character is o
                                 # losses of 1e30 nats come from weights blown up just as far
 DATA_DEFAULTS = {"val_fraction": 0.1, "encoding": "utf-8"}
 DEFAULT_ITERATIONS = 50_000     # ``python -m fastrnn.train``'s run, unless given
-LOSS_ENTRIES = 1 << 20          # a run's loss history keeps one entry per iteration up to this
-                                # many (8 MiB), then the means of 2, 4, ... (metrics.LossHistory)
+LOSS_ENTRIES = 1 << 16          # a run's loss history keeps one entry per iteration up to this
+                                # many (512 KiB), then means of 2, 4, ... (metrics.LossHistory)
 # what a run does every so often, and its defaults; saved, and kept by a resumed run
 CADENCE = {"eval_every": 5000, "sample_every": 5000, "sample_length": 200,
            "checkpoint_every": 5000}

@@ -1499,7 +1499,8 @@ class Trainer:
 
     def _train_loss(self):
         """The mean loss per character of the iterations since the previous record (the
-        latest iteration's if none came between; None before the first): what the model did
+        latest iteration's if none came between, or past 2^16 iterations the mean of its entry
+        in the history; None before the first): what the model did
         on the text it trained on in that time, next to the validation's. (Not min-char-rnn's
         smoothed loss, the progress bar's, which is an average over the last thousand or so
         iterations that starts from an untrained model's loss: a run of a few hundred

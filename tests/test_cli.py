@@ -3027,7 +3027,7 @@ def test_a_checkpoint_saved_from_python_without_its_history_says_what_resumes(
     losses = model.train(ids, 30)
     for losses_kept, run, said in (
             ([], {"iteration": 30}, "holds 0 losses for its 30 iterations (fastrnn.train's "
-                                    "checkpoints hold one per iteration, or past 1,048,576 "
+                                    "checkpoints hold one per iteration, or past 65,536 "
                                     "iterations one per loss_stride; one saved otherwise, "
                                     "or damaged): --init-from trains on from its weights"),
             (losses, {}, "was not written by fastrnn.train (its run record has no iteration "
