@@ -196,6 +196,7 @@ def main(argv=None):
 
 
 LOUD_TEXT_BYTES = 1 << 25  # a text this large is said to be read (it takes seconds)
+LOUD_CHECKPOINT_BYTES = 1 << 28  # ...and a checkpoint this large (~1 s)
 LONG_VALIDATION = 10.0  # seconds: a validation this long is said before it starts
 FAILING = 2  # a loss this many times a uniform guess's is said to be failing
 FAILING_AFTER = 25  # ...at a run's end, if it has trained this many iterations (a smoke test
@@ -227,7 +228,7 @@ def _main(argv):
                              "checkpoint's weights: give one of them")
     if args.iterations is not None and args.epochs is not None:
         raise cli.UsageError("--iterations and --epochs both set the end of training: give one")
-    ckpt = _load_resume(args.resume) if args.resume else None
+    ckpt = _load_resume(args, args.resume) if args.resume else None
     # a resumed run continues bit for bit on its own backend, unless given one or it cannot run
     # here (then ``unusable`` says why, in ``_train``'s note)
     own = ckpt.run.get("backend") if ckpt and args.backend is None else None
@@ -270,7 +271,7 @@ def _main(argv):
                              "backend evaluates one stream")
     lr_decay = _lr_decay(args, ckpt)
     anneal = _anneal(args, ckpt)
-    source = _load_source(args.init_from) if args.init_from else None
+    source = _load_source(args, args.init_from) if args.init_from else None
     config, data = _settings(args, ckpt, source)
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None,
                           lambda line: _say(args, line), args.data is not None)
@@ -506,7 +507,19 @@ def _anneal(args, ckpt):
     return saved
 
 
-def _load_source(path):
+def _loading(args, path):
+    """Say that a checkpoint of LOUD_CHECKPOINT_BYTES or more is being read (seconds, unsaid
+    before: 816 MB, an LSTM of 2 x 2048 units with Adam, took 2.5-4.7 s)."""
+    try:
+        size = Path(path).stat().st_size
+    except (OSError, ValueError):  # (named by the load)
+        return
+    if size >= LOUD_CHECKPOINT_BYTES:
+        _say(args, f"reading {path} ({validate.human_bytes(size)})...")
+
+
+def _load_source(args, path):
+    _loading(args, path)
     try:
         return checkpoint.load(path)
     except CheckpointError as e:
@@ -515,7 +528,8 @@ def _load_source(path):
         raise cli.UsageError(f"cannot fine-tune: {e}{meant}") from None
 
 
-def _load_resume(path):
+def _load_resume(args, path):
+    _loading(args, path)
     try:
         ckpt = checkpoint.load(path)
     except CheckpointError as e:
@@ -788,9 +802,10 @@ class _Progress:
         self.budget, self.start, self.target = args.time_budget, start, target
         self.postfix = ""  # (the latest: loss, speed)
         common = dict(disable=args.quiet, dynamic_ncols=True, file=sys.stderr)
+        self.text = ""  # (the bar's text with --time-budget)
         if self.budget:
-            done, text = self._time(iteration, "", 0.0 if iteration >= target else None)
-            self.bar = tqdm(total=1.0, initial=done, desc=text,
+            done, self.text = self._time(iteration, "", 0.0 if iteration >= target else None)
+            self.bar = tqdm(total=1.0, initial=done, desc=self.text,
                             bar_format="{percentage:3.0f}%|{bar}| {desc}", **common)
         else:
             self.bar = tqdm(total=self.target, initial=iteration, unit="it", smoothing=0.05,
@@ -802,12 +817,18 @@ class _Progress:
         checkpoints to come included)."""
         self.postfix = postfix
         if self.budget:
-            done, text = self._time(iteration, postfix, to_target)
-            self.bar.set_description_str(text, refresh=False)
+            done, self.text = self._time(iteration, postfix, to_target)
+            self.bar.set_description_str(self.text, refresh=False)
             self.bar.update(done - self.bar.n)
         else:
             self.bar.set_postfix_str(postfix, refresh=False)
             self.bar.update(n)
+
+    def status(self, what):
+        """``what`` the run does now, at the end of the bar's text until its next advance (a
+        big model's first checkpoint write and validation estimate, for --time-budget, held the
+        bar still for seconds, unsaid)."""
+        self.bar.set_description_str(f"{self.text}; {what}" if self.text else what)
 
     def finish(self, iteration):
         """Training is over, not cut short: with --time-budget the bar at 100%, whatever
@@ -1019,6 +1040,7 @@ class Trainer:
                     break
                 if args.time_budget and bar is not None and not probed:
                     probed = True  # (the kernels compiled by now: the estimates are of work)
+                    bar.status("timing the final validation and checkpoint for --time-budget")
                     self.eval_seconds = self.eval_seconds or self._estimate_validation()
                     if not self.save_seconds:  # a checkpoint now: the write timed, and kept
                         self._save(CHECKPOINT)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastrnn import checkpoint, cli, metrics, reference, score, train
+from fastrnn import checkpoint, cli, metrics, reference, score, train, validate
 from fastrnn.corpus import DEFAULT_CORPUS, load
 from fastrnn.sample import main as sample_main
 from tests.helpers import NAMES, loss_history, rewrite_meta
@@ -75,8 +75,12 @@ def test_progress_bar_counts_toward_whichever_ends_the_run_first(tmp_path, corpu
                      "--iterations", "40", "--time-budget", "3600", "--eval-every", "0",
                      "--sample-every", "0", "--out", str(tmp_path)])
     assert rc == 0
-    last = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    lines = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()
+    last = lines[-1]
     assert last.startswith("100%") and "of the 1:00:00 budget, iteration 40/40" in last
+    # what held it still before training went on: said (a big model's, seconds)
+    assert any(re.search(r"budget, iteration \d+/40.*; timing the final validation and "
+                         r"checkpoint for --time-budget$", line) for line in lines), lines
     assert re.search(r", chunk loss \d+\.\d{3}, training [\d,]+ chars/s$", last), last
 
 
@@ -456,6 +460,17 @@ def test_long_reads_and_validations_are_said(tmp_path, corpus_file, capsys, monk
     assert len(notes) == 1 and notes[0].endswith("a larger --eval-every, a smaller "
                                                  "--val-fraction or --val-streams N (N streams, "
                                                  "on all cores) spend less of the run on it")
+    # and a large checkpoint, resumed or fine-tuned from (816 MB took seconds, unsaid)
+    monkeypatch.setattr(train, "LOUD_CHECKPOINT_BYTES", 1)
+    path = tmp_path / "checkpoint.npz"
+    for how in (["--resume", str(path), "--iterations", "4"],
+                ["--init-from", str(path), "--data", corpus_file, "--iterations", "1", "--out",
+                 str(tmp_path / "tuned")]):
+        size = validate.human_bytes(path.stat().st_size)
+        assert train.main(how) == 0
+        assert capsys.readouterr().out.startswith(f"reading {path} ({size})...\n")
+    assert train.main(["--resume", str(path), "--iterations", "5", "--quiet"]) == 0
+    assert capsys.readouterr().out == ""  # (--quiet: nothing)
 
 
 def test_a_validation_shows_a_progress_bar_once_it_takes_a_while(tmp_path, corpus_file, capsys,
