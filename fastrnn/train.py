@@ -28,8 +28,8 @@ from . import (cells, checkpoint, cli, compiling, corpus as corpus_mod, files, m
 from .backends import BACKENDS, get_backend
 from .checkpoint import BEST, CHECKPOINT, Checkpoint, CheckpointError
 from .config import (CADENCE, COUNT_MAX, DATA_DEFAULTS, DEFAULT_ITERATIONS, DIVERGED_LOSS,
-                     DTYPES, FINE_TUNE_DIVISOR, GPU_DTYPE, LOSS_ENTRIES, MODEL_DEFAULTS,
-                     SAMPLE_LENGTH_MAX)
+                     DTYPES, EVAL_STEPS, FINE_TUNE_DIVISOR, GPU_DTYPE, LOSS_ENTRIES,
+                     MODEL_DEFAULTS, SAMPLE_LENGTH_MAX)
 from .model import ARCHITECTURE, CharRNN
 from .rundir import ASIDE, METRICS, PLOT
 from .schedule import PIECES, Schedule, anneal_start
@@ -124,8 +124,8 @@ def build_parser():
                         "training (compiling included; starting up and reading the text come "
                         "before it): the final validation and checkpoint included, from how long "
                         "the latest took (before the first validation: from timing a sixteenth of "
-                        "one); a resume without --iterations or --epochs keeps the run's, less "
-                        "the time it has spent")
+                        "one, 512 characters a stream at least); a resume without --iterations or "
+                        "--epochs keeps the run's, less the time it has spent")
     r.add_argument("--threads", type=cli.positive_int, metavar="N",
                    help="CPU threads of the numba backend (mini-batches, LSTM, GRU and stacked "
                         "models, validation streams; default: NUMBA_NUM_THREADS, i.e. all cores; "
@@ -1297,18 +1297,23 @@ class Trainer:
 
     def _estimate_validation(self, share=16):
         """Seconds the final validation would take, for --time-budget before any validation
-        was timed (e.g. with --eval-every 0): the validation kernels compiled (or loaded) on a
-        few characters, then timed on the first 1/``share`` of the held-out text, scaled to
-        all of it. The model is unchanged (``evaluate`` reads a copy of the state)."""
+        was timed (e.g. with --eval-every 0): the validation kernels compiled (or loaded), and
+        the buffers of its passes made, on a pass of EVAL_STEPS steps of every stream, then
+        timed on the first 1/``share`` of the held-out text, two passes at least (where a model
+        of several layers runs them over threads, as the validation does), scaled to all of it.
+        (From a sixteenth of 2,230 characters, one pass, on one thread, with new buffers, the
+        estimate was 2.3-3x a large model's validation, and its run stopped at once:
+        ``benchmarks/budget_estimate.py``.) The model is unchanged (``evaluate`` reads a copy of
+        the state)."""
         val, streams = self.corpus.val, self.args.val_streams
         if len(val) < 2:
             return 1e-9  # no validation to hold time for (nonzero: estimated)
         state = self.model.first_stream_state()
-        part = val[:max(2, min(len(val), len(val) // share))]
+        passes = EVAL_STEPS * streams
+        part = val[:min(len(val), max(len(val) // share, 2 * passes + 1))]
         return self._scaled_time(
-            lambda text: self._evaluate_text(text, state),
-            val[:min(len(val), 2 * streams + 1)], part, (len(val) - 1) / (len(part) - 1),
-            VALIDATION)
+            lambda text: self._evaluate_text(text, state), val[:min(len(val), passes + 1)],
+            part, (len(val) - 1) / (len(part) - 1), VALIDATION)
 
     def _evaluate_text(self, text, state, progress=None):
         """``model.evaluate`` of ``text`` with the run's --val-streams; the memory it needs,
