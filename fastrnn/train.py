@@ -869,7 +869,7 @@ class Trainer:
         # the loss of every iteration (the checkpoint's, and room for this run's)
         self.history = metrics.LossHistory(
             ckpt.losses if ckpt else (), self.iteration, run.get("loss_stride", 1),
-            capacity=max(1024, min(args.iterations - self.iteration, 1 << 20)))
+            capacity=max(1024, args.iterations - self.iteration))  # (at most LOSS_ENTRIES)
         self.smooth = run.get("smooth_loss", -math.log(1.0 / c.vocab_size) * c.seq_length)
         self.chunk_chars = c.seq_length * c.batch_size  # characters per iteration
         # a chunk's loss past this has diverged (config.DIVERGED_LOSS)
@@ -1527,11 +1527,11 @@ class Trainer:
     def _train_loss(self):
         """The mean loss per character of the iterations since the previous record (the
         latest iteration's if none came between, or past 2^16 iterations the mean of its entry
-        in the history; None before the first): what the model did
-        on the text it trained on in that time, next to the validation's. (Not min-char-rnn's
-        smoothed loss, the progress bar's, which is an average over the last thousand or so
-        iterations that starts from an untrained model's loss: a run of a few hundred
-        iterations showed little but that start.)"""
+        in the history; None before the first): what the model did on the text it trained on
+        in that time, next to the validation's. (Not min-char-rnn's smoothed loss, the progress
+        bar's, which is an average over the last thousand or so iterations that starts from an
+        untrained model's loss: a run of a few hundred iterations showed little but that
+        start.)"""
         if self.iteration == 0:
             return None
         start = min(self.records[-1]["iteration"] if self.records else 0, self.iteration - 1)
