@@ -590,21 +590,12 @@ def _check_fields(where, ckpt):
     if run.get("pending") not in (None, "iteration", "end"):  # (a validation cut short)
         bad("run.pending", run["pending"], '"iteration" or "end"')
     for i, record in enumerate(run.get("metrics", [])):
-        # what train reads back: the iteration, the losses (val_* None without held-out text)
-        if _record_fits(record):  # (tens of thousands in a long run: checked fast first)
-            continue
         if not isinstance(record, dict):
             bad(f"run.metrics[{i}]", record, "a record of an evaluation")
-        for key, ok, expected in (
-                ("iteration", lambda v: _integer(v) and v >= 0, "an integer >= 0"),
-                ("train_loss", lambda v: v is None or _number(v),
-                 "a finite number, or null before the first iteration"),
-                ("val_loss", lambda v: v is None or _number(v), "a finite number or null"),
-                ("val_bpc", lambda v: (v is None) == (record.get("val_loss") is None)
-                 and (v is None or _number(v)), "a finite number if val_loss is one, else null")):
-            if key not in record:
+        for key, ok, expected in _RECORD_FIELDS:  # (a table made once: a long run has tens
+            if key not in record:                # of thousands of records)
                 raise CheckpointError(f"{where}: run.metrics[{i}] has no {key}")
-            if not ok(record[key]):
+            if not ok(record[key], record):
                 bad(f"run.metrics[{i}].{key}", record[key], expected)
         streams(f"run.metrics[{i}].val_streams", record.get("val_streams"))
     iteration = run.get("iteration")
@@ -656,23 +647,15 @@ def _check_generator(where, name, state):
                               f"({e})") from None
 
 
-def _record_fits(record):
-    """Whether a record of ``run.metrics`` passes ``_check_fields``' checks of one (the same
-    checks, without naming what fails)."""
-    try:
-        iteration, val_loss, streams = (record["iteration"], record["val_loss"],
-                                        record.get("val_streams"))
-        return (type(iteration) is int and iteration >= 0 and _optional(record["train_loss"])
-                and _optional(val_loss) and _optional(record["val_bpc"])
-                and (val_loss is None) == (record["val_bpc"] is None)
-                and (streams is None or type(streams) is int and streams >= 1))
-    except (TypeError, KeyError, AttributeError):
-        return False
-
-
-def _optional(value):
-    """None or a finite number as JSON gives one."""
-    return value is None or type(value) is float and math.isfinite(value) or type(value) is int
+# a run.metrics record's fields that train reads back: the iteration, the losses (val_* None
+# without held-out text); (key, ok(value, record), what is expected)
+_RECORD_FIELDS = (
+    ("iteration", lambda v, r: _integer(v) and v >= 0, "an integer >= 0"),
+    ("train_loss", lambda v, r: v is None or _number(v),
+     "a finite number, or null before the first iteration"),
+    ("val_loss", lambda v, r: v is None or _number(v), "a finite number or null"),
+    ("val_bpc", lambda v, r: (v is None) == (r.get("val_loss") is None)
+     and (v is None or _number(v)), "a finite number if val_loss is one, else null"))
 
 
 def _integer(value):
