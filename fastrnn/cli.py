@@ -550,16 +550,19 @@ def drop_output(stream=None):
 
 
 def stdin_to_read(prog, name):
-    """sys.stdin, which a command reads to its end (``name``: how its command line names it); a
-    UsageError if it is closed; on a terminal, a line on stderr says how to end it (else it
-    waits in silence)."""
+    """``read(n)``, which a command calls until it gives nothing to read sys.stdin to its end:
+    up to n bytes at a time (text, from a caller's stream without bytes), a terminal's line at
+    a time (read1: a buffered read(n) went on past the first Ctrl-D, which then needed a
+    second). A UsageError if it is closed (``name``: how its command line names it); on a
+    terminal, a line on stderr says how to end it (else it waits in silence)."""
     stream = sys.stdin
     if stream is None:
         raise UsageError(f"{name} (standard input) is closed")
     if terminal(stream):
         print(f"{prog}: reading standard input (Ctrl-D on a line of its own ends it)",
               file=sys.stderr)
-    return stream
+    source = getattr(stream, "buffer", stream)
+    return getattr(source, "read1", source.read)
 
 
 def terminal(stream):

@@ -374,14 +374,11 @@ def read_text(path, encoding="utf-8"):
     return decoded(raw, path, encoding), hashlib.sha256(raw).hexdigest(), raw[:COUNT_BLOCK]
 
 
-def read_stream(stream, name, encoding):
-    """The text of ``stream`` (standard input), read to its end and decoded in ``encoding`` as
-    ``read_text`` decodes a file (a text stream, without bytes: as it is); a CorpusError naming
-    ``name`` for what stops it (nothing in it, too little memory, a byte not in the
-    encoding)."""
-    source = getattr(stream, "buffer", stream)
-    read_some = getattr(source, "read1", source.read)  # (a terminal's line at a time: one
-    # Ctrl-D ends it)
+def read_stream(read_some, name, encoding):
+    """The text that ``read_some(n)`` gives until it gives nothing (``cli.stdin_to_read``'s),
+    decoded in ``encoding`` as ``read_text`` decodes a file (text, from a stream without bytes:
+    as it is); a CorpusError naming ``name`` for what stops it (nothing in it, too little
+    memory, a byte not in the encoding)."""
     pieces, size = [], 0
     try:
         while piece := read_some(COUNT_BLOCK):

@@ -183,10 +183,8 @@ def _keep_stdin(kept, encoding):
     """Standard input read through into the file ``kept``, which is read twice (checked whole,
     then scored); a text stream (a caller's ``sys.stdin``, without bytes) written in
     ``encoding``, in which it is then read."""
-    stream = cli.stdin_to_read(PROG, "-")
-    raw = getattr(stream, "buffer", None)
-    source = stream if raw is None else raw
-    encoder = None if raw is not None else codecs.getincrementalencoder(encoding)()
+    read_some = cli.stdin_to_read(PROG, "-")
+    encoder = codecs.getincrementalencoder(encoding)()  # (for text, from a stream without bytes)
 
     def cannot_keep(e):
         return cli.Failure(f"cannot keep standard input in {kept.parent} to score it: "
@@ -196,14 +194,11 @@ def _keep_stdin(kept, encoding):
         f = open(kept, "wb")
     except OSError as e:
         raise cannot_keep(e) from None
-    # one read of the terminal at a time (read1): a buffered read(BLOCK) goes on past the
-    # first Ctrl-D, which then needed a second
-    read_some = getattr(source, "read1", source.read)
     with f:
         while True:
             try:
                 read = read_some(BLOCK)
-                block = read if encoder is None else encoder.encode(read, final=not read)
+                block = read if isinstance(read, bytes) else encoder.encode(read, final=not read)
             except OSError as e:
                 raise cli.UsageError(f"cannot read standard input (-): {e.strerror or e}") \
                     from None
