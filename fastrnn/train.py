@@ -507,15 +507,21 @@ def _anneal(args, ckpt):
     return saved
 
 
+def _say_reading(say, path, loud):
+    """``say`` that the file ``path`` is being read if it has ``loud`` bytes or more (a path
+    that is not a file's, or cannot be read: nothing, for its load to name)."""
+    try:
+        size = Path(path).stat().st_size if Path(path).is_file() else 0
+    except (OSError, ValueError):
+        return
+    if size >= loud:
+        say(f"reading {path} ({validate.human_bytes(size)})...")
+
+
 def _loading(args, path):
     """Say that a checkpoint of LOUD_CHECKPOINT_BYTES or more is being read (seconds, unsaid
     before: 816 MB, an LSTM of 2 x 2048 units with Adam, took 2.5-4.7 s)."""
-    try:
-        size = Path(path).stat().st_size
-    except (OSError, ValueError):  # (named by the load)
-        return
-    if size >= LOUD_CHECKPOINT_BYTES:
-        _say(args, f"reading {path} ({validate.human_bytes(size)})...")
+    _say_reading(lambda line: _say(args, line), path, LOUD_CHECKPOINT_BYTES)
 
 
 def _load_source(args, path):
@@ -670,12 +676,8 @@ def _load_corpus(data, config, ckpt, vocab, say, given):
     if ckpt is None and path == corpus_mod.DEFAULT_CORPUS and not path.exists():
         raise cli.UsageError(f"the bundled corpus {path} is missing (it ships in the source "
                              f"tree's data/ directory); pass --data PATH")
-    try:
-        size = path.stat().st_size if path.is_file() else 0
-    except OSError:  # (named by the load below)
-        size = 0
-    if say is not None and size >= LOUD_TEXT_BYTES:  # (~3 s per 100 MB, silent before)
-        say(f"reading {path} ({validate.human_bytes(size)})...")
+    if say is not None:  # (~3 s per 100 MB, silent before)
+        _say_reading(say, path, LOUD_TEXT_BYTES)
     try:
         corpus = corpus_mod.load(path, data["val_fraction"], data["encoding"],
                                  ckpt.vocab if ckpt else vocab, data.get("skip_unknown", False))
