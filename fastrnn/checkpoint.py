@@ -28,6 +28,7 @@ import json
 import math
 import tokenize
 import zipfile
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -124,6 +125,65 @@ def fine_tune_rate(rate, dtype, optimizer=None, to=None, own=None):
         raise ValueError(f"a fine-tune's learning rate, 1/{config.FINE_TUNE_DIVISOR} of "
                          f"{whose}, is {lost} in {dtype}")
     return tuned
+
+
+class Records(Sequence):
+    """A run's evaluation records (``run["metrics"]``: ``metrics.py``'s) as ``fastrnn.train``
+    keeps them: a sequence whose records ``save`` encodes as JSON and checks once each, keeping
+    the text, so that a save of a long run (tens of thousands of records) encodes and checks only
+    the records added since the one before, not all of them. A record is replaced whole
+    (``records[i] = {...}``, which encodes it and those after it again at the next save), never
+    changed in place: ``save`` would write it as it first encoded it."""
+
+    def __init__(self, records=()):
+        self._records = list(records)
+        self._texts = []  # the JSON of the first len(_texts) records, checked
+
+    def __len__(self):
+        return len(self._records)
+
+    def __getitem__(self, index):
+        return self._records[index]
+
+    def __iter__(self):
+        return iter(self._records)
+
+    def __eq__(self, other):
+        if not isinstance(other, (list, Records)):
+            return NotImplemented
+        return self._records == list(other)
+
+    __hash__ = None  # (mutable, as a list is)
+
+    def __repr__(self):
+        return f"Records({self._records!r})"
+
+    def append(self, record):
+        self._records.append(record)
+
+    def __setitem__(self, index, record):
+        index = range(len(self._records))[index]  # (an IndexError or TypeError as a list's)
+        self._records[index] = record
+        del self._texts[index:]
+
+    def _json(self, where):
+        """The records as a JSON list, as json.dumps writes one: the records not yet encoded
+        are, after ``load``'s checks of them (CheckpointError: ``where``, then what is wrong)."""
+        start, texts = len(self._texts), []
+        for i in range(start, len(self._records)):
+            try:
+                texts.append(_ENCODER.encode(self._records[i]))
+            except (TypeError, ValueError, RecursionError) as e:
+                raise CheckpointError(f"{where}: run.metrics[{i}] is not a JSON record "
+                                      f"({e})") from None
+        try:
+            records = json.loads(f"[{', '.join(texts)}]")  # (as load reads them)
+        except RecursionError as e:  # (nested deeper than the decoder goes)
+            raise CheckpointError(f"{where}: run.metrics is not a JSON list ({e})") from None
+        for i, record in enumerate(records, start):
+            _check_record(where, i, record)
+        self._texts += texts
+        return f"[{', '.join(self._texts)}]"
 
 
 @dataclass
@@ -296,11 +356,17 @@ def _checked(where, ckpt):
     ints."""
     c = ckpt.config
     counts = _counters(ckpt)
+    records = ckpt.run.get("metrics") if isinstance(ckpt.run, dict) else None
+    kept = isinstance(records, Records)  # (the trainer's: encoded and checked record by record)
     try:  # (NumPy numbers in the run record as the JSON numbers they are)
-        text = json.dumps(ckpt.run, default=_plain)
+        text = json.dumps({k: v for k, v in ckpt.run.items() if k != "metrics"} if kept
+                          else ckpt.run, default=_plain)
         run = json.loads(text)
     except (TypeError, ValueError, RecursionError) as e:
         raise CheckpointError(f"{where}: run is not a JSON record ({e})") from None
+    if kept:
+        text = f'{text[:-1]}{", " if run else ""}"metrics": {records._json(where)}}}'
+        run["metrics"] = records
     _check_shapes(where, ckpt, Spec(c.cell, c.vocab_size, c.hidden_size, c.num_layers))
     _check_fields(where, replace(ckpt, run=run, **counts))
     return run, text, counts
@@ -318,6 +384,9 @@ def _plain(value):
     if isinstance(value, (np.generic, np.ndarray)):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} {value!r} is not JSON")
+
+
+_ENCODER = json.JSONEncoder(default=_plain)  # (json.dumps(value, default=_plain), made once)
 
 
 def _a_directory(path):
@@ -514,7 +583,7 @@ def _check_fields(where, ckpt):
     c = ckpt.config
 
     def bad(field, value, expected):
-        raise CheckpointError(f"{where}: {field} is {validate.shown(value)}, expected {expected}")
+        _bad(where, field, value, expected)
 
     _check_counters(where, ckpt.position, ckpt.step, ckpt.dropout_rng)
     arrays = [(name, a) for name, a in ckpt.params.items()]
@@ -546,9 +615,10 @@ def _check_fields(where, ckpt):
             continue
         if not isinstance(value, kind) or not _number(value) or value < 0:
             bad(f"run.{key}", value, expected)
-    for key, kind in (("data", dict), ("rng", dict), ("metrics", list)):
+    for key, kind, expected in (("data", dict, "a dict"), ("rng", dict, "a dict"),
+                                ("metrics", (list, Records), "a list")):
         if key in run and not isinstance(run[key], kind):
-            bad(f"run.{key}", run[key], f"a {kind.__name__}")
+            bad(f"run.{key}", run[key], expected)
     data = run.get("data", {})
     for key, ok, expected in (("path", _text, "a file name"),
                               ("encoding", _text, "the name of an encoding"),
@@ -561,11 +631,7 @@ def _check_fields(where, ckpt):
                                "the iteration its training began, at most the checkpoint's")):
         if key in data and not ok(data[key]):
             bad(f"run.data.{key}", data[key], expected)
-    def streams(name, value):  # --val-streams of a resumed run comes from these
-        if value is not None and not (_integer(value) and value >= 1):
-            bad(name, value, "an integer >= 1")
-
-    streams("run.val_streams", run.get("val_streams"))
+    _check_streams(where, "run.val_streams", run.get("val_streams"))
     target = run.get("target")  # the iteration the run trains to (a resume without it: there)
     if target is not None and not (_integer(target) and 1 <= target <= config.COUNT_MAX):
         bad("run.target", target, "an iteration count, 1 to 2**62")
@@ -589,15 +655,9 @@ def _check_fields(where, ckpt):
                                     "--checkpoint-every (integers >= 0) and --sample-length (>= 1)")
     if run.get("pending") not in (None, "iteration", "end"):  # (a validation cut short)
         bad("run.pending", run["pending"], '"iteration" or "end"')
-    for i, record in enumerate(run.get("metrics", [])):
-        if not isinstance(record, dict):
-            bad(f"run.metrics[{i}]", record, "a record of an evaluation")
-        for key, ok, expected in _RECORD_FIELDS:  # (a table made once: a long run has tens
-            if key not in record:                # of thousands of records)
-                raise CheckpointError(f"{where}: run.metrics[{i}] has no {key}")
-            if not ok(record[key], record):
-                bad(f"run.metrics[{i}].{key}", record[key], expected)
-        streams(f"run.metrics[{i}].val_streams", record.get("val_streams"))
+    if not isinstance(run.get("metrics"), Records):  # (whose records are checked as encoded)
+        for i, record in enumerate(run.get("metrics", [])):
+            _check_record(where, i, record)
     iteration = run.get("iteration")
     if iteration is not None and ckpt.step > iteration:  # one update per iteration (0 in old
         raise CheckpointError(f"{where}: step {ckpt.step} exceeds its "  # files)
@@ -620,6 +680,28 @@ def _check_fields(where, ckpt):
                 and _integer(steps) and 1 <= steps <= PIECES):
             bad("run.anneal", anneal, '{"fraction": F in (0, 1][, "window": [start, end], '
                                       f'0 <= start < end, "steps": 1 to {PIECES}]}}')
+
+
+def _check_record(where, i, record):
+    """``load``'s checks of run.metrics[i] (CheckpointError: ``where``, then what is wrong)."""
+    if not isinstance(record, dict):
+        _bad(where, f"run.metrics[{i}]", record, "a record of an evaluation")
+    for key, ok, expected in _RECORD_FIELDS:  # (a table made once: a long run has tens of
+        if key not in record:                # thousands of records)
+            raise CheckpointError(f"{where}: run.metrics[{i}] has no {key}")
+        if not ok(record[key], record):
+            _bad(where, f"run.metrics[{i}].{key}", record[key], expected)
+    _check_streams(where, f"run.metrics[{i}].val_streams", record.get("val_streams"))
+
+
+def _check_streams(where, name, value):
+    """A --val-streams of the run record (a resumed run's comes from these)."""
+    if value is not None and not (_integer(value) and value >= 1):
+        _bad(where, name, value, "an integer >= 1")
+
+
+def _bad(where, field, value, expected):
+    raise CheckpointError(f"{where}: {field} is {validate.shown(value)}, expected {expected}")
 
 
 def _check_counters(where, position, step, dropout_rng):

@@ -879,7 +879,8 @@ class Trainer:
         self.rng = np.random.default_rng([c.seed, 1])  # samples; independent of the initialisation
         if "rng" in run:
             self.rng.bit_generator.state = run["rng"]
-        self.records = list(run.get("metrics", []))
+        # (each record's JSON made once, at the first save that holds it: a long run's
+        self.records = checkpoint.Records(run.get("metrics", []))  # saves encoded them all)
         self.plot_note_said = False
         # whether it said that the run is failing (the resumed run's too)...
         self.failing_said = bool(run.get("failing_said"))

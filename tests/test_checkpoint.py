@@ -831,6 +831,66 @@ def test_a_null_time_record_loads(saved):
         assert checkpoint.load(path).run["wall_seconds"] == change["wall_seconds"]
 
 
+def test_a_runs_records_are_encoded_once_each_and_saved_as_a_list_would_be(saved, monkeypatch):
+    """The trainer's records (``Records``): a save encodes and checks only the records added
+    since the save before (a long run's tens of thousands were all encoded at every save), a
+    record replaced is encoded again with those after it, and the file holds what a plain
+    list's save writes; a bad record added is refused by name at the next save."""
+    path, model, losses = saved
+    encoded = []
+    encoder = checkpoint._ENCODER
+    monkeypatch.setattr(checkpoint, "_ENCODER", type("Counting", (), {
+        "encode": lambda self, record: encoded.append(record["iteration"]) or
+        encoder.encode(record)})())
+    records = checkpoint.Records([RECORD, dict(RECORD, iteration=8)])
+    run = {"iteration": 9, "metrics": records, "rate": np.float32(0.5)}
+
+    def saved_as(expected):
+        ckpt = Checkpoint.of(model, Vocab("abcde"), losses, run, views=True)
+        checkpoint.save(path, ckpt)
+        back = checkpoint.load(path).run
+        plain = path.with_name("plain.npz")
+        checkpoint.save(plain, dataclasses.replace(ckpt, run=dict(run, metrics=list(records))))
+        assert back == checkpoint.load(plain).run == {**run, "rate": 0.5, "metrics": expected}
+        assert type(back["metrics"]) is list
+
+    saved_as([RECORD, dict(RECORD, iteration=8)])
+    assert encoded == [7, 8]
+    records.append(dict(RECORD, iteration=9))
+    encoded.clear()
+    saved_as([RECORD, dict(RECORD, iteration=8), dict(RECORD, iteration=9)])
+    assert encoded == [9]  # (a plain list's save: json.dumps of the whole run, uncounted)
+    records[-2] = dict(RECORD, iteration=8, learning_rate=0.05)  # (as the anneal does)
+    encoded.clear()
+    saved_as([RECORD, dict(RECORD, iteration=8, learning_rate=0.05), dict(RECORD, iteration=9)])
+    assert encoded == [8, 9]
+    assert records == [RECORD, dict(RECORD, iteration=8, learning_rate=0.05),
+                       dict(RECORD, iteration=9)] and len(records) == 3
+    for i, bad, message in (
+            (3, dict(RECORD, val_loss=float("nan")), "run.metrics[3].val_loss is nan, expected "
+                                                     "a finite number or null"),
+            (4, dict(RECORD, val_streams=0), "run.metrics[4].val_streams is 0, expected an "
+                                             "integer >= 1"),
+            (5, {"iteration": 10, "seen": {1, 2}}, "run.metrics[5] is not a JSON record (set "
+                                                   "{1, 2} is not JSON)")):
+        before = path.read_bytes()
+        records.append(bad)
+        with pytest.raises(CheckpointError) as refused:
+            checkpoint.save(path, Checkpoint.of(model, Vocab("abcde"), losses, run, views=True))
+        assert str(refused.value) == f"{path} not written, it would not load: {message}"
+        assert path.read_bytes() == before
+        records[i] = dict(RECORD, iteration=10 + i)  # (mended: saved)
+        checkpoint.save(path, Checkpoint.of(model, Vocab("abcde"), losses, run, views=True))
+        assert checkpoint.load(path).run["metrics"][i] == dict(RECORD, iteration=10 + i)
+    checkpoint.save(path, Checkpoint.of(model, Vocab("abcde"), losses, {"metrics": records}))
+    assert checkpoint.load(path).run == {"metrics": list(records)}  # (the run's only field; a
+    # deep copy of the records, Checkpoint.of's without views)
+    with pytest.raises(IndexError):
+        records[6] = RECORD
+    with pytest.raises(TypeError):
+        records[0:1] = [RECORD]
+
+
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         checkpoint.load(tmp_path / "none.npz")
