@@ -11,8 +11,11 @@ Medians of 5 writes each, alternating, into a temporary directory; then the time
 ``LossHistory.extend`` takes per million iterations given in a run's calls (blocks of 1,310
 iterations, a numba call of the default model), at strides 1 to 8,192; then a checkpoint with
 1,000 to 64,000 records (``--records``; 14,400 are 72 million iterations at the default
-cadence), its ``Checkpoint.of`` (as the trainer makes it: ``views=True``) and write, medians of
-5.
+cadence): its ``Checkpoint.of`` (as the trainer makes it: ``views=True``) and write, medians of
+5, the records a plain list (each save encodes every record, as the trainer's did before
+``checkpoint.Records``) and, alternating with it, the trainer's ``Records`` with one record
+added since the save before (as at the default cadence), and that ``Records``' first save (a
+resumed run's, which encodes them all).
 """
 
 import argparse
@@ -29,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import describe  # noqa: E402
 from fastrnn import CharRNN, Vocab, checkpoint  # noqa: E402
-from fastrnn.checkpoint import Checkpoint  # noqa: E402
+from fastrnn.checkpoint import Checkpoint, Records  # noqa: E402
 from fastrnn.config import CADENCE, LOSS_ENTRIES  # noqa: E402
 from fastrnn.metrics import LossHistory  # noqa: E402
 
@@ -103,27 +106,36 @@ def main():
               "train_bpc": 2.78, "val_loss": 1.98, "val_bpc": 2.86, "val_streams": 1,
               "learning_rate": 0.1, "train_seconds": 0.8, "wall_seconds": 2.4,
               "chars_per_s": 160000.0}  # (as metrics.py's docstring shows one)
-    print("\n| records | Checkpoint.of | checkpoint write | file | share of the training between "
-          "two |\n|---:|---:|---:|---:|---:|")
+    print("\n| records | a save, a plain list | a save, Records (one new) | Records' first save "
+          "| file | share of the training between two, list / Records |\n"
+          "|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "records.npz"
         for n in args.records:
-            run = {"iteration": 5000 * n, "metrics": [
-                dict(record, iteration=5000 * (i + 1), wall_seconds=0.8 * i) for i in range(n)]}
-            made, written = [], []
-            for _ in range(5):
+            made = [dict(record, iteration=5000 * (i + 1), wall_seconds=0.8 * i)
+                    for i in range(n + 5)]
+            stride = LossHistory.stride_for(5000 * n)
+            losses = np.zeros(LossHistory.count(5000 * n, stride))
+
+            def save(records):  # (Checkpoint.of and the write, as the trainer's _save)
                 start = time.perf_counter()
+                run = {"iteration": records[-1]["iteration"], "metrics": records,
+                       "loss_stride": stride}
                 ckpt = Checkpoint.of(model, vocab, [], run, views=True)
-                made.append(time.perf_counter() - start)
-                start = time.perf_counter()
-                stride = LossHistory.stride_for(5000 * n)
-                checkpoint.save(Path(tmp) / "records.npz", dataclasses.replace(
-                    ckpt, losses=np.zeros(LossHistory.count(5000 * n, stride)),
-                    run=dict(run, loss_stride=stride)))
-                written.append(time.perf_counter() - start)
-            t = statistics.median(made) + statistics.median(written)
-            print(f"| {n:,} | {statistics.median(made):.3f} s | {statistics.median(written):.3f} s"
-                  f" | {os.path.getsize(Path(tmp) / 'records.npz') / 2**20:.1f} MiB | "
-                  f"{t / (t + between):.0%} |")
+                checkpoint.save(path, dataclasses.replace(ckpt, losses=losses))
+                return time.perf_counter() - start
+
+            kept = Records(made[:n])
+            first = save(kept)
+            plain, trainers = [], []
+            for i in range(5):
+                plain.append(save(made[:n + i]))
+                kept.append(made[n + i])
+                trainers.append(save(kept))
+            a, b = statistics.median(plain), statistics.median(trainers)
+            print(f"| {n:,} | {a:.3f} s | {b:.3f} s | {first:.3f} s | "
+                  f"{os.path.getsize(path) / 2**20:.1f} MiB | "
+                  f"{a / (a + between):.0%} / {b / (b + between):.0%} |")
 
 
 if __name__ == "__main__":

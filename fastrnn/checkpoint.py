@@ -17,7 +17,10 @@ stop request cut short (``run.pending``, which the resumed run does first): writ
 then, so that an older fastrnn, which would resume without it (its samples then differing
 from the uninterrupted run's), refuses the file and says to upgrade. Format 4 is a model whose
 gradient clip is not 5 (``grad_clip`` in its config; with 5 the config leaves it out), which an
-older fastrnn would train at 5: it refuses the file the same way.
+older fastrnn would train at 5: it refuses the file the same way. Format 5 holds the run record
+apart from ``meta``, as the UTF-8 bytes of its JSON (``run``, uint8): written only for a record
+of more than ``config.RUN_TEXT_INLINE`` characters (a long run's evaluation records, which
+``meta``'s NumPy text would store at 4 bytes a character).
 
 Writes are atomic (``files.write_atomically``): a reader, or a crash at any moment, sees either
 the old file or the new one, never a partial one.
@@ -42,10 +45,12 @@ from .spec import Spec
 from .vocab import Vocab
 
 FORMAT = "fastrnn-checkpoint"
-VERSION = 4  # the newest format this reads (and writes, for a model of another grad_clip)
+VERSION = 5  # the newest format this reads (and writes, for a run record held apart)
+CLIP_VERSION = 4  # the format of one of another grad_clip
 PENDING_VERSION = 3  # the format of one with run.pending (a validation owed)
 PLAIN_VERSION = 2  # the format of one with neither (fastrnn before format 3 reads it too)
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # what an .npz (a zip archive) starts with
+RUN, RUN_APART = "run", 5  # format 5's array of the run record, held apart from meta
 CHECKPOINT, BEST = "checkpoint.npz", "best.npz"  # what fastrnn.train writes in its --out
 ASIDE = ".overwritten"  # an old run's file in --out, renamed so while a new run replaces it
 
@@ -334,18 +339,21 @@ def save(path, ckpt):
     settings = ckpt.config.to_dict()
     if settings["grad_clip"] == config.CLIP:  # (what fastrnn before the setting trained with)
         del settings["grad_clip"]
-    version = VERSION if "grad_clip" in settings else \
+    apart = len(run_text) > config.RUN_TEXT_INLINE  # (a long run's records)
+    version = VERSION if apart else CLIP_VERSION if "grad_clip" in settings else \
         PENDING_VERSION if run.get("pending") else PLAIN_VERSION
     meta = {"format": FORMAT, "version": version, "fastrnn": __version__, "config": settings,
             "vocab": ckpt.vocab.chars, **counts}
     if ckpt.dropout_rng is not None:
         meta["dropout_rng"] = ckpt.dropout_rng
     # the run record's JSON as _checked made it (a long run's records: most of a save's time)
-    meta = f'{json.dumps(meta)[:-1]}, "run": {run_text}}}'
+    meta = json.dumps(meta) if apart else f'{json.dumps(meta)[:-1]}, "run": {run_text}}}'
     arrays = dict(ckpt.params)
     for prefix, named in zip(optim.get(ckpt.config.optimizer).states, ckpt.states):
         arrays.update({prefix + name: a for name, a in named.items()})
     arrays.update(state=ckpt.state, losses=ckpt.losses, meta=np.array(meta))
+    if apart:  # (JSON's text is ASCII: a byte a character)
+        arrays[RUN] = np.frombuffer(run_text.encode(), np.uint8)
     files.write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
@@ -437,6 +445,8 @@ def load(path):
             with np.load(f, allow_pickle=False) as npz:
                 meta = _read(path, npz, {"meta": None})["meta"]
                 meta, config, vocab, spec = _interpret(path, meta, npz.files)
+                if meta["version"] >= RUN_APART:
+                    meta["run"] = _run_apart(path, npz)
                 names = [t.key for t in spec.tensors]
                 shapes = {n: spec.by_key[n].shape for n in names}
                 wanted = {"h" if meta["version"] == 1 else "state": (
@@ -483,10 +493,23 @@ def run_record(path):
             return None
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(str(_read(path, npz, {"meta": None})["meta"]))
-        run = meta.get("run") if isinstance(meta, dict) and meta.get("format") == FORMAT else None
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                return None
+            run = _run_apart(path, npz) if _integer(meta.get("version")) and \
+                meta["version"] >= RUN_APART else meta.get("run")
         return run if isinstance(run, dict) else None
     except (CheckpointError, *CORRUPT):
         return None
+
+
+def _run_apart(path, npz):
+    """The run record that a checkpoint of format 5 or newer holds apart: its array ``run``,
+    the UTF-8 bytes of the record's JSON."""
+    text = _read(path, npz, {RUN: None})[RUN]
+    if text.dtype != np.uint8 or text.ndim != 1:
+        raise CheckpointError(f"{path} is corrupt: {RUN} is {text.dtype}{text.shape}, expected "
+                              f"the UTF-8 bytes of a JSON record (uint8, one axis)")
+    return json.loads(text.tobytes().decode())
 
 
 def _read(path, npz, wanted, config_dtype=None):

@@ -40,6 +40,9 @@ DATA_DEFAULTS = {"val_fraction": 0.1, "encoding": "utf-8"}
 DEFAULT_ITERATIONS = 50_000     # ``python -m fastrnn.train``'s run, unless given
 LOSS_ENTRIES = 1 << 16          # a run's loss history keeps one entry per iteration up to this
                                 # many (512 KiB), then means of 2, 4, ... (metrics.LossHistory)
+RUN_TEXT_INLINE = 1 << 20       # a checkpoint's run record in its metadata (NumPy's text, 4 bytes
+                                # a character) up to this many characters of JSON; a longer one,
+                                # a long run's records, as UTF-8 bytes of its own (format 5)
 # what a run does every so often, and its defaults; saved, and kept by a resumed run
 CADENCE = {"eval_every": 5000, "sample_every": 5000, "sample_length": 200,
            "checkpoint_every": 5000}

@@ -13,11 +13,17 @@ NAMES = ("Wxh", "Whh", "bh", "Why", "by")  # min-char-rnn's model, in spec order
 
 def rewrite_meta(path, change):
     """Edit a checkpoint file in place: ``change(meta, arrays)`` on its metadata (a dict) and
-    its named arrays, then write them back as they were stored."""
+    its named arrays, then write them back as they were stored (format 5's run record, held
+    apart from the metadata, in ``meta["run"]`` for ``change``)."""
     with np.load(path) as npz:
         arrays = {k: npz[k] for k in npz.files}
     meta = json.loads(str(arrays["meta"]))
+    apart = "run" in arrays
+    if apart:
+        meta["run"] = json.loads(arrays["run"].tobytes())
     change(meta, arrays)
+    if apart and "run" in meta:
+        arrays["run"] = np.frombuffer(json.dumps(meta.pop("run")).encode(), np.uint8)
     arrays["meta"] = np.array(json.dumps(meta))
     with open(path, "wb") as f:
         np.savez(f, **arrays)

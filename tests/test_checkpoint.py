@@ -1113,6 +1113,64 @@ def test_grad_clip_is_saved_as_an_older_fastrnn_would_read_it(saved, monkeypatch
     assert meta()["version"] == 3 and "grad_clip" not in meta()["config"]
 
 
+def test_a_long_run_record_is_held_apart_as_utf8_bytes(saved, monkeypatch):
+    """A run record of more than RUN_TEXT_INLINE characters of JSON (a long run's records) is
+    written as format 5: the record's UTF-8 bytes in an array of their own, beside metadata
+    that an older fastrnn reads enough of to ask for an upgrade (NumPy's text array, which
+    held it, takes 4 bytes a character); up to the limit, as before; read back the same by
+    load and run_record; a damaged array named."""
+    path, model, losses = saved
+    monkeypatch.setattr(checkpoint.config, "RUN_TEXT_INLINE", 400)
+    records = [dict(RECORD, iteration=i, data="\u00e9t\u00e9") for i in range(5)]
+
+    def file():
+        with np.load(path) as npz:
+            return json.loads(str(npz["meta"])), {k: npz[k] for k in npz.files if k != "meta"}
+
+    for n, pending, clip, version in ((1, None, 5, 2), (1, "end", 0.5, 4), (2, None, 5, 5),
+                                      (5, "end", 0.5, 5)):
+        run = {"iteration": 9, "metrics": records[:n], **({"pending": pending} if pending else {})}
+        text = json.dumps(run)
+        assert (len(text) > 400) == (version == 5), len(text)
+        model.config = dataclasses.replace(model.config, grad_clip=clip)
+        checkpoint.save(path, Checkpoint.of(model, Vocab("abcde"), losses, run))
+        meta, arrays = file()
+        assert meta["version"] == version
+        if version == 5:
+            assert "run" not in meta and arrays["run"].dtype == np.uint8
+            assert arrays["run"].tobytes() == text.encode()  # (ASCII: a byte a character)
+        else:
+            assert meta["run"] == run and "run" not in arrays
+        assert checkpoint.load(path).run == checkpoint.run_record(path) == run
+    with monkeypatch.context() as older:  # (fastrnn before format 5)
+        older.setattr(checkpoint, "VERSION", 4)
+        with pytest.raises(CheckpointError, match=r"was written by a newer fastrnn \(.*, "
+                                                  r"checkpoint format 5\); this fastrnn .* reads "
+                                                  r"format 4 or older: upgrade"):
+            checkpoint.load(path)
+    good = path.read_bytes()
+    for damage, message in (
+            (lambda a: a.pop("run"), f"{path} is not a usable fastrnn checkpoint (it has no "
+                                     f"'run')"),
+            (lambda a: a.update(run=a["run"].astype(np.int32)), f"{path} is corrupt: run is "
+             f"int32({len(text)},), expected the UTF-8 bytes of a JSON record (uint8, one axis)"),
+            (lambda a: a.update(run=np.frombuffer(b"\xff{}", np.uint8)), f"{path} is not a "
+             f"readable fastrnn checkpoint (corrupt or truncated: 'utf-8' codec can't decode "
+             f"byte 0xff in position 0: invalid start byte)"),
+            (lambda a: a.update(run=np.frombuffer(b"[1]", np.uint8)), f"{path} is corrupt: run "
+             f"is [1], expected a record of the training run")):
+        path.write_bytes(good)
+        with np.load(path) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        damage(arrays)
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+        with pytest.raises(CheckpointError) as refused:
+            checkpoint.load(path)
+        assert str(refused.value) == message
+        assert checkpoint.run_record(path) is None
+
+
 def test_a_file_that_cannot_be_opened_is_not_called_corrupt(tmp_path):
     """(a symbolic link's loop was "not a readable fastrnn checkpoint (corrupt or truncated:
     [Errno 40] ...)") An error opening the file names itself; one in its content is

@@ -2452,6 +2452,39 @@ def test_a_long_runs_loss_history_is_bounded_and_resumes_bit_for_bit(tmp_path, c
         assert math.isclose(got, exact, rel_tol=0.02)
 
 
+def test_a_run_whose_records_outgrow_the_metadata_resumes_exactly(tmp_path, corpus_file,
+                                                                    monkeypatch, capsys):
+    """Past RUN_TEXT_INLINE characters of JSON (here 2,000: a long run's records) the run's
+    checkpoints and best.npz hold the run record apart (format 5); a run resumed from one
+    trains on exactly as the run that was not stopped, with every record, and sample reads
+    it."""
+    monkeypatch.setattr(checkpoint.config, "RUN_TEXT_INLINE", 2000)
+    common = ["--data", corpus_file, *SMALL, "--eval-every", "4", "--sample-every", "0",
+              "--checkpoint-every", "8"]
+    assert train.main([*common, "--iterations", "48", "--out", str(tmp_path / "all")]) == 0
+
+    def apart(path):
+        with np.load(path) as npz:
+            return json.loads(str(npz["meta"]))["version"] == 5 and "run" in npz.files
+
+    assert train.main([*common, "--iterations", "24", "--out", str(tmp_path / "b")]) == 0
+    assert apart(tmp_path / "b" / "checkpoint.npz")  # (what the resume reads)
+    assert train.main(["--resume", str(tmp_path / "b" / "checkpoint.npz"), "--iterations", "48",
+                       "--quiet"]) == 0
+    assert all(apart(tmp_path / run / name) for run in ("all", "b")
+               for name in ("checkpoint.npz", "best.npz"))
+    every, b = (checkpoint.load(tmp_path / run / "checkpoint.npz") for run in ("all", "b"))
+    same_state(every, b)
+    timing = ("train_seconds", "wall_seconds", "chars_per_s")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in b.run["metrics"]] == \
+        [{k: v for k, v in r.items() if k not in timing} for r in every.run["metrics"]]
+    assert [r["iteration"] for r in b.run["metrics"]] == list(range(4, 49, 4))
+    capsys.readouterr()
+    assert sample_main([str(tmp_path / "b" / "checkpoint.npz"), "--length", "20", "--seed",
+                        "1"]) == 0
+    assert len(capsys.readouterr().out) >= 20
+
+
 def test_a_second_ctrl_c_quits_in_one_line(capsys, monkeypatch):
     """(in-process: two signals sent to a training process race the block's end.) A second
     one within SAME_STOP seconds of the first is the same request (two close together, from
