@@ -29,6 +29,7 @@ the old file or the new one, never a partial one.
 import copy
 import json
 import math
+import operator
 import tokenize
 import zipfile
 from collections.abc import Sequence
@@ -138,7 +139,9 @@ class Records(Sequence):
     the text, so that a save of a long run (tens of thousands of records) encodes and checks only
     the records added since the one before, not all of them. A record is replaced whole
     (``records[i] = {...}``, which encodes it and those after it again at the next save), never
-    changed in place: ``save`` would write it as it first encoded it."""
+    changed in place: ``save`` would write it as it first encoded it (a deep copy,
+    ``Checkpoint.of``'s without ``views``, keeps the texts too). Saved from one thread (a record
+    replaced during a save would leave the texts out of step)."""
 
     def __init__(self, records=()):
         self._records = list(records)
@@ -163,11 +166,23 @@ class Records(Sequence):
     def __repr__(self):
         return f"Records({self._records!r})"
 
+    def __copy__(self):  # (not sharing the lists: an append to the copy is not the original's)
+        copied = Records(self._records)
+        copied._texts = list(self._texts)
+        return copied
+
     def append(self, record):
         self._records.append(record)
 
     def __setitem__(self, index, record):
-        index = range(len(self._records))[index]  # (an IndexError or TypeError as a list's)
+        try:
+            index = operator.index(index)
+        except TypeError:
+            raise TypeError(f"Records indices must be integers (a record is replaced whole), "
+                            f"not {type(index).__name__}") from None
+        if not -len(self._records) <= index < len(self._records):
+            raise IndexError(f"Records index {index} out of range ({len(self._records)} records)")
+        index %= len(self._records)
         self._records[index] = record
         del self._texts[index:]
 
@@ -366,15 +381,22 @@ def _checked(where, ckpt):
     counts = _counters(ckpt)
     records = ckpt.run.get("metrics") if isinstance(ckpt.run, dict) else None
     kept = isinstance(records, Records)  # (the trainer's: encoded and checked record by record)
+    keys = list(ckpt.run) if kept else []
+    at = keys.index("metrics") if kept else 0  # (the records spliced in where they are)
+    parts = [{k: ckpt.run[k] for k in keys[:at]}, {k: ckpt.run[k] for k in keys[at + 1:]}] \
+        if kept else [ckpt.run]
     try:  # (NumPy numbers in the run record as the JSON numbers they are)
-        text = json.dumps({k: v for k, v in ckpt.run.items() if k != "metrics"} if kept
-                          else ckpt.run, default=_plain)
-        run = json.loads(text)
+        texts = [json.dumps(part, default=_plain) for part in parts]
+        decoded = [json.loads(part) for part in texts]
     except (TypeError, ValueError, RecursionError) as e:
         raise CheckpointError(f"{where}: run is not a JSON record ({e})") from None
     if kept:
-        text = f'{text[:-1]}{", " if run else ""}"metrics": {records._json(where)}}}'
-        run["metrics"] = records
+        (before, after), (head, tail) = decoded, texts
+        text = (f'{head[:-1]}{", " if before else ""}"metrics": {records._json(where)}'
+                f'{", " + tail[1:] if after else "}"}')
+        run = {**before, "metrics": records, **after}
+    else:
+        text, run = texts[0], decoded[0]
     _check_shapes(where, ckpt, Spec(c.cell, c.vocab_size, c.hidden_size, c.num_layers))
     _check_fields(where, replace(ckpt, run=run, **counts))
     return run, text, counts
@@ -509,7 +531,13 @@ def _run_apart(path, npz):
     if text.dtype != np.uint8 or text.ndim != 1:
         raise CheckpointError(f"{path} is corrupt: {RUN} is {text.dtype}{text.shape}, expected "
                               f"the UTF-8 bytes of a JSON record (uint8, one axis)")
-    return json.loads(text.tobytes().decode())
+    with _unusable(path):
+        try:
+            return json.loads(str(memoryview(text), "utf-8"))
+        except MemoryError:
+            raise CheckpointError(f"{path} cannot be read: its run record "
+                                  f"({validate.human_bytes(text.size)}) does not fit in "
+                                  f"memory") from None
 
 
 def _read(path, npz, wanted, config_dtype=None):

@@ -1,6 +1,7 @@
 """Checkpoints: exact round trip, atomic writes, format-1 files, and a clear error for every
 unusable file."""
 
+import copy
 import dataclasses
 import errno
 import io
@@ -834,8 +835,8 @@ def test_a_null_time_record_loads(saved):
 def test_a_runs_records_are_encoded_once_each_and_saved_as_a_list_would_be(saved, monkeypatch):
     """The trainer's records (``Records``): a save encodes and checks only the records added
     since the save before (a long run's tens of thousands were all encoded at every save), a
-    record replaced is encoded again with those after it, and the file holds what a plain
-    list's save writes; a bad record added is refused by name at the next save."""
+    record replaced is encoded again with those after it, and the file's metadata is a plain
+    list's save's, byte for byte; a bad record added is refused by name at the next save."""
     path, model, losses = saved
     encoded = []
     encoder = checkpoint._ENCODER
@@ -853,6 +854,8 @@ def test_a_runs_records_are_encoded_once_each_and_saved_as_a_list_would_be(saved
         checkpoint.save(plain, dataclasses.replace(ckpt, run=dict(run, metrics=list(records))))
         assert back == checkpoint.load(plain).run == {**run, "rate": 0.5, "metrics": expected}
         assert type(back["metrics"]) is list
+        with np.load(path) as npz, np.load(plain) as other:
+            assert str(npz["meta"]) == str(other["meta"])  # (the records where they were)
 
     saved_as([RECORD, dict(RECORD, iteration=8)])
     assert encoded == [7, 8]
@@ -885,10 +888,14 @@ def test_a_runs_records_are_encoded_once_each_and_saved_as_a_list_would_be(saved
     checkpoint.save(path, Checkpoint.of(model, Vocab("abcde"), losses, {"metrics": records}))
     assert checkpoint.load(path).run == {"metrics": list(records)}  # (the run's only field; a
     # deep copy of the records, Checkpoint.of's without views)
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match=r"^Records index 6 out of range \(6 records\)$"):
         records[6] = RECORD
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="^Records indices must be integers \\(a record is "
+                                        "replaced whole\\), not slice$"):
         records[0:1] = [RECORD]
+    copied = copy.copy(records)
+    copied.append(RECORD)
+    assert len(copied) == 7 and len(records) == 6
 
 
 def test_missing_checkpoint(tmp_path):
@@ -1155,8 +1162,10 @@ def test_a_long_run_record_is_held_apart_as_utf8_bytes(saved, monkeypatch):
             (lambda a: a.update(run=a["run"].astype(np.int32)), f"{path} is corrupt: run is "
              f"int32({len(text)},), expected the UTF-8 bytes of a JSON record (uint8, one axis)"),
             (lambda a: a.update(run=np.frombuffer(b"\xff{}", np.uint8)), f"{path} is not a "
-             f"readable fastrnn checkpoint (corrupt or truncated: 'utf-8' codec can't decode "
-             f"byte 0xff in position 0: invalid start byte)"),
+             f"usable fastrnn checkpoint (malformed: 'utf-8' codec can't decode byte 0xff in "
+             f"position 0: invalid start byte)"),
+            (lambda a: a.update(run=np.zeros(0, np.uint8)), f"{path} is not a usable fastrnn "
+             f"checkpoint (malformed: Expecting value: line 1 column 1 (char 0))"),
             (lambda a: a.update(run=np.frombuffer(b"[1]", np.uint8)), f"{path} is corrupt: run "
              f"is [1], expected a record of the training run")):
         path.write_bytes(good)

@@ -2457,11 +2457,16 @@ def test_a_run_whose_records_outgrow_the_metadata_resumes_exactly(tmp_path, corp
     """Past RUN_TEXT_INLINE characters of JSON (here 2,000: a long run's records) the run's
     checkpoints and best.npz hold the run record apart (format 5); a run resumed from one
     trains on exactly as the run that was not stopped, with every record, and sample reads
-    it."""
+    it. The run's saves encode each record once (``checkpoint.Records``), a resumed run's
+    first save its checkpoint's again."""
     monkeypatch.setattr(checkpoint.config, "RUN_TEXT_INLINE", 2000)
+    encoded, encoder = [], checkpoint._ENCODER
+    monkeypatch.setattr(checkpoint, "_ENCODER", types.SimpleNamespace(
+        encode=lambda record: encoded.append(record["iteration"]) or encoder.encode(record)))
     common = ["--data", corpus_file, *SMALL, "--eval-every", "4", "--sample-every", "0",
               "--checkpoint-every", "8"]
     assert train.main([*common, "--iterations", "48", "--out", str(tmp_path / "all")]) == 0
+    assert encoded == list(range(4, 49, 4))  # (for checkpoint.npz and best.npz, once)
 
     def apart(path):
         with np.load(path) as npz:
@@ -2469,8 +2474,10 @@ def test_a_run_whose_records_outgrow_the_metadata_resumes_exactly(tmp_path, corp
 
     assert train.main([*common, "--iterations", "24", "--out", str(tmp_path / "b")]) == 0
     assert apart(tmp_path / "b" / "checkpoint.npz")  # (what the resume reads)
+    encoded.clear()
     assert train.main(["--resume", str(tmp_path / "b" / "checkpoint.npz"), "--iterations", "48",
                        "--quiet"]) == 0
+    assert encoded == list(range(4, 49, 4))
     assert all(apart(tmp_path / run / name) for run in ("all", "b")
                for name in ("checkpoint.npz", "best.npz"))
     every, b = (checkpoint.load(tmp_path / run / "checkpoint.npz") for run in ("all", "b"))
