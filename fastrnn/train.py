@@ -1046,9 +1046,7 @@ class Trainer:
                     bar.status("timing the final validation and checkpoint for --time-budget")
                     self.eval_seconds = self.eval_seconds or self._estimate_validation()
                     if not self.save_seconds:  # a checkpoint now: the write timed, and kept
-                        self._save(CHECKPOINT)
-                    if args.sample_every and not self.sample_seconds:
-                        self.sample_seconds = self._estimate_sample()
+                        self._save(CHECKPOINT)  # (a sample's estimate: when a plan reaches one)
                     self._warn_if_the_ending_overruns(start, args.time_budget)
                 target = self._start_anneal(target, start, bar)
                 change = self.schedule().constant_until(self.iteration)
@@ -1198,21 +1196,26 @@ class Trainer:
         whole call (``_ending_seconds``): the most whose time (``_cost``) fits
         in 97% of it, so that the anneal ends within the budget if the pace holds; 0 if none
         does."""
-        left = 0.97 * (budget - (time.perf_counter() - start) - self._ending_seconds())
-        # (bounded by the kernels' pace alone: the cost of one iteration, a checkpoint or
-        # sample due at it included, made the bound, and the window, a hundredth of the share)
-        low, high = 0, max(0, int(left / max(self._pace(), 1e-9)) + 1)  # (0: none fits)
+        def bound():  # (the kernels' pace alone: the cost of one iteration, a checkpoint or
+            # sample due at it included, made the bound, and the window, a hundredth of the
+            left = 0.97 * (budget - (time.perf_counter() - start) - self._ending_seconds())
+            return left, max(0, int(left / max(self._pace(), 1e-9)) + 1)  # share; 0: none fits
+
+        self._sample_seconds(self.iteration - due_now, self.iteration + bound()[1])
+        left, high = bound()  # (after a sample's estimate, if one in reach was first made now)
+        low = 0
         while low < high:  # (the cost grows with the iterations: the last that fits)
             mid = (low + high + 1) // 2
             low, high = (mid, high) if self._cost(mid, due_now) <= left else (low, mid - 1)
         return low
 
-    def _cost(self, n, due_now=False):
+    def _cost(self, n, due_now=False, plan=True):
         """Seconds the next n iterations take: their kernel calls', at the pace timed since
         the run's pace began, and the validations (each with a drawing of loss.png and, with a
         held-out text, best.npz), checkpoints and samples due among them, each as long as the
         latest (a validation at the n-th is the run's final one, in ``_closing_seconds``;
-        ``due_now``: those due at this iteration are still to come, and counted). (The
+        ``due_now``: those due at this iteration are still to come, and counted; ``plan``:
+        a sample not yet timed is estimated, ``_sample_seconds``, else taken as 0). (The
         time between two dates, which this replaced, counted what happened to fall between
         them: a 10 s budget's anneal fixed before the first validation ended past the budget's
         end; one fixed after it and matplotlib's import, 6 s before.)"""
@@ -1221,9 +1224,23 @@ class Trainer:
         def due(every, last):  # how many multiples of ``every`` in (first, last]
             return last // every - first // every if every else 0
 
+        samples = due(args.sample_every, end)
         return (n * self._pace() + due(args.eval_every, end - 1) * self._validation_seconds()
                 + due(args.checkpoint_every, end) * self.save_seconds
-                + due(args.sample_every, end) * self.sample_seconds)
+                + samples * (self._sample_seconds(first, end) if plan and samples else
+                             self.sample_seconds))
+
+    def _sample_seconds(self, first, last):
+        """A sample's seconds, as long as the latest (0 before the first); under --time-budget,
+        estimated (``_estimate_sample``) when a plan first reaches one, due after iteration
+        ``first`` and by ``last``, before any was timed: not at the start, where a run whose
+        budget ended before its first sample compiled a sampling kernel for nothing (2.6 s of a
+        60 s budget)."""
+        every = self.args.sample_every
+        if self.args.time_budget and every and not self.sample_seconds and \
+                last // every > first // every:
+            self.sample_seconds = self._estimate_sample()
+        return self.sample_seconds
 
     def _pace(self):
         """The kernel calls' seconds per iteration since the run's pace began (``paced_from``)."""
@@ -1237,7 +1254,8 @@ class Trainer:
         0 once there (the bar is of training: 100% as its last block ends)."""
         if self.iteration >= target:
             return 0.0
-        return self._cost(target - self.iteration, due_now=True) + self._closing_seconds()
+        return self._cost(target - self.iteration, due_now=True, plan=False) + \
+            self._closing_seconds()
 
     def _cadences(self):
         """The intervals at which something due cuts every kernel call (validations, samples,
@@ -1293,7 +1311,7 @@ class Trainer:
         args, end = self.args, self.iteration + n
         ending = n * self.iteration_seconds + self._closing_seconds()  # (at the latest pace)
         if args.sample_every and end % args.sample_every == 0:
-            ending += self.sample_seconds
+            ending += self._sample_seconds(end - 1, end)
         if args.checkpoint_every and end % args.checkpoint_every == 0:
             ending += self.save_seconds
         return time.perf_counter() - start + ending >= budget
