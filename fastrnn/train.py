@@ -976,7 +976,8 @@ class Trainer:
         args, c = self.args, self.model.config
         target = args.iterations
         window = self.window
-        if window and window[1] < target:  # the rate is 0 from there on
+        noted = window and window[1] < target  # (the note below, which gives --init-from)
+        if noted:  # the rate is 0 from there on
             target = window[1]
             _say(args, f"note: the checkpoint's run anneals its learning rate to 0 at iteration "
                        f"{target} (over iterations {window[0]}-{target}): training ends there"
@@ -988,7 +989,8 @@ class Trainer:
                 validate.vanishes(self.learning_rate(), c.dtype)  # (no N trains on: rate 0)
             return self._nothing_to_train(
                 f"the checkpoint is already at iteration {self.iteration} ({asked})",
-                "" if ended else f" (--iterations N, above {self.iteration}, trains on)")
+                "" if ended and noted else "; --init-from starts a new run from its weights"
+                if ended else f" (--iterations N, above {self.iteration}, trains on)")
         if validate.vanishes(self.learning_rate(), c.dtype) and not self.pending:
             annealed = window and self.iteration >= window[0]  # (as the stop was said)
             how = "" if annealed or not self.lr_decay else \

@@ -1159,8 +1159,11 @@ def test_a_finished_anneal_ends_the_run(tmp_path, corpus_file, capsys):
            "ends there; --init-from starts a new run from its weights" in printed
     assert "already at iteration 20 (the end of its anneal): nothing to train\n" in printed
     assert train.main(["--resume", ckpt, "--iterations", "5"]) == 0  # (no N trains on)
-    assert "already at iteration 20 (--iterations 5): nothing to train\n" in \
-        capsys.readouterr().out
+    assert "already at iteration 20 (--iterations 5): nothing to train; --init-from starts a " \
+           "new run from its weights\n" in capsys.readouterr().out
+    assert train.main(["--resume", ckpt, "--time-budget", "30"]) == 0  # (nor a budget, QA's)
+    assert capsys.readouterr().out == "the checkpoint is already at iteration 20 (the end of " \
+        "its anneal): nothing to train; --init-from starts a new run from its weights\n"
     assert Path(ckpt).read_bytes() == before
 
     # (a run that reaches its anneal's end says so in one way, whatever --iterations says; it
