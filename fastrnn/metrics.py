@@ -114,6 +114,8 @@ def _draw(plt, records, save):
         for key, label, style in (("train_loss", "training", {}),
                                   ("val_loss", "validation", {"marker": "o"})):
             points = [(r["iteration"], r[key]) for r in records if r.get(key) is not None]
+            if len(points) == 1:  # (a line of one point, unmarked, did not show)
+                style = {"marker": "o"}
             if points:  # (train_loss: None before the first iteration; val_loss: no held out)
                 ax.plot(*zip(*points), label=label, **style)
         if not ax.lines:  # (closed below)

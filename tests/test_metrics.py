@@ -93,3 +93,17 @@ def test_entries_that_do_not_fit_the_count_are_refused(entries, iterations, stri
     with pytest.raises(ValueError, match=f"{len(entries)} loss entries for {iterations} "
                                          f"iterations"):
         LossHistory(entries, iterations, stride)
+
+
+def test_loss_png_marks_a_curve_of_one_point():
+    """A run's first record drew its training loss as a line of one point, which did not show
+    (QA): a curve of one point is marked, as the validation's always are."""
+    plt, why = metrics._pyplot()  # (off screen)
+    if plt is None:
+        pytest.skip(why)
+    record = {"iteration": 10, "train_loss": 3.9, "val_loss": 3.7}
+    for records, training in (([record], "o"), ([record, dict(record, iteration=20)], "None")):
+        drawn = []
+        assert metrics._draw(plt, records, lambda fig: drawn.extend(
+            (line.get_label(), line.get_marker()) for line in fig.axes[0].lines)) is None
+        assert drawn == [("training", training), ("validation", "o")]
