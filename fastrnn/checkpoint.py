@@ -548,6 +548,9 @@ def _read(path, npz, wanted, config_dtype=None):
     arrays = {}
     for name, expected in wanted.items():
         if name + ".npy" not in npz.zip.namelist():  # (npz.files also names other members)
+            if name == "meta":  # (the first read: an archive of someone else's arrays)
+                raise CheckpointError(f"{path} is not a fastrnn checkpoint (an .npz archive "
+                                      f"without fastrnn's metadata, 'meta')")
             raise CheckpointError(f"{path} is not a usable fastrnn checkpoint (it has no "
                                   f"{name!r})")
         shape, dtype = _header(npz, name)

@@ -48,7 +48,11 @@ OTHER_NAMES = {"rnn_size": "--hidden-size", "lr": "--learning-rate", "max_iters"
                "nlayers": "--num-layers", "save": "--out",  # (PyTorch's word_language_model)
                "n_embd": "--hidden-size",  # (nanoGPT's)
                "layers": "--num-layers", "num_epochs": "--epochs",
-               "length": "--sample-length"}  # (sample's, given to train)
+               "length": "--sample-length",  # (sample's, given to train)
+               "iters": "--iterations", "num_iters": "--iterations", "steps": "--iterations",
+               "max_steps": "--iterations", "num_steps": "--iterations",
+               "datafile": "--data", "data_file": "--data", "text": "--data", "corpus": "--data",
+               "seed_text": "--prime", "prompt": "--prime", "temp": "--temperature"}
 # ...and for a checkpoint, which sample and score take as their first argument (nanoGPT's
 # --out_dir and --init_from=resume, torch-rnn's -checkpoint)
 CHECKPOINT_NAMES = {"checkpoint", "out_dir", "checkpoint_dir", "init_from", "resume",
@@ -56,6 +60,26 @@ CHECKPOINT_NAMES = {"checkpoint", "out_dir", "checkpoint_dir", "init_from", "res
 
 
 NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # (argparse's: a value, not an option)
+
+
+TRAIN_ONLY = "python -m fastrnn.train's, which trains a model (--resume CHECKPOINT trains one on)"
+
+
+def trains(parser):
+    """{option: whose} of train's long options that ``parser`` (sample's, score's) lacks, for
+    its ``elsewhere``; not those that name a checkpoint (--resume: the checkpoint argument)."""
+    from .train import build_parser  # (only for an error's message: train's imports)
+    return {o: TRAIN_ONLY for o in build_parser()._option_string_actions
+            if o.startswith("--") and o not in parser._option_string_actions
+            and o[2:].replace("-", "_") not in CHECKPOINT_NAMES}
+
+
+def _whose(elsewhere, word):
+    """Whose option ``word`` is, by ``elsewhere`` ({option: whose}), spelled as there or as
+    another tool spells it (``--temp``, given to train); None if none's."""
+    name = word.lstrip("-").partition("=")[0].lower()
+    return elsewhere.get("--" + name.replace("_", "-")) or \
+        elsewhere.get(OTHER_NAMES.get(name.replace("-", "_")))
 
 
 def _value(words, k):
@@ -78,7 +102,7 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args, elsewhere=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.elsewhere = elsewhere or {}
+        self.elsewhere = elsewhere or {}  # (or a function that makes it, called if needed)
 
     def parse_args(self, args=None, namespace=None):
         self._words = list(sys.argv[1:] if args is None else args)  # (for ``error``'s hint)
@@ -149,12 +173,12 @@ class Parser(argparse.ArgumentParser):
         found, twice = [], []  # (word, option): meant, and meant but given already
         said = {}  # {whose it is: the words given that are another command's options}
         given = self._given()
+        elsewhere = self.elsewhere() if callable(self.elsewhere) else self.elsewhere
         for k, word in enumerate(words):
             option = self._option_meant(word, _value(words, k))
             if option and option not in [o for _, o in found + twice]:
                 (twice if option in given else found).append((word.partition("=")[0], option))
-            elif not option and word.startswith("-") and (whose := self.elsewhere.get(
-                    "--" + word.lstrip("-").partition("=")[0].lower().replace("_", "-"))):
+            elif not option and word.startswith("-") and (whose := _whose(elsewhere, word)):
                 said.setdefault(whose, []).append(word.partition("=")[0])
         meant = f"; did you mean {found[0][1]}?" if len(found) == 1 else \
             "; did you mean " + " and ".join(f"{o} (for {w})" for w, o in found) + "?" \
@@ -225,8 +249,12 @@ class Parser(argparse.ArgumentParser):
         for option in (spelled, other):
             if option in self._option_string_actions and option != word:
                 return option
-        close = difflib.get_close_matches(spelled, [o for o in self._option_string_actions
-                                                    if o.startswith("--")], 1, 0.85)
+        long = [o for o in self._option_string_actions if o.startswith("--")]
+        close = difflib.get_close_matches(spelled, long, 1, 0.85)
+        if not close and len(spelled) >= 6:  # an abbreviation with a typo (--hiden, --iters)
+            heads = {o[:len(spelled)]: o for o in sorted(long, reverse=True)
+                     if len(o) > len(spelled)}
+            close = [heads[h] for h in difflib.get_close_matches(spelled, heads, 1, 0.85)]
         return close[0] if close else None
 
     def _positional_metavars(self):

@@ -757,8 +757,8 @@ class CharRNN:
         a copy of ``state`` (``reference.evaluate`` states exactly how); on the numba backend
         they run on ``threads`` threads, with the same bits for any thread count. Every
         character is still predicted once, but each stream after the first starts without the
-        text before it, so the loss is slightly higher than one stream's; state_after is
-        (L, S, streams, H).
+        text before it, so the loss differs slightly from one stream's (usually higher);
+        state_after is (L, S, streams, H).
 
         ``progress``: a callable, called as the work goes with the number of characters
         predicted since its last call (the calls add up to ``len(data) - 1``), e.g. a tqdm

@@ -165,8 +165,8 @@ def evaluate(w, data, state, chunk=100, progress=None):
     b*P + 1 .. (b+1)*P from state[:, :, b]; then the last stream goes on alone through the
     n - B*P < B characters left. Every character is predicted once, but stream b > 0 starts
     from the given state instead of from where stream b - 1 ended, so its first few
-    predictions lack their context and the total is slightly higher than one stream's. The
-    returned state is each stream's after its last input.
+    predictions lack their context and the total differs slightly from one stream's (usually
+    higher). The returned state is each stream's after its last input.
     """
     B = state.shape[2]
     n = len(data) - 1

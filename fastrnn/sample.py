@@ -30,7 +30,7 @@ LONE_SHARE = 0.99  # --top-p under this over V keeps one character (rounding of 
 
 
 def build_parser():
-    p = cli.Parser(prog="python -m fastrnn.sample",
+    p = cli.Parser(prog="python -m fastrnn.sample", elsewhere=lambda: cli.trains(p),
                    description="Generate text from a fastrnn checkpoint, streaming it to stdout.")
     p.add_argument("checkpoint", type=cli.path, metavar="CHECKPOINT",
                    help="a checkpoint written by fastrnn.train")

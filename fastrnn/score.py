@@ -44,7 +44,7 @@ STDIN = "<stdin>"  # standard input's name in the scores and messages
 
 
 def build_parser():
-    p = cli.Parser(prog="python -m fastrnn.score",
+    p = cli.Parser(prog="python -m fastrnn.score", elsewhere=lambda: cli.trains(p),
                    description="Score texts with a fastrnn checkpoint: loss per character, bits "
                                "per character and perplexity, one line per file.")
     p.add_argument("checkpoint", type=cli.path, metavar="CHECKPOINT",
@@ -76,7 +76,11 @@ def _main(argv, out):
         args.encoding, note = corpus.model_encoding(args.encoding, ckpt.encoding, "the texts")
         model = ckpt.to_model(args.backend, args.dtype)
     except (checkpoint.CheckpointError, ValueError) as e:
-        raise cli.UsageError(str(e)) from None
+        archives = [p for p in args.files if p != "-" and checkpoint.is_archive(p)]
+        first = f"; {archives[0]} is an .npz archive: the checkpoint comes first (python -m " \
+            f"{PROG} CHECKPOINT FILE...)" if archives and \
+            not checkpoint.is_archive(args.checkpoint) else ""  # (the two swapped, QA)
+        raise cli.UsageError(f"{e}{first}") from None
     if note:
         print(f"{PROG}: {note}", file=sys.stderr)
     if args.files.count("-") > 1:

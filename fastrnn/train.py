@@ -153,9 +153,9 @@ def build_parser():
     r.add_argument("--val-streams", type=cli.positive_int, metavar="N",
                    help="read the held-out text as N contiguous streams side by side (on all "
                         "threads with numba): faster on many cores, but each stream after the "
-                        "first starts without the text before it, so the loss is slightly higher "
-                        "than one stream's; 1 (default) is min-char-rnn's one-stream value; "
-                        "with --resume: the checkpoint's")
+                        "first starts without the text before it, so the loss differs slightly "
+                        "from one stream's (usually higher); 1 (default) is min-char-rnn's "
+                        "one-stream value; with --resume: the checkpoint's")
     r.add_argument("--sample-every", type=cli.non_negative_int, metavar="N",
                    help=f"print a generated sample every N iterations (0: never; default "
                         f"{CADENCE['sample_every']}; with --resume: the checkpoint's)")
@@ -1984,8 +1984,10 @@ class _StopRequests:
             raise KeyboardInterrupt("quit at once, without saving (the latest checkpoint "
                                     "written, if any, is whole)")
         self.requested_at = time.monotonic()
-        _say(self.args, "stopping: saving a checkpoint after this block or validation (press "
-                        "Ctrl-C again to quit without saving)")
+        again = "press Ctrl-C again" if signum == signal.SIGINT else \
+            f"{signal.Signals(signum).name}: another signal, or Ctrl-C,"  # (QA: a kill's)
+        _say(self.args, f"stopping: saving a checkpoint after this block or validation ({again} "
+                        f"to quit without saving)")
 
     def __exit__(self, *exc):
         for s, handler in self.previous.items():

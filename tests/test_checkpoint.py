@@ -556,6 +556,8 @@ def _flipped(path, mark, offset, value, after=b""):
      r"corrupt: state is float32\(1, 1, 2, 8\), the config says float32\(1, 1, 1, 8\)"),
     (lambda p: rewrite_meta(p, lambda m, a: a.pop("losses")), r"\(it has no 'losses'\)"),
     (lambda p: rewrite_meta(p, lambda m, a: a.pop("mWhh")), r"\(it has no 'mWhh'\)"),
+    (lambda p: np.savez(p, a=np.arange(3)), r"is not a fastrnn checkpoint \(an .npz archive "
+                                            r"without fastrnn's metadata, 'meta'\)$"),  # (QA)
     (lambda p: rewrite_meta(p, lambda m, a: m["config"].update(cell="transformer")), "unknown cell 'transformer'"),
 ])
 def test_unusable_checkpoints_are_named(saved, damage, message):

@@ -2549,6 +2549,19 @@ def test_a_second_ctrl_c_quits_in_one_line(capsys, monkeypatch):
     assert joined == [True]
 
 
+def test_the_stop_line_names_the_signal_that_asked_for_it(capsys):
+    """(QA) Ctrl-C's stop says to press it again to quit; a kill's (SIGTERM) says that another
+    signal, or Ctrl-C, quits (it said "press Ctrl-C again" to a process no terminal runs)."""
+    from types import SimpleNamespace
+    for signum, again in ((signal.SIGINT, "press Ctrl-C again"),
+                          (signal.SIGTERM, "SIGTERM: another signal, or Ctrl-C,")):
+        stop = train._StopRequests(SimpleNamespace(quiet=False, output_closed=None))
+        stop._handle(signum, None)
+        assert stop.requested and capsys.readouterr().out == (
+            f"stopping: saving a checkpoint after this block or validation ({again} to quit "
+            f"without saving)\n")
+
+
 def test_ctrl_c_while_a_command_imports_is_one_line():
     """``python -m fastrnn.train``: Ctrl-C while the package imports (NumPy, Numba) is one
     line and exit code 130, not a KeyboardInterrupt traceback; ``cli.run`` gives Ctrl-C back
@@ -4601,6 +4614,15 @@ def test_an_empty_checkpoint_or_file_path_is_refused(trained, capsys):
      "(OUT/checkpoint.npz) (see --help)\n"),
     (["--length", "100"], "unrecognized arguments: --length 100; did you mean --sample-length?"),
     (["--nlayers", "2"], "unrecognized arguments: --nlayers 2; did you mean --num-layers?"),
+    # abbreviations with a typo, and other names (QA's)
+    (["--hiden", "5"], "unrecognized arguments: --hiden 5; did you mean --hidden-size?"),
+    (["--iters", "5"], "unrecognized arguments: --iters 5; did you mean --iterations?"),
+    (["--steps", "5"], "unrecognized arguments: --steps 5; did you mean --iterations?"),
+    (["--datafile", "x"], "unrecognized arguments: --datafile x; did you mean --data?"),
+    (["--dropot", "0.5"], "unrecognized arguments: --dropot 0.5; did you mean --dropout?"),
+    (["--xyzzy-iters", "5"], "unrecognized arguments: --xyzzy-iters 5 (see --help)"),
+    (["--temp", "0.5"], "unrecognized arguments: --temp 0.5; --temp is python -m "
+                        "fastrnn.sample's, which samples a checkpoint"),
 ])
 def test_options_spelled_as_other_tools_spell_them_are_named(tmp_path, capsys, args, fragment):
     """char-rnn, torch-rnn and nanoGPT spell their options with underscores, one dash, or
@@ -4608,6 +4630,25 @@ def test_options_spelled_as_other_tools_spell_them_are_named(tmp_path, capsys, a
     rc = train.main([*args, "--out", str(tmp_path / "out")])
     assert_usage_error(rc, capsys, fragment)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["sample", "score"])
+def test_trains_options_given_to_sample_or_score_are_named_as_trains(tmp_path, capsys, command):
+    """(QA) sample and score given train's options say whose they are, as train given
+    sample's does; --resume still reads as the checkpoint, given with an option name."""
+    main = {"sample": lambda argv: run_sample(argv)[0],
+            "score": lambda argv: score.main(argv, out=io.StringIO())}[command]
+    files = ["x.npz"] + ["y.txt"] * (command == "score")
+    rc = main([*files, "--iterations", "5", "--hidden-size=8"])
+    assert_usage_error(rc, capsys, "unrecognized arguments: --iterations 5 --hidden-size=8; "
+                                   "--iterations and --hidden-size are python -m fastrnn.train's, "
+                                   "which trains a model (--resume CHECKPOINT trains one on) "
+                                   "(see --help)\n")
+    rc = main(["--resume", *files])
+    assert_usage_error(rc, capsys, "CHECKPOINT is given without an option name")
+    rc = main([*files, "--prompt", "x"])
+    assert_usage_error(rc, capsys, "did you mean --prime?" if command == "sample" else
+                       "unrecognized arguments: --prompt x (see --help)")
 
 
 def test_a_directory_for_a_file_names_what_it_holds(tmp_path, corpus_file, capsys,
@@ -4727,16 +4768,20 @@ def test_python_m_fastrnn_names_its_commands_and_runs_them(tmp_path, capsys):
     """``python -m fastrnn`` alone names the three commands (exit 2, a usage error), with
     --help too (exit 0: it exited 1 either way), and ``python -m fastrnn sample ...`` runs
     ``python -m fastrnn.sample ...`` (it printed the names)."""
+    import fastrnn
     from fastrnn import __main__ as entry
     assert entry.main(["--help"]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("usage: python -m fastrnn.train [--help]") and err == ""
+    assert "\n  sample  generate text from a checkpoint\n" in out  # (each said, QA)
     assert entry.main([]) == 2 and capsys.readouterr().err.startswith("usage: ")
     assert entry.main(["bogus"]) == 2
     assert "fastrnn: error: unknown command 'bogus': choose a command, one of train, sample, " \
            "score" in capsys.readouterr().err
-    assert entry.main(["--version"]) == 2
-    assert "fastrnn: error: unknown option '--version'" in capsys.readouterr().err
+    assert entry.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"fastrnn {fastrnn.__version__}\n"
+    assert entry.main(["--verbose"]) == 2
+    assert "fastrnn: error: unknown option '--verbose'" in capsys.readouterr().err
     assert entry.main(["sample", str(tmp_path / "none.npz")]) == 2
     assert "fastrnn.sample: error: " in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:

@@ -270,6 +270,20 @@ def test_bad_inputs_are_one_line(run, tmp_path, capsys, make, fragment):
     assert rc == 2 and out == "" and fragment in capsys.readouterr().err
 
 
+def test_a_checkpoint_given_after_a_text_is_named(run, capsys):
+    """(QA) The checkpoint and a text swapped: the error says which file is the archive and
+    that the checkpoint comes first; a text that is no checkpoint alone, as before."""
+    d, corpus = run
+    rc = score.main([str(corpus), str(d / "out" / "checkpoint.npz")], out=io.StringIO())
+    assert rc == 2 and capsys.readouterr().err == (
+        f"fastrnn.score: error: {corpus} is not a fastrnn checkpoint (not an .npz archive); "
+        f"{d / 'out' / 'checkpoint.npz'} is an .npz archive: the checkpoint comes first "
+        f"(python -m fastrnn.score CHECKPOINT FILE...)\n")
+    rc = score.main([str(corpus), str(corpus)], out=io.StringIO())
+    assert rc == 2 and capsys.readouterr().err == (
+        f"fastrnn.score: error: {corpus} is not a fastrnn checkpoint (not an .npz archive)\n")
+
+
 def test_a_decoding_error_names_its_byte_offset_across_blocks(run, tmp_path, capsys, monkeypatch):
     """The file is decoded a block at a time: a bad byte is named at its offset in the file,
     also when the character it breaks began in the block before (pending in the decoder)."""
