@@ -57,21 +57,32 @@ OTHER_NAMES = {"rnn_size": "--hidden-size", "lr": "--learning-rate", "max_iters"
 # --out_dir and --init_from=resume, torch-rnn's -checkpoint)
 CHECKPOINT_NAMES = {"checkpoint", "out_dir", "checkpoint_dir", "init_from", "resume",
                     "resume_from", "restore", "load"}
+# ...and for a text, which score takes after it (train's --data, and other names for it)
+TEXT_NAMES = {"data", "text", "corpus", "datafile", "data_file", "input", "input_file", "file",
+              "files"}
 
 
 NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")  # (argparse's: a value, not an option)
 
 
-TRAIN_ONLY = "python -m fastrnn.train's, which trains a model (--resume CHECKPOINT trains one on)"
+WHOSE = {"train": "python -m fastrnn.train's, which trains a model (--resume CHECKPOINT trains "
+                  "one on)",
+         "sample": "python -m fastrnn.sample's, which generates text from a checkpoint"}
 
 
-def trains(parser):
-    """{option: whose} of train's long options that ``parser`` (sample's, score's) lacks, for
-    its ``elsewhere``; not those that name a checkpoint (--resume: the checkpoint argument)."""
-    from .train import build_parser  # (only for an error's message: train's imports)
-    return {o: TRAIN_ONLY for o in build_parser()._option_string_actions
-            if o.startswith("--") and o not in parser._option_string_actions
-            and o[2:].replace("-", "_") not in CHECKPOINT_NAMES}
+def theirs(parser, *commands):
+    """{option: whose} of the long options of ``commands`` ("train", "sample") that ``parser``
+    (sample's, score's) lacks, for its ``elsewhere``; not those that name a checkpoint or a
+    text (--resume, --data: score's arguments, sample's --prime-file)."""
+    import importlib  # (only for an error's message: the commands' imports)
+    found = {}
+    for command in commands:
+        other = importlib.import_module(f"fastrnn.{command}").build_parser()
+        found.update({o: WHOSE[command] for o in other._option_string_actions
+                      if o.startswith("--") and o not in parser._option_string_actions
+                      and o[2:].replace("-", "_") not in CHECKPOINT_NAMES | TEXT_NAMES
+                      and o not in found})
+    return found
 
 
 def _whose(elsewhere, word):
@@ -178,7 +189,8 @@ class Parser(argparse.ArgumentParser):
             option = self._option_meant(word, _value(words, k))
             if option and option not in [o for _, o in found + twice]:
                 (twice if option in given else found).append((word.partition("=")[0], option))
-            elif not option and word.startswith("-") and (whose := _whose(elsewhere, word)):
+            elif not option and word.startswith("-") and not self._known(word) and \
+                    (whose := _whose(elsewhere, word)):  # (not --sample: an abbreviation here)
                 said.setdefault(whose, []).append(word.partition("=")[0])
         meant = f"; did you mean {found[0][1]}?" if len(found) == 1 else \
             "; did you mean " + " and ".join(f"{o} (for {w})" for w, o in found) + "?" \
@@ -193,9 +205,10 @@ class Parser(argparse.ArgumentParser):
                 continue
             for action in self._positionals._group_actions:  # (``--checkpoint X``)
                 metavar = action.metavar or action.dest
-                if isinstance(metavar, str) and (metavar.lower() == name.lower() or (
-                        metavar == "CHECKPOINT" and not meant and
-                        name.lower().replace("-", "_") in CHECKPOINT_NAMES)):
+                named = name.lower().replace("-", "_")  # (``--data X`` to score: its FILE)
+                if isinstance(metavar, str) and (metavar.lower() == name.lower() or not meant and (
+                        metavar == "CHECKPOINT" and named in CHECKPOINT_NAMES or
+                        metavar == "FILE" and word.startswith("--") and named in TEXT_NAMES)):
                     return meant + f"; {metavar} is given without an option name " \
                                    f"({self.prog} {' '.join(self._positional_metavars())})"
         return meant
@@ -252,9 +265,12 @@ class Parser(argparse.ArgumentParser):
         long = [o for o in self._option_string_actions if o.startswith("--")]
         close = difflib.get_close_matches(spelled, long, 1, 0.85)
         if not close and len(spelled) >= 6:  # an abbreviation with a typo (--hiden, --iters)
-            heads = {o[:len(spelled)]: o for o in sorted(long, reverse=True)
-                     if len(o) > len(spelled)}
-            close = [heads[h] for h in difflib.get_close_matches(spelled, heads, 1, 0.85)]
+            heads = {}  # {an option's first len(spelled) characters: the options so begun}
+            for o in long:
+                if len(o) > len(spelled):
+                    heads.setdefault(o[:len(spelled)], []).append(o)
+            close = [heads[h][0] for h in difflib.get_close_matches(spelled, heads, 1, 0.85)
+                     if len(heads[h]) == 1]  # (not --smaple: --sample-every or -length)
         return close[0] if close else None
 
     def _positional_metavars(self):

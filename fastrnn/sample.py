@@ -30,7 +30,8 @@ LONE_SHARE = 0.99  # --top-p under this over V keeps one character (rounding of 
 
 
 def build_parser():
-    p = cli.Parser(prog="python -m fastrnn.sample", elsewhere=lambda: cli.trains(p),
+    p = cli.Parser(prog="python -m fastrnn.sample",
+                   elsewhere=lambda: cli.theirs(p, "train"),
                    description="Generate text from a fastrnn checkpoint, streaming it to stdout.")
     p.add_argument("checkpoint", type=cli.path, metavar="CHECKPOINT",
                    help="a checkpoint written by fastrnn.train")

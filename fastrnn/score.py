@@ -44,7 +44,8 @@ STDIN = "<stdin>"  # standard input's name in the scores and messages
 
 
 def build_parser():
-    p = cli.Parser(prog="python -m fastrnn.score", elsewhere=lambda: cli.trains(p),
+    p = cli.Parser(prog="python -m fastrnn.score",
+                   elsewhere=lambda: cli.theirs(p, "sample", "train"),
                    description="Score texts with a fastrnn checkpoint: loss per character, bits "
                                "per character and perplexity, one line per file.")
     p.add_argument("checkpoint", type=cli.path, metavar="CHECKPOINT",
@@ -63,6 +64,15 @@ def build_parser():
     return p
 
 
+def _a_file(path):
+    """Whether ``path`` is a regular file (not -, standard input; not a pipe or terminal, which
+    a read would wait on; not missing)."""
+    try:
+        return path != "-" and Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def main(argv=None, out=None):
     return cli.run(lambda a: _main(a, out or sys.stdout), PROG, argv, output=out is None)
 
@@ -76,10 +86,12 @@ def _main(argv, out):
         args.encoding, note = corpus.model_encoding(args.encoding, ckpt.encoding, "the texts")
         model = ckpt.to_model(args.backend, args.dtype)
     except (checkpoint.CheckpointError, ValueError) as e:
-        archives = [p for p in args.files if p != "-" and checkpoint.is_archive(p)]
+        # (a text given first, and a checkpoint after it: the two swapped, QA's; a pipe or a
+        # terminal, which reading would wait on, is no checkpoint)
+        archives = [p for p in args.files if _a_file(p) and checkpoint.is_archive(p)]
         first = f"; {archives[0]} is an .npz archive: the checkpoint comes first (python -m " \
-            f"{PROG} CHECKPOINT FILE...)" if archives and \
-            not checkpoint.is_archive(args.checkpoint) else ""  # (the two swapped, QA)
+            f"{PROG} CHECKPOINT FILE...)" if archives and _a_file(args.checkpoint) and \
+            not checkpoint.is_archive(args.checkpoint) else ""
         raise cli.UsageError(f"{e}{first}") from None
     if note:
         print(f"{PROG}: {note}", file=sys.stderr)

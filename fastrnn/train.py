@@ -1048,8 +1048,11 @@ class Trainer:
                     bar.status("timing the final validation and checkpoint for --time-budget")
                     self.eval_seconds = self.eval_seconds or self._estimate_validation()
                     if not self.save_seconds:  # a checkpoint now: the write timed, and kept
-                        self._save(CHECKPOINT)  # (a sample's estimate: when a plan reaches one)
+                        self._save(CHECKPOINT)
                     self._warn_if_the_ending_overruns(start, args.time_budget)
+                if args.time_budget and bar is not None:  # (a sample within the budget's reach:
+                    self._sample_seconds(  # timed once, while the budget has room for it)
+                        self.iteration, self._reach(start, args.time_budget, target))
                 target = self._start_anneal(target, start, bar)
                 change = self.schedule().constant_until(self.iteration)
                 if self.anneal and "window" not in self.anneal:  # (where it may start)
@@ -1164,7 +1167,7 @@ class Trainer:
         if budget:
             if self.paced_from is None:
                 return target  # (no pace yet)
-            left = self._iterations_left(start, budget, due_now)
+            left = self._iterations_left(start, budget, target, due_now)
             if self.iteration + left < target:  # the budget ends the run first
                 now = time.perf_counter()
                 if now - start < (1 - fraction) * budget or \
@@ -1193,17 +1196,18 @@ class Trainer:
             bar.target = end
         return end
 
-    def _iterations_left(self, start, budget, due_now=False):
+    def _iterations_left(self, start, budget, target, due_now=False):
         """How many iterations the rest of the budget holds, less the run's ending and a
         whole call (``_ending_seconds``): the most whose time (``_cost``) fits
         in 97% of it, so that the anneal ends within the budget if the pace holds; 0 if none
-        does."""
+        does (a sample due by then, and by ``target``, the run's end, estimated first if none
+        was timed)."""
         def bound():  # (the kernels' pace alone: the cost of one iteration, a checkpoint or
             # sample due at it included, made the bound, and the window, a hundredth of the
             left = 0.97 * (budget - (time.perf_counter() - start) - self._ending_seconds())
             return left, max(0, int(left / max(self._pace(), 1e-9)) + 1)  # share; 0: none fits
 
-        self._sample_seconds(self.iteration - due_now, self.iteration + bound()[1])
+        self._sample_seconds(self.iteration - due_now, min(target, self.iteration + bound()[1]))
         left, high = bound()  # (after a sample's estimate, if one in reach was first made now)
         low = 0
         while low < high:  # (the cost grows with the iterations: the last that fits)
@@ -1211,13 +1215,12 @@ class Trainer:
             low, high = (mid, high) if self._cost(mid, due_now) <= left else (low, mid - 1)
         return low
 
-    def _cost(self, n, due_now=False, plan=True):
+    def _cost(self, n, due_now=False):
         """Seconds the next n iterations take: their kernel calls', at the pace timed since
         the run's pace began, and the validations (each with a drawing of loss.png and, with a
         held-out text, best.npz), checkpoints and samples due among them, each as long as the
         latest (a validation at the n-th is the run's final one, in ``_closing_seconds``;
-        ``due_now``: those due at this iteration are still to come, and counted; ``plan``:
-        a sample not yet timed is estimated, ``_sample_seconds``, else taken as 0). (The
+        ``due_now``: those due at this iteration are still to come, and counted). (The
         time between two dates, which this replaced, counted what happened to fall between
         them: a 10 s budget's anneal fixed before the first validation ended past the budget's
         end; one fixed after it and matplotlib's import, 6 s before.)"""
@@ -1226,23 +1229,25 @@ class Trainer:
         def due(every, last):  # how many multiples of ``every`` in (first, last]
             return last // every - first // every if every else 0
 
-        samples = due(args.sample_every, end)
         return (n * self._pace() + due(args.eval_every, end - 1) * self._validation_seconds()
                 + due(args.checkpoint_every, end) * self.save_seconds
-                + samples * (self._sample_seconds(first, end) if plan and samples else
-                             self.sample_seconds))
+                + due(args.sample_every, end) * self.sample_seconds)
 
     def _sample_seconds(self, first, last):
-        """A sample's seconds, as long as the latest (0 before the first); under --time-budget,
-        estimated (``_estimate_sample``) when a plan first reaches one, due after iteration
-        ``first`` and by ``last``, before any was timed: not at the start, where a run whose
-        budget ended before its first sample compiled a sampling kernel for nothing (2.6 s of a
-        60 s budget)."""
+        """Under --time-budget, before any sample was timed, a sample's seconds estimated
+        (``_estimate_sample``) if one is due after iteration ``first`` and by ``last``: a run
+        whose budget cannot reach its first sample compiles no sampling kernel (it did at the
+        start, 2.6 s of a 60 s budget for nothing)."""
         every = self.args.sample_every
         if self.args.time_budget and every and not self.sample_seconds and \
                 last // every > first // every:
             self.sample_seconds = self._estimate_sample()
-        return self.sample_seconds
+
+    def _reach(self, start, budget, target):
+        """The last iteration the rest of ``budget`` could hold at the latest call's pace, the
+        run's ending aside (at most ``target``)."""
+        left = max(0.0, budget - (time.perf_counter() - start))
+        return min(target, self.iteration + int(left / max(self.iteration_seconds, 1e-9)) + 1)
 
     def _pace(self):
         """The kernel calls' seconds per iteration since the run's pace began (``paced_from``)."""
@@ -1256,8 +1261,7 @@ class Trainer:
         0 once there (the bar is of training: 100% as its last block ends)."""
         if self.iteration >= target:
             return 0.0
-        return self._cost(target - self.iteration, due_now=True, plan=False) + \
-            self._closing_seconds()
+        return self._cost(target - self.iteration, due_now=True) + self._closing_seconds()
 
     def _cadences(self):
         """The intervals at which something due cuts every kernel call (validations, samples,
@@ -1313,7 +1317,7 @@ class Trainer:
         args, end = self.args, self.iteration + n
         ending = n * self.iteration_seconds + self._closing_seconds()  # (at the latest pace)
         if args.sample_every and end % args.sample_every == 0:
-            ending += self._sample_seconds(end - 1, end)
+            ending += self.sample_seconds
         if args.checkpoint_every and end % args.checkpoint_every == 0:
             ending += self.save_seconds
         return time.perf_counter() - start + ending >= budget
@@ -1984,10 +1988,21 @@ class _StopRequests:
             raise KeyboardInterrupt("quit at once, without saving (the latest checkpoint "
                                     "written, if any, is whole)")
         self.requested_at = time.monotonic()
-        again = "press Ctrl-C again" if signum == signal.SIGINT else \
-            f"{signal.Signals(signum).name}: another signal, or Ctrl-C,"  # (QA: a kill's)
-        _say(self.args, f"stopping: saving a checkpoint after this block or validation ({again} "
-                        f"to quit without saving)")
+        _say(self.args, f"stopping: saving a checkpoint after this block or validation "
+                        f"({self._quitting(signum)})")
+
+    def _quitting(self, signum):
+        """How to quit without saving after the stop ``signum`` asked for: Ctrl-C again after
+        Ctrl-C; after another signal (QA: a kill's was told to press Ctrl-C), the signals
+        this process hears that quit (a hangup never does; SIGINT, if a shell's ``&`` had it
+        ignored, is not heard)."""
+        if signum == signal.SIGINT:
+            return "press Ctrl-C again to quit without saving"
+        quit = [name for s, name in ((signal.SIGTERM, "another SIGTERM" if signum ==
+                                      signal.SIGTERM else "SIGTERM"),
+                                     (signal.SIGINT, "Ctrl-C")) if s in self.previous]
+        return f"asked by {signal.Signals(signum).name}" + (
+            f"; {' or '.join(quit)} quits without saving" if quit else "")
 
     def __exit__(self, *exc):
         for s, handler in self.previous.items():

@@ -1855,7 +1855,7 @@ def test_a_resume_notes_a_best_model_saved_after_its_checkpoint(tmp_path, corpus
 def test_a_resume_whose_rate_decayed_to_0_is_not_told_to_train_on(tmp_path, corpus_file,
                                                                   capsys):
     """A run --lr-decay stopped at a rate of 0, resumed with an --iterations below it: nothing
-    to train, and no "--iterations N trains on" (no N does)."""
+    to train, and no "--iterations N trains on" (no N does), but --init-from."""
     assert train.main(["--data", corpus_file, *SMALL, "--iterations", "400", "--lr-decay",
                        "0.0001", "--lr-decay-every", "2", "--eval-every", "0",
                        "--sample-every", "0", "--out", str(tmp_path)]) == 0
@@ -1864,7 +1864,8 @@ def test_a_resume_whose_rate_decayed_to_0_is_not_told_to_train_on(tmp_path, corp
     capsys.readouterr()
     assert train.main(["--resume", str(tmp_path / "checkpoint.npz"), "--iterations", "5"]) == 0
     assert capsys.readouterr().out.endswith(f"already at iteration {stopped} (--iterations 5): "
-                                            f"nothing to train\n")
+                                            f"nothing to train; --init-from starts a new run "
+                                            f"from its weights\n")
 
 
 def test_a_run_refused_an_out_in_use_names_its_holder_once_written(tmp_path, corpus_file,
@@ -2167,26 +2168,39 @@ def test_an_ending_longer_than_the_budget_left_is_said(tmp_path, corpus_file, ca
 def test_a_budget_times_a_sample_only_when_one_falls_within_it(tmp_path, corpus_file,
                                                                monkeypatch, anneal):
     """Under --time-budget a sample's time is estimated (its kernels compiled, on a first run)
-    when the run's plans first reach one: a run whose budget ends before its first sample
-    estimates none (it did at its start: the sampling kernels' compiling took 2.6 s of a 60 s
-    budget, for nothing), one that samples within it estimates one, once, and ends within
-    the budget, its anneal (planned with the sample) included."""
+    once the rest of the budget could reach one: a run whose budget, or --iterations, ends
+    before its first sample estimates none (it did at its start: the sampling kernels'
+    compiling took 2.6 s of a 60 s budget, for nothing); one that samples within it estimates
+    one, once, early enough that the estimate's seconds (here 3, as a compiling's) do not
+    take the run past the budget, its anneal included."""
     clock = work_clock(monkeypatch)  # (1 s a chunk, 5 s a validation, 0.01 s a character)
     estimated, real = [], train.Trainer._estimate_sample
-    monkeypatch.setattr(train.Trainer, "_estimate_sample",
-                        lambda self, *a: estimated.append(self.iteration) or real(self, *a))
-    for every, samples in (("1000", False), ("15", True)):
+
+    def estimate(self, *args):
+        estimated.append(self.iteration)
+        seconds = real(self, *args)
+        clock[0] += 3.0  # (its kernels compiled)
+        return seconds
+
+    monkeypatch.setattr(train.Trainer, "_estimate_sample", estimate)
+    runs = [(budget, "15", "100000", True) for budget in range(20, 41)] + \
+        [(40, "1000", "100000", False), (3600, "1000", "30", False)]
+    for budget, every, iterations, samples in runs:
         estimated.clear()
         start = clock[0]
-        out = tmp_path / every
-        assert train.main(["--data", corpus_file, *SMALL, "--iterations", "100000",
-                           "--time-budget", "40", "--eval-every", "0", "--sample-every", every,
-                           *anneal, "--out", str(out)]) == 0
-        assert clock[0] - start <= 40, every
+        out = tmp_path / f"{budget}-{every}-{iterations}"
+        assert train.main(["--data", corpus_file, *SMALL, "--iterations", iterations,
+                           "--time-budget", str(budget), "--eval-every", "0", "--sample-every",
+                           every, *anneal, "--out", str(out)]) == 0
+        assert clock[0] - start <= budget, (budget, every, estimated)
         run = checkpoint.load(out / "checkpoint.npz").run
-        assert run["stopped"] == "time budget" and 15 < run["iteration"] < 40, run["iteration"]
-        assert len(estimated) == samples and estimated[:1] <= [15], estimated
-        assert ("window" in run["anneal"]) if anneal else "anneal" not in run
+        assert len(estimated) == samples and estimated[:1] <= [15], (budget, estimated)
+        if iterations == "30":
+            assert run["iteration"] == 30
+            continue
+        assert run["stopped"] == "time budget" and run["iteration"] < budget, run["iteration"]
+        if budget == 40:  # (a window with room for it)
+            assert ("window" in run["anneal"]) if anneal else "anneal" not in run
 
 
 def test_a_budget_left_that_the_first_call_takes_is_said_as_such(tmp_path, corpus_file, capsys,
@@ -2550,16 +2564,27 @@ def test_a_second_ctrl_c_quits_in_one_line(capsys, monkeypatch):
 
 
 def test_the_stop_line_names_the_signal_that_asked_for_it(capsys):
-    """(QA) Ctrl-C's stop says to press it again to quit; a kill's (SIGTERM) says that another
-    signal, or Ctrl-C, quits (it said "press Ctrl-C again" to a process no terminal runs)."""
+    """(QA) Ctrl-C's stop says to press it again to quit; a kill's (SIGTERM) names the
+    signals that quit (it said "press Ctrl-C again" to a process no terminal runs): not
+    Ctrl-C where SIGINT is ignored (a shell's ``&``), never a hangup."""
     from types import SimpleNamespace
-    for signum, again in ((signal.SIGINT, "press Ctrl-C again"),
-                          (signal.SIGTERM, "SIGTERM: another signal, or Ctrl-C,")):
-        stop = train._StopRequests(SimpleNamespace(quiet=False, output_closed=None))
-        stop._handle(signum, None)
+    for signum, ignored, how in (
+            (signal.SIGINT, (), "press Ctrl-C again to quit without saving"),
+            (signal.SIGTERM, (), "asked by SIGTERM; another SIGTERM or Ctrl-C quits without "
+                                 "saving"),
+            (signal.SIGTERM, (signal.SIGINT,), "asked by SIGTERM; another SIGTERM quits "
+                                               "without saving"),
+            (signal.SIGHUP, (), "asked by SIGHUP; SIGTERM or Ctrl-C quits without saving")):
+        before = {s: signal.signal(s, signal.SIG_IGN) for s in ignored}
+        try:
+            with train._StopRequests(SimpleNamespace(quiet=False, output_closed=None)) as stop:
+                stop.terminals = []  # (nothing dropped at the hangup)
+                stop._handle(signum, None)
+        finally:
+            for s, handler in before.items():
+                signal.signal(s, handler)
         assert stop.requested and capsys.readouterr().out == (
-            f"stopping: saving a checkpoint after this block or validation ({again} to quit "
-            f"without saving)\n")
+            f"stopping: saving a checkpoint after this block or validation ({how})\n")
 
 
 def test_ctrl_c_while_a_command_imports_is_one_line():
@@ -4621,6 +4646,9 @@ def test_an_empty_checkpoint_or_file_path_is_refused(trained, capsys):
     (["--datafile", "x"], "unrecognized arguments: --datafile x; did you mean --data?"),
     (["--dropot", "0.5"], "unrecognized arguments: --dropot 0.5; did you mean --dropout?"),
     (["--xyzzy-iters", "5"], "unrecognized arguments: --xyzzy-iters 5 (see --help)"),
+    (["--smaple", "5"], "unrecognized arguments: --smaple 5 (see --help)"),  # (-every or
+    (["--sample", "5"], "ambiguous option: --sample could match --sample-every, "  # -length?)
+                        "--sample-length (see --help)"),
     (["--temp", "0.5"], "unrecognized arguments: --temp 0.5; --temp is python -m "
                         "fastrnn.sample's, which samples a checkpoint"),
 ])
@@ -4633,9 +4661,10 @@ def test_options_spelled_as_other_tools_spell_them_are_named(tmp_path, capsys, a
 
 
 @pytest.mark.parametrize("command", ["sample", "score"])
-def test_trains_options_given_to_sample_or_score_are_named_as_trains(tmp_path, capsys, command):
-    """(QA) sample and score given train's options say whose they are, as train given
-    sample's does; --resume still reads as the checkpoint, given with an option name."""
+def test_other_commands_options_given_to_sample_or_score_are_named(tmp_path, capsys, command):
+    """(QA) sample and score given train's options (score, sample's too) say whose they are,
+    as train given sample's does; --resume still reads as the checkpoint, and --data as
+    score's FILE, given with an option name."""
     main = {"sample": lambda argv: run_sample(argv)[0],
             "score": lambda argv: score.main(argv, out=io.StringIO())}[command]
     files = ["x.npz"] + ["y.txt"] * (command == "score")
@@ -4648,7 +4677,16 @@ def test_trains_options_given_to_sample_or_score_are_named_as_trains(tmp_path, c
     assert_usage_error(rc, capsys, "CHECKPOINT is given without an option name")
     rc = main([*files, "--prompt", "x"])
     assert_usage_error(rc, capsys, "did you mean --prime?" if command == "sample" else
-                       "unrecognized arguments: --prompt x (see --help)")
+                       "unrecognized arguments: --prompt x; --prompt is python -m "
+                       "fastrnn.sample's, which generates text from a checkpoint (see --help)")
+    if command == "score":  # (sample's options named as sample's; a text named as FILE)
+        rc = main([*files, "--length", "5", "--temp", "1"])
+        assert_usage_error(rc, capsys, "unrecognized arguments: --length 5 --temp 1; --length "
+                                       "and --temp are python -m fastrnn.sample's, which "
+                                       "generates text from a checkpoint (see --help)\n")
+        rc = main(["x.npz", "--data", "y.txt"])
+        assert_usage_error(rc, capsys, "FILE is given without an option name (python -m "
+                                       "fastrnn.score CHECKPOINT FILE...)")
 
 
 def test_a_directory_for_a_file_names_what_it_holds(tmp_path, corpus_file, capsys,

@@ -5,9 +5,11 @@ import json
 import math
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -282,6 +284,23 @@ def test_a_checkpoint_given_after_a_text_is_named(run, capsys):
     rc = score.main([str(corpus), str(corpus)], out=io.StringIO())
     assert rc == 2 and capsys.readouterr().err == (
         f"fastrnn.score: error: {corpus} is not a fastrnn checkpoint (not an .npz archive)\n")
+    missing = d / "missing.npz"  # (a checkpoint mistyped: not the two swapped)
+    rc = score.main([str(missing), str(d / "out" / "checkpoint.npz")], out=io.StringIO())
+    assert rc == 2 and capsys.readouterr().err == (
+        f"fastrnn.score: error: {missing}: no such checkpoint\n")
+
+
+def test_a_pipe_given_with_a_bad_checkpoint_is_not_read(run, tmp_path):
+    """(the swapped arguments' hint read every FILE: a named pipe no one writes to waited
+    forever) The checkpoint's error comes at once."""
+    d, corpus = run
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    done = subprocess.run([sys.executable, "-m", "fastrnn.score", str(d / "missing.npz"),
+                           str(fifo)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert done.returncode == 2 and done.stderr == \
+        f"fastrnn.score: error: {d / 'missing.npz'}: no such checkpoint\n"
 
 
 def test_a_decoding_error_names_its_byte_offset_across_blocks(run, tmp_path, capsys, monkeypatch):
