@@ -89,6 +89,8 @@ def _whose(elsewhere, word):
     """Whose option ``word`` is, by ``elsewhere`` ({option: whose}), spelled as there or as
     another tool spells it (``--temp``, given to train); None if none's."""
     name = word.lstrip("-").partition("=")[0].lower()
+    if name.replace("-", "_") in CHECKPOINT_NAMES | TEXT_NAMES:  # (sample's and score's
+        return None  # arguments, given an option's name: --out_dir, --data)
     return elsewhere.get("--" + name.replace("_", "-")) or \
         elsewhere.get(OTHER_NAMES.get(name.replace("-", "_")))
 

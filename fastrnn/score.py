@@ -244,7 +244,7 @@ def _score(args, ckpt, model, texts, counts, unix, out):
                            f"{'has' if len(unix) == 1 else 'have'} Unix line endings (\\n), and "
                            f"the model learned Windows ones (\\r\\n): {found} (unix2dos "
                            f"converts)")
-        for path, name in texts:
+        for k, (path, name) in enumerate(texts, 1):
             try:
                 result = score_file(model, ckpt.vocab, model.first_stream_state(), path,
                                     args.encoding, args.skip_unknown, bar.update, name=name)
@@ -258,7 +258,8 @@ def _score(args, ckpt, model, texts, counts, unix, out):
             try:
                 out.write(_json(result) if args.json else _line(result))
                 out.flush()
-                bar.refresh()
+                if k < len(texts):  # (not drawn again at 100% only to be cleared: QA)
+                    bar.refresh()
             except BrokenPipeError:  # e.g. piped into `head`: stop quietly
                 cli.drop_output()
                 break

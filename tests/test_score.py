@@ -59,12 +59,17 @@ def test_the_score_of_the_held_out_text_is_the_trainers_validation(run, tmp_path
                                     rel_tol=1e-12)
 
 
-def test_several_files_a_line_each_and_unknown_characters(run, tmp_path):
+def test_several_files_a_line_each_and_unknown_characters(run, tmp_path, monkeypatch):
+    """A line a file; the progress bar, cleared for each line, drawn again after each but the
+    last (after the last it came back at 100%, only to be cleared: QA)."""
     d, corpus = run
     other = tmp_path / "other.txt"
     other.write_text("a good wife, a good fortune; {}", encoding="utf-8")
     ckpt = str(d / "out" / "checkpoint.npz")
+    drawn = []
+    monkeypatch.setattr(cli.DelayedBar, "refresh", lambda self: drawn.append(True))
     rc, out = scored([ckpt, str(corpus), str(other), "--skip-unknown"])
+    assert drawn == [True]
     lines = out.splitlines()
     assert rc == 0 and len(lines) == 2, out
     assert lines[0].startswith(f"{corpus}: ") and "bits/char, perplexity" in lines[0]
