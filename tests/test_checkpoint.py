@@ -1083,6 +1083,18 @@ def test_a_checkpoint_from_before_layers_and_dropout_loads_as_one_layer(saved):
     assert np.array_equal(restored.weights.flat, model.weights.flat)
 
 
+def _older_refuses(monkeypatch, path, version):
+    """A fastrnn before format ``version`` (reading the formats before it) refuses ``path``,
+    asking for an upgrade."""
+    with monkeypatch.context() as older:
+        older.setattr(checkpoint, "VERSION", version - 1)
+        with pytest.raises(CheckpointError, match=rf"was written by a newer fastrnn \(.*, "
+                                                  rf"checkpoint format {version}\); this fastrnn "
+                                                  rf".* reads format {version - 1} or older: "
+                                                  rf"upgrade"):
+            checkpoint.load(path)
+
+
 def test_grad_clip_is_saved_as_an_older_fastrnn_would_read_it(saved, monkeypatch):
     """Files written before the config knew grad_clip load with the clip they were trained
     with, 5; a model of that clip is saved as before (format 2, no grad_clip: an older
@@ -1101,12 +1113,7 @@ def test_grad_clip_is_saved_as_an_older_fastrnn_would_read_it(saved, monkeypatch
     checkpoint.save(path, Checkpoint.of(model, Vocab("abcde"), [], {}))
     assert meta()["version"] == 4 and meta()["config"]["grad_clip"] == 0.25
     assert checkpoint.load(path).config.grad_clip == 0.25
-    with monkeypatch.context() as older:  # (fastrnn before format 4)
-        older.setattr(checkpoint, "VERSION", 3)
-        with pytest.raises(CheckpointError, match=r"was written by a newer fastrnn \(.*, "
-                                                  r"checkpoint format 4\); this fastrnn .* reads "
-                                                  r"format 3 or older: upgrade"):
-            checkpoint.load(path)
+    _older_refuses(monkeypatch, path, 4)
     assert checkpoint.load(path).to_model("numpy").config.grad_clip == 0.25
     assert checkpoint.load(path).fine_tune().config.grad_clip == 0.25
     assert checkpoint.load(path).fine_tune(grad_clip=0).config.grad_clip == 0.0
@@ -1151,12 +1158,7 @@ def test_a_long_run_record_is_held_apart_as_utf8_bytes(saved, monkeypatch):
         else:
             assert meta["run"] == run and "run" not in arrays
         assert checkpoint.load(path).run == checkpoint.run_record(path) == run
-    with monkeypatch.context() as older:  # (fastrnn before format 5)
-        older.setattr(checkpoint, "VERSION", 4)
-        with pytest.raises(CheckpointError, match=r"was written by a newer fastrnn \(.*, "
-                                                  r"checkpoint format 5\); this fastrnn .* reads "
-                                                  r"format 4 or older: upgrade"):
-            checkpoint.load(path)
+    _older_refuses(monkeypatch, path, 5)
     good = path.read_bytes()
     for damage, message in (
             (lambda a: a.pop("run"), f"{path} is not a usable fastrnn checkpoint (it has no "
