@@ -1202,10 +1202,11 @@ class Trainer:
         in 97% of it, so that the anneal ends within the budget if the pace holds; 0 if none
         does (a sample due by then, and by ``target``, the run's end, estimated first if none
         was timed)."""
-        def bound():  # (the kernels' pace alone: the cost of one iteration, a checkpoint or
-            # sample due at it included, made the bound, and the window, a hundredth of the
+        def bound():  # (seconds, and iterations at the kernels' pace alone, 0: none fits;
+            # the cost of one iteration, a checkpoint or sample due at it included, made the
+            # bound, and the window, a hundredth of the share)
             left = 0.97 * (budget - (time.perf_counter() - start) - self._ending_seconds())
-            return left, max(0, int(left / max(self._pace(), 1e-9)) + 1)  # share; 0: none fits
+            return left, max(0, int(left / max(self._pace(), 1e-9)) + 1)
 
         self._sample_seconds(self.iteration - due_now, min(target, self.iteration + bound()[1]))
         left, high = bound()  # (after a sample's estimate, if one in reach was first made now)
@@ -1998,11 +1999,11 @@ class _StopRequests:
         ignored, is not heard)."""
         if signum == signal.SIGINT:
             return "press Ctrl-C again to quit without saving"
-        quit = [name for s, name in ((signal.SIGTERM, "another SIGTERM" if signum ==
-                                      signal.SIGTERM else "SIGTERM"),
-                                     (signal.SIGINT, "Ctrl-C")) if s in self.previous]
+        term = "another SIGTERM" if signum == signal.SIGTERM else "SIGTERM"
+        heard = [name for s, name in ((signal.SIGTERM, term), (signal.SIGINT, "Ctrl-C"))
+                 if s in self.previous]
         return f"asked by {signal.Signals(signum).name}" + (
-            f"; {' or '.join(quit)} quits without saving" if quit else "")
+            f"; {' or '.join(heard)} quits without saving" if heard else "")
 
     def __exit__(self, *exc):
         for s, handler in self.previous.items():
