@@ -86,13 +86,16 @@ def theirs(parser, *commands):
 
 
 def _whose(elsewhere, word):
-    """Whose option ``word`` is, by ``elsewhere`` ({option: whose}), spelled as there or as
-    another tool spells it (``--temp``, given to train); None if none's."""
+    """Whose option ``word`` is, by ``elsewhere`` ({option: whose}), spelled as there, as
+    another tool spells it (``--temp``, given to train) or abbreviated as argparse takes it
+    there; None if none's."""
     name = word.lstrip("-").partition("=")[0].lower()
     if name.replace("-", "_") in CHECKPOINT_NAMES | TEXT_NAMES:  # (sample's and score's
         return None  # arguments, given an option's name: --out_dir, --data)
-    return elsewhere.get("--" + name.replace("_", "-")) or \
-        elsewhere.get(OTHER_NAMES.get(name.replace("-", "_")))
+    key = "--" + name.replace("_", "-")
+    begun = [o for o in elsewhere if o.startswith(key)]  # (an abbreviation: --hidden, QA)
+    return elsewhere.get(key) or elsewhere.get(OTHER_NAMES.get(name.replace("-", "_"))) or (
+        elsewhere[begun[0]] if len(begun) == 1 else None)
 
 
 def _value(words, k):

@@ -865,7 +865,8 @@ class Trainer:
         c = model.config
         run = ckpt.run if ckpt else {}
         self.data = {**data, "path": str(Path(data["path"]).resolve()), "sha256": corpus.sha256,
-                     "chars": corpus.n_chars}
+                     "chars": corpus.n_chars}  # (resolved: where a resume finds it again)
+        self.shown_path = data["path"]  # (as given, as the other lines name it: QA)
         self.iteration = run.get("iteration", 0)
         self.resumed_at = self.iteration if ckpt else None  # (the checkpoint it is, on disk)
         # the loss of every iteration (the checkpoint's, and room for this run's)
@@ -1005,7 +1006,7 @@ class Trainer:
                 f"iteration {self.iteration})", " (--time-budget S trains S seconds more)")
         for note in args.notes:
             _say(args, note)
-        _say(args, f"training on {self.data['path']}: {len(self.corpus.train):,} characters "
+        _say(args, f"training on {self.shown_path}: {len(self.corpus.train):,} characters "
                    f"(+{len(self.corpus.val):,} held out), vocabulary {len(self.corpus.vocab)}, "
                    + (f"{c.cell} " if c.cell != "rnn" else "")
                    + (f"L={c.num_layers} " if c.num_layers > 1 else "")

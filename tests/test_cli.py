@@ -4673,6 +4673,9 @@ def test_other_commands_options_given_to_sample_or_score_are_named(tmp_path, cap
                                    "--iterations and --hidden-size are python -m fastrnn.train's, "
                                    "which trains a model (--resume CHECKPOINT trains one on) "
                                    "(see --help)\n")
+    rc = main([*files, "--hidden", "5"])  # (an abbreviation, as train takes it)
+    assert_usage_error(rc, capsys, "unrecognized arguments: --hidden 5; --hidden is python -m "
+                                   "fastrnn.train's")
     rc = main(["--resume", *files])
     assert_usage_error(rc, capsys, "CHECKPOINT is given without an option name")
     rc = main([*files, "--prompt", "x"])
@@ -4825,6 +4828,22 @@ def test_python_m_fastrnn_names_its_commands_and_runs_them(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         entry.main(["score", "--help"])
     assert e.value.code == 0 and "usage: python -m fastrnn.score" in capsys.readouterr().out
+
+
+def test_the_text_is_named_as_given_and_recorded_resolved(tmp_path, corpus_file, capsys,
+                                                         monkeypatch):
+    """(QA) "training on" names the text as the command line gave it, as the warnings do (it
+    gave the path resolved, symbolic links followed); the checkpoint records it resolved, for a
+    resume run elsewhere to find, and a resume names it so."""
+    monkeypatch.chdir(tmp_path)
+    Path("link.txt").symlink_to(corpus_file)
+    assert train.main(["--data", "link.txt", *SMALL[:-1], "--iterations", "5", "--eval-every",
+                       "0", "--sample-every", "0", "--out", "out"]) == 0
+    assert capsys.readouterr().out.startswith("training on link.txt: ")
+    assert checkpoint.load(tmp_path / "out" / "checkpoint.npz").run["data"]["path"] == \
+        str(Path(corpus_file).resolve())
+    assert train.main(["--resume", "out/checkpoint.npz", "--iterations", "6"]) == 0
+    assert f"training on {Path(corpus_file).resolve()}: " in capsys.readouterr().out
 
 
 def test_paths_with_line_breaks_are_one_line_each(tmp_path, corpus_file, capsys):
