@@ -652,7 +652,7 @@ def _said_dropped(args, corpus):
     n = corpus.dropped
     whose = "" if args.skip_unknown else ", the checkpoint's"
     share = 100 * n / (n + corpus.n_chars)
-    said = (f"{n:,} character{'s' * (n != 1)} of {Path(corpus.path).resolve()} "
+    said = (f"{n:,} character{'s' * (n != 1)} of {corpus.path} "
             f"({share:.2g}%) "
             f"that the checkpoint's vocabulary lacks {'are' if n != 1 else 'is'} left out "
             f"(--skip-unknown{whose}): {describe(list(corpus.dropped_chars))}")

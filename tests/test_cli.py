@@ -818,15 +818,15 @@ def test_fine_tuning_may_leave_out_what_its_vocabulary_lacks(tmp_path, corpus_fi
     # most of a text left out (another script's): a warning; all of it: said in the refusal
     foreign = tmp_path / "foreign.txt"
     foreign.write_text("\u0416\u0443\u043a " * 30 + words[:100], encoding="utf-8")
-    link = tmp_path / "link.txt"  # (named as "training on" names it: resolved)
+    link = tmp_path / "link.txt"  # (named as "training on" names it: as given)
     link.symlink_to(foreign)
     assert train.main([*tune[:3], str(link), *tune[4:], "--iterations", "2", "--out",
                        str(tmp_path / "foreign")]) == 0
     said = capsys.readouterr()
-    assert "most of the text" not in said.err and (f"note: 90 characters of {foreign} (41%) "
+    assert "most of the text" not in said.err and (f"note: 90 characters of {link} (41%) "
                                                   f"that the checkpoint's vocabulary lacks are "
                                                   f"left out") in said.out
-    assert f"training on {foreign}:" in said.out
+    assert f"training on {link}:" in said.out
     foreign.write_text("\u0416\u0443\u043a " * 60 + words[:100], encoding="utf-8")
     assert train.main([*tune[:3], str(foreign), *tune[4:], "--iterations", "2", "--overwrite",
                        "--out", str(tmp_path / "foreign")]) == 0
