@@ -499,7 +499,9 @@ def load(path):
 
 def is_archive(path):
     """Whether the file at ``path`` starts as an .npz (a zip archive) does; False if it
-    cannot be read."""
+    cannot be read, or is no regular file (a pipe or a terminal, whose read would wait)."""
+    if files.not_regular(path):
+        return False
     try:
         with open(path, "rb") as f:
             return f.read(len(ZIP_MAGIC[0])) in ZIP_MAGIC
@@ -511,7 +513,7 @@ def run_record(path):
     """The run record (``Checkpoint.run``) of the checkpoint at ``path``, read alone (its meta
     data, not its arrays), or None if there is none to read."""
     try:
-        if files.not_regular(path) or not is_archive(path):  # (np.load reads a .npy whole)
+        if not is_archive(path):  # (np.load reads a .npy whole)
             return None
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(str(_read(path, npz, {"meta": None})["meta"]))

@@ -64,15 +64,6 @@ def build_parser():
     return p
 
 
-def _a_file(path):
-    """Whether ``path`` is a regular file (not -, standard input; not a pipe or terminal, which
-    a read would wait on; not missing)."""
-    try:
-        return path != "-" and Path(path).is_file()
-    except (OSError, ValueError):
-        return False
-
-
 def main(argv=None, out=None):
     return cli.run(lambda a: _main(a, out or sys.stdout), PROG, argv, output=out is None)
 
@@ -86,11 +77,10 @@ def _main(argv, out):
         args.encoding, note = corpus.model_encoding(args.encoding, ckpt.encoding, "the texts")
         model = ckpt.to_model(args.backend, args.dtype)
     except (checkpoint.CheckpointError, ValueError) as e:
-        # (a text given first, and a checkpoint after it: the two swapped, QA's; a pipe or a
-        # terminal, which reading would wait on, is no checkpoint)
-        archives = [p for p in args.files if _a_file(p) and checkpoint.is_archive(p)]
+        # (a text given first, and a checkpoint after it: the two swapped, QA's)
+        archives = [p for p in args.files if p != "-" and checkpoint.is_archive(p)]
         first = f"; {archives[0]} is an .npz archive: the checkpoint comes first (python -m " \
-            f"{PROG} CHECKPOINT FILE...)" if archives and _a_file(args.checkpoint) and \
+            f"{PROG} CHECKPOINT FILE...)" if archives and os.path.isfile(args.checkpoint) and \
             not checkpoint.is_archive(args.checkpoint) else ""
         raise cli.UsageError(f"{e}{first}") from None
     if note:
