@@ -147,17 +147,23 @@ def _check(args, ckpt, texts):
     """Every text of ``texts`` ((path, name) pairs) read through and checked: a UsageError
     naming the first that cannot be scored; else ({name: characters it has to score}, the
     (name, lines to probe: ``_probe``'s) of those with Unix line endings, line breaks and no
-    \\r)."""
-    counts, unix = {}, []
+    \\r). Characters --skip-unknown skips for a reason the error without it would name (a
+    UTF-8 file read as a model's latin-1, Windows line endings) are warned about, with it."""
+    counts, unix, notes = {}, [], []
     try:
         with cli.DelayedBar("checking", sum(_size(path) for path, _ in texts), "B") as bar:
             for path, name in texts:
-                counts[name], breaks, crs, head = _read_through(
+                counts[name], breaks, crs, head, skipped, why = _read_through(
                     ckpt.vocab, path, args.encoding, args.skip_unknown, name, bar.update)
                 if breaks and not crs:
                     unix.append((name, head))
+                if why:
+                    notes.append(f"{name}: {skipped:,} character{'s' if skipped != 1 else ''} "
+                                 f"the model never saw will be skipped{why}")
     except ValueError as e:
         raise cli.UsageError(_said(e)) from None
+    for note in notes:
+        cli.warn(PROG, note)
     return counts, unix
 
 
@@ -290,16 +296,19 @@ def _said(error):
 
 
 def _blocks(vocab, path, encoding, skip_unknown, progress=None, name=None):
-    """The file's text a block at a time, each as (kept text, characters dropped from it):
-    decoded as ``corpus.read_text`` decodes a whole file, its characters checked against the
-    vocabulary (``progress(n)``: n more bytes read). A file that cannot be read, decoded or
-    (without ``skip_unknown``) encoded is a ValueError naming it (``name``, default the
-    path; one that cannot be encoded, a ``corpus.UnknownText``)."""
+    """The file's text a block at a time, each as (kept text, characters dropped from it,
+    what explains them): decoded as ``corpus.read_text`` decodes a whole file, its characters
+    checked against the vocabulary (``progress(n)``: n more bytes read). A file that cannot be
+    read, decoded or (without ``skip_unknown``) encoded is a ValueError naming it (``name``,
+    default the path; one that cannot be encoded, a ``corpus.UnknownText``). What explains
+    the characters dropped is ``corpus.unknown_hint``'s clauses, as the error would give them
+    without ``skip_unknown``, for the first block that drops some (else "")."""
     name = path if name is None else name
     kind = files.not_regular(path)
     if kind:  # (a FIFO's read waits for ever, /dev/zero's never ends)
         raise ValueError(f"{name} is {kind}, not a regular file")
     decoder = first = None  # (made for the file's first bytes; those bytes)
+    explained = False  # (whether a block dropped characters before this one)
     read = 0  # bytes read before this block
     held = ""  # a block's last \r, given to the next block: a \r\n is never cut in two
     tail = ""  # the text's last TAIL characters so far (what a decoding error at its end
@@ -330,8 +339,12 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None, name=None):
                         f"{name} has characters the model never saw: {describe(missing)}",
                         corpus.unknown_hint(text, missing, encoding, read == len(raw)))
                 kept = "".join(c for c in text if c in vocab.index) if missing else text
+                why = ""
+                if missing and not explained:
+                    explained = True
+                    why = corpus.unknown_hint(text, missing, encoding, read == len(raw))
                 if text:
-                    yield kept, len(text) - len(kept)
+                    yield kept, len(text) - len(kept), why
                 if not raw:
                     return
     except FileNotFoundError:  # (worded as train's and sample's)
@@ -350,19 +363,21 @@ def check_file(vocab, path, encoding="utf-8", skip_unknown=False, name=None, pro
 
 def _read_through(vocab, path, encoding="utf-8", skip_unknown=False, name=None, progress=None):
     """``check_file``'s reading: (characters scored, line breaks among them (\\n), \\r among
-    them, its first lines to probe, ``_probe``'s, or None)."""
+    them, its first lines to probe, ``_probe``'s, or None, characters skipped, what explains
+    them: ``_blocks``')."""
     name = path if name is None else name
     kept = skipped = breaks = crs = 0
-    head = None
-    for text, dropped in _blocks(vocab, path, encoding, skip_unknown, progress, name):
+    head, explained = None, ""
+    for text, dropped, why in _blocks(vocab, path, encoding, skip_unknown, progress, name):
         head = head or _probe(text, start=not kept)
+        explained = explained or why
         kept, skipped = kept + len(text), skipped + dropped
         breaks, crs = breaks + text.count("\n"), crs + text.count("\r")
     if kept < 2:
         raise ValueError(f"{name} has fewer than 2 characters to score" + (
             f" once the {skipped:,} the vocabulary lacks {'are' if skipped > 1 else 'is'} "
             f"skipped" if skipped else ""))
-    return kept, breaks, crs, head
+    return kept, breaks, crs, head, skipped, explained
 
 
 def _probe(text, start):
@@ -422,7 +437,7 @@ def score_file(model, vocab, state, path, encoding="utf-8", skip_unknown=False, 
     Vocab.checked(vocab, "the checkpoint's", model.config.vocab_size)  # (its ids past the
     # model's were "outside the vocabulary")
     loss, predicted, skipped, last = 0.0, 0, 0, None
-    for text, dropped in _blocks(vocab, path, encoding, skip_unknown, name=name):
+    for text, dropped, _ in _blocks(vocab, path, encoding, skip_unknown, name=name):
         skipped += dropped
         ids = vocab.encode(text, np.int64)
         if last is not None:

@@ -521,6 +521,10 @@ def test_texts_are_read_in_the_encoding_the_model_was_trained_on(tmp_path, capsy
     assert ("characters the model never saw: '\u00a9', '\u00c3' (--skip-unknown drops them); its "
             "bytes past ASCII are UTF-8's, which latin-1 reads as other characters: if it is "
             "UTF-8, --encoding utf-8 reads it\n") in capsys.readouterr().err
+    assert scored([ckpt, str(utf8), "--skip-unknown"])[0] == 0  # (skipped: told why, as above)
+    assert (f"warning: {utf8}: 120 characters the model never saw will be skipped; its bytes "
+            "past ASCII are UTF-8's, which latin-1 reads as other characters: if it is UTF-8, "
+            "--encoding utf-8 reads it\n") in capsys.readouterr().err
     assert scored([ckpt, str(utf8), "--encoding", "utf-8"]) == \
         (0, out.replace(str(latin), str(utf8)))
     prime = tmp_path / "prime.txt"
