@@ -667,8 +667,8 @@ def _check_fields(where, ckpt):
                                 ("smooth_loss", (int, float), "a finite number >= 0"),
                                 ("best_val_loss", (int, float), "a finite number >= 0")):
         value = run.get(key)
-        if value is None:
-            continue
+        if key not in run or value is None and key != "iteration":  # (null: as if absent; an
+            continue  # iteration count that is null is no count: every command reads it)
         if not isinstance(value, kind) or not _number(value) or value < 0:
             bad(f"run.{key}", value, expected)
     for key, kind, expected in (("data", dict, "a dict"), ("rng", dict, "a dict"),

@@ -722,6 +722,7 @@ def _scale(name, factor):
     (lambda m, a: a.update(losses=np.array([1.0, np.nan])), "losses holds NaN"),
     (lambda m, a: m["run"].update(iteration=-7), r"run.iteration is -7, expected an integer"),
     (lambda m, a: m["run"].update(iteration="7"), r"run.iteration is '7', expected an integer"),
+    (lambda m, a: m["run"].update(iteration=None), r"run.iteration is None, expected an integer"),
     (lambda m, a: m["run"].update(smooth_loss=-1.0), r"run.smooth_loss is -1.0"),
     (lambda m, a: m["run"].update(target=0), r"run.target is 0, expected an iteration count"),
     (lambda m, a: m["run"].update(target="9"), r"run.target is '9', expected an iteration"),
