@@ -518,7 +518,12 @@ def test_ctrl_c_while_this_thread_waits_for_the_others_waits_for_them_too():
             time.sleep(0.5)
             done.append(k)
 
-    timer = threading.Timer(0.1, lambda: os.kill(os.getpid(), signal.SIGINT))
+    def interrupt():  # (once the pool's thread holds its item: not before, on a loaded machine)
+        started.wait(10)
+        time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Thread(target=interrupt)
     timer.start()
     with pytest.raises(KeyboardInterrupt):
         batch._run(2, item, [0, 1])
