@@ -151,6 +151,10 @@ def _prime(args, vocab, recorded):
             raise cli.UsageError(f"--prime-file {args.prime_file} is {kind}, not a regular "
                                  f"file (a pipe's text is read as -: ... | python -m {PROG} "
                                  f"CHECKPOINT --prime-file -)")
+        if not stdin and checkpoint.is_archive(args.prime_file):
+            raise cli.UsageError(f"--prime-file {args.prime_file} is a zip archive (an .npz "
+                                 f"checkpoint?), not a text: the checkpoint is sample's first "
+                                 f"argument")
         named = _nanogpt_file(str(args.prime_file))
         if named and not os.path.exists(args.prime_file):
             raise cli.UsageError(f"--prime-file {args.prime_file}: no such file (nanoGPT's "

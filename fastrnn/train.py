@@ -676,6 +676,10 @@ def _load_corpus(data, config, ckpt, vocab, say, given):
     if ckpt is None and path == corpus_mod.DEFAULT_CORPUS and not path.exists():
         raise cli.UsageError(f"the bundled corpus {path} is missing (it ships in the source "
                              f"tree's data/ directory); pass --data PATH")
+    if given and checkpoint.is_archive(path):  # (else a hint at --encoding, or zip bytes learnt)
+        raise cli.UsageError(f"--data {path} is a zip archive (an .npz checkpoint?), not a text: "
+                             f"--resume {cli.quoted(str(path))} continues its run, --init-from "
+                             f"{cli.quoted(str(path))} --data TEXT fine-tunes it on a text")
     if say is not None:  # (~3 s per 100 MB, silent before)
         _say_reading(say, path, LOUD_TEXT_BYTES)
     try:

@@ -3719,6 +3719,9 @@ def test_the_prime_read_from_a_file(trained, tmp_path, capsys, monkeypatch):
                                                 f"--prime-file {prime})"),
             (["--prime-file", str(tmp_path)], f"--prime-file {tmp_path} is a directory: give a "
                                              f"text file"),
+            (["--prime-file", str(trained)], f"--prime-file {trained} is a zip archive (an .npz "
+                                             f"checkpoint?), not a text: the checkpoint is "
+                                             f"sample's first argument"),
             (["--prime-file", str(tmp_path / "empty.txt")], "empty.txt is empty"),
             (["--prime-file", str(prime), "--encoding", "nosuch"], "error: unknown encoding "
                                                                    "'nosuch': give a text "),
@@ -4690,6 +4693,20 @@ def test_other_commands_options_given_to_sample_or_score_are_named(tmp_path, cap
         rc = main(["x.npz", "--data", "y.txt"])
         assert_usage_error(rc, capsys, "FILE is given without an option name (python -m "
                                        "fastrnn.score CHECKPOINT FILE...)")
+
+
+def test_a_checkpoint_given_as_the_text_is_named(tmp_path, capsys):
+    """--data given a checkpoint (a zip archive) says how a checkpoint is given, not which
+    --encoding might read its bytes (with one that reads any byte, it trained on them)."""
+    ckpt = tmp_path / "my run" / "checkpoint.npz"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 8)
+    for extra in ([], ["--encoding", "latin-1"]):
+        rc = train.main(["--data", str(ckpt), "--out", str(tmp_path / "out"), *extra])
+        assert_usage_error(rc, capsys, f"--data {ckpt} is a zip archive (an .npz checkpoint?), "
+                                       f"not a text: --resume '{ckpt}' continues its run, "
+                                       f"--init-from '{ckpt}' --data TEXT fine-tunes it on a text")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_directory_for_a_file_names_what_it_holds(tmp_path, corpus_file, capsys,
