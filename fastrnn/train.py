@@ -254,6 +254,7 @@ def _main(argv):
         cli.warn(PROG, f"--sample-length {args.sample_length:,} changes nothing: --sample-every "
                        f"0{whose} draws no samples")
     streams_given = args.val_streams is not None
+    args.same_text_only = []  # (refusals that wait for the text: ``_same_text_only``)
     args.val_streams = _val_streams(args, ckpt)
     if args.threads is not None and args.backend != "numba":
         raise cli.UsageError("--threads sets the CPU threads of the numba backend; the " + (
@@ -275,6 +276,8 @@ def _main(argv):
     config, data = _settings(args, ckpt, source)
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None,
                           lambda line: _say(args, line), args.data is not None)
+    if ckpt:
+        _refused_on_its_own_text(args, ckpt, corpus)
     if corpus.dropped:
         _said_dropped(args, corpus)
     saved_target = ckpt.run.get("target") if ckpt else None  # (the resumed run's own end)
@@ -286,7 +289,9 @@ def _main(argv):
     if args.iterations > COUNT_MAX:  # (--epochs is checked by _target)
         raise cli.UsageError(f"{_asked(args)} is past the most iterations a run counts (2**62)")
     if len(corpus.val) >= 2 and args.val_streams > len(corpus.val) - 1:
-        whose = "" if streams_given else " (the checkpoint's: a resumed run keeps it)"
+        whose = "" if streams_given else " (the checkpoint's: a resumed run keeps it" + (
+            " on its own text; on this other one, --val-streams N sets another)" if ckpt and
+            _another_text(ckpt.run, corpus) else ")")
         raise cli.UsageError(f"--val-streams {args.val_streams}{whose} is more streams than the "
                              f"held-out text has characters to predict ({len(corpus.val) - 1})")
     if streams_given and args.val_streams > 1 and len(corpus.val) < 2:
@@ -389,15 +394,35 @@ def _asked(args, whose=True):
 
 def _val_streams(args, ckpt):
     """--val-streams, or on --resume the checkpoint's (a different one is refused: the best
-    validation loss so far was measured with it)."""
+    validation loss so far was measured with it; with --data, once the text is read, and only
+    if it is the run's own: ``_same_text_only``)."""
     run = ckpt.run if ckpt else {}
     records = run.get("metrics") or []
     # (records from before --val-streams existed were all one stream)
     saved = run.get("val_streams", records[-1].get("val_streams", 1) if records else None)
     if args.val_streams is not None and saved is not None and args.val_streams != saved:
-        raise cli.UsageError(f"cannot resume with --val-streams {args.val_streams}: the "
-                             f"checkpoint's validations read {saved} (its best is measured so)")
+        _same_text_only(args, f"cannot resume with --val-streams {args.val_streams}: the "
+                              f"checkpoint's validations read {saved} (its best is measured so)")
     return args.val_streams or saved or 1
+
+
+def _same_text_only(args, refusal):
+    """A setting a resume may change only on another text than its run's, where the run keeps
+    a best of its own: refused now without --data, else once the text is read and found to be
+    the run's own (``_refused_on_its_own_text``)."""
+    if args.data is None:
+        raise cli.UsageError(refusal + " (on another text, --data, it may change)")
+    args.same_text_only.append(refusal)
+
+
+def _refused_on_its_own_text(args, ckpt, corpus):
+    """``_same_text_only``'s refusals, if the resumed run's text is its checkpoint's own (or
+    the checkpoint records none: then its best may be of this text)."""
+    if args.same_text_only and not _another_text(ckpt.run, corpus):
+        raise cli.UsageError(f"{args.same_text_only[0]}; {args.data} is the text the run "
+                             f"trained on" if ckpt.run.get("data", {}).get("sha256") else
+                             f"{args.same_text_only[0]}; the checkpoint does not record the text "
+                             f"it was trained on")
 
 
 def _target(args, corpus, config, anneal=None, saved=None, text_from=0):
@@ -626,8 +651,8 @@ def _settings(args, ckpt, source=None):
         data = {**DATA_DEFAULTS, **recorded}
         if args.val_fraction is not None and "val_fraction" in recorded and \
                 args.val_fraction != data["val_fraction"]:
-            raise cli.UsageError(f"cannot resume with --val-fraction {args.val_fraction}: the "
-                                 f"checkpoint held out {data['val_fraction']} of its text")
+            _same_text_only(args, f"cannot resume with --val-fraction {args.val_fraction}: the "
+                                  f"checkpoint held out {data['val_fraction']} of its text")
         if args.data:
             data["path"] = args.data
         elif "path" not in data:

@@ -1396,7 +1396,14 @@ def test_resume_keeps_the_runs_validation_streams(tmp_path, corpus_file, capsys)
                        "--val-streams", "3", "--sample-every", "0", "--out", str(tmp_path)]) == 0
     ckpt = str(tmp_path / "checkpoint.npz")
     rc = train.main(["--resume", ckpt, "--iterations", "20", "--val-streams", "1"])
-    assert_usage_error(rc, capsys, "cannot resume with --val-streams 1", "read 3")
+    assert_usage_error(rc, capsys, "cannot resume with --val-streams 1: the checkpoint's "
+                                   "validations read 3 (its best is measured so) (on another "
+                                   "text, --data, it may change)")
+    rc = train.main(["--resume", ckpt, "--data", corpus_file, "--iterations", "20",
+                     "--val-streams", "1"])  # (its own text, given: refused once it is read)
+    assert_usage_error(rc, capsys, f"cannot resume with --val-streams 1: the checkpoint's "
+                                   f"validations read 3 (its best is measured so); {corpus_file} "
+                                   f"is the text the run trained on")
     capsys.readouterr()
     assert train.main(["--resume", ckpt, "--iterations", "20"]) == 0
     records = checkpoint.load(ckpt).run["metrics"]
@@ -1406,8 +1413,18 @@ def test_resume_keeps_the_runs_validation_streams(tmp_path, corpus_file, capsys)
     short.write_text(Path(corpus_file).read_text()[:30])
     assert train.main(["--resume", ckpt, "--data", str(short), "--iterations", "30"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (  # (after the note of the new text)
-        "fastrnn.train: error: --val-streams 3 (the checkpoint's: a resumed run keeps it) is more "
-        "streams than the held-out text has characters to predict (2)")
+        "fastrnn.train: error: --val-streams 3 (the checkpoint's: a resumed run keeps it on its "
+        "own text; on this other one, --val-streams N sets another) is more streams than the "
+        "held-out text has characters to predict (2)")
+    # on another text the run keeps a best of its own: its validations may read other streams,
+    # and hold out another fraction
+    assert train.main(["--resume", ckpt, "--data", str(short), "--iterations", "30",
+                       "--val-streams", "2", "--val-fraction", "0.2"]) == 0
+    run = checkpoint.load(ckpt).run
+    assert run["val_streams"] == 2 and run["data"]["val_fraction"] == 0.2
+    assert [r["val_streams"] for r in run["metrics"]] == [3, 3, 3, 3, 2, 2]
+    assert train.main(["--resume", ckpt, "--iterations", "40"]) == 0  # (kept from then on)
+    assert checkpoint.load(ckpt).run["metrics"][-1]["val_streams"] == 2
 
 
 def test_resume_keeps_the_runs_cadence_unless_given(tmp_path, corpus_file):
@@ -4347,7 +4364,8 @@ def test_resume_refuses_fields_inconsistent_with_the_run(saved_run, capsys, chan
     assert path.read_bytes() == before
 
 
-def test_resume_with_other_text_or_model_is_refused_and_changes_nothing(saved_run, tmp_path, capsys):
+def test_resume_with_other_text_or_model_is_refused_and_changes_nothing(saved_run, tmp_path, capsys,
+                                                                       corpus_file):
     before = saved_run.read_bytes()
     other = tmp_path / "other.txt"
     other.write_text("Ünter the ~ king\n" * 5)
@@ -4363,7 +4381,13 @@ def test_resume_with_other_text_or_model_is_refused_and_changes_nothing(saved_ru
     assert_usage_error(rc, capsys, "cannot resume with other settings",
                        "--batch-size 4 (the checkpoint has 1)")
     rc = train.main(["--resume", str(saved_run), "--val-fraction", "0.2", "--iterations", "40"])
-    assert_usage_error(rc, capsys, "--val-fraction 0.2", "held out 0.1")
+    assert_usage_error(rc, capsys, "cannot resume with --val-fraction 0.2: the checkpoint held "
+                                   "out 0.1 of its text (on another text, --data, it may change)")
+    rc = train.main(["--resume", str(saved_run), "--val-fraction", "0.2", "--iterations", "40",
+                     "--data", corpus_file])
+    assert_usage_error(rc, capsys, f"cannot resume with --val-fraction 0.2: the checkpoint held "
+                                   f"out 0.1 of its text; {corpus_file} is the text the run "
+                                   f"trained on")
     rc = train.main(["--resume", str(saved_run), "--dropout", "0.5", "--iterations", "40"])
     assert_usage_error(rc, capsys, "--dropout 0.5 applies between layers: the checkpoint's "
                                    "model has one layer")
