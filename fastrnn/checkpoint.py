@@ -292,10 +292,12 @@ class Checkpoint:
         _copy_into(model.spec.named(model.weights), self.params, "", c["dtype"])
         return model
 
-    def to_model(self, backend="numba", dtype=None, threads=None):
+    def to_model(self, backend="numba", dtype=None, threads=None, optimizer_state=True):
         """A CharRNN holding this state (cast to ``dtype`` if given), on ``backend``; a
         ValueError if a number does not fit in ``dtype`` (float64's 1e300 in float32, or a
-        learning rate of 1e-50: 0 in float32), and
+        learning rate of 1e-50: 0 in float32); ``optimizer_state=False`` leaves the optimizer's
+        state as a new model's (zeros), for what never reads it (sampling, scoring: then a
+        state that ``dtype`` cannot hold is no refusal), and
         a CheckpointError for a position, update count or dropout generator state that
         ``load`` refuses (a Checkpoint made or changed in memory: they were copied into the
         model unchecked); the arrays' copies name theirs."""
@@ -309,8 +311,10 @@ class Checkpoint:
                                  f"score: use it in {self.config.dtype}, its own")
         model = CharRNN(**{**self.config.to_dict(), "dtype": dtype}, backend=backend,
                         threads=threads)
-        for prefix, dst, src in zip(("",) + tuple(model.optimizer.states),
-                                    [model.weights, *model.states], [self.params, *self.states]):
+        kept = len(model.states) + 1 if optimizer_state else 1
+        for prefix, dst, src in list(zip(("",) + tuple(model.optimizer.states),
+                                         [model.weights, *model.states],
+                                         [self.params, *self.states]))[:kept]:
             _copy_into(model.spec.named(dst), src, prefix, dtype)
         model.step = self.step
         _copy_into({"state": model.state}, {"state": self.state}, "", dtype)

@@ -3,6 +3,7 @@ such as a full disk, 130 for Ctrl-C), and argument types."""
 
 import argparse
 import codecs
+import decimal
 import difflib
 import math
 import os
@@ -643,11 +644,20 @@ def _number(kind, text, ok, what):
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
     if not ok(value):
-        rounded = kind is float and value == 0 and any(c in "123456789" for c in
-                                                       text.lower().partition("e")[0])
         raise argparse.ArgumentTypeError(f"{text} is not {what}" + (
-            " (it rounds to 0 as a float64)" if rounded else ""))
+            f" (it rounds to {value:g} as a float64)" if _rounded(text, value) else ""))
     return value
+
+
+def _rounded(text, value):
+    """Whether the number written ``text`` became ``value``, 0 or 1 (a bound of the options'
+    ranges), only by its rounding to a float64 (1e-400, 0.99999999999999999)."""
+    if not isinstance(value, float) or value not in (0.0, 1.0):
+        return False
+    try:
+        return decimal.Decimal(text.strip()) != decimal.Decimal(value)
+    except (decimal.InvalidOperation, ValueError):
+        return False
 
 
 def path(text):

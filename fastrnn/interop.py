@@ -291,8 +291,9 @@ def _spec_of(cell, recurrent, output, embedding):
 
 def _described(spec):
     L = spec.num_layers
-    return (f"an nn.{spec.cell.TORCH} of {L} layer{'s' * (L != 1)} over {spec.vocab_size} "
-            f"characters, {spec.hidden_size} units")
+    V, H = spec.vocab_size, spec.hidden_size
+    return (f"an nn.{spec.cell.TORCH} of {L} layer{'s' * (L != 1)} over {V} "
+            f"character{'s' * (V != 1)}, {H} unit{'s' * (H != 1)}")
 
 
 def _common_dtype(recurrent, output):

@@ -121,6 +121,7 @@ def _draw(plt, records, save):
         if not ax.lines:  # (closed below)
             return "nothing to draw yet (no iteration trained, no validation)"
         ax.set_xlabel("iteration")
+        ax.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)  # (not 0.04 of one)
         ax.set_ylabel("loss (nats per character)")
         ax.legend()
         ax.grid(alpha=0.3)

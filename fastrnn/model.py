@@ -712,7 +712,7 @@ class CharRNN:
         c = self.config
         lr = c.learning_rate if learning_rate is None else \
             validate.rate("learning_rate", learning_rate, c.dtype, zero=True)
-        validate.large_fits(8 * n_steps, f"the losses of {n_steps:,} chunks")
+        validate.large_fits(8 * n_steps, f"keeping the losses of {n_steps:,} chunks")
         losses = np.empty(n_steps, np.float64)
         shape = (c.num_layers - 1, c.seq_length, c.batch_size, c.hidden_size)
         # calls of at most the backend's call_chars (for Ctrl-C), and with dropout of at most

@@ -105,7 +105,7 @@ def _main(argv, out):
     vocab = ckpt.vocab
     prime = _prime(args, vocab, ckpt.encoding)
     try:
-        model = ckpt.to_model(args.backend, args.dtype)
+        model = ckpt.to_model(args.backend, args.dtype, optimizer_state=False)
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
     ignored = [f"--{k.replace('_', '-')}" for k in ("temperature", "top_k", "top_p")

@@ -75,7 +75,7 @@ def _main(argv, out):
             corpus.check_encoding(args.encoding)
         ckpt = checkpoint.load(args.checkpoint)
         args.encoding, note = corpus.model_encoding(args.encoding, ckpt.encoding, "the texts")
-        model = ckpt.to_model(args.backend, args.dtype)
+        model = ckpt.to_model(args.backend, args.dtype, optimizer_state=False)
     except (checkpoint.CheckpointError, ValueError) as e:
         # (a text given first, and a checkpoint after it: the two swapped, QA's)
         archives = [p for p in args.files if p != "-" and checkpoint.is_archive(p)]

@@ -3823,6 +3823,17 @@ def test_a_checkpoint_whose_numbers_float32_cannot_hold_is_refused_in_it(trained
                 rc, err = command(), capsys.readouterr().err
                 assert rc == 2 and err.count("\n") == 1 and message in err, err
         assert run_sample([str(big), "--length", "5"])[0] == 0  # (in float64 it is a number)
+    # the optimizer's state, which sampling and scoring never read, is no refusal (QA); a
+    # model made from it with that state is
+    ckpt = checkpoint.load(trained)
+    ckpt.states[0]["Whh"][0, 0] = 1e300
+    checkpoint.save(big, ckpt)
+    options = ["--dtype", "float32"]
+    assert run_sample([str(big), *options, "--length", "5", "--seed", "3"]) == \
+        run_sample([trained, *options, "--length", "5", "--seed", "3"])
+    assert score.main([str(big), str(text), *options], out=io.StringIO()) == 0
+    with pytest.raises(ValueError, match="mWhh holds 1e.300, more than float32 can hold"):
+        ckpt.to_model(dtype="float32")
 
 
 def test_a_checkpoint_whose_learning_rate_float32_cannot_hold_says_so_in_it(trained, tmp_path,
@@ -4020,7 +4031,9 @@ def test_encoding_option(tmp_path, capsys):
                                     "(it rounds to 0 as a float64)"),
     (["--learning-rate", "0.0e-400"], "--learning-rate: 0.0e-400 is not a positive finite "
                                       "number (see --help)\n"),  # (0 as written)
-    (["--val-fraction", "1"], "--val-fraction: 1 is not in [0, 1)"),
+    (["--val-fraction", "1"], "--val-fraction: 1 is not in [0, 1) (see --help)\n"),
+    (["--dropout", "0.99999999999999999"], "--dropout: 0.99999999999999999 is not in [0, 1) (it "
+                                           "rounds to 1 as a float64)"),
     (["--val-fraction", "-0.2"], "--val-fraction: -0.2 is not in [0, 1)"),
     (["--iterations", "0"], "--iterations: 0 is not a positive integer"),
     (["--sample-length", "0"], "--sample-length: 0 is not a positive integer"),

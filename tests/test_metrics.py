@@ -107,3 +107,20 @@ def test_loss_png_marks_a_curve_of_one_point():
         assert metrics._draw(plt, records, lambda fig: drawn.extend(
             (line.get_label(), line.get_marker()) for line in fig.axes[0].lines)) is None
         assert drawn == [("training", training), ("validation", "o")]
+
+
+def test_loss_png_counts_iterations_in_whole_numbers():
+    """A curve of one point, or of a few iterations, was drawn on an axis of fractions of an
+    iteration (-0.04 to 0.04: QA); its ticks are whole iterations."""
+    plt, why = metrics._pyplot()
+    if plt is None:
+        pytest.skip(why)
+    for iterations in ([0], [5], [1, 2], [0, 5000, 10000]):
+        records = [{"iteration": i, "train_loss": None, "val_loss": 3.7} for i in iterations]
+        ticks = []
+
+        def save(fig):
+            fig.canvas.draw()
+            ticks.extend(fig.axes[0].get_xticks())
+        assert metrics._draw(plt, records, save) is None
+        assert ticks and all(t == round(t) for t in ticks), (iterations, ticks)
