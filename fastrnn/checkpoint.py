@@ -296,8 +296,8 @@ class Checkpoint:
         """A CharRNN holding this state (cast to ``dtype`` if given), on ``backend``; a
         ValueError if a number does not fit in ``dtype`` (float64's 1e300 in float32, or a
         learning rate of 1e-50: 0 in float32); ``optimizer_state=False`` leaves the optimizer's
-        state as a new model's (zeros), for what never reads it (sampling, scoring: then a
-        state that ``dtype`` cannot hold is no refusal), and
+        state as a new model's (zeros, and no update counted: ``step`` 0), for what never reads
+        it (sampling, scoring: then a state that ``dtype`` cannot hold is no refusal), and
         a CheckpointError for a position, update count or dropout generator state that
         ``load`` refuses (a Checkpoint made or changed in memory: they were copied into the
         model unchecked); the arrays' copies name theirs."""
@@ -316,7 +316,7 @@ class Checkpoint:
                                          [model.weights, *model.states],
                                          [self.params, *self.states]))[:kept]:
             _copy_into(model.spec.named(dst), src, prefix, dtype)
-        model.step = self.step
+        model.step = self.step if optimizer_state else 0
         _copy_into({"state": model.state}, {"state": self.state}, "", dtype)
         model.position = self.position
         _check_counters("the checkpoint cannot be used", **_counters(self),
@@ -511,6 +511,21 @@ def is_archive(path):
             return f.read(len(ZIP_MAGIC[0])) in ZIP_MAGIC
     except OSError:
         return False
+
+
+def is_npz(path):
+    """Whether the file at ``path`` is an .npz as NumPy writes one (a checkpoint among them):
+    a zip archive (``is_archive``) of .npy arrays, or one too damaged to list (a checkpoint
+    cut short, likelier than another zip); not another zip (an .epub, a .docx, a zipped
+    corpus)."""
+    if not is_archive(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return True
+    return all(name.endswith(".npy") for name in names)
 
 
 def run_record(path):

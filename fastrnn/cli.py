@@ -645,19 +645,21 @@ def _number(kind, text, ok, what):
         raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}")
     if not ok(value):
         raise argparse.ArgumentTypeError(f"{text} is not {what}" + (
-            f" (it rounds to {value:g} as a float64)" if _rounded(text, value) else ""))
+            f" (it rounds to {value:g} as a float64)" if _rounded(text, value, ok) else ""))
     return value
 
 
-def _rounded(text, value):
-    """Whether the number written ``text`` became ``value``, 0 or 1 (a bound of the options'
-    ranges), only by its rounding to a float64 (1e-400, 0.99999999999999999)."""
-    if not isinstance(value, float) or value not in (0.0, 1.0):
+def _rounded(text, value, ok):
+    """Whether the number written ``text``, which ``ok`` takes, became ``value``, which it
+    does not, only by its rounding to a float64 (1e-400 to 0, 0.99999999999999999 to 1; not
+    1.00000000000000001, past 1 as written too)."""
+    if not isinstance(value, float) or not math.isfinite(value):
         return False
     try:
-        return decimal.Decimal(text.strip()) != decimal.Decimal(value)
+        off = decimal.Decimal(text.strip()) - decimal.Decimal(value)
     except (decimal.InvalidOperation, ValueError):
         return False
+    return off != 0 and ok(math.nextafter(value, math.inf if off > 0 else -math.inf))
 
 
 def path(text):

@@ -78,7 +78,7 @@ def _main(argv, out):
         model = ckpt.to_model(args.backend, args.dtype, optimizer_state=False)
     except (checkpoint.CheckpointError, ValueError) as e:
         # (a text given first, and a checkpoint after it: the two swapped, QA's)
-        archives = [p for p in args.files if p != "-" and checkpoint.is_archive(p)]
+        archives = [p for p in args.files if p != "-" and checkpoint.is_npz(p)]
         first = f"; {archives[0]} is an .npz archive: the checkpoint comes first (python -m " \
             f"{PROG} CHECKPOINT FILE...)" if archives and os.path.isfile(args.checkpoint) and \
             not checkpoint.is_archive(args.checkpoint) else ""
@@ -98,8 +98,10 @@ def _main(argv, out):
                 if "FIFO" in kind else ""
             raise cli.UsageError(f"{path} is {kind}, not a regular file{pipe}")
         if checkpoint.is_archive(path):
-            raise cli.UsageError(f"{path} is a zip archive (an .npz checkpoint?), not a text: "
-                                 f"give the checkpoint once, first, then the texts to score")
+            raise cli.UsageError(
+                f"{path} is a zip archive (an .npz checkpoint?), not a text: give the checkpoint "
+                f"once, first, then the texts to score" if checkpoint.is_npz(path) else
+                f"{path} is a zip archive, not a text: unzip it and give its text")
     given = [(path, path) for path in args.files if path != "-"]
     counts, unix = _check(args, ckpt, given)  # (before standard input is read: a missing
     if "-" not in args.files:                 # file said at once)
@@ -302,13 +304,13 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None, name=None):
     read, decoded or (without ``skip_unknown``) encoded is a ValueError naming it (``name``,
     default the path; one that cannot be encoded, a ``corpus.UnknownText``). What explains
     the characters dropped is ``corpus.unknown_hint``'s clauses, as the error would give them
-    without ``skip_unknown``, for the first block that drops some (else "")."""
+    without ``skip_unknown``, for the first block that drops some and has them (else "")."""
     name = path if name is None else name
     kind = files.not_regular(path)
     if kind:  # (a FIFO's read waits for ever, /dev/zero's never ends)
         raise ValueError(f"{name} is {kind}, not a regular file")
     decoder = first = None  # (made for the file's first bytes; those bytes)
-    explained = False  # (whether a block dropped characters before this one)
+    explained = False  # (whether a block before this one had its dropped characters explained)
     read = 0  # bytes read before this block
     held = ""  # a block's last \r, given to the next block: a \r\n is never cut in two
     tail = ""  # the text's last TAIL characters so far (what a decoding error at its end
@@ -341,8 +343,8 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None, name=None):
                 kept = "".join(c for c in text if c in vocab.index) if missing else text
                 why = ""
                 if missing and not explained:
-                    explained = True
                     why = corpus.unknown_hint(text, missing, encoding, read == len(raw))
+                    explained = bool(why)
                 if text:
                     yield kept, len(text) - len(kept), why
                 if not raw:

@@ -275,9 +275,8 @@ def _main(argv):
     source = _load_source(args, args.init_from) if args.init_from else None
     config, data = _settings(args, ckpt, source)
     corpus = _load_corpus(data, config, ckpt, source.vocab if source else None,
-                          lambda line: _say(args, line), args.data is not None)
-    if ckpt:
-        _refused_on_its_own_text(args, ckpt, corpus)
+                          lambda line: _say(args, line), args.data is not None,
+                          args.same_text_only)
     if corpus.dropped:
         _said_dropped(args, corpus)
     saved_target = ckpt.run.get("target") if ckpt else None  # (the resumed run's own end)
@@ -401,28 +400,22 @@ def _val_streams(args, ckpt):
     # (records from before --val-streams existed were all one stream)
     saved = run.get("val_streams", records[-1].get("val_streams", 1) if records else None)
     if args.val_streams is not None and saved is not None and args.val_streams != saved:
-        _same_text_only(args, f"cannot resume with --val-streams {args.val_streams}: the "
-                              f"checkpoint's validations read {saved} (its best is measured so)")
+        _same_text_only(args, ckpt, f"cannot resume with --val-streams {args.val_streams}: the "
+                                    f"checkpoint's validations read {saved} (its best is "
+                                    f"measured so)")
     return args.val_streams or saved or 1
 
 
-def _same_text_only(args, refusal):
+def _same_text_only(args, ckpt, refusal):
     """A setting a resume may change only on another text than its run's, where the run keeps
-    a best of its own: refused now without --data, else once the text is read and found to be
-    the run's own (``_refused_on_its_own_text``)."""
+    a best of its own: refused now without --data (or when the checkpoint does not record its
+    text's sha256, against which another is told), else once the text is read, if it is the
+    run's own (``_load_corpus``, before anything it says of the text read so)."""
+    if not (ckpt.run.get("data") or {}).get("sha256"):
+        raise cli.UsageError(refusal)
     if args.data is None:
-        raise cli.UsageError(refusal + " (on another text, --data, it may change)")
+        raise cli.UsageError(refusal + "; on another text (--data) it may change")
     args.same_text_only.append(refusal)
-
-
-def _refused_on_its_own_text(args, ckpt, corpus):
-    """``_same_text_only``'s refusals, if the resumed run's text is its checkpoint's own (or
-    the checkpoint records none: then its best may be of this text)."""
-    if args.same_text_only and not _another_text(ckpt.run, corpus):
-        raise cli.UsageError(f"{args.same_text_only[0]}; {args.data} is the text the run "
-                             f"trained on" if ckpt.run.get("data", {}).get("sha256") else
-                             f"{args.same_text_only[0]}; the checkpoint does not record the text "
-                             f"it was trained on")
 
 
 def _target(args, corpus, config, anneal=None, saved=None, text_from=0):
@@ -651,8 +644,9 @@ def _settings(args, ckpt, source=None):
         data = {**DATA_DEFAULTS, **recorded}
         if args.val_fraction is not None and "val_fraction" in recorded and \
                 args.val_fraction != data["val_fraction"]:
-            _same_text_only(args, f"cannot resume with --val-fraction {args.val_fraction}: the "
-                                  f"checkpoint held out {data['val_fraction']} of its text")
+            _same_text_only(args, ckpt, f"cannot resume with --val-fraction {args.val_fraction}: "
+                                        f"the checkpoint held out {data['val_fraction']} of its "
+                                        f"text")
         if args.data:
             data["path"] = args.data
         elif "path" not in data:
@@ -688,9 +682,11 @@ def _said_dropped(args, corpus):
         args.notes.append(f"note: {said}")
 
 
-def _load_corpus(data, config, ckpt, vocab, say, given):
+def _load_corpus(data, config, ckpt, vocab, say, given, same_text_only=()):
     """The run's text (``data``: its settings; ``given``: its path was given, --data, not
-    taken from the resumed checkpoint), checked against the model and the checkpoint."""
+    taken from the resumed checkpoint), checked against the model and the checkpoint; a
+    resume's settings ``same_text_only`` (``_same_text_only``'s refusals) refused if it is the
+    run's own text."""
     path = Path(data["path"])
     used = (ckpt.run.get("data") or {}).get("encoding") if ckpt else None
     recoded = used and corpus_mod.codec_name(used) != corpus_mod.codec_name(data["encoding"])
@@ -702,9 +698,11 @@ def _load_corpus(data, config, ckpt, vocab, say, given):
         raise cli.UsageError(f"the bundled corpus {path} is missing (it ships in the source "
                              f"tree's data/ directory); pass --data PATH")
     if given and checkpoint.is_archive(path):  # (else a hint at --encoding, or zip bytes learnt)
-        raise cli.UsageError(f"--data {path} is a zip archive (an .npz checkpoint?), not a text: "
-                             f"--resume {cli.quoted(str(path))} continues its run, --init-from "
-                             f"{cli.quoted(str(path))} --data TEXT fine-tunes it on a text")
+        raise cli.UsageError(
+            f"--data {path} is a zip archive (an .npz checkpoint?), not a text: --resume "
+            f"{cli.quoted(str(path))} continues its run, --init-from {cli.quoted(str(path))} "
+            f"--data TEXT fine-tunes it on a text" if checkpoint.is_npz(path) else
+            f"--data {path} is a zip archive, not a text: unzip it and give its text")
     if say is not None:  # (~3 s per 100 MB, silent before)
         _say_reading(say, path, LOUD_TEXT_BYTES)
     try:
@@ -723,6 +721,9 @@ def _load_corpus(data, config, ckpt, vocab, say, given):
         raise cli.UsageError(str(e) + ("; it is the text the checkpoint was trained on: if it "
                                        "has moved, pass --data with where it is now"
                                        if recorded and not path.exists() else "")) from None
+    if ckpt and same_text_only and not _another_text(ckpt.run, corpus):  # (before a word on
+        # the text as split by the settings refused)
+        raise cli.UsageError(f"{same_text_only[0]}; {path} is the text the run trained on")
     if recoded and corpus.dropped:  # (refused without --skip-unknown: said so here)
         cli.warn(PROG, f"the run it resumes read its text as {used}, and --encoding "
                        f"{data['encoding']} reads characters its vocabulary lacks, left out "
@@ -756,6 +757,8 @@ def _load_corpus(data, config, ckpt, vocab, say, given):
                     f"was measured on the other text, so this run keeps its own best: "
                     f"{BEST} is replaced at its first validation"
                     if other and best is not None and len(corpus.val) >= 2 else "")
+                 + (f"; with no held-out text to validate on, {BEST} stays the other text's "
+                    f"model" if other and best is not None and len(corpus.val) < 2 else "")
                  + (f"; its epochs count from iteration {ckpt.run.get('iteration', 0)}"
                     if other else ""))
     elif ckpt and ckpt.position >= piece:

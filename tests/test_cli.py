@@ -15,6 +15,7 @@ import sys
 import time
 import types
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -1397,8 +1398,8 @@ def test_resume_keeps_the_runs_validation_streams(tmp_path, corpus_file, capsys)
     ckpt = str(tmp_path / "checkpoint.npz")
     rc = train.main(["--resume", ckpt, "--iterations", "20", "--val-streams", "1"])
     assert_usage_error(rc, capsys, "cannot resume with --val-streams 1: the checkpoint's "
-                                   "validations read 3 (its best is measured so) (on another "
-                                   "text, --data, it may change)")
+                                   "validations read 3 (its best is measured so); on another "
+                                   "text (--data) it may change\n")
     rc = train.main(["--resume", ckpt, "--data", corpus_file, "--iterations", "20",
                      "--val-streams", "1"])  # (its own text, given: refused once it is read)
     assert_usage_error(rc, capsys, f"cannot resume with --val-streams 1: the checkpoint's "
@@ -1425,6 +1426,20 @@ def test_resume_keeps_the_runs_validation_streams(tmp_path, corpus_file, capsys)
     assert [r["val_streams"] for r in run["metrics"]] == [3, 3, 3, 3, 2, 2]
     assert train.main(["--resume", ckpt, "--iterations", "40"]) == 0  # (kept from then on)
     assert checkpoint.load(ckpt).run["metrics"][-1]["val_streams"] == 2
+    capsys.readouterr()
+    # one of them alone, on another text: the held-out part empty, best.npz is said to stay
+    assert train.main(["--resume", ckpt, "--data", corpus_file, "--iterations", "42",
+                       "--val-fraction", "0"]) == 0
+    assert "; with no held-out text to validate on, best.npz stays the other text's model" in \
+        capsys.readouterr().err
+    assert checkpoint.load(ckpt).run["val_streams"] == 2  # (not given: kept)
+    # a checkpoint that does not record its text's sha256 cannot tell another text: refused
+    # at once, with no word of another text
+    rewrite_meta(ckpt, lambda m, a: m["run"]["data"].pop("sha256"))
+    for extra in ([], ["--data", str(short)]):
+        rc = train.main(["--resume", ckpt, "--iterations", "50", "--val-streams", "3", *extra])
+        assert_usage_error(rc, capsys, "cannot resume with --val-streams 3: the checkpoint's "
+                                       "validations read 2 (its best is measured so)\n")
 
 
 def test_resume_keeps_the_runs_cadence_unless_given(tmp_path, corpus_file):
@@ -3722,6 +3737,9 @@ def test_the_prime_read_from_a_file(trained, tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     (tmp_path / "empty.txt").write_bytes(b"")
     (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbfThe\r\n")
+    book = tmp_path / "book.zip"  # (not an .npz)
+    with zipfile.ZipFile(book, "w") as z:
+        z.writestr("book.txt", "The king")
     for args, message in [
             (["--prime-file", str(prime), "--prime", "x"],
              "argument --prime: not allowed with argument --prime-file"),
@@ -3739,6 +3757,8 @@ def test_the_prime_read_from_a_file(trained, tmp_path, capsys, monkeypatch):
             (["--prime-file", str(trained)], f"--prime-file {trained} is a zip archive (an .npz "
                                              f"checkpoint?), not a text: the checkpoint is "
                                              f"sample's first argument"),
+            (["--prime-file", str(book)], f"--prime-file {book} is a zip archive, not a text: "
+                                          f"unzip it and give its text"),
             (["--prime-file", str(tmp_path / "empty.txt")], "empty.txt is empty"),
             (["--prime-file", str(prime), "--encoding", "nosuch"], "error: unknown encoding "
                                                                    "'nosuch': give a text "),
@@ -3834,6 +3854,9 @@ def test_a_checkpoint_whose_numbers_float32_cannot_hold_is_refused_in_it(trained
     assert score.main([str(big), str(text), *options], out=io.StringIO()) == 0
     with pytest.raises(ValueError, match="mWhh holds 1e.300, more than float32 can hold"):
         ckpt.to_model(dtype="float32")
+    bare, whole = ckpt.to_model(optimizer_state=False), ckpt.to_model()  # (a new model's state)
+    assert whole.step == ckpt.step > 0 and bare.step == 0 and not bare.states[0].flat.any()
+    assert np.array_equal(bare.weights.flat, whole.weights.flat)
 
 
 def test_a_checkpoint_whose_learning_rate_float32_cannot_hold_says_so_in_it(trained, tmp_path,
@@ -4034,6 +4057,10 @@ def test_encoding_option(tmp_path, capsys):
     (["--val-fraction", "1"], "--val-fraction: 1 is not in [0, 1) (see --help)\n"),
     (["--dropout", "0.99999999999999999"], "--dropout: 0.99999999999999999 is not in [0, 1) (it "
                                            "rounds to 1 as a float64)"),
+    (["--dropout", "1.00000000000000001"], "--dropout: 1.00000000000000001 is not in [0, 1) "
+                                           "(see --help)\n"),  # (past 1 as written too)
+    (["--learning-rate=-1e-400"], "--learning-rate: -1e-400 is not a positive finite number "
+                                  "(see --help)\n"),
     (["--val-fraction", "-0.2"], "--val-fraction: -0.2 is not in [0, 1)"),
     (["--iterations", "0"], "--iterations: 0 is not a positive integer"),
     (["--sample-length", "0"], "--sample-length: 0 is not a positive integer"),
@@ -4395,12 +4422,13 @@ def test_resume_with_other_text_or_model_is_refused_and_changes_nothing(saved_ru
                        "--batch-size 4 (the checkpoint has 1)")
     rc = train.main(["--resume", str(saved_run), "--val-fraction", "0.2", "--iterations", "40"])
     assert_usage_error(rc, capsys, "cannot resume with --val-fraction 0.2: the checkpoint held "
-                                   "out 0.1 of its text (on another text, --data, it may change)")
-    rc = train.main(["--resume", str(saved_run), "--val-fraction", "0.2", "--iterations", "40",
-                     "--data", corpus_file])
-    assert_usage_error(rc, capsys, f"cannot resume with --val-fraction 0.2: the checkpoint held "
-                                   f"out 0.1 of its text; {corpus_file} is the text the run "
-                                   f"trained on")
+                                   "out 0.1 of its text; on another text (--data) it may change")
+    for fraction in ("0.2", "0.97", "0.001"):  # (refused before a word on its split so)
+        rc = train.main(["--resume", str(saved_run), "--val-fraction", fraction, "--iterations",
+                         "40", "--data", corpus_file])
+        assert_usage_error(rc, capsys, f"cannot resume with --val-fraction {fraction}: the "
+                                       f"checkpoint held out 0.1 of its text; {corpus_file} is "
+                                       f"the text the run trained on")
     rc = train.main(["--resume", str(saved_run), "--dropout", "0.5", "--iterations", "40"])
     assert_usage_error(rc, capsys, "--dropout 0.5 applies between layers: the checkpoint's "
                                    "model has one layer")
@@ -4744,6 +4772,15 @@ def test_a_checkpoint_given_as_the_text_is_named(tmp_path, capsys):
                                        f"not a text: --resume '{ckpt}' continues its run, "
                                        f"--init-from '{ckpt}' --data TEXT fine-tunes it on a text")
     assert not (tmp_path / "out").exists()
+    book = tmp_path / "book.epub"  # (another zip: no advice on checkpoints)
+    with zipfile.ZipFile(book, "w") as z:
+        z.writestr("chapter1.xhtml", "<p>The king</p>")
+    rc = train.main(["--data", str(book), "--out", str(tmp_path / "out")])
+    assert_usage_error(rc, capsys, f"--data {book} is a zip archive, not a text: unzip it and "
+                                   f"give its text\n")
+    rc = score.main([str(ckpt), str(book)], out=io.StringIO())  # (fails on the fake checkpoint)
+    assert rc == 2 and "is an .npz archive: the checkpoint comes first" not in \
+        capsys.readouterr().err
 
 
 def test_a_directory_for_a_file_names_what_it_holds(tmp_path, corpus_file, capsys,

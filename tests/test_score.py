@@ -491,7 +491,8 @@ def test_unusable_checkpoint_and_encoding(run, tmp_path, capsys):
     assert err.count("\n") == 1 and "'\\n'" in err, err
 
 
-def test_texts_are_read_in_the_encoding_the_model_was_trained_on(tmp_path, capsys):
+def test_texts_are_read_in_the_encoding_the_model_was_trained_on(tmp_path, capsys,
+                                                                  monkeypatch):
     """score and sample --prime-file read a text in the encoding the checkpoint records for its
     own text (train's --encoding), said on stderr where it is not UTF-8; --encoding reads it in
     another; a checkpoint that records no encoding (saved from Python) reads UTF-8, and one
@@ -525,6 +526,14 @@ def test_texts_are_read_in_the_encoding_the_model_was_trained_on(tmp_path, capsy
     assert (f"warning: {utf8}: 120 characters the model never saw will be skipped; its bytes "
             "past ASCII are UTF-8's, which latin-1 reads as other characters: if it is UTF-8, "
             "--encoding utf-8 reads it\n") in capsys.readouterr().err
+    # told too where a block before dropped characters nothing explains (a '~')
+    monkeypatch.setattr(score, "BLOCK", 64)
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_bytes(b"~" + "a good wife ".encode() * 20 + text.encode("utf-8"))
+    assert scored([ckpt, str(mixed), "--skip-unknown"])[0] == 0
+    assert (f"warning: {mixed}: 121 characters the model never saw will be skipped; its bytes "
+            "past ASCII are UTF-8's") in capsys.readouterr().err
+    monkeypatch.undo()
     assert scored([ckpt, str(utf8), "--encoding", "utf-8"]) == \
         (0, out.replace(str(latin), str(utf8)))
     prime = tmp_path / "prime.txt"
