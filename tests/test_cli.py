@@ -3851,7 +3851,7 @@ def test_a_checkpoint_whose_numbers_float32_cannot_hold_is_refused_in_it(trained
     options = ["--dtype", "float32"]
     assert run_sample([str(big), *options, "--length", "5", "--seed", "3"]) == \
         run_sample([trained, *options, "--length", "5", "--seed", "3"])
-    assert score.main([str(big), str(text), *options], out=io.StringIO()) == 0
+    assert score.main([str(big), str(text), *options, "--skip-unknown"], out=io.StringIO()) == 0
     with pytest.raises(ValueError, match="mWhh holds 1e.300, more than float32 can hold"):
         ckpt.to_model(dtype="float32")
     bare, whole = ckpt.to_model(optimizer_state=False), ckpt.to_model()  # (a new model's state)
