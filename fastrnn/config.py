@@ -14,6 +14,8 @@ INIT_SCALE = 0.01               # min-char-rnn's weights: N(0, 1) * 0.01; biases
 ADAGRAD_EPS = 1e-8              # min-char-rnn's Adagrad
 RMSPROP_DECAY, RMSPROP_EPS = 0.95, 1e-8               # char-rnn's RMSprop
 ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8   # PyTorch's Adam defaults
+RMSPROP_RATE, ADAM_RATE = 0.002, 0.002                # their usual learning rates (char-rnn's,
+                                                      # torch-rnn's); Adagrad's is MODEL_DEFAULTS'
 
 # --- Defaults of a model and its training run (min-char-rnn's) ----------------------------------
 MODEL_DEFAULTS = {"cell": "rnn", "hidden_size": 100, "seq_length": 25, "learning_rate": 0.1,
@@ -61,7 +63,8 @@ EVAL_CALL_MACS = 1 << 31        # ...and no more steps than make this many multi
 # fastmath: reassociation and FMA contraction let LLVM vectorise the dot-product loops;
 # nnan/ninf stay off, so a diverging run still produces a detectable NaN/inf.
 # error_model="numpy": no zero-division check in every float division.
-# cache=True: compiled machine code is kept in __pycache__ for the next process.
+# cache=True: compiled machine code is kept for the next process (where: kernels/caching.py,
+# NUMBA_CACHE_DIR if set, else __pycache__ or a user cache directory).
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 NJIT = dict(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 # Every kernel called from another kernel is inlined at Numba's IR level. Numba links a called

@@ -8,16 +8,18 @@ the one that sums squares (never negative: a checkpoint is checked), its referen
 ``fastrnn.reference``, its usual learning rate and its description for ``--help``. Gradients
 are clipped to [-grad_clip, grad_clip] (the model's; CLIP = 5 unless set) before any of them.
 
-Adding an optimizer: an entry here, its reference function, and its loop in
-``kernels/cpu.py:optimizer_update`` and ``kernels/cuda.py:optimize`` (see ARCHITECTURE.md).
+Adding an optimizer: an entry here, its reference function, its loop in ``kernels/cpu.py``
+(a function registered in ``_LOOPS``, which ``optimizer_update`` dispatches to) and its branch
+in ``kernels/cuda.py:optimize`` (see ARCHITECTURE.md: its state is one or two buffers, one of
+them the never-negative squares).
 """
 
 from collections import namedtuple
 from dataclasses import dataclass
 
 from . import reference
-from .config import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, MODEL_DEFAULTS, RMSPROP_DECAY,
-                     RMSPROP_EPS)
+from .config import (ADAGRAD_EPS, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, ADAM_RATE, MODEL_DEFAULTS,
+                     RMSPROP_DECAY, RMSPROP_EPS, RMSPROP_RATE)
 
 ADAGRAD, RMSPROP, ADAM = 0, 1, 2  # the kernels' ids
 
@@ -70,9 +72,9 @@ def _g(x):  # 1e-8 as it is written, not 1e-08
 OPTIMIZERS = {o.name: o for o in (
     Optimizer("adagrad", ADAGRAD, AdagradState, "m", _adagrad, MODEL_DEFAULTS["learning_rate"],
               f"min-char-rnn's: m += g*g; w -= lr g / sqrt(m + {_g(ADAGRAD_EPS)})"),
-    Optimizer("rmsprop", RMSPROP, RMSpropState, "m", _rmsprop, 0.002,  # (char-rnn's)
+    Optimizer("rmsprop", RMSPROP, RMSpropState, "m", _rmsprop, RMSPROP_RATE,
               f"char-rnn's: decay {_g(RMSPROP_DECAY)}, eps {_g(RMSPROP_EPS)}"),
-    Optimizer("adam", ADAM, AdamState, "v", _adam, 0.002,  # (torch-rnn's)
+    Optimizer("adam", ADAM, AdamState, "v", _adam, ADAM_RATE,
               f"PyTorch's: betas {_g(ADAM_BETA1)}/{_g(ADAM_BETA2)}, eps {_g(ADAM_EPS)}"),
 )}
 

@@ -43,6 +43,14 @@ SAMPLING_OPTIONS = ("--prime", "--prime-file", "--num-samples")
 SAMPLE_ONLY = "python -m fastrnn.sample's, which samples a checkpoint (OUT/checkpoint.npz)"
 
 
+def _usual_rates():
+    """Each optimizer's usual learning rate, for --help: "0.1 for adagrad (min-char-rnn's),
+    0.002 for rmsprop, ...", from the registry."""
+    return ", ".join(f"{o.rate:g} for {o.name}" + (
+        " (min-char-rnn's)" if o.name == MODEL_DEFAULTS["optimizer"] else "")
+        for o in optim.OPTIMIZERS.values())
+
+
 def build_parser():
     p = cli.Parser(prog="python -m fastrnn.train",
                    description="Train a character-level language model on a text file: "
@@ -84,9 +92,7 @@ def build_parser():
                         f"{MODEL_DEFAULTS['seq_length']})")
     m.add_argument("--learning-rate", type=cli.positive_float, metavar="LR",
                    help=f"learning rate (default: the optimizer's usual one, "
-                        f"{optim.get('adagrad').rate:g} for adagrad, min-char-rnn's, "
-                        f"{optim.get('rmsprop').rate:g} for rmsprop, {optim.get('adam').rate:g} "
-                        f"for adam; with --init-from, 1/{FINE_TUNE_DIVISOR} of the "
+                        f"{_usual_rates()}; with --init-from, 1/{FINE_TUNE_DIVISOR} of the "
                         f"checkpoint's (a fine-tune's: of its model's before any fine-tune), "
                         f"or of the usual one of another --optimizer)")
     m.add_argument("--dtype", choices=DTYPES,

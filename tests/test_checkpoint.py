@@ -738,7 +738,7 @@ def _scale(name, factor):
     (lambda m, a: m["run"].update(rate_base={"learning_rate": 0, "optimizer": "adam"}),
      r"run.rate_base is \{'learning_rate': 0, 'optimizer': 'adam'\}, expected a record of a "
      r"learning rate > 0 and its optimizer \(adagrad, rmsprop, adam\)"),
-    (lambda m, a: m["run"].update(rate_base={"learning_rate": 0.1, "optimizer": "sgd"}),
+    (lambda m, a: m["run"].update(rate_base={"learning_rate": 0.1, "optimizer": "bogus"}),
      "run.rate_base is"),
     (lambda m, a: m["run"].update(rate_base={"learning_rate": 0.1, "optimizer": ["adam"]}),
      "run.rate_base is"),

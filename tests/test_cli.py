@@ -4084,7 +4084,7 @@ def test_encoding_option(tmp_path, capsys):
     (["--learning-rate", "1e-50", "--dtype", "float32"], "--learning-rate 1e-50 is 0 in float32"),
     (["--epochs", "2", "--iterations", "5"], "--iterations and --epochs both set the end"),
     (["--dtype", "float16"], "invalid choice: 'float16'"),
-    (["--optimizer", "sgd"], "invalid choice: 'sgd'"),
+    (["--optimizer", "bogus"], "invalid choice: 'bogus'"),
     (["--cell", "transformer"], "invalid choice: 'transformer'"),
     (["--num-layers", "0"], "--num-layers"),
     (["--dropout", "1"], "--dropout"),

@@ -748,7 +748,7 @@ def test_masked_arrays_are_refused_not_read_masked_values_and_all():
     (dict(vocab_size=5, dtype="float16"), "dtype must be 'float32' or 'float64'"),
     (dict(vocab_size=5, dtype="double precision"), "dtype must be 'float32' or 'float64'"),
     (dict(vocab_size=5, backend="tpu"), "unknown backend 'tpu'"),
-    (dict(vocab_size=5, optimizer="sgd"), "unknown optimizer 'sgd'"),
+    (dict(vocab_size=5, optimizer="bogus"), "unknown optimizer 'bogus'"),
     (dict(vocab_size=5, cell="transformer"), "unknown cell 'transformer': choose one of rnn, lstm, gru"),
     (dict(vocab_size=5, num_layers=0), "num_layers must be"),
     (dict(vocab_size=5, num_layers=2, dropout=1.0), r"dropout must be a number in \[0, 1\)"),
