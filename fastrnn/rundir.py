@@ -95,7 +95,8 @@ def _check(args, ckpt, out, say):
         if held(BEST) and not args.overwrite:  # (a run killed before its first checkpoint)
             raise cli.UsageError(f"{out / BEST} (a run's best model) already exists: continue "
                                  f"it with --resume {cli.quoted(out / BEST)}, or pass "
-                                 f"--overwrite (which removes it) or another --out")
+                                 f"--overwrite (which sets it aside, removed once the new run "
+                                 f"saves) or another --out")
         if held(METRICS) and not args.overwrite:
             raise cli.UsageError(f"{out / METRICS} (another run's log) already exists: pass "
                                  f"--overwrite or another --out")

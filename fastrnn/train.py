@@ -1229,8 +1229,9 @@ class Trainer:
         coarse = f" in only {steps} step{'s' * (steps > 1)} (a step lasts at least " \
             f"{STEP_CALLS} kernel calls: a longer budget or --anneal makes more)" \
             if steps < PIECES // 10 else ""
+        share = "all" if fraction == 1 else f"the last {fraction:g}"
         _say(args, f"annealing the learning rate linearly to 0 over iterations "
-                   f"{self.iteration}-{end} (the last {fraction:g} of {of}{began}){coarse}")
+                   f"{self.iteration}-{end} ({share} of {of}{began}){coarse}")
         if bar is not None:
             bar.target = end
         return end

@@ -1195,7 +1195,7 @@ def test_a_run_without_an_anneal_can_be_annealed_from_its_checkpoint(tmp_path, c
     ckpt = str(tmp_path / "checkpoint.npz")
     assert train.main(["--resume", ckpt, "--iterations", "30", "--anneal", "1", "--eval-every",
                        "5", "--sample-every", "0"]) == 0
-    assert ("annealing the learning rate linearly to 0 over iterations 20-30 (the last 1 of "
+    assert ("annealing the learning rate linearly to 0 over iterations 20-30 (all of "
             "--iterations 30; that share began at iteration 0, so the anneal starts here)") \
         in capsys.readouterr().out
     run = checkpoint.load(ckpt).run
@@ -1283,8 +1283,9 @@ def test_under_a_time_budget_the_anneal_ends_with_the_budget(tmp_path, corpus_fi
             unannealed.append(budget)
             continue
         first, end = run["anneal"]["window"]
-        assert (f"annealing the learning rate linearly to 0 over iterations {first}-{end} (the "
-                f"last {fraction} of the {budget} s budget)") in printed.out
+        share = "all" if fraction == "1" else f"the last {fraction}"
+        assert (f"annealing the learning rate linearly to 0 over iterations {first}-{end} "
+                f"({share} of the {budget} s budget)") in printed.out
         schedule = train.Schedule(0.1, None, (first, end, run["anneal"]["steps"]))
         assert [r["learning_rate"] for r in run["metrics"]] == \
             [schedule(r["iteration"]) for r in run["metrics"]], budget  # (the window's first too)
@@ -4189,7 +4190,8 @@ def test_a_new_run_over_an_old_one_keeps_none_of_its_files(tmp_path, corpus_file
     rc = train.main([*common, "--iterations", "10", "--val-fraction", "0"])
     assert_usage_error(rc, capsys, f"{tmp_path / 'best.npz'} (a run's best model) already "
                                    f"exists: continue it with --resume {tmp_path / 'best.npz'}, "
-                                   f"or pass --overwrite (which removes it) or another --out")
+                                   f"or pass --overwrite (which sets it aside, removed once the "
+                                   f"new run saves) or another --out")
     assert train.main([*common, "--iterations", "10", "--val-fraction", "0", "--overwrite"]) == 0
     assert not (tmp_path / "best.npz").exists()  # no validation: no best model of this run
 
