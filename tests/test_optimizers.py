@@ -174,5 +174,6 @@ def test_training_with_each_optimizer_matches_the_oracle(optimizer, batch_size):
 
 
 def test_unknown_optimizer_is_named():
-    with pytest.raises(ValueError, match="unknown optimizer 'bogus': choose one of adagrad, rmsprop, adam"):
+    with pytest.raises(ValueError, match="unknown optimizer 'bogus': choose one of adagrad, "
+                                         "rmsprop, adam"):
         CharRNN(5, optimizer="bogus")
