@@ -311,12 +311,11 @@ class Checkpoint:
                                  f"score: use it in {self.config.dtype}, its own")
         model = CharRNN(**{**self.config.to_dict(), "dtype": dtype}, backend=backend,
                         threads=threads)
-        kept = len(model.states) + 1 if optimizer_state else 1
-        for prefix, dst, src in list(zip(("",) + tuple(model.optimizer.states),
-                                         [model.weights, *model.states],
-                                         [self.params, *self.states]))[:kept]:
-            _copy_into(model.spec.named(dst), src, prefix, dtype)
-        model.step = self.step if optimizer_state else 0
+        _copy_into(model.spec.named(model.weights), self.params, "", dtype)
+        if optimizer_state:  # (else a new model's: zeros, step 0)
+            for prefix, dst, src in zip(model.optimizer.states, model.states, self.states):
+                _copy_into(model.spec.named(dst), src, prefix, dtype)
+            model.step = self.step
         _copy_into({"state": model.state}, {"state": self.state}, "", dtype)
         model.position = self.position
         _check_counters("the checkpoint cannot be used", **_counters(self),
@@ -526,6 +525,17 @@ def is_npz(path):
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         return True
     return all(name.endswith(".npy") for name in names)
+
+
+def archive_said(path, named, how):
+    """Why the file at ``path`` (``named`` so: "--data PATH") is no text, if it is a zip
+    archive: an .npz (``is_npz``: a checkpoint?), with ``how`` a checkpoint is given to the
+    command, or another zip, to unzip; None if it is no zip archive."""
+    if not is_archive(path):
+        return None
+    if is_npz(path):
+        return f"{named} is a zip archive (an .npz checkpoint?), not a text: {how}"
+    return f"{named} is a zip archive, not a text: unzip it and give its text"
 
 
 def run_record(path):

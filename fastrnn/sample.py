@@ -151,13 +151,10 @@ def _prime(args, vocab, recorded):
             raise cli.UsageError(f"--prime-file {args.prime_file} is {kind}, not a regular "
                                  f"file (a pipe's text is read as -: ... | python -m {PROG} "
                                  f"CHECKPOINT --prime-file -)")
-        if not stdin and checkpoint.is_archive(args.prime_file):
-            raise cli.UsageError(
-                f"--prime-file {args.prime_file} is a zip archive (an .npz checkpoint?), not a "
-                f"text: the checkpoint is sample's first argument"
-                if checkpoint.is_npz(args.prime_file) else
-                f"--prime-file {args.prime_file} is a zip archive, not a text: unzip it and give "
-                f"its text")
+        if not stdin and (said := checkpoint.archive_said(
+                args.prime_file, f"--prime-file {args.prime_file}",
+                "the checkpoint is sample's first argument")):
+            raise cli.UsageError(said)
         named = _nanogpt_file(str(args.prime_file))
         if named and not os.path.exists(args.prime_file):
             raise cli.UsageError(f"--prime-file {args.prime_file}: no such file (nanoGPT's "

@@ -97,11 +97,10 @@ def _main(argv, out):
             pipe = f" (a pipe's text is read as -: ... | python -m {PROG} CHECKPOINT -)" \
                 if "FIFO" in kind else ""
             raise cli.UsageError(f"{path} is {kind}, not a regular file{pipe}")
-        if checkpoint.is_archive(path):
-            raise cli.UsageError(
-                f"{path} is a zip archive (an .npz checkpoint?), not a text: give the checkpoint "
-                f"once, first, then the texts to score" if checkpoint.is_npz(path) else
-                f"{path} is a zip archive, not a text: unzip it and give its text")
+        said = checkpoint.archive_said(path, path, "give the checkpoint once, first, then the "
+                                                   "texts to score")
+        if said:
+            raise cli.UsageError(said)
     given = [(path, path) for path in args.files if path != "-"]
     counts, unix = _check(args, ckpt, given)  # (before standard input is read: a missing
     if "-" not in args.files:                 # file said at once)
@@ -336,15 +335,13 @@ def _blocks(vocab, path, encoding, skip_unknown, progress=None, name=None):
                 held = "\r" if raw and text.endswith("\r") else ""
                 text = text[:len(text) - len(held)]
                 missing = vocab.unknown(text)
+                why = corpus.unknown_hint(text, missing, encoding, read == len(raw)) \
+                    if missing and not explained else ""
                 if missing and not skip_unknown:
                     raise corpus.UnknownText(
-                        f"{name} has characters the model never saw: {describe(missing)}",
-                        corpus.unknown_hint(text, missing, encoding, read == len(raw)))
+                        f"{name} has characters the model never saw: {describe(missing)}", why)
+                explained = explained or bool(why)
                 kept = "".join(c for c in text if c in vocab.index) if missing else text
-                why = ""
-                if missing and not explained:
-                    why = corpus.unknown_hint(text, missing, encoding, read == len(raw))
-                    explained = bool(why)
                 if text:
                     yield kept, len(text) - len(kept), why
                 if not raw:

@@ -703,12 +703,12 @@ def _load_corpus(data, config, ckpt, vocab, say, given, same_text_only=()):
     if ckpt is None and path == corpus_mod.DEFAULT_CORPUS and not path.exists():
         raise cli.UsageError(f"the bundled corpus {path} is missing (it ships in the source "
                              f"tree's data/ directory); pass --data PATH")
-    if given and checkpoint.is_archive(path):  # (else a hint at --encoding, or zip bytes learnt)
-        raise cli.UsageError(
-            f"--data {path} is a zip archive (an .npz checkpoint?), not a text: --resume "
-            f"{cli.quoted(str(path))} continues its run, --init-from {cli.quoted(str(path))} "
-            f"--data TEXT fine-tunes it on a text" if checkpoint.is_npz(path) else
-            f"--data {path} is a zip archive, not a text: unzip it and give its text")
+    quoted = cli.quoted(str(path))
+    said = given and checkpoint.archive_said(path, f"--data {path}", (
+        f"--resume {quoted} continues its run, --init-from {quoted} --data TEXT fine-tunes it "
+        f"on a text"))
+    if said:  # (else a hint at --encoding, or the zip's bytes learnt)
+        raise cli.UsageError(said)
     if say is not None:  # (~3 s per 100 MB, silent before)
         _say_reading(say, path, LOUD_TEXT_BYTES)
     try:
