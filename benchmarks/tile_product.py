@@ -21,6 +21,14 @@ its time from one on a line, the OpenBLAS column's ("OpenBLAS off a line").
 Then the packing itself, which the kernels redo once per chunk for each layer (``load_layer``):
 ``tiles.pack`` of each cell's Whh (G*H, H), transposed (the forward's panels) and as it is (the
 backward's), against a plain copy of the same matrix, alternating the same way.
+
+Then a tiled unit's whole-chunk products, over its R = T * streams rows (``--steps``,
+``--streams``; ``--vocab`` characters), as the kernels call them (``batch.whole_product``,
+``batch.weight_gradient``) on the tiles and, for the same call with another product form, on
+OpenBLAS: a layer's input product above the first, x Wxh^T (R, H) x (H, G*H), and the gradient
+it passes down, da Wxh; the weight gradients da^T h (G*H, R) x (R, H) (dWhh, and dWxh above the
+first layer), their time including the transpose of da and the packing of h; the softmax
+layer's logits h Why^T, dh = dy Why and dWhy = dy^T h. Reported as above (OpenBLAS / tiles).
 """
 
 import argparse
@@ -36,7 +44,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fastrnn.config import NJIT, TOLERANCES  # noqa: E402
-from fastrnn.kernels import tiles  # noqa: E402
+from fastrnn.kernels import batch, tiles  # noqa: E402
 from fastrnn.kernels.blas import gemm  # noqa: E402
 from benchmarks import describe  # noqa: E402
 
@@ -77,6 +85,84 @@ def openblas(A, W, C, calls):
         gemm(False, False, M, N, K, A, K, W, N, 0.0, C, N)
 
 
+@njit(**NJIT)
+def whole(form, A, W, trans, packed, C, calls):
+    for _ in range(calls):
+        batch.whole_product(form, A, W, trans, packed, C)
+
+
+@njit(**NJIT)
+def gradient(form, d, h, out, dT, hp, calls):
+    for _ in range(calls):
+        batch.weight_gradient(form, d, h, out, dT, hp, False)
+
+
+def packed_as(W, transposed, dtype):
+    """W (K, N) packed (``transposed``: W given as its transpose (N, K))."""
+    K, N = (W.shape[1], W.shape[0]) if transposed else W.shape
+    out = tiles.empty((tiles.panels(N, dtype), K, tiles.panel_width(dtype)), dtype)
+    packs(W, transposed, out, 1)
+    return out
+
+
+def whole_products(args, dtype, rng):
+    """The third table (the module's docstring)."""
+    H, V, R = args.hidden_size, args.vocab, args.steps * args.streams
+    print(f"\nA unit's whole-chunk products: R = {args.steps} steps x {args.streams} streams = "
+          f"{R} rows, V = {V}")
+    print("| product | M | K | N | tiles us | OpenBLAS us | tiles GFLOP/s | OpenBLAS GFLOP/s | "
+          "OpenBLAS / tiles |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    NR = tiles.panel_width(dtype)
+
+    def rand(*shape):
+        return rng.standard_normal(shape).astype(dtype)
+
+    Why, h, dy = rand(V, H), rand(R, H), rand(R, V)
+    cases = [("softmax h Why^T", (R, H, V), whole, (h, Why, True, packed_as(Why, True, dtype))),
+             ("softmax dy Why", (R, V, H), whole, (dy, Why, False, packed_as(Why, False, dtype))),
+             ("softmax dy^T h", (V, R, H), gradient, (dy, h))]
+    for cell, G in (("rnn", 1), ("gru", 3), ("lstm", 4)):
+        Wxh, da = rand(G * H, H), rand(R, G * H)
+        WxhT = np.ascontiguousarray(Wxh.T)
+        cases += [(f"{cell} x Wxh^T", (R, H, G * H), whole,
+                   (h, WxhT, False, packed_as(Wxh, True, dtype))),
+                  (f"{cell} da Wxh", (R, G * H, H), whole,
+                   (da, Wxh, False, packed_as(Wxh, False, dtype))),
+                  (f"{cell} da^T h", (G * H, R, H), gradient, (da, h))]
+    dT = tiles.empty((max(4 * H, V), R), dtype)
+    hp = tiles.empty((tiles.panels(H, dtype), R, NR), dtype)
+    with threadpool_limits(1, user_api="blas"):
+        for name, (M, K, N), kernel, operands in cases:
+            C1, C2 = np.empty((M, N), dtype), np.empty((M, N), dtype)
+
+            def run(C, form, n):
+                if kernel is gradient:
+                    gradient(form, *operands, C, dT, hp, n)
+                else:
+                    whole(form, *operands, C, n)
+
+            run(C1, batch.TILES, 1)
+            run(C2, batch.WHH_T, 1)
+            A, B = operands[0], operands[1]
+            exact = (A.T.astype(np.float64) @ B if kernel is gradient else
+                     A.astype(np.float64) @ (B.T if operands[2] else B))
+            for C in (C1, C2):
+                np.testing.assert_allclose(C, exact, **TOLERANCES[dtype])
+            calls = max(1, int(2e7 // (M * K * N)))
+            t1, t2 = [], []
+            for _ in range(args.rounds):
+                for times, form, C in ((t1, batch.TILES, C1), (t2, batch.WHH_T, C2)):
+                    start = time.perf_counter()
+                    run(C, form, calls)
+                    times.append((time.perf_counter() - start) / calls)
+            a, b = statistics.median(t1), statistics.median(t2)
+            flops = 2 * M * K * N
+            ratio = statistics.median(y / x for x, y in zip(t1, t2))
+            print(f"| {name} | {M} | {K} | {N} | {a * 1e6:.1f} | {b * 1e6:.1f} | "
+                  f"{flops / a / 1e9:.0f} | {flops / b / 1e9:.0f} | {ratio:.2f}x |", flush=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
@@ -84,12 +170,20 @@ def main(argv=None):
     p.add_argument("--hidden-size", type=describe.positive, default=256)
     p.add_argument("--rounds", type=describe.positive, default=21)
     p.add_argument("--calls", type=describe.positive, default=100)
+    p.add_argument("--steps", type=describe.positive, default=50)
+    p.add_argument("--streams", type=describe.positive, default=16)
+    p.add_argument("--vocab", type=describe.positive, default=65)
+    p.add_argument("--only-whole", action="store_true",
+                   help="only the third table, the whole-chunk products")
     args = p.parse_args(argv)
     dtype, H = np.dtype(args.dtype), args.hidden_size
     rng = np.random.default_rng(0)
     print(describe.header(__file__, argv))
     print(f"{args.dtype}, one thread; panels of {tiles.panel_width(dtype)} columns, blocks of "
           f"{tiles.MR} rows")
+    if args.only_whole:
+        whole_products(args, dtype, rng)
+        return
     print("| product | M | K | N | tiles us | OpenBLAS us | tiles GFLOP/s | OpenBLAS GFLOP/s | "
           "OpenBLAS / tiles | one way / tiles | off a line / tiles | OpenBLAS off a line |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -158,6 +252,7 @@ def main(argv=None):
         print(f"| {cell} | {G * H} x {H} | {Whh.nbytes // 1024} | {t['T'] * 1e6:.1f} | "
               f"{t['W'] * 1e6:.1f} | {t['copy'] * 1e6:.1f} | {ratio['T']:.2f} | "
               f"{ratio['W']:.2f} |", flush=True)
+    whole_products(args, dtype, rng)
 
 
 if __name__ == "__main__":

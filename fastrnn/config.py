@@ -92,14 +92,17 @@ FINE_TUNE_DIVISOR = 10          # a fine-tune's learning rate, unless given: the
 STREAMS_PER_UNIT = 16           # streams a unit runs through the chunk together (its per-step
                                 # products are (16, H) x (H, H): OpenBLAS's float32 kernels
                                 # lose about half their speed below 16 rows, measured)
-TILE_ROWS = 1                   # units of this many streams or more multiply by the recurrent
-                                # weights with ``kernels/tiles.py``'s packed micro-kernel, smaller
+TILE_ROWS = 1                   # units of this many streams or more multiply with
+                                # ``kernels/tiles.py``'s packed micro-kernel (per step by the
+                                # recurrent weights, and the whole chunk's products), smaller
                                 # ones through OpenBLAS (the knob for a CPU where OpenBLAS wins;
                                 # tests set it to reach both). Measured, tiles against OpenBLAS:
                                 # AMD EPYC Zen 3 (AVX2): 1.3-1.6x at 16 rows, 4.2-7.0x at one;
                                 # Intel Xeon (AVX-512): 1.8-2.1x at 16 rows, 0.8-4.7x at 2-4
                                 # (OpenBLAS's own times vary 2x between runs there), a
-                                # one-stream LSTM chunk 1.4-1.5 ms against 1.8 (tile_product.py,
+                                # one-stream LSTM chunk 1.4-1.5 ms against 1.8; AMD EPYC Zen 5
+                                # (AVX-512, NumPy's OpenBLAS on 32-byte vectors): 2.7-3.0x at 16
+                                # rows, the whole chunk's products 1.5-2.1x (tile_product.py,
                                 # cell_profile.py in benchmarks/)
 PIPELINE_BYTES = 1 << 28        # validation of one stream runs its layers as a pipeline on
                                 # several threads only while its L - 1 extra chunk buffers take

@@ -69,7 +69,7 @@ def check_kernels(B, T, H, V, dtype, threads, cell="rnn", L=1, dropout=0.0):
     work.partials[...] = np.nan
     for g in work.groups:
         for a in (g.hs, g.cs, g.pre, g.hn, g.xin, g.acc, g.ps, g.dys, g.dhout, g.das, g.dahs,
-                  g.dh_next, g.dc_next, g.dWxhT):
+                  g.dh_next, g.dc_next, g.dWxhT, g.dT, g.hp):
             a[...] = np.nan
     before = state.copy()
     loss = batch.forward(x, y, state, w, work, threads, masks)

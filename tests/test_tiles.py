@@ -185,8 +185,8 @@ def test_blocks_of_few_rows_keep_the_accumulators_of_a_whole_block():
 
 
 def test_product_refuses_operands_it_cannot_read():
-    """Strided rows or shapes that do not fit: a clear error, not a product of the wrong
-    elements."""
+    """Strided rows, panels that are not one whole array, shapes or types that do not fit:
+    a clear error, not a product of the wrong elements."""
     W = np.ones((8, 40), np.float32)
     A, C = np.ones((4, 16), np.float32), np.zeros((4, 40), np.float32)
     with pytest.raises(ValueError, match="contiguous"):
@@ -195,6 +195,14 @@ def test_product_refuses_operands_it_cannot_read():
         product(A[:, :7], packed(W, np.float32), C)         # K = 7 against a packed K = 8
     with pytest.raises(ValueError, match="shapes"):
         product(A[:, :8], packed(W[:, :20], np.float32), C)  # N = 40 against 20 columns
+    panels = packed(W, np.float32)
+    with pytest.raises(ValueError, match="packed contiguous"):
+        product(A[:, :4], panels[:, :4], C)                 # panels of 8 rows seen as 4
+    wide = np.zeros(panels.shape[:2] + (2 * panels.shape[2],), np.float32)
+    with pytest.raises(ValueError, match="shapes"):
+        product(A[:, :8], wide, C)                           # panels of another width
+    with pytest.raises(TypeError, match="float32 or float64"):
+        product(A[:, :8].astype(np.float64), panels, C)     # float64 rows, float32 panels
 
 
 _NARROW = """

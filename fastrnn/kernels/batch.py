@@ -25,11 +25,14 @@ layers. For layer l with G gates (1 rnn, 4 lstm, 3 gru):
                dWhh = da^T h, dbh, and dWxh (rows of da added per character for layer 0; a
                product above, with dx = da Wxh, times the dropout mask, the layer below's dh_out)
 
-The per-step products of a unit of ``tile_rows`` streams or more (``config.TILE_ROWS``: every
-unit, as set) go to ``tiles.product``, a register-tiled micro-kernel over Whh packed once
-per chunk (``Transposes``; 1.3-2.1x OpenBLAS at 16 rows, ``benchmarks/tile_product.py``); a
-smaller unit's, and every whole-chunk product, to NumPy's own OpenBLAS directly
-(``blas.gemm``), one BLAS thread per unit. The cell's element-wise code is chosen when a
+The products of a unit of ``tile_rows`` streams or more (``config.TILE_ROWS``: every unit, as
+set) go to ``tiles.product``, a register-tiled micro-kernel: the per-step ones over Whh packed
+once per chunk (``Transposes``; 1.3-2.1x OpenBLAS at 16 rows, ``benchmarks/tile_product.py``),
+the whole-chunk ones too (``whole_product`` over Wxh and Why packed once per chunk,
+``weight_gradient`` over the transpose of da or dy and the unit's h packed: 1.5-2.1x OpenBLAS
+on an AMD EPYC Zen 5, where NumPy's OpenBLAS runs 32-byte vectors, same script); a smaller
+unit's products go to NumPy's own OpenBLAS directly (``blas.gemm``), one BLAS thread per
+unit. The cell's element-wise code is chosen when a
 kernel compiles, by the type of its ``Layer`` named tuple (``cell_forward``, ``cell_backward``:
 one entry per cell), so a run compiles only its own cell, and the formulas are ``scalar.py``'s,
 shared with the CUDA kernels.
@@ -137,6 +140,12 @@ class Group:
         self.y = np.empty((T, Bg), np.int64)         # targets, step-major
         # layer 0's dWxh as rows per character (``columns``: unused, dWxh written directly)
         self.dWxhT = np.empty((0 if columns else V, G * H), dtype)
+        # the weight gradients on the tiles (``weight_gradient``): da^T or dy^T, and the
+        # outputs of a layer packed (a tiled unit's; empty, never read, in another's)
+        tiled, R = self.form == TILES, T * Bg
+        self.dT = tiles.empty((max(G * H, V), R) if tiled else (0, 0), dtype)
+        self.hp = tiles.empty((tiles.panels(H, dtype), R, tiles.panel_width(dtype)) if tiled
+                              else (0, 0, tiles.panel_width(dtype)), dtype)
         self.grads = spec.view(partials)             # this unit's gradients, by name
 
 
@@ -145,13 +154,25 @@ class Transposes:
     have ``rows`` streams each: layer 0's Wxh columns as rows (the input gather), Wxh^T of
     the layers above (OpenBLAS products), and each layer's Whh in the forms its units'
     per-step products read (``product_form``): packed in panels, or as Whh^T (one stream
-    reads Whh itself). A form no unit uses is an empty array, never filled."""
+    reads Whh itself). With ``whole`` (``Work``'s) and tiled units, also the weights of the
+    whole-chunk products packed: Wxh^T and Wxh of the layers above the first, Why^T and Why.
+    A form no unit uses is an empty array, never filled."""
 
-    def __init__(self, spec, dtype, rows=(1,), columns=False):
+    def __init__(self, spec, dtype, rows=(1,), columns=False, whole=False):
         L, H, V, G = spec.num_layers, spec.hidden_size, spec.vocab_size, spec.cell.GATES
         forms = {product_form(r) for r in rows}
         tiled, blas = TILES in forms, WHH_T in forms
         NR = tiles.panel_width(dtype)
+        whole = whole and tiled
+
+        def packed(K, N, count=None):  # W (K, N) packed; ``count`` of them, one a layer
+            shape = (tiles.panels(N, dtype), K, NR) if whole else (0, 0, NR)
+            if count is not None:  # (unused, at least one: an empty array to index)
+                shape = (count if whole else max(count, 1),) + shape
+            return tiles.empty(shape, dtype)
+
+        self.Wxp, self.Wxb = packed(H, G * H, L - 1), packed(G * H, H, L - 1)  # Wxh^T, Wxh
+        self.Wyp, self.Wyb = packed(H, V), packed(V, H)                        # Why^T, Why
         self.WxhT = np.empty((0 if columns else V, G * H), dtype)  # (``columns``: unused)
         self.WupT = np.empty((max(L - 1, 1), H, G * H), dtype)
         self.WhhT = np.empty((L, H, G * H) if blas else (L, 0, 0), dtype)
@@ -164,18 +185,28 @@ class Transposes:
     def load(self, w, threads=1):
         """Refreshed from weights w; returns (WxhT, WupT, Whp), what ``sample`` reads (from
         a Transposes made for it: a Work whose chunks read Wxh's columns has no WxhT). With
-        threads and packed panels, each layer's three parts (``LOAD_PARTS``) are tasks."""
+        threads and packed panels, each layer's three parts (``LOAD_PARTS``) are tasks, and
+        the packing of Why one more."""
+        L = len(w.layers)
+
         def part(task):
             l, which = task
-            load_layer(l, w.layers[l], self.WxhT, self.WhhT, self.WupT, self.Whp, self.Whb,
-                       which)
+            if l == L:
+                load_output(w.Why, self.Wyp, self.Wyb)
+            else:
+                load_layer(l, w.layers[l], self.WxhT, self.WhhT, self.WupT, self.Whp,
+                           self.Whb, self.Wxp, self.Wxb, which)
 
-        layers = range(len(w.layers))
+        tasks = [(l, which) for l in range(L) for which in LOAD_PARTS]
+        if self.Wyp.shape[0] > 0:
+            tasks.append((L, LOAD_ALL))
         if threads > 1 and self.Whp.shape[1] > 0:
-            _run(threads, part, [(l, which) for l in layers for which in LOAD_PARTS])
+            _run(threads, part, tasks)
         else:
-            for l in layers:
+            for l in range(L):
                 part((l, LOAD_ALL))
+            if self.Wyp.shape[0] > 0:
+                part((L, LOAD_ALL))
         return self.WxhT, self.WupT, self.Whp
 
 
@@ -186,7 +217,7 @@ class Work(Transposes):
     def __init__(self, spec, B, T, dtype):
         pieces = units(B, STREAMS_PER_UNIT)
         self.columns = reads_columns(T, max(b - a for a, b in pieces), spec.vocab_size)
-        super().__init__(spec, dtype, [b - a for a, b in pieces], self.columns)
+        super().__init__(spec, dtype, [b - a for a, b in pieces], self.columns, whole=True)
         self.spec, self.B, self.T = spec, B, T
         self.partials = np.empty((len(pieces), spec.size), dtype)
         self.groups = [Group(slice(a, b), spec, T, dtype, self.partials[k], self.columns)
@@ -473,10 +504,11 @@ LOAD_PARTS = (LOAD_TRANSPOSES, LOAD_FORWARD, LOAD_BACKWARD)
 
 
 @njit(**NJIT)
-def load_layer(l, layer, WxhT, WhhT, WupT, Whp, Whb, which):
+def load_layer(l, layer, WxhT, WhhT, WupT, Whp, Whb, Wxp, Wxb, which):
     """``Transposes``' arrays of layer l from its weights ``layer`` (the empty ones stay
-    empty): all of them (``which`` LOAD_ALL), or its transposes (LOAD_TRANSPOSES), its
-    packed Whh^T (LOAD_FORWARD) or its packed Whh (LOAD_BACKWARD)."""
+    empty): all of them (``which`` LOAD_ALL), or its transposes (LOAD_TRANSPOSES), what
+    forward reads packed (LOAD_FORWARD: Whh^T, and Wxh^T above the first layer) or what
+    backward reads packed (LOAD_BACKWARD: Whh, and Wxh above the first layer)."""
     if which == LOAD_ALL or which == LOAD_TRANSPOSES:
         if l == 0:
             if WxhT.shape[0] > 0:  # (empty: Wxh is read by its columns)
@@ -490,6 +522,47 @@ def load_layer(l, layer, WxhT, WhhT, WupT, Whp, Whb, which):
             tiles.pack(layer.Whh, True, Whp[l])    # Whh^T
         if which == LOAD_ALL or which == LOAD_BACKWARD:
             tiles.pack(layer.Whh, False, Whb[l])   # Whh
+    if l > 0 and Wxp.shape[1] > 0:
+        if which == LOAD_ALL or which == LOAD_FORWARD:
+            tiles.pack(layer.Wxh, True, Wxp[l - 1])    # Wxh^T
+        if which == LOAD_ALL or which == LOAD_BACKWARD:
+            tiles.pack(layer.Wxh, False, Wxb[l - 1])   # Wxh
+
+
+@njit(**NJIT)
+def load_output(Why, Wyp, Wyb):
+    """``Transposes``' Why^T and Why packed (``whole``)."""
+    tiles.pack(Why, True, Wyp)
+    tiles.pack(Why, False, Wyb)
+
+
+@njit(**INLINE)
+def whole_product(form, A, W, trans, packed, C):
+    """C = A op(W) for a unit's T*Bu rows A (R, K), op(W) = W^T if ``trans`` else W: on the
+    tiles over W packed (``packed``; a tiled unit, ``form`` TILES), else OpenBLAS on W."""
+    M, K = A.shape
+    N = C.shape[1]
+    if form == TILES:
+        tiles.product(A, packed, C, False)
+    else:
+        gemm(False, trans, M, N, K, A, K, W, W.shape[1], 0.0, C, N)
+
+
+@njit(**INLINE)
+def weight_gradient(form, d, h, out, dT, hp, transposed):
+    """out = d^T h, the gradient of the weights of a whole-chunk product from a unit's T*Bu
+    rows of gradients at its outputs d (R, N) and of its inputs h (R, H). On the tiles
+    (``form`` TILES): d^T into dT (R columns, N rows or more; unless ``transposed``: dT
+    holds it already), h packed into hp, and one product."""
+    R, N = d.shape
+    H = h.shape[1]
+    if form == TILES:
+        if not transposed:
+            tiles.transpose(d, dT[:N])
+        tiles.pack(h, False, hp)
+        tiles.product(dT[:N], hp, out, False)
+    else:
+        gemm(True, False, N, H, R, d, N, h, H, 0.0, out, H)
 
 
 # --------------------------------------------------------------------------------------------
@@ -497,23 +570,28 @@ def load_layer(l, layer, WxhT, WhhT, WupT, Whp, Whb, which):
 # layer's weights and its index, never the tuple of all layers, so that its type, and the
 # machine code compiled for it, is the same for any number of layers.
 
+@njit(**INLINE)
+def flat(a):
+    """A contiguous (steps, Bu, D) array as its (steps * Bu, D) rows."""
+    return a.reshape(a.shape[0] * a.shape[1], a.shape[2])
+
+
 @njit(**NJIT)
-def layer_forward(l, x, layer, WxhT, WhhT, Whp, form, WupT, hs, cs, pre, hn, xin, masks, drop,
-                  acc):
+def layer_forward(l, x, layer, WxhT, WhhT, Whp, form, WupT, Wxp, hs, cs, pre, hn, xin, masks,
+                  drop, acc):
     """Forward pass of one unit through its layer l (weights ``layer``): hs[l, 0] (and
     cs[l, 0]) hold its state before the chunk, hs[l - 1] the outputs of the layer below.
     ``drop``: apply ``masks`` to those first."""
     T, Bg = x.shape
     H, GH = hs.shape[3], pre.shape[3]
-    R = T * Bg
     if l == 0:
         gather_inputs(x, layer.Wxh, WxhT, layer.bh, pre[0])
     else:
-        below = hs[l - 1, 1]                     # the (T*Bu, H) rows of the layer below
+        below = flat(hs[l - 1])[Bg:]             # the (T*Bu, H) rows of the layer below
         if drop:
             apply_masks(masks[l - 1], hs[l - 1, 1:], xin[l - 1])
-            below = xin[l - 1, 0]
-        gemm(False, False, R, GH, H, below, H, WupT[l - 1], GH, 0.0, pre[l, 0], GH)
+            below = flat(xin[l - 1])
+        whole_product(form, below, WupT[l - 1], False, Wxp[l - 1], flat(pre[l]))
         add_bias(pre[l], layer.bh)
     for t in range(T):
         if form == TILES:                                                          # h Whh^T
@@ -527,12 +605,11 @@ def layer_forward(l, x, layer, WxhT, WhhT, Whp, form, WupT, hs, cs, pre, hn, xin
 
 
 @njit(**NJIT)
-def output_forward(top, Why, by, y, ps, row_loss):
+def output_forward(form, top, Why, Wyp, by, y, ps, row_loss):
     """The softmax layer on the top layer's outputs ``top`` (T+1, Bu, H) (top[0]: the state
     before the chunk): probabilities into ps, and the summed loss."""
     T, Bg = y.shape
-    H, V = top.shape[2], Why.shape[0]
-    gemm(False, True, T * Bg, V, H, top[1], H, Why, H, 0.0, ps[0], V)   # all steps' logits
+    whole_product(form, flat(top)[Bg:], Why, True, Wyp, flat(ps))     # all steps' logits
     softmax_loss(ps, by, y, row_loss)
     loss = 0.0
     for t in range(T):
@@ -542,12 +619,12 @@ def output_forward(top, Why, by, y, ps, row_loss):
 
 
 @njit(**NJIT)
-def output_backward(y, ps, Why, top, dys, dhout, dWhy, dby):
+def output_backward(form, y, ps, Why, Wyb, top, dys, dhout, dWhy, dby, dT, hp):
     """The softmax layer's gradients from its probabilities ps: dy = p - onehot into dys,
-    dWhy = dy^T h, dby, and dh_out = dy Why, what the top layer's outputs receive."""
+    dWhy = dy^T h, dby, and dh_out = dy Why, what the top layer's outputs receive (dT, hp:
+    ``weight_gradient``'s scratch)."""
     T, Bg = y.shape
-    H, V = top.shape[2], Why.shape[0]
-    R = T * Bg
+    V = Why.shape[0]
     dby[:] = 0
     for t in range(T):
         for b in range(Bg):
@@ -556,16 +633,16 @@ def output_backward(y, ps, Why, top, dys, dhout, dWhy, dby):
                 dby[v] += ps[t, b, v]
             dys[t, b, y[t, b]] -= 1
             dby[y[t, b]] -= 1
-    gemm(False, False, R, H, V, dys[0], V, Why, H, 0.0, dhout[0], H)    # dh_out = dy Why
-    gemm(True, False, V, H, R, dys[0], V, top[1], H, 0.0, dWhy, H)      # dWhy = dy^T h
+    whole_product(form, flat(dys), Why, False, Wyb, flat(dhout))            # dh_out = dy Why
+    weight_gradient(form, flat(dys), flat(top)[Bg:], dWhy, dT, hp, False)  # dWhy = dy^T h
 
 
 @njit(**NJIT)
-def layer_backward(l, x, layer, g, Whb, form, hs, cs, pre, hn, xin, masks, drop, dhout, das,
-                   dahs, dh_next, dc_next, dWxhT):
+def layer_backward(l, x, layer, g, Whb, Wxb, form, hs, cs, pre, hn, xin, masks, drop, dhout,
+                   das, dahs, dh_next, dc_next, dWxhT, dT, hp):
     """Unclipped gradients of one unit's layer l (weights ``layer``) into ``g`` (its layer of
     the unit's gradients), from the forward pass and dhout, the gradient arriving at the
-    layer's outputs; for l > 0, dhout is then the layer below's (dWxhT: scratch)."""
+    layer's outputs; for l > 0, dhout is then the layer below's (dWxhT, dT, hp: scratch)."""
     T, Bg = x.shape
     H, GH, V = hs.shape[3], pre.shape[3], dWxhT.shape[0]
     columns = V == 0  # (``reads_columns``: no dWxhT, dWxh's columns written directly)
@@ -585,7 +662,7 @@ def layer_backward(l, x, layer, g, Whb, form, hs, cs, pre, hn, xin, masks, drop,
                 for b in range(Bg):
                     for i in range(H):
                         dh_next[b, i] += dc_next[b, i]
-    gemm(True, False, GH, H, R, dahs[0], GH, hs[l, 0], H, 0.0, g.Whh, H)  # dWhh = da^T h
+    weight_gradient(form, flat(dahs), flat(hs[l])[:R], g.Whh, dT, hp, False)  # dWhh = da^T h
     dbh = g.bh
     dbh[:] = 0
     if l == 0 and columns:
@@ -611,9 +688,11 @@ def layer_backward(l, x, layer, g, Whb, form, hs, cs, pre, hn, xin, masks, drop,
             for b in range(Bg):
                 for i in range(GH):
                     dbh[i] += das[t, b, i]
-        below = xin[l - 1, 0] if drop else hs[l - 1, 1]
-        gemm(True, False, GH, H, R, das[0], GH, below, H, 0.0, g.Wxh, H)  # dWxh = da^T x
-        gemm(False, False, R, H, GH, das[0], GH, layer.Wxh, H, 0.0, dhout[0], H)  # dx
+        below = flat(xin[l - 1]) if drop else flat(hs[l - 1])[Bg:]
+        # dWxh = da^T x (dT holds da^T already unless gru's hidden side differs: dahs)
+        weight_gradient(form, flat(das), below, g.Wxh, dT, hp,
+                        das.ctypes.data == dahs.ctypes.data)
+        whole_product(form, flat(das), layer.Wxh, False, Wxb[l - 1], flat(dhout))  # dx
         if drop:
             apply_masks(masks[l - 1], dhout, dhout)
     hidden_bias_gradient(g, dahs)
@@ -857,19 +936,20 @@ def _forward_one(work, w, g, drop):
     """Unit g's forward pass through every layer (g.hs[:, 0], and g.cs[:, 0], hold its state
     before the chunk); returns its summed loss."""
     for l, layer in enumerate(w.layers):
-        layer_forward(l, g.x, layer, work.WxhT, work.WhhT, work.Whp, g.form, work.WupT, g.hs,
-                      g.cs, g.pre, g.hn, g.xin, g.masks, drop, g.acc)
-    return output_forward(g.hs[-1], w.Why, w.by, g.y, g.ps, g.row_loss)
+        layer_forward(l, g.x, layer, work.WxhT, work.WhhT, work.Whp, g.form, work.WupT,
+                      work.Wxp, g.hs, g.cs, g.pre, g.hn, g.xin, g.masks, drop, g.acc)
+    return output_forward(g.form, g.hs[-1], w.Why, work.Wyp, w.by, g.y, g.ps, g.row_loss)
 
 
 def _backward_one(work, w, g, drop):
     """Unit g's unclipped gradients, from its forward pass, into g.grads."""
     grads = g.grads
-    output_backward(g.y, g.ps, w.Why, g.hs[-1], g.dys, g.dhout, grads.Why, grads.by)
+    output_backward(g.form, g.y, g.ps, w.Why, work.Wyb, g.hs[-1], g.dys, g.dhout, grads.Why,
+                    grads.by, g.dT, g.hp)
     for l in range(len(w.layers) - 1, -1, -1):
-        layer_backward(l, g.x, w.layers[l], grads.layers[l], work.Whb, g.form, g.hs, g.cs,
-                       g.pre, g.hn, g.xin, g.masks, drop, g.dhout, g.das, g.dahs, g.dh_next,
-                       g.dc_next, g.dWxhT)
+        layer_backward(l, g.x, w.layers[l], grads.layers[l], work.Whb, work.Wxb, g.form, g.hs,
+                       g.cs, g.pre, g.hn, g.xin, g.masks, drop, g.dhout, g.das, g.dahs,
+                       g.dh_next, g.dc_next, g.dWxhT, g.dT, g.hp)
 
 
 def forward(inputs, targets, state, w, work, threads=1, masks=None, loaded=False):
@@ -985,9 +1065,10 @@ def _pipelined(data, starts, chunks, state, w, work, threads, progress=None):
             if cells:
                 g.cs[l, 0] = units[(c - 1) % L].cs[l, T]
         layer_forward(l, g.x, w.layers[l], work.WxhT, work.WhhT, work.Whp, g.form, work.WupT,
-                      g.hs, g.cs, g.pre, g.hn, g.xin, g.masks, False, g.acc)
+                      work.Wxp, g.hs, g.cs, g.pre, g.hn, g.xin, g.masks, False, g.acc)
         if l == L - 1:
-            losses[c] = output_forward(g.hs[-1], w.Why, w.by, g.y, g.ps, g.row_loss)
+            losses[c] = output_forward(g.form, g.hs[-1], w.Why, work.Wyp, w.by, g.y, g.ps,
+                                       g.row_loss)
 
     for k in range(chunks + L - 1):
         _run(threads, stage, [(l, k - l) for l in range(L) if 0 <= k - l < chunks])

@@ -397,7 +397,8 @@ def pack(W, transposed, out):
 
 
 def product(A, packed, C, backwards):
-    """C (M, N) = A (M, K) x W, for W (K, N) given ``pack``ed; rows of A and C contiguous.
+    """C (M, N) = A (M, K) x W, for W (K, N) given ``pack``ed in a (P, K, NR) array of its own
+    (``empty``, ``panels``, ``panel_width``); the rows of A and C contiguous.
     ``backwards``: take the panels last to first (the same bits either way; callers alternate
     it step by step, ``t % 2 == 1``). For @njit code only."""
     raise NotImplementedError("tiles.product is called from @njit code")
@@ -405,14 +406,23 @@ def product(A, packed, C, backwards):
 
 @overload(product, jit_options=dict(nogil=True))
 def _product(A, packed, C, backwards):
+    if not (A.dtype == packed.dtype == C.dtype) or C.dtype not in (types.float32,
+                                                                  types.float64):
+        raise TypeError(f"tiles.product: A, packed and C must all be float32 or float64, got "
+                        f"{A.dtype}, {packed.dtype} and {C.dtype}")
     tile = _TILE_F32 if C.dtype == types.float32 else _TILE_F64
+    NR = panel_width(np.float32 if C.dtype == types.float32 else np.float64)
 
     def call(A, packed, C, backwards):
         size = C.itemsize
-        if A.strides[1] != size or C.strides[1] != size or A.shape[0] != C.shape[0] \
-                or packed.shape[1] != A.shape[1] or packed.shape[0] * packed.shape[2] < C.shape[1]:
-            raise ValueError("tiles.product: rows of A and C must be contiguous, and the "
-                             "shapes A (M, K), packed (P, K, NR) with P NR >= N, C (M, N)")
-        tile(C.shape[0], C.shape[1], A.shape[1], A.ctypes.data, A.strides[0] // size,
-             packed.ctypes.data, C.ctypes.data, C.strides[0] // size, int(backwards))
+        M, K = A.shape
+        if A.strides[1] != size or C.strides[1] != size or C.shape[0] != M \
+                or packed.shape[1] != K or packed.shape[2] != NR \
+                or packed.shape[0] * NR < C.shape[1] or packed.strides[2] != size \
+                or packed.strides[1] != NR * size or packed.strides[0] != K * NR * size:
+            raise ValueError("tiles.product: rows of A and C must be contiguous, packed "
+                             "contiguous, and the shapes A (M, K), packed (P, K, NR) with "
+                             "P NR >= N, C (M, N)")
+        tile(M, C.shape[1], K, A.ctypes.data, A.strides[0] // size, packed.ctypes.data,
+             C.ctypes.data, C.strides[0] // size, int(backwards))
     return call
