@@ -159,7 +159,7 @@ def main(argv=None):
         cells = median_time(lambda: cell_steps(n, *pieces), args.repeats) / n
         read_once(1, Whh)
         read = median_time(lambda: read_once(n, Whh), args.repeats) / n
-    peaks = matmul_peaks(1)
+    peaks = matmul_peaks([1])[1]
     peak = max(peaks.values())
     rate = flops_per_char(args.cell, V, H, L) * T * Bu / (forward + backward) / 1e9
     flops = 2 * Bu * H * GH

@@ -62,9 +62,9 @@ PyTorch's side of that case is still timed.
 
 import argparse
 import statistics
-from concurrent.futures import ThreadPoolExecutor
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -193,30 +193,34 @@ class TorchCharModel:
 # ---------------------------------------------------------------- measuring
 
 
-def matmul_peaks(threads, n=1024, tries=5):
-    """float32 (n x n x n) matrix-product GFLOP/s on ``threads`` threads, best of ``tries``
-    after a warm-up, of {"np.matmul": NumPy's BLAS under threadpoolctl's limit, "tiles":
-    fastrnn's tile micro-kernel (``kernels/tiles.py``, the rows cut among the threads)}: the
-    faster is taken as the machine's peak. (NumPy's OpenBLAS runs 32-byte vectors on
-    some AVX-512 CPUs, an AMD EPYC Zen 5 among them: half of what the machine does.)"""
+def matmul_peaks(counts, n=1024, tries=5):
+    """{threads: {"np.matmul": GFLOP/s, "tiles": GFLOP/s}} for each thread count in ``counts``:
+    a float32 (n x n x n) product, best of ``tries`` after a warm-up, by NumPy's BLAS under
+    threadpoolctl's limit and by fastrnn's tile micro-kernel (``kernels/tiles.py``, the rows
+    cut among the threads); the faster is taken as the machine's peak. (NumPy's OpenBLAS runs
+    32-byte vectors on some AVX-512 CPUs, an AMD EPYC Zen 5 among them: half of what the
+    machine does.) The tiles are timed first, at every count: OpenBLAS's threads keep spinning
+    for a while after a product, and took one of two cores from the tiles' second thread."""
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     c = np.empty_like(a)
-    # the tiles first: OpenBLAS's threads keep spinning for a while after a product, and took
-    # one of two cores from the tiles' second thread
     packed = tiles.empty((tiles.panels(n, np.float32), n, tiles.panel_width(np.float32)),
                          np.float32)
     _pack(a, packed)
-    rows = [slice(k * n // threads, (k + 1) * n // threads) for k in range(threads)]
-    with ThreadPoolExecutor(threads) as pool:
-        def run():
-            list(pool.map(lambda r: _tile_product(a[r], packed, c[r]), rows))
-        run()
-        tiled = min(_seconds(run) for _ in range(tries))
-    with threadpool_limits(threads, user_api="blas"):
-        np.matmul(a, a, out=c)
-        blas = min(_seconds(lambda: np.matmul(a, a, out=c)) for _ in range(tries))
-    return {name: 2 * n ** 3 / best / 1e9 for name, best in (("np.matmul", blas),
-                                                             ("tiles", tiled))}
+    seconds = {threads: {} for threads in counts}
+    for threads in counts:
+        rows = [slice(k * n // threads, (k + 1) * n // threads) for k in range(threads)]
+        with ThreadPoolExecutor(threads) as pool:
+            def run():
+                list(pool.map(lambda r: _tile_product(a[r], packed, c[r]), rows))
+            run()
+            seconds[threads]["tiles"] = min(_seconds(run) for _ in range(tries))
+    for threads in counts:
+        with threadpool_limits(threads, user_api="blas"):
+            np.matmul(a, a, out=c)
+            seconds[threads]["np.matmul"] = min(_seconds(lambda: np.matmul(a, a, out=c))
+                                                for _ in range(tries))
+    return {threads: {name: 2 * n ** 3 / s / 1e9 for name, s in sorted(times.items())}
+            for threads, times in seconds.items()}
 
 
 @njit(nogil=True)
@@ -356,8 +360,7 @@ def main(argv=None):
     print(f"text: {args.text} ({len(ids):,} characters, V = {V}); T = {T}, {DTYPE}, Adam lr "
           f"{LR}, clip {CLIP:g}; fastrnn backend {args.backend!r}; {args.chunks} chunks per "
           f"call, {args.repeats} timed calls each", flush=True)
-    measured = {threads: matmul_peaks(threads)
-                for threads in sorted({s[2] for s in args.sizes})}
+    measured = matmul_peaks(sorted({s[2] for s in args.sizes}))
     peaks = {threads: max(m.values()) for threads, m in measured.items()}
     print("float32 matmul peak (1024^3, best of 5, the faster of np.matmul and fastrnn's tile "
           "kernel): " + ", ".join(

@@ -246,16 +246,17 @@ def test_the_units_depend_on_the_sizes_alone():
 
 
 def test_loading_in_parts_on_threads_fills_what_one_call_fills(monkeypatch):
-    """Transposes.load on threads (each layer's transposes, packed Whh^T and packed Whh as
-    tasks) fills every array the kernels read, with what a single call per layer writes."""
+    """Transposes.load on threads (each layer's transposes, its packed weights forward and
+    backward as tasks, and Why's packing) fills every array the kernels read, with what a
+    single call per layer writes."""
     monkeypatch.setattr(batch, "tile_rows", 3)  # units of 2 streams read Whh^T, of 16 panels
     spec = Spec("lstm", 30, 40, 3)
     w = spec.init(0, np.float32)
     loads = []
     for threads in (1, 3):
-        transposes = batch.Transposes(spec, np.float32, rows=(2, 16))
+        transposes = batch.Transposes(spec, np.float32, rows=(2, 16), whole=True)
         arrays = [transposes.WxhT, transposes.WupT, transposes.WhhT, transposes.Whp,
-                  transposes.Whb]
+                  transposes.Whb, transposes.Wxp, transposes.Wxb, transposes.Wyp, transposes.Wyb]
         for a in arrays:
             a[...] = np.nan
         transposes.load(w, threads)
@@ -390,6 +391,17 @@ def test_the_pipeline_is_left_out_where_its_buffers_would_take_too_much_memory(m
         results.append(model.evaluate(data))
         assert len(calls) == 1, limit
     assert results[0][0] == results[1][0] and np.array_equal(results[0][1], results[1][1])
+
+
+def test_the_pipelines_memory_guard_counts_every_buffer_of_a_unit_once():
+    """What the pipeline's extra units would take (batch._buffer_bytes): every array of a unit,
+    those made by tiles.empty (views of a larger one) included, one serving as two (lstm's
+    das and dahs) once, its gradients (rows of Work.partials) left out."""
+    g = batch.Work(Spec("lstm", 300, 64, 2), 1, 100, np.float32).groups[0]
+    assert g.das is g.dahs and g.dT.base is not None and g.dT.size > 0
+    arrays = {id(a): a for a in vars(g).values() if isinstance(a, np.ndarray)}
+    size = sum(a.nbytes for a in arrays.values())
+    assert size <= batch._buffer_bytes(g) <= size + len(arrays) * tiles.LINE
 
 
 def test_the_oracles_streams_are_the_single_stream_evaluation_of_their_pieces():

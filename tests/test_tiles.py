@@ -243,3 +243,36 @@ def test_the_kernel_for_cpus_without_avx512():
     done = subprocess.run([sys.executable, "-c", _NARROW], env=env, capture_output=True,
                           text=True, cwd=Path(__file__).resolve().parents[1], timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+_CACHED = """
+import numpy as np
+from fastrnn.kernels import tiles
+from tests.test_tiles import packed, product
+A = np.ones((3, 8), np.float32)
+C = np.full((3, 40), np.nan, np.float32)
+product(A, packed(np.ones((8, 40), np.float32), np.float32), C)
+assert (C == 8).all(), C
+print(tiles.panel_width(np.float32))
+"""
+
+
+def test_a_kernel_cached_at_one_tile_width_is_compiled_again_at_the_other(tmp_path):
+    """tiles.product checks its panels' width against a constant of the machine code that
+    calls it; FASTRNN_TILE_VECTOR changes that width, and with it the cache's key
+    (kernels/caching.py's SETTINGS): a cache written at one width and read at the other had
+    every tiled product refused ("the shapes must be ..."). Both widths, twice each, in one
+    cache directory."""
+    if tiles.VECTOR_BYTES != 64:
+        pytest.skip("one width only on a CPU without AVX-512")
+    widths = []
+    for vector in (None, "32", None, "32"):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+        env.pop("FASTRNN_TILE_VECTOR", None)
+        if vector:
+            env["FASTRNN_TILE_VECTOR"] = vector
+        done = subprocess.run([sys.executable, "-c", _CACHED], env=env, capture_output=True,
+                              text=True, cwd=Path(__file__).resolve().parents[1], timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        widths.append(int(done.stdout))
+    assert widths == [32, 24, 32, 24]

@@ -1082,9 +1082,14 @@ def _pipelined(data, starts, chunks, state, w, work, threads, progress=None):
 
 
 def _buffer_bytes(group):
-    """The bytes of a unit's chunk buffers, its gradients left out."""
-    return sum(a.nbytes for a in vars(group).values()
-               if isinstance(a, np.ndarray) and a.base is None)
+    """The bytes of a unit's chunk buffers, each once (one array may serve as two, as lstm's
+    das and dahs; ``tiles.empty``'s are views of a larger one), its gradients left out."""
+    owners = {}
+    for a in vars(group).values():
+        if isinstance(a, np.ndarray):
+            owner = a if a.base is None else a.base
+            owners[id(owner)] = owner.nbytes
+    return sum(owners.values())
 
 
 def evaluate(data, state, w, work, threads=1, progress=None):

@@ -9,7 +9,8 @@ kernel and test kernel of this package also holds a digest of ``SOURCES``, the f
 or constants the kernels compile, so that a change to any of them compiles them all again,
 once: an edit in a checkout, or a new version installed over an old one whose cache files
 are still there (Numba's own key is the file's content, so an unchanged batch.py would
-otherwise keep its old machine code).
+otherwise keep its old machine code). The digest also holds the ``SETTINGS``, environment
+variables read at import that change a constant the kernels compile with.
 
 The cache is a convenience, never a reason for a run to fail: for this package's functions a
 cache file that cannot be read (truncated, corrupted) is compiled again and rewritten, one
@@ -39,16 +40,24 @@ SOURCES = ("kernels/*.py", "cells/*.py", "config.py", "optim.py")   # relative t
 SCOPES = (PACKAGE, PACKAGE.parent / "tests", PACKAGE.parent / "benchmarks")
 
 
-def digest(paths):
-    """A digest of the files' paths in the package and their contents."""
+# the tile kernel's vector width (``tiles._host``): ``tiles.product`` checks its operands' panel
+# width against a constant, which a cached kernel would keep from the run that compiled it
+SETTINGS = ("FASTRNN_TILE_VECTOR",)
+
+
+def digest(paths, settings=()):
+    """A digest of the files' paths in the package and their contents, and of the
+    environment variables ``settings`` (their values, or their absence)."""
     h = hashlib.sha256()
     for name in sorted(path.relative_to(PACKAGE).as_posix() for path in paths):
         h.update(name.encode())
         h.update(hashlib.sha256((PACKAGE / name).read_bytes()).digest())
+    for name in settings:
+        h.update(repr((name, os.environ.get(name))).encode())
     return h.hexdigest()
 
 
-DIGEST = digest(path for pattern in SOURCES for path in PACKAGE.glob(pattern))
+DIGEST = digest((path for pattern in SOURCES for path in PACKAGE.glob(pattern)), SETTINGS)
 
 
 def keyed(py_file):

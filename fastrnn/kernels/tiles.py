@@ -1,5 +1,6 @@
-"""The per-step recurrent products of the mini-batch kernels: register-tiled, over weights
-packed once per chunk.
+"""The products of the mini-batch kernels: register-tiled, over weights packed once per chunk
+(a unit's per-step recurrent products, and its whole-chunk ones: ``batch.whole_product``,
+``batch.weight_gradient``).
 
 Each step of a unit multiplies its Bu (= 16) rows of state by the same recurrent matrix:
 h Whh^T forward, (Bu, H) x (H, G*H), and da Whh backward, (Bu, G*H) x (G*H, H). OpenBLAS
