@@ -161,10 +161,10 @@ _SETTINGS = frozenset(f.name for f in fields(Config))
 
 def _per_step(c):
     """Numbers a step of one stream keeps in a chunk's buffers, about: per layer, a few
-    (G*H)-sized ones for G gates; (V) for the output; and the weight gradients' scratch (a
-    transpose of the (G*H) or (V) gradients, a layer's (H) outputs packed)."""
-    G, H = cells.get(c.cell).GATES, c.hidden_size
-    return c.num_layers * (3 * G + 4) * H + (G + 1) * H + 3 * c.vocab_size
+    (G*H)-sized ones for G gates; (V) for the output; and the weight gradients' scratch (the
+    transpose of the output's (V) gradients, a layer's (H) outputs packed)."""
+    return c.num_layers * (3 * cells.get(c.cell).GATES + 4) * c.hidden_size + c.hidden_size + \
+        3 * c.vocab_size
 
 
 # what the weights' shapes and type are made of: a fine-tuned model (``Checkpoint.fine_tune``,

@@ -69,7 +69,7 @@ def check_kernels(B, T, H, V, dtype, threads, cell="rnn", L=1, dropout=0.0):
     work.partials[...] = np.nan
     for g in work.groups:
         for a in (g.hs, g.cs, g.pre, g.hn, g.xin, g.acc, g.ps, g.dys, g.dhout, g.das, g.dahs,
-                  g.dh_next, g.dc_next, g.dWxhT, g.dT, g.hp):
+                  g.dh_next, g.dc_next, g.dWxhT, g.dyT, g.hp):
             a[...] = np.nan
     before = state.copy()
     loss = batch.forward(x, y, state, w, work, threads, masks)
@@ -398,7 +398,7 @@ def test_the_pipelines_memory_guard_counts_every_buffer_of_a_unit_once():
     those made by tiles.empty (views of a larger one) included, one serving as two (lstm's
     das and dahs) once, its gradients (rows of Work.partials) left out."""
     g = batch.Work(Spec("lstm", 300, 64, 2), 1, 100, np.float32).groups[0]
-    assert g.das is g.dahs and g.dT.base is not None and g.dT.size > 0
+    assert g.das is g.dahs and g.dyT.base is not None and g.dyT.size > 0
     arrays = {id(a): a for a in vars(g).values() if isinstance(a, np.ndarray)}
     size = sum(a.nbytes for a in arrays.values())
     assert size <= batch._buffer_bytes(g) <= size + len(arrays) * tiles.LINE

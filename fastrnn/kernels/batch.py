@@ -140,10 +140,11 @@ class Group:
         self.y = np.empty((T, Bg), np.int64)         # targets, step-major
         # layer 0's dWxh as rows per character (``columns``: unused, dWxh written directly)
         self.dWxhT = np.empty((0 if columns else V, G * H), dtype)
-        # the weight gradients on the tiles (``weight_gradient``): da^T or dy^T, and the
-        # outputs of a layer packed (a tiled unit's; empty, never read, in another's)
+        # the weight gradients on the tiles (``weight_gradient``): dy^T (da^T goes where the
+        # layer's gates were, ``layer_backward``), and the outputs of a layer packed (a tiled
+        # unit's; empty, never read, in another's)
         tiled, R = self.form == TILES, T * Bg
-        self.dT = tiles.empty((max(G * H, V), R) if tiled else (0, 0), dtype)
+        self.dyT = tiles.empty((V, R) if tiled else (0, 0), dtype)
         self.hp = tiles.empty((tiles.panels(H, dtype), R, tiles.panel_width(dtype)) if tiled
                               else (0, 0, tiles.panel_width(dtype)), dtype)
         self.grads = spec.view(partials)             # this unit's gradients, by name
@@ -619,9 +620,9 @@ def output_forward(form, top, Why, Wyp, by, y, ps, row_loss):
 
 
 @njit(**NJIT)
-def output_backward(form, y, ps, Why, Wyb, top, dys, dhout, dWhy, dby, dT, hp):
+def output_backward(form, y, ps, Why, Wyb, top, dys, dhout, dWhy, dby, dyT, hp):
     """The softmax layer's gradients from its probabilities ps: dy = p - onehot into dys,
-    dWhy = dy^T h, dby, and dh_out = dy Why, what the top layer's outputs receive (dT, hp:
+    dWhy = dy^T h, dby, and dh_out = dy Why, what the top layer's outputs receive (dyT, hp:
     ``weight_gradient``'s scratch)."""
     T, Bg = y.shape
     V = Why.shape[0]
@@ -634,15 +635,15 @@ def output_backward(form, y, ps, Why, Wyb, top, dys, dhout, dWhy, dby, dT, hp):
             dys[t, b, y[t, b]] -= 1
             dby[y[t, b]] -= 1
     whole_product(form, flat(dys), Why, False, Wyb, flat(dhout))            # dh_out = dy Why
-    weight_gradient(form, flat(dys), flat(top)[Bg:], dWhy, dT, hp, False)  # dWhy = dy^T h
+    weight_gradient(form, flat(dys), flat(top)[Bg:], dWhy, dyT, hp, False)  # dWhy = dy^T h
 
 
 @njit(**NJIT)
 def layer_backward(l, x, layer, g, Whb, Wxb, form, hs, cs, pre, hn, xin, masks, drop, dhout,
-                   das, dahs, dh_next, dc_next, dWxhT, dT, hp):
+                   das, dahs, dh_next, dc_next, dWxhT, hp):
     """Unclipped gradients of one unit's layer l (weights ``layer``) into ``g`` (its layer of
     the unit's gradients), from the forward pass and dhout, the gradient arriving at the
-    layer's outputs; for l > 0, dhout is then the layer below's (dWxhT, dT, hp: scratch)."""
+    layer's outputs; for l > 0, dhout is then the layer below's (dWxhT, hp: scratch)."""
     T, Bg = x.shape
     H, GH, V = hs.shape[3], pre.shape[3], dWxhT.shape[0]
     columns = V == 0  # (``reads_columns``: no dWxhT, dWxh's columns written directly)
@@ -662,6 +663,9 @@ def layer_backward(l, x, layer, g, Whb, Wxb, form, hs, cs, pre, hn, xin, masks, 
                 for b in range(Bg):
                     for i in range(H):
                         dh_next[b, i] += dc_next[b, i]
+    # the steps above read the layer's activated gates in pre[l] for the last time: its
+    # (R, G*H) numbers now hold the weight gradients' (G*H, R) transposes of da
+    dT = pre[l].reshape(GH, R)
     weight_gradient(form, flat(dahs), flat(hs[l])[:R], g.Whh, dT, hp, False)  # dWhh = da^T h
     dbh = g.bh
     dbh[:] = 0
@@ -945,11 +949,11 @@ def _backward_one(work, w, g, drop):
     """Unit g's unclipped gradients, from its forward pass, into g.grads."""
     grads = g.grads
     output_backward(g.form, g.y, g.ps, w.Why, work.Wyb, g.hs[-1], g.dys, g.dhout, grads.Why,
-                    grads.by, g.dT, g.hp)
+                    grads.by, g.dyT, g.hp)
     for l in range(len(w.layers) - 1, -1, -1):
         layer_backward(l, g.x, w.layers[l], grads.layers[l], work.Whb, work.Wxb, g.form, g.hs,
                        g.cs, g.pre, g.hn, g.xin, g.masks, drop, g.dhout, g.das, g.dahs,
-                       g.dh_next, g.dc_next, g.dWxhT, g.dT, g.hp)
+                       g.dh_next, g.dc_next, g.dWxhT, g.hp)
 
 
 def forward(inputs, targets, state, w, work, threads=1, masks=None, loaded=False):
