@@ -978,7 +978,9 @@ def forward(inputs, targets, state, w, work, threads=1, masks=None, loaded=False
 
 
 def gradients(w, g, work, threads=1, drop=False):
-    """reference.backward before clipping, for the chunk whose forward pass is in work."""
+    """reference.backward before clipping, for the chunk whose forward pass is in work. It
+    spends that pass (the gates' memory takes the weight gradients' transposes,
+    ``layer_backward``): run ``forward`` again before another call."""
     _run(threads, lambda k: _backward_one(work, w, k, drop), work.groups)
     _run(threads, lambda span: sum_gradients(work.partials, g.flat, *span),
          spans(g.flat.shape[0]))
