@@ -203,8 +203,7 @@ def matmul_peaks(counts, n=1024, tries=5):
     for a while after a product, and took one of two cores from the tiles' second thread."""
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     c = np.empty_like(a)
-    packed = tiles.empty((tiles.panels(n, np.float32), n, tiles.panel_width(np.float32)),
-                         np.float32)
+    packed = tiles.empty(tiles.packed_shape(n, n, np.float32), np.float32)
     _pack(a, packed)
     seconds = {threads: {} for threads in counts}
     for threads in counts:

@@ -100,7 +100,7 @@ def gradient(form, d, h, out, dT, hp, calls):
 def packed_as(W, transposed, dtype):
     """W (K, N) packed (``transposed``: W given as its transpose (N, K))."""
     K, N = (W.shape[1], W.shape[0]) if transposed else W.shape
-    out = tiles.empty((tiles.panels(N, dtype), K, tiles.panel_width(dtype)), dtype)
+    out = tiles.empty(tiles.packed_shape(K, N, dtype), dtype)
     packs(W, transposed, out, 1)
     return out
 
@@ -113,8 +113,6 @@ def whole_products(args, dtype, rng):
     print("| product | M | K | N | tiles us | OpenBLAS us | tiles GFLOP/s | OpenBLAS GFLOP/s | "
           "OpenBLAS / tiles |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    NR = tiles.panel_width(dtype)
-
     def rand(*shape):
         return rng.standard_normal(shape).astype(dtype)
 
@@ -131,7 +129,7 @@ def whole_products(args, dtype, rng):
                    (da, Wxh, False, packed_as(Wxh, False, dtype))),
                   (f"{cell} da^T h", (G * H, R, H), gradient, (da, h))]
     dT = tiles.empty((max(4 * H, V), R), dtype)
-    hp = tiles.empty((tiles.panels(H, dtype), R, NR), dtype)
+    hp = tiles.empty(tiles.packed_shape(R, H, dtype), dtype)
     with threadpool_limits(1, user_api="blas"):
         for name, (M, K, N), kernel, operands in cases:
             C1, C2 = np.empty((M, N), dtype), np.empty((M, N), dtype)
@@ -196,9 +194,7 @@ def main(argv=None):
                 W = rng.standard_normal((K, N)).astype(dtype)
                 W_on, W_off = tiles.empty(W.shape, dtype), off_line(W)
                 W_on[...] = W
-                packed = tiles.empty((tiles.panels(N, dtype), K, tiles.panel_width(dtype)),
-                                     dtype)
-                packs(W, False, packed, 1)
+                packed = packed_as(W, False, dtype)
                 shifted = off_line(packed)
                 C1, C2 = np.empty((M, N), dtype), np.empty((M, N), dtype)
                 tiled(A, packed, C1, 2, True)
@@ -231,8 +227,8 @@ def main(argv=None):
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for cell, G in (("rnn", 1), ("gru", 3), ("lstm", 4)):
         Whh = rng.standard_normal((G * H, H)).astype(dtype)
-        forward = tiles.empty((tiles.panels(G * H, dtype), H, tiles.panel_width(dtype)), dtype)
-        backward = tiles.empty((tiles.panels(H, dtype), G * H, tiles.panel_width(dtype)), dtype)
+        forward = tiles.empty(tiles.packed_shape(H, G * H, dtype), dtype)
+        backward = tiles.empty(tiles.packed_shape(G * H, H, dtype), dtype)
         copy = np.empty_like(Whh)
         timings = {"T": [], "W": [], "copy": []}
         runs = {"T": lambda n: packs(Whh, True, forward, n),

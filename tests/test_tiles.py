@@ -29,7 +29,7 @@ def packed(W, dtype, transpose=False):
     """W (K, N) packed by the kernel; every element of the buffer first NaN, so one left
     unwritten shows."""
     K, N = W.shape
-    out = np.full((tiles.panels(N, dtype), K, tiles.panel_width(dtype)), np.nan, dtype)
+    out = np.full(tiles.packed_shape(K, N, dtype), np.nan, dtype)
     pack(np.ascontiguousarray(W.T) if transpose else W, transpose, out)
     return out
 

@@ -145,8 +145,8 @@ class Group:
         # unit's; empty, never read, in another's)
         tiled, R = self.form == TILES, T * Bg
         self.dyT = tiles.empty((V, R) if tiled else (0, 0), dtype)
-        self.hp = tiles.empty((tiles.panels(H, dtype), R, tiles.panel_width(dtype)) if tiled
-                              else (0, 0, tiles.panel_width(dtype)), dtype)
+        self.hp = tiles.empty(tiles.packed_shape(R, H, dtype) if tiled
+                              else tiles.packed_shape(0, 0, dtype), dtype)
         self.grads = spec.view(partials)             # this unit's gradients, by name
 
 
@@ -163,25 +163,22 @@ class Transposes:
         L, H, V, G = spec.num_layers, spec.hidden_size, spec.vocab_size, spec.cell.GATES
         forms = {product_form(r) for r in rows}
         tiled, blas = TILES in forms, WHH_T in forms
-        NR = tiles.panel_width(dtype)
         whole = whole and tiled
 
-        def packed(K, N, count=None):  # W (K, N) packed; ``count`` of them, one a layer
-            shape = (tiles.panels(N, dtype), K, NR) if whole else (0, 0, NR)
-            if count is not None:  # (unused, at least one: an empty array to index)
-                shape = (count if whole else max(count, 1),) + shape
-            return tiles.empty(shape, dtype)
+        def packed(K, N, made, layers=()):  # W (K, N) packed, one a layer; not made: empty
+            return tiles.empty(layers + tiles.packed_shape(K if made else 0, N if made else 0,
+                                                           dtype), dtype)
 
-        self.Wxp, self.Wxb = packed(H, G * H, L - 1), packed(G * H, H, L - 1)  # Wxh^T, Wxh
-        self.Wyp, self.Wyb = packed(H, V), packed(V, H)                        # Why^T, Why
         self.WxhT = np.empty((0 if columns else V, G * H), dtype)  # (``columns``: unused)
         self.WupT = np.empty((max(L - 1, 1), H, G * H), dtype)
         self.WhhT = np.empty((L, H, G * H) if blas else (L, 0, 0), dtype)
         # Whh^T (H, G*H) forward and Whh (G*H, H) backward, packed
-        self.Whp = tiles.empty((L, tiles.panels(G * H, dtype), H, NR) if tiled
-                               else (L, 0, 0, NR), dtype)
-        self.Whb = tiles.empty((L, tiles.panels(H, dtype), G * H, NR) if tiled
-                               else (L, 0, 0, NR), dtype)
+        self.Whp, self.Whb = packed(H, G * H, tiled, (L,)), packed(G * H, H, tiled, (L,))
+        # Wxh^T and Wxh of the layers above the first (at least one array: one to index)
+        above = whole and L > 1
+        self.Wxp = packed(H, G * H, above, (max(L - 1, 1),))
+        self.Wxb = packed(G * H, H, above, (max(L - 1, 1),))
+        self.Wyp, self.Wyb = packed(H, V, whole), packed(V, H, whole)  # Why^T, Why
 
     def load(self, w, threads=1):
         """Refreshed from weights w; returns (WxhT, WupT, Whp), what ``sample`` reads (from

@@ -102,6 +102,12 @@ def panels(N, dtype):
     return (N + NR - 1) // NR
 
 
+def packed_shape(K, N, dtype):
+    """The shape of W (K, N) packed (``pack``'s ``out``): (panels, K, panel width); with K and
+    N 0, an empty one's."""
+    return (panels(N, dtype), K, panel_width(dtype))
+
+
 def _const(v):
     """An i64 constant."""
     return ir.Constant(ir.IntType(64), v)
