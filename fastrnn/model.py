@@ -159,12 +159,40 @@ class _Params(dict):
 _SETTINGS = frozenset(f.name for f in fields(Config))
 
 
-def _per_step(c):
-    """Numbers a step of one stream keeps in a chunk's buffers, about: per layer, a few
-    (G*H)-sized ones for G gates; (V) for the output; and the weight gradients' scratch (the
-    transpose of the output's (V) gradients, a layer's (H) outputs packed)."""
-    return c.num_layers * (3 * cells.get(c.cell).GATES + 4) * c.hidden_size + c.hidden_size + \
-        3 * c.vocab_size
+def _step_bytes(c, backward=True):
+    """Bytes a step of one stream keeps in a chunk's buffers (``kernels/batch.py``'s
+    ``Group``): per layer its outputs (the LSTM's cell states too, the GRU's Whh_n h + b_hn)
+    and its G gates; the probabilities (V); the step's loss (float64), input and target ids
+    (int64). With ``backward`` (training), the gradients of the top layer's gates (the GRU's
+    hidden side too: 2 G), of the output (V) and of the outputs of a layer (H), the weight
+    gradients' scratch (the output's gradients transposed, a layer's outputs packed) and the
+    dropout's masked inputs and masks of the layers above the first (2 H, one layer's at
+    least)."""
+    L, H, V = c.num_layers, c.hidden_size, c.vocab_size
+    G = cells.get(c.cell).GATES
+    numbers = L * (1 + (c.cell != "rnn") + G) * H + V
+    if backward:
+        numbers += (1 + (c.cell == "gru")) * G * H + 2 * V + 2 * H + 2 * max(L - 1, 1) * H
+    return numbers * np.dtype(c.dtype).itemsize + 3 * 8
+
+
+def _minchar(c):
+    """Whether training runs min-char-rnn's single-stream kernels (one stream of one tanh
+    layer; ``backends/numba.py``'s ``minchar``), else the batch kernels."""
+    return c.batch_size == 1 and c.num_layers == 1 and c.cell == "rnn"
+
+
+_PANEL_BYTES = 128  # the widest panel of kernels/tiles.py's packed weights (2 vectors of 64)
+
+
+def _weights_as_read(c, size):
+    """Numbers of the copies of the weights that the batch kernels read (``kernels/batch.py``'s
+    ``Transposes``), for a model of ``size`` parameters: each weight matrix but layer 0's Wxh
+    packed twice (for the forward and the backward products), Wxh^T for the input gather: at
+    most twice the parameters, and each packed row rounded up to whole panels."""
+    L, H, V = c.num_layers, c.hidden_size, c.vocab_size
+    rows = (2 * L - 1) * (cells.get(c.cell).GATES + 1) * H + H + V  # (of the packed arrays)
+    return 2 * size + rows * (_PANEL_BYTES // np.dtype(c.dtype).itemsize)
 
 
 # what the weights' shapes and type are made of: a fine-tuned model (``Checkpoint.fine_tune``,
@@ -333,20 +361,33 @@ class CharRNN:
                       f"{c.seq_length}, {c.dtype}) with its optimizer state and training buffers")
 
     def memory_needed(self, c=None):
-        """Bytes the model takes to train, about: parameters, gradients, optimizer state and
-        (for mini-batches) each stream unit's gradients, plus a chunk's activations and their
-        gradients (per layer, a few (T, B, G*H)-sized buffers for G gates; (T, B, V) for the
-        output). Checked before anything is allocated, so an impossible size is a clear error,
-        not a MemoryError. ``c``: of another config (default: the model's)."""
+        """Bytes the model takes to train, about (a little more than it does: the measure of
+        ``tests/test_model.py``): parameters, gradients, optimizer state, the streams' states,
+        a chunk's buffers (``_step_bytes``) and a call's dropout masks as drawn; on the batch
+        kernels (every model but min-char-rnn's one stream) also the copies of the weights
+        they read (``_weights_as_read``) and each stream unit's gradients. Checked before
+        anything is allocated, so an impossible size is a clear error, not a MemoryError.
+        ``c``: of another config (default: the model's)."""
         c = self.config if c is None else c
-        units = -(-c.batch_size // config.STREAMS_PER_UNIT) if c.batch_size > 1 else 0
-        per_chunk = c.seq_length * c.batch_size * _per_step(c)
+        L, H, B, T = c.num_layers, c.hidden_size, c.batch_size, c.seq_length
+        G, S = cells.get(c.cell).GATES, 1 + (c.cell == "lstm")
+        itemsize = np.dtype(c.dtype).itemsize
         # the parameters, counted before the spec of every layer is built (layers 2 to L are
         # alike: a million layers is a clear error at once, not a minute building them)
-        one, two = (Spec(c.cell, c.vocab_size, c.hidden_size, n).size for n in (1, 2))
-        size = one + (c.num_layers - 1) * (two - one)
-        count = size * (2 + len(optim.get(c.optimizer).states) + units) + per_chunk
-        return count * np.dtype(c.dtype).itemsize
+        one, two = (Spec(c.cell, c.vocab_size, H, n).size for n in (1, 2))
+        size = one + (L - 1) * (two - one)
+        count = size * (2 + len(optim.get(c.optimizer).states))
+        # each stream's state, and in its unit's buffers its state before the chunk, one step's
+        # recurrent product and the gradients carried back from step to step
+        count += B * (2 * L * S + G + 2) * H
+        if not _minchar(c):
+            units = -(-B // config.STREAMS_PER_UNIT)
+            # a unit's gradients, and its layer 0's dWxh as rows per character
+            count += units * (size + c.vocab_size * G * H) + _weights_as_read(c, size)
+        drawn = 0
+        if c.dropout > 0 and L > 1:  # a call's masks: float64 draws, compared, cast
+            drawn = max((L - 1) * T * B * H, config.MASK_ELEMENTS) * (8 + 1 + itemsize)
+        return count * itemsize + T * B * _step_bytes(c) + drawn
 
     def zero_state(self, streams=1):
         """A zero recurrent state (L, S, streams, H)."""
@@ -771,9 +812,9 @@ class CharRNN:
         ready = self._checked_ids(data, 1, "evaluate")
         c = self.config
         steps = min(config.EVAL_STEPS, max(1, (len(ready) - 1) // streams))  # (per call)
-        per_stream = 2 * c.num_layers * len(self.spec.cell.STATES) * c.hidden_size + \
-            steps * _per_step(c)
-        validate.large_fits(streams * per_stream * np.dtype(c.dtype).itemsize,  # (about)
+        per_stream = 2 * c.num_layers * len(self.spec.cell.STATES) * c.hidden_size * \
+            np.dtype(c.dtype).itemsize + steps * _step_bytes(c, backward=False)
+        validate.large_fits(streams * per_stream,  # (about)
                             f"evaluating {streams:,} stream{'s' if streams > 1 else ''}")
         self._checked_finite("there is no loss to compute")
         state = self.zero_state(1) if state is None else self._checked_state(state)

@@ -266,6 +266,34 @@ def test_loading_in_parts_on_threads_fills_what_one_call_fills(monkeypatch):
         np.testing.assert_array_equal(one, parts)
 
 
+def test_an_evaluation_allocates_only_what_its_forward_pass_reads():
+    """An evaluation's buffers (a Work without ``backward``, and the extra units of its
+    layers' pipeline) hold no gradients and empty backward and dropout buffers, and evaluate
+    the same bits as a training Work's, on one thread and as a pipeline; units on the tiles
+    have no Wxh^T of the layers above the first (they read it packed)."""
+    spec = Spec("gru", 30, 40, 3)
+    w = spec.init(0, np.float32)
+    data = np.random.default_rng(1).integers(0, 30, 3_000)
+    trains, evaluates = (batch.Work(spec, 12, 10, np.float32, backward) for backward in (1, 0))
+    assert evaluates.partials.size == 0 and evaluates.groups[0].grads is None
+    trained, evaluated = trains.groups[0], evaluates.groups[0]
+    for name in ("dys", "dhout", "das", "dahs", "dh_next", "dc_next", "dWxhT", "dyT", "hp",
+                 "xin", "masks"):
+        a, b = getattr(trained, name), getattr(evaluated, name)
+        assert a.size > 0 and b.size == 0 and a.ndim == b.ndim and a.dtype == b.dtype, name
+    assert batch._buffer_bytes(evaluated) < 0.6 * batch._buffer_bytes(trained)
+    assert trains.WupT.size == 0 and evaluates.WupT.size == 0
+    assert batch.Transposes(spec, np.float32).WupT.shape == (2, 40, 120)  # (sample's)
+    results = []
+    for work in (trains, evaluates):
+        for threads in (1, 2):  # (2: the layers pipelined, with forward-only units)
+            state = np.zeros((3, 1, 12, 40), np.float32)
+            results.append((batch.evaluate(data, state, w, work, threads), state))
+    for loss, state in results[1:]:
+        assert loss == results[0][0]
+        np.testing.assert_array_equal(state, results[0][1])
+
+
 @pytest.fixture(params=["default units", "small units"])
 def unit_sizes(request, monkeypatch):
     """The configured unit sizes, and small ones, so that a small model spans several stream

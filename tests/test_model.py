@@ -1001,14 +1001,40 @@ def test_a_size_that_cannot_fit_is_refused_before_allocating(monkeypatch):
         CharRNN(65, hidden_size=500, optimizer="adam")
     monkeypatch.setattr(validate, "available_memory", lambda: None)  # a system that does not say
     CharRNN(65, hidden_size=500, optimizer="adam")
-    for cell, G in (("rnn", 1), ("lstm", 4), ("gru", 3)):  # layers counted before built
-        model = CharRNN(65, hidden_size=12, cell=cell, num_layers=3, batch_size=20)
-        # weights, gradients, Adagrad's memory, two units' gradients; the chunk's buffers
-        chunk = 25 * 20 * (3 * (3 * G + 4) * 12 + 12 + 3 * 65)
-        assert model.memory_needed() == (model.spec.size * 5 + chunk) * 8
     monkeypatch.setattr(validate, "available_memory", lambda: 2 ** 30)
     with pytest.raises(ValueError, match="a model of 100000000 layers of hidden_size 8 .* needs"):
         CharRNN(10, hidden_size=8, cell="lstm", num_layers=100_000_000)
+
+
+@pytest.mark.parametrize("settings", [
+    dict(),                                                        # min-char-rnn's kernels
+    dict(batch_size=4, dtype="float32", optimizer="adam"),
+    dict(cell="lstm", dtype="float32"),                            # one stream, batch kernels
+    dict(cell="lstm", num_layers=3, batch_size=20, dropout=0.3, dtype="float32",
+         optimizer="adam"),
+    dict(cell="gru", num_layers=2, batch_size=40, optimizer="rmsprop", seq_length=40),
+], ids=["minchar", "rnn-b4", "lstm-b1", "lstm-3x-b20-dropout", "gru-2x-b40"])
+def test_the_memory_counted_is_what_training_takes(settings, monkeypatch):
+    """memory_needed (checked before a model is built) bounds what building the model and
+    training it take, from a little over: NumPy's allocations as tracemalloc sees them, at
+    their peak (the weights, optimizer state, the chunk's buffers, and on the batch kernels
+    the units' gradients and the weights packed as the kernels read them)."""
+    import tracemalloc
+    from fastrnn import config
+    monkeypatch.setattr(config, "MASK_ELEMENTS", 2 ** 18)  # (a call's draws at their most)
+    data = np.random.default_rng(0).integers(0, 65, 5_000).astype(np.uint8)
+    CharRNN(65, hidden_size=8, threads=2, **settings).train(data, 1)  # compiled (untraced)
+    tracemalloc.start()
+    try:  # (a size no other test trains: the thread's buffers made anew)
+        model = CharRNN(65, hidden_size=200, threads=2, **settings)
+        model.train(data, 2)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    needed = model.memory_needed()
+    slack = 2 ** 16  # Python's own objects, the text's ids checked
+    assert peak <= needed + slack, f"{peak / needed:.2f} x memory_needed"
+    assert needed <= 1.15 * peak, f"memory_needed is {needed / peak:.2f} x the peak"
 
 
 def test_a_text_changed_between_calls_is_checked_again():

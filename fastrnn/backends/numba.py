@@ -61,10 +61,12 @@ class NumbaBackend:
         V, H = w.Why.shape
         return scratch(("chunk", T, H, V, w.Why.dtype), lambda: chunk_work(T, H, V, w.Why.dtype))
 
-    def _batch_work(self, B, T, w):
+    def _batch_work(self, B, T, w, backward=True):
+        """The thread's ``batch.Work`` for chunks of B streams x T steps of weights w; not
+        ``backward``: an evaluation's, forward only (no gradients or backward buffers)."""
         spec = spec_of(w)
-        return scratch(("batch", spec, B, T, w.Why.dtype),
-                       lambda: self._batch().Work(spec, B, T, w.Why.dtype))
+        return scratch(("batch", spec, B, T, w.Why.dtype, backward),
+                       lambda: self._batch().Work(spec, B, T, w.Why.dtype, backward))
 
     def forward(self, w, x, y, state, masks=None):
         (B, T), (V, H) = x.shape, w.Why.shape
@@ -103,8 +105,8 @@ class NumbaBackend:
         B = state.shape[2]
         if not minchar(w, B):
             T = min(EVAL_STEPS, max(1, (len(data) - 1) // B))
-            return self._batch().evaluate(data, state, w, self._batch_work(B, T, w), threads,
-                                          progress)
+            return self._batch().evaluate(data, state, w, self._batch_work(B, T, w, False),
+                                          threads, progress)
         L = min(EVAL_STEPS, max(1, len(data) - 1))
         work = scratch(("evaluate", L, H, V, w.Why.dtype),
                        lambda: (np.empty((L + 1, H), w.Why.dtype), np.empty((L, V), w.Why.dtype)))

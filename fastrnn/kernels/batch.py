@@ -111,7 +111,9 @@ def reads_columns(T, rows, V):
 
 class Group:
     """Buffers of one unit of Bg streams for chunks of T steps (allocated once); its gradients
-    are ``grads``, Weights viewing ``partials`` (one row of ``Work.partials``)."""
+    are ``grads``, Weights viewing ``partials`` (one row of ``Work.partials``). With
+    ``partials`` None, a unit that runs forward only (an evaluation's): no gradients, and the
+    buffers of the backward pass and of dropout empty (as many axes: the same kernels)."""
 
     def __init__(self, streams, spec, T, dtype, partials, columns=False):
         Bg = streams.stop - streams.start
@@ -119,35 +121,39 @@ class Group:
         cell = spec.cell
         self.streams = streams
         self.form = product_form(Bg)  # of its per-step products
+        backward = partials is not None
+
+        def scratch(shape, make=np.empty):  # a buffer of the backward pass (or of dropout)
+            return make(shape if backward else (0,) * len(shape), dtype)
         self.hs = np.empty((L, T + 1, Bg, H), dtype)  # outputs h; hs[:, 0] = h before the chunk
         # lstm's cell states (others: hs stands in, never read)
         self.cs = np.empty((L, T + 1, Bg, H), dtype) if cell is lstm else self.hs
         self.pre = np.empty((L, T, Bg, G * H), dtype)  # Wxh x + bh; then the activated gates
         self.hn = np.empty((L, T, Bg, H) if cell is gru else (L, T, 1, 1), dtype)  # gru: Whh_n h + bhn
-        self.xin = np.empty((max(L - 1, 1), T, Bg, H), dtype)  # dropped-out inputs of layers >= 1
-        self.masks = np.empty((max(L - 1, 1), T, Bg, H), dtype)  # this chunk's dropout masks
+        self.xin = scratch((max(L - 1, 1), T, Bg, H))  # dropped-out inputs of layers >= 1
+        self.masks = scratch((max(L - 1, 1), T, Bg, H))  # this chunk's dropout masks
         self.acc = np.empty((Bg, G * H), dtype)      # one step's recurrent product
         self.ps = np.empty((T, Bg, V), dtype)        # probabilities
-        self.dys = np.empty((T, Bg, V), dtype)       # p - onehot
-        self.dhout = np.empty((T, Bg, H), dtype)     # dh arriving at a layer's outputs
-        self.das = np.empty((T, Bg, G * H), dtype)   # pre-activations' gradients (input side)
+        self.dys = scratch((T, Bg, V))               # p - onehot
+        self.dhout = scratch((T, Bg, H))             # dh arriving at a layer's outputs
+        self.das = scratch((T, Bg, G * H))           # pre-activations' gradients (input side)
         # gru: the hidden side differs in its n part (d hn = r d a_n); others: the same array
-        self.dahs = np.empty((T, Bg, G * H), dtype) if cell is gru else self.das
-        self.dh_next = np.empty((Bg, H), dtype)
-        self.dc_next = np.empty((Bg, H), dtype)      # lstm: dc; gru: dh's direct part
+        self.dahs = scratch((T, Bg, G * H)) if cell is gru else self.das
+        self.dh_next = scratch((Bg, H))
+        self.dc_next = scratch((Bg, H))              # lstm: dc; gru: dh's direct part
         self.row_loss = np.empty((T, Bg), np.float64)
         self.x = np.empty((T, Bg), np.int64)         # inputs, step-major
         self.y = np.empty((T, Bg), np.int64)         # targets, step-major
         # layer 0's dWxh as rows per character (``columns``: unused, dWxh written directly)
-        self.dWxhT = np.empty((0 if columns else V, G * H), dtype)
+        self.dWxhT = scratch((0 if columns else V, G * H))
         # the weight gradients on the tiles (``weight_gradient``): dy^T (da^T goes where the
         # layer's gates were, ``layer_backward``), and the outputs of a layer packed (a tiled
         # unit's; empty, never read, in another's)
         tiled, R = self.form == TILES, T * Bg
-        self.dyT = tiles.empty((V, R) if tiled else (0, 0), dtype)
-        self.hp = tiles.empty(tiles.packed_shape(R, H, dtype) if tiled
-                              else tiles.packed_shape(0, 0, dtype), dtype)
-        self.grads = spec.view(partials)             # this unit's gradients, by name
+        self.dyT = scratch((V, R) if tiled else (0, 0), tiles.empty)
+        self.hp = scratch(tiles.packed_shape(R, H, dtype) if tiled
+                          else tiles.packed_shape(0, 0, dtype), tiles.empty)
+        self.grads = spec.view(partials) if backward else None  # this unit's, by name
 
 
 class Transposes:
@@ -156,8 +162,10 @@ class Transposes:
     the layers above (OpenBLAS products), and each layer's Whh in the forms its units'
     per-step products read (``product_form``): packed in panels, or as Whh^T (one stream
     reads Whh itself). With ``whole`` (``Work``'s) and tiled units, also the weights of the
-    whole-chunk products packed: Wxh^T and Wxh of the layers above the first, Why^T and Why.
-    A form no unit uses is an empty array, never filled."""
+    whole-chunk products packed: Wxh^T and Wxh of the layers above the first, Why^T and Why;
+    Wxh^T of those layers unpacked is then made only for units that are not tiled (OpenBLAS's
+    products) and for ``sample`` (not ``whole``). A form no unit uses is an empty array (with
+    its layer axis: one to index), never filled."""
 
     def __init__(self, spec, dtype, rows=(1,), columns=False, whole=False):
         L, H, V, G = spec.num_layers, spec.hidden_size, spec.vocab_size, spec.cell.GATES
@@ -170,7 +178,8 @@ class Transposes:
                                                            dtype), dtype)
 
         self.WxhT = np.empty((0 if columns else V, G * H), dtype)  # (``columns``: unused)
-        self.WupT = np.empty((max(L - 1, 1), H, G * H), dtype)
+        unpacked = L > 1 and not (whole and forms == {TILES})
+        self.WupT = np.empty((max(L - 1, 1),) + ((H, G * H) if unpacked else (0, 0)), dtype)
         self.WhhT = np.empty((L, H, G * H) if blas else (L, 0, 0), dtype)
         # Whh^T (H, G*H) forward and Whh (G*H, H) backward, packed
         self.Whp, self.Whb = packed(H, G * H, tiled, (L,)), packed(G * H, H, tiled, (L,))
@@ -210,15 +219,17 @@ class Transposes:
 
 class Work(Transposes):
     """Buffers for chunks of B streams x T steps of a model laid out by ``spec``: the units
-    and the weights' transposes."""
+    and the weights' transposes; with ``backward`` False, an evaluation's (``evaluate``):
+    forward-only units, without gradients."""
 
-    def __init__(self, spec, B, T, dtype):
+    def __init__(self, spec, B, T, dtype, backward=True):
         pieces = units(B, STREAMS_PER_UNIT)
         self.columns = reads_columns(T, max(b - a for a, b in pieces), spec.vocab_size)
         super().__init__(spec, dtype, [b - a for a, b in pieces], self.columns, whole=True)
         self.spec, self.B, self.T = spec, B, T
-        self.partials = np.empty((len(pieces), spec.size), dtype)
-        self.groups = [Group(slice(a, b), spec, T, dtype, self.partials[k], self.columns)
+        self.partials = np.empty((len(pieces), spec.size if backward else 0), dtype)
+        self.groups = [Group(slice(a, b), spec, T, dtype,
+                             self.partials[k] if backward else None, self.columns)
                        for k, (a, b) in enumerate(pieces)]
 
     def states(self):
@@ -511,7 +522,7 @@ def load_layer(l, layer, WxhT, WhhT, WupT, Whp, Whb, Wxp, Wxb, which):
         if l == 0:
             if WxhT.shape[0] > 0:  # (empty: Wxh is read by its columns)
                 tiles.transpose(layer.Wxh, WxhT)
-        else:
+        elif WupT.shape[1] > 0:  # (empty: the tiles read Wxh packed, Wxp and Wxb)
             tiles.transpose(layer.Wxh, WupT[l - 1])
         if WhhT.shape[1] > 0:
             tiles.transpose(layer.Whh, WhhT[l])
@@ -1050,9 +1061,8 @@ def _pipelined(data, starts, chunks, state, w, work, threads, progress=None):
     L, T = len(w.layers), work.T
     first = work.groups[0]
     streams, cells = first.streams, work.spec.cell is lstm
-    unused = np.empty_like(work.partials[0])  # (their gradient rows, never written: one for all)
-    units = [first] + [Group(streams, work.spec, T, work.WxhT.dtype, unused, work.columns)
-                       for _ in range(L - 1)]
+    units = [first] + [Group(streams, work.spec, T, work.WxhT.dtype, None, work.columns)
+                       for _ in range(L - 1)]  # (forward only)
     # (chunk c's buffers: units[c % L])
     steps = np.arange(T + 1)
     losses = [0.0] * chunks
@@ -1121,7 +1131,7 @@ def evaluate(data, state, w, work, threads=1, progress=None):
             done = P // T * T
         for t0 in range(done, P, T):
             m = min(T, P - t0)
-            chunk = work if m == T else Work(work.spec, B, m, dtype)  # the short last one
+            chunk = work if m == T else Work(work.spec, B, m, dtype, False)  # the short last
             window = data[(starts + t0)[:, None] + np.arange(m + 1)]
             loss += forward(window[:, :m], window[:, 1:], state, w, chunk, threads,
                             loaded=chunk is work)
@@ -1131,7 +1141,7 @@ def evaluate(data, state, w, work, threads=1, progress=None):
         rest = n - B * P
         if rest:
             last = state[:, :, B - 1:].copy()
-            chunk = Work(work.spec, 1, rest, dtype)
+            chunk = Work(work.spec, 1, rest, dtype, False)
             loss += forward(data[None, B * P:n], data[None, B * P + 1:n + 1], last, w, chunk)
             _store(chunk, last)
             state[:, :, B - 1:] = last
