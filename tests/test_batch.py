@@ -268,9 +268,10 @@ def test_loading_in_parts_on_threads_fills_what_one_call_fills(monkeypatch):
 
 def test_an_evaluation_allocates_only_what_its_forward_pass_reads():
     """An evaluation's buffers (a Work without ``backward``, and the extra units of its
-    layers' pipeline) hold no gradients and empty backward and dropout buffers, and evaluate
-    the same bits as a training Work's, on one thread and as a pipeline; units on the tiles
-    have no Wxh^T of the layers above the first (they read it packed)."""
+    layers' pipeline) hold no gradients, empty backward and dropout buffers and none of the
+    weights packed for the backward pass, and evaluate the same bits as a training Work's, on
+    one thread and as a pipeline; units on the tiles have no Wxh^T of the layers above the
+    first (they read it packed); a sample's transposes hold none for the backward pass."""
     spec = Spec("gru", 30, 40, 3)
     w = spec.init(0, np.float32)
     data = np.random.default_rng(1).integers(0, 30, 3_000)
@@ -283,7 +284,10 @@ def test_an_evaluation_allocates_only_what_its_forward_pass_reads():
         assert a.size > 0 and b.size == 0 and a.ndim == b.ndim and a.dtype == b.dtype, name
     assert batch._buffer_bytes(evaluated) < 0.6 * batch._buffer_bytes(trained)
     assert trains.WupT.size == 0 and evaluates.WupT.size == 0
-    assert batch.Transposes(spec, np.float32).WupT.shape == (2, 40, 120)  # (sample's)
+    for name in ("Whb", "Wxb", "Wyb"):  # (what only the backward pass reads)
+        assert getattr(trains, name).size > 0 and getattr(evaluates, name).size == 0, name
+    sampling = batch.Transposes(spec, np.float32, backward=False)  # (sample's)
+    assert sampling.WupT.shape == (2, 40, 120) and sampling.Whb.size == 0
     results = []
     for work in (trains, evaluates):
         for threads in (1, 2):  # (2: the layers pipelined, with forward-only units)

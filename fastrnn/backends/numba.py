@@ -127,7 +127,7 @@ class NumbaBackend:
             spec = spec_of(w)
             weights_t, buffers = scratch(
                 ("sample", spec, w.Why.dtype),
-                lambda: (batch.Transposes(spec, w.Why.dtype),
+                lambda: (batch.Transposes(spec, w.Why.dtype, backward=False),
                          batch.sample_buffers(spec, w.Why.dtype)))
             batch.sample(state, seed_ix, uniforms, w, *weights_t.load(w), temperature, greedy,
                          top_k, float(top_p), ixes, *buffers)

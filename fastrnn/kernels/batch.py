@@ -164,10 +164,12 @@ class Transposes:
     reads Whh itself). With ``whole`` (``Work``'s) and tiled units, also the weights of the
     whole-chunk products packed: Wxh^T and Wxh of the layers above the first, Why^T and Why;
     Wxh^T of those layers unpacked is then made only for units that are not tiled (OpenBLAS's
-    products) and for ``sample`` (not ``whole``). A form no unit uses is an empty array (with
-    its layer axis: one to index), never filled."""
+    products) and for ``sample`` (not ``whole``). Without ``backward`` (an evaluation's, a
+    sample's), none of the forms that only the backward pass reads (Whh, Wxh and Why packed
+    as they are). A form no unit uses is an empty array (with its layer axis: one to index),
+    never filled."""
 
-    def __init__(self, spec, dtype, rows=(1,), columns=False, whole=False):
+    def __init__(self, spec, dtype, rows=(1,), columns=False, whole=False, backward=True):
         L, H, V, G = spec.num_layers, spec.hidden_size, spec.vocab_size, spec.cell.GATES
         forms = {product_form(r) for r in rows}
         tiled, blas = TILES in forms, WHH_T in forms
@@ -182,17 +184,19 @@ class Transposes:
         self.WupT = np.empty((max(L - 1, 1),) + ((H, G * H) if unpacked else (0, 0)), dtype)
         self.WhhT = np.empty((L, H, G * H) if blas else (L, 0, 0), dtype)
         # Whh^T (H, G*H) forward and Whh (G*H, H) backward, packed
-        self.Whp, self.Whb = packed(H, G * H, tiled, (L,)), packed(G * H, H, tiled, (L,))
+        self.Whp = packed(H, G * H, tiled, (L,))
+        self.Whb = packed(G * H, H, tiled and backward, (L,))
         # Wxh^T and Wxh of the layers above the first (at least one array: one to index)
         above = whole and L > 1
         self.Wxp = packed(H, G * H, above, (max(L - 1, 1),))
-        self.Wxb = packed(G * H, H, above, (max(L - 1, 1),))
-        self.Wyp, self.Wyb = packed(H, V, whole), packed(V, H, whole)  # Why^T, Why
+        self.Wxb = packed(G * H, H, above and backward, (max(L - 1, 1),))
+        self.Wyp, self.Wyb = packed(H, V, whole), packed(V, H, whole and backward)  # Why^T, Why
 
     def load(self, w, threads=1):
         """Refreshed from weights w; returns (WxhT, WupT, Whp), what ``sample`` reads (from
         a Transposes made for it: a Work whose chunks read Wxh's columns has no WxhT). With
-        threads and packed panels, each layer's three parts (``LOAD_PARTS``) are tasks, and
+        threads and packed panels, each layer's three parts (``LOAD_PARTS``; two without the
+        backward's) are tasks, and
         the packing of Why one more."""
         L = len(w.layers)
 
@@ -204,7 +208,8 @@ class Transposes:
                 load_layer(l, w.layers[l], self.WxhT, self.WhhT, self.WupT, self.Whp,
                            self.Whb, self.Wxp, self.Wxb, which)
 
-        tasks = [(l, which) for l in range(L) for which in LOAD_PARTS]
+        parts = LOAD_PARTS if self.Whb.shape[1] > 0 else LOAD_PARTS[:-1]  # (no backward's)
+        tasks = [(l, which) for l in range(L) for which in parts]
         if self.Wyp.shape[0] > 0:
             tasks.append((L, LOAD_ALL))
         if threads > 1 and self.Whp.shape[1] > 0:
@@ -225,7 +230,7 @@ class Work(Transposes):
     def __init__(self, spec, B, T, dtype, backward=True):
         pieces = units(B, STREAMS_PER_UNIT)
         self.columns = reads_columns(T, max(b - a for a, b in pieces), spec.vocab_size)
-        super().__init__(spec, dtype, [b - a for a, b in pieces], self.columns, whole=True)
+        super().__init__(spec, dtype, [b - a for a, b in pieces], self.columns, True, backward)
         self.spec, self.B, self.T = spec, B, T
         self.partials = np.empty((len(pieces), spec.size if backward else 0), dtype)
         self.groups = [Group(slice(a, b), spec, T, dtype,
@@ -526,23 +531,24 @@ def load_layer(l, layer, WxhT, WhhT, WupT, Whp, Whb, Wxp, Wxb, which):
             tiles.transpose(layer.Wxh, WupT[l - 1])
         if WhhT.shape[1] > 0:
             tiles.transpose(layer.Whh, WhhT[l])
-    if Whp.shape[1] > 0:
-        if which == LOAD_ALL or which == LOAD_FORWARD:
-            tiles.pack(layer.Whh, True, Whp[l])    # Whh^T
-        if which == LOAD_ALL or which == LOAD_BACKWARD:
-            tiles.pack(layer.Whh, False, Whb[l])   # Whh
-    if l > 0 and Wxp.shape[1] > 0:
-        if which == LOAD_ALL or which == LOAD_FORWARD:
+    if which == LOAD_ALL or which == LOAD_FORWARD:
+        if Whp.shape[1] > 0:
+            tiles.pack(layer.Whh, True, Whp[l])        # Whh^T
+        if l > 0 and Wxp.shape[1] > 0:
             tiles.pack(layer.Wxh, True, Wxp[l - 1])    # Wxh^T
-        if which == LOAD_ALL or which == LOAD_BACKWARD:
+    if which == LOAD_ALL or which == LOAD_BACKWARD:
+        if Whb.shape[1] > 0:
+            tiles.pack(layer.Whh, False, Whb[l])       # Whh
+        if l > 0 and Wxb.shape[1] > 0:
             tiles.pack(layer.Wxh, False, Wxb[l - 1])   # Wxh
 
 
 @njit(**NJIT)
 def load_output(Why, Wyp, Wyb):
-    """``Transposes``' Why^T and Why packed (``whole``)."""
+    """``Transposes``' Why^T and Why packed (``whole``; Why: unless empty, forward only)."""
     tiles.pack(Why, True, Wyp)
-    tiles.pack(Why, False, Wyb)
+    if Wyb.shape[0] > 0:
+        tiles.pack(Why, False, Wyb)
 
 
 @njit(**INLINE)
