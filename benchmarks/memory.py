@@ -32,12 +32,15 @@ def main():
     parser.add_argument("--num-layers", type=describe.positive, default=2)
     parser.add_argument("--batch-size", type=describe.positive, default=32)
     parser.add_argument("--seq-length", type=describe.positive, default=100)
-    parser.add_argument("--dropout", type=float, default=0.25)
+    parser.add_argument("--dropout", type=float, default=None,
+                        help="default 0.25 with several layers, else 0")
     parser.add_argument("--threads", type=describe.positive, default=2)
     parser.add_argument("--chunks", type=describe.positive, default=3)
     parser.add_argument("--val-streams", type=describe.positive, default=8)
     parser.add_argument("--val-chars", type=describe.positive, default=111_539)
     args = parser.parse_args()
+    if args.dropout is None:
+        args.dropout = 0.25 if args.num_layers > 1 else 0.0
     print(describe.header(__file__) + "\n")
     text = TEXT.read_bytes()
     ids = np.unique(np.frombuffer(text, np.uint8), return_inverse=True)[1].astype(np.uint8)

@@ -189,10 +189,13 @@ def _weights_as_read(c, size):
     """Numbers of the copies of the weights that the batch kernels read (``kernels/batch.py``'s
     ``Transposes``), for a model of ``size`` parameters: each weight matrix but layer 0's Wxh
     packed twice (for the forward and the backward products), Wxh^T for the input gather: at
-    most twice the parameters, and each packed row rounded up to whole panels."""
-    L, H, V = c.num_layers, c.hidden_size, c.vocab_size
-    rows = (2 * L - 1) * (cells.get(c.cell).GATES + 1) * H + H + V  # (of the packed arrays)
-    return 2 * size + rows * (_PANEL_BYTES // np.dtype(c.dtype).itemsize)
+    most twice the parameters, and each packed row rounded up to whole panels. (Where
+    ``config.TILE_ROWS`` > 1 leaves units below it to OpenBLAS, they read Whh^T and the upper
+    layers' Wxh^T besides.)"""
+    L, H, V, G = c.num_layers, c.hidden_size, c.vocab_size, cells.get(c.cell).GATES
+    rows = (2 * L - 1) * (G + 1) * H + H + V  # (of the packed arrays)
+    blas = (2 * L - 1) * H * G * H if config.TILE_ROWS > 1 else 0
+    return 2 * size + rows * (_PANEL_BYTES // np.dtype(c.dtype).itemsize) + blas
 
 
 # what the weights' shapes and type are made of: a fine-tuned model (``Checkpoint.fine_tune``,
@@ -361,13 +364,16 @@ class CharRNN:
                       f"{c.seq_length}, {c.dtype}) with its optimizer state and training buffers")
 
     def memory_needed(self, c=None):
-        """Bytes the model takes to train, about (a little more than it does: the measure of
-        ``tests/test_model.py``): parameters, gradients, optimizer state, the streams' states,
-        a chunk's buffers (``_step_bytes``) and a call's dropout masks as drawn; on the batch
-        kernels (every model but min-char-rnn's one stream) also the copies of the weights
-        they read (``_weights_as_read``) and each stream unit's gradients. Checked before
-        anything is allocated, so an impossible size is a clear error, not a MemoryError.
-        ``c``: of another config (default: the model's)."""
+        """Bytes the model takes to train, about: parameters, gradients, optimizer state, the
+        streams' states, a chunk's buffers (``_step_bytes``) and a call's dropout masks as
+        drawn (``config.MASK_ELEMENTS`` of them at least: a call of fewer chunks draws fewer);
+        on the numba backend's batch kernels (every model but min-char-rnn's one stream) also
+        the copies of the weights they read (``_weights_as_read``) and each stream unit's
+        gradients. On the numba backend a little more than training takes (the measure of
+        ``tests/test_model.py``); the numpy reference's temporaries, an evaluation's buffers
+        and the CUDA backend's device memory are not counted. Checked before anything is
+        allocated, so an impossible size is a clear error, not a MemoryError. ``c``: of
+        another config (default: the model's)."""
         c = self.config if c is None else c
         L, H, B, T = c.num_layers, c.hidden_size, c.batch_size, c.seq_length
         G, S = cells.get(c.cell).GATES, 1 + (c.cell == "lstm")
@@ -380,7 +386,7 @@ class CharRNN:
         # each stream's state, and in its unit's buffers its state before the chunk, one step's
         # recurrent product and the gradients carried back from step to step
         count += B * (2 * L * S + G + 2) * H
-        if not _minchar(c):
+        if getattr(self, "backend", "numba") == "numba" and not _minchar(c):
             units = -(-B // config.STREAMS_PER_UNIT)
             # a unit's gradients, and its layer 0's dWxh as rows per character
             count += units * (size + c.vocab_size * G * H) + _weights_as_read(c, size)

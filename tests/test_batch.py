@@ -266,15 +266,16 @@ def test_loading_in_parts_on_threads_fills_what_one_call_fills(monkeypatch):
         np.testing.assert_array_equal(one, parts)
 
 
-def test_an_evaluation_allocates_only_what_its_forward_pass_reads():
+def test_an_evaluation_allocates_only_what_its_forward_pass_reads(monkeypatch):
     """An evaluation's buffers (a Work without ``backward``, and the extra units of its
     layers' pipeline) hold no gradients, empty backward and dropout buffers and none of the
     weights packed for the backward pass, and evaluate the same bits as a training Work's, on
     one thread and as a pipeline; units on the tiles have no Wxh^T of the layers above the
     first (they read it packed); a sample's transposes hold none for the backward pass."""
+    monkeypatch.setattr(batch, "tile_rows", 1)  # (every unit on the tiles)
     spec = Spec("gru", 30, 40, 3)
     w = spec.init(0, np.float32)
-    data = np.random.default_rng(1).integers(0, 30, 3_000)
+    data = np.random.default_rng(1).integers(0, 30, 12 * 240 + 1)  # (whole chunks only)
     trains, evaluates = (batch.Work(spec, 12, 10, np.float32, backward) for backward in (1, 0))
     assert evaluates.partials.size == 0 and evaluates.groups[0].grads is None
     trained, evaluated = trains.groups[0], evaluates.groups[0]
@@ -293,6 +294,10 @@ def test_an_evaluation_allocates_only_what_its_forward_pass_reads():
         for threads in (1, 2):  # (2: the layers pipelined, with forward-only units)
             state = np.zeros((3, 1, 12, 40), np.float32)
             results.append((batch.evaluate(data, state, w, work, threads), state))
+    # the pipeline's extra units take the forms of the Work's transposes, made before
+    monkeypatch.setattr(batch, "tile_rows", 100)  # (now: OpenBLAS's, reading WupT)
+    state = np.zeros((3, 1, 12, 40), np.float32)
+    results.append((batch.evaluate(data, state, w, evaluates, 2), state))
     for loss, state in results[1:]:
         assert loss == results[0][0]
         np.testing.assert_array_equal(state, results[0][1])

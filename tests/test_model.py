@@ -1021,11 +1021,13 @@ def test_the_memory_counted_is_what_training_takes(settings, monkeypatch):
     the units' gradients and the weights packed as the kernels read them)."""
     import tracemalloc
     from fastrnn import config
+    from fastrnn.backends import numba as backend
     monkeypatch.setattr(config, "MASK_ELEMENTS", 2 ** 18)  # (a call's draws at their most)
+    monkeypatch.setattr(backend._local, "buffers", {}, raising=False)  # (none cached before)
     data = np.random.default_rng(0).integers(0, 65, 5_000).astype(np.uint8)
     CharRNN(65, hidden_size=8, threads=2, **settings).train(data, 1)  # compiled (untraced)
     tracemalloc.start()
-    try:  # (a size no other test trains: the thread's buffers made anew)
+    try:
         model = CharRNN(65, hidden_size=200, threads=2, **settings)
         model.train(data, 2)
         peak = tracemalloc.get_traced_memory()[1]

@@ -64,8 +64,8 @@ class NumbaBackend:
     def _batch_work(self, B, T, w, backward=True):
         """The thread's ``batch.Work`` for chunks of B streams x T steps of weights w; not
         ``backward``: an evaluation's, forward only (no gradients or backward buffers)."""
-        spec = spec_of(w)
-        return scratch(("batch", spec, B, T, w.Why.dtype, backward),
+        spec = spec_of(w)  # (and the unit size that decides its forms now: tests change it)
+        return scratch(("batch", spec, B, T, w.Why.dtype, backward, self._batch().tile_rows),
                        lambda: self._batch().Work(spec, B, T, w.Why.dtype, backward))
 
     def forward(self, w, x, y, state, masks=None):

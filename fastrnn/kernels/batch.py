@@ -113,14 +113,16 @@ class Group:
     """Buffers of one unit of Bg streams for chunks of T steps (allocated once); its gradients
     are ``grads``, Weights viewing ``partials`` (one row of ``Work.partials``). With
     ``partials`` None, a unit that runs forward only (an evaluation's): no gradients, and the
-    buffers of the backward pass and of dropout empty (as many axes: the same kernels)."""
+    buffers of the backward pass and of dropout empty (as many axes: the same kernels).
+    ``form``: of its per-step products, if not ``product_form``'s now (a unit reading another
+    unit's ``Transposes``, made for that one's)."""
 
-    def __init__(self, streams, spec, T, dtype, partials, columns=False):
+    def __init__(self, streams, spec, T, dtype, partials, columns=False, form=None):
         Bg = streams.stop - streams.start
         L, H, V, G = spec.num_layers, spec.hidden_size, spec.vocab_size, spec.cell.GATES
         cell = spec.cell
         self.streams = streams
-        self.form = product_form(Bg)  # of its per-step products
+        self.form = product_form(Bg) if form is None else form  # of its per-step products
         backward = partials is not None
 
         def scratch(shape, make=np.empty):  # a buffer of the backward pass (or of dropout)
@@ -196,8 +198,7 @@ class Transposes:
         """Refreshed from weights w; returns (WxhT, WupT, Whp), what ``sample`` reads (from
         a Transposes made for it: a Work whose chunks read Wxh's columns has no WxhT). With
         threads and packed panels, each layer's three parts (``LOAD_PARTS``; two without the
-        backward's) are tasks, and
-        the packing of Why one more."""
+        backward's) are tasks, and the packing of Why one more."""
         L = len(w.layers)
 
         def part(task):
@@ -545,7 +546,8 @@ def load_layer(l, layer, WxhT, WhhT, WupT, Whp, Whb, Wxp, Wxb, which):
 
 @njit(**NJIT)
 def load_output(Why, Wyp, Wyb):
-    """``Transposes``' Why^T and Why packed (``whole``; Why: unless empty, forward only)."""
+    """``Transposes``' Why^T and Why packed (``whole``; Why only where made: not in a
+    forward-only one)."""
     tiles.pack(Why, True, Wyp)
     if Wyb.shape[0] > 0:
         tiles.pack(Why, False, Wyb)
@@ -1067,8 +1069,8 @@ def _pipelined(data, starts, chunks, state, w, work, threads, progress=None):
     L, T = len(w.layers), work.T
     first = work.groups[0]
     streams, cells = first.streams, work.spec.cell is lstm
-    units = [first] + [Group(streams, work.spec, T, work.WxhT.dtype, None, work.columns)
-                       for _ in range(L - 1)]  # (forward only)
+    units = [first] + [Group(streams, work.spec, T, work.WxhT.dtype, None, work.columns,
+                             first.form) for _ in range(L - 1)]  # (forward only)
     # (chunk c's buffers: units[c % L])
     steps = np.arange(T + 1)
     losses = [0.0] * chunks
