@@ -176,10 +176,12 @@ def _step_bytes(c, backward=True):
     return numbers * np.dtype(c.dtype).itemsize + 3 * 8
 
 
-def _minchar(c):
-    """Whether training runs min-char-rnn's single-stream kernels (one stream of one tanh
-    layer; ``backends/numba.py``'s ``minchar``), else the batch kernels."""
-    return c.batch_size == 1 and c.num_layers == 1 and c.cell == "rnn"
+def _minchar(c, streams=None):
+    """Whether training (or an evaluation of ``streams`` streams) runs min-char-rnn's
+    single-stream kernels (one stream of one tanh layer; ``backends/numba.py``'s
+    ``minchar``), else the batch kernels."""
+    streams = c.batch_size if streams is None else streams
+    return streams == 1 and c.num_layers == 1 and c.cell == "rnn"
 
 
 _PANEL_BYTES = 128  # the widest panel of kernels/tiles.py's packed weights (2 vectors of 64)
@@ -818,9 +820,13 @@ class CharRNN:
         ready = self._checked_ids(data, 1, "evaluate")
         c = self.config
         steps = min(config.EVAL_STEPS, max(1, (len(ready) - 1) // streams))  # (per call)
+        itemsize = np.dtype(c.dtype).itemsize
         per_stream = 2 * c.num_layers * len(self.spec.cell.STATES) * c.hidden_size * \
-            np.dtype(c.dtype).itemsize + steps * _step_bytes(c, backward=False)
-        validate.large_fits(streams * per_stream,  # (about)
+            itemsize + steps * _step_bytes(c, backward=False)
+        # (on the batch kernels, the weights packed for the forward pass: about once more)
+        packed = self.spec.size * itemsize if self.backend == "numba" and \
+            not _minchar(c, streams) else 0
+        validate.large_fits(streams * per_stream + packed,  # (about)
                             f"evaluating {streams:,} stream{'s' if streams > 1 else ''}")
         self._checked_finite("there is no loss to compute")
         state = self.zero_state(1) if state is None else self._checked_state(state)

@@ -987,6 +987,16 @@ def test_sizes_of_a_call_that_cannot_fit_are_refused_before_allocating():
     assert model.evaluate(data[:1], streams=1)[0] == 0.0
 
 
+def test_an_evaluation_counts_the_weights_the_kernels_read(monkeypatch):
+    """One stream of a large model on the batch kernels: the weights packed for its forward
+    pass (about its parameters again) are counted before they are made."""
+    from fastrnn import validate
+    model = CharRNN(5, hidden_size=1100, cell="lstm")  # 4.9 M parameters, 37 MiB
+    monkeypatch.setattr(validate, "available_memory", lambda: 30 * 2 ** 20)
+    with pytest.raises(ValueError, match=r"evaluating 1 stream needs about 37\.\d MiB of memory"):
+        model.evaluate(np.arange(10) % 5)
+
+
 def test_a_size_that_cannot_fit_is_refused_before_allocating(monkeypatch):
     """Parameters, optimizer state and training buffers are counted before anything is
     allocated: an impossible size is one ValueError naming the memory, not a MemoryError."""
