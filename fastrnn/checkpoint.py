@@ -325,6 +325,17 @@ class Checkpoint:
         return model
 
 
+_PIECE = 1 << 16  # elements a check of an array reads at a time
+
+
+def _all(a, test):
+    """Whether ``test`` (an element-wise predicate, e.g. np.isfinite) holds for every element
+    of ``a``, read in pieces of ``_PIECE``: no temporary the size of a tensor (a run saved
+    because memory ran out must not run out again in its checks)."""
+    flat = a.reshape(-1)  # (a view: the arrays checked are contiguous)
+    return all(test(flat[i:i + _PIECE]).all() for i in range(0, flat.size, _PIECE))
+
+
 def _copy_into(arrays, src, prefix, dtype):
     """Copy each of the model's named ``arrays`` from ``src`` (the checkpoint's, by name): a
     ValueError naming one that is missing, of another shape, not finite, or too large for
@@ -337,8 +348,8 @@ def _copy_into(arrays, src, prefix, dtype):
                              f"is {array.shape}")
         with np.errstate(over="ignore"):
             array[...] = src[name]
-        if not np.isfinite(array).all():
-            if not np.isfinite(src[name]).all():  # (load refuses these)
+        if not _all(array, np.isfinite):
+            if not _all(src[name], np.isfinite):  # (load refuses these)
                 raise ValueError(f"{prefix + name} holds NaN or infinite values")
             largest = float(np.abs(src[name]).max())
             raise ValueError(f"{prefix + name} holds {largest:.3g}, more than {dtype} can "
@@ -677,12 +688,12 @@ def _check_fields(where, ckpt):
         arrays += [(prefix + name, a) for name, a in named.items()]
     arrays += [("state", ckpt.state), ("losses", ckpt.losses)]
     for name, a in arrays:
-        if not np.isfinite(a).all():
+        if not _all(a, np.isfinite):
             raise CheckpointError(f"{where}: {name} holds NaN or infinite values")
     # squared-gradient averages (Adagrad's and RMSprop's m, Adam's v) are never negative
     for prefix, named in zip(optimizer.states, ckpt.states):
         for name, a in named.items():
-            if prefix == optimizer.squares and (a < 0).any():
+            if prefix == optimizer.squares and not _all(a, lambda piece: piece >= 0):
                 raise CheckpointError(f"{where}: {prefix + name} holds negative values "
                                       f"(a sum of squares)")
     run = ckpt.run

@@ -397,6 +397,19 @@ class CharRNN:
             drawn = max((L - 1) * T * B * H, config.MASK_ELEMENTS) * (8 + 1 + itemsize)
         return count * itemsize + T * B * _step_bytes(c) + drawn
 
+    def memory_to_evaluate(self, length, streams=1):
+        """Bytes ``evaluate`` of a text of ``length`` ids on ``streams`` streams takes, about:
+        the streams' states, the buffers of a pass (forward only), and on the numba backend's
+        batch kernels the weights packed for the forward pass (about the parameters again)."""
+        c = self.config
+        steps = min(config.EVAL_STEPS, max(1, (length - 1) // streams))  # (per call)
+        itemsize = np.dtype(c.dtype).itemsize
+        per_stream = 2 * c.num_layers * len(self.spec.cell.STATES) * c.hidden_size * \
+            itemsize + steps * _step_bytes(c, backward=False)
+        packed = self.spec.size * itemsize if self.backend == "numba" and \
+            not _minchar(c, streams) else 0
+        return streams * per_stream + packed
+
     def zero_state(self, streams=1):
         """A zero recurrent state (L, S, streams, H)."""
         c = self.config
@@ -818,15 +831,7 @@ class CharRNN:
         """
         streams = validate.positive("streams", streams, int)
         ready = self._checked_ids(data, 1, "evaluate")
-        c = self.config
-        steps = min(config.EVAL_STEPS, max(1, (len(ready) - 1) // streams))  # (per call)
-        itemsize = np.dtype(c.dtype).itemsize
-        per_stream = 2 * c.num_layers * len(self.spec.cell.STATES) * c.hidden_size * \
-            itemsize + steps * _step_bytes(c, backward=False)
-        # (on the batch kernels, the weights packed for the forward pass: about once more)
-        packed = self.spec.size * itemsize if self.backend == "numba" and \
-            not _minchar(c, streams) else 0
-        validate.large_fits(streams * per_stream + packed,  # (about)
+        validate.large_fits(self.memory_to_evaluate(len(ready), streams),
                             f"evaluating {streams:,} stream{'s' if streams > 1 else ''}")
         self._checked_finite("there is no loss to compute")
         state = self.zero_state(1) if state is None else self._checked_state(state)

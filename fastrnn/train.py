@@ -337,6 +337,14 @@ def _main(argv):
                             threads=args.threads, **config)
     except ValueError as e:
         raise cli.UsageError(str(e)) from None
+    if len(corpus.val) >= 2:  # (now, not when the first validation comes, after training)
+        try:
+            validate.fits(model.memory_to_evaluate(len(corpus.val), args.val_streams),
+                          f"validating on the {len(corpus.val) - 1:,} held-out characters as "
+                          f"{args.val_streams:,} stream{'s' if args.val_streams > 1 else ''}")
+        except validate.NotEnoughMemory as e:
+            raise cli.UsageError(f"{e}" + (": fewer --val-streams need less"
+                                            if args.val_streams > 1 else "")) from None
     # last: a refused run leaves nothing on disk
     out = rundir.prepare(args, ckpt, lambda m: _say(args, m))
     try:
@@ -398,14 +406,15 @@ def _asked(args, whose=True):
 
 
 def _val_streams(args, ckpt):
-    """--val-streams, or on --resume the checkpoint's (a different one is refused: the best
-    validation loss so far was measured with it; with --data, once the text is read, and only
-    if it is the run's own: ``_same_text_only``)."""
+    """--val-streams, or on --resume the checkpoint's (a different one is refused once the run
+    has validated: the best validation loss so far was measured with it; with --data, once the
+    text is read, and only if it is the run's own: ``_same_text_only``)."""
     run = ckpt.run if ckpt else {}
     records = run.get("metrics") or []
     # (records from before --val-streams existed were all one stream)
     saved = run.get("val_streams", records[-1].get("val_streams", 1) if records else None)
-    if args.val_streams is not None and saved is not None and args.val_streams != saved:
+    if args.val_streams is not None and saved is not None and args.val_streams != saved and \
+            records:  # (no validation yet: no best measured with it)
         _same_text_only(args, ckpt, f"cannot resume with --val-streams {args.val_streams}: the "
                                     f"checkpoint's validations read {saved} (its best is "
                                     f"measured so)")
@@ -1778,6 +1787,9 @@ class Trainer:
                 self._save(CHECKPOINT)
             except _WriteFailed as again:
                 message = f"{message}; {again}"
+            except MemoryError as again:  # (a run that ran out of memory: the save may too)
+                message = (f"{message}; saving the run ran out of memory too "
+                           f"({again or 'an allocation failed'})")
             else:
                 owed = OWED if isinstance(failure, _ValidationFailed) and self.pending else ""
                 if failure.name != METRICS:  # (else the line says it)

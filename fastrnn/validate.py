@@ -267,7 +267,16 @@ def clip_lost(clip, dtype, whose=""):
 
 def available_memory():
     """Bytes of memory the machine can still give a process (Linux: MemAvailable; elsewhere the
-    free physical pages), or None where the system does not say."""
+    free physical pages), or None where the system does not say; at most what this process's
+    address-space limit (``ulimit -v``) leaves it, where it has one."""
+    machine = _machine_memory()
+    left = _address_space_left()
+    if left is None:
+        return machine
+    return left if machine is None else min(machine, left)
+
+
+def _machine_memory():
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -279,6 +288,24 @@ def available_memory():
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def _address_space_left():
+    """RLIMIT_AS's soft limit less the process's size now (VmSize), or None: no limit, or a
+    system that does not say (a run under ``ulimit -v`` was admitted by the check, then ran
+    out of memory part-way)."""
+    try:
+        import resource
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY:
+            return None
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return max(0, limit - int(line.split()[1]) * 1024)
+    except (ImportError, OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def human_bytes(n):

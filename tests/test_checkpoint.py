@@ -386,6 +386,22 @@ def test_save_never_replaces_what_is_not_a_regular_file(saved, tmp_path):
                                             "link.npz", "loop"]  # (no temporary file left)
 
 
+def test_the_checks_of_the_numbers_read_every_piece_of_an_array(saved, monkeypatch):
+    """The checks of finite numbers and of non-negative sums of squares read an array in
+    pieces (no temporary the size of a tensor, for a run saved when memory ran out): a bad
+    number in the last piece is found."""
+    path, model, losses = saved
+    monkeypatch.setattr(checkpoint, "_PIECE", 7)
+    for damage, message in [(lambda c: c.params["Whh"].flat.__setitem__(-1, np.nan),
+                             "Whh holds NaN or infinite values"),
+                            (lambda c: c.states[0]["Whh"].flat.__setitem__(-1, -1.0),
+                             "mWhh holds negative values")]:
+        ckpt = checkpoint.load(path)
+        damage(ckpt)
+        with pytest.raises(CheckpointError, match=message):
+            checkpoint.save(path, ckpt)
+
+
 def _npy(array):
     """The bytes of ``array`` as a .npy file (np.save to a path would add .npy to its name)."""
     buffer = io.BytesIO()

@@ -1147,6 +1147,35 @@ def test_a_validation_that_cannot_run_ends_the_run_with_its_work_saved(
         [(r["iteration"], r["val_loss"]) for r in resumed.run["metrics"]]
 
 
+def test_a_save_that_runs_out_of_memory_after_a_validation_did_still_says_why(
+        tmp_path, corpus_file, capsys, monkeypatch):
+    """A validation that ran out of memory, then the save of the run's work running out too
+    (it was a generic "out of memory" line, the validation's failure and the checkpoint to
+    resume from unsaid): one line with both, and where the work is."""
+    from fastrnn import validate
+    real = validate.large_fits
+
+    def refused(need, what):
+        if what.startswith("evaluating"):
+            raise MemoryError("Unable to allocate 23.4 MiB")
+        real(need, what)
+
+    def save(path, ckpt):
+        raise MemoryError("Unable to allocate 34.3 MiB")
+
+    monkeypatch.setattr(validate, "large_fits", refused)
+    monkeypatch.setattr(checkpoint, "save", save)
+    out = tmp_path / "r"
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "9", "--eval-every", "3",
+                       "--checkpoint-every", "0", "--sample-every", "0", "--out", str(out)]) \
+        == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.startswith("fastrnn.train: error: the validation at iteration 3 cannot run: "
+                          "Unable to allocate 23.4 MiB; saving the run ran out of memory too "
+                          "(Unable to allocate 34.3 MiB); "), err
+    assert err.count("\n") == 1 and "no checkpoint" in err, err
+
+
 def test_a_finished_anneal_ends_the_run(tmp_path, corpus_file, capsys):
     # its rate is 0 from the window's end on: a longer --iterations trains nothing more, and
     # a run resumed inside its window ends at the window's end
@@ -1493,6 +1522,35 @@ def test_a_sample_length_past_the_most_a_run_prints_is_refused(tmp_path, corpus_
     assert train.main([*base[:-1], str(tmp_path / "none"), "--sample-every", "0",
                        "--sample-length", str(SAMPLE_LENGTH_MAX + 1)]) == 0
     assert f"--sample-length {SAMPLE_LENGTH_MAX + 1:,} changes nothing" in capsys.readouterr().err
+
+
+def test_a_run_not_yet_validated_may_resume_with_other_validation_streams(
+        tmp_path, corpus_file, capsys):
+    """Before its first validation a run has no best measured with its --val-streams (e.g. a
+    run stopped when its validation could not run): a resume may change them."""
+    assert train.main(["--data", corpus_file, *SMALL, "--iterations", "4", "--eval-every", "5",
+                       "--val-streams", "3", "--sample-every", "0", "--out", str(tmp_path)]) == 0
+    ckpt = str(tmp_path / "checkpoint.npz")
+    assert checkpoint.load(ckpt).run["metrics"][-1]["iteration"] == 4  # (the final one)
+    rewrite_meta(tmp_path / "checkpoint.npz",
+                 lambda meta, arrays: meta["run"].update(metrics=[], best_val_loss=None))
+    assert train.main(["--resume", ckpt, "--iterations", "10", "--val-streams", "2"]) == 0
+    records = checkpoint.load(ckpt).run["metrics"]
+    assert [(r["iteration"], r["val_streams"]) for r in records] == [(5, 2), (10, 2)]
+
+
+def test_validation_streams_that_cannot_fit_are_refused_before_training(
+        tmp_path, corpus_file, capsys, monkeypatch):
+    """The memory a validation needs is known at the start: more than the machine has is a
+    usage error then, not a run stopped at its first validation."""
+    from fastrnn import validate
+    monkeypatch.setattr(validate, "available_memory", lambda: 3 * 2 ** 20)
+    rc = train.main(["--data", corpus_file, *SMALL, "--iterations", "4", "--val-fraction",
+                     "0.5", "--val-streams", "200", "--out", str(tmp_path / "r")])
+    assert_usage_error(rc, capsys, "validating on the ", " held-out characters as 200 streams "
+                       "needs about ", "of memory; this machine has 3.0 MiB available: fewer "
+                       "--val-streams need less\n")
+    assert not (tmp_path / "r").exists()
 
 
 def test_a_checkpoint_from_before_val_streams_read_one_stream(tmp_path, corpus_file, capsys):

@@ -1016,6 +1016,32 @@ def test_a_size_that_cannot_fit_is_refused_before_allocating(monkeypatch):
         CharRNN(10, hidden_size=8, cell="lstm", num_layers=100_000_000)
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads Linux's /proc")
+def test_an_address_space_limit_is_the_memory_available():
+    """Under ``ulimit -v`` (RLIMIT_AS) the memory available is what the limit leaves the
+    process: a model past it is the one-line refusal at once, not a MemoryError part-way
+    (the machine's free memory admitted it)."""
+    import subprocess
+    import sys
+    code = ("from fastrnn import CharRNN\n"
+            "try:\n"
+            "    CharRNN(65, hidden_size=8000)\n"  # (about 2.5 GB to train)
+            "except ValueError as e:\n"
+            "    print(e)\n")
+
+    def limited():
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (2 ** 30, resource.getrlimit(
+            resource.RLIMIT_AS)[1]))
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          preexec_fn=limited, timeout=120)
+    assert done.returncode == 0, done.stderr
+    found = re.search(r"needs about ([\d.]+) GiB of memory; this machine has ([\d.]+) MiB "
+                      r"available", done.stdout)
+    assert found and float(found[2]) < 1024, done.stdout + done.stderr
+
+
 @pytest.mark.parametrize("settings", [
     dict(),                                                        # min-char-rnn's kernels
     dict(batch_size=4, dtype="float32", optimizer="adam"),
