@@ -163,8 +163,8 @@ def _step_bytes(c, backward=True):
     """Bytes a step of one stream keeps in a chunk's buffers (``kernels/batch.py``'s
     ``Group``): per layer its outputs (the LSTM's cell states too, the GRU's Whh_n h + b_hn)
     and its G gates; the probabilities (V); the step's loss (float64), input and target ids
-    (int64). With ``backward`` (training), the gradients of the top layer's gates (the GRU's
-    hidden side too: 2 G), of the output (V) and of the outputs of a layer (H), the weight
+    (int64). With ``backward`` (training), the gradients of a layer's gates (the GRU's hidden
+    side too: 2 G), of the output (V) and of the outputs of a layer (H), the weight
     gradients' scratch (the output's gradients transposed, a layer's outputs packed) and the
     dropout's masked inputs and masks of the layers above the first (2 H, one layer's at
     least)."""
@@ -368,7 +368,7 @@ class CharRNN:
     def memory_needed(self, c=None):
         """Bytes the model takes to train, about: parameters, gradients, optimizer state, the
         streams' states, a chunk's buffers (``_step_bytes``) and a call's dropout masks as
-        drawn (``config.MASK_ELEMENTS`` of them at least: a call of fewer chunks draws fewer);
+        drawn (as many as ``config.MASK_ELEMENTS`` allows: a call of fewer chunks draws fewer);
         on the numba backend's batch kernels (every model but min-char-rnn's one stream) also
         the copies of the weights they read (``_weights_as_read``) and each stream unit's
         gradients. On the numba backend a little more than training takes (the measure of
