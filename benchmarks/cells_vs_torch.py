@@ -79,7 +79,7 @@ from fastrnn.backends import BACKENDS  # noqa: E402
 from fastrnn.config import CLIP  # noqa: E402
 from fastrnn.kernels import tiles  # noqa: E402
 from fastrnn.spec import Spec  # noqa: E402
-from benchmarks import describe  # noqa: E402
+from benchmarks import describe, tile_product  # noqa: E402
 
 TEXT = describe.SHARED_TEXT
 T, LR, DTYPE, SEED = 50, 0.002, "float32", 0
@@ -203,8 +203,7 @@ def matmul_peaks(counts, n=1024, tries=5):
     for a while after a product, and took one of two cores from the tiles' second thread."""
     a = np.random.default_rng(0).random((n, n), dtype=np.float32)
     c = np.empty_like(a)
-    packed = tiles.empty(tiles.packed_shape(n, n, np.float32), np.float32)
-    _pack(a, packed)
+    packed = tile_product.packed_as(a, False, np.float32)
     seconds = {threads: {} for threads in counts}
     for threads in counts:
         rows = [slice(k * n // threads, (k + 1) * n // threads) for k in range(threads)]
@@ -220,11 +219,6 @@ def matmul_peaks(counts, n=1024, tries=5):
                                                 for _ in range(tries))
     return {threads: {name: 2 * n ** 3 / s / 1e9 for name, s in sorted(times.items())}
             for threads, times in seconds.items()}
-
-
-@njit(nogil=True)
-def _pack(W, out):
-    tiles.pack(W, False, out)
 
 
 @njit(nogil=True)

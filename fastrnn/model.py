@@ -378,7 +378,7 @@ class CharRNN:
         another config (default: the model's)."""
         c = self.config if c is None else c
         L, H, B, T = c.num_layers, c.hidden_size, c.batch_size, c.seq_length
-        G, S = cells.get(c.cell).GATES, 1 + (c.cell == "lstm")
+        G, S = cells.get(c.cell).GATES, len(cells.get(c.cell).STATES)
         itemsize = np.dtype(c.dtype).itemsize
         # the parameters, counted before the spec of every layer is built (layers 2 to L are
         # alike: a million layers is a clear error at once, not a minute building them)
@@ -388,7 +388,7 @@ class CharRNN:
         # each stream's state, and in its unit's buffers its state before the chunk, one step's
         # recurrent product and the gradients carried back from step to step
         count += B * (2 * L * S + G + 2) * H
-        if getattr(self, "backend", "numba") == "numba" and not _minchar(c):
+        if self.backend == "numba" and not _minchar(c):
             units = -(-B // config.STREAMS_PER_UNIT)
             # a unit's gradients, and its layer 0's dWxh as rows per character
             count += units * (size + c.vocab_size * G * H) + _weights_as_read(c, size)
