@@ -91,7 +91,7 @@ class Spec:
     def lays_out(self, w):
         """Whether the tensors of Weights ``w`` are the views of ``w.flat`` that ``view``
         makes (not another model's, nor arrays of their own)."""
-        layout = lambda a: (a.__array_interface__["data"][0], a.shape, a.strides)  # noqa: E731
+        layout = lambda a: (a.ctypes.data, a.shape, a.strides)  # noqa: E731
         return [layout(a) for a in self.arrays(w)] == \
             [layout(a) for a in self.arrays(self.view(w.flat))]
 
